@@ -1,0 +1,375 @@
+//! OpenAI's API: request parsing and the response shapes, streamed and whole.
+
+use bytes::{BufMut, BytesMut};
+use serde_json::{json, Map, Value};
+
+use super::validate::{self, RequestLimits};
+use super::{parse_object, Api, ModelRequest};
+use crate::answer::Answer;
+use crate::error::ApiError;
+
+/// `POST /v1/chat/completions`.
+pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+    let body = parse_object(body)?;
+    let model = validate::model(&body)?;
+    let text_bytes = validate::messages(&body, limits)?;
+    let mut parameters = sampling(&body, limits)?;
+    if let Some(tools) = validate::tools(&body)? {
+        parameters.insert("tools".into(), tools);
+    }
+    for name in [
+        "tool_choice",
+        "response_format",
+        "parallel_tool_calls",
+        "seed",
+    ] {
+        if let Some(v) = body.get(name).filter(|v| !v.is_null()) {
+            parameters.insert(name.into(), v.clone());
+        }
+    }
+    let (stream, include_usage) = stream_flags(&body)?;
+    parameters.insert("stream".into(), Value::Bool(stream));
+    Ok(ModelRequest {
+        api: Api::OpenAiChat,
+        model,
+        stream,
+        include_usage,
+        payload: json!({"kind": "chat", "messages": body["messages"], "parameters": parameters}),
+        prompt_tokens: validate::tokens_for(text_bytes),
+    })
+}
+
+/// `POST /v1/completions` (legacy, with `suffix` for fill-in-the-middle).
+pub fn parse_completion(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+    let body = parse_object(body)?;
+    let model = validate::model(&body)?;
+    let prompt = validate::prompt(&body, "prompt", limits)?;
+    let suffix = validate::prompt(&body, "suffix", limits)?;
+    let mut parameters = sampling(&body, limits)?;
+    let (stream, include_usage) = stream_flags(&body)?;
+    parameters.insert("stream".into(), Value::Bool(stream));
+    let mut payload = json!({"kind": "completion", "prompt": prompt, "parameters": parameters});
+    if !suffix.is_empty() {
+        payload["suffix"] = Value::String(suffix.clone());
+    }
+    Ok(ModelRequest {
+        api: Api::OpenAiCompletion,
+        model,
+        stream,
+        include_usage,
+        payload,
+        prompt_tokens: validate::tokens_for(prompt.len() + suffix.len()),
+    })
+}
+
+/// `POST /v1/embeddings`.
+pub fn parse_embeddings(body: &[u8]) -> Result<ModelRequest, ApiError> {
+    let body = parse_object(body)?;
+    let model = validate::model(&body)?;
+    let (input, bytes) = validate::embedding_input(&body, "input")?;
+    Ok(ModelRequest {
+        api: Api::OpenAiEmbeddings,
+        model,
+        stream: false,
+        include_usage: false,
+        payload: json!({"kind": "embedding", "input": input, "parameters": {}}),
+        prompt_tokens: validate::tokens_for(bytes),
+    })
+}
+
+/// Sampling parameters common to chat and completions.
+fn sampling(
+    body: &Map<String, Value>,
+    limits: &RequestLimits,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut p = Map::new();
+    let max = match validate::max_tokens(body, "max_completion_tokens", limits)? {
+        Some(v) => Some(v),
+        None => validate::max_tokens(body, "max_tokens", limits)?,
+    };
+    if let Some(v) = max {
+        p.insert("max_tokens".into(), v.into());
+    }
+    for (name, min, max) in [
+        ("temperature", 0.0, 2.0),
+        ("top_p", 0.0, 1.0),
+        ("presence_penalty", -2.0, 2.0),
+        ("frequency_penalty", -2.0, 2.0),
+    ] {
+        if let Some(v) = validate::number_in(body, name, min, max)? {
+            p.insert(name.into(), v.into());
+        }
+    }
+    if let Some(stop) = validate::stop(body, "stop")? {
+        p.insert("stop".into(), stop);
+    }
+    match body.get("n") {
+        None | Some(Value::Null) => {}
+        Some(n) if n.as_u64() == Some(1) => {}
+        Some(_) => return Err(ApiError::invalid_param("n", "only n=1 is supported")),
+    }
+    Ok(p)
+}
+
+fn stream_flags(body: &Map<String, Value>) -> Result<(bool, bool), ApiError> {
+    let stream = validate::flag(body, "stream")?.unwrap_or(false);
+    let include_usage = match body.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(o)) => validate::flag(o, "include_usage")?.unwrap_or(false),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "stream_options",
+                "'stream_options' must be an object",
+            ))
+        }
+    };
+    Ok((stream, include_usage))
+}
+
+/// The JSON that every chunk of one stream starts with, up to the choice.
+pub(crate) fn chunk_prefix(api: Api, id: &str, created: u64, model: &str) -> Vec<u8> {
+    let object = if api == Api::OpenAiChat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let mut head = serde_json::to_string(
+        &json!({"id": id, "object": object, "created": created, "model": model}),
+    )
+    .unwrap_or_default();
+    head.pop(); // the closing brace: choices follow
+    head.push_str(r#","choices":["#);
+    head.into_bytes()
+}
+
+/// A chat chunk with `delta` written by `write_delta`, as one SSE event.
+pub(crate) fn put_chat_chunk(
+    out: &mut BytesMut,
+    prefix: &[u8],
+    write_delta: impl FnOnce(&mut BytesMut),
+    finish_reason: Option<&str>,
+) {
+    out.put_slice(b"data: ");
+    out.put_slice(prefix);
+    out.put_slice(br#"{"index":0,"delta":"#);
+    write_delta(out);
+    put_finish(out, finish_reason);
+    out.put_slice(b"}]}\n\n");
+}
+
+/// A legacy completion chunk carrying `text`, as one SSE event.
+pub(crate) fn put_completion_chunk(
+    out: &mut BytesMut,
+    prefix: &[u8],
+    text: &str,
+    finish_reason: Option<&str>,
+) {
+    out.put_slice(b"data: ");
+    out.put_slice(prefix);
+    out.put_slice(br#"{"index":0,"text":"#);
+    put_json(out, &text);
+    out.put_slice(br#","logprobs":null"#);
+    put_finish(out, finish_reason);
+    out.put_slice(b"}]}\n\n");
+}
+
+fn put_finish(out: &mut BytesMut, finish_reason: Option<&str>) {
+    out.put_slice(br#","finish_reason":"#);
+    match finish_reason {
+        Some(r) => put_json(out, &r),
+        None => out.put_slice(b"null"),
+    }
+}
+
+/// The usage chunk sent before `[DONE]` when `include_usage` was asked:
+/// no choices, every count present.
+pub(crate) fn put_usage_chunk(out: &mut BytesMut, prefix: &[u8], answer: &Answer) {
+    out.put_slice(b"data: ");
+    out.put_slice(prefix);
+    out.put_slice(br#"],"usage":"#);
+    put_json(out, &usage(answer));
+    out.put_slice(b"}\n\n");
+}
+
+pub(crate) fn put_done(out: &mut BytesMut) {
+    out.put_slice(b"data: [DONE]\n\n");
+}
+
+/// An error event ending a stream; the `openai` clients raise it.
+pub(crate) fn put_stream_error(out: &mut BytesMut, error: &ApiError) {
+    out.put_slice(b"data: ");
+    out.put_slice(&error.body(crate::error::Dialect::OpenAi));
+    out.put_slice(b"\n\n");
+}
+
+pub(crate) fn put_json(out: &mut BytesMut, value: &impl serde::Serialize) {
+    // Writing into a BytesMut cannot fail.
+    let _ = serde_json::to_writer(out.writer(), value);
+}
+
+fn usage(answer: &Answer) -> Value {
+    let (prompt, completion) = answer.usage();
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// The whole answer of a non-streamed chat or completion.
+pub(crate) fn full_body(api: Api, id: &str, created: u64, model: &str, answer: &Answer) -> Value {
+    let finish = answer.finish_reason.as_deref().unwrap_or("stop");
+    let choice = if api == Api::OpenAiChat {
+        let mut message = json!({"role": "assistant", "content": answer.content});
+        if !answer.tool_calls.is_empty() {
+            message["tool_calls"] = Value::Array(answer.tool_calls_openai());
+            if answer.content.is_empty() {
+                message["content"] = Value::Null;
+            }
+        }
+        json!({"index": 0, "message": message, "logprobs": null, "finish_reason": finish})
+    } else {
+        json!({"index": 0, "text": answer.content, "logprobs": null, "finish_reason": finish})
+    };
+    let object = if api == Api::OpenAiChat {
+        "chat.completion"
+    } else {
+        "text_completion"
+    };
+    json!({"id": id, "object": object, "created": created, "model": model,
+           "choices": [choice], "usage": usage(answer)})
+}
+
+/// `/v1/embeddings` answer from the agent's `data`.
+pub(crate) fn embeddings_body(model: &str, vectors: &[Value], prompt_tokens: u64) -> Value {
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .collect();
+    json!({"object": "list", "data": data, "model": model,
+           "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
+}
+
+/// One entry of `/v1/models`.
+pub fn model_entry(id: &str, created: u64, owner: &str) -> Value {
+    json!({"id": id, "object": "model", "created": created, "owned_by": owner})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(body: Value) -> Result<ModelRequest, ApiError> {
+        parse_chat(body.to_string().as_bytes(), &RequestLimits::default())
+    }
+
+    #[test]
+    fn chat_passes_parameters_in_openai_shape() {
+        let r = chat(
+            json!({"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,
+            "stream_options":{"include_usage":true},"max_completion_tokens":5,"temperature":0.5,
+            "tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"auto"}),
+        )
+        .unwrap();
+        assert!(r.stream && r.include_usage);
+        assert_eq!(r.payload["parameters"]["max_tokens"], 5);
+        assert_eq!(r.payload["parameters"]["temperature"], 0.5);
+        assert_eq!(r.payload["parameters"]["tool_choice"], "auto");
+        assert_eq!(r.payload["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn chat_rejects_bad_fields_naming_them() {
+        let base = |extra: Value| {
+            let mut b = json!({"model":"m","messages":[{"role":"user","content":"hi"}]});
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            chat(b).unwrap_err()
+        };
+        assert_eq!(
+            base(json!({"temperature": 3})).param.as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(base(json!({"top_p": -0.1})).param.as_deref(), Some("top_p"));
+        assert_eq!(
+            base(json!({"max_tokens": 0})).param.as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            base(json!({"max_tokens": "5"})).param.as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            base(json!({"messages": [{"role":"wizard","content":"x"}]}))
+                .param
+                .as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            base(json!({"messages": []})).param.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(base(json!({"model": 5})).param.as_deref(), Some("model"));
+        assert_eq!(
+            base(json!({"stream": "yes"})).param.as_deref(),
+            Some("stream")
+        );
+        assert_eq!(
+            chat(json!({"model":"m"})).unwrap_err().param.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            parse_chat(b"{nope", &RequestLimits::default())
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            parse_chat(b"[1]", &RequestLimits::default())
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn oversized_message_and_too_many_messages_are_rejected() {
+        let limits = RequestLimits {
+            max_messages: 2,
+            max_message_bytes: 4,
+            max_tokens: 10,
+        };
+        let long = json!({"model":"m","messages":[{"role":"user","content":"12345"}]});
+        assert!(parse_chat(long.to_string().as_bytes(), &limits).is_err());
+        let many = json!({"model":"m","messages":[{"role":"user","content":"1"},{"role":"user","content":"1"},{"role":"user","content":"1"}]});
+        assert!(parse_chat(many.to_string().as_bytes(), &limits).is_err());
+    }
+
+    #[test]
+    fn completion_carries_suffix() {
+        let r = parse_completion(
+            br#"{"model":"m","prompt":"def f(","suffix":"\n  return x","max_tokens":16}"#,
+            &RequestLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(r.payload["kind"], "completion");
+        assert_eq!(r.payload["suffix"], "\n  return x");
+        assert!(!r.stream);
+    }
+
+    #[test]
+    fn chunk_prefix_is_valid_json_once_closed() {
+        let prefix = chunk_prefix(Api::OpenAiChat, "chatcmpl-1", 7, "m\"x");
+        let mut out = BytesMut::new();
+        put_chat_chunk(
+            &mut out,
+            &prefix,
+            |o| put_json(o, &json!({"content": "a\nb"})),
+            None,
+        );
+        let text = std::str::from_utf8(&out).unwrap();
+        let v: Value =
+            serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+        assert_eq!(v["choices"][0]["delta"]["content"], "a\nb");
+        assert_eq!(v["model"], "m\"x");
+        assert!(v["choices"][0]["finish_reason"].is_null());
+    }
+}

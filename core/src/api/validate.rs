@@ -1,0 +1,301 @@
+//! Checks shared by every API: message lists, sampling numbers, sizes.
+
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Caps on what one request may contain. Generous by default: coding
+/// agents send long histories and whole files.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub max_messages: usize,
+    pub max_message_bytes: usize,
+    pub max_tokens: u64,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_messages: 2000,
+            max_message_bytes: 1024 * 1024,
+            max_tokens: 1_000_000,
+        }
+    }
+}
+
+const ROLES: [&str; 6] = [
+    "system",
+    "user",
+    "assistant",
+    "tool",
+    "developer",
+    "function",
+];
+
+/// The `model` field: a non-empty string.
+pub(super) fn model(body: &Map<String, Value>) -> Result<String, ApiError> {
+    match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
+        Some(Value::String(_)) | None => Err(ApiError::invalid_param(
+            "model",
+            "you must provide a model parameter",
+        )),
+        Some(_) => Err(ApiError::invalid_param("model", "'model' must be a string")),
+    }
+}
+
+/// An optional boolean field.
+pub(super) fn flag(body: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::invalid_param(
+            name,
+            format!("'{name}' must be a boolean"),
+        )),
+    }
+}
+
+/// An optional number within `[min, max]`.
+pub(super) fn number_in(
+    body: &Map<String, Value>,
+    name: &str,
+    min: f64,
+    max: f64,
+) -> Result<Option<f64>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if (min..=max).contains(&x) {
+                Ok(Some(x))
+            } else {
+                Err(ApiError::invalid_param(
+                    name,
+                    format!("'{name}' must be between {min} and {max}, got {x}"),
+                ))
+            }
+        }
+        Some(_) => Err(ApiError::invalid_param(
+            name,
+            format!("'{name}' must be a number"),
+        )),
+    }
+}
+
+/// An optional positive integer no larger than the configured cap.
+pub(super) fn max_tokens(
+    body: &Map<String, Value>,
+    name: &str,
+    limits: &RequestLimits,
+) -> Result<Option<u64>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v >= 1 && v <= limits.max_tokens => Ok(Some(v)),
+            _ => Err(ApiError::invalid_param(
+                name,
+                format!(
+                    "'{name}' must be an integer from 1 to {}, got {n}",
+                    limits.max_tokens
+                ),
+            )),
+        },
+        Some(_) => Err(ApiError::invalid_param(
+            name,
+            format!("'{name}' must be an integer"),
+        )),
+    }
+}
+
+/// `stop`: a string or an array of strings.
+pub(super) fn stop(body: &Map<String, Value>, name: &str) -> Result<Option<Value>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::String(_)) => Ok(Some(v.clone())),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            Ok(Some(Value::Array(items.clone())))
+        }
+        Some(_) => Err(ApiError::invalid_param(
+            name,
+            format!("'{name}' must be a string or an array of strings"),
+        )),
+    }
+}
+
+/// `tools`: an array of `{type: "function", function: {name, …}}`.
+pub(super) fn tools(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
+    let Some(tools) = body.get("tools").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let Some(items) = tools.as_array() else {
+        return Err(ApiError::invalid_param("tools", "'tools' must be an array"));
+    };
+    for (i, tool) in items.iter().enumerate() {
+        if !tool["function"]["name"].is_string() {
+            return Err(ApiError::invalid_param(
+                &format!("tools[{i}].function.name"),
+                format!("tools[{i}] must have a function with a string name"),
+            ));
+        }
+    }
+    Ok(Some(tools.clone()))
+}
+
+/// The `messages` array: present, not empty, within the caps, each with a
+/// known role and a string, array or null content. Returns the total size
+/// of the text for token estimates.
+pub(super) fn messages(
+    body: &Map<String, Value>,
+    limits: &RequestLimits,
+) -> Result<usize, ApiError> {
+    let messages = match body.get("messages") {
+        Some(Value::Array(m)) => m,
+        None => {
+            return Err(ApiError::invalid_param(
+                "messages",
+                "'messages' is a required property",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "messages",
+                "'messages' must be an array",
+            ))
+        }
+    };
+    if messages.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "'messages' must not be empty",
+        ));
+    }
+    if messages.len() > limits.max_messages {
+        return Err(ApiError::invalid_param(
+            "messages",
+            format!(
+                "too many messages: {} (at most {})",
+                messages.len(),
+                limits.max_messages
+            ),
+        ));
+    }
+    let mut total = 0;
+    for (i, m) in messages.iter().enumerate() {
+        let param = |field: &str| format!("messages[{i}].{field}");
+        let Some(m) = m.as_object() else {
+            return Err(ApiError::invalid_param(
+                &format!("messages[{i}]"),
+                "each message must be an object",
+            ));
+        };
+        match m.get("role").and_then(Value::as_str) {
+            Some(role) if ROLES.contains(&role) => {}
+            Some(role) => {
+                return Err(ApiError::invalid_param(
+                    &param("role"),
+                    format!(
+                        "invalid role '{role}': expected one of {}",
+                        ROLES.join(", ")
+                    ),
+                ))
+            }
+            None => {
+                return Err(ApiError::invalid_param(
+                    &param("role"),
+                    "each message needs a string 'role'",
+                ))
+            }
+        }
+        let size = match m.get("content") {
+            None | Some(Value::Null) => 0,
+            Some(Value::String(s)) => s.len(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .map(|p| {
+                    p.as_str()
+                        .or_else(|| p["text"].as_str())
+                        .map_or(0, str::len)
+                })
+                .sum(),
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    &param("content"),
+                    "content must be a string, an array of parts, or null",
+                ))
+            }
+        };
+        if size > limits.max_message_bytes {
+            return Err(ApiError::invalid_param(
+                &param("content"),
+                format!(
+                    "message content is {size} bytes, more than the {} allowed",
+                    limits.max_message_bytes
+                ),
+            ));
+        }
+        total += size;
+    }
+    Ok(total)
+}
+
+/// A prompt: a string or an array of strings (the first is used).
+pub(super) fn prompt(
+    body: &Map<String, Value>,
+    name: &str,
+    limits: &RequestLimits,
+) -> Result<String, ApiError> {
+    let text = match body.get(name) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                name,
+                format!("'{name}' must be a string"),
+            ))
+        }
+    };
+    if text.len() > limits.max_message_bytes {
+        return Err(ApiError::invalid_param(
+            name,
+            format!(
+                "'{name}' is {} bytes, more than the {} allowed",
+                text.len(),
+                limits.max_message_bytes
+            ),
+        ));
+    }
+    Ok(text)
+}
+
+/// Embedding input: a string or an array of strings.
+pub(super) fn embedding_input(
+    body: &Map<String, Value>,
+    name: &str,
+) -> Result<(Value, usize), ApiError> {
+    match body.get(name) {
+        Some(Value::String(s)) => Ok((Value::String(s.clone()), s.len())),
+        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
+            let size = items.iter().filter_map(Value::as_str).map(str::len).sum();
+            Ok((Value::Array(items.clone()), size))
+        }
+        None => Err(ApiError::invalid_param(
+            name,
+            format!("'{name}' is a required property"),
+        )),
+        Some(_) => Err(ApiError::invalid_param(
+            name,
+            format!("'{name}' must be a string or a non-empty array of strings"),
+        )),
+    }
+}
+
+/// Tokens for a text of `bytes` bytes, at about four per token.
+pub(super) fn tokens_for(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}

@@ -1,0 +1,78 @@
+//! Everything the provider can be told, with the defaults a developer on
+//! their own machine wants. Secrets are held as hashes only.
+
+use std::time::Duration;
+
+use crate::api::RequestLimits;
+use crate::auth::SecretHash;
+use crate::http::Limits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// An agent holding the bridge token is trusted at once.
+    Auto,
+    /// New sessions wait as `pending` until approved through the control API.
+    Manual,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Keys editors must send as `Authorization: Bearer`.
+    pub api_keys: Vec<SecretHash>,
+    /// When false, editor routes are open (for clients that cannot send a key).
+    pub require_api_key: bool,
+    /// The token agents and the control API must send.
+    pub bridge_token: SecretHash,
+    pub approval: Approval,
+    pub http: Limits,
+    pub request: RequestLimits,
+    /// Total time for a non-streamed request.
+    pub request_timeout: Duration,
+    /// Longest silence from the agent within a stream.
+    pub stream_idle_timeout: Duration,
+    /// SSE comment sent when a stream has been quiet this long.
+    pub keepalive_interval: Duration,
+    /// How often agents get a `ping`.
+    pub agent_ping_interval: Duration,
+    pub session_ttl: Duration,
+    pub max_session_ttl: Duration,
+    pub max_sessions: usize,
+    /// Chunks held while waiting for a missing earlier one, per stream.
+    pub max_held_chunks: usize,
+    /// 0 turns a limit off.
+    pub requests_per_minute: u64,
+    pub tokens_per_minute: u64,
+    /// Host names accepted besides loopback ones (DNS-rebinding protection).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed by CORS besides loopback ones.
+    pub cors_origins: Vec<String>,
+    /// Mixed into generated ids so they differ between runs.
+    pub id_seed: u64,
+}
+
+impl Config {
+    /// Defaults, with the two secrets given.
+    pub fn new(api_keys: &[&str], bridge_token: &str) -> Self {
+        Config {
+            api_keys: api_keys.iter().map(|k| SecretHash::of(k)).collect(),
+            require_api_key: true,
+            bridge_token: SecretHash::of(bridge_token),
+            approval: Approval::Auto,
+            http: Limits::default(),
+            request: RequestLimits::default(),
+            request_timeout: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(1),
+            agent_ping_interval: Duration::from_secs(30),
+            session_ttl: Duration::from_secs(3600),
+            max_session_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_sessions: 1000,
+            max_held_chunks: 1024,
+            requests_per_minute: 0,
+            tokens_per_minute: 0,
+            allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
+            id_seed: 0,
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Errors an editor sees, and how each API shapes them on the wire.
+//!
+//! One [`ApiError`] value is rendered as OpenAI's `{"error":{…}}` object or as
+//! Ollama's `{"error":"…"}`, depending on which API the request used, so that
+//! validation code is written once for both.
+
+use serde_json::json;
+
+/// Which wire dialect a response is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Ollama,
+}
+
+impl Dialect {
+    /// The dialect of a request path: Ollama routes live under `/api/`.
+    pub fn of_path(path: &str) -> Dialect {
+        if path.starts_with("/api/") {
+            Dialect::Ollama
+        } else {
+            Dialect::OpenAi
+        }
+    }
+}
+
+/// An error answered to an editor: HTTP status plus OpenAI's `type`, `code`
+/// and `param` (Ollama shows only the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {message}")]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+    pub param: Option<String>,
+    /// Seconds to put in `Retry-After` (429 only).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: u16, kind: &'static str, code: Option<&'static str>, message: String) -> Self {
+        ApiError {
+            status,
+            message,
+            kind,
+            code,
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", None, message.into())
+    }
+
+    /// A 400 naming the offending request field.
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            400,
+            "invalid_request_error",
+            Some("invalid_value"),
+            message.into(),
+        );
+        e.param = Some(param.to_owned());
+        e
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(
+            401,
+            "authentication_error",
+            Some("invalid_api_key"),
+            message.into(),
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "permission_error", Some("forbidden"), message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(
+            404,
+            "invalid_request_error",
+            Some("not_found"),
+            message.into(),
+        )
+    }
+
+    pub fn model_not_found(model: &str) -> Self {
+        let mut e = Self::new(
+            404,
+            "invalid_request_error",
+            Some("model_not_found"),
+            format!("The model `{model}` does not exist: no connected agent serves it."),
+        );
+        e.param = Some("model".to_owned());
+        e
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(
+            405,
+            "invalid_request_error",
+            Some("method_not_allowed"),
+            message.into(),
+        )
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(
+            413,
+            "invalid_request_error",
+            Some("request_too_large"),
+            message.into(),
+        )
+    }
+
+    pub fn headers_too_large(message: impl Into<String>) -> Self {
+        Self::new(
+            431,
+            "invalid_request_error",
+            Some("headers_too_large"),
+            message.into(),
+        )
+    }
+
+    pub fn rate_limited(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            429,
+            "rate_limit_error",
+            Some("rate_limit_exceeded"),
+            message.into(),
+        );
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "service_unavailable", Some("no_agent"), message.into())
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "timeout", Some("agent_timeout"), message.into())
+    }
+
+    /// The agent reported a failure for this request.
+    pub fn agent(message: impl Into<String>) -> Self {
+        Self::new(502, "agent_error", Some("agent_error"), message.into())
+    }
+
+    /// The error body in the given dialect.
+    pub fn body(&self, dialect: Dialect) -> Vec<u8> {
+        let value = match dialect {
+            Dialect::OpenAi => json!({"error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }}),
+            Dialect::Ollama => json!({"error": self.message}),
+        };
+        value.to_string().into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_shape_has_all_four_fields() {
+        let e = ApiError::invalid_param("temperature", "temperature must be between 0 and 2");
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::OpenAi)).unwrap();
+        assert_eq!(v["error"]["param"], "temperature");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "invalid_value");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 0 and 2"));
+    }
+
+    #[test]
+    fn ollama_shape_is_a_plain_string() {
+        let e = ApiError::model_not_found("x");
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::Ollama)).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("`x`"));
+    }
+}

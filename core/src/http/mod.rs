@@ -1,0 +1,9 @@
+//! HTTP/1.1 framing: requests from bytes, responses to bytes.
+
+mod conn;
+mod request;
+mod response;
+
+pub use conn::ServerConn;
+pub use request::{HttpError, Limits, Request, RequestReader};
+pub use response::{reason, websocket_accept, Body, Response};

@@ -1,0 +1,134 @@
+//! Responses as values, and their HTTP/1.1 encoding.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// What the provider answers to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+/// A whole body, or a stream of [`crate::Output::Data`] ended by
+/// [`crate::Output::End`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Full(Bytes),
+    Stream,
+}
+
+impl Response {
+    pub fn full(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Self {
+        Response {
+            status,
+            headers: vec![("content-type", content_type.to_owned())],
+            body: Body::Full(body.into()),
+        }
+    }
+
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
+        Self::full(status, "application/json", body)
+    }
+
+    /// A streamed body; `X-Accel-Buffering: no` keeps reverse proxies from
+    /// holding chunks back.
+    pub fn stream(content_type: &'static str) -> Self {
+        Response {
+            status: 200,
+            headers: vec![
+                ("content-type", content_type.to_owned()),
+                ("cache-control", "no-cache".to_owned()),
+                ("x-accel-buffering", "no".to_owned()),
+            ],
+            body: Body::Stream,
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The reason phrase for the statuses the provider uses.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// How a response body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Length,
+    Chunked,
+    /// HTTP/1.0 stream: the body ends when the connection closes.
+    Close,
+}
+
+pub(crate) fn encode_head(
+    response: &Response,
+    framing: Framing,
+    keep_alive: bool,
+    out: &mut BytesMut,
+) {
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(response.status.to_string().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(reason(response.status).as_bytes());
+    out.put_slice(b"\r\n");
+    for (name, value) in &response.headers {
+        put_header(out, name, value);
+    }
+    match (&response.body, framing) {
+        (Body::Full(body), _) => put_header(out, "content-length", &body.len().to_string()),
+        (Body::Stream, Framing::Chunked) => put_header(out, "transfer-encoding", "chunked"),
+        (Body::Stream, _) => {}
+    }
+    if !keep_alive {
+        put_header(out, "connection", "close");
+    }
+    out.put_slice(b"\r\n");
+    if let Body::Full(body) = &response.body {
+        out.put_slice(body);
+    }
+}
+
+fn put_header(out: &mut BytesMut, name: &str, value: &str) {
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// The `101 Switching Protocols` head accepting a WebSocket upgrade;
+/// `accept` is the `Sec-WebSocket-Accept` value derived from the client key.
+pub fn websocket_accept(accept: &str) -> Bytes {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    )
+    .into()
+}

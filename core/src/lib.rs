@@ -1,0 +1,77 @@
+//! The sans-IO core of MCP Local Provider.
+//!
+//! Editors speak the OpenAI or Ollama HTTP API to the provider; agents
+//! answer over the agent link (JSON messages over WebSocket). This crate is
+//! everything in between, as pure state machines:
+//!
+//! * no sockets, no threads, no clock reads, no `std::process`;
+//! * bytes come in as arguments ([`http::ServerConn::handle_data`],
+//!   [`Provider::handle_agent_text`]) and go out as values ([`Output`]);
+//! * time comes in as an `Instant` argument; [`Provider::poll_timeout`]
+//!   says when to call [`Provider::handle_timeout`] next, and a call that
+//!   comes early does nothing.
+//!
+//! A driver owns the sockets. For each editor connection it keeps a
+//! [`http::ServerConn`] that turns bytes into [`http::Request`]s and
+//! encodes responses; one shared [`Provider`] holds sessions, routing and
+//! streams. After every input, drain [`Provider::poll_output`] and carry
+//! each [`Output`] out: write to the connection it names, send the agent a
+//! frame, accept a WebSocket upgrade.
+//!
+//! ```no_run
+//! use std::time::{Instant, SystemTime};
+//! use bytes::BytesMut;
+//! use mcp_provider_core::{http::ServerConn, Config, ConnId, Output, Provider};
+//!
+//! let mut provider = Provider::new(Config::new(&["key"], "token"), Instant::now(), SystemTime::now());
+//! let conn = ConnId(1);
+//! let mut http = ServerConn::new(provider.http_limits());
+//! # let bytes_from_socket: &[u8] = b"";
+//! # fn write_to_socket(_: &[u8]) {}
+//! loop {
+//!     // 1. Bytes from the socket (a real driver waits for them, or for the timer).
+//!     http.handle_data(bytes_from_socket);
+//!     match http.poll_request() {
+//!         Ok(Some(request)) => provider.handle_request(conn, request, Instant::now()),
+//!         Ok(None) => {}
+//!         Err(e) => provider.handle_http_error(conn, &e),
+//!     }
+//!     // 2. Time.
+//!     if provider.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+//!         provider.handle_timeout(Instant::now());
+//!     }
+//!     // 3. Output, until there is none.
+//!     let mut out = BytesMut::new();
+//!     while let Some(output) = provider.poll_output() {
+//!         match output {
+//!             Output::Respond { response, .. } => http.encode_response(&response, &mut out),
+//!             Output::Data { data, .. } => http.encode_data(&data, &mut out),
+//!             Output::End { .. } => http.encode_end(&mut out),
+//!             Output::AcceptAgent { .. } | Output::ToAgent { .. } | Output::CloseAgent { .. } => {
+//!                 // WebSocket work for agent links.
+//!             }
+//!         }
+//!     }
+//!     write_to_socket(&out);
+//! }
+//! ```
+
+pub mod agent;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod limiter;
+pub mod reassembly;
+pub mod session;
+pub mod time;
+pub mod tokens;
+
+mod answer;
+mod provider;
+mod stream;
+
+pub use config::{Approval, Config};
+pub use error::{ApiError, Dialect};
+pub use provider::{ConnId, Output, Provider, Stats};

@@ -1,0 +1,427 @@
+//! One model request's life: sent to an agent as `model_invoke`, answered
+//! by chunks (reassembled in order) or a whole result, ended by a finish,
+//! an error, a timeout, or the editor going away.
+
+use std::cmp::Reverse;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::{Output, Provider};
+use crate::agent::message::{to_agent, Delta, ErrorBody, ModelResult, StreamChunk, Usage};
+use crate::api::{Api, ModelRequest};
+use crate::error::ApiError;
+use crate::reassembly::{Pushed, Reassembler};
+use crate::session::{RouteError, Status};
+use crate::stream::EditorStream;
+use crate::time::unix_seconds;
+use crate::ConnId;
+
+/// One in-order piece of an answer.
+#[derive(Debug)]
+pub(super) struct Piece {
+    delta: Delta,
+    finish: Option<String>,
+    usage: Option<Usage>,
+}
+
+pub(super) struct Invocation {
+    editor: ConnId,
+    agent: ConnId,
+    session: String,
+    out: EditorStream,
+    pieces: Reassembler<Piece>,
+    /// Stream idle deadline, or total deadline of a whole answer.
+    deadline: Instant,
+    /// Next SSE keep-alive, for OpenAI streams.
+    keepalive_at: Option<Instant>,
+    /// Rate-limit bucket to charge used tokens to.
+    key: Option<usize>,
+}
+
+impl Invocation {
+    fn next_wake(&self) -> Instant {
+        self.keepalive_at
+            .map_or(self.deadline, |k| k.min(self.deadline))
+    }
+}
+
+/// The wire id of invocation `n`.
+fn wire_id(n: u64) -> String {
+    format!("inv-{n}")
+}
+
+fn parse_wire_id(id: &str) -> Option<u64> {
+    id.strip_prefix("inv-")?.parse().ok()
+}
+
+impl Provider {
+    /// Picks a session and sends the request to its agent.
+    pub(super) fn invoke(
+        &mut self,
+        editor: ConnId,
+        request: ModelRequest,
+        pin: Option<&str>,
+        key: Option<usize>,
+        extra: Vec<(&'static str, String)>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        let Some(model) = self.sessions.resolve_model(&request.model) else {
+            return Err(if self.links.is_empty() {
+                no_agent()
+            } else {
+                ApiError::model_not_found(&request.model)
+            });
+        };
+        let embedding = request.api.is_embedding();
+        let session_id = match self.sessions.route(&model, embedding, pin) {
+            Ok(id) => id.to_owned(),
+            Err(RouteError::NoAgents) => return Err(no_agent()),
+            Err(RouteError::UnknownModel) => return Err(ApiError::model_not_found(&request.model)),
+            Err(RouteError::Unavailable(why)) => {
+                let status_forbidden = why.contains("scope");
+                return Err(if status_forbidden {
+                    ApiError::forbidden(format!("Model `{model}` cannot serve this request: {why}"))
+                } else {
+                    ApiError::unavailable(format!("Model `{model}` is not available: {why}"))
+                });
+            }
+        };
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return Err(no_agent());
+        };
+        let Some(agent) = session.link else {
+            return Err(no_agent());
+        };
+        session.requests += 1;
+        session.in_flight += 1;
+        session.last_activity = now;
+        if session
+            .max_requests
+            .is_some_and(|max| session.requests >= max)
+        {
+            session.status = Status::Suspended;
+        }
+
+        let n = self.fresh_id();
+        self.stats.invocations += 1;
+        let prefix = if request.api == Api::OpenAiChat {
+            "chatcmpl-"
+        } else {
+            "cmpl-"
+        };
+        let response_id = format!("{prefix}{}", self.fresh_token());
+        let created = unix_seconds(self.wall(now));
+        let text = to_agent::invoke(&wire_id(n), &session_id, &model, &request.payload);
+        self.outputs
+            .push_back(Output::ToAgent { conn: agent, text });
+
+        let out = EditorStream::new(&request, response_id, created, now);
+        let stream = out.is_stream();
+        let sse = stream && out.dialect() == crate::error::Dialect::OpenAi;
+        if stream {
+            self.respond(editor, out.stream_head(), extra);
+        } else {
+            // Headers for the eventual whole answer are not kept: the rate
+            // headers describe the moment of admission only.
+            drop(extra);
+        }
+        let timeout = if stream {
+            self.config.stream_idle_timeout
+        } else {
+            self.config.request_timeout
+        };
+        let inv = Invocation {
+            editor,
+            agent,
+            session: session_id,
+            out,
+            pieces: Reassembler::new(self.config.max_held_chunks),
+            deadline: now + timeout,
+            keepalive_at: sse.then(|| now + self.config.keepalive_interval),
+            key,
+        };
+        self.timers.push(Reverse((inv.next_wake(), n)));
+        self.invocations.insert(n, inv);
+        self.by_conn.insert(editor, n);
+        Ok(())
+    }
+
+    /// The invocation `id` names, if it is waiting and `agent` serves it.
+    fn waiting(&mut self, agent: ConnId, id: &str) -> Option<u64> {
+        let n = parse_wire_id(id).filter(|n| {
+            self.invocations
+                .get(n)
+                .is_some_and(|inv| inv.agent == agent)
+        });
+        if n.is_none() {
+            self.stats.dropped_messages += 1;
+        }
+        n
+    }
+
+    pub(super) fn on_chunk(&mut self, agent: ConnId, chunk: StreamChunk, now: Instant) {
+        let Some(n) = self.waiting(agent, &chunk.id) else {
+            return;
+        };
+        let piece = Piece {
+            delta: chunk.delta,
+            finish: chunk.finish_reason,
+            usage: chunk.usage,
+        };
+        let Some(inv) = self.invocations.get_mut(&n) else {
+            return;
+        };
+        if inv.out.is_embedding() {
+            let error = ApiError::agent("an embedding request must be answered with model_result");
+            self.fail(n, error, true);
+            return;
+        }
+        match inv.pieces.push(chunk.chunk_index, piece) {
+            Ok(Pushed::Ready) => self.drain(n, now),
+            Ok(Pushed::Held) => {}
+            Ok(Pushed::Duplicate) => self.stats.duplicate_chunks += 1,
+            Err(e) => self.fail(n, ApiError::agent(format!("stream broken: {e}")), true),
+        }
+    }
+
+    /// Writes every piece that is now in order.
+    fn drain(&mut self, n: u64, now: Instant) {
+        let wall = self.wall(now);
+        let Some(inv) = self.invocations.get_mut(&n) else {
+            return;
+        };
+        let mut finished = None;
+        while let Some(piece) = inv.pieces.pop() {
+            inv.out.delta(&piece.delta, now, wall, &mut self.scratch);
+            if let Some(reason) = piece.finish {
+                finished = Some((reason, piece.usage));
+                break;
+            }
+        }
+        if inv.out.is_stream() {
+            inv.deadline = now + self.config.stream_idle_timeout;
+        }
+        if let Some(k) = inv.keepalive_at.as_mut() {
+            *k = now + self.config.keepalive_interval;
+        }
+        let editor = inv.editor;
+        self.flush_scratch(editor);
+        if let Some((reason, usage)) = finished {
+            self.finish(n, Some(&reason), usage, now);
+        }
+    }
+
+    /// Completes an invocation normally.
+    fn finish(&mut self, n: u64, reason: Option<&str>, usage: Option<Usage>, now: Instant) {
+        let wall = self.wall(now);
+        let Some(mut inv) = self.remove(n) else {
+            return;
+        };
+        let whole = inv.out.finish(reason, usage, now, wall, &mut self.scratch);
+        match whole {
+            Some(response) => self.respond(inv.editor, response, Vec::new()),
+            None => {
+                self.flush_scratch(inv.editor);
+                self.outputs.push_back(Output::End { conn: inv.editor });
+            }
+        }
+        self.settle(&inv, now);
+    }
+
+    pub(super) fn on_result(&mut self, agent: ConnId, result: ModelResult, now: Instant) {
+        let Some(n) = self.waiting(agent, &result.id) else {
+            return;
+        };
+        if result.status != "ok" {
+            let body = result.error.unwrap_or_default();
+            self.fail(n, agent_error(&body), false);
+            return;
+        }
+        let result = result.result.unwrap_or(Value::Null);
+        let usage: Option<Usage> = serde_json::from_value(result["usage"].clone()).ok();
+        if self
+            .invocations
+            .get(&n)
+            .is_some_and(|inv| inv.out.is_embedding())
+        {
+            let vectors: Vec<Value> = result["data"]
+                .as_array()
+                .map(|d| d.iter().map(|e| e["embedding"].clone()).collect())
+                .unwrap_or_default();
+            if vectors.is_empty() || vectors.iter().any(|v| !v.is_array()) {
+                self.fail(
+                    n,
+                    ApiError::agent("the agent's embedding result has no vectors"),
+                    false,
+                );
+                return;
+            }
+            if let Some(inv) = self.remove(n) {
+                let response = inv.out.embeddings(&vectors, now);
+                self.respond(inv.editor, response, Vec::new());
+                self.settle(&inv, now);
+            }
+            return;
+        }
+        let choice = &result["choices"][0];
+        let message = &choice["message"];
+        let delta = Delta {
+            role: None,
+            content: message["content"].as_str().map(str::to_owned),
+            tool_calls: message["tool_calls"].as_array().map(|calls| {
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let mut c = c.clone();
+                        c["index"] = Value::from(i);
+                        c
+                    })
+                    .collect()
+            }),
+        };
+        let wall = self.wall(now);
+        if let Some(inv) = self.invocations.get_mut(&n) {
+            inv.out.delta(&delta, now, wall, &mut self.scratch);
+            let editor = inv.editor;
+            self.flush_scratch(editor);
+        }
+        self.finish(n, choice["finish_reason"].as_str(), usage, now);
+    }
+
+    pub(super) fn on_agent_error(&mut self, agent: ConnId, id: Option<&str>, error: &ErrorBody) {
+        if let Some(n) = id.and_then(|id| self.waiting(agent, id)) {
+            self.fail(n, agent_error(error), false);
+        }
+    }
+
+    /// Ends an invocation with an error the editor sees; `cancel` tells the
+    /// agent to stop working on it.
+    pub(super) fn fail(&mut self, n: u64, error: ApiError, cancel: bool) {
+        let Some(inv) = self.remove(n) else {
+            return;
+        };
+        if inv.out.is_stream() {
+            inv.out.fail(&error, &mut self.scratch);
+            self.flush_scratch(inv.editor);
+            self.outputs.push_back(Output::End { conn: inv.editor });
+        } else {
+            let dialect = inv.out.dialect();
+            self.respond_error(inv.editor, dialect, &error, Vec::new());
+        }
+        if cancel {
+            self.send_cancel(&inv, n);
+        }
+        let settle_at = inv.deadline;
+        self.settle(&inv, settle_at);
+    }
+
+    /// The editor went away: the agent is told to stop.
+    pub(super) fn editor_gone(&mut self, n: u64) {
+        if let Some(inv) = self.invocations.remove(&n) {
+            self.send_cancel(&inv, n);
+            let at = inv.deadline;
+            self.settle(&inv, at);
+        }
+    }
+
+    fn send_cancel(&mut self, inv: &Invocation, n: u64) {
+        if self.links.contains_key(&inv.agent) {
+            self.stats.cancels += 1;
+            self.outputs.push_back(Output::ToAgent {
+                conn: inv.agent,
+                text: to_agent::cancel(&wire_id(n)),
+            });
+        }
+    }
+
+    fn remove(&mut self, n: u64) -> Option<Invocation> {
+        let inv = self.invocations.remove(&n)?;
+        self.by_conn.remove(&inv.editor);
+        Some(inv)
+    }
+
+    /// Books a finished invocation against its session and rate limits.
+    fn settle(&mut self, inv: &Invocation, now: Instant) {
+        let (prompt, completion) = inv.out.usage();
+        if let Some(s) = self.sessions.get_mut(&inv.session) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+            s.tokens += prompt + completion;
+            s.last_activity = s.last_activity.max(now);
+        }
+        self.charge_tokens(inv.key, completion, now);
+    }
+
+    /// A wake-up for invocation `n`: keep-alive, timeout, or nothing.
+    pub(super) fn invocation_timer(&mut self, n: u64, now: Instant) {
+        let Some(inv) = self.invocations.get_mut(&n) else {
+            return;
+        };
+        if now >= inv.deadline {
+            self.stats.timeouts += 1;
+            let what = if inv.out.is_stream() {
+                "The agent sent nothing for too long"
+            } else {
+                "The agent did not answer in time"
+            };
+            self.fail(
+                n,
+                ApiError::timeout(format!("{what}; the request was cancelled.")),
+                true,
+            );
+            return;
+        }
+        if inv.keepalive_at.is_some_and(|k| now >= k) {
+            inv.keepalive_at = Some(now + self.config.keepalive_interval);
+            let editor = inv.editor;
+            self.outputs.push_back(Output::Data {
+                conn: editor,
+                data: bytes::Bytes::from_static(b": keep-alive\n\n"),
+            });
+        }
+        if let Some(inv) = self.invocations.get(&n) {
+            self.timers.push(Reverse((inv.next_wake(), n)));
+        }
+    }
+
+    /// Fails every invocation an agent link was serving.
+    pub(super) fn fail_link(&mut self, agent: ConnId, error: &ApiError, cancel: bool) {
+        let ids: Vec<u64> = self
+            .invocations
+            .iter()
+            .filter(|(_, inv)| inv.agent == agent)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in ids {
+            self.fail(n, error.clone(), cancel);
+        }
+    }
+
+    /// Fails every invocation of a session (revoked).
+    pub(super) fn fail_session(&mut self, session: &str, error: &ApiError) {
+        let ids: Vec<u64> = self
+            .invocations
+            .iter()
+            .filter(|(_, inv)| inv.session == session)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in ids {
+            self.fail(n, error.clone(), true);
+        }
+    }
+}
+
+fn no_agent() -> ApiError {
+    ApiError::unavailable(
+        "No agent is connected. Start one with `mcp-provider agent echo`, or run `mcp-provider serve` without --no-echo-agent.",
+    )
+}
+
+fn agent_error(body: &ErrorBody) -> ApiError {
+    let mut message = body.message_or("the agent failed to answer");
+    if let Some(code) = &body.code {
+        message.push_str(&format!(" (code {code})"));
+    }
+    ApiError::agent(message)
+}

@@ -1,0 +1,287 @@
+//! The provider state machine: editor requests and agent messages in,
+//! responses, stream bytes and agent messages out.
+//!
+//! Methods come in four groups, as in every state machine of this crate:
+//! getters; `handle_*` for input from the outside world; commands
+//! (`open_agent`); and `poll_*` for output. After any `handle_*` call, drain
+//! [`Provider::poll_output`] until `None`, then arm a timer for
+//! [`Provider::poll_timeout`].
+
+mod agents;
+mod control;
+mod editor;
+mod invoke;
+mod security;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::Config;
+use crate::error::{ApiError, Dialect};
+use crate::http::{HttpError, Limits, Request, Response};
+use crate::limiter::TokenBucket;
+use crate::session::Sessions;
+
+use invoke::Invocation;
+
+/// A connection, named by the driver: unique among its live connections.
+/// An editor connection carries one request at a time; an agent link is a
+/// connection that was upgraded to WebSocket (or an in-process agent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Answer the connection's current request. A [`crate::http::Body::Full`]
+    /// response completes it; a stream continues with `Data` and `End`.
+    Respond { conn: ConnId, response: Response },
+    /// The next bytes of a streamed body.
+    Data { conn: ConnId, data: Bytes },
+    /// The streamed body is complete.
+    End { conn: ConnId },
+    /// Accept the WebSocket upgrade (`key` is `Sec-WebSocket-Key`); the
+    /// connection is an agent link from now on.
+    AcceptAgent { conn: ConnId, key: String },
+    /// Send a text frame to an agent.
+    ToAgent { conn: ConnId, text: String },
+    /// Close an agent link.
+    CloseAgent { conn: ConnId },
+}
+
+/// Counters for `/health` and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub requests: u64,
+    pub invocations: u64,
+    /// Chunks or results for no waiting request.
+    pub dropped_messages: u64,
+    pub duplicate_chunks: u64,
+    pub rate_limited: u64,
+    pub timeouts: u64,
+    pub cancels: u64,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    requests: Option<TokenBucket>,
+    tokens: Option<TokenBucket>,
+}
+
+/// The sans-IO provider. See the crate docs for the drive loop.
+pub struct Provider {
+    config: Config,
+    /// The instant and wall time at start: wall time is derived from
+    /// instants so the core never reads a clock.
+    epoch: (Instant, SystemTime),
+    sessions: Sessions,
+    /// Agent links: connection → the session it registered, if any.
+    links: HashMap<ConnId, Option<String>>,
+    invocations: HashMap<u64, Invocation>,
+    /// Editor connection → the invocation answering it.
+    by_conn: HashMap<ConnId, u64>,
+    next_id: u64,
+    /// Wake-ups for invocations (deadline or keep-alive); stale entries are
+    /// skipped when they come up.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_ping: Instant,
+    limits: HashMap<Option<usize>, Buckets>,
+    outputs: VecDeque<Output>,
+    /// Scratch buffer for stream bytes; split off per output.
+    scratch: BytesMut,
+    stats: Stats,
+}
+
+impl Provider {
+    /// `now` and `wall` are the same moment on the two clocks.
+    pub fn new(config: Config, now: Instant, wall: SystemTime) -> Self {
+        let next_ping = now + config.agent_ping_interval;
+        Provider {
+            config,
+            epoch: (now, wall),
+            sessions: Sessions::default(),
+            links: HashMap::new(),
+            invocations: HashMap::new(),
+            by_conn: HashMap::new(),
+            next_id: 0,
+            timers: BinaryHeap::new(),
+            next_ping,
+            limits: HashMap::new(),
+            outputs: VecDeque::new(),
+            scratch: BytesMut::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// Caps the driver's HTTP reader must apply.
+    pub fn http_limits(&self) -> Limits {
+        self.config.http
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Requests waiting for an agent.
+    pub fn in_flight(&self) -> usize {
+        self.invocations.len()
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    // ---- input ----
+
+    /// A complete request arrived on an editor connection.
+    pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
+        self.stats.requests += 1;
+        let dialect = Dialect::of_path(request.path());
+        let mut extra = Vec::new();
+        if let Err(e) = self.serve(conn, &request, &mut extra, now) {
+            self.respond_error(conn, dialect, &e, extra);
+        }
+    }
+
+    /// The driver's HTTP reader rejected what the connection sent; the
+    /// connection closes after this answer.
+    pub fn handle_http_error(&mut self, conn: ConnId, error: &HttpError) {
+        let dialect = error.path().map_or(Dialect::OpenAi, Dialect::of_path);
+        let api_error = match error {
+            HttpError::HeadTooLarge(_) => ApiError::headers_too_large(error.to_string()),
+            HttpError::BodyTooLarge { .. } => ApiError::too_large(error.to_string()),
+            _ => ApiError::invalid(error.to_string()),
+        };
+        self.respond_error(conn, dialect, &api_error, Vec::new());
+    }
+
+    /// A text frame from an agent link.
+    pub fn handle_agent_text(&mut self, conn: ConnId, text: &str, now: Instant) {
+        self.agent_message(conn, text, now);
+    }
+
+    /// A connection closed: an editor went away (its request is cancelled)
+    /// or an agent link dropped (its requests fail at once).
+    pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
+        if self.links.contains_key(&conn) {
+            self.link_closed(conn, now);
+        } else if let Some(id) = self.by_conn.remove(&conn) {
+            self.editor_gone(id);
+        }
+    }
+
+    /// Time passed; a call before [`Provider::poll_timeout`] is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.invocation_timer(id, now);
+        }
+        self.expire_sessions(now);
+        if now >= self.next_ping {
+            for conn in self.links.keys() {
+                self.outputs.push_back(Output::ToAgent {
+                    conn: *conn,
+                    text: crate::agent::message::to_agent::ping(),
+                });
+            }
+            self.next_ping = now + self.config.agent_ping_interval;
+        }
+    }
+
+    // ---- commands ----
+
+    /// Attaches an in-process agent as if it had connected over WebSocket.
+    pub fn open_agent(&mut self, conn: ConnId) {
+        self.links.insert(conn, None);
+    }
+
+    // ---- output ----
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Provider::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timers = self.timers.peek().map(|Reverse((at, _))| *at);
+        let ping = (!self.links.is_empty()).then_some(self.next_ping);
+        [timers, ping, self.sessions.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ---- shared helpers ----
+
+    fn wall(&self, now: Instant) -> SystemTime {
+        self.epoch.1 + now.saturating_duration_since(self.epoch.0)
+    }
+
+    /// A fresh id, unique within this run and different between runs.
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A random-looking hex id (splitmix64 of seed and counter).
+    fn fresh_token(&mut self) -> String {
+        let mut z = self.config.id_seed ^ self.fresh_id().wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        format!("{:016x}", z ^ (z >> 31))
+    }
+
+    fn respond(
+        &mut self,
+        conn: ConnId,
+        mut response: Response,
+        extra: Vec<(&'static str, String)>,
+    ) {
+        response.headers.extend(extra);
+        self.outputs.push_back(Output::Respond { conn, response });
+    }
+
+    fn respond_json(
+        &mut self,
+        conn: ConnId,
+        body: serde_json::Value,
+        extra: Vec<(&'static str, String)>,
+    ) {
+        self.respond(conn, Response::json(200, body.to_string()), extra);
+    }
+
+    fn respond_error(
+        &mut self,
+        conn: ConnId,
+        dialect: Dialect,
+        error: &ApiError,
+        extra: Vec<(&'static str, String)>,
+    ) {
+        let mut response = Response::json(error.status, error.body(dialect));
+        if let Some(secs) = error.retry_after {
+            response = response.with_header("retry-after", secs.to_string());
+        }
+        self.respond(conn, response, extra);
+    }
+
+    /// Stream bytes written to the scratch buffer, as one `Data` output.
+    fn flush_scratch(&mut self, conn: ConnId) {
+        if !self.scratch.is_empty() {
+            let data = self.scratch.split().freeze();
+            self.outputs.push_back(Output::Data { conn, data });
+        }
+    }
+}
+
+/// Seconds, for `Retry-After` and reset headers: rounded up.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}

@@ -1,0 +1,221 @@
+//! Who may ask: local-only Host/Origin checks, CORS, keys and rate limits.
+
+use std::time::Instant;
+
+use super::{ceil_secs, Buckets, Provider};
+use crate::api::Guard;
+use crate::auth::{bearer, find_key};
+use crate::error::ApiError;
+use crate::http::Request;
+use crate::limiter::TokenBucket;
+
+/// Headers sent to a browser preflight from an allowed origin.
+const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-mcp-session, x-api-key";
+
+/// Whether a host name (no port) is this machine's loopback.
+fn is_loopback_name(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host[:port]` or `[v6]:port` without the port.
+fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+impl Provider {
+    /// DNS-rebinding protection and CORS: refuses a non-local `Host` or a
+    /// foreign `Origin`; for an allowed origin, adds the CORS headers.
+    pub(super) fn check_origin(
+        &self,
+        request: &Request,
+        extra: &mut Vec<(&'static str, String)>,
+    ) -> Result<(), ApiError> {
+        if let Some(host) = request.header("host") {
+            let name = strip_port(host.trim());
+            let allowed = is_loopback_name(name)
+                || self
+                    .config
+                    .allowed_hosts
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(name));
+            if !allowed {
+                return Err(ApiError::forbidden(format!(
+                    "Host `{host}` is not allowed: this server only answers requests addressed to localhost"
+                )));
+            }
+        }
+        if let Some(origin) = request.header("origin") {
+            let local = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https")
+                    && is_loopback_name(strip_port(rest.trim_end_matches('/')))
+            });
+            if !local && !self.config.cors_origins.iter().any(|o| o == origin) {
+                return Err(ApiError::forbidden(format!(
+                    "Origin `{origin}` is not allowed"
+                )));
+            }
+            extra.push(("access-control-allow-origin", origin.to_owned()));
+            extra.push(("vary", "Origin".to_owned()));
+            if request.method == "OPTIONS" {
+                extra.push((
+                    "access-control-allow-methods",
+                    "GET, POST, DELETE, OPTIONS".to_owned(),
+                ));
+                extra.push((
+                    "access-control-allow-headers",
+                    CORS_ALLOW_HEADERS.to_owned(),
+                ));
+                extra.push(("access-control-max-age", "600".to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the credential a route needs. Returns the API key's index
+    /// (the rate-limit bucket), `None` for open or anonymous access.
+    pub(super) fn authorize(
+        &self,
+        request: &Request,
+        guard: Guard,
+    ) -> Result<Option<usize>, ApiError> {
+        let presented = bearer(request.header("authorization")).or(request.header("x-api-key"));
+        match guard {
+            Guard::Open => Ok(None),
+            Guard::BridgeToken => match presented {
+                Some(t) if self.config.bridge_token.matches(t) => Ok(None),
+                Some(_) => Err(ApiError::unauthorized("Invalid bridge token.")),
+                None => Err(ApiError::unauthorized(
+                    "Missing bridge token: send `Authorization: Bearer <bridge token>`.",
+                )),
+            },
+            Guard::ApiKey if !self.config.require_api_key => Ok(None),
+            Guard::ApiKey => match presented {
+                Some(k) => find_key(&self.config.api_keys, k)
+                    .map(Some)
+                    .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided.")),
+                None => Err(ApiError::unauthorized(
+                    "You didn't provide an API key: send `Authorization: Bearer <key>`.",
+                )),
+            },
+        }
+    }
+
+    fn buckets(&mut self, key: Option<usize>, now: Instant) -> &mut Buckets {
+        let (rpm, tpm) = (
+            self.config.requests_per_minute,
+            self.config.tokens_per_minute,
+        );
+        self.limits.entry(key).or_insert_with(|| Buckets {
+            requests: (rpm > 0).then(|| TokenBucket::new(rpm, now)),
+            tokens: (tpm > 0).then(|| TokenBucket::new(tpm, now)),
+        })
+    }
+
+    /// Admits one request costing `tokens` (estimated), or answers 429. The
+    /// `x-ratelimit-*` headers describe the key's buckets either way.
+    pub(super) fn admit(
+        &mut self,
+        key: Option<usize>,
+        tokens: u64,
+        now: Instant,
+        extra: &mut Vec<(&'static str, String)>,
+    ) -> Result<(), ApiError> {
+        if self.config.requests_per_minute == 0 && self.config.tokens_per_minute == 0 {
+            return Ok(());
+        }
+        let b = self.buckets(key, now);
+        let mut denied = None;
+        if let Some(bucket) = b.requests.as_mut() {
+            if let Err(wait) = bucket.try_take(1, now) {
+                denied = Some(("requests", wait));
+            }
+        }
+        if denied.is_none() {
+            if let Some(bucket) = b.tokens.as_mut() {
+                if let Err(wait) = bucket.try_take(tokens.min(bucket.capacity()), now) {
+                    // Give back the request slot taken above.
+                    if let Some(r) = b.requests.as_mut() {
+                        r.refund(1);
+                    }
+                    denied = Some(("tokens", wait));
+                }
+            }
+        }
+        for (name, bucket) in [("requests", &b.requests), ("tokens", &b.tokens)] {
+            if let Some(bucket) = bucket {
+                let (limit, remaining, reset) = match name {
+                    "requests" => (
+                        "x-ratelimit-limit-requests",
+                        "x-ratelimit-remaining-requests",
+                        "x-ratelimit-reset-requests",
+                    ),
+                    _ => (
+                        "x-ratelimit-limit-tokens",
+                        "x-ratelimit-remaining-tokens",
+                        "x-ratelimit-reset-tokens",
+                    ),
+                };
+                extra.push((limit, bucket.capacity().to_string()));
+                extra.push((remaining, bucket.remaining().to_string()));
+                extra.push((reset, format!("{}s", ceil_secs(bucket.until_full()))));
+            }
+        }
+        match denied {
+            None => Ok(()),
+            Some((what, wait)) => {
+                self.stats.rate_limited += 1;
+                Err(ApiError::rate_limited(
+                    format!(
+                        "Rate limit reached for {what} per minute; retry in {} s.",
+                        ceil_secs(wait)
+                    ),
+                    ceil_secs(wait),
+                ))
+            }
+        }
+    }
+
+    /// Charges tokens used beyond the estimate once the answer is complete.
+    pub(super) fn charge_tokens(&mut self, key: Option<usize>, tokens: u64, now: Instant) {
+        if let Some(bucket) = self.limits.get_mut(&key).and_then(|b| b.tokens.as_mut()) {
+            bucket.charge(tokens, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_names_and_ports() {
+        for ok in [
+            "localhost",
+            "127.0.0.1",
+            "127.8.0.1",
+            "[::1]",
+            "::1",
+            "app.localhost",
+        ] {
+            assert!(is_loopback_name(ok), "{ok}");
+        }
+        for bad in ["evil.com", "localhost.evil.com", "10.0.0.1", "0.0.0.0"] {
+            assert!(!is_loopback_name(bad), "{bad}");
+        }
+        assert_eq!(strip_port("localhost:8788"), "localhost");
+        assert_eq!(strip_port("[::1]:8788"), "::1");
+        assert_eq!(strip_port("evil.com"), "evil.com");
+    }
+}

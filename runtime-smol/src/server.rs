@@ -1,0 +1,269 @@
+//! The smol driver: sockets, tasks and timers around the core's
+//! `Provider`. No protocol logic lives here: bytes go in, outputs come out
+//! and are carried to the connection they name.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use async_tungstenite::tungstenite::protocol::Role;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
+use bytes::{Bytes, BytesMut};
+use mcp_provider_core::http::{websocket_accept, Response, ServerConn};
+use mcp_provider_core::{Config, ConnId, Output, Provider};
+use smol::channel::{self, Receiver, Sender};
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::stream::StreamExt;
+
+/// What a connection's task is told to do.
+pub enum ToConn {
+    Respond(Response),
+    Data(Bytes),
+    End,
+    Upgrade(String),
+    Agent(String),
+    Close,
+}
+
+struct Core {
+    provider: Provider,
+    conns: HashMap<ConnId, Sender<ToConn>>,
+    /// The deadline the timer task sleeps until.
+    armed: Option<Instant>,
+}
+
+/// The provider shared by every task.
+#[derive(Clone)]
+pub struct Shared {
+    core: Arc<Mutex<Core>>,
+    timer: Sender<()>,
+    next_conn: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock is a bug; keep serving regardless.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh connection id with its mailbox.
+    pub fn connect(&self) -> (ConnId, Receiver<ToConn>) {
+        let id = ConnId(
+            self.next_conn
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        let (tx, rx) = channel::unbounded();
+        self.lock().conns.insert(id, tx);
+        (id, rx)
+    }
+
+    /// Runs `f` on the provider, then carries out everything it output.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Provider, Instant) -> R) -> R {
+        let mut core = self.lock();
+        let result = f(&mut core.provider, Instant::now());
+        let Core {
+            provider,
+            conns,
+            armed,
+        } = &mut *core;
+        while let Some(output) = provider.poll_output() {
+            let (conn, msg) = match output {
+                Output::Respond { conn, response } => (conn, ToConn::Respond(response)),
+                Output::Data { conn, data } => (conn, ToConn::Data(data)),
+                Output::End { conn } => (conn, ToConn::End),
+                Output::AcceptAgent { conn, key } => (conn, ToConn::Upgrade(key)),
+                Output::ToAgent { conn, text } => (conn, ToConn::Agent(text)),
+                Output::CloseAgent { conn } => (conn, ToConn::Close),
+            };
+            if let Some(tx) = conns.get(&conn) {
+                let _ = tx.try_send(msg);
+            }
+        }
+        let next = provider.poll_timeout();
+        if next.is_some() && (armed.is_none() || next < *armed) {
+            *armed = next;
+            let _ = self.timer.try_send(());
+        }
+        result
+    }
+
+    /// A connection ended: the provider is told, its mailbox dropped.
+    pub fn disconnect(&self, id: ConnId) {
+        self.with(|p, now| p.handle_conn_closed(id, now));
+        self.lock().conns.remove(&id);
+    }
+}
+
+/// Binds every address (port 0 picks a free one); returns the listeners
+/// and the addresses actually bound.
+pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<StdListener>> {
+    addrs.iter().map(StdListener::bind).collect()
+}
+
+/// Serves until the process ends.
+pub async fn serve(config: Config, listeners: Vec<StdListener>) -> std::io::Result<Shared> {
+    let (timer_tx, timer_rx) = channel::bounded(1);
+    let provider = Provider::new(config, Instant::now(), SystemTime::now());
+    let shared = Shared {
+        core: Arc::new(Mutex::new(Core {
+            provider,
+            conns: HashMap::new(),
+            armed: None,
+        })),
+        timer: timer_tx,
+        next_conn: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+    };
+    smol::spawn(timer_task(shared.clone(), timer_rx)).detach();
+    for listener in listeners {
+        let listener = TcpListener::try_from(listener)?;
+        smol::spawn(accept_loop(shared.clone(), listener)).detach();
+    }
+    Ok(shared)
+}
+
+async fn accept_loop(shared: Shared, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                smol::spawn(connection(shared.clone(), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                smol::Timer::after(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Sleeps until the provider's next deadline, or until woken because an
+/// earlier one was set.
+async fn timer_task(shared: Shared, wake: Receiver<()>) {
+    loop {
+        let next = shared.lock().armed;
+        let woken = async {
+            let _ = wake.recv().await;
+            false
+        };
+        let fired = async {
+            match next {
+                Some(at) => {
+                    smol::Timer::at(at).await;
+                    true
+                }
+                None => std::future::pending().await,
+            }
+        };
+        if woken.or(fired).await {
+            shared.lock().armed = None;
+            shared.with(|p, now| p.handle_timeout(now));
+        }
+    }
+}
+
+enum Event {
+    Read(std::io::Result<usize>),
+    Mail(Option<ToConn>),
+}
+
+/// One editor connection: requests in, responses out; may become an agent
+/// link by WebSocket upgrade.
+async fn connection(shared: Shared, mut stream: TcpStream) {
+    let (id, mail) = shared.connect();
+    let limits = shared.with(|p, _| p.http_limits());
+    let mut http = ServerConn::new(limits);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out = BytesMut::new();
+    let upgrade = 'conn: loop {
+        let event = async { Event::Read(stream.read(&mut buf).await) }
+            .or(async { Event::Mail(mail.recv().await.ok()) })
+            .await;
+        match event {
+            Event::Read(Ok(0)) | Event::Read(Err(_)) | Event::Mail(None) => break None,
+            Event::Read(Ok(n)) => http.handle_data(&buf[..n]),
+            Event::Mail(Some(first)) => {
+                let mut next = Some(first);
+                while let Some(msg) = next {
+                    match msg {
+                        ToConn::Respond(response) => http.encode_response(&response, &mut out),
+                        ToConn::Data(data) => http.encode_data(&data, &mut out),
+                        ToConn::End => http.encode_end(&mut out),
+                        ToConn::Upgrade(key) => break 'conn Some(key),
+                        ToConn::Agent(_) | ToConn::Close => {}
+                    }
+                    next = mail.try_recv().ok();
+                }
+                if stream.write_all(&out).await.is_err() {
+                    break None;
+                }
+                out.clear();
+                if http.wants_close() {
+                    break None;
+                }
+            }
+        }
+        loop {
+            match http.poll_request() {
+                Ok(Some(request)) => shared.with(|p, now| p.handle_request(id, request, now)),
+                Ok(None) => break,
+                Err(e) => {
+                    shared.with(|p, _| p.handle_http_error(id, &e));
+                    break;
+                }
+            }
+        }
+    };
+    if let Some(key) = upgrade {
+        let leftover = http.take_upgrade_bytes();
+        let head = websocket_accept(&derive_accept_key(key.as_bytes()));
+        if stream.write_all(&head).await.is_ok() {
+            let ws =
+                WebSocketStream::from_partially_read(stream, leftover.to_vec(), Role::Server, None)
+                    .await;
+            agent_link(&shared, id, ws, mail).await;
+        }
+    } else {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+    shared.disconnect(id);
+}
+
+/// An upgraded agent link: frames in to the provider, mail out as frames.
+async fn agent_link(
+    shared: &Shared,
+    id: ConnId,
+    ws: WebSocketStream<TcpStream>,
+    mail: Receiver<ToConn>,
+) {
+    let (mut tx, mut rx) = ws.split();
+    let writer = smol::spawn(async move {
+        while let Ok(msg) = mail.recv().await {
+            let sent = match msg {
+                ToConn::Agent(text) => tx.send(Message::text(text)).await,
+                ToConn::Close => {
+                    let _ = tx.close(None).await;
+                    break;
+                }
+                _ => Ok(()),
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(Ok(frame)) = rx.next().await {
+        match frame {
+            Message::Text(text) => {
+                shared.with(|p, now| p.handle_agent_text(id, text.as_str(), now))
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    drop(writer);
+}
