@@ -285,3 +285,6 @@ impl Provider {
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
+
+#[cfg(test)]
+mod tests;

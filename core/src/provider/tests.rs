@@ -1,0 +1,567 @@
+//! Deterministic tests of the whole provider: an in-memory editor ↔ core ↔
+//! agent pair on a virtual clock.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::http::{Body, Request};
+use crate::Approval;
+
+const EDITOR: ConnId = ConnId(1);
+const AGENT: ConnId = ConnId(100);
+
+struct Pair {
+    p: Provider,
+    t0: Instant,
+    now: Instant,
+    /// Everything output so far, not yet looked at.
+    seen: Vec<Output>,
+}
+
+impl Pair {
+    fn new(tweak: impl FnOnce(&mut Config)) -> Pair {
+        let mut config = Config::new(&["key"], "bridge");
+        config.id_seed = 7;
+        tweak(&mut config);
+        let t0 = Instant::now();
+        Pair {
+            p: Provider::new(
+                config,
+                t0,
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            ),
+            t0,
+            now: t0,
+            seen: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.p.poll_output() {
+            self.seen.push(o);
+        }
+    }
+
+    fn advance_to(&mut self, at: Instant) {
+        self.now = at;
+        self.p.handle_timeout(at);
+        self.drain();
+    }
+
+    fn request(
+        &mut self,
+        conn: ConnId,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) {
+        let mut h: Vec<(String, String)> = vec![
+            ("host".into(), "127.0.0.1:8788".into()),
+            ("authorization".into(), "Bearer key".into()),
+        ];
+        for (k, v) in headers {
+            h.retain(|(name, _)| name != k);
+            h.push((k.to_string(), v.to_string()));
+        }
+        let body = if body.is_null() {
+            Bytes::new()
+        } else {
+            Bytes::from(body.to_string())
+        };
+        self.p
+            .handle_request(conn, Request::new(method, path, h, body), self.now);
+        self.drain();
+    }
+
+    fn chat(&mut self, conn: ConnId, stream: bool) {
+        let body = json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+        self.request(conn, "POST", "/v1/chat/completions", &[], body);
+    }
+
+    fn agent(&mut self, conn: ConnId, msg: Value) {
+        self.p.handle_agent_text(conn, &msg.to_string(), self.now);
+        self.drain();
+    }
+
+    fn connect_agent(&mut self, conn: ConnId, register: Value) {
+        self.p.open_agent(conn);
+        self.agent(conn, register);
+    }
+
+    /// Frames sent to an agent since last asked.
+    fn agent_frames(&mut self, conn: ConnId) -> Vec<Value> {
+        let (mine, rest): (Vec<Output>, Vec<Output>) = std::mem::take(&mut self.seen)
+            .into_iter()
+            .partition(|o| matches!(o, Output::ToAgent { conn: c, .. } if *c == conn));
+        self.seen = rest;
+        mine.into_iter()
+            .map(|o| match o {
+                Output::ToAgent { text, .. } => serde_json::from_str(&text).unwrap(),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    /// What an editor connection received since last asked: status (if a
+    /// response started), body bytes, and whether it ended.
+    fn editor(&mut self, conn: ConnId) -> (Option<u16>, Vec<u8>, bool) {
+        let (mine, rest): (Vec<Output>, Vec<Output>) = std::mem::take(&mut self.seen)
+            .into_iter()
+            .partition(|o| match o {
+                Output::Respond { conn: c, .. }
+                | Output::Data { conn: c, .. }
+                | Output::End { conn: c } => *c == conn,
+                _ => false,
+            });
+        self.seen = rest;
+        let (mut status, mut body, mut ended) = (None, Vec::new(), false);
+        for o in mine {
+            match o {
+                Output::Respond { response, .. } => {
+                    status = Some(response.status);
+                    if let Body::Full(b) = response.body {
+                        body.extend_from_slice(&b);
+                        ended = true;
+                    }
+                }
+                Output::Data { data, .. } => body.extend_from_slice(&data),
+                Output::End { .. } => ended = true,
+                _ => {}
+            }
+        }
+        (status, body, ended)
+    }
+
+    fn last_invoke_id(&mut self, agent: ConnId) -> String {
+        let frames = self.agent_frames(agent);
+        let invoke = frames
+            .iter()
+            .rev()
+            .find(|f| f["type"] == "model_invoke")
+            .expect("an invoke");
+        invoke["id"].as_str().unwrap().to_owned()
+    }
+}
+
+fn register(ttl: u64) -> Value {
+    json!({"type": "register", "agent_id": "a", "models": ["m"], "ttl_seconds": ttl})
+}
+
+fn chunk(id: &str, index: u64, text: &str, finish: Option<&str>) -> Value {
+    json!({"type": "model_stream_chunk", "id": id, "chunk_index": index,
+           "delta": {"content": text}, "finish_reason": finish})
+}
+
+#[test]
+fn session_expires_at_its_exact_deadline_and_renew_moves_it() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(10));
+    let registered = t.agent_frames(AGENT);
+    assert_eq!(registered[0]["status"], "active");
+    let id = registered[0]["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(t.p.poll_timeout(), Some(t.t0 + Duration::from_secs(10)));
+
+    // Renew at 5 s for 10 s more: the deadline is 15 s.
+    t.advance_to(t.t0 + Duration::from_secs(5));
+    t.agent(
+        AGENT,
+        json!({"type": "renew", "session_id": id, "ttl_seconds": 10}),
+    );
+    assert_eq!(t.agent_frames(AGENT)[0]["type"], "registered");
+    assert_eq!(t.p.poll_timeout(), Some(t.t0 + Duration::from_secs(15)));
+
+    t.advance_to(t.t0 + Duration::from_secs(15) - Duration::from_nanos(1));
+    assert!(t.agent_frames(AGENT).is_empty());
+    t.chat(EDITOR, false);
+    let inv = t.last_invoke_id(AGENT);
+
+    t.advance_to(t.t0 + Duration::from_secs(15));
+    let frames = t.agent_frames(AGENT);
+    assert_eq!(frames[0], json!({"type": "expired", "session_id": id}));
+    // The request in flight may still finish after expiry.
+    t.agent(AGENT, chunk(&inv, 0, "done", Some("stop")));
+    assert_eq!(t.editor(EDITOR).0, Some(200));
+    t.chat(ConnId(2), false);
+    let (status, body, _) = t.editor(ConnId(2));
+    assert_eq!(status, Some(503));
+    assert!(String::from_utf8(body).unwrap().contains("expired"));
+}
+
+#[test]
+fn whole_answer_timeout_answers_504_and_cancels_the_agent() {
+    let mut t = Pair::new(|c| c.request_timeout = Duration::from_secs(5));
+    t.connect_agent(AGENT, register(3600));
+    t.chat(EDITOR, false);
+    let id = t.last_invoke_id(AGENT);
+    t.advance_to(t.t0 + Duration::from_secs(5) - Duration::from_nanos(1));
+    assert_eq!(t.editor(EDITOR).0, None);
+    t.advance_to(t.t0 + Duration::from_secs(5));
+    let (status, body, ended) = t.editor(EDITOR);
+    assert_eq!(status, Some(504));
+    assert!(ended);
+    let err: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(err["error"]["type"], "timeout");
+    assert_eq!(
+        t.agent_frames(AGENT),
+        vec![json!({"type": "cancel", "id": id})]
+    );
+    // A late answer for it is dropped and counted.
+    t.agent(AGENT, chunk(&id, 0, "late", Some("stop")));
+    assert_eq!(t.p.stats().dropped_messages, 1);
+    assert_eq!(t.editor(EDITOR), (None, Vec::new(), false));
+}
+
+#[test]
+fn quiet_stream_gets_keepalives_then_idle_timeout() {
+    let mut t = Pair::new(|c| {
+        c.stream_idle_timeout = Duration::from_secs(3);
+        c.keepalive_interval = Duration::from_secs(1);
+    });
+    t.connect_agent(AGENT, register(3600));
+    t.chat(EDITOR, true);
+    let id = t.last_invoke_id(AGENT);
+    assert_eq!(t.editor(EDITOR).0, Some(200));
+    t.advance_to(t.t0 + Duration::from_secs(1));
+    assert_eq!(t.editor(EDITOR).1, b": keep-alive\n\n");
+    // A chunk resets both the keep-alive and the idle deadline.
+    t.now = t.t0 + Duration::from_millis(1500);
+    t.agent(AGENT, chunk(&id, 0, "a", None));
+    t.advance_to(t.t0 + Duration::from_millis(2000));
+    let (_, body, _) = t.editor(EDITOR);
+    assert!(!String::from_utf8(body).unwrap().contains("keep-alive"));
+    t.advance_to(t.t0 + Duration::from_millis(2500));
+    assert_eq!(t.editor(EDITOR).1, b": keep-alive\n\n");
+    t.advance_to(t.t0 + Duration::from_millis(4500));
+    let (_, body, ended) = t.editor(EDITOR);
+    let text = String::from_utf8(body).unwrap();
+    assert!(ended);
+    assert!(text.contains(r#""type":"timeout""#), "{text}");
+    assert_eq!(t.agent_frames(AGENT).last().unwrap()["type"], "cancel");
+}
+
+/// Every order of four chunks (with the duplicates of each) gives the
+/// same bytes.
+#[test]
+fn chunks_in_any_order_with_duplicates_give_identical_bytes() {
+    let words = ["Hel", "lo ", "wor", "ld"];
+    let run = |order: &[usize], dup: bool| {
+        let mut t = Pair::new(|_| {});
+        t.connect_agent(AGENT, register(3600));
+        t.chat(EDITOR, true);
+        let id = t.last_invoke_id(AGENT);
+        for &i in order {
+            let finish = (i == words.len() - 1).then_some("stop");
+            t.agent(AGENT, chunk(&id, i as u64, words[i], finish));
+            if dup {
+                t.agent(AGENT, chunk(&id, i as u64, "DUPLICATE", finish));
+            }
+        }
+        let (_, body, ended) = t.editor(EDITOR);
+        assert!(ended);
+        body
+    };
+    let reference = run(&[0, 1, 2, 3], false);
+    let text = String::from_utf8(reference.clone()).unwrap();
+    assert!(text.contains("\"Hel\"") && text.ends_with("data: [DONE]\n\n"));
+    let mut order = [0, 1, 2, 3];
+    // All 24 permutations (Heap's algorithm).
+    let mut c = [0usize; 4];
+    let mut i = 0;
+    assert_eq!(run(&order, true), reference);
+    while i < 4 {
+        if c[i] < i {
+            if i % 2 == 0 {
+                order.swap(0, i)
+            } else {
+                order.swap(c[i], i)
+            }
+            assert_eq!(run(&order, true), reference, "order {order:?}");
+            assert_eq!(run(&order, false), reference, "order {order:?}");
+            c[i] += 1;
+            i = 0;
+        } else {
+            c[i] = 0;
+            i += 1;
+        }
+    }
+}
+
+#[test]
+fn a_gap_that_overflows_the_buffer_ends_the_stream_with_an_error() {
+    let mut t = Pair::new(|c| c.max_held_chunks = 2);
+    t.connect_agent(AGENT, register(3600));
+    t.chat(EDITOR, true);
+    let id = t.last_invoke_id(AGENT);
+    for i in 1..=3 {
+        t.agent(AGENT, chunk(&id, i, "x", None));
+    }
+    let (_, body, ended) = t.editor(EDITOR);
+    assert!(ended);
+    assert!(String::from_utf8(body).unwrap().contains("stream broken"));
+    assert_eq!(t.agent_frames(AGENT).last().unwrap()["type"], "cancel");
+}
+
+#[test]
+fn agent_disconnect_mid_stream_ends_the_editor_stream_at_once() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(3600));
+    t.chat(EDITOR, true);
+    let id = t.last_invoke_id(AGENT);
+    t.agent(AGENT, chunk(&id, 0, "par", None));
+    t.p.handle_conn_closed(AGENT, t.now);
+    t.drain();
+    let (_, body, ended) = t.editor(EDITOR);
+    let text = String::from_utf8(body).unwrap();
+    assert!(ended);
+    assert!(
+        text.contains("\"par\"") && text.contains("disconnected"),
+        "{text}"
+    );
+    assert_eq!(t.p.in_flight(), 0);
+    // With the link gone the model is unavailable, not unknown.
+    t.chat(ConnId(2), false);
+    assert_eq!(t.editor(ConnId(2)).0, Some(503));
+}
+
+#[test]
+fn editor_disconnect_sends_cancel() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(3600));
+    t.chat(EDITOR, true);
+    let id = t.last_invoke_id(AGENT);
+    t.p.handle_conn_closed(EDITOR, t.now);
+    t.drain();
+    assert_eq!(
+        t.agent_frames(AGENT),
+        vec![json!({"type": "cancel", "id": id})]
+    );
+    assert_eq!(t.p.in_flight(), 0);
+    assert_eq!(t.p.sessions().iter().next().unwrap().in_flight, 0);
+}
+
+#[test]
+fn manual_approval_then_revoke() {
+    let mut t = Pair::new(|c| c.approval = Approval::Manual);
+    t.connect_agent(AGENT, register(3600));
+    let reg = t.agent_frames(AGENT);
+    assert_eq!(reg[0]["status"], "pending");
+    let sid = reg[0]["session_id"].as_str().unwrap().to_owned();
+    t.chat(EDITOR, false);
+    let (status, body, _) = t.editor(EDITOR);
+    assert_eq!(status, Some(503));
+    assert!(String::from_utf8(body).unwrap().contains("approval"));
+
+    let bridge = [("authorization", "Bearer bridge")];
+    t.request(
+        ConnId(9),
+        "POST",
+        "/control/approve",
+        &bridge,
+        json!({"session_id": sid}),
+    );
+    assert_eq!(t.editor(ConnId(9)).0, Some(200));
+    assert_eq!(
+        t.agent_frames(AGENT),
+        vec![json!({"type": "approved", "session_id": sid})]
+    );
+
+    t.chat(EDITOR, true);
+    assert_eq!(t.editor(EDITOR).0, Some(200));
+    t.request(
+        ConnId(9),
+        "POST",
+        "/control/revoke",
+        &bridge,
+        json!({"session_id": sid}),
+    );
+    let (_, body, ended) = t.editor(EDITOR);
+    assert!(ended && String::from_utf8(body).unwrap().contains("revoked"));
+    let frames = t.agent_frames(AGENT);
+    assert!(frames.iter().any(|f| f["type"] == "cancel"));
+    assert!(frames
+        .iter()
+        .any(|f| *f == json!({"type": "revoked", "session_id": sid})));
+    // The control API needs the bridge token, not an API key.
+    t.request(ConnId(9), "GET", "/control/sessions", &[], Value::Null);
+    assert_eq!(t.editor(ConnId(9)).0, Some(401));
+}
+
+#[test]
+fn max_requests_suspends_and_pinning_picks_the_session() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(
+        AGENT,
+        json!({"type": "register", "agent_id": "a", "models": ["m"], "max_requests": 1}),
+    );
+    t.connect_agent(ConnId(101), register(3600));
+    let second = t.agent_frames(ConnId(101))[0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.agent_frames(AGENT);
+    // Least in flight: both idle, the one with fewer requests wins; pinning overrides.
+    t.request(
+        EDITOR,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mcp-session", &second)],
+        json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+    );
+    assert_eq!(t.agent_frames(ConnId(101)).len(), 1);
+    t.chat(ConnId(2), false);
+    assert_eq!(
+        t.agent_frames(AGENT).len(),
+        1,
+        "the idle session gets the next request"
+    );
+    // The first session has spent its single request.
+    t.chat(ConnId(3), false);
+    assert_eq!(t.agent_frames(ConnId(101)).len(), 1);
+    let s =
+        t.p.sessions()
+            .iter()
+            .find(|s| s.link == Some(AGENT))
+            .unwrap();
+    assert_eq!(s.status, crate::session::Status::Suspended);
+}
+
+#[test]
+fn no_agent_is_503_unknown_model_is_404() {
+    let mut t = Pair::new(|_| {});
+    t.chat(EDITOR, false);
+    let (status, body, _) = t.editor(EDITOR);
+    assert_eq!(status, Some(503));
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains("mcp-provider agent echo"));
+    t.connect_agent(AGENT, register(3600));
+    t.request(
+        EDITOR,
+        "POST",
+        "/api/chat",
+        &[],
+        json!({"model": "zzz", "messages": [{"role": "user", "content": "x"}]}),
+    );
+    let (status, body, _) = t.editor(EDITOR);
+    assert_eq!(status, Some(404));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("zzz"),
+        "Ollama-shaped error"
+    );
+}
+
+#[test]
+fn rate_limit_answers_429_then_refills() {
+    let mut t = Pair::new(|c| c.requests_per_minute = 2);
+    t.connect_agent(AGENT, register(3600));
+    for conn in [1, 2] {
+        t.request(ConnId(conn), "GET", "/v1/models", &[], Value::Null);
+        t.chat(ConnId(conn), false);
+    }
+    t.chat(ConnId(3), false);
+    let out: Vec<Output> = t.seen.drain(..).collect();
+    let limited = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Respond {
+                conn: ConnId(3),
+                response,
+            } => Some(response.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.header("retry-after"), Some("30"));
+    assert_eq!(limited.header("x-ratelimit-remaining-requests"), Some("0"));
+    t.now = t.t0 + Duration::from_secs(30);
+    t.chat(ConnId(4), false);
+    assert_eq!(
+        t.editor(ConnId(4)).0,
+        None,
+        "admitted and waiting for the agent"
+    );
+}
+
+#[test]
+fn foreign_host_or_origin_is_refused_local_origin_gets_cors() {
+    let mut t = Pair::new(|_| {});
+    t.request(
+        EDITOR,
+        "GET",
+        "/v1/models",
+        &[("host", "evil.example:8788")],
+        Value::Null,
+    );
+    assert_eq!(t.editor(EDITOR).0, Some(403));
+    t.request(
+        EDITOR,
+        "GET",
+        "/v1/models",
+        &[("origin", "http://evil.example")],
+        Value::Null,
+    );
+    assert_eq!(t.editor(EDITOR).0, Some(403));
+    t.request(
+        EDITOR,
+        "OPTIONS",
+        "/v1/chat/completions",
+        &[("origin", "http://localhost:3000")],
+        Value::Null,
+    );
+    let out: Vec<Output> = t.seen.drain(..).collect();
+    let Output::Respond { response, .. } = &out[0] else {
+        panic!()
+    };
+    assert_eq!(response.status, 204);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+}
+
+#[test]
+fn tool_calls_stream_with_index_and_arrive_whole_in_ollama_shape() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(3600));
+    t.request(
+        EDITOR,
+        "POST",
+        "/api/chat",
+        &[],
+        json!({"model": "m", "stream": false,
+        "messages": [{"role": "user", "content": "weather?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather"}}]}),
+    );
+    let id = t.last_invoke_id(AGENT);
+    for (i, args) in ["{\"city\":", "\"Paris\"}"].iter().enumerate() {
+        t.agent(AGENT, json!({"type": "model_stream_chunk", "id": id, "chunk_index": i,
+            "delta": {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": if i == 0 {"get_weather"} else {""}, "arguments": args}}]},
+            "finish_reason": if i == 1 { json!("tool_calls") } else { Value::Null }}));
+    }
+    let (status, body, _) = t.editor(EDITOR);
+    assert_eq!(status, Some(200));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["message"]["tool_calls"][0]["function"],
+        json!({"name": "get_weather", "arguments": {"city": "Paris"}})
+    );
+}
+
+#[test]
+fn malformed_agent_messages_get_an_error_and_the_link_stays() {
+    let mut t = Pair::new(|_| {});
+    t.p.open_agent(AGENT);
+    t.p.handle_agent_text(AGENT, "not json", t.now);
+    t.drain();
+    t.agent(AGENT, json!({"type": "teleport"}));
+    let frames = t.agent_frames(AGENT);
+    assert_eq!(frames.len(), 2);
+    assert!(frames.iter().all(|f| f["type"] == "error"));
+    t.agent(AGENT, register(60));
+    assert_eq!(t.agent_frames(AGENT)[0]["type"], "registered");
+}
