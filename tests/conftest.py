@@ -1,0 +1,209 @@
+"""The provider integration suite, written once and run against every runtime.
+
+Each test gets a running server of the runtime under test (the `runtime`
+parameter: the binaries named in RUNTIMES), real clients (the official
+`openai` and `ollama` packages, raw sockets, a WebSocket test agent) and
+nothing else: no mocks between the client and the server.
+"""
+
+import json
+import os
+import queue
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(os.environ.get("MCP_PROVIDER_BIN_DIR", ROOT / "target" / "debug"))
+RUNTIMES = {
+    "smol": "mcp-provider",
+}
+SELECTED = [r for r in os.environ.get("MCP_PROVIDER_RUNTIMES", ",".join(RUNTIMES)).split(",") if r]
+
+API_KEY = "sk-test-key"
+BRIDGE_TOKEN = "bt-test-token"
+
+
+class Server:
+    """A provider process on an ephemeral loopback port."""
+
+    def __init__(self, runtime, *args, env=None):
+        self.runtime = runtime
+        self.binary = BIN_DIR / RUNTIMES[runtime]
+        full_env = dict(os.environ)
+        full_env.update(
+            {
+                "MCP_PROVIDER_API_KEY": API_KEY,
+                "MCP_PROVIDER_BRIDGE_TOKEN": BRIDGE_TOKEN,
+                "RUST_LOG": "warn",
+            }
+        )
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [str(self.binary), "serve", "--listen", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            text=True,
+        )
+        self.port = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if "listening on http://" in line:
+                self.port = int(line.rsplit(":", 1)[1])
+                break
+        if self.port is None:
+            self.stop()
+            raise RuntimeError(f"{self.binary} did not start: {self.proc.stderr.read()}")
+        # Keep reading stdout so the process never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def agent_url(self):
+        return f"ws://127.0.0.1:{self.port}/v1/agent"
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def models(self):
+        import urllib.request
+
+        req = urllib.request.Request(self.base + "/v1/models", headers={"Authorization": f"Bearer {API_KEY}"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return [m["id"] for m in json.load(r)["data"]]
+
+    def wait_for_model(self, model, present=True):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if (model in self.models()) == present:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"model {model} {'never appeared' if present else 'never went away'}")
+
+
+class WsAgent:
+    """An agent written the way a third party would: a WebSocket client
+    speaking the agent link protocol. `on_invoke(message, send)` answers."""
+
+    def __init__(self, server, models, on_invoke, token=BRIDGE_TOKEN):
+        self.ws = ws_connect(server.agent_url, additional_headers={"Authorization": f"Bearer {token}"})
+        self.received = queue.Queue()
+        self.on_invoke = on_invoke
+        self.send({"type": "register", "agent_id": "test-agent", "models": models, "allowed_scopes": ["inference"]})
+        self.registered = json.loads(self.ws.recv(timeout=5))
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def send(self, message):
+        self.ws.send(json.dumps(message))
+
+    def _run(self):
+        try:
+            for text in self.ws:
+                message = json.loads(text)
+                self.received.put(message)
+                if message.get("type") == "model_invoke":
+                    self.on_invoke(message, self)
+        except Exception:
+            pass
+
+    def wait_for(self, kind, timeout=5):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = self.received.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if message.get("type") == kind:
+                return message
+        raise AssertionError(f"no {kind} message within {timeout}s")
+
+    def close(self):
+        self.ws.close()
+
+
+def raw_request(server, data: bytes, timeout=5):
+    """Sends raw bytes, returns (status, headers, body) of the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as s:
+        s.sendall(data)
+        buf = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if sep:
+                headers = parse_headers(head)
+                length = int(headers.get("content-length", -1))
+                if length >= 0 and len(rest) >= length:
+                    break
+    head, _, body = buf.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, parse_headers(head), body
+
+
+def parse_headers(head: bytes):
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+
+
+def http_request(server, method, path, body=None, headers=None):
+    """One request with a correct head; body may be bytes or a JSON value."""
+    if body is not None and not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    body = body or b""
+    h = {"Host": f"127.0.0.1:{server.port}", "Authorization": f"Bearer {API_KEY}", "Content-Length": str(len(body))}
+    h.update(headers or {})
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items() if v is not None)
+    return raw_request(server, head.encode() + b"Connection: close\r\n\r\n" + body)
+
+
+@pytest.fixture(scope="module", params=SELECTED)
+def runtime(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def server(runtime):
+    """A server with the built-in echo agent, shared by a module's tests."""
+    s = Server(runtime)
+    s.wait_for_model("echo")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def make_server(runtime):
+    """Starts servers with their own flags; stops them after the test."""
+    started = []
+
+    def make(*args, env=None):
+        s = Server(runtime, *args, env=env)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()

@@ -1,0 +1,90 @@
+"""The agent link and the control API, from a third-party agent's side."""
+
+import json
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from conftest import BRIDGE_TOKEN, WsAgent, http_request
+
+
+def test_upgrade_needs_the_bridge_token(server):
+    with pytest.raises(InvalidStatus) as e:
+        ws_connect(server.agent_url)
+    assert e.value.response.status_code == 401
+    with pytest.raises(InvalidStatus) as e:
+        ws_connect(server.agent_url, additional_headers={"Authorization": "Bearer wrong"})
+    assert e.value.response.status_code == 401
+
+
+def test_register_malformed_and_unknown_messages(server):
+    with ws_connect(server.agent_url, additional_headers={"Authorization": f"Bearer {BRIDGE_TOKEN}"}) as ws:
+        ws.send("not json")
+        assert json.loads(ws.recv(timeout=5))["type"] == "error"
+        ws.send(json.dumps({"type": "warp"}))
+        assert json.loads(ws.recv(timeout=5))["type"] == "error"
+        ws.send(json.dumps({"type": "register", "agent_id": "x", "models": ["linked"], "ttl_seconds": 60}))
+        reg = json.loads(ws.recv(timeout=5))
+        assert reg["type"] == "registered" and reg["status"] == "active"
+        assert reg["session_id"].startswith("sess-") and reg["expires_at"].endswith("Z")
+        ws.send(json.dumps({"type": "renew", "session_id": reg["session_id"], "ttl_seconds": 120}))
+        renewed = json.loads(ws.recv(timeout=5))
+        assert renewed["type"] == "registered" and renewed["expires_at"] > reg["expires_at"]
+        server.wait_for_model("linked")
+        status, _, body = http_request(
+            server, "GET", "/control/sessions", headers={"Authorization": f"Bearer {BRIDGE_TOKEN}"}
+        )
+        sessions = json.loads(body)["sessions"]
+        mine = [s for s in sessions if s["session_id"] == reg["session_id"]][0]
+        assert mine["models"] == ["linked"] and mine["connected"] and mine["status"] == "active"
+    server.wait_for_model("linked", present=False)
+
+
+def test_agent_error_reaches_the_editor(server):
+    def fail(invoke, agent):
+        agent.send({"type": "error", "id": invoke["id"], "error": {"message": "model is on fire", "code": "fire"}})
+
+    agent = WsAgent(server, ["broken"], fail)
+    try:
+        server.wait_for_model("broken")
+        status, _, body = http_request(
+            server, "POST", "/v1/chat/completions", {"model": "broken", "messages": [{"role": "user", "content": "x"}]}
+        )
+        assert status == 502
+        assert "model is on fire" in json.loads(body)["error"]["message"]
+    finally:
+        agent.close()
+
+
+def test_whole_result_for_a_streaming_request(server):
+    def whole(invoke, agent):
+        agent.send(
+            {
+                "type": "model_result",
+                "id": invoke["id"],
+                "status": "ok",
+                "result": {
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "all at once"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 3},
+                },
+            }
+        )
+
+    agent = WsAgent(server, ["whole"], whole)
+    try:
+        server.wait_for_model("whole")
+        import openai
+
+        from conftest import API_KEY
+
+        client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0)
+        chunks = list(
+            client.chat.completions.create(
+                model="whole", messages=[{"role": "user", "content": "x"}], stream=True, stream_options={"include_usage": True}
+            )
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "all at once"
+        assert chunks[-1].usage.total_tokens == 6
+    finally:
+        agent.close()

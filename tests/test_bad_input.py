@@ -1,0 +1,148 @@
+"""Bad input over raw HTTP: each answered with the right status and error
+shape, and the server keeps serving."""
+
+import json
+
+import pytest
+
+from conftest import API_KEY, http_request, raw_request
+
+CHAT = "/v1/chat/completions"
+GOOD = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def error_of(body):
+    return json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(
+    "body, status, param",
+    [
+        (b"{not json", 400, None),
+        (b"\xff\xfe", 400, None),
+        (b"[1, 2]", 400, None),
+        ({"messages": [{"role": "user", "content": "x"}]}, 400, "model"),
+        ({"model": "echo"}, 400, "messages"),
+        ({"model": "echo", "messages": "hi"}, 400, "messages"),
+        ({"model": "echo", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
+        ({"model": "echo", "messages": [{"role": "user", "content": 5}]}, 400, "messages[0].content"),
+        ({**GOOD, "max_tokens": -1}, 400, "max_tokens"),
+        ({**GOOD, "max_tokens": 1.5}, 400, "max_tokens"),
+        ({**GOOD, "temperature": "hot"}, 400, "temperature"),
+        ({**GOOD, "top_p": 2}, 400, "top_p"),
+        ({**GOOD, "stream": "yes"}, 400, "stream"),
+        ({**GOOD, "model": "no-such-model"}, 404, "model"),
+    ],
+)
+def test_openai_route_rejects(server, body, status, param):
+    got, headers, raw = http_request(server, "POST", CHAT, body)
+    assert got == status
+    assert headers["content-type"] == "application/json"
+    err = error_of(raw)
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["message"]
+    assert err["param"] == param
+
+
+def test_ollama_routes_answer_in_ollama_shape(server):
+    status, _, body = http_request(server, "POST", "/api/chat", b"{oops")
+    assert status == 400
+    assert isinstance(error_of(body), str)
+    status, _, body = http_request(server, "POST", "/api/generate", {"model": "echo", "prompt": "x", "options": {"top_p": 9}})
+    assert status == 400 and "top_p" in error_of(body)
+
+
+def test_keys(server):
+    status, headers, body = http_request(server, "GET", "/v1/models", headers={"Authorization": None})
+    assert status == 401 and error_of(body)["type"] == "authentication_error"
+    status, _, body = http_request(server, "GET", "/v1/models", headers={"Authorization": "Bearer wrong"})
+    assert status == 401 and error_of(body)["code"] == "invalid_api_key"
+    status, _, _ = http_request(server, "GET", "/v1/models", headers={"Authorization": "Bearer " + API_KEY})
+    assert status == 200
+
+
+def test_unknown_route_and_wrong_method(server):
+    assert http_request(server, "GET", "/v1/nothing")[0] == 404
+    assert http_request(server, "GET", CHAT)[0] == 405
+
+
+def test_oversized_body_is_413(make_server):
+    s = make_server("--set", "max_body_bytes=1000")
+    s.wait_for_model("echo")
+    big = {"model": "echo", "messages": [{"role": "user", "content": "x" * 2000}]}
+    status, _, body = http_request(s, "POST", CHAT, big)
+    assert status == 413 and error_of(body)["code"] == "request_too_large"
+    status, _, body = http_request(s, "POST", "/api/chat", big)
+    assert status == 413 and isinstance(error_of(body), str)
+    assert http_request(s, "POST", CHAT, GOOD)[0] == 200
+
+
+def test_oversized_message_is_400(make_server):
+    s = make_server("--set", "max_message_bytes=10")
+    s.wait_for_model("echo")
+    status, _, body = http_request(s, "POST", CHAT, {"model": "echo", "messages": [{"role": "user", "content": "x" * 11}]})
+    assert status == 400 and error_of(body)["param"] == "messages[0].content"
+
+
+def test_oversized_headers_are_431(server):
+    head = f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {'a' * 20000}\r\n\r\n".encode()
+    status, _, body = raw_request(server, head)
+    assert status == 431 and error_of(body)["code"] == "headers_too_large"
+
+
+def test_garbage_bytes_are_400(server):
+    status, _, _ = raw_request(server, b"\x16\x03\x01 definitely not http\r\n\r\n")
+    assert status == 400
+
+
+def test_chunked_request_body_is_read(server):
+    body = json.dumps(GOOD).encode()
+    head = (
+        f"POST {CHAT} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:10], body[10:])) + b"0\r\n\r\n"
+    status, _, answer = raw_request(server, head + chunked)
+    assert status == 200 and json.loads(answer)["choices"][0]["message"]["content"] == "hi"
+
+
+def test_non_local_host_and_origin_are_refused(server):
+    assert http_request(server, "GET", "/v1/models", headers={"Host": "attacker.example"})[0] == 403
+    assert http_request(server, "GET", "/v1/models", headers={"Origin": "http://attacker.example"})[0] == 403
+    status, headers, _ = http_request(server, "GET", "/v1/models", headers={"Origin": "http://localhost:5173"})
+    assert status == 200 and headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+def test_rate_limit_429_with_retry_after(make_server):
+    s = make_server("--set", "requests_per_minute=2")
+    s.wait_for_model("echo")
+    assert [http_request(s, "POST", CHAT, GOOD)[0] for _ in range(2)] == [200, 200]
+    status, headers, body = http_request(s, "POST", CHAT, GOOD)
+    assert status == 429
+    assert int(headers["retry-after"]) >= 1
+    assert headers["x-ratelimit-limit-requests"] == "2"
+    assert error_of(body)["type"] == "rate_limit_error"
+
+
+def test_still_serving_after_all_that(server):
+    assert server.alive()
+    status, _, body = http_request(server, "POST", CHAT, GOOD)
+    assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == "hi"
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(server):
+    body = json.dumps(GOOD).encode()
+    one = (
+        f"POST {CHAT} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(one * 3)
+        data = b""
+        while data.count(b'"content":"hi"') < 3:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed early"
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 3
