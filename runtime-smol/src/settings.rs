@@ -162,10 +162,12 @@ impl Settings {
                 .ok_or_else(|| BadSettings(format!("--set expects key=value, got `{item}`")))?;
             table.insert(key.trim().to_owned(), loose_value(value.trim()));
         }
+        // Parsing from text (not from the table) makes errors quote the
+        // offending `key = value` line.
         let table: toml::Table = table.into_iter().collect();
-        let settings: Settings = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| BadSettings(format!("bad setting: {}", e.message())))?;
+        let text = toml::to_string(&table).map_err(|e| BadSettings(format!("bad setting: {e}")))?;
+        let settings: Settings =
+            toml::from_str(&text).map_err(|e| BadSettings(format!("bad setting: {e}")))?;
         settings.validate()?;
         Ok(settings)
     }
