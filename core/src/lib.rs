@@ -61,6 +61,8 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod http;
 pub mod limiter;
 pub mod reassembly;

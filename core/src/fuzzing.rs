@@ -1,0 +1,84 @@
+//! Fuzz target bodies, compiled only with `--cfg fuzzing` (cargo fuzz sets
+//! it). Each checks a property, not just the absence of a panic, where one
+//! exists.
+
+use std::time::{Instant, SystemTime};
+
+use crate::api::{ollama, openai, RequestLimits};
+use crate::http::{Limits, RequestReader};
+use crate::{Config, ConnId, Provider};
+
+/// Any split of the same bytes yields the same requests (or the same error).
+pub fn http_request(data: &[u8]) {
+    let Some((&split, input)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        max_head: 4096,
+        max_body: 4096,
+    };
+    let read = |pieces: &[&[u8]]| {
+        let mut reader = RequestReader::new(limits);
+        let mut out = Vec::new();
+        for piece in pieces {
+            reader.handle_data(piece);
+            loop {
+                match reader.next_request() {
+                    Ok(Some(r)) => out.push(Ok(r)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e.status()));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    };
+    let at = usize::from(split).min(input.len());
+    let whole = read(&[input]);
+    let halves = read(&[&input[..at], &input[at..]]);
+    assert_eq!(whole, halves);
+}
+
+/// Agent frames of any content never break the provider.
+pub fn agent_messages(data: &[u8]) {
+    let now = Instant::now();
+    let mut p = Provider::new(Config::new(&["k"], "t"), now, SystemTime::UNIX_EPOCH);
+    p.open_agent(ConnId(1));
+    for frame in data.split(|&b| b == b'\n') {
+        if let Ok(text) = std::str::from_utf8(frame) {
+            p.handle_agent_text(ConnId(1), text, now);
+        }
+        while p.poll_output().is_some() {}
+    }
+}
+
+/// OpenAI request bodies: parsed or rejected with a 4xx, never a panic.
+pub fn openai_body(data: &[u8]) {
+    let limits = RequestLimits::default();
+    for result in [
+        openai::parse_chat(data, &limits),
+        openai::parse_completion(data, &limits),
+        openai::parse_embeddings(data),
+    ] {
+        if let Err(e) = result {
+            assert!((400..500).contains(&e.status));
+        }
+    }
+}
+
+/// Ollama request bodies: parsed or rejected with a 4xx, never a panic.
+pub fn ollama_body(data: &[u8]) {
+    let limits = RequestLimits::default();
+    for result in [
+        ollama::parse_chat(data, &limits),
+        ollama::parse_generate(data, &limits),
+        ollama::parse_embed(data),
+    ] {
+        if let Err(e) = result {
+            assert!((400..500).contains(&e.status));
+        }
+    }
+    let _ = ollama::parse_show(data);
+}
