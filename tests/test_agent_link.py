@@ -88,3 +88,21 @@ def test_whole_result_for_a_streaming_request(server):
         assert chunks[-1].usage.total_tokens == 6
     finally:
         agent.close()
+
+
+def test_revoke_tells_the_agent_and_closes_its_link(server):
+    agent = WsAgent(server, ["revocable"], lambda invoke, agent: None)
+    server.wait_for_model("revocable")
+    sid = agent.registered["session_id"]
+    status, _, body = http_request(
+        server, "POST", "/control/revoke", {"session_id": sid}, headers={"Authorization": f"Bearer {BRIDGE_TOKEN}"}
+    )
+    assert status == 200 and json.loads(body)["status"] == "revoked"
+    assert agent.wait_for("revoked")["session_id"] == sid
+    agent.thread.join(timeout=5)
+    assert not agent.thread.is_alive(), "the provider closed the link"
+    server.wait_for_model("revocable", present=False)
+    status, _, _ = http_request(
+        server, "POST", "/control/revoke", {"session_id": sid}, headers={"Authorization": f"Bearer {BRIDGE_TOKEN}"}
+    )
+    assert status == 404

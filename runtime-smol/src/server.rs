@@ -234,6 +234,7 @@ async fn connection(shared: Shared, mut stream: TcpStream) {
 }
 
 /// An upgraded agent link: frames in to the provider, mail out as frames.
+/// Ends when either side closes.
 async fn agent_link(
     shared: &Shared,
     id: ConnId,
@@ -241,29 +242,32 @@ async fn agent_link(
     mail: Receiver<ToConn>,
 ) {
     let (mut tx, mut rx) = ws.split();
-    let writer = smol::spawn(async move {
+    let reader = async {
+        while let Some(Ok(frame)) = rx.next().await {
+            match frame {
+                Message::Text(text) => {
+                    shared.with(|p, now| p.handle_agent_text(id, text.as_str(), now))
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    let writer = async {
         while let Ok(msg) = mail.recv().await {
-            let sent = match msg {
-                ToConn::Agent(text) => tx.send(Message::text(text)).await,
+            match msg {
+                ToConn::Agent(text) => {
+                    if tx.send(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                }
                 ToConn::Close => {
                     let _ = tx.close(None).await;
                     break;
                 }
-                _ => Ok(()),
-            };
-            if sent.is_err() {
-                break;
+                ToConn::Respond(_) | ToConn::Data(_) | ToConn::End | ToConn::Upgrade(_) => {}
             }
         }
-    });
-    while let Some(Ok(frame)) = rx.next().await {
-        match frame {
-            Message::Text(text) => {
-                shared.with(|p, now| p.handle_agent_text(id, text.as_str(), now))
-            }
-            Message::Close(_) => break,
-            _ => {}
-        }
-    }
-    drop(writer);
+    };
+    reader.or(writer).await;
 }

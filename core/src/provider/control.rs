@@ -128,8 +128,10 @@ impl Provider {
         );
         match link {
             Some(conn) => {
+                // The link served only this session: tell the agent, then close it.
                 let text = to_agent::session_event("revoked", &id);
                 self.outputs.push_back(Output::ToAgent { conn, text });
+                self.outputs.push_back(Output::CloseAgent { conn });
             }
             None => {
                 self.sessions.remove(&id);

@@ -385,6 +385,10 @@ fn manual_approval_then_revoke() {
     assert!(frames
         .iter()
         .any(|f| *f == json!({"type": "revoked", "session_id": sid})));
+    assert!(t
+        .seen
+        .iter()
+        .any(|o| *o == Output::CloseAgent { conn: AGENT }));
     // The control API needs the bridge token, not an API key.
     t.request(ConnId(9), "GET", "/control/sessions", &[], Value::Null);
     assert_eq!(t.editor(ConnId(9)).0, Some(401));
