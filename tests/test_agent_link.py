@@ -106,3 +106,46 @@ def test_revoke_tells_the_agent_and_closes_its_link(server):
         server, "POST", "/control/revoke", {"session_id": sid}, headers={"Authorization": f"Bearer {BRIDGE_TOKEN}"}
     )
     assert status == 404
+
+
+def test_dial_out_to_an_agent_hub_and_reconnect(make_server):
+    """The provider dials a hub (here a websockets server playing the agent)
+    and serves its models; when the hub drops the link it dials again."""
+    import threading
+
+    from websockets.sync.server import serve as ws_serve
+
+    connections = []
+
+    def hub(ws):
+        connections.append(ws.request.headers.get("Authorization"))
+        ws.send(json.dumps({"type": "register", "agent_id": "hub", "models": ["hubbed"]}))
+        for text in ws:
+            message = json.loads(text)
+            if message["type"] == "model_invoke":
+                content = message["payload"]["messages"][-1]["content"]
+                ws.send(json.dumps({"type": "model_stream_chunk", "id": message["id"], "chunk_index": 0,
+                                    "delta": {"content": content.upper()}, "finish_reason": "stop"}))
+                if content == "hang up":
+                    return
+
+    with ws_serve(hub, "127.0.0.1", 0) as hub_server:
+        threading.Thread(target=hub_server.serve_forever, daemon=True).start()
+        port = hub_server.socket.getsockname()[1]
+        s = make_server("--no-echo-agent", "--set", f"agent_hub=ws://127.0.0.1:{port}/")
+        s.wait_for_model("hubbed")
+        chat = {"model": "hubbed", "messages": [{"role": "user", "content": "hello hub"}]}
+        status, _, body = http_request(s, "POST", "/v1/chat/completions", chat)
+        assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == "HELLO HUB"
+        hang_up = {"model": "hubbed", "messages": [{"role": "user", "content": "hang up"}]}
+        assert http_request(s, "POST", "/v1/chat/completions", hang_up)[0] == 200
+        import time
+
+        deadline = time.monotonic() + 10
+        while len(connections) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert connections == [f"Bearer {BRIDGE_TOKEN}"] * 2
+        s.wait_for_model("hubbed")
+        status, _, body = http_request(s, "POST", "/v1/chat/completions", chat)
+        assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == "HELLO HUB"
+        hub_server.shutdown()

@@ -5,11 +5,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::Message;
 use mcp_provider_core::agent::echo::EchoAgent;
 use smol::channel::{self, Receiver, Sender};
-use smol::net::TcpStream;
 use smol::stream::StreamExt;
 
 use crate::server::{Shared, ToConn};
@@ -115,22 +113,7 @@ pub async fn run_remote(
     model: &str,
     delay: Option<Duration>,
 ) -> Result<(), String> {
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| format!("bad --url {url}: {e}"))?;
-    let auth = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
-    request.headers_mut().insert("authorization", auth);
-    let host = request.uri().host().unwrap_or("127.0.0.1").to_owned();
-    let port = request.uri().port_u16().unwrap_or(80);
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let (ws, _) = async_tungstenite::client_async(request, tcp)
-        .await
-        .map_err(|e| format!("agent link handshake with {url} failed: {e}"))?;
+    let ws = crate::server::dial(url, token).await?;
     let (mut ws_tx, mut ws_rx) = ws.split();
     let (out_tx, out_rx): (Sender<Vec<String>>, Receiver<Vec<String>>) = channel::unbounded();
     let writer = smol::spawn(async move {

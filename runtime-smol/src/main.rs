@@ -177,6 +177,14 @@ fn serve(settings: Settings) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(url) = &settings.agent_hub {
+            smol::spawn(server::dial_hub(
+                shared.clone(),
+                url.clone(),
+                bridge_token.clone(),
+            ))
+            .detach();
+        }
         if settings.echo_agent {
             let delay = (settings.echo_chunk_delay_ms > 0)
                 .then(|| Duration::from_millis(settings.echo_chunk_delay_ms));

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
+use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::tungstenite::Message;
@@ -270,4 +271,47 @@ async fn agent_link(
         }
     };
     reader.or(writer).await;
+}
+
+/// Opens a WebSocket to `url` with the bridge token.
+pub async fn dial(url: &str, token: &str) -> Result<WebSocketStream<TcpStream>, String> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| format!("bad URL {url}: {e}"))?;
+    let auth = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
+    request.headers_mut().insert("authorization", auth);
+    let host = request.uri().host().unwrap_or("127.0.0.1").to_owned();
+    let port = request.uri().port_u16().unwrap_or(80);
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let (ws, _) = async_tungstenite::client_async(request, tcp)
+        .await
+        .map_err(|e| format!("WebSocket handshake with {url} failed: {e}"))?;
+    Ok(ws)
+}
+
+/// Dials out to an agent hub and serves that connection as an agent link,
+/// reconnecting with backoff (0.1 s doubling up to 30 s) whenever it drops.
+pub async fn dial_hub(shared: Shared, url: String, token: String) {
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match dial(&url, &token).await {
+            Ok(ws) => {
+                tracing::info!("agent hub {url} connected");
+                backoff = std::time::Duration::from_millis(100);
+                let (id, mail) = shared.connect();
+                shared.with(|p, _| p.open_agent(id));
+                agent_link(&shared, id, ws, mail).await;
+                shared.disconnect(id);
+                tracing::warn!("agent hub {url} disconnected");
+            }
+            Err(e) => tracing::warn!("agent hub: {e}"),
+        }
+        smol::Timer::after(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+    }
 }

@@ -20,6 +20,10 @@ pub struct Settings {
     pub api_key: Vec<String>,
     #[serde(default)]
     pub bridge_token: Option<String>,
+    /// An agent hub to dial out to (`ws://…`); it speaks the agent link
+    /// protocol as an agent would.
+    #[serde(default)]
+    pub agent_hub: Option<String>,
     #[serde(default = "yes")]
     pub echo_agent: bool,
     #[serde(default)]
@@ -229,13 +233,14 @@ impl Settings {
         let mask = |s: &str| format!("{}…", s.chars().take(4).collect::<String>());
         let keys: Vec<String> = self.api_key.iter().map(|k| mask(k)).collect();
         format!(
-            "listen = {:?}\napi_key = {:?}\nbridge_token = {:?}\necho_agent = {}\nrequire_api_key = {}\napproval = {:?}\n\
+            "listen = {:?}\napi_key = {:?}\nbridge_token = {:?}\nagent_hub = {:?}\necho_agent = {}\nrequire_api_key = {}\napproval = {:?}\n\
              max_body_bytes = {}\nmax_header_bytes = {}\nmax_messages = {}\nmax_message_bytes = {}\nmax_tokens = {}\n\
              request_timeout_secs = {}\nstream_idle_timeout_secs = {}\nkeepalive_ms = {}\nsession_ttl_secs = {}\n\
              max_sessions = {}\nrequests_per_minute = {}\ntokens_per_minute = {}\nallowed_hosts = {:?}\ncors_origins = {:?}\n",
             self.listen,
             keys,
             self.bridge_token.as_deref().map(mask).unwrap_or_default(),
+            self.agent_hub.as_deref().unwrap_or_default(),
             self.echo_agent,
             self.require_api_key,
             self.approval,
