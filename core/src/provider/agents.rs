@@ -211,7 +211,7 @@ impl Provider {
     /// until it expires.
     pub(super) fn link_closed(&mut self, conn: ConnId, _now: Instant) {
         let error = ApiError::agent("The agent disconnected before finishing its answer.");
-        self.fail_link(conn, &error, false);
+        self.fail_where(Self::on_link(conn), &error, false);
         if let Some(Some(id)) = self.links.remove(&conn) {
             let remove = match self.sessions.get_mut(&id) {
                 Some(s) => {

@@ -122,10 +122,8 @@ impl Provider {
             .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
         s.status = Status::Revoked;
         let link = s.link;
-        self.fail_session(
-            &id,
-            &ApiError::unavailable(format!("Session {id} was revoked.")),
-        );
+        let error = ApiError::unavailable(format!("Session {id} was revoked."));
+        self.fail_where(Self::in_session(&id), &error, true);
         match link {
             Some(conn) => {
                 // The link served only this session: tell the agent, then close it.

@@ -385,12 +385,18 @@ impl Provider {
         }
     }
 
-    /// Fails every invocation an agent link was serving.
-    pub(super) fn fail_link(&mut self, agent: ConnId, error: &ApiError, cancel: bool) {
+    /// Fails every invocation `which` selects: those of a dropped link
+    /// (no cancel: nobody to tell) or of a revoked session.
+    pub(super) fn fail_where(
+        &mut self,
+        which: impl Fn(&Invocation) -> bool,
+        error: &ApiError,
+        cancel: bool,
+    ) {
         let ids: Vec<u64> = self
             .invocations
             .iter()
-            .filter(|(_, inv)| inv.agent == agent)
+            .filter(|(_, inv)| which(inv))
             .map(|(n, _)| *n)
             .collect();
         for n in ids {
@@ -398,17 +404,14 @@ impl Provider {
         }
     }
 
-    /// Fails every invocation of a session (revoked).
-    pub(super) fn fail_session(&mut self, session: &str, error: &ApiError) {
-        let ids: Vec<u64> = self
-            .invocations
-            .iter()
-            .filter(|(_, inv)| inv.session == session)
-            .map(|(n, _)| *n)
-            .collect();
-        for n in ids {
-            self.fail(n, error.clone(), true);
-        }
+    /// Whether an invocation is served by this agent link.
+    pub(super) fn on_link(agent: ConnId) -> impl Fn(&Invocation) -> bool {
+        move |inv| inv.agent == agent
+    }
+
+    /// Whether an invocation belongs to this session.
+    pub(super) fn in_session(session: &str) -> impl Fn(&Invocation) -> bool + '_ {
+        move |inv| inv.session == session
     }
 }
 
