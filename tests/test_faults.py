@@ -10,7 +10,7 @@ import time
 
 import openai
 
-from conftest import API_KEY, BRIDGE_TOKEN, WsAgent
+from conftest import API_KEY, BRIDGE_TOKEN, WsAgent, http_request
 
 
 def one_chunk(invoke, agent):
@@ -61,6 +61,8 @@ def test_editor_disconnecting_mid_stream_sends_cancel(server):
         invoke = agent.wait_for("model_invoke")
         cancel = agent.wait_for("cancel", timeout=5)
         assert cancel["id"] == invoke["id"]
+        status, _, body = http_request(server, "GET", "/health", headers={"Authorization": None})
+        assert status == 200 and json.loads(body)["cancels"] >= 1
     finally:
         agent.close()
 

@@ -84,12 +84,22 @@ impl Provider {
                 );
                 return Ok(());
             }
-            Route::Health => json!({
-                "status": "ok",
-                "sessions": self.sessions.len(),
-                "agents": self.links.len(),
-                "in_flight": self.invocations.len(),
-            }),
+            Route::Health => {
+                let s = self.stats;
+                json!({
+                    "status": "ok",
+                    "sessions": self.sessions.len(),
+                    "agents": self.links.len(),
+                    "in_flight": self.invocations.len(),
+                    "requests": s.requests,
+                    "invocations": s.invocations,
+                    "dropped_agent_messages": s.dropped_messages,
+                    "duplicate_chunks": s.duplicate_chunks,
+                    "rate_limited": s.rate_limited,
+                    "timeouts": s.timeouts,
+                    "cancels": s.cancels,
+                })
+            }
             Route::OpenAiModels => {
                 let created = unix_seconds(self.epoch.1);
                 let data: Vec<Value> = self

@@ -12,6 +12,18 @@ use crate::limiter::TokenBucket;
 /// Headers sent to a browser preflight from an allowed origin.
 const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-mcp-session, x-api-key";
 
+/// OpenAI's rate-limit headers: limit, remaining, time to full.
+const RATE_HEADERS_REQUESTS: [&str; 3] = [
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+];
+const RATE_HEADERS_TOKENS: [&str; 3] = [
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+];
+
 /// Whether a host name (no port) is this machine's loopback.
 fn is_loopback_name(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -153,20 +165,12 @@ impl Provider {
                 }
             }
         }
-        for (name, bucket) in [("requests", &b.requests), ("tokens", &b.tokens)] {
+        let described = [
+            (&b.requests, RATE_HEADERS_REQUESTS),
+            (&b.tokens, RATE_HEADERS_TOKENS),
+        ];
+        for (bucket, [limit, remaining, reset]) in described {
             if let Some(bucket) = bucket {
-                let (limit, remaining, reset) = match name {
-                    "requests" => (
-                        "x-ratelimit-limit-requests",
-                        "x-ratelimit-remaining-requests",
-                        "x-ratelimit-reset-requests",
-                    ),
-                    _ => (
-                        "x-ratelimit-limit-tokens",
-                        "x-ratelimit-remaining-tokens",
-                        "x-ratelimit-reset-tokens",
-                    ),
-                };
                 extra.push((limit, bucket.capacity().to_string()));
                 extra.push((remaining, bucket.remaining().to_string()));
                 extra.push((reset, format!("{}s", ceil_secs(bucket.until_full()))));
