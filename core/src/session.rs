@@ -109,8 +109,10 @@ pub enum RouteError {
     /// Agents are connected but none serves this model.
     UnknownModel,
     /// The model is served, but by no session that can take the request now
-    /// (pending approval, expired, out of budget, no link, wrong scope).
+    /// (pending approval, expired, out of budget, no link).
     Unavailable(String),
+    /// The sessions serving the model lack the scope the request needs.
+    WrongScope(String),
 }
 
 #[derive(Debug, Default)]
@@ -179,7 +181,7 @@ impl Sessions {
                 )));
             }
             if !s.routable(embedding) {
-                return Err(RouteError::Unavailable(unavailable_reason(s, embedding)));
+                return Err(unavailable(s, embedding));
             }
             return Ok(&s.id);
         }
@@ -192,7 +194,7 @@ impl Sessions {
             .filter(|s| s.routable(embedding))
             .min_by_key(|s| (s.in_flight, s.requests))
             .map(|s| s.id.as_str())
-            .ok_or_else(|| RouteError::Unavailable(unavailable_reason(serving[0], embedding)))
+            .ok_or_else(|| unavailable(serving[0], embedding))
     }
 
     /// The earliest expiry among sessions still running.
@@ -210,17 +212,23 @@ impl Sessions {
     }
 }
 
-fn unavailable_reason(s: &Session, embedding: bool) -> String {
+/// Why session `s` cannot take a request now.
+fn unavailable(s: &Session, embedding: bool) -> RouteError {
     let why = match s.status {
-        Status::Pending => "is waiting for approval (mcp-provider sessions approve ID)",
+        Status::Pending => "is waiting for approval (POST /control/approve)",
         Status::Expired => "has expired",
         Status::Revoked => "was revoked",
         Status::Suspended => "has used all of its max_requests",
         Status::Active if s.link.is_none() => "has no agent connected",
-        Status::Active if embedding => "does not have the `embedding` scope",
-        Status::Active => "does not have the `inference` scope",
+        Status::Active => {
+            let scope = if embedding { "embedding" } else { "inference" };
+            return RouteError::WrongScope(format!(
+                "the session serving this model ({}) does not have the `{scope}` scope",
+                s.id
+            ));
+        }
     };
-    format!("the session serving this model ({}) {why}", s.id)
+    RouteError::Unavailable(format!("the session serving this model ({}) {why}", s.id))
 }
 
 /// A session's new expiry for a requested TTL, capped by the configured max.

@@ -37,6 +37,8 @@ pub(super) struct Invocation {
     keepalive_at: Option<Instant>,
     /// Rate-limit bucket to charge used tokens to.
     key: Option<usize>,
+    /// Headers for a whole answer, decided when the request was admitted.
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Invocation {
@@ -78,13 +80,15 @@ impl Provider {
             Ok(id) => id.to_owned(),
             Err(RouteError::NoAgents) => return Err(no_agent()),
             Err(RouteError::UnknownModel) => return Err(ApiError::model_not_found(&request.model)),
+            Err(RouteError::WrongScope(why)) => {
+                return Err(ApiError::forbidden(format!(
+                    "Model `{model}` cannot serve this request: {why}"
+                )))
+            }
             Err(RouteError::Unavailable(why)) => {
-                let status_forbidden = why.contains("scope");
-                return Err(if status_forbidden {
-                    ApiError::forbidden(format!("Model `{model}` cannot serve this request: {why}"))
-                } else {
-                    ApiError::unavailable(format!("Model `{model}` is not available: {why}"))
-                });
+                return Err(ApiError::unavailable(format!(
+                    "Model `{model}` is not available: {why}"
+                )))
             }
         };
         let Some(session) = self.sessions.get_mut(&session_id) else {
@@ -119,13 +123,14 @@ impl Provider {
         let out = EditorStream::new(&request, response_id, created, now);
         let stream = out.is_stream();
         let sse = stream && out.dialect() == crate::error::Dialect::OpenAi;
-        if stream {
+        // A stream's head goes now; a whole answer keeps the headers (CORS,
+        // rate limits) for when it is complete.
+        let headers = if stream {
             self.respond(editor, out.stream_head(), extra);
+            Vec::new()
         } else {
-            // Headers for the eventual whole answer are not kept: the rate
-            // headers describe the moment of admission only.
-            drop(extra);
-        }
+            extra
+        };
         let timeout = if stream {
             self.config.stream_idle_timeout
         } else {
@@ -140,6 +145,7 @@ impl Provider {
             deadline: now + timeout,
             keepalive_at: sse.then(|| now + self.config.keepalive_interval),
             key,
+            headers,
         };
         self.timers.push(Reverse((inv.next_wake(), n)));
         self.invocations.insert(n, inv);
@@ -220,7 +226,10 @@ impl Provider {
         };
         let whole = inv.out.finish(reason, usage, now, wall, &mut self.scratch);
         match whole {
-            Some(response) => self.respond(inv.editor, response, Vec::new()),
+            Some(response) => {
+                let headers = std::mem::take(&mut inv.headers);
+                self.respond(inv.editor, response, headers);
+            }
             None => {
                 self.flush_scratch(inv.editor);
                 self.outputs.push_back(Output::End { conn: inv.editor });
@@ -257,9 +266,10 @@ impl Provider {
                 );
                 return;
             }
-            if let Some(inv) = self.remove(n) {
+            if let Some(mut inv) = self.remove(n) {
                 let response = inv.out.embeddings(&vectors, now);
-                self.respond(inv.editor, response, Vec::new());
+                let headers = std::mem::take(&mut inv.headers);
+                self.respond(inv.editor, response, headers);
                 self.settle(&inv, now);
             }
             return;
@@ -299,7 +309,7 @@ impl Provider {
     /// Ends an invocation with an error the editor sees; `cancel` tells the
     /// agent to stop working on it.
     pub(super) fn fail(&mut self, n: u64, error: ApiError, cancel: bool) {
-        let Some(inv) = self.remove(n) else {
+        let Some(mut inv) = self.remove(n) else {
             return;
         };
         if inv.out.is_stream() {
@@ -308,7 +318,8 @@ impl Provider {
             self.outputs.push_back(Output::End { conn: inv.editor });
         } else {
             let dialect = inv.out.dialect();
-            self.respond_error(inv.editor, dialect, &error, Vec::new());
+            let headers = std::mem::take(&mut inv.headers);
+            self.respond_error(inv.editor, dialect, &error, headers);
         }
         if cancel {
             self.send_cancel(&inv, n);

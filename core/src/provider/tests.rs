@@ -569,3 +569,45 @@ fn malformed_agent_messages_get_an_error_and_the_link_stays() {
     t.agent(AGENT, register(60));
     assert_eq!(t.agent_frames(AGENT)[0]["type"], "registered");
 }
+
+#[test]
+fn a_whole_answer_keeps_the_cors_headers_of_its_request() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(3600));
+    let origin = [("origin", "http://localhost:5173")];
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    t.request(EDITOR, "POST", "/v1/chat/completions", &origin, body);
+    let id = t.last_invoke_id(AGENT);
+    t.agent(AGENT, chunk(&id, 0, "ok", Some("stop")));
+    let response = t
+        .seen
+        .iter()
+        .find_map(|o| match o {
+            Output::Respond { response, .. } => Some(response.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
+}
+
+#[test]
+fn embedding_from_an_inference_only_session_is_403() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(3600));
+    t.request(
+        EDITOR,
+        "POST",
+        "/v1/embeddings",
+        &[],
+        json!({"model": "m", "input": "x"}),
+    );
+    let (status, body, _) = t.editor(EDITOR);
+    assert_eq!(status, Some(403));
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains("`embedding` scope"));
+}
