@@ -122,18 +122,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// A random secret for keys not configured.
-fn generate_secret(prefix: &str) -> String {
-    let mut bytes = [0u8; 18];
-    getrandom::fill(&mut bytes).expect("the OS random source is available");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+/// A secret for keys not configured, from random bytes.
+fn secret(prefix: &str, random: &[u8]) -> String {
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
     format!("{prefix}{hex}")
 }
 
 fn serve(settings: Settings) -> ExitCode {
+    // 18 bytes for each generated secret, 8 for the id seed.
+    let mut random = [0u8; 44];
+    if let Err(e) = getrandom::fill(&mut random) {
+        eprintln!("mcp-provider: no OS random source: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut notes = Vec::new();
     let api_keys = if settings.api_key.is_empty() {
-        let key = generate_secret("sk-local-");
+        let key = secret("sk-local-", &random[..18]);
         notes.push(format!("  API key (generated):      {key}"));
         vec![key]
     } else {
@@ -142,7 +146,7 @@ fn serve(settings: Settings) -> ExitCode {
     let bridge_token = match &settings.bridge_token {
         Some(t) => t.clone(),
         None => {
-            let token = generate_secret("bt-");
+            let token = secret("bt-", &random[18..36]);
             notes.push(format!("  Bridge token (generated): {token}"));
             token
         }
@@ -167,7 +171,7 @@ fn serve(settings: Settings) -> ExitCode {
         .map(|a| a.to_string())
         .collect();
     let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).expect("the OS random source is available");
+    seed.copy_from_slice(&random[36..]);
     let config = settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed));
     smol::block_on(async {
         let shared = match server::serve(config, listeners).await {

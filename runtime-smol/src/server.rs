@@ -100,8 +100,7 @@ impl Shared {
     }
 }
 
-/// Binds every address (port 0 picks a free one); returns the listeners
-/// and the addresses actually bound.
+/// Binds every address (port 0 picks a free one).
 pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<StdListener>> {
     addrs.iter().map(StdListener::bind).collect()
 }
