@@ -62,9 +62,7 @@ pub fn openai_body(data: &[u8]) {
         openai::parse_completion(data, &limits),
         openai::parse_embeddings(data),
     ] {
-        if let Err(e) = result {
-            assert!((400..500).contains(&e.status));
-        }
+        assert_client_error(result);
     }
 }
 
@@ -76,9 +74,14 @@ pub fn ollama_body(data: &[u8]) {
         ollama::parse_generate(data, &limits),
         ollama::parse_embed(data),
     ] {
-        if let Err(e) = result {
-            assert!((400..500).contains(&e.status));
-        }
+        assert_client_error(result);
     }
-    let _ = ollama::parse_show(data);
+    assert_client_error(ollama::parse_show(data));
+}
+
+/// A refused body is the client's fault: a 4xx, never anything else.
+fn assert_client_error<T>(result: Result<T, crate::ApiError>) {
+    if let Err(e) = result {
+        assert!((400..500).contains(&e.status), "{e}");
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::Message;
-use mcp_provider_core::agent::echo::EchoAgent;
+use mcp_provider_core::agent::echo::{EchoAgent, Incoming};
 use smol::channel::{self, Receiver, Sender};
 use smol::stream::StreamExt;
 
@@ -25,21 +25,25 @@ async fn play(
     let cancelled: Arc<Mutex<HashSet<String>>> = Arc::default();
     send(vec![agent.register()]);
     while let Ok(text) = incoming.recv().await {
-        if let Some(id) = cancel_id(&text) {
-            cancelled
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id);
-            continue;
-        }
         let mut frames = Vec::new();
-        agent.handle_message(&text, &mut frames);
+        let id = match agent.handle_message(&text, &mut frames) {
+            // Only paced answers are still running when a cancel comes.
+            Incoming::Cancel(id) if delay.is_some() => {
+                cancelled
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id);
+                continue;
+            }
+            Incoming::Cancel(_) => continue,
+            Incoming::Invoke(id) => Some(id),
+            Incoming::Other => None,
+        };
         match delay {
             None => send(frames),
             Some(delay) => {
                 let send = send.clone();
                 let cancelled = cancelled.clone();
-                let id = invoke_id(&text);
                 smol::spawn(async move {
                     for frame in frames {
                         smol::Timer::after(delay).await;
@@ -58,19 +62,6 @@ async fn play(
             }
         }
     }
-}
-
-fn field(text: &str, kind: &str, name: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    (v["type"] == kind).then(|| v[name].as_str().map(str::to_owned))?
-}
-
-fn cancel_id(text: &str) -> Option<String> {
-    field(text, "cancel", "id")
-}
-
-fn invoke_id(text: &str) -> Option<String> {
-    field(text, "model_invoke", "id")
 }
 
 /// Attaches an echo agent to the provider in memory.

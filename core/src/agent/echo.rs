@@ -35,17 +35,36 @@ impl EchoAgent {
     }
 
     /// Answers one provider frame; the frames to send back are appended to
-    /// `out` in order.
-    pub fn handle_message(&self, text: &str, out: &mut Vec<String>) {
+    /// `out` in order. Returns what the frame was, so the runtime can pace
+    /// an answer and drop it when its request is cancelled.
+    pub fn handle_message(&self, text: &str, out: &mut Vec<String>) -> Incoming {
         let Ok(msg) = serde_json::from_str::<Value>(text) else {
-            return;
+            return Incoming::Other;
         };
+        let id = || msg["id"].as_str().unwrap_or_default().to_owned();
         match msg["type"].as_str() {
-            Some("ping") => out.push(r#"{"type":"pong"}"#.to_owned()),
-            Some("model_invoke") => answer(&msg, out),
-            _ => {}
+            Some("ping") => {
+                out.push(r#"{"type":"pong"}"#.to_owned());
+                Incoming::Other
+            }
+            Some("model_invoke") => {
+                answer(&msg, out);
+                Incoming::Invoke(id())
+            }
+            Some("cancel") => Incoming::Cancel(id()),
+            _ => Incoming::Other,
         }
     }
+}
+
+/// What a provider frame was, as far as the runtime needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A request, answered by the frames just appended.
+    Invoke(String),
+    /// Stop answering this request.
+    Cancel(String),
+    Other,
 }
 
 fn answer(msg: &Value, out: &mut Vec<String>) {
@@ -202,7 +221,8 @@ mod tests {
             "messages":[{"role":"user","content":"first"},{"role":"assistant","content":"x"},
                         {"role":"user","content":[{"type":"text","text":"hi there"}]}],
             "parameters":{"stream":true}}});
-        agent.handle_message(&invoke.to_string(), &mut out);
+        let incoming = agent.handle_message(&invoke.to_string(), &mut out);
+        assert_eq!(incoming, Incoming::Invoke("inv-1".into()));
         let frames: Vec<Value> = out
             .iter()
             .map(|s| serde_json::from_str(s).unwrap())

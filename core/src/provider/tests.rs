@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::http::{Body, Request};
+use crate::http::{Body, Request, Response};
 use crate::Approval;
 
 const EDITOR: ConnId = ConnId(1);
@@ -134,6 +134,17 @@ impl Pair {
             }
         }
         (status, body, ended)
+    }
+
+    /// The response (head) a connection got, taking every output seen.
+    fn response(&mut self, conn: ConnId) -> Response {
+        std::mem::take(&mut self.seen)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Respond { conn: c, response } if c == conn => Some(response),
+                _ => None,
+            })
+            .expect("a response")
     }
 
     fn last_invoke_id(&mut self, agent: ConnId) -> String {
@@ -468,17 +479,7 @@ fn rate_limit_answers_429_then_refills() {
         t.chat(ConnId(conn), false);
     }
     t.chat(ConnId(3), false);
-    let out: Vec<Output> = t.seen.drain(..).collect();
-    let limited = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Respond {
-                conn: ConnId(3),
-                response,
-            } => Some(response.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let limited = t.response(ConnId(3));
     assert_eq!(limited.status, 429);
     assert_eq!(limited.header("retry-after"), Some("30"));
     assert_eq!(limited.header("x-ratelimit-remaining-requests"), Some("0"));
@@ -517,10 +518,7 @@ fn foreign_host_or_origin_is_refused_local_origin_gets_cors() {
         &[("origin", "http://localhost:3000")],
         Value::Null,
     );
-    let out: Vec<Output> = t.seen.drain(..).collect();
-    let Output::Respond { response, .. } = &out[0] else {
-        panic!()
-    };
+    let response = t.response(EDITOR);
     assert_eq!(response.status, 204);
     assert_eq!(
         response.header("access-control-allow-origin"),
@@ -579,14 +577,7 @@ fn a_whole_answer_keeps_the_cors_headers_of_its_request() {
     t.request(EDITOR, "POST", "/v1/chat/completions", &origin, body);
     let id = t.last_invoke_id(AGENT);
     t.agent(AGENT, chunk(&id, 0, "ok", Some("stop")));
-    let response = t
-        .seen
-        .iter()
-        .find_map(|o| match o {
-            Output::Respond { response, .. } => Some(response.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let response = t.response(EDITOR);
     assert_eq!(response.status, 200);
     assert_eq!(
         response.header("access-control-allow-origin"),
