@@ -76,4 +76,4 @@ mod stream;
 
 pub use config::{Approval, Config};
 pub use error::{ApiError, Dialect};
-pub use provider::{ConnId, Output, Provider, Stats};
+pub use provider::{too_many_connections, ConnId, Output, Provider, Stats};

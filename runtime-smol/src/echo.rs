@@ -1,77 +1,55 @@
 //! Running the core's echo agent: in-process beside the server, or as a
 //! separate process over the real agent link.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
-use mcp_provider_core::agent::echo::{EchoAgent, Incoming};
-use smol::channel::{self, Receiver, Sender};
+use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
+use mcp_provider_core::agent::echo::EchoAgent;
+use mcp_provider_core::Output;
+use smol::channel::{self, Receiver};
+use smol::future::FutureExt;
 use smol::stream::StreamExt;
 
-use crate::server::{Shared, ToConn};
+use crate::server::Shared;
 
-/// Plays the echo agent on `incoming` frames; `send` carries each answer
-/// frame to the provider. With a delay, each request streams in its own
-/// task so slow streams do not queue behind each other, and a `cancel`
-/// stops a stream between chunks.
-async fn play(
-    agent: EchoAgent,
-    incoming: Receiver<String>,
-    send: impl Fn(Vec<String>) + Clone + Send + 'static,
-    delay: Option<Duration>,
-) {
-    let cancelled: Arc<Mutex<HashSet<String>>> = Arc::default();
-    send(vec![agent.register()]);
-    while let Ok(text) = incoming.recv().await {
-        let mut frames = Vec::new();
-        let id = match agent.handle_message(&text, &mut frames) {
-            // Only paced answers are still running when a cancel comes.
-            Incoming::Cancel(id) if delay.is_some() => {
-                cancelled
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id);
-                continue;
-            }
-            Incoming::Cancel(_) => continue,
-            Incoming::Invoke(id) => Some(id),
-            Incoming::Other => None,
-        };
-        match delay {
-            None => send(frames),
-            Some(delay) => {
-                let send = send.clone();
-                let cancelled = cancelled.clone();
-                smol::spawn(async move {
-                    for frame in frames {
-                        smol::Timer::after(delay).await;
-                        if id.as_ref().is_some_and(|id| {
-                            cancelled
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .remove(id)
-                        }) {
-                            return;
-                        }
-                        send(vec![frame]);
+/// Drives `agent`: provider frames from `incoming` in, each batch of due
+/// answer frames out through `send`, sleeping until the next paced frame.
+async fn play(mut agent: EchoAgent, incoming: Receiver<String>, send: impl Fn(Vec<String>)) {
+    loop {
+        let now = Instant::now();
+        let frames: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now)).collect();
+        if !frames.is_empty() {
+            send(frames);
+        }
+        let next = agent.poll_timeout();
+        let message = async { Some(incoming.recv().await) }
+            .or(async {
+                match next {
+                    Some(at) => {
+                        smol::Timer::at(at).await;
+                        None
                     }
-                })
-                .detach();
-            }
+                    None => std::future::pending().await,
+                }
+            })
+            .await;
+        match message {
+            Some(Ok(text)) => agent.handle_message(&text, Instant::now()),
+            Some(Err(_)) => return,
+            None => {}
         }
     }
 }
 
 /// Attaches an echo agent to the provider in memory.
-pub fn spawn_in_process(shared: &Shared, model: &str, delay: Option<Duration>) {
+pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
     let (id, mail) = shared.connect();
     shared.with(|p, _| p.open_agent(id));
     let (tx, rx) = channel::unbounded();
     smol::spawn(async move {
-        while let Ok(msg) = mail.recv().await {
-            if let ToConn::Agent(text) = msg {
+        while let Ok(output) = mail.recv().await {
+            if let Output::ToAgent { text, .. } = output {
                 if tx.send(text).await.is_err() {
                     break;
                 }
@@ -79,34 +57,24 @@ pub fn spawn_in_process(shared: &Shared, model: &str, delay: Option<Duration>) {
         }
     })
     .detach();
-    let shared2 = shared.clone();
+    let shared = shared.clone();
     let send = move |frames: Vec<String>| {
-        shared2.with(|p, now| {
+        shared.with(|p, now| {
             for frame in &frames {
                 p.handle_agent_text(id, frame, now);
             }
         })
     };
-    smol::spawn(play(
-        EchoAgent::new(model, "echo-in-process"),
-        rx,
-        send,
-        delay,
-    ))
-    .detach();
+    let agent = EchoAgent::new(&plan.model, "echo-in-process", plan.chunk_delay);
+    smol::spawn(play(agent, rx, send)).detach();
 }
 
 /// Connects to a provider as an external echo agent and serves until the
 /// link closes.
-pub async fn run_remote(
-    url: &str,
-    token: &str,
-    model: &str,
-    delay: Option<Duration>,
-) -> Result<(), String> {
-    let ws = crate::server::dial(url, token).await?;
+pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
+    let ws = crate::server::dial(&remote.url, &remote.token).await?;
     let (mut ws_tx, mut ws_rx) = ws.split();
-    let (out_tx, out_rx): (Sender<Vec<String>>, Receiver<Vec<String>>) = channel::unbounded();
+    let (out_tx, out_rx) = channel::unbounded::<Vec<String>>();
     let writer = smol::spawn(async move {
         while let Ok(frames) = out_rx.recv().await {
             for frame in frames {
@@ -120,12 +88,12 @@ pub async fn run_remote(
     let send = move |frames: Vec<String>| {
         let _ = out_tx.try_send(frames);
     };
-    let agent = smol::spawn(play(EchoAgent::new(model, "echo"), in_rx, send, delay));
+    let agent = EchoAgent::new(&remote.agent.model, "echo", remote.agent.chunk_delay);
+    let agent = smol::spawn(play(agent, in_rx, send));
     let mut result = Ok(());
     while let Some(frame) = ws_rx.next().await {
         match frame {
             Ok(Message::Text(text)) => {
-                tracing::debug!("from provider: {}", text.as_str());
                 let _ = in_tx.send(text.as_str().to_owned()).await;
             }
             Ok(Message::Close(_)) => break,

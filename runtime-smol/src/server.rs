@@ -3,37 +3,31 @@
 //! and are carried to the connection they name.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::TcpListener as StdListener;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
-use bytes::{Bytes, BytesMut};
-use mcp_provider_core::http::{websocket_accept, Response, ServerConn};
-use mcp_provider_core::{Config, ConnId, Output, Provider};
+use bytes::BytesMut;
+use mcp_provider_core::http::{websocket_accept, ServerConn};
+use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
 
-/// What a connection's task is told to do.
-pub enum ToConn {
-    Respond(Response),
-    Data(Bytes),
-    End,
-    Upgrade(String),
-    Agent(String),
-    Close,
-}
+/// A connection's mailbox: the provider's outputs for it, in order.
+type Mailbox = Receiver<Output>;
 
 struct Core {
     provider: Provider,
-    conns: HashMap<ConnId, Sender<ToConn>>,
+    conns: HashMap<ConnId, Sender<Output>>,
     /// The deadline the timer task sleeps until.
     armed: Option<Instant>,
 }
@@ -43,7 +37,7 @@ struct Core {
 pub struct Shared {
     core: Arc<Mutex<Core>>,
     timer: Sender<()>,
-    next_conn: Arc<std::sync::atomic::AtomicU64>,
+    next_conn: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -53,11 +47,8 @@ impl Shared {
     }
 
     /// A fresh connection id with its mailbox.
-    pub fn connect(&self) -> (ConnId, Receiver<ToConn>) {
-        let id = ConnId(
-            self.next_conn
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        );
+    pub fn connect(&self) -> (ConnId, Mailbox) {
+        let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = channel::unbounded();
         self.lock().conns.insert(id, tx);
         (id, rx)
@@ -73,16 +64,8 @@ impl Shared {
             armed,
         } = &mut *core;
         while let Some(output) = provider.poll_output() {
-            let (conn, msg) = match output {
-                Output::Respond { conn, response } => (conn, ToConn::Respond(response)),
-                Output::Data { conn, data } => (conn, ToConn::Data(data)),
-                Output::End { conn } => (conn, ToConn::End),
-                Output::AcceptAgent { conn, key } => (conn, ToConn::Upgrade(key)),
-                Output::ToAgent { conn, text } => (conn, ToConn::Agent(text)),
-                Output::CloseAgent { conn } => (conn, ToConn::Close),
-            };
-            if let Some(tx) = conns.get(&conn) {
-                let _ = tx.try_send(msg);
+            if let Some(tx) = conns.get(&output.conn()) {
+                let _ = tx.try_send(output);
             }
         }
         let next = provider.poll_timeout();
@@ -100,13 +83,19 @@ impl Shared {
     }
 }
 
-/// Binds every address (port 0 picks a free one).
-pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<StdListener>> {
-    addrs.iter().map(StdListener::bind).collect()
+/// Caps on editor connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    pub read_timeout: Duration,
 }
 
-/// Serves until the process ends.
-pub async fn serve(config: Config, listeners: Vec<StdListener>) -> std::io::Result<Shared> {
+/// Starts serving on `listeners`; the tasks run until the process ends.
+pub fn serve(
+    config: Config,
+    listeners: Vec<StdListener>,
+    limits: ConnLimits,
+) -> std::io::Result<Shared> {
     let (timer_tx, timer_rx) = channel::bounded(1);
     let provider = Provider::new(config, Instant::now(), SystemTime::now());
     let shared = Shared {
@@ -116,26 +105,57 @@ pub async fn serve(config: Config, listeners: Vec<StdListener>) -> std::io::Resu
             armed: None,
         })),
         timer: timer_tx,
-        next_conn: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        next_conn: Arc::new(AtomicU64::new(1)),
     };
     smol::spawn(timer_task(shared.clone(), timer_rx)).detach();
+    let open = Arc::new(AtomicUsize::new(0));
     for listener in listeners {
         let listener = TcpListener::try_from(listener)?;
-        smol::spawn(accept_loop(shared.clone(), listener)).detach();
+        smol::spawn(accept_loop(shared.clone(), listener, limits, open.clone())).detach();
     }
     Ok(shared)
 }
 
-async fn accept_loop(shared: Shared, listener: TcpListener) {
+async fn accept_loop(
+    shared: Shared,
+    listener: TcpListener,
+    limits: ConnLimits,
+    open: Arc<AtomicUsize>,
+) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((mut stream, _)) => {
+                if open.load(Ordering::Relaxed) >= limits.max_connections {
+                    smol::spawn(async move {
+                        let _ = stream.write_all(&too_many_connections()).await;
+                        let _ = stream.shutdown(std::net::Shutdown::Write);
+                        // Read what the client sent, briefly, so closing
+                        // does not reset the connection before it reads
+                        // the answer.
+                        let mut sink = [0u8; 4096];
+                        let _ = stream
+                            .read(&mut sink)
+                            .or(async {
+                                smol::Timer::after(Duration::from_secs(1)).await;
+                                Ok(0)
+                            })
+                            .await;
+                    })
+                    .detach();
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
-                smol::spawn(connection(shared.clone(), stream)).detach();
+                open.fetch_add(1, Ordering::Relaxed);
+                let (shared, open) = (shared.clone(), open.clone());
+                smol::spawn(async move {
+                    connection(shared, stream, limits.read_timeout).await;
+                    open.fetch_sub(1, Ordering::Relaxed);
+                })
+                .detach();
             }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
-                smol::Timer::after(std::time::Duration::from_millis(50)).await;
+                smol::Timer::after(Duration::from_millis(50)).await;
             }
         }
     }
@@ -168,33 +188,50 @@ async fn timer_task(shared: Shared, wake: Receiver<()>) {
 
 enum Event {
     Read(std::io::Result<usize>),
-    Mail(Option<ToConn>),
+    Mail(Option<Output>),
+    /// An idle connection sent no whole request in time.
+    TimedOut,
 }
 
 /// One editor connection: requests in, responses out; may become an agent
 /// link by WebSocket upgrade.
-async fn connection(shared: Shared, mut stream: TcpStream) {
+async fn connection(shared: Shared, mut stream: TcpStream, read_timeout: Duration) {
     let (id, mail) = shared.connect();
     let limits = shared.with(|p, _| p.http_limits());
     let mut http = ServerConn::new(limits);
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = BytesMut::new();
+    let mut idle_since = Instant::now();
     let upgrade = 'conn: loop {
+        let deadline = http.is_idle().then(|| idle_since + read_timeout);
         let event = async { Event::Read(stream.read(&mut buf).await) }
             .or(async { Event::Mail(mail.recv().await.ok()) })
+            .or(async {
+                match deadline {
+                    Some(at) => {
+                        smol::Timer::at(at).await;
+                        Event::TimedOut
+                    }
+                    None => std::future::pending().await,
+                }
+            })
             .await;
         match event {
-            Event::Read(Ok(0)) | Event::Read(Err(_)) | Event::Mail(None) => break None,
+            Event::Read(Ok(0)) | Event::Read(Err(_)) | Event::Mail(None) | Event::TimedOut => {
+                break None
+            }
             Event::Read(Ok(n)) => http.handle_data(&buf[..n]),
             Event::Mail(Some(first)) => {
                 let mut next = Some(first);
-                while let Some(msg) = next {
-                    match msg {
-                        ToConn::Respond(response) => http.encode_response(&response, &mut out),
-                        ToConn::Data(data) => http.encode_data(&data, &mut out),
-                        ToConn::End => http.encode_end(&mut out),
-                        ToConn::Upgrade(key) => break 'conn Some(key),
-                        ToConn::Agent(_) | ToConn::Close => {}
+                while let Some(output) = next {
+                    match output {
+                        Output::Respond { response, .. } => {
+                            http.encode_response(&response, &mut out)
+                        }
+                        Output::Data { data, .. } => http.encode_data(&data, &mut out),
+                        Output::End { .. } => http.encode_end(&mut out),
+                        Output::AcceptAgent { key, .. } => break 'conn Some(key),
+                        Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
                     }
                     next = mail.try_recv().ok();
                 }
@@ -204,6 +241,9 @@ async fn connection(shared: Shared, mut stream: TcpStream) {
                 out.clear();
                 if http.wants_close() {
                     break None;
+                }
+                if http.is_idle() {
+                    idle_since = Instant::now();
                 }
             }
         }
@@ -235,12 +275,7 @@ async fn connection(shared: Shared, mut stream: TcpStream) {
 
 /// An upgraded agent link: frames in to the provider, mail out as frames.
 /// Ends when either side closes.
-async fn agent_link(
-    shared: &Shared,
-    id: ConnId,
-    ws: WebSocketStream<TcpStream>,
-    mail: Receiver<ToConn>,
-) {
+async fn agent_link(shared: &Shared, id: ConnId, ws: WebSocketStream<TcpStream>, mail: Mailbox) {
     let (mut tx, mut rx) = ws.split();
     let reader = async {
         while let Some(Ok(frame)) = rx.next().await {
@@ -254,18 +289,17 @@ async fn agent_link(
         }
     };
     let writer = async {
-        while let Ok(msg) = mail.recv().await {
-            match msg {
-                ToConn::Agent(text) => {
-                    if tx.send(Message::text(text)).await.is_err() {
-                        break;
-                    }
-                }
-                ToConn::Close => {
+        while let Ok(output) = mail.recv().await {
+            let open = match output {
+                Output::ToAgent { text, .. } => tx.send(Message::text(text)).await.is_ok(),
+                Output::CloseAgent { .. } => {
                     let _ = tx.close(None).await;
-                    break;
+                    false
                 }
-                ToConn::Respond(_) | ToConn::Data(_) | ToConn::End | ToConn::Upgrade(_) => {}
+                _ => true,
+            };
+            if !open {
+                break;
             }
         }
     };
@@ -296,12 +330,12 @@ pub async fn dial(url: &str, token: &str) -> Result<WebSocketStream<TcpStream>, 
 /// Dials out to an agent hub and serves that connection as an agent link,
 /// reconnecting with backoff (0.1 s doubling up to 30 s) whenever it drops.
 pub async fn dial_hub(shared: Shared, url: String, token: String) {
-    let mut backoff = std::time::Duration::from_millis(100);
+    let mut backoff = Duration::from_millis(100);
     loop {
         match dial(&url, &token).await {
             Ok(ws) => {
                 tracing::info!("agent hub {url} connected");
-                backoff = std::time::Duration::from_millis(100);
+                backoff = Duration::from_millis(100);
                 let (id, mail) = shared.connect();
                 shared.with(|p, _| p.open_agent(id));
                 agent_link(&shared, id, ws, mail).await;
@@ -311,6 +345,6 @@ pub async fn dial_hub(shared: Shared, url: String, token: String) {
             Err(e) => tracing::warn!("agent hub: {e}"),
         }
         smol::Timer::after(backoff).await;
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }

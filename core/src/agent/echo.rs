@@ -5,66 +5,98 @@
 //! the frames to send back; the runtime carries them over a WebSocket or
 //! in memory, and applies any delay between chunks.
 
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 use crate::tokens::estimate_tokens;
 
+/// The echo agent. Frames to send come out of [`EchoAgent::poll_transmit`];
+/// with a chunk delay, an answer's frames fall due one delay apart and a
+/// `cancel` drops what is left of it.
 pub struct EchoAgent {
-    model: String,
-    agent_id: String,
+    delay: Duration,
+    /// Frames to send now, in order.
+    ready: VecDeque<String>,
+    /// Answers still being paced, oldest first.
+    paced: Vec<Paced>,
+}
+
+struct Paced {
+    id: String,
+    due: Instant,
+    frames: VecDeque<String>,
 }
 
 impl EchoAgent {
-    pub fn new(model: &str, agent_id: &str) -> Self {
-        EchoAgent {
-            model: model.to_owned(),
-            agent_id: agent_id.to_owned(),
-        }
-    }
-
-    /// The first frame to send on a fresh link.
-    pub fn register(&self) -> String {
-        json!({
+    /// The first frame polled registers `model` under `agent_id`.
+    pub fn new(model: &str, agent_id: &str, delay: Duration) -> Self {
+        let register = json!({
             "type": "register",
-            "agent_id": self.agent_id,
+            "agent_id": agent_id,
             "label": "Built-in echo agent",
-            "models": [self.model],
+            "models": [model],
             "allowed_scopes": ["inference", "embedding"],
         })
-        .to_string()
-    }
-
-    /// Answers one provider frame; the frames to send back are appended to
-    /// `out` in order. Returns what the frame was, so the runtime can pace
-    /// an answer and drop it when its request is cancelled.
-    pub fn handle_message(&self, text: &str, out: &mut Vec<String>) -> Incoming {
-        let Ok(msg) = serde_json::from_str::<Value>(text) else {
-            return Incoming::Other;
-        };
-        let id = || msg["id"].as_str().unwrap_or_default().to_owned();
-        match msg["type"].as_str() {
-            Some("ping") => {
-                out.push(r#"{"type":"pong"}"#.to_owned());
-                Incoming::Other
-            }
-            Some("model_invoke") => {
-                answer(&msg, out);
-                Incoming::Invoke(id())
-            }
-            Some("cancel") => Incoming::Cancel(id()),
-            _ => Incoming::Other,
+        .to_string();
+        EchoAgent {
+            delay,
+            ready: VecDeque::from([register]),
+            paced: Vec::new(),
         }
     }
-}
 
-/// What a provider frame was, as far as the runtime needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    /// A request, answered by the frames just appended.
-    Invoke(String),
-    /// Stop answering this request.
-    Cancel(String),
-    Other,
+    /// A frame from the provider.
+    pub fn handle_message(&mut self, text: &str, now: Instant) {
+        let Ok(msg) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        let id = msg["id"].as_str().unwrap_or_default();
+        match msg["type"].as_str() {
+            Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
+            Some("model_invoke") => {
+                let mut frames = Vec::new();
+                answer(&msg, &mut frames);
+                if self.delay.is_zero() {
+                    self.ready.extend(frames);
+                } else {
+                    self.paced.push(Paced {
+                        id: id.to_owned(),
+                        due: now + self.delay,
+                        frames: frames.into(),
+                    });
+                }
+            }
+            Some("cancel") => self.paced.retain(|p| p.id != id),
+            _ => {}
+        }
+    }
+
+    /// The next frame to send at `now`, if one is due.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<String> {
+        if let Some(frame) = self.ready.pop_front() {
+            return Some(frame);
+        }
+        let (i, _) = self
+            .paced
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.due <= now)
+            .min_by_key(|(_, p)| p.due)?;
+        let paced = &mut self.paced[i];
+        let frame = paced.frames.pop_front();
+        paced.due += self.delay;
+        if paced.frames.is_empty() {
+            self.paced.remove(i);
+        }
+        frame
+    }
+
+    /// When the next paced frame falls due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.paced.iter().map(|p| p.due).min()
+    }
 }
 
 fn answer(msg: &Value, out: &mut Vec<String>) {
@@ -215,17 +247,18 @@ mod tests {
 
     #[test]
     fn answers_a_chat_invoke_with_chunks_and_usage() {
-        let agent = EchoAgent::new("echo", "echo-1");
-        let mut out = Vec::new();
+        let now = Instant::now();
+        let mut agent = EchoAgent::new("echo", "echo-1", Duration::ZERO);
         let invoke = json!({"type":"model_invoke","id":"inv-1","payload":{"kind":"chat",
             "messages":[{"role":"user","content":"first"},{"role":"assistant","content":"x"},
                         {"role":"user","content":[{"type":"text","text":"hi there"}]}],
             "parameters":{"stream":true}}});
-        let incoming = agent.handle_message(&invoke.to_string(), &mut out);
-        assert_eq!(incoming, Incoming::Invoke("inv-1".into()));
-        let frames: Vec<Value> = out
-            .iter()
-            .map(|s| serde_json::from_str(s).unwrap())
+        let register: Value = serde_json::from_str(&agent.poll_transmit(now).unwrap()).unwrap();
+        assert_eq!(register["type"], "register");
+        assert_eq!(register["models"][0], "echo");
+        agent.handle_message(&invoke.to_string(), now);
+        let frames: Vec<Value> = std::iter::from_fn(|| agent.poll_transmit(now))
+            .map(|s| serde_json::from_str(&s).unwrap())
             .collect();
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[0]["delta"]["content"], "hi ");
@@ -237,12 +270,49 @@ mod tests {
 
     #[test]
     fn max_tokens_cuts_with_length() {
-        let agent = EchoAgent::new("echo", "echo-1");
-        let mut out = Vec::new();
+        let now = Instant::now();
+        let mut agent = EchoAgent::new("echo", "echo-1", Duration::ZERO);
+        agent.poll_transmit(now).unwrap();
         let invoke = json!({"type":"model_invoke","id":"inv-1","payload":{"kind":"completion",
             "prompt":"a b c","parameters":{"max_tokens":2}}});
-        agent.handle_message(&invoke.to_string(), &mut out);
+        agent.handle_message(&invoke.to_string(), now);
+        let out: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now)).collect();
         assert_eq!(out.len(), 2);
         assert!(out[1].contains(r#""finish_reason":"length""#));
+    }
+
+    fn invoke(id: &str, prompt: &str) -> String {
+        json!({"type":"model_invoke","id":id,"payload":{"kind":"completion","prompt":prompt}})
+            .to_string()
+    }
+
+    #[test]
+    fn paced_answers_fall_due_one_delay_apart_and_stop_on_cancel() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut agent = EchoAgent::new("echo", "echo-1", ms(100));
+        agent.poll_transmit(t0).unwrap();
+        agent.handle_message(&invoke("a", "one two three"), t0);
+        agent.handle_message(&invoke("b", "x y"), t0 + ms(50));
+        agent.handle_message(r#"{"type":"ping"}"#, t0 + ms(60));
+        assert_eq!(
+            agent.poll_transmit(t0 + ms(60)).unwrap(),
+            r#"{"type":"pong"}"#
+        );
+        assert_eq!(agent.poll_transmit(t0 + ms(99)), None);
+        assert_eq!(agent.poll_timeout(), Some(t0 + ms(100)));
+        assert!(agent.poll_transmit(t0 + ms(100)).unwrap().contains("one"));
+        assert_eq!(agent.poll_timeout(), Some(t0 + ms(150)));
+        assert!(agent
+            .poll_transmit(t0 + ms(150))
+            .unwrap()
+            .contains(r#""x "#));
+        agent.handle_message(r#"{"type":"cancel","id":"a"}"#, t0 + ms(160));
+        assert!(agent
+            .poll_transmit(t0 + ms(250))
+            .unwrap()
+            .contains(r#""y""#));
+        assert_eq!(agent.poll_transmit(t0 + ms(1000)), None);
+        assert_eq!(agent.poll_timeout(), None);
     }
 }

@@ -107,6 +107,12 @@ impl ServerConn {
         self.current = None;
     }
 
+    /// Whether no request is being answered: the connection waits for the
+    /// client, so a driver may time it out.
+    pub fn is_idle(&self) -> bool {
+        self.current.is_none()
+    }
+
     /// Whether the connection must be closed once everything is written.
     pub fn wants_close(&self) -> bool {
         self.close && self.current.is_none()

@@ -6,4 +6,4 @@ mod response;
 
 pub use conn::ServerConn;
 pub use request::{HttpError, Limits, Request, RequestReader};
-pub use response::{reason, websocket_accept, Body, Response};
+pub use response::{encode_closing, reason, websocket_accept, Body, Response};

@@ -124,6 +124,14 @@ fn put_header(out: &mut BytesMut, name: &str, value: &str) {
     out.put_slice(b"\r\n");
 }
 
+/// A whole response to send on a connection that closes right after it:
+/// for connections a driver refuses before reading their request.
+pub fn encode_closing(response: &Response) -> Bytes {
+    let mut out = BytesMut::new();
+    encode_head(response, Framing::Length, false, &mut out);
+    out.freeze()
+}
+
 /// The `101 Switching Protocols` head accepting a WebSocket upgrade;
 /// `accept` is the `Sec-WebSocket-Accept` value derived from the client key.
 pub fn websocket_accept(accept: &str) -> Bytes {

@@ -52,6 +52,29 @@ pub enum Output {
     CloseAgent { conn: ConnId },
 }
 
+impl Output {
+    /// The connection this output is for.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Output::Respond { conn, .. }
+            | Output::Data { conn, .. }
+            | Output::End { conn }
+            | Output::AcceptAgent { conn, .. }
+            | Output::ToAgent { conn, .. }
+            | Output::CloseAgent { conn } => *conn,
+        }
+    }
+}
+
+/// The bytes refusing a connection a driver will not serve because too
+/// many are open: 503 in the OpenAI error shape (the request is never read,
+/// so its dialect is unknown), then close.
+pub fn too_many_connections() -> Bytes {
+    let error = ApiError::unavailable("too many open connections; retry shortly");
+    let response = Response::json(503, error.body(Dialect::OpenAi)).with_header("retry-after", "1");
+    crate::http::encode_closing(&response)
+}
+
 /// Counters for `/health` and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {

@@ -52,6 +52,14 @@ pub struct Settings {
     pub session_ttl_secs: u64,
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Open connections past this are answered 503 and closed; each
+    /// runtime has its own default.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// A connection must send a whole request within this long of going
+    /// idle (opening, or its last answer ending), or it is closed.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_secs: u64,
     #[serde(default)]
     pub requests_per_minute: u64,
     #[serde(default)]
@@ -100,6 +108,9 @@ fn default_ttl() -> u64 {
 }
 fn default_max_sessions() -> usize {
     1000
+}
+fn default_read_timeout() -> u64 {
+    60
 }
 
 /// A string holding a comma-separated list, or a list.
@@ -229,14 +240,14 @@ impl Settings {
     }
 
     /// The effective settings as TOML, secrets masked.
-    pub fn masked(&self) -> String {
+    pub fn masked(&self, default_max_connections: usize) -> String {
         let mask = |s: &str| format!("{}…", s.chars().take(4).collect::<String>());
         let keys: Vec<String> = self.api_key.iter().map(|k| mask(k)).collect();
         format!(
             "listen = {:?}\napi_key = {:?}\nbridge_token = {:?}\nagent_hub = {:?}\necho_agent = {}\nrequire_api_key = {}\napproval = {:?}\n\
              max_body_bytes = {}\nmax_header_bytes = {}\nmax_messages = {}\nmax_message_bytes = {}\nmax_tokens = {}\n\
              request_timeout_secs = {}\nstream_idle_timeout_secs = {}\nkeepalive_ms = {}\nsession_ttl_secs = {}\n\
-             max_sessions = {}\nrequests_per_minute = {}\ntokens_per_minute = {}\nallowed_hosts = {:?}\ncors_origins = {:?}\n",
+             max_sessions = {}\nmax_connections = {}\nread_timeout_secs = {}\nrequests_per_minute = {}\ntokens_per_minute = {}\nallowed_hosts = {:?}\ncors_origins = {:?}\n",
             self.listen,
             keys,
             self.bridge_token.as_deref().map(mask).unwrap_or_default(),
@@ -254,6 +265,8 @@ impl Settings {
             self.keepalive_ms,
             self.session_ttl_secs,
             self.max_sessions,
+            self.max_connections.unwrap_or(default_max_connections),
+            self.read_timeout_secs,
             self.requests_per_minute,
             self.tokens_per_minute,
             self.allowed_hosts,

@@ -1,0 +1,268 @@
+//! The command line both runtimes share (SPEC §9): flags, settings,
+//! generated secrets and the start-up banner.
+//!
+//! A runtime implements [`Runtime`] — serving on listeners that are already
+//! bound, and running the echo agent against a remote provider — and its
+//! `main` is one call to [`main`]. Everything a user types or reads at
+//! start-up is therefore the same for both binaries.
+
+mod settings;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use mcp_provider_core::Config;
+
+use settings::Settings;
+
+/// What a runtime serves with.
+pub struct Launch {
+    pub config: Config,
+    /// Bound and listening; port 0 has been resolved.
+    pub listeners: Vec<TcpListener>,
+    /// The built-in echo agent to attach in-process, if enabled.
+    pub echo: Option<EchoAgentPlan>,
+    /// An agent hub to dial out to: (URL, bridge token).
+    pub agent_hub: Option<(String, String)>,
+    /// Connections past this many are answered 503 and closed.
+    pub max_connections: usize,
+    /// How long an idle connection may take to send a whole request.
+    pub read_timeout: Duration,
+}
+
+/// The echo agent to run: which model it serves and the pause between
+/// its chunks.
+#[derive(Debug, Clone)]
+pub struct EchoAgentPlan {
+    pub model: String,
+    pub chunk_delay: Duration,
+}
+
+/// The echo agent dialing a provider: `mcp-provider agent echo`.
+#[derive(Debug, Clone)]
+pub struct RemoteEcho {
+    pub url: String,
+    pub token: String,
+    pub agent: EchoAgentPlan,
+}
+
+/// A driver of the core: the smol one or the blocking one.
+pub trait Runtime {
+    /// The binary's name, for `--help` and messages.
+    const NAME: &'static str;
+    /// Open connections allowed when `max_connections` is not set.
+    const DEFAULT_MAX_CONNECTIONS: usize;
+
+    /// Serves until the process ends. `ready` is called once requests are
+    /// served (the echo agent, if any, attached); it prints the banner.
+    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String>;
+
+    /// Runs the echo agent over a WebSocket until the link closes.
+    fn agent_echo(remote: RemoteEcho) -> Result<(), String>;
+}
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Use an agent as a local LLM: OpenAI and Ollama APIs served by agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the OpenAI and Ollama APIs (and the agent link on /v1/agent).
+    Serve {
+        /// Address to listen on; repeat for more (default 127.0.0.1:8788).
+        #[arg(long)]
+        listen: Vec<String>,
+        /// TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Do not start the built-in echo agent.
+        #[arg(long)]
+        no_echo_agent: bool,
+        /// Override any config key: --set requests_per_minute=60
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Print the effective configuration (secrets masked) and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Run a built-in agent against a provider.
+    Agent {
+        #[command(subcommand)]
+        agent: AgentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Answer with the last user message, one word per chunk.
+    Echo {
+        #[arg(long, default_value = "ws://127.0.0.1:8788/v1/agent")]
+        url: String,
+        /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN).
+        #[arg(long, env = "MCP_PROVIDER_BRIDGE_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long, default_value = "echo")]
+        model: String,
+        /// Pause between chunks.
+        #[arg(long, default_value_t = 0)]
+        chunk_delay_ms: u64,
+    },
+}
+
+/// The whole program of a runtime's binary.
+pub fn main<R: Runtime>() -> ExitCode {
+    let matches = Cli::command().name(R::NAME).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let outcome = match cli.command {
+        Command::Serve {
+            listen,
+            config,
+            no_echo_agent,
+            mut set,
+            print_config,
+        } => {
+            if !listen.is_empty() {
+                set.push(format!("listen={}", listen.join(",")));
+            }
+            if no_echo_agent {
+                set.push("echo_agent=false".to_owned());
+            }
+            match Settings::load(config.as_deref(), std::env::vars(), &set) {
+                Ok(settings) if print_config => {
+                    print!("{}", settings.masked(R::DEFAULT_MAX_CONNECTIONS));
+                    Ok(())
+                }
+                Ok(settings) => serve::<R>(settings),
+                Err(e) => Err(Failure::Usage(e.to_string())),
+            }
+        }
+        Command::Agent {
+            agent:
+                AgentCommand::Echo {
+                    url,
+                    token,
+                    model,
+                    chunk_delay_ms,
+                },
+        } => R::agent_echo(RemoteEcho {
+            url,
+            token,
+            agent: EchoAgentPlan {
+                model,
+                chunk_delay: Duration::from_millis(chunk_delay_ms),
+            },
+        })
+        .map_err(Failure::Runtime),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("{}: {e}", R::NAME);
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("{}: {e}", R::NAME);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why the program stopped: exit code 2 or 1.
+enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+/// A secret for keys not configured, from random bytes.
+fn secret(prefix: &str, random: &[u8]) -> String {
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
+    // 18 bytes for each generated secret, 8 for the id seed.
+    let mut random = [0u8; 44];
+    getrandom::fill(&mut random)
+        .map_err(|e| Failure::Runtime(format!("no OS random source: {e}")))?;
+    let mut notes = Vec::new();
+    let api_keys = if settings.api_key.is_empty() {
+        let key = secret("sk-local-", &random[..18]);
+        notes.push(format!("  API key (generated):      {key}"));
+        vec![key]
+    } else {
+        settings.api_key.clone()
+    };
+    let bridge_token = match &settings.bridge_token {
+        Some(t) => t.clone(),
+        None => {
+            let token = secret("bt-", &random[18..36]);
+            notes.push(format!("  Bridge token (generated): {token}"));
+            token
+        }
+    };
+    let addrs = settings
+        .listen_addrs()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let listeners = addrs
+        .iter()
+        .map(TcpListener::bind)
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {:?}: {e}", settings.listen)))?;
+    let bound: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&random[36..]);
+    let echo = settings.echo_agent.then(|| EchoAgentPlan {
+        model: "echo".to_owned(),
+        chunk_delay: Duration::from_millis(settings.echo_chunk_delay_ms),
+    });
+    let launch = Launch {
+        config: settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed)),
+        listeners,
+        echo,
+        agent_hub: settings.agent_hub.clone().map(|url| (url, bridge_token)),
+        max_connections: settings
+            .max_connections
+            .unwrap_or(R::DEFAULT_MAX_CONNECTIONS),
+        read_timeout: Duration::from_secs(settings.read_timeout_secs.max(1)),
+    };
+    let banner = || {
+        for addr in &bound {
+            println!("MCP Local Provider listening on http://{addr}");
+        }
+        let first = &bound[0];
+        println!("  OpenAI base URL:  http://{first}/v1");
+        println!("  Ollama base URL:  http://{first}");
+        println!("  Agent link:       ws://{first}/v1/agent");
+        for note in &notes {
+            println!("{note}");
+        }
+        if settings.echo_agent {
+            println!("  Model `echo` is served by the built-in echo agent.");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    };
+    R::serve(launch, &banner).map_err(Failure::Runtime)
+}
