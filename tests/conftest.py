@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(os.environ.get("MCP_PROVIDER_BIN_DIR", ROOT / "target" / "debug"))
 RUNTIMES = {
     "smol": "mcp-provider",
+    "blocking": "mcp-provider-blocking",
 }
 SELECTED = [r for r in os.environ.get("MCP_PROVIDER_RUNTIMES", ",".join(RUNTIMES)).split(",") if r]
 

@@ -1,0 +1,62 @@
+//! `mcp-provider-blocking`: MCP Local Provider on blocking sockets and OS
+//! threads, with no async runtime: for minimal environments.
+
+mod conn;
+mod echo;
+mod link;
+mod shared;
+
+use std::process::ExitCode;
+
+use mcp_provider_cli::{Launch, RemoteEcho, Runtime};
+
+use shared::Shared;
+
+struct Blocking;
+
+impl Runtime for Blocking {
+    const NAME: &'static str = "mcp-provider-blocking";
+    /// A connection costs two threads (a reader and a writer).
+    const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
+        let limits = conn::ConnLimits {
+            max_connections: launch.max_connections,
+            read_timeout: launch.read_timeout,
+        };
+        let shared = Shared::start(launch.config).map_err(|e| e.to_string())?;
+        let mut accepting = Vec::new();
+        for listener in launch.listeners {
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("accept".into())
+                .spawn(move || conn::accept_loop(&shared, &listener, limits))
+                .map_err(|e| format!("cannot start the accept thread: {e}"))?;
+            accepting.push(handle);
+        }
+        if let Some((url, token)) = launch.agent_hub {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("agent-hub".into())
+                .spawn(move || link::dial_hub(&shared, &url, &token))
+                .map_err(|e| format!("cannot start the agent hub thread: {e}"))?;
+        }
+        if let Some(plan) = &launch.echo {
+            echo::spawn_in_process(&shared, plan)
+                .map_err(|e| format!("cannot start the echo agent: {e}"))?;
+        }
+        ready();
+        for handle in accepting {
+            let _ = handle.join();
+        }
+        Ok(())
+    }
+
+    fn agent_echo(remote: RemoteEcho) -> Result<(), String> {
+        echo::run_remote(&remote)
+    }
+}
+
+fn main() -> ExitCode {
+    mcp_provider_cli::main::<Blocking>()
+}

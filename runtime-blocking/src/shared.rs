@@ -1,0 +1,117 @@
+//! The provider shared by every thread, with each connection's mailbox and
+//! the timer thread. No protocol logic lives here: the provider is called
+//! under one lock, and what it outputs is posted to the connection it names.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use mcp_provider_core::{Config, ConnId, Output, Provider};
+
+/// A connection's mailbox: the provider's outputs for it, in order.
+pub type Mailbox = Receiver<Output>;
+
+struct Core {
+    provider: Provider,
+    conns: HashMap<ConnId, Sender<Output>>,
+    /// The deadline the timer thread sleeps until.
+    armed: Option<Instant>,
+}
+
+struct Inner {
+    core: Mutex<Core>,
+    /// Wakes the timer thread when an earlier deadline is armed.
+    rearmed: Condvar,
+    next_conn: AtomicU64,
+}
+
+/// A handle on the provider; cheap to clone into each thread.
+#[derive(Clone)]
+pub struct Shared(Arc<Inner>);
+
+impl Shared {
+    /// The provider, with its timer thread started.
+    pub fn start(config: Config) -> std::io::Result<Shared> {
+        let provider = Provider::new(config, Instant::now(), SystemTime::now());
+        let shared = Shared(Arc::new(Inner {
+            core: Mutex::new(Core {
+                provider,
+                conns: HashMap::new(),
+                armed: None,
+            }),
+            rearmed: Condvar::new(),
+            next_conn: AtomicU64::new(1),
+        }));
+        let timer = shared.clone();
+        std::thread::Builder::new()
+            .name("timer".into())
+            .spawn(move || timer.run_timer())?;
+        Ok(shared)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock is a bug; keep serving regardless.
+        self.0.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh connection id with its mailbox.
+    pub fn connect(&self) -> (ConnId, Mailbox) {
+        let id = ConnId(self.0.next_conn.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::channel();
+        self.lock().conns.insert(id, tx);
+        (id, rx)
+    }
+
+    /// Runs `f` on the provider, then posts everything it output.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Provider, Instant) -> R) -> R {
+        let mut core = self.lock();
+        let result = f(&mut core.provider, Instant::now());
+        let Core {
+            provider,
+            conns,
+            armed,
+        } = &mut *core;
+        while let Some(output) = provider.poll_output() {
+            if let Some(tx) = conns.get(&output.conn()) {
+                let _ = tx.send(output);
+            }
+        }
+        let next = provider.poll_timeout();
+        if next.is_some() && (armed.is_none() || next < *armed) {
+            *armed = next;
+            self.0.rearmed.notify_one();
+        }
+        result
+    }
+
+    /// A connection ended: the provider is told, its mailbox closed (which
+    /// ends the thread reading it).
+    pub fn disconnect(&self, id: ConnId) {
+        self.with(|p, now| p.handle_conn_closed(id, now));
+        self.lock().conns.remove(&id);
+    }
+
+    /// Sleeps until the armed deadline (or until an earlier one is armed),
+    /// then lets the provider act on the time.
+    fn run_timer(&self) {
+        let mut core = self.lock();
+        loop {
+            let now = Instant::now();
+            core = match core.armed {
+                Some(at) if at <= now => {
+                    core.armed = None;
+                    drop(core);
+                    self.with(|p, now| p.handle_timeout(now));
+                    self.lock()
+                }
+                Some(at) => {
+                    let waited = self.0.rearmed.wait_timeout(core, at - now);
+                    waited.unwrap_or_else(|e| e.into_inner()).0
+                }
+                None => self.0.rearmed.wait(core).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+}
