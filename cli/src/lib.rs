@@ -6,6 +6,7 @@
 //! `main` is one call to [`main`]. Everything a user types or reads at
 //! start-up is therefore the same for both binaries.
 
+pub mod dial;
 mod settings;
 
 use std::net::TcpListener;

@@ -16,7 +16,9 @@
 //! encodes responses; one shared [`Provider`] holds sessions, routing and
 //! streams. After every input, drain [`Provider::poll_output`] and carry
 //! each [`Output`] out: write to the connection it names, send the agent a
-//! frame, accept a WebSocket upgrade.
+//! frame, accept a WebSocket upgrade. A driver with a task or thread per
+//! connection keeps the provider in a [`switchboard::Switchboard`], which
+//! posts each output to its connection's mailbox.
 //!
 //! ```no_run
 //! use std::time::{Instant, SystemTime};
@@ -67,6 +69,7 @@ pub mod http;
 pub mod limiter;
 pub mod reassembly;
 pub mod session;
+pub mod switchboard;
 pub mod time;
 pub mod tokens;
 

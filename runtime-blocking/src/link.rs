@@ -13,8 +13,8 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mcp_provider_cli::dial::link_request;
 use mcp_provider_core::{ConnId, Output};
-use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
@@ -121,15 +121,7 @@ pub fn serve(
 /// reading instance (holding any bytes read past the handshake) and a
 /// writing one.
 pub fn dial(url: &str, token: &str) -> Result<(WebSocket<LinkHalf>, WebSocket<LinkHalf>), String> {
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| format!("bad URL {url}: {e}"))?;
-    let auth = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
-    request.headers_mut().insert("authorization", auth);
-    let host = request.uri().host().unwrap_or("127.0.0.1").to_owned();
-    let port = request.uri().port_u16().unwrap_or(80);
+    let (request, host, port) = link_request(url, token)?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .map_err(|e| format!("cannot connect to {url}: {e}"))?;
     let _ = tcp.set_nodelay(true);

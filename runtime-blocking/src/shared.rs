@@ -2,22 +2,21 @@
 //! the timer thread. No protocol logic lives here: the provider is called
 //! under one lock, and what it outputs is posted to the connection it names.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
+use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{Config, ConnId, Output, Provider};
 
 /// A connection's mailbox: the provider's outputs for it, in order.
 pub type Mailbox = Receiver<Output>;
 
-struct Core {
-    provider: Provider,
-    conns: HashMap<ConnId, Sender<Output>>,
-    /// The deadline the timer thread sleeps until.
-    armed: Option<Instant>,
+type Core = Switchboard<Sender<Output>>;
+
+fn post(mailbox: &Sender<Output>, output: Output) {
+    let _ = mailbox.send(output);
 }
 
 struct Inner {
@@ -36,11 +35,7 @@ impl Shared {
     pub fn start(config: Config) -> std::io::Result<Shared> {
         let provider = Provider::new(config, Instant::now(), SystemTime::now());
         let shared = Shared(Arc::new(Inner {
-            core: Mutex::new(Core {
-                provider,
-                conns: HashMap::new(),
-                armed: None,
-            }),
+            core: Mutex::new(Switchboard::new(provider)),
             rearmed: Condvar::new(),
             next_conn: AtomicU64::new(1),
         }));
@@ -60,27 +55,14 @@ impl Shared {
     pub fn connect(&self) -> (ConnId, Mailbox) {
         let id = ConnId(self.0.next_conn.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel();
-        self.lock().conns.insert(id, tx);
+        self.lock().attach(id, tx);
         (id, rx)
     }
 
     /// Runs `f` on the provider, then posts everything it output.
     pub fn with<R>(&self, f: impl FnOnce(&mut Provider, Instant) -> R) -> R {
-        let mut core = self.lock();
-        let result = f(&mut core.provider, Instant::now());
-        let Core {
-            provider,
-            conns,
-            armed,
-        } = &mut *core;
-        while let Some(output) = provider.poll_output() {
-            if let Some(tx) = conns.get(&output.conn()) {
-                let _ = tx.send(output);
-            }
-        }
-        let next = provider.poll_timeout();
-        if next.is_some() && (armed.is_none() || next < *armed) {
-            *armed = next;
+        let (result, rearm) = self.lock().with(Instant::now(), f, post);
+        if rearm {
             self.0.rearmed.notify_one();
         }
         result
@@ -89,8 +71,9 @@ impl Shared {
     /// A connection ended: the provider is told, its mailbox closed (which
     /// ends the thread reading it).
     pub fn disconnect(&self, id: ConnId) {
-        self.with(|p, now| p.handle_conn_closed(id, now));
-        self.lock().conns.remove(&id);
+        if self.lock().detach(id, Instant::now(), post) {
+            self.0.rearmed.notify_one();
+        }
     }
 
     /// Sleeps until the armed deadline (or until an earlier one is armed),
@@ -99,9 +82,9 @@ impl Shared {
         let mut core = self.lock();
         loop {
             let now = Instant::now();
-            core = match core.armed {
+            core = match core.armed() {
                 Some(at) if at <= now => {
-                    core.armed = None;
+                    core.disarm();
                     drop(core);
                     self.with(|p, now| p.handle_timeout(now));
                     self.lock()

@@ -2,19 +2,19 @@
 //! `Provider`. No protocol logic lives here: bytes go in, outputs come out
 //! and are carried to the connection they name.
 
-use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
+use mcp_provider_cli::dial::link_request;
 use mcp_provider_core::http::{websocket_accept, ServerConn};
+use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
@@ -25,11 +25,10 @@ use smol::stream::StreamExt;
 /// A connection's mailbox: the provider's outputs for it, in order.
 type Mailbox = Receiver<Output>;
 
-struct Core {
-    provider: Provider,
-    conns: HashMap<ConnId, Sender<Output>>,
-    /// The deadline the timer task sleeps until.
-    armed: Option<Instant>,
+type Core = Switchboard<Sender<Output>>;
+
+fn post(mailbox: &Sender<Output>, output: Output) {
+    let _ = mailbox.try_send(output);
 }
 
 /// The provider shared by every task.
@@ -50,27 +49,14 @@ impl Shared {
     pub fn connect(&self) -> (ConnId, Mailbox) {
         let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = channel::unbounded();
-        self.lock().conns.insert(id, tx);
+        self.lock().attach(id, tx);
         (id, rx)
     }
 
     /// Runs `f` on the provider, then carries out everything it output.
     pub fn with<R>(&self, f: impl FnOnce(&mut Provider, Instant) -> R) -> R {
-        let mut core = self.lock();
-        let result = f(&mut core.provider, Instant::now());
-        let Core {
-            provider,
-            conns,
-            armed,
-        } = &mut *core;
-        while let Some(output) = provider.poll_output() {
-            if let Some(tx) = conns.get(&output.conn()) {
-                let _ = tx.try_send(output);
-            }
-        }
-        let next = provider.poll_timeout();
-        if next.is_some() && (armed.is_none() || next < *armed) {
-            *armed = next;
+        let (result, rearm) = self.lock().with(Instant::now(), f, post);
+        if rearm {
             let _ = self.timer.try_send(());
         }
         result
@@ -78,8 +64,9 @@ impl Shared {
 
     /// A connection ended: the provider is told, its mailbox dropped.
     pub fn disconnect(&self, id: ConnId) {
-        self.with(|p, now| p.handle_conn_closed(id, now));
-        self.lock().conns.remove(&id);
+        if self.lock().detach(id, Instant::now(), post) {
+            let _ = self.timer.try_send(());
+        }
     }
 }
 
@@ -99,11 +86,7 @@ pub fn serve(
     let (timer_tx, timer_rx) = channel::bounded(1);
     let provider = Provider::new(config, Instant::now(), SystemTime::now());
     let shared = Shared {
-        core: Arc::new(Mutex::new(Core {
-            provider,
-            conns: HashMap::new(),
-            armed: None,
-        })),
+        core: Arc::new(Mutex::new(Switchboard::new(provider))),
         timer: timer_tx,
         next_conn: Arc::new(AtomicU64::new(1)),
     };
@@ -165,7 +148,7 @@ async fn accept_loop(
 /// earlier one was set.
 async fn timer_task(shared: Shared, wake: Receiver<()>) {
     loop {
-        let next = shared.lock().armed;
+        let next = shared.lock().armed();
         let woken = async {
             let _ = wake.recv().await;
             false
@@ -180,7 +163,7 @@ async fn timer_task(shared: Shared, wake: Receiver<()>) {
             }
         };
         if woken.or(fired).await {
-            shared.lock().armed = None;
+            shared.lock().disarm();
             shared.with(|p, now| p.handle_timeout(now));
         }
     }
@@ -308,15 +291,7 @@ async fn agent_link(shared: &Shared, id: ConnId, ws: WebSocketStream<TcpStream>,
 
 /// Opens a WebSocket to `url` with the bridge token.
 pub async fn dial(url: &str, token: &str) -> Result<WebSocketStream<TcpStream>, String> {
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| format!("bad URL {url}: {e}"))?;
-    let auth = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
-    request.headers_mut().insert("authorization", auth);
-    let host = request.uri().host().unwrap_or("127.0.0.1").to_owned();
-    let port = request.uri().port_u16().unwrap_or(80);
+    let (request, host, port) = link_request(url, token)?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| format!("cannot connect to {url}: {e}"))?;

@@ -1,0 +1,116 @@
+//! What a multi-connection driver keeps beside the [`Provider`]: a mailbox
+//! per connection, and the one timer deadline.
+//!
+//! A driver whose connections run on their own tasks or threads holds the
+//! provider and its mailboxes under one lock. After each call into the
+//! provider, [`Switchboard::with`] posts every output to the mailbox of the
+//! connection it names and says whether the driver's timer must wake
+//! earlier. The mailbox type is the driver's (an async channel, a
+//! `std::sync::mpsc` sender…); posting to it is the one thing the driver
+//! supplies.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::provider::{ConnId, Output, Provider};
+
+pub struct Switchboard<M> {
+    provider: Provider,
+    mailboxes: HashMap<ConnId, M>,
+    /// The deadline the driver's timer is set for.
+    armed: Option<Instant>,
+}
+
+impl<M> Switchboard<M> {
+    pub fn new(provider: Provider) -> Self {
+        Switchboard {
+            provider,
+            mailboxes: HashMap::new(),
+            armed: None,
+        }
+    }
+
+    /// A connection's outputs go to `mailbox` from now on.
+    pub fn attach(&mut self, conn: ConnId, mailbox: M) {
+        self.mailboxes.insert(conn, mailbox);
+    }
+
+    /// A connection ended: the provider is told, its mailbox dropped (a
+    /// task or thread waiting on it sees it close).
+    pub fn detach(&mut self, conn: ConnId, now: Instant, post: impl Fn(&M, Output)) -> bool {
+        let rearm = self
+            .with(now, |p, now| p.handle_conn_closed(conn, now), post)
+            .1;
+        self.mailboxes.remove(&conn);
+        rearm
+    }
+
+    /// Runs `f` on the provider, then posts each output to its
+    /// connection's mailbox (outputs for a connection already gone are
+    /// dropped). The flag says the timer must be woken: an earlier
+    /// deadline than the one it sleeps until was armed.
+    pub fn with<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Provider, Instant) -> R,
+        post: impl Fn(&M, Output),
+    ) -> (R, bool) {
+        let result = f(&mut self.provider, now);
+        while let Some(output) = self.provider.poll_output() {
+            if let Some(mailbox) = self.mailboxes.get(&output.conn()) {
+                post(mailbox, output);
+            }
+        }
+        let next = self.provider.poll_timeout();
+        let rearm = next.is_some() && (self.armed.is_none() || next < self.armed);
+        if rearm {
+            self.armed = next;
+        }
+        (result, rearm)
+    }
+
+    /// The deadline the timer should sleep until.
+    pub fn armed(&self) -> Option<Instant> {
+        self.armed
+    }
+
+    /// The timer fired: the next `with` arms it afresh.
+    pub fn disarm(&mut self) {
+        self.armed = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn posts_outputs_to_their_connection_and_arms_the_earliest_deadline() {
+        let t0 = Instant::now();
+        let mut config = Config::new(&["k"], "t");
+        config.agent_ping_interval = Duration::from_secs(10);
+        let mut board = Switchboard::new(Provider::new(config, t0, SystemTime::now()));
+        let posted = RefCell::new(Vec::new());
+        let post = |m: &&'static str, o: Output| posted.borrow_mut().push((*m, o.conn()));
+        board.attach(ConnId(1), "agent");
+        board.attach(ConnId(2), "gone");
+        let ((), rearm) = board.with(t0, |p, _| p.open_agent(ConnId(1)), post);
+        assert!(rearm, "an agent link arms the ping timer");
+        assert_eq!(board.armed(), Some(t0 + Duration::from_secs(10)));
+        assert!(
+            !board.with(t0, |_, _| (), post).1,
+            "the same deadline is not re-armed"
+        );
+        board.disarm();
+        let at = t0 + Duration::from_secs(10);
+        assert!(board.with(at, |p, now| p.handle_timeout(now), post).1);
+        assert_eq!(posted.borrow().as_slice(), [("agent", ConnId(1))]);
+        board.detach(ConnId(1), at, post);
+        assert!(!board.with(at, |p, now| p.handle_timeout(now), post).1);
+        assert_eq!(board.armed(), Some(at + Duration::from_secs(10)));
+    }
+}
