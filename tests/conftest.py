@@ -36,7 +36,9 @@ class Server:
     def __init__(self, runtime, *args, env=None):
         self.runtime = runtime
         self.binary = BIN_DIR / RUNTIMES[runtime]
-        full_env = dict(os.environ)
+        # The server reads every MCP_PROVIDER_* variable as a setting; the
+        # suite's own (runtimes, binary folder) are not settings.
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROVIDER_")}
         full_env.update(
             {
                 "MCP_PROVIDER_API_KEY": API_KEY,
