@@ -41,6 +41,28 @@ def test_register_malformed_and_unknown_messages(server):
     server.wait_for_model("linked", present=False)
 
 
+def test_websocket_pings_are_answered_while_frames_flow(server):
+    """Agents' WebSocket libraries ping and drop links that do not pong; the
+    pongs must not corrupt the provider's own frames written meanwhile."""
+    def on_invoke(invoke, agent):
+        message = {"role": "assistant", "content": "pong-safe"}
+        agent.send({"type": "model_result", "id": invoke["id"], "status": "ok",
+                    "result": {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}})
+
+    agent = WsAgent(server, ["pinged"], on_invoke)
+    try:
+        pongs = [agent.ws.ping(str(i).encode()) for i in range(20)]
+        for _ in range(5):
+            status, _, body = http_request(
+                server, "POST", "/v1/chat/completions",
+                {"model": "pinged", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == "pong-safe"
+        assert all(p.wait(timeout=5) for p in pongs)
+    finally:
+        agent.close()
+
+
 def test_agent_error_reaches_the_editor(server):
     def fail(invoke, agent):
         agent.send({"type": "error", "id": invoke["id"], "error": {"message": "model is on fire", "code": "fire"}})
