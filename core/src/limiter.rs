@@ -115,4 +115,45 @@ mod tests {
             Err(Duration::from_secs(60))
         );
     }
+
+    mod laws {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Over any window, a bucket of capacity `c` per minute admits
+            /// at most `c` (the full bucket it may start with) plus `c` per
+            /// minute of the window's length; `charge` only ever lowers it.
+            #[test]
+            fn never_admits_more_than_its_rate_over_any_window(
+                capacity in 1..200u64,
+                steps in prop::collection::vec((0..30_000_000_000u64, 1..20u64, any::<bool>()), 1..80),
+            ) {
+                let t0 = Instant::now();
+                let mut bucket = TokenBucket::new(capacity, t0);
+                let mut now_ns = 0u64;
+                let mut admitted: Vec<(u64, u64)> = Vec::new();
+                for (advance, n, charge) in steps {
+                    now_ns += advance;
+                    let now = t0 + Duration::from_nanos(now_ns);
+                    if charge {
+                        bucket.charge(n, now);
+                    } else if bucket.try_take(n, now).is_ok() {
+                        admitted.push((now_ns, n));
+                    }
+                }
+                for i in 0..admitted.len() {
+                    let mut total = 0u128;
+                    for &(at, n) in &admitted[i..] {
+                        total += u128::from(n);
+                        let window = u128::from(at - admitted[i].0);
+                        let allowed = u128::from(capacity) * PERIOD_NS + u128::from(capacity) * window;
+                        prop_assert!(total * PERIOD_NS <= allowed,
+                            "{} tokens admitted within {} ns", total, window);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -482,4 +482,35 @@ mod tests {
         reader.handle_data(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab");
         assert_eq!(reader.next_request().unwrap_err().status(), 400);
     }
+
+    mod laws {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Pipelined requests split anywhere (any number of cuts, any
+            /// piece sizes) read as the same requests as the bytes whole.
+            #[test]
+            fn any_split_reads_the_same_requests(
+                picks in prop::collection::vec(0..2usize, 1..5),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+            ) {
+                let input: Vec<u8> = picks.iter().flat_map(|&k| [POST, CHUNKED][k].to_vec()).collect();
+                let whole = feed(&input, input.len());
+                prop_assert_eq!(whole.len(), picks.len());
+                let mut at: Vec<usize> = cuts.iter().map(|c| c.index(input.len())).collect();
+                at.sort_unstable();
+                let mut reader = RequestReader::new(Limits::default());
+                let mut split = Vec::new();
+                let mut start = 0;
+                for end in at.into_iter().chain([input.len()]) {
+                    reader.handle_data(&input[start..end]);
+                    split.extend(read_all(&mut reader));
+                    start = end;
+                }
+                prop_assert_eq!(split, whole);
+            }
+        }
+    }
 }

@@ -602,3 +602,5 @@ fn embedding_from_an_inference_only_session_is_403() {
         .unwrap()
         .contains("`embedding` scope"));
 }
+
+mod laws;

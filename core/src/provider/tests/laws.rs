@@ -1,0 +1,274 @@
+//! Property laws of the whole provider, on the virtual-clock harness: chunk
+//! order and duplication never change the bytes, stream encodings decode
+//! back exactly, and no sequence of session events leaves a request
+//! waiting forever.
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// A stream's deltas, an order to send them in, and which to send twice.
+fn shuffled_deltas() -> impl Strategy<Value = (Vec<String>, Vec<usize>, Vec<bool>)> {
+    (1..8usize).prop_flat_map(|n| {
+        (
+            prop::collection::vec(any::<String>(), n),
+            Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+            prop::collection::vec(any::<bool>(), n),
+        )
+    })
+}
+
+/// Streams `deltas` to one editor (OpenAI SSE or Ollama NDJSON), sending
+/// chunk `order[k]` k-th, and again (with other text) where `dup` says.
+/// Returns the editor's bytes and whether the agent was told to cancel.
+fn stream(
+    deltas: &[String],
+    order: &[usize],
+    dup: &[bool],
+    ollama: bool,
+    max_held: usize,
+) -> (Vec<u8>, bool) {
+    let mut t = Pair::new(|c| c.max_held_chunks = max_held);
+    t.connect_agent(AGENT, register(3600));
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    if ollama {
+        let body = json!({"model": "m", "stream": true, "messages": messages});
+        t.request(EDITOR, "POST", "/api/chat", &[], body);
+    } else {
+        let body = json!({"model": "m", "stream": true, "messages": messages});
+        t.request(EDITOR, "POST", "/v1/chat/completions", &[], body);
+    }
+    let id = t.last_invoke_id(AGENT);
+    for &i in order {
+        let finish = (i == deltas.len() - 1).then_some("stop");
+        t.agent(AGENT, chunk(&id, i as u64, &deltas[i], finish));
+        if dup[i] {
+            t.agent(AGENT, chunk(&id, i as u64, "DUPLICATE", finish));
+        }
+    }
+    let (status, body, ended) = t.editor(EDITOR);
+    assert_eq!(status, Some(200));
+    assert!(ended, "the stream ended");
+    let cancelled = t.agent_frames(AGENT).iter().any(|f| f["type"] == "cancel");
+    (body, cancelled)
+}
+
+/// A reference SSE decoder (WHATWG event-stream rules for `data:` lines
+/// and `:` comments): the JSON events, up to `[DONE]`.
+fn decode_sse(bytes: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(bytes).expect("SSE is UTF-8");
+    let mut events = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.is_empty()) {
+        let data: Vec<&str> = block
+            .lines()
+            .filter(|line| !line.starts_with(':'))
+            .filter_map(|line| line.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        if data.is_empty() {
+            continue;
+        }
+        let data = data.join("\n");
+        if data == "[DONE]" {
+            break;
+        }
+        events.push(serde_json::from_str(&data).expect("each event is JSON"));
+    }
+    events
+}
+
+/// A reference NDJSON decoder: one JSON value per `\n`-terminated line.
+fn decode_ndjson(bytes: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(bytes).expect("NDJSON is UTF-8");
+    assert!(text.ends_with('\n'), "every line is terminated");
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
+}
+
+fn text_of_events(body: &[u8], ollama: bool) -> String {
+    if ollama {
+        decode_ndjson(body)
+            .iter()
+            .map(|e| {
+                e["message"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    } else {
+        decode_sse(body)
+            .iter()
+            .flat_map(|e| e["choices"].as_array().cloned().unwrap_or_default())
+            .map(|c| {
+                c["delta"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Any order, any duplicates: the same bytes as the chunks sent once,
+    /// in order.
+    #[test]
+    fn any_order_and_duplication_gives_identical_bytes(
+        (deltas, order, dup) in shuffled_deltas(),
+        ollama in any::<bool>(),
+    ) {
+        let in_order: Vec<usize> = (0..deltas.len()).collect();
+        let (reference, _) = stream(&deltas, &in_order, &vec![false; deltas.len()], ollama, 1024);
+        let (body, cancelled) = stream(&deltas, &order, &dup, ollama, 1024);
+        prop_assert_eq!(body, reference);
+        prop_assert!(!cancelled);
+    }
+
+    /// With room for only two early chunks, a stream either comes out
+    /// identical or ends with an error event and a `cancel` to the agent.
+    #[test]
+    fn a_small_reorder_buffer_gives_identical_bytes_or_a_clean_gap_error(
+        (deltas, order, dup) in shuffled_deltas(),
+    ) {
+        let in_order: Vec<usize> = (0..deltas.len()).collect();
+        let (reference, _) = stream(&deltas, &in_order, &vec![false; deltas.len()], false, 2);
+        let (body, cancelled) = stream(&deltas, &order, &dup, false, 2);
+        if body != reference {
+            prop_assert!(cancelled);
+            let text = String::from_utf8(body).unwrap();
+            prop_assert!(text.contains("stream broken"), "{}", text);
+        }
+    }
+
+    /// Arbitrary text (any unicode, control characters, quotes, empty
+    /// deltas) decodes back exactly from SSE and from NDJSON.
+    #[test]
+    fn stream_encodings_decode_back_to_the_exact_text(
+        deltas in prop::collection::vec(any::<String>(), 1..8),
+        ollama in any::<bool>(),
+    ) {
+        let in_order: Vec<usize> = (0..deltas.len()).collect();
+        let (body, _) = stream(&deltas, &in_order, &vec![false; deltas.len()], ollama, 1024);
+        prop_assert_eq!(text_of_events(&body, ollama), deltas.concat());
+    }
+}
+
+/// One thing that can happen to a provider with two agents and a few
+/// editors.
+#[derive(Debug, Clone)]
+enum Op {
+    Connect(u8),
+    Drop(u8),
+    Request { stream: bool },
+    EditorGone(u8),
+    Answer { agent: u8, chunks: u8, finish: bool },
+    Revoke(u8),
+    Advance(u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..2u8).prop_map(Op::Connect),
+        (0..2u8).prop_map(Op::Drop),
+        any::<bool>().prop_map(|stream| Op::Request { stream }),
+        (0..8u8).prop_map(Op::EditorGone),
+        (0..2u8, 0..3u8, any::<bool>()).prop_map(|(agent, chunks, finish)| Op::Answer {
+            agent,
+            chunks,
+            finish
+        }),
+        (0..2u8).prop_map(Op::Revoke),
+        (0..5000u16).prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever agents and editors do, once time runs past every timeout
+    /// each request still open has been answered and ended.
+    #[test]
+    fn no_request_waits_forever(ops in prop::collection::vec(op(), 1..40)) {
+        let mut t = Pair::new(|c| {
+            c.request_timeout = Duration::from_secs(5);
+            c.stream_idle_timeout = Duration::from_secs(3);
+        });
+        let agent_conn = |k: u8| ConnId(100 + u64::from(k));
+        let mut connected = [false; 2];
+        let mut editors: Vec<(ConnId, bool)> = Vec::new(); // (conn, gone)
+        let mut ended: std::collections::HashSet<ConnId> = Default::default();
+        for op in ops {
+            match op {
+                Op::Connect(k) if !connected[k as usize] => {
+                    connected[k as usize] = true;
+                    let register = json!({"type": "register", "agent_id": format!("a{k}"), "models": ["m"]});
+                    t.connect_agent(agent_conn(k), register);
+                }
+                Op::Drop(k) if connected[k as usize] => {
+                    connected[k as usize] = false;
+                    t.p.handle_conn_closed(agent_conn(k), t.now);
+                    t.drain();
+                }
+                Op::Request { stream } => {
+                    let conn = ConnId(1 + editors.len() as u64);
+                    editors.push((conn, false));
+                    t.chat(conn, stream);
+                }
+                Op::EditorGone(e) => {
+                    if let Some((conn, gone)) = editors.get_mut(e as usize) {
+                        *gone = true;
+                        t.p.handle_conn_closed(*conn, t.now);
+                        t.drain();
+                    }
+                }
+                Op::Answer { agent, chunks, finish } if connected[agent as usize] => {
+                    let invokes: Vec<String> = t
+                        .agent_frames(agent_conn(agent))
+                        .iter()
+                        .filter(|f| f["type"] == "model_invoke")
+                        .map(|f| f["id"].as_str().unwrap().to_owned())
+                        .collect();
+                    for id in invokes {
+                        for i in 0..chunks {
+                            let last = finish && i + 1 == chunks;
+                            t.agent(agent_conn(agent), chunk(&id, u64::from(i), "w", last.then_some("stop")));
+                        }
+                    }
+                }
+                Op::Revoke(k) => {
+                    let body = json!({"agent_id": format!("a{k}")});
+                    let conn = ConnId(10_000 + u64::from(k));
+                    t.request(conn, "POST", "/control/revoke", &[("authorization", "Bearer bridge")], body);
+                }
+                Op::Advance(ms) => {
+                    let at = t.now + Duration::from_millis(u64::from(ms));
+                    t.advance_to(at);
+                }
+                _ => {}
+            }
+            for (conn, _) in &editors {
+                if t.editor(*conn).2 {
+                    ended.insert(*conn);
+                }
+            }
+        }
+        // Far past every timeout, stepping through each deadline.
+        let end = t.now + Duration::from_secs(60);
+        while let Some(at) = t.p.poll_timeout().filter(|at| *at <= end) {
+            t.advance_to(at);
+            for (conn, _) in &editors {
+                if t.editor(*conn).2 {
+                    ended.insert(*conn);
+                }
+            }
+        }
+        for (conn, gone) in &editors {
+            prop_assert!(*gone || ended.contains(conn), "{:?} still waiting", conn);
+        }
+        prop_assert_eq!(t.p.in_flight(), 0);
+    }
+}
