@@ -85,3 +85,40 @@ fn assert_client_error<T>(result: Result<T, crate::ApiError>) {
         assert!((400..500).contains(&e.status), "{e}");
     }
 }
+
+/// Reassembly under any pushes (a byte is an index) and pops (0xFF):
+/// chunks come out once each, in index order from 0; a duplicate is only
+/// ever a chunk seen before; an overflow only refuses a new, early chunk.
+pub fn reassembly(data: &[u8]) {
+    use crate::reassembly::{Pushed, Reassembler};
+    let max_held = 4;
+    let mut r = Reassembler::new(max_held);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut expected_next = 0u64;
+    for &byte in data {
+        if byte == 0xFF {
+            if let Some(index) = r.pop() {
+                assert_eq!(index, expected_next);
+                expected_next += 1;
+            }
+            continue;
+        }
+        let index = u64::from(byte % 16);
+        match r.push(index, index) {
+            Ok(Pushed::Duplicate) => assert!(seen.contains(&index)),
+            Ok(_) => assert!(seen.insert(index)),
+            Err(_) => assert!(!seen.contains(&index) && index > expected_next),
+        }
+        while let Some(index) = r.pop() {
+            assert_eq!(index, expected_next);
+            expected_next += 1;
+        }
+    }
+}
+
+/// Any sequence of session events leaves no request waiting forever.
+pub fn sessions(data: &[u8]) {
+    let ops = crate::simulation::Op::decode(data);
+    let waiting = crate::simulation::editors_left_waiting(&ops);
+    assert!(waiting.is_empty(), "{waiting:?} left waiting after {ops:?}");
+}

@@ -69,6 +69,8 @@ pub mod http;
 pub mod limiter;
 pub mod reassembly;
 pub mod session;
+#[cfg(any(test, fuzzing))]
+pub mod simulation;
 pub mod switchboard;
 pub mod time;
 pub mod tokens;

@@ -6,6 +6,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::simulation::{editors_left_waiting, Op};
 
 /// A stream's deltas, an order to send them in, and which to send twice.
 fn shuffled_deltas() -> impl Strategy<Value = (Vec<String>, Vec<usize>, Vec<bool>)> {
@@ -157,19 +158,6 @@ proptest! {
     }
 }
 
-/// One thing that can happen to a provider with two agents and a few
-/// editors.
-#[derive(Debug, Clone)]
-enum Op {
-    Connect(u8),
-    Drop(u8),
-    Request { stream: bool },
-    EditorGone(u8),
-    Answer { agent: u8, chunks: u8, finish: bool },
-    Revoke(u8),
-    Advance(u16),
-}
-
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..2u8).prop_map(Op::Connect),
@@ -187,88 +175,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Whatever agents and editors do, once time runs past every timeout
     /// each request still open has been answered and ended.
     #[test]
     fn no_request_waits_forever(ops in prop::collection::vec(op(), 1..40)) {
-        let mut t = Pair::new(|c| {
-            c.request_timeout = Duration::from_secs(5);
-            c.stream_idle_timeout = Duration::from_secs(3);
-        });
-        let agent_conn = |k: u8| ConnId(100 + u64::from(k));
-        let mut connected = [false; 2];
-        let mut editors: Vec<(ConnId, bool)> = Vec::new(); // (conn, gone)
-        let mut ended: std::collections::HashSet<ConnId> = Default::default();
-        for op in ops {
-            match op {
-                Op::Connect(k) if !connected[k as usize] => {
-                    connected[k as usize] = true;
-                    let register = json!({"type": "register", "agent_id": format!("a{k}"), "models": ["m"]});
-                    t.connect_agent(agent_conn(k), register);
-                }
-                Op::Drop(k) if connected[k as usize] => {
-                    connected[k as usize] = false;
-                    t.p.handle_conn_closed(agent_conn(k), t.now);
-                    t.drain();
-                }
-                Op::Request { stream } => {
-                    let conn = ConnId(1 + editors.len() as u64);
-                    editors.push((conn, false));
-                    t.chat(conn, stream);
-                }
-                Op::EditorGone(e) => {
-                    if let Some((conn, gone)) = editors.get_mut(e as usize) {
-                        *gone = true;
-                        t.p.handle_conn_closed(*conn, t.now);
-                        t.drain();
-                    }
-                }
-                Op::Answer { agent, chunks, finish } if connected[agent as usize] => {
-                    let invokes: Vec<String> = t
-                        .agent_frames(agent_conn(agent))
-                        .iter()
-                        .filter(|f| f["type"] == "model_invoke")
-                        .map(|f| f["id"].as_str().unwrap().to_owned())
-                        .collect();
-                    for id in invokes {
-                        for i in 0..chunks {
-                            let last = finish && i + 1 == chunks;
-                            t.agent(agent_conn(agent), chunk(&id, u64::from(i), "w", last.then_some("stop")));
-                        }
-                    }
-                }
-                Op::Revoke(k) => {
-                    let body = json!({"agent_id": format!("a{k}")});
-                    let conn = ConnId(10_000 + u64::from(k));
-                    t.request(conn, "POST", "/control/revoke", &[("authorization", "Bearer bridge")], body);
-                }
-                Op::Advance(ms) => {
-                    let at = t.now + Duration::from_millis(u64::from(ms));
-                    t.advance_to(at);
-                }
-                _ => {}
-            }
-            for (conn, _) in &editors {
-                if t.editor(*conn).2 {
-                    ended.insert(*conn);
-                }
-            }
-        }
-        // Far past every timeout, stepping through each deadline.
-        let end = t.now + Duration::from_secs(60);
-        while let Some(at) = t.p.poll_timeout().filter(|at| *at <= end) {
-            t.advance_to(at);
-            for (conn, _) in &editors {
-                if t.editor(*conn).2 {
-                    ended.insert(*conn);
-                }
-            }
-        }
-        for (conn, gone) in &editors {
-            prop_assert!(*gone || ended.contains(conn), "{:?} still waiting", conn);
-        }
-        prop_assert_eq!(t.p.in_flight(), 0);
+        prop_assert_eq!(editors_left_waiting(&ops), vec![]);
     }
 }

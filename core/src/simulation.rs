@@ -1,0 +1,213 @@
+//! A provider driven by a sequence of session events on a virtual clock:
+//! agents connecting, answering, dropping and being revoked, editors
+//! asking and hanging up, time passing. Shared by the property law and the
+//! fuzz target that check no such sequence leaves a request waiting
+//! forever.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::http::{Body, Request};
+use crate::{Config, ConnId, Output, Provider};
+
+/// One thing that can happen to a provider with two agents and a few
+/// editors.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Connect(u8),
+    Drop(u8),
+    Request { stream: bool },
+    EditorGone(u8),
+    Answer { agent: u8, chunks: u8, finish: bool },
+    Revoke(u8),
+    Advance(u16),
+}
+
+impl Op {
+    /// Ops from fuzzer bytes, two bytes each.
+    pub fn decode(data: &[u8]) -> Vec<Op> {
+        data.chunks_exact(2)
+            .map(|pair| {
+                let (kind, arg) = (pair[0] % 7, pair[1]);
+                match kind {
+                    0 => Op::Connect(arg % 2),
+                    1 => Op::Drop(arg % 2),
+                    2 => Op::Request {
+                        stream: arg % 2 == 0,
+                    },
+                    3 => Op::EditorGone(arg % 8),
+                    4 => Op::Answer {
+                        agent: arg % 2,
+                        chunks: (arg >> 1) % 3,
+                        finish: arg & 0x80 != 0,
+                    },
+                    5 => Op::Revoke(arg % 2),
+                    _ => Op::Advance(u16::from(arg) * 20),
+                }
+            })
+            .collect()
+    }
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Plays `ops`, then lets time run a minute past the last; returns the
+/// editors still waiting for (the end of) an answer, which must be none.
+pub fn editors_left_waiting(ops: &[Op]) -> Vec<ConnId> {
+    let mut sim = Sim::new();
+    for op in ops {
+        sim.apply(op);
+    }
+    let end = sim.now + Duration::from_secs(60);
+    while let Some(at) = sim.provider.poll_timeout().filter(|at| *at <= end) {
+        sim.now = at;
+        sim.provider.handle_timeout(at);
+        sim.drain();
+    }
+    let mut waiting: Vec<ConnId> = sim
+        .editors
+        .iter()
+        .copied()
+        .filter(|c| !sim.ended.contains(c) && !sim.gone.contains(c))
+        .collect();
+    if sim.provider.in_flight() > 0 && waiting.is_empty() {
+        // An invocation outlived its editor.
+        waiting.push(ConnId(0));
+    }
+    waiting
+}
+
+struct Sim {
+    provider: Provider,
+    now: Instant,
+    connected: [bool; 2],
+    editors: Vec<ConnId>,
+    gone: HashSet<ConnId>,
+    ended: HashSet<ConnId>,
+    /// Invocations sent to each agent and not yet answered by the ops.
+    invokes: [Vec<String>; 2],
+}
+
+fn agent_conn(k: u8) -> ConnId {
+    ConnId(100 + u64::from(k))
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let mut config = Config::new(&["key"], "bridge");
+        config.request_timeout = REQUEST_TIMEOUT;
+        config.stream_idle_timeout = STREAM_IDLE_TIMEOUT;
+        let now = Instant::now();
+        Sim {
+            provider: Provider::new(config, now, SystemTime::UNIX_EPOCH),
+            now,
+            connected: [false; 2],
+            editors: Vec::new(),
+            gone: HashSet::new(),
+            ended: HashSet::new(),
+            invokes: [Vec::new(), Vec::new()],
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(output) = self.provider.poll_output() {
+            match output {
+                Output::Respond { conn, response } => {
+                    if matches!(response.body, Body::Full(_)) {
+                        self.ended.insert(conn);
+                    }
+                }
+                Output::End { conn } => {
+                    self.ended.insert(conn);
+                }
+                Output::ToAgent { conn, text } => {
+                    let k = usize::from(conn == agent_conn(1));
+                    let msg: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    if msg["type"] == "model_invoke" {
+                        self.invokes[k].push(msg["id"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn request(&mut self, conn: ConnId, path: &str, auth: &str, body: serde_json::Value) {
+        let headers = vec![
+            ("host".to_owned(), "127.0.0.1:8788".to_owned()),
+            ("authorization".to_owned(), format!("Bearer {auth}")),
+        ];
+        let request = Request::new("POST", path, headers, Bytes::from(body.to_string()));
+        self.provider.handle_request(conn, request, self.now);
+        self.drain();
+    }
+
+    fn agent_says(&mut self, k: u8, message: serde_json::Value) {
+        let text = message.to_string();
+        self.provider
+            .handle_agent_text(agent_conn(k), &text, self.now);
+        self.drain();
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Connect(k) if !self.connected[usize::from(k)] => {
+                self.connected[usize::from(k)] = true;
+                self.provider.open_agent(agent_conn(k));
+                let register =
+                    json!({"type": "register", "agent_id": format!("a{k}"), "models": ["m"]});
+                self.agent_says(k, register);
+            }
+            Op::Drop(k) if self.connected[usize::from(k)] => {
+                self.connected[usize::from(k)] = false;
+                self.invokes[usize::from(k)].clear();
+                self.provider.handle_conn_closed(agent_conn(k), self.now);
+                self.drain();
+            }
+            Op::Request { stream } => {
+                let conn = ConnId(1 + self.editors.len() as u64);
+                self.editors.push(conn);
+                let body = json!({"model": "m", "stream": stream,
+                                  "messages": [{"role": "user", "content": "hi"}]});
+                self.request(conn, "/v1/chat/completions", "key", body);
+            }
+            Op::EditorGone(e) => {
+                if let Some(&conn) = self.editors.get(usize::from(e)) {
+                    self.gone.insert(conn);
+                    self.provider.handle_conn_closed(conn, self.now);
+                    self.drain();
+                }
+            }
+            Op::Answer {
+                agent,
+                chunks,
+                finish,
+            } if self.connected[usize::from(agent)] => {
+                for id in std::mem::take(&mut self.invokes[usize::from(agent)]) {
+                    for i in 0..chunks {
+                        let last = finish && i + 1 == chunks;
+                        let chunk = json!({"type": "model_stream_chunk", "id": id, "chunk_index": i,
+                                           "delta": {"content": "w"},
+                                           "finish_reason": if last { Some("stop") } else { None }});
+                        self.agent_says(agent, chunk);
+                    }
+                }
+            }
+            Op::Revoke(k) => {
+                let conn = ConnId(10_000 + u64::from(k));
+                let body = json!({"agent_id": format!("a{k}")});
+                self.request(conn, "/control/revoke", "bridge", body);
+            }
+            Op::Advance(ms) => {
+                self.now += Duration::from_millis(u64::from(ms));
+                self.provider.handle_timeout(self.now);
+                self.drain();
+            }
+            _ => {}
+        }
+    }
+}
