@@ -1,9 +1,59 @@
-//! Agent chunk frame → parse → correlate → reassemble → editor bytes.
+//! The hot path and its parts: agent chunk frame → parse → correlate →
+//! reassemble → editor bytes; HTTP request parsing; rate-limit decisions;
+//! out-of-order reassembly. Also counts heap allocations per chunk.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mcp_provider_benches::{chunk_frames, open_stream, AGENT};
+use mcp_provider_core::http::{Limits, RequestReader};
+use mcp_provider_core::limiter::TokenBucket;
+use mcp_provider_core::reassembly::Reassembler;
+
+/// The system allocator, counting allocations.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations per chunk in steady state (after a warm-up), printed
+/// beside the timings.
+fn allocations_per_chunk(name: &str, path: &str) {
+    let (mut p, id) = open_stream(path);
+    let frames = chunk_frames(&id, 11_000);
+    let now = Instant::now();
+    let mut feed = |frames: &[String]| {
+        for frame in frames {
+            p.handle_agent_text(AGENT, frame, now);
+            while p.poll_output().is_some() {}
+        }
+    };
+    feed(&frames[..1_000]);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    feed(&frames[1_000..]);
+    let per_chunk = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0;
+    println!("chunk_to_editor_bytes/{name}: {per_chunk:.2} heap allocations per chunk");
+}
 
 fn stream(c: &mut Criterion, name: &str, path: &str) {
     let mut group = c.benchmark_group("chunk_to_editor_bytes");
@@ -31,9 +81,76 @@ fn stream(c: &mut Criterion, name: &str, path: &str) {
     group.finish();
 }
 
+const REQUEST: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8788\r\n\
+Authorization: Bearer sk-local-0123456789abcdef\r\nContent-Type: application/json\r\n\
+User-Agent: OpenAI/Python 1.0\r\nAccept: text/event-stream\r\nContent-Length: 97\r\n\r\n\
+{\"model\":\"echo\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello there, how are you?\"}]}";
+
+fn http_request_parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("http_request_parse");
+    group.throughput(Throughput::Bytes(REQUEST.len() as u64));
+    group.bench_function("chat_post", |b| {
+        b.iter_batched_ref(
+            || RequestReader::new(Limits::default()),
+            |reader| {
+                reader.handle_data(REQUEST);
+                reader.next_request().unwrap().unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn limiter_decision(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limiter_decision");
+    group.throughput(Throughput::Elements(1));
+    let t0 = Instant::now();
+    let mut bucket = TokenBucket::new(6_000, t0);
+    let mut at = t0;
+    group.bench_function("try_take", |b| {
+        b.iter(|| {
+            // 10 ms apart: one token refills each time, so admissions and
+            // refusals both happen.
+            at += Duration::from_millis(10);
+            bucket.try_take(1, at)
+        })
+    });
+    group.finish();
+}
+
+/// Chunks arriving in reversed blocks of 8 (7 held, then all released).
+fn reassembly_out_of_order(c: &mut Criterion) {
+    const N: u64 = 1024;
+    let order: Vec<u64> = (0..N / 8)
+        .flat_map(|block| (0..8).rev().map(move |i| block * 8 + i))
+        .collect();
+    let mut group = c.benchmark_group("reassembly");
+    group.throughput(Throughput::Elements(N));
+    group.bench_function("reversed_blocks_of_8", |b| {
+        b.iter(|| {
+            let mut r = Reassembler::new(64);
+            let mut out = 0u64;
+            for &i in &order {
+                r.push(i, i).unwrap();
+                while let Some(x) = r.pop() {
+                    out += x;
+                }
+            }
+            out
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     stream(c, "openai_sse", "/v1/chat/completions");
     stream(c, "ollama_ndjson", "/api/chat");
+    allocations_per_chunk("openai_sse", "/v1/chat/completions");
+    allocations_per_chunk("ollama_ndjson", "/api/chat");
+    http_request_parse(c);
+    limiter_decision(c);
+    reassembly_out_of_order(c);
 }
 
 criterion_group! {
