@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use mcp_provider_core::http::Limits;
 use mcp_provider_core::Config;
 
 use settings::Settings;
@@ -28,10 +29,18 @@ pub struct Launch {
     pub echo: Option<EchoAgentPlan>,
     /// An agent hub to dial out to: (URL, bridge token).
     pub agent_hub: Option<(String, String)>,
+    pub limits: ConnLimits,
+}
+
+/// Caps every driver applies to editor connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
     /// Connections past this many are answered 503 and closed.
     pub max_connections: usize,
     /// How long an idle connection may take to send a whole request.
     pub read_timeout: Duration,
+    /// The core's caps on a request's head and body, for its HTTP reader.
+    pub http: Limits,
 }
 
 /// The echo agent to run: which model it serves and the pause between
@@ -238,15 +247,20 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         model: "echo".to_owned(),
         chunk_delay: Duration::from_millis(settings.echo_chunk_delay_ms),
     });
-    let launch = Launch {
-        config: settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed)),
-        listeners,
-        echo,
-        agent_hub: settings.agent_hub.clone().map(|url| (url, bridge_token)),
+    let config = settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed));
+    let limits = ConnLimits {
         max_connections: settings
             .max_connections
             .unwrap_or(R::DEFAULT_MAX_CONNECTIONS),
         read_timeout: Duration::from_secs(settings.read_timeout_secs.max(1)),
+        http: config.http,
+    };
+    let launch = Launch {
+        config,
+        listeners,
+        echo,
+        agent_hub: settings.agent_hub.clone().map(|url| (url, bridge_token)),
+        limits,
     };
     let banner = || {
         for addr in &bound {

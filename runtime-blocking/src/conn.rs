@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::http::{websocket_accept, ServerConn};
 use mcp_provider_core::{too_many_connections, ConnId, Output};
 use tungstenite::handshake::derive_accept_key;
@@ -28,13 +29,6 @@ use crate::shared::{Mailbox, Shared};
 const READER_STACK: usize = 1024 * 1024;
 /// Stack of a writer thread: it only encodes and writes.
 pub const WRITER_STACK: usize = 128 * 1024;
-
-/// Caps on editor connections.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnLimits {
-    pub max_connections: usize,
-    pub read_timeout: Duration,
-}
 
 /// What the reader and writer threads of one connection share.
 struct ConnState {
@@ -105,7 +99,7 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
             .stack_size(READER_STACK)
             .spawn(move || {
                 let _guard = guard;
-                connection(&shared, stream, limits.read_timeout);
+                connection(&shared, stream, limits);
             });
         if let Err(e) = spawned {
             tracing::warn!("cannot start a connection thread: {e}");
@@ -136,13 +130,14 @@ fn refuse(mut stream: TcpStream) {
 }
 
 /// One editor connection, on its reader thread.
-fn connection(shared: &Shared, stream: TcpStream, read_timeout: Duration) {
+fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
+    let read_timeout = limits.read_timeout;
     let (id, mail) = shared.connect();
     let conn = Conn {
         id,
         shared: shared.clone(),
         state: Arc::new(Mutex::new(ConnState {
-            http: ServerConn::new(shared.with(|p, _| p.http_limits())),
+            http: ServerConn::new(limits.http),
             idle_since: Instant::now(),
             upgraded: None,
         })),

@@ -20,10 +20,7 @@ impl Runtime for Blocking {
     const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
-        let limits = conn::ConnLimits {
-            max_connections: launch.max_connections,
-            read_timeout: launch.read_timeout,
-        };
+        let limits = launch.limits;
         let shared = Shared::start(launch.config).map_err(|e| e.to_string())?;
         let mut accepting = Vec::new();
         for listener in launch.listeners {

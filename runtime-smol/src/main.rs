@@ -15,12 +15,8 @@ impl Runtime for Smol {
     const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
-        let limits = server::ConnLimits {
-            max_connections: launch.max_connections,
-            read_timeout: launch.read_timeout,
-        };
         smol::block_on(async {
-            let shared = server::serve(launch.config, launch.listeners, limits)
+            let shared = server::serve(launch.config, launch.listeners, launch.limits)
                 .map_err(|e| e.to_string())?;
             if let Some((url, token)) = launch.agent_hub {
                 smol::spawn(server::dial_hub(shared.clone(), url, token)).detach();

@@ -13,6 +13,7 @@ use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
 use mcp_provider_cli::dial::link_request;
+use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::http::{websocket_accept, ServerConn};
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
@@ -70,13 +71,6 @@ impl Shared {
     }
 }
 
-/// Caps on editor connections.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnLimits {
-    pub max_connections: usize,
-    pub read_timeout: Duration,
-}
-
 /// Starts serving on `listeners`; the tasks run until the process ends.
 pub fn serve(
     config: Config,
@@ -131,7 +125,7 @@ async fn accept_loop(
                 open.fetch_add(1, Ordering::Relaxed);
                 let (shared, open) = (shared.clone(), open.clone());
                 smol::spawn(async move {
-                    connection(shared, stream, limits.read_timeout).await;
+                    connection(shared, stream, limits).await;
                     open.fetch_sub(1, Ordering::Relaxed);
                 })
                 .detach();
@@ -178,15 +172,14 @@ enum Event {
 
 /// One editor connection: requests in, responses out; may become an agent
 /// link by WebSocket upgrade.
-async fn connection(shared: Shared, mut stream: TcpStream, read_timeout: Duration) {
+async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     let (id, mail) = shared.connect();
-    let limits = shared.with(|p, _| p.http_limits());
-    let mut http = ServerConn::new(limits);
+    let mut http = ServerConn::new(limits.http);
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = BytesMut::new();
     let mut idle_since = Instant::now();
     let upgrade = 'conn: loop {
-        let deadline = http.is_idle().then(|| idle_since + read_timeout);
+        let deadline = http.is_idle().then(|| idle_since + limits.read_timeout);
         let event = async { Event::Read(stream.read(&mut buf).await) }
             .or(async { Event::Mail(mail.recv().await.ok()) })
             .or(async {

@@ -31,14 +31,14 @@ fn stream(
 ) -> (Vec<u8>, bool) {
     let mut t = Pair::new(|c| c.max_held_chunks = max_held);
     t.connect_agent(AGENT, register(3600));
-    let messages = json!([{"role": "user", "content": "hi"}]);
-    if ollama {
-        let body = json!({"model": "m", "stream": true, "messages": messages});
-        t.request(EDITOR, "POST", "/api/chat", &[], body);
+    let path = if ollama {
+        "/api/chat"
     } else {
-        let body = json!({"model": "m", "stream": true, "messages": messages});
-        t.request(EDITOR, "POST", "/v1/chat/completions", &[], body);
-    }
+        "/v1/chat/completions"
+    };
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    t.request(EDITOR, "POST", path, &[], body);
     let id = t.last_invoke_id(AGENT);
     for &i in order {
         let finish = (i == deltas.len() - 1).then_some("stop");
