@@ -1,0 +1,325 @@
+//! Reading what an editor receives: the HTTP response head, a chunked
+//! body, and the items inside it (OpenAI SSE events, Ollama NDJSON lines,
+//! or, for the direct baseline, the agent frames themselves one per line).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+/// How items are framed in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Sse,
+    Ndjson,
+    Frames,
+}
+
+/// One item of the body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// A chunk's text (empty role-only deltas are skipped).
+    Content(Cow<'a, str>),
+    /// The stream's end marker.
+    Done,
+    /// Nothing to count: a keep-alive comment, an empty delta.
+    Skip,
+}
+
+/// Parses a response head from the start of `buf`: its length and status,
+/// or `None` when more bytes are needed.
+pub fn response_head(buf: &[u8]) -> Result<Option<(usize, u16, bool)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let chunked = response.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("transfer-encoding")
+                    && String::from_utf8_lossy(h.value)
+                        .to_ascii_lowercase()
+                        .contains("chunked")
+            });
+            Ok(Some((len, response.code.unwrap_or(0), chunked)))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(format!("bad response head: {e}")),
+    }
+}
+
+/// Turns body bytes, as they are read, into items.
+pub struct Decoder {
+    framing: Framing,
+    chunked: Option<Chunked>,
+    pending: Vec<u8>,
+    start: usize,
+}
+
+impl Decoder {
+    pub fn new(framing: Framing, chunked: bool) -> Self {
+        Decoder {
+            framing,
+            chunked: chunked.then(Chunked::default),
+            pending: Vec::with_capacity(1024),
+            start: 0,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if self.start > 0 && self.start * 2 >= self.pending.len() {
+            self.pending.drain(..self.start);
+            self.start = 0;
+        }
+        match &mut self.chunked {
+            Some(chunked) => chunked.decode(bytes, &mut self.pending),
+            None => {
+                self.pending.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// The next whole item, if one has arrived.
+    pub fn next_item(&mut self) -> Result<Option<Item<'_>>, String> {
+        let separator: &[u8] = match self.framing {
+            Framing::Sse => b"\n\n",
+            Framing::Ndjson | Framing::Frames => b"\n",
+        };
+        let rest = &self.pending[self.start..];
+        let Some(at) = rest.windows(separator.len()).position(|w| w == separator) else {
+            return Ok(None);
+        };
+        let begin = self.start;
+        self.start += at + separator.len();
+        let text = std::str::from_utf8(&self.pending[begin..begin + at])
+            .map_err(|_| "the body is not UTF-8".to_owned())?;
+        parse_item(self.framing, text).map(Some)
+    }
+}
+
+fn parse_item(framing: Framing, text: &str) -> Result<Item<'_>, String> {
+    let text = text.trim_end_matches('\r');
+    match framing {
+        Framing::Sse => {
+            let Some(data) = text.strip_prefix("data: ") else {
+                // A comment (keep-alive) or an empty line.
+                return Ok(Item::Skip);
+            };
+            if data == "[DONE]" {
+                return Ok(Item::Done);
+            }
+            let chunk: SseChunk = serde_json::from_str(data).map_err(|e| bad(e, data))?;
+            if let Some(error) = chunk.error {
+                return Err(format!("error event: {error}"));
+            }
+            let content = chunk
+                .choices
+                .into_iter()
+                .next()
+                .and_then(|c| c.delta.content);
+            Ok(content
+                .filter(|c| !c.is_empty())
+                .map_or(Item::Skip, Item::Content))
+        }
+        Framing::Ndjson => {
+            if text.is_empty() {
+                return Ok(Item::Skip);
+            }
+            let line: NdjsonLine = serde_json::from_str(text).map_err(|e| bad(e, text))?;
+            if let Some(error) = line.error {
+                return Err(format!("error line: {error}"));
+            }
+            if line.done {
+                return Ok(Item::Done);
+            }
+            let content = line.message.and_then(|m| m.content);
+            Ok(content
+                .filter(|c| !c.is_empty())
+                .map_or(Item::Skip, Item::Content))
+        }
+        Framing::Frames => {
+            let frame: Frame = serde_json::from_str(text).map_err(|e| bad(e, text))?;
+            Ok(frame.delta.content.map_or(Item::Skip, Item::Content))
+        }
+    }
+}
+
+fn bad(e: serde_json::Error, text: &str) -> String {
+    let text: String = text.chars().take(200).collect();
+    format!("unparsable item ({e}): {text}")
+}
+
+#[derive(Deserialize)]
+struct SseChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<Choice<'a>>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow)]
+    delta: Delta<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct NdjsonLine<'a> {
+    #[serde(default, borrow)]
+    message: Option<Delta<'a>>,
+    #[serde(default)]
+    done: bool,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(default, borrow)]
+    delta: Delta<'a>,
+}
+
+/// A `Transfer-Encoding: chunked` body decoder.
+#[derive(Default)]
+struct Chunked {
+    state: ChunkState,
+    line: Vec<u8>,
+}
+
+#[derive(Default, Clone, Copy)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(usize),
+    /// The CRLF after a chunk's data; the count still to skip.
+    DataEnd(u8),
+    /// After the zero-size chunk: trailers until an empty line.
+    Trailer,
+    Done,
+}
+
+impl Chunked {
+    fn decode(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        while !input.is_empty() {
+            match self.state {
+                ChunkState::Size | ChunkState::Trailer => {
+                    let Some(nl) = input.iter().position(|&b| b == b'\n') else {
+                        self.line.extend_from_slice(input);
+                        return Ok(());
+                    };
+                    self.line.extend_from_slice(&input[..nl]);
+                    input = &input[nl + 1..];
+                    let line = std::mem::take(&mut self.line);
+                    let line = String::from_utf8_lossy(&line);
+                    let line = line.trim_end_matches('\r');
+                    if matches!(self.state, ChunkState::Trailer) {
+                        if line.is_empty() {
+                            self.state = ChunkState::Done;
+                        }
+                        continue;
+                    }
+                    let hex = line.split(';').next().unwrap_or("").trim();
+                    let size = usize::from_str_radix(hex, 16)
+                        .map_err(|_| format!("bad chunk size line: {line:?}"))?;
+                    self.state = if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    let n = left.min(input.len());
+                    out.extend_from_slice(&input[..n]);
+                    input = &input[n..];
+                    self.state = if n == left {
+                        ChunkState::DataEnd(2)
+                    } else {
+                        ChunkState::Data(left - n)
+                    };
+                }
+                ChunkState::DataEnd(left) => {
+                    input = &input[1..];
+                    self.state = if left == 1 {
+                        ChunkState::Size
+                    } else {
+                        ChunkState::DataEnd(left - 1)
+                    };
+                }
+                ChunkState::Done => return Err("bytes after the body's end".to_owned()),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(framing: Framing, chunked: bool, wire: &[u8], split: usize) -> Vec<String> {
+        let mut d = Decoder::new(framing, chunked);
+        let mut got = Vec::new();
+        for part in wire.chunks(split) {
+            d.push(part).unwrap();
+            while let Some(item) = d.next_item().unwrap() {
+                got.push(match item {
+                    Item::Content(c) => c.into_owned(),
+                    Item::Done => "DONE".to_owned(),
+                    Item::Skip => continue,
+                });
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn decodes_chunked_sse_at_any_split() {
+        let body = concat!(
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            ": keep-alive\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"1:0:5\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\\\"b\"}}]}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let mut wire = Vec::new();
+        for piece in body.as_bytes().chunks(37) {
+            wire.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            wire.extend_from_slice(piece);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        for split in [1, 2, 7, 64, wire.len()] {
+            assert_eq!(
+                items(Framing::Sse, true, &wire, split),
+                ["1:0:5", "a\"b", "DONE"]
+            );
+        }
+    }
+
+    #[test]
+    fn decodes_ndjson_and_frames() {
+        let ndjson = b"{\"message\":{\"content\":\"x\"},\"done\":false}\n{\"done\":true}\n";
+        assert_eq!(items(Framing::Ndjson, false, ndjson, 5), ["x", "DONE"]);
+        let frames = b"{\"type\":\"model_stream_chunk\",\"delta\":{\"content\":\"2:0:1\"}}\n";
+        assert_eq!(items(Framing::Frames, false, frames, 3), ["2:0:1"]);
+    }
+
+    #[test]
+    fn error_events_and_bad_heads_are_errors() {
+        let mut d = Decoder::new(Framing::Sse, false);
+        d.push(b"data: {\"error\":{\"message\":\"agent gone\"}}\n\n")
+            .unwrap();
+        assert!(d.next_item().is_err());
+        assert!(
+            response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap()
+                .is_some_and(|(_, status, chunked)| status == 200 && chunked)
+        );
+        assert_eq!(response_head(b"HTTP/1.1 200 OK\r\n").unwrap(), None);
+        assert!(response_head(b"NOPE\r\n\r\n").is_err());
+    }
+}
