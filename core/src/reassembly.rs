@@ -63,6 +63,17 @@ impl<T> Reassembler<T> {
         Ok(Pushed::Held)
     }
 
+    /// Takes chunk `index` through without holding it, when it is next in
+    /// order and nothing is waiting to be popped: the caller uses it at
+    /// once. Returns false otherwise (then [`Reassembler::push`] it).
+    pub fn pass(&mut self, index: u64) -> bool {
+        let next = index == self.next && self.ready.is_none();
+        if next {
+            self.next += 1;
+        }
+        next
+    }
+
     /// The next chunk in order, if it is here.
     pub fn pop(&mut self) -> Option<T> {
         if let Some(item) = self.ready.take() {
@@ -101,6 +112,25 @@ mod tests {
         assert_eq!(run(&[0, 1, 2, 3, 4, 5]), expected);
         assert_eq!(run(&[5, 4, 3, 2, 1, 0]), expected);
         assert_eq!(run(&[2, 0, 2, 1, 0, 5, 3, 4, 4]), expected);
+    }
+
+    #[test]
+    fn chunks_passed_through_keep_the_order() {
+        for order in [&[0, 1, 2, 3][..], &[1, 0, 3, 2], &[3, 2, 0, 1, 1]] {
+            let mut r = Reassembler::new(16);
+            let mut out = Vec::new();
+            for &i in order {
+                if r.pass(i) {
+                    out.push(i);
+                } else {
+                    r.push(i, i).unwrap();
+                }
+                while let Some(x) = r.pop() {
+                    out.push(x);
+                }
+            }
+            assert_eq!(out, [0, 1, 2, 3]);
+        }
     }
 
     #[test]

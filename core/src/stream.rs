@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::agent::message::{Delta, Usage};
 use crate::answer::Answer;
-use crate::api::{ollama, openai, Api, ModelRequest};
+use crate::api::{ollama, openai, put_json, Api, ModelRequest};
 use crate::error::{ApiError, Dialect};
 use crate::http::Response;
 use crate::time::rfc3339;
@@ -28,7 +28,8 @@ pub(crate) struct EditorStream {
     model: String,
     id: String,
     created: u64,
-    /// OpenAI chunk JSON up to the choice, shared by every chunk.
+    /// What every streamed chunk starts with: OpenAI chunk JSON up to the
+    /// choice, or an Ollama line up to its timestamp.
     prefix: Vec<u8>,
     answer: Answer,
     role_sent: bool,
@@ -53,7 +54,8 @@ impl EditorStream {
             Api::OpenAiChat | Api::OpenAiCompletion => {
                 openai::chunk_prefix(request.api, &id, created, &request.model)
             }
-            _ => Vec::new(),
+            Api::OllamaChat | Api::OllamaGenerate => ollama::line_prefix(&request.model),
+            Api::OpenAiEmbeddings | Api::OllamaEmbed => Vec::new(),
         };
         EditorStream {
             api: request.api,
@@ -119,7 +121,7 @@ impl EditorStream {
                     content: content.or(role.map(|_| "")),
                     tool_calls,
                 };
-                openai::put_chat_chunk(out, &self.prefix, |o| openai::put_json(o, &d), None);
+                openai::put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), None);
             }
             Api::OpenAiCompletion => {
                 if let Some(text) = content.filter(|t| !t.is_empty()) {
@@ -128,8 +130,7 @@ impl EditorStream {
             }
             Api::OllamaChat | Api::OllamaGenerate => {
                 if let Some(text) = content.filter(|t| !t.is_empty()) {
-                    let line = ollama::piece(self.api, &self.model, &rfc3339(wall), text);
-                    put_line(out, &line);
+                    ollama::put_piece(out, self.api, &self.prefix, wall, text);
                 }
             }
             Api::OpenAiEmbeddings | Api::OllamaEmbed => {}
@@ -156,7 +157,7 @@ impl EditorStream {
                     content: None,
                     tool_calls: None,
                 };
-                openai::put_chat_chunk(out, &self.prefix, |o| openai::put_json(o, &d), finish);
+                openai::put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), finish);
                 self.openai_tail(out);
                 None
             }
@@ -253,7 +254,7 @@ fn with_indexes(calls: &[Value]) -> Vec<Value> {
 }
 
 fn put_line(out: &mut BytesMut, value: &Value) {
-    openai::put_json(out, value);
+    put_json(out, value);
     out.put_u8(b'\n');
 }
 

@@ -1,6 +1,7 @@
 //! Wall-clock formatting. The core never reads a clock: the caller's
 //! `SystemTime` comes in and is only formatted here.
 
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch (OpenAI's `created`).
@@ -12,17 +13,26 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
 
 /// RFC 3339 in UTC with microseconds, e.g. `2026-11-21T15:13:00.000123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut s = String::with_capacity(27);
+    write_rfc3339(&mut s, t);
+    s
+}
+
+/// [`rfc3339`] written straight into `out`, for stream lines.
+pub fn write_rfc3339(out: &mut impl fmt::Write, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, day) = civil_from_days(days as i64);
-    format!(
+    // Writing into memory cannot fail.
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         d.subsec_micros()
-    )
+    );
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian

@@ -1,21 +1,25 @@
 //! The agent link protocol v1: one JSON object per WebSocket text frame.
 //!
-//! Messages an agent sends are parsed into [`FromAgent`]; unknown fields are
-//! ignored. Messages to the agent are built by the `to_agent` functions.
+//! Messages an agent sends are parsed into [`FromAgent`] by
+//! [`FromAgent::parse`]; unknown fields are ignored. Messages to the agent
+//! are built by the `to_agent` functions.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-/// A message from an agent.
+/// A message from an agent. A stream chunk borrows its text from the frame.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum FromAgent {
+pub enum FromAgent<'a> {
     Register(Register),
     Renew {
         session_id: String,
         ttl_seconds: Option<u64>,
     },
-    ModelStreamChunk(StreamChunk),
+    #[serde(borrow)]
+    ModelStreamChunk(StreamChunk<'a>),
     ModelResult(ModelResult),
     Error {
         id: Option<String>,
@@ -24,6 +28,21 @@ pub enum FromAgent {
     },
     Pong,
     Ping,
+}
+
+impl<'a> FromAgent<'a> {
+    /// Parses one frame. Stream chunks, nearly every frame of a busy link,
+    /// are read straight into [`StreamChunk`] without the copy into an
+    /// intermediate tree that a tagged enum needs; any other frame (or a
+    /// chunk that does not read that way) goes through the enum.
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        if let Ok(chunk) = serde_json::from_str::<StreamChunk>(text) {
+            if chunk.kind.as_deref() == Some("model_stream_chunk") {
+                return Ok(FromAgent::ModelStreamChunk(chunk));
+            }
+        }
+        serde_json::from_str(text)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,26 +65,51 @@ pub struct Register {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct StreamChunk {
-    pub id: String,
+pub struct StreamChunk<'a> {
+    /// The frame's `type`, present when the chunk is read on its own by
+    /// [`FromAgent::parse`] (the enum consumes it otherwise).
+    #[serde(default, rename = "type", borrow, deserialize_with = "text")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
     pub chunk_index: u64,
-    #[serde(default)]
-    pub delta: Delta,
-    #[serde(default)]
-    pub finish_reason: Option<String>,
+    #[serde(default, borrow)]
+    pub delta: Delta<'a>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub finish_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     pub usage: Option<Usage>,
 }
 
-/// A piece of an answer, in OpenAI's delta shape.
+/// A piece of an answer, in OpenAI's delta shape. Text is borrowed from
+/// the frame while it is written out at once, owned while it waits.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
-pub struct Delta {
-    #[serde(default)]
-    pub role: Option<String>,
-    #[serde(default)]
-    pub content: Option<String>,
+pub struct Delta<'a> {
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub role: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub content: Option<Cow<'a, str>>,
     #[serde(default)]
     pub tool_calls: Option<Vec<Value>>,
+}
+
+/// An optional string borrowed from the frame unless it has escapes (serde
+/// borrows a bare `Cow<str>` but copies one inside an `Option`).
+fn text<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text>::deserialize(d)?.map(|t| t.0))
+}
+
+impl Delta<'_> {
+    /// A copy that owns its text, to be held past its frame.
+    pub fn into_owned(self) -> Delta<'static> {
+        Delta {
+            role: self.role.map(|r| Cow::Owned(r.into_owned())),
+            content: self.content.map(|c| Cow::Owned(c.into_owned())),
+            tool_calls: self.tool_calls,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -148,24 +192,44 @@ mod tests {
 
     #[test]
     fn parses_every_agent_message() {
-        let m: FromAgent =
-            serde_json::from_str(r#"{"type":"register","agent_id":"a1","models":["m"],"extra":1}"#)
-                .unwrap();
+        let m = FromAgent::parse(r#"{"type":"register","agent_id":"a1","models":["m"],"extra":1}"#)
+            .unwrap();
         assert!(
             matches!(m, FromAgent::Register(r) if r.models == ["m"] && r.ttl_seconds.is_none())
         );
-        let m: FromAgent = serde_json::from_str(
-            r#"{"type":"model_stream_chunk","id":"inv-1","chunk_index":3,"delta":{"content":"x"},"finish_reason":null}"#,
-        )
-        .unwrap();
+        let text = r#"{"type":"model_stream_chunk","id":"inv-1","chunk_index":3,"delta":{"content":"x"},"finish_reason":null}"#;
+        let m = FromAgent::parse(text).unwrap();
         assert!(
-            matches!(m, FromAgent::ModelStreamChunk(c) if c.chunk_index == 3 && c.delta.content.as_deref() == Some("x"))
+            matches!(&m, FromAgent::ModelStreamChunk(c) if c.chunk_index == 3 && c.delta.content.as_deref() == Some("x"))
         );
-        let m: FromAgent =
-            serde_json::from_str(r#"{"type":"error","id":"inv-2","error":{"message":"boom"}}"#)
-                .unwrap();
+        // Plain text is borrowed from the frame, not copied.
+        let FromAgent::ModelStreamChunk(c) = m else {
+            unreachable!()
+        };
+        assert!(matches!(c.delta.content, Some(Cow::Borrowed(_))));
+        let m = FromAgent::parse(r#"{"type":"error","id":"inv-2","error":{"message":"boom"}}"#)
+            .unwrap();
         assert!(matches!(m, FromAgent::Error { id: Some(_), .. }));
-        assert!(serde_json::from_str::<FromAgent>(r#"{"type":"nope"}"#).is_err());
-        assert!(serde_json::from_str::<FromAgent>(r#"{"type":"pong"}"#).is_ok());
+        assert!(FromAgent::parse(r#"{"type":"nope"}"#).is_err());
+        assert!(FromAgent::parse(r#"{"type":"pong"}"#).is_ok());
+    }
+
+    #[test]
+    fn stream_chunks_read_whatever_their_layout() {
+        // Escapes in the text, `type` after the other fields, an escaped
+        // tag: all read as the same chunk.
+        for text in [
+            r#"{"type":"model_stream_chunk","id":"inv-1","chunk_index":0,"delta":{"content":"a\nb"}}"#,
+            r#"{"id":"inv-1","chunk_index":0,"delta":{"content":"a\nb"},"type":"model_stream_chunk"}"#,
+            r#"{"type":"model_stream\u005fchunk","id":"inv-1","chunk_index":0,"delta":{"content":"a\nb"}}"#,
+        ] {
+            let Ok(FromAgent::ModelStreamChunk(c)) = FromAgent::parse(text) else {
+                panic!("not a chunk: {text}");
+            };
+            assert_eq!((c.id.as_ref(), c.chunk_index), ("inv-1", 0));
+            assert_eq!(c.delta.content.as_deref(), Some("a\nb"));
+        }
+        // A chunk with a missing field is an error, not something else.
+        assert!(FromAgent::parse(r#"{"type":"model_stream_chunk","chunk_index":0}"#).is_err());
     }
 }

@@ -8,6 +8,7 @@ pub mod ollama;
 pub mod openai;
 mod validate;
 
+use bytes::{BufMut, BytesMut};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -135,6 +136,12 @@ pub struct ModelRequest {
     pub payload: Value,
     /// Prompt tokens, estimated from its text.
     pub prompt_tokens: u64,
+}
+
+/// Writes `value` as JSON at the end of `out`.
+pub(crate) fn put_json(out: &mut BytesMut, value: &impl serde::Serialize) {
+    // Writing into a BytesMut cannot fail.
+    let _ = serde_json::to_writer(out.writer(), value);
 }
 
 /// Parses a JSON body, insisting on an object.

@@ -1,14 +1,16 @@
 //! Ollama's API: request parsing (translated to the OpenAI-shaped payload
 //! agents receive) and Ollama's response shapes.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use bytes::{BufMut, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
-use super::{parse_object, Api, ModelRequest};
+use super::{parse_object, put_json, Api, ModelRequest};
 use crate::answer::Answer;
 use crate::error::ApiError;
+use crate::time::write_rfc3339;
 
 /// The Ollama API version the provider answers as.
 pub const COMPAT_VERSION: &str = "0.12.0";
@@ -198,8 +200,36 @@ pub(crate) struct Timings {
     pub eval: Duration,
 }
 
-/// One streamed piece: a chat message or a generate response.
-pub(crate) fn piece(api: Api, model: &str, created_at: &str, text: &str) -> Value {
+/// The start of every streamed line for `model`, up to its timestamp.
+pub(crate) fn line_prefix(model: &str) -> Vec<u8> {
+    let mut prefix = br#"{"model":"#.to_vec();
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut prefix, model);
+    prefix.extend_from_slice(br#","created_at":""#);
+    prefix
+}
+
+/// One streamed piece, a chat message or a generate response, as an NDJSON
+/// line written straight into `out` after the stream's `prefix`.
+pub(crate) fn put_piece(out: &mut BytesMut, api: Api, prefix: &[u8], at: SystemTime, text: &str) {
+    out.put_slice(prefix);
+    write_rfc3339(out, at);
+    let chat = api == Api::OllamaChat;
+    out.put_slice(if chat {
+        br#"","message":{"role":"assistant","content":"#
+    } else {
+        br#"","response":"#
+    });
+    put_json(out, &text);
+    out.put_slice(if chat {
+        b"},\"done\":false}\n"
+    } else {
+        b",\"done\":false}\n"
+    });
+}
+
+/// A piece as a JSON object, the base of the last line.
+fn piece(api: Api, model: &str, created_at: &str, text: &str) -> Value {
     if api == Api::OllamaChat {
         json!({"model": model, "created_at": created_at,
                "message": {"role": "assistant", "content": text}, "done": false})
@@ -305,6 +335,35 @@ pub fn show_body(model: &str, embedding: bool, modified_at: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_pieces_are_ollama_lines() {
+        let at = std::time::UNIX_EPOCH + Duration::from_micros(1_500_000);
+        let mut out = BytesMut::new();
+        put_piece(
+            &mut out,
+            Api::OllamaChat,
+            &line_prefix("m\"1"),
+            at,
+            "a\n\u{1}é",
+        );
+        put_piece(&mut out, Api::OllamaGenerate, &line_prefix("m"), at, "");
+        let text = std::str::from_utf8(&out).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(text.ends_with('\n'));
+        assert_eq!(
+            lines[0],
+            json!({"model": "m\"1", "created_at": "1970-01-01T00:00:01.500000Z",
+                   "message": {"role": "assistant", "content": "a\n\u{1}é"}, "done": false})
+        );
+        assert_eq!(
+            lines[1],
+            json!({"model": "m", "created_at": "1970-01-01T00:00:01.500000Z", "response": "", "done": false})
+        );
+    }
 
     #[test]
     fn chat_translates_options_and_tool_calls() {

@@ -4,7 +4,7 @@ use bytes::{BufMut, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
-use super::{parse_object, Api, ModelRequest};
+use super::{parse_object, put_json, Api, ModelRequest};
 use crate::answer::Answer;
 use crate::error::ApiError;
 
@@ -200,11 +200,6 @@ pub(crate) fn put_stream_error(out: &mut BytesMut, error: &ApiError) {
     out.put_slice(b"data: ");
     out.put_slice(&error.body(crate::error::Dialect::OpenAi));
     out.put_slice(b"\n\n");
-}
-
-pub(crate) fn put_json(out: &mut BytesMut, value: &impl serde::Serialize) {
-    // Writing into a BytesMut cannot fail.
-    let _ = serde_json::to_writer(out.writer(), value);
 }
 
 fn usage(answer: &Answer) -> Value {

@@ -16,7 +16,7 @@ impl Provider {
         if !self.links.contains_key(&conn) {
             return;
         }
-        let message = match serde_json::from_str::<FromAgent>(text) {
+        let message = match FromAgent::parse(text) {
             Ok(m) => m,
             Err(e) => {
                 let text =

@@ -2,6 +2,7 @@
 //! by chunks (reassembled in order) or a whole result, ended by a finish,
 //! an error, a timeout, or the editor going away.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::time::Instant;
 
@@ -17,12 +18,23 @@ use crate::stream::EditorStream;
 use crate::time::unix_seconds;
 use crate::ConnId;
 
-/// One in-order piece of an answer.
+/// One piece of an answer: borrowed from its frame when it is written at
+/// once, owned while it waits for an earlier one.
 #[derive(Debug)]
-pub(super) struct Piece {
-    delta: Delta,
-    finish: Option<String>,
+pub(super) struct Piece<'a> {
+    delta: Delta<'a>,
+    finish: Option<Cow<'a, str>>,
     usage: Option<Usage>,
+}
+
+impl Piece<'_> {
+    fn into_owned(self) -> Piece<'static> {
+        Piece {
+            delta: self.delta.into_owned(),
+            finish: self.finish.map(|f| Cow::Owned(f.into_owned())),
+            usage: self.usage,
+        }
+    }
 }
 
 pub(super) struct Invocation {
@@ -30,7 +42,7 @@ pub(super) struct Invocation {
     agent: ConnId,
     session: String,
     out: EditorStream,
-    pieces: Reassembler<Piece>,
+    pieces: Reassembler<Piece<'static>>,
     /// Stream idle deadline, or total deadline of a whole answer.
     deadline: Instant,
     /// Next SSE keep-alive, for OpenAI streams.
@@ -183,25 +195,31 @@ impl Provider {
             self.fail(n, error, true);
             return;
         }
-        match inv.pieces.push(chunk.chunk_index, piece) {
-            Ok(Pushed::Ready) => self.drain(n, now),
+        if inv.pieces.pass(chunk.chunk_index) {
+            self.drain(n, Some(piece), now);
+            return;
+        }
+        match inv.pieces.push(chunk.chunk_index, piece.into_owned()) {
+            Ok(Pushed::Ready) => self.drain(n, None, now),
             Ok(Pushed::Held) => {}
             Ok(Pushed::Duplicate) => self.stats.duplicate_chunks += 1,
             Err(e) => self.fail(n, ApiError::agent(format!("stream broken: {e}")), true),
         }
     }
 
-    /// Writes every piece that is now in order.
-    fn drain(&mut self, n: u64, now: Instant) {
+    /// Writes `first` (a piece passed straight through) and every held
+    /// piece that is now in order.
+    fn drain(&mut self, n: u64, first: Option<Piece<'_>>, now: Instant) {
         let wall = self.wall(now);
         let Some(inv) = self.invocations.get_mut(&n) else {
             return;
         };
         let mut finished = None;
-        while let Some(piece) = inv.pieces.pop() {
+        let mut first = first;
+        while let Some(piece) = first.take().or_else(|| inv.pieces.pop()) {
             inv.out.delta(&piece.delta, now, wall, &mut self.scratch);
             if let Some(reason) = piece.finish {
-                finished = Some((reason, piece.usage));
+                finished = Some((reason.into_owned(), piece.usage));
                 break;
             }
         }
@@ -278,7 +296,7 @@ impl Provider {
         let message = &choice["message"];
         let delta = Delta {
             role: None,
-            content: message["content"].as_str().map(str::to_owned),
+            content: message["content"].as_str().map(Cow::Borrowed),
             tool_calls: message["tool_calls"].as_array().map(|calls| {
                 calls
                     .iter()
