@@ -76,6 +76,7 @@ pub mod time;
 pub mod tokens;
 
 mod answer;
+mod idmap;
 mod provider;
 mod stream;
 

@@ -9,14 +9,14 @@
 //! `std::sync::mpsc` sender…); posting to it is the one thing the driver
 //! supplies.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
+use crate::idmap::IdMap;
 use crate::provider::{ConnId, Output, Provider};
 
 pub struct Switchboard<M> {
     provider: Provider,
-    mailboxes: HashMap<ConnId, M>,
+    mailboxes: IdMap<ConnId, M>,
     /// The deadline the driver's timer is set for.
     armed: Option<Instant>,
 }
@@ -25,7 +25,7 @@ impl<M> Switchboard<M> {
     pub fn new(provider: Provider) -> Self {
         Switchboard {
             provider,
-            mailboxes: HashMap::new(),
+            mailboxes: IdMap::default(),
             armed: None,
         }
     }

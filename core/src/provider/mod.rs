@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use crate::config::Config;
 use crate::error::{ApiError, Dialect};
 use crate::http::{HttpError, Limits, Request, Response};
+use crate::idmap::IdMap;
 use crate::limiter::TokenBucket;
 use crate::session::Sessions;
 
@@ -102,10 +103,10 @@ pub struct Provider {
     epoch: (Instant, SystemTime),
     sessions: Sessions,
     /// Agent links: connection → the session it registered, if any.
-    links: HashMap<ConnId, Option<String>>,
-    invocations: HashMap<u64, Invocation>,
+    links: IdMap<ConnId, Option<String>>,
+    invocations: IdMap<u64, Invocation>,
     /// Editor connection → the invocation answering it.
-    by_conn: HashMap<ConnId, u64>,
+    by_conn: IdMap<ConnId, u64>,
     next_id: u64,
     /// Wake-ups for invocations (deadline or keep-alive); stale entries are
     /// skipped when they come up.
@@ -126,9 +127,9 @@ impl Provider {
             config,
             epoch: (now, wall),
             sessions: Sessions::default(),
-            links: HashMap::new(),
-            invocations: HashMap::new(),
-            by_conn: HashMap::new(),
+            links: IdMap::default(),
+            invocations: IdMap::default(),
+            by_conn: IdMap::default(),
             next_id: 0,
             timers: BinaryHeap::new(),
             next_ping,
