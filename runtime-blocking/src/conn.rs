@@ -174,7 +174,7 @@ fn read_loop(
     mut stream: TcpStream,
     read_timeout: Duration,
 ) -> Option<(Bytes, LinkHalf)> {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
     let upgraded = loop {
         // An idle connection has what is left of its deadline to send a
         // whole request; one being answered just keeps listening.

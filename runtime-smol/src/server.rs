@@ -175,7 +175,7 @@ enum Event {
 async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     let (id, mail) = shared.connect();
     let mut http = ServerConn::new(limits.http);
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
     let mut out = BytesMut::new();
     let mut idle_since = Instant::now();
     let upgrade = 'conn: loop {
