@@ -1,6 +1,7 @@
 //! Property laws of the whole provider, on the virtual-clock harness: chunk
 //! order and duplication never change the bytes, stream encodings decode
-//! back exactly, and no sequence of session events leaves a request
+//! back exactly, how an answer is split into chunks never changes its
+//! text, and no sequence of session events leaves a request
 //! waiting forever.
 
 use proptest::prelude::*;
@@ -155,6 +156,28 @@ proptest! {
         let in_order: Vec<usize> = (0..deltas.len()).collect();
         let (body, _) = stream(&deltas, &in_order, &vec![false; deltas.len()], ollama, 1024);
         prop_assert_eq!(text_of_events(&body, ollama), deltas.concat());
+    }
+
+    /// However the agent splits one answer into chunks (at any character
+    /// boundaries), the editor reads the same text.
+    #[test]
+    fn any_split_of_an_answer_reads_the_same(
+        text in any::<String>(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ollama in any::<bool>(),
+    ) {
+        let chars: Vec<char> = text.chars().collect();
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(chars.len() + 1)).collect();
+        at.push(0);
+        at.push(chars.len());
+        at.sort_unstable();
+        let deltas: Vec<String> = at
+            .windows(2)
+            .map(|w| chars[w[0]..w[1]].iter().collect())
+            .collect();
+        let in_order: Vec<usize> = (0..deltas.len()).collect();
+        let (body, _) = stream(&deltas, &in_order, &vec![false; deltas.len()], ollama, 1024);
+        prop_assert_eq!(text_of_events(&body, ollama), text);
     }
 }
 
