@@ -223,15 +223,26 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 }
             }
         }
+        let mut handled = false;
         loop {
             match http.poll_request() {
-                Ok(Some(request)) => shared.with(|p, now| p.handle_request(id, request, now)),
+                Ok(Some(request)) => {
+                    shared.with(|p, now| p.handle_request(id, request, now));
+                    handled = true;
+                }
                 Ok(None) => break,
                 Err(e) => {
                     shared.with(|p, _| p.handle_http_error(id, &e));
                     break;
                 }
             }
+        }
+        if handled {
+            // A request usually posted an invocation to an agent link's
+            // task as well as a response head to this one: let the link
+            // send it first, since the first chunk waits on the agent and
+            // the head can go out while the agent works.
+            smol::future::yield_now().await;
         }
     };
     if let Some(key) = upgrade {
