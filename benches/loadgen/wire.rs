@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use bytes::BytesMut;
+use mcp_provider_core::http::ChunkedDecoder;
 use serde::Deserialize;
 
 /// How items are framed in the body.
@@ -48,33 +50,37 @@ pub fn response_head(buf: &[u8]) -> Result<Option<(usize, u16, bool)>, String> {
 /// Turns body bytes, as they are read, into items.
 pub struct Decoder {
     framing: Framing,
-    chunked: Option<Chunked>,
-    pending: Vec<u8>,
-    start: usize,
+    /// Bytes as read, when the body is chunked.
+    chunked: Option<(ChunkedDecoder, BytesMut)>,
+    /// Body bytes not yet taken as items.
+    pending: BytesMut,
+    /// The item last returned (items borrow from it).
+    item: BytesMut,
 }
 
 impl Decoder {
     pub fn new(framing: Framing, chunked: bool) -> Self {
         Decoder {
             framing,
-            chunked: chunked.then(Chunked::default),
-            pending: Vec::with_capacity(1024),
-            start: 0,
+            chunked: chunked.then(|| (ChunkedDecoder::default(), BytesMut::new())),
+            pending: BytesMut::with_capacity(1024),
+            item: BytesMut::new(),
         }
     }
 
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), String> {
-        if self.start > 0 && self.start * 2 >= self.pending.len() {
-            self.pending.drain(..self.start);
-            self.start = 0;
+        let Some((decoder, raw)) = &mut self.chunked else {
+            self.pending.extend_from_slice(bytes);
+            return Ok(());
+        };
+        raw.extend_from_slice(bytes);
+        let ended = decoder
+            .decode(raw, &mut self.pending, usize::MAX, 64 * 1024)
+            .map_err(|e| format!("bad chunked body: {e:?}"))?;
+        if ended && !raw.is_empty() {
+            return Err("bytes after the body's end".to_owned());
         }
-        match &mut self.chunked {
-            Some(chunked) => chunked.decode(bytes, &mut self.pending),
-            None => {
-                self.pending.extend_from_slice(bytes);
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     /// The next whole item, if one has arrived.
@@ -83,13 +89,15 @@ impl Decoder {
             Framing::Sse => b"\n\n",
             Framing::Ndjson | Framing::Frames => b"\n",
         };
-        let rest = &self.pending[self.start..];
-        let Some(at) = rest.windows(separator.len()).position(|w| w == separator) else {
+        let Some(at) = self
+            .pending
+            .windows(separator.len())
+            .position(|w| w == separator)
+        else {
             return Ok(None);
         };
-        let begin = self.start;
-        self.start += at + separator.len();
-        let text = std::str::from_utf8(&self.pending[begin..begin + at])
+        self.item = self.pending.split_to(at + separator.len());
+        let text = std::str::from_utf8(&self.item[..at])
             .map_err(|_| "the body is not UTF-8".to_owned())?;
         parse_item(self.framing, text).map(Some)
     }
@@ -181,79 +189,6 @@ struct NdjsonLine<'a> {
 struct Frame<'a> {
     #[serde(default, borrow)]
     delta: Delta<'a>,
-}
-
-/// A `Transfer-Encoding: chunked` body decoder.
-#[derive(Default)]
-struct Chunked {
-    state: ChunkState,
-    line: Vec<u8>,
-}
-
-#[derive(Default, Clone, Copy)]
-enum ChunkState {
-    #[default]
-    Size,
-    Data(usize),
-    /// The CRLF after a chunk's data; the count still to skip.
-    DataEnd(u8),
-    /// After the zero-size chunk: trailers until an empty line.
-    Trailer,
-    Done,
-}
-
-impl Chunked {
-    fn decode(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        while !input.is_empty() {
-            match self.state {
-                ChunkState::Size | ChunkState::Trailer => {
-                    let Some(nl) = input.iter().position(|&b| b == b'\n') else {
-                        self.line.extend_from_slice(input);
-                        return Ok(());
-                    };
-                    self.line.extend_from_slice(&input[..nl]);
-                    input = &input[nl + 1..];
-                    let line = std::mem::take(&mut self.line);
-                    let line = String::from_utf8_lossy(&line);
-                    let line = line.trim_end_matches('\r');
-                    if matches!(self.state, ChunkState::Trailer) {
-                        if line.is_empty() {
-                            self.state = ChunkState::Done;
-                        }
-                        continue;
-                    }
-                    let hex = line.split(';').next().unwrap_or("").trim();
-                    let size = usize::from_str_radix(hex, 16)
-                        .map_err(|_| format!("bad chunk size line: {line:?}"))?;
-                    self.state = if size == 0 {
-                        ChunkState::Trailer
-                    } else {
-                        ChunkState::Data(size)
-                    };
-                }
-                ChunkState::Data(left) => {
-                    let n = left.min(input.len());
-                    out.extend_from_slice(&input[..n]);
-                    input = &input[n..];
-                    self.state = if n == left {
-                        ChunkState::DataEnd(2)
-                    } else {
-                        ChunkState::Data(left - n)
-                    };
-                }
-                ChunkState::DataEnd(left) => {
-                    input = &input[1..];
-                    self.state = if left == 1 {
-                        ChunkState::Size
-                    } else {
-                        ChunkState::DataEnd(left - 1)
-                    };
-                }
-                ChunkState::Done => return Err("bytes after the body's end".to_owned()),
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

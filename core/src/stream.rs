@@ -116,28 +116,12 @@ impl EditorStream {
                     return;
                 }
                 self.role_sent = true;
-                match (role, content, tool_calls) {
-                    // Nearly every chunk: text only, written without the
-                    // struct serializer (the same bytes).
-                    (None, Some(text), None) => openai::put_chat_chunk(
-                        out,
-                        &self.prefix,
-                        |o| {
-                            o.put_slice(br#"{"content":"#);
-                            put_json(o, &text);
-                            o.put_u8(b'}');
-                        },
-                        None,
-                    ),
-                    (role, content, tool_calls) => {
-                        let d = OutDelta {
-                            role,
-                            content: content.or(role.map(|_| "")),
-                            tool_calls,
-                        };
-                        openai::put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), None);
-                    }
-                }
+                let d = OutDelta {
+                    role,
+                    content: content.or(role.map(|_| "")),
+                    tool_calls,
+                };
+                openai::put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), None);
             }
             Api::OpenAiCompletion => {
                 if let Some(text) = content.filter(|t| !t.is_empty()) {

@@ -1,9 +1,11 @@
 //! HTTP/1.1 framing: requests from bytes, responses to bytes.
 
+mod chunked;
 mod conn;
 mod request;
 mod response;
 
+pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use conn::ServerConn;
 pub use request::{HttpError, Limits, Request, RequestReader};
 pub use response::{encode_closing, reason, websocket_accept, Body, Response};

@@ -7,6 +7,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::chunked::{ChunkedDecoder, ChunkedError};
+
 /// Caps on what one request may make the reader buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -131,15 +133,7 @@ enum State {
 #[derive(Debug, Clone, Copy)]
 enum Framing {
     Length(usize),
-    Chunked(ChunkState),
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ChunkState {
-    Size,
-    Data(usize),
-    DataEnd,
-    Trailers,
+    Chunked(ChunkedDecoder),
 }
 
 /// Turns the bytes of one connection into requests.
@@ -263,7 +257,7 @@ impl RequestReader {
         framing: Framing,
         mut body: BytesMut,
     ) -> Result<Result<Request, State>, HttpError> {
-        let mut chunk = match framing {
+        let mut chunked = match framing {
             Framing::Length(n) => {
                 if self.buf.len() < n {
                     return Ok(Err(State::Body {
@@ -275,83 +269,33 @@ impl RequestReader {
                 request.body = self.buf.split_to(n).freeze();
                 return Ok(Ok(request));
             }
-            Framing::Chunked(state) => state,
+            Framing::Chunked(decoder) => decoder,
         };
-        let too_large = |request: &Request, limit| HttpError::BodyTooLarge {
-            limit,
-            path: request.path().to_owned(),
-        };
-        loop {
-            match chunk {
-                ChunkState::Size => {
-                    let Some(line_end) = find_crlf(&self.buf) else {
-                        if self.buf.len() > 1024 {
-                            return Err(HttpError::Malformed("chunk size line too long"));
-                        }
-                        break;
-                    };
-                    let line = &self.buf[..line_end];
-                    let hex = line.split(|&b| b == b';').next().unwrap_or_default();
-                    let size = parse_hex(hex).ok_or(HttpError::Malformed("invalid chunk size"))?;
-                    self.buf.advance(line_end + 2);
-                    if size > self.limits.max_body.saturating_sub(body.len()) {
-                        return Err(too_large(&request, self.limits.max_body));
-                    }
-                    chunk = if size == 0 {
-                        ChunkState::Trailers
-                    } else {
-                        ChunkState::Data(size)
-                    };
-                }
-                ChunkState::Data(left) => {
-                    if self.buf.is_empty() {
-                        break;
-                    }
-                    let take = left.min(self.buf.len());
-                    body.extend_from_slice(&self.buf.split_to(take));
-                    chunk = if take == left {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left - take)
-                    };
-                }
-                ChunkState::DataEnd => {
-                    if self.buf.len() < 2 {
-                        break;
-                    }
-                    if &self.buf[..2] != b"\r\n" {
-                        return Err(HttpError::Malformed("chunk not followed by CRLF"));
-                    }
-                    self.buf.advance(2);
-                    chunk = ChunkState::Size;
-                }
-                ChunkState::Trailers => {
-                    let Some(line_end) = find_crlf(&self.buf) else {
-                        if self.buf.len() > self.limits.max_head {
-                            return Err(HttpError::HeadTooLarge(self.limits.max_head));
-                        }
-                        break;
-                    };
-                    self.buf.advance(line_end + 2);
-                    if line_end == 0 {
-                        request.body = body.freeze();
-                        return Ok(Ok(request));
-                    }
-                }
+        let limits = self.limits;
+        match chunked.decode(&mut self.buf, &mut body, limits.max_body, limits.max_head) {
+            Ok(true) => {
+                request.body = body.freeze();
+                Ok(Ok(request))
             }
+            Ok(false) => Ok(Err(State::Body {
+                request,
+                framing: Framing::Chunked(chunked),
+                body,
+            })),
+            Err(ChunkedError::Malformed(why)) => Err(HttpError::Malformed(why)),
+            Err(ChunkedError::BodyTooLarge) => Err(HttpError::BodyTooLarge {
+                limit: limits.max_body,
+                path: request.path().to_owned(),
+            }),
+            Err(ChunkedError::TrailersTooLarge) => Err(HttpError::HeadTooLarge(limits.max_head)),
         }
-        Ok(Err(State::Body {
-            request,
-            framing: Framing::Chunked(chunk),
-            body,
-        }))
     }
 }
 
 fn framing_of(request: &Request) -> Result<Framing, HttpError> {
     if let Some(te) = request.header("transfer-encoding") {
         if te.trim().eq_ignore_ascii_case("chunked") {
-            return Ok(Framing::Chunked(ChunkState::Size));
+            return Ok(Framing::Chunked(ChunkedDecoder::default()));
         }
         return Err(HttpError::Malformed("unsupported transfer-encoding"));
     }
@@ -368,18 +312,6 @@ fn framing_of(request: &Request) -> Result<Framing, HttpError> {
             .map_err(|_| HttpError::Malformed("invalid content-length")),
         (Some(_), Some(_)) => Err(HttpError::Malformed("more than one content-length")),
     }
-}
-
-fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
-}
-
-fn parse_hex(s: &[u8]) -> Option<usize> {
-    let s = std::str::from_utf8(s).ok()?.trim();
-    if s.is_empty() || s.len() > 8 {
-        return None;
-    }
-    usize::from_str_radix(s, 16).ok()
 }
 
 #[cfg(test)]
