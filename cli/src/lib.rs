@@ -7,7 +7,9 @@
 //! start-up is therefore the same for both binaries.
 
 pub mod dial;
+mod fds;
 mod settings;
+pub mod shutdown;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -70,6 +72,9 @@ pub trait Runtime {
     const NAME: &'static str;
     /// Open connections allowed when `max_connections` is not set.
     const DEFAULT_MAX_CONNECTIONS: usize;
+    /// Open files one connection holds at most (the connection cap is
+    /// kept within the process's limit on open files).
+    const FILES_PER_CONNECTION: usize;
 
     /// Serves until the process ends. `ready` is called once requests are
     /// served (the echo agent, if any, attached); it prints the banner.
@@ -213,8 +218,9 @@ fn secret(prefix: &str, random: &[u8]) -> String {
 }
 
 fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
-    // 18 bytes for each generated secret, 8 for the id seed.
-    let mut random = [0u8; 44];
+    // 18 bytes for each generated secret, 8 for the id seed, 32 for the
+    // core's own secret key.
+    let mut random = [0u8; 76];
     getrandom::fill(&mut random)
         .map_err(|e| Failure::Runtime(format!("no OS random source: {e}")))?;
     let mut notes = Vec::new();
@@ -247,16 +253,32 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         .map(|a| a.to_string())
         .collect();
     let mut seed = [0u8; 8];
-    seed.copy_from_slice(&random[36..]);
+    seed.copy_from_slice(&random[36..44]);
+    let mut core_secret = [0u8; 32];
+    core_secret.copy_from_slice(&random[44..]);
     let echo = settings.echo_agent.then(|| EchoAgentPlan {
         model: "echo".to_owned(),
         chunk_delay: Duration::from_millis(settings.echo_chunk_delay_ms),
     });
-    let config = settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed));
+    let mut config = settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed));
+    config.secret = core_secret;
+    let wanted = settings
+        .max_connections
+        .unwrap_or(R::DEFAULT_MAX_CONNECTIONS);
+    let max_connections = match fds::raise_limit() {
+        Some(files) => {
+            let fits = fds::connections_within(files, R::FILES_PER_CONNECTION);
+            if fits < wanted {
+                tracing::warn!(
+                    "max_connections lowered from {wanted} to {fits}: the limit on open files is {files}"
+                );
+            }
+            wanted.min(fits).max(1)
+        }
+        None => wanted,
+    };
     let limits = ConnLimits {
-        max_connections: settings
-            .max_connections
-            .unwrap_or(R::DEFAULT_MAX_CONNECTIONS),
+        max_connections,
         read_timeout: Duration::from_secs(settings.read_timeout_secs.max(1)),
         http: config.http,
     };

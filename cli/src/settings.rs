@@ -52,6 +52,18 @@ pub struct Settings {
     pub session_ttl_secs: u64,
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// How long a dropped agent's session stays resumable before it is
+    /// freed (and stops counting against `max_sessions`).
+    #[serde(default = "default_session_grace")]
+    pub session_grace_secs: u64,
+    /// Bytes one answer may hold for a slow editor (or gather as a whole
+    /// answer) before it ends with an error.
+    #[serde(default = "default_max_output")]
+    pub max_output_bytes: usize,
+    /// Bytes waiting for all connections together before new model
+    /// requests get 503.
+    #[serde(default = "default_max_queued")]
+    pub max_queued_bytes: usize,
     /// Open connections past this are answered 503 and closed; each
     /// runtime has its own default.
     #[serde(default)]
@@ -108,6 +120,15 @@ fn default_ttl() -> u64 {
 }
 fn default_max_sessions() -> usize {
     1000
+}
+fn default_session_grace() -> u64 {
+    300
+}
+fn default_max_output() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_queued() -> usize {
+    256 * 1024 * 1024
 }
 fn default_read_timeout() -> u64 {
     60
@@ -231,6 +252,9 @@ impl Settings {
         c.keepalive_interval = Duration::from_millis(self.keepalive_ms.max(1));
         c.session_ttl = Duration::from_secs(self.session_ttl_secs);
         c.max_sessions = self.max_sessions;
+        c.session_grace = Duration::from_secs(self.session_grace_secs);
+        c.max_output_bytes = self.max_output_bytes;
+        c.max_queued_bytes = self.max_queued_bytes;
         c.requests_per_minute = self.requests_per_minute;
         c.tokens_per_minute = self.tokens_per_minute;
         c.allowed_hosts = self.allowed_hosts.clone();
@@ -247,7 +271,7 @@ impl Settings {
             "listen = {:?}\napi_key = {:?}\nbridge_token = {:?}\nagent_hub = {:?}\necho_agent = {}\nrequire_api_key = {}\napproval = {:?}\n\
              max_body_bytes = {}\nmax_header_bytes = {}\nmax_messages = {}\nmax_message_bytes = {}\nmax_tokens = {}\n\
              request_timeout_secs = {}\nstream_idle_timeout_secs = {}\nkeepalive_ms = {}\nsession_ttl_secs = {}\n\
-             max_sessions = {}\nmax_connections = {}\nread_timeout_secs = {}\nrequests_per_minute = {}\ntokens_per_minute = {}\nallowed_hosts = {:?}\ncors_origins = {:?}\n",
+             max_sessions = {}\nsession_grace_secs = {}\nmax_output_bytes = {}\nmax_queued_bytes = {}\nmax_connections = {}\nread_timeout_secs = {}\nrequests_per_minute = {}\ntokens_per_minute = {}\nallowed_hosts = {:?}\ncors_origins = {:?}\n",
             self.listen,
             keys,
             self.bridge_token.as_deref().map(mask).unwrap_or_default(),
@@ -265,6 +289,9 @@ impl Settings {
             self.keepalive_ms,
             self.session_ttl_secs,
             self.max_sessions,
+            self.session_grace_secs,
+            self.max_output_bytes,
+            self.max_queued_bytes,
             self.max_connections.unwrap_or(default_max_connections),
             self.read_timeout_secs,
             self.requests_per_minute,

@@ -6,13 +6,36 @@
 
 use serde_json::{json, Value};
 
-use crate::agent::message::{Delta, Usage};
+use crate::agent::message::{Delta, ToolCallDelta, Usage};
+
+/// Distinct tool calls one answer may hold.
+pub(crate) const MAX_TOOL_CALLS: usize = 256;
+
+/// Token counts are clamped to what a JSON number holds exactly, so sums
+/// never wrap and every client reads them as sent.
+const MAX_TOKEN_COUNT: u64 = (1 << 53) - 1;
+
+/// The finish reasons editors understand; anything else an agent sends
+/// becomes `stop` (or `tool_calls` when the answer has calls).
+const FINISH_REASONS: [&str; 4] = ["stop", "length", "tool_calls", "content_filter"];
+
+/// Why an answer cannot grow any further.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Overflow {
+    #[error("the answer has more than {MAX_TOOL_CALLS} tool calls")]
+    ToolCalls,
+    #[error("the answer is larger than {0} bytes")]
+    Bytes(usize),
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Answer {
     /// Accumulated text, when `keep_text` is set.
     pub content: String,
     keep_text: bool,
+    /// Cap on what is kept (text and tool-call arguments), in bytes.
+    max_kept: usize,
+    kept: usize,
     content_chars: u64,
     pub tool_calls: Vec<ToolCall>,
     pub finish_reason: Option<String>,
@@ -30,68 +53,105 @@ pub(crate) struct ToolCall {
 }
 
 impl Answer {
-    pub fn new(keep_text: bool, prompt_estimate: u64) -> Self {
+    /// `max_kept` bounds what a whole answer gathers in memory.
+    pub fn new(keep_text: bool, prompt_estimate: u64, max_kept: usize) -> Self {
         Answer {
             keep_text,
-            prompt_estimate,
+            max_kept,
+            prompt_estimate: prompt_estimate.min(MAX_TOKEN_COUNT),
             ..Answer::default()
         }
     }
 
-    pub fn add_text(&mut self, text: &str) {
-        self.content_chars += text.chars().count() as u64;
+    /// Counts `bytes` more kept in memory.
+    fn keep(&mut self, bytes: usize) -> Result<(), Overflow> {
+        self.kept = self.kept.saturating_add(bytes);
+        if self.kept > self.max_kept {
+            return Err(Overflow::Bytes(self.max_kept));
+        }
+        Ok(())
+    }
+
+    pub fn add_text(&mut self, text: &str) -> Result<(), Overflow> {
+        self.content_chars = self
+            .content_chars
+            .saturating_add(text.chars().count() as u64);
         if self.keep_text {
+            self.keep(text.len())?;
             self.content.push_str(text);
         }
+        Ok(())
     }
 
     /// Merges tool-call deltas: a delta with a new `index` starts a call,
     /// later ones append to its `arguments`.
-    pub fn add_tool_calls(&mut self, calls: &[Value]) {
+    pub fn add_tool_calls(&mut self, calls: &[ToolCallDelta]) -> Result<(), Overflow> {
         for (position, call) in calls.iter().enumerate() {
-            let index = call["index"].as_u64().unwrap_or(position as u64);
-            let entry = match self.tool_calls.iter_mut().position(|c| c.index == index) {
-                Some(i) => &mut self.tool_calls[i],
+            let index = call
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(position as u64);
+            let at = match self.tool_calls.iter().position(|c| c.index == index) {
+                Some(at) => at,
+                None if self.tool_calls.len() >= MAX_TOOL_CALLS => return Err(Overflow::ToolCalls),
                 None => {
                     self.tool_calls.push(ToolCall {
                         index,
                         ..ToolCall::default()
                     });
-                    self.tool_calls.last_mut().expect("just pushed")
+                    self.tool_calls.len() - 1
                 }
             };
-            if let Some(id) = call["id"].as_str() {
+            let function = call.get("function");
+            let id = call.get("id").and_then(Value::as_str);
+            let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
+            let arguments = match function.and_then(|f| f.get("arguments")) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Null) | None => None,
+                Some(other) => Some(other.to_string()),
+            };
+            let size = id.map_or(0, str::len)
+                + name.map_or(0, str::len)
+                + arguments.as_ref().map_or(0, String::len);
+            self.keep(size)?;
+            let Some(entry) = self.tool_calls.get_mut(at) else {
+                continue;
+            };
+            if let Some(id) = id {
                 entry.id = id.to_owned();
             }
-            if let Some(name) = call["function"]["name"].as_str() {
+            if let Some(name) = name {
                 entry.name.push_str(name);
             }
-            match &call["function"]["arguments"] {
-                Value::String(s) => entry.arguments.push_str(s),
-                Value::Null => {}
-                other => entry.arguments.push_str(&other.to_string()),
+            if let Some(arguments) = arguments {
+                entry.arguments.push_str(&arguments);
             }
         }
+        Ok(())
     }
 
-    pub fn add_delta(&mut self, delta: &Delta) {
+    pub fn add_delta(&mut self, delta: &Delta) -> Result<(), Overflow> {
         if let Some(text) = &delta.content {
-            self.add_text(text);
+            self.add_text(text)?;
         }
         if let Some(calls) = &delta.tool_calls {
-            self.add_tool_calls(calls);
+            self.add_tool_calls(calls)?;
         }
+        Ok(())
     }
 
     pub fn finish(&mut self, reason: Option<&str>, usage: Option<Usage>) {
-        let reason = match reason {
+        let reason = match reason.filter(|r| FINISH_REASONS.contains(r)) {
             Some(r) => r,
             None if !self.tool_calls.is_empty() => "tool_calls",
             None => "stop",
         };
         self.finish_reason = Some(reason.to_owned());
-        if usage.is_some() {
-            self.reported = usage;
+        if let Some(u) = usage {
+            self.reported = Some(Usage {
+                prompt_tokens: u.prompt_tokens.min(MAX_TOKEN_COUNT),
+                completion_tokens: u.completion_tokens.min(MAX_TOKEN_COUNT),
+            });
         }
     }
 
@@ -131,10 +191,17 @@ mod tests {
 
     #[test]
     fn tool_call_deltas_merge_by_index() {
-        let mut a = Answer::new(true, 3);
-        a.add_tool_calls(&[json!({"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}})]);
-        a.add_tool_calls(&[json!({"index":0,"function":{"arguments":"{\"city\":"}})]);
-        a.add_tool_calls(&[json!({"index":0,"function":{"arguments":"\"Paris\"}"}})]);
+        let mut a = Answer::new(true, 3, 1 << 20);
+        for call in [
+            json!({"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}),
+            json!({"index":0,"function":{"arguments":"{\"city\":"}}),
+            json!({"index":0,"function":{"arguments":"\"Paris\"}"}}),
+        ] {
+            let Value::Object(call) = call else {
+                unreachable!()
+            };
+            a.add_tool_calls(&[call]).unwrap();
+        }
         a.finish(None, None);
         assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(
@@ -149,8 +216,8 @@ mod tests {
 
     #[test]
     fn usage_is_estimated_until_reported() {
-        let mut a = Answer::new(false, 7);
-        a.add_text("12345");
+        let mut a = Answer::new(false, 7, 1 << 20);
+        a.add_text("12345").unwrap();
         assert_eq!(a.usage(), (7, 2));
         assert!(a.content.is_empty());
         a.finish(
@@ -161,5 +228,41 @@ mod tests {
             }),
         );
         assert_eq!(a.usage(), (1, 2));
+    }
+
+    #[test]
+    fn huge_counts_clamp_and_unknown_finish_reasons_become_stop() {
+        let mut a = Answer::new(false, 0, 1 << 20);
+        let usage = Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: u64::MAX,
+        };
+        a.finish(Some("<script>"), Some(usage));
+        assert_eq!(a.finish_reason.as_deref(), Some("stop"));
+        let (p, c) = a.usage();
+        assert_eq!((p, c), (MAX_TOKEN_COUNT, MAX_TOKEN_COUNT));
+        assert!(p.checked_add(c).is_some());
+    }
+
+    #[test]
+    fn kept_bytes_and_tool_calls_are_capped() {
+        let mut a = Answer::new(true, 0, 8);
+        a.add_text("1234").unwrap();
+        assert_eq!(a.add_text("56789"), Err(Overflow::Bytes(8)));
+        let mut a = Answer::new(false, 0, 1 << 20);
+        let call = |i: usize| {
+            let Value::Object(c) = json!({"index": i, "function": {"name": "f"}}) else {
+                unreachable!()
+            };
+            c
+        };
+        for i in 0..MAX_TOOL_CALLS {
+            a.add_tool_calls(&[call(i)]).unwrap();
+        }
+        assert_eq!(a.add_tool_calls(&[call(0)]), Ok(()));
+        assert_eq!(
+            a.add_tool_calls(&[call(MAX_TOOL_CALLS)]),
+            Err(Overflow::ToolCalls)
+        );
     }
 }

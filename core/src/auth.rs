@@ -39,6 +39,25 @@ pub fn find_key(keys: &[SecretHash], presented: &str) -> Option<usize> {
     found
 }
 
+/// A 256-bit secret for a peer to keep (a session's `resume_token`), as 64
+/// hex digits: the SHA-256 of every part, each length-prefixed so parts
+/// cannot run into each other. The caller passes fresh draws of its seeded
+/// generator together with key material the core holds, so the secret
+/// cannot be recomputed from ids the provider shows (those come from the
+/// same generator, which is not one-way).
+pub(crate) fn derive_token(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The token of an `Authorization: Bearer …` header value.
 pub fn bearer(header: Option<&str>) -> Option<&str> {
     let value = header?.trim();
@@ -60,6 +79,16 @@ mod tests {
         assert_eq!(find_key(&keys, "c"), None);
         assert!(keys[0].matches("a"));
         assert!(!keys[0].matches("a "));
+    }
+
+    #[test]
+    fn derived_tokens_are_256_bits_and_depend_on_every_part() {
+        let t = derive_token(&[b"a", b"bc"]);
+        assert_eq!(t.len(), 64);
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(t, derive_token(&[b"ab", b"c"]));
+        assert_ne!(t, derive_token(&[b"a", b"bd"]));
+        assert_eq!(t, derive_token(&[b"a", b"bc"]));
     }
 
     #[test]

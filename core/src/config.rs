@@ -37,8 +37,20 @@ pub struct Config {
     pub session_ttl: Duration,
     pub max_session_ttl: Duration,
     pub max_sessions: usize,
+    /// How long a session made by an agent stays resumable after its link
+    /// closes; it is freed after that (it no longer counts against
+    /// `max_sessions`). Sessions made through the control API are kept
+    /// until their TTL.
+    pub session_grace: Duration,
     /// Chunks held while waiting for a missing earlier one, per stream.
     pub max_held_chunks: usize,
+    /// Bytes one answer may hold in memory: a stream's output its editor
+    /// has not read yet, or a whole answer being gathered. Past it the
+    /// answer ends with an error and the agent gets `cancel`.
+    pub max_output_bytes: usize,
+    /// Bytes waiting to be written to all connections together (editors
+    /// and agent links); past it new model requests get 503.
+    pub max_queued_bytes: usize,
     /// 0 turns a limit off.
     pub requests_per_minute: u64,
     pub tokens_per_minute: u64,
@@ -48,6 +60,11 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Mixed into generated ids so they differ between runs.
     pub id_seed: u64,
+    /// A random key drawn at start-up that never leaves the core: resume
+    /// tokens are keyed with it, so they cannot be recomputed from
+    /// anything the provider shows (ids come from a generator that is not
+    /// one-way).
+    pub secret: [u8; 32],
 }
 
 impl Config {
@@ -67,12 +84,16 @@ impl Config {
             session_ttl: Duration::from_secs(3600),
             max_session_ttl: Duration::from_secs(30 * 24 * 3600),
             max_sessions: 1000,
+            session_grace: Duration::from_secs(300),
             max_held_chunks: 1024,
+            max_output_bytes: 16 * 1024 * 1024,
+            max_queued_bytes: 256 * 1024 * 1024,
             requests_per_minute: 0,
             tokens_per_minute: 0,
             allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
             id_seed: 0,
+            secret: [0; 32],
         }
     }
 }

@@ -16,6 +16,7 @@ pub fn http_request(data: &[u8]) {
     let limits = Limits {
         max_head: 4096,
         max_body: 4096,
+        ..Limits::default()
     };
     let read = |pieces: &[&[u8]]| {
         let mut reader = RequestReader::new(limits);
@@ -41,17 +42,115 @@ pub fn http_request(data: &[u8]) {
     assert_eq!(whole, halves);
 }
 
-/// Agent frames of any content never break the provider.
+/// Agent frames of any content, against a provider with a registered
+/// session and open requests (streamed and whole, OpenAI and Ollama), never
+/// break it; once the link drops, no editor is left waiting.
+///
+/// Each line of input is one frame. A line starting with `{` is sent as
+/// it is; any other line is a chunk for one of the open requests (its first
+/// byte picks the request and the chunk index, the rest is the `delta`
+/// JSON, or plain text), so frames reach streams in flight.
 pub fn agent_messages(data: &[u8]) {
+    use crate::http::{Body, Request};
+    use crate::switchboard::Switchboard;
+    use crate::Output;
+    use std::cell::RefCell;
+
     let now = Instant::now();
-    let mut p = Provider::new(Config::new(&["k"], "t"), now, SystemTime::UNIX_EPOCH);
-    p.open_agent(ConnId(1));
-    for frame in data.split(|&b| b == b'\n') {
-        if let Ok(text) = std::str::from_utf8(frame) {
-            p.handle_agent_text(ConnId(1), text, now);
+    let mut config = Config::new(&["k"], "t");
+    config.max_output_bytes = 4096;
+    let mut board = Switchboard::new(Provider::new(config, now, SystemTime::UNIX_EPOCH));
+    let agent = ConnId(1);
+    // Whether each editor got its whole answer (`true`) or is waiting.
+    let answered = RefCell::new(std::collections::BTreeMap::new());
+    let post = |conn: &ConnId, output: Output| {
+        let done = match &output {
+            Output::Respond { response, .. } => matches!(response.body, Body::Full(_)),
+            Output::End { .. } => true,
+            _ => false,
+        };
+        if done {
+            answered.borrow_mut().insert(*conn, true);
         }
-        while p.poll_output().is_some() {}
+    };
+    board.attach(agent, agent);
+    let register = r#"{"type":"register","agent_id":"f","models":["m"],"allowed_scopes":["inference","embedding"]}"#;
+    board.with(
+        now,
+        |p, now| {
+            p.open_agent(agent);
+            p.handle_agent_text(agent, register, now);
+        },
+        post,
+    );
+    let requests = [
+        (
+            "/v1/chat/completions",
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"a"}]}"#,
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"m","messages":[{"role":"user","content":"a"}]}"#,
+        ),
+        (
+            "/v1/completions",
+            r#"{"model":"m","prompt":"a","stream":true}"#,
+        ),
+        (
+            "/api/chat",
+            r#"{"model":"m","messages":[{"role":"user","content":"a"}]}"#,
+        ),
+        (
+            "/api/generate",
+            r#"{"model":"m","prompt":"a","stream":false}"#,
+        ),
+        ("/v1/embeddings", r#"{"model":"m","input":"a"}"#),
+    ];
+    for (i, (path, body)) in requests.iter().enumerate() {
+        let conn = ConnId(10 + i as u64);
+        board.attach(conn, conn);
+        answered.borrow_mut().insert(conn, false);
+        let headers = vec![
+            ("host".to_owned(), "127.0.0.1".to_owned()),
+            ("authorization".to_owned(), "Bearer k".to_owned()),
+        ];
+        let request = Request::new(
+            "POST",
+            path,
+            headers,
+            bytes::Bytes::from_static(body.as_bytes()),
+        );
+        board.with(now, |p, now| p.handle_request(conn, request, now), post);
     }
+    for line in data.split(|&b| b == b'\n') {
+        let frame = match line.split_first() {
+            Some((b'{', _)) => String::from_utf8_lossy(line).into_owned(),
+            Some((&pick, rest)) => {
+                let rest = String::from_utf8_lossy(rest);
+                let delta = match serde_json::from_str::<serde_json::Value>(&rest) {
+                    Ok(v) => v,
+                    Err(_) => serde_json::json!({ "content": rest }),
+                };
+                let finish = (pick & 0x80 != 0).then_some("stop");
+                serde_json::json!({"type": "model_stream_chunk", "id": format!("inv-{}", pick % 8),
+                    "chunk_index": (pick >> 3) % 8, "delta": delta, "finish_reason": finish})
+                .to_string()
+            }
+            None => continue,
+        };
+        board.with(now, |p, now| p.handle_agent_text(agent, &frame, now), post);
+    }
+    board.with(now, |p, now| p.handle_conn_closed(agent, now), post);
+    let waiting: Vec<ConnId> = answered
+        .borrow()
+        .iter()
+        .filter(|(_, done)| !**done)
+        .map(|(conn, _)| *conn)
+        .collect();
+    assert!(
+        waiting.is_empty(),
+        "{waiting:?} still waiting after the link dropped"
+    );
 }
 
 /// OpenAI request bodies: parsed or rejected with a 4xx, never a panic.
@@ -116,9 +215,270 @@ pub fn reassembly(data: &[u8]) {
     }
 }
 
-/// Any sequence of session events leaves no request waiting forever.
+/// Any sequence of session events (drops, resumes with the right or a
+/// wrong token, revokes, time) leaves no request waiting forever and never
+/// hands a session to an agent that cannot prove it owns it.
 pub fn sessions(data: &[u8]) {
     let ops = crate::simulation::Op::decode(data);
-    let waiting = crate::simulation::editors_left_waiting(&ops);
-    assert!(waiting.is_empty(), "{waiting:?} left waiting after {ops:?}");
+    let outcome = crate::simulation::play(&ops);
+    assert!(
+        outcome.waiting.is_empty(),
+        "{:?} left waiting after {ops:?}",
+        outcome.waiting
+    );
+    assert_eq!(
+        outcome.takeovers, 0,
+        "a session was taken over after {ops:?}"
+    );
+}
+
+/// A server connection driven the way the driver contract in
+/// [`crate::http::ServerConn`] says, with the input choosing what the peer
+/// sends (well-formed requests numbered in order, or any bytes), how it is
+/// split, and when responses (whole, streamed), EOF and polls happen.
+/// Checks: no panic; requests come out in the order sent; nothing after
+/// an error; HEAD answers carry no body; at most one `100 Continue` per
+/// request; what is buffered stays bounded while `wants_read` is obeyed;
+/// after EOF the connection ends up wanting to close.
+pub fn http_conn(data: &[u8]) {
+    conn_fuzz::run(data);
+}
+
+mod conn_fuzz {
+    use bytes::BytesMut;
+
+    use crate::http::{HttpError, Limits, Request, Response, ServerConn};
+
+    const LIMITS: Limits = Limits {
+        max_head: 512,
+        max_body: 1024,
+        max_pipeline: 256,
+    };
+    /// The most one read hands the connection.
+    const MAX_PIECE: usize = 32 * 16;
+
+    /// Where the response to the current request is.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Answer {
+        Idle,
+        /// A request (`head`: a HEAD) or an error waits for its response.
+        Owed {
+            head: bool,
+        },
+        Streaming {
+            head: bool,
+        },
+    }
+
+    struct Driver {
+        conn: ServerConn,
+        /// What the peer has sent that the driver has not read yet.
+        wire: Vec<u8>,
+        answer: Answer,
+        next_seq: u32,
+        last_seq: Option<u32>,
+        failed: bool,
+        eof: bool,
+        interims: u32,
+        out: BytesMut,
+    }
+
+    pub(super) fn run(data: &[u8]) {
+        let mut d = Driver {
+            conn: ServerConn::new(LIMITS),
+            wire: Vec::new(),
+            answer: Answer::Idle,
+            next_seq: 0,
+            last_seq: None,
+            failed: false,
+            eof: false,
+            interims: 0,
+            out: BytesMut::new(),
+        };
+        let mut input = data;
+        while let Some((&op, rest)) = input.split_first() {
+            input = rest;
+            let arg = op >> 3;
+            match op % 8 {
+                0 => input = d.send_junk(usize::from(arg) * 4, input),
+                1 => d.send_request(arg),
+                2 => d.read(usize::from(arg) * 16 + 1),
+                3 => d.poll(),
+                4 => d.respond_full(),
+                5 => d.respond_stream(),
+                6 => d.stream(arg & 1 == 0),
+                _ => d.eof(),
+            }
+            d.check();
+            if d.conn.wants_close() {
+                return;
+            }
+        }
+        // The peer stops: everything whole is answered, then it closes.
+        d.eof();
+        for _ in 0..64 {
+            d.poll();
+            d.respond_full();
+            d.stream(false);
+            if d.conn.wants_close() {
+                return;
+            }
+        }
+        panic!("no close after EOF: {:?}", d.answer);
+    }
+
+    impl Driver {
+        /// Bytes with no `-`, so that only [`Driver::send_request`] can
+        /// write a `/seq-N` target.
+        fn send_junk<'a>(&mut self, len: usize, input: &'a [u8]) -> &'a [u8] {
+            let (junk, rest) = input.split_at(len.min(input.len()));
+            self.wire
+                .extend(junk.iter().map(|&b| if b == b'-' { b'_' } else { b }));
+            rest
+        }
+
+        fn send_request(&mut self, kind: u8) {
+            let n = self.next_seq;
+            self.next_seq += 1;
+            let host = "Host: 127.0.0.1\r\n";
+            let request = match kind % 8 {
+                0 => format!("GET /seq-{n} HTTP/1.1\r\n{host}\r\n"),
+                1 => format!("HEAD /seq-{n} HTTP/1.1\r\n{host}\r\n"),
+                2 => format!("POST /seq-{n} HTTP/1.1\r\n{host}Content-Length: 3\r\n\r\nabc"),
+                3 => format!(
+                    "POST /seq-{n} HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                ),
+                4 => format!(
+                    "POST /seq-{n} HTTP/1.1\r\n{host}Expect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"
+                ),
+                5 => format!("GET http://127.0.0.1:8788/seq-{n} HTTP/1.1\r\n{host}\r\n"),
+                6 => format!("GET /seq-{n} HTTP/1.0\r\n\r\n"),
+                _ => format!("HEAD /seq-{n} HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
+            };
+            self.wire.extend_from_slice(request.as_bytes());
+        }
+
+        /// One socket read, when the connection wants one, then the
+        /// polls a driver makes after a read.
+        fn read(&mut self, len: usize) {
+            if self.eof || !self.conn.wants_read() || self.wire.is_empty() {
+                return;
+            }
+            let piece: Vec<u8> = self.wire.drain(..len.min(self.wire.len())).collect();
+            self.conn.handle_data(&piece);
+            let bound = LIMITS
+                .max_pipeline
+                .max(LIMITS.max_head)
+                .max(LIMITS.max_body)
+                + 2 * MAX_PIECE;
+            assert!(
+                self.conn.buffered() <= bound,
+                "{} buffered",
+                self.conn.buffered()
+            );
+            self.poll();
+        }
+
+        fn eof(&mut self) {
+            self.eof = true;
+            self.conn.handle_eof();
+            assert!(!self.conn.wants_read());
+            self.poll();
+        }
+
+        fn poll(&mut self) {
+            match self.conn.poll_request() {
+                Ok(Some(request)) => self.got(&request),
+                Ok(None) => self.poll_interim(),
+                Err(error) => self.got_error(&error),
+            }
+        }
+
+        fn got(&mut self, request: &Request) {
+            assert!(!self.failed, "a request after an error");
+            assert_eq!(self.answer, Answer::Idle, "a request while one is answered");
+            if let Some(seq) = request
+                .target
+                .strip_prefix("/seq-")
+                .and_then(|n| n.parse().ok())
+            {
+                assert!(self.last_seq < Some(seq), "{seq} after {:?}", self.last_seq);
+                self.last_seq = Some(seq);
+            }
+            self.interims = 0;
+            self.answer = Answer::Owed {
+                head: request.method == "HEAD",
+            };
+        }
+
+        fn got_error(&mut self, error: &HttpError) {
+            assert!(!self.failed, "a second error");
+            assert_eq!(self.answer, Answer::Idle);
+            assert!(matches!(error.status(), 400 | 413 | 431));
+            self.failed = true;
+            self.answer = Answer::Owed { head: false };
+        }
+
+        fn poll_interim(&mut self) {
+            if let Some(bytes) = self.conn.poll_interim() {
+                assert_eq!(&bytes[..], b"HTTP/1.1 100 Continue\r\n\r\n");
+                assert_eq!(self.answer, Answer::Idle, "100 while answering");
+                assert!(!self.eof && !self.failed);
+                self.interims += 1;
+                assert_eq!(self.interims, 1, "a second 100 for one request");
+            }
+        }
+
+        fn respond_full(&mut self) {
+            let Answer::Owed { head } = self.answer else {
+                return;
+            };
+            self.out.clear();
+            self.conn
+                .encode_response(&Response::json(200, "{\"ok\":1}"), &mut self.out);
+            assert!(self
+                .out
+                .ends_with(if head { b"\r\n\r\n" } else { b"{\"ok\":1}" }));
+            self.answer = Answer::Idle;
+            self.poll();
+        }
+
+        fn respond_stream(&mut self) {
+            let Answer::Owed { head } = self.answer else {
+                return;
+            };
+            self.out.clear();
+            self.conn
+                .encode_response(&Response::stream("text/event-stream"), &mut self.out);
+            assert!(self.out.ends_with(b"\r\n\r\n"));
+            self.answer = Answer::Streaming { head };
+        }
+
+        fn stream(&mut self, data: bool) {
+            let Answer::Streaming { head } = self.answer else {
+                return;
+            };
+            self.out.clear();
+            if data {
+                self.conn.encode_data(b"data: x\n\n", &mut self.out);
+            } else {
+                self.conn.encode_end(&mut self.out);
+                self.answer = Answer::Idle;
+            }
+            assert!(!head || self.out.is_empty(), "a HEAD answer with a body");
+            if self.answer == Answer::Idle {
+                self.poll();
+            }
+        }
+
+        /// What holds between any two calls.
+        fn check(&self) {
+            let answering = self.answer != Answer::Idle;
+            assert_eq!(self.conn.is_idle(), !answering);
+            assert!(!self.conn.wants_close() || !answering);
+            if self.eof {
+                assert!(!self.conn.wants_read());
+            }
+        }
+    }
 }

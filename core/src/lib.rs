@@ -61,6 +61,7 @@
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod backlog;
 pub mod config;
 pub mod error;
 #[cfg(fuzzing)]

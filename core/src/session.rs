@@ -81,13 +81,64 @@ pub struct Session {
     pub link: Option<ConnId>,
     pub in_flight: usize,
     /// Set for sessions made through the control API: an agent must show
-    /// this token to claim it.
-    pub token: Option<SecretHash>,
+    /// this `session_token` to claim the session (and may show it again to
+    /// resume it, as agents written for the control API do).
+    pub claim: Option<SecretHash>,
+    /// The digest of the `resume_token` last handed to the agent holding
+    /// the session: the proof a reconnecting agent must show, so that
+    /// knowing a session id (it is in every `model_invoke`, in the control
+    /// API, in logs) is not enough to take the session over.
+    pub resume: Option<SecretHash>,
+    /// Whether approval was given (automatically or by a human): a session
+    /// revived by `renew` after it expired goes back to `pending` without.
+    pub approved: bool,
+    /// While no link holds an agent-made session: the instant it is freed
+    /// unless its agent resumes it. Bounds how long dropped sessions count
+    /// against `max_sessions` (they would otherwise stay until their TTL).
+    pub detached_until: Option<Instant>,
 }
 
 impl Session {
     pub fn serves(&self, model: &str) -> bool {
         self.models.iter().any(|m| m == model)
+    }
+
+    /// Whether `max_requests` leaves no request to serve.
+    pub fn budget_spent(&self) -> bool {
+        self.max_requests.is_some_and(|max| self.requests >= max)
+    }
+
+    /// The status a session starts with, or returns to when `renew` revives
+    /// it after expiry: approval and the request budget are not reset by
+    /// time passing.
+    pub fn live_status(&self) -> Status {
+        if !self.approved {
+            Status::Pending
+        } else if self.budget_spent() {
+            Status::Suspended
+        } else {
+            Status::Active
+        }
+    }
+
+    /// Whether a `register` naming this session proves it comes from the
+    /// session's own agent: the same `agent_id`, and the `resume_token`
+    /// last handed out (or, for a session made through the control API, its
+    /// `session_token`). Both secrets are checked, in constant time, so the
+    /// time taken does not tell which one (if any) matched.
+    pub fn may_resume(
+        &self,
+        agent_id: &str,
+        resume_token: Option<&str>,
+        session_token: Option<&str>,
+    ) -> bool {
+        let proves = |hash: &Option<SecretHash>, presented: Option<&str>| match (hash, presented) {
+            (Some(hash), Some(presented)) => hash.matches(presented),
+            _ => false,
+        };
+        let resume_ok = proves(&self.resume, resume_token);
+        let claim_ok = proves(&self.claim, session_token);
+        self.agent_id == agent_id && (resume_ok | claim_ok)
     }
 
     fn routable(&self, embedding: bool) -> bool {
@@ -172,12 +223,14 @@ impl Sessions {
             return Err(RouteError::NoAgents);
         }
         if let Some(pin) = pin {
+            // Editors read these messages: they name no session, not even
+            // the one the editor pinned.
             let s = self.by_id.get(pin).ok_or_else(|| {
-                RouteError::Unavailable(format!("session `{pin}` does not exist"))
+                RouteError::Unavailable("no session has the id given in X-MCP-Session".to_owned())
             })?;
             if !s.serves(model) {
                 return Err(RouteError::Unavailable(format!(
-                    "session `{pin}` does not serve model `{model}`"
+                    "the session pinned by X-MCP-Session does not serve model `{model}`"
                 )));
             }
             if !s.routable(embedding) {
@@ -197,22 +250,25 @@ impl Sessions {
             .ok_or_else(|| unavailable(serving[0], embedding))
     }
 
-    /// The earliest expiry among sessions still running.
+    /// The earliest deadline among sessions: the expiry of one still
+    /// running, or the end of a dropped session's grace period.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.by_id
             .values()
-            .filter(|s| {
-                matches!(
+            .flat_map(|s| {
+                let running = matches!(
                     s.status,
                     Status::Active | Status::Pending | Status::Suspended
-                )
+                );
+                [running.then_some(s.expires_at), s.detached_until]
             })
-            .map(|s| s.expires_at)
+            .flatten()
             .min()
     }
 }
 
-/// Why session `s` cannot take a request now.
+/// Why session `s` cannot take a request now. Editors read this: it names
+/// no session id (ids are for agents and the control API).
 fn unavailable(s: &Session, embedding: bool) -> RouteError {
     let why = match s.status {
         Status::Pending => "is waiting for approval (POST /control/approve)",
@@ -223,12 +279,11 @@ fn unavailable(s: &Session, embedding: bool) -> RouteError {
         Status::Active => {
             let scope = if embedding { "embedding" } else { "inference" };
             return RouteError::WrongScope(format!(
-                "the session serving this model ({}) does not have the `{scope}` scope",
-                s.id
+                "the session serving this model does not have the `{scope}` scope"
             ));
         }
     };
-    RouteError::Unavailable(format!("the session serving this model ({}) {why}", s.id))
+    RouteError::Unavailable(format!("the session serving this model {why}"))
 }
 
 /// A session's new expiry for a requested TTL, capped by the configured max.

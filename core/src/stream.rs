@@ -11,8 +11,8 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::agent::message::{Delta, Usage};
-use crate::answer::Answer;
+use crate::agent::message::{Delta, ToolCallDelta, Usage};
+use crate::answer::{Answer, Overflow};
 use crate::api::{ollama, openai, put_json, Api, ModelRequest};
 use crate::error::{ApiError, Dialect};
 use crate::http::Response;
@@ -45,11 +45,18 @@ struct OutDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<Value>>,
+    tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 impl EditorStream {
-    pub fn new(request: &ModelRequest, id: String, created: u64, now: Instant) -> Self {
+    /// `max_kept` bounds what a whole (non-streamed) answer gathers.
+    pub fn new(
+        request: &ModelRequest,
+        id: String,
+        created: u64,
+        now: Instant,
+        max_kept: usize,
+    ) -> Self {
         let prefix = match request.api {
             Api::OpenAiChat | Api::OpenAiCompletion => {
                 openai::chunk_prefix(request.api, &id, created, &request.model)
@@ -65,7 +72,7 @@ impl EditorStream {
             id,
             created,
             prefix,
-            answer: Answer::new(!request.stream, request.prompt_tokens),
+            answer: Answer::new(!request.stream, request.prompt_tokens, max_kept),
             role_sent: false,
             started: now,
             first_at: None,
@@ -100,12 +107,19 @@ impl EditorStream {
         self.answer.usage()
     }
 
-    /// One in-order piece of the answer.
-    pub fn delta(&mut self, delta: &Delta, now: Instant, wall: SystemTime, out: &mut BytesMut) {
+    /// One in-order piece of the answer; an error when the answer would
+    /// grow past its caps (nothing is written then).
+    pub fn delta(
+        &mut self,
+        delta: &Delta,
+        now: Instant,
+        wall: SystemTime,
+        out: &mut BytesMut,
+    ) -> Result<(), Overflow> {
         self.first_at.get_or_insert(now);
-        self.answer.add_delta(delta);
+        self.answer.add_delta(delta)?;
         if !self.stream {
-            return;
+            return Ok(());
         }
         let content = delta.content.as_deref();
         match self.api {
@@ -113,7 +127,7 @@ impl EditorStream {
                 let role = (!self.role_sent).then_some("assistant");
                 let tool_calls = delta.tool_calls.as_ref().map(|calls| with_indexes(calls));
                 if role.is_none() && content.is_none_or(str::is_empty) && tool_calls.is_none() {
-                    return;
+                    return Ok(());
                 }
                 self.role_sent = true;
                 let d = OutDelta {
@@ -135,6 +149,7 @@ impl EditorStream {
             }
             Api::OpenAiEmbeddings | Api::OllamaEmbed => {}
         }
+        Ok(())
     }
 
     /// The last piece. A stream gets its closing bytes in `out`; a whole
@@ -239,14 +254,14 @@ impl EditorStream {
 }
 
 /// Tool-call deltas always carry `index` (editors key on it).
-fn with_indexes(calls: &[Value]) -> Vec<Value> {
+fn with_indexes(calls: &[ToolCallDelta]) -> Vec<ToolCallDelta> {
     calls
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let mut c = c.clone();
             if c.get("index").is_none_or(|v| !v.is_u64()) {
-                c["index"] = Value::from(i);
+                c.insert("index".to_owned(), Value::from(i));
             }
             c
         })
@@ -282,7 +297,7 @@ mod tests {
         .unwrap();
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH;
-        let mut s = EditorStream::new(&req, "chatcmpl-1".into(), 5, t0);
+        let mut s = EditorStream::new(&req, "chatcmpl-1".into(), 5, t0, 1 << 20);
         let mut out = BytesMut::new();
         s.delta(
             &Delta {
@@ -292,7 +307,8 @@ mod tests {
             t0,
             wall,
             &mut out,
-        );
+        )
+        .unwrap();
         s.delta(
             &Delta {
                 content: Some("lo".into()),
@@ -301,7 +317,8 @@ mod tests {
             t0,
             wall,
             &mut out,
-        );
+        )
+        .unwrap();
         assert!(s.finish(None, None, t0, wall, &mut out).is_none());
         let ev = events(&out);
         assert_eq!(ev.len(), 5);
@@ -330,7 +347,7 @@ mod tests {
         .unwrap();
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH;
-        let mut s = EditorStream::new(&req, "x".into(), 5, t0);
+        let mut s = EditorStream::new(&req, "x".into(), 5, t0, 1 << 20);
         let mut out = BytesMut::new();
         s.delta(
             &Delta {
@@ -340,9 +357,14 @@ mod tests {
             t0,
             wall,
             &mut out,
-        );
-        let calls =
-            vec![json!({"index":0,"id":"c","function":{"name":"f","arguments":"{\"a\":2}"}})];
+        )
+        .unwrap();
+        let Value::Object(call) =
+            json!({"index":0,"id":"c","function":{"name":"f","arguments":"{\"a\":2}"}})
+        else {
+            unreachable!()
+        };
+        let calls = vec![call];
         s.delta(
             &Delta {
                 tool_calls: Some(calls),
@@ -351,7 +373,8 @@ mod tests {
             t0,
             wall,
             &mut out,
-        );
+        )
+        .unwrap();
         let later = t0 + Duration::from_millis(3);
         let resp = s
             .finish(Some("tool_calls"), None, later, wall, &mut out)

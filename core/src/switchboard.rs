@@ -8,15 +8,28 @@
 //! earlier. The mailbox type is the driver's (an async channel, a
 //! `std::sync::mpsc` sender…); posting to it is the one thing the driver
 //! supplies.
+//!
+//! Each mailbox comes with a [`Backlog`]: the switchboard counts the bytes
+//! it posts, the connection's writer counts the bytes it wrote, and the
+//! provider hears when a connection falls behind (and, through
+//! [`Provider::handle_drained`], when it caught up), so memory stays
+//! bounded however slowly a peer reads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backlog::{Backlog, Level};
 use crate::idmap::IdMap;
 use crate::provider::{ConnId, Output, Provider};
 
 pub struct Switchboard<M> {
     provider: Provider,
-    mailboxes: IdMap<ConnId, M>,
+    mailboxes: IdMap<ConnId, (M, Backlog)>,
+    /// Bytes waiting in every connection's backlog.
+    total: Arc<AtomicUsize>,
+    /// Connections found high while posting, for the provider to hear of.
+    high: Vec<(ConnId, usize)>,
     /// The deadline the driver's timer is set for.
     armed: Option<Instant>,
 }
@@ -26,13 +39,18 @@ impl<M> Switchboard<M> {
         Switchboard {
             provider,
             mailboxes: IdMap::default(),
+            total: Arc::default(),
+            high: Vec::new(),
             armed: None,
         }
     }
 
-    /// A connection's outputs go to `mailbox` from now on.
-    pub fn attach(&mut self, conn: ConnId, mailbox: M) {
-        self.mailboxes.insert(conn, mailbox);
+    /// A connection's outputs go to `mailbox` from now on. The writer
+    /// reports what it wrote to the returned backlog.
+    pub fn attach(&mut self, conn: ConnId, mailbox: M) -> Backlog {
+        let backlog = Backlog::new(self.total.clone());
+        self.mailboxes.insert(conn, (mailbox, backlog.clone()));
+        backlog
     }
 
     /// A connection ended: the provider is told, its mailbox dropped (a
@@ -41,7 +59,9 @@ impl<M> Switchboard<M> {
         let rearm = self
             .with(now, |p, now| p.handle_conn_closed(conn, now), post)
             .1;
-        self.mailboxes.remove(&conn);
+        if let Some((_, backlog)) = self.mailboxes.remove(&conn) {
+            backlog.discard();
+        }
         rearm
     }
 
@@ -55,18 +75,46 @@ impl<M> Switchboard<M> {
         f: impl FnOnce(&mut Provider, Instant) -> R,
         post: impl Fn(&M, Output),
     ) -> (R, bool) {
+        self.provider
+            .handle_queued(self.total.load(Ordering::Acquire));
         let result = f(&mut self.provider, now);
-        while let Some(output) = self.provider.poll_output() {
-            if let Some(mailbox) = self.mailboxes.get(&output.conn()) {
-                post(mailbox, output);
+        self.post_all(&post);
+        // A backlog that went high makes the provider act (pause, cap,
+        // stop routing), which may post more: a few rounds settle it, as
+        // what it posts is small and a stream it fails posts nothing more.
+        for _ in 0..4 {
+            if self.high.is_empty() {
+                break;
             }
+            for (conn, bytes) in std::mem::take(&mut self.high) {
+                self.provider.handle_backlog(conn, bytes);
+            }
+            self.post_all(&post);
         }
+        self.high.clear();
         let next = self.provider.poll_timeout();
         let rearm = next.is_some() && (self.armed.is_none() || next < self.armed);
         if rearm {
             self.armed = next;
         }
         (result, rearm)
+    }
+
+    fn post_all(&mut self, post: &impl Fn(&M, Output)) {
+        while let Some(output) = self.provider.poll_output() {
+            let conn = output.conn();
+            if let Some((mailbox, backlog)) = self.mailboxes.get(&conn) {
+                if let Level::High(bytes) = backlog.posted(output.backlog_bytes()) {
+                    self.high.push((conn, bytes));
+                }
+                post(mailbox, output);
+            }
+        }
+    }
+
+    /// Bytes posted to all connections and not yet written.
+    pub fn queued(&self) -> usize {
+        self.total.load(Ordering::Acquire)
     }
 
     /// The deadline the timer should sleep until.

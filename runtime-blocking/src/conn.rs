@@ -11,11 +11,13 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mcp_provider_cli::ConnLimits;
+use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::{websocket_accept, ServerConn};
 use mcp_provider_core::{too_many_connections, ConnId, Output};
 use tungstenite::handshake::derive_accept_key;
@@ -38,53 +40,100 @@ struct ConnState {
     /// Set by the writer once it accepted a WebSocket upgrade: the bytes
     /// read past the upgrade request, and the link's reading half.
     upgraded: Option<(Bytes, LinkHalf)>,
+    /// Set once the writer stopped: nothing more will be written.
+    writer_done: bool,
 }
 
 #[derive(Clone)]
 struct Conn {
     id: ConnId,
     shared: Shared,
-    state: Arc<Mutex<ConnState>>,
+    state: Arc<(Mutex<ConnState>, Condvar)>,
 }
 
 impl Conn {
     fn lock(&self) -> MutexGuard<'_, ConnState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the reader waiting for the writer (a response ended, an
+    /// upgrade was accepted, the writer stopped).
+    fn notify(&self) {
+        self.state.1.notify_all();
+    }
+
+    /// Waits, up to `limit`, while `blocked` holds.
+    fn wait_while<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, ConnState>,
+        limit: Duration,
+        blocked: impl Fn(&ConnState) -> bool,
+    ) -> MutexGuard<'a, ConnState> {
+        let deadline = Instant::now() + limit;
+        while blocked(&state) && !state.writer_done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = match self.state.1.wait_timeout(state, left) {
+                Ok((s, _)) => s,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        state
     }
 
     /// Hands the provider every request the HTTP reader has ready (one at
-    /// a time: the next once the previous was answered).
-    fn pump(&self) {
+    /// a time: the next once the previous was answered). Returns whether a
+    /// WebSocket upgrade was handed on, and any interim answer
+    /// (`100 Continue`) to write.
+    fn pump(&self) -> (bool, Option<Bytes>) {
+        let mut upgrade = false;
         loop {
             let next = self.lock().http.poll_request();
             match next {
-                Ok(Some(request)) => self
-                    .shared
-                    .with(|p, now| p.handle_request(self.id, request, now)),
-                Ok(None) => break,
+                Ok(Some(request)) => {
+                    upgrade |= request.is_websocket_upgrade();
+                    self.shared
+                        .with(|p, now| p.handle_request(self.id, request, now));
+                }
+                Ok(None) => return (upgrade, self.lock().http.poll_interim()),
                 Err(e) => {
                     self.shared.with(|p, _| p.handle_http_error(self.id, &e));
-                    break;
+                    return (upgrade, None);
                 }
             }
         }
     }
 }
 
-/// Accepts connections on `listener` until the process ends.
+/// Accepts connections on `listener` until the process ends. Refusals
+/// are handed to a thread of their own, so the accept loop never waits on
+/// a client.
 pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) {
     let open = Arc::new(AtomicUsize::new(0));
+    let refuse = match Refuser::start() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the refusal thread: {e}");
+            return;
+        }
+    };
+    let mut last_warning: Option<Instant> = None;
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!("accept failed: {e}");
+                    last_warning = Some(Instant::now());
+                }
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
         if open.load(Ordering::Relaxed) >= limits.max_connections {
-            refuse(stream);
+            refuse.refuse(stream);
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -104,7 +153,7 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
         if let Err(e) = spawned {
             tracing::warn!("cannot start a connection thread: {e}");
             if let Ok(stream) = spare {
-                refuse(stream);
+                refuse.refuse(stream);
             }
         }
     }
@@ -119,28 +168,68 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Answers 503 to a connection that will not be served, reading what it
-/// sent (briefly) so closing does not reset it before it reads the answer.
-fn refuse(mut stream: TcpStream) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-    let _ = stream.write_all(&too_many_connections());
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let _ = stream.read(&mut [0u8; 4096]);
+/// Answers 503 to connections that will not be served, on one thread: each
+/// is written its answer without blocking, then held briefly while what it
+/// sent is read, so closing does not reset it before it reads the answer.
+struct Refuser(SyncSender<TcpStream>);
+
+/// Refused connections held at once; more are closed at once.
+const REFUSALS_HELD: usize = 256;
+/// How long a refused connection is held for its client to read.
+const REFUSAL_HOLD: Duration = Duration::from_millis(500);
+
+impl Refuser {
+    fn start() -> io::Result<Refuser> {
+        let (tx, rx) = mpsc::sync_channel::<TcpStream>(REFUSALS_HELD);
+        std::thread::Builder::new()
+            .name("refuse".into())
+            .stack_size(WRITER_STACK)
+            .spawn(move || {
+                let mut held: Vec<(TcpStream, Instant)> = Vec::new();
+                let answer = too_many_connections();
+                loop {
+                    let next = match held.is_empty() {
+                        true => rx.recv().ok(),
+                        false => rx.recv_timeout(Duration::from_millis(20)).ok(),
+                    };
+                    if let Some(mut stream) = next {
+                        let _ = stream.set_nonblocking(true);
+                        let _ = stream.write(&answer);
+                        let _ = stream.shutdown(Shutdown::Write);
+                        held.push((stream, Instant::now() + REFUSAL_HOLD));
+                    }
+                    let mut sink = [0u8; 4096];
+                    held.retain_mut(|(stream, until)| {
+                        let drained = matches!(stream.read(&mut sink), Ok(0));
+                        !drained && Instant::now() < *until
+                    });
+                }
+            })?;
+        Ok(Refuser(tx))
+    }
+
+    fn refuse(&self, stream: TcpStream) {
+        // Full: the stream is dropped, which closes it.
+        let _ = self.0.try_send(stream);
+    }
 }
 
 /// One editor connection, on its reader thread.
 fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
     let read_timeout = limits.read_timeout;
-    let (id, mail) = shared.connect();
+    let (attached, mail, backlog) = shared.connect();
     let conn = Conn {
-        id,
+        id: attached.id,
         shared: shared.clone(),
-        state: Arc::new(Mutex::new(ConnState {
-            http: ServerConn::new(limits.http),
-            idle_since: Instant::now(),
-            upgraded: None,
-        })),
+        state: Arc::new((
+            Mutex::new(ConnState {
+                http: ServerConn::new(limits.http),
+                idle_since: Instant::now(),
+                upgraded: None,
+                writer_done: false,
+            }),
+            Condvar::new(),
+        )),
     };
     let writer = stream.try_clone().and_then(|out| {
         let _ = out.set_write_timeout(Some(read_timeout));
@@ -148,22 +237,26 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         std::thread::Builder::new()
             .name("conn-writer".into())
             .stack_size(WRITER_STACK)
-            .spawn(move || write_loop(&conn, out, &mail))
+            .spawn(move || write_loop(&conn, out, &mail, &backlog))
     });
     let writer = match writer {
         Ok(handle) => handle,
         Err(e) => {
             tracing::warn!("cannot start a connection writer: {e}");
-            shared.disconnect(id);
-            refuse(stream);
+            drop(attached);
             return;
         }
     };
     if let Some((leftover, half)) = read_loop(&conn, stream, read_timeout) {
-        let ws = WebSocket::from_partially_read(half, leftover.to_vec(), Role::Server, None);
-        link::read_frames(shared, id, ws);
+        let ws = WebSocket::from_partially_read(
+            half,
+            leftover.to_vec(),
+            Role::Server,
+            Some(link::config()),
+        );
+        link::read_frames(shared, conn.id, ws);
     }
-    shared.disconnect(id);
+    drop(attached);
     let _ = writer.join();
 }
 
@@ -176,27 +269,35 @@ fn read_loop(
 ) -> Option<(Bytes, LinkHalf)> {
     let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
     let upgraded = loop {
+        // A full pipeline is not read until the response in progress ends;
+        // its peer then waits on TCP.
+        let state = conn.wait_while(conn.lock(), read_timeout, |s| !s.http.wants_read());
         // An idle connection has what is left of its deadline to send a
         // whole request; one being answered just keeps listening.
-        let wait = {
-            let state = conn.lock();
-            match state.http.is_idle() {
-                true => read_timeout.saturating_sub(state.idle_since.elapsed()),
-                false => read_timeout,
-            }
+        let wait = match state.http.is_idle() {
+            true => read_timeout.saturating_sub(state.idle_since.elapsed()),
+            false => read_timeout,
         };
+        drop(state);
         let _ = stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
         let read = stream.read(&mut buf);
         let mut state = conn.lock();
-        if let Some((mut leftover, half)) = state.upgraded.take() {
+        if let Some(taken) = take_upgrade(&mut state, &read, &buf) {
             let _ = stream.set_read_timeout(None);
-            if let Ok(n) = read {
-                leftover = [&leftover[..], &buf[..n]].concat().into();
-            }
-            break Some((leftover, half));
+            break Some(taken);
         }
         match read {
-            Ok(0) => break None,
+            Ok(0) => {
+                // The peer shut its side: what it sent in full is still
+                // answered, then the connection closes.
+                state.http.handle_eof();
+                drop(state);
+                conn.pump();
+                let state = conn.lock();
+                let state = conn.wait_while(state, read_timeout, |s| !s.http.wants_close());
+                drop(state);
+                break None;
+            }
             Ok(n) => state.http.handle_data(&buf[..n]),
             Err(e)
                 if matches!(
@@ -212,7 +313,23 @@ fn read_loop(
             Err(_) => break None,
         }
         drop(state);
-        conn.pump();
+        let (upgrade, interim) = conn.pump();
+        if let Some(interim) = interim {
+            if stream.write_all(&interim).is_err() {
+                break None;
+            }
+        }
+        if upgrade {
+            // The agent may have sent its first frame with the upgrade
+            // request: wait for the writer's verdict instead of a read.
+            let mut state = conn.wait_while(conn.lock(), read_timeout, |s| {
+                s.upgraded.is_none() && !s.http.is_idle()
+            });
+            if let Some((leftover, half)) = state.upgraded.take() {
+                let _ = stream.set_read_timeout(None);
+                break Some((leftover, half));
+            }
+        }
     };
     if upgraded.is_none() {
         let _ = stream.shutdown(Shutdown::Both);
@@ -220,19 +337,40 @@ fn read_loop(
     upgraded
 }
 
+/// The link's reading half, once the writer accepted an upgrade, with
+/// what was read past the request (including this read).
+fn take_upgrade(
+    state: &mut ConnState,
+    read: &io::Result<usize>,
+    buf: &[u8],
+) -> Option<(Bytes, LinkHalf)> {
+    let (mut leftover, half) = state.upgraded.take()?;
+    if let Ok(n) = read {
+        leftover = [&leftover[..], buf.get(..*n).unwrap_or_default()]
+            .concat()
+            .into();
+    }
+    Some((leftover, half))
+}
+
 /// Writes what the provider answers until the connection ends; after an
 /// accepted upgrade, goes on as the agent link's writer.
-fn write_loop(conn: &Conn, mut stream: TcpStream, mail: &Mailbox) {
+fn write_loop(conn: &Conn, stream: TcpStream, mail: &Mailbox, backlog: &Backlog) {
+    // However this thread ends (a panic included), the reader is woken and
+    // the socket shut.
+    let done = WriterDone { conn, stream };
     let mut out = BytesMut::new();
     while let Ok(first) = mail.recv() {
         let mut state = conn.lock();
+        let mut carried = 0;
         for output in std::iter::once(first).chain(mail.try_iter()) {
+            carried += output.backlog_bytes();
             match output {
                 Output::Respond { response, .. } => state.http.encode_response(&response, &mut out),
                 Output::Data { data, .. } => state.http.encode_data(&data, &mut out),
                 Output::End { .. } => state.http.encode_end(&mut out),
                 Output::AcceptAgent { key, .. } => {
-                    return accept_agent(state, stream, &key, out, mail);
+                    return accept_agent(conn, state, &done.stream, &key, out, mail, backlog);
                 }
                 Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
             }
@@ -243,39 +381,66 @@ fn write_loop(conn: &Conn, mut stream: TcpStream, mail: &Mailbox) {
         }
         let close = state.http.wants_close();
         drop(state);
-        if stream.write_all(&out).is_err() || close {
+        if (&done.stream).write_all(&out).is_err() || close {
             break;
         }
         out.clear();
+        conn.shared.written(conn.id, backlog, carried);
         if idle {
-            // Pipelined requests may be waiting for this answer to end.
-            conn.pump();
+            // Pipelined requests may be waiting for this answer to end,
+            // and the reader for room in the pipeline (or, after EOF, for
+            // the word to close).
+            let (_, interim) = conn.pump();
+            conn.notify();
+            if let Some(interim) = interim {
+                if (&done.stream).write_all(&interim).is_err() {
+                    break;
+                }
+            }
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Marks the writer stopped and shuts the socket when dropped.
+struct WriterDone<'a> {
+    conn: &'a Conn,
+    stream: TcpStream,
+}
+
+impl Drop for WriterDone<'_> {
+    fn drop(&mut self) {
+        self.conn.lock().writer_done = true;
+        self.conn.notify();
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
 }
 
 /// Accepts a WebSocket upgrade: hands the reader its half of the link (and
 /// the bytes read past the request) before answering 101, then writes the
 /// link's frames.
 fn accept_agent(
+    conn: &Conn,
     mut state: MutexGuard<'_, ConnState>,
-    mut stream: TcpStream,
+    mut stream: &TcpStream,
     key: &str,
     mut out: BytesMut,
     mail: &Mailbox,
+    backlog: &Backlog,
 ) {
-    if let Ok((read_half, write_half)) = LinkHalf::pair(&stream) {
+    if let Ok((read_half, write_half)) = LinkHalf::pair(stream) {
         let leftover = state.http.take_upgrade_bytes();
         state.upgraded = Some((leftover, read_half));
         drop(state);
+        conn.notify();
         out.extend_from_slice(&websocket_accept(&derive_accept_key(key.as_bytes())));
         if stream.write_all(&out).is_ok() {
             link::write_frames(
+                &conn.shared,
+                conn.id,
                 mail,
-                WebSocket::from_raw_socket(write_half, Role::Server, None),
+                backlog,
+                WebSocket::from_raw_socket(write_half, Role::Server, Some(link::config())),
             );
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
 }

@@ -5,24 +5,28 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
-use mcp_provider_core::agent::echo::EchoAgent;
+use mcp_provider_core::agent::echo::{EchoAgent, BATCH};
 use mcp_provider_core::Output;
 use tungstenite::Message;
 
 use crate::shared::Shared;
 
 /// Drives `agent`: provider frames (picked out of `incoming` by `text`)
-/// in, each batch of due answer frames out through `send`, sleeping until
-/// the next paced frame. Ends when `incoming` closes or `send` fails.
+/// in, due answer frames out through `send` a batch at a time, sleeping
+/// until the next paced frame. Between batches it reads what the provider
+/// sent, so a `pause` for a slow editor takes effect at once. Ends when
+/// `incoming` closes or `send` fails.
 fn play<T>(
     mut agent: EchoAgent,
     incoming: &Receiver<T>,
-    text: impl Fn(T) -> Option<String>,
+    mut text: impl FnMut(T) -> Option<String>,
     mut send: impl FnMut(Vec<String>) -> bool,
 ) {
     loop {
         let now = Instant::now();
-        let frames: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now)).collect();
+        let frames: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now))
+            .take(BATCH)
+            .collect();
         if !frames.is_empty() && !send(frames) {
             return;
         }
@@ -45,14 +49,19 @@ fn play<T>(
 
 /// Attaches an echo agent to the provider in memory, on its own thread.
 pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Result<()> {
-    let (id, mail) = shared.connect();
+    let (attached, mail, backlog) = shared.connect();
+    let id = attached.id;
     shared.with(|p, _| p.open_agent(id));
     let agent = EchoAgent::new(&plan.model, "echo-in-process", plan.chunk_delay);
-    let shared = shared.clone();
-    let text = |output| match output {
-        Output::ToAgent { text, .. } => Some(text),
-        _ => None,
+    let reader = shared.clone();
+    let text = move |output: Output| {
+        reader.written(id, &backlog, output.backlog_bytes());
+        match output {
+            Output::ToAgent { text, .. } => Some(text),
+            _ => None,
+        }
     };
+    let shared = shared.clone();
     let send = move |frames: Vec<String>| {
         shared.with(|p, now| {
             for frame in &frames {
@@ -63,7 +72,10 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Resul
     };
     std::thread::Builder::new()
         .name("echo-agent".into())
-        .spawn(move || play(agent, &mail, text, send))?;
+        .spawn(move || {
+            play(agent, &mail, text, send);
+            drop(attached);
+        })?;
     Ok(())
 }
 

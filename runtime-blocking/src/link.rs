@@ -14,9 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcp_provider_cli::dial::link_request;
+use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
+use mcp_provider_core::agent::message::FromAgent;
+use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
-use tungstenite::protocol::Role;
-use tungstenite::{Message, WebSocket};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Error as WsError, Message, WebSocket};
 
 use crate::shared::{Mailbox, Shared};
 
@@ -56,33 +60,73 @@ impl Write for LinkHalf {
     }
 }
 
-/// Reads an agent's frames into the provider until the link closes.
+/// The WebSocket settings of every agent link: frames no larger than the
+/// agent protocol allows.
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
+/// Reads an agent's frames into the provider until the link closes; a
+/// link the agent broke is closed with the code that says how.
 pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>) {
-    loop {
+    let fault = loop {
         match ws.read() {
+            // Parsed here, on the link's own thread, so a large frame never
+            // holds the provider while it is read.
             Ok(Message::Text(text)) => {
-                shared.with(|p, now| p.handle_agent_text(id, text.as_str(), now))
+                let message = FromAgent::parse(text.as_str());
+                shared.with(|p, now| p.handle_agent_message(id, message, now));
             }
-            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(Message::Binary(_)) => break Some(LinkClose::Binary),
+            Ok(Message::Close(_)) => break None,
             Ok(_) => {}
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => break None,
+            Err(WsError::Utf8(_)) => break Some(LinkClose::InvalidUtf8),
+            Err(WsError::Capacity(_)) => break Some(LinkClose::TooBig),
+            Err(_) => break Some(LinkClose::Protocol),
         }
+    };
+    if let Some(why) = fault {
+        let _ = ws
+            .get_ref()
+            .stream
+            .set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = ws.close(Some(close_frame(why)));
+        let _ = ws.flush();
     }
     let _ = ws.get_ref().stream.shutdown(Shutdown::Both);
 }
 
+fn close_frame(why: LinkClose) -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::from(why.code()),
+        reason: why.reason().into(),
+    }
+}
+
 /// Writes the provider's messages for an agent until its mailbox closes or
 /// the provider closes the link.
-pub fn write_frames(mail: &Mailbox, mut ws: WebSocket<LinkHalf>) {
+pub fn write_frames(
+    shared: &Shared,
+    id: ConnId,
+    mail: &Mailbox,
+    backlog: &Backlog,
+    mut ws: WebSocket<LinkHalf>,
+) {
     while let Ok(output) = mail.recv() {
+        let bytes = output.backlog_bytes();
         let open = match output {
             Output::ToAgent { text, .. } => ws.send(Message::text(text)).is_ok(),
-            Output::CloseAgent { .. } => {
-                let _ = ws.close(None);
+            Output::CloseAgent { why, .. } => {
+                let _ = ws.close(Some(close_frame(why)));
                 let _ = ws.flush();
                 false
             }
             _ => true,
         };
+        shared.written(id, backlog, bytes);
         if !open {
             break;
         }
@@ -93,27 +137,22 @@ pub fn write_frames(mail: &Mailbox, mut ws: WebSocket<LinkHalf>) {
 
 /// Serves an established link: a writer thread for the mailbox, frames
 /// read on this thread; returns once both have ended.
-pub fn serve(
-    shared: &Shared,
-    id: ConnId,
-    mail: Mailbox,
-    reader: WebSocket<LinkHalf>,
-    writer: WebSocket<LinkHalf>,
-) {
+pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<LinkHalf>) {
+    let (attached, mail, backlog) = shared.connect();
+    let id = attached.id;
+    shared.with(|p, _| p.open_agent(id));
+    let writer_shared = shared.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("link-{}-writer", id.0))
         .stack_size(crate::conn::WRITER_STACK)
-        .spawn(move || write_frames(&mail, writer));
+        .spawn(move || write_frames(&writer_shared, id, &mail, &backlog, writer));
     match spawned {
         Ok(handle) => {
             read_frames(shared, id, reader);
-            shared.disconnect(id);
+            drop(attached);
             let _ = handle.join();
         }
-        Err(e) => {
-            tracing::warn!("cannot start a link writer thread: {e}");
-            shared.disconnect(id);
-        }
+        Err(e) => tracing::warn!("cannot start a link writer thread: {e}"),
     }
 }
 
@@ -142,9 +181,7 @@ pub fn dial_hub(shared: &Shared, url: &str, token: &str) {
             Ok((reader, writer)) => {
                 tracing::info!("agent hub {url} connected");
                 backoff = Duration::from_millis(100);
-                let (id, mail) = shared.connect();
-                shared.with(|p, _| p.open_agent(id));
-                serve(shared, id, mail, reader, writer);
+                serve(shared, reader, writer);
                 tracing::warn!("agent hub {url} disconnected");
             }
             Err(e) => tracing::warn!("agent hub: {e}"),

@@ -18,6 +18,8 @@ impl Runtime for Blocking {
     const NAME: &'static str = "mcp-provider-blocking";
     /// A connection costs two threads (a reader and a writer).
     const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+    /// The socket and the writer's copy; an agent link adds its two halves.
+    const FILES_PER_CONNECTION: usize = 4;
 
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
         let limits = launch.limits;
@@ -42,6 +44,8 @@ impl Runtime for Blocking {
             echo::spawn_in_process(&shared, plan)
                 .map_err(|e| format!("cannot start the echo agent: {e}"))?;
         }
+        mcp_provider_cli::shutdown::watch(shared.clone())
+            .map_err(|e| format!("cannot watch for signals: {e}"))?;
         ready();
         for handle in accepting {
             let _ = handle.join();

@@ -7,6 +7,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
+use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{Config, ConnId, Output, Provider};
 
@@ -51,12 +52,28 @@ impl Shared {
         self.0.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A fresh connection id with its mailbox.
-    pub fn connect(&self) -> (ConnId, Mailbox) {
+    /// A fresh connection id with its mailbox and the backlog its writer
+    /// reports to. The connection is detached when the guard drops (also
+    /// when its thread panics).
+    pub fn connect(&self) -> (Attached, Mailbox, Backlog) {
         let id = ConnId(self.0.next_conn.fetch_add(1, Ordering::Relaxed));
+        // Unbounded as a queue, bounded in bytes: the switchboard counts
+        // what waits in it and the provider stops producing past a cap.
         let (tx, rx) = mpsc::channel();
-        self.lock().attach(id, tx);
-        (id, rx)
+        let backlog = self.lock().attach(id, tx);
+        let attached = Attached {
+            shared: self.clone(),
+            id,
+        };
+        (attached, rx, backlog)
+    }
+
+    /// The writer of `id` carried out outputs worth `bytes` of its
+    /// backlog; the provider hears when a high backlog drained.
+    pub fn written(&self, id: ConnId, backlog: &Backlog, bytes: usize) {
+        if backlog.written(bytes) {
+            self.with(|p, _| p.handle_drained(id));
+        }
     }
 
     /// Runs `f` on the provider, then posts everything it output.
@@ -70,7 +87,7 @@ impl Shared {
 
     /// A connection ended: the provider is told, its mailbox closed (which
     /// ends the thread reading it).
-    pub fn disconnect(&self, id: ConnId) {
+    fn disconnect(&self, id: ConnId) {
         if self.lock().detach(id, Instant::now(), post) {
             self.0.rearmed.notify_one();
         }
@@ -96,5 +113,28 @@ impl Shared {
                 None => self.0.rearmed.wait(core).unwrap_or_else(|e| e.into_inner()),
             };
         }
+    }
+}
+
+/// A connection attached to the provider; detached when dropped, however
+/// the thread that holds it ends.
+pub struct Attached {
+    shared: Shared,
+    pub id: ConnId,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.shared.disconnect(self.id);
+    }
+}
+
+impl mcp_provider_cli::shutdown::Stop for Shared {
+    fn begin(&self) {
+        self.with(|p, _| p.shut_down());
+    }
+
+    fn flushed(&self) -> bool {
+        self.lock().queued() == 0
     }
 }

@@ -5,25 +5,35 @@ use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
 use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
-use mcp_provider_core::agent::echo::EchoAgent;
+use mcp_provider_core::agent::echo::{EchoAgent, BATCH};
 use mcp_provider_core::Output;
-use smol::channel::{self, Receiver};
+use smol::channel;
 use smol::future::FutureExt;
 use smol::stream::StreamExt;
 
 use crate::server::Shared;
 
-/// Drives `agent`: provider frames from `incoming` in, each batch of due
-/// answer frames out through `send`, sleeping until the next paced frame.
-async fn play(mut agent: EchoAgent, incoming: Receiver<String>, send: impl Fn(Vec<String>)) {
+/// Drives `agent`: provider frames from `incoming` in (`None` ends it),
+/// due answer frames out through `send` a batch at a time, sleeping until
+/// the next paced frame. Between batches it reads what the provider sent,
+/// so a `pause` for a slow editor takes effect at once.
+async fn play<F, S>(mut agent: EchoAgent, incoming: F, send: S)
+where
+    F: AsyncFnMut() -> Option<String>,
+    S: AsyncFn(Vec<String>),
+{
+    let mut incoming = incoming;
     loop {
         let now = Instant::now();
-        let frames: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now)).collect();
+        let frames: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now))
+            .take(BATCH)
+            .collect();
         if !frames.is_empty() {
-            send(frames);
+            send(frames).await;
+            smol::future::yield_now().await;
         }
         let next = agent.poll_timeout();
-        let message = async { Some(incoming.recv().await) }
+        let message = async { Some(incoming().await) }
             .or(async {
                 match next {
                     Some(at) => {
@@ -35,8 +45,8 @@ async fn play(mut agent: EchoAgent, incoming: Receiver<String>, send: impl Fn(Ve
             })
             .await;
         match message {
-            Some(Ok(text)) => agent.handle_message(&text, Instant::now()),
-            Some(Err(_)) => return,
+            Some(Some(text)) => agent.handle_message(&text, Instant::now()),
+            Some(None) => return,
             None => {}
         }
     }
@@ -44,21 +54,19 @@ async fn play(mut agent: EchoAgent, incoming: Receiver<String>, send: impl Fn(Ve
 
 /// Attaches an echo agent to the provider in memory.
 pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
-    let (id, mail) = shared.connect();
+    let (attached, mail, backlog) = shared.connect();
+    let id = attached.id;
     shared.with(|p, _| p.open_agent(id));
-    let (tx, rx) = channel::unbounded();
-    smol::spawn(async move {
-        while let Ok(output) = mail.recv().await {
-            if let Output::ToAgent { text, .. } = output {
-                if tx.send(text).await.is_err() {
-                    break;
-                }
-            }
+    let reader = shared.clone();
+    let incoming = async move || loop {
+        let output = mail.recv().await.ok()?;
+        reader.written(id, &backlog, output.backlog_bytes());
+        if let Output::ToAgent { text, .. } = output {
+            return Some(text);
         }
-    })
-    .detach();
+    };
     let shared = shared.clone();
-    let send = move |frames: Vec<String>| {
+    let send = async move |frames: Vec<String>| {
         shared.with(|p, now| {
             for frame in &frames {
                 p.handle_agent_text(id, frame, now);
@@ -66,7 +74,11 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
         })
     };
     let agent = EchoAgent::new(&plan.model, "echo-in-process", plan.chunk_delay);
-    smol::spawn(play(agent, rx, send)).detach();
+    smol::spawn(async move {
+        play(agent, incoming, send).await;
+        drop(attached);
+    })
+    .detach();
 }
 
 /// Connects to a provider as an external echo agent and serves until the
@@ -74,7 +86,7 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
 pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
     let ws = crate::server::dial(&remote.url, &remote.token).await?;
     let (mut ws_tx, mut ws_rx) = ws.split();
-    let (out_tx, out_rx) = channel::unbounded::<Vec<String>>();
+    let (out_tx, out_rx) = channel::bounded::<Vec<String>>(4);
     let writer = smol::spawn(async move {
         while let Ok(frames) = out_rx.recv().await {
             for frame in frames {
@@ -85,11 +97,13 @@ pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
         }
     });
     let (in_tx, in_rx) = channel::unbounded();
-    let send = move |frames: Vec<String>| {
-        let _ = out_tx.try_send(frames);
+    // Bounded: the agent makes frames only as fast as the link takes them.
+    let send = async move |frames: Vec<String>| {
+        let _ = out_tx.send(frames).await;
     };
+    let incoming = async move || in_rx.recv().await.ok();
     let agent = EchoAgent::new(&remote.agent.model, "echo", remote.agent.chunk_delay);
-    let agent = smol::spawn(play(agent, in_rx, send));
+    let agent = smol::spawn(play(agent, incoming, send));
     let mut result = Ok(());
     while let Some(frame) = ws_rx.next().await {
         match frame {

@@ -13,6 +13,8 @@ impl Runtime for Smol {
     const NAME: &'static str = "mcp-provider";
     /// A connection costs a task and its buffers: a few KiB.
     const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+    /// A connection is one socket.
+    const FILES_PER_CONNECTION: usize = 1;
 
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
         smol::block_on(async {
@@ -24,6 +26,8 @@ impl Runtime for Smol {
             if let Some(plan) = &launch.echo {
                 echo::spawn_in_process(&shared, plan);
             }
+            mcp_provider_cli::shutdown::watch(shared.clone())
+                .map_err(|e| format!("cannot watch for signals: {e}"))?;
             ready();
             std::future::pending().await
         })

@@ -8,12 +8,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use async_tungstenite::tungstenite::protocol::Role;
-use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
 use mcp_provider_cli::dial::link_request;
 use mcp_provider_cli::ConnLimits;
+use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
+use mcp_provider_core::agent::message::FromAgent;
+use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::{websocket_accept, ServerConn};
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
@@ -46,12 +50,33 @@ impl Shared {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A fresh connection id with its mailbox.
-    pub fn connect(&self) -> (ConnId, Mailbox) {
+    /// A fresh connection id with its mailbox and the backlog its writer
+    /// reports to. The connection is detached when the guard drops (also
+    /// when its task panics).
+    pub fn connect(&self) -> (Attached, Mailbox, Backlog) {
         let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        // Unbounded as a queue, bounded in bytes: the switchboard counts
+        // what waits in it and the provider stops producing past a cap.
         let (tx, rx) = channel::unbounded();
-        self.lock().attach(id, tx);
-        (id, rx)
+        let backlog = self.lock().attach(id, tx);
+        let attached = Attached {
+            shared: self.clone(),
+            id,
+        };
+        (attached, rx, backlog)
+    }
+
+    /// The writer of `id` carried out outputs worth `bytes` of its
+    /// backlog; the provider hears when a high backlog drained.
+    pub fn written(&self, id: ConnId, backlog: &Backlog, bytes: usize) {
+        if backlog.written(bytes) {
+            self.with(|p, _| p.handle_drained(id));
+        }
+    }
+
+    /// Bytes posted to all connections and not yet written.
+    pub fn queued(&self) -> usize {
+        self.lock().queued()
     }
 
     /// Runs `f` on the provider, then carries out everything it output.
@@ -64,10 +89,42 @@ impl Shared {
     }
 
     /// A connection ended: the provider is told, its mailbox dropped.
-    pub fn disconnect(&self, id: ConnId) {
+    fn disconnect(&self, id: ConnId) {
         if self.lock().detach(id, Instant::now(), post) {
             let _ = self.timer.try_send(());
         }
+    }
+}
+
+/// A connection attached to the provider; detached when dropped, however
+/// the task that holds it ends.
+pub struct Attached {
+    shared: Shared,
+    pub id: ConnId,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.shared.disconnect(self.id);
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl mcp_provider_cli::shutdown::Stop for Shared {
+    fn begin(&self) {
+        self.with(|p, _| p.shut_down());
+    }
+
+    fn flushed(&self) -> bool {
+        self.queued() == 0
     }
 }
 
@@ -99,6 +156,7 @@ async fn accept_loop(
     limits: ConnLimits,
     open: Arc<AtomicUsize>,
 ) {
+    let mut last_warning = None;
     loop {
         match listener.accept().await {
             Ok((mut stream, _)) => {
@@ -123,15 +181,22 @@ async fn accept_loop(
                 }
                 let _ = stream.set_nodelay(true);
                 open.fetch_add(1, Ordering::Relaxed);
-                let (shared, open) = (shared.clone(), open.clone());
+                let guard = Open(open.clone());
+                let shared = shared.clone();
                 smol::spawn(async move {
+                    let _open = guard;
                     connection(shared, stream, limits).await;
-                    open.fetch_sub(1, Ordering::Relaxed);
                 })
                 .detach();
             }
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                // Out of files or memory: wait a little rather than spin.
+                // The connection cap is kept under the file limit, so this
+                // is rare; say it once a second at most.
+                if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!("accept failed: {e}");
+                    last_warning = Some(Instant::now());
+                }
                 smol::Timer::after(Duration::from_millis(50)).await;
             }
         }
@@ -170,36 +235,64 @@ enum Event {
     TimedOut,
 }
 
+/// Writes `bytes`, or fails once `limit` passes: a peer that stops reading
+/// must not hold its connection (and what waits for it) forever.
+async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool {
+    let write = async { stream.write_all(bytes).await.is_ok() };
+    write
+        .or(async {
+            smol::Timer::after(limit).await;
+            false
+        })
+        .await
+}
+
 /// One editor connection: requests in, responses out; may become an agent
 /// link by WebSocket upgrade.
 async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
-    let (id, mail) = shared.connect();
+    let (attached, mail, backlog) = shared.connect();
+    let id = attached.id;
     let mut http = ServerConn::new(limits.http);
     let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
     let mut out = BytesMut::new();
     let mut idle_since = Instant::now();
+    let mut eof = false;
     let upgrade = 'conn: loop {
         let deadline = http.is_idle().then(|| idle_since + limits.read_timeout);
-        let event = async { Event::Read(stream.read(&mut buf).await) }
-            .or(async { Event::Mail(mail.recv().await.ok()) })
-            .or(async {
-                match deadline {
-                    Some(at) => {
-                        smol::Timer::at(at).await;
-                        Event::TimedOut
-                    }
-                    None => std::future::pending().await,
-                }
-            })
-            .await;
-        match event {
-            Event::Read(Ok(0)) | Event::Read(Err(_)) | Event::Mail(None) | Event::TimedOut => {
-                break None
+        // A connection whose pipeline is full is not read until the
+        // response in progress ends; its peer then waits on TCP.
+        let reading = !eof && http.wants_read();
+        let event = async {
+            match reading {
+                true => Event::Read(stream.read(&mut buf).await),
+                false => std::future::pending().await,
             }
+        }
+        .or(async { Event::Mail(mail.recv().await.ok()) })
+        .or(async {
+            match deadline {
+                Some(at) => {
+                    smol::Timer::at(at).await;
+                    Event::TimedOut
+                }
+                None => std::future::pending().await,
+            }
+        })
+        .await;
+        match event {
+            Event::Read(Ok(0)) => {
+                // The peer shut its side: what it sent in full is still
+                // answered.
+                eof = true;
+                http.handle_eof();
+            }
+            Event::Read(Err(_)) | Event::Mail(None) | Event::TimedOut => break None,
             Event::Read(Ok(n)) => http.handle_data(&buf[..n]),
             Event::Mail(Some(first)) => {
                 let mut next = Some(first);
+                let mut carried = 0;
                 while let Some(output) = next {
+                    carried += output.backlog_bytes();
                     match output {
                         Output::Respond { response, .. } => {
                             http.encode_response(&response, &mut out)
@@ -211,86 +304,151 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                     }
                     next = mail.try_recv().ok();
                 }
-                if stream.write_all(&out).await.is_err() {
+                if !write_within(&mut stream, &out, limits.read_timeout).await {
                     break None;
                 }
                 out.clear();
-                if http.wants_close() {
-                    break None;
-                }
+                shared.written(id, &backlog, carried);
                 if http.is_idle() {
                     idle_since = Instant::now();
                 }
             }
         }
-        let mut handled = false;
-        loop {
-            match http.poll_request() {
-                Ok(Some(request)) => {
-                    shared.with(|p, now| p.handle_request(id, request, now));
-                    handled = true;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    shared.with(|p, _| p.handle_http_error(id, &e));
-                    break;
+        if !pump(&shared, id, &mut http) {
+            // Nothing handed on: an `Expect: 100-continue` may want its
+            // interim answer.
+            if let Some(interim) = http.poll_interim() {
+                if !write_within(&mut stream, &interim, limits.read_timeout).await {
+                    break None;
                 }
             }
-        }
-        if handled {
+        } else {
             // A request usually posted an invocation to an agent link's
             // task as well as a response head to this one: let the link
             // send it first, since the first chunk waits on the agent and
             // the head can go out while the agent works.
             smol::future::yield_now().await;
         }
+        if http.wants_close() {
+            break None;
+        }
     };
     if let Some(key) = upgrade {
         let leftover = http.take_upgrade_bytes();
         let head = websocket_accept(&derive_accept_key(key.as_bytes()));
-        if stream.write_all(&head).await.is_ok() {
-            let ws =
-                WebSocketStream::from_partially_read(stream, leftover.to_vec(), Role::Server, None)
-                    .await;
-            agent_link(&shared, id, ws, mail).await;
+        if write_within(&mut stream, &head, limits.read_timeout).await {
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(MAX_FRAME_BYTES))
+                .max_frame_size(Some(MAX_FRAME_BYTES));
+            let ws = WebSocketStream::from_partially_read(
+                stream,
+                leftover.to_vec(),
+                Role::Server,
+                Some(config),
+            )
+            .await;
+            agent_link(&shared, id, ws, mail, &backlog).await;
         }
     } else {
         let _ = stream.shutdown(std::net::Shutdown::Both);
     }
-    shared.disconnect(id);
+    drop(attached);
+}
+
+/// Hands the provider every request the connection has ready; whether any
+/// was.
+fn pump(shared: &Shared, id: ConnId, http: &mut ServerConn) -> bool {
+    let mut handled = false;
+    loop {
+        match http.poll_request() {
+            Ok(Some(request)) => {
+                shared.with(|p, now| p.handle_request(id, request, now));
+                handled = true;
+            }
+            Ok(None) => return handled,
+            Err(e) => {
+                shared.with(|p, _| p.handle_http_error(id, &e));
+                return true;
+            }
+        }
+    }
+}
+
+/// What ended a link from the agent's side: it closed, or it broke the
+/// protocol (then it is told why).
+fn link_fault(error: &WsError) -> LinkClose {
+    match error {
+        WsError::Utf8(_) => LinkClose::InvalidUtf8,
+        WsError::Capacity(_) => LinkClose::TooBig,
+        _ => LinkClose::Protocol,
+    }
+}
+
+fn close_frame(why: LinkClose) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(why.code()),
+        reason: why.reason().into(),
+    }))
 }
 
 /// An upgraded agent link: frames in to the provider, mail out as frames.
-/// Ends when either side closes.
-async fn agent_link(shared: &Shared, id: ConnId, ws: WebSocketStream<TcpStream>, mail: Mailbox) {
+/// Ends when either side closes; a link the agent broke is closed with the
+/// code that says how.
+async fn agent_link(
+    shared: &Shared,
+    id: ConnId,
+    ws: WebSocketStream<TcpStream>,
+    mail: Mailbox,
+    backlog: &Backlog,
+) {
     let (mut tx, mut rx) = ws.split();
     let reader = async {
-        while let Some(Ok(frame)) = rx.next().await {
-            match frame {
-                Message::Text(text) => {
-                    shared.with(|p, now| p.handle_agent_text(id, text.as_str(), now))
+        loop {
+            match rx.next().await {
+                // Parsed here, on the link's own task, so a large frame
+                // never holds the provider while it is read.
+                Some(Ok(Message::Text(text))) => {
+                    let message = FromAgent::parse(text.as_str());
+                    shared.with(|p, now| p.handle_agent_message(id, message, now));
                 }
-                Message::Close(_) => break,
-                _ => {}
+                Some(Ok(Message::Binary(_))) => return Some(LinkClose::Binary),
+                Some(Ok(Message::Close(_))) | None => return None,
+                Some(Ok(_)) => {}
+                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_))) => {
+                    return None
+                }
+                Some(Err(e)) => return Some(link_fault(&e)),
             }
         }
     };
     let writer = async {
         while let Ok(output) = mail.recv().await {
+            let bytes = output.backlog_bytes();
             let open = match output {
                 Output::ToAgent { text, .. } => tx.send(Message::text(text)).await.is_ok(),
-                Output::CloseAgent { .. } => {
-                    let _ = tx.close(None).await;
+                Output::CloseAgent { why, .. } => {
+                    let _ = tx.send(close_frame(why)).await;
                     false
                 }
                 _ => true,
             };
+            shared.written(id, backlog, bytes);
             if !open {
                 break;
             }
         }
+        None
     };
-    reader.or(writer).await;
+    if let Some(why) = reader.or(writer).await {
+        let close = async {
+            let _ = tx.send(close_frame(why)).await;
+        };
+        close
+            .or(async {
+                smol::Timer::after(Duration::from_secs(1)).await;
+            })
+            .await;
+    }
 }
 
 /// Opens a WebSocket to `url` with the bridge token.
@@ -315,10 +473,11 @@ pub async fn dial_hub(shared: Shared, url: String, token: String) {
             Ok(ws) => {
                 tracing::info!("agent hub {url} connected");
                 backoff = Duration::from_millis(100);
-                let (id, mail) = shared.connect();
+                let (attached, mail, backlog) = shared.connect();
+                let id = attached.id;
                 shared.with(|p, _| p.open_agent(id));
-                agent_link(&shared, id, ws, mail).await;
-                shared.disconnect(id);
+                agent_link(&shared, id, ws, mail, &backlog).await;
+                drop(attached);
                 tracing::warn!("agent hub {url} disconnected");
             }
             Err(e) => tracing::warn!("agent hub: {e}"),

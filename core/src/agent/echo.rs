@@ -3,7 +3,12 @@
 //!
 //! Sans-IO like the rest of the core: it reads provider messages and returns
 //! the frames to send back; the runtime carries them over a WebSocket or
-//! in memory, and applies any delay between chunks.
+//! in memory, and sleeps until [`EchoAgent::poll_timeout`].
+//!
+//! It produces only as fast as each editor reads: an answer's chunks are
+//! made one at a time as they are polled, and an answer the provider
+//! `pause`s makes none until it is resumed. So a huge prompt costs its text
+//! once, never its whole answer at once.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -12,21 +17,69 @@ use serde_json::{json, Value};
 
 use crate::tokens::estimate_tokens;
 
+/// Frames a driver should send in one go before it reads what the
+/// provider sent (a `pause` among it takes effect then).
+pub const BATCH: usize = 64;
+
 /// The echo agent. Frames to send come out of [`EchoAgent::poll_transmit`];
-/// with a chunk delay, an answer's frames fall due one delay apart and a
-/// `cancel` drops what is left of it.
+/// with a chunk delay, an answer's frames fall due one delay apart; `cancel`
+/// drops what is left of an answer, `pause` and `resume` hold and release it.
 pub struct EchoAgent {
     delay: Duration,
     /// Frames to send now, in order.
     ready: VecDeque<String>,
-    /// Answers still being paced, oldest first.
-    paced: Vec<Paced>,
+    /// Answers still being sent, oldest first.
+    answering: Vec<Answering>,
 }
 
-struct Paced {
+/// One answer in progress: its text, and how far it has been sent.
+struct Answering {
     id: String,
+    text: String,
+    /// Where the next word starts.
+    at: usize,
+    /// The next chunk's index.
+    index: u64,
+    /// Words allowed (`max_tokens`).
+    limit: u64,
+    prompt_tokens: u64,
     due: Instant,
-    frames: VecDeque<String>,
+    paused: bool,
+}
+
+impl Answering {
+    /// The next chunk, and whether it was the last.
+    fn next_frame(&mut self) -> (String, bool) {
+        if self.text.is_empty() || self.limit == 0 {
+            let finish = if self.text.is_empty() {
+                "stop"
+            } else {
+                "length"
+            };
+            let frame = json!({"type": "model_stream_chunk", "id": self.id, "chunk_index": 0,
+                   "delta": {"role": "assistant", "content": ""}, "finish_reason": finish,
+                   "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": 0}});
+            return (frame.to_string(), true);
+        }
+        let end = next_word_end(&self.text, self.at);
+        let word = self.text.get(self.at..end).unwrap_or_default();
+        let mut delta = json!({"content": word});
+        if self.index == 0 {
+            delta["role"] = json!("assistant");
+        }
+        let mut chunk = json!({"type": "model_stream_chunk", "id": self.id,
+                               "chunk_index": self.index, "delta": delta, "finish_reason": null});
+        self.at = end;
+        self.index += 1;
+        let done = end >= self.text.len();
+        let last = done || self.index >= self.limit;
+        if last {
+            chunk["finish_reason"] = json!(if done { "stop" } else { "length" });
+            chunk["usage"] =
+                json!({"prompt_tokens": self.prompt_tokens, "completion_tokens": self.index});
+        }
+        (chunk.to_string(), last)
+    }
 }
 
 impl EchoAgent {
@@ -43,7 +96,7 @@ impl EchoAgent {
         EchoAgent {
             delay,
             ready: VecDeque::from([register]),
-            paced: Vec::new(),
+            answering: Vec::new(),
         }
     }
 
@@ -53,24 +106,62 @@ impl EchoAgent {
             return;
         };
         let id = msg["id"].as_str().unwrap_or_default();
+        let paused = |agent: &mut Self, paused: bool| {
+            for a in agent.answering.iter_mut().filter(|a| a.id == id) {
+                a.paused = paused;
+            }
+        };
         match msg["type"].as_str() {
             Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
-            Some("model_invoke") => {
-                let mut frames = Vec::new();
-                answer(&msg, &mut frames);
-                if self.delay.is_zero() {
-                    self.ready.extend(frames);
-                } else {
-                    self.paced.push(Paced {
-                        id: id.to_owned(),
-                        due: now + self.delay,
-                        frames: frames.into(),
-                    });
-                }
-            }
-            Some("cancel") => self.paced.retain(|p| p.id != id),
+            Some("model_invoke") => self.start(&msg, now),
+            Some("cancel") => self.answering.retain(|a| a.id != id),
+            Some("pause") => paused(self, true),
+            Some("resume") => paused(self, false),
             _ => {}
         }
+    }
+
+    fn start(&mut self, msg: &Value, now: Instant) {
+        let id = msg["id"].as_str().unwrap_or_default().to_owned();
+        let payload = &msg["payload"];
+        if payload["kind"] == "embedding" {
+            self.ready.push_back(embeddings(&id, payload));
+            return;
+        }
+        let (text, prompt_tokens) = if payload["kind"] == "completion" {
+            let prompt = text_of(&payload["prompt"]);
+            let tokens = estimate_tokens(&prompt);
+            (prompt, tokens)
+        } else {
+            let messages = payload["messages"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let last_user = messages
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .map(|m| text_of(&m["content"]))
+                .unwrap_or_default();
+            let tokens = messages
+                .iter()
+                .map(|m| estimate_tokens(&text_of(&m["content"])))
+                .fold(0u64, u64::saturating_add);
+            (last_user, tokens)
+        };
+        let limit = payload["parameters"]["max_tokens"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+        self.answering.push(Answering {
+            id,
+            text,
+            at: 0,
+            index: 0,
+            limit,
+            prompt_tokens,
+            due: now + self.delay,
+            paused: false,
+        });
     }
 
     /// The next frame to send at `now`, if one is due.
@@ -79,102 +170,63 @@ impl EchoAgent {
             return Some(frame);
         }
         let (i, _) = self
-            .paced
+            .answering
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.due <= now)
-            .min_by_key(|(_, p)| p.due)?;
-        let paced = &mut self.paced[i];
-        let frame = paced.frames.pop_front();
-        paced.due += self.delay;
-        if paced.frames.is_empty() {
-            self.paced.remove(i);
+            .filter(|(_, a)| a.due <= now && !a.paused)
+            .min_by_key(|(_, a)| a.due)?;
+        let answering = self.answering.get_mut(i)?;
+        let (frame, last) = answering.next_frame();
+        answering.due += self.delay;
+        if last {
+            self.answering.remove(i);
         }
-        frame
+        Some(frame)
     }
 
-    /// When the next paced frame falls due.
+    /// When the next frame falls due (an answer that is not paused).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.paced.iter().map(|p| p.due).min()
+        self.answering
+            .iter()
+            .filter(|a| !a.paused)
+            .map(|a| a.due)
+            .min()
     }
 }
 
-fn answer(msg: &Value, out: &mut Vec<String>) {
-    let id = msg["id"].as_str().unwrap_or_default();
-    let payload = &msg["payload"];
-    match payload["kind"].as_str() {
-        Some("embedding") => {
-            let inputs: Vec<String> = match &payload["input"] {
-                Value::Array(items) => items.iter().map(text_of).collect(),
-                other => vec![text_of(other)],
-            };
-            let data: Vec<Value> = inputs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| json!({"index": i, "embedding": embed(s)}))
-                .collect();
-            let prompt_tokens: u64 = inputs.iter().map(|s| estimate_tokens(s)).sum();
-            out.push(
-                json!({"type": "model_result", "id": id, "status": "ok",
-                       "result": {"data": data, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0}}})
-                .to_string(),
-            );
+/// The whole answer to an embedding request.
+fn embeddings(id: &str, payload: &Value) -> String {
+    let inputs: Vec<String> = match &payload["input"] {
+        Value::Array(items) => items.iter().map(text_of).collect(),
+        other => vec![text_of(other)],
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"index": i, "embedding": embed(s)}))
+        .collect();
+    let prompt_tokens: u64 = inputs.iter().map(|s| estimate_tokens(s)).sum();
+    json!({"type": "model_result", "id": id, "status": "ok",
+           "result": {"data": data, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0}}})
+    .to_string()
+}
+
+/// Where the word starting at `at` ends: past its trailing whitespace (and,
+/// for the first word, past any leading whitespace too), as in
+/// [`split_words`].
+fn next_word_end(text: &str, at: usize) -> usize {
+    let rest = text.get(at..).unwrap_or_default();
+    let mut seen_word = false;
+    let mut in_space = false;
+    for (i, c) in rest.char_indices() {
+        let space = c.is_whitespace();
+        if !space && in_space && seen_word {
+            return at + i;
         }
-        kind => {
-            let (text, prompt_tokens) = if kind == Some("completion") {
-                let prompt = text_of(&payload["prompt"]);
-                let tokens = estimate_tokens(&prompt);
-                (prompt, tokens)
-            } else {
-                let messages = payload["messages"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let last_user = messages
-                    .iter()
-                    .rev()
-                    .find(|m| m["role"] == "user")
-                    .map(|m| text_of(&m["content"]))
-                    .unwrap_or_default();
-                let tokens = messages
-                    .iter()
-                    .map(|m| estimate_tokens(&text_of(&m["content"])))
-                    .sum();
-                (last_user, tokens)
-            };
-            let limit = payload["parameters"]["max_tokens"]
-                .as_u64()
-                .unwrap_or(u64::MAX);
-            let words = split_words(&text);
-            let (words, finish) = if words.len() as u64 > limit {
-                (&words[..limit as usize], "length")
-            } else {
-                (&words[..], "stop")
-            };
-            let last = words.len().saturating_sub(1);
-            for (i, word) in words.iter().enumerate() {
-                let mut delta = json!({"content": word});
-                if i == 0 {
-                    delta["role"] = json!("assistant");
-                }
-                let mut chunk = json!({"type": "model_stream_chunk", "id": id, "chunk_index": i, "delta": delta, "finish_reason": null});
-                if i == last {
-                    chunk["finish_reason"] = json!(finish);
-                    chunk["usage"] =
-                        json!({"prompt_tokens": prompt_tokens, "completion_tokens": words.len()});
-                }
-                out.push(chunk.to_string());
-            }
-            if words.is_empty() {
-                out.push(
-                    json!({"type": "model_stream_chunk", "id": id, "chunk_index": 0,
-                           "delta": {"role": "assistant", "content": ""}, "finish_reason": finish,
-                           "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0}})
-                    .to_string(),
-                );
-            }
-        }
+        seen_word |= !space;
+        in_space = space;
     }
+    text.len()
 }
 
 /// The text of a message content: a string, or the text parts of an array.
@@ -279,6 +331,55 @@ mod tests {
         let out: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now)).collect();
         assert_eq!(out.len(), 2);
         assert!(out[1].contains(r#""finish_reason":"length""#));
+    }
+
+    fn contents(frames: &[String]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| {
+                let v: Value = serde_json::from_str(f).unwrap();
+                v["delta"]["content"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_made_one_at_a_time_are_the_words() {
+        let now = Instant::now();
+        for text in [
+            "",
+            "one",
+            "  lead and  trail  ",
+            "tab\tnew\nline",
+            "ünï çødé  words ",
+        ] {
+            let mut agent = EchoAgent::new("echo", "echo-1", Duration::ZERO);
+            agent.poll_transmit(now).unwrap();
+            agent.handle_message(&invoke("a", text), now);
+            let frames: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now)).collect();
+            let words = contents(&frames);
+            assert_eq!(words.concat(), text);
+            if !text.is_empty() {
+                assert_eq!(words, split_words(text));
+            }
+            assert!(frames.last().unwrap().contains(r#""finish_reason":"stop""#));
+        }
+    }
+
+    #[test]
+    fn a_paused_answer_waits_for_resume() {
+        let now = Instant::now();
+        let mut agent = EchoAgent::new("echo", "echo-1", Duration::ZERO);
+        agent.poll_transmit(now).unwrap();
+        agent.handle_message(&invoke("a", "one two three"), now);
+        assert!(agent.poll_transmit(now).unwrap().contains("one"));
+        agent.handle_message(r#"{"type":"pause","id":"a"}"#, now);
+        assert_eq!(agent.poll_transmit(now), None);
+        assert_eq!(agent.poll_timeout(), None, "nothing to wake up for");
+        agent.handle_message(r#"{"type":"resume","id":"a"}"#, now);
+        assert_eq!(agent.poll_timeout(), Some(now));
+        let rest: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now)).collect();
+        assert_eq!(contents(&rest), ["two ", "three"]);
     }
 
     fn invoke(id: &str, prompt: &str) -> String {

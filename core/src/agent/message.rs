@@ -57,11 +57,17 @@ pub struct Register {
     pub ttl_seconds: Option<u64>,
     #[serde(default)]
     pub max_requests: Option<u64>,
-    /// Resume (or claim a control-registered) session.
+    /// Resume a session after a reconnect (with `resume_token`), or claim
+    /// one made through the control API (with `session_token`).
     #[serde(default)]
     pub session_id: Option<String>,
+    /// The claim secret of a session made through `POST /control/register`.
     #[serde(default)]
     pub session_token: Option<String>,
+    /// The secret the last `registered` for `session_id` handed out: the
+    /// proof that the agent resuming is the one that held the session.
+    #[serde(default)]
+    pub resume_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,8 +95,62 @@ pub struct Delta<'a> {
     pub role: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "text")]
     pub content: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub tool_calls: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "tool_calls")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+/// One tool-call piece in OpenAI's delta shape. A JSON object by type, so
+/// nothing downstream has to guess what shape an agent sent.
+pub type ToolCallDelta = serde_json::Map<String, Value>;
+
+/// Tool calls one message may carry. Agents stream a call in a few pieces
+/// per message; thousands in one frame are an attack on the CPU, not an
+/// answer.
+pub const MAX_TOOL_CALLS_PER_MESSAGE: usize = 64;
+
+/// Tool-call deltas: a list of objects, at most
+/// [`MAX_TOOL_CALLS_PER_MESSAGE`] of them.
+fn tool_calls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ToolCallDelta>>, D::Error> {
+    struct Calls;
+    impl<'de> serde::de::Visitor<'de> for Calls {
+        type Value = Option<Vec<ToolCallDelta>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(
+                f,
+                "a list of at most {MAX_TOOL_CALLS_PER_MESSAGE} tool-call objects"
+            )
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut calls = Vec::new();
+            while let Some(call) = seq.next_element::<ToolCallDelta>()? {
+                if calls.len() == MAX_TOOL_CALLS_PER_MESSAGE {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_TOOL_CALLS_PER_MESSAGE} tool calls in one message"
+                    )));
+                }
+                calls.push(call);
+            }
+            Ok(Some(calls))
+        }
+    }
+    d.deserialize_option(Calls)
 }
 
 /// An optional string borrowed from the frame unless it has escapes (serde
@@ -153,9 +213,19 @@ impl ErrorBody {
 pub mod to_agent {
     use super::*;
 
-    pub fn registered(session_id: &str, status: &str, expires_at: &str) -> String {
-        json!({"type": "registered", "session_id": session_id, "status": status, "expires_at": expires_at})
-            .to_string()
+    /// The answer to `register` (with the session's new `resume_token`) or
+    /// to `renew` (without: the token from `register` stays valid).
+    pub fn registered(
+        session_id: &str,
+        status: &str,
+        expires_at: &str,
+        resume_token: Option<&str>,
+    ) -> String {
+        let mut m = json!({"type": "registered", "session_id": session_id, "status": status, "expires_at": expires_at});
+        if let (Some(token), Some(m)) = (resume_token, m.as_object_mut()) {
+            m.insert("resume_token".to_owned(), Value::from(token));
+        }
+        m.to_string()
     }
 
     pub fn session_event(kind: &str, session_id: &str) -> String {
@@ -164,6 +234,17 @@ pub mod to_agent {
 
     pub fn cancel(id: &str) -> String {
         json!({"type": "cancel", "id": id}).to_string()
+    }
+
+    /// Flow control: the editor of invocation `id` reads slower than the
+    /// agent writes; hold its chunks until `resume`.
+    pub fn pause(id: &str) -> String {
+        json!({"type": "pause", "id": id}).to_string()
+    }
+
+    /// Flow control: the editor of invocation `id` caught up.
+    pub fn resume(id: &str) -> String {
+        json!({"type": "resume", "id": id}).to_string()
     }
 
     pub fn ping() -> String {

@@ -1,4 +1,6 @@
-//! The agent side: the link protocol's messages and the built-in echo agent.
+//! The agent side: the link protocol's messages, why links close, and the
+//! built-in echo agent.
 
+pub mod close;
 pub mod echo;
 pub mod message;

@@ -195,16 +195,18 @@ pub(crate) fn put_done(out: &mut BytesMut) {
     out.put_slice(b"data: [DONE]\n\n");
 }
 
-/// An error event ending a stream; the `openai` clients raise it.
+/// An error event ending a stream (the `openai` clients raise it), then
+/// `[DONE]`, so a client that reads on past errors still sees the end.
 pub(crate) fn put_stream_error(out: &mut BytesMut, error: &ApiError) {
     out.put_slice(b"data: ");
     out.put_slice(&error.body(crate::error::Dialect::OpenAi));
     out.put_slice(b"\n\n");
+    put_done(out);
 }
 
 fn usage(answer: &Answer) -> Value {
     let (prompt, completion) = answer.usage();
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt.saturating_add(completion)})
 }
 
 /// The whole answer of a non-streamed chat or completion.

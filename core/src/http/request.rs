@@ -4,6 +4,13 @@
 //! Incomplete input is never an error: [`RequestReader::next_request`] returns
 //! `Ok(None)` until a whole request is buffered. What may be buffered is
 //! capped, and overflow maps to the status the peer should get (431, 413).
+//!
+//! Framing follows RFC 9112 strictly, because a request whose length two
+//! parsers read differently is how requests are smuggled: at most one
+//! `Transfer-Encoding`, and only `chunked`, never with `Content-Length` nor
+//! in HTTP/1.0; `Content-Length` only digits; exactly one `Host` in
+//! HTTP/1.1. Anything else is [`HttpError::Malformed`] (400), after which
+//! the reader hands out nothing more.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -16,6 +23,10 @@ pub struct Limits {
     pub max_head: usize,
     /// Decoded body.
     pub max_body: usize,
+    /// Bytes a peer may pipeline behind a request still being answered
+    /// before [`super::ServerConn::wants_read`] tells the driver to stop
+    /// reading: the peer then waits on TCP, not in our memory.
+    pub max_pipeline: usize,
 }
 
 impl Default for Limits {
@@ -23,6 +34,7 @@ impl Default for Limits {
         Limits {
             max_head: 16 * 1024,
             max_body: 4 * 1024 * 1024,
+            max_pipeline: 64 * 1024,
         }
     }
 }
@@ -65,7 +77,9 @@ impl HttpError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
-    /// The request target as sent: path plus optional `?query`.
+    /// The request target in origin-form: path plus optional `?query`
+    /// (an absolute-form target is rewritten, its authority moved to the
+    /// `host` header), or `*` for `OPTIONS *`.
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
@@ -158,6 +172,19 @@ impl RequestReader {
         self.buf.extend_from_slice(data);
     }
 
+    /// Bytes received and not yet part of a request handed out.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The request whose head was read while its body is still coming.
+    pub fn awaiting_body(&self) -> Option<&Request> {
+        match &self.state {
+            State::Body { request, .. } => Some(request),
+            _ => None,
+        }
+    }
+
     /// Bytes buffered past the last complete request (for a protocol upgrade).
     pub fn take_buffered(&mut self) -> Bytes {
         self.buf.split().freeze()
@@ -234,6 +261,7 @@ impl RequestReader {
             body: Bytes::new(),
         };
         self.buf.advance(len);
+        let request = normalise_target(check_host(request)?)?;
         let framing = framing_of(&request)?;
         if let Framing::Length(n) = framing {
             if n > self.limits.max_body {
@@ -292,26 +320,134 @@ impl RequestReader {
     }
 }
 
-fn framing_of(request: &Request) -> Result<Framing, HttpError> {
-    if let Some(te) = request.header("transfer-encoding") {
-        if te.trim().eq_ignore_ascii_case("chunked") {
-            return Ok(Framing::Chunked(ChunkedDecoder::default()));
-        }
-        return Err(HttpError::Malformed("unsupported transfer-encoding"));
+/// Requires exactly one `Host` in HTTP/1.1 (RFC 9112 §3.2) and at most
+/// one in HTTP/1.0: two could name different hosts to two parsers.
+fn check_host(request: Request) -> Result<Request, HttpError> {
+    let hosts = request.headers.iter().filter(|(k, _)| k == "host").count();
+    match (hosts, request.minor_version) {
+        (0, 0) | (1, _) => Ok(request),
+        (0, _) => Err(HttpError::Malformed("HTTP/1.1 request without Host")),
+        _ => Err(HttpError::Malformed("more than one Host header")),
     }
-    let mut lengths = request
+}
+
+/// Rewrites an absolute-form target (`http://host:port/path?q`, what
+/// proxies and some clients send) to origin-form, so routing sees only the
+/// path. The target's authority replaces the `host` header's value (RFC
+/// 9112 §3.2.2), so the local-host check judges the host actually named.
+/// `*` is kept for `OPTIONS`; any other form is malformed.
+fn normalise_target(mut request: Request) -> Result<Request, HttpError> {
+    if request.target.starts_with('/') {
+        return Ok(request);
+    }
+    if request.target == "*" {
+        return match request.method.as_str() {
+            "OPTIONS" => Ok(request),
+            _ => Err(HttpError::Malformed("'*' is a target only for OPTIONS")),
+        };
+    }
+    let (authority, origin) =
+        split_absolute(&request.target).ok_or(HttpError::Malformed("invalid request target"))?;
+    let authority = authority.to_owned();
+    request.target = origin;
+    match request.headers.iter_mut().find(|(k, _)| k == "host") {
+        Some((_, host)) => *host = authority,
+        None => request.headers.push(("host".to_owned(), authority)),
+    }
+    Ok(request)
+}
+
+/// `http://authority[/path][?query]` split into the authority and the
+/// origin-form rest (`/` when the path is empty); `None` for other schemes,
+/// an empty authority or one with user info.
+fn split_absolute(target: &str) -> Option<(&str, String)> {
+    let rest = strip_scheme(target, "http://").or_else(|| strip_scheme(target, "https://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') || tail.starts_with('#') {
+        return None;
+    }
+    let origin = match tail.starts_with('/') {
+        true => tail.to_owned(),
+        false => format!("/{tail}"),
+    };
+    Some((authority, origin))
+}
+
+/// `target` without its scheme prefix, compared case-insensitively.
+fn strip_scheme<'a>(target: &'a str, scheme: &str) -> Option<&'a str> {
+    let head = target.get(..scheme.len())?;
+    match head.eq_ignore_ascii_case(scheme) {
+        true => target.get(scheme.len()..),
+        false => None,
+    }
+}
+
+/// How the body is delimited (RFC 9112 §6.3). Every ambiguity is an error
+/// rather than a guess: a second `Transfer-Encoding`, a coding other than
+/// exactly `chunked` (we decode no other), `Transfer-Encoding` with
+/// `Content-Length`, or in HTTP/1.0 (which has no chunked coding).
+fn framing_of(request: &Request) -> Result<Framing, HttpError> {
+    let mut codings = request
         .headers
         .iter()
-        .filter(|(k, _)| k == "content-length");
-    match (lengths.next(), lengths.next()) {
-        (None, _) => Ok(Framing::Length(0)),
-        (Some((_, v)), None) => v
-            .trim()
-            .parse()
-            .map(Framing::Length)
-            .map_err(|_| HttpError::Malformed("invalid content-length")),
-        (Some(_), Some(_)) => Err(HttpError::Malformed("more than one content-length")),
+        .filter(|(k, _)| k == "transfer-encoding");
+    let coding = match (codings.next(), codings.next()) {
+        (None, _) => return content_length(request).map(Framing::Length),
+        (Some((_, coding)), None) => coding,
+        (Some(_), Some(_)) => return Err(HttpError::Malformed("more than one transfer-encoding")),
+    };
+    if request.minor_version == 0 {
+        return Err(HttpError::Malformed(
+            "transfer-encoding in an HTTP/1.0 request",
+        ));
     }
+    if request.header("content-length").is_some() {
+        return Err(HttpError::Malformed(
+            "both content-length and transfer-encoding",
+        ));
+    }
+    match trim_ows(coding).eq_ignore_ascii_case("chunked") {
+        true => Ok(Framing::Chunked(ChunkedDecoder::default())),
+        false => Err(HttpError::Malformed("unsupported transfer-encoding")),
+    }
+}
+
+/// The declared body length: every `Content-Length` header, and every
+/// member of a comma list in one, must be `1*DIGIT` (optional whitespace
+/// around it) and all must be equal (RFC 9110 §8.6). No sign, no hex, no
+/// junk: what `str::parse` would also accept (`+5`) another parser reads
+/// differently. 0 without the header.
+fn content_length(request: &Request) -> Result<usize, HttpError> {
+    let values = request
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "content-length")
+        .flat_map(|(_, v)| v.split(','));
+    let mut length = None;
+    for value in values {
+        let n =
+            parse_length(trim_ows(value)).ok_or(HttpError::Malformed("invalid content-length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(HttpError::Malformed("conflicting content-length values"));
+        }
+        length = Some(n);
+    }
+    Ok(length.unwrap_or(0))
+}
+
+/// `1*DIGIT` as a length; a number too big for `usize` is past any body
+/// cap, so it saturates and gets its 413.
+fn parse_length(digits: &str) -> Option<usize> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(usize::MAX))
+}
+
+/// A field value without the optional whitespace (space, tab) around it.
+fn trim_ows(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
 }
 
 #[cfg(test)]
@@ -341,6 +477,56 @@ mod tests {
         out
     }
 
+    /// What the reader makes of `input` fed `step` bytes at a time: the
+    /// requests, then the status of the first error if any.
+    fn outcome(input: &[u8], step: usize) -> (Vec<Request>, Option<u16>) {
+        let mut reader = RequestReader::new(Limits::default());
+        let mut out = Vec::new();
+        for piece in input.chunks(step.max(1)) {
+            reader.handle_data(piece);
+            loop {
+                match reader.next_request() {
+                    Ok(Some(r)) => out.push(r),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e.status())),
+                }
+            }
+        }
+        (out, None)
+    }
+
+    /// The status `input` is rejected with, the same whole, byte by byte
+    /// and with a valid request behind it (the error comes first and
+    /// nothing after it is read).
+    fn rejected(input: &[u8]) -> u16 {
+        let (requests, status) = outcome(input, input.len());
+        let status =
+            status.unwrap_or_else(|| panic!("accepted {:?}", String::from_utf8_lossy(input)));
+        assert!(requests.is_empty());
+        assert_eq!(outcome(input, 1), (vec![], Some(status)));
+        let mut trailing = input.to_vec();
+        trailing.extend_from_slice(POST);
+        assert_eq!(outcome(&trailing, trailing.len()), (vec![], Some(status)));
+        status
+    }
+
+    /// The single request in `input`, the same whole, byte by byte and
+    /// with trailing bytes of a next request left buffered.
+    fn accepted(input: &[u8]) -> Request {
+        let (whole, status) = outcome(input, input.len());
+        assert_eq!(status, None, "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(whole.len(), 1);
+        assert_eq!(outcome(input, 1), (whole.clone(), None));
+        let mut trailing = input.to_vec();
+        trailing.extend_from_slice(&POST[..20]);
+        assert_eq!(outcome(&trailing, 3), (whole.clone(), None));
+        whole.into_iter().next().unwrap()
+    }
+
+    fn head(lines: &str) -> Vec<u8> {
+        format!("POST /v1/chat/completions HTTP/1.1\r\n{lines}\r\n").into_bytes()
+    }
+
     #[test]
     fn whole_byte_by_byte_and_trailing_give_the_same_requests() {
         for input in [POST, CHUNKED] {
@@ -360,7 +546,7 @@ mod tests {
         reader.handle_data(POST);
         reader.handle_data(b"GET /v1/mod");
         assert_eq!(read_all(&mut reader).len(), 1);
-        reader.handle_data(b"els HTTP/1.1\r\n\r\n");
+        reader.handle_data(b"els HTTP/1.1\r\nHost: a\r\n\r\n");
         let next = read_all(&mut reader);
         assert_eq!(next[0].target, "/v1/models");
         assert!(next[0].body.is_empty());
@@ -379,8 +565,9 @@ mod tests {
         let mut reader = RequestReader::new(Limits {
             max_head: 1024,
             max_body: 10,
+            ..Limits::default()
         });
-        reader.handle_data(b"POST /api/chat HTTP/1.1\r\nContent-Length: 11\r\n\r\n");
+        reader.handle_data(b"POST /api/chat HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n");
         let err = reader.next_request().unwrap_err();
         assert_eq!(err.status(), 413);
         assert_eq!(err.path(), Some("/api/chat"));
@@ -391,6 +578,7 @@ mod tests {
         let mut reader = RequestReader::new(Limits {
             max_head: 1024,
             max_body: 4,
+            ..Limits::default()
         });
         reader.handle_data(CHUNKED);
         assert_eq!(reader.next_request().unwrap_err().status(), 413);
@@ -398,21 +586,142 @@ mod tests {
 
     #[test]
     fn garbage_is_400_and_keep_alive_follows_the_version() {
-        let mut reader = RequestReader::new(Limits::default());
-        reader.handle_data(b"\x00\x01 nonsense\r\n\r\n");
-        assert_eq!(reader.next_request().unwrap_err().status(), 400);
+        assert_eq!(rejected(b"\x00\x01 nonsense\r\n\r\n"), 400);
         let r = &feed(b"GET / HTTP/1.0\r\n\r\n", 3)[0];
         assert!(!r.keep_alive());
-        let r = &feed(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 3)[0];
+        let r = &feed(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 3)[0];
         assert!(!r.keep_alive());
         assert!(feed(POST, 100)[0].keep_alive());
     }
 
     #[test]
     fn conflicting_lengths_are_rejected() {
+        assert_eq!(
+            rejected(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+            ),
+            400
+        );
+        assert_eq!(rejected(&head("Host: a\r\nContent-Length: 1, 2\r\n")), 400);
+    }
+
+    #[test]
+    fn equal_lengths_in_a_list_or_repeated_are_one_length() {
+        let mut input = head("Host: a\r\nContent-Length: 2 , 2\r\nContent-Length:\t2\t\r\n");
+        input.extend_from_slice(b"ok");
+        assert_eq!(&accepted(&input).body[..], b"ok");
+    }
+
+    #[test]
+    fn content_length_is_only_digits() {
+        for value in ["+5", "-5", "5 5", "0x5", "5a", "", "5,", " ,5", "٥", "1e3"] {
+            let input = head(&format!("Host: a\r\nContent-Length: {value}\r\n"));
+            assert_eq!(rejected(&input), 400, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_length_past_usize_is_413() {
+        let input = head("Host: a\r\nContent-Length: 99999999999999999999999999\r\n");
+        assert_eq!(rejected(&input), 413);
+    }
+
+    #[test]
+    fn transfer_encoding_must_be_exactly_one_chunked() {
+        for lines in [
+            "Host: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+            "Host: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Host: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Host: a\r\nTransfer-Encoding: gzip, chunked\r\n",
+            "Host: a\r\nTransfer-Encoding: identity\r\n",
+            "Host: a\r\nTransfer-Encoding: chunked, chunked\r\n",
+        ] {
+            assert_eq!(rejected(&head(lines)), 400, "{lines:?}");
+        }
+        let http10 = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(rejected(http10), 400);
+        let mut spaced = head("Host: a\r\nTransfer-Encoding:  Chunked \r\n");
+        spaced.extend_from_slice(b"0\r\n\r\n");
+        assert!(accepted(&spaced).body.is_empty());
+    }
+
+    #[test]
+    fn host_is_required_once_in_http11() {
+        assert_eq!(rejected(b"GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(
+            rejected(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            rejected(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
+            400
+        );
+        assert_eq!(accepted(b"GET / HTTP/1.0\r\n\r\n").header("host"), None);
+        assert_eq!(
+            accepted(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").header("host"),
+            Some("")
+        );
+    }
+
+    #[test]
+    fn bad_chunked_bodies_are_400_at_once() {
+        for body in [
+            &b"5\nhello\n0\n\n"[..],
+            b"+5\r\nhello\r\n",
+            b" 5\r\n",
+            b"5 \r\n",
+            b"0x5\r\n",
+            b"fffffffffffffffffffff",
+            b"5\r\nhello\r\n0\r\nX:1\n",
+        ] {
+            let mut input = head("Host: a\r\nTransfer-Encoding: chunked\r\n");
+            input.extend_from_slice(body);
+            // Not waiting for more: the error is known from these bytes.
+            assert_eq!(rejected(&input), 400, "{:?}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn absolute_form_targets_route_by_path_and_name_the_host() {
+        let r = accepted(b"GET http://127.0.0.1:8788/v1/models?x=1 HTTP/1.1\r\nHost: evil\r\n\r\n");
+        assert_eq!(
+            (r.target.as_str(), r.path()),
+            ("/v1/models?x=1", "/v1/models")
+        );
+        assert_eq!(r.header("host"), Some("127.0.0.1:8788"));
+        let r = accepted(b"GET HTTP://localhost HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(r.target, "/");
+        let r = accepted(b"GET https://localhost?q HTTP/1.0\r\n\r\n");
+        assert_eq!(
+            (r.target.as_str(), r.header("host")),
+            ("/?q", Some("localhost"))
+        );
+    }
+
+    #[test]
+    fn other_target_forms_are_400_but_options_star_is_kept() {
+        for target in [
+            "v1/models",
+            "ftp://a/b",
+            "http:///x",
+            "http://u@a/x",
+            "127.0.0.1:80",
+            "*",
+        ] {
+            let input = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(rejected(input.as_bytes()), 400, "{target}");
+        }
+        let r = accepted(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!((r.target.as_str(), r.path()), ("*", "*"));
+    }
+
+    #[test]
+    fn nothing_is_read_after_an_error() {
         let mut reader = RequestReader::new(Limits::default());
-        reader.handle_data(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab");
-        assert_eq!(reader.next_request().unwrap_err().status(), 400);
+        reader.handle_data(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(reader.next_request().is_err());
+        reader.handle_data(POST);
+        assert!(reader.next_request().is_err());
     }
 
     mod laws {
@@ -442,6 +751,16 @@ mod tests {
                     start = end;
                 }
                 prop_assert_eq!(split, whole);
+            }
+
+            /// Any bytes at all, split anywhere: the same requests and the
+            /// same error, never a panic.
+            #[test]
+            fn any_bytes_split_anywhere_read_the_same(
+                input in prop::collection::vec(any::<u8>(), 0..300),
+                step in 1..20usize,
+            ) {
+                prop_assert_eq!(outcome(&input, step), outcome(&input, input.len()));
             }
         }
     }

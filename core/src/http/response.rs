@@ -89,6 +89,15 @@ pub(crate) enum Framing {
     Close,
 }
 
+/// Whether a response with this status may carry a body (RFC 9110 §6.4.1:
+/// 1xx, 204 and 304 never do, nor announce a length).
+pub(crate) fn status_has_body(status: u16) -> bool {
+    !(100..200).contains(&status) && status != 204 && status != 304
+}
+
+/// The status line and headers, with the framing header the body needs
+/// (`content-length` of a whole body even when it is not sent, as for
+/// HEAD); the body is the caller's to write.
 pub(crate) fn encode_head(
     response: &Response,
     framing: Framing,
@@ -104,6 +113,7 @@ pub(crate) fn encode_head(
         put_header(out, name, value);
     }
     match (&response.body, framing) {
+        _ if !status_has_body(response.status) => {}
         (Body::Full(body), _) => put_header(out, "content-length", &body.len().to_string()),
         (Body::Stream, Framing::Chunked) => put_header(out, "transfer-encoding", "chunked"),
         (Body::Stream, _) => {}
@@ -112,8 +122,14 @@ pub(crate) fn encode_head(
         put_header(out, "connection", "close");
     }
     out.put_slice(b"\r\n");
+}
+
+/// A whole body after its head, unless the status forbids one.
+pub(crate) fn encode_full_body(response: &Response, out: &mut BytesMut) {
     if let Body::Full(body) = &response.body {
-        out.put_slice(body);
+        if status_has_body(response.status) {
+            out.put_slice(body);
+        }
     }
 }
 
@@ -129,6 +145,7 @@ fn put_header(out: &mut BytesMut, name: &str, value: &str) {
 pub fn encode_closing(response: &Response) -> Bytes {
     let mut out = BytesMut::new();
     encode_head(response, Framing::Length, false, &mut out);
+    encode_full_body(response, &mut out);
     out.freeze()
 }
 
@@ -139,4 +156,24 @@ pub fn websocket_accept(accept: &str) -> Bytes {
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
     )
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_content_has_neither_length_nor_body() {
+        let text = encode_closing(&Response::json(204, "ignored"));
+        assert_eq!(
+            &text[..],
+            b"HTTP/1.1 204 No Content\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_closing_response_carries_its_body() {
+        let text = encode_closing(&Response::json(400, "{}"));
+        assert!(text.ends_with(b"content-length: 2\r\nconnection: close\r\n\r\n{}"));
+    }
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::{Output, Provider};
 use crate::agent::message::{to_agent, FromAgent, Register};
+use crate::auth::{derive_token, SecretHash};
 use crate::config::Approval;
 use crate::error::ApiError;
 use crate::session::{expiry, Scopes, Session, Status};
@@ -12,11 +13,16 @@ use crate::time::rfc3339;
 use crate::ConnId;
 
 impl Provider {
-    pub(super) fn agent_message(&mut self, conn: ConnId, text: &str, now: Instant) {
+    pub(super) fn agent_message(
+        &mut self,
+        conn: ConnId,
+        message: Result<FromAgent<'_>, serde_json::Error>,
+        now: Instant,
+    ) {
         if !self.links.contains_key(&conn) {
             return;
         }
-        let message = match FromAgent::parse(text) {
+        let message = match message {
             Ok(m) => m,
             Err(e) => {
                 let text =
@@ -65,95 +71,141 @@ impl Provider {
                 "invalid_message",
             );
         }
-        let scopes = Scopes::parse(r.allowed_scopes.as_deref());
-        let expires_at = expiry(
-            now,
-            r.ttl_seconds,
-            self.config.session_ttl,
-            self.config.max_session_ttl,
-        );
-        let claim = r
+        // A session id that names no session (it ended, or its grace period
+        // ran out) gets a new session: the agent sees the new id.
+        let known = r
             .session_id
             .as_deref()
-            .and_then(|id| self.sessions.get_mut(id));
-        let id = match claim {
-            Some(s) => {
-                let token_ok = match (&s.token, r.session_token.as_deref()) {
-                    (None, _) => true,
-                    (Some(hash), Some(t)) => hash.matches(t),
-                    (Some(_), None) => false,
-                };
-                if !token_ok {
-                    return self.agent_error(
-                        conn,
-                        "wrong or missing session_token",
-                        "unauthorized",
-                    );
-                }
-                if matches!(s.status, Status::Revoked | Status::Expired) || s.link.is_some() {
-                    let why = if s.link.is_some() {
-                        "is already connected"
-                    } else {
-                        "has ended"
-                    };
-                    let message = format!("session {} {why}", s.id);
-                    return self.agent_error(conn, &message, "session_unavailable");
-                }
-                s.link = Some(conn);
-                s.models = r.models;
-                if r.allowed_scopes.is_some() {
-                    s.scopes = scopes;
-                }
-                if let Some(label) = r.label {
-                    s.label = label;
-                }
-                s.last_activity = now;
-                s.id.clone()
-            }
-            None => {
-                if self.sessions.len() >= self.config.max_sessions {
-                    return self.agent_error(conn, "too many sessions", "too_many_sessions");
-                }
-                let id = format!("sess-{}", self.fresh_token());
-                let status = match self.config.approval {
-                    Approval::Auto => Status::Active,
-                    Approval::Manual => Status::Pending,
-                };
-                self.sessions.insert(Session {
-                    id: id.clone(),
-                    label: r.label.unwrap_or_else(|| r.agent_id.clone()),
-                    agent_id: r.agent_id,
-                    models: r.models,
-                    scopes,
-                    status,
-                    created: now,
-                    expires_at,
-                    max_requests: r.max_requests,
-                    requests: 0,
-                    tokens: 0,
-                    last_activity: now,
-                    link: Some(conn),
-                    in_flight: 0,
-                    token: None,
-                });
-                id
-            }
+            .filter(|id| self.sessions.get(id).is_some())
+            .map(str::to_owned);
+        let id = match known {
+            Some(id) => self.resume_session(conn, &id, r, now),
+            None => self.new_session(conn, r, now),
         };
-        self.links.insert(conn, Some(id.clone()));
-        self.send_registered(conn, &id);
+        if let Some((id, resume_token)) = id {
+            self.links.insert(conn, Some(id.clone()));
+            self.send_registered(conn, &id, Some(&resume_token));
+        }
     }
 
-    fn send_registered(&mut self, conn: ConnId, id: &str) {
+    /// Gives session `id` to the link if `r` proves it comes from the
+    /// session's agent; returns the id and the session's new resume token.
+    /// A failed proof leaves the session exactly as it was, so its owner
+    /// can still resume it.
+    fn resume_session(
+        &mut self,
+        conn: ConnId,
+        id: &str,
+        r: Register,
+        now: Instant,
+    ) -> Option<(String, String)> {
+        let s = self.sessions.get(id)?;
+        if !s.may_resume(
+            &r.agent_id,
+            r.resume_token.as_deref(),
+            r.session_token.as_deref(),
+        ) {
+            self.agent_error(
+                conn,
+                "resuming a session needs its agent_id and the resume_token the provider \
+                 handed out for it (or, for a session made through the control API, its \
+                 session_token)",
+                "unauthorized",
+            );
+            return None;
+        }
+        // Only the owner gets this far, so telling it why is no leak.
+        if matches!(s.status, Status::Revoked | Status::Expired) || s.link.is_some() {
+            let why = if s.link.is_some() {
+                "is already connected"
+            } else {
+                "has ended"
+            };
+            self.agent_error(conn, &format!("session {id} {why}"), "session_unavailable");
+            return None;
+        }
+        let token = self.fresh_resume_token();
+        let s = self.sessions.get_mut(id)?;
+        s.link = Some(conn);
+        s.detached_until = None;
+        // Rotated on every resume: a token that leaked from an earlier
+        // connection is worthless once the agent is back.
+        s.resume = Some(SecretHash::of(&token));
+        s.models = r.models;
+        if r.allowed_scopes.is_some() {
+            s.scopes = Scopes::parse(r.allowed_scopes.as_deref());
+        }
+        if let Some(label) = r.label {
+            s.label = label;
+        }
+        s.last_activity = now;
+        Some((id.to_owned(), token))
+    }
+
+    /// Opens a session for a registering agent; returns its id and resume
+    /// token.
+    fn new_session(&mut self, conn: ConnId, r: Register, now: Instant) -> Option<(String, String)> {
+        if self.sessions.len() >= self.config.max_sessions {
+            self.agent_error(conn, "too many sessions", "too_many_sessions");
+            return None;
+        }
+        let id = format!("sess-{}", self.fresh_token());
+        let token = self.fresh_resume_token();
+        let mut session = Session {
+            id: id.clone(),
+            label: r.label.unwrap_or_else(|| r.agent_id.clone()),
+            agent_id: r.agent_id,
+            models: r.models,
+            scopes: Scopes::parse(r.allowed_scopes.as_deref()),
+            status: Status::Pending,
+            created: now,
+            expires_at: expiry(
+                now,
+                r.ttl_seconds,
+                self.config.session_ttl,
+                self.config.max_session_ttl,
+            ),
+            max_requests: r.max_requests,
+            requests: 0,
+            tokens: 0,
+            last_activity: now,
+            link: Some(conn),
+            in_flight: 0,
+            claim: None,
+            resume: Some(SecretHash::of(&token)),
+            approved: self.config.approval == Approval::Auto,
+            detached_until: None,
+        };
+        // `max_requests: 0` asks for no requests at all: the session starts
+        // suspended (and says so in `registered`).
+        session.status = session.live_status();
+        self.sessions.insert(session);
+        Some((id, token))
+    }
+
+    /// A session's new `resume_token`: a fresh draw of the seeded
+    /// generator hashed with the core's secret key. The generator alone is
+    /// not one-way and its draws are visible (session and response ids);
+    /// the key, random per run and never shown, is what makes the token
+    /// unguessable.
+    fn fresh_resume_token(&mut self) -> String {
+        let draws = [self.fresh_token(), self.fresh_token()];
+        derive_token(&[
+            b"mcp-provider resume_token v1",
+            &self.config.secret,
+            draws[0].as_bytes(),
+            draws[1].as_bytes(),
+        ])
+    }
+
+    /// `registered` for session `id`, with its real status; `resume_token`
+    /// only when a new one was just made (on `register`, not on `renew`).
+    fn send_registered(&mut self, conn: ConnId, id: &str, resume_token: Option<&str>) {
         let Some(s) = self.sessions.get(id) else {
             return;
         };
         let expires = rfc3339(self.wall(s.expires_at));
-        let status = if s.status == Status::Pending {
-            "pending"
-        } else {
-            "active"
-        };
-        let text = to_agent::registered(id, status, &expires);
+        let text = to_agent::registered(id, s.status.as_str(), &expires, resume_token);
         self.outputs.push_back(Output::ToAgent { conn, text });
     }
 
@@ -163,9 +215,11 @@ impl Provider {
             Some(s) if s.link == Some(conn) && s.status != Status::Revoked => {
                 s.expires_at = expiry(now, ttl, default, max);
                 if s.status == Status::Expired {
-                    s.status = Status::Active;
+                    // Back to what it was: still pending if never approved,
+                    // still suspended if its budget is spent.
+                    s.status = s.live_status();
                 }
-                self.send_registered(conn, id);
+                self.send_registered(conn, id, None);
             }
             _ => self.agent_error(
                 conn,
@@ -176,8 +230,18 @@ impl Provider {
     }
 
     /// Sessions whose TTL ran out become `expired`: no new requests, the
-    /// agent is told, requests in flight may still finish.
+    /// agent is told, requests in flight may still finish. Dropped sessions
+    /// whose grace period ran out are freed.
     pub(super) fn expire_sessions(&mut self, now: Instant) {
+        let freed: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|s| s.link.is_none() && s.detached_until.is_some_and(|at| at <= now))
+            .map(|s| s.id.clone())
+            .collect();
+        for id in freed {
+            self.sessions.remove(&id);
+        }
         let due: Vec<String> = self
             .sessions
             .iter()
@@ -207,19 +271,25 @@ impl Provider {
         }
     }
 
-    /// A link dropped: its requests fail now; its session stays resumable
-    /// until it expires.
-    pub(super) fn link_closed(&mut self, conn: ConnId, _now: Instant) {
+    /// A link dropped: its requests fail now. Its session stays resumable
+    /// for `session_grace` (a control-API session: until it expires), then
+    /// it is freed.
+    pub(super) fn link_closed(&mut self, conn: ConnId, now: Instant) {
         let error = ApiError::agent("The agent disconnected before finishing its answer.");
         self.fail_where(Self::on_link(conn), &error, false);
+        let grace = self.config.session_grace;
         if let Some(Some(id)) = self.links.remove(&conn) {
             let remove = match self.sessions.get_mut(&id) {
                 Some(s) => {
                     s.link = None;
-                    !matches!(
+                    let live = matches!(
                         s.status,
                         Status::Active | Status::Pending | Status::Suspended
-                    )
+                    );
+                    if live && s.claim.is_none() {
+                        s.detached_until = Some(now + grace);
+                    }
+                    !live
                 }
                 None => false,
             };

@@ -61,7 +61,7 @@ impl Provider {
             self.config.session_ttl,
             self.config.max_session_ttl,
         );
-        self.sessions.insert(Session {
+        let mut session = Session {
             id: id.clone(),
             label: body
                 .get("label")
@@ -80,10 +80,18 @@ impl Provider {
             last_activity: now,
             link: None,
             in_flight: 0,
-            token: Some(SecretHash::of(token)),
-        });
+            claim: Some(SecretHash::of(token)),
+            resume: None,
+            // Whoever holds the bridge token to call this approves it.
+            approved: true,
+            detached_until: None,
+        };
+        // `max_requests: 0` leaves no request to serve: suspended at once.
+        session.status = session.live_status();
+        let status = session.status.as_str();
+        self.sessions.insert(session);
         Ok(
-            json!({"session_id": id, "status": "active", "expires_at": rfc3339(self.wall(expires_at))}),
+            json!({"session_id": id, "status": status, "expires_at": rfc3339(self.wall(expires_at))}),
         )
     }
 
@@ -104,12 +112,15 @@ impl Provider {
                 s.status.as_str()
             )));
         }
-        s.status = Status::Active;
+        s.approved = true;
+        // Approval does not refill a spent budget (`max_requests: 0`).
+        s.status = s.live_status();
+        let status = s.status.as_str();
         if let Some(conn) = s.link {
             let text = to_agent::session_event("approved", id);
             self.outputs.push_back(Output::ToAgent { conn, text });
         }
-        Ok(json!({"session_id": id, "status": "active"}))
+        Ok(json!({"session_id": id, "status": status}))
     }
 
     /// Revokes a session: its requests in flight fail, its agent is told.
@@ -122,14 +133,18 @@ impl Provider {
             .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
         s.status = Status::Revoked;
         let link = s.link;
-        let error = ApiError::unavailable(format!("Session {id} was revoked."));
+        // Editors read this: no session id in it.
+        let error = ApiError::unavailable("The agent's session was revoked.");
         self.fail_where(Self::in_session(&id), &error, true);
         match link {
             Some(conn) => {
                 // The link served only this session: tell the agent, then close it.
                 let text = to_agent::session_event("revoked", &id);
                 self.outputs.push_back(Output::ToAgent { conn, text });
-                self.outputs.push_back(Output::CloseAgent { conn });
+                self.outputs.push_back(Output::CloseAgent {
+                    conn,
+                    why: crate::agent::close::LinkClose::Revoked,
+                });
             }
             None => {
                 self.sessions.remove(&id);

@@ -9,7 +9,12 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::{Output, Provider};
-use crate::agent::message::{to_agent, Delta, ErrorBody, ModelResult, StreamChunk, Usage};
+use serde::Deserialize;
+
+use crate::agent::message::{
+    to_agent, Delta, ErrorBody, ModelResult, StreamChunk, ToolCallDelta, Usage,
+};
+use crate::answer::MAX_TOOL_CALLS;
 use crate::api::{Api, ModelRequest};
 use crate::error::ApiError;
 use crate::reassembly::{Pushed, Reassembler};
@@ -51,6 +56,8 @@ pub(super) struct Invocation {
     key: Option<usize>,
     /// Headers for a whole answer, decided when the request was admitted.
     headers: Vec<(&'static str, String)>,
+    /// The agent was asked to pause this answer (its editor fell behind).
+    paused: bool,
 }
 
 impl Invocation {
@@ -80,6 +87,14 @@ impl Provider {
         extra: Vec<(&'static str, String)>,
         now: Instant,
     ) -> Result<(), ApiError> {
+        if self.shutting_down {
+            return Err(ApiError::unavailable("The server is shutting down."));
+        }
+        if self.queued > self.config.max_queued_bytes {
+            return Err(busy(
+                "the server has too much output waiting for slow readers",
+            ));
+        }
         let Some(model) = self.sessions.resolve_model(&request.model) else {
             return Err(if self.links.is_empty() {
                 no_agent()
@@ -109,6 +124,11 @@ impl Provider {
         let Some(agent) = session.link else {
             return Err(no_agent());
         };
+        if self.congested.contains_key(&agent) {
+            return Err(busy(&format!(
+                "the agent serving `{model}` is not reading what it was sent"
+            )));
+        }
         session.requests += 1;
         session.in_flight += 1;
         session.last_activity = now;
@@ -132,7 +152,13 @@ impl Provider {
         self.outputs
             .push_back(Output::ToAgent { conn: agent, text });
 
-        let out = EditorStream::new(&request, response_id, created, now);
+        let out = EditorStream::new(
+            &request,
+            response_id,
+            created,
+            now,
+            self.config.max_output_bytes,
+        );
         let stream = out.is_stream();
         let sse = stream && out.dialect() == crate::error::Dialect::OpenAi;
         // A stream's head goes now; a whole answer keeps the headers (CORS,
@@ -158,6 +184,7 @@ impl Provider {
             keepalive_at: sse.then(|| now + self.config.keepalive_interval),
             key,
             headers,
+            paused: false,
         };
         self.timers.push(Reverse((inv.next_wake(), n)));
         self.invocations.insert(n, inv);
@@ -215,9 +242,13 @@ impl Provider {
             return;
         };
         let mut finished = None;
+        let mut overflow = None;
         let mut first = first;
         while let Some(piece) = first.take().or_else(|| inv.pieces.pop()) {
-            inv.out.delta(&piece.delta, now, wall, &mut self.scratch);
+            if let Err(e) = inv.out.delta(&piece.delta, now, wall, &mut self.scratch) {
+                overflow = Some(e);
+                break;
+            }
             if let Some(reason) = piece.finish {
                 finished = Some((reason.into_owned(), piece.usage));
                 break;
@@ -231,8 +262,39 @@ impl Provider {
         }
         let editor = inv.editor;
         self.flush_scratch(editor);
-        if let Some((reason, usage)) = finished {
+        if let Some(e) = overflow {
+            self.fail(
+                n,
+                ApiError::agent(format!("{e}; the request was cancelled.")),
+                true,
+            );
+        } else if let Some((reason, usage)) = finished {
             self.finish(n, Some(&reason), usage, now);
+        }
+    }
+
+    /// Asks the agent to hold invocation `n`'s chunks: its editor fell
+    /// behind.
+    pub(super) fn pause_answer(&mut self, n: u64) {
+        let Some(inv) = self.invocations.get_mut(&n) else {
+            return;
+        };
+        if !inv.paused {
+            inv.paused = true;
+            let (conn, text) = (inv.agent, to_agent::pause(&wire_id(n)));
+            self.outputs.push_back(Output::ToAgent { conn, text });
+        }
+    }
+
+    /// Lets the agent go on with invocation `n`: its editor caught up.
+    pub(super) fn resume_answer(&mut self, n: u64) {
+        let Some(inv) = self.invocations.get_mut(&n) else {
+            return;
+        };
+        if inv.paused {
+            inv.paused = false;
+            let (conn, text) = (inv.agent, to_agent::resume(&wire_id(n)));
+            self.outputs.push_back(Output::ToAgent { conn, text });
         }
     }
 
@@ -266,7 +328,7 @@ impl Provider {
             return;
         }
         let result = result.result.unwrap_or(Value::Null);
-        let usage: Option<Usage> = serde_json::from_value(result["usage"].clone()).ok();
+        let usage: Option<Usage> = result.get("usage").and_then(|u| Usage::deserialize(u).ok());
         if self
             .invocations
             .get(&n)
@@ -294,26 +356,23 @@ impl Provider {
         }
         let choice = &result["choices"][0];
         let message = &choice["message"];
+        let tool_calls = match whole_tool_calls(&message["tool_calls"]) {
+            Ok(calls) => calls,
+            Err(why) => return self.fail(n, ApiError::agent(why), false),
+        };
         let delta = Delta {
             role: None,
             content: message["content"].as_str().map(Cow::Borrowed),
-            tool_calls: message["tool_calls"].as_array().map(|calls| {
-                calls
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let mut c = c.clone();
-                        c["index"] = Value::from(i);
-                        c
-                    })
-                    .collect()
-            }),
+            tool_calls,
         };
         let wall = self.wall(now);
         if let Some(inv) = self.invocations.get_mut(&n) {
-            inv.out.delta(&delta, now, wall, &mut self.scratch);
+            let written = inv.out.delta(&delta, now, wall, &mut self.scratch);
             let editor = inv.editor;
             self.flush_scratch(editor);
+            if let Err(e) = written {
+                return self.fail(n, ApiError::agent(e.to_string()), false);
+            }
         }
         self.finish(n, choice["finish_reason"].as_str(), usage, now);
     }
@@ -376,7 +435,7 @@ impl Provider {
         let (prompt, completion) = inv.out.usage();
         if let Some(s) = self.sessions.get_mut(&inv.session) {
             s.in_flight = s.in_flight.saturating_sub(1);
-            s.tokens += prompt + completion;
+            s.tokens = s.tokens.saturating_add(prompt.saturating_add(completion));
             s.last_activity = s.last_activity.max(now);
         }
         self.charge_tokens(inv.key, completion, now);
@@ -442,6 +501,39 @@ impl Provider {
     pub(super) fn in_session(session: &str) -> impl Fn(&Invocation) -> bool + '_ {
         move |inv| inv.session == session
     }
+}
+
+/// The tool calls of a whole answer, each numbered by its place: objects
+/// only, no more than one answer may hold.
+fn whole_tool_calls(calls: &Value) -> Result<Option<Vec<ToolCallDelta>>, String> {
+    let Some(calls) = calls.as_array() else {
+        return Ok(None);
+    };
+    if calls.len() > MAX_TOOL_CALLS {
+        return Err(format!(
+            "the agent's answer has more than {MAX_TOOL_CALLS} tool calls"
+        ));
+    }
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, call)| match call {
+            Value::Object(call) => {
+                let mut call = call.clone();
+                call.insert("index".to_owned(), Value::from(i));
+                Ok(call)
+            }
+            _ => Err("the agent's answer has a tool call that is not an object".to_owned()),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// 503 for a request the server is too backed up to take now.
+fn busy(why: &str) -> ApiError {
+    let mut e = ApiError::unavailable(format!("Busy: {why}; retry shortly."));
+    e.retry_after = Some(1);
+    e
 }
 
 fn no_agent() -> ApiError {

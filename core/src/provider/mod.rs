@@ -19,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::agent::close::LinkClose;
+use crate::agent::message::FromAgent;
 use crate::config::Config;
 use crate::error::{ApiError, Dialect};
 use crate::http::{HttpError, Limits, Request, Response};
@@ -49,8 +51,8 @@ pub enum Output {
     AcceptAgent { conn: ConnId, key: String },
     /// Send a text frame to an agent.
     ToAgent { conn: ConnId, text: String },
-    /// Close an agent link.
-    CloseAgent { conn: ConnId },
+    /// Close an agent link, saying why.
+    CloseAgent { conn: ConnId, why: LinkClose },
 }
 
 impl Output {
@@ -62,7 +64,21 @@ impl Output {
             | Output::End { conn }
             | Output::AcceptAgent { conn, .. }
             | Output::ToAgent { conn, .. }
-            | Output::CloseAgent { conn } => *conn,
+            | Output::CloseAgent { conn, .. } => *conn,
+        }
+    }
+
+    /// The bytes this output adds to its connection's backlog until the
+    /// driver has written it (see [`crate::backlog::Backlog::written`]).
+    pub fn backlog_bytes(&self) -> usize {
+        match self {
+            Output::Respond { response, .. } => match &response.body {
+                crate::http::Body::Full(body) => body.len(),
+                crate::http::Body::Stream => 0,
+            },
+            Output::Data { data, .. } => data.len(),
+            Output::ToAgent { text, .. } => text.len(),
+            Output::End { .. } | Output::AcceptAgent { .. } | Output::CloseAgent { .. } => 0,
         }
     }
 }
@@ -113,6 +129,14 @@ pub struct Provider {
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     next_ping: Instant,
     limits: HashMap<Option<usize>, Buckets>,
+    /// Agent links whose backlog is high: no new requests go to them
+    /// until they drain.
+    congested: IdMap<ConnId, ()>,
+    /// Bytes waiting to be written to every connection, as last told by
+    /// [`Provider::handle_queued`].
+    queued: usize,
+    /// Set by [`Provider::shut_down`]: every new request gets 503.
+    shutting_down: bool,
     outputs: VecDeque<Output>,
     /// Scratch buffer for stream bytes; split off per output.
     scratch: BytesMut,
@@ -134,6 +158,9 @@ impl Provider {
             timers: BinaryHeap::new(),
             next_ping,
             limits: HashMap::new(),
+            congested: IdMap::default(),
+            queued: 0,
+            shutting_down: false,
             outputs: VecDeque::new(),
             scratch: BytesMut::new(),
             stats: Stats::default(),
@@ -158,6 +185,11 @@ impl Provider {
 
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    /// Whether [`Provider::shut_down`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
     }
 
     // ---- input ----
@@ -186,13 +218,69 @@ impl Provider {
 
     /// A text frame from an agent link.
     pub fn handle_agent_text(&mut self, conn: ConnId, text: &str, now: Instant) {
-        self.agent_message(conn, text, now);
+        self.handle_agent_message(conn, FromAgent::parse(text), now);
+    }
+
+    /// A frame from an agent link, already parsed by
+    /// [`FromAgent::parse`]: a driver parses on its own task or thread, so
+    /// a large frame never holds up other connections while it is read.
+    pub fn handle_agent_message(
+        &mut self,
+        conn: ConnId,
+        message: Result<FromAgent<'_>, serde_json::Error>,
+        now: Instant,
+    ) {
+        self.agent_message(conn, message, now);
+    }
+
+    /// How many bytes wait to be written to all connections together
+    /// (the switchboard tells this before every call).
+    pub fn handle_queued(&mut self, bytes: usize) {
+        self.queued = bytes;
+    }
+
+    /// `conn` has `bytes` posted and not yet written, past
+    /// [`crate::backlog::PAUSE_AT`]. An editor that reads slower than its
+    /// agent writes gets its answer paused at the agent, and ended with an
+    /// error past `max_output_bytes`; an agent link with more than that
+    /// unread (a few requests with long prompts are normal) gets no new
+    /// requests until it drains.
+    pub fn handle_backlog(&mut self, conn: ConnId, bytes: usize) {
+        if self.links.contains_key(&conn) {
+            if bytes > self.config.max_output_bytes {
+                self.congested.insert(conn, ());
+            }
+            return;
+        }
+        let Some(&n) = self.by_conn.get(&conn) else {
+            return;
+        };
+        if bytes > self.config.max_output_bytes {
+            let error = ApiError::agent(format!(
+                "The editor read too slowly: more than {} bytes of this answer were waiting for it.",
+                self.config.max_output_bytes
+            ));
+            self.fail(n, error, true);
+            return;
+        }
+        self.pause_answer(n);
+    }
+
+    /// `conn` wrote out what was waiting after a high backlog.
+    pub fn handle_drained(&mut self, conn: ConnId) {
+        if self.congested.remove(&conn).is_some() {
+            return;
+        }
+        if let Some(&n) = self.by_conn.get(&conn) {
+            self.resume_answer(n);
+        }
     }
 
     /// A connection closed: an editor went away (its request is cancelled)
     /// or an agent link dropped (its requests fail at once).
     pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
         if self.links.contains_key(&conn) {
+            self.congested.remove(&conn);
             self.link_closed(conn, now);
         } else if let Some(id) = self.by_conn.remove(&conn) {
             self.editor_gone(id);
@@ -225,6 +313,23 @@ impl Provider {
     /// Attaches an in-process agent as if it had connected over WebSocket.
     pub fn open_agent(&mut self, conn: ConnId) {
         self.links.insert(conn, None);
+    }
+
+    /// The server is stopping: every request still waiting is answered
+    /// now (a stream ends with an error event and its end marker, a whole
+    /// answer gets 503), agents get `cancel` and their links are closed,
+    /// and every later request gets 503. The driver stops accepting, lets
+    /// its connections write what was posted, then exits.
+    pub fn shut_down(&mut self) {
+        self.shutting_down = true;
+        let error = ApiError::unavailable("The server is shutting down.");
+        self.fail_where(|_| true, &error, true);
+        for conn in self.links.keys() {
+            self.outputs.push_back(Output::CloseAgent {
+                conn: *conn,
+                why: LinkClose::ShuttingDown,
+            });
+        }
     }
 
     // ---- output ----

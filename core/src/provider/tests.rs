@@ -399,7 +399,7 @@ fn manual_approval_then_revoke() {
     assert!(t
         .seen
         .iter()
-        .any(|o| *o == Output::CloseAgent { conn: AGENT }));
+        .any(|o| matches!(o, Output::CloseAgent { conn: AGENT, .. })));
     // The control API needs the bridge token, not an API key.
     t.request(ConnId(9), "GET", "/control/sessions", &[], Value::Null);
     assert_eq!(t.editor(ConnId(9)).0, Some(401));
@@ -603,4 +603,469 @@ fn embedding_from_an_inference_only_session_is_403() {
         .contains("`embedding` scope"));
 }
 
+mod hostile;
 mod laws;
+
+// ---- sessions: resume secrets, grace period, statuses ----
+
+const BRIDGE: [(&str, &str); 1] = [("authorization", "Bearer bridge")];
+
+/// Registers `agent_id` on a fresh link `conn` (resuming `resume` = (session
+/// id, token) if given); returns what the agent got back.
+fn register_as(
+    t: &mut Pair,
+    conn: ConnId,
+    agent_id: &str,
+    resume: Option<(&str, &str)>,
+    extra: Value,
+) -> Value {
+    let mut msg = json!({"type": "register", "agent_id": agent_id, "models": ["m"]});
+    if let Some((id, token)) = resume {
+        msg["session_id"] = json!(id);
+        msg["resume_token"] = json!(token);
+    }
+    if let (Some(m), Value::Object(extra)) = (msg.as_object_mut(), extra) {
+        m.extend(extra);
+    }
+    t.connect_agent(conn, msg);
+    let frames = t.agent_frames(conn);
+    assert_eq!(frames.len(), 1, "one answer: {frames:?}");
+    frames.into_iter().next().unwrap()
+}
+
+fn sid_and_token(registered: &Value) -> (String, String) {
+    assert_eq!(registered["type"], "registered", "{registered}");
+    (
+        registered["session_id"].as_str().unwrap().to_owned(),
+        registered["resume_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn drop_link(t: &mut Pair, conn: ConnId) {
+    t.p.handle_conn_closed(conn, t.now);
+    t.drain();
+}
+
+#[test]
+fn only_the_agent_holding_the_resume_token_resumes_its_session() {
+    let mut t = Pair::new(|_| {});
+    let reg = register_as(&mut t, AGENT, "a", None, json!({}));
+    let (sid, token) = sid_and_token(&reg);
+    // At least 128 bits, hex, and not derived from the visible session id.
+    assert!(token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(!token.contains(sid.trim_start_matches("sess-")));
+    drop_link(&mut t, AGENT);
+
+    let thief = ConnId(150);
+    let attempts = [
+        ("b", Some(token.as_str()), json!({})), // a leaked token, another agent
+        ("a", None, json!({})),                 // the id alone
+        ("a", Some("0123456789abcdef"), json!({})), // a guess
+        ("a", Some(""), json!({"session_token": token})), // the token in the wrong field
+    ];
+    for (agent_id, presented, extra) in attempts {
+        let mut msg = json!({"type": "register", "agent_id": agent_id, "models": ["x"],
+                             "session_id": sid});
+        if let Some(p) = presented {
+            msg["resume_token"] = json!(p);
+        }
+        if let (Some(m), Value::Object(extra)) = (msg.as_object_mut(), extra) {
+            m.extend(extra);
+        }
+        t.connect_agent(thief, msg);
+        let frames = t.agent_frames(thief);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0]["type"], "error");
+        assert_eq!(frames[0]["error"]["code"], "unauthorized");
+        // Untouched: still detached, still serving the owner's models.
+        let s = t.p.sessions().get(&sid).unwrap();
+        assert_eq!((s.link, s.models.clone()), (None, vec!["m".to_owned()]));
+        drop_link(&mut t, thief);
+    }
+
+    // The owner comes back, and gets a new token; the old one is spent.
+    let again = register_as(&mut t, ConnId(101), "a", Some((&sid, &token)), json!({}));
+    let (same, rotated) = sid_and_token(&again);
+    assert_eq!(same, sid);
+    assert_eq!(again["status"], "active");
+    assert_ne!(rotated, token);
+    t.chat(EDITOR, false);
+    assert_eq!(t.agent_frames(ConnId(101))[0]["type"], "model_invoke");
+    drop_link(&mut t, ConnId(101));
+    let stale = register_as(&mut t, ConnId(102), "a", Some((&sid, &token)), json!({}));
+    assert_eq!(stale["error"]["code"], "unauthorized");
+    drop_link(&mut t, ConnId(102));
+    let fresh = register_as(&mut t, ConnId(103), "a", Some((&sid, &rotated)), json!({}));
+    assert_eq!(sid_and_token(&fresh).0, sid);
+}
+
+#[test]
+fn a_pending_session_cannot_be_taken_over_and_resumes_pending() {
+    let mut t = Pair::new(|c| c.approval = Approval::Manual);
+    let (sid, token) = sid_and_token(&register_as(&mut t, AGENT, "a", None, json!({})));
+    drop_link(&mut t, AGENT);
+    let stolen = register_as(
+        &mut t,
+        ConnId(150),
+        "intruder",
+        Some((&sid, "x")),
+        json!({}),
+    );
+    assert_eq!(stolen["error"]["code"], "unauthorized");
+    let again = register_as(&mut t, ConnId(101), "a", Some((&sid, &token)), json!({}));
+    assert_eq!(
+        (again["session_id"].as_str(), again["status"].as_str()),
+        (Some(sid.as_str()), Some("pending"))
+    );
+    // Approval still goes to the session's own agent.
+    t.request(
+        ConnId(9),
+        "POST",
+        "/control/approve",
+        &BRIDGE,
+        json!({"session_id": sid}),
+    );
+    assert_eq!(t.editor(ConnId(9)).0, Some(200));
+    assert_eq!(
+        t.agent_frames(ConnId(101)),
+        vec![json!({"type": "approved", "session_id": sid})]
+    );
+    assert!(t.agent_frames(ConnId(150)).is_empty());
+}
+
+#[test]
+fn renew_answers_registered_without_a_new_resume_token() {
+    let mut t = Pair::new(|_| {});
+    let (sid, token) = sid_and_token(&register_as(&mut t, AGENT, "a", None, json!({})));
+    t.agent(
+        AGENT,
+        json!({"type": "renew", "session_id": sid, "ttl_seconds": 60}),
+    );
+    let frames = t.agent_frames(AGENT);
+    assert_eq!(frames[0]["type"], "registered");
+    assert!(frames[0].get("resume_token").is_none());
+    // The token from `register` still resumes.
+    drop_link(&mut t, AGENT);
+    let again = register_as(&mut t, ConnId(101), "a", Some((&sid, &token)), json!({}));
+    assert_eq!(sid_and_token(&again).0, sid);
+}
+
+#[test]
+fn a_control_session_is_claimed_with_its_session_token_then_resumed_with_either() {
+    let mut t = Pair::new(|c| c.session_grace = Duration::from_secs(1));
+    let body = json!({"session_id": "s-1", "session_token": "claim", "agent_id": "ide",
+                      "models": ["m"], "ttl_seconds": 100});
+    t.request(ConnId(9), "POST", "/control/register", &BRIDGE, body);
+    assert_eq!(t.editor(ConnId(9)).0, Some(200));
+    let claim = |agent_id: &str, token: &str| json!({"session_token": token, "session_id": "s-1", "agent_id": agent_id});
+    // Another agent_id, or a wrong token: refused.
+    let r = register_as(&mut t, ConnId(150), "other", None, claim("other", "claim"));
+    assert_eq!(r["error"]["code"], "unauthorized");
+    let r = register_as(&mut t, ConnId(151), "ide", None, claim("ide", "nope"));
+    assert_eq!(r["error"]["code"], "unauthorized");
+    drop_link(&mut t, ConnId(150));
+    drop_link(&mut t, ConnId(151));
+    let r = register_as(&mut t, AGENT, "ide", None, claim("ide", "claim"));
+    let (sid, token) = sid_and_token(&r);
+    assert_eq!(sid, "s-1");
+    drop_link(&mut t, AGENT);
+    // Made by the control API: kept until its TTL, not freed after the grace.
+    assert_eq!(t.p.poll_timeout(), Some(t.t0 + Duration::from_secs(100)));
+    let r = register_as(&mut t, ConnId(101), "ide", Some((&sid, &token)), json!({}));
+    assert_eq!(sid_and_token(&r).0, "s-1");
+    drop_link(&mut t, ConnId(101));
+    let r = register_as(&mut t, ConnId(102), "ide", None, claim("ide", "claim"));
+    assert_eq!(sid_and_token(&r).0, "s-1");
+}
+
+#[test]
+fn a_dropped_session_is_freed_at_the_exact_end_of_its_grace() {
+    let mut t = Pair::new(|c| {
+        c.session_grace = Duration::from_secs(60);
+        c.max_sessions = 1;
+        c.agent_ping_interval = Duration::from_secs(1000);
+    });
+    let (sid, token) = sid_and_token(&register_as(
+        &mut t,
+        AGENT,
+        "a",
+        None,
+        json!({"ttl_seconds": 3600}),
+    ));
+    t.advance_to(t.t0 + Duration::from_secs(5));
+    drop_link(&mut t, AGENT);
+    let grace_end = t.t0 + Duration::from_secs(65);
+    assert_eq!(t.p.poll_timeout(), Some(grace_end));
+    // While it is resumable it holds its place.
+    let r = register_as(&mut t, ConnId(150), "b", None, json!({}));
+    assert_eq!(r["error"]["code"], "too_many_sessions");
+    drop_link(&mut t, ConnId(150));
+
+    // Resuming within the grace clears the deadline; dropping again restarts it.
+    t.advance_to(t.t0 + Duration::from_secs(30));
+    let r = register_as(&mut t, ConnId(101), "a", Some((&sid, &token)), json!({}));
+    let (_, token) = sid_and_token(&r);
+    // Linked again: the next wake-up is the ping, not a grace deadline.
+    assert_eq!(t.p.poll_timeout(), Some(t.t0 + Duration::from_secs(1000)));
+    drop_link(&mut t, ConnId(101));
+    let grace_end = t.t0 + Duration::from_secs(90);
+    assert_eq!(t.p.poll_timeout(), Some(grace_end));
+
+    t.advance_to(grace_end - Duration::from_nanos(1));
+    assert!(t.p.sessions().get(&sid).is_some());
+    t.advance_to(grace_end);
+    assert!(t.p.sessions().is_empty(), "freed at the deadline");
+    assert_eq!(t.p.poll_timeout(), None);
+    // Too late to resume: the agent gets a new session, and there is room.
+    let r = register_as(&mut t, ConnId(102), "a", Some((&sid, &token)), json!({}));
+    assert_ne!(sid_and_token(&r).0, sid);
+}
+
+#[test]
+fn max_requests_zero_serves_nothing_and_says_suspended() {
+    let mut t = Pair::new(|_| {});
+    let r = register_as(&mut t, AGENT, "a", None, json!({"max_requests": 0}));
+    assert_eq!(r["status"], "suspended");
+    t.chat(EDITOR, false);
+    let (status, body, _) = t.editor(EDITOR);
+    assert_eq!(status, Some(503));
+    assert!(String::from_utf8(body).unwrap().contains("max_requests"));
+    assert!(t.agent_frames(AGENT).is_empty(), "no invoke");
+
+    // Through the control API, and through manual approval, the same.
+    let body =
+        json!({"session_id": "s-0", "session_token": "t", "agent_id": "x", "max_requests": 0});
+    t.request(ConnId(9), "POST", "/control/register", &BRIDGE, body);
+    let (_, body, _) = t.editor(ConnId(9));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["status"],
+        "suspended"
+    );
+
+    let mut t = Pair::new(|c| c.approval = Approval::Manual);
+    let r = register_as(&mut t, AGENT, "a", None, json!({"max_requests": 0}));
+    assert_eq!(r["status"], "pending");
+    let sid = r["session_id"].as_str().unwrap().to_owned();
+    t.request(
+        ConnId(9),
+        "POST",
+        "/control/approve",
+        &BRIDGE,
+        json!({"session_id": sid}),
+    );
+    let (_, body, _) = t.editor(ConnId(9));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["status"],
+        "suspended"
+    );
+    t.chat(EDITOR, false);
+    assert_eq!(t.editor(EDITOR).0, Some(503));
+}
+
+#[test]
+fn a_suspended_session_resumes_as_suspended() {
+    let mut t = Pair::new(|_| {});
+    let (sid, token) = sid_and_token(&register_as(
+        &mut t,
+        AGENT,
+        "a",
+        None,
+        json!({"max_requests": 1}),
+    ));
+    t.chat(EDITOR, false);
+    let inv = t.last_invoke_id(AGENT);
+    t.agent(AGENT, chunk(&inv, 0, "ok", Some("stop")));
+    drop_link(&mut t, AGENT);
+    let r = register_as(&mut t, ConnId(101), "a", Some((&sid, &token)), json!({}));
+    assert_eq!(
+        (r["session_id"].as_str(), r["status"].as_str()),
+        (Some(sid.as_str()), Some("suspended"))
+    );
+}
+
+#[test]
+fn an_expired_pending_session_renewed_is_still_pending() {
+    let mut t = Pair::new(|c| c.approval = Approval::Manual);
+    let r = register_as(&mut t, AGENT, "a", None, json!({"ttl_seconds": 10}));
+    let sid = r["session_id"].as_str().unwrap().to_owned();
+    t.advance_to(t.t0 + Duration::from_secs(10));
+    assert_eq!(t.agent_frames(AGENT)[0]["type"], "expired");
+    t.agent(
+        AGENT,
+        json!({"type": "renew", "session_id": sid, "ttl_seconds": 10}),
+    );
+    assert_eq!(t.agent_frames(AGENT)[0]["status"], "pending");
+    t.chat(EDITOR, false);
+    assert_eq!(t.editor(EDITOR).0, Some(503));
+}
+
+#[test]
+fn expired_or_revoked_sessions_are_not_resumed() {
+    let mut t = Pair::new(|_| {});
+    let (sid, token) = sid_and_token(&register_as(
+        &mut t,
+        AGENT,
+        "a",
+        None,
+        json!({"ttl_seconds": 10}),
+    ));
+    t.advance_to(t.t0 + Duration::from_secs(10));
+    // Expired but still linked: nobody else gets it, not even with the token.
+    let r = register_as(&mut t, ConnId(150), "a", Some((&sid, &token)), json!({}));
+    assert_eq!(r["error"]["code"], "session_unavailable");
+    drop_link(&mut t, ConnId(150));
+    drop_link(&mut t, AGENT);
+    let r = register_as(&mut t, ConnId(101), "a", Some((&sid, &token)), json!({}));
+    let (other, token) = sid_and_token(&r);
+    assert_ne!(other, sid, "a new session, not the expired one");
+
+    t.request(
+        ConnId(9),
+        "POST",
+        "/control/revoke",
+        &BRIDGE,
+        json!({"session_id": other}),
+    );
+    assert_eq!(t.editor(ConnId(9)).0, Some(200));
+    let r = register_as(&mut t, ConnId(102), "a", Some((&other, &token)), json!({}));
+    assert_eq!(r["error"]["code"], "session_unavailable");
+    drop_link(&mut t, ConnId(102));
+    drop_link(&mut t, ConnId(101));
+    let r = register_as(&mut t, ConnId(103), "a", Some((&other, &token)), json!({}));
+    assert_ne!(
+        sid_and_token(&r).0,
+        other,
+        "a new session, not the revoked one"
+    );
+}
+
+#[test]
+fn errors_editors_read_name_no_session() {
+    let mut t = Pair::new(|c| c.approval = Approval::Manual);
+    let (sid, _) = sid_and_token(&register_as(
+        &mut t,
+        AGENT,
+        "a",
+        None,
+        json!({"max_requests": 1}),
+    ));
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+    let mut bodies = Vec::new();
+    for pin in [None, Some(sid.as_str()), Some("sess-nope")] {
+        let headers: Vec<(&str, &str)> = pin.map(|p| ("x-mcp-session", p)).into_iter().collect();
+        t.request(
+            EDITOR,
+            "POST",
+            "/v1/chat/completions",
+            &headers,
+            body.clone(),
+        );
+        bodies.push(t.editor(EDITOR));
+        t.request(EDITOR, "POST", "/api/chat", &headers, body.clone());
+        bodies.push(t.editor(EDITOR));
+    }
+    t.request(
+        EDITOR,
+        "POST",
+        "/v1/embeddings",
+        &[],
+        json!({"model": "m", "input": "x"}),
+    );
+    bodies.push(t.editor(EDITOR));
+    // Revoked with a request in flight.
+    t.request(
+        ConnId(9),
+        "POST",
+        "/control/approve",
+        &BRIDGE,
+        json!({"session_id": sid}),
+    );
+    t.chat(ConnId(2), true);
+    t.request(
+        ConnId(9),
+        "POST",
+        "/control/revoke",
+        &BRIDGE,
+        json!({"session_id": sid}),
+    );
+    bodies.push(t.editor(ConnId(2)));
+    for (status, body, _) in bodies {
+        let body = String::from_utf8(body).unwrap();
+        assert!(
+            status.is_some_and(|s| s >= 400) || body.contains("revoked"),
+            "{body}"
+        );
+        assert!(!body.contains(&sid) && !body.contains("sess-"), "{body}");
+    }
+}
+
+#[test]
+fn simulated_revokes_and_resumes_take_effect() {
+    use crate::simulation::{play, Op};
+    let revoke = play(&[Op::Connect(0), Op::Request { stream: true }, Op::Revoke(0)]);
+    assert_eq!((revoke.revoked, revoke.waiting.len()), (1, 0));
+    let ops = [
+        Op::Connect(0),
+        Op::Drop(0),
+        Op::Steal {
+            victim: 0,
+            leaked: true,
+        },
+        Op::Steal {
+            victim: 0,
+            leaked: false,
+        },
+        Op::Resume {
+            agent: 0,
+            right: false,
+        },
+        Op::Drop(0),
+        Op::Resume {
+            agent: 0,
+            right: true,
+        },
+        Op::Request { stream: false },
+        Op::Answer {
+            agent: 0,
+            chunks: 1,
+            finish: true,
+        },
+    ];
+    let out = play(&ops);
+    assert_eq!((out.resumed, out.takeovers), (1, 0));
+    assert!(out.waiting.is_empty());
+}
+
+/// Every simulator op, resumes and thefts included.
+fn any_op() -> impl proptest::strategy::Strategy<Value = crate::simulation::Op> {
+    use crate::simulation::Op;
+    use proptest::prelude::*;
+    prop_oneof![
+        (0..2u8).prop_map(Op::Connect),
+        (0..2u8).prop_map(Op::Drop),
+        any::<bool>().prop_map(|stream| Op::Request { stream }),
+        (0..8u8).prop_map(Op::EditorGone),
+        (0..2u8, 0..3u8, any::<bool>()).prop_map(|(agent, chunks, finish)| Op::Answer {
+            agent,
+            chunks,
+            finish
+        }),
+        (0..2u8).prop_map(Op::Revoke),
+        (0..2u8, any::<bool>()).prop_map(|(agent, right)| Op::Resume { agent, right }),
+        (0..2u8, any::<bool>()).prop_map(|(victim, leaked)| Op::Steal { victim, leaked }),
+        (0..5000u16).prop_map(Op::Advance),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever happens, no wrong token (nor a leaked one in another
+    /// agent's hands) takes a session over, and no request waits forever.
+    #[test]
+    fn no_wrong_token_takes_a_session_over(ops in proptest::collection::vec(any_op(), 1..40)) {
+        let out = crate::simulation::play(&ops);
+        proptest::prop_assert_eq!(out.takeovers, 0);
+        proptest::prop_assert_eq!(out.waiting, vec![]);
+    }
+}

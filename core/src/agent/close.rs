@@ -1,0 +1,48 @@
+//! Why an agent link is closed, and the WebSocket close code that tells
+//! the agent (RFC 6455 §7.4.1), so an agent can tell a fault of its own
+//! from the server going away.
+
+/// The largest frame an agent may send: a whole answer fits many times
+/// over, and a peer cannot make a link buffer more than this.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkClose {
+    /// The session was revoked.
+    Revoked,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// A binary frame: the protocol is JSON text.
+    Binary,
+    /// A text frame that is not UTF-8.
+    InvalidUtf8,
+    /// A frame larger than [`MAX_FRAME_BYTES`].
+    TooBig,
+    /// Anything else that breaks the WebSocket protocol.
+    Protocol,
+}
+
+impl LinkClose {
+    pub fn code(self) -> u16 {
+        match self {
+            LinkClose::ShuttingDown => 1001,
+            LinkClose::Protocol => 1002,
+            LinkClose::Binary => 1003,
+            LinkClose::InvalidUtf8 => 1007,
+            LinkClose::Revoked => 1008,
+            LinkClose::TooBig => 1009,
+        }
+    }
+
+    /// The reason sent with the code.
+    pub fn reason(self) -> &'static str {
+        match self {
+            LinkClose::Revoked => "session revoked",
+            LinkClose::ShuttingDown => "server shutting down",
+            LinkClose::Binary => "binary frames are not part of the agent protocol",
+            LinkClose::InvalidUtf8 => "text frame is not valid UTF-8",
+            LinkClose::TooBig => "frame too large",
+            LinkClose::Protocol => "WebSocket protocol error",
+        }
+    }
+}

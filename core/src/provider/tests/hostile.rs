@@ -1,0 +1,231 @@
+//! What a hostile or merely slow peer can do to the provider: agent frames
+//! of the wrong shape, answers that grow without end, editors that stop
+//! reading. Each ends cleanly with bounded memory.
+
+use std::cell::RefCell;
+
+use super::*;
+use crate::backlog::{Backlog, PAUSE_AT};
+use crate::switchboard::Switchboard;
+
+#[test]
+fn a_tool_call_that_is_not_an_object_is_refused_and_the_stream_goes_on() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(3600));
+    t.agent_frames(AGENT);
+    t.chat(EDITOR, true);
+    let id = t.agent_frames(AGENT)[0]["id"].as_str().unwrap().to_owned();
+    t.agent(
+        AGENT,
+        json!({"type": "model_stream_chunk", "id": id, "chunk_index": 0,
+               "delta": {"tool_calls": [1]}, "finish_reason": null}),
+    );
+    let answer = t.agent_frames(AGENT);
+    assert_eq!(answer[0]["type"], "error");
+    assert_eq!(answer[0]["error"]["code"], "invalid_message");
+    t.agent(AGENT, chunk(&id, 0, "fine", Some("stop")));
+    let (_, body, ended) = t.editor(EDITOR);
+    assert!(ended && String::from_utf8_lossy(&body).contains("fine"));
+}
+
+#[test]
+fn a_whole_answer_with_bad_or_too_many_tool_calls_fails_cleanly() {
+    for calls in [
+        json!([1]),
+        json!((0..300).map(|i| json!({"id": i})).collect::<Vec<_>>()),
+    ] {
+        let mut t = Pair::new(|_| {});
+        t.connect_agent(AGENT, register(3600));
+        t.agent_frames(AGENT);
+        t.chat(EDITOR, false);
+        let id = t.agent_frames(AGENT)[0]["id"].as_str().unwrap().to_owned();
+        t.agent(
+            AGENT,
+            json!({"type": "model_result", "id": id, "status": "ok", "result": {"choices": [
+                {"message": {"role": "assistant", "tool_calls": calls}, "finish_reason": "tool_calls"}]}}),
+        );
+        let (status, body, ended) = t.editor(EDITOR);
+        assert_eq!(status, Some(502));
+        assert!(ended && String::from_utf8_lossy(&body).contains("tool call"));
+    }
+}
+
+#[test]
+fn a_whole_answer_past_the_output_cap_fails_and_cancels() {
+    let mut t = Pair::new(|c| c.max_output_bytes = 1000);
+    t.connect_agent(AGENT, register(3600));
+    t.agent_frames(AGENT);
+    t.chat(EDITOR, false);
+    let id = t.agent_frames(AGENT)[0]["id"].as_str().unwrap().to_owned();
+    let piece = "x".repeat(600);
+    t.agent(AGENT, chunk(&id, 0, &piece, None));
+    t.agent(AGENT, chunk(&id, 1, &piece, None));
+    let (status, _, ended) = t.editor(EDITOR);
+    assert_eq!(status, Some(502));
+    assert!(ended);
+    assert_eq!(t.agent_frames(AGENT)[0]["type"], "cancel");
+}
+
+/// A switchboard whose mailboxes are plain vectors, and the backlog of
+/// each connection as a writer would see it.
+struct Board {
+    board: Switchboard<ConnId>,
+    posted: RefCell<Vec<Output>>,
+    now: Instant,
+}
+
+impl Board {
+    fn new(tweak: impl FnOnce(&mut Config)) -> Board {
+        let mut config = Config::new(&["key"], "bridge");
+        tweak(&mut config);
+        let now = Instant::now();
+        Board {
+            board: Switchboard::new(Provider::new(config, now, SystemTime::UNIX_EPOCH)),
+            posted: RefCell::new(Vec::new()),
+            now,
+        }
+    }
+
+    fn with(&mut self, f: impl FnOnce(&mut Provider, Instant)) {
+        let posted = &self.posted;
+        self.board
+            .with(self.now, f, |_, o| posted.borrow_mut().push(o));
+    }
+
+    fn to_agent(&self) -> Vec<Value> {
+        let mut posted = self.posted.borrow_mut();
+        let (mine, rest): (Vec<Output>, Vec<Output>) = std::mem::take(&mut *posted)
+            .into_iter()
+            .partition(|o| matches!(o, Output::ToAgent { .. }));
+        *posted = rest;
+        mine.into_iter()
+            .map(|o| match o {
+                Output::ToAgent { text, .. } => serde_json::from_str(&text).unwrap(),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    fn editor_bytes(&self) -> String {
+        let posted = self.posted.borrow();
+        let mut text = String::new();
+        for o in posted.iter() {
+            if let Output::Data { conn: EDITOR, data } = o {
+                text.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+        text
+    }
+
+    /// An agent and an editor with a stream open; the invocation id.
+    fn stream(&mut self) -> (Backlog, String) {
+        self.board.attach(AGENT, AGENT);
+        let editor = self.board.attach(EDITOR, EDITOR);
+        self.with(|p, now| {
+            p.open_agent(AGENT);
+            p.handle_agent_text(AGENT, &register(3600).to_string(), now);
+        });
+        let body =
+            json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        let request = Request::new(
+            "POST",
+            "/v1/chat/completions",
+            vec![
+                ("host".into(), "127.0.0.1".into()),
+                ("authorization".into(), "Bearer key".into()),
+            ],
+            Bytes::from(body.to_string()),
+        );
+        self.with(|p, now| p.handle_request(EDITOR, request, now));
+        let invoke = self.to_agent().pop().unwrap();
+        (editor, invoke["id"].as_str().unwrap().to_owned())
+    }
+
+    /// Agent frames, each handled on its own as a link delivers them.
+    fn chunks(&mut self, id: &str, from: u64, count: u64, size: usize) {
+        let text = "y".repeat(size);
+        for i in from..from + count {
+            let frame = chunk(id, i, &text, None).to_string();
+            self.with(|p, now| p.handle_agent_text(AGENT, &frame, now));
+        }
+    }
+}
+
+#[test]
+fn an_editor_that_falls_behind_pauses_its_answer_and_resumes_it_when_it_reads() {
+    let mut b = Board::new(|_| {});
+    let (editor, id) = b.stream();
+    b.chunks(&id, 0, 10, 1000);
+    assert!(b.to_agent().is_empty(), "a small backlog needs no pause");
+    b.chunks(&id, 10, (PAUSE_AT / 1000) as u64, 1000);
+    let frames = b.to_agent();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        (frames[0]["type"].as_str(), frames[0]["id"].as_str()),
+        (Some("pause"), Some(id.as_str()))
+    );
+    b.chunks(&id, 10 + (PAUSE_AT / 1000) as u64, 5, 1000);
+    assert!(b.to_agent().is_empty(), "pause is sent once");
+    assert!(editor.written(editor.bytes()));
+    b.with(|p, _| p.handle_drained(EDITOR));
+    let frames = b.to_agent();
+    assert_eq!(frames[0]["type"], "resume");
+}
+
+#[test]
+fn an_editor_that_never_reads_ends_its_stream_at_the_output_cap() {
+    let cap = 2 * PAUSE_AT;
+    let mut b = Board::new(|c| c.max_output_bytes = cap);
+    let (editor, id) = b.stream();
+    // An agent that ignores `pause`.
+    b.chunks(&id, 0, (3 * PAUSE_AT / 1000) as u64, 1000);
+    let frames = b.to_agent();
+    let kinds: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+    assert_eq!(kinds, ["pause", "cancel"]);
+    assert!(b.editor_bytes().contains("read too slowly"));
+    assert!(
+        editor.bytes() < cap + 64 * 1024,
+        "what waits stays near the cap"
+    );
+    let before = editor.bytes();
+    b.chunks(&id, 2000, 100, 1000);
+    assert_eq!(editor.bytes(), before, "later chunks are dropped");
+}
+
+#[test]
+fn an_agent_link_that_does_not_read_gets_no_new_requests() {
+    // Nothing is ever written to the agent: its backlog only grows.
+    let mut b = Board::new(|c| c.max_output_bytes = 300 * 1024);
+    b.stream();
+    let big = "z".repeat(200 * 1024);
+    let mut statuses = Vec::new();
+    for conn in 2..6 {
+        b.board.attach(ConnId(conn), ConnId(conn));
+        let body =
+            json!({"model": "m", "stream": false, "messages": [{"role": "user", "content": big}]});
+        let request = Request::new(
+            "POST",
+            "/v1/chat/completions",
+            vec![
+                ("host".into(), "127.0.0.1".into()),
+                ("authorization".into(), "Bearer key".into()),
+            ],
+            Bytes::from(body.to_string()),
+        );
+        b.with(|p, now| p.handle_request(ConnId(conn), request, now));
+        let status = b.posted.borrow().iter().find_map(|o| match o {
+            Output::Respond { conn: c, response } if *c == ConnId(conn) => Some(response.status),
+            _ => None,
+        });
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses[..2],
+        [None, None],
+        "the first invocations are sent"
+    );
+    assert!(
+        statuses[2..].iter().all(|s| *s == Some(503)),
+        "{statuses:?}"
+    );
+}
