@@ -195,6 +195,46 @@ def test_an_editor_that_never_reads_is_capped_and_others_on_the_link_flow(make_s
         agent.close()
 
 
+def test_a_whole_answer_that_grows_past_the_cap_fails_and_memory_stays_bounded(make_server):
+    server = make_server("--no-echo-agent", "--set", "max_output_bytes=4194304")
+    piece = "w" * 16384
+    stop = threading.Event()
+
+    def firehose(invoke, agent):
+        i = 0
+        while not stop.is_set() and i < 20000:
+            agent.send({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i, "delta": {"content": piece}})
+            i += 1
+
+    agent = WsAgent(server, ["gather"], lambda invoke, agent: threading.Thread(
+        target=firehose, args=(invoke, agent), daemon=True).start())
+    try:
+        server.wait_for_model("gather")
+        idle = rss_mb(server.proc.pid)
+        peak = [idle]
+        watching = threading.Event()
+
+        def watch():
+            while not watching.is_set():
+                peak[0] = max(peak[0], rss_mb(server.proc.pid))
+                time.sleep(0.05)
+
+        threading.Thread(target=watch, daemon=True).start()
+        status, _, body = http_request(
+            server, "POST", "/v1/chat/completions",
+            {"model": "gather", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert status == 502
+        assert "larger than 4194304 bytes" in json.loads(body)["error"]["message"]
+        agent.wait_for("cancel", timeout=10)
+        time.sleep(0.5)
+        watching.set()
+        assert peak[0] - idle < 64, f"RSS grew {peak[0] - idle:.0f} MB past a 4 MB answer cap"
+    finally:
+        stop.set()
+        agent.close()
+
+
 def test_unread_echo_answers_to_huge_prompts_stay_small_and_arrive_whole_when_read(server):
     prompt = "abcdefg " * (MB // 8)
     idle = rss_mb(server.proc.pid)

@@ -8,6 +8,7 @@
 
 pub mod dial;
 mod fds;
+pub mod hub;
 mod settings;
 pub mod shutdown;
 

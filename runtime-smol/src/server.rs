@@ -3,8 +3,8 @@
 //! and are carried to the connection they name.
 
 use std::net::TcpListener as StdListener;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -14,12 +14,12 @@ use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
 use mcp_provider_cli::dial::link_request;
+use mcp_provider_cli::hub::Hub;
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::{websocket_accept, ServerConn};
-use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
@@ -30,84 +30,24 @@ use smol::stream::StreamExt;
 /// A connection's mailbox: the provider's outputs for it, in order.
 type Mailbox = Receiver<Output>;
 
-type Core = Switchboard<Sender<Output>>;
+/// The hub's sending end of a connection's mailbox.
+pub struct Outbox(Sender<Output>);
 
-fn post(mailbox: &Sender<Output>, output: Output) {
-    let _ = mailbox.try_send(output);
+impl mcp_provider_cli::hub::Mailbox for Outbox {
+    type Receiver = Mailbox;
+
+    fn pair() -> (Self, Mailbox) {
+        let (tx, rx) = channel::unbounded();
+        (Outbox(tx), rx)
+    }
+
+    fn post(&self, output: Output) {
+        let _ = self.0.try_send(output);
+    }
 }
 
 /// The provider shared by every task.
-#[derive(Clone)]
-pub struct Shared {
-    core: Arc<Mutex<Core>>,
-    timer: Sender<()>,
-    next_conn: Arc<AtomicU64>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Core> {
-        // A panic while holding the lock is a bug; keep serving regardless.
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A fresh connection id with its mailbox and the backlog its writer
-    /// reports to. The connection is detached when the guard drops (also
-    /// when its task panics).
-    pub fn connect(&self) -> (Attached, Mailbox, Backlog) {
-        let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        // Unbounded as a queue, bounded in bytes: the switchboard counts
-        // what waits in it and the provider stops producing past a cap.
-        let (tx, rx) = channel::unbounded();
-        let backlog = self.lock().attach(id, tx);
-        let attached = Attached {
-            shared: self.clone(),
-            id,
-        };
-        (attached, rx, backlog)
-    }
-
-    /// The writer of `id` carried out outputs worth `bytes` of its
-    /// backlog; the provider hears when a high backlog drained.
-    pub fn written(&self, id: ConnId, backlog: &Backlog, bytes: usize) {
-        if backlog.written(bytes) {
-            self.with(|p, _| p.handle_drained(id));
-        }
-    }
-
-    /// Bytes posted to all connections and not yet written.
-    pub fn queued(&self) -> usize {
-        self.lock().queued()
-    }
-
-    /// Runs `f` on the provider, then carries out everything it output.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Provider, Instant) -> R) -> R {
-        let (result, rearm) = self.lock().with(Instant::now(), f, post);
-        if rearm {
-            let _ = self.timer.try_send(());
-        }
-        result
-    }
-
-    /// A connection ended: the provider is told, its mailbox dropped.
-    fn disconnect(&self, id: ConnId) {
-        if self.lock().detach(id, Instant::now(), post) {
-            let _ = self.timer.try_send(());
-        }
-    }
-}
-
-/// A connection attached to the provider; detached when dropped, however
-/// the task that holds it ends.
-pub struct Attached {
-    shared: Shared,
-    pub id: ConnId,
-}
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        self.shared.disconnect(self.id);
-    }
-}
+pub type Shared = Arc<Hub<Outbox>>;
 
 /// Counts a connection as open until dropped.
 struct Open(Arc<AtomicUsize>);
@@ -115,16 +55,6 @@ struct Open(Arc<AtomicUsize>);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl mcp_provider_cli::shutdown::Stop for Shared {
-    fn begin(&self) {
-        self.with(|p, _| p.shut_down());
-    }
-
-    fn flushed(&self) -> bool {
-        self.queued() == 0
     }
 }
 
@@ -136,11 +66,9 @@ pub fn serve(
 ) -> std::io::Result<Shared> {
     let (timer_tx, timer_rx) = channel::bounded(1);
     let provider = Provider::new(config, Instant::now(), SystemTime::now());
-    let shared = Shared {
-        core: Arc::new(Mutex::new(Switchboard::new(provider))),
-        timer: timer_tx,
-        next_conn: Arc::new(AtomicU64::new(1)),
-    };
+    let shared = Hub::new(provider, move || {
+        let _ = timer_tx.try_send(());
+    });
     smol::spawn(timer_task(shared.clone(), timer_rx)).detach();
     let open = Arc::new(AtomicUsize::new(0));
     for listener in listeners {

@@ -1036,34 +1036,13 @@ fn simulated_revokes_and_resumes_take_effect() {
     assert!(out.waiting.is_empty());
 }
 
-/// Every simulator op, resumes and thefts included.
-fn any_op() -> impl proptest::strategy::Strategy<Value = crate::simulation::Op> {
-    use crate::simulation::Op;
-    use proptest::prelude::*;
-    prop_oneof![
-        (0..2u8).prop_map(Op::Connect),
-        (0..2u8).prop_map(Op::Drop),
-        any::<bool>().prop_map(|stream| Op::Request { stream }),
-        (0..8u8).prop_map(Op::EditorGone),
-        (0..2u8, 0..3u8, any::<bool>()).prop_map(|(agent, chunks, finish)| Op::Answer {
-            agent,
-            chunks,
-            finish
-        }),
-        (0..2u8).prop_map(Op::Revoke),
-        (0..2u8, any::<bool>()).prop_map(|(agent, right)| Op::Resume { agent, right }),
-        (0..2u8, any::<bool>()).prop_map(|(victim, leaked)| Op::Steal { victim, leaked }),
-        (0..5000u16).prop_map(Op::Advance),
-    ]
-}
-
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
     /// Whatever happens, no wrong token (nor a leaked one in another
     /// agent's hands) takes a session over, and no request waits forever.
     #[test]
-    fn no_wrong_token_takes_a_session_over(ops in proptest::collection::vec(any_op(), 1..40)) {
+    fn no_wrong_token_takes_a_session_over(ops in proptest::collection::vec(laws::op(), 1..40)) {
         let out = crate::simulation::play(&ops);
         proptest::prop_assert_eq!(out.takeovers, 0);
         proptest::prop_assert_eq!(out.waiting, vec![]);

@@ -66,6 +66,21 @@ fn a_whole_answer_past_the_output_cap_fails_and_cancels() {
     assert_eq!(t.agent_frames(AGENT)[0]["type"], "cancel");
 }
 
+/// A chat request with the right key and host.
+fn chat_request(stream: bool, content: &str) -> Request {
+    let body =
+        json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": content}]});
+    Request::new(
+        "POST",
+        "/v1/chat/completions",
+        vec![
+            ("host".into(), "127.0.0.1".into()),
+            ("authorization".into(), "Bearer key".into()),
+        ],
+        Bytes::from(body.to_string()),
+    )
+}
+
 /// A switchboard whose mailboxes are plain vectors, and the backlog of
 /// each connection as a writer would see it.
 struct Board {
@@ -125,17 +140,7 @@ impl Board {
             p.open_agent(AGENT);
             p.handle_agent_text(AGENT, &register(3600).to_string(), now);
         });
-        let body =
-            json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-        let request = Request::new(
-            "POST",
-            "/v1/chat/completions",
-            vec![
-                ("host".into(), "127.0.0.1".into()),
-                ("authorization".into(), "Bearer key".into()),
-            ],
-            Bytes::from(body.to_string()),
-        );
+        let request = chat_request(true, "hi");
         self.with(|p, now| p.handle_request(EDITOR, request, now));
         let invoke = self.to_agent().pop().unwrap();
         (editor, invoke["id"].as_str().unwrap().to_owned())
@@ -201,17 +206,7 @@ fn an_agent_link_that_does_not_read_gets_no_new_requests() {
     let mut statuses = Vec::new();
     for conn in 2..6 {
         b.board.attach(ConnId(conn), ConnId(conn));
-        let body =
-            json!({"model": "m", "stream": false, "messages": [{"role": "user", "content": big}]});
-        let request = Request::new(
-            "POST",
-            "/v1/chat/completions",
-            vec![
-                ("host".into(), "127.0.0.1".into()),
-                ("authorization".into(), "Bearer key".into()),
-            ],
-            Bytes::from(body.to_string()),
-        );
+        let request = chat_request(false, &big);
         b.with(|p, now| p.handle_request(ConnId(conn), request, now));
         let status = b.posted.borrow().iter().find_map(|o| match o {
             Output::Respond { conn: c, response } if *c == ConnId(conn) => Some(response.status),

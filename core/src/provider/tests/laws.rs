@@ -181,7 +181,8 @@ proptest! {
     }
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// Every simulator op, resumes and thefts included.
+pub(super) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..2u8).prop_map(Op::Connect),
         (0..2u8).prop_map(Op::Drop),
@@ -193,6 +194,8 @@ fn op() -> impl Strategy<Value = Op> {
             finish
         }),
         (0..2u8).prop_map(Op::Revoke),
+        (0..2u8, any::<bool>()).prop_map(|(agent, right)| Op::Resume { agent, right }),
+        (0..2u8, any::<bool>()).prop_map(|(victim, leaked)| Op::Steal { victim, leaked }),
         (0..5000u16).prop_map(Op::Advance),
     ]
 }
