@@ -13,6 +13,11 @@ peak RSS in MB:
   echo-unread    four echo requests with a 1 MiB prompt, never read
   pipeline       a request waiting on a silent agent, then garbage
                  pipelined behind it as fast as the socket takes it
+
+and, as a check that bounding memory costs a reading editor nothing:
+
+  echo-read      one echo request with a 1 MiB prompt read as fast as the
+                 client can: seconds to the last byte
 """
 
 import argparse
@@ -100,7 +105,31 @@ def firehose(stop):
     return answer
 
 
+def echo_read(binary):
+    proc, port = start(binary)
+    try:
+        s = request(port, "echo", "abcdefg " * (1 << 17), True)
+        started = time.monotonic()
+        received, tail = 0, b""
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            received += len(chunk)
+            tail = (tail + chunk)[-5:]
+            if tail == b"0\r\n\r\n":
+                break
+        seconds = time.monotonic() - started
+        s.close()
+        return {"attack": "echo-read", "bytes": received, "read_seconds": round(seconds, 3)}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def attack(binary, name):
+    if name == "echo-read":
+        return echo_read(binary)
     proc, port = start(binary)
     idle = rss_mb(proc.pid)
     stop = threading.Event()
@@ -147,7 +176,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin-dir", default=str(ROOT / "target" / "release"))
     parser.add_argument("--runtime", choices=sorted(BINARIES), default="smol")
-    parser.add_argument("--attack", action="append", choices=["agent-stream", "agent-whole", "echo-unread", "pipeline"])
+    parser.add_argument("--attack", action="append", choices=["agent-stream", "agent-whole", "echo-unread", "pipeline", "echo-read"])
     args = parser.parse_args()
     binary = str(Path(args.bin_dir) / BINARIES[args.runtime])
     for name in args.attack or ["agent-stream", "agent-whole", "echo-unread", "pipeline"]:

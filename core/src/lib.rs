@@ -18,7 +18,17 @@
 //! each [`Output`] out: write to the connection it names, send the agent a
 //! frame, accept a WebSocket upgrade. A driver with a task or thread per
 //! connection keeps the provider in a [`switchboard::Switchboard`], which
-//! posts each output to its connection's mailbox.
+//! posts each output to its connection's mailbox and counts the bytes in
+//! that connection's [`backlog::Backlog`]; the connection's writer reports
+//! what it wrote ([`backlog::Backlog::written`]) and, when that says a high
+//! backlog drained, calls [`Provider::handle_drained`]. That is how memory
+//! stays bounded when a peer reads slowly: the provider pauses the answer
+//! at its agent, caps it, or stops routing to a link that does not read.
+//!
+//! Agent frames are best parsed on the link's own task or thread
+//! ([`agent::message::FromAgent::parse`], then
+//! [`Provider::handle_agent_message`]), so a large frame never holds the
+//! provider while it is read.
 //!
 //! ```no_run
 //! use std::time::{Instant, SystemTime};

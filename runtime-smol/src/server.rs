@@ -164,9 +164,14 @@ enum Event {
 }
 
 /// Writes `bytes`, or fails once `limit` passes: a peer that stops reading
-/// must not hold its connection (and what waits for it) forever.
+/// must not hold its connection (and what waits for it) forever. Most
+/// writes complete at once; only one that has to wait gets a timer (each
+/// timer wakes the reactor).
 async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool {
-    let write = async { stream.write_all(bytes).await.is_ok() };
+    let mut write = std::pin::pin!(async { stream.write_all(bytes).await.is_ok() });
+    if let Some(done) = smol::future::poll_once(&mut write).await {
+        return done;
+    }
     write
         .or(async {
             smol::Timer::after(limit).await;
