@@ -394,6 +394,38 @@ def test_a_frame_sent_with_the_upgrade_is_read_at_once(server):
     s.close()
 
 
+def test_a_half_closed_request_gets_an_answer_slower_than_the_read_timeout(make_server):
+    server = make_server("--set", "read_timeout_secs=1")
+
+    def slow(invoke, agent):
+        time.sleep(2.5)
+        agent.send({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": 0,
+                    "delta": {"content": "late"}, "finish_reason": "stop"})
+
+    agent = WsAgent(server, ["slow"], lambda invoke, agent: threading.Thread(
+        target=slow, args=(invoke, agent), daemon=True).start())
+    try:
+        server.wait_for_model("slow")
+        body = json.dumps({"model": "slow", "messages": [{"role": "user", "content": "x"}]}).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(
+                (
+                    f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                + body
+            )
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+        head, _, answer = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), got[:200]
+        assert json.loads(answer)["choices"][0]["message"]["content"] == "late"
+    finally:
+        agent.close()
+
+
 def test_usage_near_the_top_of_u64_and_odd_finish_reasons_reach_editors_sane(server):
     def answer(invoke, agent):
         agent.send(

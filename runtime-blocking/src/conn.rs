@@ -293,8 +293,12 @@ fn read_loop(
                 state.http.handle_eof();
                 drop(state);
                 conn.pump();
-                let state = conn.lock();
-                let state = conn.wait_while(state, read_timeout, |s| !s.http.wants_close());
+                // However long the answers take: the idle timeout is for
+                // peers that send nothing, and this one is done sending.
+                let mut state = conn.lock();
+                while !state.http.wants_close() && !state.writer_done {
+                    state = conn.wait_while(state, read_timeout, |s| !s.http.wants_close());
+                }
                 drop(state);
                 break None;
             }
