@@ -37,17 +37,37 @@ def test_generate_and_load_only(client):
 
 
 def test_list_show_ps_version(client, server):
+    # Ollama lists names with their tag; the bare name still routes.
     names = [m.model for m in client.list().models]
-    assert "echo" in names
+    assert "echo:latest" in names
     show = client.show("echo")
     assert "tools" in show.capabilities and "completion" in show.capabilities
     assert ".Suffix" in show.template
     assert show.modelinfo["agent.context_length"] > 0
     assert client.show("echo:latest").capabilities == show.capabilities
-    assert "echo" in [m.model for m in client.ps().models]
+    assert "echo:latest" in [m.model for m in client.ps().models]
     with pytest.raises(ollama.ResponseError) as e:
         client.show("missing")
     assert e.value.status_code == 404
+    assert client.chat(model="echo:latest", messages=[{"role": "user", "content": "tagged"}]).message.content == "tagged"
+    # codex --oss refuses servers older than 0.13.4.
+    version = tuple(int(x) for x in client._client.get("/api/version").json()["version"].split("."))
+    assert version >= (0, 13, 4)
+
+
+def test_pull_of_a_served_model_succeeds(client):
+    assert client.pull("echo").status == "success"
+    statuses = [p.status for p in client.pull("echo:latest", stream=True)]
+    assert statuses[-1] == "success"
+    with pytest.raises(ollama.ResponseError) as e:
+        client.pull("missing")
+    assert e.value.status_code == 404
+
+
+def test_legacy_embeddings(client):
+    r = client.embeddings(model="echo", prompt="abc")
+    assert len(r.embedding) == 8
+    assert r.embedding == client.embed(model="echo", input="abc").embeddings[0]
 
 
 def test_embed(client):

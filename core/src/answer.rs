@@ -4,6 +4,8 @@
 //! Streams keep only counts; whole answers (non-streamed requests, and tool
 //! calls, which Ollama sends complete) keep the text too.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Value};
 
 use crate::agent::message::{Delta, ToolCallDelta, Usage};
@@ -21,15 +23,17 @@ const FINISH_REASONS: [&str; 4] = ["stop", "length", "tool_calls", "content_filt
 
 /// Why an answer cannot grow any further.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Overflow {
+pub enum Overflow {
     #[error("the answer has more than {MAX_TOOL_CALLS} tool calls")]
     ToolCalls,
     #[error("the answer is larger than {0} bytes")]
     Bytes(usize),
 }
 
+/// An answer as gathered from the agent's deltas: what a whole body is
+/// written from, and what the last events of a stream repeat.
 #[derive(Debug, Default)]
-pub(crate) struct Answer {
+pub struct Answer {
     /// Accumulated text, when `keep_text` is set.
     pub content: String,
     keep_text: bool,
@@ -45,14 +49,49 @@ pub(crate) struct Answer {
 
 /// A tool call assembled from its deltas (same `index`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct ToolCall {
+pub struct ToolCall {
     pub index: u64,
     pub id: String,
     pub name: String,
     pub arguments: String,
 }
 
+impl ToolCall {
+    /// The call's id, or one made from `prefix`, the answer's `token` and
+    /// the call's index when the agent sent none.
+    pub fn id_or(&self, prefix: &str, token: &str) -> String {
+        if self.id.is_empty() {
+            format!("{prefix}{token}_{}", self.index)
+        } else {
+            self.id.clone()
+        }
+    }
+}
+
+/// The index of the tool call a delta belongs to: its `index`, else its
+/// place in the message.
+pub fn delta_index(call: &ToolCallDelta, position: usize) -> u64 {
+    call.get("index")
+        .and_then(Value::as_u64)
+        .unwrap_or(position as u64)
+}
+
+/// A tool-call delta's piece of the arguments text (a JSON value an agent
+/// sent instead of text counts as its JSON text).
+pub fn delta_arguments(call: &ToolCallDelta) -> Option<Cow<'_, str>> {
+    match call.get("function")?.get("arguments")? {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Null => None,
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
 impl Answer {
+    /// The tool call with this index.
+    pub fn tool_call(&self, index: u64) -> Option<&ToolCall> {
+        self.tool_calls.iter().find(|c| c.index == index)
+    }
+
     /// `max_kept` bounds what a whole answer gathers in memory.
     pub fn new(keep_text: bool, prompt_estimate: u64, max_kept: usize) -> Self {
         Answer {
@@ -87,10 +126,7 @@ impl Answer {
     /// later ones append to its `arguments`.
     pub fn add_tool_calls(&mut self, calls: &[ToolCallDelta]) -> Result<(), Overflow> {
         for (position, call) in calls.iter().enumerate() {
-            let index = call
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(position as u64);
+            let index = delta_index(call, position);
             let at = match self.tool_calls.iter().position(|c| c.index == index) {
                 Some(at) => at,
                 None if self.tool_calls.len() >= MAX_TOOL_CALLS => return Err(Overflow::ToolCalls),
@@ -105,14 +141,10 @@ impl Answer {
             let function = call.get("function");
             let id = call.get("id").and_then(Value::as_str);
             let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
-            let arguments = match function.and_then(|f| f.get("arguments")) {
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Null) | None => None,
-                Some(other) => Some(other.to_string()),
-            };
+            let arguments = delta_arguments(call);
             let size = id.map_or(0, str::len)
                 + name.map_or(0, str::len)
-                + arguments.as_ref().map_or(0, String::len);
+                + arguments.as_ref().map_or(0, |a| a.len());
             self.keep(size)?;
             let Some(entry) = self.tool_calls.get_mut(at) else {
                 continue;

@@ -1,8 +1,9 @@
 //! Errors an editor sees, and how each API shapes them on the wire.
 //!
-//! One [`ApiError`] value is rendered as OpenAI's `{"error":{…}}` object or as
-//! Ollama's `{"error":"…"}`, depending on which API the request used, so that
-//! validation code is written once for both.
+//! One [`ApiError`] value is rendered as OpenAI's `{"error":{…}}` object,
+//! Anthropic's `{"type":"error","error":{…}}` or Ollama's `{"error":"…"}`,
+//! depending on which API the request used, so that validation code is
+//! written once for all of them.
 
 use serde_json::json;
 
@@ -10,18 +11,8 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     OpenAi,
+    Anthropic,
     Ollama,
-}
-
-impl Dialect {
-    /// The dialect of a request path: Ollama routes live under `/api/`.
-    pub fn of_path(path: &str) -> Dialect {
-        if path.starts_with("/api/") {
-            Dialect::Ollama
-        } else {
-            Dialect::OpenAi
-        }
-    }
 }
 
 /// An error answered to an editor: HTTP status plus OpenAI's `type`, `code`
@@ -150,6 +141,21 @@ impl ApiError {
         Self::new(502, "agent_error", Some("agent_error"), message.into())
     }
 
+    /// Anthropic's error type, which its clients map to exception classes.
+    fn anthropic_type(&self) -> &'static str {
+        match self.status {
+            400 | 405 | 431 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            504 => "timeout_error",
+            _ => "api_error",
+        }
+    }
+
     /// The error body in the given dialect.
     pub fn body(&self, dialect: Dialect) -> Vec<u8> {
         let value = match dialect {
@@ -158,6 +164,10 @@ impl ApiError {
                 "type": self.kind,
                 "param": self.param,
                 "code": self.code,
+            }}),
+            Dialect::Anthropic => json!({"type": "error", "error": {
+                "type": self.anthropic_type(),
+                "message": self.message,
             }}),
             Dialect::Ollama => json!({"error": self.message}),
         };
@@ -180,6 +190,15 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("between 0 and 2"));
+    }
+
+    #[test]
+    fn anthropic_shape_names_its_type() {
+        let e = ApiError::unauthorized("bad key");
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::Anthropic)).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "authentication_error");
+        assert_eq!(v["error"]["message"], "bad key");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use crate::api::{ollama, openai, RequestLimits};
+use crate::api::{anthropic, ollama, openai, responses, RequestLimits};
 use crate::http::{Limits, RequestReader};
 use crate::{Config, ConnId, Provider};
 
@@ -153,13 +153,17 @@ pub fn agent_messages(data: &[u8]) {
     );
 }
 
-/// OpenAI request bodies: parsed or rejected with a 4xx, never a panic.
+/// OpenAI and Anthropic request bodies: parsed or rejected with a 4xx,
+/// never a panic.
 pub fn openai_body(data: &[u8]) {
     let limits = RequestLimits::default();
     for result in [
         openai::parse_chat(data, &limits),
         openai::parse_completion(data, &limits),
         openai::parse_embeddings(data),
+        responses::parse(data, &limits),
+        anthropic::parse(data, &limits, true),
+        anthropic::parse(data, &limits, false),
     ] {
         assert_client_error(result);
     }
@@ -171,11 +175,13 @@ pub fn ollama_body(data: &[u8]) {
     for result in [
         ollama::parse_chat(data, &limits),
         ollama::parse_generate(data, &limits),
-        ollama::parse_embed(data),
+        ollama::parse_embed(data, "input", &ollama::EMBED),
+        ollama::parse_embed(data, "prompt", &ollama::EMBEDDINGS),
     ] {
         assert_client_error(result);
     }
     assert_client_error(ollama::parse_show(data));
+    assert_client_error(ollama::parse_pull(data));
 }
 
 /// A refused body is the client's fault: a 4xx, never anything else.

@@ -69,6 +69,7 @@
 //! ```
 
 pub mod agent;
+pub mod answer;
 pub mod api;
 pub mod auth;
 pub mod backlog;
@@ -86,7 +87,6 @@ pub mod switchboard;
 pub mod time;
 pub mod tokens;
 
-mod answer;
 mod idmap;
 mod provider;
 mod stream;

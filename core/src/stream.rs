@@ -1,79 +1,43 @@
-//! The answer to one editor request, written as it arrives: OpenAI SSE
-//! chunks, Ollama NDJSON lines, or one whole JSON body at the end.
+//! The answer to one editor request, written as it arrives in the shape of
+//! the request's API (its [`Encoder`]): a stream event by event, or one
+//! whole body at the end.
 //!
 //! The provider feeds it the agent's deltas in order; this is the last step
 //! of the hot path, so stream output is written straight into the caller's
-//! buffer with a prefix computed once per request.
+//! buffer.
 
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{BufMut, BytesMut};
-use serde::Serialize;
+use bytes::BytesMut;
 use serde_json::Value;
 
-use crate::agent::message::{Delta, ToolCallDelta, Usage};
+use crate::agent::message::{Delta, Usage};
 use crate::answer::{Answer, Overflow};
-use crate::api::{ollama, openai, put_json, Api, ModelRequest};
+use crate::api::{AnswerIds, Encoder, End, ModelRequest, Timings};
 use crate::error::{ApiError, Dialect};
 use crate::http::Response;
-use crate::time::rfc3339;
-
-pub(crate) const SSE: &str = "text/event-stream";
-pub(crate) const NDJSON: &str = "application/x-ndjson";
 
 pub(crate) struct EditorStream {
-    api: Api,
     stream: bool,
-    include_usage: bool,
-    model: String,
-    id: String,
-    created: u64,
-    /// What every streamed chunk starts with: OpenAI chunk JSON up to the
-    /// choice, or an Ollama line up to its timestamp.
-    prefix: Vec<u8>,
+    embedding: bool,
+    dialect: Dialect,
+    encoder: Box<dyn Encoder>,
     answer: Answer,
-    role_sent: bool,
     started: Instant,
     first_at: Option<Instant>,
 }
 
-/// An OpenAI delta as written to the editor.
-#[derive(Serialize)]
-struct OutDelta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<ToolCallDelta>>,
-}
-
 impl EditorStream {
-    /// `max_kept` bounds what a whole (non-streamed) answer gathers.
-    pub fn new(
-        request: &ModelRequest,
-        id: String,
-        created: u64,
-        now: Instant,
-        max_kept: usize,
-    ) -> Self {
-        let prefix = match request.api {
-            Api::OpenAiChat | Api::OpenAiCompletion => {
-                openai::chunk_prefix(request.api, &id, created, &request.model)
-            }
-            Api::OllamaChat | Api::OllamaGenerate => ollama::line_prefix(&request.model),
-            Api::OpenAiEmbeddings | Api::OllamaEmbed => Vec::new(),
-        };
+    /// `max_kept` bounds what an answer gathers in memory.
+    pub fn new(request: &ModelRequest, ids: AnswerIds, now: Instant, max_kept: usize) -> Self {
+        let encoder = request.api.encoder(request, ids);
+        let keep_text = !request.stream || encoder.keeps_text();
         EditorStream {
-            api: request.api,
             stream: request.stream,
-            include_usage: request.include_usage,
-            model: request.model.clone(),
-            id,
-            created,
-            prefix,
-            answer: Answer::new(!request.stream, request.prompt_tokens, max_kept),
-            role_sent: false,
+            embedding: request.embedding,
+            dialect: request.api.dialect(),
+            answer: Answer::new(keep_text, request.prompt_tokens, max_kept),
+            encoder,
             started: now,
             first_at: None,
         }
@@ -84,22 +48,22 @@ impl EditorStream {
     }
 
     pub fn is_embedding(&self) -> bool {
-        self.api.is_embedding()
+        self.embedding
     }
 
     pub fn dialect(&self) -> Dialect {
-        match self.api {
-            Api::OllamaChat | Api::OllamaGenerate | Api::OllamaEmbed => Dialect::Ollama,
-            _ => Dialect::OpenAi,
-        }
+        self.dialect
     }
 
-    /// The head of a streamed response, sent before the first chunk.
-    pub fn stream_head(&self) -> Response {
-        match self.dialect() {
-            Dialect::OpenAi => Response::stream(SSE),
-            Dialect::Ollama => Response::stream(NDJSON),
-        }
+    /// The head of a streamed response and the events that open it.
+    pub fn open(&mut self, out: &mut BytesMut) -> Response {
+        self.encoder.open(out);
+        Response::stream(self.encoder.stream_type())
+    }
+
+    /// What keeps an idle stream open, if its API has anything.
+    pub fn keepalive(&self) -> Option<&'static [u8]> {
+        self.encoder.keepalive().filter(|_| self.stream)
     }
 
     /// Tokens used so far (reported or estimated).
@@ -118,36 +82,8 @@ impl EditorStream {
     ) -> Result<(), Overflow> {
         self.first_at.get_or_insert(now);
         self.answer.add_delta(delta)?;
-        if !self.stream {
-            return Ok(());
-        }
-        let content = delta.content.as_deref();
-        match self.api {
-            Api::OpenAiChat => {
-                let role = (!self.role_sent).then_some("assistant");
-                let tool_calls = delta.tool_calls.as_ref().map(|calls| with_indexes(calls));
-                if role.is_none() && content.is_none_or(str::is_empty) && tool_calls.is_none() {
-                    return Ok(());
-                }
-                self.role_sent = true;
-                let d = OutDelta {
-                    role,
-                    content: content.or(role.map(|_| "")),
-                    tool_calls,
-                };
-                openai::put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), None);
-            }
-            Api::OpenAiCompletion => {
-                if let Some(text) = content.filter(|t| !t.is_empty()) {
-                    openai::put_completion_chunk(out, &self.prefix, text, None);
-                }
-            }
-            Api::OllamaChat | Api::OllamaGenerate => {
-                if let Some(text) = content.filter(|t| !t.is_empty()) {
-                    ollama::put_piece(out, self.api, &self.prefix, wall, text);
-                }
-            }
-            Api::OpenAiEmbeddings | Api::OllamaEmbed => {}
+        if self.stream {
+            self.encoder.delta(delta, &self.answer, wall, out);
         }
         Ok(())
     }
@@ -163,88 +99,42 @@ impl EditorStream {
         out: &mut BytesMut,
     ) -> Option<Response> {
         self.answer.finish(reason, usage);
-        let finish = self.answer.finish_reason.clone();
-        let finish = finish.as_deref();
-        match (self.api, self.stream) {
-            (Api::OpenAiChat, true) => {
-                let d = OutDelta {
-                    role: (!self.role_sent).then_some("assistant"),
-                    content: None,
-                    tool_calls: None,
-                };
-                openai::put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), finish);
-                self.openai_tail(out);
-                None
-            }
-            (Api::OpenAiCompletion, true) => {
-                openai::put_completion_chunk(out, &self.prefix, "", finish);
-                self.openai_tail(out);
-                None
-            }
-            (Api::OllamaChat | Api::OllamaGenerate, true) => {
-                let line = ollama::last(
-                    self.api,
-                    &self.model,
-                    &rfc3339(wall),
-                    &self.answer,
-                    "",
-                    self.timings(now),
-                );
-                put_line(out, &line);
-                None
-            }
-            (Api::OpenAiChat | Api::OpenAiCompletion, false) => {
-                let body =
-                    openai::full_body(self.api, &self.id, self.created, &self.model, &self.answer);
-                Some(Response::json(200, body.to_string()))
-            }
-            (Api::OllamaChat | Api::OllamaGenerate, false) => {
-                let text = self.answer.content.clone();
-                let body = ollama::last(
-                    self.api,
-                    &self.model,
-                    &rfc3339(wall),
-                    &self.answer,
-                    &text,
-                    self.timings(now),
-                );
-                Some(Response::json(200, body.to_string()))
-            }
-            (Api::OpenAiEmbeddings | Api::OllamaEmbed, _) => Some(self.embeddings(&[], now)),
+        if !self.stream {
+            return Some(self.whole(&[], now, wall));
         }
-    }
-
-    fn openai_tail(&self, out: &mut BytesMut) {
-        if self.include_usage {
-            openai::put_usage_chunk(out, &self.prefix, &self.answer);
-        }
-        openai::put_done(out);
+        let end = End {
+            answer: &self.answer,
+            vectors: &[],
+            wall,
+            timings: self.timings(now),
+        };
+        self.encoder.close(&end, out);
+        None
     }
 
     /// The answer to an embedding request.
-    pub fn embeddings(&self, vectors: &[Value], now: Instant) -> Response {
-        let (prompt, _) = self.answer.usage();
-        let body = match self.api {
-            Api::OllamaEmbed => ollama::embed_body(&self.model, vectors, prompt, self.timings(now)),
-            _ => openai::embeddings_body(&self.model, vectors, prompt),
+    pub fn embeddings(&self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
+        self.whole(vectors, now, wall)
+    }
+
+    fn whole(&self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
+        let end = End {
+            answer: &self.answer,
+            vectors,
+            wall,
+            timings: self.timings(now),
         };
-        Response::json(200, body.to_string())
+        Response::json(200, self.encoder.whole(&end).to_string())
     }
 
     /// The bytes that end a stream with an error the editor sees.
-    pub fn fail(&self, error: &ApiError, out: &mut BytesMut) {
-        match self.dialect() {
-            Dialect::OpenAi => openai::put_stream_error(out, error),
-            Dialect::Ollama => {
-                out.put_slice(&error.body(Dialect::Ollama));
-                out.put_u8(b'\n');
-            }
-        }
+    pub fn fail(&mut self, error: &ApiError, out: &mut BytesMut) {
+        self.encoder.fail(error, out);
     }
 
-    fn timings(&self, now: Instant) -> ollama::Timings {
+    fn timings(&self, now: Instant) -> Timings {
         let first = self.first_at.unwrap_or(now);
-        ollama::Timings {
+        Timings {
             total: now.saturating_duration_since(self.started),
             load: Duration::ZERO,
             prompt_eval: first.saturating_duration_since(self.started),
@@ -253,30 +143,10 @@ impl EditorStream {
     }
 }
 
-/// Tool-call deltas always carry `index` (editors key on it).
-fn with_indexes(calls: &[ToolCallDelta]) -> Vec<ToolCallDelta> {
-    calls
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let mut c = c.clone();
-            if c.get("index").is_none_or(|v| !v.is_u64()) {
-                c.insert("index".to_owned(), Value::from(i));
-            }
-            c
-        })
-        .collect()
-}
-
-fn put_line(out: &mut BytesMut, value: &Value) {
-    put_json(out, value);
-    out.put_u8(b'\n');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::RequestLimits;
+    use crate::api::{ollama, openai, RequestLimits};
     use serde_json::json;
 
     fn events(bytes: &[u8]) -> Vec<String> {
@@ -297,7 +167,11 @@ mod tests {
         .unwrap();
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH;
-        let mut s = EditorStream::new(&req, "chatcmpl-1".into(), 5, t0, 1 << 20);
+        let ids = AnswerIds {
+            token: "1".into(),
+            created: 5,
+        };
+        let mut s = EditorStream::new(&req, ids, t0, 1 << 20);
         let mut out = BytesMut::new();
         s.delta(
             &Delta {
@@ -347,7 +221,11 @@ mod tests {
         .unwrap();
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH;
-        let mut s = EditorStream::new(&req, "x".into(), 5, t0, 1 << 20);
+        let ids = AnswerIds {
+            token: "x".into(),
+            created: 5,
+        };
+        let mut s = EditorStream::new(&req, ids, t0, 1 << 20);
         let mut out = BytesMut::new();
         s.delta(
             &Delta {

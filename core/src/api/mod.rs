@@ -1,141 +1,136 @@
-//! The editor-facing APIs: the route table, request parsing and validation,
-//! and the response shapes of OpenAI and Ollama.
+//! The editor-facing APIs. Each one is a module implementing
+//! [`EditorApi`]: it turns a request body into the agent invocation
+//! ([`ModelRequest`], always OpenAI chat-shaped), and builds the
+//! [`Encoder`] that writes the agent's answer back in the API's own shape.
+//! [`routes`] is the table that maps method and path to them.
 //!
-//! Adding an API means one more translation module here and a few rows in
-//! [`route`]; the provider and both runtimes need no change.
+//! Adding an API is one module here and one row in [`routes::ROUTES`]; the
+//! provider and both runtimes need no change.
 
+pub mod anthropic;
 pub mod ollama;
 pub mod openai;
+pub mod responses;
+pub mod routes;
 mod validate;
 
-use bytes::{BufMut, BytesMut};
-use serde_json::Value;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
 
-use crate::error::ApiError;
+use bytes::{BufMut, BytesMut};
+use serde_json::{Map, Value};
+
+use crate::agent::message::Delta;
+use crate::answer::Answer;
+use crate::error::{ApiError, Dialect};
+pub use routes::{route, Guard, Handler, Info, Matched};
 pub use validate::RequestLimits;
 
-/// Every route the provider serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Root,
-    Health,
-    AgentLink,
-    OpenAiChat,
-    OpenAiCompletion,
-    OpenAiEmbeddings,
-    OpenAiModels,
-    OpenAiModel(String),
-    OllamaChat,
-    OllamaGenerate,
-    OllamaEmbed,
-    OllamaTags,
-    OllamaShow,
-    OllamaPs,
-    OllamaVersion,
-    ControlRegister,
-    ControlApprove,
-    ControlRevoke,
-    ControlSessions,
+/// One editor API: how its requests become an agent invocation and how the
+/// agent's answer goes back to the editor.
+pub trait EditorApi: Sync {
+    /// The shape of this API's errors.
+    fn dialect(&self) -> Dialect;
+
+    /// Validates a request body and translates it into the invocation.
+    fn parse(&self, body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError>;
+
+    /// The writer for one answer to `request`.
+    fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder>;
 }
 
-impl Route {
-    /// Who may call it.
-    pub fn guard(&self) -> Guard {
-        match self {
-            Route::Root | Route::Health | Route::OllamaVersion => Guard::Open,
-            Route::AgentLink
-            | Route::ControlRegister
-            | Route::ControlApprove
-            | Route::ControlRevoke
-            | Route::ControlSessions => Guard::BridgeToken,
-            _ => Guard::ApiKey,
-        }
+/// Identity of one answer, drawn by the provider.
+#[derive(Debug, Clone)]
+pub struct AnswerIds {
+    /// Random, URL-safe: each API puts its own prefix on it.
+    pub token: String,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+/// What a finished answer is written from.
+pub struct End<'a> {
+    pub answer: &'a Answer,
+    /// Embedding vectors, for embedding APIs.
+    pub vectors: &'a [Value],
+    pub wall: SystemTime,
+    pub timings: Timings,
+}
+
+/// Measured times of one request, for APIs that report durations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub total: Duration,
+    pub load: Duration,
+    pub prompt_eval: Duration,
+    pub eval: Duration,
+}
+
+/// Writes one answer in an API's shape: a stream event by event, or a
+/// whole body at the end. The hot path: [`Encoder::delta`] writes straight
+/// into the caller's buffer.
+pub trait Encoder: Send {
+    /// The content type of a streamed answer.
+    fn stream_type(&self) -> &'static str;
+
+    /// What a stream starts with, before any delta (the Responses and
+    /// Messages APIs announce the answer first).
+    fn open(&mut self, _out: &mut BytesMut) {}
+
+    /// One in-order piece of a stream; `answer` already includes it.
+    fn delta(&mut self, delta: &Delta, answer: &Answer, wall: SystemTime, out: &mut BytesMut);
+
+    /// The end of a stream.
+    fn close(&mut self, end: &End, out: &mut BytesMut);
+
+    /// The body of a whole (non-streamed) answer.
+    fn whole(&self, end: &End) -> Value;
+
+    /// The error that ends a stream, in the API's shape.
+    fn fail(&mut self, error: &ApiError, out: &mut BytesMut);
+
+    /// What to send on an idle stream so proxies and clients keep it open.
+    fn keepalive(&self) -> Option<&'static [u8]> {
+        None
     }
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Guard {
-    Open,
-    ApiKey,
-    BridgeToken,
-}
-
-/// Finds the route for a method and path: 404 for an unknown path, 405 for
-/// a known path with the wrong method.
-pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
-    use Route::*;
-    let get = method == "GET" || method == "HEAD";
-    let post = method == "POST";
-    let (route, allowed) = match path {
-        "/" => (Root, get),
-        "/health" => (Health, get),
-        "/v1/agent" => (AgentLink, get),
-        "/v1/chat/completions" | "/chat/completions" => (OpenAiChat, post),
-        "/v1/completions" | "/completions" => (OpenAiCompletion, post),
-        "/v1/embeddings" | "/embeddings" => (OpenAiEmbeddings, post),
-        "/v1/models" | "/models" => (OpenAiModels, get),
-        "/api/chat" => (OllamaChat, post),
-        "/api/generate" => (OllamaGenerate, post),
-        "/api/embed" => (OllamaEmbed, post),
-        "/api/tags" => (OllamaTags, get),
-        "/api/show" => (OllamaShow, post),
-        "/api/ps" => (OllamaPs, get),
-        "/api/version" => (OllamaVersion, get),
-        "/control/register" => (ControlRegister, post),
-        "/control/approve" => (ControlApprove, post),
-        "/control/revoke" => (ControlRevoke, post),
-        "/control/sessions" => (ControlSessions, get),
-        _ => match path
-            .strip_prefix("/v1/models/")
-            .or_else(|| path.strip_prefix("/models/"))
-        {
-            Some(id) if !id.is_empty() => (OpenAiModel(id.to_owned()), get),
-            _ => {
-                return Err(ApiError::not_found(format!(
-                    "Unknown route: {method} {path}"
-                )))
-            }
-        },
-    };
-    if allowed {
-        Ok(route)
-    } else {
-        Err(ApiError::method_not_allowed(format!(
-            "Method {method} is not allowed on {path}"
-        )))
-    }
-}
-
-/// Which endpoint a model request came from: it decides the response shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    OpenAiChat,
-    OpenAiCompletion,
-    OpenAiEmbeddings,
-    OllamaChat,
-    OllamaGenerate,
-    OllamaEmbed,
-}
-
-impl Api {
-    pub fn is_embedding(self) -> bool {
-        matches!(self, Api::OpenAiEmbeddings | Api::OllamaEmbed)
+    /// Whether a stream needs the whole text kept (its last events repeat
+    /// it).
+    fn keeps_text(&self) -> bool {
+        false
     }
 }
 
 /// A validated request for a model, ready to send to an agent.
-#[derive(Debug, Clone, PartialEq)]
 pub struct ModelRequest {
-    pub api: Api,
+    pub api: &'static dyn EditorApi,
     pub model: String,
     pub stream: bool,
-    /// OpenAI `stream_options.include_usage`.
-    pub include_usage: bool,
+    /// An embedding request: routed only to sessions allowed embeddings,
+    /// answered only with `model_result`.
+    pub embedding: bool,
+    /// The API answers this request itself with an empty answer (an Ollama
+    /// generate with no prompt only loads the model).
+    pub answer_now: bool,
     /// The `payload` of `model_invoke`: kind, messages / prompt / input and
     /// parameters, always in OpenAI shape.
     pub payload: Value,
     /// Prompt tokens, estimated from its text.
     pub prompt_tokens: u64,
+    /// Request fields the answer depends on or repeats (OpenAI's
+    /// `include_usage`, the Responses request's `instructions`), for the
+    /// API's own encoder.
+    pub echo: Map<String, Value>,
+}
+
+impl std::fmt::Debug for ModelRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelRequest")
+            .field("model", &self.model)
+            .field("stream", &self.stream)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Writes `value` as JSON at the end of `out`.
@@ -144,8 +139,28 @@ pub(crate) fn put_json(out: &mut BytesMut, value: &impl serde::Serialize) {
     let _ = serde_json::to_writer(out.writer(), value);
 }
 
+/// Writes a number at the end of `out`.
+pub(crate) fn put_u64(out: &mut BytesMut, n: u64) {
+    // Writing into a BytesMut cannot fail.
+    let _ = write!(out, "{n}");
+}
+
+/// One named server-sent event whose data is `value`.
+pub(crate) fn put_event(out: &mut BytesMut, name: &str, value: &Value) {
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\ndata: ");
+    put_json(out, value);
+    out.put_slice(b"\n\n");
+}
+
+pub(crate) const SSE: &str = "text/event-stream";
+pub(crate) const NDJSON: &str = "application/x-ndjson";
+/// An SSE comment: clients ignore it, proxies see traffic.
+pub(crate) const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
+
 /// Parses a JSON body, insisting on an object.
-fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::invalid("The request body must be a JSON object.")),
@@ -155,22 +170,11 @@ fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError>
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_by_method_and_path() {
-        assert_eq!(route("POST", "/v1/chat/completions"), Ok(Route::OpenAiChat));
-        assert_eq!(
-            route("GET", "/v1/models/echo"),
-            Ok(Route::OpenAiModel("echo".into()))
-        );
-        assert_eq!(
-            route("GET", "/v1/chat/completions").unwrap_err().status,
-            405
-        );
-        assert_eq!(route("GET", "/nope").unwrap_err().status, 404);
-        assert_eq!(route("GET", "/v1/models/").unwrap_err().status, 404);
+/// A tool call's arguments as an object (APIs that send them parsed); text
+/// that is not a JSON object becomes an empty object.
+pub(crate) fn arguments_object(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => Value::Object(Map::new()),
     }
 }

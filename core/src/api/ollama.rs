@@ -1,24 +1,100 @@
 //! Ollama's API: request parsing (translated to the OpenAI-shaped payload
 //! agents receive) and Ollama's response shapes.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::{BufMut, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
-use super::{parse_object, put_json, Api, ModelRequest};
+use super::Timings;
+use super::{parse_object, put_json, AnswerIds, EditorApi, Encoder, End, ModelRequest, NDJSON};
+use crate::agent::message::Delta;
 use crate::answer::Answer;
-use crate::error::ApiError;
-use crate::time::write_rfc3339;
+use crate::error::{ApiError, Dialect};
+use crate::time::{rfc3339, write_rfc3339};
 
-/// The Ollama API version the provider answers as.
-pub const COMPAT_VERSION: &str = "0.12.0";
+/// The Ollama API version the provider answers as: the first release that
+/// serves both `/v1/responses` and `/v1/messages`, as this provider does
+/// (codex's `--oss` mode refuses anything before 0.13.4).
+pub const COMPAT_VERSION: &str = "0.14.0";
+
+/// The tag Ollama puts on a model name that has none.
+const DEFAULT_TAG: &str = ":latest";
+
+/// `POST /api/chat`.
+pub struct Chat;
+/// `POST /api/generate`.
+pub struct Generate;
+/// `POST /api/embed`.
+pub struct Embed;
+/// `POST /api/embeddings`, the older single-prompt form.
+pub struct Embeddings;
+
+pub static CHAT: Chat = Chat;
+pub static GENERATE: Generate = Generate;
+pub static EMBED: Embed = Embed;
+pub static EMBEDDINGS: Embeddings = Embeddings;
+
+impl EditorApi for Chat {
+    fn dialect(&self) -> Dialect {
+        Dialect::Ollama
+    }
+
+    fn parse(&self, body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        parse_chat(body, limits)
+    }
+
+    fn encoder(&self, request: &ModelRequest, _: AnswerIds) -> Box<dyn Encoder> {
+        Box::new(LineEncoder::new(request, Shape::Chat))
+    }
+}
+
+impl EditorApi for Generate {
+    fn dialect(&self) -> Dialect {
+        Dialect::Ollama
+    }
+
+    fn parse(&self, body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        parse_generate(body, limits)
+    }
+
+    fn encoder(&self, request: &ModelRequest, _: AnswerIds) -> Box<dyn Encoder> {
+        Box::new(LineEncoder::new(request, Shape::Generate))
+    }
+}
+
+impl EditorApi for Embed {
+    fn dialect(&self) -> Dialect {
+        Dialect::Ollama
+    }
+
+    fn parse(&self, body: &[u8], _: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        parse_embed(body, "input", &EMBED)
+    }
+
+    fn encoder(&self, request: &ModelRequest, _: AnswerIds) -> Box<dyn Encoder> {
+        Box::new(LineEncoder::new(request, Shape::Embed))
+    }
+}
+
+impl EditorApi for Embeddings {
+    fn dialect(&self) -> Dialect {
+        Dialect::Ollama
+    }
+
+    fn parse(&self, body: &[u8], _: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        parse_embed(body, "prompt", &EMBEDDINGS)
+    }
+
+    fn encoder(&self, request: &ModelRequest, _: AnswerIds) -> Box<dyn Encoder> {
+        Box::new(LineEncoder::new(request, Shape::Embedding))
+    }
+}
 
 /// Context length advertised in `/api/show`.
 pub const CONTEXT_LENGTH: u64 = 131_072;
 
-/// `POST /api/chat`.
 pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
     let body = parse_object(body)?;
     let model = validate::model(&body)?;
@@ -34,17 +110,18 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
     let stream = validate::flag(&body, "stream")?.unwrap_or(true);
     parameters.insert("stream".into(), Value::Bool(stream));
     Ok(ModelRequest {
-        api: Api::OllamaChat,
+        api: &CHAT,
         model,
         stream,
-        include_usage: false,
+        embedding: false,
+        answer_now: false,
         payload: json!({"kind": "chat", "messages": messages, "parameters": parameters}),
         prompt_tokens: validate::tokens_for(text_bytes),
+        echo: Map::new(),
     })
 }
 
-/// `POST /api/generate`. An empty prompt only loads the model in Ollama; the
-/// caller answers it at once (see [`is_load_only`]).
+/// An empty prompt only loads the model in Ollama: it is answered at once.
 pub fn parse_generate(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
     let body = parse_object(body)?;
     let model = validate::model(&body)?;
@@ -62,36 +139,52 @@ pub fn parse_generate(body: &[u8], limits: &RequestLimits) -> Result<ModelReques
         payload["system"] = Value::String(system.clone());
     }
     Ok(ModelRequest {
-        api: Api::OllamaGenerate,
+        api: &GENERATE,
         model,
         stream,
-        include_usage: false,
+        embedding: false,
+        answer_now: prompt.is_empty(),
         payload,
         prompt_tokens: validate::tokens_for(prompt.len() + suffix.len() + system.len()),
+        echo: Map::new(),
     })
 }
 
-/// Whether a generate request only asks to load the model (empty prompt).
-pub fn is_load_only(request: &ModelRequest) -> bool {
-    request.api == Api::OllamaGenerate
-        && request.payload["prompt"]
-            .as_str()
-            .is_some_and(str::is_empty)
-}
-
-/// `POST /api/embed`.
-pub fn parse_embed(body: &[u8]) -> Result<ModelRequest, ApiError> {
+/// An embedding request whose text is in `field`.
+pub fn parse_embed(
+    body: &[u8],
+    field: &str,
+    api: &'static dyn EditorApi,
+) -> Result<ModelRequest, ApiError> {
     let body = parse_object(body)?;
     let model = validate::model(&body)?;
-    let (input, bytes) = validate::embedding_input(&body, "input")?;
+    let (input, bytes) = validate::embedding_input(&body, field)?;
     Ok(ModelRequest {
-        api: Api::OllamaEmbed,
+        api,
         model,
         stream: false,
-        include_usage: false,
+        embedding: true,
+        answer_now: false,
         payload: json!({"kind": "embedding", "input": input, "parameters": {}}),
         prompt_tokens: validate::tokens_for(bytes),
+        echo: Map::new(),
     })
+}
+
+/// `POST /api/pull`: the model to pull and whether to stream progress.
+pub fn parse_pull(body: &[u8]) -> Result<(String, bool), ApiError> {
+    let model = parse_show(body)?;
+    let body = parse_object(body)?;
+    Ok((model, validate::flag(&body, "stream")?.unwrap_or(true)))
+}
+
+/// A model's name as Ollama lists it: with a tag.
+pub fn tagged(model: &str) -> String {
+    if model.contains(':') {
+        model.to_owned()
+    } else {
+        format!("{model}{DEFAULT_TAG}")
+    }
 }
 
 /// `POST /api/show`: the model name, from `model` or the older `name`.
@@ -191,15 +284,6 @@ fn options(
     Ok(p)
 }
 
-/// Measured times of one request, for the final object's durations.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timings {
-    pub total: Duration,
-    pub load: Duration,
-    pub prompt_eval: Duration,
-    pub eval: Duration,
-}
-
 /// The start of every streamed line for `model`, up to its timestamp.
 pub(crate) fn line_prefix(model: &str) -> Vec<u8> {
     let mut prefix = br#"{"model":"#.to_vec();
@@ -211,10 +295,9 @@ pub(crate) fn line_prefix(model: &str) -> Vec<u8> {
 
 /// One streamed piece, a chat message or a generate response, as an NDJSON
 /// line written straight into `out` after the stream's `prefix`.
-pub(crate) fn put_piece(out: &mut BytesMut, api: Api, prefix: &[u8], at: SystemTime, text: &str) {
+pub(crate) fn put_piece(out: &mut BytesMut, chat: bool, prefix: &[u8], at: SystemTime, text: &str) {
     out.put_slice(prefix);
     write_rfc3339(out, at);
-    let chat = api == Api::OllamaChat;
     out.put_slice(if chat {
         br#"","message":{"role":"assistant","content":"#
     } else {
@@ -229,8 +312,8 @@ pub(crate) fn put_piece(out: &mut BytesMut, api: Api, prefix: &[u8], at: SystemT
 }
 
 /// A piece as a JSON object, the base of the last line.
-fn piece(api: Api, model: &str, created_at: &str, text: &str) -> Value {
-    if api == Api::OllamaChat {
+fn piece(chat: bool, model: &str, created_at: &str, text: &str) -> Value {
+    if chat {
         json!({"model": model, "created_at": created_at,
                "message": {"role": "assistant", "content": text}, "done": false})
     } else {
@@ -241,7 +324,7 @@ fn piece(api: Api, model: &str, created_at: &str, text: &str) -> Value {
 /// The final object: `done: true` with the reason, durations and counts.
 /// For a non-streamed request it also carries the whole text.
 pub(crate) fn last(
-    api: Api,
+    chat: bool,
     model: &str,
     created_at: &str,
     answer: &Answer,
@@ -249,8 +332,8 @@ pub(crate) fn last(
     t: Timings,
 ) -> Value {
     let (prompt, completion) = answer.usage();
-    let mut v = piece(api, model, created_at, text);
-    if api == Api::OllamaChat && !answer.tool_calls.is_empty() {
+    let mut v = piece(chat, model, created_at, text);
+    if chat && !answer.tool_calls.is_empty() {
         v["message"]["tool_calls"] = Value::Array(answer.tool_calls_ollama());
     }
     let reason = match answer.finish_reason.as_deref() {
@@ -274,7 +357,7 @@ pub(crate) fn last(
 }
 
 /// The answer to a generate that only loads the model.
-pub fn load_only(model: &str, created_at: &str) -> Value {
+fn load_only(model: &str, created_at: &str) -> Value {
     json!({"model": model, "created_at": created_at, "response": "", "done": true, "done_reason": "load"})
 }
 
@@ -282,6 +365,93 @@ pub(crate) fn embed_body(model: &str, vectors: &[Value], prompt_tokens: u64, t: 
     json!({"model": model, "embeddings": vectors,
            "total_duration": t.total.as_nanos() as u64, "load_duration": t.load.as_nanos() as u64,
            "prompt_eval_count": prompt_tokens})
+}
+
+/// Which Ollama answer a [`LineEncoder`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Chat,
+    Generate,
+    Embed,
+    Embedding,
+}
+
+/// Ollama answers: NDJSON lines with a prefix computed once per request,
+/// a final line with durations and counts, or one whole object.
+struct LineEncoder {
+    shape: Shape,
+    model: String,
+    prefix: Vec<u8>,
+    load_only: bool,
+}
+
+impl LineEncoder {
+    fn new(request: &ModelRequest, shape: Shape) -> Self {
+        LineEncoder {
+            shape,
+            model: request.model.clone(),
+            prefix: line_prefix(&request.model),
+            load_only: request.answer_now,
+        }
+    }
+
+    fn chat(&self) -> bool {
+        self.shape == Shape::Chat
+    }
+}
+
+impl Encoder for LineEncoder {
+    fn stream_type(&self) -> &'static str {
+        NDJSON
+    }
+
+    fn delta(&mut self, delta: &Delta, _: &Answer, wall: SystemTime, out: &mut BytesMut) {
+        if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
+            put_piece(out, self.chat(), &self.prefix, wall, text);
+        }
+    }
+
+    fn close(&mut self, end: &End, out: &mut BytesMut) {
+        let created = rfc3339(end.wall);
+        let line = last(
+            self.chat(),
+            &self.model,
+            &created,
+            end.answer,
+            "",
+            end.timings,
+        );
+        put_json(out, &line);
+        out.put_u8(b'\n');
+    }
+
+    fn whole(&self, end: &End) -> Value {
+        let created = rfc3339(end.wall);
+        let (prompt, _) = end.answer.usage();
+        match self.shape {
+            Shape::Generate if self.load_only => load_only(&self.model, &created),
+            Shape::Chat | Shape::Generate => {
+                let text = &end.answer.content;
+                last(
+                    self.chat(),
+                    &self.model,
+                    &created,
+                    end.answer,
+                    text,
+                    end.timings,
+                )
+            }
+            Shape::Embed => embed_body(&self.model, end.vectors, prompt, end.timings),
+            Shape::Embedding => {
+                json!({"embedding": end.vectors.first().cloned().unwrap_or(Value::Array(Vec::new()))})
+            }
+        }
+    }
+
+    fn fail(&mut self, error: &ApiError, out: &mut BytesMut) {
+        out.put_slice(&error.body(Dialect::Ollama));
+        out.put_u8(b'\n');
+    }
 }
 
 fn details() -> Value {
@@ -297,15 +467,17 @@ fn digest(model: &str) -> String {
         .collect()
 }
 
-/// One entry of `/api/tags`.
+/// One entry of `/api/tags`: named with its tag, as Ollama clients expect.
 pub fn tags_entry(model: &str, modified_at: &str) -> Value {
+    let model = tagged(model);
     json!({"name": model, "model": model, "modified_at": modified_at, "size": 0,
-           "digest": digest(model), "details": details()})
+           "digest": digest(&model), "details": details()})
 }
 
 /// One entry of `/api/ps`.
 pub fn ps_entry(model: &str, expires_at: &str) -> Value {
-    json!({"name": model, "model": model, "size": 0, "digest": digest(model),
+    let model = tagged(model);
+    json!({"name": model, "model": model, "size": 0, "digest": digest(&model),
            "details": details(), "expires_at": expires_at, "size_vram": 0})
 }
 
@@ -338,16 +510,10 @@ mod tests {
 
     #[test]
     fn streamed_pieces_are_ollama_lines() {
-        let at = std::time::UNIX_EPOCH + Duration::from_micros(1_500_000);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_500_000);
         let mut out = BytesMut::new();
-        put_piece(
-            &mut out,
-            Api::OllamaChat,
-            &line_prefix("m\"1"),
-            at,
-            "a\n\u{1}é",
-        );
-        put_piece(&mut out, Api::OllamaGenerate, &line_prefix("m"), at, "");
+        put_piece(&mut out, true, &line_prefix("m\"1"), at, "a\n\u{1}é");
+        put_piece(&mut out, false, &line_prefix("m"), at, "");
         let text = std::str::from_utf8(&out).unwrap();
         let lines: Vec<Value> = text
             .lines()

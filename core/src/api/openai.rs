@@ -1,14 +1,76 @@
-//! OpenAI's API: request parsing and the response shapes, streamed and whole.
+//! OpenAI's chat completions, legacy completions and embeddings: request
+//! parsing and the response shapes, streamed and whole.
+
+use std::time::SystemTime;
 
 use bytes::{BufMut, BytesMut};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
-use super::{parse_object, put_json, Api, ModelRequest};
+use super::{
+    parse_object, put_json, AnswerIds, EditorApi, Encoder, End, ModelRequest, SSE, SSE_KEEPALIVE,
+};
+use crate::agent::message::{Delta, ToolCallDelta};
 use crate::answer::Answer;
-use crate::error::ApiError;
+use crate::error::{ApiError, Dialect};
 
 /// `POST /v1/chat/completions`.
+pub struct Chat;
+/// `POST /v1/completions` (legacy, with `suffix` for fill-in-the-middle).
+pub struct Completion;
+/// `POST /v1/embeddings`.
+pub struct Embeddings;
+
+pub static CHAT: Chat = Chat;
+pub static COMPLETION: Completion = Completion;
+pub static EMBEDDINGS: Embeddings = Embeddings;
+
+impl EditorApi for Chat {
+    fn dialect(&self) -> Dialect {
+        Dialect::OpenAi
+    }
+
+    fn parse(&self, body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        parse_chat(body, limits)
+    }
+
+    fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder> {
+        Box::new(ChatEncoder::new(request, ids, true))
+    }
+}
+
+impl EditorApi for Completion {
+    fn dialect(&self) -> Dialect {
+        Dialect::OpenAi
+    }
+
+    fn parse(&self, body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        parse_completion(body, limits)
+    }
+
+    fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder> {
+        Box::new(ChatEncoder::new(request, ids, false))
+    }
+}
+
+impl EditorApi for Embeddings {
+    fn dialect(&self) -> Dialect {
+        Dialect::OpenAi
+    }
+
+    fn parse(&self, body: &[u8], _limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        parse_embeddings(body)
+    }
+
+    fn encoder(&self, request: &ModelRequest, _ids: AnswerIds) -> Box<dyn Encoder> {
+        Box::new(EmbeddingsEncoder {
+            model: request.model.clone(),
+            base64: request.echo.get("encoding_format").and_then(Value::as_str) == Some("base64"),
+        })
+    }
+}
+
 pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
     let body = parse_object(body)?;
     let model = validate::model(&body)?;
@@ -27,53 +89,70 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
             parameters.insert(name.into(), v.clone());
         }
     }
-    let (stream, include_usage) = stream_flags(&body)?;
+    let (stream, echo) = stream_flags(&body)?;
     parameters.insert("stream".into(), Value::Bool(stream));
     Ok(ModelRequest {
-        api: Api::OpenAiChat,
+        api: &CHAT,
         model,
         stream,
-        include_usage,
+        embedding: false,
+        answer_now: false,
         payload: json!({"kind": "chat", "messages": body["messages"], "parameters": parameters}),
         prompt_tokens: validate::tokens_for(text_bytes),
+        echo,
     })
 }
 
-/// `POST /v1/completions` (legacy, with `suffix` for fill-in-the-middle).
 pub fn parse_completion(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
     let body = parse_object(body)?;
     let model = validate::model(&body)?;
     let prompt = validate::prompt(&body, "prompt", limits)?;
     let suffix = validate::prompt(&body, "suffix", limits)?;
     let mut parameters = sampling(&body, limits)?;
-    let (stream, include_usage) = stream_flags(&body)?;
+    let (stream, echo) = stream_flags(&body)?;
     parameters.insert("stream".into(), Value::Bool(stream));
     let mut payload = json!({"kind": "completion", "prompt": prompt, "parameters": parameters});
     if !suffix.is_empty() {
         payload["suffix"] = Value::String(suffix.clone());
     }
     Ok(ModelRequest {
-        api: Api::OpenAiCompletion,
+        api: &COMPLETION,
         model,
         stream,
-        include_usage,
+        embedding: false,
+        answer_now: false,
         payload,
         prompt_tokens: validate::tokens_for(prompt.len() + suffix.len()),
+        echo,
     })
 }
 
-/// `POST /v1/embeddings`.
 pub fn parse_embeddings(body: &[u8]) -> Result<ModelRequest, ApiError> {
     let body = parse_object(body)?;
     let model = validate::model(&body)?;
     let (input, bytes) = validate::embedding_input(&body, "input")?;
+    let mut echo = Map::new();
+    match body.get("encoding_format") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(f)) if f == "float" || f == "base64" => {
+            echo.insert("encoding_format".into(), Value::String(f.clone()));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "encoding_format",
+                "'encoding_format' must be \"float\" or \"base64\"",
+            ))
+        }
+    }
     Ok(ModelRequest {
-        api: Api::OpenAiEmbeddings,
+        api: &EMBEDDINGS,
         model,
         stream: false,
-        include_usage: false,
+        embedding: true,
+        answer_now: false,
         payload: json!({"kind": "embedding", "input": input, "parameters": {}}),
         prompt_tokens: validate::tokens_for(bytes),
+        echo,
     })
 }
 
@@ -111,7 +190,8 @@ fn sampling(
     Ok(p)
 }
 
-fn stream_flags(body: &Map<String, Value>) -> Result<(bool, bool), ApiError> {
+/// `stream`, and `stream_options.include_usage` as the encoder reads it.
+fn stream_flags(body: &Map<String, Value>) -> Result<(bool, Map<String, Value>), ApiError> {
     let stream = validate::flag(body, "stream")?.unwrap_or(false);
     let include_usage = match body.get("stream_options") {
         None | Some(Value::Null) => false,
@@ -123,12 +203,14 @@ fn stream_flags(body: &Map<String, Value>) -> Result<(bool, bool), ApiError> {
             ))
         }
     };
-    Ok((stream, include_usage))
+    let mut echo = Map::new();
+    echo.insert("include_usage".into(), Value::Bool(include_usage));
+    Ok((stream, echo))
 }
 
 /// The JSON that every chunk of one stream starts with, up to the choice.
-pub(crate) fn chunk_prefix(api: Api, id: &str, created: u64, model: &str) -> Vec<u8> {
-    let object = if api == Api::OpenAiChat {
+pub(crate) fn chunk_prefix(chat: bool, id: &str, created: u64, model: &str) -> Vec<u8> {
+    let object = if chat {
         "chat.completion.chunk"
     } else {
         "text_completion"
@@ -210,9 +292,9 @@ fn usage(answer: &Answer) -> Value {
 }
 
 /// The whole answer of a non-streamed chat or completion.
-pub(crate) fn full_body(api: Api, id: &str, created: u64, model: &str, answer: &Answer) -> Value {
+pub(crate) fn full_body(chat: bool, id: &str, created: u64, model: &str, answer: &Answer) -> Value {
     let finish = answer.finish_reason.as_deref().unwrap_or("stop");
-    let choice = if api == Api::OpenAiChat {
+    let choice = if chat {
         let mut message = json!({"role": "assistant", "content": answer.content});
         if !answer.tool_calls.is_empty() {
             message["tool_calls"] = Value::Array(answer.tool_calls_openai());
@@ -224,7 +306,7 @@ pub(crate) fn full_body(api: Api, id: &str, created: u64, model: &str, answer: &
     } else {
         json!({"index": 0, "text": answer.content, "logprobs": null, "finish_reason": finish})
     };
-    let object = if api == Api::OpenAiChat {
+    let object = if chat {
         "chat.completion"
     } else {
         "text_completion"
@@ -233,12 +315,25 @@ pub(crate) fn full_body(api: Api, id: &str, created: u64, model: &str, answer: &
            "choices": [choice], "usage": usage(answer)})
 }
 
-/// `/v1/embeddings` answer from the agent's `data`.
-pub(crate) fn embeddings_body(model: &str, vectors: &[Value], prompt_tokens: u64) -> Value {
+/// `/v1/embeddings` answer from the agent's vectors; `base64` sends each
+/// as little-endian `f32`s in base64, as OpenAI does.
+pub(crate) fn embeddings_body(
+    model: &str,
+    vectors: &[Value],
+    prompt_tokens: u64,
+    base64: bool,
+) -> Value {
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                Value::String(f32_base64(v))
+            } else {
+                v.clone()
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     json!({"object": "list", "data": data, "model": model,
            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
@@ -247,6 +342,181 @@ pub(crate) fn embeddings_body(model: &str, vectors: &[Value], prompt_tokens: u64
 /// One entry of `/v1/models`.
 pub fn model_entry(id: &str, created: u64, owner: &str) -> Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": owner})
+}
+
+/// A vector's numbers as little-endian `f32`s, base64-encoded.
+fn f32_base64(vector: &Value) -> String {
+    let bytes: Vec<u8> = vector
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .flat_map(|x| (x.as_f64().unwrap_or(0.0) as f32).to_le_bytes())
+                .collect()
+        })
+        .unwrap_or_default();
+    base64(&bytes)
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Chat and legacy completion answers: SSE chunks with a prefix computed
+/// once per request, or one whole body.
+struct ChatEncoder {
+    chat: bool,
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    /// Every chunk's JSON up to its choice.
+    prefix: Vec<u8>,
+    role_sent: bool,
+}
+
+impl ChatEncoder {
+    fn new(request: &ModelRequest, ids: AnswerIds, chat: bool) -> Self {
+        let id = format!("{}{}", if chat { "chatcmpl-" } else { "cmpl-" }, ids.token);
+        ChatEncoder {
+            chat,
+            prefix: chunk_prefix(chat, &id, ids.created, &request.model),
+            id,
+            created: ids.created,
+            model: request.model.clone(),
+            include_usage: request.echo.get("include_usage") == Some(&Value::Bool(true)),
+            role_sent: false,
+        }
+    }
+
+    fn tail(&self, answer: &Answer, out: &mut BytesMut) {
+        if self.include_usage {
+            put_usage_chunk(out, &self.prefix, answer);
+        }
+        put_done(out);
+    }
+}
+
+/// An OpenAI delta as written to the editor.
+#[derive(Serialize)]
+struct OutDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+impl Encoder for ChatEncoder {
+    fn stream_type(&self) -> &'static str {
+        SSE
+    }
+
+    fn delta(&mut self, delta: &Delta, _: &Answer, _: SystemTime, out: &mut BytesMut) {
+        let content = delta.content.as_deref();
+        if !self.chat {
+            if let Some(text) = content.filter(|t| !t.is_empty()) {
+                put_completion_chunk(out, &self.prefix, text, None);
+            }
+            return;
+        }
+        let role = (!self.role_sent).then_some("assistant");
+        let tool_calls = delta.tool_calls.as_ref().map(|calls| with_indexes(calls));
+        if role.is_none() && content.is_none_or(str::is_empty) && tool_calls.is_none() {
+            return;
+        }
+        self.role_sent = true;
+        let d = OutDelta {
+            role,
+            content: content.or(role.map(|_| "")),
+            tool_calls,
+        };
+        put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), None);
+    }
+
+    fn close(&mut self, end: &End, out: &mut BytesMut) {
+        let finish = end.answer.finish_reason.as_deref();
+        if self.chat {
+            let d = OutDelta {
+                role: (!self.role_sent).then_some("assistant"),
+                content: None,
+                tool_calls: None,
+            };
+            put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), finish);
+        } else {
+            put_completion_chunk(out, &self.prefix, "", finish);
+        }
+        self.tail(end.answer, out);
+    }
+
+    fn whole(&self, end: &End) -> Value {
+        full_body(self.chat, &self.id, self.created, &self.model, end.answer)
+    }
+
+    fn fail(&mut self, error: &ApiError, out: &mut BytesMut) {
+        put_stream_error(out, error);
+    }
+
+    fn keepalive(&self) -> Option<&'static [u8]> {
+        Some(SSE_KEEPALIVE)
+    }
+}
+
+/// Tool-call deltas always carry `index` (editors key on it).
+fn with_indexes(calls: &[ToolCallDelta]) -> Vec<ToolCallDelta> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut c = c.clone();
+            if c.get("index").is_none_or(|v| !v.is_u64()) {
+                c.insert("index".to_owned(), Value::from(i));
+            }
+            c
+        })
+        .collect()
+}
+
+struct EmbeddingsEncoder {
+    model: String,
+    base64: bool,
+}
+
+impl Encoder for EmbeddingsEncoder {
+    fn stream_type(&self) -> &'static str {
+        SSE
+    }
+
+    fn delta(&mut self, _: &Delta, _: &Answer, _: SystemTime, _: &mut BytesMut) {}
+
+    fn close(&mut self, _: &End, _: &mut BytesMut) {}
+
+    fn whole(&self, end: &End) -> Value {
+        let (prompt, _) = end.answer.usage();
+        embeddings_body(&self.model, end.vectors, prompt, self.base64)
+    }
+
+    fn fail(&mut self, error: &ApiError, out: &mut BytesMut) {
+        put_stream_error(out, error);
+    }
 }
 
 #[cfg(test)]
@@ -265,7 +535,7 @@ mod tests {
             "tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"auto"}),
         )
         .unwrap();
-        assert!(r.stream && r.include_usage);
+        assert!(r.stream && r.echo["include_usage"] == true);
         assert_eq!(r.payload["parameters"]["max_tokens"], 5);
         assert_eq!(r.payload["parameters"]["temperature"], 0.5);
         assert_eq!(r.payload["parameters"]["tool_choice"], "auto");
@@ -354,7 +624,7 @@ mod tests {
 
     #[test]
     fn chunk_prefix_is_valid_json_once_closed() {
-        let prefix = chunk_prefix(Api::OpenAiChat, "chatcmpl-1", 7, "m\"x");
+        let prefix = chunk_prefix(true, "chatcmpl-1", 7, "m\"x");
         let mut out = BytesMut::new();
         put_chat_chunk(
             &mut out,
@@ -368,5 +638,16 @@ mod tests {
         assert_eq!(v["choices"][0]["delta"]["content"], "a\nb");
         assert_eq!(v["model"], "m\"x");
         assert!(v["choices"][0]["finish_reason"].is_null());
+    }
+
+    #[test]
+    fn base64_embeddings_are_little_endian_f32() {
+        assert_eq!(base64(b"Ma"), "TWE=");
+        assert_eq!(base64(b"Man"), "TWFu");
+        assert_eq!(base64(b"M"), "TQ==");
+        // 1.0f32 = 00 00 80 3f
+        assert_eq!(f32_base64(&json!([1.0])), "AACAPw==");
+        let r = parse_embeddings(br#"{"model":"m","input":"x","encoding_format":"hex"}"#);
+        assert_eq!(r.unwrap_err().param.as_deref(), Some("encoding_format"));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::Provider;
-use crate::api::{self, ollama, openai, Route};
+use crate::api::{self, ollama, openai, AnswerIds, End, Handler, Info, Timings};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::session::Status;
@@ -32,24 +32,36 @@ impl Provider {
             return Ok(());
         }
         let route = api::route(&request.method, request.path())?;
-        let key = self.authorize(request, route.guard())?;
+        let key = self.authorize(request, route.guard)?;
         let limits = self.config.request;
-        let model_request = match &route {
-            Route::OpenAiChat => openai::parse_chat(&request.body, &limits)?,
-            Route::OpenAiCompletion => openai::parse_completion(&request.body, &limits)?,
-            Route::OpenAiEmbeddings => openai::parse_embeddings(&request.body)?,
-            Route::OllamaChat => ollama::parse_chat(&request.body, &limits)?,
-            Route::OllamaGenerate => ollama::parse_generate(&request.body, &limits)?,
-            Route::OllamaEmbed => ollama::parse_embed(&request.body)?,
-            Route::AgentLink => return self.accept_agent(conn, request),
-            other => {
-                let other = other.clone();
-                return self.serve_info(conn, other, request, std::mem::take(extra), now);
+        let model_request = match route.handler {
+            Handler::Model(api) => api.parse(&request.body, &limits)?,
+            Handler::CountTokens(count) => {
+                let tokens = count(&request.body, &limits)?;
+                self.respond_json(conn, json!({"input_tokens": tokens}), std::mem::take(extra));
+                return Ok(());
+            }
+            Handler::AgentLink => return self.accept_agent(conn, request),
+            Handler::Info(info) => {
+                let extra = std::mem::take(extra);
+                return self.serve_info(conn, info, route.param, request, extra, now);
             }
         };
         self.admit(key, model_request.prompt_tokens, now, extra)?;
-        if ollama::is_load_only(&model_request) {
-            let body = ollama::load_only(&model_request.model, &rfc3339(self.wall(now)));
+        if model_request.answer_now {
+            let wall = self.wall(now);
+            let ids = AnswerIds {
+                token: String::new(),
+                created: unix_seconds(wall),
+            };
+            let answer = crate::answer::Answer::new(false, 0, 0);
+            let end = End {
+                answer: &answer,
+                vectors: &[],
+                wall,
+                timings: Timings::default(),
+            };
+            let body = model_request.api.encoder(&model_request, ids).whole(&end);
             self.respond_json(conn, body, std::mem::take(extra));
             return Ok(());
         }
@@ -68,14 +80,15 @@ impl Provider {
     fn serve_info(
         &mut self,
         conn: ConnId,
-        route: Route,
+        route: Info,
+        param: &str,
         request: &Request,
         extra: Vec<(&'static str, String)>,
         now: Instant,
     ) -> Result<(), ApiError> {
         let wall = self.wall(now);
         let body = match route {
-            Route::Root => {
+            Info::Root => {
                 let text = "MCP Local Provider is running\n";
                 self.respond(
                     conn,
@@ -84,7 +97,7 @@ impl Provider {
                 );
                 return Ok(());
             }
-            Route::Health => {
+            Info::Health => {
                 let s = self.stats;
                 json!({
                     "status": "ok",
@@ -100,7 +113,7 @@ impl Provider {
                     "cancels": s.cancels,
                 })
             }
-            Route::OpenAiModels => {
+            Info::OpenAiModels => {
                 let created = unix_seconds(self.epoch.1);
                 let data: Vec<Value> = self
                     .served_models()
@@ -109,14 +122,18 @@ impl Provider {
                     .collect();
                 json!({"object": "list", "data": data})
             }
-            Route::OpenAiModel(id) => {
+            Info::OpenAiModel => {
                 let created = unix_seconds(self.epoch.1);
-                match self.served_models().into_iter().find(|(m, _, _)| *m == id) {
+                match self
+                    .served_models()
+                    .into_iter()
+                    .find(|(m, _, _)| m == param)
+                {
                     Some((model, owner, _)) => openai::model_entry(&model, created, &owner),
-                    None => return Err(ApiError::model_not_found(&id)),
+                    None => return Err(ApiError::model_not_found(param)),
                 }
             }
-            Route::OllamaTags => {
+            Info::OllamaTags => {
                 let modified = rfc3339(self.epoch.1);
                 let models: Vec<Value> = self
                     .served_models()
@@ -125,7 +142,7 @@ impl Provider {
                     .collect();
                 json!({"models": models})
             }
-            Route::OllamaPs => {
+            Info::OllamaPs => {
                 let models: Vec<Value> = self
                     .served_models()
                     .into_iter()
@@ -135,8 +152,25 @@ impl Provider {
                     .collect();
                 json!({"models": models})
             }
-            Route::OllamaVersion => json!({"version": ollama::COMPAT_VERSION}),
-            Route::OllamaShow => {
+            Info::OllamaVersion => json!({"version": ollama::COMPAT_VERSION}),
+            Info::OllamaPull => {
+                let (asked, stream) = ollama::parse_pull(&request.body)?;
+                if self.sessions.resolve_model(&asked).is_none() {
+                    return Err(ApiError::not_found(format!(
+                        "pull model manifest: model '{asked}' is not served by any connected agent"
+                    )));
+                }
+                // Agents' models are already here: pulling succeeds at once.
+                let body = json!({"status": "success"});
+                let response = if stream {
+                    Response::full(200, api::NDJSON, format!("{body}\n"))
+                } else {
+                    Response::json(200, body.to_string())
+                };
+                self.respond(conn, response, extra);
+                return Ok(());
+            }
+            Info::OllamaShow => {
                 let asked = ollama::parse_show(&request.body)?;
                 let model = self
                     .sessions
@@ -148,16 +182,10 @@ impl Provider {
                     .any(|s| s.serves(&model) && s.scopes.embedding);
                 ollama::show_body(&model, embedding, &rfc3339(wall))
             }
-            Route::ControlRegister => self.control_register(&request.body, now)?,
-            Route::ControlApprove => self.control_approve(&request.body, now)?,
-            Route::ControlRevoke => self.control_revoke(&request.body, now)?,
-            Route::ControlSessions => self.control_sessions(now),
-            // Model routes and the agent link were dispatched by `serve`.
-            other => {
-                return Err(ApiError::not_found(format!(
-                    "{other:?} is not an informational route"
-                )))
-            }
+            Info::ControlRegister => self.control_register(&request.body, now)?,
+            Info::ControlApprove => self.control_approve(&request.body, now)?,
+            Info::ControlRevoke => self.control_revoke(&request.body, now)?,
+            Info::ControlSessions => self.control_sessions(now),
         };
         self.respond_json(conn, body, extra);
         Ok(())

@@ -15,7 +15,7 @@ use crate::agent::message::{
     to_agent, Delta, ErrorBody, ModelResult, StreamChunk, ToolCallDelta, Usage,
 };
 use crate::answer::MAX_TOOL_CALLS;
-use crate::api::{Api, ModelRequest};
+use crate::api::{AnswerIds, ModelRequest};
 use crate::error::ApiError;
 use crate::reassembly::{Pushed, Reassembler};
 use crate::session::{RouteError, Status};
@@ -50,7 +50,7 @@ pub(super) struct Invocation {
     pieces: Reassembler<Piece<'static>>,
     /// Stream idle deadline, or total deadline of a whole answer.
     deadline: Instant,
-    /// Next SSE keep-alive, for OpenAI streams.
+    /// Next keep-alive, for streams whose API has one.
     keepalive_at: Option<Instant>,
     /// Rate-limit bucket to charge used tokens to.
     key: Option<usize>,
@@ -102,7 +102,7 @@ impl Provider {
                 ApiError::model_not_found(&request.model)
             });
         };
-        let embedding = request.api.is_embedding();
+        let embedding = request.embedding;
         let session_id = match self.sessions.route(&model, embedding, pin) {
             Ok(id) => id.to_owned(),
             Err(RouteError::NoAgents) => return Err(no_agent()),
@@ -141,30 +141,23 @@ impl Provider {
 
         let n = self.fresh_id();
         self.stats.invocations += 1;
-        let prefix = if request.api == Api::OpenAiChat {
-            "chatcmpl-"
-        } else {
-            "cmpl-"
+        let ids = AnswerIds {
+            token: self.fresh_token(),
+            created: unix_seconds(self.wall(now)),
         };
-        let response_id = format!("{prefix}{}", self.fresh_token());
-        let created = unix_seconds(self.wall(now));
         let text = to_agent::invoke(&wire_id(n), &session_id, &model, &request.payload);
         self.outputs
             .push_back(Output::ToAgent { conn: agent, text });
 
-        let out = EditorStream::new(
-            &request,
-            response_id,
-            created,
-            now,
-            self.config.max_output_bytes,
-        );
+        let mut out = EditorStream::new(&request, ids, now, self.config.max_output_bytes);
         let stream = out.is_stream();
-        let sse = stream && out.dialect() == crate::error::Dialect::OpenAi;
-        // A stream's head goes now; a whole answer keeps the headers (CORS,
-        // rate limits) for when it is complete.
+        let keepalive = out.keepalive().is_some();
+        // A stream's head (and opening events) go now; a whole answer keeps
+        // the headers (CORS, rate limits) for when it is complete.
         let headers = if stream {
-            self.respond(editor, out.stream_head(), extra);
+            let head = out.open(&mut self.scratch);
+            self.respond(editor, head, extra);
+            self.flush_scratch(editor);
             Vec::new()
         } else {
             extra
@@ -181,7 +174,7 @@ impl Provider {
             out,
             pieces: Reassembler::new(self.config.max_held_chunks),
             deadline: now + timeout,
-            keepalive_at: sse.then(|| now + self.config.keepalive_interval),
+            keepalive_at: keepalive.then(|| now + self.config.keepalive_interval),
             key,
             headers,
             paused: false,
@@ -346,8 +339,9 @@ impl Provider {
                 );
                 return;
             }
+            let wall = self.wall(now);
             if let Some(mut inv) = self.remove(n) {
-                let response = inv.out.embeddings(&vectors, now);
+                let response = inv.out.embeddings(&vectors, now, wall);
                 let headers = std::mem::take(&mut inv.headers);
                 self.respond(inv.editor, response, headers);
                 self.settle(&inv, now);
@@ -462,11 +456,13 @@ impl Provider {
         }
         if inv.keepalive_at.is_some_and(|k| now >= k) {
             inv.keepalive_at = Some(now + self.config.keepalive_interval);
-            let editor = inv.editor;
-            self.outputs.push_back(Output::Data {
-                conn: editor,
-                data: bytes::Bytes::from_static(b": keep-alive\n\n"),
-            });
+            if let Some(bytes) = inv.out.keepalive() {
+                let editor = inv.editor;
+                self.outputs.push_back(Output::Data {
+                    conn: editor,
+                    data: bytes::Bytes::from_static(bytes),
+                });
+            }
         }
         if let Some(inv) = self.invocations.get(&n) {
             self.timers.push(Reverse((inv.next_wake(), n)));

@@ -197,7 +197,7 @@ impl Provider {
     /// A complete request arrived on an editor connection.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
         self.stats.requests += 1;
-        let dialect = Dialect::of_path(request.path());
+        let dialect = crate::api::routes::dialect_of(request.path());
         let mut extra = Vec::new();
         if let Err(e) = self.serve(conn, &request, &mut extra, now) {
             self.respond_error(conn, dialect, &e, extra);
@@ -207,7 +207,9 @@ impl Provider {
     /// The driver's HTTP reader rejected what the connection sent; the
     /// connection closes after this answer.
     pub fn handle_http_error(&mut self, conn: ConnId, error: &HttpError) {
-        let dialect = error.path().map_or(Dialect::OpenAi, Dialect::of_path);
+        let dialect = error
+            .path()
+            .map_or(Dialect::OpenAi, crate::api::routes::dialect_of);
         let api_error = match error {
             HttpError::HeadTooLarge(_) => ApiError::headers_too_large(error.to_string()),
             HttpError::BodyTooLarge { .. } => ApiError::too_large(error.to_string()),

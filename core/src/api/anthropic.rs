@@ -1,0 +1,544 @@
+//! Anthropic's Messages API (`POST /v1/messages`), the only API Claude
+//! Code speaks: content blocks become chat messages for the agent, and the
+//! answer goes back as `text` and `tool_use` blocks, streamed as
+//! `message_start` … `message_stop` events.
+
+use std::time::SystemTime;
+
+use bytes::{BufMut, BytesMut};
+use serde_json::{json, Map, Value};
+
+use super::validate::{self, RequestLimits};
+use super::{
+    arguments_object, parse_object, put_event, put_json, AnswerIds, EditorApi, Encoder, End,
+    ModelRequest, SSE,
+};
+use crate::agent::message::Delta;
+use crate::answer::{delta_arguments, delta_index, Answer};
+use crate::error::{ApiError, Dialect};
+
+pub struct Messages;
+
+pub static MESSAGES: Messages = Messages;
+
+impl EditorApi for Messages {
+    fn dialect(&self) -> Dialect {
+        Dialect::Anthropic
+    }
+
+    fn parse(&self, body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        parse(body, limits, true)
+    }
+
+    fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder> {
+        Box::new(MessageEncoder {
+            id: format!("msg_{}", ids.token),
+            token: ids.token,
+            model: request.model.clone(),
+            input_tokens: request.prompt_tokens,
+            blocks: Vec::new(),
+            open_text: None,
+        })
+    }
+}
+
+/// `POST /v1/messages/count_tokens`: the prompt estimate the rate limiter
+/// charges for the same request.
+pub fn count_tokens(body: &[u8], limits: &RequestLimits) -> Result<u64, ApiError> {
+    parse(body, limits, false).map(|r| r.prompt_tokens)
+}
+
+/// The event that keeps an idle Messages stream open.
+const PING: &[u8] = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
+
+pub fn parse(
+    body: &[u8],
+    limits: &RequestLimits,
+    needs_max_tokens: bool,
+) -> Result<ModelRequest, ApiError> {
+    let body = parse_object(body)?;
+    let model = validate::model(&body)?;
+    let max_tokens = validate::max_tokens(&body, "max_tokens", limits)?;
+    if needs_max_tokens && max_tokens.is_none() {
+        return Err(ApiError::invalid_param(
+            "max_tokens",
+            "max_tokens: Field required",
+        ));
+    }
+    let mut messages = Vec::new();
+    match body.get("system") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
+        Some(Value::Array(blocks)) => {
+            let text: Vec<&str> = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
+            messages.push(json!({"role": "system", "content": text.join("\n")}));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "system",
+                "'system' must be a string or an array of text blocks",
+            ))
+        }
+    }
+    let Some(Value::Array(input)) = body.get("messages") else {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "'messages' is a required array",
+        ));
+    };
+    for (i, message) in input.iter().enumerate() {
+        translate(i, message, &mut messages)?;
+    }
+    let mut chat = Map::new();
+    chat.insert("messages".into(), Value::Array(messages));
+    let text_bytes = validate::messages(&chat, limits)?;
+
+    let mut parameters = Map::new();
+    if let Some(n) = max_tokens {
+        parameters.insert("max_tokens".into(), n.into());
+    }
+    for (name, min, max) in [("temperature", 0.0, 1.0), ("top_p", 0.0, 1.0)] {
+        if let Some(v) = validate::number_in(&body, name, min, max)? {
+            parameters.insert(name.into(), v.into());
+        }
+    }
+    if let Some(stop) = validate::stop(&body, "stop_sequences")? {
+        parameters.insert("stop".into(), stop);
+    }
+    if let Some(tools) = tools(&body)? {
+        parameters.insert("tools".into(), tools);
+    }
+    if let Some(choice) = body.get("tool_choice").filter(|v| !v.is_null()) {
+        let (choice, parallel) = tool_choice(choice)?;
+        parameters.insert("tool_choice".into(), choice);
+        if let Some(parallel) = parallel {
+            parameters.insert("parallel_tool_calls".into(), parallel.into());
+        }
+    }
+    let stream = validate::flag(&body, "stream")?.unwrap_or(false);
+    parameters.insert("stream".into(), Value::Bool(stream));
+    Ok(ModelRequest {
+        api: &MESSAGES,
+        model,
+        stream,
+        embedding: false,
+        answer_now: false,
+        payload: json!({"kind": "chat", "messages": chat["messages"], "parameters": parameters}),
+        prompt_tokens: validate::tokens_for(text_bytes),
+        echo: Map::new(),
+    })
+}
+
+/// One Messages message as chat messages: tool results become `tool`
+/// messages (ahead of the rest of the turn, right after the calls they
+/// answer), tool uses become `tool_calls`, thinking is left out.
+fn translate(i: usize, message: &Value, messages: &mut Vec<Value>) -> Result<(), ApiError> {
+    let param = |field: &str| format!("messages[{i}]{field}");
+    let role = match message["role"].as_str() {
+        Some(role @ ("user" | "assistant")) => role,
+        _ => {
+            return Err(ApiError::invalid_param(
+                &param(".role"),
+                "each message needs a role of \"user\" or \"assistant\"",
+            ))
+        }
+    };
+    let blocks = match &message["content"] {
+        Value::String(s) => {
+            messages.push(json!({"role": role, "content": s}));
+            return Ok(());
+        }
+        Value::Array(blocks) => blocks,
+        _ => {
+            return Err(ApiError::invalid_param(
+                &param(".content"),
+                "content must be a string or an array of content blocks",
+            ))
+        }
+    };
+    let mut parts = Vec::new();
+    let mut calls = Vec::new();
+    for (j, block) in blocks.iter().enumerate() {
+        let field = |name: &str| format!("messages[{i}].content[{j}].{name}");
+        let bad = |name: &str, what: &str| ApiError::invalid_param(&field(name), what.to_owned());
+        match block["type"].as_str() {
+            Some("text") => {
+                let text = block["text"]
+                    .as_str()
+                    .ok_or_else(|| bad("text", "text must be a string"))?;
+                parts.push(json!({"type": "text", "text": text}));
+            }
+            Some("image") => {
+                let source = &block["source"];
+                let url = match source["type"].as_str() {
+                    Some("base64") => format!(
+                        "data:{};base64,{}",
+                        source["media_type"].as_str().unwrap_or("image/png"),
+                        source["data"].as_str().unwrap_or_default()
+                    ),
+                    Some("url") => source["url"].as_str().unwrap_or_default().to_owned(),
+                    _ => return Err(bad("source", "an image needs a base64 or url source")),
+                };
+                parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+            }
+            Some("tool_use") => {
+                let id = block["id"]
+                    .as_str()
+                    .ok_or_else(|| bad("id", "id must be a string"))?;
+                let name = block["name"]
+                    .as_str()
+                    .ok_or_else(|| bad("name", "name must be a string"))?;
+                let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+                calls.push(json!({"id": id, "type": "function",
+                    "function": {"name": name, "arguments": input.to_string()}}));
+            }
+            Some("tool_result") => {
+                let id = block["tool_use_id"]
+                    .as_str()
+                    .ok_or_else(|| bad("tool_use_id", "tool_use_id must be a string"))?;
+                let content = match &block["content"] {
+                    Value::String(s) => s.clone(),
+                    Value::Array(inner) => inner
+                        .iter()
+                        .filter_map(|b| b["text"].as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    _ => String::new(),
+                };
+                messages.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
+            }
+            Some(_) => {}
+            None => return Err(bad("type", "each content block needs a string type")),
+        }
+    }
+    if role == "assistant" {
+        let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+        let mut m = json!({"role": "assistant", "content": text.join("")});
+        if !calls.is_empty() {
+            m["tool_calls"] = Value::Array(calls);
+        }
+        messages.push(m);
+    } else if !parts.is_empty() {
+        messages.push(json!({"role": "user", "content": parts}));
+    }
+    Ok(())
+}
+
+/// Client tools in chat shape; Anthropic's server tools (web search, code
+/// execution…) are not something an agent's model call runs, and are left
+/// out.
+fn tools(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
+    let Some(tools) = body.get("tools").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let Some(tools) = tools.as_array() else {
+        return Err(ApiError::invalid_param("tools", "'tools' must be an array"));
+    };
+    let mut out = Vec::new();
+    for (i, tool) in tools.iter().enumerate() {
+        if tool
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "custom")
+        {
+            continue;
+        }
+        let Some(name) = tool["name"].as_str() else {
+            return Err(ApiError::invalid_param(
+                &format!("tools[{i}].name"),
+                "each tool needs a string 'name'",
+            ));
+        };
+        let mut function = json!({"name": name, "parameters": tool["input_schema"]});
+        if let Some(d) = tool["description"].as_str() {
+            function["description"] = json!(d);
+        }
+        out.push(json!({"type": "function", "function": function}));
+    }
+    Ok((!out.is_empty()).then_some(Value::Array(out)))
+}
+
+/// `tool_choice` in chat shape, and `parallel_tool_calls` when it says.
+fn tool_choice(choice: &Value) -> Result<(Value, Option<bool>), ApiError> {
+    let parallel = choice["disable_parallel_tool_use"].as_bool().map(|d| !d);
+    let chat = match choice["type"].as_str() {
+        Some("auto") => json!("auto"),
+        Some("any") => json!("required"),
+        Some("none") => json!("none"),
+        Some("tool") => match choice["name"].as_str() {
+            Some(name) => json!({"type": "function", "function": {"name": name}}),
+            None => {
+                return Err(ApiError::invalid_param(
+                    "tool_choice.name",
+                    "a tool choice of type \"tool\" needs a 'name'",
+                ))
+            }
+        },
+        _ => {
+            return Err(ApiError::invalid_param(
+                "tool_choice.type",
+                "tool_choice.type must be one of auto, any, tool, none",
+            ))
+        }
+    };
+    Ok((chat, parallel))
+}
+
+/// One content block of the answer.
+enum Block {
+    Text {
+        open: bool,
+    },
+    /// A tool use, by its index among the answer's tool calls.
+    Tool {
+        index: u64,
+        open: bool,
+    },
+}
+
+struct MessageEncoder {
+    id: String,
+    token: String,
+    model: String,
+    input_tokens: u64,
+    blocks: Vec<Block>,
+    /// The text block being written, and its delta event up to the text.
+    open_text: Option<Vec<u8>>,
+}
+
+impl MessageEncoder {
+    fn start_text(&mut self, out: &mut BytesMut) {
+        let at = self.blocks.len();
+        self.blocks.push(Block::Text { open: true });
+        put_event(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": at,
+                    "content_block": {"type": "text", "text": ""}}),
+        );
+        self.open_text = Some(
+            format!(
+                "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{at},\"delta\":{{\"type\":\"text_delta\",\"text\":"
+            )
+            .into_bytes(),
+        );
+    }
+
+    /// Closes the block at `at` if it is open.
+    fn stop(&mut self, at: usize, out: &mut BytesMut) {
+        let open = match self.blocks.get_mut(at) {
+            Some(Block::Text { open } | Block::Tool { open, .. }) => open,
+            None => return,
+        };
+        if std::mem::take(open) {
+            put_event(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": at}),
+            );
+        }
+    }
+
+    fn stop_text(&mut self, out: &mut BytesMut) {
+        if self.open_text.take().is_some() {
+            if let Some(at) = self
+                .blocks
+                .iter()
+                .rposition(|b| matches!(b, Block::Text { .. }))
+            {
+                self.stop(at, out);
+            }
+        }
+    }
+
+    fn tool_use(&self, index: u64, answer: &Answer, with_input: bool) -> Value {
+        let call = answer.tool_call(index);
+        let input = match call.filter(|_| with_input) {
+            Some(c) => arguments_object(&c.arguments),
+            None => json!({}),
+        };
+        json!({"type": "tool_use", "id": call.map(|c| c.id_or("toolu_", &self.token)),
+               "name": call.map_or("", |c| c.name.as_str()), "input": input})
+    }
+}
+
+/// Anthropic's stop reason for a chat finish reason.
+fn stop_reason(answer: &Answer) -> &'static str {
+    match answer.finish_reason.as_deref() {
+        Some("tool_calls") => "tool_use",
+        Some("length") => "max_tokens",
+        Some("content_filter") => "refusal",
+        _ => "end_turn",
+    }
+}
+
+impl Encoder for MessageEncoder {
+    fn stream_type(&self) -> &'static str {
+        SSE
+    }
+
+    fn open(&mut self, out: &mut BytesMut) {
+        let message = json!({"id": self.id, "type": "message", "role": "assistant",
+            "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": 0}});
+        put_event(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": message}),
+        );
+        out.put_slice(PING);
+    }
+
+    fn delta(&mut self, delta: &Delta, answer: &Answer, _: SystemTime, out: &mut BytesMut) {
+        if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
+            if self.open_text.is_none() {
+                self.start_text(out);
+            }
+            if let Some(prefix) = &self.open_text {
+                out.put_slice(prefix);
+                put_json(out, &text);
+                out.put_slice(b"}}\n\n");
+            }
+        }
+        for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
+            let index = delta_index(call, position);
+            let at = self
+                .blocks
+                .iter()
+                .position(|b| matches!(b, Block::Tool { index: n, .. } if *n == index));
+            let at = match at {
+                Some(at) => at,
+                None => {
+                    self.stop_text(out);
+                    let at = self.blocks.len();
+                    self.blocks.push(Block::Tool { index, open: true });
+                    let block = self.tool_use(index, answer, false);
+                    put_event(
+                        out,
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": at, "content_block": block}),
+                    );
+                    at
+                }
+            };
+            if let Some(piece) = delta_arguments(call).filter(|a| !a.is_empty()) {
+                put_event(
+                    out,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": at,
+                            "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                );
+            }
+        }
+    }
+
+    fn close(&mut self, end: &End, out: &mut BytesMut) {
+        self.open_text = None;
+        for at in 0..self.blocks.len() {
+            self.stop(at, out);
+        }
+        let (input, output) = end.answer.usage();
+        put_event(
+            out,
+            "message_delta",
+            &json!({"type": "message_delta",
+                    "delta": {"stop_reason": stop_reason(end.answer), "stop_sequence": null},
+                    "usage": {"input_tokens": input, "output_tokens": output}}),
+        );
+        put_event(out, "message_stop", &json!({"type": "message_stop"}));
+    }
+
+    fn whole(&self, end: &End) -> Value {
+        let answer = end.answer;
+        let mut content = Vec::new();
+        if !answer.content.is_empty() {
+            content.push(json!({"type": "text", "text": answer.content}));
+        }
+        content.extend(
+            answer
+                .tool_calls
+                .iter()
+                .map(|c| self.tool_use(c.index, answer, true)),
+        );
+        let (input, output) = answer.usage();
+        json!({"id": self.id, "type": "message", "role": "assistant", "model": self.model,
+               "content": content, "stop_reason": stop_reason(answer), "stop_sequence": null,
+               "usage": {"input_tokens": input, "output_tokens": output}})
+    }
+
+    fn fail(&mut self, error: &ApiError, out: &mut BytesMut) {
+        out.put_slice(b"event: error\ndata: ");
+        out.put_slice(&error.body(Dialect::Anthropic));
+        out.put_slice(b"\n\n");
+    }
+
+    fn keepalive(&self) -> Option<&'static [u8]> {
+        Some(PING)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: Value) -> Result<ModelRequest, ApiError> {
+        parse(body.to_string().as_bytes(), &RequestLimits::default(), true)
+    }
+
+    #[test]
+    fn blocks_become_chat_messages() {
+        let r = parsed(json!({"model": "m", "max_tokens": 100,
+            "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "hm", "signature": "s"},
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get", "input": {"city": "Paris"}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "sunny"}]},
+                    {"type": "text", "text": "thanks"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}],
+            "tools": [{"name": "get", "input_schema": {"type": "object"}},
+                      {"type": "web_search_20250305", "name": "web_search"}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "stop_sequences": ["END"]}))
+        .unwrap();
+        let m = &r.payload["messages"];
+        assert_eq!(m[0], json!({"role": "system", "content": "be brief"}));
+        assert_eq!(m[2]["content"], "Checking.");
+        assert_eq!(
+            m[2]["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":\"Paris\"}"
+        );
+        assert_eq!(
+            m[3],
+            json!({"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"})
+        );
+        assert_eq!(m[4]["content"][0]["text"], "thanks");
+        assert_eq!(
+            m[4]["content"][1]["image_url"]["url"],
+            "data:image/png;base64,AA=="
+        );
+        let p = &r.payload["parameters"];
+        assert_eq!(p["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(p["tool_choice"], "required");
+        assert_eq!(p["parallel_tool_calls"], false);
+        assert_eq!(p["stop"], json!(["END"]));
+        assert_eq!(p["max_tokens"], 100);
+    }
+
+    #[test]
+    fn max_tokens_is_required_except_to_count() {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hello there"}]});
+        let e = parsed(body.clone()).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("max_tokens")));
+        let n = count_tokens(body.to_string().as_bytes(), &RequestLimits::default()).unwrap();
+        assert_eq!(n, 3);
+        let e = parsed(
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+    }
+}

@@ -1,0 +1,679 @@
+//! OpenAI's Responses API (`POST /v1/responses`), the only API codex
+//! speaks: input items become chat messages for the agent, and the answer
+//! goes back as output items (a message, function calls), streamed as
+//! typed events from `response.created` to `response.completed`.
+//!
+//! Nothing is stored: `previous_response_id` is refused with a clear 400,
+//! as a server with `store: false` would have to.
+
+use std::time::SystemTime;
+
+use bytes::{BufMut, BytesMut};
+use serde_json::{json, Map, Value};
+
+use super::validate::{self, RequestLimits};
+use super::{
+    parse_object, put_event, put_json, put_u64, AnswerIds, EditorApi, Encoder, End, ModelRequest,
+    SSE, SSE_KEEPALIVE,
+};
+use crate::agent::message::Delta;
+use crate::answer::{delta_arguments, delta_index, Answer};
+use crate::error::{ApiError, Dialect};
+
+pub struct Responses;
+
+pub static RESPONSES: Responses = Responses;
+
+impl EditorApi for Responses {
+    fn dialect(&self) -> Dialect {
+        Dialect::OpenAi
+    }
+
+    fn parse(&self, body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        parse(body, limits)
+    }
+
+    fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder> {
+        Box::new(ResponseEncoder::new(request, ids))
+    }
+}
+
+/// Request fields the response object repeats back.
+const ECHOED: [&str; 10] = [
+    "instructions",
+    "max_output_tokens",
+    "metadata",
+    "parallel_tool_calls",
+    "reasoning",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_p",
+];
+
+pub fn parse(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+    let body = parse_object(body)?;
+    let model = validate::model(&body)?;
+    for stored in ["previous_response_id", "conversation"] {
+        if body.get(stored).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid_param(
+                stored,
+                format!(
+                    "This server stores no responses or conversations, so '{stored}' cannot be used: send the whole conversation in 'input' (as with `store: false`)."
+                ),
+            ));
+        }
+    }
+    let mut messages = Vec::new();
+    match body.get("instructions") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "instructions",
+                "'instructions' must be a string",
+            ))
+        }
+    }
+    match body.get("input") {
+        Some(Value::String(s)) => messages.push(json!({"role": "user", "content": s})),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                input_item(i, item, &mut messages)?;
+            }
+        }
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid_param(
+                "input",
+                "'input' is a required property",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "input",
+                "'input' must be a string or an array of input items",
+            ))
+        }
+    }
+    let mut chat = Map::new();
+    chat.insert("messages".into(), Value::Array(messages));
+    let text_bytes = validate::messages(&chat, limits).map_err(|mut e| {
+        e.param = Some("input".into());
+        e
+    })?;
+
+    let mut parameters = Map::new();
+    if let Some(n) = validate::max_tokens(&body, "max_output_tokens", limits)? {
+        parameters.insert("max_tokens".into(), n.into());
+    }
+    for (name, min, max) in [("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)] {
+        if let Some(v) = validate::number_in(&body, name, min, max)? {
+            parameters.insert(name.into(), v.into());
+        }
+    }
+    if let Some(tools) = tools(&body)? {
+        parameters.insert("tools".into(), tools);
+    }
+    if let Some(choice) = body.get("tool_choice").filter(|v| !v.is_null()) {
+        parameters.insert("tool_choice".into(), tool_choice(choice)?);
+    }
+    if let Some(v @ Value::Bool(_)) = body.get("parallel_tool_calls") {
+        parameters.insert("parallel_tool_calls".into(), v.clone());
+    }
+    if let Some(format) = body.get("text").and_then(|t| t.get("format")) {
+        if let Some(format) = response_format(format) {
+            parameters.insert("response_format".into(), format);
+        }
+    }
+    let stream = validate::flag(&body, "stream")?.unwrap_or(false);
+    parameters.insert("stream".into(), Value::Bool(stream));
+    let echo = ECHOED
+        .iter()
+        .filter_map(|k| Some(((*k).to_owned(), body.get(*k)?.clone())))
+        .collect();
+    Ok(ModelRequest {
+        api: &RESPONSES,
+        model,
+        stream,
+        embedding: false,
+        answer_now: false,
+        payload: json!({"kind": "chat", "messages": chat["messages"], "parameters": parameters}),
+        prompt_tokens: validate::tokens_for(text_bytes),
+        echo,
+    })
+}
+
+/// One input item as chat messages. Items an agent cannot use (reasoning,
+/// references to stored items, hosted tool calls) are left out.
+fn input_item(i: usize, item: &Value, messages: &mut Vec<Value>) -> Result<(), ApiError> {
+    let param = |field: &str| format!("input[{i}]{field}");
+    let Some(item) = item.as_object() else {
+        return Err(ApiError::invalid_param(
+            &param(""),
+            "each input item must be an object",
+        ));
+    };
+    let text_field = |name: &str| match item.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(ApiError::invalid_param(
+            &param(&format!(".{name}")),
+            format!("'{name}' must be a string"),
+        )),
+    };
+    match item
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("message")
+    {
+        "message" => {
+            let role = text_field("role")?;
+            let content = match item.get("content") {
+                Some(Value::String(s)) => Value::String(s.clone()),
+                Some(Value::Array(parts)) => Value::Array(parts.iter().filter_map(part).collect()),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        &param(".content"),
+                        "content must be a string or an array of content parts",
+                    ))
+                }
+            };
+            messages.push(json!({"role": role, "content": content}));
+        }
+        "function_call" => {
+            let call = json!({"id": text_field("call_id")?, "type": "function",
+                "function": {"name": text_field("name")?, "arguments": text_field("arguments")?}});
+            // Calls made together go back as one assistant message.
+            match messages.last_mut() {
+                Some(last) if last["role"] == "assistant" && last["tool_calls"].is_array() => {
+                    if let Some(calls) = last["tool_calls"].as_array_mut() {
+                        calls.push(call);
+                    }
+                }
+                _ => messages
+                    .push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+            }
+        }
+        "function_call_output" => {
+            let output = match item.get("output") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(""),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        &param(".output"),
+                        "'output' must be a string or an array of content parts",
+                    ))
+                }
+            };
+            messages.push(
+                json!({"role": "tool", "tool_call_id": text_field("call_id")?, "content": output}),
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A content part in chat shape: text and images; others are left out.
+fn part(part: &Value) -> Option<Value> {
+    match part["type"].as_str()? {
+        "input_text" | "output_text" | "text" => {
+            Some(json!({"type": "text", "text": part["text"].as_str()?}))
+        }
+        "refusal" => Some(json!({"type": "text", "text": part["refusal"].as_str()?})),
+        "input_image" => {
+            let url = part["image_url"].as_str()?;
+            Some(json!({"type": "image_url", "image_url": {"url": url}}))
+        }
+        _ => None,
+    }
+}
+
+/// Function tools in chat shape; hosted tools (web search, file search,
+/// codex's shell and freeform tools) are not something an agent's model
+/// call can run, and are left out.
+fn tools(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
+    let Some(tools) = body.get("tools").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let Some(tools) = tools.as_array() else {
+        return Err(ApiError::invalid_param("tools", "'tools' must be an array"));
+    };
+    let mut out = Vec::new();
+    for (i, tool) in tools.iter().enumerate() {
+        if tool["type"] != "function" {
+            continue;
+        }
+        let Some(name) = tool["name"].as_str() else {
+            return Err(ApiError::invalid_param(
+                &format!("tools[{i}].name"),
+                "a function tool needs a string 'name'",
+            ));
+        };
+        let mut function = json!({"name": name});
+        for key in ["description", "parameters", "strict"] {
+            if let Some(v) = tool.get(key).filter(|v| !v.is_null()) {
+                function[key] = v.clone();
+            }
+        }
+        out.push(json!({"type": "function", "function": function}));
+    }
+    Ok((!out.is_empty()).then_some(Value::Array(out)))
+}
+
+fn tool_choice(choice: &Value) -> Result<Value, ApiError> {
+    match choice {
+        Value::String(s) if ["auto", "none", "required"].contains(&s.as_str()) => {
+            Ok(choice.clone())
+        }
+        Value::Object(o) if o.get("type") == Some(&json!("function")) => match o.get("name") {
+            Some(Value::String(name)) => {
+                Ok(json!({"type": "function", "function": {"name": name}}))
+            }
+            _ => Err(ApiError::invalid_param(
+                "tool_choice.name",
+                "a function tool choice needs a string 'name'",
+            )),
+        },
+        Value::Object(_) => Ok(json!("auto")),
+        _ => Err(ApiError::invalid_param(
+            "tool_choice",
+            "'tool_choice' must be \"auto\", \"none\", \"required\" or an object",
+        )),
+    }
+}
+
+/// `text.format` as chat's `response_format`.
+fn response_format(format: &Value) -> Option<Value> {
+    match format["type"].as_str()? {
+        "json_object" => Some(json!({"type": "json_object"})),
+        "json_schema" => {
+            let mut schema = format.clone();
+            schema.as_object_mut()?.remove("type");
+            Some(json!({"type": "json_schema", "json_schema": schema}))
+        }
+        _ => None,
+    }
+}
+
+/// One output item of the answer.
+enum Item {
+    /// Text, as a byte range of the answer's text.
+    Message { start: usize, end: Option<usize> },
+    /// A function call, by its index among the answer's tool calls.
+    Call { index: u64 },
+}
+
+struct ResponseEncoder {
+    id: String,
+    token: String,
+    created: u64,
+    model: String,
+    echo: Map<String, Value>,
+    sequence: u64,
+    items: Vec<Item>,
+    /// The message item text is going to, if one is open.
+    open_message: Option<usize>,
+    /// A text delta event after its sequence number, up to the text.
+    delta_prefix: Vec<u8>,
+}
+
+impl ResponseEncoder {
+    fn new(request: &ModelRequest, ids: AnswerIds) -> Self {
+        ResponseEncoder {
+            id: format!("resp_{}", ids.token),
+            token: ids.token,
+            created: ids.created,
+            model: request.model.clone(),
+            echo: request.echo.clone(),
+            sequence: 0,
+            items: Vec::new(),
+            open_message: None,
+            delta_prefix: Vec::new(),
+        }
+    }
+
+    fn message_id(&self, at: usize) -> String {
+        format!("msg_{}_{at}", self.token)
+    }
+
+    fn call_id(&self, at: usize) -> String {
+        format!("fc_{}_{at}", self.token)
+    }
+
+    /// One event: its `type` and `sequence_number` are added here.
+    fn event(&mut self, out: &mut BytesMut, kind: &str, mut value: Value) {
+        if let Some(v) = value.as_object_mut() {
+            v.insert("type".into(), json!(kind));
+            v.insert("sequence_number".into(), json!(self.sequence));
+        }
+        self.sequence += 1;
+        put_event(out, kind, &value);
+    }
+
+    /// The response object in a given state.
+    fn response(&self, status: &str, output: Vec<Value>, answer: Option<&Answer>) -> Value {
+        let mut r = json!({
+            "id": self.id, "object": "response", "created_at": self.created,
+            "status": status, "model": self.model, "output": output,
+            "error": null, "incomplete_details": null, "store": false,
+            "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
+            "text": {"format": {"type": "text"}}, "truncation": "disabled",
+            "usage": null,
+        });
+        for (k, v) in &self.echo {
+            r[k.as_str()] = v.clone();
+        }
+        if let Some(answer) = answer {
+            let (input, output) = answer.usage();
+            r["usage"] = json!({
+                "input_tokens": input, "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": input.saturating_add(output),
+            });
+            if answer.finish_reason.as_deref() == Some("length") {
+                r["status"] = json!("incomplete");
+                r["incomplete_details"] = json!({"reason": "max_output_tokens"});
+            }
+        }
+        r
+    }
+
+    /// The output item at `at`, complete or in progress.
+    fn item(&self, at: usize, answer: &Answer, done: bool) -> Value {
+        self.items
+            .get(at)
+            .map_or(Value::Null, |item| self.render(item, at, answer, done))
+    }
+
+    /// `item`, placed at `at` in the output, as JSON.
+    fn render(&self, item: &Item, at: usize, answer: &Answer, done: bool) -> Value {
+        let status = if done { "completed" } else { "in_progress" };
+        match item {
+            Item::Message { start, end } => {
+                let text = if done {
+                    let end = end.unwrap_or(answer.content.len());
+                    answer.content.get(*start..end).unwrap_or_default()
+                } else {
+                    ""
+                };
+                let content: Vec<Value> = if done {
+                    vec![text_part(text)]
+                } else {
+                    Vec::new()
+                };
+                json!({"id": self.message_id(at), "type": "message", "status": status,
+                       "role": "assistant", "content": content})
+            }
+            Item::Call { index } => {
+                let call = answer.tool_call(*index);
+                let arguments = call.filter(|_| done).map_or("", |c| c.arguments.as_str());
+                json!({"id": self.call_id(at), "type": "function_call", "status": status,
+                       "call_id": call.map(|c| c.id_or("call_", &self.token)),
+                       "name": call.map_or("", |c| c.name.as_str()), "arguments": arguments})
+            }
+        }
+    }
+
+    fn open_message(&mut self, start: usize, answer: &Answer, out: &mut BytesMut) {
+        let at = self.items.len();
+        self.items.push(Item::Message { start, end: None });
+        self.open_message = Some(at);
+        let item = self.item(at, answer, false);
+        self.event(
+            out,
+            "response.output_item.added",
+            json!({"output_index": at, "item": item}),
+        );
+        let id = self.message_id(at);
+        self.event(
+            out,
+            "response.content_part.added",
+            json!({"item_id": id, "output_index": at, "content_index": 0, "part": text_part("")}),
+        );
+        self.delta_prefix.clear();
+        self.delta_prefix.extend_from_slice(br#","item_id":"#);
+        let mut prefix = BytesMut::new();
+        put_json(&mut prefix, &id);
+        self.delta_prefix.extend_from_slice(&prefix);
+        self.delta_prefix.extend_from_slice(br#","output_index":"#);
+        self.delta_prefix
+            .extend_from_slice(at.to_string().as_bytes());
+        self.delta_prefix
+            .extend_from_slice(br#","content_index":0,"delta":"#);
+    }
+
+    /// Ends the open message item, its text ending at `end`.
+    fn close_message(&mut self, end: usize, answer: &Answer, out: &mut BytesMut) {
+        let Some(at) = self.open_message.take() else {
+            return;
+        };
+        if let Some(Item::Message { end: e, .. }) = self.items.get_mut(at) {
+            *e = Some(end);
+        }
+        let item = self.item(at, answer, true);
+        let text = item["content"][0]["text"].clone();
+        let id = self.message_id(at);
+        let place = json!({"item_id": id, "output_index": at, "content_index": 0});
+        let mut done = place.clone();
+        done["text"] = text.clone();
+        self.event(out, "response.output_text.done", done);
+        let mut part_done = place;
+        part_done["part"] = json!({"type": "output_text", "text": text, "annotations": []});
+        self.event(out, "response.content_part.done", part_done);
+        self.event(
+            out,
+            "response.output_item.done",
+            json!({"output_index": at, "item": item}),
+        );
+    }
+
+    fn put_text_delta(&mut self, text: &str, out: &mut BytesMut) {
+        out.put_slice(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":");
+        put_u64(out, self.sequence);
+        self.sequence += 1;
+        out.put_slice(&self.delta_prefix);
+        put_json(out, &text);
+        out.put_slice(b",\"logprobs\":[]}\n\n");
+    }
+
+    fn output(&self, answer: &Answer) -> Vec<Value> {
+        (0..self.items.len())
+            .map(|at| self.item(at, answer, true))
+            .collect()
+    }
+}
+
+fn text_part(text: &str) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": []})
+}
+
+impl Encoder for ResponseEncoder {
+    fn stream_type(&self) -> &'static str {
+        SSE
+    }
+
+    fn open(&mut self, out: &mut BytesMut) {
+        let response = self.response("in_progress", Vec::new(), None);
+        self.event(
+            out,
+            "response.created",
+            json!({"response": response.clone()}),
+        );
+        self.event(out, "response.in_progress", json!({"response": response}));
+    }
+
+    fn delta(&mut self, delta: &Delta, answer: &Answer, _: SystemTime, out: &mut BytesMut) {
+        let text = delta.content.as_deref().unwrap_or_default();
+        // `answer` already holds this delta: its text ends the answer's.
+        let text_start = answer.content.len().saturating_sub(text.len());
+        if !text.is_empty() {
+            if self.open_message.is_none() {
+                self.open_message(text_start, answer, out);
+            }
+            self.put_text_delta(text, out);
+        }
+        for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
+            let index = delta_index(call, position);
+            let at = self
+                .items
+                .iter()
+                .position(|i| matches!(i, Item::Call { index: n } if *n == index));
+            let at = match at {
+                Some(at) => at,
+                None => {
+                    self.close_message(answer.content.len(), answer, out);
+                    let at = self.items.len();
+                    self.items.push(Item::Call { index });
+                    let item = self.item(at, answer, false);
+                    self.event(
+                        out,
+                        "response.output_item.added",
+                        json!({"output_index": at, "item": item}),
+                    );
+                    at
+                }
+            };
+            if let Some(piece) = delta_arguments(call).filter(|a| !a.is_empty()) {
+                let id = self.call_id(at);
+                self.event(
+                    out,
+                    "response.function_call_arguments.delta",
+                    json!({"item_id": id, "output_index": at, "delta": piece}),
+                );
+            }
+        }
+    }
+
+    fn close(&mut self, end: &End, out: &mut BytesMut) {
+        let answer = end.answer;
+        if self.items.is_empty() {
+            self.open_message(0, answer, out);
+        }
+        self.close_message(answer.content.len(), answer, out);
+        for at in 0..self.items.len() {
+            if let Some(Item::Call { .. }) = self.items.get(at) {
+                let item = self.item(at, answer, true);
+                let id = self.call_id(at);
+                self.event(
+                    out,
+                    "response.function_call_arguments.done",
+                    json!({"item_id": id, "output_index": at, "arguments": item["arguments"]}),
+                );
+                self.event(
+                    out,
+                    "response.output_item.done",
+                    json!({"output_index": at, "item": item}),
+                );
+            }
+        }
+        let response = self.response("completed", self.output(answer), Some(answer));
+        self.event(out, "response.completed", json!({"response": response}));
+    }
+
+    fn whole(&self, end: &End) -> Value {
+        let answer = end.answer;
+        let mut items = Vec::new();
+        if !answer.content.is_empty() || answer.tool_calls.is_empty() {
+            items.push(Item::Message {
+                start: 0,
+                end: None,
+            });
+        }
+        items.extend(
+            answer
+                .tool_calls
+                .iter()
+                .map(|c| Item::Call { index: c.index }),
+        );
+        let output = items
+            .iter()
+            .enumerate()
+            .map(|(at, item)| self.render(item, at, answer, true))
+            .collect();
+        self.response("completed", output, Some(answer))
+    }
+
+    fn fail(&mut self, error: &ApiError, out: &mut BytesMut) {
+        let code = error.code.unwrap_or(error.kind);
+        self.event(
+            out,
+            "error",
+            json!({"code": code, "message": error.message, "param": error.param}),
+        );
+        let mut response = self.response("failed", Vec::new(), None);
+        response["error"] = json!({"code": code, "message": error.message});
+        self.event(out, "response.failed", json!({"response": response}));
+    }
+
+    fn keepalive(&self) -> Option<&'static [u8]> {
+        Some(SSE_KEEPALIVE)
+    }
+
+    fn keeps_text(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: Value) -> Result<ModelRequest, ApiError> {
+        parse(body.to_string().as_bytes(), &RequestLimits::default())
+    }
+
+    #[test]
+    fn items_become_chat_messages() {
+        let r = parsed(json!({"model": "m", "instructions": "be brief", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+            {"type": "function_call", "call_id": "c1", "name": "get", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "get", "arguments": "{\"x\":1}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            {"type": "reasoning", "summary": []},
+        ], "tools": [{"type": "function", "name": "get", "parameters": {"type": "object"}},
+                     {"type": "web_search"}],
+           "tool_choice": {"type": "function", "name": "get"}, "max_output_tokens": 20}))
+        .unwrap();
+        let m = &r.payload["messages"];
+        assert_eq!(m[0], json!({"role": "system", "content": "be brief"}));
+        assert_eq!(
+            m[1]["content"][0],
+            json!({"type": "text", "text": "weather?"})
+        );
+        assert_eq!(m[2]["tool_calls"][1]["id"], "c2");
+        assert_eq!(
+            m[3],
+            json!({"role": "tool", "tool_call_id": "c1", "content": "sunny"})
+        );
+        assert_eq!(m.as_array().unwrap().len(), 4);
+        let p = &r.payload["parameters"];
+        assert_eq!(p["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(p["tools"][0]["function"]["name"], "get");
+        assert_eq!(p["tool_choice"]["function"]["name"], "get");
+        assert_eq!(p["max_tokens"], 20);
+    }
+
+    #[test]
+    fn stored_state_and_bad_types_are_refused_naming_the_field() {
+        let e =
+            parsed(json!({"model": "m", "input": "x", "previous_response_id": "r"})).unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("previous_response_id"))
+        );
+        let e = parsed(json!({"model": "m", "input": 5})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("input"));
+        let e = parsed(json!({"model": "m"})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("input"));
+        let e = parsed(json!({"model": "m", "input": "x", "tools": {}})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tools"));
+        let e =
+            parsed(json!({"model": "m", "input": [{"type": "function_call_output"}]})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("input[0].output"));
+    }
+}

@@ -1,0 +1,253 @@
+//! The route table: which method and path go where, who may call them, and
+//! in which shape their errors are written. It is data: serving a new
+//! editor API is one row.
+
+use super::{anthropic, ollama, openai, responses, EditorApi, RequestLimits};
+use crate::error::{ApiError, Dialect};
+
+/// What a route does.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// A model request, translated by its API and sent to an agent.
+    Model(&'static dyn EditorApi),
+    /// Counts a model request's prompt tokens (the limiter's estimate)
+    /// without running it.
+    CountTokens(fn(&[u8], &RequestLimits) -> Result<u64, ApiError>),
+    /// Answered from the provider's own state.
+    Info(Info),
+    /// The WebSocket upgrade for agents.
+    AgentLink,
+}
+
+/// The routes the provider answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Info {
+    Root,
+    Health,
+    OpenAiModels,
+    /// One model; the rest of the path is its id.
+    OpenAiModel,
+    OllamaTags,
+    OllamaShow,
+    OllamaPs,
+    OllamaVersion,
+    OllamaPull,
+    ControlRegister,
+    ControlApprove,
+    ControlRevoke,
+    ControlSessions,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    Open,
+    ApiKey,
+    BridgeToken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    /// GET, and HEAD answered like it without a body.
+    Get,
+    Post,
+}
+
+/// How a row matches a path.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// One of these exact paths.
+    Exact(&'static [&'static str]),
+    /// Any path under one of these prefixes; the rest is a parameter.
+    Under(&'static [&'static str]),
+}
+
+struct Row {
+    method: Method,
+    path: Path,
+    handler: Handler,
+    guard: Guard,
+    /// Error shape for routes that are not a model API (a model API's own
+    /// [`EditorApi::dialect`] wins).
+    dialect: Dialect,
+}
+
+const fn row(method: Method, path: Path, handler: Handler, guard: Guard, dialect: Dialect) -> Row {
+    Row {
+        method,
+        path,
+        handler,
+        guard,
+        dialect,
+    }
+}
+
+use Dialect::{Anthropic, Ollama, OpenAi};
+use Guard::{ApiKey, BridgeToken, Open};
+use Handler::{AgentLink, CountTokens, Model};
+use Method::{Get, Post};
+use Path::{Exact, Under};
+
+const fn info(method: Method, path: &'static [&'static str], what: Info, guard: Guard) -> Row {
+    let dialect = if matches!(
+        what,
+        Info::OllamaTags
+            | Info::OllamaShow
+            | Info::OllamaPs
+            | Info::OllamaVersion
+            | Info::OllamaPull
+    ) {
+        Ollama
+    } else {
+        OpenAi
+    };
+    row(method, Exact(path), Handler::Info(what), guard, dialect)
+}
+
+/// Every route, first match wins.
+#[rustfmt::skip]
+static ROUTES: &[Row] = &[
+    // Model APIs.
+    row(Post, Exact(&["/v1/chat/completions", "/chat/completions"]), Model(&openai::CHAT), ApiKey, OpenAi),
+    row(Post, Exact(&["/v1/completions", "/completions"]), Model(&openai::COMPLETION), ApiKey, OpenAi),
+    row(Post, Exact(&["/v1/embeddings", "/embeddings"]), Model(&openai::EMBEDDINGS), ApiKey, OpenAi),
+    row(Post, Exact(&["/v1/responses", "/responses"]), Model(&responses::RESPONSES), ApiKey, OpenAi),
+    row(Post, Exact(&["/v1/messages", "/messages"]), Model(&anthropic::MESSAGES), ApiKey, Anthropic),
+    row(Post, Exact(&["/v1/messages/count_tokens"]), CountTokens(anthropic::count_tokens), ApiKey, Anthropic),
+    row(Post, Exact(&["/api/chat"]), Model(&ollama::CHAT), ApiKey, Ollama),
+    row(Post, Exact(&["/api/generate"]), Model(&ollama::GENERATE), ApiKey, Ollama),
+    row(Post, Exact(&["/api/embed"]), Model(&ollama::EMBED), ApiKey, Ollama),
+    row(Post, Exact(&["/api/embeddings"]), Model(&ollama::EMBEDDINGS), ApiKey, Ollama),
+    // Answered by the provider.
+    info(Get, &["/"], Info::Root, Open),
+    info(Get, &["/health"], Info::Health, Open),
+    info(Get, &["/v1/models", "/models"], Info::OpenAiModels, ApiKey),
+    row(Get, Under(&["/v1/models/", "/models/"]), Handler::Info(Info::OpenAiModel), ApiKey, OpenAi),
+    info(Get, &["/api/tags"], Info::OllamaTags, ApiKey),
+    info(Post, &["/api/show"], Info::OllamaShow, ApiKey),
+    info(Get, &["/api/ps"], Info::OllamaPs, ApiKey),
+    info(Get, &["/api/version"], Info::OllamaVersion, Open),
+    info(Post, &["/api/pull"], Info::OllamaPull, ApiKey),
+    // Agents and their control API.
+    row(Get, Exact(&["/v1/agent"]), AgentLink, BridgeToken, OpenAi),
+    info(Post, &["/control/register"], Info::ControlRegister, BridgeToken),
+    info(Post, &["/control/approve"], Info::ControlApprove, BridgeToken),
+    info(Post, &["/control/revoke"], Info::ControlRevoke, BridgeToken),
+    info(Get, &["/control/sessions"], Info::ControlSessions, BridgeToken),
+];
+
+/// A route found for a request.
+#[derive(Clone, Copy)]
+pub struct Matched<'a> {
+    pub handler: Handler,
+    pub guard: Guard,
+    pub dialect: Dialect,
+    /// The rest of the path after an `Under` prefix (a model id).
+    pub param: &'a str,
+}
+
+impl Row {
+    /// The parameter when `path` matches this row.
+    fn matches<'a>(&self, path: &'a str) -> Option<&'a str> {
+        match self.path {
+            Exact(paths) => paths.contains(&path).then_some(""),
+            Under(prefixes) => prefixes
+                .iter()
+                .find_map(|p| path.strip_prefix(p))
+                .filter(|rest| !rest.is_empty()),
+        }
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self.handler {
+            Model(api) => api.dialect(),
+            _ => self.dialect,
+        }
+    }
+}
+
+/// The error shape for a path: its route's, else Ollama's under `/api/`
+/// and OpenAI's elsewhere.
+pub fn dialect_of(path: &str) -> Dialect {
+    match ROUTES.iter().find(|r| r.matches(path).is_some()) {
+        Some(row) => row.dialect(),
+        None if path.starts_with("/api/") => Ollama,
+        None => OpenAi,
+    }
+}
+
+/// Finds the route for a method and path: 404 for an unknown path, 405 for
+/// a known path with the wrong method.
+pub fn route<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, ApiError> {
+    let method = match method {
+        "GET" | "HEAD" => Some(Get),
+        "POST" => Some(Post),
+        _ => None,
+    };
+    let mut known_path = false;
+    for row in ROUTES {
+        let Some(param) = row.matches(path) else {
+            continue;
+        };
+        if Some(row.method) == method {
+            return Ok(Matched {
+                handler: row.handler,
+                guard: row.guard,
+                dialect: row.dialect(),
+                param,
+            });
+        }
+        known_path = true;
+    }
+    let method = method.map_or("this method", |m| match m {
+        Get => "GET",
+        Post => "POST",
+    });
+    Err(if known_path {
+        ApiError::method_not_allowed(format!("Method {method} is not allowed on {path}"))
+    } else {
+        ApiError::not_found(format!("Unknown route: {method} {path}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info_of(method: &str, path: &str) -> Option<Info> {
+        match route(method, path).ok()?.handler {
+            Handler::Info(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn routes_by_method_and_path() {
+        assert!(matches!(
+            route("POST", "/v1/chat/completions").map(|m| m.handler),
+            Ok(Handler::Model(_))
+        ));
+        let m = route("GET", "/v1/models/echo").ok().unwrap();
+        assert_eq!(
+            (m.param, info_of("GET", "/v1/models/echo")),
+            ("echo", Some(Info::OpenAiModel))
+        );
+        assert_eq!(
+            route("GET", "/v1/chat/completions").err().unwrap().status,
+            405
+        );
+        assert_eq!(route("GET", "/nope").err().unwrap().status, 404);
+        assert_eq!(route("GET", "/v1/models/").err().unwrap().status, 404);
+        assert_eq!(info_of("HEAD", "/health"), Some(Info::Health));
+    }
+
+    #[test]
+    fn each_api_has_its_error_shape() {
+        assert_eq!(dialect_of("/v1/messages"), Dialect::Anthropic);
+        assert_eq!(dialect_of("/v1/messages/count_tokens"), Dialect::Anthropic);
+        assert_eq!(dialect_of("/v1/responses"), Dialect::OpenAi);
+        assert_eq!(dialect_of("/api/chat"), Dialect::Ollama);
+        assert_eq!(dialect_of("/api/nope"), Dialect::Ollama);
+        assert_eq!(route("GET", "/v1/messages").err().unwrap().status, 405);
+    }
+}
