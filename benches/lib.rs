@@ -10,7 +10,8 @@ pub const EDITOR: ConnId = ConnId(1);
 pub const AGENT: ConnId = ConnId(2);
 
 /// A provider with a registered agent and one request waiting on it, in
-/// the given API (`/v1/chat/completions` or `/api/chat`), streaming.
+/// the API at `path` (`/v1/chat/completions`, `/api/chat`,
+/// `/v1/responses`, `/v1/messages`), streaming.
 /// Returns the provider and the invoke id the agent must answer.
 pub fn open_stream(path: &str) -> (Provider, String) {
     let now = Instant::now();
@@ -21,7 +22,9 @@ pub fn open_stream(path: &str) -> (Provider, String) {
         r#"{"type":"register","agent_id":"b","models":["m"]}"#,
         now,
     );
-    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    // One body every API reads: chat's `messages`, Responses' `input`, and
+    // the `max_tokens` Messages requires.
+    let body = r#"{"model":"m","stream":true,"max_tokens":100,"input":"hi","messages":[{"role":"user","content":"hi"}]}"#;
     let headers = vec![
         ("host".to_owned(), "127.0.0.1".to_owned()),
         ("authorization".to_owned(), "Bearer k".to_owned()),

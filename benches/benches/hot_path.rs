@@ -144,10 +144,18 @@ fn reassembly_out_of_order(c: &mut Criterion) {
 }
 
 fn benches(c: &mut Criterion) {
-    stream(c, "openai_sse", "/v1/chat/completions");
-    stream(c, "ollama_ndjson", "/api/chat");
-    allocations_per_chunk("openai_sse", "/v1/chat/completions");
-    allocations_per_chunk("ollama_ndjson", "/api/chat");
+    let apis = [
+        ("openai_sse", "/v1/chat/completions"),
+        ("ollama_ndjson", "/api/chat"),
+        ("responses_sse", "/v1/responses"),
+        ("messages_sse", "/v1/messages"),
+    ];
+    for (name, path) in apis {
+        stream(c, name, path);
+    }
+    for (name, path) in apis {
+        allocations_per_chunk(name, path);
+    }
     http_request_parse(c);
     limiter_decision(c);
     reassembly_out_of_order(c);

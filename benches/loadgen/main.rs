@@ -78,12 +78,20 @@ struct Args {
     /// Editors connecting at once.
     #[arg(long, default_value_t = 256)]
     connect_concurrency: usize,
+    /// Agent links serving the streams (throughput mode), each registering
+    /// the same model: the provider spreads the streams over them.
+    #[arg(long, default_value_t = 1)]
+    links: u32,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.mode == Mode::Scale && args.chunks_per_stream < 2 {
         eprintln!("loadgen: scale mode needs --chunks-per-stream 2 or more");
+        return ExitCode::from(2);
+    }
+    if args.links != 1 && (args.mode != Mode::Throughput || args.direct || args.links == 0) {
+        eprintln!("loadgen: --links other than 1 is for throughput runs through a provider");
         return ExitCode::from(2);
     }
     match smol::block_on(run(&args)) {
@@ -108,6 +116,7 @@ fn main() -> ExitCode {
 
 async fn run(args: &Args) -> Result<serde_json::Value, String> {
     let clock = Clock::start();
+    let mut extra_links = Vec::new();
     let (events_tx, events_rx) = channel::unbounded();
     let model = format!("loadgen-{}", std::process::id());
     let chunks = args.chunks_per_stream;
@@ -128,6 +137,23 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
                 events_tx.clone(),
             )
             .await?;
+            // More links, each with its own writer and reader; they share
+            // the first writer's clock of the first chunk sent.
+            for _ in 1..args.links {
+                let (more_tx, more_rx) = channel::unbounded();
+                let (mut more, more_link) = agent::connect(
+                    &url,
+                    &args.bridge_token,
+                    &model,
+                    args.mode,
+                    chunks,
+                    clock,
+                    more_tx,
+                )
+                .await?;
+                more.first_sent_ns = writer.first_sent_ns.clone();
+                extra_links.push((smol::spawn(more.run(more_rx)), more_link));
+            }
             (writer, addr, link)
         }
         _ => agent::listen_direct(args.mode, chunks, clock, events_tx.clone()).await?,
@@ -149,6 +175,7 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
         agent: events_tx.clone(),
         opened: opened_tx,
     });
+    let cpu_before = args.server_pid.and_then(cpu_seconds);
     let editors: Vec<_> = (0..args.streams)
         .map(|s| smol::spawn(editor::run(plan.clone(), s)))
         .collect();
@@ -194,8 +221,10 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
     let timed_out = outcomes.len() < args.streams as usize;
     let rss = rss_open.or_else(|| args.server_pid.and_then(|pid| rss_mb(pid, "VmRSS")));
     let peak = args.server_pid.and_then(|pid| rss_mb(pid, "VmHWM"));
+    let cpu_after = args.server_pid.and_then(cpu_seconds);
     drop(writer);
     drop(link);
+    drop(extra_links);
     let first_sent_ns = first_sent.load(Ordering::Relaxed);
     let mut figures = Figures::of(&outcomes, first_sent_ns);
     figures.lost = u64::from(args.streams) * u64::from(chunks) - figures.chunks;
@@ -214,6 +243,12 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
         "misrouted": figures.misrouted,
         "failed_streams": figures.failed + (args.streams as usize - outcomes.len()),
         "timed_out": timed_out,
+        "server_cpu_us_per_chunk": cpu_before.zip(cpu_after).and_then(|(before, after)| {
+            (figures.chunks > 0).then(|| {
+                let us = (after - before) * 1e6 / figures.chunks as f64;
+                (us * 100.0).round() / 100.0
+            })
+        }),
         "server_rss_mb": rss,
         "server_peak_rss_mb": peak,
     }))
@@ -273,6 +308,19 @@ fn rss_mb(pid: u32, field: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// CPU time a process has used, user and system, in seconds: fields 14
+/// and 15 of `/proc/PID/stat` (threads that ended included), in Linux's
+/// fixed 100 ticks per second.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after it.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Which runtime served the run, from the server's executable name.

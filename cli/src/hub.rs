@@ -1,8 +1,8 @@
 //! The provider as every task or thread of a runtime shares it: its
 //! switchboard under one lock, fresh connection ids, the guard that
 //! detaches a connection however its task or thread ends, and the report a
-//! writer makes of what it wrote. A runtime supplies only its channel
-//! ([`Mailbox`]) and how to wake its timer.
+//! writer makes of what it wrote. A runtime supplies only how to wake a
+//! connection ([`Bell`]) and its timer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,32 +10,18 @@ use std::time::Instant;
 
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::switchboard::Switchboard;
-use mcp_provider_core::{ConnId, Output, Provider};
+use mcp_provider_core::{ConnId, Provider};
 
-/// A runtime's channel carrying one connection's outputs. Unbounded as a
-/// queue, bounded in bytes: the switchboard counts what waits in it and
-/// the provider stops producing past its caps.
-pub trait Mailbox: Send + 'static {
-    type Receiver;
+use crate::mailbox::{Bell, Bells, Inbox, Mailbox};
 
-    /// A new channel: the sending end the hub keeps, the receiving end for
-    /// the connection's task or thread.
-    fn pair() -> (Self, Self::Receiver)
-    where
-        Self: Sized;
-
-    /// Posts without blocking; a closed mailbox drops the output.
-    fn post(&self, output: Output);
-}
-
-pub struct Hub<M> {
-    core: Mutex<Switchboard<M>>,
+pub struct Hub<B: Bell> {
+    core: Mutex<Switchboard<Mailbox<B>>>,
     next_conn: AtomicU64,
     /// Wakes the runtime's timer when an earlier deadline was armed.
     wake: Box<dyn Fn() + Send + Sync>,
 }
 
-impl<M: Mailbox> Hub<M> {
+impl<B: Bell> Hub<B> {
     pub fn new(provider: Provider, wake: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
         Arc::new(Hub {
             core: Mutex::new(Switchboard::new(provider)),
@@ -45,16 +31,16 @@ impl<M: Mailbox> Hub<M> {
     }
 
     /// The switchboard (for the timer: its armed deadline).
-    pub fn lock(&self) -> MutexGuard<'_, Switchboard<M>> {
+    pub fn lock(&self) -> MutexGuard<'_, Switchboard<Mailbox<B>>> {
         // A panic while holding the lock is a bug; keep serving regardless.
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A fresh connection: the guard that detaches it when dropped, its
     /// mailbox, and the backlog its writer reports to.
-    pub fn connect(self: &Arc<Self>) -> (Attached<M>, M::Receiver, Backlog) {
+    pub fn connect(self: &Arc<Self>) -> (Attached<B>, Inbox<B>, Backlog) {
         let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = M::pair();
+        let (tx, rx) = Mailbox::pair();
         let backlog = self.lock().attach(id, tx);
         let attached = Attached {
             hub: self.clone(),
@@ -63,9 +49,21 @@ impl<M: Mailbox> Hub<M> {
         (attached, rx, backlog)
     }
 
-    /// Runs `f` on the provider, then posts everything it output.
+    /// Runs `f` on the provider, then posts everything it output and
+    /// wakes the connections posted to.
     pub fn with<R>(&self, f: impl FnOnce(&mut Provider, Instant) -> R) -> R {
-        let (result, rearm) = self.lock().with(Instant::now(), f, M::post);
+        self.with_deferred(&mut Bells::default(), f)
+    }
+
+    /// [`Hub::with`], leaving the connections posted to in `bells` to be
+    /// woken later: a caller handling a burst rings once at its end.
+    pub fn with_deferred<R>(
+        &self,
+        bells: &mut Bells<B>,
+        f: impl FnOnce(&mut Provider, Instant) -> R,
+    ) -> R {
+        let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, bells);
+        let (result, rearm) = self.lock().with(Instant::now(), f, post);
         if rearm {
             (self.wake)();
         }
@@ -81,7 +79,9 @@ impl<M: Mailbox> Hub<M> {
     }
 
     fn disconnect(&self, id: ConnId) {
-        if self.lock().detach(id, Instant::now(), M::post) {
+        let mut bells = Bells::default();
+        let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, &mut bells);
+        if self.lock().detach(id, Instant::now(), post) {
             (self.wake)();
         }
     }
@@ -89,18 +89,18 @@ impl<M: Mailbox> Hub<M> {
 
 /// A connection attached to the provider; detached when dropped, however
 /// the task or thread that holds it ends (a panic included).
-pub struct Attached<M: Mailbox> {
-    hub: Arc<Hub<M>>,
+pub struct Attached<B: Bell> {
+    hub: Arc<Hub<B>>,
     pub id: ConnId,
 }
 
-impl<M: Mailbox> Drop for Attached<M> {
+impl<B: Bell> Drop for Attached<B> {
     fn drop(&mut self) {
         self.hub.disconnect(self.id);
     }
 }
 
-impl<M: Mailbox> crate::shutdown::Stop for Arc<Hub<M>> {
+impl<B: Bell> crate::shutdown::Stop for Arc<Hub<B>> {
     fn begin(&self) {
         self.with(|p, _| p.shut_down());
     }

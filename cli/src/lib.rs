@@ -9,6 +9,7 @@
 pub mod dial;
 mod fds;
 pub mod hub;
+pub mod mailbox;
 mod settings;
 pub mod shutdown;
 
@@ -39,6 +40,11 @@ pub struct Launch {
 /// and the buffer lives as long as the connection: at 10,000 open streams a
 /// 16 KiB one was a third of the server's memory.
 pub const READ_BUFFER: usize = 4 * 1024;
+
+/// Agent frames a link handles before it wakes the editors they posted to,
+/// even while more frames are waiting: bounds the delay a burst adds to
+/// the first chunks in it.
+pub const RING_EVERY: usize = 64;
 
 /// Caps every driver applies to editor connections.
 #[derive(Debug, Clone, Copy)]

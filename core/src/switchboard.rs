@@ -55,7 +55,7 @@ impl<M> Switchboard<M> {
 
     /// A connection ended: the provider is told, its mailbox dropped (a
     /// task or thread waiting on it sees it close).
-    pub fn detach(&mut self, conn: ConnId, now: Instant, post: impl Fn(&M, Output)) -> bool {
+    pub fn detach(&mut self, conn: ConnId, now: Instant, post: impl FnMut(&M, Output)) -> bool {
         let rearm = self
             .with(now, |p, now| p.handle_conn_closed(conn, now), post)
             .1;
@@ -73,12 +73,12 @@ impl<M> Switchboard<M> {
         &mut self,
         now: Instant,
         f: impl FnOnce(&mut Provider, Instant) -> R,
-        post: impl Fn(&M, Output),
+        mut post: impl FnMut(&M, Output),
     ) -> (R, bool) {
         self.provider
             .handle_queued(self.total.load(Ordering::Acquire));
         let result = f(&mut self.provider, now);
-        self.post_all(&post);
+        self.post_all(&mut post);
         // A backlog that went high makes the provider act (pause, cap,
         // stop routing), which may post more: a few rounds settle it, as
         // what it posts is small and a stream it fails posts nothing more.
@@ -89,7 +89,7 @@ impl<M> Switchboard<M> {
             for (conn, bytes) in std::mem::take(&mut self.high) {
                 self.provider.handle_backlog(conn, bytes);
             }
-            self.post_all(&post);
+            self.post_all(&mut post);
         }
         self.high.clear();
         let next = self.provider.poll_timeout();
@@ -100,7 +100,7 @@ impl<M> Switchboard<M> {
         (result, rearm)
     }
 
-    fn post_all(&mut self, post: &impl Fn(&M, Output)) {
+    fn post_all(&mut self, post: &mut impl FnMut(&M, Output)) {
         while let Some(output) = self.provider.poll_output() {
             let conn = output.conn();
             if let Some((mailbox, backlog)) = self.mailboxes.get(&conn) {

@@ -8,6 +8,7 @@
 //! own client. A connection that upgrades to WebSocket keeps both threads
 //! as the agent link's reader and writer.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,8 +25,8 @@ use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
-use crate::link::{self, LinkHalf};
-use crate::shared::{Mailbox, Shared};
+use crate::link::{self, LinkHalf, LinkMail};
+use crate::shared::{Mail, Shared};
 
 /// Stack of a reader thread: it runs the provider (JSON parsing included).
 const READER_STACK: usize = 1024 * 1024;
@@ -359,22 +360,29 @@ fn take_upgrade(
 
 /// Writes what the provider answers until the connection ends; after an
 /// accepted upgrade, goes on as the agent link's writer.
-fn write_loop(conn: &Conn, stream: TcpStream, mail: &Mailbox, backlog: &Backlog) {
+fn write_loop(conn: &Conn, stream: TcpStream, mail: &Mail, backlog: &Backlog) {
     // However this thread ends (a panic included), the reader is woken and
     // the socket shut.
     let done = WriterDone { conn, stream };
     let mut out = BytesMut::new();
-    while let Ok(first) = mail.recv() {
+    let mut outputs = VecDeque::new();
+    while mail.waiter().recv().is_ok() {
+        mail.take(&mut outputs);
         let mut state = conn.lock();
         let mut carried = 0;
-        for output in std::iter::once(first).chain(mail.try_iter()) {
+        while let Some(output) = outputs.pop_front() {
             carried += output.backlog_bytes();
             match output {
                 Output::Respond { response, .. } => state.http.encode_response(&response, &mut out),
                 Output::Data { data, .. } => state.http.encode_data(&data, &mut out),
                 Output::End { .. } => state.http.encode_end(&mut out),
                 Output::AcceptAgent { key, .. } => {
-                    return accept_agent(conn, state, &done.stream, &key, out, mail, backlog);
+                    let link = LinkMail {
+                        mail,
+                        backlog,
+                        queued: outputs,
+                    };
+                    return accept_agent(conn, state, &done.stream, &key, out, link);
                 }
                 Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
             }
@@ -428,8 +436,7 @@ fn accept_agent(
     mut stream: &TcpStream,
     key: &str,
     mut out: BytesMut,
-    mail: &Mailbox,
-    backlog: &Backlog,
+    link: LinkMail,
 ) {
     if let Ok((read_half, write_half)) = LinkHalf::pair(stream) {
         let leftover = state.http.take_upgrade_bytes();
@@ -441,8 +448,7 @@ fn accept_agent(
             link::write_frames(
                 &conn.shared,
                 conn.id,
-                mail,
-                backlog,
+                link,
                 WebSocket::from_raw_socket(write_half, Role::Server, Some(link::config())),
             );
         }

@@ -1,6 +1,7 @@
 //! Running the core's echo agent on a thread: in-process beside the
 //! server, or as a separate process over the real agent link.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
@@ -11,15 +12,35 @@ use tungstenite::Message;
 
 use crate::shared::Shared;
 
-/// Drives `agent`: provider frames (picked out of `incoming` by `text`)
-/// in, due answer frames out through `send` a batch at a time, sleeping
-/// until the next paced frame. Between batches it reads what the provider
-/// sent, so a `pause` for a slow editor takes effect at once. Ends when
-/// `incoming` closes or `send` fails.
-fn play<T>(
+/// What the agent's thread found when it looked for a provider frame.
+enum Incoming {
+    Frame(String),
+    /// Nothing before the agent's next paced frame is due.
+    Nothing,
+    Closed,
+}
+
+/// Waits on `rx` until `until` (or for good).
+fn wait<T>(rx: &Receiver<T>, until: Option<Instant>) -> Result<Option<T>, RecvTimeoutError> {
+    let got = match until {
+        Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    };
+    match got {
+        Ok(got) => Ok(Some(got)),
+        Err(RecvTimeoutError::Timeout) => Ok(None),
+        Err(closed) => Err(closed),
+    }
+}
+
+/// Drives `agent`: provider frames in (from `incoming`, which waits at
+/// most until the time it is given), due answer frames out through `send`
+/// a batch at a time. Between batches it reads what the provider sent, so
+/// a `pause` for a slow editor takes effect at once. Ends when `incoming`
+/// closes or `send` fails.
+fn play(
     mut agent: EchoAgent,
-    incoming: &Receiver<T>,
-    mut text: impl FnMut(T) -> Option<String>,
+    mut incoming: impl FnMut(Option<Instant>) -> Incoming,
     mut send: impl FnMut(Vec<String>) -> bool,
 ) {
     loop {
@@ -30,19 +51,10 @@ fn play<T>(
         if !frames.is_empty() && !send(frames) {
             return;
         }
-        let message = match agent.poll_timeout() {
-            Some(at) => match incoming.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
-            },
-            None => match incoming.recv() {
-                Ok(m) => m,
-                Err(_) => return,
-            },
-        };
-        if let Some(message) = text(message) {
-            agent.handle_message(&message, Instant::now());
+        match incoming(agent.poll_timeout()) {
+            Incoming::Frame(frame) => agent.handle_message(&frame, Instant::now()),
+            Incoming::Nothing => {}
+            Incoming::Closed => return,
         }
     }
 }
@@ -54,11 +66,19 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Resul
     shared.with(|p, _| p.open_agent(id));
     let agent = EchoAgent::new(&plan.model, "echo-in-process", plan.chunk_delay);
     let reader = shared.clone();
-    let text = move |output: Output| {
+    let mut outputs = VecDeque::new();
+    let incoming = move |until: Option<Instant>| loop {
+        let Some(output) = outputs.pop_front() else {
+            match wait(mail.waiter(), until) {
+                Ok(Some(())) => mail.take(&mut outputs),
+                Ok(None) => return Incoming::Nothing,
+                Err(_) => return Incoming::Closed,
+            }
+            continue;
+        };
         reader.written(id, &backlog, output.backlog_bytes());
-        match output {
-            Output::ToAgent { text, .. } => Some(text),
-            _ => None,
+        if let Output::ToAgent { text, .. } = output {
+            return Incoming::Frame(text);
         }
     };
     let shared = shared.clone();
@@ -73,7 +93,7 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Resul
     std::thread::Builder::new()
         .name("echo-agent".into())
         .spawn(move || {
-            play(agent, &mail, text, send);
+            play(agent, incoming, send);
             drop(attached);
         })?;
     Ok(())
@@ -88,7 +108,12 @@ pub fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
     let player = std::thread::Builder::new()
         .name("echo-agent".into())
         .spawn(move || {
-            play(agent, &rx, Some, |frames| {
+            let incoming = |until| match wait(&rx, until) {
+                Ok(Some(frame)) => Incoming::Frame(frame),
+                Ok(None) => Incoming::Nothing,
+                Err(_) => Incoming::Closed,
+            };
+            play(agent, incoming, |frames| {
                 frames
                     .into_iter()
                     .all(|frame| writer.send(Message::text(frame)).is_ok())

@@ -8,6 +8,7 @@
 //! it out entirely before letting the other half in, so frames never
 //! interleave.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -22,28 +23,41 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-use crate::shared::{Mailbox, Shared};
+use mcp_provider_cli::mailbox::Bells;
+
+use crate::shared::{Mail, Shared, ThreadBell};
 
 /// One side of a link's socket; writes are whole and exclusive.
 pub struct LinkHalf {
     stream: TcpStream,
     write_lock: Arc<Mutex<()>>,
+    /// Editors the frames read so far posted to, woken before the next
+    /// read from the socket (which may block): one wake-up per editor per
+    /// burst of frames.
+    unrung: Arc<Mutex<Bells<ThreadBell>>>,
 }
 
 impl LinkHalf {
     /// Two halves of `stream` sharing one write lock.
     pub fn pair(stream: &TcpStream) -> io::Result<(LinkHalf, LinkHalf)> {
         let write_lock = Arc::new(Mutex::new(()));
+        let unrung = Arc::new(Mutex::new(Bells::default()));
         let half = |stream| LinkHalf {
             stream,
             write_lock: write_lock.clone(),
+            unrung: unrung.clone(),
         };
         Ok((half(stream.try_clone()?), half(stream.try_clone()?)))
+    }
+
+    fn unrung(&self) -> std::sync::MutexGuard<'_, Bells<ThreadBell>> {
+        self.unrung.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Read for LinkHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.unrung().ring();
         self.stream.read(buf)
     }
 }
@@ -88,6 +102,7 @@ pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>) {
             Err(_) => break Some(LinkClose::Protocol),
         }
     };
+    ws.get_ref().unrung().ring();
     if let Some(why) = fault {
         let _ = ws
             .get_ref()
@@ -106,30 +121,42 @@ fn close_frame(why: LinkClose) -> CloseFrame {
     }
 }
 
+/// A link's mailbox, with what was already taken out of it.
+pub struct LinkMail<'a> {
+    pub mail: &'a Mail,
+    pub backlog: &'a Backlog,
+    pub queued: VecDeque<Output>,
+}
+
 /// Writes the provider's messages for an agent until its mailbox closes or
-/// the provider closes the link.
-pub fn write_frames(
-    shared: &Shared,
-    id: ConnId,
-    mail: &Mailbox,
-    backlog: &Backlog,
-    mut ws: WebSocket<LinkHalf>,
-) {
-    while let Ok(output) = mail.recv() {
-        let bytes = output.backlog_bytes();
-        let open = match output {
-            Output::ToAgent { text, .. } => ws.send(Message::text(text)).is_ok(),
-            Output::CloseAgent { why, .. } => {
-                let _ = ws.close(Some(close_frame(why)));
-                let _ = ws.flush();
-                false
-            }
-            _ => true,
-        };
+/// the provider closes the link. Every message taken at once is queued,
+/// then all are written together.
+pub fn write_frames(shared: &Shared, id: ConnId, link: LinkMail, mut ws: WebSocket<LinkHalf>) {
+    let LinkMail {
+        mail,
+        backlog,
+        queued: mut outputs,
+    } = link;
+    loop {
+        let mut bytes = 0;
+        let mut open = true;
+        while let Some(output) = outputs.pop_front().filter(|_| open) {
+            bytes += output.backlog_bytes();
+            open = match output {
+                Output::ToAgent { text, .. } => ws.write(Message::text(text)).is_ok(),
+                Output::CloseAgent { why, .. } => {
+                    let _ = ws.close(Some(close_frame(why)));
+                    false
+                }
+                _ => true,
+            };
+        }
+        open &= ws.flush().is_ok();
         shared.written(id, backlog, bytes);
-        if !open {
+        if !open || mail.waiter().recv().is_err() {
             break;
         }
+        mail.take(&mut outputs);
     }
     // Ends the reading half too, if it is still waiting for frames.
     let _ = ws.get_ref().stream.shutdown(Shutdown::Both);
@@ -145,7 +172,14 @@ pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<Lin
     let spawned = std::thread::Builder::new()
         .name(format!("link-{}-writer", id.0))
         .stack_size(crate::conn::WRITER_STACK)
-        .spawn(move || write_frames(&writer_shared, id, &mail, &backlog, writer));
+        .spawn(move || {
+            let link = LinkMail {
+                mail: &mail,
+                backlog: &backlog,
+                queued: VecDeque::new(),
+            };
+            write_frames(&writer_shared, id, link, writer)
+        });
     match spawned {
         Ok(handle) => {
             read_frames(shared, id, reader);

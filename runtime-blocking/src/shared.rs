@@ -1,34 +1,36 @@
-//! The provider shared by every thread (the hub, with a channel per
+//! The provider shared by every thread (the hub, with a mailbox per
 //! connection), and the timer thread. No protocol logic lives here.
 
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar};
 use std::time::{Instant, SystemTime};
 
-use mcp_provider_cli::hub::{self, Hub};
-use mcp_provider_core::{Config, Output, Provider};
+use mcp_provider_cli::hub::Hub;
+use mcp_provider_cli::mailbox::{Bell, Inbox};
+use mcp_provider_core::{Config, Provider};
 
-/// A connection's mailbox: the provider's outputs for it, in order.
-pub type Mailbox = Receiver<Output>;
+/// Wakes a connection's thread: a channel holding at most one ring.
+#[derive(Clone)]
+pub struct ThreadBell(SyncSender<()>);
 
-/// The hub's sending end of a connection's mailbox.
-pub struct Outbox(Sender<Output>);
+impl Bell for ThreadBell {
+    type Waiter = Receiver<()>;
 
-impl hub::Mailbox for Outbox {
-    type Receiver = Mailbox;
-
-    fn pair() -> (Self, Mailbox) {
-        let (tx, rx) = mpsc::channel();
-        (Outbox(tx), rx)
+    fn pair() -> (Self, Receiver<()>) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        (ThreadBell(tx), rx)
     }
 
-    fn post(&self, output: Output) {
-        let _ = self.0.send(output);
+    fn ring(&self) {
+        // Full: already rung, the thread has not woken yet.
+        let _ = self.0.try_send(());
     }
 }
 
-/// A handle on the provider; cheap to clone into each thread.
-pub type Shared = Arc<Hub<Outbox>>;
+/// A connection's mailbox, as its thread reads it.
+pub type Mail = Inbox<ThreadBell>;
+
+pub type Shared = Arc<Hub<ThreadBell>>;
 
 /// The provider, with its timer thread started.
 pub fn start(config: Config) -> std::io::Result<Shared> {

@@ -1,6 +1,7 @@
 //! Running the core's echo agent: in-process beside the server, or as a
 //! separate process over the real agent link.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
@@ -58,8 +59,13 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
     let id = attached.id;
     shared.with(|p, _| p.open_agent(id));
     let reader = shared.clone();
+    let mut outputs = VecDeque::new();
     let incoming = async move || loop {
-        let output = mail.recv().await.ok()?;
+        let Some(output) = outputs.pop_front() else {
+            mail.waiter().recv().await.ok()?;
+            mail.take(&mut outputs);
+            continue;
+        };
         reader.written(id, &backlog, output.backlog_bytes());
         if let Output::ToAgent { text, .. } = output {
             return Some(text);

@@ -17,6 +17,7 @@ impl Runtime for Smol {
     const FILES_PER_CONNECTION: usize = 1;
 
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
+        use_every_core();
         smol::block_on(async {
             let shared = server::serve(launch.config, launch.listeners, launch.limits)
                 .map_err(|e| e.to_string())?;
@@ -35,6 +36,17 @@ impl Runtime for Smol {
 
     fn agent_echo(remote: RemoteEcho) -> Result<(), String> {
         smol::block_on(echo::run_remote(&remote))
+    }
+}
+
+/// smol's executor runs its tasks on `SMOL_THREADS` threads, one unless
+/// told otherwise: the provider uses every core instead. Set before the
+/// first task is spawned, while the process has no other thread that could
+/// read the environment.
+fn use_every_core() {
+    if std::env::var_os("SMOL_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("SMOL_THREADS", cores.to_string());
     }
 }
 

@@ -2,6 +2,7 @@
 //! `Provider`. No protocol logic lives here: bytes go in, outputs come out
 //! and are carried to the connection they name.
 
+use std::collections::VecDeque;
 use std::net::TcpListener as StdListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
 use mcp_provider_cli::dial::link_request;
 use mcp_provider_cli::hub::Hub;
+use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::agent::message::FromAgent;
@@ -27,27 +29,29 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
 
-/// A connection's mailbox: the provider's outputs for it, in order.
-type Mailbox = Receiver<Output>;
+/// Wakes a connection's task: a channel holding at most one ring.
+#[derive(Clone)]
+pub struct TaskBell(Sender<()>);
 
-/// The hub's sending end of a connection's mailbox.
-pub struct Outbox(Sender<Output>);
+impl Bell for TaskBell {
+    type Waiter = Receiver<()>;
 
-impl mcp_provider_cli::hub::Mailbox for Outbox {
-    type Receiver = Mailbox;
-
-    fn pair() -> (Self, Mailbox) {
-        let (tx, rx) = channel::unbounded();
-        (Outbox(tx), rx)
+    fn pair() -> (Self, Receiver<()>) {
+        let (tx, rx) = channel::bounded(1);
+        (TaskBell(tx), rx)
     }
 
-    fn post(&self, output: Output) {
-        let _ = self.0.try_send(output);
+    fn ring(&self) {
+        // Full: already rung, the task has not woken yet.
+        let _ = self.0.try_send(());
     }
 }
 
+/// A connection's mailbox, as its task reads it.
+pub type Mail = Inbox<TaskBell>;
+
 /// The provider shared by every task.
-pub type Shared = Arc<Hub<Outbox>>;
+pub type Shared = Arc<Hub<TaskBell>>;
 
 /// Counts a connection as open until dropped.
 struct Open(Arc<AtomicUsize>);
@@ -158,7 +162,8 @@ async fn timer_task(shared: Shared, wake: Receiver<()>) {
 
 enum Event {
     Read(std::io::Result<usize>),
-    Mail(Option<Output>),
+    /// The mailbox was rung (`false`: it closed).
+    Mail(bool),
     /// An idle connection sent no whole request in time.
     TimedOut,
 }
@@ -188,6 +193,7 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     let mut http = ServerConn::new(limits.http);
     let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
     let mut out = BytesMut::new();
+    let mut outputs = VecDeque::new();
     let mut idle_since = Instant::now();
     let mut eof = false;
     let upgrade = 'conn: loop {
@@ -201,7 +207,7 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 false => std::future::pending().await,
             }
         }
-        .or(async { Event::Mail(mail.recv().await.ok()) })
+        .or(async { Event::Mail(mail.waiter().recv().await.is_ok()) })
         .or(async {
             match deadline {
                 Some(at) => {
@@ -219,12 +225,12 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 eof = true;
                 http.handle_eof();
             }
-            Event::Read(Err(_)) | Event::Mail(None) | Event::TimedOut => break None,
+            Event::Read(Err(_)) | Event::Mail(false) | Event::TimedOut => break None,
             Event::Read(Ok(n)) => http.handle_data(&buf[..n]),
-            Event::Mail(Some(first)) => {
-                let mut next = Some(first);
+            Event::Mail(true) => {
+                mail.take(&mut outputs);
                 let mut carried = 0;
-                while let Some(output) = next {
+                while let Some(output) = outputs.pop_front() {
                     carried += output.backlog_bytes();
                     match output {
                         Output::Respond { response, .. } => {
@@ -235,7 +241,6 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                         Output::AcceptAgent { key, .. } => break 'conn Some(key),
                         Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
                     }
-                    next = mail.try_recv().ok();
                 }
                 if !write_within(&mut stream, &out, limits.read_timeout).await {
                     break None;
@@ -280,7 +285,7 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 Some(config),
             )
             .await;
-            agent_link(&shared, id, ws, mail, &backlog).await;
+            agent_link(&shared, id, ws, (mail, outputs), &backlog).await;
         }
     } else {
         let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -324,25 +329,44 @@ fn close_frame(why: LinkClose) -> Message {
     }))
 }
 
-/// An upgraded agent link: frames in to the provider, mail out as frames.
-/// Ends when either side closes; a link the agent broke is closed with the
-/// code that says how.
+/// An upgraded agent link: frames in to the provider, mail out as frames
+/// (starting with any already taken out of the mailbox). Ends when either
+/// side closes; a link the agent broke is closed with the code that says
+/// how.
 async fn agent_link(
     shared: &Shared,
     id: ConnId,
     ws: WebSocketStream<TcpStream>,
-    mail: Mailbox,
+    (mail, mut outputs): (Mail, VecDeque<Output>),
     backlog: &Backlog,
 ) {
     let (mut tx, mut rx) = ws.split();
     let reader = async {
+        // The editors a burst of frames posted to are woken once, when the
+        // link has nothing more to read at once (or after a batch).
+        let mut bells = Bells::default();
+        let mut frames = 0;
         loop {
-            match rx.next().await {
+            let next = match smol::future::poll_once(rx.next()).await {
+                Some(next) if frames < mcp_provider_cli::RING_EVERY => next,
+                ready => {
+                    bells.ring();
+                    frames = 0;
+                    match ready {
+                        Some(next) => next,
+                        None => rx.next().await,
+                    }
+                }
+            };
+            frames += 1;
+            match next {
                 // Parsed here, on the link's own task, so a large frame
                 // never holds the provider while it is read.
                 Some(Ok(Message::Text(text))) => {
                     let message = FromAgent::parse(text.as_str());
-                    shared.with(|p, now| p.handle_agent_message(id, message, now));
+                    shared.with_deferred(&mut bells, |p, now| {
+                        p.handle_agent_message(id, message, now)
+                    });
                 }
                 Some(Ok(Message::Binary(_))) => return Some(LinkClose::Binary),
                 Some(Ok(Message::Close(_))) | None => return None,
@@ -355,20 +379,25 @@ async fn agent_link(
         }
     };
     let writer = async {
-        while let Ok(output) = mail.recv().await {
-            let bytes = output.backlog_bytes();
-            let open = match output {
-                Output::ToAgent { text, .. } => tx.send(Message::text(text)).await.is_ok(),
-                Output::CloseAgent { why, .. } => {
-                    let _ = tx.send(close_frame(why)).await;
-                    false
-                }
-                _ => true,
-            };
+        loop {
+            let mut bytes = 0;
+            let mut open = true;
+            while let Some(output) = outputs.pop_front().filter(|_| open) {
+                bytes += output.backlog_bytes();
+                open = match output {
+                    Output::ToAgent { text, .. } => tx.send(Message::text(text)).await.is_ok(),
+                    Output::CloseAgent { why, .. } => {
+                        let _ = tx.send(close_frame(why)).await;
+                        false
+                    }
+                    _ => true,
+                };
+            }
             shared.written(id, backlog, bytes);
-            if !open {
+            if !open || mail.waiter().recv().await.is_err() {
                 break;
             }
+            mail.take(&mut outputs);
         }
         None
     };
@@ -409,7 +438,7 @@ pub async fn dial_hub(shared: Shared, url: String, token: String) {
                 let (attached, mail, backlog) = shared.connect();
                 let id = attached.id;
                 shared.with(|p, _| p.open_agent(id));
-                agent_link(&shared, id, ws, mail, &backlog).await;
+                agent_link(&shared, id, ws, (mail, VecDeque::new()), &backlog).await;
                 drop(attached);
                 tracing::warn!("agent hub {url} disconnected");
             }
