@@ -43,8 +43,10 @@ pub const READ_BUFFER: usize = 4 * 1024;
 
 /// Agent frames a link handles before it wakes the editors they posted to,
 /// even while more frames are waiting: bounds the delay a burst adds to
-/// the first chunks in it.
-pub const RING_EVERY: usize = 64;
+/// the first chunks in it (a frame costs about a microsecond, so well
+/// under a millisecond) while letting each editor's writer find a run of
+/// chunks to write with one system call.
+pub const RING_EVERY: usize = 512;
 
 /// Caps every driver applies to editor connections.
 #[derive(Debug, Clone, Copy)]

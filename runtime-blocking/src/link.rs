@@ -56,10 +56,38 @@ impl LinkHalf {
 }
 
 impl Read for LinkHalf {
+    /// Reads what has arrived; only when nothing has (the read would
+    /// wait) are the editors posted to so far woken, so a steady stream of
+    /// frames wakes each editor once per [`mcp_provider_cli::RING_EVERY`]
+    /// frames rather than once per frame.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.unrung().ring();
+        if !self.unrung().is_empty() {
+            match recv_now(&self.stream, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.unrung().ring(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                done => return done,
+            }
+        }
         self.stream.read(buf)
     }
+}
+
+/// A read that returns `WouldBlock` instead of waiting. The socket stays
+/// blocking (its other half writes from another thread): only this one
+/// call does not wait.
+fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole
+    // call, and the descriptor stays open while `stream` is borrowed.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 impl Write for LinkHalf {
@@ -85,13 +113,22 @@ pub fn config() -> WebSocketConfig {
 /// Reads an agent's frames into the provider until the link closes; a
 /// link the agent broke is closed with the code that says how.
 pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>) {
+    let mut frames = 0;
     let fault = loop {
         match ws.read() {
             // Parsed here, on the link's own thread, so a large frame never
             // holds the provider while it is read.
             Ok(Message::Text(text)) => {
                 let message = FromAgent::parse(text.as_str());
-                shared.with(|p, now| p.handle_agent_message(id, message, now));
+                let mut unrung = ws.get_ref().unrung();
+                shared.with_deferred(&mut unrung, |p, now| {
+                    p.handle_agent_message(id, message, now)
+                });
+                frames += 1;
+                if frames >= mcp_provider_cli::RING_EVERY {
+                    unrung.ring();
+                    frames = 0;
+                }
             }
             Ok(Message::Binary(_)) => break Some(LinkClose::Binary),
             Ok(Message::Close(_)) => break None,
