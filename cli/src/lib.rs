@@ -6,6 +6,7 @@
 //! `main` is one call to [`main`]. Everything a user types or reads at
 //! start-up is therefore the same for both binaries.
 
+pub mod admission;
 pub mod dial;
 mod fds;
 pub mod hub;
@@ -286,10 +287,14 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         }
         None => wanted,
     };
+    let read_timeout = Duration::from_secs(settings.read_timeout_secs.max(1));
     let limits = ConnLimits {
         max_connections,
-        read_timeout: Duration::from_secs(settings.read_timeout_secs.max(1)),
-        http: config.http,
+        read_timeout,
+        http: Limits {
+            idle_timeout: read_timeout,
+            ..config.http
+        },
     };
     let launch = Launch {
         config,

@@ -259,6 +259,7 @@ mod conn_fuzz {
         max_head: 512,
         max_body: 1024,
         max_pipeline: 256,
+        idle_timeout: std::time::Duration::from_secs(60),
     };
     /// The most one read hands the connection.
     const MAX_PIECE: usize = 32 * 16;
@@ -291,7 +292,7 @@ mod conn_fuzz {
 
     pub(super) fn run(data: &[u8]) {
         let mut d = Driver {
-            conn: ServerConn::new(LIMITS),
+            conn: ServerConn::new(LIMITS, std::time::Instant::now()),
             wire: Vec::new(),
             answer: Answer::Idle,
             next_seq: 0,

@@ -37,7 +37,7 @@
 //!
 //! let mut provider = Provider::new(Config::new(&["key"], "token"), Instant::now(), SystemTime::now());
 //! let conn = ConnId(1);
-//! let mut http = ServerConn::new(provider.http_limits());
+//! let mut http = ServerConn::new(provider.http_limits(), Instant::now());
 //! # let bytes_from_socket: &[u8] = b"";
 //! # fn write_to_socket(_: &[u8]) {}
 //! loop {

@@ -11,17 +11,17 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
+use mcp_provider_cli::dial::accept_head;
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::backlog::Backlog;
-use mcp_provider_core::http::{websocket_accept, ServerConn};
-use mcp_provider_core::{too_many_connections, ConnId, Output};
-use tungstenite::handshake::derive_accept_key;
+use mcp_provider_core::http::ServerConn;
+use mcp_provider_core::{too_many_connections, ConnId};
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
@@ -36,8 +36,6 @@ pub const WRITER_STACK: usize = 128 * 1024;
 /// What the reader and writer threads of one connection share.
 struct ConnState {
     http: ServerConn,
-    /// When the connection last had no request being answered.
-    idle_since: Instant,
     /// Set by the writer once it accepted a WebSocket upgrade: the bytes
     /// read past the upgrade request, and the link's reading half.
     upgraded: Option<(Bytes, LinkHalf)>,
@@ -112,7 +110,7 @@ impl Conn {
 /// are handed to a thread of their own, so the accept loop never waits on
 /// a client.
 pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) {
-    let open = Arc::new(AtomicUsize::new(0));
+    let admission = Admission::new(limits.max_connections);
     let refuse = match Refuser::start() {
         Ok(r) => r,
         Err(e) => {
@@ -133,13 +131,11 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= limits.max_connections {
+        let Some(admitted) = admission.admit() else {
             refuse.refuse(stream);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
-        open.fetch_add(1, Ordering::Relaxed);
-        let guard = OpenGuard(open.clone());
         let shared = shared.clone();
         // The stream moves into the thread; keep a handle to refuse it if
         // the thread cannot start.
@@ -148,7 +144,7 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
             .name("conn-reader".into())
             .stack_size(READER_STACK)
             .spawn(move || {
-                let _guard = guard;
+                let _open = admitted;
                 connection(&shared, stream, limits);
             });
         if let Err(e) = spawned {
@@ -160,24 +156,10 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
     }
 }
 
-/// Counts a connection as open until dropped.
-struct OpenGuard(Arc<AtomicUsize>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Answers 503 to connections that will not be served, on one thread: each
 /// is written its answer without blocking, then held briefly while what it
 /// sent is read, so closing does not reset it before it reads the answer.
 struct Refuser(SyncSender<TcpStream>);
-
-/// Refused connections held at once; more are closed at once.
-const REFUSALS_HELD: usize = 256;
-/// How long a refused connection is held for its client to read.
-const REFUSAL_HOLD: Duration = Duration::from_millis(500);
 
 impl Refuser {
     fn start() -> io::Result<Refuser> {
@@ -224,8 +206,7 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         shared: shared.clone(),
         state: Arc::new((
             Mutex::new(ConnState {
-                http: ServerConn::new(limits.http),
-                idle_since: Instant::now(),
+                http: ServerConn::new(limits.http, Instant::now()),
                 upgraded: None,
                 writer_done: false,
             }),
@@ -275,9 +256,9 @@ fn read_loop(
         let state = conn.wait_while(conn.lock(), read_timeout, |s| !s.http.wants_read());
         // An idle connection has what is left of its deadline to send a
         // whole request; one being answered just keeps listening.
-        let wait = match state.http.is_idle() {
-            true => read_timeout.saturating_sub(state.idle_since.elapsed()),
-            false => read_timeout,
+        let wait = match state.http.poll_timeout() {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => read_timeout,
         };
         drop(state);
         let _ = stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
@@ -310,7 +291,11 @@ fn read_loop(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if state.http.is_idle() && state.idle_since.elapsed() >= read_timeout {
+                if state
+                    .http
+                    .poll_timeout()
+                    .is_some_and(|at| at <= Instant::now())
+                {
                     break None;
                 }
                 continue;
@@ -372,25 +357,19 @@ fn write_loop(conn: &Conn, stream: TcpStream, mail: &Mail, backlog: &Backlog) {
         let mut carried = 0;
         while let Some(output) = outputs.pop_front() {
             carried += output.backlog_bytes();
-            match output {
-                Output::Respond { response, .. } => state.http.encode_response(&response, &mut out),
-                Output::Data { data, .. } => state.http.encode_data(&data, &mut out),
-                Output::End { .. } => state.http.encode_end(&mut out),
-                Output::AcceptAgent { key, .. } => {
-                    let link = LinkMail {
-                        mail,
-                        backlog,
-                        queued: outputs,
-                    };
-                    return accept_agent(conn, state, &done.stream, &key, out, link);
-                }
-                Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
+            if let Some(key) = output.encode_http(&mut state.http, &mut out) {
+                let link = LinkMail {
+                    mail,
+                    backlog,
+                    queued: outputs,
+                };
+                return accept_agent(conn, state, &done.stream, &key, out, link);
             }
         }
+        // Written in a moment: an answer that ended starts the idle
+        // deadline now.
+        state.http.handle_written(Instant::now());
         let idle = state.http.is_idle();
-        if idle {
-            state.idle_since = Instant::now();
-        }
         let close = state.http.wants_close();
         drop(state);
         if (&done.stream).write_all(&out).is_err() || close {
@@ -443,7 +422,7 @@ fn accept_agent(
         state.upgraded = Some((leftover, read_half));
         drop(state);
         conn.notify();
-        out.extend_from_slice(&websocket_accept(&derive_accept_key(key.as_bytes())));
+        out.extend_from_slice(&accept_head(key));
         if stream.write_all(&out).is_ok() {
             link::write_frames(
                 &conn.shared,

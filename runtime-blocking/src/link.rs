@@ -14,7 +14,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcp_provider_cli::dial::link_request;
+use mcp_provider_cli::dial::{link_request, Backoff};
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
@@ -179,13 +179,13 @@ pub fn write_frames(shared: &Shared, id: ConnId, link: LinkMail, mut ws: WebSock
         let mut open = true;
         while let Some(output) = outputs.pop_front().filter(|_| open) {
             bytes += output.backlog_bytes();
-            open = match output {
-                Output::ToAgent { text, .. } => ws.write(Message::text(text)).is_ok(),
-                Output::CloseAgent { why, .. } => {
+            open = match output.into_link() {
+                Some(Ok(text)) => ws.write(Message::text(text)).is_ok(),
+                Some(Err(why)) => {
                     let _ = ws.close(Some(close_frame(why)));
                     false
                 }
-                _ => true,
+                None => true,
             };
         }
         open &= ws.flush().is_ok();
@@ -246,18 +246,17 @@ pub fn dial(url: &str, token: &str) -> Result<(WebSocket<LinkHalf>, WebSocket<Li
 /// Dials out to an agent hub and serves that connection as an agent link,
 /// reconnecting with backoff (0.1 s doubling up to 30 s) whenever it drops.
 pub fn dial_hub(shared: &Shared, url: &str, token: &str) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     loop {
         match dial(url, token) {
             Ok((reader, writer)) => {
                 tracing::info!("agent hub {url} connected");
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 serve(shared, reader, writer);
                 tracing::warn!("agent hub {url} disconnected");
             }
             Err(e) => tracing::warn!("agent hub: {e}"),
         }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        std::thread::sleep(backoff.next_wait());
     }
 }

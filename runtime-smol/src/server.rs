@@ -4,24 +4,23 @@
 
 use std::collections::VecDeque;
 use std::net::TcpListener as StdListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
-use mcp_provider_cli::dial::link_request;
+use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
+use mcp_provider_cli::dial::{accept_head, link_request, Backoff};
 use mcp_provider_cli::hub::Hub;
 use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
-use mcp_provider_core::http::{websocket_accept, ServerConn};
+use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
@@ -53,15 +52,6 @@ pub type Mail = Inbox<TaskBell>;
 /// The provider shared by every task.
 pub type Shared = Arc<Hub<TaskBell>>;
 
-/// Counts a connection as open until dropped.
-struct Open(Arc<AtomicUsize>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Starts serving on `listeners`; the tasks run until the process ends.
 pub fn serve(
     config: Config,
@@ -74,10 +64,16 @@ pub fn serve(
         let _ = timer_tx.try_send(());
     });
     smol::spawn(timer_task(shared.clone(), timer_rx)).detach();
-    let open = Arc::new(AtomicUsize::new(0));
+    let admission = Admission::new(limits.max_connections);
     for listener in listeners {
         let listener = TcpListener::try_from(listener)?;
-        smol::spawn(accept_loop(shared.clone(), listener, limits, open.clone())).detach();
+        smol::spawn(accept_loop(
+            shared.clone(),
+            listener,
+            limits,
+            admission.clone(),
+        ))
+        .detach();
     }
     Ok(shared)
 }
@@ -86,14 +82,20 @@ async fn accept_loop(
     shared: Shared,
     listener: TcpListener,
     limits: ConnLimits,
-    open: Arc<AtomicUsize>,
+    admission: Admission,
 ) {
     let mut last_warning = None;
+    let refusals = Admission::new(REFUSALS_HELD);
     loop {
         match listener.accept().await {
             Ok((mut stream, _)) => {
-                if open.load(Ordering::Relaxed) >= limits.max_connections {
+                let Some(admitted) = admission.admit() else {
+                    // Past the cap of held refusals, the socket just closes.
+                    let Some(held) = refusals.admit() else {
+                        continue;
+                    };
                     smol::spawn(async move {
+                        let _held = held;
                         let _ = stream.write_all(&too_many_connections()).await;
                         let _ = stream.shutdown(std::net::Shutdown::Write);
                         // Read what the client sent, briefly, so closing
@@ -103,20 +105,18 @@ async fn accept_loop(
                         let _ = stream
                             .read(&mut sink)
                             .or(async {
-                                smol::Timer::after(Duration::from_secs(1)).await;
+                                smol::Timer::after(REFUSAL_HOLD).await;
                                 Ok(0)
                             })
                             .await;
                     })
                     .detach();
                     continue;
-                }
+                };
                 let _ = stream.set_nodelay(true);
-                open.fetch_add(1, Ordering::Relaxed);
-                let guard = Open(open.clone());
                 let shared = shared.clone();
                 smol::spawn(async move {
-                    let _open = guard;
+                    let _open = admitted;
                     connection(shared, stream, limits).await;
                 })
                 .detach();
@@ -190,14 +190,13 @@ async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> 
 async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
-    let mut http = ServerConn::new(limits.http);
+    let mut http = ServerConn::new(limits.http, Instant::now());
     let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
     let mut out = BytesMut::new();
     let mut outputs = VecDeque::new();
-    let mut idle_since = Instant::now();
     let mut eof = false;
     let upgrade = 'conn: loop {
-        let deadline = http.is_idle().then(|| idle_since + limits.read_timeout);
+        let deadline = http.poll_timeout();
         // A connection whose pipeline is full is not read until the
         // response in progress ends; its peer then waits on TCP.
         let reading = !eof && http.wants_read();
@@ -232,24 +231,16 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 let mut carried = 0;
                 while let Some(output) = outputs.pop_front() {
                     carried += output.backlog_bytes();
-                    match output {
-                        Output::Respond { response, .. } => {
-                            http.encode_response(&response, &mut out)
-                        }
-                        Output::Data { data, .. } => http.encode_data(&data, &mut out),
-                        Output::End { .. } => http.encode_end(&mut out),
-                        Output::AcceptAgent { key, .. } => break 'conn Some(key),
-                        Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
+                    if let Some(key) = output.encode_http(&mut http, &mut out) {
+                        break 'conn Some(key);
                     }
                 }
                 if !write_within(&mut stream, &out, limits.read_timeout).await {
                     break None;
                 }
                 out.clear();
+                http.handle_written(Instant::now());
                 shared.written(id, &backlog, carried);
-                if http.is_idle() {
-                    idle_since = Instant::now();
-                }
             }
         }
         if !pump(&shared, id, &mut http) {
@@ -273,7 +264,7 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     };
     if let Some(key) = upgrade {
         let leftover = http.take_upgrade_bytes();
-        let head = websocket_accept(&derive_accept_key(key.as_bytes()));
+        let head = accept_head(&key);
         if write_within(&mut stream, &head, limits.read_timeout).await {
             let config = WebSocketConfig::default()
                 .max_message_size(Some(MAX_FRAME_BYTES))
@@ -384,13 +375,13 @@ async fn agent_link(
             let mut open = true;
             while let Some(output) = outputs.pop_front().filter(|_| open) {
                 bytes += output.backlog_bytes();
-                open = match output {
-                    Output::ToAgent { text, .. } => tx.send(Message::text(text)).await.is_ok(),
-                    Output::CloseAgent { why, .. } => {
+                open = match output.into_link() {
+                    Some(Ok(text)) => tx.send(Message::text(text)).await.is_ok(),
+                    Some(Err(why)) => {
                         let _ = tx.send(close_frame(why)).await;
                         false
                     }
-                    _ => true,
+                    None => true,
                 };
             }
             shared.written(id, backlog, bytes);
@@ -427,14 +418,14 @@ pub async fn dial(url: &str, token: &str) -> Result<WebSocketStream<TcpStream>, 
 }
 
 /// Dials out to an agent hub and serves that connection as an agent link,
-/// reconnecting with backoff (0.1 s doubling up to 30 s) whenever it drops.
+/// reconnecting with [`Backoff`] whenever it drops.
 pub async fn dial_hub(shared: Shared, url: String, token: String) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     loop {
         match dial(&url, &token).await {
             Ok(ws) => {
                 tracing::info!("agent hub {url} connected");
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 let (attached, mail, backlog) = shared.connect();
                 let id = attached.id;
                 shared.with(|p, _| p.open_agent(id));
@@ -444,7 +435,6 @@ pub async fn dial_hub(shared: Shared, url: String, token: String) {
             }
             Err(e) => tracing::warn!("agent hub: {e}"),
         }
-        smol::Timer::after(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        smol::Timer::after(backoff.next_wait()).await;
     }
 }

@@ -20,12 +20,17 @@
 //!    request (and each error, whose answer closes the connection). When it
 //!    returns `Ok(None)`, write what [`ServerConn::poll_interim`] returns
 //!    (`100 Continue`), if anything.
-//! 4. Write the bytes the `encode_*` calls produce. Once everything is
-//!    written and [`ServerConn::wants_close`] holds, close the socket.
+//! 4. Write the bytes the `encode_*` calls produce, then call
+//!    [`ServerConn::handle_written`]. Once everything is written and
+//!    [`ServerConn::wants_close`] holds, close the socket.
+//! 5. Close the connection at [`ServerConn::poll_timeout`]: an idle
+//!    connection has [`Limits::idle_timeout`] to send a whole request.
 //!
 //! After [`ServerConn::handle_eof`], requests received in full are still
 //! handed out and answered in order; a partial one is dropped unanswered,
 //! and the `poll_request` that finds nothing more makes `wants_close` true.
+
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -53,6 +58,10 @@ pub struct ServerConn {
     continued: bool,
     /// See [`Limits::max_pipeline`].
     max_pipeline: usize,
+    idle_timeout: Duration,
+    /// When the connection last became idle (opened, or a response ended
+    /// and was written).
+    idle_since: Instant,
 }
 
 /// The response in progress.
@@ -65,7 +74,8 @@ struct Answer {
 }
 
 impl ServerConn {
-    pub fn new(limits: Limits) -> Self {
+    /// A connection opened at `now`.
+    pub fn new(limits: Limits, now: Instant) -> Self {
         ServerConn {
             reader: RequestReader::new(limits),
             current: None,
@@ -75,6 +85,8 @@ impl ServerConn {
             eof: false,
             continued: false,
             max_pipeline: limits.max_pipeline,
+            idle_timeout: limits.idle_timeout,
+            idle_since: now,
         }
     }
 
@@ -99,6 +111,13 @@ impl ServerConn {
         self.current.is_none()
     }
 
+    /// When an idle connection that has not sent a whole request must be
+    /// closed; `None` while a request is being answered (however long the
+    /// answer takes, the peer is waiting for us, not the other way round).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.is_idle().then(|| self.idle_since + self.idle_timeout)
+    }
+
     /// Whether the connection must be closed once everything is written:
     /// the last response ended and no other request will be read (the
     /// request or an error asked to close, or the peer shut its side and
@@ -112,6 +131,14 @@ impl ServerConn {
     /// Bytes read from the socket.
     pub fn handle_data(&mut self, data: &[u8]) {
         self.reader.handle_data(data);
+    }
+
+    /// Everything encoded so far was written, at `now`: an answer that
+    /// ended starts the idle deadline from here.
+    pub fn handle_written(&mut self, now: Instant) {
+        if self.is_idle() {
+            self.idle_since = now;
+        }
     }
 
     /// The peer shut its side of the connection (a read returned 0). What
@@ -289,7 +316,7 @@ mod tests {
     use super::*;
 
     fn conn_with(input: &[u8]) -> ServerConn {
-        let mut c = ServerConn::new(Limits::default());
+        let mut c = ServerConn::new(Limits::default(), Instant::now());
         c.handle_data(input);
         c
     }
@@ -390,11 +417,36 @@ mod tests {
     }
 
     #[test]
-    fn the_pipeline_cap_comes_from_the_limits() {
-        let mut c = ServerConn::new(Limits {
-            max_pipeline: 10,
+    fn only_an_idle_connection_has_a_deadline_counted_from_its_last_answer() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(5),
             ..Limits::default()
-        });
+        };
+        let mut c = ServerConn::new(limits, t0);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        c.handle_data(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+        c.poll_request().unwrap().unwrap();
+        assert_eq!(c.poll_timeout(), None, "a request is being answered");
+        let mut out = BytesMut::new();
+        c.encode_response(&Response::stream("text/event-stream"), &mut out);
+        c.handle_written(t0 + Duration::from_secs(60));
+        assert_eq!(c.poll_timeout(), None, "a long stream is no idle time");
+        c.encode_end(&mut out);
+        let t1 = t0 + Duration::from_secs(61);
+        c.handle_written(t1);
+        assert_eq!(c.poll_timeout(), Some(t1 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn the_pipeline_cap_comes_from_the_limits() {
+        let mut c = ServerConn::new(
+            Limits {
+                max_pipeline: 10,
+                ..Limits::default()
+            },
+            Instant::now(),
+        );
         c.handle_data(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b");
         c.poll_request().unwrap().unwrap();
         assert!(c.wants_read());

@@ -12,6 +12,8 @@
 //! HTTP/1.1. Anything else is [`HttpError::Malformed`] (400), after which
 //! the reader hands out nothing more.
 
+use std::time::Duration;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::chunked::{ChunkedDecoder, ChunkedError};
@@ -27,6 +29,9 @@ pub struct Limits {
     /// before [`super::ServerConn::wants_read`] tells the driver to stop
     /// reading: the peer then waits on TCP, not in our memory.
     pub max_pipeline: usize,
+    /// How long an idle connection (no request being answered) may take to
+    /// send a whole request: [`super::ServerConn::poll_timeout`].
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -35,6 +40,7 @@ impl Default for Limits {
             max_head: 16 * 1024,
             max_body: 4 * 1024 * 1024,
             max_pipeline: 64 * 1024,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::agent::close::LinkClose;
 use crate::agent::message::FromAgent;
 use crate::config::Config;
 use crate::error::{ApiError, Dialect};
-use crate::http::{HttpError, Limits, Request, Response};
+use crate::http::{HttpError, Limits, Request, Response, ServerConn};
 use crate::idmap::IdMap;
 use crate::limiter::TokenBucket;
 use crate::session::Sessions;
@@ -65,6 +65,31 @@ impl Output {
             | Output::AcceptAgent { conn, .. }
             | Output::ToAgent { conn, .. }
             | Output::CloseAgent { conn, .. } => *conn,
+        }
+    }
+
+    /// Carries out an output on an editor connection: encodes it into
+    /// `out`. An accepted agent upgrade comes back as its
+    /// `Sec-WebSocket-Key`: the driver answers `101` and the connection is
+    /// an agent link from then on. Outputs for agent links encode nothing.
+    pub fn encode_http(self, http: &mut ServerConn, out: &mut BytesMut) -> Option<String> {
+        match self {
+            Output::Respond { response, .. } => http.encode_response(&response, out),
+            Output::Data { data, .. } => http.encode_data(&data, out),
+            Output::End { .. } => http.encode_end(out),
+            Output::AcceptAgent { key, .. } => return Some(key),
+            Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
+        }
+        None
+    }
+
+    /// What an output asks of an agent link: a text frame to send, or to
+    /// close with a reason. Outputs for editors ask nothing of a link.
+    pub fn into_link(self) -> Option<Result<String, LinkClose>> {
+        match self {
+            Output::ToAgent { text, .. } => Some(Ok(text)),
+            Output::CloseAgent { why, .. } => Some(Err(why)),
+            _ => None,
         }
     }
 
