@@ -134,12 +134,13 @@ pub fn parse(
 /// answer), tool uses become `tool_calls`, thinking is left out.
 fn translate(i: usize, message: &Value, messages: &mut Vec<Value>) -> Result<(), ApiError> {
     let param = |field: &str| format!("messages[{i}]{field}");
+    // Claude Code also sends `system` messages between turns.
     let role = match message["role"].as_str() {
-        Some(role @ ("user" | "assistant")) => role,
+        Some(role @ ("user" | "assistant" | "system")) => role,
         _ => {
             return Err(ApiError::invalid_param(
                 &param(".role"),
-                "each message needs a role of \"user\" or \"assistant\"",
+                "each message needs a role of \"user\", \"assistant\" or \"system\"",
             ))
         }
     };
@@ -211,9 +212,9 @@ fn translate(i: usize, message: &Value, messages: &mut Vec<Value>) -> Result<(),
             None => return Err(bad("type", "each content block needs a string type")),
         }
     }
-    if role == "assistant" {
+    if role != "user" {
         let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-        let mut m = json!({"role": "assistant", "content": text.join("")});
+        let mut m = json!({"role": role, "content": text.join("")});
         if !calls.is_empty() {
             m["tool_calls"] = Value::Array(calls);
         }
