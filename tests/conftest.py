@@ -210,3 +210,43 @@ def make_server(runtime):
     yield make
     for s in started:
         s.stop()
+
+
+class WeatherAgent(WsAgent):
+    """A test agent for tool round trips, in the agent link's own shape:
+    asked a question, it streams a call of `get_weather` (id `call_42`,
+    arguments `{"city": "Paris"}` in three pieces); given the tool's result,
+    it answers `It is <result>.`. Every invocation's payload is kept in
+    `payloads`."""
+
+    def __init__(self, server, model="weather"):
+        self.payloads = []
+        super().__init__(server, [model], self._answer)
+        server.wait_for_model(model)
+
+    def _answer(self, invoke, agent):
+        self.payloads.append(invoke["payload"])
+        last = invoke["payload"]["messages"][-1]
+        if last["role"] == "tool":
+            deltas = [{"content": "It is "}, {"content": f"{last['content']}."}]
+            finish = "stop"
+        else:
+            pieces = ['{"city":', ' "Paris"', "}"]
+            deltas = []
+            for i, args in enumerate(pieces):
+                call = {"index": 0, "function": {"arguments": args}}
+                if i == 0:
+                    call.update({"id": "call_42", "type": "function"})
+                    call["function"]["name"] = "get_weather"
+                deltas.append({"tool_calls": [call]})
+            finish = "tool_calls"
+        for i, delta in enumerate(deltas):
+            agent.send(
+                {
+                    "type": "model_stream_chunk",
+                    "id": invoke["id"],
+                    "chunk_index": i,
+                    "delta": delta,
+                    "finish_reason": finish if i == len(deltas) - 1 else None,
+                }
+            )
