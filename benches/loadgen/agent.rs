@@ -16,6 +16,7 @@ use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
 
 use mcp_provider_cli::dial::link_request;
+use mcp_provider_cli::RING_EVERY;
 
 use crate::stamp::{chunk_frame, Clock};
 use crate::Mode;
@@ -76,6 +77,7 @@ impl Writer {
     }
 
     pub async fn run(mut self, events: Receiver<Event>) -> Result<(), String> {
+        let mut unflushed = 0;
         loop {
             while let Ok(event) = events.try_recv() {
                 self.on_event(event);
@@ -87,6 +89,7 @@ impl Writer {
             }
             if self.due.is_empty() {
                 self.flush().await?;
+                unflushed = 0;
                 match events.recv().await {
                     Ok(event) => self.on_event(event),
                     Err(_) => return Ok(()),
@@ -98,8 +101,18 @@ impl Writer {
                     break;
                 };
                 self.send_chunk(stream, index).await?;
+                unflushed += 1;
             }
-            self.flush().await?;
+            // The link is flushed every batch, as an agent would. The direct
+            // baseline writes each stream's socket as the provider writes
+            // each editor's: once per burst of up to `RING_EVERY` frames
+            // (the provider's own batching), so the ratio compares the
+            // provider with the best one hop can do, not with a socket write
+            // per chunk.
+            if matches!(self.sink, Sink::Link(_)) || unflushed >= RING_EVERY {
+                self.flush().await?;
+                unflushed = 0;
+            }
         }
     }
 
