@@ -35,6 +35,8 @@ pub struct Launch {
     /// An agent hub to dial out to: (URL, bridge token).
     pub agent_hub: Option<(String, String)>,
     pub limits: ConnLimits,
+    /// Threads for an async runtime's tasks; 0: one per core.
+    pub threads: usize,
 }
 
 /// Bytes a connection reads from its socket at a time. Requests are small,
@@ -302,6 +304,7 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         echo,
         agent_hub: settings.agent_hub.clone().map(|url| (url, bridge_token)),
         limits,
+        threads: settings.threads,
     };
     let banner = || {
         for addr in &bound {

@@ -72,6 +72,12 @@ pub struct Settings {
     /// idle (opening, or its last answer ending), or it is closed.
     #[serde(default = "default_read_timeout")]
     pub read_timeout_secs: u64,
+    /// Threads running the async runtime's tasks (`mcp-provider` only; the
+    /// blocking build has a thread per connection); 0 means one per core.
+    /// One by default: a second thread lifts throughput with many streams
+    /// but puts a cross-thread wake-up on the way of each first chunk.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
     #[serde(default)]
     pub requests_per_minute: u64,
     #[serde(default)]
@@ -132,6 +138,10 @@ fn default_max_queued() -> usize {
 }
 fn default_read_timeout() -> u64 {
     60
+}
+
+fn default_threads() -> usize {
+    1
 }
 
 /// A string holding a comma-separated list, or a list.
@@ -271,7 +281,7 @@ impl Settings {
             "listen = {:?}\napi_key = {:?}\nbridge_token = {:?}\nagent_hub = {:?}\necho_agent = {}\nrequire_api_key = {}\napproval = {:?}\n\
              max_body_bytes = {}\nmax_header_bytes = {}\nmax_messages = {}\nmax_message_bytes = {}\nmax_tokens = {}\n\
              request_timeout_secs = {}\nstream_idle_timeout_secs = {}\nkeepalive_ms = {}\nsession_ttl_secs = {}\n\
-             max_sessions = {}\nsession_grace_secs = {}\nmax_output_bytes = {}\nmax_queued_bytes = {}\nmax_connections = {}\nread_timeout_secs = {}\nrequests_per_minute = {}\ntokens_per_minute = {}\nallowed_hosts = {:?}\ncors_origins = {:?}\n",
+             max_sessions = {}\nsession_grace_secs = {}\nmax_output_bytes = {}\nmax_queued_bytes = {}\nmax_connections = {}\nread_timeout_secs = {}\nthreads = {}\nrequests_per_minute = {}\ntokens_per_minute = {}\nallowed_hosts = {:?}\ncors_origins = {:?}\n",
             self.listen,
             keys,
             self.bridge_token.as_deref().map(mask).unwrap_or_default(),
@@ -294,6 +304,7 @@ impl Settings {
             self.max_queued_bytes,
             self.max_connections.unwrap_or(default_max_connections),
             self.read_timeout_secs,
+            self.threads,
             self.requests_per_minute,
             self.tokens_per_minute,
             self.allowed_hosts,

@@ -17,7 +17,7 @@ impl Runtime for Smol {
     const FILES_PER_CONNECTION: usize = 1;
 
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
-        use_every_core();
+        set_threads(launch.threads);
         smol::block_on(async {
             let shared = server::serve(launch.config, launch.listeners, launch.limits)
                 .map_err(|e| e.to_string())?;
@@ -39,14 +39,15 @@ impl Runtime for Smol {
     }
 }
 
-/// smol's executor runs its tasks on `SMOL_THREADS` threads, one unless
-/// told otherwise: the provider uses every core instead. Set before the
-/// first task is spawned, while the process has no other thread that could
-/// read the environment.
-fn use_every_core() {
+/// smol's executor runs its tasks on `SMOL_THREADS` threads: the `threads`
+/// setting (0: one per core) decides, unless the variable is set already.
+/// Set before the first task is spawned, while no other thread reads the
+/// environment.
+fn set_threads(threads: usize) {
     if std::env::var_os("SMOL_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        std::env::set_var("SMOL_THREADS", cores.to_string());
+        let threads = if threads == 0 { cores } else { threads };
+        std::env::set_var("SMOL_THREADS", threads.to_string());
     }
 }
 
