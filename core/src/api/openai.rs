@@ -439,6 +439,22 @@ impl Encoder for ChatEncoder {
             return;
         }
         let role = (!self.role_sent).then_some("assistant");
+        if let (None, None, Some(text)) = (role, &delta.tool_calls, content) {
+            // The common chunk, text only: written without building a delta.
+            if !text.is_empty() {
+                put_chat_chunk(
+                    out,
+                    &self.prefix,
+                    |o| {
+                        o.put_slice(br#"{"content":"#);
+                        put_json(o, &text);
+                        o.put_u8(b'}');
+                    },
+                    None,
+                );
+            }
+            return;
+        }
         let tool_calls = delta.tool_calls.as_ref().map(|calls| with_indexes(calls));
         if role.is_none() && content.is_none_or(str::is_empty) && tool_calls.is_none() {
             return;
