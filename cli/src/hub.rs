@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use mcp_provider_core::backlog::Backlog;
+use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{ConnId, Provider};
 
@@ -70,6 +71,32 @@ impl<B: Bell> Hub<B> {
         result
     }
 
+    /// Hands the provider every request `poll` yields for connection `id`
+    /// (its [`mcp_provider_core::http::ServerConn::poll_request`]), up to
+    /// and including an error, whose answer ends the connection.
+    pub fn pump(
+        &self,
+        id: ConnId,
+        mut poll: impl FnMut() -> Result<Option<Request>, HttpError>,
+    ) -> Pumped {
+        let mut pumped = Pumped::default();
+        loop {
+            match poll() {
+                Ok(Some(request)) => {
+                    pumped.upgrade |= request.is_websocket_upgrade();
+                    pumped.handled = true;
+                    self.with(|p, now| p.handle_request(id, request, now));
+                }
+                Ok(None) => return pumped,
+                Err(e) => {
+                    pumped.handled = true;
+                    self.with(|p, _| p.handle_http_error(id, &e));
+                    return pumped;
+                }
+            }
+        }
+    }
+
     /// The writer of `id` carried out outputs worth `bytes` of its
     /// backlog; the provider hears when a high backlog drained.
     pub fn written(&self, id: ConnId, backlog: &Backlog, bytes: usize) {
@@ -85,6 +112,15 @@ impl<B: Bell> Hub<B> {
             (self.wake)();
         }
     }
+}
+
+/// What [`Hub::pump`] handed on.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pumped {
+    /// A request or an error was handed to the provider.
+    pub handled: bool,
+    /// One of them asked to upgrade to an agent link.
+    pub upgrade: bool,
 }
 
 /// A connection attached to the provider; detached when dropped, however

@@ -43,7 +43,7 @@ pub fn http_request(data: &[u8]) {
 }
 
 /// Agent frames of any content, against a provider with a registered
-/// session and open requests (streamed and whole, OpenAI and Ollama), never
+/// session and open requests (streamed and whole, in every editor API), never
 /// break it; once the link drops, no editor is left waiting.
 ///
 /// Each line of input is one frame. A line starting with `{` is sent as
@@ -105,6 +105,19 @@ pub fn agent_messages(data: &[u8]) {
             r#"{"model":"m","prompt":"a","stream":false}"#,
         ),
         ("/v1/embeddings", r#"{"model":"m","input":"a"}"#),
+        (
+            "/v1/responses",
+            r#"{"model":"m","input":"a","stream":true}"#,
+        ),
+        ("/v1/responses", r#"{"model":"m","input":"a"}"#),
+        (
+            "/v1/messages",
+            r#"{"model":"m","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"a"}]}"#,
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"a"}]}"#,
+        ),
     ];
     for (i, (path, body)) in requests.iter().enumerate() {
         let conn = ConnId(10 + i as u64);
@@ -132,8 +145,8 @@ pub fn agent_messages(data: &[u8]) {
                     Err(_) => serde_json::json!({ "content": rest }),
                 };
                 let finish = (pick & 0x80 != 0).then_some("stop");
-                serde_json::json!({"type": "model_stream_chunk", "id": format!("inv-{}", pick % 8),
-                    "chunk_index": (pick >> 3) % 8, "delta": delta, "finish_reason": finish})
+                serde_json::json!({"type": "model_stream_chunk", "id": format!("inv-{}", pick % 16),
+                    "chunk_index": (pick >> 4) % 8, "delta": delta, "finish_reason": finish})
                 .to_string()
             }
             None => continue,

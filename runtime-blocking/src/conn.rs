@@ -87,22 +87,14 @@ impl Conn {
     /// WebSocket upgrade was handed on, and any interim answer
     /// (`100 Continue`) to write.
     fn pump(&self) -> (bool, Option<Bytes>) {
-        let mut upgrade = false;
-        loop {
-            let next = self.lock().http.poll_request();
-            match next {
-                Ok(Some(request)) => {
-                    upgrade |= request.is_websocket_upgrade();
-                    self.shared
-                        .with(|p, now| p.handle_request(self.id, request, now));
-                }
-                Ok(None) => return (upgrade, self.lock().http.poll_interim()),
-                Err(e) => {
-                    self.shared.with(|p, _| p.handle_http_error(self.id, &e));
-                    return (upgrade, None);
-                }
-            }
-        }
+        let pumped = self
+            .shared
+            .pump(self.id, || self.lock().http.poll_request());
+        let interim = match pumped.handled {
+            true => None,
+            false => self.lock().http.poll_interim(),
+        };
+        (pumped.upgrade, interim)
     }
 }
 

@@ -243,7 +243,7 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 shared.written(id, &backlog, carried);
             }
         }
-        if !pump(&shared, id, &mut http) {
+        if !shared.pump(id, || http.poll_request()).handled {
             // Nothing handed on: an `Expect: 100-continue` may want its
             // interim answer.
             if let Some(interim) = http.poll_interim() {
@@ -282,25 +282,6 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
         let _ = stream.shutdown(std::net::Shutdown::Both);
     }
     drop(attached);
-}
-
-/// Hands the provider every request the connection has ready; whether any
-/// was.
-fn pump(shared: &Shared, id: ConnId, http: &mut ServerConn) -> bool {
-    let mut handled = false;
-    loop {
-        match http.poll_request() {
-            Ok(Some(request)) => {
-                shared.with(|p, now| p.handle_request(id, request, now));
-                handled = true;
-            }
-            Ok(None) => return handled,
-            Err(e) => {
-                shared.with(|p, _| p.handle_http_error(id, &e));
-                return true;
-            }
-        }
-    }
 }
 
 /// What ended a link from the agent's side: it closed, or it broke the
