@@ -6,7 +6,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
-use mcp_provider_core::agent::echo::{EchoAgent, BATCH};
+use mcp_provider_core::agent::echo::EchoAgent;
 use mcp_provider_core::Output;
 use tungstenite::Message;
 
@@ -44,10 +44,7 @@ fn play(
     mut send: impl FnMut(Vec<String>) -> bool,
 ) {
     loop {
-        let now = Instant::now();
-        let frames: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now))
-            .take(BATCH)
-            .collect();
+        let frames = agent.poll_batch(Instant::now());
         if !frames.is_empty() && !send(frames) {
             return;
         }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
 use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
-use mcp_provider_core::agent::echo::{EchoAgent, BATCH};
+use mcp_provider_core::agent::echo::EchoAgent;
 use mcp_provider_core::Output;
 use smol::channel;
 use smol::future::FutureExt;
@@ -25,10 +25,7 @@ where
 {
     let mut incoming = incoming;
     loop {
-        let now = Instant::now();
-        let frames: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now))
-            .take(BATCH)
-            .collect();
+        let frames = agent.poll_batch(Instant::now());
         if !frames.is_empty() {
             send(frames).await;
             smol::future::yield_now().await;

@@ -184,6 +184,14 @@ impl EchoAgent {
         Some(frame)
     }
 
+    /// The frames due at `now`, at most [`BATCH`]: what a driver sends in
+    /// one go before it reads what the provider sent.
+    pub fn poll_batch(&mut self, now: Instant) -> Vec<String> {
+        std::iter::from_fn(|| self.poll_transmit(now))
+            .take(BATCH)
+            .collect()
+    }
+
     /// When the next frame falls due (an answer that is not paused).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.answering
