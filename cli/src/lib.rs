@@ -313,6 +313,7 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         let first = &bound[0];
         println!("  OpenAI base URL:  http://{first}/v1");
         println!("  Ollama base URL:  http://{first}");
+        println!("  Anthropic base URL: http://{first}");
         println!("  Agent link:       ws://{first}/v1/agent");
         for note in &notes {
             println!("{note}");
