@@ -1,6 +1,7 @@
 //! Agent sessions: lifecycle, scopes, counters, and routing of a model
 //! request to the session that should serve it.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -169,6 +170,10 @@ pub enum RouteError {
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_id: HashMap<String, Session>,
+    /// [`Sessions::next_expiry`], remembered until a session changes: the
+    /// provider asks after every agent frame, and a scan of every session
+    /// per chunk would grow with the number of sessions.
+    next_expiry: Cell<Option<Option<Instant>>>,
 }
 
 impl Sessions {
@@ -177,7 +182,16 @@ impl Sessions {
     }
 
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Session> {
+        self.next_expiry.set(None);
         self.by_id.get_mut(id)
+    }
+
+    /// Notes activity on a session (an agent frame): nothing a deadline
+    /// depends on changes.
+    pub fn touch(&mut self, id: &str, now: Instant) {
+        if let Some(s) = self.by_id.get_mut(id) {
+            s.last_activity = now;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -193,10 +207,12 @@ impl Sessions {
     }
 
     pub fn insert(&mut self, session: Session) {
+        self.next_expiry.set(None);
         self.by_id.insert(session.id.clone(), session);
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Session> {
+        self.next_expiry.set(None);
         self.by_id.remove(id)
     }
 
@@ -253,7 +269,11 @@ impl Sessions {
     /// The earliest deadline among sessions: the expiry of one still
     /// running, or the end of a dropped session's grace period.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.by_id
+        if let Some(known) = self.next_expiry.get() {
+            return known;
+        }
+        let next = self
+            .by_id
             .values()
             .flat_map(|s| {
                 let running = matches!(
@@ -263,7 +283,9 @@ impl Sessions {
                 [running.then_some(s.expires_at), s.detached_until]
             })
             .flatten()
-            .min()
+            .min();
+        self.next_expiry.set(Some(next));
+        next
     }
 }
 
@@ -290,4 +312,59 @@ fn unavailable(s: &Session, embedding: bool) -> RouteError {
 pub fn expiry(now: Instant, requested: Option<u64>, default: Duration, max: Duration) -> Instant {
     let ttl = requested.map_or(default, Duration::from_secs).min(max);
     now + ttl
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, expires_at: Instant) -> Session {
+        Session {
+            id: id.to_owned(),
+            agent_id: "a".to_owned(),
+            label: String::new(),
+            models: vec!["m".to_owned()],
+            scopes: Scopes {
+                inference: true,
+                embedding: false,
+            },
+            status: Status::Active,
+            created: expires_at,
+            expires_at,
+            max_requests: None,
+            requests: 0,
+            tokens: 0,
+            last_activity: expires_at,
+            link: None,
+            in_flight: 0,
+            claim: None,
+            resume: None,
+            approved: true,
+            detached_until: None,
+        }
+    }
+
+    #[test]
+    fn the_remembered_next_expiry_follows_every_change_but_activity() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(60);
+        let mut sessions = Sessions::default();
+        assert_eq!(sessions.next_expiry(), None);
+        sessions.insert(session("s1", later));
+        assert_eq!(sessions.next_expiry(), Some(later));
+        sessions.insert(session("s2", later + Duration::from_secs(1)));
+        assert_eq!(sessions.next_expiry(), Some(later));
+        if let Some(s) = sessions.get_mut("s1") {
+            s.detached_until = Some(t0 + Duration::from_secs(5));
+        }
+        assert_eq!(sessions.next_expiry(), Some(t0 + Duration::from_secs(5)));
+        sessions.touch("s1", later);
+        assert_eq!(sessions.next_expiry(), Some(t0 + Duration::from_secs(5)));
+        sessions.remove("s1");
+        assert_eq!(sessions.next_expiry(), Some(later + Duration::from_secs(1)));
+        if let Some(s) = sessions.get_mut("s2") {
+            s.status = Status::Expired;
+        }
+        assert_eq!(sessions.next_expiry(), None);
+    }
 }

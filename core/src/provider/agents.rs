@@ -32,9 +32,7 @@ impl Provider {
             }
         };
         if let Some(Some(id)) = self.links.get(&conn) {
-            if let Some(s) = self.sessions.get_mut(id) {
-                s.last_activity = now;
-            }
+            self.sessions.touch(id, now);
         }
         match message {
             FromAgent::ModelStreamChunk(chunk) => self.on_chunk(conn, chunk, now),
