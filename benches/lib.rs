@@ -16,7 +16,7 @@ pub const AGENT: ConnId = ConnId(2);
 pub fn open_stream(path: &str) -> (Provider, String) {
     let now = Instant::now();
     let mut p = Provider::new(Config::new(&["k"], "t"), now, SystemTime::now());
-    p.open_agent(AGENT);
+    p.open_agent(AGENT, "bench agent");
     p.handle_agent_text(
         AGENT,
         r#"{"type":"register","agent_id":"b","models":["m"]}"#,

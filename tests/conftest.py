@@ -27,6 +27,7 @@ RUNTIMES = {
 SELECTED = [r for r in os.environ.get("MCP_PROVIDER_RUNTIMES", ",".join(RUNTIMES)).split(",") if r]
 
 API_KEY = "sk-test-key"
+STATE_DIR = ROOT / "target" / "test-state"
 BRIDGE_TOKEN = "bt-test-token"
 
 
@@ -44,6 +45,8 @@ class Server:
                 "MCP_PROVIDER_API_KEY": API_KEY,
                 "MCP_PROVIDER_BRIDGE_TOKEN": BRIDGE_TOKEN,
                 "RUST_LOG": "warn",
+                # Generated secrets are kept here, never in the user's home.
+                "XDG_STATE_HOME": str(STATE_DIR),
             }
         )
         full_env.update(env or {})

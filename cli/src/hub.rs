@@ -13,6 +13,7 @@ use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{ConnId, Provider};
 
+use crate::audit::AuditSink;
 use crate::mailbox::{Bell, Bells, Inbox, Mailbox};
 
 pub struct Hub<B: Bell> {
@@ -23,9 +24,19 @@ pub struct Hub<B: Bell> {
 }
 
 impl<B: Bell> Hub<B> {
-    pub fn new(provider: Provider, wake: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
+    /// The hub of `provider`, writing its audit lines to `audit` if given;
+    /// `wake` wakes the runtime's timer.
+    pub fn new(
+        provider: Provider,
+        audit: Option<AuditSink>,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        let mut board = Switchboard::new(provider);
+        if let Some(sink) = audit {
+            board.set_audit(Box::new(move |line| sink.offer(line)));
+        }
         Arc::new(Hub {
-            core: Mutex::new(Switchboard::new(provider)),
+            core: Mutex::new(board),
             next_conn: AtomicU64::new(1),
             wake: Box::new(wake),
         })

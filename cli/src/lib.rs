@@ -7,10 +7,12 @@
 //! start-up is therefore the same for both binaries.
 
 pub mod admission;
+pub mod audit;
 pub mod dial;
 mod fds;
 pub mod hub;
 pub mod mailbox;
+mod secrets;
 mod settings;
 pub mod shutdown;
 
@@ -37,6 +39,8 @@ pub struct Launch {
     pub limits: ConnLimits,
     /// Threads for an async runtime's tasks; 0: one per core.
     pub threads: usize,
+    /// The audit log, when one is configured.
+    pub audit: Option<audit::AuditSink>,
 }
 
 /// Bytes a connection reads from its socket at a time. Requests are small,
@@ -50,6 +54,12 @@ pub const READ_BUFFER: usize = 4 * 1024;
 /// under a millisecond) while letting each editor's writer find a run of
 /// chunks to write with one system call.
 pub const RING_EVERY: usize = 512;
+
+/// What `/health/deep` calls the built-in echo agent.
+pub const ECHO_AGENT: &str = "echo agent";
+
+/// What `/health/deep` calls the link to a configured `agent_hub`.
+pub const AGENT_HUB: &str = "agent hub";
 
 /// Caps every driver applies to editor connections.
 #[derive(Debug, Clone, Copy)]
@@ -139,9 +149,10 @@ enum AgentCommand {
     Echo {
         #[arg(long, default_value = "ws://127.0.0.1:8788/v1/agent")]
         url: String,
-        /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN).
+        /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
+        /// `serve` generated and keeps in its secrets file).
         #[arg(long, env = "MCP_PROVIDER_BRIDGE_TOKEN", hide_env_values = true)]
-        token: String,
+        token: Option<String>,
         #[arg(long, default_value = "echo")]
         model: String,
         /// Pause between chunks.
@@ -194,15 +205,21 @@ pub fn main<R: Runtime>() -> ExitCode {
                     model,
                     chunk_delay_ms,
                 },
-        } => R::agent_echo(RemoteEcho {
-            url,
-            token,
-            agent: EchoAgentPlan {
-                model,
-                chunk_delay: Duration::from_millis(chunk_delay_ms),
-            },
-        })
-        .map_err(Failure::Runtime),
+        } => match token.map_or_else(secrets::kept_bridge_token, Ok) {
+            Ok(token) => {
+                println!("Connecting to {url} as an echo agent for model `{model}`…");
+                R::agent_echo(RemoteEcho {
+                    url,
+                    token,
+                    agent: EchoAgentPlan {
+                        model,
+                        chunk_delay: Duration::from_millis(chunk_delay_ms),
+                    },
+                })
+                .map_err(Failure::Runtime)
+            }
+            Err(e) => Err(Failure::Usage(e)),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -217,40 +234,109 @@ pub fn main<R: Runtime>() -> ExitCode {
     }
 }
 
+/// Banner lines about generated secrets: the values, where they are kept
+/// and how a shell picks them up.
+fn secret_notes(filled: &secrets::Filled) -> Vec<String> {
+    let how = if filled.new { "generated" } else { "kept" };
+    let mut notes = Vec::new();
+    if let Some(key) = &filled.api_key {
+        notes.push(format!("  API key ({how}):      {key}"));
+    }
+    if let Some(token) = &filled.bridge_token {
+        notes.push(format!("  Bridge token ({how}): {token}"));
+    }
+    if let (Some(file), false) = (&filled.file, notes.is_empty()) {
+        notes.push(format!(
+            "  Secrets kept in {}: `. {}` sets {} in a shell",
+            file.display(),
+            file.display(),
+            [
+                filled.api_key.as_ref().map(|_| secrets::API_KEY_VAR),
+                filled
+                    .bridge_token
+                    .as_ref()
+                    .map(|_| secrets::BRIDGE_TOKEN_VAR),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ")
+        ));
+    }
+    notes
+}
+
+/// What an agent process tells its user about a frame from the provider:
+/// that it registered (and whether it waits for approval), session
+/// events, errors. Other frames (requests, pings) say nothing.
+pub fn link_notice(frame: &str) -> Option<String> {
+    // Notices are small; a large frame is a request.
+    if frame.len() > 4096 {
+        return None;
+    }
+    let m: serde_json::Value = serde_json::from_str(frame).ok()?;
+    let session = m["session_id"].as_str().unwrap_or("?");
+    let line = match m["type"].as_str()? {
+        "registered" => match m["status"].as_str() {
+            Some("active") => format!("Connected: session {session} is active; serving requests (Ctrl-C to stop)."),
+            Some("pending") => format!(
+                "Connected: session {session} waits for approval (dashboard, or POST /control/approve)."
+            ),
+            Some(other) => format!("Connected: session {session} is {other}."),
+            None => return None,
+        },
+        "approved" => format!("Session {session} approved: serving requests."),
+        "revoked" => format!("Session {session} was revoked."),
+        "expired" => format!("Session {session} expired."),
+        "error" => format!(
+            "The provider says: {}",
+            m["error"]["message"].as_str().unwrap_or("an error")
+        ),
+        _ => return None,
+    };
+    Some(line)
+}
+
+/// Prints a [`link_notice`] for `frame`, if it has one.
+pub fn print_link_notice(frame: &str) {
+    if let Some(line) = link_notice(frame) {
+        use std::io::Write;
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
 /// Why the program stopped: exit code 2 or 1.
 enum Failure {
     Usage(String),
     Runtime(String),
 }
 
-/// A secret for keys not configured, from random bytes.
-fn secret(prefix: &str, random: &[u8]) -> String {
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
-}
-
 fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
-    // 18 bytes for each generated secret, 8 for the id seed, 32 for the
-    // core's own secret key.
+    // 36 bytes for the secrets that may be generated, 8 for the id seed,
+    // 32 for the core's own secret key.
     let mut random = [0u8; 76];
     getrandom::fill(&mut random)
         .map_err(|e| Failure::Runtime(format!("no OS random source: {e}")))?;
-    let mut notes = Vec::new();
-    let api_keys = if settings.api_key.is_empty() {
-        let key = secret("sk-local-", &random[..18]);
-        notes.push(format!("  API key (generated):      {key}"));
-        vec![key]
-    } else {
-        settings.api_key.clone()
+    let mut fresh = [0u8; 36];
+    fresh.copy_from_slice(&random[..36]);
+    let filled = secrets::fill(
+        &settings.secrets_file,
+        settings.api_key.is_empty(),
+        settings.bridge_token.is_none(),
+        &fresh,
+    )
+    .map_err(Failure::Runtime)?;
+    let notes = secret_notes(&filled);
+    let api_keys = match &filled.api_key {
+        Some(key) => vec![key.clone()],
+        None => settings.api_key.clone(),
     };
-    let bridge_token = match &settings.bridge_token {
-        Some(t) => t.clone(),
-        None => {
-            let token = secret("bt-", &random[18..36]);
-            notes.push(format!("  Bridge token (generated): {token}"));
-            token
-        }
-    };
+    let bridge_token = filled
+        .bridge_token
+        .clone()
+        .or_else(|| settings.bridge_token.clone())
+        .unwrap_or_default();
     let addrs = settings
         .listen_addrs()
         .map_err(|e| Failure::Usage(e.to_string()))?;
@@ -274,6 +360,22 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
     });
     let mut config = settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed));
     config.secret = core_secret;
+    let audit = match &settings.audit_log {
+        Some(path) => {
+            let sink = audit::AuditSink::open(path, settings.audit_log_max_bytes).map_err(|e| {
+                Failure::Runtime(format!("cannot open audit log {}: {e}", path.display()))
+            })?;
+            config.audit = true;
+            Some(sink)
+        }
+        None => None,
+    };
+    if echo.is_some() {
+        config.expected_agents.push(ECHO_AGENT.to_owned());
+    }
+    if settings.agent_hub.is_some() {
+        config.expected_agents.push(AGENT_HUB.to_owned());
+    }
     let wanted = settings
         .max_connections
         .unwrap_or(R::DEFAULT_MAX_CONNECTIONS);
@@ -305,6 +407,7 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         agent_hub: settings.agent_hub.clone().map(|url| (url, bridge_token)),
         limits,
         threads: settings.threads,
+        audit,
     };
     let banner = || {
         for addr in &bound {
@@ -315,6 +418,9 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         println!("  Ollama base URL:  http://{first}");
         println!("  Anthropic base URL: http://{first}");
         println!("  Agent link:       ws://{first}/v1/agent");
+        println!(
+            "  Dashboard:        http://{first}/ (in a browser; sign in with the bridge token)"
+        );
         for note in &notes {
             println!("{note}");
         }

@@ -2,28 +2,40 @@
 //! `--set key=value` flags (later wins), turned into the core's `Config`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mcp_provider_core::{Approval, Config};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Every key a config file may hold; env var `MCP_PROVIDER_<KEY>` and
 /// `--set key=value` name the same keys.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(default = "default_listen", deserialize_with = "one_or_many")]
     pub listen: Vec<String>,
-    #[serde(default, deserialize_with = "one_or_many")]
+    /// Secrets are never printed back (see [`Settings::masked`]).
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing)]
     pub api_key: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub bridge_token: Option<String>,
+    /// Where generated secrets are kept between runs, as `export` lines a
+    /// shell can source; empty: neither read nor written.
+    #[serde(default = "default_secrets_file")]
+    pub secrets_file: String,
     /// An agent hub to dial out to (`ws://…`); it speaks the agent link
     /// protocol as an agent would.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_hub: Option<String>,
+    /// A file to append the audit trail to (JSON lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<PathBuf>,
+    /// The audit log is rotated past this size (three old files are kept).
+    #[serde(default = "default_audit_max")]
+    pub audit_log_max_bytes: u64,
     #[serde(default = "yes")]
     pub echo_agent: bool,
     #[serde(default)]
@@ -66,7 +78,7 @@ pub struct Settings {
     pub max_queued_bytes: usize,
     /// Open connections past this are answered 503 and closed; each
     /// runtime has its own default.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
     /// A connection must send a whole request within this long of going
     /// idle (opening, or its last answer ending), or it is closed.
@@ -143,6 +155,21 @@ fn default_read_timeout() -> u64 {
 fn default_threads() -> usize {
     1
 }
+fn default_audit_max() -> u64 {
+    10 * 1024 * 1024
+}
+
+/// `$XDG_STATE_HOME/mcp-provider/env`, else `~/.local/state/mcp-provider/env`
+/// (empty when neither variable is set: nothing is kept).
+pub fn default_secrets_file() -> String {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    state.map_or_else(String::new, |d| {
+        d.join("mcp-provider/env").to_string_lossy().into_owned()
+    })
+}
 
 /// A string holding a comma-separated list, or a list.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -183,37 +210,52 @@ fn loose_value(text: &str) -> toml::Value {
 }
 
 impl Settings {
-    /// Merges file, environment and `overrides` (`key=value`).
+    /// Merges file, environment and `overrides` (`key=value`). A bad
+    /// value is reported with where it came from: the file, the variable
+    /// or the flag.
     pub fn load(
         file: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<Settings, BadSettings> {
-        let mut table: BTreeMap<String, toml::Value> = BTreeMap::new();
+        let mut table: BTreeMap<String, (toml::Value, String)> = BTreeMap::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| BadSettings(format!("cannot read config {}: {e}", path.display())))?;
             let parsed: toml::Table = toml::from_str(&text)
                 .map_err(|e| BadSettings(format!("config {}: {e}", path.display())))?;
-            table.extend(parsed);
+            for (key, value) in parsed {
+                let source = format!("config {}, key `{key}`", path.display());
+                table.insert(key, (value, source));
+            }
         }
         for (name, value) in env {
             if let Some(key) = name.strip_prefix("MCP_PROVIDER_") {
-                table.insert(key.to_ascii_lowercase(), loose_value(&value));
+                let source = format!("environment variable {name}");
+                table.insert(key.to_ascii_lowercase(), (loose_value(&value), source));
             }
         }
         for item in overrides {
             let (key, value) = item
                 .split_once('=')
                 .ok_or_else(|| BadSettings(format!("--set expects key=value, got `{item}`")))?;
-            table.insert(key.trim().to_owned(), loose_value(value.trim()));
+            let key = key.trim().to_owned();
+            let source = format!("--set {key}=…");
+            table.insert(key, (loose_value(value.trim()), source));
         }
-        // Parsing from text (not from the table) makes errors quote the
-        // offending `key = value` line.
-        let table: toml::Table = table.into_iter().collect();
-        let text = toml::to_string(&table).map_err(|e| BadSettings(format!("bad setting: {e}")))?;
-        let settings: Settings =
-            toml::from_str(&text).map_err(|e| BadSettings(format!("bad setting: {e}")))?;
+        // Each key alone first (every other key has a default), so an
+        // error names the one place it came from.
+        for (key, (value, source)) in &table {
+            let mut one = toml::Table::new();
+            one.insert(key.clone(), value.clone());
+            toml::Value::Table(one)
+                .try_into::<Settings>()
+                .map_err(|e| BadSettings(format!("{source}: {}", e.message())))?;
+        }
+        let all: toml::Table = table.into_iter().map(|(k, (v, _))| (k, v)).collect();
+        let settings: Settings = toml::Value::Table(all)
+            .try_into()
+            .map_err(|e| BadSettings(format!("bad settings: {}", e.message())))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -273,43 +315,48 @@ impl Settings {
         c
     }
 
-    /// The effective settings as TOML, secrets masked.
+    /// The effective settings as a config file `--config` reads back:
+    /// every key with its value, secrets and unset keys as comments (a
+    /// secret's value is never shown).
     pub fn masked(&self, default_max_connections: usize) -> String {
-        let mask = |s: &str| format!("{}…", s.chars().take(4).collect::<String>());
-        let keys: Vec<String> = self.api_key.iter().map(|k| mask(k)).collect();
-        format!(
-            "listen = {:?}\napi_key = {:?}\nbridge_token = {:?}\nagent_hub = {:?}\necho_agent = {}\nrequire_api_key = {}\napproval = {:?}\n\
-             max_body_bytes = {}\nmax_header_bytes = {}\nmax_messages = {}\nmax_message_bytes = {}\nmax_tokens = {}\n\
-             request_timeout_secs = {}\nstream_idle_timeout_secs = {}\nkeepalive_ms = {}\nsession_ttl_secs = {}\n\
-             max_sessions = {}\nsession_grace_secs = {}\nmax_output_bytes = {}\nmax_queued_bytes = {}\nmax_connections = {}\nread_timeout_secs = {}\nthreads = {}\nrequests_per_minute = {}\ntokens_per_minute = {}\nallowed_hosts = {:?}\ncors_origins = {:?}\n",
-            self.listen,
-            keys,
-            self.bridge_token.as_deref().map(mask).unwrap_or_default(),
-            self.agent_hub.as_deref().unwrap_or_default(),
-            self.echo_agent,
-            self.require_api_key,
-            self.approval,
-            self.max_body_bytes,
-            self.max_header_bytes,
-            self.max_messages,
-            self.max_message_bytes,
-            self.max_tokens,
-            self.request_timeout_secs,
-            self.stream_idle_timeout_secs,
-            self.keepalive_ms,
-            self.session_ttl_secs,
-            self.max_sessions,
-            self.session_grace_secs,
-            self.max_output_bytes,
-            self.max_queued_bytes,
-            self.max_connections.unwrap_or(default_max_connections),
-            self.read_timeout_secs,
-            self.threads,
-            self.requests_per_minute,
-            self.tokens_per_minute,
-            self.allowed_hosts,
-            self.cors_origins,
-        )
+        let mut shown = self.clone();
+        shown.max_connections = Some(self.max_connections.unwrap_or(default_max_connections));
+        let mut out = String::from("# MCP Local Provider: effective configuration\n");
+        let secret = |set: bool, name: &str, var: &str| {
+            if set {
+                format!("# {name}: set (hidden); give it with {var} or in a config file\n")
+            } else if self.secrets_file.is_empty() {
+                format!("# {name}: generated at start-up\n")
+            } else {
+                format!(
+                    "# {name}: generated at start-up, kept in {}\n",
+                    self.secrets_file
+                )
+            }
+        };
+        out.push_str(&secret(
+            !self.api_key.is_empty(),
+            "api_key",
+            "MCP_PROVIDER_API_KEY",
+        ));
+        out.push_str(&secret(
+            self.bridge_token.is_some(),
+            "bridge_token",
+            "MCP_PROVIDER_BRIDGE_TOKEN",
+        ));
+        if self.agent_hub.is_none() {
+            out.push_str("# agent_hub: not set (ws://… of a hub to dial out to)\n");
+        }
+        if self.audit_log.is_none() {
+            out.push_str("# audit_log: not set (a file for the audit trail)\n");
+        }
+        match toml::to_string(&shown) {
+            Ok(text) => out.push_str(&text),
+            Err(e) => {
+                let _ = writeln!(out, "# cannot show the settings: {e}");
+            }
+        }
+        out
     }
 }
 
@@ -354,5 +401,54 @@ mod tests {
             .unwrap_err()
             .0
             .contains("listen"));
+        let flag = load(&[], &["max_tokens=abc"]).unwrap_err().0;
+        assert!(
+            flag.starts_with("--set max_tokens=…: invalid type"),
+            "{flag}"
+        );
+        let var = load(&[("MCP_PROVIDER_MAX_TOKENS", "abc")], &[])
+            .unwrap_err()
+            .0;
+        assert!(
+            var.starts_with("environment variable MCP_PROVIDER_MAX_TOKENS: invalid type"),
+            "{var}"
+        );
+        assert!(!var.contains("line"), "{var}");
+    }
+
+    #[test]
+    fn printed_config_reads_back_as_the_same_settings_without_secrets() {
+        let s = load(
+            &[
+                ("MCP_PROVIDER_API_KEY", "sk-secret-1"),
+                ("MCP_PROVIDER_BRIDGE_TOKEN", "bt-secret"),
+            ],
+            &[
+                "echo_chunk_delay_ms=5",
+                "requests_per_minute=9",
+                "cors_origins=http://a.test",
+            ],
+        )
+        .unwrap();
+        let printed = s.masked(77);
+        assert!(
+            !printed.contains("sk-secret") && !printed.contains("bt-secret"),
+            "{printed}"
+        );
+        assert!(printed.contains("echo_chunk_delay_ms = 5"), "{printed}");
+        assert!(printed.contains("# api_key: set (hidden)"), "{printed}");
+        let dir = std::env::temp_dir().join(format!("settings-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("printed.toml");
+        std::fs::write(&file, &printed).unwrap();
+        let back = Settings::load(Some(&file), std::iter::empty(), &[]).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let expected = Settings {
+            api_key: Vec::new(),
+            bridge_token: None,
+            max_connections: Some(77),
+            ..s
+        };
+        assert_eq!(back, expected);
     }
 }

@@ -58,6 +58,11 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// Browser origins allowed by CORS besides loopback ones.
     pub cors_origins: Vec<String>,
+    /// Agents the driver attaches itself ([`crate::Provider::open_agent`]),
+    /// by name: `/health/deep` reports 503 while one is not connected.
+    pub expected_agents: Vec<String>,
+    /// Keep an audit trail ([`crate::audit`]) for the driver to write.
+    pub audit: bool,
     /// Mixed into generated ids so they differ between runs.
     pub id_seed: u64,
     /// A random key drawn at start-up that never leaves the core: resume
@@ -92,6 +97,8 @@ impl Config {
             tokens_per_minute: 0,
             allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
+            expected_agents: Vec::new(),
+            audit: false,
             id_seed: 0,
             secret: [0; 32],
         }

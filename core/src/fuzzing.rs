@@ -78,7 +78,7 @@ pub fn agent_messages(data: &[u8]) {
     board.with(
         now,
         |p, now| {
-            p.open_agent(agent);
+            p.open_agent(agent, "agent");
             p.handle_agent_text(agent, register, now);
         },
         post,

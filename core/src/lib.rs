@@ -71,6 +71,7 @@
 pub mod agent;
 pub mod answer;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod backlog;
 pub mod config;
@@ -79,6 +80,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod limiter;
+pub mod metrics;
 pub mod reassembly;
 pub mod session;
 #[cfg(any(test, fuzzing))]

@@ -249,7 +249,7 @@ impl Sim {
         match *op {
             Op::Connect(k) if !self.connected[usize::from(k)] => {
                 self.connected[usize::from(k)] = true;
-                self.provider.open_agent(agent_conn(k));
+                self.provider.open_agent(agent_conn(k), "agent");
                 let register =
                     json!({"type": "register", "agent_id": format!("a{k}"), "models": ["m"]});
                 self.agent_says(k, register);
@@ -304,7 +304,7 @@ impl Sim {
                 };
                 let token = if right { token } else { format!("{token}0") };
                 self.connected[usize::from(k)] = true;
-                self.provider.open_agent(agent_conn(k));
+                self.provider.open_agent(agent_conn(k), "agent");
                 let register = json!({"type": "register", "agent_id": format!("a{k}"), "models": ["m"],
                                       "session_id": id, "resume_token": token});
                 self.agent_says(k, register);
@@ -323,7 +323,7 @@ impl Sim {
                 };
                 let token = if leaked { token } else { "guess".to_owned() };
                 let thief = thief_conn(victim);
-                self.provider.open_agent(thief);
+                self.provider.open_agent(thief, "thief");
                 let register = json!({"type": "register", "agent_id": "thief", "models": ["m"],
                                       "session_id": id, "resume_token": token});
                 self.provider

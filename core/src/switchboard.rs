@@ -32,7 +32,12 @@ pub struct Switchboard<M> {
     high: Vec<(ConnId, usize)>,
     /// The deadline the driver's timer is set for.
     armed: Option<Instant>,
+    /// Takes the provider's audit lines; false leaves the rest queued.
+    audit: Option<AuditSink>,
 }
+
+/// Where audit lines go: true when the line was taken.
+pub type AuditSink = Box<dyn FnMut(String) -> bool + Send>;
 
 impl<M> Switchboard<M> {
     pub fn new(provider: Provider) -> Self {
@@ -42,7 +47,13 @@ impl<M> Switchboard<M> {
             total: Arc::default(),
             high: Vec::new(),
             armed: None,
+            audit: None,
         }
+    }
+
+    /// The provider's audit lines go to `sink` from now on.
+    pub fn set_audit(&mut self, sink: AuditSink) {
+        self.audit = Some(sink);
     }
 
     /// A connection's outputs go to `mailbox` from now on. The writer
@@ -92,6 +103,14 @@ impl<M> Switchboard<M> {
             self.post_all(&mut post);
         }
         self.high.clear();
+        if let Some(sink) = self.audit.as_mut() {
+            while let Some(line) = self.provider.peek_audit() {
+                if !sink(line.to_owned()) {
+                    break;
+                }
+                self.provider.poll_audit();
+            }
+        }
         let next = self.provider.poll_timeout();
         let rearm = next.is_some() && (self.armed.is_none() || next < self.armed);
         if rearm {
@@ -146,7 +165,7 @@ mod tests {
         let post = |m: &&'static str, o: Output| posted.borrow_mut().push((*m, o.conn()));
         board.attach(ConnId(1), "agent");
         board.attach(ConnId(2), "gone");
-        let ((), rearm) = board.with(t0, |p, _| p.open_agent(ConnId(1)), post);
+        let ((), rearm) = board.with(t0, |p, _| p.open_agent(ConnId(1), "agent"), post);
         assert!(rearm, "an agent link arms the ping timer");
         assert_eq!(board.armed(), Some(t0 + Duration::from_secs(10)));
         assert!(

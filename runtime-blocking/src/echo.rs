@@ -60,7 +60,7 @@ fn play(
 pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Result<()> {
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
-    shared.with(|p, _| p.open_agent(id));
+    shared.with(|p, _| p.open_agent(id, mcp_provider_cli::ECHO_AGENT));
     let agent = EchoAgent::new(&plan.model, "echo-in-process", plan.chunk_delay);
     let reader = shared.clone();
     let mut outputs = VecDeque::new();
@@ -120,6 +120,7 @@ pub fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
     let result = loop {
         match reader.read() {
             Ok(Message::Text(text)) => {
+                mcp_provider_cli::print_link_notice(text.as_str());
                 if tx.send(text.as_str().to_owned()).is_err() {
                     break Err("the agent stopped answering".to_owned());
                 }

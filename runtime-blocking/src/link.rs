@@ -204,7 +204,7 @@ pub fn write_frames(shared: &Shared, id: ConnId, link: LinkMail, mut ws: WebSock
 pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<LinkHalf>) {
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
-    shared.with(|p, _| p.open_agent(id));
+    shared.with(|p, _| p.open_agent(id, mcp_provider_cli::AGENT_HUB));
     let writer_shared = shared.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("link-{}-writer", id.0))

@@ -5,6 +5,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar};
 use std::time::{Instant, SystemTime};
 
+use mcp_provider_cli::audit::AuditSink;
 use mcp_provider_cli::hub::Hub;
 use mcp_provider_cli::mailbox::{Bell, Inbox};
 use mcp_provider_core::{Config, Provider};
@@ -33,11 +34,11 @@ pub type Mail = Inbox<ThreadBell>;
 pub type Shared = Arc<Hub<ThreadBell>>;
 
 /// The provider, with its timer thread started.
-pub fn start(config: Config) -> std::io::Result<Shared> {
+pub fn start(config: Config, audit: Option<AuditSink>) -> std::io::Result<Shared> {
     let provider = Provider::new(config, Instant::now(), SystemTime::now());
     let rearmed = Arc::new(Condvar::new());
     let wake = rearmed.clone();
-    let shared = Hub::new(provider, move || wake.notify_one());
+    let shared = Hub::new(provider, audit, move || wake.notify_one());
     let timer = shared.clone();
     std::thread::Builder::new()
         .name("timer".into())

@@ -54,7 +54,7 @@ where
 pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
-    shared.with(|p, _| p.open_agent(id));
+    shared.with(|p, _| p.open_agent(id, mcp_provider_cli::ECHO_AGENT));
     let reader = shared.clone();
     let mut outputs = VecDeque::new();
     let incoming = async move || loop {
@@ -111,6 +111,7 @@ pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
     while let Some(frame) = ws_rx.next().await {
         match frame {
             Ok(Message::Text(text)) => {
+                mcp_provider_cli::print_link_notice(text.as_str());
                 let _ = in_tx.send(text.as_str().to_owned()).await;
             }
             Ok(Message::Close(_)) => break,

@@ -19,8 +19,9 @@ impl Runtime for Smol {
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
         set_threads(launch.threads);
         smol::block_on(async {
-            let shared = server::serve(launch.config, launch.listeners, launch.limits)
-                .map_err(|e| e.to_string())?;
+            let shared =
+                server::serve(launch.config, launch.audit, launch.listeners, launch.limits)
+                    .map_err(|e| e.to_string())?;
             if let Some((url, token)) = launch.agent_hub {
                 smol::spawn(server::dial_hub(shared.clone(), url, token)).detach();
             }

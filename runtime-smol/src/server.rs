@@ -13,6 +13,7 @@ use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
 use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
+use mcp_provider_cli::audit::AuditSink;
 use mcp_provider_cli::dial::{accept_head, link_request, Backoff};
 use mcp_provider_cli::hub::Hub;
 use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
@@ -55,12 +56,13 @@ pub type Shared = Arc<Hub<TaskBell>>;
 /// Starts serving on `listeners`; the tasks run until the process ends.
 pub fn serve(
     config: Config,
+    audit: Option<AuditSink>,
     listeners: Vec<StdListener>,
     limits: ConnLimits,
 ) -> std::io::Result<Shared> {
     let (timer_tx, timer_rx) = channel::bounded(1);
     let provider = Provider::new(config, Instant::now(), SystemTime::now());
-    let shared = Hub::new(provider, move || {
+    let shared = Hub::new(provider, audit, move || {
         let _ = timer_tx.try_send(());
     });
     smol::spawn(timer_task(shared.clone(), timer_rx)).detach();
@@ -409,7 +411,7 @@ pub async fn dial_hub(shared: Shared, url: String, token: String) {
                 backoff.reset();
                 let (attached, mail, backlog) = shared.connect();
                 let id = attached.id;
-                shared.with(|p, _| p.open_agent(id));
+                shared.with(|p, _| p.open_agent(id, mcp_provider_cli::AGENT_HUB));
                 agent_link(&shared, id, ws, (mail, VecDeque::new()), &backlog).await;
                 drop(attached);
                 tracing::warn!("agent hub {url} disconnected");

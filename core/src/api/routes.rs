@@ -22,8 +22,15 @@ pub enum Handler {
 /// The routes the provider answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Info {
+    /// The dashboard to a browser, a one-line status to anything else.
     Root,
+    /// The dashboard page itself.
+    Dashboard,
     Health,
+    /// Every configured piece checked: 503 when one is down.
+    HealthDeep,
+    /// Prometheus text format.
+    Metrics,
     OpenAiModels,
     /// One model; the rest of the path is its id.
     OpenAiModel,
@@ -36,6 +43,8 @@ pub enum Info {
     ControlApprove,
     ControlRevoke,
     ControlSessions,
+    /// Answers in flight.
+    ControlStreams,
 }
 
 /// Who may call a route.
@@ -44,6 +53,8 @@ pub enum Guard {
     Open,
     ApiKey,
     BridgeToken,
+    /// Read-only views of the server: the API key or the bridge token.
+    Observer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +94,7 @@ const fn row(method: Method, path: Path, handler: Handler, guard: Guard, dialect
 }
 
 use Dialect::{Anthropic, Ollama, OpenAi};
-use Guard::{ApiKey, BridgeToken, Open};
+use Guard::{ApiKey, BridgeToken, Observer, Open};
 use Handler::{AgentLink, CountTokens, Model};
 use Method::{Get, Post};
 use Path::{Exact, Under};
@@ -120,7 +131,10 @@ static ROUTES: &[Row] = &[
     row(Post, Exact(&["/api/embeddings"]), Model(&ollama::EMBEDDINGS), ApiKey, Ollama),
     // Answered by the provider.
     info(Get, &["/"], Info::Root, Open),
+    info(Get, &["/dashboard"], Info::Dashboard, Open),
     info(Get, &["/health"], Info::Health, Open),
+    info(Get, &["/health/deep"], Info::HealthDeep, Observer),
+    info(Get, &["/metrics"], Info::Metrics, Observer),
     info(Get, &["/v1/models", "/models"], Info::OpenAiModels, ApiKey),
     row(Get, Under(&["/v1/models/", "/models/"]), Handler::Info(Info::OpenAiModel), ApiKey, OpenAi),
     info(Get, &["/api/tags"], Info::OllamaTags, ApiKey),
@@ -134,7 +148,48 @@ static ROUTES: &[Row] = &[
     info(Post, &["/control/approve"], Info::ControlApprove, BridgeToken),
     info(Post, &["/control/revoke"], Info::ControlRevoke, BridgeToken),
     info(Get, &["/control/sessions"], Info::ControlSessions, BridgeToken),
+    info(Get, &["/control/streams"], Info::ControlStreams, BridgeToken),
 ];
+
+/// How many rows [`route`] can match: a row's [`Matched::index`] is below
+/// it, and [`UNMATCHED`] (a request no row took) is equal to it.
+pub const ROUTE_COUNT: usize = ROUTES.len();
+
+/// The index that stands for a request no route matched.
+pub const UNMATCHED: usize = ROUTE_COUNT;
+
+/// A route's name in metrics and logs: its first path (`{id}` standing for
+/// a parameter), or `unmatched`.
+pub fn label(index: usize) -> &'static str {
+    match ROUTES.get(index).map(|r| r.path) {
+        Some(Exact(paths)) => paths.first().copied().unwrap_or("?"),
+        Some(Under(_)) => "/v1/models/{id}",
+        None => "unmatched",
+    }
+}
+
+/// A route's API in metrics: the shape of its errors, or `provider` for
+/// the server's own routes and `unmatched`.
+pub fn api_label(index: usize) -> &'static str {
+    match ROUTES.get(index) {
+        Some(row) if matches!(row.handler, Model(_) | CountTokens(_)) => match row.dialect() {
+            OpenAi => "openai",
+            Ollama => "ollama",
+            Anthropic => "anthropic",
+        },
+        Some(_) => "provider",
+        None => "unmatched",
+    }
+}
+
+/// The index of the route a path belongs to, whatever the method (for a
+/// request refused before it was routed).
+pub fn index_of(path: &str) -> usize {
+    ROUTES
+        .iter()
+        .position(|r| r.matches(path).is_some())
+        .unwrap_or(UNMATCHED)
+}
 
 /// A route found for a request.
 #[derive(Clone, Copy)]
@@ -144,6 +199,8 @@ pub struct Matched<'a> {
     pub dialect: Dialect,
     /// The rest of the path after an `Under` prefix (a model id).
     pub param: &'a str,
+    /// The row's place in the table, for [`label`].
+    pub index: usize,
 }
 
 impl Row {
@@ -185,7 +242,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, ApiError> {
         _ => None,
     };
     let mut known_path = false;
-    for row in ROUTES {
+    for (index, row) in ROUTES.iter().enumerate() {
         let Some(param) = row.matches(path) else {
             continue;
         };
@@ -195,6 +252,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, ApiError> {
                 guard: row.guard,
                 dialect: row.dialect(),
                 param,
+                index,
             });
         }
         known_path = true;

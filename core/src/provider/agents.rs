@@ -76,6 +76,7 @@ impl Provider {
             .as_deref()
             .filter(|id| self.sessions.get(id).is_some())
             .map(str::to_owned);
+        let resuming = known.is_some();
         let id = match known {
             Some(id) => self.resume_session(conn, &id, r, now),
             None => self.new_session(conn, r, now),
@@ -83,7 +84,32 @@ impl Provider {
         if let Some((id, resume_token)) = id {
             self.links.insert(conn, Some(id.clone()));
             self.send_registered(conn, &id, Some(&resume_token));
+            let event = if resuming {
+                "session_resumed"
+            } else {
+                "session_registered"
+            };
+            self.audit_session(event, &id, now);
         }
+    }
+
+    /// A session changed, for the audit trail: its id, agent, models and
+    /// the status it has now.
+    pub(super) fn audit_session(&mut self, event: &str, id: &str, now: Instant) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let Some(s) = self.sessions.get(id) else {
+            return;
+        };
+        let fields = serde_json::json!({
+            "session_id": s.id,
+            "agent_id": s.agent_id,
+            "models": s.models,
+            "status": s.status.as_str(),
+        });
+        let wall = self.wall(now);
+        self.audit.record(wall, event, fields);
     }
 
     /// Gives session `id` to the link if `r` proves it comes from the
@@ -103,6 +129,10 @@ impl Provider {
             r.resume_token.as_deref(),
             r.session_token.as_deref(),
         ) {
+            self.metrics.counters.auth_failures += 1;
+            let wall = self.wall(now);
+            let fields = serde_json::json!({"route": "/v1/agent", "session_id": id, "reason": "resume proof refused"});
+            self.audit.record(wall, "auth_failure", fields);
             self.agent_error(
                 conn,
                 "resuming a session needs its agent_id and the resume_token the provider \
@@ -257,6 +287,10 @@ impl Provider {
                 continue;
             };
             s.status = Status::Expired;
+            self.audit_session("session_expired", &id, now);
+            let Some(s) = self.sessions.get(&id) else {
+                continue;
+            };
             match s.link {
                 Some(conn) => self.outputs.push_back(Output::ToAgent {
                     conn,

@@ -90,16 +90,13 @@ impl Provider {
         session.status = session.live_status();
         let status = session.status.as_str();
         self.sessions.insert(session);
+        self.audit_session("session_created", &id, now);
         Ok(
             json!({"session_id": id, "status": status, "expires_at": rfc3339(self.wall(expires_at))}),
         )
     }
 
-    pub(super) fn control_approve(
-        &mut self,
-        body: &[u8],
-        _now: Instant,
-    ) -> Result<Value, ApiError> {
+    pub(super) fn control_approve(&mut self, body: &[u8], now: Instant) -> Result<Value, ApiError> {
         let body = body_object(body)?;
         let id = required(&body, "session_id")?;
         let s = self
@@ -120,11 +117,12 @@ impl Provider {
             let text = to_agent::session_event("approved", id);
             self.outputs.push_back(Output::ToAgent { conn, text });
         }
+        self.audit_session("session_approved", id, now);
         Ok(json!({"session_id": id, "status": status}))
     }
 
     /// Revokes a session: its requests in flight fail, its agent is told.
-    pub(super) fn control_revoke(&mut self, body: &[u8], _now: Instant) -> Result<Value, ApiError> {
+    pub(super) fn control_revoke(&mut self, body: &[u8], now: Instant) -> Result<Value, ApiError> {
         let body = body_object(body)?;
         let id = required(&body, "session_id")?.to_owned();
         let s = self
@@ -133,6 +131,7 @@ impl Provider {
             .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
         s.status = Status::Revoked;
         let link = s.link;
+        self.audit_session("session_revoked", &id, now);
         // Editors read this: no session id in it.
         let error = ApiError::unavailable("The agent's session was revoked.");
         self.fail_where(Self::in_session(&id), &error, true);

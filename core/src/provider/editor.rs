@@ -14,6 +14,20 @@ use crate::session::Status;
 use crate::time::{rfc3339, unix_seconds};
 use crate::ConnId;
 
+/// The dashboard: a static page that reads the JSON endpoints with the
+/// bridge token the user types into it.
+const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
+
+/// The page loads nothing from elsewhere and talks only to this server.
+const DASHBOARD_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Whether a `GET /` comes from a browser (it asks for HTML first).
+fn wants_html(request: &Request) -> bool {
+    request
+        .header("accept")
+        .is_some_and(|a| a.contains("text/html"))
+}
+
 impl Provider {
     pub(super) fn serve(
         &mut self,
@@ -22,7 +36,11 @@ impl Provider {
         extra: &mut Vec<(&'static str, String)>,
         now: Instant,
     ) -> Result<(), ApiError> {
-        self.check_origin(request, extra)?;
+        if let Err(e) = self.check_origin(request, extra) {
+            self.metrics.counters.security_refusals += 1;
+            self.audit_refusal("security_refusal", request, &e, now);
+            return Err(e);
+        }
         if request.method == "OPTIONS" {
             self.respond(
                 conn,
@@ -32,7 +50,14 @@ impl Provider {
             return Ok(());
         }
         let route = api::route(&request.method, request.path())?;
-        let key = self.authorize(request, route.guard)?;
+        let key = match self.authorize(request, route.guard) {
+            Ok(key) => key,
+            Err(e) => {
+                self.metrics.counters.auth_failures += 1;
+                self.audit_refusal("auth_failure", request, &e, now);
+                return Err(e);
+            }
+        };
         let limits = self.config.request;
         let model_request = match route.handler {
             Handler::Model(api) => api.parse(&request.body, &limits)?,
@@ -47,7 +72,10 @@ impl Provider {
                 return self.serve_info(conn, info, route.param, request, extra, now);
             }
         };
-        self.admit(key, model_request.prompt_tokens, now, extra)?;
+        if let Err(e) = self.admit(key, model_request.prompt_tokens, now, extra) {
+            self.audit_refusal("rate_limited", request, &e, now);
+            return Err(e);
+        }
         if model_request.answer_now {
             let wall = self.wall(now);
             let ids = AnswerIds {
@@ -88,7 +116,7 @@ impl Provider {
     ) -> Result<(), ApiError> {
         let wall = self.wall(now);
         let body = match route {
-            Info::Root => {
+            Info::Root if !wants_html(request) => {
                 let text = "MCP Local Provider is running\n";
                 self.respond(
                     conn,
@@ -97,6 +125,27 @@ impl Provider {
                 );
                 return Ok(());
             }
+            Info::Root | Info::Dashboard => {
+                let page = Response::full(200, "text/html; charset=utf-8", DASHBOARD)
+                    .with_header("content-security-policy", DASHBOARD_POLICY)
+                    .with_header("x-frame-options", "DENY");
+                self.respond(conn, page, extra);
+                return Ok(());
+            }
+            Info::Metrics => {
+                let page = self.metrics.render(&self.gauges());
+                let response =
+                    Response::full(200, "text/plain; version=0.0.4; charset=utf-8", page);
+                self.respond(conn, response, extra);
+                return Ok(());
+            }
+            Info::HealthDeep => {
+                let (healthy, body) = self.deep_health();
+                let status = if healthy { 200 } else { 503 };
+                self.respond(conn, Response::json(status, body.to_string()), extra);
+                return Ok(());
+            }
+            Info::ControlStreams => self.control_streams(now),
             Info::Health => {
                 let s = self.stats;
                 json!({
@@ -189,6 +238,25 @@ impl Provider {
         };
         self.respond_json(conn, body, extra);
         Ok(())
+    }
+
+    /// A refused request, for the audit trail: what was asked and why it
+    /// was refused (the message never holds the credential itself).
+    fn audit_refusal(&mut self, event: &str, request: &Request, error: &ApiError, now: Instant) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let wall = self.wall(now);
+        self.audit.record(
+            wall,
+            event,
+            json!({
+                "method": request.method,
+                "route": crate::api::routes::label(crate::api::routes::index_of(request.path())),
+                "status": error.status,
+                "reason": error.message,
+            }),
+        );
     }
 
     /// Models that an active, connected session serves right now:

@@ -58,9 +58,22 @@ pub(super) struct Invocation {
     headers: Vec<(&'static str, String)>,
     /// The agent was asked to pause this answer (its editor fell behind).
     paused: bool,
+    /// Pieces of the answer relayed so far.
+    chunks: u64,
 }
 
 impl Invocation {
+    /// What the dashboard shows of an answer in flight: its editor, session,
+    /// whether it streams, and the pieces relayed so far.
+    pub(super) fn view(&self) -> (ConnId, &str, bool, u64) {
+        (
+            self.editor,
+            &self.session,
+            self.out.is_stream(),
+            self.chunks,
+        )
+    }
+
     fn next_wake(&self) -> Instant {
         self.keepalive_at
             .map_or(self.deadline, |k| k.min(self.deadline))
@@ -146,6 +159,13 @@ impl Provider {
             created: unix_seconds(self.wall(now)),
         };
         let text = to_agent::invoke(&wire_id(n), &session_id, &model, &request.payload);
+        self.meter_invoked(
+            editor,
+            &model,
+            &session_id,
+            request.prompt_tokens,
+            &request.payload,
+        );
         self.outputs
             .push_back(Output::ToAgent { conn: agent, text });
 
@@ -178,6 +198,7 @@ impl Provider {
             key,
             headers,
             paused: false,
+            chunks: 0,
         };
         self.timers.push(Reverse((inv.next_wake(), n)));
         self.invocations.insert(n, inv);
@@ -237,7 +258,10 @@ impl Provider {
         let mut finished = None;
         let mut overflow = None;
         let mut first = first;
+        let first_answer = inv.chunks == 0;
         while let Some(piece) = first.take().or_else(|| inv.pieces.pop()) {
+            inv.chunks += 1;
+            self.metrics.counters.chunks += 1;
             if let Err(e) = inv.out.delta(&piece.delta, now, wall, &mut self.scratch) {
                 overflow = Some(e);
                 break;
@@ -255,6 +279,9 @@ impl Provider {
         }
         let editor = inv.editor;
         self.flush_scratch(editor);
+        if first_answer {
+            self.meter_first_chunk(editor, now);
+        }
         if let Some(e) = overflow {
             self.fail(
                 n,
@@ -319,6 +346,10 @@ impl Provider {
             let body = result.error.unwrap_or_default();
             self.fail(n, agent_error(&body), false);
             return;
+        }
+        if let Some(inv) = self.invocations.get(&n) {
+            let editor = inv.editor;
+            self.meter_first_chunk(editor, now);
         }
         let result = result.result.unwrap_or(Value::Null);
         let usage: Option<Usage> = result.get("usage").and_then(|u| Usage::deserialize(u).ok());
@@ -427,6 +458,7 @@ impl Provider {
     /// Books a finished invocation against its session and rate limits.
     fn settle(&mut self, inv: &Invocation, now: Instant) {
         let (prompt, completion) = inv.out.usage();
+        self.meter_usage(inv.editor, prompt, completion);
         if let Some(s) = self.sessions.get_mut(&inv.session) {
             s.in_flight = s.in_flight.saturating_sub(1);
             s.tokens = s.tokens.saturating_add(prompt.saturating_add(completion));

@@ -10,7 +10,9 @@
 mod agents;
 mod control;
 mod editor;
+mod health;
 mod invoke;
+mod meter;
 mod security;
 
 use std::cmp::Reverse;
@@ -21,14 +23,17 @@ use bytes::{Bytes, BytesMut};
 
 use crate::agent::close::LinkClose;
 use crate::agent::message::FromAgent;
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::{ApiError, Dialect};
 use crate::http::{HttpError, Limits, Request, Response, ServerConn};
 use crate::idmap::IdMap;
 use crate::limiter::TokenBucket;
+use crate::metrics::Metrics;
 use crate::session::Sessions;
 
 use invoke::Invocation;
+use meter::Meter;
 
 /// A connection, named by the driver: unique among its live connections.
 /// An editor connection carries one request at a time; an agent link is a
@@ -145,6 +150,9 @@ pub struct Provider {
     sessions: Sessions,
     /// Agent links: connection → the session it registered, if any.
     links: IdMap<ConnId, Option<String>>,
+    /// Links the driver opened itself (the built-in agent, a dialed hub),
+    /// by the name `/health/deep` checks them under.
+    attached: IdMap<ConnId, String>,
     invocations: IdMap<u64, Invocation>,
     /// Editor connection → the invocation answering it.
     by_conn: IdMap<ConnId, u64>,
@@ -166,17 +174,26 @@ pub struct Provider {
     /// Scratch buffer for stream bytes; split off per output.
     scratch: BytesMut,
     stats: Stats,
+    /// The time of the latest call that brought one: outputs are stamped
+    /// with it as the driver drains them.
+    now: Instant,
+    /// Requests in progress, by editor connection.
+    meters: IdMap<ConnId, Meter>,
+    metrics: Metrics,
+    audit: Audit,
 }
 
 impl Provider {
     /// `now` and `wall` are the same moment on the two clocks.
     pub fn new(config: Config, now: Instant, wall: SystemTime) -> Self {
         let next_ping = now + config.agent_ping_interval;
+        let audit = Audit::new(config.audit);
         Provider {
             config,
             epoch: (now, wall),
             sessions: Sessions::default(),
             links: IdMap::default(),
+            attached: IdMap::default(),
             invocations: IdMap::default(),
             by_conn: IdMap::default(),
             next_id: 0,
@@ -189,6 +206,10 @@ impl Provider {
             outputs: VecDeque::new(),
             scratch: BytesMut::new(),
             stats: Stats::default(),
+            now,
+            meters: IdMap::default(),
+            metrics: Metrics::default(),
+            audit,
         }
     }
 
@@ -221,7 +242,9 @@ impl Provider {
 
     /// A complete request arrived on an editor connection.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
+        self.now = now;
         self.stats.requests += 1;
+        self.meter_start(conn, crate::api::routes::index_of(request.path()), now);
         let dialect = crate::api::routes::dialect_of(request.path());
         let mut extra = Vec::new();
         if let Err(e) = self.serve(conn, &request, &mut extra, now) {
@@ -232,6 +255,10 @@ impl Provider {
     /// The driver's HTTP reader rejected what the connection sent; the
     /// connection closes after this answer.
     pub fn handle_http_error(&mut self, conn: ConnId, error: &HttpError) {
+        let route = error
+            .path()
+            .map_or(crate::api::routes::UNMATCHED, crate::api::routes::index_of);
+        self.meter_start(conn, route, self.now);
         let dialect = error
             .path()
             .map_or(Dialect::OpenAi, crate::api::routes::dialect_of);
@@ -257,6 +284,7 @@ impl Provider {
         message: Result<FromAgent<'_>, serde_json::Error>,
         now: Instant,
     ) {
+        self.now = now;
         self.agent_message(conn, message, now);
     }
 
@@ -306,16 +334,20 @@ impl Provider {
     /// A connection closed: an editor went away (its request is cancelled)
     /// or an agent link dropped (its requests fail at once).
     pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
+        self.now = now;
         if self.links.contains_key(&conn) {
             self.congested.remove(&conn);
+            self.attached.remove(&conn);
             self.link_closed(conn, now);
         } else if let Some(id) = self.by_conn.remove(&conn) {
             self.editor_gone(id);
         }
+        self.meter_end(conn, now, true);
     }
 
     /// Time passed; a call before [`Provider::poll_timeout`] is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -337,9 +369,12 @@ impl Provider {
 
     // ---- commands ----
 
-    /// Attaches an in-process agent as if it had connected over WebSocket.
-    pub fn open_agent(&mut self, conn: ConnId) {
+    /// Attaches an agent the driver opened itself (an in-process agent, a
+    /// hub it dialed) as if it had connected over WebSocket. `name` is what
+    /// `/health/deep` calls it when [`Config::expected_agents`] lists it.
+    pub fn open_agent(&mut self, conn: ConnId, name: &str) {
         self.links.insert(conn, None);
+        self.attached.insert(conn, name.to_owned());
     }
 
     /// The server is stopping: every request still waiting is answered
@@ -362,7 +397,21 @@ impl Provider {
     // ---- output ----
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front()?;
+        self.observe(&output);
+        Some(output)
+    }
+
+    /// The next audit line to append to the log (JSON, no newline), when
+    /// [`Config::audit`] is on.
+    pub fn poll_audit(&mut self) -> Option<String> {
+        self.audit.poll()
+    }
+
+    /// The line [`Provider::poll_audit`] would return next, left queued
+    /// (for a writer that may be too busy to take it).
+    pub fn peek_audit(&self) -> Option<&str> {
+        self.audit.peek()
     }
 
     /// When [`Provider::handle_timeout`] should next be called.

@@ -112,6 +112,21 @@ impl Provider {
                     "Missing bridge token: send `Authorization: Bearer <bridge token>`.",
                 )),
             },
+            Guard::Observer if !self.config.require_api_key => Ok(None),
+            Guard::Observer => match presented {
+                Some(t)
+                    if self.config.bridge_token.matches(t)
+                        || find_key(&self.config.api_keys, t).is_some() =>
+                {
+                    Ok(None)
+                }
+                Some(_) => Err(ApiError::unauthorized(
+                    "Neither an API key nor the bridge token.",
+                )),
+                None => Err(ApiError::unauthorized(
+                    "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
+                )),
+            },
             Guard::ApiKey if !self.config.require_api_key => Ok(None),
             Guard::ApiKey => match presented {
                 Some(k) => find_key(&self.config.api_keys, k)

@@ -88,7 +88,7 @@ impl Pair {
     }
 
     fn connect_agent(&mut self, conn: ConnId, register: Value) {
-        self.p.open_agent(conn);
+        self.p.open_agent(conn, "agent");
         self.agent(conn, register);
     }
 
@@ -557,7 +557,7 @@ fn tool_calls_stream_with_index_and_arrive_whole_in_ollama_shape() {
 #[test]
 fn malformed_agent_messages_get_an_error_and_the_link_stays() {
     let mut t = Pair::new(|_| {});
-    t.p.open_agent(AGENT);
+    t.p.open_agent(AGENT, "agent");
     t.p.handle_agent_text(AGENT, "not json", t.now);
     t.drain();
     t.agent(AGENT, json!({"type": "teleport"}));
@@ -605,6 +605,7 @@ fn embedding_from_an_inference_only_session_is_403() {
 
 mod hostile;
 mod laws;
+mod observe;
 
 // ---- sessions: resume secrets, grace period, statuses ----
 

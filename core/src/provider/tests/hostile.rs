@@ -137,7 +137,7 @@ impl Board {
         self.board.attach(AGENT, AGENT);
         let editor = self.board.attach(EDITOR, EDITOR);
         self.with(|p, now| {
-            p.open_agent(AGENT);
+            p.open_agent(AGENT, "agent");
             p.handle_agent_text(AGENT, &register(3600).to_string(), now);
         });
         let request = chat_request(true, "hi");

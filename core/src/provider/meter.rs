@@ -1,0 +1,151 @@
+//! Following each request from arrival to its answer's last byte, for the
+//! metrics and the audit trail.
+//!
+//! A request gets a [`Meter`] when it arrives; the outputs the provider
+//! hands the driver tell when its head went out and when it ended
+//! ([`Provider::observe`], called from `poll_output`), so no answer path
+//! needs to remember to record itself.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::{Output, Provider};
+use crate::api::routes::label;
+use crate::http::Body;
+use crate::ConnId;
+
+/// One request in progress on an editor connection.
+#[derive(Debug)]
+pub(super) struct Meter {
+    pub(super) route: usize,
+    pub(super) started: Instant,
+    status: Option<u16>,
+    /// Set once the request went to an agent.
+    pub(super) model: Option<String>,
+    session: Option<String>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    prompt_sha256: Option<String>,
+    first_chunk: Option<Instant>,
+}
+
+impl Provider {
+    /// A request on `route` arrived on `conn`.
+    pub(super) fn meter_start(&mut self, conn: ConnId, route: usize, now: Instant) {
+        self.meters.insert(
+            conn,
+            Meter {
+                route,
+                started: now,
+                status: None,
+                model: None,
+                session: None,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                prompt_sha256: None,
+                first_chunk: None,
+            },
+        );
+    }
+
+    /// The request on `conn` went to `session`'s agent for `model`.
+    pub(super) fn meter_invoked(
+        &mut self,
+        conn: ConnId,
+        model: &str,
+        session: &str,
+        prompt_tokens: u64,
+        prompt: &serde_json::Value,
+    ) {
+        let audit = self.audit.enabled();
+        if let Some(m) = self.meters.get_mut(&conn) {
+            m.model = Some(model.to_owned());
+            m.session = Some(session.to_owned());
+            m.prompt_tokens = prompt_tokens;
+            if audit {
+                let text = serde_json::to_vec(prompt).unwrap_or_default();
+                m.prompt_sha256 = Some(crate::audit::sha256_hex(&text));
+            }
+        }
+    }
+
+    /// The agent's first piece of the answer for `conn` arrived.
+    pub(super) fn meter_first_chunk(&mut self, conn: ConnId, now: Instant) {
+        if let Some(m) = self.meters.get_mut(&conn) {
+            if m.first_chunk.is_none() {
+                m.first_chunk = Some(now);
+                self.metrics
+                    .first_chunk(m.route, now.saturating_duration_since(m.started));
+            }
+        }
+    }
+
+    /// The answer for `conn` used this many tokens.
+    pub(super) fn meter_usage(&mut self, conn: ConnId, prompt: u64, completion: u64) {
+        if let Some(m) = self.meters.get_mut(&conn) {
+            m.prompt_tokens = prompt.max(m.prompt_tokens);
+            m.completion_tokens = completion;
+        }
+    }
+
+    /// Notes what an output means for its request: the head going out, or
+    /// the answer ending.
+    pub(super) fn observe(&mut self, output: &Output) {
+        let now = self.now;
+        match output {
+            Output::Data { data, .. } => self.metrics.counters.bytes += data.len() as u64,
+            Output::Respond { conn, response } => {
+                if let Some(m) = self.meters.get_mut(conn) {
+                    m.status = Some(response.status);
+                    self.metrics
+                        .first_byte(m.route, now.saturating_duration_since(m.started));
+                }
+                if matches!(response.body, Body::Full(_)) {
+                    self.meter_end(*conn, now, false);
+                }
+            }
+            Output::End { conn } => self.meter_end(*conn, now, false),
+            Output::AcceptAgent { conn, .. } => {
+                if let Some(m) = self.meters.get_mut(conn) {
+                    m.status = Some(101);
+                }
+                self.meter_end(*conn, now, false);
+            }
+            Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
+        }
+    }
+
+    /// The request on `conn` is over: its answer ended, or its editor went
+    /// away first (`editor_left`; recorded as 499, the editor closed the
+    /// request, when no head had gone out).
+    pub(super) fn meter_end(&mut self, conn: ConnId, now: Instant, editor_left: bool) {
+        let Some(m) = self.meters.remove(&conn) else {
+            return;
+        };
+        let status = m.status.unwrap_or(499);
+        let took = now.saturating_duration_since(m.started);
+        self.metrics.finished(m.route, status, took);
+        if !self.audit.enabled() {
+            return;
+        }
+        let ms = |d: std::time::Duration| d.as_micros() as f64 / 1000.0;
+        let wall = self.wall(now);
+        self.audit.record(
+            wall,
+            "request",
+            json!({
+                "route": label(m.route),
+                "status": status,
+                "model": m.model,
+                "session_id": m.session,
+                "duration_ms": ms(took),
+                "first_chunk_ms": m.first_chunk.map(|t| ms(t.saturating_duration_since(m.started))),
+                "prompt_tokens": m.prompt_tokens,
+                "completion_tokens": m.completion_tokens,
+                "prompt_sha256": m.prompt_sha256,
+                "editor_left": editor_left,
+            }),
+        );
+    }
+}
