@@ -28,15 +28,26 @@ SELECTED = [r for r in os.environ.get("MCP_PROVIDER_RUNTIMES", ",".join(RUNTIMES
 
 API_KEY = "sk-test-key"
 STATE_DIR = ROOT / "target" / "test-state"
+# Every server's log (stderr) and audit trail, scanned for secrets at the end.
+LOG_DIR = ROOT / "target" / "test-logs"
+# A prompt tests send through every API: it must never reach a log either.
+SECRET_PROMPT = "the launch code is tango-7-alpha"
 BRIDGE_TOKEN = "bt-test-token"
 
 
 class Server:
     """A provider process on an ephemeral loopback port."""
 
+    count = 0
+
     def __init__(self, runtime, *args, env=None):
         self.runtime = runtime
         self.binary = BIN_DIR / RUNTIMES[runtime]
+        Server.count += 1
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}-{Server.count}-{runtime}"
+        self.log_path = LOG_DIR / f"{name}.log"
+        self.audit_path = LOG_DIR / f"{name}.audit.jsonl"
         # The server reads every MCP_PROVIDER_* variable as a setting; the
         # suite's own (runtimes, binary folder) are not settings.
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROVIDER_")}
@@ -47,13 +58,14 @@ class Server:
                 "RUST_LOG": "warn",
                 # Generated secrets are kept here, never in the user's home.
                 "XDG_STATE_HOME": str(STATE_DIR),
+                "MCP_PROVIDER_AUDIT_LOG": str(self.audit_path),
             }
         )
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--listen", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=open(self.log_path, "w"),
             env=full_env,
             text=True,
         )
@@ -68,10 +80,9 @@ class Server:
                 break
         if self.port is None:
             self.stop()
-            raise RuntimeError(f"{self.binary} did not start: {self.proc.stderr.read()}")
+            raise RuntimeError(f"{self.binary} did not start: {self.log_path.read_text()}")
         # Keep reading stdout so the process never blocks on a full pipe.
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
 
     @property
     def base(self):
@@ -184,6 +195,23 @@ def http_request(server, method, path, body=None, headers=None):
     h.update(headers or {})
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items() if v is not None)
     return raw_request(server, head.encode() + b"Connection: close\r\n\r\n" + body)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log():
+    """After the whole suite: no server's log or audit line holds a key, the
+    bridge token or the secret prompt, although every test's server kept
+    an audit trail and the tests sent all three."""
+    for old in LOG_DIR.glob("*"):
+        old.unlink()
+    yield
+    leaks = []
+    for path in sorted(LOG_DIR.glob("*")):
+        text = path.read_text(errors="replace")
+        for secret in (API_KEY, BRIDGE_TOKEN, SECRET_PROMPT):
+            if secret in text:
+                leaks.append(f"{path.name} holds {secret!r}")
+    assert not leaks, leaks
 
 
 @pytest.fixture(scope="module", params=SELECTED)

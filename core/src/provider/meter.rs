@@ -49,14 +49,15 @@ impl Provider {
         );
     }
 
-    /// The request on `conn` went to `session`'s agent for `model`.
+    /// The request on `conn` went to `session`'s agent for `model`, with
+    /// this invocation `payload`.
     pub(super) fn meter_invoked(
         &mut self,
         conn: ConnId,
         model: &str,
         session: &str,
         prompt_tokens: u64,
-        prompt: &serde_json::Value,
+        payload: &serde_json::Value,
     ) {
         let audit = self.audit.enabled();
         if let Some(m) = self.meters.get_mut(&conn) {
@@ -64,6 +65,12 @@ impl Provider {
             m.session = Some(session.to_owned());
             m.prompt_tokens = prompt_tokens;
             if audit {
+                // The conversation alone, not the parameters: the same
+                // prompt hashes the same through every API.
+                let prompt = ["messages", "prompt", "input"]
+                    .iter()
+                    .find_map(|k| payload.get(k))
+                    .unwrap_or(payload);
                 let text = serde_json::to_vec(prompt).unwrap_or_default();
                 m.prompt_sha256 = Some(crate::audit::sha256_hex(&text));
             }
