@@ -209,96 +209,28 @@ impl Metrics {
         }
         let c = &self.counters;
         let g = gauges;
-        let counters: [(&str, &str, u64); 12] = [
-            (
-                "mcp_provider_chunks_streamed_total",
-                "Pieces of answers relayed from agents.",
-                c.chunks,
-            ),
-            (
-                "mcp_provider_bytes_streamed_total",
-                "Body bytes of streamed answers written for editors.",
-                c.bytes,
-            ),
-            (
-                "mcp_provider_invocations_total",
-                "Model requests sent to agents.",
-                g.invocations,
-            ),
-            (
-                "mcp_provider_rate_limited_total",
-                "Requests refused with 429.",
-                g.rate_limited,
-            ),
-            (
-                "mcp_provider_timeouts_total",
-                "Answers ended by a timeout.",
-                g.timeouts,
-            ),
-            (
-                "mcp_provider_cancels_total",
-                "Cancels sent to agents.",
-                g.cancels,
-            ),
-            (
-                "mcp_provider_dropped_agent_messages_total",
-                "Agent messages for no waiting request.",
-                g.dropped_agent_messages,
-            ),
-            (
-                "mcp_provider_duplicate_chunks_total",
-                "Chunks an agent sent twice.",
-                g.duplicate_chunks,
-            ),
-            (
-                "mcp_provider_auth_failures_total",
-                "Requests refused for a missing or wrong key or token.",
-                c.auth_failures,
-            ),
-            (
-                "mcp_provider_security_refusals_total",
-                "Requests refused for their Host or Origin.",
-                c.security_refusals,
-            ),
-            (
-                "mcp_provider_audit_dropped_total",
-                "Audit lines dropped because the log writer fell behind.",
-                g.audit_dropped,
-            ),
-            (
-                "mcp_provider_http_requests_received_total",
-                "Requests received, answered or not yet.",
-                g.requests,
-            ),
+        let (counter, gauge) = ("counter", "gauge");
+        #[rustfmt::skip]
+        let singles: [(&str, &str, &str, u64); 16] = [
+            ("mcp_provider_chunks_streamed_total", counter, "Pieces of answers relayed from agents.", c.chunks),
+            ("mcp_provider_bytes_streamed_total", counter, "Body bytes of streamed answers written for editors.", c.bytes),
+            ("mcp_provider_invocations_total", counter, "Model requests sent to agents.", g.invocations),
+            ("mcp_provider_rate_limited_total", counter, "Requests refused with 429.", g.rate_limited),
+            ("mcp_provider_timeouts_total", counter, "Answers ended by a timeout.", g.timeouts),
+            ("mcp_provider_cancels_total", counter, "Cancels sent to agents.", g.cancels),
+            ("mcp_provider_dropped_agent_messages_total", counter, "Agent messages for no waiting request.", g.dropped_agent_messages),
+            ("mcp_provider_duplicate_chunks_total", counter, "Chunks an agent sent twice.", g.duplicate_chunks),
+            ("mcp_provider_auth_failures_total", counter, "Requests refused for a missing or wrong key or token.", c.auth_failures),
+            ("mcp_provider_security_refusals_total", counter, "Requests refused for their Host or Origin.", c.security_refusals),
+            ("mcp_provider_audit_dropped_total", counter, "Audit lines dropped because the log writer fell behind.", g.audit_dropped),
+            ("mcp_provider_http_requests_received_total", counter, "Requests received, answered or not yet.", g.requests),
+            ("mcp_provider_in_flight", gauge, "Model requests waiting for or receiving an answer.", g.in_flight as u64),
+            ("mcp_provider_open_streams", gauge, "Streamed answers in progress.", g.open_streams as u64),
+            ("mcp_provider_agent_links", gauge, "Agents connected.", g.agent_links as u64),
+            ("mcp_provider_queued_bytes", gauge, "Bytes posted to connections and not yet written.", g.queued_bytes as u64),
         ];
-        for (name, help, value) in counters {
-            family(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        let gauges: [(&str, &str, usize); 4] = [
-            (
-                "mcp_provider_in_flight",
-                "Model requests waiting for or receiving an answer.",
-                g.in_flight,
-            ),
-            (
-                "mcp_provider_open_streams",
-                "Streamed answers in progress.",
-                g.open_streams,
-            ),
-            (
-                "mcp_provider_agent_links",
-                "Agents connected.",
-                g.agent_links,
-            ),
-            (
-                "mcp_provider_queued_bytes",
-                "Bytes posted to connections and not yet written.",
-                g.queued_bytes,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            family(&mut out, name, "gauge", help);
+        for (name, kind, help, value) in singles {
+            family(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
         }
         family(

@@ -1,0 +1,152 @@
+"""A new user's first run, on every runtime: generated secrets kept in a
+file a shell can source and reused at the next start, an agent that finds
+the bridge token by itself and says when it is connected, a printed
+configuration that reads back, and bad settings that name where they came
+from."""
+
+import os
+import stat
+import subprocess
+import threading
+
+import pytest
+
+from conftest import BIN_DIR, ROOT, RUNTIMES
+
+
+def user_env(home):
+    """A user's environment: their own home, no provider settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROVIDER_") and k != "XDG_STATE_HOME"}
+    env.update({"HOME": str(home), "RUST_LOG": "warn"})
+    return env
+
+
+class Started:
+    """`serve` as a user starts it, on an ephemeral port."""
+
+    def __init__(self, runtime, env, *args):
+        self.proc = subprocess.Popen(
+            [str(BIN_DIR / RUNTIMES[runtime]), "serve", "--listen", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        )
+        self.banner = []
+        for line in self.proc.stdout:
+            self.banner.append(line)
+            if "built-in echo agent" in line:
+                break
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        first = self.banner[0]
+        assert "listening on http://" in first, self.banner
+        self.port = int(first.rsplit(":", 1)[1])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def run(runtime, env, *args, timeout=30):
+    return subprocess.run(
+        [str(BIN_DIR / RUNTIMES[runtime]), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_generated_secrets_are_kept_for_the_shell_and_the_next_start(runtime, tmp_path):
+    env = user_env(tmp_path)
+    first = Started(runtime, env)
+    first.stop()
+    secrets = tmp_path / ".local" / "state" / "mcp-provider" / "env"
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
+    assert stat.S_IMODE(secrets.parent.stat().st_mode) == 0o700
+    banner = "".join(first.banner)
+    assert f"Secrets kept in {secrets}" in banner and "API key (generated)" in banner
+    # The file is what a shell sources: it sets both variables.
+    shown = subprocess.run(
+        ["bash", "-c", f'. "{secrets}" && echo "$MCP_PROVIDER_API_KEY $MCP_PROVIDER_BRIDGE_TOKEN"'],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert shown[0].startswith("sk-local-") and shown[1].startswith("bt-")
+    assert shown[0] in banner and shown[1] in banner
+
+    again = Started(runtime, env)
+    again.stop()
+    assert "API key (kept):      " + shown[0] in "".join(again.banner)
+
+
+def test_agent_echo_finds_the_kept_token_and_says_it_is_connected(runtime, tmp_path):
+    env = user_env(tmp_path)
+    server = Started(runtime, env)
+    try:
+        agent = subprocess.Popen(
+            [str(BIN_DIR / RUNTIMES[runtime]), "agent", "echo", "--url",
+             f"ws://127.0.0.1:{server.port}/v1/agent", "--model", "echo2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        )
+        try:
+            lines = [agent.stdout.readline(), agent.stdout.readline()]
+            assert "as an echo agent for model `echo2`" in lines[0]
+            assert lines[1].startswith("Connected: session sess-") and "is active" in lines[1], lines
+        finally:
+            agent.kill()
+            agent.wait(timeout=10)
+    finally:
+        server.stop()
+
+    # Nowhere to find a token: a clear refusal, exit code 2.
+    lost = run(runtime, user_env(tmp_path / "elsewhere"), "agent", "echo")
+    assert lost.returncode == 2
+    assert "no bridge token: pass --token, set MCP_PROVIDER_BRIDGE_TOKEN" in lost.stderr
+
+
+def test_printed_config_reads_back_and_serves(runtime, tmp_path):
+    env = user_env(tmp_path)
+    env["MCP_PROVIDER_API_KEY"] = "sk-from-env-1234"
+    printed = run(runtime, env, "serve", "--set", "requests_per_minute=120", "--set", "echo_chunk_delay_ms=3",
+                  "--print-config")
+    assert printed.returncode == 0, printed.stderr
+    text = printed.stdout
+    assert "sk-from-env" not in text
+    assert "# api_key: set (hidden)" in text and "# bridge_token: generated at start-up" in text
+    assert "echo_chunk_delay_ms = 3" in text and "requests_per_minute = 120" in text
+    config = tmp_path / "printed.toml"
+    config.write_text(text)
+    back = run(runtime, env, "serve", "--config", str(config), "--print-config")
+    assert (back.returncode, back.stdout) == (0, text)
+    server = Started(runtime, env, "--config", str(config))
+    server.stop()
+
+
+def test_example_config_is_valid_and_names_every_key(runtime):
+    example = ROOT / "examples" / "config.toml"
+    shown = run(runtime, user_env(ROOT / "target"), "serve", "--config", str(example), "--print-config")
+    assert shown.returncode == 0, shown.stderr
+    text = example.read_text()
+    for line in shown.stdout.splitlines():
+        key = line.split(" = ")[0].lstrip("# ").split(":")[0]
+        if key and not line.startswith("# MCP"):
+            assert f"{key} =" in text, f"examples/config.toml does not mention {key}"
+
+
+@pytest.mark.parametrize(
+    "where,expected",
+    [
+        ("flag", "--set max_tokens=…: invalid type: string \"abc\", expected u64"),
+        ("variable", "environment variable MCP_PROVIDER_MAX_TOKENS: invalid type: string \"abc\", expected u64"),
+        ("file", "key `max_tokens`: invalid type: string \"abc\", expected u64"),
+    ],
+)
+def test_a_bad_value_names_its_flag_variable_or_file(runtime, tmp_path, where, expected):
+    env = user_env(tmp_path)
+    args = ["serve", "--print-config"]
+    if where == "flag":
+        args += ["--set", "max_tokens=abc"]
+    elif where == "variable":
+        env["MCP_PROVIDER_MAX_TOKENS"] = "abc"
+    else:
+        config = tmp_path / "bad.toml"
+        config.write_text('max_tokens = "abc"\n')
+        args += ["--config", str(config)]
+    result = run(runtime, env, *args)
+    assert result.returncode == 2
+    assert expected in result.stderr, result.stderr
+    assert "line 1" not in result.stderr or where == "file"

@@ -1,0 +1,211 @@
+"""README.md's commands, run exactly as written, in order, the way a new
+user pastes them: the start command, then every `sh` and `python` snippet
+after it. The snippets are read from README.md itself, so the README cannot
+drift from what works.
+
+The user has a fresh home directory (generated secrets land there) and the
+README's own port, 8788. Snippets are classified by what they do:
+
+* `scripts/test`, the suite's own command, is the one not run (it is what
+  runs this);
+* a `serve` without `--print-config` is a server: started in the background
+  (replacing the previous one) and waited for;
+* `agent echo` is an agent: started in the background, waited for until it
+  says it is connected;
+* anything else must finish with exit code 0; Python snippets run in a
+  shell that sourced the secrets file, as the README says.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from conftest import ROOT
+
+README = ROOT / "README.md"
+PORT = 8788
+# The first `cargo run --release` builds the release binary.
+BUILD_TIMEOUT = 1500
+FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
+
+
+def snippets():
+    """(language, text) of every fenced block, dedented, in order."""
+    blocks, lines = [], README.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        opening = FENCE.match(lines[i])
+        if not opening or not opening.group(2):
+            i += 1
+            continue
+        indent, lang = opening.groups()
+        body = []
+        i += 1
+        while i < len(lines) and lines[i].strip() != "```":
+            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].lstrip())
+            i += 1
+        blocks.append((lang, "\n".join(body) + "\n"))
+        i += 1
+    return blocks
+
+
+class Background:
+    """A snippet left running, its output collected as it comes."""
+
+    def __init__(self, text, env, ready, timeout):
+        self.proc = subprocess.Popen(
+            ["bash", "-c", text], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )
+        self.lines = []
+        self.seen = threading.Event()
+
+        def collect():
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                if ready in line:
+                    self.seen.set()
+
+        threading.Thread(target=collect, daemon=True).start()
+        if not self.seen.wait(timeout):
+            self.stop()
+            raise AssertionError(f"`{text.strip()}` never printed {ready!r}:\n{''.join(self.lines)[-3000:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+
+def user_env(home):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_PROVIDER_", "XDG_", "CARGO_INSTALL"))}
+    real_home = Path(os.environ.get("HOME", "/root"))
+    # The toolchain stays where it is installed; the user's files are new.
+    env.setdefault("CARGO_HOME", str(real_home / ".cargo"))
+    env.setdefault("RUSTUP_HOME", str(real_home / ".rustup"))
+    env["HOME"] = str(home)
+    env["CARGO_INSTALL_ROOT"] = str(home / "installed")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return env
+
+
+def port_is_free():
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", PORT)) != 0
+
+
+def test_every_readme_snippet_works_as_pasted(tmp_path):
+    assert port_is_free(), f"the README's port {PORT} is taken: stop what listens there to run this test"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = user_env(home)
+    blocks = [(lang, text) for lang, text in snippets() if lang in ("sh", "python")]
+    assert blocks[0][1].strip() == "cargo run --release -p mcp-provider-smol -- serve"
+    assert blocks[1][1].strip() == "scripts/test"
+    running, ran = [], []
+    created = [ROOT / "mcp-provider.toml"]
+    try:
+        for lang, text in blocks:
+            if text.strip() == "scripts/test":
+                continue
+            if lang == "sh" and " serve" in text and "--print-config" not in text:
+                for process in running:
+                    process.stop()
+                running = [Background(text, env, f"listening on http://127.0.0.1:{PORT}", BUILD_TIMEOUT)]
+                wait_for_echo()
+                ran.append(("server", text))
+                continue
+            if lang == "sh" and "agent echo" in text:
+                agent = Background(text, env, "Connected: session", BUILD_TIMEOUT)
+                running.append(agent)
+                ran.append(("agent", text))
+                check_agent(env, agent)
+                continue
+            if lang == "python":
+                command = ["bash", "-c", '. "$HOME/.local/state/mcp-provider/env" && exec python -']
+            else:
+                command = ["bash", "-e", "-c", text]
+            done = subprocess.run(
+                command, input=text if lang == "python" else None, cwd=ROOT, env=env,
+                capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+            )
+            assert done.returncode == 0, f"`{text.strip()}` failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+            ran.append((lang, text))
+            check_output(text, done.stdout, home)
+    finally:
+        for process in running:
+            process.stop()
+        for path in created:
+            path.unlink(missing_ok=True)
+    kinds = [kind for kind, _ in ran]
+    assert kinds.count("python") == 3 and "agent" in kinds and "server" in kinds, kinds
+
+
+def check_output(text, out, home):
+    """What each kind of snippet must have shown."""
+    if text.startswith(". ~/.local/state/mcp-provider/env\ncurl"):
+        assert "hello" in out and "there" in out and "data: [DONE]" in out, out
+    elif "client.chat" in text or "messages.create" in text or "chat.completions" in text:
+        assert out.strip() == "hi", out
+    elif "cargo install" in text:
+        for binary in ("mcp-provider", "mcp-provider-blocking"):
+            version = subprocess.run([str(home / "installed" / "bin" / binary), "--version"],
+                                     capture_output=True, text=True, check=True).stdout
+            assert version.startswith(binary), version
+    elif "--print-config" in text:
+        printed = (ROOT / "mcp-provider.toml").read_text()
+        assert "requests_per_minute = 120" in printed
+        # The second command read the file back and printed it unchanged.
+        assert out == printed, out
+        for secret in kept_secrets(home):
+            assert secret not in printed
+
+
+def kept_secrets(home):
+    """The API key and bridge token the first `serve` generated."""
+    text = (home / ".local/state/mcp-provider/env").read_text()
+    return re.findall(r"^export MCP_PROVIDER_\w+='([^']+)'", text, re.M)
+
+
+def wait_for_echo():
+    """The built-in agent registers just after the banner: a user is
+    slower than that, a test is not."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/health", timeout=5) as r:
+            if b'"sessions":1' in r.read():
+                return
+        time.sleep(0.05)
+    raise AssertionError("the echo agent never registered")
+
+
+def check_agent(env, agent):
+    """The agent's model is served, and answers."""
+    key = kept_secrets(Path(env["HOME"]))[0]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{PORT}/v1/chat/completions",
+        data=b'{"model":"echo2","messages":[{"role":"user","content":"from the agent"}]}',
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                assert b"from the agent" in r.read()
+                return
+        except urllib.error.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
