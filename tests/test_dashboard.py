@@ -1,0 +1,207 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by
+Playwright, against the real server. The page signs in with the bridge
+token, lists a waiting agent session, approves it with a click, shows the
+metrics of a request the approved agent answered, and sends a wrong token
+back to the form.
+
+Needs the `playwright` Python package and /usr/bin/chromium (Debian's
+`chromium` package); `playwright install` is never used. Without them the
+test fails: it is not skipped.
+"""
+
+import json
+import re
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import API_KEY, BRIDGE_TOKEN, ROOT, WsAgent
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "target" / "screenshots"
+# Every wait in the browser is bounded.
+TIMEOUT_MS = 10_000
+
+
+def control(server, path, body=None, token=BRIDGE_TOKEN):
+    """A control API call with the bridge token: (status, JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
+    req = urllib.request.Request(server.base + path, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def session_status(server, session_id):
+    _, body = control(server, "/control/sessions")
+    return next(s["status"] for s in body["sessions"] if s["session_id"] == session_id)
+
+
+# Closed, it holds the test agent's answers after their first chunk.
+gate = threading.Event()
+
+
+def answer(invoke, agent):
+    """The test agent's answer: two chunks, the second once `gate` is open."""
+    for i, (text, finish) in enumerate([("dashboard ", None), ("answer", "stop")]):
+        if i == 1:
+            assert gate.wait(timeout=10)
+        agent.send(
+            {
+                "type": "model_stream_chunk",
+                "id": invoke["id"],
+                "chunk_index": i,
+                "delta": {"content": text},
+                "finish_reason": finish,
+            }
+        )
+
+
+def chat(server, model):
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hello dashboard"}]}
+    req = urllib.request.Request(
+        server.base + "/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+        text = r.read().decode()
+    assert "dashboard " in text and "answer" in text, text
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_dashboard_approves_a_pending_agent_and_shows_live_metrics(make_server, runtime, browser):
+    server = make_server("--set", "approval=manual")
+    gate.set()
+    agent = WsAgent(server, ["dash-model"], answer)
+    session_id = agent.registered["session_id"]
+    assert agent.registered.get("status") == "pending", agent.registered
+    _, health = control(server, "/health/deep")
+    agents = health["agents"]
+    assert agents >= 1
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    try:
+        # `/` to a browser is the page (Chromium asks for text/html itself).
+        response = page.goto(server.base + "/")
+        assert response.status == 200
+        assert response.headers["content-type"].startswith("text/html")
+        page_html = response.text()
+        with urllib.request.urlopen(server.base + "/dashboard", timeout=5) as r:
+            assert r.read().decode() == page_html
+        with urllib.request.urlopen(server.base + "/", timeout=5) as r:
+            assert not r.headers["content-type"].startswith("text/html")
+        assert BRIDGE_TOKEN not in page_html and API_KEY not in page_html
+
+        # Sign in with the bridge token.
+        expect(page.locator("#token")).to_be_visible()
+        page.fill("#token", BRIDGE_TOKEN)
+        page.press("#token", "Enter")
+        expect(page.locator("#signin")).to_be_hidden()
+        assert page.evaluate("sessionStorage.getItem('mcp-provider-token')") == BRIDGE_TOKEN
+
+        # The agent's session waits, connected; the count of agent links shows.
+        row = page.locator(f'tr[data-session="{session_id}"]')
+        expect(row.locator('[data-field="status"]')).to_have_text("pending", timeout=TIMEOUT_MS)
+        expect(row.locator('[data-field="connected"]')).to_have_text("connected")
+        expect(row).to_contain_text("dash-model")
+        expect(page.locator("#agents")).to_have_text(str(agents))
+        expect(page.locator("#models")).not_to_contain_text("dash-model")
+
+        # Approve it with a click: the row turns active, and so does the
+        # session the control API reports.
+        row.locator(f'button[data-action="approve"][data-session="{session_id}"]').click()
+        expect(row.locator('[data-field="status"]')).to_have_text("active", timeout=TIMEOUT_MS)
+        expect(row.locator('button[data-action="approve"]')).to_have_count(0)
+        expect(row.locator('button[data-action="revoke"]')).to_have_count(1)
+        assert session_status(server, session_id) == "active"
+        assert agent.wait_for("approved")["session_id"] == session_id
+        expect(page.locator("#models")).to_contain_text("dash-model")
+
+        # One request through the provider, answered by the approved agent:
+        # the metrics show it (the model request count, a rate, and a time to
+        # first chunk in milliseconds).
+        server.wait_for_model("dash-model")
+        chat(server, "dash-model")
+        # The rate covers one poll's interval: watched closely, first.
+        page.wait_for_function(
+            "() => parseFloat(document.getElementById('rps').textContent) > 0",
+            polling=50,
+            timeout=TIMEOUT_MS,
+        )
+        expect(page.locator("#model-total")).to_have_text(re.compile(r"^1 model request\b"))
+        expect(page.locator("#ttfc")).to_have_text(re.compile(r"^\d+(\.\d+)? ms$"))
+        expect(row.locator('[data-field="requests"]')).to_have_text("1")
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#action-error")).to_be_hidden()
+
+        # An answer held after its first chunk is listed in flight until it ends.
+        gate.clear()
+        held = threading.Thread(target=chat, args=(server, "dash-model"), daemon=True)
+        held.start()
+        stream = page.locator("#streams tr")
+        expect(stream).to_have_count(1)
+        expect(stream).to_contain_text("/v1/chat/completions")
+        expect(stream).to_contain_text("dash-model")
+        expect(stream).to_contain_text(session_id)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"dashboard-{runtime}.png"), full_page=True)
+        gate.set()
+        held.join(timeout=10)
+        assert not held.is_alive()
+        expect(stream).to_have_count(0)
+        expect(page.locator("#streams-empty")).to_be_visible()
+
+        # Forget the token: the form is back and the token is gone.
+        page.click("#forget")
+        expect(page.locator("#token")).to_be_visible()
+        assert page.evaluate("sessionStorage.getItem('mcp-provider-token')") is None
+
+        # A wrong token (here the API key, which the control API refuses)
+        # is answered with the 401 message and the form again.
+        page.fill("#token", API_KEY)
+        page.press("#token", "Enter")
+        expect(page.locator("#auth-msg")).to_be_visible()
+        expect(page.locator("#auth-msg")).to_contain_text("401")
+        expect(page.locator("#token")).to_be_visible()
+        expect(page.locator("#dash")).to_be_hidden()
+        assert page.evaluate("sessionStorage.getItem('mcp-provider-token')") is None
+
+        # No script error; the only failed loads are HTTP answers the page
+        # expects (401 for the wrong token, 503 from /health/deep while the
+        # built-in echo agent's session is pending).
+        problems = [p for p in problems if "Failed to load resource" not in p]
+        assert not problems, problems
+    finally:
+        gate.set()
+        context.close()
+        agent.close()
