@@ -9,9 +9,11 @@
 pub mod admission;
 pub mod audit;
 pub mod dial;
+pub mod exec;
 mod fds;
 pub mod hub;
 pub mod mailbox;
+pub mod process;
 mod secrets;
 mod settings;
 pub mod shutdown;
@@ -104,6 +106,9 @@ pub trait Runtime {
 
     /// Runs the echo agent over a WebSocket until the link closes.
     fn agent_echo(remote: RemoteEcho) -> Result<(), String>;
+
+    /// Runs a CLI agent per request over a WebSocket until the link closes.
+    fn agent_exec(remote: exec::RemoteExec) -> Result<(), String>;
 }
 
 #[derive(Parser)]
@@ -159,6 +164,9 @@ enum AgentCommand {
         #[arg(long, default_value_t = 0)]
         chunk_delay_ms: u64,
     },
+    /// Run a CLI agent (claude, codex, qwen, gemini, cursor-agent, or any
+    /// command) once per request and stream what it prints.
+    Exec(exec::ExecArgs),
 }
 
 /// The whole program of a runtime's binary.
@@ -219,6 +227,31 @@ pub fn main<R: Runtime>() -> ExitCode {
                 .map_err(Failure::Runtime)
             }
             Err(e) => Err(Failure::Usage(e)),
+        },
+        Command::Agent {
+            agent: AgentCommand::Exec(args),
+        } => match (
+            args.plan(),
+            args.token
+                .clone()
+                .map_or_else(secrets::kept_bridge_token, Ok),
+        ) {
+            (Ok(plan), Ok(token)) => {
+                println!(
+                    "Connecting to {} to serve model `{}` by running `{}` per request…",
+                    args.url,
+                    plan.model,
+                    plan.command.join(" ")
+                );
+                R::agent_exec(exec::RemoteExec {
+                    url: args.url.clone(),
+                    token,
+                    plan,
+                    cwd: args.cwd(),
+                })
+                .map_err(Failure::Runtime)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(Failure::Usage(e)),
         },
     };
     match outcome {

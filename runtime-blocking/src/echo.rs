@@ -21,7 +21,10 @@ enum Incoming {
 }
 
 /// Waits on `rx` until `until` (or for good).
-fn wait<T>(rx: &Receiver<T>, until: Option<Instant>) -> Result<Option<T>, RecvTimeoutError> {
+pub(crate) fn wait<T>(
+    rx: &Receiver<T>,
+    until: Option<Instant>,
+) -> Result<Option<T>, RecvTimeoutError> {
     let got = match until {
         Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
         None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),

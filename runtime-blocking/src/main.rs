@@ -3,11 +3,13 @@
 
 mod conn;
 mod echo;
+mod exec;
 mod link;
 mod shared;
 
 use std::process::ExitCode;
 
+use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::{Launch, RemoteEcho, Runtime};
 struct Blocking;
 
@@ -52,6 +54,10 @@ impl Runtime for Blocking {
 
     fn agent_echo(remote: RemoteEcho) -> Result<(), String> {
         echo::run_remote(&remote)
+    }
+
+    fn agent_exec(remote: RemoteExec) -> Result<(), String> {
+        exec::run_remote(&remote)
     }
 }
 

@@ -1,10 +1,12 @@
 //! `mcp-provider`: MCP Local Provider on the smol runtime.
 
 mod echo;
+mod exec;
 mod server;
 
 use std::process::ExitCode;
 
+use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::{Launch, RemoteEcho, Runtime};
 
 struct Smol;
@@ -37,6 +39,10 @@ impl Runtime for Smol {
 
     fn agent_echo(remote: RemoteEcho) -> Result<(), String> {
         smol::block_on(echo::run_remote(&remote))
+    }
+
+    fn agent_exec(remote: RemoteExec) -> Result<(), String> {
+        smol::block_on(exec::run_remote(&remote))
     }
 }
 

@@ -3,4 +3,5 @@
 
 pub mod close;
 pub mod echo;
+pub mod exec;
 pub mod message;

@@ -570,10 +570,22 @@ fn no_agent() -> ApiError {
     )
 }
 
+/// The editor's error for an agent's: `busy` (the agent's own queue is
+/// full) is a 503 to retry shortly, `timeout` a 504, anything else a 502
+/// naming the agent's code.
 fn agent_error(body: &ErrorBody) -> ApiError {
     let mut message = body.message_or("the agent failed to answer");
-    if let Some(code) = &body.code {
-        message.push_str(&format!(" (code {code})"));
+    let code = body.code.as_ref().map(|c| match c.as_str() {
+        Some(text) => text.to_owned(),
+        None => c.to_string(),
+    });
+    match code.as_deref() {
+        Some("busy") => busy(&message),
+        Some("timeout") => ApiError::timeout(message),
+        Some(code) => {
+            message.push_str(&format!(" (code {code})"));
+            ApiError::agent(message)
+        }
+        None => ApiError::agent(message),
     }
-    ApiError::agent(message)
 }

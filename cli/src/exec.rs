@@ -1,0 +1,94 @@
+//! `agent exec`'s command line: which CLI to run per request, and how.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use mcp_provider_core::agent::exec::preset::{Format, Preset};
+use mcp_provider_core::agent::exec::ExecPlan;
+
+/// `agent exec` dialing a provider.
+#[derive(Debug, Clone)]
+pub struct RemoteExec {
+    pub url: String,
+    pub token: String,
+    pub plan: ExecPlan,
+    /// Where the runs start (default: where `agent exec` was started).
+    pub cwd: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[arg(long, default_value = "ws://127.0.0.1:8788/v1/agent")]
+    pub url: String,
+    /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
+    /// `serve` generated and keeps in its secrets file).
+    #[arg(long, env = "MCP_PROVIDER_BRIDGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A known CLI: claude, qwen, gemini, codex or cursor-agent. Its
+    /// headless streaming flags are added and its output is parsed;
+    /// arguments after `--` are added to its command line.
+    #[arg(long, value_parser = Preset::ALL.map(Preset::name))]
+    preset: Option<String>,
+    /// The model name editors ask for (default: the preset's name, else
+    /// the command's).
+    #[arg(long)]
+    model: Option<String>,
+    /// The longest one request may take, waiting for a free slot included;
+    /// past it the run is killed and the editor gets a timeout error.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// Processes at once.
+    #[arg(long, default_value_t = 4)]
+    max_running: usize,
+    /// Requests waiting for a free slot; more are refused (503, retry).
+    #[arg(long, default_value_t = 16)]
+    max_queued: usize,
+    /// Working directory for the runs.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// The command (with a preset: extra arguments). `{prompt}` in an
+    /// argument is replaced by the prompt; otherwise the prompt goes to
+    /// stdin. Without a preset, stdout is the answer, as it is printed.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+impl ExecArgs {
+    /// The plan, or why the arguments do not make one.
+    pub fn plan(&self) -> Result<ExecPlan, String> {
+        let preset = self.preset.as_deref().and_then(Preset::from_name);
+        let (command, format, default_model) = match preset {
+            Some(preset) => (
+                preset.command(&self.command),
+                preset.format(),
+                preset.name().to_owned(),
+            ),
+            None => {
+                let program = self.command.first().ok_or(
+                    "agent exec needs --preset NAME or a command after `--`, e.g. `agent exec -- cat`",
+                )?;
+                let name = program.rsplit('/').next().unwrap_or(program).to_owned();
+                (self.command.clone(), Format::Plain, name)
+            }
+        };
+        if self.max_running == 0 {
+            return Err("--max-running must be at least 1".to_owned());
+        }
+        if self.timeout_secs == 0 {
+            return Err("--timeout-secs must be at least 1".to_owned());
+        }
+        Ok(ExecPlan {
+            model: self.model.clone().unwrap_or(default_model),
+            command,
+            format,
+            timeout: Duration::from_secs(self.timeout_secs),
+            max_running: self.max_running,
+            max_queued: self.max_queued,
+        })
+    }
+
+    pub fn cwd(&self) -> Option<PathBuf> {
+        self.cwd.clone()
+    }
+}

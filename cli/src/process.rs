@@ -1,0 +1,156 @@
+//! What both runtimes do the same way for `agent exec`'s processes: build
+//! the command (its own process group, pipes), kill a whole group, keep the
+//! end of stderr, and kill every group when the agent itself is stopped —
+//! so no CLI outlives its request or the agent.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use mcp_provider_core::agent::exec::{RunId, STDERR_TAIL};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// How much a run's stdout is read at a time.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// The command for `argv`, in a process group of its own (so a kill
+/// reaches everything it started, `sh -c` children included), with piped
+/// stdin, stdout and stderr.
+pub fn command(argv: &[String], cwd: Option<&Path>) -> Result<Command, String> {
+    use std::os::unix::process::CommandExt;
+    let (program, args) = argv.split_first().ok_or("the command is empty")?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    Ok(command)
+}
+
+/// SIGKILL to the process group `pgid` (a run's pid: it leads its group).
+pub fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid > 0 {
+        // SAFETY: kill(2) with a negative pid signals that process group;
+        // it touches no memory of ours.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// The last [`STDERR_TAIL`] bytes a run wrote on stderr.
+#[derive(Default)]
+pub struct Tail(Vec<u8>);
+
+impl Tail {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+        if self.0.len() > STDERR_TAIL {
+            self.0.drain(..self.0.len() - STDERR_TAIL);
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+/// The process groups of the runs alive now.
+#[derive(Clone, Default)]
+pub struct Groups(Arc<Mutex<HashMap<RunId, u32>>>);
+
+impl Groups {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, u32>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn insert(&self, run: RunId, pgid: u32) {
+        self.map().insert(run, pgid);
+    }
+
+    /// The run was reaped: its group id may be reused from now on.
+    pub fn remove(&self, run: RunId) {
+        self.map().remove(&run);
+    }
+
+    pub fn kill(&self, run: RunId) {
+        if let Some(&pgid) = self.map().get(&run) {
+            kill_group(pgid);
+        }
+    }
+
+    pub fn kill_all(&self) {
+        for &pgid in self.map().values() {
+            kill_group(pgid);
+        }
+    }
+
+    /// On SIGTERM, SIGINT or SIGHUP: kill every run's group, then exit.
+    /// (The runs are in groups of their own, so a Ctrl-C in the terminal
+    /// does not reach them by itself.)
+    pub fn kill_on_signal(&self) -> std::io::Result<()> {
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        let groups = self.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    groups.kill_all();
+                    std::process::exit(128 + signal);
+                }
+            })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_keeps_the_last_bytes() {
+        let mut tail = Tail::default();
+        tail.push(&vec![b'a'; STDERR_TAIL]);
+        tail.push(b"end");
+        let text = tail.text();
+        assert_eq!(text.len(), STDERR_TAIL);
+        assert!(text.ends_with("aend"));
+    }
+
+    #[test]
+    fn killing_a_group_reaches_the_children_of_a_shell() {
+        use std::io::BufRead;
+        let argv = ["sh", "-c", "sleep 30 & echo $!; wait"].map(String::from);
+        let mut child = command(&argv, None).unwrap().spawn().unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let background = line.trim().to_owned();
+        kill_group(child.id());
+        assert!(!child.wait().unwrap().success());
+        // The background `sleep` was in the group too: it is gone or a
+        // zombie waiting for init, never still running.
+        let mut ended = false;
+        for _ in 0..100 {
+            let stat = std::fs::read_to_string(format!("/proc/{background}/stat"));
+            if stat.map_or(true, |s| s.contains(") Z ")) {
+                ended = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(ended, "a process of the killed group is still running");
+    }
+}

@@ -1,0 +1,158 @@
+//! Gemini CLI's `--output-format stream-json`: `init`, `message` lines
+//! (the assistant's text as `delta: true` pieces), `tool_use`,
+//! `tool_result`, `error` (not fatal) and a final `result` with `status` and
+//! `stats`.
+//!
+//! After an error mid-stream gemini streams its answer again from the
+//! start, so after an `error` line the repeated text is dropped; and it may
+//! end with `status: "error"` yet exit 0, which is a failure.
+
+use serde_json::Value;
+
+use super::output::{Event, JsonLines, Replay};
+
+#[derive(Default)]
+pub struct Gemini {
+    replay: Replay,
+    /// The last line was an assistant message piece.
+    in_message: bool,
+    /// An `error` line came: the next pieces may repeat the answer.
+    retrying: bool,
+}
+
+impl JsonLines for Gemini {
+    fn line(&mut self, line: &Value, out: &mut Vec<Event>) {
+        let was_in_message = std::mem::take(&mut self.in_message);
+        match line["type"].as_str() {
+            Some("message") if line["role"] == "assistant" => {
+                if !was_in_message {
+                    if std::mem::take(&mut self.retrying) {
+                        self.replay.restart();
+                    } else {
+                        self.replay.begin_message();
+                    }
+                }
+                self.in_message = true;
+                let text = line["content"].as_str().unwrap_or_default();
+                if line["delta"] == true {
+                    out.extend(self.replay.piece(text).map(Event::Text));
+                } else {
+                    out.extend(self.replay.whole(text).map(Event::Text));
+                }
+            }
+            Some("error") => {
+                tracing::warn!(message = %line["message"], "gemini reported an error");
+                self.retrying = true;
+            }
+            Some("result") => {
+                if line["status"] != "success" {
+                    let message = line["error"]["message"]
+                        .as_str()
+                        .unwrap_or("the agent reported an error");
+                    out.push(Event::Failed(message.to_owned()));
+                    return;
+                }
+                let stats = &line["stats"];
+                if let (Some(prompt), Some(completion)) = (
+                    stats["input_tokens"].as_u64(),
+                    stats["output_tokens"].as_u64(),
+                ) {
+                    out.push(Event::Usage { prompt, completion });
+                }
+                out.push(Event::Finished);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::output::{Lines, OutputFormat};
+    use super::*;
+
+    fn run(lines: &[&str]) -> Vec<Event> {
+        let mut format = Lines::new(Gemini::default());
+        let mut out = Vec::new();
+        for line in lines {
+            format.feed(format!("{line}\n").as_bytes(), &mut out);
+        }
+        format.end(&mut out);
+        out
+    }
+
+    fn piece(text: &str) -> String {
+        format!(r#"{{"type":"message","role":"assistant","content":"{text}","delta":true}}"#)
+    }
+
+    const INIT: &str = r#"{"type":"init","session_id":"s","model":"m"}"#;
+    const USER: &str = r#"{"type":"message","role":"user","content":"hi"}"#;
+
+    fn texts(events: &[Event]) -> String {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pieces_usage_and_the_end() {
+        let out = run(&[
+            INIT,
+            USER,
+            &piece("Hello"),
+            &piece(" there"),
+            r#"{"type":"result","status":"success","stats":{"total_tokens":9,"input_tokens":7,"output_tokens":2}}"#,
+        ]);
+        assert_eq!(texts(&out), "Hello there");
+        assert_eq!(
+            &out[2..],
+            &[
+                Event::Usage {
+                    prompt: 7,
+                    completion: 2
+                },
+                Event::Finished
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restream_after_an_error_is_not_shown_twice() {
+        let out = run(&[
+            &piece("One "),
+            &piece("two "),
+            r#"{"type":"error","severity":"warning","message":"stream interrupted, retrying"}"#,
+            &piece("One "),
+            &piece("two "),
+            &piece("three"),
+            r#"{"type":"result","status":"success","stats":{}}"#,
+        ]);
+        assert_eq!(texts(&out), "One two three");
+        assert_eq!(out.last(), Some(&Event::Finished));
+    }
+
+    #[test]
+    fn status_error_fails_even_when_the_process_exits_0() {
+        let out = run(&[
+            &piece("partial"),
+            r#"{"type":"result","status":"error","error":{"type":"API","message":"quota exceeded"}}"#,
+        ]);
+        assert_eq!(out.last(), Some(&Event::Failed("quota exceeded".into())));
+    }
+
+    #[test]
+    fn text_after_a_tool_call_is_a_new_message() {
+        let out = run(&[
+            &piece("Reading."),
+            r#"{"type":"tool_use","tool_name":"read_file","tool_id":"t1","parameters":{}}"#,
+            r#"{"type":"tool_result","tool_id":"t1","status":"success","output":"x"}"#,
+            &piece(" Reading."),
+            r#"{"type":"result","status":"success"}"#,
+        ]);
+        assert_eq!(texts(&out), "Reading. Reading.");
+    }
+}

@@ -1,0 +1,162 @@
+//! The CLI agents `agent exec` knows: the flags that make each one run
+//! headless with machine-readable streaming output, where its prompt goes,
+//! and which parser reads it.
+
+use super::claude::StreamJson;
+use super::codex::Codex;
+use super::cursor::CursorAgent;
+use super::gemini::Gemini;
+use super::output::{Lines, OutputFormat};
+use super::plain::Plain;
+
+/// Where an argument template puts the prompt; a command without it gets
+/// the prompt on stdin.
+pub const PROMPT: &str = "{prompt}";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    Claude,
+    Qwen,
+    Gemini,
+    Codex,
+    CursorAgent,
+}
+
+/// How a run's stdout is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Text as printed.
+    Plain,
+    /// Claude Code's and qwen-code's stream-json.
+    StreamJson,
+    Gemini,
+    Codex,
+    CursorAgent,
+}
+
+impl Format {
+    /// A fresh parser for one run.
+    pub fn parser(self) -> Box<dyn OutputFormat> {
+        match self {
+            Format::Plain => Box::new(Plain::default()),
+            Format::StreamJson => Box::new(Lines::new(StreamJson::default())),
+            Format::Gemini => Box::new(Lines::new(Gemini::default())),
+            Format::Codex => Box::new(Lines::new(Codex::default())),
+            Format::CursorAgent => Box::new(Lines::new(CursorAgent::default())),
+        }
+    }
+}
+
+impl Preset {
+    pub const ALL: [Preset; 5] = [
+        Preset::Claude,
+        Preset::Qwen,
+        Preset::Gemini,
+        Preset::Codex,
+        Preset::CursorAgent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Claude => "claude",
+            Preset::Qwen => "qwen",
+            Preset::Gemini => "gemini",
+            Preset::Codex => "codex",
+            Preset::CursorAgent => "cursor-agent",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn format(self) -> Format {
+        match self {
+            Preset::Claude | Preset::Qwen => Format::StreamJson,
+            Preset::Gemini => Format::Gemini,
+            Preset::Codex => Format::Codex,
+            Preset::CursorAgent => Format::CursorAgent,
+        }
+    }
+
+    /// The command line, with `extra` arguments (the user's, after `--`)
+    /// before the prompt's place: claude and codex read the prompt from
+    /// stdin (no argument-length limit), the others take it as their last
+    /// argument.
+    pub fn command(self, extra: &[String]) -> Vec<String> {
+        let (head, tail): (&[&str], &[&str]) = match self {
+            Preset::Claude => (
+                &[
+                    "claude",
+                    "-p",
+                    "--output-format",
+                    "stream-json",
+                    "--verbose",
+                    "--include-partial-messages",
+                ],
+                &[],
+            ),
+            Preset::Qwen => (
+                &[
+                    "qwen",
+                    "--output-format",
+                    "stream-json",
+                    "--include-partial-messages",
+                ],
+                &["-p", PROMPT],
+            ),
+            Preset::Gemini => (
+                &["gemini", "--output-format", "stream-json"],
+                &["-p", PROMPT],
+            ),
+            Preset::Codex => (
+                &["codex", "exec", "--json", "--skip-git-repo-check"],
+                &["-"],
+            ),
+            Preset::CursorAgent => (
+                &[
+                    "cursor-agent",
+                    "-p",
+                    "--output-format",
+                    "stream-json",
+                    "--stream-partial-output",
+                ],
+                &[PROMPT],
+            ),
+        };
+        let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mut command = words(head);
+        command.extend_from_slice(extra);
+        command.extend(words(tail));
+        command
+    }
+}
+
+/// The argument list for a run: `{prompt}` replaced in every argument, and
+/// whether the prompt still has to go on stdin (no argument took it).
+pub fn arguments(command: &[String], prompt: &str) -> (Vec<String>, bool) {
+    let templated = command.iter().any(|a| a.contains(PROMPT));
+    let argv = command.iter().map(|a| a.replace(PROMPT, prompt)).collect();
+    (argv, !templated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_arguments_go_before_the_prompt() {
+        let extra = ["--model".to_owned(), "o4".to_owned()];
+        let codex = Preset::Codex.command(&extra);
+        assert_eq!(codex.last().map(String::as_str), Some("-"));
+        assert_eq!(codex[codex.len() - 3..codex.len() - 1], extra);
+        let (argv, stdin) = arguments(&Preset::Gemini.command(&extra), "hi there");
+        assert_eq!(argv[argv.len() - 2..], ["-p", "hi there"]);
+        assert!(!stdin);
+        let (_, stdin) = arguments(&Preset::Claude.command(&[]), "hi");
+        assert!(stdin);
+        for preset in Preset::ALL {
+            assert_eq!(Preset::from_name(preset.name()), Some(preset));
+        }
+    }
+}

@@ -1,0 +1,262 @@
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::preset::{Format, Preset};
+use super::*;
+
+fn plan(format: Format, command: &[&str]) -> ExecPlan {
+    ExecPlan {
+        model: "m".into(),
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        format,
+        timeout: Duration::from_secs(60),
+        max_running: 2,
+        max_queued: 1,
+    }
+}
+
+fn invoke(id: &str, text: &str) -> String {
+    json!({"type": "model_invoke", "id": id, "session_id": "s",
+           "payload": {"kind": "chat", "messages": [{"role": "user", "content": text}],
+                       "parameters": {"stream": true}}})
+    .to_string()
+}
+
+fn frames(agent: &mut ExecAgent) -> Vec<Value> {
+    std::iter::from_fn(|| agent.poll_transmit())
+        .map(|f| serde_json::from_str(&f).unwrap())
+        .collect()
+}
+
+fn actions(agent: &mut ExecAgent) -> Vec<Action> {
+    std::iter::from_fn(|| agent.poll_action()).collect()
+}
+
+/// The one spawn the agent asked for: run, argv, stdin.
+fn one_spawn(agent: &mut ExecAgent) -> (RunId, Vec<String>, Vec<u8>) {
+    match actions(agent).as_slice() {
+        [Action::Spawn { run, argv, stdin }] => (*run, argv.clone(), stdin.clone()),
+        other => panic!("expected one spawn, got {other:?}"),
+    }
+}
+
+fn exited(code: i32) -> Exit {
+    Exit::Exited {
+        code: Some(code),
+        stderr: String::new(),
+    }
+}
+
+#[test]
+fn a_plain_command_streams_stdout_and_ends_with_usage() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(plan(Format::Plain, &["cat"]), "a1");
+    let register = frames(&mut agent);
+    assert_eq!(register[0]["type"], "register");
+    assert_eq!(register[0]["models"], json!(["m"]));
+
+    agent.handle_message(&invoke("inv-1", "Hello there"), now);
+    let (run, argv, stdin) = one_spawn(&mut agent);
+    assert_eq!(argv, ["cat"]);
+    assert_eq!(stdin, b"Hello there");
+
+    agent.handle_stdout(run, b"Hello ");
+    agent.handle_stdout(run, b"there");
+    agent.handle_exit(run, exited(0));
+    let sent = frames(&mut agent);
+    let text: String = sent
+        .iter()
+        .map(|f| f["delta"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "Hello there");
+    assert_eq!(sent[0]["delta"]["role"], "assistant");
+    let last = sent.last().unwrap();
+    assert_eq!(last["finish_reason"], "stop");
+    assert_eq!(last["chunk_index"], 2);
+    assert_eq!(last["usage"]["completion_tokens"], 3);
+    assert_eq!(agent.running(), 0);
+}
+
+#[test]
+fn the_prompt_goes_into_a_templated_argument_instead_of_stdin() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(plan(Format::Plain, &["say", "--text={prompt}"]), "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke("inv-1", "hi"), now);
+    let (_, argv, stdin) = one_spawn(&mut agent);
+    assert_eq!(argv, ["say", "--text=hi"]);
+    assert!(stdin.is_empty());
+}
+
+#[test]
+fn a_failing_exit_is_an_error_with_stderr_never_an_empty_success() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(plan(Format::Plain, &["false"]), "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke("inv-1", "x"), now);
+    let (run, _, _) = one_spawn(&mut agent);
+    agent.handle_exit(
+        run,
+        Exit::Exited {
+            code: Some(3),
+            stderr: "no such file\n".into(),
+        },
+    );
+    let sent = frames(&mut agent);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["type"], "error");
+    assert_eq!(
+        sent[0]["error"]["message"],
+        "`false` exited with status 3: no such file"
+    );
+
+    agent.handle_message(&invoke("inv-2", "x"), now);
+    let (run, _, _) = one_spawn(&mut agent);
+    agent.handle_exit(run, Exit::NotStarted("No such file or directory".into()));
+    let sent = frames(&mut agent);
+    assert_eq!(
+        sent[0]["error"]["message"],
+        "could not start `false`: No such file or directory"
+    );
+}
+
+#[test]
+fn a_json_cli_that_exits_0_without_a_result_has_failed() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(plan(Format::StreamJson, &["claude"]), "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke("inv-1", "x"), now);
+    let (run, _, _) = one_spawn(&mut agent);
+    agent.handle_stdout(run, b"this is not json\n");
+    agent.handle_exit(run, exited(0));
+    let sent = frames(&mut agent);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0]["error"]["message"],
+        "`claude` exited without a result"
+    );
+}
+
+#[test]
+fn an_error_result_fails_at_once_and_kills_the_run() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(plan(Format::StreamJson, &["claude"]), "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke("inv-1", "x"), now);
+    let (run, _, _) = one_spawn(&mut agent);
+    agent.handle_stdout(
+        run,
+        br#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401"}
+"#,
+    );
+    let sent = frames(&mut agent);
+    assert_eq!(sent[0]["type"], "error");
+    assert_eq!(sent[0]["error"]["message"], "API Error: 401");
+    assert_eq!(actions(&mut agent), [Action::Kill { run }]);
+    // The exit that follows sends nothing more.
+    agent.handle_exit(run, exited(1));
+    assert!(frames(&mut agent).is_empty());
+    assert_eq!(agent.running(), 0);
+}
+
+#[test]
+fn cancel_kills_the_group_and_sends_nothing() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(plan(Format::Plain, &["sleep"]), "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke("inv-1", "x"), now);
+    let (run, _, _) = one_spawn(&mut agent);
+    agent.handle_message(r#"{"type":"cancel","id":"inv-1"}"#, now);
+    assert_eq!(actions(&mut agent), [Action::Kill { run }]);
+    agent.handle_stdout(run, b"late");
+    agent.handle_exit(
+        run,
+        Exit::Exited {
+            code: None,
+            stderr: String::new(),
+        },
+    );
+    assert!(frames(&mut agent).is_empty());
+}
+
+#[test]
+fn a_hung_run_times_out_then_its_slot_goes_to_the_next() {
+    let now = Instant::now();
+    let mut p = plan(Format::Plain, &["sleep"]);
+    p.max_running = 1;
+    let mut agent = ExecAgent::new(p, "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke("inv-1", "x"), now);
+    let later = now + Duration::from_secs(30);
+    agent.handle_message(&invoke("inv-2", "y"), later);
+    let (run, _, _) = one_spawn(&mut agent);
+    assert_eq!(agent.poll_timeout(), Some(now + Duration::from_secs(60)));
+
+    agent.handle_timeout(now + Duration::from_secs(60));
+    let sent = frames(&mut agent);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["id"], "inv-1");
+    assert_eq!(sent[0]["error"]["code"], "timeout");
+    assert_eq!(actions(&mut agent), [Action::Kill { run }]);
+    // The slot frees when the killed process is reaped, not before.
+    assert_eq!(agent.poll_timeout(), Some(later + Duration::from_secs(60)));
+    agent.handle_exit(run, exited(137));
+    let next = actions(&mut agent);
+    assert!(matches!(next.as_slice(), [Action::Spawn { stdin, .. }] if stdin == b"y"));
+    assert!(frames(&mut agent).is_empty());
+}
+
+#[test]
+fn past_the_queue_requests_are_refused_as_busy() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(plan(Format::Plain, &["sleep"]), "a");
+    frames(&mut agent);
+    for i in 0..4 {
+        agent.handle_message(&invoke(&format!("inv-{i}"), "x"), now);
+    }
+    assert_eq!(actions(&mut agent).len(), 2);
+    let sent = frames(&mut agent);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["id"], "inv-3");
+    assert_eq!(sent[0]["error"]["code"], "busy");
+    // A cancelled waiting request leaves the queue without a frame.
+    agent.handle_message(r#"{"type":"cancel","id":"inv-2"}"#, now);
+    agent.handle_exit(RunId(0), exited(0));
+    assert!(actions(&mut agent).is_empty());
+}
+
+#[test]
+fn codex_output_through_the_preset() {
+    let now = Instant::now();
+    let p = ExecPlan {
+        command: Preset::Codex.command(&[]),
+        ..plan(Preset::Codex.format(), &[])
+    };
+    let mut agent = ExecAgent::new(p, "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke("inv-1", "Say it"), now);
+    let (run, argv, stdin) = one_spawn(&mut agent);
+    assert_eq!(argv.first().map(String::as_str), Some("codex"));
+    assert_eq!(stdin, b"Say it");
+    agent.handle_stdout(
+        run,
+        concat!(
+            r#"{"type":"thread.started","thread_id":"t"}"#,
+            "\n",
+            r#"{"type":"item.completed","item":{"type":"agent_message","text":"Said."}}"#,
+            "\n",
+            r#"{"type":"turn.completed","usage":{"input_tokens":7,"output_tokens":2}}"#,
+            "\n"
+        )
+        .as_bytes(),
+    );
+    agent.handle_exit(run, exited(0));
+    let sent = frames(&mut agent);
+    assert_eq!(sent[0]["delta"]["content"], "Said.");
+    assert_eq!(sent[1]["finish_reason"], "stop");
+    assert_eq!(
+        sent[1]["usage"],
+        json!({"prompt_tokens": 7, "completion_tokens": 2})
+    );
+}

@@ -1,0 +1,169 @@
+//! `agent exec` on threads: the core's exec agent on this thread, a thread
+//! reading the link, and for each run a thread reading its stdout (then
+//! reaping it) plus one writing its stdin and one reading its stderr.
+
+use std::io::{Read, Write};
+use std::process::ChildStderr;
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use mcp_provider_cli::exec::RemoteExec;
+use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
+use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId};
+use tungstenite::Message;
+
+use crate::echo::wait;
+
+/// What the agent's thread waits for.
+enum Input {
+    Frame(String),
+    Stdout(RunId, Vec<u8>),
+    Exit(RunId, Exit),
+    LinkClosed(Result<(), String>),
+}
+
+/// Inputs waiting for the agent: a run's reader blocks past this, so a
+/// CLI that prints faster than the link takes its output is held back.
+const INPUTS: usize = 256;
+
+/// Connects to a provider and runs the plan's command per request until
+/// the link closes; every run still alive then is killed.
+pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
+    let (mut reader, mut writer) = crate::link::dial(&remote.url, &remote.token)?;
+    let groups = Groups::default();
+    groups
+        .kill_on_signal()
+        .map_err(|e| format!("cannot watch for signals: {e}"))?;
+    let (tx, rx) = mpsc::sync_channel(INPUTS);
+    let link_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("exec-link".into())
+        .spawn(move || {
+            let closed = loop {
+                match reader.read() {
+                    Ok(Message::Text(text)) => {
+                        mcp_provider_cli::print_link_notice(text.as_str());
+                        if link_tx
+                            .send(Input::Frame(text.as_str().to_owned()))
+                            .is_err()
+                        {
+                            break Ok(());
+                        }
+                    }
+                    Ok(Message::Close(_)) => break Ok(()),
+                    Ok(_) => {}
+                    Err(e) => break Err(format!("agent link failed: {e}")),
+                }
+            };
+            let _ = link_tx.send(Input::LinkClosed(closed));
+        })
+        .map_err(|e| format!("cannot start the link thread: {e}"))?;
+
+    let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
+    let result = loop {
+        // Actions first: a run that cannot start answers with a frame.
+        while let Some(action) = agent.poll_action() {
+            match action {
+                Action::Spawn { run, argv, stdin } => {
+                    if let Err(e) = start(remote, &groups, &tx, run, &argv, stdin) {
+                        agent.handle_exit(run, Exit::NotStarted(e));
+                    }
+                }
+                Action::Kill { run } => groups.kill(run),
+            }
+        }
+        while let Some(frame) = agent.poll_transmit() {
+            if let Err(e) = writer.send(Message::text(frame)) {
+                groups.kill_all();
+                return Err(format!("agent link failed: {e}"));
+            }
+        }
+        match wait(&rx, agent.poll_timeout()) {
+            Ok(Some(Input::Frame(frame))) => agent.handle_message(&frame, Instant::now()),
+            Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),
+            Ok(Some(Input::Exit(run, exit))) => agent.handle_exit(run, exit),
+            Ok(Some(Input::LinkClosed(result))) => break result,
+            Ok(None) => agent.handle_timeout(Instant::now()),
+            Err(_) => break Ok(()),
+        }
+    };
+    groups.kill_all();
+    result
+}
+
+/// Starts one run; its exit comes back as an input.
+fn start(
+    remote: &RemoteExec,
+    groups: &Groups,
+    tx: &SyncSender<Input>,
+    run: RunId,
+    argv: &[String],
+    stdin: Vec<u8>,
+) -> Result<(), String> {
+    let spawned = process::command(argv, remote.cwd.as_deref())
+        .and_then(|mut c| c.spawn().map_err(|e| e.to_string()));
+    let mut child = spawned?;
+    groups.insert(run, child.id());
+    if let Some(mut pipe) = child.stdin.take() {
+        // Its own thread: a CLI may print before it has read all of a long
+        // prompt, and must not wait on us while we wait on it.
+        let _ = std::thread::Builder::new()
+            .name("exec-stdin".into())
+            .spawn(move || {
+                let _ = pipe.write_all(&stdin);
+            });
+    }
+    let stderr = child.stderr.take().and_then(read_tail);
+    let mut stdout = child.stdout.take();
+    let (run_groups, run_tx) = (groups.clone(), tx.clone());
+    let reader = std::thread::Builder::new()
+        .name("exec-run".into())
+        .spawn(move || {
+            if let Some(out) = stdout.as_mut() {
+                let mut buf = vec![0; READ_CHUNK];
+                loop {
+                    match out.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let bytes = buf.get(..n).unwrap_or_default().to_vec();
+                            if run_tx.send(Input::Stdout(run, bytes)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            drop(stdout);
+            let code = child.wait().ok().and_then(|s| s.code());
+            run_groups.remove(run);
+            let stderr = stderr
+                .and_then(|h| h.join().ok())
+                .map(|t| t.text())
+                .unwrap_or_default();
+            let _ = run_tx.send(Input::Exit(run, Exit::Exited { code, stderr }));
+        });
+    if let Err(e) = reader {
+        // The child went with the closure, unreaped: at least stop it.
+        groups.kill(run);
+        groups.remove(run);
+        return Err(format!("cannot start a thread for it: {e}"));
+    }
+    Ok(())
+}
+
+/// Reads a run's stderr to its end on a thread, keeping the last of it.
+fn read_tail(mut stderr: ChildStderr) -> Option<JoinHandle<Tail>> {
+    let read = move || {
+        let mut tail = Tail::default();
+        let mut buf = [0; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut buf) {
+            tail.push(buf.get(..n).unwrap_or_default());
+        }
+        tail
+    };
+    std::thread::Builder::new()
+        .name("exec-stderr".into())
+        .spawn(read)
+        .ok()
+}

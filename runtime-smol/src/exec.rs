@@ -1,0 +1,173 @@
+//! `agent exec` on smol: the core's exec agent in one task, a task reading
+//! the link, and for each run a task reading its stdout (then reaping it)
+//! plus one writing its stdin and one reading its stderr.
+
+use std::process::Stdio;
+use std::time::Instant;
+
+use async_tungstenite::tungstenite::Message;
+use mcp_provider_cli::exec::RemoteExec;
+use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
+use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId};
+use smol::channel::{self, Sender};
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::stream::StreamExt;
+
+/// What the agent's task waits for.
+enum Input {
+    Frame(String),
+    Stdout(RunId, Vec<u8>),
+    Exit(RunId, Exit),
+    LinkClosed(Result<(), String>),
+}
+
+/// Inputs waiting for the agent: a run's reader waits past this, so a CLI
+/// that prints faster than the link takes its output is held back.
+const INPUTS: usize = 256;
+
+/// Connects to a provider and runs the plan's command per request until
+/// the link closes; every run still alive then is killed.
+pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
+    let ws = crate::server::dial(&remote.url, &remote.token).await?;
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let groups = Groups::default();
+    groups
+        .kill_on_signal()
+        .map_err(|e| format!("cannot watch for signals: {e}"))?;
+    let (tx, rx) = channel::bounded(INPUTS);
+    let link_tx = tx.clone();
+    let _link = smol::spawn(async move {
+        let closed = loop {
+            match ws_rx.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    mcp_provider_cli::print_link_notice(text.as_str());
+                    if link_tx
+                        .send(Input::Frame(text.as_str().to_owned()))
+                        .await
+                        .is_err()
+                    {
+                        break Ok(());
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => break Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Err(format!("agent link failed: {e}")),
+            }
+        };
+        let _ = link_tx.send(Input::LinkClosed(closed)).await;
+    });
+
+    let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
+    let result = loop {
+        // Actions first: a run that cannot start answers with a frame.
+        while let Some(action) = agent.poll_action() {
+            match action {
+                Action::Spawn { run, argv, stdin } => {
+                    if let Err(e) = start(remote, &groups, &tx, run, &argv, stdin) {
+                        agent.handle_exit(run, Exit::NotStarted(e));
+                    }
+                }
+                Action::Kill { run } => groups.kill(run),
+            }
+        }
+        while let Some(frame) = agent.poll_transmit() {
+            if let Err(e) = ws_tx.send(Message::text(frame)).await {
+                groups.kill_all();
+                return Err(format!("agent link failed: {e}"));
+            }
+        }
+        let deadline = agent.poll_timeout();
+        let input = async { Some(rx.recv().await) }
+            .or(async {
+                match deadline {
+                    Some(at) => {
+                        smol::Timer::at(at).await;
+                        None
+                    }
+                    None => std::future::pending().await,
+                }
+            })
+            .await;
+        match input {
+            Some(Ok(Input::Frame(frame))) => agent.handle_message(&frame, Instant::now()),
+            Some(Ok(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),
+            Some(Ok(Input::Exit(run, exit))) => agent.handle_exit(run, exit),
+            Some(Ok(Input::LinkClosed(result))) => break result,
+            Some(Err(_)) => break Ok(()),
+            None => agent.handle_timeout(Instant::now()),
+        }
+    };
+    groups.kill_all();
+    result
+}
+
+/// Starts one run; its exit comes back as an input.
+fn start(
+    remote: &RemoteExec,
+    groups: &Groups,
+    tx: &Sender<Input>,
+    run: RunId,
+    argv: &[String],
+    stdin: Vec<u8>,
+) -> Result<(), String> {
+    let spawned = process::command(argv, remote.cwd.as_deref()).and_then(|command| {
+        let mut command = smol::process::Command::from(command);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())
+    });
+    let mut child = spawned?;
+    groups.insert(run, child.id());
+    if let Some(mut pipe) = child.stdin.take() {
+        // Its own task: a CLI may print before it has read all of a long
+        // prompt, and must not wait on us while we wait on it.
+        smol::spawn(async move {
+            let _ = pipe.write_all(&stdin).await;
+        })
+        .detach();
+    }
+    let stderr = child.stderr.take().map(|mut err| {
+        smol::spawn(async move {
+            let mut tail = Tail::default();
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buf).await {
+                tail.push(buf.get(..n).unwrap_or_default());
+            }
+            tail
+        })
+    });
+    let mut stdout = child.stdout.take();
+    let (groups, tx) = (groups.clone(), tx.clone());
+    smol::spawn(async move {
+        if let Some(out) = stdout.as_mut() {
+            let mut buf = vec![0; READ_CHUNK];
+            loop {
+                match out.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let bytes = buf.get(..n).unwrap_or_default().to_vec();
+                        if tx.send(Input::Stdout(run, bytes)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        drop(stdout);
+        let code = child.status().await.ok().and_then(|s| s.code());
+        groups.remove(run);
+        let stderr = match stderr {
+            Some(task) => task.await.text(),
+            None => String::new(),
+        };
+        let _ = tx
+            .send(Input::Exit(run, Exit::Exited { code, stderr }))
+            .await;
+    })
+    .detach();
+    Ok(())
+}
