@@ -278,20 +278,72 @@ def test_claude_code_serves_as_a_model(server, exec_agent, tmp_path):
 def test_codex_serves_as_a_model(server, exec_agent, tmp_path):
     """codex runs per request, on the provider's own Responses API with the
     echo model behind it."""
-    (tmp_path / ".codex").mkdir()
-    provider = f'{{name="local",base_url="{server.base}/v1",env_key="LOCAL_KEY",wire_api="responses"}}'
-    env = {
-        "PATH": f"{NODE_BIN}:{os.environ.get('PATH', '')}",
-        "HOME": str(tmp_path),
-        "CODEX_HOME": str(tmp_path / ".codex"),
-        "LOCAL_KEY": API_KEY,
-        **CLI_TELEMETRY_OFF,
-    }
-    extra = ["-c", "model_provider=local", "-c", f"model_providers.local={provider}", "-m", "echo"]
-    exec_agent("codex", "--preset", "codex", "--cwd", str(tmp_path), "--", *extra, env=env)
+    codex_agent(server, exec_agent, tmp_path)
     answer = client(server).chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "Say the word pelican"}]
     )
     text = answer.choices[0].message.content
     assert "Say the word pelican" in text and text.count("pelican") == 1
     assert answer.usage.prompt_tokens > 100
+
+
+def codex_agent(server, exec_agent, home, *options):
+    (home / ".codex").mkdir(exist_ok=True)
+    provider = f'{{name="local",base_url="{server.base}/v1",env_key="LOCAL_KEY",wire_api="responses"}}'
+    env = {
+        "PATH": f"{NODE_BIN}:{os.environ.get('PATH', '')}",
+        "HOME": str(home),
+        "CODEX_HOME": str(home / ".codex"),
+        "LOCAL_KEY": API_KEY,
+        **CLI_TELEMETRY_OFF,
+    }
+    extra = ["-c", "model_provider=local", "-c", f"model_providers.local={provider}", "-m", "echo"]
+    return exec_agent("codex", "--preset", "codex", "--cwd", str(home), *options, "--", *extra, env=env)
+
+
+def test_a_continued_chat_resumes_the_codex_thread(server, exec_agent, tmp_path):
+    """The second turn of a chat resumes codex's own thread with the new
+    message alone: codex sends its model the real history, so the echo
+    model answers the new message, not a flattened transcript; and the
+    turn's usage is the turn's, not the thread's running total."""
+    codex_agent(server, exec_agent, tmp_path)
+    c = client(server)
+    first = [{"role": "user", "content": "first turn words"}]
+    one = c.chat.completions.create(model="codex", messages=first)
+    answer = one.choices[0].message.content
+    assert answer.strip() == "first turn words"
+    two = c.chat.completions.create(
+        model="codex",
+        messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "second turn"}],
+    )
+    assert two.choices[0].message.content.strip() == "second turn"
+    # codex reports the thread's total after a resume (here about twice
+    # the first turn's); the editor gets the turn's own count.
+    assert two.usage.prompt_tokens < 1.5 * one.usage.prompt_tokens
+
+
+def test_without_conversations_every_chat_is_rendered_whole(server, exec_agent, tmp_path):
+    codex_agent(server, exec_agent, tmp_path, "--conversations", "0")
+    c = client(server)
+    first = [{"role": "user", "content": "first turn words"}]
+    answer = c.chat.completions.create(model="codex", messages=first).choices[0].message.content
+    two = c.chat.completions.create(
+        model="codex",
+        messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "second turn"}],
+    )
+    assert two.choices[0].message.content.startswith("User: first turn words")
+
+
+def test_a_continued_chat_resumes_the_claude_session(server, exec_agent, tmp_path):
+    exec_agent("claude", "--preset", "claude", "--cwd", str(tmp_path), env=claude_env(server, tmp_path))
+    c = client(server)
+    first = [{"role": "user", "content": "Say the word pelican"}]
+    answer = c.chat.completions.create(model="claude", messages=first).choices[0].message.content
+    two = c.chat.completions.create(
+        model="claude",
+        messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Now say heron"}],
+    )
+    text = two.choices[0].message.content
+    # Resumed, claude sent its model the conversation itself; rendered
+    # afresh, the prompt would have been a transcript with speaker labels.
+    assert text.endswith("Now say heron") and "User:" not in text, text

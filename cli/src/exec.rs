@@ -44,9 +44,18 @@ pub struct ExecArgs {
     /// Requests waiting for a free slot; more are refused (503, retry).
     #[arg(long, default_value_t = 16)]
     max_queued: usize,
-    /// Working directory for the runs.
+    /// Working directory for the runs (a resumed CLI session is looked
+    /// for there too).
     #[arg(long)]
     cwd: Option<PathBuf>,
+    /// Conversations remembered so that a chat continuing one resumes the
+    /// CLI's own session (claude, codex) with only the new message; 0
+    /// renders every chat whole.
+    #[arg(long, default_value_t = 256)]
+    conversations: usize,
+    /// How long a conversation is remembered after its last answer.
+    #[arg(long, default_value_t = 3600)]
+    conversation_ttl_secs: u64,
     /// The command (with a preset: extra arguments). `{prompt}` in an
     /// argument is replaced by the prompt; otherwise the prompt goes to
     /// stdin. Without a preset, stdout is the answer, as it is printed.
@@ -85,6 +94,9 @@ impl ExecArgs {
             timeout: Duration::from_secs(self.timeout_secs),
             max_running: self.max_running,
             max_queued: self.max_queued,
+            resume: preset.and_then(|p| p.resume_command(&self.command)),
+            conversations: self.conversations,
+            conversation_ttl: Duration::from_secs(self.conversation_ttl_secs),
         })
     }
 

@@ -67,7 +67,7 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
             match action {
                 Action::Spawn { run, argv, stdin } => {
                     if let Err(e) = start(remote, &groups, &tx, run, &argv, stdin) {
-                        agent.handle_exit(run, Exit::NotStarted(e));
+                        agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
                     }
                 }
                 Action::Kill { run } => groups.kill(run),
@@ -82,7 +82,7 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
         match wait(&rx, agent.poll_timeout()) {
             Ok(Some(Input::Frame(frame))) => agent.handle_message(&frame, Instant::now()),
             Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),
-            Ok(Some(Input::Exit(run, exit))) => agent.handle_exit(run, exit),
+            Ok(Some(Input::Exit(run, exit))) => agent.handle_exit(run, exit, Instant::now()),
             Ok(Some(Input::LinkClosed(result))) => break result,
             Ok(None) => agent.handle_timeout(Instant::now()),
             Err(_) => break Ok(()),

@@ -65,7 +65,7 @@ pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
             match action {
                 Action::Spawn { run, argv, stdin } => {
                     if let Err(e) = start(remote, &groups, &tx, run, &argv, stdin) {
-                        agent.handle_exit(run, Exit::NotStarted(e));
+                        agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
                     }
                 }
                 Action::Kill { run } => groups.kill(run),
@@ -92,7 +92,7 @@ pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
         match input {
             Some(Ok(Input::Frame(frame))) => agent.handle_message(&frame, Instant::now()),
             Some(Ok(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),
-            Some(Ok(Input::Exit(run, exit))) => agent.handle_exit(run, exit),
+            Some(Ok(Input::Exit(run, exit))) => agent.handle_exit(run, exit, Instant::now()),
             Some(Ok(Input::LinkClosed(result))) => break result,
             Some(Err(_)) => break Ok(()),
             None => agent.handle_timeout(Instant::now()),

@@ -62,9 +62,17 @@ impl JsonLines for StreamJson {
                 let text = text_blocks(&line["message"]["content"]);
                 out.extend(self.replay.whole(&text).map(Event::Text));
             }
+            Some("system") if line["subtype"] == "init" => session(line, out),
             Some("result") => result(line, &mut self.replay, out),
             _ => {}
         }
+    }
+}
+
+/// The `session_id` of an init line (claude, qwen, gemini, cursor-agent).
+pub(super) fn session(line: &Value, out: &mut Vec<Event>) {
+    if let Some(id) = line["session_id"].as_str().filter(|id| !id.is_empty()) {
+        out.push(Event::Session(id.to_owned()));
     }
 }
 
@@ -150,6 +158,7 @@ mod tests {
         assert_eq!(
             out,
             vec![
+                Event::Session("s1".into()),
                 Event::Text("Hello ".into()),
                 Event::Text("world".into()),
                 Event::Usage {

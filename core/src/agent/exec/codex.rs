@@ -23,6 +23,11 @@ pub struct Codex {
 impl JsonLines for Codex {
     fn line(&mut self, line: &Value, out: &mut Vec<Event>) {
         match line["type"].as_str() {
+            Some("thread.started") => {
+                if let Some(id) = line["thread_id"].as_str() {
+                    out.push(Event::Session(id.to_owned()));
+                }
+            }
             Some("item.completed") => {
                 let item = &line["item"];
                 match item["type"].as_str() {
@@ -105,6 +110,7 @@ mod tests {
         assert_eq!(
             out,
             vec![
+                Event::Session("01a2".into()),
                 Event::Text("Say the word pelican now\n".into()),
                 Event::Usage {
                     prompt: 4968,

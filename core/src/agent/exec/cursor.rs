@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::claude::result;
+use super::claude::{result, session};
 use super::output::{text_blocks, Event, JsonLines, Replay};
 
 #[derive(Default)]
@@ -41,6 +41,7 @@ impl JsonLines for CursorAgent {
                 self.started = false;
                 self.message.clear();
             }
+            Some("system") if line["subtype"] == "init" => session(line, out),
             Some("result") => result(line, &mut self.replay, out),
             _ => {}
         }

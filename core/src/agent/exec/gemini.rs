@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 
+use super::claude::session;
 use super::output::{Event, JsonLines, Replay};
 
 #[derive(Default)]
@@ -40,6 +41,7 @@ impl JsonLines for Gemini {
                     out.extend(self.replay.whole(text).map(Event::Text));
                 }
             }
+            Some("init") => session(line, out),
             Some("error") => {
                 tracing::warn!(message = %line["message"], "gemini reported an error");
                 self.retrying = true;
@@ -108,8 +110,9 @@ mod tests {
             r#"{"type":"result","status":"success","stats":{"total_tokens":9,"input_tokens":7,"output_tokens":2}}"#,
         ]);
         assert_eq!(texts(&out), "Hello there");
+        assert_eq!(out[0], Event::Session("s".into()));
         assert_eq!(
-            &out[2..],
+            &out[3..],
             &[
                 Event::Usage {
                     prompt: 7,

@@ -14,6 +14,7 @@
 
 pub mod claude;
 pub mod codex;
+pub mod conversation;
 pub mod cursor;
 pub mod gemini;
 pub mod output;
@@ -26,9 +27,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::agent::echo::text_of;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
+use conversation::{Conversation, Conversations, Transcript};
 use output::{Event, OutputFormat};
-use preset::Format;
+use preset::{Format, SESSION};
 
 /// The most of a run's stderr kept for its error message.
 pub const STDERR_TAIL: usize = 2048;
@@ -47,6 +50,14 @@ pub struct ExecPlan {
     pub max_running: usize,
     /// Requests waiting for a process slot; more are refused as busy.
     pub max_queued: usize,
+    /// The command that resumes a CLI session (`{session}` marks its id),
+    /// for CLIs that can: a chat continuing one the CLI answered then gets
+    /// only its new message.
+    pub resume: Option<Vec<String>>,
+    /// Conversations remembered for resuming, at most (0: never resume).
+    pub conversations: usize,
+    /// How long a conversation is remembered after its last answer.
+    pub conversation_ttl: Duration,
 }
 
 /// One process, for one request.
@@ -78,35 +89,56 @@ pub enum Exit {
     NotStarted(String),
 }
 
-/// A request waiting for a process slot.
-struct Waiting {
+/// A request to run: what to send, and what it continues.
+struct Request {
     invoke: String,
     prompt: String,
     deadline: Instant,
+    /// The messages so far, hashed: with the answer, the key under which a
+    /// continuation will find this conversation.
+    transcript: Option<Transcript>,
+    /// The CLI session this request continues, if any.
+    resumes: Option<Conversation>,
+    /// The whole conversation as one prompt, in case resuming fails before
+    /// any text was sent.
+    fallback: Option<String>,
 }
 
 struct Run {
-    invoke: String,
+    request: Request,
+    /// The request's transcript with the answer so far.
+    answer: Option<Transcript>,
     format: Box<dyn OutputFormat>,
     /// The next chunk's index.
     index: u64,
-    deadline: Instant,
     prompt_tokens: u64,
     /// Characters of text sent, for a usage estimate.
     completion_chars: u64,
     usage: Option<(u64, u64)>,
+    session: Option<String>,
     finished: bool,
+    /// The CLI reported failure; the run was killed.
+    failed: Option<String>,
     /// Its final frame went (or, cancelled, never will): the rest of its
     /// output is ignored until its exit frees the slot.
     settled: bool,
+}
+
+impl Run {
+    /// Whether a failure may still be retried as a fresh run: it resumed a
+    /// session and sent nothing yet.
+    fn may_start_over(&self) -> bool {
+        self.request.fallback.is_some() && self.index == 0
+    }
 }
 
 pub struct ExecAgent {
     plan: ExecPlan,
     ready: VecDeque<String>,
     actions: VecDeque<Action>,
-    queue: VecDeque<Waiting>,
+    queue: VecDeque<Request>,
     runs: HashMap<RunId, Run>,
+    conversations: Conversations,
     next_run: u64,
 }
 
@@ -121,12 +153,14 @@ impl ExecAgent {
             "allowed_scopes": ["inference"],
         })
         .to_string();
+        let conversations = Conversations::new(plan.conversations, plan.conversation_ttl);
         ExecAgent {
             plan,
             ready: VecDeque::from([register]),
             actions: VecDeque::new(),
             queue: VecDeque::new(),
             runs: HashMap::new(),
+            conversations,
             next_run: 0,
         }
     }
@@ -140,24 +174,64 @@ impl ExecAgent {
         match msg["type"].as_str() {
             Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
             Some("model_invoke") if !id.is_empty() => {
-                let prompt = prompt::render(&msg["payload"]);
-                self.invoke(id.to_owned(), prompt, now);
+                let request = self.request(id.to_owned(), &msg["payload"], now);
+                self.invoke(request);
             }
             Some("cancel") => self.cancel(id),
             _ => {}
         }
     }
 
-    fn invoke(&mut self, invoke: String, prompt: String, now: Instant) {
-        let waiting = Waiting {
-            invoke,
-            prompt,
-            deadline: now + self.plan.timeout,
+    /// The request for a payload: a continuation of a remembered
+    /// conversation resumes it with the new message alone.
+    fn request(&mut self, invoke: String, payload: &Value, now: Instant) -> Request {
+        let prompt = prompt::render(payload);
+        let deadline = now + self.plan.timeout;
+        let messages = payload["messages"].as_array().map(Vec::as_slice);
+        let remembering = self.plan.resume.is_some() && self.plan.conversations > 0;
+        let Some(messages) = messages.filter(|_| remembering && payload["kind"] == "chat") else {
+            return Request {
+                invoke,
+                prompt,
+                deadline,
+                transcript: None,
+                resumes: None,
+                fallback: None,
+            };
         };
+        let transcript = Some(Transcript::of(messages));
+        let continued = match messages.split_last() {
+            Some((last, earlier)) if last["role"] == "user" && !earlier.is_empty() => self
+                .conversations
+                .take(&Transcript::of(earlier).key(), now)
+                .map(|conversation| (conversation, text_of(&last["content"]))),
+            _ => None,
+        };
+        match continued {
+            Some((conversation, new_message)) => Request {
+                invoke,
+                prompt: new_message,
+                deadline,
+                transcript,
+                resumes: Some(conversation),
+                fallback: Some(prompt),
+            },
+            None => Request {
+                invoke,
+                prompt,
+                deadline,
+                transcript,
+                resumes: None,
+                fallback: None,
+            },
+        }
+    }
+
+    fn invoke(&mut self, request: Request) {
         if self.runs.len() < self.plan.max_running {
-            self.start(waiting);
+            self.start(request);
         } else if self.queue.len() < self.plan.max_queued {
-            self.queue.push_back(waiting);
+            self.queue.push_back(request);
         } else {
             let message = format!(
                 "{} requests are running and {} waiting",
@@ -165,30 +239,44 @@ impl ExecAgent {
                 self.queue.len()
             );
             self.ready
-                .push_back(error_frame(&waiting.invoke, &message, "busy"));
+                .push_back(error_frame(&request.invoke, &message, "busy"));
         }
     }
 
-    fn start(&mut self, waiting: Waiting) {
+    fn start(&mut self, request: Request) {
         let run = RunId(self.next_run);
         self.next_run += 1;
-        let (argv, on_stdin) = preset::arguments(&self.plan.command, &waiting.prompt);
+        let command = match (&request.resumes, &self.plan.resume) {
+            (Some(conversation), Some(resume)) => resume
+                .iter()
+                .map(|a| a.replace(SESSION, &conversation.session))
+                .collect(),
+            _ => self.plan.command.clone(),
+        };
+        let (argv, on_stdin) = preset::arguments(&command, &request.prompt);
         let stdin = if on_stdin {
-            waiting.prompt.as_bytes().to_vec()
+            request.prompt.as_bytes().to_vec()
         } else {
             Vec::new()
         };
+        let mut answer = request.transcript.clone();
+        if let Some(t) = answer.as_mut() {
+            t.open("assistant");
+        }
+        let prompt_tokens = estimate_tokens(request.fallback.as_ref().unwrap_or(&request.prompt));
         self.runs.insert(
             run,
             Run {
-                invoke: waiting.invoke,
+                request,
+                answer,
                 format: self.plan.format.parser(),
                 index: 0,
-                deadline: waiting.deadline,
-                prompt_tokens: estimate_tokens(&waiting.prompt),
+                prompt_tokens,
                 completion_chars: 0,
                 usage: None,
+                session: None,
                 finished: false,
+                failed: None,
                 settled: false,
             },
         );
@@ -196,11 +284,11 @@ impl ExecAgent {
     }
 
     fn cancel(&mut self, invoke: &str) {
-        self.queue.retain(|w| w.invoke != invoke);
+        self.queue.retain(|r| r.invoke != invoke);
         let found = self
             .runs
             .iter_mut()
-            .find(|(_, r)| r.invoke == invoke && !r.settled);
+            .find(|(_, r)| r.request.invoke == invoke && !r.settled);
         if let Some((&run, state)) = found {
             state.settled = true;
             self.actions.push_back(Action::Kill { run });
@@ -212,7 +300,7 @@ impl ExecAgent {
         let Some(state) = self.runs.get_mut(&run) else {
             return;
         };
-        if state.settled {
+        if state.settled || state.failed.is_some() {
             return;
         }
         let mut events = Vec::new();
@@ -221,8 +309,12 @@ impl ExecAgent {
     }
 
     /// The run is over: its stdout closed and its process was reaped.
-    pub fn handle_exit(&mut self, run: RunId, exit: Exit) {
-        if let Some(state) = self.runs.get_mut(&run).filter(|s| !s.settled) {
+    pub fn handle_exit(&mut self, run: RunId, exit: Exit, now: Instant) {
+        if let Some(state) = self
+            .runs
+            .get_mut(&run)
+            .filter(|s| !s.settled && s.failed.is_none())
+        {
             let mut events = Vec::new();
             state.format.end(&mut events);
             self.apply(run, events);
@@ -231,14 +323,63 @@ impl ExecAgent {
             return;
         };
         if !state.settled {
-            let frame = match failure(&self.plan, &state, &exit) {
-                Some(message) => error_frame(&state.invoke, &message, "agent_failed"),
-                None => last_chunk(&state),
-            };
-            self.ready.push_back(frame);
+            self.finish(state, &exit, now);
         }
-        if let Some(next) = self.queue.pop_front() {
-            self.start(next);
+        if self.runs.len() < self.plan.max_running {
+            if let Some(next) = self.queue.pop_front() {
+                self.start(next);
+            }
+        }
+    }
+
+    /// The final frame of a run that ended by itself; a conversation it
+    /// answered is remembered.
+    fn finish(&mut self, mut run: Run, exit: &Exit, now: Instant) {
+        let failed = run
+            .failed
+            .take()
+            .or_else(|| failure(&self.plan, &run, exit));
+        if let Some(message) = failed {
+            if run.may_start_over() {
+                tracing::warn!("resuming a CLI session failed ({message}); starting afresh");
+                let request = run.request;
+                let prompt = request.fallback.clone().unwrap_or_default();
+                self.start(Request {
+                    prompt,
+                    resumes: None,
+                    fallback: None,
+                    ..request
+                });
+            } else {
+                self.ready
+                    .push_back(error_frame(&run.request.invoke, &message, "agent_failed"));
+            }
+            return;
+        }
+        let cumulative = self.plan.format.cumulative_usage();
+        let total = run.usage;
+        if let (true, Some((prompt, completion)), Some(before)) = (
+            cumulative,
+            run.usage,
+            run.request.resumes.as_ref().and_then(|c| c.usage_total),
+        ) {
+            run.usage = Some((
+                prompt.saturating_sub(before.0),
+                completion.saturating_sub(before.1),
+            ));
+        }
+        self.ready.push_back(last_chunk(&run));
+        let session = run.session.or(run.request.resumes.map(|c| c.session));
+        if let (Some(session), Some(transcript)) = (session, run.answer) {
+            let usage_total = total.filter(|_| cumulative);
+            self.conversations.remember(
+                transcript.close(),
+                Conversation {
+                    session,
+                    usage_total,
+                },
+                now,
+            );
         }
     }
 
@@ -247,7 +388,7 @@ impl ExecAgent {
             return;
         };
         for event in events {
-            if state.settled {
+            if state.settled || state.failed.is_some() {
                 return;
             }
             match event {
@@ -257,20 +398,32 @@ impl ExecAgent {
                         delta["role"] = json!("assistant");
                     }
                     state.completion_chars += text.chars().count() as u64;
+                    if let Some(t) = state.answer.as_mut() {
+                        t.text(&text);
+                    }
                     self.ready.push_back(
-                        json!({"type": "model_stream_chunk", "id": state.invoke,
+                        json!({"type": "model_stream_chunk", "id": state.request.invoke,
                                "chunk_index": state.index, "delta": delta, "finish_reason": null})
                         .to_string(),
                     );
                     state.index += 1;
                 }
                 Event::Usage { prompt, completion } => state.usage = Some((prompt, completion)),
+                Event::Session(id) => state.session = Some(id),
                 Event::Finished => state.finished = true,
                 Event::Failed(message) => {
-                    state.settled = true;
-                    self.ready
-                        .push_back(error_frame(&state.invoke, &message, "agent_failed"));
                     self.actions.push_back(Action::Kill { run });
+                    if state.may_start_over() {
+                        // Decided at its exit: it may be run afresh.
+                        state.failed = Some(message);
+                    } else {
+                        state.settled = true;
+                        self.ready.push_back(error_frame(
+                            &state.request.invoke,
+                            &message,
+                            "agent_failed",
+                        ));
+                    }
                 }
             }
         }
@@ -282,17 +435,17 @@ impl ExecAgent {
         let secs = self.plan.timeout.as_secs();
         let message = format!("the agent did not answer within {secs} s");
         let (late, waiting): (Vec<_>, Vec<_>) =
-            self.queue.drain(..).partition(|w| w.deadline <= now);
+            self.queue.drain(..).partition(|r| r.deadline <= now);
         self.queue = waiting.into();
-        for w in late {
+        for r in late {
             self.ready
-                .push_back(error_frame(&w.invoke, &message, "timeout"));
+                .push_back(error_frame(&r.invoke, &message, "timeout"));
         }
         for (&run, state) in self.runs.iter_mut() {
-            if !state.settled && state.deadline <= now {
+            if !state.settled && state.request.deadline <= now {
                 state.settled = true;
                 self.ready
-                    .push_back(error_frame(&state.invoke, &message, "timeout"));
+                    .push_back(error_frame(&state.request.invoke, &message, "timeout"));
                 self.actions.push_back(Action::Kill { run });
             }
         }
@@ -314,13 +467,18 @@ impl ExecAgent {
             .runs
             .values()
             .filter(|r| !r.settled)
-            .map(|r| r.deadline);
-        runs.chain(self.queue.iter().map(|w| w.deadline)).min()
+            .map(|r| r.request.deadline);
+        runs.chain(self.queue.iter().map(|r| r.deadline)).min()
     }
 
     /// Processes started and not yet reaped.
     pub fn running(&self) -> usize {
         self.runs.len()
+    }
+
+    /// Conversations remembered for resuming.
+    pub fn conversations(&self) -> usize {
+        self.conversations.len()
     }
 }
 
@@ -356,7 +514,7 @@ fn last_chunk(run: &Run) -> String {
     if run.index == 0 {
         delta["role"] = json!("assistant");
     }
-    json!({"type": "model_stream_chunk", "id": run.invoke, "chunk_index": run.index,
+    json!({"type": "model_stream_chunk", "id": run.request.invoke, "chunk_index": run.index,
            "delta": delta, "finish_reason": "stop",
            "usage": {"prompt_tokens": prompt, "completion_tokens": completion}})
     .to_string()

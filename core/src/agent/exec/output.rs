@@ -20,6 +20,8 @@ pub enum Event {
     Failed(String),
     /// The CLI reported a successful end.
     Finished,
+    /// The CLI's own session (or thread) id, for resuming it.
+    Session(String),
 }
 
 /// One CLI's output format.

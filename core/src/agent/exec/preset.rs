@@ -13,6 +13,9 @@ use super::plain::Plain;
 /// the prompt on stdin.
 pub const PROMPT: &str = "{prompt}";
 
+/// Where a resume command puts the CLI's session id.
+pub const SESSION: &str = "{session}";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     Claude,
@@ -35,6 +38,12 @@ pub enum Format {
 }
 
 impl Format {
+    /// Whether the usage a resumed session reports is the session's running
+    /// total rather than the turn's (codex).
+    pub fn cumulative_usage(self) -> bool {
+        self == Format::Codex
+    }
+
     /// A fresh parser for one run.
     pub fn parser(self) -> Box<dyn OutputFormat> {
         match self {
@@ -132,6 +141,28 @@ impl Preset {
     }
 }
 
+impl Preset {
+    /// The command that continues the CLI's session [`SESSION`] with a new
+    /// prompt, for the CLIs whose resuming is known to work headless:
+    /// claude (`--resume`) and codex (`exec resume`).
+    pub fn resume_command(self, extra: &[String]) -> Option<Vec<String>> {
+        let mut command = match self {
+            Preset::Claude => {
+                let mut command = self.command(extra);
+                command.extend(["--resume".to_owned(), SESSION.to_owned()]);
+                return Some(command);
+            }
+            Preset::Codex => ["codex", "exec", "resume", "--json", "--skip-git-repo-check"]
+                .map(str::to_owned)
+                .to_vec(),
+            Preset::Qwen | Preset::Gemini | Preset::CursorAgent => return None,
+        };
+        command.extend_from_slice(extra);
+        command.extend([SESSION.to_owned(), "-".to_owned()]);
+        Some(command)
+    }
+}
+
 /// The argument list for a run: `{prompt}` replaced in every argument, and
 /// whether the prompt still has to go on stdin (no argument took it).
 pub fn arguments(command: &[String], prompt: &str) -> (Vec<String>, bool) {
@@ -158,5 +189,19 @@ mod tests {
         for preset in Preset::ALL {
             assert_eq!(Preset::from_name(preset.name()), Some(preset));
         }
+        let resume = Preset::Codex.resume_command(&extra).unwrap();
+        assert_eq!(
+            resume[3..],
+            [
+                "--json",
+                "--skip-git-repo-check",
+                "--model",
+                "o4",
+                SESSION,
+                "-"
+            ]
+        );
+        let resume = Preset::Claude.resume_command(&[]).unwrap();
+        assert_eq!(resume[resume.len() - 2..], ["--resume", SESSION]);
     }
 }

@@ -13,6 +13,9 @@ fn plan(format: Format, command: &[&str]) -> ExecPlan {
         timeout: Duration::from_secs(60),
         max_running: 2,
         max_queued: 1,
+        resume: None,
+        conversations: 0,
+        conversation_ttl: Duration::from_secs(600),
     }
 }
 
@@ -63,7 +66,7 @@ fn a_plain_command_streams_stdout_and_ends_with_usage() {
 
     agent.handle_stdout(run, b"Hello ");
     agent.handle_stdout(run, b"there");
-    agent.handle_exit(run, exited(0));
+    agent.handle_exit(run, exited(0), now);
     let sent = frames(&mut agent);
     let text: String = sent
         .iter()
@@ -102,6 +105,7 @@ fn a_failing_exit_is_an_error_with_stderr_never_an_empty_success() {
             code: Some(3),
             stderr: "no such file\n".into(),
         },
+        now,
     );
     let sent = frames(&mut agent);
     assert_eq!(sent.len(), 1);
@@ -113,7 +117,11 @@ fn a_failing_exit_is_an_error_with_stderr_never_an_empty_success() {
 
     agent.handle_message(&invoke("inv-2", "x"), now);
     let (run, _, _) = one_spawn(&mut agent);
-    agent.handle_exit(run, Exit::NotStarted("No such file or directory".into()));
+    agent.handle_exit(
+        run,
+        Exit::NotStarted("No such file or directory".into()),
+        now,
+    );
     let sent = frames(&mut agent);
     assert_eq!(
         sent[0]["error"]["message"],
@@ -129,7 +137,7 @@ fn a_json_cli_that_exits_0_without_a_result_has_failed() {
     agent.handle_message(&invoke("inv-1", "x"), now);
     let (run, _, _) = one_spawn(&mut agent);
     agent.handle_stdout(run, b"this is not json\n");
-    agent.handle_exit(run, exited(0));
+    agent.handle_exit(run, exited(0), now);
     let sent = frames(&mut agent);
     assert_eq!(sent.len(), 1);
     assert_eq!(
@@ -155,7 +163,7 @@ fn an_error_result_fails_at_once_and_kills_the_run() {
     assert_eq!(sent[0]["error"]["message"], "API Error: 401");
     assert_eq!(actions(&mut agent), [Action::Kill { run }]);
     // The exit that follows sends nothing more.
-    agent.handle_exit(run, exited(1));
+    agent.handle_exit(run, exited(1), now);
     assert!(frames(&mut agent).is_empty());
     assert_eq!(agent.running(), 0);
 }
@@ -176,6 +184,7 @@ fn cancel_kills_the_group_and_sends_nothing() {
             code: None,
             stderr: String::new(),
         },
+        now,
     );
     assert!(frames(&mut agent).is_empty());
 }
@@ -201,7 +210,7 @@ fn a_hung_run_times_out_then_its_slot_goes_to_the_next() {
     assert_eq!(actions(&mut agent), [Action::Kill { run }]);
     // The slot frees when the killed process is reaped, not before.
     assert_eq!(agent.poll_timeout(), Some(later + Duration::from_secs(60)));
-    agent.handle_exit(run, exited(137));
+    agent.handle_exit(run, exited(137), now);
     let next = actions(&mut agent);
     assert!(matches!(next.as_slice(), [Action::Spawn { stdin, .. }] if stdin == b"y"));
     assert!(frames(&mut agent).is_empty());
@@ -222,7 +231,7 @@ fn past_the_queue_requests_are_refused_as_busy() {
     assert_eq!(sent[0]["error"]["code"], "busy");
     // A cancelled waiting request leaves the queue without a frame.
     agent.handle_message(r#"{"type":"cancel","id":"inv-2"}"#, now);
-    agent.handle_exit(RunId(0), exited(0));
+    agent.handle_exit(RunId(0), exited(0), now);
     assert!(actions(&mut agent).is_empty());
 }
 
@@ -251,12 +260,167 @@ fn codex_output_through_the_preset() {
         )
         .as_bytes(),
     );
-    agent.handle_exit(run, exited(0));
+    agent.handle_exit(run, exited(0), now);
     let sent = frames(&mut agent);
     assert_eq!(sent[0]["delta"]["content"], "Said.");
     assert_eq!(sent[1]["finish_reason"], "stop");
     assert_eq!(
         sent[1]["usage"],
         json!({"prompt_tokens": 7, "completion_tokens": 2})
+    );
+}
+
+fn chat(id: &str, messages: Value) -> String {
+    json!({"type": "model_invoke", "id": id, "session_id": "s",
+           "payload": {"kind": "chat", "messages": messages, "parameters": {"stream": true}}})
+    .to_string()
+}
+
+/// An agent for `preset` that remembers conversations.
+fn resuming(preset: Preset) -> ExecAgent {
+    let mut agent = ExecAgent::new(
+        ExecPlan {
+            command: preset.command(&[]),
+            resume: preset.resume_command(&[]),
+            conversations: 8,
+            ..plan(preset.format(), &[])
+        },
+        "a",
+    );
+    frames(&mut agent);
+    agent
+}
+
+const CLAUDE_ANSWER: &str = concat!(
+    r#"{"type":"system","subtype":"init","session_id":"S1"}"#,
+    "\n",
+    r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"m"}}}"#,
+    "\n",
+    r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}}"#,
+    "\n",
+    r#"{"type":"result","subtype":"success","is_error":false,"result":"Hello"}"#,
+    "\n"
+);
+
+#[test]
+fn a_continued_chat_resumes_the_cli_session_with_the_new_message_alone() {
+    let now = Instant::now();
+    let mut agent = resuming(Preset::Claude);
+    agent.handle_message(
+        &chat("inv-1", json!([{"role": "user", "content": "Hi"}])),
+        now,
+    );
+    let (run, _, stdin) = one_spawn(&mut agent);
+    assert_eq!(stdin, b"Hi");
+    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes());
+    agent.handle_exit(run, exited(0), now);
+    frames(&mut agent);
+    assert_eq!(agent.conversations(), 1);
+
+    let next = json!([{"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello"},
+                      {"role": "user", "content": "And then?"}]);
+    agent.handle_message(&chat("inv-2", next.clone()), now);
+    let (run, argv, stdin) = one_spawn(&mut agent);
+    assert_eq!(argv[argv.len() - 2..], ["--resume", "S1"]);
+    assert_eq!(stdin, b"And then?");
+    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes());
+    agent.handle_exit(run, exited(0), now);
+    assert_eq!(frames(&mut agent).last().unwrap()["finish_reason"], "stop");
+
+    // The same point continued again (an editor regenerating): afresh.
+    agent.handle_message(&chat("inv-3", next), now);
+    let (_, argv, stdin) = one_spawn(&mut agent);
+    assert!(!argv.contains(&"--resume".to_owned()));
+    assert_eq!(
+        String::from_utf8(stdin).unwrap(),
+        "User: Hi\n\nAssistant: Hello\n\nUser: And then?"
+    );
+}
+
+#[test]
+fn a_conversation_the_editor_changed_starts_afresh() {
+    let now = Instant::now();
+    let mut agent = resuming(Preset::Claude);
+    agent.handle_message(
+        &chat("inv-1", json!([{"role": "user", "content": "Hi"}])),
+        now,
+    );
+    let (run, _, _) = one_spawn(&mut agent);
+    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes());
+    agent.handle_exit(run, exited(0), now);
+    let edited = json!([{"role": "user", "content": "Hi"},
+                        {"role": "assistant", "content": "Hello, edited"},
+                        {"role": "user", "content": "Next"}]);
+    agent.handle_message(&chat("inv-2", edited), now);
+    let (_, argv, _) = one_spawn(&mut agent);
+    assert!(!argv.contains(&"--resume".to_owned()));
+}
+
+#[test]
+fn a_resume_that_fails_before_any_text_runs_afresh_unseen() {
+    let now = Instant::now();
+    let mut agent = resuming(Preset::Claude);
+    agent.handle_message(
+        &chat("inv-1", json!([{"role": "user", "content": "Hi"}])),
+        now,
+    );
+    let (run, _, _) = one_spawn(&mut agent);
+    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes());
+    agent.handle_exit(run, exited(0), now);
+    frames(&mut agent);
+
+    let next = json!([{"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello"},
+                      {"role": "user", "content": "More"}]);
+    agent.handle_message(&chat("inv-2", next), now);
+    let (run, _, _) = one_spawn(&mut agent);
+    agent.handle_stdout(
+        run,
+        b"{\"type\":\"result\",\"subtype\":\"error_during_execution\",\"is_error\":true,\"result\":\"No conversation found\"}\n",
+    );
+    assert_eq!(actions(&mut agent), [Action::Kill { run }]);
+    agent.handle_exit(run, exited(1), now);
+    assert!(frames(&mut agent).is_empty(), "the editor sees no error");
+    let (_, argv, stdin) = one_spawn(&mut agent);
+    assert!(!argv.contains(&"--resume".to_owned()));
+    assert!(String::from_utf8(stdin).unwrap().starts_with("User: Hi"));
+}
+
+#[test]
+fn a_resumed_codex_turn_reports_its_own_usage_not_the_thread_total() {
+    let now = Instant::now();
+    let mut agent = resuming(Preset::Codex);
+    let turn = |text: &str, input: u64, output: u64| {
+        format!(
+            "{}\n{}\n{}\n",
+            r#"{"type":"thread.started","thread_id":"T1"}"#,
+            json!({"type": "item.completed", "item": {"type": "agent_message", "text": text}}),
+            json!({"type": "turn.completed", "usage": {"input_tokens": input, "output_tokens": output}})
+        )
+    };
+    agent.handle_message(
+        &chat("inv-1", json!([{"role": "user", "content": "one"}])),
+        now,
+    );
+    let (run, _, _) = one_spawn(&mut agent);
+    agent.handle_stdout(run, turn("one", 4968, 3).as_bytes());
+    agent.handle_exit(run, exited(0), now);
+    frames(&mut agent);
+
+    let next = json!([{"role": "user", "content": "one"},
+                      {"role": "assistant", "content": "one"},
+                      {"role": "user", "content": "two"}]);
+    agent.handle_message(&chat("inv-2", next), now);
+    let (run, argv, stdin) = one_spawn(&mut agent);
+    assert_eq!(argv[1..3], ["exec", "resume"]);
+    assert_eq!(argv[argv.len() - 2..], ["T1", "-"]);
+    assert_eq!(stdin, b"two");
+    agent.handle_stdout(run, turn("two", 9946, 6).as_bytes());
+    agent.handle_exit(run, exited(0), now);
+    let last = frames(&mut agent).pop().unwrap();
+    assert_eq!(
+        last["usage"],
+        json!({"prompt_tokens": 4978, "completion_tokens": 3})
     );
 }
