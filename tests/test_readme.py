@@ -10,12 +10,16 @@ README's own port, 8788. Snippets are classified by what they do:
   runs this);
 * a `serve` without `--print-config` is a server: started in the background
   (replacing the previous one) and waited for;
-* `agent echo` is an agent: started in the background, waited for until it
-  says it is connected;
+* `agent echo` and `agent exec` are agents: started in the background,
+  waited for until they say they are connected, then asked a question
+  through their model. `agent exec --preset claude` finds Claude Code
+  installed (tests/node) and pointed at this server's echo model, as a
+  logged-in user's would be pointed at Anthropic;
 * anything else must finish with exit code 0; Python snippets run in a
   shell that sourced the secrets file, as the README says.
 """
 
+import json
 import os
 import re
 import signal
@@ -127,11 +131,11 @@ def test_every_readme_snippet_works_as_pasted(tmp_path):
                 wait_for_echo()
                 ran.append(("server", text))
                 continue
-            if lang == "sh" and "agent echo" in text:
-                agent = Background(text, env, "Connected: session", BUILD_TIMEOUT)
+            if lang == "sh" and re.search(r"agent (echo|exec)", text):
+                agent = Background(text, agent_env(env, text), "Connected: session", BUILD_TIMEOUT)
                 running.append(agent)
                 ran.append(("agent", text))
-                check_agent(env, agent)
+                check_agent(env, text)
                 continue
             if lang == "python":
                 command = ["bash", "-c", '. "$HOME/.local/state/mcp-provider/env" && exec python -']
@@ -150,7 +154,7 @@ def test_every_readme_snippet_works_as_pasted(tmp_path):
         for path in created:
             path.unlink(missing_ok=True)
     kinds = [kind for kind, _ in ran]
-    assert kinds.count("python") == 3 and "agent" in kinds and "server" in kinds, kinds
+    assert kinds.count("python") == 3 and kinds.count("agent") == 3 and "server" in kinds, kinds
 
 
 def check_output(text, out, home):
@@ -191,19 +195,44 @@ def wait_for_echo():
     raise AssertionError("the echo agent never registered")
 
 
-def check_agent(env, agent):
-    """The agent's model is served, and answers."""
+def agent_env(env, text):
+    """What an agent snippet runs with: a CLI preset finds its CLI on PATH,
+    set up to reach a model (here: this server's echo model)."""
+    if "--preset claude" not in text:
+        return env
     key = kept_secrets(Path(env["HOME"]))[0]
+    return {
+        **env,
+        "PATH": f"{ROOT / 'tests' / 'node' / 'node_modules' / '.bin'}:{env['PATH']}",
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{PORT}",
+        "ANTHROPIC_API_KEY": key,
+        "ANTHROPIC_MODEL": "echo",
+        "ANTHROPIC_SMALL_FAST_MODEL": "echo",
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "echo",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+
+
+def check_agent(env, text):
+    """The agent's model (its `--model`, else its preset's name) is served,
+    and answers."""
+    model = re.search(r"--(?:model|preset) (\S+)", text).group(1)
+    key = kept_secrets(Path(env["HOME"]))[0]
+    body = {"model": model, "messages": [{"role": "user", "content": "from the agent"}]}
     request = urllib.request.Request(
         f"http://127.0.0.1:{PORT}/v1/chat/completions",
-        data=b'{"model":"echo2","messages":[{"role":"user","content":"from the agent"}]}',
+        data=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     deadline = time.monotonic() + 10
     while True:
         try:
-            with urllib.request.urlopen(request, timeout=5) as r:
-                assert b"from the agent" in r.read()
+            with urllib.request.urlopen(request, timeout=120) as r:
+                answer = json.load(r)["choices"][0]["message"]["content"]
+                assert "from the agent" in answer.lower(), answer
                 return
         except urllib.error.HTTPError:
             if time.monotonic() > deadline:
