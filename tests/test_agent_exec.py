@@ -111,6 +111,29 @@ def wait_running(marker, timeout=10):
     raise AssertionError(f"no process with {marker!r} started")
 
 
+def zombie_children(pid):
+    """Children of `pid` that exited and were never reaped."""
+    zombies = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            for child in f.read().split():
+                try:
+                    with open(f"/proc/{child}/stat") as stat:
+                        if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                            zombies.append(int(child))
+                except OSError:
+                    pass
+    return zombies
+
+
+def wait_reaped(agent, timeout=5):
+    """`agent exec` reaps every process it started: none stays a zombie."""
+    deadline = time.monotonic() + timeout
+    while zombie_children(agent.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert zombie_children(agent.proc.pid) == []
+
+
 def sleeper():
     """A `sleep` of its own for a test: the marker its process shows
     (`1234.5678`), and the shell words that run it (`sleep $((1234)).5678`,
@@ -179,17 +202,18 @@ def test_a_missing_program_is_an_error_not_a_hang(server, exec_agent):
 
 def test_a_hung_command_times_out_and_is_killed(server, exec_agent):
     marker, sleep = sleeper()
-    exec_agent("hang", "--timeout-secs", "1", "--", "sh", "-c", sleep)
+    agent = exec_agent("hang", "--timeout-secs", "1", "--", "sh", "-c", sleep)
     with pytest.raises(openai.APIStatusError) as failed:
         client(server).chat.completions.create(model="hang", messages=[{"role": "user", "content": "x"}])
     assert failed.value.status_code == 504
     assert "within 1 s" in failed.value.body["message"]
     wait_gone(marker)
+    wait_reaped(agent)
 
 
 def test_an_editor_that_leaves_gets_its_command_killed(server, exec_agent):
     marker, sleep = sleeper()
-    exec_agent("slow", "--", "sh", "-c", f"printf 'thinking '; {sleep}; echo done")
+    agent = exec_agent("slow", "--", "sh", "-c", f"printf 'thinking '; {sleep}; echo done")
     stream = client(server).chat.completions.create(
         model="slow", stream=True, messages=[{"role": "user", "content": "x"}]
     )
@@ -198,6 +222,7 @@ def test_an_editor_that_leaves_gets_its_command_killed(server, exec_agent):
     wait_running(marker)
     stream.close()
     wait_gone(marker)
+    wait_reaped(agent)
 
 
 def test_past_the_queue_requests_are_refused_with_retry_after(server, exec_agent):
