@@ -82,6 +82,14 @@ pub struct EchoAgentPlan {
     pub chunk_delay: Duration,
 }
 
+/// An MCP host's agent serving as the model: `mcp-provider agent mcp`.
+#[derive(Debug, Clone)]
+pub struct RemoteHost {
+    pub url: String,
+    pub token: String,
+    pub plan: mcp_provider_core::agent::host::HostPlan,
+}
+
 /// The echo agent dialing a provider: `mcp-provider agent echo`.
 #[derive(Debug, Clone)]
 pub struct RemoteEcho {
@@ -109,6 +117,10 @@ pub trait Runtime {
 
     /// Runs a CLI agent per request over a WebSocket until the link closes.
     fn agent_exec(remote: exec::RemoteExec) -> Result<(), String>;
+
+    /// Serves an MCP host on stdin/stdout, its agent answering editors'
+    /// requests, until the host or the link closes.
+    fn agent_mcp(remote: RemoteHost) -> Result<(), String>;
 }
 
 #[derive(Parser)]
@@ -167,6 +179,23 @@ enum AgentCommand {
     /// Run a CLI agent (claude, codex, qwen, gemini, cursor-agent, or any
     /// command) once per request and stream what it prints.
     Exec(exec::ExecArgs),
+    /// A stdio MCP server for an MCP host (Claude Code, Cursor, VS Code…):
+    /// the host's agent takes editors' requests with `next_request` and
+    /// answers them with `respond`.
+    Mcp {
+        #[arg(long, default_value = "ws://127.0.0.1:8788/v1/agent")]
+        url: String,
+        /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
+        /// `serve` generated and keeps in its secrets file).
+        #[arg(long, env = "MCP_PROVIDER_BRIDGE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[arg(long, default_value = "mcp")]
+        model: String,
+        /// Forward each request to the host as `sampling/createMessage`
+        /// when the host supports it (session-generation hosts only).
+        #[arg(long)]
+        sampling: bool,
+    },
 }
 
 /// The whole program of a runtime's binary.
@@ -223,6 +252,27 @@ pub fn main<R: Runtime>() -> ExitCode {
                         model,
                         chunk_delay: Duration::from_millis(chunk_delay_ms),
                     },
+                })
+                .map_err(Failure::Runtime)
+            }
+            Err(e) => Err(Failure::Usage(e)),
+        },
+        Command::Agent {
+            agent:
+                AgentCommand::Mcp {
+                    url,
+                    token,
+                    model,
+                    sampling,
+                },
+        } => match token.map_or_else(secrets::kept_bridge_token, Ok) {
+            Ok(token) => {
+                // stdout carries the MCP messages: everything else is for stderr.
+                eprintln!("Connecting to {url} to serve model `{model}` through this MCP host…");
+                R::agent_mcp(RemoteHost {
+                    url,
+                    token,
+                    plan: mcp_provider_core::agent::host::HostPlan { model, sampling },
                 })
                 .map_err(Failure::Runtime)
             }

@@ -80,6 +80,8 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod limiter;
+pub mod lines;
+pub mod mcp;
 pub mod metrics;
 pub mod reassembly;
 pub mod session;

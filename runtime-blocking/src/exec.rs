@@ -14,13 +14,13 @@ use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId};
 use tungstenite::Message;
 
 use crate::echo::wait;
+use crate::link::{follow_remote, FromLink};
 
 /// What the agent's thread waits for.
 enum Input {
-    Frame(String),
+    Link(FromLink),
     Stdout(RunId, Vec<u8>),
     Exit(RunId, Exit),
-    LinkClosed(Result<(), String>),
 }
 
 /// Inputs waiting for the agent: a run's reader blocks past this, so a
@@ -30,35 +30,19 @@ const INPUTS: usize = 256;
 /// Connects to a provider and runs the plan's command per request until
 /// the link closes; every run still alive then is killed.
 pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
-    let (mut reader, mut writer) = crate::link::dial(&remote.url, &remote.token)?;
+    let (reader, mut writer) = crate::link::dial(&remote.url, &remote.token)?;
     let groups = Groups::default();
     groups
         .kill_on_signal()
         .map_err(|e| format!("cannot watch for signals: {e}"))?;
     let (tx, rx) = mpsc::sync_channel(INPUTS);
     let link_tx = tx.clone();
-    std::thread::Builder::new()
-        .name("exec-link".into())
-        .spawn(move || {
-            let closed = loop {
-                match reader.read() {
-                    Ok(Message::Text(text)) => {
-                        mcp_provider_cli::print_link_notice(text.as_str());
-                        if link_tx
-                            .send(Input::Frame(text.as_str().to_owned()))
-                            .is_err()
-                        {
-                            break Ok(());
-                        }
-                    }
-                    Ok(Message::Close(_)) => break Ok(()),
-                    Ok(_) => {}
-                    Err(e) => break Err(format!("agent link failed: {e}")),
-                }
-            };
-            let _ = link_tx.send(Input::LinkClosed(closed));
-        })
-        .map_err(|e| format!("cannot start the link thread: {e}"))?;
+    follow_remote(reader, move |got| {
+        if let FromLink::Frame(frame) = &got {
+            mcp_provider_cli::print_link_notice(frame);
+        }
+        link_tx.send(Input::Link(got)).is_ok()
+    })?;
 
     let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
     let result = loop {
@@ -80,10 +64,12 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
             }
         }
         match wait(&rx, agent.poll_timeout()) {
-            Ok(Some(Input::Frame(frame))) => agent.handle_message(&frame, Instant::now()),
+            Ok(Some(Input::Link(FromLink::Frame(frame)))) => {
+                agent.handle_message(&frame, Instant::now())
+            }
             Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),
             Ok(Some(Input::Exit(run, exit))) => agent.handle_exit(run, exit, Instant::now()),
-            Ok(Some(Input::LinkClosed(result))) => break result,
+            Ok(Some(Input::Link(FromLink::Closed(result)))) => break result,
             Ok(None) => agent.handle_timeout(Instant::now()),
             Err(_) => break Ok(()),
         }

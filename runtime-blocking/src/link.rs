@@ -260,3 +260,38 @@ pub fn dial_hub(shared: &Shared, url: &str, token: &str) {
         std::thread::sleep(backoff.next_wait());
     }
 }
+
+/// What a remote agent's link reader passes on.
+pub enum FromLink {
+    Frame(String),
+    /// The link closed: cleanly, or why not.
+    Closed(Result<(), String>),
+}
+
+/// Reads a remote agent's link on a thread of its own, passing each text
+/// frame, then why the link closed, to `pass` (which returns false when
+/// nobody listens any more).
+pub fn follow_remote(
+    mut reader: WebSocket<LinkHalf>,
+    mut pass: impl FnMut(FromLink) -> bool + Send + 'static,
+) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("agent-link".into())
+        .spawn(move || {
+            let closed = loop {
+                match reader.read() {
+                    Ok(Message::Text(text)) => {
+                        if !pass(FromLink::Frame(text.as_str().to_owned())) {
+                            return;
+                        }
+                    }
+                    Ok(Message::Close(_)) => break Ok(()),
+                    Ok(_) => {}
+                    Err(e) => break Err(format!("agent link failed: {e}")),
+                }
+            };
+            pass(FromLink::Closed(closed));
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the link thread: {e}"))
+}

@@ -4,13 +4,14 @@
 mod conn;
 mod echo;
 mod exec;
+mod host;
 mod link;
 mod shared;
 
 use std::process::ExitCode;
 
 use mcp_provider_cli::exec::RemoteExec;
-use mcp_provider_cli::{Launch, RemoteEcho, Runtime};
+use mcp_provider_cli::{Launch, RemoteEcho, RemoteHost, Runtime};
 struct Blocking;
 
 impl Runtime for Blocking {
@@ -58,6 +59,10 @@ impl Runtime for Blocking {
 
     fn agent_exec(remote: RemoteExec) -> Result<(), String> {
         exec::run_remote(&remote)
+    }
+
+    fn agent_mcp(remote: RemoteHost) -> Result<(), String> {
+        host::run_remote(&remote)
     }
 }
 

@@ -12,14 +12,14 @@ use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId};
 use smol::channel::{self, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::stream::StreamExt;
+
+use crate::remote::{follow_remote, FromLink};
 
 /// What the agent's task waits for.
 enum Input {
-    Frame(String),
+    Link(FromLink),
     Stdout(RunId, Vec<u8>),
     Exit(RunId, Exit),
-    LinkClosed(Result<(), String>),
 }
 
 /// Inputs waiting for the agent: a run's reader waits past this, so a CLI
@@ -30,33 +30,18 @@ const INPUTS: usize = 256;
 /// the link closes; every run still alive then is killed.
 pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
     let ws = crate::server::dial(&remote.url, &remote.token).await?;
-    let (mut ws_tx, mut ws_rx) = ws.split();
+    let (mut ws_tx, ws_rx) = ws.split();
     let groups = Groups::default();
     groups
         .kill_on_signal()
         .map_err(|e| format!("cannot watch for signals: {e}"))?;
     let (tx, rx) = channel::bounded(INPUTS);
-    let link_tx = tx.clone();
-    let _link = smol::spawn(async move {
-        let closed = loop {
-            match ws_rx.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    mcp_provider_cli::print_link_notice(text.as_str());
-                    if link_tx
-                        .send(Input::Frame(text.as_str().to_owned()))
-                        .await
-                        .is_err()
-                    {
-                        break Ok(());
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None => break Ok(()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break Err(format!("agent link failed: {e}")),
-            }
-        };
-        let _ = link_tx.send(Input::LinkClosed(closed)).await;
-    });
+    let _link = follow_remote(
+        ws_rx,
+        tx.clone(),
+        Input::Link,
+        mcp_provider_cli::print_link_notice,
+    );
 
     let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
     let result = loop {
@@ -90,10 +75,12 @@ pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
             })
             .await;
         match input {
-            Some(Ok(Input::Frame(frame))) => agent.handle_message(&frame, Instant::now()),
+            Some(Ok(Input::Link(FromLink::Frame(frame)))) => {
+                agent.handle_message(&frame, Instant::now())
+            }
             Some(Ok(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),
             Some(Ok(Input::Exit(run, exit))) => agent.handle_exit(run, exit, Instant::now()),
-            Some(Ok(Input::LinkClosed(result))) => break result,
+            Some(Ok(Input::Link(FromLink::Closed(result)))) => break result,
             Some(Err(_)) => break Ok(()),
             None => agent.handle_timeout(Instant::now()),
         }

@@ -2,12 +2,14 @@
 
 mod echo;
 mod exec;
+mod host;
+mod remote;
 mod server;
 
 use std::process::ExitCode;
 
 use mcp_provider_cli::exec::RemoteExec;
-use mcp_provider_cli::{Launch, RemoteEcho, Runtime};
+use mcp_provider_cli::{Launch, RemoteEcho, RemoteHost, Runtime};
 
 struct Smol;
 
@@ -43,6 +45,10 @@ impl Runtime for Smol {
 
     fn agent_exec(remote: RemoteExec) -> Result<(), String> {
         smol::block_on(exec::run_remote(&remote))
+    }
+
+    fn agent_mcp(remote: RemoteHost) -> Result<(), String> {
+        smol::block_on(host::run_remote(&remote))
     }
 }
 

@@ -4,4 +4,5 @@
 pub mod close;
 pub mod echo;
 pub mod exec;
+pub mod host;
 pub mod message;

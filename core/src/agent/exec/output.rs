@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::lines::{Line, LineBuffer};
+
 /// The longest line a JSON-lines CLI may print. Claude's final `assistant`
 /// and `result` lines carry the whole answer, so this is generous; a longer
 /// line fails the run instead of growing a buffer without end.
@@ -57,60 +59,42 @@ pub trait JsonLines: Send {
 /// nothing else fails for want of a result.
 pub struct Lines<P> {
     parser: P,
-    partial: Vec<u8>,
-    /// A line went past [`MAX_LINE`]; the rest of it is skipped.
-    overflowed: bool,
+    buffer: LineBuffer,
 }
 
 impl<P: JsonLines> Lines<P> {
     pub fn new(parser: P) -> Self {
         Lines {
             parser,
-            partial: Vec::new(),
-            overflowed: false,
+            buffer: LineBuffer::new(MAX_LINE),
         }
     }
 
-    fn complete(&mut self, out: &mut Vec<Event>) {
-        let line = std::mem::take(&mut self.partial);
-        if let Ok(value @ Value::Object(_)) = serde_json::from_slice::<Value>(&line) {
-            self.parser.line(&value, out);
+    fn line(&mut self, line: Line, out: &mut Vec<Event>) {
+        match line {
+            Line::Text(text) => {
+                if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(&text) {
+                    self.parser.line(&value, out);
+                }
+            }
+            Line::TooLong => out.push(Event::Failed(format!(
+                "the agent printed a line longer than {} MiB",
+                MAX_LINE >> 20
+            ))),
         }
     }
 }
 
 impl<P: JsonLines> OutputFormat for Lines<P> {
-    fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Event>) {
-        while !bytes.is_empty() {
-            let (piece, rest, ends) = match bytes.iter().position(|&b| b == b'\n') {
-                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
-                None => (bytes, &[][..], false),
-            };
-            bytes = rest;
-            if !self.overflowed && self.partial.len() + piece.len() > MAX_LINE {
-                self.overflowed = true;
-                self.partial = Vec::new();
-                out.push(Event::Failed(format!(
-                    "the agent printed a line longer than {} MiB",
-                    MAX_LINE >> 20
-                )));
-            }
-            if !self.overflowed {
-                self.partial.extend_from_slice(piece);
-            }
-            if ends {
-                if self.overflowed {
-                    self.overflowed = false;
-                } else {
-                    self.complete(out);
-                }
-            }
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<Event>) {
+        for line in self.buffer.push(bytes) {
+            self.line(line, out);
         }
     }
 
     fn end(&mut self, out: &mut Vec<Event>) {
-        if !self.partial.is_empty() && !self.overflowed {
-            self.complete(out);
+        if let Some(line) = self.buffer.finish() {
+            self.line(line, out);
         }
     }
 

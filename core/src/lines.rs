@@ -1,0 +1,87 @@
+//! Newline-delimited input (JSON lines from a CLI, JSON-RPC on stdio)
+//! split into lines, each bounded: a peer that never sends a newline costs
+//! at most the bound.
+
+/// Splits a byte stream into lines of at most `max` bytes.
+pub struct LineBuffer {
+    max: usize,
+    partial: Vec<u8>,
+    /// The current line went past the limit: skipped to its end.
+    overflowed: bool,
+}
+
+/// A line from [`LineBuffer`], or the mark of one that was too long.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Text(String),
+    TooLong,
+}
+
+impl LineBuffer {
+    pub fn new(max: usize) -> Self {
+        LineBuffer {
+            max,
+            partial: Vec::new(),
+            overflowed: false,
+        }
+    }
+
+    /// The lines `bytes` completes (blank ones skipped, a trailing `\r`
+    /// dropped, invalid UTF-8 replaced).
+    pub fn push(&mut self, mut bytes: &[u8]) -> Vec<Line> {
+        let mut lines = Vec::new();
+        while !bytes.is_empty() {
+            let (piece, rest, ends) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            bytes = rest;
+            if !self.overflowed && self.partial.len() + piece.len() > self.max {
+                self.overflowed = true;
+                self.partial = Vec::new();
+                lines.push(Line::TooLong);
+            }
+            if !self.overflowed {
+                self.partial.extend_from_slice(piece);
+            }
+            if ends && !std::mem::take(&mut self.overflowed) {
+                lines.extend(self.take());
+            }
+        }
+        lines
+    }
+
+    /// The input ended: its last line, if it had no newline.
+    pub fn finish(&mut self) -> Option<Line> {
+        if std::mem::take(&mut self.overflowed) {
+            return None;
+        }
+        self.take()
+    }
+
+    fn take(&mut self) -> Option<Line> {
+        let line = std::mem::take(&mut self.partial);
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches('\r');
+        (!text.trim().is_empty()).then(|| Line::Text(text.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_across_reads_blank_lines_skipped_long_lines_bounded() {
+        let mut buffer = LineBuffer::new(16);
+        assert_eq!(buffer.push(b"{\"a\":"), vec![]);
+        assert_eq!(
+            buffer.push(b"1}\r\n\n{}\n"),
+            vec![Line::Text("{\"a\":1}".into()), Line::Text("{}".into())]
+        );
+        assert_eq!(buffer.push(&[b'x'; 17]), vec![Line::TooLong]);
+        assert_eq!(buffer.push(b"xx\n{}\nlast"), vec![Line::Text("{}".into())]);
+        assert_eq!(buffer.finish(), Some(Line::Text("last".into())));
+        assert_eq!(buffer.finish(), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! The MCP message layer: JSON-RPC 2.0 messages as MCP frames them, one per
+//! line on stdio, and the two protocol generations.
+//!
+//! - The session generation (2024-11-05 … 2025-11-25): a client opens with
+//!   `initialize`, the server answers with the version it speaks, and
+//!   requests carry nothing more.
+//! - The stateless generation (2026-07-28): no handshake; a client may ask
+//!   `server/discover`, and every request carries its protocol version and
+//!   client capabilities in `params._meta`. A request naming a version the
+//!   server does not speak gets error -32022 listing the ones it does.
+
+use serde_json::{json, Value};
+
+/// Revisions reached through the `initialize` handshake, oldest first.
+pub const SESSION_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// Stateless revisions.
+pub const STATELESS_VERSIONS: [&str; 1] = ["2026-07-28"];
+
+/// Where a stateless request carries its protocol version.
+pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+/// Where a stateless request carries the client's capabilities.
+pub const CLIENT_CAPABILITIES_META: &str = "io.modelcontextprotocol/clientCapabilities";
+/// Where a stateless result carries the server's name and version.
+pub const SERVER_INFO_META: &str = "io.modelcontextprotocol/serverInfo";
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// The longest line accepted from a peer; a longer one is dropped with a
+/// parse error instead of growing a buffer without end.
+pub const MAX_LINE: usize = 4 << 20;
+
+/// One JSON-RPC message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
+    Notification {
+        method: String,
+        params: Value,
+    },
+    /// A result (`Ok`) or an error object (`Err`) for one of our requests.
+    Response {
+        id: Value,
+        outcome: Result<Value, Value>,
+    },
+}
+
+/// A message that is not valid JSON-RPC: the error to answer with (its id
+/// is `null` when the request's own id could not be read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub id: Value,
+    pub code: i64,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn reply(&self) -> String {
+        error(&self.id, self.code, &self.message, None)
+    }
+}
+
+/// Parses one line.
+pub fn parse(line: &str) -> Result<Message, Invalid> {
+    let value: Value = serde_json::from_str(line).map_err(|e| Invalid {
+        id: Value::Null,
+        code: PARSE_ERROR,
+        message: format!("parse error: {e}"),
+    })?;
+    let invalid = |id: &Value, message: &str| Invalid {
+        id: id.clone(),
+        code: INVALID_REQUEST,
+        message: message.to_owned(),
+    };
+    let Value::Object(mut object) = value else {
+        return Err(invalid(&Value::Null, "a message must be a JSON object"));
+    };
+    let id = object.remove("id");
+    if let Some(id) = &id {
+        if !(id.is_string() || id.is_number()) {
+            return Err(invalid(&Value::Null, "an id must be a string or a number"));
+        }
+    }
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(invalid(
+            id.as_ref().unwrap_or(&Value::Null),
+            "jsonrpc must be \"2.0\"",
+        ));
+    }
+    let params = object.remove("params").unwrap_or(Value::Null);
+    match (object.remove("method"), id) {
+        (Some(Value::String(method)), Some(id)) => Ok(Message::Request { id, method, params }),
+        (Some(Value::String(method)), None) => Ok(Message::Notification { method, params }),
+        (Some(_), id) => Err(invalid(
+            id.as_ref().unwrap_or(&Value::Null),
+            "method must be a string",
+        )),
+        (None, Some(id)) => {
+            let outcome = match (object.remove("result"), object.remove("error")) {
+                (Some(result), None) => Ok(result),
+                (None, Some(error)) => Err(error),
+                _ => {
+                    return Err(invalid(
+                        &id,
+                        "a response needs exactly one of result and error",
+                    ))
+                }
+            };
+            Ok(Message::Response { id, outcome })
+        }
+        (None, None) => Err(invalid(&Value::Null, "neither a request nor a response")),
+    }
+}
+
+pub fn result(id: &Value, result: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+pub fn error(id: &Value, code: i64, message: &str, data: Option<Value>) -> String {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string()
+}
+
+pub fn request(id: &Value, method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+}
+
+pub fn notification(method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+}
+
+/// The version to answer an `initialize` asking for `requested`: the same
+/// when this side speaks it, else the newest session revision.
+pub fn negotiate(requested: &str) -> &'static str {
+    SESSION_VERSIONS
+        .into_iter()
+        .find(|v| *v == requested)
+        .unwrap_or(SESSION_VERSIONS[SESSION_VERSIONS.len() - 1])
+}
+
+/// Every revision this side speaks, oldest first.
+pub fn supported_versions() -> Vec<&'static str> {
+    SESSION_VERSIONS
+        .into_iter()
+        .chain(STATELESS_VERSIONS)
+        .collect()
+}
+
+/// The error for a stateless request whose `_meta` names a version this
+/// side does not speak; `None` when it speaks it (or the request names
+/// none: a session-generation request).
+pub fn unsupported_version(id: &Value, params: &Value) -> Option<String> {
+    let requested = params["_meta"][PROTOCOL_VERSION_META].as_str()?;
+    if supported_versions().contains(&requested) {
+        return None;
+    }
+    Some(error(
+        id,
+        UNSUPPORTED_PROTOCOL_VERSION,
+        &format!("unsupported protocol version {requested}"),
+        Some(json!({"supported": supported_versions(), "requested": requested})),
+    ))
+}
+
+/// A list result (`tools/list`, `prompts/list`…): the stateless
+/// generation wants it marked complete and says how long it may be cached
+/// (here: not at all, private); the session generation ignores the marks.
+pub fn listing(key: &str, items: Value) -> Value {
+    json!({key: items, "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})
+}
+
+/// The `server/discover` result of a stateless server.
+pub fn discover_result(capabilities: Value, server_info: Value, instructions: &str) -> Value {
+    json!({
+        "supportedVersions": supported_versions(),
+        "capabilities": capabilities,
+        "instructions": instructions,
+        "resultType": "complete",
+        "ttlMs": 0,
+        "cacheScope": "private",
+        "_meta": {SERVER_INFO_META: server_info},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_of_each_kind_and_the_errors_for_bad_ones() {
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#),
+            Ok(Message::Request {
+                id: json!(1),
+                method: "tools/list".into(),
+                params: Value::Null
+            })
+        );
+        assert!(matches!(
+            parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Ok(Message::Notification { .. })
+        ));
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","id":"a","error":{"code":1,"message":"no"}}"#),
+            Ok(Message::Response {
+                id: json!("a"),
+                outcome: Err(json!({"code":1,"message":"no"}))
+            })
+        );
+        assert_eq!(parse("{oops").unwrap_err().code, PARSE_ERROR);
+        let bad = parse(r#"{"jsonrpc":"1.0","id":7,"method":"x"}"#).unwrap_err();
+        assert_eq!((bad.id, bad.code), (json!(7), INVALID_REQUEST));
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#)
+                .unwrap_err()
+                .id,
+            Value::Null
+        );
+        assert_eq!(parse("[1]").unwrap_err().code, INVALID_REQUEST);
+    }
+
+    #[test]
+    fn versions_are_negotiated_and_checked() {
+        assert_eq!(negotiate("2025-03-26"), "2025-03-26");
+        assert_eq!(negotiate("2099-01-01"), "2025-11-25");
+        let modern = json!({"_meta": {PROTOCOL_VERSION_META: "2026-07-28"}});
+        assert_eq!(unsupported_version(&json!(1), &modern), None);
+        assert_eq!(unsupported_version(&json!(1), &Value::Null), None);
+        let future = json!({"_meta": {PROTOCOL_VERSION_META: "2099-01-01"}});
+        let reply: Value =
+            serde_json::from_str(&unsupported_version(&json!(1), &future).unwrap()).unwrap();
+        assert_eq!(reply["error"]["code"], UNSUPPORTED_PROTOCOL_VERSION);
+        assert_eq!(reply["error"]["data"]["requested"], "2099-01-01");
+    }
+}
