@@ -15,6 +15,9 @@ README's own port, 8788. Snippets are classified by what they do:
   through their model. `agent exec --preset claude` finds Claude Code
   installed (tests/node) and pointed at this server's echo model, as a
   logged-in user's would be pointed at Anthropic;
+* `claude mcp add` installs `agent mcp` in Claude Code (tests/node), with
+  the binary `cargo install` put on PATH; Claude Code's own health check
+  (`claude mcp list`) must then find it connected;
 * anything else must finish with exit code 0; Python snippets run in a
   shell that sourced the secrets file, as the README says.
 """
@@ -137,6 +140,10 @@ def test_every_readme_snippet_works_as_pasted(tmp_path):
                 ran.append(("agent", text))
                 check_agent(env, text)
                 continue
+            if lang == "sh" and "claude mcp add" in text:
+                check_mcp_host(text, env)
+                ran.append(("mcp host", text))
+                continue
             if lang == "python":
                 command = ["bash", "-c", '. "$HOME/.local/state/mcp-provider/env" && exec python -']
             else:
@@ -155,6 +162,7 @@ def test_every_readme_snippet_works_as_pasted(tmp_path):
             path.unlink(missing_ok=True)
     kinds = [kind for kind, _ in ran]
     assert kinds.count("python") == 3 and kinds.count("agent") == 3 and "server" in kinds, kinds
+    assert "mcp host" in kinds, kinds
 
 
 def check_output(text, out, home):
@@ -214,6 +222,23 @@ def agent_env(env, text):
         "DISABLE_AUTOUPDATER": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }
+
+
+def check_mcp_host(text, env):
+    """Claude Code, told to use `agent mcp` as the README says, connects to
+    it: `claude mcp list` starts each server and checks its handshake."""
+    host_env = {
+        **env,
+        "PATH": f"{ROOT / 'tests' / 'node' / 'node_modules' / '.bin'}:{env['HOME']}/installed/bin:{env['PATH']}",
+        "DISABLE_TELEMETRY": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    for command in (text, "claude mcp list"):
+        done = subprocess.run(["bash", "-e", "-c", command], cwd=ROOT, env=host_env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"`{command.strip()}` failed:\n{done.stdout}\n{done.stderr}"
+    listed = next(line for line in done.stdout.splitlines() if line.startswith("mcp-provider"))
+    assert "Connected" in listed, done.stdout
 
 
 def check_agent(env, text):
