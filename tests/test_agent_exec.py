@@ -326,6 +326,11 @@ def codex_agent(server, exec_agent, home, *options):
     return exec_agent("codex", "--preset", "codex", "--cwd", str(home), *options, "--", *extra, env=env)
 
 
+def codex_threads(home):
+    """The threads codex recorded (one transcript file each)."""
+    return list((home / ".codex" / "sessions").rglob("rollout-*.jsonl"))
+
+
 def test_a_continued_chat_resumes_the_codex_thread(server, exec_agent, tmp_path):
     """The second turn of a chat resumes codex's own thread with the new
     message alone: codex sends its model the real history, so the echo
@@ -345,6 +350,8 @@ def test_a_continued_chat_resumes_the_codex_thread(server, exec_agent, tmp_path)
     # codex reports the thread's total after a resume (here about twice
     # the first turn's); the editor gets the turn's own count.
     assert two.usage.prompt_tokens < 1.5 * one.usage.prompt_tokens
+    # Both turns are in one codex thread: one transcript in its sessions.
+    assert len(codex_threads(tmp_path)) == 1
 
 
 def test_without_conversations_every_chat_is_rendered_whole(server, exec_agent, tmp_path):
@@ -357,6 +364,7 @@ def test_without_conversations_every_chat_is_rendered_whole(server, exec_agent, 
         messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "second turn"}],
     )
     assert two.choices[0].message.content.startswith("User: first turn words")
+    assert len(codex_threads(tmp_path)) == 2
 
 
 def test_a_continued_chat_resumes_the_claude_session(server, exec_agent, tmp_path):
@@ -372,3 +380,6 @@ def test_a_continued_chat_resumes_the_claude_session(server, exec_agent, tmp_pat
     # Resumed, claude sent its model the conversation itself; rendered
     # afresh, the prompt would have been a transcript with speaker labels.
     assert text.endswith("Now say heron") and "User:" not in text, text
+    # Claude Code kept one session for both turns.
+    sessions = list((tmp_path / ".claude" / "projects").rglob("*.jsonl"))
+    assert len(sessions) == 1, sessions
