@@ -35,6 +35,22 @@ SECRET_PROMPT = "the launch code is tango-7-alpha"
 BRIDGE_TOKEN = "bt-test-token"
 
 
+def claude_code_env(base_url, api_key):
+    """Claude Code pointed at `base_url`'s Messages API, answered by its
+    echo model, with telemetry and updates off."""
+    return {
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": api_key,
+        "ANTHROPIC_MODEL": "echo",
+        "ANTHROPIC_SMALL_FAST_MODEL": "echo",
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "echo",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+
+
 class Server:
     """A provider process on an ephemeral loopback port."""
 

@@ -18,7 +18,7 @@ import uuid
 import openai
 import pytest
 
-from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, ROOT, RUNTIMES
+from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, ROOT, RUNTIMES, claude_code_env
 
 NODE_BIN = ROOT / "tests" / "node" / "node_modules" / ".bin"
 CLI_TELEMETRY_OFF = {
@@ -269,12 +269,7 @@ def claude_env(server, home):
     return {
         "PATH": f"{NODE_BIN}:{os.environ.get('PATH', '')}",
         "HOME": str(home),
-        "ANTHROPIC_BASE_URL": server.base,
-        "ANTHROPIC_API_KEY": API_KEY,
-        "ANTHROPIC_MODEL": "echo",
-        "ANTHROPIC_SMALL_FAST_MODEL": "echo",
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "echo",
-        **CLI_TELEMETRY_OFF,
+        **claude_code_env(server.base, API_KEY),
     }
 
 
@@ -326,6 +321,20 @@ def codex_agent(server, exec_agent, home, *options):
     return exec_agent("codex", "--preset", "codex", "--cwd", str(home), *options, "--", *extra, env=env)
 
 
+def two_turns(server, model, first_text, second_text):
+    """A chat's first turn, then its second (the first answer sent back as
+    the editor would): both answers."""
+    c = client(server)
+    first = [{"role": "user", "content": first_text}]
+    one = c.chat.completions.create(model=model, messages=first)
+    answer = one.choices[0].message.content
+    two = c.chat.completions.create(
+        model=model,
+        messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": second_text}],
+    )
+    return one, two
+
+
 def codex_threads(home):
     """The threads codex recorded (one transcript file each)."""
     return list((home / ".codex" / "sessions").rglob("rollout-*.jsonl"))
@@ -337,15 +346,8 @@ def test_a_continued_chat_resumes_the_codex_thread(server, exec_agent, tmp_path)
     model answers the new message, not a flattened transcript; and the
     turn's usage is the turn's, not the thread's running total."""
     codex_agent(server, exec_agent, tmp_path)
-    c = client(server)
-    first = [{"role": "user", "content": "first turn words"}]
-    one = c.chat.completions.create(model="codex", messages=first)
-    answer = one.choices[0].message.content
-    assert answer.strip() == "first turn words"
-    two = c.chat.completions.create(
-        model="codex",
-        messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "second turn"}],
-    )
+    one, two = two_turns(server, "codex", "first turn words", "second turn")
+    assert one.choices[0].message.content.strip() == "first turn words"
     assert two.choices[0].message.content.strip() == "second turn"
     # codex reports the thread's total after a resume (here about twice
     # the first turn's); the editor gets the turn's own count.
@@ -356,26 +358,14 @@ def test_a_continued_chat_resumes_the_codex_thread(server, exec_agent, tmp_path)
 
 def test_without_conversations_every_chat_is_rendered_whole(server, exec_agent, tmp_path):
     codex_agent(server, exec_agent, tmp_path, "--conversations", "0")
-    c = client(server)
-    first = [{"role": "user", "content": "first turn words"}]
-    answer = c.chat.completions.create(model="codex", messages=first).choices[0].message.content
-    two = c.chat.completions.create(
-        model="codex",
-        messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "second turn"}],
-    )
+    _, two = two_turns(server, "codex", "first turn words", "second turn")
     assert two.choices[0].message.content.startswith("User: first turn words")
     assert len(codex_threads(tmp_path)) == 2
 
 
 def test_a_continued_chat_resumes_the_claude_session(server, exec_agent, tmp_path):
     exec_agent("claude", "--preset", "claude", "--cwd", str(tmp_path), env=claude_env(server, tmp_path))
-    c = client(server)
-    first = [{"role": "user", "content": "Say the word pelican"}]
-    answer = c.chat.completions.create(model="claude", messages=first).choices[0].message.content
-    two = c.chat.completions.create(
-        model="claude",
-        messages=[*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Now say heron"}],
-    )
+    _, two = two_turns(server, "claude", "Say the word pelican", "Now say heron")
     text = two.choices[0].message.content
     # Resumed, claude sent its model the conversation itself; rendered
     # afresh, the prompt would have been a transcript with speaker labels.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import API_KEY, ROOT
+from conftest import API_KEY, ROOT, claude_code_env
 
 BIN = ROOT / "tests" / "node" / "node_modules" / ".bin"
 WORD = "pelican"
@@ -98,17 +98,7 @@ def test_codex_oss_against_the_ollama_api(make_server, tmp_path):
 
 
 def test_claude_code_over_the_messages_api(server, tmp_path):
-    env = {
-        "ANTHROPIC_BASE_URL": server.base,
-        "ANTHROPIC_API_KEY": API_KEY,
-        "ANTHROPIC_MODEL": "echo",
-        "ANTHROPIC_SMALL_FAST_MODEL": "echo",
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "echo",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    }
+    env = claude_code_env(server.base, API_KEY)
     args = ["-p", PROMPT, "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
     code, out, err = run("claude", args, env, tmp_path)
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

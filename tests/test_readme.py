@@ -35,7 +35,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, claude_code_env
 
 README = ROOT / "README.md"
 PORT = 8788
@@ -212,15 +212,7 @@ def agent_env(env, text):
     return {
         **env,
         "PATH": f"{ROOT / 'tests' / 'node' / 'node_modules' / '.bin'}:{env['PATH']}",
-        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{PORT}",
-        "ANTHROPIC_API_KEY": key,
-        "ANTHROPIC_MODEL": "echo",
-        "ANTHROPIC_SMALL_FAST_MODEL": "echo",
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "echo",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        **claude_code_env(f"http://127.0.0.1:{PORT}", key),
     }
 
 

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use mcp_provider_core::agent::exec::{RunId, STDERR_TAIL};
+use std::time::Instant;
+
+use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId, STDERR_TAIL};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -32,6 +34,27 @@ pub fn command(argv: &[String], cwd: Option<&Path>) -> Result<Command, String> {
         command.current_dir(dir);
     }
     Ok(command)
+}
+
+/// Carries out what the agent asks: each spawn through `spawn` (a run that
+/// cannot start is reported to the agent at once, so its editor hears of
+/// it), each kill to the run's process group. Done before the agent's
+/// frames are sent, since a failed start makes one.
+pub fn carry_out(
+    agent: &mut ExecAgent,
+    groups: &Groups,
+    mut spawn: impl FnMut(RunId, &[String], Vec<u8>) -> Result<(), String>,
+) {
+    while let Some(action) = agent.poll_action() {
+        match action {
+            Action::Spawn { run, argv, stdin } => {
+                if let Err(e) = spawn(run, &argv, stdin) {
+                    agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
+                }
+            }
+            Action::Kill { run } => groups.kill(run),
+        }
+    }
 }
 
 /// SIGKILL to the process group `pgid` (a run's pid: it leads its group).

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
-use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId};
+use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
 use tungstenite::Message;
 
 use crate::echo::wait;
@@ -46,17 +46,9 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
 
     let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
     let result = loop {
-        // Actions first: a run that cannot start answers with a frame.
-        while let Some(action) = agent.poll_action() {
-            match action {
-                Action::Spawn { run, argv, stdin } => {
-                    if let Err(e) = start(remote, &groups, &tx, run, &argv, stdin) {
-                        agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
-                    }
-                }
-                Action::Kill { run } => groups.kill(run),
-            }
-        }
+        process::carry_out(&mut agent, &groups, |run, argv, stdin| {
+            start(remote, &groups, &tx, run, argv, stdin)
+        });
         while let Some(frame) = agent.poll_transmit() {
             if let Err(e) = writer.send(Message::text(frame)) {
                 groups.kill_all();

@@ -8,12 +8,11 @@ use std::time::Instant;
 use async_tungstenite::tungstenite::Message;
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
-use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId};
+use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
 use smol::channel::{self, Sender};
-use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::remote::{follow_remote, FromLink};
+use crate::remote::{follow_remote, next_input, FromLink, Waited};
 
 /// What the agent's task waits for.
 enum Input {
@@ -45,44 +44,24 @@ pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
 
     let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
     let result = loop {
-        // Actions first: a run that cannot start answers with a frame.
-        while let Some(action) = agent.poll_action() {
-            match action {
-                Action::Spawn { run, argv, stdin } => {
-                    if let Err(e) = start(remote, &groups, &tx, run, &argv, stdin) {
-                        agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
-                    }
-                }
-                Action::Kill { run } => groups.kill(run),
-            }
-        }
+        process::carry_out(&mut agent, &groups, |run, argv, stdin| {
+            start(remote, &groups, &tx, run, argv, stdin)
+        });
         while let Some(frame) = agent.poll_transmit() {
             if let Err(e) = ws_tx.send(Message::text(frame)).await {
                 groups.kill_all();
                 return Err(format!("agent link failed: {e}"));
             }
         }
-        let deadline = agent.poll_timeout();
-        let input = async { Some(rx.recv().await) }
-            .or(async {
-                match deadline {
-                    Some(at) => {
-                        smol::Timer::at(at).await;
-                        None
-                    }
-                    None => std::future::pending().await,
-                }
-            })
-            .await;
-        match input {
-            Some(Ok(Input::Link(FromLink::Frame(frame)))) => {
+        match next_input(&rx, agent.poll_timeout()).await {
+            Waited::Input(Input::Link(FromLink::Frame(frame))) => {
                 agent.handle_message(&frame, Instant::now())
             }
-            Some(Ok(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),
-            Some(Ok(Input::Exit(run, exit))) => agent.handle_exit(run, exit, Instant::now()),
-            Some(Ok(Input::Link(FromLink::Closed(result)))) => break result,
-            Some(Err(_)) => break Ok(()),
-            None => agent.handle_timeout(Instant::now()),
+            Waited::Input(Input::Stdout(run, bytes)) => agent.handle_stdout(run, &bytes),
+            Waited::Input(Input::Exit(run, exit)) => agent.handle_exit(run, exit, Instant::now()),
+            Waited::Input(Input::Link(FromLink::Closed(result))) => break result,
+            Waited::Closed => break Ok(()),
+            Waited::Due => agent.handle_timeout(Instant::now()),
         }
     };
     groups.kill_all();

@@ -7,11 +7,10 @@ use async_tungstenite::tungstenite::Message;
 use mcp_provider_cli::RemoteHost;
 use mcp_provider_core::agent::host::HostAgent;
 use smol::channel;
-use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Unblock;
 
-use crate::remote::{follow_remote, FromLink};
+use crate::remote::{follow_remote, next_input, FromLink, Waited};
 
 /// What the agent's task waits for.
 enum Input {
@@ -66,27 +65,14 @@ pub async fn run_remote(remote: &RemoteHost) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("agent link failed: {e}"))?;
         }
-        let deadline = agent.poll_timeout();
-        let input = async { rx.recv().await.ok() }
-            .or(async {
-                match deadline {
-                    Some(at) => {
-                        smol::Timer::at(at).await;
-                        None
-                    }
-                    None => std::future::pending().await,
-                }
-            })
-            .await;
-        match input {
-            Some(Input::Host(bytes)) => agent.handle_host_bytes(&bytes, Instant::now()),
-            Some(Input::Link(FromLink::Frame(frame))) => agent.handle_provider_message(&frame),
-            Some(Input::Link(FromLink::Closed(result))) => return result,
-            Some(Input::HostClosed) => return Ok(()),
-            None if deadline.is_some_and(|at| at <= Instant::now()) => {
-                agent.handle_timeout(Instant::now())
+        match next_input(&rx, agent.poll_timeout()).await {
+            Waited::Input(Input::Host(bytes)) => agent.handle_host_bytes(&bytes, Instant::now()),
+            Waited::Input(Input::Link(FromLink::Frame(frame))) => {
+                agent.handle_provider_message(&frame)
             }
-            None => return Ok(()),
+            Waited::Input(Input::Link(FromLink::Closed(result))) => return result,
+            Waited::Input(Input::HostClosed) | Waited::Closed => return Ok(()),
+            Waited::Due => agent.handle_timeout(Instant::now()),
         }
     }
 }

@@ -1,10 +1,43 @@
 //! What the agents that dial a provider (`agent exec`, `agent mcp`) share:
 //! the task that follows the link.
 
+use std::time::Instant;
+
 use async_tungstenite::tungstenite::{Error as WsError, Message};
-use smol::channel::Sender;
+use smol::channel::{Receiver, Sender};
+use smol::future::FutureExt;
 use smol::stream::{Stream, StreamExt};
 use smol::Task;
+
+/// What waiting for an agent's next input found.
+pub enum Waited<I> {
+    Input(I),
+    /// Every sender is gone.
+    Closed,
+    /// The agent's deadline came first.
+    Due,
+}
+
+/// The next input from `rx`, or [`Waited::Due`] at `deadline`.
+pub async fn next_input<I>(rx: &Receiver<I>, deadline: Option<Instant>) -> Waited<I> {
+    let input = async {
+        match rx.recv().await {
+            Ok(input) => Waited::Input(input),
+            Err(_) => Waited::Closed,
+        }
+    };
+    input
+        .or(async {
+            match deadline {
+                Some(at) => {
+                    smol::Timer::at(at).await;
+                    Waited::Due
+                }
+                None => std::future::pending().await,
+            }
+        })
+        .await
+}
 
 /// What a remote agent's link reader passes on.
 pub enum FromLink {

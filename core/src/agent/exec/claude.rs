@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::output::{text_blocks, Event, JsonLines, Replay};
+use super::output::{text_blocks, usage, Event, JsonLines, Replay};
 
 #[derive(Default)]
 pub struct StreamJson {
@@ -98,30 +98,17 @@ pub(super) fn result(line: &Value, replay: &mut Replay, out: &mut Vec<Event>) {
         replay.begin_message();
         out.extend(replay.piece(text).map(Event::Text));
     }
-    let usage = &line["usage"];
-    if let (Some(prompt), Some(completion)) = (
-        usage["input_tokens"].as_u64(),
-        usage["output_tokens"].as_u64(),
-    ) {
-        out.push(Event::Usage { prompt, completion });
-    }
+    out.extend(usage(&line["usage"]));
     out.push(Event::Finished);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::output::{Lines, OutputFormat};
+    use super::super::output::testing::{self, texts};
     use super::*;
 
     fn run(lines: &[&str]) -> Vec<Event> {
-        let mut format = Lines::new(StreamJson::default());
-        let mut out = Vec::new();
-        for line in lines {
-            format.feed(line.as_bytes(), &mut out);
-            format.feed(b"\n", &mut out);
-        }
-        format.end(&mut out);
-        out
+        testing::run(StreamJson::default(), lines)
     }
 
     fn delta(text: &str) -> String {
@@ -133,16 +120,6 @@ mod tests {
     const START: &str =
         r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"m1"}}}"#;
     const INIT: &str = r#"{"type":"system","subtype":"init","session_id":"s1"}"#;
-
-    fn texts(events: &[Event]) -> String {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect()
-    }
 
     #[test]
     fn streamed_text_then_its_whole_message_shows_each_word_once() {

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::output::{Event, JsonLines};
+use super::output::{usage, Event, JsonLines};
 
 #[derive(Default)]
 pub struct Codex {
@@ -64,13 +64,7 @@ impl JsonLines for Codex {
             }
             Some("turn.completed") => {
                 self.ended = true;
-                let usage = &line["usage"];
-                if let (Some(prompt), Some(completion)) = (
-                    usage["input_tokens"].as_u64(),
-                    usage["output_tokens"].as_u64(),
-                ) {
-                    out.push(Event::Usage { prompt, completion });
-                }
+                out.extend(usage(&line["usage"]));
                 out.push(Event::Finished);
             }
             _ => {}
@@ -84,17 +78,11 @@ impl JsonLines for Codex {
 
 #[cfg(test)]
 mod tests {
-    use super::super::output::{Lines, OutputFormat};
+    use super::super::output::testing;
     use super::*;
 
     fn run(lines: &[&str]) -> Vec<Event> {
-        let mut format = Lines::new(Codex::default());
-        let mut out = Vec::new();
-        for line in lines {
-            format.feed(format!("{line}\n").as_bytes(), &mut out);
-        }
-        format.end(&mut out);
-        out
+        testing::run(Codex::default(), lines)
     }
 
     #[test]

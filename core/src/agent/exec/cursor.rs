@@ -50,23 +50,12 @@ impl JsonLines for CursorAgent {
 
 #[cfg(test)]
 mod tests {
-    use super::super::output::{Lines, OutputFormat};
+    use super::super::output::testing;
     use super::*;
 
     fn texts(lines: &[&str]) -> (String, Vec<Event>) {
-        let mut format = Lines::new(CursorAgent::default());
-        let mut out = Vec::new();
-        for line in lines {
-            format.feed(format!("{line}\n").as_bytes(), &mut out);
-        }
-        let text = out
-            .iter()
-            .filter_map(|e| match e {
-                Event::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect();
-        (text, out)
+        let out = testing::run(CursorAgent::default(), lines);
+        (testing::texts(&out), out)
     }
 
     fn assistant(text: &str) -> String {

@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::claude::session;
-use super::output::{Event, JsonLines, Replay};
+use super::output::{usage, Event, JsonLines, Replay};
 
 #[derive(Default)]
 pub struct Gemini {
@@ -54,13 +54,7 @@ impl JsonLines for Gemini {
                     out.push(Event::Failed(message.to_owned()));
                     return;
                 }
-                let stats = &line["stats"];
-                if let (Some(prompt), Some(completion)) = (
-                    stats["input_tokens"].as_u64(),
-                    stats["output_tokens"].as_u64(),
-                ) {
-                    out.push(Event::Usage { prompt, completion });
-                }
+                out.extend(usage(&line["stats"]));
                 out.push(Event::Finished);
             }
             _ => {}
@@ -70,17 +64,11 @@ impl JsonLines for Gemini {
 
 #[cfg(test)]
 mod tests {
-    use super::super::output::{Lines, OutputFormat};
+    use super::super::output::testing::{self, texts};
     use super::*;
 
     fn run(lines: &[&str]) -> Vec<Event> {
-        let mut format = Lines::new(Gemini::default());
-        let mut out = Vec::new();
-        for line in lines {
-            format.feed(format!("{line}\n").as_bytes(), &mut out);
-        }
-        format.end(&mut out);
-        out
+        testing::run(Gemini::default(), lines)
     }
 
     fn piece(text: &str) -> String {
@@ -89,16 +77,6 @@ mod tests {
 
     const INIT: &str = r#"{"type":"init","session_id":"s","model":"m"}"#;
     const USER: &str = r#"{"type":"message","role":"user","content":"hi"}"#;
-
-    fn texts(events: &[Event]) -> String {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect()
-    }
 
     #[test]
     fn pieces_usage_and_the_end() {

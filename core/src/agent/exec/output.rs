@@ -170,6 +170,15 @@ fn common_prefix(a: &str, b: &str) -> usize {
         .map_or_else(|| a.len().min(b.len()), |((i, _), _)| i)
 }
 
+/// The usage event of an `{"input_tokens", "output_tokens"}` object (the
+/// shape claude, codex and gemini all report), if it has both.
+pub fn usage(counts: &Value) -> Option<Event> {
+    Some(Event::Usage {
+        prompt: counts["input_tokens"].as_u64()?,
+        completion: counts["output_tokens"].as_u64()?,
+    })
+}
+
 /// Text blocks of a message's `content` (an Anthropic-style array), joined.
 pub fn text_blocks(content: &Value) -> String {
     match content {
@@ -180,6 +189,34 @@ pub fn text_blocks(content: &Value) -> String {
             .filter_map(|b| b["text"].as_str())
             .collect(),
         _ => String::new(),
+    }
+}
+
+/// What parser tests share: feeding lines, reading the text shown.
+#[cfg(test)]
+pub(super) mod testing {
+    use super::*;
+
+    /// The events of `lines`, each fed with its newline, then the end.
+    pub fn run(parser: impl JsonLines, lines: &[&str]) -> Vec<Event> {
+        let mut format = Lines::new(parser);
+        let mut out = Vec::new();
+        for line in lines {
+            format.feed(format!("{line}\n").as_bytes(), &mut out);
+        }
+        format.end(&mut out);
+        out
+    }
+
+    /// All the text the events show, joined.
+    pub fn texts(events: &[Event]) -> String {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
     }
 }
 

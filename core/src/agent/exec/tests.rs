@@ -44,6 +44,15 @@ fn one_spawn(agent: &mut ExecAgent) -> (RunId, Vec<String>, Vec<u8>) {
     }
 }
 
+/// An agent for `plan` that took request `inv-1` and started its run.
+fn started(plan: ExecPlan, now: Instant) -> (ExecAgent, RunId) {
+    let mut agent = ExecAgent::new(plan, "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke("inv-1", "x"), now);
+    let (run, _, _) = one_spawn(&mut agent);
+    (agent, run)
+}
+
 fn exited(code: i32) -> Exit {
     Exit::Exited {
         code: Some(code),
@@ -95,10 +104,7 @@ fn the_prompt_goes_into_a_templated_argument_instead_of_stdin() {
 #[test]
 fn a_failing_exit_is_an_error_with_stderr_never_an_empty_success() {
     let now = Instant::now();
-    let mut agent = ExecAgent::new(plan(Format::Plain, &["false"]), "a");
-    frames(&mut agent);
-    agent.handle_message(&invoke("inv-1", "x"), now);
-    let (run, _, _) = one_spawn(&mut agent);
+    let (mut agent, run) = started(plan(Format::Plain, &["false"]), now);
     agent.handle_exit(
         run,
         Exit::Exited {
@@ -132,10 +138,7 @@ fn a_failing_exit_is_an_error_with_stderr_never_an_empty_success() {
 #[test]
 fn a_json_cli_that_exits_0_without_a_result_has_failed() {
     let now = Instant::now();
-    let mut agent = ExecAgent::new(plan(Format::StreamJson, &["claude"]), "a");
-    frames(&mut agent);
-    agent.handle_message(&invoke("inv-1", "x"), now);
-    let (run, _, _) = one_spawn(&mut agent);
+    let (mut agent, run) = started(plan(Format::StreamJson, &["claude"]), now);
     agent.handle_stdout(run, b"this is not json\n");
     agent.handle_exit(run, exited(0), now);
     let sent = frames(&mut agent);
@@ -149,10 +152,7 @@ fn a_json_cli_that_exits_0_without_a_result_has_failed() {
 #[test]
 fn an_error_result_fails_at_once_and_kills_the_run() {
     let now = Instant::now();
-    let mut agent = ExecAgent::new(plan(Format::StreamJson, &["claude"]), "a");
-    frames(&mut agent);
-    agent.handle_message(&invoke("inv-1", "x"), now);
-    let (run, _, _) = one_spawn(&mut agent);
+    let (mut agent, run) = started(plan(Format::StreamJson, &["claude"]), now);
     agent.handle_stdout(
         run,
         br#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401"}
@@ -171,10 +171,7 @@ fn an_error_result_fails_at_once_and_kills_the_run() {
 #[test]
 fn cancel_kills_the_group_and_sends_nothing() {
     let now = Instant::now();
-    let mut agent = ExecAgent::new(plan(Format::Plain, &["sleep"]), "a");
-    frames(&mut agent);
-    agent.handle_message(&invoke("inv-1", "x"), now);
-    let (run, _, _) = one_spawn(&mut agent);
+    let (mut agent, run) = started(plan(Format::Plain, &["sleep"]), now);
     agent.handle_message(r#"{"type":"cancel","id":"inv-1"}"#, now);
     assert_eq!(actions(&mut agent), [Action::Kill { run }]);
     agent.handle_stdout(run, b"late");
@@ -302,20 +299,24 @@ const CLAUDE_ANSWER: &str = concat!(
     "\n"
 );
 
-#[test]
-fn a_continued_chat_resumes_the_cli_session_with_the_new_message_alone() {
-    let now = Instant::now();
+/// A claude agent that answered "Hi" with "Hello" in session `S1`.
+fn claude_after_one_turn(now: Instant) -> ExecAgent {
     let mut agent = resuming(Preset::Claude);
-    agent.handle_message(
-        &chat("inv-1", json!([{"role": "user", "content": "Hi"}])),
-        now,
-    );
+    let first = json!([{"role": "user", "content": "Hi"}]);
+    agent.handle_message(&chat("inv-1", first), now);
     let (run, _, stdin) = one_spawn(&mut agent);
     assert_eq!(stdin, b"Hi");
     agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes());
     agent.handle_exit(run, exited(0), now);
     frames(&mut agent);
     assert_eq!(agent.conversations(), 1);
+    agent
+}
+
+#[test]
+fn a_continued_chat_resumes_the_cli_session_with_the_new_message_alone() {
+    let now = Instant::now();
+    let mut agent = claude_after_one_turn(now);
 
     let next = json!([{"role": "user", "content": "Hi"},
                       {"role": "assistant", "content": "Hello"},
@@ -341,14 +342,7 @@ fn a_continued_chat_resumes_the_cli_session_with_the_new_message_alone() {
 #[test]
 fn a_conversation_the_editor_changed_starts_afresh() {
     let now = Instant::now();
-    let mut agent = resuming(Preset::Claude);
-    agent.handle_message(
-        &chat("inv-1", json!([{"role": "user", "content": "Hi"}])),
-        now,
-    );
-    let (run, _, _) = one_spawn(&mut agent);
-    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes());
-    agent.handle_exit(run, exited(0), now);
+    let mut agent = claude_after_one_turn(now);
     let edited = json!([{"role": "user", "content": "Hi"},
                         {"role": "assistant", "content": "Hello, edited"},
                         {"role": "user", "content": "Next"}]);
@@ -360,15 +354,7 @@ fn a_conversation_the_editor_changed_starts_afresh() {
 #[test]
 fn a_resume_that_fails_before_any_text_runs_afresh_unseen() {
     let now = Instant::now();
-    let mut agent = resuming(Preset::Claude);
-    agent.handle_message(
-        &chat("inv-1", json!([{"role": "user", "content": "Hi"}])),
-        now,
-    );
-    let (run, _, _) = one_spawn(&mut agent);
-    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes());
-    agent.handle_exit(run, exited(0), now);
-    frames(&mut agent);
+    let mut agent = claude_after_one_turn(now);
 
     let next = json!([{"role": "user", "content": "Hi"},
                       {"role": "assistant", "content": "Hello"},
