@@ -4,9 +4,14 @@
 //! `content_block_delta`/`text_delta`), a whole `assistant` message after
 //! its events, and a final `result`.
 //!
-//! When a stream fails midway, claude closes it (`message_stop` with
-//! `abandoned_blocks`) and asks again without streaming: the next whole
-//! message repeats what was streamed, and only what goes past it is new.
+//! When a stream fails midway, claude closes it (`message_stop`, with
+//! `abandoned_blocks` beside the event on its line) and asks again: when the
+//! first block was abandoned the next message repeats what was streamed, and
+//! only what goes past it is new.
+//! qwen says the same with a `system` `retry` line whose `preserveText` is
+//! false. A failed request shows up as a synthetic `assistant` message
+//! (`is_api_error_message`) holding the error as text: that is not answer
+//! text, the `result` that follows reports the failure.
 
 use serde_json::Value;
 
@@ -33,12 +38,14 @@ impl StreamJson {
                     out.extend(self.replay.piece(text).map(Event::Text));
                 }
             }
-            Some("message_stop") if !event["abandoned_blocks"].is_null() => {
-                self.abandoned = true;
-                self.streaming = false;
-            }
             _ => {}
         }
+    }
+
+    /// The stream so far is taken back: the next message starts it over.
+    fn abandon(&mut self) {
+        self.abandoned = true;
+        self.streaming = false;
     }
 
     /// A new message: a retry of an abandoned one, or the next one.
@@ -54,7 +61,20 @@ impl StreamJson {
 impl JsonLines for StreamJson {
     fn line(&mut self, line: &Value, out: &mut Vec<Event>) {
         match line["type"].as_str() {
-            Some("stream_event") => self.event(&line["event"], out),
+            Some("stream_event") => {
+                let event = &line["event"];
+                if event["type"] == "message_stop" && retracts(line) {
+                    self.abandon();
+                } else {
+                    self.event(event, out);
+                }
+            }
+            Some("system")
+                if line["subtype"] == "retry" && line["data"]["preserveText"] == false =>
+            {
+                self.abandon();
+            }
+            Some("assistant") if line["is_api_error_message"] == true => {}
             Some("assistant") => {
                 if !std::mem::take(&mut self.streaming) {
                     self.begin();
@@ -67,6 +87,20 @@ impl JsonLines for StreamJson {
             _ => {}
         }
     }
+}
+
+/// Whether a `message_stop` line takes back the text its message streamed.
+/// `abandoned_blocks` names the first block abandoned: from block 0 the
+/// whole message is asked again; from a later block the finished blocks
+/// before it stand (their `assistant` lines came) and claude goes on after
+/// them with a new message, so nothing shown is repeated. Older releases put
+/// the mark inside the event.
+fn retracts(line: &Value) -> bool {
+    let abandoned = match &line["abandoned_blocks"] {
+        Value::Null => &line["event"]["abandoned_blocks"],
+        on_the_line => on_the_line,
+    };
+    !abandoned.is_null() && abandoned["from_block_index"].as_u64().unwrap_or(0) == 0
 }
 
 /// The `session_id` of an init line (claude, qwen, gemini, cursor-agent).
@@ -159,6 +193,72 @@ mod tests {
         ]);
         assert_eq!(texts(&out), "The answer is 42.");
         assert_eq!(out.last(), Some(&Event::Finished));
+    }
+
+    #[test]
+    fn abandoned_blocks_beside_the_event_take_the_stream_back() {
+        // As claude 2.1 prints it: the mark is on the line, not in the event.
+        let out = run(&[
+            START,
+            &delta("Pelicans "),
+            &delta("glide "),
+            r#"{"type":"stream_event","event":{"type":"message_stop"},"abandoned_blocks":{"api_message_id":"m1","from_block_index":0}}"#,
+            r#"{"type":"system","subtype":"api_retry","attempt":1}"#,
+            START,
+            &delta("Pelicans "),
+            &delta("glide "),
+            &delta("over the harbour."),
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Pelicans glide over the harbour."}]}}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"Pelicans glide over the harbour."}"#,
+        ]);
+        assert_eq!(texts(&out), "Pelicans glide over the harbour.");
+    }
+
+    #[test]
+    fn blocks_finished_before_the_abandoned_one_stand() {
+        let out = run(&[
+            START,
+            &delta("Pelicans glide."),
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Pelicans glide."}]}}"#,
+            r#"{"type":"stream_event","event":{"type":"message_stop"},"abandoned_blocks":{"from_block_index":1}}"#,
+            START,
+            &delta("Pelicans "),
+            &delta("also dive."),
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Pelicans also dive."}]}}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"Pelicans also dive."}"#,
+        ]);
+        assert_eq!(texts(&out), "Pelicans glide.Pelicans also dive.");
+    }
+
+    #[test]
+    fn a_qwen_retry_without_preserved_text_starts_the_message_over() {
+        let out = run(&[
+            START,
+            &delta("The pelican "),
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"The pelican "}]}}"#,
+            r#"{"type":"stream_event","event":{"type":"message_stop"}}"#,
+            r#"{"type":"system","subtype":"retry","data":{"reason":"retry","preserveText":false}}"#,
+            START,
+            &delta("The pelican "),
+            &delta("is a bird."),
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"The pelican is a bird."}]}}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"The pelican is a bird."}"#,
+        ]);
+        assert_eq!(texts(&out), "The pelican is a bird.");
+    }
+
+    #[test]
+    fn a_synthetic_api_error_message_is_not_answer_text() {
+        let out = run(&[
+            r#"{"type":"assistant","is_api_error_message":true,"error":"server_error","message":{"model":"<synthetic>","content":[{"type":"text","text":"API Error: 500 Internal server error."}]}}"#,
+            r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 500 Internal server error."}"#,
+        ]);
+        assert_eq!(
+            out,
+            vec![Event::Failed(
+                "API Error: 500 Internal server error.".into()
+            )]
+        );
     }
 
     #[test]

@@ -156,6 +156,13 @@ impl Replay {
         self.piece(text)
     }
 
+    /// Whether `text` agrees with the current message from its start: it
+    /// repeats the message's beginning, or all of it and goes on.
+    pub fn repeats(&self, text: &str) -> bool {
+        let message = self.shown.get(self.start..).unwrap_or_default();
+        message.starts_with(text) || text.starts_with(message)
+    }
+
     /// Whether any text was shown.
     pub fn is_empty(&self) -> bool {
         self.shown.is_empty()

@@ -93,6 +93,11 @@ impl Preset {
     /// stdin (no argument-length limit), the others take it as their last
     /// argument.
     pub fn command(self, extra: &[String]) -> Vec<String> {
+        self.command_with(extra, &[])
+    }
+
+    /// [`Preset::command`] with `more` arguments after the user's.
+    fn command_with(self, extra: &[String], more: &[&str]) -> Vec<String> {
         let (head, tail): (&[&str], &[&str]) = match self {
             Preset::Claude => (
                 &[
@@ -136,6 +141,7 @@ impl Preset {
         let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let mut command = words(head);
         command.extend_from_slice(extra);
+        command.extend(words(more));
         command.extend(words(tail));
         command
     }
@@ -144,18 +150,18 @@ impl Preset {
 impl Preset {
     /// The command that continues the CLI's session [`SESSION`] with a new
     /// prompt, for the CLIs whose resuming is known to work headless:
-    /// claude (`--resume`) and codex (`exec resume`).
+    /// claude, qwen and gemini (`--resume`; qwen and gemini find a session
+    /// only from the working directory it was made in, which is every
+    /// run's) and codex (`exec resume`).
     pub fn resume_command(self, extra: &[String]) -> Option<Vec<String>> {
         let mut command = match self {
-            Preset::Claude => {
-                let mut command = self.command(extra);
-                command.extend(["--resume".to_owned(), SESSION.to_owned()]);
-                return Some(command);
+            Preset::Claude | Preset::Qwen | Preset::Gemini => {
+                return Some(self.command_with(extra, &["--resume", SESSION]));
             }
             Preset::Codex => ["codex", "exec", "resume", "--json", "--skip-git-repo-check"]
                 .map(str::to_owned)
                 .to_vec(),
-            Preset::Qwen | Preset::Gemini | Preset::CursorAgent => return None,
+            Preset::CursorAgent => return None,
         };
         command.extend_from_slice(extra);
         command.extend([SESSION.to_owned(), "-".to_owned()]);
@@ -203,5 +209,10 @@ mod tests {
         );
         let resume = Preset::Claude.resume_command(&[]).unwrap();
         assert_eq!(resume[resume.len() - 2..], ["--resume", SESSION]);
+        let resume = Preset::Gemini.resume_command(&extra).unwrap();
+        assert_eq!(
+            resume[3..],
+            ["--model", "o4", "--resume", SESSION, "-p", PROMPT]
+        );
     }
 }
