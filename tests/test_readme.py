@@ -161,7 +161,7 @@ def test_every_readme_snippet_works_as_pasted(tmp_path):
         for path in created:
             path.unlink(missing_ok=True)
     kinds = [kind for kind, _ in ran]
-    assert kinds.count("python") == 3 and kinds.count("agent") == 3 and "server" in kinds, kinds
+    assert kinds.count("python") == 4 and kinds.count("agent") == 3 and "server" in kinds, kinds
     assert "mcp host" in kinds, kinds
 
 
@@ -171,6 +171,9 @@ def check_output(text, out, home):
         assert "hello" in out and "there" in out and "data: [DONE]" in out, out
     elif "client.chat" in text or "messages.create" in text or "chat.completions" in text:
         assert out.strip() == "hi", out
+    elif "call_tool" in text:
+        # The bridged server-everything's echo tool answered.
+        assert out.strip() == "Echo: hi", out
     elif "cargo install" in text:
         for binary in ("mcp-provider", "mcp-provider-blocking"):
             version = subprocess.run([str(home / "installed" / "bin" / binary), "--version"],

@@ -5,15 +5,17 @@
 //! connection ([`Bell`]) and its timer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use mcp_provider_core::backlog::Backlog;
+use mcp_provider_core::bridge::streamable::Bridge;
 use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::switchboard::Switchboard;
-use mcp_provider_core::{ConnId, Provider};
+use mcp_provider_core::{ConnId, Output, Provider};
 
 use crate::audit::AuditSink;
+use crate::bridge::Bridged;
 use crate::mailbox::{Bell, Bells, Inbox, Mailbox};
 
 pub struct Hub<B: Bell> {
@@ -21,6 +23,9 @@ pub struct Hub<B: Bell> {
     next_conn: AtomicU64,
     /// Wakes the runtime's timer when an earlier deadline was armed.
     wake: Box<dyn Fn() + Send + Sync>,
+    /// The MCP bridge, when servers are bridged: `/mcp/…` requests go to
+    /// it once the provider has checked them.
+    bridge: OnceLock<Arc<Bridged>>,
 }
 
 impl<B: Bell> Hub<B> {
@@ -39,7 +44,37 @@ impl<B: Bell> Hub<B> {
             core: Mutex::new(board),
             next_conn: AtomicU64::new(1),
             wake: Box::new(wake),
+            bridge: OnceLock::new(),
         })
+    }
+
+    /// Serves `bridged` beside the provider: its answers are posted to the
+    /// connections like the provider's.
+    pub fn attach_bridge(self: &Arc<Self>, bridged: Arc<Bridged>) {
+        let hub = Arc::downgrade(self);
+        bridged.set_post(Box::new(move |outputs| {
+            if let Some(hub) = hub.upgrade() {
+                hub.post(outputs);
+            }
+        }));
+        let _ = self.bridge.set(bridged);
+    }
+
+    /// The bridge, if one is attached.
+    pub fn bridge(&self) -> Option<&Arc<Bridged>> {
+        self.bridge.get()
+    }
+
+    /// Posts outputs made outside the provider, then wakes their
+    /// connections.
+    fn post(&self, outputs: Vec<Output>) {
+        let mut bells = Bells::default();
+        let mut board = self.lock();
+        for output in outputs {
+            board.post(output, |mailbox: &Mailbox<B>, output| {
+                mailbox.post(output, &mut bells)
+            });
+        }
     }
 
     /// The switchboard (for the timer: its armed deadline).
@@ -96,7 +131,14 @@ impl<B: Bell> Hub<B> {
                 Ok(Some(request)) => {
                     pumped.upgrade |= request.is_websocket_upgrade();
                     pumped.handled = true;
-                    self.with(|p, now| p.handle_request(id, request, now));
+                    match self.bridge.get() {
+                        Some(bridge) if Bridge::handles(request.path()) => {
+                            if self.with(|p, now| p.admit_bridge(id, &request, now)) {
+                                bridge.handle_request(id, request);
+                            }
+                        }
+                        _ => self.with(|p, now| p.handle_request(id, request, now)),
+                    }
                 }
                 Ok(None) => return pumped,
                 Err(e) => {
@@ -121,6 +163,9 @@ impl<B: Bell> Hub<B> {
         let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, &mut bells);
         if self.lock().detach(id, Instant::now(), post) {
             (self.wake)();
+        }
+        if let Some(bridge) = self.bridge.get() {
+            bridge.handle_conn_closed(id);
         }
     }
 }
@@ -150,9 +195,18 @@ impl<B: Bell> Drop for Attached<B> {
 impl<B: Bell> crate::shutdown::Stop for Arc<Hub<B>> {
     fn begin(&self) {
         self.with(|p, _| p.shut_down());
+        if let Some(bridge) = self.bridge.get() {
+            bridge.stop();
+        }
     }
 
     fn flushed(&self) -> bool {
-        self.lock().queued() == 0
+        self.lock().queued() == 0 && self.bridge.get().is_none_or(|b| b.stopped())
+    }
+
+    fn finish(&self) {
+        if let Some(bridge) = self.bridge.get() {
+            bridge.kill_all();
+        }
     }
 }

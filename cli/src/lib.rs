@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod bridge;
 pub mod dial;
 pub mod exec;
 mod fds;
@@ -43,6 +44,8 @@ pub struct Launch {
     pub threads: usize,
     /// The audit log, when one is configured.
     pub audit: Option<audit::AuditSink>,
+    /// The MCP bridge, when servers are bridged: attach it to the hub.
+    pub bridge: Option<std::sync::Arc<bridge::Bridged>>,
 }
 
 /// Bytes a connection reads from its socket at a time. Requests are small,
@@ -135,29 +138,41 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the OpenAI and Ollama APIs (and the agent link on /v1/agent).
-    Serve {
-        /// Address to listen on; repeat for more (default 127.0.0.1:8788).
-        #[arg(long)]
-        listen: Vec<String>,
-        /// TOML config file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Do not start the built-in echo agent.
-        #[arg(long)]
-        no_echo_agent: bool,
-        /// Override any config key: --set requests_per_minute=60
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Print the effective configuration (secrets masked) and exit.
-        #[arg(long)]
-        print_config: bool,
-    },
+    /// Serve the OpenAI, Anthropic and Ollama APIs (and the agent link on
+    /// /v1/agent), and the MCP bridge for any --server.
+    Serve(ServeArgs),
+    /// The MCP bridge alone: stdio MCP servers served to network clients at
+    /// /mcp/NAME (no built-in echo agent).
+    Bridge(ServeArgs),
     /// Run a built-in agent against a provider.
     Agent {
         #[command(subcommand)]
         agent: AgentCommand,
     },
+}
+
+/// The flags `serve` and `bridge` share.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; repeat for more (default 127.0.0.1:8788).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// TOML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Do not start the built-in echo agent.
+    #[arg(long)]
+    no_echo_agent: bool,
+    /// Override any config key: --set requests_per_minute=60
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// A stdio MCP server to bridge at /mcp/NAME; COMMAND is split like a
+    /// shell would (quotes honoured, no shell run). Repeat for more.
+    #[arg(long = "server", value_name = "NAME=COMMAND")]
+    server: Vec<String>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(Subcommand)]
@@ -212,28 +227,8 @@ pub fn main<R: Runtime>() -> ExitCode {
         )
         .init();
     let outcome = match cli.command {
-        Command::Serve {
-            listen,
-            config,
-            no_echo_agent,
-            mut set,
-            print_config,
-        } => {
-            if !listen.is_empty() {
-                set.push(format!("listen={}", listen.join(",")));
-            }
-            if no_echo_agent {
-                set.push("echo_agent=false".to_owned());
-            }
-            match Settings::load(config.as_deref(), std::env::vars(), &set) {
-                Ok(settings) if print_config => {
-                    print!("{}", settings.masked(R::DEFAULT_MAX_CONNECTIONS));
-                    Ok(())
-                }
-                Ok(settings) => serve::<R>(settings),
-                Err(e) => Err(Failure::Usage(e.to_string())),
-            }
-        }
+        Command::Serve(args) => serve_command::<R>(args, false),
+        Command::Bridge(args) => serve_command::<R>(args, true),
         Command::Agent {
             agent:
                 AgentCommand::Echo {
@@ -317,6 +312,32 @@ pub fn main<R: Runtime>() -> ExitCode {
     }
 }
 
+/// `serve`, or `bridge` (the same without the echo agent).
+fn serve_command<R: Runtime>(args: ServeArgs, bridge_only: bool) -> Result<(), Failure> {
+    let ServeArgs {
+        listen,
+        config,
+        no_echo_agent,
+        mut set,
+        server,
+        print_config,
+    } = args;
+    if !listen.is_empty() {
+        set.push(format!("listen={}", listen.join(",")));
+    }
+    if no_echo_agent || bridge_only {
+        set.push("echo_agent=false".to_owned());
+    }
+    match Settings::load(config.as_deref(), std::env::vars(), &set, &server) {
+        Ok(settings) if print_config => {
+            print!("{}", settings.masked(R::DEFAULT_MAX_CONNECTIONS));
+            Ok(())
+        }
+        Ok(settings) => serve::<R>(settings),
+        Err(e) => Err(Failure::Usage(e.to_string())),
+    }
+}
+
 /// Banner lines about generated secrets: the values, where they are kept
 /// and how a shell picks them up.
 fn secret_notes(filled: &secrets::Filled) -> Vec<String> {
@@ -397,8 +418,8 @@ enum Failure {
 
 fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
     // 36 bytes for the secrets that may be generated, 8 for the id seed,
-    // 32 for the core's own secret key.
-    let mut random = [0u8; 76];
+    // 32 for the core's own secret key, 32 for the bridge's session ids.
+    let mut random = [0u8; 108];
     getrandom::fill(&mut random)
         .map_err(|e| Failure::Runtime(format!("no OS random source: {e}")))?;
     let mut fresh = [0u8; 36];
@@ -436,7 +457,21 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
     let mut seed = [0u8; 8];
     seed.copy_from_slice(&random[36..44]);
     let mut core_secret = [0u8; 32];
-    core_secret.copy_from_slice(&random[44..]);
+    core_secret.copy_from_slice(&random[44..76]);
+    let mut bridge_seed = [0u8; 32];
+    bridge_seed.copy_from_slice(&random[76..]);
+    let bridged: Vec<String> = settings
+        .bridge
+        .servers
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let bridge = (!bridged.is_empty()).then(|| {
+        bridge::Bridged::start(
+            settings.bridge.servers.iter().map(|s| s.spec()).collect(),
+            bridge_seed,
+        )
+    });
     let echo = settings.echo_agent.then(|| EchoAgentPlan {
         model: "echo".to_owned(),
         chunk_delay: Duration::from_millis(settings.echo_chunk_delay_ms),
@@ -491,6 +526,7 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         limits,
         threads: settings.threads,
         audit,
+        bridge,
     };
     let banner = || {
         for addr in &bound {
@@ -504,6 +540,9 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         println!(
             "  Dashboard:        http://{first}/ (in a browser; sign in with the bridge token)"
         );
+        for name in &bridged {
+            println!("  MCP server `{name}`: http://{first}/mcp/{name} (Streamable HTTP; the API key as Bearer)");
+        }
         for note in &notes {
             println!("{note}");
         }

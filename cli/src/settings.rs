@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mcp_provider_core::bridge::{ServerSpec, Share};
 use mcp_provider_core::{Approval, Config};
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +99,143 @@ pub struct Settings {
     pub allowed_hosts: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     pub cors_origins: Vec<String>,
+    /// Stdio MCP servers bridged to network clients (`[[bridge.servers]]`).
+    /// Last: TOML writes tables after plain keys.
+    #[serde(default, skip_serializing_if = "BridgeSettings::is_empty")]
+    pub bridge: BridgeSettings,
+}
+
+/// The `[bridge]` table.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSettings {
+    #[serde(default)]
+    pub servers: Vec<BridgeServer>,
+}
+
+impl BridgeSettings {
+    fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+}
+
+/// One `[[bridge.servers]]` entry: a stdio MCP server served at
+/// `/mcp/{name}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeServer {
+    pub name: String,
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// `shared`: one child for every client; `per-session`: one each.
+    #[serde(default = "shared")]
+    pub share: String,
+    /// `on-crash`: restarted, with backoff, up to `max_restarts` failures
+    /// in a row; `never`.
+    #[serde(default = "on_crash")]
+    pub restart: String,
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// Stop the child after this long unused (0: never); the next request
+    /// starts it again.
+    #[serde(default)]
+    pub idle_timeout_secs: u64,
+}
+
+fn shared() -> String {
+    "shared".to_owned()
+}
+fn on_crash() -> String {
+    "on-crash".to_owned()
+}
+fn default_max_restarts() -> u32 {
+    5
+}
+
+impl BridgeServer {
+    /// `NAME=COMMAND` as `--server` takes it: COMMAND split like a shell
+    /// would (quotes honoured), no shell run.
+    pub fn from_flag(flag: &str) -> Result<BridgeServer, BadSettings> {
+        let bad = |why: &str| BadSettings(format!("--server {flag}: {why}"));
+        let (name, command) = flag
+            .split_once('=')
+            .ok_or_else(|| bad("expected NAME=COMMAND"))?;
+        let words = shlex::split(command).ok_or_else(|| bad("unbalanced quotes in COMMAND"))?;
+        let (program, args) = words.split_first().ok_or_else(|| bad("COMMAND is empty"))?;
+        Ok(BridgeServer {
+            name: name.trim().to_owned(),
+            command: program.clone(),
+            args: args.to_vec(),
+            env: BTreeMap::new(),
+            cwd: None,
+            share: shared(),
+            restart: on_crash(),
+            max_restarts: default_max_restarts(),
+            idle_timeout_secs: 0,
+        })
+    }
+
+    /// What the core runs.
+    pub fn spec(&self) -> ServerSpec {
+        let mut spec = ServerSpec::new(
+            self.name.clone(),
+            std::iter::once(self.command.clone())
+                .chain(self.args.iter().cloned())
+                .collect(),
+        );
+        spec.env = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        spec.cwd = self.cwd.clone();
+        spec.share = if self.share == "per-session" {
+            Share::PerSession
+        } else {
+            Share::Shared
+        };
+        spec.max_restarts = if self.restart == "never" {
+            0
+        } else {
+            self.max_restarts
+        };
+        spec.idle_timeout =
+            (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs));
+        spec
+    }
+
+    fn validate(&self, seen: &mut Vec<String>) -> Result<(), BadSettings> {
+        let bad = |why: String| Err(BadSettings(format!("bridge server `{}`: {why}", self.name)));
+        let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.name.is_empty() || !self.name.chars().all(fits) {
+            return bad(
+                "a name is letters, digits, `-`, `_` and `.` (it is part of the URL /mcp/NAME)"
+                    .into(),
+            );
+        }
+        if seen.contains(&self.name) {
+            return bad("two servers have this name".into());
+        }
+        seen.push(self.name.clone());
+        if !matches!(self.share.as_str(), "shared" | "per-session") {
+            return bad(format!(
+                "`share` is shared or per-session, not `{}`",
+                self.share
+            ));
+        }
+        if !matches!(self.restart.as_str(), "on-crash" | "never") {
+            return bad(format!(
+                "`restart` is on-crash or never, not `{}`",
+                self.restart
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_listen() -> Vec<String> {
@@ -217,6 +355,7 @@ impl Settings {
         file: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
         overrides: &[String],
+        servers: &[String],
     ) -> Result<Settings, BadSettings> {
         let mut table: BTreeMap<String, (toml::Value, String)> = BTreeMap::new();
         if let Some(path) = file {
@@ -253,15 +392,22 @@ impl Settings {
                 .map_err(|e| BadSettings(format!("{source}: {}", e.message())))?;
         }
         let all: toml::Table = table.into_iter().map(|(k, (v, _))| (k, v)).collect();
-        let settings: Settings = toml::Value::Table(all)
+        let mut settings: Settings = toml::Value::Table(all)
             .try_into()
             .map_err(|e| BadSettings(format!("bad settings: {}", e.message())))?;
+        for flag in servers {
+            settings.bridge.servers.push(BridgeServer::from_flag(flag)?);
+        }
         settings.validate()?;
         Ok(settings)
     }
 
     fn validate(&self) -> Result<(), BadSettings> {
         self.listen_addrs()?;
+        let mut names = Vec::new();
+        for server in &self.bridge.servers {
+            server.validate(&mut names)?;
+        }
         if !matches!(self.approval.as_str(), "auto" | "manual") {
             return Err(BadSettings(format!(
                 "bad setting `approval`: expected auto or manual, got `{}`",
@@ -367,7 +513,7 @@ mod tests {
     fn load(env: &[(&str, &str)], sets: &[&str]) -> Result<Settings, BadSettings> {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-        Settings::load(None, env, &sets)
+        Settings::load(None, env, &sets, &[])
     }
 
     #[test]
@@ -441,7 +587,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("printed.toml");
         std::fs::write(&file, &printed).unwrap();
-        let back = Settings::load(Some(&file), std::iter::empty(), &[]).unwrap();
+        let back = Settings::load(Some(&file), std::iter::empty(), &[], &[]).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let expected = Settings {
             api_key: Vec::new(),
@@ -450,5 +596,59 @@ mod tests {
             ..s
         };
         assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn servers_come_from_flags_split_like_a_shell_and_print_back() {
+        let flags = [
+            r#"files=npx -y "@scope/server files" '/tmp/a b'"#.to_owned(),
+            "git=uvx mcp-server-git".to_owned(),
+        ];
+        let s = Settings::load(None, std::iter::empty(), &[], &flags).unwrap();
+        let [files, git] = &s.bridge.servers[..] else {
+            panic!("{:?}", s.bridge.servers)
+        };
+        assert_eq!(files.name, "files");
+        assert_eq!(files.command, "npx");
+        assert_eq!(files.args, ["-y", "@scope/server files", "/tmp/a b"]);
+        assert_eq!(git.spec().command, ["uvx", "mcp-server-git"]);
+        assert_eq!(git.spec().share, Share::Shared);
+
+        let printed = s.masked(7);
+        assert!(printed.contains("[[bridge.servers]]"), "{printed}");
+        let dir = std::env::temp_dir().join(format!("bridge-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("printed.toml");
+        std::fs::write(&file, &printed).unwrap();
+        let back = Settings::load(Some(&file), std::iter::empty(), &[], &[]).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(back.bridge, s.bridge);
+    }
+
+    #[test]
+    fn bad_servers_are_named() {
+        let load = |flags: &[&str]| {
+            let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+            Settings::load(None, std::iter::empty(), &[], &flags)
+                .unwrap_err()
+                .0
+        };
+        assert!(load(&["nocommand"]).contains("NAME=COMMAND"));
+        assert!(load(&["x=echo 'open"]).contains("quotes"));
+        assert!(load(&["a/b=cat"]).contains("`a/b`"));
+        assert!(load(&["x=cat", "x=cat"]).contains("two servers"));
+        let dir = std::env::temp_dir().join(format!("bridge-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(
+            &file,
+            "[[bridge.servers]]\nname = \"x\"\ncommand = \"cat\"\nshare = \"sometimes\"\n",
+        )
+        .unwrap();
+        let error = Settings::load(Some(&file), std::iter::empty(), &[], &[])
+            .unwrap_err()
+            .0;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(error.contains("share"), "{error}");
     }
 }

@@ -20,6 +20,8 @@ pub trait Stop: Send + 'static {
     fn begin(&self);
     /// Whether every connection has written what was posted to it.
     fn flushed(&self) -> bool;
+    /// The last step before exiting: nothing may outlive the process.
+    fn finish(&self) {}
 }
 
 /// Watches for SIGTERM and SIGINT on a thread of its own.
@@ -44,6 +46,7 @@ pub fn watch(stop: impl Stop) -> std::io::Result<()> {
             }
             // Let the last writes leave the socket buffers for the peers.
             std::thread::sleep(Duration::from_millis(50));
+            stop.finish();
             drop(quit);
             std::process::exit(0);
         })?;

@@ -74,6 +74,8 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backlog;
+/// Bridged stdio MCP servers: one child process shared by many clients.
+pub mod bridge;
 pub mod config;
 pub mod error;
 #[cfg(fuzzing)]

@@ -132,6 +132,16 @@ impl<M> Switchboard<M> {
     }
 
     /// Bytes posted to all connections and not yet written.
+    /// Posts an output made outside the provider (an answer of the MCP
+    /// bridge) to its connection's mailbox, if the connection is open.
+    pub fn post(&mut self, output: Output, mut post: impl FnMut(&M, Output)) {
+        if let Some((mailbox, backlog)) = self.mailboxes.get(&output.conn()) {
+            // The bridge bounds what it holds per session itself.
+            let _ = backlog.posted(output.backlog_bytes());
+            post(mailbox, output);
+        }
+    }
+
     pub fn queued(&self) -> usize {
         self.total.load(Ordering::Acquire)
     }

@@ -29,6 +29,66 @@ fn wants_html(request: &Request) -> bool {
 }
 
 impl Provider {
+    /// A request for the MCP bridge (`/mcp/…`): the checks every route has
+    /// (local Host and Origin, the API key), with their metrics and audit
+    /// lines. Whether the bridge may have it; if not, it was answered here
+    /// (a CORS preflight with 204, a refusal with its error).
+    pub fn admit_bridge(&mut self, conn: ConnId, request: &Request, now: Instant) -> bool {
+        self.now = now;
+        self.stats.requests += 1;
+        self.meter_start(conn, api::routes::UNMATCHED, now);
+        let mut extra = Vec::new();
+        let checked = self
+            .origin_checked(request, &mut extra, now)
+            .and_then(|()| {
+                if request.method == "OPTIONS" {
+                    return Ok(false);
+                }
+                self.key_checked(request, api::Guard::ApiKey, now)
+                    .map(|_| true)
+            });
+        match checked {
+            Ok(true) => {
+                self.meters.remove(&conn);
+                true
+            }
+            Ok(false) => {
+                self.respond(conn, Response::full(204, "text/plain", ""), extra);
+                false
+            }
+            Err(e) => {
+                self.respond_error(conn, crate::error::Dialect::OpenAi, &e, extra);
+                false
+            }
+        }
+    }
+
+    /// [`Provider::check_origin`], a refusal counted and audited.
+    fn origin_checked(
+        &mut self,
+        request: &Request,
+        extra: &mut Vec<(&'static str, String)>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        self.check_origin(request, extra).inspect_err(|e| {
+            self.metrics.counters.security_refusals += 1;
+            self.audit_refusal("security_refusal", request, e, now);
+        })
+    }
+
+    /// [`Provider::authorize`], a refusal counted and audited.
+    fn key_checked(
+        &mut self,
+        request: &Request,
+        guard: api::Guard,
+        now: Instant,
+    ) -> Result<Option<usize>, ApiError> {
+        self.authorize(request, guard).inspect_err(|e| {
+            self.metrics.counters.auth_failures += 1;
+            self.audit_refusal("auth_failure", request, e, now);
+        })
+    }
+
     pub(super) fn serve(
         &mut self,
         conn: ConnId,
@@ -36,11 +96,7 @@ impl Provider {
         extra: &mut Vec<(&'static str, String)>,
         now: Instant,
     ) -> Result<(), ApiError> {
-        if let Err(e) = self.check_origin(request, extra) {
-            self.metrics.counters.security_refusals += 1;
-            self.audit_refusal("security_refusal", request, &e, now);
-            return Err(e);
-        }
+        self.origin_checked(request, extra, now)?;
         if request.method == "OPTIONS" {
             self.respond(
                 conn,
@@ -50,14 +106,7 @@ impl Provider {
             return Ok(());
         }
         let route = api::route(&request.method, request.path())?;
-        let key = match self.authorize(request, route.guard) {
-            Ok(key) => key,
-            Err(e) => {
-                self.metrics.counters.auth_failures += 1;
-                self.audit_refusal("auth_failure", request, &e, now);
-                return Err(e);
-            }
-        };
+        let key = self.key_checked(request, route.guard, now)?;
         let limits = self.config.request;
         let model_request = match route.handler {
             Handler::Model(api) => api.parse(&request.body, &limits)?,

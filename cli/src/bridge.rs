@@ -1,0 +1,333 @@
+//! The MCP bridge as both runtimes run it: the core's [`Bridge`] behind a
+//! lock of its own (never the provider's), its child processes, and its
+//! timer. Children are few and their pipes are plain blocking I/O, so each
+//! one gets threads (stdout, stderr, stdin, and one waiting for its exit)
+//! whatever the runtime; what the bridge answers over HTTP is posted to the
+//! connections' mailboxes like the provider's answers.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::Child;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Instant;
+
+use mcp_provider_core::bridge::streamable::{Bridge, ChildId, Routed};
+use mcp_provider_core::bridge::{BridgeOutput, Limits, ServerSpec, StopSignal};
+use mcp_provider_core::http::Request;
+use mcp_provider_core::lines::{Line, LineBuffer};
+use mcp_provider_core::{mcp, ConnId, Output};
+
+use crate::process::{self, READ_CHUNK};
+
+/// Lines waiting to be written to one child's stdin; past this a line is
+/// dropped (a child that stops reading is then found hung by its health
+/// check and restarted).
+pub const STDIN_QUEUE: usize = 1024;
+
+/// Where the bridge's HTTP answers go: the connections' mailboxes.
+pub type Post = Box<dyn Fn(Vec<Output>) + Send + Sync>;
+
+/// The bridge, its children and its timer.
+pub struct Bridged {
+    state: Mutex<Bridge>,
+    children: Mutex<HashMap<ChildId, Running>>,
+    /// The timer thread's wake-up: set when a deadline may have moved.
+    timer: (Mutex<bool>, Condvar),
+    post: OnceLock<Post>,
+}
+
+/// A live child: where its stdin lines go and its process group.
+struct Running {
+    stdin: SyncSender<Option<String>>,
+    pgid: u32,
+}
+
+impl Bridged {
+    /// The bridge of `specs`, its timer running; nothing is spawned until
+    /// a client asks. `seed` makes its session ids unguessable.
+    pub fn start(specs: Vec<ServerSpec>, seed: [u8; 32]) -> Arc<Self> {
+        let bridged = Arc::new(Bridged {
+            state: Mutex::new(Bridge::new(specs, Limits::default(), seed)),
+            children: Mutex::default(),
+            timer: (Mutex::new(false), Condvar::new()),
+            post: OnceLock::new(),
+        });
+        let weak = Arc::downgrade(&bridged);
+        let spawned = std::thread::Builder::new()
+            .name("bridge-timer".into())
+            .spawn(move || timer(weak));
+        if let Err(e) = spawned {
+            tracing::error!("the MCP bridge's timer could not start: {e}");
+        }
+        bridged
+    }
+
+    /// Where HTTP answers are posted (set once, by the hub).
+    pub fn set_post(&self, post: Post) {
+        let _ = self.post.set(post);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Bridge> {
+        // A panic while holding the lock is a bug; keep serving regardless.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn running(&self) -> MutexGuard<'_, HashMap<ChildId, Running>> {
+        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the bridge, then carries out what it output: HTTP
+    /// answers posted, child actions done (outside the lock).
+    pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Bridge, Instant) -> R) -> R {
+        let (result, routed) = {
+            let mut bridge = self.lock();
+            let result = f(&mut bridge, Instant::now());
+            let routed: Vec<Routed> = std::iter::from_fn(|| bridge.poll_output()).collect();
+            (result, routed)
+        };
+        let mut http = Vec::new();
+        for output in routed {
+            match output {
+                Routed::Http(output) => http.push(output),
+                Routed::Child { child, action } => self.carry_out(child, action),
+            }
+        }
+        if let (false, Some(post)) = (http.is_empty(), self.post.get()) {
+            post(http);
+        }
+        self.wake_timer();
+        result
+    }
+
+    /// A request for a bridge path, already admitted by the provider.
+    pub fn handle_request(self: &Arc<Self>, conn: ConnId, request: Request) {
+        self.with(|b, now| b.handle_request(conn, request, now));
+    }
+
+    pub fn handle_conn_closed(self: &Arc<Self>, conn: ConnId) {
+        self.with(|b, _| b.handle_conn_closed(conn));
+    }
+
+    /// Stops every child: stdin closed, then SIGTERM, then SIGKILL.
+    pub fn stop(self: &Arc<Self>) {
+        self.with(|b, now| b.stop(now));
+    }
+
+    /// Whether no child process is alive.
+    pub fn stopped(&self) -> bool {
+        self.running().is_empty()
+    }
+
+    /// SIGKILL to every child's group (the process is exiting).
+    pub fn kill_all(&self) {
+        for running in self.running().values() {
+            process::kill_group(running.pgid);
+        }
+    }
+
+    fn carry_out(self: &Arc<Self>, child: ChildId, action: BridgeOutput) {
+        match action {
+            BridgeOutput::Spawn { command, env, cwd } => {
+                match self.spawn(child, &command, &env, cwd.as_deref()) {
+                    Ok(()) => self.with(|b, now| b.handle_spawned(child, now)),
+                    Err(e) => {
+                        tracing::warn!(
+                            "the MCP server `{}` could not start: {e}",
+                            command.join(" ")
+                        );
+                        self.with(|b, now| b.handle_spawn_failed(child, &e, now));
+                    }
+                }
+            }
+            BridgeOutput::ToChild(line) => {
+                if let Some(running) = self.running().get(&child) {
+                    if let Err(TrySendError::Full(_)) = running.stdin.try_send(Some(line)) {
+                        tracing::warn!(
+                            "an MCP server is not reading its stdin: a message to it was dropped"
+                        );
+                    }
+                }
+            }
+            BridgeOutput::CloseStdin => {
+                if let Some(running) = self.running().get(&child) {
+                    let _ = running.stdin.try_send(None);
+                }
+            }
+            BridgeOutput::Signal(signal) => {
+                if let Some(running) = self.running().get(&child) {
+                    signal_group(running.pgid, signal);
+                }
+            }
+            // The core routes client messages itself.
+            BridgeOutput::ToClient { .. } => {}
+        }
+    }
+
+    /// Starts a child in a process group of its own, with a thread per
+    /// pipe and one waiting for its exit.
+    fn spawn(
+        self: &Arc<Self>,
+        child: ChildId,
+        argv: &[String],
+        env: &[(String, String)],
+        cwd: Option<&str>,
+    ) -> Result<(), String> {
+        let mut command = process::command(argv, cwd.map(std::path::Path::new))?;
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        let mut process = command.spawn().map_err(|e| e.to_string())?;
+        let pgid = process.id();
+        let (stdin, stdout, stderr) = (
+            process.stdin.take(),
+            process.stdout.take(),
+            process.stderr.take(),
+        );
+        let (tx, rx) = mpsc::sync_channel(STDIN_QUEUE);
+        self.running().insert(child, Running { stdin: tx, pgid });
+        let name = argv.first().cloned().unwrap_or_default();
+        let threads = [
+            stdin.map(|pipe| thread("bridge-stdin", move || write_lines(pipe, &rx))),
+            stdout.map(|pipe| {
+                let me = self.clone();
+                thread("bridge-stdout", move || me.read_lines(child, pipe))
+            }),
+            stderr.map(|pipe| thread("bridge-stderr", move || log_stderr(&name, pipe))),
+        ];
+        let me = self.clone();
+        let waited = thread("bridge-wait", move || me.wait(child, process));
+        if threads
+            .iter()
+            .flatten()
+            .chain([&waited])
+            .any(Result::is_err)
+        {
+            process::kill_group(pgid);
+            return Err("no thread could be started for it".to_owned());
+        }
+        Ok(())
+    }
+
+    fn read_lines(self: Arc<Self>, child: ChildId, mut pipe: impl Read) {
+        let mut lines = LineBuffer::new(mcp::MAX_LINE);
+        let mut buf = vec![0u8; READ_CHUNK];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            for line in lines.push(buf.get(..n).unwrap_or_default()) {
+                match line {
+                    Line::Text(text) => self.with(|b, now| b.handle_child_line(child, &text, now)),
+                    Line::TooLong => tracing::warn!(
+                        "an MCP server printed a line longer than {} bytes: dropped",
+                        mcp::MAX_LINE
+                    ),
+                }
+            }
+        }
+    }
+
+    fn wait(self: Arc<Self>, child: ChildId, mut process: Child) {
+        // Wait for the exit without reaping, so the group id cannot be
+        // reused yet: whatever the group leader left behind (the children
+        // of an `sh -c`) goes with it.
+        wait_unreaped(process.id());
+        if let Some(running) = self.running().remove(&child) {
+            process::kill_group(running.pgid);
+        }
+        let status = process.wait();
+        tracing::info!("an MCP server exited ({status:?})");
+        self.with(|b, now| b.handle_child_exit(child, now));
+    }
+
+    fn wake_timer(&self) {
+        let (flag, bell) = &self.timer;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        bell.notify_one();
+    }
+}
+
+/// Sleeps until the bridge's next deadline, or until woken; ends when the
+/// bridge is gone.
+fn timer(bridged: Weak<Bridged>) {
+    loop {
+        let Some(me) = bridged.upgrade() else {
+            return;
+        };
+        let next = me.lock().poll_timeout();
+        if next.is_some_and(|at| at <= Instant::now()) {
+            me.with(|b, now| b.handle_timeout(now));
+            continue;
+        }
+        let (flag, bell) = &me.timer;
+        let mut woken = flag.lock().unwrap_or_else(|e| e.into_inner());
+        if !*woken {
+            // Without a deadline, wake now and then to notice the bridge
+            // is gone.
+            let wait = next.map_or(std::time::Duration::from_secs(1), |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            woken = bell
+                .wait_timeout(woken, wait)
+                .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+        }
+        *woken = false;
+    }
+}
+
+fn thread(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(f)
+}
+
+/// Writes each line and its newline; `None` (or the bridge gone) closes
+/// stdin.
+fn write_lines(mut pipe: impl Write, lines: &Receiver<Option<String>>) {
+    while let Ok(Some(line)) = lines.recv() {
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        if pipe.write_all(&bytes).and_then(|()| pipe.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A child's stderr, a line at a time, to the log.
+fn log_stderr(name: &str, mut pipe: impl Read) {
+    let mut lines = LineBuffer::new(8 * 1024);
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = pipe.read(&mut buf) {
+        for line in lines.push(buf.get(..n).unwrap_or_default()) {
+            if let Line::Text(text) = line {
+                tracing::info!(target: "mcp_server", "{name}: {text}");
+            }
+        }
+    }
+}
+
+/// Blocks until process `pid` has exited, leaving it to be reaped.
+fn wait_unreaped(pid: libc::id_t) {
+    loop {
+        // SAFETY: waitid(2) writes only into the siginfo we own.
+        let done = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+fn signal_group(pgid: u32, signal: StopSignal) {
+    match signal {
+        StopSignal::Kill => process::kill_group(pgid),
+        StopSignal::Term => {
+            if let Ok(pgid @ 1..) = libc::pid_t::try_from(pgid) {
+                // SAFETY: kill(2) with a negative pid signals that process
+                // group; it touches no memory of ours.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGTERM);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! One bridged stdio MCP server: the child process's lifecycle and the many
+//! network clients that share it, as a sans-IO state machine.
+//!
+//! A child process is just another peer. [`BridgedServer`] is fed what the
+//! outside world saw — a client's JSON-RPC message, one line of the child's
+//! stdout, the child's exit, the time — and answers with
+//! [`BridgeOutput`]s to carry out: spawn the child, write a line to its
+//! stdin, close that stdin, signal its process group, send a message to a
+//! client. The driver owns the process, its pipes and the client
+//! connections and does nothing else; every policy lives here:
+//!
+//! * **lazy start and one handshake**: the first client request spawns the
+//!   child; the bridge sends its own `initialize`, caches the result and
+//!   answers every client's `initialize` from that cache;
+//! * **routing**: client request ids, progress tokens and the ids of the
+//!   child's own requests (sampling, roots, elicitation) are remapped, so
+//!   each answer and notification reaches only the client it belongs to;
+//! * **supervision**: restart on crash with doubling backoff, a health
+//!   `ping`, a kill for a child that stops answering, idle shutdown, and
+//!   close stdin → SIGTERM → SIGKILL when stopping. Every call the child
+//!   will never answer is answered with a JSON-RPC error, never left
+//!   hanging.
+//!
+//! Nothing here opens a pipe, starts a process or reads a clock: time comes
+//! in as an `Instant`; [`BridgedServer::poll_timeout`] says when to call
+//! [`BridgedServer::handle_timeout`] next, and a call that comes early does
+//! nothing. After every input, drain [`BridgedServer::poll_output`]; the
+//! output queue only ever holds what the last inputs produced.
+//!
+//! With [`Share::PerSession`] the driver keeps one [`BridgedServer`] per
+//! client session instead of one for all; the machine is the same.
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use mcp_provider_core::bridge::{BridgeOutput, BridgedServer, Limits, ServerSpec, StopSignal};
+//! use mcp_provider_core::mcp;
+//!
+//! let spec = ServerSpec::new("files", vec!["mcp-server-files".into(), "/srv".into()]);
+//! let mut bridge = BridgedServer::new(spec, Limits::default(), Instant::now());
+//! let client = bridge.open_client(Instant::now());
+//! # let line_from_client = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+//! # let lines_from_child: Vec<String> = Vec::new();
+//! # let child_exited = false;
+//! # fn spawn(_: &[String], _: &[(String, String)], _: Option<&str>) -> Result<(), String> { Ok(()) }
+//! loop {
+//!     // 1. Input (a real driver waits for one of these, or for the timer).
+//!     match mcp::parse(line_from_client) {
+//!         Ok(message) => bridge.handle_client_message(client, message, Instant::now()),
+//!         Err(invalid) => { /* answer the client with invalid.reply() */ }
+//!     }
+//!     for line in &lines_from_child {
+//!         bridge.handle_child_line(line, Instant::now());
+//!     }
+//!     if child_exited {
+//!         bridge.handle_child_exit(Instant::now());
+//!     }
+//!     if bridge.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+//!         bridge.handle_timeout(Instant::now());
+//!     }
+//!     // 2. Output, until there is none.
+//!     while let Some(output) = bridge.poll_output() {
+//!         match output {
+//!             BridgeOutput::Spawn { command, env, cwd } => {
+//!                 // In a process group of its own, stdin and stdout piped.
+//!                 match spawn(&command, &env, cwd.as_deref()) {
+//!                     Ok(()) => bridge.handle_spawned(Instant::now()),
+//!                     Err(e) => bridge.handle_spawn_failed(&e, Instant::now()),
+//!                 }
+//!             }
+//!             BridgeOutput::ToChild(_line) => { /* write the line and "\n" to stdin */ }
+//!             BridgeOutput::CloseStdin => { /* drop the child's stdin */ }
+//!             BridgeOutput::Signal(StopSignal::Term) => { /* kill(-pgid, SIGTERM) */ }
+//!             BridgeOutput::Signal(StopSignal::Kill) => { /* kill(-pgid, SIGKILL) */ }
+//!             BridgeOutput::ToClient { client: _, message: _ } => { /* send to that client */ }
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! [`BridgedServer`]: crate::bridge::BridgedServer
+//! [`BridgedServer::poll_timeout`]: crate::bridge::BridgedServer::poll_timeout
+//! [`BridgedServer::handle_timeout`]: crate::bridge::BridgedServer::handle_timeout
+//! [`BridgedServer::poll_output`]: crate::bridge::BridgedServer::poll_output
+//! [`BridgeOutput`]: crate::bridge::BridgeOutput
+//! [`Share::PerSession`]: crate::bridge::Share::PerSession
+
+use std::time::Duration;
+
+mod mux;
+mod server;
+pub mod streamable;
+mod supervisor;
+#[cfg(test)]
+mod tests;
+
+pub use server::BridgedServer;
+
+/// JSON-RPC's "server error" code: the bridged server exited, hung, was
+/// stopped, gave up, or has too much in flight.
+pub const SERVER_ERROR: i64 = -32000;
+/// JSON-RPC's "internal error" code: sent to the child when no client can
+/// answer its request.
+pub const INTERNAL_ERROR: i64 = -32603;
+
+/// One client of a bridged server (a network session), numbered by the
+/// bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+/// Whether clients share one child or each session gets its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Share {
+    /// One child for every client: one [`BridgedServer`].
+    #[default]
+    Shared,
+    /// One child per client session: one [`BridgedServer`] each.
+    PerSession,
+}
+
+/// What to run and how to treat it: one `[[bridge.servers]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSpec {
+    /// Names the server in paths and in every error a client sees.
+    pub name: String,
+    /// The argv; `[0]` is the program.
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub share: Share,
+    /// Consecutive failed runs (crash, hang, failed spawn or handshake)
+    /// after which the bridge gives up until a new client opens (0 counts
+    /// as 1: no restart).
+    pub max_restarts: u32,
+    /// Stop the child after this long with no client and nothing in
+    /// flight; `None` keeps it running.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ServerSpec {
+    /// A shared server, five failed runs before giving up, never stopped
+    /// for idleness.
+    pub fn new(name: impl Into<String>, command: Vec<String>) -> Self {
+        ServerSpec {
+            name: name.into(),
+            command,
+            env: Vec::new(),
+            cwd: None,
+            share: Share::Shared,
+            max_restarts: 5,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// Timing and size limits of the process manager.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// How often a running child gets a health `ping`.
+    pub ping_interval: Duration,
+    /// How long a call may wait with no line at all from the child before
+    /// the child is asked with a `ping`; and how long that ping (or a
+    /// health ping) may wait before the child counts as hung and is killed.
+    pub ping_timeout: Duration,
+    /// How long the bridge's `initialize` may wait for its answer.
+    pub startup_timeout: Duration,
+    /// The wait between close stdin, SIGTERM and SIGKILL when stopping.
+    pub stop_grace: Duration,
+    /// The wait before the first restart, doubling per consecutive
+    /// failure…
+    pub backoff_initial: Duration,
+    /// …up to this.
+    pub backoff_max: Duration,
+    /// A run that was up this long after its handshake forgets earlier
+    /// failures (one stuck in its handshake never does).
+    pub healthy_after: Duration,
+    /// Client calls sent or queued at once; past it a call is answered
+    /// with an error at once. Also bounds the child's requests waiting for
+    /// clients and the resources subscribed to.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(10),
+            startup_timeout: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(2),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            healthy_after: Duration::from_secs(30),
+            max_in_flight: 1024,
+        }
+    }
+}
+
+/// The signal for the child's process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Kill,
+}
+
+/// What the driver must do next, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BridgeOutput {
+    /// Start the child (the driver puts it in a process group of its own),
+    /// then call [`BridgedServer::handle_spawned`] or
+    /// [`BridgedServer::handle_spawn_failed`].
+    Spawn {
+        command: Vec<String>,
+        env: Vec<(String, String)>,
+        cwd: Option<String>,
+    },
+    /// One JSON-RPC message for the child's stdin (the driver adds the
+    /// newline).
+    ToChild(String),
+    /// Close the child's stdin (first step of stopping it).
+    CloseStdin,
+    /// Signal the child's whole process group.
+    Signal(StopSignal),
+    /// One JSON-RPC message (a serialized object) for a client.
+    ToClient { client: ClientId, message: String },
+}
+
+/// Where the child is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildState {
+    /// No child; the next client request starts one.
+    Stopped,
+    /// Spawned (or being spawned), `initialize` not answered yet.
+    Starting,
+    Running,
+    /// Being shut down: stdin closed, signals to follow.
+    Stopping,
+    /// It crashed or hung: waiting for it to die or for the backoff.
+    Restarting,
+    /// It failed too often in a row: calls get errors until a new client
+    /// opens.
+    Failed,
+}

@@ -1,0 +1,952 @@
+//! Many clients sharing one child: who asked what, under which id.
+//!
+//! Every request written to the child carries an id the bridge assigns (a
+//! counter that never repeats for the bridge's life), so two clients using
+//! the same id cannot see each other's answers; the client's own id is put
+//! back on the answer. Progress tokens and the ids of the child's own
+//! requests to clients are remapped the same way. Every map here shrinks
+//! when a call ends or a client closes, and none grows past
+//! `max_in_flight`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::{BridgeOutput, ClientId, INTERNAL_ERROR, SERVER_ERROR};
+use crate::mcp::{self, Message};
+
+/// The protocol revision asked of the child when no client named one.
+pub(crate) const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// What may happen to a client request now, as the lifecycle decides.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Route {
+    /// The child is running: write it at once (at this instant).
+    Send(Instant),
+    /// The child is not ready: hold it until the handshake is done.
+    Queue,
+    /// Answer it at once with this error.
+    Refuse(String),
+}
+
+/// What a line from the child means for the lifecycle.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FromChild {
+    Nothing,
+    /// The bridge's `initialize` was answered and the result cached.
+    Initialized,
+    /// The bridge's `initialize` was answered with an error.
+    InitializeFailed(String),
+}
+
+pub(crate) struct Mux {
+    /// Names the server in errors.
+    name: String,
+    max_in_flight: usize,
+    next_client: u64,
+    /// The next id for a request to the child.
+    next_id: u64,
+    next_token: u64,
+    /// The next id for a child's request passed on to a client.
+    next_ask: u64,
+    /// Requests to the child with an id below this were sent before its
+    /// last line: they cannot show it hung.
+    heard_from: u64,
+    /// Lines from the child that were not JSON-RPC: the first is a
+    /// warning, the rest (a child printing to stdout) only debug output.
+    bad_lines: u64,
+    clients: BTreeSet<ClientId>,
+    /// Client calls waiting for the handshake, oldest first.
+    queue: VecDeque<Call>,
+    /// Client calls written to the child, by child id (so in the order
+    /// sent).
+    calls: BTreeMap<u64, Sent>,
+    /// The bridge's own requests to the child, by child id.
+    internal: BTreeMap<u64, Internal>,
+    /// Remapped progress tokens: the client and its own token.
+    tokens: BTreeMap<u64, (ClientId, Value)>,
+    /// The child's requests waiting for a client's answer, by the id the
+    /// client sees.
+    asks: BTreeMap<u64, Ask>,
+    /// Who is subscribed to each resource.
+    subscribers: BTreeMap<String, BTreeSet<ClientId>>,
+    /// The `initialize` params the child gets on every start.
+    init_params: Option<Value>,
+    /// The child's `initialize` result, replayed to every client.
+    init_result: Option<Value>,
+}
+
+/// A client request: who to answer and what it holds on to.
+#[derive(Debug)]
+struct Caller {
+    client: ClientId,
+    /// The client's own id, put back on the answer.
+    id: Value,
+    token: Option<u64>,
+    /// The resource this call subscribed the client to, undone if it fails.
+    subscribed: Option<String>,
+}
+
+#[derive(Debug)]
+struct Call {
+    caller: Caller,
+    method: String,
+    params: Value,
+}
+
+#[derive(Debug)]
+struct Sent {
+    caller: Caller,
+    sent_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Initialize,
+    Ping,
+    /// A subscription renewed after a restart, or released when its last
+    /// subscriber closed.
+    Subscription,
+}
+
+#[derive(Debug)]
+struct Internal {
+    purpose: Purpose,
+    sent_at: Instant,
+}
+
+/// A child's request passed on to a client.
+#[derive(Debug)]
+struct Ask {
+    client: ClientId,
+    /// The child's own id, put back on the client's answer.
+    child_id: Value,
+}
+
+impl Mux {
+    pub(crate) fn new(name: &str, max_in_flight: usize) -> Self {
+        Mux {
+            name: name.to_owned(),
+            max_in_flight,
+            next_client: 1,
+            next_id: 1,
+            next_token: 1,
+            next_ask: 1,
+            heard_from: 0,
+            bad_lines: 0,
+            clients: BTreeSet::new(),
+            queue: VecDeque::new(),
+            calls: BTreeMap::new(),
+            internal: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            asks: BTreeMap::new(),
+            subscribers: BTreeMap::new(),
+            init_params: None,
+            init_result: None,
+        }
+    }
+
+    // Getters.
+
+    pub(crate) fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Client calls sent or queued.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.calls.len() + self.queue.len()
+    }
+
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    pub(crate) fn initialize_result(&self) -> Option<&Value> {
+        self.init_result.as_ref()
+    }
+
+    /// No client, and nothing for the child to do for one.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.clients.is_empty() && self.in_flight() == 0 && self.asks.is_empty()
+    }
+
+    /// When the oldest client call still unanswered was sent, among those
+    /// sent after the child's last line: how long the child has been silent
+    /// while owing a call an answer.
+    pub(crate) fn call_silent_since(&self) -> Option<Instant> {
+        Some(self.calls.range(self.heard_from..).next()?.1.sent_at)
+    }
+
+    /// When the oldest of the bridge's own requests (a `ping`) still
+    /// unanswered was sent, among those sent after the child's last line.
+    pub(crate) fn ping_silent_since(&self) -> Option<Instant> {
+        Some(self.internal.range(self.heard_from..).next()?.1.sent_at)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn sizes(&self) -> [usize; 6] {
+        [
+            self.queue.len(),
+            self.calls.len(),
+            self.internal.len(),
+            self.tokens.len(),
+            self.asks.len(),
+            self.subscribers.len(),
+        ]
+    }
+
+    // Input from clients.
+
+    pub(crate) fn open_client(&mut self) -> ClientId {
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        self.clients.insert(client);
+        client
+    }
+
+    /// Forgets a client: its calls are cancelled at the child, the child's
+    /// requests to it are refused, its subscriptions released.
+    pub(crate) fn close_client(
+        &mut self,
+        client: ClientId,
+        route: &Route,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        if !self.clients.remove(&client) {
+            return;
+        }
+        let (gone, kept): (VecDeque<Call>, VecDeque<Call>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|call| call.caller.client == client);
+        self.queue = kept;
+        for call in gone {
+            self.forget(&call.caller);
+        }
+        let sent: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, sent)| sent.caller.client == client)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in sent {
+            if let Some(sent) = self.calls.remove(&id) {
+                self.forget(&sent.caller);
+                let params = json!({"requestId": id, "reason": "the client closed"});
+                out.push_back(BridgeOutput::ToChild(notification_line(
+                    "notifications/cancelled",
+                    params,
+                )));
+            }
+        }
+        let asked: Vec<u64> = self
+            .asks
+            .iter()
+            .filter(|(_, ask)| ask.client == client)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in asked {
+            if let Some(ask) = self.asks.remove(&id) {
+                let message = "the client that was asked went away";
+                out.push_back(BridgeOutput::ToChild(mcp::error(
+                    &ask.child_id,
+                    INTERNAL_ERROR,
+                    message,
+                    None,
+                )));
+            }
+        }
+        let mut released = Vec::new();
+        self.subscribers.retain(|uri, who| {
+            let last = who.remove(&client) && who.is_empty();
+            if last {
+                released.push(uri.clone());
+            }
+            !who.is_empty()
+        });
+        if let Route::Send(now) = *route {
+            for uri in released {
+                self.send_internal(
+                    Purpose::Subscription,
+                    "resources/unsubscribe",
+                    json!({"uri": uri}),
+                    now,
+                    out,
+                );
+            }
+        }
+    }
+
+    pub(crate) fn handle_client_message(
+        &mut self,
+        client: ClientId,
+        message: Message,
+        route: Route,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        if !self.clients.contains(&client) {
+            tracing::debug!(server = %self.name, ?client, "message from a closed client dropped");
+            return;
+        }
+        match message {
+            Message::Request { id, method, params } => {
+                self.handle_client_request(client, id, method, params, route, out)
+            }
+            Message::Notification { method, params } => match method.as_str() {
+                // The bridge did the handshake with the child itself.
+                "notifications/initialized" => {}
+                "notifications/cancelled" => self.cancel(client, params, out),
+                _ => match route {
+                    Route::Send(_) => {
+                        out.push_back(BridgeOutput::ToChild(notification_line(&method, params)))
+                    }
+                    Route::Queue | Route::Refuse(_) => {
+                        tracing::debug!(server = %self.name, %method, "notification for a child not running dropped")
+                    }
+                },
+            },
+            Message::Response { id, outcome } => self.answer_ask(client, &id, outcome, out),
+        }
+    }
+
+    fn handle_client_request(
+        &mut self,
+        client: ClientId,
+        id: Value,
+        method: String,
+        mut params: Value,
+        route: Route,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        let reply = |message: String, out: &mut VecDeque<BridgeOutput>| {
+            out.push_back(BridgeOutput::ToClient { client, message });
+        };
+        let send_at = match route {
+            Route::Refuse(reason) => {
+                return reply(mcp::error(&id, SERVER_ERROR, &reason, None), out)
+            }
+            Route::Send(now) => Some(now),
+            Route::Queue => None,
+        };
+        let uri = match method.as_str() {
+            "resources/subscribe" | "resources/unsubscribe" => {
+                params.get("uri").and_then(Value::as_str).map(str::to_owned)
+            }
+            _ => None,
+        };
+        // Answered here, without the child.
+        match (method.as_str(), &uri) {
+            ("initialize", _) => {
+                if let Some(cached) = &self.init_result {
+                    // The child speaks only the version it answered with,
+                    // whatever this client asked.
+                    return reply(mcp::result(&id, cached.clone()), out);
+                }
+            }
+            ("resources/subscribe", Some(uri)) => {
+                if let Some(who) = self.subscribers.get_mut(uri) {
+                    who.insert(client);
+                    return reply(mcp::result(&id, json!({})), out);
+                }
+                if self.subscribers.len() >= self.max_in_flight {
+                    let message = format!(
+                        "too many resource subscriptions on MCP server '{}'",
+                        self.name
+                    );
+                    return reply(mcp::error(&id, SERVER_ERROR, &message, None), out);
+                }
+            }
+            ("resources/unsubscribe", Some(uri)) => {
+                let others = match self.subscribers.get(uri) {
+                    Some(who) if who.contains(&client) => who.len() > 1,
+                    _ => return reply(mcp::result(&id, json!({})), out),
+                };
+                // Only the last subscriber's unsubscribe reaches a running
+                // child; a child not running has none to release.
+                if others || send_at.is_none() {
+                    self.unsubscribe_locally(uri, client);
+                    return reply(mcp::result(&id, json!({})), out);
+                }
+            }
+            _ => {}
+        }
+        if self.in_flight() >= self.max_in_flight {
+            let message = format!("too many calls in flight to MCP server '{}'", self.name);
+            return reply(mcp::error(&id, SERVER_ERROR, &message, None), out);
+        }
+        let mut subscribed = None;
+        match (method.as_str(), uri) {
+            ("initialize", _) if self.init_params.is_none() => {
+                self.init_params = Some(initialize_params(Some(&params)));
+            }
+            ("resources/subscribe", Some(uri)) => {
+                self.subscribers
+                    .entry(uri.clone())
+                    .or_default()
+                    .insert(client);
+                subscribed = Some(uri);
+            }
+            ("resources/unsubscribe", Some(uri)) => self.unsubscribe_locally(&uri, client),
+            _ => {}
+        }
+        let token = self.remap_token(client, &mut params);
+        let call = Call {
+            caller: Caller {
+                client,
+                id,
+                token,
+                subscribed,
+            },
+            method,
+            params,
+        };
+        match send_at {
+            Some(now) => self.send(call, now, out),
+            None => self.queue.push_back(call),
+        }
+    }
+
+    /// A client gave up on one of its calls: the child is told under its
+    /// own id, and the call is forgotten so a late answer is dropped.
+    fn cancel(&mut self, client: ClientId, mut params: Value, out: &mut VecDeque<BridgeOutput>) {
+        let Some(request_id) = params.get("requestId").cloned() else {
+            return;
+        };
+        let mine = |caller: &Caller| caller.client == client && caller.id == request_id;
+        let sent = self
+            .calls
+            .iter()
+            .find(|(_, sent)| mine(&sent.caller))
+            .map(|(id, _)| *id);
+        if let Some(child_id) = sent {
+            if let Some(sent) = self.calls.remove(&child_id) {
+                self.forget(&sent.caller);
+            }
+            if let Some(object) = params.as_object_mut() {
+                object.insert("requestId".into(), json!(child_id));
+            }
+            out.push_back(BridgeOutput::ToChild(notification_line(
+                "notifications/cancelled",
+                params,
+            )));
+        } else if let Some(at) = self.queue.iter().position(|call| mine(&call.caller)) {
+            if let Some(call) = self.queue.remove(at) {
+                self.forget(&call.caller);
+            }
+        }
+    }
+
+    /// A client answered one of the child's requests.
+    fn answer_ask(
+        &mut self,
+        client: ClientId,
+        id: &Value,
+        outcome: Result<Value, Value>,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        let ask = id.as_u64().and_then(|n| match self.asks.get(&n) {
+            Some(ask) if ask.client == client => self.asks.remove(&n),
+            _ => None,
+        });
+        match ask {
+            Some(ask) => {
+                out.push_back(BridgeOutput::ToChild(response_line(&ask.child_id, outcome)))
+            }
+            None => {
+                tracing::debug!(server = %self.name, %id, "answer to no pending request dropped")
+            }
+        }
+    }
+
+    // Input from the child.
+
+    pub(crate) fn handle_child_line(
+        &mut self,
+        line: &str,
+        out: &mut VecDeque<BridgeOutput>,
+    ) -> FromChild {
+        // Any line is a sign of life.
+        self.heard_from = self.next_id;
+        let message = match mcp::parse(line) {
+            Ok(message) => message,
+            Err(invalid) => {
+                self.bad_lines += 1;
+                if self.bad_lines == 1 {
+                    tracing::warn!(server = %self.name, "a line from the MCP server is not JSON-RPC and was ignored (stdout is for protocol messages only): {}", invalid.message);
+                } else {
+                    tracing::debug!(server = %self.name, "line from the MCP server ignored: {}", invalid.message);
+                }
+                return FromChild::Nothing;
+            }
+        };
+        match message {
+            Message::Response { id, outcome } => {
+                return self.handle_child_response(&id, outcome, out)
+            }
+            Message::Request { id, method, params } => {
+                self.handle_child_request(id, &method, params, out)
+            }
+            Message::Notification { method, params } => {
+                self.handle_child_notification(line, &method, params, out)
+            }
+        }
+        FromChild::Nothing
+    }
+
+    fn handle_child_response(
+        &mut self,
+        id: &Value,
+        outcome: Result<Value, Value>,
+        out: &mut VecDeque<BridgeOutput>,
+    ) -> FromChild {
+        let Some(n) = id.as_u64() else {
+            tracing::debug!(server = %self.name, %id, "answer under an id the bridge never used dropped");
+            return FromChild::Nothing;
+        };
+        if let Some(sent) = self.calls.remove(&n) {
+            self.finish(sent.caller, outcome, out);
+            return FromChild::Nothing;
+        }
+        match (self.internal.remove(&n).map(|i| i.purpose), outcome) {
+            (Some(Purpose::Initialize), Ok(result)) => {
+                self.init_result = Some(result);
+                FromChild::Initialized
+            }
+            (Some(Purpose::Initialize), Err(error)) => {
+                let reason = error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| error.to_string(), str::to_owned);
+                FromChild::InitializeFailed(format!("refused initialize: {reason}"))
+            }
+            (Some(purpose), Err(error)) => {
+                tracing::debug!(server = %self.name, ?purpose, %error, "the MCP server refused a request of the bridge");
+                FromChild::Nothing
+            }
+            (Some(_), Ok(_)) => FromChild::Nothing,
+            (None, _) => {
+                tracing::debug!(server = %self.name, %id, "answer to no pending request dropped");
+                FromChild::Nothing
+            }
+        }
+    }
+
+    /// The child asks a client something (sampling, roots, elicitation):
+    /// the client whose call it is working on, taken to be the one with the
+    /// most recent call still unanswered.
+    fn handle_child_request(
+        &mut self,
+        id: Value,
+        method: &str,
+        params: Value,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        if method == "ping" {
+            out.push_back(BridgeOutput::ToChild(mcp::result(&id, json!({}))));
+            return;
+        }
+        let refuse = |message: &str, out: &mut VecDeque<BridgeOutput>| {
+            out.push_back(BridgeOutput::ToChild(mcp::error(
+                &id,
+                INTERNAL_ERROR,
+                message,
+                None,
+            )));
+        };
+        let Some(client) = self
+            .calls
+            .values()
+            .next_back()
+            .map(|sent| sent.caller.client)
+        else {
+            return refuse(
+                &format!("no client can answer {method}: none has a call in flight"),
+                out,
+            );
+        };
+        if self.asks.len() >= self.max_in_flight {
+            return refuse(
+                &format!("too many requests waiting for clients; {method} refused"),
+                out,
+            );
+        }
+        let ask = self.next_ask;
+        self.next_ask += 1;
+        let message = request_line(ask, method, params);
+        self.asks.insert(
+            ask,
+            Ask {
+                client,
+                child_id: id,
+            },
+        );
+        out.push_back(BridgeOutput::ToClient { client, message });
+    }
+
+    fn handle_child_notification(
+        &mut self,
+        line: &str,
+        method: &str,
+        mut params: Value,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        match method {
+            "notifications/progress" => {
+                let token = params.get("progressToken").and_then(Value::as_u64);
+                let Some((client, original)) = token.and_then(|t| self.tokens.get(&t)) else {
+                    tracing::debug!(server = %self.name, "progress for no call in flight dropped");
+                    return;
+                };
+                let client = *client;
+                if let Some(object) = params.as_object_mut() {
+                    object.insert("progressToken".into(), original.clone());
+                }
+                let message = notification_line(method, params);
+                out.push_back(BridgeOutput::ToClient { client, message });
+            }
+            "notifications/resources/updated" => {
+                let uri = params.get("uri").and_then(Value::as_str);
+                for client in uri
+                    .and_then(|uri| self.subscribers.get(uri))
+                    .into_iter()
+                    .flatten()
+                {
+                    out.push_back(BridgeOutput::ToClient {
+                        client: *client,
+                        message: line.to_owned(),
+                    });
+                }
+            }
+            "notifications/cancelled" => {
+                // The child gave up on one of its own requests to a client.
+                let request_id = params.get("requestId");
+                let ask = self
+                    .asks
+                    .iter()
+                    .find(|(_, ask)| Some(&ask.child_id) == request_id)
+                    .map(|(n, _)| *n);
+                let Some(ask) = ask.and_then(|n| self.asks.remove(&n).map(|a| (n, a))) else {
+                    return;
+                };
+                if let Some(object) = params.as_object_mut() {
+                    object.insert("requestId".into(), json!(ask.0));
+                }
+                let message = notification_line(method, params);
+                out.push_back(BridgeOutput::ToClient {
+                    client: ask.1.client,
+                    message,
+                });
+            }
+            _ => {
+                for client in &self.clients {
+                    out.push_back(BridgeOutput::ToClient {
+                        client: *client,
+                        message: line.to_owned(),
+                    });
+                }
+            }
+        }
+    }
+
+    // Commands from the lifecycle.
+
+    /// Sends the bridge's own handshake, with the params of the first
+    /// client `initialize` seen (or defaults), the same on every start.
+    pub(crate) fn send_initialize(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
+        let params = self
+            .init_params
+            .get_or_insert_with(|| initialize_params(None))
+            .clone();
+        self.send_internal(Purpose::Initialize, "initialize", params, now, out);
+    }
+
+    /// The handshake is done: confirms it, renews the subscriptions a
+    /// restarted child lost, then sends what waited, in order.
+    pub(crate) fn handle_ready(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
+        out.push_back(BridgeOutput::ToChild(notification_line(
+            "notifications/initialized",
+            Value::Null,
+        )));
+        let queued: BTreeSet<&str> = self
+            .queue
+            .iter()
+            .filter_map(|call| call.caller.subscribed.as_deref())
+            .collect();
+        let renew: Vec<String> = self
+            .subscribers
+            .keys()
+            .filter(|uri| !queued.contains(uri.as_str()))
+            .cloned()
+            .collect();
+        for uri in renew {
+            self.send_internal(
+                Purpose::Subscription,
+                "resources/subscribe",
+                json!({"uri": uri}),
+                now,
+                out,
+            );
+        }
+        while let Some(call) = self.queue.pop_front() {
+            match (&self.init_result, call.method.as_str()) {
+                (Some(cached), "initialize") => {
+                    let message = mcp::result(&call.caller.id, cached.clone());
+                    out.push_back(BridgeOutput::ToClient {
+                        client: call.caller.client,
+                        message,
+                    });
+                    self.forget(&call.caller);
+                }
+                _ => self.send(call, now, out),
+            }
+        }
+    }
+
+    /// A health ping, unless one is still unanswered.
+    pub(crate) fn send_ping(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
+        if self.internal.values().any(|i| i.purpose == Purpose::Ping) {
+            return;
+        }
+        self.send_internal(Purpose::Ping, "ping", Value::Null, now, out);
+    }
+
+    /// The child will answer nothing more (it exited, hung or is being
+    /// stopped): every call sent to it is answered with this error, the
+    /// bridge's own requests forgotten, and clients told the child's
+    /// requests to them are off.
+    pub(crate) fn fail_sent(&mut self, code: i64, message: &str, out: &mut VecDeque<BridgeOutput>) {
+        for (_, sent) in std::mem::take(&mut self.calls) {
+            let error = json!({"code": code, "message": message});
+            self.finish(sent.caller, Err(error), out);
+        }
+        self.internal.clear();
+        for (ask, Ask { client, .. }) in std::mem::take(&mut self.asks) {
+            let params = json!({"requestId": ask, "reason": message});
+            let message = notification_line("notifications/cancelled", params);
+            out.push_back(BridgeOutput::ToClient { client, message });
+        }
+    }
+
+    /// Answers every call still waiting for the child with this error.
+    pub(crate) fn fail_queued(
+        &mut self,
+        code: i64,
+        message: &str,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        for call in std::mem::take(&mut self.queue) {
+            let error = json!({"code": code, "message": message});
+            self.finish(call.caller, Err(error), out);
+        }
+    }
+
+    fn send(&mut self, call: Call, now: Instant, out: &mut VecDeque<BridgeOutput>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        out.push_back(BridgeOutput::ToChild(request_line(
+            id,
+            &call.method,
+            call.params,
+        )));
+        self.calls.insert(
+            id,
+            Sent {
+                caller: call.caller,
+                sent_at: now,
+            },
+        );
+    }
+
+    fn send_internal(
+        &mut self,
+        purpose: Purpose,
+        method: &str,
+        params: Value,
+        now: Instant,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        let id = self.next_id;
+        self.next_id += 1;
+        out.push_back(BridgeOutput::ToChild(request_line(id, method, params)));
+        self.internal.insert(
+            id,
+            Internal {
+                purpose,
+                sent_at: now,
+            },
+        );
+    }
+
+    /// Answers a call that ended and lets go of what it held.
+    fn finish(
+        &mut self,
+        caller: Caller,
+        outcome: Result<Value, Value>,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        self.forget(&caller);
+        if let (Err(_), Some(uri)) = (&outcome, &caller.subscribed) {
+            self.unsubscribe_locally(uri, caller.client);
+        }
+        if self.clients.contains(&caller.client) {
+            out.push_back(BridgeOutput::ToClient {
+                client: caller.client,
+                message: response_line(&caller.id, outcome),
+            });
+        }
+    }
+
+    fn forget(&mut self, caller: &Caller) {
+        if let Some(token) = caller.token {
+            self.tokens.remove(&token);
+        }
+    }
+
+    fn unsubscribe_locally(&mut self, uri: &str, client: ClientId) {
+        if let Some(who) = self.subscribers.get_mut(uri) {
+            who.remove(&client);
+            if who.is_empty() {
+                self.subscribers.remove(uri);
+            }
+        }
+    }
+
+    /// Swaps a request's `_meta.progressToken` for one unique to the
+    /// bridge, so progress from the child reaches only this client.
+    fn remap_token(&mut self, client: ClientId, params: &mut Value) -> Option<u64> {
+        let slot = params.get_mut("_meta")?.get_mut("progressToken")?;
+        if !(slot.is_string() || slot.is_number()) {
+            return None;
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        let original = std::mem::replace(slot, json!(token));
+        self.tokens.insert(token, (client, original));
+        Some(token)
+    }
+}
+
+/// The `initialize` params for the child: the protocol version,
+/// capabilities and client info a client asked with, or defaults.
+fn initialize_params(asked: Option<&Value>) -> Value {
+    let field = |key: &str, fallback: Value| {
+        asked
+            .and_then(|params| params.get(key))
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(fallback)
+    };
+    json!({
+        "protocolVersion": field("protocolVersion", json!(DEFAULT_PROTOCOL_VERSION)),
+        "capabilities": field("capabilities", json!({})),
+        "clientInfo": field(
+            "clientInfo",
+            json!({"name": "mcp-local-provider", "version": env!("CARGO_PKG_VERSION")}),
+        ),
+    })
+}
+
+/// A request, with no `params` member when there are none (a strict peer
+/// may refuse `"params": null`).
+fn request_line(id: u64, method: &str, params: Value) -> String {
+    if params.is_null() {
+        json!({"jsonrpc": "2.0", "id": id, "method": method}).to_string()
+    } else {
+        mcp::request(&json!(id), method, params)
+    }
+}
+
+fn notification_line(method: &str, params: Value) -> String {
+    if params.is_null() {
+        json!({"jsonrpc": "2.0", "method": method}).to_string()
+    } else {
+        mcp::notification(method, params)
+    }
+}
+
+/// An answer, its error object passed on whole.
+fn response_line(id: &Value, outcome: Result<Value, Value>) -> String {
+    match outcome {
+        Ok(result) => mcp::result(id, result),
+        Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: Value, method: &str, params: Value) -> Message {
+        Message::Request {
+            id,
+            method: method.into(),
+            params,
+        }
+    }
+
+    fn child_lines(out: &mut VecDeque<BridgeOutput>) -> Vec<Value> {
+        out.drain(..)
+            .filter_map(|o| match o {
+                BridgeOutput::ToChild(line) => serde_json::from_str(&line).ok(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn requests_without_params_are_written_without_a_params_member() {
+        assert_eq!(
+            request_line(3, "ping", Value::Null),
+            r#"{"id":3,"jsonrpc":"2.0","method":"ping"}"#
+        );
+        let line: Value = serde_json::from_str(&notification_line("n", json!({"a": 1}))).unwrap();
+        assert_eq!(line["params"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn the_handshake_takes_the_first_clients_version_capabilities_and_info() {
+        let asked = json!({
+            "protocolVersion": "2025-06-18",
+            "capabilities": {"sampling": {}},
+            "clientInfo": {"name": "inspector", "version": "1"},
+            "_meta": {"progressToken": 1},
+        });
+        assert_eq!(
+            initialize_params(Some(&asked)),
+            json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {"sampling": {}},
+                "clientInfo": {"name": "inspector", "version": "1"},
+            })
+        );
+        let default = initialize_params(None);
+        assert_eq!(default["protocolVersion"], DEFAULT_PROTOCOL_VERSION);
+        assert_eq!(default["capabilities"], json!({}));
+    }
+
+    #[test]
+    fn only_requests_sent_after_the_last_line_show_the_child_silent() {
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        let mut mux = Mux::new("s", 8);
+        let mut out = VecDeque::new();
+        let a = mux.open_client();
+        mux.handle_client_message(
+            a,
+            request(json!(1), "tools/list", Value::Null),
+            Route::Send(t0),
+            &mut out,
+        );
+        assert_eq!(mux.call_silent_since(), Some(t0));
+        assert_eq!(mux.ping_silent_since(), None);
+        mux.handle_child_line("not json", &mut out);
+        assert_eq!(mux.call_silent_since(), None);
+        mux.send_ping(t1, &mut out);
+        assert_eq!(mux.ping_silent_since(), Some(t1));
+        let ids: Vec<Value> = child_lines(&mut out)
+            .into_iter()
+            .map(|l| l["id"].clone())
+            .collect();
+        assert_eq!(ids, [json!(1), json!(2)]);
+    }
+}

@@ -1,0 +1,289 @@
+//! [`BridgedServer`]: the lifecycle and the multiplexer of one bridged
+//! server joined, and the rules that need both — when the child starts,
+//! when it counts as hung, when it is idle, what a call gets once the
+//! bridge gave up.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::mux::{FromChild, Mux, Route};
+use super::supervisor::{later, Due, Ended, Supervisor};
+use super::{BridgeOutput, ChildState, ClientId, Limits, ServerSpec, SERVER_ERROR};
+use crate::mcp::Message;
+
+/// One bridged stdio MCP server: its child process and the clients that
+/// share it. See the [module docs](super) for the drive loop.
+pub struct BridgedServer {
+    supervisor: Supervisor,
+    mux: Mux,
+    out: VecDeque<BridgeOutput>,
+    /// Since when a running child has had no client and nothing to do.
+    idle_since: Option<Instant>,
+    /// `stop` was called: the child is never started again.
+    retired: bool,
+}
+
+impl BridgedServer {
+    /// A bridge with no child yet: the first client request starts it.
+    pub fn new(spec: ServerSpec, limits: Limits, _now: Instant) -> Self {
+        let mux = Mux::new(&spec.name, limits.max_in_flight);
+        BridgedServer {
+            supervisor: Supervisor::new(spec, limits),
+            mux,
+            out: VecDeque::new(),
+            idle_since: None,
+            retired: false,
+        }
+    }
+
+    // Getters.
+
+    pub fn spec(&self) -> &ServerSpec {
+        self.supervisor.spec()
+    }
+
+    pub fn state(&self) -> ChildState {
+        self.supervisor.state()
+    }
+
+    /// Restarts after a failed run since [`BridgedServer::new`].
+    pub fn restarts(&self) -> u64 {
+        self.supervisor.restarts()
+    }
+
+    /// Client calls sent to the child or waiting for it.
+    pub fn in_flight(&self) -> usize {
+        self.mux.in_flight()
+    }
+
+    pub fn clients(&self) -> usize {
+        self.mux.clients()
+    }
+
+    /// The child's `initialize` result, replayed to every client.
+    pub fn initialize_result(&self) -> Option<&Value> {
+        self.mux.initialize_result()
+    }
+
+    // Commands (clients).
+
+    /// A new client. A bridge that gave up tries again for it.
+    pub fn open_client(&mut self, now: Instant) -> ClientId {
+        if !self.retired {
+            self.supervisor.reset();
+        }
+        let client = self.mux.open_client();
+        self.settle(now);
+        client
+    }
+
+    /// One JSON-RPC message from a client: a request (answered through
+    /// [`BridgeOutput::ToClient`], never dropped), a notification, or the
+    /// answer to a request the child made.
+    pub fn handle_client_message(&mut self, client: ClientId, message: Message, now: Instant) {
+        let route = self.route(now);
+        self.mux
+            .handle_client_message(client, message, route, &mut self.out);
+        self.settle(now);
+    }
+
+    /// The client is gone: its calls are cancelled at the child and its
+    /// subscriptions released. The child keeps running for the others.
+    pub fn close_client(&mut self, client: ClientId, now: Instant) {
+        let route = self.route(now);
+        self.mux.close_client(client, &route, &mut self.out);
+        self.settle(now);
+    }
+
+    /// Shuts the child down for good (the server is removed or the process
+    /// exits): calls in flight get errors, later ones too.
+    pub fn stop(&mut self, now: Instant) {
+        self.retired = true;
+        let message = self.stopped_message();
+        self.mux.fail_sent(SERVER_ERROR, &message, &mut self.out);
+        self.mux.fail_queued(SERVER_ERROR, &message, &mut self.out);
+        self.supervisor.stop(now, &mut self.out);
+        self.settle(now);
+    }
+
+    // Input from the child (the driver).
+
+    /// The child asked for by [`BridgeOutput::Spawn`] is running.
+    pub fn handle_spawned(&mut self, now: Instant) {
+        if self.supervisor.handle_spawned(now, &mut self.out) {
+            self.mux.send_initialize(now, &mut self.out);
+        }
+        self.settle(now);
+    }
+
+    /// The child asked for by [`BridgeOutput::Spawn`] could not be
+    /// started: a failed run.
+    pub fn handle_spawn_failed(&mut self, error: &str, now: Instant) {
+        self.supervisor.handle_spawn_failed(error, now);
+        self.settle(now);
+    }
+
+    /// One line of the child's stdout, without its newline.
+    pub fn handle_child_line(&mut self, line: &str, now: Instant) {
+        match self.mux.handle_child_line(line, &mut self.out) {
+            FromChild::Initialized => {
+                if self.supervisor.handle_initialized(now) {
+                    self.mux.handle_ready(now, &mut self.out);
+                }
+            }
+            FromChild::InitializeFailed(reason) => self.supervisor.kill(&reason, &mut self.out),
+            FromChild::Nothing => {}
+        }
+        self.settle(now);
+    }
+
+    /// The child (its process group leader) exited.
+    pub fn handle_child_exit(&mut self, now: Instant) {
+        let message = match self.supervisor.handle_exit(now) {
+            Ended::Crashed => format!("MCP server '{}' exited", self.spec().name),
+            Ended::Stopped => self.stopped_message(),
+            Ended::Unexpected => {
+                tracing::debug!(server = %self.spec().name, "exit reported with no child running");
+                return;
+            }
+        };
+        self.mux.fail_sent(SERVER_ERROR, &message, &mut self.out);
+        self.settle(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.hung_at().is_some_and(|at| now >= at) {
+            let name = &self.supervisor.spec().name;
+            let message = format!("MCP server '{name}' stopped responding");
+            self.mux.fail_sent(SERVER_ERROR, &message, &mut self.out);
+            self.supervisor.kill("stopped responding", &mut self.out);
+        }
+        if self.idle_at().is_some_and(|at| now >= at) {
+            tracing::info!(server = %self.spec().name, "stopping the idle MCP server");
+            let message = self.stopped_message();
+            self.mux.fail_sent(SERVER_ERROR, &message, &mut self.out);
+            self.supervisor.stop(now, &mut self.out);
+        }
+        if self.probe_at().is_some_and(|at| now >= at) {
+            self.mux.send_ping(now, &mut self.out);
+        }
+        match self.supervisor.handle_timeout(now, &mut self.out) {
+            Due::Ping => self.mux.send_ping(now, &mut self.out),
+            Due::StartupTimeout => {
+                let name = &self.supervisor.spec().name;
+                let message = format!("MCP server '{name}' did not start in time");
+                self.mux.fail_sent(SERVER_ERROR, &message, &mut self.out);
+            }
+            Due::Nothing => {}
+        }
+        self.settle(now);
+    }
+
+    // Output.
+
+    /// When [`BridgedServer::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.supervisor.poll_timeout(),
+            self.hung_at(),
+            self.probe_at(),
+            self.idle_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next thing for the driver to do; drain after every input.
+    pub fn poll_output(&mut self) -> Option<BridgeOutput> {
+        self.out.pop_front()
+    }
+
+    /// What a client request may do now.
+    fn route(&self, now: Instant) -> Route {
+        if self.retired {
+            return Route::Refuse(self.stopped_message());
+        }
+        match self.state() {
+            ChildState::Running => Route::Send(now),
+            ChildState::Failed => Route::Refuse(self.failed_message()),
+            ChildState::Stopped
+            | ChildState::Starting
+            | ChildState::Stopping
+            | ChildState::Restarting => Route::Queue,
+        }
+    }
+
+    /// After every input: start a stopped child that has calls waiting,
+    /// refuse what waits on a bridge that gave up, and track idleness.
+    fn settle(&mut self, now: Instant) {
+        match self.state() {
+            ChildState::Stopped if self.mux.has_queued() && !self.retired => {
+                self.supervisor.start(&mut self.out);
+            }
+            ChildState::Failed if self.mux.has_queued() => {
+                let message = self.failed_message();
+                self.mux.fail_queued(SERVER_ERROR, &message, &mut self.out);
+            }
+            _ => {}
+        }
+        let idle = self.state() == ChildState::Running
+            && self.spec().idle_timeout.is_some()
+            && self.mux.is_idle();
+        self.idle_since = if idle {
+            Some(self.idle_since.unwrap_or(now))
+        } else {
+            None
+        };
+    }
+
+    /// When a running child counts as hung: its `ping` went unanswered
+    /// (with no line at all from it) for `ping_timeout`. A long call alone
+    /// does not make it hung: a tool may work for minutes.
+    fn hung_at(&self) -> Option<Instant> {
+        if self.state() != ChildState::Running {
+            return None;
+        }
+        let since = self.mux.ping_silent_since()?;
+        Some(later(since, self.supervisor.limits().ping_timeout))
+    }
+
+    /// When to ask a running child that has been silent while a call waits
+    /// whether it is still there: a `ping` after `ping_timeout` of silence
+    /// (a server that reads its input while a tool runs answers at once).
+    fn probe_at(&self) -> Option<Instant> {
+        if self.state() != ChildState::Running || self.mux.ping_silent_since().is_some() {
+            return None;
+        }
+        let since = self.mux.call_silent_since()?;
+        Some(later(since, self.supervisor.limits().ping_timeout))
+    }
+
+    fn idle_at(&self) -> Option<Instant> {
+        if self.state() != ChildState::Running {
+            return None;
+        }
+        let wait = self.spec().idle_timeout?;
+        Some(later(self.idle_since?, wait))
+    }
+
+    fn stopped_message(&self) -> String {
+        format!("MCP server '{}' was stopped", self.spec().name)
+    }
+
+    fn failed_message(&self) -> String {
+        format!(
+            "MCP server '{}' failed {} times in a row and is not restarted (last: {})",
+            self.spec().name,
+            self.supervisor.failures(),
+            self.supervisor.last_failure().unwrap_or("unknown"),
+        )
+    }
+
+    #[cfg(test)]
+    pub(crate) fn sizes(&self) -> [usize; 6] {
+        self.mux.sizes()
+    }
+}

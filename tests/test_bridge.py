@@ -1,0 +1,252 @@
+"""The MCP bridge: a real stdio MCP server (`@modelcontextprotocol/server-everything`
+from tests/node) bridged by `serve --server NAME=COMMAND`, reached over
+Streamable HTTP by the official MCP Python SDK client, on both runtimes.
+
+What a client must see: the server's tools, and its own answers only, however
+many clients share the one child; a crashed child's waiting calls answered
+with an error at once, and the child back for the next call; the session
+rules of the transport (400 without a session, 404 for an unknown one so the
+client initializes again, 401 without the key, 403 for a foreign Origin). And
+no child process outlives the bridge: the whole process group goes."""
+
+import asyncio
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from conftest import API_KEY, ROOT
+
+EVERYTHING = ROOT / "tests" / "node" / "node_modules" / ".bin" / "mcp-server-everything"
+TIMEOUT = 30
+
+
+def bridge_server(make_server, *servers, mark=None):
+    """A server bridging `servers` (NAME=COMMAND); every process it starts
+    carries BRIDGE_TEST_MARK=`mark` in its environment."""
+    args = [a for s in servers for a in ("--server", s)]
+    return make_server(*args, env={"BRIDGE_TEST_MARK": mark or uuid.uuid4().hex})
+
+
+def everything(name="everything"):
+    return f"{name}={EVERYTHING} stdio"
+
+
+def client(server, name="everything", mode="auto", **kwargs):
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
+    return Client(streamable_http_client(f"{server.base}/mcp/{name}", http_client=http), mode=mode, **kwargs)
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, TIMEOUT))
+
+
+def marked(mark, but=()):
+    """Live processes (not zombies) whose environment holds the mark."""
+    needle = f"\0BRIDGE_TEST_MARK={mark}\0".encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) in but:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = b"\0" + f.read() + b"\0"
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in environ and state != "Z":
+            found.append(int(pid))
+    return found
+
+
+def wait_until(check, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_the_sdk_client_lists_and_calls_tools_through_the_bridge(make_server, mode):
+    """`auto` is the newest SDK's default: it asks `server/discover` first
+    and, told the bridge speaks the handshake, initializes; `legacy`
+    initializes at once. Either way it gets the child's tools and calls."""
+    server = bridge_server(make_server, everything())
+
+    async def use():
+        async with client(server, mode=mode) as c:
+            assert c.server_info.name == "mcp-servers/everything"
+            names = [t.name for t in (await c.list_tools()).tools]
+            assert {"echo", "get-sum", "trigger-long-running-operation"} <= set(names)
+            echoed = await c.call_tool("echo", {"message": "across the bridge"})
+            summed = await c.call_tool("get-sum", {"a": 2, "b": 40})
+            return echoed.content[0].text, summed.content[0].text
+
+    echoed, summed = run(use())
+    assert echoed == "Echo: across the bridge"
+    assert "42" in summed
+
+
+def test_many_clients_share_one_child_and_get_only_their_own_answers(make_server):
+    """Eight clients at once, each with its own session and the same
+    JSON-RPC ids as the others: each gets its own echoes, and one child
+    serves them all (initialized once)."""
+    mark = uuid.uuid4().hex
+    server = bridge_server(make_server, everything(), mark=mark)
+
+    async def one(n):
+        async with client(server) as c:
+            got = []
+            for i in range(5):
+                result = await c.call_tool("echo", {"message": f"client {n} call {i}"})
+                got.append(result.content[0].text)
+            return got
+
+    async def all_of_them():
+        return await asyncio.gather(*(one(n) for n in range(8)))
+
+    answers = run(all_of_them())
+    for n, got in enumerate(answers):
+        assert got == [f"Echo: client {n} call {i}" for i in range(5)]
+    assert len(marked(mark, but={server.proc.pid})) == 1
+
+
+def test_progress_from_the_child_reaches_the_client_that_asked(make_server):
+    server = bridge_server(make_server, everything())
+    progress = []
+
+    async def use():
+        async with client(server) as c:
+            async def on_progress(done, total, message):
+                progress.append((done, total))
+
+            result = await c.call_tool(
+                "trigger-long-running-operation",
+                {"duration": 1, "steps": 4},
+                progress_callback=on_progress,
+            )
+            return result.content[0].text
+
+    text = run(use())
+    assert "completed" in text.lower(), text
+    assert [p[0] for p in progress] == [1, 2, 3, 4], progress
+
+
+def test_a_killed_child_fails_its_waiting_calls_at_once_and_comes_back(make_server):
+    """A call in flight when the child dies gets an error within a second
+    (not when the long operation would have ended); the next call starts a
+    new child and is answered."""
+    mark = uuid.uuid4().hex
+    server = bridge_server(make_server, everything(), mark=mark)
+
+    async def use():
+        async with client(server) as c:
+            await c.call_tool("echo", {"message": "warm"})
+            [child] = marked(mark, but={server.proc.pid})
+            slow = asyncio.create_task(c.call_tool("trigger-long-running-operation", {"duration": 20, "steps": 2}))
+            await asyncio.sleep(0.3)
+            os.kill(child, signal.SIGKILL)
+            started = time.monotonic()
+            with pytest.raises(MCPError) as failed:
+                await slow
+            waited = time.monotonic() - started
+            again = await c.call_tool("echo", {"message": "after the crash"})
+            return failed.value, waited, again.content[0].text, child
+
+    error, waited, again, old_child = run(use())
+    assert "exited" in str(error), error
+    assert waited < 2, waited
+    assert again == "Echo: after the crash"
+    assert old_child not in marked(mark, but={server.proc.pid})
+
+
+def post(server, path, body, headers=None, method="POST"):
+    """A raw request: (status, headers, parsed JSON body or None)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        server.base + path,
+        data=data,
+        method=method,
+        headers={
+            "Authorization": f"Bearer {API_KEY}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            **(headers or {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as r:
+            raw = r.read()
+            return r.status, r.headers, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, e.headers, json.loads(raw) if raw else None
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+}
+
+
+def test_the_transport_keeps_the_session_rules(make_server):
+    server = bridge_server(make_server, everything())
+    path = "/mcp/everything"
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+
+    status, headers, body = post(server, path, INITIALIZE)
+    assert status == 200 and body["result"]["serverInfo"]["name"] == "mcp-servers/everything"
+    session = headers["Mcp-Session-Id"]
+    assert len(session) >= 32
+    with_session = {"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
+
+    # Notifications and responses are accepted with 202.
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert post(server, path, initialized, with_session)[0] == 202
+    assert post(server, path, ping, with_session)[2] == {"jsonrpc": "2.0", "id": 2, "result": {}}
+    # Without a session: 400; an unknown one: 404, so the client starts over.
+    assert post(server, path, ping)[0] == 400
+    assert post(server, path, ping, {"Mcp-Session-Id": "nope"})[0] == 404
+    # Not a JSON-RPC message: 400 with a JSON-RPC error.
+    status, _, body = post(server, path, {"hello": 1}, with_session)
+    assert status == 400 and body["error"]["code"] == -32600
+    # The API key, the Origin check and the server name, like every route.
+    assert post(server, path, ping, {**with_session, "Authorization": "Bearer wrong"})[0] == 401
+    assert post(server, path, ping, {**with_session, "Origin": "https://evil.example"})[0] == 403
+    status, _, body = post(server, "/mcp/nothing", INITIALIZE)
+    assert status == 404 and "everything" in body["error"]["message"]
+    # DELETE ends the session.
+    assert post(server, path, None, with_session, method="DELETE")[0] == 200
+    assert post(server, path, ping, with_session)[0] == 404
+
+
+def test_stopping_the_bridge_takes_the_whole_process_group(make_server, tmp_path):
+    """A server started through `sh -c` with a background process of its
+    own: SIGTERM to the bridge ends the child and everything in its group."""
+    mark = uuid.uuid4().hex
+    script = f"sleep 300 & exec {EVERYTHING} stdio"
+    server = bridge_server(make_server, f"wrapped=sh -c '{script}'", mark=mark)
+
+    async def use():
+        async with client(server, name="wrapped") as c:
+            return (await c.call_tool("echo", {"message": "wrapped"})).content[0].text
+
+    assert run(use()) == "Echo: wrapped"
+    assert len(marked(mark, but={server.proc.pid})) == 2  # the server and the sleep
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=15)
+    assert wait_until(lambda: not marked(mark)), marked(mark)
