@@ -78,15 +78,18 @@ def wait_until(check, timeout=10):
     return True
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-def test_the_sdk_client_lists_and_calls_tools_through_the_bridge(make_server, mode):
-    """`auto` is the newest SDK's default: it asks `server/discover` first
-    and, told the bridge speaks the handshake, initializes; `legacy`
-    initializes at once. Either way it gets the child's tools and calls."""
+@pytest.mark.parametrize(("mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
+def test_the_sdk_client_lists_and_calls_tools_through_the_bridge(make_server, mode, version):
+    """`auto` is the newest SDK's default: it asks `server/discover` and
+    gets the stateless revision, although server-everything speaks only
+    the session revisions (the bridge answers from the child's cached
+    `initialize` and translates each request and result); `legacy`
+    initializes a session. Either way it gets the child's tools and calls."""
     server = bridge_server(make_server, everything())
 
     async def use():
         async with client(server, mode=mode) as c:
+            assert c.protocol_version == version
             assert c.server_info.name == "mcp-servers/everything"
             names = [t.name for t in (await c.list_tools()).tools]
             assert {"echo", "get-sum", "trigger-long-running-operation"} <= set(names)
@@ -123,12 +126,15 @@ def test_many_clients_share_one_child_and_get_only_their_own_answers(make_server
     assert len(marked(mark, but={server.proc.pid})) == 1
 
 
-def test_progress_from_the_child_reaches_the_client_that_asked(make_server):
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_progress_from_the_child_reaches_the_client_that_asked(make_server, mode):
+    """Stateless: the call is answered as an event stream, its progress
+    first; in a session, progress comes down the session's GET stream."""
     server = bridge_server(make_server, everything())
     progress = []
 
     async def use():
-        async with client(server) as c:
+        async with client(server, mode=mode) as c:
             async def on_progress(done, total, message):
                 progress.append((done, total))
 
@@ -232,6 +238,54 @@ def test_the_transport_keeps_the_session_rules(make_server):
     # DELETE ends the session.
     assert post(server, path, None, with_session, method="DELETE")[0] == 200
     assert post(server, path, ping, with_session)[0] == 404
+
+
+def test_the_stateless_revision_keeps_its_rules(make_server):
+    server = bridge_server(make_server, everything())
+    path = "/mcp/everything"
+    modern = {"MCP-Protocol-Version": "2026-07-28"}
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+    call = {"jsonrpc": "2.0", "id": "a", "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "x"}, "_meta": meta}}
+
+    status, _, body = post(server, path, call, {**modern, "Mcp-Method": "tools/call", "Mcp-Name": "echo"})
+    assert status == 200 and body["id"] == "a" and body["result"]["content"][0]["text"] == "Echo: x"
+    assert body["result"]["resultType"] == "complete"
+    status, _, body = post(server, path, call, {**modern, "Mcp-Method": "tools/list"})
+    assert status == 400 and body["error"]["code"] == -32600 and "Mcp-Method" in body["error"]["message"]
+    status, _, body = post(server, path, call, {**modern, "Mcp-Name": "get-sum"})
+    assert status == 400 and "Mcp-Name" in body["error"]["message"]
+    assert post(server, path, None, modern, method="GET")[0] == 405
+    assert post(server, path, None, modern, method="DELETE")[0] == 405
+    future = {**call, "params": {**call["params"], "_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01"}}}
+    status, _, body = post(server, path, future, modern)
+    assert status == 400 and body["error"]["code"] == -32022
+    assert "2026-07-28" in body["error"]["data"]["supported"]
+
+
+def test_the_legacy_sse_transport_serves_old_clients(make_server):
+    """The 2024-11-05 HTTP+SSE transport, as the SDK's `sse_client` speaks
+    it, beside Streamable HTTP clients of the same child."""
+    from mcp.client.session import ClientSession
+    from mcp.client.sse import sse_client
+
+    server = bridge_server(make_server, everything())
+
+    async def use():
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with sse_client(f"{server.base}/mcp/everything/sse", headers=headers) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                names = [t.name for t in (await session.list_tools()).tools]
+                echoed = await session.call_tool("echo", {"message": "over sse"})
+                async with client(server) as modern:
+                    other = await modern.call_tool("echo", {"message": "beside it"})
+                return names, echoed.content[0].text, other.content[0].text
+
+    names, echoed, other = run(use())
+    assert "echo" in names
+    assert echoed == "Echo: over sse"
+    assert other == "Echo: beside it"
 
 
 def test_stopping_the_bridge_takes_the_whole_process_group(make_server, tmp_path):

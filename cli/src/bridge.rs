@@ -12,8 +12,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
-use mcp_provider_core::bridge::streamable::{Bridge, ChildId, Routed};
-use mcp_provider_core::bridge::{BridgeOutput, Limits, ServerSpec, StopSignal};
+use mcp_provider_core::bridge::{
+    Bridge, BridgeOutput, ChildId, Limits, Routed, ServerSpec, StopSignal,
+};
 use mcp_provider_core::http::Request;
 use mcp_provider_core::lines::{Line, LineBuffer};
 use mcp_provider_core::{mcp, ConnId, Output};
@@ -106,7 +107,7 @@ impl Bridged {
     }
 
     pub fn handle_conn_closed(self: &Arc<Self>, conn: ConnId) {
-        self.with(|b, _| b.handle_conn_closed(conn));
+        self.with(|b, now| b.handle_conn_closed(conn, now));
     }
 
     /// Stops every child: stdin closed, then SIGTERM, then SIGKILL.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use mcp_provider_core::backlog::Backlog;
-use mcp_provider_core::bridge::streamable::Bridge;
+use mcp_provider_core::bridge::Bridge;
 use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{ConnId, Output, Provider};

@@ -86,13 +86,17 @@
 
 use std::time::Duration;
 
+mod legacy_sse;
 mod mux;
+mod registry;
 mod server;
-pub mod streamable;
+mod stateless;
+mod streamable;
 mod supervisor;
 #[cfg(test)]
 mod tests;
 
+pub use registry::{Bridge, ChildId, Routed, HELD_PER_SESSION, KEEPALIVE, MAX_SESSIONS};
 pub use server::BridgedServer;
 
 /// JSON-RPC's "server error" code: the bridged server exited, hung, was

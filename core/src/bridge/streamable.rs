@@ -1,5 +1,5 @@
-//! The bridged servers as network clients reach them: MCP Streamable HTTP
-//! at `/mcp/{name}`, in the session revisions (2025-03-26 … 2025-11-25).
+//! MCP Streamable HTTP at `/mcp/{name}`, in the session revisions
+//! (2025-03-26 … 2025-11-25).
 //!
 //! A client opens a session with `initialize` (answered from the child's
 //! cached result, see [`super::BridgedServer`]) and gets an
@@ -8,176 +8,49 @@
 //! A request is answered with its JSON-RPC response as `application/json`;
 //! notifications and responses are accepted with 202. What the server
 //! sends on its own (notifications, its requests to the client) goes down
-//! the session's `GET` event stream, held (boundedly) until one is open.
-//! `DELETE` ends the session.
-//!
-//! The stateless revision asks `server/discover` first; it is answered
-//! "method not found", which clients take as the sign to use `initialize`.
-//!
-//! Drive it like the other state machines: hand it requests for
-//! [`Bridge::handles`] paths (Host, Origin and the API key already
-//! checked by the provider), the child processes' lines and exits, and
-//! time; carry out every [`Routed`] output.
+//! the session's `GET` event stream, numbered, held (boundedly) until one
+//! is open and replayed after `Last-Event-ID`. `DELETE` ends the session.
+//! A request without a session that speaks the stateless revision goes to
+//! `stateless.rs`.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{BridgeOutput, BridgedServer, ClientId, Limits, ServerSpec, Share};
+use super::registry::{Bridge, Pending, Transport};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
-use crate::provider::{ConnId, Output};
-
-/// Messages held for a session whose event stream is not open; past this
-/// the oldest are dropped (a client that never listens cannot grow it).
-pub const HELD_PER_SESSION: usize = 256;
-
-/// Sessions open at once; past this `initialize` gets a 503.
-pub const MAX_SESSIONS: usize = 1024;
-
-/// How often an open event stream gets a `:` comment, so proxies and
-/// clients with read timeouts keep it.
-pub const KEEPALIVE: Duration = Duration::from_secs(15);
-
-/// One running (or startable) child: an index into [`Bridge`]'s children.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChildId(pub usize);
-
-/// What the driver carries out.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Routed {
-    /// An HTTP answer, for the connection it names.
-    Http(Output),
-    /// Something for a child process to do.
-    Child {
-        child: ChildId,
-        action: BridgeOutput,
-    },
-}
-
-struct Session {
-    child: ChildId,
-    client: ClientId,
-    /// The connection of its open `GET` event stream.
-    stream: Option<ConnId>,
-    held: VecDeque<String>,
-    /// The last events sent down the stream, for a client that reconnects
-    /// with `Last-Event-ID` (at most [`HELD_PER_SESSION`]).
-    sent: VecDeque<(u64, String)>,
-    next_event: u64,
-}
-
-impl Session {
-    /// `message` as the stream's next event, remembered for a replay.
-    fn event(&mut self, message: String) -> Bytes {
-        self.next_event += 1;
-        let data = event(self.next_event, &message);
-        if self.sent.len() >= HELD_PER_SESSION {
-            self.sent.pop_front();
-        }
-        self.sent.push_back((self.next_event, message));
-        data
-    }
-}
-
-/// Every bridged server, its children and the clients' sessions.
-pub struct Bridge {
-    specs: Vec<ServerSpec>,
-    limits: Limits,
-    /// Children by [`ChildId`]; `None` once a per-session child is gone.
-    children: Vec<Option<BridgedServer>>,
-    /// The shared child of each spec, once started.
-    shared: HashMap<usize, ChildId>,
-    sessions: HashMap<String, Session>,
-    by_client: HashMap<(ChildId, ClientId), String>,
-    /// Requests waiting for their response: (child, client, id as JSON) →
-    /// the connection that asked, and whether it was `initialize` (its
-    /// answer names the session).
-    pending: HashMap<(ChildId, ClientId, String), (ConnId, Option<String>)>,
-    /// Open event streams: connection → session id.
-    streams: HashMap<ConnId, String>,
-    /// Seed of session ids, from the driver's randomness.
-    seed: [u8; 32],
-    /// When the open event streams get their next keep-alive.
-    keepalive_at: Option<Instant>,
-    next_session: u64,
-    out: VecDeque<Routed>,
-}
+use crate::provider::ConnId;
 
 impl Bridge {
-    pub fn new(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32]) -> Self {
-        Bridge {
-            specs,
-            limits,
-            children: Vec::new(),
-            shared: HashMap::new(),
-            sessions: HashMap::new(),
-            by_client: HashMap::new(),
-            pending: HashMap::new(),
-            streams: HashMap::new(),
-            seed,
-            keepalive_at: None,
-            next_session: 0,
-            out: VecDeque::new(),
-        }
-    }
-
-    // ---- getters ----
-
-    /// Whether a request for `path` is the bridge's.
-    pub fn handles(path: &str) -> bool {
-        path == "/mcp" || path.starts_with("/mcp/")
-    }
-
-    /// The configured servers.
-    pub fn specs(&self) -> &[ServerSpec] {
-        &self.specs
-    }
-
-    /// Every child there is, by id.
-    pub fn children(&self) -> impl Iterator<Item = (ChildId, &BridgedServer)> {
-        self.children
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| Some((ChildId(i), c.as_ref()?)))
-    }
-
-    pub fn sessions(&self) -> usize {
-        self.sessions.len()
-    }
-
-    // ---- input ----
-
-    /// A request for a [`Bridge::handles`] path.
-    pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
-        let name = request
-            .path()
-            .strip_prefix("/mcp/")
-            .unwrap_or_default()
-            .trim_end_matches('/');
-        let Some(spec) = self.specs.iter().position(|s| s.name == name) else {
-            let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
-            let message = format!(
-                "no bridged MCP server is called `{name}`; configured: {}",
-                if known.is_empty() {
-                    "none (start with --server NAME=COMMAND)".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            );
-            return self.reply_error(conn, 404, mcp::INVALID_REQUEST, &message);
-        };
+    /// A request for `/mcp/NAME`.
+    pub(super) fn streamable(
+        &mut self,
+        conn: ConnId,
+        spec: usize,
+        request: &Request,
+        now: Instant,
+    ) {
         let session = request.header("mcp-session-id").map(str::to_owned);
+        if session.is_none() && super::stateless::is_stateless(request) {
+            return self.stateless(conn, spec, request, now);
+        }
         match request.method.as_str() {
             "POST" => self.post(conn, spec, session, &request.body, now),
-            "GET" => {
-                let last = request
-                    .header("last-event-id")
-                    .and_then(|v| v.trim().parse().ok());
-                self.open_stream(conn, spec, session, last, now);
-            }
+            "GET" => match self.session_of(spec, session.as_deref()) {
+                Ok(id) => {
+                    let last = request
+                        .header("last-event-id")
+                        .and_then(|v| v.trim().parse().ok());
+                    let response = Response::stream("text/event-stream")
+                        .with_header("mcp-session-id", id.clone());
+                    self.attach_stream(conn, &id, response, last, now);
+                }
+                Err((status, message)) => {
+                    self.reply_error(conn, status, mcp::INVALID_REQUEST, &message)
+                }
+            },
             "DELETE" => match self.session_of(spec, session.as_deref()) {
                 Ok(id) => {
                     self.end_session(&id, now);
@@ -203,80 +76,6 @@ impl Bridge {
         }
     }
 
-    /// The connection closed: its event stream, or its wait for an answer,
-    /// ends (the session stays until `DELETE`).
-    pub fn handle_conn_closed(&mut self, conn: ConnId) {
-        if let Some(id) = self.streams.remove(&conn) {
-            if let Some(session) = self.sessions.get_mut(&id) {
-                session.stream = None;
-            }
-        }
-        self.pending.retain(|_, (c, _)| *c != conn);
-    }
-
-    pub fn handle_spawned(&mut self, child: ChildId, now: Instant) {
-        self.on_child(child, |c| c.handle_spawned(now));
-    }
-
-    pub fn handle_spawn_failed(&mut self, child: ChildId, error: &str, now: Instant) {
-        self.on_child(child, |c| c.handle_spawn_failed(error, now));
-    }
-
-    pub fn handle_child_line(&mut self, child: ChildId, line: &str, now: Instant) {
-        self.on_child(child, |c| c.handle_child_line(line, now));
-    }
-
-    pub fn handle_child_exit(&mut self, child: ChildId, now: Instant) {
-        self.on_child(child, |c| c.handle_child_exit(now));
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.keepalive_at.is_some_and(|at| at <= now) {
-            self.keepalive_at = (!self.streams.is_empty()).then(|| now + KEEPALIVE);
-            for &conn in self.streams.keys() {
-                self.out.push_back(Routed::Http(Output::Data {
-                    conn,
-                    data: Bytes::from_static(b":\n\n"),
-                }));
-            }
-        }
-        for i in 0..self.children.len() {
-            if self.children[i]
-                .as_ref()
-                .and_then(BridgedServer::poll_timeout)
-                .is_some_and(|at| at <= now)
-            {
-                self.on_child(ChildId(i), |c| c.handle_timeout(now));
-            }
-        }
-    }
-
-    // ---- commands ----
-
-    /// Stops every child (the process is shutting down).
-    pub fn stop(&mut self, now: Instant) {
-        for i in 0..self.children.len() {
-            self.on_child(ChildId(i), |c| c.stop(now));
-        }
-    }
-
-    // ---- output ----
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.children
-            .iter()
-            .flatten()
-            .filter_map(BridgedServer::poll_timeout)
-            .chain(self.keepalive_at)
-            .min()
-    }
-
-    pub fn poll_output(&mut self) -> Option<Routed> {
-        self.out.pop_front()
-    }
-
-    // ---- the transport ----
-
     fn post(
         &mut self,
         conn: ConnId,
@@ -285,32 +84,12 @@ impl Bridge {
         body: &[u8],
         now: Instant,
     ) {
-        let text = String::from_utf8_lossy(body);
-        if text.trim_start().starts_with('[') {
-            return self.reply_error(
-                conn,
-                400,
-                mcp::INVALID_REQUEST,
-                "batches are not supported: send one message per request",
-            );
-        }
-        let message = match mcp::parse(&text) {
+        let message = match parse_one(body) {
             Ok(message) => message,
-            Err(invalid) => return self.respond(conn, Response::json(400, invalid.reply())),
+            Err(reply) => return self.respond(conn, reply),
         };
         let is_initialize =
             matches!(&message, Message::Request { method, .. } if method == "initialize");
-        if let Message::Request { id, method, .. } = &message {
-            if method == "server/discover" && session.is_none() {
-                let reply = mcp::error(
-                    id,
-                    mcp::METHOD_NOT_FOUND,
-                    "server/discover: this bridge speaks the initialize handshake",
-                    None,
-                );
-                return self.respond(conn, Response::json(200, reply));
-            }
-        }
         let id = if is_initialize {
             if session.is_some() {
                 return self.reply_error(
@@ -320,7 +99,7 @@ impl Bridge {
                     "initialize opens a session: send it without Mcp-Session-Id",
                 );
             }
-            match self.open_session(spec, now) {
+            match self.open_session(spec, Transport::Streamable, now) {
                 Some(id) => id,
                 None => {
                     return self.reply_error(
@@ -343,247 +122,43 @@ impl Bridge {
             return;
         };
         let (child, client) = (session.child, session.client);
-        match &message {
-            Message::Request { id: request_id, .. } => {
-                let named = is_initialize.then(|| id.clone());
-                self.pending
-                    .insert((child, client, request_id.to_string()), (conn, named));
-            }
+        let wait = match &message {
+            Message::Request { .. } => Some(Pending {
+                conn,
+                opened: is_initialize.then_some(id),
+                stateless: None,
+                streamed: false,
+            }),
             Message::Notification { .. } | Message::Response { .. } => {
                 self.respond(conn, Response::full(202, "application/json", Bytes::new()));
-            }
-        }
-        self.on_child(child, |c| c.handle_client_message(client, message, now));
-    }
-
-    /// A session's `GET` event stream; with `Last-Event-ID`, the events
-    /// after that one are sent again first.
-    fn open_stream(
-        &mut self,
-        conn: ConnId,
-        spec: usize,
-        session: Option<String>,
-        last_event: Option<u64>,
-        now: Instant,
-    ) {
-        let id = match self.session_of(spec, session.as_deref()) {
-            Ok(id) => id,
-            Err((status, message)) => {
-                return self.reply_error(conn, status, mcp::INVALID_REQUEST, &message)
+                None
             }
         };
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return;
-        };
-        let replaced = session.stream.replace(conn);
-        let mut events: Vec<Bytes> = match last_event {
-            Some(last) => session
-                .sent
-                .iter()
-                .filter(|(n, _)| *n > last)
-                .map(|(n, message)| event(*n, message))
-                .collect(),
-            None => Vec::new(),
-        };
-        let held: Vec<String> = session.held.drain(..).collect();
-        events.extend(held.into_iter().map(|message| session.event(message)));
-        if let Some(old) = replaced {
-            self.streams.remove(&old);
-            self.out.push_back(Routed::Http(Output::End { conn: old }));
-        }
-        self.streams.insert(conn, id.clone());
-        self.keepalive_at.get_or_insert(now + KEEPALIVE);
-        self.respond(
-            conn,
-            Response::stream("text/event-stream").with_header("mcp-session-id", id),
-        );
-        for data in events {
-            self.out
-                .push_back(Routed::Http(Output::Data { conn, data }));
-        }
-    }
-
-    /// A new session's id, its client opened on the right child.
-    fn open_session(&mut self, spec: usize, now: Instant) -> Option<String> {
-        if self.sessions.len() >= MAX_SESSIONS {
-            return None;
-        }
-        let child = match (self.specs[spec].share, self.shared.get(&spec)) {
-            (Share::Shared, Some(&child)) => child,
-            (share, _) => {
-                let child = ChildId(self.children.len());
-                self.children.push(Some(BridgedServer::new(
-                    self.specs[spec].clone(),
-                    self.limits.clone(),
-                    now,
-                )));
-                if share == Share::Shared {
-                    self.shared.insert(spec, child);
-                }
-                child
-            }
-        };
-        let client = self.children[child.0].as_mut()?.open_client(now);
-        self.next_session += 1;
-        let id = crate::auth::derive_token(&[&self.seed, &self.next_session.to_le_bytes()]);
-        self.sessions.insert(
-            id.clone(),
-            Session {
-                child,
-                client,
-                stream: None,
-                held: VecDeque::new(),
-                sent: VecDeque::new(),
-                next_event: 0,
-            },
-        );
-        self.by_client.insert((child, client), id.clone());
-        Some(id)
-    }
-
-    /// The session `id` names, if it belongs to server `spec`; else the
-    /// status and message to answer with.
-    fn session_of(&self, spec: usize, id: Option<&str>) -> Result<String, (u16, String)> {
-        let id = id.ok_or((
-            400,
-            "missing Mcp-Session-Id: send initialize first".to_owned(),
-        ))?;
-        let known = self.sessions.get(id).is_some_and(|s| {
-            self.children
-                .get(s.child.0)
-                .and_then(Option::as_ref)
-                .is_some_and(|c| c.spec().name == self.specs[spec].name)
-        });
-        if known {
-            Ok(id.to_owned())
-        } else {
-            Err((
-                404,
-                "unknown or expired MCP session: initialize again".to_owned(),
-            ))
-        }
-    }
-
-    fn end_session(&mut self, id: &str, now: Instant) {
-        let Some(session) = self.sessions.remove(id) else {
-            return;
-        };
-        self.by_client.remove(&(session.child, session.client));
-        if let Some(conn) = session.stream {
-            self.streams.remove(&conn);
-            self.out.push_back(Routed::Http(Output::End { conn }));
-        }
-        self.pending
-            .retain(|(child, client, _), _| (*child, *client) != (session.child, session.client));
-        let per_session = self.specs.iter().any(|s| {
-            s.share == Share::PerSession
-                && self
-                    .children
-                    .get(session.child.0)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|c| c.spec().name == s.name)
-        });
-        self.on_child(session.child, |c| {
-            c.close_client(session.client, now);
-            if per_session {
-                c.stop(now);
-            }
-        });
-    }
-
-    /// Runs `f` on a child, then routes what it output.
-    fn on_child(&mut self, child: ChildId, f: impl FnOnce(&mut BridgedServer)) {
-        let Some(Some(server)) = self.children.get_mut(child.0) else {
-            return;
-        };
-        f(server);
-        let outputs: Vec<BridgeOutput> = std::iter::from_fn(|| server.poll_output()).collect();
-        for output in outputs {
-            match output {
-                BridgeOutput::ToClient { client, message } => {
-                    self.out_for_client(child, client, message)
-                }
-                action => self.out.push_back(Routed::Child { child, action }),
-            }
-        }
-        // A per-session child that stopped for good is forgotten.
-        let gone = self
-            .children
-            .get(child.0)
-            .and_then(Option::as_ref)
-            .is_some_and(|c| {
-                c.spec().share == Share::PerSession
-                    && c.clients() == 0
-                    && c.state() == super::ChildState::Stopped
-            });
-        if gone {
-            self.children[child.0] = None;
-        }
-    }
-
-    /// A message for a client: the answer some connection waits for, or
-    /// an event for its session's stream.
-    fn out_for_client(&mut self, child: ChildId, client: ClientId, message: String) {
-        let answer_to = serde_json::from_str::<Value>(&message).ok().and_then(|v| {
-            let is_response = v.get("method").is_none();
-            is_response
-                .then(|| v.get("id").map(Value::to_string))
-                .flatten()
-        });
-        if let Some(id) = answer_to {
-            if let Some((conn, named)) = self.pending.remove(&(child, client, id)) {
-                let mut response = Response::json(200, message);
-                if let Some(session) = named {
-                    response = response.with_header("mcp-session-id", session);
-                }
-                return self.respond(conn, response);
-            }
-        }
-        let Some(session) = self
-            .by_client
-            .get(&(child, client))
-            .and_then(|id| self.sessions.get_mut(id))
-        else {
-            return;
-        };
-        match session.stream {
-            Some(conn) => {
-                let data = session.event(message);
-                self.out
-                    .push_back(Routed::Http(Output::Data { conn, data }));
-            }
-            None => {
-                if session.held.len() >= HELD_PER_SESSION {
-                    session.held.pop_front();
-                    tracing::warn!(
-                        "an MCP session's client is not listening: its oldest message was dropped"
-                    );
-                }
-                session.held.push_back(message);
-            }
-        }
-    }
-
-    fn respond(&mut self, conn: ConnId, response: Response) {
-        self.out
-            .push_back(Routed::Http(Output::Respond { conn, response }));
-    }
-
-    fn reply_error(&mut self, conn: ConnId, status: u16, code: i64, message: &str) {
-        let body = mcp::error(&Value::Null, code, message, None);
-        self.respond(conn, Response::json(status, body));
+        self.forward(child, client, message, wait, now);
     }
 }
 
-/// One message as a server-sent event numbered `id`.
-fn event(id: u64, message: &str) -> Bytes {
-    Bytes::from(format!("id: {id}\nevent: message\ndata: {message}\n\n"))
+/// One JSON-RPC message from a POST body, or the 400 to answer with.
+pub(super) fn parse_one(body: &[u8]) -> Result<Message, Response> {
+    let text = String::from_utf8_lossy(body);
+    if text.trim_start().starts_with('[') {
+        let reply = mcp::error(
+            &Value::Null,
+            mcp::INVALID_REQUEST,
+            "batches are not supported: send one message per request",
+            None,
+        );
+        return Err(Response::json(400, reply));
+    }
+    mcp::parse(&text).map_err(|invalid| Response::json(400, invalid.reply()))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{BridgeOutput, ChildId, Limits, Routed, ServerSpec, KEEPALIVE};
     use super::*;
     use crate::http::Body;
+    use crate::provider::Output;
     use serde_json::json;
 
     /// A bridge of one server, `echo`, whose child the test plays.

@@ -1,0 +1,73 @@
+//! The HTTP+SSE transport of the 2024-11-05 revision, which older clients
+//! and tools still speak: `GET /mcp/{name}/sse` opens a session and its
+//! event stream, whose first event, `endpoint`, names where to POST
+//! (`/mcp/{name}/messages?session_id=…`); each POST is accepted with 202
+//! and every message for the client, answers included, comes down the
+//! stream as a `message` event. Closing the stream ends the session.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::registry::{event, Bridge, Transport};
+use super::streamable::parse_one;
+use crate::http::{Request, Response};
+use crate::mcp;
+use crate::provider::{ConnId, Output};
+
+use super::registry::Routed;
+
+impl Bridge {
+    /// `GET /mcp/NAME/sse`.
+    pub(super) fn open_legacy(&mut self, conn: ConnId, spec: usize, now: Instant) {
+        let Some(id) = self.open_session(spec, Transport::LegacySse, now) else {
+            return self.reply_error(
+                conn,
+                503,
+                mcp::INVALID_REQUEST,
+                "too many MCP sessions are open",
+            );
+        };
+        let endpoint = format!("/mcp/{}/messages?session_id={id}", self.specs[spec].name);
+        self.attach_stream(conn, &id, Response::stream("text/event-stream"), None, now);
+        // The endpoint goes first: `attach_stream` sent nothing held, as the
+        // session is new.
+        let data = event(0, "endpoint", &endpoint);
+        self.out
+            .push_back(Routed::Http(Output::Data { conn, data }));
+    }
+
+    /// `POST /mcp/NAME/messages?session_id=…`.
+    pub(super) fn post_legacy(
+        &mut self,
+        conn: ConnId,
+        spec: usize,
+        request: &Request,
+        now: Instant,
+    ) {
+        let session = request.target.split_once('?').and_then(|(_, query)| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("session_id="))
+        });
+        let id = match self.session_of(spec, session) {
+            Ok(id) => id,
+            Err((status, message)) => {
+                return self.reply_error(conn, status, mcp::INVALID_REQUEST, &message)
+            }
+        };
+        let message = match parse_one(&request.body) {
+            Ok(message) => message,
+            Err(reply) => return self.respond(conn, reply),
+        };
+        let Some(session) = self.sessions.get(&id) else {
+            return;
+        };
+        let (child, client) = (session.child, session.client);
+        self.respond(
+            conn,
+            Response::full(202, "text/plain", Bytes::from_static(b"Accepted")),
+        );
+        self.forward(child, client, message, None, now);
+    }
+}

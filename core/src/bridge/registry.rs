@@ -1,0 +1,571 @@
+//! Every bridged server, its children, and the network clients' sessions:
+//! what the transports (`streamable.rs`, `stateless.rs`, `legacy_sse.rs`)
+//! share. A request comes in here and goes to its transport by path; what a
+//! child sends a client comes back here and goes to the connection waiting
+//! for it, or down the client's event stream.
+//!
+//! Drive it like the other state machines: hand it requests for
+//! [`Bridge::handles`] paths (Host, Origin and the API key already checked
+//! by the provider), the child processes' lines and exits, and time; carry
+//! out every [`Routed`] output.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::stateless::stateless_answer;
+use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
+use crate::http::{Request, Response};
+use crate::mcp;
+use crate::provider::{ConnId, Output};
+
+/// Messages held for a session whose event stream is not open, and events
+/// kept for a replay after `Last-Event-ID`; past this the oldest go (a
+/// client that never listens cannot grow it).
+pub const HELD_PER_SESSION: usize = 256;
+
+/// Sessions open at once; past this a new one gets a 503.
+pub const MAX_SESSIONS: usize = 1024;
+
+/// How often an open event stream gets a `:` comment, so proxies and
+/// clients with read timeouts keep it.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// One child (running or startable): an index into [`Bridge`]'s children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChildId(pub usize);
+
+/// What the driver carries out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// An HTTP answer, for the connection it names.
+    Http(Output),
+    /// Something for a child process to do.
+    Child {
+        child: ChildId,
+        action: BridgeOutput,
+    },
+}
+
+/// How a session's client hears from its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transport {
+    /// Streamable HTTP: an answer goes to the POST that asked, the rest
+    /// down the `GET` event stream.
+    Streamable,
+    /// The 2024-11-05 HTTP+SSE transport: everything, answers included,
+    /// goes down the one event stream; closing it ends the session.
+    LegacySse,
+}
+
+pub(super) struct Session {
+    pub(super) child: ChildId,
+    pub(super) client: ClientId,
+    pub(super) transport: Transport,
+    /// The connection of its open event stream.
+    pub(super) stream: Option<ConnId>,
+    held: VecDeque<String>,
+    /// The last events sent down the stream, for a replay.
+    sent: VecDeque<(u64, String)>,
+    next_event: u64,
+}
+
+impl Session {
+    /// `message` as the stream's next event, remembered for a replay.
+    fn event(&mut self, message: String) -> Bytes {
+        self.next_event += 1;
+        let data = event(self.next_event, "message", &message);
+        if self.sent.len() >= HELD_PER_SESSION {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((self.next_event, message));
+        data
+    }
+
+    /// The stream opens on `conn`: the events after `last_event` again
+    /// (a reconnect), then what was held; the connection it replaced.
+    pub(super) fn attach(
+        &mut self,
+        conn: ConnId,
+        last_event: Option<u64>,
+    ) -> (Vec<Bytes>, Option<ConnId>) {
+        let replaced = self.stream.replace(conn);
+        let mut events: Vec<Bytes> = match last_event {
+            Some(last) => self
+                .sent
+                .iter()
+                .filter(|(n, _)| *n > last)
+                .map(|(n, message)| event(*n, "message", message))
+                .collect(),
+            None => Vec::new(),
+        };
+        let held: Vec<String> = self.held.drain(..).collect();
+        events.extend(held.into_iter().map(|message| self.event(message)));
+        (events, replaced)
+    }
+}
+
+/// A request waiting for its answer from a child.
+pub(super) struct Pending {
+    pub(super) conn: ConnId,
+    /// The session an `initialize` opened: named in the answer's header.
+    pub(super) opened: Option<String>,
+    /// The answer is rewritten for a stateless client: its own id, and
+    /// the method it asked (see `stateless::stateless_answer`).
+    pub(super) stateless: Option<(Value, String)>,
+    /// The answer was begun as an event stream (progress goes down it
+    /// first): it ends the stream.
+    pub(super) streamed: bool,
+}
+
+/// Every bridged server, its children and the clients' sessions.
+pub struct Bridge {
+    pub(super) specs: Vec<ServerSpec>,
+    limits: Limits,
+    /// Children by [`ChildId`]; `None` once a per-session child is gone.
+    pub(super) children: Vec<Option<BridgedServer>>,
+    /// The shared child of each spec, once made.
+    shared: HashMap<usize, ChildId>,
+    pub(super) sessions: HashMap<String, Session>,
+    pub(super) by_client: HashMap<(ChildId, ClientId), String>,
+    /// Requests waiting for their response: (child, client, id as JSON).
+    pub(super) pending: HashMap<(ChildId, ClientId, String), Pending>,
+    /// Open event streams: connection → session id.
+    pub(super) streams: HashMap<ConnId, String>,
+    /// The client each stateless request has on its child, for as long
+    /// as it waits: (child, client) → the connection that asked.
+    pub(super) stateless: HashMap<(ChildId, ClientId), ConnId>,
+    /// Seed of session ids, from the driver's randomness.
+    seed: [u8; 32],
+    next_session: u64,
+    /// When the open event streams get their next keep-alive.
+    keepalive_at: Option<Instant>,
+    pub(super) out: VecDeque<Routed>,
+}
+
+impl Bridge {
+    pub fn new(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32]) -> Self {
+        Bridge {
+            specs,
+            limits,
+            children: Vec::new(),
+            shared: HashMap::new(),
+            sessions: HashMap::new(),
+            by_client: HashMap::new(),
+            pending: HashMap::new(),
+            streams: HashMap::new(),
+            stateless: HashMap::new(),
+            seed,
+            next_session: 0,
+            keepalive_at: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// Whether a request for `path` is the bridge's.
+    pub fn handles(path: &str) -> bool {
+        path == "/mcp" || path.starts_with("/mcp/")
+    }
+
+    /// The configured servers.
+    pub fn specs(&self) -> &[ServerSpec] {
+        &self.specs
+    }
+
+    /// Every child there is, by id.
+    pub fn children(&self) -> impl Iterator<Item = (ChildId, &BridgedServer)> {
+        self.children
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((ChildId(i), c.as_ref()?)))
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    // ---- input ----
+
+    /// A request for a [`Bridge::handles`] path: `/mcp/NAME` (Streamable
+    /// HTTP, both generations), `/mcp/NAME/sse` and `/mcp/NAME/messages`
+    /// (HTTP+SSE).
+    pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
+        let rest = request.path().strip_prefix("/mcp/").unwrap_or_default();
+        let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let Some(spec) = self.specs.iter().position(|s| s.name == name) else {
+            let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
+            let message = format!(
+                "no bridged MCP server is called `{name}`; configured: {}",
+                if known.is_empty() {
+                    "none (start with --server NAME=COMMAND)".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            );
+            return self.reply_error(conn, 404, mcp::INVALID_REQUEST, &message);
+        };
+        match (tail, request.method.as_str()) {
+            ("", _) => self.streamable(conn, spec, &request, now),
+            ("sse", "GET") => self.open_legacy(conn, spec, now),
+            ("messages", "POST") => self.post_legacy(conn, spec, &request, now),
+            ("sse" | "messages", _) => self.reply_error(
+                conn,
+                405,
+                mcp::INVALID_REQUEST,
+                "GET …/sse, POST …/messages",
+            ),
+            _ => self.reply_error(
+                conn,
+                404,
+                mcp::INVALID_REQUEST,
+                "the paths are /mcp/NAME, /mcp/NAME/sse and /mcp/NAME/messages",
+            ),
+        }
+    }
+
+    /// The connection closed: its event stream, or its wait for an answer,
+    /// ends. A Streamable HTTP session stays until `DELETE`; an HTTP+SSE
+    /// one ends with its stream.
+    pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
+        if let Some(id) = self.streams.remove(&conn) {
+            let legacy = self.sessions.get_mut(&id).is_some_and(|session| {
+                session.stream = None;
+                session.transport == Transport::LegacySse
+            });
+            if legacy {
+                self.end_session(&id, now);
+            }
+        }
+        self.pending.retain(|_, p| p.conn != conn);
+    }
+
+    pub fn handle_spawned(&mut self, child: ChildId, now: Instant) {
+        self.on_child(child, now, |c| c.handle_spawned(now));
+    }
+
+    pub fn handle_spawn_failed(&mut self, child: ChildId, error: &str, now: Instant) {
+        self.on_child(child, now, |c| c.handle_spawn_failed(error, now));
+    }
+
+    pub fn handle_child_line(&mut self, child: ChildId, line: &str, now: Instant) {
+        self.on_child(child, now, |c| c.handle_child_line(line, now));
+    }
+
+    pub fn handle_child_exit(&mut self, child: ChildId, now: Instant) {
+        self.on_child(child, now, |c| c.handle_child_exit(now));
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.keepalive_at.is_some_and(|at| at <= now) {
+            self.keepalive_at = (!self.streams.is_empty()).then(|| now + KEEPALIVE);
+            for &conn in self.streams.keys() {
+                let data = Bytes::from_static(b":\n\n");
+                self.out
+                    .push_back(Routed::Http(Output::Data { conn, data }));
+            }
+        }
+        for i in 0..self.children.len() {
+            let due = self
+                .children
+                .get(i)
+                .and_then(Option::as_ref)
+                .and_then(BridgedServer::poll_timeout);
+            if due.is_some_and(|at| at <= now) {
+                self.on_child(ChildId(i), now, |c| c.handle_timeout(now));
+            }
+        }
+    }
+
+    // ---- commands ----
+
+    /// Stops every child (the process is shutting down).
+    pub fn stop(&mut self, now: Instant) {
+        for i in 0..self.children.len() {
+            self.on_child(ChildId(i), now, |c| c.stop(now));
+        }
+    }
+
+    // ---- output ----
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.children
+            .iter()
+            .flatten()
+            .filter_map(BridgedServer::poll_timeout)
+            .chain(self.keepalive_at)
+            .min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Routed> {
+        self.out.pop_front()
+    }
+
+    // ---- what the transports share ----
+
+    /// The child a new client of server `spec` goes to: the shared one, or
+    /// a new one for a per-session server.
+    pub(super) fn child_for(&mut self, spec: usize, now: Instant) -> ChildId {
+        if let (Share::Shared, Some(&child)) = (self.specs[spec].share, self.shared.get(&spec)) {
+            return child;
+        }
+        let child = ChildId(self.children.len());
+        let server = BridgedServer::new(self.specs[spec].clone(), self.limits.clone(), now);
+        self.children.push(Some(server));
+        if self.specs[spec].share == Share::Shared {
+            self.shared.insert(spec, child);
+        }
+        child
+    }
+
+    /// A new session of `transport` for server `spec`: its id.
+    pub(super) fn open_session(
+        &mut self,
+        spec: usize,
+        transport: Transport,
+        now: Instant,
+    ) -> Option<String> {
+        if self.sessions.len() >= MAX_SESSIONS {
+            return None;
+        }
+        let child = self.child_for(spec, now);
+        let client = self.children.get_mut(child.0)?.as_mut()?.open_client(now);
+        self.next_session += 1;
+        let id = crate::auth::derive_token(&[&self.seed, &self.next_session.to_le_bytes()]);
+        let session = Session {
+            child,
+            client,
+            transport,
+            stream: None,
+            held: VecDeque::new(),
+            sent: VecDeque::new(),
+            next_event: 0,
+        };
+        self.sessions.insert(id.clone(), session);
+        self.by_client.insert((child, client), id.clone());
+        Some(id)
+    }
+
+    /// The session `id` names, if it is one of server `spec`'s; else the
+    /// status and message to answer with.
+    pub(super) fn session_of(
+        &self,
+        spec: usize,
+        id: Option<&str>,
+    ) -> Result<String, (u16, String)> {
+        let id = id.ok_or((
+            400,
+            "missing Mcp-Session-Id: send initialize first".to_owned(),
+        ))?;
+        let known = self.sessions.get(id).is_some_and(|s| {
+            self.children
+                .get(s.child.0)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.spec().name == self.specs[spec].name)
+        });
+        if known {
+            Ok(id.to_owned())
+        } else {
+            Err((
+                404,
+                "unknown or expired MCP session: initialize again".to_owned(),
+            ))
+        }
+    }
+
+    /// Opens the session's event stream on `conn` (a new one replaces the
+    /// old, which ends), sending what it missed.
+    pub(super) fn attach_stream(
+        &mut self,
+        conn: ConnId,
+        id: &str,
+        response: Response,
+        last_event: Option<u64>,
+        now: Instant,
+    ) {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let (events, replaced) = session.attach(conn, last_event);
+        if let Some(old) = replaced {
+            self.streams.remove(&old);
+            self.out.push_back(Routed::Http(Output::End { conn: old }));
+        }
+        self.streams.insert(conn, id.to_owned());
+        self.keepalive_at.get_or_insert(now + KEEPALIVE);
+        self.respond(conn, response);
+        for data in events {
+            self.out
+                .push_back(Routed::Http(Output::Data { conn, data }));
+        }
+    }
+
+    pub(super) fn end_session(&mut self, id: &str, now: Instant) {
+        let Some(session) = self.sessions.remove(id) else {
+            return;
+        };
+        let key = (session.child, session.client);
+        self.by_client.remove(&key);
+        if let Some(conn) = session.stream {
+            self.streams.remove(&conn);
+            self.out.push_back(Routed::Http(Output::End { conn }));
+        }
+        self.pending
+            .retain(|(child, client, _), _| (*child, *client) != key);
+        self.on_child(session.child, now, |c| {
+            c.close_client(session.client, now);
+            if c.spec().share == Share::PerSession {
+                c.stop(now);
+            }
+        });
+    }
+
+    /// Hands a client's message to its child, the answer awaited by `wait`.
+    pub(super) fn forward(
+        &mut self,
+        child: ChildId,
+        client: ClientId,
+        message: mcp::Message,
+        wait: Option<Pending>,
+        now: Instant,
+    ) {
+        if let (mcp::Message::Request { id, .. }, Some(pending)) = (&message, wait) {
+            self.pending
+                .insert((child, client, id.to_string()), pending);
+        }
+        self.on_child(child, now, |c| {
+            c.handle_client_message(client, message, now)
+        });
+    }
+
+    /// Runs `f` on a child, then routes what it output.
+    pub(super) fn on_child(
+        &mut self,
+        child: ChildId,
+        now: Instant,
+        f: impl FnOnce(&mut BridgedServer),
+    ) {
+        let Some(Some(server)) = self.children.get_mut(child.0) else {
+            return;
+        };
+        f(server);
+        let outputs: Vec<BridgeOutput> = std::iter::from_fn(|| server.poll_output()).collect();
+        for output in outputs {
+            match output {
+                BridgeOutput::ToClient { client, message } => {
+                    self.deliver(child, client, message, now)
+                }
+                action => self.out.push_back(Routed::Child { child, action }),
+            }
+        }
+        // A per-session child that stopped for good is forgotten.
+        let gone = self
+            .children
+            .get(child.0)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| {
+                c.spec().share == Share::PerSession
+                    && c.clients() == 0
+                    && c.state() == ChildState::Stopped
+            });
+        if gone {
+            if let Some(slot) = self.children.get_mut(child.0) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// A message for a client: the answer a connection waits for, or an
+    /// event for its session's stream.
+    fn deliver(&mut self, child: ChildId, client: ClientId, message: String, now: Instant) {
+        let parsed = serde_json::from_str::<Value>(&message).ok();
+        let answer_to = parsed
+            .as_ref()
+            .filter(|v| v.get("method").is_none())
+            .and_then(|v| v.get("id"))
+            .map(Value::to_string);
+        if let Some(pending) = answer_to.and_then(|id| self.pending.remove(&(child, client, id))) {
+            return self.answer(child, client, pending, message, parsed, now);
+        }
+        if let Some(&conn) = self.stateless.get(&(child, client)) {
+            return self.stateless_message(child, client, conn, parsed, now);
+        }
+        let Some(session) = self
+            .by_client
+            .get(&(child, client))
+            .and_then(|id| self.sessions.get_mut(id))
+        else {
+            return;
+        };
+        match session.stream {
+            Some(conn) => {
+                let data = session.event(message);
+                self.out
+                    .push_back(Routed::Http(Output::Data { conn, data }));
+            }
+            None => {
+                if session.held.len() >= HELD_PER_SESSION {
+                    session.held.pop_front();
+                    tracing::warn!(
+                        "an MCP session's client is not listening: its oldest message was dropped"
+                    );
+                }
+                session.held.push_back(message);
+            }
+        }
+    }
+
+    /// The answer a connection waited for: as JSON, naming the session an
+    /// `initialize` opened; or, for a stateless client, rewritten, ending
+    /// its event stream if progress began one, and its client closed.
+    fn answer(
+        &mut self,
+        child: ChildId,
+        client: ClientId,
+        pending: Pending,
+        message: String,
+        parsed: Option<Value>,
+        now: Instant,
+    ) {
+        let Some((id, method)) = &pending.stateless else {
+            let mut response = Response::json(200, message);
+            if let Some(session) = pending.opened {
+                response = response.with_header("mcp-session-id", session);
+            }
+            return self.respond(pending.conn, response);
+        };
+        let body = match parsed {
+            Some(answer) => stateless_answer(answer, id, method),
+            None => message,
+        };
+        let conn = pending.conn;
+        if pending.streamed {
+            let data = event(1, "message", &body);
+            self.out
+                .push_back(Routed::Http(Output::Data { conn, data }));
+            self.out.push_back(Routed::Http(Output::End { conn }));
+        } else {
+            self.respond(conn, Response::json(200, body));
+        }
+        self.stateless.remove(&(child, client));
+        self.on_child(child, now, |c| c.close_client(client, now));
+    }
+
+    pub(super) fn respond(&mut self, conn: ConnId, response: Response) {
+        self.out
+            .push_back(Routed::Http(Output::Respond { conn, response }));
+    }
+
+    pub(super) fn reply_error(&mut self, conn: ConnId, status: u16, code: i64, message: &str) {
+        let body = mcp::error(&Value::Null, code, message, None);
+        self.respond(conn, Response::json(status, body));
+    }
+}
+
+/// One message as a server-sent event of `kind`, numbered `id`.
+pub(super) fn event(id: u64, kind: &str, message: &str) -> Bytes {
+    Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {message}\n\n"))
+}

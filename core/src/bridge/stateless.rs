@@ -1,0 +1,253 @@
+//! The stateless revision (2026-07-28) at `/mcp/{name}`, in front of a
+//! server that speaks only the session revisions (most stdio servers
+//! today): a modern client gets a modern exchange, without falling back.
+//!
+//! There is no handshake and no session: `server/discover` is answered
+//! from the child's cached `initialize` result (its capabilities, server
+//! info and instructions, and the versions this bridge speaks); every other
+//! request carries its protocol version and client in `params._meta`, which
+//! are taken off before it goes to the child, and is answered as JSON. The
+//! `Mcp-Method` and `Mcp-Name` headers must agree with the body; `GET` and
+//! `DELETE` get 405. Each stateless request is a client of the child of its
+//! own for as long as it waits, so ids and progress tokens that clients
+//! pick freely never cross. A request with a progress token is answered as
+//! an event stream: its progress, then its answer. The child's own
+//! requests to such a client (sampling, elicitation) cannot reach it and
+//! are refused.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::registry::{event, Bridge, Pending, Routed};
+use super::streamable::parse_one;
+use super::{ChildId, ClientId};
+use crate::http::{Request, Response};
+use crate::mcp::{self, Message};
+use crate::provider::{ConnId, Output};
+
+/// Where a stateless request carries its client's name and version.
+const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";
+
+/// The session revision the bridge's own `initialize` asks for when a
+/// stateless client is the first to need the child.
+const HANDSHAKE_VERSION: &str = "2025-11-25";
+
+/// Whether a request without a session speaks the stateless revision: its
+/// `MCP-Protocol-Version` header names it, or its body asks
+/// `server/discover` or names it in `_meta`.
+pub(super) fn is_stateless(request: &Request) -> bool {
+    if request
+        .header("mcp-protocol-version")
+        .is_some_and(|v| mcp::STATELESS_VERSIONS.contains(&v.trim()))
+    {
+        return true;
+    }
+    match parse_one(&request.body) {
+        Ok(Message::Request { method, params, .. }) => {
+            method == "server/discover" || params["_meta"][mcp::PROTOCOL_VERSION_META].is_string()
+        }
+        _ => false,
+    }
+}
+
+/// A child's answer to a stateless client's `method`: its own id back,
+/// and the result as the revision has it: `server/discover`'s from the
+/// `initialize` result it was asked as, a list marked complete and not to
+/// be cached (as [`mcp::listing`] marks the bridge's own), every result
+/// tagged `resultType`.
+pub(super) fn stateless_answer(mut answer: Value, id: &Value, method: &str) -> String {
+    if let Some(object) = answer.as_object_mut() {
+        object.insert("id".to_owned(), id.clone());
+        if let Some(result) = object.get_mut("result") {
+            if method == "server/discover" {
+                let instructions = result["instructions"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                *result = mcp::discover_result(
+                    result["capabilities"].clone(),
+                    result["serverInfo"].clone(),
+                    &instructions,
+                );
+            } else if let Some(fields) = result.as_object_mut() {
+                fields
+                    .entry("resultType")
+                    .or_insert_with(|| json!("complete"));
+                if method.ends_with("/list") {
+                    fields.entry("ttlMs").or_insert_with(|| json!(0));
+                    fields
+                        .entry("cacheScope")
+                        .or_insert_with(|| json!("private"));
+                }
+            }
+        }
+    }
+    answer.to_string()
+}
+
+impl Bridge {
+    /// A stateless request for `/mcp/NAME`.
+    pub(super) fn stateless(&mut self, conn: ConnId, spec: usize, request: &Request, now: Instant) {
+        if request.method != "POST" {
+            let reply = mcp::error(
+                &Value::Null,
+                mcp::INVALID_REQUEST,
+                "the stateless revision has no session to GET or DELETE",
+                None,
+            );
+            return self.respond(
+                conn,
+                Response::json(405, reply).with_header("allow", "POST"),
+            );
+        }
+        let (id, method, params) = match parse_one(&request.body) {
+            Ok(Message::Request { id, method, params }) => (id, method, params),
+            // Nothing to correlate a notification or a response with.
+            Ok(_) => {
+                return self.respond(conn, Response::full(202, "application/json", Bytes::new()))
+            }
+            Err(reply) => return self.respond(conn, reply),
+        };
+        if let Some(reply) = mcp::unsupported_version(&id, &params) {
+            return self.respond(conn, Response::json(400, reply));
+        }
+        if let Err(why) = headers_agree(request, &method, &params) {
+            return self.respond(
+                conn,
+                Response::json(400, mcp::error(&id, mcp::INVALID_REQUEST, &why, None)),
+            );
+        }
+        let child = self.child_for(spec, now);
+        let Some(client) = self
+            .children
+            .get_mut(child.0)
+            .and_then(Option::as_mut)
+            .map(|c| c.open_client(now))
+        else {
+            return;
+        };
+        self.stateless.insert((child, client), conn);
+        let streamed = !params["_meta"]["progressToken"].is_null();
+        if streamed {
+            self.respond(conn, Response::stream("text/event-stream"));
+        }
+        let (asked, params) = if method == "server/discover" {
+            ("initialize".to_owned(), initialize_params(&params))
+        } else {
+            (method.clone(), without_revision_meta(params))
+        };
+        let wait = Pending {
+            conn,
+            opened: None,
+            stateless: Some((id.clone(), method)),
+            streamed,
+        };
+        let message = Message::Request {
+            id,
+            method: asked,
+            params,
+        };
+        self.forward(child, client, message, Some(wait), now);
+    }
+
+    /// A message from the child for a stateless request's client that is
+    /// not its answer: progress goes down the request's event stream (if it
+    /// asked for progress), a request is refused (such a client cannot be
+    /// asked), anything else is dropped.
+    pub(super) fn stateless_message(
+        &mut self,
+        child: ChildId,
+        client: ClientId,
+        conn: ConnId,
+        message: Option<Value>,
+        now: Instant,
+    ) {
+        let Some(message) = message else {
+            return;
+        };
+        let method = message["method"].as_str().unwrap_or_default();
+        if let Some(id) = message.get("id") {
+            let error = json!({
+                "code": mcp::METHOD_NOT_FOUND,
+                "message": format!("{method}: a stateless client cannot be asked"),
+            });
+            let refusal = Message::Response {
+                id: id.clone(),
+                outcome: Err(error),
+            };
+            return self.forward(child, client, refusal, None, now);
+        }
+        let streamed = self
+            .pending
+            .iter()
+            .any(|((c, k, _), p)| (*c, *k) == (child, client) && p.streamed);
+        if method == "notifications/progress" && streamed {
+            let data = event(0, "message", &message.to_string());
+            self.out
+                .push_back(Routed::Http(Output::Data { conn, data }));
+        }
+    }
+}
+
+/// `Mcp-Method` and `Mcp-Name`, when sent, say what the body says.
+fn headers_agree(request: &Request, method: &str, params: &Value) -> Result<(), String> {
+    if let Some(header) = request.header("mcp-method") {
+        if header.trim() != method {
+            return Err(format!(
+                "Mcp-Method says `{header}` but the body asks `{method}`"
+            ));
+        }
+    }
+    if let Some(header) = request.header("mcp-name") {
+        let named = params["name"]
+            .as_str()
+            .or(params["uri"].as_str())
+            .unwrap_or_default();
+        if header.trim() != named {
+            return Err(format!(
+                "Mcp-Name says `{header}` but the body names `{named}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `initialize` params a `server/discover` stands for: the client's
+/// capabilities and name from its `_meta`.
+fn initialize_params(params: &Value) -> Value {
+    let meta = &params["_meta"];
+    let or_empty = |v: &Value| if v.is_object() { v.clone() } else { json!({}) };
+    json!({
+        "protocolVersion": HANDSHAKE_VERSION,
+        "capabilities": or_empty(&meta[mcp::CLIENT_CAPABILITIES_META]),
+        "clientInfo": match &meta[CLIENT_INFO_META] {
+            info @ Value::Object(_) => info.clone(),
+            _ => json!({"name": "stateless client", "version": "0"}),
+        },
+    })
+}
+
+/// `params` without the revision's own `_meta` entries, which a session
+/// server does not know (other `_meta`, such as a progress token, stays).
+fn without_revision_meta(mut params: Value) -> Value {
+    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        for key in [
+            mcp::PROTOCOL_VERSION_META,
+            mcp::CLIENT_CAPABILITIES_META,
+            CLIENT_INFO_META,
+        ] {
+            meta.remove(key);
+        }
+        if meta.is_empty() {
+            if let Some(object) = params.as_object_mut() {
+                object.remove("_meta");
+            }
+        }
+    }
+    if params.as_object().is_some_and(Map::is_empty) {
+        return Value::Null;
+    }
+    params
+}
