@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use mcp_provider_core::http::websocket_accept;
+use mcp_provider_core::Upgrade;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::Request;
 use tungstenite::handshake::derive_accept_key;
@@ -24,10 +25,12 @@ pub fn link_request(url: &str, token: &str) -> Result<(Request, String, u16), St
     Ok((request, host, port))
 }
 
-/// The `101 Switching Protocols` head accepting an upgrade whose
-/// `Sec-WebSocket-Key` was `key`.
-pub fn accept_head(key: &str) -> bytes::Bytes {
-    websocket_accept(&derive_accept_key(key.as_bytes()))
+/// The `101 Switching Protocols` head accepting `upgrade`.
+pub fn accept_head(upgrade: &Upgrade) -> bytes::Bytes {
+    websocket_accept(
+        &derive_accept_key(upgrade.key().as_bytes()),
+        upgrade.protocol(),
+    )
 }
 
 /// Waits between attempts to reach an agent hub: 0.1 s, doubling up to
@@ -80,8 +83,13 @@ mod tests {
 
     #[test]
     fn the_accept_head_carries_the_rfc_6455_example_key() {
-        let head = String::from_utf8(accept_head("dGhlIHNhbXBsZSBub25jZQ==").to_vec()).unwrap();
+        let key = "dGhlIHNhbXBsZSBub25jZQ==".to_owned();
+        let head = String::from_utf8(accept_head(&Upgrade::Agent(key.clone())).to_vec()).unwrap();
         assert!(head.starts_with("HTTP/1.1 101"));
         assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert!(!head.contains("sec-websocket-protocol"));
+        let head = accept_head(&Upgrade::Bridge(key, Some("mcp-bridge"))).to_vec();
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.ends_with("sec-websocket-protocol: mcp-bridge\r\n\r\n"), "{head}");
     }
 }

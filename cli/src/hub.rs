@@ -60,6 +60,13 @@ impl<B: Bell> Hub<B> {
         let _ = self.bridge.set(bridged);
     }
 
+    /// A text frame from a client of the bridge's WebSocket.
+    pub fn socket_text(&self, id: ConnId, text: &str) {
+        if let Some(bridge) = self.bridge.get() {
+            bridge.with(|b, now| b.handle_socket_text(id, text, now));
+        }
+    }
+
     /// The bridge, if one is attached.
     pub fn bridge(&self) -> Option<&Arc<Bridged>> {
         self.bridge.get()
@@ -168,6 +175,15 @@ impl<B: Bell> Hub<B> {
             bridge.handle_conn_closed(id);
         }
     }
+}
+
+/// Who is on the other end of an upgraded connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// An agent link: frames to the provider.
+    Agent,
+    /// A client of the bridge's WebSocket envelope: frames to the bridge.
+    BridgeClient,
 }
 
 /// What [`Hub::pump`] handed on.

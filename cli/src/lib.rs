@@ -44,8 +44,8 @@ pub struct Launch {
     pub threads: usize,
     /// The audit log, when one is configured.
     pub audit: Option<audit::AuditSink>,
-    /// The MCP bridge, when servers are bridged: attach it to the hub.
-    pub bridge: Option<std::sync::Arc<bridge::Bridged>>,
+    /// The MCP bridge (its servers may be none yet): attach it to the hub.
+    pub bridge: std::sync::Arc<bridge::Bridged>,
 }
 
 /// Bytes a connection reads from its socket at a time. Requests are small,
@@ -466,12 +466,11 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         .iter()
         .map(|s| s.name.clone())
         .collect();
-    let bridge = (!bridged.is_empty()).then(|| {
-        bridge::Bridged::start(
-            settings.bridge.servers.iter().map(|s| s.spec()).collect(),
-            bridge_seed,
-        )
-    });
+    // Always there: servers may be added at run time (`/integrations`).
+    let bridge = bridge::Bridged::start(
+        settings.bridge.servers.iter().map(|s| s.spec()).collect(),
+        bridge_seed,
+    );
     let echo = settings.echo_agent.then(|| EchoAgentPlan {
         model: "echo".to_owned(),
         chunk_delay: Duration::from_millis(settings.echo_chunk_delay_ms),

@@ -59,7 +59,7 @@
 //!             Output::Respond { response, .. } => http.encode_response(&response, &mut out),
 //!             Output::Data { data, .. } => http.encode_data(&data, &mut out),
 //!             Output::End { .. } => http.encode_end(&mut out),
-//!             Output::AcceptAgent { .. } | Output::ToAgent { .. } | Output::CloseAgent { .. } => {
+//!             Output::AcceptAgent { .. } | Output::AcceptSocket { .. } | Output::ToAgent { .. } | Output::CloseAgent { .. } => {
 //!                 // WebSocket work for agent links.
 //!             }
 //!         }
@@ -99,4 +99,4 @@ mod stream;
 
 pub use config::{Approval, Config};
 pub use error::{ApiError, Dialect};
-pub use provider::{too_many_connections, ConnId, Output, Provider, Stats};
+pub use provider::{too_many_connections, ConnId, Output, Provider, Stats, Upgrade};

@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_cli::dial::accept_head;
+use mcp_provider_cli::hub::Peer;
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
-use mcp_provider_core::{too_many_connections, ConnId};
+use mcp_provider_core::{too_many_connections, ConnId, Upgrade};
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
@@ -38,7 +39,7 @@ struct ConnState {
     http: ServerConn,
     /// Set by the writer once it accepted a WebSocket upgrade: the bytes
     /// read past the upgrade request, and the link's reading half.
-    upgraded: Option<(Bytes, LinkHalf)>,
+    upgraded: Option<(Bytes, LinkHalf, Peer)>,
     /// Set once the writer stopped: nothing more will be written.
     writer_done: bool,
 }
@@ -221,14 +222,14 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
             return;
         }
     };
-    if let Some((leftover, half)) = read_loop(&conn, stream, read_timeout) {
+    if let Some((leftover, half, peer)) = read_loop(&conn, stream, read_timeout) {
         let ws = WebSocket::from_partially_read(
             half,
             leftover.to_vec(),
             Role::Server,
             Some(link::config()),
         );
-        link::read_frames(shared, conn.id, ws);
+        link::read_frames(shared, conn.id, ws, peer);
     }
     drop(attached);
     let _ = writer.join();
@@ -240,7 +241,7 @@ fn read_loop(
     conn: &Conn,
     mut stream: TcpStream,
     read_timeout: Duration,
-) -> Option<(Bytes, LinkHalf)> {
+) -> Option<(Bytes, LinkHalf, Peer)> {
     let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
     let upgraded = loop {
         // A full pipeline is not read until the response in progress ends;
@@ -307,9 +308,9 @@ fn read_loop(
             let mut state = conn.wait_while(conn.lock(), read_timeout, |s| {
                 s.upgraded.is_none() && !s.http.is_idle()
             });
-            if let Some((leftover, half)) = state.upgraded.take() {
+            if let Some(upgraded) = state.upgraded.take() {
                 let _ = stream.set_read_timeout(None);
-                break Some((leftover, half));
+                break Some(upgraded);
             }
         }
     };
@@ -325,14 +326,14 @@ fn take_upgrade(
     state: &mut ConnState,
     read: &io::Result<usize>,
     buf: &[u8],
-) -> Option<(Bytes, LinkHalf)> {
-    let (mut leftover, half) = state.upgraded.take()?;
+) -> Option<(Bytes, LinkHalf, Peer)> {
+    let (mut leftover, half, peer) = state.upgraded.take()?;
     if let Ok(n) = read {
         leftover = [&leftover[..], buf.get(..*n).unwrap_or_default()]
             .concat()
             .into();
     }
-    Some((leftover, half))
+    Some((leftover, half, peer))
 }
 
 /// Writes what the provider answers until the connection ends; after an
@@ -349,13 +350,13 @@ fn write_loop(conn: &Conn, stream: TcpStream, mail: &Mail, backlog: &Backlog) {
         let mut carried = 0;
         while let Some(output) = outputs.pop_front() {
             carried += output.backlog_bytes();
-            if let Some(key) = output.encode_http(&mut state.http, &mut out) {
+            if let Some(upgrade) = output.encode_http(&mut state.http, &mut out) {
                 let link = LinkMail {
                     mail,
                     backlog,
                     queued: outputs,
                 };
-                return accept_agent(conn, state, &done.stream, &key, out, link);
+                return accept_upgrade(conn, state, &done.stream, &upgrade, out, link);
             }
         }
         // Written in a moment: an answer that ended starts the idle
@@ -401,20 +402,24 @@ impl Drop for WriterDone<'_> {
 /// Accepts a WebSocket upgrade: hands the reader its half of the link (and
 /// the bytes read past the request) before answering 101, then writes the
 /// link's frames.
-fn accept_agent(
+fn accept_upgrade(
     conn: &Conn,
     mut state: MutexGuard<'_, ConnState>,
     mut stream: &TcpStream,
-    key: &str,
+    upgrade: &Upgrade,
     mut out: BytesMut,
     link: LinkMail,
 ) {
     if let Ok((read_half, write_half)) = LinkHalf::pair(stream) {
         let leftover = state.http.take_upgrade_bytes();
-        state.upgraded = Some((leftover, read_half));
+        let peer = match upgrade {
+            Upgrade::Agent(_) => Peer::Agent,
+            Upgrade::Bridge(..) => Peer::BridgeClient,
+        };
+        state.upgraded = Some((leftover, read_half, peer));
         drop(state);
         conn.notify();
-        out.extend_from_slice(&accept_head(key));
+        out.extend_from_slice(&accept_head(upgrade));
         if stream.write_all(&out).is_ok() {
             link::write_frames(
                 &conn.shared,

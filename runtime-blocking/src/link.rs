@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcp_provider_cli::dial::{link_request, Backoff};
+use mcp_provider_cli::hub::Peer;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
@@ -110,12 +111,16 @@ pub fn config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_FRAME_BYTES))
 }
 
-/// Reads an agent's frames into the provider until the link closes; a
-/// link the agent broke is closed with the code that says how.
-pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>) {
+/// Reads an agent's frames into the provider (or a bridge client's into
+/// the bridge) until the link closes; a link the peer broke is closed with
+/// the code that says how.
+pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>, peer: Peer) {
     let mut frames = 0;
     let fault = loop {
         match ws.read() {
+            Ok(Message::Text(text)) if peer == Peer::BridgeClient => {
+                shared.socket_text(id, text.as_str());
+            }
             // Parsed here, on the link's own thread, so a large frame never
             // holds the provider while it is read.
             Ok(Message::Text(text)) => {
@@ -219,7 +224,7 @@ pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<Lin
         });
     match spawned {
         Ok(handle) => {
-            read_frames(shared, id, reader);
+            read_frames(shared, id, reader, Peer::Agent);
             drop(attached);
             let _ = handle.join();
         }

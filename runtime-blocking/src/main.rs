@@ -24,9 +24,7 @@ impl Runtime for Blocking {
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
         let limits = launch.limits;
         let shared = shared::start(launch.config, launch.audit).map_err(|e| e.to_string())?;
-        if let Some(bridge) = launch.bridge {
-            shared.attach_bridge(bridge);
-        }
+        shared.attach_bridge(launch.bridge);
         let mut accepting = Vec::new();
         for listener in launch.listeners {
             let shared = shared.clone();

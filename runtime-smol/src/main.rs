@@ -26,9 +26,7 @@ impl Runtime for Smol {
             let shared =
                 server::serve(launch.config, launch.audit, launch.listeners, launch.limits)
                     .map_err(|e| e.to_string())?;
-            if let Some(bridge) = launch.bridge {
-                shared.attach_bridge(bridge);
-            }
+            shared.attach_bridge(launch.bridge);
             if let Some((url, token)) = launch.agent_hub {
                 smol::spawn(server::dial_hub(shared.clone(), url, token)).detach();
             }

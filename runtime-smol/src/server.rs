@@ -15,14 +15,14 @@ use bytes::BytesMut;
 use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_cli::audit::AuditSink;
 use mcp_provider_cli::dial::{accept_head, link_request, Backoff};
-use mcp_provider_cli::hub::Hub;
+use mcp_provider_cli::hub::{Hub, Peer};
 use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
-use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
+use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider, Upgrade};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -233,8 +233,8 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 let mut carried = 0;
                 while let Some(output) = outputs.pop_front() {
                     carried += output.backlog_bytes();
-                    if let Some(key) = output.encode_http(&mut http, &mut out) {
-                        break 'conn Some(key);
+                    if let Some(upgrade) = output.encode_http(&mut http, &mut out) {
+                        break 'conn Some(upgrade);
                     }
                 }
                 if !write_within(&mut stream, &out, limits.read_timeout).await {
@@ -264,9 +264,9 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
             break None;
         }
     };
-    if let Some(key) = upgrade {
+    if let Some(upgrade) = upgrade {
         let leftover = http.take_upgrade_bytes();
-        let head = accept_head(&key);
+        let head = accept_head(&upgrade);
         if write_within(&mut stream, &head, limits.read_timeout).await {
             let config = WebSocketConfig::default()
                 .max_message_size(Some(MAX_FRAME_BYTES))
@@ -278,7 +278,11 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 Some(config),
             )
             .await;
-            agent_link(&shared, id, ws, (mail, outputs), &backlog).await;
+            let peer = match upgrade {
+                Upgrade::Agent(_) => Peer::Agent,
+                Upgrade::Bridge(..) => Peer::BridgeClient,
+            };
+            agent_link(&shared, id, ws, (mail, outputs), &backlog, peer).await;
         }
     } else {
         let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -303,16 +307,17 @@ fn close_frame(why: LinkClose) -> Message {
     }))
 }
 
-/// An upgraded agent link: frames in to the provider, mail out as frames
-/// (starting with any already taken out of the mailbox). Ends when either
-/// side closes; a link the agent broke is closed with the code that says
-/// how.
+/// An upgraded agent link (or a client of the bridge's WebSocket): frames
+/// in to the provider (or the bridge), mail out as frames (starting with
+/// any already taken out of the mailbox). Ends when either side closes; a
+/// link the peer broke is closed with the code that says how.
 async fn agent_link(
     shared: &Shared,
     id: ConnId,
     ws: WebSocketStream<TcpStream>,
     (mail, mut outputs): (Mail, VecDeque<Output>),
     backlog: &Backlog,
+    peer: Peer,
 ) {
     let (mut tx, mut rx) = ws.split();
     let reader = async {
@@ -336,6 +341,9 @@ async fn agent_link(
             match next {
                 // Parsed here, on the link's own task, so a large frame
                 // never holds the provider while it is read.
+                Some(Ok(Message::Text(text))) if peer == Peer::BridgeClient => {
+                    shared.socket_text(id, text.as_str());
+                }
                 Some(Ok(Message::Text(text))) => {
                     let message = FromAgent::parse(text.as_str());
                     shared.with_deferred(&mut bells, |p, now| {
@@ -412,7 +420,15 @@ pub async fn dial_hub(shared: Shared, url: String, token: String) {
                 let (attached, mail, backlog) = shared.connect();
                 let id = attached.id;
                 shared.with(|p, _| p.open_agent(id, mcp_provider_cli::AGENT_HUB));
-                agent_link(&shared, id, ws, (mail, VecDeque::new()), &backlog).await;
+                agent_link(
+                    &shared,
+                    id,
+                    ws,
+                    (mail, VecDeque::new()),
+                    &backlog,
+                    Peer::Agent,
+                )
+                .await;
                 drop(attached);
                 tracing::warn!("agent hub {url} disconnected");
             }

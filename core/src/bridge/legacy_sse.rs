@@ -13,9 +13,7 @@ use super::registry::{event, Bridge, Transport};
 use super::streamable::parse_one;
 use crate::http::{Request, Response};
 use crate::mcp;
-use crate::provider::{ConnId, Output};
-
-use super::registry::Routed;
+use crate::provider::ConnId;
 
 impl Bridge {
     /// `GET /mcp/NAME/sse`.
@@ -29,12 +27,9 @@ impl Bridge {
             );
         };
         let endpoint = format!("/mcp/{}/messages?session_id={id}", self.specs[spec].name);
-        self.attach_stream(conn, &id, Response::stream("text/event-stream"), None, now);
-        // The endpoint goes first: `attach_stream` sent nothing held, as the
-        // session is new.
-        let data = event(0, "endpoint", &endpoint);
-        self.out
-            .push_back(Routed::Http(Output::Data { conn, data }));
+        let greeting = event(0, "endpoint", &endpoint);
+        let stream = Response::stream("text/event-stream");
+        self.attach_stream(conn, &id, Some(stream), Some(greeting), None, now);
     }
 
     /// `POST /mcp/NAME/messages?session_id=…`.

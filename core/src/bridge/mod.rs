@@ -89,6 +89,7 @@ use std::time::Duration;
 mod legacy_sse;
 mod mux;
 mod registry;
+mod rest;
 mod server;
 mod stateless;
 mod streamable;
@@ -97,6 +98,7 @@ mod supervisor;
 mod tests;
 
 pub use registry::{Bridge, ChildId, Routed, HELD_PER_SESSION, KEEPALIVE, MAX_SESSIONS};
+pub use rest::{needs_bridge_token, TEST_PAGE};
 pub use server::BridgedServer;
 
 /// JSON-RPC's "server error" code: the bridged server exited, hung, was

@@ -13,8 +13,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use super::rest::rest_answer;
 use super::stateless::stateless_answer;
 use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
 use crate::http::{Request, Response};
@@ -58,6 +59,11 @@ pub(super) enum Transport {
     /// The 2024-11-05 HTTP+SSE transport: everything, answers included,
     /// goes down the one event stream; closing it ends the session.
     LegacySse,
+    /// The REST API: answers to the request that asked, the rest down
+    /// `/events/{session}` as `notification` events.
+    Rest,
+    /// The WebSocket envelope: everything as frames on the socket.
+    Socket,
 }
 
 pub(super) struct Session {
@@ -73,51 +79,97 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// `message` as the stream's next event, remembered for a replay.
-    fn event(&mut self, message: String) -> Bytes {
+    /// `message` for the open stream on `conn`: an event (numbered and
+    /// remembered for a replay), or a frame for a WebSocket.
+    fn output(&mut self, conn: ConnId, message: String) -> Output {
+        if self.transport == Transport::Socket {
+            return Output::ToAgent {
+                conn,
+                text: envelope(&message),
+            };
+        }
         self.next_event += 1;
-        let data = event(self.next_event, "message", &message);
+        let data = event(self.next_event, self.transport.event_kind(), &message);
         if self.sent.len() >= HELD_PER_SESSION {
             self.sent.pop_front();
         }
         self.sent.push_back((self.next_event, message));
-        data
+        Output::Data { conn, data }
     }
 
     /// The stream opens on `conn`: the events after `last_event` again
     /// (a reconnect), then what was held; the connection it replaced.
-    pub(super) fn attach(
-        &mut self,
-        conn: ConnId,
-        last_event: Option<u64>,
-    ) -> (Vec<Bytes>, Option<ConnId>) {
+    fn attach(&mut self, conn: ConnId, last_event: Option<u64>) -> (Vec<Output>, Option<ConnId>) {
         let replaced = self.stream.replace(conn);
-        let mut events: Vec<Bytes> = match last_event {
+        let kind = self.transport.event_kind();
+        let mut outputs: Vec<Output> = match last_event {
             Some(last) => self
                 .sent
                 .iter()
                 .filter(|(n, _)| *n > last)
-                .map(|(n, message)| event(*n, "message", message))
+                .map(|(n, message)| Output::Data {
+                    conn,
+                    data: event(*n, kind, message),
+                })
                 .collect(),
             None => Vec::new(),
         };
         let held: Vec<String> = self.held.drain(..).collect();
-        events.extend(held.into_iter().map(|message| self.event(message)));
-        (events, replaced)
+        outputs.extend(held.into_iter().map(|message| self.output(conn, message)));
+        (outputs, replaced)
     }
+}
+
+impl Transport {
+    /// The event name of a message on this transport's stream.
+    fn event_kind(self) -> &'static str {
+        match self {
+            Transport::Rest => "notification",
+            _ => "message",
+        }
+    }
+}
+
+/// A message from the server as the WebSocket envelope carries it:
+/// `{type: response | request | notification, data}`.
+fn envelope(message: &str) -> String {
+    let data: Value = serde_json::from_str(message).unwrap_or(Value::Null);
+    let kind = match (data.get("method").is_some(), data.get("id").is_some()) {
+        (false, _) => "response",
+        (true, true) => "request",
+        (true, false) => "notification",
+    };
+    json!({"type": kind, "data": data}).to_string()
 }
 
 /// A request waiting for its answer from a child.
 pub(super) struct Pending {
     pub(super) conn: ConnId,
-    /// The session an `initialize` opened: named in the answer's header.
-    pub(super) opened: Option<String>,
-    /// The answer is rewritten for a stateless client: its own id, and
-    /// the method it asked (see `stateless::stateless_answer`).
-    pub(super) stateless: Option<(Value, String)>,
-    /// The answer was begun as an event stream (progress goes down it
-    /// first): it ends the stream.
-    pub(super) streamed: bool,
+    pub(super) reply: Reply,
+}
+
+/// The shape an answer is given for the client that waits for it.
+pub(super) enum Reply {
+    /// Streamable HTTP: the JSON-RPC answer as JSON, naming the session an
+    /// `initialize` opened.
+    Json { opened: Option<String> },
+    /// A stateless client (see `stateless::stateless_answer`): its own id,
+    /// the method it asked, and whether progress began an event stream
+    /// that the answer ends. Its client closes with the answer.
+    Stateless {
+        id: Value,
+        method: String,
+        streamed: bool,
+    },
+    /// The REST API: the result alone (a JSON-RPC error as 502), or, for
+    /// a session it opened, the session and the server's capabilities.
+    /// Without a session, its client closes with the answer.
+    Rest {
+        opened: Option<String>,
+        ephemeral: bool,
+    },
+    /// A WebSocket client's `create_session`: `session_created`.
+    SocketSession { session: String },
 }
 
 /// Every bridged server, its children and the clients' sessions.
@@ -126,8 +178,8 @@ pub struct Bridge {
     limits: Limits,
     /// Children by [`ChildId`]; `None` once a per-session child is gone.
     pub(super) children: Vec<Option<BridgedServer>>,
-    /// The shared child of each spec, once made.
-    shared: HashMap<usize, ChildId>,
+    /// The shared child of each server, by name, once made.
+    pub(super) shared: HashMap<String, ChildId>,
     pub(super) sessions: HashMap<String, Session>,
     pub(super) by_client: HashMap<(ChildId, ClientId), String>,
     /// Requests waiting for their response: (child, client, id as JSON).
@@ -137,6 +189,8 @@ pub struct Bridge {
     /// The client each stateless request has on its child, for as long
     /// as it waits: (child, client) → the connection that asked.
     pub(super) stateless: HashMap<(ChildId, ClientId), ConnId>,
+    /// Ids of the bridge's own requests for a session or a REST call.
+    pub(super) next_request: u64,
     /// Seed of session ids, from the driver's randomness.
     seed: [u8; 32],
     next_session: u64,
@@ -157,6 +211,7 @@ impl Bridge {
             pending: HashMap::new(),
             streams: HashMap::new(),
             stateless: HashMap::new(),
+            next_request: 0,
             seed,
             next_session: 0,
             keepalive_at: None,
@@ -168,7 +223,7 @@ impl Bridge {
 
     /// Whether a request for `path` is the bridge's.
     pub fn handles(path: &str) -> bool {
-        path == "/mcp" || path.starts_with("/mcp/")
+        path == "/mcp" || path.starts_with("/mcp/") || super::rest::handles(path)
     }
 
     /// The configured servers.
@@ -192,8 +247,11 @@ impl Bridge {
 
     /// A request for a [`Bridge::handles`] path: `/mcp/NAME` (Streamable
     /// HTTP, both generations), `/mcp/NAME/sse` and `/mcp/NAME/messages`
-    /// (HTTP+SSE).
+    /// (HTTP+SSE), and the REST API, events and WebSocket of `rest.rs`.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
+        if super::rest::handles(request.path()) {
+            return self.rest(conn, &request, now);
+        }
         let rest = request.path().strip_prefix("/mcp/").unwrap_or_default();
         let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
         let Some(spec) = self.specs.iter().position(|s| s.name == name) else {
@@ -309,14 +367,15 @@ impl Bridge {
     /// The child a new client of server `spec` goes to: the shared one, or
     /// a new one for a per-session server.
     pub(super) fn child_for(&mut self, spec: usize, now: Instant) -> ChildId {
-        if let (Share::Shared, Some(&child)) = (self.specs[spec].share, self.shared.get(&spec)) {
+        let name = &self.specs[spec].name;
+        if let (Share::Shared, Some(&child)) = (self.specs[spec].share, self.shared.get(name)) {
             return child;
         }
         let child = ChildId(self.children.len());
         let server = BridgedServer::new(self.specs[spec].clone(), self.limits.clone(), now);
         self.children.push(Some(server));
         if self.specs[spec].share == Share::Shared {
-            self.shared.insert(spec, child);
+            self.shared.insert(self.specs[spec].name.clone(), child);
         }
         child
     }
@@ -382,25 +441,30 @@ impl Bridge {
         &mut self,
         conn: ConnId,
         id: &str,
-        response: Response,
+        response: Option<Response>,
+        greeting: Option<Bytes>,
         last_event: Option<u64>,
         now: Instant,
     ) {
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
-        let (events, replaced) = session.attach(conn, last_event);
-        if let Some(old) = replaced {
+        let socket = session.transport == Transport::Socket;
+        let (outputs, replaced) = session.attach(conn, last_event);
+        if let (Some(old), false) = (replaced, socket) {
             self.streams.remove(&old);
             self.out.push_back(Routed::Http(Output::End { conn: old }));
         }
         self.streams.insert(conn, id.to_owned());
-        self.keepalive_at.get_or_insert(now + KEEPALIVE);
-        self.respond(conn, response);
-        for data in events {
+        if let Some(response) = response {
+            self.keepalive_at.get_or_insert(now + KEEPALIVE);
+            self.respond(conn, response);
+        }
+        if let Some(data) = greeting {
             self.out
                 .push_back(Routed::Http(Output::Data { conn, data }));
         }
+        self.out.extend(outputs.into_iter().map(Routed::Http));
     }
 
     pub(super) fn end_session(&mut self, id: &str, now: Instant) {
@@ -461,13 +525,15 @@ impl Bridge {
                 action => self.out.push_back(Routed::Child { child, action }),
             }
         }
-        // A per-session child that stopped for good is forgotten.
+        // A per-session child, or one of a removed server, that stopped
+        // for good is forgotten.
         let gone = self
             .children
             .get(child.0)
             .and_then(Option::as_ref)
             .is_some_and(|c| {
-                c.spec().share == Share::PerSession
+                let removed = !self.specs.iter().any(|s| s.name == c.spec().name);
+                (c.spec().share == Share::PerSession || removed)
                     && c.clients() == 0
                     && c.state() == ChildState::Stopped
             });
@@ -502,9 +568,8 @@ impl Bridge {
         };
         match session.stream {
             Some(conn) => {
-                let data = session.event(message);
-                self.out
-                    .push_back(Routed::Http(Output::Data { conn, data }));
+                let output = session.output(conn, message);
+                self.out.push_back(Routed::Http(output));
             }
             None => {
                 if session.held.len() >= HELD_PER_SESSION {
@@ -518,9 +583,7 @@ impl Bridge {
         }
     }
 
-    /// The answer a connection waited for: as JSON, naming the session an
-    /// `initialize` opened; or, for a stateless client, rewritten, ending
-    /// its event stream if progress began one, and its client closed.
+    /// The answer a connection waited for, in the shape it waits for.
     fn answer(
         &mut self,
         child: ChildId,
@@ -530,28 +593,72 @@ impl Bridge {
         parsed: Option<Value>,
         now: Instant,
     ) {
-        let Some((id, method)) = &pending.stateless else {
-            let mut response = Response::json(200, message);
-            if let Some(session) = pending.opened {
-                response = response.with_header("mcp-session-id", session);
-            }
-            return self.respond(pending.conn, response);
-        };
-        let body = match parsed {
-            Some(answer) => stateless_answer(answer, id, method),
-            None => message,
-        };
         let conn = pending.conn;
-        if pending.streamed {
-            let data = event(1, "message", &body);
-            self.out
-                .push_back(Routed::Http(Output::Data { conn, data }));
-            self.out.push_back(Routed::Http(Output::End { conn }));
-        } else {
-            self.respond(conn, Response::json(200, body));
+        let close = match pending.reply {
+            Reply::Json { opened } => {
+                let mut response = Response::json(200, message);
+                if let Some(session) = opened {
+                    response = response.with_header("mcp-session-id", session);
+                }
+                self.respond(conn, response);
+                false
+            }
+            Reply::Stateless {
+                id,
+                method,
+                streamed,
+            } => {
+                let body = match parsed {
+                    Some(answer) => stateless_answer(answer, &id, &method),
+                    None => message,
+                };
+                if streamed {
+                    let data = event(1, "message", &body);
+                    self.out
+                        .push_back(Routed::Http(Output::Data { conn, data }));
+                    self.out.push_back(Routed::Http(Output::End { conn }));
+                } else {
+                    self.respond(conn, Response::json(200, body));
+                }
+                true
+            }
+            Reply::Rest { opened, ephemeral } => {
+                let response = rest_answer(
+                    parsed.unwrap_or(Value::Null),
+                    opened,
+                    &self.child_name(child),
+                );
+                self.respond(conn, response);
+                ephemeral
+            }
+            Reply::SocketSession { session } => {
+                let result = parsed.as_ref().map_or(Value::Null, |p| p["result"].clone());
+                let frame = json!({
+                    "type": "session_created",
+                    "session_id": session,
+                    "server": self.child_name(child),
+                    "capabilities": result["capabilities"],
+                    "server_info": result["serverInfo"],
+                });
+                self.out.push_back(Routed::Http(Output::ToAgent {
+                    conn,
+                    text: frame.to_string(),
+                }));
+                false
+            }
+        };
+        if close {
+            self.stateless.remove(&(child, client));
+            self.on_child(child, now, |c| c.close_client(client, now));
         }
-        self.stateless.remove(&(child, client));
-        self.on_child(child, now, |c| c.close_client(client, now));
+    }
+
+    /// The configured name of a child's server.
+    pub(super) fn child_name(&self, child: ChildId) -> String {
+        self.children
+            .get(child.0)
+            .and_then(Option::as_ref)
+            .map_or_else(String::new, |c| c.spec().name.clone())
     }
 
     pub(super) fn respond(&mut self, conn: ConnId, response: Response) {

@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::registry::{event, Bridge, Pending, Routed};
+use super::registry::{event, Bridge, Pending, Reply, Routed};
 use super::streamable::parse_one;
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
@@ -140,9 +140,11 @@ impl Bridge {
         };
         let wait = Pending {
             conn,
-            opened: None,
-            stateless: Some((id.clone(), method)),
-            streamed,
+            reply: Reply::Stateless {
+                id: id.clone(),
+                method,
+                streamed,
+            },
         };
         let message = Message::Request {
             id,
@@ -179,10 +181,10 @@ impl Bridge {
             };
             return self.forward(child, client, refusal, None, now);
         }
-        let streamed = self
-            .pending
-            .iter()
-            .any(|((c, k, _), p)| (*c, *k) == (child, client) && p.streamed);
+        let streamed = self.pending.iter().any(|((c, k, _), p)| {
+            (*c, *k) == (child, client)
+                && matches!(p.reply, Reply::Stateless { streamed: true, .. })
+        });
         if method == "notifications/progress" && streamed {
             let data = event(0, "message", &message.to_string());
             self.out

@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::registry::{Bridge, Pending, Transport};
+use super::registry::{Bridge, Pending, Reply, Transport};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::ConnId;
@@ -45,7 +45,7 @@ impl Bridge {
                         .and_then(|v| v.trim().parse().ok());
                     let response = Response::stream("text/event-stream")
                         .with_header("mcp-session-id", id.clone());
-                    self.attach_stream(conn, &id, response, last, now);
+                    self.attach_stream(conn, &id, Some(response), None, last, now);
                 }
                 Err((status, message)) => {
                     self.reply_error(conn, status, mcp::INVALID_REQUEST, &message)
@@ -125,9 +125,9 @@ impl Bridge {
         let wait = match &message {
             Message::Request { .. } => Some(Pending {
                 conn,
-                opened: is_initialize.then_some(id),
-                stateless: None,
-                streamed: false,
+                reply: Reply::Json {
+                    opened: is_initialize.then_some(id),
+                },
             }),
             Message::Notification { .. } | Message::Response { .. } => {
                 self.respond(conn, Response::full(202, "application/json", Bytes::new()));

@@ -119,7 +119,7 @@ impl Provider {
                 }
                 self.meter_end(*conn, now, false);
             }
-            Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
+            Output::AcceptSocket { .. } | Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
         }
     }
 

@@ -54,10 +54,46 @@ pub enum Output {
     /// Accept the WebSocket upgrade (`key` is `Sec-WebSocket-Key`); the
     /// connection is an agent link from now on.
     AcceptAgent { conn: ConnId, key: String },
-    /// Send a text frame to an agent.
+    /// Accept a WebSocket upgrade for the MCP bridge's envelope (`/ws`),
+    /// naming the subprotocol `protocol` if the client offered it: its
+    /// frames go to the bridge, and `ToAgent` carries its frames out.
+    AcceptSocket {
+        conn: ConnId,
+        key: String,
+        protocol: Option<&'static str>,
+    },
+    /// Send a text frame to an agent (or to a bridge WebSocket client).
     ToAgent { conn: ConnId, text: String },
     /// Close an agent link, saying why.
     CloseAgent { conn: ConnId, why: LinkClose },
+}
+
+/// A WebSocket upgrade accepted (its `Sec-WebSocket-Key`), and whose
+/// frames it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upgrade {
+    /// An agent link: frames to the provider.
+    Agent(String),
+    /// A client of the MCP bridge's envelope: frames to the bridge; the
+    /// `101` names the subprotocol, if any.
+    Bridge(String, Option<&'static str>),
+}
+
+impl Upgrade {
+    /// The client's `Sec-WebSocket-Key`.
+    pub fn key(&self) -> &str {
+        match self {
+            Upgrade::Agent(key) | Upgrade::Bridge(key, _) => key,
+        }
+    }
+
+    /// The subprotocol the `101` names.
+    pub fn protocol(&self) -> Option<&'static str> {
+        match self {
+            Upgrade::Agent(_) => None,
+            Upgrade::Bridge(_, protocol) => *protocol,
+        }
+    }
 }
 
 impl Output {
@@ -68,21 +104,26 @@ impl Output {
             | Output::Data { conn, .. }
             | Output::End { conn }
             | Output::AcceptAgent { conn, .. }
+            | Output::AcceptSocket { conn, .. }
             | Output::ToAgent { conn, .. }
             | Output::CloseAgent { conn, .. } => *conn,
         }
     }
 
     /// Carries out an output on an editor connection: encodes it into
-    /// `out`. An accepted agent upgrade comes back as its
-    /// `Sec-WebSocket-Key`: the driver answers `101` and the connection is
-    /// an agent link from then on. Outputs for agent links encode nothing.
-    pub fn encode_http(self, http: &mut ServerConn, out: &mut BytesMut) -> Option<String> {
+    /// `out`. An accepted upgrade comes back as its `Sec-WebSocket-Key`:
+    /// the driver answers `101` and the connection is a WebSocket from then
+    /// on, an agent link or a bridge client. Outputs for WebSockets encode
+    /// nothing.
+    pub fn encode_http(self, http: &mut ServerConn, out: &mut BytesMut) -> Option<Upgrade> {
         match self {
             Output::Respond { response, .. } => http.encode_response(&response, out),
             Output::Data { data, .. } => http.encode_data(&data, out),
             Output::End { .. } => http.encode_end(out),
-            Output::AcceptAgent { key, .. } => return Some(key),
+            Output::AcceptAgent { key, .. } => return Some(Upgrade::Agent(key)),
+            Output::AcceptSocket { key, protocol, .. } => {
+                return Some(Upgrade::Bridge(key, protocol))
+            }
             Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
         }
         None
@@ -108,7 +149,10 @@ impl Output {
             },
             Output::Data { data, .. } => data.len(),
             Output::ToAgent { text, .. } => text.len(),
-            Output::End { .. } | Output::AcceptAgent { .. } | Output::CloseAgent { .. } => 0,
+            Output::End { .. }
+            | Output::AcceptAgent { .. }
+            | Output::AcceptSocket { .. }
+            | Output::CloseAgent { .. } => 0,
         }
     }
 }

@@ -35,6 +35,15 @@ fn is_loopback_name(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A key a browser's WebSocket offers as a subprotocol, `bearer.<key>`
+/// (a page cannot set `Authorization` on a WebSocket).
+fn protocol_bearer(request: &Request) -> Option<&str> {
+    request
+        .header("sec-websocket-protocol")?
+        .split(',')
+        .find_map(|p| p.trim().strip_prefix("bearer."))
+}
+
 /// `host[:port]` or `[v6]:port` without the port.
 fn strip_port(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
@@ -102,7 +111,9 @@ impl Provider {
         request: &Request,
         guard: Guard,
     ) -> Result<Option<usize>, ApiError> {
-        let presented = bearer(request.header("authorization")).or(request.header("x-api-key"));
+        let presented = bearer(request.header("authorization"))
+            .or(request.header("x-api-key"))
+            .or_else(|| protocol_bearer(request));
         match guard {
             Guard::Open => Ok(None),
             Guard::BridgeToken => match presented {

@@ -1,0 +1,506 @@
+//! The bridge's own API, for web clients and scripts that do not speak an
+//! MCP transport: REST calls, an event stream per session, a WebSocket
+//! envelope, the servers added and removed at run time, figures, and a
+//! test page.
+//!
+//! - `POST /sessions` (`{"server"?, "client_id"?}`) opens a session on a
+//!   server (the only one, if `server` is left out) and answers 201 with
+//!   its id and the server's capabilities; `GET|DELETE /sessions/{id}`.
+//! - `POST /tools/discover` and `POST /tools/call` (`{"session_id"?,
+//!   "server"?, "tool"|"name", "params"|"arguments"}`), `GET /tools`,
+//!   `GET /resources`, `GET /prompts` (`?server=`): the result alone, a
+//!   JSON-RPC error as 502. Without a session, the call is a client of its
+//!   own for as long as it waits.
+//! - `GET /events/{session_id}`: `connected`, then the session's
+//!   notifications as `notification` events, and a `heartbeat` every 15 s.
+//! - `GET /ws` (a WebSocket): `{"type":"create_session","server"?}` or
+//!   `{"type":"attach_session","session_id"}`, then JSON-RPC messages and
+//!   batches; everything from the server comes back as
+//!   `{"type":"response"|"notification"|"request","data":…}`, the session
+//!   as `session_created`/`session_attached`, mistakes as
+//!   `{"type":"error","error":…}`.
+//! - `GET /stats`; `GET /integrations[/{name}]`, `POST /integrations`
+//!   (a server's settings) and `DELETE /integrations/{name}` — these three
+//!   run commands on this machine, so they take the bridge token, not an
+//!   API key.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::registry::{event, Bridge, Pending, Reply, Routed, Transport};
+use super::{ServerSpec, Share};
+use crate::http::{Request, Response};
+use crate::mcp::{self, Message};
+use crate::provider::{ConnId, Output};
+
+/// The WebSocket subprotocol of the envelope; a browser offers it with
+/// `bearer.<API key>`.
+const SUBPROTOCOL: &str = "mcp-bridge";
+
+/// The page that tries a bridged server from a browser.
+const TEST_CLIENT: &str = include_str!("../../assets/test_client.html");
+
+/// Whether `path` is one of this API's.
+pub(super) fn handles(path: &str) -> bool {
+    let first = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    matches!(
+        first,
+        "ws" | "sessions" | "tools" | "resources" | "prompts" | "stats" | "events" | "integrations"
+    ) || path == TEST_PAGE
+}
+
+/// Where the test page is served (without a key: it asks for one).
+pub const TEST_PAGE: &str = "/static/test_client.html";
+
+/// Whether `path` changes what runs on this machine: the bridge token's.
+pub fn needs_bridge_token(path: &str) -> bool {
+    path == "/integrations" || path.starts_with("/integrations/")
+}
+
+/// A REST call's answer: for a session it opened, the session and the
+/// server's capabilities (201); else the result alone, or the JSON-RPC
+/// error as 502.
+pub(super) fn rest_answer(answer: Value, opened: Option<String>, server: &str) -> Response {
+    if let Some(session) = opened {
+        let result = &answer["result"];
+        let body = json!({
+            "session_id": session,
+            "server": server,
+            "capabilities": result["capabilities"],
+            "server_info": result["serverInfo"],
+        });
+        return Response::json(201, body.to_string());
+    }
+    match (answer.get("result"), answer.get("error")) {
+        (Some(result), _) => Response::json(200, result.to_string()),
+        (_, Some(error)) => Response::json(502, json!({"error": error}).to_string()),
+        _ => Response::json(
+            502,
+            json!({"error": {"message": "the server's answer was not JSON-RPC"}}).to_string(),
+        ),
+    }
+}
+
+fn error(status: u16, message: &str) -> Response {
+    Response::json(status, json!({"error": {"message": message}}).to_string())
+}
+
+impl Bridge {
+    /// A request for one of [`handles`]'s paths.
+    pub(super) fn rest(&mut self, conn: ConnId, request: &Request, now: Instant) {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let query = |key: &str| {
+            request.target.split_once('?').and_then(|(_, q)| {
+                q.split('&')
+                    .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
+            })
+        };
+        let segments: Vec<&str> = request.path().trim_matches('/').split('/').collect();
+        let response = match (request.method.as_str(), segments.as_slice()) {
+            ("GET", ["ws"]) => return self.accept_socket(conn, request),
+            ("POST", ["sessions"]) => return self.open_rest_session(conn, &body, now),
+            ("GET", ["sessions", id]) => self.session_info(id),
+            ("DELETE", ["sessions", id]) => match self.sessions.contains_key(*id) {
+                true => {
+                    self.end_session(id, now);
+                    Response::json(200, json!({"deleted": id}).to_string())
+                }
+                false => error(404, "no such session"),
+            },
+            ("POST", ["tools", "discover"]) => return self.rest_call(conn, &body, None, "tools/list", Value::Null, now),
+            ("POST", ["tools", "call"]) => {
+                let name = body.get("tool").or(body.get("name")).cloned().unwrap_or(Value::Null);
+                let arguments = body.get("params").or(body.get("arguments")).cloned().unwrap_or(json!({}));
+                let params = json!({"name": name, "arguments": arguments});
+                return self.rest_call(conn, &body, None, "tools/call", params, now);
+            }
+            ("GET", [list @ ("tools" | "resources" | "prompts")]) => {
+                let method = format!("{list}/list");
+                return self.rest_call(conn, &Value::Null, query("server"), &method, Value::Null, now);
+            }
+            ("GET", ["stats"]) => Response::json(200, self.stats().to_string()),
+            ("GET", ["events", id]) => return self.open_events(conn, id, now),
+            ("GET", ["integrations"]) => {
+                let all: Vec<Value> = self.specs.iter().map(|s| self.integration(s)).collect();
+                Response::json(200, json!({"integrations": all}).to_string())
+            }
+            ("GET", ["integrations", name]) => match self.specs.iter().find(|s| s.name == *name) {
+                Some(spec) => Response::json(200, self.integration(spec).to_string()),
+                None => error(404, "no such integration"),
+            },
+            ("POST", ["integrations"]) => self.add_integration(&body),
+            ("DELETE", ["integrations", name]) => self.remove_integration(name, now),
+            ("GET", ["static", "test_client.html"]) => Response::full(200, "text/html; charset=utf-8", TEST_CLIENT)
+                .with_header("content-security-policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'"),
+            _ => error(404, "no such route of the MCP bridge"),
+        };
+        self.respond(conn, response);
+    }
+
+    /// A call to a server: through a session, or as a client of its own.
+    fn rest_call(
+        &mut self,
+        conn: ConnId,
+        body: &Value,
+        server: Option<String>,
+        method: &str,
+        params: Value,
+        now: Instant,
+    ) {
+        let (child, client, ephemeral) = match body["session_id"].as_str() {
+            Some(id) => match self.sessions.get(id) {
+                Some(session) => (session.child, session.client, false),
+                None => return self.respond(conn, error(404, "no such session")),
+            },
+            None => {
+                let server = server.or_else(|| body["server"].as_str().map(str::to_owned));
+                let spec = match self.spec_named(server.as_deref()) {
+                    Ok(spec) => spec,
+                    Err(response) => return self.respond(conn, response),
+                };
+                let child = self.child_for(spec, now);
+                let Some(client) = self
+                    .children
+                    .get_mut(child.0)
+                    .and_then(Option::as_mut)
+                    .map(|c| c.open_client(now))
+                else {
+                    return;
+                };
+                self.stateless.insert((child, client), conn);
+                (child, client, true)
+            }
+        };
+        self.next_request += 1;
+        let message = Message::Request {
+            id: json!(self.next_request),
+            method: method.to_owned(),
+            params,
+        };
+        let wait = Pending {
+            conn,
+            reply: Reply::Rest {
+                opened: None,
+                ephemeral,
+            },
+        };
+        self.forward(child, client, message, Some(wait), now);
+    }
+
+    /// The server `name` names, or the only one there is.
+    fn spec_named(&self, name: Option<&str>) -> Result<usize, Response> {
+        match name {
+            Some(name) => self
+                .specs
+                .iter()
+                .position(|s| s.name == name)
+                .ok_or_else(|| error(404, &format!("no bridged server is called `{name}`"))),
+            None if self.specs.len() == 1 => Ok(0),
+            None => Err(error(
+                400,
+                "name the server: `server` in the body, or ?server= (several are bridged)",
+            )),
+        }
+    }
+
+    /// `POST /sessions`: a session, initialized (its answer names it).
+    fn open_rest_session(&mut self, conn: ConnId, body: &Value, now: Instant) {
+        let spec = match self.spec_named(body["server"].as_str()) {
+            Ok(spec) => spec,
+            Err(response) => return self.respond(conn, response),
+        };
+        let Some(id) = self.open_session(spec, Transport::Rest, now) else {
+            return self.respond(conn, error(503, "too many MCP sessions are open"));
+        };
+        let reply = Reply::Rest {
+            opened: Some(id.clone()),
+            ephemeral: false,
+        };
+        self.initialize(conn, &id, body, reply, now);
+    }
+
+    /// The session's `initialize`, answered from the child's cache.
+    fn initialize(&mut self, conn: ConnId, id: &str, body: &Value, reply: Reply, now: Instant) {
+        let Some(session) = self.sessions.get(id) else {
+            return;
+        };
+        let (child, client) = (session.child, session.client);
+        let name = body["client_id"].as_str().unwrap_or("bridge client");
+        self.next_request += 1;
+        let message = Message::Request {
+            id: json!(self.next_request),
+            method: "initialize".to_owned(),
+            params: json!({
+                "protocolVersion": mcp::SESSION_VERSIONS[mcp::SESSION_VERSIONS.len() - 1],
+                "capabilities": {},
+                "clientInfo": {"name": name, "version": "0"},
+            }),
+        };
+        self.forward(child, client, message, Some(Pending { conn, reply }), now);
+    }
+
+    fn session_info(&self, id: &str) -> Response {
+        let Some(session) = self.sessions.get(id) else {
+            return error(404, "no such session");
+        };
+        let transport = match session.transport {
+            Transport::Streamable => "streamable-http",
+            Transport::LegacySse => "sse",
+            Transport::Rest => "rest",
+            Transport::Socket => "websocket",
+        };
+        let body = json!({
+            "session_id": id,
+            "server": self.child_name(session.child),
+            "transport": transport,
+            "listening": session.stream.is_some(),
+        });
+        Response::json(200, body.to_string())
+    }
+
+    /// `GET /events/{id}`: `connected`, then what the session is sent.
+    fn open_events(&mut self, conn: ConnId, id: &str, now: Instant) {
+        if !self.sessions.contains_key(id) {
+            return self.respond(conn, error(404, "no such session"));
+        }
+        let connected = event(0, "connected", &json!({"session_id": id}).to_string());
+        self.attach_stream(
+            conn,
+            id,
+            Some(Response::stream("text/event-stream")),
+            Some(connected),
+            None,
+            now,
+        );
+    }
+
+    fn stats(&self) -> Value {
+        let servers: Vec<Value> = self
+            .specs
+            .iter()
+            .map(|spec| {
+                let children: Vec<Value> = self
+                    .children()
+                    .filter(|(_, c)| c.spec().name == spec.name)
+                    .map(|(_, c)| {
+                        json!({
+                            "state": format!("{:?}", c.state()).to_lowercase(),
+                            "restarts": c.restarts(),
+                            "in_flight": c.in_flight(),
+                            "clients": c.clients(),
+                        })
+                    })
+                    .collect();
+                json!({"name": spec.name, "children": children})
+            })
+            .collect();
+        json!({"servers": servers, "sessions": self.sessions.len(), "streams": self.streams.len()})
+    }
+
+    fn integration(&self, spec: &ServerSpec) -> Value {
+        json!({
+            "name": spec.name,
+            "command": spec.command,
+            "cwd": spec.cwd,
+            "env": spec.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            "share": match spec.share { Share::Shared => "shared", Share::PerSession => "per-session" },
+            "max_restarts": spec.max_restarts,
+            "idle_timeout_secs": spec.idle_timeout.map(|d| d.as_secs()),
+            "url": format!("/mcp/{}", spec.name),
+        })
+    }
+
+    /// `POST /integrations`: `{"name", "command", "args"?, "env"?, "cwd"?,
+    /// "share"?}` — `command` a program, or a whole argv.
+    fn add_integration(&mut self, body: &Value) -> Response {
+        let name = body["name"].as_str().unwrap_or_default();
+        let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if name.is_empty() || !name.chars().all(fits) {
+            return error(
+                400,
+                "`name` is letters, digits, `-`, `_` and `.` (it is part of the URL /mcp/NAME)",
+            );
+        }
+        if self.specs.iter().any(|s| s.name == name) {
+            return error(409, "a server of that name is bridged already");
+        }
+        let strings = |v: &Value| -> Option<Vec<String>> {
+            v.as_array()?
+                .iter()
+                .map(|a| a.as_str().map(str::to_owned))
+                .collect()
+        };
+        let mut command = match &body["command"] {
+            Value::String(program) => vec![program.clone()],
+            argv => strings(argv).unwrap_or_default(),
+        };
+        match &body["args"] {
+            Value::Null => {}
+            args => match strings(args) {
+                Some(args) => command.extend(args),
+                None => return error(400, "`args` is an array of strings"),
+            },
+        }
+        if command.first().is_none_or(String::is_empty) {
+            return error(
+                400,
+                "`command` is a program, or an array of a program and its arguments",
+            );
+        }
+        let mut spec = ServerSpec::new(name, command);
+        if let Some(env) = body["env"].as_object() {
+            spec.env = env
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect();
+        }
+        spec.cwd = body["cwd"].as_str().map(str::to_owned);
+        spec.share = match body["share"].as_str() {
+            None | Some("shared") => Share::Shared,
+            Some("per-session") => Share::PerSession,
+            Some(other) => {
+                return error(
+                    400,
+                    &format!("`share` is shared or per-session, not `{other}`"),
+                )
+            }
+        };
+        let created = self.integration(&spec);
+        tracing::info!(server = %spec.name, "MCP server added");
+        self.specs.push(spec);
+        Response::json(201, created.to_string())
+    }
+
+    /// `DELETE /integrations/{name}`: its sessions end, its children stop.
+    fn remove_integration(&mut self, name: &str, now: Instant) -> Response {
+        let Some(index) = self.specs.iter().position(|s| s.name == name) else {
+            return error(404, "no such integration");
+        };
+        let doomed: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| self.child_name(s.child) == name)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in doomed {
+            self.end_session(&id, now);
+        }
+        let children: Vec<usize> = self
+            .children()
+            .filter(|(_, c)| c.spec().name == name)
+            .map(|(id, _)| id.0)
+            .collect();
+        for child in children {
+            self.on_child(super::ChildId(child), now, |c| c.stop(now));
+        }
+        self.shared.remove(name);
+        self.specs.remove(index);
+        tracing::info!(server = %name, "MCP server removed");
+        Response::json(200, json!({"deleted": name}).to_string())
+    }
+
+    // ---- the WebSocket envelope ----
+
+    fn accept_socket(&mut self, conn: ConnId, request: &Request) {
+        // A browser offers the key as a subprotocol (see the provider's
+        // security checks); the answer must then name one it offered.
+        let protocol = request
+            .header("sec-websocket-protocol")
+            .is_some_and(|offered| offered.split(',').any(|p| p.trim() == SUBPROTOCOL))
+            .then_some(SUBPROTOCOL);
+        match request
+            .header("sec-websocket-key")
+            .filter(|_| request.is_websocket_upgrade())
+        {
+            Some(key) => self.out.push_back(Routed::Http(Output::AcceptSocket {
+                conn,
+                key: key.to_owned(),
+                protocol,
+            })),
+            None => self.respond(
+                conn,
+                error(400, "/ws is a WebSocket: send an upgrade request"),
+            ),
+        }
+    }
+
+    /// A text frame from a WebSocket client.
+    pub fn handle_socket_text(&mut self, conn: ConnId, text: &str, now: Instant) {
+        let frame: Value = match serde_json::from_str(text) {
+            Ok(frame) => frame,
+            Err(e) => return self.socket_error(conn, &format!("not JSON: {e}")),
+        };
+        match frame["type"].as_str() {
+            Some("create_session") => {
+                let spec = match self.spec_named(frame["server"].as_str()) {
+                    Ok(spec) => spec,
+                    Err(_) => {
+                        return self.socket_error(
+                            conn,
+                            "name the server: {\"type\":\"create_session\",\"server\":NAME}",
+                        )
+                    }
+                };
+                let Some(id) = self.open_session(spec, Transport::Socket, now) else {
+                    return self.socket_error(conn, "too many MCP sessions are open");
+                };
+                self.attach_stream(conn, &id, None, None, None, now);
+                let reply = Reply::SocketSession {
+                    session: id.clone(),
+                };
+                self.initialize(conn, &id, &frame, reply, now);
+            }
+            Some("attach_session") => {
+                let id = frame["session_id"].as_str().unwrap_or_default().to_owned();
+                if !self
+                    .sessions
+                    .get(&id)
+                    .is_some_and(|s| s.transport == Transport::Socket)
+                {
+                    return self.socket_error(conn, "no such WebSocket session");
+                }
+                let attached = json!({"type": "session_attached", "session_id": id}).to_string();
+                self.out.push_back(Routed::Http(Output::ToAgent {
+                    conn,
+                    text: attached,
+                }));
+                self.attach_stream(conn, &id, None, None, None, now);
+            }
+            Some(other) => self.socket_error(conn, &format!("unknown type `{other}`")),
+            None => {
+                let Some(session) = self.streams.get(&conn).and_then(|id| self.sessions.get(id))
+                else {
+                    return self.socket_error(conn, "create or attach a session first");
+                };
+                let (child, client) = (session.child, session.client);
+                let messages = match frame {
+                    Value::Array(batch) => batch,
+                    one => vec![one],
+                };
+                for message in messages {
+                    match mcp::parse(&message.to_string()) {
+                        Ok(message) => self.forward(child, client, message, None, now),
+                        Err(invalid) => {
+                            let data: Value =
+                                serde_json::from_str(&invalid.reply()).unwrap_or(Value::Null);
+                            let frame = json!({"type": "response", "data": data}).to_string();
+                            self.out
+                                .push_back(Routed::Http(Output::ToAgent { conn, text: frame }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn socket_error(&mut self, conn: ConnId, message: &str) {
+        let text = json!({"type": "error", "error": message}).to_string();
+        self.out
+            .push_back(Routed::Http(Output::ToAgent { conn, text }));
+    }
+}
