@@ -49,7 +49,7 @@ impl Bridged {
     /// a client asks. `seed` makes its session ids unguessable.
     pub fn start(specs: Vec<ServerSpec>, seed: [u8; 32]) -> Arc<Self> {
         let bridged = Arc::new(Bridged {
-            state: Mutex::new(Bridge::new(specs, Limits::default(), seed)),
+            state: Mutex::new(Bridge::new(specs, Limits::default(), seed, Instant::now())),
             children: Mutex::default(),
             timer: (Mutex::new(false), Condvar::new()),
             post: OnceLock::new(),

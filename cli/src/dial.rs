@@ -90,6 +90,9 @@ mod tests {
         assert!(!head.contains("sec-websocket-protocol"));
         let head = accept_head(&Upgrade::Bridge(key, Some("mcp-bridge"))).to_vec();
         let head = String::from_utf8(head).unwrap();
-        assert!(head.ends_with("sec-websocket-protocol: mcp-bridge\r\n\r\n"), "{head}");
+        assert!(
+            head.ends_with("sec-websocket-protocol: mcp-bridge\r\n\r\n"),
+            "{head}"
+        );
     }
 }

@@ -18,6 +18,9 @@ use crate::audit::AuditSink;
 use crate::bridge::Bridged;
 use crate::mailbox::{Bell, Bells, Inbox, Mailbox};
 
+/// Bytes waiting for a bridge client's stream past which it is cut.
+pub const SLOW_CLIENT_BYTES: usize = 4 << 20;
+
 pub struct Hub<B: Bell> {
     core: Mutex<Switchboard<Mailbox<B>>>,
     next_conn: AtomicU64,
@@ -73,13 +76,31 @@ impl<B: Bell> Hub<B> {
     }
 
     /// Posts outputs made outside the provider, then wakes their
-    /// connections.
+    /// connections. A bridge client whose unread output passed the bound
+    /// loses its stream (it reconnects and resumes), so memory stays
+    /// bounded.
     fn post(&self, outputs: Vec<Output>) {
         let mut bells = Bells::default();
-        let mut board = self.lock();
-        for output in outputs {
-            board.post(output, |mailbox: &Mailbox<B>, output| {
-                mailbox.post(output, &mut bells)
+        let mut slow = Vec::new();
+        {
+            let mut board = self.lock();
+            for output in outputs {
+                let conn = output.conn();
+                let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, &mut bells);
+                if board
+                    .post(output, post)
+                    .is_some_and(|bytes| bytes > SLOW_CLIENT_BYTES)
+                {
+                    slow.push(conn);
+                }
+            }
+        }
+        drop(bells);
+        if let (false, Some(bridge)) = (slow.is_empty(), self.bridge.get()) {
+            bridge.with(|b, _| {
+                for conn in slow {
+                    b.handle_slow_conn(conn);
+                }
             });
         }
     }

@@ -133,12 +133,15 @@ impl<M> Switchboard<M> {
 
     /// Bytes posted to all connections and not yet written.
     /// Posts an output made outside the provider (an answer of the MCP
-    /// bridge) to its connection's mailbox, if the connection is open.
-    pub fn post(&mut self, output: Output, mut post: impl FnMut(&M, Output)) {
-        if let Some((mailbox, backlog)) = self.mailboxes.get(&output.conn()) {
-            // The bridge bounds what it holds per session itself.
-            let _ = backlog.posted(output.backlog_bytes());
-            post(mailbox, output);
+    /// bridge) to its connection's mailbox, if the connection is open: the
+    /// bytes now waiting for it, when past [`crate::backlog::PAUSE_AT`].
+    pub fn post(&mut self, output: Output, mut post: impl FnMut(&M, Output)) -> Option<usize> {
+        let (mailbox, backlog) = self.mailboxes.get(&output.conn())?;
+        let level = backlog.posted(output.backlog_bytes());
+        post(mailbox, output);
+        match level {
+            Level::High(bytes) => Some(bytes),
+            Level::Normal => None,
         }
     }
 

@@ -20,6 +20,8 @@ pub enum LinkClose {
     TooBig,
     /// Anything else that breaks the WebSocket protocol.
     Protocol,
+    /// The peer reads too slowly: what waited for it passed the bound.
+    TooSlow,
 }
 
 impl LinkClose {
@@ -31,6 +33,7 @@ impl LinkClose {
             LinkClose::InvalidUtf8 => 1007,
             LinkClose::Revoked => 1008,
             LinkClose::TooBig => 1009,
+            LinkClose::TooSlow => 1013,
         }
     }
 
@@ -43,6 +46,7 @@ impl LinkClose {
             LinkClose::InvalidUtf8 => "text frame is not valid UTF-8",
             LinkClose::TooBig => "frame too large",
             LinkClose::Protocol => "WebSocket protocol error",
+            LinkClose::TooSlow => "read too slowly: too much was waiting",
         }
     }
 }

@@ -97,7 +97,9 @@ mod supervisor;
 #[cfg(test)]
 mod tests;
 
-pub use registry::{Bridge, ChildId, Routed, HELD_PER_SESSION, KEEPALIVE, MAX_SESSIONS};
+pub use registry::{
+    Bridge, ChildId, Routed, HELD_PER_SESSION, KEEPALIVE, MAX_CHILDREN, MAX_SESSIONS, SESSION_IDLE,
+};
 pub use rest::{needs_bridge_token, TEST_PAGE};
 pub use server::BridgedServer;
 

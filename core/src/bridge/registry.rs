@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::rest::rest_answer;
 use super::stateless::stateless_answer;
 use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
+use crate::agent::close::LinkClose;
 use crate::http::{Request, Response};
 use crate::mcp;
 use crate::provider::{ConnId, Output};
@@ -29,6 +30,16 @@ pub const HELD_PER_SESSION: usize = 256;
 
 /// Sessions open at once; past this a new one gets a 503.
 pub const MAX_SESSIONS: usize = 1024;
+
+/// Child processes at once, all servers together; past this a new
+/// session of a per-session server (or a new server's first) gets a 503.
+pub const MAX_CHILDREN: usize = 64;
+
+/// A session with no stream open and no request for this long ends.
+pub const SESSION_IDLE: Duration = Duration::from_secs(3600);
+
+/// How often idle sessions are looked for.
+const SWEEP: Duration = Duration::from_secs(60);
 
 /// How often an open event stream gets a `:` comment, so proxies and
 /// clients with read timeouts keep it.
@@ -76,6 +87,8 @@ pub(super) struct Session {
     /// The last events sent down the stream, for a replay.
     sent: VecDeque<(u64, String)>,
     next_event: u64,
+    /// When its client last sent something.
+    used: Instant,
 }
 
 impl Session {
@@ -176,8 +189,12 @@ pub(super) enum Reply {
 pub struct Bridge {
     pub(super) specs: Vec<ServerSpec>,
     limits: Limits,
-    /// Children by [`ChildId`]; `None` once a per-session child is gone.
-    pub(super) children: Vec<Option<BridgedServer>>,
+    /// Children by [`ChildId`] (never reused: a late report of a gone
+    /// child's process finds nothing).
+    pub(super) children: HashMap<ChildId, BridgedServer>,
+    next_child: usize,
+    /// When idle sessions are next swept.
+    sweep_at: Instant,
     /// The shared child of each server, by name, once made.
     pub(super) shared: HashMap<String, ChildId>,
     pub(super) sessions: HashMap<String, Session>,
@@ -200,11 +217,13 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    pub fn new(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32]) -> Self {
+    pub fn new(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32], now: Instant) -> Self {
         Bridge {
             specs,
             limits,
-            children: Vec::new(),
+            children: HashMap::new(),
+            next_child: 0,
+            sweep_at: now + SWEEP,
             shared: HashMap::new(),
             sessions: HashMap::new(),
             by_client: HashMap::new(),
@@ -233,10 +252,11 @@ impl Bridge {
 
     /// Every child there is, by id.
     pub fn children(&self) -> impl Iterator<Item = (ChildId, &BridgedServer)> {
-        self.children
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| Some((ChildId(i), c.as_ref()?)))
+        self.children.iter().map(|(id, c)| (*id, c))
+    }
+
+    pub(super) fn child(&self, id: ChildId) -> Option<&BridgedServer> {
+        self.children.get(&id)
     }
 
     pub fn sessions(&self) -> usize {
@@ -320,30 +340,61 @@ impl Bridge {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.keepalive_at.is_some_and(|at| at <= now) {
             self.keepalive_at = (!self.streams.is_empty()).then(|| now + KEEPALIVE);
-            for &conn in self.streams.keys() {
-                let data = Bytes::from_static(b":\n\n");
+            for (&conn, id) in &self.streams {
+                let data = match self.sessions.get(id).map(|s| s.transport) {
+                    Some(Transport::Socket) => continue,
+                    Some(Transport::Rest) => Bytes::from_static(b"event: heartbeat\ndata: {}\n\n"),
+                    _ => Bytes::from_static(b":\n\n"),
+                };
                 self.out
                     .push_back(Routed::Http(Output::Data { conn, data }));
             }
         }
-        for i in 0..self.children.len() {
-            let due = self
-                .children
-                .get(i)
-                .and_then(Option::as_ref)
-                .and_then(BridgedServer::poll_timeout);
-            if due.is_some_and(|at| at <= now) {
-                self.on_child(ChildId(i), now, |c| c.handle_timeout(now));
-            }
+        if self.sweep_at <= now {
+            self.sweep_at = now + SWEEP;
+            self.sweep(now);
         }
+        let due: Vec<ChildId> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.poll_timeout().is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for child in due {
+            self.on_child(child, now, |c| c.handle_timeout(now));
+        }
+    }
+
+    /// `conn` has too much unread: its event stream ends (the session
+    /// holds what follows, boundedly, for a reconnect with
+    /// `Last-Event-ID`), its WebSocket closes.
+    pub fn handle_slow_conn(&mut self, conn: ConnId) {
+        let Some(id) = self.streams.remove(&conn) else {
+            return;
+        };
+        let socket = self.sessions.get_mut(&id).is_some_and(|session| {
+            session.stream = None;
+            session.transport == Transport::Socket
+        });
+        tracing::warn!("an MCP bridge client reads too slowly: its stream was cut");
+        let output = if socket {
+            Output::CloseAgent {
+                conn,
+                why: LinkClose::TooSlow,
+            }
+        } else {
+            Output::End { conn }
+        };
+        self.out.push_back(Routed::Http(output));
     }
 
     // ---- commands ----
 
     /// Stops every child (the process is shutting down).
     pub fn stop(&mut self, now: Instant) {
-        for i in 0..self.children.len() {
-            self.on_child(ChildId(i), now, |c| c.stop(now));
+        let all: Vec<ChildId> = self.children.keys().copied().collect();
+        for child in all {
+            self.on_child(child, now, |c| c.stop(now));
         }
     }
 
@@ -351,10 +402,10 @@ impl Bridge {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.children
-            .iter()
-            .flatten()
+            .values()
             .filter_map(BridgedServer::poll_timeout)
             .chain(self.keepalive_at)
+            .chain((!self.sessions.is_empty()).then_some(self.sweep_at))
             .min()
     }
 
@@ -366,18 +417,41 @@ impl Bridge {
 
     /// The child a new client of server `spec` goes to: the shared one, or
     /// a new one for a per-session server.
-    pub(super) fn child_for(&mut self, spec: usize, now: Instant) -> ChildId {
+    /// `None` past [`MAX_CHILDREN`].
+    pub(super) fn child_for(&mut self, spec: usize, now: Instant) -> Option<ChildId> {
         let name = &self.specs[spec].name;
         if let (Share::Shared, Some(&child)) = (self.specs[spec].share, self.shared.get(name)) {
-            return child;
+            return Some(child);
         }
-        let child = ChildId(self.children.len());
+        if self.children.len() >= MAX_CHILDREN {
+            tracing::warn!("{MAX_CHILDREN} MCP server processes run already: no more are started");
+            return None;
+        }
+        self.next_child += 1;
+        let child = ChildId(self.next_child);
         let server = BridgedServer::new(self.specs[spec].clone(), self.limits.clone(), now);
-        self.children.push(Some(server));
+        self.children.insert(child, server);
         if self.specs[spec].share == Share::Shared {
             self.shared.insert(self.specs[spec].name.clone(), child);
         }
-        child
+        Some(child)
+    }
+
+    /// Ends the sessions unused for [`SESSION_IDLE`] with no stream open
+    /// (a client gone without `DELETE`).
+    fn sweep(&mut self, now: Instant) {
+        let stale: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.stream.is_none() && now.saturating_duration_since(s.used) >= SESSION_IDLE
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            tracing::debug!("an idle MCP session expired");
+            self.end_session(&id, now);
+        }
     }
 
     /// A new session of `transport` for server `spec`: its id.
@@ -390,8 +464,8 @@ impl Bridge {
         if self.sessions.len() >= MAX_SESSIONS {
             return None;
         }
-        let child = self.child_for(spec, now);
-        let client = self.children.get_mut(child.0)?.as_mut()?.open_client(now);
+        let child = self.child_for(spec, now)?;
+        let client = self.children.get_mut(&child)?.open_client(now);
         self.next_session += 1;
         let id = crate::auth::derive_token(&[&self.seed, &self.next_session.to_le_bytes()]);
         let session = Session {
@@ -402,6 +476,7 @@ impl Bridge {
             held: VecDeque::new(),
             sent: VecDeque::new(),
             next_event: 0,
+            used: now,
         };
         self.sessions.insert(id.clone(), session);
         self.by_client.insert((child, client), id.clone());
@@ -420,9 +495,7 @@ impl Bridge {
             "missing Mcp-Session-Id: send initialize first".to_owned(),
         ))?;
         let known = self.sessions.get(id).is_some_and(|s| {
-            self.children
-                .get(s.child.0)
-                .and_then(Option::as_ref)
+            self.child(s.child)
                 .is_some_and(|c| c.spec().name == self.specs[spec].name)
         });
         if known {
@@ -500,6 +573,13 @@ impl Bridge {
             self.pending
                 .insert((child, client, id.to_string()), pending);
         }
+        if let Some(session) = self
+            .by_client
+            .get(&(child, client))
+            .and_then(|id| self.sessions.get_mut(id))
+        {
+            session.used = now;
+        }
         self.on_child(child, now, |c| {
             c.handle_client_message(client, message, now)
         });
@@ -512,7 +592,7 @@ impl Bridge {
         now: Instant,
         f: impl FnOnce(&mut BridgedServer),
     ) {
-        let Some(Some(server)) = self.children.get_mut(child.0) else {
+        let Some(server) = self.children.get_mut(&child) else {
             return;
         };
         f(server);
@@ -527,20 +607,14 @@ impl Bridge {
         }
         // A per-session child, or one of a removed server, that stopped
         // for good is forgotten.
-        let gone = self
-            .children
-            .get(child.0)
-            .and_then(Option::as_ref)
-            .is_some_and(|c| {
-                let removed = !self.specs.iter().any(|s| s.name == c.spec().name);
-                (c.spec().share == Share::PerSession || removed)
-                    && c.clients() == 0
-                    && c.state() == ChildState::Stopped
-            });
+        let gone = self.child(child).is_some_and(|c| {
+            let removed = !self.specs.iter().any(|s| s.name == c.spec().name);
+            (c.spec().share == Share::PerSession || removed)
+                && c.clients() == 0
+                && c.state() == ChildState::Stopped
+        });
         if gone {
-            if let Some(slot) = self.children.get_mut(child.0) {
-                *slot = None;
-            }
+            self.children.remove(&child);
         }
     }
 
@@ -655,9 +729,7 @@ impl Bridge {
 
     /// The configured name of a child's server.
     pub(super) fn child_name(&self, child: ChildId) -> String {
-        self.children
-            .get(child.0)
-            .and_then(Option::as_ref)
+        self.child(child)
             .map_or_else(String::new, |c| c.spec().name.clone())
     }
 

@@ -29,7 +29,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::registry::{event, Bridge, Pending, Reply, Routed, Transport};
-use super::{ServerSpec, Share};
+use super::{ChildId, ServerSpec, Share};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::{ConnId, Output};
@@ -163,13 +163,13 @@ impl Bridge {
                     Ok(spec) => spec,
                     Err(response) => return self.respond(conn, response),
                 };
-                let child = self.child_for(spec, now);
-                let Some(client) = self
-                    .children
-                    .get_mut(child.0)
-                    .and_then(Option::as_mut)
-                    .map(|c| c.open_client(now))
-                else {
+                let Some(child) = self.child_for(spec, now) else {
+                    return self.respond(
+                        conn,
+                        error(503, "too many MCP server processes are running"),
+                    );
+                };
+                let Some(client) = self.children.get_mut(&child).map(|c| c.open_client(now)) else {
                     return;
                 };
                 self.stateless.insert((child, client), conn);
@@ -390,13 +390,13 @@ impl Bridge {
         for id in doomed {
             self.end_session(&id, now);
         }
-        let children: Vec<usize> = self
+        let children: Vec<ChildId> = self
             .children()
             .filter(|(_, c)| c.spec().name == name)
-            .map(|(id, _)| id.0)
+            .map(|(id, _)| id)
             .collect();
         for child in children {
-            self.on_child(super::ChildId(child), now, |c| c.stop(now));
+            self.on_child(child, now, |c| c.stop(now));
         }
         self.shared.remove(name);
         self.specs.remove(index);

@@ -119,13 +119,16 @@ impl Bridge {
                 Response::json(400, mcp::error(&id, mcp::INVALID_REQUEST, &why, None)),
             );
         }
-        let child = self.child_for(spec, now);
-        let Some(client) = self
-            .children
-            .get_mut(child.0)
-            .and_then(Option::as_mut)
-            .map(|c| c.open_client(now))
-        else {
+        let Some(child) = self.child_for(spec, now) else {
+            let reply = mcp::error(
+                &id,
+                mcp::INVALID_REQUEST,
+                "too many MCP server processes are running",
+                None,
+            );
+            return self.respond(conn, Response::json(503, reply));
+        };
+        let Some(client) = self.children.get_mut(&child).map(|c| c.open_client(now)) else {
             return;
         };
         self.stateless.insert((child, client), conn);

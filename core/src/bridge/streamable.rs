@@ -173,9 +173,10 @@ mod tests {
     impl Rig {
         fn new() -> Rig {
             let spec = ServerSpec::new("echo", vec!["echo-mcp".into()]);
+            let now = Instant::now();
             Rig {
-                bridge: Bridge::new(vec![spec], Limits::default(), [7; 32]),
-                now: Instant::now(),
+                bridge: Bridge::new(vec![spec], Limits::default(), [7; 32], now),
+                now,
                 conn: 0,
                 child: Vec::new(),
             }
@@ -235,7 +236,7 @@ mod tests {
 
         fn child_says(&mut self, message: Value) -> Vec<Output> {
             self.bridge
-                .handle_child_line(ChildId(0), &message.to_string(), self.now);
+                .handle_child_line(ChildId(1), &message.to_string(), self.now);
             self.drain()
         }
 
@@ -338,5 +339,40 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert!(events[0].starts_with("id: 2\n") && events[0].contains(r#""n":2"#));
         assert!(events[1].starts_with("id: 3\n") && events[1].contains(r#""n":3"#));
+    }
+
+    #[test]
+    fn a_session_unused_for_an_hour_without_a_stream_expires() {
+        let mut rig = Rig::new();
+        let session = rig.session();
+        rig.now += crate::bridge::SESSION_IDLE - std::time::Duration::from_secs(61);
+        rig.bridge.handle_timeout(rig.now);
+        let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+        assert!(
+            rig.send("POST", Some(&session), ping.clone(), None)
+                .1
+                .is_empty(),
+            "still there: answered by the child"
+        );
+        rig.now += crate::bridge::SESSION_IDLE;
+        rig.bridge.handle_timeout(rig.now);
+        rig.drain();
+        assert_eq!(status(&rig.send("POST", Some(&session), ping, None).1), 404);
+    }
+
+    #[test]
+    fn a_stream_read_too_slowly_is_cut_and_its_messages_kept_for_a_reconnect() {
+        let mut rig = Rig::new();
+        let session = rig.session();
+        let (stream, _) = rig.send("GET", Some(&session), Value::Null, None);
+        rig.bridge.handle_slow_conn(stream);
+        assert!(matches!(rig.drain()[..], [Output::End { conn }] if conn == stream));
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}});
+        assert!(
+            rig.child_says(note).is_empty(),
+            "held, not sent to the cut stream"
+        );
+        let (_, out) = rig.send("GET", Some(&session), Value::Null, None);
+        assert_eq!(out.len(), 2, "the stream's head, then what was held");
     }
 }
