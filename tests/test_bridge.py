@@ -128,8 +128,9 @@ def test_many_clients_share_one_child_and_get_only_their_own_answers(make_server
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_progress_from_the_child_reaches_the_client_that_asked(make_server, mode):
-    """Stateless: the call is answered as an event stream, its progress
-    first; in a session, progress comes down the session's GET stream."""
+    """A call with a progress token is answered as an event stream, its
+    progress first and the answer last, in both generations: a client
+    never sees the answer before the progress that came before it."""
     server = bridge_server(make_server, everything())
     progress = []
 

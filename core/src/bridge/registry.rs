@@ -9,7 +9,7 @@
 //! by the provider), the child processes' lines and exits, and time; carry
 //! out every [`Routed`] output.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -159,6 +159,10 @@ fn envelope(message: &str) -> String {
 pub(super) struct Pending {
     pub(super) conn: ConnId,
     pub(super) reply: Reply,
+    /// The client's progress token, when the answer is an event stream
+    /// begun at once: the request's progress goes down it, then the
+    /// answer ends it, in the order the server sent them.
+    pub(super) progress: Option<Value>,
 }
 
 /// The shape an answer is given for the client that waits for it.
@@ -166,14 +170,9 @@ pub(super) enum Reply {
     /// Streamable HTTP: the JSON-RPC answer as JSON, naming the session an
     /// `initialize` opened.
     Json { opened: Option<String> },
-    /// A stateless client (see `stateless::stateless_answer`): its own id,
-    /// the method it asked, and whether progress began an event stream
-    /// that the answer ends. Its client closes with the answer.
-    Stateless {
-        id: Value,
-        method: String,
-        streamed: bool,
-    },
+    /// A stateless client (see `stateless::stateless_answer`): its own id
+    /// and the method it asked. Its client closes with the answer.
+    Stateless { id: Value, method: String },
     /// The REST API: the result alone (a JSON-RPC error as 502), or, for
     /// a session it opened, the session and the server's capabilities.
     /// Without a session, its client closes with the answer.
@@ -203,9 +202,9 @@ pub struct Bridge {
     pub(super) pending: HashMap<(ChildId, ClientId, String), Pending>,
     /// Open event streams: connection → session id.
     pub(super) streams: HashMap<ConnId, String>,
-    /// The client each stateless request has on its child, for as long
-    /// as it waits: (child, client) → the connection that asked.
-    pub(super) stateless: HashMap<(ChildId, ClientId), ConnId>,
+    /// The clients that stateless requests (and REST calls without a
+    /// session) have on their child, for as long as each waits.
+    pub(super) stateless: HashSet<(ChildId, ClientId)>,
     /// Ids of the bridge's own requests for a session or a REST call.
     pub(super) next_request: u64,
     /// Seed of session ids, from the driver's randomness.
@@ -229,7 +228,7 @@ impl Bridge {
             by_client: HashMap::new(),
             pending: HashMap::new(),
             streams: HashMap::new(),
-            stateless: HashMap::new(),
+            stateless: HashSet::new(),
             next_request: 0,
             seed,
             next_session: 0,
@@ -627,11 +626,17 @@ impl Bridge {
             .filter(|v| v.get("method").is_none())
             .and_then(|v| v.get("id"))
             .map(Value::to_string);
+        if let Some(conn) = self.progress_stream(child, client, parsed.as_ref()) {
+            let data = event(0, "message", &message);
+            return self
+                .out
+                .push_back(Routed::Http(Output::Data { conn, data }));
+        }
         if let Some(pending) = answer_to.and_then(|id| self.pending.remove(&(child, client, id))) {
             return self.answer(child, client, pending, message, parsed, now);
         }
-        if let Some(&conn) = self.stateless.get(&(child, client)) {
-            return self.stateless_message(child, client, conn, parsed, now);
+        if self.stateless.contains(&(child, client)) {
+            return self.stateless_message(child, client, parsed, now);
         }
         let Some(session) = self
             .by_client
@@ -670,27 +675,24 @@ impl Bridge {
         let conn = pending.conn;
         let close = match pending.reply {
             Reply::Json { opened } => {
-                let mut response = Response::json(200, message);
-                if let Some(session) = opened {
-                    response = response.with_header("mcp-session-id", session);
+                if pending.progress.is_some() {
+                    self.end_answer_stream(conn, &message);
+                } else {
+                    let mut response = Response::json(200, message);
+                    if let Some(session) = opened {
+                        response = response.with_header("mcp-session-id", session);
+                    }
+                    self.respond(conn, response);
                 }
-                self.respond(conn, response);
                 false
             }
-            Reply::Stateless {
-                id,
-                method,
-                streamed,
-            } => {
+            Reply::Stateless { id, method } => {
                 let body = match parsed {
                     Some(answer) => stateless_answer(answer, &id, &method),
                     None => message,
                 };
-                if streamed {
-                    let data = event(1, "message", &body);
-                    self.out
-                        .push_back(Routed::Http(Output::Data { conn, data }));
-                    self.out.push_back(Routed::Http(Output::End { conn }));
+                if pending.progress.is_some() {
+                    self.end_answer_stream(conn, &body);
                 } else {
                     self.respond(conn, Response::json(200, body));
                 }
@@ -725,6 +727,32 @@ impl Bridge {
             self.stateless.remove(&(child, client));
             self.on_child(child, now, |c| c.close_client(client, now));
         }
+    }
+
+    /// The answer as the last event of the stream its request began.
+    fn end_answer_stream(&mut self, conn: ConnId, answer: &str) {
+        let data = event(0, "message", answer);
+        self.out
+            .push_back(Routed::Http(Output::Data { conn, data }));
+        self.out.push_back(Routed::Http(Output::End { conn }));
+    }
+
+    /// The stream of the request `progress` belongs to, if its answer is
+    /// one: `message` is a progress notification of `child`'s `client`.
+    fn progress_stream(
+        &self,
+        child: ChildId,
+        client: ClientId,
+        message: Option<&Value>,
+    ) -> Option<ConnId> {
+        let message = message.filter(|m| m["method"] == "notifications/progress")?;
+        let token = &message["params"]["progressToken"];
+        self.pending
+            .iter()
+            .find(|((c, k, _), p)| {
+                (*c, *k) == (child, client) && p.progress.as_ref() == Some(token)
+            })
+            .map(|(_, p)| p.conn)
     }
 
     /// The configured name of a child's server.

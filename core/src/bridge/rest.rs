@@ -172,7 +172,7 @@ impl Bridge {
                 let Some(client) = self.children.get_mut(&child).map(|c| c.open_client(now)) else {
                     return;
                 };
-                self.stateless.insert((child, client), conn);
+                self.stateless.insert((child, client));
                 (child, client, true)
             }
         };
@@ -188,6 +188,7 @@ impl Bridge {
                 opened: None,
                 ephemeral,
             },
+            progress: None,
         };
         self.forward(child, client, message, Some(wait), now);
     }
@@ -241,7 +242,12 @@ impl Bridge {
                 "clientInfo": {"name": name, "version": "0"},
             }),
         };
-        self.forward(child, client, message, Some(Pending { conn, reply }), now);
+        let wait = Pending {
+            conn,
+            reply,
+            progress: None,
+        };
+        self.forward(child, client, message, Some(wait), now);
     }
 
     fn session_info(&self, id: &str) -> Response {

@@ -20,12 +20,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::registry::{event, Bridge, Pending, Reply, Routed};
+use super::registry::{Bridge, Pending, Reply};
 use super::streamable::parse_one;
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
-use crate::provider::{ConnId, Output};
+use crate::provider::ConnId;
 
 /// Where a stateless request carries its client's name and version.
 const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";
@@ -131,9 +131,9 @@ impl Bridge {
         let Some(client) = self.children.get_mut(&child).map(|c| c.open_client(now)) else {
             return;
         };
-        self.stateless.insert((child, client), conn);
-        let streamed = !params["_meta"]["progressToken"].is_null();
-        if streamed {
+        self.stateless.insert((child, client));
+        let progress = super::streamable::progress_token(&params);
+        if progress.is_some() {
             self.respond(conn, Response::stream("text/event-stream"));
         }
         let (asked, params) = if method == "server/discover" {
@@ -146,8 +146,8 @@ impl Bridge {
             reply: Reply::Stateless {
                 id: id.clone(),
                 method,
-                streamed,
             },
+            progress,
         };
         let message = Message::Request {
             id,
@@ -158,22 +158,19 @@ impl Bridge {
     }
 
     /// A message from the child for a stateless request's client that is
-    /// not its answer: progress goes down the request's event stream (if it
-    /// asked for progress), a request is refused (such a client cannot be
-    /// asked), anything else is dropped.
+    /// neither its answer nor its progress: a request is refused (such a
+    /// client cannot be asked), anything else is dropped.
     pub(super) fn stateless_message(
         &mut self,
         child: ChildId,
         client: ClientId,
-        conn: ConnId,
         message: Option<Value>,
         now: Instant,
     ) {
         let Some(message) = message else {
             return;
         };
-        let method = message["method"].as_str().unwrap_or_default();
-        if let Some(id) = message.get("id") {
+        if let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) {
             let error = json!({
                 "code": mcp::METHOD_NOT_FOUND,
                 "message": format!("{method}: a stateless client cannot be asked"),
@@ -182,16 +179,7 @@ impl Bridge {
                 id: id.clone(),
                 outcome: Err(error),
             };
-            return self.forward(child, client, refusal, None, now);
-        }
-        let streamed = self.pending.iter().any(|((c, k, _), p)| {
-            (*c, *k) == (child, client)
-                && matches!(p.reply, Reply::Stateless { streamed: true, .. })
-        });
-        if method == "notifications/progress" && streamed {
-            let data = event(0, "message", &message.to_string());
-            self.out
-                .push_back(Routed::Http(Output::Data { conn, data }));
+            self.forward(child, client, refusal, None, now);
         }
     }
 }

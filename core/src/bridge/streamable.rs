@@ -123,12 +123,18 @@ impl Bridge {
         };
         let (child, client) = (session.child, session.client);
         let wait = match &message {
-            Message::Request { .. } => Some(Pending {
-                conn,
-                reply: Reply::Json {
-                    opened: is_initialize.then_some(id),
-                },
-            }),
+            Message::Request { params, .. } => {
+                let progress = progress_token(params);
+                if progress.is_some() {
+                    self.respond(conn, Response::stream("text/event-stream"));
+                }
+                let opened = is_initialize.then_some(id);
+                Some(Pending {
+                    conn,
+                    reply: Reply::Json { opened },
+                    progress,
+                })
+            }
             Message::Notification { .. } | Message::Response { .. } => {
                 self.respond(conn, Response::full(202, "application/json", Bytes::new()));
                 None
@@ -136,6 +142,12 @@ impl Bridge {
         };
         self.forward(child, client, message, wait, now);
     }
+}
+
+/// A request's progress token: its answer is then an event stream, its
+/// progress first.
+pub(super) fn progress_token(params: &Value) -> Option<Value> {
+    Some(params.get("_meta")?.get("progressToken")?.clone())
 }
 
 /// One JSON-RPC message from a POST body, or the 400 to answer with.
