@@ -1,5 +1,11 @@
 //! Fixtures shared by the benchmarks: a provider with one agent and one
-//! open request, fed agent frames the way a runtime would feed them.
+//! open request, fed agent frames the way a runtime would feed them; and
+//! what the load generators share: response heads, `/proc` figures of the
+//! server, latency quantiles.
+
+pub mod head;
+pub mod procfs;
+pub mod stats;
 
 use std::time::{Instant, SystemTime};
 

@@ -6,9 +6,11 @@ the test page driven in headless Chromium."""
 
 import json
 import socket
+import urllib.request
 import uuid
 
 from playwright.sync_api import expect, sync_playwright
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect as ws_connect
 
 from conftest import API_KEY, BRIDGE_TOKEN, ROOT
@@ -165,3 +167,43 @@ def test_the_test_page_lists_and_calls_a_tool_in_a_browser(make_server, runtime)
                 page.close()
         finally:
             browser.close()
+
+
+def metrics(server):
+    """/metrics as the Prometheus parser reads it: (name, labels) → value."""
+    request = urllib.request.Request(server.base + "/metrics", headers={"Authorization": f"Bearer {API_KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        text = r.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_the_bridge_s_figures_reach_metrics_and_deep_health(make_server):
+    """The real Prometheus parser reads the bridge's families; a server
+    that cannot start fails after its restarts and makes /health/deep 503."""
+    server = bridge_server(make_server, everything(), "broken=false")
+    for i in range(3):
+        status, _, _ = call(server, "POST", "/tools/call", {"server": "everything", "tool": "echo", "params": {"message": str(i)}})
+        assert status == 200
+    status, _, failed = call(server, "POST", "/tools/call", {"server": "broken", "tool": "echo"})
+    assert status == 502, failed
+
+    def settled():
+        m = metrics(server)
+        return (
+            m.get(("mcp_provider_bridge_calls_total", (("server", "everything"),))) == 3
+            and m.get(("mcp_provider_bridge_children", (("server", "everything"), ("state", "running")))) == 1
+            and m.get(("mcp_provider_bridge_children", (("server", "broken"), ("state", "failed")))) == 1
+        )
+
+    assert wait_until(settled, timeout=20), metrics(server)
+    m = metrics(server)
+    assert m[("mcp_provider_bridge_restarts_total", (("server", "broken"),))] >= 4
+    status, _, health = call(server, "GET", "/health/deep")
+    assert status == 503 and health["status"] == "degraded"
+    checks = {c["name"]: c for c in health["checks"]}
+    assert checks["MCP server everything"]["ok"] is True
+    assert checks["MCP server broken"]["ok"] is False and "failed" in checks["MCP server broken"]["detail"]

@@ -9,9 +9,11 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::lock::Semaphore;
 use smol::net::TcpStream;
 
+use mcp_provider_benches::head::response_head;
+
 use crate::agent::Event;
 use crate::stamp::{Check, Clock};
-use crate::wire::{response_head, Decoder, Framing, Item};
+use crate::wire::{Decoder, Framing, Item};
 use crate::{Api, Mode};
 
 /// What every editor shares.
@@ -139,16 +141,16 @@ async fn read_head(
             return Err("the connection closed before a response".to_owned());
         }
         head.extend_from_slice(&buf[..n]);
-        if let Some((len, status, chunked)) = response_head(&head)? {
-            if status != 200 {
-                let body = String::from_utf8_lossy(&head[len..]);
-                return Err(format!("HTTP {status}: {}", body.trim()));
+        if let Some(h) = response_head(&head)? {
+            if h.status != 200 {
+                let body = String::from_utf8_lossy(&head[h.len..]);
+                return Err(format!("HTTP {}: {}", h.status, body.trim()));
             }
             let framing = match plan.api {
                 Api::Openai => Framing::Sse,
                 Api::Ollama => Framing::Ndjson,
             };
-            return Ok((Decoder::new(framing, chunked), head.split_off(len)));
+            return Ok((Decoder::new(framing, h.chunked), head.split_off(h.len)));
         }
     }
 }

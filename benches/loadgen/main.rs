@@ -20,9 +20,12 @@ use smol::channel;
 use smol::future::FutureExt;
 use smol::lock::Semaphore;
 
+use mcp_provider_benches::procfs::{cpu_seconds, rss_mb, runtime_of};
+use mcp_provider_benches::stats::quantile_us;
+
 use crate::agent::Event;
 use crate::editor::{Outcome, Plan};
-use crate::stamp::{quantile_us, Clock};
+use crate::stamp::Clock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -229,7 +232,7 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
     let mut figures = Figures::of(&outcomes, first_sent_ns);
     figures.lost = u64::from(args.streams) * u64::from(chunks) - figures.chunks;
     Ok(json!({
-        "runtime": runtime_name(args),
+        "runtime": if args.direct { "direct".to_owned() } else { runtime_of(args.server_pid) },
         "mode": args.mode,
         "api": args.api,
         "streams": args.streams,
@@ -298,43 +301,5 @@ impl Figures {
             f.chunks_per_s = f.chunks as f64 * 1e9 / window as f64;
         }
         f
-    }
-}
-
-/// A process's resident memory in MB, from `/proc/PID/status` (`field` is
-/// `VmRSS` for now or `VmHWM` for the peak).
-fn rss_mb(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some((kb / 1024.0 * 10.0).round() / 10.0)
-}
-
-/// CPU time a process has used, user and system, in seconds: fields 14
-/// and 15 of `/proc/PID/stat` (threads that ended included), in Linux's
-/// fixed 100 ticks per second.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: fields are counted after it.
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
-/// Which runtime served the run, from the server's executable name.
-fn runtime_name(args: &Args) -> String {
-    if args.direct {
-        return "direct".to_owned();
-    }
-    let exe = args
-        .server_pid
-        .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok());
-    match exe.as_ref().and_then(|p| p.file_name()?.to_str()) {
-        Some(name) if name.contains("blocking") => "blocking".to_owned(),
-        Some(name) if name.starts_with("mcp-provider") => "smol".to_owned(),
-        Some(name) => name.to_owned(),
-        None => "unknown".to_owned(),
     }
 }

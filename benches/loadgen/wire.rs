@@ -1,4 +1,4 @@
-//! Reading what an editor receives: the HTTP response head, a chunked
+//! Reading what an editor receives after the response head: a chunked
 //! body, and the items inside it (OpenAI SSE events, Ollama NDJSON lines,
 //! or, for the direct baseline, the agent frames themselves one per line).
 
@@ -25,26 +25,6 @@ pub enum Item<'a> {
     Done,
     /// Nothing to count: a keep-alive comment, an empty delta.
     Skip,
-}
-
-/// Parses a response head from the start of `buf`: its length and status,
-/// or `None` when more bytes are needed.
-pub fn response_head(buf: &[u8]) -> Result<Option<(usize, u16, bool)>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut response = httparse::Response::new(&mut headers);
-    match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => {
-            let chunked = response.headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case("transfer-encoding")
-                    && String::from_utf8_lossy(h.value)
-                        .to_ascii_lowercase()
-                        .contains("chunked")
-            });
-            Ok(Some((len, response.code.unwrap_or(0), chunked)))
-        }
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(e) => Err(format!("bad response head: {e}")),
-    }
 }
 
 /// Turns body bytes, as they are read, into items.
@@ -244,17 +224,10 @@ mod tests {
     }
 
     #[test]
-    fn error_events_and_bad_heads_are_errors() {
+    fn error_events_are_errors() {
         let mut d = Decoder::new(Framing::Sse, false);
         d.push(b"data: {\"error\":{\"message\":\"agent gone\"}}\n\n")
             .unwrap();
         assert!(d.next_item().is_err());
-        assert!(
-            response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-                .unwrap()
-                .is_some_and(|(_, status, chunked)| status == 200 && chunked)
-        );
-        assert_eq!(response_head(b"HTTP/1.1 200 OK\r\n").unwrap(), None);
-        assert!(response_head(b"NOPE\r\n\r\n").is_err());
     }
 }

@@ -10,10 +10,10 @@ use std::io::{Read, Write};
 use std::process::Child;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mcp_provider_core::bridge::{
-    Bridge, BridgeOutput, ChildId, Limits, Routed, ServerSpec, StopSignal,
+    Bridge, BridgeOutput, ChildId, Limits, Report, Routed, ServerSpec, StopSignal,
 };
 use mcp_provider_core::http::Request;
 use mcp_provider_core::lines::{Line, LineBuffer};
@@ -29,6 +29,12 @@ pub const STDIN_QUEUE: usize = 1024;
 /// Where the bridge's HTTP answers go: the connections' mailboxes.
 pub type Post = Box<dyn Fn(Vec<Output>) + Send + Sync>;
 
+/// Where the bridge's figures go.
+pub type Reporter = Box<dyn Fn(Report) + Send + Sync>;
+
+/// How often the figures are looked at (and handed on if they changed).
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+
 /// The bridge, its children and its timer.
 pub struct Bridged {
     state: Mutex<Bridge>,
@@ -36,6 +42,7 @@ pub struct Bridged {
     /// The timer thread's wake-up: set when a deadline may have moved.
     timer: (Mutex<bool>, Condvar),
     post: OnceLock<Post>,
+    report: OnceLock<Reporter>,
 }
 
 /// A live child: where its stdin lines go and its process group.
@@ -53,6 +60,7 @@ impl Bridged {
             children: Mutex::default(),
             timer: (Mutex::new(false), Condvar::new()),
             post: OnceLock::new(),
+            report: OnceLock::new(),
         });
         let weak = Arc::downgrade(&bridged);
         let spawned = std::thread::Builder::new()
@@ -67,6 +75,12 @@ impl Bridged {
     /// Where HTTP answers are posted (set once, by the hub).
     pub fn set_post(&self, post: Post) {
         let _ = self.post.set(post);
+    }
+
+    /// Where the bridge's figures go when they change (the provider, for
+    /// `/metrics` and `/health/deep`), checked every [`REPORT_EVERY`].
+    pub fn set_reporter(&self, report: Reporter) {
+        let _ = self.report.set(report);
     }
 
     fn lock(&self) -> MutexGuard<'_, Bridge> {
@@ -247,10 +261,22 @@ impl Bridged {
 /// Sleeps until the bridge's next deadline, or until woken; ends when the
 /// bridge is gone.
 fn timer(bridged: Weak<Bridged>) {
+    let mut reported: Option<Report> = None;
+    let mut report_at = Instant::now();
     loop {
         let Some(me) = bridged.upgrade() else {
             return;
         };
+        if report_at <= Instant::now() {
+            report_at = Instant::now() + REPORT_EVERY;
+            let report = me.lock().report();
+            if reported.as_ref() != Some(&report) {
+                if let Some(send) = me.report.get() {
+                    send(report.clone());
+                }
+                reported = Some(report);
+            }
+        }
         let next = me.lock().poll_timeout();
         if next.is_some_and(|at| at <= Instant::now()) {
             me.with(|b, now| b.handle_timeout(now));
@@ -259,11 +285,8 @@ fn timer(bridged: Weak<Bridged>) {
         let (flag, bell) = &me.timer;
         let mut woken = flag.lock().unwrap_or_else(|e| e.into_inner());
         if !*woken {
-            // Without a deadline, wake now and then to notice the bridge
-            // is gone.
-            let wait = next.map_or(std::time::Duration::from_secs(1), |at| {
-                at.saturating_duration_since(Instant::now())
-            });
+            let until = next.map_or(report_at, |at| at.min(report_at));
+            let wait = until.saturating_duration_since(Instant::now());
             woken = bell
                 .wait_timeout(woken, wait)
                 .map_or_else(|e| e.into_inner().0, |(g, _)| g);

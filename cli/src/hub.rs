@@ -60,6 +60,12 @@ impl<B: Bell> Hub<B> {
                 hub.post(outputs);
             }
         }));
+        let hub = Arc::downgrade(self);
+        bridged.set_reporter(Box::new(move |report| {
+            if let Some(hub) = hub.upgrade() {
+                hub.with(|p, _| p.handle_bridge_report(report));
+            }
+        }));
         let _ = self.bridge.set(bridged);
     }
 

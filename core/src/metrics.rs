@@ -104,6 +104,8 @@ pub struct Gauges {
     pub duplicate_chunks: u64,
     /// Audit lines dropped because the writer fell behind.
     pub audit_dropped: u64,
+    /// The MCP bridge's figures, when it made any.
+    pub bridge: Option<crate::bridge::Report>,
 }
 
 /// Every route's history plus the global counters.
@@ -241,6 +243,9 @@ impl Metrics {
         );
         for (state, n) in &g.sessions {
             let _ = writeln!(out, "mcp_provider_sessions{{state=\"{state}\"}} {n}");
+        }
+        if let Some(bridge) = &g.bridge {
+            bridge.render(&mut out);
         }
         out
     }

@@ -89,6 +89,7 @@ use std::time::Duration;
 mod legacy_sse;
 mod mux;
 mod registry;
+mod report;
 mod rest;
 mod server;
 mod stateless;
@@ -100,6 +101,7 @@ mod tests;
 pub use registry::{
     Bridge, ChildId, Routed, HELD_PER_SESSION, KEEPALIVE, MAX_CHILDREN, MAX_SESSIONS, SESSION_IDLE,
 };
+pub use report::{Report, ServerFigures};
 pub use rest::{needs_bridge_token, TEST_PAGE};
 pub use server::BridgedServer;
 

@@ -155,6 +155,13 @@ fn envelope(message: &str) -> String {
     json!({"type": kind, "data": data}).to_string()
 }
 
+/// What a server's children did that outlives them, for its figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Past {
+    pub(super) calls: u64,
+    pub(super) restarts: u64,
+}
+
 /// A request waiting for its answer from a child.
 pub(super) struct Pending {
     pub(super) conn: ConnId,
@@ -194,6 +201,8 @@ pub struct Bridge {
     next_child: usize,
     /// When idle sessions are next swept.
     sweep_at: Instant,
+    /// Per server: calls sent, and restarts of children now gone.
+    pub(super) past: HashMap<String, Past>,
     /// The shared child of each server, by name, once made.
     pub(super) shared: HashMap<String, ChildId>,
     pub(super) sessions: HashMap<String, Session>,
@@ -223,6 +232,7 @@ impl Bridge {
             children: HashMap::new(),
             next_child: 0,
             sweep_at: now + SWEEP,
+            past: HashMap::new(),
             shared: HashMap::new(),
             sessions: HashMap::new(),
             by_client: HashMap::new(),
@@ -579,6 +589,10 @@ impl Bridge {
         {
             session.used = now;
         }
+        if matches!(message, mcp::Message::Request { .. }) {
+            let name = self.child_name(child);
+            self.past.entry(name).or_default().calls += 1;
+        }
         self.on_child(child, now, |c| {
             c.handle_client_message(client, message, now)
         });
@@ -613,7 +627,10 @@ impl Bridge {
                 && c.state() == ChildState::Stopped
         });
         if gone {
-            self.children.remove(&child);
+            if let Some(server) = self.children.remove(&child) {
+                let past = self.past.entry(server.spec().name.clone()).or_default();
+                past.restarts += server.restarts();
+            }
         }
     }
 

@@ -46,6 +46,7 @@ impl Provider {
             dropped_agent_messages: s.dropped_messages,
             duplicate_chunks: s.duplicate_chunks,
             audit_dropped: self.audit.dropped(),
+            bridge: self.bridge.clone(),
         }
     }
 
@@ -83,6 +84,9 @@ impl Provider {
             "ok": self.sessions.len() < self.config.max_sessions,
             "detail": format!("{} of {} sessions", self.sessions.len(), self.config.max_sessions),
         }));
+        if let Some(bridge) = &self.bridge {
+            checks.extend(bridge.checks());
+        }
         checks.push(json!({
             "name": "accepting requests",
             "ok": !self.shutting_down,

@@ -197,6 +197,8 @@ pub struct Provider {
     /// Links the driver opened itself (the built-in agent, a dialed hub),
     /// by the name `/health/deep` checks them under.
     attached: IdMap<ConnId, String>,
+    /// The MCP bridge's latest figures, for `/metrics` and `/health/deep`.
+    bridge: Option<crate::bridge::Report>,
     invocations: IdMap<u64, Invocation>,
     /// Editor connection → the invocation answering it.
     by_conn: IdMap<ConnId, u64>,
@@ -247,6 +249,7 @@ impl Provider {
             congested: IdMap::default(),
             queued: 0,
             shutting_down: false,
+            bridge: None,
             outputs: VecDeque::new(),
             scratch: BytesMut::new(),
             stats: Stats::default(),
@@ -419,6 +422,12 @@ impl Provider {
     pub fn open_agent(&mut self, conn: ConnId, name: &str) {
         self.links.insert(conn, None);
         self.attached.insert(conn, name.to_owned());
+    }
+
+    /// The MCP bridge's figures now (the driver hands them on when they
+    /// change): shown in `/metrics` and checked in `/health/deep`.
+    pub fn handle_bridge_report(&mut self, report: crate::bridge::Report) {
+        self.bridge = Some(report);
     }
 
     /// The server is stopping: every request still waiting is answered

@@ -1,0 +1,202 @@
+//! `bridgegen`: load on the MCP bridge end to end. C clients, each with its
+//! own keep-alive connection and MCP Streamable HTTP session, call the
+//! bridged server's `echo` tool back to back, and every answer must echo
+//! that call's own message. `--direct` measures the same calls on the raw
+//! stdio pipe of the same server command, spawned here and shared by C
+//! callers. `--crash` times a killed child's return. One JSON line per
+//! measurement.
+
+mod crash;
+mod direct;
+mod http;
+mod load;
+mod rpc;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mcp_provider_benches::procfs::{children, cpu_seconds, rss_mb, runtime_of};
+use serde_json::{json, Value};
+
+use crate::direct::Pipe;
+use crate::http::{Session, Target};
+use crate::load::Figures;
+
+/// One client of a run: makes call number `n` (its message names the
+/// client and `n`) and checks the answer.
+pub trait Caller: Send {
+    fn call(&mut self, n: u64) -> Result<(), String>;
+}
+
+#[derive(Parser)]
+#[command(
+    about = "Load on the MCP bridge: tools/call of echo through Streamable HTTP, \
+                   or on the raw stdio pipe (--direct)"
+)]
+struct Args {
+    /// The provider, e.g. http://127.0.0.1:8788 (not with --direct).
+    #[arg(long, required_unless_present = "direct")]
+    target: Option<String>,
+    /// A bridge API key of the provider.
+    #[arg(long, default_value = "")]
+    api_key: String,
+    /// The bridged server's name (requests go to /mcp/NAME).
+    #[arg(long, default_value = "everything")]
+    server: String,
+    /// Concurrent clients, one measurement each, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    clients: Vec<usize>,
+    /// Length of each measured window.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Calls before each window, not counted.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// The server's process id: its RSS, its CPU time per call, and its
+    /// child's (the bridged server's).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// After the load, kill the bridged child and time its return (needs
+    /// --server-pid).
+    #[arg(long, requires = "server_pid")]
+    crash: bool,
+    /// The raw stdio baseline: run the command after `--` and call it over
+    /// its pipe.
+    #[arg(long, conflicts_with_all = ["target", "crash"])]
+    direct: bool,
+    /// The MCP server command for --direct.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.direct == args.command.is_empty() {
+        eprintln!("bridgegen: --direct takes the server command after `--`, and only it does");
+        return ExitCode::from(2);
+    }
+    if args.clients.contains(&0) {
+        eprintln!("bridgegen: --clients must be positive");
+        return ExitCode::from(2);
+    }
+    match run(&args) {
+        Ok(clean) if clean => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bridgegen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs every measurement and prints its line; `Ok(false)` when a call
+/// failed or the restart missed.
+fn run(args: &Args) -> Result<bool, String> {
+    let mut clean = true;
+    let pipe = if args.direct {
+        let most = args.clients.iter().copied().max().unwrap_or(1);
+        Some(Pipe::spawn(&args.command, most)?)
+    } else {
+        None
+    };
+    let target = args.target.as_ref().map(|t| Target {
+        addr: t
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned(),
+        api_key: args.api_key.clone(),
+        server: args.server.clone(),
+    });
+    let runtime = if args.direct {
+        "direct".to_owned()
+    } else {
+        runtime_of(args.server_pid)
+    };
+    for &clients in &args.clients {
+        let callers: Vec<Box<dyn Caller>> = match (&pipe, &target) {
+            (Some(pipe), _) => (0..clients)
+                .map(|c| Ok(Box::new(pipe.caller(c)?) as Box<dyn Caller>))
+                .collect::<Result<_, String>>()?,
+            (None, Some(target)) => (0..clients)
+                .map(|c| Ok(Box::new(Session::open(target, c)?) as Box<dyn Caller>))
+                .collect::<Result<_, String>>()?,
+            (None, None) => unreachable!("--target or --direct is required"),
+        };
+        // The bridge's child, or the baseline's own.
+        let child = match &pipe {
+            Some(pipe) => Some(pipe.pid),
+            None => args
+                .server_pid
+                .and_then(|pid| children(pid).first().copied()),
+        };
+        let mut samples = Vec::new();
+        let (logs, window) = load::run(
+            callers,
+            Duration::from_secs_f64(args.warmup),
+            Duration::from_secs_f64(args.seconds),
+            || {
+                samples.push([
+                    args.server_pid.and_then(cpu_seconds),
+                    child.and_then(cpu_seconds),
+                    cpu_seconds(std::process::id()),
+                ])
+            },
+        );
+        let figures = Figures::of(&logs, window);
+        if let Some(e) = logs.iter().find_map(|l| l.first_error.as_ref()) {
+            eprintln!("bridgegen: {clients} clients: a call failed: {e}");
+        }
+        clean &= figures.errors == 0 && figures.calls > 0;
+        let per_call = |before: Option<f64>, after: Option<f64>| {
+            let (before, after) = before.zip(after)?;
+            (figures.calls > 0).then(|| round2((after - before) * 1e6 / figures.calls as f64))
+        };
+        // CPU time over the window: the server's, its child's, and this
+        // load generator's own (it shares the cores).
+        let cpu = |i: usize| per_call(samples[0][i], samples[1][i]);
+        println!(
+            "{}",
+            json!({
+                "runtime": runtime,
+                "measure": "calls",
+                "clients": clients,
+                "calls": figures.calls,
+                "req_per_s": figures.req_per_s.round(),
+                "p50_us": round2(figures.p50_us),
+                "p99_us": round2(figures.p99_us),
+                "errors": figures.errors,
+                "server_cpu_us_per_req": cpu(0),
+                "server_rss_mb": args.server_pid.and_then(|p| rss_mb(p, "VmRSS")),
+                "server_peak_rss_mb": args.server_pid.and_then(|p| rss_mb(p, "VmHWM")),
+                "child_cpu_us_per_req": cpu(1),
+                "child_rss_mb": child.and_then(|p| rss_mb(p, "VmRSS")),
+                "client_cpu_us_per_req": cpu(2),
+            })
+        );
+    }
+    if args.crash {
+        let (Some(target), Some(pid)) = (&target, args.server_pid) else {
+            unreachable!("--crash requires --target and --server-pid");
+        };
+        let r = crash::run(target, pid)?;
+        let line: Value = json!({
+            "runtime": runtime,
+            "measure": "crash",
+            "back_ms": r.back_ms.map(round2),
+            "waiting_error_ms": r.waiting_error_ms.map(round2),
+            "waiting_got_error": r.waiting_got_error,
+            "echo_in_flight_error_ms": r.echo_in_flight_error_ms.map(round2),
+            "failed_calls": r.failed_calls,
+            "server_rss_mb": rss_mb(pid, "VmRSS"),
+            "server_peak_rss_mb": rss_mb(pid, "VmHWM"),
+        });
+        println!("{line}");
+        clean &= r.back_ms.is_some() && r.waiting_got_error;
+    }
+    Ok(clean)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

@@ -1,0 +1,205 @@
+//! The bridge's figures, as a snapshot the provider shows: its children
+//! and their restarts and calls in `/metrics`, a check per server in
+//! `/health/deep` (and so on the dashboard). The bridge makes it; the
+//! driver hands it to the provider now and then — the provider holds the
+//! figures, never the bridge.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use super::{Bridge, ChildState};
+
+/// Every bridged server's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub servers: Vec<ServerFigures>,
+    /// Client sessions open, every transport together.
+    pub sessions: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerFigures {
+    pub name: String,
+    /// Its children's states (one, shared; or one per session).
+    pub children: Vec<ChildState>,
+    /// Restarts since start-up, children gone included.
+    pub restarts: u64,
+    /// Client requests sent to its children since start-up.
+    pub calls: u64,
+    pub in_flight: usize,
+}
+
+impl ChildState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildState::Stopped => "stopped",
+            ChildState::Starting => "starting",
+            ChildState::Running => "running",
+            ChildState::Stopping => "stopping",
+            ChildState::Restarting => "restarting",
+            ChildState::Failed => "failed",
+        }
+    }
+}
+
+/// One figure of a server.
+type Figure = fn(&ServerFigures) -> u64;
+
+const STATES: [ChildState; 6] = [
+    ChildState::Stopped,
+    ChildState::Starting,
+    ChildState::Running,
+    ChildState::Stopping,
+    ChildState::Restarting,
+    ChildState::Failed,
+];
+
+impl Bridge {
+    /// The figures now.
+    pub fn report(&self) -> Report {
+        let servers = self
+            .specs
+            .iter()
+            .map(|spec| {
+                let children: Vec<_> = self
+                    .children()
+                    .filter(|(_, c)| c.spec().name == spec.name)
+                    .map(|(_, c)| c)
+                    .collect();
+                let past = self.past.get(&spec.name).copied().unwrap_or_default();
+                ServerFigures {
+                    name: spec.name.clone(),
+                    children: children.iter().map(|c| c.state()).collect(),
+                    restarts: past.restarts + children.iter().map(|c| c.restarts()).sum::<u64>(),
+                    calls: past.calls,
+                    in_flight: children.iter().map(|c| c.in_flight()).sum(),
+                }
+            })
+            .collect();
+        Report {
+            servers,
+            sessions: self.sessions.len(),
+        }
+    }
+}
+
+impl ServerFigures {
+    /// Down: it failed too often and gave up.
+    pub fn failed(&self) -> bool {
+        self.children.contains(&ChildState::Failed)
+    }
+}
+
+impl Report {
+    /// Its `/metrics` families.
+    pub fn render(&self, out: &mut String) {
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            out,
+            "mcp_provider_bridge_children",
+            "gauge",
+            "Bridged MCP server processes, by server and state.",
+        );
+        for server in &self.servers {
+            for state in STATES {
+                let n = server.children.iter().filter(|s| **s == state).count();
+                let _ = writeln!(
+                    out,
+                    "mcp_provider_bridge_children{{server=\"{}\",state=\"{}\"}} {n}",
+                    server.name,
+                    state.as_str()
+                );
+            }
+        }
+        let each: [(&str, &str, &str, Figure); 3] = [
+            (
+                "mcp_provider_bridge_restarts_total",
+                "counter",
+                "Restarts of a bridged server's processes.",
+                |s| s.restarts,
+            ),
+            (
+                "mcp_provider_bridge_calls_total",
+                "counter",
+                "Client requests sent to a bridged server.",
+                |s| s.calls,
+            ),
+            (
+                "mcp_provider_bridge_in_flight",
+                "gauge",
+                "Client requests a bridged server has not answered.",
+                |s| s.in_flight as u64,
+            ),
+        ];
+        for (name, kind, help, value) in each {
+            family(out, name, kind, help);
+            for server in &self.servers {
+                let _ = writeln!(
+                    out,
+                    "{name}{{server=\"{}\"}} {}",
+                    server.name,
+                    value(server)
+                );
+            }
+        }
+        family(
+            out,
+            "mcp_provider_bridge_sessions",
+            "gauge",
+            "MCP bridge client sessions open.",
+        );
+        let _ = writeln!(out, "mcp_provider_bridge_sessions {}", self.sessions);
+    }
+
+    /// A `/health/deep` check per server.
+    pub fn checks(&self) -> Vec<Value> {
+        self.servers
+            .iter()
+            .map(|s| {
+                let states: Vec<&str> = s.children.iter().map(|c| c.as_str()).collect();
+                let detail = match states.is_empty() {
+                    true => "not started (the first request starts it)".to_owned(),
+                    false => format!("{}; {} restarts, {} calls", states.join(", "), s.restarts, s.calls),
+                };
+                json!({"name": format!("MCP server {}", s.name), "ok": !s.failed(), "detail": detail})
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_render_as_metrics_and_checks() {
+        let report = Report {
+            servers: vec![ServerFigures {
+                name: "files".into(),
+                children: vec![ChildState::Running],
+                restarts: 2,
+                calls: 7,
+                in_flight: 1,
+            }],
+            sessions: 3,
+        };
+        let mut page = String::new();
+        report.render(&mut page);
+        assert!(
+            page.contains("mcp_provider_bridge_children{server=\"files\",state=\"running\"} 1\n")
+        );
+        assert!(
+            page.contains("mcp_provider_bridge_children{server=\"files\",state=\"failed\"} 0\n")
+        );
+        assert!(page.contains("mcp_provider_bridge_restarts_total{server=\"files\"} 2\n"));
+        assert!(page.contains("mcp_provider_bridge_calls_total{server=\"files\"} 7\n"));
+        assert!(page.contains("mcp_provider_bridge_sessions 3\n"));
+        assert_eq!(report.checks()[0]["ok"], true);
+        let mut failed = report.clone();
+        failed.servers[0].children = vec![ChildState::Failed];
+        assert_eq!(failed.checks()[0]["ok"], false);
+    }
+}
