@@ -39,10 +39,19 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 pub struct Bridged {
     state: Mutex<Bridge>,
     children: Mutex<HashMap<ChildId, Running>>,
-    /// The timer thread's wake-up: set when a deadline may have moved.
-    timer: (Mutex<bool>, Condvar),
+    /// The timer thread's wake-up, rung when a deadline earlier than the
+    /// one it sleeps toward appears.
+    timer: (Mutex<Timer>, Condvar),
     post: OnceLock<Post>,
     report: OnceLock<Reporter>,
+}
+
+/// What the timer thread sleeps toward.
+#[derive(Default)]
+struct Timer {
+    woken: bool,
+    /// The deadline it waits for (`None`: the next report only).
+    armed: Option<Instant>,
 }
 
 /// A live child: where its stdin lines go and its process group.
@@ -58,7 +67,7 @@ impl Bridged {
         let bridged = Arc::new(Bridged {
             state: Mutex::new(Bridge::new(specs, Limits::default(), seed, Instant::now())),
             children: Mutex::default(),
-            timer: (Mutex::new(false), Condvar::new()),
+            timer: (Mutex::default(), Condvar::new()),
             post: OnceLock::new(),
             report: OnceLock::new(),
         });
@@ -95,11 +104,11 @@ impl Bridged {
     /// Runs `f` on the bridge, then carries out what it output: HTTP
     /// answers posted, child actions done (outside the lock).
     pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Bridge, Instant) -> R) -> R {
-        let (result, routed) = {
+        let (result, routed, next) = {
             let mut bridge = self.lock();
             let result = f(&mut bridge, Instant::now());
             let routed: Vec<Routed> = std::iter::from_fn(|| bridge.poll_output()).collect();
-            (result, routed)
+            (result, routed, bridge.poll_timeout())
         };
         let mut http = Vec::new();
         for output in routed {
@@ -111,7 +120,9 @@ impl Bridged {
         if let (false, Some(post)) = (http.is_empty(), self.post.get()) {
             post(http);
         }
-        self.wake_timer();
+        if let Some(at) = next {
+            self.wake_timer_before(at);
+        }
         result
     }
 
@@ -251,10 +262,16 @@ impl Bridged {
         self.with(|b, now| b.handle_child_exit(child, now));
     }
 
-    fn wake_timer(&self) {
-        let (flag, bell) = &self.timer;
-        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        bell.notify_one();
+    /// Wakes the timer if it sleeps past `at` (most calls move no
+    /// deadline earlier, and wake nothing).
+    fn wake_timer_before(&self, at: Instant) {
+        let (state, bell) = &self.timer;
+        let mut timer = state.lock().unwrap_or_else(|e| e.into_inner());
+        if timer.armed.is_none_or(|armed| at < armed) {
+            timer.armed = Some(at);
+            timer.woken = true;
+            bell.notify_one();
+        }
     }
 }
 
@@ -282,16 +299,18 @@ fn timer(bridged: Weak<Bridged>) {
             me.with(|b, now| b.handle_timeout(now));
             continue;
         }
-        let (flag, bell) = &me.timer;
-        let mut woken = flag.lock().unwrap_or_else(|e| e.into_inner());
-        if !*woken {
+        let (state, bell) = &me.timer;
+        let mut timer = state.lock().unwrap_or_else(|e| e.into_inner());
+        if !timer.woken {
             let until = next.map_or(report_at, |at| at.min(report_at));
+            timer.armed = Some(until);
             let wait = until.saturating_duration_since(Instant::now());
-            woken = bell
-                .wait_timeout(woken, wait)
+            timer = bell
+                .wait_timeout(timer, wait)
                 .map_or_else(|e| e.into_inner().0, |(g, _)| g);
         }
-        *woken = false;
+        timer.woken = false;
+        timer.armed = None;
     }
 }
 
