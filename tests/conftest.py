@@ -6,6 +6,7 @@ parameter: the binaries named in RUNTIMES), real clients (the official
 nothing else: no mocks between the client and the server.
 """
 
+import http.server
 import json
 import os
 import queue
@@ -49,6 +50,64 @@ def claude_code_env(base_url, api_key):
         "DISABLE_AUTOUPDATER": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }
+
+
+class LocalHttpServer(http.server.ThreadingHTTPServer):
+    """A test's own HTTP server on an ephemeral 127.0.0.1 port, serving
+    `handler` on a thread of its own; a context manager that closes it."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+        self.requests = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def live_processes(matches, but=()):
+    """Pids of the processes (zombies left out) for which
+    `matches(environ, cmdline)` holds, each as the raw bytes /proc has."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) in but:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = b"\0" + f.read() + b"\0"
+        except OSError:
+            environ = b""
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and matches(environ, cmdline):
+            found.append(int(pid))
+    return found
+
+
+def with_env(name, value):
+    """A `live_processes` test: the environment holds NAME=value."""
+    needle = f"\0{name}={value}\0".encode()
+    return lambda environ, _cmdline: needle in environ
 
 
 class Server:

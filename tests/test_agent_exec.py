@@ -8,7 +8,6 @@ Every process a test starts is found again by a marker in its command line
 and must be gone at the end: a cancelled, timed-out or orphaned CLI fails
 the test."""
 
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import uuid
 import openai
 import pytest
 
-from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, ROOT, RUNTIMES, claude_code_env
+from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, ROOT, RUNTIMES, claude_code_env, live_processes
 
 NODE_BIN = ROOT / "tests" / "node" / "node_modules" / ".bin"
 CLI_TELEMETRY_OFF = {
@@ -77,20 +76,8 @@ def client(server, **kwargs):
 
 def running(marker):
     """Processes (not zombies) whose command line holds `marker`."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in cmdline and state != "Z":
-            found.append(int(pid))
-    return found
+    needle = marker.encode()
+    return live_processes(lambda _environ, cmdline: needle in cmdline.replace(b"\0", b" "))
 
 
 def wait_gone(marker, timeout=10):

@@ -29,7 +29,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -40,7 +39,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import API_KEY, ROOT  # noqa: E402
+from conftest import API_KEY, ROOT, LocalHttpServer, live_processes, with_env  # noqa: E402
 from test_agent_exec import NODE_BIN, exec_agent, two_turns  # noqa: E402,F401
 
 FIXTURES = ROOT / "tests" / "fixtures" / "exec"
@@ -82,40 +81,20 @@ GEMINI_MODEL = "gemini-2.5-flash"
 RUN_TIMEOUT = 90
 
 
-class FakeModel(http.server.ThreadingHTTPServer):
+class FakeModel(LocalHttpServer):
     """A model endpoint on 127.0.0.1: Gemini's
     `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` (and
     `:generateContent`), and OpenAI's `POST /v1/chat/completions` (streamed),
     answering `PIECES` or failing as `plan` says. Requests are kept in
     `requests` as (path, headers, body)."""
 
-    daemon_threads = True
-    block_on_close = False
-
     def __init__(self, *plan):
-        super().__init__(("127.0.0.1", 0), Handler)
         self.plan = list(plan) or [OK]
-        self.requests = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(Handler)
 
     def model_requests(self):
         with self.lock:
             return [(p, h, b) for p, h, b in self.requests if is_model_path(p)]
-
-    def close(self):
-        self.shutdown()
-        self.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def is_model_path(path):
@@ -406,21 +385,7 @@ def failed_streaming(server, model, prompt):
 
 def processes_with_home(home, but=()):
     """Processes (not zombies) whose environment has HOME=`home`."""
-    needle = b"\0HOME=" + str(home).encode() + b"\0"
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) in but:
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = b"\0" + f.read()
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in environ and state != "Z":
-            found.append(int(pid))
-    return found
+    return live_processes(with_env("HOME", home), but)
 
 
 def no_cli_left(home, agent, timeout=10):

@@ -33,7 +33,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, LocalHttpServer  # noqa: E402
 from test_agent_exec import (  # noqa: E402,F401
     CLI_TELEMETRY_OFF,
     NODE_BIN,
@@ -84,7 +84,7 @@ CUT_THEN_OK = "cut-then-ok"
 LATE_CUT_THEN_OK = "late-cut-then-ok"
 
 
-class FakeModel(http.server.ThreadingHTTPServer):
+class FakeModel(LocalHttpServer):
     """A model endpoint on 127.0.0.1: POST /v1/messages (Anthropic
     Messages, streamed or whole) and POST /v1/responses (OpenAI Responses,
     streamed), answering `PIECES` or failing as `mode` says. With `gate`,
@@ -92,22 +92,12 @@ class FakeModel(http.server.ThreadingHTTPServer):
     message) waits until the gate is set. Requests are kept in
     `requests` as (path, body)."""
 
-    daemon_threads = True
-    block_on_close = False
-
     def __init__(self, mode=OK, gate=None):
-        super().__init__(("127.0.0.1", 0), Handler)
         self.mode = mode
         self.gate = gate
         self.gate_timed_out = False
-        self.requests = []
-        self.lock = threading.Lock()
         self.stopping = threading.Event()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(Handler)
 
     def model_requests(self):
         with self.lock:
@@ -117,14 +107,7 @@ class FakeModel(http.server.ThreadingHTTPServer):
         self.stopping.set()
         if self.gate is not None:
             self.gate.set()
-        self.shutdown()
-        self.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        super().close()
 
 
 def answered_before(body):

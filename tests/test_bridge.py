@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import API_KEY, ROOT
+from conftest import API_KEY, ROOT, live_processes, with_env
 
 EVERYTHING = ROOT / "tests" / "node" / "node_modules" / ".bin" / "mcp-server-everything"
 TIMEOUT = 30
@@ -52,21 +52,7 @@ def run(coroutine):
 
 def marked(mark, but=()):
     """Live processes (not zombies) whose environment holds the mark."""
-    needle = f"\0BRIDGE_TEST_MARK={mark}\0".encode()
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) in but:
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = b"\0" + f.read() + b"\0"
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in environ and state != "Z":
-            found.append(int(pid))
-    return found
+    return live_processes(with_env("BRIDGE_TEST_MARK", mark), but)
 
 
 def wait_until(check, timeout=10):

@@ -13,7 +13,7 @@ from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect as ws_connect
 
-from conftest import API_KEY, BRIDGE_TOKEN, ROOT
+from conftest import API_KEY, BRIDGE_TOKEN
 from test_bridge import EVERYTHING, bridge_server, everything, marked, post, wait_until
 from test_dashboard import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, TIMEOUT_MS
 
