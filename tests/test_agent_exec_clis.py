@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -85,12 +86,20 @@ class FakeModel(LocalHttpServer):
     """A model endpoint on 127.0.0.1: Gemini's
     `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` (and
     `:generateContent`), and OpenAI's `POST /v1/chat/completions` (streamed),
-    answering `PIECES` or failing as `plan` says. Requests are kept in
+    answering `PIECES` or failing as `plan` says. With `gate`, the last
+    piece of an answer waits until the gate is set. Requests are kept in
     `requests` as (path, headers, body)."""
 
-    def __init__(self, *plan):
+    def __init__(self, *plan, gate=None):
         self.plan = list(plan) or [OK]
+        self.gate = gate
+        self.gate_timed_out = False
         super().__init__(Handler)
+
+    def close(self):
+        if self.gate is not None:
+            self.gate.set()
+        super().close()
 
     def model_requests(self):
         with self.lock:
@@ -141,6 +150,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(BREAK_PAUSE)
                 return self.end_sse() if mode == ENDS_EARLY else self.cut(reset=mode == RESET)
             last = i == len(pieces) - 1
+            if last and self.server.gate is not None and not self.server.gate.wait(RUN_TIMEOUT):
+                self.server.gate_timed_out = True
             self.sse(gemini_chunk(piece, finish=last) if gemini else openai_chunk({"content": piece}))
             time.sleep(0.05)
         if not gemini:
@@ -466,6 +477,27 @@ def test_a_continued_chat_resumes_the_gemini_session(server, exec_agent, tmp_pat
         assert texts[-1] == ("user", "And herons?"), texts
         assert ("model", ANSWER) in texts and "User:" not in json.dumps(second), texts
         assert any("Tell me about pelicans" in t for r, t in texts if r == "user"), texts
+    no_cli_left(tmp_path, agent)
+
+
+@pytest.mark.parametrize("cli", ["qwen", "gemini"])
+def test_the_first_text_reaches_the_editor_while_the_cli_runs(server, exec_agent, tmp_path, cli):
+    """The endpoint holds the last piece of its answer until the editor has
+    its first text: so that text came while the CLI was still running."""
+    gate = threading.Event()
+    with FakeModel(OK, gate=gate) as fake:
+        setup = qwen_setup(tmp_path, fake.base + "/v1") if cli == "qwen" else gemini_setup(tmp_path, fake.base)
+        model, agent = start(exec_agent, cli, tmp_path, setup)
+        stream = editor(server).chat.completions.create(
+            model=model, stream=True, messages=[{"role": "user", "content": "Tell me about pelicans"}]
+        )
+        pieces = []
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+                gate.set()
+        assert not fake.gate_timed_out, "the first text reached the editor only after the CLI ended"
+        assert "".join(pieces) == ANSWER
     no_cli_left(tmp_path, agent)
 
 

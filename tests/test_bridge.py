@@ -137,6 +137,47 @@ def test_progress_from_the_child_reaches_the_client_that_asked(make_server, mode
     assert [p[0] for p in progress] == [1, 2, 3, 4], progress
 
 
+def test_the_child_s_sampling_request_reaches_the_client_whose_call_asked(make_server):
+    """server-everything's `trigger-sampling-request` asks its client to
+    sample while the call is in flight: the bridge sends that request to a
+    client with a call in flight that declared `sampling` (another client,
+    calling at the same time without it, is never asked), and the answer
+    back to the child. (Over stdio the request names no call: with several
+    sampling clients calling at once, `share = "per-session"` makes the
+    choice certain.)"""
+    import mcp.types as types
+
+    server = bridge_server(make_server, everything())
+    asked = {"sampler": 0, "other": 0}
+
+    def sampler(name):
+        async def sample(context, params):
+            asked[name] += 1
+            return types.CreateMessageResult(
+                role="assistant",
+                content=types.TextContent(type="text", text=f"sampled by {name}"),
+                model="test-model",
+                stop_reason="endTurn",
+            )
+
+        return sample
+
+    async def use():
+        async with client(server, mode="legacy", sampling_callback=sampler("sampler")) as c:
+            async with client(server, mode="legacy") as other:
+                sampled, echoed = await asyncio.gather(
+                    c.call_tool("trigger-sampling-request", {"prompt": "a pelican", "maxTokens": 20}),
+                    other.call_tool("echo", {"message": "meanwhile"}),
+                )
+                return sampled.content[0].text, echoed.content[0].text
+
+    sampled, echoed = run(use())
+    assert "sampled by sampler" in sampled, sampled
+    assert echoed == "Echo: meanwhile"
+    assert asked == {"sampler": 1, "other": 0}
+
+
+
 def test_a_killed_child_fails_its_waiting_calls_at_once_and_comes_back(make_server):
     """A call in flight when the child dies gets an error within a second
     (not when the long operation would have ended); the next call starts a

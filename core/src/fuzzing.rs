@@ -502,3 +502,110 @@ mod conn_fuzz {
         }
     }
 }
+
+/// Anything clients and a bridged child send, in any order, never breaks
+/// the MCP bridge, and what it holds stays bounded: each input line is one
+/// event, its first byte saying which (a POST, GET or DELETE on
+/// `/mcp/echo` in the session generation or the stateless one, a REST
+/// call, a WebSocket frame, a line or an exit of the child, a connection
+/// closing, time passing), the rest its body. Sessions are named by the
+/// ids the bridge handed out.
+pub fn bridge(data: &[u8]) {
+    use crate::bridge::{Bridge, BridgeOutput, ChildId, Limits, Routed, ServerSpec, MAX_SESSIONS};
+    use crate::http::{Body, Request};
+    use crate::Output;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    let mut now = Instant::now();
+    let spec = ServerSpec::new("echo", vec!["echo-mcp".into()]);
+    let mut bridge = Bridge::new(vec![spec], Limits::default(), [1; 32], now);
+    let mut sessions: Vec<String> = Vec::new();
+    let mut children: Vec<ChildId> = Vec::new();
+    for (n, line) in data.split(|&b| b == b'\n').enumerate() {
+        let Some((&kind, rest)) = line.split_first() else {
+            continue;
+        };
+        let conn = ConnId(1 + (n as u64 % 8));
+        let body = Bytes::copy_from_slice(rest);
+        let session = sessions
+            .get(usize::from(kind) % sessions.len().max(1))
+            .cloned();
+        let mut headers = Vec::new();
+        let mut add = |name: &str, value: &str| headers.push((name.to_owned(), value.to_owned()));
+        let request = |method: &str, target: &str, headers| {
+            Request::new(method, target, headers, body.clone())
+        };
+        match kind % 12 {
+            0 | 1 | 2 => {
+                if let (Some(id), true) = (&session, kind % 12 != 0) {
+                    add("mcp-session-id", id);
+                }
+                let method = ["POST", "GET", "DELETE"][usize::from(kind / 12) % 3];
+                bridge.handle_request(conn, request(method, "/mcp/echo", headers), now);
+            }
+            3 => {
+                add("mcp-protocol-version", "2026-07-28");
+                add("mcp-method", "tools/call");
+                bridge.handle_request(conn, request("POST", "/mcp/echo", headers), now);
+            }
+            4 => {
+                let path = [
+                    "/tools/call",
+                    "/sessions",
+                    "/tools/discover",
+                    "/stats",
+                    "/integrations",
+                ][usize::from(kind / 12) % 5];
+                bridge.handle_request(conn, request("POST", path, headers), now);
+            }
+            5 => bridge.handle_socket_text(conn, &String::from_utf8_lossy(rest), now),
+            6 | 7 => {
+                if let Some(&child) = children.get(usize::from(kind) % children.len().max(1)) {
+                    bridge.handle_child_line(child, &String::from_utf8_lossy(rest), now);
+                }
+            }
+            8 => {
+                if let Some(&child) = children.first() {
+                    bridge.handle_child_exit(child, now);
+                }
+            }
+            9 => bridge.handle_conn_closed(conn, now),
+            10 => {
+                now += Duration::from_millis(u64::from(rest.first().copied().unwrap_or(1)) * 100);
+                bridge.handle_timeout(now);
+            }
+            _ => bridge.handle_slow_conn(conn),
+        }
+        while let Some(routed) = bridge.poll_output() {
+            match routed {
+                Routed::Child {
+                    child,
+                    action: BridgeOutput::Spawn { .. },
+                } => {
+                    children.push(child);
+                    bridge.handle_spawned(child, now);
+                }
+                Routed::Http(Output::Respond { response, .. }) => {
+                    if let Some(id) = response.header("mcp-session-id") {
+                        if !sessions.iter().any(|s| s == id) && sessions.len() < 16 {
+                            sessions.push(id.to_owned());
+                        }
+                    }
+                    // Every answer the bridge makes is JSON (or a bare 202).
+                    if let Body::Full(body) = &response.body {
+                        let json = serde_json::from_slice::<serde_json::Value>(body).is_ok();
+                        assert!(
+                            json || (body.is_empty() && response.status == 202),
+                            "{response:?}"
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(bridge.sessions() <= MAX_SESSIONS);
+    }
+    bridge.stop(now);
+    while bridge.poll_output().is_some() {}
+}

@@ -57,6 +57,10 @@ pub(crate) struct Mux {
     /// warning, the rest (a child printing to stdout) only debug output.
     bad_lines: u64,
     clients: BTreeSet<ClientId>,
+    /// What each client said it can answer in its `initialize`
+    /// (`sampling`, `roots`, `elicitation`…): the child's requests go only
+    /// to a client that can.
+    capabilities: BTreeMap<ClientId, Value>,
     /// Client calls waiting for the handshake, oldest first.
     queue: VecDeque<Call>,
     /// Client calls written to the child, by child id (so in the order
@@ -138,6 +142,7 @@ impl Mux {
             clients: BTreeSet::new(),
             queue: VecDeque::new(),
             calls: BTreeMap::new(),
+            capabilities: BTreeMap::new(),
             internal: BTreeMap::new(),
             tokens: BTreeMap::new(),
             asks: BTreeMap::new(),
@@ -216,6 +221,7 @@ impl Mux {
         if !self.clients.remove(&client) {
             return;
         }
+        self.capabilities.remove(&client);
         let (gone, kept): (VecDeque<Call>, VecDeque<Call>) = std::mem::take(&mut self.queue)
             .into_iter()
             .partition(|call| call.caller.client == client);
@@ -334,6 +340,10 @@ impl Mux {
             }
             _ => None,
         };
+        if method == "initialize" {
+            let declared = params.get("capabilities").cloned().unwrap_or(Value::Null);
+            self.capabilities.insert(client, declared);
+        }
         // Answered here, without the child.
         match (method.as_str(), &uri) {
             ("initialize", _) => {
@@ -553,14 +563,34 @@ impl Mux {
                 None,
             )));
         };
+        // Over stdio the request carries no link to the call it serves:
+        // the most recent call of a client that declared what it asks for
+        // is the best guess (one client at a time, or `per-session`, makes
+        // it certain).
+        let needs = match method {
+            "sampling/createMessage" => Some("sampling"),
+            "roots/list" => Some("roots"),
+            "elicitation/create" => Some("elicitation"),
+            _ => None,
+        };
+        let able = |client: &ClientId| {
+            needs.is_none_or(|capability| {
+                self.capabilities
+                    .get(client)
+                    .is_some_and(|declared| !declared[capability].is_null())
+            })
+        };
         let Some(client) = self
             .calls
             .values()
-            .next_back()
+            .rev()
             .map(|sent| sent.caller.client)
+            .find(|client| able(client))
         else {
             return refuse(
-                &format!("no client can answer {method}: none has a call in flight"),
+                &format!(
+                    "no client can answer {method}: none that declared it has a call in flight"
+                ),
                 out,
             );
         };

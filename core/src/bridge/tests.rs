@@ -147,7 +147,7 @@ impl Rig {
 fn initialize_params() -> Value {
     json!({
         "protocolVersion": "2025-06-18",
-        "capabilities": {"sampling": {}, "roots": {"listChanged": true}},
+        "capabilities": {"sampling": {}, "roots": {"listChanged": true}, "elicitation": {}},
         "clientInfo": {"name": "inspector", "version": "0.1"},
     })
 }
@@ -458,8 +458,14 @@ fn the_childs_requests_go_to_the_client_with_the_latest_call_and_answers_go_back
     let mut rig = Rig::new();
     let a = rig.running();
     let b = rig.open();
+    rig.call(b, json!(0), "initialize", initialize_params());
+    // c cannot sample (it did not say so): never asked, though its call is
+    // the latest.
+    let c = rig.open();
+    rig.drain();
     rig.call(a, json!(1), "tools/call", json!({"name": "think"}));
     rig.call(b, json!(1), "tools/call", json!({"name": "think"}));
+    rig.call(c, json!(1), "tools/call", json!({"name": "think"}));
     let calls = rig.drain().child;
 
     rig.child_says(json!({"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {"maxTokens": 5}}));
