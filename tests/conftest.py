@@ -115,7 +115,7 @@ class Server:
 
     count = 0
 
-    def __init__(self, runtime, *args, env=None):
+    def __init__(self, runtime, *args, env=None, command="serve"):
         self.runtime = runtime
         self.binary = BIN_DIR / RUNTIMES[runtime]
         Server.count += 1
@@ -138,7 +138,7 @@ class Server:
         )
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [str(self.binary), "serve", "--listen", "127.0.0.1:0", *args],
+            [str(self.binary), command, "--listen", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE,
             stderr=open(self.log_path, "w"),
             env=full_env,
@@ -308,8 +308,8 @@ def make_server(runtime):
     """Starts servers with their own flags; stops them after the test."""
     started = []
 
-    def make(*args, env=None):
-        s = Server(runtime, *args, env=env)
+    def make(*args, env=None, command="serve"):
+        s = Server(runtime, *args, env=env, command=command)
         started.append(s)
         return s
 

@@ -316,6 +316,18 @@ def test_the_legacy_sse_transport_serves_old_clients(make_server):
     assert other == "Echo: beside it"
 
 
+def test_the_bridge_subcommand_serves_the_bridge_alone(make_server):
+    """`bridge` takes `serve`'s flags and runs no echo agent."""
+    server = make_server("--server", everything(), command="bridge")
+
+    async def use():
+        async with client(server) as c:
+            return (await c.call_tool("echo", {"message": "alone"})).content[0].text
+
+    assert run(use()) == "Echo: alone"
+    assert server.models() == []
+
+
 def test_stopping_the_bridge_takes_the_whole_process_group(make_server, tmp_path):
     """A server started through `sh -c` with a background process of its
     own: SIGTERM to the bridge ends the child and everything in its group."""
