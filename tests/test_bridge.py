@@ -1,6 +1,7 @@
 """The MCP bridge: a real stdio MCP server (`@modelcontextprotocol/server-everything`
 from tests/node) bridged by `serve --server NAME=COMMAND`, reached over
-Streamable HTTP by the official MCP Python SDK client, on both runtimes.
+Streamable HTTP by the official MCP Python SDK client (and the MCP
+Inspector's CLI), on both runtimes.
 
 What a client must see: the server's tools, and its own answers only, however
 many clients share the one child; a crashed child's waiting calls answered
@@ -13,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -178,6 +180,39 @@ def test_the_child_s_sampling_request_reaches_the_client_whose_call_asked(make_s
 
 
 
+def test_resource_updates_reach_only_the_subscribers(make_server):
+    """Two clients of one child; one subscribes to a resource. The child's
+    `notifications/resources/updated` for it reaches that client only."""
+    server = bridge_server(make_server, everything())
+    heard = {"subscriber": [], "other": []}
+
+    def listener(name):
+        async def on_message(message):
+            inner = getattr(message, "root", message)
+            if getattr(inner, "method", None) == "notifications/resources/updated":
+                heard[name].append(str(inner.params.uri))
+
+        return on_message
+
+    async def use():
+        async with client(server, mode="legacy", message_handler=listener("subscriber")) as subscriber:
+            async with client(server, mode="legacy", message_handler=listener("other")) as other:
+                uri = str((await subscriber.list_resources()).resources[0].uri)
+                await subscriber.subscribe_resource(uri)
+                # server-everything sends the subscribed clients an update at once.
+                await other.call_tool("toggle-subscriber-updates", {})
+                for _ in range(100):
+                    if heard["subscriber"]:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.3)
+                return uri
+
+    uri = run(use())
+    assert heard["subscriber"] and set(heard["subscriber"]) == {uri}, heard
+    assert heard["other"] == []
+
+
 def test_a_killed_child_fails_its_waiting_calls_at_once_and_comes_back(make_server):
     """A call in flight when the child dies gets an error within a second
     (not when the long operation would have ended); the next call starts a
@@ -314,6 +349,31 @@ def test_the_legacy_sse_transport_serves_old_clients(make_server):
     assert "echo" in names
     assert echoed == "Echo: over sse"
     assert other == "Echo: beside it"
+
+
+INSPECTOR = ROOT / "tests" / "inspector" / "node_modules" / ".bin" / "mcp-inspector"
+
+
+@pytest.mark.parametrize(("path", "transport"), [("/mcp/everything", "http"), ("/mcp/everything/sse", "sse")])
+def test_the_mcp_inspector_cli_lists_and_calls_tools(make_server, tmp_path, path, transport):
+    """The official MCP Inspector (its CLI) connects to the bridge over
+    Streamable HTTP and over the older HTTP+SSE transport."""
+    server = bridge_server(make_server, everything())
+
+    def inspect(*args):
+        done = subprocess.run(
+            [str(INSPECTOR), "--cli", server.base + path, "--transport", transport,
+             "--header", f"Authorization: Bearer {API_KEY}", *args],
+            capture_output=True, text=True, timeout=TIMEOUT * 2,
+            env={**os.environ, "HOME": str(tmp_path), "MCP_CATALOG_PATH": str(tmp_path / "mcp.json")},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    tools = inspect("--method", "tools/list")
+    assert "echo" in [t["name"] for t in tools["tools"]]
+    called = inspect("--method", "tools/call", "--tool-name", "get-sum", "--tool-arg", "a=2", "b=40")
+    assert "42" in called["content"][0]["text"], called
 
 
 def test_the_bridge_subcommand_serves_the_bridge_alone(make_server):
