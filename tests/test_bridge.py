@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -211,6 +212,47 @@ def test_resource_updates_reach_only_the_subscribers(make_server):
     uri = run(use())
     assert heard["subscriber"] and set(heard["subscriber"]) == {uri}, heard
     assert heard["other"] == []
+
+
+def test_a_client_s_cancel_reaches_the_child_under_the_child_s_id(make_server, tmp_path):
+    """Two clients call a tool that waits (each numbering its own
+    requests); one gives up (the SDK sends `notifications/cancelled`). The
+    child hears of exactly that call, under the id the bridge gave it; the
+    other call goes on until it is cancelled in turn."""
+    log = tmp_path / "cancelled.jsonl"
+    waiting = f"{sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'waiting_server.py'}"
+    server = make_server("--server", f"waiting={waiting}", env={"WAITING_SERVER_LOG": str(log)})
+
+    def cancelled():
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    async def use():
+        async with client(server, name="waiting", mode="legacy") as one:
+            async with client(server, name="waiting", mode="legacy") as two:
+                first = asyncio.create_task(one.call_tool("wait", {}))
+                second = asyncio.create_task(two.call_tool("wait", {}))
+                await asyncio.sleep(0.5)
+                first.cancel()
+                for _ in range(100):
+                    if cancelled():
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
+                seen_after_one = cancelled()
+                assert not second.done(), "the other client's call was cancelled too"
+                second.cancel()
+                for _ in range(100):
+                    if len(cancelled()) == 2:
+                        break
+                    await asyncio.sleep(0.05)
+                return seen_after_one
+
+    seen_after_one = run(use())
+    assert len(seen_after_one) == 1 and seen_after_one[0]["in_flight_here"], seen_after_one
+    both = cancelled()
+    assert len(both) == 2 and all(c["in_flight_here"] for c in both), both
+    # Two calls with the same client id reached the child under two ids.
+    assert both[0]["request_id"] != both[1]["request_id"], both
 
 
 def test_a_killed_child_fails_its_waiting_calls_at_once_and_comes_back(make_server):
