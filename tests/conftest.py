@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -78,6 +79,56 @@ class LocalHttpServer(http.server.ThreadingHTTPServer):
 
     def __exit__(self, *exc):
         self.close()
+
+
+class FakeHandler(http.server.BaseHTTPRequestHandler):
+    """What the suite's fake endpoints share: JSON answers, a chunked
+    event stream written piece by piece, and a connection broken midway."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, status, value, headers=None):
+        data = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for name, header in (headers or {}).items():
+            self.send_header(name, header)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def start_sse(self):
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+    def chunk(self, payload):
+        """One chunk of the event stream, sent at once."""
+        self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+        self.wfile.flush()
+
+    def end_sse(self):
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def cut(self, reset=False):
+        """Closes the connection in the middle of the chunked body, or
+        resets it."""
+        self.close_connection = True
+        try:
+            if reset:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def live_processes(matches, but=()):

@@ -21,11 +21,8 @@ has a HOME of its own (the test's tmp_path), and none outlives its request.
 Run as a script (`python tests/test_agent_exec_clis.py record`) it records
 each CLI's stdout for each case into tests/fixtures/exec/ (see RECORDINGS)."""
 
-import http.server
 import json
 import os
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -40,7 +37,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import API_KEY, ROOT, LocalHttpServer, live_processes, with_env  # noqa: E402
+from conftest import API_KEY, ROOT, FakeHandler, LocalHttpServer, live_processes, with_env  # noqa: E402
 from test_agent_exec import NODE_BIN, exec_agent, two_turns  # noqa: E402,F401
 
 FIXTURES = ROOT / "tests" / "fixtures" / "exec"
@@ -110,12 +107,8 @@ def is_model_path(path):
     return path == "/v1/chat/completions" or (path.startswith("/v1beta/models/") and ":" in path)
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(FakeHandler):
     server: FakeModel
-
-    def log_message(self, *args):
-        pass
 
     def do_GET(self):
         self.send_json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
@@ -160,46 +153,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.sse("[DONE]")
         self.end_sse()
 
-    def send_json(self, status, value, headers=None):
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for name, header in (headers or {}).items():
-            self.send_header(name, header)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def start_sse(self):
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
-
     def sse(self, data):
         text = data if isinstance(data, str) else json.dumps(data)
-        payload = f"data: {text}\r\n\r\n".encode()
-        self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
-        self.wfile.flush()
-
-    def end_sse(self):
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def cut(self, reset=False):
-        """Closes the connection in the middle of the chunked body, or resets
-        it."""
-        self.close_connection = True
-        try:
-            if reset:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.connection.close()
-            else:
-                self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.chunk(f"data: {text}\r\n\r\n".encode())
 
 
 def rest_of_answer(body):

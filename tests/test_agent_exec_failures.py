@@ -15,10 +15,8 @@ Each CLI's stdout in each case is recorded in tests/fixtures/exec/
 records them again), and replayed through `agent exec` by a stand-in for
 the CLI: the same checks, without timing."""
 
-import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +31,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import ROOT, LocalHttpServer  # noqa: E402
+from conftest import ROOT, FakeHandler, LocalHttpServer  # noqa: E402
 from test_agent_exec import (  # noqa: E402,F401
     CLI_TELEMETRY_OFF,
     NODE_BIN,
@@ -117,12 +115,8 @@ def answered_before(body):
     return any(isinstance(t, dict) and t.get("role") == "assistant" and ANSWER in json.dumps(t) for t in turns)
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(FakeHandler):
     server: FakeModel
-
-    def log_message(self, *args):
-        pass
 
     def do_GET(self):
         self.keep(None)
@@ -178,38 +172,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return {"type": "error", "error": {"type": kind, "message": message}}
         return {"error": {"message": message, "type": kind, "code": None}}
 
-    def send_json(self, status, value):
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def start_sse(self):
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
-
     def event(self, name, data):
-        payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-        self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
-        self.wfile.flush()
-
-    def end_sse(self):
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def cut(self):
-        """Closes the connection in the middle of the chunked body."""
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.chunk(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
     def wait_for_gate(self):
         if self.server.gate is not None and not self.server.gate.wait(GATE_WAIT):

@@ -182,7 +182,11 @@ impl Bridged {
             }
             BridgeOutput::Signal(signal) => {
                 if let Some(running) = self.running().get(&child) {
-                    signal_group(running.pgid, signal);
+                    let signal = match signal {
+                        StopSignal::Term => libc::SIGTERM,
+                        StopSignal::Kill => libc::SIGKILL,
+                    };
+                    process::signal_group(running.pgid, signal);
                 }
             }
             // The core routes client messages itself.
@@ -356,21 +360,6 @@ fn wait_unreaped(pid: libc::id_t) {
         };
         if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return;
-        }
-    }
-}
-
-fn signal_group(pgid: u32, signal: StopSignal) {
-    match signal {
-        StopSignal::Kill => process::kill_group(pgid),
-        StopSignal::Term => {
-            if let Ok(pgid @ 1..) = libc::pid_t::try_from(pgid) {
-                // SAFETY: kill(2) with a negative pid signals that process
-                // group; it touches no memory of ours.
-                unsafe {
-                    libc::kill(-pgid, libc::SIGTERM);
-                }
-            }
         }
     }
 }

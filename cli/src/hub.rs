@@ -12,7 +12,7 @@ use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::bridge::Bridge;
 use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::switchboard::Switchboard;
-use mcp_provider_core::{ConnId, Output, Provider};
+use mcp_provider_core::{ConnId, Output, Provider, Upgrade};
 
 use crate::audit::AuditSink;
 use crate::bridge::Bridged;
@@ -74,11 +74,6 @@ impl<B: Bell> Hub<B> {
         if let Some(bridge) = self.bridge.get() {
             bridge.with(|b, now| b.handle_socket_text(id, text, now));
         }
-    }
-
-    /// The bridge, if one is attached.
-    pub fn bridge(&self) -> Option<&Arc<Bridged>> {
-        self.bridge.get()
     }
 
     /// Posts outputs made outside the provider, then wakes their
@@ -211,6 +206,15 @@ pub enum Peer {
     Agent,
     /// A client of the bridge's WebSocket envelope: frames to the bridge.
     BridgeClient,
+}
+
+impl From<&Upgrade> for Peer {
+    fn from(upgrade: &Upgrade) -> Self {
+        match upgrade {
+            Upgrade::Agent(_) => Peer::Agent,
+            Upgrade::Bridge(..) => Peer::BridgeClient,
+        }
+    }
 }
 
 /// What [`Hub::pump`] handed on.

@@ -59,6 +59,11 @@ pub fn carry_out(
 
 /// SIGKILL to the process group `pgid` (a run's pid: it leads its group).
 pub fn kill_group(pgid: u32) {
+    signal_group(pgid, libc::SIGKILL);
+}
+
+/// `signal` to the process group `pgid`.
+pub fn signal_group(pgid: u32, signal: libc::c_int) {
     let Ok(pgid) = libc::pid_t::try_from(pgid) else {
         return;
     };
@@ -66,7 +71,7 @@ pub fn kill_group(pgid: u32) {
         // SAFETY: kill(2) with a negative pid signals that process group;
         // it touches no memory of ours.
         unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
+            libc::kill(-pgid, signal);
         }
     }
 }

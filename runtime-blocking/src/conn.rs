@@ -412,11 +412,7 @@ fn accept_upgrade(
 ) {
     if let Ok((read_half, write_half)) = LinkHalf::pair(stream) {
         let leftover = state.http.take_upgrade_bytes();
-        let peer = match upgrade {
-            Upgrade::Agent(_) => Peer::Agent,
-            Upgrade::Bridge(..) => Peer::BridgeClient,
-        };
-        state.upgraded = Some((leftover, read_half, peer));
+        state.upgraded = Some((leftover, read_half, Peer::from(upgrade)));
         drop(state);
         conn.notify();
         out.extend_from_slice(&accept_head(upgrade));

@@ -22,7 +22,7 @@ use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
-use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider, Upgrade};
+use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -278,10 +278,7 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 Some(config),
             )
             .await;
-            let peer = match upgrade {
-                Upgrade::Agent(_) => Peer::Agent,
-                Upgrade::Bridge(..) => Peer::BridgeClient,
-            };
+            let peer = Peer::from(&upgrade);
             agent_link(&shared, id, ws, (mail, outputs), &backlog, peer).await;
         }
     } else {

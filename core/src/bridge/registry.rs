@@ -254,11 +254,6 @@ impl Bridge {
         path == "/mcp" || path.starts_with("/mcp/") || super::rest::handles(path)
     }
 
-    /// The configured servers.
-    pub fn specs(&self) -> &[ServerSpec] {
-        &self.specs
-    }
-
     /// Every child there is, by id.
     pub fn children(&self) -> impl Iterator<Item = (ChildId, &BridgedServer)> {
         self.children.iter().map(|(id, c)| (*id, c))

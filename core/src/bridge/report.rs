@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::{Bridge, ChildState};
+use crate::metrics::family;
 
 /// Every bridged server's figures.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -94,9 +95,6 @@ impl ServerFigures {
 impl Report {
     /// Its `/metrics` families.
     pub fn render(&self, out: &mut String) {
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
         family(
             out,
             "mcp_provider_bridge_children",

@@ -21,7 +21,6 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::registry::{Bridge, Pending, Reply};
-use super::streamable::parse_one;
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
@@ -34,18 +33,20 @@ const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";
 /// stateless client is the first to need the child.
 const HANDSHAKE_VERSION: &str = "2025-11-25";
 
-/// Whether a request without a session speaks the stateless revision: its
-/// `MCP-Protocol-Version` header names it, or its body asks
-/// `server/discover` or names it in `_meta`.
-pub(super) fn is_stateless(request: &Request) -> bool {
-    if request
+/// Whether a request's `MCP-Protocol-Version` header names the stateless
+/// revision.
+pub(super) fn stateless_header(request: &Request) -> bool {
+    request
         .header("mcp-protocol-version")
         .is_some_and(|v| mcp::STATELESS_VERSIONS.contains(&v.trim()))
-    {
-        return true;
-    }
-    match parse_one(&request.body) {
-        Ok(Message::Request { method, params, .. }) => {
+}
+
+/// Whether a message sent without a session (and without the revision's
+/// header) speaks the stateless revision: it asks `server/discover`, or
+/// names the revision in its `_meta`.
+pub(super) fn is_stateless(message: &Message) -> bool {
+    match message {
+        Message::Request { method, params, .. } => {
             method == "server/discover" || params["_meta"][mcp::PROTOCOL_VERSION_META].is_string()
         }
         _ => false,
@@ -88,27 +89,33 @@ pub(super) fn stateless_answer(mut answer: Value, id: &Value, method: &str) -> S
 }
 
 impl Bridge {
-    /// A stateless request for `/mcp/NAME`.
-    pub(super) fn stateless(&mut self, conn: ConnId, spec: usize, request: &Request, now: Instant) {
-        if request.method != "POST" {
-            let reply = mcp::error(
-                &Value::Null,
-                mcp::INVALID_REQUEST,
-                "the stateless revision has no session to GET or DELETE",
-                None,
-            );
-            return self.respond(
-                conn,
-                Response::json(405, reply).with_header("allow", "POST"),
-            );
-        }
-        let (id, method, params) = match parse_one(&request.body) {
-            Ok(Message::Request { id, method, params }) => (id, method, params),
+    /// `GET` or `DELETE` in the stateless revision: there is no session.
+    pub(super) fn stateless_refusal(&mut self, conn: ConnId) {
+        let reply = mcp::error(
+            &Value::Null,
+            mcp::INVALID_REQUEST,
+            "the stateless revision has no session to GET or DELETE",
+            None,
+        );
+        self.respond(
+            conn,
+            Response::json(405, reply).with_header("allow", "POST"),
+        );
+    }
+
+    /// A stateless request (a POST's message) for `/mcp/NAME`.
+    pub(super) fn stateless(
+        &mut self,
+        conn: ConnId,
+        spec: usize,
+        request: &Request,
+        message: Message,
+        now: Instant,
+    ) {
+        let (id, method, params) = match message {
+            Message::Request { id, method, params } => (id, method, params),
             // Nothing to correlate a notification or a response with.
-            Ok(_) => {
-                return self.respond(conn, Response::full(202, "application/json", Bytes::new()))
-            }
-            Err(reply) => return self.respond(conn, reply),
+            _ => return self.respond(conn, Response::full(202, "application/json", Bytes::new())),
         };
         if let Some(reply) = mcp::unsupported_version(&id, &params) {
             return self.respond(conn, Response::json(400, reply));

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::registry::{Bridge, Pending, Reply, Transport};
+use super::stateless::{is_stateless, stateless_header};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::ConnId;
@@ -33,11 +34,20 @@ impl Bridge {
         now: Instant,
     ) {
         let session = request.header("mcp-session-id").map(str::to_owned);
-        if session.is_none() && super::stateless::is_stateless(request) {
-            return self.stateless(conn, spec, request, now);
-        }
+        let stateless = session.is_none() && stateless_header(request);
         match request.method.as_str() {
-            "POST" => self.post(conn, spec, session, &request.body, now),
+            "POST" => {
+                let message = match parse_one(&request.body) {
+                    Ok(message) => message,
+                    Err(reply) => return self.respond(conn, reply),
+                };
+                if session.is_none() && (stateless || is_stateless(&message)) {
+                    self.stateless(conn, spec, request, message, now);
+                } else {
+                    self.post(conn, spec, session, message, now);
+                }
+            }
+            "GET" | "DELETE" if stateless => self.stateless_refusal(conn),
             "GET" => match self.session_of(spec, session.as_deref()) {
                 Ok(id) => {
                     let last = request
@@ -81,13 +91,9 @@ impl Bridge {
         conn: ConnId,
         spec: usize,
         session: Option<String>,
-        body: &[u8],
+        message: Message,
         now: Instant,
     ) {
-        let message = match parse_one(body) {
-            Ok(message) => message,
-            Err(reply) => return self.respond(conn, reply),
-        };
         let is_initialize =
             matches!(&message, Message::Request { method, .. } if method == "initialize");
         let id = if is_initialize {
