@@ -90,6 +90,14 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def json_body(self):
+        """The request's body as JSON (`{}` when empty or not JSON)."""
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        try:
+            return json.loads(raw or b"{}")
+        except ValueError:
+            return {}
+
     def send_json(self, status, value, headers=None):
         data = json.dumps(value).encode()
         self.send_response(status)

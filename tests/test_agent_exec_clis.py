@@ -114,11 +114,7 @@ class Handler(FakeHandler):
         self.send_json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
 
     def do_POST(self):
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            body = {}
+        body = self.json_body()
         path = urlparse(self.path).path
         with self.server.lock:
             self.server.requests.append((path, dict(self.headers), body))

@@ -123,11 +123,7 @@ class Handler(FakeHandler):
         self.send_json(404, {"error": {"message": "not found", "type": "not_found"}})
 
     def do_POST(self):
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            body = {}
+        body = self.json_body()
         path = urlparse(self.path).path
         attempt = self.keep(body)
         if path not in ("/v1/messages", "/v1/responses"):
