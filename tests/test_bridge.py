@@ -338,6 +338,9 @@ def test_the_transport_keeps_the_session_rules(make_server):
     # The API key, the Origin check and the server name, like every route.
     assert post(server, path, ping, {**with_session, "Authorization": "Bearer wrong"})[0] == 401
     assert post(server, path, ping, {**with_session, "Origin": "https://evil.example"})[0] == 403
+    # A refusal is a JSON-RPC error, as an MCP client reads one.
+    status, _, refused = post(server, path, ping, {**with_session, "Authorization": "Bearer wrong"})
+    assert status == 401 and refused["jsonrpc"] == "2.0" and refused["error"]["code"] == -32600, refused
     status, _, body = post(server, "/mcp/nothing", INITIALIZE)
     assert status == 404 and "everything" in body["error"]["message"]
     # DELETE ends the session.

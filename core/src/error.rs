@@ -13,6 +13,9 @@ pub enum Dialect {
     OpenAi,
     Anthropic,
     Ollama,
+    /// MCP's JSON-RPC, for the bridge's MCP transports: an error with no
+    /// request id (the request was refused before it was read).
+    JsonRpc,
 }
 
 /// An error answered to an editor: HTTP status plus OpenAI's `type`, `code`
@@ -170,6 +173,10 @@ impl ApiError {
                 "message": self.message,
             }}),
             Dialect::Ollama => json!({"error": self.message}),
+            Dialect::JsonRpc => json!({"jsonrpc": "2.0", "id": null, "error": {
+                "code": crate::mcp::INVALID_REQUEST,
+                "message": self.message,
+            }}),
         };
         value.to_string().into_bytes()
     }
@@ -206,5 +213,12 @@ mod tests {
         let e = ApiError::model_not_found("x");
         let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::Ollama)).unwrap();
         assert!(v["error"].as_str().unwrap().contains("`x`"));
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::JsonRpc)).unwrap();
+        assert_eq!(
+            (v["jsonrpc"].as_str(), v["id"].is_null()),
+            (Some("2.0"), true)
+        );
+        assert!(v["error"]["message"].as_str().unwrap().contains("`x`"));
+        assert_eq!(v["error"]["code"], crate::mcp::INVALID_REQUEST);
     }
 }

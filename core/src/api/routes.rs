@@ -93,7 +93,7 @@ const fn row(method: Method, path: Path, handler: Handler, guard: Guard, dialect
     }
 }
 
-use Dialect::{Anthropic, Ollama, OpenAi};
+use Dialect::{Anthropic, JsonRpc, Ollama, OpenAi};
 use Guard::{ApiKey, BridgeToken, Observer, Open};
 use Handler::{AgentLink, CountTokens, Model};
 use Method::{Get, Post};
@@ -176,6 +176,7 @@ pub fn api_label(index: usize) -> &'static str {
             OpenAi => "openai",
             Ollama => "ollama",
             Anthropic => "anthropic",
+            JsonRpc => "mcp",
         },
         Some(_) => "provider",
         None => "unmatched",

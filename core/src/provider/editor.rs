@@ -64,7 +64,13 @@ impl Provider {
                 false
             }
             Err(e) => {
-                self.respond_error(conn, crate::error::Dialect::OpenAi, &e, extra);
+                // MCP clients read a refusal of `/mcp/…` as JSON-RPC; the
+                // bridge's REST routes answer in the OpenAI shape.
+                let dialect = match request.path().starts_with("/mcp") {
+                    true => crate::error::Dialect::JsonRpc,
+                    false => crate::error::Dialect::OpenAi,
+                };
+                self.respond_error(conn, dialect, &e, extra);
                 false
             }
         }
