@@ -180,6 +180,48 @@ def test_the_child_s_sampling_request_reaches_the_client_whose_call_asked(make_s
     assert asked == {"sampler": 1, "other": 0}
 
 
+def test_the_child_s_roots_and_elicitation_requests_reach_the_client_that_can_answer(make_server):
+    """server-everything offers `get-roots-list` and
+    `trigger-elicitation-request` only to a client that declared `roots`
+    and `elicitation`, and asks that client (`roots/list`,
+    `elicitation/create`) while the call is in flight. Through the bridge
+    the first client's capabilities are the child's handshake, and each
+    request reaches the callback of the client whose call asked, its
+    answer back to the child. A second client that declared neither,
+    calling at the same time, is never asked."""
+    import mcp.types as types
+
+    server = bridge_server(make_server, everything())
+    asked = []
+
+    async def list_roots(context):
+        asked.append("roots/list")
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work/bridged", name="bridged root")])
+
+    async def elicit(context, params):
+        asked.append("elicitation/create")
+        return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
+
+    async def use():
+        async with client(server, mode="legacy", list_roots_callback=list_roots, elicitation_callback=elicit) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert {"get-roots-list", "trigger-elicitation-request"} <= names, names
+            async with client(server, mode="legacy") as other:
+                roots, echoed = await asyncio.gather(
+                    c.call_tool("get-roots-list", {}),
+                    other.call_tool("echo", {"message": "meanwhile"}),
+                )
+                elicited = await c.call_tool("trigger-elicitation-request", {})
+                return roots.content[0].text, echoed.content[0].text, elicited
+
+    roots, echoed, elicited = run(use())
+    assert "file:///work/bridged" in roots and "bridged root" in roots, roots
+    assert echoed == "Echo: meanwhile"
+    text = json.dumps([c.model_dump() for c in elicited.content])
+    assert "accept" in text and "Ada Lovelace" in text, text
+    assert asked.count("elicitation/create") == 1 and "roots/list" in asked, asked
+
+
 
 def test_resource_updates_reach_only_the_subscribers(make_server):
     """Two clients of one child; one subscribes to a resource. The child's

@@ -110,15 +110,22 @@ impl Bridged {
             let routed: Vec<Routed> = std::iter::from_fn(|| bridge.poll_output()).collect();
             (result, routed, bridge.poll_timeout())
         };
+        // HTTP outputs are posted before the child hears anything: what the
+        // child answers (on its reader thread) comes after them, so a
+        // stream's head always reaches its connection before its events.
         let mut http = Vec::new();
+        let mut children = Vec::new();
         for output in routed {
             match output {
                 Routed::Http(output) => http.push(output),
-                Routed::Child { child, action } => self.carry_out(child, action),
+                Routed::Child { child, action } => children.push((child, action)),
             }
         }
         if let (false, Some(post)) = (http.is_empty(), self.post.get()) {
             post(http);
+        }
+        for (child, action) in children {
+            self.carry_out(child, action);
         }
         if let Some(at) = next {
             self.wake_timer_before(at);

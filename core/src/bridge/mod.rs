@@ -10,8 +10,11 @@
 //! connections and does nothing else; every policy lives here:
 //!
 //! * **lazy start and one handshake**: the first client request spawns the
-//!   child; the bridge sends its own `initialize`, caches the result and
+//!   child; the bridge sends its own `initialize` (or, to a child of the
+//!   stateless generation, `server/discover`), caches the result and
 //!   answers every client's `initialize` from that cache;
+//! * **generations**: each request and result is translated between the
+//!   client's protocol generation and the child's (`generation`);
 //! * **routing**: client request ids, progress tokens and the ids of the
 //!   child's own requests (sampling, roots, elicitation) are remapped, so
 //!   each answer and notification reaches only the client it belongs to;
@@ -86,6 +89,7 @@
 
 use std::time::Duration;
 
+mod generation;
 mod legacy_sse;
 mod mux;
 mod registry;

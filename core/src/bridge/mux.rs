@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::generation::{self, Declared, Generation, Outcome, Round};
 use super::{BridgeOutput, ClientId, INTERNAL_ERROR, SERVER_ERROR};
 use crate::mcp::{self, Message};
 
@@ -57,10 +58,11 @@ pub(crate) struct Mux {
     /// warning, the rest (a child printing to stdout) only debug output.
     bad_lines: u64,
     clients: BTreeSet<ClientId>,
-    /// What each client said it can answer in its `initialize`
-    /// (`sampling`, `roots`, `elicitation`…): the child's requests go only
-    /// to a client that can.
-    capabilities: BTreeMap<ClientId, Value>,
+    /// What each client said of itself in its `initialize`: the child's
+    /// requests (`sampling`, `roots`, `elicitation`…) go only to a client
+    /// that declared it can answer, and a stateless child gets it in every
+    /// request's envelope.
+    declared: BTreeMap<ClientId, Declared>,
     /// Client calls waiting for the handshake, oldest first.
     queue: VecDeque<Call>,
     /// Client calls written to the child, by child id (so in the order
@@ -73,12 +75,21 @@ pub(crate) struct Mux {
     /// The child's requests waiting for a client's answer, by the id the
     /// client sees.
     asks: BTreeMap<u64, Ask>,
+    /// Calls a stateless child answered with `input_required`, waiting for
+    /// their client's answers before they are retried.
+    rounds: BTreeMap<u64, (Caller, Round)>,
+    next_round: u64,
     /// Who is subscribed to each resource.
     subscribers: BTreeMap<String, BTreeSet<ClientId>>,
     /// The `initialize` params the child gets on every start.
     init_params: Option<Value>,
     /// The child's `initialize` result, replayed to every client.
     init_result: Option<Value>,
+    /// What the child speaks, learned at each start's handshake.
+    generation: Generation,
+    /// Why the child refused `initialize`, while `server/discover` tells
+    /// whether it speaks the stateless generation instead.
+    refused_initialize: Option<String>,
 }
 
 /// A client request: who to answer and what it holds on to.
@@ -90,6 +101,9 @@ struct Caller {
     token: Option<u64>,
     /// The resource this call subscribed the client to, undone if it fails.
     subscribed: Option<String>,
+    /// The request came in the stateless generation's envelope: its
+    /// answer goes back as the child gave it.
+    enveloped: bool,
 }
 
 #[derive(Debug)]
@@ -103,11 +117,16 @@ struct Call {
 struct Sent {
     caller: Caller,
     sent_at: Instant,
+    /// The method and params a session client sent a stateless child, kept
+    /// to retry the call after an `input_required` answer.
+    request: Option<(String, Value)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
     Initialize,
+    /// `server/discover`, asked of a child that refused `initialize`.
+    Discover,
     Ping,
     /// A subscription renewed after a restart, or released when its last
     /// subscriber closed.
@@ -120,12 +139,20 @@ struct Internal {
     sent_at: Instant,
 }
 
-/// A child's request passed on to a client.
+/// A request passed on to a client.
 #[derive(Debug)]
 struct Ask {
     client: ClientId,
-    /// The child's own id, put back on the client's answer.
-    child_id: Value,
+    from: Asker,
+}
+
+/// Who waits for a client's answer.
+#[derive(Debug)]
+enum Asker {
+    /// The child, under its own id, put back on the answer.
+    Child(Value),
+    /// An `input_required` round, under the key the child gave.
+    Round(u64, String),
 }
 
 impl Mux {
@@ -142,13 +169,17 @@ impl Mux {
             clients: BTreeSet::new(),
             queue: VecDeque::new(),
             calls: BTreeMap::new(),
-            capabilities: BTreeMap::new(),
+            declared: BTreeMap::new(),
             internal: BTreeMap::new(),
             tokens: BTreeMap::new(),
             asks: BTreeMap::new(),
+            rounds: BTreeMap::new(),
+            next_round: 1,
             subscribers: BTreeMap::new(),
             init_params: None,
             init_result: None,
+            generation: Generation::Session,
+            refused_initialize: None,
         }
     }
 
@@ -158,9 +189,9 @@ impl Mux {
         self.clients.len()
     }
 
-    /// Client calls sent or queued.
+    /// Client calls sent, queued, or waiting for their client's input.
     pub(crate) fn in_flight(&self) -> usize {
-        self.calls.len() + self.queue.len()
+        self.calls.len() + self.queue.len() + self.rounds.len()
     }
 
     pub(crate) fn has_queued(&self) -> bool {
@@ -190,7 +221,7 @@ impl Mux {
     }
 
     #[cfg(test)]
-    pub(crate) fn sizes(&self) -> [usize; 6] {
+    pub(crate) fn sizes(&self) -> [usize; 7] {
         [
             self.queue.len(),
             self.calls.len(),
@@ -198,6 +229,7 @@ impl Mux {
             self.tokens.len(),
             self.asks.len(),
             self.subscribers.len(),
+            self.rounds.len(),
         ]
     }
 
@@ -221,7 +253,18 @@ impl Mux {
         if !self.clients.remove(&client) {
             return;
         }
-        self.capabilities.remove(&client);
+        self.declared.remove(&client);
+        let rounds: Vec<u64> = self
+            .rounds
+            .iter()
+            .filter(|(_, (caller, _))| caller.client == client)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in rounds {
+            if let Some((caller, _)) = self.rounds.remove(&n) {
+                self.forget(&caller);
+            }
+        }
         let (gone, kept): (VecDeque<Call>, VecDeque<Call>) = std::mem::take(&mut self.queue)
             .into_iter()
             .partition(|call| call.caller.client == client);
@@ -252,10 +295,14 @@ impl Mux {
             .map(|(id, _)| *id)
             .collect();
         for id in asked {
-            if let Some(ask) = self.asks.remove(&id) {
+            if let Some(Ask {
+                from: Asker::Child(child_id),
+                ..
+            }) = self.asks.remove(&id)
+            {
                 let message = "the client that was asked went away";
                 out.push_back(BridgeOutput::ToChild(mcp::error(
-                    &ask.child_id,
+                    &child_id,
                     INTERNAL_ERROR,
                     message,
                     None,
@@ -311,7 +358,7 @@ impl Mux {
                     }
                 },
             },
-            Message::Response { id, outcome } => self.answer_ask(client, &id, outcome, out),
+            Message::Response { id, outcome } => self.answer_ask(client, &id, outcome, route, out),
         }
     }
 
@@ -341,16 +388,14 @@ impl Mux {
             _ => None,
         };
         if method == "initialize" {
-            let declared = params.get("capabilities").cloned().unwrap_or(Value::Null);
-            self.capabilities.insert(client, declared);
+            self.declared
+                .insert(client, Declared::from_initialize(&params));
         }
         // Answered here, without the child.
         match (method.as_str(), &uri) {
             ("initialize", _) => {
-                if let Some(cached) = &self.init_result {
-                    // The child speaks only the version it answered with,
-                    // whatever this client asked.
-                    return reply(mcp::result(&id, cached.clone()), out);
+                if let Some(cached) = self.initialize_answer(&params) {
+                    return reply(mcp::result(&id, cached), out);
                 }
             }
             ("resources/subscribe", Some(uri)) => {
@@ -406,6 +451,7 @@ impl Mux {
                 id,
                 token,
                 subscribed,
+                enveloped: generation::is_enveloped(&params),
             },
             method,
             params,
@@ -446,26 +492,92 @@ impl Mux {
         }
     }
 
-    /// A client answered one of the child's requests.
+    /// A client answered one of the child's requests, or one of an
+    /// `input_required` round.
     fn answer_ask(
         &mut self,
         client: ClientId,
         id: &Value,
         outcome: Result<Value, Value>,
+        route: Route,
         out: &mut VecDeque<BridgeOutput>,
     ) {
         let ask = id.as_u64().and_then(|n| match self.asks.get(&n) {
             Some(ask) if ask.client == client => self.asks.remove(&n),
             _ => None,
         });
-        match ask {
-            Some(ask) => {
-                out.push_back(BridgeOutput::ToChild(response_line(&ask.child_id, outcome)))
+        match ask.map(|ask| ask.from) {
+            Some(Asker::Child(child_id)) => {
+                out.push_back(BridgeOutput::ToChild(response_line(&child_id, outcome)))
             }
+            Some(Asker::Round(round, key)) => self.answer_round(round, key, outcome, route, out),
             None => {
                 tracing::debug!(server = %self.name, %id, "answer to no pending request dropped")
             }
         }
+    }
+
+    /// One answer of an `input_required` round: the call is retried once
+    /// every request is answered, and fails with the client's error if one
+    /// is refused.
+    fn answer_round(
+        &mut self,
+        round: u64,
+        key: String,
+        outcome: Result<Value, Value>,
+        route: Route,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        let Some((_, waiting)) = self.rounds.get_mut(&round) else {
+            return;
+        };
+        match outcome {
+            Ok(answer) => {
+                waiting.answers.insert(key, answer);
+                waiting.waiting = waiting.waiting.saturating_sub(1);
+                if waiting.waiting > 0 {
+                    return;
+                }
+            }
+            Err(error) => {
+                self.asks
+                    .retain(|_, ask| !matches!(ask.from, Asker::Round(r, _) if r == round));
+                if let Some((caller, _)) = self.rounds.remove(&round) {
+                    self.finish(caller, Err(error), out);
+                }
+                return;
+            }
+        }
+        let Some((caller, done)) = self.rounds.remove(&round) else {
+            return;
+        };
+        let params = generation::retry_params(&done.params, done.answers, done.state);
+        let call = Call {
+            caller,
+            method: done.method,
+            params,
+        };
+        match route {
+            Route::Send(now) => self.send(call, now, out),
+            Route::Queue => self.queue.push_back(call),
+            Route::Refuse(reason) => {
+                let error = json!({"code": SERVER_ERROR, "message": reason});
+                self.finish(call.caller, Err(error), out);
+            }
+        }
+    }
+
+    /// The cached `initialize` result, as this client's `initialize` is
+    /// answered. A session child speaks only the version it answered with,
+    /// whatever this client asked; for a stateless child the bridge speaks
+    /// each session client's version itself.
+    fn initialize_answer(&self, asked: &Value) -> Option<Value> {
+        let mut cached = self.init_result.clone()?;
+        if self.generation == Generation::Stateless {
+            let version = asked["protocolVersion"].as_str().unwrap_or_default();
+            cached["protocolVersion"] = json!(mcp::negotiate(version));
+        }
+        Some(cached)
     }
 
     // Input from the child.
@@ -473,6 +585,7 @@ impl Mux {
     pub(crate) fn handle_child_line(
         &mut self,
         line: &str,
+        now: Instant,
         out: &mut VecDeque<BridgeOutput>,
     ) -> FromChild {
         // Any line is a sign of life.
@@ -491,7 +604,7 @@ impl Mux {
         };
         match message {
             Message::Response { id, outcome } => {
-                return self.handle_child_response(&id, outcome, out)
+                return self.handle_child_response(&id, outcome, now, out)
             }
             Message::Request { id, method, params } => {
                 self.handle_child_request(id, &method, params, out)
@@ -507,6 +620,7 @@ impl Mux {
         &mut self,
         id: &Value,
         outcome: Result<Value, Value>,
+        now: Instant,
         out: &mut VecDeque<BridgeOutput>,
     ) -> FromChild {
         let Some(n) = id.as_u64() else {
@@ -514,7 +628,22 @@ impl Mux {
             return FromChild::Nothing;
         };
         if let Some(sent) = self.calls.remove(&n) {
-            self.finish(sent.caller, outcome, out);
+            match (sent.request, outcome) {
+                (Some((method, params)), Ok(result)) => match generation::session_result(result) {
+                    Outcome::Complete(result) => self.finish(sent.caller, Ok(result), out),
+                    Outcome::InputRequired { requests, state } => {
+                        let round = Round {
+                            method,
+                            params,
+                            state,
+                            waiting: requests.len(),
+                            answers: serde_json::Map::new(),
+                        };
+                        self.ask_round(sent.caller, round, requests, now, out)
+                    }
+                },
+                (_, outcome) => self.finish(sent.caller, outcome, out),
+            }
             return FromChild::Nothing;
         }
         match (self.internal.remove(&n).map(|i| i.purpose), outcome) {
@@ -523,11 +652,35 @@ impl Mux {
                 FromChild::Initialized
             }
             (Some(Purpose::Initialize), Err(error)) => {
-                let reason = error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| error.to_string(), str::to_owned);
-                FromChild::InitializeFailed(format!("refused initialize: {reason}"))
+                // Perhaps a child of the stateless generation: it would
+                // answer `server/discover`.
+                self.refused_initialize = Some(error_message(&error));
+                let params =
+                    generation::discover_params(self.init_params.as_ref().unwrap_or(&Value::Null));
+                self.send_internal(Purpose::Discover, "server/discover", params, now, out);
+                FromChild::Nothing
+            }
+            (Some(Purpose::Discover), outcome) => {
+                let refused = self.refused_initialize.take().unwrap_or_default();
+                let version = self
+                    .init_params
+                    .as_ref()
+                    .map_or(DEFAULT_PROTOCOL_VERSION, |p| {
+                        p["protocolVersion"]
+                            .as_str()
+                            .unwrap_or(DEFAULT_PROTOCOL_VERSION)
+                    });
+                match outcome.map(|found| generation::initialize_result(&found, version)) {
+                    Ok(Some(result)) => {
+                        self.generation = Generation::Stateless;
+                        self.init_result = Some(result);
+                        FromChild::Initialized
+                    }
+                    Ok(None) => FromChild::InitializeFailed(format!(
+                        "refused initialize ({refused}) and speaks no stateless revision this bridge does"
+                    )),
+                    Err(_) => FromChild::InitializeFailed(format!("refused initialize: {refused}")),
+                }
             }
             (Some(purpose), Err(error)) => {
                 tracing::debug!(server = %self.name, ?purpose, %error, "the MCP server refused a request of the bridge");
@@ -575,9 +728,9 @@ impl Mux {
         };
         let able = |client: &ClientId| {
             needs.is_none_or(|capability| {
-                self.capabilities
+                self.declared
                     .get(client)
-                    .is_some_and(|declared| !declared[capability].is_null())
+                    .is_some_and(|declared| !declared.capabilities[capability].is_null())
             })
         };
         let Some(client) = self
@@ -607,7 +760,7 @@ impl Mux {
             ask,
             Ask {
                 client,
-                child_id: id,
+                from: Asker::Child(id),
             },
         );
         out.push_back(BridgeOutput::ToClient { client, message });
@@ -653,7 +806,9 @@ impl Mux {
                 let ask = self
                     .asks
                     .iter()
-                    .find(|(_, ask)| Some(&ask.child_id) == request_id)
+                    .find(
+                        |(_, ask)| matches!(&ask.from, Asker::Child(id) if Some(id) == request_id),
+                    )
                     .map(|(n, _)| *n);
                 let Some(ask) = ask.and_then(|n| self.asks.remove(&n).map(|a| (n, a))) else {
                     return;
@@ -687,16 +842,20 @@ impl Mux {
             .init_params
             .get_or_insert_with(|| initialize_params(None))
             .clone();
+        self.generation = Generation::Session;
+        self.refused_initialize = None;
         self.send_internal(Purpose::Initialize, "initialize", params, now, out);
     }
 
     /// The handshake is done: confirms it, renews the subscriptions a
     /// restarted child lost, then sends what waited, in order.
     pub(crate) fn handle_ready(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
-        out.push_back(BridgeOutput::ToChild(notification_line(
-            "notifications/initialized",
-            Value::Null,
-        )));
+        if self.generation == Generation::Session {
+            out.push_back(BridgeOutput::ToChild(notification_line(
+                "notifications/initialized",
+                Value::Null,
+            )));
+        }
         let queued: BTreeSet<&str> = self
             .queue
             .iter()
@@ -718,9 +877,9 @@ impl Mux {
             );
         }
         while let Some(call) = self.queue.pop_front() {
-            match (&self.init_result, call.method.as_str()) {
+            match (self.initialize_answer(&call.params), call.method.as_str()) {
                 (Some(cached), "initialize") => {
-                    let message = mcp::result(&call.caller.id, cached.clone());
+                    let message = mcp::result(&call.caller.id, cached);
                     out.push_back(BridgeOutput::ToClient {
                         client: call.caller.client,
                         message,
@@ -732,12 +891,20 @@ impl Mux {
         }
     }
 
-    /// A health ping, unless one is still unanswered.
+    /// A health ping, unless one is still unanswered. The stateless
+    /// generation has no `ping`: such a child is asked `server/discover`.
     pub(crate) fn send_ping(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
         if self.internal.values().any(|i| i.purpose == Purpose::Ping) {
             return;
         }
-        self.send_internal(Purpose::Ping, "ping", Value::Null, now, out);
+        match self.generation {
+            Generation::Session => self.send_internal(Purpose::Ping, "ping", Value::Null, now, out),
+            Generation::Stateless => {
+                let params =
+                    generation::discover_params(self.init_params.as_ref().unwrap_or(&Value::Null));
+                self.send_internal(Purpose::Ping, "server/discover", params, now, out)
+            }
+        }
     }
 
     /// The child will answer nothing more (it exited, hung or is being
@@ -755,6 +922,10 @@ impl Mux {
             let message = notification_line("notifications/cancelled", params);
             out.push_back(BridgeOutput::ToClient { client, message });
         }
+        for (_, (caller, _)) in std::mem::take(&mut self.rounds) {
+            let error = json!({"code": code, "message": message});
+            self.finish(caller, Err(error), out);
+        }
     }
 
     /// Answers every call still waiting for the child with this error.
@@ -771,20 +942,81 @@ impl Mux {
     }
 
     fn send(&mut self, call: Call, now: Instant, out: &mut VecDeque<BridgeOutput>) {
+        let stateless = self.generation == Generation::Stateless;
+        if stateless && call.method == "ping" {
+            // The stateless generation has no `ping`: the bridge answers.
+            return self.finish(call.caller, Ok(json!({})), out);
+        }
+        let request = (stateless && !call.caller.enveloped)
+            .then(|| (call.method.clone(), call.params.clone()));
+        let declared = self.declared.get(&call.caller.client);
+        let params = generation::params_for(
+            self.generation,
+            call.params,
+            declared.unwrap_or(&Declared::default()),
+        );
         let id = self.next_id;
         self.next_id += 1;
         out.push_back(BridgeOutput::ToChild(request_line(
             id,
             &call.method,
-            call.params,
+            params,
         )));
         self.calls.insert(
             id,
             Sent {
                 caller: call.caller,
                 sent_at: now,
+                request,
             },
         );
+    }
+
+    /// A stateless child needs its session client's input before it
+    /// answers: the bridge asks the client each request, the session way,
+    /// and holds the call until every answer is in.
+    fn ask_round(
+        &mut self,
+        caller: Caller,
+        round: Round,
+        requests: Vec<(String, String, Value)>,
+        now: Instant,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        if requests.is_empty() {
+            let params = generation::retry_params(&round.params, round.answers, round.state);
+            let call = Call {
+                caller,
+                method: round.method,
+                params,
+            };
+            return self.send(call, now, out);
+        }
+        if self.asks.len() + requests.len() > self.max_in_flight {
+            let message = "too many requests waiting for clients; the call's input was refused";
+            let error = json!({"code": SERVER_ERROR, "message": message});
+            return self.finish(caller, Err(error), out);
+        }
+        let number = self.next_round;
+        self.next_round += 1;
+        for (key, method, params) in requests {
+            let ask = self.next_ask;
+            self.next_ask += 1;
+            let message = request_line(ask, &method, params);
+            out.push_back(BridgeOutput::ToClient {
+                client: caller.client,
+                message,
+            });
+            let from = Asker::Round(number, key);
+            self.asks.insert(
+                ask,
+                Ask {
+                    client: caller.client,
+                    from,
+                },
+            );
+        }
+        self.rounds.insert(number, (caller, round));
     }
 
     fn send_internal(
@@ -854,6 +1086,14 @@ impl Mux {
         self.tokens.insert(token, (client, original));
         Some(token)
     }
+}
+
+/// A JSON-RPC error object's message, or the whole object.
+fn error_message(error: &Value) -> String {
+    error
+        .get("message")
+        .and_then(Value::as_str)
+        .map_or_else(|| error.to_string(), str::to_owned)
 }
 
 /// The `initialize` params for the child: the protocol version,
@@ -969,7 +1209,7 @@ mod tests {
         );
         assert_eq!(mux.call_silent_since(), Some(t0));
         assert_eq!(mux.ping_silent_since(), None);
-        mux.handle_child_line("not json", &mut out);
+        mux.handle_child_line("not json", Instant::now(), &mut out);
         assert_eq!(mux.call_silent_since(), None);
         mux.send_ping(t1, &mut out);
         assert_eq!(mux.ping_silent_since(), Some(t1));

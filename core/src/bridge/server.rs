@@ -127,7 +127,7 @@ impl BridgedServer {
 
     /// One line of the child's stdout, without its newline.
     pub fn handle_child_line(&mut self, line: &str, now: Instant) {
-        match self.mux.handle_child_line(line, &mut self.out) {
+        match self.mux.handle_child_line(line, now, &mut self.out) {
             FromChild::Initialized => {
                 if self.supervisor.handle_initialized(now) {
                     self.mux.handle_ready(now, &mut self.out);
@@ -283,7 +283,7 @@ impl BridgedServer {
     }
 
     #[cfg(test)]
-    pub(crate) fn sizes(&self) -> [usize; 6] {
+    pub(crate) fn sizes(&self) -> [usize; 7] {
         self.mux.sizes()
     }
 }

@@ -5,8 +5,9 @@
 //! There is no handshake and no session: `server/discover` is answered
 //! from the child's cached `initialize` result (its capabilities, server
 //! info and instructions, and the versions this bridge speaks); every other
-//! request carries its protocol version and client in `params._meta`, which
-//! are taken off before it goes to the child, and is answered as JSON. The
+//! request carries its protocol version and client in `params._meta`
+//! (taken off for a session child, kept for a stateless one: see
+//! [`super::generation`]), and is answered as JSON. The
 //! `Mcp-Method` and `Mcp-Name` headers must agree with the body; `GET` and
 //! `DELETE` get 405. Each stateless request is a client of the child of its
 //! own for as long as it waits, so ids and progress tokens that clients
@@ -18,16 +19,14 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::generation::CLIENT_INFO_META;
 use super::registry::{Bridge, Pending, Reply};
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::ConnId;
-
-/// Where a stateless request carries its client's name and version.
-const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";
 
 /// The session revision the bridge's own `initialize` asks for when a
 /// stateless client is the first to need the child.
@@ -146,7 +145,7 @@ impl Bridge {
         let (asked, params) = if method == "server/discover" {
             ("initialize".to_owned(), initialize_params(&params))
         } else {
-            (method.clone(), without_revision_meta(params))
+            (method.clone(), params)
         };
         let wait = Pending {
             conn,
@@ -227,27 +226,4 @@ fn initialize_params(params: &Value) -> Value {
             _ => json!({"name": "stateless client", "version": "0"}),
         },
     })
-}
-
-/// `params` without the revision's own `_meta` entries, which a session
-/// server does not know (other `_meta`, such as a progress token, stays).
-fn without_revision_meta(mut params: Value) -> Value {
-    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
-        for key in [
-            mcp::PROTOCOL_VERSION_META,
-            mcp::CLIENT_CAPABILITIES_META,
-            CLIENT_INFO_META,
-        ] {
-            meta.remove(key);
-        }
-        if meta.is_empty() {
-            if let Some(object) = params.as_object_mut() {
-                object.remove("_meta");
-            }
-        }
-    }
-    if params.as_object().is_some_and(Map::is_empty) {
-        return Value::Null;
-    }
-    params
 }

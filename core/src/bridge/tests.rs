@@ -926,17 +926,24 @@ fn an_initialize_unanswered_within_startup_timeout_is_a_failed_start() {
 // 11. Bad lines and a refused handshake.
 
 #[test]
-fn an_initialize_answered_with_an_error_is_a_failed_start() {
+fn a_child_that_refuses_initialize_and_server_discover_fails_its_start() {
     let mut rig = Rig::new();
     let a = rig.open();
     rig.call(a, json!(1), "initialize", initialize_params());
     rig.spawned();
     rig.drain();
     rig.child_says(json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "unsupported version"}}));
+    let discover = rig.drain().child.remove(0);
+    assert_eq!(discover["method"], "server/discover");
+    rig.child_says(json!({"jsonrpc": "2.0", "id": discover["id"], "error": {"code": -32601, "message": "unknown"}}));
     assert_eq!(rig.drain().all, [BridgeOutput::Signal(StopSignal::Kill)]);
     rig.exit();
     assert_eq!(rig.bridge.state(), ChildState::Restarting);
     assert_eq!(rig.bridge.initialize_result(), None);
+    // The next start speaks the session generation first again.
+    rig.at(SEC);
+    rig.spawned();
+    assert_eq!(rig.drain().child[0]["method"], "initialize");
 }
 
 #[test]
@@ -1058,6 +1065,217 @@ fn stop_while_the_backoff_runs_needs_no_signal() {
     assert_eq!(rig.deadline(), None);
 }
 
+// 13. A child of the stateless generation.
+
+impl Rig {
+    /// A session client's bridge to a child that refuses `initialize` and
+    /// answers `server/discover`; outputs drained.
+    fn running_stateless(&mut self) -> ClientId {
+        let client = self.open();
+        self.call(client, json!(0), "initialize", initialize_params());
+        self.spawned();
+        let out = self.drain();
+        let init = &out.child[0];
+        self.child_says(json!({"jsonrpc": "2.0", "id": init["id"],
+            "error": {"code": mcp::METHOD_NOT_FOUND, "message": "no initialize here"}}));
+        let out = self.drain();
+        let discover = &out.child[0];
+        assert_eq!(discover["method"], "server/discover");
+        let meta = &discover["params"]["_meta"];
+        assert_eq!(meta[mcp::PROTOCOL_VERSION_META], "2026-07-28");
+        assert_eq!(
+            meta[mcp::CLIENT_CAPABILITIES_META]["elicitation"],
+            json!({})
+        );
+        self.child_answers(
+            &discover["id"],
+            json!({
+                "supportedVersions": ["2026-07-28"],
+                "capabilities": {"tools": {}},
+                "resultType": "complete",
+                "_meta": {mcp::SERVER_INFO_META: {"name": "modern", "version": "3"}},
+            }),
+        );
+        let out = self.drain();
+        assert!(
+            out.child
+                .iter()
+                .all(|m| m["method"] != "notifications/initialized"),
+            "the stateless generation has no handshake to confirm: {:?}",
+            out.child
+        );
+        let answer = &out.to(client)[0];
+        assert_eq!(answer["id"], 0);
+        assert_eq!(answer["result"]["protocolVersion"], "2025-06-18");
+        assert_eq!(answer["result"]["serverInfo"]["name"], "modern");
+        assert_eq!(self.bridge.state(), ChildState::Running);
+        client
+    }
+}
+
+#[test]
+fn a_session_client_s_requests_reach_a_stateless_child_in_its_envelope() {
+    let mut rig = Rig::new();
+    let a = rig.running_stateless();
+    rig.call(
+        a,
+        json!(5),
+        "tools/call",
+        json!({"name": "echo", "_meta": {"progressToken": "p"}}),
+    );
+    let out = rig.drain();
+    let sent = &out.child[0];
+    let meta = &sent["params"]["_meta"];
+    assert_eq!(meta[mcp::PROTOCOL_VERSION_META], "2026-07-28");
+    assert_eq!(
+        meta["io.modelcontextprotocol/clientInfo"]["name"],
+        "inspector"
+    );
+    assert!(
+        meta["progressToken"].is_u64(),
+        "the token is still remapped"
+    );
+    rig.child_answers(
+        &sent["id"],
+        json!({"content": [], "resultType": "complete"}),
+    );
+    assert_eq!(
+        rig.drain().to(a),
+        [json!({"jsonrpc": "2.0", "id": 5, "result": {"content": []}})]
+    );
+
+    // A later session client is answered at the version it asked for.
+    let b = rig.open();
+    let mut asked = initialize_params();
+    asked["protocolVersion"] = json!("2024-11-05");
+    rig.call(b, json!(1), "initialize", asked);
+    assert_eq!(
+        rig.drain().to(b)[0]["result"]["protocolVersion"],
+        "2024-11-05"
+    );
+    // `ping` is not in the stateless generation: the bridge answers it.
+    rig.call(b, json!(2), "ping", Value::Null);
+    let out = rig.drain();
+    assert!(out.child.is_empty());
+    assert_eq!(
+        out.to(b),
+        [json!({"jsonrpc": "2.0", "id": 2, "result": {}})]
+    );
+}
+
+#[test]
+fn input_required_from_a_stateless_child_is_asked_of_the_session_client_and_the_call_retried() {
+    let mut rig = Rig::new();
+    let a = rig.running_stateless();
+    rig.call(a, json!("c"), "tools/call", json!({"name": "ask"}));
+    let sent = rig.drain().child.remove(0);
+    rig.child_answers(
+        &sent["id"],
+        json!({
+            "resultType": "input_required",
+            "inputRequests": {
+                "who": {"method": "elicitation/create", "params": {"message": "name?"}},
+                "where": {"method": "roots/list"},
+            },
+            "requestState": "state-1",
+        }),
+    );
+    let mut asks = rig.drain().to(a);
+    asks.sort_by_key(|ask| ask["method"].to_string());
+    assert_eq!(asks.len(), 2);
+    assert_eq!(asks[0]["method"], "elicitation/create");
+    assert_eq!(asks[1]["method"], "roots/list");
+    assert_eq!(rig.bridge.in_flight(), 1);
+
+    rig.client_says(
+        a,
+        json!({"jsonrpc": "2.0", "id": asks[1]["id"], "result": {"roots": []}}),
+    );
+    assert!(rig.drain().is_empty(), "the call waits for every answer");
+    rig.client_says(
+        a,
+        json!({"jsonrpc": "2.0", "id": asks[0]["id"], "result": {"action": "accept"}}),
+    );
+    let retried = rig.drain().child.remove(0);
+    assert_eq!(retried["method"], "tools/call");
+    assert_ne!(retried["id"], sent["id"]);
+    assert_eq!(retried["params"]["name"], "ask");
+    assert_eq!(retried["params"]["requestState"], "state-1");
+    assert_eq!(
+        retried["params"]["inputResponses"]["who"]["action"],
+        "accept"
+    );
+    assert_eq!(
+        retried["params"]["inputResponses"]["where"]["roots"],
+        json!([])
+    );
+    rig.child_answers(
+        &retried["id"],
+        json!({"content": [{"type": "text", "text": "hi"}], "resultType": "complete"}),
+    );
+    let answer = rig.drain().to(a);
+    assert_eq!(answer[0]["id"], "c");
+    assert_eq!(answer[0]["result"]["content"][0]["text"], "hi");
+    assert_eq!(rig.bridge.sizes(), [0; 7]);
+}
+
+#[test]
+fn a_refused_round_fails_the_call_and_a_closed_client_leaves_no_round() {
+    let mut rig = Rig::new();
+    let a = rig.running_stateless();
+    let input_required = json!({
+        "resultType": "input_required",
+        "inputRequests": {"who": {"method": "elicitation/create", "params": {}}},
+    });
+    rig.call(a, json!(1), "tools/call", json!({"name": "ask"}));
+    let sent = rig.drain().child.remove(0);
+    rig.child_answers(&sent["id"], input_required.clone());
+    let ask = rig.drain().to(a).remove(0);
+    rig.client_says(
+        a,
+        json!({"jsonrpc": "2.0", "id": ask["id"], "error": {"code": -1, "message": "declined"}}),
+    );
+    let out = rig.drain();
+    assert!(out.child.is_empty());
+    assert_eq!(error_of(&out.to(a)[0]), (-1, "declined".into()));
+
+    rig.call(a, json!(2), "tools/call", json!({"name": "ask"}));
+    let sent = rig.drain().child.remove(0);
+    rig.child_answers(&sent["id"], input_required);
+    rig.drain();
+    rig.close(a);
+    rig.drain();
+    assert_eq!(rig.bridge.sizes(), [0; 7]);
+}
+
+#[test]
+fn a_stateless_client_s_envelope_is_taken_off_for_a_session_child_and_kept_for_a_stateless_one() {
+    let envelope = json!({"_meta": {
+        mcp::PROTOCOL_VERSION_META: "2026-07-28",
+        mcp::CLIENT_CAPABILITIES_META: {},
+    }, "name": "echo"});
+
+    let mut old = Rig::new();
+    let a = old.running();
+    let b = old.open();
+    old.call(b, json!(1), "tools/call", envelope.clone());
+    let sent = old.drain().child.remove(0);
+    assert_eq!(sent["params"], json!({"name": "echo"}));
+    let _ = a;
+
+    let mut modern = Rig::new();
+    let a = modern.running_stateless();
+    let b = modern.open();
+    modern.call(b, json!(1), "tools/call", envelope.clone());
+    let sent = modern.drain().child.remove(0);
+    assert_eq!(sent["params"], envelope);
+    // Its answer goes back as the child gave it, marks and all.
+    let marked = json!({"content": [], "resultType": "complete"});
+    modern.child_answers(&sent["id"], marked.clone());
+    assert_eq!(modern.drain().to(b)[0]["result"], marked);
+    let _ = a;
+}
+
 // 12. Bounds.
 
 #[test]
@@ -1098,7 +1316,7 @@ fn every_map_is_empty_again_once_calls_end_and_clients_close() {
     );
     rig.call(a, json!(2), "tools/call", json!({}));
     rig.drain();
-    assert_ne!(rig.bridge.sizes(), [0; 6]);
+    assert_ne!(rig.bridge.sizes(), [0; 7]);
     rig.close(a);
     rig.close(b);
     // The child answers what the bridge still asks of it (the release of
@@ -1108,7 +1326,7 @@ fn every_map_is_empty_again_once_calls_end_and_clients_close() {
             rig.child_answers(&message["id"], json!({}));
         }
     }
-    assert_eq!(rig.bridge.sizes(), [0; 6]);
+    assert_eq!(rig.bridge.sizes(), [0; 7]);
     assert_eq!(rig.bridge.in_flight(), 0);
     assert_eq!(rig.bridge.clients(), 0);
 }
@@ -1367,7 +1585,7 @@ mod laws {
             for c in model.open.clone() {
                 model.apply(&mut rig, Op::Close(model.open.iter().position(|o| *o == c).unwrap()));
             }
-            prop_assert_eq!(rig.bridge.sizes(), [0; 6]);
+            prop_assert_eq!(rig.bridge.sizes(), [0; 7]);
             prop_assert_eq!(rig.bridge.clients(), 0);
         }
     }
