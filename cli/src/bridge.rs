@@ -1,14 +1,15 @@
 //! The MCP bridge as both runtimes run it: the core's [`Bridge`] behind a
 //! lock of its own (never the provider's), its child processes, and its
-//! timer. Children are few and their pipes are plain blocking I/O, so each
-//! one gets threads (stdout, stderr, stdin, and one waiting for its exit)
-//! whatever the runtime; what the bridge answers over HTTP is posted to the
-//! connections' mailboxes like the provider's answers.
+//! timer. Children are few, so each one gets threads (stderr, one waiting
+//! for its exit, and one writing what its stdin could not take at once:
+//! see [`Stdin`]) whatever the runtime. Its stdout is read by a thread too,
+//! unless the runtime reads it on its own reactor ([`ReadStdout`]), which
+//! saves a thread hand-over per answer. What the bridge answers over HTTP
+//! is posted to the connections' mailboxes like the provider's answers.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::process::Child;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::io::Read;
+use std::process::{Child, ChildStdout};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,18 +20,18 @@ use mcp_provider_core::http::Request;
 use mcp_provider_core::lines::{Line, LineBuffer};
 use mcp_provider_core::{mcp, ConnId, Output};
 
+use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, READ_CHUNK};
-
-/// Lines waiting to be written to one child's stdin; past this a line is
-/// dropped (a child that stops reading is then found hung by its health
-/// check and restarted).
-pub const STDIN_QUEUE: usize = 1024;
 
 /// Where the bridge's HTTP answers go: the connections' mailboxes.
 pub type Post = Box<dyn Fn(Vec<Output>) + Send + Sync>;
 
 /// Where the bridge's figures go.
 pub type Reporter = Box<dyn Fn(Report) + Send + Sync>;
+
+/// How a runtime reads a child's stdout: it feeds every chunk it reads to
+/// the [`StdoutFeed`] until the pipe ends.
+pub type ReadStdout = Box<dyn Fn(ChildStdout, StdoutFeed) -> std::io::Result<()> + Send + Sync>;
 
 /// How often the figures are looked at (and handed on if they changed).
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -44,6 +45,7 @@ pub struct Bridged {
     timer: (Mutex<Timer>, Condvar),
     post: OnceLock<Post>,
     report: OnceLock<Reporter>,
+    read_stdout: OnceLock<ReadStdout>,
 }
 
 /// What the timer thread sleeps toward.
@@ -54,10 +56,17 @@ struct Timer {
     armed: Option<Instant>,
 }
 
-/// A live child: where its stdin lines go and its process group.
+/// A live child: its stdin and its process group.
 struct Running {
-    stdin: SyncSender<Option<String>>,
+    stdin: Arc<Stdin>,
     pgid: u32,
+}
+
+impl Drop for Running {
+    /// Ends the stdin writer thread (its child is gone or going).
+    fn drop(&mut self) {
+        self.stdin.close();
+    }
 }
 
 impl Bridged {
@@ -70,6 +79,7 @@ impl Bridged {
             timer: (Mutex::default(), Condvar::new()),
             post: OnceLock::new(),
             report: OnceLock::new(),
+            read_stdout: OnceLock::new(),
         });
         let weak = Arc::downgrade(&bridged);
         let spawned = std::thread::Builder::new()
@@ -90,6 +100,11 @@ impl Bridged {
     /// `/metrics` and `/health/deep`), checked every [`REPORT_EVERY`].
     pub fn set_reporter(&self, report: Reporter) {
         let _ = self.report.set(report);
+    }
+
+    /// Reads children's stdout with `read` instead of a thread each.
+    pub fn set_stdout_reader(&self, read: ReadStdout) {
+        let _ = self.read_stdout.set(read);
     }
 
     fn lock(&self) -> MutexGuard<'_, Bridge> {
@@ -174,17 +189,16 @@ impl Bridged {
                 }
             }
             BridgeOutput::ToChild(line) => {
-                if let Some(running) = self.running().get(&child) {
-                    if let Err(TrySendError::Full(_)) = running.stdin.try_send(Some(line)) {
-                        tracing::warn!(
-                            "an MCP server is not reading its stdin: a message to it was dropped"
-                        );
-                    }
+                let stdin = self.running().get(&child).map(|r| r.stdin.clone());
+                if stdin.is_some_and(|stdin| stdin.write_line(&line) == Written::Dropped) {
+                    tracing::warn!(
+                        "an MCP server is not reading its stdin: a message to it was dropped"
+                    );
                 }
             }
             BridgeOutput::CloseStdin => {
                 if let Some(running) = self.running().get(&child) {
-                    let _ = running.stdin.try_send(None);
+                    running.stdin.close();
                 }
             }
             BridgeOutput::Signal(signal) => {
@@ -219,45 +233,45 @@ impl Bridged {
             process.stdout.take(),
             process.stderr.take(),
         );
-        let (tx, rx) = mpsc::sync_channel(STDIN_QUEUE);
-        self.running().insert(child, Running { stdin: tx, pgid });
+        let stdin = match stdin.map(Stdin::new) {
+            Some(Ok(stdin)) => Arc::new(stdin),
+            _ => {
+                process::kill_group(pgid);
+                return Err("its stdin could not be opened".to_owned());
+            }
+        };
+        let writer = stdin.clone();
+        self.running().insert(child, Running { stdin, pgid });
         let name = argv.first().cloned().unwrap_or_default();
+        let feed = StdoutFeed {
+            bridged: self.clone(),
+            child,
+            lines: LineBuffer::new(mcp::MAX_LINE),
+        };
+        let reading = match (stdout, self.read_stdout.get()) {
+            (Some(pipe), Some(read)) => read(pipe, feed),
+            (Some(pipe), None) => {
+                thread("bridge-stdout", move || read_blocking(pipe, feed)).map(drop)
+            }
+            (None, _) => Ok(()),
+        };
         let threads = [
-            stdin.map(|pipe| thread("bridge-stdin", move || write_lines(pipe, &rx))),
-            stdout.map(|pipe| {
-                let me = self.clone();
-                thread("bridge-stdout", move || me.read_lines(child, pipe))
-            }),
+            Some(thread("bridge-stdin", move || writer.drain())),
             stderr.map(|pipe| thread("bridge-stderr", move || log_stderr(&name, pipe))),
         ];
         let me = self.clone();
         let waited = thread("bridge-wait", move || me.wait(child, process));
-        if threads
-            .iter()
-            .flatten()
-            .chain([&waited])
-            .any(Result::is_err)
+        if reading.is_err()
+            || threads
+                .iter()
+                .flatten()
+                .chain([&waited])
+                .any(Result::is_err)
         {
             process::kill_group(pgid);
             return Err("no thread could be started for it".to_owned());
         }
         Ok(())
-    }
-
-    fn read_lines(self: Arc<Self>, child: ChildId, mut pipe: impl Read) {
-        let mut lines = LineBuffer::new(mcp::MAX_LINE);
-        let mut buf = vec![0u8; READ_CHUNK];
-        while let Ok(n @ 1..) = pipe.read(&mut buf) {
-            for line in lines.push(buf.get(..n).unwrap_or_default()) {
-                match line {
-                    Line::Text(text) => self.with(|b, now| b.handle_child_line(child, &text, now)),
-                    Line::TooLong => tracing::warn!(
-                        "an MCP server printed a line longer than {} bytes: dropped",
-                        mcp::MAX_LINE
-                    ),
-                }
-            }
-        }
     }
 
     fn wait(self: Arc<Self>, child: ChildId, mut process: Child) {
@@ -325,23 +339,50 @@ fn timer(bridged: Weak<Bridged>) {
     }
 }
 
+/// One child's stdout as the bridge takes it: bytes in, whole lines to the
+/// bridge, every line of one read under one lock.
+pub struct StdoutFeed {
+    bridged: Arc<Bridged>,
+    child: ChildId,
+    lines: LineBuffer,
+}
+
+impl StdoutFeed {
+    pub fn push(&mut self, bytes: &[u8]) {
+        let mut texts = Vec::new();
+        for line in self.lines.push(bytes) {
+            match line {
+                Line::Text(text) => texts.push(text),
+                Line::TooLong => tracing::warn!(
+                    "an MCP server printed a line longer than {} bytes: dropped",
+                    mcp::MAX_LINE
+                ),
+            }
+        }
+        if !texts.is_empty() {
+            let child = self.child;
+            self.bridged.with(|b, now| {
+                for text in &texts {
+                    b.handle_child_line(child, text, now);
+                }
+            });
+        }
+    }
+}
+
+/// Reads a child's stdout on a thread of its own, until it ends.
+fn read_blocking(mut pipe: ChildStdout, mut feed: StdoutFeed) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    while let Ok(n @ 1..) = pipe.read(&mut buf) {
+        feed.push(buf.get(..n).unwrap_or_default());
+    }
+}
+
 fn thread(
     name: &str,
     f: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name(name.into()).spawn(f)
-}
-
-/// Writes each line and its newline; `None` (or the bridge gone) closes
-/// stdin.
-fn write_lines(mut pipe: impl Write, lines: &Receiver<Option<String>>) {
-    while let Ok(Some(line)) = lines.recv() {
-        let mut bytes = line.into_bytes();
-        bytes.push(b'\n');
-        if pipe.write_all(&bytes).and_then(|()| pipe.flush()).is_err() {
-            return;
-        }
-    }
 }
 
 /// A child's stderr, a line at a time, to the log.

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod audit;
 pub mod bridge;
+mod child_stdin;
 pub mod dial;
 pub mod exec;
 mod fds;

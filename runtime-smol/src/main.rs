@@ -1,5 +1,6 @@
 //! `mcp-provider`: MCP Local Provider on the smol runtime.
 
+mod child;
 mod echo;
 mod exec;
 mod host;
@@ -26,6 +27,9 @@ impl Runtime for Smol {
             let shared =
                 server::serve(launch.config, launch.audit, launch.listeners, launch.limits)
                     .map_err(|e| e.to_string())?;
+            launch
+                .bridge
+                .set_stdout_reader(Box::new(child::read_stdout));
             shared.attach_bridge(launch.bridge);
             if let Some((url, token)) = launch.agent_hub {
                 smol::spawn(server::dial_hub(shared.clone(), url, token)).detach();
