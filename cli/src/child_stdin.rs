@@ -162,7 +162,7 @@ fn write_now(pipe: &mut ChildStdin, parts: &[&[u8]]) -> io::Result<usize> {
 }
 
 /// Drops the first `n` bytes of `parts`.
-fn skip<'a>(parts: &mut [&'a [u8]], mut n: usize) {
+fn skip(parts: &mut [&[u8]], mut n: usize) {
     for part in parts.iter_mut() {
         let taken = n.min(part.len());
         *part = part.get(taken..).unwrap_or_default();
