@@ -190,7 +190,7 @@ impl Bridged {
             }
             BridgeOutput::ToChild(line) => {
                 let stdin = self.running().get(&child).map(|r| r.stdin.clone());
-                if stdin.is_some_and(|stdin| stdin.write_line(&line) == Written::Dropped) {
+                if stdin.is_some_and(|stdin| stdin.write_line(line) == Written::Dropped) {
                     tracing::warn!(
                         "an MCP server is not reading its stdin: a message to it was dropped"
                     );

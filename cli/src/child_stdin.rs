@@ -66,33 +66,35 @@ impl Stdin {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `line` and a newline, at once when nothing waits before it.
-    pub fn write_line(&self, line: &str) -> Written {
+    /// Writes `line` and a newline (in one write: a reader woken by half a
+    /// line would only wait for the rest), at once when nothing waits
+    /// before it.
+    pub fn write_line(&self, line: String) -> Written {
         let mut state = self.lock();
         if state.closing || state.broken {
             return Written::Taken;
         }
-        let mut rest = [line.as_bytes(), b"\n"];
+        let mut line = line.into_bytes();
+        line.push(b'\n');
+        let mut rest: &[u8] = &line;
         if state.queued.is_empty() {
             let written = match state.pipe.as_mut() {
-                Some(pipe) => write_now(pipe, &rest),
+                Some(pipe) => write_now(pipe, &[rest]),
                 None => return Written::Taken,
             };
             match written {
-                Ok(n) if n == line.len() + 1 => return Written::Taken,
-                Ok(n) => skip(&mut rest, n),
+                Ok(n) if n == line.len() => return Written::Taken,
+                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
                 Err(_) => {
                     state.broken = true;
                     self.bell.notify_one();
                     return Written::Taken;
                 }
             }
-        } else if state.queued.len() + line.len() >= QUEUE_BYTES {
+        } else if state.queued.len() + line.len() > QUEUE_BYTES {
             return Written::Dropped;
         }
-        for part in rest {
-            state.queued.extend(part);
-        }
+        state.queued.extend(rest);
         self.bell.notify_one();
         Written::Taken
     }
@@ -161,15 +163,6 @@ fn write_now(pipe: &mut ChildStdin, parts: &[&[u8]]) -> io::Result<usize> {
     Ok(written)
 }
 
-/// Drops the first `n` bytes of `parts`.
-fn skip(parts: &mut [&[u8]], mut n: usize) {
-    for part in parts.iter_mut() {
-        let taken = n.min(part.len());
-        *part = part.get(taken..).unwrap_or_default();
-        n -= taken;
-    }
-}
-
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl(2) on a descriptor we own, with integer arguments.
     let done = unsafe {
@@ -227,7 +220,7 @@ mod tests {
         let mut expected = Vec::new();
         for n in 0..400 {
             let line = format!("{n}:{line}");
-            assert_eq!(stdin.write_line(&line), Written::Taken);
+            assert_eq!(stdin.write_line(line.clone()), Written::Taken);
             expected.extend(line.bytes());
             expected.push(b'\n');
         }
@@ -245,7 +238,7 @@ mod tests {
         let big = "y".repeat(QUEUE_BYTES / 2);
         let mut dropped = false;
         for _ in 0..4 {
-            dropped |= stdin.write_line(&big) == Written::Dropped;
+            dropped |= stdin.write_line(big.clone()) == Written::Dropped;
         }
         assert!(
             dropped,
@@ -257,7 +250,7 @@ mod tests {
             let stdin = stdin.clone();
             std::thread::spawn(move || stdin.drain())
         };
-        stdin.write_line("after the end");
+        stdin.write_line("after the end".into());
         stdin.close();
         writer.join().unwrap();
     }

@@ -630,24 +630,26 @@ impl Bridge {
     }
 
     /// A message for a client: the answer a connection waits for, or an
-    /// event for its session's stream.
+    /// event for its session's stream. Only its head is read here; the
+    /// few reply shapes that rework the message parse it whole.
     fn deliver(&mut self, child: ChildId, client: ClientId, message: String, now: Instant) {
-        let parsed = serde_json::from_str::<Value>(&message).ok();
-        let answer_to = parsed
+        let head = serde_json::from_str::<Head>(&message).ok();
+        let answer_to = head
             .as_ref()
-            .filter(|v| v.get("method").is_none())
-            .and_then(|v| v.get("id"))
+            .filter(|h| h.method.is_none())
+            .and_then(|h| h.id.as_ref())
             .map(Value::to_string);
-        if let Some(conn) = self.progress_stream(child, client, parsed.as_ref()) {
+        if let Some(conn) = self.progress_stream(child, client, head.as_ref()) {
             let data = event(0, "message", &message);
             return self
                 .out
                 .push_back(Routed::Http(Output::Data { conn, data }));
         }
         if let Some(pending) = answer_to.and_then(|id| self.pending.remove(&(child, client, id))) {
-            return self.answer(child, client, pending, message, parsed, now);
+            return self.answer(child, client, pending, message, now);
         }
         if self.stateless.contains(&(child, client)) {
+            let parsed = serde_json::from_str::<Value>(&message).ok();
             return self.stateless_message(child, client, parsed, now);
         }
         let Some(session) = self
@@ -681,10 +683,10 @@ impl Bridge {
         client: ClientId,
         pending: Pending,
         message: String,
-        parsed: Option<Value>,
         now: Instant,
     ) {
         let conn = pending.conn;
+        let parsed = || serde_json::from_str::<Value>(&message).ok();
         let close = match pending.reply {
             Reply::Json { opened } => {
                 if pending.progress.is_some() {
@@ -699,7 +701,7 @@ impl Bridge {
                 false
             }
             Reply::Stateless { id, method } => {
-                let body = match parsed {
+                let body = match parsed() {
                     Some(answer) => stateless_answer(answer, &id, &method),
                     None => message,
                 };
@@ -712,7 +714,7 @@ impl Bridge {
             }
             Reply::Rest { opened, ephemeral } => {
                 let response = rest_answer(
-                    parsed.unwrap_or(Value::Null),
+                    parsed().unwrap_or(Value::Null),
                     opened,
                     &self.child_name(child),
                 );
@@ -720,7 +722,7 @@ impl Bridge {
                 ephemeral
             }
             Reply::SocketSession { session } => {
-                let result = parsed.as_ref().map_or(Value::Null, |p| p["result"].clone());
+                let result = parsed().map_or(Value::Null, |p| p["result"].clone());
                 let frame = json!({
                     "type": "session_created",
                     "session_id": session,
@@ -755,10 +757,10 @@ impl Bridge {
         &self,
         child: ChildId,
         client: ClientId,
-        message: Option<&Value>,
+        message: Option<&Head>,
     ) -> Option<ConnId> {
-        let message = message.filter(|m| m["method"] == "notifications/progress")?;
-        let token = &message["params"]["progressToken"];
+        let message = message.filter(|m| m.method.as_deref() == Some("notifications/progress"))?;
+        let token = &message.params["progressToken"];
         self.pending
             .iter()
             .find(|((c, k, _), p)| {
@@ -782,6 +784,17 @@ impl Bridge {
         let body = mcp::error(&Value::Null, code, message, None);
         self.respond(conn, Response::json(status, body));
     }
+}
+
+/// What [`Bridge::deliver`] reads of a message: whether it answers a
+/// request (and which), or is a progress notification (and for which
+/// token). The rest (a result of any size) is skipped, not built.
+#[derive(serde::Deserialize)]
+struct Head {
+    id: Option<Value>,
+    method: Option<String>,
+    #[serde(default)]
+    params: Value,
 }
 
 /// One message as a server-sent event of `kind`, numbered `id`.
