@@ -93,11 +93,11 @@ pub fn run(target: &Target, server_pid: u32) -> Result<Restart, String> {
                 let start = origin.elapsed().as_nanos() as u64;
                 let ok = echo.call(n).is_ok();
                 n += 1;
-                calls.push(Call {
-                    start_ns: start,
-                    took_ns: origin.elapsed().as_nanos() as u64 - start,
+                calls.push(Call::new(
+                    start,
+                    origin.elapsed().as_nanos() as u64 - start,
                     ok,
-                });
+                ));
                 let kill_ns = killed_at.load(Ordering::Relaxed);
                 if ok && kill_ns != 0 && start >= kill_ns {
                     back.store(true, Ordering::Relaxed);
@@ -134,23 +134,15 @@ pub fn run(target: &Target, server_pid: u32) -> Result<Restart, String> {
 mod tests {
     use super::*;
 
-    fn call(start_ns: u64, took_ns: u64, ok: bool) -> Call {
-        Call {
-            start_ns,
-            took_ns,
-            ok,
-        }
-    }
-
     #[test]
     fn the_kill_is_timed_from_the_calls_around_it() {
         let ms = 1_000_000;
         let calls = [
-            call(0, ms, true),
-            call(ms, 3 * ms, false),      // in flight at the kill (2 ms)
-            call(5 * ms, ms, false),      // during the restart
-            call(7 * ms, 300 * ms, true), // waited for the new child
-            call(307 * ms, ms, true),
+            Call::new(0, ms, true),
+            Call::new(ms, 3 * ms, false), // in flight at the kill (2 ms)
+            Call::new(5 * ms, ms, false), // during the restart
+            Call::new(7 * ms, 300 * ms, true), // waited for the new child
+            Call::new(307 * ms, ms, true),
         ];
         let r = Restart::of(&calls, 2 * ms, Some((4 * ms, false)));
         assert_eq!(r.back_ms, Some(305.0));
@@ -162,7 +154,7 @@ mod tests {
         // The call at the kill was answered before the child died; nothing
         // came back; the long call was never answered.
         let r = Restart::of(
-            &[call(0, 3 * ms, true), call(3 * ms, ms, false)],
+            &[Call::new(0, 3 * ms, true), Call::new(3 * ms, ms, false)],
             2 * ms,
             None,
         );

@@ -20,6 +20,16 @@ pub struct Call {
     pub ok: bool,
 }
 
+impl Call {
+    pub fn new(start_ns: u64, took_ns: u64, ok: bool) -> Call {
+        Call {
+            start_ns,
+            took_ns,
+            ok,
+        }
+    }
+}
+
 /// What a caller did, and its first error.
 pub struct Log {
     pub calls: Vec<Call>,
@@ -105,11 +115,11 @@ pub fn run(
                     if let Err(e) = &outcome {
                         log.first_error.get_or_insert_with(|| e.clone());
                     }
-                    log.calls.push(Call {
-                        start_ns: start.as_nanos() as u64,
-                        took_ns: took.as_nanos() as u64,
-                        ok: outcome.is_ok(),
-                    });
+                    log.calls.push(Call::new(
+                        start.as_nanos() as u64,
+                        took.as_nanos() as u64,
+                        outcome.is_ok(),
+                    ));
                     if outcome.is_err() {
                         // Do not spin on a dead server.
                         thread::sleep(Duration::from_millis(1));
@@ -143,32 +153,24 @@ pub fn run(
 mod tests {
     use super::*;
 
-    fn call(start_ns: u64, took_ns: u64, ok: bool) -> Call {
-        Call {
-            start_ns,
-            took_ns,
-            ok,
-        }
-    }
-
     #[test]
     fn only_calls_inside_the_window_count_and_every_error_does() {
         let logs = [
             Log {
                 calls: vec![
-                    call(0, 100, true),   // warm-up
-                    call(900, 200, true), // straddles the start
-                    call(1_000, 100, true),
-                    call(1_100, 50, false), // an error counts anywhere
-                    call(1_200, 300, true),
+                    Call::new(0, 100, true),   // warm-up
+                    Call::new(900, 200, true), // straddles the start
+                    Call::new(1_000, 100, true),
+                    Call::new(1_100, 50, false), // an error counts anywhere
+                    Call::new(1_200, 300, true),
                 ],
                 first_error: None,
             },
             Log {
                 calls: vec![
-                    call(1_000, 400, true),
-                    call(1_900, 200, true), // ends after the window
-                    call(2_100, 10, false),
+                    Call::new(1_000, 400, true),
+                    Call::new(1_900, 200, true), // ends after the window
+                    Call::new(2_100, 10, false),
                 ],
                 first_error: None,
             },

@@ -220,8 +220,8 @@ pub(crate) fn retry_params(
     Value::Object(params)
 }
 
-/// A call whose stateless child asked for the client's input: what the
-/// bridge still waits for before it retries the call.
+/// A call whose stateless child asked for the client's input, held until
+/// the client has answered every request and the call is retried.
 #[derive(Debug)]
 pub(crate) struct Round {
     /// The call's method and params as the client sent them (without the
@@ -229,8 +229,8 @@ pub(crate) struct Round {
     pub(crate) method: String,
     pub(crate) params: Value,
     pub(crate) state: Option<Value>,
-    /// Keys still unanswered.
-    pub(crate) waiting: usize,
+    /// The answers in so far, under the child's keys (the requests still
+    /// unanswered are the mux's asks of this round).
     pub(crate) answers: Map<String, Value>,
 }
 

@@ -528,20 +528,19 @@ impl Mux {
         route: Route,
         out: &mut VecDeque<BridgeOutput>,
     ) {
+        let of_round = |ask: &Ask| matches!(ask.from, Asker::Round(r, _) if r == round);
         let Some((_, waiting)) = self.rounds.get_mut(&round) else {
             return;
         };
         match outcome {
             Ok(answer) => {
                 waiting.answers.insert(key, answer);
-                waiting.waiting = waiting.waiting.saturating_sub(1);
-                if waiting.waiting > 0 {
+                if self.asks.values().any(of_round) {
                     return;
                 }
             }
             Err(error) => {
-                self.asks
-                    .retain(|_, ask| !matches!(ask.from, Asker::Round(r, _) if r == round));
+                self.asks.retain(|_, ask| !of_round(ask));
                 if let Some((caller, _)) = self.rounds.remove(&round) {
                     self.finish(caller, Err(error), out);
                 }
@@ -551,12 +550,7 @@ impl Mux {
         let Some((caller, done)) = self.rounds.remove(&round) else {
             return;
         };
-        let params = generation::retry_params(&done.params, done.answers, done.state);
-        let call = Call {
-            caller,
-            method: done.method,
-            params,
-        };
+        let call = retry(caller, done);
         match route {
             Route::Send(now) => self.send(call, now, out),
             Route::Queue => self.queue.push_back(call),
@@ -628,22 +622,7 @@ impl Mux {
             return FromChild::Nothing;
         };
         if let Some(sent) = self.calls.remove(&n) {
-            match (sent.request, outcome) {
-                (Some((method, params)), Ok(result)) => match generation::session_result(result) {
-                    Outcome::Complete(result) => self.finish(sent.caller, Ok(result), out),
-                    Outcome::InputRequired { requests, state } => {
-                        let round = Round {
-                            method,
-                            params,
-                            state,
-                            waiting: requests.len(),
-                            answers: serde_json::Map::new(),
-                        };
-                        self.ask_round(sent.caller, round, requests, now, out)
-                    }
-                },
-                (_, outcome) => self.finish(sent.caller, outcome, out),
-            }
+            self.handle_call_answer(sent, outcome, now, out);
             return FromChild::Nothing;
         }
         match (self.internal.remove(&n).map(|i| i.purpose), outcome) {
@@ -655,33 +634,11 @@ impl Mux {
                 // Perhaps a child of the stateless generation: it would
                 // answer `server/discover`.
                 self.refused_initialize = Some(error_message(&error));
-                let params =
-                    generation::discover_params(self.init_params.as_ref().unwrap_or(&Value::Null));
+                let params = self.discover_params();
                 self.send_internal(Purpose::Discover, "server/discover", params, now, out);
                 FromChild::Nothing
             }
-            (Some(Purpose::Discover), outcome) => {
-                let refused = self.refused_initialize.take().unwrap_or_default();
-                let version = self
-                    .init_params
-                    .as_ref()
-                    .map_or(DEFAULT_PROTOCOL_VERSION, |p| {
-                        p["protocolVersion"]
-                            .as_str()
-                            .unwrap_or(DEFAULT_PROTOCOL_VERSION)
-                    });
-                match outcome.map(|found| generation::initialize_result(&found, version)) {
-                    Ok(Some(result)) => {
-                        self.generation = Generation::Stateless;
-                        self.init_result = Some(result);
-                        FromChild::Initialized
-                    }
-                    Ok(None) => FromChild::InitializeFailed(format!(
-                        "refused initialize ({refused}) and speaks no stateless revision this bridge does"
-                    )),
-                    Err(_) => FromChild::InitializeFailed(format!("refused initialize: {refused}")),
-                }
-            }
+            (Some(Purpose::Discover), outcome) => self.handle_discovered(outcome),
             (Some(purpose), Err(error)) => {
                 tracing::debug!(server = %self.name, ?purpose, %error, "the MCP server refused a request of the bridge");
                 FromChild::Nothing
@@ -692,6 +649,65 @@ impl Mux {
                 FromChild::Nothing
             }
         }
+    }
+
+    /// The child's answer to a client call. A session client's call to a
+    /// stateless child may come back `input_required`: its round begins.
+    fn handle_call_answer(
+        &mut self,
+        sent: Sent,
+        outcome: Result<Value, Value>,
+        now: Instant,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        let Some((method, params)) = sent.request else {
+            return self.finish(sent.caller, outcome, out);
+        };
+        let result = match outcome {
+            Ok(result) => result,
+            Err(error) => return self.finish(sent.caller, Err(error), out),
+        };
+        match generation::session_result(result) {
+            Outcome::Complete(result) => self.finish(sent.caller, Ok(result), out),
+            Outcome::InputRequired { requests, state } => {
+                let round = Round {
+                    method,
+                    params,
+                    state,
+                    answers: serde_json::Map::new(),
+                };
+                self.ask_round(sent.caller, round, requests, now, out)
+            }
+        }
+    }
+
+    /// The answer to the `server/discover` asked of a child that refused
+    /// `initialize`: whether it is a stateless child this bridge can speak
+    /// to.
+    fn handle_discovered(&mut self, outcome: Result<Value, Value>) -> FromChild {
+        let refused = self.refused_initialize.take().unwrap_or_default();
+        let version = self
+            .init_params
+            .as_ref()
+            .and_then(|p| p["protocolVersion"].as_str())
+            .unwrap_or(DEFAULT_PROTOCOL_VERSION);
+        match outcome.map(|found| generation::initialize_result(&found, version)) {
+            Ok(Some(result)) => {
+                self.generation = Generation::Stateless;
+                self.init_result = Some(result);
+                FromChild::Initialized
+            }
+            Ok(None) => FromChild::InitializeFailed(format!(
+                "refused initialize ({refused}) and speaks no stateless revision this bridge does"
+            )),
+            Err(_) => FromChild::InitializeFailed(format!("refused initialize: {refused}")),
+        }
+    }
+
+    /// `server/discover` in the envelope of the client the handshake
+    /// speaks for.
+    fn discover_params(&self) -> Value {
+        generation::discover_params(self.init_params.as_ref().unwrap_or(&Value::Null))
     }
 
     /// The child asks a client something (sampling, roots, elicitation):
@@ -900,8 +916,7 @@ impl Mux {
         match self.generation {
             Generation::Session => self.send_internal(Purpose::Ping, "ping", Value::Null, now, out),
             Generation::Stateless => {
-                let params =
-                    generation::discover_params(self.init_params.as_ref().unwrap_or(&Value::Null));
+                let params = self.discover_params();
                 self.send_internal(Purpose::Ping, "server/discover", params, now, out)
             }
         }
@@ -984,13 +999,7 @@ impl Mux {
         out: &mut VecDeque<BridgeOutput>,
     ) {
         if requests.is_empty() {
-            let params = generation::retry_params(&round.params, round.answers, round.state);
-            let call = Call {
-                caller,
-                method: round.method,
-                params,
-            };
-            return self.send(call, now, out);
+            return self.send(retry(caller, round), now, out);
         }
         if self.asks.len() + requests.len() > self.max_in_flight {
             let message = "too many requests waiting for clients; the call's input was refused";
@@ -1085,6 +1094,16 @@ impl Mux {
         let original = std::mem::replace(slot, json!(token));
         self.tokens.insert(token, (client, original));
         Some(token)
+    }
+}
+
+/// A call after its `input_required` round: the client's params with the
+/// answers and the child's state.
+fn retry(caller: Caller, round: Round) -> Call {
+    Call {
+        caller,
+        params: generation::retry_params(&round.params, round.answers, round.state),
+        method: round.method,
     }
 }
 
