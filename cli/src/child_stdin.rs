@@ -2,13 +2,17 @@
 //!
 //! The pipe is non-blocking: a line the pipe takes at once (nearly always:
 //! a pipe holds 64 KiB) is written on the spot, with no hand-over to
-//! another thread and the wake-up that costs on every call. Whatever the
-//! pipe does not take waits, in order, in a bounded queue that a writer
-//! thread of the child drains as the pipe empties. Only that thread ever
-//! closes the pipe, so no thread polls a descriptor another closed.
+//! another thread and the wake-up that costs on every call. The write
+//! happens outside the lock (it wakes the child, which takes a while):
+//! lines that come meanwhile are queued and written by that same thread,
+//! several in one write, before it stops. Whatever the pipe does not take
+//! waits, in order, in a bounded queue that a writer thread of the child
+//! drains as the pipe empties. Only that thread ever closes the pipe, and
+//! never while another writes, so no thread uses a descriptor another
+//! closed.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ChildStdin;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -33,6 +37,9 @@ struct State {
     /// `None` once the writer thread closed it.
     pipe: Option<ChildStdin>,
     queued: VecDeque<u8>,
+    /// A thread writes outside the lock: it writes what is queued
+    /// meanwhile before it stops, and the pipe is not closed under it.
+    writing: bool,
     /// Close once `queued` is written.
     closing: bool,
     /// A write failed (the child is gone): everything is dropped.
@@ -55,6 +62,7 @@ impl Stdin {
             state: Mutex::new(State {
                 pipe: Some(pipe),
                 queued: VecDeque::new(),
+                writing: false,
                 closing: false,
                 broken: false,
             }),
@@ -70,33 +78,69 @@ impl Stdin {
     /// line would only wait for the rest), at once when nothing waits
     /// before it.
     pub fn write_line(&self, line: String) -> Written {
+        let mut line = line.into_bytes();
+        line.push(b'\n');
         let mut state = self.lock();
         if state.closing || state.broken {
             return Written::Taken;
         }
-        let mut line = line.into_bytes();
-        line.push(b'\n');
-        let mut rest: &[u8] = &line;
-        if state.queued.is_empty() {
-            let written = match state.pipe.as_mut() {
-                Some(pipe) => write_now(pipe, &[rest]),
-                None => return Written::Taken,
-            };
+        if state.writing || !state.queued.is_empty() {
+            if state.queued.len() + line.len() > QUEUE_BYTES {
+                return Written::Dropped;
+            }
+            state.queued.extend(&line);
+            if !state.writing {
+                // The pipe was full: the writer thread drains it.
+                self.bell.notify_one();
+            }
+            return Written::Taken;
+        }
+        let Some(fd) = state.pipe.as_ref().map(AsRawFd::as_raw_fd) else {
+            return Written::Taken;
+        };
+        state.writing = true;
+        drop(state);
+        self.write_out(fd, line);
+        Written::Taken
+    }
+
+    /// Writes `batch` without holding the lock, then whatever was queued
+    /// meanwhile, until nothing is left or the pipe is full (the rest is
+    /// then queued first, for the writer thread).
+    fn write_out(&self, fd: RawFd, mut batch: Vec<u8>) {
+        loop {
+            // `writing` is set: the pipe stays open until it is cleared.
+            let written = write_fd(fd, &batch);
+            let mut state = self.lock();
             match written {
-                Ok(n) if n == line.len() => return Written::Taken,
-                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                Ok(n) if n == batch.len() && state.queued.is_empty() => {
+                    state.writing = false;
+                    if state.closing {
+                        self.bell.notify_one();
+                    }
+                    return;
+                }
+                Ok(n) if n == batch.len() => {
+                    batch.clear();
+                    batch.extend(state.queued.drain(..));
+                }
+                Ok(n) => {
+                    let rest = batch.get(n..).unwrap_or_default();
+                    let later = std::mem::take(&mut state.queued);
+                    state.queued.extend(rest);
+                    state.queued.extend(later);
+                    state.writing = false;
+                    self.bell.notify_one();
+                    return;
+                }
                 Err(_) => {
                     state.broken = true;
+                    state.writing = false;
                     self.bell.notify_one();
-                    return Written::Taken;
+                    return;
                 }
             }
-        } else if state.queued.len() + line.len() > QUEUE_BYTES {
-            return Written::Dropped;
         }
-        state.queued.extend(rest);
-        self.bell.notify_one();
-        Written::Taken
     }
 
     /// Closes stdin once what is queued is written.
@@ -110,12 +154,15 @@ impl Stdin {
     pub fn drain(&self) {
         let mut state = self.lock();
         loop {
-            if state.broken || (state.closing && state.queued.is_empty()) {
+            let done = state.broken || (state.closing && state.queued.is_empty());
+            if done && !state.writing {
                 state.pipe = None;
                 state.queued.clear();
                 return;
             }
-            if state.queued.is_empty() {
+            // Another thread writes (it writes the queue too), or there is
+            // nothing to write.
+            if done || state.writing || state.queued.is_empty() {
                 state = self.bell.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
@@ -146,17 +193,36 @@ impl Stdin {
 fn write_now(pipe: &mut ChildStdin, parts: &[&[u8]]) -> io::Result<usize> {
     let mut written = 0;
     for part in parts {
-        let mut part = *part;
-        while !part.is_empty() {
-            match pipe.write(part) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    written += n;
-                    part = part.get(n..).unwrap_or_default();
+        let n = write_fd(pipe.as_raw_fd(), part)?;
+        written += n;
+        if n < part.len() {
+            break;
+        }
+    }
+    Ok(written)
+}
+
+/// Writes as much of `bytes` to the non-blocking `fd` as it takes without
+/// waiting.
+fn write_fd(fd: RawFd, mut bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for reads of its length for the whole
+        // call; the caller keeps `fd` open (see `State::writing`).
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        match usize::try_from(n) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written += n;
+                bytes = bytes.get(n..).unwrap_or_default();
+            }
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(written),
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
         }
     }
@@ -229,6 +295,49 @@ mod tests {
         child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
         writer.join().unwrap();
         assert_eq!(out, expected);
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn lines_from_many_threads_arrive_whole_and_each_thread_in_order() {
+        let (mut child, stdin) = cat();
+        let writer = {
+            let stdin = stdin.clone();
+            std::thread::spawn(move || stdin.drain())
+        };
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            stdout.read_to_string(&mut out).unwrap();
+            out
+        });
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let stdin = stdin.clone();
+                std::thread::spawn(move || {
+                    for n in 0..500 {
+                        let line = format!("{t} {n} {}", "z".repeat(n % 300));
+                        assert_eq!(stdin.write_line(line), Written::Taken);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        stdin.close();
+        let out = reader.join().unwrap();
+        writer.join().unwrap();
+        let mut next = [0usize; 8];
+        for line in out.lines() {
+            let mut parts = line.split(' ');
+            let t: usize = parts.next().unwrap().parse().unwrap();
+            let n: usize = parts.next().unwrap().parse().unwrap();
+            assert_eq!(parts.next().unwrap(), "z".repeat(n % 300), "a whole line");
+            assert_eq!(n, next[t], "thread {t}'s lines in order");
+            next[t] += 1;
+        }
+        assert_eq!(next, [500; 8], "every line arrived");
         child.wait().unwrap();
     }
 

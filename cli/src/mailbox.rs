@@ -49,9 +49,15 @@ pub struct Mailbox<B> {
 
 /// The connection's end: wait on [`Inbox::waiter`], then [`Inbox::take`].
 pub struct Inbox<B: Bell> {
-    queue: Arc<Queue>,
+    queue: Taker,
     waiter: B::Waiter,
 }
+
+/// Takes a connection's outputs without waiting for them: a second handle
+/// on the queue for a runtime that may carry them out on another thread
+/// than the one that waits.
+#[derive(Clone)]
+pub struct Taker(Arc<Queue>);
 
 impl<B: Bell> Mailbox<B> {
     pub fn pair() -> (Mailbox<B>, Inbox<B>) {
@@ -61,7 +67,7 @@ impl<B: Bell> Mailbox<B> {
         });
         let (bell, waiter) = B::pair();
         let inbox = Inbox {
-            queue: queue.clone(),
+            queue: Taker(queue.clone()),
             waiter,
         };
         (Mailbox { queue, bell }, inbox)
@@ -82,10 +88,22 @@ impl<B: Bell> Inbox<B> {
         &self.waiter
     }
 
+    /// Moves every output queued so far, in order, into `into`.
+    pub fn take(&self, into: &mut VecDeque<Output>) {
+        self.queue.take(into);
+    }
+
+    /// Another handle to take this mailbox's outputs.
+    pub fn taker(&self) -> Taker {
+        self.queue.clone()
+    }
+}
+
+impl Taker {
     /// Moves every output queued so far, in order, into `into` (which the
     /// caller empties between calls, so both buffers keep their capacity).
     pub fn take(&self, into: &mut VecDeque<Output>) {
-        let mut items = self.queue.items();
+        let mut items = self.0.items();
         if into.is_empty() {
             std::mem::swap(&mut *items, into);
         } else {

@@ -9,6 +9,7 @@
 //!   client capabilities in `params._meta`. A request naming a version the
 //!   server does not speak gets error -32022 listing the ones it does.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// Revisions reached through the `initialize` handshake, oldest first.
@@ -119,8 +120,47 @@ pub fn parse(line: &str) -> Result<Message, Invalid> {
     }
 }
 
+/// A message as it is written: the fields borrowed, none copied into an
+/// intermediate JSON map (every call and answer through the bridge is
+/// written this way).
+#[derive(Serialize)]
+struct Wire<'a> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a Value>,
+}
+
+impl Wire<'_> {
+    const EMPTY: Wire<'static> = Wire {
+        jsonrpc: "2.0",
+        id: None,
+        method: None,
+        params: None,
+        result: None,
+        error: None,
+    };
+
+    fn line(&self) -> String {
+        // Serializing borrowed JSON values into a string cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 pub fn result(id: &Value, result: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+    Wire {
+        id: Some(id),
+        result: Some(&result),
+        ..Wire::EMPTY
+    }
+    .line()
 }
 
 pub fn error(id: &Value, code: i64, message: &str, data: Option<Value>) -> String {
@@ -128,15 +168,31 @@ pub fn error(id: &Value, code: i64, message: &str, data: Option<Value>) -> Strin
     if let Some(data) = data {
         error["data"] = data;
     }
-    json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string()
+    Wire {
+        id: Some(id),
+        error: Some(&error),
+        ..Wire::EMPTY
+    }
+    .line()
 }
 
 pub fn request(id: &Value, method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+    Wire {
+        id: Some(id),
+        method: Some(method),
+        params: Some(&params),
+        ..Wire::EMPTY
+    }
+    .line()
 }
 
 pub fn notification(method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+    Wire {
+        method: Some(method),
+        params: Some(&params),
+        ..Wire::EMPTY
+    }
+    .line()
 }
 
 /// The version to answer an `initialize` asking for `requested`: the same

@@ -7,6 +7,12 @@
 //! at once (its request is cancelled), while the writer blocks only on its
 //! own client. A connection that upgrades to WebSocket keeps both threads
 //! as the agent link's reader and writer.
+//!
+//! Most answers never wake the writer: the thread that posts them (the
+//! reader, an agent link's reader, a bridged child's reader) writes them
+//! itself when the writer is not busy and the socket takes them whole at
+//! once ([`Conn::write_through`]). The writer is woken for the rest: a
+//! client slow to read, a WebSocket upgrade, pipelined requests.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -19,14 +25,16 @@ use bytes::{Bytes, BytesMut};
 use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_cli::dial::accept_head;
 use mcp_provider_cli::hub::Peer;
+use mcp_provider_cli::mailbox::Taker;
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
-use mcp_provider_core::{too_many_connections, ConnId, Upgrade};
+use mcp_provider_core::{too_many_connections, ConnId, Output, Upgrade};
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
 use crate::link::{self, LinkHalf, LinkMail};
+use crate::now::send_now;
 use crate::shared::{Mail, Shared};
 
 /// Stack of a reader thread: it runs the provider (JSON parsing included).
@@ -42,6 +50,37 @@ struct ConnState {
     upgraded: Option<(Bytes, LinkHalf, Peer)>,
     /// Set once the writer stopped: nothing more will be written.
     writer_done: bool,
+    /// The reader waits for the writer (see [`Conn::wait_while`]).
+    reader_waits: bool,
+}
+
+/// What the writer thread and the threads writing through share: whoever
+/// holds it carries the mailbox's outputs out, in order.
+struct WriteSide {
+    /// Outputs taken from the mailbox and not yet encoded.
+    outputs: VecDeque<Output>,
+    /// Encoded and not yet written: what a write-through could not write.
+    out: BytesMut,
+    /// The backlog bytes of the outputs in `out`.
+    carried: usize,
+    /// Other threads may write: not once the writer stopped or the
+    /// connection became a WebSocket.
+    through: bool,
+}
+
+/// What encoding a batch of outputs came to.
+enum Batch {
+    /// HTTP bytes to write, and the connection's state after them.
+    Http {
+        idle: bool,
+        close: bool,
+        /// Bytes of a next request are buffered, or the peer shut its
+        /// side: once idle, a pump is due to hand on the next request or
+        /// to find the connection done.
+        pump_due: bool,
+    },
+    /// A WebSocket upgrade to accept once the bytes before it are written.
+    Upgrade(Upgrade),
 }
 
 #[derive(Clone)]
@@ -49,6 +88,10 @@ struct Conn {
     id: ConnId,
     shared: Shared,
     state: Arc<(Mutex<ConnState>, Condvar)>,
+    side: Arc<Mutex<WriteSide>>,
+    mail: Taker,
+    backlog: Backlog,
+    stream: Arc<TcpStream>,
 }
 
 impl Conn {
@@ -56,10 +99,75 @@ impl Conn {
         self.state.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn side(&self) -> MutexGuard<'_, WriteSide> {
+        // Encoding or writing cannot leave the side half-changed.
+        self.side.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Wakes the reader waiting for the writer (a response ended, an
     /// upgrade was accepted, the writer stopped).
     fn notify(&self) {
         self.state.1.notify_all();
+    }
+
+    /// Encodes the outputs `side` holds after what it already encoded, up
+    /// to an upgrade.
+    fn encode(&self, side: &mut WriteSide) -> Batch {
+        let mut state = self.lock();
+        while let Some(output) = side.outputs.pop_front() {
+            side.carried += output.backlog_bytes();
+            if let Some(upgrade) = output.encode_http(&mut state.http, &mut side.out) {
+                return Batch::Upgrade(upgrade);
+            }
+        }
+        // Written in a moment: an answer that ended starts the idle
+        // deadline now.
+        state.http.handle_written(Instant::now());
+        Batch::Http {
+            idle: state.http.is_idle(),
+            close: state.http.wants_close(),
+            pump_due: state.http.buffered() > 0 || !state.http.wants_read(),
+        }
+    }
+
+    /// Writes the mailbox's outputs on the calling thread, if the writer
+    /// is not busy and the socket takes them whole without waiting.
+    /// Returns whether that left nothing for the writer thread to do.
+    fn write_through(&self) -> bool {
+        let Ok(mut side) = self.side.try_lock() else {
+            return false;
+        };
+        if !side.through || !side.out.is_empty() || !side.outputs.is_empty() {
+            return false;
+        }
+        self.mail.take(&mut side.outputs);
+        if side.outputs.iter().any(Output::is_upgrade) {
+            return false;
+        }
+        let Batch::Http {
+            idle,
+            close,
+            pump_due,
+        } = self.encode(&mut side)
+        else {
+            return false;
+        };
+        match send_now(&self.stream, &side.out) {
+            Ok(n) if n == side.out.len() => side.out.clear(),
+            Ok(n) => {
+                let _ = side.out.split_to(n);
+                return false;
+            }
+            Err(_) => return false,
+        }
+        let carried = std::mem::take(&mut side.carried);
+        drop(side);
+        self.shared.written(self.id, &self.backlog, carried);
+        if idle && self.lock().reader_waits {
+            self.notify();
+        }
+        // Closing, and pumping, are the writer's.
+        !(close || (idle && pump_due))
     }
 
     /// Waits, up to `limit`, while `blocked` holds.
@@ -75,11 +183,13 @@ impl Conn {
             if left.is_zero() {
                 break;
             }
+            state.reader_waits = true;
             state = match self.state.1.wait_timeout(state, left) {
                 Ok((s, _)) => s,
                 Err(e) => e.into_inner().0,
             };
         }
+        state.reader_waits = false;
         state
     }
 
@@ -194,6 +304,10 @@ impl Refuser {
 fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
     let read_timeout = limits.read_timeout;
     let (attached, mail, backlog) = shared.connect();
+    let Ok(out) = stream.try_clone() else {
+        return;
+    };
+    let _ = out.set_write_timeout(Some(read_timeout));
     let conn = Conn {
         id: attached.id,
         shared: shared.clone(),
@@ -202,18 +316,30 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
                 http: ServerConn::new(limits.http, Instant::now()),
                 upgraded: None,
                 writer_done: false,
+                reader_waits: false,
             }),
             Condvar::new(),
         )),
+        side: Arc::new(Mutex::new(WriteSide {
+            outputs: VecDeque::new(),
+            out: BytesMut::new(),
+            carried: 0,
+            through: true,
+        })),
+        mail: mail.taker(),
+        backlog,
+        stream: Arc::new(out),
     };
-    let writer = stream.try_clone().and_then(|out| {
-        let _ = out.set_write_timeout(Some(read_timeout));
+    let through = conn.clone();
+    mail.waiter()
+        .write_through(Box::new(move || through.write_through()));
+    let writer = {
         let conn = conn.clone();
         std::thread::Builder::new()
             .name("conn-writer".into())
             .stack_size(WRITER_STACK)
-            .spawn(move || write_loop(&conn, out, &mail, &backlog))
-    });
+            .spawn(move || write_loop(&conn, &mail))
+    };
     let writer = match writer {
         Ok(handle) => handle,
         Err(e) => {
@@ -243,6 +369,7 @@ fn read_loop(
     read_timeout: Duration,
 ) -> Option<(Bytes, LinkHalf, Peer)> {
     let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
+    let mut timeout = ReadTimeout::default();
     let upgraded = loop {
         // A full pipeline is not read until the response in progress ends;
         // its peer then waits on TCP.
@@ -254,7 +381,7 @@ fn read_loop(
             None => read_timeout,
         };
         drop(state);
-        let _ = stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        timeout.set(&stream, wait);
         let read = stream.read(&mut buf);
         let mut state = conn.lock();
         if let Some(taken) = take_upgrade(&mut state, &read, &buf) {
@@ -284,6 +411,7 @@ fn read_loop(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                timeout.expired();
                 if state
                     .http
                     .poll_timeout()
@@ -320,6 +448,37 @@ fn read_loop(
     upgraded
 }
 
+/// The socket's read timeout, changed only when a read must end sooner
+/// than it would: each change is a system call, and the wait before every
+/// read is a little shorter than the one before.
+#[derive(Default)]
+struct ReadTimeout {
+    set: Option<Duration>,
+}
+
+impl ReadTimeout {
+    /// Makes the next read end within about `wait`: at most a sixteenth
+    /// of the timeout set late, and the caller checks its deadline again
+    /// when it ends early.
+    fn set(&mut self, stream: &TcpStream, wait: Duration) {
+        let wait = wait.max(Duration::from_millis(1));
+        if self
+            .set
+            .is_some_and(|set| wait >= set - set / 16 && wait <= set)
+        {
+            return;
+        }
+        if stream.set_read_timeout(Some(wait)).is_ok() {
+            self.set = Some(wait);
+        }
+    }
+
+    /// A read timed out: the next wait is set afresh.
+    fn expired(&mut self) {
+        self.set = None;
+    }
+}
+
 /// The link's reading half, once the writer accepted an upgrade, with
 /// what was read past the request (including this read).
 fn take_upgrade(
@@ -336,40 +495,39 @@ fn take_upgrade(
     Some((leftover, half, peer))
 }
 
-/// Writes what the provider answers until the connection ends; after an
-/// accepted upgrade, goes on as the agent link's writer.
-fn write_loop(conn: &Conn, stream: TcpStream, mail: &Mail, backlog: &Backlog) {
+/// Writes what the provider answers, when rung for what the threads
+/// writing through left, until the connection ends; after an accepted
+/// upgrade, goes on as the agent link's writer.
+fn write_loop(conn: &Conn, mail: &Mail) {
     // However this thread ends (a panic included), the reader is woken and
     // the socket shut.
-    let done = WriterDone { conn, stream };
-    let mut out = BytesMut::new();
-    let mut outputs = VecDeque::new();
+    let _done = WriterDone(conn);
+    let mut stream = &*conn.stream;
     while mail.waiter().recv().is_ok() {
-        mail.take(&mut outputs);
-        let mut state = conn.lock();
-        let mut carried = 0;
-        while let Some(output) = outputs.pop_front() {
-            carried += output.backlog_bytes();
-            if let Some(upgrade) = output.encode_http(&mut state.http, &mut out) {
+        let mut side = conn.side();
+        mail.take(&mut side.outputs);
+        let (idle, close) = match conn.encode(&mut side) {
+            Batch::Http { idle, close, .. } => (idle, close),
+            Batch::Upgrade(upgrade) => {
+                side.through = false;
+                let out = std::mem::take(&mut side.out);
                 let link = LinkMail {
                     mail,
-                    backlog,
-                    queued: outputs,
+                    backlog: &conn.backlog,
+                    queued: std::mem::take(&mut side.outputs),
                 };
-                return accept_upgrade(conn, state, &done.stream, &upgrade, out, link);
+                drop(side);
+                return accept_upgrade(conn, stream, &upgrade, out, link);
             }
-        }
-        // Written in a moment: an answer that ended starts the idle
-        // deadline now.
-        state.http.handle_written(Instant::now());
-        let idle = state.http.is_idle();
-        let close = state.http.wants_close();
-        drop(state);
-        if (&done.stream).write_all(&out).is_err() || close {
+        };
+        let written = stream.write_all(&side.out).is_ok();
+        side.out.clear();
+        let carried = std::mem::take(&mut side.carried);
+        drop(side);
+        if !written || close {
             break;
         }
-        out.clear();
-        conn.shared.written(conn.id, backlog, carried);
+        conn.shared.written(conn.id, &conn.backlog, carried);
         if idle {
             // Pipelined requests may be waiting for this answer to end,
             // and the reader for room in the pipeline (or, after EOF, for
@@ -377,7 +535,7 @@ fn write_loop(conn: &Conn, stream: TcpStream, mail: &Mail, backlog: &Backlog) {
             let (_, interim) = conn.pump();
             conn.notify();
             if let Some(interim) = interim {
-                if (&done.stream).write_all(&interim).is_err() {
+                if stream.write_all(&interim).is_err() {
                     break;
                 }
             }
@@ -386,16 +544,14 @@ fn write_loop(conn: &Conn, stream: TcpStream, mail: &Mail, backlog: &Backlog) {
 }
 
 /// Marks the writer stopped and shuts the socket when dropped.
-struct WriterDone<'a> {
-    conn: &'a Conn,
-    stream: TcpStream,
-}
+struct WriterDone<'a>(&'a Conn);
 
 impl Drop for WriterDone<'_> {
     fn drop(&mut self) {
-        self.conn.lock().writer_done = true;
-        self.conn.notify();
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.0.side().through = false;
+        self.0.lock().writer_done = true;
+        self.0.notify();
+        let _ = self.0.stream.shutdown(Shutdown::Both);
     }
 }
 
@@ -404,13 +560,13 @@ impl Drop for WriterDone<'_> {
 /// link's frames.
 fn accept_upgrade(
     conn: &Conn,
-    mut state: MutexGuard<'_, ConnState>,
     mut stream: &TcpStream,
     upgrade: &Upgrade,
     mut out: BytesMut,
     link: LinkMail,
 ) {
     if let Ok((read_half, write_half)) = LinkHalf::pair(stream) {
+        let mut state = conn.lock();
         let leftover = state.http.take_upgrade_bytes();
         state.upgraded = Some((leftover, read_half, Peer::from(upgrade)));
         drop(state);

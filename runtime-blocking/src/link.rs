@@ -26,6 +26,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use mcp_provider_cli::mailbox::Bells;
 
+use crate::now::recv_now;
 use crate::shared::{Mail, Shared, ThreadBell};
 
 /// One side of a link's socket; writes are whole and exclusive.
@@ -71,24 +72,6 @@ impl Read for LinkHalf {
         }
         self.stream.read(buf)
     }
-}
-
-/// A read that returns `WouldBlock` instead of waiting. The socket stays
-/// blocking (its other half writes from another thread): only this one
-/// call does not wait.
-fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole
-    // call, and the descriptor stays open while `stream` is borrowed.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 impl Write for LinkHalf {

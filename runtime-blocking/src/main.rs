@@ -6,6 +6,7 @@ mod echo;
 mod exec;
 mod host;
 mod link;
+mod now;
 mod shared;
 
 use std::process::ExitCode;

@@ -1,8 +1,9 @@
 //! The provider shared by every thread (the hub, with a mailbox per
 //! connection), and the timer thread. No protocol logic lives here.
 
+use std::ops::Deref;
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Condvar};
+use std::sync::{Arc, Condvar, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use mcp_provider_cli::audit::AuditSink;
@@ -10,21 +11,60 @@ use mcp_provider_cli::hub::Hub;
 use mcp_provider_cli::mailbox::{Bell, Inbox};
 use mcp_provider_core::{Config, Provider};
 
-/// Wakes a connection's thread: a channel holding at most one ring.
+/// Wakes a connection's thread: a channel holding at most one ring. A
+/// connection may let the ringing thread write its outputs itself instead
+/// ([`ThreadWaiter::write_through`]); the thread is woken only for what that
+/// left undone.
 #[derive(Clone)]
-pub struct ThreadBell(SyncSender<()>);
+pub struct ThreadBell {
+    tx: SyncSender<()>,
+    through: Arc<OnceLock<WriteThrough>>,
+}
+
+/// Writes a connection's outputs on the calling thread without waiting;
+/// returns whether it left nothing for the connection's own thread.
+pub type WriteThrough = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// What a connection's thread waits on.
+pub struct ThreadWaiter {
+    rx: Receiver<()>,
+    through: Arc<OnceLock<WriteThrough>>,
+}
+
+impl ThreadWaiter {
+    /// Rings from now on first try `through`.
+    pub fn write_through(&self, through: WriteThrough) {
+        let _ = self.through.set(through);
+    }
+}
+
+impl Deref for ThreadWaiter {
+    type Target = Receiver<()>;
+
+    fn deref(&self) -> &Receiver<()> {
+        &self.rx
+    }
+}
 
 impl Bell for ThreadBell {
-    type Waiter = Receiver<()>;
+    type Waiter = ThreadWaiter;
 
-    fn pair() -> (Self, Receiver<()>) {
+    fn pair() -> (Self, ThreadWaiter) {
         let (tx, rx) = mpsc::sync_channel(1);
-        (ThreadBell(tx), rx)
+        let through = Arc::new(OnceLock::new());
+        let waiter = ThreadWaiter {
+            rx,
+            through: through.clone(),
+        };
+        (ThreadBell { tx, through }, waiter)
     }
 
     fn ring(&self) {
+        if self.through.get().is_some_and(|through| through()) {
+            return;
+        }
         // Full: already rung, the thread has not woken yet.
-        let _ = self.0.try_send(());
+        let _ = self.tx.try_send(());
     }
 }
 

@@ -2,15 +2,22 @@
 //! executor, so an answer reaches its connection's task on the same thread
 //! with no hand-over from a reader thread.
 
+use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::process::ChildStdout;
+use std::sync::Arc;
 
 use mcp_provider_cli::bridge::StdoutFeed;
 use mcp_provider_cli::process::READ_CHUNK;
-use smol::io::AsyncReadExt;
+use smol::Async;
+
+use crate::ready::ReadReady;
 
 /// Reads `pipe` in a task of its own until it ends, feeding the bridge.
 pub fn read_stdout(pipe: ChildStdout, mut feed: StdoutFeed) -> std::io::Result<()> {
-    let mut pipe = smol::Async::new(pipe)?;
+    // As a `File`, the pipe can be read through a shared reference.
+    let pipe = Async::new(File::from(OwnedFd::from(pipe)))?;
+    let mut pipe = ReadReady::new(Arc::new(pipe));
     smol::spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
         while let Ok(n @ 1..) = pipe.read(&mut buf).await {

@@ -4,6 +4,7 @@ mod child;
 mod echo;
 mod exec;
 mod host;
+mod ready;
 mod remote;
 mod server;
 

@@ -23,6 +23,8 @@ use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
+
+use crate::ready::{IdleTimer, ReadReady};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -197,26 +199,23 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     let mut out = BytesMut::new();
     let mut outputs = VecDeque::new();
     let mut eof = false;
+    let mut socket = ReadReady::new(stream.clone().into());
+    let mut idle = IdleTimer::new();
     let upgrade = 'conn: loop {
-        let deadline = http.poll_timeout();
+        idle.arm(http.poll_timeout());
         // A connection whose pipeline is full is not read until the
         // response in progress ends; its peer then waits on TCP.
         let reading = !eof && http.wants_read();
         let event = async {
             match reading {
-                true => Event::Read(stream.read(&mut buf).await),
+                true => Event::Read(socket.read(&mut buf).await),
                 false => std::future::pending().await,
             }
         }
         .or(async { Event::Mail(mail.waiter().recv().await.is_ok()) })
         .or(async {
-            match deadline {
-                Some(at) => {
-                    smol::Timer::at(at).await;
-                    Event::TimedOut
-                }
-                None => std::future::pending().await,
-            }
+            idle.fired().await;
+            Event::TimedOut
         })
         .await;
         match event {
@@ -225,6 +224,9 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 // answered.
                 eof = true;
                 http.handle_eof();
+            }
+            Event::TimedOut if http.poll_timeout().is_none_or(|at| at > Instant::now()) => {
+                // The deadline moved on (or went) since the timer was armed.
             }
             Event::Read(Err(_)) | Event::Mail(false) | Event::TimedOut => break None,
             Event::Read(Ok(n)) => http.handle_data(&buf[..n]),

@@ -317,7 +317,7 @@ mod tests {
                 assert_eq!(*c, conn);
                 assert_eq!(
                     response.body,
-                    Body::Full(Bytes::from(r#"{"id":9,"jsonrpc":"2.0","result":{}}"#))
+                    Body::Full(Bytes::from(r#"{"jsonrpc":"2.0","id":9,"result":{}}"#))
                 );
             }
             other => panic!("{other:?}"),

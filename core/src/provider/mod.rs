@@ -129,6 +129,15 @@ impl Output {
         None
     }
 
+    /// Whether this output accepts a WebSocket upgrade: the connection
+    /// stops speaking HTTP after it.
+    pub fn is_upgrade(&self) -> bool {
+        matches!(
+            self,
+            Output::AcceptAgent { .. } | Output::AcceptSocket { .. }
+        )
+    }
+
     /// What an output asks of an agent link: a text frame to send, or to
     /// close with a reason. Outputs for editors ask nothing of a link.
     pub fn into_link(self) -> Option<Result<String, LinkClose>> {
