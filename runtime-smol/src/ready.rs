@@ -35,7 +35,11 @@ where
     /// Reads into `buf`: `Ok(0)` once the source ended.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.drained {
-            self.source.readable().await?;
+            // Not `readable()`: its waker leaves the source when a wait is
+            // dropped (a connection's loop drops one whenever mail comes
+            // first), and the next wait registers it again with a system
+            // call. This one stays until the source is ready.
+            std::future::poll_fn(|cx| self.source.poll_readable(cx)).await?;
         }
         let read = self.source.read_with(|io| (&*io).read(buf)).await;
         self.drained = matches!(read, Ok(n) if n < buf.len());
