@@ -274,13 +274,16 @@ mod tests {
         (child, stdin)
     }
 
+    /// The writer thread of `stdin`.
+    fn drain(stdin: &Arc<Stdin>) -> std::thread::JoinHandle<()> {
+        let stdin = stdin.clone();
+        std::thread::spawn(move || stdin.drain())
+    }
+
     #[test]
     fn lines_the_pipe_cannot_take_at_once_are_written_in_order_as_it_drains() {
         let (mut child, stdin) = cat();
-        let writer = {
-            let stdin = stdin.clone();
-            std::thread::spawn(move || stdin.drain())
-        };
+        let writer = drain(&stdin);
         // Far more than a pipe holds, while nobody reads yet.
         let line = "x".repeat(1000);
         let mut expected = Vec::new();
@@ -301,10 +304,7 @@ mod tests {
     #[test]
     fn lines_from_many_threads_arrive_whole_and_each_thread_in_order() {
         let (mut child, stdin) = cat();
-        let writer = {
-            let stdin = stdin.clone();
-            std::thread::spawn(move || stdin.drain())
-        };
+        let writer = drain(&stdin);
         let mut stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             let mut out = String::new();
@@ -355,10 +355,7 @@ mod tests {
         );
         child.kill().unwrap();
         child.wait().unwrap();
-        let writer = {
-            let stdin = stdin.clone();
-            std::thread::spawn(move || stdin.drain())
-        };
+        let writer = drain(&stdin);
         stdin.write_line("after the end".into());
         stdin.close();
         writer.join().unwrap();
