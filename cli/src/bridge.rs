@@ -349,20 +349,24 @@ pub struct StdoutFeed {
 
 impl StdoutFeed {
     pub fn push(&mut self, bytes: &[u8]) {
-        let mut texts = Vec::new();
-        for line in self.lines.push(bytes) {
-            match line {
-                Line::Text(text) => texts.push(text),
-                Line::TooLong => tracing::warn!(
-                    "an MCP server printed a line longer than {} bytes: dropped",
-                    mcp::MAX_LINE
-                ),
-            }
-        }
-        if !texts.is_empty() {
+        let lines = self.lines.push(bytes);
+        let mut texts = lines
+            .iter()
+            .filter_map(|line| match line {
+                Line::Text(text) => Some(text),
+                Line::TooLong => {
+                    tracing::warn!(
+                        "an MCP server printed a line longer than {} bytes: dropped",
+                        mcp::MAX_LINE
+                    );
+                    None
+                }
+            })
+            .peekable();
+        if texts.peek().is_some() {
             let child = self.child;
             self.bridged.with(|b, now| {
-                for text in &texts {
+                for text in texts {
                     b.handle_child_line(child, text, now);
                 }
             });

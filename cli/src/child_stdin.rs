@@ -174,14 +174,10 @@ impl Stdin {
             // Only this thread closes the pipe, so `fd` stays open here.
             wait_writable(fd, DRAIN_POLL);
             state = self.lock();
-            let State { pipe, queued, .. } = &mut *state;
-            let Some(pipe) = pipe.as_mut() else {
-                continue;
-            };
-            let (front, back) = queued.as_slices();
-            match write_now(pipe, &[front, back]) {
+            let (front, back) = state.queued.as_slices();
+            match write_now(fd, &[front, back]) {
                 Ok(n) => {
-                    queued.drain(..n);
+                    state.queued.drain(..n);
                 }
                 Err(_) => state.broken = true,
             }
@@ -190,10 +186,10 @@ impl Stdin {
 }
 
 /// Writes as much of `parts` as the pipe takes without waiting.
-fn write_now(pipe: &mut ChildStdin, parts: &[&[u8]]) -> io::Result<usize> {
+fn write_now(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
     let mut written = 0;
     for part in parts {
-        let n = write_fd(pipe.as_raw_fd(), part)?;
+        let n = write_fd(fd, part)?;
         written += n;
         if n < part.len() {
             break;

@@ -23,13 +23,13 @@ use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
-
-use crate::ready::{IdleTimer, ReadReady};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
+
+use crate::ready::{IdleTimer, ReadReady};
 
 /// Wakes a connection's task: a channel holding at most one ring.
 #[derive(Clone)]

@@ -19,6 +19,7 @@ use super::rest::rest_answer;
 use super::stateless::stateless_answer;
 use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
 use crate::agent::close::LinkClose;
+use crate::error::Dialect;
 use crate::http::{Request, Response};
 use crate::mcp;
 use crate::provider::{ConnId, Output};
@@ -251,7 +252,17 @@ impl Bridge {
 
     /// Whether a request for `path` is the bridge's.
     pub fn handles(path: &str) -> bool {
-        path == "/mcp" || path.starts_with("/mcp/") || super::rest::handles(path)
+        is_mcp_transport(path) || super::rest::handles(path)
+    }
+
+    /// The shape a refusal of a request for `path` takes: MCP clients
+    /// read one of their transports' as JSON-RPC, the REST API's callers
+    /// like the provider's own routes.
+    pub fn refusal_dialect(path: &str) -> Dialect {
+        match is_mcp_transport(path) {
+            true => Dialect::JsonRpc,
+            false => Dialect::OpenAi,
+        }
     }
 
     /// Every child there is, by id.
@@ -795,6 +806,11 @@ struct Head {
     method: Option<String>,
     #[serde(default)]
     params: Value,
+}
+
+/// Whether `path` is one of the MCP transports (`/mcp/{name}`…).
+fn is_mcp_transport(path: &str) -> bool {
+    path == "/mcp" || path.starts_with("/mcp/")
 }
 
 /// One message as a server-sent event of `kind`, numbered `id`.

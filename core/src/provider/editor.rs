@@ -64,12 +64,7 @@ impl Provider {
                 false
             }
             Err(e) => {
-                // MCP clients read a refusal of `/mcp/…` as JSON-RPC; the
-                // bridge's REST routes answer in the OpenAI shape.
-                let dialect = match request.path().starts_with("/mcp") {
-                    true => crate::error::Dialect::JsonRpc,
-                    false => crate::error::Dialect::OpenAi,
-                };
+                let dialect = crate::bridge::Bridge::refusal_dialect(request.path());
                 self.respond_error(conn, dialect, &e, extra);
                 false
             }
