@@ -62,3 +62,115 @@ pub fn chunk_frames(id: &str, n: u64) -> Vec<String> {
         })
         .collect()
 }
+
+/// The MCP bridge with one shared server whose child the caller plays, one
+/// Streamable HTTP session initialized on it: what one `tools/call` costs
+/// the bridge, from the request's bytes to the answer's.
+pub struct BridgeCall {
+    pub bridge: mcp_provider_core::bridge::Bridge,
+    pub child: mcp_provider_core::bridge::ChildId,
+    session: String,
+    next_id: u64,
+}
+
+impl BridgeCall {
+    /// A bridge whose child answered `initialize`, and a session on it.
+    pub fn new() -> BridgeCall {
+        use mcp_provider_core::bridge::{Bridge, Limits, ServerSpec};
+        let now = Instant::now();
+        let spec = ServerSpec::new("everything", vec!["mcp-server".into()]);
+        let mut call = BridgeCall {
+            bridge: Bridge::new(vec![spec], Limits::default(), [7; 32], now),
+            child: mcp_provider_core::bridge::ChildId(0),
+            session: String::new(),
+            next_id: 1,
+        };
+        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+        call.bridge.handle_request(
+            ConnId(1),
+            Request::new("POST", "/mcp/everything", vec![], init.into()),
+            now,
+        );
+        let asked = call.drain_child().unwrap_or_default();
+        let id =
+            serde_json::from_str::<serde_json::Value>(&asked).unwrap_or_default()["id"].clone();
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-06-18","capabilities":{{"tools":{{}}}},"serverInfo":{{"name":"everything","version":"1"}}}}}}"#
+        );
+        call.bridge.handle_child_line(call.child, &answer, now);
+        while let Some(routed) = call.bridge.poll_output() {
+            if let mcp_provider_core::bridge::Routed::Http(Output::Respond { response, .. }) =
+                routed
+            {
+                call.session = response
+                    .header("mcp-session-id")
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        }
+        call
+    }
+
+    /// The bytes of the next `tools/call` of `echo`, as a client sends them.
+    pub fn request_bytes(&mut self) -> Vec<u8> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"client 3 call {id}"}}}}}}"#
+        );
+        format!(
+            "POST /mcp/everything HTTP/1.1\r\nHost: 127.0.0.1:8788\r\nAuthorization: Bearer sk-local-0123456789abcdef\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             Mcp-Session-Id: {}\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
+            self.session,
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// Carries out the bridge's outputs: a spawn succeeds; the last line
+    /// for the child is returned.
+    pub fn drain_child(&mut self) -> Option<String> {
+        use mcp_provider_core::bridge::{BridgeOutput, Routed};
+        let mut line = None;
+        while let Some(routed) = self.bridge.poll_output() {
+            match routed {
+                Routed::Child {
+                    child,
+                    action: BridgeOutput::Spawn { .. },
+                } => self.bridge.handle_spawned(child, Instant::now()),
+                Routed::Child {
+                    child,
+                    action: BridgeOutput::ToChild(text),
+                } => {
+                    self.child = child;
+                    line = Some(text);
+                }
+                _ => {}
+            }
+        }
+        line
+    }
+}
+
+impl Default for BridgeCall {
+    fn default() -> Self {
+        BridgeCall::new()
+    }
+}
+
+/// The child's answer to `line`, a `tools/call` of `echo`, as
+/// server-everything writes it.
+pub fn echo_answer(line: &str) -> String {
+    let id = line
+        .split_once(r#""id":"#)
+        .map(|(_, rest)| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap_or("0")
+        })
+        .unwrap_or("0");
+    format!(
+        r#"{{"result":{{"content":[{{"type":"text","text":"Echo: client 3 call {id}"}}]}},"jsonrpc":"2.0","id":{id}}}"#
+    )
+}

@@ -1,16 +1,20 @@
 //! The hot path and its parts: agent chunk frame → parse → correlate →
 //! reassemble → editor bytes; HTTP request parsing; rate-limit decisions;
-//! out-of-order reassembly. Also counts heap allocations per chunk.
+//! out-of-order reassembly; one `tools/call` through the MCP bridge. Also
+//! counts heap allocations per chunk and per call.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use mcp_provider_benches::{chunk_frames, open_stream, AGENT};
-use mcp_provider_core::http::{Limits, RequestReader};
+use mcp_provider_benches::{chunk_frames, echo_answer, open_stream, BridgeCall, AGENT};
+use mcp_provider_core::bridge::Routed;
+use mcp_provider_core::http::{Limits, RequestReader, ServerConn};
 use mcp_provider_core::limiter::TokenBucket;
 use mcp_provider_core::reassembly::Reassembler;
+use mcp_provider_core::ConnId;
 
 /// The system allocator, counting allocations.
 struct Counting;
@@ -143,6 +147,55 @@ fn reassembly_out_of_order(c: &mut Criterion) {
     group.finish();
 }
 
+/// One `tools/call` through the MCP bridge's core: the client's request
+/// bytes parsed, the call written for the child, the child's answer read
+/// and the client's answer encoded. Allocations per call are printed.
+fn bridge_call(c: &mut Criterion) {
+    let mut call = BridgeCall::new();
+    let one = |call: &mut BridgeCall, request: &[u8]| {
+        let now = Instant::now();
+        let mut http = ServerConn::new(Limits::default(), now);
+        http.handle_data(request);
+        let Ok(Some(request)) = http.poll_request() else {
+            panic!("the request did not parse");
+        };
+        call.bridge.handle_request(ConnId(9), request, now);
+        let line = call.drain_child().expect("the call reaches the child");
+        call.bridge
+            .handle_child_line(call.child, &echo_answer(&line), now);
+        let mut out = BytesMut::new();
+        while let Some(routed) = call.bridge.poll_output() {
+            if let Routed::Http(output) = routed {
+                output.encode_http(&mut http, &mut out);
+            }
+        }
+        assert!(!out.is_empty(), "the client is answered");
+    };
+    let requests: Vec<Vec<u8>> = (0..2_000).map(|_| call.request_bytes()).collect();
+    for request in &requests[..1_000] {
+        one(&mut call, request);
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for request in &requests[1_000..] {
+        one(&mut call, request);
+    }
+    let per_call = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 1_000.0;
+    println!("bridge/tools_call: {per_call:.1} heap allocations per call");
+    let mut group = c.benchmark_group("bridge");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("tools_call", |b| {
+        b.iter_custom(|iters| {
+            let requests: Vec<Vec<u8>> = (0..iters).map(|_| call.request_bytes()).collect();
+            let start = Instant::now();
+            for request in &requests {
+                one(&mut call, request);
+            }
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let apis = [
         ("openai_sse", "/v1/chat/completions"),
@@ -159,6 +212,7 @@ fn benches(c: &mut Criterion) {
     http_request_parse(c);
     limiter_decision(c);
     reassembly_out_of_order(c);
+    bridge_call(c);
 }
 
 criterion_group! {

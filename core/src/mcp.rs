@@ -9,7 +9,9 @@
 //!   client capabilities in `params._meta`. A request naming a version the
 //!   server does not speak gets error -32022 listing the ones it does.
 
-use serde::Serialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// Revisions reached through the `initialize` handshake, oldest first.
@@ -120,11 +122,59 @@ pub fn parse(line: &str) -> Result<Message, Invalid> {
     }
 }
 
+/// An answer as it came: its numeric id, and its result or error left as
+/// the JSON text it is, nothing built from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub id: u64,
+    pub outcome: Result<&'a RawValue, &'a RawValue>,
+}
+
+/// Reads `line` as an answer under a numeric id, if it is a valid one.
+/// Most lines a server writes are answers to calls, and a bridge passes
+/// their results on as they are: read this way, a result is checked but
+/// never built into a JSON tree. Anything else (`None`: a request, a
+/// notification, a string id, a `null` result, a line that is not
+/// JSON-RPC) is for [`parse`].
+pub fn answer(line: &str) -> Option<Answer<'_>> {
+    #[derive(Deserialize)]
+    struct Fields<'a> {
+        #[serde(default, borrow)]
+        jsonrpc: Option<&'a str>,
+        #[serde(default)]
+        id: Option<u64>,
+        #[serde(default)]
+        method: Option<IgnoredAny>,
+        #[serde(default, borrow)]
+        result: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        error: Option<&'a RawValue>,
+    }
+    // A struct also reads from an array: only an object is a message.
+    if !line.trim_start().starts_with('{') {
+        return None;
+    }
+    let fields: Fields = serde_json::from_str(line).ok()?;
+    if fields.jsonrpc != Some("2.0") || fields.method.is_some() {
+        return None;
+    }
+    let outcome = match (fields.result, fields.error) {
+        (Some(result), None) => Ok(result),
+        (None, Some(error)) => Err(error),
+        _ => return None,
+    };
+    Some(Answer {
+        id: fields.id?,
+        outcome,
+    })
+}
+
 /// A message as it is written: the fields borrowed, none copied into an
 /// intermediate JSON map (every call and answer through the bridge is
-/// written this way).
+/// written this way). A result or error is any JSON: a tree, or the text
+/// of one passed on as it came.
 #[derive(Serialize)]
-struct Wire<'a> {
+struct Wire<'a, R: Serialize + ?Sized = Value> {
     jsonrpc: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a Value>,
@@ -133,20 +183,22 @@ struct Wire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     params: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a Value>,
+    result: Option<&'a R>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a Value>,
+    error: Option<&'a R>,
 }
 
-impl Wire<'_> {
-    const EMPTY: Wire<'static> = Wire {
-        jsonrpc: "2.0",
-        id: None,
-        method: None,
-        params: None,
-        result: None,
-        error: None,
-    };
+impl<R: Serialize + ?Sized> Wire<'_, R> {
+    fn blank() -> Self {
+        Wire {
+            jsonrpc: "2.0",
+            id: None,
+            method: None,
+            params: None,
+            result: None,
+            error: None,
+        }
+    }
 
     fn line(&self) -> String {
         // Serializing borrowed JSON values into a string cannot fail.
@@ -155,10 +207,20 @@ impl Wire<'_> {
 }
 
 pub fn result(id: &Value, result: Value) -> String {
+    response(id, Ok(&result))
+}
+
+/// The answer under `id`: a result, or an error object.
+pub fn response<R: Serialize + ?Sized>(id: &Value, outcome: Result<&R, &R>) -> String {
+    let (result, error) = match outcome {
+        Ok(result) => (Some(result), None),
+        Err(error) => (None, Some(error)),
+    };
     Wire {
         id: Some(id),
-        result: Some(&result),
-        ..Wire::EMPTY
+        result,
+        error,
+        ..Wire::blank()
     }
     .line()
 }
@@ -168,29 +230,24 @@ pub fn error(id: &Value, code: i64, message: &str, data: Option<Value>) -> Strin
     if let Some(data) = data {
         error["data"] = data;
     }
-    Wire {
-        id: Some(id),
-        error: Some(&error),
-        ..Wire::EMPTY
-    }
-    .line()
+    response(id, Err(&error))
 }
 
 pub fn request(id: &Value, method: &str, params: Value) -> String {
-    Wire {
+    Wire::<Value> {
         id: Some(id),
         method: Some(method),
         params: Some(&params),
-        ..Wire::EMPTY
+        ..Wire::blank()
     }
     .line()
 }
 
 pub fn notification(method: &str, params: Value) -> String {
-    Wire {
+    Wire::<Value> {
         method: Some(method),
         params: Some(&params),
-        ..Wire::EMPTY
+        ..Wire::blank()
     }
     .line()
 }
@@ -283,6 +340,45 @@ mod tests {
             Value::Null
         );
         assert_eq!(parse("[1]").unwrap_err().code, INVALID_REQUEST);
+    }
+
+    #[test]
+    fn an_answer_is_read_without_its_result_and_anything_else_is_left_to_parse() {
+        let line =
+            r#"{"result":{"content":[{"type":"text","text":"a\"b"}]},"jsonrpc":"2.0","id":7}"#;
+        let read = answer(line).unwrap();
+        assert_eq!(read.id, 7);
+        assert_eq!(
+            read.outcome.map(RawValue::get).map_err(RawValue::get),
+            Ok(r#"{"content":[{"type":"text","text":"a\"b"}]}"#)
+        );
+        assert_eq!(
+            response(&json!("x"), read.outcome),
+            r#"{"jsonrpc":"2.0","id":"x","result":{"content":[{"type":"text","text":"a\"b"}]}}"#
+        );
+        let error = r#"{"jsonrpc":"2.0","id":8,"error":{"code":1,"message":"no"}}"#;
+        assert_eq!(
+            answer(error)
+                .unwrap()
+                .outcome
+                .map(RawValue::get)
+                .map_err(RawValue::get),
+            Err(r#"{"code":1,"message":"no"}"#)
+        );
+        for other in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
+            r#"{"jsonrpc":"2.0","id":"s","result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"1.0","id":1,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"result":{}}"#,
+            r#"["2.0",1,{}]"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"#,
+        ] {
+            assert!(answer(other).is_none(), "{other}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::generation::{self, Declared, Generation, Outcome, Round};
@@ -507,9 +508,10 @@ impl Mux {
             _ => None,
         });
         match ask.map(|ask| ask.from) {
-            Some(Asker::Child(child_id)) => {
-                out.push_back(BridgeOutput::ToChild(response_line(&child_id, outcome)))
-            }
+            Some(Asker::Child(child_id)) => out.push_back(BridgeOutput::ToChild(mcp::response(
+                &child_id,
+                outcome.as_ref(),
+            ))),
             Some(Asker::Round(round, key)) => self.answer_round(round, key, outcome, route, out),
             None => {
                 tracing::debug!(server = %self.name, %id, "answer to no pending request dropped")
@@ -542,7 +544,7 @@ impl Mux {
             Err(error) => {
                 self.asks.retain(|_, ask| !of_round(ask));
                 if let Some((caller, _)) = self.rounds.remove(&round) {
-                    self.finish(caller, Err(error), out);
+                    self.finish(caller, Err(&error), out);
                 }
                 return;
             }
@@ -556,7 +558,7 @@ impl Mux {
             Route::Queue => self.queue.push_back(call),
             Route::Refuse(reason) => {
                 let error = json!({"code": SERVER_ERROR, "message": reason});
-                self.finish(call.caller, Err(error), out);
+                self.finish(call.caller, Err(&error), out);
             }
         }
     }
@@ -584,6 +586,17 @@ impl Mux {
     ) -> FromChild {
         // Any line is a sign of life.
         self.heard_from = self.next_id;
+        if let Some(answer) = mcp::answer(line) {
+            // A client's call needing no translation: its answer goes on
+            // as the child wrote it, under the client's id.
+            let plain = |sent: &Sent| sent.request.is_none();
+            if self.calls.get(&answer.id).is_some_and(plain) {
+                if let Some(sent) = self.calls.remove(&answer.id) {
+                    self.finish(sent.caller, answer.outcome, out);
+                    return FromChild::Nothing;
+                }
+            }
+        }
         let message = match mcp::parse(line) {
             Ok(message) => message,
             Err(invalid) => {
@@ -661,14 +674,14 @@ impl Mux {
         out: &mut VecDeque<BridgeOutput>,
     ) {
         let Some((method, params)) = sent.request else {
-            return self.finish(sent.caller, outcome, out);
+            return self.finish(sent.caller, outcome.as_ref(), out);
         };
         let result = match outcome {
             Ok(result) => result,
-            Err(error) => return self.finish(sent.caller, Err(error), out),
+            Err(error) => return self.finish(sent.caller, Err(&error), out),
         };
         match generation::session_result(result) {
-            Outcome::Complete(result) => self.finish(sent.caller, Ok(result), out),
+            Outcome::Complete(result) => self.finish(sent.caller, Ok(&result), out),
             Outcome::InputRequired { requests, state } => {
                 let round = Round {
                     method,
@@ -929,7 +942,7 @@ impl Mux {
     pub(crate) fn fail_sent(&mut self, code: i64, message: &str, out: &mut VecDeque<BridgeOutput>) {
         for (_, sent) in std::mem::take(&mut self.calls) {
             let error = json!({"code": code, "message": message});
-            self.finish(sent.caller, Err(error), out);
+            self.finish(sent.caller, Err(&error), out);
         }
         self.internal.clear();
         for (ask, Ask { client, .. }) in std::mem::take(&mut self.asks) {
@@ -939,7 +952,7 @@ impl Mux {
         }
         for (_, (caller, _)) in std::mem::take(&mut self.rounds) {
             let error = json!({"code": code, "message": message});
-            self.finish(caller, Err(error), out);
+            self.finish(caller, Err(&error), out);
         }
     }
 
@@ -952,7 +965,7 @@ impl Mux {
     ) {
         for call in std::mem::take(&mut self.queue) {
             let error = json!({"code": code, "message": message});
-            self.finish(call.caller, Err(error), out);
+            self.finish(call.caller, Err(&error), out);
         }
     }
 
@@ -960,7 +973,7 @@ impl Mux {
         let stateless = self.generation == Generation::Stateless;
         if stateless && call.method == "ping" {
             // The stateless generation has no `ping`: the bridge answers.
-            return self.finish(call.caller, Ok(json!({})), out);
+            return self.finish(call.caller, Ok(&json!({})), out);
         }
         let request = (stateless && !call.caller.enveloped)
             .then(|| (call.method.clone(), call.params.clone()));
@@ -1004,7 +1017,7 @@ impl Mux {
         if self.asks.len() + requests.len() > self.max_in_flight {
             let message = "too many requests waiting for clients; the call's input was refused";
             let error = json!({"code": SERVER_ERROR, "message": message});
-            return self.finish(caller, Err(error), out);
+            return self.finish(caller, Err(&error), out);
         }
         let number = self.next_round;
         self.next_round += 1;
@@ -1049,10 +1062,10 @@ impl Mux {
     }
 
     /// Answers a call that ended and lets go of what it held.
-    fn finish(
+    fn finish<R: Serialize + ?Sized>(
         &mut self,
         caller: Caller,
-        outcome: Result<Value, Value>,
+        outcome: Result<&R, &R>,
         out: &mut VecDeque<BridgeOutput>,
     ) {
         self.forget(&caller);
@@ -1062,7 +1075,7 @@ impl Mux {
         if self.clients.contains(&caller.client) {
             out.push_back(BridgeOutput::ToClient {
                 client: caller.client,
-                message: response_line(&caller.id, outcome),
+                message: mcp::response(&caller.id, outcome),
             });
         }
     }
@@ -1154,12 +1167,6 @@ fn notification_line(method: &str, params: Value) -> String {
 }
 
 /// An answer, its error object passed on whole.
-fn response_line(id: &Value, outcome: Result<Value, Value>) -> String {
-    match outcome {
-        Ok(result) => mcp::result(id, result),
-        Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::chunked::{ChunkedDecoder, ChunkedError};
+use super::headers::Headers;
 
 /// Caps on what one request may make the reader buffer.
 #[derive(Debug, Clone, Copy)]
@@ -89,8 +90,7 @@ pub struct Request {
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    /// Header names lower-cased, in the order received.
-    pub headers: Vec<(String, String)>,
+    headers: Headers,
     pub body: Bytes,
 }
 
@@ -101,20 +101,19 @@ impl Request {
             method: method.to_owned(),
             target: target.to_owned(),
             minor_version: 1,
-            headers: headers
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect(),
+            headers: headers.into_iter().collect(),
             body,
         }
     }
 
     /// First value of a header, by lower-case name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
+    }
+
+    /// The header fields, names lower-cased, in the order received.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
     }
 
     /// The target without its query string.
@@ -254,16 +253,13 @@ impl RequestReader {
             method: parsed.method.unwrap_or_default().to_owned(),
             target: parsed.path.unwrap_or_default().to_owned(),
             minor_version: parsed.version.unwrap_or(1),
-            headers: parsed
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: {
+                let mut headers = Headers::with_capacity(parsed.headers.len(), len);
+                for h in parsed.headers.iter() {
+                    headers.push(h.name, &String::from_utf8_lossy(h.value));
+                }
+                headers
+            },
             body: Bytes::new(),
         };
         self.buf.advance(len);
@@ -329,7 +325,7 @@ impl RequestReader {
 /// Requires exactly one `Host` in HTTP/1.1 (RFC 9112 §3.2) and at most
 /// one in HTTP/1.0: two could name different hosts to two parsers.
 fn check_host(request: Request) -> Result<Request, HttpError> {
-    let hosts = request.headers.iter().filter(|(k, _)| k == "host").count();
+    let hosts = request.headers.all("host").count();
     match (hosts, request.minor_version) {
         (0, 0) | (1, _) => Ok(request),
         (0, _) => Err(HttpError::Malformed("HTTP/1.1 request without Host")),
@@ -356,10 +352,7 @@ fn normalise_target(mut request: Request) -> Result<Request, HttpError> {
         split_absolute(&request.target).ok_or(HttpError::Malformed("invalid request target"))?;
     let authority = authority.to_owned();
     request.target = origin;
-    match request.headers.iter_mut().find(|(k, _)| k == "host") {
-        Some((_, host)) => *host = authority,
-        None => request.headers.push(("host".to_owned(), authority)),
-    }
+    request.headers.set("host", &authority);
     Ok(request)
 }
 
@@ -394,13 +387,10 @@ fn strip_scheme<'a>(target: &'a str, scheme: &str) -> Option<&'a str> {
 /// exactly `chunked` (we decode no other), `Transfer-Encoding` with
 /// `Content-Length`, or in HTTP/1.0 (which has no chunked coding).
 fn framing_of(request: &Request) -> Result<Framing, HttpError> {
-    let mut codings = request
-        .headers
-        .iter()
-        .filter(|(k, _)| k == "transfer-encoding");
+    let mut codings = request.headers.all("transfer-encoding");
     let coding = match (codings.next(), codings.next()) {
         (None, _) => return content_length(request).map(Framing::Length),
-        (Some((_, coding)), None) => coding,
+        (Some(coding), None) => coding,
         (Some(_), Some(_)) => return Err(HttpError::Malformed("more than one transfer-encoding")),
     };
     if request.minor_version == 0 {
@@ -427,9 +417,8 @@ fn framing_of(request: &Request) -> Result<Framing, HttpError> {
 fn content_length(request: &Request) -> Result<usize, HttpError> {
     let values = request
         .headers
-        .iter()
-        .filter(|(k, _)| k == "content-length")
-        .flat_map(|(_, v)| v.split(','));
+        .all("content-length")
+        .flat_map(|v| v.split(','));
     let mut length = None;
     for value in values {
         let n =
