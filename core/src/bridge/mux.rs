@@ -1166,8 +1166,6 @@ fn notification_line(method: &str, params: Value) -> String {
     }
 }
 
-/// An answer, its error object passed on whole.
-
 #[cfg(test)]
 mod tests {
     use super::*;
