@@ -70,35 +70,79 @@ impl Invalid {
     }
 }
 
+/// A field of a message as it was sent, `null` included (an `Option`
+/// alone would read `null` as absent, and `"id": null` is an error where a
+/// missing id makes a notification).
+struct Present<T>(Option<T>);
+
+impl<T> Default for Present<T> {
+    fn default() -> Self {
+        Present(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Present<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(|v| Present(Some(v)))
+    }
+}
+
+/// The members of a message, read in one pass without a map of them.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    jsonrpc: Present<Value>,
+    #[serde(default)]
+    id: Present<Value>,
+    #[serde(default)]
+    method: Present<Value>,
+    #[serde(default)]
+    params: Present<Value>,
+    #[serde(default)]
+    result: Present<Value>,
+    #[serde(default)]
+    error: Present<Value>,
+}
+
 /// Parses one line.
 pub fn parse(line: &str) -> Result<Message, Invalid> {
-    let value: Value = serde_json::from_str(line).map_err(|e| Invalid {
-        id: Value::Null,
-        code: PARSE_ERROR,
-        message: format!("parse error: {e}"),
-    })?;
     let invalid = |id: &Value, message: &str| Invalid {
         id: id.clone(),
         code: INVALID_REQUEST,
         message: message.to_owned(),
     };
-    let Value::Object(mut object) = value else {
-        return Err(invalid(&Value::Null, "a message must be a JSON object"));
+    // A struct also reads from an array: only an object is a message.
+    let object = line.trim_start().starts_with('{');
+    let envelope = match serde_json::from_str::<Envelope>(line) {
+        Ok(envelope) if object => envelope,
+        // Why it is not a message: not JSON, not an object, or a member
+        // given twice.
+        _ => {
+            return Err(match serde_json::from_str::<Value>(line) {
+                Err(e) => Invalid {
+                    id: Value::Null,
+                    code: PARSE_ERROR,
+                    message: format!("parse error: {e}"),
+                },
+                Ok(Value::Object(_)) => invalid(&Value::Null, "a member appears twice"),
+                Ok(_) => invalid(&Value::Null, "a message must be a JSON object"),
+            })
+        }
     };
-    let id = object.remove("id");
+    let id = envelope.id.0;
     if let Some(id) = &id {
         if !(id.is_string() || id.is_number()) {
             return Err(invalid(&Value::Null, "an id must be a string or a number"));
         }
     }
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if envelope.jsonrpc.0.as_ref().and_then(Value::as_str) != Some("2.0") {
         return Err(invalid(
             id.as_ref().unwrap_or(&Value::Null),
             "jsonrpc must be \"2.0\"",
         ));
     }
-    let params = object.remove("params").unwrap_or(Value::Null);
-    match (object.remove("method"), id) {
+    let params = envelope.params.0.unwrap_or(Value::Null);
+    match (envelope.method.0, id) {
         (Some(Value::String(method)), Some(id)) => Ok(Message::Request { id, method, params }),
         (Some(Value::String(method)), None) => Ok(Message::Notification { method, params }),
         (Some(_), id) => Err(invalid(
@@ -106,7 +150,7 @@ pub fn parse(line: &str) -> Result<Message, Invalid> {
             "method must be a string",
         )),
         (None, Some(id)) => {
-            let outcome = match (object.remove("result"), object.remove("error")) {
+            let outcome = match (envelope.result.0, envelope.error.0) {
                 (Some(result), None) => Ok(result),
                 (None, Some(error)) => Err(error),
                 _ => {
@@ -340,6 +384,22 @@ mod tests {
             Value::Null
         );
         assert_eq!(parse("[1]").unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(parse(r#"["2.0",1,"x"]"#).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(parse("7").unwrap_err().code, INVALID_REQUEST);
+        let twice = parse(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#).unwrap_err();
+        assert_eq!((twice.id, twice.code), (Value::Null, INVALID_REQUEST));
+        let null_id = parse(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).unwrap_err();
+        assert_eq!(
+            null_id.code, INVALID_REQUEST,
+            "a null id is no notification"
+        );
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","id":3,"result":null}"#),
+            Ok(Message::Response {
+                id: json!(3),
+                outcome: Ok(Value::Null)
+            })
+        );
     }
 
     #[test]

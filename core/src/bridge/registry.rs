@@ -596,8 +596,12 @@ impl Bridge {
             session.used = now;
         }
         if matches!(message, mcp::Message::Request { .. }) {
-            let name = self.child_name(child);
-            self.past.entry(name).or_default().calls += 1;
+            let name = self.children.get(&child).map(|c| c.spec().name.as_str());
+            match name.map(|name| (self.past.get_mut(name), name)) {
+                Some((Some(past), _)) => past.calls += 1,
+                Some((None, name)) => self.past.entry(name.to_owned()).or_default().calls += 1,
+                None => {}
+            }
         }
         self.on_child(child, now, |c| {
             c.handle_client_message(client, message, now)
