@@ -18,21 +18,33 @@ pub fn rfc3339(t: SystemTime) -> String {
     s
 }
 
-/// [`rfc3339`] written straight into `out`, for stream lines.
+/// [`rfc3339`] written straight into `out`, for stream lines (one per
+/// Ollama chunk: the digits are placed by hand, as `write!`'s padding cost
+/// more than the rest of the line).
 pub fn write_rfc3339(out: &mut impl fmt::Write, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, day) = civil_from_days(days as i64);
-    // Writing into memory cannot fail.
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    );
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let fields: [(usize, usize, u64); 7] = [
+        (0, 4, y.clamp(0, 9999) as u64),
+        (5, 2, u64::from(m)),
+        (8, 2, u64::from(day)),
+        (11, 2, rem / 3600),
+        (14, 2, rem % 3600 / 60),
+        (17, 2, rem % 60),
+        (20, 6, u64::from(d.subsec_micros())),
+    ];
+    for (at, width, mut value) in fields {
+        for digit in text.iter_mut().skip(at).take(width).rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    // Digits and separators only: always UTF-8. Writing into memory
+    // cannot fail.
+    let _ = out.write_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
@@ -62,5 +74,8 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-21T15:13:00.000042Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000Z");
+        let last =
+            UNIX_EPOCH + Duration::from_secs(253_402_300_799) + Duration::from_micros(999_999);
+        assert_eq!(rfc3339(last), "9999-12-31T23:59:59.999999Z");
     }
 }
