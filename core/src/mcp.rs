@@ -104,6 +104,12 @@ struct Envelope {
     error: Present<Value>,
 }
 
+/// Whether `line` holds a JSON object: a struct also reads from an array,
+/// and only an object is a message.
+fn is_object(line: &str) -> bool {
+    line.trim_start().starts_with('{')
+}
+
 /// Parses one line.
 pub fn parse(line: &str) -> Result<Message, Invalid> {
     let invalid = |id: &Value, message: &str| Invalid {
@@ -111,10 +117,8 @@ pub fn parse(line: &str) -> Result<Message, Invalid> {
         code: INVALID_REQUEST,
         message: message.to_owned(),
     };
-    // A struct also reads from an array: only an object is a message.
-    let object = line.trim_start().starts_with('{');
     let envelope = match serde_json::from_str::<Envelope>(line) {
-        Ok(envelope) if object => envelope,
+        Ok(envelope) if is_object(line) => envelope,
         // Why it is not a message: not JSON, not an object, or a member
         // given twice.
         _ => {
@@ -194,8 +198,7 @@ pub fn answer(line: &str) -> Option<Answer<'_>> {
         #[serde(default, borrow)]
         error: Option<&'a RawValue>,
     }
-    // A struct also reads from an array: only an object is a message.
-    if !line.trim_start().starts_with('{') {
+    if !is_object(line) {
         return None;
     }
     let fields: Fields = serde_json::from_str(line).ok()?;

@@ -596,11 +596,12 @@ impl Bridge {
             session.used = now;
         }
         if matches!(message, mcp::Message::Request { .. }) {
-            let name = self.children.get(&child).map(|c| c.spec().name.as_str());
-            match name.map(|name| (self.past.get_mut(name), name)) {
-                Some((Some(past), _)) => past.calls += 1,
-                Some((None, name)) => self.past.entry(name.to_owned()).or_default().calls += 1,
-                None => {}
+            if let Some(name) = self.children.get(&child).map(|c| c.spec().name.as_str()) {
+                // Looked up before it is inserted: no copy of the name per call.
+                match self.past.get_mut(name) {
+                    Some(past) => past.calls += 1,
+                    None => self.past.entry(name.to_owned()).or_default().calls += 1,
+                }
             }
         }
         self.on_child(child, now, |c| {
