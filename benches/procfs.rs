@@ -4,10 +4,15 @@
 /// A process's resident memory in MB, from `/proc/PID/status` (`field` is
 /// `VmRSS` for now or `VmHWM` for the peak).
 pub fn rss_mb(pid: u32, field: &str) -> Option<f64> {
+    let kb = rss_kb(pid, field)? as f64;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// [`rss_mb`] in kB, as `/proc` has it: for differences smaller than a MB.
+pub fn rss_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some((kb / 1024.0 * 10.0).round() / 10.0)
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// CPU time a process has used, user and system, in seconds: fields 14

@@ -58,24 +58,7 @@ impl Session {
     /// Connects and opens a session: `initialize`, then
     /// `notifications/initialized`.
     pub fn open(target: &Target, client: usize) -> Result<Session, String> {
-        let socket = TcpStream::connect(&target.addr)
-            .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
-        let _ = socket.set_nodelay(true);
-        socket
-            .set_read_timeout(Some(TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let mut s = Session {
-            target: target.clone(),
-            socket,
-            id: String::new(),
-            version: String::new(),
-            next_id: 1,
-            request: Vec::with_capacity(1024),
-            body: String::new(),
-            message: String::new(),
-            read: Vec::with_capacity(16 * 1024),
-            client,
-        };
+        let mut s = Session::connect(target, client)?;
         let answer = s.post(&rpc::initialize(0))?;
         if answer.status != 200 {
             return Err(format!(
@@ -96,6 +79,45 @@ impl Session {
             return Err(format!("notifications/initialized: HTTP {}", answer.status));
         }
         Ok(s)
+    }
+
+    /// A new connection for the session `id` opened earlier (its
+    /// [`Session::id`]) at revision `version`.
+    pub fn resume(
+        target: &Target,
+        client: usize,
+        (id, version): (String, String),
+    ) -> Result<Session, String> {
+        let mut s = Session::connect(target, client)?;
+        s.id = id;
+        s.version = version;
+        Ok(s)
+    }
+
+    /// The session id and revision, to [`Session::resume`] it later.
+    pub fn id(&self) -> (String, String) {
+        (self.id.clone(), self.version.clone())
+    }
+
+    fn connect(target: &Target, client: usize) -> Result<Session, String> {
+        let socket = TcpStream::connect(&target.addr)
+            .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+        let _ = socket.set_nodelay(true);
+        socket
+            .set_read_timeout(Some(TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        Ok(Session {
+            target: target.clone(),
+            socket,
+            id: String::new(),
+            version: String::new(),
+            next_id: 1,
+            request: Vec::with_capacity(1024),
+            body: String::new(),
+            message: String::new(),
+            read: Vec::with_capacity(16 * 1024),
+            client,
+        })
     }
 
     /// Calls a tool and returns its result.

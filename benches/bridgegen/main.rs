@@ -3,14 +3,15 @@
 //! bridged server's `echo` tool back to back, and every answer must echo
 //! that call's own message. `--direct` measures the same calls on the raw
 //! stdio pipe of the same server command, spawned here and shared by C
-//! callers. `--crash` times a killed child's return. One JSON line per
-//! measurement.
+//! callers. `--sessions N` measures what an idle session costs, `--crash`
+//! times a killed child's return. One JSON line per measurement.
 
 mod crash;
 mod direct;
 mod http;
 mod load;
 mod rpc;
+mod sessions;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,8 +45,9 @@ struct Args {
     /// The bridged server's name (requests go to /mcp/NAME).
     #[arg(long, default_value = "everything")]
     server: String,
-    /// Concurrent clients, one measurement each, in this order.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    /// Concurrent clients, one measurement each, in this order (none when
+    /// given no value, e.g. for `--sessions` alone).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1,8,64")]
     clients: Vec<usize>,
     /// Length of each measured window.
     #[arg(long, default_value_t = 5.0)]
@@ -57,6 +59,10 @@ struct Args {
     /// child's (the bridged server's).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// After the load, open this many sessions one after another and leave
+    /// them idle: the time to open one, and the server's RSS per session.
+    #[arg(long, conflicts_with = "direct")]
+    sessions: Option<usize>,
     /// After the load, kill the bridged child and time its return (needs
     /// --server-pid).
     #[arg(long, requires = "server_pid")]
@@ -174,6 +180,24 @@ fn run(args: &Args) -> Result<bool, String> {
                 "client_cpu_us_per_req": cpu(2),
             })
         );
+    }
+    if let (Some(n), Some(target)) = (args.sessions, &target) {
+        let f = sessions::run(target, args.server_pid, n)?;
+        println!(
+            "{}",
+            json!({
+                "runtime": runtime,
+                "measure": "sessions",
+                "sessions": f.sessions,
+                "open_p50_us": round2(f.open_p50_us),
+                "open_p99_us": round2(f.open_p99_us),
+                "rss_kb_per_session": f.rss_kb_per_session.map(round2),
+                "server_rss_mb": f.server_rss_kb.map(|kb| round2(kb as f64 / 1024.0)),
+                "resumed": f.resumed,
+                "resumed_ok": f.resumed_ok,
+            })
+        );
+        clean &= f.resumed_ok == f.resumed;
     }
     if args.crash {
         let (Some(target), Some(pid)) = (&target, args.server_pid) else {
