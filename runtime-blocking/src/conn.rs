@@ -35,12 +35,18 @@ use tungstenite::WebSocket;
 
 use crate::link::{self, LinkHalf, LinkMail};
 use crate::now::send_now;
+use crate::pool::Pool;
 use crate::shared::{Mail, Shared};
 
 /// Stack of a reader thread: it runs the provider (JSON parsing included).
 const READER_STACK: usize = 1024 * 1024;
 /// Stack of a writer thread: it only encodes and writes.
 pub const WRITER_STACK: usize = 128 * 1024;
+
+/// The connections' reader threads, kept for the next connection.
+static READERS: Pool = Pool::new("conn-reader", READER_STACK);
+/// Their writer threads, likewise.
+static WRITERS: Pool = Pool::new("conn-writer", WRITER_STACK);
 
 /// What the reader and writer threads of one connection share.
 struct ConnState {
@@ -243,14 +249,11 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
         // The stream moves into the thread; keep a handle to refuse it if
         // the thread cannot start.
         let spare = stream.try_clone();
-        let spawned = std::thread::Builder::new()
-            .name("conn-reader".into())
-            .stack_size(READER_STACK)
-            .spawn(move || {
-                let _open = admitted;
-                connection(&shared, stream, limits);
-            });
-        if let Err(e) = spawned {
+        let started = READERS.run(move || {
+            let _open = admitted;
+            connection(&shared, stream, limits);
+        });
+        if let Err(e) = started {
             tracing::warn!("cannot start a connection thread: {e}");
             if let Ok(stream) = spare {
                 refuse.refuse(stream);
@@ -335,10 +338,7 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         .write_through(Box::new(move || through.write_through()));
     let writer = {
         let conn = conn.clone();
-        std::thread::Builder::new()
-            .name("conn-writer".into())
-            .stack_size(WRITER_STACK)
-            .spawn(move || write_loop(&conn, &mail))
+        WRITERS.run(move || write_loop(&conn, &mail))
     };
     let writer = match writer {
         Ok(handle) => handle,
@@ -358,7 +358,7 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         link::read_frames(shared, conn.id, ws, peer);
     }
     drop(attached);
-    let _ = writer.join();
+    writer.wait();
 }
 
 /// Reads requests until the connection ends, times out idle, or becomes an

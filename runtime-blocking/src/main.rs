@@ -7,6 +7,7 @@ mod exec;
 mod host;
 mod link;
 mod now;
+mod pool;
 mod shared;
 
 use std::process::ExitCode;
