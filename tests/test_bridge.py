@@ -73,7 +73,8 @@ def test_the_sdk_client_lists_and_calls_tools_through_the_bridge(make_server, mo
     gets the stateless revision, although server-everything speaks only
     the session revisions (the bridge answers from the child's cached
     `initialize` and translates each request and result); `legacy`
-    initializes a session. Either way it gets the child's tools and calls."""
+    initializes a session. Either way it gets the child's tools and calls,
+    resources and prompts."""
     server = bridge_server(make_server, everything())
 
     async def use():
@@ -84,11 +85,27 @@ def test_the_sdk_client_lists_and_calls_tools_through_the_bridge(make_server, mo
             assert {"echo", "get-sum", "trigger-long-running-operation"} <= set(names)
             echoed = await c.call_tool("echo", {"message": "across the bridge"})
             summed = await c.call_tool("get-sum", {"a": 2, "b": 40})
-            return echoed.content[0].text, summed.content[0].text
+            return echoed.content[0].text, summed.content[0].text, await resource_and_prompt(c)
 
-    echoed, summed = run(use())
+    echoed, summed, (document, prompt) = run(use())
     assert echoed == "Echo: across the bridge"
     assert "42" in summed
+    assert document.startswith("# Everything Server")
+    assert "Paris" in prompt
+
+
+ARCHITECTURE = "demo://resource/static/document/architecture.md"
+
+
+async def resource_and_prompt(c):
+    """A listed document resource read, and a prompt with arguments got:
+    their texts."""
+    uris = [str(r.uri) for r in (await c.list_resources()).resources]
+    assert ARCHITECTURE in uris, uris
+    document = (await c.read_resource(ARCHITECTURE)).contents[0].text
+    assert "args-prompt" in [p.name for p in (await c.list_prompts()).prompts]
+    prompt = await c.get_prompt("args-prompt", {"city": "Paris", "state": "Texas"})
+    return document, prompt.messages[0].content.text
 
 
 def test_many_clients_share_one_child_and_get_only_their_own_answers(make_server):
@@ -428,14 +445,17 @@ def test_the_legacy_sse_transport_serves_old_clients(make_server):
                 await session.initialize()
                 names = [t.name for t in (await session.list_tools()).tools]
                 echoed = await session.call_tool("echo", {"message": "over sse"})
+                document, prompt = await resource_and_prompt(session)
                 async with client(server) as modern:
                     other = await modern.call_tool("echo", {"message": "beside it"})
-                return names, echoed.content[0].text, other.content[0].text
+                return names, echoed.content[0].text, other.content[0].text, document, prompt
 
-    names, echoed, other = run(use())
+    names, echoed, other, document, prompt = run(use())
     assert "echo" in names
     assert echoed == "Echo: over sse"
     assert other == "Echo: beside it"
+    assert document.startswith("# Everything Server")
+    assert "Paris" in prompt
 
 
 INSPECTOR = ROOT / "tests" / "inspector" / "node_modules" / ".bin" / "mcp-inspector"
