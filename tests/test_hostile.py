@@ -195,6 +195,43 @@ def test_an_editor_that_never_reads_is_capped_and_others_on_the_link_flow(make_s
         agent.close()
 
 
+def test_an_agent_flooding_many_unread_streams_is_stopped_at_the_servers_total_cap(make_server):
+    """Eight editors that never read, an agent that ignores `pause`: each
+    stream alone stays under its own 16 MB cap, but together they pass the
+    server's 8 MB cap on what waits for readers, so their streams end and
+    memory stays near that cap instead of eight times the per-stream one."""
+    server = make_server("--no-echo-agent", "--set", "max_queued_bytes=8388608")
+    piece = "q" * 16384
+    stop = threading.Event()
+
+    def firehose(invoke, agent):
+        def pump():
+            for i in range(2000):
+                if stop.is_set():
+                    return
+                agent.send({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i, "delta": {"content": piece}})
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    agent = WsAgent(server, ["hose"], firehose)
+    try:
+        server.wait_for_model("hose")
+        idle = rss_mb(server.proc.pid)
+        streams = [open_stream(server, "hose", f"slow {n}") for n in range(8)]
+        cancelled = {agent.wait_for("cancel", timeout=30)["id"] for _ in range(8)}
+        assert len(cancelled) == 8
+        peak = max(rss_mb(server.proc.pid) for _ in range(10))
+        stop.set()
+        assert peak - idle < 64, f"RSS grew {peak - idle:.0f} MB past an 8 MB cap"
+        for s in streams:
+            assert b"output buffers were full" in read_all(s)
+            s.close()
+        assert health(server)[0] < 1.0
+    finally:
+        stop.set()
+        agent.close()
+
+
 def test_a_whole_answer_that_grows_past_the_cap_fails_and_memory_stays_bounded(make_server):
     server = make_server("--no-echo-agent", "--set", "max_output_bytes=4194304")
     piece = "w" * 16384

@@ -74,7 +74,7 @@ pub struct Settings {
     #[serde(default = "default_max_output")]
     pub max_output_bytes: usize,
     /// Bytes waiting for all connections together before new model
-    /// requests get 503.
+    /// requests get 503 and streams whose editors fell behind end.
     #[serde(default = "default_max_queued")]
     pub max_queued_bytes: usize,
     /// Open connections past this are answered 503 and closed; each

@@ -97,6 +97,8 @@ impl<M> Switchboard<M> {
             if self.high.is_empty() {
                 break;
             }
+            self.provider
+                .handle_queued(self.total.load(Ordering::Acquire));
             for (conn, bytes) in std::mem::take(&mut self.high) {
                 self.provider.handle_backlog(conn, bytes);
             }
@@ -131,7 +133,6 @@ impl<M> Switchboard<M> {
         }
     }
 
-    /// Bytes posted to all connections and not yet written.
     /// Posts an output made outside the provider (an answer of the MCP
     /// bridge) to its connection's mailbox, if the connection is open: the
     /// bytes now waiting for it, when past [`crate::backlog::PAUSE_AT`].
@@ -145,6 +146,7 @@ impl<M> Switchboard<M> {
         }
     }
 
+    /// Bytes posted to all connections and not yet written.
     pub fn queued(&self) -> usize {
         self.total.load(Ordering::Acquire)
     }

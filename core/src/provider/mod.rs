@@ -353,9 +353,12 @@ impl Provider {
     /// `conn` has `bytes` posted and not yet written, past
     /// [`crate::backlog::PAUSE_AT`]. An editor that reads slower than its
     /// agent writes gets its answer paused at the agent, and ended with an
-    /// error past `max_output_bytes`; an agent link with more than that
-    /// unread (a few requests with long prompts are normal) gets no new
-    /// requests until it drains.
+    /// error past `max_output_bytes`, or once all connections together
+    /// have more than `max_queued_bytes` waiting (an agent that ignores
+    /// `pause` on many streams at once must not hold the sum of their
+    /// caps); an agent link with more than `max_output_bytes` unread (a
+    /// few requests with long prompts are normal) gets no new requests
+    /// until it drains.
     pub fn handle_backlog(&mut self, conn: ConnId, bytes: usize) {
         if self.links.contains_key(&conn) {
             if bytes > self.config.max_output_bytes {
@@ -366,15 +369,21 @@ impl Provider {
         let Some(&n) = self.by_conn.get(&conn) else {
             return;
         };
-        if bytes > self.config.max_output_bytes {
-            let error = ApiError::agent(format!(
+        let error = if bytes > self.config.max_output_bytes {
+            format!(
                 "The editor read too slowly: more than {} bytes of this answer were waiting for it.",
                 self.config.max_output_bytes
-            ));
-            self.fail(n, error, true);
+            )
+        } else if self.queued > self.config.max_queued_bytes {
+            format!(
+                "The editor read too slowly while the server's output buffers were full: more than {} bytes were waiting for all readers.",
+                self.config.max_queued_bytes
+            )
+        } else {
+            self.pause_answer(n);
             return;
-        }
-        self.pause_answer(n);
+        };
+        self.fail(n, ApiError::agent(error), true);
     }
 
     /// `conn` wrote out what was waiting after a high backlog.

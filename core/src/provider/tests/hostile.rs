@@ -198,6 +198,35 @@ fn an_editor_that_never_reads_ends_its_stream_at_the_output_cap() {
 }
 
 #[test]
+fn streams_end_once_all_readers_together_have_too_much_waiting() {
+    // Each stream is far under its own cap, but the server's total is
+    // past its cap: an agent ignoring `pause` on many streams at once.
+    let mut b = Board::new(|c| c.max_queued_bytes = PAUSE_AT + PAUSE_AT / 2);
+    let (editor, id) = b.stream();
+    b.chunks(&id, 0, (PAUSE_AT / 1000) as u64 + 1, 1000);
+    let kinds: Vec<String> = b.to_agent().iter().map(|f| f["type"].to_string()).collect();
+    assert_eq!(
+        kinds,
+        ["\"pause\""],
+        "under the total cap the answer is paused"
+    );
+    assert!(!b.editor_bytes().contains("output buffers were full"));
+    b.chunks(
+        &id,
+        (PAUSE_AT / 1000) as u64 + 1,
+        (PAUSE_AT / 1000) as u64,
+        1000,
+    );
+    let kinds: Vec<String> = b.to_agent().iter().map(|f| f["type"].to_string()).collect();
+    assert_eq!(kinds, ["\"cancel\""]);
+    assert!(b.editor_bytes().contains("output buffers were full"));
+    let before = editor.bytes();
+    assert!(before < 2 * PAUSE_AT, "{before}");
+    b.chunks(&id, 5000, 100, 1000);
+    assert_eq!(editor.bytes(), before, "later chunks are dropped");
+}
+
+#[test]
 fn an_agent_link_that_does_not_read_gets_no_new_requests() {
     // Nothing is ever written to the agent: its backlog only grows.
     let mut b = Board::new(|c| c.max_output_bytes = 300 * 1024);
