@@ -331,7 +331,13 @@ async fn agent_link(
                     bells.ring();
                     frames = 0;
                     match ready {
-                        Some(next) => next,
+                        Some(next) => {
+                            // A link that always has more to read must not
+                            // keep the editors' tasks from writing what it
+                            // posted.
+                            smol::future::yield_now().await;
+                            next
+                        }
                         None => rx.next().await,
                     }
                 }
