@@ -35,7 +35,7 @@ use tungstenite::WebSocket;
 
 use crate::link::{self, LinkHalf, LinkMail};
 use crate::now::send_now;
-use crate::pool::Pool;
+use crate::pool::{Done, Pool};
 use crate::shared::{Mail, Shared};
 
 /// Stack of a reader thread: it runs the provider (JSON parsing included).
@@ -334,20 +334,17 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         stream: Arc::new(out),
     };
     let through = conn.clone();
-    mail.waiter()
-        .write_through(Box::new(move || through.write_through()));
-    let writer = {
-        let conn = conn.clone();
-        WRITERS.run(move || write_loop(&conn, &mail))
-    };
-    let writer = match writer {
-        Ok(handle) => handle,
-        Err(e) => {
-            tracing::warn!("cannot start a connection writer: {e}");
-            drop(attached);
-            return;
+    let writer = Arc::new(Mutex::new(Writer::Ended));
+    let lazy = Arc::downgrade(&writer);
+    mail.waiter().write_through(Box::new(move || {
+        through.write_through() || {
+            if let Some(writer) = lazy.upgrade() {
+                Writer::start(&writer);
+            }
+            false
         }
-    };
+    }));
+    *lock_writer(&writer) = Writer::Idle(conn.clone(), mail);
     if let Some((leftover, half, peer)) = read_loop(&conn, stream, read_timeout) {
         let ws = WebSocket::from_partially_read(
             half,
@@ -358,7 +355,51 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         link::read_frames(shared, conn.id, ws, peer);
     }
     drop(attached);
-    writer.wait();
+    Writer::end(&writer);
+}
+
+/// A connection's writer thread. It is started the first time a
+/// write-through leaves it something to do (a slow reader, an upgrade, a
+/// pipelined request, a close), so most connections never start one, and
+/// a new connection's first answer waits on no thread start.
+enum Writer {
+    /// Not needed yet: what it will run with.
+    Idle(Conn, Mail),
+    Running(Done),
+    /// The connection ended (or the writer could not start).
+    Ended,
+}
+
+fn lock_writer(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    // Swapping the state cannot panic halfway.
+    writer.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Writer {
+    /// Starts the writer thread if it is not running yet. One that cannot
+    /// start ends the connection, as a writer that stopped would.
+    fn start(writer: &Mutex<Writer>) {
+        let mut writer = lock_writer(writer);
+        let Writer::Idle(conn, mail) = std::mem::replace(&mut *writer, Writer::Ended) else {
+            return;
+        };
+        let failed = conn.clone();
+        match WRITERS.run(move || write_loop(&conn, &mail)) {
+            Ok(done) => *writer = Writer::Running(done),
+            Err(e) => {
+                tracing::warn!("cannot start a connection writer: {e}");
+                drop(WriterDone(&failed));
+            }
+        }
+    }
+
+    /// No writer starts from now on; waits for the one that did.
+    fn end(writer: &Mutex<Writer>) {
+        let ended = std::mem::replace(&mut *lock_writer(writer), Writer::Ended);
+        if let Writer::Running(done) = ended {
+            done.wait();
+        }
+    }
 }
 
 /// Reads requests until the connection ends, times out idle, or becomes an

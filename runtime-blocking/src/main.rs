@@ -18,7 +18,8 @@ struct Blocking;
 
 impl Runtime for Blocking {
     const NAME: &'static str = "mcp-provider-blocking";
-    /// A connection costs two threads (a reader and a writer).
+    /// A connection costs a reader thread, and a writer thread once it
+    /// needs one (a slow reader, an upgrade, pipelining).
     const DEFAULT_MAX_CONNECTIONS: usize = 2048;
     /// The socket and the writer's copy; an agent link adds its two halves.
     const FILES_PER_CONNECTION: usize = 4;
