@@ -452,7 +452,22 @@ impl Provider {
     fn remove(&mut self, n: u64) -> Option<Invocation> {
         let inv = self.invocations.remove(&n)?;
         self.by_conn.remove(&inv.editor);
+        self.prune_timers();
         Some(inv)
+    }
+
+    /// Drops the wake-ups at the front of the timer queue whose
+    /// invocations have ended, so the driver's timer is not armed for
+    /// them: a short answer would otherwise leave one wake-up behind, a
+    /// second later, for nothing. (One further back goes when it reaches
+    /// the front.)
+    fn prune_timers(&mut self) {
+        while let Some(Reverse((_, n))) = self.timers.peek() {
+            if self.invocations.contains_key(n) {
+                break;
+            }
+            self.timers.pop();
+        }
     }
 
     /// Books a finished invocation against its session and rate limits.

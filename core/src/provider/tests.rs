@@ -254,6 +254,27 @@ fn quiet_stream_gets_keepalives_then_idle_timeout() {
     assert_eq!(t.agent_frames(AGENT).last().unwrap()["type"], "cancel");
 }
 
+#[test]
+fn an_answer_that_ended_leaves_no_wake_up_behind() {
+    let mut t = Pair::new(|c| {
+        c.keepalive_interval = Duration::from_secs(1);
+        c.agent_ping_interval = Duration::from_secs(1000);
+    });
+    t.connect_agent(AGENT, register(3600));
+    let before = t.p.poll_timeout();
+    for _ in 0..3 {
+        t.chat(EDITOR, true);
+        let id = t.last_invoke_id(AGENT);
+        assert!(
+            t.p.poll_timeout() < before,
+            "a stream waits for its keep-alive"
+        );
+        t.agent(AGENT, chunk(&id, 0, "a", Some("stop")));
+        assert!(t.editor(EDITOR).2, "the stream ended");
+        assert_eq!(t.p.poll_timeout(), before, "and its keep-alive is gone");
+    }
+}
+
 /// Every order of four chunks (with the duplicates of each) gives the
 /// same bytes.
 #[test]
