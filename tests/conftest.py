@@ -15,6 +15,8 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,30 @@ def live_processes(matches, but=()):
         if state != "Z" and matches(environ, cmdline):
             found.append(int(pid))
     return found
+
+
+def mcp_post(server, path, body, headers=None, method="POST", timeout=30):
+    """A raw request to the bridge with the API key, as an MCP client sends
+    it: (status, headers, parsed JSON body or None)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        server.base + path,
+        data=data,
+        method=method,
+        headers={
+            "Authorization": f"Bearer {API_KEY}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            **(headers or {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, r.headers, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, e.headers, json.loads(raw) if raw else None
 
 
 def with_env(name, value):

@@ -17,8 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
@@ -27,7 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import API_KEY, ROOT, live_processes, with_env
+from conftest import API_KEY, ROOT, live_processes, mcp_post as post, with_env
 
 EVERYTHING = ROOT / "tests" / "node" / "node_modules" / ".bin" / "mcp-server-everything"
 TIMEOUT = 30
@@ -340,29 +338,6 @@ def test_a_killed_child_fails_its_waiting_calls_at_once_and_comes_back(make_serv
     assert waited < 2, waited
     assert again == "Echo: after the crash"
     assert old_child not in marked(mark, but={server.proc.pid})
-
-
-def post(server, path, body, headers=None, method="POST"):
-    """A raw request: (status, headers, parsed JSON body or None)."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        server.base + path,
-        data=data,
-        method=method,
-        headers={
-            "Authorization": f"Bearer {API_KEY}",
-            "Content-Type": "application/json",
-            "Accept": "application/json, text/event-stream",
-            **(headers or {}),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as r:
-            raw = r.read()
-            return r.status, r.headers, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        return e.code, e.headers, json.loads(raw) if raw else None
 
 
 INITIALIZE = {

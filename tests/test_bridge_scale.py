@@ -5,17 +5,14 @@ times mid-call, every waiting call failed at once, the child back each
 time, and no process left behind, orphan or zombie, also for a command
 run through `sh -c` with a background process of its own."""
 
-import json
 import os
 import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 
-from conftest import API_KEY, ROOT, live_processes, with_env
+from conftest import ROOT, live_processes, mcp_post, with_env
 
 WAITING = f"{sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'waiting_server.py'}"
 VERSION = "2025-06-18"
@@ -24,23 +21,8 @@ TIMEOUT = 30
 
 def rpc(server, name, message, session=None):
     """POSTs one JSON-RPC message to /mcp/NAME: (status, headers, body)."""
-    headers = {
-        "Authorization": f"Bearer {API_KEY}",
-        "Content-Type": "application/json",
-        "Accept": "application/json, text/event-stream",
-    }
-    if session:
-        headers.update({"Mcp-Session-Id": session, "MCP-Protocol-Version": VERSION})
-    request = urllib.request.Request(
-        f"{server.base}/mcp/{name}", data=json.dumps(message).encode(), method="POST", headers=headers
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as r:
-            raw = r.read()
-            return r.status, r.headers, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        return e.code, e.headers, json.loads(raw) if raw else None
+    headers = {"Mcp-Session-Id": session, "MCP-Protocol-Version": VERSION} if session else None
+    return mcp_post(server, f"/mcp/{name}", message, headers, timeout=TIMEOUT)
 
 
 def open_session(server, name):
