@@ -189,6 +189,16 @@ def mcp_post(server, path, body, headers=None, method="POST", timeout=30):
         return e.code, e.headers, json.loads(raw) if raw else None
 
 
+def wait_until(check, timeout=10):
+    """Whether `check()` came true within `timeout` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def with_env(name, value):
     """A `live_processes` test: the environment holds NAME=value."""
     needle = f"\0{name}={value}\0".encode()

@@ -25,7 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import API_KEY, ROOT, live_processes, mcp_post as post, with_env
+from conftest import API_KEY, ROOT, live_processes, mcp_post as post, wait_until, with_env
 
 EVERYTHING = ROOT / "tests" / "node" / "node_modules" / ".bin" / "mcp-server-everything"
 TIMEOUT = 30
@@ -54,15 +54,6 @@ def run(coroutine):
 def marked(mark, but=()):
     """Live processes (not zombies) whose environment holds the mark."""
     return live_processes(with_env("BRIDGE_TEST_MARK", mark), but)
-
-
-def wait_until(check, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.mark.parametrize(("mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])

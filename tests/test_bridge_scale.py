@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 
-from conftest import ROOT, live_processes, mcp_post, with_env
+from conftest import ROOT, live_processes, mcp_post, wait_until, with_env
 
 WAITING = f"{sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'waiting_server.py'}"
 VERSION = "2025-06-18"
@@ -93,15 +93,6 @@ def environ(pid):
             return b"\0" + f.read() + b"\0"
     except OSError:
         return b""
-
-
-def wait_until(check, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_a_thousand_sessions_share_one_child_each_answered_as_its_own(make_server, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import API_KEY, WsAgent, http_request
+from conftest import API_KEY, WsAgent, http_request, wait_until
 
 STREAMS = 1000
 CHUNKS = 10
@@ -24,15 +24,6 @@ def proc_status(pid):
         key, _, value = line.partition(":")
         fields[key] = value.split()[0] if value.split() else ""
     return {"threads": int(fields["Threads"]), "rss_kb": int(fields["VmRSS"]), "peak_rss_kb": int(fields["VmHWM"])}
-
-
-def wait_until(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def dechunk(body: bytes) -> bytes:
