@@ -188,7 +188,7 @@ fn run(args: &Args) -> Result<bool, String> {
             json!({
                 "runtime": runtime,
                 "measure": "sessions",
-                "sessions": f.sessions,
+                "sessions": n,
                 "open_p50_us": round2(f.open_p50_us),
                 "open_p99_us": round2(f.open_p99_us),
                 "rss_kb_per_session": f.rss_kb_per_session.map(round2),

@@ -14,7 +14,6 @@ use crate::http::{Session, Target};
 use crate::Caller;
 
 pub struct Figures {
-    pub sessions: usize,
     pub open_p50_us: f64,
     pub open_p99_us: f64,
     /// Server RSS growth over the openings, per session, in kB.
@@ -53,7 +52,6 @@ pub fn run(target: &Target, server_pid: Option<u32>, n: usize) -> Result<Figures
         }
     }
     Ok(Figures {
-        sessions: n,
         open_p50_us: quantile_us(&took_ns, 0.5),
         open_p99_us: quantile_us(&took_ns, 0.99),
         rss_kb_per_session: before

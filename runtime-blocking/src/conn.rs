@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -333,18 +333,18 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         backlog,
         stream: Arc::new(out),
     };
-    let through = conn.clone();
-    let writer = Arc::new(Mutex::new(Writer::Ended));
-    let lazy = Arc::downgrade(&writer);
-    mail.waiter().write_through(Box::new(move || {
-        through.write_through() || {
-            if let Some(writer) = lazy.upgrade() {
-                Writer::start(&writer);
+    let writer = Arc::new_cyclic(|lazy: &Weak<Mutex<Writer>>| {
+        let (through, lazy) = (conn.clone(), lazy.clone());
+        mail.waiter().write_through(Box::new(move || {
+            through.write_through() || {
+                if let Some(writer) = lazy.upgrade() {
+                    Writer::start(&writer);
+                }
+                false
             }
-            false
-        }
-    }));
-    *lock_writer(&writer) = Writer::Idle(conn.clone(), mail);
+        }));
+        Mutex::new(Writer::Idle(conn.clone(), mail))
+    });
     if let Some((leftover, half, peer)) = read_loop(&conn, stream, read_timeout) {
         let ws = WebSocket::from_partially_read(
             half,
