@@ -10,6 +10,7 @@ pub mod stats;
 use std::time::{Instant, SystemTime};
 
 use mcp_provider_core::http::Request;
+use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{Config, ConnId, Output, Provider};
 
 pub const EDITOR: ConnId = ConnId(1);
@@ -18,8 +19,9 @@ pub const AGENT: ConnId = ConnId(2);
 /// A provider with a registered agent and one request waiting on it, in
 /// the API at `path` (`/v1/chat/completions`, `/api/chat`,
 /// `/v1/responses`, `/v1/messages`), streaming.
-/// Returns the provider and the invoke id the agent must answer.
-pub fn open_stream(path: &str) -> (Provider, String) {
+/// Returns the provider, the invoke id the agent must answer, and the
+/// editor connection's side of the answer, opened.
+pub fn open_stream(path: &str) -> (Provider, String, Answering) {
     let now = Instant::now();
     let mut p = Provider::new(Config::new(&["k"], "t"), now, SystemTime::now());
     p.open_agent(AGENT, "bench agent");
@@ -41,15 +43,20 @@ pub fn open_stream(path: &str) -> (Provider, String) {
         now,
     );
     let mut id = String::new();
+    let mut answering = Answering::default();
     while let Some(o) = p.poll_output() {
-        if let Output::ToAgent { text, .. } = o {
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if v["type"] == "model_invoke" {
-                id = v["id"].as_str().unwrap_or_default().to_owned();
+        match o {
+            Output::ToAgent { text, .. } => {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if v["type"] == "model_invoke" {
+                    id = v["id"].as_str().unwrap_or_default().to_owned();
+                }
             }
+            Output::Answer { conn, event } => answering.handle(conn, event, |_| {}),
+            _ => {}
         }
     }
-    (p, id)
+    (p, id, answering)
 }
 
 /// The agent frames for chunks `0..n` of invocation `id`, small deltas.

@@ -1,5 +1,6 @@
 //! The hot path and its parts: agent chunk frame → parse → correlate →
-//! reassemble → editor bytes; HTTP request parsing; rate-limit decisions;
+//! reassemble → editor bytes, and the provider's share of it (what runs
+//! under a runtime's lock: all but the encoding); HTTP request parsing; rate-limit decisions;
 //! out-of-order reassembly; one `tools/call` through the MCP bridge. Also
 //! counts heap allocations per chunk and per call.
 
@@ -14,7 +15,8 @@ use mcp_provider_core::bridge::Routed;
 use mcp_provider_core::http::{Limits, RequestReader, ServerConn};
 use mcp_provider_core::limiter::TokenBucket;
 use mcp_provider_core::reassembly::Reassembler;
-use mcp_provider_core::ConnId;
+use mcp_provider_core::stream::Answering;
+use mcp_provider_core::{ConnId, Output};
 
 /// The system allocator, counting allocations.
 struct Counting;
@@ -43,13 +45,17 @@ static GLOBAL: Counting = Counting;
 /// Heap allocations per chunk in steady state (after a warm-up), printed
 /// beside the timings.
 fn allocations_per_chunk(name: &str, path: &str) {
-    let (mut p, id) = open_stream(path);
+    let (mut p, id, mut answering) = open_stream(path);
     let frames = chunk_frames(&id, 11_000);
     let now = Instant::now();
     let mut feed = |frames: &[String]| {
         for frame in frames {
             p.handle_agent_text(AGENT, frame, now);
-            while p.poll_output().is_some() {}
+            while let Some(o) = p.poll_output() {
+                if let Output::Answer { conn, event } = o {
+                    answering.handle(conn, event, drop);
+                }
+            }
         }
     };
     feed(&frames[..1_000]);
@@ -59,26 +65,43 @@ fn allocations_per_chunk(name: &str, path: &str) {
     println!("chunk_to_editor_bytes/{name}: {per_chunk:.2} heap allocations per chunk");
 }
 
-fn stream(c: &mut Criterion, name: &str, path: &str) {
-    let mut group = c.benchmark_group("chunk_to_editor_bytes");
+/// A chunk frame through the provider and the editor's side of the answer
+/// (`chunk_to_editor_bytes`), or through the provider alone
+/// (`chunk_routing`): the part a runtime runs under its lock.
+fn stream(c: &mut Criterion, name: &str, path: &str, encode: bool) {
+    let group_name = match encode {
+        true => "chunk_to_editor_bytes",
+        false => "chunk_routing",
+    };
+    let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(1));
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            let (mut p, id) = open_stream(path);
+            let (mut p, id, mut answering) = open_stream(path);
             let frames = chunk_frames(&id, iters);
             let now = Instant::now();
-            let start = Instant::now();
+            let mut events = Vec::with_capacity(frames.len());
             let mut bytes = 0usize;
+            let start = Instant::now();
             for frame in &frames {
                 p.handle_agent_text(AGENT, frame, now);
                 while let Some(o) = p.poll_output() {
-                    if let mcp_provider_core::Output::Data { data, .. } = o {
-                        bytes += data.len();
+                    let Output::Answer { conn, event } = o else {
+                        continue;
+                    };
+                    if !encode {
+                        events.push(event);
+                        continue;
                     }
+                    answering.handle(conn, event, |o| {
+                        if let Output::Data { data, .. } = o {
+                            bytes += data.len();
+                        }
+                    });
                 }
             }
             let elapsed = start.elapsed();
-            assert!(bytes > 0 || iters == 0);
+            assert!(bytes > 0 || events.len() as u64 >= iters);
             elapsed
         })
     });
@@ -166,7 +189,7 @@ fn bridge_call(c: &mut Criterion) {
         let mut out = BytesMut::new();
         while let Some(routed) = call.bridge.poll_output() {
             if let Routed::Http(output) = routed {
-                output.encode_http(&mut http, &mut out);
+                output.encode_http(&mut http, &mut Answering::default(), &mut out);
             }
         }
         assert!(!out.is_empty(), "the client is answered");
@@ -204,7 +227,10 @@ fn benches(c: &mut Criterion) {
         ("messages_sse", "/v1/messages"),
     ];
     for (name, path) in apis {
-        stream(c, name, path);
+        stream(c, name, path, true);
+    }
+    for (name, path) in apis {
+        stream(c, name, path, false);
     }
     for (name, path) in apis {
         allocations_per_chunk(name, path);

@@ -30,21 +30,113 @@ pub enum Overflow {
     Bytes(usize),
 }
 
-/// An answer as gathered from the agent's deltas: what a whole body is
-/// written from, and what the last events of a stream repeat.
-#[derive(Debug, Default)]
-pub struct Answer {
-    /// Accumulated text, when `keep_text` is set.
-    pub content: String,
+/// What an answer may hold, and what it used, counted without keeping
+/// anything: the router runs one per answer in flight to enforce the caps
+/// and bill the tokens, and the editor side's [`Answer`] runs the same
+/// count beside what it keeps, so both agree on when an answer overflows.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
     keep_text: bool,
     /// Cap on what is kept (text and tool-call arguments), in bytes.
     max_kept: usize,
     kept: usize,
     content_chars: u64,
-    pub tool_calls: Vec<ToolCall>,
-    pub finish_reason: Option<String>,
+    /// The indices of the tool calls seen so far.
+    calls: Vec<u64>,
     reported: Option<Usage>,
     prompt_estimate: u64,
+}
+
+impl Tally {
+    /// `keep_text`: the answer keeps its text (a whole answer, or an API
+    /// whose last events repeat it); `max_kept` bounds what it keeps.
+    pub fn new(keep_text: bool, prompt_estimate: u64, max_kept: usize) -> Self {
+        Tally {
+            keep_text,
+            max_kept,
+            prompt_estimate: prompt_estimate.min(MAX_TOKEN_COUNT),
+            ..Tally::default()
+        }
+    }
+
+    /// Counts `bytes` more kept in memory.
+    fn keep(&mut self, bytes: usize) -> Result<(), Overflow> {
+        self.kept = self.kept.saturating_add(bytes);
+        if self.kept > self.max_kept {
+            return Err(Overflow::Bytes(self.max_kept));
+        }
+        Ok(())
+    }
+
+    fn add_text(&mut self, text: &str) -> Result<(), Overflow> {
+        self.content_chars = self
+            .content_chars
+            .saturating_add(text.chars().count() as u64);
+        if self.keep_text {
+            self.keep(text.len())?;
+        }
+        Ok(())
+    }
+
+    fn add_tool_calls(&mut self, calls: &[ToolCallDelta]) -> Result<(), Overflow> {
+        for (position, call) in calls.iter().enumerate() {
+            let index = delta_index(call, position);
+            if !self.calls.contains(&index) {
+                if self.calls.len() >= MAX_TOOL_CALLS {
+                    return Err(Overflow::ToolCalls);
+                }
+                self.calls.push(index);
+            }
+            let function = call.get("function");
+            let id = call.get("id").and_then(Value::as_str);
+            let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
+            let size = id.map_or(0, str::len)
+                + name.map_or(0, str::len)
+                + delta_arguments(call).map_or(0, |a| a.len());
+            self.keep(size)?;
+        }
+        Ok(())
+    }
+
+    /// Counts one delta; an error when the answer would grow past its caps.
+    pub fn add_delta(&mut self, delta: &Delta) -> Result<(), Overflow> {
+        if let Some(text) = &delta.content {
+            self.add_text(text)?;
+        }
+        if let Some(calls) = &delta.tool_calls {
+            self.add_tool_calls(calls)?;
+        }
+        Ok(())
+    }
+
+    /// The agent's own count, when it sent one, clamped.
+    pub fn report(&mut self, usage: Option<Usage>) {
+        if let Some(u) = usage {
+            self.reported = Some(Usage {
+                prompt_tokens: u.prompt_tokens.min(MAX_TOKEN_COUNT),
+                completion_tokens: u.completion_tokens.min(MAX_TOKEN_COUNT),
+            });
+        }
+    }
+
+    /// (prompt, completion) tokens: reported by the agent, else estimated.
+    pub fn usage(&self) -> (u64, u64) {
+        match self.reported {
+            Some(u) => (u.prompt_tokens, u.completion_tokens),
+            None => (self.prompt_estimate, self.content_chars.div_ceil(4)),
+        }
+    }
+}
+
+/// An answer as gathered from the agent's deltas: what a whole body is
+/// written from, and what the last events of a stream repeat.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// Accumulated text, when the tally keeps text.
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: Option<String>,
+    tally: Tally,
 }
 
 /// A tool call assembled from its deltas (same `index`).
@@ -95,28 +187,19 @@ impl Answer {
     /// `max_kept` bounds what a whole answer gathers in memory.
     pub fn new(keep_text: bool, prompt_estimate: u64, max_kept: usize) -> Self {
         Answer {
-            keep_text,
-            max_kept,
-            prompt_estimate: prompt_estimate.min(MAX_TOKEN_COUNT),
+            tally: Tally::new(keep_text, prompt_estimate, max_kept),
             ..Answer::default()
         }
     }
 
-    /// Counts `bytes` more kept in memory.
-    fn keep(&mut self, bytes: usize) -> Result<(), Overflow> {
-        self.kept = self.kept.saturating_add(bytes);
-        if self.kept > self.max_kept {
-            return Err(Overflow::Bytes(self.max_kept));
-        }
-        Ok(())
+    /// The count this answer starts from, for the router to keep its own.
+    pub fn tally(&self) -> Tally {
+        self.tally.clone()
     }
 
     pub fn add_text(&mut self, text: &str) -> Result<(), Overflow> {
-        self.content_chars = self
-            .content_chars
-            .saturating_add(text.chars().count() as u64);
-        if self.keep_text {
-            self.keep(text.len())?;
+        self.tally.add_text(text)?;
+        if self.tally.keep_text {
             self.content.push_str(text);
         }
         Ok(())
@@ -125,11 +208,11 @@ impl Answer {
     /// Merges tool-call deltas: a delta with a new `index` starts a call,
     /// later ones append to its `arguments`.
     pub fn add_tool_calls(&mut self, calls: &[ToolCallDelta]) -> Result<(), Overflow> {
+        self.tally.add_tool_calls(calls)?;
         for (position, call) in calls.iter().enumerate() {
             let index = delta_index(call, position);
             let at = match self.tool_calls.iter().position(|c| c.index == index) {
                 Some(at) => at,
-                None if self.tool_calls.len() >= MAX_TOOL_CALLS => return Err(Overflow::ToolCalls),
                 None => {
                     self.tool_calls.push(ToolCall {
                         index,
@@ -138,24 +221,17 @@ impl Answer {
                     self.tool_calls.len() - 1
                 }
             };
-            let function = call.get("function");
-            let id = call.get("id").and_then(Value::as_str);
-            let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
-            let arguments = delta_arguments(call);
-            let size = id.map_or(0, str::len)
-                + name.map_or(0, str::len)
-                + arguments.as_ref().map_or(0, |a| a.len());
-            self.keep(size)?;
             let Some(entry) = self.tool_calls.get_mut(at) else {
                 continue;
             };
-            if let Some(id) = id {
+            let function = call.get("function");
+            if let Some(id) = call.get("id").and_then(Value::as_str) {
                 entry.id = id.to_owned();
             }
-            if let Some(name) = name {
+            if let Some(name) = function.and_then(|f| f.get("name")).and_then(Value::as_str) {
                 entry.name.push_str(name);
             }
-            if let Some(arguments) = arguments {
+            if let Some(arguments) = delta_arguments(call) {
                 entry.arguments.push_str(&arguments);
             }
         }
@@ -179,20 +255,12 @@ impl Answer {
             None => "stop",
         };
         self.finish_reason = Some(reason.to_owned());
-        if let Some(u) = usage {
-            self.reported = Some(Usage {
-                prompt_tokens: u.prompt_tokens.min(MAX_TOKEN_COUNT),
-                completion_tokens: u.completion_tokens.min(MAX_TOKEN_COUNT),
-            });
-        }
+        self.tally.report(usage);
     }
 
     /// (prompt, completion) tokens: reported by the agent, else estimated.
     pub fn usage(&self) -> (u64, u64) {
-        match self.reported {
-            Some(u) => (u.prompt_tokens, u.completion_tokens),
-            None => (self.prompt_estimate, self.content_chars.div_ceil(4)),
-        }
+        self.tally.usage()
     }
 
     pub fn tool_calls_openai(&self) -> Vec<Value> {

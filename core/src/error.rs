@@ -180,6 +180,16 @@ impl ApiError {
         };
         value.to_string().into_bytes()
     }
+
+    /// The whole answer: status, body in the dialect, and `Retry-After`
+    /// when the error says when to retry.
+    pub fn response(&self, dialect: Dialect) -> crate::http::Response {
+        let response = crate::http::Response::json(self.status, self.body(dialect));
+        match self.retry_after {
+            Some(secs) => response.with_header("retry-after", secs.to_string()),
+            None => response,
+        }
+    }
 }
 
 #[cfg(test)]

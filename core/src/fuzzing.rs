@@ -63,15 +63,18 @@ pub fn agent_messages(data: &[u8]) {
     let agent = ConnId(1);
     // Whether each editor got its whole answer (`true`) or is waiting.
     let answered = RefCell::new(std::collections::BTreeMap::new());
+    let editor_sides = RefCell::new(crate::stream::EditorSides::default());
     let post = |conn: &ConnId, output: Output| {
-        let done = match &output {
-            Output::Respond { response, .. } => matches!(response.body, Body::Full(_)),
-            Output::End { .. } => true,
-            _ => false,
-        };
-        if done {
-            answered.borrow_mut().insert(*conn, true);
-        }
+        editor_sides.borrow_mut().carry(output, |output| {
+            let done = match &output {
+                Output::Respond { response, .. } => matches!(response.body, Body::Full(_)),
+                Output::End { .. } => true,
+                _ => false,
+            };
+            if done {
+                answered.borrow_mut().insert(*conn, true);
+            }
+        });
     };
     board.attach(agent, agent);
     let register = r#"{"type":"register","agent_id":"f","models":["m"],"allowed_scopes":["inference","embedding"]}"#;

@@ -13,8 +13,9 @@
 //!
 //! A driver owns the sockets. For each editor connection it keeps a
 //! [`http::ServerConn`] that turns bytes into [`http::Request`]s and
-//! encodes responses; one shared [`Provider`] holds sessions, routing and
-//! streams. After every input, drain [`Provider::poll_output`] and carry
+//! encodes responses, and a [`stream::Answering`] that writes the answer
+//! in progress in its API's shape; one shared [`Provider`] holds sessions,
+//! routing and the order of every answer's pieces. After every input, drain [`Provider::poll_output`] and carry
 //! each [`Output`] out: write to the connection it names, send the agent a
 //! frame, accept a WebSocket upgrade. A driver with a task or thread per
 //! connection keeps the provider in a [`switchboard::Switchboard`], which
@@ -33,11 +34,12 @@
 //! ```no_run
 //! use std::time::{Instant, SystemTime};
 //! use bytes::BytesMut;
-//! use mcp_provider_core::{http::ServerConn, Config, ConnId, Output, Provider};
+//! use mcp_provider_core::{http::ServerConn, stream::Answering, Config, ConnId, Output, Provider};
 //!
 //! let mut provider = Provider::new(Config::new(&["key"], "token"), Instant::now(), SystemTime::now());
 //! let conn = ConnId(1);
 //! let mut http = ServerConn::new(provider.http_limits(), Instant::now());
+//! let mut answering = Answering::default();
 //! # let bytes_from_socket: &[u8] = b"";
 //! # fn write_to_socket(_: &[u8]) {}
 //! loop {
@@ -55,14 +57,10 @@
 //!     // 3. Output, until there is none.
 //!     let mut out = BytesMut::new();
 //!     while let Some(output) = provider.poll_output() {
-//!         match output {
-//!             Output::Respond { response, .. } => http.encode_response(&response, &mut out),
-//!             Output::Data { data, .. } => http.encode_data(&data, &mut out),
-//!             Output::End { .. } => http.encode_end(&mut out),
-//!             Output::AcceptAgent { .. } | Output::AcceptSocket { .. } | Output::ToAgent { .. } | Output::CloseAgent { .. } => {
-//!                 // WebSocket work for agent links.
-//!             }
+//!         if let Some(upgrade) = output.encode_http(&mut http, &mut answering, &mut out) {
+//!             // The connection is a WebSocket from now on (answer `101`).
 //!         }
+//!         // Outputs for agent links (`Output::into_link`) encode nothing here.
 //!     }
 //!     write_to_socket(&out);
 //! }
@@ -95,7 +93,7 @@ pub mod tokens;
 
 mod idmap;
 mod provider;
-mod stream;
+pub mod stream;
 
 pub use config::{Approval, Config};
 pub use error::{ApiError, Dialect};

@@ -76,7 +76,8 @@ struct RouteMetrics {
 pub struct Counters {
     /// Pieces of answers relayed from agents, in order.
     pub chunks: u64,
-    /// Body bytes of streamed answers written for editors.
+    /// Bytes of answer text (content and tool-call arguments) relayed to
+    /// editors.
     pub bytes: u64,
     /// Requests refused for a missing or wrong key or token.
     pub auth_failures: u64,
@@ -215,7 +216,7 @@ impl Metrics {
         #[rustfmt::skip]
         let singles: [(&str, &str, &str, u64); 16] = [
             ("mcp_provider_chunks_streamed_total", counter, "Pieces of answers relayed from agents.", c.chunks),
-            ("mcp_provider_bytes_streamed_total", counter, "Body bytes of streamed answers written for editors.", c.bytes),
+            ("mcp_provider_bytes_streamed_total", counter, "Bytes of answer text (content and tool-call arguments) relayed to editors.", c.bytes),
             ("mcp_provider_invocations_total", counter, "Model requests sent to agents.", g.invocations),
             ("mcp_provider_rate_limited_total", counter, "Requests refused with 429.", g.rate_limited),
             ("mcp_provider_timeouts_total", counter, "Answers ended by a timeout.", g.timeouts),

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::http::{Body, Request};
+use crate::stream::EditorSides;
 use crate::{Config, ConnId, Output, Provider};
 
 /// One thing that can happen to a provider with two agents and a few
@@ -151,6 +152,8 @@ struct Sim {
     takeovers: usize,
     revoked: usize,
     resumed: usize,
+    /// The editors' connections, writing their answers.
+    editor_sides: EditorSides,
 }
 
 fn agent_conn(k: u8) -> ConnId {
@@ -181,11 +184,16 @@ impl Sim {
             takeovers: 0,
             revoked: 0,
             resumed: 0,
+            editor_sides: EditorSides::default(),
         }
     }
 
     fn drain(&mut self) {
+        let mut plain = Vec::new();
         while let Some(output) = self.provider.poll_output() {
+            self.editor_sides.carry(output, |o| plain.push(o));
+        }
+        for output in plain {
             match output {
                 Output::Respond { conn, response } => {
                     if conn.0 >= 10_000 && response.status == 200 {

@@ -2,9 +2,14 @@
 //! the request's API (its [`Encoder`]): a stream event by event, or one
 //! whole body at the end.
 //!
-//! The provider feeds it the agent's deltas in order; this is the last step
-//! of the hot path, so stream output is written straight into the caller's
-//! buffer.
+//! This is the editor connection's half of an answer, split from the
+//! provider the way quinn splits a connection from its endpoint: the
+//! provider routes (which agent, in what order the pieces go, when the
+//! answer ends, fails or times out) and posts that as [`AnswerEvent`]s to
+//! the editor's connection; the connection's task or thread writes them in
+//! its API's shape with [`Answering`], outside the provider's lock, so
+//! encoding, the last and largest step of the hot path, runs on as many
+//! cores as there are editors.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,53 +17,72 @@ use bytes::BytesMut;
 use serde_json::Value;
 
 use crate::agent::message::{Delta, Usage};
-use crate::answer::{Answer, Overflow};
+use crate::answer::{Answer, Overflow, Tally};
 use crate::api::{AnswerIds, Encoder, End, ModelRequest, Timings};
 use crate::error::{ApiError, Dialect};
 use crate::http::Response;
+use crate::{ConnId, Output};
 
-pub(crate) struct EditorStream {
+pub struct EditorStream {
     stream: bool,
-    embedding: bool,
     dialect: Dialect,
     encoder: Box<dyn Encoder>,
     answer: Answer,
+    /// Headers decided when the request was admitted (CORS, rate limits):
+    /// on the stream's head, or on the whole answer.
+    headers: Vec<(&'static str, String)>,
     started: Instant,
     first_at: Option<Instant>,
 }
 
+impl std::fmt::Debug for EditorStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EditorStream")
+            .field("stream", &self.stream)
+            .field("dialect", &self.dialect)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EditorStream {
-    /// `max_kept` bounds what an answer gathers in memory.
-    pub fn new(request: &ModelRequest, ids: AnswerIds, now: Instant, max_kept: usize) -> Self {
+    /// `max_kept` bounds what an answer gathers in memory; `headers` go on
+    /// its response.
+    pub fn new(
+        request: &ModelRequest,
+        ids: AnswerIds,
+        now: Instant,
+        max_kept: usize,
+        headers: Vec<(&'static str, String)>,
+    ) -> Self {
         let encoder = request.api.encoder(request, ids);
         let keep_text = !request.stream || encoder.keeps_text();
         EditorStream {
             stream: request.stream,
-            embedding: request.embedding,
             dialect: request.api.dialect(),
             answer: Answer::new(keep_text, request.prompt_tokens, max_kept),
             encoder,
+            headers,
             started: now,
             first_at: None,
         }
+    }
+
+    /// The count the router keeps of this answer: the same caps, the same
+    /// usage.
+    pub fn tally(&self) -> Tally {
+        self.answer.tally()
     }
 
     pub fn is_stream(&self) -> bool {
         self.stream
     }
 
-    pub fn is_embedding(&self) -> bool {
-        self.embedding
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     /// The head of a streamed response and the events that open it.
-    pub fn open(&mut self, out: &mut BytesMut) -> Response {
+    fn open(&mut self, out: &mut BytesMut) -> Response {
         self.encoder.open(out);
-        Response::stream(self.encoder.stream_type())
+        let mut head = Response::stream(self.encoder.stream_type());
+        head.headers.append(&mut self.headers);
+        head
     }
 
     /// What keeps an idle stream open, if its API has anything.
@@ -66,14 +90,9 @@ impl EditorStream {
         self.encoder.keepalive().filter(|_| self.stream)
     }
 
-    /// Tokens used so far (reported or estimated).
-    pub fn usage(&self) -> (u64, u64) {
-        self.answer.usage()
-    }
-
     /// One in-order piece of the answer; an error when the answer would
     /// grow past its caps (nothing is written then).
-    pub fn delta(
+    fn delta(
         &mut self,
         delta: &Delta,
         now: Instant,
@@ -90,7 +109,7 @@ impl EditorStream {
 
     /// The last piece. A stream gets its closing bytes in `out`; a whole
     /// answer is returned as the response.
-    pub fn finish(
+    fn finish(
         &mut self,
         reason: Option<&str>,
         usage: Option<Usage>,
@@ -113,7 +132,7 @@ impl EditorStream {
     }
 
     /// The answer to an embedding request.
-    pub fn embeddings(&self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
+    fn embeddings(&self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
         self.whole(vectors, now, wall)
     }
 
@@ -124,12 +143,21 @@ impl EditorStream {
             wall,
             timings: self.timings(now),
         };
-        Response::json(200, self.encoder.whole(&end).to_string())
+        let mut response = Response::json(200, self.encoder.whole(&end).to_string());
+        response.headers.extend(self.headers.iter().cloned());
+        response
     }
 
-    /// The bytes that end a stream with an error the editor sees.
-    pub fn fail(&mut self, error: &ApiError, out: &mut BytesMut) {
-        self.encoder.fail(error, out);
+    /// The error the editor sees: the last bytes of a stream, or the whole
+    /// answer in its API's error shape.
+    fn fail(&mut self, error: &ApiError, out: &mut BytesMut) -> Option<Response> {
+        if self.stream {
+            self.encoder.fail(error, out);
+            return None;
+        }
+        let mut response = error.response(self.dialect);
+        response.headers.extend(self.headers.iter().cloned());
+        Some(response)
     }
 
     fn timings(&self, now: Instant) -> Timings {
@@ -140,6 +168,165 @@ impl EditorStream {
             prompt_eval: first.saturating_duration_since(self.started),
             eval: now.saturating_duration_since(first),
         }
+    }
+}
+
+/// What the provider posts to an editor connection about its answer, in
+/// order; [`Answering`] writes it.
+#[derive(Debug)]
+pub enum AnswerEvent {
+    /// The answer begins: a stream's head goes out now; a whole answer
+    /// waits for its end.
+    Open(Box<EditorStream>),
+    /// The next piece, in order, stamped with when it arrived.
+    Piece {
+        delta: Delta<'static>,
+        at: Instant,
+        wall: SystemTime,
+    },
+    /// Nothing arrived for a while: the API's keep-alive, if it has one.
+    Keepalive,
+    /// The agent finished.
+    Finish {
+        reason: Option<String>,
+        usage: Option<Usage>,
+        at: Instant,
+        wall: SystemTime,
+    },
+    /// The vectors answering an embedding request.
+    Vectors {
+        vectors: Vec<Value>,
+        at: Instant,
+        wall: SystemTime,
+    },
+    /// The answer ends with this error.
+    Fail(ApiError),
+}
+
+/// What an event's encoding adds besides its text, as the backlog counts
+/// it before it is written: an event's framing and ids, roughly.
+const EVENT_BYTES: usize = 96;
+
+impl AnswerEvent {
+    /// The bytes of answer text (content and tool-call arguments) a piece
+    /// carries.
+    pub fn text_bytes(&self) -> usize {
+        let AnswerEvent::Piece { delta, .. } = self else {
+            return 0;
+        };
+        let calls = delta.tool_calls.iter().flatten();
+        delta.content.as_ref().map_or(0, |c| c.len())
+            + calls
+                .filter_map(crate::answer::delta_arguments)
+                .map(|a| a.len())
+                .sum::<usize>()
+    }
+
+    /// What the event adds to its connection's backlog until written: its
+    /// text and an event's framing (embedding vectors by their numbers).
+    pub fn backlog_bytes(&self) -> usize {
+        let numbers = match self {
+            AnswerEvent::Vectors { vectors, .. } => vectors
+                .iter()
+                .map(|v| v.as_array().map_or(1, Vec::len))
+                .sum::<usize>(),
+            _ => 0,
+        };
+        self.text_bytes() + numbers.saturating_mul(20) + EVENT_BYTES
+    }
+}
+
+/// An editor connection's answer in progress: turns the provider's
+/// [`AnswerEvent`]s into the plain outputs (`Respond`, `Data`, `End`) the
+/// connection writes. Events for an answer that already ended are dropped.
+#[derive(Debug, Default)]
+pub struct Answering {
+    stream: Option<Box<EditorStream>>,
+    scratch: BytesMut,
+}
+
+impl Answering {
+    /// Writes one event for connection `conn`: what it makes goes to
+    /// `emit`, in order.
+    pub fn handle(&mut self, conn: ConnId, event: AnswerEvent, mut emit: impl FnMut(Output)) {
+        if let AnswerEvent::Open(mut stream) = event {
+            if stream.is_stream() {
+                let response = stream.open(&mut self.scratch);
+                emit(Output::Respond { conn, response });
+                self.flush(conn, &mut emit);
+            }
+            self.stream = Some(stream);
+            return;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let whole = match event {
+            AnswerEvent::Open(_) => return,
+            AnswerEvent::Piece { delta, at, wall } => {
+                match stream.delta(&delta, at, wall, &mut self.scratch) {
+                    Ok(()) => return self.flush(conn, &mut emit),
+                    // The provider counts the same caps and fails the
+                    // answer first; should it not, the answer still ends.
+                    Err(e) => stream.fail(&ApiError::agent(e.to_string()), &mut self.scratch),
+                }
+            }
+            AnswerEvent::Keepalive => {
+                if let Some(bytes) = stream.keepalive() {
+                    self.scratch.extend_from_slice(bytes);
+                }
+                return self.flush(conn, &mut emit);
+            }
+            AnswerEvent::Finish {
+                reason,
+                usage,
+                at,
+                wall,
+            } => stream.finish(reason.as_deref(), usage, at, wall, &mut self.scratch),
+            AnswerEvent::Vectors { vectors, at, wall } => {
+                Some(stream.embeddings(&vectors, at, wall))
+            }
+            AnswerEvent::Fail(error) => stream.fail(&error, &mut self.scratch),
+        };
+        self.stream = None;
+        match whole {
+            Some(response) => emit(Output::Respond { conn, response }),
+            None => {
+                self.flush(conn, &mut emit);
+                emit(Output::End { conn });
+            }
+        }
+    }
+
+    fn flush(&mut self, conn: ConnId, emit: &mut impl FnMut(Output)) {
+        if !self.scratch.is_empty() {
+            let data = self.scratch.split().freeze();
+            emit(Output::Data { conn, data });
+        }
+    }
+}
+
+/// The [`Answering`] of every editor connection, for a driver (or a test)
+/// that carries out every connection's outputs in one place.
+#[derive(Debug, Default)]
+pub struct EditorSides(std::collections::HashMap<ConnId, Answering>);
+
+impl EditorSides {
+    /// Hands `output` to `emit` as its connection writes it: an answer's
+    /// events as the plain outputs they make, anything else as it is.
+    pub fn carry(&mut self, output: Output, mut emit: impl FnMut(Output)) {
+        match output {
+            Output::Answer { conn, event } => {
+                let answering = self.0.entry(conn).or_default();
+                answering.handle(conn, event, emit);
+            }
+            plain => emit(plain),
+        }
+    }
+
+    /// Connection `conn` closed: its answer in progress goes.
+    pub fn close(&mut self, conn: ConnId) {
+        self.0.remove(&conn);
     }
 }
 
@@ -171,7 +358,7 @@ mod tests {
             token: "1".into(),
             created: 5,
         };
-        let mut s = EditorStream::new(&req, ids, t0, 1 << 20);
+        let mut s = EditorStream::new(&req, ids, t0, 1 << 20, Vec::new());
         let mut out = BytesMut::new();
         s.delta(
             &Delta {
@@ -225,7 +412,7 @@ mod tests {
             token: "x".into(),
             created: 5,
         };
-        let mut s = EditorStream::new(&req, ids, t0, 1 << 20);
+        let mut s = EditorStream::new(&req, ids, t0, 1 << 20, Vec::new());
         let mut out = BytesMut::new();
         s.delta(
             &Delta {

@@ -29,6 +29,7 @@ use mcp_provider_cli::mailbox::Taker;
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
+use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{too_many_connections, ConnId, Output, Upgrade};
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
@@ -67,6 +68,8 @@ struct WriteSide {
     outputs: VecDeque<Output>,
     /// Encoded and not yet written: what a write-through could not write.
     out: BytesMut,
+    /// The answer in progress, written by whichever thread encodes.
+    answering: Answering,
     /// The backlog bytes of the outputs in `out`.
     carried: usize,
     /// Other threads may write: not once the writer stopped or the
@@ -122,7 +125,8 @@ impl Conn {
         let mut state = self.lock();
         while let Some(output) = side.outputs.pop_front() {
             side.carried += output.backlog_bytes();
-            if let Some(upgrade) = output.encode_http(&mut state.http, &mut side.out) {
+            let answering = &mut side.answering;
+            if let Some(upgrade) = output.encode_http(&mut state.http, answering, &mut side.out) {
                 return Batch::Upgrade(upgrade);
             }
         }
@@ -326,6 +330,7 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         side: Arc::new(Mutex::new(WriteSide {
             outputs: VecDeque::new(),
             out: BytesMut::new(),
+            answering: Answering::default(),
             carried: 0,
             through: true,
         })),

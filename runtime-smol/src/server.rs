@@ -22,6 +22,7 @@ use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
+use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
@@ -195,6 +196,7 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
     let mut http = ServerConn::new(limits.http, Instant::now());
+    let mut answering = Answering::default();
     let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
     let mut out = BytesMut::new();
     let mut outputs = VecDeque::new();
@@ -235,7 +237,7 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 let mut carried = 0;
                 while let Some(output) = outputs.pop_front() {
                     carried += output.backlog_bytes();
-                    if let Some(upgrade) = output.encode_http(&mut http, &mut out) {
+                    if let Some(upgrade) = output.encode_http(&mut http, &mut answering, &mut out) {
                         break 'conn Some(upgrade);
                     }
                 }

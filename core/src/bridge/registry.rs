@@ -51,7 +51,7 @@ pub const KEEPALIVE: Duration = Duration::from_secs(15);
 pub struct ChildId(pub usize);
 
 /// What the driver carries out.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Routed {
     /// An HTTP answer, for the connection it names.
     Http(Output),

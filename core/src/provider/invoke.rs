@@ -14,12 +14,12 @@ use serde::Deserialize;
 use crate::agent::message::{
     to_agent, Delta, ErrorBody, ModelResult, StreamChunk, ToolCallDelta, Usage,
 };
-use crate::answer::MAX_TOOL_CALLS;
+use crate::answer::{Tally, MAX_TOOL_CALLS};
 use crate::api::{AnswerIds, ModelRequest};
 use crate::error::ApiError;
 use crate::reassembly::{Pushed, Reassembler};
 use crate::session::{RouteError, Status};
-use crate::stream::EditorStream;
+use crate::stream::{AnswerEvent, EditorStream};
 use crate::time::unix_seconds;
 use crate::ConnId;
 
@@ -42,11 +42,18 @@ impl Piece<'_> {
     }
 }
 
+/// The provider's side of an answer: where its pieces come from and go,
+/// their order, deadlines and count. The editor's connection writes them
+/// ([`crate::stream::Answering`]).
 pub(super) struct Invocation {
     editor: ConnId,
     agent: ConnId,
     session: String,
-    out: EditorStream,
+    /// Streamed (else answered whole at the end).
+    stream: bool,
+    embedding: bool,
+    /// The answer's size and usage, counted as the editor side counts it.
+    tally: Tally,
     pieces: Reassembler<Piece<'static>>,
     /// Stream idle deadline, or total deadline of a whole answer.
     deadline: Instant,
@@ -54,8 +61,6 @@ pub(super) struct Invocation {
     keepalive_at: Option<Instant>,
     /// Rate-limit bucket to charge used tokens to.
     key: Option<usize>,
-    /// Headers for a whole answer, decided when the request was admitted.
-    headers: Vec<(&'static str, String)>,
     /// The agent was asked to pause this answer (its editor fell behind).
     paused: bool,
     /// Pieces of the answer relayed so far.
@@ -66,12 +71,7 @@ impl Invocation {
     /// What the dashboard shows of an answer in flight: its editor, session,
     /// whether it streams, and the pieces relayed so far.
     pub(super) fn view(&self) -> (ConnId, &str, bool, u64) {
-        (
-            self.editor,
-            &self.session,
-            self.out.is_stream(),
-            self.chunks,
-        )
+        (self.editor, &self.session, self.stream, self.chunks)
     }
 
     fn next_wake(&self) -> Instant {
@@ -169,19 +169,10 @@ impl Provider {
         self.outputs
             .push_back(Output::ToAgent { conn: agent, text });
 
-        let mut out = EditorStream::new(&request, ids, now, self.config.max_output_bytes);
-        let stream = out.is_stream();
+        let out = EditorStream::new(&request, ids, now, self.config.max_output_bytes, extra);
+        let (stream, tally) = (out.is_stream(), out.tally());
         let keepalive = out.keepalive().is_some();
-        // A stream's head (and opening events) go now; a whole answer keeps
-        // the headers (CORS, rate limits) for when it is complete.
-        let headers = if stream {
-            let head = out.open(&mut self.scratch);
-            self.respond(editor, head, extra);
-            self.flush_scratch(editor);
-            Vec::new()
-        } else {
-            extra
-        };
+        self.post(editor, AnswerEvent::Open(Box::new(out)));
         let timeout = if stream {
             self.config.stream_idle_timeout
         } else {
@@ -191,12 +182,13 @@ impl Provider {
             editor,
             agent,
             session: session_id,
-            out,
+            stream,
+            embedding,
+            tally,
             pieces: Reassembler::new(self.config.max_held_chunks),
             deadline: now + timeout,
             keepalive_at: keepalive.then(|| now + self.config.keepalive_interval),
             key,
-            headers,
             paused: false,
             chunks: 0,
         };
@@ -231,7 +223,7 @@ impl Provider {
         let Some(inv) = self.invocations.get_mut(&n) else {
             return;
         };
-        if inv.out.is_embedding() {
+        if inv.embedding {
             let error = ApiError::agent("an embedding request must be answered with model_result");
             self.fail(n, error, true);
             return;
@@ -248,8 +240,8 @@ impl Provider {
         }
     }
 
-    /// Writes `first` (a piece passed straight through) and every held
-    /// piece that is now in order.
+    /// Posts `first` (a piece passed straight through) and every held
+    /// piece that is now in order to the editor.
     fn drain(&mut self, n: u64, first: Option<Piece<'_>>, now: Instant) {
         let wall = self.wall(now);
         let Some(inv) = self.invocations.get_mut(&n) else {
@@ -262,23 +254,32 @@ impl Provider {
         while let Some(piece) = first.take().or_else(|| inv.pieces.pop()) {
             inv.chunks += 1;
             self.metrics.counters.chunks += 1;
-            if let Err(e) = inv.out.delta(&piece.delta, now, wall, &mut self.scratch) {
+            if let Err(e) = inv.tally.add_delta(&piece.delta) {
                 overflow = Some(e);
                 break;
             }
+            let delta = piece.delta.into_owned();
+            let event = AnswerEvent::Piece {
+                delta,
+                at: now,
+                wall,
+            };
+            self.outputs.push_back(Output::Answer {
+                conn: inv.editor,
+                event,
+            });
             if let Some(reason) = piece.finish {
                 finished = Some((reason.into_owned(), piece.usage));
                 break;
             }
         }
-        if inv.out.is_stream() {
+        if inv.stream {
             inv.deadline = now + self.config.stream_idle_timeout;
         }
         if let Some(k) = inv.keepalive_at.as_mut() {
             *k = now + self.config.keepalive_interval;
         }
         let editor = inv.editor;
-        self.flush_scratch(editor);
         if first_answer {
             self.meter_first_chunk(editor, now);
         }
@@ -289,7 +290,7 @@ impl Provider {
                 true,
             );
         } else if let Some((reason, usage)) = finished {
-            self.finish(n, Some(&reason), usage, now);
+            self.finish(n, Some(reason), usage, now);
         }
     }
 
@@ -319,23 +320,25 @@ impl Provider {
     }
 
     /// Completes an invocation normally.
-    fn finish(&mut self, n: u64, reason: Option<&str>, usage: Option<Usage>, now: Instant) {
+    fn finish(&mut self, n: u64, reason: Option<String>, usage: Option<Usage>, now: Instant) {
         let wall = self.wall(now);
         let Some(mut inv) = self.remove(n) else {
             return;
         };
-        let whole = inv.out.finish(reason, usage, now, wall, &mut self.scratch);
-        match whole {
-            Some(response) => {
-                let headers = std::mem::take(&mut inv.headers);
-                self.respond(inv.editor, response, headers);
-            }
-            None => {
-                self.flush_scratch(inv.editor);
-                self.outputs.push_back(Output::End { conn: inv.editor });
-            }
-        }
+        inv.tally.report(usage);
+        let event = AnswerEvent::Finish {
+            reason,
+            usage,
+            at: now,
+            wall,
+        };
+        self.post(inv.editor, event);
         self.settle(&inv, now);
+    }
+
+    /// Posts one step of an answer to its editor.
+    fn post(&mut self, conn: ConnId, event: AnswerEvent) {
+        self.outputs.push_back(Output::Answer { conn, event });
     }
 
     pub(super) fn on_result(&mut self, agent: ConnId, result: ModelResult, now: Instant) {
@@ -353,11 +356,7 @@ impl Provider {
         }
         let result = result.result.unwrap_or(Value::Null);
         let usage: Option<Usage> = result.get("usage").and_then(|u| Usage::deserialize(u).ok());
-        if self
-            .invocations
-            .get(&n)
-            .is_some_and(|inv| inv.out.is_embedding())
-        {
+        if self.invocations.get(&n).is_some_and(|inv| inv.embedding) {
             let vectors: Vec<Value> = result["data"]
                 .as_array()
                 .map(|d| d.iter().map(|e| e["embedding"].clone()).collect())
@@ -371,10 +370,9 @@ impl Provider {
                 return;
             }
             let wall = self.wall(now);
-            if let Some(mut inv) = self.remove(n) {
-                let response = inv.out.embeddings(&vectors, now, wall);
-                let headers = std::mem::take(&mut inv.headers);
-                self.respond(inv.editor, response, headers);
+            if let Some(inv) = self.remove(n) {
+                let at = now;
+                self.post(inv.editor, AnswerEvent::Vectors { vectors, at, wall });
                 self.settle(&inv, now);
             }
             return;
@@ -392,14 +390,21 @@ impl Provider {
         };
         let wall = self.wall(now);
         if let Some(inv) = self.invocations.get_mut(&n) {
-            let written = inv.out.delta(&delta, now, wall, &mut self.scratch);
-            let editor = inv.editor;
-            self.flush_scratch(editor);
-            if let Err(e) = written {
+            if let Err(e) = inv.tally.add_delta(&delta) {
                 return self.fail(n, ApiError::agent(e.to_string()), false);
             }
+            let (conn, delta) = (inv.editor, delta.into_owned());
+            self.post(
+                conn,
+                AnswerEvent::Piece {
+                    delta,
+                    at: now,
+                    wall,
+                },
+            );
         }
-        self.finish(n, choice["finish_reason"].as_str(), usage, now);
+        let reason = choice["finish_reason"].as_str().map(str::to_owned);
+        self.finish(n, reason, usage, now);
     }
 
     pub(super) fn on_agent_error(&mut self, agent: ConnId, id: Option<&str>, error: &ErrorBody) {
@@ -411,18 +416,10 @@ impl Provider {
     /// Ends an invocation with an error the editor sees; `cancel` tells the
     /// agent to stop working on it.
     pub(super) fn fail(&mut self, n: u64, error: ApiError, cancel: bool) {
-        let Some(mut inv) = self.remove(n) else {
+        let Some(inv) = self.remove(n) else {
             return;
         };
-        if inv.out.is_stream() {
-            inv.out.fail(&error, &mut self.scratch);
-            self.flush_scratch(inv.editor);
-            self.outputs.push_back(Output::End { conn: inv.editor });
-        } else {
-            let dialect = inv.out.dialect();
-            let headers = std::mem::take(&mut inv.headers);
-            self.respond_error(inv.editor, dialect, &error, headers);
-        }
+        self.post(inv.editor, AnswerEvent::Fail(error));
         if cancel {
             self.send_cancel(&inv, n);
         }
@@ -472,7 +469,7 @@ impl Provider {
 
     /// Books a finished invocation against its session and rate limits.
     fn settle(&mut self, inv: &Invocation, now: Instant) {
-        let (prompt, completion) = inv.out.usage();
+        let (prompt, completion) = inv.tally.usage();
         self.meter_usage(inv.editor, prompt, completion);
         if let Some(s) = self.sessions.get_mut(&inv.session) {
             s.in_flight = s.in_flight.saturating_sub(1);
@@ -489,7 +486,7 @@ impl Provider {
         };
         if now >= inv.deadline {
             self.stats.timeouts += 1;
-            let what = if inv.out.is_stream() {
+            let what = if inv.stream {
                 "The agent sent nothing for too long"
             } else {
                 "The agent did not answer in time"
@@ -503,13 +500,8 @@ impl Provider {
         }
         if inv.keepalive_at.is_some_and(|k| now >= k) {
             inv.keepalive_at = Some(now + self.config.keepalive_interval);
-            if let Some(bytes) = inv.out.keepalive() {
-                let editor = inv.editor;
-                self.outputs.push_back(Output::Data {
-                    conn: editor,
-                    data: bytes::Bytes::from_static(bytes),
-                });
-            }
+            let editor = inv.editor;
+            self.post(editor, AnswerEvent::Keepalive);
         }
         if let Some(inv) = self.invocations.get(&n) {
             self.timers.push(Reverse((inv.next_wake(), n)));

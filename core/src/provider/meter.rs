@@ -13,6 +13,7 @@ use serde_json::json;
 use super::{Output, Provider};
 use crate::api::routes::label;
 use crate::http::Body;
+use crate::stream::AnswerEvent;
 use crate::ConnId;
 
 /// One request in progress on an editor connection.
@@ -113,6 +114,7 @@ impl Provider {
                 }
             }
             Output::End { conn } => self.meter_end(*conn, now, false),
+            Output::Answer { conn, event } => self.observe_answer(*conn, event),
             Output::AcceptAgent { conn, .. } => {
                 if let Some(m) = self.meters.get_mut(conn) {
                     m.status = Some(101);
@@ -120,6 +122,32 @@ impl Provider {
                 self.meter_end(*conn, now, false);
             }
             Output::AcceptSocket { .. } | Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
+        }
+    }
+
+    /// Notes a step of an answer: a stream's head goes out when it opens,
+    /// a whole answer's when it ends.
+    fn observe_answer(&mut self, conn: ConnId, event: &AnswerEvent) {
+        let now = self.now;
+        let status = match event {
+            AnswerEvent::Open(stream) if stream.is_stream() => 200,
+            AnswerEvent::Finish { .. } | AnswerEvent::Vectors { .. } => 200,
+            AnswerEvent::Fail(error) => error.status,
+            AnswerEvent::Piece { .. } => {
+                self.metrics.counters.bytes += event.text_bytes() as u64;
+                return;
+            }
+            AnswerEvent::Open(_) | AnswerEvent::Keepalive => return,
+        };
+        if let Some(m) = self.meters.get_mut(&conn) {
+            if m.status.is_none() {
+                m.status = Some(status);
+                self.metrics
+                    .first_byte(m.route, now.saturating_duration_since(m.started));
+            }
+        }
+        if !matches!(event, AnswerEvent::Open(_)) {
+            self.meter_end(conn, now, false);
         }
     }
 

@@ -31,6 +31,7 @@ use crate::idmap::IdMap;
 use crate::limiter::TokenBucket;
 use crate::metrics::Metrics;
 use crate::session::Sessions;
+use crate::stream::{AnswerEvent, Answering};
 
 use invoke::Invocation;
 use meter::Meter;
@@ -42,7 +43,7 @@ use meter::Meter;
 pub struct ConnId(pub u64);
 
 /// What the driver must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Output {
     /// Answer the connection's current request. A [`crate::http::Body::Full`]
     /// response completes it; a stream continues with `Data` and `End`.
@@ -51,6 +52,9 @@ pub enum Output {
     Data { conn: ConnId, data: Bytes },
     /// The streamed body is complete.
     End { conn: ConnId },
+    /// The next step of the answer to a model request, written by the
+    /// connection's own [`Answering`] (see [`crate::stream`]).
+    Answer { conn: ConnId, event: AnswerEvent },
     /// Accept the WebSocket upgrade (`key` is `Sec-WebSocket-Key`); the
     /// connection is an agent link from now on.
     AcceptAgent { conn: ConnId, key: String },
@@ -103,6 +107,7 @@ impl Output {
             Output::Respond { conn, .. }
             | Output::Data { conn, .. }
             | Output::End { conn }
+            | Output::Answer { conn, .. }
             | Output::AcceptAgent { conn, .. }
             | Output::AcceptSocket { conn, .. }
             | Output::ToAgent { conn, .. }
@@ -111,11 +116,30 @@ impl Output {
     }
 
     /// Carries out an output on an editor connection: encodes it into
-    /// `out`. An accepted upgrade comes back as its `Sec-WebSocket-Key`:
-    /// the driver answers `101` and the connection is a WebSocket from then
-    /// on, an agent link or a bridge client. Outputs for WebSockets encode
+    /// `out`, an answer's events through the connection's `answering`. An
+    /// accepted upgrade comes back as its `Sec-WebSocket-Key`: the driver
+    /// answers `101` and the connection is a WebSocket from then on, an
+    /// agent link or a bridge client. Outputs for WebSockets encode
     /// nothing.
-    pub fn encode_http(self, http: &mut ServerConn, out: &mut BytesMut) -> Option<Upgrade> {
+    pub fn encode_http(
+        self,
+        http: &mut ServerConn,
+        answering: &mut Answering,
+        out: &mut BytesMut,
+    ) -> Option<Upgrade> {
+        match self {
+            Output::Answer { conn, event } => {
+                answering.handle(conn, event, |plain| {
+                    plain.encode_plain(http, out);
+                });
+                None
+            }
+            plain => plain.encode_plain(http, out),
+        }
+    }
+
+    /// [`Output::encode_http`] of an output that is no answer event.
+    fn encode_plain(self, http: &mut ServerConn, out: &mut BytesMut) -> Option<Upgrade> {
         match self {
             Output::Respond { response, .. } => http.encode_response(&response, out),
             Output::Data { data, .. } => http.encode_data(&data, out),
@@ -124,7 +148,7 @@ impl Output {
             Output::AcceptSocket { key, protocol, .. } => {
                 return Some(Upgrade::Bridge(key, protocol))
             }
-            Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
+            Output::Answer { .. } | Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
         }
         None
     }
@@ -157,6 +181,7 @@ impl Output {
                 crate::http::Body::Stream => 0,
             },
             Output::Data { data, .. } => data.len(),
+            Output::Answer { event, .. } => event.backlog_bytes(),
             Output::ToAgent { text, .. } => text.len(),
             Output::End { .. }
             | Output::AcceptAgent { .. }
@@ -226,8 +251,6 @@ pub struct Provider {
     /// Set by [`Provider::shut_down`]: every new request gets 503.
     shutting_down: bool,
     outputs: VecDeque<Output>,
-    /// Scratch buffer for stream bytes; split off per output.
-    scratch: BytesMut,
     stats: Stats,
     /// The time of the latest call that brought one: outputs are stamped
     /// with it as the driver drains them.
@@ -260,7 +283,6 @@ impl Provider {
             shutting_down: false,
             bridge: None,
             outputs: VecDeque::new(),
-            scratch: BytesMut::new(),
             stats: Stats::default(),
             now,
             meters: IdMap::default(),
@@ -541,19 +563,7 @@ impl Provider {
         error: &ApiError,
         extra: Vec<(&'static str, String)>,
     ) {
-        let mut response = Response::json(error.status, error.body(dialect));
-        if let Some(secs) = error.retry_after {
-            response = response.with_header("retry-after", secs.to_string());
-        }
-        self.respond(conn, response, extra);
-    }
-
-    /// Stream bytes written to the scratch buffer, as one `Data` output.
-    fn flush_scratch(&mut self, conn: ConnId) {
-        if !self.scratch.is_empty() {
-            let data = self.scratch.split().freeze();
-            self.outputs.push_back(Output::Data { conn, data });
-        }
+        self.respond(conn, error.response(dialect), extra);
     }
 }
 

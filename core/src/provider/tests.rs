@@ -17,8 +17,10 @@ struct Pair {
     p: Provider,
     t0: Instant,
     now: Instant,
-    /// Everything output so far, not yet looked at.
+    /// Everything output so far, not yet looked at, answers as their
+    /// editor's connection writes them.
     seen: Vec<Output>,
+    editors: crate::stream::EditorSides,
 }
 
 impl Pair {
@@ -36,12 +38,14 @@ impl Pair {
             t0,
             now: t0,
             seen: Vec::new(),
+            editors: Default::default(),
         }
     }
 
     fn drain(&mut self) {
         while let Some(o) = self.p.poll_output() {
-            self.seen.push(o);
+            let seen = &mut self.seen;
+            self.editors.carry(o, |o| seen.push(o));
         }
     }
 

@@ -81,11 +81,13 @@ fn chat_request(stream: bool, content: &str) -> Request {
     )
 }
 
-/// A switchboard whose mailboxes are plain vectors, and the backlog of
-/// each connection as a writer would see it.
+/// A switchboard whose mailboxes are plain vectors (answers as their
+/// editor's connection writes them), and the backlog of each connection as
+/// a writer would see it.
 struct Board {
     board: Switchboard<ConnId>,
     posted: RefCell<Vec<Output>>,
+    editors: RefCell<crate::stream::EditorSides>,
     now: Instant,
 }
 
@@ -97,14 +99,17 @@ impl Board {
         Board {
             board: Switchboard::new(Provider::new(config, now, SystemTime::UNIX_EPOCH)),
             posted: RefCell::new(Vec::new()),
+            editors: RefCell::default(),
             now,
         }
     }
 
     fn with(&mut self, f: impl FnOnce(&mut Provider, Instant)) {
-        let posted = &self.posted;
-        self.board
-            .with(self.now, f, |_, o| posted.borrow_mut().push(o));
+        let (posted, editors) = (&self.posted, &self.editors);
+        self.board.with(self.now, f, |_, o| {
+            let mut posted = posted.borrow_mut();
+            editors.borrow_mut().carry(o, |o| posted.push(o));
+        });
     }
 
     fn to_agent(&self) -> Vec<Value> {
