@@ -185,3 +185,33 @@ def test_a_hundred_kills_mid_call_leave_no_orphan_or_zombie(make_server, tmp_pat
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(timeout=15)
     assert wait_until(lambda: not live_processes(with_env("BRIDGE_TEST_MARK", mark)))
+
+
+def thread_switches(pid, name):
+    """Voluntary context switches of the server's thread called `name`
+    (each is one wake-up and sleep), or None if it has no such thread."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                if f.read().strip() != name:
+                    continue
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        return int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def test_a_server_with_nothing_bridged_leaves_the_bridge_timer_asleep(make_server):
+    """With no MCP server configured, the bridge has no figures that could
+    change, so its timer thread does not wake to publish them: an idle
+    editor-only server costs no wake-ups there."""
+    server = make_server()
+    server.wait_for_model("echo")
+    before = thread_switches(server.proc.pid, "bridge-timer")
+    assert before is not None, "the bridge's timer thread runs"
+    time.sleep(3.5)
+    after = thread_switches(server.proc.pid, "bridge-timer")
+    assert after - before <= 1, f"the bridge timer woke {after - before} times in 3.5 s"

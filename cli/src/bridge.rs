@@ -300,18 +300,20 @@ impl Bridged {
     }
 }
 
-/// Sleeps until the bridge's next deadline, or until woken; ends when the
-/// bridge is gone.
+/// Sleeps until the bridge's next deadline, or until woken; ends when it
+/// wakes to find the bridge gone. A bridge with no servers (they are fixed
+/// at start) has no figures that could change: its report goes out once,
+/// and the thread sleeps until woken.
 fn timer(bridged: Weak<Bridged>) {
     let mut reported: Option<Report> = None;
-    let mut report_at = Instant::now();
+    let mut report_at = Some(Instant::now());
     loop {
         let Some(me) = bridged.upgrade() else {
             return;
         };
-        if report_at <= Instant::now() {
-            report_at = Instant::now() + REPORT_EVERY;
+        if report_at.is_some_and(|at| at <= Instant::now()) {
             let report = me.lock().report();
+            report_at = (!report.servers.is_empty()).then(|| Instant::now() + REPORT_EVERY);
             if reported.as_ref() != Some(&report) {
                 if let Some(send) = me.report.get() {
                     send(report.clone());
@@ -327,12 +329,16 @@ fn timer(bridged: Weak<Bridged>) {
         let (state, bell) = &me.timer;
         let mut timer = state.lock().unwrap_or_else(|e| e.into_inner());
         if !timer.woken {
-            let until = next.map_or(report_at, |at| at.min(report_at));
-            timer.armed = Some(until);
-            let wait = until.saturating_duration_since(Instant::now());
-            timer = bell
-                .wait_timeout(timer, wait)
-                .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+            let until = [next, report_at].into_iter().flatten().min();
+            timer.armed = until;
+            timer = match until {
+                Some(until) => {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    bell.wait_timeout(timer, wait)
+                        .map_or_else(|e| e.into_inner().0, |(g, _)| g)
+                }
+                None => bell.wait(timer).unwrap_or_else(|e| e.into_inner()),
+            };
         }
         timer.woken = false;
         timer.armed = None;
