@@ -1,6 +1,6 @@
 //! The hot path and its parts: agent chunk frame → parse → correlate →
 //! reassemble → editor bytes, and the provider's share of it (what runs
-//! under a runtime's lock: all but the encoding); HTTP request parsing; rate-limit decisions;
+//! under a runtime's lock: all but parsing and encoding); HTTP request parsing; rate-limit decisions;
 //! out-of-order reassembly; one `tools/call` through the MCP bridge. Also
 //! counts heap allocations per chunk and per call.
 
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mcp_provider_benches::{chunk_frames, echo_answer, open_stream, BridgeCall, AGENT};
+use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::bridge::Routed;
 use mcp_provider_core::http::{Limits, RequestReader, ServerConn};
 use mcp_provider_core::limiter::TokenBucket;
@@ -66,12 +67,14 @@ fn allocations_per_chunk(name: &str, path: &str) {
 }
 
 /// A chunk frame through the provider and the editor's side of the answer
-/// (`chunk_to_editor_bytes`), or through the provider alone
-/// (`chunk_routing`): the part a runtime runs under its lock.
-fn stream(c: &mut Criterion, name: &str, path: &str, encode: bool) {
-    let group_name = match encode {
+/// (`chunk_to_editor_bytes`), or, parsed beforehand, through the provider
+/// alone (`chunk_under_lock`): what a runtime does under the lock it keeps
+/// the provider in, since it parses on the link's task or thread and
+/// encodes on the editor's.
+fn stream(c: &mut Criterion, name: &str, path: &str, whole: bool) {
+    let group_name = match whole {
         true => "chunk_to_editor_bytes",
-        false => "chunk_routing",
+        false => "chunk_under_lock",
     };
     let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(1));
@@ -80,8 +83,19 @@ fn stream(c: &mut Criterion, name: &str, path: &str, encode: bool) {
             let (mut p, id, mut answering) = open_stream(path);
             let frames = chunk_frames(&id, iters);
             let now = Instant::now();
-            let mut events = Vec::with_capacity(frames.len());
             let mut bytes = 0usize;
+            let mut routed = Vec::with_capacity(frames.len());
+            if !whole {
+                let parsed: Vec<_> = frames.iter().map(|f| FromAgent::parse(f)).collect();
+                let start = Instant::now();
+                for message in parsed {
+                    p.handle_agent_message(AGENT, message, now);
+                    routed.extend(std::iter::from_fn(|| p.poll_output()));
+                }
+                let elapsed = start.elapsed();
+                assert!(routed.len() as u64 >= iters);
+                return elapsed;
+            }
             let start = Instant::now();
             for frame in &frames {
                 p.handle_agent_text(AGENT, frame, now);
@@ -89,10 +103,6 @@ fn stream(c: &mut Criterion, name: &str, path: &str, encode: bool) {
                     let Output::Answer { conn, event } = o else {
                         continue;
                     };
-                    if !encode {
-                        events.push(event);
-                        continue;
-                    }
                     answering.handle(conn, event, |o| {
                         if let Output::Data { data, .. } = o {
                             bytes += data.len();
@@ -101,7 +111,7 @@ fn stream(c: &mut Criterion, name: &str, path: &str, encode: bool) {
                 }
             }
             let elapsed = start.elapsed();
-            assert!(bytes > 0 || events.len() as u64 >= iters);
+            assert!(bytes > 0 || iters == 0);
             elapsed
         })
     });
