@@ -13,10 +13,10 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
-use crate::agent::message::{Delta, Usage};
+use crate::agent::message::{Delta, ToolCallDelta, Usage};
 use crate::answer::{Answer, Overflow, Tally};
 use crate::api::{AnswerIds, Encoder, End, ModelRequest, Timings};
 use crate::error::{ApiError, Dialect};
@@ -179,11 +179,7 @@ pub enum AnswerEvent {
     /// waits for its end.
     Open(Box<EditorStream>),
     /// The next piece, in order, stamped with when it arrived.
-    Piece {
-        delta: Delta<'static>,
-        at: Instant,
-        wall: SystemTime,
-    },
+    Piece(Piece),
     /// Nothing arrived for a while: the API's keep-alive, if it has one.
     Keepalive,
     /// The agent finished.
@@ -203,6 +199,50 @@ pub enum AnswerEvent {
     Fail(ApiError),
 }
 
+/// One piece of an answer on its way to the editor's connection. Its text
+/// is copied into a buffer the provider reuses ([`Piece::new`]), so a
+/// piece costs no allocation of its own: the agent's frame it was read
+/// from is gone by the time the connection writes it.
+#[derive(Debug)]
+pub struct Piece {
+    text: Option<Bytes>,
+    tool_calls: Option<Vec<ToolCallDelta>>,
+    at: Instant,
+    wall: SystemTime,
+}
+
+/// The least the text buffer grows by: small pieces share a block.
+const TEXT_BLOCK: usize = 4096;
+
+impl Piece {
+    /// `delta`, arrived at `at` (`wall`), its text copied into `texts`.
+    pub fn new(texts: &mut BytesMut, delta: Delta, at: Instant, wall: SystemTime) -> Piece {
+        let text = delta.content.map(|content| {
+            if texts.capacity() < content.len() {
+                texts.reserve(content.len().max(TEXT_BLOCK));
+            }
+            texts.extend_from_slice(content.as_bytes());
+            texts.split().freeze()
+        });
+        Piece {
+            text,
+            tool_calls: delta.tool_calls,
+            at,
+            wall,
+        }
+    }
+
+    /// The delta again, its text borrowed from the piece.
+    fn delta(&mut self) -> Delta<'_> {
+        Delta {
+            role: None,
+            // The text was a `str`: valid UTF-8, so this borrows.
+            content: self.text.as_deref().map(String::from_utf8_lossy),
+            tool_calls: self.tool_calls.take(),
+        }
+    }
+}
+
 /// What an event's encoding adds besides its text, as the backlog counts
 /// it before it is written: an event's framing and ids, roughly.
 const EVENT_BYTES: usize = 96;
@@ -211,11 +251,11 @@ impl AnswerEvent {
     /// The bytes of answer text (content and tool-call arguments) a piece
     /// carries.
     pub fn text_bytes(&self) -> usize {
-        let AnswerEvent::Piece { delta, .. } = self else {
+        let AnswerEvent::Piece(piece) = self else {
             return 0;
         };
-        let calls = delta.tool_calls.iter().flatten();
-        delta.content.as_ref().map_or(0, |c| c.len())
+        let calls = piece.tool_calls.iter().flatten();
+        piece.text.as_ref().map_or(0, Bytes::len)
             + calls
                 .filter_map(crate::answer::delta_arguments)
                 .map(|a| a.len())
@@ -263,8 +303,9 @@ impl Answering {
         };
         let whole = match event {
             AnswerEvent::Open(_) => return,
-            AnswerEvent::Piece { delta, at, wall } => {
-                match stream.delta(&delta, at, wall, &mut self.scratch) {
+            AnswerEvent::Piece(mut piece) => {
+                let (at, wall) = (piece.at, piece.wall);
+                match stream.delta(&piece.delta(), at, wall, &mut self.scratch) {
                     Ok(()) => return self.flush(conn, &mut emit),
                     // The provider counts the same caps and fails the
                     // answer first; should it not, the answer still ends.

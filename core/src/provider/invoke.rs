@@ -19,7 +19,7 @@ use crate::api::{AnswerIds, ModelRequest};
 use crate::error::ApiError;
 use crate::reassembly::{Pushed, Reassembler};
 use crate::session::{RouteError, Status};
-use crate::stream::{AnswerEvent, EditorStream};
+use crate::stream::{AnswerEvent, EditorStream, Piece as PieceOut};
 use crate::time::unix_seconds;
 use crate::ConnId;
 
@@ -72,6 +72,10 @@ impl Invocation {
     /// whether it streams, and the pieces relayed so far.
     pub(super) fn view(&self) -> (ConnId, &str, bool, u64) {
         (self.editor, &self.session, self.stream, self.chunks)
+    }
+
+    pub(super) fn is_stream(&self) -> bool {
+        self.stream
     }
 
     fn next_wake(&self) -> Instant {
@@ -258,12 +262,7 @@ impl Provider {
                 overflow = Some(e);
                 break;
             }
-            let delta = piece.delta.into_owned();
-            let event = AnswerEvent::Piece {
-                delta,
-                at: now,
-                wall,
-            };
+            let event = AnswerEvent::Piece(PieceOut::new(&mut self.texts, piece.delta, now, wall));
             self.outputs.push_back(Output::Answer {
                 conn: inv.editor,
                 event,
@@ -393,15 +392,9 @@ impl Provider {
             if let Err(e) = inv.tally.add_delta(&delta) {
                 return self.fail(n, ApiError::agent(e.to_string()), false);
             }
-            let (conn, delta) = (inv.editor, delta.into_owned());
-            self.post(
-                conn,
-                AnswerEvent::Piece {
-                    delta,
-                    at: now,
-                    wall,
-                },
-            );
+            let conn = inv.editor;
+            let piece = PieceOut::new(&mut self.texts, delta, now, wall);
+            self.post(conn, AnswerEvent::Piece(piece));
         }
         let reason = choice["finish_reason"].as_str().map(str::to_owned);
         self.finish(n, reason, usage, now);

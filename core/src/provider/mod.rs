@@ -251,6 +251,9 @@ pub struct Provider {
     /// Set by [`Provider::shut_down`]: every new request gets 503.
     shutting_down: bool,
     outputs: VecDeque<Output>,
+    /// The text of the pieces posted to editors, in blocks reused once the
+    /// editors wrote them ([`crate::stream::Piece`]).
+    texts: BytesMut,
     stats: Stats,
     /// The time of the latest call that brought one: outputs are stamped
     /// with it as the driver drains them.
@@ -283,6 +286,7 @@ impl Provider {
             shutting_down: false,
             bridge: None,
             outputs: VecDeque::new(),
+            texts: BytesMut::new(),
             stats: Stats::default(),
             now,
             meters: IdMap::default(),
@@ -391,7 +395,13 @@ impl Provider {
         let Some(&n) = self.by_conn.get(&conn) else {
             return;
         };
-        let error = if bytes > self.config.max_output_bytes {
+        let whole = self.invocations.get(&n).is_some_and(|inv| !inv.is_stream());
+        let error = if bytes > self.config.max_output_bytes && whole {
+            // A whole answer waits in its connection until it is complete:
+            // what waits is the answer, too large.
+            let overflow = crate::answer::Overflow::Bytes(self.config.max_output_bytes);
+            format!("{overflow}; the request was cancelled.")
+        } else if bytes > self.config.max_output_bytes {
             format!(
                 "The editor read too slowly: more than {} bytes of this answer were waiting for it.",
                 self.config.max_output_bytes
