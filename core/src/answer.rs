@@ -199,9 +199,7 @@ impl Answer {
 
     pub fn add_text(&mut self, text: &str) -> Result<(), Overflow> {
         self.tally.add_text(text)?;
-        if self.tally.keep_text {
-            self.content.push_str(text);
-        }
+        self.keep_text(text);
         Ok(())
     }
 
@@ -209,6 +207,29 @@ impl Answer {
     /// later ones append to its `arguments`.
     pub fn add_tool_calls(&mut self, calls: &[ToolCallDelta]) -> Result<(), Overflow> {
         self.tally.add_tool_calls(calls)?;
+        self.merge_tool_calls(calls);
+        Ok(())
+    }
+
+    /// Counts one delta against the caps, then keeps what the answer keeps.
+    pub fn add_delta(&mut self, delta: &Delta) -> Result<(), Overflow> {
+        self.tally.add_delta(delta)?;
+        if let Some(text) = &delta.content {
+            self.keep_text(text);
+        }
+        if let Some(calls) = &delta.tool_calls {
+            self.merge_tool_calls(calls);
+        }
+        Ok(())
+    }
+
+    fn keep_text(&mut self, text: &str) {
+        if self.tally.keep_text {
+            self.content.push_str(text);
+        }
+    }
+
+    fn merge_tool_calls(&mut self, calls: &[ToolCallDelta]) {
         for (position, call) in calls.iter().enumerate() {
             let index = delta_index(call, position);
             let at = match self.tool_calls.iter().position(|c| c.index == index) {
@@ -235,17 +256,6 @@ impl Answer {
                 entry.arguments.push_str(&arguments);
             }
         }
-        Ok(())
-    }
-
-    pub fn add_delta(&mut self, delta: &Delta) -> Result<(), Overflow> {
-        if let Some(text) = &delta.content {
-            self.add_text(text)?;
-        }
-        if let Some(calls) = &delta.tool_calls {
-            self.add_tool_calls(calls)?;
-        }
-        Ok(())
     }
 
     pub fn finish(&mut self, reason: Option<&str>, usage: Option<Usage>) {

@@ -377,6 +377,24 @@ mod tests {
     use crate::api::{ollama, openai, RequestLimits};
     use serde_json::json;
 
+    /// The answer to `body`, parsed by `parse`, made at `t0` with ids of
+    /// `token`.
+    fn answer(
+        parse: fn(&[u8], &RequestLimits) -> Result<ModelRequest, ApiError>,
+        body: &[u8],
+        token: &str,
+        headers: Vec<(&'static str, String)>,
+    ) -> (EditorStream, Instant, SystemTime) {
+        let req = parse(body, &RequestLimits::default()).unwrap();
+        let t0 = Instant::now();
+        let ids = AnswerIds {
+            token: token.into(),
+            created: 5,
+        };
+        let stream = EditorStream::new(&req, ids, t0, 1 << 20, headers);
+        (stream, t0, SystemTime::UNIX_EPOCH)
+    }
+
     fn events(bytes: &[u8]) -> Vec<String> {
         std::str::from_utf8(bytes)
             .unwrap()
@@ -388,18 +406,8 @@ mod tests {
 
     #[test]
     fn openai_stream_has_role_content_finish_usage_done() {
-        let req = openai::parse_chat(
-            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#,
-            &RequestLimits::default(),
-        )
-        .unwrap();
-        let t0 = Instant::now();
-        let wall = SystemTime::UNIX_EPOCH;
-        let ids = AnswerIds {
-            token: "1".into(),
-            created: 5,
-        };
-        let mut s = EditorStream::new(&req, ids, t0, 1 << 20, Vec::new());
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+        let (mut s, t0, wall) = answer(openai::parse_chat, body, "1", Vec::new());
         let mut out = BytesMut::new();
         s.delta(
             &Delta {
@@ -442,18 +450,8 @@ mod tests {
 
     #[test]
     fn ollama_non_stream_collects_text_and_tool_calls() {
-        let req = ollama::parse_chat(
-            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":false}"#,
-            &RequestLimits::default(),
-        )
-        .unwrap();
-        let t0 = Instant::now();
-        let wall = SystemTime::UNIX_EPOCH;
-        let ids = AnswerIds {
-            token: "x".into(),
-            created: 5,
-        };
-        let mut s = EditorStream::new(&req, ids, t0, 1 << 20, Vec::new());
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":false}"#;
+        let (mut s, t0, wall) = answer(ollama::parse_chat, body, "x", Vec::new());
         let mut out = BytesMut::new();
         s.delta(
             &Delta {
@@ -497,5 +495,51 @@ mod tests {
         );
         assert_eq!(v["done"], true);
         assert_eq!(v["total_duration"], 3_000_000);
+    }
+
+    #[test]
+    fn answering_writes_the_head_then_pieces_and_drops_what_comes_after_the_end() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let headers = vec![("access-control-allow-origin", "http://localhost".to_owned())];
+        let (stream, t0, wall) = answer(openai::parse_chat, body, "1", headers);
+        let conn = ConnId(3);
+        let mut answering = Answering::default();
+        let mut texts = BytesMut::new();
+        let mut seen = Vec::new();
+        let piece = |texts: &mut BytesMut, text: &'static str| {
+            let delta = Delta {
+                content: Some(text.into()),
+                ..Delta::default()
+            };
+            AnswerEvent::Piece(Piece::new(texts, delta, t0, wall))
+        };
+        for event in [
+            AnswerEvent::Open(Box::new(stream)),
+            piece(&mut texts, "Hel"),
+            AnswerEvent::Fail(ApiError::timeout("too slow")),
+            piece(&mut texts, "lo"),
+            AnswerEvent::Keepalive,
+        ] {
+            answering.handle(conn, event, |o| seen.push(o));
+        }
+        let Some(Output::Respond { response, .. }) = seen.first() else {
+            panic!("the head goes first: {seen:?}")
+        };
+        assert!(response
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "access-control-allow-origin" && v == "http://localhost"));
+        let body: Vec<u8> = seen
+            .iter()
+            .filter_map(|o| match o {
+                Output::Data { data, .. } => Some(data.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.contains("Hel") && body.contains("too slow"), "{body}");
+        assert!(!body.contains("lo\""), "nothing after the end: {body}");
+        assert!(matches!(seen.last(), Some(Output::End { conn: c }) if *c == conn));
     }
 }

@@ -139,13 +139,18 @@ impl Board {
 
     /// An agent and an editor with a stream open; the invocation id.
     fn stream(&mut self) -> (Backlog, String) {
+        self.open(true)
+    }
+
+    /// An agent and an editor waiting for an answer, streamed or whole.
+    fn open(&mut self, stream: bool) -> (Backlog, String) {
         self.board.attach(AGENT, AGENT);
         let editor = self.board.attach(EDITOR, EDITOR);
         self.with(|p, now| {
             p.open_agent(AGENT, "agent");
             p.handle_agent_text(AGENT, &register(3600).to_string(), now);
         });
-        let request = chat_request(true, "hi");
+        let request = chat_request(stream, "hi");
         self.with(|p, now| p.handle_request(EDITOR, request, now));
         let invoke = self.to_agent().pop().unwrap();
         (editor, invoke["id"].as_str().unwrap().to_owned())
@@ -200,6 +205,29 @@ fn an_editor_that_never_reads_ends_its_stream_at_the_output_cap() {
     let before = editor.bytes();
     b.chunks(&id, 2000, 100, 1000);
     assert_eq!(editor.bytes(), before, "later chunks are dropped");
+}
+
+#[test]
+fn a_whole_answer_whose_pieces_pile_up_past_the_cap_ends_as_too_large() {
+    // A whole answer's pieces wait in its connection until it is
+    // complete: past the cap, the answer is too large, whoever is slow.
+    let cap = 2 * PAUSE_AT;
+    let mut b = Board::new(|c| c.max_output_bytes = cap);
+    let (_, id) = b.open(false);
+    b.chunks(&id, 0, (3 * PAUSE_AT / 1000) as u64, 1000);
+    let kinds: Vec<String> = b.to_agent().iter().map(|f| f["type"].to_string()).collect();
+    assert_eq!(kinds, ["\"pause\"", "\"cancel\""]);
+    let answer = b.posted.borrow().iter().find_map(|o| match o {
+        Output::Respond { conn, response } if *conn == EDITOR => Some(response.clone()),
+        _ => None,
+    });
+    let answer = answer.expect("the editor is answered");
+    assert_eq!(answer.status, 502);
+    let Body::Full(body) = answer.body else {
+        panic!("a whole answer")
+    };
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains(&format!("larger than {cap} bytes")), "{body}");
 }
 
 #[test]
