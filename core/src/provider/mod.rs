@@ -1,5 +1,6 @@
 //! The provider state machine: editor requests and agent messages in,
-//! responses, stream bytes and agent messages out.
+//! responses, the steps of each answer (for the editor's connection to
+//! write, see [`crate::stream`]) and agent messages out.
 //!
 //! Methods come in four groups, as in every state machine of this crate:
 //! getters; `handle_*` for input from the outside world; commands
