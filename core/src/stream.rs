@@ -132,11 +132,12 @@ impl EditorStream {
     }
 
     /// The answer to an embedding request.
-    fn embeddings(&self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
+    fn embeddings(&mut self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
         self.whole(vectors, now, wall)
     }
 
-    fn whole(&self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
+    /// The whole answer, which ends it: the headers go on it.
+    fn whole(&mut self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
         let end = End {
             answer: &self.answer,
             vectors,
@@ -144,7 +145,7 @@ impl EditorStream {
             timings: self.timings(now),
         };
         let mut response = Response::json(200, self.encoder.whole(&end).to_string());
-        response.headers.extend(self.headers.iter().cloned());
+        response.headers.append(&mut self.headers);
         response
     }
 
@@ -156,7 +157,7 @@ impl EditorStream {
             return None;
         }
         let mut response = error.response(self.dialect);
-        response.headers.extend(self.headers.iter().cloned());
+        response.headers.append(&mut self.headers);
         Some(response)
     }
 
@@ -363,11 +364,6 @@ impl EditorSides {
             }
             plain => emit(plain),
         }
-    }
-
-    /// Connection `conn` closed: its answer in progress goes.
-    pub fn close(&mut self, conn: ConnId) {
-        self.0.remove(&conn);
     }
 }
 
