@@ -23,8 +23,10 @@ use mcp_provider_core::{mcp, ConnId, Output};
 use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, READ_CHUNK};
 
-/// Where the bridge's HTTP answers go: the connections' mailboxes.
-pub type Post = Box<dyn Fn(Vec<Output>) + Send + Sync>;
+/// Where the bridge's HTTP answers go: the connections' mailboxes. It
+/// names the connections whose unread output passed the bound (their
+/// streams are cut, see [`crate::hub::SLOW_CLIENT_BYTES`]).
+pub type Post = Box<dyn Fn(Vec<Output>) -> Vec<ConnId> + Send + Sync>;
 
 /// Where the bridge's figures go.
 pub type Reporter = Box<dyn Fn(Report) + Send + Sync>;
@@ -117,28 +119,42 @@ impl Bridged {
     }
 
     /// Runs `f` on the bridge, then carries out what it output: HTTP
-    /// answers posted, child actions done (outside the lock).
+    /// answers posted, child actions done.
+    ///
+    /// HTTP answers are posted before the lock is let go: several threads
+    /// drive the bridge (a child's reader, the timer, the request pumps),
+    /// and one posting after letting go could be overtaken by another, so
+    /// that a keep-alive or an event lands after the end of its stream, or
+    /// in the next answer on the same connection. They are also posted
+    /// before the child hears anything, so a stream's head reaches its
+    /// connection before the events the child answers with.
     pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Bridge, Instant) -> R) -> R {
-        let (result, routed, next) = {
+        let (result, children, next) = {
             let mut bridge = self.lock();
-            let result = f(&mut bridge, Instant::now());
-            let routed: Vec<Routed> = std::iter::from_fn(|| bridge.poll_output()).collect();
-            (result, routed, bridge.poll_timeout())
-        };
-        // HTTP outputs are posted before the child hears anything: what the
-        // child answers (on its reader thread) comes after them, so a
-        // stream's head always reaches its connection before its events.
-        let mut http = Vec::new();
-        let mut children = Vec::new();
-        for output in routed {
-            match output {
-                Routed::Http(output) => http.push(output),
-                Routed::Child { child, action } => children.push((child, action)),
+            let now = Instant::now();
+            let result = f(&mut bridge, now);
+            let mut children = Vec::new();
+            loop {
+                let mut http = Vec::new();
+                while let Some(output) = bridge.poll_output() {
+                    match output {
+                        Routed::Http(output) => http.push(output),
+                        Routed::Child { child, action } => children.push((child, action)),
+                    }
+                }
+                let slow = match (http.is_empty(), self.post.get()) {
+                    (false, Some(post)) => post(http),
+                    _ => Vec::new(),
+                };
+                if slow.is_empty() {
+                    break;
+                }
+                for conn in slow {
+                    bridge.handle_slow_conn(conn);
+                }
             }
-        }
-        if let (false, Some(post)) = (http.is_empty(), self.post.get()) {
-            post(http);
-        }
+            (result, children, bridge.poll_timeout())
+        };
         for (child, action) in children {
             self.carry_out(child, action);
         }
@@ -419,5 +435,41 @@ fn wait_unreaped(pid: libc::id_t) {
         if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn nowhere() -> Request {
+        Request::new("POST", "/mcp/nowhere", Vec::new(), bytes::Bytes::new())
+    }
+
+    /// Two threads drive the bridge; the first one's post is slow. Its
+    /// answer must still leave first, or a later event could overtake an
+    /// earlier one on the same connection.
+    #[test]
+    fn answers_leave_in_the_order_the_bridge_made_them() {
+        let bridged = Bridged::start(Vec::new(), [7; 32]);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = AtomicBool::new(true);
+        let seen = order.clone();
+        bridged.set_post(Box::new(move |outputs| {
+            if first.swap(false, Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.extend(outputs.iter().map(Output::conn));
+            Vec::new()
+        }));
+        let early = bridged.clone();
+        let slow = std::thread::spawn(move || early.handle_request(ConnId(1), nowhere()));
+        std::thread::sleep(Duration::from_millis(100));
+        bridged.handle_request(ConnId(2), nowhere());
+        assert!(slow.join().is_ok());
+        let order = order.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(*order, [ConnId(1), ConnId(2)]);
     }
 }

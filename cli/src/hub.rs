@@ -56,9 +56,7 @@ impl<B: Bell> Hub<B> {
     pub fn attach_bridge(self: &Arc<Self>, bridged: Arc<Bridged>) {
         let hub = Arc::downgrade(self);
         bridged.set_post(Box::new(move |outputs| {
-            if let Some(hub) = hub.upgrade() {
-                hub.post(outputs);
-            }
+            hub.upgrade().map_or_else(Vec::new, |hub| hub.post(outputs))
         }));
         let hub = Arc::downgrade(self);
         bridged.set_reporter(Box::new(move |report| {
@@ -77,33 +75,26 @@ impl<B: Bell> Hub<B> {
     }
 
     /// Posts outputs made outside the provider, then wakes their
-    /// connections. A bridge client whose unread output passed the bound
-    /// loses its stream (it reconnects and resumes), so memory stays
-    /// bounded.
-    fn post(&self, outputs: Vec<Output>) {
+    /// connections. Returns the bridge clients whose unread output passed
+    /// the bound: the bridge cuts their streams (they reconnect and
+    /// resume), so memory stays bounded.
+    fn post(&self, outputs: Vec<Output>) -> Vec<ConnId> {
         let mut bells = Bells::default();
         let mut slow = Vec::new();
-        {
-            let mut board = self.lock();
-            for output in outputs {
-                let conn = output.conn();
-                let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, &mut bells);
-                if board
-                    .post(output, post)
-                    .is_some_and(|bytes| bytes > SLOW_CLIENT_BYTES)
-                {
-                    slow.push(conn);
-                }
+        let mut board = self.lock();
+        for output in outputs {
+            let conn = output.conn();
+            let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, &mut bells);
+            if board
+                .post(output, post)
+                .is_some_and(|bytes| bytes > SLOW_CLIENT_BYTES)
+            {
+                slow.push(conn);
             }
         }
+        drop(board);
         drop(bells);
-        if let (false, Some(bridge)) = (slow.is_empty(), self.bridge.get()) {
-            bridge.with(|b, _| {
-                for conn in slow {
-                    b.handle_slow_conn(conn);
-                }
-            });
-        }
+        slow
     }
 
     /// The switchboard (for the timer: its armed deadline).
