@@ -179,6 +179,7 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
         opened: opened_tx,
     });
     let cpu_before = args.server_pid.and_then(cpu_seconds);
+    let own_cpu_before = cpu_seconds(std::process::id());
     let editors: Vec<_> = (0..args.streams)
         .map(|s| smol::spawn(editor::run(plan.clone(), s)))
         .collect();
@@ -225,6 +226,7 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
     let rss = rss_open.or_else(|| args.server_pid.and_then(|pid| rss_mb(pid, "VmRSS")));
     let peak = args.server_pid.and_then(|pid| rss_mb(pid, "VmHWM"));
     let cpu_after = args.server_pid.and_then(cpu_seconds);
+    let own_cpu_after = cpu_seconds(std::process::id());
     drop(writer);
     drop(link);
     drop(extra_links);
@@ -246,15 +248,22 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
         "misrouted": figures.misrouted,
         "failed_streams": figures.failed + (args.streams as usize - outcomes.len()),
         "timed_out": timed_out,
-        "server_cpu_us_per_chunk": cpu_before.zip(cpu_after).and_then(|(before, after)| {
-            (figures.chunks > 0).then(|| {
-                let us = (after - before) * 1e6 / figures.chunks as f64;
-                (us * 100.0).round() / 100.0
-            })
-        }),
+        "server_cpu_us_per_chunk": us_per_chunk(cpu_before, cpu_after, figures.chunks),
+        "loadgen_cpu_us_per_chunk": us_per_chunk(own_cpu_before, own_cpu_after, figures.chunks),
         "server_rss_mb": rss,
         "server_peak_rss_mb": peak,
     }))
+}
+
+/// CPU seconds used between two readings, in µs per chunk relayed. The
+/// load generator's own figure says how much of the machine it takes from
+/// the server: the two share the cores.
+fn us_per_chunk(before: Option<f64>, after: Option<f64>, chunks: u64) -> Option<f64> {
+    let (before, after) = before.zip(after)?;
+    (chunks > 0).then(|| {
+        let us = (after - before) * 1e6 / chunks as f64;
+        (us * 100.0).round() / 100.0
+    })
 }
 
 /// The figures of a run, from every editor's outcome.

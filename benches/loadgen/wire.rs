@@ -34,6 +34,9 @@ pub struct Decoder {
     chunked: Option<(ChunkedDecoder, BytesMut)>,
     /// Body bytes not yet taken as items.
     pending: BytesMut,
+    /// How much of `pending` holds no separator: the next search starts
+    /// there, so an item arriving in many reads is scanned once.
+    scanned: usize,
     /// The item last returned (items borrow from it).
     item: BytesMut,
 }
@@ -44,6 +47,7 @@ impl Decoder {
             framing,
             chunked: chunked.then(|| (ChunkedDecoder::default(), BytesMut::new())),
             pending: BytesMut::with_capacity(1024),
+            scanned: 0,
             item: BytesMut::new(),
         }
     }
@@ -65,21 +69,51 @@ impl Decoder {
 
     /// The next whole item, if one has arrived.
     pub fn next_item(&mut self) -> Result<Option<Item<'_>>, String> {
-        let separator: &[u8] = match self.framing {
-            Framing::Sse => b"\n\n",
-            Framing::Ndjson | Framing::Frames => b"\n",
-        };
-        let Some(at) = self
-            .pending
-            .windows(separator.len())
-            .position(|w| w == separator)
-        else {
+        let Some(at) = self.separator() else {
             return Ok(None);
         };
-        self.item = self.pending.split_to(at + separator.len());
+        let separator = self.separator_len();
+        self.item = self.pending.split_to(at + separator);
+        self.scanned = 0;
         let text = std::str::from_utf8(&self.item[..at])
             .map_err(|_| "the body is not UTF-8".to_owned())?;
         parse_item(self.framing, text).map(Some)
+    }
+}
+
+impl Decoder {
+    fn separator_len(&self) -> usize {
+        match self.framing {
+            Framing::Sse => 2,
+            Framing::Ndjson | Framing::Frames => 1,
+        }
+    }
+
+    /// Where the first item separator in `pending` starts (`\n\n` for
+    /// SSE, `\n` otherwise): a byte scan for the newline, not a compare at
+    /// every offset.
+    fn separator(&mut self) -> Option<usize> {
+        let double = self.framing == Framing::Sse;
+        let mut from = self.scanned;
+        loop {
+            let Some(found) = self.pending.get(from..)?.iter().position(|&b| b == b'\n') else {
+                self.scanned = self.pending.len();
+                return None;
+            };
+            let at = from + found;
+            if !double {
+                return Some(at);
+            }
+            match self.pending.get(at + 1) {
+                Some(b'\n') => return Some(at),
+                Some(_) => from = at + 1,
+                None => {
+                    // A newline at the end may be half of the separator.
+                    self.scanned = at;
+                    return None;
+                }
+            }
+        }
     }
 }
 
