@@ -23,10 +23,29 @@ use mcp_provider_core::{mcp, ConnId, Output};
 use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, READ_CHUNK};
 
-/// Where the bridge's HTTP answers go: the connections' mailboxes. It
-/// names the connections whose unread output passed the bound (their
-/// streams are cut, see [`crate::hub::SLOW_CLIENT_BYTES`]).
-pub type Post = Box<dyn Fn(Vec<Output>) -> Vec<ConnId> + Send + Sync>;
+/// Where the bridge's HTTP answers go: the connections' mailboxes.
+pub type Post = Box<dyn Fn(Vec<Output>) -> Posted + Send + Sync>;
+
+/// What posting the bridge's HTTP answers came to.
+pub struct Posted {
+    /// The connections whose unread output passed the bound: their
+    /// streams are cut (see [`crate::hub::SLOW_CLIENT_BYTES`]).
+    pub slow: Vec<ConnId>,
+    /// Wakes the connections posted to. Called once the bridge's lock is
+    /// let go: a wake-up can cost a system call, which no thread waiting
+    /// for the lock should wait for.
+    pub wake: Box<dyn FnOnce() + Send>,
+}
+
+impl Default for Posted {
+    /// Nothing posted: nothing to cut, nobody to wake.
+    fn default() -> Self {
+        Posted {
+            slow: Vec::new(),
+            wake: Box::new(|| {}),
+        }
+    }
+}
 
 /// Where the bridge's figures go.
 pub type Reporter = Box<dyn Fn(Report) + Send + Sync>;
@@ -119,44 +138,70 @@ impl Bridged {
     }
 
     /// Runs `f` on the bridge, then carries out what it output: HTTP
-    /// answers posted, child actions done.
+    /// answers posted, lines for children queued, other child actions
+    /// done.
     ///
-    /// HTTP answers are posted before the lock is let go: several threads
-    /// drive the bridge (a child's reader, the timer, the request pumps),
-    /// and one posting after letting go could be overtaken by another, so
-    /// that a keep-alive or an event lands after the end of its stream, or
-    /// in the next answer on the same connection. They are also posted
-    /// before the child hears anything, so a stream's head reaches its
-    /// connection before the events the child answers with.
+    /// All of that happens in the bridge's order before its lock is let
+    /// go: several threads drive the bridge (a child's reader, the timer,
+    /// the request pumps), and one acting after letting go could be
+    /// overtaken by another. An event could land after the end of its
+    /// stream or in the next answer on its connection; a client's request
+    /// could reach a child before the `notifications/initialized` that
+    /// must precede it. Only the slow parts wait until the lock is let go:
+    /// waking the connections posted to, writing the queued lines (the
+    /// write wakes the child) and spawning.
+    ///
+    /// HTTP answers are posted before the child hears anything, so a
+    /// stream's head reaches its connection before the events the child
+    /// answers with.
     pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Bridge, Instant) -> R) -> R {
-        let (result, children, next) = {
+        let mut wakes = Vec::new();
+        let (result, flushes, spawns, next) = {
             let mut bridge = self.lock();
             let now = Instant::now();
             let result = f(&mut bridge, now);
-            let mut children = Vec::new();
+            let mut flushes: Vec<Arc<Stdin>> = Vec::new();
+            let mut spawns = Vec::new();
             loop {
                 let mut http = Vec::new();
                 while let Some(output) = bridge.poll_output() {
                     match output {
                         Routed::Http(output) => http.push(output),
-                        Routed::Child { child, action } => children.push((child, action)),
+                        Routed::Child {
+                            child,
+                            action: BridgeOutput::Spawn { command, env, cwd },
+                        } => spawns.push((child, command, env, cwd)),
+                        Routed::Child { child, action } => {
+                            self.to_child(child, action, &mut flushes);
+                        }
                     }
                 }
-                let slow = match (http.is_empty(), self.post.get()) {
-                    (false, Some(post)) => post(http),
-                    _ => Vec::new(),
+                let Some(posted) = self
+                    .post
+                    .get()
+                    .filter(|_| !http.is_empty())
+                    .map(|post| post(http))
+                else {
+                    break;
                 };
-                if slow.is_empty() {
+                wakes.push(posted.wake);
+                if posted.slow.is_empty() {
                     break;
                 }
-                for conn in slow {
+                for conn in posted.slow {
                     bridge.handle_slow_conn(conn);
                 }
             }
-            (result, children, bridge.poll_timeout())
+            (result, flushes, spawns, bridge.poll_timeout())
         };
-        for (child, action) in children {
-            self.carry_out(child, action);
+        for wake in wakes {
+            wake();
+        }
+        for stdin in flushes {
+            stdin.flush();
+        }
+        for (child, command, env, cwd) in spawns {
+            self.spawn_child(child, &command, &env, cwd.as_deref());
         }
         if let Some(at) = next {
             self.wake_timer_before(at);
@@ -190,26 +235,24 @@ impl Bridged {
         }
     }
 
-    fn carry_out(self: &Arc<Self>, child: ChildId, action: BridgeOutput) {
+    /// Carries out what the bridge asks of a running child, under the
+    /// bridge's lock and in its order: a line is queued on the child's
+    /// stdin (and the stdin put in `flushes`, to be written once the lock
+    /// is let go), a close or signal is done at once. Spawns are done after
+    /// the lock is let go (they call the bridge again), not here.
+    fn to_child(&self, child: ChildId, action: BridgeOutput, flushes: &mut Vec<Arc<Stdin>>) {
         match action {
-            BridgeOutput::Spawn { command, env, cwd } => {
-                match self.spawn(child, &command, &env, cwd.as_deref()) {
-                    Ok(()) => self.with(|b, now| b.handle_spawned(child, now)),
-                    Err(e) => {
-                        tracing::warn!(
-                            "the MCP server `{}` could not start: {e}",
-                            command.join(" ")
-                        );
-                        self.with(|b, now| b.handle_spawn_failed(child, &e, now));
-                    }
-                }
-            }
             BridgeOutput::ToChild(line) => {
-                let stdin = self.running().get(&child).map(|r| r.stdin.clone());
-                if stdin.is_some_and(|stdin| stdin.write_line(line) == Written::Dropped) {
+                let Some(stdin) = self.running().get(&child).map(|r| r.stdin.clone()) else {
+                    return;
+                };
+                if stdin.queue_line(line) == Written::Dropped {
                     tracing::warn!(
                         "an MCP server is not reading its stdin: a message to it was dropped"
                     );
+                }
+                if !flushes.iter().any(|queued| Arc::ptr_eq(queued, &stdin)) {
+                    flushes.push(stdin);
                 }
             }
             BridgeOutput::CloseStdin => {
@@ -227,7 +270,27 @@ impl Bridged {
                 }
             }
             // The core routes client messages itself.
-            BridgeOutput::ToClient { .. } => {}
+            BridgeOutput::Spawn { .. } | BridgeOutput::ToClient { .. } => {}
+        }
+    }
+
+    /// Starts `child`, and tells the bridge how it went.
+    fn spawn_child(
+        self: &Arc<Self>,
+        child: ChildId,
+        command: &[String],
+        env: &[(String, String)],
+        cwd: Option<&str>,
+    ) {
+        match self.spawn(child, command, env, cwd) {
+            Ok(()) => self.with(|b, now| b.handle_spawned(child, now)),
+            Err(e) => {
+                tracing::warn!(
+                    "the MCP server `{}` could not start: {e}",
+                    command.join(" ")
+                );
+                self.with(|b, now| b.handle_spawn_failed(child, &e, now));
+            }
         }
     }
 
@@ -462,7 +525,7 @@ mod tests {
             }
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             seen.extend(outputs.iter().map(Output::conn));
-            Vec::new()
+            Posted::default()
         }));
         let early = bridged.clone();
         let slow = std::thread::spawn(move || early.handle_request(ConnId(1), nowhere()));

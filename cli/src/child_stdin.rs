@@ -1,15 +1,19 @@
 //! A bridged child's stdin, written by whichever thread has a line for it.
 //!
-//! The pipe is non-blocking: a line the pipe takes at once (nearly always:
-//! a pipe holds 64 KiB) is written on the spot, with no hand-over to
-//! another thread and the wake-up that costs on every call. The write
-//! happens outside the lock (it wakes the child, which takes a while):
-//! lines that come meanwhile are queued and written by that same thread,
-//! several in one write, before it stops. Whatever the pipe does not take
-//! waits, in order, in a bounded queue that a writer thread of the child
-//! drains as the pipe empties. Only that thread ever closes the pipe, and
-//! never while another writes, so no thread uses a descriptor another
-//! closed.
+//! Lines are queued in order ([`Stdin::queue_line`]) and written by
+//! [`Stdin::flush`]. The bridge queues under its own lock, so lines reach
+//! the child in the order the bridge made them whichever thread made them,
+//! and flushes after letting go of it: the write wakes the child, which
+//! takes a while.
+//!
+//! The pipe is non-blocking: what it takes at once (nearly always: a pipe
+//! holds 64 KiB) is written by the flushing thread, with no hand-over to
+//! another thread and the wake-up that costs on every call. Lines queued
+//! while one thread writes are written by that same thread, several in one
+//! write, before it stops. Whatever the pipe does not take waits, in order,
+//! in a bounded queue that a writer thread of the child drains as the pipe
+//! empties. Only that thread ever closes the pipe, and never while another
+//! writes, so no thread uses a descriptor another closed.
 
 use std::collections::VecDeque;
 use std::io;
@@ -40,6 +44,10 @@ struct State {
     /// A thread writes outside the lock: it writes what is queued
     /// meanwhile before it stops, and the pipe is not closed under it.
     writing: bool,
+    /// The pipe took less than it was offered: the writer thread owns the
+    /// queue until it has written all of it (a flush would only find the
+    /// pipe full again).
+    full: bool,
     /// Close once `queued` is written.
     closing: bool,
     /// A write failed (the child is gone): everything is dropped.
@@ -63,6 +71,7 @@ impl Stdin {
                 pipe: Some(pipe),
                 queued: VecDeque::new(),
                 writing: false,
+                full: false,
                 closing: false,
                 broken: false,
             }),
@@ -74,34 +83,40 @@ impl Stdin {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `line` and a newline (in one write: a reader woken by half a
-    /// line would only wait for the rest), at once when nothing waits
-    /// before it.
-    pub fn write_line(&self, line: String) -> Written {
-        let mut line = line.into_bytes();
-        line.push(b'\n');
+    /// Queues `line` and a newline (written together: a reader woken by
+    /// half a line would only wait for the rest) behind the lines queued
+    /// before it; [`Stdin::flush`] writes them.
+    pub fn queue_line(&self, line: String) -> Written {
         let mut state = self.lock();
         if state.closing || state.broken {
             return Written::Taken;
         }
-        if state.writing || !state.queued.is_empty() {
-            if state.queued.len() + line.len() > QUEUE_BYTES {
-                return Written::Dropped;
-            }
-            state.queued.extend(&line);
-            if !state.writing {
-                // The pipe was full: the writer thread drains it.
-                self.bell.notify_one();
-            }
-            return Written::Taken;
+        // A line when nothing waits is taken whatever its size: the pipe
+        // gets it at once.
+        let waiting = state.writing || state.full || !state.queued.is_empty();
+        if waiting && state.queued.len() + line.len() > QUEUE_BYTES {
+            return Written::Dropped;
+        }
+        state.queued.extend(line.as_bytes());
+        state.queued.push_back(b'\n');
+        Written::Taken
+    }
+
+    /// Writes what is queued, unless another thread is writing (it writes
+    /// this too before it stops) or the pipe was full (the writer thread
+    /// drains the queue as the pipe empties).
+    pub fn flush(&self) {
+        let mut state = self.lock();
+        if state.writing || state.full || state.queued.is_empty() {
+            return;
         }
         let Some(fd) = state.pipe.as_ref().map(AsRawFd::as_raw_fd) else {
-            return Written::Taken;
+            return;
         };
         state.writing = true;
+        let batch: Vec<u8> = state.queued.drain(..).collect();
         drop(state);
-        self.write_out(fd, line);
-        Written::Taken
+        self.write_out(fd, batch);
     }
 
     /// Writes `batch` without holding the lock, then whatever was queued
@@ -130,6 +145,7 @@ impl Stdin {
                     state.queued.extend(rest);
                     state.queued.extend(later);
                     state.writing = false;
+                    state.full = true;
                     self.bell.notify_one();
                     return;
                 }
@@ -160,9 +176,10 @@ impl Stdin {
                 state.queued.clear();
                 return;
             }
-            // Another thread writes (it writes the queue too), or there is
-            // nothing to write.
-            if done || state.writing || state.queued.is_empty() {
+            // Another thread writes (it writes the queue too), or the pipe
+            // was not found full and nothing is to be closed: the lines
+            // wait for their flush.
+            if done || state.writing || state.queued.is_empty() || !(state.full || state.closing) {
                 state = self.bell.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
@@ -174,10 +191,16 @@ impl Stdin {
             // Only this thread closes the pipe, so `fd` stays open here.
             wait_writable(fd, DRAIN_POLL);
             state = self.lock();
+            if state.writing {
+                // A flush began meanwhile (the pipe was not full): it
+                // writes the queue.
+                continue;
+            }
             let (front, back) = state.queued.as_slices();
             match write_now(fd, &[front, back]) {
                 Ok(n) => {
                     state.queued.drain(..n);
+                    state.full &= !state.queued.is_empty();
                 }
                 Err(_) => state.broken = true,
             }
@@ -270,6 +293,13 @@ mod tests {
         (child, stdin)
     }
 
+    /// Queues `line` and flushes it, as the bridge does.
+    fn write_line(stdin: &Stdin, line: String) -> Written {
+        let written = stdin.queue_line(line);
+        stdin.flush();
+        written
+    }
+
     /// The writer thread of `stdin`.
     fn drain(stdin: &Arc<Stdin>) -> std::thread::JoinHandle<()> {
         let stdin = stdin.clone();
@@ -285,7 +315,7 @@ mod tests {
         let mut expected = Vec::new();
         for n in 0..400 {
             let line = format!("{n}:{line}");
-            assert_eq!(stdin.write_line(line.clone()), Written::Taken);
+            assert_eq!(write_line(&stdin, line.clone()), Written::Taken);
             expected.extend(line.bytes());
             expected.push(b'\n');
         }
@@ -313,7 +343,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for n in 0..500 {
                         let line = format!("{t} {n} {}", "z".repeat(n % 300));
-                        assert_eq!(stdin.write_line(line), Written::Taken);
+                        assert_eq!(write_line(&stdin, line), Written::Taken);
                     }
                 })
             })
@@ -337,13 +367,38 @@ mod tests {
         child.wait().unwrap();
     }
 
+    /// The bridge queues under its lock and flushes after: a line queued
+    /// first goes first, whichever thread flushes first.
+    #[test]
+    fn lines_go_in_the_order_they_were_queued_whoever_flushes() {
+        let (mut child, stdin) = cat();
+        let writer = drain(&stdin);
+        assert_eq!(stdin.queue_line("first".into()), Written::Taken);
+        let other = stdin.clone();
+        std::thread::spawn(move || write_line(&other, "second".into()))
+            .join()
+            .unwrap();
+        stdin.flush();
+        stdin.close();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        writer.join().unwrap();
+        assert_eq!(out, "first\nsecond\n");
+        child.wait().unwrap();
+    }
+
     #[test]
     fn a_full_queue_drops_the_line_and_a_gone_child_breaks_nothing() {
         let (mut child, stdin) = cat();
         let big = "y".repeat(QUEUE_BYTES / 2);
         let mut dropped = false;
         for _ in 0..4 {
-            dropped |= stdin.write_line(big.clone()) == Written::Dropped;
+            dropped |= write_line(&stdin, big.clone()) == Written::Dropped;
         }
         assert!(
             dropped,
@@ -352,7 +407,7 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         let writer = drain(&stdin);
-        stdin.write_line("after the end".into());
+        write_line(&stdin, "after the end".into());
         stdin.close();
         writer.join().unwrap();
     }

@@ -15,7 +15,7 @@ use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{ConnId, Output, Provider, Upgrade};
 
 use crate::audit::AuditSink;
-use crate::bridge::Bridged;
+use crate::bridge::{Bridged, Posted};
 use crate::mailbox::{Bell, Bells, Inbox, Mailbox};
 
 /// Bytes waiting for a bridge client's stream past which it is cut.
@@ -56,7 +56,8 @@ impl<B: Bell> Hub<B> {
     pub fn attach_bridge(self: &Arc<Self>, bridged: Arc<Bridged>) {
         let hub = Arc::downgrade(self);
         bridged.set_post(Box::new(move |outputs| {
-            hub.upgrade().map_or_else(Vec::new, |hub| hub.post(outputs))
+            hub.upgrade()
+                .map_or_else(Posted::default, |hub| hub.post(outputs))
         }));
         let hub = Arc::downgrade(self);
         bridged.set_reporter(Box::new(move |report| {
@@ -74,11 +75,11 @@ impl<B: Bell> Hub<B> {
         }
     }
 
-    /// Posts outputs made outside the provider, then wakes their
-    /// connections. Returns the bridge clients whose unread output passed
-    /// the bound: the bridge cuts their streams (they reconnect and
-    /// resume), so memory stays bounded.
-    fn post(&self, outputs: Vec<Output>) -> Vec<ConnId> {
+    /// Posts outputs made outside the provider; the connections are woken
+    /// when the caller calls [`Posted::wake`]. Names the bridge clients
+    /// whose unread output passed the bound: the bridge cuts their streams
+    /// (they reconnect and resume), so memory stays bounded.
+    fn post(&self, outputs: Vec<Output>) -> Posted {
         let mut bells = Bells::default();
         let mut slow = Vec::new();
         let mut board = self.lock();
@@ -93,8 +94,11 @@ impl<B: Bell> Hub<B> {
             }
         }
         drop(board);
-        drop(bells);
-        slow
+        Posted {
+            slow,
+            // Bells ring when dropped.
+            wake: Box::new(move || drop(bells)),
+        }
     }
 
     /// The switchboard (for the timer: its armed deadline).
