@@ -52,7 +52,7 @@ pub fn open_stream(path: &str) -> (Provider, String, Answering) {
                     id = v["id"].as_str().unwrap_or_default().to_owned();
                 }
             }
-            Output::Answer { conn, event } => answering.handle(conn, event, |_| {}),
+            Output::Answer { to, event } => answering.handle(to, event, |_| {}),
             _ => {}
         }
     }

@@ -53,8 +53,8 @@ fn allocations_per_chunk(name: &str, path: &str) {
         for frame in frames {
             p.handle_agent_text(AGENT, frame, now);
             while let Some(o) = p.poll_output() {
-                if let Output::Answer { conn, event } = o {
-                    answering.handle(conn, event, drop);
+                if let Output::Answer { to, event } = o {
+                    answering.handle(to, event, drop);
                 }
             }
         }
@@ -100,10 +100,10 @@ fn stream(c: &mut Criterion, name: &str, path: &str, whole: bool) {
             for frame in &frames {
                 p.handle_agent_text(AGENT, frame, now);
                 while let Some(o) = p.poll_output() {
-                    let Output::Answer { conn, event } = o else {
+                    let Output::Answer { to, event } = o else {
                         continue;
                     };
-                    answering.handle(conn, event, |o| {
+                    answering.handle(to, event, |o| {
                         if let Output::Data { data, .. } = o {
                             bytes += data.len();
                         }

@@ -156,7 +156,7 @@ mod tests {
     use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
     use super::*;
-    use mcp_provider_core::ConnId;
+    use mcp_provider_core::{ConnId, RequestId};
 
     #[derive(Clone)]
     struct TestBell(SyncSender<()>);
@@ -175,7 +175,11 @@ mod tests {
     }
 
     fn end(n: u64) -> Output {
-        Output::End { conn: ConnId(n) }
+        let to = RequestId {
+            conn: ConnId(n),
+            seq: 0,
+        };
+        Output::End { to }
     }
 
     #[test]

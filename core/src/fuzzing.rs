@@ -67,7 +67,9 @@ pub fn agent_messages(data: &[u8]) {
     let post = |conn: &ConnId, output: Output| {
         editor_sides.borrow_mut().carry(output, |output| {
             let done = match &output {
-                Output::Respond { response, .. } => matches!(response.body, Body::Full(_)),
+                Output::Respond { response, .. } | Output::Refuse { response, .. } => {
+                    matches!(response.body, Body::Full(_))
+                }
                 Output::End { .. } => true,
                 _ => false,
             };

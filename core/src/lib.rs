@@ -15,9 +15,13 @@
 //! [`http::ServerConn`] that turns bytes into [`http::Request`]s and
 //! encodes responses, and a [`stream::Answering`] that writes the answer
 //! in progress in its API's shape; one shared [`Provider`] holds sessions,
-//! routing and the order of every answer's pieces. After every input, drain [`Provider::poll_output`] and carry
-//! each [`Output`] out: write to the connection it names, send the agent a
-//! frame, accept a WebSocket upgrade. A driver with a task or thread per
+//! routing and the order of every answer's pieces. After every input, drain
+//! [`Provider::poll_output`] and carry each [`Output`] out: write to the
+//! connection it names, send the agent a frame, accept a WebSocket upgrade.
+//! An answer names its request ([`RequestId`]: the connection and the
+//! request's number on it), and the connection writes only what is
+//! addressed to the request it is answering, so nothing that comes late
+//! for one request lands in the next one's answer. A driver with a task or thread per
 //! connection keeps the provider in a [`switchboard::Switchboard`], which
 //! posts each output to its connection's mailbox and counts the bytes in
 //! that connection's [`backlog::Backlog`]; the connection's writer reports
@@ -97,4 +101,4 @@ pub mod stream;
 
 pub use config::{Approval, Config};
 pub use error::{ApiError, Dialect};
-pub use provider::{too_many_connections, ConnId, Output, Provider, Stats, Upgrade};
+pub use provider::{too_many_connections, ConnId, Output, Provider, RequestId, Stats, Upgrade};

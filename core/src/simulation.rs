@@ -195,16 +195,16 @@ impl Sim {
         }
         for output in plain {
             match output {
-                Output::Respond { conn, response } => {
-                    if conn.0 >= 10_000 && response.status == 200 {
+                Output::Respond { to, response } => {
+                    if to.conn.0 >= 10_000 && response.status == 200 {
                         self.revoked += 1;
                     }
                     if matches!(response.body, Body::Full(_)) {
-                        self.ended.insert(conn);
+                        self.ended.insert(to.conn);
                     }
                 }
-                Output::End { conn } => {
-                    self.ended.insert(conn);
+                Output::End { to } => {
+                    self.ended.insert(to.conn);
                 }
                 Output::ToAgent { conn, text } => {
                     let msg: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();

@@ -21,7 +21,7 @@ use crate::answer::{Answer, Overflow, Tally};
 use crate::api::{AnswerIds, Encoder, End, ModelRequest, Timings};
 use crate::error::{ApiError, Dialect};
 use crate::http::Response;
-use crate::{ConnId, Output};
+use crate::{ConnId, Output, RequestId};
 
 pub struct EditorStream {
     stream: bool,
@@ -279,27 +279,34 @@ impl AnswerEvent {
 
 /// An editor connection's answer in progress: turns the provider's
 /// [`AnswerEvent`]s into the plain outputs (`Respond`, `Data`, `End`) the
-/// connection writes. Events for an answer that already ended are dropped.
+/// connection writes. Events for an answer that already ended, or for
+/// another request's, are dropped.
 #[derive(Debug, Default)]
 pub struct Answering {
-    stream: Option<Box<EditorStream>>,
+    /// The answer in progress, and the request it answers.
+    stream: Option<(RequestId, Box<EditorStream>)>,
     scratch: BytesMut,
 }
 
 impl Answering {
-    /// Writes one event for connection `conn`: what it makes goes to
+    /// Writes one event of the answer to `to`: what it makes goes to
     /// `emit`, in order.
-    pub fn handle(&mut self, conn: ConnId, event: AnswerEvent, mut emit: impl FnMut(Output)) {
+    pub fn handle(&mut self, to: RequestId, event: AnswerEvent, mut emit: impl FnMut(Output)) {
         if let AnswerEvent::Open(mut stream) = event {
             if stream.is_stream() {
                 let response = stream.open(&mut self.scratch);
-                emit(Output::Respond { conn, response });
-                self.flush(conn, &mut emit);
+                emit(Output::Respond { to, response });
+                self.flush(to, &mut emit);
             }
-            self.stream = Some(stream);
+            self.stream = Some((to, stream));
             return;
         }
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self
+            .stream
+            .as_mut()
+            .filter(|(answers, _)| *answers == to)
+            .map(|(_, stream)| stream)
+        else {
             return;
         };
         let whole = match event {
@@ -307,7 +314,7 @@ impl Answering {
             AnswerEvent::Piece(mut piece) => {
                 let (at, wall) = (piece.at, piece.wall);
                 match stream.delta(&piece.delta(), at, wall, &mut self.scratch) {
-                    Ok(()) => return self.flush(conn, &mut emit),
+                    Ok(()) => return self.flush(to, &mut emit),
                     // The provider counts the same caps and fails the
                     // answer first; should it not, the answer still ends.
                     Err(e) => stream.fail(&ApiError::agent(e.to_string()), &mut self.scratch),
@@ -317,7 +324,7 @@ impl Answering {
                 if let Some(bytes) = stream.keepalive() {
                     self.scratch.extend_from_slice(bytes);
                 }
-                return self.flush(conn, &mut emit);
+                return self.flush(to, &mut emit);
             }
             AnswerEvent::Finish {
                 reason,
@@ -332,18 +339,18 @@ impl Answering {
         };
         self.stream = None;
         match whole {
-            Some(response) => emit(Output::Respond { conn, response }),
+            Some(response) => emit(Output::Respond { to, response }),
             None => {
-                self.flush(conn, &mut emit);
-                emit(Output::End { conn });
+                self.flush(to, &mut emit);
+                emit(Output::End { to });
             }
         }
     }
 
-    fn flush(&mut self, conn: ConnId, emit: &mut impl FnMut(Output)) {
+    fn flush(&mut self, to: RequestId, emit: &mut impl FnMut(Output)) {
         if !self.scratch.is_empty() {
             let data = self.scratch.split().freeze();
-            emit(Output::Data { conn, data });
+            emit(Output::Data { to, data });
         }
     }
 }
@@ -358,9 +365,9 @@ impl EditorSides {
     /// events as the plain outputs they make, anything else as it is.
     pub fn carry(&mut self, output: Output, mut emit: impl FnMut(Output)) {
         match output {
-            Output::Answer { conn, event } => {
-                let answering = self.0.entry(conn).or_default();
-                answering.handle(conn, event, emit);
+            Output::Answer { to, event } => {
+                let answering = self.0.entry(to.conn).or_default();
+                answering.handle(to, event, emit);
             }
             plain => emit(plain),
         }
@@ -498,7 +505,10 @@ mod tests {
         let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
         let headers = vec![("access-control-allow-origin", "http://localhost".to_owned())];
         let (stream, t0, wall) = answer(openai::parse_chat, body, "1", headers);
-        let conn = ConnId(3);
+        let to = RequestId {
+            conn: ConnId(3),
+            seq: 0,
+        };
         let mut answering = Answering::default();
         let mut texts = BytesMut::new();
         let mut seen = Vec::new();
@@ -516,7 +526,7 @@ mod tests {
             piece(&mut texts, "lo"),
             AnswerEvent::Keepalive,
         ] {
-            answering.handle(conn, event, |o| seen.push(o));
+            answering.handle(to, event, |o| seen.push(o));
         }
         let Some(Output::Respond { response, .. }) = seen.first() else {
             panic!("the head goes first: {seen:?}")
@@ -536,6 +546,59 @@ mod tests {
         let body = String::from_utf8(body).unwrap();
         assert!(body.contains("Hel") && body.contains("too slow"), "{body}");
         assert!(!body.contains("lo\""), "nothing after the end: {body}");
-        assert!(matches!(seen.last(), Some(Output::End { conn: c }) if *c == conn));
+        assert!(matches!(seen.last(), Some(Output::End { to: t }) if *t == to));
+    }
+
+    /// A connection's next request opened its answer: a piece still on its
+    /// way for the request before is dropped, not written into the new
+    /// answer.
+    #[test]
+    fn answering_drops_a_late_piece_of_an_earlier_request() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let (first_stream, t0, wall) = answer(openai::parse_chat, body, "1", Vec::new());
+        let (second_stream, ..) = answer(openai::parse_chat, body, "2", Vec::new());
+        let first = RequestId {
+            conn: ConnId(3),
+            seq: 0,
+        };
+        let second = RequestId { seq: 1, ..first };
+        let mut texts = BytesMut::new();
+        let mut piece = |text: &'static str| {
+            let delta = Delta {
+                content: Some(text.into()),
+                ..Delta::default()
+            };
+            AnswerEvent::Piece(Piece::new(&mut texts, delta, t0, wall))
+        };
+        let events = [
+            (first, AnswerEvent::Open(Box::new(first_stream))),
+            (first, AnswerEvent::Fail(ApiError::timeout("too slow"))),
+            (second, AnswerEvent::Open(Box::new(second_stream))),
+            (first, piece("late")),
+            (second, piece("mine")),
+        ];
+        let mut answering = Answering::default();
+        let mut seen = Vec::new();
+        for (to, event) in events {
+            answering.handle(to, event, |o| seen.push(o));
+        }
+        let body = |of: RequestId| -> String {
+            let bytes: Vec<u8> = seen
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Data { to, data } if *to == of => Some(data.to_vec()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            String::from_utf8(bytes).unwrap()
+        };
+        assert!(body(second).contains("mine"), "{}", body(second));
+        assert!(!body(first).contains("late"), "{}", body(first));
+        assert!(!body(second).contains("late"), "{}", body(second));
+        assert!(
+            seen.iter().all(|o| o.conn() == ConnId(3)),
+            "everything stays on the connection"
+        );
     }
 }

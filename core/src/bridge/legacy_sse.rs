@@ -13,14 +13,14 @@ use super::registry::{event, Bridge, Transport};
 use super::streamable::parse_one;
 use crate::http::{Request, Response};
 use crate::mcp;
-use crate::provider::ConnId;
+use crate::provider::RequestId;
 
 impl Bridge {
     /// `GET /mcp/NAME/sse`.
-    pub(super) fn open_legacy(&mut self, conn: ConnId, spec: usize, now: Instant) {
+    pub(super) fn open_legacy(&mut self, to: RequestId, spec: usize, now: Instant) {
         let Some(id) = self.open_session(spec, Transport::LegacySse, now) else {
             return self.reply_error(
-                conn,
+                to,
                 503,
                 mcp::INVALID_REQUEST,
                 "too many MCP sessions are open",
@@ -29,13 +29,13 @@ impl Bridge {
         let endpoint = format!("/mcp/{}/messages?session_id={id}", self.specs[spec].name);
         let greeting = event(0, "endpoint", &endpoint);
         let stream = Response::stream("text/event-stream");
-        self.attach_stream(conn, &id, Some(stream), Some(greeting), None, now);
+        self.attach_stream(to, &id, Some(stream), Some(greeting), None, now);
     }
 
     /// `POST /mcp/NAME/messages?session_id=…`.
     pub(super) fn post_legacy(
         &mut self,
-        conn: ConnId,
+        to: RequestId,
         spec: usize,
         request: &Request,
         now: Instant,
@@ -48,19 +48,19 @@ impl Bridge {
         let id = match self.session_of(spec, session) {
             Ok(id) => id,
             Err((status, message)) => {
-                return self.reply_error(conn, status, mcp::INVALID_REQUEST, &message)
+                return self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
             }
         };
         let message = match parse_one(&request.body) {
             Ok(message) => message,
-            Err(reply) => return self.respond(conn, reply),
+            Err(reply) => return self.respond(to, reply),
         };
         let Some(session) = self.sessions.get(&id) else {
             return;
         };
         let (child, client) = (session.child, session.client);
         self.respond(
-            conn,
+            to,
             Response::full(202, "text/plain", Bytes::from_static(b"Accepted")),
         );
         self.forward(child, client, message, None, now);

@@ -22,7 +22,7 @@ use crate::agent::close::LinkClose;
 use crate::error::Dialect;
 use crate::http::{Request, Response};
 use crate::mcp;
-use crate::provider::{ConnId, Output};
+use crate::provider::{ConnId, Output, RequestId};
 
 /// Messages held for a session whose event stream is not open, and events
 /// kept for a replay after `Last-Event-ID`; past this the oldest go (a
@@ -82,8 +82,9 @@ pub(super) struct Session {
     pub(super) child: ChildId,
     pub(super) client: ClientId,
     pub(super) transport: Transport,
-    /// The connection of its open event stream.
-    pub(super) stream: Option<ConnId>,
+    /// The request its open event stream answers (a WebSocket's: its
+    /// connection, see [`socket`]).
+    pub(super) stream: Option<RequestId>,
     held: VecDeque<String>,
     /// The last events sent down the stream, for a replay.
     sent: VecDeque<(u64, String)>,
@@ -93,12 +94,12 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// `message` for the open stream on `conn`: an event (numbered and
-    /// remembered for a replay), or a frame for a WebSocket.
-    fn output(&mut self, conn: ConnId, message: String) -> Output {
+    /// `message` for the open stream answering `to`: an event (numbered
+    /// and remembered for a replay), or a frame for a WebSocket.
+    fn output(&mut self, to: RequestId, message: String) -> Output {
         if self.transport == Transport::Socket {
             return Output::ToAgent {
-                conn,
+                conn: to.conn,
                 text: envelope(&message),
             };
         }
@@ -108,13 +109,17 @@ impl Session {
             self.sent.pop_front();
         }
         self.sent.push_back((self.next_event, message));
-        Output::Data { conn, data }
+        Output::Data { to, data }
     }
 
-    /// The stream opens on `conn`: the events after `last_event` again
-    /// (a reconnect), then what was held; the connection it replaced.
-    fn attach(&mut self, conn: ConnId, last_event: Option<u64>) -> (Vec<Output>, Option<ConnId>) {
-        let replaced = self.stream.replace(conn);
+    /// The stream opens, answering `to`: the events after `last_event`
+    /// again (a reconnect), then what was held; the stream it replaced.
+    fn attach(
+        &mut self,
+        to: RequestId,
+        last_event: Option<u64>,
+    ) -> (Vec<Output>, Option<RequestId>) {
+        let replaced = self.stream.replace(to);
         let kind = self.transport.event_kind();
         let mut outputs: Vec<Output> = match last_event {
             Some(last) => self
@@ -122,14 +127,14 @@ impl Session {
                 .iter()
                 .filter(|(n, _)| *n > last)
                 .map(|(n, message)| Output::Data {
-                    conn,
+                    to,
                     data: event(*n, kind, message),
                 })
                 .collect(),
             None => Vec::new(),
         };
         let held: Vec<String> = self.held.drain(..).collect();
-        outputs.extend(held.into_iter().map(|message| self.output(conn, message)));
+        outputs.extend(held.into_iter().map(|message| self.output(to, message)));
         (outputs, replaced)
     }
 }
@@ -165,7 +170,9 @@ pub(super) struct Past {
 
 /// A request waiting for its answer from a child.
 pub(super) struct Pending {
-    pub(super) conn: ConnId,
+    /// Where the answer goes: the HTTP request waiting for it, or a
+    /// WebSocket client ([`socket`]).
+    pub(super) to: RequestId,
     pub(super) reply: Reply,
     /// The client's progress token, when the answer is an event stream
     /// begun at once: the request's progress goes down it, then the
@@ -190,6 +197,13 @@ pub(super) enum Reply {
     },
     /// A WebSocket client's `create_session`: `session_created`.
     SocketSession { session: String },
+}
+
+/// Where a WebSocket client's frames go: its connection. Frames belong to
+/// no HTTP request (the connection carries them once upgraded), so the
+/// number is 0, and nothing checks it.
+pub(super) fn socket(conn: ConnId) -> RequestId {
+    RequestId { conn, seq: 0 }
 }
 
 /// Every bridged server, its children and the clients' sessions.
@@ -284,8 +298,9 @@ impl Bridge {
     /// HTTP, both generations), `/mcp/NAME/sse` and `/mcp/NAME/messages`
     /// (HTTP+SSE), and the REST API, events and WebSocket of `rest.rs`.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
+        let to = RequestId::of(conn, &request);
         if super::rest::handles(request.path()) {
-            return self.rest(conn, &request, now);
+            return self.rest(to, &request, now);
         }
         let rest = request.path().strip_prefix("/mcp/").unwrap_or_default();
         let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
@@ -299,20 +314,17 @@ impl Bridge {
                     known.join(", ")
                 }
             );
-            return self.reply_error(conn, 404, mcp::INVALID_REQUEST, &message);
+            return self.reply_error(to, 404, mcp::INVALID_REQUEST, &message);
         };
         match (tail, request.method.as_str()) {
-            ("", _) => self.streamable(conn, spec, &request, now),
-            ("sse", "GET") => self.open_legacy(conn, spec, now),
-            ("messages", "POST") => self.post_legacy(conn, spec, &request, now),
-            ("sse" | "messages", _) => self.reply_error(
-                conn,
-                405,
-                mcp::INVALID_REQUEST,
-                "GET …/sse, POST …/messages",
-            ),
+            ("", _) => self.streamable(to, spec, &request, now),
+            ("sse", "GET") => self.open_legacy(to, spec, now),
+            ("messages", "POST") => self.post_legacy(to, spec, &request, now),
+            ("sse" | "messages", _) => {
+                self.reply_error(to, 405, mcp::INVALID_REQUEST, "GET …/sse, POST …/messages")
+            }
             _ => self.reply_error(
-                conn,
+                to,
                 404,
                 mcp::INVALID_REQUEST,
                 "the paths are /mcp/NAME, /mcp/NAME/sse and /mcp/NAME/messages",
@@ -333,7 +345,7 @@ impl Bridge {
                 self.end_session(&id, now);
             }
         }
-        self.pending.retain(|_, p| p.conn != conn);
+        self.pending.retain(|_, p| p.to.conn != conn);
     }
 
     pub fn handle_spawned(&mut self, child: ChildId, now: Instant) {
@@ -355,14 +367,20 @@ impl Bridge {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.keepalive_at.is_some_and(|at| at <= now) {
             self.keepalive_at = (!self.streams.is_empty()).then(|| now + KEEPALIVE);
-            for (&conn, id) in &self.streams {
-                let data = match self.sessions.get(id).map(|s| s.transport) {
-                    Some(Transport::Socket) => continue,
-                    Some(Transport::Rest) => Bytes::from_static(b"event: heartbeat\ndata: {}\n\n"),
+            for id in self.streams.values() {
+                let Some((to, transport)) = self
+                    .sessions
+                    .get(id)
+                    .and_then(|s| Some((s.stream?, s.transport)))
+                else {
+                    continue;
+                };
+                let data = match transport {
+                    Transport::Socket => continue,
+                    Transport::Rest => Bytes::from_static(b"event: heartbeat\ndata: {}\n\n"),
                     _ => Bytes::from_static(b":\n\n"),
                 };
-                self.out
-                    .push_back(Routed::Http(Output::Data { conn, data }));
+                self.out.push_back(Routed::Http(Output::Data { to, data }));
             }
         }
         if self.sweep_at <= now {
@@ -387,18 +405,20 @@ impl Bridge {
         let Some(id) = self.streams.remove(&conn) else {
             return;
         };
-        let socket = self.sessions.get_mut(&id).is_some_and(|session| {
-            session.stream = None;
-            session.transport == Transport::Socket
-        });
+        let Some((to, transport)) = self
+            .sessions
+            .get_mut(&id)
+            .and_then(|session| Some((session.stream.take()?, session.transport)))
+        else {
+            return;
+        };
         tracing::warn!("an MCP bridge client reads too slowly: its stream was cut");
-        let output = if socket {
-            Output::CloseAgent {
+        let output = match transport {
+            Transport::Socket => Output::CloseAgent {
                 conn,
                 why: LinkClose::TooSlow,
-            }
-        } else {
-            Output::End { conn }
+            },
+            _ => Output::End { to },
         };
         self.out.push_back(Routed::Http(output));
     }
@@ -523,11 +543,11 @@ impl Bridge {
         }
     }
 
-    /// Opens the session's event stream on `conn` (a new one replaces the
-    /// old, which ends), sending what it missed.
+    /// Opens the session's event stream, answering `to` (a new one
+    /// replaces the old, which ends), sending what it missed.
     pub(super) fn attach_stream(
         &mut self,
-        conn: ConnId,
+        to: RequestId,
         id: &str,
         response: Option<Response>,
         greeting: Option<Bytes>,
@@ -538,19 +558,18 @@ impl Bridge {
             return;
         };
         let socket = session.transport == Transport::Socket;
-        let (outputs, replaced) = session.attach(conn, last_event);
+        let (outputs, replaced) = session.attach(to, last_event);
         if let (Some(old), false) = (replaced, socket) {
-            self.streams.remove(&old);
-            self.out.push_back(Routed::Http(Output::End { conn: old }));
+            self.streams.remove(&old.conn);
+            self.out.push_back(Routed::Http(Output::End { to: old }));
         }
-        self.streams.insert(conn, id.to_owned());
+        self.streams.insert(to.conn, id.to_owned());
         if let Some(response) = response {
             self.keepalive_at.get_or_insert(now + KEEPALIVE);
-            self.respond(conn, response);
+            self.respond(to, response);
         }
         if let Some(data) = greeting {
-            self.out
-                .push_back(Routed::Http(Output::Data { conn, data }));
+            self.out.push_back(Routed::Http(Output::Data { to, data }));
         }
         self.out.extend(outputs.into_iter().map(Routed::Http));
     }
@@ -561,9 +580,9 @@ impl Bridge {
         };
         let key = (session.child, session.client);
         self.by_client.remove(&key);
-        if let Some(conn) = session.stream {
-            self.streams.remove(&conn);
-            self.out.push_back(Routed::Http(Output::End { conn }));
+        if let Some(to) = session.stream {
+            self.streams.remove(&to.conn);
+            self.out.push_back(Routed::Http(Output::End { to }));
         }
         self.pending
             .retain(|(child, client, _), _| (*child, *client) != key);
@@ -655,11 +674,9 @@ impl Bridge {
             .filter(|h| h.method.is_none())
             .and_then(|h| h.id.as_ref())
             .map(Value::to_string);
-        if let Some(conn) = self.progress_stream(child, client, head.as_ref()) {
+        if let Some(to) = self.progress_stream(child, client, head.as_ref()) {
             let data = event(0, "message", &message);
-            return self
-                .out
-                .push_back(Routed::Http(Output::Data { conn, data }));
+            return self.out.push_back(Routed::Http(Output::Data { to, data }));
         }
         if let Some(pending) = answer_to.and_then(|id| self.pending.remove(&(child, client, id))) {
             return self.answer(child, client, pending, message, now);
@@ -676,8 +693,8 @@ impl Bridge {
             return;
         };
         match session.stream {
-            Some(conn) => {
-                let output = session.output(conn, message);
+            Some(to) => {
+                let output = session.output(to, message);
                 self.out.push_back(Routed::Http(output));
             }
             None => {
@@ -701,18 +718,18 @@ impl Bridge {
         message: String,
         now: Instant,
     ) {
-        let conn = pending.conn;
+        let to = pending.to;
         let parsed = || serde_json::from_str::<Value>(&message).ok();
         let close = match pending.reply {
             Reply::Json { opened } => {
                 if pending.progress.is_some() {
-                    self.end_answer_stream(conn, &message);
+                    self.end_answer_stream(to, &message);
                 } else {
                     let mut response = Response::json(200, message);
                     if let Some(session) = opened {
                         response = response.with_header("mcp-session-id", session);
                     }
-                    self.respond(conn, response);
+                    self.respond(to, response);
                 }
                 false
             }
@@ -722,9 +739,9 @@ impl Bridge {
                     None => message,
                 };
                 if pending.progress.is_some() {
-                    self.end_answer_stream(conn, &body);
+                    self.end_answer_stream(to, &body);
                 } else {
-                    self.respond(conn, Response::json(200, body));
+                    self.respond(to, Response::json(200, body));
                 }
                 true
             }
@@ -734,7 +751,7 @@ impl Bridge {
                     opened,
                     &self.child_name(child),
                 );
-                self.respond(conn, response);
+                self.respond(to, response);
                 ephemeral
             }
             Reply::SocketSession { session } => {
@@ -747,7 +764,7 @@ impl Bridge {
                     "server_info": result["serverInfo"],
                 });
                 self.out.push_back(Routed::Http(Output::ToAgent {
-                    conn,
+                    conn: to.conn,
                     text: frame.to_string(),
                 }));
                 false
@@ -760,11 +777,10 @@ impl Bridge {
     }
 
     /// The answer as the last event of the stream its request began.
-    fn end_answer_stream(&mut self, conn: ConnId, answer: &str) {
+    fn end_answer_stream(&mut self, to: RequestId, answer: &str) {
         let data = event(0, "message", answer);
-        self.out
-            .push_back(Routed::Http(Output::Data { conn, data }));
-        self.out.push_back(Routed::Http(Output::End { conn }));
+        self.out.push_back(Routed::Http(Output::Data { to, data }));
+        self.out.push_back(Routed::Http(Output::End { to }));
     }
 
     /// The stream of the request `progress` belongs to, if its answer is
@@ -774,7 +790,7 @@ impl Bridge {
         child: ChildId,
         client: ClientId,
         message: Option<&Head>,
-    ) -> Option<ConnId> {
+    ) -> Option<RequestId> {
         let message = message.filter(|m| m.method.as_deref() == Some("notifications/progress"))?;
         let token = &message.params["progressToken"];
         self.pending
@@ -782,7 +798,7 @@ impl Bridge {
             .find(|((c, k, _), p)| {
                 (*c, *k) == (child, client) && p.progress.as_ref() == Some(token)
             })
-            .map(|(_, p)| p.conn)
+            .map(|(_, p)| p.to)
     }
 
     /// The configured name of a child's server.
@@ -791,14 +807,14 @@ impl Bridge {
             .map_or_else(String::new, |c| c.spec().name.clone())
     }
 
-    pub(super) fn respond(&mut self, conn: ConnId, response: Response) {
+    pub(super) fn respond(&mut self, to: RequestId, response: Response) {
         self.out
-            .push_back(Routed::Http(Output::Respond { conn, response }));
+            .push_back(Routed::Http(Output::Respond { to, response }));
     }
 
-    pub(super) fn reply_error(&mut self, conn: ConnId, status: u16, code: i64, message: &str) {
+    pub(super) fn reply_error(&mut self, to: RequestId, status: u16, code: i64, message: &str) {
         let body = mcp::error(&Value::Null, code, message, None);
-        self.respond(conn, Response::json(status, body));
+        self.respond(to, Response::json(status, body));
     }
 }
 

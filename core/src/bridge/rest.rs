@@ -28,11 +28,11 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::registry::{event, Bridge, Pending, Reply, Routed, Transport};
+use super::registry::{event, socket, Bridge, Pending, Reply, Routed, Transport};
 use super::{ChildId, ServerSpec, Share};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
-use crate::provider::{ConnId, Output};
+use crate::provider::{ConnId, Output, RequestId};
 
 /// The WebSocket subprotocol of the envelope; a browser offers it with
 /// `bearer.<API key>`.
@@ -92,7 +92,7 @@ fn error(status: u16, message: &str) -> Response {
 
 impl Bridge {
     /// A request for one of [`handles`]'s paths.
-    pub(super) fn rest(&mut self, conn: ConnId, request: &Request, now: Instant) {
+    pub(super) fn rest(&mut self, to: RequestId, request: &Request, now: Instant) {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let query = |key: &str| {
             request.target.split_once('?').and_then(|(_, q)| {
@@ -102,8 +102,8 @@ impl Bridge {
         };
         let segments: Vec<&str> = request.path().trim_matches('/').split('/').collect();
         let response = match (request.method.as_str(), segments.as_slice()) {
-            ("GET", ["ws"]) => return self.accept_socket(conn, request),
-            ("POST", ["sessions"]) => return self.open_rest_session(conn, &body, now),
+            ("GET", ["ws"]) => return self.accept_socket(to, request),
+            ("POST", ["sessions"]) => return self.open_rest_session(to, &body, now),
             ("GET", ["sessions", id]) => self.session_info(id),
             ("DELETE", ["sessions", id]) => match self.sessions.contains_key(*id) {
                 true => {
@@ -112,19 +112,19 @@ impl Bridge {
                 }
                 false => error(404, "no such session"),
             },
-            ("POST", ["tools", "discover"]) => return self.rest_call(conn, &body, None, "tools/list", Value::Null, now),
+            ("POST", ["tools", "discover"]) => return self.rest_call(to, &body, None, "tools/list", Value::Null, now),
             ("POST", ["tools", "call"]) => {
                 let name = body.get("tool").or(body.get("name")).cloned().unwrap_or(Value::Null);
                 let arguments = body.get("params").or(body.get("arguments")).cloned().unwrap_or(json!({}));
                 let params = json!({"name": name, "arguments": arguments});
-                return self.rest_call(conn, &body, None, "tools/call", params, now);
+                return self.rest_call(to, &body, None, "tools/call", params, now);
             }
             ("GET", [list @ ("tools" | "resources" | "prompts")]) => {
                 let method = format!("{list}/list");
-                return self.rest_call(conn, &Value::Null, query("server"), &method, Value::Null, now);
+                return self.rest_call(to, &Value::Null, query("server"), &method, Value::Null, now);
             }
             ("GET", ["stats"]) => Response::json(200, self.stats().to_string()),
-            ("GET", ["events", id]) => return self.open_events(conn, id, now),
+            ("GET", ["events", id]) => return self.open_events(to, id, now),
             ("GET", ["integrations"]) => {
                 let all: Vec<Value> = self.specs.iter().map(|s| self.integration(s)).collect();
                 Response::json(200, json!({"integrations": all}).to_string())
@@ -139,13 +139,13 @@ impl Bridge {
                 .with_header("content-security-policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'"),
             _ => error(404, "no such route of the MCP bridge"),
         };
-        self.respond(conn, response);
+        self.respond(to, response);
     }
 
     /// A call to a server: through a session, or as a client of its own.
     fn rest_call(
         &mut self,
-        conn: ConnId,
+        to: RequestId,
         body: &Value,
         server: Option<String>,
         method: &str,
@@ -155,19 +155,17 @@ impl Bridge {
         let (child, client, ephemeral) = match body["session_id"].as_str() {
             Some(id) => match self.sessions.get(id) {
                 Some(session) => (session.child, session.client, false),
-                None => return self.respond(conn, error(404, "no such session")),
+                None => return self.respond(to, error(404, "no such session")),
             },
             None => {
                 let server = server.or_else(|| body["server"].as_str().map(str::to_owned));
                 let spec = match self.spec_named(server.as_deref()) {
                     Ok(spec) => spec,
-                    Err(response) => return self.respond(conn, response),
+                    Err(response) => return self.respond(to, response),
                 };
                 let Some(child) = self.child_for(spec, now) else {
-                    return self.respond(
-                        conn,
-                        error(503, "too many MCP server processes are running"),
-                    );
+                    return self
+                        .respond(to, error(503, "too many MCP server processes are running"));
                 };
                 let Some(client) = self.children.get_mut(&child).map(|c| c.open_client(now)) else {
                     return;
@@ -183,7 +181,7 @@ impl Bridge {
             params,
         };
         let wait = Pending {
-            conn,
+            to,
             reply: Reply::Rest {
                 opened: None,
                 ephemeral,
@@ -210,23 +208,23 @@ impl Bridge {
     }
 
     /// `POST /sessions`: a session, initialized (its answer names it).
-    fn open_rest_session(&mut self, conn: ConnId, body: &Value, now: Instant) {
+    fn open_rest_session(&mut self, to: RequestId, body: &Value, now: Instant) {
         let spec = match self.spec_named(body["server"].as_str()) {
             Ok(spec) => spec,
-            Err(response) => return self.respond(conn, response),
+            Err(response) => return self.respond(to, response),
         };
         let Some(id) = self.open_session(spec, Transport::Rest, now) else {
-            return self.respond(conn, error(503, "too many MCP sessions are open"));
+            return self.respond(to, error(503, "too many MCP sessions are open"));
         };
         let reply = Reply::Rest {
             opened: Some(id.clone()),
             ephemeral: false,
         };
-        self.initialize(conn, &id, body, reply, now);
+        self.initialize(to, &id, body, reply, now);
     }
 
     /// The session's `initialize`, answered from the child's cache.
-    fn initialize(&mut self, conn: ConnId, id: &str, body: &Value, reply: Reply, now: Instant) {
+    fn initialize(&mut self, to: RequestId, id: &str, body: &Value, reply: Reply, now: Instant) {
         let Some(session) = self.sessions.get(id) else {
             return;
         };
@@ -243,7 +241,7 @@ impl Bridge {
             }),
         };
         let wait = Pending {
-            conn,
+            to,
             reply,
             progress: None,
         };
@@ -270,13 +268,13 @@ impl Bridge {
     }
 
     /// `GET /events/{id}`: `connected`, then what the session is sent.
-    fn open_events(&mut self, conn: ConnId, id: &str, now: Instant) {
+    fn open_events(&mut self, to: RequestId, id: &str, now: Instant) {
         if !self.sessions.contains_key(id) {
-            return self.respond(conn, error(404, "no such session"));
+            return self.respond(to, error(404, "no such session"));
         }
         let connected = event(0, "connected", &json!({"session_id": id}).to_string());
         self.attach_stream(
-            conn,
+            to,
             id,
             Some(Response::stream("text/event-stream")),
             Some(connected),
@@ -412,7 +410,7 @@ impl Bridge {
 
     // ---- the WebSocket envelope ----
 
-    fn accept_socket(&mut self, conn: ConnId, request: &Request) {
+    fn accept_socket(&mut self, to: RequestId, request: &Request) {
         // A browser offers the key as a subprotocol (see the provider's
         // security checks); the answer must then name one it offered.
         let protocol = request
@@ -424,12 +422,12 @@ impl Bridge {
             .filter(|_| request.is_websocket_upgrade())
         {
             Some(key) => self.out.push_back(Routed::Http(Output::AcceptSocket {
-                conn,
+                conn: to.conn,
                 key: key.to_owned(),
                 protocol,
             })),
             None => self.respond(
-                conn,
+                to,
                 error(400, "/ws is a WebSocket: send an upgrade request"),
             ),
         }
@@ -455,11 +453,11 @@ impl Bridge {
                 let Some(id) = self.open_session(spec, Transport::Socket, now) else {
                     return self.socket_error(conn, "too many MCP sessions are open");
                 };
-                self.attach_stream(conn, &id, None, None, None, now);
+                self.attach_stream(socket(conn), &id, None, None, None, now);
                 let reply = Reply::SocketSession {
                     session: id.clone(),
                 };
-                self.initialize(conn, &id, &frame, reply, now);
+                self.initialize(socket(conn), &id, &frame, reply, now);
             }
             Some("attach_session") => {
                 let id = frame["session_id"].as_str().unwrap_or_default().to_owned();
@@ -475,7 +473,7 @@ impl Bridge {
                     conn,
                     text: attached,
                 }));
-                self.attach_stream(conn, &id, None, None, None, now);
+                self.attach_stream(socket(conn), &id, None, None, None, now);
             }
             Some(other) => self.socket_error(conn, &format!("unknown type `{other}`")),
             None => {

@@ -26,7 +26,7 @@ use super::registry::{Bridge, Pending, Reply};
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
-use crate::provider::ConnId;
+use crate::provider::RequestId;
 
 /// The session revision the bridge's own `initialize` asks for when a
 /// stateless client is the first to need the child.
@@ -89,23 +89,20 @@ pub(super) fn stateless_answer(mut answer: Value, id: &Value, method: &str) -> S
 
 impl Bridge {
     /// `GET` or `DELETE` in the stateless revision: there is no session.
-    pub(super) fn stateless_refusal(&mut self, conn: ConnId) {
+    pub(super) fn stateless_refusal(&mut self, to: RequestId) {
         let reply = mcp::error(
             &Value::Null,
             mcp::INVALID_REQUEST,
             "the stateless revision has no session to GET or DELETE",
             None,
         );
-        self.respond(
-            conn,
-            Response::json(405, reply).with_header("allow", "POST"),
-        );
+        self.respond(to, Response::json(405, reply).with_header("allow", "POST"));
     }
 
     /// A stateless request (a POST's message) for `/mcp/NAME`.
     pub(super) fn stateless(
         &mut self,
-        conn: ConnId,
+        to: RequestId,
         spec: usize,
         request: &Request,
         message: Message,
@@ -114,14 +111,14 @@ impl Bridge {
         let (id, method, params) = match message {
             Message::Request { id, method, params } => (id, method, params),
             // Nothing to correlate a notification or a response with.
-            _ => return self.respond(conn, Response::full(202, "application/json", Bytes::new())),
+            _ => return self.respond(to, Response::full(202, "application/json", Bytes::new())),
         };
         if let Some(reply) = mcp::unsupported_version(&id, &params) {
-            return self.respond(conn, Response::json(400, reply));
+            return self.respond(to, Response::json(400, reply));
         }
         if let Err(why) = headers_agree(request, &method, &params) {
             return self.respond(
-                conn,
+                to,
                 Response::json(400, mcp::error(&id, mcp::INVALID_REQUEST, &why, None)),
             );
         }
@@ -132,7 +129,7 @@ impl Bridge {
                 "too many MCP server processes are running",
                 None,
             );
-            return self.respond(conn, Response::json(503, reply));
+            return self.respond(to, Response::json(503, reply));
         };
         let Some(client) = self.children.get_mut(&child).map(|c| c.open_client(now)) else {
             return;
@@ -140,7 +137,7 @@ impl Bridge {
         self.stateless.insert((child, client));
         let progress = super::streamable::progress_token(&params);
         if progress.is_some() {
-            self.respond(conn, Response::stream("text/event-stream"));
+            self.respond(to, Response::stream("text/event-stream"));
         }
         let (asked, params) = if method == "server/discover" {
             ("initialize".to_owned(), initialize_params(&params))
@@ -148,7 +145,7 @@ impl Bridge {
             (method.clone(), params)
         };
         let wait = Pending {
-            conn,
+            to,
             reply: Reply::Stateless {
                 id: id.clone(),
                 method,

@@ -22,13 +22,13 @@ use super::registry::{Bridge, Pending, Reply, Transport};
 use super::stateless::{is_stateless, stateless_header};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
-use crate::provider::ConnId;
+use crate::provider::RequestId;
 
 impl Bridge {
     /// A request for `/mcp/NAME`.
     pub(super) fn streamable(
         &mut self,
-        conn: ConnId,
+        to: RequestId,
         spec: usize,
         request: &Request,
         now: Instant,
@@ -39,15 +39,15 @@ impl Bridge {
             "POST" => {
                 let message = match parse_one(&request.body) {
                     Ok(message) => message,
-                    Err(reply) => return self.respond(conn, reply),
+                    Err(reply) => return self.respond(to, reply),
                 };
                 if session.is_none() && (stateless || is_stateless(&message)) {
-                    self.stateless(conn, spec, request, message, now);
+                    self.stateless(to, spec, request, message, now);
                 } else {
-                    self.post(conn, spec, session, message, now);
+                    self.post(to, spec, session, message, now);
                 }
             }
-            "GET" | "DELETE" if stateless => self.stateless_refusal(conn),
+            "GET" | "DELETE" if stateless => self.stateless_refusal(to),
             "GET" => match self.session_of(spec, session.as_deref()) {
                 Ok(id) => {
                     let last = request
@@ -55,23 +55,23 @@ impl Bridge {
                         .and_then(|v| v.trim().parse().ok());
                     let response = Response::stream("text/event-stream")
                         .with_header("mcp-session-id", id.clone());
-                    self.attach_stream(conn, &id, Some(response), None, last, now);
+                    self.attach_stream(to, &id, Some(response), None, last, now);
                 }
                 Err((status, message)) => {
-                    self.reply_error(conn, status, mcp::INVALID_REQUEST, &message)
+                    self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
                 }
             },
             "DELETE" => match self.session_of(spec, session.as_deref()) {
                 Ok(id) => {
                     self.end_session(&id, now);
-                    self.respond(conn, Response::json(200, "{}"));
+                    self.respond(to, Response::json(200, "{}"));
                 }
                 Err((status, message)) => {
-                    self.reply_error(conn, status, mcp::INVALID_REQUEST, &message)
+                    self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
                 }
             },
             _ => self.respond(
-                conn,
+                to,
                 Response::json(
                     405,
                     mcp::error(
@@ -88,7 +88,7 @@ impl Bridge {
 
     fn post(
         &mut self,
-        conn: ConnId,
+        to: RequestId,
         spec: usize,
         session: Option<String>,
         message: Message,
@@ -99,7 +99,7 @@ impl Bridge {
         let id = if is_initialize {
             if session.is_some() {
                 return self.reply_error(
-                    conn,
+                    to,
                     400,
                     mcp::INVALID_REQUEST,
                     "initialize opens a session: send it without Mcp-Session-Id",
@@ -109,7 +109,7 @@ impl Bridge {
                 Some(id) => id,
                 None => {
                     return self.reply_error(
-                        conn,
+                        to,
                         503,
                         mcp::INVALID_REQUEST,
                         "too many MCP sessions are open",
@@ -120,7 +120,7 @@ impl Bridge {
             match self.session_of(spec, session.as_deref()) {
                 Ok(id) => id,
                 Err((status, message)) => {
-                    return self.reply_error(conn, status, mcp::INVALID_REQUEST, &message)
+                    return self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
                 }
             }
         };
@@ -132,17 +132,17 @@ impl Bridge {
             Message::Request { params, .. } => {
                 let progress = progress_token(params);
                 if progress.is_some() {
-                    self.respond(conn, Response::stream("text/event-stream"));
+                    self.respond(to, Response::stream("text/event-stream"));
                 }
                 let opened = is_initialize.then_some(id);
                 Some(Pending {
-                    conn,
+                    to,
                     reply: Reply::Json { opened },
                     progress,
                 })
             }
             Message::Notification { .. } | Message::Response { .. } => {
-                self.respond(conn, Response::full(202, "application/json", Bytes::new()));
+                self.respond(to, Response::full(202, "application/json", Bytes::new()));
                 None
             }
         };
@@ -176,7 +176,7 @@ mod tests {
     use super::super::{BridgeOutput, ChildId, Limits, Routed, ServerSpec, KEEPALIVE};
     use super::*;
     use crate::http::Body;
-    use crate::provider::Output;
+    use crate::provider::{ConnId, Output};
     use serde_json::json;
 
     /// A bridge of one server, `echo`, whose child the test plays.
@@ -313,8 +313,8 @@ mod tests {
         assert_eq!(sent["method"], "ping");
         let out = rig.child_says(json!({"jsonrpc": "2.0", "id": sent["id"], "result": {}}));
         match &out[..] {
-            [Output::Respond { conn: c, response }] => {
-                assert_eq!(*c, conn);
+            [Output::Respond { to, response }] => {
+                assert_eq!(to.conn, conn);
                 assert_eq!(
                     response.body,
                     Body::Full(Bytes::from(r#"{"jsonrpc":"2.0","id":9,"result":{}}"#))
@@ -348,11 +348,11 @@ mod tests {
         rig.now += KEEPALIVE;
         rig.bridge.handle_timeout(rig.now);
         let out = rig.drain();
-        assert!(matches!(&out[..], [Output::Data { conn, .. }] if *conn == stream));
+        assert!(matches!(&out[..], [Output::Data { to, .. }] if to.conn == stream));
         assert_eq!(data(&out[0]), ":\n\n");
         // A reconnect after event 1 gets 2 and 3 again; the old stream ends.
         let (_, out) = rig.send("GET", Some(&session), Value::Null, Some(1));
-        assert!(matches!(out[0], Output::End { conn } if conn == stream));
+        assert!(matches!(out[0], Output::End { to } if to.conn == stream));
         let events: Vec<String> = out[2..].iter().map(data).collect();
         assert_eq!(events.len(), 2);
         assert!(events[0].starts_with("id: 2\n") && events[0].contains(r#""n":2"#));
@@ -384,7 +384,7 @@ mod tests {
         let session = rig.session();
         let (stream, _) = rig.send("GET", Some(&session), Value::Null, None);
         rig.bridge.handle_slow_conn(stream);
-        assert!(matches!(rig.drain()[..], [Output::End { conn }] if conn == stream));
+        assert!(matches!(rig.drain()[..], [Output::End { to }] if to.conn == stream));
         let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}});
         assert!(
             rig.child_says(note).is_empty(),

@@ -46,6 +46,10 @@ pub struct ServerConn {
     /// Set from the moment a request (or an error) is handed out until its
     /// response ends.
     current: Option<Answer>,
+    /// Requests (and errors) handed out so far: the next request is
+    /// numbered this ([`Request::seq`]). An error takes a number too, so
+    /// nothing meant for the request before it is written into its answer.
+    handed_out: u64,
     /// No request is read after the current one; close once it is answered.
     close: bool,
     /// HTTP version of the request being answered.
@@ -79,6 +83,7 @@ impl ServerConn {
         ServerConn {
             reader: RequestReader::new(limits),
             current: None,
+            handed_out: 0,
             close: false,
             minor_version: 1,
             head: false,
@@ -109,6 +114,13 @@ impl ServerConn {
     /// client, so a driver may time it out.
     pub fn is_idle(&self) -> bool {
         self.current.is_none()
+    }
+
+    /// Whether the answer in progress is to the request numbered `seq`
+    /// ([`Request::seq`]). Anything else was meant for a request already
+    /// answered, and is not written.
+    pub fn is_answering(&self, seq: u64) -> bool {
+        self.current.is_some() && self.handed_out.checked_sub(1) == Some(seq)
     }
 
     /// When an idle connection that has not sent a whole request must be
@@ -160,7 +172,9 @@ impl ServerConn {
             return Ok(None);
         }
         match self.reader.next_request() {
-            Ok(Some(request)) => {
+            Ok(Some(mut request)) => {
+                request.seq = self.handed_out;
+                self.handed_out += 1;
                 self.start_answer(&request);
                 Ok(Some(request))
             }
@@ -172,6 +186,7 @@ impl ServerConn {
                 Ok(None)
             }
             Err(e) => {
+                self.handed_out += 1;
                 self.close = true;
                 self.head = false;
                 self.current = Some(Answer {
@@ -530,6 +545,26 @@ mod tests {
         c.encode_response(&Response::json(200, "{}"), &mut out);
         assert!(text(&out).ends_with("\r\n\r\n{}"));
         assert_eq!(text(&out).matches("{}").count(), 1);
+    }
+
+    #[test]
+    fn requests_are_numbered_and_only_the_one_being_answered_is_answering() {
+        let mut c = conn_with(
+            b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nBAD\r\n\r\n",
+        );
+        assert!(!c.is_answering(0), "nothing handed out yet");
+        assert_eq!(c.poll_request().unwrap().unwrap().seq(), 0);
+        assert!(c.is_answering(0));
+        c.encode_response(&Response::json(200, "{}"), &mut BytesMut::new());
+        assert!(!c.is_answering(0), "its answer ended");
+        assert_eq!(c.poll_request().unwrap().unwrap().seq(), 1);
+        assert!(c.is_answering(1) && !c.is_answering(0));
+        c.encode_response(&Response::json(200, "{}"), &mut BytesMut::new());
+        assert!(c.poll_request().is_err());
+        assert!(
+            !c.is_answering(1),
+            "an error takes a number: nothing for the request before goes into its answer"
+        );
     }
 
     #[test]

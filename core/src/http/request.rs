@@ -92,6 +92,8 @@ pub struct Request {
     pub minor_version: u8,
     headers: Headers,
     pub body: Bytes,
+    /// Its number on its connection: see [`Request::seq`].
+    pub(super) seq: u64,
 }
 
 impl Request {
@@ -103,7 +105,17 @@ impl Request {
             minor_version: 1,
             headers: headers.into_iter().collect(),
             body,
+            seq: 0,
         }
+    }
+
+    /// Its number on its connection, counting from 0 (0 for a request
+    /// built with [`Request::new`]). [`super::ServerConn`] numbers the
+    /// requests it hands out, and writes only what is addressed to the
+    /// request it is answering: an output meant for a request already
+    /// answered cannot land in a later one's answer.
+    pub fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// First value of a header, by lower-case name.
@@ -261,6 +273,7 @@ impl RequestReader {
                 headers
             },
             body: Bytes::new(),
+            seq: 0,
         };
         self.buf.advance(len);
         let request = normalise_target(check_host(request)?)?;

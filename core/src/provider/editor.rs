@@ -36,6 +36,7 @@ impl Provider {
     pub fn admit_bridge(&mut self, conn: ConnId, request: &Request, now: Instant) -> bool {
         self.now = now;
         self.stats.requests += 1;
+        self.requests.insert(conn, request.seq());
         self.meter_start(conn, api::routes::UNMATCHED, now);
         let mut extra = Vec::new();
         let checked = self

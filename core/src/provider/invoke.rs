@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{Output, Provider};
+use super::{Output, Provider, RequestId};
 use serde::Deserialize;
 
 use crate::agent::message::{
@@ -46,7 +46,8 @@ impl Piece<'_> {
 /// their order, deadlines and count. The editor's connection writes them
 /// ([`crate::stream::Answering`]).
 pub(super) struct Invocation {
-    editor: ConnId,
+    /// The request it answers.
+    editor: RequestId,
     agent: ConnId,
     session: String,
     /// Streamed (else answered whole at the end).
@@ -71,7 +72,7 @@ impl Invocation {
     /// What the dashboard shows of an answer in flight: its editor, session,
     /// whether it streams, and the pieces relayed so far.
     pub(super) fn view(&self) -> (ConnId, &str, bool, u64) {
-        (self.editor, &self.session, self.stream, self.chunks)
+        (self.editor.conn, &self.session, self.stream, self.chunks)
     }
 
     pub(super) fn is_stream(&self) -> bool {
@@ -97,7 +98,7 @@ impl Provider {
     /// Picks a session and sends the request to its agent.
     pub(super) fn invoke(
         &mut self,
-        editor: ConnId,
+        conn: ConnId,
         request: ModelRequest,
         pin: Option<&str>,
         key: Option<usize>,
@@ -164,7 +165,7 @@ impl Provider {
         };
         let text = to_agent::invoke(&wire_id(n), &session_id, &model, &request.payload);
         self.meter_invoked(
-            editor,
+            conn,
             &model,
             &session_id,
             request.prompt_tokens,
@@ -176,6 +177,7 @@ impl Provider {
         let out = EditorStream::new(&request, ids, now, self.config.max_output_bytes, extra);
         let (stream, tally) = (out.is_stream(), out.tally());
         let keepalive = out.keepalive().is_some();
+        let editor = self.request_on(conn);
         self.post(editor, AnswerEvent::Open(Box::new(out)));
         let timeout = if stream {
             self.config.stream_idle_timeout
@@ -198,7 +200,7 @@ impl Provider {
         };
         self.timers.push(Reverse((inv.next_wake(), n)));
         self.invocations.insert(n, inv);
-        self.by_conn.insert(editor, n);
+        self.by_conn.insert(conn, n);
         Ok(())
     }
 
@@ -264,7 +266,7 @@ impl Provider {
             }
             let event = AnswerEvent::Piece(PieceOut::new(&mut self.texts, piece.delta, now, wall));
             self.outputs.push_back(Output::Answer {
-                conn: inv.editor,
+                to: inv.editor,
                 event,
             });
             if let Some(reason) = piece.finish {
@@ -280,7 +282,7 @@ impl Provider {
         }
         let editor = inv.editor;
         if first_answer {
-            self.meter_first_chunk(editor, now);
+            self.meter_first_chunk(editor.conn, now);
         }
         if let Some(e) = overflow {
             self.fail(
@@ -336,8 +338,8 @@ impl Provider {
     }
 
     /// Posts one step of an answer to its editor.
-    fn post(&mut self, conn: ConnId, event: AnswerEvent) {
-        self.outputs.push_back(Output::Answer { conn, event });
+    fn post(&mut self, to: RequestId, event: AnswerEvent) {
+        self.outputs.push_back(Output::Answer { to, event });
     }
 
     pub(super) fn on_result(&mut self, agent: ConnId, result: ModelResult, now: Instant) {
@@ -351,7 +353,7 @@ impl Provider {
         }
         if let Some(inv) = self.invocations.get(&n) {
             let editor = inv.editor;
-            self.meter_first_chunk(editor, now);
+            self.meter_first_chunk(editor.conn, now);
         }
         let result = result.result.unwrap_or(Value::Null);
         let usage: Option<Usage> = result.get("usage").and_then(|u| Usage::deserialize(u).ok());
@@ -392,9 +394,9 @@ impl Provider {
             if let Err(e) = inv.tally.add_delta(&delta) {
                 return self.fail(n, ApiError::agent(e.to_string()), false);
             }
-            let conn = inv.editor;
+            let to = inv.editor;
             let piece = PieceOut::new(&mut self.texts, delta, now, wall);
-            self.post(conn, AnswerEvent::Piece(piece));
+            self.post(to, AnswerEvent::Piece(piece));
         }
         let reason = choice["finish_reason"].as_str().map(str::to_owned);
         self.finish(n, reason, usage, now);
@@ -441,7 +443,7 @@ impl Provider {
 
     fn remove(&mut self, n: u64) -> Option<Invocation> {
         let inv = self.invocations.remove(&n)?;
-        self.by_conn.remove(&inv.editor);
+        self.by_conn.remove(&inv.editor.conn);
         self.prune_timers();
         Some(inv)
     }
@@ -463,7 +465,7 @@ impl Provider {
     /// Books a finished invocation against its session and rate limits.
     fn settle(&mut self, inv: &Invocation, now: Instant) {
         let (prompt, completion) = inv.tally.usage();
-        self.meter_usage(inv.editor, prompt, completion);
+        self.meter_usage(inv.editor.conn, prompt, completion);
         if let Some(s) = self.sessions.get_mut(&inv.session) {
             s.in_flight = s.in_flight.saturating_sub(1);
             s.tokens = s.tokens.saturating_add(prompt.saturating_add(completion));

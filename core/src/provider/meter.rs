@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::{Output, Provider};
+use super::{Output, Provider, RequestId};
 use crate::api::routes::label;
 use crate::http::Body;
 use crate::stream::AnswerEvent;
@@ -103,7 +103,11 @@ impl Provider {
         let now = self.now;
         match output {
             Output::Data { data, .. } => self.metrics.counters.bytes += data.len() as u64,
-            Output::Respond { conn, response } => {
+            Output::Respond {
+                to: RequestId { conn, .. },
+                response,
+            }
+            | Output::Refuse { conn, response } => {
                 if let Some(m) = self.meters.get_mut(conn) {
                     m.status = Some(response.status);
                     self.metrics
@@ -113,8 +117,8 @@ impl Provider {
                     self.meter_end(*conn, now, false);
                 }
             }
-            Output::End { conn } => self.meter_end(*conn, now, false),
-            Output::Answer { conn, event } => self.observe_answer(*conn, event),
+            Output::End { to } => self.meter_end(to.conn, now, false),
+            Output::Answer { to, event } => self.observe_answer(to.conn, event),
             Output::AcceptAgent { conn, .. } => {
                 if let Some(m) = self.meters.get_mut(conn) {
                     m.status = Some(101);

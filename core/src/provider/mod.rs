@@ -43,19 +43,45 @@ use meter::Meter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
+/// One request on an editor connection: the connection, and the
+/// request's number on it ([`Request::seq`]). An answer is addressed to its
+/// request, not only to the connection, so that whatever comes late for a
+/// request already answered (an event of a stream that ended, a keep-alive)
+/// is dropped where the connection writes, never written into the answer
+/// of the request after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId {
+    pub conn: ConnId,
+    pub seq: u64,
+}
+
+impl RequestId {
+    /// `request`, which arrived on `conn`.
+    pub fn of(conn: ConnId, request: &Request) -> Self {
+        RequestId {
+            conn,
+            seq: request.seq(),
+        }
+    }
+}
+
 /// What the driver must do.
 #[derive(Debug)]
 pub enum Output {
-    /// Answer the connection's current request. A [`crate::http::Body::Full`]
-    /// response completes it; a stream continues with `Data` and `End`.
-    Respond { conn: ConnId, response: Response },
+    /// Answer the request. A [`crate::http::Body::Full`] response
+    /// completes it; a stream continues with `Data` and `End`.
+    Respond { to: RequestId, response: Response },
     /// The next bytes of a streamed body.
-    Data { conn: ConnId, data: Bytes },
+    Data { to: RequestId, data: Bytes },
     /// The streamed body is complete.
-    End { conn: ConnId },
+    End { to: RequestId },
     /// The next step of the answer to a model request, written by the
     /// connection's own [`Answering`] (see [`crate::stream`]).
-    Answer { conn: ConnId, event: AnswerEvent },
+    Answer { to: RequestId, event: AnswerEvent },
+    /// Refuse what the connection sent, which could not be read as a
+    /// request ([`Provider::handle_http_error`]): the response, then the
+    /// connection closes.
+    Refuse { conn: ConnId, response: Response },
     /// Accept the WebSocket upgrade (`key` is `Sec-WebSocket-Key`); the
     /// connection is an agent link from now on.
     AcceptAgent { conn: ConnId, key: String },
@@ -105,10 +131,11 @@ impl Output {
     /// The connection this output is for.
     pub fn conn(&self) -> ConnId {
         match self {
-            Output::Respond { conn, .. }
-            | Output::Data { conn, .. }
-            | Output::End { conn }
-            | Output::Answer { conn, .. }
+            Output::Respond { to, .. }
+            | Output::Data { to, .. }
+            | Output::End { to }
+            | Output::Answer { to, .. } => to.conn,
+            Output::Refuse { conn, .. }
             | Output::AcceptAgent { conn, .. }
             | Output::AcceptSocket { conn, .. }
             | Output::ToAgent { conn, .. }
@@ -117,11 +144,12 @@ impl Output {
     }
 
     /// Carries out an output on an editor connection: encodes it into
-    /// `out`, an answer's events through the connection's `answering`. An
-    /// accepted upgrade comes back as its `Sec-WebSocket-Key`: the driver
-    /// answers `101` and the connection is a WebSocket from then on, an
-    /// agent link or a bridge client. Outputs for WebSockets encode
-    /// nothing.
+    /// `out`, an answer's events through the connection's `answering`.
+    /// What is addressed to a request other than the one being answered
+    /// is dropped (see [`RequestId`]). An accepted upgrade comes back as
+    /// its `Sec-WebSocket-Key`: the driver answers `101` and the connection
+    /// is a WebSocket from then on, an agent link or a bridge client.
+    /// Outputs for WebSockets encode nothing.
     pub fn encode_http(
         self,
         http: &mut ServerConn,
@@ -129,8 +157,8 @@ impl Output {
         out: &mut BytesMut,
     ) -> Option<Upgrade> {
         match self {
-            Output::Answer { conn, event } => {
-                answering.handle(conn, event, |plain| {
+            Output::Answer { to, event } => {
+                answering.handle(to, event, |plain| {
                     plain.encode_plain(http, out);
                 });
                 None
@@ -142,7 +170,11 @@ impl Output {
     /// [`Output::encode_http`] of an output that is no answer event.
     fn encode_plain(self, http: &mut ServerConn, out: &mut BytesMut) -> Option<Upgrade> {
         match self {
-            Output::Respond { response, .. } => http.encode_response(&response, out),
+            Output::Respond { to, .. } | Output::Data { to, .. } | Output::End { to }
+                if !http.is_answering(to.seq) => {}
+            Output::Respond { response, .. } | Output::Refuse { response, .. } => {
+                http.encode_response(&response, out)
+            }
             Output::Data { data, .. } => http.encode_data(&data, out),
             Output::End { .. } => http.encode_end(out),
             Output::AcceptAgent { key, .. } => return Some(Upgrade::Agent(key)),
@@ -177,10 +209,12 @@ impl Output {
     /// driver has written it (see [`crate::backlog::Backlog::written`]).
     pub fn backlog_bytes(&self) -> usize {
         match self {
-            Output::Respond { response, .. } => match &response.body {
-                crate::http::Body::Full(body) => body.len(),
-                crate::http::Body::Stream => 0,
-            },
+            Output::Respond { response, .. } | Output::Refuse { response, .. } => {
+                match &response.body {
+                    crate::http::Body::Full(body) => body.len(),
+                    crate::http::Body::Stream => 0,
+                }
+            }
             Output::Data { data, .. } => data.len(),
             Output::Answer { event, .. } => event.backlog_bytes(),
             Output::ToAgent { text, .. } => text.len(),
@@ -237,6 +271,9 @@ pub struct Provider {
     invocations: IdMap<u64, Invocation>,
     /// Editor connection → the invocation answering it.
     by_conn: IdMap<ConnId, u64>,
+    /// Editor connection → the number of the request it is on: what is
+    /// answered on it is addressed to that request ([`RequestId`]).
+    requests: IdMap<ConnId, u64>,
     next_id: u64,
     /// Wake-ups for invocations (deadline or keep-alive); stale entries are
     /// skipped when they come up.
@@ -278,6 +315,7 @@ impl Provider {
             attached: IdMap::default(),
             invocations: IdMap::default(),
             by_conn: IdMap::default(),
+            requests: IdMap::default(),
             next_id: 0,
             timers: BinaryHeap::new(),
             next_ping,
@@ -327,6 +365,7 @@ impl Provider {
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
         self.now = now;
         self.stats.requests += 1;
+        self.requests.insert(conn, request.seq());
         self.meter_start(conn, crate::api::routes::index_of(request.path()), now);
         let dialect = crate::api::routes::dialect_of(request.path());
         let mut extra = Vec::new();
@@ -350,7 +389,8 @@ impl Provider {
             HttpError::BodyTooLarge { .. } => ApiError::too_large(error.to_string()),
             _ => ApiError::invalid(error.to_string()),
         };
-        self.respond_error(conn, dialect, &api_error, Vec::new());
+        let response = api_error.response(dialect);
+        self.outputs.push_back(Output::Refuse { conn, response });
     }
 
     /// A text frame from an agent link.
@@ -440,6 +480,7 @@ impl Provider {
         } else if let Some(id) = self.by_conn.remove(&conn) {
             self.editor_gone(id);
         }
+        self.requests.remove(&conn);
         self.meter_end(conn, now, true);
     }
 
@@ -555,7 +596,14 @@ impl Provider {
         extra: Vec<(&'static str, String)>,
     ) {
         response.headers.extend(extra);
-        self.outputs.push_back(Output::Respond { conn, response });
+        let to = self.request_on(conn);
+        self.outputs.push_back(Output::Respond { to, response });
+    }
+
+    /// The request connection `conn` is on.
+    fn request_on(&self, conn: ConnId) -> RequestId {
+        let seq = self.requests.get(&conn).copied().unwrap_or_default();
+        RequestId { conn, seq }
     }
 
     fn respond_json(

@@ -116,9 +116,9 @@ impl Pair {
         let (mine, rest): (Vec<Output>, Vec<Output>) = std::mem::take(&mut self.seen)
             .into_iter()
             .partition(|o| match o {
-                Output::Respond { conn: c, .. }
-                | Output::Data { conn: c, .. }
-                | Output::End { conn: c } => *c == conn,
+                Output::Respond { to, .. } | Output::Data { to, .. } | Output::End { to } => {
+                    to.conn == conn
+                }
                 _ => false,
             });
         self.seen = rest;
@@ -145,7 +145,7 @@ impl Pair {
         std::mem::take(&mut self.seen)
             .into_iter()
             .find_map(|o| match o {
-                Output::Respond { conn: c, response } if c == conn => Some(response),
+                Output::Respond { to, response } if to.conn == conn => Some(response),
                 _ => None,
             })
             .expect("a response")
@@ -1073,4 +1073,63 @@ proptest::proptest! {
         proptest::prop_assert_eq!(out.takeovers, 0);
         proptest::prop_assert_eq!(out.waiting, vec![]);
     }
+}
+
+/// Two requests on one connection: whatever still comes for the first
+/// after its answer ended is not written into the second's answer.
+#[test]
+fn a_late_output_for_an_answered_request_is_not_written_into_the_next() {
+    let mut http = ServerConn::new(Limits::default(), Instant::now());
+    http.handle_data(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+    let mut answering = Answering::default();
+    let mut out = BytesMut::new();
+    let mut write = |output: Output, http: &mut ServerConn| {
+        output.encode_http(http, &mut answering, &mut out);
+    };
+    let first = RequestId::of(EDITOR, &http.poll_request().unwrap().unwrap());
+    let stream = || Response::stream("text/event-stream");
+    write(
+        Output::Respond {
+            to: first,
+            response: stream(),
+        },
+        &mut http,
+    );
+    write(Output::End { to: first }, &mut http);
+    let second = RequestId::of(EDITOR, &http.poll_request().unwrap().unwrap());
+    assert_ne!(first, second);
+    write(
+        Output::Respond {
+            to: second,
+            response: stream(),
+        },
+        &mut http,
+    );
+    write(
+        Output::Data {
+            to: first,
+            data: Bytes::from_static(b"late"),
+        },
+        &mut http,
+    );
+    let json = Response::json(200, "{}");
+    write(
+        Output::Respond {
+            to: first,
+            response: json,
+        },
+        &mut http,
+    );
+    write(
+        Output::Data {
+            to: second,
+            data: Bytes::from_static(b"mine"),
+        },
+        &mut http,
+    );
+    write(Output::End { to: second }, &mut http);
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(text.contains("mine") && !text.contains("late"), "{text}");
+    assert!(text.ends_with("0\r\n\r\n"), "{text}");
 }

@@ -130,8 +130,11 @@ impl Board {
         let posted = self.posted.borrow();
         let mut text = String::new();
         for o in posted.iter() {
-            if let Output::Data { conn: EDITOR, data } = o {
-                text.push_str(&String::from_utf8_lossy(data));
+            match o {
+                Output::Data { to, data } if to.conn == EDITOR => {
+                    text.push_str(&String::from_utf8_lossy(data));
+                }
+                _ => {}
             }
         }
         text
@@ -218,7 +221,7 @@ fn a_whole_answer_whose_pieces_pile_up_past_the_cap_ends_as_too_large() {
     let kinds: Vec<String> = b.to_agent().iter().map(|f| f["type"].to_string()).collect();
     assert_eq!(kinds, ["\"pause\"", "\"cancel\""]);
     let answer = b.posted.borrow().iter().find_map(|o| match o {
-        Output::Respond { conn, response } if *conn == EDITOR => Some(response.clone()),
+        Output::Respond { to, response } if to.conn == EDITOR => Some(response.clone()),
         _ => None,
     });
     let answer = answer.expect("the editor is answered");
@@ -271,7 +274,7 @@ fn an_agent_link_that_does_not_read_gets_no_new_requests() {
         let request = chat_request(false, &big);
         b.with(|p, now| p.handle_request(ConnId(conn), request, now));
         let status = b.posted.borrow().iter().find_map(|o| match o {
-            Output::Respond { conn: c, response } if *c == ConnId(conn) => Some(response.status),
+            Output::Respond { to, response } if to.conn == ConnId(conn) => Some(response.status),
             _ => None,
         });
         statuses.push(status);
