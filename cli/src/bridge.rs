@@ -201,7 +201,8 @@ impl Bridged {
             stdin.flush();
         }
         for (child, command, env, cwd) in spawns {
-            self.spawn_child(child, &command, &env, cwd.as_deref());
+            let started = self.spawn(child, &command, &env, cwd.as_deref());
+            self.spawned(child, &command, started);
         }
         if let Some(at) = next {
             self.wake_timer_before(at);
@@ -274,15 +275,9 @@ impl Bridged {
         }
     }
 
-    /// Starts `child`, and tells the bridge how it went.
-    fn spawn_child(
-        self: &Arc<Self>,
-        child: ChildId,
-        command: &[String],
-        env: &[(String, String)],
-        cwd: Option<&str>,
-    ) {
-        match self.spawn(child, command, env, cwd) {
+    /// Tells the bridge how starting `child` as `command` went.
+    fn spawned(self: &Arc<Self>, child: ChildId, command: &[String], started: Result<(), String>) {
+        match started {
             Ok(()) => self.with(|b, now| b.handle_spawned(child, now)),
             Err(e) => {
                 tracing::warn!(
