@@ -2,7 +2,7 @@
 //! lock of its own (never the provider's), its child processes, and its
 //! timer. Children are few, so each one gets threads (stderr, one waiting
 //! for its exit, and one writing what its stdin could not take at once:
-//! see [`Stdin`]) whatever the runtime. Its stdout is read by a thread too,
+//! see `child_stdin.rs`) whatever the runtime. Its stdout is read by a thread too,
 //! unless the runtime reads it on its own reactor ([`ReadStdout`]), which
 //! saves a thread hand-over per answer. What the bridge answers over HTTP
 //! is posted to the connections' mailboxes like the provider's answers.

@@ -18,7 +18,8 @@ const BOUNDS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0,
 ];
 
-/// A latency histogram with [`BOUNDS`].
+/// A latency histogram over fixed buckets, from a relayed chunk
+/// (sub-millisecond) to a long agent turn (five minutes).
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
     /// Observations in each bucket alone (not cumulative).

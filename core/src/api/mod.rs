@@ -4,7 +4,7 @@
 //! [`Encoder`] that writes the agent's answer back in the API's own shape.
 //! [`routes`] is the table that maps method and path to them.
 //!
-//! Adding an API is one module here and one row in [`routes::ROUTES`]; the
+//! Adding an API is one module here and one row in `routes::ROUTES`; the
 //! provider and both runtimes need no change.
 
 pub mod anthropic;
