@@ -14,6 +14,7 @@ pub mod dial;
 pub mod exec;
 mod fds;
 pub mod hub;
+pub mod link_writes;
 pub mod mailbox;
 pub mod process;
 mod secrets;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use mcp_provider_cli::dial::{link_request, Backoff};
 use mcp_provider_cli::hub::Peer;
+use mcp_provider_cli::link_writes::LinkWrites;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
@@ -163,21 +164,17 @@ pub fn write_frames(shared: &Shared, id: ConnId, link: LinkMail, mut ws: WebSock
         queued: mut outputs,
     } = link;
     loop {
-        let mut bytes = 0;
-        let mut open = true;
-        while let Some(output) = outputs.pop_front().filter(|_| open) {
-            bytes += output.backlog_bytes();
-            open = match output.into_link() {
-                Some(Ok(text)) => ws.write(Message::text(text)).is_ok(),
-                Some(Err(why)) => {
-                    let _ = ws.close(Some(close_frame(why)));
-                    false
-                }
-                None => true,
-            };
+        let writes = LinkWrites::take(&mut outputs);
+        let mut open = writes
+            .texts
+            .into_iter()
+            .all(|text| ws.write(Message::text(text)).is_ok());
+        if let Some(why) = writes.close.filter(|_| open) {
+            let _ = ws.close(Some(close_frame(why)));
         }
-        open &= ws.flush().is_ok();
-        shared.written(id, backlog, bytes);
+        let flushed = ws.flush().is_ok();
+        open &= writes.close.is_none() && flushed;
+        shared.written(id, backlog, writes.bytes);
         if !open || mail.waiter().recv().is_err() {
             break;
         }

@@ -16,6 +16,7 @@ use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_cli::audit::AuditSink;
 use mcp_provider_cli::dial::{accept_head, link_request, Backoff};
 use mcp_provider_cli::hub::{Hub, Peer};
+use mcp_provider_cli::link_writes::LinkWrites;
 use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
@@ -369,20 +370,19 @@ async fn agent_link(
     };
     let writer = async {
         loop {
-            let mut bytes = 0;
+            let writes = LinkWrites::take(&mut outputs);
             let mut open = true;
-            while let Some(output) = outputs.pop_front().filter(|_| open) {
-                bytes += output.backlog_bytes();
-                open = match output.into_link() {
-                    Some(Ok(text)) => tx.send(Message::text(text)).await.is_ok(),
-                    Some(Err(why)) => {
-                        let _ = tx.send(close_frame(why)).await;
-                        false
-                    }
-                    None => true,
-                };
+            for text in writes.texts {
+                open = tx.send(Message::text(text)).await.is_ok();
+                if !open {
+                    break;
+                }
             }
-            shared.written(id, backlog, bytes);
+            if let Some(why) = writes.close.filter(|_| open) {
+                let _ = tx.send(close_frame(why)).await;
+            }
+            open &= writes.close.is_none();
+            shared.written(id, backlog, writes.bytes);
             if !open || mail.waiter().recv().await.is_err() {
                 break;
             }
