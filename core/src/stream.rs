@@ -131,12 +131,8 @@ impl EditorStream {
         None
     }
 
-    /// The answer to an embedding request.
-    fn embeddings(&mut self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
-        self.whole(vectors, now, wall)
-    }
-
-    /// The whole answer, which ends it: the headers go on it.
+    /// The whole answer (the vectors of an embedding request, if any),
+    /// which ends it: the headers go on it.
     fn whole(&mut self, vectors: &[Value], now: Instant, wall: SystemTime) -> Response {
         let end = End {
             answer: &self.answer,
@@ -332,9 +328,7 @@ impl Answering {
                 at,
                 wall,
             } => stream.finish(reason.as_deref(), usage, at, wall, &mut self.scratch),
-            AnswerEvent::Vectors { vectors, at, wall } => {
-                Some(stream.embeddings(&vectors, at, wall))
-            }
+            AnswerEvent::Vectors { vectors, at, wall } => Some(stream.whole(&vectors, at, wall)),
             AnswerEvent::Fail(error) => stream.fail(&error, &mut self.scratch),
         };
         self.stream = None;

@@ -372,8 +372,12 @@ impl Provider {
             }
             let wall = self.wall(now);
             if let Some(inv) = self.remove(n) {
-                let at = now;
-                self.post(inv.editor, AnswerEvent::Vectors { vectors, at, wall });
+                let event = AnswerEvent::Vectors {
+                    vectors,
+                    at: now,
+                    wall,
+                };
+                self.post(inv.editor, event);
                 self.settle(&inv, now);
             }
             return;
