@@ -31,9 +31,10 @@ pub enum Overflow {
 }
 
 /// What an answer may hold, and what it used, counted without keeping
-/// anything: the router runs one per answer in flight to enforce the caps
-/// and bill the tokens, and the editor side's [`Answer`] runs the same
-/// count beside what it keeps, so both agree on when an answer overflows.
+/// anything: the router runs one per answer in flight, the one count of
+/// it. It enforces the caps before a piece is posted, so the editor side's
+/// [`Answer`], which keeps what this counts, never grows past them; and it
+/// gives the usage that is billed and that the answer's last event reports.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     keep_text: bool,
@@ -119,24 +120,28 @@ impl Tally {
         }
     }
 
-    /// (prompt, completion) tokens: reported by the agent, else estimated.
-    pub fn usage(&self) -> (u64, u64) {
-        match self.reported {
-            Some(u) => (u.prompt_tokens, u.completion_tokens),
-            None => (self.prompt_estimate, self.content_chars.div_ceil(4)),
-        }
+    /// The tokens used: reported by the agent, else estimated.
+    pub fn usage(&self) -> Usage {
+        self.reported.unwrap_or(Usage {
+            prompt_tokens: self.prompt_estimate,
+            completion_tokens: self.content_chars.div_ceil(4),
+        })
     }
 }
 
 /// An answer as gathered from the agent's deltas: what a whole body is
-/// written from, and what the last events of a stream repeat.
+/// written from, and what the last events of a stream repeat. It keeps
+/// without counting: the router's [`Tally`] has counted every delta
+/// against the caps before it reaches here.
 #[derive(Debug, Default)]
 pub struct Answer {
-    /// Accumulated text, when the tally keeps text.
+    /// Accumulated text, when the answer keeps text.
     pub content: String,
     pub tool_calls: Vec<ToolCall>,
     pub finish_reason: Option<String>,
-    tally: Tally,
+    keep_text: bool,
+    /// The router's count, given when the answer finishes.
+    usage: Usage,
 }
 
 /// A tool call assembled from its deltas (same `index`).
@@ -179,56 +184,38 @@ pub fn delta_arguments(call: &ToolCallDelta) -> Option<Cow<'_, str>> {
 }
 
 impl Answer {
+    /// Whether the answer keeps its text.
+    pub fn keeps_text(&self) -> bool {
+        self.keep_text
+    }
+
     /// The tool call with this index.
     pub fn tool_call(&self, index: u64) -> Option<&ToolCall> {
         self.tool_calls.iter().find(|c| c.index == index)
     }
 
-    /// `max_kept` bounds what a whole answer gathers in memory.
-    pub fn new(keep_text: bool, prompt_estimate: u64, max_kept: usize) -> Self {
+    /// `keep_text`: the answer keeps its text (a whole answer, or an API
+    /// whose last events repeat it).
+    pub fn new(keep_text: bool) -> Self {
         Answer {
-            tally: Tally::new(keep_text, prompt_estimate, max_kept),
+            keep_text,
             ..Answer::default()
         }
     }
 
-    /// The count this answer starts from, for the router to keep its own.
-    pub fn tally(&self) -> Tally {
-        self.tally.clone()
-    }
-
-    pub fn add_text(&mut self, text: &str) -> Result<(), Overflow> {
-        self.tally.add_text(text)?;
-        self.keep_text(text);
-        Ok(())
-    }
-
-    /// Merges tool-call deltas: a delta with a new `index` starts a call,
-    /// later ones append to its `arguments`.
-    pub fn add_tool_calls(&mut self, calls: &[ToolCallDelta]) -> Result<(), Overflow> {
-        self.tally.add_tool_calls(calls)?;
-        self.merge_tool_calls(calls);
-        Ok(())
-    }
-
-    /// Counts one delta against the caps, then keeps what the answer keeps.
-    pub fn add_delta(&mut self, delta: &Delta) -> Result<(), Overflow> {
-        self.tally.add_delta(delta)?;
-        if let Some(text) = &delta.content {
-            self.keep_text(text);
+    /// Keeps one delta: its text, if the answer keeps text, and its tool
+    /// calls, merged.
+    pub fn add_delta(&mut self, delta: &Delta) {
+        if let (true, Some(text)) = (self.keep_text, &delta.content) {
+            self.content.push_str(text);
         }
         if let Some(calls) = &delta.tool_calls {
             self.merge_tool_calls(calls);
         }
-        Ok(())
     }
 
-    fn keep_text(&mut self, text: &str) {
-        if self.tally.keep_text {
-            self.content.push_str(text);
-        }
-    }
-
+    /// Merges tool-call deltas: a delta with a new `index` starts a call,
+    /// later ones append to its `arguments`.
     fn merge_tool_calls(&mut self, calls: &[ToolCallDelta]) {
         for (position, call) in calls.iter().enumerate() {
             let index = delta_index(call, position);
@@ -258,19 +245,21 @@ impl Answer {
         }
     }
 
-    pub fn finish(&mut self, reason: Option<&str>, usage: Option<Usage>) {
+    /// Ends the answer: its finish reason, and the `usage` the router
+    /// counted.
+    pub fn finish(&mut self, reason: Option<&str>, usage: Usage) {
         let reason = match reason.filter(|r| FINISH_REASONS.contains(r)) {
             Some(r) => r,
             None if !self.tool_calls.is_empty() => "tool_calls",
             None => "stop",
         };
         self.finish_reason = Some(reason.to_owned());
-        self.tally.report(usage);
+        self.usage = usage;
     }
 
-    /// (prompt, completion) tokens: reported by the agent, else estimated.
+    /// (prompt, completion) tokens, as the router counted them.
     pub fn usage(&self) -> (u64, u64) {
-        self.tally.usage()
+        (self.usage.prompt_tokens, self.usage.completion_tokens)
     }
 
     pub fn tool_calls_openai(&self) -> Vec<Value> {
@@ -299,20 +288,38 @@ impl Answer {
 mod tests {
     use super::*;
 
+    fn call(value: Value) -> ToolCallDelta {
+        let Value::Object(call) = value else {
+            unreachable!()
+        };
+        call
+    }
+
+    fn calls(calls: Vec<ToolCallDelta>) -> Delta<'static> {
+        Delta {
+            tool_calls: Some(calls),
+            ..Delta::default()
+        }
+    }
+
+    fn text(text: &str) -> Delta<'_> {
+        Delta {
+            content: Some(text.into()),
+            ..Delta::default()
+        }
+    }
+
     #[test]
     fn tool_call_deltas_merge_by_index() {
-        let mut a = Answer::new(true, 3, 1 << 20);
-        for call in [
+        let mut a = Answer::new(true);
+        for c in [
             json!({"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}),
             json!({"index":0,"function":{"arguments":"{\"city\":"}}),
             json!({"index":0,"function":{"arguments":"\"Paris\"}"}}),
         ] {
-            let Value::Object(call) = call else {
-                unreachable!()
-            };
-            a.add_tool_calls(&[call]).unwrap();
+            a.add_delta(&calls(vec![call(c)]));
         }
-        a.finish(None, None);
+        a.finish(None, Usage::default());
         assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(
             a.tool_calls_openai()[0]["function"]["arguments"],
@@ -325,53 +332,75 @@ mod tests {
     }
 
     #[test]
-    fn usage_is_estimated_until_reported() {
-        let mut a = Answer::new(false, 7, 1 << 20);
-        a.add_text("12345").unwrap();
-        assert_eq!(a.usage(), (7, 2));
-        assert!(a.content.is_empty());
-        a.finish(
-            Some("stop"),
-            Some(Usage {
-                prompt_tokens: 1,
-                completion_tokens: 2,
-            }),
-        );
-        assert_eq!(a.usage(), (1, 2));
+    fn an_answer_keeps_text_only_when_asked_and_reports_the_usage_it_is_given() {
+        let mut kept = Answer::new(true);
+        let mut counted = Answer::new(false);
+        for a in [&mut kept, &mut counted] {
+            a.add_delta(&text("12"));
+            a.add_delta(&text("345"));
+        }
+        assert_eq!(kept.content, "12345");
+        assert!(counted.content.is_empty());
+        let usage = Usage {
+            prompt_tokens: 4,
+            completion_tokens: 9,
+        };
+        kept.finish(Some("<script>"), usage);
+        assert_eq!(kept.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(kept.usage(), (4, 9));
     }
 
     #[test]
-    fn huge_counts_clamp_and_unknown_finish_reasons_become_stop() {
-        let mut a = Answer::new(false, 0, 1 << 20);
-        let usage = Usage {
+    fn usage_is_estimated_until_reported() {
+        let mut t = Tally::new(false, 7, 1 << 20);
+        t.add_delta(&text("12345")).unwrap();
+        t.add_delta(&text("é")).unwrap();
+        assert_eq!(
+            (t.usage().prompt_tokens, t.usage().completion_tokens),
+            (7, 2)
+        );
+        t.report(Some(Usage {
+            prompt_tokens: 1,
+            completion_tokens: 2,
+        }));
+        assert_eq!(
+            (t.usage().prompt_tokens, t.usage().completion_tokens),
+            (1, 2)
+        );
+    }
+
+    #[test]
+    fn huge_counts_clamp() {
+        let mut t = Tally::new(false, u64::MAX, 1 << 20);
+        assert_eq!(t.usage().prompt_tokens, MAX_TOKEN_COUNT);
+        t.report(Some(Usage {
             prompt_tokens: u64::MAX,
             completion_tokens: u64::MAX,
-        };
-        a.finish(Some("<script>"), Some(usage));
-        assert_eq!(a.finish_reason.as_deref(), Some("stop"));
-        let (p, c) = a.usage();
-        assert_eq!((p, c), (MAX_TOKEN_COUNT, MAX_TOKEN_COUNT));
-        assert!(p.checked_add(c).is_some());
+        }));
+        let u = t.usage();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens),
+            (MAX_TOKEN_COUNT, MAX_TOKEN_COUNT)
+        );
+        assert!(u.prompt_tokens.checked_add(u.completion_tokens).is_some());
     }
 
     #[test]
     fn kept_bytes_and_tool_calls_are_capped() {
-        let mut a = Answer::new(true, 0, 8);
-        a.add_text("1234").unwrap();
-        assert_eq!(a.add_text("56789"), Err(Overflow::Bytes(8)));
-        let mut a = Answer::new(false, 0, 1 << 20);
-        let call = |i: usize| {
-            let Value::Object(c) = json!({"index": i, "function": {"name": "f"}}) else {
-                unreachable!()
-            };
-            c
-        };
+        let mut t = Tally::new(true, 0, 8);
+        t.add_delta(&text("1234")).unwrap();
+        assert_eq!(t.add_delta(&text("56789")), Err(Overflow::Bytes(8)));
+        // A stream that keeps no text counts it without a cap.
+        let mut t = Tally::new(false, 0, 8);
+        t.add_delta(&text("123456789")).unwrap();
+        let name = |i: usize| call(json!({"index": i, "function": {"name": "f"}}));
+        let mut t = Tally::new(false, 0, 1 << 20);
         for i in 0..MAX_TOOL_CALLS {
-            a.add_tool_calls(&[call(i)]).unwrap();
+            t.add_delta(&calls(vec![name(i)])).unwrap();
         }
-        assert_eq!(a.add_tool_calls(&[call(0)]), Ok(()));
+        assert_eq!(t.add_delta(&calls(vec![name(0)])), Ok(()));
         assert_eq!(
-            a.add_tool_calls(&[call(MAX_TOOL_CALLS)]),
+            t.add_delta(&calls(vec![name(MAX_TOOL_CALLS)])),
             Err(Overflow::ToolCalls)
         );
     }

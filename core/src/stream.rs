@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
 use crate::agent::message::{Delta, ToolCallDelta, Usage};
-use crate::answer::{Answer, Overflow, Tally};
+use crate::answer::Answer;
 use crate::api::{AnswerIds, Encoder, End, ModelRequest, Timings};
 use crate::error::{ApiError, Dialect};
 use crate::http::Response;
@@ -45,13 +45,11 @@ impl std::fmt::Debug for EditorStream {
 }
 
 impl EditorStream {
-    /// `max_kept` bounds what an answer gathers in memory; `headers` go on
-    /// its response.
+    /// `headers` go on its response.
     pub fn new(
         request: &ModelRequest,
         ids: AnswerIds,
         now: Instant,
-        max_kept: usize,
         headers: Vec<(&'static str, String)>,
     ) -> Self {
         let encoder = request.api.encoder(request, ids);
@@ -59,7 +57,7 @@ impl EditorStream {
         EditorStream {
             stream: request.stream,
             dialect: request.api.dialect(),
-            answer: Answer::new(keep_text, request.prompt_tokens, max_kept),
+            answer: Answer::new(keep_text),
             encoder,
             headers,
             started: now,
@@ -67,10 +65,10 @@ impl EditorStream {
         }
     }
 
-    /// The count the router keeps of this answer: the same caps, the same
-    /// usage.
-    pub fn tally(&self) -> Tally {
-        self.answer.tally()
+    /// Whether the answer keeps its text (a whole answer, or an API whose
+    /// last events repeat it): what the router's count caps.
+    pub fn keeps_text(&self) -> bool {
+        self.answer.keeps_text()
     }
 
     pub fn is_stream(&self) -> bool {
@@ -90,21 +88,14 @@ impl EditorStream {
         self.encoder.keepalive().filter(|_| self.stream)
     }
 
-    /// One in-order piece of the answer; an error when the answer would
-    /// grow past its caps (nothing is written then).
-    fn delta(
-        &mut self,
-        delta: &Delta,
-        now: Instant,
-        wall: SystemTime,
-        out: &mut BytesMut,
-    ) -> Result<(), Overflow> {
+    /// One in-order piece of the answer, already counted against its caps
+    /// by the router.
+    fn delta(&mut self, delta: &Delta, now: Instant, wall: SystemTime, out: &mut BytesMut) {
         self.first_at.get_or_insert(now);
-        self.answer.add_delta(delta)?;
+        self.answer.add_delta(delta);
         if self.stream {
             self.encoder.delta(delta, &self.answer, wall, out);
         }
-        Ok(())
     }
 
     /// The last piece. A stream gets its closing bytes in `out`; a whole
@@ -112,7 +103,7 @@ impl EditorStream {
     fn finish(
         &mut self,
         reason: Option<&str>,
-        usage: Option<Usage>,
+        usage: Usage,
         now: Instant,
         wall: SystemTime,
         out: &mut BytesMut,
@@ -179,10 +170,10 @@ pub enum AnswerEvent {
     Piece(Piece),
     /// Nothing arrived for a while: the API's keep-alive, if it has one.
     Keepalive,
-    /// The agent finished.
+    /// The agent finished; `usage` is the router's count.
     Finish {
         reason: Option<String>,
-        usage: Option<Usage>,
+        usage: Usage,
         at: Instant,
         wall: SystemTime,
     },
@@ -309,12 +300,8 @@ impl Answering {
             AnswerEvent::Open(_) => return,
             AnswerEvent::Piece(mut piece) => {
                 let (at, wall) = (piece.at, piece.wall);
-                match stream.delta(&piece.delta(), at, wall, &mut self.scratch) {
-                    Ok(()) => return self.flush(to, &mut emit),
-                    // The provider counts the same caps and fails the
-                    // answer first; should it not, the answer still ends.
-                    Err(e) => stream.fail(&ApiError::agent(e.to_string()), &mut self.scratch),
-                }
+                stream.delta(&piece.delta(), at, wall, &mut self.scratch);
+                return self.flush(to, &mut emit);
             }
             AnswerEvent::Keepalive => {
                 if let Some(bytes) = stream.keepalive() {
@@ -388,7 +375,7 @@ mod tests {
             token: token.into(),
             created: 5,
         };
-        let stream = EditorStream::new(&req, ids, t0, 1 << 20, headers);
+        let stream = EditorStream::new(&req, ids, t0, headers);
         (stream, t0, SystemTime::UNIX_EPOCH)
     }
 
@@ -414,8 +401,7 @@ mod tests {
             t0,
             wall,
             &mut out,
-        )
-        .unwrap();
+        );
         s.delta(
             &Delta {
                 content: Some("lo".into()),
@@ -424,9 +410,12 @@ mod tests {
             t0,
             wall,
             &mut out,
-        )
-        .unwrap();
-        assert!(s.finish(None, None, t0, wall, &mut out).is_none());
+        );
+        let usage = Usage {
+            prompt_tokens: 1,
+            completion_tokens: 2,
+        };
+        assert!(s.finish(None, usage, t0, wall, &mut out).is_none());
         let ev = events(&out);
         assert_eq!(ev.len(), 5);
         let v: Vec<Value> = ev[..4]
@@ -458,8 +447,7 @@ mod tests {
             t0,
             wall,
             &mut out,
-        )
-        .unwrap();
+        );
         let Value::Object(call) =
             json!({"index":0,"id":"c","function":{"name":"f","arguments":"{\"a\":2}"}})
         else {
@@ -474,11 +462,10 @@ mod tests {
             t0,
             wall,
             &mut out,
-        )
-        .unwrap();
+        );
         let later = t0 + Duration::from_millis(3);
         let resp = s
-            .finish(Some("tool_calls"), None, later, wall, &mut out)
+            .finish(Some("tool_calls"), Usage::default(), later, wall, &mut out)
             .unwrap();
         assert!(out.is_empty());
         let crate::http::Body::Full(body) = resp.body else {

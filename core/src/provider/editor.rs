@@ -140,7 +140,7 @@ impl Provider {
                 token: String::new(),
                 created: unix_seconds(wall),
             };
-            let answer = crate::answer::Answer::new(false, 0, 0);
+            let answer = crate::answer::Answer::new(false);
             let end = End {
                 answer: &answer,
                 vectors: &[],

@@ -174,8 +174,13 @@ impl Provider {
         self.outputs
             .push_back(Output::ToAgent { conn: agent, text });
 
-        let out = EditorStream::new(&request, ids, now, self.config.max_output_bytes, extra);
-        let (stream, tally) = (out.is_stream(), out.tally());
+        let out = EditorStream::new(&request, ids, now, extra);
+        let stream = out.is_stream();
+        let tally = Tally::new(
+            out.keeps_text(),
+            request.prompt_tokens,
+            self.config.max_output_bytes,
+        );
         let keepalive = out.keepalive().is_some();
         let editor = self.request_on(conn);
         self.post(editor, AnswerEvent::Open(Box::new(out)));
@@ -329,7 +334,7 @@ impl Provider {
         inv.tally.report(usage);
         let event = AnswerEvent::Finish {
             reason,
-            usage,
+            usage: inv.tally.usage(),
             at: now,
             wall,
         };
@@ -468,7 +473,8 @@ impl Provider {
 
     /// Books a finished invocation against its session and rate limits.
     fn settle(&mut self, inv: &Invocation, now: Instant) {
-        let (prompt, completion) = inv.tally.usage();
+        let usage = inv.tally.usage();
+        let (prompt, completion) = (usage.prompt_tokens, usage.completion_tokens);
         self.meter_usage(inv.editor.conn, prompt, completion);
         if let Some(s) = self.sessions.get_mut(&inv.session) {
             s.in_flight = s.in_flight.saturating_sub(1);

@@ -551,6 +551,52 @@ fn foreign_host_or_origin_is_refused_local_origin_gets_cors() {
     );
 }
 
+/// The usage an answer ends with is the router's one count: estimated
+/// from what was streamed, or what the agent reported.
+#[test]
+fn an_answer_reports_the_usage_the_router_counted() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(3600));
+    let usage_of = |t: &mut Pair, reported: Value| {
+        let body = json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "hi"}]});
+        t.request(EDITOR, "POST", "/v1/chat/completions", &[], body);
+        let id = t.last_invoke_id(AGENT);
+        t.agent(AGENT, chunk(&id, 0, "12345678", None));
+        t.agent(
+            AGENT,
+            json!({"type": "model_stream_chunk", "id": id, "chunk_index": 1,
+            "delta": {"content": "é"}, "finish_reason": "stop", "usage": reported}),
+        );
+        let (_, body, ended) = t.editor(EDITOR);
+        assert!(ended);
+        let body = String::from_utf8(body).unwrap();
+        let last = body
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .last()
+            .expect("a usage event");
+        last["usage"].clone()
+    };
+    let estimated = usage_of(&mut t, Value::Null);
+    // Nine characters streamed: three tokens by the four-characters rule.
+    assert_eq!(estimated["completion_tokens"], 3);
+    assert!(estimated["prompt_tokens"].as_u64().is_some_and(|p| p > 0));
+    let reported = usage_of(
+        &mut t,
+        json!({"prompt_tokens": 11, "completion_tokens": 22}),
+    );
+    assert_eq!(
+        (
+            &reported["prompt_tokens"],
+            &reported["completion_tokens"],
+            &reported["total_tokens"]
+        ),
+        (&json!(11), &json!(22), &json!(33))
+    );
+}
+
 #[test]
 fn tool_calls_stream_with_index_and_arrive_whole_in_ollama_shape() {
     let mut t = Pair::new(|_| {});
