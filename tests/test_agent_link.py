@@ -1,6 +1,12 @@
 """The agent link and the control API, from a third-party agent's side."""
 
+import base64
 import json
+import os
+import socket
+import struct
+import threading
+import time
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -171,3 +177,93 @@ def test_dial_out_to_an_agent_hub_and_reconnect(make_server):
         status, _, body = http_request(s, "POST", "/v1/chat/completions", chat)
         assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == "HELLO HUB"
         hub_server.shutdown()
+
+
+def _masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One client-to-server WebSocket frame (RFC 6455: clients mask)."""
+    mask = os.urandom(4)
+    head = bytes([0x80 | opcode])
+    if len(payload) < 126:
+        head += bytes([0x80 | len(payload)])
+    else:
+        head += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _server_texts(received: bytes):
+    """The JSON text frames in what the server sent so far, after its
+    response head (server frames are not masked)."""
+    at = received.find(b"\r\n\r\n")
+    data = received[at + 4 :] if at >= 0 else b""
+    while len(data) >= 2:
+        length, at = data[1] & 0x7F, 2
+        if length == 126:
+            if len(data) < 4:
+                return
+            length, at = struct.unpack("!H", data[2:4])[0], 4
+        elif length == 127:
+            if len(data) < 10:
+                return
+            length, at = struct.unpack("!Q", data[2:10])[0], 10
+        if len(data) < at + length:
+            return
+        if data[0] & 0x0F == 1:
+            yield json.loads(data[at : at + length])
+        data = data[at + length :]
+
+
+def test_frames_that_arrive_with_the_close_are_all_answered(server):
+    """An agent that writes its whole answer and its close in one go: every
+    frame read before the close still reaches the editor, however many came
+    in the same read."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            "GET /v1/agent HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {BRIDGE_TOKEN}\r\n\r\n"
+        ).encode()
+    )
+    received = b""
+    register = {"type": "register", "agent_id": "burst", "models": ["burst"], "allowed_scopes": ["inference"]}
+    sock.sendall(_masked_frame(1, json.dumps(register).encode()))
+    invoke_id = None
+    editor = {}
+
+    def ask():
+        status, _, body = http_request(
+            server, "POST", "/v1/chat/completions", {"model": "burst", "messages": [{"role": "user", "content": "x"}]}
+        )
+        editor["status"], editor["body"] = status, body
+
+    server.wait_for_model("burst")
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    deadline = time.monotonic() + 10
+    while invoke_id is None and time.monotonic() < deadline:
+        received += sock.recv(65536)
+        for message in _server_texts(received):
+            if message.get("type") == "model_invoke":
+                invoke_id = message["id"]
+    assert invoke_id, received[-500:]
+    words = [f"w{i} " for i in range(300)]
+    burst = b"".join(
+        _masked_frame(
+            1,
+            json.dumps(
+                {
+                    "type": "model_stream_chunk",
+                    "id": invoke_id,
+                    "chunk_index": i,
+                    "delta": {"content": word},
+                    "finish_reason": "stop" if i == len(words) - 1 else None,
+                }
+            ).encode(),
+        )
+        for i, word in enumerate(words)
+    )
+    sock.sendall(burst + _masked_frame(8, struct.pack("!H", 1000)))
+    asker.join(timeout=10)
+    sock.close()
+    assert editor.get("status") == 200, editor
+    assert json.loads(editor["body"])["choices"][0]["message"]["content"] == "".join(words)

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
+use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::bridge::Bridge;
 use mcp_provider_core::http::{HttpError, Request};
@@ -128,7 +129,7 @@ impl<B: Bell> Hub<B> {
 
     /// [`Hub::with`], leaving the connections posted to in `bells` to be
     /// woken later: a caller handling a burst rings once at its end.
-    pub fn with_deferred<R>(
+    fn with_deferred<R>(
         &self,
         bells: &mut Bells<B>,
         f: impl FnOnce(&mut Provider, Instant) -> R,
@@ -139,6 +140,25 @@ impl<B: Bell> Hub<B> {
             (self.wake)();
         }
         result
+    }
+
+    /// Hands the provider a burst of agent `frames` from link `id` under
+    /// one lock. Each is parsed first, outside it, so a large frame never
+    /// holds the provider while it is read. The connections posted to are
+    /// left in `bells`, to be woken when the caller's burst ends.
+    pub fn agent_frames<T: AsRef<str>>(&self, id: ConnId, frames: &[T], bells: &mut Bells<B>) {
+        if frames.is_empty() {
+            return;
+        }
+        let messages: Vec<_> = frames
+            .iter()
+            .map(|f| FromAgent::parse(f.as_ref()))
+            .collect();
+        self.with_deferred(bells, |p, now| {
+            for message in messages {
+                p.handle_agent_message(id, message, now);
+            }
+        });
     }
 
     /// Hands the provider every request `poll` yields for connection `id`

@@ -62,6 +62,13 @@ pub const READ_BUFFER: usize = 4 * 1024;
 /// chunks to write with one system call.
 pub const RING_EVERY: usize = 512;
 
+/// Bytes of agent frames a link reads ahead before it hands them to the
+/// provider, under one lock: a burst of frames takes the lock (and reads
+/// the clock) once, not once a frame, while what a link holds unhandled,
+/// and how long one burst keeps the provider from every other connection,
+/// stay small.
+pub const BURST_BYTES: usize = 64 * 1024;
+
 /// What `/health/deep` calls the built-in echo agent.
 pub const ECHO_AGENT: &str = "echo agent";
 

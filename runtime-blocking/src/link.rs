@@ -18,7 +18,6 @@ use mcp_provider_cli::dial::{link_request, Backoff};
 use mcp_provider_cli::hub::Peer;
 use mcp_provider_cli::link_writes::LinkWrites;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
-use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -105,14 +104,9 @@ pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>, pee
             Ok(Message::Text(text)) if peer == Peer::BridgeClient => {
                 shared.socket_text(id, text.as_str());
             }
-            // Parsed here, on the link's own thread, so a large frame never
-            // holds the provider while it is read.
             Ok(Message::Text(text)) => {
-                let message = FromAgent::parse(text.as_str());
                 let mut unrung = ws.get_ref().unrung();
-                shared.with_deferred(&mut unrung, |p, now| {
-                    p.handle_agent_message(id, message, now)
-                });
+                shared.agent_frames(id, std::slice::from_ref(&text), &mut unrung);
                 frames += 1;
                 if frames >= mcp_provider_cli::RING_EVERY {
                     unrung.ring();

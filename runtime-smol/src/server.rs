@@ -20,7 +20,6 @@ use mcp_provider_cli::link_writes::LinkWrites;
 use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
 use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
-use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::stream::Answering;
@@ -323,14 +322,25 @@ async fn agent_link(
 ) {
     let (mut tx, mut rx) = ws.split();
     let reader = async {
-        // The editors a burst of frames posted to are woken once, when the
+        // A burst of frames that arrived together is handed to the provider
+        // at once, and the editors it posted to are woken once, when the
         // link has nothing more to read at once (or after a batch).
         let mut bells = Bells::default();
+        let mut burst = Vec::new();
+        let mut burst_bytes = 0;
         let mut frames = 0;
-        loop {
+        let fault = loop {
             let next = match smol::future::poll_once(rx.next()).await {
-                Some(next) if frames < mcp_provider_cli::RING_EVERY => next,
+                Some(next)
+                    if frames < mcp_provider_cli::RING_EVERY
+                        && burst_bytes < mcp_provider_cli::BURST_BYTES =>
+                {
+                    next
+                }
                 ready => {
+                    shared.agent_frames(id, &burst, &mut bells);
+                    burst.clear();
+                    burst_bytes = 0;
                     bells.ring();
                     frames = 0;
                     match ready {
@@ -347,26 +357,25 @@ async fn agent_link(
             };
             frames += 1;
             match next {
-                // Parsed here, on the link's own task, so a large frame
-                // never holds the provider while it is read.
                 Some(Ok(Message::Text(text))) if peer == Peer::BridgeClient => {
                     shared.socket_text(id, text.as_str());
                 }
                 Some(Ok(Message::Text(text))) => {
-                    let message = FromAgent::parse(text.as_str());
-                    shared.with_deferred(&mut bells, |p, now| {
-                        p.handle_agent_message(id, message, now)
-                    });
+                    burst_bytes += text.len();
+                    burst.push(text);
                 }
-                Some(Ok(Message::Binary(_))) => return Some(LinkClose::Binary),
-                Some(Ok(Message::Close(_))) | None => return None,
+                Some(Ok(Message::Binary(_))) => break Some(LinkClose::Binary),
+                Some(Ok(Message::Close(_))) | None => break None,
                 Some(Ok(_)) => {}
                 Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_))) => {
-                    return None
+                    break None
                 }
-                Some(Err(e)) => return Some(link_fault(&e)),
+                Some(Err(e)) => break Some(link_fault(&e)),
             }
-        }
+        };
+        // What arrived before the end still counts.
+        shared.agent_frames(id, &burst, &mut bells);
+        fault
     };
     let writer = async {
         loop {
