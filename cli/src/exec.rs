@@ -49,8 +49,8 @@ pub struct ExecArgs {
     #[arg(long)]
     cwd: Option<PathBuf>,
     /// Conversations remembered so that a chat continuing one resumes the
-    /// CLI's own session (claude, codex) with only the new message; 0
-    /// renders every chat whole.
+    /// CLI's own session (claude, qwen, gemini, codex) with only the new
+    /// message; 0 renders every chat whole.
     #[arg(long, default_value_t = 256)]
     conversations: usize,
     /// How long a conversation is remembered after its last answer.

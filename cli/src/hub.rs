@@ -146,14 +146,16 @@ impl<B: Bell> Hub<B> {
     /// one lock. Each is parsed first, outside it, so a large frame never
     /// holds the provider while it is read. The connections posted to are
     /// left in `bells`, to be woken when the caller's burst ends.
-    pub fn agent_frames<T: AsRef<str>>(&self, id: ConnId, frames: &[T], bells: &mut Bells<B>) {
-        if frames.is_empty() {
+    pub fn agent_frames<'a>(
+        &self,
+        id: ConnId,
+        frames: impl IntoIterator<Item = &'a str>,
+        bells: &mut Bells<B>,
+    ) {
+        let messages: Vec<_> = frames.into_iter().map(FromAgent::parse).collect();
+        if messages.is_empty() {
             return;
         }
-        let messages: Vec<_> = frames
-            .iter()
-            .map(|f| FromAgent::parse(f.as_ref()))
-            .collect();
         self.with_deferred(bells, |p, now| {
             for message in messages {
                 p.handle_agent_message(id, message, now);

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod audit;
 pub mod bridge;
+pub mod burst;
 mod child_stdin;
 pub mod dial;
 pub mod exec;

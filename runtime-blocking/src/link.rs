@@ -106,7 +106,7 @@ pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>, pee
             }
             Ok(Message::Text(text)) => {
                 let mut unrung = ws.get_ref().unrung();
-                shared.agent_frames(id, std::slice::from_ref(&text), &mut unrung);
+                shared.agent_frames(id, [text.as_str()], &mut unrung);
                 frames += 1;
                 if frames >= mcp_provider_cli::RING_EVERY {
                     unrung.ring();

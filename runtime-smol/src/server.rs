@@ -14,6 +14,7 @@ use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
 use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_cli::audit::AuditSink;
+use mcp_provider_cli::burst::Burst;
 use mcp_provider_cli::dial::{accept_head, link_request, Backoff};
 use mcp_provider_cli::hub::{Hub, Peer};
 use mcp_provider_cli::link_writes::LinkWrites;
@@ -326,21 +327,19 @@ async fn agent_link(
         // at once, and the editors it posted to are woken once, when the
         // link has nothing more to read at once (or after a batch).
         let mut bells = Bells::default();
-        let mut burst = Vec::new();
-        let mut burst_bytes = 0;
+        let mut burst = Burst::default();
         let mut frames = 0;
         let fault = loop {
             let next = match smol::future::poll_once(rx.next()).await {
                 Some(next)
                     if frames < mcp_provider_cli::RING_EVERY
-                        && burst_bytes < mcp_provider_cli::BURST_BYTES =>
+                        && burst.bytes() < mcp_provider_cli::BURST_BYTES =>
                 {
                     next
                 }
                 ready => {
-                    shared.agent_frames(id, &burst, &mut bells);
+                    shared.agent_frames(id, burst.frames(), &mut bells);
                     burst.clear();
-                    burst_bytes = 0;
                     bells.ring();
                     frames = 0;
                     match ready {
@@ -360,10 +359,7 @@ async fn agent_link(
                 Some(Ok(Message::Text(text))) if peer == Peer::BridgeClient => {
                     shared.socket_text(id, text.as_str());
                 }
-                Some(Ok(Message::Text(text))) => {
-                    burst_bytes += text.len();
-                    burst.push(text);
-                }
+                Some(Ok(Message::Text(text))) => burst.push(text.as_str()),
                 Some(Ok(Message::Binary(_))) => break Some(LinkClose::Binary),
                 Some(Ok(Message::Close(_))) | None => break None,
                 Some(Ok(_)) => {}
@@ -374,7 +370,7 @@ async fn agent_link(
             }
         };
         // What arrived before the end still counts.
-        shared.agent_frames(id, &burst, &mut bells);
+        shared.agent_frames(id, burst.frames(), &mut bells);
         fault
     };
     let writer = async {
