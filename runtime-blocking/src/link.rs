@@ -24,6 +24,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
+use mcp_provider_cli::burst::Burst;
 use mcp_provider_cli::mailbox::Bells;
 
 use crate::now::recv_now;
@@ -33,39 +34,58 @@ use crate::shared::{Mail, Shared, ThreadBell};
 pub struct LinkHalf {
     stream: TcpStream,
     write_lock: Arc<Mutex<()>>,
-    /// Editors the frames read so far posted to, woken before the next
-    /// read from the socket (which may block): one wake-up per editor per
-    /// burst of frames.
-    unrung: Arc<Mutex<Bells<ThreadBell>>>,
+    /// What the reading half has read but not yet acted on.
+    pending: Pending,
+}
+
+/// Agent frames read but not yet handed to the provider, and the editors
+/// the frames handed over posted to, not yet woken: both wait until the
+/// next read from the socket would block, so a burst of frames takes the
+/// provider's lock once and wakes each editor once.
+#[derive(Default)]
+struct Pending {
+    burst: Burst,
+    bells: Bells<ThreadBell>,
+    /// The provider and the link's id, once the link is read.
+    to: Option<(Shared, ConnId)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.burst.is_empty() && self.bells.is_empty()
+    }
+
+    /// Hands the burst to the provider, then wakes the editors posted to.
+    fn settle(&mut self) {
+        if let Some((shared, id)) = &self.to {
+            shared.agent_frames(*id, self.burst.frames(), &mut self.bells);
+        }
+        self.burst.clear();
+        self.bells.ring();
+    }
 }
 
 impl LinkHalf {
     /// Two halves of `stream` sharing one write lock.
     pub fn pair(stream: &TcpStream) -> io::Result<(LinkHalf, LinkHalf)> {
         let write_lock = Arc::new(Mutex::new(()));
-        let unrung = Arc::new(Mutex::new(Bells::default()));
         let half = |stream| LinkHalf {
             stream,
             write_lock: write_lock.clone(),
-            unrung: unrung.clone(),
+            pending: Pending::default(),
         };
         Ok((half(stream.try_clone()?), half(stream.try_clone()?)))
-    }
-
-    fn unrung(&self) -> std::sync::MutexGuard<'_, Bells<ThreadBell>> {
-        self.unrung.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Read for LinkHalf {
     /// Reads what has arrived; only when nothing has (the read would
-    /// wait) are the editors posted to so far woken, so a steady stream of
-    /// frames wakes each editor once per [`mcp_provider_cli::RING_EVERY`]
-    /// frames rather than once per frame.
+    /// wait) are the frames read so far handed to the provider and the
+    /// editors they posted to woken.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.unrung().is_empty() {
+        if !self.pending.is_empty() {
             match recv_now(&self.stream, buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.unrung().ring(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.pending.settle(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 done => return done,
             }
@@ -98,19 +118,17 @@ pub fn config() -> WebSocketConfig {
 /// the bridge) until the link closes; a link the peer broke is closed with
 /// the code that says how.
 pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>, peer: Peer) {
-    let mut frames = 0;
+    ws.get_mut().pending.to = Some((shared.clone(), id));
     let fault = loop {
         match ws.read() {
             Ok(Message::Text(text)) if peer == Peer::BridgeClient => {
                 shared.socket_text(id, text.as_str());
             }
             Ok(Message::Text(text)) => {
-                let mut unrung = ws.get_ref().unrung();
-                shared.agent_frames(id, [text.as_str()], &mut unrung);
-                frames += 1;
-                if frames >= mcp_provider_cli::RING_EVERY {
-                    unrung.ring();
-                    frames = 0;
+                let pending = &mut ws.get_mut().pending;
+                pending.burst.push(text.as_str());
+                if pending.burst.is_full() {
+                    pending.settle();
                 }
             }
             Ok(Message::Binary(_)) => break Some(LinkClose::Binary),
@@ -122,7 +140,8 @@ pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>, pee
             Err(_) => break Some(LinkClose::Protocol),
         }
     };
-    ws.get_ref().unrung().ring();
+    // What arrived before the end still counts.
+    ws.get_mut().pending.settle();
     if let Some(why) = fault {
         let _ = ws
             .get_ref()

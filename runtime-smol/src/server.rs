@@ -331,12 +331,7 @@ async fn agent_link(
         let mut frames = 0;
         let fault = loop {
             let next = match smol::future::poll_once(rx.next()).await {
-                Some(next)
-                    if frames < mcp_provider_cli::RING_EVERY
-                        && burst.bytes() < mcp_provider_cli::BURST_BYTES =>
-                {
-                    next
-                }
+                Some(next) if frames < mcp_provider_cli::RING_EVERY && !burst.is_full() => next,
                 ready => {
                     shared.agent_frames(id, burst.frames(), &mut bells);
                     burst.clear();
