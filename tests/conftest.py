@@ -266,8 +266,15 @@ class Server:
         return self.proc.poll() is None
 
     def stop(self):
+        """Stops the server as a user would, with SIGTERM, so it ends the
+        children it started (a child that ignores its closed stdin would
+        outlive a SIGKILL); killed if it has not exited within seconds."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.proc.wait(timeout=10)
 
     def models(self):
