@@ -17,6 +17,7 @@ use mcp_provider_core::{ConnId, Output, Provider, Upgrade};
 
 use crate::audit::AuditSink;
 use crate::bridge::{Bridged, Posted};
+use crate::burst::Burst;
 use crate::mailbox::{Bell, Bells, Inbox, Mailbox};
 
 /// Bytes waiting for a bridge client's stream past which it is cut.
@@ -142,25 +143,21 @@ impl<B: Bell> Hub<B> {
         result
     }
 
-    /// Hands the provider a burst of agent `frames` from link `id` under
-    /// one lock. Each is parsed first, outside it, so a large frame never
-    /// holds the provider while it is read. The connections posted to are
-    /// left in `bells`, to be woken when the caller's burst ends.
-    pub fn agent_frames<'a>(
-        &self,
-        id: ConnId,
-        frames: impl IntoIterator<Item = &'a str>,
-        bells: &mut Bells<B>,
-    ) {
-        let messages: Vec<_> = frames.into_iter().map(FromAgent::parse).collect();
-        if messages.is_empty() {
-            return;
+    /// Hands the provider link `id`'s `burst` of agent frames under one
+    /// lock, empties it, and wakes the connections its frames (and any
+    /// before them) posted to. Each frame is parsed first, outside the
+    /// lock, so a large frame never holds the provider while it is read.
+    pub fn hand_over(&self, id: ConnId, burst: &mut Burst, bells: &mut Bells<B>) {
+        if !burst.is_empty() {
+            let messages: Vec<_> = burst.frames().map(FromAgent::parse).collect();
+            self.with_deferred(bells, |p, now| {
+                for message in messages {
+                    p.handle_agent_message(id, message, now);
+                }
+            });
+            burst.clear();
         }
-        self.with_deferred(bells, |p, now| {
-            for message in messages {
-                p.handle_agent_message(id, message, now);
-            }
-        });
+        bells.ring();
     }
 
     /// Hands the provider every request `poll` yields for connection `id`

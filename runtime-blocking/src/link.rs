@@ -57,11 +57,10 @@ impl Pending {
 
     /// Hands the burst to the provider, then wakes the editors posted to.
     fn settle(&mut self) {
-        if let Some((shared, id)) = &self.to {
-            shared.agent_frames(*id, self.burst.frames(), &mut self.bells);
+        match &self.to {
+            Some((shared, id)) => shared.hand_over(*id, &mut self.burst, &mut self.bells),
+            None => self.bells.ring(),
         }
-        self.burst.clear();
-        self.bells.ring();
     }
 }
 

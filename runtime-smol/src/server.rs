@@ -333,9 +333,7 @@ async fn agent_link(
             let next = match smol::future::poll_once(rx.next()).await {
                 Some(next) if frames < mcp_provider_cli::RING_EVERY && !burst.is_full() => next,
                 ready => {
-                    shared.agent_frames(id, burst.frames(), &mut bells);
-                    burst.clear();
-                    bells.ring();
+                    shared.hand_over(id, &mut burst, &mut bells);
                     frames = 0;
                     match ready {
                         Some(next) => {
@@ -365,7 +363,7 @@ async fn agent_link(
             }
         };
         // What arrived before the end still counts.
-        shared.agent_frames(id, burst.frames(), &mut bells);
+        shared.hand_over(id, &mut burst, &mut bells);
         fault
     };
     let writer = async {

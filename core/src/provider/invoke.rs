@@ -473,8 +473,10 @@ impl Provider {
 
     /// Books a finished invocation against its session and rate limits.
     fn settle(&mut self, inv: &Invocation, now: Instant) {
-        let usage = inv.tally.usage();
-        let (prompt, completion) = (usage.prompt_tokens, usage.completion_tokens);
+        let Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+        } = inv.tally.usage();
         self.meter_usage(inv.editor.conn, prompt, completion);
         if let Some(s) = self.sessions.get_mut(&inv.session) {
             s.in_flight = s.in_flight.saturating_sub(1);
