@@ -39,7 +39,7 @@ pub fn open_stream(path: &str) -> (Provider, String, Answering) {
     ];
     p.handle_request(
         EDITOR,
-        Request::new("POST", path, headers, body.into()),
+        Request::new("POST", path, headers, body.into()).expect("a canonical path"),
         now,
     );
     let mut id = String::new();
@@ -95,7 +95,7 @@ impl BridgeCall {
         let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
         call.bridge.handle_request(
             ConnId(1),
-            Request::new("POST", "/mcp/everything", vec![], init.into()),
+            Request::new("POST", "/mcp/everything", vec![], init.into()).expect("a canonical path"),
             now,
         );
         let asked = call.drain_child().unwrap_or_default();

@@ -503,6 +503,7 @@ mod tests {
 
     fn nowhere() -> Request {
         Request::new("POST", "/mcp/nowhere", Vec::new(), bytes::Bytes::new())
+            .expect("a canonical path")
     }
 
     /// Two threads drive the bridge; the first one's post is slow. Its

@@ -211,12 +211,8 @@ impl BridgeServer {
 
     fn validate(&self, seen: &mut Vec<String>) -> Result<(), BadSettings> {
         let bad = |why: String| Err(BadSettings(format!("bridge server `{}`: {why}", self.name)));
-        let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if self.name.is_empty() || !self.name.chars().all(fits) {
-            return bad(
-                "a name is letters, digits, `-`, `_` and `.` (it is part of the URL /mcp/NAME)"
-                    .into(),
-            );
+        if let Some(why) = mcp_provider_core::bridge::bad_server_name(&self.name) {
+            return bad(why.into());
         }
         if seen.contains(&self.name) {
             return bad("two servers have this name".into());

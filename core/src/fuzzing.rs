@@ -137,7 +137,8 @@ pub fn agent_messages(data: &[u8]) {
             path,
             headers,
             bytes::Bytes::from_static(body.as_bytes()),
-        );
+        )
+        .expect("the paths above are canonical");
         board.with(now, |p, now| p.handle_request(conn, request, now), post);
     }
     for line in data.split(|&b| b == b'\n') {
@@ -423,7 +424,7 @@ mod conn_fuzz {
             assert!(!self.failed, "a request after an error");
             assert_eq!(self.answer, Answer::Idle, "a request while one is answered");
             if let Some(seq) = request
-                .target
+                .target()
                 .strip_prefix("/seq-")
                 .and_then(|n| n.parse().ok())
             {
@@ -540,6 +541,7 @@ pub fn bridge(data: &[u8]) {
         let mut add = |name: &str, value: &str| headers.push((name.to_owned(), value.to_owned()));
         let request = |method: &str, target: &str, headers| {
             Request::new(method, target, headers, body.clone())
+                .expect("the paths below are canonical")
         };
         match kind % 12 {
             0 | 1 | 2 => {

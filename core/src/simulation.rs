@@ -241,7 +241,8 @@ impl Sim {
             ("host".to_owned(), "127.0.0.1:8788".to_owned()),
             ("authorization".to_owned(), format!("Bearer {auth}")),
         ];
-        let request = Request::new("POST", path, headers, Bytes::from(body.to_string()));
+        let request = Request::new("POST", path, headers, Bytes::from(body.to_string()))
+            .expect("the simulation's paths are canonical");
         self.provider.handle_request(conn, request, self.now);
         self.drain();
     }

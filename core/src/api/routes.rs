@@ -192,6 +192,28 @@ pub fn index_of(path: &str) -> usize {
         .unwrap_or(UNMATCHED)
 }
 
+/// Every row as a method and one path it serves (a parameter spelled
+/// `x`), with its guard: what the access tests try every spelling of.
+#[cfg(test)]
+pub(crate) fn every_route() -> Vec<(&'static str, String, Guard)> {
+    let mut all = Vec::new();
+    for row in ROUTES {
+        let method = match row.method {
+            Get => "GET",
+            Post => "POST",
+        };
+        match row.path {
+            Exact(paths) => all.extend(paths.iter().map(|p| (method, (*p).to_owned(), row.guard))),
+            Under(prefixes) => all.extend(
+                prefixes
+                    .iter()
+                    .map(|p| (method, format!("{p}x"), row.guard)),
+            ),
+        }
+    }
+    all
+}
+
 /// A route found for a request.
 #[derive(Clone, Copy)]
 pub struct Matched<'a> {

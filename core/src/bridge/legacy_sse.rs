@@ -40,7 +40,7 @@ impl Bridge {
         request: &Request,
         now: Instant,
     ) {
-        let session = request.target.split_once('?').and_then(|(_, query)| {
+        let session = request.target().split_once('?').and_then(|(_, query)| {
             query
                 .split('&')
                 .find_map(|pair| pair.strip_prefix("session_id="))

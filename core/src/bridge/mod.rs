@@ -95,6 +95,7 @@ mod mux;
 mod registry;
 mod report;
 mod rest;
+mod routes;
 mod server;
 mod stateless;
 mod streamable;
@@ -106,7 +107,9 @@ pub use registry::{
     Bridge, ChildId, Routed, HELD_PER_SESSION, KEEPALIVE, MAX_CHILDREN, MAX_SESSIONS, SESSION_IDLE,
 };
 pub use report::{Report, ServerFigures};
-pub use rest::{needs_bridge_token, TEST_PAGE};
+#[cfg(test)]
+pub(crate) use routes::every_route;
+pub use routes::{guard, TEST_PAGE};
 pub use server::BridgedServer;
 
 /// JSON-RPC's "server error" code: the bridged server exited, hung, was
@@ -129,6 +132,17 @@ pub enum Share {
     Shared,
     /// One child per client session: one [`BridgedServer`] each.
     PerSession,
+}
+
+/// Why a server name cannot be used, if it cannot: it is one segment of
+/// the URL `/mcp/NAME`, so letters, digits, `-`, `_` and `.`, and not a
+/// dot segment (which a canonical path never keeps).
+pub fn bad_server_name(name: &str) -> Option<&'static str> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let usable = !name.is_empty() && name.chars().all(fits) && name != "." && name != "..";
+    (!usable).then_some(
+        "a name is letters, digits, `-`, `_` and `.`, and not `.` or `..` (it is part of the URL /mcp/NAME)",
+    )
 }
 
 /// What to run and how to treat it: one `[[bridge.servers]]` entry.

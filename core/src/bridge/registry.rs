@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::rest::rest_answer;
+use super::routes::{self, Miss, Route};
 use super::stateless::stateless_answer;
 use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
 use crate::agent::close::LinkClose;
@@ -266,14 +267,14 @@ impl Bridge {
 
     /// Whether a request for `path` is the bridge's.
     pub fn handles(path: &str) -> bool {
-        is_mcp_transport(path) || super::rest::handles(path)
+        routes::handles(path)
     }
 
     /// The shape a refusal of a request for `path` takes: MCP clients
     /// read one of their transports' as JSON-RPC, the REST API's callers
     /// like the provider's own routes.
     pub fn refusal_dialect(path: &str) -> Dialect {
-        match is_mcp_transport(path) {
+        match routes::is_mcp_transport(path) {
             true => Dialect::JsonRpc,
             false => Dialect::OpenAi,
         }
@@ -299,11 +300,25 @@ impl Bridge {
     /// (HTTP+SSE), and the REST API, events and WebSocket of `rest.rs`.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
         let to = RequestId::of(conn, &request);
-        if super::rest::handles(request.path()) {
-            return self.rest(to, &request, now);
+        let path = request.path();
+        let transport = routes::is_mcp_transport(path);
+        let found = match routes::find(&request.method, path) {
+            Ok(found) => found,
+            Err(Miss::Method) if transport => {
+                return self.reply_error(
+                    to,
+                    405,
+                    mcp::INVALID_REQUEST,
+                    "GET …/sse, POST …/messages",
+                )
+            }
+            Err(miss) => return self.respond(to, super::rest::missed(miss)),
+        };
+        if found.route != Route::Mcp {
+            return self.rest(to, &request, &found, now);
         }
-        let rest = request.path().strip_prefix("/mcp/").unwrap_or_default();
-        let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let name = found.params.first().copied().unwrap_or_default();
+        let tail = found.params.get(1).copied().unwrap_or_default();
         let Some(spec) = self.specs.iter().position(|s| s.name == name) else {
             let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
             let message = format!(
@@ -827,11 +842,6 @@ struct Head {
     method: Option<String>,
     #[serde(default)]
     params: Value,
-}
-
-/// Whether `path` is one of the MCP transports (`/mcp/{name}`…).
-fn is_mcp_transport(path: &str) -> bool {
-    path == "/mcp" || path.starts_with("/mcp/")
 }
 
 /// One message as a server-sent event of `kind`, numbered `id`.

@@ -29,6 +29,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::registry::{event, socket, Bridge, Pending, Reply, Routed, Transport};
+use super::routes::{Found, Miss, Route};
 use super::{ChildId, ServerSpec, Share};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
@@ -41,25 +42,15 @@ const SUBPROTOCOL: &str = "mcp-bridge";
 /// The page that tries a bridged server from a browser.
 const TEST_CLIENT: &str = include_str!("../../assets/test_client.html");
 
-/// Whether `path` is one of this API's.
-pub(super) fn handles(path: &str) -> bool {
-    let first = path
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    matches!(
-        first,
-        "ws" | "sessions" | "tools" | "resources" | "prompts" | "stats" | "events" | "integrations"
-    ) || path == TEST_PAGE
-}
-
-/// Where the test page is served (without a key: it asks for one).
-pub const TEST_PAGE: &str = "/static/test_client.html";
-
-/// Whether `path` changes what runs on this machine: the bridge token's.
-pub fn needs_bridge_token(path: &str) -> bool {
-    path == "/integrations" || path.starts_with("/integrations/")
+/// The answer to a request no row of the route table takes.
+pub(super) fn missed(miss: Miss) -> Response {
+    match miss {
+        Miss::Method => error(
+            405,
+            "this method is not allowed on this route of the MCP bridge",
+        ),
+        Miss::Path => error(404, "no such route of the MCP bridge"),
+    }
 }
 
 /// A REST call's answer: for a session it opened, the session and the
@@ -91,53 +82,56 @@ fn error(status: u16, message: &str) -> Response {
 }
 
 impl Bridge {
-    /// A request for one of [`handles`]'s paths.
-    pub(super) fn rest(&mut self, to: RequestId, request: &Request, now: Instant) {
+    /// A request for one of the REST routes of [`super::routes`], found
+    /// there with its parameters.
+    pub(super) fn rest(&mut self, to: RequestId, request: &Request, found: &Found, now: Instant) {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let query = |key: &str| {
-            request.target.split_once('?').and_then(|(_, q)| {
+            request.target().split_once('?').and_then(|(_, q)| {
                 q.split('&')
                     .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
             })
         };
-        let segments: Vec<&str> = request.path().trim_matches('/').split('/').collect();
-        let response = match (request.method.as_str(), segments.as_slice()) {
-            ("GET", ["ws"]) => return self.accept_socket(to, request),
-            ("POST", ["sessions"]) => return self.open_rest_session(to, &body, now),
-            ("GET", ["sessions", id]) => self.session_info(id),
-            ("DELETE", ["sessions", id]) => match self.sessions.contains_key(*id) {
+        let param = found.params.first().copied().unwrap_or_default();
+        let response = match found.route {
+            Route::Socket => return self.accept_socket(to, request),
+            Route::OpenSession => return self.open_rest_session(to, &body, now),
+            Route::SessionInfo => self.session_info(param),
+            Route::EndSession => match self.sessions.contains_key(param) {
                 true => {
-                    self.end_session(id, now);
-                    Response::json(200, json!({"deleted": id}).to_string())
+                    self.end_session(param, now);
+                    Response::json(200, json!({"deleted": param}).to_string())
                 }
                 false => error(404, "no such session"),
             },
-            ("POST", ["tools", "discover"]) => return self.rest_call(to, &body, None, "tools/list", Value::Null, now),
-            ("POST", ["tools", "call"]) => {
+            Route::Discover => return self.rest_call(to, &body, None, "tools/list", Value::Null, now),
+            Route::Call => {
                 let name = body.get("tool").or(body.get("name")).cloned().unwrap_or(Value::Null);
                 let arguments = body.get("params").or(body.get("arguments")).cloned().unwrap_or(json!({}));
                 let params = json!({"name": name, "arguments": arguments});
                 return self.rest_call(to, &body, None, "tools/call", params, now);
             }
-            ("GET", [list @ ("tools" | "resources" | "prompts")]) => {
+            Route::List => {
+                let list = request.path().trim_start_matches('/');
                 let method = format!("{list}/list");
                 return self.rest_call(to, &Value::Null, query("server"), &method, Value::Null, now);
             }
-            ("GET", ["stats"]) => Response::json(200, self.stats().to_string()),
-            ("GET", ["events", id]) => return self.open_events(to, id, now),
-            ("GET", ["integrations"]) => {
+            Route::Stats => Response::json(200, self.stats().to_string()),
+            Route::Events => return self.open_events(to, param, now),
+            Route::Integrations => {
                 let all: Vec<Value> = self.specs.iter().map(|s| self.integration(s)).collect();
                 Response::json(200, json!({"integrations": all}).to_string())
             }
-            ("GET", ["integrations", name]) => match self.specs.iter().find(|s| s.name == *name) {
+            Route::Integration => match self.specs.iter().find(|s| s.name == param) {
                 Some(spec) => Response::json(200, self.integration(spec).to_string()),
                 None => error(404, "no such integration"),
             },
-            ("POST", ["integrations"]) => self.add_integration(&body),
-            ("DELETE", ["integrations", name]) => self.remove_integration(name, now),
-            ("GET", ["static", "test_client.html"]) => Response::full(200, "text/html; charset=utf-8", TEST_CLIENT)
+            Route::AddIntegration => self.add_integration(&body),
+            Route::RemoveIntegration => self.remove_integration(param, now),
+            Route::TestPage => Response::full(200, "text/html; charset=utf-8", TEST_CLIENT)
                 .with_header("content-security-policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'"),
-            _ => error(404, "no such route of the MCP bridge"),
+            // Dispatched to the transports before it gets here.
+            Route::Mcp => missed(Miss::Path),
         };
         self.respond(to, response);
     }
@@ -323,12 +317,8 @@ impl Bridge {
     /// "share"?}` — `command` a program, or a whole argv.
     fn add_integration(&mut self, body: &Value) -> Response {
         let name = body["name"].as_str().unwrap_or_default();
-        let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if name.is_empty() || !name.chars().all(fits) {
-            return error(
-                400,
-                "`name` is letters, digits, `-`, `_` and `.` (it is part of the URL /mcp/NAME)",
-            );
+        if let Some(why) = super::bad_server_name(name) {
+            return error(400, &format!("`name`: {why}"));
         }
         if self.specs.iter().any(|s| s.name == name) {
             return error(409, "a server of that name is bridged already");

@@ -222,7 +222,8 @@ mod tests {
             } else {
                 Bytes::from(body.to_string())
             };
-            let request = Request::new(method, "/mcp/echo", headers, body);
+            let request =
+                Request::new(method, "/mcp/echo", headers, body).expect("a canonical path");
             self.bridge.handle_request(conn, request, self.now);
             (conn, self.drain())
         }

@@ -344,7 +344,7 @@ mod tests {
     fn pipelined_requests_wait_for_the_previous_response() {
         let mut c =
             conn_with(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert_eq!(c.poll_request().unwrap().unwrap().target, "/a");
+        assert_eq!(c.poll_request().unwrap().unwrap().target(), "/a");
         assert!(c.poll_request().unwrap().is_none());
         let mut out = BytesMut::new();
         c.encode_response(&Response::stream("text/event-stream"), &mut out);
@@ -354,7 +354,7 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(text.contains("transfer-encoding: chunked\r\n"));
         assert!(text.ends_with("\r\n\r\n9\r\ndata: x\n\n\r\n0\r\n\r\n"));
-        assert_eq!(c.poll_request().unwrap().unwrap().target, "/b");
+        assert_eq!(c.poll_request().unwrap().unwrap().target(), "/b");
     }
 
     #[test]
@@ -381,7 +381,7 @@ mod tests {
         assert!(!c.wants_read());
         let mut out = BytesMut::new();
         for target in ["/a", "/b"] {
-            assert_eq!(c.poll_request().unwrap().unwrap().target, target);
+            assert_eq!(c.poll_request().unwrap().unwrap().target(), target);
             assert!(!c.wants_close());
             c.encode_response(&Response::json(200, "{}"), &mut out);
         }

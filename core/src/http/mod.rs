@@ -5,6 +5,7 @@ mod conn;
 mod headers;
 mod request;
 mod response;
+mod target;
 
 pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use conn::ServerConn;

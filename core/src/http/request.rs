@@ -84,10 +84,9 @@ impl HttpError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
-    /// The request target in origin-form: path plus optional `?query`
-    /// (an absolute-form target is rewritten, its authority moved to the
-    /// `host` header), or `*` for `OPTIONS *`.
-    pub target: String,
+    /// The canonical target (see [`Request::target`]); private, so
+    /// nothing can route on another spelling after it was checked.
+    target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     headers: Headers,
@@ -97,16 +96,24 @@ pub struct Request {
 }
 
 impl Request {
-    /// A request built from parts (drivers whose HTTP library parses heads).
-    pub fn new(method: &str, target: &str, headers: Vec<(String, String)>, body: Bytes) -> Self {
-        Request {
+    /// A request built from parts (drivers whose HTTP library parses
+    /// heads). Its target is made canonical as a parsed one's is; one that
+    /// cannot be is the error to answer (400), as
+    /// [`RequestReader::next_request`] would return it.
+    pub fn new(
+        method: &str,
+        target: &str,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    ) -> Result<Self, HttpError> {
+        normalise_target(Request {
             method: method.to_owned(),
             target: target.to_owned(),
             minor_version: 1,
             headers: headers.into_iter().collect(),
             body,
             seq: 0,
-        }
+        })
     }
 
     /// Its number on its connection, counting from 0 (0 for a request
@@ -126,6 +133,13 @@ impl Request {
     /// The header fields, names lower-cased, in the order received.
     pub fn headers(&self) -> &Headers {
         &self.headers
+    }
+
+    /// The request target in canonical origin-form (`super::target`):
+    /// path plus optional `?query` (an absolute-form target is rewritten,
+    /// its authority moved to the `host` header), or `*` for `OPTIONS *`.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// The target without its query string.
@@ -346,53 +360,17 @@ fn check_host(request: Request) -> Result<Request, HttpError> {
     }
 }
 
-/// Rewrites an absolute-form target (`http://host:port/path?q`, what
-/// proxies and some clients send) to origin-form, so routing sees only the
-/// path. The target's authority replaces the `host` header's value (RFC
-/// 9112 §3.2.2), so the local-host check judges the host actually named.
-/// `*` is kept for `OPTIONS`; any other form is malformed.
+/// Puts the target in its canonical spelling ([`super::target`]); an
+/// absolute-form target's authority replaces the `host` header's value
+/// (RFC 9112 §3.2.2), so the local-host check judges the host actually
+/// named.
 fn normalise_target(mut request: Request) -> Result<Request, HttpError> {
-    if request.target.starts_with('/') {
-        return Ok(request);
+    let (target, authority) = super::target::canonical(&request.method, &request.target)?;
+    request.target = target;
+    if let Some(authority) = authority {
+        request.headers.set("host", &authority);
     }
-    if request.target == "*" {
-        return match request.method.as_str() {
-            "OPTIONS" => Ok(request),
-            _ => Err(HttpError::Malformed("'*' is a target only for OPTIONS")),
-        };
-    }
-    let (authority, origin) =
-        split_absolute(&request.target).ok_or(HttpError::Malformed("invalid request target"))?;
-    let authority = authority.to_owned();
-    request.target = origin;
-    request.headers.set("host", &authority);
     Ok(request)
-}
-
-/// `http://authority[/path][?query]` split into the authority and the
-/// origin-form rest (`/` when the path is empty); `None` for other schemes,
-/// an empty authority or one with user info.
-fn split_absolute(target: &str) -> Option<(&str, String)> {
-    let rest = strip_scheme(target, "http://").or_else(|| strip_scheme(target, "https://"))?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    if authority.is_empty() || authority.contains('@') || tail.starts_with('#') {
-        return None;
-    }
-    let origin = match tail.starts_with('/') {
-        true => tail.to_owned(),
-        false => format!("/{tail}"),
-    };
-    Some((authority, origin))
-}
-
-/// `target` without its scheme prefix, compared case-insensitively.
-fn strip_scheme<'a>(target: &'a str, scheme: &str) -> Option<&'a str> {
-    let head = target.get(..scheme.len())?;
-    match head.eq_ignore_ascii_case(scheme) {
-        true => target.get(scheme.len()..),
-        false => None,
-    }
 }
 
 /// How the body is delimited (RFC 9112 §6.3). Every ambiguity is an error
@@ -556,7 +534,7 @@ mod tests {
         assert_eq!(read_all(&mut reader).len(), 1);
         reader.handle_data(b"els HTTP/1.1\r\nHost: a\r\n\r\n");
         let next = read_all(&mut reader);
-        assert_eq!(next[0].target, "/v1/models");
+        assert_eq!(next[0].target(), "/v1/models");
         assert!(next[0].body.is_empty());
     }
 
@@ -692,18 +670,12 @@ mod tests {
     #[test]
     fn absolute_form_targets_route_by_path_and_name_the_host() {
         let r = accepted(b"GET http://127.0.0.1:8788/v1/models?x=1 HTTP/1.1\r\nHost: evil\r\n\r\n");
-        assert_eq!(
-            (r.target.as_str(), r.path()),
-            ("/v1/models?x=1", "/v1/models")
-        );
+        assert_eq!((r.target(), r.path()), ("/v1/models?x=1", "/v1/models"));
         assert_eq!(r.header("host"), Some("127.0.0.1:8788"));
         let r = accepted(b"GET HTTP://localhost HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        assert_eq!(r.target, "/");
+        assert_eq!(r.target(), "/");
         let r = accepted(b"GET https://localhost?q HTTP/1.0\r\n\r\n");
-        assert_eq!(
-            (r.target.as_str(), r.header("host")),
-            ("/?q", Some("localhost"))
-        );
+        assert_eq!((r.target(), r.header("host")), ("/?q", Some("localhost")));
     }
 
     #[test]
@@ -720,7 +692,7 @@ mod tests {
             assert_eq!(rejected(input.as_bytes()), 400, "{target}");
         }
         let r = accepted(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert_eq!((r.target.as_str(), r.path()), ("*", "*"));
+        assert_eq!((r.target(), r.path()), ("*", "*"));
     }
 
     #[test]

@@ -76,8 +76,11 @@ impl Pair {
         } else {
             Bytes::from(body.to_string())
         };
-        self.p
-            .handle_request(conn, Request::new(method, path, h, body), self.now);
+        self.p.handle_request(
+            conn,
+            Request::new(method, path, h, body).expect("a canonical path"),
+            self.now,
+        );
         self.drain();
     }
 
@@ -674,6 +677,7 @@ fn embedding_from_an_inference_only_session_is_403() {
         .contains("`embedding` scope"));
 }
 
+mod access;
 mod hostile;
 mod laws;
 mod observe;

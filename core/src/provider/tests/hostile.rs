@@ -79,6 +79,7 @@ fn chat_request(stream: bool, content: &str) -> Request {
         ],
         Bytes::from(body.to_string()),
     )
+    .expect("a canonical path")
 }
 
 /// A switchboard whose mailboxes are plain vectors (answers as their

@@ -1,0 +1,252 @@
+//! The bridge's route table: every path the bridge serves, its method, and
+//! who may call it. The provider's admission ([`guard`], in
+//! `Provider::admit_bridge`) and the bridge's own dispatch ([`find`], in
+//! `Bridge::handle_request`) read the same rows of the same canonical path
+//! (`http::target`), so an access rule cannot be checked against one
+//! spelling of a path and served under another.
+
+use crate::api::Guard;
+
+/// What a bridge route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// `/mcp/{server}` and its HTTP+SSE paths: an MCP transport, whose
+    /// methods the transport itself tells apart.
+    Mcp,
+    Socket,
+    OpenSession,
+    SessionInfo,
+    EndSession,
+    Discover,
+    Call,
+    /// `GET /tools`, `/resources`, `/prompts`: the first segment names the
+    /// list.
+    List,
+    Stats,
+    Events,
+    Integrations,
+    Integration,
+    AddIntegration,
+    RemoveIntegration,
+    TestPage,
+}
+
+/// One segment of a row's path.
+#[derive(Clone, Copy)]
+enum Seg {
+    Lit(&'static str),
+    /// Any one non-empty segment, handed to the handler.
+    Param,
+}
+
+struct Row {
+    /// `None`: any method (the handler answers 405 itself).
+    method: Option<&'static str>,
+    path: &'static [Seg],
+    route: Route,
+    guard: Guard,
+}
+
+use Guard::{ApiKey, BridgeToken, Open};
+use Seg::{Lit, Param};
+
+const fn row(
+    method: Option<&'static str>,
+    path: &'static [Seg],
+    route: Route,
+    guard: Guard,
+) -> Row {
+    Row {
+        method,
+        path,
+        route,
+        guard,
+    }
+}
+
+const GET: Option<&str> = Some("GET");
+const POST: Option<&str> = Some("POST");
+const DELETE: Option<&str> = Some("DELETE");
+
+/// Every bridge route, first match wins. Adding and removing bridged
+/// servers runs commands on this machine, so it takes the bridge token,
+/// like the control API; the test page holds nothing (it asks for a key).
+#[rustfmt::skip]
+static ROUTES: &[Row] = &[
+    row(None, &[Lit("mcp")], Route::Mcp, ApiKey),
+    row(None, &[Lit("mcp"), Param], Route::Mcp, ApiKey),
+    row(None, &[Lit("mcp"), Param, Param], Route::Mcp, ApiKey),
+    row(GET, &[Lit("ws")], Route::Socket, ApiKey),
+    row(POST, &[Lit("sessions")], Route::OpenSession, ApiKey),
+    row(GET, &[Lit("sessions"), Param], Route::SessionInfo, ApiKey),
+    row(DELETE, &[Lit("sessions"), Param], Route::EndSession, ApiKey),
+    row(POST, &[Lit("tools"), Lit("discover")], Route::Discover, ApiKey),
+    row(POST, &[Lit("tools"), Lit("call")], Route::Call, ApiKey),
+    row(GET, &[Lit("tools")], Route::List, ApiKey),
+    row(GET, &[Lit("resources")], Route::List, ApiKey),
+    row(GET, &[Lit("prompts")], Route::List, ApiKey),
+    row(GET, &[Lit("stats")], Route::Stats, ApiKey),
+    row(GET, &[Lit("events"), Param], Route::Events, ApiKey),
+    row(GET, &[Lit("integrations")], Route::Integrations, BridgeToken),
+    row(GET, &[Lit("integrations"), Param], Route::Integration, BridgeToken),
+    row(POST, &[Lit("integrations")], Route::AddIntegration, BridgeToken),
+    row(DELETE, &[Lit("integrations"), Param], Route::RemoveIntegration, BridgeToken),
+    row(GET, &[Lit("static"), Lit("test_client.html")], Route::TestPage, Open),
+];
+
+/// Where the test page is served (without a key: it asks for one).
+pub const TEST_PAGE: &str = "/static/test_client.html";
+
+/// A route found for a request, with its path's parameters in order.
+pub(super) struct Found<'a> {
+    pub route: Route,
+    pub params: Vec<&'a str>,
+}
+
+/// Why no row serves a request.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Miss {
+    /// A bridge path, another method.
+    Method,
+    /// No bridge path at all.
+    Path,
+}
+
+impl Row {
+    /// The path's parameters when it has this row's shape.
+    fn matches<'a>(&self, path: &'a str) -> Option<Vec<&'a str>> {
+        let mut segments = path.strip_prefix('/')?.split('/');
+        let mut params = Vec::new();
+        for seg in self.path {
+            let segment = segments.next().filter(|s| !s.is_empty())?;
+            match seg {
+                Lit(lit) if *lit == segment => {}
+                Lit(_) => return None,
+                Param => params.push(segment),
+            }
+        }
+        segments.next().is_none().then_some(params)
+    }
+
+    fn takes(&self, method: &str) -> bool {
+        self.method.is_none_or(|m| m == method)
+    }
+}
+
+/// The route for a method and a canonical path.
+pub(super) fn find<'a>(method: &str, path: &'a str) -> Result<Found<'a>, Miss> {
+    let mut known_path = false;
+    for row in ROUTES {
+        let Some(params) = row.matches(path) else {
+            continue;
+        };
+        if row.takes(method) {
+            return Ok(Found {
+                route: row.route,
+                params,
+            });
+        }
+        known_path = true;
+    }
+    Err(if known_path { Miss::Method } else { Miss::Path })
+}
+
+/// Every row as a method (`POST` for any) and one path it serves (each
+/// parameter spelled `x`), with its guard: what the access tests try every
+/// spelling of.
+#[cfg(test)]
+pub(crate) fn every_route() -> Vec<(&'static str, String, Guard)> {
+    let path = |row: &Row| {
+        let segments = row.path.iter().map(|seg| match seg {
+            Lit(lit) => *lit,
+            Param => "x",
+        });
+        segments.fold(String::new(), |path, s| path + "/" + s)
+    };
+    let rows = ROUTES.iter();
+    rows.map(|row| (row.method.unwrap_or("POST"), path(row), row.guard))
+        .collect()
+}
+
+/// Whether `path` is the bridge's, whatever the method.
+pub(super) fn handles(path: &str) -> bool {
+    ROUTES.iter().any(|row| row.matches(path).is_some())
+}
+
+/// Who may make this request: its row's guard; for a bridge path with
+/// another method, the strictest guard any of that path's rows has (what
+/// it is answered with is a 405, but it is not for a weaker key to learn
+/// even that).
+pub fn guard(method: &str, path: &str) -> Guard {
+    let mut strictest = None;
+    for row in ROUTES.iter().filter(|row| row.matches(path).is_some()) {
+        if row.takes(method) {
+            return row.guard;
+        }
+        strictest = Some(match (strictest, row.guard) {
+            (Some(BridgeToken), _) | (_, BridgeToken) => BridgeToken,
+            _ => ApiKey,
+        });
+    }
+    strictest.unwrap_or(ApiKey)
+}
+
+/// Whether `path` is one of the MCP transports (whose clients read a
+/// refusal as JSON-RPC).
+pub(super) fn is_mcp_transport(path: &str) -> bool {
+    path == "/mcp" || path.starts_with("/mcp/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_the_guard_its_row_names() {
+        let cases = [
+            ("POST", "/mcp/everything", ApiKey),
+            ("GET", "/mcp/everything/sse", ApiKey),
+            ("POST", "/mcp/everything/messages", ApiKey),
+            ("GET", "/ws", ApiKey),
+            ("POST", "/sessions", ApiKey),
+            ("DELETE", "/sessions/abc", ApiKey),
+            ("POST", "/tools/call", ApiKey),
+            ("GET", "/stats", ApiKey),
+            ("GET", "/events/abc", ApiKey),
+            ("GET", "/integrations", BridgeToken),
+            ("GET", "/integrations/x", BridgeToken),
+            ("POST", "/integrations", BridgeToken),
+            ("DELETE", "/integrations/x", BridgeToken),
+            // Another method on a bridge-token path is still the token's.
+            ("PUT", "/integrations", BridgeToken),
+            ("DELETE", "/integrations", BridgeToken),
+            ("POST", "/integrations/x", BridgeToken),
+            ("GET", TEST_PAGE, Open),
+            ("POST", TEST_PAGE, ApiKey),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(guard(method, path), expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn dispatch_and_guard_read_the_same_rows() {
+        let found = find("DELETE", "/integrations/x")
+            .ok()
+            .map(|f| (f.route, f.params));
+        assert_eq!(found, Some((Route::RemoveIntegration, vec!["x"])));
+        assert_eq!(find("PUT", "/integrations").err(), Some(Miss::Method));
+        assert_eq!(find("GET", "/integration").err(), Some(Miss::Path));
+        // Only canonical paths reach the table: any other spelling is no
+        // route here, so nothing can be served under a weaker guard.
+        for path in [
+            "//integrations",
+            "/integrations/",
+            "/Integrations",
+            "/integrations//x",
+        ] {
+            assert_eq!(find("POST", path).err(), Some(Miss::Path), "{path}");
+            assert!(!handles(path), "{path}");
+        }
+    }
+}
