@@ -3,10 +3,14 @@ could do to either runtime, each hole closed and kept closed: every test
 here failed before its fix."""
 
 import json
+import socket
+import sys
+import time
 import uuid
 
-from conftest import BRIDGE_TOKEN, http_request, wait_until
+from conftest import API_KEY, BRIDGE_TOKEN, ROOT, http_request, mcp_post, wait_until
 from test_bridge import marked
+from test_bridge_scale import TIMEOUT, VERSION, call, open_session, rpc
 
 
 def integration(name, mark):
@@ -59,3 +63,117 @@ def test_without_api_keys_a_local_page_cannot_add_a_server_through_another_spell
         status, _, body = http_request(server, "POST", target, integration("page", mark), headers=page)
         assert status == 401, (target, status, body)
     assert not wait_until(lambda: marked(mark, but={server.proc.pid}), timeout=1)
+
+
+WAITING = f"{sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'waiting_server.py'}"
+WEDGED = f"{sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'wedged_server.py'}"
+
+
+def bridge_config(tmp_path, name, command, share="shared"):
+    """A config file bridging one server, `share` as given."""
+    program, *args = command.split()
+    config = tmp_path / f"{name}.toml"
+    config.write_text(
+        f"[[bridge.servers]]\nname = {json.dumps(name)}\ncommand = {json.dumps(program)}\n"
+        f"args = {json.dumps(args)}\nshare = {json.dumps(share)}\n"
+    )
+    return str(config)
+
+
+def cancellations(log):
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def close_wait_sockets(port):
+    """Sockets of this machine on `port` (the server's side) in CLOSE_WAIT:
+    the peer left and the server still holds the connection."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.readlines()[1:]:
+                local, state = row.split()[1], row.split()[3]
+                if int(local.rsplit(":", 1)[1], 16) == port and state == "08":
+                    count += 1
+    return count
+
+
+def threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def send_and_leave(server, path, body, headers=""):
+    """A request written in full, then the connection closed at once."""
+    data = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+                f"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{headers}"
+                f"Content-Length: {len(data)}\r\n\r\n"
+            ).encode()
+            + data
+        )
+
+
+def test_calls_whose_clients_left_are_cancelled_and_free_their_slots_and_sockets(make_server, tmp_path):
+    log = tmp_path / "cancelled.jsonl"
+    server = make_server("--server", f"waiting={WAITING}", env={"WAITING_SERVER_LOG": str(log)})
+    session = open_session(server, "waiting")
+    wait = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "wait", "arguments": {}}}
+    # More calls than the child may have in flight (1,024), half through a
+    # session, half as REST calls of their own; every client leaves at once.
+    headers = f"Mcp-Session-Id: {session}\r\nMCP-Protocol-Version: {VERSION}\r\n"
+    for n in range(600):
+        send_and_leave(server, "/mcp/waiting", {**wait, "id": n}, headers)
+        send_and_leave(server, "/tools/call", {"server": "waiting", "tool": "wait"})
+    assert wait_until(lambda: len(cancellations(log)) == 1200, timeout=60), len(cancellations(log))
+    assert all(c["in_flight_here"] for c in cancellations(log))
+    assert wait_until(lambda: close_wait_sockets(server.port) == 0, timeout=10), close_wait_sockets(server.port)
+    assert wait_until(lambda: threads(server.proc.pid) < 64, timeout=10), threads(server.proc.pid)
+    status, _, stats = mcp_post(server, "/stats", None, method="GET")
+    assert stats["servers"][0]["children"][0]["in_flight"] == 0, stats
+    # The child serves the next client as it did the first.
+    assert call(server, "waiting", session, "echo", {"message": "after"}, call_id=9999)["result"]["content"][0]["text"] == "after"
+
+
+def test_children_made_for_one_request_end_with_it(make_server, tmp_path):
+    mark = uuid.uuid4().hex
+    log = tmp_path / "cancelled.jsonl"
+    config = bridge_config(tmp_path, "mine", WAITING, share="per-session")
+    server = make_server("--config", config, env={"BRIDGE_TEST_MARK": mark, "WAITING_SERVER_LOG": str(log)})
+    # More requests than children may run at once (64), none with a session.
+    for n in range(80):
+        status, _, result = mcp_post(server, "/tools/call", {"server": "mine", "tool": "echo", "arguments": {"message": f"{n}"}})
+        assert status == 200 and result["content"][0]["text"] == f"{n}", (n, status, result)
+    assert wait_until(lambda: not marked(mark, but={server.proc.pid}), timeout=20), "children outlived their request"
+    status, _, stats = mcp_post(server, "/stats", None, method="GET")
+    assert status == 200 and stats["servers"][0]["children"] == [], stats
+    # A session still gets a child of its own.
+    session = open_session(server, "mine")
+    assert call(server, "mine", session, "echo", {"message": "mine"})["result"]["content"][0]["text"] == "mine"
+
+
+def test_at_the_child_cap_the_refusal_names_it_and_only_busy_children_count(make_server, tmp_path):
+    mark = uuid.uuid4().hex
+    config = bridge_config(tmp_path, "mine", WAITING, share="per-session")
+    server = make_server("--config", config, env={"BRIDGE_TEST_MARK": mark, "WAITING_SERVER_LOG": str(tmp_path / "log")})
+    sessions = [open_session(server, "mine") for _ in range(64)]
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "late", "version": "1"}}}
+    status, _, body = rpc(server, "mine", init)
+    assert status == 503 and "server processes" in body["error"]["message"] and "64" in body["error"]["message"], body
+    assert "sessions" not in body["error"]["message"], body
+    status, _, _ = mcp_post(server, "/mcp/mine", None, {"Mcp-Session-Id": sessions[0]}, method="DELETE")
+    assert status == 200
+    assert wait_until(lambda: rpc(server, "mine", init)[0] == 200, timeout=10)
+
+
+def test_a_child_that_stops_reading_is_hung_however_much_it_logs(make_server):
+    server = make_server("--server", f"wedged={WEDGED}")
+    session = open_session(server, "wedged")
+    started = time.monotonic()
+    answer = call(server, "wedged", session, "wedge", {}, call_id=1)
+    # Silent for the ping timeout (10 s), then a ping unanswered as long.
+    assert "stopped responding" in answer["error"]["message"], answer
+    assert time.monotonic() - started < TIMEOUT

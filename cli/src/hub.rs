@@ -201,6 +201,17 @@ impl<B: Bell> Hub<B> {
         }
     }
 
+    /// The peer of `id` shut its sending side (a read returned 0). An
+    /// editor may do that and still wait for its answer; a client of the
+    /// bridge has left: its calls are cancelled now, not when the child
+    /// answers (which may be never), so neither the child's slots nor
+    /// this connection are held for it.
+    pub fn peer_shut(&self, id: ConnId) {
+        if let Some(bridge) = self.bridge.get() {
+            bridge.handle_conn_closed(id);
+        }
+    }
+
     fn disconnect(&self, id: ConnId) {
         let mut bells = Bells::default();
         let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, &mut bells);

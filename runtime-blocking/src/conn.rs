@@ -441,6 +441,7 @@ fn read_loop(
                 state.http.handle_eof();
                 drop(state);
                 conn.pump();
+                conn.shared.peer_shut(conn.id);
                 // However long the answers take: the idle timeout is for
                 // peers that send nothing, and this one is done sending.
                 let mut state = conn.lock();

@@ -227,6 +227,9 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
                 // answered.
                 eof = true;
                 http.handle_eof();
+                // What it sent in full is handed on first, as blocking does.
+                shared.pump(id, || http.poll_request());
+                shared.peer_shut(id);
             }
             Event::TimedOut if http.poll_timeout().is_none_or(|at| at > Instant::now()) => {
                 // The deadline moved on (or went) since the timer was armed.

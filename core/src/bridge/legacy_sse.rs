@@ -18,13 +18,9 @@ use crate::provider::RequestId;
 impl Bridge {
     /// `GET /mcp/NAME/sse`.
     pub(super) fn open_legacy(&mut self, to: RequestId, spec: usize, now: Instant) {
-        let Some(id) = self.open_session(spec, Transport::LegacySse, now) else {
-            return self.reply_error(
-                to,
-                503,
-                mcp::INVALID_REQUEST,
-                "too many MCP sessions are open",
-            );
+        let id = match self.open_session(spec, Transport::LegacySse, now) {
+            Ok(id) => id,
+            Err(full) => return self.reply_error(to, 503, mcp::INVALID_REQUEST, &full.message()),
         };
         let endpoint = format!("/mcp/{}/messages?session_id={id}", self.specs[spec].name);
         let greeting = event(0, "endpoint", &endpoint);

@@ -53,7 +53,9 @@ pub(crate) struct Mux {
     /// The next id for a child's request passed on to a client.
     next_ask: u64,
     /// Requests to the child with an id below this were sent before its
-    /// last line: they cannot show it hung.
+    /// last answer: they cannot show it hung. Only an answer counts as a
+    /// sign of life (the child reads its input); a child that stopped
+    /// reading may still log notifications.
     heard_from: u64,
     /// Lines from the child that were not JSON-RPC: the first is a
     /// warning, the rest (a child printing to stdout) only debug output.
@@ -209,14 +211,14 @@ impl Mux {
     }
 
     /// When the oldest client call still unanswered was sent, among those
-    /// sent after the child's last line: how long the child has been silent
-    /// while owing a call an answer.
+    /// sent after the child's last answer: how long the child has answered
+    /// nothing while owing a call an answer.
     pub(crate) fn call_silent_since(&self) -> Option<Instant> {
         Some(self.calls.range(self.heard_from..).next()?.1.sent_at)
     }
 
     /// When the oldest of the bridge's own requests (a `ping`) still
-    /// unanswered was sent, among those sent after the child's last line.
+    /// unanswered was sent, among those sent after the child's last answer.
     pub(crate) fn ping_silent_since(&self) -> Option<Instant> {
         Some(self.internal.range(self.heard_from..).next()?.1.sent_at)
     }
@@ -584,9 +586,8 @@ impl Mux {
         now: Instant,
         out: &mut VecDeque<BridgeOutput>,
     ) -> FromChild {
-        // Any line is a sign of life.
-        self.heard_from = self.next_id;
         if let Some(answer) = mcp::answer(line) {
+            self.heard_from = self.next_id;
             // A client's call needing no translation: its answer goes on
             // as the child wrote it, under the client's id.
             let plain = |sent: &Sent| sent.request.is_none();
@@ -611,7 +612,8 @@ impl Mux {
         };
         match message {
             Message::Response { id, outcome } => {
-                return self.handle_child_response(&id, outcome, now, out)
+                self.heard_from = self.next_id;
+                return self.handle_child_response(&id, outcome, now, out);
             }
             Message::Request { id, method, params } => {
                 self.handle_child_request(id, &method, params, out)
@@ -1219,7 +1221,7 @@ mod tests {
     }
 
     #[test]
-    fn only_requests_sent_after_the_last_line_show_the_child_silent() {
+    fn only_requests_sent_after_the_last_answer_show_the_child_silent() {
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_secs(1);
         let mut mux = Mux::new("s", 8);
@@ -1233,10 +1235,19 @@ mod tests {
         );
         assert_eq!(mux.call_silent_since(), Some(t0));
         assert_eq!(mux.ping_silent_since(), None);
+        // A line that answers nothing is no sign the child reads its input.
         mux.handle_child_line("not json", Instant::now(), &mut out);
-        assert_eq!(mux.call_silent_since(), None);
+        let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#;
+        mux.handle_child_line(log, Instant::now(), &mut out);
+        assert_eq!(mux.call_silent_since(), Some(t0));
         mux.send_ping(t1, &mut out);
         assert_eq!(mux.ping_silent_since(), Some(t1));
+        // An answer, even to another request, is.
+        mux.handle_child_line(r#"{"jsonrpc":"2.0","id":99,"result":{}}"#, t1, &mut out);
+        assert_eq!(
+            (mux.call_silent_since(), mux.ping_silent_since()),
+            (None, None)
+        );
         let ids: Vec<Value> = child_lines(&mut out)
             .into_iter()
             .map(|l| l["id"].clone())

@@ -47,6 +47,27 @@ const SWEEP: Duration = Duration::from_secs(60);
 /// clients with read timeouts keep it.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// Which cap refused a new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Full {
+    /// [`MAX_SESSIONS`] sessions are open.
+    Sessions,
+    /// [`MAX_CHILDREN`] child processes run, each with a client.
+    Children,
+}
+
+impl Full {
+    /// What the refused client is told: the cap that was hit.
+    pub(super) fn message(self) -> String {
+        match self {
+            Full::Sessions => format!("too many MCP sessions are open (the cap is {MAX_SESSIONS})"),
+            Full::Children => format!(
+                "too many MCP server processes are running, each with a client (the cap is {MAX_CHILDREN})"
+            ),
+        }
+    }
+}
+
 /// One child (running or startable): an index into [`Bridge`]'s children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ChildId(pub usize);
@@ -347,9 +368,14 @@ impl Bridge {
         }
     }
 
-    /// The connection closed: its event stream, or its wait for an answer,
-    /// ends. A Streamable HTTP session stays until `DELETE`; an HTTP+SSE
-    /// one ends with its stream.
+    /// The connection closed, or its peer shut its sending side (an MCP
+    /// client never half-closes to wait for an answer: it left). Its event
+    /// stream ends; each call it waited for is cancelled at the child
+    /// (`notifications/cancelled`) so the child's slot is free again, and
+    /// answered with an error so a connection still open can close. A
+    /// request's own client (stateless, or REST without a session) ends
+    /// with it. A Streamable HTTP session stays until `DELETE`; an
+    /// HTTP+SSE one ends with its stream.
     pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
         if let Some(id) = self.streams.remove(&conn) {
             let legacy = self.sessions.get_mut(&id).is_some_and(|session| {
@@ -360,7 +386,32 @@ impl Bridge {
                 self.end_session(&id, now);
             }
         }
-        self.pending.retain(|_, p| p.to.conn != conn);
+        let left: Vec<(ChildId, ClientId, String)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.to.conn == conn)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in left {
+            let Some(pending) = self.pending.remove(&key) else {
+                continue;
+            };
+            let (child, client, id) = key;
+            let id: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
+            if !self.stateless.contains(&(child, client)) {
+                // A session's client: only this call is cancelled.
+                let reason = "the client closed its connection";
+                let params = json!({"requestId": id, "reason": reason});
+                let method = "notifications/cancelled".to_owned();
+                let cancel = mcp::Message::Notification { method, params };
+                self.forward(child, client, cancel, None, now);
+            }
+            // Answered in the shape its request waits for; a request's own
+            // client ends with the answer, its call cancelled at the child.
+            let why = "the call was cancelled: the client closed its connection";
+            let message = mcp::error(&id, super::SERVER_ERROR, why, None);
+            self.answer(child, client, pending, message, now);
+        }
     }
 
     pub fn handle_spawned(&mut self, child: ChildId, now: Instant) {
@@ -466,16 +517,17 @@ impl Bridge {
     // ---- what the transports share ----
 
     /// The child a new client of server `spec` goes to: the shared one, or
-    /// a new one for a per-session server.
-    /// `None` past [`MAX_CHILDREN`].
-    pub(super) fn child_for(&mut self, spec: usize, now: Instant) -> Option<ChildId> {
+    /// a new one for a per-session server. At [`MAX_CHILDREN`] a child
+    /// nobody uses makes room first; only when every child has a client is
+    /// the new one refused.
+    pub(super) fn child_for(&mut self, spec: usize, now: Instant) -> Result<ChildId, Full> {
         let name = &self.specs[spec].name;
         if let (Share::Shared, Some(&child)) = (self.specs[spec].share, self.shared.get(name)) {
-            return Some(child);
+            return Ok(child);
         }
-        if self.children.len() >= MAX_CHILDREN {
-            tracing::warn!("{MAX_CHILDREN} MCP server processes run already: no more are started");
-            return None;
+        if self.children.len() >= MAX_CHILDREN && !self.reclaim_child(now) {
+            tracing::warn!("{MAX_CHILDREN} MCP server processes run already, each with a client: no more are started");
+            return Err(Full::Children);
         }
         self.next_child += 1;
         let child = ChildId(self.next_child);
@@ -484,7 +536,75 @@ impl Bridge {
         if self.specs[spec].share == Share::Shared {
             self.shared.insert(self.specs[spec].name.clone(), child);
         }
-        Some(child)
+        Ok(child)
+    }
+
+    /// Makes room for a child: one with no client and nothing in flight
+    /// is forgotten (no process) or stopped for good (a shared one's
+    /// server gets a new child when a client comes). A child already
+    /// stopping is on its way out and frees its place when it exits.
+    /// Whether one was found.
+    fn reclaim_child(&mut self, now: Instant) -> bool {
+        let unused = |c: &BridgedServer| c.clients() == 0 && c.in_flight() == 0;
+        let idle = |state| {
+            self.children
+                .iter()
+                .filter(|(_, c)| unused(c) && c.state() == state)
+                .map(|(id, _)| *id)
+                .min_by_key(|id| id.0)
+        };
+        let Some(child) = idle(ChildState::Stopped).or_else(|| {
+            [
+                ChildState::Running,
+                ChildState::Failed,
+                ChildState::Starting,
+                ChildState::Restarting,
+            ]
+            .into_iter()
+            .find_map(idle)
+        }) else {
+            return false;
+        };
+        tracing::info!("an MCP server process nobody uses is stopped to make room for another");
+        self.shared.retain(|_, shared| *shared != child);
+        match self.children.get(&child).map(BridgedServer::state) {
+            Some(ChildState::Stopped) => {
+                self.forget_child(child);
+            }
+            _ => self.on_child(child, now, |c| c.stop(now)),
+        }
+        true
+    }
+
+    /// A client of its own on a child of server `spec`, for one stateless
+    /// request or REST call: it ends with its answer, or when its
+    /// connection does ([`Bridge::release_client`]).
+    pub(super) fn ephemeral_client(
+        &mut self,
+        spec: usize,
+        now: Instant,
+    ) -> Result<(ChildId, ClientId), Full> {
+        let child = self.child_for(spec, now)?;
+        let client = self
+            .children
+            .get_mut(&child)
+            .map(|c| c.open_client(now))
+            .ok_or(Full::Children)?;
+        self.stateless.insert((child, client));
+        Ok((child, client))
+    }
+
+    /// A client is done with its child: its calls still in flight are
+    /// cancelled there, and a per-session child with no client left stops
+    /// (it was made for this client alone).
+    fn release_client(&mut self, child: ChildId, client: ClientId, now: Instant) {
+        self.stateless.remove(&(child, client));
+        self.on_child(child, now, |c| {
+            c.close_client(client, now);
+            if c.spec().share == Share::PerSession && c.clients() == 0 {
+                c.stop(now);
+            }
+        });
     }
 
     /// Ends the sessions unused for [`SESSION_IDLE`] with no stream open
@@ -510,12 +630,16 @@ impl Bridge {
         spec: usize,
         transport: Transport,
         now: Instant,
-    ) -> Option<String> {
+    ) -> Result<String, Full> {
         if self.sessions.len() >= MAX_SESSIONS {
-            return None;
+            return Err(Full::Sessions);
         }
         let child = self.child_for(spec, now)?;
-        let client = self.children.get_mut(&child)?.open_client(now);
+        let client = self
+            .children
+            .get_mut(&child)
+            .ok_or(Full::Children)?
+            .open_client(now);
         self.next_session += 1;
         let id = crate::auth::derive_token(&[&self.seed, &self.next_session.to_le_bytes()]);
         let session = Session {
@@ -530,7 +654,7 @@ impl Bridge {
         };
         self.sessions.insert(id.clone(), session);
         self.by_client.insert((child, client), id.clone());
-        Some(id)
+        Ok(id)
     }
 
     /// The session `id` names, if it is one of server `spec`'s; else the
@@ -601,12 +725,7 @@ impl Bridge {
         }
         self.pending
             .retain(|(child, client, _), _| (*child, *client) != key);
-        self.on_child(session.child, now, |c| {
-            c.close_client(session.client, now);
-            if c.spec().share == Share::PerSession {
-                c.stop(now);
-            }
-        });
+        self.release_client(session.child, session.client, now);
     }
 
     /// Hands a client's message to its child, the answer awaited by `wait`.
@@ -672,10 +791,15 @@ impl Bridge {
                 && c.state() == ChildState::Stopped
         });
         if gone {
-            if let Some(server) = self.children.remove(&child) {
-                let past = self.past.entry(server.spec().name.clone()).or_default();
-                past.restarts += server.restarts();
-            }
+            self.forget_child(child);
+        }
+    }
+
+    /// A child is gone for good; its restarts stay in its server's figures.
+    fn forget_child(&mut self, child: ChildId) {
+        if let Some(server) = self.children.remove(&child) {
+            let past = self.past.entry(server.spec().name.clone()).or_default();
+            past.restarts += server.restarts();
         }
     }
 
@@ -786,8 +910,7 @@ impl Bridge {
             }
         };
         if close {
-            self.stateless.remove(&(child, client));
-            self.on_child(child, now, |c| c.close_client(client, now));
+            self.release_client(child, client, now);
         }
     }
 

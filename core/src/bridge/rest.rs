@@ -157,15 +157,10 @@ impl Bridge {
                     Ok(spec) => spec,
                     Err(response) => return self.respond(to, response),
                 };
-                let Some(child) = self.child_for(spec, now) else {
-                    return self
-                        .respond(to, error(503, "too many MCP server processes are running"));
-                };
-                let Some(client) = self.children.get_mut(&child).map(|c| c.open_client(now)) else {
-                    return;
-                };
-                self.stateless.insert((child, client));
-                (child, client, true)
+                match self.ephemeral_client(spec, now) {
+                    Ok((child, client)) => (child, client, true),
+                    Err(full) => return self.respond(to, error(503, &full.message())),
+                }
             }
         };
         self.next_request += 1;
@@ -207,8 +202,9 @@ impl Bridge {
             Ok(spec) => spec,
             Err(response) => return self.respond(to, response),
         };
-        let Some(id) = self.open_session(spec, Transport::Rest, now) else {
-            return self.respond(to, error(503, "too many MCP sessions are open"));
+        let id = match self.open_session(spec, Transport::Rest, now) {
+            Ok(id) => id,
+            Err(full) => return self.respond(to, error(503, &full.message())),
         };
         let reply = Reply::Rest {
             opened: Some(id.clone()),
@@ -440,8 +436,9 @@ impl Bridge {
                         )
                     }
                 };
-                let Some(id) = self.open_session(spec, Transport::Socket, now) else {
-                    return self.socket_error(conn, "too many MCP sessions are open");
+                let id = match self.open_session(spec, Transport::Socket, now) {
+                    Ok(id) => id,
+                    Err(full) => return self.socket_error(conn, &full.message()),
                 };
                 self.attach_stream(socket(conn), &id, None, None, None, now);
                 let reply = Reply::SocketSession {

@@ -240,8 +240,9 @@ impl BridgedServer {
     }
 
     /// When a running child counts as hung: its `ping` went unanswered
-    /// (with no line at all from it) for `ping_timeout`. A long call alone
-    /// does not make it hung: a tool may work for minutes.
+    /// (with no answer to anything from it) for `ping_timeout`, however
+    /// much else it printed. A long call alone does not make it hung: a
+    /// tool may work for minutes.
     fn hung_at(&self) -> Option<Instant> {
         if self.state() != ChildState::Running {
             return None;
@@ -250,9 +251,9 @@ impl BridgedServer {
         Some(later(since, self.supervisor.limits().ping_timeout))
     }
 
-    /// When to ask a running child that has been silent while a call waits
-    /// whether it is still there: a `ping` after `ping_timeout` of silence
-    /// (a server that reads its input while a tool runs answers at once).
+    /// When to ask a running child that has answered nothing while a call
+    /// waits whether it is still there: a `ping` after `ping_timeout` (a
+    /// server that reads its input while a tool runs answers at once).
     fn probe_at(&self) -> Option<Instant> {
         if self.state() != ChildState::Running || self.mux.ping_silent_since().is_some() {
             return None;

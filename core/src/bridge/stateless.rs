@@ -122,19 +122,13 @@ impl Bridge {
                 Response::json(400, mcp::error(&id, mcp::INVALID_REQUEST, &why, None)),
             );
         }
-        let Some(child) = self.child_for(spec, now) else {
-            let reply = mcp::error(
-                &id,
-                mcp::INVALID_REQUEST,
-                "too many MCP server processes are running",
-                None,
-            );
-            return self.respond(to, Response::json(503, reply));
+        let (child, client) = match self.ephemeral_client(spec, now) {
+            Ok(ephemeral) => ephemeral,
+            Err(full) => {
+                let reply = mcp::error(&id, mcp::INVALID_REQUEST, &full.message(), None);
+                return self.respond(to, Response::json(503, reply));
+            }
         };
-        let Some(client) = self.children.get_mut(&child).map(|c| c.open_client(now)) else {
-            return;
-        };
-        self.stateless.insert((child, client));
         let progress = super::streamable::progress_token(&params);
         if progress.is_some() {
             self.respond(to, Response::stream("text/event-stream"));

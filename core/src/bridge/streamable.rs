@@ -106,14 +106,9 @@ impl Bridge {
                 );
             }
             match self.open_session(spec, Transport::Streamable, now) {
-                Some(id) => id,
-                None => {
-                    return self.reply_error(
-                        to,
-                        503,
-                        mcp::INVALID_REQUEST,
-                        "too many MCP sessions are open",
-                    )
+                Ok(id) => id,
+                Err(full) => {
+                    return self.reply_error(to, 503, mcp::INVALID_REQUEST, &full.message())
                 }
             }
         } else {
@@ -393,5 +388,36 @@ mod tests {
         );
         let (_, out) = rig.send("GET", Some(&session), Value::Null, None);
         assert_eq!(out.len(), 2, "the stream's head, then what was held");
+    }
+
+    #[test]
+    fn a_call_whose_client_left_is_cancelled_at_the_child_and_answered() {
+        let mut rig = Rig::new();
+        let session = rig.session();
+        let call = json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call", "params": {"name": "wait"}});
+        let (conn, out) = rig.send("POST", Some(&session), call, None);
+        assert!(out.is_empty());
+        let sent = rig.child.last().unwrap()["id"].clone();
+        rig.bridge.handle_conn_closed(conn, rig.now);
+        let out = rig.drain();
+        let cancel = rig.child.last().unwrap();
+        assert_eq!(cancel["method"], "notifications/cancelled");
+        assert_eq!(cancel["params"]["requestId"], sent, "under the child's id");
+        match &out[..] {
+            [Output::Respond { to, response }] => {
+                assert_eq!(to.conn, conn);
+                let Body::Full(body) = &response.body else {
+                    panic!("{response:?}")
+                };
+                let answer: Value = serde_json::from_slice(body).unwrap();
+                assert_eq!(answer["id"], "c1");
+                assert!(answer["error"]["message"].as_str().unwrap().contains("cancelled"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Its slot is free: the child's late answer reaches no one.
+        let late = json!({"jsonrpc": "2.0", "id": sent, "result": {}});
+        assert!(rig.child_says(late).is_empty());
+        assert_eq!(rig.bridge.child(ChildId(1)).map(|c| c.in_flight()), Some(0));
     }
 }
