@@ -5,8 +5,11 @@ here failed before its fix."""
 import json
 import socket
 import sys
+import threading
 import time
 import uuid
+
+from websockets.sync.client import connect as ws_connect
 
 from conftest import API_KEY, BRIDGE_TOKEN, ROOT, http_request, mcp_post, wait_until
 from test_bridge import marked
@@ -177,3 +180,45 @@ def test_a_child_that_stops_reading_is_hung_however_much_it_logs(make_server):
     # Silent for the ping timeout (10 s), then a ping unanswered as long.
     assert "stopped responding" in answer["error"]["message"], answer
     assert time.monotonic() - started < TIMEOUT
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def test_a_huge_batch_on_the_websocket_is_read_within_a_bound_and_stalls_no_one(make_server, tmp_path):
+    env = {"WAITING_SERVER_LOG": str(tmp_path / "log")}
+    server = make_server("--server", f"a={WAITING}", "--server", f"b={WAITING}", env=env)
+    # The other server's child is up before the batch is sent.
+    other = open_session(server, "b")
+    call(server, "b", other, "echo", {"message": "warm"})
+    before = peak_rss_mb(server.proc.pid)
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    with ws_connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"}, open_timeout=10,
+                    max_size=None) as ws:
+        ws.send(json.dumps({"type": "create_session", "server": "a"}))
+        assert json.loads(ws.recv(10))["type"] == "session_created"
+        batch = "[" + "1," * (2 * 1024 * 1024 - 1) + "1]"
+        slowest = []
+
+        def meanwhile():
+            for n in range(10):
+                started = time.monotonic()
+                call(server, "b", other, "echo", {"message": f"{n}"}, call_id=100 + n)
+                slowest.append(time.monotonic() - started)
+
+        caller = threading.Thread(target=meanwhile)
+        caller.start()
+        ws.send(batch)
+        frames = []
+        while not (frames and frames[-1]["type"] == "error"):
+            frames.append(json.loads(ws.recv(30)))
+        caller.join(60)
+    refused = [f for f in frames if f["type"] == "response"]
+    assert len(refused) == 256 and all(f["data"]["error"]["code"] == -32600 for f in refused)
+    assert "at most 256" in frames[-1]["error"] and str(2 * 1024 * 1024 - 256) in frames[-1]["error"], frames[-1]
+    assert len(slowest) == 10 and max(slowest) < 2, slowest
+    grown = peak_rss_mb(server.proc.pid) - before
+    print(f"peak RSS grew {grown:.1f} MB for a 4 MiB batch of 2,097,152 entries")
+    assert grown < 64, grown

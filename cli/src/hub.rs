@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
-use mcp_provider_core::bridge::Bridge;
+use mcp_provider_core::bridge::{Bridge, SocketFrame};
 use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{ConnId, Output, Provider, Upgrade};
@@ -73,7 +73,10 @@ impl<B: Bell> Hub<B> {
     /// A text frame from a client of the bridge's WebSocket.
     pub fn socket_text(&self, id: ConnId, text: &str) {
         if let Some(bridge) = self.bridge.get() {
-            bridge.with(|b, now| b.handle_socket_text(id, text, now));
+            // Parsed before the bridge is locked: a large frame holds up
+            // no other client while it is read.
+            let frame = SocketFrame::parse(text);
+            bridge.with(|b, now| b.handle_socket_frame(id, frame, now));
         }
     }
 

@@ -97,6 +97,7 @@ mod report;
 mod rest;
 mod routes;
 mod server;
+mod socket;
 mod stateless;
 mod streamable;
 mod supervisor;
@@ -111,6 +112,7 @@ pub use report::{Report, ServerFigures};
 pub(crate) use routes::every_route;
 pub use routes::{guard, TEST_PAGE};
 pub use server::BridgedServer;
+pub use socket::{SocketFrame, MAX_BATCH};
 
 /// JSON-RPC's "server error" code: the bridged server exited, hung, was
 /// stopped, gave up, or has too much in flight.

@@ -28,16 +28,12 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::registry::{event, socket, Bridge, Pending, Reply, Routed, Transport};
+use super::registry::{event, Bridge, Pending, Reply, Transport};
 use super::routes::{Found, Miss, Route};
 use super::{ChildId, ServerSpec, Share};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
-use crate::provider::{ConnId, Output, RequestId};
-
-/// The WebSocket subprotocol of the envelope; a browser offers it with
-/// `bearer.<API key>`.
-const SUBPROTOCOL: &str = "mcp-bridge";
+use crate::provider::RequestId;
 
 /// The page that tries a bridged server from a browser.
 const TEST_CLIENT: &str = include_str!("../../assets/test_client.html");
@@ -77,7 +73,7 @@ pub(super) fn rest_answer(answer: Value, opened: Option<String>, server: &str) -
     }
 }
 
-fn error(status: u16, message: &str) -> Response {
+pub(super) fn error(status: u16, message: &str) -> Response {
     Response::json(status, json!({"error": {"message": message}}).to_string())
 }
 
@@ -181,7 +177,7 @@ impl Bridge {
     }
 
     /// The server `name` names, or the only one there is.
-    fn spec_named(&self, name: Option<&str>) -> Result<usize, Response> {
+    pub(super) fn spec_named(&self, name: Option<&str>) -> Result<usize, Response> {
         match name {
             Some(name) => self
                 .specs
@@ -214,7 +210,14 @@ impl Bridge {
     }
 
     /// The session's `initialize`, answered from the child's cache.
-    fn initialize(&mut self, to: RequestId, id: &str, body: &Value, reply: Reply, now: Instant) {
+    pub(super) fn initialize(
+        &mut self,
+        to: RequestId,
+        id: &str,
+        body: &Value,
+        reply: Reply,
+        now: Instant,
+    ) {
         let Some(session) = self.sessions.get(id) else {
             return;
         };
@@ -392,106 +395,5 @@ impl Bridge {
         self.specs.remove(index);
         tracing::info!(server = %name, "MCP server removed");
         Response::json(200, json!({"deleted": name}).to_string())
-    }
-
-    // ---- the WebSocket envelope ----
-
-    fn accept_socket(&mut self, to: RequestId, request: &Request) {
-        // A browser offers the key as a subprotocol (see the provider's
-        // security checks); the answer must then name one it offered.
-        let protocol = request
-            .header("sec-websocket-protocol")
-            .is_some_and(|offered| offered.split(',').any(|p| p.trim() == SUBPROTOCOL))
-            .then_some(SUBPROTOCOL);
-        match request
-            .header("sec-websocket-key")
-            .filter(|_| request.is_websocket_upgrade())
-        {
-            Some(key) => self.out.push_back(Routed::Http(Output::AcceptSocket {
-                conn: to.conn,
-                key: key.to_owned(),
-                protocol,
-            })),
-            None => self.respond(
-                to,
-                error(400, "/ws is a WebSocket: send an upgrade request"),
-            ),
-        }
-    }
-
-    /// A text frame from a WebSocket client.
-    pub fn handle_socket_text(&mut self, conn: ConnId, text: &str, now: Instant) {
-        let frame: Value = match serde_json::from_str(text) {
-            Ok(frame) => frame,
-            Err(e) => return self.socket_error(conn, &format!("not JSON: {e}")),
-        };
-        match frame["type"].as_str() {
-            Some("create_session") => {
-                let spec = match self.spec_named(frame["server"].as_str()) {
-                    Ok(spec) => spec,
-                    Err(_) => {
-                        return self.socket_error(
-                            conn,
-                            "name the server: {\"type\":\"create_session\",\"server\":NAME}",
-                        )
-                    }
-                };
-                let id = match self.open_session(spec, Transport::Socket, now) {
-                    Ok(id) => id,
-                    Err(full) => return self.socket_error(conn, &full.message()),
-                };
-                self.attach_stream(socket(conn), &id, None, None, None, now);
-                let reply = Reply::SocketSession {
-                    session: id.clone(),
-                };
-                self.initialize(socket(conn), &id, &frame, reply, now);
-            }
-            Some("attach_session") => {
-                let id = frame["session_id"].as_str().unwrap_or_default().to_owned();
-                if !self
-                    .sessions
-                    .get(&id)
-                    .is_some_and(|s| s.transport == Transport::Socket)
-                {
-                    return self.socket_error(conn, "no such WebSocket session");
-                }
-                let attached = json!({"type": "session_attached", "session_id": id}).to_string();
-                self.out.push_back(Routed::Http(Output::ToAgent {
-                    conn,
-                    text: attached,
-                }));
-                self.attach_stream(socket(conn), &id, None, None, None, now);
-            }
-            Some(other) => self.socket_error(conn, &format!("unknown type `{other}`")),
-            None => {
-                let Some(session) = self.streams.get(&conn).and_then(|id| self.sessions.get(id))
-                else {
-                    return self.socket_error(conn, "create or attach a session first");
-                };
-                let (child, client) = (session.child, session.client);
-                let messages = match frame {
-                    Value::Array(batch) => batch,
-                    one => vec![one],
-                };
-                for message in messages {
-                    match mcp::parse(&message.to_string()) {
-                        Ok(message) => self.forward(child, client, message, None, now),
-                        Err(invalid) => {
-                            let data: Value =
-                                serde_json::from_str(&invalid.reply()).unwrap_or(Value::Null);
-                            let frame = json!({"type": "response", "data": data}).to_string();
-                            self.out
-                                .push_back(Routed::Http(Output::ToAgent { conn, text: frame }));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn socket_error(&mut self, conn: ConnId, message: &str) {
-        let text = json!({"type": "error", "error": message}).to_string();
-        self.out
-            .push_back(Routed::Http(Output::ToAgent { conn, text }));
     }
 }

@@ -411,7 +411,10 @@ mod tests {
                 };
                 let answer: Value = serde_json::from_slice(body).unwrap();
                 assert_eq!(answer["id"], "c1");
-                assert!(answer["error"]["message"].as_str().unwrap().contains("cancelled"));
+                assert!(answer["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cancelled"));
             }
             other => panic!("{other:?}"),
         }
