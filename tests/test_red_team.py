@@ -222,3 +222,79 @@ def test_a_huge_batch_on_the_websocket_is_read_within_a_bound_and_stalls_no_one(
     grown = peak_rss_mb(server.proc.pid) - before
     print(f"peak RSS grew {grown:.1f} MB for a 4 MiB batch of 2,097,152 entries")
     assert grown < 64, grown
+
+
+FLOOD = f"{sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'flood_server.py'}"
+
+
+def queued_bytes(server):
+    status, _, body = raw_get(server, "/metrics")
+    line = next(l for l in body.decode().splitlines() if l.startswith("mcp_provider_queued_bytes "))
+    return float(line.split()[1])
+
+
+def raw_get(server, path):
+    return http_request(server, "GET", path)
+
+
+def test_progress_for_a_client_that_never_reads_is_cut_not_kept(make_server, tmp_path):
+    log = tmp_path / "cancelled.jsonl"
+    server = make_server("--server", f"flood={FLOOD}", env={"FLOOD_SERVER_LOG": str(log)})
+    session = open_session(server, "flood")
+    before = peak_rss_mb(server.proc.pid)
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "progress", "arguments": {"count": 1000, "size": 256 * 1024}, "_meta": {"progressToken": "t"}}}).encode()
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", server.port))
+    try:
+        reader.sendall(
+            (
+                f"POST /mcp/flood HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+                f"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+                f"Mcp-Session-Id: {session}\r\nMCP-Protocol-Version: {VERSION}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        # The reader never reads: the call is cancelled at the child.
+        told = wait_until(lambda: cancellations(log), timeout=60)
+        grown = peak_rss_mb(server.proc.pid) - before
+        print(f"peak RSS grew {grown:.1f} MB; {queued_bytes(server) / 2**20:.1f} MiB queued")
+        assert told, "the child was never told"
+        assert cancellations(log)[0]["requestId"] is not None
+        assert grown < 64, grown
+        assert queued_bytes(server) < 16 * 2**20
+    finally:
+        reader.close()
+    # Others are served as before.
+    assert call(server, "flood", session, "flood", {"count": 1, "size": 10}, call_id=8)["result"]
+
+
+def test_what_sessions_keep_for_clients_is_bounded_in_bytes(make_server, tmp_path):
+    server = make_server("--server", f"flood={FLOOD}")
+    listening, silent = open_session(server, "flood"), open_session(server, "flood")
+    before = peak_rss_mb(server.proc.pid)
+    stream = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    stream.sendall(
+        (
+            f"GET /mcp/flood HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"Accept: text/event-stream\r\nMcp-Session-Id: {listening}\r\nMCP-Protocol-Version: {VERSION}\r\n\r\n"
+        ).encode()
+    )
+    seen = [0]
+
+    def read():
+        try:
+            while chunk := stream.recv(1 << 20):
+                seen[0] += len(chunk)
+        except OSError:
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+    answer = call(server, "flood", listening, "flood", {"count": 150, "size": 3 * 2**20}, call_id=3)
+    assert answer["result"]["content"][0]["text"] == "flooded", answer
+    grown = peak_rss_mb(server.proc.pid) - before
+    print(f"peak RSS grew {grown:.1f} MB; the listener read {seen[0] / 2**20:.0f} MiB")
+    assert grown < 160, grown
+    assert seen[0] > 3 * 2**20
+    stream.close()

@@ -29,7 +29,7 @@ pub type Post = Box<dyn Fn(Vec<Output>) -> Posted + Send + Sync>;
 /// What posting the bridge's HTTP answers came to.
 pub struct Posted {
     /// The connections whose unread output passed the bound: their
-    /// streams are cut (see [`crate::hub::SLOW_CLIENT_BYTES`]).
+    /// streams are cut (see [`mcp_provider_core::backlog::SLOW_CLIENT_BYTES`]).
     pub slow: Vec<ConnId>,
     /// Wakes the connections posted to. Called once the bridge's lock is
     /// let go: a wake-up can cost a system call, which no thread waiting
@@ -189,7 +189,7 @@ impl Bridged {
                     break;
                 }
                 for conn in posted.slow {
-                    bridge.handle_slow_conn(conn);
+                    bridge.handle_slow_conn(conn, now);
                 }
             }
             (result, flushes, spawns, bridge.poll_timeout())

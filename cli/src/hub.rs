@@ -20,9 +20,6 @@ use crate::bridge::{Bridged, Posted};
 use crate::burst::Burst;
 use crate::mailbox::{Bell, Bells, Inbox, Mailbox};
 
-/// Bytes waiting for a bridge client's stream past which it is cut.
-pub const SLOW_CLIENT_BYTES: usize = 4 << 20;
-
 pub struct Hub<B: Bell> {
     core: Mutex<Switchboard<Mailbox<B>>>,
     next_conn: AtomicU64,
@@ -91,10 +88,7 @@ impl<B: Bell> Hub<B> {
         for output in outputs {
             let conn = output.conn();
             let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, &mut bells);
-            if board
-                .post(output, post)
-                .is_some_and(|bytes| bytes > SLOW_CLIENT_BYTES)
-            {
+            if board.post(output, post) {
                 slow.push(conn);
             }
         }

@@ -15,6 +15,9 @@ use std::sync::Arc;
 
 /// A backlog above this many bytes makes the provider slow its producer.
 pub const PAUSE_AT: usize = 256 * 1024;
+/// Bytes waiting for one client of the MCP bridge past which it is cut
+/// (see [`crate::switchboard::Switchboard::post`]).
+pub const SLOW_CLIENT_BYTES: usize = 4 << 20;
 /// A paused backlog that falls under this many bytes resumes it.
 pub const RESUME_AT: usize = 64 * 1024;
 

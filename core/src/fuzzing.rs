@@ -582,7 +582,7 @@ pub fn bridge(data: &[u8]) {
                 now += Duration::from_millis(u64::from(rest.first().copied().unwrap_or(1)) * 100);
                 bridge.handle_timeout(now);
             }
-            _ => bridge.handle_slow_conn(conn),
+            _ => bridge.handle_slow_conn(conn, now),
         }
         while let Some(routed) = bridge.poll_output() {
             match routed {

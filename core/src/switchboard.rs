@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backlog::{Backlog, Level};
+use crate::backlog::{Backlog, Level, SLOW_CLIENT_BYTES};
 use crate::idmap::IdMap;
 use crate::provider::{ConnId, Output, Provider};
 
@@ -134,15 +134,26 @@ impl<M> Switchboard<M> {
     }
 
     /// Posts an output made outside the provider (an answer of the MCP
-    /// bridge) to its connection's mailbox, if the connection is open: the
-    /// bytes now waiting for it, when past [`crate::backlog::PAUSE_AT`].
-    pub fn post(&mut self, output: Output, mut post: impl FnMut(&M, Output)) -> Option<usize> {
-        let (mailbox, backlog) = self.mailboxes.get(&output.conn())?;
+    /// bridge) to its connection's mailbox, if the connection is open.
+    /// Whether its reader is too slow and must be cut: more than
+    /// [`SLOW_CLIENT_BYTES`] wait for it, or more than
+    /// [`crate::backlog::PAUSE_AT`] while all connections together have
+    /// more than `max_queued_bytes` waiting, the caps the provider's own
+    /// editors are held to. A bridge client cannot be paused (its server
+    /// sends what it sends), so past them it is cut, never the server's
+    /// memory.
+    pub fn post(&mut self, output: Output, mut post: impl FnMut(&M, Output)) -> bool {
+        let Some((mailbox, backlog)) = self.mailboxes.get(&output.conn()) else {
+            return false;
+        };
         let level = backlog.posted(output.backlog_bytes());
         post(mailbox, output);
         match level {
-            Level::High(bytes) => Some(bytes),
-            Level::Normal => None,
+            Level::High(bytes) => {
+                bytes > SLOW_CLIENT_BYTES
+                    || self.total.load(Ordering::Acquire) > self.provider.max_queued_bytes()
+            }
+            Level::Normal => false,
         }
     }
 

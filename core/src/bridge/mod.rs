@@ -90,6 +90,7 @@
 use std::time::Duration;
 
 mod generation;
+mod kept;
 mod legacy_sse;
 mod mux;
 mod registry;
@@ -104,9 +105,8 @@ mod supervisor;
 #[cfg(test)]
 mod tests;
 
-pub use registry::{
-    Bridge, ChildId, Routed, HELD_PER_SESSION, KEEPALIVE, MAX_CHILDREN, MAX_SESSIONS, SESSION_IDLE,
-};
+pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};
+pub use registry::{Bridge, ChildId, Routed, KEEPALIVE, MAX_CHILDREN, MAX_SESSIONS, SESSION_IDLE};
 pub use report::{Report, ServerFigures};
 #[cfg(test)]
 pub(crate) use routes::every_route;

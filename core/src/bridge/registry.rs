@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::kept::Kept;
 use super::rest::rest_answer;
 use super::routes::{self, Miss, Route};
 use super::stateless::stateless_answer;
@@ -24,11 +25,6 @@ use crate::error::Dialect;
 use crate::http::{Request, Response};
 use crate::mcp;
 use crate::provider::{ConnId, Output, RequestId};
-
-/// Messages held for a session whose event stream is not open, and events
-/// kept for a replay after `Last-Event-ID`; past this the oldest go (a
-/// client that never listens cannot grow it).
-pub const HELD_PER_SESSION: usize = 256;
 
 /// Sessions open at once; past this a new one gets a 503.
 pub const MAX_SESSIONS: usize = 1024;
@@ -107,9 +103,10 @@ pub(super) struct Session {
     /// The request its open event stream answers (a WebSocket's: its
     /// connection, see [`socket`]).
     pub(super) stream: Option<RequestId>,
-    held: VecDeque<String>,
+    /// Messages for it while no stream is open.
+    held: Kept,
     /// The last events sent down the stream, for a replay.
-    sent: VecDeque<(u64, String)>,
+    sent: Kept,
     next_event: u64,
     /// When its client last sent something.
     used: Instant,
@@ -118,7 +115,8 @@ pub(super) struct Session {
 impl Session {
     /// `message` for the open stream answering `to`: an event (numbered
     /// and remembered for a replay), or a frame for a WebSocket.
-    fn output(&mut self, to: RequestId, message: String) -> Output {
+    /// `kept` is what all sessions keep ([`Kept`]).
+    fn output(&mut self, to: RequestId, message: String, kept: &mut usize) -> Output {
         if self.transport == Transport::Socket {
             return Output::ToAgent {
                 conn: to.conn,
@@ -127,10 +125,7 @@ impl Session {
         }
         self.next_event += 1;
         let data = event(self.next_event, self.transport.event_kind(), &message);
-        if self.sent.len() >= HELD_PER_SESSION {
-            self.sent.pop_front();
-        }
-        self.sent.push_back((self.next_event, message));
+        self.sent.push(self.next_event, message, kept);
         Output::Data { to, data }
     }
 
@@ -140,24 +135,33 @@ impl Session {
         &mut self,
         to: RequestId,
         last_event: Option<u64>,
+        kept: &mut usize,
     ) -> (Vec<Output>, Option<RequestId>) {
         let replaced = self.stream.replace(to);
         let kind = self.transport.event_kind();
         let mut outputs: Vec<Output> = match last_event {
             Some(last) => self
                 .sent
-                .iter()
-                .filter(|(n, _)| *n > last)
+                .after(last)
                 .map(|(n, message)| Output::Data {
                     to,
-                    data: event(*n, kind, message),
+                    data: event(n, kind, message),
                 })
                 .collect(),
             None => Vec::new(),
         };
-        let held: Vec<String> = self.held.drain(..).collect();
-        outputs.extend(held.into_iter().map(|message| self.output(to, message)));
+        let held = self.held.take(kept);
+        outputs.extend(
+            held.into_iter()
+                .map(|(_, message)| self.output(to, message, kept)),
+        );
         (outputs, replaced)
+    }
+
+    /// Lets go of everything it keeps (it ends).
+    fn release(&mut self, kept: &mut usize) {
+        self.held.take(kept);
+        self.sent.take(kept);
     }
 }
 
@@ -251,6 +255,8 @@ pub struct Bridge {
     /// The clients that stateless requests (and REST calls without a
     /// session) have on their child, for as long as each waits.
     pub(super) stateless: HashSet<(ChildId, ClientId)>,
+    /// Bytes every session keeps for its client ([`Kept`]).
+    kept: usize,
     /// Ids of the bridge's own requests for a session or a REST call.
     pub(super) next_request: u64,
     /// Seed of session ids, from the driver's randomness.
@@ -276,6 +282,7 @@ impl Bridge {
             pending: HashMap::new(),
             streams: HashMap::new(),
             stateless: HashSet::new(),
+            kept: 0,
             next_request: 0,
             seed,
             next_session: 0,
@@ -370,12 +377,9 @@ impl Bridge {
 
     /// The connection closed, or its peer shut its sending side (an MCP
     /// client never half-closes to wait for an answer: it left). Its event
-    /// stream ends; each call it waited for is cancelled at the child
-    /// (`notifications/cancelled`) so the child's slot is free again, and
-    /// answered with an error so a connection still open can close. A
-    /// request's own client (stateless, or REST without a session) ends
-    /// with it. A Streamable HTTP session stays until `DELETE`; an
-    /// HTTP+SSE one ends with its stream.
+    /// stream ends, and each call it waited for is abandoned
+    /// ([`Bridge::abandon_calls`]). A Streamable HTTP session stays until
+    /// `DELETE`; an HTTP+SSE one ends with its stream.
     pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
         if let Some(id) = self.streams.remove(&conn) {
             let legacy = self.sessions.get_mut(&id).is_some_and(|session| {
@@ -386,6 +390,15 @@ impl Bridge {
                 self.end_session(&id, now);
             }
         }
+        self.abandon_calls(conn, "the client closed its connection", now);
+    }
+
+    /// Every call answered on `conn` is cancelled at the child
+    /// (`notifications/cancelled`), so the child's slot is free again, and
+    /// answered with an error saying `why`, so a connection still open
+    /// can end. A request's own client (stateless, or REST without a
+    /// session) ends with it.
+    fn abandon_calls(&mut self, conn: ConnId, why: &str, now: Instant) {
         let left: Vec<(ChildId, ClientId, String)> = self
             .pending
             .iter()
@@ -400,17 +413,16 @@ impl Bridge {
             let id: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
             if !self.stateless.contains(&(child, client)) {
                 // A session's client: only this call is cancelled.
-                let reason = "the client closed its connection";
-                let params = json!({"requestId": id, "reason": reason});
+                let params = json!({"requestId": id, "reason": why});
                 let method = "notifications/cancelled".to_owned();
                 let cancel = mcp::Message::Notification { method, params };
                 self.forward(child, client, cancel, None, now);
             }
             // Answered in the shape its request waits for; a request's own
             // client ends with the answer, its call cancelled at the child.
-            let why = "the call was cancelled: the client closed its connection";
-            let message = mcp::error(&id, super::SERVER_ERROR, why, None);
-            self.answer(child, client, pending, message, now);
+            let message = format!("the call was cancelled: {why}");
+            let answer = mcp::error(&id, super::SERVER_ERROR, &message, None);
+            self.answer(child, client, pending, answer, now);
         }
     }
 
@@ -466,8 +478,14 @@ impl Bridge {
 
     /// `conn` has too much unread: its event stream ends (the session
     /// holds what follows, boundedly, for a reconnect with
-    /// `Last-Event-ID`), its WebSocket closes.
-    pub fn handle_slow_conn(&mut self, conn: ConnId) {
+    /// `Last-Event-ID`), its WebSocket closes, and a call whose answer
+    /// streams to it (its progress first) is cancelled at the child.
+    pub fn handle_slow_conn(&mut self, conn: ConnId, now: Instant) {
+        let streaming = |p: &Pending| p.to.conn == conn && p.progress.is_some();
+        if self.pending.values().any(streaming) {
+            tracing::warn!("an MCP bridge client reads too slowly: its call was cancelled");
+            self.abandon_calls(conn, "the client read too slowly", now);
+        }
         let Some(id) = self.streams.remove(&conn) else {
             return;
         };
@@ -647,8 +665,8 @@ impl Bridge {
             client,
             transport,
             stream: None,
-            held: VecDeque::new(),
-            sent: VecDeque::new(),
+            held: Kept::default(),
+            sent: Kept::default(),
             next_event: 0,
             used: now,
         };
@@ -697,7 +715,7 @@ impl Bridge {
             return;
         };
         let socket = session.transport == Transport::Socket;
-        let (outputs, replaced) = session.attach(to, last_event);
+        let (outputs, replaced) = session.attach(to, last_event, &mut self.kept);
         if let (Some(old), false) = (replaced, socket) {
             self.streams.remove(&old.conn);
             self.out.push_back(Routed::Http(Output::End { to: old }));
@@ -714,9 +732,10 @@ impl Bridge {
     }
 
     pub(super) fn end_session(&mut self, id: &str, now: Instant) {
-        let Some(session) = self.sessions.remove(id) else {
+        let Some(mut session) = self.sessions.remove(id) else {
             return;
         };
+        session.release(&mut self.kept);
         let key = (session.child, session.client);
         self.by_client.remove(&key);
         if let Some(to) = session.stream {
@@ -833,17 +852,15 @@ impl Bridge {
         };
         match session.stream {
             Some(to) => {
-                let output = session.output(to, message);
+                let output = session.output(to, message, &mut self.kept);
                 self.out.push_back(Routed::Http(output));
             }
             None => {
-                if session.held.len() >= HELD_PER_SESSION {
-                    session.held.pop_front();
+                if session.held.push(0, message, &mut self.kept) > 0 {
                     tracing::warn!(
-                        "an MCP session's client is not listening: its oldest message was dropped"
+                        "an MCP session's client is not listening: its oldest messages were dropped"
                     );
                 }
-                session.held.push_back(message);
             }
         }
     }

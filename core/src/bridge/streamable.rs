@@ -379,7 +379,7 @@ mod tests {
         let mut rig = Rig::new();
         let session = rig.session();
         let (stream, _) = rig.send("GET", Some(&session), Value::Null, None);
-        rig.bridge.handle_slow_conn(stream);
+        rig.bridge.handle_slow_conn(stream, rig.now);
         assert!(matches!(rig.drain()[..], [Output::End { to }] if to.conn == stream));
         let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}});
         assert!(

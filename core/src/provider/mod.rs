@@ -345,6 +345,11 @@ impl Provider {
         self.stats
     }
 
+    /// Bytes all connections together may have waiting for their readers.
+    pub fn max_queued_bytes(&self) -> usize {
+        self.config.max_queued_bytes
+    }
+
     /// Requests waiting for an agent.
     pub fn in_flight(&self) -> usize {
         self.invocations.len()
