@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Output, Provider};
-use crate::agent::message::{to_agent, FromAgent, Register};
+use crate::agent::message::{to_agent, FromAgent, Invalid, Register};
 use crate::auth::{derive_token, SecretHash};
 use crate::config::Approval;
 use crate::error::ApiError;
@@ -16,7 +16,7 @@ impl Provider {
     pub(super) fn agent_message(
         &mut self,
         conn: ConnId,
-        message: Result<FromAgent<'_>, serde_json::Error>,
+        message: Result<FromAgent<'_>, Invalid>,
         now: Instant,
     ) {
         if !self.links.contains_key(&conn) {
@@ -24,10 +24,12 @@ impl Provider {
         }
         let message = match message {
             Ok(m) => m,
-            Err(e) => {
-                let text =
-                    to_agent::error(None, &format!("invalid message: {e}"), "invalid_message");
-                self.outputs.push_back(Output::ToAgent { conn, text });
+            Err(Invalid { error, answers }) => {
+                let why = format!("invalid message: {error}");
+                self.agent_error(conn, &why, "invalid_message");
+                if let Some(id) = answers {
+                    self.on_unreadable_answer(conn, &id, &why);
+                }
                 return;
             }
         };
