@@ -1,13 +1,15 @@
 """What an agent link can do to editors and to other agents, each hole
 closed and kept closed: every test here failed before its fix."""
 
+import json
 import time
 
 import ollama
 import openai
 import pytest
+from websockets.sync.client import connect as ws_connect
 
-from conftest import API_KEY, WsAgent
+from conftest import API_KEY, BRIDGE_TOKEN, WsAgent, http_request, wait_until
 
 # Long enough that an editor left waiting for the timeout is told apart
 # from one answered at once; short enough to bound each test.
@@ -97,3 +99,78 @@ def test_an_unreadable_chunk_ends_an_ollama_stream_with_an_error_line(make_serve
         assert_cancelled_and_link_serves_on(agent, client, True)
     finally:
         agent.close()
+
+
+CAP = 4
+
+
+def register(server, agent_id, resume=None):
+    """A new agent link and the answer to its `register` (resuming
+    `resume` = (session id, resume token) if given)."""
+    ws = ws_connect(server.agent_url, additional_headers={"Authorization": f"Bearer {BRIDGE_TOKEN}"})
+    message = {"type": "register", "agent_id": agent_id, "models": ["crowd"]}
+    if resume:
+        message.update(session_id=resume[0], resume_token=resume[1])
+    ws.send(json.dumps(message))
+    return ws, json.loads(ws.recv(timeout=5))
+
+
+def connected(server):
+    """Session id → whether an agent link holds it, as the control API says."""
+    status, _, body = http_request(server, "GET", "/control/sessions", headers={"Authorization": f"Bearer {BRIDGE_TOKEN}"})
+    assert status == 200, body
+    return {s["session_id"]: s["connected"] for s in json.loads(body)["sessions"]}
+
+
+def register_and_drop(server, agent_id):
+    """(session id, resume token) of a session whose agent registered and
+    closed its link, once the server has seen the link close."""
+    ws, answer = register(server, agent_id)
+    assert answer["type"] == "registered", answer
+    ws.close()
+    session = answer["session_id"]
+    assert wait_until(lambda: connected(server).get(session) is False, timeout=5), connected(server)
+    return session, answer["resume_token"]
+
+
+def answer_served(invoke, agent):
+    result = {"choices": [{"message": {"content": "served"}, "finish_reason": "stop"}]}
+    agent.send({"type": "model_result", "id": invoke["id"], "status": "ok", "result": result})
+
+
+def test_agents_that_dropped_their_links_do_not_lock_new_agents_out(make_server):
+    server = make_server("--no-echo-agent", "--set", f"max_sessions={CAP}")
+    dropped = [register_and_drop(server, f"gone-{i}") for i in range(CAP + 3)]
+    sessions = connected(server)
+    assert len(sessions) == CAP
+    # The ones dropped first made room for the later ones.
+    assert set(sessions) == {session for session, _ in dropped[-CAP:]}
+
+    # A new agent registers and serves, well within the grace period.
+    agent = WsAgent(server, ["crowd"], answer_served)
+    links = []
+    try:
+        assert agent.registered["type"] == "registered", agent.registered
+        client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=10)
+        answer = client.chat.completions.create(model="crowd", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content == "served"
+
+        # An agent whose session made room comes back: it gets a new one.
+        ws, again = register(server, "gone-0", resume=dropped[0])
+        links.append(ws)
+        assert again["type"] == "registered" and again["session_id"] != dropped[0][0], again
+        # Two places hold live links; filling the others takes the last
+        # dropped sessions. Then, and only then, a new agent is refused.
+        for i in range(CAP - 2):
+            ws, answer = register(server, f"here-{i}")
+            links.append(ws)
+            assert answer["type"] == "registered", answer
+        sessions = connected(server)
+        assert len(sessions) == CAP and all(sessions.values()), sessions
+        ws, refused = register(server, "late")
+        links.append(ws)
+        assert refused["type"] == "error" and refused["error"]["code"] == "too_many_sessions", refused
+    finally:
+        agent.close()
+        for ws in links:
+            ws.close()

@@ -12,6 +12,11 @@ use crate::session::{expiry, Scopes, Session, Status};
 use crate::time::rfc3339;
 use crate::ConnId;
 
+/// Why a new session is refused at `max_sessions`: none of them can be
+/// freed ([`Provider::room_for_a_session`]).
+pub(super) const NO_ROOM: &str = "too many sessions: each one has an agent connected, \
+                                  or was made through the control API";
+
 impl Provider {
     pub(super) fn agent_message(
         &mut self,
@@ -175,8 +180,8 @@ impl Provider {
     /// Opens a session for a registering agent; returns its id and resume
     /// token.
     fn new_session(&mut self, conn: ConnId, r: Register, now: Instant) -> Option<(String, String)> {
-        if self.sessions.len() >= self.config.max_sessions {
-            self.agent_error(conn, "too many sessions", "too_many_sessions");
+        if !self.room_for_a_session() {
+            self.agent_error(conn, NO_ROOM, "too_many_sessions");
             return None;
         }
         let id = format!("sess-{}", self.fresh_token());
@@ -211,6 +216,23 @@ impl Provider {
         session.status = session.live_status();
         self.sessions.insert(session);
         Some((id, token))
+    }
+
+    /// Whether one more session fits under `max_sessions`, freeing the
+    /// [`Sessions::reclaimable`](crate::session::Sessions::reclaimable)
+    /// one if that is what it takes: sessions whose link dropped wait for
+    /// an agent that may never come back, so they give way to one that is
+    /// here. Its agent, if it does come back, gets a new session, as after
+    /// the grace period.
+    pub(super) fn room_for_a_session(&mut self) -> bool {
+        if self.sessions.len() < self.config.max_sessions {
+            return true;
+        }
+        let Some(id) = self.sessions.reclaimable().map(str::to_owned) else {
+            return false;
+        };
+        self.sessions.remove(&id);
+        true
     }
 
     /// A session's new `resume_token`: a fresh draw of the seeded
