@@ -216,6 +216,21 @@ impl Sessions {
         self.by_id.remove(id)
     }
 
+    /// The session to free when `max_sessions` is reached and another is
+    /// asked for: of the agent-made sessions whose link dropped (kept only
+    /// so that their agent may resume them) with nothing in flight, the one
+    /// whose link dropped longest ago (then the least recently active).
+    /// Such a session must not lock out an agent that is here now. A
+    /// session with a live link, or made through the control API (kept
+    /// until its TTL on purpose), is never the one.
+    pub fn reclaimable(&self) -> Option<&str> {
+        self.by_id
+            .values()
+            .filter(|s| s.link.is_none() && s.in_flight == 0 && s.detached_until.is_some())
+            .min_by_key(|s| (s.detached_until, s.last_activity, s.id.as_str()))
+            .map(|s| s.id.as_str())
+    }
+
     /// The model's name as sessions know it: `name:latest` also finds `name`
     /// (Ollama clients add the tag).
     pub fn resolve_model(&self, model: &str) -> Option<String> {
@@ -342,6 +357,37 @@ mod tests {
             approved: true,
             detached_until: None,
         }
+    }
+
+    #[test]
+    fn the_session_reclaimed_is_the_one_dropped_longest_ago_with_nothing_in_flight() {
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let mut sessions = Sessions::default();
+        // Linked, made through the control API, busy: never reclaimed.
+        let mut linked = session("linked", at(100));
+        linked.link = Some(ConnId(1));
+        sessions.insert(linked);
+        sessions.insert(session("control", at(100)));
+        let mut busy = session("busy", at(100));
+        busy.detached_until = Some(at(1));
+        busy.in_flight = 1;
+        sessions.insert(busy);
+        assert_eq!(sessions.reclaimable(), None);
+
+        for (id, dropped_until, active) in [("late", 9, 0), ("early", 5, 2), ("early-idle", 5, 1)] {
+            let mut s = session(id, at(100));
+            s.detached_until = Some(at(dropped_until));
+            s.last_activity = at(active);
+            sessions.insert(s);
+        }
+        assert_eq!(sessions.reclaimable(), Some("early-idle"));
+        sessions.remove("early-idle");
+        assert_eq!(sessions.reclaimable(), Some("early"));
+        sessions.remove("early");
+        assert_eq!(sessions.reclaimable(), Some("late"));
+        sessions.remove("late");
+        assert_eq!(sessions.reclaimable(), None);
     }
 
     #[test]

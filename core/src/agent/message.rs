@@ -35,14 +35,49 @@ impl<'a> FromAgent<'a> {
     /// are read straight into [`StreamChunk`] without the copy into an
     /// intermediate tree that a tagged enum needs; any other frame (or a
     /// chunk that does not read that way) goes through the enum.
-    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+    pub fn parse(text: &'a str) -> Result<Self, Invalid> {
         if let Ok(chunk) = serde_json::from_str::<StreamChunk>(text) {
             if chunk.kind.as_deref() == Some("model_stream_chunk") {
                 return Ok(FromAgent::ModelStreamChunk(chunk));
             }
         }
-        serde_json::from_str(text)
+        serde_json::from_str(text).map_err(|error| Invalid {
+            answers: answered_id(text),
+            error,
+        })
     }
+}
+
+/// A frame that is not a message of the protocol: the agent is told why
+/// (an `error` message) and the link stays up.
+#[derive(Debug)]
+pub struct Invalid {
+    pub error: serde_json::Error,
+    /// The invocation the frame answers, when it is an answer
+    /// (`model_stream_chunk`, `model_result` or `error`) whose `id` still
+    /// reads. That answer can no longer be completed as the agent meant it,
+    /// so the provider ends the invocation instead of leaving its editor
+    /// waiting for a piece that will never come. A frame whose `id` does
+    /// not read names nothing, and ends nothing.
+    pub answers: Option<String>,
+}
+
+/// The `id` of an answer frame that did not read as a whole message: its
+/// `type` and `id` alone, every other field skipped unread.
+fn answered_id(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+    }
+    let envelope: Envelope = serde_json::from_str(text).ok()?;
+    matches!(
+        envelope.kind.as_ref(),
+        "model_stream_chunk" | "model_result" | "error"
+    )
+    .then(|| envelope.id.into_owned())
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,5 +347,39 @@ mod tests {
         }
         // A chunk with a missing field is an error, not something else.
         assert!(FromAgent::parse(r#"{"type":"model_stream_chunk","chunk_index":0}"#).is_err());
+    }
+
+    #[test]
+    fn an_answer_that_does_not_read_still_names_its_invocation() {
+        for text in [
+            r#"{"type":"model_stream_chunk","id":"inv-1","chunk_index":0,"delta":{"tool_calls":[1]}}"#,
+            r#"{"delta":{"content":7},"chunk_index":0,"id":"inv-1","type":"model_stream_chunk"}"#,
+            r#"{"type":"model_stream_chunk","id":"inv-1","chunk_index":-1}"#,
+            r#"{"type":"model_stream_chunk","id":"inv-1"}"#,
+            r#"{"type":"model_result","id":"inv-1","status":5}"#,
+            r#"{"type":"error","id":"inv-1","error":"boom"}"#,
+        ] {
+            let Err(invalid) = FromAgent::parse(text) else {
+                panic!("read as a message: {text}");
+            };
+            assert_eq!(invalid.answers.as_deref(), Some("inv-1"), "{text}");
+        }
+        // An id that does not read, a frame that is not JSON, a message
+        // that answers nothing: no invocation is named.
+        for text in [
+            "not json",
+            r#"{"type":"model_stream_chunk","id":7,"chunk_index":0}"#,
+            r#"{"type":"model_stream_chunk","id":null,"chunk_index":0}"#,
+            r#"{"type":"model_stream_chunk","chunk_index":0,"delta":{"tool_calls":[1]}}"#,
+            r#"{"type":"model_stream_chunk","id":"inv-1","chunk_index":0"#,
+            r#"{"type":"model_stream_chunk","id":"inv-1","chunk_index":0} trailing"#,
+            r#"{"type":"register","id":"inv-1"}"#,
+            r#"{"type":"teleport","id":"inv-1"}"#,
+        ] {
+            let Err(invalid) = FromAgent::parse(text) else {
+                panic!("read as a message: {text}");
+            };
+            assert_eq!(invalid.answers, None, "{text}");
+        }
     }
 }

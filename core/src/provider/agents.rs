@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Output, Provider};
-use crate::agent::message::{to_agent, FromAgent, Register};
+use crate::agent::message::{to_agent, FromAgent, Invalid, Register};
 use crate::auth::{derive_token, SecretHash};
 use crate::config::Approval;
 use crate::error::ApiError;
@@ -12,11 +12,16 @@ use crate::session::{expiry, Scopes, Session, Status};
 use crate::time::rfc3339;
 use crate::ConnId;
 
+/// Why a new session is refused at `max_sessions`: none of them can be
+/// freed ([`Provider::room_for_a_session`]).
+pub(super) const NO_ROOM: &str = "too many sessions: each one has an agent connected, \
+                                  or was made through the control API";
+
 impl Provider {
     pub(super) fn agent_message(
         &mut self,
         conn: ConnId,
-        message: Result<FromAgent<'_>, serde_json::Error>,
+        message: Result<FromAgent<'_>, Invalid>,
         now: Instant,
     ) {
         if !self.links.contains_key(&conn) {
@@ -24,10 +29,12 @@ impl Provider {
         }
         let message = match message {
             Ok(m) => m,
-            Err(e) => {
-                let text =
-                    to_agent::error(None, &format!("invalid message: {e}"), "invalid_message");
-                self.outputs.push_back(Output::ToAgent { conn, text });
+            Err(Invalid { error, answers }) => {
+                let why = format!("invalid message: {error}");
+                self.agent_error(conn, &why, "invalid_message");
+                if let Some(id) = answers {
+                    self.on_unreadable_answer(conn, &id, &why);
+                }
                 return;
             }
         };
@@ -173,8 +180,8 @@ impl Provider {
     /// Opens a session for a registering agent; returns its id and resume
     /// token.
     fn new_session(&mut self, conn: ConnId, r: Register, now: Instant) -> Option<(String, String)> {
-        if self.sessions.len() >= self.config.max_sessions {
-            self.agent_error(conn, "too many sessions", "too_many_sessions");
+        if !self.room_for_a_session() {
+            self.agent_error(conn, NO_ROOM, "too_many_sessions");
             return None;
         }
         let id = format!("sess-{}", self.fresh_token());
@@ -209,6 +216,23 @@ impl Provider {
         session.status = session.live_status();
         self.sessions.insert(session);
         Some((id, token))
+    }
+
+    /// Whether one more session fits under `max_sessions`, freeing the
+    /// [`Sessions::reclaimable`](crate::session::Sessions::reclaimable)
+    /// one if that is what it takes: sessions whose link dropped wait for
+    /// an agent that may never come back, so they give way to one that is
+    /// here. Its agent, if it does come back, gets a new session, as after
+    /// the grace period.
+    pub(super) fn room_for_a_session(&mut self) -> bool {
+        if self.sessions.len() < self.config.max_sessions {
+            return true;
+        }
+        let Some(id) = self.sessions.reclaimable().map(str::to_owned) else {
+            return false;
+        };
+        self.sessions.remove(&id);
+        true
     }
 
     /// A session's new `resume_token`: a fresh draw of the seeded

@@ -44,8 +44,8 @@ impl Provider {
                 format!("session {id} already exists"),
             ));
         }
-        if self.sessions.len() >= self.config.max_sessions {
-            return Err(ApiError::unavailable("too many sessions"));
+        if !self.room_for_a_session() {
+            return Err(ApiError::unavailable(super::agents::NO_ROOM));
         }
         let scopes: Option<Vec<String>> = body
             .get("allowed_scopes")

@@ -81,7 +81,10 @@ impl Provider {
         }));
         checks.push(json!({
             "name": "sessions",
-            "ok": self.sessions.len() < self.config.max_sessions,
+            // At the cap there is still room while a dropped session can
+            // be freed for a new agent.
+            "ok": self.sessions.len() < self.config.max_sessions
+                || self.sessions.reclaimable().is_some(),
             "detail": format!("{} of {} sessions", self.sessions.len(), self.config.max_sessions),
         }));
         if let Some(bridge) = &self.bridge {

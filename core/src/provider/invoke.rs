@@ -417,6 +417,19 @@ impl Provider {
         }
     }
 
+    /// An answer to invocation `id` that could not be read (see
+    /// [`crate::agent::message::Invalid`]): no later piece can mend it, so
+    /// its editor gets the error now, not when the request times out, and
+    /// the agent is told to stop.
+    pub(super) fn on_unreadable_answer(&mut self, agent: ConnId, id: &str, why: &str) {
+        if let Some(n) = self.waiting(agent, id) {
+            let error = ApiError::agent(format!(
+                "The agent sent an answer that cannot be read ({why}); the request was cancelled."
+            ));
+            self.fail(n, error, true);
+        }
+    }
+
     /// Ends an invocation with an error the editor sees; `cancel` tells the
     /// agent to stop working on it.
     pub(super) fn fail(&mut self, n: u64, error: ApiError, cancel: bool) {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 
 use crate::agent::close::LinkClose;
-use crate::agent::message::FromAgent;
+use crate::agent::message::{FromAgent, Invalid};
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::{ApiError, Dialect};
@@ -409,7 +409,7 @@ impl Provider {
     pub fn handle_agent_message(
         &mut self,
         conn: ConnId,
-        message: Result<FromAgent<'_>, serde_json::Error>,
+        message: Result<FromAgent<'_>, Invalid>,
         now: Instant,
     ) {
         self.now = now;

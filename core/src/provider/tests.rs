@@ -872,11 +872,6 @@ fn a_dropped_session_is_freed_at_the_exact_end_of_its_grace() {
     drop_link(&mut t, AGENT);
     let grace_end = t.t0 + Duration::from_secs(65);
     assert_eq!(t.p.poll_timeout(), Some(grace_end));
-    // While it is resumable it holds its place.
-    let r = register_as(&mut t, ConnId(150), "b", None, json!({}));
-    assert_eq!(r["error"]["code"], "too_many_sessions");
-    drop_link(&mut t, ConnId(150));
-
     // Resuming within the grace clears the deadline; dropping again restarts it.
     t.advance_to(t.t0 + Duration::from_secs(30));
     let r = register_as(&mut t, ConnId(101), "a", Some((&sid, &token)), json!({}));
@@ -895,6 +890,81 @@ fn a_dropped_session_is_freed_at_the_exact_end_of_its_grace() {
     // Too late to resume: the agent gets a new session, and there is room.
     let r = register_as(&mut t, ConnId(102), "a", Some((&sid, &token)), json!({}));
     assert_ne!(sid_and_token(&r).0, sid);
+}
+
+#[test]
+fn at_the_session_cap_a_new_agent_takes_the_place_of_the_one_dropped_longest_ago() {
+    let mut t = Pair::new(|c| {
+        c.max_sessions = 3;
+        c.session_grace = Duration::from_secs(300);
+    });
+    let mut dropped = Vec::new();
+    for (i, conn) in [ConnId(101), ConnId(102)].into_iter().enumerate() {
+        let r = register_as(&mut t, conn, &format!("a{i}"), None, json!({}));
+        let (sid, token) = sid_and_token(&r);
+        t.advance_to(t.t0 + Duration::from_secs(1 + i as u64));
+        drop_link(&mut t, conn);
+        dropped.push((sid, token));
+    }
+    // A control-API session waits for its agent until its TTL: kept.
+    let body = json!({"session_id": "s-ctl", "session_token": "claim", "agent_id": "ide",
+                      "models": ["m"], "ttl_seconds": 3600});
+    t.request(ConnId(9), "POST", "/control/register", &BRIDGE, body);
+    assert_eq!(t.editor(ConnId(9)).0, Some(200));
+    assert_eq!(t.p.sessions().len(), 3);
+    assert!(
+        session_room(&mut t),
+        "full, but a dropped session can be freed"
+    );
+
+    // Full, well within the grace: the session dropped first gives way.
+    let r = register_as(&mut t, AGENT, "new", None, json!({}));
+    let (new_sid, _) = sid_and_token(&r);
+    assert!(t.p.sessions().get(&dropped[0].0).is_none());
+    assert!(t.p.sessions().get(&dropped[1].0).is_some());
+    assert!(t.p.sessions().get("s-ctl").is_some());
+    t.chat(EDITOR, false);
+    let inv = t.last_invoke_id(AGENT);
+    t.agent(AGENT, chunk(&inv, 0, "served", Some("stop")));
+    assert_eq!(t.editor(EDITOR).0, Some(200));
+
+    // Its agent comes back: as after the grace, a new session, in the
+    // place of the other dropped one.
+    let (gone, token) = &dropped[0];
+    let r = register_as(&mut t, ConnId(103), "a0", Some((gone, token)), json!({}));
+    assert_ne!(&sid_and_token(&r).0, gone);
+    assert!(t.p.sessions().get(&dropped[1].0).is_none());
+    assert_eq!(t.p.sessions().len(), 3);
+
+    // Now every session has a link or was made through the control API:
+    // an agent, or the control API, is refused, and nobody loses a place.
+    let (gone, token) = &dropped[1];
+    let r = register_as(&mut t, ConnId(104), "a1", Some((gone, token)), json!({}));
+    assert_eq!(r["error"]["code"], "too_many_sessions");
+    drop_link(&mut t, ConnId(104));
+    let body = json!({"session_id": "s-2", "session_token": "x", "agent_id": "x"});
+    t.request(ConnId(9), "POST", "/control/register", &BRIDGE, body);
+    assert_eq!(t.editor(ConnId(9)).0, Some(503));
+    assert!(t.p.sessions().get(&new_sid).is_some());
+    assert_eq!(t.p.sessions().len(), 3);
+    assert!(!session_room(&mut t));
+
+    // One drops: the control API may now take its place too.
+    drop_link(&mut t, AGENT);
+    let body = json!({"session_id": "s-3", "session_token": "x", "agent_id": "x"});
+    t.request(ConnId(9), "POST", "/control/register", &BRIDGE, body);
+    assert_eq!(t.editor(ConnId(9)).0, Some(200));
+    assert!(t.p.sessions().get(&new_sid).is_none());
+}
+
+/// Whether `/health/deep` says a new session would find room.
+fn session_room(t: &mut Pair) -> bool {
+    t.request(ConnId(8), "GET", "/health/deep", &[], Value::Null);
+    let (_, body, _) = t.editor(ConnId(8));
+    let health: Value = serde_json::from_slice(&body).unwrap();
+    let checks = health["checks"].as_array().unwrap();
+    let sessions = checks.iter().find(|c| c["name"] == "sessions").unwrap();
+    sessions["ok"].as_bool().unwrap()
 }
 
 #[test]

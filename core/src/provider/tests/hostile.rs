@@ -8,21 +8,97 @@ use super::*;
 use crate::backlog::{Backlog, PAUSE_AT};
 use crate::switchboard::Switchboard;
 
+/// Frames that answer a live invocation but cannot be applied: each is
+/// refused to the agent and ends its editor's answer at once.
+fn unreadable_answers(id: &str) -> [Value; 5] {
+    [
+        json!({"type": "model_stream_chunk", "id": id, "chunk_index": 0,
+               "delta": {"tool_calls": [1]}, "finish_reason": null}),
+        json!({"type": "model_stream_chunk", "id": id, "chunk_index": 0,
+               "delta": {"tool_calls": (0..65).map(|_| json!({})).collect::<Vec<_>>()}}),
+        json!({"type": "model_stream_chunk", "id": id, "chunk_index": "first"}),
+        json!({"type": "model_result", "id": id, "status": 5}),
+        json!({"type": "error", "id": id, "error": "not an object"}),
+    ]
+}
+
 #[test]
-fn a_tool_call_that_is_not_an_object_is_refused_and_the_stream_goes_on() {
+fn an_answer_that_cannot_be_read_ends_its_request_at_once_and_cancels_it() {
+    for (api, stream) in [
+        ("/v1/chat/completions", true),
+        ("/v1/chat/completions", false),
+        ("/api/chat", true),
+    ] {
+        for n in 0..unreadable_answers("").len() {
+            let mut t = Pair::new(|_| {});
+            t.connect_agent(AGENT, register(3600));
+            t.agent_frames(AGENT);
+            let body = json!({"model": "m", "stream": stream,
+                              "messages": [{"role": "user", "content": "hi"}]});
+            t.request(EDITOR, "POST", api, &[], body);
+            let id = t.last_invoke_id(AGENT);
+            // A first piece that reads, so a stream has begun.
+            t.agent(AGENT, chunk(&id, 0, "fine", None));
+            let bad = unreadable_answers(&id)[n].clone();
+            let case = format!("{api} stream={stream}: {bad}");
+            t.agent(AGENT, bad);
+
+            let frames = t.agent_frames(AGENT);
+            assert_eq!(frames.len(), 2, "{case}: {frames:?}");
+            assert_eq!(frames[0]["type"], "error", "{case}");
+            assert_eq!(frames[0]["error"]["code"], "invalid_message", "{case}");
+            assert_eq!(frames[1], json!({"type": "cancel", "id": id}), "{case}");
+            // Ended now, with no time passing: not by a timeout.
+            let (status, body, ended) = t.editor(EDITOR);
+            let body = String::from_utf8_lossy(&body);
+            assert!(ended, "{case}");
+            assert!(body.contains("cannot be read"), "{case}: {body}");
+            let expected = if stream { 200 } else { 502 };
+            assert_eq!(status, Some(expected), "{case}");
+            if stream && api == "/api/chat" {
+                let last = body.lines().last().unwrap_or_default();
+                let last: Value = serde_json::from_str(last).unwrap();
+                assert!(last["error"].is_string(), "{case}: {last}");
+            } else if stream {
+                assert!(body.contains("data: {\"error\""), "{case}: {body}");
+            }
+            // Anything more for it is dropped; the link serves the next one.
+            t.agent(AGENT, chunk(&id, 1, "late", Some("stop")));
+            assert!(t.agent_frames(AGENT).is_empty(), "{case}");
+            t.chat(ConnId(2), false);
+            let next = t.last_invoke_id(AGENT);
+            t.agent(AGENT, chunk(&next, 0, "again", Some("stop")));
+            let (status, body, _) = t.editor(ConnId(2));
+            assert_eq!(status, Some(200), "{case}");
+            assert!(String::from_utf8_lossy(&body).contains("again"), "{case}");
+        }
+    }
+}
+
+#[test]
+fn an_unreadable_frame_that_names_no_live_invocation_ends_nothing() {
     let mut t = Pair::new(|_| {});
     t.connect_agent(AGENT, register(3600));
     t.agent_frames(AGENT);
     t.chat(EDITOR, true);
-    let id = t.agent_frames(AGENT)[0]["id"].as_str().unwrap().to_owned();
-    t.agent(
-        AGENT,
-        json!({"type": "model_stream_chunk", "id": id, "chunk_index": 0,
-               "delta": {"tool_calls": [1]}, "finish_reason": null}),
-    );
-    let answer = t.agent_frames(AGENT);
-    assert_eq!(answer[0]["type"], "error");
-    assert_eq!(answer[0]["error"]["code"], "invalid_message");
+    let id = t.last_invoke_id(AGENT);
+    let bad = &unreadable_answers(&id)[0];
+    let mut unnamed = bad.clone();
+    unnamed["id"] = json!(7);
+    let mut other = bad.clone();
+    other["id"] = json!("inv-999");
+    for frame in [unnamed, other] {
+        t.agent(AGENT, frame);
+        let frames = t.agent_frames(AGENT);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0]["error"]["code"], "invalid_message");
+    }
+    // Another link's invocation is not this link's to end.
+    t.connect_agent(ConnId(101), register(3600));
+    t.agent_frames(ConnId(101));
+    t.agent(ConnId(101), bad.clone());
+    assert_eq!(t.agent_frames(ConnId(101)).len(), 1);
+    assert!(t.agent_frames(AGENT).is_empty());
     t.agent(AGENT, chunk(&id, 0, "fine", Some("stop")));
     let (_, body, ended) = t.editor(EDITOR);
     assert!(ended && String::from_utf8_lossy(&body).contains("fine"));
