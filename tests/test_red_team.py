@@ -298,3 +298,52 @@ def test_what_sessions_keep_for_clients_is_bounded_in_bytes(make_server, tmp_pat
     assert grown < 160, grown
     assert seen[0] > 3 * 2**20
     stream.close()
+
+
+def test_a_chatty_child_stalls_no_route_and_its_fan_out_is_bounded(make_server):
+    import openai
+
+    server = make_server("--server", f"flood={FLOOD}")
+    server.wait_for_model("echo")
+    sessions = [open_session(server, "flood") for _ in range(50)]
+    streams, read = [], [0]
+    lock = threading.Lock()
+
+    def listen(sock):
+        try:
+            while chunk := sock.recv(1 << 16):
+                with lock:
+                    read[0] += len(chunk)
+        except OSError:
+            pass
+
+    for session in sessions:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        sock.sendall(
+            (
+                f"GET /mcp/flood HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+                f"Accept: text/event-stream\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: {VERSION}\r\n\r\n"
+            ).encode()
+        )
+        streams.append(sock)
+        threading.Thread(target=listen, args=(sock,), daemon=True).start()
+    before = peak_rss_mb(server.proc.pid)
+    flooding = threading.Thread(
+        target=lambda: call(server, "flood", sessions[0], "flood", {"count": 60000, "size": 64}, call_id=5)
+    )
+    flooding.start()
+    client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=30)
+    slowest = 0.0
+    while flooding.is_alive():
+        started = time.monotonic()
+        answer = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "still here"}])
+        assert answer.choices[0].message.content == "still here"
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.05)
+    flooding.join()
+    grown = peak_rss_mb(server.proc.pid) - before
+    print(f"slowest echo answer {slowest * 1000:.0f} ms during the flood; peak RSS grew {grown:.1f} MB; listeners read {read[0] / 2**20:.0f} MiB")
+    for sock in streams:
+        sock.close()
+    assert slowest < 1.0, slowest
+    assert grown < 200, grown

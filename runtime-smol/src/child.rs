@@ -22,6 +22,11 @@ pub fn read_stdout(pipe: ChildStdout, mut feed: StdoutFeed) -> std::io::Result<(
         let mut buf = vec![0u8; READ_CHUNK];
         while let Ok(n @ 1..) = pipe.read(&mut buf).await {
             feed.push(buf.get(..n).unwrap_or_default());
+            // A read of a pipe with more waiting completes at once, and a
+            // task that is always ready keeps the reactor from being
+            // polled: a chatty child would hold up every connection
+            // waiting for its socket. The next read waits for the reactor.
+            pipe.wait_next();
         }
     })
     .detach();

@@ -32,6 +32,12 @@ where
         }
     }
 
+    /// The next read waits for the reactor to say the source is readable,
+    /// even if the last one filled the buffer.
+    pub fn wait_next(&mut self) {
+        self.drained = true;
+    }
+
     /// Reads into `buf`: `Ok(0)` once the source ended.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.drained {
