@@ -347,3 +347,15 @@ def test_a_chatty_child_stalls_no_route_and_its_fan_out_is_bounded(make_server):
         sock.close()
     assert slowest < 1.0, slowest
     assert grown < 200, grown
+
+
+def test_a_child_that_never_answers_initialize_fails_its_first_client_after_one_start(make_server):
+    server = make_server("--server", "mute=sh -c 'exec sleep 600'")
+    started = time.monotonic()
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "first", "version": "1"}}}
+    status, _, body = mcp_post(server, "/mcp/mute", init, timeout=120)
+    waited = time.monotonic() - started
+    # One start-up timeout (30 s), not one for each of the five retries.
+    assert waited < 45, waited
+    assert "did not answer initialize within 30s" in json.dumps(body), (status, body)

@@ -122,6 +122,7 @@ impl BridgedServer {
     /// started: a failed run.
     pub fn handle_spawn_failed(&mut self, error: &str, now: Instant) {
         self.supervisor.handle_spawn_failed(error, now);
+        self.fail_start();
         self.settle(now);
     }
 
@@ -141,6 +142,7 @@ impl BridgedServer {
 
     /// The child (its process group leader) exited.
     pub fn handle_child_exit(&mut self, now: Instant) {
+        let starting = self.state() == ChildState::Starting;
         let message = match self.supervisor.handle_exit(now) {
             Ended::Crashed => format!("MCP server '{}' exited", self.spec().name),
             Ended::Stopped => self.stopped_message(),
@@ -150,6 +152,9 @@ impl BridgedServer {
             }
         };
         self.mux.fail_sent(SERVER_ERROR, &message, &mut self.out);
+        if starting {
+            self.fail_start();
+        }
         self.settle(now);
     }
 
@@ -175,6 +180,7 @@ impl BridgedServer {
                 let name = &self.supervisor.spec().name;
                 let message = format!("MCP server '{name}' did not start in time");
                 self.mux.fail_sent(SERVER_ERROR, &message, &mut self.out);
+                self.fail_start();
             }
             Due::Nothing => {}
         }
@@ -268,6 +274,24 @@ impl BridgedServer {
         }
         let wait = self.spec().idle_timeout?;
         Some(later(self.idle_since?, wait))
+    }
+
+    /// A start failed (no spawn, no handshake in time, an exit before
+    /// it): the calls waiting for it are answered now, with the reason,
+    /// rather than held through every retry (a child that never answers
+    /// `initialize` would keep them waiting for all of them). The child is
+    /// still tried again, with backoff, for the calls that come later.
+    fn fail_start(&mut self) {
+        if self.state() != ChildState::Restarting {
+            // Given up for good: `settle` answers them with the whole story.
+            return;
+        }
+        let message = format!(
+            "MCP server '{}' did not start ({}); it is tried again for later calls",
+            self.spec().name,
+            self.supervisor.last_failure().unwrap_or("unknown"),
+        );
+        self.mux.fail_queued(SERVER_ERROR, &message, &mut self.out);
     }
 
     fn stopped_message(&self) -> String {

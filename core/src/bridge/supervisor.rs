@@ -150,7 +150,7 @@ impl Supervisor {
             Phase::Spawning { then_stop: true } => self.phase = Phase::Stopped,
             Phase::Spawning { then_stop: false } => {
                 tracing::warn!(server = %self.spec.name, "could not start: {error}");
-                self.last_failure = Some(format!("could not start: {error}"));
+                self.last_failure = Some(format!("its command could not be run: {error}"));
                 self.failed_run(None, now);
             }
             _ => {

@@ -736,10 +736,18 @@ fn failures_in_a_row_double_the_backoff_up_to_its_cap_then_the_bridge_gives_up()
         rig.bridge
             .handle_spawn_failed("No such file or directory", rig.now);
         assert_eq!(rig.bridge.state(), ChildState::Restarting);
-        assert!(rig.drain().is_empty(), "the call waits for the next try");
+        let out = rig.drain();
+        let (_, message) = error_of(&out.to(a)[0]);
+        assert!(
+            message.contains(
+                "did not start (its command could not be run: No such file or directory)"
+            ),
+            "answered at once, with the reason: {message}"
+        );
         at += wait * MS;
         assert_eq!(rig.deadline(), Some(at));
         rig.at(at);
+        rig.call(a, json!(1), "tools/list", Value::Null);
     }
     rig.bridge
         .handle_spawn_failed("No such file or directory", rig.now);
@@ -916,16 +924,25 @@ fn an_initialize_unanswered_within_startup_timeout_is_a_failed_start() {
     rig.drain();
     assert_eq!(rig.deadline(), Some(31 * SEC));
     rig.at(31 * SEC);
-    assert_eq!(rig.drain().all, [BridgeOutput::Signal(StopSignal::Kill)]);
+    let out = rig.drain();
+    assert_eq!(out.process, [BridgeOutput::Signal(StopSignal::Kill)]);
     assert_eq!(rig.bridge.state(), ChildState::Restarting);
+    // The waiting call is answered now, with the reason, not held through
+    // every retry.
+    let (code, message) = error_of(&out.to(a)[0]);
+    assert_eq!(code, SERVER_ERROR);
+    assert!(
+        message.contains("did not answer initialize within 30s"),
+        "{message}"
+    );
+    assert_eq!(rig.bridge.in_flight(), 0);
     rig.child_answers(&json!(1), init_result());
     assert!(rig.drain().is_empty(), "a late answer is too late");
     rig.exit();
-    assert_eq!(rig.deadline(), Some(31 * SEC + 100 * MS));
     assert_eq!(
-        rig.bridge.in_flight(),
-        1,
-        "the call waits for the next start"
+        rig.deadline(),
+        Some(31 * SEC + 100 * MS),
+        "tried again all the same"
     );
 }
 
