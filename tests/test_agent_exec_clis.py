@@ -368,7 +368,8 @@ def test_qwen_serves_as_a_model(server, exec_agent, tmp_path):
     word = f"pelican{uuid.uuid4().hex[:6]}"
     prompt = f"Say the word {word}"
     pieces, usage = streamed(server, model, prompt)
-    text = "".join(pieces)
+    # qwen reads its prompt from stdin and adds a blank line to it.
+    text = "".join(pieces).rstrip("\n")
     # qwen's `stream_event` deltas, its whole `assistant` message and its
     # `result` all carry the text: it must reach the editor once.
     assert text.endswith(prompt), text[-300:]
@@ -407,8 +408,8 @@ def test_a_continued_chat_resumes_the_qwen_session(server, exec_agent, tmp_path)
     for both turns."""
     model, agent = start(exec_agent, "qwen", tmp_path, qwen_setup(tmp_path, server.base + "/v1"))
     one, two = two_turns(server, model, "Say the word pelican", "Now say heron")
-    assert one.choices[0].message.content.endswith("Say the word pelican")
-    text = two.choices[0].message.content
+    assert one.choices[0].message.content.rstrip("\n").endswith("Say the word pelican")
+    text = two.choices[0].message.content.rstrip("\n")
     assert text.endswith("Now say heron") and "User:" not in text and "pelican" not in text, text[-300:]
     sessions = {p.stem for p in (tmp_path / ".qwen").rglob("*.jsonl") if "chats" in p.parts}
     assert len(sessions) == 1, sessions
@@ -617,3 +618,40 @@ if __name__ == "__main__":
     if sys.argv[1:2] != ["record"]:
         sys.exit(f"usage: {sys.argv[0]} record [{' | '.join(RECORDINGS)} …]")
     record(sys.argv[2:] or list(RECORDINGS))
+
+
+# Messages a CLI would take for its own options, were they on its command
+# line: each must reach the model as the editor's words.
+OPTION_LIKE = ["--version", "--help", "-y", "--yolo", "--output-format text"]
+# Longer than Linux lets one argument be (128 KiB).
+LONG_PROMPT = "pelican " * 25_000
+
+
+def test_an_editor_message_is_never_an_option_of_gemini(server, exec_agent, tmp_path):
+    """Messages that look like gemini's options (`--version` printed
+    gemini's version once) and one longer than an argument may be reach
+    the model as the user's words, and the editor gets the model's answer."""
+    with FakeModel(OK) as fake:
+        model, agent = start(exec_agent, "gemini", tmp_path, gemini_setup(tmp_path, fake.base))
+        for prompt in OPTION_LIKE + [LONG_PROMPT]:
+            pieces, _ = streamed(server, model, prompt)
+            assert "".join(pieces) == ANSWER, (prompt[:40], pieces)
+            contents = fake.model_requests()[-1][2]["contents"]
+            said = "".join(p.get("text", "") for c in contents if c["role"] == "user" for p in c["parts"])
+            assert prompt in said, (prompt[:40], said[-200:])
+    no_cli_left(tmp_path, agent)
+
+
+def test_an_editor_message_is_never_an_option_of_qwen(server, exec_agent, tmp_path):
+    """The same for qwen (`--version` printed qwen's version once), on an
+    OpenAI chat endpoint: the user's words reach the model, the model's
+    answer the editor."""
+    with FakeModel(OK) as fake:
+        model, agent = start(exec_agent, "qwen", tmp_path, qwen_setup(tmp_path, fake.base + "/v1"))
+        for prompt in OPTION_LIKE + [LONG_PROMPT]:
+            pieces, _ = streamed(server, model, prompt)
+            assert "".join(pieces) == ANSWER, (prompt[:40], pieces)
+            messages = fake.model_requests()[-1][2]["messages"]
+            said = json.dumps([m["content"] for m in messages if m["role"] == "user"])
+            assert json.dumps(prompt)[1:-1] in said, (prompt[:40], said[-200:])
+    no_cli_left(tmp_path, agent)

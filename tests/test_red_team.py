@@ -3,6 +3,8 @@ could do to either runtime, each hole closed and kept closed: every test
 here failed before its fix."""
 
 import json
+import os
+import signal
 import socket
 import sys
 import threading
@@ -12,6 +14,8 @@ import uuid
 from websockets.sync.client import connect as ws_connect
 
 from conftest import API_KEY, BRIDGE_TOKEN, ROOT, http_request, mcp_post, wait_until
+from test_agent_exec import ExecAgent, running, sleeper
+from test_agent_exec import client as exec_client
 from test_bridge import marked
 from test_bridge_scale import TIMEOUT, VERSION, call, open_session, rpc
 
@@ -359,3 +363,69 @@ def test_a_child_that_never_answers_initialize_fails_its_first_client_after_one_
     # One start-up timeout (30 s), not one for each of the five retries.
     assert waited < 45, waited
     assert "did not answer initialize within 30s" in json.dumps(body), (status, body)
+
+
+STUBBORN = ROOT / "tests" / "fixtures" / "mcp" / "stubborn_server.py"
+
+
+def test_children_and_their_helpers_die_with_a_killed_provider(make_server):
+    """A bridged child that stays when its stdin closes, and the helper it
+    started, end when the provider is killed with SIGKILL (no cleanup of
+    its own runs); and the child never saw the provider's secrets."""
+    mark = uuid.uuid4().hex
+    server = make_server()
+    token = {"Authorization": f"Bearer {BRIDGE_TOKEN}"}
+    stubborn = {"name": "stubborn", "command": sys.executable, "args": [str(STUBBORN)],
+                "env": {"BRIDGE_TEST_MARK": mark}}
+    assert http_request(server, "POST", "/integrations", stubborn, headers=token)[0] == 201
+    session = open_session(server, "stubborn")
+    names = call(server, "stubborn", session, "environment", {})["result"]["content"][0]["text"].split()
+    assert wait_until(lambda: len(marked(mark)) == 2), marked(mark)
+    server.proc.kill()
+    server.proc.wait(timeout=10)
+    try:
+        assert wait_until(lambda: not marked(mark), timeout=10), marked(mark)
+    finally:
+        for pid in marked(mark):
+            os.kill(pid, signal.SIGKILL)
+    assert "BRIDGE_TEST_MARK" in names and not [n for n in names if n.startswith("MCP_PROVIDER_")], names
+
+
+def test_runs_and_their_helpers_die_with_a_killed_agent_exec(server):
+    """A CLI run by `agent exec` (and what it started) ends when `agent
+    exec` is killed with SIGKILL in the middle of the request."""
+    marker, sleep = sleeper()
+    agent = ExecAgent(server, "--model", "killed", "--", "sh", "-c", f"printf 'on '; {sleep} & {sleep}; wait")
+    try:
+        server.wait_for_model("killed")
+        stream = exec_client(server).chat.completions.create(
+            model="killed", stream=True, messages=[{"role": "user", "content": "x"}]
+        )
+        next(iter(stream))
+        assert wait_until(lambda: len(running(marker)) == 2), running(marker)
+        agent.proc.kill()
+        agent.proc.wait(timeout=10)
+        assert wait_until(lambda: not running(marker), timeout=10), running(marker)
+    finally:
+        agent.stop()
+        for pid in running(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_cli_agents_get_none_of_the_providers_variables_unless_passed(server):
+    """`. env` as the README says puts the API key and bridge token in the
+    environment `agent exec` starts from: its runs get neither, nor any
+    other `MCP_PROVIDER_*`, except what `--pass-env` names."""
+    env = {"MCP_PROVIDER_API_KEY": API_KEY, "MCP_PROVIDER_WANTED": "yes", "MCP_PROVIDER_OTHER": "no"}
+    command = ["sh", "-c", "cat >/dev/null; env | cut -d= -f1 | sort"]
+    agent = ExecAgent(server, "--model", "environ", "--pass-env", "MCP_PROVIDER_WANTED", "--", *command, env=env)
+    try:
+        server.wait_for_model("environ")
+        answer = exec_client(server).chat.completions.create(
+            model="environ", messages=[{"role": "user", "content": "x"}]
+        )
+        names = answer.choices[0].message.content.split()
+        assert "PATH" in names, names
+        assert [n for n in names if n.startswith("MCP_PROVIDER_")] == ["MCP_PROVIDER_WANTED"], names
+    finally:
+        agent.stop()

@@ -22,6 +22,7 @@ use mcp_provider_core::{mcp, ConnId, Output};
 
 use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, READ_CHUNK};
+use crate::watchdog;
 
 /// Where the bridge's HTTP answers go: the connections' mailboxes.
 pub type Post = Box<dyn Fn(Vec<Output>) -> Posted + Send + Sync>;
@@ -298,7 +299,7 @@ impl Bridged {
         env: &[(String, String)],
         cwd: Option<&str>,
     ) -> Result<(), String> {
-        let mut command = process::command(argv, cwd.map(std::path::Path::new))?;
+        let mut command = process::command(argv, cwd.map(std::path::Path::new), &[])?;
         command.envs(env.iter().map(|(k, v)| (k, v)));
         let mut process = command.spawn().map_err(|e| e.to_string())?;
         let pgid = process.id();
@@ -315,6 +316,7 @@ impl Bridged {
             }
         };
         let writer = stdin.clone();
+        watchdog::watch(pgid);
         self.running().insert(child, Running { stdin, pgid });
         let name = argv.first().cloned().unwrap_or_default();
         let feed = StdoutFeed {
@@ -355,6 +357,7 @@ impl Bridged {
         wait_unreaped(process.id());
         if let Some(running) = self.running().remove(&child) {
             process::kill_group(running.pgid);
+            watchdog::forget(running.pgid);
         }
         let status = process.wait();
         tracing::info!("an MCP server exited ({status:?})");

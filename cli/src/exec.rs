@@ -15,6 +15,8 @@ pub struct RemoteExec {
     pub plan: ExecPlan,
     /// Where the runs start (default: where `agent exec` was started).
     pub cwd: Option<PathBuf>,
+    /// Our own variables (`MCP_PROVIDER_*`) the runs get all the same.
+    pub pass_env: Vec<String>,
 }
 
 #[derive(Args)]
@@ -48,6 +50,10 @@ pub struct ExecArgs {
     /// for there too).
     #[arg(long)]
     cwd: Option<PathBuf>,
+    /// An `MCP_PROVIDER_*` variable the runs get all the same (repeatable):
+    /// by default they get none, the API key and bridge token included.
+    #[arg(long, value_name = "NAME")]
+    pass_env: Vec<String>,
     /// Conversations remembered so that a chat continuing one resumes the
     /// CLI's own session (claude, qwen, gemini, codex) with only the new
     /// message; 0 renders every chat whole.
@@ -102,5 +108,9 @@ impl ExecArgs {
 
     pub fn cwd(&self) -> Option<PathBuf> {
         self.cwd.clone()
+    }
+
+    pub fn pass_env(&self) -> Vec<String> {
+        self.pass_env.clone()
     }
 }

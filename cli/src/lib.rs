@@ -21,6 +21,7 @@ pub mod process;
 mod secrets;
 mod settings;
 pub mod shutdown;
+mod watchdog;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -225,6 +226,12 @@ enum AgentCommand {
 
 /// The whole program of a runtime's binary.
 pub fn main<R: Runtime>() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == watchdog::ARG)
+    {
+        return watchdog::run();
+    }
     let matches = Cli::command().name(R::NAME).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -303,6 +310,7 @@ pub fn main<R: Runtime>() -> ExitCode {
                     token,
                     plan,
                     cwd: args.cwd(),
+                    pass_env: args.pass_env(),
                 })
                 .map_err(Failure::Runtime)
             }

@@ -14,13 +14,27 @@ use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId, STDERR_TAIL
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::watchdog;
+
 /// How much a run's stdout is read at a time.
 pub const READ_CHUNK: usize = 16 * 1024;
 
+/// The prefix of the provider's own environment variables: its settings,
+/// its API key and its bridge token.
+const OWN_VARS: &str = "MCP_PROVIDER_";
+
 /// The command for `argv`, in a process group of its own (so a kill
 /// reaches everything it started, `sh -c` children included), with piped
-/// stdin, stdout and stderr.
-pub fn command(argv: &[String], cwd: Option<&Path>) -> Result<Command, String> {
+/// stdin, stdout and stderr, and our environment without our own
+/// variables, but for those named in `pass_env`: a CLI agent answering an
+/// editor, or an MCP server from a registry, has no business with the
+/// bridge token that runs `/integrations`.
+pub fn command(
+    argv: &[String],
+    cwd: Option<&Path>,
+    pass_env: &[String],
+) -> Result<Command, String> {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
     let (program, args) = argv.split_first().ok_or("the command is empty")?;
     let mut command = Command::new(program);
@@ -30,6 +44,12 @@ pub fn command(argv: &[String], cwd: Option<&Path>) -> Result<Command, String> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    for (name, _) in std::env::vars_os() {
+        let own = name.as_bytes().starts_with(OWN_VARS.as_bytes());
+        if own && !pass_env.iter().any(|pass| name == pass.as_str()) {
+            command.env_remove(name);
+        }
+    }
     if let Some(dir) = cwd {
         command.current_dir(dir);
     }
@@ -102,13 +122,19 @@ impl Groups {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A run started: its group is killed when the agent stops, or by the
+    /// watchdog if the agent is killed.
     pub fn insert(&self, run: RunId, pgid: u32) {
         self.map().insert(run, pgid);
+        watchdog::watch(pgid);
     }
 
-    /// The run was reaped: its group id may be reused from now on.
+    /// The run's leader exited and is about to be reaped: its group id may
+    /// be reused from then on.
     pub fn remove(&self, run: RunId) {
-        self.map().remove(&run);
+        if let Some(pgid) = self.map().remove(&run) {
+            watchdog::forget(pgid);
+        }
     }
 
     pub fn kill(&self, run: RunId) {
@@ -159,7 +185,7 @@ mod tests {
     fn killing_a_group_reaches_the_children_of_a_shell() {
         use std::io::BufRead;
         let argv = ["sh", "-c", "sleep 30 & echo $!; wait"].map(String::from);
-        let mut child = command(&argv, None).unwrap().spawn().unwrap();
+        let mut child = command(&argv, None, &[]).unwrap().spawn().unwrap();
         let mut line = String::new();
         let stdout = child.stdout.take().unwrap();
         std::io::BufReader::new(stdout)

@@ -79,7 +79,7 @@ fn start(
     argv: &[String],
     stdin: Vec<u8>,
 ) -> Result<(), String> {
-    let spawned = process::command(argv, remote.cwd.as_deref())
+    let spawned = process::command(argv, remote.cwd.as_deref(), &remote.pass_env)
         .and_then(|mut c| c.spawn().map_err(|e| e.to_string()));
     let mut child = spawned?;
     groups.insert(run, child.id());

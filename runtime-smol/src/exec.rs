@@ -77,15 +77,16 @@ fn start(
     argv: &[String],
     stdin: Vec<u8>,
 ) -> Result<(), String> {
-    let spawned = process::command(argv, remote.cwd.as_deref()).and_then(|command| {
-        let mut command = smol::process::Command::from(command);
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())
-    });
+    let spawned =
+        process::command(argv, remote.cwd.as_deref(), &remote.pass_env).and_then(|command| {
+            let mut command = smol::process::Command::from(command);
+            command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())
+        });
     let mut child = spawned?;
     groups.insert(run, child.id());
     if let Some(mut pipe) = child.stdin.take() {

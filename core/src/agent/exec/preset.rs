@@ -89,9 +89,13 @@ impl Preset {
     }
 
     /// The command line, with `extra` arguments (the user's, after `--`)
-    /// before the prompt's place: claude and codex read the prompt from
-    /// stdin (no argument-length limit), the others take it as their last
-    /// argument.
+    /// before the prompt's place. Every CLI that reads a prompt from stdin
+    /// gets it there (claude, codex, and qwen and gemini, which take piped
+    /// stdin as the prompt when `-p` is not given): an editor's message can
+    /// then never be read as one of the CLI's options (`--version`,
+    /// `--yolo`), and its length is not limited by the OS's for one
+    /// argument (128 KiB on Linux). cursor-agent takes it as its last
+    /// argument, behind the end-of-options marker `--`.
     pub fn command(self, extra: &[String]) -> Vec<String> {
         self.command_with(extra, &[])
     }
@@ -117,12 +121,9 @@ impl Preset {
                     "stream-json",
                     "--include-partial-messages",
                 ],
-                &["-p", PROMPT],
+                &[],
             ),
-            Preset::Gemini => (
-                &["gemini", "--output-format", "stream-json"],
-                &["-p", PROMPT],
-            ),
+            Preset::Gemini => (&["gemini", "--output-format", "stream-json"], &[]),
             Preset::Codex => (
                 &["codex", "exec", "--json", "--skip-git-repo-check"],
                 &["-"],
@@ -135,7 +136,7 @@ impl Preset {
                     "stream-json",
                     "--stream-partial-output",
                 ],
-                &[PROMPT],
+                &["--", PROMPT],
             ),
         };
         let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
@@ -187,11 +188,9 @@ mod tests {
         let codex = Preset::Codex.command(&extra);
         assert_eq!(codex.last().map(String::as_str), Some("-"));
         assert_eq!(codex[codex.len() - 3..codex.len() - 1], extra);
-        let (argv, stdin) = arguments(&Preset::Gemini.command(&extra), "hi there");
-        assert_eq!(argv[argv.len() - 2..], ["-p", "hi there"]);
+        let (argv, stdin) = arguments(&Preset::CursorAgent.command(&extra), "--version");
+        assert_eq!(argv[argv.len() - 4..], ["--model", "o4", "--", "--version"]);
         assert!(!stdin);
-        let (_, stdin) = arguments(&Preset::Claude.command(&[]), "hi");
-        assert!(stdin);
         for preset in Preset::ALL {
             assert_eq!(Preset::from_name(preset.name()), Some(preset));
         }
@@ -210,9 +209,25 @@ mod tests {
         let resume = Preset::Claude.resume_command(&[]).unwrap();
         assert_eq!(resume[resume.len() - 2..], ["--resume", SESSION]);
         let resume = Preset::Gemini.resume_command(&extra).unwrap();
-        assert_eq!(
-            resume[3..],
-            ["--model", "o4", "--resume", SESSION, "-p", PROMPT]
-        );
+        assert_eq!(resume[3..], ["--model", "o4", "--resume", SESSION]);
+    }
+
+    #[test]
+    fn no_preset_but_cursor_agent_has_its_prompt_on_the_command_line() {
+        // An editor's message is not a place for the CLI's options, and an
+        // argument is limited in length: every CLI that reads its prompt
+        // from stdin gets it there.
+        for preset in Preset::ALL {
+            let (argv, stdin) = arguments(&preset.command(&[]), "--version");
+            let resumed = preset.resume_command(&[]).map(|c| arguments(&c, "--yolo"));
+            if preset == Preset::CursorAgent {
+                assert_eq!(argv[argv.len() - 2..], ["--", "--version"]);
+                continue;
+            }
+            assert!(stdin, "{preset:?}");
+            assert!(!argv.iter().any(|a| a == "--version"), "{preset:?}");
+            let (argv, stdin) = resumed.unwrap();
+            assert!(stdin && !argv.iter().any(|a| a == "--yolo"), "{preset:?}");
+        }
     }
 }
