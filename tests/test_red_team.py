@@ -429,3 +429,82 @@ def test_cli_agents_get_none_of_the_providers_variables_unless_passed(server):
         assert [n for n in names if n.startswith("MCP_PROVIDER_")] == ["MCP_PROVIDER_WANTED"], names
     finally:
         agent.stop()
+
+
+# Clients that initialize, call once and leave without DELETE.
+CHURN = 5000
+
+
+def test_sessions_nobody_deletes_make_room_for_new_clients(make_server):
+    """5,000 clients each open a session, call once and leave without
+    DELETE (as real clients do), against the default cap of 1,024: none
+    is refused. A steady client with its GET stream open and a call every
+    so often is never ended; a session left behind long ago gets 404 on
+    its next request (an MCP client's cue to initialize again), and the
+    bridge's memory stays small throughout."""
+    server = make_server("--server", f"w={WEDGED}")
+    steady = open_session(server, "w")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sock.sendall(
+        (f"GET /mcp/w HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+         f"Accept: text/event-stream\r\nMcp-Session-Id: {steady}\r\nMCP-Protocol-Version: {VERSION}\r\n\r\n").encode()
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    first = None
+    for n in range(CHURN):
+        session = open_session(server, "w")
+        first = first or session
+        assert call(server, "w", session, "echo", {}, call_id=n)["result"]["content"][0]["text"] == "echo"
+        if n % 500 == 0:
+            assert call(server, "w", steady, "echo", {}, call_id=n)["result"]["content"][0]["text"] == "echo"
+    # The steady client's stream is still open: it ends only when the
+    # server closes it, and a read finds no end (only keep-alives, if any).
+    sock.settimeout(0.2)
+    got = b""
+    try:
+        while data := sock.recv(4096):
+            got += data
+        got += b"<closed>"
+    except socket.timeout:
+        pass
+    sock.close()
+    assert not got.endswith((b"<closed>", b"0\r\n\r\n")), got[-200:]
+    assert call(server, "w", steady, "echo", {})["result"]["content"][0]["text"] == "echo"
+    status, _, body = rpc(server, "w", {"jsonrpc": "2.0", "id": 1, "method": "ping"}, first)
+    assert status == 404 and "initialize again" in json.dumps(body), (status, body)
+    peak = peak_rss_mb(server.proc.pid)
+    print(f"{server.runtime}: {CHURN} sessions, peak RSS {peak:.1f} MB")
+    assert peak <= 64, peak
+
+
+def test_sdk_clients_that_never_delete_make_room(make_server):
+    """The `mcp` SDK's session clients (legacy mode: `initialize`, then a GET
+    stream), leaving without DELETE (`terminate_on_close=False`), under
+    `bridge.max_sessions=20`: 200 of them in turn are all served, and the
+    one that stays (its stream open) keeps its session throughout."""
+    import asyncio
+
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    server = make_server("--server", f"w={WEDGED}", "--set", "bridge.max_sessions=20")
+
+    def sdk_client():
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
+        transport = streamable_http_client(f"{server.base}/mcp/w", http_client=http, terminate_on_close=False)
+        return Client(transport, mode="legacy")
+
+    async def churn():
+        answers = []
+        async with sdk_client() as steady:
+            for n in range(200):
+                async with sdk_client() as passing:
+                    answers.append((await passing.call_tool("echo", {})).content[0].text)
+                if n % 50 == 0:
+                    answers.append((await steady.call_tool("echo", {})).content[0].text)
+            answers.append((await steady.call_tool("echo", {})).content[0].text)
+        return answers
+
+    answers = asyncio.run(asyncio.wait_for(churn(), 120))
+    assert answers == ["echo"] * 205

@@ -94,9 +94,9 @@ impl Drop for Running {
 impl Bridged {
     /// The bridge of `specs`, its timer running; nothing is spawned until
     /// a client asks. `seed` makes its session ids unguessable.
-    pub fn start(specs: Vec<ServerSpec>, seed: [u8; 32]) -> Arc<Self> {
+    pub fn start(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32]) -> Arc<Self> {
         let bridged = Arc::new(Bridged {
-            state: Mutex::new(Bridge::new(specs, Limits::default(), seed, Instant::now())),
+            state: Mutex::new(Bridge::new(specs, limits, seed, Instant::now())),
             children: Mutex::default(),
             timer: (Mutex::default(), Condvar::new()),
             post: OnceLock::new(),
@@ -514,7 +514,7 @@ mod tests {
     /// earlier one on the same connection.
     #[test]
     fn answers_leave_in_the_order_the_bridge_made_them() {
-        let bridged = Bridged::start(Vec::new(), [7; 32]);
+        let bridged = Bridged::start(Vec::new(), Limits::default(), [7; 32]);
         let order = Arc::new(Mutex::new(Vec::new()));
         let first = AtomicBool::new(true);
         let seen = order.clone();

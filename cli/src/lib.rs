@@ -487,6 +487,7 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
     // Always there: servers may be added at run time (`/integrations`).
     let bridge = bridge::Bridged::start(
         settings.bridge.servers.iter().map(|s| s.spec()).collect(),
+        settings.bridge.limits(),
         bridge_seed,
     );
     let echo = settings.echo_agent.then(|| EchoAgentPlan {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mcp_provider_core::bridge::{ServerSpec, Share};
+use mcp_provider_core::bridge::{Limits as BridgeLimits, ServerSpec, Share};
 use mcp_provider_core::{Approval, Config};
 use serde::{Deserialize, Serialize};
 
@@ -106,16 +106,54 @@ pub struct Settings {
 }
 
 /// The `[bridge]` table.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeSettings {
+    /// MCP sessions open at once, all servers together; at the cap the
+    /// least recently used idle one ends to make room.
+    #[serde(default = "default_bridge_sessions")]
+    pub max_sessions: usize,
+    /// A session with no stream open and no request for this long ends.
+    #[serde(default = "default_bridge_session_idle")]
+    pub session_idle_secs: u64,
     #[serde(default)]
     pub servers: Vec<BridgeServer>,
 }
 
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        BridgeSettings {
+            max_sessions: default_bridge_sessions(),
+            session_idle_secs: default_bridge_session_idle(),
+            servers: Vec::new(),
+        }
+    }
+}
+
+fn default_bridge_sessions() -> usize {
+    BridgeLimits::default().max_sessions
+}
+
+fn default_bridge_session_idle() -> u64 {
+    BridgeLimits::default().session_idle.as_secs()
+}
+
 impl BridgeSettings {
+    /// Its keys that hold a plain value (an environment variable can set
+    /// them; `bridge_token` is a key of the top level).
+    const PLAIN_KEYS: [&str; 2] = ["max_sessions", "session_idle_secs"];
+
     fn is_empty(&self) -> bool {
-        self.servers.is_empty()
+        *self == BridgeSettings::default()
+    }
+
+    /// The core's limits for the bridge, these settings in them.
+    pub fn limits(&self) -> BridgeLimits {
+        BridgeLimits {
+            max_sessions: self.max_sessions,
+            session_idle: Duration::from_secs(self.session_idle_secs),
+            ..BridgeLimits::default()
+        }
     }
 }
 
@@ -343,6 +381,27 @@ fn loose_value(text: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(text.to_owned()))
 }
 
+/// Settings by key, each with where it came from.
+type Sources = BTreeMap<String, (toml::Value, String)>;
+
+/// Sets `key` to `value`; a dotted key (`bridge.max_sessions`) is a key of
+/// a table, set in it with the rest of the table as it was.
+fn set_key(table: &mut Sources, key: &str, value: toml::Value, source: String) {
+    match key.split_once('.') {
+        Some((outer, inner)) => {
+            let mut inside = match table.remove(outer) {
+                Some((toml::Value::Table(t), _)) => t,
+                _ => toml::Table::new(),
+            };
+            inside.insert(inner.to_owned(), value);
+            table.insert(outer.to_owned(), (toml::Value::Table(inside), source));
+        }
+        None => {
+            table.insert(key.to_owned(), (value, source));
+        }
+    }
+}
+
 impl Settings {
     /// Merges file, environment and `overrides` (`key=value`). A bad
     /// value is reported with where it came from: the file, the variable
@@ -353,7 +412,7 @@ impl Settings {
         overrides: &[String],
         servers: &[String],
     ) -> Result<Settings, BadSettings> {
-        let mut table: BTreeMap<String, (toml::Value, String)> = BTreeMap::new();
+        let mut table = Sources::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| BadSettings(format!("cannot read config {}: {e}", path.display())))?;
@@ -367,7 +426,15 @@ impl Settings {
         for (name, value) in env {
             if let Some(key) = name.strip_prefix("MCP_PROVIDER_") {
                 let source = format!("environment variable {name}");
-                table.insert(key.to_ascii_lowercase(), (loose_value(&value), source));
+                let key = key.to_ascii_lowercase();
+                // `MCP_PROVIDER_BRIDGE_MAX_SESSIONS` is `bridge.max_sessions`.
+                let key = match key.strip_prefix("bridge_") {
+                    Some(inner) if BridgeSettings::PLAIN_KEYS.contains(&inner) => {
+                        format!("bridge.{inner}")
+                    }
+                    _ => key,
+                };
+                set_key(&mut table, &key, loose_value(&value), source);
             }
         }
         for item in overrides {
@@ -376,7 +443,7 @@ impl Settings {
                 .ok_or_else(|| BadSettings(format!("--set expects key=value, got `{item}`")))?;
             let key = key.trim().to_owned();
             let source = format!("--set {key}=…");
-            table.insert(key, (loose_value(value.trim()), source));
+            set_key(&mut table, &key, loose_value(value.trim()), source);
         }
         // Each key alone first (every other key has a default), so an
         // error names the one place it came from.
@@ -400,6 +467,11 @@ impl Settings {
 
     fn validate(&self) -> Result<(), BadSettings> {
         self.listen_addrs()?;
+        if self.bridge.max_sessions == 0 {
+            return Err(BadSettings(
+                "bad setting `bridge.max_sessions`: it must be at least 1".to_owned(),
+            ));
+        }
         let mut names = Vec::new();
         for server in &self.bridge.servers {
             server.validate(&mut names)?;
@@ -510,6 +582,25 @@ mod tests {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         Settings::load(None, env, &sets, &[])
+    }
+
+    #[test]
+    fn a_table_key_is_set_with_a_dotted_name() {
+        let s = load(
+            &[("MCP_PROVIDER_BRIDGE_SESSION_IDLE_SECS", "60")],
+            &["bridge.max_sessions=5000"],
+        )
+        .unwrap();
+        assert_eq!(s.bridge.limits().max_sessions, 5000);
+        assert_eq!(s.bridge.limits().session_idle, Duration::from_secs(60));
+        assert!(s.bridge.servers.is_empty());
+        let zero = load(&[], &["bridge.max_sessions=0"]).unwrap_err().0;
+        assert!(zero.contains("bridge.max_sessions"), "{zero}");
+        let unknown = load(&[], &["bridge.nope=1"]).unwrap_err().0;
+        assert!(
+            unknown.contains("--set bridge.nope") && unknown.contains("nope"),
+            "{unknown}"
+        );
     }
 
     #[test]

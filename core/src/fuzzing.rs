@@ -517,7 +517,7 @@ mod conn_fuzz {
 /// closing, time passing), the rest its body. Sessions are named by the
 /// ids the bridge handed out.
 pub fn bridge(data: &[u8]) {
-    use crate::bridge::{Bridge, BridgeOutput, ChildId, Limits, Routed, ServerSpec, MAX_SESSIONS};
+    use crate::bridge::{Bridge, BridgeOutput, ChildId, Limits, Routed, ServerSpec};
     use crate::http::{Body, Request};
     use crate::Output;
     use bytes::Bytes;
@@ -611,7 +611,7 @@ pub fn bridge(data: &[u8]) {
                 _ => {}
             }
         }
-        assert!(bridge.sessions() <= MAX_SESSIONS);
+        assert!(bridge.sessions() <= Limits::default().max_sessions);
     }
     bridge.stop(now);
     while bridge.poll_output().is_some() {}

@@ -106,7 +106,7 @@ mod supervisor;
 mod tests;
 
 pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};
-pub use registry::{Bridge, ChildId, Routed, KEEPALIVE, MAX_CHILDREN, MAX_SESSIONS, SESSION_IDLE};
+pub use registry::{Bridge, ChildId, Routed, KEEPALIVE, MAX_CHILDREN};
 pub use report::{Report, ServerFigures};
 #[cfg(test)]
 pub(crate) use routes::every_route;
@@ -207,6 +207,14 @@ pub struct Limits {
     /// with an error at once. Also bounds the child's requests waiting for
     /// clients and the resources subscribed to.
     pub max_in_flight: usize,
+    /// Sessions open at once, all servers together (the bridge's, not a
+    /// child's). At the cap the least recently used session with no stream
+    /// open and nothing in flight ends to make room; a new client is
+    /// refused only when every session is busy.
+    pub max_sessions: usize,
+    /// A session with no stream open and no request for this long ends
+    /// (clients seldom `DELETE` theirs).
+    pub session_idle: Duration,
 }
 
 impl Default for Limits {
@@ -220,6 +228,8 @@ impl Default for Limits {
             backoff_max: Duration::from_secs(10),
             healthy_after: Duration::from_secs(30),
             max_in_flight: 1024,
+            max_sessions: 1024,
+            session_idle: Duration::from_secs(3600),
         }
     }
 }

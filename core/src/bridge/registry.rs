@@ -26,15 +26,9 @@ use crate::http::{Request, Response};
 use crate::mcp;
 use crate::provider::{ConnId, Output, RequestId};
 
-/// Sessions open at once; past this a new one gets a 503.
-pub const MAX_SESSIONS: usize = 1024;
-
 /// Child processes at once, all servers together; past this a new
 /// session of a per-session server (or a new server's first) gets a 503.
 pub const MAX_CHILDREN: usize = 64;
-
-/// A session with no stream open and no request for this long ends.
-pub const SESSION_IDLE: Duration = Duration::from_secs(3600);
 
 /// How often idle sessions are looked for.
 const SWEEP: Duration = Duration::from_secs(60);
@@ -46,8 +40,8 @@ pub const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Which cap refused a new client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Full {
-    /// [`MAX_SESSIONS`] sessions are open.
-    Sessions,
+    /// The cap on sessions is reached, and every session is busy.
+    Sessions(usize),
     /// [`MAX_CHILDREN`] child processes run, each with a client.
     Children,
 }
@@ -56,7 +50,9 @@ impl Full {
     /// What the refused client is told: the cap that was hit.
     pub(super) fn message(self) -> String {
         match self {
-            Full::Sessions => format!("too many MCP sessions are open (the cap is {MAX_SESSIONS})"),
+            Full::Sessions(cap) => format!(
+                "every MCP session is busy, with a stream open or a call in flight (the cap is {cap})"
+            ),
             Full::Children => format!(
                 "too many MCP server processes are running, each with a client (the cap is {MAX_CHILDREN})"
             ),
@@ -625,14 +621,15 @@ impl Bridge {
         });
     }
 
-    /// Ends the sessions unused for [`SESSION_IDLE`] with no stream open
+    /// Ends the sessions unused for `session_idle` with no stream open
     /// (a client gone without `DELETE`).
     fn sweep(&mut self, now: Instant) {
         let stale: Vec<String> = self
             .sessions
             .iter()
             .filter(|(_, s)| {
-                s.stream.is_none() && now.saturating_duration_since(s.used) >= SESSION_IDLE
+                s.stream.is_none()
+                    && now.saturating_duration_since(s.used) >= self.limits.session_idle
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -642,6 +639,30 @@ impl Bridge {
         }
     }
 
+    /// At the session cap: ends the least recently used session that is
+    /// idle (no stream open, no call in flight), whose client is most
+    /// likely gone without `DELETE`. Its next request, if it comes, gets
+    /// 404, and an MCP client initializes again. Whether one ended.
+    fn reclaim_session(&mut self, now: Instant) -> bool {
+        let busy: HashSet<(ChildId, ClientId)> = self
+            .pending
+            .keys()
+            .map(|(child, client, _)| (*child, *client))
+            .collect();
+        let idlest = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.stream.is_none() && !busy.contains(&(s.child, s.client)))
+            .min_by_key(|(_, s)| s.used)
+            .map(|(id, _)| id.clone());
+        let Some(id) = idlest else {
+            return false;
+        };
+        tracing::debug!("the least recently used MCP session ended to make room for a new one");
+        self.end_session(&id, now);
+        true
+    }
+
     /// A new session of `transport` for server `spec`: its id.
     pub(super) fn open_session(
         &mut self,
@@ -649,8 +670,8 @@ impl Bridge {
         transport: Transport,
         now: Instant,
     ) -> Result<String, Full> {
-        if self.sessions.len() >= MAX_SESSIONS {
-            return Err(Full::Sessions);
+        if self.sessions.len() >= self.limits.max_sessions && !self.reclaim_session(now) {
+            return Err(Full::Sessions(self.limits.max_sessions));
         }
         let child = self.child_for(spec, now)?;
         let client = self

@@ -185,10 +185,14 @@ mod tests {
 
     impl Rig {
         fn new() -> Rig {
+            Rig::with(Limits::default())
+        }
+
+        fn with(limits: Limits) -> Rig {
             let spec = ServerSpec::new("echo", vec!["echo-mcp".into()]);
             let now = Instant::now();
             Rig {
-                bridge: Bridge::new(vec![spec], Limits::default(), [7; 32], now),
+                bridge: Bridge::new(vec![spec], limits, [7; 32], now),
                 now,
                 conn: 0,
                 child: Vec::new(),
@@ -276,6 +280,20 @@ mod tests {
         }
     }
 
+    /// Another session on the child that answered `initialize` already:
+    /// its id, or the refusal's status and body.
+    fn another_session(rig: &mut Rig) -> Result<String, (u16, String)> {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+        match &rig.send("POST", None, init, None).1[..] {
+            [Output::Respond { response, .. }] => match response.header("mcp-session-id") {
+                Some(id) => Ok(id.to_owned()),
+                None => Err((response.status, format!("{:?}", response.body))),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn status(out: &[Output]) -> u16 {
         match out {
             [Output::Respond { response, .. }, ..] => response.status,
@@ -359,7 +377,7 @@ mod tests {
     fn a_session_unused_for_an_hour_without_a_stream_expires() {
         let mut rig = Rig::new();
         let session = rig.session();
-        rig.now += crate::bridge::SESSION_IDLE - std::time::Duration::from_secs(61);
+        rig.now += Limits::default().session_idle - std::time::Duration::from_secs(61);
         rig.bridge.handle_timeout(rig.now);
         let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
         assert!(
@@ -368,10 +386,63 @@ mod tests {
                 .is_empty(),
             "still there: answered by the child"
         );
-        rig.now += crate::bridge::SESSION_IDLE;
+        rig.now += Limits::default().session_idle;
         rig.bridge.handle_timeout(rig.now);
         rig.drain();
         assert_eq!(status(&rig.send("POST", Some(&session), ping, None).1), 404);
+    }
+
+    #[test]
+    fn at_the_session_cap_the_least_recently_used_idle_session_makes_room() {
+        let second = std::time::Duration::from_secs(1);
+        let mut rig = Rig::with(Limits {
+            max_sessions: 4,
+            ..Limits::default()
+        });
+        let streaming = rig.session();
+        rig.now += second;
+        let calling = another_session(&mut rig).unwrap();
+        rig.now += second;
+        let older = another_session(&mut rig).unwrap();
+        rig.now += second;
+        let newer = another_session(&mut rig).unwrap();
+        rig.now += second;
+        // The oldest two are busy: a stream open, a call in flight.
+        assert_eq!(
+            status(&rig.send("GET", Some(&streaming), Value::Null, None).1),
+            200
+        );
+        let call =
+            json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "slow"}});
+        assert!(rig.send("POST", Some(&calling), call, None).1.is_empty());
+        // A fifth client: the idle session used longest ago ends for it,
+        // then the other idle one; the busy ones stay.
+        let fifth = another_session(&mut rig).unwrap();
+        let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+        assert_eq!(
+            status(&rig.send("POST", Some(&older), ping.clone(), None).1),
+            404
+        );
+        rig.now += second;
+        let sixth = another_session(&mut rig).unwrap();
+        assert_eq!(
+            status(&rig.send("POST", Some(&newer), ping.clone(), None).1),
+            404
+        );
+        for session in [&fifth, &sixth] {
+            assert_eq!(
+                status(&rig.send("GET", Some(session), Value::Null, None).1),
+                200
+            );
+        }
+        // Every session busy now: only then is a newcomer refused, told why.
+        let (status, body) = another_session(&mut rig).unwrap_err();
+        assert_eq!(status, 503);
+        assert!(
+            body.contains("every MCP session is busy") && body.contains("cap is 4"),
+            "{body}"
+        );
+        assert!(rig.send("POST", Some(&streaming), ping, None).1.is_empty());
     }
 
     #[test]
