@@ -508,3 +508,19 @@ def test_sdk_clients_that_never_delete_make_room(make_server):
 
     answers = asyncio.run(asyncio.wait_for(churn(), 120))
     assert answers == ["echo"] * 205
+
+
+def test_the_events_route_cannot_take_a_websocket_session_from_its_socket(make_server):
+    """`GET /events/{id}` with the id of a `/ws` session is refused (409),
+    and the socket goes on getting its answers."""
+    server = make_server("--server", f"w={WEDGED}")
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    with ws_connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"}, open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "create_session", "server": "w"}))
+        created = json.loads(ws.recv(10))
+        assert created["type"] == "session_created", created
+        status, _, body = http_request(server, "GET", f"/events/{created['session_id']}")
+        assert status == 409 and b"not a REST session" in body, (status, body)
+        ws.send(json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo"}}))
+        frame = json.loads(ws.recv(10))
+        assert frame["type"] == "response" and frame["data"]["id"] == 7, frame

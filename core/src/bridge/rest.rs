@@ -261,9 +261,16 @@ impl Bridge {
     }
 
     /// `GET /events/{id}`: `connected`, then what the session is sent.
+    /// Only a REST session's: another transport's session has its own
+    /// stream (a WebSocket, a `GET` event stream), which must not be taken
+    /// from its client.
     fn open_events(&mut self, to: RequestId, id: &str, now: Instant) {
-        if !self.sessions.contains_key(id) {
+        let Some(session) = self.sessions.get(id) else {
             return self.respond(to, error(404, "no such session"));
+        };
+        if session.transport != Transport::Rest {
+            let message = "this session is not a REST session (POST /sessions): its client hears from it on its own stream";
+            return self.respond(to, error(409, message));
         }
         let connected = event(0, "connected", &json!({"session_id": id}).to_string());
         self.attach_stream(
