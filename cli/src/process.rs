@@ -132,7 +132,9 @@ impl Groups {
     /// The run's leader exited and is about to be reaped: its group id may
     /// be reused from then on.
     pub fn remove(&self, run: RunId) {
-        if let Some(pgid) = self.map().remove(&run) {
+        // Let go of the map before writing to the watchdog.
+        let removed = self.map().remove(&run);
+        if let Some(pgid) = removed {
             watchdog::forget(pgid);
         }
     }
