@@ -151,6 +151,20 @@ def test_the_prompt_goes_into_a_templated_argument(server, exec_agent):
     assert answer.choices[0].message.content == "[Be brief.\n\nhi]"
 
 
+def test_a_prompt_too_long_for_an_argument_is_a_400_saying_so(server, exec_agent):
+    # Linux refuses a single argument over 128 KiB; a command that takes
+    # its prompt as one (cursor-agent, or a user's own) must say why, in
+    # the code clients know for "shorten the conversation".
+    exec_agent("say", "--", "printf", "[%s]", "{prompt}")
+    c = client(server)
+    with pytest.raises(openai.BadRequestError) as refused:
+        c.chat.completions.create(model="say", messages=[{"role": "user", "content": "pelican " * 25_000}])
+    assert refused.value.code == "context_length_exceeded"
+    assert "`printf`" in refused.value.message and "stdin" in refused.value.message
+    answer = c.chat.completions.create(model="say", messages=[{"role": "user", "content": "short"}])
+    assert answer.choices[0].message.content == "[short]"
+
+
 def test_text_streams_as_the_command_prints_it(server, exec_agent, tmp_path):
     # The command prints its first word, then waits for a file the test
     # makes only after that word reached the editor: an agent that held the

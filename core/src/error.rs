@@ -93,6 +93,17 @@ impl ApiError {
         e
     }
 
+    /// The conversation is longer than the model can take: OpenAI's code
+    /// for it, which clients recognise as "shorten and retry".
+    pub fn context_length_exceeded(message: impl Into<String>) -> Self {
+        Self::new(
+            400,
+            "invalid_request_error",
+            Some("context_length_exceeded"),
+            message.into(),
+        )
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(
             405,

@@ -598,8 +598,9 @@ fn no_agent() -> ApiError {
 }
 
 /// The editor's error for an agent's: `busy` (the agent's own queue is
-/// full) is a 503 to retry shortly, `timeout` a 504, anything else a 502
-/// naming the agent's code.
+/// full) is a 503 to retry shortly, `timeout` a 504,
+/// `context_length_exceeded` a 400 the editor can answer by shortening the
+/// conversation, anything else a 502 naming the agent's code.
 fn agent_error(body: &ErrorBody) -> ApiError {
     let mut message = body.message_or("the agent failed to answer");
     let code = body.code.as_ref().map(|c| match c.as_str() {
@@ -609,6 +610,7 @@ fn agent_error(body: &ErrorBody) -> ApiError {
     match code.as_deref() {
         Some("busy") => busy(&message),
         Some("timeout") => ApiError::timeout(message),
+        Some("context_length_exceeded") => ApiError::context_length_exceeded(message),
         Some(code) => {
             message.push_str(&format!(" (code {code})"));
             ApiError::agent(message)

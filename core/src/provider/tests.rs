@@ -234,6 +234,23 @@ fn whole_answer_timeout_answers_504_and_cancels_the_agent() {
 }
 
 #[test]
+fn an_agent_that_finds_the_conversation_too_long_is_a_400_the_editor_can_act_on() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(3600));
+    t.chat(EDITOR, false);
+    let id = t.last_invoke_id(AGENT);
+    let refused = json!({"type": "error", "id": id,
+        "error": {"message": "too long for `cursor-agent`", "code": "context_length_exceeded"}});
+    t.agent(AGENT, refused);
+    let (status, body, ended) = t.editor(EDITOR);
+    assert_eq!(status, Some(400));
+    assert!(ended);
+    let err: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(err["error"]["code"], "context_length_exceeded");
+    assert_eq!(err["error"]["message"], "too long for `cursor-agent`");
+}
+
+#[test]
 fn quiet_stream_gets_keepalives_then_idle_timeout() {
     let mut t = Pair::new(|c| {
         c.stream_idle_timeout = Duration::from_secs(3);

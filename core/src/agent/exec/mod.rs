@@ -31,7 +31,7 @@ use crate::agent::echo::text_of;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use conversation::{Conversation, Conversations, Transcript};
 use output::{Event, OutputFormat};
-use preset::{Format, SESSION};
+use preset::{Format, MAX_ARGUMENT, SESSION};
 
 /// The most of a run's stderr kept for its error message.
 pub const STDERR_TAIL: usize = 2048;
@@ -254,6 +254,20 @@ impl ExecAgent {
             _ => self.plan.command.clone(),
         };
         let (argv, on_stdin) = preset::arguments(&command, &request.prompt);
+        if let Some(long) = argv.iter().map(String::len).find(|&n| n > MAX_ARGUMENT) {
+            let message = format!(
+                "the conversation is too long for `{}`, which takes its prompt as an argument: \
+                 that argument would be {long} bytes, and the most one may hold is {MAX_ARGUMENT}; \
+                 shorten the conversation, or use a command that reads its prompt from stdin",
+                argv.first().map_or("", String::as_str),
+            );
+            self.ready.push_back(error_frame(
+                &request.invoke,
+                &message,
+                "context_length_exceeded",
+            ));
+            return;
+        }
         let stdin = if on_stdin {
             request.prompt.as_bytes().to_vec()
         } else {
@@ -325,10 +339,13 @@ impl ExecAgent {
         if !state.settled {
             self.finish(state, &exit, now);
         }
-        if self.runs.len() < self.plan.max_running {
-            if let Some(next) = self.queue.pop_front() {
-                self.start(next);
-            }
+        // A queued request may be refused without a run (a prompt too long
+        // for its command), so keep starting until a slot is taken.
+        while self.runs.len() < self.plan.max_running {
+            let Some(next) = self.queue.pop_front() else {
+                break;
+            };
+            self.start(next);
         }
     }
 

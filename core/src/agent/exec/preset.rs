@@ -13,6 +13,13 @@ use super::plain::Plain;
 /// the prompt on stdin.
 pub const PROMPT: &str = "{prompt}";
 
+/// The longest one argument may be: Linux's `MAX_ARG_STRLEN` (32 pages of
+/// 4 KiB, its terminating NUL included). A prompt that makes an argument
+/// longer cannot be passed that way, so it is refused before the run
+/// starts, with a reason the editor can act on, instead of failing in
+/// `exec` as "Argument list too long".
+pub const MAX_ARGUMENT: usize = 32 * 4096 - 1;
+
 /// Where a resume command puts the CLI's session id.
 pub const SESSION: &str = "{session}";
 

@@ -214,6 +214,33 @@ fn a_hung_run_times_out_then_its_slot_goes_to_the_next() {
 }
 
 #[test]
+fn a_prompt_too_long_for_one_argument_is_refused_and_the_next_request_runs() {
+    let now = Instant::now();
+    let mut once = plan(Format::Plain, &["say", "--", "{prompt}"]);
+    once.max_running = 1;
+    once.max_queued = 2;
+    let mut agent = ExecAgent::new(once, "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke("inv-1", "x"), now);
+    let (first, _, _) = one_spawn(&mut agent);
+    let long = "y".repeat(200_000);
+    agent.handle_message(&invoke("inv-2", &long), now);
+    agent.handle_message(&invoke("inv-3", "z"), now);
+    assert!(actions(&mut agent).is_empty());
+    agent.handle_exit(first, exited(0), now);
+    let sent = frames(&mut agent);
+    let refused = sent.iter().find(|f| f["id"] == "inv-2").unwrap();
+    assert_eq!(refused["error"]["code"], "context_length_exceeded");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`say`") && message.contains("stdin"),
+        "{message}"
+    );
+    let (_, argv, _) = one_spawn(&mut agent);
+    assert_eq!(argv, ["say", "--", "z"]);
+}
+
+#[test]
 fn past_the_queue_requests_are_refused_as_busy() {
     let now = Instant::now();
     let mut agent = ExecAgent::new(plan(Format::Plain, &["sleep"]), "a");
