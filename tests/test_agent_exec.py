@@ -193,12 +193,35 @@ def test_a_failing_command_is_an_error_with_its_stderr(server, exec_agent):
     assert "exited with status 3" in message and "no credentials found" in message
 
 
-def test_a_missing_program_is_an_error_not_a_hang(server, exec_agent):
-    exec_agent("ghost", "--", "no-such-program-anywhere")
+def test_a_missing_cli_is_refused_at_start_naming_how_to_install_it(server, tmp_path):
+    # A PATH without claude: the preset's CLI is not installed.
+    bare = {"PATH": "/usr/bin:/bin"}
+    cases = [
+        (["--preset", "claude"], "the claude preset runs `claude`, which is not installed",
+         "npm install -g @anthropic-ai/claude-code"),
+        (["--preset", "gemini"], "the gemini preset runs `gemini`", "npm install -g @google/gemini-cli"),
+        (["--", "no-such-program-anywhere"], "`no-such-program-anywhere` is not found on PATH", ""),
+        (["--", "./not-here.sh"], "`./not-here.sh` is not an executable file", ""),
+        (["--cwd", str(tmp_path / "gone"), "--", "cat"], f"--cwd {tmp_path / 'gone'}: no such directory", ""),
+    ]
+    for args, said, install in cases:
+        agent = ExecAgent(server, *args, env=bare)
+        out, err = agent.proc.communicate(timeout=10)
+        assert agent.proc.returncode == 2, (args, out, err)
+        assert said in err and install in err, (args, err)
+        assert "Connect" not in out, out
+
+
+def test_a_program_gone_after_start_is_an_error_not_a_hang(server, exec_agent, tmp_path):
+    program = tmp_path / "answer.sh"
+    program.write_text("#!/bin/sh\ncat\n")
+    program.chmod(0o755)
+    exec_agent("ghost", "--", str(program))
+    program.unlink()
     with pytest.raises(openai.APIStatusError) as failed:
         client(server).chat.completions.create(model="ghost", messages=[{"role": "user", "content": "x"}])
     assert failed.value.status_code == 502
-    assert "could not start `no-such-program-anywhere`" in failed.value.body["message"]
+    assert f"could not start `{program}`" in failed.value.body["message"]
 
 
 def test_a_hung_command_times_out_and_is_killed(server, exec_agent):

@@ -5,8 +5,12 @@ configuration that reads back, and bad settings that name where they came
 from."""
 
 import os
+import pty
+import shutil
+import signal
 import stat
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -59,6 +63,7 @@ def test_generated_secrets_are_kept_for_the_shell_and_the_next_start(runtime, tm
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert stat.S_IMODE(secrets.parent.stat().st_mode) == 0o700
     banner = "".join(first.banner)
+    assert f"MCP Local Provider ({runtime} runtime) listening on http://" in banner, banner
     assert f"Secrets kept in {secrets}" in banner and "API key (generated)" in banner
     # The file is what a shell sources: it sets both variables.
     shown = subprocess.run(
@@ -150,3 +155,62 @@ def test_a_bad_value_names_its_flag_variable_or_file(runtime, tmp_path, where, e
     assert result.returncode == 2
     assert expected in result.stderr, result.stderr
     assert "line 1" not in result.stderr or where == "file"
+
+
+def logs(runtime, env, terminal):
+    """What `serve` logs on its way down after SIGTERM, its stderr a pipe
+    or (`terminal`) a pseudo-terminal."""
+    reader, writer = pty.openpty() if terminal else os.pipe()
+    proc = subprocess.Popen(
+        [str(BIN_DIR / RUNTIMES[runtime]), "serve", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=writer, env=env, text=True,
+    )
+    os.close(writer)
+    try:
+        for line in proc.stdout:
+            if "built-in echo agent" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        out = b""
+        while True:
+            try:
+                piece = os.read(reader, 65536)
+            except OSError:  # a pseudo-terminal whose other end closed
+                break
+            if not piece:
+                break
+            out += piece
+        return out.decode()
+    finally:
+        os.close(reader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_logs_are_coloured_only_on_a_terminal_and_never_with_no_color(runtime, tmp_path):
+    env = {**user_env(tmp_path), "RUST_LOG": "info"}
+    piped = logs(runtime, env, terminal=False)
+    assert "shutting down" in piped and "\x1b[" not in piped, piped
+    on_terminal = logs(runtime, env, terminal=True)
+    assert "shutting down" in on_terminal and "\x1b[" in on_terminal, on_terminal
+    plain = logs(runtime, {**env, "NO_COLOR": "1"}, terminal=True)
+    assert "shutting down" in plain and "\x1b[" not in plain, plain
+
+
+def test_the_test_script_names_what_is_missing_before_running_anything(tmp_path):
+    # A machine with cargo and Python but no Node.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "cargo"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    # The interpreter itself, not a wrapper script (pyenv's shims are).
+    (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "test")], env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "scripts/test needs Node 20 or later with npm: sudo apt-get install nodejs npm\n", done.stderr
+    assert done.stdout == ""

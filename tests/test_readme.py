@@ -3,8 +3,14 @@ user pastes them: the start command, then every `sh` and `python` snippet
 after it. The snippets are read from README.md itself, so the README cannot
 drift from what works.
 
-The user has a fresh home directory (generated secrets land there) and the
-README's own port, 8788. Snippets are classified by what they do:
+The user has a fresh home directory (generated secrets land there). They
+start the README's first command on the README's own port, 8788, and leave
+it running, as the README says — then the snippets run against another,
+free port (8788 rewritten in their text, and the defaults moved there by
+`MCP_PROVIDER_LISTEN` and `MCP_PROVIDER_URL`), the way the suite runs while
+that server is still up. When 8788 is already taken (the user's own server),
+that server stands in for the first one. Snippets are classified by what
+they do:
 
 * `scripts/test`, the suite's own command, is the one not run (it is what
   runs this);
@@ -38,7 +44,7 @@ from pathlib import Path
 from conftest import ROOT, claude_code_env
 
 README = ROOT / "README.md"
-PORT = 8788
+README_PORT = 8788
 # The first `cargo run --release` builds the release binary.
 BUILD_TIMEOUT = 1500
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
@@ -96,7 +102,9 @@ class Background:
                 self.proc.wait(timeout=5)
 
 
-def user_env(home):
+def user_env(home, port=None):
+    """A new user's environment; with `port`, the server's and the agents'
+    default address moved to it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_PROVIDER_", "XDG_", "CARGO_INSTALL"))}
     real_home = Path(os.environ.get("HOME", "/root"))
     # The toolchain stays where it is installed; the user's files are new.
@@ -105,40 +113,56 @@ def user_env(home):
     env["HOME"] = str(home)
     env["CARGO_INSTALL_ROOT"] = str(home / "installed")
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    if port is not None:
+        env["MCP_PROVIDER_LISTEN"] = f"127.0.0.1:{port}"
+        env["MCP_PROVIDER_URL"] = f"ws://127.0.0.1:{port}/v1/agent"
     return env
 
 
-def port_is_free():
+def port_is_free(port):
     with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", PORT)) != 0
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_every_readme_snippet_works_as_pasted(tmp_path):
-    assert port_is_free(), f"the README's port {PORT} is taken: stop what listens there to run this test"
     home = tmp_path / "home"
     home.mkdir()
-    env = user_env(home)
     blocks = [(lang, text) for lang, text in snippets() if lang in ("sh", "python")]
-    assert blocks[0][1].strip() == "cargo run --release -p mcp-provider-smol -- serve"
+    start = blocks[0][1]
+    assert start.strip() == "cargo run --release -p mcp-provider-smol -- serve"
     assert blocks[1][1].strip() == "scripts/test"
+    first = None
+    if port_is_free(README_PORT):
+        first = Background(start, user_env(home), f"listening on http://127.0.0.1:{README_PORT}", BUILD_TIMEOUT)
+    port = free_port()
+    env = user_env(home, port)
     running, ran = [], []
     created = [ROOT / "mcp-provider.toml"]
     try:
+        if first is not None:
+            wait_for_echo(README_PORT)
         for lang, text in blocks:
             if text.strip() == "scripts/test":
                 continue
+            text = text.replace(f"127.0.0.1:{README_PORT}", f"127.0.0.1:{port}")
             if lang == "sh" and " serve" in text and "--print-config" not in text:
                 for process in running:
                     process.stop()
-                running = [Background(text, env, f"listening on http://127.0.0.1:{PORT}", BUILD_TIMEOUT)]
-                wait_for_echo()
+                running = [Background(text, env, f"listening on http://127.0.0.1:{port}", BUILD_TIMEOUT)]
+                wait_for_echo(port)
                 ran.append(("server", text))
                 continue
             if lang == "sh" and re.search(r"agent (echo|exec)", text):
-                agent = Background(text, agent_env(env, text), "Connected: session", BUILD_TIMEOUT)
+                agent = Background(text, agent_env(env, text, port), "Connected: session", BUILD_TIMEOUT)
                 running.append(agent)
                 ran.append(("agent", text))
-                check_agent(env, text)
+                check_agent(env, text, port)
                 continue
             if lang == "sh" and "claude mcp add" in text:
                 check_mcp_host(text, env)
@@ -155,8 +179,11 @@ def test_every_readme_snippet_works_as_pasted(tmp_path):
             assert done.returncode == 0, f"`{text.strip()}` failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
             ran.append((lang, text))
             check_output(text, done.stdout, home)
+        if first is not None:
+            # The server the user left running was never in the way.
+            wait_for_echo(README_PORT)
     finally:
-        for process in running:
+        for process in running + [first] * (first is not None):
             process.stop()
         for path in created:
             path.unlink(missing_ok=True)
@@ -194,19 +221,19 @@ def kept_secrets(home):
     return re.findall(r"^export MCP_PROVIDER_\w+='([^']+)'", text, re.M)
 
 
-def wait_for_echo():
+def wait_for_echo(port):
     """The built-in agent registers just after the banner: a user is
     slower than that, a test is not."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/health", timeout=5) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
             if b'"sessions":1' in r.read():
                 return
         time.sleep(0.05)
     raise AssertionError("the echo agent never registered")
 
 
-def agent_env(env, text):
+def agent_env(env, text, port):
     """What an agent snippet runs with: a CLI preset finds its CLI on PATH,
     set up to reach a model (here: this server's echo model)."""
     if "--preset claude" not in text:
@@ -215,7 +242,7 @@ def agent_env(env, text):
     return {
         **env,
         "PATH": f"{ROOT / 'tests' / 'node' / 'node_modules' / '.bin'}:{env['PATH']}",
-        **claude_code_env(f"http://127.0.0.1:{PORT}", key),
+        **claude_code_env(f"http://127.0.0.1:{port}", key),
     }
 
 
@@ -236,14 +263,14 @@ def check_mcp_host(text, env):
     assert "Connected" in listed, done.stdout
 
 
-def check_agent(env, text):
+def check_agent(env, text, port):
     """The agent's model (its `--model`, else its preset's name) is served,
     and answers."""
     model = re.search(r"--(?:model|preset) (\S+)", text).group(1)
     key = kept_secrets(Path(env["HOME"]))[0]
     body = {"model": model, "messages": [{"role": "user", "content": "from the agent"}]}
     request = urllib.request.Request(
-        f"http://127.0.0.1:{PORT}/v1/chat/completions",
+        f"http://127.0.0.1:{port}/v1/chat/completions",
         data=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )

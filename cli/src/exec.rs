@@ -1,6 +1,6 @@
 //! `agent exec`'s command line: which CLI to run per request, and how.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -21,7 +21,12 @@ pub struct RemoteExec {
 
 #[derive(Args)]
 pub struct ExecArgs {
-    #[arg(long, default_value = "ws://127.0.0.1:8788/v1/agent")]
+    /// The provider's agent link.
+    #[arg(
+        long,
+        env = "MCP_PROVIDER_URL",
+        default_value = "ws://127.0.0.1:8788/v1/agent"
+    )]
     pub url: String,
     /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
     /// `serve` generated and keeps in its secrets file).
@@ -106,6 +111,40 @@ impl ExecArgs {
         })
     }
 
+    /// Whether the runs can start: the working directory exists and the
+    /// program is found (on `PATH` for a bare name, else from the working
+    /// directory) and executable. Checked once at start, so a missing CLI
+    /// is a usage error naming how to install it rather than a "serving"
+    /// agent whose every answer fails; one that disappears later still
+    /// fails its request with the reason.
+    pub fn check_runnable(&self, plan: &ExecPlan) -> Result<(), String> {
+        let here = match &self.cwd {
+            Some(dir) if !dir.is_dir() => {
+                return Err(format!("--cwd {}: no such directory", dir.display()));
+            }
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?,
+        };
+        let Some(program) = plan.command.first() else {
+            return Ok(());
+        };
+        if find_program(program, &here).is_some() {
+            return Ok(());
+        }
+        let preset = self.preset.as_deref().and_then(Preset::from_name);
+        Err(match preset {
+            Some(preset) => format!(
+                "the {} preset runs `{program}`, which is not installed (not found on PATH, or not executable); install it with `{}`, or pass --preset for a CLI you have",
+                preset.name(),
+                preset.install()
+            ),
+            None if program.contains('/') => {
+                format!("`{program}` is not an executable file")
+            }
+            None => format!("`{program}` is not found on PATH (or is not executable)"),
+        })
+    }
+
     pub fn cwd(&self) -> Option<PathBuf> {
         self.cwd.clone()
     }
@@ -113,4 +152,22 @@ impl ExecArgs {
     pub fn pass_env(&self) -> Vec<String> {
         self.pass_env.clone()
     }
+}
+
+/// Where `program` would be run from: a name with a `/` is a path (from
+/// `dir` when relative), a bare name is looked up on `PATH` as `exec` does.
+fn find_program(program: &str, dir: &Path) -> Option<PathBuf> {
+    let executable = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = dir.join(program);
+        return executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| dir.join(d).join(program))
+        .find(|p| executable(p))
 }

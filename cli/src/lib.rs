@@ -116,6 +116,9 @@ pub struct RemoteEcho {
 pub trait Runtime {
     /// The binary's name, for `--help` and messages.
     const NAME: &'static str;
+    /// What drives the core (`smol`, `blocking`), named in the banner so a
+    /// user running both binaries can tell them apart.
+    const RUNTIME: &'static str;
     /// Open connections allowed when `max_connections` is not set.
     const DEFAULT_MAX_CONNECTIONS: usize;
     /// Open files one connection holds at most (the connection cap is
@@ -140,7 +143,7 @@ pub trait Runtime {
 #[derive(Parser)]
 #[command(
     version,
-    about = "Use an agent as a local LLM: OpenAI and Ollama APIs served by agents"
+    about = "Use an agent as a local LLM (OpenAI, Anthropic and Ollama APIs served by agents), and serve stdio MCP servers to network clients"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -190,7 +193,12 @@ struct ServeArgs {
 enum AgentCommand {
     /// Answer with the last user message, one word per chunk.
     Echo {
-        #[arg(long, default_value = "ws://127.0.0.1:8788/v1/agent")]
+        /// The provider's agent link.
+        #[arg(
+            long,
+            env = "MCP_PROVIDER_URL",
+            default_value = "ws://127.0.0.1:8788/v1/agent"
+        )]
         url: String,
         /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
         /// `serve` generated and keeps in its secrets file).
@@ -209,7 +217,12 @@ enum AgentCommand {
     /// the host's agent takes editors' requests with `next_request` and
     /// answers them with `respond`.
     Mcp {
-        #[arg(long, default_value = "ws://127.0.0.1:8788/v1/agent")]
+        /// The provider's agent link.
+        #[arg(
+            long,
+            env = "MCP_PROVIDER_URL",
+            default_value = "ws://127.0.0.1:8788/v1/agent"
+        )]
         url: String,
         /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
         /// `serve` generated and keeps in its secrets file).
@@ -222,6 +235,14 @@ enum AgentCommand {
         #[arg(long)]
         sampling: bool,
     },
+}
+
+/// Colour in log lines only for a person at a terminal: a log file or
+/// journal gets plain text, and `NO_COLOR` (set and not empty) turns it off.
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    std::io::stderr().is_terminal() && !no_color
 }
 
 /// The whole program of a runtime's binary.
@@ -239,6 +260,7 @@ pub fn main<R: Runtime>() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -293,7 +315,8 @@ pub fn main<R: Runtime>() -> ExitCode {
         Command::Agent {
             agent: AgentCommand::Exec(args),
         } => match (
-            args.plan(),
+            args.plan()
+                .and_then(|plan| args.check_runnable(&plan).map(|()| plan)),
             args.token
                 .clone()
                 .map_or_else(secrets::kept_bridge_token, Ok),
@@ -548,7 +571,10 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
     };
     let banner = || {
         for addr in &bound {
-            println!("MCP Local Provider listening on http://{addr}");
+            println!(
+                "MCP Local Provider ({} runtime) listening on http://{addr}",
+                R::RUNTIME
+            );
         }
         let first = &bound[0];
         println!("  OpenAI base URL:  http://{first}/v1");

@@ -381,6 +381,10 @@ fn loose_value(text: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(text.to_owned()))
 }
 
+/// Variables of ours that the agents read, not the server: a shell that
+/// exports them for its agents can still start `serve`.
+const AGENTS_VARIABLES: [&str; 1] = ["MCP_PROVIDER_URL"];
+
 /// Settings by key, each with where it came from.
 type Sources = BTreeMap<String, (toml::Value, String)>;
 
@@ -424,6 +428,9 @@ impl Settings {
             }
         }
         for (name, value) in env {
+            if AGENTS_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
             if let Some(key) = name.strip_prefix("MCP_PROVIDER_") {
                 let source = format!("environment variable {name}");
                 let key = key.to_ascii_lowercase();
@@ -610,6 +617,7 @@ mod tests {
                 ("MCP_PROVIDER_API_KEY", "a,b"),
                 ("MCP_PROVIDER_REQUESTS_PER_MINUTE", "5"),
                 ("HOME", "/x"),
+                ("MCP_PROVIDER_URL", "ws://127.0.0.1:9/v1/agent"),
             ],
             &["requests_per_minute=7", "listen=127.0.0.1:0"],
         )

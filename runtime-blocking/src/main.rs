@@ -18,6 +18,7 @@ struct Blocking;
 
 impl Runtime for Blocking {
     const NAME: &'static str = "mcp-provider-blocking";
+    const RUNTIME: &'static str = "blocking";
     /// A connection costs a reader thread, and a writer thread once it
     /// needs one (a slow reader, an upgrade, pipelining).
     const DEFAULT_MAX_CONNECTIONS: usize = 2048;

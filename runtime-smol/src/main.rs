@@ -17,6 +17,7 @@ struct Smol;
 
 impl Runtime for Smol {
     const NAME: &'static str = "mcp-provider";
+    const RUNTIME: &'static str = "smol";
     /// A connection costs a task and its buffers: a few KiB.
     const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
     /// A connection is one socket.

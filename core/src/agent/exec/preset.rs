@@ -86,6 +86,17 @@ impl Preset {
         Preset::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// How a user gets the CLI, for the message when it is not installed.
+    pub fn install(self) -> &'static str {
+        match self {
+            Preset::Claude => "npm install -g @anthropic-ai/claude-code",
+            Preset::Qwen => "npm install -g @qwen-code/qwen-code",
+            Preset::Gemini => "npm install -g @google/gemini-cli",
+            Preset::Codex => "npm install -g @openai/codex",
+            Preset::CursorAgent => "curl https://cursor.com/install -fsS | bash",
+        }
+    }
+
     pub fn format(self) -> Format {
         match self {
             Preset::Claude | Preset::Qwen => Format::StreamJson,
