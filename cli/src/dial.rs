@@ -1,14 +1,163 @@
 //! What both runtimes do the same way on agent links: the WebSocket
 //! request that dials one with the bridge token, the `101` head that
-//! accepts one, and the backoff between attempts to reach an agent hub.
+//! accepts one, the backoff between attempts to reach a provider or an
+//! agent hub, and what an agent process does when its link ends.
 
 use std::time::Duration;
 
+use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::http::websocket_accept;
 use mcp_provider_core::Upgrade;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::Request;
 use tungstenite::handshake::derive_accept_key;
+use tungstenite::protocol::CloseFrame;
+
+/// Where an agent process dials, with which bridge token, and whether it
+/// dials again when the link ends.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub url: String,
+    pub token: String,
+    /// Stop when the link ends instead of reconnecting (`--once`).
+    pub once: bool,
+}
+
+/// The flags every agent command dials with.
+#[derive(clap::Args, Clone)]
+pub struct LinkArgs {
+    /// The provider's agent link.
+    #[arg(
+        long,
+        env = "MCP_PROVIDER_URL",
+        default_value = "ws://127.0.0.1:8788/v1/agent"
+    )]
+    url: String,
+    /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
+    /// `serve` generated and keeps in its secrets file).
+    #[arg(long, env = "MCP_PROVIDER_BRIDGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Stop when the link ends, instead of reconnecting with backoff
+    /// (and resuming the session) until the provider is back.
+    #[arg(long)]
+    once: bool,
+}
+
+impl LinkArgs {
+    /// The link, its token found where the user keeps it.
+    pub fn resolve(self) -> Result<Link, String> {
+        let token = self
+            .token
+            .map_or_else(crate::secrets::kept_bridge_token, Ok)?;
+        Ok(Link {
+            url: self.url,
+            token,
+            once: self.once,
+        })
+    }
+}
+
+/// Why dialing a provider failed.
+#[derive(Debug)]
+pub enum DialError {
+    /// Dialing again cannot help: the provider refused the bridge token,
+    /// or the URL is not one to dial.
+    Final(String),
+    /// Nothing answered, or the handshake failed: the provider may be
+    /// starting.
+    Unreachable(String),
+}
+
+impl DialError {
+    pub fn message(self) -> String {
+        match self {
+            DialError::Final(why) | DialError::Unreachable(why) => why,
+        }
+    }
+}
+
+/// The error for a failed WebSocket handshake with `url`: a refused token
+/// says where the right one is kept.
+pub fn handshake_failed(url: &str, e: tungstenite::Error) -> DialError {
+    match e {
+        tungstenite::Error::Http(response) if matches!(response.status().as_u16(), 401 | 403) => {
+            let file = crate::settings::default_secrets_file();
+            DialError::Final(format!(
+                "the provider at {url} refused the bridge token ({}). Its token is the one `serve` printed at start; \
+                 unless configured, it is kept in {} as {}: pass it with --token or set that variable",
+                response.status(),
+                if file.is_empty() { "the secrets file" } else { &file },
+                crate::secrets::BRIDGE_TOKEN_VAR,
+            ))
+        }
+        e => DialError::Unreachable(format!("WebSocket handshake with {url} failed: {e}")),
+    }
+}
+
+/// What a remote agent's link reader passes on.
+pub enum FromLink {
+    Frame(String),
+    Closed(LinkEnd),
+}
+
+/// How an agent's link ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEnd {
+    /// The provider closed it, with this close code (none: no close frame
+    /// or no code in it).
+    Closed(Option<u16>),
+    /// The connection failed.
+    Failed(String),
+}
+
+impl LinkEnd {
+    /// The end a close frame (if any) says.
+    pub fn from_close(frame: Option<&CloseFrame>) -> LinkEnd {
+        LinkEnd::Closed(frame.map(|f| u16::from(f.code)))
+    }
+}
+
+/// What an agent process does when its link ends.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AfterLink {
+    /// Dial again, after telling the user this line.
+    Reconnect(String),
+    /// Stop, with this outcome.
+    Stop(Result<(), String>),
+}
+
+/// The policy for an agent whose link ended: a server going away (1001),
+/// a dropped connection or a link cut for reading too slowly is dialed
+/// again, as the protocol says; a revoked session (1008) stops quietly
+/// (its notice was shown), and a close that names a fault of the agent's
+/// own stops with it, since dialing again would repeat it.
+pub fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
+    let going_away = LinkClose::ShuttingDown.code();
+    let revoked = LinkClose::Revoked.code();
+    let too_slow = LinkClose::TooSlow.code();
+    match end {
+        LinkEnd::Closed(Some(code)) if code == revoked => AfterLink::Stop(Ok(())),
+        LinkEnd::Closed(_) | LinkEnd::Failed(_) if once => AfterLink::Stop(match end {
+            LinkEnd::Failed(e) => Err(e),
+            LinkEnd::Closed(_) => Ok(()),
+        }),
+        LinkEnd::Closed(Some(code)) if code == going_away => AfterLink::Reconnect(format!(
+            "The provider at {url} is shutting down; reconnecting when it is back (Ctrl-C to stop)…"
+        )),
+        LinkEnd::Closed(Some(code)) if code == too_slow || code == 1000 => {
+            AfterLink::Reconnect(format!(
+                "The provider at {url} closed the link (code {code}); reconnecting (Ctrl-C to stop)…"
+            ))
+        }
+        LinkEnd::Closed(None) => AfterLink::Reconnect(format!(
+            "The link to {url} closed; reconnecting (Ctrl-C to stop)…"
+        )),
+        LinkEnd::Closed(Some(code)) => AfterLink::Stop(Err(format!(
+            "the provider at {url} closed the link with code {code}: see docs/agent-protocol.md, Close codes"
+        ))),
+        LinkEnd::Failed(e) => AfterLink::Reconnect(format!("{e}; reconnecting (Ctrl-C to stop)…")),
+    }
+}
 
 /// The handshake request for `url` with `token` as its Bearer credential,
 /// and the host and port to open a TCP connection to.
@@ -33,8 +182,8 @@ pub fn accept_head(upgrade: &Upgrade) -> bytes::Bytes {
     )
 }
 
-/// Waits between attempts to reach an agent hub: 0.1 s, doubling up to
-/// 30 s, back to 0.1 s once a connection succeeds.
+/// Waits between attempts to reach a provider or an agent hub: 0.1 s,
+/// doubling up to 30 s, back to 0.1 s once a connection succeeds.
 #[derive(Debug)]
 pub struct Backoff {
     next: Duration,
@@ -79,6 +228,32 @@ mod tests {
         assert_eq!(*waits.last().unwrap(), 30_000);
         b.reset();
         assert_eq!(b.next_wait(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn an_agent_reconnects_unless_revoked_at_fault_or_told_once() {
+        let url = "ws://127.0.0.1:8788/v1/agent";
+        let again = |end| matches!(after_link(url, end, false), AfterLink::Reconnect(_));
+        assert!(again(LinkEnd::Closed(Some(1001))));
+        assert!(again(LinkEnd::Closed(None)));
+        assert!(again(LinkEnd::Closed(Some(1013))));
+        assert!(again(LinkEnd::Failed("reset".into())));
+        assert_eq!(
+            after_link(url, LinkEnd::Closed(Some(1008)), false),
+            AfterLink::Stop(Ok(()))
+        );
+        let AfterLink::Stop(Err(why)) = after_link(url, LinkEnd::Closed(Some(1009)), false) else {
+            panic!("a frame too large is the agent's own fault");
+        };
+        assert!(why.contains("1009"), "{why}");
+        assert_eq!(
+            after_link(url, LinkEnd::Closed(Some(1001)), true),
+            AfterLink::Stop(Ok(()))
+        );
+        assert_eq!(
+            after_link(url, LinkEnd::Failed("reset".into()), true),
+            AfterLink::Stop(Err("reset".into()))
+        );
     }
 
     #[test]

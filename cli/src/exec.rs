@@ -10,8 +10,7 @@ use mcp_provider_core::agent::exec::ExecPlan;
 /// `agent exec` dialing a provider.
 #[derive(Debug, Clone)]
 pub struct RemoteExec {
-    pub url: String,
-    pub token: String,
+    pub link: crate::dial::Link,
     pub plan: ExecPlan,
     /// Where the runs start (default: where `agent exec` was started).
     pub cwd: Option<PathBuf>,
@@ -21,17 +20,8 @@ pub struct RemoteExec {
 
 #[derive(Args)]
 pub struct ExecArgs {
-    /// The provider's agent link.
-    #[arg(
-        long,
-        env = "MCP_PROVIDER_URL",
-        default_value = "ws://127.0.0.1:8788/v1/agent"
-    )]
-    pub url: String,
-    /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
-    /// `serve` generated and keeps in its secrets file).
-    #[arg(long, env = "MCP_PROVIDER_BRIDGE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub link: crate::dial::LinkArgs,
     /// A known CLI: claude, qwen, gemini, codex or cursor-agent. Its
     /// headless streaming flags are added and its output is parsed;
     /// arguments after `--` are added to its command line.

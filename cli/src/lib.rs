@@ -99,16 +99,14 @@ pub struct EchoAgentPlan {
 /// An MCP host's agent serving as the model: `mcp-provider agent mcp`.
 #[derive(Debug, Clone)]
 pub struct RemoteHost {
-    pub url: String,
-    pub token: String,
+    pub link: dial::Link,
     pub plan: mcp_provider_core::agent::host::HostPlan,
 }
 
 /// The echo agent dialing a provider: `mcp-provider agent echo`.
 #[derive(Debug, Clone)]
 pub struct RemoteEcho {
-    pub url: String,
-    pub token: String,
+    pub link: dial::Link,
     pub agent: EchoAgentPlan,
 }
 
@@ -193,17 +191,8 @@ struct ServeArgs {
 enum AgentCommand {
     /// Answer with the last user message, one word per chunk.
     Echo {
-        /// The provider's agent link.
-        #[arg(
-            long,
-            env = "MCP_PROVIDER_URL",
-            default_value = "ws://127.0.0.1:8788/v1/agent"
-        )]
-        url: String,
-        /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
-        /// `serve` generated and keeps in its secrets file).
-        #[arg(long, env = "MCP_PROVIDER_BRIDGE_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        link: dial::LinkArgs,
         #[arg(long, default_value = "echo")]
         model: String,
         /// Pause between chunks.
@@ -217,17 +206,8 @@ enum AgentCommand {
     /// the host's agent takes editors' requests with `next_request` and
     /// answers them with `respond`.
     Mcp {
-        /// The provider's agent link.
-        #[arg(
-            long,
-            env = "MCP_PROVIDER_URL",
-            default_value = "ws://127.0.0.1:8788/v1/agent"
-        )]
-        url: String,
-        /// Bridge token (default: $MCP_PROVIDER_BRIDGE_TOKEN, else the one
-        /// `serve` generated and keeps in its secrets file).
-        #[arg(long, env = "MCP_PROVIDER_BRIDGE_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        link: dial::LinkArgs,
         #[arg(long, default_value = "mcp")]
         model: String,
         /// Forward each request to the host as `sampling/createMessage`
@@ -271,17 +251,18 @@ pub fn main<R: Runtime>() -> ExitCode {
         Command::Agent {
             agent:
                 AgentCommand::Echo {
-                    url,
-                    token,
+                    link,
                     model,
                     chunk_delay_ms,
                 },
-        } => match token.map_or_else(secrets::kept_bridge_token, Ok) {
-            Ok(token) => {
-                println!("Connecting to {url} as an echo agent for model `{model}`…");
+        } => match link.resolve() {
+            Ok(link) => {
+                println!(
+                    "Connecting to {} as an echo agent for model `{model}`…",
+                    link.url
+                );
                 R::agent_echo(RemoteEcho {
-                    url,
-                    token,
+                    link,
                     agent: EchoAgentPlan {
                         model,
                         chunk_delay: Duration::from_millis(chunk_delay_ms),
@@ -294,18 +275,19 @@ pub fn main<R: Runtime>() -> ExitCode {
         Command::Agent {
             agent:
                 AgentCommand::Mcp {
-                    url,
-                    token,
+                    link,
                     model,
                     sampling,
                 },
-        } => match token.map_or_else(secrets::kept_bridge_token, Ok) {
-            Ok(token) => {
+        } => match link.resolve() {
+            Ok(link) => {
                 // stdout carries the MCP messages: everything else is for stderr.
-                eprintln!("Connecting to {url} to serve model `{model}` through this MCP host…");
+                eprintln!(
+                    "Connecting to {} to serve model `{model}` through this MCP host…",
+                    link.url
+                );
                 R::agent_mcp(RemoteHost {
-                    url,
-                    token,
+                    link,
                     plan: mcp_provider_core::agent::host::HostPlan { model, sampling },
                 })
                 .map_err(Failure::Runtime)
@@ -317,20 +299,17 @@ pub fn main<R: Runtime>() -> ExitCode {
         } => match (
             args.plan()
                 .and_then(|plan| args.check_runnable(&plan).map(|()| plan)),
-            args.token
-                .clone()
-                .map_or_else(secrets::kept_bridge_token, Ok),
+            args.link.clone().resolve(),
         ) {
-            (Ok(plan), Ok(token)) => {
+            (Ok(plan), Ok(link)) => {
                 println!(
                     "Connecting to {} to serve model `{}` by running `{}` per request…",
-                    args.url,
+                    link.url,
                     plan.model,
                     plan.command.join(" ")
                 );
                 R::agent_exec(exec::RemoteExec {
-                    url: args.url.clone(),
-                    token,
+                    link,
                     plan,
                     cwd: args.cwd(),
                     pass_env: args.pass_env(),
@@ -442,12 +421,23 @@ pub fn link_notice(frame: &str) -> Option<String> {
     Some(line)
 }
 
+/// Prints a line for the user of an agent process, at once.
+pub fn say(line: &str) {
+    use std::io::Write;
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Prints a line for the user of `agent mcp`, whose stdout carries MCP
+/// messages.
+pub fn say_on_stderr(line: &str) {
+    eprintln!("{line}");
+}
+
 /// Prints a [`link_notice`] for `frame`, if it has one.
 pub fn print_link_notice(frame: &str) {
     if let Some(line) = link_notice(frame) {
-        use std::io::Write;
-        println!("{line}");
-        let _ = std::io::stdout().flush();
+        say(&line);
     }
 }
 

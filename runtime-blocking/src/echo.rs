@@ -5,11 +5,13 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
+use mcp_provider_cli::dial::LinkEnd;
 use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
 use mcp_provider_core::agent::echo::EchoAgent;
 use mcp_provider_core::Output;
-use tungstenite::Message;
+use tungstenite::{Error as WsError, Message};
 
+use crate::link::{first_link, next_link, Ws};
 use crate::shared::Shared;
 
 /// What the agent's thread found when it looked for a provider frame.
@@ -45,16 +47,16 @@ fn play(
     mut agent: EchoAgent,
     mut incoming: impl FnMut(Option<Instant>) -> Incoming,
     mut send: impl FnMut(Vec<String>) -> bool,
-) {
+) -> EchoAgent {
     loop {
         let frames = agent.poll_batch(Instant::now());
         if !frames.is_empty() && !send(frames) {
-            return;
+            return agent;
         }
         match incoming(agent.poll_timeout()) {
             Incoming::Frame(frame) => agent.handle_message(&frame, Instant::now()),
             Incoming::Nothing => {}
-            Incoming::Closed => return,
+            Incoming::Closed => return agent,
         }
     }
 }
@@ -99,12 +101,28 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Resul
     Ok(())
 }
 
-/// Connects to a provider as an external echo agent and serves until the
-/// link closes.
+/// Connects to a provider as an external echo agent and serves, dialing
+/// again when the link ends until the provider is back (unless `--once`).
 pub fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
-    let (mut reader, mut writer) = crate::link::dial(&remote.url, &remote.token)?;
+    let mut ws = first_link(&remote.link)?;
+    let mut agent = EchoAgent::new(&remote.agent.model, "echo", remote.agent.chunk_delay);
+    loop {
+        let end;
+        (agent, end) = serve_link(agent, ws)?;
+        agent.link_lost();
+        ws = match next_link(&remote.link, end, mcp_provider_cli::say) {
+            Ok(ws) => ws,
+            Err(outcome) => return outcome,
+        };
+    }
+}
+
+/// Serves one link until it ends; the agent comes back for the next.
+fn serve_link(
+    agent: EchoAgent,
+    (mut reader, mut writer): Ws,
+) -> Result<(EchoAgent, LinkEnd), String> {
     let (tx, rx) = mpsc::channel::<String>();
-    let agent = EchoAgent::new(&remote.agent.model, "echo", remote.agent.chunk_delay);
     let player = std::thread::Builder::new()
         .name("echo-agent".into())
         .spawn(move || {
@@ -113,27 +131,37 @@ pub fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
                 Ok(None) => Incoming::Nothing,
                 Err(_) => Incoming::Closed,
             };
-            play(agent, incoming, |frames| {
-                frames
-                    .into_iter()
-                    .all(|frame| writer.send(Message::text(frame)).is_ok())
-            })
+            let mut failed = None;
+            let agent = play(agent, incoming, |frames| {
+                for frame in frames {
+                    if let Err(e) = writer.send(Message::text(frame)) {
+                        failed = Some(format!("agent link failed: {e}"));
+                        return false;
+                    }
+                }
+                true
+            });
+            (agent, failed)
         })
         .map_err(|e| format!("cannot start the agent thread: {e}"))?;
-    let result = loop {
+    let end = loop {
         match reader.read() {
             Ok(Message::Text(text)) => {
                 mcp_provider_cli::print_link_notice(text.as_str());
                 if tx.send(text.as_str().to_owned()).is_err() {
-                    break Err("the agent stopped answering".to_owned());
+                    // The player stopped: it could not write to the link.
+                    break LinkEnd::Closed(None);
                 }
             }
-            Ok(Message::Close(_)) => break Ok(()),
+            Ok(Message::Close(frame)) => break LinkEnd::from_close(frame.as_ref()),
             Ok(_) => {}
-            Err(e) => break Err(format!("agent link failed: {e}")),
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => break LinkEnd::Closed(None),
+            Err(e) => break LinkEnd::Failed(format!("agent link failed: {e}")),
         }
     };
     drop(tx);
-    let _ = player.join();
-    result
+    let (agent, failed) = player
+        .join()
+        .map_err(|_| "the echo agent's thread panicked".to_owned())?;
+    Ok((agent, failed.map_or(end, LinkEnd::Failed)))
 }

@@ -4,21 +4,24 @@
 
 use std::io::{Read, Write};
 use std::process::ChildStderr;
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
 use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
 use tungstenite::Message;
 
 use crate::echo::wait;
-use crate::link::{follow_remote, FromLink};
+use crate::link::{first_link, follow_remote, next_link, Ws};
 
 /// What the agent's thread waits for.
 enum Input {
-    Link(FromLink),
+    /// From the link of this number: a later link's frames are told from
+    /// an earlier one's stragglers.
+    Link(u64, FromLink),
     Stdout(RunId, Vec<u8>),
     Exit(RunId, Exit),
 }
@@ -27,47 +30,89 @@ enum Input {
 /// CLI that prints faster than the link takes its output is held back.
 const INPUTS: usize = 256;
 
-/// Connects to a provider and runs the plan's command per request until
-/// the link closes; every run still alive then is killed.
+/// Connects to a provider and runs the plan's command per request. When
+/// the link ends, the runs it asked for are killed and the provider is
+/// dialed again until it is back (unless `--once`); every run still alive
+/// at the end is killed.
 pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
-    let (reader, mut writer) = crate::link::dial(&remote.url, &remote.token)?;
+    let mut ws = first_link(&remote.link)?;
     let groups = Groups::default();
     groups
         .kill_on_signal()
         .map_err(|e| format!("cannot watch for signals: {e}"))?;
     let (tx, rx) = mpsc::sync_channel(INPUTS);
+    let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
+    let mut number = 0;
+    let outcome = loop {
+        let end = match serve_link(remote, &groups, (&tx, &rx), &mut agent, ws, number) {
+            Ok(end) => end,
+            Err(e) => break Err(e),
+        };
+        ws = match next_link(&remote.link, end, mcp_provider_cli::say) {
+            Ok(ws) => ws,
+            Err(outcome) => break outcome,
+        };
+        number += 1;
+    };
+    groups.kill_all();
+    outcome
+}
+
+/// Serves one link until it ends; the agent's runs go on between links.
+fn serve_link(
+    remote: &RemoteExec,
+    groups: &Groups,
+    (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
+    agent: &mut ExecAgent,
+    (reader, mut writer): Ws,
+    number: u64,
+) -> Result<LinkEnd, String> {
     let link_tx = tx.clone();
     follow_remote(reader, move |got| {
         if let FromLink::Frame(frame) = &got {
             mcp_provider_cli::print_link_notice(frame);
         }
-        link_tx.send(Input::Link(got)).is_ok()
+        link_tx.send(Input::Link(number, got)).is_ok()
     })?;
-
-    let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
-    let result = loop {
-        process::carry_out(&mut agent, &groups, |run, argv, stdin| {
-            start(remote, &groups, &tx, run, argv, stdin)
+    let mut failed = None;
+    loop {
+        process::carry_out(agent, groups, |run, argv, stdin| {
+            start(remote, groups, tx, run, argv, stdin)
         });
         while let Some(frame) = agent.poll_transmit() {
-            if let Err(e) = writer.send(Message::text(frame)) {
-                groups.kill_all();
-                return Err(format!("agent link failed: {e}"));
+            // A link that cannot be written to is dead: its reader says
+            // so shortly; until then what the agent makes is dropped.
+            if failed.is_none() {
+                if let Err(e) = writer.send(Message::text(frame)) {
+                    failed = Some(format!("agent link failed: {e}"));
+                }
             }
         }
-        match wait(&rx, agent.poll_timeout()) {
-            Ok(Some(Input::Link(FromLink::Frame(frame)))) => {
+        match wait(rx, agent.poll_timeout()) {
+            Ok(Some(Input::Link(n, FromLink::Frame(frame)))) if n == number => {
                 agent.handle_message(&frame, Instant::now())
             }
+            Ok(Some(Input::Link(n, FromLink::Closed(end)))) if n == number => {
+                lost(remote, groups, tx, agent);
+                return Ok(failed.map_or(end, LinkEnd::Failed));
+            }
+            Ok(Some(Input::Link(..))) => {}
             Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),
             Ok(Some(Input::Exit(run, exit))) => agent.handle_exit(run, exit, Instant::now()),
-            Ok(Some(Input::Link(FromLink::Closed(result)))) => break result,
             Ok(None) => agent.handle_timeout(Instant::now()),
-            Err(_) => break Ok(()),
+            // Unreachable while this thread holds a sender.
+            Err(_) => return Ok(LinkEnd::Closed(None)),
         }
-    };
-    groups.kill_all();
-    result
+    }
+}
+
+/// The link is gone: the runs it asked for are killed now, not when (or
+/// if) the provider is back.
+fn lost(remote: &RemoteExec, groups: &Groups, tx: &SyncSender<Input>, agent: &mut ExecAgent) {
+    agent.link_lost();
+    process::carry_out(agent, groups, |run, argv, stdin| {
+        start(remote, groups, tx, run, argv, stdin)
+    });
 }
 
 /// Starts one run; its exit comes back as an input.

@@ -1,38 +1,40 @@
 //! `agent mcp` on threads: the core's host agent on this thread, one thread
-//! reading the link and one reading the host's stdin; answers go to stdout.
+//! reading each link and one reading the host's stdin; answers go to stdout.
 
 use std::io::{Read, Write};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::Instant;
 
+use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::RemoteHost;
 use mcp_provider_core::agent::host::HostAgent;
 use tungstenite::Message;
 
 use crate::echo::wait;
-use crate::link::{follow_remote, FromLink};
+use crate::link::{first_link, follow_remote, next_link, Ws};
 
 /// What the agent's thread waits for.
 enum Input {
-    Link(FromLink),
+    /// From the link of this number (see `agent exec`'s).
+    Link(u64, FromLink),
     Host(Vec<u8>),
     HostClosed,
 }
 
-/// Serves the MCP host on stdin/stdout until it closes stdin or the link
-/// closes.
+/// How serving one link ended.
+enum Ended {
+    Link(LinkEnd),
+    /// The host closed stdin or stdout: `agent mcp` is done.
+    Host,
+}
+
+/// Serves the MCP host on stdin/stdout until it closes stdin. When the
+/// link ends, the provider is dialed again until it is back (unless
+/// `--once`), and the host's session carries on.
 pub fn run_remote(remote: &RemoteHost) -> Result<(), String> {
-    let (reader, mut writer) = crate::link::dial(&remote.url, &remote.token)?;
+    let mut ws = first_link(&remote.link)?;
     let (tx, rx) = mpsc::sync_channel(64);
-    let link_tx = tx.clone();
-    follow_remote(reader, move |got| {
-        if let FromLink::Frame(frame) = &got {
-            if let Some(notice) = mcp_provider_cli::link_notice(frame) {
-                eprintln!("{notice}");
-            }
-        }
-        link_tx.send(Input::Link(got)).is_ok()
-    })?;
+    let host_tx = tx.clone();
     std::thread::Builder::new()
         .name("mcp-stdin".into())
         .spawn(move || {
@@ -43,37 +45,76 @@ pub fn run_remote(remote: &RemoteHost) -> Result<(), String> {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         let bytes = buf.get(..n).unwrap_or_default().to_vec();
-                        if tx.send(Input::Host(bytes)).is_err() {
+                        if host_tx.send(Input::Host(bytes)).is_err() {
                             return;
                         }
                     }
                 }
             }
-            let _ = tx.send(Input::HostClosed);
+            let _ = host_tx.send(Input::HostClosed);
         })
         .map_err(|e| format!("cannot start the stdin thread: {e}"))?;
 
     let mut agent = HostAgent::new(remote.plan.clone());
+    let mut number = 0;
+    loop {
+        let end = match serve_link(&mut agent, (&tx, &rx), ws, number)? {
+            Ended::Host => return Ok(()),
+            Ended::Link(end) => end,
+        };
+        agent.link_lost();
+        ws = match next_link(&remote.link, end, mcp_provider_cli::say_on_stderr) {
+            Ok(ws) => ws,
+            Err(outcome) => return outcome,
+        };
+        number += 1;
+    }
+}
+
+/// Serves one link until it ends or the host leaves.
+fn serve_link(
+    agent: &mut HostAgent,
+    (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
+    (reader, mut writer): Ws,
+    number: u64,
+) -> Result<Ended, String> {
+    let link_tx = tx.clone();
+    follow_remote(reader, move |got| {
+        if let FromLink::Frame(frame) = &got {
+            if let Some(notice) = mcp_provider_cli::link_notice(frame) {
+                eprintln!("{notice}");
+            }
+        }
+        link_tx.send(Input::Link(number, got)).is_ok()
+    })?;
     let mut stdout = std::io::stdout().lock();
+    let mut failed = None;
     loop {
         while let Some(line) = agent.poll_host() {
             if writeln!(stdout, "{line}")
                 .and_then(|()| stdout.flush())
                 .is_err()
             {
-                return Ok(());
+                return Ok(Ended::Host);
             }
         }
         while let Some(frame) = agent.poll_provider() {
-            writer
-                .send(Message::text(frame))
-                .map_err(|e| format!("agent link failed: {e}"))?;
+            if failed.is_none() {
+                if let Err(e) = writer.send(Message::text(frame)) {
+                    failed = Some(format!("agent link failed: {e}"));
+                }
+            }
         }
-        match wait(&rx, agent.poll_timeout()) {
+        match wait(rx, agent.poll_timeout()) {
             Ok(Some(Input::Host(bytes))) => agent.handle_host_bytes(&bytes, Instant::now()),
-            Ok(Some(Input::Link(FromLink::Frame(frame)))) => agent.handle_provider_message(&frame),
-            Ok(Some(Input::Link(FromLink::Closed(result)))) => return result,
-            Ok(Some(Input::HostClosed)) | Err(_) => return Ok(()),
+            Ok(Some(Input::Link(n, FromLink::Frame(frame)))) if n == number => {
+                agent.handle_provider_message(&frame)
+            }
+            Ok(Some(Input::Link(n, FromLink::Closed(end)))) if n == number => {
+                return Ok(Ended::Link(failed.map_or(end, LinkEnd::Failed)));
+            }
+            Ok(Some(Input::Link(..))) => {}
+            Ok(Some(Input::HostClosed)) | Err(_) => return Ok(Ended::Host),
             Ok(None) => agent.handle_timeout(Instant::now()),
         }
     }

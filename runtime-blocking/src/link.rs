@@ -14,7 +14,10 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcp_provider_cli::dial::{link_request, Backoff};
+use mcp_provider_cli::dial::{
+    after_link, handshake_failed, link_request, AfterLink, Backoff, DialError, FromLink, Link,
+    LinkEnd,
+};
 use mcp_provider_cli::hub::Peer;
 use mcp_provider_cli::link_writes::LinkWrites;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
@@ -22,7 +25,7 @@ use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tungstenite::{Error as WsError, Message, WebSocket};
+use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
 
 use mcp_provider_cli::burst::Burst;
 use mcp_provider_cli::mailbox::Bells;
@@ -227,17 +230,49 @@ pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<Lin
 /// Opens a WebSocket to `url` with the bridge token, as a client: the
 /// reading instance (holding any bytes read past the handshake) and a
 /// writing one.
-pub fn dial(url: &str, token: &str) -> Result<(WebSocket<LinkHalf>, WebSocket<LinkHalf>), String> {
-    let (request, host, port) = link_request(url, token)?;
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+pub fn dial(url: &str, token: &str) -> Result<Ws, DialError> {
+    let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
+    let unreachable =
+        |e: io::Error| DialError::Unreachable(format!("cannot connect to {url}: {e}"));
+    let tcp = TcpStream::connect((host.as_str(), port)).map_err(unreachable)?;
     let _ = tcp.set_nodelay(true);
-    let (read_half, write_half) =
-        LinkHalf::pair(&tcp).map_err(|e| format!("cannot use the socket: {e}"))?;
-    let (reader, _) = tungstenite::client(request, read_half)
-        .map_err(|e| format!("WebSocket handshake with {url} failed: {e}"))?;
+    let (read_half, write_half) = LinkHalf::pair(&tcp).map_err(unreachable)?;
+    let (reader, _) = tungstenite::client(request, read_half).map_err(|e| match e {
+        HandshakeError::Failure(e) => handshake_failed(url, e),
+        HandshakeError::Interrupted(_) => {
+            DialError::Unreachable(format!("WebSocket handshake with {url} was interrupted"))
+        }
+    })?;
     let writer = WebSocket::from_raw_socket(write_half, Role::Client, None);
     Ok((reader, writer))
+}
+
+/// A link to a provider: the reading instance and a writing one.
+pub type Ws = (WebSocket<LinkHalf>, WebSocket<LinkHalf>);
+
+/// The first link: a provider that cannot be reached at start is an error
+/// to show at once (a wrong URL or token), not a reason to wait.
+pub fn first_link(link: &Link) -> Result<Ws, String> {
+    dial(&link.url, &link.token).map_err(DialError::message)
+}
+
+/// After a link ended: the next one, dialed with backoff until the
+/// provider is back — or the outcome to stop with, per [`after_link`].
+pub fn next_link(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Ws, Result<(), String>> {
+    let line = match after_link(&link.url, end, link.once) {
+        AfterLink::Stop(outcome) => return Err(outcome),
+        AfterLink::Reconnect(line) => line,
+    };
+    tell(&line);
+    let mut backoff = Backoff::new();
+    loop {
+        std::thread::sleep(backoff.next_wait());
+        match dial(&link.url, &link.token) {
+            Ok(ws) => return Ok(ws),
+            Err(DialError::Final(why)) => return Err(Err(why)),
+            Err(DialError::Unreachable(_)) => {}
+        }
+    }
 }
 
 /// Dials out to an agent hub and serves that connection as an agent link,
@@ -252,21 +287,14 @@ pub fn dial_hub(shared: &Shared, url: &str, token: &str) {
                 serve(shared, reader, writer);
                 tracing::warn!("agent hub {url} disconnected");
             }
-            Err(e) => tracing::warn!("agent hub: {e}"),
+            Err(e) => tracing::warn!("agent hub: {}", e.message()),
         }
         std::thread::sleep(backoff.next_wait());
     }
 }
 
-/// What a remote agent's link reader passes on.
-pub enum FromLink {
-    Frame(String),
-    /// The link closed: cleanly, or why not.
-    Closed(Result<(), String>),
-}
-
 /// Reads a remote agent's link on a thread of its own, passing each text
-/// frame, then why the link closed, to `pass` (which returns false when
+/// frame, then how the link ended, to `pass` (which returns false when
 /// nobody listens any more).
 pub fn follow_remote(
     mut reader: WebSocket<LinkHalf>,
@@ -275,19 +303,22 @@ pub fn follow_remote(
     std::thread::Builder::new()
         .name("agent-link".into())
         .spawn(move || {
-            let closed = loop {
+            let end = loop {
                 match reader.read() {
                     Ok(Message::Text(text)) => {
                         if !pass(FromLink::Frame(text.as_str().to_owned())) {
                             return;
                         }
                     }
-                    Ok(Message::Close(_)) => break Ok(()),
+                    Ok(Message::Close(frame)) => break LinkEnd::from_close(frame.as_ref()),
                     Ok(_) => {}
-                    Err(e) => break Err(format!("agent link failed: {e}")),
+                    Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                        break LinkEnd::Closed(None)
+                    }
+                    Err(e) => break LinkEnd::Failed(format!("agent link failed: {e}")),
                 }
             };
-            pass(FromLink::Closed(closed));
+            pass(FromLink::Closed(end));
         })
         .map(drop)
         .map_err(|e| format!("cannot start the link thread: {e}"))

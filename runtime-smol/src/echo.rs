@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
+use mcp_provider_cli::dial::LinkEnd;
 use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
 use mcp_provider_core::agent::echo::EchoAgent;
 use mcp_provider_core::Output;
@@ -12,13 +13,15 @@ use smol::channel;
 use smol::future::FutureExt;
 use smol::stream::StreamExt;
 
+use crate::remote::{first_link, next_link, Ws};
 use crate::server::Shared;
 
-/// Drives `agent`: provider frames from `incoming` in (`None` ends it),
+/// Drives `agent`: provider frames from `incoming` in (`None` ends it and
+/// gives the agent back),
 /// due answer frames out through `send` a batch at a time, sleeping until
 /// the next paced frame. Between batches it reads what the provider sent,
 /// so a `pause` for a slow editor takes effect at once.
-async fn play<F, S>(mut agent: EchoAgent, incoming: F, send: S)
+async fn play<F, S>(mut agent: EchoAgent, incoming: F, send: S) -> EchoAgent
 where
     F: AsyncFnMut() -> Option<String>,
     S: AsyncFn(Vec<String>),
@@ -44,7 +47,7 @@ where
             .await;
         match message {
             Some(Some(text)) => agent.handle_message(&text, Instant::now()),
-            Some(None) => return,
+            Some(None) => return agent,
             None => {}
         }
     }
@@ -84,20 +87,35 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
     .detach();
 }
 
-/// Connects to a provider as an external echo agent and serves until the
-/// link closes.
+/// Connects to a provider as an external echo agent and serves, dialing
+/// again when the link ends until the provider is back (unless `--once`).
 pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
-    let ws = crate::server::dial(&remote.url, &remote.token).await?;
+    let mut ws = first_link(&remote.link).await?;
+    let mut agent = EchoAgent::new(&remote.agent.model, "echo", remote.agent.chunk_delay);
+    loop {
+        let end;
+        (agent, end) = serve_link(agent, ws).await;
+        agent.link_lost();
+        ws = match next_link(&remote.link, end, mcp_provider_cli::say).await {
+            Ok(ws) => ws,
+            Err(outcome) => return outcome,
+        };
+    }
+}
+
+/// Serves one link until it ends; the agent comes back for the next.
+async fn serve_link(agent: EchoAgent, ws: Ws) -> (EchoAgent, LinkEnd) {
     let (mut ws_tx, mut ws_rx) = ws.split();
     let (out_tx, out_rx) = channel::bounded::<Vec<String>>(4);
     let writer = smol::spawn(async move {
         while let Ok(frames) = out_rx.recv().await {
             for frame in frames {
-                if ws_tx.send(Message::text(frame)).await.is_err() {
-                    return;
+                if let Err(e) = ws_tx.send(Message::text(frame)).await {
+                    return Some(format!("agent link failed: {e}"));
                 }
             }
         }
+        None
     });
     let (in_tx, in_rx) = channel::unbounded();
     // Bounded: the agent makes frames only as fast as the link takes them.
@@ -105,24 +123,21 @@ pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
         let _ = out_tx.send(frames).await;
     };
     let incoming = async move || in_rx.recv().await.ok();
-    let agent = EchoAgent::new(&remote.agent.model, "echo", remote.agent.chunk_delay);
-    let agent = smol::spawn(play(agent, incoming, send));
-    let mut result = Ok(());
-    while let Some(frame) = ws_rx.next().await {
-        match frame {
-            Ok(Message::Text(text)) => {
+    let player = smol::spawn(play(agent, incoming, send));
+    let end = loop {
+        match ws_rx.next().await {
+            Some(Ok(Message::Text(text))) => {
                 mcp_provider_cli::print_link_notice(text.as_str());
                 let _ = in_tx.send(text.as_str().to_owned()).await;
             }
-            Ok(Message::Close(_)) => break,
-            Ok(_) => {}
-            Err(e) => {
-                result = Err(format!("agent link failed: {e}"));
-                break;
-            }
+            Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),
+            None => break LinkEnd::Closed(None),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break LinkEnd::Failed(format!("agent link failed: {e}")),
         }
-    }
-    drop(agent);
-    drop(writer);
-    result
+    };
+    drop(in_tx);
+    let agent = player.await;
+    let failed = writer.await;
+    (agent, failed.map_or(end, LinkEnd::Failed))
 }

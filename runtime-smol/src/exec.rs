@@ -6,17 +6,20 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
+use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
 use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
-use smol::channel::{self, Sender};
+use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::remote::{follow_remote, next_input, FromLink, Waited};
+use crate::remote::{first_link, follow_remote, next_input, next_link, Waited, Ws};
 
 /// What the agent's task waits for.
 enum Input {
-    Link(FromLink),
+    /// From the link of this number: a later link's frames are told from
+    /// an earlier one's stragglers.
+    Link(u64, FromLink),
     Stdout(RunId, Vec<u8>),
     Exit(RunId, Exit),
 }
@@ -25,47 +28,86 @@ enum Input {
 /// that prints faster than the link takes its output is held back.
 const INPUTS: usize = 256;
 
-/// Connects to a provider and runs the plan's command per request until
-/// the link closes; every run still alive then is killed.
+/// Connects to a provider and runs the plan's command per request. When
+/// the link ends, the runs it asked for are killed and the provider is
+/// dialed again until it is back (unless `--once`); every run still alive
+/// at the end is killed.
 pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
-    let ws = crate::server::dial(&remote.url, &remote.token).await?;
-    let (mut ws_tx, ws_rx) = ws.split();
+    let mut ws = first_link(&remote.link).await?;
     let groups = Groups::default();
     groups
         .kill_on_signal()
         .map_err(|e| format!("cannot watch for signals: {e}"))?;
     let (tx, rx) = channel::bounded(INPUTS);
+    let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
+    let mut number = 0;
+    let outcome = loop {
+        let end = serve_link(remote, &groups, (&tx, &rx), &mut agent, ws, number).await;
+        ws = match next_link(&remote.link, end, mcp_provider_cli::say).await {
+            Ok(ws) => ws,
+            Err(outcome) => break outcome,
+        };
+        number += 1;
+    };
+    groups.kill_all();
+    outcome
+}
+
+/// Serves one link until it ends; the agent's runs go on between links.
+async fn serve_link(
+    remote: &RemoteExec,
+    groups: &Groups,
+    (tx, rx): (&Sender<Input>, &Receiver<Input>),
+    agent: &mut ExecAgent,
+    ws: Ws,
+    number: u64,
+) -> LinkEnd {
+    let (mut ws_tx, ws_rx) = ws.split();
     let _link = follow_remote(
         ws_rx,
         tx.clone(),
-        Input::Link,
+        move |got| Input::Link(number, got),
         mcp_provider_cli::print_link_notice,
     );
-
-    let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
-    let result = loop {
-        process::carry_out(&mut agent, &groups, |run, argv, stdin| {
-            start(remote, &groups, &tx, run, argv, stdin)
+    let mut failed = None;
+    loop {
+        process::carry_out(agent, groups, |run, argv, stdin| {
+            start(remote, groups, tx, run, argv, stdin)
         });
         while let Some(frame) = agent.poll_transmit() {
-            if let Err(e) = ws_tx.send(Message::text(frame)).await {
-                groups.kill_all();
-                return Err(format!("agent link failed: {e}"));
+            // A link that cannot be written to is dead: its reader says
+            // so shortly; until then what the agent makes is dropped.
+            if failed.is_none() {
+                if let Err(e) = ws_tx.send(Message::text(frame)).await {
+                    failed = Some(format!("agent link failed: {e}"));
+                }
             }
         }
-        match next_input(&rx, agent.poll_timeout()).await {
-            Waited::Input(Input::Link(FromLink::Frame(frame))) => {
+        match next_input(rx, agent.poll_timeout()).await {
+            Waited::Input(Input::Link(n, FromLink::Frame(frame))) if n == number => {
                 agent.handle_message(&frame, Instant::now())
             }
+            Waited::Input(Input::Link(n, FromLink::Closed(end))) if n == number => {
+                lost(remote, groups, tx, agent);
+                return failed.map_or(end, LinkEnd::Failed);
+            }
+            Waited::Input(Input::Link(..)) => {}
             Waited::Input(Input::Stdout(run, bytes)) => agent.handle_stdout(run, &bytes),
             Waited::Input(Input::Exit(run, exit)) => agent.handle_exit(run, exit, Instant::now()),
-            Waited::Input(Input::Link(FromLink::Closed(result))) => break result,
-            Waited::Closed => break Ok(()),
+            // Unreachable while this task holds a sender.
+            Waited::Closed => return LinkEnd::Closed(None),
             Waited::Due => agent.handle_timeout(Instant::now()),
         }
-    };
-    groups.kill_all();
-    result
+    }
+}
+
+/// The link is gone: the runs it asked for are killed now, not when (or
+/// if) the provider is back.
+fn lost(remote: &RemoteExec, groups: &Groups, tx: &Sender<Input>, agent: &mut ExecAgent) {
+    agent.link_lost();
+    process::carry_out(agent, groups, |run, argv, stdin| {
+        start(remote, groups, tx, run, argv, stdin)
+    });
 }
 
 /// Starts one run; its exit comes back as an input.

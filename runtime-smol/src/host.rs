@@ -1,20 +1,22 @@
 //! `agent mcp` on smol: the core's host agent in one task, a task following
-//! the link and one reading the host's stdin; answers go to stdout.
+//! each link and one reading the host's stdin; answers go to stdout.
 
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
+use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::RemoteHost;
 use mcp_provider_core::agent::host::HostAgent;
-use smol::channel;
+use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Unblock;
 
-use crate::remote::{follow_remote, next_input, FromLink, Waited};
+use crate::remote::{first_link, follow_remote, next_input, next_link, Waited, Ws};
 
 /// What the agent's task waits for.
 enum Input {
-    Link(FromLink),
+    /// From the link of this number (see `agent exec`'s).
+    Link(u64, FromLink),
     Host(Vec<u8>),
     HostClosed,
 }
@@ -26,13 +28,20 @@ fn notice_to_stderr(frame: &str) {
     }
 }
 
-/// Serves the MCP host on stdin/stdout until it closes stdin or the link
-/// closes.
+/// How serving one link ended.
+enum Ended {
+    Link(LinkEnd),
+    /// The host closed stdin or stdout: `agent mcp` is done.
+    Host,
+}
+
+/// Serves the MCP host on stdin/stdout until it closes stdin. When the
+/// link ends, the provider is dialed again until it is back (unless
+/// `--once`), and the host's session carries on.
 pub async fn run_remote(remote: &RemoteHost) -> Result<(), String> {
-    let ws = crate::server::dial(&remote.url, &remote.token).await?;
-    let (mut ws_tx, ws_rx) = ws.split();
+    let mut ws = first_link(&remote.link).await?;
     let (tx, rx) = channel::bounded(64);
-    let _link = follow_remote(ws_rx, tx.clone(), Input::Link, notice_to_stderr);
+    let host_tx = tx.clone();
     let _stdin = smol::spawn(async move {
         let mut stdin = Unblock::new(std::io::stdin());
         let mut buf = vec![0; 64 * 1024];
@@ -41,37 +50,72 @@ pub async fn run_remote(remote: &RemoteHost) -> Result<(), String> {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let bytes = buf.get(..n).unwrap_or_default().to_vec();
-                    if tx.send(Input::Host(bytes)).await.is_err() {
+                    if host_tx.send(Input::Host(bytes)).await.is_err() {
                         return;
                     }
                 }
             }
         }
-        let _ = tx.send(Input::HostClosed).await;
+        let _ = host_tx.send(Input::HostClosed).await;
     });
 
     let mut agent = HostAgent::new(remote.plan.clone());
     let mut stdout = Unblock::new(std::io::stdout());
+    let mut number = 0;
+    loop {
+        let end = match serve_link(&mut agent, &mut stdout, (&tx, &rx), ws, number).await {
+            Ended::Host => return Ok(()),
+            Ended::Link(end) => end,
+        };
+        agent.link_lost();
+        ws = match next_link(&remote.link, end, mcp_provider_cli::say_on_stderr).await {
+            Ok(ws) => ws,
+            Err(outcome) => return outcome,
+        };
+        number += 1;
+    }
+}
+
+/// Serves one link until it ends or the host leaves.
+async fn serve_link(
+    agent: &mut HostAgent,
+    stdout: &mut Unblock<std::io::Stdout>,
+    (tx, rx): (&Sender<Input>, &Receiver<Input>),
+    ws: Ws,
+    number: u64,
+) -> Ended {
+    let (mut ws_tx, ws_rx) = ws.split();
+    let _link = follow_remote(
+        ws_rx,
+        tx.clone(),
+        move |got| Input::Link(number, got),
+        notice_to_stderr,
+    );
+    let mut failed = None;
     loop {
         while let Some(mut line) = agent.poll_host() {
             line.push('\n');
             if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
-                return Ok(());
+                return Ended::Host;
             }
         }
         while let Some(frame) = agent.poll_provider() {
-            ws_tx
-                .send(Message::text(frame))
-                .await
-                .map_err(|e| format!("agent link failed: {e}"))?;
+            if failed.is_none() {
+                if let Err(e) = ws_tx.send(Message::text(frame)).await {
+                    failed = Some(format!("agent link failed: {e}"));
+                }
+            }
         }
-        match next_input(&rx, agent.poll_timeout()).await {
+        match next_input(rx, agent.poll_timeout()).await {
             Waited::Input(Input::Host(bytes)) => agent.handle_host_bytes(&bytes, Instant::now()),
-            Waited::Input(Input::Link(FromLink::Frame(frame))) => {
+            Waited::Input(Input::Link(n, FromLink::Frame(frame))) if n == number => {
                 agent.handle_provider_message(&frame)
             }
-            Waited::Input(Input::Link(FromLink::Closed(result))) => return result,
-            Waited::Input(Input::HostClosed) | Waited::Closed => return Ok(()),
+            Waited::Input(Input::Link(n, FromLink::Closed(end))) if n == number => {
+                return Ended::Link(failed.map_or(end, LinkEnd::Failed));
+            }
+            Waited::Input(Input::Link(..)) => {}
+            Waited::Input(Input::HostClosed) | Waited::Closed => return Ended::Host,
             Waited::Due => agent.handle_timeout(Instant::now()),
         }
     }

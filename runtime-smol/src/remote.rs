@@ -1,13 +1,22 @@
-//! What the agents that dial a provider (`agent exec`, `agent mcp`) share:
-//! the task that follows the link.
+//! What the agents that dial a provider (`agent echo`, `agent exec`,
+//! `agent mcp`) share: the task that follows the link, and dialing again
+//! when it ends.
 
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::WebSocketStream;
+use mcp_provider_cli::dial::{after_link, AfterLink, Backoff, DialError, FromLink, Link, LinkEnd};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
+use smol::net::TcpStream;
 use smol::stream::{Stream, StreamExt};
 use smol::Task;
+
+use crate::server::dial;
+
+/// A link to a provider.
+pub type Ws = WebSocketStream<TcpStream>;
 
 /// What waiting for an agent's next input found.
 pub enum Waited<I> {
@@ -39,20 +48,13 @@ pub async fn next_input<I>(rx: &Receiver<I>, deadline: Option<Instant>) -> Waite
         .await
 }
 
-/// What a remote agent's link reader passes on.
-pub enum FromLink {
-    Frame(String),
-    /// The link closed: cleanly, or why not.
-    Closed(Result<(), String>),
-}
-
 /// Reads the link's frames on a task of its own, passing each text frame
-/// (after `notice` saw it), then why the link closed, as `wrap`ped inputs
+/// (after `notice` saw it), then how the link ended, as `wrap`ped inputs
 /// to `tx`, until nobody listens.
 pub fn follow_remote<S, I>(
     mut frames: S,
     tx: Sender<I>,
-    wrap: fn(FromLink) -> I,
+    wrap: impl Fn(FromLink) -> I + Send + 'static,
     notice: fn(&str),
 ) -> Task<()>
 where
@@ -60,7 +62,7 @@ where
     I: Send + 'static,
 {
     smol::spawn(async move {
-        let closed = loop {
+        let end = loop {
             match frames.next().await {
                 Some(Ok(Message::Text(text))) => {
                     notice(text.as_str());
@@ -69,11 +71,43 @@ where
                         return;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None => break Ok(()),
+                Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),
+                None => break LinkEnd::Closed(None),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => break Err(format!("agent link failed: {e}")),
+                Some(Err(e)) => break LinkEnd::Failed(format!("agent link failed: {e}")),
             }
         };
-        let _ = tx.send(wrap(FromLink::Closed(closed))).await;
+        let _ = tx.send(wrap(FromLink::Closed(end))).await;
     })
+}
+
+/// The first link: a provider that cannot be reached at start is an error
+/// to show at once (a wrong URL or token), not a reason to wait.
+pub async fn first_link(link: &Link) -> Result<Ws, String> {
+    dial(&link.url, &link.token)
+        .await
+        .map_err(DialError::message)
+}
+
+/// After a link ended: the next one, dialed with backoff until the
+/// provider is back — or the outcome to stop with, per [`after_link`].
+pub async fn next_link(
+    link: &Link,
+    end: LinkEnd,
+    tell: fn(&str),
+) -> Result<Ws, Result<(), String>> {
+    let line = match after_link(&link.url, end, link.once) {
+        AfterLink::Stop(outcome) => return Err(outcome),
+        AfterLink::Reconnect(line) => line,
+    };
+    tell(&line);
+    let mut backoff = Backoff::new();
+    loop {
+        smol::Timer::after(backoff.next_wait()).await;
+        match dial(&link.url, &link.token).await {
+            Ok(ws) => return Ok(ws),
+            Err(DialError::Final(why)) => return Err(Err(why)),
+            Err(DialError::Unreachable(_)) => {}
+        }
+    }
 }

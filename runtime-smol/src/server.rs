@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_cli::audit::AuditSink;
 use mcp_provider_cli::burst::Burst;
-use mcp_provider_cli::dial::{accept_head, link_request, Backoff};
+use mcp_provider_cli::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
 use mcp_provider_cli::hub::{Hub, Peer};
 use mcp_provider_cli::link_writes::LinkWrites;
 use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
@@ -404,15 +404,15 @@ async fn agent_link(
 }
 
 /// Opens a WebSocket to `url` with the bridge token.
-pub async fn dial(url: &str, token: &str) -> Result<WebSocketStream<TcpStream>, String> {
-    let (request, host, port) = link_request(url, token)?;
+pub async fn dial(url: &str, token: &str) -> Result<WebSocketStream<TcpStream>, DialError> {
+    let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        .map_err(|e| DialError::Unreachable(format!("cannot connect to {url}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let (ws, _) = async_tungstenite::client_async(request, tcp)
         .await
-        .map_err(|e| format!("WebSocket handshake with {url} failed: {e}"))?;
+        .map_err(|e| handshake_failed(url, e))?;
     Ok(ws)
 }
 
@@ -440,7 +440,7 @@ pub async fn dial_hub(shared: Shared, url: String, token: String) {
                 drop(attached);
                 tracing::warn!("agent hub {url} disconnected");
             }
-            Err(e) => tracing::warn!("agent hub: {e}"),
+            Err(e) => tracing::warn!("agent hub: {}", e.message()),
         }
         smol::Timer::after(backoff.next_wait()).await;
     }

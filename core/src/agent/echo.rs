@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::agent::relink::Relink;
 use crate::tokens::estimate_tokens;
 
 /// Frames a driver should send in one go before it reads what the
@@ -26,6 +27,7 @@ pub const BATCH: usize = 64;
 /// drops what is left of an answer, `pause` and `resume` hold and release it.
 pub struct EchoAgent {
     delay: Duration,
+    relink: Relink,
     /// Frames to send now, in order.
     ready: VecDeque<String>,
     /// Answers still being sent, oldest first.
@@ -85,17 +87,17 @@ impl Answering {
 impl EchoAgent {
     /// The first frame polled registers `model` under `agent_id`.
     pub fn new(model: &str, agent_id: &str, delay: Duration) -> Self {
-        let register = json!({
+        let relink = Relink::new(json!({
             "type": "register",
             "agent_id": agent_id,
             "label": "Built-in echo agent",
             "models": [model],
             "allowed_scopes": ["inference", "embedding"],
-        })
-        .to_string();
+        }));
         EchoAgent {
             delay,
-            ready: VecDeque::from([register]),
+            ready: VecDeque::from([relink.register()]),
+            relink,
             answering: Vec::new(),
         }
     }
@@ -105,6 +107,7 @@ impl EchoAgent {
         let Ok(msg) = serde_json::from_str::<Value>(text) else {
             return;
         };
+        self.relink.observe(&msg);
         let id = msg["id"].as_str().unwrap_or_default();
         let paused = |agent: &mut Self, paused: bool| {
             for a in agent.answering.iter_mut().filter(|a| a.id == id) {
@@ -119,6 +122,15 @@ impl EchoAgent {
             Some("resume") => paused(self, false),
             _ => {}
         }
+    }
+
+    /// The link dropped: its answers died with it (the provider failed
+    /// their editors' requests), and the next link starts by asking for the
+    /// session back.
+    pub fn link_lost(&mut self) {
+        self.answering.clear();
+        self.ready.clear();
+        self.ready.push_back(self.relink.register());
     }
 
     fn start(&mut self, msg: &Value, now: Instant) {

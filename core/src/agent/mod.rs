@@ -6,3 +6,4 @@ pub mod echo;
 pub mod exec;
 pub mod host;
 pub mod message;
+pub mod relink;

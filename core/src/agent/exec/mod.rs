@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::agent::echo::text_of;
+use crate::agent::relink::Relink;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use conversation::{Conversation, Conversations, Transcript};
 use output::{Event, OutputFormat};
@@ -134,6 +135,7 @@ impl Run {
 
 pub struct ExecAgent {
     plan: ExecPlan,
+    relink: Relink,
     ready: VecDeque<String>,
     actions: VecDeque<Action>,
     queue: VecDeque<Request>,
@@ -145,18 +147,18 @@ pub struct ExecAgent {
 impl ExecAgent {
     /// The first frame polled registers the plan's model.
     pub fn new(plan: ExecPlan, agent_id: &str) -> Self {
-        let register = json!({
+        let relink = Relink::new(json!({
             "type": "register",
             "agent_id": agent_id,
             "label": format!("{} (agent exec)", plan.command.first().map_or("", String::as_str)),
             "models": [plan.model],
             "allowed_scopes": ["inference"],
-        })
-        .to_string();
+        }));
         let conversations = Conversations::new(plan.conversations, plan.conversation_ttl);
         ExecAgent {
             plan,
-            ready: VecDeque::from([register]),
+            ready: VecDeque::from([relink.register()]),
+            relink,
             actions: VecDeque::new(),
             queue: VecDeque::new(),
             runs: HashMap::new(),
@@ -170,6 +172,7 @@ impl ExecAgent {
         let Ok(msg) = serde_json::from_str::<Value>(text) else {
             return;
         };
+        self.relink.observe(&msg);
         let id = msg["id"].as_str().unwrap_or_default();
         match msg["type"].as_str() {
             Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
@@ -180,6 +183,21 @@ impl ExecAgent {
             Some("cancel") => self.cancel(id),
             _ => {}
         }
+    }
+
+    /// The link dropped: the provider failed every request it had sent us,
+    /// so their runs are killed (their exits then say nothing) and the
+    /// queue is emptied. Remembered conversations stay, for chats that
+    /// continue on the next link; that link starts by asking for the
+    /// session back.
+    pub fn link_lost(&mut self) {
+        self.queue.clear();
+        for (&run, state) in self.runs.iter_mut().filter(|(_, r)| !r.settled) {
+            state.settled = true;
+            self.actions.push_back(Action::Kill { run });
+        }
+        self.ready.clear();
+        self.ready.push_back(self.relink.register());
     }
 
     /// The request for a payload: a continuation of a remembered

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::agent::relink::Relink;
 use crate::lines::{Line, LineBuffer};
 use crate::mcp::{self, Message};
 
@@ -69,6 +70,7 @@ struct Poll {
 
 pub struct HostAgent {
     plan: HostPlan,
+    relink: Relink,
     input: LineBuffer,
     to_host: VecDeque<String>,
     to_provider: VecDeque<String>,
@@ -85,19 +87,19 @@ pub struct HostAgent {
 impl HostAgent {
     /// The first frame for the provider registers the plan's model.
     pub fn new(plan: HostPlan) -> Self {
-        let register = json!({
+        let relink = Relink::new(json!({
             "type": "register",
             "agent_id": "mcp-host",
             "label": "MCP host (agent mcp)",
             "models": [plan.model],
             "allowed_scopes": ["inference"],
-        })
-        .to_string();
+        }));
         HostAgent {
             plan,
             input: LineBuffer::new(mcp::MAX_LINE),
             to_host: VecDeque::new(),
-            to_provider: VecDeque::from([register]),
+            to_provider: VecDeque::from([relink.register()]),
+            relink,
             waiting: VecDeque::new(),
             taken: HashMap::new(),
             polls: VecDeque::new(),
@@ -105,6 +107,19 @@ impl HostAgent {
             sampling: HashMap::new(),
             next_id: 0,
         }
+    }
+
+    /// The link dropped: the provider failed the editors' requests it had
+    /// sent, so those waiting or taken are forgotten (a `respond` to one
+    /// is told it is unknown). The host's own session and its held
+    /// `next_request` calls carry on; the next link starts by asking for
+    /// the provider session back.
+    pub fn link_lost(&mut self) {
+        self.waiting.clear();
+        self.taken.clear();
+        self.sampling.clear();
+        self.to_provider.clear();
+        self.to_provider.push_back(self.relink.register());
     }
 
     /// Bytes the host wrote (stdin).
@@ -328,6 +343,7 @@ impl HostAgent {
         let Ok(msg) = serde_json::from_str::<Value>(text) else {
             return;
         };
+        self.relink.observe(&msg);
         let id = msg["id"].as_str().unwrap_or_default();
         match msg["type"].as_str() {
             Some("ping") => self.to_provider.push_back(r#"{"type":"pong"}"#.to_owned()),

@@ -1,0 +1,212 @@
+"""Agent processes (`agent echo`, `agent exec`, `agent mcp`) keep serving
+when their link ends: a server that restarts (it closes links with 1001,
+"reconnect and resume") or a connection that drops is dialed again with
+backoff, one line says so, and a link that dropped while the server kept
+running gets the same session back with its resume token. `--once` keeps
+the old behaviour: the agent exits when its link ends. Both runtimes."""
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import openai
+import pytest
+from mcp import ClientSession
+from mcp.client.stdio import stdio_client
+
+from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, RUNTIMES
+from test_agent_mcp import host_params, serve_one
+
+AGENTS = {
+    # kind: (arguments after `agent`, model, what it answers to "hello there")
+    "echo": (["echo", "--model", "again"], "again", "hello there"),
+    "exec": (["exec", "--model", "shout", "--", "tr", "a-z", "A-Z"], "shout", "HELLO THERE"),
+}
+WAIT = 20
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AgentProcess:
+    """An agent process as a user starts it, its stdout collected."""
+
+    def __init__(self, runtime, kind, url, *extra):
+        args, self.model, self.answer = AGENTS[kind]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROVIDER_")}
+        env.update({"MCP_PROVIDER_BRIDGE_TOKEN": BRIDGE_TOKEN, "RUST_LOG": "warn"})
+        command = [str(BIN_DIR / RUNTIMES[runtime]), "agent", args[0], "--url", url, *extra, *args[1:]]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        self.lines = []
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, pattern, count=1):
+        """The `count`th line matching `pattern`."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            found = [m for m in map(re.compile(pattern).search, list(self.lines)) if m]
+            if len(found) >= count:
+                return found[count - 1]
+            time.sleep(0.02)
+        raise AssertionError(f"no {count}× {pattern!r} in:\n{''.join(self.lines)}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def agents():
+    started = []
+
+    def start(*args):
+        agent = AgentProcess(*args)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
+
+
+def ask(server, model):
+    client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=WAIT)
+    answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hello there"}])
+    return answer.choices[0].message.content
+
+
+class Cutter:
+    """A loopback TCP relay to `port` whose connections can all be cut at
+    once, without a WebSocket close: a link that simply drops."""
+
+    def __init__(self, port):
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self.sockets = []
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("kind", sorted(AGENTS))
+def test_an_agent_serves_again_after_the_server_restarts(make_server, runtime, agents, kind):
+    port = free_port()
+    listen = ["--listen", f"127.0.0.1:{port}", "--no-echo-agent"]
+    first = make_server(*listen)
+    agent = agents(runtime, kind, f"ws://127.0.0.1:{port}/v1/agent")
+    agent.wait_for(r"Connected: session")
+    first.wait_for_model(agent.model)
+    assert ask(first, agent.model) == agent.answer
+
+    first.stop()
+    agent.wait_for(r"is shutting down; reconnecting when it is back")
+    time.sleep(0.5)
+    assert agent.proc.poll() is None, "".join(agent.lines)
+
+    second = make_server(*listen)
+    agent.wait_for(r"Connected: session sess-\S+ is active", count=2)
+    second.wait_for_model(agent.model)
+    assert ask(second, agent.model) == agent.answer
+
+
+@pytest.mark.parametrize("kind", sorted(AGENTS))
+def test_a_dropped_link_gets_its_session_back(make_server, runtime, agents, kind):
+    server = make_server("--no-echo-agent")
+    relay = Cutter(server.port)
+    try:
+        agent = agents(runtime, kind, f"ws://127.0.0.1:{relay.port}/v1/agent")
+        session = agent.wait_for(r"Connected: session (sess-\S+) is active").group(1)
+        server.wait_for_model(agent.model)
+        relay.cut()
+        agent.wait_for(r"reconnecting")
+        again = agent.wait_for(r"Connected: session (sess-\S+) is active", count=2).group(1)
+        assert again == session, "".join(agent.lines)
+        assert ask(server, agent.model) == agent.answer
+    finally:
+        relay.close()
+
+
+def test_once_stops_when_the_link_ends(make_server, runtime, agents):
+    server = make_server("--no-echo-agent")
+    agent = agents(runtime, "echo", server.agent_url, "--once")
+    agent.wait_for(r"Connected: session")
+    server.stop()
+    assert agent.proc.wait(timeout=WAIT) == 0
+    assert not any("reconnecting" in line for line in agent.lines)
+
+
+def test_an_mcp_host_keeps_its_session_across_a_server_restart(make_server, runtime):
+    port = free_port()
+    listen = ["--listen", f"127.0.0.1:{port}", "--no-echo-agent"]
+    first = make_server(*listen)
+
+    class Where:
+        """The provider as `host_params` needs it, whichever is running."""
+
+        def __init__(self, server):
+            self.server = server
+            self.runtime = runtime
+            self.agent_url = f"ws://127.0.0.1:{port}/v1/agent"
+
+        def __getattr__(self, name):
+            return getattr(self.server, name)
+
+    async def host():
+        async with stdio_client(host_params(Where(first), "host-again")) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                await asyncio.to_thread(first.wait_for_model, "host-again")
+                editor = await serve_one(session, first, "host-again", "before")
+                before = await asyncio.to_thread(editor.answer)
+                await asyncio.to_thread(first.stop)
+                second = await asyncio.to_thread(make_server, *listen)
+                await asyncio.to_thread(second.wait_for_model, "host-again")
+                # The same host session, never initialized again.
+                editor = await serve_one(session, second, "host-again", "after")
+                return before, await asyncio.to_thread(editor.answer)
+
+    before, after = asyncio.run(asyncio.wait_for(host(), 90))
+    assert (before, after) == ("Answered before", "Answered after")
