@@ -7,9 +7,10 @@
 //! saves a thread hand-over per answer. What the bridge answers over HTTP
 //! is posted to the connections' mailboxes like the provider's answers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::process::{Child, ChildStdout};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,13 @@ use mcp_provider_core::{mcp, ConnId, Output};
 use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, READ_CHUNK};
 use crate::watchdog;
+
+/// The last lines of a child's stderr kept for the clients' error when it
+/// exits, and how much of each.
+const STDERR_LINES: usize = 3;
+const STDERR_LINE_CHARS: usize = 300;
+/// How long an exit waits for the end of the child's stderr.
+const STDERR_WAIT: Duration = Duration::from_millis(250);
 
 /// Where the bridge's HTTP answers go: the connections' mailboxes.
 pub type Post = Box<dyn Fn(Vec<Output>) -> Posted + Send + Sync>;
@@ -301,7 +309,7 @@ impl Bridged {
     ) -> Result<(), String> {
         let mut command = process::command(argv, cwd.map(std::path::Path::new), &[])?;
         command.envs(env.iter().map(|(k, v)| (k, v)));
-        let mut process = command.spawn().map_err(|e| e.to_string())?;
+        let mut process = command.spawn().map_err(|e| start_failure(argv, cwd, &e))?;
         let pgid = process.id();
         let (stdin, stdout, stderr) = (
             process.stdin.take(),
@@ -331,12 +339,13 @@ impl Bridged {
             }
             (None, _) => Ok(()),
         };
+        let (said_tx, said) = std::sync::mpsc::sync_channel(1);
         let threads = [
             Some(thread("bridge-stdin", move || writer.drain())),
-            stderr.map(|pipe| thread("bridge-stderr", move || log_stderr(&name, pipe))),
+            stderr.map(|pipe| thread("bridge-stderr", move || log_stderr(&name, pipe, said_tx))),
         ];
         let me = self.clone();
-        let waited = thread("bridge-wait", move || me.wait(child, process));
+        let waited = thread("bridge-wait", move || me.wait(child, process, said));
         if reading.is_err()
             || threads
                 .iter()
@@ -350,7 +359,7 @@ impl Bridged {
         Ok(())
     }
 
-    fn wait(self: Arc<Self>, child: ChildId, mut process: Child) {
+    fn wait(self: Arc<Self>, child: ChildId, mut process: Child, said: Receiver<String>) {
         // Wait for the exit without reaping, so the group id cannot be
         // reused yet: whatever the group leader left behind (the children
         // of an `sh -c`) goes with it.
@@ -361,7 +370,10 @@ impl Bridged {
         }
         let status = process.wait();
         tracing::info!("an MCP server exited ({status:?})");
-        self.with(|b, now| b.handle_child_exit(child, now));
+        // Its stderr ends with it (the group is gone), unless something
+        // outside the group holds the pipe: then it is not waited for.
+        let said = said.recv_timeout(STDERR_WAIT).unwrap_or_default();
+        self.with(|b, now| b.handle_child_exit(child, &said, now));
     }
 
     /// Wakes the timer if it sleeps past `at` (most calls move no
@@ -472,16 +484,44 @@ fn thread(
     std::thread::Builder::new().name(name.into()).spawn(f)
 }
 
-/// A child's stderr, a line at a time, to the log.
-fn log_stderr(name: &str, mut pipe: impl Read) {
+/// A child's stderr, a line at a time, to the log; at its end, its last
+/// lines to `said` (for the clients' error when the child exited).
+fn log_stderr(name: &str, mut pipe: impl Read, said: SyncSender<String>) {
     let mut lines = LineBuffer::new(8 * 1024);
+    let mut last = VecDeque::new();
     let mut buf = [0u8; 4096];
     while let Ok(n @ 1..) = pipe.read(&mut buf) {
         for line in lines.push(buf.get(..n).unwrap_or_default()) {
             if let Line::Text(text) = line {
                 tracing::info!(target: "mcp_server", "{name}: {text}");
+                if !text.trim().is_empty() {
+                    if last.len() == STDERR_LINES {
+                        last.pop_front();
+                    }
+                    last.push_back(text.chars().take(STDERR_LINE_CHARS).collect::<String>());
+                }
             }
         }
+    }
+    let _ = said.try_send(Vec::from(last).join(" | "));
+}
+
+/// Why a child could not start, saying which part failed: a working
+/// directory that does not exist reads "No such file or directory" just as
+/// a missing program does.
+fn start_failure(argv: &[String], cwd: Option<&str>, e: &std::io::Error) -> String {
+    if let Some(dir) = cwd.filter(|dir| !std::path::Path::new(dir).is_dir()) {
+        return format!("its working directory `{dir}` does not exist");
+    }
+    let program = argv.first().map_or("", String::as_str);
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("its command `{program}` is not found (not on PATH, or no such file)")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("its command `{program}` cannot be run (permission denied)")
+        }
+        _ => format!("its command `{program}` could not be run: {e}"),
     }
 }
 

@@ -441,6 +441,19 @@ pub fn print_link_notice(frame: &str) {
     }
 }
 
+/// Why `addr` cannot be listened on, and what to do about a taken port.
+fn cannot_listen(addr: &std::net::SocketAddr, e: &std::io::Error) -> String {
+    let mut message = format!("cannot listen on {addr}: {e}");
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        message.push_str(&format!(
+            ". Another program has port {}: an mcp-provider already running (or Ollama, on 11434)? \
+             Stop it, or pass --listen with another address (e.g. --listen 127.0.0.1:8790)",
+            addr.port()
+        ));
+    }
+    message
+}
+
 /// Why the program stopped: exit code 2 or 1.
 enum Failure {
     Usage(String),
@@ -477,9 +490,8 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let listeners = addrs
         .iter()
-        .map(TcpListener::bind)
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| Failure::Runtime(format!("cannot listen on {:?}: {e}", settings.listen)))?;
+        .map(|addr| TcpListener::bind(addr).map_err(|e| Failure::Runtime(cannot_listen(addr, &e))))
+        .collect::<Result<Vec<_>, _>>()?;
     let bound: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())

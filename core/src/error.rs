@@ -82,12 +82,29 @@ impl ApiError {
         )
     }
 
-    pub fn model_not_found(model: &str) -> Self {
+    /// A model nobody serves, with the names that are served (the first
+    /// few), so a typo is seen at once.
+    pub fn model_not_found(model: &str, served: &[String]) -> Self {
+        const NAMED: usize = 20;
+        let mut message =
+            format!("The model `{model}` does not exist: no connected agent serves it.");
+        match served {
+            [] => message.push_str(" No model is served right now."),
+            names => {
+                let shown: Vec<String> =
+                    names.iter().take(NAMED).map(|m| format!("`{m}`")).collect();
+                message.push_str(&format!(" Served models: {}", shown.join(", ")));
+                if names.len() > NAMED {
+                    message.push_str(&format!(" and {} more", names.len() - NAMED));
+                }
+                message.push('.');
+            }
+        }
         let mut e = Self::new(
             404,
             "invalid_request_error",
             Some("model_not_found"),
-            format!("The model `{model}` does not exist: no connected agent serves it."),
+            message,
         );
         e.param = Some("model".to_owned());
         e
@@ -231,7 +248,7 @@ mod tests {
 
     #[test]
     fn ollama_shape_is_a_plain_string() {
-        let e = ApiError::model_not_found("x");
+        let e = ApiError::model_not_found("x", &["echo".to_owned()]);
         let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::Ollama)).unwrap();
         assert!(v["error"].as_str().unwrap().contains("`x`"));
         let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::JsonRpc)).unwrap();

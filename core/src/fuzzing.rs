@@ -574,7 +574,7 @@ pub fn bridge(data: &[u8]) {
             }
             8 => {
                 if let Some(&child) = children.first() {
-                    bridge.handle_child_exit(child, now);
+                    bridge.handle_child_exit(child, &String::from_utf8_lossy(rest), now);
                 }
             }
             9 => bridge.handle_conn_closed(conn, now),

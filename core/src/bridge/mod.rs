@@ -55,7 +55,7 @@
 //!         bridge.handle_child_line(line, Instant::now());
 //!     }
 //!     if child_exited {
-//!         bridge.handle_child_exit(Instant::now());
+//!         bridge.handle_child_exit(last_stderr_lines, Instant::now());
 //!     }
 //!     if bridge.poll_timeout().is_some_and(|t| t <= Instant::now()) {
 //!         bridge.handle_timeout(Instant::now());

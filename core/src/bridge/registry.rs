@@ -434,8 +434,10 @@ impl Bridge {
         self.on_child(child, now, |c| c.handle_child_line(line, now));
     }
 
-    pub fn handle_child_exit(&mut self, child: ChildId, now: Instant) {
-        self.on_child(child, now, |c| c.handle_child_exit(now));
+    /// The child exited; `said` is the end of what it wrote on stderr
+    /// (empty when unknown), for the clients' error.
+    pub fn handle_child_exit(&mut self, child: ChildId, said: &str, now: Instant) {
+        self.on_child(child, now, |c| c.handle_child_exit(said, now));
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {

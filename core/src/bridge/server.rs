@@ -141,10 +141,15 @@ impl BridgedServer {
     }
 
     /// The child (its process group leader) exited.
-    pub fn handle_child_exit(&mut self, now: Instant) {
+    /// The child exited; `said` is the end of its stderr (may be empty).
+    pub fn handle_child_exit(&mut self, said: &str, now: Instant) {
         let starting = self.state() == ChildState::Starting;
-        let message = match self.supervisor.handle_exit(now) {
-            Ended::Crashed => format!("MCP server '{}' exited", self.spec().name),
+        let message = match self.supervisor.handle_exit(said, now) {
+            Ended::Crashed => format!(
+                "MCP server '{}' {}",
+                self.spec().name,
+                self.supervisor.last_failure().unwrap_or("exited")
+            ),
             Ended::Stopped => self.stopped_message(),
             Ended::Unexpected => {
                 tracing::debug!(server = %self.spec().name, "exit reported with no child running");

@@ -150,7 +150,7 @@ impl Supervisor {
             Phase::Spawning { then_stop: true } => self.phase = Phase::Stopped,
             Phase::Spawning { then_stop: false } => {
                 tracing::warn!(server = %self.spec.name, "could not start: {error}");
-                self.last_failure = Some(format!("its command could not be run: {error}"));
+                self.last_failure = Some(error.to_owned());
                 self.failed_run(None, now);
             }
             _ => {
@@ -171,7 +171,10 @@ impl Supervisor {
         true
     }
 
-    pub(crate) fn handle_exit(&mut self, now: Instant) -> Ended {
+    /// The child exited; `said` is the end of its stderr, kept in the
+    /// failure a client is told (often the reason: a missing module, a bad
+    /// argument).
+    pub(crate) fn handle_exit(&mut self, said: &str, now: Instant) -> Ended {
         let running_since = match self.phase {
             Phase::Stopping { .. } | Phase::Spawning { then_stop: true } => {
                 self.phase = Phase::Stopped;
@@ -179,11 +182,11 @@ impl Supervisor {
             }
             Phase::Stopped | Phase::Backoff { .. } | Phase::Failed => return Ended::Unexpected,
             Phase::Spawning { then_stop: false } | Phase::Initializing { .. } => {
-                self.last_failure = Some("exited during startup".into());
+                self.last_failure = Some(with_stderr("exited during startup", said));
                 None
             }
             Phase::Running { since, .. } => {
-                self.last_failure = Some("exited".into());
+                self.last_failure = Some(with_stderr("exited", said));
                 Some(since)
             }
             Phase::Killing { running_since } => running_since,
@@ -338,6 +341,14 @@ pub(crate) fn later(now: Instant, wait: Duration) -> Instant {
     now.checked_add(wait.min(CENTURY)).unwrap_or(now)
 }
 
+/// A failure, with the end of the child's stderr when it said anything.
+fn with_stderr(what: &str, said: &str) -> String {
+    match said.trim() {
+        "" => what.to_owned(),
+        said => format!("{what}; its stderr ended with: {said}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,7 +382,7 @@ mod tests {
         assert!(!s.handle_spawned(t0, &mut out));
         assert_eq!(s.state(), ChildState::Stopping);
         assert_eq!(out.back(), Some(&BridgeOutput::CloseStdin));
-        assert_eq!(s.handle_exit(t0), Ended::Stopped);
+        assert_eq!(s.handle_exit("", t0), Ended::Stopped);
         assert_eq!(s.state(), ChildState::Stopped);
     }
 
@@ -383,19 +394,22 @@ mod tests {
         s.start(&mut out);
         s.handle_spawned(t0, &mut out);
         s.handle_initialized(t0);
-        assert_eq!(s.handle_exit(t0 + Duration::from_secs(1)), Ended::Crashed);
+        assert_eq!(
+            s.handle_exit("", t0 + Duration::from_secs(1)),
+            Ended::Crashed
+        );
         assert_eq!(s.failures(), 1);
         // A run stuck in its handshake never counts as healthy.
         let t1 = t0 + Duration::from_secs(100);
         s.handle_timeout(t1, &mut out);
         s.handle_spawned(t1, &mut out);
-        s.handle_exit(t1 + Duration::from_secs(60));
+        s.handle_exit("", t1 + Duration::from_secs(60));
         assert_eq!(s.failures(), 2);
         let t2 = t1 + Duration::from_secs(100);
         s.handle_timeout(t2, &mut out);
         s.handle_spawned(t2, &mut out);
         s.handle_initialized(t2);
-        s.handle_exit(t2 + s.limits().healthy_after);
+        s.handle_exit("", t2 + s.limits().healthy_after);
         assert_eq!(s.failures(), 1);
         assert_eq!(s.restarts(), 2);
     }

@@ -108,7 +108,7 @@ impl Rig {
     }
 
     fn exit(&mut self) {
-        self.bridge.handle_child_exit(self.now);
+        self.bridge.handle_child_exit("", self.now);
     }
 
     /// Moves the clock to `t0 + at` and delivers the timeout.
@@ -669,6 +669,26 @@ fn client_notifications_other_than_the_handshake_and_cancellation_reach_the_chil
 // 8. Crashes, restarts, giving up.
 
 #[test]
+fn a_child_that_exits_during_startup_tells_the_client_what_it_said_on_stderr() {
+    let mut rig = Rig::new();
+    let a = rig.open();
+    rig.call(a, json!(1), "tools/list", Value::Null);
+    assert_eq!(rig.drain().all, [spawn_output()]);
+    rig.spawned();
+    rig.drain();
+    rig.bridge
+        .handle_child_exit("Error: Cannot find module 'missing'", rig.now);
+    let out = rig.drain();
+    let (_, message) = error_of(&out.to(a)[0]);
+    assert!(
+        message.contains(
+            "did not start (exited during startup; its stderr ended with: Error: Cannot find module 'missing')"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_crash_answers_every_sent_call_with_an_error_and_the_child_restarts_after_backoff() {
     let mut rig = Rig::new();
     let a = rig.running();
@@ -734,14 +754,12 @@ fn failures_in_a_row_double_the_backoff_up_to_its_cap_then_the_bridge_gives_up()
     for wait in [100, 200, 300, 300] {
         assert_eq!(rig.drain().all, [spawn_output()]);
         rig.bridge
-            .handle_spawn_failed("No such file or directory", rig.now);
+            .handle_spawn_failed("its working directory `/gone` does not exist", rig.now);
         assert_eq!(rig.bridge.state(), ChildState::Restarting);
         let out = rig.drain();
         let (_, message) = error_of(&out.to(a)[0]);
         assert!(
-            message.contains(
-                "did not start (its command could not be run: No such file or directory)"
-            ),
+            message.contains("did not start (its working directory `/gone` does not exist)"),
             "answered at once, with the reason: {message}"
         );
         at += wait * MS;
@@ -750,7 +768,7 @@ fn failures_in_a_row_double_the_backoff_up_to_its_cap_then_the_bridge_gives_up()
         rig.call(a, json!(1), "tools/list", Value::Null);
     }
     rig.bridge
-        .handle_spawn_failed("No such file or directory", rig.now);
+        .handle_spawn_failed("its working directory `/gone` does not exist", rig.now);
     assert_eq!(rig.bridge.state(), ChildState::Failed);
     assert_eq!(rig.bridge.restarts(), 4);
     assert_eq!(rig.deadline(), None);
@@ -758,7 +776,7 @@ fn failures_in_a_row_double_the_backoff_up_to_its_cap_then_the_bridge_gives_up()
     let (code, message) = error_of(&out.to(a)[0]);
     assert_eq!(code, SERVER_ERROR);
     assert!(message.contains("failed 5 times"), "{message}");
-    assert!(message.contains("No such file or directory"), "{message}");
+    assert!(message.contains("`/gone` does not exist"), "{message}");
 
     rig.call(a, json!(2), "tools/list", Value::Null);
     let out = rig.drain();

@@ -231,7 +231,7 @@ impl Provider {
                     .find(|(m, _, _)| m == param)
                 {
                     Some((model, owner, _)) => openai::model_entry(&model, created, &owner),
-                    None => return Err(ApiError::model_not_found(param)),
+                    None => return Err(ApiError::model_not_found(param, &self.served_names())),
                 }
             }
             Info::OllamaTags => {
@@ -313,6 +313,14 @@ impl Provider {
 
     /// Models that an active, connected session serves right now:
     /// (name, owner, latest expiry), sorted by name.
+    /// The names of the models served, sorted.
+    pub(super) fn served_names(&self) -> Vec<String> {
+        self.served_models()
+            .into_iter()
+            .map(|(m, _, _)| m)
+            .collect()
+    }
+
     fn served_models(&self) -> Vec<(String, String, Instant)> {
         let mut out: Vec<(String, String, Instant)> = Vec::new();
         for s in self.sessions.iter() {

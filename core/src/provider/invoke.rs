@@ -117,14 +117,19 @@ impl Provider {
             return Err(if self.links.is_empty() {
                 no_agent()
             } else {
-                ApiError::model_not_found(&request.model)
+                ApiError::model_not_found(&request.model, &self.served_names())
             });
         };
         let embedding = request.embedding;
         let session_id = match self.sessions.route(&model, embedding, pin) {
             Ok(id) => id.to_owned(),
             Err(RouteError::NoAgents) => return Err(no_agent()),
-            Err(RouteError::UnknownModel) => return Err(ApiError::model_not_found(&request.model)),
+            Err(RouteError::UnknownModel) => {
+                return Err(ApiError::model_not_found(
+                    &request.model,
+                    &self.served_names(),
+                ))
+            }
             Err(RouteError::WrongScope(why)) => {
                 return Err(ApiError::forbidden(format!(
                     "Model `{model}` cannot serve this request: {why}"

@@ -10,6 +10,13 @@ use crate::http::Request;
 use crate::limiter::TokenBucket;
 
 /// Headers sent to a browser preflight from an allowed origin.
+/// Where a refused client finds the right credential: both are printed
+/// when the server starts and, unless configured, kept in its secrets file.
+const WHERE_SECRETS_ARE: &str =
+    "The API key and the bridge token are printed when the server starts; \
+unless configured, they are kept in its secrets file (~/.local/state/mcp-provider/env) \
+as MCP_PROVIDER_API_KEY and MCP_PROVIDER_BRIDGE_TOKEN.";
+
 const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-mcp-session, x-api-key";
 
 /// OpenAI's rate-limit headers: limit, remaining, time to full.
@@ -118,7 +125,9 @@ impl Provider {
             Guard::Open => Ok(None),
             Guard::BridgeToken => match presented {
                 Some(t) if self.config.bridge_token.matches(t) => Ok(None),
-                Some(_) => Err(ApiError::unauthorized("Invalid bridge token.")),
+                Some(_) => Err(ApiError::unauthorized(format!(
+                    "Invalid bridge token. {WHERE_SECRETS_ARE}"
+                ))),
                 None => Err(ApiError::unauthorized(
                     "Missing bridge token: send `Authorization: Bearer <bridge token>`.",
                 )),
@@ -131,18 +140,20 @@ impl Provider {
                 {
                     Ok(None)
                 }
-                Some(_) => Err(ApiError::unauthorized(
-                    "Neither an API key nor the bridge token.",
-                )),
+                Some(_) => Err(ApiError::unauthorized(format!(
+                    "Neither an API key nor the bridge token. {WHERE_SECRETS_ARE}"
+                ))),
                 None => Err(ApiError::unauthorized(
                     "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
                 )),
             },
             Guard::ApiKey if !self.config.require_api_key => Ok(None),
             Guard::ApiKey => match presented {
-                Some(k) => find_key(&self.config.api_keys, k)
-                    .map(Some)
-                    .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided.")),
+                Some(k) => find_key(&self.config.api_keys, k).map(Some).ok_or_else(|| {
+                    ApiError::unauthorized(format!(
+                        "Incorrect API key provided. {WHERE_SECRETS_ARE}"
+                    ))
+                }),
                 None => Err(ApiError::unauthorized(
                     "You didn't provide an API key: send `Authorization: Bearer <key>`.",
                 )),
