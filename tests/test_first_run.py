@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import threading
+import urllib.request
 
 import pytest
 
@@ -214,3 +215,16 @@ def test_the_test_script_names_what_is_missing_before_running_anything(tmp_path)
     assert done.returncode == 1
     assert done.stderr == "scripts/test needs Node 20 or later with npm: sudo apt-get install nodejs npm\n", done.stderr
     assert done.stdout == ""
+
+
+def test_each_listen_adds_an_address_so_ollamas_port_can_be_served_too(runtime, tmp_path):
+    # The README's way to serve clients that assume Ollama's port as well.
+    server = Started(runtime, user_env(tmp_path), "--listen", "127.0.0.1:0")
+    try:
+        ports = [int(line.rsplit(":", 1)[1]) for line in server.banner if "listening on http://" in line]
+        assert len(ports) == 2, server.banner
+        for port in ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                assert r.status == 200
+    finally:
+        server.stop()
