@@ -384,10 +384,18 @@ def test_the_stateless_revision_keeps_its_rules(make_server):
     status, _, body = post(server, path, call, {**modern, "Mcp-Method": "tools/call", "Mcp-Name": "echo"})
     assert status == 200 and body["id"] == "a" and body["result"]["content"][0]["text"] == "Echo: x"
     assert body["result"]["resultType"] == "complete"
+    # A standard header that contradicts the body, or cannot be read, is
+    # HeaderMismatch (-32020); a name outside plain ASCII comes wrapped.
     status, _, body = post(server, path, call, {**modern, "Mcp-Method": "tools/list"})
-    assert status == 400 and body["error"]["code"] == -32600 and "Mcp-Method" in body["error"]["message"]
+    assert status == 400 and body["error"]["code"] == -32020 and "Mcp-Method" in body["error"]["message"]
     status, _, body = post(server, path, call, {**modern, "Mcp-Name": "get-sum"})
-    assert status == 400 and "Mcp-Name" in body["error"]["message"]
+    assert status == 400 and body["error"]["code"] == -32020 and "Mcp-Name" in body["error"]["message"]
+    status, _, body = post(server, path, call, {**modern, "Mcp-Name": "=?base64?ZWNobw==?="})
+    assert status == 200 and body["result"]["content"][0]["text"] == "Echo: x"
+    status, _, body = post(server, path, call, {**modern, "Mcp-Name": "=?base64?not base64?="})
+    assert status == 400 and body["error"]["code"] == -32020, body
+    status, _, body = post(server, path, call, {"MCP-Protocol-Version": "2025-11-25"})
+    assert status == 400 and body["error"]["code"] == -32020 and "MCP-Protocol-Version" in body["error"]["message"]
     assert post(server, path, None, modern, method="GET")[0] == 405
     assert post(server, path, None, modern, method="DELETE")[0] == 405
     future = {**call, "params": {**call["params"], "_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01"}}}

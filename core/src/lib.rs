@@ -76,6 +76,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backlog;
+pub mod base64;
 /// Bridged stdio MCP servers: one child process shared by many clients.
 pub mod bridge;
 pub mod config;

@@ -30,6 +30,9 @@ pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
+/// 2026-07-28: a standard header (`Mcp-Method`, `Mcp-Name`,
+/// `MCP-Protocol-Version`) malformed or contradicting the body; HTTP 400.
+pub const HEADER_MISMATCH: i64 = -32020;
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// The longest line accepted from a peer; a longer one is dropped with a

@@ -354,29 +354,7 @@ fn f32_base64(vector: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    base64(&bytes)
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for group in bytes.chunks(3) {
-        let b = [
-            group[0],
-            *group.get(1).unwrap_or(&0),
-            *group.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= group.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    crate::base64::encode(&bytes)
 }
 
 /// Chat and legacy completion answers: SSE chunks with a prefix computed
@@ -658,9 +636,6 @@ mod tests {
 
     #[test]
     fn base64_embeddings_are_little_endian_f32() {
-        assert_eq!(base64(b"Ma"), "TWE=");
-        assert_eq!(base64(b"Man"), "TWFu");
-        assert_eq!(base64(b"M"), "TQ==");
         // 1.0f32 = 00 00 80 3f
         assert_eq!(f32_base64(&json!([1.0])), "AACAPw==");
         let r = parse_embeddings(br#"{"model":"m","input":"x","encoding_format":"hex"}"#);

@@ -44,6 +44,7 @@
 //! # let line_from_client = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
 //! # let lines_from_child: Vec<String> = Vec::new();
 //! # let child_exited = false;
+//! # let last_stderr_lines = "";
 //! # fn spawn(_: &[String], _: &[(String, String)], _: Option<&str>) -> Result<(), String> { Ok(()) }
 //! loop {
 //!     // 1. Input (a real driver waits for one of these, or for the timer).

@@ -119,7 +119,7 @@ impl Bridge {
         if let Err(why) = headers_agree(request, &method, &params) {
             return self.respond(
                 to,
-                Response::json(400, mcp::error(&id, mcp::INVALID_REQUEST, &why, None)),
+                Response::json(400, mcp::error(&id, mcp::HEADER_MISMATCH, &why, None)),
             );
         }
         let (child, client) = match self.ephemeral_client(spec, now) {
@@ -181,27 +181,55 @@ impl Bridge {
     }
 }
 
-/// `Mcp-Method` and `Mcp-Name`, when sent, say what the body says.
+/// `Mcp-Method`, `Mcp-Name` and `MCP-Protocol-Version`, when sent, say
+/// what the body says: an intermediary routes by them, so a request whose
+/// headers tell another story is refused rather than served.
 fn headers_agree(request: &Request, method: &str, params: &Value) -> Result<(), String> {
-    if let Some(header) = request.header("mcp-method") {
-        if header.trim() != method {
+    if let Some(raw) = request.header("mcp-method") {
+        let header = header_value("Mcp-Method", raw)?;
+        if header != method {
             return Err(format!(
                 "Mcp-Method says `{header}` but the body asks `{method}`"
             ));
         }
     }
-    if let Some(header) = request.header("mcp-name") {
+    if let Some(raw) = request.header("mcp-name") {
+        let header = header_value("Mcp-Name", raw)?;
         let named = params["name"]
             .as_str()
             .or(params["uri"].as_str())
             .unwrap_or_default();
-        if header.trim() != named {
+        if header != named {
             return Err(format!(
                 "Mcp-Name says `{header}` but the body names `{named}`"
             ));
         }
     }
+    let version = params["_meta"][mcp::PROTOCOL_VERSION_META].as_str();
+    if let (Some(raw), Some(version)) = (request.header("mcp-protocol-version"), version) {
+        if raw.trim() != version {
+            return Err(format!(
+                "MCP-Protocol-Version says `{}` but the body's _meta names `{version}`",
+                raw.trim()
+            ));
+        }
+    }
     Ok(())
+}
+
+/// A standard header's value: as sent when plain ASCII, else decoded from
+/// the revision's `=?base64?…?=` wrapping of its UTF-8.
+fn header_value(name: &str, raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    match raw
+        .strip_prefix("=?base64?")
+        .and_then(|rest| rest.strip_suffix("?="))
+    {
+        None => Ok(raw.to_owned()),
+        Some(coded) => crate::base64::decode(coded)
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| format!("{name} is not valid `=?base64?…?=`: `{raw}`")),
+    }
 }
 
 /// The `initialize` params a `server/discover` stands for: the client's
