@@ -186,6 +186,43 @@ def test_the_child_s_sampling_request_reaches_the_client_whose_call_asked(make_s
     assert asked == {"sampler": 1, "other": 0}
 
 
+def test_a_shared_child_started_by_a_plain_client_still_serves_a_sampling_client(make_server):
+    """A shared child is told every capability the bridge can route, not
+    the first client's: a client that cannot sample starts it, and a later
+    one that can still sees `trigger-sampling-request` and has its sampling
+    callback asked."""
+    import mcp.types as types
+
+    server = bridge_server(make_server, everything())
+    asked = []
+
+    async def sample(context, params):
+        asked.append(params.messages[0].content.text)
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text="sampled late"),
+            model="test-model",
+            stop_reason="endTurn",
+        )
+
+    async def use():
+        async with client(server, mode="legacy") as first:
+            assert (await first.call_tool("echo", {"message": "start it"})).content[0].text == "Echo: start it"
+            async with client(server, mode="legacy", sampling_callback=sample) as c:
+                names = {t.name for t in (await c.list_tools()).tools}
+                assert "trigger-sampling-request" in names, names
+                sampled = await c.call_tool("trigger-sampling-request", {"prompt": "a heron", "maxTokens": 20})
+                # The plain client's own call is refused at once: its
+                # request is not shown to the client that can sample.
+                refused = await first.call_tool("trigger-sampling-request", {"prompt": "x", "maxTokens": 5})
+                return sampled.content[0].text, refused
+
+    sampled, refused = run(use())
+    assert "sampled late" in sampled, sampled
+    assert asked == [asked[0]] and "a heron" in asked[0], asked
+    assert refused.is_error and "no connected client can answer sampling/createMessage" in refused.content[0].text, refused
+
+
 def test_the_child_s_roots_and_elicitation_requests_reach_the_client_that_can_answer(make_server):
     """server-everything offers `get-roots-list` and
     `trigger-elicitation-request` only to a client that declared `roots`

@@ -66,6 +66,8 @@ pub(crate) struct Mux {
     /// that declared it can answer, and a stateless child gets it in every
     /// request's envelope.
     declared: BTreeMap<ClientId, Declared>,
+    /// One child for every client (not one per session).
+    shared: bool,
     /// Client calls waiting for the handshake, oldest first.
     queue: VecDeque<Call>,
     /// Client calls written to the child, by child id (so in the order
@@ -159,9 +161,12 @@ enum Asker {
 }
 
 impl Mux {
-    pub(crate) fn new(name: &str, max_in_flight: usize) -> Self {
+    /// `shared`: the child serves every client, so its handshake declares
+    /// what any of them may answer (see [`initialize_params`]).
+    pub(crate) fn new(name: &str, max_in_flight: usize, shared: bool) -> Self {
         Mux {
             name: name.to_owned(),
+            shared,
             max_in_flight,
             next_client: 1,
             next_id: 1,
@@ -435,7 +440,7 @@ impl Mux {
         let mut subscribed = None;
         match (method.as_str(), uri) {
             ("initialize", _) if self.init_params.is_none() => {
-                self.init_params = Some(initialize_params(Some(&params)));
+                self.init_params = Some(initialize_params(Some(&params), self.shared));
             }
             ("resources/subscribe", Some(uri)) => {
                 self.subscribers
@@ -747,34 +752,9 @@ impl Mux {
                 None,
             )));
         };
-        // Over stdio the request carries no link to the call it serves:
-        // the most recent call of a client that declared what it asks for
-        // is the best guess (one client at a time, or `per-session`, makes
-        // it certain).
-        let needs = match method {
-            "sampling/createMessage" => Some("sampling"),
-            "roots/list" => Some("roots"),
-            "elicitation/create" => Some("elicitation"),
-            _ => None,
-        };
-        let able = |client: &ClientId| {
-            needs.is_none_or(|capability| {
-                self.declared
-                    .get(client)
-                    .is_some_and(|declared| !declared.capabilities[capability].is_null())
-            })
-        };
-        let Some(client) = self
-            .calls
-            .values()
-            .rev()
-            .map(|sent| sent.caller.client)
-            .find(|client| able(client))
-        else {
+        let Some(client) = self.client_for(method, &params) else {
             return refuse(
-                &format!(
-                    "no client can answer {method}: none that declared it has a call in flight"
-                ),
+                &format!("no connected client can answer {method}: none declared that capability"),
                 out,
             );
         };
@@ -795,6 +775,57 @@ impl Mux {
             },
         );
         out.push_back(BridgeOutput::ToClient { client, message });
+    }
+
+    /// Who answers the child's `method`: a client that declared the
+    /// capability it needs (and the sub-capability: `sampling.tools` for a
+    /// request offering tools, `elicitation.url` for a URL). Over stdio a
+    /// request says nothing of the call it serves, except through a
+    /// progress token it carries; otherwise the capable client of the most
+    /// recent call in flight is the best guess (certain with one client at
+    /// a time, or `per-session`). With no call in flight (a server asking
+    /// for roots once initialized), the most recently connected capable
+    /// client answers; with calls in flight and none of them a capable
+    /// client's, the request is refused rather than shown to a client whose
+    /// call it is not.
+    fn client_for(&self, method: &str, params: &Value) -> Option<ClientId> {
+        let (capability, sub) = match method {
+            "sampling/createMessage" => {
+                let tools = params.get("tools").is_some_and(|t| !t.is_null());
+                ("sampling", tools.then_some("tools"))
+            }
+            "elicitation/create" => ("elicitation", (params["mode"] == "url").then_some("url")),
+            "roots/list" => ("roots", None),
+            _ => {
+                return self
+                    .calls
+                    .values()
+                    .next_back()
+                    .map(|sent| sent.caller.client)
+            }
+        };
+        let able = |client: &ClientId| {
+            self.clients.contains(client)
+                && self.declared.get(client).is_some_and(|declared| {
+                    let has = &declared.capabilities[capability];
+                    !has.is_null() && sub.is_none_or(|sub| !has[sub].is_null())
+                })
+        };
+        let by_token = params["_meta"]["progressToken"]
+            .as_u64()
+            .and_then(|token| self.tokens.get(&token))
+            .map(|(client, _)| *client);
+        if let Some(client) = by_token.filter(able) {
+            return Some(client);
+        }
+        if self.calls.is_empty() {
+            return self.declared.keys().rev().copied().find(able);
+        }
+        self.calls
+            .values()
+            .rev()
+            .map(|sent| sent.caller.client)
+            .find(able)
     }
 
     fn handle_child_notification(
@@ -871,7 +902,7 @@ impl Mux {
     pub(crate) fn send_initialize(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
         let params = self
             .init_params
-            .get_or_insert_with(|| initialize_params(None))
+            .get_or_insert_with(|| initialize_params(None, self.shared))
             .clone();
         self.generation = Generation::Session;
         self.refused_initialize = None;
@@ -1131,8 +1162,12 @@ fn error_message(error: &Value) -> String {
 }
 
 /// The `initialize` params for the child: the protocol version,
-/// capabilities and client info a client asked with, or defaults.
-fn initialize_params(asked: Option<&Value>) -> Value {
+/// capabilities and client info a client asked with, or defaults. A shared
+/// child is told every client capability the bridge can route (each of its
+/// requests then goes to a client that declared it, or is refused): with
+/// the first client's alone, a server that offers sampling or elicitation
+/// only to clients that can answer would never offer it to any.
+fn initialize_params(asked: Option<&Value>, shared: bool) -> Value {
     let field = |key: &str, fallback: Value| {
         asked
             .and_then(|params| params.get(key))
@@ -1140,9 +1175,15 @@ fn initialize_params(asked: Option<&Value>) -> Value {
             .cloned()
             .unwrap_or(fallback)
     };
+    let mut capabilities = field("capabilities", json!({}));
+    if let (true, Some(declared)) = (shared, capabilities.as_object_mut()) {
+        declared.insert("sampling".into(), json!({"context": {}, "tools": {}}));
+        declared.insert("elicitation".into(), json!({"form": {}, "url": {}}));
+        declared.insert("roots".into(), json!({"listChanged": true}));
+    }
     json!({
         "protocolVersion": field("protocolVersion", json!(DEFAULT_PROTOCOL_VERSION)),
-        "capabilities": field("capabilities", json!({})),
+        "capabilities": capabilities,
         "clientInfo": field(
             "clientInfo",
             json!({"name": "mcp-local-provider", "version": env!("CARGO_PKG_VERSION")}),
@@ -1208,23 +1249,34 @@ mod tests {
             "_meta": {"progressToken": 1},
         });
         assert_eq!(
-            initialize_params(Some(&asked)),
+            initialize_params(Some(&asked), false),
             json!({
                 "protocolVersion": "2025-06-18",
                 "capabilities": {"sampling": {}},
                 "clientInfo": {"name": "inspector", "version": "1"},
             })
         );
-        let default = initialize_params(None);
+        let default = initialize_params(None, false);
         assert_eq!(default["protocolVersion"], DEFAULT_PROTOCOL_VERSION);
         assert_eq!(default["capabilities"], json!({}));
+    }
+
+    #[test]
+    fn a_shared_child_is_told_every_capability_the_bridge_can_route() {
+        let asked = json!({"capabilities": {"experimental": {"x": {}}}});
+        let caps = &initialize_params(Some(&asked), true)["capabilities"];
+        assert_eq!(caps["sampling"], json!({"context": {}, "tools": {}}));
+        assert_eq!(caps["elicitation"], json!({"form": {}, "url": {}}));
+        assert_eq!(caps["roots"]["listChanged"], true);
+        assert_eq!(caps["experimental"], json!({"x": {}}));
+        assert!(initialize_params(None, true)["capabilities"]["sampling"].is_object());
     }
 
     #[test]
     fn only_requests_sent_after_the_last_answer_show_the_child_silent() {
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_secs(1);
-        let mut mux = Mux::new("s", 8);
+        let mut mux = Mux::new("s", 8, true);
         let mut out = VecDeque::new();
         let a = mux.open_client();
         mux.handle_client_message(

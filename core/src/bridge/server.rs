@@ -28,7 +28,11 @@ pub struct BridgedServer {
 impl BridgedServer {
     /// A bridge with no child yet: the first client request starts it.
     pub fn new(spec: ServerSpec, limits: Limits, _now: Instant) -> Self {
-        let mux = Mux::new(&spec.name, limits.max_in_flight);
+        let mux = Mux::new(
+            &spec.name,
+            limits.max_in_flight,
+            spec.share == super::Share::Shared,
+        );
         BridgedServer {
             supervisor: Supervisor::new(spec, limits),
             mux,

@@ -152,6 +152,18 @@ fn initialize_params() -> Value {
     })
 }
 
+/// The handshake a shared child gets: the first client's, declaring every
+/// capability the bridge can route to some client.
+fn shared_initialize_params() -> Value {
+    let mut params = initialize_params();
+    params["capabilities"] = json!({
+        "sampling": {"context": {}, "tools": {}},
+        "elicitation": {"form": {}, "url": {}},
+        "roots": {"listChanged": true},
+    });
+    params
+}
+
 fn init_result() -> Value {
     json!({
         "protocolVersion": "2025-06-18",
@@ -195,7 +207,9 @@ fn the_first_request_spawns_the_child_which_is_initialized_before_queued_calls_a
     let out = rig.drain();
     assert_eq!(
         out.child,
-        [json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize_params()})]
+        [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": shared_initialize_params()})
+        ]
     );
     rig.child_answers(&json!(1), init_result());
     let out = rig.drain();
@@ -233,7 +247,10 @@ fn a_request_before_any_initialize_starts_the_child_with_default_params() {
     let init = rig.drain().child.remove(0);
     assert_eq!(init["method"], "initialize");
     assert_eq!(init["params"]["protocolVersion"], "2025-11-25");
-    assert_eq!(init["params"]["capabilities"], json!({}));
+    assert_eq!(
+        init["params"]["capabilities"],
+        shared_initialize_params()["capabilities"]
+    );
     assert_eq!(init["params"]["clientInfo"]["name"], "mcp-local-provider");
 }
 
@@ -513,25 +530,80 @@ fn the_childs_requests_go_to_the_client_with_the_latest_call_and_answers_go_back
 }
 
 #[test]
-fn a_childs_request_with_no_call_in_flight_is_refused_at_once_and_its_ping_answered() {
+fn a_childs_request_goes_to_a_capable_client_even_with_no_call_in_flight() {
     let mut rig = Rig::new();
-    rig.running();
+    let a = rig.running();
     rig.child_says(
         json!({"jsonrpc": "2.0", "id": 3, "method": "elicitation/create", "params": {}}),
     );
     rig.child_says(json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}));
     let out = rig.drain();
-    assert!(out.clients.is_empty());
-    assert_eq!(out.child[0]["id"], 3);
-    assert_eq!(out.child[0]["error"]["code"], INTERNAL_ERROR);
-    assert!(out.child[0]["error"]["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("no client can answer elicitation/create"));
+    assert_eq!(out.to(a)[0]["method"], "elicitation/create");
     assert_eq!(
-        out.child[1],
-        json!({"jsonrpc": "2.0", "id": 4, "result": {}})
+        out.child,
+        [json!({"jsonrpc": "2.0", "id": 4, "result": {}})]
     );
+}
+
+#[test]
+fn a_childs_request_carrying_a_calls_progress_token_goes_to_that_calls_client() {
+    let mut rig = Rig::new();
+    let a = rig.running();
+    let b = rig.open();
+    rig.call(b, json!(0), "initialize", initialize_params());
+    rig.drain();
+    let slow = |token: &str| json!({"name": "slow", "_meta": {"progressToken": token}});
+    rig.call(a, json!(1), "tools/call", slow("from-a"));
+    rig.call(b, json!(1), "tools/call", slow("from-b"));
+    let sent = rig.drain().child;
+    let token_of_a = sent[0]["params"]["_meta"]["progressToken"].clone();
+    // b's call is the more recent one; the token says the request is a's.
+    let sample = json!({"messages": [], "maxTokens": 5, "_meta": {"progressToken": token_of_a}});
+    rig.child_says(
+        json!({"jsonrpc": "2.0", "id": 7, "method": "sampling/createMessage", "params": sample}),
+    );
+    let out = rig.drain();
+    assert_eq!(out.to(a).len(), 1, "{out:?}");
+    assert_eq!(out.to(a)[0]["method"], "sampling/createMessage");
+    assert!(out.to(b).is_empty());
+    // Without a token, the most recent call's client is asked.
+    rig.child_says(json!({"jsonrpc": "2.0", "id": 8, "method": "roots/list"}));
+    assert_eq!(rig.drain().to(b)[0]["method"], "roots/list");
+}
+
+#[test]
+fn a_childs_request_no_connected_client_declared_is_refused_at_once() {
+    let mut rig = Rig::new();
+    let a = rig.open();
+    let mut plain = initialize_params();
+    plain["capabilities"] = json!({"elicitation": {}});
+    rig.call(a, json!(0), "initialize", plain);
+    rig.spawned();
+    let out = rig.drain();
+    rig.child_initializes(&out);
+    rig.drain();
+    // A URL elicitation needs `elicitation.url`; sampling, `sampling`.
+    let url = json!({"mode": "url", "url": "https://example.com", "message": "m"});
+    rig.child_says(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "elicitation/create", "params": url}),
+    );
+    rig.child_says(
+        json!({"jsonrpc": "2.0", "id": 5, "method": "sampling/createMessage", "params": {}}),
+    );
+    let out = rig.drain();
+    assert!(out.clients.is_empty());
+    for (answer, method) in out
+        .child
+        .iter()
+        .zip(["elicitation/create", "sampling/createMessage"])
+    {
+        assert_eq!(answer["error"]["code"], INTERNAL_ERROR);
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("no connected client can answer {method}")),
+            "{message}"
+        );
+    }
 }
 
 #[test]
@@ -723,7 +795,7 @@ fn a_crash_answers_every_sent_call_with_an_error_and_the_child_restarts_after_ba
     assert_eq!(out.child[0]["method"], "initialize");
     assert_eq!(
         out.child[0]["params"],
-        initialize_params(),
+        shared_initialize_params(),
         "the same params every start"
     );
     rig.child_initializes(&out);
@@ -1126,7 +1198,7 @@ impl Rig {
         assert_eq!(meta[mcp::PROTOCOL_VERSION_META], "2026-07-28");
         assert_eq!(
             meta[mcp::CLIENT_CAPABILITIES_META]["elicitation"],
-            json!({})
+            json!({"form": {}, "url": {}})
         );
         self.child_answers(
             &discover["id"],
