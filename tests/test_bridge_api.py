@@ -122,6 +122,24 @@ def test_the_websocket_envelope(make_server):
         assert "401" in str(refused), refused
 
 
+def test_the_listings_without_a_server_are_every_servers_each_entry_tagged(make_server):
+    server = bridge_server(make_server, everything(), everything("again"), "broken=false")
+    status, _, listed = call(server, "GET", "/tools")
+    assert status == 200, listed
+    by_server = {}
+    for tool in listed["tools"]:
+        by_server.setdefault(tool["server"], set()).add(tool["name"])
+    assert set(by_server) == {"everything", "again"}, by_server
+    assert "echo" in by_server["everything"] and by_server["everything"] == by_server["again"]
+    # The server that cannot start costs the others nothing: it is named.
+    assert [u["server"] for u in listed["unavailable"]] == ["broken"], listed["unavailable"]
+    status, _, prompts = call(server, "GET", "/prompts")
+    assert status == 200 and {p["server"] for p in prompts["prompts"]} == {"everything", "again"}
+    # One server still by name, untagged, as before.
+    status, _, one = call(server, "GET", "/tools?server=again")
+    assert status == 200 and "server" not in one["tools"][0]
+
+
 def test_servers_are_added_and_removed_at_run_time_with_the_bridge_token(make_server):
     mark = uuid.uuid4().hex
     server = make_server(env={"BRIDGE_TEST_MARK": mark})

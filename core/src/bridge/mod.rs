@@ -90,6 +90,7 @@
 
 use std::time::Duration;
 
+mod gather;
 mod generation;
 mod kept;
 mod legacy_sse;

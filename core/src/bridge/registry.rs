@@ -219,6 +219,9 @@ pub(super) enum Reply {
     },
     /// A WebSocket client's `create_session`: `session_created`.
     SocketSession { session: String },
+    /// One server's part of a merged listing (see `gather`). Its client
+    /// closes with the answer.
+    Gathered { gather: u64, server: String },
 }
 
 /// Where a WebSocket client's frames go: its connection. Frames belong to
@@ -253,6 +256,9 @@ pub struct Bridge {
     pub(super) stateless: HashSet<(ChildId, ClientId)>,
     /// Bytes every session keeps for its client ([`Kept`]).
     kept: usize,
+    /// Merged listings waiting for their servers' parts.
+    pub(super) gathers: HashMap<u64, super::gather::Gather>,
+    pub(super) next_gather: u64,
     /// Ids of the bridge's own requests for a session or a REST call.
     pub(super) next_request: u64,
     /// Seed of session ids, from the driver's randomness.
@@ -279,6 +285,8 @@ impl Bridge {
             streams: HashMap::new(),
             stateless: HashSet::new(),
             kept: 0,
+            gathers: HashMap::new(),
+            next_gather: 0,
             next_request: 0,
             seed,
             next_session: 0,
@@ -932,6 +940,10 @@ impl Bridge {
                 );
                 self.respond(to, response);
                 ephemeral
+            }
+            Reply::Gathered { gather, server } => {
+                self.gathered(gather, &server, parsed());
+                true
             }
             Reply::SocketSession { session } => {
                 let result = parsed().map_or(Value::Null, |p| p["result"].clone());

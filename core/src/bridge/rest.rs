@@ -10,7 +10,8 @@
 //!   "server"?, "tool"|"name", "params"|"arguments"}`), `GET /tools`,
 //!   `GET /resources`, `GET /prompts` (`?server=`): the result alone, a
 //!   JSON-RPC error as 502. Without a session, the call is a client of its
-//!   own for as long as it waits.
+//!   own for as long as it waits. The three listings without `?server=`,
+//!   with several servers bridged, are every server's, merged (`gather`).
 //! - `GET /events/{session_id}`: `connected`, then the session's
 //!   notifications as `notification` events, and a `heartbeat` every 15 s.
 //! - `GET /ws` (a WebSocket): `{"type":"create_session","server"?}` or
@@ -109,8 +110,12 @@ impl Bridge {
             }
             Route::List => {
                 let list = request.path().trim_start_matches('/');
+                let server = query("server");
+                if server.is_none() && self.specs.len() > 1 {
+                    return self.gather(to, list, now);
+                }
                 let method = format!("{list}/list");
-                return self.rest_call(to, &Value::Null, query("server"), &method, Value::Null, now);
+                return self.rest_call(to, &Value::Null, server, &method, Value::Null, now);
             }
             Route::Stats => Response::json(200, self.stats().to_string()),
             Route::Events => return self.open_events(to, param, now),
