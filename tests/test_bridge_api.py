@@ -5,6 +5,7 @@ servers added and removed at run time (bridge token only), figures, and
 the test page driven in headless Chromium."""
 
 import json
+import time
 import socket
 import urllib.request
 import uuid
@@ -111,7 +112,7 @@ def test_the_websocket_envelope(make_server):
     # The session outlives its socket: another one attaches to it.
     with ws_connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"}, open_timeout=10) as ws:
         ws.send(json.dumps({"type": "attach_session", "session_id": session}))
-        assert json.loads(ws.recv(10)) == {"type": "session_attached", "session_id": session}
+        assert json.loads(ws.recv(10)) == {"type": "session_attached", "session_id": session, "server": "everything"}
         ws.send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
         assert json.loads(ws.recv(10)) == {"type": "response", "data": {"jsonrpc": "2.0", "id": 3, "result": {}}}
     # Without the key, no socket.
@@ -120,6 +121,64 @@ def test_the_websocket_envelope(make_server):
         raise AssertionError("a WebSocket opened without the API key")
     except Exception as refused:  # noqa: BLE001 - any refusal will do
         assert "401" in str(refused), refused
+
+
+def bridge_socket(server):
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    return ws_connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"}, open_timeout=10)
+
+
+def answers_on(ws, count):
+    """The next `count` answers on `ws`, by their id; notifications skipped."""
+    answers = {}
+    while len(answers) < count:
+        frame = json.loads(ws.recv(10))
+        if frame["type"] == "response":
+            answers[frame["data"]["id"]] = frame["data"]
+    return answers
+
+
+def test_one_session_has_many_views_each_socket_getting_its_own_answers(make_server):
+    """A session is one, whichever way it was made: a REST session is
+    attached from two WebSockets at once and followed on /events; both
+    sockets call with the same JSON-RPC id at the same time and each gets
+    its own answer; a notification reaches every view."""
+    server = bridge_server(make_server, everything())
+    status, _, created = call(server, "POST", "/sessions", {"server": "everything"})
+    assert status == 201
+    session = created["session_id"]
+    events = urllib.request.urlopen(urllib.request.Request(
+        f"{server.base}/events/{session}", headers={"Authorization": f"Bearer {API_KEY}"}), timeout=10)
+    assert b"event: connected" in events.readline() + events.readline()
+    with bridge_socket(server) as one, bridge_socket(server) as two:
+        for ws in (one, two):
+            ws.send(json.dumps({"type": "attach_session", "session_id": session}))
+            assert json.loads(ws.recv(10))["type"] == "session_attached"
+        for ws, word in ((one, "first"), (two, "second")):
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                "params": {"name": "echo", "arguments": {"message": word}}}))
+        assert answers_on(one, 1)[1]["result"]["content"][0]["text"] == "Echo: first"
+        assert answers_on(two, 1)[1]["result"]["content"][0]["text"] == "Echo: second"
+        # A notification of the session reaches both sockets and /events.
+        one.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                             "params": {"name": "toggle-simulated-logging", "arguments": {}}}))
+        assert 2 in answers_on(one, 1)
+        for ws in (one, two):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                frame = json.loads(ws.recv(10))
+                if frame["type"] == "notification":
+                    break
+            assert frame["type"] == "notification" and frame["data"]["method"] == "notifications/message", frame
+        seen = b""
+        deadline = time.monotonic() + 10
+        while b"notifications/message" not in seen and time.monotonic() < deadline:
+            seen += events.readline()
+        assert b"event: notification" in seen and b"notifications/message" in seen, seen
+    events.close()
+    # The session is the REST API's too: a call through it still answers.
+    status, _, result = call(server, "POST", "/tools/call", {"session_id": session, "tool": "echo", "params": {"message": "rest"}})
+    assert status == 200 and result["content"][0]["text"] == "Echo: rest"
 
 
 def test_the_listings_without_a_server_are_every_servers_each_entry_tagged(make_server):

@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 
 from websockets.sync.client import connect as ws_connect
@@ -512,16 +513,32 @@ def test_sdk_clients_that_never_delete_make_room(make_server):
 
 
 def test_the_events_route_cannot_take_a_websocket_session_from_its_socket(make_server):
-    """`GET /events/{id}` with the id of a `/ws` session is refused (409),
-    and the socket goes on getting its answers."""
+    """`GET /events/{id}` with the id of a `/ws` session views the session
+    beside the socket: the socket goes on getting the answers to its own
+    requests. An MCP client's own open event stream is never taken (409)."""
     server = make_server("--server", f"w={WEDGED}")
     url = f"ws://127.0.0.1:{server.port}/ws"
     with ws_connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"}, open_timeout=10) as ws:
         ws.send(json.dumps({"type": "create_session", "server": "w"}))
         created = json.loads(ws.recv(10))
         assert created["type"] == "session_created", created
-        status, _, body = http_request(server, "GET", f"/events/{created['session_id']}")
-        assert status == 409 and b"not a REST session" in body, (status, body)
+        events = urllib.request.urlopen(urllib.request.Request(
+            f"{server.base}/events/{created['session_id']}", headers={"Authorization": f"Bearer {API_KEY}"}),
+            timeout=10)
+        assert events.status == 200
         ws.send(json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo"}}))
         frame = json.loads(ws.recv(10))
         assert frame["type"] == "response" and frame["data"]["id"] == 7, frame
+        events.close()
+    # A Streamable HTTP session whose client follows it on its GET stream.
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "s", "version": "1"}}}
+    _, headers, _ = mcp_post(server, "/mcp/w", init)
+    session = headers["mcp-session-id"]
+    stream = urllib.request.urlopen(urllib.request.Request(
+        f"{server.base}/mcp/w", headers={"Authorization": f"Bearer {API_KEY}", "Accept": "text/event-stream",
+                                         "Mcp-Session-Id": session, "MCP-Protocol-Version": VERSION}), timeout=10)
+    assert stream.status == 200
+    status, _, body = http_request(server, "GET", f"/events/{session}")
+    assert status == 409 and b"its own event stream" in body, (status, body)
+    stream.close()

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::registry::{event, Bridge, Transport};
+use super::registry::{event, Bridge, StreamStart, Transport, MESSAGE_KIND};
 use super::streamable::parse_one;
 use crate::http::{Request, Response};
 use crate::mcp;
@@ -25,7 +25,13 @@ impl Bridge {
         let endpoint = format!("/mcp/{}/messages?session_id={id}", self.specs[spec].name);
         let greeting = event(0, "endpoint", &endpoint);
         let stream = Response::stream("text/event-stream");
-        self.attach_stream(to, &id, Some(stream), Some(greeting), None, now);
+        let start = StreamStart {
+            response: stream,
+            kind: MESSAGE_KIND,
+            greeting: Some(greeting),
+            last_event: None,
+        };
+        self.attach_stream(to, &id, start, now);
     }
 
     /// `POST /mcp/NAME/messages?session_id=…`.

@@ -92,14 +92,49 @@ pub(super) enum Transport {
     Socket,
 }
 
+/// How a connection views a session.
+pub(super) enum View {
+    /// Its event stream, answering this request.
+    Stream(RequestId),
+    Socket,
+}
+
+/// The event name of a session's messages on an MCP transport's stream,
+/// and on the REST API's `/events/{id}`.
+pub(super) const MESSAGE_KIND: &str = "message";
+pub(super) const EVENTS_KIND: &str = "notification";
+
+/// How an event stream opens: the head answering its request, its
+/// events' name ([`MESSAGE_KIND`] or [`EVENTS_KIND`]), a first event of
+/// its own, and the last event its client saw (a reconnect).
+pub(super) struct StreamStart {
+    pub(super) response: Response,
+    pub(super) kind: &'static str,
+    pub(super) greeting: Option<Bytes>,
+    pub(super) last_event: Option<u64>,
+}
+
+/// Sockets that may view one session at once; more are refused.
+pub(super) const MAX_SOCKETS: usize = 16;
+
+/// A client's session. Its views are where what the server sends on its
+/// own goes (notifications, requests): one event stream (the Streamable
+/// `GET`, the legacy SSE stream, or `/events/{id}`) and any number of
+/// WebSockets up to [`MAX_SOCKETS`]. Answers go to whoever asked: an HTTP
+/// request, or the socket that sent the request (see `socket`).
 pub(super) struct Session {
     pub(super) child: ChildId,
     pub(super) client: ClientId,
+    /// How it was made (and so how its client expects to hear from it).
     pub(super) transport: Transport,
-    /// The request its open event stream answers (a WebSocket's: its
-    /// connection, see [`socket`]).
+    /// The request its open event stream answers.
     pub(super) stream: Option<RequestId>,
-    /// Messages for it while no stream is open.
+    /// The event name on that stream: [`EVENTS_KIND`] on `/events`,
+    /// [`MESSAGE_KIND`] on an MCP transport's.
+    pub(super) stream_kind: &'static str,
+    /// The WebSockets attached to it.
+    pub(super) sockets: Vec<ConnId>,
+    /// Messages for it while no view is open.
     held: Kept,
     /// The last events sent down the stream, for a replay.
     sent: Kept,
@@ -109,32 +144,48 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// `message` for the open stream answering `to`: an event (numbered
-    /// and remembered for a replay), or a frame for a WebSocket.
+    /// Whether anything views it: a stream or a socket.
+    pub(super) fn viewed(&self) -> bool {
+        self.stream.is_some() || !self.sockets.is_empty()
+    }
+
+    /// `message` for every view: an event down the stream (numbered and
+    /// remembered for a replay), a frame on each socket.
     /// `kept` is what all sessions keep ([`Kept`]).
-    fn output(&mut self, to: RequestId, message: String, kept: &mut usize) -> Output {
-        if self.transport == Transport::Socket {
-            return Output::ToAgent {
-                conn: to.conn,
-                text: envelope(&message),
-            };
+    fn outputs(&mut self, message: String, kept: &mut usize) -> Vec<Output> {
+        let mut outputs = Vec::with_capacity(self.sockets.len() + 1);
+        if !self.sockets.is_empty() {
+            let text = envelope(&message);
+            outputs.extend(self.sockets.iter().map(|&conn| Output::ToAgent {
+                conn,
+                text: text.clone(),
+            }));
         }
+        if let Some(to) = self.stream {
+            outputs.push(self.event(to, message, kept));
+        }
+        outputs
+    }
+
+    fn event(&mut self, to: RequestId, message: String, kept: &mut usize) -> Output {
         self.next_event += 1;
-        let data = event(self.next_event, self.transport.event_kind(), &message);
+        let data = event(self.next_event, self.stream_kind, &message);
         self.sent.push(self.next_event, message, kept);
         Output::Data { to, data }
     }
 
-    /// The stream opens, answering `to`: the events after `last_event`
-    /// again (a reconnect), then what was held; the stream it replaced.
+    /// The stream opens, answering `to`, its events named `kind`: the
+    /// events after `last_event` again (a reconnect), then what was held;
+    /// the stream it replaced.
     fn attach(
         &mut self,
         to: RequestId,
+        kind: &'static str,
         last_event: Option<u64>,
         kept: &mut usize,
     ) -> (Vec<Output>, Option<RequestId>) {
         let replaced = self.stream.replace(to);
-        let kind = self.transport.event_kind();
+        self.stream_kind = kind;
         let mut outputs: Vec<Output> = match last_event {
             Some(last) => self
                 .sent
@@ -149,25 +200,28 @@ impl Session {
         let held = self.held.take(kept);
         outputs.extend(
             held.into_iter()
-                .map(|(_, message)| self.output(to, message, kept)),
+                .map(|(_, message)| self.event(to, message, kept)),
         );
         (outputs, replaced)
+    }
+
+    /// A socket attaches: what was held, as frames for it.
+    fn attach_socket(&mut self, conn: ConnId, kept: &mut usize) -> Vec<Output> {
+        self.sockets.push(conn);
+        self.held
+            .take(kept)
+            .into_iter()
+            .map(|(_, message)| Output::ToAgent {
+                conn,
+                text: envelope(&message),
+            })
+            .collect()
     }
 
     /// Lets go of everything it keeps (it ends).
     fn release(&mut self, kept: &mut usize) {
         self.held.take(kept);
         self.sent.take(kept);
-    }
-}
-
-impl Transport {
-    /// The event name of a message on this transport's stream.
-    fn event_kind(self) -> &'static str {
-        match self {
-            Transport::Rest => "notification",
-            _ => "message",
-        }
     }
 }
 
@@ -222,6 +276,8 @@ pub(super) enum Reply {
     /// One server's part of a merged listing (see `gather`). Its client
     /// closes with the answer.
     Gathered { gather: u64, server: String },
+    /// A socket's request, under the id the socket gave it.
+    Socket { id: Value },
 }
 
 /// Where a WebSocket client's frames go: its connection. Frames belong to
@@ -385,16 +441,33 @@ impl Bridge {
     /// ([`Bridge::abandon_calls`]). A Streamable HTTP session stays until
     /// `DELETE`; an HTTP+SSE one ends with its stream.
     pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
-        if let Some(id) = self.streams.remove(&conn) {
-            let legacy = self.sessions.get_mut(&id).is_some_and(|session| {
-                session.stream = None;
-                session.transport == Transport::LegacySse
-            });
+        if let Some((id, View::Stream(_))) = self.detach(conn) {
+            let legacy = self
+                .sessions
+                .get(&id)
+                .is_some_and(|session| session.transport == Transport::LegacySse);
             if legacy {
                 self.end_session(&id, now);
             }
         }
         self.abandon_calls(conn, "the client closed its connection", now);
+    }
+
+    /// `conn` no longer views its session: which session, and how it did.
+    fn detach(&mut self, conn: ConnId) -> Option<(String, View)> {
+        let id = self.streams.remove(&conn)?;
+        let session = self.sessions.get_mut(&id)?;
+        let view = match session.stream {
+            Some(to) if to.conn == conn => {
+                session.stream = None;
+                View::Stream(to)
+            }
+            _ => {
+                session.sockets.retain(|&socket| socket != conn);
+                View::Socket
+            }
+        };
+        Some((id, view))
     }
 
     /// Every call answered on `conn` is cancelled at the child
@@ -451,17 +524,16 @@ impl Bridge {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.keepalive_at.is_some_and(|at| at <= now) {
             self.keepalive_at = (!self.streams.is_empty()).then(|| now + KEEPALIVE);
-            for id in self.streams.values() {
-                let Some((to, transport)) = self
-                    .sessions
-                    .get(id)
-                    .and_then(|s| Some((s.stream?, s.transport)))
-                else {
+            for (conn, id) in &self.streams {
+                let Some(session) = self.sessions.get(id) else {
                     continue;
                 };
-                let data = match transport {
-                    Transport::Socket => continue,
-                    Transport::Rest => Bytes::from_static(b"event: heartbeat\ndata: {}\n\n"),
+                // A socket has none: WebSocket pings keep it.
+                let Some(to) = session.stream.filter(|to| to.conn == *conn) else {
+                    continue;
+                };
+                let data = match session.stream_kind {
+                    EVENTS_KIND => Bytes::from_static(b"event: heartbeat\ndata: {}\n\n"),
                     _ => Bytes::from_static(b":\n\n"),
                 };
                 self.out.push_back(Routed::Http(Output::Data { to, data }));
@@ -492,23 +564,16 @@ impl Bridge {
             tracing::warn!("an MCP bridge client reads too slowly: its call was cancelled");
             self.abandon_calls(conn, "the client read too slowly", now);
         }
-        let Some(id) = self.streams.remove(&conn) else {
-            return;
-        };
-        let Some((to, transport)) = self
-            .sessions
-            .get_mut(&id)
-            .and_then(|session| Some((session.stream.take()?, session.transport)))
-        else {
+        let Some((_, view)) = self.detach(conn) else {
             return;
         };
         tracing::warn!("an MCP bridge client reads too slowly: its stream was cut");
-        let output = match transport {
-            Transport::Socket => Output::CloseAgent {
+        let output = match view {
+            View::Socket => Output::CloseAgent {
                 conn,
                 why: LinkClose::TooSlow,
             },
-            _ => Output::End { to },
+            View::Stream(to) => Output::End { to },
         };
         self.out.push_back(Routed::Http(output));
     }
@@ -638,8 +703,7 @@ impl Bridge {
             .sessions
             .iter()
             .filter(|(_, s)| {
-                s.stream.is_none()
-                    && now.saturating_duration_since(s.used) >= self.limits.session_idle
+                !s.viewed() && now.saturating_duration_since(s.used) >= self.limits.session_idle
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -662,7 +726,7 @@ impl Bridge {
         let idlest = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.stream.is_none() && !busy.contains(&(s.child, s.client)))
+            .filter(|(_, s)| !s.viewed() && !busy.contains(&(s.child, s.client)))
             .min_by_key(|(_, s)| s.used)
             .map(|(id, _)| id.clone());
         let Some(id) = idlest else {
@@ -696,6 +760,8 @@ impl Bridge {
             client,
             transport,
             stream: None,
+            stream_kind: MESSAGE_KIND,
+            sockets: Vec::new(),
             held: Kept::default(),
             sent: Kept::default(),
             next_event: 0,
@@ -737,29 +803,39 @@ impl Bridge {
         &mut self,
         to: RequestId,
         id: &str,
-        response: Option<Response>,
-        greeting: Option<Bytes>,
-        last_event: Option<u64>,
+        start: StreamStart,
         now: Instant,
     ) {
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
-        let socket = session.transport == Transport::Socket;
-        let (outputs, replaced) = session.attach(to, last_event, &mut self.kept);
-        if let (Some(old), false) = (replaced, socket) {
+        let (outputs, replaced) = session.attach(to, start.kind, start.last_event, &mut self.kept);
+        if let Some(old) = replaced {
             self.streams.remove(&old.conn);
             self.out.push_back(Routed::Http(Output::End { to: old }));
         }
         self.streams.insert(to.conn, id.to_owned());
-        if let Some(response) = response {
-            self.keepalive_at.get_or_insert(now + KEEPALIVE);
-            self.respond(to, response);
-        }
-        if let Some(data) = greeting {
+        self.keepalive_at.get_or_insert(now + KEEPALIVE);
+        self.respond(to, start.response);
+        if let Some(data) = start.greeting {
             self.out.push_back(Routed::Http(Output::Data { to, data }));
         }
         self.out.extend(outputs.into_iter().map(Routed::Http));
+    }
+
+    /// A WebSocket views the session too, and is sent what was held; the
+    /// reason when it may not (too many already).
+    pub(super) fn attach_socket(&mut self, conn: ConnId, id: &str) -> Result<(), String> {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Err("no such session".to_owned());
+        };
+        if session.sockets.len() >= MAX_SOCKETS {
+            return Err(format!("{MAX_SOCKETS} sockets view this session already"));
+        }
+        let outputs = session.attach_socket(conn, &mut self.kept);
+        self.streams.insert(conn, id.to_owned());
+        self.out.extend(outputs.into_iter().map(Routed::Http));
+        Ok(())
     }
 
     pub(super) fn end_session(&mut self, id: &str, now: Instant) {
@@ -769,7 +845,8 @@ impl Bridge {
         session.release(&mut self.kept);
         let key = (session.child, session.client);
         self.by_client.remove(&key);
-        if let Some(to) = session.stream {
+        let sockets = session.sockets.iter().map(|&conn| socket(conn));
+        for to in session.stream.into_iter().chain(sockets) {
             self.streams.remove(&to.conn);
             self.out.push_back(Routed::Http(Output::End { to }));
         }
@@ -881,18 +958,13 @@ impl Bridge {
         else {
             return;
         };
-        match session.stream {
-            Some(to) => {
-                let output = session.output(to, message, &mut self.kept);
-                self.out.push_back(Routed::Http(output));
-            }
-            None => {
-                if session.held.push(0, message, &mut self.kept) > 0 {
-                    tracing::warn!(
-                        "an MCP session's client is not listening: its oldest messages were dropped"
-                    );
-                }
-            }
+        if session.viewed() {
+            let outputs = session.outputs(message, &mut self.kept);
+            self.out.extend(outputs.into_iter().map(Routed::Http));
+        } else if session.held.push(0, message, &mut self.kept) > 0 {
+            tracing::warn!(
+                "an MCP session's client is not listening: its oldest messages were dropped"
+            );
         }
     }
 
@@ -944,6 +1016,18 @@ impl Bridge {
             Reply::Gathered { gather, server } => {
                 self.gathered(gather, &server, parsed());
                 true
+            }
+            Reply::Socket { id } => {
+                let mut answer = parsed().unwrap_or(Value::Null);
+                if let Some(fields) = answer.as_object_mut() {
+                    fields.insert("id".to_owned(), id);
+                }
+                let text = json!({"type": "response", "data": answer}).to_string();
+                self.out.push_back(Routed::Http(Output::ToAgent {
+                    conn: to.conn,
+                    text,
+                }));
+                false
             }
             Reply::SocketSession { session } => {
                 let result = parsed().map_or(Value::Null, |p| p["result"].clone());

@@ -13,7 +13,8 @@
 //!   own for as long as it waits. The three listings without `?server=`,
 //!   with several servers bridged, are every server's, merged (`gather`).
 //! - `GET /events/{session_id}`: `connected`, then the session's
-//!   notifications as `notification` events, and a `heartbeat` every 15 s.
+//!   notifications as `notification` events, and a `heartbeat` every 15 s,
+//!   for a session made any way (see `Session` for its views).
 //! - `GET /ws` (a WebSocket): `{"type":"create_session","server"?}` or
 //!   `{"type":"attach_session","session_id"}`, then JSON-RPC messages and
 //!   batches; everything from the server comes back as
@@ -29,7 +30,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::registry::{event, Bridge, Pending, Reply, Transport};
+use super::registry::{event, Bridge, Pending, Reply, StreamStart, Transport, EVENTS_KIND};
 use super::routes::{Found, Miss, Route};
 use super::{ChildId, ServerSpec, Share};
 use crate::http::{Request, Response};
@@ -260,32 +261,33 @@ impl Bridge {
             "session_id": id,
             "server": self.child_name(session.child),
             "transport": transport,
-            "listening": session.stream.is_some(),
+            "listening": session.viewed(),
+            "sockets": session.sockets.len(),
         });
         Response::json(200, body.to_string())
     }
 
-    /// `GET /events/{id}`: `connected`, then what the session is sent.
-    /// Only a REST session's: another transport's session has its own
-    /// stream (a WebSocket, a `GET` event stream), which must not be taken
-    /// from its client.
+    /// `GET /events/{id}`: `connected`, then what the session is sent —
+    /// for any session: it views the session beside its sockets, whose
+    /// answers still go to them. An MCP transport's open event stream
+    /// (a Streamable `GET`, a legacy SSE stream) is its client's own, and
+    /// is not taken from it.
     fn open_events(&mut self, to: RequestId, id: &str, now: Instant) {
         let Some(session) = self.sessions.get(id) else {
             return self.respond(to, error(404, "no such session"));
         };
-        if session.transport != Transport::Rest {
-            let message = "this session is not a REST session (POST /sessions): its client hears from it on its own stream";
+        if session.stream.is_some() && session.stream_kind != EVENTS_KIND {
+            let message = "this session's MCP client follows it on its own event stream";
             return self.respond(to, error(409, message));
         }
         let connected = event(0, "connected", &json!({"session_id": id}).to_string());
-        self.attach_stream(
-            to,
-            id,
-            Some(Response::stream("text/event-stream")),
-            Some(connected),
-            None,
-            now,
-        );
+        let start = StreamStart {
+            response: Response::stream("text/event-stream"),
+            kind: EVENTS_KIND,
+            greeting: Some(connected),
+            last_event: None,
+        };
+        self.attach_stream(to, id, start, now);
     }
 
     fn stats(&self) -> Value {

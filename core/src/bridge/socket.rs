@@ -1,7 +1,10 @@
 //! The WebSocket envelope at `/ws`: `{"type":"create_session","server"?}`
 //! or `{"type":"attach_session","session_id"}`, then JSON-RPC messages and
 //! batches; everything from the server comes back as
-//! `{"type":"response"|"notification"|"request","data":…}`.
+//! `{"type":"response"|"notification"|"request","data":…}`. Any session
+//! may be attached, however it was made, by several sockets at once: each
+//! request of a socket goes on under an id of the bridge's own, so each
+//! socket gets its own answers whatever ids the others use.
 //!
 //! A frame is parsed by [`SocketFrame::parse`] before the bridge is
 //! locked, so a large frame never holds up other clients while it is
@@ -17,8 +20,9 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::registry::{socket, Bridge, Reply, Routed, Transport};
+use super::registry::{socket, Bridge, Pending, Reply, Routed, Transport};
 use super::rest::error;
+use super::{ChildId, ClientId};
 use crate::http::Request;
 use crate::mcp::{self, Message};
 use crate::provider::{ConnId, Output, RequestId};
@@ -145,7 +149,7 @@ impl Bridge {
         let (child, client) = (session.child, session.client);
         for message in messages {
             match message {
-                Ok(message) => self.forward(child, client, message, None, now),
+                Ok(message) => self.socket_message(conn, child, client, message, now),
                 Err(invalid) => {
                     let data: Value = serde_json::from_str(&invalid.reply()).unwrap_or(Value::Null);
                     let frame = json!({"type": "response", "data": data}).to_string();
@@ -160,6 +164,54 @@ impl Bridge {
             );
             self.socket_error(conn, &why);
         }
+    }
+
+    /// A message from a socket for its session's child. Several sockets
+    /// may view one session and use the same ids: each request goes on
+    /// under an id of the bridge's own, its answer coming back to this
+    /// socket under the id it was sent with; a cancellation of one is
+    /// renamed the same way.
+    fn socket_message(
+        &mut self,
+        conn: ConnId,
+        child: ChildId,
+        client: ClientId,
+        message: Message,
+        now: Instant,
+    ) {
+        let message = match message {
+            Message::Request { id, method, params } => {
+                self.next_request += 1;
+                let own = json!(format!("ws-{}", self.next_request));
+                let wait = Pending {
+                    to: socket(conn),
+                    reply: Reply::Socket { id },
+                    progress: None,
+                };
+                let request = Message::Request {
+                    id: own,
+                    method,
+                    params,
+                };
+                return self.forward(child, client, request, Some(wait), now);
+            }
+            Message::Notification { method, mut params } if method == "notifications/cancelled" => {
+                let asked = &params["requestId"];
+                let own = self.pending.iter().find_map(|((c, k, own), p)| {
+                    let mine = (*c, *k) == (child, client) && p.to.conn == conn;
+                    match &p.reply {
+                        Reply::Socket { id } if mine && id == asked => Some(own.clone()),
+                        _ => None,
+                    }
+                });
+                if let Some(own) = own.and_then(|own| serde_json::from_str::<Value>(&own).ok()) {
+                    params["requestId"] = own;
+                }
+                Message::Notification { method, params }
+            }
+            other => other,
+        };
+        self.forward(child, client, message, None, now);
     }
 
     /// `create_session`, `attach_session`, or a type the envelope has not.
@@ -179,27 +231,34 @@ impl Bridge {
                     Ok(id) => id,
                     Err(full) => return self.socket_error(conn, &full.message()),
                 };
-                self.attach_stream(socket(conn), &id, None, None, None, now);
+                if let Err(why) = self.attach_socket(conn, &id) {
+                    return self.socket_error(conn, &why);
+                }
                 let reply = Reply::SocketSession {
                     session: id.clone(),
                 };
                 self.initialize(socket(conn), &id, frame, reply, now);
             }
             Some("attach_session") => {
+                // Any session, however it was made: REST, Streamable HTTP
+                // or another socket's. One socket views one session.
                 let id = frame["session_id"].as_str().unwrap_or_default().to_owned();
-                if !self
-                    .sessions
-                    .get(&id)
-                    .is_some_and(|s| s.transport == Transport::Socket)
-                {
-                    return self.socket_error(conn, "no such WebSocket session");
+                let Some(session) = self.sessions.get(&id) else {
+                    return self.socket_error(conn, "no such session");
+                };
+                if self.streams.contains_key(&conn) {
+                    return self.socket_error(conn, "this socket views a session already");
                 }
-                let attached = json!({"type": "session_attached", "session_id": id}).to_string();
+                let server = self.child_name(session.child);
+                let attached =
+                    json!({"type": "session_attached", "session_id": id, "server": server});
                 self.out.push_back(Routed::Http(Output::ToAgent {
                     conn,
-                    text: attached,
+                    text: attached.to_string(),
                 }));
-                self.attach_stream(socket(conn), &id, None, None, None, now);
+                if let Err(why) = self.attach_socket(conn, &id) {
+                    self.socket_error(conn, &why);
+                }
             }
             Some(other) => self.socket_error(conn, &format!("unknown type `{other}`")),
             None => self.socket_error(conn, "`type` is a string"),

@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::registry::{Bridge, Pending, Reply, Transport};
+use super::registry::{Bridge, Pending, Reply, StreamStart, Transport, MESSAGE_KIND};
 use super::stateless::{is_stateless, stateless_header};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
@@ -55,7 +55,13 @@ impl Bridge {
                         .and_then(|v| v.trim().parse().ok());
                     let response = Response::stream("text/event-stream")
                         .with_header("mcp-session-id", id.clone());
-                    self.attach_stream(to, &id, Some(response), None, last, now);
+                    let start = StreamStart {
+                        response,
+                        kind: MESSAGE_KIND,
+                        greeting: None,
+                        last_event: last,
+                    };
+                    self.attach_stream(to, &id, start, now);
                 }
                 Err((status, message)) => {
                     self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
