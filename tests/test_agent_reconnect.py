@@ -6,12 +6,14 @@ running gets the same session back with its resume token. `--once` keeps
 the old behaviour: the agent exits when its link ends. Both runtimes."""
 
 import asyncio
+import json
 import os
 import re
 import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 import openai
 import pytest
@@ -210,3 +212,14 @@ def test_an_mcp_host_keeps_its_session_across_a_server_restart(make_server, runt
 
     before, after = asyncio.run(asyncio.wait_for(host(), 90))
     assert (before, after) == ("Answered before", "Answered after")
+
+
+def test_the_remote_echo_agent_is_told_apart_from_the_built_in_one(make_server, runtime, agents):
+    server = make_server()
+    agent = agents(runtime, "echo", server.agent_url)
+    agent.wait_for(r"Connected: session")
+    request = urllib.request.Request(server.base + "/control/sessions",
+                                     headers={"Authorization": f"Bearer {BRIDGE_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        labels = {s["agent_id"]: s["label"] for s in json.load(r)["sessions"]}
+    assert labels == {"echo-in-process": "Built-in echo agent", "echo": "Echo agent (agent echo)"}, labels

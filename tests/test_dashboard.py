@@ -205,3 +205,58 @@ def test_dashboard_approves_a_pending_agent_and_shows_live_metrics(make_server, 
         gate.set()
         context.close()
         agent.close()
+
+
+def slow_chat(server, words):
+    """A streamed chat the built-in echo agent answers a word at a time."""
+    body = {"model": "echo", "stream": True,
+            "messages": [{"role": "user", "content": " ".join(["word"] * words)}]}
+    req = urllib.request.Request(
+        server.base + "/v1/chat/completions", data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.read().count(b"word") == words
+
+
+def test_the_dashboard_counts_streaming_answers_and_leaves_its_rows_in_place(make_server, runtime, browser):
+    """Two answers streaming: the request rate counts them (they are being
+    answered) beside the chunk rate. Polls that change nothing leave the
+    sessions' rows and buttons where they are, so a click is never lost."""
+    server = make_server("--set", "echo_chunk_delay_ms=150")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(server.base + "/")
+        page.fill("#token", BRIDGE_TOKEN)
+        page.press("#token", "Enter")
+        revoke = page.locator('#sessions button[data-action="revoke"]')
+        expect(revoke).to_have_count(1)
+        # Watch the table for two polls: nothing moves, nothing is rebuilt.
+        page.evaluate("""() => {
+            window.moved = 0;
+            window.button = document.querySelector('#sessions button[data-action="revoke"]');
+            new MutationObserver((m) => { window.moved += m.length; })
+                .observe(document.getElementById('sessions'), {childList: true, subtree: true});
+        }""")
+        page.wait_for_timeout(2500)
+        assert page.evaluate("window.moved") == 0
+        assert page.evaluate("""() => window.button.isConnected
+            && window.button === document.querySelector('#sessions button[data-action="revoke"]')""")
+
+        streams = [threading.Thread(target=slow_chat, args=(server, 60), daemon=True) for _ in range(2)]
+        for stream in streams:
+            stream.start()
+        expect(page.locator("#in-flight")).to_have_text("2")
+        page.wait_for_function(
+            """() => document.getElementById('in-flight').textContent === '2'
+                && parseFloat(document.getElementById('rps').textContent) >= 1
+                && parseFloat(document.getElementById('cps').textContent) > 0""",
+            polling=100, timeout=TIMEOUT_MS,
+        )
+        for stream in streams:
+            stream.join(timeout=30)
+            assert not stream.is_alive()
+    finally:
+        context.close()

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use mcp_provider_cli::dial::LinkEnd;
 use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
-use mcp_provider_core::agent::echo::EchoAgent;
+use mcp_provider_core::agent::echo::{self, EchoAgent};
 use mcp_provider_core::Output;
 use tungstenite::{Error as WsError, Message};
 
@@ -66,7 +66,7 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Resul
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
     shared.with(|p, _| p.open_agent(id, mcp_provider_cli::ECHO_AGENT));
-    let agent = EchoAgent::new(&plan.model, "echo-in-process", plan.chunk_delay);
+    let agent = EchoAgent::new(&plan.model, echo::BUILT_IN, plan.chunk_delay);
     let reader = shared.clone();
     let mut outputs = VecDeque::new();
     let incoming = move |until: Option<Instant>| loop {
@@ -105,7 +105,7 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Resul
 /// again when the link ends until the provider is back (unless `--once`).
 pub fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
     let mut ws = first_link(&remote.link)?;
-    let mut agent = EchoAgent::new(&remote.agent.model, "echo", remote.agent.chunk_delay);
+    let mut agent = EchoAgent::new(&remote.agent.model, echo::REMOTE, remote.agent.chunk_delay);
     loop {
         let end;
         (agent, end) = serve_link(agent, ws)?;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use async_tungstenite::tungstenite::Message;
 use mcp_provider_cli::dial::LinkEnd;
 use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
-use mcp_provider_core::agent::echo::EchoAgent;
+use mcp_provider_core::agent::echo::{self, EchoAgent};
 use mcp_provider_core::Output;
 use smol::channel;
 use smol::future::FutureExt;
@@ -79,7 +79,7 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
             }
         })
     };
-    let agent = EchoAgent::new(&plan.model, "echo-in-process", plan.chunk_delay);
+    let agent = EchoAgent::new(&plan.model, echo::BUILT_IN, plan.chunk_delay);
     smol::spawn(async move {
         play(agent, incoming, send).await;
         drop(attached);
@@ -91,7 +91,7 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
 /// again when the link ends until the provider is back (unless `--once`).
 pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
     let mut ws = first_link(&remote.link).await?;
-    let mut agent = EchoAgent::new(&remote.agent.model, "echo", remote.agent.chunk_delay);
+    let mut agent = EchoAgent::new(&remote.agent.model, echo::REMOTE, remote.agent.chunk_delay);
     loop {
         let end;
         (agent, end) = serve_link(agent, ws).await;

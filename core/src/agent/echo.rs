@@ -84,13 +84,32 @@ impl Answering {
     }
 }
 
+/// Which echo agent it is, as the dashboard and the control API show it.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub agent_id: &'static str,
+    pub label: &'static str,
+}
+
+/// The one `serve` runs beside the server, in memory.
+pub const BUILT_IN: Identity = Identity {
+    agent_id: "echo-in-process",
+    label: "Built-in echo agent",
+};
+
+/// `mcp-provider agent echo`, a process of its own over the agent link.
+pub const REMOTE: Identity = Identity {
+    agent_id: "echo",
+    label: "Echo agent (agent echo)",
+};
+
 impl EchoAgent {
-    /// The first frame polled registers `model` under `agent_id`.
-    pub fn new(model: &str, agent_id: &str, delay: Duration) -> Self {
+    /// The first frame polled registers `model` as `who`.
+    pub fn new(model: &str, who: Identity, delay: Duration) -> Self {
         let relink = Relink::new(json!({
             "type": "register",
-            "agent_id": agent_id,
-            "label": "Built-in echo agent",
+            "agent_id": who.agent_id,
+            "label": who.label,
             "models": [model],
             "allowed_scopes": ["inference", "embedding"],
         }));
@@ -320,7 +339,7 @@ mod tests {
     #[test]
     fn answers_a_chat_invoke_with_chunks_and_usage() {
         let now = Instant::now();
-        let mut agent = EchoAgent::new("echo", "echo-1", Duration::ZERO);
+        let mut agent = EchoAgent::new("echo", REMOTE, Duration::ZERO);
         let invoke = json!({"type":"model_invoke","id":"inv-1","payload":{"kind":"chat",
             "messages":[{"role":"user","content":"first"},{"role":"assistant","content":"x"},
                         {"role":"user","content":[{"type":"text","text":"hi there"}]}],
@@ -343,7 +362,7 @@ mod tests {
     #[test]
     fn max_tokens_cuts_with_length() {
         let now = Instant::now();
-        let mut agent = EchoAgent::new("echo", "echo-1", Duration::ZERO);
+        let mut agent = EchoAgent::new("echo", REMOTE, Duration::ZERO);
         agent.poll_transmit(now).unwrap();
         let invoke = json!({"type":"model_invoke","id":"inv-1","payload":{"kind":"completion",
             "prompt":"a b c","parameters":{"max_tokens":2}}});
@@ -373,7 +392,7 @@ mod tests {
             "tab\tnew\nline",
             "ünï çødé  words ",
         ] {
-            let mut agent = EchoAgent::new("echo", "echo-1", Duration::ZERO);
+            let mut agent = EchoAgent::new("echo", REMOTE, Duration::ZERO);
             agent.poll_transmit(now).unwrap();
             agent.handle_message(&invoke("a", text), now);
             let frames: Vec<String> = std::iter::from_fn(|| agent.poll_transmit(now)).collect();
@@ -389,7 +408,7 @@ mod tests {
     #[test]
     fn a_paused_answer_waits_for_resume() {
         let now = Instant::now();
-        let mut agent = EchoAgent::new("echo", "echo-1", Duration::ZERO);
+        let mut agent = EchoAgent::new("echo", REMOTE, Duration::ZERO);
         agent.poll_transmit(now).unwrap();
         agent.handle_message(&invoke("a", "one two three"), now);
         assert!(agent.poll_transmit(now).unwrap().contains("one"));
@@ -411,7 +430,7 @@ mod tests {
     fn paced_answers_fall_due_one_delay_apart_and_stop_on_cancel() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut agent = EchoAgent::new("echo", "echo-1", ms(100));
+        let mut agent = EchoAgent::new("echo", REMOTE, ms(100));
         agent.poll_transmit(t0).unwrap();
         agent.handle_message(&invoke("a", "one two three"), t0);
         agent.handle_message(&invoke("b", "x y"), t0 + ms(50));
