@@ -146,6 +146,23 @@ def test_progress_from_the_child_reaches_the_client_that_asked(make_server, mode
     assert [p[0] for p in progress] == [1, 2, 3, 4], progress
 
 
+def sampler(text, asked):
+    """A client's sampling callback: it keeps what it was asked in `asked`
+    and answers `text`."""
+    import mcp.types as types
+
+    async def sample(context, params):
+        asked.append(params)
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text=text),
+            model="test-model",
+            stop_reason="endTurn",
+        )
+
+    return sample
+
+
 def test_the_child_s_sampling_request_reaches_the_client_whose_call_asked(make_server):
     """server-everything's `trigger-sampling-request` asks its client to
     sample while the call is in flight: the bridge sends that request to a
@@ -154,25 +171,11 @@ def test_the_child_s_sampling_request_reaches_the_client_whose_call_asked(make_s
     back to the child. (Over stdio the request names no call: with several
     sampling clients calling at once, `share = "per-session"` makes the
     choice certain.)"""
-    import mcp.types as types
-
     server = bridge_server(make_server, everything())
-    asked = {"sampler": 0, "other": 0}
-
-    def sampler(name):
-        async def sample(context, params):
-            asked[name] += 1
-            return types.CreateMessageResult(
-                role="assistant",
-                content=types.TextContent(type="text", text=f"sampled by {name}"),
-                model="test-model",
-                stop_reason="endTurn",
-            )
-
-        return sample
+    asked = []
 
     async def use():
-        async with client(server, mode="legacy", sampling_callback=sampler("sampler")) as c:
+        async with client(server, mode="legacy", sampling_callback=sampler("sampled by sampler", asked)) as c:
             async with client(server, mode="legacy") as other:
                 sampled, echoed = await asyncio.gather(
                     c.call_tool("trigger-sampling-request", {"prompt": "a pelican", "maxTokens": 20}),
@@ -183,7 +186,7 @@ def test_the_child_s_sampling_request_reaches_the_client_whose_call_asked(make_s
     sampled, echoed = run(use())
     assert "sampled by sampler" in sampled, sampled
     assert echoed == "Echo: meanwhile"
-    assert asked == {"sampler": 1, "other": 0}
+    assert len(asked) == 1, asked
 
 
 def test_a_shared_child_started_by_a_plain_client_still_serves_a_sampling_client(make_server):
@@ -191,19 +194,9 @@ def test_a_shared_child_started_by_a_plain_client_still_serves_a_sampling_client
     the first client's: a client that cannot sample starts it, and a later
     one that can still sees `trigger-sampling-request` and has its sampling
     callback asked."""
-    import mcp.types as types
-
     server = bridge_server(make_server, everything())
     asked = []
-
-    async def sample(context, params):
-        asked.append(params.messages[0].content.text)
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text="sampled late"),
-            model="test-model",
-            stop_reason="endTurn",
-        )
+    sample = sampler("sampled late", asked)
 
     async def use():
         async with client(server, mode="legacy") as first:
@@ -219,7 +212,7 @@ def test_a_shared_child_started_by_a_plain_client_still_serves_a_sampling_client
 
     sampled, refused = run(use())
     assert "sampled late" in sampled, sampled
-    assert asked == [asked[0]] and "a heron" in asked[0], asked
+    assert len(asked) == 1 and "a heron" in asked[0].messages[0].content.text, asked
     assert refused.is_error and "no connected client can answer sampling/createMessage" in refused.content[0].text, refused
 
 

@@ -119,7 +119,7 @@ impl LinkEnd {
 
 /// What an agent process does when its link ends.
 #[derive(Debug, PartialEq, Eq)]
-pub enum AfterLink {
+enum AfterLink {
     /// Dial again, after telling the user this line.
     Reconnect(String),
     /// Stop, with this outcome.
@@ -131,7 +131,7 @@ pub enum AfterLink {
 /// again, as the protocol says; a revoked session (1008) stops quietly
 /// (its notice was shown), and a close that names a fault of the agent's
 /// own stops with it, since dialing again would repeat it.
-pub fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
+fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
     let going_away = LinkClose::ShuttingDown.code();
     let revoked = LinkClose::Revoked.code();
     let too_slow = LinkClose::TooSlow.code();
@@ -180,6 +180,43 @@ pub fn accept_head(upgrade: &Upgrade) -> bytes::Bytes {
         &derive_accept_key(upgrade.key().as_bytes()),
         upgrade.protocol(),
     )
+}
+
+/// Dialing a provider again after an agent's link ended, as both runtimes
+/// do it: [`Redial::after`] says whether to (telling the user), each wait
+/// comes from a [`Backoff`], and a failed attempt either waits again or,
+/// when dialing cannot help (a refused token), stops the agent.
+pub struct Redial {
+    backoff: Backoff,
+}
+
+impl Redial {
+    /// Whether to dial again after `end`: a redial, with the user told
+    /// through `tell`, or the outcome to stop with.
+    pub fn after(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Redial, Result<(), String>> {
+        match after_link(&link.url, end, link.once) {
+            AfterLink::Stop(outcome) => Err(outcome),
+            AfterLink::Reconnect(line) => {
+                tell(&line);
+                Ok(Redial {
+                    backoff: Backoff::new(),
+                })
+            }
+        }
+    }
+
+    /// How long to wait before the next attempt.
+    pub fn wait(&mut self) -> Duration {
+        self.backoff.next_wait()
+    }
+
+    /// An attempt failed: wait and try again, or stop with why.
+    pub fn failed(&self, e: DialError) -> Result<(), Result<(), String>> {
+        match e {
+            DialError::Final(why) => Err(Err(why)),
+            DialError::Unreachable(_) => Ok(()),
+        }
+    }
 }
 
 /// Waits between attempts to reach a provider or an agent hub: 0.1 s,

@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcp_provider_cli::dial::{
-    after_link, handshake_failed, link_request, AfterLink, Backoff, DialError, FromLink, Link,
-    LinkEnd,
+    handshake_failed, link_request, Backoff, DialError, FromLink, Link, LinkEnd, Redial,
 };
 use mcp_provider_cli::hub::Peer;
 use mcp_provider_cli::link_writes::LinkWrites;
@@ -257,20 +256,14 @@ pub fn first_link(link: &Link) -> Result<Ws, String> {
 }
 
 /// After a link ended: the next one, dialed with backoff until the
-/// provider is back — or the outcome to stop with, per [`after_link`].
+/// provider is back — or the outcome to stop with (see [`Redial`]).
 pub fn next_link(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Ws, Result<(), String>> {
-    let line = match after_link(&link.url, end, link.once) {
-        AfterLink::Stop(outcome) => return Err(outcome),
-        AfterLink::Reconnect(line) => line,
-    };
-    tell(&line);
-    let mut backoff = Backoff::new();
+    let mut redial = Redial::after(link, end, tell)?;
     loop {
-        std::thread::sleep(backoff.next_wait());
+        std::thread::sleep(redial.wait());
         match dial(&link.url, &link.token) {
             Ok(ws) => return Ok(ws),
-            Err(DialError::Final(why)) => return Err(Err(why)),
-            Err(DialError::Unreachable(_)) => {}
+            Err(e) => redial.failed(e)?,
         }
     }
 }

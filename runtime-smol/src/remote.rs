@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
-use mcp_provider_cli::dial::{after_link, AfterLink, Backoff, DialError, FromLink, Link, LinkEnd};
+use mcp_provider_cli::dial::{DialError, FromLink, Link, LinkEnd, Redial};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::net::TcpStream;
@@ -90,24 +90,18 @@ pub async fn first_link(link: &Link) -> Result<Ws, String> {
 }
 
 /// After a link ended: the next one, dialed with backoff until the
-/// provider is back — or the outcome to stop with, per [`after_link`].
+/// provider is back — or the outcome to stop with (see [`Redial`]).
 pub async fn next_link(
     link: &Link,
     end: LinkEnd,
     tell: fn(&str),
 ) -> Result<Ws, Result<(), String>> {
-    let line = match after_link(&link.url, end, link.once) {
-        AfterLink::Stop(outcome) => return Err(outcome),
-        AfterLink::Reconnect(line) => line,
-    };
-    tell(&line);
-    let mut backoff = Backoff::new();
+    let mut redial = Redial::after(link, end, tell)?;
     loop {
-        smol::Timer::after(backoff.next_wait()).await;
+        smol::Timer::after(redial.wait()).await;
         match dial(&link.url, &link.token).await {
             Ok(ws) => return Ok(ws),
-            Err(DialError::Final(why)) => return Err(Err(why)),
-            Err(DialError::Unreachable(_)) => {}
+            Err(e) => redial.failed(e)?,
         }
     }
 }
