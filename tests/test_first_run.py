@@ -201,20 +201,34 @@ def test_logs_are_coloured_only_on_a_terminal_and_never_with_no_color(runtime, t
 
 
 def test_the_test_script_names_what_is_missing_before_running_anything(tmp_path):
-    # A machine with cargo and Python but no Node.
+    def check(bin_dir, script="prerequisites", **env):
+        return subprocess.run([str(ROOT / "scripts" / script)],
+                              env={"PATH": str(bin_dir), "HOME": str(tmp_path), **env},
+                              capture_output=True, text=True, timeout=60)
+
+    # A machine with cargo and Python but no Node: scripts/test says so
+    # in one line and runs nothing.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("bash", "dirname", "cargo"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     # The interpreter itself, not a wrapper script (pyenv's shims are).
     (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
-    done = subprocess.run(
-        [str(ROOT / "scripts" / "test")], env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=60,
-    )
+    done = check(bin_dir, "test")
     assert done.returncode == 1
     assert done.stderr == "scripts/test needs Node 20 or later with npm: sudo apt-get install nodejs npm\n", done.stderr
     assert done.stdout == ""
+    # With this machine's Node (20 or later) everything is there: silent.
+    for tool in ("npm", "node"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    done = check(bin_dir)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    # A Node too old for the CLIs is named with its version.
+    fake = tmp_path / "old-node.js"
+    fake.write_text("Object.defineProperty(process.versions, 'node', {value: '18.19.0'});\n")
+    done = check(bin_dir, NODE_OPTIONS=f"--require {fake}")
+    assert done.returncode == 1
+    assert "scripts/test needs Node 20 or later (found v" in done.stderr, done.stderr
 
 
 def test_each_listen_adds_an_address_so_ollamas_port_can_be_served_too(runtime, tmp_path):
