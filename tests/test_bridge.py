@@ -216,6 +216,37 @@ def test_a_shared_child_started_by_a_plain_client_still_serves_a_sampling_client
     assert refused.is_error and "no connected client can answer sampling/createMessage" in refused.content[0].text, refused
 
 
+def test_a_stateless_client_is_asked_through_input_required_and_its_call_resumed(make_server):
+    """A client of the stateless revision (the SDK's default) cannot be
+    sent a request: the session server's sampling request during its call
+    comes back to it as an `input_required` answer, the SDK asks its
+    sampling callback and retries with the answer, and the same call at the
+    server goes on to its result. Elicitation the same way."""
+    import mcp.types as types
+
+    server = bridge_server(make_server, everything())
+    asked = []
+
+    async def elicit(context, params):
+        asked.append("elicitation")
+        return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
+
+    async def use():
+        async with client(server, mode="auto", sampling_callback=sampler("sampled statelessly", asked),
+                          elicitation_callback=elicit) as c:
+            assert c.protocol_version == "2026-07-28"
+            sampled = await c.call_tool("trigger-sampling-request", {"prompt": "an ibis", "maxTokens": 20})
+            elicited = await c.call_tool("trigger-elicitation-request", {})
+            return sampled, elicited
+
+    sampled, elicited = run(use())
+    assert not sampled.is_error and "sampled statelessly" in sampled.content[0].text, sampled
+    assert "an ibis" in asked[0].messages[0].content.text, asked
+    text = json.dumps([c.model_dump() for c in elicited.content])
+    assert "accept" in text and "Ada Lovelace" in text, text
+    assert asked[1] == "elicitation"
+
+
 def test_the_child_s_roots_and_elicitation_requests_reach_the_client_that_can_answer(make_server):
     """server-everything offers `get-roots-list` and
     `trigger-elicitation-request` only to a client that declared `roots`

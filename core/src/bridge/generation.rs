@@ -66,6 +66,15 @@ impl Declared {
             client_info: params["clientInfo"].clone(),
         }
     }
+
+    /// What a stateless request's envelope says of its client.
+    pub(crate) fn from_envelope(params: &Value) -> Self {
+        let meta = &params["_meta"];
+        Declared {
+            capabilities: meta[mcp::CLIENT_CAPABILITIES_META].clone(),
+            client_info: meta[CLIENT_INFO_META].clone(),
+        }
+    }
 }
 
 /// `params` with the stateless envelope added.

@@ -95,6 +95,7 @@ mod generation;
 mod kept;
 mod legacy_sse;
 mod mux;
+mod parked;
 mod registry;
 mod report;
 mod rest;

@@ -453,13 +453,19 @@ impl Mux {
             _ => {}
         }
         let token = self.remap_token(client, &mut params);
+        let enveloped = generation::is_enveloped(&params);
+        if enveloped {
+            // A stateless client says what it can do in every request.
+            self.declared
+                .insert(client, Declared::from_envelope(&params));
+        }
         let call = Call {
             caller: Caller {
                 client,
                 id,
                 token,
                 subscribed,
-                enveloped: generation::is_enveloped(&params),
+                enveloped,
             },
             method,
             params,

@@ -312,13 +312,16 @@ pub struct Bridge {
     pub(super) stateless: HashSet<(ChildId, ClientId)>,
     /// Bytes every session keeps for its client ([`Kept`]).
     kept: usize,
+    /// Stateless clients' calls waiting for their retry, by `requestState`.
+    pub(super) parked: HashMap<String, super::parked::Parked>,
+    pub(super) next_parked: u64,
     /// Merged listings waiting for their servers' parts.
     pub(super) gathers: HashMap<u64, super::gather::Gather>,
     pub(super) next_gather: u64,
     /// Ids of the bridge's own requests for a session or a REST call.
     pub(super) next_request: u64,
     /// Seed of session ids, from the driver's randomness.
-    seed: [u8; 32],
+    pub(super) seed: [u8; 32],
     next_session: u64,
     /// When the open event streams get their next keep-alive.
     keepalive_at: Option<Instant>,
@@ -341,6 +344,8 @@ impl Bridge {
             streams: HashMap::new(),
             stateless: HashSet::new(),
             kept: 0,
+            parked: HashMap::new(),
+            next_parked: 0,
             gathers: HashMap::new(),
             next_gather: 0,
             next_request: 0,
@@ -595,7 +600,7 @@ impl Bridge {
             .values()
             .filter_map(BridgedServer::poll_timeout)
             .chain(self.keepalive_at)
-            .chain((!self.sessions.is_empty()).then_some(self.sweep_at))
+            .chain((!self.sessions.is_empty() || !self.parked.is_empty()).then_some(self.sweep_at))
             .min()
     }
 
@@ -686,7 +691,7 @@ impl Bridge {
     /// A client is done with its child: its calls still in flight are
     /// cancelled there, and a per-session child with no client left stops
     /// (it was made for this client alone).
-    fn release_client(&mut self, child: ChildId, client: ClientId, now: Instant) {
+    pub(super) fn release_client(&mut self, child: ChildId, client: ClientId, now: Instant) {
         self.stateless.remove(&(child, client));
         self.on_child(child, now, |c| {
             c.close_client(client, now);
@@ -699,6 +704,7 @@ impl Bridge {
     /// Ends the sessions unused for `session_idle` with no stream open
     /// (a client gone without `DELETE`).
     fn sweep(&mut self, now: Instant) {
+        self.expire_parked(now);
         let stale: Vec<String> = self
             .sessions
             .iter()
@@ -1051,7 +1057,7 @@ impl Bridge {
     }
 
     /// The answer as the last event of the stream its request began.
-    fn end_answer_stream(&mut self, to: RequestId, answer: &str) {
+    pub(super) fn end_answer_stream(&mut self, to: RequestId, answer: &str) {
         let data = event(0, "message", answer);
         self.out.push_back(Routed::Http(Output::Data { to, data }));
         self.out.push_back(Routed::Http(Output::End { to }));

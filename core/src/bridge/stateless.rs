@@ -122,6 +122,14 @@ impl Bridge {
                 Response::json(400, mcp::error(&id, mcp::HEADER_MISMATCH, &why, None)),
             );
         }
+        let server = self
+            .specs
+            .get(spec)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        if self.unpark(to, &server, &id, &params, now) {
+            return;
+        }
         let (child, client) = match self.ephemeral_client(spec, now) {
             Ok(ephemeral) => ephemeral,
             Err(full) => {
@@ -155,8 +163,9 @@ impl Bridge {
     }
 
     /// A message from the child for a stateless request's client that is
-    /// neither its answer nor its progress: a request is refused (such a
-    /// client cannot be asked), anything else is dropped.
+    /// neither its answer nor its progress: a request is asked of the
+    /// client by answering its call `input_required` (see `parked`), or
+    /// refused when that cannot be; anything else is dropped.
     pub(super) fn stateless_message(
         &mut self,
         child: ChildId,
@@ -168,6 +177,9 @@ impl Bridge {
             return;
         };
         if let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) {
+            if self.park(child, client, id, method, &message["params"], now) {
+                return;
+            }
             let error = json!({
                 "code": mcp::METHOD_NOT_FOUND,
                 "message": format!("{method}: a stateless client cannot be asked"),

@@ -398,6 +398,93 @@ mod tests {
         assert_eq!(status(&rig.send("POST", Some(&session), ping, None).1), 404);
     }
 
+    /// The JSON of the one whole answer in `out`.
+    fn answered(out: &[Output]) -> Value {
+        match out {
+            [Output::Respond { response, .. }] => match &response.body {
+                crate::http::Body::Full(bytes) => serde_json::from_slice(bytes).unwrap(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stateless_clients_call_waits_parked_for_its_input_and_the_retry_gets_its_result() {
+        let mut rig = Rig::new();
+        rig.session();
+        let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}});
+        let call = |id: &str, extra: Value| {
+            let mut params = json!({"name": "ask", "arguments": {}, "_meta": meta});
+            if let (Some(p), Some(more)) = (params.as_object_mut(), extra.as_object()) {
+                p.extend(more.clone());
+            }
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+        };
+        assert!(rig
+            .send("POST", None, call("c1", json!({})), None)
+            .1
+            .is_empty());
+        let at_child = rig.child.last().unwrap()["id"].clone();
+        // The session server asks the client mid-call: the call is
+        // answered `input_required` with that request.
+        let sample = json!({"messages": [], "maxTokens": 5});
+        let out = rig.child_says(json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage", "params": sample}));
+        let answer = answered(&out);
+        assert_eq!(answer["id"], "c1");
+        let result = &answer["result"];
+        assert_eq!(result["resultType"], "input_required");
+        assert_eq!(
+            result["inputRequests"]["input"],
+            json!({"method": "sampling/createMessage", "params": sample})
+        );
+        let state = result["requestState"].as_str().unwrap().to_owned();
+        // The retry carries the answer: it reaches the server's request,
+        // and the same call's result answers the retry.
+        let sampled =
+            json!({"role": "assistant", "content": {"type": "text", "text": "hi"}, "model": "m"});
+        let retry = call(
+            "c2",
+            json!({"requestState": state, "inputResponses": {"input": sampled}}),
+        );
+        assert!(rig.send("POST", None, retry.clone(), None).1.is_empty());
+        assert_eq!(
+            rig.child.last().unwrap(),
+            &json!({"jsonrpc": "2.0", "id": 9, "result": sampled})
+        );
+        let out =
+            rig.child_says(json!({"jsonrpc": "2.0", "id": at_child, "result": {"content": []}}));
+        assert_eq!(
+            answered(&out),
+            json!({"jsonrpc": "2.0", "id": "c2", "result": {"content": [], "resultType": "complete"}})
+        );
+        // The state was used once: a second retry is a new call.
+        rig.send("POST", None, retry, None);
+        assert_eq!(rig.child.last().unwrap()["method"], "tools/call");
+    }
+
+    #[test]
+    fn a_parked_call_whose_client_never_retries_is_cancelled_at_the_server() {
+        let mut rig = Rig::new();
+        rig.session();
+        let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+        let call = json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
+                          "params": {"name": "ask", "arguments": {}, "_meta": meta}});
+        rig.send("POST", None, call, None);
+        let at_child = rig.child.last().unwrap()["id"].clone();
+        let out = rig.child_says(json!({"jsonrpc": "2.0", "id": 9, "method": "elicitation/create", "params": {"message": "name?"}}));
+        assert_eq!(answered(&out)["result"]["resultType"], "input_required");
+        rig.now += super::super::parked::PARK_TTL + std::time::Duration::from_secs(61);
+        rig.bridge.handle_timeout(rig.now);
+        rig.drain();
+        let cancelled = rig.child.iter().any(|m| {
+            m["method"] == "notifications/cancelled" && m["params"]["requestId"] == at_child
+        });
+        assert!(cancelled, "{:?}", rig.child);
+    }
+
     #[test]
     fn at_the_session_cap_the_least_recently_used_idle_session_makes_room() {
         let second = std::time::Duration::from_secs(1);
