@@ -546,3 +546,54 @@ def test_stopping_the_bridge_takes_the_whole_process_group(make_server, tmp_path
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(timeout=15)
     assert wait_until(lambda: not marked(mark)), marked(mark)
+
+
+def test_a_filtered_tool_is_unknown_on_every_path(make_server, tmp_path):
+    """`exclude_tools` and `tools` (globs) on a server: the tools they
+    leave out are absent from its listings and refused as unknown on every
+    path — both SDK generations, the REST API, the WebSocket — and one
+    server's filter is its own."""
+    from websockets.sync.client import connect as ws_connect
+
+    config = tmp_path / "filtered.toml"
+    config.write_text(
+        f'[[bridge.servers]]\nname = "everything"\ncommand = "{EVERYTHING}"\nargs = ["stdio"]\n'
+        'exclude_tools = ["get-sum", "trigger-*"]\n'
+        f'[[bridge.servers]]\nname = "only-echo"\ncommand = "{EVERYTHING}"\nargs = ["stdio"]\n'
+        'tools = ["ec?o"]\n'
+    )
+    server = make_server("--config", str(config), env={"BRIDGE_TEST_MARK": uuid.uuid4().hex})
+
+    async def use(mode):
+        async with client(server, mode=mode) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            # An unknown tool is a JSON-RPC error, which the SDK raises.
+            try:
+                await c.call_tool("get-sum", {"a": 1, "b": 2})
+                refused = "called"
+            except MCPError as e:
+                refused = e.error.message
+            echoed = await c.call_tool("echo", {"message": mode})
+        async with client(server, name="only-echo", mode=mode) as only:
+            only_names = [t.name for t in (await only.list_tools()).tools]
+        return names, refused, echoed, only_names
+
+    for mode in ("legacy", "auto"):
+        names, refused, echoed, only_names = run(use(mode))
+        assert "echo" in names and "get-sum" not in names and not any(n.startswith("trigger-") for n in names), names
+        assert refused == "Unknown tool: get-sum", refused
+        assert echoed.content[0].text == f"Echo: {mode}"
+        assert only_names == ["echo"], only_names
+
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    status, _, listed = post(server, "/tools?server=everything", None, headers, method="GET")
+    assert status == 200 and "get-sum" not in {t["name"] for t in listed["tools"]}
+    status, _, failed = post(server, "/tools/call", {"server": "everything", "tool": "get-sum", "params": {"a": 1, "b": 2}}, headers)
+    assert status == 502 and "Unknown tool: get-sum" in failed["error"]["message"], failed
+    with ws_connect(f"ws://127.0.0.1:{server.port}/ws", additional_headers=headers, open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "create_session", "server": "everything"}))
+        assert json.loads(ws.recv(10))["type"] == "session_created"
+        ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                            "params": {"name": "trigger-long-running-operation", "arguments": {}}}))
+        frame = json.loads(ws.recv(10))
+        assert frame["data"]["error"]["message"] == "Unknown tool: trigger-long-running-operation", frame

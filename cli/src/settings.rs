@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mcp_provider_core::bridge::filter::ToolFilter;
 use mcp_provider_core::bridge::{Limits as BridgeLimits, ServerSpec, Share};
 use mcp_provider_core::{Approval, Config};
 use serde::{Deserialize, Serialize};
@@ -183,6 +184,12 @@ pub struct BridgeServer {
     /// starts it again.
     #[serde(default)]
     pub idle_timeout_secs: u64,
+    /// Only these tools (names or globs, `*` and `?`); empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Never these tools (names or globs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_tools: Vec<String>,
 }
 
 fn shared() -> String {
@@ -215,6 +222,8 @@ impl BridgeServer {
             restart: on_crash(),
             max_restarts: default_max_restarts(),
             idle_timeout_secs: 0,
+            tools: Vec::new(),
+            exclude_tools: Vec::new(),
         })
     }
 
@@ -244,6 +253,10 @@ impl BridgeServer {
         };
         spec.idle_timeout =
             (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs));
+        spec.tools = ToolFilter {
+            allow: self.tools.clone(),
+            exclude: self.exclude_tools.clone(),
+        };
         spec
     }
 

@@ -90,6 +90,7 @@
 
 use std::time::Duration;
 
+pub mod filter;
 mod gather;
 mod generation;
 mod kept;
@@ -167,6 +168,8 @@ pub struct ServerSpec {
     /// Stop the child after this long with no client and nothing in
     /// flight; `None` keeps it running.
     pub idle_timeout: Option<Duration>,
+    /// The tools its clients may see and call.
+    pub tools: filter::ToolFilter,
 }
 
 impl ServerSpec {
@@ -181,6 +184,7 @@ impl ServerSpec {
             share: Share::Shared,
             max_restarts: 5,
             idle_timeout: None,
+            tools: filter::ToolFilter::default(),
         }
     }
 }

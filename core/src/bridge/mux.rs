@@ -14,6 +14,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::filter::ToolFilter;
 use super::generation::{self, Declared, Generation, Outcome, Round};
 use super::{BridgeOutput, ClientId, INTERNAL_ERROR, SERVER_ERROR};
 use crate::mcp::{self, Message};
@@ -68,6 +69,8 @@ pub(crate) struct Mux {
     declared: BTreeMap<ClientId, Declared>,
     /// One child for every client (not one per session).
     shared: bool,
+    /// The tools its clients may see and call.
+    tools: ToolFilter,
     /// Client calls waiting for the handshake, oldest first.
     queue: VecDeque<Call>,
     /// Client calls written to the child, by child id (so in the order
@@ -109,6 +112,8 @@ struct Caller {
     /// The request came in the stateless generation's envelope: its
     /// answer goes back as the child gave it.
     enveloped: bool,
+    /// A `tools/list` whose answer the server's tool filter applies to.
+    filtered: bool,
 }
 
 #[derive(Debug)]
@@ -163,10 +168,11 @@ enum Asker {
 impl Mux {
     /// `shared`: the child serves every client, so its handshake declares
     /// what any of them may answer (see [`initialize_params`]).
-    pub(crate) fn new(name: &str, max_in_flight: usize, shared: bool) -> Self {
+    pub(crate) fn new(name: &str, max_in_flight: usize, shared: bool, tools: ToolFilter) -> Self {
         Mux {
             name: name.to_owned(),
             shared,
+            tools,
             max_in_flight,
             next_client: 1,
             next_id: 1,
@@ -389,6 +395,13 @@ impl Mux {
             Route::Send(now) => Some(now),
             Route::Queue => None,
         };
+        if method == "tools/call" {
+            let tool = params["name"].as_str().unwrap_or_default();
+            if !self.tools.allows(tool) {
+                let message = format!("Unknown tool: {tool}");
+                return reply(mcp::error(&id, mcp::INVALID_PARAMS, &message, None), out);
+            }
+        }
         let uri = match method.as_str() {
             "resources/subscribe" | "resources/unsubscribe" => {
                 params.get("uri").and_then(Value::as_str).map(str::to_owned)
@@ -459,6 +472,7 @@ impl Mux {
             self.declared
                 .insert(client, Declared::from_envelope(&params));
         }
+        let filtered = method == "tools/list" && !self.tools.is_open();
         let call = Call {
             caller: Caller {
                 client,
@@ -466,6 +480,7 @@ impl Mux {
                 token,
                 subscribed,
                 enveloped,
+                filtered,
             },
             method,
             params,
@@ -599,9 +614,9 @@ impl Mux {
     ) -> FromChild {
         if let Some(answer) = mcp::answer(line) {
             self.heard_from = self.next_id;
-            // A client's call needing no translation: its answer goes on
-            // as the child wrote it, under the client's id.
-            let plain = |sent: &Sent| sent.request.is_none();
+            // A client's call needing no translation (nor a tool filter):
+            // its answer goes on as the child wrote it, under the client's id.
+            let plain = |sent: &Sent| sent.request.is_none() && !sent.caller.filtered;
             if self.calls.get(&answer.id).is_some_and(plain) {
                 if let Some(sent) = self.calls.remove(&answer.id) {
                     self.finish(sent.caller, answer.outcome, out);
@@ -682,10 +697,15 @@ impl Mux {
     fn handle_call_answer(
         &mut self,
         sent: Sent,
-        outcome: Result<Value, Value>,
+        mut outcome: Result<Value, Value>,
         now: Instant,
         out: &mut VecDeque<BridgeOutput>,
     ) {
+        if let (true, Ok(result)) = (sent.caller.filtered, &mut outcome) {
+            if let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) {
+                tools.retain(|tool| self.tools.allows(tool["name"].as_str().unwrap_or_default()));
+            }
+        }
         let Some((method, params)) = sent.request else {
             return self.finish(sent.caller, outcome.as_ref(), out);
         };
@@ -1282,7 +1302,7 @@ mod tests {
     fn only_requests_sent_after_the_last_answer_show_the_child_silent() {
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_secs(1);
-        let mut mux = Mux::new("s", 8, true);
+        let mut mux = Mux::new("s", 8, true, ToolFilter::default());
         let mut out = VecDeque::new();
         let a = mux.open_client();
         mux.handle_client_message(

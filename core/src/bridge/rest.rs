@@ -322,12 +322,15 @@ impl Bridge {
             "share": match spec.share { Share::Shared => "shared", Share::PerSession => "per-session" },
             "max_restarts": spec.max_restarts,
             "idle_timeout_secs": spec.idle_timeout.map(|d| d.as_secs()),
+            "tools": spec.tools.allow,
+            "exclude_tools": spec.tools.exclude,
             "url": format!("/mcp/{}", spec.name),
         })
     }
 
     /// `POST /integrations`: `{"name", "command", "args"?, "env"?, "cwd"?,
-    /// "share"?}` — `command` a program, or a whole argv.
+    /// "share"?, "tools"?, "exclude_tools"?}` — `command` a program, or a
+    /// whole argv.
     fn add_integration(&mut self, body: &Value) -> Response {
         let name = body["name"].as_str().unwrap_or_default();
         if let Some(why) = super::bad_server_name(name) {
@@ -367,6 +370,20 @@ impl Bridge {
                 .collect();
         }
         spec.cwd = body["cwd"].as_str().map(str::to_owned);
+        for (key, list) in [
+            ("tools", &mut spec.tools.allow),
+            ("exclude_tools", &mut spec.tools.exclude),
+        ] {
+            match &body[key] {
+                Value::Null => {}
+                names => match strings(names) {
+                    Some(names) => *list = names,
+                    None => {
+                        return error(400, &format!("`{key}` is an array of tool names or globs"))
+                    }
+                },
+            }
+        }
         spec.share = match body["share"].as_str() {
             None | Some("shared") => Share::Shared,
             Some("per-session") => Share::PerSession,

@@ -32,6 +32,7 @@ impl BridgedServer {
             &spec.name,
             limits.max_in_flight,
             spec.share == super::Share::Shared,
+            spec.tools.clone(),
         );
         BridgedServer {
             supervisor: Supervisor::new(spec, limits),

@@ -1703,3 +1703,43 @@ mod laws {
         }
     }
 }
+
+#[test]
+fn a_filtered_tool_is_left_out_of_listings_and_never_called() {
+    let mut rig = Rig::with(|spec, _| {
+        spec.tools = super::filter::ToolFilter {
+            allow: vec!["read_*".into(), "list_*".into()],
+            exclude: vec!["read_secret".into()],
+        };
+    });
+    let a = rig.running();
+    rig.call(
+        a,
+        json!(1),
+        "tools/call",
+        json!({"name": "write_file", "arguments": {}}),
+    );
+    rig.call(a, json!(2), "tools/call", json!({"name": "read_secret"}));
+    let out = rig.drain();
+    assert!(
+        out.child.is_empty(),
+        "never reaches the server: {:?}",
+        out.child
+    );
+    for (answer, tool) in out.to(a).iter().zip(["write_file", "read_secret"]) {
+        assert_eq!(answer["error"]["code"], mcp::INVALID_PARAMS);
+        assert_eq!(answer["error"]["message"], format!("Unknown tool: {tool}"));
+    }
+    rig.call(a, json!(3), "tools/list", Value::Null);
+    let listed = rig.drain().child;
+    let tools =
+        ["read_file", "read_secret", "write_file", "list_dir"].map(|name| json!({"name": name}));
+    rig.child_answers(&listed[0]["id"], json!({"tools": tools}));
+    let answer = &rig.drain().to(a)[0];
+    assert_eq!(
+        answer["result"]["tools"],
+        json!([{"name": "read_file"}, {"name": "list_dir"}])
+    );
+    rig.call(a, json!(4), "tools/call", json!({"name": "read_file"}));
+    assert_eq!(rig.drain().child[0]["params"]["name"], "read_file");
+}
