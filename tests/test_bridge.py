@@ -597,3 +597,42 @@ def test_a_filtered_tool_is_unknown_on_every_path(make_server, tmp_path):
                             "params": {"name": "trigger-long-running-operation", "arguments": {}}}))
         frame = json.loads(ws.recv(10))
         assert frame["data"]["error"]["message"] == "Unknown tool: trigger-long-running-operation", frame
+
+
+def test_the_mcp_servers_files_clients_keep_are_read_as_bridge_servers(make_server, runtime, tmp_path):
+    """Claude Desktop's format (`mcpServers`, with a disabled and a remote
+    entry) by `--mcp-json`, VS Code's (`servers`) by `bridge.mcp_json` in
+    the config file: their stdio servers are bridged, the others skipped
+    with a line saying why; a bad file is a usage error naming the entry."""
+    from conftest import BRIDGE_TOKEN
+
+    desktop = tmp_path / "claude_desktop_config.json"
+    desktop.write_text(json.dumps({"mcpServers": {
+        "everything": {"command": str(EVERYTHING), "args": ["stdio"], "env": {"FROM_JSON": "1"}},
+        "off": {"command": "no-such-server", "disabled": True},
+        "remote": {"type": "http", "url": "https://example.com/mcp"},
+    }}))
+    vscode = tmp_path / "mcp.json"
+    vscode.write_text(json.dumps({"servers": {"code": {"type": "stdio", "command": str(EVERYTHING), "args": ["stdio"]}}}))
+    config = tmp_path / "config.toml"
+    config.write_text(f"[bridge]\nmcp_json = [{json.dumps(str(vscode))}]\n")
+    server = make_server("--config", str(config), "--mcp-json", str(desktop),
+                         env={"BRIDGE_TEST_MARK": uuid.uuid4().hex})
+    auth = {"Authorization": f"Bearer {BRIDGE_TOKEN}"}
+    _, _, listed = post(server, "/integrations", None, auth, method="GET")
+    assert sorted(i["name"] for i in listed["integrations"]) == ["code", "everything"], listed
+    for name in ("everything", "code"):
+        status, _, result = post(server, "/tools/call", {"server": name, "tool": "echo", "params": {"message": name}},
+                                 {"Authorization": f"Bearer {API_KEY}"})
+        assert status == 200 and result["content"][0]["text"] == f"Echo: {name}", result
+    log = server.log_path.read_text()
+    assert "server `off` is disabled there: not bridged" in log, log
+    assert "server `remote` is a remote server (a URL), not a command: not bridged" in log, log
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"mcpServers": {"broken": {"command": "x", "args": "not a list"}}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROVIDER_")}
+    done = subprocess.run([str(server.binary), "serve", "--mcp-json", str(bad), "--print-config"],
+                          env={**env, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert f"the MCP servers file {bad}, server `broken`: `args` is not an array of strings" in done.stderr, done.stderr

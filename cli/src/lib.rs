@@ -17,6 +17,7 @@ mod fds;
 pub mod hub;
 pub mod link_writes;
 pub mod mailbox;
+mod mcp_json;
 pub mod process;
 mod secrets;
 mod settings;
@@ -182,6 +183,11 @@ struct ServeArgs {
     /// shell would (quotes honoured, no shell run). Repeat for more.
     #[arg(long = "server", value_name = "NAME=COMMAND")]
     server: Vec<String>,
+    /// An `mcpServers` JSON file (Claude Desktop's, Claude Code's
+    /// `.mcp.json`, Cursor's or VS Code's `mcp.json`) whose servers to
+    /// bridge too. Repeat for more.
+    #[arg(long = "mcp-json", value_name = "FILE")]
+    mcp_json: Vec<String>,
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
@@ -340,6 +346,7 @@ fn serve_command<R: Runtime>(args: ServeArgs, bridge_only: bool) -> Result<(), F
         no_echo_agent,
         mut set,
         server,
+        mcp_json,
         print_config,
     } = args;
     if !listen.is_empty() {
@@ -348,7 +355,11 @@ fn serve_command<R: Runtime>(args: ServeArgs, bridge_only: bool) -> Result<(), F
     if no_echo_agent || bridge_only {
         set.push("echo_agent=false".to_owned());
     }
-    match Settings::load(config.as_deref(), std::env::vars(), &set, &server) {
+    let added = settings::Added {
+        servers: server,
+        mcp_json,
+    };
+    match Settings::load(config.as_deref(), std::env::vars(), &set, &added) {
         Ok(settings) if print_config => {
             print!("{}", settings.masked(R::DEFAULT_MAX_CONNECTIONS));
             Ok(())
@@ -505,13 +516,12 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
     bridge_seed.copy_from_slice(&random[76..]);
     let bridged: Vec<String> = settings
         .bridge
-        .servers
-        .iter()
+        .all_servers()
         .map(|s| s.name.clone())
         .collect();
     // Always there: servers may be added at run time (`/integrations`).
     let bridge = bridge::Bridged::start(
-        settings.bridge.servers.iter().map(|s| s.spec()).collect(),
+        settings.bridge.all_servers().map(|s| s.spec()).collect(),
         settings.bridge.limits(),
         bridge_seed,
     );

@@ -117,8 +117,16 @@ pub struct BridgeSettings {
     /// A session with no stream open and no request for this long ends.
     #[serde(default = "default_bridge_session_idle")]
     pub session_idle_secs: u64,
+    /// `mcpServers` JSON files (Claude Desktop, Claude Code, Cursor, VS
+    /// Code) whose servers are bridged too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_json: Vec<String>,
     #[serde(default)]
     pub servers: Vec<BridgeServer>,
+    /// The servers those files hold, read at load (a printed
+    /// configuration names the files, not what was in them).
+    #[serde(skip)]
+    pub from_json: Vec<BridgeServer>,
 }
 
 impl Default for BridgeSettings {
@@ -126,7 +134,9 @@ impl Default for BridgeSettings {
         BridgeSettings {
             max_sessions: default_bridge_sessions(),
             session_idle_secs: default_bridge_session_idle(),
+            mcp_json: Vec::new(),
             servers: Vec::new(),
+            from_json: Vec::new(),
         }
     }
 }
@@ -146,6 +156,12 @@ impl BridgeSettings {
 
     fn is_empty(&self) -> bool {
         *self == BridgeSettings::default()
+    }
+
+    /// Every server to bridge: the configured ones, then those of the
+    /// `mcp_json` files.
+    pub fn all_servers(&self) -> impl Iterator<Item = &BridgeServer> {
+        self.servers.iter().chain(&self.from_json)
     }
 
     /// The core's limits for the bridge, these settings in them.
@@ -212,10 +228,20 @@ impl BridgeServer {
             .ok_or_else(|| bad("expected NAME=COMMAND"))?;
         let words = shlex::split(command).ok_or_else(|| bad("unbalanced quotes in COMMAND"))?;
         let (program, args) = words.split_first().ok_or_else(|| bad("COMMAND is empty"))?;
-        Ok(BridgeServer {
-            name: name.trim().to_owned(),
-            command: program.clone(),
-            args: args.to_vec(),
+        Ok(BridgeServer::from_command(
+            name.trim(),
+            program.clone(),
+            args.to_vec(),
+        ))
+    }
+
+    /// A server running `command` with `args`, every other setting its
+    /// default.
+    pub fn from_command(name: &str, command: String, args: Vec<String>) -> BridgeServer {
+        BridgeServer {
+            name: name.to_owned(),
+            command,
+            args,
             env: BTreeMap::new(),
             cwd: None,
             share: shared(),
@@ -224,7 +250,7 @@ impl BridgeServer {
             idle_timeout_secs: 0,
             tools: Vec::new(),
             exclude_tools: Vec::new(),
-        })
+        }
     }
 
     /// What the core runs.
@@ -419,15 +445,23 @@ fn set_key(table: &mut Sources, key: &str, value: toml::Value, source: String) {
     }
 }
 
+/// Bridge servers given on the command line, added to the configured
+/// ones: `--server NAME=COMMAND` and `--mcp-json FILE`.
+#[derive(Debug, Default)]
+pub struct Added {
+    pub servers: Vec<String>,
+    pub mcp_json: Vec<String>,
+}
+
 impl Settings {
-    /// Merges file, environment and `overrides` (`key=value`). A bad
-    /// value is reported with where it came from: the file, the variable
-    /// or the flag.
+    /// Merges file, environment and `overrides` (`key=value`), then the
+    /// `added` servers. A bad value is reported with where it came from:
+    /// the file, the variable or the flag.
     pub fn load(
         file: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
         overrides: &[String],
-        servers: &[String],
+        added: &Added,
     ) -> Result<Settings, BadSettings> {
         let mut table = Sources::new();
         if let Some(path) = file {
@@ -478,8 +512,20 @@ impl Settings {
         let mut settings: Settings = toml::Value::Table(all)
             .try_into()
             .map_err(|e| BadSettings(format!("bad settings: {}", e.message())))?;
-        for flag in servers {
+        for flag in &added.servers {
             settings.bridge.servers.push(BridgeServer::from_flag(flag)?);
+        }
+        // Printed back, the configuration names the flag's files too.
+        settings
+            .bridge
+            .mcp_json
+            .extend(added.mcp_json.iter().cloned());
+        for file in &settings.bridge.mcp_json {
+            let found = crate::mcp_json::read(Path::new(file))?;
+            for note in &found.notes {
+                tracing::warn!("{note}");
+            }
+            settings.bridge.from_json.extend(found.servers);
         }
         settings.validate()?;
         Ok(settings)
@@ -493,7 +539,7 @@ impl Settings {
             ));
         }
         let mut names = Vec::new();
-        for server in &self.bridge.servers {
+        for server in self.bridge.all_servers() {
             server.validate(&mut names)?;
         }
         if !matches!(self.approval.as_str(), "auto" | "manual") {
@@ -601,7 +647,7 @@ mod tests {
     fn load(env: &[(&str, &str)], sets: &[&str]) -> Result<Settings, BadSettings> {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-        Settings::load(None, env, &sets, &[])
+        Settings::load(None, env, &sets, &Added::default())
     }
 
     #[test]
@@ -695,7 +741,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("printed.toml");
         std::fs::write(&file, &printed).unwrap();
-        let back = Settings::load(Some(&file), std::iter::empty(), &[], &[]).unwrap();
+        let back = Settings::load(Some(&file), std::iter::empty(), &[], &Added::default()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let expected = Settings {
             api_key: Vec::new(),
@@ -706,13 +752,20 @@ mod tests {
         assert_eq!(back, expected);
     }
 
+    fn with_servers(flags: &[String]) -> Added {
+        Added {
+            servers: flags.to_vec(),
+            ..Added::default()
+        }
+    }
+
     #[test]
     fn servers_come_from_flags_split_like_a_shell_and_print_back() {
         let flags = [
             r#"files=npx -y "@scope/server files" '/tmp/a b'"#.to_owned(),
             "git=uvx mcp-server-git".to_owned(),
         ];
-        let s = Settings::load(None, std::iter::empty(), &[], &flags).unwrap();
+        let s = Settings::load(None, std::iter::empty(), &[], &with_servers(&flags)).unwrap();
         let [files, git] = &s.bridge.servers[..] else {
             panic!("{:?}", s.bridge.servers)
         };
@@ -728,7 +781,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("printed.toml");
         std::fs::write(&file, &printed).unwrap();
-        let back = Settings::load(Some(&file), std::iter::empty(), &[], &[]).unwrap();
+        let back = Settings::load(Some(&file), std::iter::empty(), &[], &Added::default()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(back.bridge, s.bridge);
     }
@@ -737,7 +790,7 @@ mod tests {
     fn bad_servers_are_named() {
         let load = |flags: &[&str]| {
             let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-            Settings::load(None, std::iter::empty(), &[], &flags)
+            Settings::load(None, std::iter::empty(), &[], &with_servers(&flags))
                 .unwrap_err()
                 .0
         };
@@ -753,7 +806,7 @@ mod tests {
             "[[bridge.servers]]\nname = \"x\"\ncommand = \"cat\"\nshare = \"sometimes\"\n",
         )
         .unwrap();
-        let error = Settings::load(Some(&file), std::iter::empty(), &[], &[])
+        let error = Settings::load(Some(&file), std::iter::empty(), &[], &Added::default())
             .unwrap_err()
             .0;
         let _ = std::fs::remove_dir_all(&dir);

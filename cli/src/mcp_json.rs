@@ -1,0 +1,195 @@
+//! The `mcpServers` JSON that MCP clients already keep — Claude Desktop's
+//! `claude_desktop_config.json`, Claude Code's `.mcp.json`, Cursor's
+//! `mcp.json`, and VS Code's `mcp.json` (under `servers`) — read as bridge
+//! servers, so a developer's servers are configured once.
+//!
+//! Each entry's `command`, `args`, `env` and `cwd` are taken; a `disabled`
+//! one, and a remote one (`type` `http`/`sse`, or a `url`), is skipped
+//! with a note saying why; keys this bridge does not use are named once
+//! per file in a warning. A file that cannot be read as this format is a
+//! usage error naming the file, and the entry when one is at fault.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::settings::{BadSettings, BridgeServer};
+
+/// The keys of an entry that are read; any other is named in a warning.
+const KNOWN: [&str; 7] = ["command", "args", "env", "cwd", "disabled", "type", "url"];
+
+/// What a file holds: its stdio servers, and a note for each entry
+/// skipped or key ignored.
+pub struct McpJson {
+    pub servers: Vec<BridgeServer>,
+    pub notes: Vec<String>,
+}
+
+/// Reads `path`.
+pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
+    let file = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadSettings(format!("cannot read the MCP servers file {file}: {e}")))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| BadSettings(format!("the MCP servers file {file} is not JSON: {e}")))?;
+    let entries = value
+        .get("mcpServers")
+        .or_else(|| value.get("servers"))
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            BadSettings(format!(
+                "the MCP servers file {file} has no `mcpServers` (or `servers`) object"
+            ))
+        })?;
+    let mut found = McpJson {
+        servers: Vec::new(),
+        notes: Vec::new(),
+    };
+    let mut ignored = BTreeMap::new();
+    for (name, entry) in entries {
+        let bad = |why: &str| {
+            BadSettings(format!(
+                "the MCP servers file {file}, server `{name}`: {why}"
+            ))
+        };
+        let entry = entry.as_object().ok_or_else(|| bad("is not an object"))?;
+        for key in entry.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+            ignored.insert(key.clone(), ());
+        }
+        if entry.get("disabled").and_then(Value::as_bool) == Some(true) {
+            found.notes.push(format!(
+                "{file}: server `{name}` is disabled there: not bridged"
+            ));
+            continue;
+        }
+        let remote = matches!(
+            entry.get("type").and_then(Value::as_str),
+            Some("http" | "sse" | "streamable-http")
+        ) || entry.contains_key("url");
+        if remote {
+            found.notes.push(format!(
+                "{file}: server `{name}` is a remote server (a URL), not a command: not bridged"
+            ));
+            continue;
+        }
+        found
+            .servers
+            .push(server(name, entry).map_err(|why| bad(&why))?);
+    }
+    if !ignored.is_empty() {
+        let keys: Vec<&str> = ignored.keys().map(String::as_str).collect();
+        found.notes.push(format!(
+            "{file}: keys not used here were ignored: {}",
+            keys.join(", ")
+        ));
+    }
+    Ok(found)
+}
+
+/// One stdio entry as a bridge server (the bridge's own defaults for the
+/// rest: shared, restarted on a crash).
+fn server(name: &str, entry: &Map<String, Value>) -> Result<BridgeServer, String> {
+    if let Some(why) = mcp_provider_core::bridge::bad_server_name(name) {
+        return Err(format!("its name cannot be a path segment: {why}"));
+    }
+    let command = match entry.get("command") {
+        Some(Value::String(command)) if !command.is_empty() => command.clone(),
+        _ => return Err("`command` is missing or not a string".into()),
+    };
+    let strings = |key: &str| -> Result<Vec<String>, String> {
+        match entry.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(|| format!("`{key}` is not an array of strings")),
+            Some(_) => Err(format!("`{key}` is not an array of strings")),
+        }
+    };
+    let env = match entry.get("env") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(vars)) => vars
+            .iter()
+            .map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect::<Option<_>>()
+            .ok_or("`env` is not an object of strings")?,
+        Some(_) => return Err("`env` is not an object of strings".into()),
+    };
+    let cwd = match entry.get("cwd") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(dir)) => Some(dir.clone()),
+        Some(_) => return Err("`cwd` is not a string".into()),
+    };
+    let mut server = BridgeServer::from_command(name, command, strings("args")?);
+    server.env = env;
+    server.cwd = cwd;
+    Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_text(text: &str) -> Result<McpJson, BadSettings> {
+        let dir =
+            std::env::temp_dir().join(format!("mcp-json-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mcp.json");
+        std::fs::write(&path, text).unwrap();
+        read(&path)
+    }
+
+    #[test]
+    fn claude_desktops_file_with_a_disabled_and_a_remote_server() {
+        let found = read_text(
+            r#"{"mcpServers": {
+                "files": {"command": "npx", "args": ["-y", "server-filesystem", "/tmp"], "env": {"A": "1"}, "autoApprove": []},
+                "off": {"command": "x", "disabled": true},
+                "remote": {"type": "http", "url": "https://example.com/mcp"}}}"#,
+        )
+        .unwrap();
+        let names: Vec<&str> = found.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["files"]);
+        assert_eq!(found.servers[0].args, ["-y", "server-filesystem", "/tmp"]);
+        assert_eq!(found.servers[0].env["A"], "1");
+        let notes = found.notes.join("\n");
+        assert!(
+            notes.contains("`off` is disabled") && notes.contains("`remote` is a remote server"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("keys not used here were ignored: autoApprove"),
+            "{notes}"
+        );
+    }
+
+    #[test]
+    fn vs_codes_servers_key_and_the_errors_that_name_the_entry() {
+        let found = read_text(r#"{"servers": {"git": {"type": "stdio", "command": "uvx", "args": ["mcp-server-git"]}}}"#).unwrap();
+        assert_eq!(found.servers[0].command, "uvx");
+        for (text, said) in [
+            (
+                r#"{"mcpServers": {"bad": {"command": "x", "args": "y"}}}"#,
+                "server `bad`: `args` is not an array of strings",
+            ),
+            (
+                r#"{"mcpServers": {"a/b": {"command": "x"}}}"#,
+                "server `a/b`: its name cannot be",
+            ),
+            (
+                r#"{"mcpServers": {"none": {}}}"#,
+                "server `none`: `command` is missing",
+            ),
+            (r#"{"other": {}}"#, "has no `mcpServers`"),
+            ("not json", "is not JSON"),
+        ] {
+            let error = read_text(text).err().unwrap().0;
+            assert!(
+                error.contains(said) && error.contains("mcp.json"),
+                "{error}"
+            );
+        }
+    }
+}
