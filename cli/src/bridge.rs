@@ -7,7 +7,7 @@
 //! saves a thread hand-over per answer. What the bridge answers over HTTP
 //! is posted to the connections' mailboxes like the provider's answers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Child, ChildStdout};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -25,10 +25,9 @@ use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, READ_CHUNK};
 use crate::watchdog;
 
-/// The last lines of a child's stderr kept for the clients' error when it
-/// exits, and how much of each.
+/// The last lines of a child's stderr given in the clients' error when it
+/// exits (from its last [`process::Tail`] of bytes).
 const STDERR_LINES: usize = 3;
-const STDERR_LINE_CHARS: usize = 300;
 /// How long an exit waits for the end of the child's stderr.
 const STDERR_WAIT: Duration = Duration::from_millis(250);
 
@@ -488,22 +487,21 @@ fn thread(
 /// lines to `said` (for the clients' error when the child exited).
 fn log_stderr(name: &str, mut pipe: impl Read, said: SyncSender<String>) {
     let mut lines = LineBuffer::new(8 * 1024);
-    let mut last = VecDeque::new();
+    let mut tail = process::Tail::default();
     let mut buf = [0u8; 4096];
     while let Ok(n @ 1..) = pipe.read(&mut buf) {
-        for line in lines.push(buf.get(..n).unwrap_or_default()) {
+        let bytes = buf.get(..n).unwrap_or_default();
+        tail.push(bytes);
+        for line in lines.push(bytes) {
             if let Line::Text(text) = line {
                 tracing::info!(target: "mcp_server", "{name}: {text}");
-                if !text.trim().is_empty() {
-                    if last.len() == STDERR_LINES {
-                        last.pop_front();
-                    }
-                    last.push_back(text.chars().take(STDERR_LINE_CHARS).collect::<String>());
-                }
             }
         }
     }
-    let _ = said.try_send(Vec::from(last).join(" | "));
+    let text = tail.text();
+    let last: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let from = last.len().saturating_sub(STDERR_LINES);
+    let _ = said.try_send(last.get(from..).unwrap_or_default().join(" | "));
 }
 
 /// Why a child could not start, saying which part failed: a working

@@ -452,6 +452,14 @@ pub fn print_link_notice(frame: &str) {
     }
 }
 
+/// [`print_link_notice`] for `agent mcp`, whose stdout carries MCP
+/// messages.
+pub fn print_link_notice_on_stderr(frame: &str) {
+    if let Some(line) = link_notice(frame) {
+        say_on_stderr(&line);
+    }
+}
+
 /// Why `addr` cannot be listened on, and what to do about a taken port.
 fn cannot_listen(addr: &std::net::SocketAddr, e: &std::io::Error) -> String {
     let mut message = format!("cannot listen on {addr}: {e}");

@@ -569,6 +569,16 @@ impl Settings {
         let keys: Vec<&str> = api_keys.iter().map(String::as_str).collect();
         let mut c = Config::new(&keys, bridge_token);
         c.require_api_key = self.require_api_key;
+        let file = match self.secrets_file.as_str() {
+            "" => String::new(),
+            file => format!(" ({file})"),
+        };
+        c.credentials_hint = format!(
+            "The API key and the bridge token are printed when the server starts; \
+             unless configured, they are kept in its secrets file{file} as {} and {}.",
+            crate::secrets::API_KEY_VAR,
+            crate::secrets::BRIDGE_TOKEN_VAR,
+        );
         c.approval = if self.approval == "manual" {
             Approval::Manual
         } else {

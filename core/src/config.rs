@@ -23,6 +23,9 @@ pub struct Config {
     pub require_api_key: bool,
     /// The token agents and the control API must send.
     pub bridge_token: SecretHash,
+    /// Added to a wrong key's or token's 401: where the right one is
+    /// (only the embedder knows; empty says nothing).
+    pub credentials_hint: String,
     pub approval: Approval,
     pub http: Limits,
     pub request: RequestLimits,
@@ -79,6 +82,7 @@ impl Config {
             api_keys: api_keys.iter().map(|k| SecretHash::of(k)).collect(),
             require_api_key: true,
             bridge_token: SecretHash::of(bridge_token),
+            credentials_hint: String::new(),
             approval: Approval::Auto,
             http: Limits::default(),
             request: RequestLimits::default(),

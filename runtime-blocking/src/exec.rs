@@ -12,10 +12,9 @@ use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
 use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
-use tungstenite::Message;
 
 use crate::echo::wait;
-use crate::link::{first_link, follow_remote, next_link, Ws};
+use crate::link::{first_link, next_link, open_link, Ws};
 
 /// What the agent's thread waits for.
 enum Input {
@@ -64,37 +63,27 @@ fn serve_link(
     groups: &Groups,
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
     agent: &mut ExecAgent,
-    (reader, mut writer): Ws,
+    ws: Ws,
     number: u64,
 ) -> Result<LinkEnd, String> {
-    let link_tx = tx.clone();
-    follow_remote(reader, move |got| {
-        if let FromLink::Frame(frame) = &got {
-            mcp_provider_cli::print_link_notice(frame);
-        }
-        link_tx.send(Input::Link(number, got)).is_ok()
-    })?;
-    let mut failed = None;
+    let mut sender = open_link(
+        ws,
+        tx.clone(),
+        move |got| Input::Link(number, got),
+        mcp_provider_cli::print_link_notice,
+    )?;
     loop {
         process::carry_out(agent, groups, |run, argv, stdin| {
             start(remote, groups, tx, run, argv, stdin)
         });
-        while let Some(frame) = agent.poll_transmit() {
-            // A link that cannot be written to is dead: its reader says
-            // so shortly; until then what the agent makes is dropped.
-            if failed.is_none() {
-                if let Err(e) = writer.send(Message::text(frame)) {
-                    failed = Some(format!("agent link failed: {e}"));
-                }
-            }
-        }
+        sender.send_all(std::iter::from_fn(|| agent.poll_transmit()));
         match wait(rx, agent.poll_timeout()) {
             Ok(Some(Input::Link(n, FromLink::Frame(frame)))) if n == number => {
                 agent.handle_message(&frame, Instant::now())
             }
             Ok(Some(Input::Link(n, FromLink::Closed(end)))) if n == number => {
                 lost(remote, groups, tx, agent);
-                return Ok(failed.map_or(end, LinkEnd::Failed));
+                return Ok(sender.end(end));
             }
             Ok(Some(Input::Link(..))) => {}
             Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),

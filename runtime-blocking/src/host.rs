@@ -8,10 +8,9 @@ use std::time::Instant;
 use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::RemoteHost;
 use mcp_provider_core::agent::host::HostAgent;
-use tungstenite::Message;
 
 use crate::echo::wait;
-use crate::link::{first_link, follow_remote, next_link, Ws};
+use crate::link::{first_link, next_link, open_link, Ws};
 
 /// What the agent's thread waits for.
 enum Input {
@@ -75,20 +74,16 @@ pub fn run_remote(remote: &RemoteHost) -> Result<(), String> {
 fn serve_link(
     agent: &mut HostAgent,
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
-    (reader, mut writer): Ws,
+    ws: Ws,
     number: u64,
 ) -> Result<Ended, String> {
-    let link_tx = tx.clone();
-    follow_remote(reader, move |got| {
-        if let FromLink::Frame(frame) = &got {
-            if let Some(notice) = mcp_provider_cli::link_notice(frame) {
-                eprintln!("{notice}");
-            }
-        }
-        link_tx.send(Input::Link(number, got)).is_ok()
-    })?;
+    let mut sender = open_link(
+        ws,
+        tx.clone(),
+        move |got| Input::Link(number, got),
+        mcp_provider_cli::print_link_notice_on_stderr,
+    )?;
     let mut stdout = std::io::stdout().lock();
-    let mut failed = None;
     loop {
         while let Some(line) = agent.poll_host() {
             if writeln!(stdout, "{line}")
@@ -98,20 +93,14 @@ fn serve_link(
                 return Ok(Ended::Host);
             }
         }
-        while let Some(frame) = agent.poll_provider() {
-            if failed.is_none() {
-                if let Err(e) = writer.send(Message::text(frame)) {
-                    failed = Some(format!("agent link failed: {e}"));
-                }
-            }
-        }
+        sender.send_all(std::iter::from_fn(|| agent.poll_provider()));
         match wait(rx, agent.poll_timeout()) {
             Ok(Some(Input::Host(bytes))) => agent.handle_host_bytes(&bytes, Instant::now()),
             Ok(Some(Input::Link(n, FromLink::Frame(frame)))) if n == number => {
                 agent.handle_provider_message(&frame)
             }
             Ok(Some(Input::Link(n, FromLink::Closed(end)))) if n == number => {
-                return Ok(Ended::Link(failed.map_or(end, LinkEnd::Failed)));
+                return Ok(Ended::Link(sender.end(end)));
             }
             Ok(Some(Input::Link(..))) => {}
             Ok(Some(Input::HostClosed)) | Err(_) => return Ok(Ended::Host),

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -249,6 +250,39 @@ pub fn dial(url: &str, token: &str) -> Result<Ws, DialError> {
 /// A link to a provider: the reading instance and a writing one.
 pub type Ws = (WebSocket<LinkHalf>, WebSocket<LinkHalf>);
 
+/// The writing instance of a link, remembering its first failure: a link
+/// that cannot be written to is dead (its reader says so shortly), what
+/// the agent makes until then is dropped, and the failure is how it ended.
+pub struct LinkSender {
+    writer: WebSocket<LinkHalf>,
+    failed: Option<String>,
+}
+
+impl LinkSender {
+    fn new(writer: WebSocket<LinkHalf>) -> Self {
+        LinkSender {
+            writer,
+            failed: None,
+        }
+    }
+
+    /// Sends `frames`, in order, while the link takes them.
+    pub fn send_all(&mut self, frames: impl Iterator<Item = String>) {
+        for frame in frames {
+            if self.failed.is_none() {
+                if let Err(e) = self.writer.send(Message::text(frame)) {
+                    self.failed = Some(format!("agent link failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// How the link ended: its first failed write, else what its reader saw.
+    pub fn end(self, end: LinkEnd) -> LinkEnd {
+        self.failed.map_or(end, LinkEnd::Failed)
+    }
+}
+
 /// The first link: a provider that cannot be reached at start is an error
 /// to show at once (a wrong URL or token), not a reason to wait.
 pub fn first_link(link: &Link) -> Result<Ws, String> {
@@ -286,10 +320,28 @@ pub fn dial_hub(shared: &Shared, url: &str, token: &str) {
     }
 }
 
+/// Serves a new link: its frames, then how it ended, go to `tx` (through
+/// `wrap`, after `notice` saw each) from a thread of their own; the link's
+/// sending half comes back.
+pub fn open_link<I: Send + 'static>(
+    (reader, writer): Ws,
+    tx: SyncSender<I>,
+    wrap: impl Fn(FromLink) -> I + Send + 'static,
+    notice: fn(&str),
+) -> Result<LinkSender, String> {
+    follow_remote(reader, move |got| {
+        if let FromLink::Frame(frame) = &got {
+            notice(frame);
+        }
+        tx.send(wrap(got)).is_ok()
+    })?;
+    Ok(LinkSender::new(writer))
+}
+
 /// Reads a remote agent's link on a thread of its own, passing each text
 /// frame, then how the link ended, to `pass` (which returns false when
 /// nobody listens any more).
-pub fn follow_remote(
+fn follow_remote(
     mut reader: WebSocket<LinkHalf>,
     mut pass: impl FnMut(FromLink) -> bool + Send + 'static,
 ) -> Result<(), String> {

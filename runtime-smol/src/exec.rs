@@ -5,7 +5,6 @@
 use std::process::Stdio;
 use std::time::Instant;
 
-use async_tungstenite::tungstenite::Message;
 use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
@@ -13,7 +12,7 @@ use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
 use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::remote::{first_link, follow_remote, next_input, next_link, Waited, Ws};
+use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
 /// What the agent's task waits for.
 enum Input {
@@ -62,34 +61,26 @@ async fn serve_link(
     ws: Ws,
     number: u64,
 ) -> LinkEnd {
-    let (mut ws_tx, ws_rx) = ws.split();
-    let _link = follow_remote(
-        ws_rx,
+    let (mut sender, _link) = open_link(
+        ws,
         tx.clone(),
         move |got| Input::Link(number, got),
         mcp_provider_cli::print_link_notice,
     );
-    let mut failed = None;
     loop {
         process::carry_out(agent, groups, |run, argv, stdin| {
             start(remote, groups, tx, run, argv, stdin)
         });
-        while let Some(frame) = agent.poll_transmit() {
-            // A link that cannot be written to is dead: its reader says
-            // so shortly; until then what the agent makes is dropped.
-            if failed.is_none() {
-                if let Err(e) = ws_tx.send(Message::text(frame)).await {
-                    failed = Some(format!("agent link failed: {e}"));
-                }
-            }
-        }
+        sender
+            .send_all(std::iter::from_fn(|| agent.poll_transmit()))
+            .await;
         match next_input(rx, agent.poll_timeout()).await {
             Waited::Input(Input::Link(n, FromLink::Frame(frame))) if n == number => {
                 agent.handle_message(&frame, Instant::now())
             }
             Waited::Input(Input::Link(n, FromLink::Closed(end))) if n == number => {
                 lost(remote, groups, tx, agent);
-                return failed.map_or(end, LinkEnd::Failed);
+                return sender.end(end);
             }
             Waited::Input(Input::Link(..)) => {}
             Waited::Input(Input::Stdout(run, bytes)) => agent.handle_stdout(run, &bytes),

@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use async_tungstenite::tungstenite::Message;
 use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::RemoteHost;
 use mcp_provider_core::agent::host::HostAgent;
@@ -11,7 +10,7 @@ use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Unblock;
 
-use crate::remote::{first_link, follow_remote, next_input, next_link, Waited, Ws};
+use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
 /// What the agent's task waits for.
 enum Input {
@@ -19,13 +18,6 @@ enum Input {
     Link(u64, FromLink),
     Host(Vec<u8>),
     HostClosed,
-}
-
-/// The link's notices go to stderr: stdout carries MCP messages.
-fn notice_to_stderr(frame: &str) {
-    if let Some(notice) = mcp_provider_cli::link_notice(frame) {
-        eprintln!("{notice}");
-    }
 }
 
 /// How serving one link ended.
@@ -84,14 +76,12 @@ async fn serve_link(
     ws: Ws,
     number: u64,
 ) -> Ended {
-    let (mut ws_tx, ws_rx) = ws.split();
-    let _link = follow_remote(
-        ws_rx,
+    let (mut sender, _link) = open_link(
+        ws,
         tx.clone(),
         move |got| Input::Link(number, got),
-        notice_to_stderr,
+        mcp_provider_cli::print_link_notice_on_stderr,
     );
-    let mut failed = None;
     loop {
         while let Some(mut line) = agent.poll_host() {
             line.push('\n');
@@ -99,20 +89,16 @@ async fn serve_link(
                 return Ended::Host;
             }
         }
-        while let Some(frame) = agent.poll_provider() {
-            if failed.is_none() {
-                if let Err(e) = ws_tx.send(Message::text(frame)).await {
-                    failed = Some(format!("agent link failed: {e}"));
-                }
-            }
-        }
+        sender
+            .send_all(std::iter::from_fn(|| agent.poll_provider()))
+            .await;
         match next_input(rx, agent.poll_timeout()).await {
             Waited::Input(Input::Host(bytes)) => agent.handle_host_bytes(&bytes, Instant::now()),
             Waited::Input(Input::Link(n, FromLink::Frame(frame))) if n == number => {
                 agent.handle_provider_message(&frame)
             }
             Waited::Input(Input::Link(n, FromLink::Closed(end))) if n == number => {
-                return Ended::Link(failed.map_or(end, LinkEnd::Failed));
+                return Ended::Link(sender.end(end));
             }
             Waited::Input(Input::Link(..)) => {}
             Waited::Input(Input::HostClosed) | Waited::Closed => return Ended::Host,

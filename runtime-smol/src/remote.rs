@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::{Error as WsError, Message};
-use async_tungstenite::WebSocketStream;
+use async_tungstenite::{WebSocketSender, WebSocketStream};
 use mcp_provider_cli::dial::{DialError, FromLink, Link, LinkEnd, Redial};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
@@ -17,6 +17,36 @@ use crate::server::dial;
 
 /// A link to a provider.
 pub type Ws = WebSocketStream<TcpStream>;
+
+/// The sending half of a link, remembering its first failure: a link that
+/// cannot be written to is dead (its reader says so shortly), what the
+/// agent makes until then is dropped, and the failure is how it ended.
+pub struct LinkSender {
+    tx: WebSocketSender<TcpStream>,
+    failed: Option<String>,
+}
+
+impl LinkSender {
+    fn new(tx: WebSocketSender<TcpStream>) -> Self {
+        LinkSender { tx, failed: None }
+    }
+
+    /// Sends `frames`, in order, while the link takes them.
+    pub async fn send_all(&mut self, frames: impl Iterator<Item = String>) {
+        for frame in frames {
+            if self.failed.is_none() {
+                if let Err(e) = self.tx.send(Message::text(frame)).await {
+                    self.failed = Some(format!("agent link failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// How the link ended: its first failed write, else what its reader saw.
+    pub fn end(self, end: LinkEnd) -> LinkEnd {
+        self.failed.map_or(end, LinkEnd::Failed)
+    }
+}
 
 /// What waiting for an agent's next input found.
 pub enum Waited<I> {
@@ -51,7 +81,7 @@ pub async fn next_input<I>(rx: &Receiver<I>, deadline: Option<Instant>) -> Waite
 /// Reads the link's frames on a task of its own, passing each text frame
 /// (after `notice` saw it), then how the link ended, as `wrap`ped inputs
 /// to `tx`, until nobody listens.
-pub fn follow_remote<S, I>(
+fn follow_remote<S, I>(
     mut frames: S,
     tx: Sender<I>,
     wrap: impl Fn(FromLink) -> I + Send + 'static,
@@ -79,6 +109,20 @@ where
         };
         let _ = tx.send(wrap(FromLink::Closed(end))).await;
     })
+}
+
+/// Serves a new link: its frames, then how it ended, go to `tx` (through
+/// `wrap`, after `notice` saw each) from a task that lives as long as the
+/// returned task handle; the link's sending half comes back.
+pub fn open_link<I: Send + 'static>(
+    ws: Ws,
+    tx: Sender<I>,
+    wrap: impl Fn(FromLink) -> I + Send + 'static,
+    notice: fn(&str),
+) -> (LinkSender, Task<()>) {
+    let (ws_tx, ws_rx) = ws.split();
+    let follower = follow_remote(ws_rx, tx, wrap, notice);
+    (LinkSender::new(ws_tx), follower)
 }
 
 /// The first link: a provider that cannot be reached at start is an error

@@ -28,8 +28,8 @@ pub(super) struct Gather {
 impl Bridge {
     /// Asks every server for its `key` list (`{key}/list`).
     pub(super) fn gather(&mut self, to: RequestId, key: &str, now: Instant) {
-        let number = self.next_gather;
-        self.next_gather += 1;
+        self.next_request += 1;
+        let number = self.next_request;
         let names: Vec<String> = self.specs.iter().map(|s| s.name.clone()).collect();
         self.gathers.insert(
             number,

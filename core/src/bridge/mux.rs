@@ -395,7 +395,7 @@ impl Mux {
             Route::Send(now) => Some(now),
             Route::Queue => None,
         };
-        if method == "tools/call" {
+        if method == "tools/call" && !self.tools.is_open() {
             let tool = params["name"].as_str().unwrap_or_default();
             if !self.tools.allows(tool) {
                 let message = format!("Unknown tool: {tool}");

@@ -30,8 +30,6 @@ const INPUT: &str = "input";
 
 /// A call waiting for its stateless client's retry.
 pub(super) struct Parked {
-    /// The server it belongs to: a retry must be for the same one.
-    server: String,
     child: ChildId,
     client: ClientId,
     /// The call's id at the child's client, as the pending key holds it.
@@ -75,9 +73,9 @@ impl Bridge {
         let Some(pending) = self.pending.remove(&(child, client, call.clone())) else {
             return false;
         };
-        self.next_parked += 1;
+        self.next_request += 1;
         let state =
-            crate::auth::derive_token(&[&self.seed, b"parked", &self.next_parked.to_le_bytes()]);
+            crate::auth::derive_token(&[&self.seed, b"parked", &self.next_request.to_le_bytes()]);
         let mut request = json!({"method": method});
         if !params.is_null() {
             request["params"] = params.clone();
@@ -93,7 +91,6 @@ impl Bridge {
             None => self.respond(pending.to, Response::json(200, answer)),
         }
         let parked = Parked {
-            server: self.child_name(child),
             child,
             client,
             call,
@@ -105,14 +102,14 @@ impl Bridge {
         true
     }
 
-    /// A stateless request for server `server` that retries a parked call
+    /// A stateless request for server `spec` that retries a parked call
     /// (its `requestState` names it): the client's answer goes to the
     /// child, and this request waits for the call's result. False when the
-    /// state names no call parked here.
+    /// state names no call parked for that server.
     pub(super) fn unpark(
         &mut self,
         to: RequestId,
-        server: &str,
+        spec: usize,
         id: &Value,
         params: &Value,
         now: Instant,
@@ -120,7 +117,9 @@ impl Bridge {
         let Some(state) = params["requestState"].as_str() else {
             return false;
         };
-        if self.parked.get(state).is_none_or(|p| p.server != server) {
+        let server = self.specs.get(spec).map(|s| s.name.as_str());
+        let mine = |p: &Parked| self.child(p.child).map(|c| c.spec().name.as_str()) == server;
+        if !self.parked.get(state).is_some_and(mine) {
             return false;
         }
         let Some(parked) = self.parked.remove(state) else {

@@ -227,8 +227,12 @@ impl Session {
 
 /// A message from the server as the WebSocket envelope carries it:
 /// `{type: response | request | notification, data}`.
-fn envelope(message: &str) -> String {
-    let data: Value = serde_json::from_str(message).unwrap_or(Value::Null);
+pub(super) fn envelope(message: &str) -> String {
+    socket_frame(serde_json::from_str(message).unwrap_or(Value::Null))
+}
+
+/// A message, already parsed, as the WebSocket envelope carries it.
+pub(super) fn socket_frame(data: Value) -> String {
     let kind = match (data.get("method").is_some(), data.get("id").is_some()) {
         (false, _) => "response",
         (true, true) => "request",
@@ -314,11 +318,10 @@ pub struct Bridge {
     kept: usize,
     /// Stateless clients' calls waiting for their retry, by `requestState`.
     pub(super) parked: HashMap<String, super::parked::Parked>,
-    pub(super) next_parked: u64,
     /// Merged listings waiting for their servers' parts.
     pub(super) gathers: HashMap<u64, super::gather::Gather>,
-    pub(super) next_gather: u64,
-    /// Ids of the bridge's own requests for a session or a REST call.
+    /// Ids of the bridge's own requests for a session or a REST call, and
+    /// numbers of its parked calls and merged listings.
     pub(super) next_request: u64,
     /// Seed of session ids, from the driver's randomness.
     pub(super) seed: [u8; 32],
@@ -345,9 +348,7 @@ impl Bridge {
             stateless: HashSet::new(),
             kept: 0,
             parked: HashMap::new(),
-            next_parked: 0,
             gathers: HashMap::new(),
-            next_gather: 0,
             next_request: 0,
             seed,
             next_session: 0,
@@ -1028,10 +1029,9 @@ impl Bridge {
                 if let Some(fields) = answer.as_object_mut() {
                     fields.insert("id".to_owned(), id);
                 }
-                let text = json!({"type": "response", "data": answer}).to_string();
                 self.out.push_back(Routed::Http(Output::ToAgent {
                     conn: to.conn,
-                    text,
+                    text: socket_frame(answer),
                 }));
                 false
             }

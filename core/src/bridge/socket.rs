@@ -20,7 +20,7 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::registry::{socket, Bridge, Pending, Reply, Routed, Transport};
+use super::registry::{envelope, socket, Bridge, Pending, Reply, Routed, Transport};
 use super::rest::error;
 use super::{ChildId, ClientId};
 use crate::http::Request;
@@ -151,10 +151,9 @@ impl Bridge {
             match message {
                 Ok(message) => self.socket_message(conn, child, client, message, now),
                 Err(invalid) => {
-                    let data: Value = serde_json::from_str(&invalid.reply()).unwrap_or(Value::Null);
-                    let frame = json!({"type": "response", "data": data}).to_string();
+                    let text = envelope(&invalid.reply());
                     self.out
-                        .push_back(Routed::Http(Output::ToAgent { conn, text: frame }));
+                        .push_back(Routed::Http(Output::ToAgent { conn, text }));
                 }
             }
         }

@@ -122,12 +122,7 @@ impl Bridge {
                 Response::json(400, mcp::error(&id, mcp::HEADER_MISMATCH, &why, None)),
             );
         }
-        let server = self
-            .specs
-            .get(spec)
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        if self.unpark(to, &server, &id, &params, now) {
+        if self.unpark(to, spec, &id, &params, now) {
             return;
         }
         let (child, client) = match self.ephemeral_client(spec, now) {

@@ -10,13 +10,6 @@ use crate::http::Request;
 use crate::limiter::TokenBucket;
 
 /// Headers sent to a browser preflight from an allowed origin.
-/// Where a refused client finds the right credential: both are printed
-/// when the server starts and, unless configured, kept in its secrets file.
-const WHERE_SECRETS_ARE: &str =
-    "The API key and the bridge token are printed when the server starts; \
-unless configured, they are kept in its secrets file (~/.local/state/mcp-provider/env) \
-as MCP_PROVIDER_API_KEY and MCP_PROVIDER_BRIDGE_TOKEN.";
-
 const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-mcp-session, x-api-key";
 
 /// OpenAI's rate-limit headers: limit, remaining, time to full.
@@ -111,6 +104,15 @@ impl Provider {
         Ok(())
     }
 
+    /// A wrong credential's 401, saying where the right one is when the
+    /// embedder said ([`crate::Config::credentials_hint`]).
+    fn refused(&self, what: &str) -> ApiError {
+        match self.config.credentials_hint.as_str() {
+            "" => ApiError::unauthorized(what),
+            hint => ApiError::unauthorized(format!("{what} {hint}")),
+        }
+    }
+
     /// Checks the credential a route needs. Returns the API key's index
     /// (the rate-limit bucket), `None` for open or anonymous access.
     pub(super) fn authorize(
@@ -125,9 +127,7 @@ impl Provider {
             Guard::Open => Ok(None),
             Guard::BridgeToken => match presented {
                 Some(t) if self.config.bridge_token.matches(t) => Ok(None),
-                Some(_) => Err(ApiError::unauthorized(format!(
-                    "Invalid bridge token. {WHERE_SECRETS_ARE}"
-                ))),
+                Some(_) => Err(self.refused("Invalid bridge token.")),
                 None => Err(ApiError::unauthorized(
                     "Missing bridge token: send `Authorization: Bearer <bridge token>`.",
                 )),
@@ -140,20 +140,16 @@ impl Provider {
                 {
                     Ok(None)
                 }
-                Some(_) => Err(ApiError::unauthorized(format!(
-                    "Neither an API key nor the bridge token. {WHERE_SECRETS_ARE}"
-                ))),
+                Some(_) => Err(self.refused("Neither an API key nor the bridge token.")),
                 None => Err(ApiError::unauthorized(
                     "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
                 )),
             },
             Guard::ApiKey if !self.config.require_api_key => Ok(None),
             Guard::ApiKey => match presented {
-                Some(k) => find_key(&self.config.api_keys, k).map(Some).ok_or_else(|| {
-                    ApiError::unauthorized(format!(
-                        "Incorrect API key provided. {WHERE_SECRETS_ARE}"
-                    ))
-                }),
+                Some(k) => find_key(&self.config.api_keys, k)
+                    .map(Some)
+                    .ok_or_else(|| self.refused("Incorrect API key provided.")),
                 None => Err(ApiError::unauthorized(
                     "You didn't provide an API key: send `Authorization: Bearer <key>`.",
                 )),
