@@ -14,6 +14,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use mcp_provider_core::bridge::aggregate::names::Names;
 use mcp_provider_core::bridge::{
     Bridge, BridgeOutput, ChildId, Limits, Report, Routed, ServerSpec, StopSignal,
 };
@@ -118,6 +119,11 @@ impl Bridged {
             tracing::error!("the MCP bridge's timer could not start: {e}");
         }
         bridged
+    }
+
+    /// How `/mcp` names each server's tools and prompts.
+    pub fn set_names(&self, names: Names) {
+        self.lock().set_names(names);
     }
 
     /// Where HTTP answers are posted (set once, by the hub).

@@ -533,6 +533,7 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         settings.bridge.limits(),
         bridge_seed,
     );
+    bridge.set_names(settings.bridge.names());
     let echo = settings.echo_agent.then(|| EchoAgentPlan {
         model: "echo".to_owned(),
         chunk_delay: Duration::from_millis(settings.echo_chunk_delay_ms),

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mcp_provider_core::bridge::aggregate::names::{self, Names};
 use mcp_provider_core::bridge::filter::ToolFilter;
 use mcp_provider_core::bridge::{Limits as BridgeLimits, ServerSpec, Share};
 use mcp_provider_core::{Approval, Config};
@@ -117,6 +118,10 @@ pub struct BridgeSettings {
     /// A session with no stream open and no request for this long ends.
     #[serde(default = "default_bridge_session_idle")]
     pub session_idle_secs: u64,
+    /// What joins a server's name and its tool's on `/mcp`
+    /// (`files__read_file`).
+    #[serde(default = "default_aggregate_separator")]
+    pub aggregate_separator: String,
     /// `mcpServers` JSON files (Claude Desktop, Claude Code, Cursor, VS
     /// Code) whose servers are bridged too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -134,6 +139,7 @@ impl Default for BridgeSettings {
         BridgeSettings {
             max_sessions: default_bridge_sessions(),
             session_idle_secs: default_bridge_session_idle(),
+            aggregate_separator: default_aggregate_separator(),
             mcp_json: Vec::new(),
             servers: Vec::new(),
             from_json: Vec::new(),
@@ -149,10 +155,14 @@ fn default_bridge_session_idle() -> u64 {
     BridgeLimits::default().session_idle.as_secs()
 }
 
+fn default_aggregate_separator() -> String {
+    names::DEFAULT_SEPARATOR.to_owned()
+}
+
 impl BridgeSettings {
     /// Its keys that hold a plain value (an environment variable can set
     /// them; `bridge_token` is a key of the top level).
-    const PLAIN_KEYS: [&str; 2] = ["max_sessions", "session_idle_secs"];
+    const PLAIN_KEYS: [&str; 3] = ["max_sessions", "session_idle_secs", "aggregate_separator"];
 
     fn is_empty(&self) -> bool {
         *self == BridgeSettings::default()
@@ -162,6 +172,12 @@ impl BridgeSettings {
     /// `mcp_json` files.
     pub fn all_servers(&self) -> impl Iterator<Item = &BridgeServer> {
         self.servers.iter().chain(&self.from_json)
+    }
+
+    /// How `/mcp` names each server's tools and prompts (the separator is
+    /// checked when the settings load).
+    pub fn names(&self) -> Names {
+        Names::new(&self.aggregate_separator).unwrap_or_default()
     }
 
     /// The core's limits for the bridge, these settings in them.
@@ -537,6 +553,11 @@ impl Settings {
             return Err(BadSettings(
                 "bad setting `bridge.max_sessions`: it must be at least 1".to_owned(),
             ));
+        }
+        if let Some(why) = names::bad_separator(&self.bridge.aggregate_separator) {
+            return Err(BadSettings(format!(
+                "bad setting `bridge.aggregate_separator`: {why}"
+            )));
         }
         let mut names = Vec::new();
         for server in self.bridge.all_servers() {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::registry::{event, Bridge, StreamStart, Transport, MESSAGE_KIND};
+use super::registry::{event, Bridge, StreamStart, Target, Transport, MESSAGE_KIND};
 use super::streamable::parse_one;
 use crate::http::{Request, Response};
 use crate::mcp;
@@ -47,7 +47,7 @@ impl Bridge {
                 .split('&')
                 .find_map(|pair| pair.strip_prefix("session_id="))
         });
-        let id = match self.session_of(spec, session) {
+        let id = match self.session_of(Target::Server(spec), session) {
             Ok(id) => id,
             Err((status, message)) => {
                 return self.reply_error(to, status, mcp::INVALID_REQUEST, &message)

@@ -90,6 +90,7 @@
 
 use std::time::Duration;
 
+pub mod aggregate;
 pub mod filter;
 mod gather;
 mod generation;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::aggregate::names::Names;
+use super::aggregate::BRIDGE;
 use super::kept::Kept;
 use super::rest::rest_answer;
 use super::routes::{self, Miss, Route};
@@ -92,6 +94,15 @@ pub(super) enum Transport {
     Socket,
 }
 
+/// What an MCP transport's path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    /// `/mcp/{name}`: that server (an index into the specs).
+    Server(usize),
+    /// `/mcp`: every server at once (`aggregate`).
+    Every,
+}
+
 /// How a connection views a session.
 pub(super) enum View {
     /// Its event stream, answering this request.
@@ -140,7 +151,7 @@ pub(super) struct Session {
     sent: Kept,
     next_event: u64,
     /// When its client last sent something.
-    used: Instant,
+    pub(super) used: Instant,
 }
 
 impl Session {
@@ -277,9 +288,16 @@ pub(super) enum Reply {
     },
     /// A WebSocket client's `create_session`: `session_created`.
     SocketSession { session: String },
-    /// One server's part of a merged listing (see `gather`). Its client
-    /// closes with the answer.
-    Gathered { gather: u64, server: String },
+    /// One server's part of a listing of several (see `gather`), through
+    /// a client that closes with the answer when it is `ephemeral`.
+    Gathered {
+        gather: u64,
+        server: String,
+        ephemeral: bool,
+    },
+    /// An aggregate session's own request to one of its servers (its
+    /// `initialize`, `logging/setLevel`): the answer is not the client's.
+    Member,
     /// A socket's request, under the id the socket gave it.
     Socket { id: Value },
 }
@@ -294,7 +312,7 @@ pub(super) fn socket(conn: ConnId) -> RequestId {
 /// Every bridged server, its children and the clients' sessions.
 pub struct Bridge {
     pub(super) specs: Vec<ServerSpec>,
-    limits: Limits,
+    pub(super) limits: Limits,
     /// Children by [`ChildId`] (never reused: a late report of a gone
     /// child's process finds nothing).
     pub(super) children: HashMap<ChildId, BridgedServer>,
@@ -318,8 +336,14 @@ pub struct Bridge {
     kept: usize,
     /// Stateless clients' calls waiting for their retry, by `requestState`.
     pub(super) parked: HashMap<String, super::parked::Parked>,
-    /// Merged listings waiting for their servers' parts.
+    /// Listings of several servers waiting for their parts.
     pub(super) gathers: HashMap<u64, super::gather::Gather>,
+    /// The aggregate endpoint's sessions: their members on each server.
+    pub(super) fans: HashMap<String, super::aggregate::Fan>,
+    /// Which server listed each resource, for the aggregate endpoint.
+    pub(super) owners: super::aggregate::Owners,
+    /// How the aggregate endpoint names each server's tools and prompts.
+    pub(super) names: Names,
     /// Ids of the bridge's own requests for a session or a REST call, and
     /// numbers of its parked calls and merged listings.
     pub(super) next_request: u64,
@@ -349,12 +373,21 @@ impl Bridge {
             kept: 0,
             parked: HashMap::new(),
             gathers: HashMap::new(),
+            fans: HashMap::new(),
+            owners: super::aggregate::Owners::default(),
+            names: Names::default(),
             next_request: 0,
             seed,
             next_session: 0,
             keepalive_at: None,
             out: VecDeque::new(),
         }
+    }
+
+    /// Names on the aggregate endpoint `/mcp` joined by `names`'
+    /// separator instead of `__`.
+    pub fn set_names(&mut self, names: Names) {
+        self.names = names;
     }
 
     // ---- getters ----
@@ -413,6 +446,9 @@ impl Bridge {
         }
         let name = found.params.first().copied().unwrap_or_default();
         let tail = found.params.get(1).copied().unwrap_or_default();
+        if found.params.is_empty() {
+            return self.streamable(to, Target::Every, &request, now);
+        }
         let Some(spec) = self.specs.iter().position(|s| s.name == name) else {
             let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
             let message = format!(
@@ -426,7 +462,7 @@ impl Bridge {
             return self.reply_error(to, 404, mcp::INVALID_REQUEST, &message);
         };
         match (tail, request.method.as_str()) {
-            ("", _) => self.streamable(to, spec, &request, now),
+            ("", _) => self.streamable(to, Target::Server(spec), &request, now),
             ("sse", "GET") => self.open_legacy(to, spec, now),
             ("messages", "POST") => self.post_legacy(to, spec, &request, now),
             ("sse" | "messages", _) => {
@@ -549,6 +585,7 @@ impl Bridge {
             self.sweep_at = now + SWEEP;
             self.sweep(now);
         }
+        self.expire_gathers(now);
         let due: Vec<ChildId> = self
             .children
             .iter()
@@ -601,6 +638,7 @@ impl Bridge {
             .values()
             .filter_map(BridgedServer::poll_timeout)
             .chain(self.keepalive_at)
+            .chain(self.gathers_deadline())
             .chain((!self.sessions.is_empty() || !self.parked.is_empty()).then_some(self.sweep_at))
             .min()
     }
@@ -725,15 +763,17 @@ impl Bridge {
     /// likely gone without `DELETE`. Its next request, if it comes, gets
     /// 404, and an MCP client initializes again. Whether one ended.
     fn reclaim_session(&mut self, now: Instant) -> bool {
-        let busy: HashSet<(ChildId, ClientId)> = self
+        // A session is busy when any of its clients has a call in flight
+        // (an aggregate session has one on each of its servers).
+        let busy: HashSet<&String> = self
             .pending
             .keys()
-            .map(|(child, client, _)| (*child, *client))
+            .filter_map(|(child, client, _)| self.by_client.get(&(*child, *client)))
             .collect();
         let idlest = self
             .sessions
             .iter()
-            .filter(|(_, s)| !s.viewed() && !busy.contains(&(s.child, s.client)))
+            .filter(|(id, s)| !s.viewed() && !busy.contains(id))
             .min_by_key(|(_, s)| s.used)
             .map(|(id, _)| id.clone());
         let Some(id) = idlest else {
@@ -751,15 +791,35 @@ impl Bridge {
         transport: Transport,
         now: Instant,
     ) -> Result<String, Full> {
-        if self.sessions.len() >= self.limits.max_sessions && !self.reclaim_session(now) {
-            return Err(Full::Sessions(self.limits.max_sessions));
-        }
+        self.admit_session(now)?;
         let child = self.child_for(spec, now)?;
         let client = self
             .children
             .get_mut(&child)
             .ok_or(Full::Children)?
             .open_client(now);
+        Ok(self.insert_session(child, client, transport, now))
+    }
+
+    /// Room for one more session: at the cap, the least recently used
+    /// idle one ends ([`Bridge::reclaim_session`]); refused when all are
+    /// busy.
+    pub(super) fn admit_session(&mut self, now: Instant) -> Result<(), Full> {
+        if self.sessions.len() >= self.limits.max_sessions && !self.reclaim_session(now) {
+            return Err(Full::Sessions(self.limits.max_sessions));
+        }
+        Ok(())
+    }
+
+    /// A new session of `child`'s `client` ([`BRIDGE`]'s for the aggregate
+    /// endpoint, whose members say whose clients are its): its id.
+    pub(super) fn insert_session(
+        &mut self,
+        child: ChildId,
+        client: ClientId,
+        transport: Transport,
+        now: Instant,
+    ) -> String {
         self.next_session += 1;
         let id = crate::auth::derive_token(&[&self.seed, &self.next_session.to_le_bytes()]);
         let session = Session {
@@ -775,25 +835,30 @@ impl Bridge {
             used: now,
         };
         self.sessions.insert(id.clone(), session);
-        self.by_client.insert((child, client), id.clone());
-        Ok(id)
+        if child != BRIDGE {
+            self.by_client.insert((child, client), id.clone());
+        }
+        id
     }
 
-    /// The session `id` names, if it is one of server `spec`'s; else the
+    /// The session `id` names, if it is one of `target`'s; else the
     /// status and message to answer with.
     pub(super) fn session_of(
         &self,
-        spec: usize,
+        target: Target,
         id: Option<&str>,
     ) -> Result<String, (u16, String)> {
         let id = id.ok_or((
             400,
             "missing Mcp-Session-Id: send initialize first".to_owned(),
         ))?;
-        let known = self.sessions.get(id).is_some_and(|s| {
-            self.child(s.child)
-                .is_some_and(|c| c.spec().name == self.specs[spec].name)
-        });
+        let known = match target {
+            Target::Every => self.fans.contains_key(id),
+            Target::Server(spec) => self.sessions.get(id).is_some_and(|s| {
+                self.child(s.child)
+                    .is_some_and(|c| Some(&c.spec().name) == self.specs.get(spec).map(|s| &s.name))
+            }),
+        };
         if known {
             Ok(id.to_owned())
         } else {
@@ -850,16 +915,19 @@ impl Bridge {
             return;
         };
         session.release(&mut self.kept);
-        let key = (session.child, session.client);
-        self.by_client.remove(&key);
         let sockets = session.sockets.iter().map(|&conn| socket(conn));
         for to in session.stream.into_iter().chain(sockets) {
             self.streams.remove(&to.conn);
             self.out.push_back(Routed::Http(Output::End { to }));
         }
-        self.pending
-            .retain(|(child, client, _), _| (*child, *client) != key);
-        self.release_client(session.child, session.client, now);
+        let mut clients = self.end_fan(id);
+        clients.push((session.child, session.client));
+        for key in clients {
+            self.by_client.remove(&key);
+            self.pending
+                .retain(|(child, client, _), _| (*child, *client) != key);
+            self.release_client(key.0, key.1, now);
+        }
     }
 
     /// Hands a client's message to its child, the answer awaited by `wait`.
@@ -871,6 +939,16 @@ impl Bridge {
         wait: Option<Pending>,
         now: Instant,
     ) {
+        if !self.children.contains_key(&child) {
+            // An aggregate session's "child" (the bridge) reached by
+            // another transport: nothing here could answer it.
+            if let (mcp::Message::Request { id, .. }, Some(pending)) = (&message, wait) {
+                let why = "no MCP server answers this session here: an aggregate session is served at /mcp only";
+                let answer = mcp::error(id, super::SERVER_ERROR, why, None);
+                self.answer(child, client, pending, answer, now);
+            }
+            return;
+        }
         if let (mcp::Message::Request { id, .. }, Some(pending)) = (&message, wait) {
             self.pending
                 .insert((child, client, id.to_string()), pending);
@@ -958,11 +1036,22 @@ impl Bridge {
             let parsed = serde_json::from_str::<Value>(&message).ok();
             return self.stateless_message(child, client, parsed, now);
         }
-        let Some(session) = self
-            .by_client
-            .get(&(child, client))
-            .and_then(|id| self.sessions.get_mut(id))
-        else {
+        let Some(id) = self.by_client.get(&(child, client)).cloned() else {
+            return;
+        };
+        let message = match self.fans.contains_key(&id) {
+            true => match self.member_said(&id, child, client, message, now) {
+                Some(message) => message,
+                None => return,
+            },
+            false => message,
+        };
+        self.tell_session(&id, message);
+    }
+
+    /// `message` for every view of session `id`, or held until one opens.
+    pub(super) fn tell_session(&mut self, id: &str, message: String) {
+        let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
         if session.viewed() {
@@ -1020,9 +1109,20 @@ impl Bridge {
                 self.respond(to, response);
                 ephemeral
             }
-            Reply::Gathered { gather, server } => {
-                self.gathered(gather, &server, parsed());
-                true
+            Reply::Gathered {
+                gather,
+                server,
+                ephemeral,
+            } => {
+                self.gathered(gather, Some((&server, parsed())));
+                ephemeral
+            }
+            Reply::Member => {
+                if let Some(error) = parsed().and_then(|a| a.get("error").cloned()) {
+                    let server = self.child_name(child);
+                    tracing::debug!(server, %error, "an aggregate session's own request was refused");
+                }
+                false
             }
             Reply::Socket { id } => {
                 let mut answer = parsed().unwrap_or(Value::Null);

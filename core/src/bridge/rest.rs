@@ -30,6 +30,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::gather::Finish;
 use super::registry::{event, Bridge, Pending, Reply, StreamStart, Transport, EVENTS_KIND};
 use super::routes::{Found, Miss, Route};
 use super::{ChildId, ServerSpec, Share};
@@ -113,7 +114,14 @@ impl Bridge {
                 let list = request.path().trim_start_matches('/');
                 let server = query("server");
                 if server.is_none() && self.specs.len() > 1 {
-                    return self.gather(to, list, now);
+                    let key = match list {
+                        "resources" => "resources",
+                        "prompts" => "prompts",
+                        _ => "tools",
+                    };
+                    let every = (0..self.specs.len()).map(|spec| (spec, Value::Null)).collect();
+                    let (sources, missing) = self.ephemeral_sources(every, now);
+                    return self.gather(to, key, sources, missing, Finish::Tagged, now);
                 }
                 let method = format!("{list}/list");
                 return self.rest_call(to, &Value::Null, server, &method, Value::Null, now);
@@ -397,6 +405,7 @@ impl Bridge {
         let created = self.integration(&spec);
         tracing::info!(server = %spec.name, "MCP server added");
         self.specs.push(spec);
+        self.aggregates_changed();
         Response::json(201, created.to_string())
     }
 
@@ -424,6 +433,7 @@ impl Bridge {
         }
         self.shared.remove(name);
         self.specs.remove(index);
+        self.drop_members(name, now);
         tracing::info!(server = %name, "MCP server removed");
         Response::json(200, json!({"deleted": name}).to_string())
     }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::generation::CLIENT_INFO_META;
-use super::registry::{Bridge, Pending, Reply};
+use super::registry::{Bridge, Pending, Reply, Target};
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
@@ -99,11 +99,13 @@ impl Bridge {
         self.respond(to, Response::json(405, reply).with_header("allow", "POST"));
     }
 
-    /// A stateless request (a POST's message) for `/mcp/NAME`.
+    /// A stateless request (a POST's message) for `/mcp/NAME`, or for
+    /// `/mcp` (`aggregate`, which finds the server by the name or URI it
+    /// is for).
     pub(super) fn stateless(
         &mut self,
         to: RequestId,
-        spec: usize,
+        target: Target,
         request: &Request,
         message: Message,
         now: Instant,
@@ -122,6 +124,23 @@ impl Bridge {
                 Response::json(400, mcp::error(&id, mcp::HEADER_MISMATCH, &why, None)),
             );
         }
+        match target {
+            Target::Server(spec) => self.stateless_forward(to, spec, id, method, params, now),
+            Target::Every => self.aggregate_stateless(to, id, method, params, now),
+        }
+    }
+
+    /// A stateless request for server `spec`, its headers checked: the
+    /// retry of a parked call, or a client of its own on the child.
+    pub(super) fn stateless_forward(
+        &mut self,
+        to: RequestId,
+        spec: usize,
+        id: Value,
+        method: String,
+        params: Value,
+        now: Instant,
+    ) {
         if self.unpark(to, spec, &id, &params, now) {
             return;
         }

@@ -18,18 +18,19 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::registry::{Bridge, Pending, Reply, StreamStart, Transport, MESSAGE_KIND};
+use super::registry::{Bridge, Pending, Reply, StreamStart, Target, Transport, MESSAGE_KIND};
 use super::stateless::{is_stateless, stateless_header};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::RequestId;
 
 impl Bridge {
-    /// A request for `/mcp/NAME`.
+    /// A request for `/mcp/NAME`, or for `/mcp` (every server: see
+    /// `aggregate`).
     pub(super) fn streamable(
         &mut self,
         to: RequestId,
-        spec: usize,
+        target: Target,
         request: &Request,
         now: Instant,
     ) {
@@ -42,13 +43,13 @@ impl Bridge {
                     Err(reply) => return self.respond(to, reply),
                 };
                 if session.is_none() && (stateless || is_stateless(&message)) {
-                    self.stateless(to, spec, request, message, now);
+                    self.stateless(to, target, request, message, now);
                 } else {
-                    self.post(to, spec, session, message, now);
+                    self.post(to, target, session, message, now);
                 }
             }
             "GET" | "DELETE" if stateless => self.stateless_refusal(to),
-            "GET" => match self.session_of(spec, session.as_deref()) {
+            "GET" => match self.session_of(target, session.as_deref()) {
                 Ok(id) => {
                     let last = request
                         .header("last-event-id")
@@ -67,7 +68,7 @@ impl Bridge {
                     self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
                 }
             },
-            "DELETE" => match self.session_of(spec, session.as_deref()) {
+            "DELETE" => match self.session_of(target, session.as_deref()) {
                 Ok(id) => {
                     self.end_session(&id, now);
                     self.respond(to, Response::json(200, "{}"));
@@ -95,36 +96,46 @@ impl Bridge {
     fn post(
         &mut self,
         to: RequestId,
-        spec: usize,
+        target: Target,
         session: Option<String>,
         message: Message,
         now: Instant,
     ) {
         let is_initialize =
             matches!(&message, Message::Request { method, .. } if method == "initialize");
-        let id = if is_initialize {
-            if session.is_some() {
-                return self.reply_error(
-                    to,
-                    400,
-                    mcp::INVALID_REQUEST,
-                    "initialize opens a session: send it without Mcp-Session-Id",
-                );
+        if is_initialize && session.is_some() {
+            return self.reply_error(
+                to,
+                400,
+                mcp::INVALID_REQUEST,
+                "initialize opens a session: send it without Mcp-Session-Id",
+            );
+        }
+        let id = match (target, is_initialize) {
+            (Target::Every, true) => {
+                if let Message::Request { id, params, .. } = message {
+                    self.open_aggregate(to, id, params, now);
+                }
+                return;
             }
-            match self.open_session(spec, Transport::Streamable, now) {
-                Ok(id) => id,
-                Err(full) => {
-                    return self.reply_error(to, 503, mcp::INVALID_REQUEST, &full.message())
+            (Target::Server(spec), true) => {
+                match self.open_session(spec, Transport::Streamable, now) {
+                    Ok(id) => id,
+                    Err(full) => {
+                        return self.reply_error(to, 503, mcp::INVALID_REQUEST, &full.message())
+                    }
                 }
             }
-        } else {
-            match self.session_of(spec, session.as_deref()) {
+            (_, false) => match self.session_of(target, session.as_deref()) {
                 Ok(id) => id,
                 Err((status, message)) => {
                     return self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
                 }
-            }
+            },
         };
+        if target == Target::Every {
+            return self.aggregate_message(to, &id, message, now);
+        }
         let Some(session) = self.sessions.get(&id) else {
             return;
         };

@@ -1,0 +1,684 @@
+//! `/mcp`: every bridged server behind one MCP endpoint, in both protocol
+//! generations, so a client configured once sees all of a developer's
+//! servers.
+//!
+//! Tools and prompts are listed under `{server}__{name}` ([`names`]);
+//! resources keep their URIs, and a URI goes to the server that listed it
+//! (or whose template it starts like). Each listing is asked of every
+//! server at once and merged (`gather`), pages included: the cursor
+//! carries each server's own. A call goes to its server with the prefix
+//! taken off, and its answer (progress first) comes back as the server
+//! gave it.
+//!
+//! A session here is a session of the bridge's like any other (its event
+//! stream, its cap, its idle end), whose "child" is the bridge itself
+//! ([`BRIDGE`]): behind it, a [`Fan`] keeps one member client per server,
+//! made when first needed and initialized with the session's own
+//! `initialize`, so a server's requests (sampling, elicitation, roots)
+//! reach this session only when its client declared it can answer them.
+//! Their ids are renumbered here, since two servers may use the same.
+//! A stateless request is a client of its own on the server it goes to,
+//! as at `/mcp/{name}`.
+
+pub mod names;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::gather::{Finish, Source};
+use super::registry::{Bridge, Pending, Reply, Transport};
+use super::stateless::stateless_answer;
+use super::streamable::progress_token;
+use super::{ChildId, ClientId};
+use crate::http::Response;
+use crate::mcp::{self, Message};
+use crate::provider::RequestId;
+
+/// An aggregate session's "child": the bridge itself answers it (no
+/// process ever has this id: children are numbered from 1).
+pub(super) const BRIDGE: ChildId = ChildId(0);
+
+/// MCP's "resource not found".
+const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// Resource URIs remembered for routing, all servers together; past this
+/// the oldest listing's are forgotten first.
+const MAX_OWNED_URIS: usize = 20_000;
+
+/// What an aggregate session holds behind its one client.
+#[derive(Default)]
+pub(super) struct Fan {
+    /// The client's `initialize` params: each member's own.
+    init: Value,
+    /// Its client on each server's child, by server name.
+    members: BTreeMap<String, (ChildId, ClientId)>,
+    /// Servers' requests passed on to the client, by the id it sees: the
+    /// member asked and the server's own id.
+    asks: BTreeMap<u64, (ChildId, ClientId, Value)>,
+    next_ask: u64,
+}
+
+/// Which resources each server listed, for routing a URI back.
+#[derive(Default)]
+pub(super) struct Owners {
+    /// URI → server, with the order they were learned in.
+    uris: BTreeMap<String, (String, u64)>,
+    order: BTreeMap<u64, String>,
+    next: u64,
+    /// Each server's URI templates, as their literal beginnings.
+    templates: BTreeMap<String, Vec<String>>,
+}
+
+impl Owners {
+    fn learn_uri(&mut self, uri: &str, server: &str) {
+        if let Some((_, n)) = self.uris.remove(uri) {
+            self.order.remove(&n);
+        }
+        self.next += 1;
+        self.uris
+            .insert(uri.to_owned(), (server.to_owned(), self.next));
+        self.order.insert(self.next, uri.to_owned());
+        while self.uris.len() > MAX_OWNED_URIS {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.uris.remove(&oldest);
+        }
+    }
+
+    /// The server a URI belongs to: the one that listed it, else the one
+    /// whose template's literal beginning it starts with (the longest).
+    fn owner(&self, uri: &str) -> Option<&str> {
+        if let Some((server, _)) = self.uris.get(uri) {
+            return Some(server);
+        }
+        self.templates
+            .iter()
+            .flat_map(|(server, starts)| starts.iter().map(move |s| (server, s)))
+            .filter(|(_, start)| !start.is_empty() && uri.starts_with(start.as_str()))
+            .max_by_key(|(_, start)| start.len())
+            .map(|(server, _)| server.as_str())
+    }
+}
+
+/// A page of the aggregate listing being gathered: whom to answer, how.
+pub(super) struct Page {
+    id: Value,
+    method: String,
+    /// Answered in the stateless revision's shape.
+    stateless: bool,
+}
+
+impl Bridge {
+    /// An `initialize` at `/mcp`: a new aggregate session, answered by the
+    /// bridge (what the servers offer is learned when it is asked for).
+    pub(super) fn open_aggregate(&mut self, to: RequestId, id: Value, params: Value, now: Instant) {
+        if let Err(full) = self.admit_session(now) {
+            return self.reply_error(to, 503, mcp::INVALID_REQUEST, &full.message());
+        }
+        let session = self.insert_session(BRIDGE, ClientId(0), Transport::Streamable, now);
+        let requested = params["protocolVersion"].as_str().unwrap_or_default();
+        let result = json!({
+            "protocolVersion": mcp::negotiate(requested),
+            "capabilities": capabilities(),
+            "serverInfo": server_info(),
+            "instructions": self.instructions(),
+        });
+        self.fans.insert(
+            session.clone(),
+            Fan {
+                init: params,
+                ..Fan::default()
+            },
+        );
+        let response = Response::json(200, mcp::result(&id, result));
+        self.respond(to, response.with_header("mcp-session-id", session));
+    }
+
+    /// A message for aggregate session `session` (known to be one).
+    pub(super) fn aggregate_message(
+        &mut self,
+        to: RequestId,
+        session: &str,
+        message: Message,
+        now: Instant,
+    ) {
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.used = now;
+        }
+        match message {
+            Message::Request { id, method, params } => {
+                self.aggregate_request(to, Some(session), id, method, params, now)
+            }
+            Message::Notification { method, params } => {
+                self.respond(to, Response::full(202, "application/json", Bytes::new()));
+                self.aggregate_notification(session, &method, params, now);
+            }
+            Message::Response { id, outcome } => {
+                self.respond(to, Response::full(202, "application/json", Bytes::new()));
+                let asked = id
+                    .as_u64()
+                    .and_then(|n| self.fans.get_mut(session)?.asks.remove(&n));
+                if let Some((child, client, id)) = asked {
+                    let answer = Message::Response { id, outcome };
+                    self.forward(child, client, answer, None, now);
+                }
+            }
+        }
+    }
+
+    /// A stateless request at `/mcp` (its version and headers checked).
+    pub(super) fn aggregate_stateless(
+        &mut self,
+        to: RequestId,
+        id: Value,
+        method: String,
+        params: Value,
+        now: Instant,
+    ) {
+        if method == "server/discover" {
+            let result = mcp::discover_result(capabilities(), server_info(), &self.instructions());
+            return self.respond(to, Response::json(200, mcp::result(&id, result)));
+        }
+        self.aggregate_request(to, None, id, method, params, now);
+    }
+
+    /// A request of the aggregate endpoint (of a session's client, or a
+    /// stateless one): answered here, listed from every server, or sent to
+    /// the one server its name or URI names.
+    fn aggregate_request(
+        &mut self,
+        to: RequestId,
+        session: Option<&str>,
+        id: Value,
+        method: String,
+        params: Value,
+        now: Instant,
+    ) {
+        let refuse = |this: &mut Self, code: i64, message: &str| {
+            this.respond(
+                to,
+                Response::json(200, mcp::error(&id, code, message, None)),
+            )
+        };
+        let key = match method.as_str() {
+            "ping" => return self.respond(to, Response::json(200, mcp::result(&id, json!({})))),
+            "tools/list" => "tools",
+            "prompts/list" => "prompts",
+            "resources/list" => "resources",
+            "resources/templates/list" => "resourceTemplates",
+            "logging/setLevel" => {
+                if let Some(session) = session {
+                    self.ask_every_member(to, session, &method, &params, now);
+                }
+                return self.respond(to, Response::json(200, mcp::result(&id, json!({}))));
+            }
+            _ => {
+                return match self.owner_of(&method, &params) {
+                    Ok((spec, params)) => self.route_to(to, session, spec, id, method, params, now),
+                    Err((code, why)) => refuse(self, code, &why),
+                }
+            }
+        };
+        let page = Page {
+            id: id.clone(),
+            method,
+            stateless: session.is_none(),
+        };
+        let wanted: Vec<(usize, Option<String>)> = match params["cursor"].as_str() {
+            None => self
+                .aggregated()
+                .into_iter()
+                .map(|spec| (spec, None))
+                .collect(),
+            Some(cursor) => match names::read_cursor(cursor) {
+                Some(rest) => rest
+                    .into_iter()
+                    .filter_map(|(server, own)| Some((self.aggregated_spec(&server)?, Some(own))))
+                    .collect(),
+                None => return refuse(self, mcp::INVALID_PARAMS, "invalid cursor"),
+            },
+        };
+        let ask = |own: Option<String>| {
+            let mut asked = json!({});
+            if let Some(meta) = params.get("_meta") {
+                asked["_meta"] = meta.clone();
+            }
+            if let Some(own) = own {
+                asked["cursor"] = json!(own);
+            }
+            asked
+        };
+        let (sources, missing) = match session {
+            None => {
+                let asks = wanted.into_iter().map(|(s, own)| (s, ask(own))).collect();
+                self.ephemeral_sources(asks, now)
+            }
+            Some(session) => {
+                let mut sources = Vec::new();
+                let mut missing = Vec::new();
+                for (spec, own) in wanted {
+                    let server = self.specs[spec].name.clone();
+                    match self.member(to, session, spec, now) {
+                        Ok((child, client)) => sources.push(Source {
+                            server,
+                            child,
+                            client,
+                            ephemeral: false,
+                            params: ask(own),
+                        }),
+                        Err(why) => missing.push((server, why)),
+                    }
+                }
+                (sources, missing)
+            }
+        };
+        self.gather(to, key, sources, missing, Finish::Merged(page), now);
+    }
+
+    /// Sends a request to server `spec`: through the session's member, or
+    /// as a stateless client of its own.
+    #[allow(clippy::too_many_arguments)]
+    fn route_to(
+        &mut self,
+        to: RequestId,
+        session: Option<&str>,
+        spec: usize,
+        id: Value,
+        method: String,
+        params: Value,
+        now: Instant,
+    ) {
+        let Some(session) = session else {
+            return self.stateless_forward(to, spec, id, method, params, now);
+        };
+        let (child, client) = match self.member(to, session, spec, now) {
+            Ok(member) => member,
+            Err(why) => {
+                let answer = mcp::error(&id, super::SERVER_ERROR, &why, None);
+                return self.respond(to, Response::json(200, answer));
+            }
+        };
+        let progress = progress_token(&params);
+        if progress.is_some() {
+            self.respond(to, Response::stream("text/event-stream"));
+        }
+        let wait = Pending {
+            to,
+            reply: Reply::Json { opened: None },
+            progress,
+        };
+        let message = Message::Request { id, method, params };
+        self.forward(child, client, message, Some(wait), now);
+    }
+
+    /// The server a named request is for, and its params as that server
+    /// reads them (its own name, without the prefix); else the error code
+    /// and message.
+    fn owner_of(&self, method: &str, params: &Value) -> Result<(usize, Value), (i64, String)> {
+        let mut params = params.clone();
+        let (field, what) = match method {
+            "tools/call" => (&mut params["name"], "tool"),
+            "prompts/get" => (&mut params["name"], "prompt"),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = params["uri"].as_str().unwrap_or_default();
+                let spec = self.resource_owner(uri)?;
+                return Ok((spec, params));
+            }
+            "completion/complete" => match params["ref"]["type"].as_str() {
+                Some("ref/prompt") => (&mut params["ref"]["name"], "prompt"),
+                _ => {
+                    let uri = params["ref"]["uri"].as_str().unwrap_or_default();
+                    let spec = self.resource_owner(uri)?;
+                    return Ok((spec, params));
+                }
+            },
+            _ => {
+                let why = format!("Method not found: {method}");
+                return Err((mcp::METHOD_NOT_FOUND, why));
+            }
+        };
+        let full = field.as_str().unwrap_or_default().to_owned();
+        let sep = self.names.separator().to_owned();
+        let unknown = |why: String| {
+            (
+                mcp::INVALID_PARAMS,
+                format!("Unknown {what}: {full} ({why})"),
+            )
+        };
+        let Some((server, own)) = self.names.split(&full) else {
+            return Err(unknown(format!("names here are SERVER{sep}NAME")));
+        };
+        let Some(spec) = self.aggregated_spec(server) else {
+            return Err(unknown(format!("no bridged server is called `{server}`")));
+        };
+        *field = json!(own);
+        Ok((spec, params))
+    }
+
+    /// The server a resource URI belongs to, or the "not found" error.
+    fn resource_owner(&self, uri: &str) -> Result<usize, (i64, String)> {
+        let only = match self.aggregated()[..] {
+            [only] => Some(only),
+            _ => None,
+        };
+        self.owners
+            .owner(uri)
+            .and_then(|server| self.aggregated_spec(server))
+            .or(only)
+            .ok_or_else(|| {
+                let why = format!("Resource not found: {uri} (no bridged server listed it)");
+                (RESOURCE_NOT_FOUND, why)
+            })
+    }
+
+    /// A notification from an aggregate session's client: a cancel goes
+    /// to the member that has the call, a roots change to every member.
+    fn aggregate_notification(&mut self, session: &str, method: &str, params: Value, now: Instant) {
+        let Some(fan) = self.fans.get(session) else {
+            return;
+        };
+        let members: Vec<(ChildId, ClientId)> = match method {
+            "notifications/cancelled" => {
+                let call = params["requestId"].to_string();
+                let has =
+                    |m: &&(ChildId, ClientId)| self.pending.contains_key(&(m.0, m.1, call.clone()));
+                fan.members.values().filter(has).copied().collect()
+            }
+            "notifications/roots/list_changed" => fan.members.values().copied().collect(),
+            _ => Vec::new(),
+        };
+        for (child, client) in members {
+            let method = method.to_owned();
+            let params = params.clone();
+            self.forward(
+                child,
+                client,
+                Message::Notification { method, params },
+                None,
+                now,
+            );
+        }
+    }
+
+    /// A request for every server the session has a member on, their
+    /// answers not the client's.
+    fn ask_every_member(
+        &mut self,
+        to: RequestId,
+        session: &str,
+        method: &str,
+        params: &Value,
+        now: Instant,
+    ) {
+        let members: Vec<(ChildId, ClientId)> = self
+            .fans
+            .get(session)
+            .map(|fan| fan.members.values().copied().collect())
+            .unwrap_or_default();
+        for (child, client) in members {
+            self.member_request(to, child, client, method, params.clone(), now);
+        }
+    }
+
+    /// The session's member on server `spec`, made (and initialized with
+    /// the session's `initialize`) when it has none; else why not.
+    fn member(
+        &mut self,
+        to: RequestId,
+        session: &str,
+        spec: usize,
+        now: Instant,
+    ) -> Result<(ChildId, ClientId), String> {
+        let server = self.specs[spec].name.clone();
+        let fan = self.fans.get(session).ok_or("the session ended")?;
+        if let Some(&member) = fan.members.get(&server) {
+            if self.children.contains_key(&member.0) {
+                return Ok(member);
+            }
+        }
+        let init = fan.init.clone();
+        let child = self.child_for(spec, now).map_err(|full| full.message())?;
+        let client = self
+            .children
+            .get_mut(&child)
+            .map(|c| c.open_client(now))
+            .ok_or("the server has no child")?;
+        if let Some(fan) = self.fans.get_mut(session) {
+            fan.members.insert(server, (child, client));
+        }
+        self.by_client.insert((child, client), session.to_owned());
+        self.member_request(to, child, client, "initialize", init, now);
+        Ok((child, client))
+    }
+
+    /// A request of the session's own to a member, its answer dropped.
+    fn member_request(
+        &mut self,
+        to: RequestId,
+        child: ChildId,
+        client: ClientId,
+        method: &str,
+        params: Value,
+        now: Instant,
+    ) {
+        self.next_request += 1;
+        let message = Message::Request {
+            id: json!(format!("bridge-{}", self.next_request)),
+            method: method.to_owned(),
+            params,
+        };
+        let wait = Pending {
+            to,
+            reply: Reply::Member,
+            progress: None,
+        };
+        self.forward(child, client, message, Some(wait), now);
+    }
+
+    /// A server's message for an aggregate session's client, as the client
+    /// may see it: a request under an id of the session's (two servers may
+    /// pick the same), or refused at the server when too many wait.
+    pub(super) fn member_said(
+        &mut self,
+        session: &str,
+        child: ChildId,
+        client: ClientId,
+        message: String,
+        now: Instant,
+    ) -> Option<String> {
+        let is_request = message.contains("\"method\"") && message.contains("\"id\"");
+        if !is_request {
+            return Some(message);
+        }
+        let mut parsed: Value = serde_json::from_str(&message).ok()?;
+        let (Some(id), true) = (parsed.get("id").cloned(), parsed["method"].is_string()) else {
+            return Some(message);
+        };
+        let cap = self.limits.max_in_flight;
+        let fan = self.fans.get_mut(session)?;
+        if fan.asks.len() >= cap {
+            let error = json!({"code": super::SERVER_ERROR, "message": "too many requests wait for this client"});
+            let refusal = Message::Response {
+                id,
+                outcome: Err(error),
+            };
+            self.forward(child, client, refusal, None, now);
+            return None;
+        }
+        fan.next_ask += 1;
+        fan.asks.insert(fan.next_ask, (child, client, id));
+        parsed["id"] = json!(fan.next_ask);
+        Some(parsed.to_string())
+    }
+
+    /// The members of an ended aggregate session.
+    pub(super) fn end_fan(&mut self, session: &str) -> Vec<(ChildId, ClientId)> {
+        let fan = self.fans.remove(session);
+        fan.map(|f| f.members.into_values().collect())
+            .unwrap_or_default()
+    }
+
+    /// Server `server` is gone: each aggregate session lets go of its
+    /// member there and is told its lists changed.
+    pub(super) fn drop_members(&mut self, server: &str, now: Instant) {
+        let mut dropped = Vec::new();
+        for (session, fan) in &mut self.fans {
+            if let Some(member) = fan.members.remove(server) {
+                fan.asks.retain(|_, (c, k, _)| (*c, *k) != member);
+                dropped.push((session.clone(), member));
+            }
+        }
+        for (session, (child, client)) in dropped {
+            self.by_client.remove(&(child, client));
+            self.release_client(child, client, now);
+            self.lists_changed(&session);
+        }
+    }
+
+    /// Every aggregate session is told the servers behind it changed.
+    pub(super) fn aggregates_changed(&mut self) {
+        let sessions: Vec<String> = self.fans.keys().cloned().collect();
+        for session in sessions {
+            self.lists_changed(&session);
+        }
+    }
+
+    fn lists_changed(&mut self, session: &str) {
+        for list in ["tools", "prompts", "resources"] {
+            let method = format!("notifications/{list}/list_changed");
+            self.tell_session(session, mcp::notification(&method, json!({})));
+        }
+    }
+
+    /// A page of the aggregate listing, from its servers' parts in order:
+    /// names prefixed, resource URIs learned for routing, and the cursor
+    /// of every server that has more.
+    pub(super) fn send_page(
+        &mut self,
+        to: RequestId,
+        key: &'static str,
+        page: Page,
+        parts: Vec<(String, Result<Value, String>)>,
+    ) {
+        let mut items = Vec::new();
+        let mut rest = Vec::new();
+        for (server, part) in parts {
+            let Ok(mut answer) = part else {
+                continue;
+            };
+            let result = &mut answer["result"];
+            if let Some(cursor) = result["nextCursor"].as_str() {
+                rest.push((server.clone(), cursor.to_owned()));
+            }
+            let entries = result[key].as_array_mut().map(std::mem::take);
+            if key == "resourceTemplates" {
+                self.owners.templates.remove(&server);
+            }
+            for mut entry in entries.unwrap_or_default() {
+                if self.aggregate_entry(&server, key, &mut entry) {
+                    items.push(entry);
+                }
+            }
+        }
+        let mut result = json!({ key: items });
+        if !rest.is_empty() {
+            result["nextCursor"] = json!(names::cursor(&rest));
+        }
+        let answer = json!({"jsonrpc": "2.0", "id": page.id, "result": result});
+        let body = match page.stateless {
+            true => stateless_answer(answer, &page.id, &page.method),
+            false => answer.to_string(),
+        };
+        self.respond(to, Response::json(200, body));
+    }
+
+    /// One entry of `server`'s list as the aggregate lists it; false when
+    /// it cannot be (a tool whose prefixed name breaks MCP's rules).
+    fn aggregate_entry(&mut self, server: &str, key: &str, entry: &mut Value) -> bool {
+        match key {
+            "tools" | "prompts" => {
+                let own = entry["name"].as_str().unwrap_or_default();
+                let named = match key {
+                    "tools" => self.names.tool(server, own),
+                    _ => Some(self.names.prompt(server, own)),
+                };
+                let Some(named) = named else {
+                    tracing::warn!(
+                        server,
+                        tool = own,
+                        "a tool is left off /mcp: its name with the server's before it breaks MCP's rules for tool names"
+                    );
+                    return false;
+                };
+                entry["name"] = json!(named);
+            }
+            "resources" => {
+                if let Some(uri) = entry["uri"].as_str() {
+                    self.owners.learn_uri(uri, server);
+                }
+            }
+            _ => {
+                if let Some(template) = entry["uriTemplate"].as_str() {
+                    let start = template.split('{').next().unwrap_or_default().to_owned();
+                    let starts = self.owners.templates.entry(server.to_owned()).or_default();
+                    if starts.len() < MAX_OWNED_URIS / 100 {
+                        starts.push(start);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// The servers on the aggregate endpoint, in their configured order:
+    /// every one whose name can be a prefix ([`names::Names::fits`]).
+    fn aggregated(&self) -> Vec<usize> {
+        (0..self.specs.len())
+            .filter(|&spec| self.names.fits(&self.specs[spec].name))
+            .collect()
+    }
+
+    fn aggregated_spec(&self, server: &str) -> Option<usize> {
+        let spec = self.specs.iter().position(|s| s.name == server)?;
+        self.names.fits(server).then_some(spec)
+    }
+
+    /// What the endpoint tells a client about itself.
+    fn instructions(&self) -> String {
+        let servers: Vec<&str> = self
+            .aggregated()
+            .into_iter()
+            .map(|spec| self.specs[spec].name.as_str())
+            .collect();
+        let sep = self.names.separator();
+        format!(
+            "Every MCP server this bridge serves, at once: {}. Tools and prompts are named SERVER{sep}NAME.",
+            if servers.is_empty() { "none yet".to_owned() } else { servers.join(", ") }
+        )
+    }
+}
+
+/// What the aggregate endpoint may offer: what any of its servers may.
+fn capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"subscribe": true, "listChanged": true},
+        "completions": {},
+        "logging": {},
+    })
+}
+
+fn server_info() -> Value {
+    json!({
+        "name": "mcp-provider",
+        "title": "MCP Local Provider: every bridged server",
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}

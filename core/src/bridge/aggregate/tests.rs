@@ -1,0 +1,450 @@
+//! `/mcp` driven against two fake children, `files` and `git`, on a
+//! virtual clock: what a client sees, and what each child is sent.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::super::gather::LISTING_WAIT;
+use super::super::{Bridge, BridgeOutput, ChildId, Limits, Routed, ServerSpec};
+use crate::http::{Body, Request, Response};
+use crate::provider::{ConnId, Output};
+
+struct Rig {
+    bridge: Bridge,
+    now: Instant,
+    conn: u64,
+    /// Every line each child was sent, by server name.
+    sent: Vec<(String, Value)>,
+    /// What went to clients' open streams.
+    events: Vec<String>,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let specs = ["files", "git"]
+            .map(|name| ServerSpec::new(name, vec![format!("{name}-mcp")]))
+            .to_vec();
+        let now = Instant::now();
+        Rig {
+            bridge: Bridge::new(specs, Limits::default(), [3; 32], now),
+            now,
+            conn: 0,
+            sent: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// POSTs `body` to `/mcp` (with `session`, or stateless headers when
+    /// `stateless`): the answer, if one came at once.
+    fn post(&mut self, session: Option<&str>, body: Value) -> Option<Response> {
+        let mut headers = vec![];
+        if let Some(s) = session {
+            headers.push(("mcp-session-id".to_owned(), s.to_owned()));
+        }
+        self.request("POST", headers, body)
+    }
+
+    fn request(
+        &mut self,
+        method: &str,
+        headers: Vec<(String, String)>,
+        body: Value,
+    ) -> Option<Response> {
+        self.conn += 1;
+        let body = match body {
+            Value::Null => Bytes::new(),
+            body => Bytes::from(body.to_string()),
+        };
+        let request = Request::new(method, "/mcp", headers, body).unwrap();
+        self.bridge
+            .handle_request(ConnId(self.conn), request, self.now);
+        self.drain()
+    }
+
+    /// Carries out what the bridge asked (spawns succeed, lines are kept),
+    /// returning the last whole answer to an HTTP request.
+    fn drain(&mut self) -> Option<Response> {
+        let mut answer = None;
+        while let Some(routed) = self.bridge.poll_output() {
+            match routed {
+                Routed::Http(Output::Respond { response, .. }) => answer = Some(response),
+                Routed::Http(Output::Data { data, .. }) => self
+                    .events
+                    .push(String::from_utf8_lossy(&data).into_owned()),
+                Routed::Http(_) => {}
+                Routed::Child {
+                    child,
+                    action: BridgeOutput::Spawn { .. },
+                } => self.bridge.handle_spawned(child, self.now),
+                Routed::Child {
+                    child,
+                    action: BridgeOutput::ToChild(line),
+                } => {
+                    let server = self.server_of(child);
+                    self.sent
+                        .push((server, serde_json::from_str(&line).unwrap()));
+                }
+                Routed::Child { .. } => {}
+            }
+        }
+        answer
+    }
+
+    fn server_of(&self, child: ChildId) -> String {
+        let mut children = self.bridge.children();
+        children
+            .find(|(id, _)| *id == child)
+            .map(|(_, c)| c.spec().name.clone())
+            .unwrap()
+    }
+
+    fn child_of(&self, server: &str) -> ChildId {
+        let mut children = self.bridge.children();
+        children.find(|(_, c)| c.spec().name == server).unwrap().0
+    }
+
+    /// The last message `server`'s child was sent with `method`.
+    fn last_sent(&self, server: &str, method: &str) -> Option<Value> {
+        let sent = self.sent.iter().rev();
+        sent.filter(|(s, m)| s == server && m["method"] == method)
+            .map(|(_, m)| m.clone())
+            .next()
+    }
+
+    /// `server`'s child answers its last `method` request with `result`.
+    fn child_answers(&mut self, server: &str, method: &str, result: Value) -> Option<Response> {
+        let asked = self.last_sent(server, method).unwrap();
+        let line = json!({"jsonrpc": "2.0", "id": asked["id"], "result": result});
+        self.child_says(server, line)
+    }
+
+    fn child_says(&mut self, server: &str, line: Value) -> Option<Response> {
+        let child = self.child_of(server);
+        self.bridge
+            .handle_child_line(child, &line.to_string(), self.now);
+        self.drain()
+    }
+
+    /// An aggregate session: its id.
+    fn session(&mut self, capabilities: Value) -> String {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": capabilities,
+            "clientInfo": {"name": "t", "version": "1"}}});
+        let answer = self.post(None, init).unwrap();
+        assert_eq!(
+            body(&answer)["result"]["serverInfo"]["name"],
+            "mcp-provider"
+        );
+        answer.header("mcp-session-id").unwrap().to_owned()
+    }
+}
+
+fn body(response: &Response) -> Value {
+    match &response.body {
+        Body::Full(bytes) => serde_json::from_slice(bytes).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn init_result(name: &str) -> Value {
+    json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+           "serverInfo": {"name": name, "version": "1"}})
+}
+
+/// `tools/list` through the session, both children answering: the answer.
+fn list_tools(rig: &mut Rig, session: &str) -> Value {
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert!(rig.post(Some(session), list).is_none(), "waits for both");
+    for server in ["files", "git"] {
+        if rig.last_sent(server, "tools/list").is_none() {
+            rig.child_answers(server, "initialize", init_result(server));
+        }
+    }
+    rig.child_answers(
+        "files",
+        "tools/list",
+        json!({"tools": [{"name": "read", "inputSchema": {}}]}),
+    );
+    let answer = rig
+        .child_answers(
+            "git",
+            "tools/list",
+            json!({"tools": [{"name": "log", "inputSchema": {}}]}),
+        )
+        .unwrap();
+    body(&answer)
+}
+
+#[test]
+fn tools_of_every_server_are_listed_under_their_servers_name_and_called_there() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    let listed = list_tools(&mut rig, &session);
+    assert_eq!(listed["id"], 2);
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["files__read", "git__log"]);
+    // A call goes to its server under the server's own name, and comes
+    // back under the client's id.
+    let call = json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
+                      "params": {"name": "git__log", "arguments": {"n": 1}}});
+    assert!(rig.post(Some(&session), call).is_none());
+    let at_git = rig.last_sent("git", "tools/call").unwrap();
+    assert_eq!(at_git["params"]["name"], "log");
+    assert_eq!(rig.last_sent("files", "tools/call"), None);
+    let answer = rig
+        .child_answers(
+            "git",
+            "tools/call",
+            json!({"content": [{"type": "text", "text": "ok"}]}),
+        )
+        .unwrap();
+    assert_eq!(body(&answer)["id"], "c1");
+    assert_eq!(body(&answer)["result"]["content"][0]["text"], "ok");
+}
+
+#[test]
+fn a_name_without_a_known_server_is_an_unknown_tool_and_reaches_no_child() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    list_tools(&mut rig, &session);
+    let before = rig.sent.len();
+    for name in ["read", "nosuch__read", "__read", "files__"] {
+        let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                          "params": {"name": name, "arguments": {}}});
+        let answer = body(&rig.post(Some(&session), call).unwrap());
+        assert_eq!(answer["error"]["code"], -32602, "{name}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("Unknown tool: {name}")),
+            "{message}"
+        );
+    }
+    assert_eq!(rig.sent.len(), before, "nothing sent to a child");
+}
+
+#[test]
+fn a_server_that_does_not_answer_in_time_costs_only_its_own_part() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert!(rig.post(Some(&session), list).is_none());
+    for server in ["files", "git"] {
+        rig.child_answers(server, "initialize", init_result(server));
+    }
+    rig.child_answers("files", "tools/list", json!({"tools": [{"name": "read"}]}));
+    assert_eq!(rig.bridge.poll_timeout(), Some(rig.now + LISTING_WAIT));
+    rig.now += LISTING_WAIT;
+    rig.bridge.handle_timeout(rig.now);
+    let answer = body(&rig.drain().unwrap());
+    assert_eq!(answer["result"]["tools"], json!([{"name": "files__read"}]));
+    // Its late part reaches nobody.
+    assert!(rig
+        .child_answers("git", "tools/list", json!({"tools": []}))
+        .is_none());
+}
+
+#[test]
+fn pages_go_on_across_servers_each_with_its_own_cursor() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    rig.post(Some(&session), list);
+    for server in ["files", "git"] {
+        rig.child_answers(server, "initialize", init_result(server));
+    }
+    rig.child_answers(
+        "files",
+        "tools/list",
+        json!({"tools": [{"name": "a"}], "nextCursor": "f2"}),
+    );
+    let first = body(
+        &rig.child_answers("git", "tools/list", json!({"tools": [{"name": "b"}]}))
+            .unwrap(),
+    );
+    let cursor = first["result"]["nextCursor"].as_str().unwrap().to_owned();
+    let next =
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"cursor": cursor}});
+    assert!(rig.post(Some(&session), next).is_none());
+    let asked = rig.last_sent("files", "tools/list").unwrap();
+    assert_eq!(asked["params"]["cursor"], "f2");
+    let git_lists = rig
+        .sent
+        .iter()
+        .filter(|(s, m)| s == "git" && m["method"] == "tools/list");
+    assert_eq!(git_lists.count(), 1, "git had no more to give");
+    let second = body(
+        &rig.child_answers("files", "tools/list", json!({"tools": [{"name": "c"}]}))
+            .unwrap(),
+    );
+    assert_eq!(second["result"], json!({"tools": [{"name": "files__c"}]}));
+    let bad =
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {"cursor": "nope"}});
+    assert_eq!(
+        body(&rig.post(Some(&session), bad).unwrap())["error"]["code"],
+        -32602
+    );
+}
+
+#[test]
+fn two_servers_asking_under_the_same_id_are_each_answered_under_their_own() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({"sampling": {}}));
+    list_tools(&mut rig, &session);
+    let stream = rig.request(
+        "GET",
+        vec![("mcp-session-id".into(), session.clone())],
+        Value::Null,
+    );
+    assert_eq!(stream.map(|r| r.status), Some(200));
+    let ask = json!({"jsonrpc": "2.0", "id": 7, "method": "sampling/createMessage", "params": {"messages": []}});
+    rig.child_says("files", ask.clone());
+    rig.child_says("git", ask);
+    let asked: Vec<Value> = rig
+        .events
+        .iter()
+        .filter_map(|e| e.split("data: ").nth(1))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    assert_eq!(asked.len(), 2, "{:?}", rig.events);
+    assert_ne!(asked[0]["id"], asked[1]["id"]);
+    // The client answers the second (git's) first: git gets it under its
+    // own id 7, files nothing yet.
+    for (n, text) in [(1, "for git"), (0, "for files")] {
+        let answer = json!({"jsonrpc": "2.0", "id": asked[n]["id"], "result": {"text": text}});
+        assert_eq!(
+            rig.post(Some(&session), answer).map(|r| r.status),
+            Some(202)
+        );
+    }
+    let to = |server: &str| {
+        rig.sent
+            .iter()
+            .filter(|(s, m)| {
+                s == server && m.get("method").is_none() && m["result"]["text"].is_string()
+            })
+            .map(|(_, m)| m.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        to("git"),
+        [json!({"jsonrpc": "2.0", "id": 7, "result": {"text": "for git"}})]
+    );
+    assert_eq!(
+        to("files"),
+        [json!({"jsonrpc": "2.0", "id": 7, "result": {"text": "for files"}})]
+    );
+}
+
+#[test]
+fn a_resource_is_read_from_the_server_that_listed_it() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/list"});
+    rig.post(Some(&session), list);
+    for server in ["files", "git"] {
+        rig.child_answers(server, "initialize", init_result(server));
+    }
+    rig.child_answers(
+        "files",
+        "resources/list",
+        json!({"resources": [{"uri": "file:///a", "name": "a"}]}),
+    );
+    let listed = body(
+        &rig.child_answers(
+            "git",
+            "resources/list",
+            json!({"resources": [{"uri": "git://HEAD", "name": "head"}]}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        listed["result"]["resources"][1]["uri"], "git://HEAD",
+        "URIs kept"
+    );
+    let read = json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "git://HEAD"}});
+    rig.post(Some(&session), read);
+    assert_eq!(
+        rig.last_sent("git", "resources/read").unwrap()["params"]["uri"],
+        "git://HEAD"
+    );
+    assert_eq!(rig.last_sent("files", "resources/read"), None);
+    let unknown =
+        json!({"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "x://y"}});
+    assert_eq!(
+        body(&rig.post(Some(&session), unknown).unwrap())["error"]["code"],
+        -32002
+    );
+}
+
+#[test]
+fn ending_the_session_lets_go_of_its_client_on_every_server() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    list_tools(&mut rig, &session);
+    let clients = |rig: &Rig| {
+        rig.bridge
+            .children()
+            .map(|(_, c)| c.clients())
+            .sum::<usize>()
+    };
+    assert_eq!(clients(&rig), 2);
+    let gone = rig.request(
+        "DELETE",
+        vec![("mcp-session-id".into(), session.clone())],
+        Value::Null,
+    );
+    assert_eq!(gone.map(|r| r.status), Some(200));
+    assert_eq!(clients(&rig), 0);
+    let ping = json!({"jsonrpc": "2.0", "id": 9, "method": "ping"});
+    assert_eq!(rig.post(Some(&session), ping).map(|r| r.status), Some(404));
+}
+
+#[test]
+fn a_stateless_client_is_served_without_a_session() {
+    let mut rig = Rig::new();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let discover =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}});
+    let found = body(&rig.post(None, discover).unwrap());
+    assert!(
+        found["result"]["capabilities"]["tools"].is_object(),
+        "{found}"
+    );
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "files__read", "arguments": {}, "_meta": meta}});
+    assert!(rig.post(None, call).is_none());
+    rig.child_answers("files", "initialize", init_result("files"));
+    assert_eq!(
+        rig.last_sent("files", "tools/call").unwrap()["params"]["name"],
+        "read"
+    );
+    let answer = body(
+        &rig.child_answers("files", "tools/call", json!({"content": []}))
+            .unwrap(),
+    );
+    assert_eq!(answer["result"]["resultType"], "complete");
+    assert_eq!(answer["id"], 2);
+}
+
+#[test]
+fn a_session_of_the_aggregate_is_not_one_of_a_single_server() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    let ping = json!({"jsonrpc": "2.0", "id": 9, "method": "ping"});
+    let request = Request::new(
+        "POST",
+        "/mcp/files",
+        vec![("mcp-session-id".into(), session)],
+        Bytes::from(ping.to_string()),
+    )
+    .unwrap();
+    rig.bridge.handle_request(ConnId(99), request, rig.now);
+    assert_eq!(rig.drain().map(|r| r.status), Some(404));
+}
