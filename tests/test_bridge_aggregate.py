@@ -1,0 +1,210 @@
+"""`/mcp`: every bridged server at one address, on both runtimes, reached
+by the official MCP Python SDK (both protocol generations) and the MCP
+Inspector's CLI, with two real stdio servers behind it:
+`@modelcontextprotocol/server-everything` and
+`@modelcontextprotocol/server-filesystem` on a folder of the test's.
+
+What a client must see: both servers' tools under `SERVER__TOOL`, calls,
+prompts, resources, progress and sampling reaching the right server and
+coming back; names that mean nothing refused clearly without reaching any
+server; a server's tool filter holding on this path too."""
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import uuid
+
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from conftest import API_KEY, ROOT, mcp_post as post
+from test_bridge import ARCHITECTURE, EVERYTHING, INSPECTOR, TIMEOUT, sampler
+
+FILESYSTEM = ROOT / "tests" / "node" / "node_modules" / ".bin" / "mcp-server-filesystem"
+# MCP's rule for tool names.
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+def aggregate(make_server, folder, *more):
+    """A bridge of server-everything (`everything`) and server-filesystem
+    (`files`, serving `folder`), plus `more` NAME=COMMAND servers."""
+    servers = [f"everything={EVERYTHING} stdio", f"files={FILESYSTEM} {folder}", *more]
+    args = [a for s in servers for a in ("--server", s)]
+    return make_server(*args, env={"BRIDGE_TEST_MARK": uuid.uuid4().hex})
+
+
+def client(server, mode="auto", **kwargs):
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
+    return Client(streamable_http_client(f"{server.base}/mcp", http_client=http), mode=mode, **kwargs)
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, TIMEOUT))
+
+
+@pytest.mark.parametrize(("mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
+def test_the_sdk_sees_every_server_at_one_address(make_server, tmp_path, mode, version):
+    """Both servers' tools, each under its server's name, every name within
+    MCP's rules; a call to each reaches its own server (the file is read
+    by server-filesystem, the echo comes from server-everything); a prompt
+    and a resource of server-everything's (server-filesystem has none)."""
+    (tmp_path / "note.txt").write_text("kept in a folder")
+    server = aggregate(make_server, tmp_path)
+
+    async def use():
+        async with client(server, mode=mode) as c:
+            assert c.protocol_version == version
+            assert c.server_info.name == "mcp-provider"
+            tools = (await c.list_tools()).tools
+            echoed = await c.call_tool("everything__echo", {"message": "through /mcp"})
+            read = await c.call_tool("files__read_text_file", {"path": str(tmp_path / "note.txt")})
+            uris = [str(r.uri) for r in (await c.list_resources()).resources]
+            document = (await c.read_resource(ARCHITECTURE)).contents[0].text
+            prompts = [p.name for p in (await c.list_prompts()).prompts]
+            prompt = await c.get_prompt("everything__args-prompt", {"city": "Lyon", "state": "Rhône"})
+            return tools, echoed, read, uris, document, prompts, prompt
+
+    tools, echoed, read, uris, document, prompts, prompt = run(use())
+    names = [t.name for t in tools]
+    assert {"everything__echo", "everything__get-sum", "files__read_text_file", "files__list_directory"} <= set(names), names
+    assert all(TOOL_NAME.match(n) for n in names), names
+    assert all(n.split("__", 1)[0] in ("everything", "files") for n in names), names
+    schema = next(t for t in tools if t.name == "files__read_text_file").input_schema
+    assert "path" in schema["properties"], schema
+    assert echoed.content[0].text == "Echo: through /mcp"
+    assert read.content[0].text == "kept in a folder", read
+    assert ARCHITECTURE in uris
+    assert document.startswith("# Everything Server")
+    assert "everything__args-prompt" in prompts, prompts
+    assert "Lyon" in prompt.messages[0].content.text
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_progress_and_sampling_reach_the_client_through_the_aggregate(make_server, tmp_path, mode):
+    """A call's progress streams before its answer, and server-everything's
+    sampling request during a call reaches this client's sampling callback
+    (a session's directly; a stateless client's through `input_required`
+    and its retry), the sampled text coming back into the call's result."""
+    server = aggregate(make_server, tmp_path)
+    progress = []
+    asked = []
+
+    async def use():
+        async with client(server, mode=mode, sampling_callback=sampler("sampled through /mcp", asked)) as c:
+            async def on_progress(done, total, message):
+                progress.append(done)
+
+            long = await c.call_tool(
+                "everything__trigger-long-running-operation",
+                {"duration": 1, "steps": 3},
+                progress_callback=on_progress,
+            )
+            sampled = await c.call_tool("everything__trigger-sampling-request", {"prompt": "a crane", "maxTokens": 20})
+            return long.content[0].text, sampled
+
+    long, sampled = run(use())
+    assert "completed" in long.lower(), long
+    assert progress == [1, 2, 3], progress
+    assert not sampled.is_error and "sampled through /mcp" in sampled.content[0].text, sampled
+    assert len(asked) == 1 and "a crane" in asked[0].messages[0].content.text, asked
+
+
+def test_the_mcp_inspector_cli_lists_and_calls_through_the_aggregate(make_server, tmp_path):
+    """The official MCP Inspector's CLI against `/mcp`: both servers'
+    tools, and a call to each."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    (folder / "a.txt").write_text("A")
+    server = aggregate(make_server, folder)
+
+    def inspect(*args):
+        done = subprocess.run(
+            [str(INSPECTOR), "--cli", server.base + "/mcp", "--transport", "http",
+             "--header", f"Authorization: Bearer {API_KEY}", *args],
+            capture_output=True, text=True, timeout=TIMEOUT * 2,
+            env={**os.environ, "HOME": str(tmp_path), "MCP_CATALOG_PATH": str(tmp_path / "mcp.json")},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    names = [t["name"] for t in inspect("--method", "tools/list")["tools"]]
+    assert "everything__echo" in names and "files__list_directory" in names, names
+    summed = inspect("--method", "tools/call", "--tool-name", "everything__get-sum", "--tool-arg", "a=2", "b=40")
+    assert "42" in summed["content"][0]["text"], summed
+    listed = inspect("--method", "tools/call", "--tool-name", "files__list_directory", "--tool-arg", f"path={folder}")
+    assert "a.txt" in listed["content"][0]["text"], listed
+
+
+def test_names_that_mean_nothing_are_clear_errors_and_reach_no_server(make_server, tmp_path):
+    """Raw JSON-RPC at `/mcp`: a name without the separator, an unknown
+    server, an unknown resource: each a clear error in JSON-RPC's shape; a
+    server whose tool names would break MCP's rules once prefixed (its name
+    is too long) keeps them off `/mcp`, with a log line, and still serves
+    them at its own path."""
+    long_name = "x" * 125
+    server = aggregate(make_server, tmp_path, f"{long_name}={EVERYTHING} stdio")
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json, text/event-stream"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
+    status, got_headers, _ = post(server, "/mcp", init, headers)
+    assert status == 200
+    session = {**headers, "Mcp-Session-Id": got_headers["mcp-session-id"]}
+
+    def call(name):
+        body = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": {}}}
+        status, _, answer = post(server, "/mcp", body, session)
+        assert status == 200, answer
+        return answer["error"]
+
+    for name, why in [("echo", "names here are SERVER__NAME"), ("nosuch__echo", "no bridged server is called `nosuch`")]:
+        error = call(name)
+        assert error["code"] == -32602 and error["message"] == f"Unknown tool: {name} ({why})", error
+    read = {"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "nowhere://x"}}
+    _, _, answer = post(server, "/mcp", read, session)
+    assert answer["error"]["code"] == -32002, answer
+    unknown = {"jsonrpc": "2.0", "id": 4, "method": "tools/nonsense"}
+    _, _, answer = post(server, "/mcp", unknown, session)
+    assert answer["error"]["code"] == -32601, answer
+
+    listed = {"jsonrpc": "2.0", "id": 5, "method": "tools/list"}
+    _, _, answer = post(server, "/mcp", listed, session)
+    names = [t["name"] for t in answer["result"]["tools"]]
+    assert "everything__echo" in names and not any(n.startswith("x" * 10) for n in names), names
+    assert all(TOOL_NAME.match(n) for n in names)
+    assert "breaks MCP's rules for tool names" in server.log_path.read_text(), "the log says why"
+    status, _, own = post(server, f"/mcp/{long_name}", init, headers)
+    assert status == 200 and own["result"]["serverInfo"]["name"] == "mcp-servers/everything"
+
+
+def test_a_filtered_tool_is_absent_and_refused_on_the_aggregate_too(make_server, tmp_path):
+    """`exclude_tools` holds on `/mcp`: the tool is not listed, and a call
+    to it is an unknown tool, in both generations."""
+    config = tmp_path / "filtered.toml"
+    config.write_text(
+        f'[[bridge.servers]]\nname = "everything"\ncommand = "{EVERYTHING}"\nargs = ["stdio"]\n'
+        'exclude_tools = ["get-sum"]\n'
+        f'[[bridge.servers]]\nname = "files"\ncommand = "{FILESYSTEM}"\nargs = ["{tmp_path}"]\n'
+        'tools = ["list_*"]\n'
+    )
+    server = make_server("--config", str(config), env={"BRIDGE_TEST_MARK": uuid.uuid4().hex})
+
+    async def use(mode):
+        async with client(server, mode=mode) as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            try:
+                await c.call_tool("everything__get-sum", {"a": 1, "b": 2})
+                refused = "called"
+            except MCPError as e:
+                refused = e.error.message
+        return names, refused
+
+    for mode in ("legacy", "auto"):
+        names, refused = run(use(mode))
+        assert "everything__echo" in names and "everything__get-sum" not in names, names
+        assert {n for n in names if n.startswith("files__")} == {"files__list_directory", "files__list_directory_with_sizes", "files__list_allowed_directories"}, names
+        assert refused == "Unknown tool: get-sum", refused
