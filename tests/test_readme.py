@@ -194,7 +194,11 @@ def test_every_readme_snippet_works_as_pasted(tmp_path):
 
 def check_output(text, out, home):
     """What each kind of snippet must have shown."""
-    if text.startswith(". ~/.local/state/mcp-provider/env\ncurl"):
+    if "everything__echo" in text:
+        # server-everything's echo, called through /mcp.
+        answer = json.loads(out)
+        assert answer["result"]["content"][0]["text"] == "Echo: hi", out
+    elif text.startswith(". ~/.local/state/mcp-provider/env\ncurl"):
         assert "hello" in out and "there" in out and "data: [DONE]" in out, out
     elif "client.chat" in text or "messages.create" in text or "chat.completions" in text:
         assert out.strip() == "hi", out

@@ -156,7 +156,7 @@ impl Caller for DirectCaller {
         let mut message = std::mem::take(&mut self.message);
         rpc::echo_message(&mut message, self.slot, call);
         let mut body = String::new();
-        rpc::echo_call(&mut body, id, &message);
+        rpc::echo_call(&mut body, "echo", id, &message);
         let outcome = self
             .request(id, &body)
             .and_then(|answer| rpc::check_echo(&answer, id, &message));

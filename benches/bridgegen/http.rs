@@ -19,8 +19,27 @@ pub struct Target {
     /// `host:port`.
     pub addr: String,
     pub api_key: String,
-    /// The bridged server's name: requests go to `/mcp/{server}`.
-    pub server: String,
+    /// Where requests go: `/mcp/{server}`, or `/mcp` (every server).
+    pub path: String,
+    /// The bridged server's echo tool as named there: `echo`, or
+    /// `{server}__echo` on `/mcp`.
+    pub echo_tool: String,
+}
+
+impl Target {
+    /// Server `server` at `addr`, through `/mcp` when `aggregate`.
+    pub fn new(addr: String, api_key: String, server: &str, aggregate: bool) -> Target {
+        let (path, echo_tool) = match aggregate {
+            true => ("/mcp".to_owned(), format!("{server}__echo")),
+            false => (format!("/mcp/{server}"), "echo".to_owned()),
+        };
+        Target {
+            addr,
+            api_key,
+            path,
+            echo_tool,
+        }
+    }
 }
 
 /// An HTTP answer read whole.
@@ -145,9 +164,9 @@ impl Session {
         self.request.clear();
         let _ = write!(
             self.request,
-            "POST /mcp/{} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+            "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
              Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n",
-            self.target.server, self.target.addr, self.target.api_key
+            self.target.path, self.target.addr, self.target.api_key
         );
         if !self.id.is_empty() {
             let _ = write!(
@@ -171,7 +190,7 @@ impl Caller for Session {
         let mut message = std::mem::take(&mut self.message);
         let mut body = std::mem::take(&mut self.body);
         rpc::echo_message(&mut message, self.client, call);
-        rpc::echo_call(&mut body, id, &message);
+        rpc::echo_call(&mut body, &self.target.echo_tool, id, &message);
         let outcome = self
             .post(&body)
             .and_then(|answer| self.expect_200(answer))

@@ -45,6 +45,10 @@ struct Args {
     /// The bridged server's name (requests go to /mcp/NAME).
     #[arg(long, default_value = "everything")]
     server: String,
+    /// Call through the aggregate endpoint `/mcp` instead (the tool is
+    /// then `NAME__echo`).
+    #[arg(long, conflicts_with = "direct")]
+    aggregate: bool,
     /// Concurrent clients, one measurement each, in this order (none when
     /// given no value, e.g. for `--sessions` alone).
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1,8,64")]
@@ -106,13 +110,14 @@ fn run(args: &Args) -> Result<bool, String> {
     } else {
         None
     };
-    let target = args.target.as_ref().map(|t| Target {
-        addr: t
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned(),
-        api_key: args.api_key.clone(),
-        server: args.server.clone(),
+    let target = args.target.as_ref().map(|t| {
+        let addr = t.trim_start_matches("http://").trim_end_matches('/');
+        Target::new(
+            addr.to_owned(),
+            args.api_key.clone(),
+            &args.server,
+            args.aggregate,
+        )
     });
     let runtime = if args.direct {
         "direct".to_owned()

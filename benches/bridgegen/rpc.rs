@@ -39,14 +39,15 @@ pub fn tool_call(id: u64, tool: &str, arguments: Value) -> String {
     .to_string()
 }
 
-/// A `tools/call` of `echo` with `message`, written into `out`.
-pub fn echo_call(out: &mut String, id: u64, message: &str) {
+/// A `tools/call` of the echo tool (`echo`, or its name on the aggregate
+/// endpoint) with `message`, written into `out`.
+pub fn echo_call(out: &mut String, tool: &str, id: u64, message: &str) {
     use std::fmt::Write;
     out.clear();
     let message = Value::from(message);
     let _ = write!(
         out,
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":{message}}}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"message":{message}}}}}}}"#
     );
 }
 
@@ -172,7 +173,7 @@ mod tests {
     #[test]
     fn echo_calls_are_json_rpc_with_the_message_escaped() {
         let mut out = String::new();
-        echo_call(&mut out, 7, "say \"hi\"\n");
+        echo_call(&mut out, "echo", 7, "say \"hi\"\n");
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["id"], 7);
         assert_eq!(v["method"], "tools/call");

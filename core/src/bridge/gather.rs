@@ -6,6 +6,10 @@
 //! servers' configured order once the last has come, or at
 //! [`LISTING_WAIT`]. A server that cannot answer, or not in time, is left
 //! out with a log line: it never costs the others their part.
+//!
+//! A shared child's whole list (one page) is kept, and given again without
+//! asking until the child restarts or says its list changed: a client
+//! listing tools across ten servers is then answered at once.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -22,6 +26,21 @@ use crate::provider::RequestId;
 /// How long a listing waits for its slowest server before it is sent
 /// without that server's part.
 pub(super) const LISTING_WAIT: Duration = Duration::from_secs(5);
+
+/// The largest answer kept for listing again (all servers' lists together
+/// stay within servers × 4 × this).
+const KEPT_LISTING: usize = 256 * 1024;
+
+/// A server's whole list, as its shared child answered it.
+pub(super) struct Listed {
+    child: ChildId,
+    /// The child's [`super::BridgedServer::lists`] when it answered.
+    lists: u64,
+    answer: Value,
+}
+
+/// One server's part of a listing: its answer, or why there is none.
+pub(super) type Part = (String, Result<Value, String>);
 
 /// Where one server's part is asked.
 pub(super) struct Source {
@@ -51,8 +70,10 @@ pub(super) struct Gather {
     pub(super) key: &'static str,
     /// Servers not heard from yet.
     waiting: BTreeSet<String>,
-    /// Each server's answer (`None`: it could not give one, and why).
-    pub(super) parts: Vec<(String, Result<Value, String>)>,
+    /// Each server's answer, or why it has none.
+    pub(super) parts: Vec<Part>,
+    /// The servers asked for their first page: a whole list may be kept.
+    first_pages: BTreeSet<String>,
     deadline: Instant,
     pub(super) finish: Finish,
 }
@@ -66,26 +87,31 @@ pub(super) fn list_method(key: &str) -> String {
 }
 
 impl Bridge {
-    /// Asks every source for its `key` list; `missing` are the servers
-    /// that could not be asked, with why.
+    /// Asks every source for its `key` list; `parts` are those known
+    /// already (kept, or why a server could not be asked).
     pub(super) fn gather(
         &mut self,
         to: RequestId,
         key: &'static str,
         sources: Vec<Source>,
-        missing: Vec<(String, String)>,
+        parts: Vec<Part>,
         finish: Finish,
         now: Instant,
     ) {
         self.next_request += 1;
         let number = self.next_request;
         let waiting = sources.iter().map(|s| s.server.clone()).collect();
-        let parts = missing.into_iter().map(|(s, why)| (s, Err(why))).collect();
+        let first_pages = sources
+            .iter()
+            .filter(|s| s.params["cursor"].is_null())
+            .map(|s| s.server.clone())
+            .collect();
         let gather = Gather {
             to,
             key,
             waiting,
             parts,
+            first_pages,
             deadline: now + LISTING_WAIT,
             finish,
         };
@@ -111,6 +137,35 @@ impl Bridge {
         self.gathered(number, None);
     }
 
+    /// The kept lists of `key` for the first pages of `asks`, taken out of
+    /// it: those whose shared child still runs and has not said its list
+    /// changed since.
+    pub(super) fn kept_parts(&self, key: &str, asks: &mut Vec<(usize, Value)>) -> Vec<Part> {
+        let mut parts = Vec::new();
+        asks.retain(|(spec, params)| {
+            let Some(server) = self.specs.get(*spec).map(|s| &s.name) else {
+                return true;
+            };
+            let current = self
+                .listings
+                .get(&(server.clone(), key.to_owned()))
+                .filter(|kept| {
+                    self.shared.get(server) == Some(&kept.child)
+                        && self.child(kept.child).is_some_and(|c| {
+                            c.state() == super::ChildState::Running && c.lists() == kept.lists
+                        })
+                });
+            match current {
+                Some(kept) if params["cursor"].is_null() => {
+                    parts.push((server.clone(), Ok(kept.answer.clone())));
+                    false
+                }
+                _ => true,
+            }
+        });
+        parts
+    }
+
     /// A client of its own on each server of `asks`, asking with its
     /// params: the sources of a listing, and the servers that could not
     /// take one more client, with why.
@@ -118,7 +173,7 @@ impl Bridge {
         &mut self,
         asks: Vec<(usize, Value)>,
         now: Instant,
-    ) -> (Vec<Source>, Vec<(String, String)>) {
+    ) -> (Vec<Source>, Vec<Part>) {
         let mut sources = Vec::new();
         let mut missing = Vec::new();
         for (spec, params) in asks {
@@ -133,35 +188,66 @@ impl Bridge {
                     ephemeral: true,
                     params,
                 }),
-                Err(full) => missing.push((server, full.message())),
+                Err(full) => missing.push((server, Err(full.message()))),
             }
         }
         (sources, missing)
     }
 
-    /// `server`'s answer to gather `number` (`None` in the answer: not
-    /// JSON); the last one sends the listing.
-    pub(super) fn gathered(&mut self, number: u64, part: Option<(&str, Option<Value>)>) {
-        let Some(gather) = self.gathers.get_mut(&number) else {
-            return;
-        };
-        if let Some((server, answer)) = part {
-            if !gather.waiting.remove(server) {
+    /// `server`'s answer to gather `number` from `child` (`None` in the
+    /// answer: not JSON; `size`: its length as written); the last one
+    /// sends the listing. A whole first page of a shared child is kept.
+    pub(super) fn gathered(&mut self, number: u64, part: Option<Answered>) {
+        if let Some(answered) = part {
+            let Some(gather) = self.gathers.get_mut(&number) else {
+                return;
+            };
+            if !gather.waiting.remove(answered.server) {
                 return;
             }
             let key = gather.key;
-            let part = match answer {
-                Some(answer) if answer["result"][key].is_array() => Ok(answer),
+            let first_page = gather.first_pages.contains(answered.server);
+            let part = match &answered.answer {
+                Some(answer) if answer["result"][key].is_array() => Ok(answer.clone()),
                 answer => Err(answer
                     .as_ref()
                     .and_then(|a| a["error"]["message"].as_str())
                     .unwrap_or("no list in its answer")
                     .to_owned()),
             };
-            gather.parts.push((server.to_owned(), part));
+            gather.parts.push((answered.server.to_owned(), part));
+            if first_page {
+                self.keep_listing(key, answered);
+            }
         }
-        if gather.waiting.is_empty() {
+        if self
+            .gathers
+            .get(&number)
+            .is_some_and(|g| g.waiting.is_empty())
+        {
             self.send_gathered(number);
+        }
+    }
+
+    /// Keeps a first page of `key` for listing again, when it is a shared
+    /// child's whole list, not too large.
+    fn keep_listing(&mut self, key: &str, answered: Answered) {
+        let Some(answer) = answered.answer else {
+            return;
+        };
+        let whole = answer["result"][key].is_array() && answer["result"]["nextCursor"].is_null();
+        let shared = self.shared.get(answered.server) == Some(&answered.child);
+        let Some(child) = self.children.get(&answered.child) else {
+            return;
+        };
+        if whole && shared && answered.size <= KEPT_LISTING {
+            let listed = Listed {
+                child: answered.child,
+                lists: child.lists(),
+                answer,
+            };
+            let at = (answered.server.to_owned(), key.to_owned());
+            self.listings.insert(at, listed);
         }
     }
 
@@ -215,8 +301,16 @@ impl Bridge {
     }
 }
 
+/// One server's answer to a listing, as `Bridge::answer` has it.
+pub(super) struct Answered<'a> {
+    pub(super) server: &'a str,
+    pub(super) child: ChildId,
+    pub(super) answer: Option<Value>,
+    pub(super) size: usize,
+}
+
 /// The REST API's merged listing: each entry tagged with its `server`.
-fn tagged(key: &str, parts: Vec<(String, Result<Value, String>)>) -> Value {
+fn tagged(key: &str, parts: Vec<Part>) -> Value {
     let mut items = Vec::new();
     let mut unavailable = Vec::new();
     for (server, part) in parts {

@@ -95,6 +95,9 @@ pub(crate) struct Mux {
     init_result: Option<Value>,
     /// What the child speaks, learned at each start's handshake.
     generation: Generation,
+    /// Counts the child's handshakes and its `list_changed`
+    /// notifications: a listing kept from an earlier count is stale.
+    lists: u64,
     /// Why the child refused `initialize`, while `server/discover` tells
     /// whether it speaks the stateless generation instead.
     refused_initialize: Option<String>,
@@ -193,6 +196,7 @@ impl Mux {
             init_params: None,
             init_result: None,
             generation: Generation::Session,
+            lists: 0,
             refused_initialize: None,
         }
     }
@@ -210,6 +214,12 @@ impl Mux {
 
     pub(crate) fn has_queued(&self) -> bool {
         !self.queue.is_empty()
+    }
+
+    /// What a listing kept from the child is checked against: it changes
+    /// with each handshake and each `list_changed` the child sends.
+    pub(crate) fn lists(&self) -> u64 {
+        self.lists
     }
 
     pub(crate) fn initialize_result(&self) -> Option<&Value> {
@@ -645,6 +655,9 @@ impl Mux {
                 self.handle_child_request(id, &method, params, out)
             }
             Message::Notification { method, params } => {
+                if method.ends_with("/list_changed") {
+                    self.lists += 1;
+                }
                 self.handle_child_notification(line, &method, params, out)
             }
         }
@@ -938,6 +951,7 @@ impl Mux {
     /// The handshake is done: confirms it, renews the subscriptions a
     /// restarted child lost, then sends what waited, in order.
     pub(crate) fn handle_ready(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
+        self.lists += 1;
         if self.generation == Generation::Session {
             out.push_back(BridgeOutput::ToChild(notification_line(
                 "notifications/initialized",

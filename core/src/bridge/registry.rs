@@ -338,6 +338,9 @@ pub struct Bridge {
     pub(super) parked: HashMap<String, super::parked::Parked>,
     /// Listings of several servers waiting for their parts.
     pub(super) gathers: HashMap<u64, super::gather::Gather>,
+    /// Each server's whole lists, by server and list, kept for listing
+    /// again (`gather`).
+    pub(super) listings: HashMap<(String, String), super::gather::Listed>,
     /// The aggregate endpoint's sessions: their members on each server.
     pub(super) fans: HashMap<String, super::aggregate::Fan>,
     /// Which server listed each resource, for the aggregate endpoint.
@@ -373,6 +376,7 @@ impl Bridge {
             kept: 0,
             parked: HashMap::new(),
             gathers: HashMap::new(),
+            listings: HashMap::new(),
             fans: HashMap::new(),
             owners: super::aggregate::Owners::default(),
             names: Names::default(),
@@ -1114,7 +1118,13 @@ impl Bridge {
                 server,
                 ephemeral,
             } => {
-                self.gathered(gather, Some((&server, parsed())));
+                let answered = super::gather::Answered {
+                    server: &server,
+                    child,
+                    answer: parsed(),
+                    size: message.len(),
+                };
+                self.gathered(gather, Some(answered));
                 ephemeral
             }
             Reply::Member => {

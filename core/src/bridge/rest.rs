@@ -119,9 +119,11 @@ impl Bridge {
                         "prompts" => "prompts",
                         _ => "tools",
                     };
-                    let every = (0..self.specs.len()).map(|spec| (spec, Value::Null)).collect();
+                    let mut every = (0..self.specs.len()).map(|spec| (spec, Value::Null)).collect();
+                    let mut parts = self.kept_parts(key, &mut every);
                     let (sources, missing) = self.ephemeral_sources(every, now);
-                    return self.gather(to, key, sources, missing, Finish::Tagged, now);
+                    parts.extend(missing);
+                    return self.gather(to, key, sources, parts, Finish::Tagged, now);
                 }
                 let method = format!("{list}/list");
                 return self.rest_call(to, &Value::Null, server, &method, Value::Null, now);

@@ -67,6 +67,12 @@ impl BridgedServer {
         self.mux.clients()
     }
 
+    /// Changes whenever what the child lists may have: a new handshake, a
+    /// `list_changed` notification.
+    pub fn lists(&self) -> u64 {
+        self.mux.lists()
+    }
+
     /// The child's `initialize` result, replayed to every client.
     pub fn initialize_result(&self) -> Option<&Value> {
         self.mux.initialize_result()

@@ -254,15 +254,18 @@ impl Bridge {
             }
             asked
         };
-        let (sources, missing) = match session {
+        let mut asks: Vec<(usize, Value)> =
+            wanted.into_iter().map(|(s, own)| (s, ask(own))).collect();
+        let mut parts = self.kept_parts(key, &mut asks);
+        let sources = match session {
             None => {
-                let asks = wanted.into_iter().map(|(s, own)| (s, ask(own))).collect();
-                self.ephemeral_sources(asks, now)
+                let (sources, missing) = self.ephemeral_sources(asks, now);
+                parts.extend(missing);
+                sources
             }
             Some(session) => {
                 let mut sources = Vec::new();
-                let mut missing = Vec::new();
-                for (spec, own) in wanted {
+                for (spec, params) in asks {
                     let server = self.specs[spec].name.clone();
                     match self.member(to, session, spec, now) {
                         Ok((child, client)) => sources.push(Source {
@@ -270,15 +273,15 @@ impl Bridge {
                             child,
                             client,
                             ephemeral: false,
-                            params: ask(own),
+                            params,
                         }),
-                        Err(why) => missing.push((server, why)),
+                        Err(why) => parts.push((server, Err(why))),
                     }
                 }
-                (sources, missing)
+                sources
             }
         };
-        self.gather(to, key, sources, missing, Finish::Merged(page), now);
+        self.gather(to, key, sources, parts, Finish::Merged(page), now);
     }
 
     /// Sends a request to server `spec`: through the session's member, or
@@ -527,6 +530,7 @@ impl Bridge {
     /// Server `server` is gone: each aggregate session lets go of its
     /// member there and is told its lists changed.
     pub(super) fn drop_members(&mut self, server: &str, now: Instant) {
+        self.listings.retain(|(listed, _), _| listed != server);
         let mut dropped = Vec::new();
         for (session, fan) in &mut self.fans {
             if let Some(member) = fan.members.remove(server) {

@@ -448,3 +448,33 @@ fn a_session_of_the_aggregate_is_not_one_of_a_single_server() {
     rig.bridge.handle_request(ConnId(99), request, rig.now);
     assert_eq!(rig.drain().map(|r| r.status), Some(404));
 }
+
+#[test]
+fn a_whole_list_is_kept_until_its_child_says_it_changed() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    let first = list_tools(&mut rig, &session);
+    let asked = |rig: &Rig, server: &str| {
+        let sent = rig.sent.iter();
+        sent.filter(|(s, m)| s == server && m["method"] == "tools/list").count()
+    };
+    // Listed again at once, without asking either child.
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let again = body(&rig.post(Some(&session), list.clone()).unwrap());
+    assert_eq!(again, first);
+    assert_eq!((asked(&rig, "files"), asked(&rig, "git")), (1, 1));
+    // git's list changed: only git is asked, and its new list shown.
+    let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+    rig.child_says("git", changed);
+    assert!(rig.post(Some(&session), list).is_none());
+    assert_eq!((asked(&rig, "files"), asked(&rig, "git")), (1, 2));
+    let new = json!({"tools": [{"name": "log"}, {"name": "blame"}]});
+    let listed = body(&rig.child_answers("git", "tools/list", new).unwrap());
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["files__read", "git__log", "git__blame"]);
+}
