@@ -392,6 +392,12 @@ impl Bridge {
         self.sessions.len()
     }
 
+    /// The servers bridged now: the configured ones, then those added at
+    /// run time.
+    pub fn specs(&self) -> &[ServerSpec] {
+        &self.specs
+    }
+
     // ---- input ----
 
     /// A request for a [`Bridge::handles`] path: `/mcp/NAME` (Streamable
