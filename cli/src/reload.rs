@@ -129,26 +129,22 @@ impl Reloader {
     /// Reads the settings again and hands the bridge its servers; on any
     /// error, says so and keeps what is in force.
     fn reload(&mut self, why: &str) {
+        let refused = |problem: &dyn std::fmt::Display| {
+            tracing::error!(
+                "the MCP bridge's configuration was not reloaded ({why}): {}; the previous one stays in force",
+                one_line(&problem.to_string())
+            );
+        };
         let new = match self.source.load() {
             Ok(new) => new,
-            Err(e) => {
-                tracing::error!(
-                    "the MCP bridge's configuration was not reloaded ({why}): {e}; the previous one stays in force"
-                );
-                return;
-            }
+            Err(e) => return refused(&e),
         };
         let specs = new.bridge.all_servers().map(|s| s.spec()).collect();
         match self.bridged.reconfigure(specs, new.bridge.limits()) {
             Ok(done) => {
                 tracing::info!("the MCP bridge's configuration was reloaded ({why}): {done}")
             }
-            Err(e) => {
-                tracing::error!(
-                    "the MCP bridge's configuration was not reloaded ({why}): {e}; the previous one stays in force"
-                );
-                return;
-            }
+            Err(e) => return refused(&e),
         }
         for note in new
             .bridge
@@ -171,6 +167,12 @@ impl Reloader {
         }
         self.current = new;
     }
+}
+
+/// `text` on one line: a TOML error shows the bad line and a caret under
+/// it on lines of their own, which a log line cannot hold.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn stamps(files: Vec<PathBuf>) -> Vec<(PathBuf, Stamp)> {
