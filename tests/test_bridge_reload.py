@@ -223,3 +223,22 @@ def test_sighup_reloads_the_files_at_once(make_server, tmp_path):
     assert time.monotonic() - started < 1.5
     assert run(echo(server, "added", "after")) == "Echo: after"
     assert server.alive()
+
+
+def test_a_bridge_started_with_no_servers_shows_the_ones_a_reload_adds_in_its_figures(make_server, tmp_path):
+    """With no server, the bridge's figures go out once and then rest; a
+    server a reload adds wakes them: /metrics counts its calls, and drops
+    it once a later reload removes it."""
+    from test_bridge_api import metrics
+
+    path = tmp_path / "mcp.json"
+    server = start(make_server, "json", path, {})
+    assert names(server) == []
+    time.sleep(1.5)  # past the first report, which found no server
+    save(path, config_text("json", {"late": {"ROLE": f"late-{uuid.uuid4().hex}"}}))
+    assert wait_until(lambda: names(server) == ["late"]), names(server)
+    assert run(echo(server, "late", "counted")) == "Echo: counted"
+    calls = ("mcp_provider_bridge_calls_total", (("server", "late"),))
+    assert wait_until(lambda: metrics(server).get(calls, 0) >= 1, timeout=5), metrics(server)
+    save(path, config_text("json", {}))
+    assert wait_until(lambda: calls not in metrics(server), timeout=5), metrics(server)
