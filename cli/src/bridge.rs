@@ -10,13 +10,15 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Child, ChildStdout};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use mcp_provider_core::bridge::aggregate::names::Names;
 use mcp_provider_core::bridge::{
-    Bridge, BridgeOutput, ChildId, Limits, Report, Routed, ServerSpec, StopSignal,
+    BadConfiguration, Bridge, BridgeOutput, ChildId, Limits, Reconfigured, Report, Routed,
+    ServerSpec, StopSignal,
 };
 use mcp_provider_core::http::Request;
 use mcp_provider_core::lines::{Line, LineBuffer};
@@ -73,6 +75,11 @@ pub struct Bridged {
     /// The timer thread's wake-up, rung when a deadline earlier than the
     /// one it sleeps toward appears.
     timer: (Mutex<Timer>, Condvar),
+    /// Whether the timer hands on figures every [`REPORT_EVERY`]: it stops
+    /// while no server is bridged, and is woken to start again when one
+    /// is (added at run time, or by a new configuration). Read and written
+    /// under the bridge's lock, so a server's arrival is never missed.
+    reporting: AtomicBool,
     post: OnceLock<Post>,
     report: OnceLock<Reporter>,
     read_stdout: OnceLock<ReadStdout>,
@@ -84,6 +91,8 @@ struct Timer {
     woken: bool,
     /// The deadline it waits for (`None`: the next report only).
     armed: Option<Instant>,
+    /// Report again, and every [`REPORT_EVERY`] while servers are bridged.
+    report: bool,
 }
 
 /// A live child: its stdin and its process group.
@@ -107,6 +116,7 @@ impl Bridged {
             state: Mutex::new(Bridge::new(specs, limits, seed, Instant::now())),
             children: Mutex::default(),
             timer: (Mutex::default(), Condvar::new()),
+            reporting: AtomicBool::new(true),
             post: OnceLock::new(),
             report: OnceLock::new(),
             read_stdout: OnceLock::new(),
@@ -170,10 +180,14 @@ impl Bridged {
     /// answers with.
     pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Bridge, Instant) -> R) -> R {
         let mut wakes = Vec::new();
-        let (result, flushes, spawns, next) = {
+        let (result, flushes, spawns, next, report) = {
             let mut bridge = self.lock();
             let now = Instant::now();
             let result = f(&mut bridge, now);
+            let report = !self.reporting.load(Ordering::Relaxed) && !bridge.specs().is_empty();
+            if report {
+                self.reporting.store(true, Ordering::Relaxed);
+            }
             let mut flushes: Vec<Arc<Stdin>> = Vec::new();
             let mut spawns = Vec::new();
             loop {
@@ -206,7 +220,7 @@ impl Bridged {
                     bridge.handle_slow_conn(conn, now);
                 }
             }
-            (result, flushes, spawns, bridge.poll_timeout())
+            (result, flushes, spawns, bridge.poll_timeout(), report)
         };
         for wake in wakes {
             wake();
@@ -221,6 +235,9 @@ impl Bridged {
         if let Some(at) = next {
             self.wake_timer_before(at);
         }
+        if report {
+            self.report_again();
+        }
         result
     }
 
@@ -231,6 +248,17 @@ impl Bridged {
 
     pub fn handle_conn_closed(self: &Arc<Self>, conn: ConnId) {
         self.with(|b, now| b.handle_conn_closed(conn, now));
+    }
+
+    /// Takes a new configuration of the servers (see
+    /// [`Bridge::reconfigure`]): what ends is carried out like any other
+    /// output (streams ended, children stopped).
+    pub fn reconfigure(
+        self: &Arc<Self>,
+        specs: Vec<ServerSpec>,
+        limits: Limits,
+    ) -> Result<Reconfigured, BadConfiguration> {
+        self.with(|b, now| b.reconfigure(specs, limits, now))
     }
 
     /// Stops every child: stdin closed, then SIGTERM, then SIGKILL.
@@ -381,6 +409,16 @@ impl Bridged {
         self.with(|b, now| b.handle_child_exit(child, &said, now));
     }
 
+    /// Wakes the timer to hand on the figures now, and every
+    /// [`REPORT_EVERY`] from then on while servers are bridged.
+    fn report_again(&self) {
+        let (state, bell) = &self.timer;
+        let mut timer = state.lock().unwrap_or_else(|e| e.into_inner());
+        timer.report = true;
+        timer.woken = true;
+        bell.notify_one();
+    }
+
     /// Wakes the timer if it sleeps past `at` (most calls move no
     /// deadline earlier, and wake nothing).
     fn wake_timer_before(&self, at: Instant) {
@@ -395,9 +433,10 @@ impl Bridged {
 }
 
 /// Sleeps until the bridge's next deadline, or until woken; ends when it
-/// wakes to find the bridge gone. A bridge with no servers (they are fixed
-/// at start) has no figures that could change: its report goes out once,
-/// and the thread sleeps until woken.
+/// wakes to find the bridge gone. A bridge with no servers has no figures
+/// that could change: its report goes out once, and the thread sleeps
+/// until woken (by a deadline, or by a server's arrival: see
+/// [`Bridged::report_again`]).
 fn timer(bridged: Weak<Bridged>) {
     let mut reported: Option<Report> = None;
     let mut report_at = Some(Instant::now());
@@ -406,7 +445,13 @@ fn timer(bridged: Weak<Bridged>) {
             return;
         };
         if report_at.is_some_and(|at| at <= Instant::now()) {
-            let report = me.lock().report();
+            let report = {
+                let bridge = me.lock();
+                let report = bridge.report();
+                let more = !report.servers.is_empty();
+                me.reporting.store(more, Ordering::Relaxed);
+                report
+            };
             report_at = (!report.servers.is_empty()).then(|| Instant::now() + REPORT_EVERY);
             if reported.as_ref() != Some(&report) {
                 if let Some(send) = me.report.get() {
@@ -433,6 +478,9 @@ fn timer(bridged: Weak<Bridged>) {
                 }
                 None => bell.wait(timer).unwrap_or_else(|e| e.into_inner()),
             };
+        }
+        if std::mem::take(&mut timer.report) {
+            report_at = Some(Instant::now());
         }
         timer.woken = false;
         timer.armed = None;

@@ -19,6 +19,7 @@ pub mod link_writes;
 pub mod mailbox;
 mod mcp_json;
 pub mod process;
+mod reload;
 mod secrets;
 mod settings;
 pub mod shutdown;
@@ -355,18 +356,24 @@ fn serve_command<R: Runtime>(args: ServeArgs, bridge_only: bool) -> Result<(), F
     if no_echo_agent || bridge_only {
         set.push("echo_agent=false".to_owned());
     }
-    let added = settings::Added {
-        servers: server,
-        mcp_json,
+    let source = settings::Source {
+        file: config,
+        env: std::env::vars().collect(),
+        overrides: set,
+        added: settings::Added {
+            servers: server,
+            mcp_json,
+        },
     };
-    match Settings::load(config.as_deref(), std::env::vars(), &set, &added) {
-        Ok(settings) if print_config => {
-            print!("{}", settings.masked(R::DEFAULT_MAX_CONNECTIONS));
-            Ok(())
-        }
-        Ok(settings) => serve::<R>(settings),
-        Err(e) => Err(Failure::Usage(e.to_string())),
+    let settings = source.load().map_err(|e| Failure::Usage(e.to_string()))?;
+    for note in &settings.bridge.notes {
+        tracing::warn!("{note}");
     }
+    if print_config {
+        print!("{}", settings.masked(R::DEFAULT_MAX_CONNECTIONS));
+        return Ok(());
+    }
+    serve::<R>(settings, source)
 }
 
 /// Banner lines about generated secrets: the values, where they are kept
@@ -479,7 +486,9 @@ enum Failure {
     Runtime(String),
 }
 
-fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
+/// Serves with `settings`, read from `source` (and read again from it
+/// when its files change, or on SIGHUP: see `reload`).
+fn serve<R: Runtime>(settings: Settings, source: settings::Source) -> Result<(), Failure> {
     // 36 bytes for the secrets that may be generated, 8 for the id seed,
     // 32 for the core's own secret key, 32 for the bridge's session ids.
     let mut random = [0u8; 108];
@@ -534,6 +543,8 @@ fn serve<R: Runtime>(settings: Settings) -> Result<(), Failure> {
         bridge_seed,
     );
     bridge.set_names(settings.bridge.names());
+    reload::watch(bridge.clone(), source, settings.clone())
+        .map_err(|e| Failure::Runtime(format!("cannot watch the configuration: {e}")))?;
     let echo = settings.echo_agent.then(|| EchoAgentPlan {
         model: "echo".to_owned(),
         chunk_delay: Duration::from_millis(settings.echo_chunk_delay_ms),

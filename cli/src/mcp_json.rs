@@ -29,8 +29,7 @@ pub struct McpJson {
 /// Reads `path`.
 pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
     let file = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BadSettings(format!("cannot read the MCP servers file {file}: {e}")))?;
+    let text = crate::settings::read_file(path, "the MCP servers file")?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| BadSettings(format!("the MCP servers file {file} is not JSON: {e}")))?;
     let entries = value

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mcp_provider_core::bridge::aggregate::names::{self, Names};
+use mcp_provider_core::bridge::aggregate::names::{self as aggregate_names, Names as AggregateNames};
 use mcp_provider_core::bridge::filter::ToolFilter;
 use mcp_provider_core::bridge::{Limits as BridgeLimits, ServerSpec, Share};
 use mcp_provider_core::{Approval, Config};
@@ -132,6 +132,10 @@ pub struct BridgeSettings {
     /// configuration names the files, not what was in them).
     #[serde(skip)]
     pub from_json: Vec<BridgeServer>,
+    /// What reading those files noted (entries skipped, keys ignored),
+    /// for the log: a reload logs only what it did not note before.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 impl Default for BridgeSettings {
@@ -143,6 +147,7 @@ impl Default for BridgeSettings {
             mcp_json: Vec::new(),
             servers: Vec::new(),
             from_json: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
@@ -156,7 +161,7 @@ fn default_bridge_session_idle() -> u64 {
 }
 
 fn default_aggregate_separator() -> String {
-    names::DEFAULT_SEPARATOR.to_owned()
+    aggregate_names::DEFAULT_SEPARATOR.to_owned()
 }
 
 impl BridgeSettings {
@@ -176,8 +181,8 @@ impl BridgeSettings {
 
     /// How `/mcp` names each server's tools and prompts (the separator is
     /// checked when the settings load).
-    pub fn names(&self) -> Names {
-        Names::new(&self.aggregate_separator).unwrap_or_default()
+    pub fn names(&self) -> AggregateNames {
+        AggregateNames::new(&self.aggregate_separator).unwrap_or_default()
     }
 
     /// The core's limits for the bridge, these settings in them.
@@ -302,15 +307,11 @@ impl BridgeServer {
         spec
     }
 
-    fn validate(&self, seen: &mut Vec<String>) -> Result<(), BadSettings> {
+    fn validate(&self) -> Result<(), BadSettings> {
         let bad = |why: String| Err(BadSettings(format!("bridge server `{}`: {why}", self.name)));
         if let Some(why) = mcp_provider_core::bridge::bad_server_name(&self.name) {
             return bad(why.into());
         }
-        if seen.contains(&self.name) {
-            return bad("two servers have this name".into());
-        }
-        seen.push(self.name.clone());
         if !matches!(self.share.as_str(), "shared" | "per-session") {
             return bad(format!(
                 "`share` is shared or per-session, not `{}`",
@@ -463,10 +464,88 @@ fn set_key(table: &mut Sources, key: &str, value: toml::Value, source: String) {
 
 /// Bridge servers given on the command line, added to the configured
 /// ones: `--server NAME=COMMAND` and `--mcp-json FILE`.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Added {
     pub servers: Vec<String>,
     pub mcp_json: Vec<String>,
+}
+
+/// The largest config or `mcpServers` file read: far past any real one
+/// (Claude Code's `~/.claude.json` keeps history beside its servers),
+/// while a wrong path to something huge is refused, not read whole.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The text of a settings file, at most [`MAX_FILE_BYTES`]; the error
+/// says which file (`what`) and why.
+pub fn read_file(path: &Path, what: &str) -> Result<String, BadSettings> {
+    use std::io::Read as _;
+    let cannot =
+        |e: std::io::Error| BadSettings(format!("cannot read {what} {}: {e}", path.display()));
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(BadSettings(format!(
+            "cannot read {what} {}: it is larger than {} MiB",
+            path.display(),
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(text)
+}
+
+/// Where the settings come from, kept to read them again when they
+/// change: the config file, the environment as it was at start, the
+/// `--set` flags, and the servers and files given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub file: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub overrides: Vec<String>,
+    pub added: Added,
+}
+
+impl Source {
+    /// The settings as they read now ([`Settings::load`]).
+    pub fn load(&self) -> Result<Settings, BadSettings> {
+        Settings::load(
+            self.file.as_deref(),
+            self.env.iter().cloned(),
+            &self.overrides,
+            &self.added,
+        )
+    }
+
+    /// The files whose change changes `settings`: the config file, and
+    /// the `mcpServers` files they name.
+    pub fn files(&self, settings: &Settings) -> Vec<PathBuf> {
+        self.file
+            .iter()
+            .cloned()
+            .chain(settings.bridge.mcp_json.iter().map(PathBuf::from))
+            .collect()
+    }
+}
+
+/// Bridge servers by name, each with where it was configured: a second
+/// one of a name is refused, naming both places.
+#[derive(Default)]
+struct Names(BTreeMap<String, String>);
+
+impl Names {
+    fn claim(&mut self, server: &BridgeServer, place: &str) -> Result<(), BadSettings> {
+        match self.0.get(&server.name) {
+            Some(other) => Err(BadSettings(format!(
+                "{place}, server `{}`: two servers have this name (the other one: {other})",
+                server.name
+            ))),
+            None => {
+                self.0.insert(server.name.clone(), place.to_owned());
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Settings {
@@ -481,8 +560,7 @@ impl Settings {
     ) -> Result<Settings, BadSettings> {
         let mut table = Sources::new();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| BadSettings(format!("cannot read config {}: {e}", path.display())))?;
+            let text = read_file(path, "config")?;
             let parsed: toml::Table = toml::from_str(&text)
                 .map_err(|e| BadSettings(format!("config {}: {e}", path.display())))?;
             for (key, value) in parsed {
@@ -528,8 +606,18 @@ impl Settings {
         let mut settings: Settings = toml::Value::Table(all)
             .try_into()
             .map_err(|e| BadSettings(format!("bad settings: {}", e.message())))?;
+        let mut names = Names::default();
+        let configured = file.map_or_else(
+            || "the settings".to_owned(),
+            |path| format!("config {}", path.display()),
+        );
+        for server in &settings.bridge.servers {
+            names.claim(server, &configured)?;
+        }
         for flag in &added.servers {
-            settings.bridge.servers.push(BridgeServer::from_flag(flag)?);
+            let server = BridgeServer::from_flag(flag)?;
+            names.claim(&server, &format!("--server {}=…", server.name))?;
+            settings.bridge.servers.push(server);
         }
         // Printed back, the configuration names the flag's files too.
         settings
@@ -538,13 +626,24 @@ impl Settings {
             .extend(added.mcp_json.iter().cloned());
         for file in &settings.bridge.mcp_json {
             let found = crate::mcp_json::read(Path::new(file))?;
-            for note in &found.notes {
-                tracing::warn!("{note}");
+            for server in &found.servers {
+                names.claim(server, &format!("the MCP servers file {file}"))?;
             }
+            settings.bridge.notes.extend(found.notes);
             settings.bridge.from_json.extend(found.servers);
         }
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Whether settings other than the bridge's (its servers, files and
+    /// limits) differ: those are read at start only.
+    pub fn differs_beyond_the_bridge(&self, other: &Settings) -> bool {
+        let without_bridge = |s: &Settings| Settings {
+            bridge: BridgeSettings::default(),
+            ..s.clone()
+        };
+        without_bridge(self) != without_bridge(other)
     }
 
     fn validate(&self) -> Result<(), BadSettings> {
@@ -554,14 +653,13 @@ impl Settings {
                 "bad setting `bridge.max_sessions`: it must be at least 1".to_owned(),
             ));
         }
-        if let Some(why) = names::bad_separator(&self.bridge.aggregate_separator) {
+        if let Some(why) = aggregate_names::bad_separator(&self.bridge.aggregate_separator) {
             return Err(BadSettings(format!(
                 "bad setting `bridge.aggregate_separator`: {why}"
             )));
         }
-        let mut names = Vec::new();
         for server in self.bridge.all_servers() {
-            server.validate(&mut names)?;
+            server.validate()?;
         }
         if !matches!(self.approval.as_str(), "auto" | "manual") {
             return Err(BadSettings(format!(

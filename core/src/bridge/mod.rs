@@ -98,6 +98,7 @@ mod kept;
 mod legacy_sse;
 mod mux;
 mod parked;
+mod reconfigure;
 mod registry;
 mod report;
 mod rest;
@@ -111,6 +112,7 @@ mod supervisor;
 mod tests;
 
 pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};
+pub use reconfigure::{diff, BadConfiguration, Reconfigured};
 pub use registry::{Bridge, ChildId, Routed, KEEPALIVE, MAX_CHILDREN};
 pub use report::{Report, ServerFigures};
 #[cfg(test)]

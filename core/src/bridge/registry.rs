@@ -312,6 +312,10 @@ pub(super) fn socket(conn: ConnId) -> RequestId {
 /// Every bridged server, its children and the clients' sessions.
 pub struct Bridge {
     pub(super) specs: Vec<ServerSpec>,
+    /// The names of the servers that came from the configuration (given
+    /// to [`Bridge::new`] or [`Bridge::reconfigure`]), not added at run
+    /// time: the only ones a new configuration may change or remove.
+    pub(super) configured: HashSet<String>,
     pub(super) limits: Limits,
     /// Children by [`ChildId`] (never reused: a late report of a gone
     /// child's process finds nothing).
@@ -361,6 +365,7 @@ pub struct Bridge {
 impl Bridge {
     pub fn new(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32], now: Instant) -> Self {
         Bridge {
+            configured: specs.iter().map(|s| s.name.clone()).collect(),
             specs,
             limits,
             children: HashMap::new(),
@@ -422,6 +427,12 @@ impl Bridge {
 
     pub fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The servers bridged now: the configured ones, then those added at
+    /// run time.
+    pub fn specs(&self) -> &[ServerSpec] {
+        &self.specs
     }
 
     // ---- input ----
@@ -633,6 +644,32 @@ impl Bridge {
         for child in all {
             self.on_child(child, now, |c| c.stop(now));
         }
+    }
+
+    /// Server `name` ends: its children stop, every call in flight
+    /// answered with an error, and its sessions end (their next request
+    /// gets 404, and an MCP client initializes again). Its spec stays:
+    /// the caller removes or replaces it.
+    pub(super) fn retire(&mut self, name: &str, now: Instant) {
+        let children: Vec<ChildId> = self
+            .children()
+            .filter(|(_, c)| c.spec().name == name)
+            .map(|(id, _)| id)
+            .collect();
+        for child in &children {
+            self.on_child(*child, now, |c| c.stop(now));
+        }
+        let doomed: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| children.contains(&s.child))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in doomed {
+            self.end_session(&id, now);
+        }
+        self.shared.remove(name);
+        self.drop_members(name, now);
     }
 
     // ---- output ----
@@ -998,11 +1035,11 @@ impl Bridge {
                 action => self.out.push_back(Routed::Child { child, action }),
             }
         }
-        // A per-session child, or one of a removed server, that stopped
-        // for good is forgotten.
+        // A per-session child, or a retired one (its server removed or
+        // changed, or its place taken), that stopped for good is
+        // forgotten: a new spec under the same name gets a child of its own.
         let gone = self.child(child).is_some_and(|c| {
-            let removed = !self.specs.iter().any(|s| s.name == c.spec().name);
-            (c.spec().share == Share::PerSession || removed)
+            (c.spec().share == Share::PerSession || c.retired())
                 && c.clients() == 0
                 && c.state() == ChildState::Stopped
         });

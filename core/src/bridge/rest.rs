@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use super::gather::Finish;
 use super::registry::{event, Bridge, Pending, Reply, StreamStart, Transport, EVENTS_KIND};
 use super::routes::{Found, Miss, Route};
-use super::{ChildId, ServerSpec, Share};
+use super::{ServerSpec, Share};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::RequestId;
@@ -412,30 +412,14 @@ impl Bridge {
     }
 
     /// `DELETE /integrations/{name}`: its sessions end, its children stop.
+    /// A configured server goes too, until a new configuration names it.
     fn remove_integration(&mut self, name: &str, now: Instant) -> Response {
         let Some(index) = self.specs.iter().position(|s| s.name == name) else {
             return error(404, "no such integration");
         };
-        let doomed: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| self.child_name(s.child) == name)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in doomed {
-            self.end_session(&id, now);
-        }
-        let children: Vec<ChildId> = self
-            .children()
-            .filter(|(_, c)| c.spec().name == name)
-            .map(|(id, _)| id)
-            .collect();
-        for child in children {
-            self.on_child(child, now, |c| c.stop(now));
-        }
-        self.shared.remove(name);
+        self.retire(name, now);
         self.specs.remove(index);
-        self.drop_members(name, now);
+        self.configured.remove(name);
         tracing::info!(server = %name, "MCP server removed");
         Response::json(200, json!({"deleted": name}).to_string())
     }

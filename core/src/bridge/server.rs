@@ -73,6 +73,12 @@ impl BridgedServer {
         self.mux.lists()
     }
 
+    /// Whether [`BridgedServer::stop`] was called: it never starts again,
+    /// and once stopped with no client left it can be forgotten.
+    pub fn retired(&self) -> bool {
+        self.retired
+    }
+
     /// The child's `initialize` result, replayed to every client.
     pub fn initialize_result(&self) -> Option<&Value> {
         self.mux.initialize_result()

@@ -456,7 +456,8 @@ fn a_whole_list_is_kept_until_its_child_says_it_changed() {
     let first = list_tools(&mut rig, &session);
     let asked = |rig: &Rig, server: &str| {
         let sent = rig.sent.iter();
-        sent.filter(|(s, m)| s == server && m["method"] == "tools/list").count()
+        sent.filter(|(s, m)| s == server && m["method"] == "tools/list")
+            .count()
     };
     // Listed again at once, without asking either child.
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
