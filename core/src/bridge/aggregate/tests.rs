@@ -139,6 +139,15 @@ impl Rig {
         );
         answer.header("mcp-session-id").unwrap().to_owned()
     }
+    /// Asks `method` (a listing, id 2) through the session, both children
+    /// started and through their handshake; nothing answered yet.
+    fn list_started(&mut self, session: &str, method: &str) {
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": method});
+        assert!(self.post(Some(session), list).is_none(), "waits for both");
+        for server in ["files", "git"] {
+            self.child_answers(server, "initialize", init_result(server));
+        }
+    }
 }
 
 fn body(response: &Response) -> Value {
@@ -233,11 +242,7 @@ fn a_name_without_a_known_server_is_an_unknown_tool_and_reaches_no_child() {
 fn a_server_that_does_not_answer_in_time_costs_only_its_own_part() {
     let mut rig = Rig::new();
     let session = rig.session(json!({}));
-    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-    assert!(rig.post(Some(&session), list).is_none());
-    for server in ["files", "git"] {
-        rig.child_answers(server, "initialize", init_result(server));
-    }
+    rig.list_started(&session, "tools/list");
     rig.child_answers("files", "tools/list", json!({"tools": [{"name": "read"}]}));
     assert_eq!(rig.bridge.poll_timeout(), Some(rig.now + LISTING_WAIT));
     rig.now += LISTING_WAIT;
@@ -254,11 +259,7 @@ fn a_server_that_does_not_answer_in_time_costs_only_its_own_part() {
 fn pages_go_on_across_servers_each_with_its_own_cursor() {
     let mut rig = Rig::new();
     let session = rig.session(json!({}));
-    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-    rig.post(Some(&session), list);
-    for server in ["files", "git"] {
-        rig.child_answers(server, "initialize", init_result(server));
-    }
+    rig.list_started(&session, "tools/list");
     rig.child_answers(
         "files",
         "tools/list",
@@ -346,11 +347,7 @@ fn two_servers_asking_under_the_same_id_are_each_answered_under_their_own() {
 fn a_resource_is_read_from_the_server_that_listed_it() {
     let mut rig = Rig::new();
     let session = rig.session(json!({}));
-    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/list"});
-    rig.post(Some(&session), list);
-    for server in ["files", "git"] {
-        rig.child_answers(server, "initialize", init_result(server));
-    }
+    rig.list_started(&session, "resources/list");
     rig.child_answers(
         "files",
         "resources/list",
