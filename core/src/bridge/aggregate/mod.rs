@@ -219,7 +219,7 @@ impl Bridge {
                 return self.respond(to, Response::json(200, mcp::result(&id, json!({}))));
             }
             _ => {
-                return match self.owner_of(&method, &params) {
+                return match self.owner_of(&method, params) {
                     Ok((spec, params)) => self.route_to(to, session, spec, id, method, params, now),
                     Err((code, why)) => refuse(self, code, &why),
                 }
@@ -323,8 +323,7 @@ impl Bridge {
     /// The server a named request is for, and its params as that server
     /// reads them (its own name, without the prefix); else the error code
     /// and message.
-    fn owner_of(&self, method: &str, params: &Value) -> Result<(usize, Value), (i64, String)> {
-        let mut params = params.clone();
+    fn owner_of(&self, method: &str, mut params: Value) -> Result<(usize, Value), (i64, String)> {
         let (field, what) = match method {
             "tools/call" => (&mut params["name"], "tool"),
             "prompts/get" => (&mut params["name"], "prompt"),
@@ -444,6 +443,8 @@ impl Bridge {
             if self.children.contains_key(&member.0) {
                 return Ok(member);
             }
+            // Its child was forgotten: a new member replaces it.
+            self.by_client.remove(&member);
         }
         let init = fan.init.clone();
         let child = self.child_for(spec, now).map_err(|full| full.message())?;
