@@ -277,9 +277,14 @@ pub(super) enum Reply {
     },
     /// A WebSocket client's `create_session`: `session_created`.
     SocketSession { session: String },
-    /// One server's part of a merged listing (see `gather`). Its client
-    /// closes with the answer.
-    Gathered { gather: u64, server: String },
+    /// A page of one server's list for a gather (see `gather`). Its
+    /// client closes with the answer, unless it asks for the next page or
+    /// makes the gather's call.
+    Gathered(super::gather::Page),
+    /// A tool called as an OpenAPI operation (see `openapi`): the result
+    /// alone, a JSON-RPC error as 400 or 502. Its client closes with the
+    /// answer.
+    Operation,
     /// A socket's request, under the id the socket gave it.
     Socket { id: Value },
 }
@@ -896,6 +901,32 @@ impl Bridge {
         });
     }
 
+    /// Sends the child a request of the bridge's own (numbered from
+    /// [`Bridge::next_request`]) for `client`, its answer going to `to` in
+    /// the shape `reply` says.
+    pub(super) fn ask(
+        &mut self,
+        (child, client): (ChildId, ClientId),
+        to: RequestId,
+        method: &str,
+        params: Value,
+        reply: Reply,
+        now: Instant,
+    ) {
+        self.next_request += 1;
+        let message = mcp::Message::Request {
+            id: json!(self.next_request),
+            method: method.to_owned(),
+            params,
+        };
+        let wait = Pending {
+            to,
+            reply,
+            progress: None,
+        };
+        self.forward(child, client, message, Some(wait), now);
+    }
+
     /// Runs `f` on a child, then routes what it output.
     pub(super) fn on_child(
         &mut self,
@@ -1020,8 +1051,13 @@ impl Bridge {
                 self.respond(to, response);
                 ephemeral
             }
-            Reply::Gathered { gather, server } => {
-                self.gathered(gather, &server, parsed());
+            Reply::Gathered(page) => {
+                let bytes = message.len();
+                !self.gathered(Some((child, client)), page, parsed(), bytes, now)
+            }
+            Reply::Operation => {
+                let response = super::openapi::operation_answer(&parsed().unwrap_or(Value::Null));
+                self.respond(to, response);
                 true
             }
             Reply::Socket { id } => {
