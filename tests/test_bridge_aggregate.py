@@ -1,8 +1,10 @@
 """`/mcp`: every bridged server at one address, on both runtimes, reached
 by the official MCP Python SDK (both protocol generations) and the MCP
-Inspector's CLI, with two real stdio servers behind it:
-`@modelcontextprotocol/server-everything` and
-`@modelcontextprotocol/server-filesystem` on a folder of the test's.
+Inspector's CLI, with real stdio servers behind it:
+`@modelcontextprotocol/server-everything`,
+`@modelcontextprotocol/server-filesystem` on a folder of the test's, and
+(for a second server's prompts and resources) one written with the Python
+SDK's `MCPServer` (`tests/fixtures/mcp/notes_server.py`).
 
 What a client must see: both servers' tools under `SERVER__TOOL`, calls,
 prompts, resources, progress and sampling reaching the right server and
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -26,6 +29,7 @@ from conftest import API_KEY, ROOT, mcp_post as post
 from test_bridge import ARCHITECTURE, EVERYTHING, INSPECTOR, TIMEOUT, sampler
 
 FILESYSTEM = ROOT / "tests" / "node" / "node_modules" / ".bin" / "mcp-server-filesystem"
+NOTES = f"notes={sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'notes_server.py'}"
 # MCP's rule for tool names.
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -82,6 +86,42 @@ def test_the_sdk_sees_every_server_at_one_address(make_server, tmp_path, mode, v
     assert document.startswith("# Everything Server")
     assert "everything__args-prompt" in prompts, prompts
     assert "Lyon" in prompt.messages[0].content.text
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_prompts_and_resources_of_two_servers_come_from_each(make_server, tmp_path, mode):
+    """With a second server that has prompts, resources and a resource
+    template of its own: both servers' prompts listed under their names and
+    each got from its server; both servers' resources listed with their
+    URIs as they are and each read from the server that listed it; a URI
+    of the second server's template read from it."""
+    server = aggregate(make_server, tmp_path, NOTES)
+
+    async def use():
+        async with client(server, mode=mode) as c:
+            prompts = [p.name for p in (await c.list_prompts()).prompts]
+            theirs = await c.get_prompt("notes__summarize", {"topic": "cranes"})
+            everythings = await c.get_prompt("everything__args-prompt", {"city": "Lyon"})
+            uris = [str(r.uri) for r in (await c.list_resources()).resources]
+            templates = [t.uri_template for t in (await c.list_resource_templates()).resource_templates]
+            every_note = (await c.read_resource("notes://all")).contents[0].text
+            one_note = (await c.read_resource("notes://note/first")).contents[0].text
+            document = (await c.read_resource(ARCHITECTURE)).contents[0].text
+            added = await c.call_tool("notes__add_note", {"name": "second", "text": "more"})
+            after = (await c.read_resource("notes://all")).contents[0].text
+            return prompts, theirs, everythings, uris, templates, every_note, one_note, document, added, after
+
+    prompts, theirs, everythings, uris, templates, every_note, one_note, document, added, after = run(use())
+    assert {"notes__summarize", "everything__args-prompt"} <= set(prompts), prompts
+    assert theirs.messages[0].content.text == "Summarize the notes on cranes."
+    assert "Lyon" in everythings.messages[0].content.text
+    assert {"notes://all", ARCHITECTURE} <= set(uris), uris
+    assert "notes://note/{name}" in templates, templates
+    assert every_note == "first"
+    assert one_note == "a note kept by the notes server"
+    assert document.startswith("# Everything Server")
+    assert added.content[0].text == "kept second"
+    assert after == "first\nsecond"
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -208,3 +248,44 @@ def test_a_filtered_tool_is_absent_and_refused_on_the_aggregate_too(make_server,
         assert "everything__echo" in names and "everything__get-sum" not in names, names
         assert {n for n in names if n.startswith("files__")} == {"files__list_directory", "files__list_directory_with_sizes", "files__list_allowed_directories"}, names
         assert refused == "Unknown tool: get-sum", refused
+
+
+def test_aggregate_sessions_nobody_deletes_make_room_and_free_their_members(make_server):
+    """`mcp` SDK clients that each open an `/mcp` session, call both
+    servers and leave without DELETE, under `bridge.max_sessions=20`: 300
+    of them in turn are all served, the one that stays keeps its session
+    throughout, and the sessions reclaimed take their member clients on
+    the servers' children with them (the children's clients stay within
+    the cap)."""
+    from test_red_team import WEDGED
+
+    server = make_server("--server", f"a={WEDGED}", "--server", f"b={WEDGED}",
+                         "--set", "bridge.max_sessions=20")
+
+    def sdk_client():
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
+        transport = streamable_http_client(f"{server.base}/mcp", http_client=http, terminate_on_close=False)
+        return Client(transport, mode="legacy")
+
+    async def churn():
+        answers = []
+        async with sdk_client() as steady:
+            for n in range(300):
+                async with sdk_client() as passing:
+                    for tool in ("a__echo", "b__echo"):
+                        answers.append((await passing.call_tool(tool, {})).content[0].text)
+                if n % 50 == 0:
+                    answers.append((await steady.call_tool("b__echo", {})).content[0].text)
+            answers.append((await steady.call_tool("a__echo", {})).content[0].text)
+        return answers
+
+    answers = asyncio.run(asyncio.wait_for(churn(), 300))
+    assert answers == ["echo"] * 607
+    stats = json.loads(subprocess.run(
+        ["curl", "-sf", f"{server.base}/stats", "-H", f"Authorization: Bearer {API_KEY}"],
+        capture_output=True, text=True, check=True).stdout)
+    assert stats["sessions"] <= 20, stats
+    for bridged in stats["servers"]:
+        clients = sum(child["clients"] for child in bridged["children"])
+        assert clients <= 20, stats
+

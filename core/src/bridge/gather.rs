@@ -1,31 +1,49 @@
-//! One listing asked of several servers at once and answered as one: the
-//! REST API's `GET /tools` (`/resources`, `/prompts`) without `?server=`,
-//! and every `…/list` of the aggregate endpoint (`aggregate`). Each server
-//! is asked through a client given by the caller (a session's member, or a
-//! client of its own for this listing); the parts are put together in the
-//! servers' configured order once the last has come, or at
-//! [`LISTING_WAIT`]. A server that cannot answer, or not in time, is left
-//! out with a log line: it never costs the others their part.
+//! One list asked of several servers at once (or of one) and made into
+//! one answer, as the gather's [`Finish`] says:
+//!
+//! - the REST API's `GET /tools` (`/resources`, `/prompts`) without
+//!   `?server=`: every entry tagged with its `server`;
+//! - every `…/list` of the aggregate endpoint (`aggregate`): a page of
+//!   the merged list;
+//! - `GET /openapi.json` and `/openapi/{name}.json`: the OpenAPI document
+//!   of the tools (`openapi`);
+//! - `POST /tools/{server}/{tool}`: the tool called, once it is seen in
+//!   its server's list.
+//!
+//! Each server is asked through a client given by the caller (a session's
+//! member, or a client of its own for this gather); the parts are put
+//! together in the servers' configured order once the last has come, or
+//! at the gather's deadline. A server that cannot answer, or not in time,
+//! is left out with a log line: it never costs the others their part.
+//!
+//! The document and the call read a list page after page (`nextCursor`),
+//! up to [`MAX_PAGES`], since a tool on a later page is as real as one on
+//! the first; a listing is a page, as a listing of one server is.
 //!
 //! A shared child's whole list (one page) is kept, and given again without
 //! asking until the child restarts or says its list changed: a client
 //! listing tools across ten servers is then answered at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::aggregate::Page;
-use super::registry::{Bridge, Pending, Reply};
+use super::registry::{Bridge, Reply};
 use super::{ChildId, ClientId};
 use crate::http::Response;
-use crate::mcp::Message;
 use crate::provider::RequestId;
 
 /// How long a listing waits for its slowest server before it is sent
 /// without that server's part.
 pub(super) const LISTING_WAIT: Duration = Duration::from_secs(5);
+
+/// Pages of one server's list read at most, and bytes of their JSON: a
+/// server still offering more past either is taken at its word so far
+/// (and logged).
+pub(super) const MAX_PAGES: usize = 32;
+const MAX_LIST_BYTES: usize = 16 << 20;
 
 /// The largest answer kept for listing again (all servers' lists together
 /// stay within servers × 4 × this).
@@ -60,6 +78,54 @@ pub(super) enum Finish {
     Tagged,
     /// A page of the aggregate endpoint's listing.
     Merged(Page),
+    /// The OpenAPI document of the tools, of `server` alone when named.
+    Document { server: Option<String> },
+    /// A call of `tool` with `arguments`, made once the tool is seen in
+    /// `server`'s list; a tool not there is a 404.
+    Call {
+        server: String,
+        tool: String,
+        arguments: Value,
+    },
+}
+
+impl Finish {
+    /// Whether a server's next page is wanted, given its `entries` so far.
+    fn wants_more(&self, entries: &[Value]) -> bool {
+        match self {
+            Finish::Tagged | Finish::Merged(_) => false,
+            Finish::Document { .. } => true,
+            Finish::Call { tool, .. } => !listed(entries, tool),
+        }
+    }
+
+    /// What a server that cannot answer is left out of, for the log.
+    fn what(&self) -> &'static str {
+        match self {
+            Finish::Tagged | Finish::Merged(_) => "a listing of several servers",
+            Finish::Document { .. } => "the OpenAPI document",
+            Finish::Call { .. } => "an OpenAPI tool call",
+        }
+    }
+
+    /// How long the gather waits for its slowest server: a call waits as
+    /// long as its server may take to start, since it has no other.
+    fn wait(&self, startup: Duration) -> Duration {
+        match self {
+            Finish::Call { .. } => startup.max(LISTING_WAIT),
+            _ => LISTING_WAIT,
+        }
+    }
+}
+
+/// Whether a tool called `tool` is among `entries`.
+fn listed(entries: &[Value], tool: &str) -> bool {
+    entries.iter().any(|entry| entry["name"] == tool)
+}
+
+/// The entries of `key` in a server's answer.
+fn entries<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
+    answer["result"][key].as_array().map_or(&[], Vec::as_slice)
 }
 
 /// One listing on its way.
@@ -72,8 +138,11 @@ pub(super) struct Gather {
     waiting: BTreeSet<String>,
     /// Each server's answer, or why it has none.
     pub(super) parts: Vec<Part>,
-    /// The servers asked for their first page: a whole list may be kept.
+    /// The servers asked for their first page and not answered yet: a
+    /// whole list may be kept.
     first_pages: BTreeSet<String>,
+    /// Pages read so far of each server that had more, and their bytes.
+    read: BTreeMap<String, (usize, usize)>,
     deadline: Instant,
     pub(super) finish: Finish,
 }
@@ -112,29 +181,38 @@ impl Bridge {
             waiting,
             parts,
             first_pages,
-            deadline: now + LISTING_WAIT,
+            read: BTreeMap::new(),
+            deadline: now + finish.wait(self.limits.startup_timeout),
             finish,
         };
         self.gathers.insert(number, gather);
         for source in sources {
-            self.next_request += 1;
-            let message = Message::Request {
-                id: json!(self.next_request),
-                method: list_method(key),
-                params: source.params,
+            let reply = Reply::Gathered {
+                gather: number,
+                server: source.server,
+                ephemeral: source.ephemeral,
             };
-            let wait = Pending {
-                to,
-                reply: Reply::Gathered {
-                    gather: number,
-                    server: source.server,
-                    ephemeral: source.ephemeral,
-                },
-                progress: None,
-            };
-            self.forward(source.child, source.client, message, Some(wait), now);
+            let asker = (source.child, source.client);
+            self.ask(asker, to, &list_method(key), source.params, reply, now);
         }
-        self.gathered(number, None);
+        self.gathered(number, None, now);
+    }
+
+    /// Asks each of `specs` (indices of [`Bridge::specs`]) for its whole
+    /// `key` list as a client of its own (kept lists given at once).
+    pub(super) fn gather_anew(
+        &mut self,
+        to: RequestId,
+        key: &'static str,
+        specs: Vec<usize>,
+        finish: Finish,
+        now: Instant,
+    ) {
+        let mut asks = specs.into_iter().map(|spec| (spec, Value::Null)).collect();
+        let mut parts = self.kept_parts(key, &mut asks);
+        let (sources, missing) = self.ephemeral_sources(asks, now);
+        parts.extend(missing);
+        self.gather(to, key, sources, parts, finish, now);
     }
 
     /// The kept lists of `key` for the first pages of `asks`, taken out of
@@ -196,26 +274,82 @@ impl Bridge {
 
     /// `server`'s answer to gather `number` from `child` (`None` in the
     /// answer: not JSON; `size`: its length as written); the last one
-    /// sends the listing. A whole first page of a shared child is kept.
-    pub(super) fn gathered(&mut self, number: u64, part: Option<Answered>) {
+    /// finishes the gather. A whole first page of a shared child is kept.
+    /// Whether the answering client goes on (for the next page, or for the
+    /// gather's call) rather than closing.
+    pub(super) fn gathered(&mut self, number: u64, part: Option<Answered>, now: Instant) -> bool {
+        let mut asker = None;
         if let Some(answered) = part {
             let Some(gather) = self.gathers.get_mut(&number) else {
-                return;
+                return false;
             };
-            if !gather.waiting.remove(answered.server) {
-                return;
+            if !gather.waiting.contains(answered.server) {
+                return false;
             }
             let key = gather.key;
-            let first_page = gather.first_pages.contains(answered.server);
-            let part = match &answered.answer {
-                Some(answer) if answer["result"][key].is_array() => Ok(answer.clone()),
-                answer => Err(answer
+            let first_page = gather.first_pages.remove(answered.server);
+            let server = answered.server.to_owned();
+            let Some(answer) = answered
+                .answer
+                .as_ref()
+                .filter(|a| a["result"][key].is_array())
+            else {
+                let why = answered
+                    .answer
                     .as_ref()
                     .and_then(|a| a["error"]["message"].as_str())
-                    .unwrap_or("no list in its answer")
-                    .to_owned()),
+                    .unwrap_or("no list in its answer");
+                gather.parts.push((server.clone(), Err(why.to_owned())));
+                gather.waiting.remove(&server);
+                return self.gathered(number, None, now);
             };
-            gather.parts.push((answered.server.to_owned(), part));
+            let entries = match gather.parts.iter_mut().find(|(s, _)| *s == server) {
+                Some((_, Ok(earlier))) => {
+                    let more = answer["result"][key]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    if let Some(kept) = earlier["result"][key].as_array_mut() {
+                        kept.extend(more);
+                    }
+                    entries(earlier, key)
+                }
+                _ => {
+                    gather.parts.push((server.clone(), Ok(answer.clone())));
+                    gather
+                        .parts
+                        .last()
+                        .and_then(|(_, p)| p.as_ref().ok())
+                        .map_or(&[][..], |a| entries(a, key))
+                }
+            };
+            let cursor = answer["result"]["nextCursor"]
+                .as_str()
+                .filter(|cursor| !cursor.is_empty());
+            if let Some(cursor) = cursor.filter(|_| gather.finish.wants_more(entries)) {
+                let read = gather.read.entry(server.clone()).or_default();
+                read.0 += 1;
+                read.1 += answered.size;
+                if read.0 < MAX_PAGES && read.1 < MAX_LIST_BYTES {
+                    let params = json!({ "cursor": cursor });
+                    let reply = Reply::Gathered {
+                        gather: number,
+                        server,
+                        ephemeral: answered.ephemeral,
+                    };
+                    let (to, asker) = (gather.to, (answered.child, answered.client));
+                    self.ask(asker, to, &list_method(key), params, reply, now);
+                    return true;
+                }
+                tracing::warn!(
+                    server,
+                    "{} reads no more than {MAX_PAGES} pages or {} MiB of {key}: the rest is left out",
+                    gather.finish.what(),
+                    MAX_LIST_BYTES >> 20,
+                );
+            }
+            gather.waiting.remove(&server);
+            asker = Some((answered.child, answered.client));
             if first_page {
                 self.keep_listing(key, answered);
             }
@@ -225,8 +359,9 @@ impl Bridge {
             .get(&number)
             .is_some_and(|g| g.waiting.is_empty())
         {
-            self.send_gathered(number);
+            return self.send_gathered(number, asker, now);
         }
+        false
     }
 
     /// Keeps a first page of `key` for listing again, when it is a shared
@@ -261,14 +396,18 @@ impl Bridge {
             .map(|(n, _)| *n)
             .collect();
         for number in late {
+            let startup = self.limits.startup_timeout;
             if let Some(gather) = self.gathers.get_mut(&number) {
-                let why = format!("no answer within {} s", LISTING_WAIT.as_secs());
+                let wait = gather.finish.wait(startup).as_secs();
+                let why = format!("no answer within {wait} s");
                 let late = std::mem::take(&mut gather.waiting);
+                // A list read in part is no list: its pages so far go.
+                gather.parts.retain(|(server, _)| !late.contains(server));
                 gather
                     .parts
                     .extend(late.into_iter().map(|server| (server, Err(why.clone()))));
             }
-            self.send_gathered(number);
+            self.send_gathered(number, None, now);
         }
     }
 
@@ -277,9 +416,16 @@ impl Bridge {
         self.gathers.values().map(|g| g.deadline).min()
     }
 
-    fn send_gathered(&mut self, number: u64) {
+    /// Every server is done: the gather's [`Finish`]. Whether `asker`
+    /// (the last to answer) goes on, making the call.
+    fn send_gathered(
+        &mut self,
+        number: u64,
+        asker: Option<(ChildId, ClientId)>,
+        now: Instant,
+    ) -> bool {
         let Some(mut done) = self.gathers.remove(&number) else {
-            return;
+            return false;
         };
         let order = |server: &str| self.specs.iter().position(|s| s.name == server);
         done.parts.sort_by_key(|(server, _)| order(server));
@@ -287,49 +433,93 @@ impl Bridge {
             if let Err(why) = part {
                 tracing::warn!(
                     server,
-                    "a listing of several servers goes without this one: {why}"
+                    "{} goes without this server: {why}",
+                    done.finish.what()
                 );
             }
         }
-        match done.finish {
-            Finish::Tagged => {
-                let body = tagged(done.key, done.parts);
-                self.respond(done.to, Response::json(200, body.to_string()));
+        let response = match done.finish {
+            Finish::Tagged => Response::json(200, tagged(done.key, done.parts).to_string()),
+            Finish::Merged(page) => {
+                self.send_page(done.to, done.key, page, done.parts);
+                return false;
             }
-            Finish::Merged(page) => self.send_page(done.to, done.key, page, done.parts),
+            Finish::Document { server } => {
+                let (lists, unavailable) = split(done.key, done.parts);
+                let document = super::openapi::document(server.as_deref(), &lists, &unavailable);
+                Response::json(200, document.to_string())
+            }
+            Finish::Call {
+                server,
+                tool,
+                arguments,
+            } => {
+                let (lists, unavailable) = split(done.key, done.parts);
+                let found = lists.iter().any(|(_, entries)| listed(entries, &tool));
+                match (found, unavailable.first()) {
+                    (true, _) => {
+                        return self.call_listed(asker, done.to, &server, tool, arguments, now)
+                    }
+                    (false, Some((_, why))) => super::rest::error(502, why),
+                    (false, None) => super::openapi::no_such_tool(&server, &tool),
+                }
+            }
+        };
+        self.respond(done.to, response);
+        false
+    }
+}
+
+/// Each server's entries, in the servers' order.
+pub(super) type Lists = Vec<(String, Vec<Value>)>;
+
+/// Each server's entries, and the servers that could not answer with why.
+fn split(key: &str, parts: Vec<Part>) -> (Lists, Vec<(String, String)>) {
+    let mut lists = Vec::new();
+    let mut unavailable = Vec::new();
+    for (server, part) in parts {
+        match part {
+            Ok(mut answer) => {
+                let entries = answer["result"][key].as_array_mut().map(std::mem::take);
+                lists.push((server, entries.unwrap_or_default()));
+            }
+            Err(why) => unavailable.push((server, why)),
         }
     }
+    (lists, unavailable)
 }
 
 /// One server's answer to a listing, as `Bridge::answer` has it.
 pub(super) struct Answered<'a> {
     pub(super) server: &'a str,
     pub(super) child: ChildId,
+    pub(super) client: ClientId,
+    /// Whether `client` was made for this gather alone.
+    pub(super) ephemeral: bool,
     pub(super) answer: Option<Value>,
     pub(super) size: usize,
 }
 
 /// The REST API's merged listing: each entry tagged with its `server`.
 fn tagged(key: &str, parts: Vec<Part>) -> Value {
-    let mut items = Vec::new();
-    let mut unavailable = Vec::new();
-    for (server, part) in parts {
-        match part {
-            Ok(mut answer) => {
-                let entries = answer["result"][key].as_array_mut().map(std::mem::take);
-                items.extend(entries.unwrap_or_default().into_iter().map(|mut entry| {
-                    if let Some(fields) = entry.as_object_mut() {
-                        fields.insert("server".into(), json!(server));
-                    }
-                    entry
-                }));
-            }
-            Err(why) => unavailable.push(json!({"server": server, "error": why})),
-        }
-    }
+    let (lists, unavailable) = split(key, parts);
+    let items: Vec<Value> = lists
+        .into_iter()
+        .flat_map(|(server, entries)| {
+            entries.into_iter().map(move |mut entry| {
+                if let Some(fields) = entry.as_object_mut() {
+                    fields.insert("server".into(), json!(server));
+                }
+                entry
+            })
+        })
+        .collect();
     let mut body = json!({ key: items });
     if !unavailable.is_empty() {
-        body["unavailable"] = Value::Array(unavailable);
+        let named = unavailable
+            .into_iter()
+            .map(|(server, why)| json!({"server": server, "error": why}));
+        body["unavailable"] = named.collect();
     }
     body
 }

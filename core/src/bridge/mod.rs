@@ -97,11 +97,14 @@ mod generation;
 mod kept;
 mod legacy_sse;
 mod mux;
+mod openapi;
 mod parked;
 mod reconfigure;
 mod registry;
 mod report;
 mod rest;
+#[cfg(test)]
+mod rig;
 mod routes;
 mod server;
 mod socket;

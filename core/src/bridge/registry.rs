@@ -288,8 +288,9 @@ pub(super) enum Reply {
     },
     /// A WebSocket client's `create_session`: `session_created`.
     SocketSession { session: String },
-    /// One server's part of a listing of several (see `gather`), through
-    /// a client that closes with the answer when it is `ephemeral`.
+    /// A page of one server's list for a gather (see `gather`), through
+    /// a client that closes with the answer when it is `ephemeral`, unless
+    /// it asks for the next page or makes the gather's call.
     Gathered {
         gather: u64,
         server: String,
@@ -298,6 +299,10 @@ pub(super) enum Reply {
     /// An aggregate session's own request to one of its servers (its
     /// `initialize`, `logging/setLevel`): the answer is not the client's.
     Member,
+    /// A tool called as an OpenAPI operation (see `openapi`): the result
+    /// alone, a JSON-RPC error as 400 or 502. Its client closes with the
+    /// answer.
+    Operation,
     /// A socket's request, under the id the socket gave it.
     Socket { id: Value },
 }
@@ -1015,6 +1020,32 @@ impl Bridge {
         });
     }
 
+    /// Sends the child a request of the bridge's own (numbered from
+    /// [`Bridge::next_request`]) for `client`, its answer going to `to` in
+    /// the shape `reply` says.
+    pub(super) fn ask(
+        &mut self,
+        (child, client): (ChildId, ClientId),
+        to: RequestId,
+        method: &str,
+        params: Value,
+        reply: Reply,
+        now: Instant,
+    ) {
+        self.next_request += 1;
+        let message = mcp::Message::Request {
+            id: json!(self.next_request),
+            method: method.to_owned(),
+            params,
+        };
+        let wait = Pending {
+            to,
+            reply,
+            progress: None,
+        };
+        self.forward(child, client, message, Some(wait), now);
+    }
+
     /// Runs `f` on a child, then routes what it output.
     pub(super) fn on_child(
         &mut self,
@@ -1158,11 +1189,13 @@ impl Bridge {
                 let answered = super::gather::Answered {
                     server: &server,
                     child,
+                    client,
+                    ephemeral,
                     answer: parsed(),
                     size: message.len(),
                 };
-                self.gathered(gather, Some(answered));
-                ephemeral
+                let goes_on = self.gathered(gather, Some(answered), now);
+                ephemeral && !goes_on
             }
             Reply::Member => {
                 if let Some(error) = parsed().and_then(|a| a.get("error").cloned()) {
@@ -1170,6 +1203,11 @@ impl Bridge {
                     tracing::debug!(server, %error, "an aggregate session's own request was refused");
                 }
                 false
+            }
+            Reply::Operation => {
+                let response = super::openapi::operation_answer(&parsed().unwrap_or(Value::Null));
+                self.respond(to, response);
+                true
             }
             Reply::Socket { id } => {
                 let mut answer = parsed().unwrap_or(Value::Null);

@@ -12,6 +12,9 @@
 //!   JSON-RPC error as 502. Without a session, the call is a client of its
 //!   own for as long as it waits. The three listings without `?server=`,
 //!   with several servers bridged, are every server's, merged (`gather`).
+//! - `GET /openapi.json`, `GET /openapi/{name}.json` and
+//!   `POST /tools/{server}/{tool}`: the tools as an OpenAPI service
+//!   (`openapi`).
 //! - `GET /events/{session_id}`: `connected`, then the session's
 //!   notifications as `notification` events, and a `heartbeat` every 15 s,
 //!   for a session made any way (see `Session` for its views).
@@ -31,11 +34,11 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::gather::Finish;
-use super::registry::{event, Bridge, Pending, Reply, StreamStart, Transport, EVENTS_KIND};
+use super::registry::{event, Bridge, Reply, StreamStart, Transport, EVENTS_KIND};
 use super::routes::{Found, Miss, Route};
 use super::{ServerSpec, Share};
 use crate::http::{Request, Response};
-use crate::mcp::{self, Message};
+use crate::mcp;
 use crate::provider::RequestId;
 
 /// The page that tries a bridged server from a browser.
@@ -66,13 +69,16 @@ pub(super) fn rest_answer(answer: Value, opened: Option<String>, server: &str) -
         });
         return Response::json(201, body.to_string());
     }
+    result_or_error(&answer, 502)
+}
+
+/// A JSON-RPC answer as HTTP: the result alone (200), or the error as
+/// `{"error": …}` with `error_status`; anything else a 502.
+pub(super) fn result_or_error(answer: &Value, error_status: u16) -> Response {
     match (answer.get("result"), answer.get("error")) {
         (Some(result), _) => Response::json(200, result.to_string()),
-        (_, Some(error)) => Response::json(502, json!({"error": error}).to_string()),
-        _ => Response::json(
-            502,
-            json!({"error": {"message": "the server's answer was not JSON-RPC"}}).to_string(),
-        ),
+        (_, Some(error)) => Response::json(error_status, json!({"error": error}).to_string()),
+        _ => error(502, "the server's answer was not JSON-RPC"),
     }
 }
 
@@ -119,15 +125,14 @@ impl Bridge {
                         "prompts" => "prompts",
                         _ => "tools",
                     };
-                    let mut every = (0..self.specs.len()).map(|spec| (spec, Value::Null)).collect();
-                    let mut parts = self.kept_parts(key, &mut every);
-                    let (sources, missing) = self.ephemeral_sources(every, now);
-                    parts.extend(missing);
-                    return self.gather(to, key, sources, parts, Finish::Tagged, now);
+                    let every = (0..self.specs.len()).collect();
+                    return self.gather_anew(to, key, every, Finish::Tagged, now);
                 }
                 let method = format!("{list}/list");
                 return self.rest_call(to, &Value::Null, server, &method, Value::Null, now);
             }
+            Route::Document => return self.openapi_document(to, found.params.first().copied(), now),
+            Route::Operation => return self.call_operation(to, request, &found.params, now),
             Route::Stats => Response::json(200, self.stats().to_string()),
             Route::Events => return self.open_events(to, param, now),
             Route::Integrations => {
@@ -158,9 +163,9 @@ impl Bridge {
         params: Value,
         now: Instant,
     ) {
-        let (child, client, ephemeral) = match body["session_id"].as_str() {
+        let (asker, ephemeral) = match body["session_id"].as_str() {
             Some(id) => match self.sessions.get(id) {
-                Some(session) => (session.child, session.client, false),
+                Some(session) => ((session.child, session.client), false),
                 None => return self.respond(to, error(404, "no such session")),
             },
             None => {
@@ -170,26 +175,16 @@ impl Bridge {
                     Err(response) => return self.respond(to, response),
                 };
                 match self.ephemeral_client(spec, now) {
-                    Ok((child, client)) => (child, client, true),
+                    Ok(asker) => (asker, true),
                     Err(full) => return self.respond(to, error(503, &full.message())),
                 }
             }
         };
-        self.next_request += 1;
-        let message = Message::Request {
-            id: json!(self.next_request),
-            method: method.to_owned(),
-            params,
+        let reply = Reply::Rest {
+            opened: None,
+            ephemeral,
         };
-        let wait = Pending {
-            to,
-            reply: Reply::Rest {
-                opened: None,
-                ephemeral,
-            },
-            progress: None,
-        };
-        self.forward(child, client, message, Some(wait), now);
+        self.ask(asker, to, method, params, reply, now);
     }
 
     /// The server `name` names, or the only one there is.
@@ -237,24 +232,14 @@ impl Bridge {
         let Some(session) = self.sessions.get(id) else {
             return;
         };
-        let (child, client) = (session.child, session.client);
+        let asker = (session.child, session.client);
         let name = body["client_id"].as_str().unwrap_or("bridge client");
-        self.next_request += 1;
-        let message = Message::Request {
-            id: json!(self.next_request),
-            method: "initialize".to_owned(),
-            params: json!({
-                "protocolVersion": mcp::SESSION_VERSIONS[mcp::SESSION_VERSIONS.len() - 1],
-                "capabilities": {},
-                "clientInfo": {"name": name, "version": "0"},
-            }),
-        };
-        let wait = Pending {
-            to,
-            reply,
-            progress: None,
-        };
-        self.forward(child, client, message, Some(wait), now);
+        let params = json!({
+            "protocolVersion": mcp::SESSION_VERSIONS[mcp::SESSION_VERSIONS.len() - 1],
+            "capabilities": {},
+            "clientInfo": {"name": name, "version": "0"},
+        });
+        self.ask(asker, to, "initialize", params, reply, now);
     }
 
     fn session_info(&self, id: &str) -> Response {

@@ -22,6 +22,10 @@ pub(super) enum Route {
     /// `GET /tools`, `/resources`, `/prompts`: the first segment names the
     /// list.
     List,
+    /// `GET /openapi.json` (every server), `/openapi/{name}.json` (one).
+    Document,
+    /// `POST /tools/{server}/{tool}`: one tool as an OpenAPI operation.
+    Operation,
     Stats,
     Events,
     Integrations,
@@ -85,6 +89,9 @@ static ROUTES: &[Row] = &[
     row(GET, &[Lit("tools")], Route::List, ApiKey),
     row(GET, &[Lit("resources")], Route::List, ApiKey),
     row(GET, &[Lit("prompts")], Route::List, ApiKey),
+    row(GET, &[Lit("openapi.json")], Route::Document, ApiKey),
+    row(GET, &[Lit("openapi"), Param], Route::Document, ApiKey),
+    row(POST, &[Lit("tools"), Param, Param], Route::Operation, ApiKey),
     row(GET, &[Lit("stats")], Route::Stats, ApiKey),
     row(GET, &[Lit("events"), Param], Route::Events, ApiKey),
     row(GET, &[Lit("integrations")], Route::Integrations, BridgeToken),
@@ -211,6 +218,10 @@ mod tests {
             ("POST", "/sessions", ApiKey),
             ("DELETE", "/sessions/abc", ApiKey),
             ("POST", "/tools/call", ApiKey),
+            ("GET", "/openapi.json", ApiKey),
+            ("GET", "/openapi/everything.json", ApiKey),
+            ("POST", "/tools/everything/echo", ApiKey),
+            ("GET", "/tools/everything/echo", ApiKey),
             ("GET", "/stats", ApiKey),
             ("GET", "/events/abc", ApiKey),
             ("GET", "/integrations", BridgeToken),
@@ -236,6 +247,14 @@ mod tests {
             .map(|f| (f.route, f.params));
         assert_eq!(found, Some((Route::RemoveIntegration, vec!["x"])));
         assert_eq!(find("PUT", "/integrations").err(), Some(Miss::Method));
+        // `/tools/call` is the REST call; a third segment makes it a tool.
+        let found = find("POST", "/tools/call").ok().map(|f| f.route);
+        assert_eq!(found, Some(Route::Call));
+        let found = find("POST", "/tools/call/echo")
+            .ok()
+            .map(|f| (f.route, f.params));
+        assert_eq!(found, Some((Route::Operation, vec!["call", "echo"])));
+        assert_eq!(find("GET", "/tools/x/y").err(), Some(Miss::Method));
         assert_eq!(find("GET", "/integration").err(), Some(Miss::Path));
         // Only canonical paths reach the table: any other spelling is no
         // route here, so nothing can be served under a weaker guard.

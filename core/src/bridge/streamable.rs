@@ -185,117 +185,12 @@ pub(super) fn parse_one(body: &[u8]) -> Result<Message, Response> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{BridgeOutput, ChildId, Limits, Routed, ServerSpec, KEEPALIVE};
+    use super::super::rig::{answered, status, Rig};
+    use super::super::{ChildId, Limits, KEEPALIVE};
     use super::*;
     use crate::http::Body;
-    use crate::provider::{ConnId, Output};
+    use crate::provider::Output;
     use serde_json::json;
-
-    /// A bridge of one server, `echo`, whose child the test plays.
-    struct Rig {
-        bridge: Bridge,
-        now: Instant,
-        conn: u64,
-        /// Lines the child was sent.
-        child: Vec<Value>,
-    }
-
-    impl Rig {
-        fn new() -> Rig {
-            Rig::with(Limits::default())
-        }
-
-        fn with(limits: Limits) -> Rig {
-            let spec = ServerSpec::new("echo", vec!["echo-mcp".into()]);
-            let now = Instant::now();
-            Rig {
-                bridge: Bridge::new(vec![spec], limits, [7; 32], now),
-                now,
-                conn: 0,
-                child: Vec::new(),
-            }
-        }
-
-        /// Sends a request on a new connection: its id and the HTTP outputs.
-        fn send(
-            &mut self,
-            method: &str,
-            session: Option<&str>,
-            body: Value,
-            last: Option<u64>,
-        ) -> (ConnId, Vec<Output>) {
-            self.conn += 1;
-            let conn = ConnId(self.conn);
-            let mut headers = vec![];
-            if let Some(s) = session {
-                headers.push(("mcp-session-id".to_owned(), s.to_owned()));
-            }
-            if let Some(n) = last {
-                headers.push(("last-event-id".to_owned(), n.to_string()));
-            }
-            let body = if body.is_null() {
-                Bytes::new()
-            } else {
-                Bytes::from(body.to_string())
-            };
-            let request =
-                Request::new(method, "/mcp/echo", headers, body).expect("a canonical path");
-            self.bridge.handle_request(conn, request, self.now);
-            (conn, self.drain())
-        }
-
-        /// HTTP outputs; child actions carried out (a spawn succeeds, the
-        /// child's lines are kept).
-        fn drain(&mut self) -> Vec<Output> {
-            let mut http = Vec::new();
-            while let Some(routed) = self.bridge.poll_output() {
-                match routed {
-                    Routed::Http(o) => http.push(o),
-                    Routed::Child {
-                        child,
-                        action: BridgeOutput::Spawn { .. },
-                    } => {
-                        self.bridge.handle_spawned(child, self.now);
-                    }
-                    Routed::Child {
-                        action: BridgeOutput::ToChild(line),
-                        ..
-                    } => {
-                        self.child.push(serde_json::from_str(&line).unwrap());
-                    }
-                    Routed::Child { .. } => {}
-                }
-            }
-            http
-        }
-
-        fn child_says(&mut self, message: Value) -> Vec<Output> {
-            self.bridge
-                .handle_child_line(ChildId(1), &message.to_string(), self.now);
-            self.drain()
-        }
-
-        /// An initialized session: its id.
-        fn session(&mut self) -> String {
-            let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-            self.send("POST", None, init, None);
-            let asked = self
-                .child
-                .iter()
-                .find(|m| m["method"] == "initialize")
-                .unwrap()["id"]
-                .clone();
-            let result = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "serverInfo": {"name": "echo", "version": "1"}});
-            let out = self.child_says(json!({"jsonrpc": "2.0", "id": asked, "result": result}));
-            match &out[..] {
-                [Output::Respond { response, .. }] => {
-                    response.header("mcp-session-id").unwrap().to_owned()
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-    }
 
     /// Another session on the child that answered `initialize` already:
     /// its id, or the refusal's status and body.
@@ -307,13 +202,6 @@ mod tests {
                 Some(id) => Ok(id.to_owned()),
                 None => Err((response.status, format!("{:?}", response.body))),
             },
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn status(out: &[Output]) -> u16 {
-        match out {
-            [Output::Respond { response, .. }, ..] => response.status,
             other => panic!("{other:?}"),
         }
     }
@@ -407,17 +295,6 @@ mod tests {
         rig.bridge.handle_timeout(rig.now);
         rig.drain();
         assert_eq!(status(&rig.send("POST", Some(&session), ping, None).1), 404);
-    }
-
-    /// The JSON of the one whole answer in `out`.
-    fn answered(out: &[Output]) -> Value {
-        match out {
-            [Output::Respond { response, .. }] => match &response.body {
-                crate::http::Body::Full(bytes) => serde_json::from_slice(bytes).unwrap(),
-                other => panic!("{other:?}"),
-            },
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]
