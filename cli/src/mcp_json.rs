@@ -19,6 +19,42 @@ use crate::settings::{BadSettings, BridgeServer};
 /// The keys of an entry that are read; any other is named in a warning.
 const KNOWN: [&str; 7] = ["command", "args", "env", "cwd", "disabled", "type", "url"];
 
+/// The two keys a file may keep its servers under.
+#[derive(serde::Deserialize)]
+struct Keyed {
+    #[serde(rename = "mcpServers")]
+    mcp_servers: Option<Members>,
+    servers: Option<Members>,
+}
+
+/// An object's members in the order written, a name written twice kept
+/// twice: read as a map, a JSON object keeps only the last of the two,
+/// and a server would be dropped without a word.
+struct Members(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of servers")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// What a file holds: its stdio servers, and a note for each entry
 /// skipped or key ignored.
 pub struct McpJson {
@@ -30,23 +66,25 @@ pub struct McpJson {
 pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
     let file = path.display();
     let text = crate::settings::read_file(path, "the MCP servers file")?;
-    let value: Value = serde_json::from_str(&text)
-        .map_err(|e| BadSettings(format!("the MCP servers file {file} is not JSON: {e}")))?;
-    let entries = value
-        .get("mcpServers")
-        .or_else(|| value.get("servers"))
-        .and_then(Value::as_object)
-        .ok_or_else(|| {
-            BadSettings(format!(
-                "the MCP servers file {file} has no `mcpServers` (or `servers`) object"
-            ))
-        })?;
+    let value: Keyed = serde_json::from_str(&text)
+        .map_err(|e| BadSettings(format!("the MCP servers file {file} cannot be read: {e}")))?;
+    let entries = value.mcp_servers.or(value.servers).ok_or_else(|| {
+        BadSettings(format!(
+            "the MCP servers file {file} has no `mcpServers` (or `servers`) object"
+        ))
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some((name, _)) = entries.0.iter().find(|(name, _)| !seen.insert(name)) {
+        return Err(BadSettings(format!(
+            "the MCP servers file {file}, server `{name}`: named twice in the file"
+        )));
+    }
     let mut found = McpJson {
         servers: Vec::new(),
         notes: Vec::new(),
     };
     let mut ignored = BTreeMap::new();
-    for (name, entry) in entries {
+    for (name, entry) in &entries.0 {
         let bad = |why: &str| {
             BadSettings(format!(
                 "the MCP servers file {file}, server `{name}`: {why}"
@@ -182,7 +220,15 @@ mod tests {
                 "server `none`: `command` is missing",
             ),
             (r#"{"other": {}}"#, "has no `mcpServers`"),
-            ("not json", "is not JSON"),
+            (
+                r#"{"mcpServers": {"a": {"command": "x"}, "a": {"command": "y"}}}"#,
+                "server `a`: named twice in the file",
+            ),
+            (
+                r#"{"mcpServers": ["a"]}"#,
+                "cannot be read: invalid type: sequence, expected an object of servers",
+            ),
+            ("not json", "cannot be read: expected ident"),
         ] {
             let error = read_text(text).err().unwrap().0;
             assert!(
