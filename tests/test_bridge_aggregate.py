@@ -42,9 +42,12 @@ def aggregate(make_server, folder, *more):
     return make_server(*args, env={"BRIDGE_TEST_MARK": uuid.uuid4().hex})
 
 
-def client(server, mode="auto", **kwargs):
+def client(server, mode="auto", terminate=True, **kwargs):
+    """An SDK client of `/mcp`; one that leaves without DELETE, as real
+    clients mostly do, when not `terminate`."""
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
-    return Client(streamable_http_client(f"{server.base}/mcp", http_client=http), mode=mode, **kwargs)
+    transport = streamable_http_client(f"{server.base}/mcp", http_client=http, terminate_on_close=terminate)
+    return Client(transport, mode=mode, **kwargs)
 
 
 def run(coroutine):
@@ -262,21 +265,18 @@ def test_aggregate_sessions_nobody_deletes_make_room_and_free_their_members(make
     server = make_server("--server", f"a={WEDGED}", "--server", f"b={WEDGED}",
                          "--set", "bridge.max_sessions=20")
 
-    def sdk_client():
-        http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
-        transport = streamable_http_client(f"{server.base}/mcp", http_client=http, terminate_on_close=False)
-        return Client(transport, mode="legacy")
+    async def echoed(c, tool):
+        return (await c.call_tool(tool, {})).content[0].text
 
     async def churn():
         answers = []
-        async with sdk_client() as steady:
+        async with client(server, mode="legacy", terminate=False) as steady:
             for n in range(300):
-                async with sdk_client() as passing:
-                    for tool in ("a__echo", "b__echo"):
-                        answers.append((await passing.call_tool(tool, {})).content[0].text)
+                async with client(server, mode="legacy", terminate=False) as passing:
+                    answers += [await echoed(passing, "a__echo"), await echoed(passing, "b__echo")]
                 if n % 50 == 0:
-                    answers.append((await steady.call_tool("b__echo", {})).content[0].text)
-            answers.append((await steady.call_tool("a__echo", {})).content[0].text)
+                    answers.append(await echoed(steady, "b__echo"))
+            answers.append(await echoed(steady, "a__echo"))
         return answers
 
     answers = asyncio.run(asyncio.wait_for(churn(), 300))

@@ -49,6 +49,22 @@ const MAX_LIST_BYTES: usize = 16 << 20;
 /// stay within servers × 4 × this).
 const KEPT_LISTING: usize = 256 * 1024;
 
+/// Late parts waited for at most: past it the oldest is forgotten (its
+/// session then learns of that server's list when it lists again).
+const MAX_LATE: usize = 1024;
+
+/// An aggregate session's listing that went without some servers' parts:
+/// when one of them comes after all, the session is told its list
+/// changed, so its client lists again and gets it (kept, at once). A
+/// server still starting is the usual late one: its first listing can
+/// take longer than [`LISTING_WAIT`].
+pub(super) struct Late {
+    session: String,
+    key: &'static str,
+    /// The late servers asked for their first page: a whole one is kept.
+    first_pages: BTreeSet<String>,
+}
+
 /// A server's whole list, as its shared child answered it.
 pub(super) struct Listed {
     child: ChildId,
@@ -281,6 +297,7 @@ impl Bridge {
         let mut asker = None;
         if let Some(answered) = part {
             let Some(gather) = self.gathers.get_mut(&number) else {
+                self.late_part(number, answered);
                 return false;
             };
             if !gather.waiting.contains(answered.server) {
@@ -401,6 +418,26 @@ impl Bridge {
                 let wait = gather.finish.wait(startup).as_secs();
                 let why = format!("no answer within {wait} s");
                 let late = std::mem::take(&mut gather.waiting);
+                if let Finish::Merged(Page {
+                    session: Some(session),
+                    ..
+                }) = &gather.finish
+                {
+                    let first_pages = late
+                        .iter()
+                        .filter(|s| gather.first_pages.contains(*s))
+                        .cloned()
+                        .collect();
+                    let notice = Late {
+                        session: session.clone(),
+                        key: gather.key,
+                        first_pages,
+                    };
+                    if self.late.len() >= MAX_LATE {
+                        self.late.pop_first();
+                    }
+                    self.late.insert(number, notice);
+                }
                 // A list read in part is no list: its pages so far go.
                 gather.parts.retain(|(server, _)| !late.contains(server));
                 gather
@@ -409,6 +446,27 @@ impl Bridge {
             }
             self.send_gathered(number, None, now);
         }
+    }
+
+    /// A part of gather `number` that came after the listing was sent
+    /// without it: kept when it is a whole first page, and its session
+    /// told the list changed (once: a server later still is waited for
+    /// again when the client lists).
+    fn late_part(&mut self, number: u64, answered: Answered) {
+        let Some(late) = self.late.remove(&number) else {
+            return;
+        };
+        let listed = answered
+            .answer
+            .as_ref()
+            .is_some_and(|a| a["result"][late.key].is_array());
+        if !listed {
+            return;
+        }
+        if late.first_pages.contains(answered.server) {
+            self.keep_listing(late.key, answered);
+        }
+        self.list_changed(&late.session, late.key);
     }
 
     /// When the earliest listing gives up on its slowest server.

@@ -350,6 +350,9 @@ pub struct Bridge {
     /// Each server's whole lists, by server and list, kept for listing
     /// again (`gather`).
     pub(super) listings: HashMap<(String, String), super::gather::Listed>,
+    /// Aggregate listings sent without a late server's part, by gather:
+    /// its session is told the list changed when the part comes.
+    pub(super) late: std::collections::BTreeMap<u64, super::gather::Late>,
     /// The aggregate endpoint's sessions: their members on each server.
     pub(super) fans: HashMap<String, super::aggregate::Fan>,
     /// Which server listed each resource, for the aggregate endpoint.
@@ -387,6 +390,7 @@ impl Bridge {
             parked: HashMap::new(),
             gathers: HashMap::new(),
             listings: HashMap::new(),
+            late: std::collections::BTreeMap::new(),
             fans: HashMap::new(),
             owners: super::aggregate::Owners::default(),
             names: Names::default(),

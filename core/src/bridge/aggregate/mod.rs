@@ -110,8 +110,9 @@ impl Owners {
 pub(super) struct Page {
     id: Value,
     method: String,
-    /// Answered in the stateless revision's shape.
-    stateless: bool,
+    /// The session listing; none for a stateless request, answered in
+    /// the stateless revision's shape.
+    pub(super) session: Option<String>,
 }
 
 impl Bridge {
@@ -228,7 +229,7 @@ impl Bridge {
         let page = Page {
             id: id.clone(),
             method,
-            stateless: session.is_none(),
+            session: session.map(str::to_owned),
         };
         let wanted: Vec<(usize, Option<String>)> = match params["cursor"].as_str() {
             None => self
@@ -555,10 +556,20 @@ impl Bridge {
     }
 
     fn lists_changed(&mut self, session: &str) {
-        for list in ["tools", "prompts", "resources"] {
-            let method = format!("notifications/{list}/list_changed");
-            self.tell_session(session, mcp::notification(&method, json!({})));
+        for key in ["tools", "prompts", "resources"] {
+            self.list_changed(session, key);
         }
+    }
+
+    /// Tells `session` its list of `key` changed (templates are
+    /// resources' notice).
+    pub(super) fn list_changed(&mut self, session: &str, key: &str) {
+        let list = match key {
+            "resourceTemplates" => "resources",
+            key => key,
+        };
+        let method = format!("notifications/{list}/list_changed");
+        self.tell_session(session, mcp::notification(&method, json!({})));
     }
 
     /// A page of the aggregate listing, from its servers' parts in order:
@@ -596,7 +607,7 @@ impl Bridge {
             result["nextCursor"] = json!(names::cursor(&rest));
         }
         let answer = json!({"jsonrpc": "2.0", "id": page.id, "result": result});
-        let body = match page.stateless {
+        let body = match page.session.is_none() {
             true => stateless_answer(answer, &page.id, &page.method),
             false => answer.to_string(),
         };

@@ -249,10 +249,28 @@ fn a_server_that_does_not_answer_in_time_costs_only_its_own_part() {
     rig.bridge.handle_timeout(rig.now);
     let answer = body(&rig.drain().unwrap());
     assert_eq!(answer["result"]["tools"], json!([{"name": "files__read"}]));
-    // Its late part reaches nobody.
-    assert!(rig
-        .child_answers("git", "tools/list", json!({"tools": []}))
-        .is_none());
+    // Its late part answers nobody, but the session's client is told its
+    // list changed, and listing again gets it at once (kept).
+    let stream = rig.request(
+        "GET",
+        vec![("mcp-session-id".into(), session.clone())],
+        Value::Null,
+    );
+    assert_eq!(stream.map(|r| r.status), Some(200));
+    let late = json!({"tools": [{"name": "log"}]});
+    assert!(rig.child_answers("git", "tools/list", late).is_none());
+    let told: Vec<&String> = rig
+        .events
+        .iter()
+        .filter(|e| e.contains("notifications/tools/list_changed"))
+        .collect();
+    assert_eq!(told.len(), 1, "{:?}", rig.events);
+    let again = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
+    let answer = body(&rig.post(Some(&session), again).unwrap());
+    assert_eq!(
+        answer["result"]["tools"],
+        json!([{"name": "files__read"}, {"name": "git__log"}])
+    );
 }
 
 #[test]
