@@ -45,7 +45,10 @@ pub fn launch(preset: Preset, setup: &Setup) -> Option<Launch> {
         // the user's own servers; `--allowedTools mcp__editor` lets every
         // tool of the server run without a permission prompt (none can be
         // answered headless); `--tools ""` turns off every built-in tool.
-        // MCP_TOOL_TIMEOUT is claude's wait for a tool's result, in ms.
+        // MCP_TOOL_TIMEOUT is claude's wait for a tool's result, in ms;
+        // ENABLE_TOOL_SEARCH=false sends the tools whole in every request
+        // (deferred, they would need claude's own ToolSearch tool, which is
+        // off, and come with a placeholder tool of its own).
         Preset::Claude => {
             let config = json!({"mcpServers": {SERVER: {
                 "type": "stdio", "command": command, "args": args}}});
@@ -61,7 +64,10 @@ pub fn launch(preset: Preset, setup: &Setup) -> Option<Launch> {
             }
             Some(Launch {
                 args: flags,
-                env: vec![("MCP_TOOL_TIMEOUT".to_owned(), wait.as_millis().to_string())],
+                env: vec![
+                    ("MCP_TOOL_TIMEOUT".to_owned(), wait.as_millis().to_string()),
+                    ("ENABLE_TOOL_SEARCH".to_owned(), "false".to_owned()),
+                ],
             })
         }
         Preset::Qwen | Preset::Gemini | Preset::Codex | Preset::CursorAgent => None,
@@ -106,7 +112,8 @@ mod tests {
                 ""
             ]
         );
-        assert_eq!(launch.env, [("MCP_TOOL_TIMEOUT".into(), "360000".into())]);
+        assert_eq!(launch.env[0], ("MCP_TOOL_TIMEOUT".into(), "360000".into()));
+        assert_eq!(launch.env[1], ("ENABLE_TOOL_SEARCH".into(), "false".into()));
         let keeping = launched(Preset::Claude, true).unwrap();
         assert!(!keeping.args.iter().any(|a| a == "--tools"));
         assert_eq!(launched(Preset::CursorAgent, false), None);

@@ -72,6 +72,11 @@ impl Offer {
 
 /// A chat tool (`{type: "function", function: {name, description,
 /// parameters}}`) as an MCP tool. A tool without parameters takes none.
+///
+/// Every tool is marked `readOnlyHint`: nothing runs on our side (the
+/// editor runs it, after its own approval), and a CLI calls tools so
+/// marked side by side, so parallel calls of one model turn reach the
+/// editor together instead of one round trip each.
 fn mcp_tool(tool: &Value) -> Option<Value> {
     let function = &tool["function"];
     let name = function["name"].as_str()?;
@@ -79,7 +84,8 @@ fn mcp_tool(tool: &Value) -> Option<Value> {
         Value::Object(schema) => Value::Object(schema.clone()),
         _ => json!({"type": "object", "properties": {}}),
     };
-    let mut out = json!({"name": name, "inputSchema": schema});
+    let mut out = json!({"name": name, "inputSchema": schema,
+                         "annotations": {"readOnlyHint": true}});
     if let Some(description) = function["description"].as_str() {
         out["description"] = json!(description);
     }
@@ -213,8 +219,10 @@ mod tests {
             offer.tools,
             [
                 json!({"name": "weather", "description": "Weather now",
-                       "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}}}),
-                json!({"name": "now", "inputSchema": {"type": "object", "properties": {}}}),
+                       "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                       "annotations": {"readOnlyHint": true}}),
+                json!({"name": "now", "inputSchema": {"type": "object", "properties": {}},
+                       "annotations": {"readOnlyHint": true}}),
             ]
         );
         assert!(offer.has("now") && !offer.has("shell"));

@@ -100,7 +100,7 @@ fn connected(now: Instant) -> (ExecAgent, RunId) {
     let args = &config["mcpServers"]["editor"]["args"];
     assert_eq!(args[2], link::secret(&SEED, run));
     assert!(argv.windows(2).any(|w| w == ["--tools", ""]));
-    assert_eq!(env, [("MCP_TOOL_TIMEOUT".into(), "360000".into())]);
+    assert_eq!(env[0], ("MCP_TOOL_TIMEOUT".into(), "360000".into()));
     let hello = json!({"secret": link::secret(&SEED, run)});
     agent.handle_link(LinkId(1), format!("{hello}\n").as_bytes(), now);
     rpc(
