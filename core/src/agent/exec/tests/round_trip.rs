@@ -114,6 +114,15 @@ fn connected(now: Instant) -> (ExecAgent, RunId) {
     (agent, run)
 }
 
+/// A connected agent whose run called the tool once and was parked.
+fn parked(now: Instant) -> (ExecAgent, RunId) {
+    let (mut agent, run) = connected(now);
+    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
+    call(&mut agent, LinkId(1), 1, "Oslo", now);
+    given_calls(&frames(&mut agent));
+    (agent, run)
+}
+
 /// The tool calls the last frames gave the editor, after checking they
 /// end the answer.
 fn given_calls(sent: &[Value]) -> Vec<Value> {
@@ -195,10 +204,7 @@ fn a_call_the_output_did_not_announce_goes_after_the_bound() {
 #[test]
 fn an_editor_that_never_sends_the_results_has_its_run_ended_at_the_deadline() {
     let now = Instant::now();
-    let (mut agent, run) = connected(now);
-    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
-    call(&mut agent, LinkId(1), 1, "Oslo", now);
-    given_calls(&frames(&mut agent));
+    let (mut agent, run) = parked(now);
     agent.handle_timeout(now + WAIT - Duration::from_millis(1));
     assert!(actions(&mut agent).is_empty());
     agent.handle_timeout(now + WAIT);
@@ -222,10 +228,7 @@ fn an_editor_that_never_sends_the_results_has_its_run_ended_at_the_deadline() {
 #[test]
 fn a_new_request_of_the_chat_ends_the_waiting_run_and_runs_afresh() {
     let now = Instant::now();
-    let (mut agent, run) = connected(now);
-    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
-    call(&mut agent, LinkId(1), 1, "Oslo", now);
-    given_calls(&frames(&mut agent));
+    let (mut agent, run) = parked(now);
     let edited = json!([{"role": "system", "content": "You are an agent."},
                         {"role": "user", "content": "Weather in Bergen?"}]);
     agent.handle_message(&invoke_with("inv-2", edited, weather()), now);
@@ -237,10 +240,7 @@ fn a_new_request_of_the_chat_ends_the_waiting_run_and_runs_afresh() {
 #[test]
 fn results_for_other_calls_are_an_ordinary_request() {
     let now = Instant::now();
-    let (mut agent, run) = connected(now);
-    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
-    call(&mut agent, LinkId(1), 1, "Oslo", now);
-    given_calls(&frames(&mut agent));
+    let (mut agent, run) = parked(now);
     let other = json!([{"id": "call_other", "type": "function",
                         "function": {"name": "weather", "arguments": "{}"}}]);
     let mut messages = results_for(other.as_array().unwrap(), &["rain"]);
