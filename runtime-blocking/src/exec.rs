@@ -108,9 +108,7 @@ fn serve_link(
                 return Ok(sender.end(end));
             }
             Ok(Some(Input::Link(..))) => {}
-            Ok(Some(Input::Stdout(run, bytes))) => {
-                agent.handle_stdout(run, &bytes, Instant::now())
-            }
+            Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes, Instant::now()),
             Ok(Some(Input::RelayOpened(id, stream))) => {
                 let _ = stream.set_write_timeout(Some(RELAY_WRITE_TIMEOUT));
                 relays.insert(id, stream);
@@ -147,7 +145,9 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
         for (next, stream) in (0..).zip(listener.incoming()) {
             let Ok(stream) = stream else { continue };
             let id = LinkId(next);
-            let Ok(writer) = stream.try_clone() else { continue };
+            let Ok(writer) = stream.try_clone() else {
+                continue;
+            };
             if tx.send(Input::RelayOpened(id, writer)).is_err() {
                 return;
             }
@@ -162,7 +162,9 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
                 }
                 let _ = tx.send(Input::RelayClosed(id));
             };
-            let _ = std::thread::Builder::new().name("exec-relay".into()).spawn(read);
+            let _ = std::thread::Builder::new()
+                .name("exec-relay".into())
+                .spawn(read);
         }
     };
     std::thread::Builder::new()

@@ -132,15 +132,19 @@ fn lost(remote: &RemoteExec, groups: &Groups, tx: &Sender<Input>, agent: &mut Ex
 /// Listens for runs' relays on `socket`: each connection's bytes come in
 /// as inputs, with its end.
 fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
-    let listener =
-        UnixListener::bind(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    let listener = UnixListener::bind(socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let tx = tx.clone();
     smol::spawn(async move {
         let mut next = 0;
         while let Ok((stream, _)) = listener.accept().await {
             let id = LinkId(next);
             next += 1;
-            if tx.send(Input::RelayOpened(id, stream.clone())).await.is_err() {
+            if tx
+                .send(Input::RelayOpened(id, stream.clone()))
+                .await
+                .is_err()
+            {
                 break;
             }
             let (tx, mut stream) = (tx.clone(), stream);
