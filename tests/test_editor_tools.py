@@ -379,3 +379,16 @@ def test_a_result_for_an_unknown_call_or_given_twice_is_a_400(server, exec_agent
     assert "call_1" in error.value.body["message"]
     assert spawns(s.count) == 0
     s.no_cli_left()
+
+
+def test_stopping_the_agent_removes_its_relays_directory(server, exec_agent, tmp_path, fake):
+    """The private directory of the relays' socket lives as long as `agent
+    exec`: a SIGTERM (which exits without running destructors) removes it."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    before = set(tmp.glob("mcp-provider-tools-*"))
+    s = Setup(server, exec_agent, tmp_path, fake)
+    [made] = set(tmp.glob("mcp-provider-tools-*")) - before
+    assert (made / "tools.sock").is_socket()
+    assert made.stat().st_mode & 0o077 == 0
+    s.agent.stop()
+    assert not made.exists()

@@ -241,7 +241,10 @@ pub fn main<R: Runtime>() -> ExitCode {
     {
         return watchdog::run();
     }
-    if std::env::args_os().nth(1).is_some_and(|arg| arg == relay::ARG) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == relay::ARG)
+    {
         return relay::run();
     }
     let matches = Cli::command().name(R::NAME).get_matches();

@@ -76,11 +76,12 @@ pub fn carry_out(
                 stdin,
                 env,
             } => {
-                let started = command(&argv, remote.cwd.as_deref(), &remote.pass_env)
-                    .and_then(|mut command| {
+                let started = command(&argv, remote.cwd.as_deref(), &remote.pass_env).and_then(
+                    |mut command| {
                         command.envs(env);
                         spawn(run, command, stdin)
-                    });
+                    },
+                );
                 if let Err(e) = started {
                     agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
                 }
@@ -164,7 +165,8 @@ impl Groups {
         }
     }
 
-    /// On SIGTERM, SIGINT or SIGHUP: kill every run's group, then exit.
+    /// On SIGTERM, SIGINT or SIGHUP: kill every run's group, remove the
+    /// tool relays' directory, then exit.
     /// (The runs are in groups of their own, so a Ctrl-C in the terminal
     /// does not reach them by itself.)
     pub fn kill_on_signal(&self) -> std::io::Result<()> {
@@ -175,6 +177,7 @@ impl Groups {
             .spawn(move || {
                 if let Some(signal) = signals.forever().next() {
                     groups.kill_all();
+                    crate::relay::remove_dir();
                     std::process::exit(128 + signal);
                 }
             })?;

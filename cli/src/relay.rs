@@ -14,6 +14,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use mcp_provider_core::agent::exec::ToolLink;
@@ -21,9 +22,21 @@ use mcp_provider_core::agent::exec::ToolLink;
 /// The argument that makes this binary a relay.
 pub const ARG: &str = "__tool-relay";
 
-/// The directory of one `agent exec`: removed when dropped.
+/// The directory of one `agent exec`: removed when dropped, or by
+/// [`remove_dir`] when a signal ends the process without dropping it.
 #[derive(Debug)]
 pub struct ToolDir(PathBuf);
+
+/// The directory [`prepare`] made, for [`remove_dir`].
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Removes the directory [`prepare`] made, if any: for a process about to
+/// exit on a signal, which runs no destructors.
+pub fn remove_dir() {
+    if let Some(dir) = DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
 
 impl ToolDir {
     /// Where the relays connect.
@@ -49,6 +62,7 @@ pub fn prepare(wait: Duration, cli_tools: bool) -> Result<(ToolLink, ToolDir), S
         .mode(0o700)
         .create(&dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let _ = DIR.set(dir.clone());
     let dir = ToolDir(dir);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let relay = vec![
