@@ -9,7 +9,7 @@
 //! The socket is in a directory only this user can enter, and a relay
 //! without a live run's secret is closed.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -104,10 +104,22 @@ pub fn run() -> ExitCode {
     let _ = std::thread::Builder::new()
         .name("relay-stdin".into())
         .spawn(move || {
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_agent);
+            pipe(&mut std::io::stdin().lock(), &mut to_agent);
             let _ = to_agent.shutdown(std::net::Shutdown::Write);
         });
-    // Stdout is line-buffered: each MCP line goes out as it ends.
-    let _ = std::io::copy(&mut from_agent, &mut std::io::stdout().lock());
+    pipe(&mut from_agent, &mut std::io::stdout().lock());
     ExitCode::SUCCESS
+}
+
+/// Copies `from` to `to` until either ends, each read passed on at once.
+/// (Not `io::copy`: between a socket and a pipe it may splice, holding
+/// what arrived until more comes, and an MCP line must not wait.)
+fn pipe(from: &mut impl Read, to: &mut impl Write) {
+    let mut buf = vec![0; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        let piece = buf.get(..n).unwrap_or_default();
+        if to.write_all(piece).and_then(|()| to.flush()).is_err() {
+            return;
+        }
+    }
 }
