@@ -240,7 +240,7 @@ fn a_new_request_of_the_chat_ends_the_waiting_run_and_runs_afresh() {
 #[test]
 fn results_for_other_calls_are_an_ordinary_request() {
     let now = Instant::now();
-    let (mut agent, run) = parked(now);
+    let (mut agent, _) = parked(now);
     let other = json!([{"id": "call_other", "type": "function",
                         "function": {"name": "weather", "arguments": "{}"}}]);
     let mut messages = results_for(other.as_array().unwrap(), &["rain"]);
