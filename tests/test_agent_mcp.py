@@ -180,3 +180,47 @@ def test_sampling_mode_asks_the_host_to_sample(server):
     assert run(host()) == "sampled by the host"
     assert seen[0].max_tokens == 40
     assert seen[0].messages[-1].content.text == "sample this"
+
+
+def test_a_host_agent_calls_the_editors_tool_and_goes_on_with_its_result(server):
+    """The same round trip an editor in agent mode has with `agent exec`:
+    the host's agent answers with a call of the editor's tool, the editor
+    runs it and sends the result, and the agent's next answer uses it."""
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}
+    client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=TIMEOUT)
+    ask = [{"role": "user", "content": "Weather in Oslo?"}]
+    answers = []
+
+    def editor(messages):
+        thread = threading.Thread(
+            target=lambda: answers.append(client.chat.completions.create(model="host-tools", messages=messages, tools=[weather])),
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
+    async def host():
+        async with stdio_client(host_params(server, "host-tools")) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                await asyncio.to_thread(server.wait_for_model, "host-tools")
+                first = editor(ask)
+                taken = (await session.call_tool("next_request", {"wait_seconds": 20})).structured_content
+                assert taken["tools"][0]["function"]["name"] == "get_weather"
+                call = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+                await session.call_tool("respond", {"request_id": taken["request_id"], "tool_calls": [call]})
+                await asyncio.to_thread(first.join, TIMEOUT)
+                message = answers[0].choices[0].message
+                assert answers[0].choices[0].finish_reason == "tool_calls"
+                [made] = message.tool_calls
+                assert (made.function.name, json.loads(made.function.arguments)) == ("get_weather", {"city": "Oslo"})
+                result = {"role": "tool", "tool_call_id": made.id, "content": "rain, 6 C"}
+                second = editor([*ask, message.model_dump(exclude_none=True), result])
+                taken = (await session.call_tool("next_request", {"wait_seconds": 20})).structured_content
+                assert taken["messages"][-1] == result
+                await session.call_tool("respond", {"request_id": taken["request_id"], "text": "It is rainy in Oslo (6 C)."})
+                await asyncio.to_thread(second.join, TIMEOUT)
+
+    run(host())
+    assert answers[1].choices[0].message.content == "It is rainy in Oslo (6 C)."

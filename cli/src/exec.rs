@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use mcp_provider_core::agent::exec::offer;
 use mcp_provider_core::agent::exec::preset::{Format, Preset};
 use mcp_provider_core::agent::exec::ExecPlan;
 
@@ -16,6 +17,9 @@ pub struct RemoteExec {
     pub cwd: Option<PathBuf>,
     /// Our own variables (`MCP_PROVIDER_*`) the runs get all the same.
     pub pass_env: Vec<String>,
+    /// Where runs' tool relays connect, when the CLI is given the editor's
+    /// tools.
+    pub tool_socket: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -57,6 +61,14 @@ pub struct ExecArgs {
     /// How long a conversation is remembered after its last answer.
     #[arg(long, default_value_t = 3600)]
     conversation_ttl_secs: u64,
+    /// How long a run that called the editor's tools waits for the
+    /// editor's results (its next request) before it is ended.
+    #[arg(long, default_value_t = 300)]
+    tool_wait_secs: u64,
+    /// Keep the CLI's own tools (shell, file edits…) on beside the
+    /// editor's; by default only the editor's tools are offered.
+    #[arg(long)]
+    cli_tools: bool,
     /// The command (with a preset: extra arguments). `{prompt}` in an
     /// argument is replaced by the prompt; otherwise the prompt goes to
     /// stdin. Without a preset, stdout is the answer, as it is printed.
@@ -98,7 +110,24 @@ impl ExecArgs {
             resume: preset.and_then(|p| p.resume_command(&self.command)),
             conversations: self.conversations,
             conversation_ttl: Duration::from_secs(self.conversation_ttl_secs),
+            preset,
+            tools: None,
         })
+    }
+
+    /// The tool link for a plan whose CLI can be given the editor's tools
+    /// (set in the plan), and the directory to keep while it serves.
+    pub fn tools(&self, plan: &mut ExecPlan) -> Result<Option<crate::relay::ToolDir>, String> {
+        if !plan.preset.is_some_and(offer::takes_tools) {
+            return Ok(None);
+        }
+        if self.tool_wait_secs == 0 {
+            return Err("--tool-wait-secs must be at least 1".to_owned());
+        }
+        let wait = Duration::from_secs(self.tool_wait_secs);
+        let (link, dir) = crate::relay::prepare(wait, self.cli_tools)?;
+        plan.tools = Some(link);
+        Ok(Some(dir))
     }
 
     /// Whether the runs can start: the working directory exists and the

@@ -19,6 +19,7 @@ pub mod link_writes;
 pub mod mailbox;
 mod mcp_json;
 pub mod process;
+pub mod relay;
 mod reload;
 mod secrets;
 mod settings;
@@ -240,6 +241,12 @@ pub fn main<R: Runtime>() -> ExitCode {
     {
         return watchdog::run();
     }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == relay::ARG)
+    {
+        return relay::run();
+    }
     let matches = Cli::command().name(R::NAME).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -303,28 +310,7 @@ pub fn main<R: Runtime>() -> ExitCode {
         },
         Command::Agent {
             agent: AgentCommand::Exec(args),
-        } => match (
-            args.plan()
-                .and_then(|plan| args.check_runnable(&plan).map(|()| plan)),
-            args.link.clone().resolve(),
-        ) {
-            (Ok(plan), Ok(link)) => {
-                println!(
-                    "Connecting to {} to serve model `{}` by running `{}` per request…",
-                    link.url,
-                    plan.model,
-                    plan.command.join(" ")
-                );
-                R::agent_exec(exec::RemoteExec {
-                    link,
-                    plan,
-                    cwd: args.cwd(),
-                    pass_env: args.pass_env(),
-                })
-                .map_err(Failure::Runtime)
-            }
-            (Err(e), _) | (_, Err(e)) => Err(Failure::Usage(e)),
-        },
+        } => agent_exec::<R>(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -337,6 +323,31 @@ pub fn main<R: Runtime>() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `agent exec`: the plan, the tool link when its CLI can take the
+/// editor's tools (its directory kept until the agent ends), then the runs.
+fn agent_exec<R: Runtime>(args: &exec::ExecArgs) -> Result<(), Failure> {
+    let mut plan = args
+        .plan()
+        .and_then(|plan| args.check_runnable(&plan).map(|()| plan))
+        .map_err(Failure::Usage)?;
+    let link = args.link.clone().resolve().map_err(Failure::Usage)?;
+    let tool_dir = args.tools(&mut plan).map_err(Failure::Usage)?;
+    println!(
+        "Connecting to {} to serve model `{}` by running `{}` per request…",
+        link.url,
+        plan.model,
+        plan.command.join(" ")
+    );
+    R::agent_exec(exec::RemoteExec {
+        link,
+        plan,
+        cwd: args.cwd(),
+        pass_env: args.pass_env(),
+        tool_socket: tool_dir.as_ref().map(relay::ToolDir::socket),
+    })
+    .map_err(Failure::Runtime)
 }
 
 /// `serve`, or `bridge` (the same without the echo agent).

@@ -14,6 +14,7 @@ use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId, STDERR_TAIL
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::exec::RemoteExec;
 use crate::watchdog;
 
 /// How much a run's stdout is read at a time.
@@ -56,19 +57,32 @@ pub fn command(
     Ok(command)
 }
 
-/// Carries out what the agent asks: each spawn through `spawn` (a run that
-/// cannot start is reported to the agent at once, so its editor hears of
-/// it), each kill to the run's process group. Done before the agent's
-/// frames are sent, since a failed start makes one.
+/// Carries out what the agent asks: each spawn's command built (in
+/// `remote`'s working directory, with its environment) and handed to
+/// `spawn` (a run that cannot start is reported to the agent at once, so
+/// its editor hears of it), each kill sent to the run's process group.
+/// Done before the agent's frames are sent, since a failed start makes one.
 pub fn carry_out(
     agent: &mut ExecAgent,
     groups: &Groups,
-    mut spawn: impl FnMut(RunId, &[String], Vec<u8>) -> Result<(), String>,
+    remote: &RemoteExec,
+    mut spawn: impl FnMut(RunId, Command, Vec<u8>) -> Result<(), String>,
 ) {
     while let Some(action) = agent.poll_action() {
         match action {
-            Action::Spawn { run, argv, stdin } => {
-                if let Err(e) = spawn(run, &argv, stdin) {
+            Action::Spawn {
+                run,
+                argv,
+                stdin,
+                env,
+            } => {
+                let started = command(&argv, remote.cwd.as_deref(), &remote.pass_env).and_then(
+                    |mut command| {
+                        command.envs(env);
+                        spawn(run, command, stdin)
+                    },
+                );
+                if let Err(e) = started {
                     agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
                 }
             }
@@ -151,7 +165,8 @@ impl Groups {
         }
     }
 
-    /// On SIGTERM, SIGINT or SIGHUP: kill every run's group, then exit.
+    /// On SIGTERM, SIGINT or SIGHUP: kill every run's group, remove the
+    /// tool relays' directory, then exit.
     /// (The runs are in groups of their own, so a Ctrl-C in the terminal
     /// does not reach them by itself.)
     pub fn kill_on_signal(&self) -> std::io::Result<()> {
@@ -162,6 +177,7 @@ impl Groups {
             .spawn(move || {
                 if let Some(signal) = signals.forever().next() {
                     groups.kill_all();
+                    crate::relay::remove_dir();
                     std::process::exit(128 + signal);
                 }
             })?;

@@ -1,16 +1,23 @@
 //! `agent exec` on threads: the core's exec agent on this thread, a thread
 //! reading the link, and for each run a thread reading its stdout (then
-//! reaping it) plus one writing its stdin and one reading its stderr.
+//! reaping it) plus one writing its stdin and one reading its stderr. When
+//! runs are given the editor's tools, a thread accepts their relays'
+//! connections, and one per connection reads it.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::process::ChildStderr;
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{ChildStderr, Command};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
+use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
 use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
 
 use crate::echo::wait;
@@ -23,7 +30,15 @@ enum Input {
     Link(u64, FromLink),
     Stdout(RunId, Vec<u8>),
     Exit(RunId, Exit),
+    /// A relay connected: where its lines are written.
+    RelayOpened(LinkId, UnixStream),
+    Relay(LinkId, Vec<u8>),
+    RelayClosed(LinkId),
 }
+
+/// The longest a write to a relay may block the agent's thread: a relay
+/// reads all the time, so only a stuck one takes that long.
+const RELAY_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Inputs waiting for the agent: a run's reader blocks past this, so a
 /// CLI that prints faster than the link takes its output is held back.
@@ -40,10 +55,15 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
         .kill_on_signal()
         .map_err(|e| format!("cannot watch for signals: {e}"))?;
     let (tx, rx) = mpsc::sync_channel(INPUTS);
+    if let Some(socket) = &remote.tool_socket {
+        accept_relays(socket, &tx)?;
+    }
     let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
+    let mut relays = HashMap::new();
     let mut number = 0;
     let outcome = loop {
-        let end = match serve_link(remote, &groups, (&tx, &rx), &mut agent, ws, number) {
+        let inputs = (&tx, &rx);
+        let end = match serve_link(remote, &groups, inputs, &mut agent, &mut relays, ws, number) {
             Ok(end) => end,
             Err(e) => break Err(e),
         };
@@ -63,6 +83,7 @@ fn serve_link(
     groups: &Groups,
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
     agent: &mut ExecAgent,
+    relays: &mut HashMap<LinkId, UnixStream>,
     ws: Ws,
     number: u64,
 ) -> Result<LinkEnd, String> {
@@ -73,9 +94,10 @@ fn serve_link(
         mcp_provider_cli::print_link_notice,
     )?;
     loop {
-        process::carry_out(agent, groups, |run, argv, stdin| {
-            start(remote, groups, tx, run, argv, stdin)
+        process::carry_out(agent, groups, remote, |run, command, stdin| {
+            start(groups, tx, run, command, stdin)
         });
+        write_relays(agent, relays);
         sender.send_all(std::iter::from_fn(|| agent.poll_transmit()));
         match wait(rx, agent.poll_timeout()) {
             Ok(Some(Input::Link(n, FromLink::Frame(frame)))) if n == number => {
@@ -86,7 +108,16 @@ fn serve_link(
                 return Ok(sender.end(end));
             }
             Ok(Some(Input::Link(..))) => {}
-            Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes),
+            Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes, Instant::now()),
+            Ok(Some(Input::RelayOpened(id, stream))) => {
+                let _ = stream.set_write_timeout(Some(RELAY_WRITE_TIMEOUT));
+                relays.insert(id, stream);
+            }
+            Ok(Some(Input::Relay(id, bytes))) => agent.handle_link(id, &bytes, Instant::now()),
+            Ok(Some(Input::RelayClosed(id))) => {
+                relays.remove(&id);
+                agent.handle_link_closed(id);
+            }
             Ok(Some(Input::Exit(run, exit))) => agent.handle_exit(run, exit, Instant::now()),
             Ok(None) => agent.handle_timeout(Instant::now()),
             // Unreachable while this thread holds a sender.
@@ -99,23 +130,78 @@ fn serve_link(
 /// if) the provider is back.
 fn lost(remote: &RemoteExec, groups: &Groups, tx: &SyncSender<Input>, agent: &mut ExecAgent) {
     agent.link_lost();
-    process::carry_out(agent, groups, |run, argv, stdin| {
-        start(remote, groups, tx, run, argv, stdin)
+    process::carry_out(agent, groups, remote, |run, command, stdin| {
+        start(groups, tx, run, command, stdin)
     });
+}
+
+/// Listens for runs' relays on `socket`: each connection's bytes come in
+/// as inputs, with its end.
+fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
+    let listener = UnixListener::bind(socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    let tx = tx.clone();
+    let accept = move || {
+        for (next, stream) in (0..).zip(listener.incoming()) {
+            let Ok(stream) = stream else { continue };
+            let id = LinkId(next);
+            let Ok(writer) = stream.try_clone() else {
+                continue;
+            };
+            if tx.send(Input::RelayOpened(id, writer)).is_err() {
+                return;
+            }
+            let (tx, mut stream) = (tx.clone(), stream);
+            let read = move || {
+                let mut buf = vec![0; READ_CHUNK];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    let bytes = buf.get(..n).unwrap_or_default().to_vec();
+                    if tx.send(Input::Relay(id, bytes)).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(Input::RelayClosed(id));
+            };
+            let _ = std::thread::Builder::new()
+                .name("exec-relay".into())
+                .spawn(read);
+        }
+    };
+    std::thread::Builder::new()
+        .name("exec-relays".into())
+        .spawn(accept)
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    Ok(())
+}
+
+/// Writes what the agent has for relays, and closes those it is done with.
+fn write_relays(agent: &mut ExecAgent, relays: &mut HashMap<LinkId, UnixStream>) {
+    while let Some(output) = agent.poll_link() {
+        match output {
+            LinkOutput::Send(id, mut line) => {
+                line.push('\n');
+                if let Some(stream) = relays.get_mut(&id) {
+                    let _ = stream.write_all(line.as_bytes());
+                }
+            }
+            LinkOutput::Close(id) => {
+                if let Some(stream) = relays.remove(&id) {
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+            }
+        }
+    }
 }
 
 /// Starts one run; its exit comes back as an input.
 fn start(
-    remote: &RemoteExec,
     groups: &Groups,
     tx: &SyncSender<Input>,
     run: RunId,
-    argv: &[String],
+    mut command: Command,
     stdin: Vec<u8>,
 ) -> Result<(), String> {
-    let spawned = process::command(argv, remote.cwd.as_deref(), &remote.pass_env)
-        .and_then(|mut c| c.spawn().map_err(|e| e.to_string()));
-    let mut child = spawned?;
+    let mut child = command.spawn().map_err(|e| e.to_string())?;
     groups.insert(run, child.id());
     if let Some(mut pipe) = child.stdin.take() {
         // Its own thread: a CLI may print before it has read all of a long

@@ -1,16 +1,23 @@
 //! `agent exec` on smol: the core's exec agent in one task, a task reading
 //! the link, and for each run a task reading its stdout (then reaping it)
-//! plus one writing its stdin and one reading its stderr.
+//! plus one writing its stdin and one reading its stderr. When runs are
+//! given the editor's tools, a task accepts their relays' connections, and
+//! one per connection reads it.
 
+use std::collections::HashMap;
+use std::net::Shutdown;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
 use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
+use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
 use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
 use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::unix::{UnixListener, UnixStream};
 
 use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
@@ -21,6 +28,10 @@ enum Input {
     Link(u64, FromLink),
     Stdout(RunId, Vec<u8>),
     Exit(RunId, Exit),
+    /// A relay connected: where its lines are written.
+    RelayOpened(LinkId, UnixStream),
+    Relay(LinkId, Vec<u8>),
+    RelayClosed(LinkId),
 }
 
 /// Inputs waiting for the agent: a run's reader waits past this, so a CLI
@@ -38,10 +49,15 @@ pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
         .kill_on_signal()
         .map_err(|e| format!("cannot watch for signals: {e}"))?;
     let (tx, rx) = channel::bounded(INPUTS);
+    if let Some(socket) = &remote.tool_socket {
+        accept_relays(socket, &tx)?;
+    }
     let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
+    let mut relays = HashMap::new();
     let mut number = 0;
     let outcome = loop {
-        let end = serve_link(remote, &groups, (&tx, &rx), &mut agent, ws, number).await;
+        let inputs = (&tx, &rx);
+        let end = serve_link(remote, &groups, inputs, &mut agent, &mut relays, ws, number).await;
         ws = match next_link(&remote.link, end, mcp_provider_cli::say).await {
             Ok(ws) => ws,
             Err(outcome) => break outcome,
@@ -58,6 +74,7 @@ async fn serve_link(
     groups: &Groups,
     (tx, rx): (&Sender<Input>, &Receiver<Input>),
     agent: &mut ExecAgent,
+    relays: &mut HashMap<LinkId, UnixStream>,
     ws: Ws,
     number: u64,
 ) -> LinkEnd {
@@ -68,9 +85,10 @@ async fn serve_link(
         mcp_provider_cli::print_link_notice,
     );
     loop {
-        process::carry_out(agent, groups, |run, argv, stdin| {
-            start(remote, groups, tx, run, argv, stdin)
+        process::carry_out(agent, groups, remote, |run, command, stdin| {
+            start(groups, tx, run, command, stdin)
         });
+        write_relays(agent, relays).await;
         sender
             .send_all(std::iter::from_fn(|| agent.poll_transmit()))
             .await;
@@ -83,7 +101,17 @@ async fn serve_link(
                 return sender.end(end);
             }
             Waited::Input(Input::Link(..)) => {}
-            Waited::Input(Input::Stdout(run, bytes)) => agent.handle_stdout(run, &bytes),
+            Waited::Input(Input::Stdout(run, bytes)) => {
+                agent.handle_stdout(run, &bytes, Instant::now())
+            }
+            Waited::Input(Input::RelayOpened(id, stream)) => {
+                relays.insert(id, stream);
+            }
+            Waited::Input(Input::Relay(id, bytes)) => agent.handle_link(id, &bytes, Instant::now()),
+            Waited::Input(Input::RelayClosed(id)) => {
+                relays.remove(&id);
+                agent.handle_link_closed(id);
+            }
             Waited::Input(Input::Exit(run, exit)) => agent.handle_exit(run, exit, Instant::now()),
             // Unreachable while this task holds a sender.
             Waited::Closed => return LinkEnd::Closed(None),
@@ -96,31 +124,80 @@ async fn serve_link(
 /// if) the provider is back.
 fn lost(remote: &RemoteExec, groups: &Groups, tx: &Sender<Input>, agent: &mut ExecAgent) {
     agent.link_lost();
-    process::carry_out(agent, groups, |run, argv, stdin| {
-        start(remote, groups, tx, run, argv, stdin)
+    process::carry_out(agent, groups, remote, |run, command, stdin| {
+        start(groups, tx, run, command, stdin)
     });
+}
+
+/// Listens for runs' relays on `socket`: each connection's bytes come in
+/// as inputs, with its end.
+fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
+    let listener = UnixListener::bind(socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    let tx = tx.clone();
+    smol::spawn(async move {
+        let mut next = 0;
+        while let Ok((stream, _)) = listener.accept().await {
+            let id = LinkId(next);
+            next += 1;
+            if tx
+                .send(Input::RelayOpened(id, stream.clone()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let (tx, mut stream) = (tx.clone(), stream);
+            smol::spawn(async move {
+                let mut buf = vec![0; READ_CHUNK];
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    let bytes = buf.get(..n).unwrap_or_default().to_vec();
+                    if tx.send(Input::Relay(id, bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(Input::RelayClosed(id)).await;
+            })
+            .detach();
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+/// Writes what the agent has for relays, and closes those it is done with.
+async fn write_relays(agent: &mut ExecAgent, relays: &mut HashMap<LinkId, UnixStream>) {
+    while let Some(output) = agent.poll_link() {
+        match output {
+            LinkOutput::Send(id, mut line) => {
+                line.push('\n');
+                if let Some(stream) = relays.get_mut(&id) {
+                    let _ = stream.write_all(line.as_bytes()).await;
+                }
+            }
+            LinkOutput::Close(id) => {
+                if let Some(stream) = relays.remove(&id) {
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+            }
+        }
+    }
 }
 
 /// Starts one run; its exit comes back as an input.
 fn start(
-    remote: &RemoteExec,
     groups: &Groups,
     tx: &Sender<Input>,
     run: RunId,
-    argv: &[String],
+    command: std::process::Command,
     stdin: Vec<u8>,
 ) -> Result<(), String> {
-    let spawned =
-        process::command(argv, remote.cwd.as_deref(), &remote.pass_env).and_then(|command| {
-            let mut command = smol::process::Command::from(command);
-            command
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| e.to_string())
-        });
-    let mut child = spawned?;
+    let mut child = smol::process::Command::from(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
     groups.insert(run, child.id());
     if let Some(mut pipe) = child.stdin.take() {
         // Its own task: a CLI may print before it has read all of a long

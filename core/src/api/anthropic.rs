@@ -206,7 +206,13 @@ fn translate(i: usize, message: &Value, messages: &mut Vec<Value>) -> Result<(),
                         .join("\n"),
                     _ => String::new(),
                 };
-                messages.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
+                let mut result = json!({"role": "tool", "tool_call_id": id, "content": content});
+                // Chat messages have no such flag; agents that read it (agent
+                // exec gives it to the CLI as an MCP error result) get it.
+                if block["is_error"] == true {
+                    result["is_error"] = json!(true);
+                }
+                messages.push(result);
             }
             Some(_) => {}
             None => return Err(bad("type", "each content block needs a string type")),
@@ -250,6 +256,7 @@ fn tools(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
                 "each tool needs a string 'name'",
             ));
         };
+        validate::schema(&tool["input_schema"], &format!("tools[{i}].input_schema"))?;
         let mut function = json!({"name": name, "parameters": tool["input_schema"]});
         if let Some(d) = tool["description"].as_str() {
             function["description"] = json!(d);

@@ -24,7 +24,7 @@ use crate::agent::message::Delta;
 use crate::answer::Answer;
 use crate::error::{ApiError, Dialect};
 pub use routes::{route, Guard, Handler, Info, Matched};
-pub use validate::RequestLimits;
+pub use validate::{tool_results, RequestLimits};
 
 /// One editor API: how its requests become an agent invocation and how the
 /// agent's answer goes back to the editor.

@@ -254,6 +254,7 @@ fn tools(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
                 "a function tool needs a string 'name'",
             ));
         };
+        validate::schema(&tool["parameters"], &format!("tools[{i}].parameters"))?;
         let mut function = json!({"name": name});
         for key in ["description", "parameters", "strict"] {
             if let Some(v) = tool.get(key).filter(|v| !v.is_null()) {

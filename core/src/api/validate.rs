@@ -138,8 +138,67 @@ pub(super) fn tools(body: &Map<String, Value>) -> Result<Option<Value>, ApiError
                 format!("tools[{i}] must have a function with a string name"),
             ));
         }
+        schema(
+            &tool["function"]["parameters"],
+            &format!("tools[{i}].function.parameters"),
+        )?;
     }
     Ok(Some(tools.clone()))
+}
+
+/// A tool's input schema, where `param` names it: absent, or a JSON Schema
+/// object for an object (what a model's call of the tool sends, and what
+/// MCP requires of a tool's `inputSchema`).
+pub(super) fn schema(schema: &Value, param: &str) -> Result<(), ApiError> {
+    let fine = match schema {
+        Value::Null => true,
+        Value::Object(o) => {
+            o.get("type").is_none_or(|t| t == "object")
+                && o.get("properties").is_none_or(Value::is_object)
+        }
+        _ => false,
+    };
+    if fine {
+        return Ok(());
+    }
+    Err(ApiError::invalid_param(
+        param,
+        format!("{param} must be a JSON Schema object describing an object (\"type\": \"object\")"),
+    ))
+}
+
+/// The tool results of a chat (in chat shape, whatever the API): each
+/// answers a call an earlier assistant message made, and no call is
+/// answered twice. Results without a call id (Ollama's) answer by their
+/// order and are not checked.
+pub fn tool_results(payload: &Value) -> Result<(), ApiError> {
+    let messages = payload["messages"].as_array().map(Vec::as_slice);
+    let mut called: Vec<&str> = Vec::new();
+    let mut answered: Vec<&str> = Vec::new();
+    for message in messages.unwrap_or_default() {
+        let calls = message["tool_calls"].as_array().into_iter().flatten();
+        called.extend(calls.filter_map(|c| c["id"].as_str()));
+        let Some(id) = message["tool_call_id"]
+            .as_str()
+            .filter(|_| message["role"] == "tool")
+        else {
+            continue;
+        };
+        if !called.contains(&id) {
+            return Err(ApiError::invalid_param(
+                "messages",
+                format!("a tool result answers the call `{id}`, which no earlier assistant message made"),
+            ));
+        }
+        if answered.contains(&id) {
+            return Err(ApiError::invalid_param(
+                "messages",
+                format!("the call `{id}` has more than one tool result"),
+            ));
+        }
+        answered.push(id);
+    }
+    Ok(())
 }
 
 /// The `messages` array: present, not empty, within the caps, each with a
@@ -298,4 +357,54 @@ pub(super) fn embedding_input(
 /// Tokens for a text of `bytes` bytes, at about four per token.
 pub(super) fn tokens_for(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_tool_schema_describes_an_object_or_is_absent() {
+        for fine in [
+            json!(null),
+            json!({}),
+            json!({"type": "object", "properties": {"a": {"type": "string"}}}),
+        ] {
+            assert!(schema(&fine, "p").is_ok(), "{fine}");
+        }
+        for bad in [
+            json!("x"),
+            json!([]),
+            json!({"type": "string"}),
+            json!({"type": "object", "properties": []}),
+        ] {
+            let e = schema(&bad, "tools[0].input_schema").unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("tools[0].input_schema"));
+            assert!(e.message.contains("tools[0].input_schema"));
+        }
+    }
+
+    #[test]
+    fn each_tool_result_answers_one_earlier_call_once() {
+        let call =
+            json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+        let chat = |results: Value| {
+            let mut messages = vec![
+                json!({"role": "user", "content": "x"}),
+                json!({"role": "assistant", "content": null, "tool_calls": [call.clone()]}),
+            ];
+            messages.extend(results.as_array().unwrap().iter().cloned());
+            json!({"kind": "chat", "messages": messages})
+        };
+        let result = |id: &str| json!({"role": "tool", "tool_call_id": id, "content": "r"});
+        assert!(tool_results(&chat(json!([result("c1")]))).is_ok());
+        assert!(tool_results(&chat(json!([{"role": "tool", "content": "r"}]))).is_ok());
+        let unknown = tool_results(&chat(json!([result("c2")]))).unwrap_err();
+        assert!(unknown.message.contains("`c2`"), "{}", unknown.message);
+        let twice = tool_results(&chat(json!([result("c1"), result("c1")]))).unwrap_err();
+        assert!(twice.message.contains("more than one"), "{}", twice.message);
+        let before = json!({"kind": "chat", "messages": [result("c1"), {"role": "assistant", "tool_calls": [call]}]});
+        assert!(tool_results(&before).is_err());
+    }
 }

@@ -112,7 +112,11 @@ impl Provider {
         let key = self.key_checked(request, route.guard, now)?;
         let limits = self.config.request;
         let model_request = match route.handler {
-            Handler::Model(api) => api.parse(&request.body, &limits)?,
+            Handler::Model(api) => {
+                let parsed = api.parse(&request.body, &limits)?;
+                api::tool_results(&parsed.payload)?;
+                parsed
+            }
             Handler::CountTokens(count) => {
                 let tokens = count(&request.body, &limits)?;
                 self.respond_json(conn, json!({"input_tokens": tokens}), std::mem::take(extra));

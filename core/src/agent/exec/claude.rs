@@ -24,6 +24,15 @@ pub struct StreamJson {
     abandoned: bool,
     /// The current message was streamed (its `assistant` line repeats it).
     streaming: bool,
+    /// Calls of the editor's tools the streamed message started.
+    calls: u64,
+}
+
+/// How claude names the editor's tools: `mcp__<server>__<tool>`.
+fn is_editor_tool(name: &str) -> bool {
+    name.strip_prefix("mcp__")
+        .and_then(|rest| rest.strip_prefix(super::tools::SERVER))
+        .is_some_and(|rest| rest.starts_with("__"))
 }
 
 impl StreamJson {
@@ -32,6 +41,20 @@ impl StreamJson {
             Some("message_start") => {
                 self.begin();
                 self.streaming = true;
+                self.calls = 0;
+            }
+            Some("content_block_start")
+                if event["content_block"]["type"] == "tool_use"
+                    && event["content_block"]["name"]
+                        .as_str()
+                        .is_some_and(is_editor_tool) =>
+            {
+                self.calls += 1;
+            }
+            Some("message_stop") if self.calls > 0 => {
+                out.push(Event::Turn {
+                    calls: std::mem::take(&mut self.calls),
+                });
             }
             Some("content_block_delta") if event["delta"]["type"] == "text_delta" => {
                 if let Some(text) = event["delta"]["text"].as_str() {
@@ -273,6 +296,34 @@ mod tests {
             r#"{"type":"result","subtype":"success","is_error":false,"result":" Found it."}"#,
         ]);
         assert_eq!(texts(&out), "Let me look. Found it.");
+    }
+
+    #[test]
+    fn a_turn_says_how_many_of_the_editors_tools_it_called() {
+        let tool = |name: &str| {
+            format!(
+                r#"{{"type":"stream_event","event":{{"type":"content_block_start","index":1,"content_block":{{"type":"tool_use","id":"t","name":"{name}","input":{{}}}}}}}}"#
+            )
+        };
+        let stop = r#"{"type":"stream_event","event":{"type":"message_stop"}}"#;
+        let out = run(&[
+            START,
+            &tool("mcp__editor__weather"),
+            &tool("mcp__editor__weather"),
+            &tool("Read"),
+            &tool("mcp__editorial__x"),
+            stop,
+            START,
+            &delta("Done."),
+            stop,
+        ]);
+        assert_eq!(
+            out.iter()
+                .filter(|e| matches!(e, Event::Turn { .. }))
+                .collect::<Vec<_>>(),
+            [&Event::Turn { calls: 2 }]
+        );
+        assert_eq!(texts(&out), "Done.");
     }
 
     #[test]

@@ -17,10 +17,14 @@ pub mod codex;
 pub mod conversation;
 pub mod cursor;
 pub mod gemini;
+pub mod link;
+pub mod offer;
 pub mod output;
 pub mod plain;
 pub mod preset;
 pub mod prompt;
+pub mod round;
+pub mod tools;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -29,10 +33,14 @@ use serde_json::{json, Value};
 
 use crate::agent::echo::text_of;
 use crate::agent::relink::Relink;
+use crate::lines::Line;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use conversation::{Conversation, Conversations, Transcript};
+use link::{Asked, Link, LinkId, LinkOutput};
 use output::{Event, OutputFormat};
-use preset::{Format, MAX_ARGUMENT, SESSION};
+use preset::{Format, Preset, MAX_ARGUMENT, SESSION};
+use round::Round;
+use tools::{Given, Offer, Results};
 
 /// The most of a run's stderr kept for its error message.
 pub const STDERR_TAIL: usize = 2048;
@@ -59,6 +67,27 @@ pub struct ExecPlan {
     pub conversations: usize,
     /// How long a conversation is remembered after its last answer.
     pub conversation_ttl: Duration,
+    /// The known CLI this runs, if any: it decides how the CLI is given
+    /// the editor's tools.
+    pub preset: Option<Preset>,
+    /// How runs reach the editor's tools; without it (or for a CLI that
+    /// cannot take them) a request's tools are not offered.
+    pub tools: Option<ToolLink>,
+}
+
+/// How runs are given the editor's tools: set up by the runtime, which
+/// serves the relays' connections.
+#[derive(Debug, Clone)]
+pub struct ToolLink {
+    /// The relay's command line, before the run's secret (which is added
+    /// as its last argument).
+    pub relay: Vec<String>,
+    /// Random bytes the runs' secrets and call ids are derived from.
+    pub seed: [u8; 32],
+    /// How long a run waits for the editor's results before it is ended.
+    pub wait: Duration,
+    /// Keep the CLI's own tools beside the editor's.
+    pub cli_tools: bool,
 }
 
 /// One process, for one request.
@@ -75,6 +104,8 @@ pub enum Action {
         run: RunId,
         argv: Vec<String>,
         stdin: Vec<u8>,
+        /// Variables set for it, beside the inherited ones.
+        env: Vec<(String, String)>,
     },
     /// Kill the run's whole process group (its exit is still reported).
     Kill { run: RunId },
@@ -103,6 +134,8 @@ struct Request {
     /// The whole conversation as one prompt, in case resuming fails before
     /// any text was sent.
     fallback: Option<String>,
+    /// The editor's tools, when the run is given them.
+    offer: Option<Offer>,
 }
 
 struct Run {
@@ -123,6 +156,8 @@ struct Run {
     /// Its final frame went (or, cancelled, never will): the rest of its
     /// output is ignored until its exit frees the slot.
     settled: bool,
+    /// Its calls of the editor's tools, when it was given them.
+    round: Option<Round>,
 }
 
 impl Run {
@@ -130,6 +165,12 @@ impl Run {
     /// session and sent nothing yet.
     fn may_start_over(&self) -> bool {
         self.request.fallback.is_some() && self.index == 0
+    }
+
+    /// Whether the run waits for the editor's results: its request was
+    /// answered, and what it prints belongs to no one until they come.
+    fn parked(&self) -> bool {
+        self.round.as_ref().is_some_and(Round::parked)
     }
 }
 
@@ -142,7 +183,13 @@ pub struct ExecAgent {
     runs: HashMap<RunId, Run>,
     conversations: Conversations,
     next_run: u64,
+    /// Relays' connections.
+    links: HashMap<LinkId, Link>,
+    to_links: VecDeque<LinkOutput>,
 }
+
+/// Relay connections open at once, at most; a further one is closed.
+pub const MAX_LINKS: usize = 256;
 
 impl ExecAgent {
     /// The first frame polled registers the plan's model.
@@ -164,6 +211,8 @@ impl ExecAgent {
             runs: HashMap::new(),
             conversations,
             next_run: 0,
+            links: HashMap::new(),
+            to_links: VecDeque::new(),
         }
     }
 
@@ -177,8 +226,14 @@ impl ExecAgent {
         match msg["type"].as_str() {
             Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
             Some("model_invoke") if !id.is_empty() => {
-                let request = self.request(id.to_owned(), &msg["payload"], now);
-                self.invoke(request);
+                let payload = &msg["payload"];
+                if !self.resume_waiting(id, payload, now) {
+                    let request = self.request(id.to_owned(), payload, now);
+                    if let Some(offer) = &request.offer {
+                        self.end_waiting_in(&offer.chat);
+                    }
+                    self.invoke(request);
+                }
             }
             Some("cancel") => self.cancel(id),
             _ => {}
@@ -201,47 +256,95 @@ impl ExecAgent {
     }
 
     /// The request for a payload: a continuation of a remembered
-    /// conversation resumes it with the new message alone.
+    /// conversation resumes it with the new message alone. The editor's
+    /// tools are offered when the CLI can take them; what `tool_choice`
+    /// asks is said at the prompt's end.
     fn request(&mut self, invoke: String, payload: &Value, now: Instant) -> Request {
-        let prompt = prompt::render(payload);
-        let deadline = now + self.plan.timeout;
+        let offers = self.plan.tools.is_some() && self.plan.preset.is_some_and(offer::takes_tools);
+        let offer = Offer::of(payload).filter(|_| offers);
+        let with_choice = |prompt: String| match offer.as_ref().and_then(|o| o.choice.as_ref()) {
+            Some(choice) => format!("{prompt}\n\n{choice}"),
+            None => prompt,
+        };
+        let prompt = with_choice(prompt::render(payload));
+        let mut request = Request {
+            invoke,
+            prompt,
+            deadline: now + self.plan.timeout,
+            transcript: None,
+            resumes: None,
+            fallback: None,
+            offer: None,
+        };
         let messages = payload["messages"].as_array().map(Vec::as_slice);
         let remembering = self.plan.resume.is_some() && self.plan.conversations > 0;
-        let Some(messages) = messages.filter(|_| remembering && payload["kind"] == "chat") else {
-            return Request {
-                invoke,
-                prompt,
-                deadline,
-                transcript: None,
-                resumes: None,
-                fallback: None,
-            };
+        if let Some(messages) = messages.filter(|_| remembering && payload["kind"] == "chat") {
+            request.transcript = Some(Transcript::of(messages));
+            if let Some((last, earlier)) = messages.split_last() {
+                if last["role"] == "user" && !earlier.is_empty() {
+                    let key = Transcript::of(earlier).key();
+                    if let Some(conversation) = self.conversations.take(&key, now) {
+                        let whole = std::mem::replace(
+                            &mut request.prompt,
+                            with_choice(text_of(&last["content"])),
+                        );
+                        request.resumes = Some(conversation);
+                        request.fallback = Some(whole);
+                    }
+                }
+            }
+        }
+        request.offer = offer;
+        request
+    }
+
+    /// A request whose history ends with the results a parked run waits
+    /// for goes to that run: its MCP calls are answered and what its CLI
+    /// does next is this request's answer.
+    fn resume_waiting(&mut self, invoke: &str, payload: &Value, now: Instant) -> bool {
+        let Some(results) = Results::of(payload) else {
+            return false;
         };
-        let transcript = Some(Transcript::of(messages));
-        let continued = match messages.split_last() {
-            Some((last, earlier)) if last["role"] == "user" && !earlier.is_empty() => self
-                .conversations
-                .take(&Transcript::of(earlier).key(), now)
-                .map(|conversation| (conversation, text_of(&last["content"]))),
-            _ => None,
+        let found = self.runs.iter_mut().find_map(|(&run, state)| {
+            let round = state
+                .round
+                .as_mut()
+                .filter(|r| r.parked() && !state.settled)?;
+            let answers = results.answers(&round.given())?;
+            Some((run, round.answer(answers)))
+        });
+        let Some((run, replies)) = found else {
+            return false;
         };
-        match continued {
-            Some((conversation, new_message)) => Request {
-                invoke,
-                prompt: new_message,
-                deadline,
-                transcript,
-                resumes: Some(conversation),
-                fallback: Some(prompt),
-            },
-            None => Request {
-                invoke,
-                prompt,
-                deadline,
-                transcript,
-                resumes: None,
-                fallback: None,
-            },
+        self.to_links.extend(
+            replies
+                .into_iter()
+                .map(|(link, line)| LinkOutput::Send(link, line)),
+        );
+        let Some(state) = self.runs.get_mut(&run) else {
+            return false;
+        };
+        let said: usize = results.results.iter().map(|r| r.text.chars().count()).sum();
+        state.request.invoke = invoke.to_owned();
+        state.request.deadline = now + self.plan.timeout;
+        state.index = 0;
+        state.prompt_tokens = tokens_for_chars(said as u64);
+        state.completion_chars = 0;
+        // Calls the CLI made after the others were given go now.
+        give(&mut self.ready, &self.plan, state, now, false);
+        true
+    }
+
+    /// A new request of a chat (not the results) means the editor will
+    /// not send the results a run of that chat waits for: the chat was
+    /// edited or started over. That run is ended.
+    fn end_waiting_in(&mut self, chat: &[u8; 32]) {
+        for (&run, state) in self.runs.iter_mut() {
+            let waiting = state.round.as_ref().filter(|r| r.parked());
+            if !state.settled && waiting.is_some_and(|r| &r.offer.chat == chat) {
+                state.settled = true;
+                self.actions.push_back(Action::Kill { run });
+            }
         }
     }
 
@@ -271,7 +374,15 @@ impl ExecAgent {
                 .collect(),
             _ => self.plan.command.clone(),
         };
-        let (argv, on_stdin) = preset::arguments(&command, &request.prompt);
+        let (mut argv, on_stdin) = preset::arguments(&command, &request.prompt);
+        let env = match self.launch(run, request.offer.is_some()) {
+            Some(launch) => {
+                let at = 1.min(argv.len());
+                argv.splice(at..at, launch.args);
+                launch.env
+            }
+            None => Vec::new(),
+        };
         if let Some(long) = argv.iter().map(String::len).find(|&n| n > MAX_ARGUMENT) {
             let message = format!(
                 "the conversation is too long for `{}`, which takes its prompt as an argument: \
@@ -296,6 +407,7 @@ impl ExecAgent {
             t.open("assistant");
         }
         let prompt_tokens = estimate_tokens(request.fallback.as_ref().unwrap_or(&request.prompt));
+        let round = request.offer.clone().map(Round::new);
         self.runs.insert(
             run,
             Run {
@@ -310,9 +422,31 @@ impl ExecAgent {
                 finished: false,
                 failed: None,
                 settled: false,
+                round,
             },
         );
-        self.actions.push_back(Action::Spawn { run, argv, stdin });
+        self.actions.push_back(Action::Spawn {
+            run,
+            argv,
+            stdin,
+            env,
+        });
+    }
+
+    /// What the run's CLI is started with to reach the editor's tools.
+    fn launch(&self, run: RunId, offered: bool) -> Option<offer::Launch> {
+        let (link, preset) = (self.plan.tools.as_ref()?, self.plan.preset?);
+        if !offered {
+            return None;
+        }
+        let mut relay = link.relay.clone();
+        relay.push(link::secret(&link.seed, run));
+        let setup = offer::Setup {
+            relay: &relay,
+            wait: link.wait,
+            cli_tools: link.cli_tools,
+        };
+        offer::launch(preset, &setup)
     }
 
     fn cancel(&mut self, invoke: &str) {
@@ -320,7 +454,7 @@ impl ExecAgent {
         let found = self
             .runs
             .iter_mut()
-            .find(|(_, r)| r.request.invoke == invoke && !r.settled);
+            .find(|(_, r)| r.request.invoke == invoke && !r.settled && !r.parked());
         if let Some((&run, state)) = found {
             state.settled = true;
             self.actions.push_back(Action::Kill { run });
@@ -328,7 +462,7 @@ impl ExecAgent {
     }
 
     /// Bytes the run printed on stdout.
-    pub fn handle_stdout(&mut self, run: RunId, bytes: &[u8]) {
+    pub fn handle_stdout(&mut self, run: RunId, bytes: &[u8], now: Instant) {
         let Some(state) = self.runs.get_mut(&run) else {
             return;
         };
@@ -337,7 +471,7 @@ impl ExecAgent {
         }
         let mut events = Vec::new();
         state.format.feed(bytes, &mut events);
-        self.apply(run, events);
+        self.apply(run, events, now);
     }
 
     /// The run is over: its stdout closed and its process was reaped.
@@ -349,12 +483,13 @@ impl ExecAgent {
         {
             let mut events = Vec::new();
             state.format.end(&mut events);
-            self.apply(run, events);
+            self.apply(run, events, now);
         }
         let Some(state) = self.runs.remove(&run) else {
             return;
         };
-        if !state.settled {
+        self.close_links_of(run);
+        if !state.settled && !state.parked() {
             self.finish(state, &exit, now);
         }
         // A queued request may be refused without a run (a prompt too long
@@ -403,7 +538,7 @@ impl ExecAgent {
                 completion.saturating_sub(before.1),
             ));
         }
-        self.ready.push_back(last_chunk(&run));
+        self.ready.push_back(last_chunk(&run, "stop"));
         let session = run.session.or(run.request.resumes.map(|c| c.session));
         if let (Some(session), Some(transcript)) = (session, run.answer) {
             let usage_total = total.filter(|_| cumulative);
@@ -418,7 +553,7 @@ impl ExecAgent {
         }
     }
 
-    fn apply(&mut self, run: RunId, events: Vec<Event>) {
+    fn apply(&mut self, run: RunId, events: Vec<Event>, now: Instant) {
         let Some(state) = self.runs.get_mut(&run) else {
             return;
         };
@@ -427,6 +562,11 @@ impl ExecAgent {
                 return;
             }
             match event {
+                // Text while the editor has the calls has no answer to go
+                // to (CLIs print none before a tool's result).
+                Event::Text(_) if state.parked() => {
+                    tracing::debug!("text from a run waiting for tool results dropped");
+                }
                 Event::Text(text) => {
                     let mut delta = json!({"content": text});
                     if state.index == 0 {
@@ -443,9 +583,19 @@ impl ExecAgent {
                     );
                     state.index += 1;
                 }
+                Event::Turn { calls } => {
+                    if let Some(round) = state.round.as_mut() {
+                        round.turn(calls);
+                    }
+                    give(&mut self.ready, &self.plan, state, now, false);
+                }
                 Event::Usage { prompt, completion } => state.usage = Some((prompt, completion)),
                 Event::Session(id) => state.session = Some(id),
                 Event::Finished => state.finished = true,
+                Event::Failed(_) if state.parked() => {
+                    state.settled = true;
+                    self.actions.push_back(Action::Kill { run });
+                }
                 Event::Failed(message) => {
                     self.actions.push_back(Action::Kill { run });
                     if state.may_start_over() {
@@ -465,7 +615,8 @@ impl ExecAgent {
     }
 
     /// Runs and waiting requests past their deadline fail as timed out;
-    /// their processes are killed.
+    /// their processes are killed. Calls whose bound passed go to the
+    /// editor; a run the editor left waiting past its wait is ended.
     pub fn handle_timeout(&mut self, now: Instant) {
         let secs = self.plan.timeout.as_secs();
         let message = format!("the agent did not answer within {secs} s");
@@ -477,7 +628,15 @@ impl ExecAgent {
                 .push_back(error_frame(&r.invoke, &message, "timeout"));
         }
         for (&run, state) in self.runs.iter_mut() {
-            if !state.settled && state.request.deadline <= now {
+            let due = state.round.as_ref().and_then(Round::deadline);
+            if state.parked() && !state.settled && due.is_some_and(|d| d <= now) {
+                tracing::info!("the editor did not send the tool results in time: run ended");
+                state.settled = true;
+                self.actions.push_back(Action::Kill { run });
+            } else if !state.parked() && due.is_some_and(|d| d <= now) {
+                give(&mut self.ready, &self.plan, state, now, true);
+            }
+            if !state.settled && !state.parked() && state.request.deadline <= now {
                 state.settled = true;
                 self.ready
                     .push_back(error_frame(&state.request.invoke, &message, "timeout"));
@@ -496,14 +655,106 @@ impl ExecAgent {
         self.actions.pop_front()
     }
 
-    /// The earliest deadline of a run or a waiting request.
+    /// The earliest deadline of a run, its tool calls or a waiting
+    /// request.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let runs = self
-            .runs
-            .values()
-            .filter(|r| !r.settled)
-            .map(|r| r.request.deadline);
+        let runs = self.runs.values().filter(|r| !r.settled).flat_map(|r| {
+            let own = (!r.parked()).then_some(r.request.deadline);
+            own.into_iter()
+                .chain(r.round.as_ref().and_then(Round::deadline))
+        });
         runs.chain(self.queue.iter().map(|r| r.deadline)).min()
+    }
+
+    /// Bytes from a relay's connection (a new one starts with its hello).
+    pub fn handle_link(&mut self, id: LinkId, bytes: &[u8], now: Instant) {
+        if !self.links.contains_key(&id) && self.links.len() >= MAX_LINKS {
+            self.to_links.push_back(LinkOutput::Close(id));
+            return;
+        }
+        let lines = self.links.entry(id).or_default().input.push(bytes);
+        for line in lines {
+            self.link_line(id, &line, now);
+        }
+    }
+
+    fn link_line(&mut self, id: LinkId, line: &Line, now: Instant) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        let Some(run) = link.run else {
+            let tools = self.plan.tools.as_ref();
+            let found = match (line, tools) {
+                (Line::Text(hello), Some(tools)) => self.runs.iter().find_map(|(&run, state)| {
+                    let secret = link::secret(&tools.seed, run);
+                    (state.round.is_some() && link::says(hello, &secret)).then_some(run)
+                }),
+                _ => None,
+            };
+            match found {
+                Some(run) => link.run = Some(run),
+                None => {
+                    tracing::warn!("a tool relay connected without a run's secret: closed");
+                    self.links.remove(&id);
+                    self.to_links.push_back(LinkOutput::Close(id));
+                }
+            }
+            return;
+        };
+        let (Some(state), Some(tools)) = (self.runs.get_mut(&run), self.plan.tools.as_ref()) else {
+            return;
+        };
+        let Some(round) = state.round.as_mut() else {
+            return;
+        };
+        match link::asked(line, &round.offer) {
+            Asked::Reply(reply) => self.to_links.push_back(LinkOutput::Send(id, reply)),
+            Asked::Nothing => {}
+            Asked::Call {
+                rpc,
+                name,
+                arguments,
+            } => {
+                let call_id = |n| link::call_id(&tools.seed, run, n);
+                match round.call(id, rpc, name, arguments, call_id, now) {
+                    Ok(()) => give(&mut self.ready, &self.plan, state, now, false),
+                    Err(refusal) => self.to_links.push_back(LinkOutput::Send(id, refusal)),
+                }
+            }
+        }
+    }
+
+    /// A relay's connection closed.
+    pub fn handle_link_closed(&mut self, id: LinkId) {
+        let Some(link) = self.links.remove(&id) else {
+            return;
+        };
+        let round = link
+            .run
+            .and_then(|run| self.runs.get_mut(&run))
+            .and_then(|state| state.round.as_mut());
+        if let Some(round) = round {
+            round.link_closed(id);
+        }
+    }
+
+    /// A run is over: its relays' connections are closed.
+    fn close_links_of(&mut self, run: RunId) {
+        let ids: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.run == Some(run))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.links.remove(&id);
+            self.to_links.push_back(LinkOutput::Close(id));
+        }
+    }
+
+    /// The next line to write to a relay, or one to close.
+    pub fn poll_link(&mut self) -> Option<LinkOutput> {
+        self.to_links.pop_front()
     }
 
     /// Processes started and not yet reaped.
@@ -541,7 +792,7 @@ fn failure(plan: &ExecPlan, run: &Run, exit: &Exit) -> Option<String> {
 
 /// The final chunk of a successful run, with its usage (the CLI's counts,
 /// else estimates).
-fn last_chunk(run: &Run) -> String {
+fn last_chunk(run: &Run, finish: &str) -> String {
     let (prompt, completion) = run
         .usage
         .unwrap_or_else(|| (run.prompt_tokens, tokens_for_chars(run.completion_chars)));
@@ -550,9 +801,59 @@ fn last_chunk(run: &Run) -> String {
         delta["role"] = json!("assistant");
     }
     json!({"type": "model_stream_chunk", "id": run.request.invoke, "chunk_index": run.index,
-           "delta": delta, "finish_reason": "stop",
+           "delta": delta, "finish_reason": finish,
            "usage": {"prompt_tokens": prompt, "completion_tokens": completion}})
     .to_string()
+}
+
+/// Gives the run's pending calls to its editor when they are all its turn
+/// made, or (`due`) when the bound passed: the answer ends with them, and
+/// the run is parked until the results come or the wait is over.
+fn give(ready: &mut VecDeque<String>, plan: &ExecPlan, state: &mut Run, now: Instant, due: bool) {
+    let (Some(round), Some(link)) = (state.round.as_mut(), plan.tools.as_ref()) else {
+        return;
+    };
+    if state.settled || state.failed.is_some() || !(round.complete() || due && round.due(now)) {
+        return;
+    }
+    let given = round.give(now + link.wait);
+    let calls: Vec<Value> = given
+        .iter()
+        .enumerate()
+        .map(
+            |(
+                index,
+                Given {
+                    id,
+                    name,
+                    arguments,
+                },
+            )| {
+                json!({"index": index, "id": id, "type": "function",
+                   "function": {"name": name, "arguments": arguments.to_string()}})
+            },
+        )
+        .collect();
+    let mut delta = json!({"tool_calls": calls});
+    if state.index == 0 {
+        delta["role"] = json!("assistant");
+    }
+    ready.push_back(
+        json!({"type": "model_stream_chunk", "id": state.request.invoke,
+               "chunk_index": state.index, "delta": delta, "finish_reason": null})
+        .to_string(),
+    );
+    state.index += 1;
+    state.completion_chars += given
+        .iter()
+        .map(|g| g.arguments.to_string().len() as u64)
+        .sum::<u64>();
+    ready.push_back(last_chunk(state, "tool_calls"));
+    // The conversation now holds calls and results an editor writes its
+    // own way: it is not remembered for resuming, and a failure from here
+    // on cannot start over.
+    state.answer = None;
+    state.request.fallback = None;
 }
 
 fn error_frame(invoke: &str, message: &str, code: &str) -> String {

@@ -24,6 +24,9 @@ pub enum Event {
     Finished,
     /// The CLI's own session (or thread) id, for resuming it.
     Session(String),
+    /// A model turn ended having called `calls` of the editor's tools: the
+    /// CLI sends that many MCP calls (they go to the editor together).
+    Turn { calls: u64 },
 }
 
 /// One CLI's output format.

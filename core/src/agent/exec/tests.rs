@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::preset::{Format, Preset};
 use super::*;
 
-fn plan(format: Format, command: &[&str]) -> ExecPlan {
+pub(super) fn plan(format: Format, command: &[&str]) -> ExecPlan {
     ExecPlan {
         model: "m".into(),
         command: command.iter().map(|s| (*s).to_owned()).collect(),
@@ -16,6 +16,8 @@ fn plan(format: Format, command: &[&str]) -> ExecPlan {
         resume: None,
         conversations: 0,
         conversation_ttl: Duration::from_secs(600),
+        preset: None,
+        tools: None,
     }
 }
 
@@ -26,20 +28,22 @@ fn invoke(id: &str, text: &str) -> String {
     .to_string()
 }
 
-fn frames(agent: &mut ExecAgent) -> Vec<Value> {
+pub(super) fn frames(agent: &mut ExecAgent) -> Vec<Value> {
     std::iter::from_fn(|| agent.poll_transmit())
         .map(|f| serde_json::from_str(&f).unwrap())
         .collect()
 }
 
-fn actions(agent: &mut ExecAgent) -> Vec<Action> {
+pub(super) fn actions(agent: &mut ExecAgent) -> Vec<Action> {
     std::iter::from_fn(|| agent.poll_action()).collect()
 }
 
 /// The one spawn the agent asked for: run, argv, stdin.
-fn one_spawn(agent: &mut ExecAgent) -> (RunId, Vec<String>, Vec<u8>) {
+pub(super) fn one_spawn(agent: &mut ExecAgent) -> (RunId, Vec<String>, Vec<u8>) {
     match actions(agent).as_slice() {
-        [Action::Spawn { run, argv, stdin }] => (*run, argv.clone(), stdin.clone()),
+        [Action::Spawn {
+            run, argv, stdin, ..
+        }] => (*run, argv.clone(), stdin.clone()),
         other => panic!("expected one spawn, got {other:?}"),
     }
 }
@@ -53,7 +57,7 @@ fn started(plan: ExecPlan, now: Instant) -> (ExecAgent, RunId) {
     (agent, run)
 }
 
-fn exited(code: i32) -> Exit {
+pub(super) fn exited(code: i32) -> Exit {
     Exit::Exited {
         code: Some(code),
         stderr: String::new(),
@@ -73,8 +77,8 @@ fn a_plain_command_streams_stdout_and_ends_with_usage() {
     assert_eq!(argv, ["cat"]);
     assert_eq!(stdin, b"Hello there");
 
-    agent.handle_stdout(run, b"Hello ");
-    agent.handle_stdout(run, b"there");
+    agent.handle_stdout(run, b"Hello ", now);
+    agent.handle_stdout(run, b"there", now);
     agent.handle_exit(run, exited(0), now);
     let sent = frames(&mut agent);
     let text: String = sent
@@ -139,7 +143,7 @@ fn a_failing_exit_is_an_error_with_stderr_never_an_empty_success() {
 fn a_json_cli_that_exits_0_without_a_result_has_failed() {
     let now = Instant::now();
     let (mut agent, run) = started(plan(Format::StreamJson, &["claude"]), now);
-    agent.handle_stdout(run, b"this is not json\n");
+    agent.handle_stdout(run, b"this is not json\n", now);
     agent.handle_exit(run, exited(0), now);
     let sent = frames(&mut agent);
     assert_eq!(sent.len(), 1);
@@ -157,6 +161,7 @@ fn an_error_result_fails_at_once_and_kills_the_run() {
         run,
         br#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401"}
 "#,
+        now,
     );
     let sent = frames(&mut agent);
     assert_eq!(sent[0]["type"], "error");
@@ -174,7 +179,7 @@ fn cancel_kills_the_group_and_sends_nothing() {
     let (mut agent, run) = started(plan(Format::Plain, &["sleep"]), now);
     agent.handle_message(r#"{"type":"cancel","id":"inv-1"}"#, now);
     assert_eq!(actions(&mut agent), [Action::Kill { run }]);
-    agent.handle_stdout(run, b"late");
+    agent.handle_stdout(run, b"late", now);
     agent.handle_exit(
         run,
         Exit::Exited {
@@ -283,6 +288,7 @@ fn codex_output_through_the_preset() {
             "\n"
         )
         .as_bytes(),
+        now,
     );
     agent.handle_exit(run, exited(0), now);
     let sent = frames(&mut agent);
@@ -333,7 +339,7 @@ fn claude_after_one_turn(now: Instant) -> ExecAgent {
     agent.handle_message(&chat("inv-1", first), now);
     let (run, _, stdin) = one_spawn(&mut agent);
     assert_eq!(stdin, b"Hi");
-    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes());
+    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes(), now);
     agent.handle_exit(run, exited(0), now);
     frames(&mut agent);
     assert_eq!(agent.conversations(), 1);
@@ -352,7 +358,7 @@ fn a_continued_chat_resumes_the_cli_session_with_the_new_message_alone() {
     let (run, argv, stdin) = one_spawn(&mut agent);
     assert_eq!(argv[argv.len() - 2..], ["--resume", "S1"]);
     assert_eq!(stdin, b"And then?");
-    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes());
+    agent.handle_stdout(run, CLAUDE_ANSWER.as_bytes(), now);
     agent.handle_exit(run, exited(0), now);
     assert_eq!(frames(&mut agent).last().unwrap()["finish_reason"], "stop");
 
@@ -390,8 +396,7 @@ fn a_resume_that_fails_before_any_text_runs_afresh_unseen() {
     let (run, _, _) = one_spawn(&mut agent);
     agent.handle_stdout(
         run,
-        b"{\"type\":\"result\",\"subtype\":\"error_during_execution\",\"is_error\":true,\"result\":\"No conversation found\"}\n",
-    );
+        b"{\"type\":\"result\",\"subtype\":\"error_during_execution\",\"is_error\":true,\"result\":\"No conversation found\"}\n", now);
     assert_eq!(actions(&mut agent), [Action::Kill { run }]);
     agent.handle_exit(run, exited(1), now);
     assert!(frames(&mut agent).is_empty(), "the editor sees no error");
@@ -417,7 +422,7 @@ fn a_resumed_codex_turn_reports_its_own_usage_not_the_thread_total() {
         now,
     );
     let (run, _, _) = one_spawn(&mut agent);
-    agent.handle_stdout(run, turn("one", 4968, 3).as_bytes());
+    agent.handle_stdout(run, turn("one", 4968, 3).as_bytes(), now);
     agent.handle_exit(run, exited(0), now);
     frames(&mut agent);
 
@@ -429,7 +434,7 @@ fn a_resumed_codex_turn_reports_its_own_usage_not_the_thread_total() {
     assert_eq!(argv[1..3], ["exec", "resume"]);
     assert_eq!(argv[argv.len() - 2..], ["T1", "-"]);
     assert_eq!(stdin, b"two");
-    agent.handle_stdout(run, turn("two", 9946, 6).as_bytes());
+    agent.handle_stdout(run, turn("two", 9946, 6).as_bytes(), now);
     agent.handle_exit(run, exited(0), now);
     let last = frames(&mut agent).pop().unwrap();
     assert_eq!(
@@ -437,3 +442,5 @@ fn a_resumed_codex_turn_reports_its_own_usage_not_the_thread_total() {
         json!({"prompt_tokens": 4978, "completion_tokens": 3})
     );
 }
+
+mod round_trip;

@@ -1,0 +1,125 @@
+//! The editor's tools, the driver side: the private directory whose socket
+//! runs' relays connect to, and the relay itself.
+//!
+//! A CLI given the editor's tools starts this same binary (with [`ARG`],
+//! the socket and the run's secret) as its stdio MCP server. The relay
+//! connects to `agent exec` on the socket, says the secret on its first
+//! line, then carries the CLI's MCP lines both ways until either side
+//! closes; `agent exec` answers them (see the core's `agent::exec::link`).
+//! The socket is in a directory only this user can enter, and a relay
+//! without a live run's secret is closed.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use mcp_provider_core::agent::exec::ToolLink;
+
+/// The argument that makes this binary a relay.
+pub const ARG: &str = "__tool-relay";
+
+/// The directory of one `agent exec`: removed when dropped, or by
+/// [`remove_dir`] when a signal ends the process without dropping it.
+#[derive(Debug)]
+pub struct ToolDir(PathBuf);
+
+/// The directory [`prepare`] made, for [`remove_dir`].
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Removes the directory [`prepare`] made, if any: for a process about to
+/// exit on a signal, which runs no destructors.
+pub fn remove_dir() {
+    if let Some(dir) = DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+impl ToolDir {
+    /// Where the relays connect.
+    pub fn socket(&self) -> PathBuf {
+        self.0.join("tools.sock")
+    }
+}
+
+impl Drop for ToolDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The tool link for a plan: a fresh private directory for its socket, the
+/// relay's command line (this binary), and a random seed for secrets.
+pub fn prepare(wait: Duration, cli_tools: bool) -> Result<(ToolLink, ToolDir), String> {
+    let mut seed = [0; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("no randomness for secrets: {e}"))?;
+    let name: String = seed[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("mcp-provider-tools-{name}"));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let _ = DIR.set(dir.clone());
+    let dir = ToolDir(dir);
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let relay = vec![
+        exe.to_string_lossy().into_owned(),
+        ARG.to_owned(),
+        dir.socket().to_string_lossy().into_owned(),
+    ];
+    let link = ToolLink {
+        relay,
+        seed,
+        wait,
+        cli_tools,
+    };
+    Ok((link, dir))
+}
+
+/// The relay: `ARG SOCKET SECRET`. Exits when the CLI closes its stdin or
+/// `agent exec` closes the connection.
+pub fn run() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let [socket, secret] = args.as_slice() else {
+        eprintln!("usage: {ARG} SOCKET SECRET");
+        return ExitCode::from(2);
+    };
+    let stream = match UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(e) => {
+            eprintln!("cannot reach agent exec at {socket}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let hello = serde_json::json!({ "secret": secret });
+    let (Ok(mut to_agent), Ok(mut from_agent)) = (stream.try_clone(), stream.try_clone()) else {
+        return ExitCode::FAILURE;
+    };
+    if writeln!(to_agent, "{hello}").is_err() {
+        return ExitCode::FAILURE;
+    }
+    let _ = std::thread::Builder::new()
+        .name("relay-stdin".into())
+        .spawn(move || {
+            pipe(&mut std::io::stdin().lock(), &mut to_agent);
+            let _ = to_agent.shutdown(std::net::Shutdown::Write);
+        });
+    pipe(&mut from_agent, &mut std::io::stdout().lock());
+    ExitCode::SUCCESS
+}
+
+/// Copies `from` to `to` until either ends, each read passed on at once.
+/// (Not `io::copy`: between a socket and a pipe it may splice, holding
+/// what arrived until more comes, and an MCP line must not wait.)
+fn pipe(from: &mut impl Read, to: &mut impl Write) {
+    let mut buf = vec![0; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        let piece = buf.get(..n).unwrap_or_default();
+        if to.write_all(piece).and_then(|()| to.flush()).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The tool link: how a run's CLI reaches the editor's tools.
+//!
+//! Each CLI is configured with an MCP server that is this binary in a
+//! small relay mode: it connects to the running `agent exec` on a private
+//! local socket, says the run's secret on its first line, then carries the
+//! CLI's MCP messages (JSON lines) both ways. This module is that server's
+//! protocol: the hello, and the MCP requests a CLI makes (`initialize`,
+//! `tools/list`, `tools/call`, `ping`). A call of a tool becomes a
+//! [`Asked::Call`] the run holds until the editor's result comes.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::tools::{Offer, SERVER};
+use super::RunId;
+use crate::lines::{Line, LineBuffer};
+use crate::mcp::{self, Message};
+
+/// One connection from a relay, numbered by the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+/// What the runtime should do with a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkOutput {
+    /// Write this line (a newline follows it).
+    Send(LinkId, String),
+    /// Close it.
+    Close(LinkId),
+}
+
+/// The longest line a relay may send: tool arguments are small, but an
+/// editor's schemas can be long.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// A run's secret: what its relay must say first. Derived from the
+/// agent's random seed, so it cannot be guessed from the run's number.
+pub fn secret(seed: &[u8; 32], run: RunId) -> String {
+    derived(seed, b"secret", run.0, 0)
+}
+
+/// A call's id as the editor sees it: unique to this agent process, so a
+/// history from before a restart never matches a call of a new run.
+pub fn call_id(seed: &[u8; 32], run: RunId, n: u64) -> String {
+    format!("call_{}", &derived(seed, b"call", run.0, n)[..24])
+}
+
+fn derived(seed: &[u8; 32], what: &[u8], a: u64, b: u64) -> String {
+    let mut hash = Sha256::new();
+    hash.update(seed);
+    hash.update(what);
+    hash.update(a.to_le_bytes());
+    hash.update(b.to_le_bytes());
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a relay's first line says `secret`.
+pub fn says(hello: &str, secret: &str) -> bool {
+    let said = serde_json::from_str::<Value>(hello).ok();
+    let said = said.as_ref().and_then(|v| v["secret"].as_str());
+    said.is_some_and(|s| bool::from(s.as_bytes().ct_eq(secret.as_bytes())))
+}
+
+/// A connection's state: lines not yet complete, and the run it serves
+/// once its hello was right.
+pub struct Link {
+    pub input: LineBuffer,
+    pub run: Option<RunId>,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            input: LineBuffer::new(MAX_LINE),
+            run: None,
+        }
+    }
+}
+
+/// What a CLI's MCP message asks of us.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Asked {
+    /// Answered at once with this line.
+    Reply(String),
+    /// A call of one of the editor's tools: answered with its result.
+    Call {
+        rpc: Value,
+        name: String,
+        arguments: Value,
+    },
+    /// Nothing to answer (a notification, a response).
+    Nothing,
+}
+
+/// The answer to one line from a run's CLI, offered `offer`.
+pub fn asked(line: &Line, offer: &Offer) -> Asked {
+    let text = match line {
+        Line::Text(text) => text,
+        Line::TooLong => {
+            return Asked::Reply(mcp::error(
+                &Value::Null,
+                mcp::PARSE_ERROR,
+                "message too long",
+                None,
+            ))
+        }
+    };
+    let (id, method, params) = match mcp::parse(text) {
+        Ok(Message::Request { id, method, params }) => (id, method, params),
+        Ok(_) => return Asked::Nothing,
+        Err(invalid) => return Asked::Reply(invalid.reply()),
+    };
+    if let Some(refusal) = mcp::unsupported_version(&id, &params) {
+        return Asked::Reply(refusal);
+    }
+    let capabilities = json!({"tools": {}});
+    let server_info = json!({"name": SERVER, "version": env!("CARGO_PKG_VERSION")});
+    let result = match method.as_str() {
+        "initialize" => json!({
+            "protocolVersion": mcp::negotiate(params["protocolVersion"].as_str().unwrap_or_default()),
+            "capabilities": capabilities,
+            "serverInfo": server_info,
+        }),
+        "server/discover" => mcp::discover_result(capabilities, server_info, ""),
+        "ping" => json!({}),
+        "tools/list" => mcp::listing("tools", Value::Array(offer.tools.clone())),
+        "tools/call" => {
+            return match params["name"].as_str().filter(|name| offer.has(name)) {
+                Some(name) => Asked::Call {
+                    rpc: id,
+                    name: name.to_owned(),
+                    arguments: match &params["arguments"] {
+                        Value::Null => json!({}),
+                        arguments => arguments.clone(),
+                    },
+                },
+                None => {
+                    let message = format!("no tool named {}", params["name"]);
+                    Asked::Reply(mcp::error(&id, mcp::INVALID_PARAMS, &message, None))
+                }
+            };
+        }
+        _ => {
+            let message = format!("method {method} is not supported");
+            return Asked::Reply(mcp::error(&id, mcp::METHOD_NOT_FOUND, &message, None));
+        }
+    };
+    Asked::Reply(mcp::result(&id, result))
+}
+
+/// The MCP result of a call, from the editor's result.
+pub fn result(rpc: &Value, text: &str, is_error: bool) -> String {
+    mcp::result(
+        rpc,
+        json!({"content": [{"type": "text", "text": text}], "isError": is_error}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer() -> Offer {
+        Offer::of(&json!({"kind": "chat", "messages": [],
+            "parameters": {"tools": [{"type": "function", "function": {"name": "weather"}}]}}))
+        .unwrap()
+    }
+
+    fn ask(line: Value) -> Asked {
+        asked(&Line::Text(line.to_string()), &offer())
+    }
+
+    fn reply(asked: Asked) -> Value {
+        match asked {
+            Asked::Reply(line) => serde_json::from_str(&line).unwrap(),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_cli_lists_exactly_the_offered_tools_and_calls_them() {
+        let init = reply(ask(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}}}),
+        ));
+        assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+        assert!(init["result"]["capabilities"]["tools"].is_object());
+        let list = reply(ask(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        ));
+        assert_eq!(list["result"]["tools"], json!(offer().tools));
+        assert_eq!(
+            ask(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                       "params": {"name": "weather", "arguments": {"city": "Oslo"}}})),
+            Asked::Call {
+                rpc: json!(3),
+                name: "weather".into(),
+                arguments: json!({"city": "Oslo"})
+            }
+        );
+        let unknown = reply(ask(
+            json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                                       "params": {"name": "Bash"}}),
+        ));
+        assert_eq!(unknown["error"]["code"], mcp::INVALID_PARAMS);
+        let method = reply(ask(
+            json!({"jsonrpc": "2.0", "id": 5, "method": "resources/list"}),
+        ));
+        assert_eq!(method["error"]["code"], mcp::METHOD_NOT_FOUND);
+        assert_eq!(
+            ask(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})),
+            Asked::Nothing
+        );
+        let long = asked(&Line::TooLong, &offer());
+        assert_eq!(reply(long)["error"]["code"], mcp::PARSE_ERROR);
+    }
+
+    #[test]
+    fn a_relay_is_let_in_only_with_its_runs_secret() {
+        let seed = [7; 32];
+        let one = secret(&seed, RunId(1));
+        assert_ne!(one, secret(&seed, RunId(2)));
+        assert_ne!(one, secret(&[8; 32], RunId(1)));
+        assert!(says(&json!({"secret": one}).to_string(), &one));
+        assert!(!says(&json!({"secret": "nope"}).to_string(), &one));
+        assert!(!says("not json", &one));
+        assert_ne!(call_id(&seed, RunId(1), 0), call_id(&seed, RunId(1), 1));
+        assert!(call_id(&seed, RunId(1), 0).starts_with("call_"));
+    }
+}

@@ -1,0 +1,285 @@
+//! The editor's tools through a run: offered, called, given to the editor,
+//! answered by its next request, and the same run going on.
+
+use super::*;
+
+const SEED: [u8; 32] = [9; 32];
+const WAIT: Duration = Duration::from_secs(300);
+
+fn tools_plan() -> ExecPlan {
+    ExecPlan {
+        command: Preset::Claude.command(&[]),
+        preset: Some(Preset::Claude),
+        tools: Some(ToolLink {
+            relay: ["/bin/mcp-provider", "__relay", "/tmp/l.sock"]
+                .map(str::to_owned)
+                .to_vec(),
+            seed: SEED,
+            wait: WAIT,
+            cli_tools: false,
+        }),
+        ..plan(Preset::Claude.format(), &[])
+    }
+}
+
+fn weather() -> Value {
+    json!([{"type": "function", "function": {"name": "weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+fn invoke_with(id: &str, messages: Value, tools: Value) -> String {
+    json!({"type": "model_invoke", "id": id, "session_id": "s",
+           "payload": {"kind": "chat", "messages": messages,
+                       "parameters": {"stream": true, "tools": tools}}})
+    .to_string()
+}
+
+fn asking() -> Value {
+    json!([{"role": "system", "content": "You are an agent."},
+           {"role": "user", "content": "Weather in Oslo and Rome?"}])
+}
+
+fn links(agent: &mut ExecAgent) -> Vec<LinkOutput> {
+    std::iter::from_fn(|| agent.poll_link()).collect()
+}
+
+fn sent(agent: &mut ExecAgent) -> Vec<Value> {
+    links(agent)
+        .into_iter()
+        .map(|out| match out {
+            LinkOutput::Send(_, line) => serde_json::from_str(&line).unwrap(),
+            other => panic!("expected a line, got {other:?}"),
+        })
+        .collect()
+}
+
+fn rpc(agent: &mut ExecAgent, link: LinkId, message: Value, now: Instant) {
+    agent.handle_link(link, format!("{message}\n").as_bytes(), now);
+}
+
+fn call(agent: &mut ExecAgent, link: LinkId, id: u64, city: &str, now: Instant) {
+    let message = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                         "params": {"name": "weather", "arguments": {"city": city}}});
+    rpc(agent, link, message, now);
+}
+
+/// Claude's stream for a turn that calls the editor's tool `calls` times.
+fn turn_calling(calls: usize) -> String {
+    let mut lines =
+        vec![r#"{"type":"stream_event","event":{"type":"message_start","message":{}}}"#.to_owned()];
+    for i in 0..calls {
+        lines.push(format!(
+            r#"{{"type":"stream_event","event":{{"type":"content_block_start","index":{i},"content_block":{{"type":"tool_use","id":"toolu_{i}","name":"mcp__editor__weather","input":{{}}}}}}}}"#
+        ));
+    }
+    lines.push(r#"{"type":"stream_event","event":{"type":"message_stop"}}"#.to_owned());
+    lines.join("\n") + "\n"
+}
+
+const ANSWER_LINES: &str = concat!(
+    r#"{"type":"stream_event","event":{"type":"message_start","message":{}}}"#,
+    "\n",
+    r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Rain and sun."}}}"#,
+    "\n",
+    r#"{"type":"result","subtype":"success","is_error":false,"result":"Rain and sun.","usage":{"input_tokens":10,"output_tokens":4}}"#,
+    "\n",
+);
+
+/// An agent whose run for `inv-1` was offered the weather tool and whose
+/// relay connected as link 1 (initialized): the agent and the run.
+fn connected(now: Instant) -> (ExecAgent, RunId) {
+    let mut agent = ExecAgent::new(tools_plan(), "a");
+    frames(&mut agent);
+    agent.handle_message(&invoke_with("inv-1", asking(), weather()), now);
+    let (run, argv, env) = match actions(&mut agent).as_slice() {
+        [Action::Spawn { run, argv, env, .. }] => (*run, argv.clone(), env.clone()),
+        other => panic!("expected one spawn, got {other:?}"),
+    };
+    assert_eq!(argv[1], "--mcp-config");
+    let config: Value = serde_json::from_str(&argv[2]).unwrap();
+    let args = &config["mcpServers"]["editor"]["args"];
+    assert_eq!(args[2], link::secret(&SEED, run));
+    assert!(argv.windows(2).any(|w| w == ["--tools", ""]));
+    assert_eq!(env[0], ("MCP_TOOL_TIMEOUT".into(), "360000".into()));
+    let hello = json!({"secret": link::secret(&SEED, run)});
+    agent.handle_link(LinkId(1), format!("{hello}\n").as_bytes(), now);
+    rpc(
+        &mut agent,
+        LinkId(1),
+        json!({"jsonrpc": "2.0", "id": 0, "method": "tools/list"}),
+        now,
+    );
+    let listed = sent(&mut agent);
+    assert_eq!(listed[0]["result"]["tools"][0]["name"], "weather");
+    (agent, run)
+}
+
+/// A connected agent whose run called the tool once and was parked.
+fn parked(now: Instant) -> (ExecAgent, RunId) {
+    let (mut agent, run) = connected(now);
+    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
+    call(&mut agent, LinkId(1), 1, "Oslo", now);
+    given_calls(&frames(&mut agent));
+    (agent, run)
+}
+
+/// The tool calls the last frames gave the editor, after checking they
+/// end the answer.
+fn given_calls(sent: &[Value]) -> Vec<Value> {
+    let last = sent.last().unwrap();
+    assert_eq!(last["finish_reason"], "tool_calls", "{sent:?}");
+    sent.iter()
+        .flat_map(|f| {
+            f["delta"]["tool_calls"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn results_for(calls: &[Value], texts: &[&str]) -> Value {
+    let mut messages = asking().as_array().unwrap().clone();
+    messages.push(json!({"role": "assistant", "content": "", "tool_calls": calls}));
+    for (call, text) in calls.iter().zip(texts) {
+        messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": text}));
+    }
+    Value::Array(messages)
+}
+
+#[test]
+fn parallel_calls_go_to_the_editor_together_and_its_results_back_to_the_same_run() {
+    let now = Instant::now();
+    let (mut agent, run) = connected(now);
+    agent.handle_stdout(run, turn_calling(2).as_bytes(), now);
+    call(&mut agent, LinkId(1), 7, "Oslo", now);
+    assert!(
+        frames(&mut agent).is_empty(),
+        "the turn's second call is awaited"
+    );
+    call(&mut agent, LinkId(1), 8, "Rome", now);
+    let answer = frames(&mut agent);
+    assert!(answer.iter().all(|f| f["id"] == "inv-1"));
+    let calls = given_calls(&answer);
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1]["function"]["name"], "weather");
+    assert_eq!(calls[1]["function"]["arguments"], r#"{"city":"Rome"}"#);
+    assert_eq!(calls[0]["index"], 0);
+    assert_eq!(calls[1]["index"], 1);
+    assert_eq!(agent.running(), 1);
+    // Parked until the editor's deadline for it.
+    assert_eq!(agent.poll_timeout(), Some(now + WAIT));
+
+    let later = now + Duration::from_secs(5);
+    let results = results_for(&calls, &["rain", "sun"]);
+    agent.handle_message(&invoke_with("inv-2", results, weather()), later);
+    assert!(actions(&mut agent).is_empty(), "nothing is spawned again");
+    let answered = sent(&mut agent);
+    assert_eq!(answered[0]["id"], 7);
+    assert_eq!(answered[0]["result"]["content"][0]["text"], "rain");
+    assert_eq!(answered[1]["id"], 8);
+    assert_eq!(answered[1]["result"]["isError"], false);
+
+    agent.handle_stdout(run, ANSWER_LINES.as_bytes(), later);
+    agent.handle_exit(run, exited(0), later);
+    let rest = frames(&mut agent);
+    assert!(rest.iter().all(|f| f["id"] == "inv-2"));
+    assert_eq!(rest[0]["delta"]["role"], "assistant");
+    assert_eq!(rest[0]["delta"]["content"], "Rain and sun.");
+    assert_eq!(rest.last().unwrap()["finish_reason"], "stop");
+    assert_eq!(links(&mut agent), [LinkOutput::Close(LinkId(1))]);
+}
+
+#[test]
+fn a_call_the_output_did_not_announce_goes_after_the_bound() {
+    let now = Instant::now();
+    let (mut agent, _) = connected(now);
+    call(&mut agent, LinkId(1), 1, "Oslo", now);
+    assert!(frames(&mut agent).is_empty());
+    assert_eq!(agent.poll_timeout(), Some(now + round::BATCH_WAIT));
+    agent.handle_timeout(now + round::BATCH_WAIT);
+    assert_eq!(given_calls(&frames(&mut agent)).len(), 1);
+}
+
+#[test]
+fn an_editor_that_never_sends_the_results_has_its_run_ended_at_the_deadline() {
+    let now = Instant::now();
+    let (mut agent, run) = parked(now);
+    agent.handle_timeout(now + WAIT - Duration::from_millis(1));
+    assert!(actions(&mut agent).is_empty());
+    agent.handle_timeout(now + WAIT);
+    assert_eq!(actions(&mut agent), [Action::Kill { run }]);
+    agent.handle_exit(
+        run,
+        Exit::Exited {
+            code: None,
+            stderr: String::new(),
+        },
+        now + WAIT,
+    );
+    assert!(
+        frames(&mut agent).is_empty(),
+        "its request was answered already"
+    );
+    assert_eq!(agent.running(), 0);
+    assert_eq!(agent.poll_timeout(), None);
+}
+
+#[test]
+fn a_new_request_of_the_chat_ends_the_waiting_run_and_runs_afresh() {
+    let now = Instant::now();
+    let (mut agent, run) = parked(now);
+    let edited = json!([{"role": "system", "content": "You are an agent."},
+                        {"role": "user", "content": "Weather in Bergen?"}]);
+    agent.handle_message(&invoke_with("inv-2", edited, weather()), now);
+    let next = actions(&mut agent);
+    assert_eq!(next[0], Action::Kill { run });
+    assert!(matches!(next[1], Action::Spawn { .. }));
+}
+
+#[test]
+fn results_for_other_calls_are_an_ordinary_request() {
+    let now = Instant::now();
+    let (mut agent, _) = parked(now);
+    let other = json!([{"id": "call_other", "type": "function",
+                        "function": {"name": "weather", "arguments": "{}"}}]);
+    let mut messages = results_for(other.as_array().unwrap(), &["rain"]);
+    messages[0]["content"] = json!("You are another agent.");
+    agent.handle_message(&invoke_with("inv-2", messages, weather()), now);
+    // Another chat's results: this one's run waits on, the request runs.
+    let next = actions(&mut agent);
+    assert!(
+        matches!(next.as_slice(), [Action::Spawn { .. }]),
+        "{next:?}"
+    );
+    assert!(sent(&mut agent).is_empty());
+}
+
+#[test]
+fn a_relay_without_its_runs_secret_is_closed() {
+    let now = Instant::now();
+    let (mut agent, _) = connected(now);
+    agent.handle_link(LinkId(2), b"{\"secret\":\"guess\"}\n", now);
+    assert_eq!(links(&mut agent), [LinkOutput::Close(LinkId(2))]);
+}
+
+#[test]
+fn tool_choice_none_offers_nothing_and_required_is_said_in_the_prompt() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(tools_plan(), "a");
+    frames(&mut agent);
+    let mut none: Value = serde_json::from_str(&invoke_with("inv-1", asking(), weather())).unwrap();
+    none["payload"]["parameters"]["tool_choice"] = json!("none");
+    agent.handle_message(&none.to_string(), now);
+    let (_, argv, _) = one_spawn(&mut agent);
+    assert!(!argv.iter().any(|a| a == "--mcp-config"));
+    let mut required = none.clone();
+    required["id"] = json!("inv-2");
+    required["payload"]["parameters"]["tool_choice"] = json!("required");
+    agent.handle_message(&required.to_string(), now);
+    let (_, argv, stdin) = one_spawn(&mut agent);
+    assert!(argv.iter().any(|a| a == "--mcp-config"));
+    assert!(String::from_utf8(stdin)
+        .unwrap()
+        .ends_with("Answer by calling one or more of the editor's tools."));
+}

@@ -1,0 +1,312 @@
+//! The editor's tools in a CLI's hands: which tools a request offers (as
+//! MCP tools), and which of a request's messages are results for calls a
+//! waiting run made.
+//!
+//! A run that calls one of these tools waits with its MCP call open; the
+//! editor runs the tool and sends its result in its next request, whose
+//! history then ends with an assistant message holding the calls and one
+//! `tool` message per call. [`Results::of`] reads that ending, and
+//! [`Results::answers`] says whether it answers exactly the calls a run is
+//! waiting on.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::agent::echo::text_of;
+
+/// The MCP server's name in each CLI's configuration: claude shows its
+/// tools as `mcp__editor__NAME`, gemini and qwen as `NAME`.
+pub const SERVER: &str = "editor";
+
+/// The tools a request offers a run, as MCP lists them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    /// `{name, description, inputSchema}` for each.
+    pub tools: Vec<Value>,
+    /// What the prompt must say of the request's `tool_choice`, if
+    /// anything: a CLI has no such setting.
+    pub choice: Option<String>,
+    /// What tells a request of the same chat (and so of the same editor
+    /// window) from another: a request that is not a run's results ends
+    /// the run waiting in its chat.
+    pub chat: [u8; 32],
+}
+
+impl Offer {
+    /// The offer of a payload: `None` when it has no tools, or
+    /// `tool_choice: "none"` offers none.
+    pub fn of(payload: &Value) -> Option<Offer> {
+        let parameters = &payload["parameters"];
+        if parameters["tool_choice"] == "none" || payload["kind"] != "chat" {
+            return None;
+        }
+        let tools: Vec<Value> = parameters["tools"]
+            .as_array()?
+            .iter()
+            .filter_map(mcp_tool)
+            .collect();
+        if tools.is_empty() {
+            return None;
+        }
+        let choice = match &parameters["tool_choice"] {
+            Value::String(s) if s == "required" => {
+                Some("Answer by calling one or more of the editor's tools.".to_owned())
+            }
+            Value::Object(o) => o
+                .get("function")
+                .and_then(|f| f["name"].as_str())
+                .map(|name| format!("Answer by calling the editor's tool `{name}`.")),
+            _ => None,
+        };
+        Some(Offer {
+            chat: chat_key(payload, &tools),
+            tools,
+            choice,
+        })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t["name"] == name)
+    }
+}
+
+/// A chat tool (`{type: "function", function: {name, description,
+/// parameters}}`) as an MCP tool. A tool without parameters takes none.
+///
+/// Every tool is marked `readOnlyHint`: nothing runs on our side (the
+/// editor runs it, after its own approval), and a CLI calls tools so
+/// marked side by side, so parallel calls of one model turn reach the
+/// editor together instead of one round trip each.
+fn mcp_tool(tool: &Value) -> Option<Value> {
+    let function = &tool["function"];
+    let name = function["name"].as_str()?;
+    let schema = match &function["parameters"] {
+        Value::Object(schema) => Value::Object(schema.clone()),
+        _ => json!({"type": "object", "properties": {}}),
+    };
+    let mut out = json!({"name": name, "inputSchema": schema,
+                         "annotations": {"readOnlyHint": true}});
+    if let Some(description) = function["description"].as_str() {
+        out["description"] = json!(description);
+    }
+    Some(out)
+}
+
+/// The system text and the tools' names, hashed: what every request of
+/// one editor's agent-mode chat shares, whatever its messages.
+fn chat_key(payload: &Value, tools: &[Value]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    let messages = payload["messages"].as_array().into_iter().flatten();
+    for message in messages.filter(|m| m["role"] == "system" || m["role"] == "developer") {
+        hash.update(text_of(&message["content"]).as_bytes());
+        hash.update([0]);
+    }
+    for tool in tools {
+        hash.update(tool["name"].as_str().unwrap_or_default().as_bytes());
+        hash.update([0x1e]);
+    }
+    hash.finalize().into()
+}
+
+/// One result the editor sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolResult {
+    /// The call it answers, when the API carries call ids (Ollama's does
+    /// not: its results answer the calls in order).
+    pub id: Option<String>,
+    pub text: String,
+    /// The editor said the tool failed (Anthropic's `is_error`).
+    pub is_error: bool,
+}
+
+/// The results a request's history ends with, and the calls they answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Results {
+    /// The last assistant message's calls: (id, name, arguments).
+    pub calls: Vec<(String, String, Value)>,
+    pub results: Vec<ToolResult>,
+}
+
+/// A call a run made and the editor was given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Given {
+    pub id: String,
+    pub name: String,
+    pub arguments: Value,
+}
+
+impl Results {
+    /// The trailing `tool` messages of a chat and the assistant message
+    /// before them, if it ends that way.
+    pub fn of(payload: &Value) -> Option<Results> {
+        let messages = payload["messages"].as_array()?;
+        let tail = messages.iter().rev().take_while(|m| m["role"] == "tool");
+        let mut results: Vec<ToolResult> = tail
+            .map(|m| ToolResult {
+                id: m["tool_call_id"].as_str().map(str::to_owned),
+                text: text_of(&m["content"]),
+                is_error: m["is_error"] == true,
+            })
+            .collect();
+        results.reverse();
+        let asked = messages.len().checked_sub(results.len() + 1)?;
+        let calls = messages.get(asked)?["tool_calls"]
+            .as_array()?
+            .iter()
+            .map(|call| {
+                let function = &call["function"];
+                let arguments = match &function["arguments"] {
+                    Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+                    other => other.clone(),
+                };
+                (
+                    call["id"].as_str().unwrap_or_default().to_owned(),
+                    function["name"].as_str().unwrap_or_default().to_owned(),
+                    arguments,
+                )
+            })
+            .collect();
+        (!results.is_empty()).then_some(Results { calls, results })
+    }
+
+    /// The result for each of `given`, in its order, when these results
+    /// answer exactly those calls: by id when the results carry ids, else
+    /// (Ollama) when the assistant message holds exactly those calls.
+    pub fn answers(&self, given: &[Given]) -> Option<Vec<ToolResult>> {
+        if given.is_empty() || self.results.len() != given.len() {
+            return None;
+        }
+        if self.results.iter().all(|r| r.id.is_some()) {
+            return given
+                .iter()
+                .map(|g| {
+                    self.results
+                        .iter()
+                        .find(|r| r.id.as_deref() == Some(g.id.as_str()))
+                        .cloned()
+                })
+                .collect();
+        }
+        let same = self.calls.len() == given.len()
+            && self
+                .calls
+                .iter()
+                .zip(given)
+                .all(|((_, name, arguments), g)| *name == g.name && *arguments == g.arguments);
+        same.then(|| self.results.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(messages: Value, parameters: Value) -> Value {
+        json!({"kind": "chat", "messages": messages, "parameters": parameters})
+    }
+
+    fn weather() -> Value {
+        json!([{"type": "function", "function": {"name": "weather", "description": "Weather now",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+               {"type": "function", "function": {"name": "now"}}])
+    }
+
+    #[test]
+    fn the_tools_are_offered_as_given_unless_the_choice_is_none() {
+        let user = json!([{"role": "user", "content": "hi"}]);
+        let offer = Offer::of(&payload(user.clone(), json!({"tools": weather()}))).unwrap();
+        assert_eq!(
+            offer.tools,
+            [
+                json!({"name": "weather", "description": "Weather now",
+                       "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                       "annotations": {"readOnlyHint": true}}),
+                json!({"name": "now", "inputSchema": {"type": "object", "properties": {}},
+                       "annotations": {"readOnlyHint": true}}),
+            ]
+        );
+        assert!(offer.has("now") && !offer.has("shell"));
+        assert_eq!(offer.choice, None);
+        let none = json!({"tools": weather(), "tool_choice": "none"});
+        assert_eq!(Offer::of(&payload(user.clone(), none)), None);
+        assert_eq!(Offer::of(&payload(user.clone(), json!({}))), None);
+        let named = json!({"tools": weather(), "tool_choice": {"type": "function", "function": {"name": "now"}}});
+        let offer = Offer::of(&payload(user.clone(), named)).unwrap();
+        assert!(offer.choice.unwrap().contains("`now`"));
+        let required = json!({"tools": weather(), "tool_choice": "required"});
+        assert!(Offer::of(&payload(user, required))
+            .unwrap()
+            .choice
+            .is_some());
+    }
+
+    #[test]
+    fn requests_of_one_chat_share_its_key_whatever_their_messages() {
+        let tools = json!({"tools": weather()});
+        let a = json!([{"role": "system", "content": "Agent"}, {"role": "user", "content": "a"}]);
+        let b = json!([{"role": "system", "content": "Agent"}, {"role": "user", "content": "b"}]);
+        let c = json!([{"role": "system", "content": "Title"}, {"role": "user", "content": "a"}]);
+        let key = |m: &Value| Offer::of(&payload(m.clone(), tools.clone())).unwrap().chat;
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&c));
+    }
+
+    fn given(id: &str, city: &str) -> Given {
+        Given {
+            id: id.into(),
+            name: "weather".into(),
+            arguments: json!({"city": city}),
+        }
+    }
+
+    #[test]
+    fn results_answer_the_calls_by_id_in_the_calls_order() {
+        let messages = json!([
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}},
+                {"id": "c2", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Rome\"}"}}]},
+            {"role": "tool", "tool_call_id": "c2", "content": "sun"},
+            {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "rain"}], "is_error": true}]);
+        let results = Results::of(&payload(messages, json!({}))).unwrap();
+        let answered = results
+            .answers(&[given("c1", "Oslo"), given("c2", "Rome")])
+            .unwrap();
+        assert_eq!(
+            answered
+                .iter()
+                .map(|r| (r.text.as_str(), r.is_error))
+                .collect::<Vec<_>>(),
+            [("rain", true), ("sun", false)]
+        );
+        assert_eq!(results.answers(&[given("c1", "Oslo")]), None);
+        assert_eq!(
+            results.answers(&[given("c1", "Oslo"), given("c3", "Rome")]),
+            None
+        );
+    }
+
+    #[test]
+    fn results_without_ids_answer_the_same_calls_in_order() {
+        let messages = json!([
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "call_0", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+            {"role": "tool", "content": "rain"}]);
+        let results = Results::of(&payload(messages, json!({}))).unwrap();
+        assert_eq!(
+            results.answers(&[given("call_x", "Oslo")]).unwrap()[0].text,
+            "rain"
+        );
+        assert_eq!(results.answers(&[given("call_x", "Bergen")]), None);
+    }
+
+    #[test]
+    fn a_chat_not_ending_in_results_has_none() {
+        let messages = json!([{"role": "tool", "tool_call_id": "c1", "content": "x"},
+                              {"role": "user", "content": "and?"}]);
+        assert_eq!(Results::of(&payload(messages, json!({}))), None);
+        let orphan = json!([{"role": "tool", "tool_call_id": "c1", "content": "x"}]);
+        assert_eq!(Results::of(&payload(orphan, json!({}))), None);
+    }
+}

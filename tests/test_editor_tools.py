@@ -1,0 +1,394 @@
+"""Agent mode through `agent exec`: an editor's tools in a CLI's hands, on
+both runtimes. The real Claude Code from npm (tests/node) runs per
+conversation, offline, against `FakeClaude`, a Messages API endpoint on
+127.0.0.1 that answers a request offering the editor's tool with a call of
+it, and a request carrying the tool's result with text quoting it. The
+editor (the `openai`, `anthropic` and `ollama` clients) sends `tools`, gets
+the call under its own tool name, runs it, sends the result, and gets the
+final text — from the same CLI process, which is spawned once per
+conversation (counted by a wrapper on PATH) and gone afterwards."""
+
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import anthropic
+import ollama
+import openai
+import pytest
+
+from conftest import API_KEY, FakeHandler, LocalHttpServer, claude_code_env
+from test_agent_exec import NODE_BIN, exec_agent  # noqa: F401
+from test_agent_exec_clis import processes_with_home
+
+CITIES = ["Oslo", "Rome"]
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather now in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+# What Claude Code calls the editor's tool.
+CLAUDE_NAME = "mcp__editor__get_weather"
+RUN_TIMEOUT = 120
+
+
+class FakeClaude(LocalHttpServer):
+    """Anthropic's `POST /v1/messages`, streamed or not. A request offering
+    the editor's tool is answered with `calls` calls of it (one per city); a
+    request whose last message holds tool results, with text quoting them;
+    anything else (Claude Code's own side requests) with "ok". Requests are
+    kept as (time, body) in `requests`; `answered` holds when each answer
+    holding calls was sent."""
+
+    def __init__(self, calls=1):
+        self.calls = calls
+        self.answered = []
+        super().__init__(ClaudeHandler)
+
+    def model_requests(self):
+        with self.lock:
+            return list(self.requests)
+
+    def offering(self):
+        """The bodies of the requests that offered the editor's tool."""
+        return [b for _, b in self.model_requests() if CLAUDE_NAME in tool_names(b)]
+
+
+def tool_names(body):
+    return [t.get("name") for t in body.get("tools") or []]
+
+
+def tool_results(body):
+    """The texts of the tool results the request's last message carries."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    content = last.get("content") if last.get("role") == "user" else None
+    results = [b for b in content or [] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    texts = []
+    for block in results:
+        inner = block.get("content")
+        if isinstance(inner, list):
+            inner = "".join(part.get("text", "") for part in inner if isinstance(part, dict))
+        texts.append(str(inner))
+    return texts
+
+
+class ClaudeHandler(FakeHandler):
+    server: FakeClaude
+
+    def do_GET(self):
+        self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "not found"}})
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_POST(self):
+        body = self.json_body()
+        if not self.path.startswith("/v1/messages") or "count_tokens" in self.path:
+            return self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "no"}})
+        with self.server.lock:
+            self.server.requests.append((time.monotonic(), body))
+        results = tool_results(body)
+        if results:
+            blocks = [{"type": "text", "text": "The tool said: " + " | ".join(results)}]
+        elif CLAUDE_NAME in tool_names(body):
+            blocks = [
+                {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": CLAUDE_NAME, "input": {"city": c}}
+                for c in CITIES[: self.server.calls]
+            ]
+        else:
+            blocks = [{"type": "text", "text": "ok"}]
+        stop = "tool_use" if blocks[0]["type"] == "tool_use" else "end_turn"
+        if stop == "tool_use":
+            with self.server.lock:
+                self.server.answered.append(time.monotonic())
+        message = {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "fake"),
+            "content": blocks,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 50, "output_tokens": 10},
+        }
+        if not body.get("stream"):
+            return self.send_json(200, message)
+        self.start_sse()
+        self.event("message_start", {**message, "content": [], "stop_reason": None}, key="message")
+        for i, block in enumerate(blocks):
+            if block["type"] == "text":
+                self.event("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}})
+                delta = {"type": "text_delta", "text": block["text"]}
+            else:
+                self.event("content_block_start", {"index": i, "content_block": {**block, "input": {}}})
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+            self.event("content_block_delta", {"index": i, "delta": delta})
+            self.event("content_block_stop", {"index": i})
+        self.event("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": 10}})
+        self.event("message_stop", {})
+        self.end_sse()
+
+    def event(self, name, data, key=None):
+        payload = {"type": name, key: data} if key else {"type": name, **data}
+        self.chunk(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode())
+
+
+def claude_wrapper(home):
+    """A `claude` on PATH that counts its starts in a file, then runs the
+    real one in its place: the count of CLI processes spawned."""
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    count = home / "spawns"
+    wrapper = bin_dir / "claude"
+    wrapper.write_text(f'#!/bin/sh\necho start >> "{count}"\nexec "{NODE_BIN / "claude"}" "$@"\n')
+    wrapper.chmod(0o755)
+    return bin_dir, count
+
+
+def spawns(count_file):
+    return len(count_file.read_text().splitlines()) if count_file.exists() else 0
+
+
+class Setup:
+    """`agent exec --preset claude` on a FakeClaude, in its own HOME."""
+
+    def __init__(self, server, exec_agent, home, fake, *options):
+        self.home = home
+        bin_dir, self.count = claude_wrapper(home)
+        env = {
+            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+            "HOME": str(home),
+            **claude_code_env(fake.base, "fake-anthropic-key"),
+        }
+        self.model = f"claude-{uuid.uuid4().hex[:8]}"
+        self.agent = exec_agent(
+            self.model, "--preset", "claude", "--cwd", str(home), "--timeout-secs", str(RUN_TIMEOUT), *options, env=env
+        )
+        self.server = server
+        self.fake = fake
+
+    def openai(self):
+        return openai.OpenAI(base_url=self.server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
+
+    def anthropic(self):
+        return anthropic.Anthropic(base_url=self.server.base, api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
+
+    def no_cli_left(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while processes_with_home(self.home, but={self.agent.proc.pid}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_with_home(self.home, but={self.agent.proc.pid}) == []
+
+    def only_the_editors_tools_were_offered(self):
+        offered = self.fake.offering()
+        assert offered, "no request offered the editor's tool"
+        for body in offered:
+            assert tool_names(body) == [CLAUDE_NAME], tool_names(body)
+
+
+ASK = [{"role": "user", "content": "What is the weather in Oslo?"}]
+
+
+@pytest.fixture
+def fake():
+    with FakeClaude() as fake:
+        yield fake
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_chat_gets_the_call_and_the_same_cli_goes_on_with_the_result(server, exec_agent, tmp_path, fake, stream):
+    s = Setup(server, exec_agent, tmp_path, fake)
+    client = s.openai()
+    if stream:
+        chunks = list(client.chat.completions.create(model=s.model, messages=ASK, tools=[WEATHER], stream=True))
+        deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finish == ["tool_calls"]
+        [first] = [d for d in deltas if d.id]
+        call_id, name = first.id, first.function.name
+        arguments = "".join(d.function.arguments or "" for d in deltas)
+    else:
+        answer = client.chat.completions.create(model=s.model, messages=ASK, tools=[WEATHER])
+        assert answer.choices[0].finish_reason == "tool_calls"
+        [call] = answer.choices[0].message.tool_calls
+        call_id, name, arguments = call.id, call.function.name, call.function.arguments
+    assert name == "get_weather"
+    assert json.loads(arguments) == {"city": "Oslo"}
+    assert spawns(s.count) == 1
+    history = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": "rainy, 7 C"},
+    ]
+    if stream:
+        chunks = list(client.chat.completions.create(model=s.model, messages=history, tools=[WEATHER], stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        text = client.chat.completions.create(model=s.model, messages=history, tools=[WEATHER]).choices[0].message.content
+    assert "The tool said: rainy, 7 C" in text
+    assert spawns(s.count) == 1, "the result went to the same CLI process"
+    s.only_the_editors_tools_were_offered()
+    s.no_cli_left()
+
+
+def test_anthropic_messages_get_a_tool_use_and_send_a_tool_result(server, exec_agent, tmp_path, fake):
+    s = Setup(server, exec_agent, tmp_path, fake)
+    client = s.anthropic()
+    tool = {"name": "get_weather", "description": "The weather now in a city",
+            "input_schema": WEATHER["function"]["parameters"]}
+    ask = [{"role": "user", "content": "What is the weather in Oslo?"}]
+    first = client.messages.create(model=s.model, max_tokens=1000, messages=ask, tools=[tool])
+    assert first.stop_reason == "tool_use"
+    [use] = [b for b in first.content if b.type == "tool_use"]
+    assert (use.name, use.input) == ("get_weather", {"city": "Oslo"})
+    history = [
+        *ask,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny, 21 C"}]},
+    ]
+    with client.messages.stream(model=s.model, max_tokens=1000, messages=history, tools=[tool]) as stream:
+        text = "".join(stream.text_stream)
+    assert "The tool said: sunny, 21 C" in text
+    assert spawns(s.count) == 1
+    s.only_the_editors_tools_were_offered()
+    s.no_cli_left()
+
+
+def test_ollama_chat_gets_tool_calls_and_sends_a_tool_message(server, exec_agent, tmp_path, fake):
+    s = Setup(server, exec_agent, tmp_path, fake)
+    client = ollama.Client(host=server.base, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=RUN_TIMEOUT)
+    first = client.chat(model=s.model, messages=ASK, tools=[WEATHER], stream=False)
+    [call] = first.message.tool_calls
+    assert call.function.name == "get_weather"
+    assert dict(call.function.arguments) == {"city": "Oslo"}
+    history = [*ASK, first.message, {"role": "tool", "content": "foggy, 3 C", "tool_name": "get_weather"}]
+    text = "".join(part.message.content or "" for part in client.chat(model=s.model, messages=history, tools=[WEATHER], stream=True))
+    assert "The tool said: foggy, 3 C" in text
+    assert spawns(s.count) == 1
+    s.only_the_editors_tools_were_offered()
+    s.no_cli_left()
+
+
+def test_two_calls_of_one_turn_come_in_one_answer_and_both_results_reach_the_cli(server, exec_agent, tmp_path):
+    with FakeClaude(calls=2) as fake:
+        s = Setup(server, exec_agent, tmp_path, fake)
+        client = s.openai()
+        ask = [{"role": "user", "content": "Weather in Oslo and Rome?"}]
+        answer = client.chat.completions.create(model=s.model, messages=ask, tools=[WEATHER])
+        calls = answer.choices[0].message.tool_calls
+        assert sorted(json.loads(c.function.arguments)["city"] for c in calls) == CITIES
+        said = {"Oslo": "rain in Oslo", "Rome": "sun in Rome"}
+        history = [*ask, answer.choices[0].message.model_dump(exclude_none=True)]
+        history += [
+            {"role": "tool", "tool_call_id": c.id, "content": said[json.loads(c.function.arguments)["city"]]}
+            for c in calls
+        ]
+        text = client.chat.completions.create(model=s.model, messages=history, tools=[WEATHER]).choices[0].message.content
+        assert "rain in Oslo" in text and "sun in Rome" in text
+        assert spawns(s.count) == 1
+        s.no_cli_left()
+
+
+def test_an_editor_that_never_returns_leaves_nothing_after_the_deadline(server, exec_agent, tmp_path, fake):
+    s = Setup(server, exec_agent, tmp_path, fake, "--tool-wait-secs", "2")
+    client = s.openai()
+    answer = client.chat.completions.create(model=s.model, messages=ASK, tools=[WEATHER])
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert processes_with_home(tmp_path, but={s.agent.proc.pid}), "the CLI waits for the result"
+    s.no_cli_left(timeout=10)
+    # The next request works: a fresh run, with the whole history.
+    call = answer.choices[0].message.tool_calls[0]
+    history = [*ASK, answer.choices[0].message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": "hail"}]
+    later = client.chat.completions.create(model=s.model, messages=history, tools=[WEATHER])
+    assert later.choices[0].finish_reason in ("stop", "tool_calls")
+    assert spawns(s.count) == 2
+    s.no_cli_left(timeout=RUN_TIMEOUT)
+
+
+def test_an_edited_chat_ends_the_waiting_cli_and_is_answered(server, exec_agent, tmp_path, fake):
+    s = Setup(server, exec_agent, tmp_path, fake, "--tool-wait-secs", "300")
+    client = s.openai()
+    first = client.chat.completions.create(model=s.model, messages=ASK, tools=[WEATHER])
+    assert first.choices[0].finish_reason == "tool_calls"
+    edited = [{"role": "user", "content": "What is the weather in Bergen?"}]
+    again = client.chat.completions.create(model=s.model, messages=edited, tools=[WEATHER])
+    assert again.choices[0].finish_reason == "tool_calls"
+    assert spawns(s.count) == 2
+    # The first CLI was ended at once; the second waits for its result.
+    deadline = time.monotonic() + 10
+    while len(claude_roots(tmp_path, s)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(claude_roots(tmp_path, s)) == 1
+
+
+def claude_roots(home, s):
+    """The CLI processes alive for `home` (the relays they started left
+    out)."""
+    found = []
+    for pid in processes_with_home(home, but={s.agent.proc.pid}):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.split(b"\0")[1:2] != [b"__tool-relay"]:
+            found.append((pid, cmdline[:80]))
+    return found
+
+
+# Bad input: clear errors in each API's shape, nothing left running.
+
+
+def test_a_tool_with_an_invalid_schema_is_a_400(server, exec_agent, tmp_path, fake):
+    s = Setup(server, exec_agent, tmp_path, fake)
+    bad = {"type": "function", "function": {"name": "get_weather", "parameters": "not a schema"}}
+    with pytest.raises(openai.BadRequestError) as error:
+        s.openai().chat.completions.create(model=s.model, messages=ASK, tools=[bad])
+    assert "parameters" in error.value.body["message"]
+    bad_anthropic = {"name": "get_weather", "input_schema": {"type": "string"}}
+    with pytest.raises(anthropic.BadRequestError) as error:
+        s.anthropic().messages.create(model=s.model, max_tokens=10, messages=ASK, tools=[bad_anthropic])
+    assert error.value.body["type"] == "error"
+    assert "input_schema" in error.value.body["error"]["message"]
+    assert spawns(s.count) == 0
+
+
+def test_a_result_for_an_unknown_call_or_given_twice_is_a_400(server, exec_agent, tmp_path, fake):
+    s = Setup(server, exec_agent, tmp_path, fake)
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    unknown = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "call_2", "content": "x"}]
+    with pytest.raises(openai.BadRequestError) as error:
+        s.openai().chat.completions.create(model=s.model, messages=unknown, tools=[WEATHER])
+    assert "call_2" in error.value.body["message"]
+    twice = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+             {"role": "tool", "tool_call_id": "call_1", "content": "x"},
+             {"role": "tool", "tool_call_id": "call_1", "content": "y"}]
+    with pytest.raises(openai.BadRequestError) as error:
+        s.openai().chat.completions.create(model=s.model, messages=twice, tools=[WEATHER])
+    assert "call_1" in error.value.body["message"]
+    assert spawns(s.count) == 0
+    s.no_cli_left()
+
+
+def test_stopping_the_agent_removes_its_relays_directory(server, exec_agent, tmp_path, fake):
+    """The private directory of the relays' socket lives as long as `agent
+    exec`: a SIGTERM (which exits without running destructors) removes it."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    before = set(tmp.glob("mcp-provider-tools-*"))
+    s = Setup(server, exec_agent, tmp_path, fake)
+    [made] = set(tmp.glob("mcp-provider-tools-*")) - before
+    assert (made / "tools.sock").is_socket()
+    assert made.stat().st_mode & 0o077 == 0
+    s.agent.stop()
+    assert not made.exists()
