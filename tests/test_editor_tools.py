@@ -264,6 +264,33 @@ def test_anthropic_messages_get_a_tool_use_and_send_a_tool_result(server, exec_a
     s.no_cli_left()
 
 
+def test_openai_responses_get_a_function_call_item_and_send_its_output(server, exec_agent, tmp_path, fake):
+    """The Responses API: the call streams as a `function_call` output item
+    (its arguments as `function_call_arguments.delta`/`.done`), and the
+    `function_call_output` sent back reaches the same CLI process."""
+    s = Setup(server, exec_agent, tmp_path, fake)
+    client = s.openai()
+    tool = {"type": "function", "name": "get_weather", "description": "The weather now in a city",
+            "parameters": WEATHER["function"]["parameters"]}
+    ask = [{"role": "user", "content": "What is the weather in Oslo?"}]
+    events = list(client.responses.create(model=s.model, input=ask, tools=[tool], stream=True))
+    kinds = [e.type for e in events]
+    assert "response.function_call_arguments.delta" in kinds, kinds
+    [done] = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert json.loads(done.arguments) == {"city": "Oslo"}
+    [completed] = [e.response for e in events if e.type == "response.completed"]
+    [call] = [item for item in completed.output if item.type == "function_call"]
+    assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Oslo"})
+    assert spawns(s.count) == 1
+    history = [*ask, call.model_dump(exclude_none=True),
+               {"type": "function_call_output", "call_id": call.call_id, "output": "windy, 12 C"}]
+    answer = client.responses.create(model=s.model, input=history, tools=[tool])
+    assert "The tool said: windy, 12 C" in answer.output_text
+    assert spawns(s.count) == 1, "the output went to the same CLI process"
+    s.only_the_editors_tools_were_offered()
+    s.no_cli_left()
+
+
 def test_ollama_chat_gets_tool_calls_and_sends_a_tool_message(server, exec_agent, tmp_path, fake):
     s = Setup(server, exec_agent, tmp_path, fake)
     client = ollama.Client(host=server.base, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=RUN_TIMEOUT)
