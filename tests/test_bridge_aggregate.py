@@ -127,6 +127,34 @@ def test_prompts_and_resources_of_two_servers_come_from_each(make_server, tmp_pa
     assert after == "first\nsecond"
 
 
+def test_a_server_too_slow_for_the_first_listing_is_announced_when_it_comes(make_server, tmp_path):
+    """A server that takes longer to start than a listing waits (5 s) is
+    left out of the session's first listing; when its part comes after
+    all, the session's client is sent `tools/list_changed`, and listing
+    again has its tools."""
+    slow = f"slow=sh -c 'sleep 9; exec {NOTES.split('=', 1)[1]}'"
+    server = make_server("--server", f"everything={EVERYTHING} stdio", "--server", slow)
+    told = []
+
+    async def on_message(message):
+        told.append(repr(message))
+
+    async def use():
+        async with client(server, mode="legacy", message_handler=on_message) as c:
+            first = [t.name for t in (await c.list_tools()).tools]
+            for _ in range(200):
+                if any("tools/list_changed" in m for m in told):
+                    break
+                await asyncio.sleep(0.1)
+            again = [t.name for t in (await c.list_tools()).tools]
+            return first, again
+
+    first, again = run(use())
+    assert "everything__echo" in first and not any(n.startswith("slow__") for n in first), first
+    assert any("tools/list_changed" in m for m in told), told
+    assert {"everything__echo", "slow__add_note"} <= set(again), again
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_progress_and_sampling_reach_the_client_through_the_aggregate(make_server, tmp_path, mode):
     """A call's progress streams before its answer, and server-everything's
