@@ -287,7 +287,8 @@ def test_aggregate_sessions_nobody_deletes_make_room_and_free_their_members(make
     of them in turn are all served, the one that stays keeps its session
     throughout, and the sessions reclaimed take their member clients on
     the servers' children with them (the children's clients stay within
-    the cap)."""
+    the cap). Then 200 stateless clients (2026-07-28) calling and listing
+    leave no session and no client behind."""
     from test_red_team import WEDGED
 
     server = make_server("--server", f"a={WEDGED}", "--server", f"b={WEDGED}",
@@ -307,13 +308,34 @@ def test_aggregate_sessions_nobody_deletes_make_room_and_free_their_members(make
             answers.append(await echoed(steady, "a__echo"))
         return answers
 
+    def stats():
+        return json.loads(subprocess.run(
+            ["curl", "-sf", f"{server.base}/stats", "-H", f"Authorization: Bearer {API_KEY}"],
+            capture_output=True, text=True, check=True).stdout)
+
+    def clients_on(bridged):
+        return sum(child["clients"] for child in bridged["children"])
+
     answers = asyncio.run(asyncio.wait_for(churn(), 300))
     assert answers == ["echo"] * 607
-    stats = json.loads(subprocess.run(
-        ["curl", "-sf", f"{server.base}/stats", "-H", f"Authorization: Bearer {API_KEY}"],
-        capture_output=True, text=True, check=True).stdout)
-    assert stats["sessions"] <= 20, stats
-    for bridged in stats["servers"]:
-        clients = sum(child["clients"] for child in bridged["children"])
-        assert clients <= 20, stats
+    after_sessions = stats()
+    assert after_sessions["sessions"] <= 20, after_sessions
+    assert all(clients_on(bridged) <= 20 for bridged in after_sessions["servers"]), after_sessions
+
+    # Stateless clients (2026-07-28) of `/mcp`: each request a client of
+    # its own on the server it goes to, gone with its answer.
+    async def stateless():
+        answers = []
+        for _ in range(200):
+            async with client(server) as passing:
+                answers += [await echoed(passing, "a__echo"), await echoed(passing, "b__echo")]
+                answers.append(len((await passing.list_tools()).tools))
+        return answers
+
+    answers = asyncio.run(asyncio.wait_for(stateless(), 300))
+    assert answers == ["echo", "echo", 4] * 200, answers[:6]  # two tools each
+    after = stats()
+    assert after["sessions"] == after_sessions["sessions"], after
+    for bridged, before in zip(after["servers"], after_sessions["servers"]):
+        assert clients_on(bridged) == clients_on(before), (bridged, before)
 
