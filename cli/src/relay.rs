@@ -57,7 +57,9 @@ pub fn prepare(wait: Duration, cli_tools: bool) -> Result<(ToolLink, ToolDir), S
     let mut seed = [0; 32];
     getrandom::fill(&mut seed).map_err(|e| format!("no randomness for secrets: {e}"))?;
     let name: String = seed[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let dir = std::env::temp_dir().join(format!("mcp-provider-tools-{name}"));
+    sweep_stale();
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{pid}-{name}"));
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&dir)
@@ -77,6 +79,35 @@ pub fn prepare(wait: Duration, cli_tools: bool) -> Result<(ToolLink, ToolDir), S
         cli_tools,
     };
     Ok((link, dir))
+}
+
+/// What the name of each `agent exec`'s directory starts with; the
+/// process id that made it follows.
+const DIR_PREFIX: &str = "mcp-provider-tools-";
+
+/// Removes the directories of `agent exec` processes that are gone
+/// without removing theirs (killed with SIGKILL, which nothing can catch).
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok());
+        let Some(pid) = pid.filter(|pid| *pid > 0) else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The relay: `ARG SOCKET SECRET`. Exits when the CLI closes its stdin or
@@ -121,5 +152,27 @@ fn pipe(from: &mut impl Read, to: &mut impl Write) {
         if to.write_all(piece).and_then(|()| to.flush()).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gone_process_s_directory_is_swept_and_a_live_one_s_kept() {
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        let dead = exited.id();
+        exited.wait().unwrap();
+        let temp = std::env::temp_dir();
+        let stale = temp.join(format!("{DIR_PREFIX}{dead}-sweep-test"));
+        let live = temp.join(format!("{DIR_PREFIX}{}-sweep-test", std::process::id()));
+        for dir in [&stale, &live] {
+            std::fs::create_dir_all(dir.join("inner")).unwrap();
+        }
+        sweep_stale();
+        assert!(!stale.exists(), "the directory of a process that is gone");
+        assert!(live.exists(), "this process's own");
+        std::fs::remove_dir_all(&live).unwrap();
     }
 }
