@@ -23,7 +23,7 @@ import pytest
 
 from conftest import API_KEY, FakeHandler, LocalHttpServer, claude_code_env
 from test_agent_exec import CLI_TELEMETRY_OFF, NODE_BIN, exec_agent  # noqa: F401
-from test_agent_exec_clis import processes_with_home
+from test_agent_exec_clis import processes_with_home, qwen_setup
 
 CITIES = ["Oslo", "Rome"]
 WEATHER = {
@@ -534,6 +534,114 @@ def test_codex_gets_the_call_and_the_same_process_goes_on_with_the_result(server
 def test_codex_s_two_calls_of_one_turn_come_in_one_answer(server, exec_agent, tmp_path):
     with FakeResponses(calls=2) as fake:
         s = codex_setup(server, exec_agent, tmp_path, fake)
+        ask = [{"role": "user", "content": "Weather in Oslo and Rome?"}]
+        calls, text = chat_round_trip(s, ask, lambda city: f"sky over {city}")
+        assert sorted(json.loads(c.function.arguments)["city"] for c in calls) == CITIES
+        assert "sky over Oslo" in text and "sky over Rome" in text
+        assert spawns(s.count) == 1
+        s.no_cli_left()
+
+
+# qwen: the editor's tools reach it as the MCP server `editor`, which it
+# offers its model as `mcp__editor__<name>` functions.
+
+QWEN_NAME = "mcp__editor__get_weather"
+
+
+class FakeChat(LocalHttpServer):
+    """OpenAI's `POST /v1/chat/completions`, streamed, as qwen uses it: a
+    request offering the editor's tool is answered with `calls` calls of it,
+    one whose messages hold tool results with text quoting them, anything
+    else with "ok". Request bodies are kept in `requests`."""
+
+    def __init__(self, calls=1):
+        self.calls = calls
+        super().__init__(ChatHandler)
+
+    def offering(self):
+        with self.lock:
+            return [b for b in self.requests if QWEN_NAME in function_names(b)]
+
+
+def function_names(body):
+    return [t.get("function", {}).get("name") for t in body.get("tools") or []]
+
+
+class ChatHandler(FakeHandler):
+    server: FakeChat
+
+    def do_GET(self):
+        self.send_json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        body = self.json_body()
+        if urlparse(self.path).path != "/v1/chat/completions":
+            return self.send_json(404, {"error": {"message": "not found"}})
+        with self.server.lock:
+            self.server.requests.append(body)
+        results = [m for m in body.get("messages") or [] if m.get("role") == "tool"]
+        if results:
+            delta = {"role": "assistant", "content": "The tool said: " + " | ".join(tool_text(m) for m in results)}
+            chunks, finish = [delta], "stop"
+        elif QWEN_NAME in function_names(body):
+            chunks = [
+                {"role": "assistant", "tool_calls": [{"index": i, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                                                      "function": {"name": QWEN_NAME, "arguments": json.dumps({"city": c})}}]}
+                for i, c in enumerate(CITIES[: self.server.calls])
+            ]
+            finish = "tool_calls"
+        else:
+            chunks, finish = [{"role": "assistant", "content": "ok"}], "stop"
+        self.start_sse()
+        for delta in chunks:
+            self.sse({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        self.sse({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        self.sse({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}})
+        self.chunk(b"data: [DONE]\n\n")
+        self.end_sse()
+
+    def sse(self, chunk):
+        chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": "fake", **chunk}
+        self.chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+
+
+def tool_text(message):
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def qwen_editor_setup(server, exec_agent, home, fake, *options):
+    """`agent exec --preset qwen` on a FakeChat, its settings in `home`."""
+    env, extra = qwen_setup(home, fake.base + "/v1")
+    env.pop("PATH")
+    return Setup(server, exec_agent, home, fake, *options, cli="qwen", cli_env=env, extra=extra)
+
+
+def qwen_offered_only_the_editors_tools(fake):
+    offered = fake.offering()
+    assert offered, "no request offered the editor's tool"
+    for body in offered:
+        assert function_names(body) == [QWEN_NAME], function_names(body)
+
+
+def test_qwen_gets_the_call_and_the_same_process_goes_on_with_the_result(server, exec_agent, tmp_path):
+    with FakeChat() as fake:
+        s = qwen_editor_setup(server, exec_agent, tmp_path, fake)
+        calls, text = chat_round_trip(s, ASK, lambda city: f"drizzle in {city}, 9 C")
+        [call] = calls
+        assert call.function.name == "get_weather"
+        assert json.loads(call.function.arguments) == {"city": "Oslo"}
+        assert "The tool said: drizzle in Oslo, 9 C" in text
+        assert spawns(s.count) == 1, "the result went to the same CLI process"
+        qwen_offered_only_the_editors_tools(fake)
+        s.no_cli_left()
+
+
+def test_qwen_s_two_calls_of_one_turn_come_in_one_answer(server, exec_agent, tmp_path):
+    with FakeChat(calls=2) as fake:
+        s = qwen_editor_setup(server, exec_agent, tmp_path, fake)
         ask = [{"role": "user", "content": "Weather in Oslo and Rome?"}]
         calls, text = chat_round_trip(s, ask, lambda city: f"sky over {city}")
         assert sorted(json.loads(c.function.arguments)["city"] for c in calls) == CITIES

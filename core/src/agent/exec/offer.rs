@@ -33,8 +33,27 @@ const MARGIN: Duration = Duration::from_secs(60);
 /// Whether `preset`'s CLI can be given the editor's tools; a request to
 /// one that cannot has them in its prompt only.
 pub fn takes_tools(preset: Preset) -> bool {
-    matches!(preset, Preset::Claude | Preset::Codex)
+    matches!(preset, Preset::Claude | Preset::Codex | Preset::Qwen)
 }
+
+/// qwen-code's own tools that `--core-tools` leaves on, and its tool search
+/// bridge (`tool_search`, `tool_call`): with the bridge off, MCP tools are
+/// sent whole in every request instead of deferred behind it.
+const QWEN_OFF: [&str; 13] = [
+    "agent",
+    "enter_worktree",
+    "exit_worktree",
+    "get_goal",
+    "list_agents",
+    "record_artifact",
+    "report_findings",
+    "send_message",
+    "skill",
+    "task_stop",
+    "update_goal",
+    "tool_search",
+    "tool_call",
+];
 
 /// codex's settings that turn its own tools off: the shell (both kinds),
 /// sub-agents, goals, image generation and viewing, web search, and its
@@ -117,7 +136,37 @@ pub fn launch(preset: Preset, setup: &Setup) -> Option<Launch> {
                 env: Vec::new(),
             })
         }
-        Preset::Qwen | Preset::Gemini | Preset::CursorAgent => None,
+        // `--mcp-config` takes JSON text; `--allowed-mcp-server-names
+        // editor` leaves out the user's own servers; `trust: true` runs the
+        // server's tools without a confirmation (none can be answered
+        // headless); `timeout` (ms) and QWEN_CODE_MCP_TOOL_IDLE_TIMEOUT_MS
+        // are qwen's waits for a tool's result. `--core-tools mcp__editor`
+        // registers none of its file, shell and web tools, `--exclude-tools`
+        // the rest of its own.
+        Preset::Qwen => {
+            let config = json!({"mcpServers": {SERVER: {
+                "command": command, "args": args, "trust": true,
+                "timeout": wait.as_millis() as u64}}});
+            let mut flags = vec![
+                "--mcp-config".to_owned(),
+                config.to_string(),
+                "--allowed-mcp-server-names".to_owned(),
+                SERVER.to_owned(),
+            ];
+            if !setup.cli_tools {
+                flags.extend(["--core-tools".to_owned(), format!("mcp__{SERVER}")]);
+                flags.push("--exclude-tools".to_owned());
+                flags.extend(QWEN_OFF.map(str::to_owned));
+            }
+            Some(Launch {
+                args: flags,
+                env: vec![(
+                    "QWEN_CODE_MCP_TOOL_IDLE_TIMEOUT_MS".to_owned(),
+                    wait.as_millis().to_string(),
+                )],
+            })
+        }
+        Preset::Gemini | Preset::CursorAgent => None,
     }
 }
 
@@ -163,6 +212,32 @@ mod tests {
         let keeping = launched(Preset::Claude, true).unwrap();
         assert!(!keeping.args.iter().any(|a| a == "--tools"));
         assert_eq!(launched(Preset::CursorAgent, false), None);
+    }
+
+    #[test]
+    fn qwen_gets_only_the_relay_trusted_and_no_tools_of_its_own() {
+        let launch = launched(Preset::Qwen, false).unwrap();
+        let config: Value = serde_json::from_str(&launch.args[1]).unwrap();
+        let editor = &config["mcpServers"]["editor"];
+        assert_eq!(editor["command"], "/bin/mcp-provider");
+        assert_eq!(
+            (&editor["trust"], &editor["timeout"]),
+            (&json!(true), &json!(360000))
+        );
+        assert_eq!(
+            launch.args[2..6],
+            [
+                "--allowed-mcp-server-names",
+                "editor",
+                "--core-tools",
+                "mcp__editor"
+            ]
+        );
+        assert_eq!(launch.args[6], "--exclude-tools");
+        assert_eq!(launch.args[7..], QWEN_OFF);
+        assert_eq!(launch.env[0].1, "360000");
+        let keeping = launched(Preset::Qwen, true).unwrap();
+        assert_eq!(keeping.args.len(), 4);
     }
 
     #[test]
