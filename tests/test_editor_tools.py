@@ -6,7 +6,9 @@ it, and a request carrying the tool's result with text quoting it. The
 editor (the `openai`, `anthropic` and `ollama` clients) sends `tools`, gets
 the call under its own tool name, runs it, sends the result, and gets the
 final text — from the same CLI process, which is spawned once per
-conversation (counted by a wrapper on PATH) and gone afterwards."""
+conversation (counted by a wrapper on PATH) and gone afterwards. codex and
+qwen-code take the same round trip against fakes of their own model APIs
+(`FakeResponses`, `FakeChat`)."""
 
 import json
 import os
@@ -518,30 +520,6 @@ def chat_round_trip(s, ask, answer_for):
     return calls, text
 
 
-def test_codex_gets_the_call_and_the_same_process_goes_on_with_the_result(server, exec_agent, tmp_path):
-    with FakeResponses() as fake:
-        s = codex_setup(server, exec_agent, tmp_path, fake)
-        calls, text = chat_round_trip(s, ASK, lambda city: f"drizzle in {city}, 9 C")
-        [call] = calls
-        assert call.function.name == "get_weather"
-        assert json.loads(call.function.arguments) == {"city": "Oslo"}
-        assert "The tool said: drizzle in Oslo, 9 C" in text
-        assert spawns(s.count) == 1, "the result went to the same CLI process"
-        codex_offered_only_the_editors_tools(fake)
-        s.no_cli_left()
-
-
-def test_codex_s_two_calls_of_one_turn_come_in_one_answer(server, exec_agent, tmp_path):
-    with FakeResponses(calls=2) as fake:
-        s = codex_setup(server, exec_agent, tmp_path, fake)
-        ask = [{"role": "user", "content": "Weather in Oslo and Rome?"}]
-        calls, text = chat_round_trip(s, ask, lambda city: f"sky over {city}")
-        assert sorted(json.loads(c.function.arguments)["city"] for c in calls) == CITIES
-        assert "sky over Oslo" in text and "sky over Rome" in text
-        assert spawns(s.count) == 1
-        s.no_cli_left()
-
-
 # qwen: the editor's tools reach it as the MCP server `editor`, which it
 # offers its model as `mcp__editor__<name>` functions.
 
@@ -626,22 +604,34 @@ def qwen_offered_only_the_editors_tools(fake):
         assert function_names(body) == [QWEN_NAME], function_names(body)
 
 
-def test_qwen_gets_the_call_and_the_same_process_goes_on_with_the_result(server, exec_agent, tmp_path):
-    with FakeChat() as fake:
-        s = qwen_editor_setup(server, exec_agent, tmp_path, fake)
+# Each CLI as the fake of its model API, its setup, and the check that its
+# model was offered only the editor's tools.
+CLIS = {
+    "codex": (FakeResponses, codex_setup, codex_offered_only_the_editors_tools),
+    "qwen": (FakeChat, qwen_editor_setup, qwen_offered_only_the_editors_tools),
+}
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_the_cli_gets_the_call_and_the_same_process_goes_on_with_the_result(server, exec_agent, tmp_path, cli):
+    fake_model, setup, offered_only_the_editors_tools = CLIS[cli]
+    with fake_model() as fake:
+        s = setup(server, exec_agent, tmp_path, fake)
         calls, text = chat_round_trip(s, ASK, lambda city: f"drizzle in {city}, 9 C")
         [call] = calls
         assert call.function.name == "get_weather"
         assert json.loads(call.function.arguments) == {"city": "Oslo"}
         assert "The tool said: drizzle in Oslo, 9 C" in text
         assert spawns(s.count) == 1, "the result went to the same CLI process"
-        qwen_offered_only_the_editors_tools(fake)
+        offered_only_the_editors_tools(fake)
         s.no_cli_left()
 
 
-def test_qwen_s_two_calls_of_one_turn_come_in_one_answer(server, exec_agent, tmp_path):
-    with FakeChat(calls=2) as fake:
-        s = qwen_editor_setup(server, exec_agent, tmp_path, fake)
+@pytest.mark.parametrize("cli", CLIS)
+def test_the_cli_s_two_calls_of_one_turn_come_in_one_answer(server, exec_agent, tmp_path, cli):
+    fake_model, setup, _ = CLIS[cli]
+    with fake_model(calls=2) as fake:
+        s = setup(server, exec_agent, tmp_path, fake)
         ask = [{"role": "user", "content": "Weather in Oslo and Rome?"}]
         calls, text = chat_round_trip(s, ask, lambda city: f"sky over {city}")
         assert sorted(json.loads(c.function.arguments)["city"] for c in calls) == CITIES
