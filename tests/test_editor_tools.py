@@ -6,7 +6,9 @@ it, and a request carrying the tool's result with text quoting it. The
 editor (the `openai`, `anthropic` and `ollama` clients) sends `tools`, gets
 the call under its own tool name, runs it, sends the result, and gets the
 final text — from the same CLI process, which is spawned once per
-conversation (counted by a wrapper on PATH) and gone afterwards."""
+conversation (counted by a wrapper on PATH) and gone afterwards. codex and
+qwen-code take the same round trip against fakes of their own model APIs
+(`FakeResponses`, `FakeChat`)."""
 
 import json
 import os
@@ -14,6 +16,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 import anthropic
 import ollama
@@ -21,8 +24,8 @@ import openai
 import pytest
 
 from conftest import API_KEY, FakeHandler, LocalHttpServer, claude_code_env
-from test_agent_exec import NODE_BIN, exec_agent  # noqa: F401
-from test_agent_exec_clis import processes_with_home
+from test_agent_exec import CLI_TELEMETRY_OFF, NODE_BIN, exec_agent  # noqa: F401
+from test_agent_exec_clis import processes_with_home, qwen_setup
 
 CITIES = ["Oslo", "Rome"]
 WEATHER = {
@@ -142,14 +145,14 @@ class ClaudeHandler(FakeHandler):
         self.chunk(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode())
 
 
-def claude_wrapper(home):
-    """A `claude` on PATH that counts its starts in a file, then runs the
+def cli_wrapper(home, cli="claude"):
+    """A `cli` on PATH that counts its starts in a file, then runs the
     real one in its place: the count of CLI processes spawned."""
     bin_dir = home / "bin"
     bin_dir.mkdir()
     count = home / "spawns"
-    wrapper = bin_dir / "claude"
-    wrapper.write_text(f'#!/bin/sh\necho start >> "{count}"\nexec "{NODE_BIN / "claude"}" "$@"\n')
+    wrapper = bin_dir / cli
+    wrapper.write_text(f'#!/bin/sh\necho start >> "{count}"\nexec "{NODE_BIN / cli}" "$@"\n')
     wrapper.chmod(0o755)
     return bin_dir, count
 
@@ -159,19 +162,21 @@ def spawns(count_file):
 
 
 class Setup:
-    """`agent exec --preset claude` on a FakeClaude, in its own HOME."""
+    """`agent exec --preset claude` on a FakeClaude, in its own HOME (or
+    `cli` with its own environment and arguments)."""
 
-    def __init__(self, server, exec_agent, home, fake, *options):
+    def __init__(self, server, exec_agent, home, fake, *options, cli="claude", cli_env=None, extra=()):
         self.home = home
-        bin_dir, self.count = claude_wrapper(home)
+        bin_dir, self.count = cli_wrapper(home, cli)
         env = {
             "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
             "HOME": str(home),
-            **claude_code_env(fake.base, "fake-anthropic-key"),
+            **(cli_env or claude_code_env(fake.base, "fake-anthropic-key")),
         }
-        self.model = f"claude-{uuid.uuid4().hex[:8]}"
+        self.model = f"{cli}-{uuid.uuid4().hex[:8]}"
         self.agent = exec_agent(
-            self.model, "--preset", "claude", "--cwd", str(home), "--timeout-secs", str(RUN_TIMEOUT), *options, env=env
+            self.model, "--preset", cli, "--cwd", str(home), "--timeout-secs", str(RUN_TIMEOUT), *options,
+            "--", *extra, env=env,
         )
         self.server = server
         self.fake = fake
@@ -419,3 +424,244 @@ def test_stopping_the_agent_removes_its_relays_directory(server, exec_agent, tmp
     assert made.stat().st_mode & 0o077 == 0
     s.agent.stop()
     assert not made.exists()
+
+
+# codex: the editor's tools reach it as the MCP server `editor`, which it
+# offers its model as the namespace `mcp__editor` of function tools.
+
+CODEX_NAMESPACE = "mcp__editor"
+# What codex offers whenever an MCP server is configured, with no setting to
+# turn them off: they read the configured servers' resources (here only the
+# editor's server, which has none), nothing on the machine.
+CODEX_MCP_RESOURCE_TOOLS = ["list_mcp_resources", "list_mcp_resource_templates", "read_mcp_resource"]
+
+
+class FakeResponses(LocalHttpServer):
+    """OpenAI's `POST /v1/responses`, streamed, as codex uses it: a request
+    offering the editor's tool is answered with `calls` calls of it, one
+    whose input holds their outputs with text quoting them, anything else
+    with "ok". Request bodies are kept in `requests`."""
+
+    def __init__(self, calls=1):
+        self.calls = calls
+        super().__init__(ResponsesHandler)
+
+    def offering(self):
+        with self.lock:
+            return [b for b in self.requests if "get_weather" in namespaced(b)]
+
+
+def namespaced(body):
+    """The names of the functions of the `mcp__editor` namespace offered."""
+    return [
+        f.get("name")
+        for t in body.get("tools") or []
+        if t.get("type") == "namespace" and t.get("name") == CODEX_NAMESPACE
+        for f in t.get("tools") or []
+    ]
+
+
+def output_texts(body):
+    """The texts of the function call outputs the request carries (codex
+    puts its own timing line before each result)."""
+    texts = []
+    for item in body.get("input") or []:
+        if isinstance(item, dict) and item.get("type") == "function_call_output":
+            output = item.get("output")
+            if isinstance(output, list):
+                output = "".join(p.get("text", "") for p in output if not p.get("text", "").startswith("Wall time"))
+            texts.append(str(output))
+    return texts
+
+
+class ResponsesHandler(FakeHandler):
+    server: FakeResponses
+
+    def do_GET(self):
+        self.send_json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        body = self.json_body()
+        if urlparse(self.path).path != "/v1/responses":
+            return self.send_json(404, {"error": {"message": "not found"}})
+        with self.server.lock:
+            self.server.requests.append(body)
+        results = output_texts(body)
+        text = lambda t: {"type": "message", "role": "assistant", "id": f"msg_{uuid.uuid4().hex[:8]}",
+                          "content": [{"type": "output_text", "text": t}]}
+        if results:
+            items = [text("The tool said: " + " | ".join(results))]
+        elif "get_weather" in namespaced(body):
+            items = [
+                {"type": "function_call", "id": f"fc_{i}", "call_id": f"call_{uuid.uuid4().hex[:12]}",
+                 "namespace": CODEX_NAMESPACE, "name": "get_weather", "arguments": json.dumps({"city": c})}
+                for i, c in enumerate(CITIES[: self.server.calls])
+            ]
+        else:
+            items = [text("ok")]
+        rid = f"resp_{uuid.uuid4().hex[:12]}"
+        self.start_sse()
+        self.event("response.created", response={"id": rid})
+        for item in items:
+            self.event("response.output_item.done", item=item)
+        usage = {"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
+        self.event("response.completed", response={"id": rid, "usage": usage})
+        self.end_sse()
+
+    def event(self, name, **data):
+        self.chunk(f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode())
+
+
+def codex_setup(server, exec_agent, home, fake, *options):
+    """`agent exec --preset codex` on a FakeResponses, with its CODEX_HOME
+    in `home`."""
+    (home / ".codex").mkdir()
+    provider = f'{{name="fake",base_url="{fake.base}/v1",env_key="FAKE_KEY",wire_api="responses"}}'
+    env = {"CODEX_HOME": str(home / ".codex"), "FAKE_KEY": "fake-openai-key", **CLI_TELEMETRY_OFF}
+    extra = ["-c", "model_provider=fake", "-c", f"model_providers.fake={provider}", "-m", "fake-model"]
+    return Setup(server, exec_agent, home, fake, *options, cli="codex", cli_env=env, extra=extra)
+
+
+def codex_offered_only_the_editors_tools(fake):
+    offered = fake.offering()
+    assert offered, "no request offered the editor's tool"
+    for body in offered:
+        names = [t.get("name") for t in body.get("tools") or []]
+        assert names == [*CODEX_MCP_RESOURCE_TOOLS, CODEX_NAMESPACE], names
+        assert namespaced(body) == ["get_weather"]
+
+
+def chat_round_trip(s, ask, answer_for):
+    """The editor's call, then its result: the call and the final text."""
+    client = s.openai()
+    first = client.chat.completions.create(model=s.model, messages=ask, tools=[WEATHER])
+    assert first.choices[0].finish_reason == "tool_calls"
+    calls = first.choices[0].message.tool_calls
+    assert spawns(s.count) == 1
+    history = [*ask, first.choices[0].message.model_dump(exclude_none=True)]
+    history += [
+        {"role": "tool", "tool_call_id": c.id, "content": answer_for(json.loads(c.function.arguments)["city"])}
+        for c in calls
+    ]
+    text = client.chat.completions.create(model=s.model, messages=history, tools=[WEATHER]).choices[0].message.content
+    return calls, text
+
+
+# qwen: the editor's tools reach it as the MCP server `editor`, which it
+# offers its model as `mcp__editor__<name>` functions.
+
+QWEN_NAME = "mcp__editor__get_weather"
+
+
+class FakeChat(LocalHttpServer):
+    """OpenAI's `POST /v1/chat/completions`, streamed, as qwen uses it: a
+    request offering the editor's tool is answered with `calls` calls of it,
+    one whose messages hold tool results with text quoting them, anything
+    else with "ok". Request bodies are kept in `requests`."""
+
+    def __init__(self, calls=1):
+        self.calls = calls
+        super().__init__(ChatHandler)
+
+    def offering(self):
+        with self.lock:
+            return [b for b in self.requests if QWEN_NAME in function_names(b)]
+
+
+def function_names(body):
+    return [t.get("function", {}).get("name") for t in body.get("tools") or []]
+
+
+class ChatHandler(FakeHandler):
+    server: FakeChat
+
+    def do_GET(self):
+        self.send_json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        body = self.json_body()
+        if urlparse(self.path).path != "/v1/chat/completions":
+            return self.send_json(404, {"error": {"message": "not found"}})
+        with self.server.lock:
+            self.server.requests.append(body)
+        results = [m for m in body.get("messages") or [] if m.get("role") == "tool"]
+        if results:
+            delta = {"role": "assistant", "content": "The tool said: " + " | ".join(tool_text(m) for m in results)}
+            chunks, finish = [delta], "stop"
+        elif QWEN_NAME in function_names(body):
+            chunks = [
+                {"role": "assistant", "tool_calls": [{"index": i, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                                                      "function": {"name": QWEN_NAME, "arguments": json.dumps({"city": c})}}]}
+                for i, c in enumerate(CITIES[: self.server.calls])
+            ]
+            finish = "tool_calls"
+        else:
+            chunks, finish = [{"role": "assistant", "content": "ok"}], "stop"
+        self.start_sse()
+        for delta in chunks:
+            self.sse({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        self.sse({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        self.sse({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}})
+        self.chunk(b"data: [DONE]\n\n")
+        self.end_sse()
+
+    def sse(self, chunk):
+        chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": "fake", **chunk}
+        self.chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+
+
+def tool_text(message):
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def qwen_editor_setup(server, exec_agent, home, fake, *options):
+    """`agent exec --preset qwen` on a FakeChat, its settings in `home`."""
+    env, extra = qwen_setup(home, fake.base + "/v1")
+    env.pop("PATH")
+    return Setup(server, exec_agent, home, fake, *options, cli="qwen", cli_env=env, extra=extra)
+
+
+def qwen_offered_only_the_editors_tools(fake):
+    offered = fake.offering()
+    assert offered, "no request offered the editor's tool"
+    for body in offered:
+        assert function_names(body) == [QWEN_NAME], function_names(body)
+
+
+# Each CLI as the fake of its model API, its setup, and the check that its
+# model was offered only the editor's tools.
+CLIS = {
+    "codex": (FakeResponses, codex_setup, codex_offered_only_the_editors_tools),
+    "qwen": (FakeChat, qwen_editor_setup, qwen_offered_only_the_editors_tools),
+}
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_the_cli_gets_the_call_and_the_same_process_goes_on_with_the_result(server, exec_agent, tmp_path, cli):
+    fake_model, setup, offered_only_the_editors_tools = CLIS[cli]
+    with fake_model() as fake:
+        s = setup(server, exec_agent, tmp_path, fake)
+        calls, text = chat_round_trip(s, ASK, lambda city: f"drizzle in {city}, 9 C")
+        [call] = calls
+        assert call.function.name == "get_weather"
+        assert json.loads(call.function.arguments) == {"city": "Oslo"}
+        assert "The tool said: drizzle in Oslo, 9 C" in text
+        assert spawns(s.count) == 1, "the result went to the same CLI process"
+        offered_only_the_editors_tools(fake)
+        s.no_cli_left()
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_the_cli_s_two_calls_of_one_turn_come_in_one_answer(server, exec_agent, tmp_path, cli):
+    fake_model, setup, _ = CLIS[cli]
+    with fake_model(calls=2) as fake:
+        s = setup(server, exec_agent, tmp_path, fake)
+        ask = [{"role": "user", "content": "Weather in Oslo and Rome?"}]
+        calls, text = chat_round_trip(s, ask, lambda city: f"sky over {city}")
+        assert sorted(json.loads(c.function.arguments)["city"] for c in calls) == CITIES
+        assert "sky over Oslo" in text and "sky over Rome" in text
+        assert spawns(s.count) == 1
+        s.no_cli_left()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::preset::Preset;
 use super::tools::SERVER;
@@ -33,7 +33,48 @@ const MARGIN: Duration = Duration::from_secs(60);
 /// Whether `preset`'s CLI can be given the editor's tools; a request to
 /// one that cannot has them in its prompt only.
 pub fn takes_tools(preset: Preset) -> bool {
-    matches!(preset, Preset::Claude)
+    matches!(preset, Preset::Claude | Preset::Codex | Preset::Qwen)
+}
+
+/// qwen-code's own tools that `--core-tools` leaves on, and its tool search
+/// bridge (`tool_search`, `tool_call`): with the bridge off, MCP tools are
+/// sent whole in every request instead of deferred behind it.
+const QWEN_OFF: [&str; 13] = [
+    "agent",
+    "enter_worktree",
+    "exit_worktree",
+    "get_goal",
+    "list_agents",
+    "record_artifact",
+    "report_findings",
+    "send_message",
+    "skill",
+    "task_stop",
+    "update_goal",
+    "tool_search",
+    "tool_call",
+];
+
+/// codex's settings that turn its own tools off: the shell (both kinds),
+/// sub-agents, goals, image generation and viewing, web search, and its
+/// questions to the user. Its three MCP resource tools stay (codex offers
+/// them whenever an MCP server is configured, with no setting): they read
+/// resources of the configured servers only, here the editor's, which has
+/// none.
+const CODEX_OFF: [&str; 8] = [
+    "features.shell_tool=false",
+    "features.unified_exec=false",
+    "features.multi_agent=false",
+    "features.goals=false",
+    "features.image_generation=false",
+    "features.view_image=false",
+    "web_search=\"disabled\"",
+    "tools.experimental_request_user_input.enabled=false",
+];
+
+/// A TOML basic string: JSON's string escapes are TOML's.
+fn toml_string(text: &str) -> String {
+    Value::from(text).to_string()
 }
 
 /// How `preset` gets the editor's tools; `None` for a CLI that cannot.
@@ -70,14 +111,68 @@ pub fn launch(preset: Preset, setup: &Setup) -> Option<Launch> {
                 ],
             })
         }
-        Preset::Qwen | Preset::Gemini | Preset::Codex | Preset::CursorAgent => None,
+        // `-c mcp_servers={…}` sets the whole table, so the user's own
+        // servers are left out; `default_tools_approval_mode = "approve"`
+        // runs the server's tools without asking (headless, nobody could
+        // answer); `tool_timeout_sec` is codex's wait for a tool's result.
+        // The settings go before `exec` (codex's options for every
+        // command), so a resumed run gets them too.
+        Preset::Codex => {
+            let args: Vec<String> = args.iter().map(|a| toml_string(a)).collect();
+            let server = format!(
+                "mcp_servers={{{SERVER}={{command={},args=[{}],tool_timeout_sec={},default_tools_approval_mode=\"approve\"}}}}",
+                toml_string(command),
+                args.join(","),
+                wait.as_secs(),
+            );
+            let mut flags = vec!["-c".to_owned(), server];
+            if !setup.cli_tools {
+                for setting in CODEX_OFF {
+                    flags.extend(["-c".to_owned(), setting.to_owned()]);
+                }
+            }
+            Some(Launch {
+                args: flags,
+                env: Vec::new(),
+            })
+        }
+        // `--mcp-config` takes JSON text; `--allowed-mcp-server-names
+        // editor` leaves out the user's own servers; `trust: true` runs the
+        // server's tools without a confirmation (none can be answered
+        // headless); `timeout` (ms) and QWEN_CODE_MCP_TOOL_IDLE_TIMEOUT_MS
+        // are qwen's waits for a tool's result. `--core-tools mcp__editor`
+        // registers none of its file, shell and web tools, `--exclude-tools`
+        // the rest of its own.
+        Preset::Qwen => {
+            let config = json!({"mcpServers": {SERVER: {
+                "command": command, "args": args, "trust": true,
+                "timeout": wait.as_millis() as u64}}});
+            let mut flags = vec![
+                "--mcp-config".to_owned(),
+                config.to_string(),
+                "--allowed-mcp-server-names".to_owned(),
+                SERVER.to_owned(),
+            ];
+            if !setup.cli_tools {
+                flags.extend(["--core-tools".to_owned(), format!("mcp__{SERVER}")]);
+                flags.push("--exclude-tools".to_owned());
+                flags.extend(QWEN_OFF.map(str::to_owned));
+            }
+            Some(Launch {
+                args: flags,
+                env: vec![(
+                    "QWEN_CODE_MCP_TOOL_IDLE_TIMEOUT_MS".to_owned(),
+                    wait.as_millis().to_string(),
+                )],
+            })
+        }
+        Preset::Gemini | Preset::CursorAgent => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
 
     fn launched(preset: Preset, cli_tools: bool) -> Option<Launch> {
         let relay = ["/bin/mcp-provider", "__relay", "/tmp/x/link.sock", "s3cret"];
@@ -117,5 +212,47 @@ mod tests {
         let keeping = launched(Preset::Claude, true).unwrap();
         assert!(!keeping.args.iter().any(|a| a == "--tools"));
         assert_eq!(launched(Preset::CursorAgent, false), None);
+    }
+
+    #[test]
+    fn qwen_gets_only_the_relay_trusted_and_no_tools_of_its_own() {
+        let launch = launched(Preset::Qwen, false).unwrap();
+        let config: Value = serde_json::from_str(&launch.args[1]).unwrap();
+        let editor = &config["mcpServers"]["editor"];
+        assert_eq!(editor["command"], "/bin/mcp-provider");
+        assert_eq!(
+            (&editor["trust"], &editor["timeout"]),
+            (&json!(true), &json!(360000))
+        );
+        assert_eq!(
+            launch.args[2..6],
+            [
+                "--allowed-mcp-server-names",
+                "editor",
+                "--core-tools",
+                "mcp__editor"
+            ]
+        );
+        assert_eq!(launch.args[6], "--exclude-tools");
+        assert_eq!(launch.args[7..], QWEN_OFF);
+        assert_eq!(launch.env[0].1, "360000");
+        let keeping = launched(Preset::Qwen, true).unwrap();
+        assert_eq!(keeping.args.len(), 4);
+    }
+
+    #[test]
+    fn codex_gets_only_the_relay_as_its_mcp_servers_and_its_tools_off() {
+        let launch = launched(Preset::Codex, false).unwrap();
+        assert_eq!(launch.args[0], "-c");
+        assert_eq!(
+            launch.args[1],
+            r#"mcp_servers={editor={command="/bin/mcp-provider",args=["__relay","/tmp/x/link.sock","s3cret"],tool_timeout_sec=360,default_tools_approval_mode="approve"}}"#
+        );
+        assert_eq!(launch.args.len(), 2 + 2 * CODEX_OFF.len());
+        assert!(launch.args[2..].chunks(2).all(|pair| pair[0] == "-c"));
+        assert!(launch.env.is_empty());
+        let keeping = launched(Preset::Codex, true).unwrap();
+        assert_eq!(keeping.args.len(), 2);
+        assert_eq!(toml_string("a \"b\" \\ c"), r#""a \"b\" \\ c""#);
     }
 }
