@@ -6,12 +6,13 @@ it, and a request carrying the tool's result with text quoting it. The
 editor (the `openai`, `anthropic` and `ollama` clients) sends `tools`, gets
 the call under its own tool name, runs it, sends the result, and gets the
 final text — from the same CLI process, which is spawned once per
-conversation (counted by a wrapper on PATH) and gone afterwards. codex and
-qwen-code take the same round trip against fakes of their own model APIs
-(`FakeResponses`, `FakeChat`)."""
+conversation (counted by a wrapper on PATH) and gone afterwards. codex,
+qwen-code and Gemini CLI take the same round trip against fakes of their
+own model APIs (`FakeResponses`, `FakeChat`, `FakeGemini`)."""
 
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ import pytest
 
 from conftest import API_KEY, FakeHandler, LocalHttpServer, claude_code_env
 from test_agent_exec import CLI_TELEMETRY_OFF, NODE_BIN, exec_agent  # noqa: F401
-from test_agent_exec_clis import processes_with_home, qwen_setup
+from test_agent_exec_clis import gemini_setup, processes_with_home, qwen_setup
 
 CITIES = ["Oslo", "Rome"]
 WEATHER = {
@@ -436,19 +437,33 @@ CODEX_NAMESPACE = "mcp__editor"
 CODEX_MCP_RESOURCE_TOOLS = ["list_mcp_resources", "list_mcp_resource_templates", "read_mcp_resource"]
 
 
-class FakeResponses(LocalHttpServer):
+class FakeApi(LocalHttpServer):
+    """A fake model API whose answers call the editor's tool `calls` times
+    (see each handler). Request bodies are kept in `requests`; `offers(body)`
+    says whether one offered the editor's tool."""
+
+    def __init__(self, handler, calls):
+        self.calls = calls
+        super().__init__(handler)
+
+    def offering(self):
+        """The bodies of the requests that offered the editor's tool."""
+        with self.lock:
+            return [b for b in self.requests if self.offers(b)]
+
+
+class FakeResponses(FakeApi):
     """OpenAI's `POST /v1/responses`, streamed, as codex uses it: a request
     offering the editor's tool is answered with `calls` calls of it, one
     whose input holds their outputs with text quoting them, anything else
-    with "ok". Request bodies are kept in `requests`."""
+    with "ok"."""
 
     def __init__(self, calls=1):
-        self.calls = calls
-        super().__init__(ResponsesHandler)
+        super().__init__(ResponsesHandler, calls)
 
-    def offering(self):
-        with self.lock:
-            return [b for b in self.requests if "get_weather" in namespaced(b)]
+    @staticmethod
+    def offers(body):
+        return "get_weather" in namespaced(body)
 
 
 def namespaced(body):
@@ -553,19 +568,18 @@ def chat_round_trip(s, ask, answer_for):
 QWEN_NAME = "mcp__editor__get_weather"
 
 
-class FakeChat(LocalHttpServer):
+class FakeChat(FakeApi):
     """OpenAI's `POST /v1/chat/completions`, streamed, as qwen uses it: a
     request offering the editor's tool is answered with `calls` calls of it,
     one whose messages hold tool results with text quoting them, anything
-    else with "ok". Request bodies are kept in `requests`."""
+    else with "ok"."""
 
     def __init__(self, calls=1):
-        self.calls = calls
-        super().__init__(ChatHandler)
+        super().__init__(ChatHandler, calls)
 
-    def offering(self):
-        with self.lock:
-            return [b for b in self.requests if QWEN_NAME in function_names(b)]
+    @staticmethod
+    def offers(body):
+        return QWEN_NAME in function_names(body)
 
 
 def function_names(body):
@@ -631,11 +645,93 @@ def qwen_offered_only_the_editors_tools(fake):
         assert function_names(body) == [QWEN_NAME], function_names(body)
 
 
+# gemini: the editor's tools reach it as the MCP server `editor` of the
+# settings in a home of the run's own, which it offers its model as
+# `mcp_editor_<name>` function declarations.
+
+GEMINI_NAME = "mcp_editor_get_weather"
+
+
+class FakeGemini(FakeApi):
+    """Google's `POST /v1beta/models/{model}:streamGenerateContent?alt=sse`,
+    as gemini uses it: a request offering the editor's tool is answered with
+    `calls` `functionCall`s of it when its last content names a city, one
+    whose last content holds `functionResponse`s with text quoting them,
+    anything else with "ok"."""
+
+    def __init__(self, calls=1):
+        super().__init__(GeminiHandler, calls)
+
+    @staticmethod
+    def offers(body):
+        return GEMINI_NAME in declared(body)
+
+
+def declared(body):
+    """The names of the functions the request declares."""
+    return [f.get("name") for t in body.get("tools") or [] for f in t.get("functionDeclarations") or []]
+
+
+def function_responses(body):
+    """The outputs of the function responses in the request's last content
+    (gemini wraps each in `<untrusted_context>` tags, dropped here)."""
+    contents = body.get("contents") or []
+    parts = contents[-1].get("parts") or [] if contents else []
+    outputs = [p["functionResponse"].get("response", {}) for p in parts if "functionResponse" in p]
+    return [re.sub(r"</?untrusted_context>", "", str(o.get("output", o))).strip() for o in outputs]
+
+
+def last_text(body):
+    contents = body.get("contents") or []
+    return "".join(p.get("text", "") for p in (contents[-1].get("parts") or [] if contents else []))
+
+
+class GeminiHandler(FakeHandler):
+    server: FakeGemini
+
+    def do_GET(self):
+        self.send_json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+
+    def do_POST(self):
+        body = self.json_body()
+        if not urlparse(self.path).path.endswith(":streamGenerateContent"):
+            return self.send_json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+        with self.server.lock:
+            self.server.requests.append(body)
+        results = function_responses(body)
+        if results:
+            parts = [{"text": "The tool said: " + " | ".join(results)}]
+        elif self.server.offers(body) and any(c in last_text(body) for c in CITIES):
+            parts = [{"functionCall": {"name": GEMINI_NAME, "args": {"city": c}}} for c in CITIES[: self.server.calls]]
+        else:
+            parts = [{"text": "ok"}]
+        candidate = {"content": {"role": "model", "parts": parts}, "index": 0, "finishReason": "STOP"}
+        usage = {"promptTokenCount": 50, "candidatesTokenCount": 10, "totalTokenCount": 60}
+        self.start_sse()
+        self.chunk(f"data: {json.dumps({'candidates': [candidate], 'usageMetadata': usage})}\r\n\r\n".encode())
+        self.end_sse()
+
+
+def gemini_editor_setup(server, exec_agent, home, fake, *options):
+    """`agent exec --preset gemini` on a FakeGemini, its settings in `home`."""
+    env, extra = gemini_setup(home, fake.base)
+    env.pop("PATH")
+    return Setup(server, exec_agent, home, fake, *options, cli="gemini", cli_env=env, extra=extra)
+
+
+def gemini_offered_only_the_editors_tools(fake):
+    offered = fake.offering()
+    assert offered, "no request offered the editor's tool"
+    for body in offered:
+        assert declared(body) == [GEMINI_NAME], declared(body)
+
+
 # Each CLI as the fake of its model API, its setup, and the check that its
 # model was offered only the editor's tools.
 CLIS = {
     "codex": (FakeResponses, codex_setup, codex_offered_only_the_editors_tools),
     "qwen": (FakeChat, qwen_editor_setup, qwen_offered_only_the_editors_tools),
+    "gemini": (FakeGemini, gemini_editor_setup, gemini_offered_only_the_editors_tools),
 }
 
 
@@ -665,3 +761,39 @@ def test_the_cli_s_two_calls_of_one_turn_come_in_one_answer(server, exec_agent, 
         assert "sky over Oslo" in text and "sky over Rome" in text
         assert spawns(s.count) == 1
         s.no_cli_left()
+
+
+def run_homes(s):
+    """The runs' own homes `agent exec` has now."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    return list(tmp.glob(f"mcp-provider-tools-{s.agent.proc.pid}-*/homes/*"))
+
+
+def test_gemini_runs_in_a_home_of_its_own_that_shares_the_user_s_and_goes_with_the_run(server, exec_agent, tmp_path):
+    """The run's home links the user's `~/.gemini` but for its settings: the
+    session gemini saved is in the user's, the user's settings file is
+    untouched, and the home is removed once the run is gone. The next turn
+    resumes that session in a home of its own, with the editor's tools."""
+    with FakeGemini() as fake:
+        s = gemini_editor_setup(server, exec_agent, tmp_path, fake)
+        settings = (tmp_path / ".gemini" / "settings.json").read_text()
+        client = s.openai()
+        hello = [{"role": "user", "content": "Hello there"}]
+        first = client.chat.completions.create(model=s.model, messages=hello, tools=[WEATHER])
+        assert first.choices[0].message.content == "ok"
+        s.no_cli_left()
+        deadline = time.monotonic() + 10
+        while run_homes(s) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run_homes(s) == []
+        assert (tmp_path / ".gemini" / "settings.json").read_text() == settings
+        assert list((tmp_path / ".gemini" / "tmp").rglob("session-*.jsonl"))
+        history = [*hello, {"role": "assistant", "content": "ok"}, *ASK]
+        later = client.chat.completions.create(model=s.model, messages=history, tools=[WEATHER])
+        assert later.choices[0].finish_reason == "tool_calls"
+        assert spawns(s.count) == 2
+        contents = fake.offering()[-1]["contents"]
+        texts = [(c["role"], "".join(p.get("text", "") for p in c["parts"])) for c in contents]
+        assert texts[-1] == ("user", ASK[0]["content"]), texts
+        assert ("model", "ok") in texts and "User:" not in json.dumps(contents), texts
+        gemini_offered_only_the_editors_tools(fake)

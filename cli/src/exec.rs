@@ -20,6 +20,9 @@ pub struct RemoteExec {
     /// Where runs' tool relays connect, when the CLI is given the editor's
     /// tools.
     pub tool_socket: Option<PathBuf>,
+    /// Where runs whose CLI gets a home of its own have it (in the tool
+    /// directory).
+    pub run_homes: Option<PathBuf>,
 }
 
 #[derive(Args)]

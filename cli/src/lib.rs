@@ -21,6 +21,7 @@ mod mcp_json;
 pub mod process;
 pub mod relay;
 mod reload;
+mod run_home;
 mod secrets;
 mod settings;
 pub mod shutdown;
@@ -346,6 +347,7 @@ fn agent_exec<R: Runtime>(args: &exec::ExecArgs) -> Result<(), Failure> {
         cwd: args.cwd(),
         pass_env: args.pass_env(),
         tool_socket: tool_dir.as_ref().map(relay::ToolDir::socket),
+        run_homes: tool_dir.as_ref().map(relay::ToolDir::homes),
     })
     .map_err(Failure::Runtime)
 }

@@ -3,18 +3,20 @@
 //! end of stderr, and kill every group when the agent itself is stopped —
 //! so no CLI outlives its request or the agent.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use std::time::Instant;
 
+use mcp_provider_core::agent::exec::home::OwnHome;
 use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId, STDERR_TAIL};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::exec::RemoteExec;
+use crate::run_home;
 use crate::watchdog;
 
 /// How much a run's stdout is read at a time.
@@ -58,10 +60,12 @@ pub fn command(
 }
 
 /// Carries out what the agent asks: each spawn's command built (in
-/// `remote`'s working directory, with its environment) and handed to
-/// `spawn` (a run that cannot start is reported to the agent at once, so
-/// its editor hears of it), each kill sent to the run's process group.
-/// Done before the agent's frames are sent, since a failed start makes one.
+/// `remote`'s working directory, with its environment, in a home of its
+/// own when it asks for one) and handed to `spawn` (a run that cannot start
+/// is reported to the agent at once, so its editor hears of it), each kill
+/// sent to the run's process group. The homes of runs whose group is gone
+/// are removed. Done before the agent's frames are sent, since a failed
+/// start makes one.
 pub fn carry_out(
     agent: &mut ExecAgent,
     groups: &Groups,
@@ -75,10 +79,15 @@ pub fn carry_out(
                 argv,
                 stdin,
                 env,
+                home,
             } => {
                 let started = command(&argv, remote.cwd.as_deref(), &remote.pass_env).and_then(
                     |mut command| {
                         command.envs(env);
+                        if let Some(home) = home {
+                            let made = own_home(remote, run, &home)?;
+                            command.env(home.var, made);
+                        }
                         spawn(run, command, stdin)
                     },
                 );
@@ -89,6 +98,20 @@ pub fn carry_out(
             Action::Kill { run } => groups.kill(run),
         }
     }
+    if let Some(homes) = &remote.run_homes {
+        run_home::sweep(homes, &groups.runs());
+    }
+}
+
+/// Makes `run`'s own home for `home` in the tool directory.
+fn own_home(remote: &RemoteExec, run: RunId, home: &OwnHome) -> Result<PathBuf, String> {
+    let homes = remote
+        .run_homes
+        .as_deref()
+        .ok_or("no directory for the run's home")?;
+    let user =
+        run_home::user(home).ok_or_else(|| format!("neither {} nor HOME is set", home.var))?;
+    run_home::make(homes, run, home, &user)
 }
 
 /// SIGKILL to the process group `pgid` (a run's pid: it leads its group).
@@ -151,6 +174,11 @@ impl Groups {
         if let Some(pgid) = removed {
             watchdog::forget(pgid);
         }
+    }
+
+    /// The runs whose group is alive.
+    pub fn runs(&self) -> HashSet<RunId> {
+        self.map().keys().copied().collect()
     }
 
     pub fn kill(&self, run: RunId) {

@@ -43,6 +43,11 @@ impl ToolDir {
     pub fn socket(&self) -> PathBuf {
         self.0.join("tools.sock")
     }
+
+    /// Where runs' own homes are made (see `run_home`).
+    pub fn homes(&self) -> PathBuf {
+        self.0.join("homes")
+    }
 }
 
 impl Drop for ToolDir {

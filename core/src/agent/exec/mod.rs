@@ -17,6 +17,7 @@ pub mod codex;
 pub mod conversation;
 pub mod cursor;
 pub mod gemini;
+pub mod home;
 pub mod link;
 pub mod offer;
 pub mod output;
@@ -106,6 +107,9 @@ pub enum Action {
         stdin: Vec<u8>,
         /// Variables set for it, beside the inherited ones.
         env: Vec<(String, String)>,
+        /// A home of its own to make first, its variable set for it; to be
+        /// removed once the run is gone.
+        home: Option<home::OwnHome>,
     },
     /// Kill the run's whole process group (its exit is still reported).
     Kill { run: RunId },
@@ -375,13 +379,13 @@ impl ExecAgent {
             _ => self.plan.command.clone(),
         };
         let (mut argv, on_stdin) = preset::arguments(&command, &request.prompt);
-        let env = match self.launch(run, request.offer.is_some()) {
+        let (env, home) = match self.launch(run, request.offer.is_some()) {
             Some(launch) => {
                 let at = 1.min(argv.len());
                 argv.splice(at..at, launch.args);
-                launch.env
+                (launch.env, launch.home)
             }
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         if let Some(long) = argv.iter().map(String::len).find(|&n| n > MAX_ARGUMENT) {
             let message = format!(
@@ -430,6 +434,7 @@ impl ExecAgent {
             argv,
             stdin,
             env,
+            home,
         });
     }
 

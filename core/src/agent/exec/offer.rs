@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::home::OwnHome;
 use super::preset::Preset;
 use super::tools::SERVER;
 
@@ -15,6 +16,9 @@ pub struct Launch {
     /// Arguments after the program's name.
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// A home of the run's own, for a CLI configured only by its settings
+    /// file.
+    pub home: Option<OwnHome>,
 }
 
 /// What is the same for every run.
@@ -33,7 +37,10 @@ const MARGIN: Duration = Duration::from_secs(60);
 /// Whether `preset`'s CLI can be given the editor's tools; a request to
 /// one that cannot has them in its prompt only.
 pub fn takes_tools(preset: Preset) -> bool {
-    matches!(preset, Preset::Claude | Preset::Codex | Preset::Qwen)
+    matches!(
+        preset,
+        Preset::Claude | Preset::Codex | Preset::Qwen | Preset::Gemini
+    )
 }
 
 /// qwen-code's own tools that `--core-tools` leaves on, and its tool search
@@ -109,6 +116,7 @@ pub fn launch(preset: Preset, setup: &Setup) -> Option<Launch> {
                     ("MCP_TOOL_TIMEOUT".to_owned(), wait.as_millis().to_string()),
                     ("ENABLE_TOOL_SEARCH".to_owned(), "false".to_owned()),
                 ],
+                home: None,
             })
         }
         // `-c mcp_servers={…}` sets the whole table, so the user's own
@@ -134,6 +142,7 @@ pub fn launch(preset: Preset, setup: &Setup) -> Option<Launch> {
             Some(Launch {
                 args: flags,
                 env: Vec::new(),
+                home: None,
             })
         }
         // `--mcp-config` takes JSON text; `--allowed-mcp-server-names
@@ -164,9 +173,40 @@ pub fn launch(preset: Preset, setup: &Setup) -> Option<Launch> {
                     "QWEN_CODE_MCP_TOOL_IDLE_TIMEOUT_MS".to_owned(),
                     wait.as_millis().to_string(),
                 )],
+                home: None,
             })
         }
-        Preset::Gemini | Preset::CursorAgent => None,
+        // gemini takes MCP servers from its settings files only, so the run
+        // gets a home of its own (GEMINI_CLI_HOME) whose settings are the
+        // user's with `mcpServers` replaced by the editor's alone (`trust`
+        // runs its tools without a confirmation, none can be answered
+        // headless; `timeout` is gemini's wait for a result, in ms), and
+        // `--allowed-mcp-server-names editor` leaves out the servers of
+        // extensions. `tools.core` lets only the editor's tools be offered
+        // (it is an allowlist of tools, MCP ones included): none of
+        // gemini's file, shell, web, plan, skill, topic or agent tools.
+        // `tmp` (sessions, for resuming) and `history` are the user's.
+        Preset::Gemini => {
+            let mut overlay = json!({"mcpServers": {SERVER: {
+                "command": command, "args": args, "trust": true,
+                "timeout": wait.as_millis() as u64}}});
+            if !setup.cli_tools {
+                overlay["tools"] = json!({"core": [format!("mcp_{SERVER}_*")]});
+            }
+            Some(Launch {
+                args: vec!["--allowed-mcp-server-names".to_owned(), SERVER.to_owned()],
+                env: Vec::new(),
+                home: Some(OwnHome {
+                    var: "GEMINI_CLI_HOME",
+                    dir: ".gemini",
+                    settings: "settings.json",
+                    shared: &["tmp", "history"],
+                    overlay,
+                    whole: &["mcpServers"],
+                }),
+            })
+        }
+        Preset::CursorAgent => None,
     }
 }
 
@@ -238,6 +278,36 @@ mod tests {
         assert_eq!(launch.env[0].1, "360000");
         let keeping = launched(Preset::Qwen, true).unwrap();
         assert_eq!(keeping.args.len(), 4);
+    }
+
+    #[test]
+    fn gemini_gets_a_home_whose_settings_hold_only_the_relay_trusted() {
+        let launch = launched(Preset::Gemini, false).unwrap();
+        assert_eq!(launch.args, ["--allowed-mcp-server-names", "editor"]);
+        assert!(launch.env.is_empty());
+        let home = launch.home.unwrap();
+        assert_eq!((home.var, home.dir), ("GEMINI_CLI_HOME", ".gemini"));
+        let user = r#"{"security": {"auth": {"selectedType": "gemini-api-key"}},
+            "mcpServers": {"mine": {"command": "x"}}, "tools": {"core": ["shell"]}}"#;
+        let settings = home.settings_for(Some(user));
+        assert_eq!(
+            settings["mcpServers"],
+            json!({"editor": {
+                "command": "/bin/mcp-provider",
+                "args": ["__relay", "/tmp/x/link.sock", "s3cret"],
+                "trust": true, "timeout": 360000}})
+        );
+        assert_eq!(settings["tools"]["core"], json!(["mcp_editor_*"]));
+        assert_eq!(
+            settings["security"]["auth"]["selectedType"],
+            "gemini-api-key"
+        );
+        let keeping = launched(Preset::Gemini, true).unwrap().home.unwrap();
+        assert_eq!(keeping.overlay.get("tools"), None);
+        assert_eq!(
+            keeping.settings_for(Some(user))["tools"]["core"],
+            json!(["shell"])
+        );
     }
 
     #[test]
