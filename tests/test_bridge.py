@@ -548,6 +548,16 @@ def test_stopping_the_bridge_takes_the_whole_process_group(make_server, tmp_path
     assert wait_until(lambda: not marked(mark)), marked(mark)
 
 
+async def refusal(c, tool, arguments):
+    """Why the call of `tool` was refused (an unknown tool is a JSON-RPC
+    error, which the SDK raises), or "called" when it was not."""
+    try:
+        await c.call_tool(tool, arguments)
+        return "called"
+    except MCPError as e:
+        return e.error.message
+
+
 def test_a_filtered_tool_is_unknown_on_every_path(make_server, tmp_path):
     """`exclude_tools` and `tools` (globs) on a server: the tools they
     leave out are absent from its listings and refused as unknown on every
@@ -567,12 +577,7 @@ def test_a_filtered_tool_is_unknown_on_every_path(make_server, tmp_path):
     async def use(mode):
         async with client(server, mode=mode) as c:
             names = {t.name for t in (await c.list_tools()).tools}
-            # An unknown tool is a JSON-RPC error, which the SDK raises.
-            try:
-                await c.call_tool("get-sum", {"a": 1, "b": 2})
-                refused = "called"
-            except MCPError as e:
-                refused = e.error.message
+            refused = await refusal(c, "get-sum", {"a": 1, "b": 2})
             echoed = await c.call_tool("echo", {"message": mode})
         async with client(server, name="only-echo", mode=mode) as only:
             only_names = [t.name for t in (await only.list_tools()).tools]

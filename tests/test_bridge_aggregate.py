@@ -23,10 +23,9 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
 
 from conftest import API_KEY, ROOT, mcp_post as post
-from test_bridge import ARCHITECTURE, EVERYTHING, INSPECTOR, TIMEOUT, sampler
+from test_bridge import ARCHITECTURE, EVERYTHING, INSPECTOR, TIMEOUT, refusal, sampler
 
 FILESYSTEM = ROOT / "tests" / "node" / "node_modules" / ".bin" / "mcp-server-filesystem"
 NOTES = f"notes={sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'notes_server.py'}"
@@ -267,11 +266,7 @@ def test_a_filtered_tool_is_absent_and_refused_on_the_aggregate_too(make_server,
     async def use(mode):
         async with client(server, mode=mode) as c:
             names = {t.name for t in (await c.list_tools()).tools}
-            try:
-                await c.call_tool("everything__get-sum", {"a": 1, "b": 2})
-                refused = "called"
-            except MCPError as e:
-                refused = e.error.message
+            refused = await refusal(c, "everything__get-sum", {"a": 1, "b": 2})
         return names, refused
 
     for mode in ("legacy", "auto"):

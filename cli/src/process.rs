@@ -63,9 +63,8 @@ pub fn command(
 /// `remote`'s working directory, with its environment, in a home of its
 /// own when it asks for one) and handed to `spawn` (a run that cannot start
 /// is reported to the agent at once, so its editor hears of it), each kill
-/// sent to the run's process group. The homes of runs whose group is gone
-/// are removed. Done before the agent's frames are sent, since a failed
-/// start makes one.
+/// sent to the run's process group. Done before the agent's frames are
+/// sent, since a failed start makes one.
 pub fn carry_out(
     agent: &mut ExecAgent,
     groups: &Groups,
@@ -93,11 +92,18 @@ pub fn carry_out(
                 );
                 if let Err(e) = started {
                     agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
+                    remove_gone_homes(remote, groups);
                 }
             }
             Action::Kill { run } => groups.kill(run),
         }
     }
+}
+
+/// Removes the homes of runs whose process group is gone: called when a
+/// run ends (or fails to start), not on every turn of the agent's loop,
+/// which output and frames drive.
+pub fn remove_gone_homes(remote: &RemoteExec, groups: &Groups) {
     if let Some(homes) = &remote.run_homes {
         run_home::sweep(homes, &groups.runs());
     }

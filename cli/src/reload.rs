@@ -207,7 +207,11 @@ mod tests {
         format!(r#"{{"mcpServers": {{{}}}}}"#, entries.join(", "))
     }
 
-    fn bridged_names(bridged: &Arc<Bridged>) -> Vec<(String, Vec<String>)> {
+    fn bridged_names(bridged: &Arc<Bridged>) -> Vec<String> {
+        bridged_specs(bridged).into_iter().map(|(n, _)| n).collect()
+    }
+
+    fn bridged_specs(bridged: &Arc<Bridged>) -> Vec<(String, Vec<String>)> {
         bridged.with(|b, _| {
             b.specs()
                 .iter()
@@ -254,9 +258,9 @@ mod tests {
             ("a".to_owned(), cat("1")),
             ("b".to_owned(), cat("1")),
         ];
-        assert_eq!(bridged_names(&bridged), two);
+        assert_eq!(bridged_specs(&bridged), two);
         reloader.tick(false);
-        assert_eq!(bridged_names(&bridged), two, "nothing changed");
+        assert_eq!(bridged_specs(&bridged), two, "nothing changed");
 
         save(&file, &servers(&[("b", "2"), ("c", "1")]));
         reloader.tick(false);
@@ -265,15 +269,15 @@ mod tests {
             ("b".to_owned(), cat("2")),
             ("c".to_owned(), cat("1")),
         ];
-        assert_eq!(bridged_names(&bridged), three);
+        assert_eq!(bridged_specs(&bridged), three);
 
         // Not JSON, then two servers of one name: refused, the old kept.
         save(&file, "{ not json");
         reloader.tick(false);
-        assert_eq!(bridged_names(&bridged), three);
+        assert_eq!(bridged_specs(&bridged), three);
         save(&file, &servers(&[("flag", "1")]));
         reloader.tick(false);
-        assert_eq!(bridged_names(&bridged), three);
+        assert_eq!(bridged_specs(&bridged), three);
         assert!(reloader
             .source
             .load()
@@ -284,7 +288,7 @@ mod tests {
         save(&file, &servers(&[("c", "1")]));
         reloader.tick(false);
         assert_eq!(
-            bridged_names(&bridged),
+            bridged_specs(&bridged),
             [
                 ("flag".to_owned(), vec!["cat".to_owned()]),
                 ("c".to_owned(), cat("1"))
@@ -302,17 +306,9 @@ mod tests {
         std::fs::write(&file, servers(&[("a", "1"), ("z", "1")])).expect("written");
         reloader.files = stamps(vec![file.clone()]);
         reloader.tick(false);
-        let names: Vec<String> = bridged_names(&bridged)
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        assert_eq!(names, ["a", "b"]);
+        assert_eq!(bridged_names(&bridged), ["a", "b"]);
         reloader.tick(true);
-        let names: Vec<String> = bridged_names(&bridged)
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        assert_eq!(names, ["a", "z"]);
+        assert_eq!(bridged_names(&bridged), ["a", "z"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -335,10 +331,10 @@ mod tests {
             &format!("[bridge]\nmcp_json = [{:?}]\n", other.display().to_string()),
         );
         reloader.tick(false);
-        assert_eq!(bridged_names(&bridged).len(), 1);
+        assert_eq!(bridged_specs(&bridged).len(), 1);
         save(&other, &servers(&[("o", "1"), ("p", "1")]));
         reloader.tick(false);
-        assert_eq!(bridged_names(&bridged).len(), 2);
+        assert_eq!(bridged_specs(&bridged).len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,11 +12,12 @@ use std::path::Path;
 use std::process::{ChildStderr, Command};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
+use mcp_provider_cli::relay;
 use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
 use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
 
@@ -35,10 +36,6 @@ enum Input {
     Relay(LinkId, Vec<u8>),
     RelayClosed(LinkId),
 }
-
-/// The longest a write to a relay may block the agent's thread: a relay
-/// reads all the time, so only a stuck one takes that long.
-const RELAY_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Inputs waiting for the agent: a run's reader blocks past this, so a
 /// CLI that prints faster than the link takes its output is held back.
@@ -110,15 +107,21 @@ fn serve_link(
             Ok(Some(Input::Link(..))) => {}
             Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes, Instant::now()),
             Ok(Some(Input::RelayOpened(id, stream))) => {
-                let _ = stream.set_write_timeout(Some(RELAY_WRITE_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(relay::WRITE_TIMEOUT));
                 relays.insert(id, stream);
+                // Counted from its opening, not its first bytes: one that
+                // never speaks still holds a place under the agent's cap.
+                agent.handle_link(id, &[], Instant::now());
             }
             Ok(Some(Input::Relay(id, bytes))) => agent.handle_link(id, &bytes, Instant::now()),
             Ok(Some(Input::RelayClosed(id))) => {
                 relays.remove(&id);
                 agent.handle_link_closed(id);
             }
-            Ok(Some(Input::Exit(run, exit))) => agent.handle_exit(run, exit, Instant::now()),
+            Ok(Some(Input::Exit(run, exit))) => {
+                agent.handle_exit(run, exit, Instant::now());
+                process::remove_gone_homes(remote, groups);
+            }
             Ok(None) => agent.handle_timeout(Instant::now()),
             // Unreachable while this thread holds a sender.
             Err(_) => return Ok(LinkEnd::Closed(None)),
@@ -180,16 +183,23 @@ fn write_relays(agent: &mut ExecAgent, relays: &mut HashMap<LinkId, UnixStream>)
         match output {
             LinkOutput::Send(id, mut line) => {
                 line.push('\n');
-                if let Some(stream) = relays.get_mut(&id) {
-                    let _ = stream.write_all(line.as_bytes());
+                let failed = relays
+                    .get_mut(&id)
+                    .is_some_and(|stream| stream.write_all(line.as_bytes()).is_err());
+                if failed {
+                    close_relay(relays, id);
                 }
             }
-            LinkOutput::Close(id) => {
-                if let Some(stream) = relays.remove(&id) {
-                    let _ = stream.shutdown(Shutdown::Both);
-                }
-            }
+            LinkOutput::Close(id) => close_relay(relays, id),
         }
+    }
+}
+
+/// Closes a relay's connection: its reader then ends, and the agent hears
+/// it closed.
+fn close_relay(relays: &mut HashMap<LinkId, UnixStream>, id: LinkId) {
+    if let Some(stream) = relays.remove(&id) {
+        let _ = stream.shutdown(Shutdown::Both);
     }
 }
 

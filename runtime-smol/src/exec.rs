@@ -13,6 +13,7 @@ use std::time::Instant;
 use mcp_provider_cli::dial::{FromLink, LinkEnd};
 use mcp_provider_cli::exec::RemoteExec;
 use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
+use mcp_provider_cli::relay;
 use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
 use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
 use smol::channel::{self, Receiver, Sender};
@@ -106,13 +107,19 @@ async fn serve_link(
             }
             Waited::Input(Input::RelayOpened(id, stream)) => {
                 relays.insert(id, stream);
+                // Counted from its opening, not its first bytes: one that
+                // never speaks still holds a place under the agent's cap.
+                agent.handle_link(id, &[], Instant::now());
             }
             Waited::Input(Input::Relay(id, bytes)) => agent.handle_link(id, &bytes, Instant::now()),
             Waited::Input(Input::RelayClosed(id)) => {
                 relays.remove(&id);
                 agent.handle_link_closed(id);
             }
-            Waited::Input(Input::Exit(run, exit)) => agent.handle_exit(run, exit, Instant::now()),
+            Waited::Input(Input::Exit(run, exit)) => {
+                agent.handle_exit(run, exit, Instant::now());
+                process::remove_gone_homes(remote, groups);
+            }
             // Unreachable while this task holds a sender.
             Waited::Closed => return LinkEnd::Closed(None),
             Waited::Due => agent.handle_timeout(Instant::now()),
@@ -171,16 +178,28 @@ async fn write_relays(agent: &mut ExecAgent, relays: &mut HashMap<LinkId, UnixSt
         match output {
             LinkOutput::Send(id, mut line) => {
                 line.push('\n');
-                if let Some(stream) = relays.get_mut(&id) {
-                    let _ = stream.write_all(line.as_bytes()).await;
+                let Some(stream) = relays.get_mut(&id) else {
+                    continue;
+                };
+                let written = async { stream.write_all(line.as_bytes()).await.is_ok() };
+                let too_long = async {
+                    smol::Timer::after(relay::WRITE_TIMEOUT).await;
+                    false
+                };
+                if !smol::future::or(written, too_long).await {
+                    close_relay(relays, id);
                 }
             }
-            LinkOutput::Close(id) => {
-                if let Some(stream) = relays.remove(&id) {
-                    let _ = stream.shutdown(Shutdown::Both);
-                }
-            }
+            LinkOutput::Close(id) => close_relay(relays, id),
         }
+    }
+}
+
+/// Closes a relay's connection: its reader then ends, and the agent hears
+/// it closed.
+fn close_relay(relays: &mut HashMap<LinkId, UnixStream>, id: LinkId) {
+    if let Some(stream) = relays.remove(&id) {
+        let _ = stream.shutdown(Shutdown::Both);
     }
 }
 

@@ -1,5 +1,7 @@
 //! Checks shared by every API: message lists, sampling numbers, sizes.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -173,8 +175,8 @@ pub(super) fn schema(schema: &Value, param: &str) -> Result<(), ApiError> {
 /// order and are not checked.
 pub fn tool_results(payload: &Value) -> Result<(), ApiError> {
     let messages = payload["messages"].as_array().map(Vec::as_slice);
-    let mut called: Vec<&str> = Vec::new();
-    let mut answered: Vec<&str> = Vec::new();
+    let mut called: HashSet<&str> = HashSet::new();
+    let mut answered: HashSet<&str> = HashSet::new();
     for message in messages.unwrap_or_default() {
         let calls = message["tool_calls"].as_array().into_iter().flatten();
         called.extend(calls.filter_map(|c| c["id"].as_str()));
@@ -190,13 +192,12 @@ pub fn tool_results(payload: &Value) -> Result<(), ApiError> {
                 format!("a tool result answers the call `{id}`, which no earlier assistant message made"),
             ));
         }
-        if answered.contains(&id) {
+        if !answered.insert(id) {
             return Err(ApiError::invalid_param(
                 "messages",
                 format!("the call `{id}` has more than one tool result"),
             ));
         }
-        answered.push(id);
     }
     Ok(())
 }

@@ -50,11 +50,11 @@ pub fn merge_settings(user: Option<&str>, overlay: &Value, whole: &[&str]) -> Va
         .unwrap_or_else(|| Value::Object(Map::new()));
     if let (Value::Object(base), Value::Object(overlay)) = (&mut base, overlay) {
         for (key, value) in overlay {
-            match base.get_mut(key) {
-                Some(old) if !whole.contains(&key.as_str()) => merge(old, value),
-                _ => {
-                    base.insert(key.clone(), value.clone());
-                }
+            let old = base.entry(key.clone()).or_insert(Value::Null);
+            if whole.contains(&key.as_str()) {
+                *old = value.clone();
+            } else {
+                merge(old, value);
             }
         }
     }
@@ -66,12 +66,7 @@ fn merge(base: &mut Value, overlay: &Value) {
     match (base, overlay) {
         (Value::Object(base), Value::Object(overlay)) => {
             for (key, value) in overlay {
-                match base.get_mut(key) {
-                    Some(old) => merge(old, value),
-                    None => {
-                        base.insert(key.clone(), value.clone());
-                    }
-                }
+                merge(base.entry(key.clone()).or_insert(Value::Null), value);
             }
         }
         (base, overlay) => *base = overlay.clone(),

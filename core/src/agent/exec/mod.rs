@@ -665,8 +665,10 @@ impl ExecAgent {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let runs = self.runs.values().filter(|r| !r.settled).flat_map(|r| {
             let own = (!r.parked()).then_some(r.request.deadline);
-            own.into_iter()
-                .chain(r.round.as_ref().and_then(Round::deadline))
+            // A run that failed is being ended: its round gives no more
+            // calls, and a batch already due would be due for ever.
+            let round = r.round.as_ref().filter(|_| r.failed.is_none());
+            own.into_iter().chain(round.and_then(Round::deadline))
         });
         runs.chain(self.queue.iter().map(|r| r.deadline)).min()
     }

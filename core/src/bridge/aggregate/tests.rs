@@ -127,6 +127,13 @@ impl Rig {
         self.drain()
     }
 
+    /// A request without a body (`GET` opens the session's stream,
+    /// `DELETE` ends it) for `session`.
+    fn on_session(&mut self, method: &str, session: &str) -> Option<Response> {
+        let headers = vec![("mcp-session-id".to_owned(), session.to_owned())];
+        self.request(method, headers, Value::Null)
+    }
+
     /// An aggregate session: its id.
     fn session(&mut self, capabilities: Value) -> String {
         let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -251,11 +258,7 @@ fn a_server_that_does_not_answer_in_time_costs_only_its_own_part() {
     assert_eq!(answer["result"]["tools"], json!([{"name": "files__read"}]));
     // Its late part answers nobody, but the session's client is told its
     // list changed, and listing again gets it at once (kept).
-    let stream = rig.request(
-        "GET",
-        vec![("mcp-session-id".into(), session.clone())],
-        Value::Null,
-    );
+    let stream = rig.on_session("GET", &session);
     assert_eq!(stream.map(|r| r.status), Some(200));
     let late = json!({"tools": [{"name": "log"}]});
     assert!(rig.child_answers("git", "tools/list", late).is_none());
@@ -316,11 +319,7 @@ fn two_servers_asking_under_the_same_id_are_each_answered_under_their_own() {
     let mut rig = Rig::new();
     let session = rig.session(json!({"sampling": {}}));
     list_tools(&mut rig, &session);
-    let stream = rig.request(
-        "GET",
-        vec![("mcp-session-id".into(), session.clone())],
-        Value::Null,
-    );
+    let stream = rig.on_session("GET", &session);
     assert_eq!(stream.map(|r| r.status), Some(200));
     let ask = json!({"jsonrpc": "2.0", "id": 7, "method": "sampling/createMessage", "params": {"messages": []}});
     rig.child_says("files", ask.clone());
@@ -410,11 +409,7 @@ fn ending_the_session_lets_go_of_its_client_on_every_server() {
             .sum::<usize>()
     };
     assert_eq!(clients(&rig), 2);
-    let gone = rig.request(
-        "DELETE",
-        vec![("mcp-session-id".into(), session.clone())],
-        Value::Null,
-    );
+    let gone = rig.on_session("DELETE", &session);
     assert_eq!(gone.map(|r| r.status), Some(200));
     assert_eq!(clients(&rig), 0);
     let ping = json!({"jsonrpc": "2.0", "id": 9, "method": "ping"});
