@@ -356,6 +356,7 @@ impl ExecAgent {
         if self.runs.len() < self.plan.max_running {
             self.start(request);
         } else if self.queue.len() < self.plan.max_queued {
+            self.make_room();
             self.queue.push_back(request);
         } else {
             let message = format!(
@@ -365,6 +366,27 @@ impl ExecAgent {
             );
             self.ready
                 .push_back(error_frame(&request.invoke, &message, "busy"));
+        }
+    }
+
+    /// Every place is taken and a request waits: unless enough runs are
+    /// ending already, the run parked longest for an editor's results ends
+    /// (its editor's results, if they ever come, are then an ordinary
+    /// request), so waiting processes nobody answers never keep a new
+    /// request out.
+    fn make_room(&mut self) {
+        let ending = self.runs.values().filter(|r| r.settled).count();
+        if ending > self.queue.len() {
+            return;
+        }
+        let oldest = self
+            .runs
+            .iter_mut()
+            .filter(|(_, r)| !r.settled && r.parked())
+            .min_by_key(|(_, r)| r.round.as_ref().and_then(Round::deadline));
+        if let Some((&run, state)) = oldest {
+            state.settled = true;
+            self.actions.push_back(Action::Kill { run });
         }
     }
 

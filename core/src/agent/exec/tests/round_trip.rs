@@ -238,6 +238,46 @@ fn a_new_request_of_the_chat_ends_the_waiting_run_and_runs_afresh() {
 }
 
 #[test]
+fn at_the_cap_the_run_parked_longest_makes_room_for_a_new_request() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(
+        ExecPlan {
+            max_running: 1,
+            ..tools_plan()
+        },
+        "a",
+    );
+    frames(&mut agent);
+    agent.handle_message(&invoke_with("inv-1", asking(), weather()), now);
+    let run = match actions(&mut agent).as_slice() {
+        [Action::Spawn { run, .. }] => *run,
+        other => panic!("{other:?}"),
+    };
+    let hello = json!({"secret": link::secret(&SEED, run)});
+    agent.handle_link(LinkId(1), format!("{hello}\n").as_bytes(), now);
+    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
+    call(&mut agent, LinkId(1), 1, "Oslo", now);
+    given_calls(&frames(&mut agent));
+    // Another chat's request: the one place is the parked run's, which
+    // ends; the request starts once it has.
+    let other = json!([{"role": "user", "content": "Something else"}]);
+    agent.handle_message(&invoke_with("inv-2", other, weather()), now);
+    assert_eq!(actions(&mut agent), [Action::Kill { run }]);
+    agent.handle_exit(
+        run,
+        Exit::Exited {
+            code: None,
+            stderr: String::new(),
+        },
+        now,
+    );
+    assert!(
+        matches!(actions(&mut agent).as_slice(), [Action::Spawn { .. }]),
+        "the waiting request starts"
+    );
+}
+
+#[test]
 fn results_for_other_calls_are_an_ordinary_request() {
     let now = Instant::now();
     let (mut agent, _) = parked(now);
