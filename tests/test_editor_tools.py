@@ -349,6 +349,23 @@ def test_an_editor_that_never_returns_leaves_nothing_after_the_deadline(server, 
     s.no_cli_left(timeout=RUN_TIMEOUT)
 
 
+def test_editors_that_never_return_make_room_at_the_cap(server, exec_agent, tmp_path, fake):
+    """`--max-running 1` and editors that never send their results: each
+    new chat (another window, its own system prompt) is answered, the run
+    parked longest ending to make room, so one CLI waits at a time."""
+    s = Setup(server, exec_agent, tmp_path, fake, "--tool-wait-secs", "300", "--max-running", "1")
+    client = s.openai()
+    for window in range(4):
+        chat = [{"role": "system", "content": f"You work in window {window}."}, *ASK]
+        answer = client.chat.completions.create(model=s.model, messages=chat, tools=[WEATHER])
+        assert answer.choices[0].finish_reason == "tool_calls", window
+    assert spawns(s.count) == 4
+    deadline = time.monotonic() + 10
+    while len(claude_roots(tmp_path, s)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(claude_roots(tmp_path, s)) == 1
+
+
 def test_an_edited_chat_ends_the_waiting_cli_and_is_answered(server, exec_agent, tmp_path, fake):
     s = Setup(server, exec_agent, tmp_path, fake, "--tool-wait-secs", "300")
     client = s.openai()
