@@ -27,6 +27,7 @@ BIN_DIR = Path(os.environ.get("MCP_PROVIDER_BIN_DIR", ROOT / "target" / "debug")
 RUNTIMES = {
     "smol": "mcp-provider",
     "blocking": "mcp-provider-blocking",
+    "tokio": "mcp-provider-tokio",
 }
 SELECTED = [r for r in os.environ.get("MCP_PROVIDER_RUNTIMES", ",".join(RUNTIMES)).split(",") if r]
 

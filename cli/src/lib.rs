@@ -26,6 +26,7 @@ mod secrets;
 mod settings;
 pub mod shutdown;
 mod watchdog;
+pub mod ws;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -20,11 +20,11 @@ use mcp_provider_cli::dial::{
 };
 use mcp_provider_cli::hub::Peer;
 use mcp_provider_cli::link_writes::LinkWrites;
+use mcp_provider_cli::ws;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
 
 use mcp_provider_cli::burst::Burst;
@@ -136,10 +136,7 @@ pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>, pee
             Ok(Message::Binary(_)) => break Some(LinkClose::Binary),
             Ok(Message::Close(_)) => break None,
             Ok(_) => {}
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => break None,
-            Err(WsError::Utf8(_)) => break Some(LinkClose::InvalidUtf8),
-            Err(WsError::Capacity(_)) => break Some(LinkClose::TooBig),
-            Err(_) => break Some(LinkClose::Protocol),
+            Err(e) => break ws::fault(&e),
         }
     };
     // What arrived before the end still counts.
@@ -149,17 +146,10 @@ pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>, pee
             .get_ref()
             .stream
             .set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = ws.close(Some(close_frame(why)));
+        let _ = ws.close(Some(ws::close_frame(why)));
         let _ = ws.flush();
     }
     let _ = ws.get_ref().stream.shutdown(Shutdown::Both);
-}
-
-fn close_frame(why: LinkClose) -> CloseFrame {
-    CloseFrame {
-        code: CloseCode::from(why.code()),
-        reason: why.reason().into(),
-    }
 }
 
 /// A link's mailbox, with what was already taken out of it.
@@ -185,7 +175,7 @@ pub fn write_frames(shared: &Shared, id: ConnId, link: LinkMail, mut ws: WebSock
             .into_iter()
             .all(|text| ws.write(Message::text(text)).is_ok());
         if let Some(why) = writes.close.filter(|_| open) {
-            let _ = ws.close(Some(close_frame(why)));
+            let _ = ws.close(Some(ws::close_frame(why)));
         }
         let flushed = ws.flush().is_ok();
         open &= writes.close.is_none() && flushed;

@@ -7,9 +7,8 @@ use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
 use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
@@ -19,7 +18,7 @@ use mcp_provider_cli::dial::{accept_head, handshake_failed, link_request, Backof
 use mcp_provider_cli::hub::{Hub, Peer};
 use mcp_provider_cli::link_writes::LinkWrites;
 use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
-use mcp_provider_cli::ConnLimits;
+use mcp_provider_cli::{ws, ConnLimits};
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
@@ -295,23 +294,6 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     drop(attached);
 }
 
-/// What ended a link from the agent's side: it closed, or it broke the
-/// protocol (then it is told why).
-fn link_fault(error: &WsError) -> LinkClose {
-    match error {
-        WsError::Utf8(_) => LinkClose::InvalidUtf8,
-        WsError::Capacity(_) => LinkClose::TooBig,
-        _ => LinkClose::Protocol,
-    }
-}
-
-fn close_frame(why: LinkClose) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(why.code()),
-        reason: why.reason().into(),
-    }))
-}
-
 /// An upgraded agent link (or a client of the bridge's WebSocket): frames
 /// in to the provider (or the bridge), mail out as frames (starting with
 /// any already taken out of the mailbox). Ends when either side closes; a
@@ -359,10 +341,7 @@ async fn agent_link(
                 Some(Ok(Message::Binary(_))) => break Some(LinkClose::Binary),
                 Some(Ok(Message::Close(_))) | None => break None,
                 Some(Ok(_)) => {}
-                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_))) => {
-                    break None
-                }
-                Some(Err(e)) => break Some(link_fault(&e)),
+                Some(Err(e)) => break ws::fault(&e),
             }
         };
         // What arrived before the end still counts.
@@ -380,7 +359,7 @@ async fn agent_link(
                 }
             }
             if let Some(why) = writes.close.filter(|_| open) {
-                let _ = tx.send(close_frame(why)).await;
+                let _ = tx.send(Message::Close(Some(ws::close_frame(why)))).await;
             }
             open &= writes.close.is_none();
             shared.written(id, backlog, writes.bytes);
@@ -393,7 +372,7 @@ async fn agent_link(
     };
     if let Some(why) = reader.or(writer).await {
         let close = async {
-            let _ = tx.send(close_frame(why)).await;
+            let _ = tx.send(Message::Close(Some(ws::close_frame(why)))).await;
         };
         close
             .or(async {

@@ -1,6 +1,7 @@
 //! The agent side: the link protocol's messages, why links close, and the
 //! built-in echo agent.
 
+pub mod app;
 pub mod close;
 pub mod echo;
 pub mod exec;

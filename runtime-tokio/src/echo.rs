@@ -1,0 +1,135 @@
+//! Running the core's echo agent: in-process beside the server, or as a
+//! separate process over the real agent link.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use async_tungstenite::tungstenite::Message;
+use futures_lite::StreamExt;
+use mcp_provider_cli::dial::LinkEnd;
+use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
+use mcp_provider_core::agent::echo::{self, EchoAgent};
+use mcp_provider_core::Output;
+use tokio::sync::mpsc;
+use tokio::time::timeout_at;
+
+use crate::remote::{first_link, next_link, Ws};
+use crate::server::Shared;
+
+/// Drives `agent`: provider frames from `incoming` in (`None` ends it and
+/// gives the agent back), due answer frames out through `send` a batch at
+/// a time, sleeping until the next paced frame. Between batches it reads
+/// what the provider sent, so a `pause` for a slow editor takes effect at
+/// once.
+async fn play<F, S>(mut agent: EchoAgent, mut incoming: F, send: S) -> EchoAgent
+where
+    F: AsyncFnMut() -> Option<String>,
+    S: AsyncFn(Vec<String>),
+{
+    loop {
+        let frames = agent.poll_batch(Instant::now());
+        if !frames.is_empty() {
+            send(frames).await;
+            tokio::task::yield_now().await;
+        }
+        let message = match agent.poll_timeout() {
+            Some(at) => timeout_at(at.into(), incoming()).await.ok(),
+            None => Some(incoming().await),
+        };
+        match message {
+            Some(Some(text)) => agent.handle_message(&text, Instant::now()),
+            Some(None) => return agent,
+            None => {}
+        }
+    }
+}
+
+/// Attaches an echo agent to the provider in memory.
+pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
+    let (attached, mail, backlog) = shared.connect();
+    let id = attached.id;
+    shared.with(|p, _| p.open_agent(id, mcp_provider_cli::ECHO_AGENT));
+    let reader = shared.clone();
+    let mut outputs = VecDeque::new();
+    let incoming = async move || loop {
+        let Some(output) = outputs.pop_front() else {
+            mail.waiter().recv().await.ok()?;
+            mail.take(&mut outputs);
+            continue;
+        };
+        reader.written(id, &backlog, output.backlog_bytes());
+        if let Output::ToAgent { text, .. } = output {
+            return Some(text);
+        }
+    };
+    let shared = shared.clone();
+    let send = async move |frames: Vec<String>| {
+        shared.with(|p, now| {
+            for frame in &frames {
+                p.handle_agent_text(id, frame, now);
+            }
+        })
+    };
+    let agent = EchoAgent::new(&plan.model, echo::BUILT_IN, plan.chunk_delay);
+    tokio::spawn(async move {
+        play(agent, incoming, send).await;
+        drop(attached);
+    });
+}
+
+/// Connects to a provider as an external echo agent and serves, dialing
+/// again when the link ends until the provider is back (unless `--once`).
+pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
+    let mut ws = first_link(&remote.link).await?;
+    let mut agent = EchoAgent::new(&remote.agent.model, echo::REMOTE, remote.agent.chunk_delay);
+    loop {
+        let end;
+        (agent, end) = serve_link(agent, ws).await?;
+        agent.link_lost();
+        ws = match next_link(&remote.link, end, mcp_provider_cli::say).await {
+            Ok(ws) => ws,
+            Err(outcome) => return outcome,
+        };
+    }
+}
+
+/// Serves one link until it ends; the agent comes back for the next.
+async fn serve_link(agent: EchoAgent, ws: Ws) -> Result<(EchoAgent, LinkEnd), String> {
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<String>>(4);
+    let writer = tokio::spawn(async move {
+        while let Some(frames) = out_rx.recv().await {
+            for frame in frames {
+                if let Err(e) = ws_tx.send(Message::text(frame)).await {
+                    return Some(format!("agent link failed: {e}"));
+                }
+            }
+        }
+        None
+    });
+    let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+    // Bounded: the agent makes frames only as fast as the link takes them.
+    let send = async move |frames: Vec<String>| {
+        let _ = out_tx.send(frames).await;
+    };
+    let incoming = async move || in_rx.recv().await;
+    let player = tokio::spawn(play(agent, incoming, send));
+    let end = loop {
+        match ws_rx.next().await {
+            Some(Ok(Message::Text(text))) => {
+                mcp_provider_cli::print_link_notice(text.as_str());
+                let _ = in_tx.send(text.as_str().to_owned());
+            }
+            Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),
+            None => break LinkEnd::Closed(None),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break LinkEnd::Failed(format!("agent link failed: {e}")),
+        }
+    };
+    drop(in_tx);
+    let agent = player
+        .await
+        .map_err(|e| format!("the echo agent failed: {e}"))?;
+    let failed = writer.await.ok().flatten();
+    Ok((agent, failed.map_or(end, LinkEnd::Failed)))
+}

@@ -1,0 +1,409 @@
+//! The tokio driver: sockets, tasks and timers around the core's
+//! `Provider`. No protocol logic lives here: bytes go in, outputs come out
+//! and are carried to the connection they name.
+
+use std::collections::VecDeque;
+use std::net::TcpListener as StdListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_tungstenite::tokio::TokioAdapter;
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
+use bytes::BytesMut;
+use futures_lite::StreamExt;
+use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
+use mcp_provider_cli::audit::AuditSink;
+use mcp_provider_cli::burst::Burst;
+use mcp_provider_cli::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
+use mcp_provider_cli::hub::{Hub, Peer};
+use mcp_provider_cli::link_writes::LinkWrites;
+use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
+use mcp_provider_cli::{ws, ConnLimits};
+use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
+use mcp_provider_core::backlog::Backlog;
+use mcp_provider_core::http::ServerConn;
+use mcp_provider_core::stream::Answering;
+use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{sleep, sleep_until, timeout, timeout_at};
+
+/// Wakes a connection's task: a channel holding at most one ring, closed
+/// when the hub lets the connection's mailbox go.
+#[derive(Clone)]
+pub struct TaskBell(async_channel::Sender<()>);
+
+impl Bell for TaskBell {
+    type Waiter = async_channel::Receiver<()>;
+
+    fn pair() -> (Self, Self::Waiter) {
+        let (tx, rx) = async_channel::bounded(1);
+        (TaskBell(tx), rx)
+    }
+
+    fn ring(&self) {
+        // Full: already rung, the task has not woken yet.
+        let _ = self.0.try_send(());
+    }
+}
+
+/// A connection's mailbox, as its task reads it.
+pub type Mail = Inbox<TaskBell>;
+
+/// The provider shared by every task.
+pub type Shared = Arc<Hub<TaskBell>>;
+
+/// A WebSocket over a tokio TCP stream.
+pub type Ws = WebSocketStream<TokioAdapter<TcpStream>>;
+
+/// Starts the provider and its timer on the current tokio runtime.
+pub fn start(config: Config, audit: Option<AuditSink>) -> Shared {
+    let (timer_tx, timer_rx) = async_channel::bounded(1);
+    let provider = Provider::new(config, Instant::now(), SystemTime::now());
+    let shared = Hub::new(provider, audit, move || {
+        let _ = timer_tx.try_send(());
+    });
+    tokio::spawn(timer_task(shared.clone(), timer_rx));
+    shared
+}
+
+/// Starts serving on `listeners`; the tasks run until the process ends.
+pub fn serve(
+    shared: &Shared,
+    listeners: Vec<StdListener>,
+    limits: ConnLimits,
+) -> std::io::Result<()> {
+    let admission = Admission::new(limits.max_connections);
+    for listener in listeners {
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        tokio::spawn(accept_loop(
+            shared.clone(),
+            listener,
+            limits,
+            admission.clone(),
+        ));
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    shared: Shared,
+    listener: TcpListener,
+    limits: ConnLimits,
+    admission: Admission,
+) {
+    let mut last_warning = None;
+    let refusals = Admission::new(REFUSALS_HELD);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let Some(admitted) = admission.admit() else {
+                    // Past the cap of held refusals, the socket just closes.
+                    if let Some(held) = refusals.admit() {
+                        tokio::spawn(async move {
+                            let _held = held;
+                            refuse(stream).await;
+                        });
+                    }
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let _open = admitted;
+                    connection(shared, stream, limits).await;
+                });
+            }
+            Err(e) => {
+                // Out of files or memory: wait a little rather than spin.
+                // The connection cap is kept under the file limit, so this
+                // is rare; say it once a second at most.
+                if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!("accept failed: {e}");
+                    last_warning = Some(Instant::now());
+                }
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Answers a connection past the cap with 503, then reads what the client
+/// sent, briefly, so closing does not reset the connection before it reads
+/// the answer.
+async fn refuse(mut stream: TcpStream) {
+    let _ = stream.write_all(&too_many_connections()).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = timeout(REFUSAL_HOLD, stream.read(&mut sink)).await;
+}
+
+/// Sleeps until the provider's next deadline, or until woken because an
+/// earlier one was set.
+async fn timer_task(shared: Shared, wake: async_channel::Receiver<()>) {
+    loop {
+        let next = shared.lock().armed();
+        let fired = match next {
+            Some(at) => timeout_at(at.into(), wake.recv()).await.is_err(),
+            None => {
+                let _ = wake.recv().await;
+                false
+            }
+        };
+        if fired {
+            shared.lock().disarm();
+            shared.with(|p, now| p.handle_timeout(now));
+        }
+    }
+}
+
+enum Event {
+    Read(std::io::Result<usize>),
+    /// The mailbox was rung (`false`: it closed).
+    Mail(bool),
+    /// An idle connection sent no whole request in time.
+    TimedOut,
+}
+
+/// Writes `bytes`, or fails once `limit` passes: a peer that stops reading
+/// must not hold its connection (and what waits for it) forever.
+async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool {
+    matches!(timeout(limit, stream.write_all(bytes)).await, Ok(Ok(())))
+}
+
+/// One editor connection: requests in, responses out; may become an agent
+/// link by WebSocket upgrade.
+pub async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
+    let (attached, mail, backlog) = shared.connect();
+    let id = attached.id;
+    let mut http = ServerConn::new(limits.http, Instant::now());
+    let mut answering = Answering::default();
+    let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
+    let mut out = BytesMut::new();
+    let mut outputs = VecDeque::new();
+    let mut eof = false;
+    // A later deadline does not move the timer: when the earlier one
+    // fires, the loop checks the deadline it has now and waits again.
+    let idle = sleep(Duration::ZERO);
+    tokio::pin!(idle);
+    let mut armed: Option<Instant> = None;
+    let upgrade = 'conn: loop {
+        if let Some(at) = http
+            .poll_timeout()
+            .filter(|at| armed.is_none_or(|a| *at < a))
+        {
+            idle.as_mut().reset(at.into());
+            armed = Some(at);
+        }
+        // A connection whose pipeline is full is not read until the
+        // response in progress ends; its peer then waits on TCP.
+        let reading = !eof && http.wants_read();
+        let event = tokio::select! {
+            biased;
+            read = stream.read(&mut buf), if reading => Event::Read(read),
+            rung = mail.waiter().recv() => Event::Mail(rung.is_ok()),
+            () = &mut idle, if armed.is_some() => {
+                armed = None;
+                Event::TimedOut
+            }
+        };
+        match event {
+            Event::Read(Ok(0)) => {
+                // The peer shut its side: what it sent in full is still
+                // answered, and handed on first, as blocking does.
+                eof = true;
+                http.handle_eof();
+                shared.pump(id, || http.poll_request());
+                shared.peer_shut(id);
+            }
+            Event::TimedOut if http.poll_timeout().is_none_or(|at| at > Instant::now()) => {
+                // The deadline moved on (or went) since the timer was armed.
+            }
+            Event::Read(Err(_)) | Event::Mail(false) | Event::TimedOut => break None,
+            Event::Read(Ok(n)) => http.handle_data(buf.get(..n).unwrap_or_default()),
+            Event::Mail(true) => {
+                mail.take(&mut outputs);
+                let mut carried = 0;
+                while let Some(output) = outputs.pop_front() {
+                    carried += output.backlog_bytes();
+                    if let Some(upgrade) = output.encode_http(&mut http, &mut answering, &mut out) {
+                        break 'conn Some(upgrade);
+                    }
+                }
+                if !write_within(&mut stream, &out, limits.read_timeout).await {
+                    break None;
+                }
+                out.clear();
+                http.handle_written(Instant::now());
+                shared.written(id, &backlog, carried);
+            }
+        }
+        if !shared.pump(id, || http.poll_request()).handled {
+            // Nothing handed on: an `Expect: 100-continue` may want its
+            // interim answer.
+            if let Some(interim) = http.poll_interim() {
+                if !write_within(&mut stream, &interim, limits.read_timeout).await {
+                    break None;
+                }
+            }
+        } else {
+            // A request usually posted an invocation to an agent link's
+            // task as well as a response head to this one: let the link
+            // send it first.
+            tokio::task::yield_now().await;
+        }
+        if http.wants_close() {
+            break None;
+        }
+    };
+    if let Some(upgrade) = upgrade {
+        let leftover = http.take_upgrade_bytes();
+        let head = accept_head(&upgrade);
+        if write_within(&mut stream, &head, limits.read_timeout).await {
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(MAX_FRAME_BYTES))
+                .max_frame_size(Some(MAX_FRAME_BYTES));
+            let ws = WebSocketStream::from_partially_read(
+                TokioAdapter::new(stream),
+                leftover.to_vec(),
+                Role::Server,
+                Some(config),
+            )
+            .await;
+            let peer = Peer::from(&upgrade);
+            agent_link(&shared, id, ws, (mail, outputs), &backlog, peer).await;
+        }
+    } else {
+        let _ = stream.shutdown().await;
+    }
+    drop(attached);
+}
+
+/// An upgraded agent link (or a client of the bridge's WebSocket): frames
+/// in to the provider (or the bridge), mail out as frames (starting with
+/// any already taken out of the mailbox). Ends when either side closes; a
+/// link the peer broke is closed with the code that says how.
+async fn agent_link(
+    shared: &Shared,
+    id: ConnId,
+    ws: Ws,
+    (mail, mut outputs): (Mail, VecDeque<Output>),
+    backlog: &Backlog,
+    peer: Peer,
+) {
+    let (mut tx, mut rx) = ws.split();
+    let reader = async {
+        // A burst of frames that arrived together is handed to the provider
+        // at once, and the editors it posted to are woken once, when the
+        // link has nothing more to read at once (or after a batch).
+        let mut bells = Bells::default();
+        let mut burst = Burst::default();
+        let mut frames = 0;
+        let fault = loop {
+            let next = match futures_lite::future::poll_once(rx.next()).await {
+                Some(next) if frames < mcp_provider_cli::RING_EVERY && !burst.is_full() => next,
+                ready => {
+                    shared.hand_over(id, &mut burst, &mut bells);
+                    frames = 0;
+                    match ready {
+                        Some(next) => {
+                            // A link that always has more to read must not
+                            // keep the editors' tasks from writing what it
+                            // posted.
+                            tokio::task::yield_now().await;
+                            next
+                        }
+                        None => rx.next().await,
+                    }
+                }
+            };
+            frames += 1;
+            match next {
+                Some(Ok(Message::Text(text))) if peer == Peer::BridgeClient => {
+                    shared.socket_text(id, text.as_str());
+                }
+                Some(Ok(Message::Text(text))) => burst.push(text.as_str()),
+                Some(Ok(Message::Binary(_))) => break Some(LinkClose::Binary),
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break ws::fault(&e),
+            }
+        };
+        // What arrived before the end still counts.
+        shared.hand_over(id, &mut burst, &mut bells);
+        fault
+    };
+    let writer = async {
+        loop {
+            let writes = LinkWrites::take(&mut outputs);
+            let mut open = true;
+            for text in writes.texts {
+                open = tx.send(Message::text(text)).await.is_ok();
+                if !open {
+                    break;
+                }
+            }
+            if let Some(why) = writes.close.filter(|_| open) {
+                let _ = tx.send(Message::Close(Some(ws::close_frame(why)))).await;
+            }
+            open &= writes.close.is_none();
+            shared.written(id, backlog, writes.bytes);
+            if !open || mail.waiter().recv().await.is_err() {
+                break;
+            }
+            mail.take(&mut outputs);
+        }
+        None
+    };
+    let fault = tokio::select! {
+        biased;
+        fault = reader => fault,
+        none = writer => none,
+    };
+    if let Some(why) = fault {
+        let _ = timeout(
+            Duration::from_secs(1),
+            tx.send(Message::Close(Some(ws::close_frame(why)))),
+        )
+        .await;
+    }
+}
+
+/// Opens a WebSocket to `url` with the bridge token.
+pub async fn dial(url: &str, token: &str) -> Result<Ws, DialError> {
+    let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| DialError::Unreachable(format!("cannot connect to {url}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let (ws, _) = async_tungstenite::tokio::client_async(request, tcp)
+        .await
+        .map_err(|e| handshake_failed(url, e))?;
+    Ok(ws)
+}
+
+/// Dials out to an agent hub and serves that connection as an agent link,
+/// reconnecting with [`Backoff`] whenever it drops.
+pub async fn dial_hub(shared: Shared, url: String, token: String) {
+    let mut backoff = Backoff::new();
+    loop {
+        match dial(&url, &token).await {
+            Ok(ws) => {
+                tracing::info!("agent hub {url} connected");
+                backoff.reset();
+                let (attached, mail, backlog) = shared.connect();
+                let id = attached.id;
+                shared.with(|p, _| p.open_agent(id, mcp_provider_cli::AGENT_HUB));
+                let mail = (mail, VecDeque::new());
+                agent_link(&shared, id, ws, mail, &backlog, Peer::Agent).await;
+                drop(attached);
+                tracing::warn!("agent hub {url} disconnected");
+            }
+            Err(e) => tracing::warn!("agent hub: {}", e.message()),
+        }
+        sleep_until((Instant::now() + backoff.next_wait()).into()).await;
+    }
+}
