@@ -47,6 +47,7 @@ pub fn runtime_of(pid: Option<u32>) -> String {
     let exe = pid.and_then(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok());
     match exe.as_ref().and_then(|p| p.file_name()?.to_str()) {
         Some(name) if name.contains("blocking") => "blocking".to_owned(),
+        Some(name) if name.contains("tokio") => "tokio".to_owned(),
         Some(name) if name.starts_with("mcp-provider") => "smol".to_owned(),
         Some(name) => name.to_owned(),
         None => "unknown".to_owned(),

@@ -7,23 +7,7 @@ use clap::Args;
 use mcp_provider_core::agent::exec::offer;
 use mcp_provider_core::agent::exec::preset::{Format, Preset};
 use mcp_provider_core::agent::exec::ExecPlan;
-
-/// `agent exec` dialing a provider.
-#[derive(Debug, Clone)]
-pub struct RemoteExec {
-    pub link: crate::dial::Link,
-    pub plan: ExecPlan,
-    /// Where the runs start (default: where `agent exec` was started).
-    pub cwd: Option<PathBuf>,
-    /// Our own variables (`MCP_PROVIDER_*`) the runs get all the same.
-    pub pass_env: Vec<String>,
-    /// Where runs' tool relays connect, when the CLI is given the editor's
-    /// tools.
-    pub tool_socket: Option<PathBuf>,
-    /// Where runs whose CLI gets a home of its own have it (in the tool
-    /// directory).
-    pub run_homes: Option<PathBuf>,
-}
+use mcp_provider_kit::relay::{self, ToolDir};
 
 #[derive(Args)]
 pub struct ExecArgs {
@@ -120,7 +104,7 @@ impl ExecArgs {
 
     /// The tool link for a plan whose CLI can be given the editor's tools
     /// (set in the plan), and the directory to keep while it serves.
-    pub fn tools(&self, plan: &mut ExecPlan) -> Result<Option<crate::relay::ToolDir>, String> {
+    pub fn tools(&self, plan: &mut ExecPlan) -> Result<Option<ToolDir>, String> {
         if !plan.preset.is_some_and(offer::takes_tools) {
             return Ok(None);
         }
@@ -128,7 +112,7 @@ impl ExecArgs {
             return Err("--tool-wait-secs must be at least 1".to_owned());
         }
         let wait = Duration::from_secs(self.tool_wait_secs);
-        let (link, dir) = crate::relay::prepare(wait, self.cli_tools)?;
+        let (link, dir) = relay::prepare(wait, self.cli_tools)?;
         plan.tools = Some(link);
         Ok(Some(dir))
     }

@@ -1,123 +1,12 @@
-//! The editor's tools, the driver side: the private directory whose socket
-//! runs' relays connect to, and the relay itself.
-//!
-//! A CLI given the editor's tools starts this same binary (with [`ARG`],
-//! the socket and the run's secret) as its stdio MCP server. The relay
-//! connects to `agent exec` on the socket, says the secret on its first
-//! line, then carries the CLI's MCP lines both ways until either side
-//! closes; `agent exec` answers them (see the core's `agent::exec::link`).
-//! The socket is in a directory only this user can enter, and a relay
-//! without a live run's secret is closed.
+//! The relay's own `main` (see the kit's `relay` module for the directory
+//! and socket it connects to): a CLI given the editor's tools starts it as
+//! its stdio MCP server.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::OnceLock;
-use std::time::Duration;
 
-use mcp_provider_core::agent::exec::ToolLink;
-
-/// The longest a write to a relay may hold up the agent: a relay reads
-/// all the time, so only a stuck one takes that long, and it is closed.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The argument that makes this binary a relay.
-pub const ARG: &str = "__tool-relay";
-
-/// The directory of one `agent exec`: removed when dropped, or by
-/// [`remove_dir`] when a signal ends the process without dropping it.
-#[derive(Debug)]
-pub struct ToolDir(PathBuf);
-
-/// The directory [`prepare`] made, for [`remove_dir`].
-static DIR: OnceLock<PathBuf> = OnceLock::new();
-
-/// Removes the directory [`prepare`] made, if any: for a process about to
-/// exit on a signal, which runs no destructors.
-pub fn remove_dir() {
-    if let Some(dir) = DIR.get() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
-
-impl ToolDir {
-    /// Where the relays connect.
-    pub fn socket(&self) -> PathBuf {
-        self.0.join("tools.sock")
-    }
-
-    /// Where runs' own homes are made (see `run_home`).
-    pub fn homes(&self) -> PathBuf {
-        self.0.join("homes")
-    }
-}
-
-impl Drop for ToolDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The tool link for a plan: a fresh private directory for its socket, the
-/// relay's command line (this binary), and a random seed for secrets.
-pub fn prepare(wait: Duration, cli_tools: bool) -> Result<(ToolLink, ToolDir), String> {
-    let mut seed = [0; 32];
-    getrandom::fill(&mut seed).map_err(|e| format!("no randomness for secrets: {e}"))?;
-    let name: String = seed[..8].iter().map(|b| format!("{b:02x}")).collect();
-    sweep_stale();
-    let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{pid}-{name}"));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let _ = DIR.set(dir.clone());
-    let dir = ToolDir(dir);
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let relay = vec![
-        exe.to_string_lossy().into_owned(),
-        ARG.to_owned(),
-        dir.socket().to_string_lossy().into_owned(),
-    ];
-    let link = ToolLink {
-        relay,
-        seed,
-        wait,
-        cli_tools,
-    };
-    Ok((link, dir))
-}
-
-/// What the name of each `agent exec`'s directory starts with; the
-/// process id that made it follows.
-const DIR_PREFIX: &str = "mcp-provider-tools-";
-
-/// Removes the directories of `agent exec` processes that are gone
-/// without removing theirs (killed with SIGKILL, which nothing can catch).
-fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let pid = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(DIR_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<libc::pid_t>().ok());
-        let Some(pid) = pid.filter(|pid| *pid > 0) else {
-            continue;
-        };
-        // SAFETY: signal 0 only asks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } == -1
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
+use mcp_provider_kit::relay::ARG;
 
 /// The relay: `ARG SOCKET SECRET`. Exits when the CLI closes its stdin or
 /// `agent exec` closes the connection.
@@ -161,27 +50,5 @@ fn pipe(from: &mut impl Read, to: &mut impl Write) {
         if to.write_all(piece).and_then(|()| to.flush()).is_err() {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_gone_process_s_directory_is_swept_and_a_live_one_s_kept() {
-        let mut exited = std::process::Command::new("true").spawn().unwrap();
-        let dead = exited.id();
-        exited.wait().unwrap();
-        let temp = std::env::temp_dir();
-        let stale = temp.join(format!("{DIR_PREFIX}{dead}-sweep-test"));
-        let live = temp.join(format!("{DIR_PREFIX}{}-sweep-test", std::process::id()));
-        for dir in [&stale, &live] {
-            std::fs::create_dir_all(dir.join("inner")).unwrap();
-        }
-        sweep_stale();
-        assert!(!stale.exists(), "the directory of a process that is gone");
-        assert!(live.exists(), "this process's own");
-        std::fs::remove_dir_all(&live).unwrap();
     }
 }

@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcp_provider_kit::bridge::Bridged;
 use signal_hook::consts::SIGHUP;
 
-use crate::bridge::Bridged;
 use crate::settings::{Settings, Source};
 
 /// How often the files are looked at.

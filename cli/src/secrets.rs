@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const API_KEY_VAR: &str = "MCP_PROVIDER_API_KEY";
-pub const BRIDGE_TOKEN_VAR: &str = "MCP_PROVIDER_BRIDGE_TOKEN";
+pub use mcp_provider_kit::dial::BRIDGE_TOKEN_VAR;
 
 /// The secrets the configuration left out, filled in.
 #[derive(Debug)]
@@ -66,7 +66,7 @@ pub fn fill(
 /// The bridge token `serve` generated and keeps in its default secrets
 /// file, for an agent started on the same machine without `--token`.
 pub fn kept_bridge_token() -> Result<String, String> {
-    let file = crate::settings::default_secrets_file();
+    let file = mcp_provider_kit::dial::default_secrets_file();
     let missing = || {
         format!(
             "no bridge token: pass --token, set {BRIDGE_TOKEN_VAR}, or start `serve` first (it keeps a generated token in {})",

@@ -13,6 +13,7 @@ use mcp_provider_core::bridge::aggregate::names::{
 use mcp_provider_core::bridge::filter::ToolFilter;
 use mcp_provider_core::bridge::{Limits as BridgeLimits, ServerSpec, Share};
 use mcp_provider_core::{Approval, Config};
+use mcp_provider_kit::dial::default_secrets_file;
 use serde::{Deserialize, Serialize};
 
 /// Every key a config file may hold; env var `MCP_PROVIDER_<KEY>` and
@@ -387,18 +388,6 @@ fn default_threads() -> usize {
 }
 fn default_audit_max() -> u64 {
     10 * 1024 * 1024
-}
-
-/// `$XDG_STATE_HOME/mcp-provider/env`, else `~/.local/state/mcp-provider/env`
-/// (empty when neither variable is set: nothing is kept).
-pub fn default_secrets_file() -> String {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
-    state.map_or_else(String::new, |d| {
-        d.join("mcp-provider/env").to_string_lossy().into_owned()
-    })
 }
 
 /// A string holding a comma-separated list, or a list.

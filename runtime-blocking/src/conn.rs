@@ -22,15 +22,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
-use mcp_provider_cli::dial::accept_head;
-use mcp_provider_cli::hub::Peer;
-use mcp_provider_cli::mailbox::Taker;
-use mcp_provider_cli::ConnLimits;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{too_many_connections, ConnId, Output, Upgrade};
+use mcp_provider_kit::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
+use mcp_provider_kit::dial::accept_head;
+use mcp_provider_kit::hub::Peer;
+use mcp_provider_kit::mailbox::Taker;
+use mcp_provider_kit::ConnLimits;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
@@ -414,7 +414,7 @@ fn read_loop(
     mut stream: TcpStream,
     read_timeout: Duration,
 ) -> Option<(Bytes, LinkHalf, Peer)> {
-    let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
+    let mut buf = vec![0u8; mcp_provider_kit::READ_BUFFER];
     let mut timeout = ReadTimeout::default();
     let upgraded = loop {
         // A full pipeline is not read until the response in progress ends;

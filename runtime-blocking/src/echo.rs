@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
-use mcp_provider_cli::dial::LinkEnd;
-use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
 use mcp_provider_core::agent::echo::{self, EchoAgent};
 use mcp_provider_core::Output;
+use mcp_provider_kit::dial::LinkEnd;
+use mcp_provider_kit::{EchoAgentPlan, RemoteEcho};
 use tungstenite::{Error as WsError, Message};
 
 use crate::link::{first_link, next_link, Ws};
@@ -65,7 +65,7 @@ fn play(
 pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Result<()> {
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
-    shared.with(|p, _| p.open_agent(id, mcp_provider_cli::ECHO_AGENT));
+    shared.with(|p, _| p.open_agent(id, mcp_provider_kit::ECHO_AGENT));
     let agent = EchoAgent::new(&plan.model, echo::BUILT_IN, plan.chunk_delay);
     let reader = shared.clone();
     let mut outputs = VecDeque::new();
@@ -110,7 +110,7 @@ pub fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
         let end;
         (agent, end) = serve_link(agent, ws)?;
         agent.link_lost();
-        ws = match next_link(&remote.link, end, mcp_provider_cli::say) {
+        ws = match next_link(&remote.link, end, mcp_provider_kit::say) {
             Ok(ws) => ws,
             Err(outcome) => return outcome,
         };
@@ -147,7 +147,7 @@ fn serve_link(
     let end = loop {
         match reader.read() {
             Ok(Message::Text(text)) => {
-                mcp_provider_cli::print_link_notice(text.as_str());
+                mcp_provider_kit::print_link_notice(text.as_str());
                 if tx.send(text.as_str().to_owned()).is_err() {
                     // The player stopped: it could not write to the link.
                     break LinkEnd::Closed(None);

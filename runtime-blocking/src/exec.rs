@@ -14,12 +14,12 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use mcp_provider_cli::dial::{FromLink, LinkEnd};
-use mcp_provider_cli::exec::RemoteExec;
-use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
-use mcp_provider_cli::relay;
 use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
 use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
+use mcp_provider_kit::dial::{FromLink, LinkEnd};
+use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
+use mcp_provider_kit::relay;
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
@@ -64,7 +64,7 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
             Ok(end) => end,
             Err(e) => break Err(e),
         };
-        ws = match next_link(&remote.link, end, mcp_provider_cli::say) {
+        ws = match next_link(&remote.link, end, mcp_provider_kit::say) {
             Ok(ws) => ws,
             Err(outcome) => break outcome,
         };
@@ -88,7 +88,7 @@ fn serve_link(
         ws,
         tx.clone(),
         move |got| Input::Link(number, got),
-        mcp_provider_cli::print_link_notice,
+        mcp_provider_kit::print_link_notice,
     )?;
     loop {
         process::carry_out(agent, groups, remote, |run, command, stdin| {

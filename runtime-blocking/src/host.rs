@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::Instant;
 
-use mcp_provider_cli::dial::{FromLink, LinkEnd};
-use mcp_provider_cli::RemoteHost;
 use mcp_provider_core::agent::host::HostAgent;
+use mcp_provider_kit::dial::{FromLink, LinkEnd};
+use mcp_provider_kit::RemoteHost;
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
@@ -62,7 +62,7 @@ pub fn run_remote(remote: &RemoteHost) -> Result<(), String> {
             Ended::Link(end) => end,
         };
         agent.link_lost();
-        ws = match next_link(&remote.link, end, mcp_provider_cli::say_on_stderr) {
+        ws = match next_link(&remote.link, end, mcp_provider_kit::say_on_stderr) {
             Ok(ws) => ws,
             Err(outcome) => return outcome,
         };
@@ -81,7 +81,7 @@ fn serve_link(
         ws,
         tx.clone(),
         move |got| Input::Link(number, got),
-        mcp_provider_cli::print_link_notice_on_stderr,
+        mcp_provider_kit::print_link_notice_on_stderr,
     )?;
     let mut stdout = std::io::stdout().lock();
     loop {

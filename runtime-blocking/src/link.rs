@@ -15,20 +15,20 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcp_provider_cli::dial::{
-    handshake_failed, link_request, Backoff, DialError, FromLink, Link, LinkEnd, Redial,
-};
-use mcp_provider_cli::hub::Peer;
-use mcp_provider_cli::link_writes::LinkWrites;
-use mcp_provider_cli::ws;
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
+use mcp_provider_kit::dial::{
+    handshake_failed, link_request, Backoff, DialError, FromLink, Link, LinkEnd, Redial,
+};
+use mcp_provider_kit::hub::Peer;
+use mcp_provider_kit::link_writes::LinkWrites;
+use mcp_provider_kit::ws;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
 
-use mcp_provider_cli::burst::Burst;
-use mcp_provider_cli::mailbox::Bells;
+use mcp_provider_kit::burst::Burst;
+use mcp_provider_kit::mailbox::Bells;
 
 use crate::now::recv_now;
 use crate::shared::{Mail, Shared, ThreadBell};
@@ -194,7 +194,7 @@ pub fn write_frames(shared: &Shared, id: ConnId, link: LinkMail, mut ws: WebSock
 pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<LinkHalf>) {
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
-    shared.with(|p, _| p.open_agent(id, mcp_provider_cli::AGENT_HUB));
+    shared.with(|p, _| p.open_agent(id, mcp_provider_kit::AGENT_HUB));
     let writer_shared = shared.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("link-{}-writer", id.0))

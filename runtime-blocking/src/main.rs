@@ -12,8 +12,8 @@ mod shared;
 
 use std::process::ExitCode;
 
-use mcp_provider_cli::exec::RemoteExec;
-use mcp_provider_cli::{Launch, RemoteEcho, RemoteHost, Runtime};
+use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, Runtime};
 struct Blocking;
 
 impl Runtime for Blocking {
@@ -49,7 +49,7 @@ impl Runtime for Blocking {
             echo::spawn_in_process(&shared, plan)
                 .map_err(|e| format!("cannot start the echo agent: {e}"))?;
         }
-        mcp_provider_cli::shutdown::watch(shared.clone())
+        mcp_provider_kit::shutdown::watch(shared.clone())
             .map_err(|e| format!("cannot watch for signals: {e}"))?;
         ready();
         for handle in accepting {

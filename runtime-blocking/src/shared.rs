@@ -6,10 +6,10 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, OnceLock};
 use std::time::{Instant, SystemTime};
 
-use mcp_provider_cli::audit::AuditSink;
-use mcp_provider_cli::hub::Hub;
-use mcp_provider_cli::mailbox::{Bell, Inbox};
 use mcp_provider_core::{Config, Provider};
+use mcp_provider_kit::audit::AuditSink;
+use mcp_provider_kit::hub::Hub;
+use mcp_provider_kit::mailbox::{Bell, Inbox};
 
 /// Wakes a connection's thread: a channel holding at most one ring. A
 /// connection may let the ringing thread write its outputs itself instead

@@ -7,8 +7,8 @@ use std::os::fd::OwnedFd;
 use std::process::ChildStdout;
 use std::sync::Arc;
 
-use mcp_provider_cli::bridge::StdoutFeed;
-use mcp_provider_cli::process::READ_CHUNK;
+use mcp_provider_kit::bridge::StdoutFeed;
+use mcp_provider_kit::process::READ_CHUNK;
 use smol::Async;
 
 use crate::ready::ReadReady;

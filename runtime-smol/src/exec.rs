@@ -10,12 +10,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
-use mcp_provider_cli::dial::{FromLink, LinkEnd};
-use mcp_provider_cli::exec::RemoteExec;
-use mcp_provider_cli::process::{self, Groups, Tail, READ_CHUNK};
-use mcp_provider_cli::relay;
 use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
 use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
+use mcp_provider_kit::dial::{FromLink, LinkEnd};
+use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
+use mcp_provider_kit::relay;
 use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::unix::{UnixListener, UnixStream};
@@ -59,7 +59,7 @@ pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
     let outcome = loop {
         let inputs = (&tx, &rx);
         let end = serve_link(remote, &groups, inputs, &mut agent, &mut relays, ws, number).await;
-        ws = match next_link(&remote.link, end, mcp_provider_cli::say).await {
+        ws = match next_link(&remote.link, end, mcp_provider_kit::say).await {
             Ok(ws) => ws,
             Err(outcome) => break outcome,
         };
@@ -83,7 +83,7 @@ async fn serve_link(
         ws,
         tx.clone(),
         move |got| Input::Link(number, got),
-        mcp_provider_cli::print_link_notice,
+        mcp_provider_kit::print_link_notice,
     );
     loop {
         process::carry_out(agent, groups, remote, |run, command, stdin| {

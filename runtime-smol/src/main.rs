@@ -10,8 +10,8 @@ mod server;
 
 use std::process::ExitCode;
 
-use mcp_provider_cli::exec::RemoteExec;
-use mcp_provider_cli::{Launch, RemoteEcho, RemoteHost, Runtime};
+use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, Runtime};
 
 struct Smol;
 
@@ -39,7 +39,7 @@ impl Runtime for Smol {
             if let Some(plan) = &launch.echo {
                 echo::spawn_in_process(&shared, plan);
             }
-            mcp_provider_cli::shutdown::watch(shared.clone())
+            mcp_provider_kit::shutdown::watch(shared.clone())
                 .map_err(|e| format!("cannot watch for signals: {e}"))?;
             ready();
             std::future::pending().await

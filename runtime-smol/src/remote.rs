@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::{WebSocketSender, WebSocketStream};
-use mcp_provider_cli::dial::{DialError, FromLink, Link, LinkEnd, Redial};
+use mcp_provider_kit::dial::{DialError, FromLink, Link, LinkEnd, Redial};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::net::TcpStream;

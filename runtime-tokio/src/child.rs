@@ -4,8 +4,8 @@
 
 use std::process::ChildStdout;
 
-use mcp_provider_cli::bridge::StdoutFeed;
-use mcp_provider_cli::process::READ_CHUNK;
+use mcp_provider_kit::bridge::StdoutFeed;
+use mcp_provider_kit::process::READ_CHUNK;
 use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
 

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
 use futures_lite::StreamExt;
-use mcp_provider_cli::dial::LinkEnd;
-use mcp_provider_cli::{EchoAgentPlan, RemoteEcho};
 use mcp_provider_core::agent::echo::{self, EchoAgent};
 use mcp_provider_core::Output;
+use mcp_provider_kit::dial::LinkEnd;
+use mcp_provider_kit::{EchoAgentPlan, RemoteEcho};
 use tokio::sync::mpsc;
 use tokio::time::timeout_at;
 
@@ -48,7 +48,7 @@ where
 pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
-    shared.with(|p, _| p.open_agent(id, mcp_provider_cli::ECHO_AGENT));
+    shared.with(|p, _| p.open_agent(id, mcp_provider_kit::ECHO_AGENT));
     let reader = shared.clone();
     let mut outputs = VecDeque::new();
     let incoming = async move || loop {
@@ -86,7 +86,7 @@ pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
         let end;
         (agent, end) = serve_link(agent, ws).await?;
         agent.link_lost();
-        ws = match next_link(&remote.link, end, mcp_provider_cli::say).await {
+        ws = match next_link(&remote.link, end, mcp_provider_kit::say).await {
             Ok(ws) => ws,
             Err(outcome) => return outcome,
         };
@@ -117,7 +117,7 @@ async fn serve_link(agent: EchoAgent, ws: Ws) -> Result<(EchoAgent, LinkEnd), St
     let end = loop {
         match ws_rx.next().await {
             Some(Ok(Message::Text(text))) => {
-                mcp_provider_cli::print_link_notice(text.as_str());
+                mcp_provider_kit::print_link_notice(text.as_str());
                 let _ = in_tx.send(text.as_str().to_owned());
             }
             Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),

@@ -20,7 +20,7 @@ use mcp_provider_core::{ConnId, Output};
 use tokio::net::TcpStream;
 
 use crate::server::{self, Shared};
-use mcp_provider_cli::ConnLimits;
+use mcp_provider_kit::ConnLimits;
 
 /// An agent written in the application: it answers each request by
 /// sending text through its [`Reply`].

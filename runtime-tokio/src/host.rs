@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use mcp_provider_cli::dial::{FromLink, LinkEnd};
-use mcp_provider_cli::RemoteHost;
 use mcp_provider_core::agent::host::HostAgent;
+use mcp_provider_kit::dial::{FromLink, LinkEnd};
+use mcp_provider_kit::RemoteHost;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Stdout};
 use tokio::sync::mpsc::{self, Receiver, Sender};
 
@@ -54,7 +54,7 @@ pub async fn run_remote(remote: &RemoteHost) -> Result<(), String> {
             Ended::Link(end) => end,
         };
         agent.link_lost();
-        ws = match next_link(&remote.link, end, mcp_provider_cli::say_on_stderr).await {
+        ws = match next_link(&remote.link, end, mcp_provider_kit::say_on_stderr).await {
             Ok(ws) => ws,
             Err(outcome) => return outcome,
         };
@@ -74,7 +74,7 @@ async fn serve_link(
         ws,
         tx.clone(),
         move |got| Input::Link(number, got),
-        mcp_provider_cli::print_link_notice_on_stderr,
+        mcp_provider_kit::print_link_notice_on_stderr,
     );
     loop {
         while let Some(mut line) = agent.poll_host() {

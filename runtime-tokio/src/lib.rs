@@ -15,8 +15,8 @@ mod server;
 
 pub use embed::{Agent, Config, Message, Provider, Reply, Request};
 
-use mcp_provider_cli::exec::RemoteExec;
-use mcp_provider_cli::{Launch, RemoteEcho, RemoteHost, Runtime};
+use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, Runtime};
 
 /// The tokio runtime, as the command line runs it.
 pub struct Tokio;
@@ -44,7 +44,7 @@ impl Runtime for Tokio {
             if let Some(plan) = &launch.echo {
                 echo::spawn_in_process(&shared, plan);
             }
-            mcp_provider_cli::shutdown::watch(shared.clone())
+            mcp_provider_kit::shutdown::watch(shared.clone())
                 .map_err(|e| format!("cannot watch for signals: {e}"))?;
             ready();
             std::future::pending().await

@@ -8,7 +8,7 @@ use async_tungstenite::tokio::TokioAdapter;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketSender;
 use futures_lite::StreamExt;
-use mcp_provider_cli::dial::{DialError, FromLink, Link, LinkEnd, Redial};
+use mcp_provider_kit::dial::{DialError, FromLink, Link, LinkEnd, Redial};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::task::JoinHandle;

@@ -13,19 +13,19 @@ use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
 use futures_lite::StreamExt;
-use mcp_provider_cli::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
-use mcp_provider_cli::audit::AuditSink;
-use mcp_provider_cli::burst::Burst;
-use mcp_provider_cli::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
-use mcp_provider_cli::hub::{Hub, Peer};
-use mcp_provider_cli::link_writes::LinkWrites;
-use mcp_provider_cli::mailbox::{Bell, Bells, Inbox};
-use mcp_provider_cli::{ws, ConnLimits};
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
+use mcp_provider_kit::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
+use mcp_provider_kit::audit::AuditSink;
+use mcp_provider_kit::burst::Burst;
+use mcp_provider_kit::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
+use mcp_provider_kit::hub::{Hub, Peer};
+use mcp_provider_kit::link_writes::LinkWrites;
+use mcp_provider_kit::mailbox::{Bell, Bells, Inbox};
+use mcp_provider_kit::{ws, ConnLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, sleep_until, timeout, timeout_at};
@@ -181,7 +181,7 @@ pub async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimit
     let id = attached.id;
     let mut http = ServerConn::new(limits.http, Instant::now());
     let mut answering = Answering::default();
-    let mut buf = vec![0u8; mcp_provider_cli::READ_BUFFER];
+    let mut buf = vec![0u8; mcp_provider_kit::READ_BUFFER];
     let mut out = BytesMut::new();
     let mut outputs = VecDeque::new();
     let mut eof = false;
@@ -304,7 +304,7 @@ async fn agent_link(
         let mut frames = 0;
         let fault = loop {
             let next = match futures_lite::future::poll_once(rx.next()).await {
-                Some(next) if frames < mcp_provider_cli::RING_EVERY && !burst.is_full() => next,
+                Some(next) if frames < mcp_provider_kit::RING_EVERY && !burst.is_full() => next,
                 ready => {
                     shared.hand_over(id, &mut burst, &mut bells);
                     frames = 0;
@@ -396,7 +396,7 @@ pub async fn dial_hub(shared: Shared, url: String, token: String) {
                 backoff.reset();
                 let (attached, mail, backlog) = shared.connect();
                 let id = attached.id;
-                shared.with(|p, _| p.open_agent(id, mcp_provider_cli::AGENT_HUB));
+                shared.with(|p, _| p.open_agent(id, mcp_provider_kit::AGENT_HUB));
                 let mail = (mail, VecDeque::new());
                 agent_link(&shared, id, ws, mail, &backlog, Peer::Agent).await;
                 drop(attached);

@@ -1,0 +1,296 @@
+//! What both runtimes do the same way on agent links: the WebSocket
+//! request that dials one with the bridge token, the `101` head that
+//! accepts one, the backoff between attempts to reach a provider or an
+//! agent hub, what an agent process does when its link ends, and where
+//! the bridge token `serve` generated is kept.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcp_provider_core::agent::close::LinkClose;
+use mcp_provider_core::http::websocket_accept;
+use mcp_provider_core::Upgrade;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::Request;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::protocol::CloseFrame;
+
+/// Where an agent process dials, with which bridge token, and whether it
+/// dials again when the link ends.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub url: String,
+    pub token: String,
+    /// Stop when the link ends instead of reconnecting (`--once`).
+    pub once: bool,
+}
+
+/// The variable an agent process takes its bridge token from, and that
+/// the secrets file `serve` keeps sets.
+pub const BRIDGE_TOKEN_VAR: &str = "MCP_PROVIDER_BRIDGE_TOKEN";
+
+/// Where `serve` keeps the secrets it generates, and where an agent
+/// started on the same machine without a token finds its bridge token:
+/// `$XDG_STATE_HOME/mcp-provider/env`, else `~/.local/state/mcp-provider/env`
+/// (empty when neither variable is set: nothing is kept).
+pub fn default_secrets_file() -> String {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    state.map_or_else(String::new, |d| {
+        d.join("mcp-provider/env").to_string_lossy().into_owned()
+    })
+}
+
+/// Why dialing a provider failed.
+#[derive(Debug)]
+pub enum DialError {
+    /// Dialing again cannot help: the provider refused the bridge token,
+    /// or the URL is not one to dial.
+    Final(String),
+    /// Nothing answered, or the handshake failed: the provider may be
+    /// starting.
+    Unreachable(String),
+}
+
+impl DialError {
+    pub fn message(self) -> String {
+        match self {
+            DialError::Final(why) | DialError::Unreachable(why) => why,
+        }
+    }
+}
+
+/// The error for a failed WebSocket handshake with `url`: a refused token
+/// says where the right one is kept.
+pub fn handshake_failed(url: &str, e: tungstenite::Error) -> DialError {
+    match e {
+        tungstenite::Error::Http(response) if matches!(response.status().as_u16(), 401 | 403) => {
+            let file = default_secrets_file();
+            DialError::Final(format!(
+                "the provider at {url} refused the bridge token ({}). Its token is the one `serve` printed at start; \
+                 unless configured, it is kept in {} as {}: pass it with --token or set that variable",
+                response.status(),
+                if file.is_empty() { "the secrets file" } else { &file },
+                BRIDGE_TOKEN_VAR,
+            ))
+        }
+        e => DialError::Unreachable(format!("WebSocket handshake with {url} failed: {e}")),
+    }
+}
+
+/// What a remote agent's link reader passes on.
+pub enum FromLink {
+    Frame(String),
+    Closed(LinkEnd),
+}
+
+/// How an agent's link ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEnd {
+    /// The provider closed it, with this close code (none: no close frame
+    /// or no code in it).
+    Closed(Option<u16>),
+    /// The connection failed.
+    Failed(String),
+}
+
+impl LinkEnd {
+    /// The end a close frame (if any) says.
+    pub fn from_close(frame: Option<&CloseFrame>) -> LinkEnd {
+        LinkEnd::Closed(frame.map(|f| u16::from(f.code)))
+    }
+}
+
+/// What an agent process does when its link ends.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterLink {
+    /// Dial again, after telling the user this line.
+    Reconnect(String),
+    /// Stop, with this outcome.
+    Stop(Result<(), String>),
+}
+
+/// The policy for an agent whose link ended: a server going away (1001),
+/// a dropped connection or a link cut for reading too slowly is dialed
+/// again, as the protocol says; a revoked session (1008) stops quietly
+/// (its notice was shown), and a close that names a fault of the agent's
+/// own stops with it, since dialing again would repeat it.
+fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
+    let going_away = LinkClose::ShuttingDown.code();
+    let revoked = LinkClose::Revoked.code();
+    let too_slow = LinkClose::TooSlow.code();
+    match end {
+        LinkEnd::Closed(Some(code)) if code == revoked => AfterLink::Stop(Ok(())),
+        LinkEnd::Closed(_) | LinkEnd::Failed(_) if once => AfterLink::Stop(match end {
+            LinkEnd::Failed(e) => Err(e),
+            LinkEnd::Closed(_) => Ok(()),
+        }),
+        LinkEnd::Closed(Some(code)) if code == going_away => AfterLink::Reconnect(format!(
+            "The provider at {url} is shutting down; reconnecting when it is back (Ctrl-C to stop)…"
+        )),
+        LinkEnd::Closed(Some(code)) if code == too_slow || code == 1000 => {
+            AfterLink::Reconnect(format!(
+                "The provider at {url} closed the link (code {code}); reconnecting (Ctrl-C to stop)…"
+            ))
+        }
+        LinkEnd::Closed(None) => AfterLink::Reconnect(format!(
+            "The link to {url} closed; reconnecting (Ctrl-C to stop)…"
+        )),
+        LinkEnd::Closed(Some(code)) => AfterLink::Stop(Err(format!(
+            "the provider at {url} closed the link with code {code}: see docs/agent-protocol.md, Close codes"
+        ))),
+        LinkEnd::Failed(e) => AfterLink::Reconnect(format!("{e}; reconnecting (Ctrl-C to stop)…")),
+    }
+}
+
+/// The handshake request for `url` with `token` as its Bearer credential,
+/// and the host and port to open a TCP connection to.
+pub fn link_request(url: &str, token: &str) -> Result<(Request, String, u16), String> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| format!("bad URL {url}: {e}"))?;
+    let auth = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
+    request.headers_mut().insert("authorization", auth);
+    let host = request.uri().host().unwrap_or("127.0.0.1").to_owned();
+    let port = request.uri().port_u16().unwrap_or(80);
+    Ok((request, host, port))
+}
+
+/// The `101 Switching Protocols` head accepting `upgrade`.
+pub fn accept_head(upgrade: &Upgrade) -> bytes::Bytes {
+    websocket_accept(
+        &derive_accept_key(upgrade.key().as_bytes()),
+        upgrade.protocol(),
+    )
+}
+
+/// Dialing a provider again after an agent's link ended, as both runtimes
+/// do it: [`Redial::after`] says whether to (telling the user), each wait
+/// comes from a [`Backoff`], and a failed attempt either waits again or,
+/// when dialing cannot help (a refused token), stops the agent.
+pub struct Redial {
+    backoff: Backoff,
+}
+
+impl Redial {
+    /// Whether to dial again after `end`: a redial, with the user told
+    /// through `tell`, or the outcome to stop with.
+    pub fn after(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Redial, Result<(), String>> {
+        match after_link(&link.url, end, link.once) {
+            AfterLink::Stop(outcome) => Err(outcome),
+            AfterLink::Reconnect(line) => {
+                tell(&line);
+                Ok(Redial {
+                    backoff: Backoff::new(),
+                })
+            }
+        }
+    }
+
+    /// How long to wait before the next attempt.
+    pub fn wait(&mut self) -> Duration {
+        self.backoff.next_wait()
+    }
+
+    /// An attempt failed: wait and try again, or stop with why.
+    pub fn failed(&self, e: DialError) -> Result<(), Result<(), String>> {
+        match e {
+            DialError::Final(why) => Err(Err(why)),
+            DialError::Unreachable(_) => Ok(()),
+        }
+    }
+}
+
+/// Waits between attempts to reach a provider or an agent hub: 0.1 s,
+/// doubling up to 30 s, back to 0.1 s once a connection succeeds.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MOST: Duration = Duration::from_secs(30);
+
+    pub fn new() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// A connection succeeded: the next wait is short again.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    /// How long to wait before the next attempt.
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MOST);
+        wait
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new();
+        let waits: Vec<u64> = (0..12).map(|_| b.next_wait().as_millis() as u64).collect();
+        assert_eq!(&waits[..4], [100, 200, 400, 800]);
+        assert_eq!(*waits.last().unwrap(), 30_000);
+        b.reset();
+        assert_eq!(b.next_wait(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn an_agent_reconnects_unless_revoked_at_fault_or_told_once() {
+        let url = "ws://127.0.0.1:8788/v1/agent";
+        let again = |end| matches!(after_link(url, end, false), AfterLink::Reconnect(_));
+        assert!(again(LinkEnd::Closed(Some(1001))));
+        assert!(again(LinkEnd::Closed(None)));
+        assert!(again(LinkEnd::Closed(Some(1013))));
+        assert!(again(LinkEnd::Failed("reset".into())));
+        assert_eq!(
+            after_link(url, LinkEnd::Closed(Some(1008)), false),
+            AfterLink::Stop(Ok(()))
+        );
+        let AfterLink::Stop(Err(why)) = after_link(url, LinkEnd::Closed(Some(1009)), false) else {
+            panic!("a frame too large is the agent's own fault");
+        };
+        assert!(why.contains("1009"), "{why}");
+        assert_eq!(
+            after_link(url, LinkEnd::Closed(Some(1001)), true),
+            AfterLink::Stop(Ok(()))
+        );
+        assert_eq!(
+            after_link(url, LinkEnd::Failed("reset".into()), true),
+            AfterLink::Stop(Err("reset".into()))
+        );
+    }
+
+    #[test]
+    fn the_accept_head_carries_the_rfc_6455_example_key() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==".to_owned();
+        let head = String::from_utf8(accept_head(&Upgrade::Agent(key.clone())).to_vec()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"));
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert!(!head.contains("sec-websocket-protocol"));
+        let head = accept_head(&Upgrade::Bridge(key, Some("mcp-bridge"))).to_vec();
+        let head = String::from_utf8(head).unwrap();
+        assert!(
+            head.ends_with("sec-websocket-protocol: mcp-bridge\r\n\r\n"),
+            "{head}"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! The runtime kit of MCP Local Provider: what every driver of the core
+//! shares that is not the command line.
+//!
+//! It must not parse flags or settings files (no clap, no toml): that is
+//! `mcp-provider-cli`. A runtime implements [`Runtime`] — serving on
+//! listeners that are already bound ([`Launch`]), and running the built-in
+//! agents against a remote provider — with the pieces here: the [`hub`]
+//! that keeps the core's provider under one lock, the connections'
+//! [`mailbox`]es, an agent link's [`burst`]s and [`link_writes`],
+//! [`admission`] of editor connections, the MCP [`bridge`]'s child
+//! processes, `agent exec`'s [`process`]es and tool [`relay`], [`dial`]ing
+//! an agent link, graceful [`shutdown`] and the [`audit`] log.
+
+pub mod admission;
+pub mod audit;
+pub mod bridge;
+pub mod burst;
+mod child_stdin;
+pub mod dial;
+pub mod exec;
+pub mod hub;
+pub mod link_writes;
+pub mod mailbox;
+pub mod process;
+pub mod relay;
+mod run_home;
+pub mod shutdown;
+pub mod watchdog;
+pub mod ws;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use mcp_provider_core::http::Limits;
+use mcp_provider_core::Config;
+
+/// What a runtime serves with.
+pub struct Launch {
+    pub config: Config,
+    /// Bound and listening; port 0 has been resolved.
+    pub listeners: Vec<TcpListener>,
+    /// The built-in echo agent to attach in-process, if enabled.
+    pub echo: Option<EchoAgentPlan>,
+    /// An agent hub to dial out to: (URL, bridge token).
+    pub agent_hub: Option<(String, String)>,
+    pub limits: ConnLimits,
+    /// Threads for an async runtime's tasks; 0: one per core.
+    pub threads: usize,
+    /// The audit log, when one is configured.
+    pub audit: Option<audit::AuditSink>,
+    /// The MCP bridge (its servers may be none yet): attach it to the hub.
+    pub bridge: std::sync::Arc<bridge::Bridged>,
+}
+
+/// Bytes a connection reads from its socket at a time. Requests are small,
+/// and the buffer lives as long as the connection: at 10,000 open streams a
+/// 16 KiB one was a third of the server's memory.
+pub const READ_BUFFER: usize = 4 * 1024;
+
+/// Agent frames a link handles before it wakes the editors they posted to,
+/// even while more frames are waiting: bounds the delay a burst adds to
+/// the first chunks in it (a frame costs about a microsecond, so well
+/// under a millisecond) while letting each editor's writer find a run of
+/// chunks to write with one system call.
+pub const RING_EVERY: usize = 512;
+
+/// Bytes of agent frames a link reads ahead before it hands them to the
+/// provider, under one lock: a burst of frames takes the lock (and reads
+/// the clock) once, not once a frame, while what a link holds unhandled,
+/// and how long one burst keeps the provider from every other connection,
+/// stay small.
+pub const BURST_BYTES: usize = 64 * 1024;
+
+/// What `/health/deep` calls the built-in echo agent.
+pub const ECHO_AGENT: &str = "echo agent";
+
+/// What `/health/deep` calls the link to a configured `agent_hub`.
+pub const AGENT_HUB: &str = "agent hub";
+
+/// Caps every driver applies to editor connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Connections past this many are answered 503 and closed.
+    pub max_connections: usize,
+    /// How long an idle connection may take to send a whole request.
+    pub read_timeout: Duration,
+    /// The core's caps on a request's head and body, for its HTTP reader.
+    pub http: Limits,
+}
+
+/// The echo agent to run: which model it serves and the pause between
+/// its chunks.
+#[derive(Debug, Clone)]
+pub struct EchoAgentPlan {
+    pub model: String,
+    pub chunk_delay: Duration,
+}
+
+/// An MCP host's agent serving as the model: `mcp-provider agent mcp`.
+#[derive(Debug, Clone)]
+pub struct RemoteHost {
+    pub link: dial::Link,
+    pub plan: mcp_provider_core::agent::host::HostPlan,
+}
+
+/// The echo agent dialing a provider: `mcp-provider agent echo`.
+#[derive(Debug, Clone)]
+pub struct RemoteEcho {
+    pub link: dial::Link,
+    pub agent: EchoAgentPlan,
+}
+
+/// A driver of the core: the smol one or the blocking one.
+pub trait Runtime {
+    /// The binary's name, for `--help` and messages.
+    const NAME: &'static str;
+    /// What drives the core (`smol`, `blocking`), named in the banner so a
+    /// user running both binaries can tell them apart.
+    const RUNTIME: &'static str;
+    /// Open connections allowed when `max_connections` is not set.
+    const DEFAULT_MAX_CONNECTIONS: usize;
+    /// Open files one connection holds at most (the connection cap is
+    /// kept within the process's limit on open files).
+    const FILES_PER_CONNECTION: usize;
+
+    /// Serves until the process ends. `ready` is called once requests are
+    /// served (the echo agent, if any, attached); it prints the banner.
+    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String>;
+
+    /// Runs the echo agent over a WebSocket until the link closes.
+    fn agent_echo(remote: RemoteEcho) -> Result<(), String>;
+
+    /// Runs a CLI agent per request over a WebSocket until the link closes.
+    fn agent_exec(remote: exec::RemoteExec) -> Result<(), String>;
+
+    /// Serves an MCP host on stdin/stdout, its agent answering editors'
+    /// requests, until the host or the link closes.
+    fn agent_mcp(remote: RemoteHost) -> Result<(), String>;
+}
+
+/// What an agent process tells its user about a frame from the provider:
+/// that it registered (and whether it waits for approval), session
+/// events, errors. Other frames (requests, pings) say nothing.
+pub fn link_notice(frame: &str) -> Option<String> {
+    // Notices are small; a large frame is a request.
+    if frame.len() > 4096 {
+        return None;
+    }
+    let m: serde_json::Value = serde_json::from_str(frame).ok()?;
+    let session = m["session_id"].as_str().unwrap_or("?");
+    let line = match m["type"].as_str()? {
+        "registered" => match m["status"].as_str() {
+            Some("active") => format!("Connected: session {session} is active; serving requests (Ctrl-C to stop)."),
+            Some("pending") => format!(
+                "Connected: session {session} waits for approval (dashboard, or POST /control/approve)."
+            ),
+            Some(other) => format!("Connected: session {session} is {other}."),
+            None => return None,
+        },
+        "approved" => format!("Session {session} approved: serving requests."),
+        "revoked" => format!("Session {session} was revoked."),
+        "expired" => format!("Session {session} expired."),
+        "error" => format!(
+            "The provider says: {}",
+            m["error"]["message"].as_str().unwrap_or("an error")
+        ),
+        _ => return None,
+    };
+    Some(line)
+}
+
+/// Prints a line for the user of an agent process, at once.
+pub fn say(line: &str) {
+    use std::io::Write;
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Prints a line for the user of `agent mcp`, whose stdout carries MCP
+/// messages.
+pub fn say_on_stderr(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Prints a [`link_notice`] for `frame`, if it has one.
+pub fn print_link_notice(frame: &str) {
+    if let Some(line) = link_notice(frame) {
+        say(&line);
+    }
+}
+
+/// [`print_link_notice`] for `agent mcp`, whose stdout carries MCP
+/// messages.
+pub fn print_link_notice_on_stderr(frame: &str) {
+    if let Some(line) = link_notice(frame) {
+        say_on_stderr(&line);
+    }
+}
