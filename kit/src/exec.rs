@@ -2,9 +2,15 @@
 //! request and how (the plan), and where the runs start and find the
 //! editor's tools.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Instant;
 
-use mcp_provider_core::agent::exec::ExecPlan;
+use mcp_provider_core::agent::exec::link::LinkId;
+use mcp_provider_core::agent::exec::{ExecAgent, ExecPlan, Exit, RunId};
+
+use crate::dial::{FromLink, LinkEnd};
+use crate::process::{self, Groups};
 
 /// `agent exec` dialing a provider.
 #[derive(Debug, Clone)]
@@ -21,4 +27,92 @@ pub struct RemoteExec {
     /// Where runs whose CLI gets a home of its own have it (in the tool
     /// directory).
     pub run_homes: Option<PathBuf>,
+}
+
+/// What `agent exec`'s loop waits for, in every runtime; `R` is how the
+/// runtime writes to a relay's connection.
+pub enum Input<R> {
+    /// From the link of this number: a later link's frames are told from
+    /// an earlier one's stragglers.
+    Link(u64, FromLink),
+    Stdout(RunId, Vec<u8>),
+    Exit(RunId, Exit),
+    /// A relay connected: where its lines are written.
+    RelayOpened(LinkId, R),
+    Relay(LinkId, Vec<u8>),
+    RelayClosed(LinkId),
+}
+
+/// Inputs waiting for the agent: a run's reader waits past this, so a CLI
+/// that prints faster than the link takes its output is held back.
+pub const INPUTS: usize = 256;
+
+/// `agent exec` between its waits, the same in every runtime: the core's
+/// agent, the relays' connections, and the number of the link it serves.
+/// A runtime waits for an input (or the agent's deadline), hands it to
+/// [`Exec::handle`], then carries out what the agent has: runs to start
+/// or kill ([`crate::process::carry_out`]), lines for relays, frames for
+/// the link.
+pub struct Exec<R> {
+    pub agent: ExecAgent,
+    pub relays: HashMap<LinkId, R>,
+    /// Frames of earlier links are stragglers, and dropped.
+    pub link: u64,
+}
+
+impl<R> Exec<R> {
+    pub fn new(remote: &RemoteExec) -> Self {
+        Exec {
+            agent: ExecAgent::new(remote.plan.clone(), "exec"),
+            relays: HashMap::new(),
+            link: 0,
+        }
+    }
+
+    /// Handles what waiting found (`None`: the agent's deadline passed);
+    /// returns how the link ended, when it did. The runs that link asked
+    /// for are then to be killed now, not when (or if) the provider is
+    /// back: carry out the agent's outputs before dialing again.
+    pub fn handle(
+        &mut self,
+        input: Option<Input<R>>,
+        remote: &RemoteExec,
+        groups: &Groups,
+    ) -> Option<LinkEnd> {
+        let now = Instant::now();
+        let agent = &mut self.agent;
+        match input {
+            None => agent.handle_timeout(now),
+            Some(Input::Link(n, FromLink::Frame(frame))) if n == self.link => {
+                agent.handle_message(&frame, now)
+            }
+            Some(Input::Link(n, FromLink::Closed(end))) if n == self.link => {
+                agent.link_lost();
+                self.link += 1;
+                return Some(end);
+            }
+            Some(Input::Link(..)) => {}
+            Some(Input::Stdout(run, bytes)) => agent.handle_stdout(run, &bytes, now),
+            Some(Input::RelayOpened(id, relay)) => {
+                self.relays.insert(id, relay);
+                // Counted from its opening, not its first bytes: one that
+                // never speaks still holds a place under the agent's cap.
+                agent.handle_link(id, &[], now);
+            }
+            Some(Input::Relay(id, bytes)) if self.relays.contains_key(&id) => {
+                agent.handle_link(id, &bytes, now)
+            }
+            // Read before its relay was closed: nobody is there any more.
+            Some(Input::Relay(..)) => {}
+            Some(Input::RelayClosed(id)) => {
+                self.relays.remove(&id);
+                agent.handle_link_closed(id);
+            }
+            Some(Input::Exit(run, exit)) => {
+                agent.handle_exit(run, exit, now);
+                process::remove_gone_homes(remote, groups);
+            }
+        }
+        None
+    }
 }

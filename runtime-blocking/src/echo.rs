@@ -1,13 +1,12 @@
 //! Running the core's echo agent on a thread: in-process beside the
 //! server, or as a separate process over the real agent link.
 
-use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use mcp_provider_core::agent::echo::{self, EchoAgent};
-use mcp_provider_core::Output;
 use mcp_provider_kit::dial::LinkEnd;
+use mcp_provider_kit::in_process::InProcess;
 use mcp_provider_kit::{EchoAgentPlan, RemoteEcho};
 use tungstenite::{Error as WsError, Message};
 
@@ -63,41 +62,25 @@ fn play(
 
 /// Attaches an echo agent to the provider in memory, on its own thread.
 pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Result<()> {
-    let (attached, mail, backlog) = shared.connect();
-    let id = attached.id;
-    shared.with(|p, _| p.open_agent(id, mcp_provider_kit::ECHO_AGENT));
+    let (mut link, to) = InProcess::attach(shared, mcp_provider_kit::ECHO_AGENT);
     let agent = EchoAgent::new(&plan.model, echo::BUILT_IN, plan.chunk_delay);
-    let reader = shared.clone();
-    let mut outputs = VecDeque::new();
     let incoming = move |until: Option<Instant>| loop {
-        let Some(output) = outputs.pop_front() else {
-            match wait(mail.waiter(), until) {
-                Ok(Some(())) => mail.take(&mut outputs),
-                Ok(None) => return Incoming::Nothing,
-                Err(_) => return Incoming::Closed,
-            }
-            continue;
-        };
-        reader.written(id, &backlog, output.backlog_bytes());
-        if let Output::ToAgent { text, .. } = output {
-            return Incoming::Frame(text);
+        if let Some(frame) = link.next_frame() {
+            return Incoming::Frame(frame);
+        }
+        match wait(link.waiter(), until) {
+            Ok(Some(())) => {}
+            Ok(None) => return Incoming::Nothing,
+            Err(_) => return Incoming::Closed,
         }
     };
-    let shared = shared.clone();
     let send = move |frames: Vec<String>| {
-        shared.with(|p, now| {
-            for frame in &frames {
-                p.handle_agent_text(id, frame, now);
-            }
-        });
+        to.send(&frames);
         true
     };
     std::thread::Builder::new()
         .name("echo-agent".into())
-        .spawn(move || {
-            play(agent, incoming, send);
-            drop(attached);
-        })?;
+        .spawn(move || play(agent, incoming, send))?;
     Ok(())
 }
 

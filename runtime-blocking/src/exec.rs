@@ -12,12 +12,11 @@ use std::path::Path;
 use std::process::{ChildStderr, Command};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
-use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
-use mcp_provider_kit::dial::{FromLink, LinkEnd};
-use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_core::agent::exec::{Exit, RunId};
+use mcp_provider_kit::dial::LinkEnd;
+use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
 use mcp_provider_kit::relay;
 
@@ -25,21 +24,7 @@ use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
 
 /// What the agent's thread waits for.
-enum Input {
-    /// From the link of this number: a later link's frames are told from
-    /// an earlier one's stragglers.
-    Link(u64, FromLink),
-    Stdout(RunId, Vec<u8>),
-    Exit(RunId, Exit),
-    /// A relay connected: where its lines are written.
-    RelayOpened(LinkId, UnixStream),
-    Relay(LinkId, Vec<u8>),
-    RelayClosed(LinkId),
-}
-
-/// Inputs waiting for the agent: a run's reader blocks past this, so a
-/// CLI that prints faster than the link takes its output is held back.
-const INPUTS: usize = 256;
+type Input = mcp_provider_kit::exec::Input<UnixStream>;
 
 /// Connects to a provider and runs the plan's command per request. When
 /// the link ends, the runs it asked for are killed and the provider is
@@ -55,12 +40,9 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
     if let Some(socket) = &remote.tool_socket {
         accept_relays(socket, &tx)?;
     }
-    let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
-    let mut relays = HashMap::new();
-    let mut number = 0;
+    let mut exec = Exec::new(remote);
     let outcome = loop {
-        let inputs = (&tx, &rx);
-        let end = match serve_link(remote, &groups, inputs, &mut agent, &mut relays, ws, number) {
+        let end = match serve_link(remote, &groups, (&tx, &rx), &mut exec, ws) {
             Ok(end) => end,
             Err(e) => break Err(e),
         };
@@ -68,7 +50,6 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
             Ok(ws) => ws,
             Err(outcome) => break outcome,
         };
-        number += 1;
     };
     groups.kill_all();
     outcome
@@ -79,11 +60,10 @@ fn serve_link(
     remote: &RemoteExec,
     groups: &Groups,
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
-    agent: &mut ExecAgent,
-    relays: &mut HashMap<LinkId, UnixStream>,
+    exec: &mut Exec<UnixStream>,
     ws: Ws,
-    number: u64,
 ) -> Result<LinkEnd, String> {
+    let number = exec.link;
     let mut sender = open_link(
         ws,
         tx.clone(),
@@ -91,49 +71,29 @@ fn serve_link(
         mcp_provider_kit::print_link_notice,
     )?;
     loop {
-        process::carry_out(agent, groups, remote, |run, command, stdin| {
-            start(groups, tx, run, command, stdin)
-        });
-        write_relays(agent, relays);
-        sender.send_all(std::iter::from_fn(|| agent.poll_transmit()));
-        match wait(rx, agent.poll_timeout()) {
-            Ok(Some(Input::Link(n, FromLink::Frame(frame)))) if n == number => {
-                agent.handle_message(&frame, Instant::now())
-            }
-            Ok(Some(Input::Link(n, FromLink::Closed(end)))) if n == number => {
-                lost(remote, groups, tx, agent);
-                return Ok(sender.end(end));
-            }
-            Ok(Some(Input::Link(..))) => {}
-            Ok(Some(Input::Stdout(run, bytes))) => agent.handle_stdout(run, &bytes, Instant::now()),
-            Ok(Some(Input::RelayOpened(id, stream))) => {
-                let _ = stream.set_write_timeout(Some(relay::WRITE_TIMEOUT));
-                relays.insert(id, stream);
-                // Counted from its opening, not its first bytes: one that
-                // never speaks still holds a place under the agent's cap.
-                agent.handle_link(id, &[], Instant::now());
-            }
-            Ok(Some(Input::Relay(id, bytes))) => agent.handle_link(id, &bytes, Instant::now()),
-            Ok(Some(Input::RelayClosed(id))) => {
-                relays.remove(&id);
-                agent.handle_link_closed(id);
-            }
-            Ok(Some(Input::Exit(run, exit))) => {
-                agent.handle_exit(run, exit, Instant::now());
-                process::remove_gone_homes(remote, groups);
-            }
-            Ok(None) => agent.handle_timeout(Instant::now()),
+        carry_out(remote, groups, tx, exec);
+        write_relays(exec);
+        sender.send_all(std::iter::from_fn(|| exec.agent.poll_transmit()));
+        let input = match wait(rx, exec.agent.poll_timeout()) {
+            Ok(input) => input,
             // Unreachable while this thread holds a sender.
             Err(_) => return Ok(LinkEnd::Closed(None)),
+        };
+        if let Some(end) = exec.handle(input, remote, groups) {
+            carry_out(remote, groups, tx, exec);
+            return Ok(sender.end(end));
         }
     }
 }
 
-/// The link is gone: the runs it asked for are killed now, not when (or
-/// if) the provider is back.
-fn lost(remote: &RemoteExec, groups: &Groups, tx: &SyncSender<Input>, agent: &mut ExecAgent) {
-    agent.link_lost();
-    process::carry_out(agent, groups, remote, |run, command, stdin| {
+/// Starts and kills the runs the agent asks for.
+fn carry_out(
+    remote: &RemoteExec,
+    groups: &Groups,
+    tx: &SyncSender<Input>,
+    exec: &mut Exec<UnixStream>,
+) {
+    process::carry_out(&mut exec.agent, groups, remote, |run, command, stdin| {
         start(groups, tx, run, command, stdin)
     });
 }
@@ -151,6 +111,7 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
             let Ok(writer) = stream.try_clone() else {
                 continue;
             };
+            let _ = writer.set_write_timeout(Some(relay::WRITE_TIMEOUT));
             if tx.send(Input::RelayOpened(id, writer)).is_err() {
                 return;
             }
@@ -178,8 +139,9 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
 }
 
 /// Writes what the agent has for relays, and closes those it is done with.
-fn write_relays(agent: &mut ExecAgent, relays: &mut HashMap<LinkId, UnixStream>) {
-    while let Some(output) = agent.poll_link() {
+fn write_relays(exec: &mut Exec<UnixStream>) {
+    let relays = &mut exec.relays;
+    while let Some(output) = exec.agent.poll_link() {
         match output {
             LinkOutput::Send(id, mut line) => {
                 line.push('\n');

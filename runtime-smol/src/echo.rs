@@ -1,13 +1,12 @@
 //! Running the core's echo agent: in-process beside the server, or as a
 //! separate process over the real agent link.
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
 use mcp_provider_core::agent::echo::{self, EchoAgent};
-use mcp_provider_core::Output;
 use mcp_provider_kit::dial::LinkEnd;
+use mcp_provider_kit::in_process::InProcess;
 use mcp_provider_kit::{EchoAgentPlan, RemoteEcho};
 use smol::channel;
 use smol::future::FutureExt;
@@ -55,34 +54,17 @@ where
 
 /// Attaches an echo agent to the provider in memory.
 pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
-    let (attached, mail, backlog) = shared.connect();
-    let id = attached.id;
-    shared.with(|p, _| p.open_agent(id, mcp_provider_kit::ECHO_AGENT));
-    let reader = shared.clone();
-    let mut outputs = VecDeque::new();
+    let (mut link, to) = InProcess::attach(shared, mcp_provider_kit::ECHO_AGENT);
     let incoming = async move || loop {
-        let Some(output) = outputs.pop_front() else {
-            mail.waiter().recv().await.ok()?;
-            mail.take(&mut outputs);
-            continue;
-        };
-        reader.written(id, &backlog, output.backlog_bytes());
-        if let Output::ToAgent { text, .. } = output {
-            return Some(text);
+        if let Some(frame) = link.next_frame() {
+            return Some(frame);
         }
+        link.waiter().recv().await.ok()?;
     };
-    let shared = shared.clone();
-    let send = async move |frames: Vec<String>| {
-        shared.with(|p, now| {
-            for frame in &frames {
-                p.handle_agent_text(id, frame, now);
-            }
-        })
-    };
+    let send = async move |frames: Vec<String>| to.send(&frames);
     let agent = EchoAgent::new(&plan.model, echo::BUILT_IN, plan.chunk_delay);
     smol::spawn(async move {
         play(agent, incoming, send).await;
-        drop(attached);
     })
     .detach();
 }

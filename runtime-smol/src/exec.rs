@@ -8,12 +8,11 @@ use std::collections::HashMap;
 use std::net::Shutdown;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Instant;
 
 use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
-use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
-use mcp_provider_kit::dial::{FromLink, LinkEnd};
-use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_core::agent::exec::{Exit, RunId};
+use mcp_provider_kit::dial::LinkEnd;
+use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
 use mcp_provider_kit::relay;
 use smol::channel::{self, Receiver, Sender};
@@ -23,21 +22,7 @@ use smol::net::unix::{UnixListener, UnixStream};
 use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
 /// What the agent's task waits for.
-enum Input {
-    /// From the link of this number: a later link's frames are told from
-    /// an earlier one's stragglers.
-    Link(u64, FromLink),
-    Stdout(RunId, Vec<u8>),
-    Exit(RunId, Exit),
-    /// A relay connected: where its lines are written.
-    RelayOpened(LinkId, UnixStream),
-    Relay(LinkId, Vec<u8>),
-    RelayClosed(LinkId),
-}
-
-/// Inputs waiting for the agent: a run's reader waits past this, so a CLI
-/// that prints faster than the link takes its output is held back.
-const INPUTS: usize = 256;
+type Input = mcp_provider_kit::exec::Input<UnixStream>;
 
 /// Connects to a provider and runs the plan's command per request. When
 /// the link ends, the runs it asked for are killed and the provider is
@@ -53,17 +38,13 @@ pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
     if let Some(socket) = &remote.tool_socket {
         accept_relays(socket, &tx)?;
     }
-    let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
-    let mut relays = HashMap::new();
-    let mut number = 0;
+    let mut exec = Exec::new(remote);
     let outcome = loop {
-        let inputs = (&tx, &rx);
-        let end = serve_link(remote, &groups, inputs, &mut agent, &mut relays, ws, number).await;
+        let end = serve_link(remote, &groups, (&tx, &rx), &mut exec, ws).await;
         ws = match next_link(&remote.link, end, mcp_provider_kit::say).await {
             Ok(ws) => ws,
             Err(outcome) => break outcome,
         };
-        number += 1;
     };
     groups.kill_all();
     outcome
@@ -74,11 +55,10 @@ async fn serve_link(
     remote: &RemoteExec,
     groups: &Groups,
     (tx, rx): (&Sender<Input>, &Receiver<Input>),
-    agent: &mut ExecAgent,
-    relays: &mut HashMap<LinkId, UnixStream>,
+    exec: &mut Exec<UnixStream>,
     ws: Ws,
-    number: u64,
 ) -> LinkEnd {
+    let number = exec.link;
     let (mut sender, _link) = open_link(
         ws,
         tx.clone(),
@@ -86,52 +66,32 @@ async fn serve_link(
         mcp_provider_kit::print_link_notice,
     );
     loop {
-        process::carry_out(agent, groups, remote, |run, command, stdin| {
-            start(groups, tx, run, command, stdin)
-        });
-        write_relays(agent, relays).await;
+        carry_out(remote, groups, tx, exec);
+        write_relays(exec).await;
         sender
-            .send_all(std::iter::from_fn(|| agent.poll_transmit()))
+            .send_all(std::iter::from_fn(|| exec.agent.poll_transmit()))
             .await;
-        match next_input(rx, agent.poll_timeout()).await {
-            Waited::Input(Input::Link(n, FromLink::Frame(frame))) if n == number => {
-                agent.handle_message(&frame, Instant::now())
-            }
-            Waited::Input(Input::Link(n, FromLink::Closed(end))) if n == number => {
-                lost(remote, groups, tx, agent);
-                return sender.end(end);
-            }
-            Waited::Input(Input::Link(..)) => {}
-            Waited::Input(Input::Stdout(run, bytes)) => {
-                agent.handle_stdout(run, &bytes, Instant::now())
-            }
-            Waited::Input(Input::RelayOpened(id, stream)) => {
-                relays.insert(id, stream);
-                // Counted from its opening, not its first bytes: one that
-                // never speaks still holds a place under the agent's cap.
-                agent.handle_link(id, &[], Instant::now());
-            }
-            Waited::Input(Input::Relay(id, bytes)) => agent.handle_link(id, &bytes, Instant::now()),
-            Waited::Input(Input::RelayClosed(id)) => {
-                relays.remove(&id);
-                agent.handle_link_closed(id);
-            }
-            Waited::Input(Input::Exit(run, exit)) => {
-                agent.handle_exit(run, exit, Instant::now());
-                process::remove_gone_homes(remote, groups);
-            }
+        let input = match next_input(rx, exec.agent.poll_timeout()).await {
+            Waited::Input(input) => Some(input),
             // Unreachable while this task holds a sender.
             Waited::Closed => return LinkEnd::Closed(None),
-            Waited::Due => agent.handle_timeout(Instant::now()),
+            Waited::Due => None,
+        };
+        if let Some(end) = exec.handle(input, remote, groups) {
+            carry_out(remote, groups, tx, exec);
+            return sender.end(end);
         }
     }
 }
 
-/// The link is gone: the runs it asked for are killed now, not when (or
-/// if) the provider is back.
-fn lost(remote: &RemoteExec, groups: &Groups, tx: &Sender<Input>, agent: &mut ExecAgent) {
-    agent.link_lost();
-    process::carry_out(agent, groups, remote, |run, command, stdin| {
+/// Starts and kills the runs the agent asks for.
+fn carry_out(
+    remote: &RemoteExec,
+    groups: &Groups,
+    tx: &Sender<Input>,
+    exec: &mut Exec<UnixStream>,
+) {
+    process::carry_out(&mut exec.agent, groups, remote, |run, command, stdin| {
         start(groups, tx, run, command, stdin)
     });
 }
@@ -173,8 +133,9 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
 }
 
 /// Writes what the agent has for relays, and closes those it is done with.
-async fn write_relays(agent: &mut ExecAgent, relays: &mut HashMap<LinkId, UnixStream>) {
-    while let Some(output) = agent.poll_link() {
+async fn write_relays(exec: &mut Exec<UnixStream>) {
+    let relays = &mut exec.relays;
+    while let Some(output) = exec.agent.poll_link() {
         match output {
             LinkOutput::Send(id, mut line) => {
                 line.push('\n');

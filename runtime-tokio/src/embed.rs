@@ -9,18 +9,17 @@
 //! The application keeps its listener and decides which connections are
 //! the provider's.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mcp_provider_core::agent::app::AppAgent;
 pub use mcp_provider_core::agent::app::{AppMessage as Message, AppRequest as Request};
 pub use mcp_provider_core::Config;
-use mcp_provider_core::{ConnId, Output};
+use mcp_provider_kit::in_process::{InProcess, ToProvider};
+use mcp_provider_kit::ConnLimits;
 use tokio::net::TcpStream;
 
-use crate::server::{self, Shared};
-use mcp_provider_kit::ConnLimits;
+use crate::server::{self, Shared, TaskBell};
 
 /// An agent written in the application: it answers each request by
 /// sending text through its [`Reply`].
@@ -60,26 +59,17 @@ impl Provider {
     /// Registers `agent` as `name`, serving `models`, for as long as the
     /// provider runs.
     pub fn add_agent(&self, name: &str, models: &[&str], agent: impl Agent) {
-        let (attached, mail, backlog) = self.shared.connect();
+        let (mut inbox, to) = InProcess::attach(&self.shared, name);
         let link = Link {
-            shared: self.shared.clone(),
-            conn: attached.id,
+            to,
             state: Arc::new(Mutex::new(AppAgent::new(name, name, models))),
         };
-        self.shared.with(|p, _| p.open_agent(link.conn, name));
         link.flush();
         let agent = Arc::new(agent);
         tokio::spawn(async move {
-            let _attached = attached;
-            let mut outputs = VecDeque::new();
-            while mail.waiter().recv().await.is_ok() {
-                mail.take(&mut outputs);
-                for output in outputs.drain(..) {
-                    link.shared
-                        .written(link.conn, &backlog, output.backlog_bytes());
-                    if let Output::ToAgent { text, .. } = output {
-                        link.state().handle_message(&text);
-                    }
+            while inbox.waiter().recv().await.is_ok() {
+                while let Some(frame) = inbox.next_frame() {
+                    link.state().handle_message(&frame);
                 }
                 link.flush();
                 loop {
@@ -101,8 +91,7 @@ impl Provider {
 /// An application agent's place on the provider.
 #[derive(Clone)]
 struct Link {
-    shared: Shared,
-    conn: ConnId,
+    to: ToProvider<TaskBell>,
     state: Arc<Mutex<AppAgent>>,
 }
 
@@ -115,13 +104,7 @@ impl Link {
     /// Hands the provider the frames the agent made.
     fn flush(&self) {
         let frames: Vec<String> = std::iter::from_fn(|| self.state().poll_transmit()).collect();
-        if !frames.is_empty() {
-            self.shared.with(|p, now| {
-                for frame in &frames {
-                    p.handle_agent_text(self.conn, frame, now);
-                }
-            });
-        }
+        self.to.send(&frames);
     }
 }
 

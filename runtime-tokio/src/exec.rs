@@ -4,15 +4,13 @@
 //! given the editor's tools, a task accepts their relays' connections, and
 //! one per connection reads it.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Instant;
 
 use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
-use mcp_provider_core::agent::exec::{ExecAgent, Exit, RunId};
-use mcp_provider_kit::dial::{FromLink, LinkEnd};
-use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_core::agent::exec::{Exit, RunId};
+use mcp_provider_kit::dial::LinkEnd;
+use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
 use mcp_provider_kit::relay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,32 +22,15 @@ use tokio::time::timeout;
 
 use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
-/// What the agent's task waits for.
-enum Input {
-    /// From the link of this number: a later link's frames are told from
-    /// an earlier one's stragglers.
-    Link(u64, FromLink),
-    Stdout(RunId, Vec<u8>),
-    Exit(RunId, Exit),
-    /// A relay connected: where its lines are written.
-    RelayOpened(LinkId, Relay),
-    Relay(LinkId, Vec<u8>),
-    RelayClosed(LinkId),
-}
-
-/// Inputs waiting for the agent: a run's reader waits past this, so a CLI
-/// that prints faster than the link takes its output is held back.
-const INPUTS: usize = 256;
-
 /// A relay's connection: where its lines are written, and the task
 /// reading it.
-struct Relay {
+pub struct Relay {
     writer: OwnedWriteHalf,
     reader: JoinHandle<()>,
 }
 
-/// The relays' connections, by the link id the agent knows them by.
-type Relays = HashMap<LinkId, Relay>;
+/// What the agent's task waits for.
+type Input = mcp_provider_kit::exec::Input<Relay>;
 
 /// Connects to a provider and runs the plan's command per request. When
 /// the link ends, the runs it asked for are killed and the provider is
@@ -65,17 +46,13 @@ pub async fn run_remote(remote: &RemoteExec) -> Result<(), String> {
     if let Some(socket) = &remote.tool_socket {
         accept_relays(socket, &tx)?;
     }
-    let mut agent = ExecAgent::new(remote.plan.clone(), "exec");
-    let mut relays = Relays::new();
-    let mut number = 0;
+    let mut exec = Exec::new(remote);
     let outcome = loop {
-        let inputs = (&tx, &mut rx);
-        let end = serve_link(remote, &groups, inputs, &mut agent, &mut relays, ws, number).await;
+        let end = serve_link(remote, &groups, (&tx, &mut rx), &mut exec, ws).await;
         ws = match next_link(&remote.link, end, mcp_provider_kit::say).await {
             Ok(ws) => ws,
             Err(outcome) => break outcome,
         };
-        number += 1;
     };
     groups.kill_all();
     outcome
@@ -86,11 +63,10 @@ async fn serve_link(
     remote: &RemoteExec,
     groups: &Groups,
     (tx, rx): (&Sender<Input>, &mut Receiver<Input>),
-    agent: &mut ExecAgent,
-    relays: &mut Relays,
+    exec: &mut Exec<Relay>,
     ws: Ws,
-    number: u64,
 ) -> LinkEnd {
+    let number = exec.link;
     let (mut sender, _link) = open_link(
         ws,
         tx.clone(),
@@ -98,54 +74,29 @@ async fn serve_link(
         mcp_provider_kit::print_link_notice,
     );
     loop {
-        process::carry_out(agent, groups, remote, |run, command, stdin| {
-            start(groups, tx, run, command, stdin)
-        });
-        write_relays(agent, relays).await;
+        carry_out(remote, groups, tx, exec);
+        write_relays(exec).await;
         sender
-            .send_all(std::iter::from_fn(|| agent.poll_transmit()))
+            .send_all(std::iter::from_fn(|| exec.agent.poll_transmit()))
             .await;
-        match next_input(rx, agent.poll_timeout()).await {
-            Waited::Input(Input::Link(n, FromLink::Frame(frame))) if n == number => {
-                agent.handle_message(&frame, Instant::now())
-            }
-            Waited::Input(Input::Link(n, FromLink::Closed(end))) if n == number => {
-                // The runs this link asked for are killed now, not when
-                // (or if) the provider is back.
-                agent.link_lost();
-                process::carry_out(agent, groups, remote, |run, command, stdin| {
-                    start(groups, tx, run, command, stdin)
-                });
-                return sender.end(end);
-            }
-            Waited::Input(Input::Link(..)) => {}
-            Waited::Input(Input::Stdout(run, bytes)) => {
-                agent.handle_stdout(run, &bytes, Instant::now())
-            }
-            Waited::Input(Input::RelayOpened(id, stream)) => {
-                relays.insert(id, stream);
-                // Counted from its opening, not its first bytes: one that
-                // never speaks still holds a place under the agent's cap.
-                agent.handle_link(id, &[], Instant::now());
-            }
-            Waited::Input(Input::Relay(id, bytes)) if relays.contains_key(&id) => {
-                agent.handle_link(id, &bytes, Instant::now())
-            }
-            // Read before its relay was closed: nobody is there any more.
-            Waited::Input(Input::Relay(..)) => {}
-            Waited::Input(Input::RelayClosed(id)) => {
-                relays.remove(&id);
-                agent.handle_link_closed(id);
-            }
-            Waited::Input(Input::Exit(run, exit)) => {
-                agent.handle_exit(run, exit, Instant::now());
-                process::remove_gone_homes(remote, groups);
-            }
+        let input = match next_input(rx, exec.agent.poll_timeout()).await {
+            Waited::Input(input) => Some(input),
             // Unreachable while this task holds a sender.
             Waited::Closed => return LinkEnd::Closed(None),
-            Waited::Due => agent.handle_timeout(Instant::now()),
+            Waited::Due => None,
+        };
+        if let Some(end) = exec.handle(input, remote, groups) {
+            carry_out(remote, groups, tx, exec);
+            return sender.end(end);
         }
     }
+}
+
+/// Starts and kills the runs the agent asks for.
+fn carry_out(remote: &RemoteExec, groups: &Groups, tx: &Sender<Input>, exec: &mut Exec<Relay>) {
+    process::carry_out(&mut exec.agent, groups, remote, |run, command, stdin| {
+        start(groups, tx, run, command, stdin)
+    });
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
@@ -184,30 +135,30 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
 /// Writes what the agent has for relays, and closes those it is done with
 /// or that cannot take a line in time (their readers then end, and the
 /// agent hears they closed).
-async fn write_relays(agent: &mut ExecAgent, relays: &mut Relays) {
-    while let Some(output) = agent.poll_link() {
+async fn write_relays(exec: &mut Exec<Relay>) {
+    while let Some(output) = exec.agent.poll_link() {
         match output {
             LinkOutput::Send(id, mut line) => {
                 line.push('\n');
-                let Some(relay) = relays.get_mut(&id) else {
+                let Some(relay) = exec.relays.get_mut(&id) else {
                     continue;
                 };
                 let write = relay.writer.write_all(line.as_bytes());
                 if !matches!(timeout(relay::WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
-                    close_relay(agent, relays, id);
+                    close_relay(exec, id);
                 }
             }
-            LinkOutput::Close(id) => close_relay(agent, relays, id),
+            LinkOutput::Close(id) => close_relay(exec, id),
         }
     }
 }
 
 /// Closes a relay's connection: its process sees the end of its input and
 /// exits, its reader stops, and the agent hears it closed.
-fn close_relay(agent: &mut ExecAgent, relays: &mut Relays, id: LinkId) {
-    if let Some(relay) = relays.remove(&id) {
+fn close_relay(exec: &mut Exec<Relay>, id: LinkId) {
+    if let Some(relay) = exec.relays.remove(&id) {
         relay.reader.abort();
-        agent.handle_link_closed(id);
+        exec.agent.handle_link_closed(id);
     }
 }
 
