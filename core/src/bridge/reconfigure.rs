@@ -6,7 +6,7 @@
 //! notice.
 //!
 //! Ending a server is what `DELETE /integrations/{name}` does
-//! ([`Bridge::retire`]): its sessions end, so their next request gets 404
+//! (`Bridge::retire`): its sessions end, so their next request gets 404
 //! and an MCP client initializes again (on a changed server, with a child
 //! of the new spec), and its children stop, every call in flight answered
 //! with an error. Only servers that came from the configuration are
@@ -137,7 +137,7 @@ impl Bridge {
     /// Takes a new configuration: `specs`, every server it names, and
     /// `limits`, which sessions follow at once and children started from
     /// now on (a running child keeps those it started with). A server that
-    /// was removed or changed ends ([`Bridge::retire`]); the outputs to
+    /// was removed or changed ends (`Bridge::retire`); the outputs to
     /// carry out (streams that end, children to stop) are queued for
     /// [`Bridge::poll_output`]. A bad configuration changes nothing.
     pub fn reconfigure(

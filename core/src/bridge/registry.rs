@@ -504,7 +504,7 @@ impl Bridge {
     /// The connection closed, or its peer shut its sending side (an MCP
     /// client never half-closes to wait for an answer: it left). Its event
     /// stream ends, and each call it waited for is abandoned
-    /// ([`Bridge::abandon_calls`]). A Streamable HTTP session stays until
+    /// (`Bridge::abandon_calls`). A Streamable HTTP session stays until
     /// `DELETE`; an HTTP+SSE one ends with its stream.
     pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
         if let Some((id, View::Stream(_))) = self.detach(conn) {

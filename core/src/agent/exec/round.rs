@@ -71,7 +71,8 @@ impl Round {
         self.given.iter().map(|o| o.given.clone()).collect()
     }
 
-    /// When [`Round::handle_timeout`] has something to do.
+    /// When [`ExecAgent::handle_timeout`](super::ExecAgent::handle_timeout)
+    /// has something to do for this round.
     pub fn deadline(&self) -> Option<Instant> {
         self.parked_until.or(self.batch_due)
     }

@@ -12,7 +12,7 @@
 //!
 //! A session here is a session of the bridge's like any other (its event
 //! stream, its cap, its idle end), whose "child" is the bridge itself
-//! ([`BRIDGE`]): behind it, a [`Fan`] keeps one member client per server,
+//! (`BRIDGE`): behind it, a `Fan` keeps one member client per server,
 //! made when first needed and initialized with the session's own
 //! `initialize`, so a server's requests (sampling, elicitation, roots)
 //! reach this session only when its client declared it can answer them.
