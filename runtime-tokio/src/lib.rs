@@ -3,7 +3,14 @@
 //!
 //! The driver only carries bytes and time between tokio's sockets, tasks
 //! and timers and the core; every policy (deadlines, caps, backoff,
-//! pacing, dispatch) comes from `mcp-provider-core` and `mcp-provider-kit`.
+//! pacing, dispatch) comes from `mcp-provider-core` and `mcp-provider-kit`,
+//! and none may be added here.
+//!
+//! To embed the provider, start a [`Provider`] on the application's runtime,
+//! hand it the connections that are its own ([`Provider::serve`]), and
+//! answer editors with an [`Agent`] ([`Provider::add_agent`]); the crate's
+//! `examples/embed.rs` is a whole application. Build with
+//! `default-features = false` to leave the command line out.
 
 mod child;
 mod echo;
