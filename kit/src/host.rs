@@ -88,3 +88,33 @@ pub fn read_stdin(send: impl Fn(Input) -> bool + Send + 'static) -> Result<(), S
         .map(drop)
         .map_err(|e| format!("cannot start the stdin thread: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use mcp_provider_core::agent::host::HostPlan;
+
+    use super::*;
+
+    #[test]
+    fn a_link_ends_once_and_its_stragglers_are_dropped() {
+        let plan = HostPlan {
+            model: "mcp".into(),
+            sampling: false,
+        };
+        let mut host = Host {
+            agent: HostAgent::new(plan),
+            link: 0,
+        };
+        let closed = |n| Some(Input::Link(n, FromLink::Closed(LinkEnd::Closed(None))));
+        assert!(matches!(host.handle(closed(0)), Some(Ended::Link(_))));
+        assert_eq!(host.link, 1);
+        // The first link's end, seen again, is a straggler now.
+        assert!(host.handle(closed(0)).is_none());
+        assert!(host.handle(None).is_none());
+        assert!(matches!(host.handle(closed(1)), Some(Ended::Link(_))));
+        assert!(matches!(
+            host.handle(Some(Input::HostClosed)),
+            Some(Ended::Host)
+        ));
+    }
+}
