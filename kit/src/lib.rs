@@ -27,6 +27,8 @@ pub mod process;
 pub mod relay;
 mod run_home;
 pub mod shutdown;
+#[cfg(feature = "async")]
+pub mod task_link;
 pub mod watchdog;
 pub mod ws;
 

@@ -4,13 +4,12 @@
 
 use std::time::Instant;
 
-use async_tungstenite::tungstenite::{Error as WsError, Message};
-use async_tungstenite::{WebSocketSender, WebSocketStream};
+use async_tungstenite::WebSocketStream;
 use mcp_provider_kit::dial::{DialError, FromLink, Link, LinkEnd, Redial};
+use mcp_provider_kit::task_link;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::net::TcpStream;
-use smol::stream::{Stream, StreamExt};
 use smol::Task;
 
 use crate::server::dial;
@@ -18,35 +17,8 @@ use crate::server::dial;
 /// A link to a provider.
 pub type Ws = WebSocketStream<TcpStream>;
 
-/// The sending half of a link, remembering its first failure: a link that
-/// cannot be written to is dead (its reader says so shortly), what the
-/// agent makes until then is dropped, and the failure is how it ended.
-pub struct LinkSender {
-    tx: WebSocketSender<TcpStream>,
-    failed: Option<String>,
-}
-
-impl LinkSender {
-    fn new(tx: WebSocketSender<TcpStream>) -> Self {
-        LinkSender { tx, failed: None }
-    }
-
-    /// Sends `frames`, in order, while the link takes them.
-    pub async fn send_all(&mut self, frames: impl Iterator<Item = String>) {
-        for frame in frames {
-            if self.failed.is_none() {
-                if let Err(e) = self.tx.send(Message::text(frame)).await {
-                    self.failed = Some(format!("agent link failed: {e}"));
-                }
-            }
-        }
-    }
-
-    /// How the link ended: its first failed write, else what its reader saw.
-    pub fn end(self, end: LinkEnd) -> LinkEnd {
-        self.failed.map_or(end, LinkEnd::Failed)
-    }
-}
+/// The sending half of a link.
+pub type LinkSender = task_link::LinkSender<TcpStream>;
 
 /// What waiting for an agent's next input found.
 pub enum Waited<I> {
@@ -78,39 +50,6 @@ pub async fn next_input<I>(rx: &Receiver<I>, deadline: Option<Instant>) -> Waite
         .await
 }
 
-/// Reads the link's frames on a task of its own, passing each text frame
-/// (after `notice` saw it), then how the link ended, as `wrap`ped inputs
-/// to `tx`, until nobody listens.
-fn follow_remote<S, I>(
-    mut frames: S,
-    tx: Sender<I>,
-    wrap: impl Fn(FromLink) -> I + Send + 'static,
-    notice: fn(&str),
-) -> Task<()>
-where
-    S: Stream<Item = Result<Message, WsError>> + Unpin + Send + 'static,
-    I: Send + 'static,
-{
-    smol::spawn(async move {
-        let end = loop {
-            match frames.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    notice(text.as_str());
-                    let frame = FromLink::Frame(text.as_str().to_owned());
-                    if tx.send(wrap(frame)).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),
-                None => break LinkEnd::Closed(None),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break LinkEnd::Failed(format!("agent link failed: {e}")),
-            }
-        };
-        let _ = tx.send(wrap(FromLink::Closed(end))).await;
-    })
-}
-
 /// Serves a new link: its frames, then how it ended, go to `tx` (through
 /// `wrap`, after `notice` saw each) from a task that lives as long as the
 /// returned task handle; the link's sending half comes back.
@@ -121,7 +60,11 @@ pub fn open_link<I: Send + 'static>(
     notice: fn(&str),
 ) -> (LinkSender, Task<()>) {
     let (ws_tx, ws_rx) = ws.split();
-    let follower = follow_remote(ws_rx, tx, wrap, notice);
+    let pass = move |got| {
+        let (tx, input) = (tx.clone(), wrap(got));
+        async move { tx.send(input).await.is_ok() }
+    };
+    let follower = smol::spawn(task_link::follow(ws_rx, notice, pass));
     (LinkSender::new(ws_tx), follower)
 }
 

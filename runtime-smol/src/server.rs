@@ -4,57 +4,30 @@
 
 use std::collections::VecDeque;
 use std::net::TcpListener as StdListener;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
-use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
+use mcp_provider_core::agent::close::MAX_FRAME_BYTES;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
 use mcp_provider_kit::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_kit::audit::AuditSink;
-use mcp_provider_kit::burst::Burst;
 use mcp_provider_kit::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
 use mcp_provider_kit::hub::{Hub, Peer};
-use mcp_provider_kit::link_writes::LinkWrites;
-use mcp_provider_kit::mailbox::{Bell, Bells, Inbox};
-use mcp_provider_kit::{ws, ConnLimits};
-use smol::channel::{self, Receiver, Sender};
+use mcp_provider_kit::task_link;
+use mcp_provider_kit::ConnLimits;
+use smol::channel::{self, Receiver};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
-use smol::stream::StreamExt;
 
 use crate::ready::{IdleTimer, ReadReady};
 
-/// Wakes a connection's task: a channel holding at most one ring.
-#[derive(Clone)]
-pub struct TaskBell(Sender<()>);
-
-impl Bell for TaskBell {
-    type Waiter = Receiver<()>;
-
-    fn pair() -> (Self, Receiver<()>) {
-        let (tx, rx) = channel::bounded(1);
-        (TaskBell(tx), rx)
-    }
-
-    fn ring(&self) {
-        // Full: already rung, the task has not woken yet.
-        let _ = self.0.try_send(());
-    }
-}
-
-/// A connection's mailbox, as its task reads it.
-pub type Mail = Inbox<TaskBell>;
-
-/// The provider shared by every task.
-pub type Shared = Arc<Hub<TaskBell>>;
+pub use mcp_provider_kit::task_link::{Mail, Shared};
 
 /// Starts serving on `listeners`; the tasks run until the process ends.
 pub fn serve(
@@ -294,92 +267,20 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     drop(attached);
 }
 
-/// An upgraded agent link (or a client of the bridge's WebSocket): frames
-/// in to the provider (or the bridge), mail out as frames (starting with
-/// any already taken out of the mailbox). Ends when either side closes; a
-/// link the peer broke is closed with the code that says how.
+/// Serves an upgraded agent link (or a bridge client's WebSocket) until
+/// either side closes.
 async fn agent_link(
     shared: &Shared,
     id: ConnId,
     ws: WebSocketStream<TcpStream>,
-    (mail, mut outputs): (Mail, VecDeque<Output>),
+    mail: (Mail, VecDeque<Output>),
     backlog: &Backlog,
     peer: Peer,
 ) {
-    let (mut tx, mut rx) = ws.split();
-    let reader = async {
-        // A burst of frames that arrived together is handed to the provider
-        // at once, and the editors it posted to are woken once, when the
-        // link has nothing more to read at once (or after a batch).
-        let mut bells = Bells::default();
-        let mut burst = Burst::default();
-        let mut frames = 0;
-        let fault = loop {
-            let next = match smol::future::poll_once(rx.next()).await {
-                Some(next) if frames < mcp_provider_kit::RING_EVERY && !burst.is_full() => next,
-                ready => {
-                    shared.hand_over(id, &mut burst, &mut bells);
-                    frames = 0;
-                    match ready {
-                        Some(next) => {
-                            // A link that always has more to read must not
-                            // keep the editors' tasks from writing what it
-                            // posted.
-                            smol::future::yield_now().await;
-                            next
-                        }
-                        None => rx.next().await,
-                    }
-                }
-            };
-            frames += 1;
-            match next {
-                Some(Ok(Message::Text(text))) if peer == Peer::BridgeClient => {
-                    shared.socket_text(id, text.as_str());
-                }
-                Some(Ok(Message::Text(text))) => burst.push(text.as_str()),
-                Some(Ok(Message::Binary(_))) => break Some(LinkClose::Binary),
-                Some(Ok(Message::Close(_))) | None => break None,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break ws::fault(&e),
-            }
-        };
-        // What arrived before the end still counts.
-        shared.hand_over(id, &mut burst, &mut bells);
-        fault
+    let sleep = |wait| async move {
+        smol::Timer::after(wait).await;
     };
-    let writer = async {
-        loop {
-            let writes = LinkWrites::take(&mut outputs);
-            let mut open = true;
-            for text in writes.texts {
-                open = tx.send(Message::text(text)).await.is_ok();
-                if !open {
-                    break;
-                }
-            }
-            if let Some(why) = writes.close.filter(|_| open) {
-                let _ = tx.send(Message::Close(Some(ws::close_frame(why)))).await;
-            }
-            open &= writes.close.is_none();
-            shared.written(id, backlog, writes.bytes);
-            if !open || mail.waiter().recv().await.is_err() {
-                break;
-            }
-            mail.take(&mut outputs);
-        }
-        None
-    };
-    if let Some(why) = reader.or(writer).await {
-        let close = async {
-            let _ = tx.send(Message::Close(Some(ws::close_frame(why)))).await;
-        };
-        close
-            .or(async {
-                smol::Timer::after(Duration::from_secs(1)).await;
-            })
-            .await;
-    }
+    task_link::serve(shared, id, ws, mail, backlog, peer, sleep).await;
 }
 
 /// Opens a WebSocket to `url` with the bridge token.

@@ -19,7 +19,9 @@ use mcp_provider_kit::in_process::{InProcess, ToProvider};
 use mcp_provider_kit::ConnLimits;
 use tokio::net::TcpStream;
 
-use crate::server::{self, Shared, TaskBell};
+use mcp_provider_kit::task_link::TaskBell;
+
+use crate::server::{self, Shared};
 
 /// An agent written in the application: it answers each request by
 /// sending text through its [`Reply`].
@@ -103,7 +105,10 @@ impl Link {
 
     /// Hands the provider the frames the agent made.
     fn flush(&self) {
-        let frames: Vec<String> = std::iter::from_fn(|| self.state().poll_transmit()).collect();
+        let frames: Vec<String> = {
+            let mut state = self.state();
+            std::iter::from_fn(|| state.poll_transmit()).collect()
+        };
         self.to.send(&frames);
     }
 }

@@ -5,10 +5,8 @@
 use std::time::Instant;
 
 use async_tungstenite::tokio::TokioAdapter;
-use async_tungstenite::tungstenite::Message;
-use async_tungstenite::WebSocketSender;
-use futures_lite::StreamExt;
 use mcp_provider_kit::dial::{DialError, FromLink, Link, LinkEnd, Redial};
+use mcp_provider_kit::task_link;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::task::JoinHandle;
@@ -17,31 +15,8 @@ use tokio::time::{sleep, timeout_at};
 use crate::server::dial;
 pub use crate::server::Ws;
 
-/// The sending half of a link, remembering its first failure: a link that
-/// cannot be written to is dead (its reader says so shortly), what the
-/// agent makes until then is dropped, and the failure is how it ended.
-pub struct LinkSender {
-    tx: WebSocketSender<TokioAdapter<TcpStream>>,
-    failed: Option<String>,
-}
-
-impl LinkSender {
-    /// Sends `frames`, in order, while the link takes them.
-    pub async fn send_all(&mut self, frames: impl Iterator<Item = String>) {
-        for frame in frames {
-            if self.failed.is_none() {
-                if let Err(e) = self.tx.send(Message::text(frame)).await {
-                    self.failed = Some(format!("agent link failed: {e}"));
-                }
-            }
-        }
-    }
-
-    /// How the link ended: its first failed write, else what its reader saw.
-    pub fn end(self, end: LinkEnd) -> LinkEnd {
-        self.failed.map_or(end, LinkEnd::Failed)
-    }
-}
+/// The sending half of a link.
+pub type LinkSender = task_link::LinkSender<TokioAdapter<TcpStream>>;
 
 /// What waiting for an agent's next input found.
 pub enum Waited<I> {
@@ -73,30 +48,14 @@ pub fn open_link<I: Send + 'static>(
     wrap: impl Fn(FromLink) -> I + Send + 'static,
     notice: fn(&str),
 ) -> (LinkSender, Following) {
-    let (ws_tx, mut frames) = ws.split();
-    let follower = tokio::spawn(async move {
-        let end = loop {
-            match frames.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    notice(text.as_str());
-                    let frame = FromLink::Frame(text.as_str().to_owned());
-                    if tx.send(wrap(frame)).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),
-                None => break LinkEnd::Closed(None),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break LinkEnd::Failed(format!("agent link failed: {e}")),
-            }
-        };
-        let _ = tx.send(wrap(FromLink::Closed(end))).await;
-    });
-    let sender = LinkSender {
-        tx: ws_tx,
-        failed: None,
+    let (ws_tx, ws_rx) = ws.split();
+    let pass = move |got| {
+        let tx = tx.clone();
+        let input = wrap(got);
+        async move { tx.send(input).await.is_ok() }
     };
-    (sender, Following(follower))
+    let follower = tokio::spawn(task_link::follow(ws_rx, notice, pass));
+    (LinkSender::new(ws_tx), Following(follower))
 }
 
 /// The task following a link; stopped when dropped, as a smol task is.

@@ -1,0 +1,205 @@
+//! What the async runtimes (smol, tokio) share beyond the rest of the kit:
+//! the bell that wakes a connection's task, an upgraded agent link served
+//! over async-tungstenite, and the two halves of a link an agent dialed. Only with the `async` feature: the
+//! blocking runtime has threads, and no async crate in its tree.
+//!
+//! Nothing here names an executor: a runtime gives its own way to sleep,
+//! and every future here runs on whichever executor polls it.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
+use futures_lite::future::{poll_once, yield_now, FutureExt};
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_lite::StreamExt;
+use mcp_provider_core::agent::close::LinkClose;
+use mcp_provider_core::backlog::Backlog;
+use mcp_provider_core::{ConnId, Output};
+
+use crate::burst::Burst;
+use crate::dial::{FromLink, LinkEnd};
+use crate::hub::{Hub, Peer};
+use crate::link_writes::LinkWrites;
+use crate::mailbox::{Bell, Bells, Inbox};
+use crate::{ws, RING_EVERY};
+
+/// Wakes a connection's task: a channel holding at most one ring, closed
+/// when the hub lets the connection's mailbox go.
+#[derive(Clone)]
+pub struct TaskBell(async_channel::Sender<()>);
+
+impl Bell for TaskBell {
+    type Waiter = async_channel::Receiver<()>;
+
+    fn pair() -> (Self, Self::Waiter) {
+        let (tx, rx) = async_channel::bounded(1);
+        (TaskBell(tx), rx)
+    }
+
+    fn ring(&self) {
+        // Full: already rung, the task has not woken yet.
+        let _ = self.0.try_send(());
+    }
+}
+
+/// The longest a link the peer broke waits for its close frame to go.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A connection's mailbox, as its task reads it.
+pub type Mail = Inbox<TaskBell>;
+
+/// The provider shared by every task.
+pub type Shared = Arc<Hub<TaskBell>>;
+
+/// An upgraded agent link (or a client of the bridge's WebSocket): frames
+/// in to the provider (or the bridge), mail out as frames (starting with
+/// any already taken out of the mailbox). Ends when either side closes; a
+/// link the peer broke is closed with the code that says how, for as long
+/// as [`CLOSE_WAIT`] at most (`sleep` waits that long on the runtime's
+/// timer).
+pub async fn serve<S, W>(
+    shared: &Shared,
+    id: ConnId,
+    ws: WebSocketStream<S>,
+    (mail, mut outputs): (Mail, VecDeque<Output>),
+    backlog: &Backlog,
+    peer: Peer,
+    sleep: impl FnOnce(Duration) -> W,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    W: Future<Output = ()>,
+{
+    let (mut tx, mut rx) = ws.split();
+    let reader = async {
+        // A burst of frames that arrived together is handed to the provider
+        // at once, and the editors it posted to are woken once, when the
+        // link has nothing more to read at once (or after a batch).
+        let mut bells = Bells::default();
+        let mut burst = Burst::default();
+        let mut frames = 0;
+        let fault = loop {
+            let next = match poll_once(rx.next()).await {
+                Some(next) if frames < RING_EVERY && !burst.is_full() => next,
+                ready => {
+                    shared.hand_over(id, &mut burst, &mut bells);
+                    frames = 0;
+                    match ready {
+                        Some(next) => {
+                            // A link that always has more to read must not
+                            // keep the editors' tasks from writing what it
+                            // posted.
+                            yield_now().await;
+                            next
+                        }
+                        None => rx.next().await,
+                    }
+                }
+            };
+            frames += 1;
+            match next {
+                Some(Ok(Message::Text(text))) if peer == Peer::BridgeClient => {
+                    shared.socket_text(id, text.as_str());
+                }
+                Some(Ok(Message::Text(text))) => burst.push(text.as_str()),
+                Some(Ok(Message::Binary(_))) => break Some(LinkClose::Binary),
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break ws::fault(&e),
+            }
+        };
+        // What arrived before the end still counts.
+        shared.hand_over(id, &mut burst, &mut bells);
+        fault
+    };
+    let writer = async {
+        loop {
+            let writes = LinkWrites::take(&mut outputs);
+            let mut open = true;
+            for text in writes.texts {
+                open = tx.send(Message::text(text)).await.is_ok();
+                if !open {
+                    break;
+                }
+            }
+            if let Some(why) = writes.close.filter(|_| open) {
+                let _ = tx.send(Message::Close(Some(ws::close_frame(why)))).await;
+            }
+            open &= writes.close.is_none();
+            shared.written(id, backlog, writes.bytes);
+            if !open || mail.waiter().recv().await.is_err() {
+                break;
+            }
+            mail.take(&mut outputs);
+        }
+        None
+    };
+    if let Some(why) = reader.or(writer).await {
+        let close = async {
+            let _ = tx.send(Message::Close(Some(ws::close_frame(why)))).await;
+        };
+        close.or(sleep(CLOSE_WAIT)).await;
+    }
+}
+
+/// The sending half of a link an agent dialed, remembering its first
+/// failure: a link that cannot be written to is dead (its reader says so
+/// shortly), what the agent makes until then is dropped, and the failure
+/// is how it ended.
+pub struct LinkSender<S> {
+    tx: WebSocketSender<S>,
+    failed: Option<String>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> LinkSender<S> {
+    pub fn new(tx: WebSocketSender<S>) -> Self {
+        LinkSender { tx, failed: None }
+    }
+
+    /// Sends `frames`, in order, while the link takes them.
+    pub async fn send_all(&mut self, frames: impl Iterator<Item = String>) {
+        for frame in frames {
+            if self.failed.is_none() {
+                if let Err(e) = self.tx.send(Message::text(frame)).await {
+                    self.failed = Some(format!("agent link failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// How the link ended: its first failed write, else what its reader saw.
+    pub fn end(self, end: LinkEnd) -> LinkEnd {
+        self.failed.map_or(end, LinkEnd::Failed)
+    }
+}
+
+/// Follows the frames of a link an agent dialed: each text frame (after
+/// `notice` saw it), then how the link ended, goes to `pass`, until `pass`
+/// says nobody listens.
+pub async fn follow<S, P>(
+    mut frames: WebSocketReceiver<S>,
+    notice: fn(&str),
+    mut pass: impl FnMut(FromLink) -> P,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: Future<Output = bool>,
+{
+    let end = loop {
+        match frames.next().await {
+            Some(Ok(Message::Text(text))) => {
+                notice(text.as_str());
+                if !pass(FromLink::Frame(text.as_str().to_owned())).await {
+                    return;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),
+            None => break LinkEnd::Closed(None),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break LinkEnd::Failed(format!("agent link failed: {e}")),
+        }
+    };
+    pass(FromLink::Closed(end)).await;
+}
