@@ -3,8 +3,9 @@
 //! over async-tungstenite, and the two halves of a link an agent dialed. Only with the `async` feature: the
 //! blocking runtime has threads, and no async crate in its tree.
 //!
-//! Nothing here names an executor: a runtime gives its own way to sleep,
-//! and every future here runs on whichever executor polls it.
+//! Nothing here names an executor: a runtime says how its tasks yield and
+//! sleep ([`Executor`]), and every future here runs on whichever executor
+//! polls it.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
-use futures_lite::future::{poll_once, yield_now, FutureExt};
+use futures_lite::future::{poll_once, FutureExt};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::StreamExt;
 use mcp_provider_core::agent::close::LinkClose;
@@ -46,6 +47,17 @@ impl Bell for TaskBell {
     }
 }
 
+/// What a link's task needs of the executor it runs on.
+pub trait Executor {
+    /// Lets the executor's other tasks run, and its I/O be polled, before
+    /// this task goes on: each executor has its own way, and a plain
+    /// self-wake does not reach the back of every executor's queue.
+    fn yield_now() -> impl Future<Output = ()>;
+
+    /// Resolves once `wait` has passed.
+    fn sleep(wait: Duration) -> impl Future<Output = ()>;
+}
+
 /// The longest a link the peer broke waits for its close frame to go.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -58,20 +70,17 @@ pub type Shared = Arc<Hub<TaskBell>>;
 /// An upgraded agent link (or a client of the bridge's WebSocket): frames
 /// in to the provider (or the bridge), mail out as frames (starting with
 /// any already taken out of the mailbox). Ends when either side closes; a
-/// link the peer broke is closed with the code that says how, for as long
-/// as [`CLOSE_WAIT`] at most (`sleep` waits that long on the runtime's
-/// timer).
-pub async fn serve<S, W>(
+/// link the peer broke is closed with the code that says how, waiting
+/// [`CLOSE_WAIT`] at most.
+pub async fn serve<E: Executor, S>(
     shared: &Shared,
     id: ConnId,
     ws: WebSocketStream<S>,
     (mail, mut outputs): (Mail, VecDeque<Output>),
     backlog: &Backlog,
     peer: Peer,
-    sleep: impl FnOnce(Duration) -> W,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
-    W: Future<Output = ()>,
 {
     let (mut tx, mut rx) = ws.split();
     let reader = async {
@@ -92,7 +101,7 @@ pub async fn serve<S, W>(
                             // A link that always has more to read must not
                             // keep the editors' tasks from writing what it
                             // posted.
-                            yield_now().await;
+                            E::yield_now().await;
                             next
                         }
                         None => rx.next().await,
@@ -141,7 +150,7 @@ pub async fn serve<S, W>(
         let close = async {
             let _ = tx.send(Message::Close(Some(ws::close_frame(why)))).await;
         };
-        close.or(sleep(CLOSE_WAIT)).await;
+        close.or(E::sleep(CLOSE_WAIT)).await;
     }
 }
 

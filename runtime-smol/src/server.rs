@@ -3,6 +3,7 @@
 //! and are carried to the connection they name.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::TcpListener as StdListener;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -267,6 +268,19 @@ async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
     drop(attached);
 }
 
+/// smol's ways to yield and sleep, for the kit's agent link.
+struct Smol;
+
+impl task_link::Executor for Smol {
+    fn yield_now() -> impl Future<Output = ()> {
+        smol::future::yield_now()
+    }
+
+    async fn sleep(wait: Duration) {
+        smol::Timer::after(wait).await;
+    }
+}
+
 /// Serves an upgraded agent link (or a bridge client's WebSocket) until
 /// either side closes.
 async fn agent_link(
@@ -277,10 +291,7 @@ async fn agent_link(
     backlog: &Backlog,
     peer: Peer,
 ) {
-    let sleep = |wait| async move {
-        smol::Timer::after(wait).await;
-    };
-    task_link::serve(shared, id, ws, mail, backlog, peer, sleep).await;
+    task_link::serve::<Smol, _>(shared, id, ws, mail, backlog, peer).await;
 }
 
 /// Opens a WebSocket to `url` with the bridge token.

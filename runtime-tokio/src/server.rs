@@ -3,6 +3,7 @@
 //! and are carried to the connection they name.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::TcpListener as StdListener;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -254,6 +255,19 @@ pub async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimit
     drop(attached);
 }
 
+/// tokio's ways to yield and sleep, for the kit's agent link.
+struct Tokio;
+
+impl task_link::Executor for Tokio {
+    fn yield_now() -> impl Future<Output = ()> {
+        tokio::task::yield_now()
+    }
+
+    fn sleep(wait: Duration) -> impl Future<Output = ()> {
+        sleep(wait)
+    }
+}
+
 /// Serves an upgraded agent link (or a bridge client's WebSocket) until
 /// either side closes.
 async fn agent_link(
@@ -264,7 +278,7 @@ async fn agent_link(
     backlog: &Backlog,
     peer: Peer,
 ) {
-    task_link::serve(shared, id, ws, mail, backlog, peer, tokio::time::sleep).await;
+    task_link::serve::<Tokio, _>(shared, id, ws, mail, backlog, peer).await;
 }
 
 /// Opens a WebSocket to `url` with the bridge token.
