@@ -40,6 +40,28 @@ SECRET_PROMPT = "the launch code is tango-7-alpha"
 BRIDGE_TOKEN = "bt-test-token"
 
 
+# Debian's headless Chromium, which the browser tests drive.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_INSTALL = ("apt-get install --no-install-recommends chromium (as root), "
+                    "or sudo apt-get install --no-install-recommends chromium")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives headless Chromium at /usr/bin/chromium")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without Chromium the browser tests are reported as not run, with the
+    line that installs it, and everything else runs. CI has it installed
+    (`.ci/run`), and there a missing browser fails instead of skipping."""
+    if CHROMIUM.exists() or os.environ.get("CI") == "true":
+        return
+    skip = pytest.mark.skip(reason=f"NOT RUN: {CHROMIUM} is missing; install it with {CHROMIUM_INSTALL}")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
 def claude_code_env(base_url, api_key):
     """Claude Code pointed at `base_url`'s Messages API, answered by its
     echo model, with telemetry and updates off."""

@@ -3,12 +3,14 @@ when their link ends: a server that restarts (it closes links with 1001,
 "reconnect and resume") or a connection that drops is dialed again with
 backoff, one line says so, and a link that dropped while the server kept
 running gets the same session back with its resume token. `--once` keeps
-the old behaviour: the agent exits when its link ends. Both runtimes."""
+the old behaviour: the agent exits when its link ends. While a server
+shuts down, an agent redialing it is not let in. Every runtime."""
 
 import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -20,8 +22,9 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
 
-from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, RUNTIMES
+from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, RUNTIMES, WsAgent
 from test_agent_mcp import host_params, serve_one
+from test_hostile import open_stream, rss_mb
 
 AGENTS = {
     # kind: (arguments after `agent`, model, what it answers to "hello there")
@@ -155,6 +158,40 @@ def test_an_agent_serves_again_after_the_server_restarts(make_server, runtime, a
 
 
 @pytest.mark.parametrize("kind", sorted(AGENTS))
+def test_an_agent_is_not_let_back_in_while_the_server_shuts_down(make_server, runtime, agents, kind):
+    """While a shutdown waits for an unread editor, a redialing agent is
+    refused (not told it is connected, then cut off when the process exits)."""
+    server = make_server("--no-echo-agent", "--set", "max_output_bytes=134217728")
+    agent = agents(runtime, kind, server.agent_url)
+    agent.wait_for(r"Connected: session")
+    piece = "z" * 16384
+
+    def flood(invoke, ws_agent):
+        for i in range(2000):
+            ws_agent.send({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i,
+                           "delta": {"content": piece}})
+
+    flooder = WsAgent(server, ["flood"], flood)
+    try:
+        server.wait_for_model("flood")
+        # An editor that never reads keeps the shutdown waiting (its grace).
+        editor = open_stream(server, "flood", rcvbuf=4096)
+        deadline = time.monotonic() + 10
+        while rss_mb(server.proc.pid) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.proc.send_signal(signal.SIGTERM)
+        agent.wait_for(r"is shutting down; reconnecting when it is back")
+        server.proc.wait(timeout=15)
+        time.sleep(0.5)
+        said = "".join(agent.lines)
+        assert len(re.findall(r"Connected: session", said)) == 1, said
+        assert "agent link failed" not in said and "went away" not in said, said
+        editor.close()
+    finally:
+        flooder.close()
+
+
+@pytest.mark.parametrize("kind", sorted(AGENTS))
 def test_a_dropped_link_gets_its_session_back(make_server, runtime, agents, kind):
     server = make_server("--no-echo-agent")
     relay = Cutter(server.port)
@@ -163,7 +200,7 @@ def test_a_dropped_link_gets_its_session_back(make_server, runtime, agents, kind
         session = agent.wait_for(r"Connected: session (sess-\S+) is active").group(1)
         server.wait_for_model(agent.model)
         relay.cut()
-        agent.wait_for(r"reconnecting")
+        agent.wait_for(r"The provider at \S+ went away \(.*\); reconnecting")
         again = agent.wait_for(r"Connected: session (sess-\S+) is active", count=2).group(1)
         assert again == session, "".join(agent.lines)
         assert ask(server, agent.model) == agent.answer

@@ -10,13 +10,14 @@ import socket
 import urllib.request
 import uuid
 
+import pytest
 from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect as ws_connect
 
-from conftest import API_KEY, BRIDGE_TOKEN
+from conftest import API_KEY, BRIDGE_TOKEN, CHROMIUM
 from test_bridge import EVERYTHING, bridge_server, everything, marked, post, wait_until
-from test_dashboard import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, TIMEOUT_MS
+from test_dashboard import CHROMIUM_ARGS, SCREENSHOTS, TIMEOUT_MS
 
 
 def call(server, method, path, body=None, token=API_KEY):
@@ -220,11 +221,12 @@ def test_servers_are_added_and_removed_at_run_time_with_the_bridge_token(make_se
     assert call(server, "POST", "/integrations", bad, token=BRIDGE_TOKEN)[0] == 400
 
 
+@pytest.mark.browser
 def test_the_test_page_lists_and_calls_a_tool_in_a_browser(make_server, runtime):
     server = bridge_server(make_server, everything())
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             for transport in ("ws", "sse"):
                 page = browser.new_page()

@@ -1,6 +1,6 @@
-"""The messages of the usual first-hour mistakes say what to do, on both
-runtimes: an agent with the wrong bridge token, a second server on a taken
-port, an editor with the wrong API key or a model nobody serves, and a
+"""The messages of the usual first-hour mistakes say what to do, on
+every runtime: an agent with the wrong bridge token, a second server on a taken
+port, an editor with a wrong or missing API key or a model nobody serves, and a
 bridged server that cannot start (its working directory missing, or its
 command failing with a reason on stderr)."""
 
@@ -9,6 +9,8 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import openai
 import pytest
@@ -50,6 +52,21 @@ def test_a_wrong_api_key_is_told_where_the_key_is_kept(server):
         client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
     assert "Incorrect API key provided" in refused.value.message
     assert "MCP_PROVIDER_API_KEY" in refused.value.message and "secrets file" in refused.value.message
+
+
+def test_a_missing_api_key_is_told_where_the_key_is_kept(server):
+    """A first request without any key hears where the key is, as a wrong key does."""
+    request = urllib.request.Request(
+        server.base + "/v1/chat/completions",
+        data=json.dumps({"model": "echo", "messages": [{"role": "user", "content": "x"}]}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+    message = json.loads(refused.value.read())["error"]["message"]
+    assert "You didn't provide an API key" in message, message
+    assert "MCP_PROVIDER_API_KEY" in message and "secrets file" in message, message
 
 
 def test_an_unknown_model_lists_the_served_ones(server):

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde_json::error::Category;
 use serde_json::{Map, Value};
 
 use crate::settings::{BadSettings, BridgeServer};
@@ -66,8 +67,14 @@ pub struct McpJson {
 pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
     let file = path.display();
     let text = crate::settings::read_file(path, "the MCP servers file")?;
-    let value: Keyed = serde_json::from_str(&text)
-        .map_err(|e| BadSettings(format!("the MCP servers file {file} cannot be read: {e}")))?;
+    let value: Keyed = serde_json::from_str(&text).map_err(|e| {
+        // The file was read: say whether its JSON is broken or its shape.
+        let what = match e.classify() {
+            Category::Syntax | Category::Eof => "is not valid JSON",
+            Category::Data | Category::Io => "is not an MCP servers file",
+        };
+        BadSettings(format!("the MCP servers file {file} {what}: {e}"))
+    })?;
     let entries = value.mcp_servers.or(value.servers).ok_or_else(|| {
         BadSettings(format!(
             "the MCP servers file {file} has no `mcpServers` (or `servers`) object"
@@ -226,9 +233,16 @@ mod tests {
             ),
             (
                 r#"{"mcpServers": ["a"]}"#,
-                "cannot be read: invalid type: sequence, expected an object of servers",
+                "is not an MCP servers file: invalid type: sequence, expected an object of servers",
             ),
-            ("not json", "cannot be read: expected ident"),
+            (
+                "not json",
+                "is not valid JSON: expected ident at line 1 column 2",
+            ),
+            (
+                "{\"mcpServers\": {\n  \"a\": {\"command\": \"x\",}\n}}",
+                "is not valid JSON: trailing comma at line 2 column 24",
+            ),
         ] {
             let error = read_text(text).err().unwrap().0;
             assert!(

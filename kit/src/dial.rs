@@ -141,7 +141,9 @@ fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
         LinkEnd::Closed(Some(code)) => AfterLink::Stop(Err(format!(
             "the provider at {url} closed the link with code {code}: see docs/agent-protocol.md, Close codes"
         ))),
-        LinkEnd::Failed(e) => AfterLink::Reconnect(format!("{e}; reconnecting (Ctrl-C to stop)…")),
+        LinkEnd::Failed(e) => AfterLink::Reconnect(format!(
+            "The provider at {url} went away ({e}); reconnecting (Ctrl-C to stop)…"
+        )),
     }
 }
 

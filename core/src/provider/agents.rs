@@ -356,11 +356,16 @@ impl Provider {
     }
 
     /// Answers a WebSocket upgrade on `/v1/agent` (the token was checked).
+    /// While the server shuts down an agent is not let in: it would be
+    /// told it is connected, then lose the link when the process exits.
     pub(super) fn accept_agent(
         &mut self,
         conn: ConnId,
         request: &crate::http::Request,
     ) -> Result<(), ApiError> {
+        if self.shutting_down {
+            return Err(ApiError::unavailable("The server is shutting down."));
+        }
         let key = request
             .header("sec-websocket-key")
             .filter(|_| request.is_websocket_upgrade())

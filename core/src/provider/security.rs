@@ -104,8 +104,10 @@ impl Provider {
         Ok(())
     }
 
-    /// A wrong credential's 401, saying where the right one is when the
-    /// embedder said ([`crate::Config::credentials_hint`]).
+    /// A missing or wrong credential's 401, saying where the right one is
+    /// when the embedder said ([`crate::Config::credentials_hint`]): a
+    /// first-time user without the key needs that as much as one with a
+    /// stale key.
     fn refused(&self, what: &str) -> ApiError {
         match self.config.credentials_hint.as_str() {
             "" => ApiError::unauthorized(what),
@@ -128,9 +130,8 @@ impl Provider {
             Guard::BridgeToken => match presented {
                 Some(t) if self.config.bridge_token.matches(t) => Ok(None),
                 Some(_) => Err(self.refused("Invalid bridge token.")),
-                None => Err(ApiError::unauthorized(
-                    "Missing bridge token: send `Authorization: Bearer <bridge token>`.",
-                )),
+                None => Err(self
+                    .refused("Missing bridge token: send `Authorization: Bearer <bridge token>`.")),
             },
             Guard::Observer if !self.config.require_api_key => Ok(None),
             Guard::Observer => match presented {
@@ -141,7 +142,7 @@ impl Provider {
                     Ok(None)
                 }
                 Some(_) => Err(self.refused("Neither an API key nor the bridge token.")),
-                None => Err(ApiError::unauthorized(
+                None => Err(self.refused(
                     "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
                 )),
             },
@@ -150,9 +151,8 @@ impl Provider {
                 Some(k) => find_key(&self.config.api_keys, k)
                     .map(Some)
                     .ok_or_else(|| self.refused("Incorrect API key provided.")),
-                None => Err(ApiError::unauthorized(
-                    "You didn't provide an API key: send `Authorization: Bearer <key>`.",
-                )),
+                None => Err(self
+                    .refused("You didn't provide an API key: send `Authorization: Bearer <key>`.")),
             },
         }
     }
