@@ -230,6 +230,10 @@ pub struct BridgeServer {
     /// Never these tools (names or globs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude_tools: Vec<String>,
+    /// Beginnings of resource URIs that are this server's on `/mcp`,
+    /// whatever another server lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 fn shared() -> String {
@@ -274,6 +278,7 @@ impl BridgeServer {
             idle_timeout_secs: 0,
             tools: Vec::new(),
             exclude_tools: Vec::new(),
+            resources: Vec::new(),
         }
     }
 
@@ -307,6 +312,7 @@ impl BridgeServer {
             allow: self.tools.clone(),
             exclude: self.exclude_tools.clone(),
         };
+        spec.resources = self.resources.clone();
         spec
     }
 
@@ -326,6 +332,9 @@ impl BridgeServer {
                 "`restart` is on-crash or never, not `{}`",
                 self.restart
             ));
+        }
+        if self.resources.iter().any(String::is_empty) {
+            return bad("`resources` are URI beginnings, none of them empty".into());
         }
         Ok(())
     }
@@ -921,15 +930,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bridge-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("bad.toml");
-        std::fs::write(
-            &file,
-            "[[bridge.servers]]\nname = \"x\"\ncommand = \"cat\"\nshare = \"sometimes\"\n",
-        )
-        .unwrap();
-        let error = Settings::load(Some(&file), std::iter::empty(), &[], &Added::default())
-            .unwrap_err()
-            .0;
+        let error = |entry: &str| {
+            std::fs::write(&file, format!("[[bridge.servers]]\n{entry}")).unwrap();
+            Settings::load(Some(&file), std::iter::empty(), &[], &Added::default())
+                .unwrap_err()
+                .0
+        };
+        let share = error("name = \"x\"\ncommand = \"cat\"\nshare = \"sometimes\"\n");
+        let resources = error("name = \"x\"\ncommand = \"cat\"\nresources = [\"\"]\n");
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(error.contains("share"), "{error}");
+        assert!(share.contains("share"), "{share}");
+        assert!(resources.contains("`resources`"), "{resources}");
     }
 }

@@ -176,6 +176,11 @@ pub struct ServerSpec {
     pub idle_timeout: Option<Duration>,
     /// The tools its clients may see and call.
     pub tools: filter::ToolFilter,
+    /// Beginnings of the resource URIs that are this server's on the
+    /// aggregate endpoint `/mcp`: a read of a URI that starts with one
+    /// goes here, whatever another server lists (empty: its listings and
+    /// templates say which are its, see `aggregate`).
+    pub resources: Vec<String>,
 }
 
 impl ServerSpec {
@@ -191,6 +196,7 @@ impl ServerSpec {
             max_restarts: 5,
             idle_timeout: None,
             tools: filter::ToolFilter::default(),
+            resources: Vec::new(),
         }
     }
 }

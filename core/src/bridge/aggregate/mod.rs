@@ -3,10 +3,11 @@
 //! servers.
 //!
 //! Tools and prompts are listed under `{server}__{name}` ([`names`]);
-//! resources keep their URIs, and a URI goes to the server that listed it
-//! (or whose template it starts like). Each listing is asked of every
-//! server at once and merged (`gather`), pages included: the cursor
-//! carries each server's own. A call goes to its server with the prefix
+//! resources keep their URIs, and a URI goes to the server configured to
+//! own its beginning, else to the first server in the configuration that
+//! listed it or has a template it starts like ([`owners`]). Each listing
+//! is asked of every server at once and merged (`gather`), pages
+//! included: the cursor carries each server's own. A call goes to its server with the prefix
 //! taken off, and its answer (progress first) comes back as the server
 //! gave it.
 //!
@@ -17,13 +18,20 @@
 //! `initialize`, so a server's requests (sampling, elicitation, roots)
 //! reach this session only when its client declared it can answer them.
 //! Their ids are renumbered here, since two servers may use the same.
+//! The session's logging level (`logging/setLevel`) is kept, and given to
+//! each member as it joins as well as to those there when it is set: a
+//! client sets it once, before it has used any server.
 //! A stateless request is a client of its own on the server it goes to,
 //! as at `/mcp/{name}`.
 
 pub mod names;
+mod owners;
 #[cfg(test)]
 mod tests;
 
+pub(super) use owners::Owners;
+
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -46,64 +54,19 @@ pub(super) const BRIDGE: ChildId = ChildId(0);
 /// MCP's "resource not found".
 const RESOURCE_NOT_FOUND: i64 = -32002;
 
-/// Resource URIs remembered for routing, all servers together; past this
-/// the oldest listing's are forgotten first.
-const MAX_OWNED_URIS: usize = 20_000;
-
 /// What an aggregate session holds behind its one client.
 #[derive(Default)]
 pub(super) struct Fan {
     /// The client's `initialize` params: each member's own.
     init: Value,
+    /// The client's last `logging/setLevel` params: each member's too.
+    level: Option<Value>,
     /// Its client on each server's child, by server name.
     members: BTreeMap<String, (ChildId, ClientId)>,
     /// Servers' requests passed on to the client, by the id it sees: the
     /// member asked and the server's own id.
     asks: BTreeMap<u64, (ChildId, ClientId, Value)>,
     next_ask: u64,
-}
-
-/// Which resources each server listed, for routing a URI back.
-#[derive(Default)]
-pub(super) struct Owners {
-    /// URI → server, with the order they were learned in.
-    uris: BTreeMap<String, (String, u64)>,
-    order: BTreeMap<u64, String>,
-    next: u64,
-    /// Each server's URI templates, as their literal beginnings.
-    templates: BTreeMap<String, Vec<String>>,
-}
-
-impl Owners {
-    fn learn_uri(&mut self, uri: &str, server: &str) {
-        if let Some((_, n)) = self.uris.remove(uri) {
-            self.order.remove(&n);
-        }
-        self.next += 1;
-        self.uris
-            .insert(uri.to_owned(), (server.to_owned(), self.next));
-        self.order.insert(self.next, uri.to_owned());
-        while self.uris.len() > MAX_OWNED_URIS {
-            let Some((_, oldest)) = self.order.pop_first() else {
-                break;
-            };
-            self.uris.remove(&oldest);
-        }
-    }
-
-    /// The server a URI belongs to: the one that listed it, else the one
-    /// whose template's literal beginning it starts with (the longest).
-    fn owner(&self, uri: &str) -> Option<&str> {
-        if let Some((server, _)) = self.uris.get(uri) {
-            return Some(server);
-        }
-        self.templates
-            .iter()
-            .flat_map(|(server, starts)| starts.iter().map(move |s| (server, s)))
-            .filter(|(_, start)| !start.is_empty() && uri.starts_with(start.as_str()))
-            .max_by_key(|(_, start)| start.len())
-            .map(|(server, _)| server.as_str())
-    }
 }
 
 /// A page of the aggregate listing being gathered: whom to answer, how.
@@ -215,6 +178,9 @@ impl Bridge {
             "resources/templates/list" => "resourceTemplates",
             "logging/setLevel" => {
                 if let Some(session) = session {
+                    if let Some(fan) = self.fans.get_mut(session) {
+                        fan.level = Some(params.clone());
+                    }
                     self.ask_every_member(to, session, &method, &params, now);
                 }
                 return self.respond(to, Response::json(200, mcp::result(&id, json!({}))));
@@ -364,15 +330,34 @@ impl Bridge {
         Ok((spec, params))
     }
 
-    /// The server a resource URI belongs to, or the "not found" error.
+    /// The server a resource URI belongs to, or the "not found" error: the
+    /// one configured to own the longest beginning of it (the first in the
+    /// configuration of two with the same), else the one [`Owners`] names,
+    /// else the only server there is.
     fn resource_owner(&self, uri: &str) -> Result<usize, (i64, String)> {
-        let only = match self.aggregated()[..] {
+        let servers = self.aggregated();
+        let configured = servers
+            .iter()
+            .filter_map(|&spec| {
+                let owned = self.specs[spec].resources.iter();
+                let longest = owned
+                    .filter(|start| !start.is_empty() && uri.starts_with(start.as_str()))
+                    .map(String::len)
+                    .max()?;
+                Some((longest, spec))
+            })
+            .max_by_key(|&(longest, spec)| (longest, Reverse(spec)))
+            .map(|(_, spec)| spec);
+        let only = match servers[..] {
             [only] => Some(only),
             _ => None,
         };
-        self.owners
-            .owner(uri)
-            .and_then(|server| self.aggregated_spec(server))
+        configured
+            .or_else(|| {
+                let order = self.aggregated_names();
+                let server = self.owners.owner(uri, &order)?;
+                self.aggregated_spec(server)
+            })
             .or(only)
             .ok_or_else(|| {
                 let why = format!("Resource not found: {uri} (no bridged server listed it)");
@@ -447,7 +432,7 @@ impl Bridge {
             // Its child was forgotten: a new member replaces it.
             self.by_client.remove(&member);
         }
-        let init = fan.init.clone();
+        let (init, level) = (fan.init.clone(), fan.level.clone());
         let child = self.child_for(spec, now).map_err(|full| full.message())?;
         let client = self
             .children
@@ -459,6 +444,9 @@ impl Bridge {
         }
         self.by_client.insert((child, client), session.to_owned());
         self.member_request(to, child, client, "initialize", init, now);
+        if let Some(level) = level {
+            self.member_request(to, child, client, "logging/setLevel", level, now);
+        }
         Ok((child, client))
     }
 
@@ -530,9 +518,11 @@ impl Bridge {
     }
 
     /// Server `server` is gone: each aggregate session lets go of its
-    /// member there and is told its lists changed.
+    /// member there and is told its lists changed; the resources it
+    /// claimed are no longer its.
     pub(super) fn drop_members(&mut self, server: &str, now: Instant) {
         self.listings.retain(|(listed, _), _| listed != server);
+        self.owners.forget(server);
         let mut dropped = Vec::new();
         for (session, fan) in &mut self.fans {
             if let Some(member) = fan.members.remove(server) {
@@ -584,6 +574,7 @@ impl Bridge {
     ) {
         let mut items = Vec::new();
         let mut rest = Vec::new();
+        let order = self.aggregated_names();
         for (server, part) in parts {
             let Ok(mut answer) = part else {
                 continue;
@@ -593,11 +584,8 @@ impl Bridge {
                 rest.push((server.clone(), cursor.to_owned()));
             }
             let entries = result[key].as_array_mut().map(std::mem::take);
-            if key == "resourceTemplates" {
-                self.owners.templates.remove(&server);
-            }
             for mut entry in entries.unwrap_or_default() {
-                if self.aggregate_entry(&server, key, &mut entry) {
+                if self.aggregate_entry(&server, key, &mut entry, &order) {
                     items.push(entry);
                 }
             }
@@ -615,8 +603,16 @@ impl Bridge {
     }
 
     /// One entry of `server`'s list as the aggregate lists it; false when
-    /// it cannot be (a tool whose prefixed name breaks MCP's rules).
-    fn aggregate_entry(&mut self, server: &str, key: &str, entry: &mut Value) -> bool {
+    /// it cannot be (a tool whose prefixed name breaks MCP's rules). A
+    /// resource or template is learned for routing (`order`: the servers
+    /// here, in the configuration's).
+    fn aggregate_entry(
+        &mut self,
+        server: &str,
+        key: &str,
+        entry: &mut Value,
+        order: &[String],
+    ) -> bool {
         match key {
             "tools" | "prompts" => {
                 let own = entry["name"].as_str().unwrap_or_default();
@@ -636,16 +632,12 @@ impl Bridge {
             }
             "resources" => {
                 if let Some(uri) = entry["uri"].as_str() {
-                    self.owners.learn_uri(uri, server);
+                    self.owners.learn_uri(server, uri, order);
                 }
             }
             _ => {
                 if let Some(template) = entry["uriTemplate"].as_str() {
-                    let start = template.split('{').next().unwrap_or_default().to_owned();
-                    let starts = self.owners.templates.entry(server.to_owned()).or_default();
-                    if starts.len() < MAX_OWNED_URIS / 100 {
-                        starts.push(start);
-                    }
+                    self.owners.learn_template(server, template);
                 }
             }
         }
@@ -660,6 +652,12 @@ impl Bridge {
             .collect()
     }
 
+    /// The names of [`Bridge::aggregated`]'s servers, in its order.
+    fn aggregated_names(&self) -> Vec<String> {
+        let servers = self.aggregated().into_iter();
+        servers.map(|spec| self.specs[spec].name.clone()).collect()
+    }
+
     fn aggregated_spec(&self, server: &str) -> Option<usize> {
         let spec = self.specs.iter().position(|s| s.name == server)?;
         self.names.fits(server).then_some(spec)
@@ -667,11 +665,7 @@ impl Bridge {
 
     /// What the endpoint tells a client about itself.
     fn instructions(&self) -> String {
-        let servers: Vec<&str> = self
-            .aggregated()
-            .into_iter()
-            .map(|spec| self.specs[spec].name.as_str())
-            .collect();
+        let servers = self.aggregated_names();
         let sep = self.names.separator();
         format!(
             "Every MCP server this bridge serves, at once: {}. Tools and prompts are named SERVER{sep}NAME.",

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::super::gather::LISTING_WAIT;
 use super::super::{Bridge, BridgeOutput, ChildId, Limits, Routed, ServerSpec};
+use super::owners::MAX_URIS;
 use crate::http::{Body, Request, Response};
 use crate::provider::{ConnId, Output};
 
@@ -23,9 +24,15 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let specs = ["files", "git"]
+        Rig::with(|_| {})
+    }
+
+    /// A rig whose two servers' specs are `tweak`ed first.
+    fn with(tweak: impl FnOnce(&mut [ServerSpec])) -> Rig {
+        let mut specs = ["files", "git"]
             .map(|name| ServerSpec::new(name, vec![format!("{name}-mcp")]))
             .to_vec();
+        tweak(&mut specs);
         let now = Instant::now();
         Rig {
             bridge: Bridge::new(specs, Limits::default(), [3; 32], now),
@@ -488,4 +495,197 @@ fn a_whole_list_is_kept_until_its_child_says_it_changed() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["files__read", "git__log", "git__blame"]);
+}
+
+/// `resources/list` (or `resources/templates/list`, by `key`) through the
+/// session, `git` answering before `files`, each with its `uri` (or
+/// `uriTemplate`) entries.
+fn list_resources(rig: &mut Rig, session: &str, key: &str, files: &[&str], git: &[&str]) {
+    let (method, field) = match key {
+        "resources" => ("resources/list", "uri"),
+        _ => ("resources/templates/list", "uriTemplate"),
+    };
+    rig.list_started(session, method);
+    let entries = |uris: &[&str]| -> Vec<Value> {
+        let entry = |uri: &&str| json!({ field: uri, "name": "r" });
+        uris.iter().map(entry).collect()
+    };
+    rig.child_answers("git", method, json!({ key: entries(git) }));
+    let listed = rig.child_answers("files", method, json!({ key: entries(files) }));
+    assert_eq!(listed.map(|r| r.status), Some(200));
+}
+
+/// Reads `uri` through the session: the server it reached, or the error
+/// code it was answered with.
+fn read(rig: &mut Rig, session: &str, uri: &str) -> Result<String, Value> {
+    let before = rig.sent.len();
+    let read =
+        json!({"jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": {"uri": uri}});
+    if let Some(answer) = rig.post(Some(session), read) {
+        return Err(body(&answer)["error"]["code"].clone());
+    }
+    let reached = rig.sent[before..]
+        .iter()
+        .filter(|(_, m)| m["method"] == "resources/read" && m["params"]["uri"] == uri);
+    let servers: Vec<String> = reached.map(|(s, _)| s.clone()).collect();
+    match &servers[..] {
+        [server] => Ok(server.clone()),
+        other => panic!("{uri} reached {other:?}"),
+    }
+}
+
+#[test]
+fn a_uri_two_servers_list_is_read_from_the_first_in_the_configuration_and_logged_once() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    // git answers first, yet files, first in the configuration, keeps it.
+    list_resources(
+        &mut rig,
+        &session,
+        "resources",
+        &["file:///a"],
+        &["file:///a", "git://HEAD"],
+    );
+    assert_eq!(read(&mut rig, &session, "file:///a"), Ok("files".into()));
+    assert_eq!(read(&mut rig, &session, "git://HEAD"), Ok("git".into()));
+    let conflict = vec![("file:///a".to_owned(), "git".to_owned())];
+    assert_eq!(rig.bridge.owners.conflicts(), conflict);
+    // Listed again (the kept lists): the same owner, the conflict not
+    // logged again.
+    let again = json!({"jsonrpc": "2.0", "id": 6, "method": "resources/list"});
+    assert_eq!(rig.post(Some(&session), again).map(|r| r.status), Some(200));
+    assert_eq!(read(&mut rig, &session, "file:///a"), Ok("files".into()));
+    assert_eq!(rig.bridge.owners.conflicts(), conflict);
+}
+
+#[test]
+fn a_later_servers_broad_or_longer_template_takes_no_uri_of_the_first() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    let git = ["file:///{path}", "file:///home/me/{path}"];
+    list_resources(
+        &mut rig,
+        &session,
+        "resourceTemplates",
+        &["file:///home/{path}"],
+        &git,
+    );
+    assert_eq!(
+        read(&mut rig, &session, "file:///home/me/key"),
+        Ok("files".into())
+    );
+    // What only git's template covers is git's; a template that starts
+    // with a variable claims nothing.
+    assert_eq!(
+        read(&mut rig, &session, "file:///etc/hosts"),
+        Ok("git".into())
+    );
+    assert_eq!(read(&mut rig, &session, "x://y"), Err(json!(-32002)));
+}
+
+#[test]
+fn a_uri_a_later_server_lists_inside_the_first_ones_template_stays_the_first_ones() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    list_resources(
+        &mut rig,
+        &session,
+        "resourceTemplates",
+        &["file:///home/{path}"],
+        &[],
+    );
+    list_resources(
+        &mut rig,
+        &session,
+        "resources",
+        &[],
+        &["file:///home/me/key"],
+    );
+    assert_eq!(
+        read(&mut rig, &session, "file:///home/me/key"),
+        Ok("files".into())
+    );
+    let conflict = ("file:///home/me/key".to_owned(), "git".to_owned());
+    assert_eq!(rig.bridge.owners.conflicts(), [conflict]);
+}
+
+#[test]
+fn a_server_listing_past_its_bound_loses_only_its_own_oldest() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    let flood: Vec<String> = (0..MAX_URIS + 5).map(|n| format!("git://n/{n}")).collect();
+    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+    list_resources(&mut rig, &session, "resources", &["file:///a"], &flood);
+    assert_eq!(rig.bridge.owners.uris_of("git"), MAX_URIS);
+    assert_eq!(rig.bridge.owners.uris_of("files"), 1);
+    assert_eq!(read(&mut rig, &session, "file:///a"), Ok("files".into()));
+    let newest = format!("git://n/{}", MAX_URIS + 4);
+    assert_eq!(read(&mut rig, &session, &newest), Ok("git".into()));
+    assert_eq!(read(&mut rig, &session, "git://n/0"), Err(json!(-32002)));
+}
+
+#[test]
+fn a_configured_uri_beginning_decides_before_any_listing() {
+    let mut rig = Rig::with(|specs| {
+        specs[1].resources = vec!["file:///repo/".into(), "file:///repo/src/".into()];
+        specs[0].resources = vec!["file:///repo/src/main.rs".into()];
+    });
+    let session = rig.session(json!({}));
+    let files = ["file:///repo/a", "file:///repo/src/main.rs", "file:///b"];
+    list_resources(&mut rig, &session, "resources", &files, &[]);
+    assert_eq!(read(&mut rig, &session, "file:///repo/a"), Ok("git".into()));
+    // The longest configured beginning wins.
+    let main = "file:///repo/src/main.rs";
+    assert_eq!(read(&mut rig, &session, main), Ok("files".into()));
+    assert_eq!(read(&mut rig, &session, "file:///b"), Ok("files".into()));
+}
+
+#[test]
+fn a_removed_server_takes_its_resources_with_it() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    list_resources(
+        &mut rig,
+        &session,
+        "resources",
+        &["file:///a"],
+        &["git://HEAD"],
+    );
+    assert_eq!(rig.bridge.owners.uris_of("git"), 1);
+    let files = vec![ServerSpec::new("files", vec!["files-mcp".into()])];
+    let changed = rig.bridge.reconfigure(files, Limits::default(), rig.now);
+    assert_eq!(changed.unwrap().removed, ["git"]);
+    assert_eq!(rig.bridge.owners.uris_of("git"), 0);
+    assert_eq!(rig.bridge.owners.uris_of("files"), 1);
+}
+
+#[test]
+fn the_level_set_before_any_server_is_used_reaches_each_as_it_joins() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    let set = |level: &str| json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"level": level}});
+    let answer = rig.post(Some(&session), set("debug")).unwrap();
+    assert_eq!(body(&answer)["result"], json!({}));
+    assert!(rig.sent.is_empty(), "no server used yet: {:?}", rig.sent);
+    // Each member is given it once it is initialized, before the listing.
+    list_tools(&mut rig, &session);
+    for server in ["files", "git"] {
+        let methods: Vec<&Value> = rig
+            .sent
+            .iter()
+            .filter(|(s, _)| s == server)
+            .map(|(_, m)| &m["method"])
+            .collect();
+        let at = |method: &str| methods.iter().position(|m| *m == method);
+        assert!(at("initialize") < at("logging/setLevel"), "{methods:?}");
+        assert!(at("logging/setLevel") < at("tools/list"), "{methods:?}");
+        let sent = rig.last_sent(server, "logging/setLevel").unwrap();
+        assert_eq!(sent["params"], json!({"level": "debug"}));
+    }
+    // A new level goes to the members there at once.
+    assert!(rig.post(Some(&session), set("error")).is_some());
+    for server in ["files", "git"] {
+        let sent = rig.last_sent(server, "logging/setLevel").unwrap();
+        assert_eq!(sent["params"], json!({"level": "error"}));
+    }
 }
