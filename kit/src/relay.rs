@@ -17,10 +17,6 @@ use std::time::Duration;
 
 use mcp_provider_core::agent::exec::ToolLink;
 
-/// The longest a write to a relay may hold up the agent: a relay reads
-/// all the time, so only a stuck one takes that long, and it is closed.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The argument that makes this binary a relay.
 pub const ARG: &str = "__tool-relay";
 

@@ -2,31 +2,40 @@
 //! the link, and for each run a task reading its stdout (then reaping it)
 //! plus one writing its stdin and one reading its stderr. When runs are
 //! given the editor's tools, a task accepts their relays' connections, and
-//! one per connection reads it.
+//! two per connection read and write it.
 
 use std::path::Path;
 use std::process::Stdio;
 
-use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
+use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::exec::{Exit, RunId};
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
-use mcp_provider_kit::relay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
 
 use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
-/// A relay's connection: where its lines are written, and the task
-/// reading it.
+/// A relay's connection: its outbox, which its writer empties, and the
+/// tasks reading and writing it, to end it.
 pub struct Relay {
-    writer: OwnedWriteHalf,
+    outbox: Sender<String>,
     reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl mcp_provider_kit::exec::Relay for Relay {
+    fn offer(&self, line: String) -> bool {
+        self.outbox.try_send(line).is_ok()
+    }
+
+    fn close(self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
 }
 
 /// What the agent's task waits for.
@@ -75,7 +84,7 @@ async fn serve_link(
     );
     loop {
         carry_out(remote, groups, tx, exec);
-        write_relays(exec).await;
+        exec.write_relays();
         sender
             .send_all(std::iter::from_fn(|| exec.agent.poll_transmit()))
             .await;
@@ -110,21 +119,11 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
         while let Ok((stream, _)) = listener.accept().await {
             let id = LinkId(next);
             next += 1;
-            let (mut reader, writer) = stream.into_split();
-            let relay_tx = tx.clone();
-            let reader = tokio::spawn(async move {
-                let tx = relay_tx;
-                let mut buf = vec![0; READ_CHUNK];
-                while let Ok(n @ 1..) = reader.read(&mut buf).await {
-                    let bytes = buf.get(..n).unwrap_or_default().to_vec();
-                    if tx.send(Input::Relay(id, bytes)).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = tx.send(Input::RelayClosed(id)).await;
-            });
-            let relay = Relay { writer, reader };
-            if tx.send(Input::RelayOpened(id, relay)).await.is_err() {
+            if tx
+                .send(Input::RelayOpened(id, serve_relay(id, stream, &tx)))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -132,33 +131,33 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes what the agent has for relays, and closes those it is done with
-/// or that cannot take a line in time (their readers then end, and the
-/// agent hears they closed).
-async fn write_relays(exec: &mut Exec<Relay>) {
-    while let Some(output) = exec.agent.poll_link() {
-        match output {
-            LinkOutput::Send(id, mut line) => {
-                line.push('\n');
-                let Some(relay) = exec.relays.get_mut(&id) else {
-                    continue;
-                };
-                let write = relay.writer.write_all(line.as_bytes());
-                if !matches!(timeout(relay::WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
-                    close_relay(exec, id);
-                }
+/// Starts a relay's reader, whose bytes come in as inputs with its end,
+/// and its writer, which writes its outbox until either ends.
+fn serve_relay(id: LinkId, stream: UnixStream, tx: &Sender<Input>) -> Relay {
+    let (outbox, mut lines) = mpsc::channel::<String>(OUTBOX);
+    let (mut reader, mut writer) = stream.into_split();
+    let tx = tx.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0; READ_CHUNK];
+        while let Ok(n @ 1..) = reader.read(&mut buf).await {
+            let bytes = buf.get(..n).unwrap_or_default().to_vec();
+            if tx.send(Input::Relay(id, bytes)).await.is_err() {
+                return;
             }
-            LinkOutput::Close(id) => close_relay(exec, id),
         }
-    }
-}
-
-/// Closes a relay's connection: its process sees the end of its input and
-/// exits, its reader stops, and the agent hears it closed.
-fn close_relay(exec: &mut Exec<Relay>, id: LinkId) {
-    if let Some(relay) = exec.relays.remove(&id) {
-        relay.reader.abort();
-        exec.agent.handle_link_closed(id);
+        let _ = tx.send(Input::RelayClosed(id)).await;
+    });
+    let writer = tokio::spawn(async move {
+        while let Some(line) = lines.recv().await {
+            if writer.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    Relay {
+        outbox,
+        reader,
+        writer,
     }
 }
 
