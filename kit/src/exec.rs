@@ -107,8 +107,8 @@ impl<R> Exec<R> {
             Some(Input::Stdout(run, bytes)) => agent.handle_stdout(run, &bytes, now),
             Some(Input::RelayOpened(id, relay)) => {
                 self.relays.insert(id, relay);
-                // Counted from its opening, not its first bytes: one that
-                // never speaks still holds a place under the agent's cap.
+                // Its time to say its hello counts from its opening, not
+                // its first bytes: one that never speaks is closed too.
                 agent.handle_link(id, &[], now);
             }
             Some(Input::Relay(id, bytes)) if self.relays.contains_key(&id) => {

@@ -8,7 +8,8 @@
 //! line, then carries the CLI's MCP lines both ways until either side
 //! closes; `agent exec` answers them (see the core's `agent::exec::link`).
 //! The socket is in a directory only this user can enter, and a relay
-//! without a live run's secret is closed.
+//! without a live run's secret (or silent past its time to say it) is
+//! closed.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;

@@ -109,7 +109,7 @@ fn carry_out(remote: &RemoteExec, groups: &Groups, tx: &SyncSender<Input>, exec:
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, with its end.
+/// as inputs, after its opening and before its end.
 fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
     let listener = UnixListener::bind(socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
@@ -117,12 +117,16 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
     let accept = move || {
         for (next, stream) in (0..).zip(listener.incoming()) {
             let id = LinkId(next);
-            let Some(relay) = stream.ok().and_then(|s| serve_relay(id, s, &tx)) else {
+            let Some((relay, reader)) = stream.ok().and_then(open_relay) else {
                 continue;
             };
             if tx.send(Input::RelayOpened(id, relay)).is_err() {
                 return;
             }
+            let tx = tx.clone();
+            let _ = std::thread::Builder::new()
+                .name("exec-relay-in".into())
+                .spawn(move || read_relay(id, reader, &tx));
         }
     };
     std::thread::Builder::new()
@@ -132,23 +136,12 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts a relay's reader, whose bytes come in as inputs with its end,
-/// and its writer, which writes its outbox until either ends; `None` (the
-/// connection dropped) when they could not start.
-fn serve_relay(id: LinkId, stream: UnixStream, tx: &SyncSender<Input>) -> Option<Relay> {
+/// A relay's connection with its writer started (it writes the outbox
+/// until either ends), and the stream to read; `None` (the connection
+/// dropped) when the writer could not start.
+fn open_relay(stream: UnixStream) -> Option<(Relay, UnixStream)> {
     let (outbox, lines) = mpsc::sync_channel::<String>(OUTBOX);
-    let (mut reader, mut writer) = (stream.try_clone().ok()?, stream.try_clone().ok()?);
-    let tx = tx.clone();
-    let read = move || {
-        let mut buf = vec![0; READ_CHUNK];
-        while let Ok(n @ 1..) = reader.read(&mut buf) {
-            let bytes = buf.get(..n).unwrap_or_default().to_vec();
-            if tx.send(Input::Relay(id, bytes)).is_err() {
-                return;
-            }
-        }
-        let _ = tx.send(Input::RelayClosed(id));
-    };
+    let mut writer = stream.try_clone().ok()?;
     let write = move || {
         for line in lines {
             if writer.write_all(line.as_bytes()).is_err() {
@@ -157,10 +150,27 @@ fn serve_relay(id: LinkId, stream: UnixStream, tx: &SyncSender<Input>) -> Option
         }
         let _ = writer.shutdown(Shutdown::Both);
     };
-    let thread = |name: &str| std::thread::Builder::new().name(name.into());
-    thread("exec-relay-out").spawn(write).ok()?;
-    thread("exec-relay-in").spawn(read).ok()?;
-    Some(Relay { outbox, stream })
+    std::thread::Builder::new()
+        .name("exec-relay-out".into())
+        .spawn(write)
+        .ok()?;
+    let relay = Relay {
+        outbox,
+        stream: stream.try_clone().ok()?,
+    };
+    Some((relay, stream))
+}
+
+/// Reads a relay's connection: its bytes, then its end, come in as inputs.
+fn read_relay(id: LinkId, mut stream: UnixStream, tx: &SyncSender<Input>) {
+    let mut buf = vec![0; READ_CHUNK];
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        let bytes = buf.get(..n).unwrap_or_default().to_vec();
+        if tx.send(Input::Relay(id, bytes)).is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(Input::RelayClosed(id));
 }
 
 /// Starts one run; its exit comes back as an input.

@@ -107,7 +107,7 @@ fn carry_out(remote: &RemoteExec, groups: &Groups, tx: &Sender<Input>, exec: &mu
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, with its end.
+/// as inputs, after its opening and before its end.
 fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
     let listener = UnixListener::bind(socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
@@ -118,34 +118,23 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
             let id = LinkId(next);
             next += 1;
             if tx
-                .send(Input::RelayOpened(id, serve_relay(id, stream, &tx)))
+                .send(Input::RelayOpened(id, open_relay(&stream)))
                 .await
                 .is_err()
             {
                 break;
             }
+            smol::spawn(read_relay(id, stream, tx.clone())).detach();
         }
     })
     .detach();
     Ok(())
 }
 
-/// Starts a relay's reader, whose bytes come in as inputs with its end,
-/// and its writer, which writes its outbox until either ends.
-fn serve_relay(id: LinkId, stream: UnixStream, tx: &Sender<Input>) -> Relay {
+/// A relay's connection with its writer started: it writes the outbox
+/// until either ends.
+fn open_relay(stream: &UnixStream) -> Relay {
     let (outbox, lines) = channel::bounded::<String>(OUTBOX);
-    let (tx, mut reader) = (tx.clone(), stream.clone());
-    smol::spawn(async move {
-        let mut buf = vec![0; READ_CHUNK];
-        while let Ok(n @ 1..) = reader.read(&mut buf).await {
-            let bytes = buf.get(..n).unwrap_or_default().to_vec();
-            if tx.send(Input::Relay(id, bytes)).await.is_err() {
-                return;
-            }
-        }
-        let _ = tx.send(Input::RelayClosed(id)).await;
-    })
-    .detach();
     let mut writer = stream.clone();
     smol::spawn(async move {
         while let Ok(line) = lines.recv().await {
@@ -156,7 +145,22 @@ fn serve_relay(id: LinkId, stream: UnixStream, tx: &Sender<Input>) -> Relay {
         let _ = writer.shutdown(Shutdown::Both);
     })
     .detach();
-    Relay { outbox, stream }
+    Relay {
+        outbox,
+        stream: stream.clone(),
+    }
+}
+
+/// Reads a relay's connection: its bytes, then its end, come in as inputs.
+async fn read_relay(id: LinkId, mut stream: UnixStream, tx: Sender<Input>) {
+    let mut buf = vec![0; READ_CHUNK];
+    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+        let bytes = buf.get(..n).unwrap_or_default().to_vec();
+        if tx.send(Input::Relay(id, bytes)).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(Input::RelayClosed(id)).await;
 }
 
 /// Starts one run; its exit comes back as an input.

@@ -13,18 +13,20 @@ use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::{self, Receiver, Sender};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
-/// A relay's connection: its outbox, which its writer empties, and the
-/// tasks reading and writing it, to end it.
+/// A relay's connection: its outbox, which its writer empties, the
+/// writer, and what its reader stops at (when dropped), to end it.
 pub struct Relay {
     outbox: Sender<String>,
-    reader: JoinHandle<()>,
     writer: JoinHandle<()>,
+    _stop: oneshot::Sender<()>,
 }
 
 impl mcp_provider_kit::exec::Relay for Relay {
@@ -33,7 +35,6 @@ impl mcp_provider_kit::exec::Relay for Relay {
     }
 
     fn close(self) {
-        self.reader.abort();
         self.writer.abort();
     }
 }
@@ -109,7 +110,7 @@ fn carry_out(remote: &RemoteExec, groups: &Groups, tx: &Sender<Input>, exec: &mu
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, with its end.
+/// as inputs, after its opening and before its end.
 fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
     let listener = UnixListener::bind(socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
@@ -119,34 +120,21 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
         while let Ok((stream, _)) = listener.accept().await {
             let id = LinkId(next);
             next += 1;
-            if tx
-                .send(Input::RelayOpened(id, serve_relay(id, stream, &tx)))
-                .await
-                .is_err()
-            {
+            let (relay, reader, stop) = open_relay(stream);
+            if tx.send(Input::RelayOpened(id, relay)).await.is_err() {
                 break;
             }
+            tokio::spawn(read_relay(id, reader, stop, tx.clone()));
         }
     });
     Ok(())
 }
 
-/// Starts a relay's reader, whose bytes come in as inputs with its end,
-/// and its writer, which writes its outbox until either ends.
-fn serve_relay(id: LinkId, stream: UnixStream, tx: &Sender<Input>) -> Relay {
+/// A relay's connection with its writer started (it writes the outbox
+/// until either ends), its read half, and what its reader stops at.
+fn open_relay(stream: UnixStream) -> (Relay, OwnedReadHalf, oneshot::Receiver<()>) {
     let (outbox, mut lines) = mpsc::channel::<String>(OUTBOX);
-    let (mut reader, mut writer) = stream.into_split();
-    let tx = tx.clone();
-    let reader = tokio::spawn(async move {
-        let mut buf = vec![0; READ_CHUNK];
-        while let Ok(n @ 1..) = reader.read(&mut buf).await {
-            let bytes = buf.get(..n).unwrap_or_default().to_vec();
-            if tx.send(Input::Relay(id, bytes)).await.is_err() {
-                return;
-            }
-        }
-        let _ = tx.send(Input::RelayClosed(id)).await;
-    });
+    let (reader, mut writer) = stream.into_split();
     let writer = tokio::spawn(async move {
         while let Some(line) = lines.recv().await {
             if writer.write_all(line.as_bytes()).await.is_err() {
@@ -154,11 +142,37 @@ fn serve_relay(id: LinkId, stream: UnixStream, tx: &Sender<Input>) -> Relay {
             }
         }
     });
-    Relay {
+    let (stop, stopped) = oneshot::channel();
+    let relay = Relay {
         outbox,
-        reader,
         writer,
+        _stop: stop,
+    };
+    (relay, reader, stopped)
+}
+
+/// Reads a relay's connection until it ends or its [`Relay`] is gone: its
+/// bytes, then its end, come in as inputs.
+async fn read_relay(
+    id: LinkId,
+    mut reader: OwnedReadHalf,
+    mut stopped: oneshot::Receiver<()>,
+    tx: Sender<Input>,
+) {
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        let n = tokio::select! {
+            read = reader.read(&mut buf) => read.unwrap_or(0),
+            _ = &mut stopped => return,
+        };
+        let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
+            break;
+        };
+        if tx.send(Input::Relay(id, bytes.to_vec())).await.is_err() {
+            return;
+        }
     }
+    let _ = tx.send(Input::RelayClosed(id)).await;
 }
 
 /// Starts one run; its exit comes back as an input.
