@@ -51,6 +51,11 @@ impl LineBuffer {
         lines
     }
 
+    /// Bytes held of a line not complete yet.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+
     /// The input ended: its last line, if it had no newline.
     pub fn finish(&mut self) -> Option<Line> {
         if std::mem::take(&mut self.overflowed) {

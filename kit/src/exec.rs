@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mcp_provider_core::agent::exec::link::LinkId;
+use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
 use mcp_provider_core::agent::exec::{ExecAgent, ExecPlan, Exit, RunId};
 
 use crate::dial::{FromLink, LinkEnd};
@@ -29,8 +29,20 @@ pub struct RemoteExec {
     pub run_homes: Option<PathBuf>,
 }
 
-/// What `agent exec`'s loop waits for, in every runtime; `R` is how the
-/// runtime writes to a relay's connection.
+/// A relay's connection as a runtime holds it: lines go into an outbox
+/// (of [`OUTBOX`](mcp_provider_core::agent::exec::link::OUTBOX) lines)
+/// that a writer of the connection's own empties, so a relay that does not
+/// read holds up nobody but itself.
+pub trait Relay {
+    /// Queues a line without waiting: false when the outbox is full (the
+    /// relay is not reading) or its writer is gone.
+    fn offer(&self, line: String) -> bool;
+    /// Ends the connection now: its writer and its reader stop.
+    fn close(self);
+}
+
+/// What `agent exec`'s loop waits for, in every runtime; `R` is the
+/// runtime's [`Relay`].
 pub enum Input<R> {
     /// From the link of this number: a later link's frames are told from
     /// an earlier one's stragglers.
@@ -51,8 +63,8 @@ pub const INPUTS: usize = 256;
 /// agent, the relays' connections, and the number of the link it serves.
 /// A runtime waits for an input (or the agent's deadline), hands it to
 /// [`Exec::handle`], then carries out what the agent has: runs to start
-/// or kill ([`crate::process::carry_out`]), lines for relays, frames for
-/// the link.
+/// or kill ([`crate::process::carry_out`]), lines for relays
+/// ([`Exec::write_relays`]), frames for the link.
 pub struct Exec<R> {
     pub agent: ExecAgent,
     pub relays: HashMap<LinkId, R>,
@@ -95,8 +107,8 @@ impl<R> Exec<R> {
             Some(Input::Stdout(run, bytes)) => agent.handle_stdout(run, &bytes, now),
             Some(Input::RelayOpened(id, relay)) => {
                 self.relays.insert(id, relay);
-                // Counted from its opening, not its first bytes: one that
-                // never speaks still holds a place under the agent's cap.
+                // Its time to say its hello counts from its opening, not
+                // its first bytes: one that never speaks is closed too.
                 agent.handle_link(id, &[], now);
             }
             Some(Input::Relay(id, bytes)) if self.relays.contains_key(&id) => {
@@ -114,5 +126,29 @@ impl<R> Exec<R> {
             }
         }
         None
+    }
+}
+
+impl<R: Relay> Exec<R> {
+    /// Hands the agent's lines to their relays' outboxes, and closes the
+    /// relays it is done with and those whose outbox is full; never waits,
+    /// so one run's relays cannot delay another run's lines.
+    pub fn write_relays(&mut self) {
+        while let Some(output) = self.agent.poll_link() {
+            let id = match output {
+                LinkOutput::Send(id, mut line) => {
+                    line.push('\n');
+                    match self.relays.get(&id) {
+                        Some(relay) if !relay.offer(line) => id,
+                        _ => continue,
+                    }
+                }
+                LinkOutput::Close(id) => id,
+            };
+            if let Some(relay) = self.relays.remove(&id) {
+                relay.close();
+            }
+            self.agent.handle_link_closed(id);
+        }
     }
 }

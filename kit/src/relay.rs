@@ -8,7 +8,8 @@
 //! line, then carries the CLI's MCP lines both ways until either side
 //! closes; `agent exec` answers them (see the core's `agent::exec::link`).
 //! The socket is in a directory only this user can enter, and a relay
-//! without a live run's secret is closed.
+//! without a live run's secret (or silent past its time to say it) is
+//! closed.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -16,10 +17,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use mcp_provider_core::agent::exec::ToolLink;
-
-/// The longest a write to a relay may hold up the agent: a relay reads
-/// all the time, so only a stuck one takes that long, and it is closed.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The argument that makes this binary a relay.
 pub const ARG: &str = "__tool-relay";

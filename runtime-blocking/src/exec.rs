@@ -2,9 +2,8 @@
 //! reading the link, and for each run a thread reading its stdout (then
 //! reaping it) plus one writing its stdin and one reading its stderr. When
 //! runs are given the editor's tools, a thread accepts their relays'
-//! connections, and one per connection reads it.
+//! connections, and two per connection read and write it.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -13,18 +12,34 @@ use std::process::{ChildStderr, Command};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
+use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::exec::{Exit, RunId};
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
-use mcp_provider_kit::relay;
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
 
+/// A relay's connection: its outbox, which its writer empties, and the
+/// stream, to end it.
+pub struct Relay {
+    outbox: SyncSender<String>,
+    stream: UnixStream,
+}
+
+impl mcp_provider_kit::exec::Relay for Relay {
+    fn offer(&self, line: String) -> bool {
+        self.outbox.try_send(line).is_ok()
+    }
+
+    fn close(self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
 /// What the agent's thread waits for.
-type Input = mcp_provider_kit::exec::Input<UnixStream>;
+type Input = mcp_provider_kit::exec::Input<Relay>;
 
 /// Connects to a provider and runs the plan's command per request. When
 /// the link ends, the runs it asked for are killed and the provider is
@@ -60,7 +75,7 @@ fn serve_link(
     remote: &RemoteExec,
     groups: &Groups,
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
-    exec: &mut Exec<UnixStream>,
+    exec: &mut Exec<Relay>,
     ws: Ws,
 ) -> Result<LinkEnd, String> {
     let number = exec.link;
@@ -72,7 +87,7 @@ fn serve_link(
     )?;
     loop {
         carry_out(remote, groups, tx, exec);
-        write_relays(exec);
+        exec.write_relays();
         sender.send_all(std::iter::from_fn(|| exec.agent.poll_transmit()));
         let input = match wait(rx, exec.agent.poll_timeout()) {
             Ok(input) => input,
@@ -87,48 +102,31 @@ fn serve_link(
 }
 
 /// Starts and kills the runs the agent asks for.
-fn carry_out(
-    remote: &RemoteExec,
-    groups: &Groups,
-    tx: &SyncSender<Input>,
-    exec: &mut Exec<UnixStream>,
-) {
+fn carry_out(remote: &RemoteExec, groups: &Groups, tx: &SyncSender<Input>, exec: &mut Exec<Relay>) {
     process::carry_out(&mut exec.agent, groups, remote, |run, command, stdin| {
         start(groups, tx, run, command, stdin)
     });
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, with its end.
+/// as inputs, after its opening and before its end.
 fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
     let listener = UnixListener::bind(socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let tx = tx.clone();
     let accept = move || {
         for (next, stream) in (0..).zip(listener.incoming()) {
-            let Ok(stream) = stream else { continue };
             let id = LinkId(next);
-            let Ok(writer) = stream.try_clone() else {
+            let Some((relay, reader)) = stream.ok().and_then(open_relay) else {
                 continue;
             };
-            let _ = writer.set_write_timeout(Some(relay::WRITE_TIMEOUT));
-            if tx.send(Input::RelayOpened(id, writer)).is_err() {
+            if tx.send(Input::RelayOpened(id, relay)).is_err() {
                 return;
             }
-            let (tx, mut stream) = (tx.clone(), stream);
-            let read = move || {
-                let mut buf = vec![0; READ_CHUNK];
-                while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    let bytes = buf.get(..n).unwrap_or_default().to_vec();
-                    if tx.send(Input::Relay(id, bytes)).is_err() {
-                        return;
-                    }
-                }
-                let _ = tx.send(Input::RelayClosed(id));
-            };
+            let tx = tx.clone();
             let _ = std::thread::Builder::new()
-                .name("exec-relay".into())
-                .spawn(read);
+                .name("exec-relay-in".into())
+                .spawn(move || read_relay(id, reader, &tx));
         }
     };
     std::thread::Builder::new()
@@ -138,31 +136,41 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes what the agent has for relays, and closes those it is done with.
-fn write_relays(exec: &mut Exec<UnixStream>) {
-    let relays = &mut exec.relays;
-    while let Some(output) = exec.agent.poll_link() {
-        match output {
-            LinkOutput::Send(id, mut line) => {
-                line.push('\n');
-                let failed = relays
-                    .get_mut(&id)
-                    .is_some_and(|stream| stream.write_all(line.as_bytes()).is_err());
-                if failed {
-                    close_relay(relays, id);
-                }
+/// A relay's connection with its writer started (it writes the outbox
+/// until either ends), and the stream to read; `None` (the connection
+/// dropped) when the writer could not start.
+fn open_relay(stream: UnixStream) -> Option<(Relay, UnixStream)> {
+    let (outbox, lines) = mpsc::sync_channel::<String>(OUTBOX);
+    let mut writer = stream.try_clone().ok()?;
+    let write = move || {
+        for line in lines {
+            if writer.write_all(line.as_bytes()).is_err() {
+                break;
             }
-            LinkOutput::Close(id) => close_relay(relays, id),
         }
-    }
+        let _ = writer.shutdown(Shutdown::Both);
+    };
+    std::thread::Builder::new()
+        .name("exec-relay-out".into())
+        .spawn(write)
+        .ok()?;
+    let relay = Relay {
+        outbox,
+        stream: stream.try_clone().ok()?,
+    };
+    Some((relay, stream))
 }
 
-/// Closes a relay's connection: its reader then ends, and the agent hears
-/// it closed.
-fn close_relay(relays: &mut HashMap<LinkId, UnixStream>, id: LinkId) {
-    if let Some(stream) = relays.remove(&id) {
-        let _ = stream.shutdown(Shutdown::Both);
+/// Reads a relay's connection: its bytes, then its end, come in as inputs.
+fn read_relay(id: LinkId, mut stream: UnixStream, tx: &SyncSender<Input>) {
+    let mut buf = vec![0; READ_CHUNK];
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        let bytes = buf.get(..n).unwrap_or_default().to_vec();
+        if tx.send(Input::Relay(id, bytes)).is_err() {
+            return;
+        }
     }
+    let _ = tx.send(Input::RelayClosed(id));
 }
 
 /// Starts one run; its exit comes back as an input.

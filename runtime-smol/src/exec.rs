@@ -2,27 +2,42 @@
 //! the link, and for each run a task reading its stdout (then reaping it)
 //! plus one writing its stdin and one reading its stderr. When runs are
 //! given the editor's tools, a task accepts their relays' connections, and
-//! one per connection reads it.
+//! two per connection read and write it.
 
-use std::collections::HashMap;
 use std::net::Shutdown;
 use std::path::Path;
 use std::process::Stdio;
 
-use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
+use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::exec::{Exit, RunId};
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
-use mcp_provider_kit::relay;
 use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::unix::{UnixListener, UnixStream};
 
 use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
+/// A relay's connection: its outbox, which its writer empties, and the
+/// stream, to end it.
+pub struct Relay {
+    outbox: Sender<String>,
+    stream: UnixStream,
+}
+
+impl mcp_provider_kit::exec::Relay for Relay {
+    fn offer(&self, line: String) -> bool {
+        self.outbox.try_send(line).is_ok()
+    }
+
+    fn close(self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
 /// What the agent's task waits for.
-type Input = mcp_provider_kit::exec::Input<UnixStream>;
+type Input = mcp_provider_kit::exec::Input<Relay>;
 
 /// Connects to a provider and runs the plan's command per request. When
 /// the link ends, the runs it asked for are killed and the provider is
@@ -55,7 +70,7 @@ async fn serve_link(
     remote: &RemoteExec,
     groups: &Groups,
     (tx, rx): (&Sender<Input>, &Receiver<Input>),
-    exec: &mut Exec<UnixStream>,
+    exec: &mut Exec<Relay>,
     ws: Ws,
 ) -> LinkEnd {
     let number = exec.link;
@@ -67,7 +82,7 @@ async fn serve_link(
     );
     loop {
         carry_out(remote, groups, tx, exec);
-        write_relays(exec).await;
+        exec.write_relays();
         sender
             .send_all(std::iter::from_fn(|| exec.agent.poll_transmit()))
             .await;
@@ -85,19 +100,14 @@ async fn serve_link(
 }
 
 /// Starts and kills the runs the agent asks for.
-fn carry_out(
-    remote: &RemoteExec,
-    groups: &Groups,
-    tx: &Sender<Input>,
-    exec: &mut Exec<UnixStream>,
-) {
+fn carry_out(remote: &RemoteExec, groups: &Groups, tx: &Sender<Input>, exec: &mut Exec<Relay>) {
     process::carry_out(&mut exec.agent, groups, remote, |run, command, stdin| {
         start(groups, tx, run, command, stdin)
     });
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, with its end.
+/// as inputs, after its opening and before its end.
 fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
     let listener = UnixListener::bind(socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
@@ -108,60 +118,49 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
             let id = LinkId(next);
             next += 1;
             if tx
-                .send(Input::RelayOpened(id, stream.clone()))
+                .send(Input::RelayOpened(id, open_relay(&stream)))
                 .await
                 .is_err()
             {
                 break;
             }
-            let (tx, mut stream) = (tx.clone(), stream);
-            smol::spawn(async move {
-                let mut buf = vec![0; READ_CHUNK];
-                while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                    let bytes = buf.get(..n).unwrap_or_default().to_vec();
-                    if tx.send(Input::Relay(id, bytes)).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = tx.send(Input::RelayClosed(id)).await;
-            })
-            .detach();
+            smol::spawn(read_relay(id, stream, tx.clone())).detach();
         }
     })
     .detach();
     Ok(())
 }
 
-/// Writes what the agent has for relays, and closes those it is done with.
-async fn write_relays(exec: &mut Exec<UnixStream>) {
-    let relays = &mut exec.relays;
-    while let Some(output) = exec.agent.poll_link() {
-        match output {
-            LinkOutput::Send(id, mut line) => {
-                line.push('\n');
-                let Some(stream) = relays.get_mut(&id) else {
-                    continue;
-                };
-                let written = async { stream.write_all(line.as_bytes()).await.is_ok() };
-                let too_long = async {
-                    smol::Timer::after(relay::WRITE_TIMEOUT).await;
-                    false
-                };
-                if !smol::future::or(written, too_long).await {
-                    close_relay(relays, id);
-                }
+/// A relay's connection with its writer started: it writes the outbox
+/// until either ends.
+fn open_relay(stream: &UnixStream) -> Relay {
+    let (outbox, lines) = channel::bounded::<String>(OUTBOX);
+    let mut writer = stream.clone();
+    smol::spawn(async move {
+        while let Ok(line) = lines.recv().await {
+            if writer.write_all(line.as_bytes()).await.is_err() {
+                break;
             }
-            LinkOutput::Close(id) => close_relay(relays, id),
         }
+        let _ = writer.shutdown(Shutdown::Both);
+    })
+    .detach();
+    Relay {
+        outbox,
+        stream: stream.clone(),
     }
 }
 
-/// Closes a relay's connection: its reader then ends, and the agent hears
-/// it closed.
-fn close_relay(relays: &mut HashMap<LinkId, UnixStream>, id: LinkId) {
-    if let Some(stream) = relays.remove(&id) {
-        let _ = stream.shutdown(Shutdown::Both);
+/// Reads a relay's connection: its bytes, then its end, come in as inputs.
+async fn read_relay(id: LinkId, mut stream: UnixStream, tx: Sender<Input>) {
+    let mut buf = vec![0; READ_CHUNK];
+    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+        let bytes = buf.get(..n).unwrap_or_default().to_vec();
+        if tx.send(Input::Relay(id, bytes)).await.is_err() {
+            return;
+        }
     }
+    let _ = tx.send(Input::RelayClosed(id)).await;
 }
 
 /// Starts one run; its exit comes back as an input.

@@ -2,31 +2,41 @@
 //! the link, and for each run a task reading its stdout (then reaping it)
 //! plus one writing its stdin and one reading its stderr. When runs are
 //! given the editor's tools, a task accepts their relays' connections, and
-//! one per connection reads it.
+//! two per connection read and write it.
 
 use std::path::Path;
 use std::process::Stdio;
 
-use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
+use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::exec::{Exit, RunId};
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
-use mcp_provider_kit::relay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::net::UnixListener;
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::{self, Receiver, Sender};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
 
 use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
-/// A relay's connection: where its lines are written, and the task
-/// reading it.
+/// A relay's connection: its outbox, which its writer empties, the
+/// writer, and what its reader stops at (when dropped), to end it.
 pub struct Relay {
-    writer: OwnedWriteHalf,
-    reader: JoinHandle<()>,
+    outbox: Sender<String>,
+    writer: JoinHandle<()>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl mcp_provider_kit::exec::Relay for Relay {
+    fn offer(&self, line: String) -> bool {
+        self.outbox.try_send(line).is_ok()
+    }
+
+    fn close(self) {
+        self.writer.abort();
+    }
 }
 
 /// What the agent's task waits for.
@@ -75,7 +85,7 @@ async fn serve_link(
     );
     loop {
         carry_out(remote, groups, tx, exec);
-        write_relays(exec).await;
+        exec.write_relays();
         sender
             .send_all(std::iter::from_fn(|| exec.agent.poll_transmit()))
             .await;
@@ -100,7 +110,7 @@ fn carry_out(remote: &RemoteExec, groups: &Groups, tx: &Sender<Input>, exec: &mu
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, with its end.
+/// as inputs, after its opening and before its end.
 fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
     let listener = UnixListener::bind(socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
@@ -110,56 +120,59 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
         while let Ok((stream, _)) = listener.accept().await {
             let id = LinkId(next);
             next += 1;
-            let (mut reader, writer) = stream.into_split();
-            let relay_tx = tx.clone();
-            let reader = tokio::spawn(async move {
-                let tx = relay_tx;
-                let mut buf = vec![0; READ_CHUNK];
-                while let Ok(n @ 1..) = reader.read(&mut buf).await {
-                    let bytes = buf.get(..n).unwrap_or_default().to_vec();
-                    if tx.send(Input::Relay(id, bytes)).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = tx.send(Input::RelayClosed(id)).await;
-            });
-            let relay = Relay { writer, reader };
+            let (relay, reader, stop) = open_relay(stream);
             if tx.send(Input::RelayOpened(id, relay)).await.is_err() {
                 break;
             }
+            tokio::spawn(read_relay(id, reader, stop, tx.clone()));
         }
     });
     Ok(())
 }
 
-/// Writes what the agent has for relays, and closes those it is done with
-/// or that cannot take a line in time (their readers then end, and the
-/// agent hears they closed).
-async fn write_relays(exec: &mut Exec<Relay>) {
-    while let Some(output) = exec.agent.poll_link() {
-        match output {
-            LinkOutput::Send(id, mut line) => {
-                line.push('\n');
-                let Some(relay) = exec.relays.get_mut(&id) else {
-                    continue;
-                };
-                let write = relay.writer.write_all(line.as_bytes());
-                if !matches!(timeout(relay::WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
-                    close_relay(exec, id);
-                }
+/// A relay's connection with its writer started (it writes the outbox
+/// until either ends), its read half, and what its reader stops at.
+fn open_relay(stream: UnixStream) -> (Relay, OwnedReadHalf, oneshot::Receiver<()>) {
+    let (outbox, mut lines) = mpsc::channel::<String>(OUTBOX);
+    let (reader, mut writer) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(line) = lines.recv().await {
+            if writer.write_all(line.as_bytes()).await.is_err() {
+                break;
             }
-            LinkOutput::Close(id) => close_relay(exec, id),
         }
-    }
+    });
+    let (stop, stopped) = oneshot::channel();
+    let relay = Relay {
+        outbox,
+        writer,
+        _stop: stop,
+    };
+    (relay, reader, stopped)
 }
 
-/// Closes a relay's connection: its process sees the end of its input and
-/// exits, its reader stops, and the agent hears it closed.
-fn close_relay(exec: &mut Exec<Relay>, id: LinkId) {
-    if let Some(relay) = exec.relays.remove(&id) {
-        relay.reader.abort();
-        exec.agent.handle_link_closed(id);
+/// Reads a relay's connection until it ends or its [`Relay`] is gone: its
+/// bytes, then its end, come in as inputs.
+async fn read_relay(
+    id: LinkId,
+    mut reader: OwnedReadHalf,
+    mut stopped: oneshot::Receiver<()>,
+    tx: Sender<Input>,
+) {
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        let n = tokio::select! {
+            read = reader.read(&mut buf) => read.unwrap_or(0),
+            _ = &mut stopped => return,
+        };
+        let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
+            break;
+        };
+        if tx.send(Input::Relay(id, bytes.to_vec())).await.is_err() {
+            return;
+        }
     }
+    let _ = tx.send(Input::RelayClosed(id)).await;
 }
 
 /// Starts one run; its exit comes back as an input.

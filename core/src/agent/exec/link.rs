@@ -8,10 +8,14 @@
 //! `tools/list`, `tools/call`, `ping`). A call of a tool becomes a
 //! [`Asked::Call`] the run holds until the editor's result comes.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::round::MAX_CALLS;
 use super::tools::{Offer, SERVER};
 use super::RunId;
 use crate::lines::{Line, LineBuffer};
@@ -62,20 +66,90 @@ pub fn says(hello: &str, secret: &str) -> bool {
     said.is_some_and(|s| bool::from(s.as_bytes().ct_eq(secret.as_bytes())))
 }
 
-/// A connection's state: lines not yet complete, and the run it serves
-/// once its hello was right.
+/// How long a connection may take to say its hello: a relay says it as
+/// soon as it connects, so one still silent after this is not a run's.
+pub const HELLO_WAIT: Duration = Duration::from_secs(3);
+
+/// The longest a hello may be (a secret is 64 characters): a connection
+/// that sends more before its first newline is not a relay.
+pub const MAX_HELLO: usize = 4096;
+
+/// Connections that have not said their hello yet, at most: one more
+/// closes the oldest of them. Kept apart from the runs' own, so silent
+/// connections never take a place a run's relay needs.
+pub const MAX_UNSAID: usize = 16;
+
+/// Connections one run may hold (a CLI starts one relay; a few more for
+/// one that restarts its MCP server); a further one with its secret is
+/// closed.
+pub const MAX_PER_RUN: usize = 4;
+
+/// Lines waiting to be written to one connection, at most: a run's
+/// results all come at once (up to [`MAX_CALLS`]), and a relay reads all
+/// the time. A connection whose outbox is full is not reading: it is
+/// closed, and costs no one else a wait.
+pub const OUTBOX: usize = 2 * MAX_CALLS;
+
+/// A connection's state: lines not yet complete, the run it serves once
+/// its hello was right, and when it opened.
 pub struct Link {
     pub input: LineBuffer,
     pub run: Option<RunId>,
+    pub opened: Instant,
 }
 
-impl Default for Link {
-    fn default() -> Self {
+impl Link {
+    pub fn new(now: Instant) -> Self {
         Link {
             input: LineBuffer::new(MAX_LINE),
             run: None,
+            opened: now,
         }
     }
+
+    /// Whether it has not said its hello and its time to is over, or it
+    /// has sent more than a hello can be.
+    pub fn unsaid_past(&self, now: Instant) -> bool {
+        self.run.is_none() && (self.opened + HELLO_WAIT <= now || self.input.pending() > MAX_HELLO)
+    }
+}
+
+/// The connections that have not said their hello, each with when it
+/// opened.
+fn unsaid(links: &HashMap<LinkId, Link>) -> impl Iterator<Item = (Instant, LinkId)> + '_ {
+    links
+        .iter()
+        .filter(|(_, l)| l.run.is_none())
+        .map(|(&id, l)| (l.opened, id))
+}
+
+/// The connection to close so a new one fits under [`MAX_UNSAID`]: the
+/// oldest silent one, when that many are open.
+pub fn crowded_out(links: &HashMap<LinkId, Link>) -> Option<LinkId> {
+    let oldest = unsaid(links).min()?;
+    (unsaid(links).count() >= MAX_UNSAID).then_some(oldest.1)
+}
+
+/// The connections to close at `now`: silent past [`HELLO_WAIT`], or
+/// sending more than a hello.
+pub fn silent(links: &HashMap<LinkId, Link>, now: Instant) -> Vec<LinkId> {
+    let mut ids: Vec<_> = links
+        .iter()
+        .filter(|(_, l)| l.unsaid_past(now))
+        .map(|(&id, _)| id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// When the next silent connection's time to say its hello is over.
+pub fn hello_due(links: &HashMap<LinkId, Link>) -> Option<Instant> {
+    unsaid(links).min().map(|(opened, _)| opened + HELLO_WAIT)
+}
+
+/// How many connections `run` holds.
+pub fn held_by(links: &HashMap<LinkId, Link>, run: RunId) -> usize {
+    links.values().filter(|l| l.run == Some(run)).count()
 }
 
 /// What a CLI's MCP message asks of us.

@@ -192,9 +192,6 @@ pub struct ExecAgent {
     to_links: VecDeque<LinkOutput>,
 }
 
-/// Relay connections open at once, at most; a further one is closed.
-pub const MAX_LINKS: usize = 256;
-
 impl ExecAgent {
     /// The first frame polled registers the plan's model.
     pub fn new(plan: ExecPlan, agent_id: &str) -> Self {
@@ -643,8 +640,12 @@ impl ExecAgent {
 
     /// Runs and waiting requests past their deadline fail as timed out;
     /// their processes are killed. Calls whose bound passed go to the
-    /// editor; a run the editor left waiting past its wait is ended.
+    /// editor; a run the editor left waiting past its wait is ended; a
+    /// relay's connection that did not say its hello in time is closed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        for id in link::silent(&self.links, now) {
+            self.close_link(id, "did not say a run's secret in time");
+        }
         let secs = self.plan.timeout.as_secs();
         let message = format!("the agent did not answer within {secs} s");
         let (late, waiting): (Vec<_>, Vec<_>) =
@@ -682,8 +683,8 @@ impl ExecAgent {
         self.actions.pop_front()
     }
 
-    /// The earliest deadline of a run, its tool calls or a waiting
-    /// request.
+    /// The earliest deadline of a run, its tool calls, a waiting request
+    /// or a relay's hello.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let runs = self.runs.values().filter(|r| !r.settled).flat_map(|r| {
             let own = (!r.parked()).then_some(r.request.deadline);
@@ -692,42 +693,46 @@ impl ExecAgent {
             let round = r.round.as_ref().filter(|_| r.failed.is_none());
             own.into_iter().chain(round.and_then(Round::deadline))
         });
-        runs.chain(self.queue.iter().map(|r| r.deadline)).min()
+        runs.chain(self.queue.iter().map(|r| r.deadline))
+            .chain(link::hello_due(&self.links))
+            .min()
     }
 
-    /// Bytes from a relay's connection (a new one starts with its hello).
+    /// Bytes from a relay's connection (a new one, opened at `now`,
+    /// starts with its hello). Connections that have not said theirs are
+    /// few at most: a new one closes the oldest of them.
     pub fn handle_link(&mut self, id: LinkId, bytes: &[u8], now: Instant) {
-        if !self.links.contains_key(&id) && self.links.len() >= MAX_LINKS {
-            self.to_links.push_back(LinkOutput::Close(id));
-            return;
+        if !self.links.contains_key(&id) {
+            if let Some(oldest) = link::crowded_out(&self.links) {
+                self.close_link(oldest, "crowded out before its hello");
+            }
+            self.links.insert(id, Link::new(now));
         }
-        let lines = self.links.entry(id).or_default().input.push(bytes);
-        for line in lines {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        for line in link.input.push(bytes) {
             self.link_line(id, &line, now);
+        }
+        if self.links.get(&id).is_some_and(|l| l.unsaid_past(now)) {
+            self.close_link(id, "sent more than a hello");
+        }
+    }
+
+    /// Closes a connection the agent is done with.
+    fn close_link(&mut self, id: LinkId, why: &str) {
+        if self.links.remove(&id).is_some() {
+            tracing::warn!("a tool relay's connection {why}: closed");
+            self.to_links.push_back(LinkOutput::Close(id));
         }
     }
 
     fn link_line(&mut self, id: LinkId, line: &Line, now: Instant) {
-        let Some(link) = self.links.get_mut(&id) else {
+        let Some(link) = self.links.get(&id) else {
             return;
         };
         let Some(run) = link.run else {
-            let tools = self.plan.tools.as_ref();
-            let found = match (line, tools) {
-                (Line::Text(hello), Some(tools)) => self.runs.iter().find_map(|(&run, state)| {
-                    let secret = link::secret(&tools.seed, run);
-                    (state.round.is_some() && link::says(hello, &secret)).then_some(run)
-                }),
-                _ => None,
-            };
-            match found {
-                Some(run) => link.run = Some(run),
-                None => {
-                    tracing::warn!("a tool relay connected without a run's secret: closed");
-                    self.links.remove(&id);
-                    self.to_links.push_back(LinkOutput::Close(id));
-                }
-            }
+            self.hello(id, line);
             return;
         };
         let (Some(state), Some(tools)) = (self.runs.get_mut(&run), self.plan.tools.as_ref()) else {
@@ -750,6 +755,29 @@ impl ExecAgent {
                     Err(refusal) => self.to_links.push_back(LinkOutput::Send(id, refusal)),
                 }
             }
+        }
+    }
+
+    /// A connection's first line: the run whose secret it says gets it,
+    /// unless it holds as many as a run may.
+    fn hello(&mut self, id: LinkId, line: &Line) {
+        let found = match (line, self.plan.tools.as_ref()) {
+            (Line::Text(hello), Some(tools)) => self.runs.iter().find_map(|(&run, state)| {
+                let secret = link::secret(&tools.seed, run);
+                (state.round.is_some() && link::says(hello, &secret)).then_some(run)
+            }),
+            _ => None,
+        };
+        match found {
+            Some(run) if link::held_by(&self.links, run) >= link::MAX_PER_RUN => {
+                self.close_link(id, "is one more than a run may hold");
+            }
+            Some(run) => {
+                if let Some(link) = self.links.get_mut(&id) {
+                    link.run = Some(run);
+                }
+            }
+            None => self.close_link(id, "did not say a run's secret"),
         }
     }
 

@@ -323,3 +323,91 @@ fn tool_choice_none_offers_nothing_and_required_is_said_in_the_prompt() {
         .unwrap()
         .ends_with("Answer by calling one or more of the editor's tools."));
 }
+
+fn hello(agent: &mut ExecAgent, link: LinkId, run: RunId, now: Instant) {
+    let hello = json!({"secret": link::secret(&SEED, run)});
+    agent.handle_link(link, format!("{hello}\n").as_bytes(), now);
+}
+
+fn ping(agent: &mut ExecAgent, link: LinkId, now: Instant) -> Vec<LinkOutput> {
+    rpc(
+        agent,
+        link,
+        json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}),
+        now,
+    );
+    links(agent)
+}
+
+/// R3-2: a connection that says no hello is closed at its exact deadline.
+#[test]
+fn r3_2_a_relay_silent_past_the_hello_wait_is_closed_and_the_run_s_own_goes_on() {
+    let now = Instant::now();
+    let (mut agent, _) = connected(now);
+    agent.handle_link(LinkId(2), b"", now);
+    agent.handle_link(LinkId(3), b"{\"secr", now + Duration::from_secs(1));
+    assert!(links(&mut agent).is_empty());
+    assert_eq!(agent.poll_timeout(), Some(now + link::HELLO_WAIT));
+    agent.handle_timeout(now + link::HELLO_WAIT - Duration::from_millis(1));
+    assert!(links(&mut agent).is_empty());
+    agent.handle_timeout(now + link::HELLO_WAIT);
+    assert_eq!(links(&mut agent), [LinkOutput::Close(LinkId(2))]);
+    let later = now + Duration::from_secs(1) + link::HELLO_WAIT;
+    assert_eq!(agent.poll_timeout(), Some(later));
+    agent.handle_timeout(later);
+    assert_eq!(links(&mut agent), [LinkOutput::Close(LinkId(3))]);
+    assert_eq!(agent.poll_timeout(), Some(now + Duration::from_secs(60)));
+    let pong = ping(&mut agent, LinkId(1), later);
+    assert!(matches!(pong.as_slice(), [LinkOutput::Send(LinkId(1), _)]));
+}
+
+/// R3-2: bytes past what a hello can be close the connection at once.
+#[test]
+fn r3_2_a_hello_longer_than_a_hello_can_be_is_closed_at_once() {
+    let now = Instant::now();
+    let (mut agent, _) = connected(now);
+    agent.handle_link(LinkId(2), &[b'x'; link::MAX_HELLO], now);
+    assert!(links(&mut agent).is_empty());
+    agent.handle_link(LinkId(2), b"x", now);
+    assert_eq!(links(&mut agent), [LinkOutput::Close(LinkId(2))]);
+}
+
+/// R3-2: silent connections have a bound of their own; a run's relay always gets in.
+#[test]
+fn r3_2_silent_relays_crowd_out_the_oldest_silent_one_never_a_run_s() {
+    let now = Instant::now();
+    let (mut agent, run) = connected(now);
+    let silent = 10..10 + link::MAX_UNSAID as u64;
+    for (n, id) in silent.clone().enumerate() {
+        agent.handle_link(LinkId(id), b"", now + Duration::from_millis(n as u64));
+    }
+    assert!(links(&mut agent).is_empty());
+    agent.handle_link(LinkId(100), b"", now + Duration::from_secs(1));
+    assert_eq!(links(&mut agent), [LinkOutput::Close(LinkId(10))]);
+    // The run's next relay gets in: it crowds out one silent, and is
+    // then the run's.
+    hello(&mut agent, LinkId(101), run, now + Duration::from_secs(1));
+    assert_eq!(links(&mut agent), [LinkOutput::Close(LinkId(11))]);
+    for id in [1, 101] {
+        let pong = ping(&mut agent, LinkId(id), now + Duration::from_secs(1));
+        assert!(matches!(pong.as_slice(), [LinkOutput::Send(got, _)] if *got == LinkId(id)));
+    }
+}
+
+/// R3-3: one more connection with a run's secret than its cap is closed.
+#[test]
+fn r3_3_a_run_holds_at_most_its_cap_of_relays() {
+    let now = Instant::now();
+    let (mut agent, run) = connected(now);
+    let cap = link::MAX_PER_RUN as u64;
+    for id in 2..=cap {
+        hello(&mut agent, LinkId(id), run, now);
+    }
+    assert!(links(&mut agent).is_empty());
+    hello(&mut agent, LinkId(cap + 1), run, now);
+    assert_eq!(links(&mut agent), [LinkOutput::Close(LinkId(cap + 1))]);
+    agent.handle_link_closed(LinkId(2));
+    hello(&mut agent, LinkId(cap + 2), run, now);
+    let pong = ping(&mut agent, LinkId(cap + 2), now);
+    assert!(matches!(pong.as_slice(), [LinkOutput::Send(got, _)] if *got == LinkId(cap + 2)));
+}
