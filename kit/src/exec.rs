@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput};
+use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput, OUTBOX_BYTES};
 use mcp_provider_core::agent::exec::{ExecAgent, ExecPlan, Exit, RunId};
 
 use crate::dial::{FromLink, LinkEnd};
@@ -30,15 +32,38 @@ pub struct RemoteExec {
 }
 
 /// A relay's connection as a runtime holds it: lines go into an outbox
-/// (of [`OUTBOX`](mcp_provider_core::agent::exec::link::OUTBOX) lines)
-/// that a writer of the connection's own empties, so a relay that does not
-/// read holds up nobody but itself.
+/// (of [`OUTBOX`](mcp_provider_core::agent::exec::link::OUTBOX) lines and
+/// [`Queued`] bytes) that a writer of the connection's own empties, so a
+/// relay that does not read holds up nobody but itself.
 pub trait Relay {
     /// Queues a line without waiting: false when the outbox is full (the
     /// relay is not reading) or its writer is gone.
     fn offer(&self, line: String) -> bool;
     /// Ends the connection now: its writer and its reader stop.
     fn close(self);
+}
+
+/// The bytes a relay's outbox holds, shared by the agent's loop (which
+/// counts a line in before queuing it) and the connection's writer (which
+/// counts it out once written): the outbox's bound in bytes,
+/// [`OUTBOX_BYTES`].
+#[derive(Debug, Clone, Default)]
+pub struct Queued(Arc<AtomicUsize>);
+
+impl Queued {
+    /// Counts a line of `len` bytes in, unless the outbox would then pass
+    /// [`OUTBOX_BYTES`]; a line alone in an empty outbox always fits.
+    pub fn admit(&self, len: usize) -> bool {
+        let fits = |held: usize| (held == 0 || held + len <= OUTBOX_BYTES).then_some(held + len);
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, fits)
+            .is_ok()
+    }
+
+    /// A line of `len` bytes was written.
+    pub fn written(&self, len: usize) {
+        self.0.fetch_sub(len, Ordering::AcqRel);
+    }
 }
 
 /// What `agent exec`'s loop waits for, in every runtime; `R` is the
@@ -150,5 +175,23 @@ impl<R: Relay> Exec<R> {
             }
             self.agent.handle_link_closed(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outbox_takes_lines_up_to_its_bytes_and_one_long_line_alone() {
+        let queued = Queued::default();
+        assert!(queued.admit(OUTBOX_BYTES - 10));
+        assert!(queued.admit(10));
+        assert!(!queued.admit(1), "full");
+        queued.written(OUTBOX_BYTES - 10);
+        assert!(queued.admit(100));
+        queued.written(110);
+        assert!(queued.admit(3 * OUTBOX_BYTES), "alone in an empty outbox");
+        assert!(!queued.admit(1));
     }
 }

@@ -15,22 +15,23 @@ use std::thread::JoinHandle;
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::exec::{Exit, RunId};
 use mcp_provider_kit::dial::LinkEnd;
-use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
+use mcp_provider_kit::exec::{Exec, Queued, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
 
-/// A relay's connection: its outbox, which its writer empties, and the
-/// stream, to end it.
+/// A relay's connection: its outbox, which its writer empties, the bytes
+/// it holds, and the stream, to end it.
 pub struct Relay {
     outbox: SyncSender<String>,
+    queued: Queued,
     stream: UnixStream,
 }
 
 impl mcp_provider_kit::exec::Relay for Relay {
     fn offer(&self, line: String) -> bool {
-        self.outbox.try_send(line).is_ok()
+        self.queued.admit(line.len()) && self.outbox.try_send(line).is_ok()
     }
 
     fn close(self) {
@@ -141,12 +142,14 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
 /// dropped) when the writer could not start.
 fn open_relay(stream: UnixStream) -> Option<(Relay, UnixStream)> {
     let (outbox, lines) = mpsc::sync_channel::<String>(OUTBOX);
-    let mut writer = stream.try_clone().ok()?;
+    let queued = Queued::default();
+    let (mut writer, written) = (stream.try_clone().ok()?, queued.clone());
     let write = move || {
         for line in lines {
             if writer.write_all(line.as_bytes()).is_err() {
                 break;
             }
+            written.written(line.len());
         }
         let _ = writer.shutdown(Shutdown::Both);
     };
@@ -156,6 +159,7 @@ fn open_relay(stream: UnixStream) -> Option<(Relay, UnixStream)> {
         .ok()?;
     let relay = Relay {
         outbox,
+        queued,
         stream: stream.try_clone().ok()?,
     };
     Some((relay, stream))

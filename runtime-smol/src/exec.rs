@@ -11,7 +11,7 @@ use std::process::Stdio;
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::exec::{Exit, RunId};
 use mcp_provider_kit::dial::LinkEnd;
-use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
+use mcp_provider_kit::exec::{Exec, Queued, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
 use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,16 +19,17 @@ use smol::net::unix::{UnixListener, UnixStream};
 
 use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
-/// A relay's connection: its outbox, which its writer empties, and the
-/// stream, to end it.
+/// A relay's connection: its outbox, which its writer empties, the bytes
+/// it holds, and the stream, to end it.
 pub struct Relay {
     outbox: Sender<String>,
+    queued: Queued,
     stream: UnixStream,
 }
 
 impl mcp_provider_kit::exec::Relay for Relay {
     fn offer(&self, line: String) -> bool {
-        self.outbox.try_send(line).is_ok()
+        self.queued.admit(line.len()) && self.outbox.try_send(line).is_ok()
     }
 
     fn close(self) {
@@ -135,18 +136,21 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
 /// until either ends.
 fn open_relay(stream: &UnixStream) -> Relay {
     let (outbox, lines) = channel::bounded::<String>(OUTBOX);
-    let mut writer = stream.clone();
+    let queued = Queued::default();
+    let (mut writer, written) = (stream.clone(), queued.clone());
     smol::spawn(async move {
         while let Ok(line) = lines.recv().await {
             if writer.write_all(line.as_bytes()).await.is_err() {
                 break;
             }
+            written.written(line.len());
         }
         let _ = writer.shutdown(Shutdown::Both);
     })
     .detach();
     Relay {
         outbox,
+        queued,
         stream: stream.clone(),
     }
 }

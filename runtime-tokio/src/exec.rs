@@ -10,7 +10,7 @@ use std::process::Stdio;
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::exec::{Exit, RunId};
 use mcp_provider_kit::dial::LinkEnd;
-use mcp_provider_kit::exec::{Exec, RemoteExec, INPUTS};
+use mcp_provider_kit::exec::{Exec, Queued, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedReadHalf;
@@ -21,17 +21,18 @@ use tokio::task::JoinHandle;
 
 use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 
-/// A relay's connection: its outbox, which its writer empties, the
-/// writer, and what its reader stops at (when dropped), to end it.
+/// A relay's connection: its outbox, which its writer empties, the bytes
+/// it holds, the writer, and what its reader stops at (when dropped), to end it.
 pub struct Relay {
     outbox: Sender<String>,
+    queued: Queued,
     writer: JoinHandle<()>,
     _stop: oneshot::Sender<()>,
 }
 
 impl mcp_provider_kit::exec::Relay for Relay {
     fn offer(&self, line: String) -> bool {
-        self.outbox.try_send(line).is_ok()
+        self.queued.admit(line.len()) && self.outbox.try_send(line).is_ok()
     }
 
     fn close(self) {
@@ -134,17 +135,21 @@ fn accept_relays(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
 /// until either ends), its read half, and what its reader stops at.
 fn open_relay(stream: UnixStream) -> (Relay, OwnedReadHalf, oneshot::Receiver<()>) {
     let (outbox, mut lines) = mpsc::channel::<String>(OUTBOX);
+    let queued = Queued::default();
     let (reader, mut writer) = stream.into_split();
+    let written = queued.clone();
     let writer = tokio::spawn(async move {
         while let Some(line) = lines.recv().await {
             if writer.write_all(line.as_bytes()).await.is_err() {
                 break;
             }
+            written.written(line.len());
         }
     });
     let (stop, stopped) = oneshot::channel();
     let relay = Relay {
         outbox,
+        queued,
         writer,
         _stop: stop,
     };

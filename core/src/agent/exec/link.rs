@@ -90,6 +90,12 @@ pub const MAX_PER_RUN: usize = 4;
 /// closed, and costs no one else a wait.
 pub const OUTBOX: usize = 2 * MAX_CALLS;
 
+/// Bytes waiting to be written to one connection, at most, beside
+/// [`OUTBOX`]: a CLI that keeps asking for a long tool list and never
+/// reads is closed before it holds more than this. A line alone in an
+/// empty outbox always goes, however long: it is in memory already.
+pub const OUTBOX_BYTES: usize = 16 << 20;
+
 /// A connection's state: lines not yet complete, the run it serves once
 /// its hello was right, and when it opened.
 pub struct Link {
