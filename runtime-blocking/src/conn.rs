@@ -624,7 +624,11 @@ fn accept_upgrade(
                 &conn.shared,
                 conn.id,
                 link,
-                WebSocket::from_raw_socket(write_half, Role::Server, Some(mcp_provider_kit::ws::config())),
+                WebSocket::from_raw_socket(
+                    write_half,
+                    Role::Server,
+                    Some(mcp_provider_kit::ws::config()),
+                ),
             );
         }
     }
