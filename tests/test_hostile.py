@@ -371,13 +371,14 @@ def ws_frame(opcode, payload, rsv=0):
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def raw_link(server):
+def raw_link(server, path="/v1/agent", token=BRIDGE_TOKEN):
+    """A WebSocket upgraded at `path` on a raw socket (an agent link by default)."""
     s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     s.sendall(
         (
-            f"GET /v1/agent HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {BRIDGE_TOKEN}\r\n\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n"
         ).encode()
     )
     head = b""

@@ -1,7 +1,9 @@
 //! What the async runtimes (smol, tokio) share beyond the rest of the kit:
 //! the bell that wakes a connection's task, an upgraded agent link served
-//! over async-tungstenite, and the two halves of a link an agent dialed. Only with the `async` feature: the
-//! blocking runtime has threads, and no async crate in its tree.
+//! over async-tungstenite (its socket not read while a write to it waits,
+//! [`Backpressure`]), and the two halves of a link an agent dialed. Only
+//! with the `async` feature: the blocking runtime has threads, and no async
+//! crate in its tree.
 //!
 //! Nothing here names an executor: a runtime says how its tasks yield and
 //! sleep ([`Executor`]), and every future here runs on whichever executor
@@ -9,9 +11,14 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use futures_lite::future::{poll_once, FutureExt};
@@ -61,27 +68,166 @@ pub trait Executor {
 /// The longest a link the peer broke waits for its close frame to go.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a write to an agent hub's link may wait for the hub to read:
+/// the hub is no editor connection with a read timeout of its own, so it
+/// gets a minute, the editors' default.
+pub const HUB_STALL: Duration = Duration::from_secs(60);
+
 /// A connection's mailbox, as its task reads it.
 pub type Mail = Inbox<TaskBell>;
 
 /// The provider shared by every task.
 pub type Shared = Arc<Hub<TaskBell>>;
 
+/// A link's socket that is not read while a write to it waits: tungstenite
+/// answers every ping it reads with a pong and goes on reading while the
+/// pong cannot be written, so a peer that pings and never reads would
+/// have its pongs pile up in the server's memory. Here the next frame is
+/// read only once what waited was written (pongs still owed are one, the
+/// last ping's, as tungstenite keeps them): a peer that does not read
+/// waits on TCP, as the blocking runtime's does, and [`serve`] ends its
+/// link once a write has waited longer than the link's stall limit.
+pub struct Backpressure<S> {
+    inner: S,
+    stall: Arc<Stall>,
+    /// The reader told to wait for a write: woken once it went through.
+    reader: Option<Waker>,
+}
+
+/// Whether a write to a link waits for its peer to read, shared with the
+/// link's reader.
+pub struct Stall {
+    waiting: AtomicBool,
+    /// How many writes went through after waiting.
+    through: AtomicU64,
+    /// How long a write may wait before the link ends.
+    limit: Duration,
+}
+
+impl<S> Backpressure<S> {
+    /// `inner`, whose writes may wait `limit` for the peer to read.
+    pub fn new(inner: S, limit: Duration) -> Self {
+        let stall = Stall {
+            waiting: AtomicBool::new(false),
+            through: AtomicU64::new(0),
+            limit,
+        };
+        Backpressure {
+            inner,
+            stall: Arc::new(stall),
+            reader: None,
+        }
+    }
+
+    /// Notes how a write went: one that must wait stops reads until one
+    /// goes through.
+    fn wrote<T>(&mut self, done: Poll<T>) -> Poll<T> {
+        if done.is_pending() {
+            self.stall.waiting.store(true, Ordering::Release);
+        } else if self.stall.waiting.swap(false, Ordering::AcqRel) {
+            self.stall.through.fetch_add(1, Ordering::Release);
+            if let Some(reader) = self.reader.take() {
+                reader.wake();
+            }
+        }
+        done
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Backpressure<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.stall.waiting.load(Ordering::Acquire) {
+            self.reader = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Backpressure<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let done = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(done)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let done = Pin::new(&mut self.inner).poll_flush(cx);
+        self.wrote(done)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+impl Stall {
+    /// Waits for `next`, but while a write waits for the peer to read, no
+    /// longer than the limit from then: `None` once a write has waited
+    /// that long.
+    async fn bound<E: Executor, T>(&self, next: impl Future<Output = T>) -> Option<T> {
+        let mut next = pin!(next);
+        loop {
+            if !self.waiting.load(Ordering::Acquire) {
+                return Some(next.await);
+            }
+            let through = self.through.load(Ordering::Acquire);
+            let waited = async {
+                E::sleep(self.limit).await;
+                None
+            };
+            match async { Some(next.as_mut().await) }.or(waited).await {
+                Some(next) => return Some(next),
+                None if self.waiting.load(Ordering::Acquire)
+                    && self.through.load(Ordering::Acquire) == through =>
+                {
+                    return None
+                }
+                // A write went through meanwhile: wait afresh.
+                None => {}
+            }
+        }
+    }
+}
+
+/// Takes over an upgraded connection (`leftover`: what was read past the
+/// upgrade request) as the server's end of a link whose writes may wait
+/// `stall` for the peer to read.
+pub async fn accept<S>(
+    stream: S,
+    leftover: Vec<u8>,
+    stall: Duration,
+) -> WebSocketStream<Backpressure<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let stream = Backpressure::new(stream, stall);
+    WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(ws::config())).await
+}
+
 /// An upgraded agent link (or a client of the bridge's WebSocket): frames
 /// in to the provider (or the bridge), mail out as frames (starting with
 /// any already taken out of the mailbox). Ends when either side closes; a
-/// link the peer broke is closed with the code that says how, waiting
-/// [`CLOSE_WAIT`] at most.
+/// link the peer broke, or left a write unread past its stall limit, is
+/// closed with the code that says how, waiting [`CLOSE_WAIT`] at most.
 pub async fn serve<E: Executor, S>(
     shared: &Shared,
     id: ConnId,
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Backpressure<S>>,
     (mail, mut outputs): (Mail, VecDeque<Output>),
     backlog: &Backlog,
     peer: Peer,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let stall = ws.get_ref().stall.clone();
     let (mut tx, mut rx) = ws.split();
     let reader = async {
         // A burst of frames that arrived together is handed to the provider
@@ -104,7 +250,10 @@ pub async fn serve<E: Executor, S>(
                             E::yield_now().await;
                             next
                         }
-                        None => rx.next().await,
+                        None => match stall.bound::<E, _>(rx.next()).await {
+                            Some(next) => next,
+                            None => break Some(LinkClose::TooSlow),
+                        },
                     }
                 }
             };

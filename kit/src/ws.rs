@@ -1,15 +1,31 @@
-//! What every runtime's agent link says when it closes: the close code for
-//! how a peer broke the protocol, and the close frame that carries it.
+//! What every runtime's served WebSocket (an agent link, a bridge client)
+//! is configured with, and says when it closes: the close code for how a
+//! peer broke the protocol, and the close frame that carries it.
 
-use mcp_provider_core::agent::close::LinkClose;
+use std::io::ErrorKind;
+
+use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::Error;
+
+/// The WebSocket settings of every served link: frames no larger than the
+/// agent protocol allows.
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
 
 /// What reading a link's frames failed with: the link just ended (`None`:
 /// it closed, or its connection broke), or how the peer broke the protocol.
+/// A write that timed out (the answer to a ping the reader sent on) means
+/// the peer left what it was sent unread for too long: it reads too slowly.
 pub fn fault(error: &Error) -> Option<LinkClose> {
     match error {
+        Error::Io(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+            Some(LinkClose::TooSlow)
+        }
         Error::ConnectionClosed | Error::AlreadyClosed | Error::Io(_) => None,
         Error::Utf8(_) => Some(LinkClose::InvalidUtf8),
         Error::Capacity(_) => Some(LinkClose::TooBig),
@@ -22,5 +38,19 @@ pub fn close_frame(why: LinkClose) -> CloseFrame {
     CloseFrame {
         code: CloseCode::from(why.code()),
         reason: why.reason().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_timed_out_is_a_peer_too_slow_and_a_broken_socket_is_no_fault() {
+        let io = |kind| Error::Io(std::io::Error::from(kind));
+        assert_eq!(fault(&io(ErrorKind::TimedOut)), Some(LinkClose::TooSlow));
+        assert_eq!(fault(&io(ErrorKind::WouldBlock)), Some(LinkClose::TooSlow));
+        assert_eq!(fault(&io(ErrorKind::ConnectionReset)), None);
+        assert_eq!(fault(&Error::ConnectionClosed), None);
     }
 }

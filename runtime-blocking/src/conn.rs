@@ -355,7 +355,7 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
             half,
             leftover.to_vec(),
             Role::Server,
-            Some(link::config()),
+            Some(mcp_provider_kit::ws::config()),
         );
         link::read_frames(shared, conn.id, ws, peer);
     }
@@ -624,7 +624,11 @@ fn accept_upgrade(
                 &conn.shared,
                 conn.id,
                 link,
-                WebSocket::from_raw_socket(write_half, Role::Server, Some(link::config())),
+                WebSocket::from_raw_socket(
+                    write_half,
+                    Role::Server,
+                    Some(mcp_provider_kit::ws::config()),
+                ),
             );
         }
     }

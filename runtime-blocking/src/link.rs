@@ -13,9 +13,9 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
+use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 use mcp_provider_kit::dial::{
@@ -24,7 +24,7 @@ use mcp_provider_kit::dial::{
 use mcp_provider_kit::hub::Peer;
 use mcp_provider_kit::link_writes::LinkWrites;
 use mcp_provider_kit::ws;
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::protocol::Role;
 use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
 
 use mcp_provider_kit::burst::Burst;
@@ -97,23 +97,36 @@ impl Read for LinkHalf {
 }
 
 impl Write for LinkHalf {
+    /// Writes all of `buf`, within the socket's write timeout in all: a
+    /// peer that reads a trickle must not hold a write forever. One that
+    /// waited past it fails as timed out, not as "would block": tungstenite
+    /// would take that for a pong to retry later and read on, so a peer that
+    /// pings and never reads would have its pongs pile up here.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.stream.write_all(buf)?;
+        let limit = self.stream.write_timeout().ok().flatten();
+        let started = Instant::now();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            if limit.is_some_and(|limit| started.elapsed() >= limit) {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            match self.stream.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::ErrorKind::TimedOut.into())
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// The WebSocket settings of every agent link: frames no larger than the
-/// agent protocol allows.
-pub fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES))
 }
 
 /// Reads an agent's frames into the provider (or a bridge client's into

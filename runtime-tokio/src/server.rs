@@ -8,10 +8,9 @@ use std::net::TcpListener as StdListener;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_tungstenite::tokio::TokioAdapter;
-use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
-use mcp_provider_core::agent::close::MAX_FRAME_BYTES;
+use futures_lite::{AsyncRead, AsyncWrite};
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::stream::Answering;
@@ -20,7 +19,7 @@ use mcp_provider_kit::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_kit::audit::AuditSink;
 use mcp_provider_kit::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
 use mcp_provider_kit::hub::{Hub, Peer};
-use mcp_provider_kit::task_link;
+use mcp_provider_kit::task_link::{self, Backpressure, HUB_STALL};
 use mcp_provider_kit::ConnLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -236,16 +235,8 @@ pub async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimit
         let leftover = http.take_upgrade_bytes();
         let head = accept_head(&upgrade);
         if write_within(&mut stream, &head, limits.read_timeout).await {
-            let config = WebSocketConfig::default()
-                .max_message_size(Some(MAX_FRAME_BYTES))
-                .max_frame_size(Some(MAX_FRAME_BYTES));
-            let ws = WebSocketStream::from_partially_read(
-                TokioAdapter::new(stream),
-                leftover.to_vec(),
-                Role::Server,
-                Some(config),
-            )
-            .await;
+            let stream = TokioAdapter::new(stream);
+            let ws = task_link::accept(stream, leftover.to_vec(), limits.read_timeout).await;
             let peer = Peer::from(&upgrade);
             agent_link(&shared, id, ws, (mail, outputs), &backlog, peer).await;
         }
@@ -273,7 +264,7 @@ impl task_link::Executor for Tokio {
 async fn agent_link(
     shared: &Shared,
     id: ConnId,
-    ws: Ws,
+    ws: WebSocketStream<Backpressure<TokioAdapter<TcpStream>>>,
     mail: (Mail, VecDeque<Output>),
     backlog: &Backlog,
     peer: Peer,
@@ -283,12 +274,22 @@ async fn agent_link(
 
 /// Opens a WebSocket to `url` with the bridge token.
 pub async fn dial(url: &str, token: &str) -> Result<Ws, DialError> {
+    dial_over(url, token, |tcp| tcp).await
+}
+
+/// Opens a WebSocket to `url` with the bridge token, over what `wrap`
+/// makes of the TCP stream.
+async fn dial_over<S: AsyncRead + AsyncWrite + Unpin>(
+    url: &str,
+    token: &str,
+    wrap: impl FnOnce(TokioAdapter<TcpStream>) -> S,
+) -> Result<WebSocketStream<S>, DialError> {
     let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| DialError::Unreachable(format!("cannot connect to {url}: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let (ws, _) = async_tungstenite::tokio::client_async(request, tcp)
+    let (ws, _) = async_tungstenite::client_async(request, wrap(TokioAdapter::new(tcp)))
         .await
         .map_err(|e| handshake_failed(url, e))?;
     Ok(ws)
@@ -299,7 +300,8 @@ pub async fn dial(url: &str, token: &str) -> Result<Ws, DialError> {
 pub async fn dial_hub(shared: Shared, url: String, token: String) {
     let mut backoff = Backoff::new();
     loop {
-        match dial(&url, &token).await {
+        let stall = |tcp| Backpressure::new(tcp, HUB_STALL);
+        match dial_over(&url, &token, stall).await {
             Ok(ws) => {
                 tracing::info!("agent hub {url} connected");
                 backoff.reset();
