@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::aggregate::Page;
-use super::registry::{Bridge, Reply};
+use super::common::{Answered, Reply};
+use super::registry::Bridge;
 use super::{ChildId, ClientId};
 use crate::http::Response;
 use crate::provider::RequestId;
@@ -518,7 +519,7 @@ impl Bridge {
                     (true, _) => {
                         return self.call_listed(asker, done.to, &server, tool, arguments, now)
                     }
-                    (false, Some((_, why))) => super::rest::error(502, why),
+                    (false, Some((_, why))) => super::common::error(502, why),
                     (false, None) => super::openapi::no_such_tool(&server, &tool),
                 }
             }
@@ -545,17 +546,6 @@ fn split(key: &str, parts: Vec<Part>) -> (Lists, Vec<(String, String)>) {
         }
     }
     (lists, unavailable)
-}
-
-/// One server's answer to a listing, as `Bridge::answer` has it.
-pub(super) struct Answered<'a> {
-    pub(super) server: &'a str,
-    pub(super) child: ChildId,
-    pub(super) client: ClientId,
-    /// Whether `client` was made for this gather alone.
-    pub(super) ephemeral: bool,
-    pub(super) answer: Option<Value>,
-    pub(super) size: usize,
 }
 
 /// The REST API's merged listing: each entry tagged with its `server`.

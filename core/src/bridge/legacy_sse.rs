@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::registry::{event, Bridge, StreamStart, Target, Transport, MESSAGE_KIND};
+use super::common::{event, StreamStart, Target, Transport, MESSAGE_KIND};
+use super::registry::Bridge;
 use super::streamable::parse_one;
 use crate::http::{Request, Response};
 use crate::mcp;

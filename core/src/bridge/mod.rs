@@ -91,6 +91,7 @@
 use std::time::Duration;
 
 pub mod aggregate;
+mod common;
 pub mod filter;
 mod gather;
 mod generation;

@@ -29,9 +29,9 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
+use super::common::{error, missed, result_or_error, Reply};
 use super::gather::Finish;
-use super::registry::{Bridge, Reply};
-use super::rest::{error, missed, result_or_error};
+use super::registry::Bridge;
 use super::routes::Miss;
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::registry::{Bridge, Pending, Reply};
+use super::common::{Parked, Pending, Reply};
+use super::registry::Bridge;
 use super::{ChildId, ClientId};
 use crate::http::Response;
 use crate::mcp::{self, Message};
@@ -27,18 +28,6 @@ pub(super) const PARK_TTL: Duration = Duration::from_secs(300);
 pub(super) const MAX_PARKED: usize = 1024;
 /// The key of the one input a parked call asks for.
 const INPUT: &str = "input";
-
-/// A call waiting for its stateless client's retry.
-pub(super) struct Parked {
-    child: ChildId,
-    client: ClientId,
-    /// The call's id at the child's client, as the pending key holds it.
-    call: String,
-    method: String,
-    /// The id the server's request has at the client.
-    ask: Value,
-    expires: Instant,
-}
 
 impl Bridge {
     /// The child asks `method` of a stateless client: if that client has a

@@ -17,10 +17,12 @@ use serde_json::{json, Value};
 
 use super::aggregate::names::Names;
 use super::aggregate::BRIDGE;
+use super::common::{
+    envelope, event, missed, rest_answer, socket, socket_frame, stateless_answer, Parked, Pending,
+    Reply, StreamStart, Target, Transport, EVENTS_KIND, MESSAGE_KIND,
+};
 use super::kept::Kept;
-use super::rest::rest_answer;
 use super::routes::{self, Miss, Route};
-use super::stateless::stateless_answer;
 use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
 use crate::agent::close::LinkClose;
 use crate::error::Dialect;
@@ -78,51 +80,11 @@ pub enum Routed {
     },
 }
 
-/// How a session's client hears from its server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Transport {
-    /// Streamable HTTP: an answer goes to the POST that asked, the rest
-    /// down the `GET` event stream.
-    Streamable,
-    /// The 2024-11-05 HTTP+SSE transport: everything, answers included,
-    /// goes down the one event stream; closing it ends the session.
-    LegacySse,
-    /// The REST API: answers to the request that asked, the rest down
-    /// `/events/{session}` as `notification` events.
-    Rest,
-    /// The WebSocket envelope: everything as frames on the socket.
-    Socket,
-}
-
-/// What an MCP transport's path serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Target {
-    /// `/mcp/{name}`: that server (an index into the specs).
-    Server(usize),
-    /// `/mcp`: every server at once (`aggregate`).
-    Every,
-}
-
 /// How a connection views a session.
 pub(super) enum View {
     /// Its event stream, answering this request.
     Stream(RequestId),
     Socket,
-}
-
-/// The event name of a session's messages on an MCP transport's stream,
-/// and on the REST API's `/events/{id}`.
-pub(super) const MESSAGE_KIND: &str = "message";
-pub(super) const EVENTS_KIND: &str = "notification";
-
-/// How an event stream opens: the head answering its request, its
-/// events' name ([`MESSAGE_KIND`] or [`EVENTS_KIND`]), a first event of
-/// its own, and the last event its client saw (a reconnect).
-pub(super) struct StreamStart {
-    pub(super) response: Response,
-    pub(super) kind: &'static str,
-    pub(super) greeting: Option<Bytes>,
-    pub(super) last_event: Option<u64>,
 }
 
 /// Sockets that may view one session at once; more are refused.
@@ -236,82 +198,11 @@ impl Session {
     }
 }
 
-/// A message from the server as the WebSocket envelope carries it:
-/// `{type: response | request | notification, data}`.
-pub(super) fn envelope(message: &str) -> String {
-    socket_frame(serde_json::from_str(message).unwrap_or(Value::Null))
-}
-
-/// A message, already parsed, as the WebSocket envelope carries it.
-pub(super) fn socket_frame(data: Value) -> String {
-    let kind = match (data.get("method").is_some(), data.get("id").is_some()) {
-        (false, _) => "response",
-        (true, true) => "request",
-        (true, false) => "notification",
-    };
-    json!({"type": kind, "data": data}).to_string()
-}
-
 /// What a server's children did that outlives them, for its figures.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Past {
     pub(super) calls: u64,
     pub(super) restarts: u64,
-}
-
-/// A request waiting for its answer from a child.
-pub(super) struct Pending {
-    /// Where the answer goes: the HTTP request waiting for it, or a
-    /// WebSocket client ([`socket`]).
-    pub(super) to: RequestId,
-    pub(super) reply: Reply,
-    /// The client's progress token, when the answer is an event stream
-    /// begun at once: the request's progress goes down it, then the
-    /// answer ends it, in the order the server sent them.
-    pub(super) progress: Option<Value>,
-}
-
-/// The shape an answer is given for the client that waits for it.
-pub(super) enum Reply {
-    /// Streamable HTTP: the JSON-RPC answer as JSON, naming the session an
-    /// `initialize` opened.
-    Json { opened: Option<String> },
-    /// A stateless client (see `stateless::stateless_answer`): its own id
-    /// and the method it asked. Its client closes with the answer.
-    Stateless { id: Value, method: String },
-    /// The REST API: the result alone (a JSON-RPC error as 502), or, for
-    /// a session it opened, the session and the server's capabilities.
-    /// Without a session, its client closes with the answer.
-    Rest {
-        opened: Option<String>,
-        ephemeral: bool,
-    },
-    /// A WebSocket client's `create_session`: `session_created`.
-    SocketSession { session: String },
-    /// A page of one server's list for a gather (see `gather`), through
-    /// a client that closes with the answer when it is `ephemeral`, unless
-    /// it asks for the next page or makes the gather's call.
-    Gathered {
-        gather: u64,
-        server: String,
-        ephemeral: bool,
-    },
-    /// An aggregate session's own request to one of its servers (its
-    /// `initialize`, `logging/setLevel`): the answer is not the client's.
-    Member,
-    /// A tool called as an OpenAPI operation (see `openapi`): the result
-    /// alone, a JSON-RPC error as 400 or 502. Its client closes with the
-    /// answer.
-    Operation,
-    /// A socket's request, under the id the socket gave it.
-    Socket { id: Value },
-}
-
-/// Where a WebSocket client's frames go: its connection. Frames belong to
-/// no HTTP request (the connection carries them once upgraded), so the
-/// number is 0, and nothing checks it.
-pub(super) fn socket(conn: ConnId) -> RequestId {
-    RequestId { conn, seq: 0 }
 }
 
 /// Every bridged server, its children and the clients' sessions.
@@ -344,7 +235,7 @@ pub struct Bridge {
     /// Bytes every session keeps for its client ([`Kept`]).
     kept: usize,
     /// Stateless clients' calls waiting for their retry, by `requestState`.
-    pub(super) parked: HashMap<String, super::parked::Parked>,
+    pub(super) parked: HashMap<String, Parked>,
     /// Listings of several servers waiting for their parts.
     pub(super) gathers: HashMap<u64, super::gather::Gather>,
     /// Each server's whole lists, by server and list, kept for listing
@@ -463,7 +354,7 @@ impl Bridge {
                     "GET …/sse, POST …/messages",
                 )
             }
-            Err(miss) => return self.respond(to, super::rest::missed(miss)),
+            Err(miss) => return self.respond(to, missed(miss)),
         };
         if found.route != Route::Mcp {
             return self.rest(to, &request, &found, now);
@@ -1190,7 +1081,7 @@ impl Bridge {
                 server,
                 ephemeral,
             } => {
-                let answered = super::gather::Answered {
+                let answered = super::common::Answered {
                     server: &server,
                     child,
                     client,
@@ -1296,9 +1187,4 @@ struct Head {
     method: Option<String>,
     #[serde(default)]
     params: Value,
-}
-
-/// One message as a server-sent event of `kind`, numbered `id`.
-pub(super) fn event(id: u64, kind: &str, message: &str) -> Bytes {
-    Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {message}\n\n"))
 }

@@ -33,8 +33,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::common::{error, event, missed, Reply, StreamStart, Transport, EVENTS_KIND};
 use super::gather::Finish;
-use super::registry::{event, Bridge, Reply, StreamStart, Transport, EVENTS_KIND};
+use super::registry::Bridge;
 use super::routes::{Found, Miss, Route};
 use super::{ServerSpec, Share};
 use crate::http::{Request, Response};
@@ -43,48 +44,6 @@ use crate::provider::RequestId;
 
 /// The page that tries a bridged server from a browser.
 const TEST_CLIENT: &str = include_str!("../../assets/test_client.html");
-
-/// The answer to a request no row of the route table takes.
-pub(super) fn missed(miss: Miss) -> Response {
-    match miss {
-        Miss::Method => error(
-            405,
-            "this method is not allowed on this route of the MCP bridge",
-        ),
-        Miss::Path => error(404, "no such route of the MCP bridge"),
-    }
-}
-
-/// A REST call's answer: for a session it opened, the session and the
-/// server's capabilities (201); else the result alone, or the JSON-RPC
-/// error as 502.
-pub(super) fn rest_answer(answer: Value, opened: Option<String>, server: &str) -> Response {
-    if let Some(session) = opened {
-        let result = &answer["result"];
-        let body = json!({
-            "session_id": session,
-            "server": server,
-            "capabilities": result["capabilities"],
-            "server_info": result["serverInfo"],
-        });
-        return Response::json(201, body.to_string());
-    }
-    result_or_error(&answer, 502)
-}
-
-/// A JSON-RPC answer as HTTP: the result alone (200), or the error as
-/// `{"error": …}` with `error_status`; anything else a 502.
-pub(super) fn result_or_error(answer: &Value, error_status: u16) -> Response {
-    match (answer.get("result"), answer.get("error")) {
-        (Some(result), _) => Response::json(200, result.to_string()),
-        (_, Some(error)) => Response::json(error_status, json!({"error": error}).to_string()),
-        _ => error(502, "the server's answer was not JSON-RPC"),
-    }
-}
-
-pub(super) fn error(status: u16, message: &str) -> Response {
-    Response::json(status, json!({"error": {"message": message}}).to_string())
-}
 
 impl Bridge {
     /// A request for one of the REST routes of [`super::routes`], found

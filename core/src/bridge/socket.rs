@@ -20,8 +20,8 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::registry::{envelope, socket, Bridge, Pending, Reply, Routed, Transport};
-use super::rest::error;
+use super::common::{envelope, error, socket, Pending, Reply, Transport};
+use super::registry::{Bridge, Routed};
 use super::{ChildId, ClientId};
 use crate::http::Request;
 use crate::mcp::{self, Message};

@@ -21,8 +21,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::common::{progress_token, Pending, Reply, Target};
 use super::generation::CLIENT_INFO_META;
-use super::registry::{Bridge, Pending, Reply, Target};
+use super::registry::Bridge;
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
@@ -50,41 +51,6 @@ pub(super) fn is_stateless(message: &Message) -> bool {
         }
         _ => false,
     }
-}
-
-/// A child's answer to a stateless client's `method`: its own id back,
-/// and the result as the revision has it: `server/discover`'s from the
-/// `initialize` result it was asked as, a list marked complete and not to
-/// be cached (as [`mcp::listing`] marks the bridge's own), every result
-/// tagged `resultType`.
-pub(super) fn stateless_answer(mut answer: Value, id: &Value, method: &str) -> String {
-    if let Some(object) = answer.as_object_mut() {
-        object.insert("id".to_owned(), id.clone());
-        if let Some(result) = object.get_mut("result") {
-            if method == "server/discover" {
-                let instructions = result["instructions"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                *result = mcp::discover_result(
-                    result["capabilities"].clone(),
-                    result["serverInfo"].clone(),
-                    &instructions,
-                );
-            } else if let Some(fields) = result.as_object_mut() {
-                fields
-                    .entry("resultType")
-                    .or_insert_with(|| json!("complete"));
-                if method.ends_with("/list") {
-                    fields.entry("ttlMs").or_insert_with(|| json!(0));
-                    fields
-                        .entry("cacheScope")
-                        .or_insert_with(|| json!("private"));
-                }
-            }
-        }
-    }
-    answer.to_string()
 }
 
 impl Bridge {
@@ -151,7 +117,7 @@ impl Bridge {
                 return self.respond(to, Response::json(503, reply));
             }
         };
-        let progress = super::streamable::progress_token(&params);
+        let progress = progress_token(&params);
         if progress.is_some() {
             self.respond(to, Response::stream("text/event-stream"));
         }

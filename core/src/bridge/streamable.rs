@@ -18,7 +18,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::registry::{Bridge, Pending, Reply, StreamStart, Target, Transport, MESSAGE_KIND};
+use super::common::{progress_token, Pending, Reply, StreamStart, Target, Transport, MESSAGE_KIND};
+use super::registry::Bridge;
 use super::stateless::{is_stateless, stateless_header};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
@@ -160,12 +161,6 @@ impl Bridge {
         };
         self.forward(child, client, message, wait, now);
     }
-}
-
-/// A request's progress token: its answer is then an event stream, its
-/// progress first.
-pub(super) fn progress_token(params: &Value) -> Option<Value> {
-    Some(params.get("_meta")?.get("progressToken")?.clone())
 }
 
 /// One JSON-RPC message from a POST body, or the 400 to answer with.

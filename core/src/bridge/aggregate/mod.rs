@@ -38,10 +38,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::common::{progress_token, stateless_answer, Pending, Reply, Transport};
 use super::gather::{Finish, Source};
-use super::registry::{Bridge, Pending, Reply, Transport};
-use super::stateless::stateless_answer;
-use super::streamable::progress_token;
+use super::registry::Bridge;
 use super::{ChildId, ClientId};
 use crate::http::Response;
 use crate::mcp::{self, Message};

@@ -1,0 +1,241 @@
+//! What the registry of servers and its transports share, below them
+//! all: how a session's client hears from its server ([`Transport`],
+//! [`Target`], [`StreamStart`]), the shape each waiting request's answer
+//! takes ([`Pending`], [`Reply`], [`Answered`]) and the formatting of
+//! those answers and events. Nothing here reaches a [`Registry`], so every
+//! module above may use it and none of them need each other for it.
+//!
+//! [`Registry`]: super::Registry
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::routes::Miss;
+use super::{ChildId, ClientId};
+use crate::http::Response;
+use crate::mcp;
+use crate::provider::{ConnId, RequestId};
+
+/// How a session's client hears from its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transport {
+    /// Streamable HTTP: an answer goes to the POST that asked, the rest
+    /// down the `GET` event stream.
+    Streamable,
+    /// The 2024-11-05 HTTP+SSE transport: everything, answers included,
+    /// goes down the one event stream; closing it ends the session.
+    LegacySse,
+    /// The REST API: answers to the request that asked, the rest down
+    /// `/events/{session}` as `notification` events.
+    Rest,
+    /// The WebSocket envelope: everything as frames on the socket.
+    Socket,
+}
+
+/// What an MCP transport's path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    /// `/mcp/{name}`: that server (an index into the specs).
+    Server(usize),
+    /// `/mcp`: every server at once (`aggregate`).
+    Every,
+}
+
+/// The event name of a session's messages on an MCP transport's stream,
+/// and on the REST API's `/events/{id}`.
+pub(super) const MESSAGE_KIND: &str = "message";
+pub(super) const EVENTS_KIND: &str = "notification";
+
+/// How an event stream opens: the head answering its request, its
+/// events' name ([`MESSAGE_KIND`] or [`EVENTS_KIND`]), a first event of
+/// its own, and the last event its client saw (a reconnect).
+pub(super) struct StreamStart {
+    pub(super) response: Response,
+    pub(super) kind: &'static str,
+    pub(super) greeting: Option<Bytes>,
+    pub(super) last_event: Option<u64>,
+}
+
+/// A message from the server as the WebSocket envelope carries it:
+/// `{type: response | request | notification, data}`.
+pub(super) fn envelope(message: &str) -> String {
+    socket_frame(serde_json::from_str(message).unwrap_or(Value::Null))
+}
+
+/// A message, already parsed, as the WebSocket envelope carries it.
+pub(super) fn socket_frame(data: Value) -> String {
+    let kind = match (data.get("method").is_some(), data.get("id").is_some()) {
+        (false, _) => "response",
+        (true, true) => "request",
+        (true, false) => "notification",
+    };
+    json!({"type": kind, "data": data}).to_string()
+}
+
+/// A request waiting for its answer from a child.
+pub(super) struct Pending {
+    /// Where the answer goes: the HTTP request waiting for it, or a
+    /// WebSocket client ([`socket`]).
+    pub(super) to: RequestId,
+    pub(super) reply: Reply,
+    /// The client's progress token, when the answer is an event stream
+    /// begun at once: the request's progress goes down it, then the
+    /// answer ends it, in the order the server sent them.
+    pub(super) progress: Option<Value>,
+}
+
+/// The shape an answer is given for the client that waits for it.
+pub(super) enum Reply {
+    /// Streamable HTTP: the JSON-RPC answer as JSON, naming the session an
+    /// `initialize` opened.
+    Json { opened: Option<String> },
+    /// A stateless client (see `stateless::stateless_answer`): its own id
+    /// and the method it asked. Its client closes with the answer.
+    Stateless { id: Value, method: String },
+    /// The REST API: the result alone (a JSON-RPC error as 502), or, for
+    /// a session it opened, the session and the server's capabilities.
+    /// Without a session, its client closes with the answer.
+    Rest {
+        opened: Option<String>,
+        ephemeral: bool,
+    },
+    /// A WebSocket client's `create_session`: `session_created`.
+    SocketSession { session: String },
+    /// A page of one server's list for a gather (see `gather`), through
+    /// a client that closes with the answer when it is `ephemeral`, unless
+    /// it asks for the next page or makes the gather's call.
+    Gathered {
+        gather: u64,
+        server: String,
+        ephemeral: bool,
+    },
+    /// An aggregate session's own request to one of its servers (its
+    /// `initialize`, `logging/setLevel`): the answer is not the client's.
+    Member,
+    /// A tool called as an OpenAPI operation (see `openapi`): the result
+    /// alone, a JSON-RPC error as 400 or 502. Its client closes with the
+    /// answer.
+    Operation,
+    /// A socket's request, under the id the socket gave it.
+    Socket { id: Value },
+}
+
+/// Where a WebSocket client's frames go: its connection. Frames belong to
+/// no HTTP request (the connection carries them once upgraded), so the
+/// number is 0, and nothing checks it.
+pub(super) fn socket(conn: ConnId) -> RequestId {
+    RequestId { conn, seq: 0 }
+}
+
+/// One message as a server-sent event of `kind`, numbered `id`.
+pub(super) fn event(id: u64, kind: &str, message: &str) -> Bytes {
+    Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {message}\n\n"))
+}
+
+/// A child's answer to a stateless client's `method`: its own id back,
+/// and the result as the revision has it: `server/discover`'s from the
+/// `initialize` result it was asked as, a list marked complete and not to
+/// be cached (as [`mcp::listing`] marks the bridge's own), every result
+/// tagged `resultType`.
+pub(super) fn stateless_answer(mut answer: Value, id: &Value, method: &str) -> String {
+    if let Some(object) = answer.as_object_mut() {
+        object.insert("id".to_owned(), id.clone());
+        if let Some(result) = object.get_mut("result") {
+            if method == "server/discover" {
+                let instructions = result["instructions"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                *result = mcp::discover_result(
+                    result["capabilities"].clone(),
+                    result["serverInfo"].clone(),
+                    &instructions,
+                );
+            } else if let Some(fields) = result.as_object_mut() {
+                fields
+                    .entry("resultType")
+                    .or_insert_with(|| json!("complete"));
+                if method.ends_with("/list") {
+                    fields.entry("ttlMs").or_insert_with(|| json!(0));
+                    fields
+                        .entry("cacheScope")
+                        .or_insert_with(|| json!("private"));
+                }
+            }
+        }
+    }
+    answer.to_string()
+}
+
+/// A request's progress token: its answer is then an event stream, its
+/// progress first.
+pub(super) fn progress_token(params: &Value) -> Option<Value> {
+    Some(params.get("_meta")?.get("progressToken")?.clone())
+}
+
+/// The answer to a request no row of the route table takes.
+pub(super) fn missed(miss: Miss) -> Response {
+    match miss {
+        Miss::Method => error(
+            405,
+            "this method is not allowed on this route of the MCP bridge",
+        ),
+        Miss::Path => error(404, "no such route of the MCP bridge"),
+    }
+}
+
+/// A REST call's answer: for a session it opened, the session and the
+/// server's capabilities (201); else the result alone, or the JSON-RPC
+/// error as 502.
+pub(super) fn rest_answer(answer: Value, opened: Option<String>, server: &str) -> Response {
+    if let Some(session) = opened {
+        let result = &answer["result"];
+        let body = json!({
+            "session_id": session,
+            "server": server,
+            "capabilities": result["capabilities"],
+            "server_info": result["serverInfo"],
+        });
+        return Response::json(201, body.to_string());
+    }
+    result_or_error(&answer, 502)
+}
+
+/// A JSON-RPC answer as HTTP: the result alone (200), or the error as
+/// `{"error": …}` with `error_status`; anything else a 502.
+pub(super) fn result_or_error(answer: &Value, error_status: u16) -> Response {
+    match (answer.get("result"), answer.get("error")) {
+        (Some(result), _) => Response::json(200, result.to_string()),
+        (_, Some(error)) => Response::json(error_status, json!({"error": error}).to_string()),
+        _ => error(502, "the server's answer was not JSON-RPC"),
+    }
+}
+
+pub(super) fn error(status: u16, message: &str) -> Response {
+    Response::json(status, json!({"error": {"message": message}}).to_string())
+}
+
+/// A call waiting for its stateless client's retry.
+pub(super) struct Parked {
+    pub(super) child: ChildId,
+    pub(super) client: ClientId,
+    /// The call's id at the child's client, as the pending key holds it.
+    pub(super) call: String,
+    pub(super) method: String,
+    /// The id the server's request has at the client.
+    pub(super) ask: Value,
+    pub(super) expires: Instant,
+}
+
+/// One server's answer to a listing, as `Bridge::answer` has it.
+pub(super) struct Answered<'a> {
+    pub(super) server: &'a str,
+    pub(super) child: ChildId,
+    pub(super) client: ClientId,
+    /// Whether `client` was made for this gather alone.
+    pub(super) ephemeral: bool,
+    pub(super) answer: Option<Value>,
+    pub(super) size: usize,
+}
