@@ -74,7 +74,7 @@ pub fn chunk_frames(id: &str, n: u64) -> Vec<String> {
 /// Streamable HTTP session initialized on it: what one `tools/call` costs
 /// the bridge, from the request's bytes to the answer's.
 pub struct BridgeCall {
-    pub bridge: mcp_provider_core::bridge::Bridge,
+    pub bridge: mcp_provider_core::gateway::Bridge,
     pub child: mcp_provider_core::bridge::ChildId,
     session: String,
     next_id: u64,
@@ -83,7 +83,8 @@ pub struct BridgeCall {
 impl BridgeCall {
     /// A bridge whose child answered `initialize`, and a session on it.
     pub fn new() -> BridgeCall {
-        use mcp_provider_core::bridge::{Bridge, Limits, ServerSpec};
+        use mcp_provider_core::bridge::{Limits, ServerSpec};
+        use mcp_provider_core::gateway::Bridge;
         let now = Instant::now();
         let spec = ServerSpec::new("everything", vec!["mcp-server".into()]);
         let mut call = BridgeCall {

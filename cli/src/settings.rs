@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mcp_provider_core::bridge::aggregate::names::{
-    self as aggregate_names, Names as AggregateNames,
-};
 use mcp_provider_core::bridge::filter::ToolFilter;
 use mcp_provider_core::bridge::{Limits as BridgeLimits, ServerSpec, Share};
+use mcp_provider_core::gateway::aggregate::names::{
+    self as aggregate_names, Names as AggregateNames,
+};
 use mcp_provider_core::{Approval, Config};
 use mcp_provider_kit::dial::default_secrets_file;
 use serde::{Deserialize, Serialize};

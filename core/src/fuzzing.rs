@@ -517,7 +517,8 @@ mod conn_fuzz {
 /// closing, time passing), the rest its body. Sessions are named by the
 /// ids the bridge handed out.
 pub fn bridge(data: &[u8]) {
-    use crate::bridge::{Bridge, BridgeOutput, ChildId, Limits, Routed, ServerSpec};
+    use crate::bridge::{BridgeOutput, ChildId, Limits, Routed, ServerSpec};
+    use crate::gateway::Bridge;
     use crate::http::{Body, Request};
     use crate::Output;
     use bytes::Bytes;

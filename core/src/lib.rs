@@ -77,12 +77,17 @@ pub mod audit;
 pub mod auth;
 pub mod backlog;
 pub mod base64;
-/// Bridged stdio MCP servers: one child process shared by many clients.
+/// Bridged stdio MCP servers: one child process served to many clients
+/// (the process manager, the sessions, one module per transport).
 pub mod bridge;
 pub mod config;
 pub mod error;
 #[cfg(fuzzing)]
 pub mod fuzzing;
+/// Many bridged servers behind one address: the aggregate endpoint,
+/// listings of every server, OpenAPI, reconfiguration. Uses `bridge`,
+/// which never uses it.
+pub mod gateway;
 pub mod http;
 pub mod limiter;
 pub mod lines;

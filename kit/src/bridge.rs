@@ -15,11 +15,11 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use mcp_provider_core::bridge::aggregate::names::Names;
 use mcp_provider_core::bridge::{
-    BadConfiguration, Bridge, BridgeOutput, ChildId, Limits, Reconfigured, Report, Routed,
-    ServerSpec, StopSignal,
+    BridgeOutput, ChildId, Limits, Report, Routed, ServerSpec, StopSignal,
 };
+use mcp_provider_core::gateway::aggregate::names::Names;
+use mcp_provider_core::gateway::{BadConfiguration, Bridge, Reconfigured};
 use mcp_provider_core::http::Request;
 use mcp_provider_core::lines::{Line, LineBuffer};
 use mcp_provider_core::{mcp, ConnId, Output};

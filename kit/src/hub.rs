@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
-use mcp_provider_core::bridge::{Bridge, SocketFrame};
+use mcp_provider_core::bridge::SocketFrame;
+use mcp_provider_core::gateway::Bridge;
 use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{ConnId, Output, Provider, Upgrade};

@@ -20,7 +20,7 @@ use crate::provider::{ConnId, RequestId};
 
 /// How a session's client hears from its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Transport {
+pub(crate) enum Transport {
     /// Streamable HTTP: an answer goes to the POST that asked, the rest
     /// down the `GET` event stream.
     Streamable,
@@ -36,7 +36,7 @@ pub(super) enum Transport {
 
 /// What an MCP transport's path serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Target {
+pub(crate) enum Target {
     /// `/mcp/{name}`: that server (an index into the specs).
     Server(usize),
     /// `/mcp`: every server at once (`aggregate`).
@@ -45,27 +45,27 @@ pub(super) enum Target {
 
 /// The event name of a session's messages on an MCP transport's stream,
 /// and on the REST API's `/events/{id}`.
-pub(super) const MESSAGE_KIND: &str = "message";
-pub(super) const EVENTS_KIND: &str = "notification";
+pub(crate) const MESSAGE_KIND: &str = "message";
+pub(crate) const EVENTS_KIND: &str = "notification";
 
 /// How an event stream opens: the head answering its request, its
 /// events' name ([`MESSAGE_KIND`] or [`EVENTS_KIND`]), a first event of
 /// its own, and the last event its client saw (a reconnect).
-pub(super) struct StreamStart {
-    pub(super) response: Response,
-    pub(super) kind: &'static str,
-    pub(super) greeting: Option<Bytes>,
-    pub(super) last_event: Option<u64>,
+pub(crate) struct StreamStart {
+    pub(crate) response: Response,
+    pub(crate) kind: &'static str,
+    pub(crate) greeting: Option<Bytes>,
+    pub(crate) last_event: Option<u64>,
 }
 
 /// A message from the server as the WebSocket envelope carries it:
 /// `{type: response | request | notification, data}`.
-pub(super) fn envelope(message: &str) -> String {
+pub(crate) fn envelope(message: &str) -> String {
     socket_frame(serde_json::from_str(message).unwrap_or(Value::Null))
 }
 
 /// A message, already parsed, as the WebSocket envelope carries it.
-pub(super) fn socket_frame(data: Value) -> String {
+pub(crate) fn socket_frame(data: Value) -> String {
     let kind = match (data.get("method").is_some(), data.get("id").is_some()) {
         (false, _) => "response",
         (true, true) => "request",
@@ -75,19 +75,19 @@ pub(super) fn socket_frame(data: Value) -> String {
 }
 
 /// A request waiting for its answer from a child.
-pub(super) struct Pending {
+pub(crate) struct Pending {
     /// Where the answer goes: the HTTP request waiting for it, or a
     /// WebSocket client ([`socket`]).
-    pub(super) to: RequestId,
-    pub(super) reply: Reply,
+    pub(crate) to: RequestId,
+    pub(crate) reply: Reply,
     /// The client's progress token, when the answer is an event stream
     /// begun at once: the request's progress goes down it, then the
     /// answer ends it, in the order the server sent them.
-    pub(super) progress: Option<Value>,
+    pub(crate) progress: Option<Value>,
 }
 
 /// The shape an answer is given for the client that waits for it.
-pub(super) enum Reply {
+pub(crate) enum Reply {
     /// Streamable HTTP: the JSON-RPC answer as JSON, naming the session an
     /// `initialize` opened.
     Json { opened: Option<String> },
@@ -125,12 +125,12 @@ pub(super) enum Reply {
 /// Where a WebSocket client's frames go: its connection. Frames belong to
 /// no HTTP request (the connection carries them once upgraded), so the
 /// number is 0, and nothing checks it.
-pub(super) fn socket(conn: ConnId) -> RequestId {
+pub(crate) fn socket(conn: ConnId) -> RequestId {
     RequestId { conn, seq: 0 }
 }
 
 /// One message as a server-sent event of `kind`, numbered `id`.
-pub(super) fn event(id: u64, kind: &str, message: &str) -> Bytes {
+pub(crate) fn event(id: u64, kind: &str, message: &str) -> Bytes {
     Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {message}\n\n"))
 }
 
@@ -139,7 +139,7 @@ pub(super) fn event(id: u64, kind: &str, message: &str) -> Bytes {
 /// `initialize` result it was asked as, a list marked complete and not to
 /// be cached (as [`mcp::listing`] marks the bridge's own), every result
 /// tagged `resultType`.
-pub(super) fn stateless_answer(mut answer: Value, id: &Value, method: &str) -> String {
+pub(crate) fn stateless_answer(mut answer: Value, id: &Value, method: &str) -> String {
     if let Some(object) = answer.as_object_mut() {
         object.insert("id".to_owned(), id.clone());
         if let Some(result) = object.get_mut("result") {
@@ -171,12 +171,12 @@ pub(super) fn stateless_answer(mut answer: Value, id: &Value, method: &str) -> S
 
 /// A request's progress token: its answer is then an event stream, its
 /// progress first.
-pub(super) fn progress_token(params: &Value) -> Option<Value> {
+pub(crate) fn progress_token(params: &Value) -> Option<Value> {
     Some(params.get("_meta")?.get("progressToken")?.clone())
 }
 
 /// The answer to a request no row of the route table takes.
-pub(super) fn missed(miss: Miss) -> Response {
+pub(crate) fn missed(miss: Miss) -> Response {
     match miss {
         Miss::Method => error(
             405,
@@ -189,7 +189,7 @@ pub(super) fn missed(miss: Miss) -> Response {
 /// A REST call's answer: for a session it opened, the session and the
 /// server's capabilities (201); else the result alone, or the JSON-RPC
 /// error as 502.
-pub(super) fn rest_answer(answer: Value, opened: Option<String>, server: &str) -> Response {
+pub(crate) fn rest_answer(answer: Value, opened: Option<String>, server: &str) -> Response {
     if let Some(session) = opened {
         let result = &answer["result"];
         let body = json!({
@@ -205,7 +205,7 @@ pub(super) fn rest_answer(answer: Value, opened: Option<String>, server: &str) -
 
 /// A JSON-RPC answer as HTTP: the result alone (200), or the error as
 /// `{"error": …}` with `error_status`; anything else a 502.
-pub(super) fn result_or_error(answer: &Value, error_status: u16) -> Response {
+pub(crate) fn result_or_error(answer: &Value, error_status: u16) -> Response {
     match (answer.get("result"), answer.get("error")) {
         (Some(result), _) => Response::json(200, result.to_string()),
         (_, Some(error)) => Response::json(error_status, json!({"error": error}).to_string()),
@@ -213,29 +213,29 @@ pub(super) fn result_or_error(answer: &Value, error_status: u16) -> Response {
     }
 }
 
-pub(super) fn error(status: u16, message: &str) -> Response {
+pub(crate) fn error(status: u16, message: &str) -> Response {
     Response::json(status, json!({"error": {"message": message}}).to_string())
 }
 
 /// A call waiting for its stateless client's retry.
-pub(super) struct Parked {
-    pub(super) child: ChildId,
-    pub(super) client: ClientId,
+pub(crate) struct Parked {
+    pub(crate) child: ChildId,
+    pub(crate) client: ClientId,
     /// The call's id at the child's client, as the pending key holds it.
-    pub(super) call: String,
-    pub(super) method: String,
+    pub(crate) call: String,
+    pub(crate) method: String,
     /// The id the server's request has at the client.
-    pub(super) ask: Value,
-    pub(super) expires: Instant,
+    pub(crate) ask: Value,
+    pub(crate) expires: Instant,
 }
 
 /// One server's answer to a listing, as `Bridge::answer` has it.
-pub(super) struct Answered<'a> {
-    pub(super) server: &'a str,
-    pub(super) child: ChildId,
-    pub(super) client: ClientId,
+pub struct Answered<'a> {
+    pub(crate) server: &'a str,
+    pub(crate) child: ChildId,
+    pub(crate) client: ClientId,
     /// Whether `client` was made for this gather alone.
-    pub(super) ephemeral: bool,
-    pub(super) answer: Option<Value>,
-    pub(super) size: usize,
+    pub(crate) ephemeral: bool,
+    pub(crate) answer: Option<Value>,
+    pub(crate) size: usize,
 }

@@ -19,7 +19,7 @@ pub const KEPT_BYTES: usize = 64 << 20;
 
 /// One bounded buffer of messages, each with its event number.
 #[derive(Debug, Default)]
-pub(super) struct Kept {
+pub(crate) struct Kept {
     items: VecDeque<(u64, String)>,
     bytes: usize,
 }
@@ -28,7 +28,7 @@ impl Kept {
     /// Keeps `message`, then lets the oldest go until every bound holds
     /// again (the message itself, if it alone is past one). `total` is
     /// what all sessions keep. How many went.
-    pub(super) fn push(&mut self, n: u64, message: String, total: &mut usize) -> usize {
+    pub(crate) fn push(&mut self, n: u64, message: String, total: &mut usize) -> usize {
         self.bytes += message.len();
         *total += message.len();
         self.items.push_back((n, message));
@@ -48,14 +48,14 @@ impl Kept {
     }
 
     /// Everything kept, oldest first; the buffer is left empty.
-    pub(super) fn take(&mut self, total: &mut usize) -> Vec<(u64, String)> {
+    pub(crate) fn take(&mut self, total: &mut usize) -> Vec<(u64, String)> {
         *total -= self.bytes;
         self.bytes = 0;
         self.items.drain(..).collect()
     }
 
     /// The messages numbered after `n`, oldest first.
-    pub(super) fn after(&self, n: u64) -> impl Iterator<Item = (u64, &str)> {
+    pub(crate) fn after(&self, n: u64) -> impl Iterator<Item = (u64, &str)> {
         self.items
             .iter()
             .filter(move |(m, _)| *m > n)

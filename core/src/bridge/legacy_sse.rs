@@ -10,15 +10,15 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::common::{event, StreamStart, Target, Transport, MESSAGE_KIND};
-use super::registry::Bridge;
+use super::registry::{Above, Registry};
 use super::streamable::parse_one;
 use crate::http::{Request, Response};
 use crate::mcp;
 use crate::provider::RequestId;
 
-impl Bridge {
+impl<H: Above> Registry<H> {
     /// `GET /mcp/NAME/sse`.
-    pub(super) fn open_legacy(&mut self, to: RequestId, spec: usize, now: Instant) {
+    pub(crate) fn open_legacy(&mut self, to: RequestId, spec: usize, now: Instant) {
         let id = match self.open_session(spec, Transport::LegacySse, now) {
             Ok(id) => id,
             Err(full) => return self.reply_error(to, 503, mcp::INVALID_REQUEST, &full.message()),
@@ -36,7 +36,7 @@ impl Bridge {
     }
 
     /// `POST /mcp/NAME/messages?session_id=…`.
-    pub(super) fn post_legacy(
+    pub(crate) fn post_legacy(
         &mut self,
         to: RequestId,
         spec: usize,

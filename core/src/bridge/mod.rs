@@ -90,23 +90,19 @@
 
 use std::time::Duration;
 
-pub mod aggregate;
-mod common;
+pub(crate) mod common;
 pub mod filter;
-mod gather;
 mod generation;
 mod kept;
 mod legacy_sse;
 mod mux;
-mod openapi;
 mod parked;
-mod reconfigure;
-mod registry;
+pub(crate) mod registry;
 mod report;
 mod rest;
 #[cfg(test)]
-mod rig;
-mod routes;
+pub(crate) mod rig;
+pub(crate) mod routes;
 mod server;
 mod socket;
 mod stateless;
@@ -115,13 +111,14 @@ mod supervisor;
 #[cfg(test)]
 mod tests;
 
+pub use common::Answered;
 pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};
-pub use reconfigure::{diff, BadConfiguration, Reconfigured};
-pub use registry::{Bridge, ChildId, Routed, KEEPALIVE, MAX_CHILDREN};
+pub(crate) use registry::BRIDGE;
+pub use registry::{Above, ChildId, Registry, Routed, KEEPALIVE, MAX_CHILDREN};
 pub use report::{Report, ServerFigures};
 #[cfg(test)]
 pub(crate) use routes::every_route;
-pub use routes::{guard, TEST_PAGE};
+pub use routes::{guard, Found, TEST_PAGE};
 pub use server::BridgedServer;
 pub use socket::{SocketFrame, MAX_BATCH};
 

@@ -15,26 +15,26 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::common::{Parked, Pending, Reply};
-use super::registry::Bridge;
+use super::registry::{Above, Registry};
 use super::{ChildId, ClientId};
 use crate::http::Response;
 use crate::mcp::{self, Message};
 use crate::provider::RequestId;
 
 /// How long a parked call waits for its client's retry.
-pub(super) const PARK_TTL: Duration = Duration::from_secs(300);
+pub(crate) const PARK_TTL: Duration = Duration::from_secs(300);
 /// Calls parked at once, at most; past it a server's request to a
 /// stateless client is refused, as when nothing is parked.
-pub(super) const MAX_PARKED: usize = 1024;
+pub(crate) const MAX_PARKED: usize = 1024;
 /// The key of the one input a parked call asks for.
 const INPUT: &str = "input";
 
-impl Bridge {
+impl<H: Above> Registry<H> {
     /// The child asks `method` of a stateless client: if that client has a
     /// call waiting, the call is answered `input_required` with the
     /// request and parked. False when it cannot be (no call waiting, too
     /// many parked): the request is then refused.
-    pub(super) fn park(
+    pub(crate) fn park(
         &mut self,
         child: ChildId,
         client: ClientId,
@@ -95,7 +95,7 @@ impl Bridge {
     /// (its `requestState` names it): the client's answer goes to the
     /// child, and this request waits for the call's result. False when the
     /// state names no call parked for that server.
-    pub(super) fn unpark(
+    pub(crate) fn unpark(
         &mut self,
         to: RequestId,
         spec: usize,
@@ -141,7 +141,7 @@ impl Bridge {
 
     /// Parked calls whose clients never came back are cancelled at their
     /// child (the client made for them ends).
-    pub(super) fn expire_parked(&mut self, now: Instant) {
+    pub(crate) fn expire_parked(&mut self, now: Instant) {
         let gone: Vec<String> = self
             .parked
             .iter()

@@ -15,14 +15,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::aggregate::names::Names;
-use super::aggregate::BRIDGE;
+use super::common::Answered;
 use super::common::{
     envelope, event, missed, rest_answer, socket, socket_frame, stateless_answer, Parked, Pending,
     Reply, StreamStart, Target, Transport, EVENTS_KIND, MESSAGE_KIND,
 };
 use super::kept::Kept;
-use super::routes::{self, Miss, Route};
+use super::routes::{self, Found, Miss, Route};
 use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
 use crate::agent::close::LinkClose;
 use crate::error::Dialect;
@@ -43,7 +42,7 @@ pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Which cap refused a new client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Full {
+pub(crate) enum Full {
     /// The cap on sessions is reached, and every session is busy.
     Sessions(usize),
     /// [`MAX_CHILDREN`] child processes run, each with a client.
@@ -52,7 +51,7 @@ pub(super) enum Full {
 
 impl Full {
     /// What the refused client is told: the cap that was hit.
-    pub(super) fn message(self) -> String {
+    pub(crate) fn message(self) -> String {
         match self {
             Full::Sessions(cap) => format!(
                 "every MCP session is busy, with a stream open or a call in flight (the cap is {cap})"
@@ -62,6 +61,83 @@ impl Full {
             ),
         }
     }
+}
+
+/// An aggregate session's "child": the bridge itself answers it (no
+/// process ever has this id: children are numbered from 1).
+pub(crate) const BRIDGE: ChildId = ChildId(0);
+
+/// What the layer above the registry serves: the endpoint of every server
+/// at once (`/mcp`), the listings and OpenAPI routes of the REST API that
+/// span servers, and the aggregate sessions. The registry hands it what
+/// is its, and tells it of what it keeps: it never names that layer
+/// (`crate::gateway` implements this), so the dependency goes one way.
+pub trait Above: Default + Sized {
+    /// An `initialize` at `/mcp`.
+    fn open_every(
+        bridge: &mut Registry<Self>,
+        to: RequestId,
+        id: Value,
+        params: Value,
+        now: Instant,
+    );
+    /// A message for the aggregate session `session` (known to be one).
+    fn every_message(
+        bridge: &mut Registry<Self>,
+        to: RequestId,
+        session: &str,
+        message: mcp::Message,
+        now: Instant,
+    );
+    /// A stateless request at `/mcp`, its version and headers checked.
+    fn every_stateless(
+        bridge: &mut Registry<Self>,
+        to: RequestId,
+        id: Value,
+        method: String,
+        params: Value,
+        now: Instant,
+    );
+    /// Whether session `id` is an aggregate one.
+    fn serves_session(bridge: &Registry<Self>, id: &str) -> bool;
+    /// What a server says to a client of session `session`, as that
+    /// session's client is to hear it; `None` when it is not to.
+    fn said(
+        bridge: &mut Registry<Self>,
+        session: &str,
+        child: ChildId,
+        client: ClientId,
+        message: String,
+        now: Instant,
+    ) -> Option<String>;
+    /// Session `session` ends: the clients it had on servers' children.
+    fn session_ended(bridge: &mut Registry<Self>, session: &str) -> Vec<(ChildId, ClientId)>;
+    /// Server `name` ends.
+    fn retired(bridge: &mut Registry<Self>, name: &str, now: Instant);
+    /// A server was added.
+    fn servers_changed(bridge: &mut Registry<Self>);
+    /// A page of one server's list for gather `gather` ([`Reply::Gathered`]):
+    /// whether the gather goes on with `answered`'s client.
+    ///
+    /// [`Reply::Gathered`]: super::common::Reply::Gathered
+    fn gathered(bridge: &mut Registry<Self>, gather: u64, answered: Answered, now: Instant)
+        -> bool;
+    /// A tool called as an OpenAPI operation answered: the HTTP answer.
+    fn operation_answer(answer: &Value) -> Response;
+    /// A REST route of [`routes`] that spans servers or is the OpenAPI
+    /// service's: `Document`, `Operation`, or `List` without `?server=`
+    /// when there are several servers.
+    fn route(
+        bridge: &mut Registry<Self>,
+        to: RequestId,
+        request: &Request,
+        found: &Found,
+        now: Instant,
+    );
+    /// Time passed.
+    fn handle_timeout(bridge: &mut Registry<Self>, now: Instant);
+    /// When [`Above::handle_timeout`] is next due.
+    fn poll_timeout(bridge: &Registry<Self>) -> Option<Instant>;
 }
 
 /// One child (running or startable): an index into [`Bridge`]'s children.
@@ -81,44 +157,44 @@ pub enum Routed {
 }
 
 /// How a connection views a session.
-pub(super) enum View {
+pub(crate) enum View {
     /// Its event stream, answering this request.
     Stream(RequestId),
     Socket,
 }
 
 /// Sockets that may view one session at once; more are refused.
-pub(super) const MAX_SOCKETS: usize = 16;
+pub(crate) const MAX_SOCKETS: usize = 16;
 
 /// A client's session. Its views are where what the server sends on its
 /// own goes (notifications, requests): one event stream (the Streamable
 /// `GET`, the legacy SSE stream, or `/events/{id}`) and any number of
 /// WebSockets up to [`MAX_SOCKETS`]. Answers go to whoever asked: an HTTP
 /// request, or the socket that sent the request (see `socket`).
-pub(super) struct Session {
-    pub(super) child: ChildId,
-    pub(super) client: ClientId,
+pub(crate) struct Session {
+    pub(crate) child: ChildId,
+    pub(crate) client: ClientId,
     /// How it was made (and so how its client expects to hear from it).
-    pub(super) transport: Transport,
+    pub(crate) transport: Transport,
     /// The request its open event stream answers.
-    pub(super) stream: Option<RequestId>,
+    pub(crate) stream: Option<RequestId>,
     /// The event name on that stream: [`EVENTS_KIND`] on `/events`,
     /// [`MESSAGE_KIND`] on an MCP transport's.
-    pub(super) stream_kind: &'static str,
+    pub(crate) stream_kind: &'static str,
     /// The WebSockets attached to it.
-    pub(super) sockets: Vec<ConnId>,
+    pub(crate) sockets: Vec<ConnId>,
     /// Messages for it while no view is open.
     held: Kept,
     /// The last events sent down the stream, for a replay.
     sent: Kept,
     next_event: u64,
     /// When its client last sent something.
-    pub(super) used: Instant,
+    pub(crate) used: Instant,
 }
 
 impl Session {
     /// Whether anything views it: a stream or a socket.
-    pub(super) fn viewed(&self) -> bool {
+    pub(crate) fn viewed(&self) -> bool {
         self.stream.is_some() || !self.sockets.is_empty()
     }
 
@@ -200,70 +276,58 @@ impl Session {
 
 /// What a server's children did that outlives them, for its figures.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Past {
-    pub(super) calls: u64,
-    pub(super) restarts: u64,
+pub(crate) struct Past {
+    pub(crate) calls: u64,
+    pub(crate) restarts: u64,
 }
 
 /// Every bridged server, its children and the clients' sessions.
-pub struct Bridge {
-    pub(super) specs: Vec<ServerSpec>,
+pub struct Registry<H> {
+    pub(crate) specs: Vec<ServerSpec>,
     /// The names of the servers that came from the configuration (given
     /// to [`Bridge::new`] or [`Bridge::reconfigure`]), not added at run
     /// time: the only ones a new configuration may change or remove.
-    pub(super) configured: HashSet<String>,
-    pub(super) limits: Limits,
+    pub(crate) configured: HashSet<String>,
+    pub(crate) limits: Limits,
     /// Children by [`ChildId`] (never reused: a late report of a gone
     /// child's process finds nothing).
-    pub(super) children: HashMap<ChildId, BridgedServer>,
+    pub(crate) children: HashMap<ChildId, BridgedServer>,
     next_child: usize,
     /// When idle sessions are next swept.
     sweep_at: Instant,
     /// Per server: calls sent, and restarts of children now gone.
-    pub(super) past: HashMap<String, Past>,
+    pub(crate) past: HashMap<String, Past>,
     /// The shared child of each server, by name, once made.
-    pub(super) shared: HashMap<String, ChildId>,
-    pub(super) sessions: HashMap<String, Session>,
-    pub(super) by_client: HashMap<(ChildId, ClientId), String>,
+    pub(crate) shared: HashMap<String, ChildId>,
+    pub(crate) sessions: HashMap<String, Session>,
+    pub(crate) by_client: HashMap<(ChildId, ClientId), String>,
     /// Requests waiting for their response: (child, client, id as JSON).
-    pub(super) pending: HashMap<(ChildId, ClientId, String), Pending>,
+    pub(crate) pending: HashMap<(ChildId, ClientId, String), Pending>,
     /// Open event streams: connection → session id.
-    pub(super) streams: HashMap<ConnId, String>,
+    pub(crate) streams: HashMap<ConnId, String>,
     /// The clients that stateless requests (and REST calls without a
     /// session) have on their child, for as long as each waits.
-    pub(super) stateless: HashSet<(ChildId, ClientId)>,
+    pub(crate) stateless: HashSet<(ChildId, ClientId)>,
     /// Bytes every session keeps for its client ([`Kept`]).
     kept: usize,
     /// Stateless clients' calls waiting for their retry, by `requestState`.
-    pub(super) parked: HashMap<String, Parked>,
-    /// Listings of several servers waiting for their parts.
-    pub(super) gathers: HashMap<u64, super::gather::Gather>,
-    /// Each server's whole lists, by server and list, kept for listing
-    /// again (`gather`).
-    pub(super) listings: HashMap<(String, String), super::gather::Listed>,
-    /// Aggregate listings sent without a late server's part, by gather:
-    /// its session is told the list changed when the part comes.
-    pub(super) late: std::collections::BTreeMap<u64, super::gather::Late>,
-    /// The aggregate endpoint's sessions: their members on each server.
-    pub(super) fans: HashMap<String, super::aggregate::Fan>,
-    /// Which server listed each resource, for the aggregate endpoint.
-    pub(super) owners: super::aggregate::Owners,
-    /// How the aggregate endpoint names each server's tools and prompts.
-    pub(super) names: Names,
+    pub(crate) parked: HashMap<String, Parked>,
+    /// The layer above's own state ([`Above`]).
+    pub(crate) above: H,
     /// Ids of the bridge's own requests for a session or a REST call, and
     /// numbers of its parked calls and merged listings.
-    pub(super) next_request: u64,
+    pub(crate) next_request: u64,
     /// Seed of session ids, from the driver's randomness.
-    pub(super) seed: [u8; 32],
+    pub(crate) seed: [u8; 32],
     next_session: u64,
     /// When the open event streams get their next keep-alive.
     keepalive_at: Option<Instant>,
-    pub(super) out: VecDeque<Routed>,
+    pub(crate) out: VecDeque<Routed>,
 }
 
-impl Bridge {
+impl<H: Above> Registry<H> {
     pub fn new(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32], now: Instant) -> Self {
-        Bridge {
+        Registry {
             configured: specs.iter().map(|s| s.name.clone()).collect(),
             specs,
             limits,
@@ -279,24 +343,13 @@ impl Bridge {
             stateless: HashSet::new(),
             kept: 0,
             parked: HashMap::new(),
-            gathers: HashMap::new(),
-            listings: HashMap::new(),
-            late: std::collections::BTreeMap::new(),
-            fans: HashMap::new(),
-            owners: super::aggregate::Owners::default(),
-            names: Names::default(),
+            above: H::default(),
             next_request: 0,
             seed,
             next_session: 0,
             keepalive_at: None,
             out: VecDeque::new(),
         }
-    }
-
-    /// Names on the aggregate endpoint `/mcp` joined by `names`'
-    /// separator instead of `__`.
-    pub fn set_names(&mut self, names: Names) {
-        self.names = names;
     }
 
     // ---- getters ----
@@ -321,7 +374,7 @@ impl Bridge {
         self.children.iter().map(|(id, c)| (*id, c))
     }
 
-    pub(super) fn child(&self, id: ChildId) -> Option<&BridgedServer> {
+    pub(crate) fn child(&self, id: ChildId) -> Option<&BridgedServer> {
         self.children.get(&id)
     }
 
@@ -500,7 +553,7 @@ impl Bridge {
             self.sweep_at = now + SWEEP;
             self.sweep(now);
         }
-        self.expire_gathers(now);
+        H::handle_timeout(self, now);
         let due: Vec<ChildId> = self
             .children
             .iter()
@@ -550,7 +603,7 @@ impl Bridge {
     /// answered with an error, and its sessions end (their next request
     /// gets 404, and an MCP client initializes again). Its spec stays:
     /// the caller removes or replaces it.
-    pub(super) fn retire(&mut self, name: &str, now: Instant) {
+    pub(crate) fn retire(&mut self, name: &str, now: Instant) {
         let children: Vec<ChildId> = self
             .children()
             .filter(|(_, c)| c.spec().name == name)
@@ -569,7 +622,7 @@ impl Bridge {
             self.end_session(&id, now);
         }
         self.shared.remove(name);
-        self.drop_members(name, now);
+        H::retired(self, name, now);
     }
 
     // ---- output ----
@@ -579,7 +632,7 @@ impl Bridge {
             .values()
             .filter_map(BridgedServer::poll_timeout)
             .chain(self.keepalive_at)
-            .chain(self.gathers_deadline())
+            .chain(H::poll_timeout(self))
             .chain((!self.sessions.is_empty() || !self.parked.is_empty()).then_some(self.sweep_at))
             .min()
     }
@@ -594,7 +647,7 @@ impl Bridge {
     /// a new one for a per-session server. At [`MAX_CHILDREN`] a child
     /// nobody uses makes room first; only when every child has a client is
     /// the new one refused.
-    pub(super) fn child_for(&mut self, spec: usize, now: Instant) -> Result<ChildId, Full> {
+    pub(crate) fn child_for(&mut self, spec: usize, now: Instant) -> Result<ChildId, Full> {
         let name = &self.specs[spec].name;
         if let (Share::Shared, Some(&child)) = (self.specs[spec].share, self.shared.get(name)) {
             return Ok(child);
@@ -653,7 +706,7 @@ impl Bridge {
     /// A client of its own on a child of server `spec`, for one stateless
     /// request or REST call: it ends with its answer, or when its
     /// connection does ([`Bridge::release_client`]).
-    pub(super) fn ephemeral_client(
+    pub(crate) fn ephemeral_client(
         &mut self,
         spec: usize,
         now: Instant,
@@ -671,7 +724,7 @@ impl Bridge {
     /// A client is done with its child: its calls still in flight are
     /// cancelled there, and a per-session child with no client left stops
     /// (it was made for this client alone).
-    pub(super) fn release_client(&mut self, child: ChildId, client: ClientId, now: Instant) {
+    pub(crate) fn release_client(&mut self, child: ChildId, client: ClientId, now: Instant) {
         self.stateless.remove(&(child, client));
         self.on_child(child, now, |c| {
             c.close_client(client, now);
@@ -726,7 +779,7 @@ impl Bridge {
     }
 
     /// A new session of `transport` for server `spec`: its id.
-    pub(super) fn open_session(
+    pub(crate) fn open_session(
         &mut self,
         spec: usize,
         transport: Transport,
@@ -745,7 +798,7 @@ impl Bridge {
     /// Room for one more session: at the cap, the least recently used
     /// idle one ends ([`Bridge::reclaim_session`]); refused when all are
     /// busy.
-    pub(super) fn admit_session(&mut self, now: Instant) -> Result<(), Full> {
+    pub(crate) fn admit_session(&mut self, now: Instant) -> Result<(), Full> {
         if self.sessions.len() >= self.limits.max_sessions && !self.reclaim_session(now) {
             return Err(Full::Sessions(self.limits.max_sessions));
         }
@@ -754,7 +807,7 @@ impl Bridge {
 
     /// A new session of `child`'s `client` ([`BRIDGE`]'s for the aggregate
     /// endpoint, whose members say whose clients are its): its id.
-    pub(super) fn insert_session(
+    pub(crate) fn insert_session(
         &mut self,
         child: ChildId,
         client: ClientId,
@@ -784,7 +837,7 @@ impl Bridge {
 
     /// The session `id` names, if it is one of `target`'s; else the
     /// status and message to answer with.
-    pub(super) fn session_of(
+    pub(crate) fn session_of(
         &self,
         target: Target,
         id: Option<&str>,
@@ -794,7 +847,7 @@ impl Bridge {
             "missing Mcp-Session-Id: send initialize first".to_owned(),
         ))?;
         let known = match target {
-            Target::Every => self.fans.contains_key(id),
+            Target::Every => H::serves_session(self, id),
             Target::Server(spec) => self.sessions.get(id).is_some_and(|s| {
                 self.child(s.child)
                     .is_some_and(|c| Some(&c.spec().name) == self.specs.get(spec).map(|s| &s.name))
@@ -812,7 +865,7 @@ impl Bridge {
 
     /// Opens the session's event stream, answering `to` (a new one
     /// replaces the old, which ends), sending what it missed.
-    pub(super) fn attach_stream(
+    pub(crate) fn attach_stream(
         &mut self,
         to: RequestId,
         id: &str,
@@ -838,7 +891,7 @@ impl Bridge {
 
     /// A WebSocket views the session too, and is sent what was held; the
     /// reason when it may not (too many already).
-    pub(super) fn attach_socket(&mut self, conn: ConnId, id: &str) -> Result<(), String> {
+    pub(crate) fn attach_socket(&mut self, conn: ConnId, id: &str) -> Result<(), String> {
         let Some(session) = self.sessions.get_mut(id) else {
             return Err("no such session".to_owned());
         };
@@ -851,7 +904,7 @@ impl Bridge {
         Ok(())
     }
 
-    pub(super) fn end_session(&mut self, id: &str, now: Instant) {
+    pub(crate) fn end_session(&mut self, id: &str, now: Instant) {
         let Some(mut session) = self.sessions.remove(id) else {
             return;
         };
@@ -861,7 +914,7 @@ impl Bridge {
             self.streams.remove(&to.conn);
             self.out.push_back(Routed::Http(Output::End { to }));
         }
-        let mut clients = self.end_fan(id);
+        let mut clients = H::session_ended(self, id);
         clients.push((session.child, session.client));
         for key in clients {
             self.by_client.remove(&key);
@@ -872,7 +925,7 @@ impl Bridge {
     }
 
     /// Hands a client's message to its child, the answer awaited by `wait`.
-    pub(super) fn forward(
+    pub(crate) fn forward(
         &mut self,
         child: ChildId,
         client: ClientId,
@@ -918,7 +971,7 @@ impl Bridge {
     /// Sends the child a request of the bridge's own (numbered from
     /// [`Bridge::next_request`]) for `client`, its answer going to `to` in
     /// the shape `reply` says.
-    pub(super) fn ask(
+    pub(crate) fn ask(
         &mut self,
         (child, client): (ChildId, ClientId),
         to: RequestId,
@@ -942,7 +995,7 @@ impl Bridge {
     }
 
     /// Runs `f` on a child, then routes what it output.
-    pub(super) fn on_child(
+    pub(crate) fn on_child(
         &mut self,
         child: ChildId,
         now: Instant,
@@ -1006,18 +1059,14 @@ impl Bridge {
         let Some(id) = self.by_client.get(&(child, client)).cloned() else {
             return;
         };
-        let message = match self.fans.contains_key(&id) {
-            true => match self.member_said(&id, child, client, message, now) {
-                Some(message) => message,
-                None => return,
-            },
-            false => message,
+        let Some(message) = H::said(self, &id, child, client, message, now) else {
+            return;
         };
         self.tell_session(&id, message);
     }
 
     /// `message` for every view of session `id`, or held until one opens.
-    pub(super) fn tell_session(&mut self, id: &str, message: String) {
+    pub(crate) fn tell_session(&mut self, id: &str, message: String) {
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
@@ -1081,7 +1130,7 @@ impl Bridge {
                 server,
                 ephemeral,
             } => {
-                let answered = super::common::Answered {
+                let answered = Answered {
                     server: &server,
                     child,
                     client,
@@ -1089,7 +1138,7 @@ impl Bridge {
                     answer: parsed(),
                     size: message.len(),
                 };
-                let goes_on = self.gathered(gather, Some(answered), now);
+                let goes_on = H::gathered(self, gather, answered, now);
                 ephemeral && !goes_on
             }
             Reply::Member => {
@@ -1100,7 +1149,7 @@ impl Bridge {
                 false
             }
             Reply::Operation => {
-                let response = super::openapi::operation_answer(&parsed().unwrap_or(Value::Null));
+                let response = H::operation_answer(&parsed().unwrap_or(Value::Null));
                 self.respond(to, response);
                 true
             }
@@ -1137,7 +1186,7 @@ impl Bridge {
     }
 
     /// The answer as the last event of the stream its request began.
-    pub(super) fn end_answer_stream(&mut self, to: RequestId, answer: &str) {
+    pub(crate) fn end_answer_stream(&mut self, to: RequestId, answer: &str) {
         let data = event(0, "message", answer);
         self.out.push_back(Routed::Http(Output::Data { to, data }));
         self.out.push_back(Routed::Http(Output::End { to }));
@@ -1162,17 +1211,17 @@ impl Bridge {
     }
 
     /// The configured name of a child's server.
-    pub(super) fn child_name(&self, child: ChildId) -> String {
+    pub(crate) fn child_name(&self, child: ChildId) -> String {
         self.child(child)
             .map_or_else(String::new, |c| c.spec().name.clone())
     }
 
-    pub(super) fn respond(&mut self, to: RequestId, response: Response) {
+    pub(crate) fn respond(&mut self, to: RequestId, response: Response) {
         self.out
             .push_back(Routed::Http(Output::Respond { to, response }));
     }
 
-    pub(super) fn reply_error(&mut self, to: RequestId, status: u16, code: i64, message: &str) {
+    pub(crate) fn reply_error(&mut self, to: RequestId, status: u16, code: i64, message: &str) {
         let body = mcp::error(&Value::Null, code, message, None);
         self.respond(to, Response::json(status, body));
     }

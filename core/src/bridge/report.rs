@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use super::{Bridge, ChildState};
+use super::registry::{Above, Registry};
+use super::ChildState;
 use crate::metrics::family;
 
 /// Every bridged server's figures.
@@ -56,7 +57,7 @@ const STATES: [ChildState; 6] = [
     ChildState::Failed,
 ];
 
-impl Bridge {
+impl<H: Above> Registry<H> {
     /// The figures now.
     pub fn report(&self) -> Report {
         let servers = self

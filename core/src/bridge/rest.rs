@@ -34,8 +34,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::common::{error, event, missed, Reply, StreamStart, Transport, EVENTS_KIND};
-use super::gather::Finish;
-use super::registry::Bridge;
+use super::registry::{Above, Registry};
 use super::routes::{Found, Miss, Route};
 use super::{ServerSpec, Share};
 use crate::http::{Request, Response};
@@ -45,10 +44,10 @@ use crate::provider::RequestId;
 /// The page that tries a bridged server from a browser.
 const TEST_CLIENT: &str = include_str!("../../assets/test_client.html");
 
-impl Bridge {
+impl<H: Above> Registry<H> {
     /// A request for one of the REST routes of [`super::routes`], found
     /// there with its parameters.
-    pub(super) fn rest(&mut self, to: RequestId, request: &Request, found: &Found, now: Instant) {
+    pub(crate) fn rest(&mut self, to: RequestId, request: &Request, found: &Found, now: Instant) {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let query = |key: &str| {
             request.target().split_once('?').and_then(|(_, q)| {
@@ -79,19 +78,12 @@ impl Bridge {
                 let list = request.path().trim_start_matches('/');
                 let server = query("server");
                 if server.is_none() && self.specs.len() > 1 {
-                    let key = match list {
-                        "resources" => "resources",
-                        "prompts" => "prompts",
-                        _ => "tools",
-                    };
-                    let every = (0..self.specs.len()).collect();
-                    return self.gather_anew(to, key, every, Finish::Tagged, now);
+                    return H::route(self, to, request, found, now);
                 }
                 let method = format!("{list}/list");
                 return self.rest_call(to, &Value::Null, server, &method, Value::Null, now);
             }
-            Route::Document => return self.openapi_document(to, found.params.first().copied(), now),
-            Route::Operation => return self.call_operation(to, request, &found.params, now),
+            Route::Document | Route::Operation => return H::route(self, to, request, found, now),
             Route::Stats => Response::json(200, self.stats().to_string()),
             Route::Events => return self.open_events(to, param, now),
             Route::Integrations => {
@@ -147,7 +139,7 @@ impl Bridge {
     }
 
     /// The server `name` names, or the only one there is.
-    pub(super) fn spec_named(&self, name: Option<&str>) -> Result<usize, Response> {
+    pub(crate) fn spec_named(&self, name: Option<&str>) -> Result<usize, Response> {
         match name {
             Some(name) => self
                 .specs
@@ -180,7 +172,7 @@ impl Bridge {
     }
 
     /// The session's `initialize`, answered from the child's cache.
-    pub(super) fn initialize(
+    pub(crate) fn initialize(
         &mut self,
         to: RequestId,
         id: &str,
@@ -351,7 +343,7 @@ impl Bridge {
         let created = self.integration(&spec);
         tracing::info!(server = %spec.name, "MCP server added");
         self.specs.push(spec);
-        self.aggregates_changed();
+        H::servers_changed(self);
         Response::json(201, created.to_string())
     }
 

@@ -8,36 +8,37 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::registry::{Bridge, Routed};
+use super::registry::Routed;
 use super::{BridgeOutput, ChildId, Limits, ServerSpec};
+use crate::gateway::Bridge;
 use crate::http::{Body, Request};
 use crate::provider::{ConnId, Output};
 
 /// A bridge whose children the test plays (one server, `echo`, unless
 /// made [`Rig::of`] other servers).
-pub(super) struct Rig {
-    pub(super) bridge: Bridge,
-    pub(super) now: Instant,
+pub(crate) struct Rig {
+    pub(crate) bridge: Bridge,
+    pub(crate) now: Instant,
     conn: u64,
     /// Lines the children were sent, in order.
-    pub(super) child: Vec<Value>,
+    pub(crate) child: Vec<Value>,
     /// The same, each with the child it was for.
-    pub(super) lines: Vec<(ChildId, Value)>,
+    pub(crate) lines: Vec<(ChildId, Value)>,
 }
 
 impl Rig {
-    pub(super) fn new() -> Rig {
+    pub(crate) fn new() -> Rig {
         Rig::with(Limits::default())
     }
 
-    pub(super) fn with(limits: Limits) -> Rig {
+    pub(crate) fn with(limits: Limits) -> Rig {
         Rig::of(
             vec![ServerSpec::new("echo", vec!["echo-mcp".into()])],
             limits,
         )
     }
 
-    pub(super) fn of(specs: Vec<ServerSpec>, limits: Limits) -> Rig {
+    pub(crate) fn of(specs: Vec<ServerSpec>, limits: Limits) -> Rig {
         let now = Instant::now();
         Rig {
             bridge: Bridge::new(specs, limits, [7; 32], now),
@@ -50,7 +51,7 @@ impl Rig {
 
     /// A request to `/mcp/echo` on a new connection, with its session and
     /// `Last-Event-ID` when given: the connection and the HTTP outputs.
-    pub(super) fn send(
+    pub(crate) fn send(
         &mut self,
         method: &str,
         session: Option<&str>,
@@ -74,7 +75,7 @@ impl Rig {
 
     /// Any request on a new connection: the connection and the HTTP
     /// outputs.
-    pub(super) fn request(
+    pub(crate) fn request(
         &mut self,
         method: &str,
         target: &str,
@@ -90,7 +91,7 @@ impl Rig {
 
     /// HTTP outputs; child actions carried out (a spawn succeeds, the
     /// child's lines are kept).
-    pub(super) fn drain(&mut self) -> Vec<Output> {
+    pub(crate) fn drain(&mut self) -> Vec<Output> {
         let mut http = Vec::new();
         while let Some(routed) = self.bridge.poll_output() {
             match routed {
@@ -116,19 +117,19 @@ impl Rig {
     }
 
     /// The first child says `message`: the HTTP outputs.
-    pub(super) fn child_says(&mut self, message: Value) -> Vec<Output> {
+    pub(crate) fn child_says(&mut self, message: Value) -> Vec<Output> {
         self.says(ChildId(1), message)
     }
 
     /// `child` says `message`: the HTTP outputs.
-    pub(super) fn says(&mut self, child: ChildId, message: Value) -> Vec<Output> {
+    pub(crate) fn says(&mut self, child: ChildId, message: Value) -> Vec<Output> {
         self.bridge
             .handle_child_line(child, &message.to_string(), self.now);
         self.drain()
     }
 
     /// The last request `child` was sent.
-    pub(super) fn last_to(&self, child: ChildId) -> Value {
+    pub(crate) fn last_to(&self, child: ChildId) -> Value {
         let sent = self
             .lines
             .iter()
@@ -139,7 +140,7 @@ impl Rig {
 
     /// `child` answers the last request it was sent with `result`: the
     /// HTTP outputs.
-    pub(super) fn answers(&mut self, child: ChildId, result: Value) -> Vec<Output> {
+    pub(crate) fn answers(&mut self, child: ChildId, result: Value) -> Vec<Output> {
         let asked = self.last_to(child)["id"].clone();
         self.says(
             child,
@@ -149,19 +150,19 @@ impl Rig {
 
     /// `child` answers the `initialize` it was sent (the last request
     /// it was sent): the HTTP outputs.
-    pub(super) fn initializes(&mut self, child: ChildId) -> Vec<Output> {
+    pub(crate) fn initializes(&mut self, child: ChildId) -> Vec<Output> {
         assert_eq!(self.last_to(child)["method"], "initialize");
         let result = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "serverInfo": {"name": "echo", "version": "1"}});
         self.answers(child, result)
     }
 
     /// The first child answers its `initialize`: the HTTP outputs.
-    pub(super) fn child_initializes(&mut self) -> Vec<Output> {
+    pub(crate) fn child_initializes(&mut self) -> Vec<Output> {
         self.initializes(ChildId(1))
     }
 
     /// An initialized session: its id.
-    pub(super) fn session(&mut self) -> String {
+    pub(crate) fn session(&mut self) -> String {
         let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
         self.send("POST", None, init, None);
@@ -175,7 +176,7 @@ impl Rig {
 }
 
 /// The status of the first answer in `out`.
-pub(super) fn status(out: &[Output]) -> u16 {
+pub(crate) fn status(out: &[Output]) -> u16 {
     match out {
         [Output::Respond { response, .. }, ..] => response.status,
         other => panic!("{other:?}"),
@@ -183,7 +184,7 @@ pub(super) fn status(out: &[Output]) -> u16 {
 }
 
 /// The JSON of the one whole answer in `out`.
-pub(super) fn answered(out: &[Output]) -> Value {
+pub(crate) fn answered(out: &[Output]) -> Value {
     match out {
         [Output::Respond { response, .. }] => match &response.body {
             Body::Full(bytes) => serde_json::from_slice(bytes).unwrap(),

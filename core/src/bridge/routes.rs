@@ -9,7 +9,7 @@ use crate::api::Guard;
 
 /// What a bridge route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Route {
+pub(crate) enum Route {
     /// `/mcp/{server}` and its HTTP+SSE paths: an MCP transport, whose
     /// methods the transport itself tells apart.
     Mcp,
@@ -105,14 +105,14 @@ static ROUTES: &[Row] = &[
 pub const TEST_PAGE: &str = "/static/test_client.html";
 
 /// A route found for a request, with its path's parameters in order.
-pub(super) struct Found<'a> {
-    pub route: Route,
-    pub params: Vec<&'a str>,
+pub struct Found<'a> {
+    pub(crate) route: Route,
+    pub(crate) params: Vec<&'a str>,
 }
 
 /// Why no row serves a request.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Miss {
+pub(crate) enum Miss {
     /// A bridge path, another method.
     Method,
     /// No bridge path at all.
@@ -141,7 +141,7 @@ impl Row {
 }
 
 /// The route for a method and a canonical path.
-pub(super) fn find<'a>(method: &str, path: &'a str) -> Result<Found<'a>, Miss> {
+pub(crate) fn find<'a>(method: &str, path: &'a str) -> Result<Found<'a>, Miss> {
     let mut known_path = false;
     for row in ROUTES {
         let Some(params) = row.matches(path) else {
@@ -176,7 +176,7 @@ pub(crate) fn every_route() -> Vec<(&'static str, String, Guard)> {
 }
 
 /// Whether `path` is the bridge's, whatever the method.
-pub(super) fn handles(path: &str) -> bool {
+pub(crate) fn handles(path: &str) -> bool {
     ROUTES.iter().any(|row| row.matches(path).is_some())
 }
 
@@ -200,7 +200,7 @@ pub fn guard(method: &str, path: &str) -> Guard {
 
 /// Whether `path` is one of the MCP transports (whose clients read a
 /// refusal as JSON-RPC).
-pub(super) fn is_mcp_transport(path: &str) -> bool {
+pub(crate) fn is_mcp_transport(path: &str) -> bool {
     path == "/mcp" || path.starts_with("/mcp/")
 }
 

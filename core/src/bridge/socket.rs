@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::common::{envelope, error, socket, Pending, Reply, Transport};
-use super::registry::{Bridge, Routed};
+use super::registry::{Above, Registry, Routed};
 use super::{ChildId, ClientId};
 use crate::http::Request;
 use crate::mcp::{self, Message};
@@ -106,8 +106,8 @@ fn bounded_batch(text: &str) -> Result<(Vec<Box<RawValue>>, usize), serde_json::
     Ok(batch)
 }
 
-impl Bridge {
-    pub(super) fn accept_socket(&mut self, to: RequestId, request: &Request) {
+impl<H: Above> Registry<H> {
+    pub(crate) fn accept_socket(&mut self, to: RequestId, request: &Request) {
         // A browser offers the key as a subprotocol (see the provider's
         // security checks); the answer must then name one it offered.
         let protocol = request

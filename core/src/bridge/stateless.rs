@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::common::{progress_token, Pending, Reply, Target};
 use super::generation::CLIENT_INFO_META;
-use super::registry::Bridge;
+use super::registry::{Above, Registry};
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
@@ -35,7 +35,7 @@ const HANDSHAKE_VERSION: &str = "2025-11-25";
 
 /// Whether a request's `MCP-Protocol-Version` header names the stateless
 /// revision.
-pub(super) fn stateless_header(request: &Request) -> bool {
+pub(crate) fn stateless_header(request: &Request) -> bool {
     request
         .header("mcp-protocol-version")
         .is_some_and(|v| mcp::STATELESS_VERSIONS.contains(&v.trim()))
@@ -44,7 +44,7 @@ pub(super) fn stateless_header(request: &Request) -> bool {
 /// Whether a message sent without a session (and without the revision's
 /// header) speaks the stateless revision: it asks `server/discover`, or
 /// names the revision in its `_meta`.
-pub(super) fn is_stateless(message: &Message) -> bool {
+pub(crate) fn is_stateless(message: &Message) -> bool {
     match message {
         Message::Request { method, params, .. } => {
             method == "server/discover" || params["_meta"][mcp::PROTOCOL_VERSION_META].is_string()
@@ -53,9 +53,9 @@ pub(super) fn is_stateless(message: &Message) -> bool {
     }
 }
 
-impl Bridge {
+impl<H: Above> Registry<H> {
     /// `GET` or `DELETE` in the stateless revision: there is no session.
-    pub(super) fn stateless_refusal(&mut self, to: RequestId) {
+    pub(crate) fn stateless_refusal(&mut self, to: RequestId) {
         let reply = mcp::error(
             &Value::Null,
             mcp::INVALID_REQUEST,
@@ -68,7 +68,7 @@ impl Bridge {
     /// A stateless request (a POST's message) for `/mcp/NAME`, or for
     /// `/mcp` (`aggregate`, which finds the server by the name or URI it
     /// is for).
-    pub(super) fn stateless(
+    pub(crate) fn stateless(
         &mut self,
         to: RequestId,
         target: Target,
@@ -92,13 +92,13 @@ impl Bridge {
         }
         match target {
             Target::Server(spec) => self.stateless_forward(to, spec, id, method, params, now),
-            Target::Every => self.aggregate_stateless(to, id, method, params, now),
+            Target::Every => H::every_stateless(self, to, id, method, params, now),
         }
     }
 
     /// A stateless request for server `spec`, its headers checked: the
     /// retry of a parked call, or a client of its own on the child.
-    pub(super) fn stateless_forward(
+    pub(crate) fn stateless_forward(
         &mut self,
         to: RequestId,
         spec: usize,
@@ -146,7 +146,7 @@ impl Bridge {
     /// neither its answer nor its progress: a request is asked of the
     /// client by answering its call `input_required` (see `parked`), or
     /// refused when that cannot be; anything else is dropped.
-    pub(super) fn stateless_message(
+    pub(crate) fn stateless_message(
         &mut self,
         child: ChildId,
         client: ClientId,

@@ -19,16 +19,16 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::common::{progress_token, Pending, Reply, StreamStart, Target, Transport, MESSAGE_KIND};
-use super::registry::Bridge;
+use super::registry::{Above, Registry};
 use super::stateless::{is_stateless, stateless_header};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::RequestId;
 
-impl Bridge {
+impl<H: Above> Registry<H> {
     /// A request for `/mcp/NAME`, or for `/mcp` (every server: see
     /// `aggregate`).
-    pub(super) fn streamable(
+    pub(crate) fn streamable(
         &mut self,
         to: RequestId,
         target: Target,
@@ -115,7 +115,7 @@ impl Bridge {
         let id = match (target, is_initialize) {
             (Target::Every, true) => {
                 if let Message::Request { id, params, .. } = message {
-                    self.open_aggregate(to, id, params, now);
+                    H::open_every(self, to, id, params, now);
                 }
                 return;
             }
@@ -135,7 +135,7 @@ impl Bridge {
             },
         };
         if target == Target::Every {
-            return self.aggregate_message(to, &id, message, now);
+            return H::every_message(self, to, &id, message, now);
         }
         let Some(session) = self.sessions.get(&id) else {
             return;
@@ -164,7 +164,7 @@ impl Bridge {
 }
 
 /// One JSON-RPC message from a POST body, or the 400 to answer with.
-pub(super) fn parse_one(body: &[u8]) -> Result<Message, Response> {
+pub(crate) fn parse_one(body: &[u8]) -> Result<Message, Response> {
     let text = String::from_utf8_lossy(body);
     if text.trim_start().starts_with('[') {
         let reply = mcp::error(

@@ -59,7 +59,7 @@ impl Provider {
                 false
             }
             Err(e) => {
-                let dialect = crate::bridge::Bridge::refusal_dialect(request.path());
+                let dialect = crate::gateway::Bridge::refusal_dialect(request.path());
                 self.respond_error(conn, dialect, &e, extra);
                 false
             }

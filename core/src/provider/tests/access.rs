@@ -6,7 +6,7 @@
 //! commands with only the API key.
 
 use crate::api::{self, Guard};
-use crate::bridge::Bridge;
+use crate::gateway::Bridge;
 use crate::http::Request;
 
 /// What the drivers decide for a request (`Hub::pump`): the bridge's table

@@ -25,25 +25,17 @@
 //! listing tools across ten servers is then answered at once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::aggregate::Page;
-use super::common::{Answered, Reply};
-use super::registry::Bridge;
-use super::{ChildId, ClientId};
+use super::listing::{entries, listed, Finish, Page, Source, MAX_PAGES};
+use super::Bridge;
+use crate::bridge::common::{Answered, Reply};
+use crate::bridge::{ChildId, ChildState, ClientId};
 use crate::http::Response;
 use crate::provider::RequestId;
 
-/// How long a listing waits for its slowest server before it is sent
-/// without that server's part.
-pub(super) const LISTING_WAIT: Duration = Duration::from_secs(5);
-
-/// Pages of one server's list read at most, and bytes of their JSON: a
-/// server still offering more past either is taken at its word so far
-/// (and logged).
-pub(super) const MAX_PAGES: usize = 32;
 const MAX_LIST_BYTES: usize = 16 << 20;
 
 /// The largest answer kept for listing again (all servers' lists together
@@ -76,74 +68,6 @@ pub(super) struct Listed {
 
 /// One server's part of a listing: its answer, or why there is none.
 pub(super) type Part = (String, Result<Value, String>);
-
-/// Where one server's part is asked.
-pub(super) struct Source {
-    pub(super) server: String,
-    pub(super) child: ChildId,
-    pub(super) client: ClientId,
-    /// A client made for this listing alone: it ends with its answer.
-    pub(super) ephemeral: bool,
-    /// The `…/list` request's params for this server (its own cursor).
-    pub(super) params: Value,
-}
-
-/// How the parts become the answer.
-pub(super) enum Finish {
-    /// The REST API's: every entry tagged with its `server`, the servers
-    /// that could not answer named under `unavailable`.
-    Tagged,
-    /// A page of the aggregate endpoint's listing.
-    Merged(Page),
-    /// The OpenAPI document of the tools, of `server` alone when named.
-    Document { server: Option<String> },
-    /// A call of `tool` with `arguments`, made once the tool is seen in
-    /// `server`'s list; a tool not there is a 404.
-    Call {
-        server: String,
-        tool: String,
-        arguments: Value,
-    },
-}
-
-impl Finish {
-    /// Whether a server's next page is wanted, given its `entries` so far.
-    fn wants_more(&self, entries: &[Value]) -> bool {
-        match self {
-            Finish::Tagged | Finish::Merged(_) => false,
-            Finish::Document { .. } => true,
-            Finish::Call { tool, .. } => !listed(entries, tool),
-        }
-    }
-
-    /// What a server that cannot answer is left out of, for the log.
-    fn what(&self) -> &'static str {
-        match self {
-            Finish::Tagged | Finish::Merged(_) => "a listing of several servers",
-            Finish::Document { .. } => "the OpenAPI document",
-            Finish::Call { .. } => "an OpenAPI tool call",
-        }
-    }
-
-    /// How long the gather waits for its slowest server: a call waits as
-    /// long as its server may take to start, since it has no other.
-    fn wait(&self, startup: Duration) -> Duration {
-        match self {
-            Finish::Call { .. } => startup.max(LISTING_WAIT),
-            _ => LISTING_WAIT,
-        }
-    }
-}
-
-/// Whether a tool called `tool` is among `entries`.
-fn listed(entries: &[Value], tool: &str) -> bool {
-    entries.iter().any(|entry| entry["name"] == tool)
-}
-
-/// The entries of `key` in a server's answer.
-fn entries<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
-    answer["result"][key].as_array().map_or(&[], Vec::as_slice)
-}
 
 /// One listing on its way.
 pub(super) struct Gather {
@@ -202,7 +126,7 @@ impl Bridge {
             deadline: now + finish.wait(self.limits.startup_timeout),
             finish,
         };
-        self.gathers.insert(number, gather);
+        self.above.gathers.insert(number, gather);
         for source in sources {
             let reply = Reply::Gathered {
                 gather: number,
@@ -242,12 +166,13 @@ impl Bridge {
                 return true;
             };
             let current = self
+                .above
                 .listings
                 .get(&(server.clone(), key.to_owned()))
                 .filter(|kept| {
                     self.shared.get(server) == Some(&kept.child)
                         && self.child(kept.child).is_some_and(|c| {
-                            c.state() == super::ChildState::Running && c.lists() == kept.lists
+                            c.state() == ChildState::Running && c.lists() == kept.lists
                         })
                 });
             match current {
@@ -297,7 +222,7 @@ impl Bridge {
     pub(super) fn gathered(&mut self, number: u64, part: Option<Answered>, now: Instant) -> bool {
         let mut asker = None;
         if let Some(answered) = part {
-            let Some(gather) = self.gathers.get_mut(&number) else {
+            let Some(gather) = self.above.gathers.get_mut(&number) else {
                 self.late_part(number, answered);
                 return false;
             };
@@ -373,6 +298,7 @@ impl Bridge {
             }
         }
         if self
+            .above
             .gathers
             .get(&number)
             .is_some_and(|g| g.waiting.is_empty())
@@ -400,7 +326,7 @@ impl Bridge {
                 answer,
             };
             let at = (answered.server.to_owned(), key.to_owned());
-            self.listings.insert(at, listed);
+            self.above.listings.insert(at, listed);
         }
     }
 
@@ -408,6 +334,7 @@ impl Bridge {
     /// without them.
     pub(super) fn expire_gathers(&mut self, now: Instant) {
         let late: Vec<u64> = self
+            .above
             .gathers
             .iter()
             .filter(|(_, g)| g.deadline <= now)
@@ -415,7 +342,7 @@ impl Bridge {
             .collect();
         for number in late {
             let startup = self.limits.startup_timeout;
-            if let Some(gather) = self.gathers.get_mut(&number) {
+            if let Some(gather) = self.above.gathers.get_mut(&number) {
                 let wait = gather.finish.wait(startup).as_secs();
                 let why = format!("no answer within {wait} s");
                 let late = std::mem::take(&mut gather.waiting);
@@ -434,10 +361,10 @@ impl Bridge {
                         key: gather.key,
                         first_pages,
                     };
-                    if self.late.len() >= MAX_LATE {
-                        self.late.pop_first();
+                    if self.above.late.len() >= MAX_LATE {
+                        self.above.late.pop_first();
                     }
-                    self.late.insert(number, notice);
+                    self.above.late.insert(number, notice);
                 }
                 // A list read in part is no list: its pages so far go.
                 gather.parts.retain(|(server, _)| !late.contains(server));
@@ -454,7 +381,7 @@ impl Bridge {
     /// told the list changed (once: a server later still is waited for
     /// again when the client lists).
     fn late_part(&mut self, number: u64, answered: Answered) {
-        let Some(late) = self.late.remove(&number) else {
+        let Some(late) = self.above.late.remove(&number) else {
             return;
         };
         let listed = answered
@@ -472,7 +399,7 @@ impl Bridge {
 
     /// When the earliest listing gives up on its slowest server.
     pub(super) fn gathers_deadline(&self) -> Option<Instant> {
-        self.gathers.values().map(|g| g.deadline).min()
+        self.above.gathers.values().map(|g| g.deadline).min()
     }
 
     /// Every server is done: the gather's [`Finish`]. Whether `asker`
@@ -483,7 +410,7 @@ impl Bridge {
         asker: Option<(ChildId, ClientId)>,
         now: Instant,
     ) -> bool {
-        let Some(mut done) = self.gathers.remove(&number) else {
+        let Some(mut done) = self.above.gathers.remove(&number) else {
             return false;
         };
         let order = |server: &str| self.specs.iter().position(|s| s.name == server);
@@ -519,7 +446,7 @@ impl Bridge {
                     (true, _) => {
                         return self.call_listed(asker, done.to, &server, tool, arguments, now)
                     }
-                    (false, Some((_, why))) => super::common::error(502, why),
+                    (false, Some((_, why))) => crate::bridge::common::error(502, why),
                     (false, None) => super::openapi::no_such_tool(&server, &tool),
                 }
             }

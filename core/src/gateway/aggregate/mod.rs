@@ -38,17 +38,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::common::{progress_token, stateless_answer, Pending, Reply, Transport};
-use super::gather::{Finish, Source};
-use super::registry::Bridge;
-use super::{ChildId, ClientId};
+use super::listing::{Finish, Page, Source};
+use super::Bridge;
+use crate::bridge::common::{progress_token, stateless_answer, Pending, Reply, Transport};
+use crate::bridge::{ChildId, ClientId, BRIDGE, SERVER_ERROR};
 use crate::http::Response;
 use crate::mcp::{self, Message};
 use crate::provider::RequestId;
-
-/// An aggregate session's "child": the bridge itself answers it (no
-/// process ever has this id: children are numbered from 1).
-pub(super) const BRIDGE: ChildId = ChildId(0);
 
 /// MCP's "resource not found".
 const RESOURCE_NOT_FOUND: i64 = -32002;
@@ -68,15 +64,6 @@ pub(super) struct Fan {
     next_ask: u64,
 }
 
-/// A page of the aggregate listing being gathered: whom to answer, how.
-pub(super) struct Page {
-    id: Value,
-    method: String,
-    /// The session listing; none for a stateless request, answered in
-    /// the stateless revision's shape.
-    pub(super) session: Option<String>,
-}
-
 impl Bridge {
     /// An `initialize` at `/mcp`: a new aggregate session, answered by the
     /// bridge (what the servers offer is learned when it is asked for).
@@ -92,7 +79,7 @@ impl Bridge {
             "serverInfo": server_info(),
             "instructions": self.instructions(),
         });
-        self.fans.insert(
+        self.above.fans.insert(
             session.clone(),
             Fan {
                 init: params,
@@ -126,7 +113,7 @@ impl Bridge {
                 self.respond(to, Response::full(202, "application/json", Bytes::new()));
                 let asked = id
                     .as_u64()
-                    .and_then(|n| self.fans.get_mut(session)?.asks.remove(&n));
+                    .and_then(|n| self.above.fans.get_mut(session)?.asks.remove(&n));
                 if let Some((child, client, id)) = asked {
                     let answer = Message::Response { id, outcome };
                     self.forward(child, client, answer, None, now);
@@ -177,7 +164,7 @@ impl Bridge {
             "resources/templates/list" => "resourceTemplates",
             "logging/setLevel" => {
                 if let Some(session) = session {
-                    if let Some(fan) = self.fans.get_mut(session) {
+                    if let Some(fan) = self.above.fans.get_mut(session) {
                         fan.level = Some(params.clone());
                     }
                     self.ask_every_member(to, session, &method, &params, now);
@@ -269,7 +256,7 @@ impl Bridge {
         let (child, client) = match self.member(to, session, spec, now) {
             Ok(member) => member,
             Err(why) => {
-                let answer = mcp::error(&id, super::SERVER_ERROR, &why, None);
+                let answer = mcp::error(&id, SERVER_ERROR, &why, None);
                 return self.respond(to, Response::json(200, answer));
             }
         };
@@ -312,14 +299,14 @@ impl Bridge {
             }
         };
         let full = field.as_str().unwrap_or_default().to_owned();
-        let sep = self.names.separator().to_owned();
+        let sep = self.above.names.separator().to_owned();
         let unknown = |why: String| {
             (
                 mcp::INVALID_PARAMS,
                 format!("Unknown {what}: {full} ({why})"),
             )
         };
-        let Some((server, own)) = self.names.split(&full) else {
+        let Some((server, own)) = self.above.names.split(&full) else {
             return Err(unknown(format!("names here are SERVER{sep}NAME")));
         };
         let Some(spec) = self.aggregated_spec(server) else {
@@ -354,7 +341,7 @@ impl Bridge {
         configured
             .or_else(|| {
                 let order = self.aggregated_names();
-                let server = self.owners.owner(uri, &order)?;
+                let server = self.above.owners.owner(uri, &order)?;
                 self.aggregated_spec(server)
             })
             .or(only)
@@ -367,7 +354,7 @@ impl Bridge {
     /// A notification from an aggregate session's client: a cancel goes
     /// to the member that has the call, a roots change to every member.
     fn aggregate_notification(&mut self, session: &str, method: &str, params: Value, now: Instant) {
-        let Some(fan) = self.fans.get(session) else {
+        let Some(fan) = self.above.fans.get(session) else {
             return;
         };
         let members: Vec<(ChildId, ClientId)> = match method {
@@ -404,6 +391,7 @@ impl Bridge {
         now: Instant,
     ) {
         let members: Vec<(ChildId, ClientId)> = self
+            .above
             .fans
             .get(session)
             .map(|fan| fan.members.values().copied().collect())
@@ -423,7 +411,7 @@ impl Bridge {
         now: Instant,
     ) -> Result<(ChildId, ClientId), String> {
         let server = self.specs[spec].name.clone();
-        let fan = self.fans.get(session).ok_or("the session ended")?;
+        let fan = self.above.fans.get(session).ok_or("the session ended")?;
         if let Some(&member) = fan.members.get(&server) {
             if self.children.contains_key(&member.0) {
                 return Ok(member);
@@ -438,7 +426,7 @@ impl Bridge {
             .get_mut(&child)
             .map(|c| c.open_client(now))
             .ok_or("the server has no child")?;
-        if let Some(fan) = self.fans.get_mut(session) {
+        if let Some(fan) = self.above.fans.get_mut(session) {
             fan.members.insert(server, (child, client));
         }
         self.by_client.insert((child, client), session.to_owned());
@@ -493,9 +481,10 @@ impl Bridge {
             return Some(message);
         };
         let cap = self.limits.max_in_flight;
-        let fan = self.fans.get_mut(session)?;
+        let fan = self.above.fans.get_mut(session)?;
         if fan.asks.len() >= cap {
-            let error = json!({"code": super::SERVER_ERROR, "message": "too many requests wait for this client"});
+            let error =
+                json!({"code": SERVER_ERROR, "message": "too many requests wait for this client"});
             let refusal = Message::Response {
                 id,
                 outcome: Err(error),
@@ -511,7 +500,7 @@ impl Bridge {
 
     /// The members of an ended aggregate session.
     pub(super) fn end_fan(&mut self, session: &str) -> Vec<(ChildId, ClientId)> {
-        let fan = self.fans.remove(session);
+        let fan = self.above.fans.remove(session);
         fan.map(|f| f.members.into_values().collect())
             .unwrap_or_default()
     }
@@ -520,10 +509,12 @@ impl Bridge {
     /// member there and is told its lists changed; the resources it
     /// claimed are no longer its.
     pub(super) fn drop_members(&mut self, server: &str, now: Instant) {
-        self.listings.retain(|(listed, _), _| listed != server);
-        self.owners.forget(server);
+        self.above
+            .listings
+            .retain(|(listed, _), _| listed != server);
+        self.above.owners.forget(server);
         let mut dropped = Vec::new();
-        for (session, fan) in &mut self.fans {
+        for (session, fan) in &mut self.above.fans {
             if let Some(member) = fan.members.remove(server) {
                 fan.asks.retain(|_, (c, k, _)| (*c, *k) != member);
                 dropped.push((session.clone(), member));
@@ -538,7 +529,7 @@ impl Bridge {
 
     /// Every aggregate session is told the servers behind it changed.
     pub(super) fn aggregates_changed(&mut self) {
-        let sessions: Vec<String> = self.fans.keys().cloned().collect();
+        let sessions: Vec<String> = self.above.fans.keys().cloned().collect();
         for session in sessions {
             self.lists_changed(&session);
         }
@@ -616,8 +607,8 @@ impl Bridge {
             "tools" | "prompts" => {
                 let own = entry["name"].as_str().unwrap_or_default();
                 let named = match key {
-                    "tools" => self.names.tool(server, own),
-                    _ => Some(self.names.prompt(server, own)),
+                    "tools" => self.above.names.tool(server, own),
+                    _ => Some(self.above.names.prompt(server, own)),
                 };
                 let Some(named) = named else {
                     tracing::warn!(
@@ -631,12 +622,12 @@ impl Bridge {
             }
             "resources" => {
                 if let Some(uri) = entry["uri"].as_str() {
-                    self.owners.learn_uri(server, uri, order);
+                    self.above.owners.learn_uri(server, uri, order);
                 }
             }
             _ => {
                 if let Some(template) = entry["uriTemplate"].as_str() {
-                    self.owners.learn_template(server, template);
+                    self.above.owners.learn_template(server, template);
                 }
             }
         }
@@ -647,7 +638,7 @@ impl Bridge {
     /// every one whose name can be a prefix ([`names::Names::fits`]).
     fn aggregated(&self) -> Vec<usize> {
         (0..self.specs.len())
-            .filter(|&spec| self.names.fits(&self.specs[spec].name))
+            .filter(|&spec| self.above.names.fits(&self.specs[spec].name))
             .collect()
     }
 
@@ -659,13 +650,13 @@ impl Bridge {
 
     fn aggregated_spec(&self, server: &str) -> Option<usize> {
         let spec = self.specs.iter().position(|s| s.name == server)?;
-        self.names.fits(server).then_some(spec)
+        self.above.names.fits(server).then_some(spec)
     }
 
     /// What the endpoint tells a client about itself.
     fn instructions(&self) -> String {
         let servers = self.aggregated_names();
-        let sep = self.names.separator();
+        let sep = self.above.names.separator();
         format!(
             "Every MCP server this bridge serves, at once: {}. Tools and prompts are named SERVER{sep}NAME.",
             if servers.is_empty() { "none yet".to_owned() } else { servers.join(", ") }

@@ -21,8 +21,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Instant;
 
-use super::registry::Bridge;
-use super::{bad_server_name, Limits, ServerSpec};
+use super::Bridge;
+use crate::bridge::{bad_server_name, Limits, ServerSpec};
 
 /// What a new configuration changed, by server name, each list in the
 /// order the configuration (or, for `removed`, the bridge) lists them.
@@ -181,8 +181,8 @@ mod tests {
     use bytes::Bytes;
     use serde_json::{json, Value};
 
-    use super::super::{BridgeOutput, ChildId, Routed, Share, StopSignal};
     use super::*;
+    use crate::bridge::{BridgeOutput, ChildId, Routed, Share, StopSignal};
     use crate::http::{Body, Request};
     use crate::provider::{ConnId, Output};
 
@@ -429,7 +429,7 @@ mod tests {
                 };
                 let answer: Value = serde_json::from_slice(bytes).expect("JSON");
                 assert_eq!(answer["id"], 7);
-                assert_eq!(answer["error"]["code"], super::super::SERVER_ERROR);
+                assert_eq!(answer["error"]["code"], crate::bridge::SERVER_ERROR);
             }
             other => panic!("{other:?}"),
         }

@@ -29,11 +29,11 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use super::common::{error, missed, result_or_error, Reply};
-use super::gather::Finish;
-use super::registry::Bridge;
-use super::routes::Miss;
-use super::{ChildId, ClientId};
+use super::listing::Finish;
+use super::Bridge;
+use crate::bridge::common::{error, missed, result_or_error, Reply};
+use crate::bridge::routes::Miss;
+use crate::bridge::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp;
 use crate::provider::RequestId;
@@ -568,9 +568,9 @@ fn rebase(schema: &Value, base: &str) -> Value {
 mod tests {
     use bytes::Bytes;
 
-    use super::super::rig::{answered, status, Rig};
-    use super::super::{filter::ToolFilter, ChildId, Limits, ServerSpec};
     use super::*;
+    use crate::bridge::rig::{answered, status, Rig};
+    use crate::bridge::{filter::ToolFilter, ChildId, Limits, ServerSpec};
     use crate::provider::Output;
 
     fn echo() -> Value {
@@ -749,7 +749,7 @@ mod tests {
             };
             let target = format!("/tools/s/{segment}");
             let request = Request::new("POST", &target, vec![], Bytes::new()).unwrap();
-            let found = super::super::routes::find("POST", request.path())
+            let found = crate::bridge::routes::find("POST", request.path())
                 .ok()
                 .unwrap();
             assert_eq!(found.params.first(), Some(&"s"));
@@ -920,7 +920,7 @@ mod tests {
 
     #[test]
     fn a_server_that_pages_without_end_is_read_up_to_the_cap() {
-        use super::super::gather::MAX_PAGES;
+        use super::super::listing::MAX_PAGES;
         let mut rig = rig();
         let echo = ChildId(1);
         rig.request("GET", "/openapi/echo.json", vec![], Bytes::new());
@@ -975,7 +975,7 @@ mod tests {
         // The server's errors: arguments it refused 400, the rest 502.
         for (code, expected) in [
             (mcp::INVALID_PARAMS, 400),
-            (super::super::SERVER_ERROR, 502),
+            (crate::bridge::SERVER_ERROR, 502),
         ] {
             // The list read above is kept: the call is made at once.
             post(&mut rig, "/tools/echo/read", r#"{"n": "x"}"#);

@@ -36,7 +36,7 @@ pub(super) const MAX_CONFLICTS_LOGGED: usize = 1024;
 
 /// What each server claims, by server name.
 #[derive(Default)]
-pub(in crate::bridge) struct Owners {
+pub(in crate::gateway) struct Owners {
     claims: BTreeMap<String, Claims>,
     /// The conflicts logged: a URI and the server that lost it.
     logged: BTreeSet<(String, String)>,
@@ -133,7 +133,7 @@ impl Owners {
     }
 
     /// Server `server` is gone: what it claimed goes with it.
-    pub(in crate::bridge) fn forget(&mut self, server: &str) {
+    pub(in crate::gateway) fn forget(&mut self, server: &str) {
         self.claims.remove(server);
         self.logged.retain(|(_, loser)| loser != server);
     }

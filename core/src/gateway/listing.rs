@@ -1,0 +1,97 @@
+//! What a listing asked of several servers at once is for, below the
+//! gather that asks it (`gather.rs`) and the endpoints that finish it
+//! (`aggregate/`, `openapi.rs`): where each part is asked ([`Source`]),
+//! how the parts become the answer ([`Finish`]), and how long and how far
+//! a listing reads.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::bridge::{ChildId, ClientId};
+
+/// How long a listing waits for its slowest server before it is sent
+/// without that server's part.
+pub(super) const LISTING_WAIT: Duration = Duration::from_secs(5);
+
+/// Pages of one server's list read at most, and bytes of their JSON: a
+/// server still offering more past either is taken at its word so far
+/// (and logged).
+pub(super) const MAX_PAGES: usize = 32;
+
+/// Where one server's part is asked.
+pub(super) struct Source {
+    pub(super) server: String,
+    pub(super) child: ChildId,
+    pub(super) client: ClientId,
+    /// A client made for this listing alone: it ends with its answer.
+    pub(super) ephemeral: bool,
+    /// The `…/list` request's params for this server (its own cursor).
+    pub(super) params: Value,
+}
+
+/// How the parts become the answer.
+pub(super) enum Finish {
+    /// The REST API's: every entry tagged with its `server`, the servers
+    /// that could not answer named under `unavailable`.
+    Tagged,
+    /// A page of the aggregate endpoint's listing.
+    Merged(Page),
+    /// The OpenAPI document of the tools, of `server` alone when named.
+    Document { server: Option<String> },
+    /// A call of `tool` with `arguments`, made once the tool is seen in
+    /// `server`'s list; a tool not there is a 404.
+    Call {
+        server: String,
+        tool: String,
+        arguments: Value,
+    },
+}
+
+impl Finish {
+    /// Whether a server's next page is wanted, given its `entries` so far.
+    pub(super) fn wants_more(&self, entries: &[Value]) -> bool {
+        match self {
+            Finish::Tagged | Finish::Merged(_) => false,
+            Finish::Document { .. } => true,
+            Finish::Call { tool, .. } => !listed(entries, tool),
+        }
+    }
+
+    /// What a server that cannot answer is left out of, for the log.
+    pub(super) fn what(&self) -> &'static str {
+        match self {
+            Finish::Tagged | Finish::Merged(_) => "a listing of several servers",
+            Finish::Document { .. } => "the OpenAPI document",
+            Finish::Call { .. } => "an OpenAPI tool call",
+        }
+    }
+
+    /// How long the gather waits for its slowest server: a call waits as
+    /// long as its server may take to start, since it has no other.
+    pub(super) fn wait(&self, startup: Duration) -> Duration {
+        match self {
+            Finish::Call { .. } => startup.max(LISTING_WAIT),
+            _ => LISTING_WAIT,
+        }
+    }
+}
+
+/// Whether a tool called `tool` is among `entries`.
+pub(super) fn listed(entries: &[Value], tool: &str) -> bool {
+    entries.iter().any(|entry| entry["name"] == tool)
+}
+
+/// The entries of `key` in a server's answer.
+pub(super) fn entries<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
+    answer["result"][key].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// A page of the aggregate listing being gathered: whom to answer, how.
+pub(super) struct Page {
+    pub(super) id: Value,
+    pub(super) method: String,
+    /// The session listing; none for a stateless request, answered in
+    /// the stateless revision's shape.
+    pub(super) session: Option<String>,
+}
