@@ -5,6 +5,7 @@ an agent written in the application. Driven with the official `openai` and
 `anthropic` clients, as an editor would."""
 
 import asyncio
+import http.client
 import re
 import socket
 import subprocess
@@ -225,3 +226,23 @@ def test_r3_6_a_50_mb_body_gets_413_without_stalling_others(app, path):
     reply = client.chat.completions.create(model="shout", messages=[{"role": "user", "content": "after"}])
     assert reply.choices[0].message.content == "AFTER"
     assert hello(app) == b"hello from the application\n"
+
+
+def test_r3_6_one_kept_alive_connection_reaches_both_the_application_and_the_provider(app):
+    """R3-6: routing is per request: one kept-alive connection gets the
+    application's page and the provider's routes in turn."""
+    conn = http.client.HTTPConnection("127.0.0.1", port_of(app), timeout=10)
+    conn.connect()
+    first = conn.sock
+    try:
+        for _ in range(3):
+            conn.request("GET", "/v1/models", headers={"Authorization": "Bearer sk-app"})
+            models = conn.getresponse()
+            assert models.status == 200
+            assert b'"shout"' in models.read()
+            conn.request("GET", "/hello")
+            page = conn.getresponse()
+            assert (page.status, page.read()) == (200, b"hello from the application\n")
+        assert conn.sock is first  # The same connection throughout.
+    finally:
+        conn.close()
