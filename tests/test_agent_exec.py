@@ -153,7 +153,7 @@ def test_the_prompt_goes_into_a_templated_argument(server, exec_agent):
 
 def test_a_prompt_too_long_for_an_argument_is_a_400_saying_so(server, exec_agent):
     # Linux refuses a single argument over 128 KiB; a command that takes
-    # its prompt as one (cursor-agent, or a user's own) must say why, in
+    # its prompt as one (a user's own `{prompt}`) must say why, in
     # the code clients know for "shorten the conversation".
     exec_agent("say", "--", "printf", "[%s]", "{prompt}")
     c = client(server)

@@ -655,3 +655,48 @@ def test_an_editor_message_is_never_an_option_of_qwen(server, exec_agent, tmp_pa
             said = json.dumps([m["content"] for m in messages if m["role"] == "user"])
             assert json.dumps(prompt)[1:-1] in said, (prompt[:40], said[-200:])
     no_cli_left(tmp_path, agent)
+
+
+def cursor_setup(home):
+    """The fake cursor-agent (tests/fixtures/exec/fake-cursor-agent.py) as
+    `cursor-agent` on PATH, recording its runs in `home`/runs.jsonl: the
+    environment and arguments for `start`, and the record's path."""
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "cursor-agent"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FIXTURES / "fake-cursor-agent.py"}" "$@"\n')
+    wrapper.chmod(0o755)
+    record = home / "runs.jsonl"
+    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "HOME": str(home), "FAKE_CURSOR_RECORD": str(record)}
+    return (env, []), record
+
+
+def cursor_runs(record):
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def test_r3_cursor_an_option_like_message_reaches_cursor_agent_as_its_prompt(server, exec_agent, tmp_path):
+    """Messages that look like cursor-agent's options (`--version` would
+    print its version) reach it as its prompt, on stdin, and never among
+    its arguments: how a CLI reads `--` is its own affair."""
+    setup, record = cursor_setup(tmp_path)
+    model, agent = start(exec_agent, "cursor-agent", tmp_path, setup)
+    for prompt in OPTION_LIKE:
+        pieces, _ = streamed(server, model, prompt)
+        assert "".join(pieces) == f"Heard {len(prompt.encode())} bytes.", (prompt, pieces)
+        run = cursor_runs(record)[-1]
+        assert run["prompt"] == prompt
+        assert prompt not in run["argv"], run["argv"]
+    no_cli_left(tmp_path, agent)
+
+
+def test_r3_cursor_a_200_kb_prompt_starts_cursor_agent(server, exec_agent, tmp_path):
+    """A message longer than one argument may be (128 KiB on Linux) starts
+    cursor-agent, which hears all of it, and the editor gets its answer."""
+    setup, record = cursor_setup(tmp_path)
+    model, agent = start(exec_agent, "cursor-agent", tmp_path, setup)
+    assert len(LONG_PROMPT) >= 200_000
+    pieces, _ = streamed(server, model, LONG_PROMPT)
+    assert "".join(pieces) == f"Heard {len(LONG_PROMPT)} bytes."
+    assert [run["prompt"] == LONG_PROMPT for run in cursor_runs(record)] == [True]
+    no_cli_left(tmp_path, agent)

@@ -367,11 +367,14 @@ def test_editors_that_never_return_make_room_at_the_cap(server, exec_agent, tmp_
 
 
 def test_an_edited_chat_ends_the_waiting_cli_and_is_answered(server, exec_agent, tmp_path, fake):
+    """The chat's last message edited (the conversation before it kept):
+    the CLI waiting for the call's result is ended at once."""
     s = Setup(server, exec_agent, tmp_path, fake, "--tool-wait-secs", "300")
     client = s.openai()
-    first = client.chat.completions.create(model=s.model, messages=ASK, tools=[WEATHER])
+    earlier = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    first = client.chat.completions.create(model=s.model, messages=[*earlier, *ASK], tools=[WEATHER])
     assert first.choices[0].finish_reason == "tool_calls"
-    edited = [{"role": "user", "content": "What is the weather in Bergen?"}]
+    edited = [*earlier, {"role": "user", "content": "What is the weather in Bergen?"}]
     again = client.chat.completions.create(model=s.model, messages=edited, tools=[WEATHER])
     assert again.choices[0].finish_reason == "tool_calls"
     assert spawns(s.count) == 2

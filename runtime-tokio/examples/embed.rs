@@ -5,9 +5,10 @@
 //! to OpenAI with base URL `http://127.0.0.1:8790/v1`, API key `sk-app`
 //! and model `shout`.
 
-use mcp_provider_tokio::{Agent, Config, Provider, Reply, Request};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use mcp_provider_tokio::{Agent, Config, HttpRequest, HttpResponse, Provider, Reply, Request};
+use tokio::net::TcpListener;
 
 /// The application's agent: answers in capitals, a word at a time.
 struct Shout;
@@ -22,14 +23,10 @@ impl Agent for Shout {
     }
 }
 
-/// The application's own route.
-async fn hello(mut stream: TcpStream) {
-    let body = "hello from the application\n";
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all((head + body).as_bytes()).await;
+/// The application's own route; `None` leaves a request to the provider.
+fn hello(request: &HttpRequest) -> Option<HttpResponse> {
+    (request.method == "GET" && request.path() == "/hello")
+        .then(|| HttpResponse::full(200, "text/plain", "hello from the application\n"))
 }
 
 #[tokio::main]
@@ -37,18 +34,12 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:8790".into());
     let listener = TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    let provider = Provider::start(Config::new(&["sk-app"], "app-bridge-token"));
+    let mut config = Config::new(&["sk-app"], "app-bridge-token");
+    // A connection has this long to send a whole request, or is closed.
+    config.http.idle_timeout = Duration::from_secs(10);
+    let provider = Provider::start(config).with_max_connections(1000);
     provider.add_agent("shout", &["shout"], Shout);
-    loop {
-        let (stream, _) = listener.accept().await?;
-        // Route on the request line: the application's page, or the provider.
-        let mut start = [0u8; 10];
-        let read = stream.peek(&mut start).await.unwrap_or(0);
-        if start.get(..read) == Some(b"GET /hello".as_slice()) {
-            tokio::spawn(hello(stream));
-        } else {
-            let provider = provider.clone();
-            tokio::spawn(async move { provider.serve(stream).await });
-        }
-    }
+    // Each connection in a task of its own, under the provider's caps.
+    provider.serve_on(listener, hello).await;
+    Ok(())
 }

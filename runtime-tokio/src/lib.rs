@@ -7,8 +7,11 @@
 //! and none may be added here.
 //!
 //! To embed the provider, start a [`Provider`] on the application's runtime,
-//! hand it the connections that are its own ([`Provider::serve`]), and
-//! answer editors with an [`Agent`] ([`Provider::add_agent`]); the crate's
+//! answer editors with an [`Agent`] ([`Provider::add_agent`]), and serve a
+//! listener with [`Provider::serve_on`]: the provider's own server, with
+//! its caps, where a function of the application answers the requests
+//! that are its own. An application that accepts connections itself hands
+//! the provider its own with [`Provider::serve`]. The crate's
 //! `examples/embed.rs` is a whole application. Build with
 //! `default-features = false` to leave the command line out.
 
@@ -20,7 +23,7 @@ mod host;
 mod remote;
 mod server;
 
-pub use embed::{Agent, Config, Message, Provider, Reply, Request};
+pub use embed::{Agent, Config, HttpRequest, HttpResponse, Message, Provider, Reply, Request};
 
 use mcp_provider_kit::exec::RemoteExec;
 use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, Runtime};

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::TcpListener as StdListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_tungstenite::tokio::TokioAdapter;
@@ -12,10 +13,10 @@ use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 use mcp_provider_core::backlog::Backlog;
-use mcp_provider_core::http::ServerConn;
+use mcp_provider_core::http::{HttpError, Request, Response, ServerConn};
 use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
-use mcp_provider_kit::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
+use mcp_provider_kit::admission::{Admission, Admitted, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_kit::audit::AuditSink;
 use mcp_provider_kit::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
 use mcp_provider_kit::hub::{Hub, Peer};
@@ -29,6 +30,11 @@ pub use mcp_provider_kit::task_link::{Mail, Shared};
 
 /// A WebSocket over a tokio TCP stream.
 pub type Ws = WebSocketStream<TokioAdapter<TcpStream>>;
+
+/// Requests an embedding application answers itself: each request is
+/// offered to it before the provider, and those it answers (`Some`) are
+/// its own.
+pub type AppRoutes = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
 
 /// Starts the provider and its timer on the current tokio runtime.
 pub fn start(config: Config, audit: Option<AuditSink>) -> Shared {
@@ -47,7 +53,7 @@ pub fn serve(
     listeners: Vec<StdListener>,
     limits: ConnLimits,
 ) -> std::io::Result<()> {
-    let admission = Admission::new(limits.max_connections);
+    let gate = Gate::new(limits.max_connections);
     for listener in listeners {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
@@ -55,38 +61,34 @@ pub fn serve(
             shared.clone(),
             listener,
             limits,
-            admission.clone(),
+            gate.clone(),
+            None,
         ));
     }
     Ok(())
 }
 
-async fn accept_loop(
+/// Accepts connections for as long as the process runs, each served in a
+/// task of its own once `gate` admits it; `app` answers the requests it
+/// claims.
+pub async fn accept_loop(
     shared: Shared,
     listener: TcpListener,
     limits: ConnLimits,
-    admission: Admission,
+    gate: Gate,
+    app: Option<AppRoutes>,
 ) {
     let mut last_warning = None;
-    let refusals = Admission::new(REFUSALS_HELD);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let Some(admitted) = admission.admit() else {
-                    // Past the cap of held refusals, the socket just closes.
-                    if let Some(held) = refusals.admit() {
-                        tokio::spawn(async move {
-                            let _held = held;
-                            refuse(stream).await;
-                        });
-                    }
+                let Some((stream, admitted)) = gate.admit(stream) else {
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
+                let (shared, app) = (shared.clone(), app.clone());
                 tokio::spawn(async move {
                     let _open = admitted;
-                    connection(shared, stream, limits).await;
+                    connection(shared, stream, limits, app.as_ref()).await;
                 });
             }
             Err(e) => {
@@ -100,6 +102,38 @@ async fn accept_loop(
                 sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// The connection cap, and the refusals held open past it; clones share
+/// both.
+#[derive(Clone)]
+pub struct Gate {
+    open: Admission,
+    refusals: Admission,
+}
+
+impl Gate {
+    pub fn new(max_connections: usize) -> Self {
+        Gate {
+            open: Admission::new(max_connections),
+            refusals: Admission::new(REFUSALS_HELD),
+        }
+    }
+
+    /// Counts `stream` in, or answers it 503 in a task of its own and
+    /// returns `None` (past [`REFUSALS_HELD`], just closes it).
+    pub fn admit(&self, stream: TcpStream) -> Option<(TcpStream, Admitted)> {
+        if let Some(admitted) = self.open.admit() {
+            return Some((stream, admitted));
+        }
+        if let Some(held) = self.refusals.admit() {
+            tokio::spawn(async move {
+                let _held = held;
+                refuse(stream).await;
+            });
+        }
+        None
     }
 }
 
@@ -147,8 +181,15 @@ async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> 
 }
 
 /// One editor connection: requests in, responses out; may become an agent
-/// link by WebSocket upgrade.
-pub async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimits) {
+/// link by WebSocket upgrade. The requests `app` claims are answered here,
+/// in turn with the provider's.
+pub async fn connection(
+    shared: Shared,
+    mut stream: TcpStream,
+    limits: ConnLimits,
+    app: Option<&AppRoutes>,
+) {
+    let _ = stream.set_nodelay(true);
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
     let mut http = ServerConn::new(limits.http, Instant::now());
@@ -188,7 +229,7 @@ pub async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimit
                 // answered, and handed on first, as blocking does.
                 eof = true;
                 http.handle_eof();
-                shared.pump(id, || http.poll_request());
+                shared.pump(id, || next_request(&mut http, app, &mut out));
                 shared.peer_shut(id);
             }
             Event::TimedOut if http.poll_timeout().is_none_or(|at| at > Instant::now()) => {
@@ -213,7 +254,16 @@ pub async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimit
                 shared.written(id, &backlog, carried);
             }
         }
-        if !shared.pump(id, || http.poll_request()).handled {
+        let pumped = shared.pump(id, || next_request(&mut http, app, &mut out));
+        if !out.is_empty() {
+            // The application answered requests of its own.
+            if !write_within(&mut stream, &out, limits.read_timeout).await {
+                break None;
+            }
+            out.clear();
+            http.handle_written(Instant::now());
+        }
+        if !pumped.handled {
             // Nothing handed on: an `Expect: 100-continue` may want its
             // interim answer.
             if let Some(interim) = http.poll_interim() {
@@ -244,6 +294,27 @@ pub async fn connection(shared: Shared, mut stream: TcpStream, limits: ConnLimit
         let _ = stream.shutdown().await;
     }
     drop(attached);
+}
+
+/// The next request for the provider; those `app` claims before it are
+/// answered into `out` on the way (a streamed answer ends at once, empty).
+fn next_request(
+    http: &mut ServerConn,
+    app: Option<&AppRoutes>,
+    out: &mut BytesMut,
+) -> Result<Option<Request>, HttpError> {
+    loop {
+        let Some(request) = http.poll_request()? else {
+            return Ok(None);
+        };
+        match app.and_then(|app| app(&request)) {
+            Some(response) => {
+                http.encode_response(&response, out);
+                http.encode_end(out);
+            }
+            None => return Ok(Some(request)),
+        }
+    }
 }
 
 /// tokio's ways to yield and sleep, for the kit's agent link.

@@ -75,6 +75,7 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
     let body = parse_object(body)?;
     let model = validate::model(&body)?;
     let text_bytes = validate::messages(&body, limits)?;
+    tool_call_ids(&body)?;
     let mut parameters = sampling(&body, limits)?;
     if let Some(tools) = validate::tools(&body)? {
         parameters.insert("tools".into(), tools);
@@ -101,6 +102,24 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
         prompt_tokens: validate::tokens_for(text_bytes),
         echo,
     })
+}
+
+/// Each `tool` message names the call it answers, as OpenAI requires: a
+/// result without its call's id could answer any conversation's call of
+/// the same tool.
+fn tool_call_ids(body: &Map<String, Value>) -> Result<(), ApiError> {
+    let messages = body.get("messages").and_then(Value::as_array);
+    let messages = messages.map_or(&[][..], Vec::as_slice);
+    let missing = messages
+        .iter()
+        .position(|m| m["role"] == "tool" && !m["tool_call_id"].is_string());
+    match missing {
+        Some(i) => Err(ApiError::invalid_param(
+            &format!("messages[{i}].tool_call_id"),
+            "Missing parameter 'tool_call_id': messages with role 'tool' must have a 'tool_call_id'.",
+        )),
+        None => Ok(()),
+    }
 }
 
 pub fn parse_completion(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
@@ -568,6 +587,17 @@ mod tests {
             base(json!({"messages": []})).param.as_deref(),
             Some("messages")
         );
+        let unanswerable = base(json!({"messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "content": "rain"}]}));
+        assert_eq!(unanswerable.status, 400);
+        assert_eq!(
+            unanswerable.param.as_deref(),
+            Some("messages[2].tool_call_id")
+        );
+        assert!(unanswerable.message.contains("'tool_call_id'"));
         assert_eq!(base(json!({"model": 5})).param.as_deref(), Some("model"));
         assert_eq!(
             base(json!({"stream": "yes"})).param.as_deref(),

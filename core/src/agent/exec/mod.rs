@@ -41,7 +41,7 @@ use link::{Asked, Link, LinkId, LinkOutput};
 use output::{Event, OutputFormat};
 use preset::{Format, Preset, MAX_ARGUMENT, SESSION};
 use round::Round;
-use tools::{Given, Offer, Results};
+use tools::{Chat, Given, Offer, Results};
 
 /// The most of a run's stderr kept for its error message.
 pub const STDERR_TAIL: usize = 2048;
@@ -300,8 +300,10 @@ impl ExecAgent {
     }
 
     /// A request whose history ends with the results a parked run waits
-    /// for goes to that run: its MCP calls are answered and what its CLI
-    /// does next is this request's answer.
+    /// for, in that run's conversation, goes to that run: its MCP calls are
+    /// answered and what its CLI does next is this request's answer. The
+    /// run's conversation is now this request's (its next results follow
+    /// these messages).
     fn resume_waiting(&mut self, invoke: &str, payload: &Value, now: Instant) -> bool {
         let Some(results) = Results::of(payload) else {
             return false;
@@ -311,7 +313,8 @@ impl ExecAgent {
                 .round
                 .as_mut()
                 .filter(|r| r.parked() && !state.settled)?;
-            let answers = results.answers(&round.given())?;
+            let answers = results.answers(&round.given(), &round.offer.chat)?;
+            round.offer.chat = results.chat.clone();
             Some((run, round.answer(answers)))
         });
         let Some((run, replies)) = found else {
@@ -336,13 +339,14 @@ impl ExecAgent {
         true
     }
 
-    /// A new request of a chat (not the results) means the editor will
-    /// not send the results a run of that chat waits for: the chat was
-    /// edited or started over. That run is ended.
-    fn end_waiting_in(&mut self, chat: &[u8; 32]) {
+    /// A new request of a conversation (not the results) means the editor
+    /// will not send the results a run of that conversation waits for: it
+    /// was edited, regenerated or went on without them. That run is ended;
+    /// a run of another conversation of the same window is not.
+    fn end_waiting_in(&mut self, chat: &Chat) {
         for (&run, state) in self.runs.iter_mut() {
             let waiting = state.round.as_ref().filter(|r| r.parked());
-            if !state.settled && waiting.is_some_and(|r| &r.offer.chat == chat) {
+            if !state.settled && waiting.is_some_and(|r| r.offer.chat.same_conversation(chat)) {
                 state.settled = true;
                 self.actions.push_back(Action::Kill { run });
             }

@@ -107,13 +107,14 @@ impl Preset {
     }
 
     /// The command line, with `extra` arguments (the user's, after `--`)
-    /// before the prompt's place. Every CLI that reads a prompt from stdin
-    /// gets it there (claude, codex, and qwen and gemini, which take piped
-    /// stdin as the prompt when `-p` is not given): an editor's message can
-    /// then never be read as one of the CLI's options (`--version`,
-    /// `--yolo`), and its length is not limited by the OS's for one
-    /// argument (128 KiB on Linux). cursor-agent takes it as its last
-    /// argument, behind the end-of-options marker `--`.
+    /// before the prompt's place. Every preset's CLI gets its prompt on
+    /// stdin (claude and cursor-agent, whose `-p` reads piped stdin when no
+    /// prompt argument is given; codex, told so by `-`; qwen and gemini,
+    /// which take piped stdin as the prompt when `-p` is not given): an
+    /// editor's message can then never be read as one of the CLI's options
+    /// (`--version`, `--yolo`), whatever the CLI makes of `--`, and its
+    /// length is not limited by the OS's for one argument (128 KiB on
+    /// Linux).
     pub fn command(self, extra: &[String]) -> Vec<String> {
         self.command_with(extra, &[])
     }
@@ -154,7 +155,7 @@ impl Preset {
                     "stream-json",
                     "--stream-partial-output",
                 ],
-                &["--", PROMPT],
+                &[],
             ),
         };
         let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
@@ -206,9 +207,8 @@ mod tests {
         let codex = Preset::Codex.command(&extra);
         assert_eq!(codex.last().map(String::as_str), Some("-"));
         assert_eq!(codex[codex.len() - 3..codex.len() - 1], extra);
-        let (argv, stdin) = arguments(&Preset::CursorAgent.command(&extra), "--version");
-        assert_eq!(argv[argv.len() - 4..], ["--model", "o4", "--", "--version"]);
-        assert!(!stdin);
+        let cursor = Preset::CursorAgent.command(&extra);
+        assert_eq!(cursor[cursor.len() - 2..], extra);
         for preset in Preset::ALL {
             assert_eq!(Preset::from_name(preset.name()), Some(preset));
         }
@@ -231,21 +231,18 @@ mod tests {
     }
 
     #[test]
-    fn no_preset_but_cursor_agent_has_its_prompt_on_the_command_line() {
+    fn r3_cursor_no_preset_has_its_prompt_on_the_command_line() {
         // An editor's message is not a place for the CLI's options, and an
-        // argument is limited in length: every CLI that reads its prompt
-        // from stdin gets it there.
+        // argument is limited in length: every preset's CLI gets its prompt
+        // on stdin, resumed or not.
         for preset in Preset::ALL {
             let (argv, stdin) = arguments(&preset.command(&[]), "--version");
-            let resumed = preset.resume_command(&[]).map(|c| arguments(&c, "--yolo"));
-            if preset == Preset::CursorAgent {
-                assert_eq!(argv[argv.len() - 2..], ["--", "--version"]);
-                continue;
-            }
             assert!(stdin, "{preset:?}");
             assert!(!argv.iter().any(|a| a == "--version"), "{preset:?}");
-            let (argv, stdin) = resumed.unwrap();
-            assert!(stdin && !argv.iter().any(|a| a == "--yolo"), "{preset:?}");
+            if let Some(resume) = preset.resume_command(&[]) {
+                let (argv, stdin) = arguments(&resume, "--yolo");
+                assert!(stdin && !argv.iter().any(|a| a == "--yolo"), "{preset:?}");
+            }
         }
     }
 }

@@ -7,11 +7,12 @@
 //! history then ends with an assistant message holding the calls and one
 //! `tool` message per call. [`Results::of`] reads that ending, and
 //! [`Results::answers`] says whether it answers exactly the calls a run is
-//! waiting on.
+//! waiting on, in that run's own conversation ([`Chat`]).
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::conversation::{Key, Transcript};
 use crate::agent::echo::text_of;
 
 /// The MCP server's name in each CLI's configuration: claude shows its
@@ -26,10 +27,10 @@ pub struct Offer {
     /// What the prompt must say of the request's `tool_choice`, if
     /// anything: a CLI has no such setting.
     pub choice: Option<String>,
-    /// What tells a request of the same chat (and so of the same editor
-    /// window) from another: a request that is not a run's results ends
-    /// the run waiting in its chat.
-    pub chat: [u8; 32],
+    /// The conversation the request belongs to: a request of it that is
+    /// not a run's results ends the run waiting in it, and only results in
+    /// it answer the run.
+    pub chat: Chat,
 }
 
 impl Offer {
@@ -59,7 +60,7 @@ impl Offer {
             _ => None,
         };
         Some(Offer {
-            chat: chat_key(payload, &tools),
+            chat: Chat::of(payload),
             tools,
             choice,
         })
@@ -92,20 +93,64 @@ fn mcp_tool(tool: &Value) -> Option<Value> {
     Some(out)
 }
 
-/// The system text and the tools' names, hashed: what every request of
-/// one editor's agent-mode chat shares, whatever its messages.
-fn chat_key(payload: &Value, tools: &[Value]) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    let messages = payload["messages"].as_array().into_iter().flatten();
-    for message in messages.filter(|m| m["role"] == "system" || m["role"] == "developer") {
-        hash.update(text_of(&message["content"]).as_bytes());
-        hash.update([0]);
+/// What tells one conversation from another, hashed (a request's messages
+/// are never kept).
+///
+/// The history up to a call is what identifies the conversation the call
+/// was made in: results that carry no call id (Ollama's) answer a waiting
+/// run only when the messages before the calls are exactly the ones the
+/// run was asked with. Two conversations of one editor window share their
+/// system text and tools, so those alone never tell them apart; an edited
+/// or regenerated conversation keeps its opening (a first message edited
+/// looks like a new conversation, and its old run waits out its wait).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chat {
+    /// The system text and the tools' names: what every request of one
+    /// editor's agent-mode chat shares, whatever its messages.
+    pub setup: Key,
+    /// The messages up to and including the first that is not a system
+    /// message.
+    pub opening: Key,
+    /// Every message of the request: the results of a call its answer
+    /// makes come after exactly these.
+    pub history: Key,
+}
+
+impl Chat {
+    pub fn of(payload: &Value) -> Chat {
+        let messages = payload["messages"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        let system = |m: &Value| m["role"] == "system" || m["role"] == "developer";
+        let mut setup = Sha256::new();
+        for message in messages.iter().filter(|m| system(m)) {
+            setup.update(text_of(&message["content"]).as_bytes());
+            setup.update([0]);
+        }
+        let tools = payload["parameters"]["tools"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        for name in tools.filter_map(|t| t["function"]["name"].as_str()) {
+            setup.update(name.as_bytes());
+            setup.update([0x1e]);
+        }
+        let opened = messages
+            .iter()
+            .position(|m| !system(m))
+            .map_or(messages.len(), |first| first + 1);
+        Chat {
+            setup: setup.finalize().into(),
+            opening: Transcript::of(&messages[..opened]).key(),
+            history: Transcript::of(messages).key(),
+        }
     }
-    for tool in tools {
-        hash.update(tool["name"].as_str().unwrap_or_default().as_bytes());
-        hash.update([0x1e]);
+
+    /// Whether `other` is a request of this conversation (a later turn, an
+    /// edit or a regeneration of it), not merely of the same window.
+    pub fn same_conversation(&self, other: &Chat) -> bool {
+        self.setup == other.setup && self.opening == other.opening
     }
-    hash.finalize().into()
 }
 
 /// One result the editor sent.
@@ -125,6 +170,10 @@ pub struct Results {
     /// The last assistant message's calls: (id, name, arguments).
     pub calls: Vec<(String, String, Value)>,
     pub results: Vec<ToolResult>,
+    /// The conversation of the request that carries them.
+    pub chat: Chat,
+    /// The messages before the assistant message holding the calls.
+    pub before: Key,
 }
 
 /// A call a run made and the editor was given.
@@ -166,14 +215,22 @@ impl Results {
                 )
             })
             .collect();
-        (!results.is_empty()).then_some(Results { calls, results })
+        (!results.is_empty()).then(|| Results {
+            calls,
+            results,
+            chat: Chat::of(payload),
+            before: Transcript::of(&messages[..asked]).key(),
+        })
     }
 
     /// The result for each of `given`, in its order, when these results
-    /// answer exactly those calls: by id when the results carry ids, else
-    /// (Ollama) when the assistant message holds exactly those calls.
-    pub fn answers(&self, given: &[Given]) -> Option<Vec<ToolResult>> {
-        if given.is_empty() || self.results.len() != given.len() {
+    /// answer exactly those calls of a run asked in conversation `asked`:
+    /// by id when the results carry ids (a run's call ids are its own),
+    /// else (Ollama) when the messages before the calls are the run's and
+    /// the assistant message holds exactly those calls. Either way the
+    /// request has the run's system text and tools.
+    pub fn answers(&self, given: &[Given], asked: &Chat) -> Option<Vec<ToolResult>> {
+        if given.is_empty() || self.results.len() != given.len() || self.chat.setup != asked.setup {
             return None;
         }
         if self.results.iter().all(|r| r.id.is_some()) {
@@ -187,7 +244,8 @@ impl Results {
                 })
                 .collect();
         }
-        let same = self.calls.len() == given.len()
+        let same = self.before == asked.history
+            && self.calls.len() == given.len()
             && self
                 .calls
                 .iter()
@@ -241,14 +299,28 @@ mod tests {
     }
 
     #[test]
-    fn requests_of_one_chat_share_its_key_whatever_their_messages() {
+    fn requests_of_one_window_share_their_setup_but_not_their_conversation() {
         let tools = json!({"tools": weather()});
         let a = json!([{"role": "system", "content": "Agent"}, {"role": "user", "content": "a"}]);
         let b = json!([{"role": "system", "content": "Agent"}, {"role": "user", "content": "b"}]);
         let c = json!([{"role": "system", "content": "Title"}, {"role": "user", "content": "a"}]);
-        let key = |m: &Value| Offer::of(&payload(m.clone(), tools.clone())).unwrap().chat;
-        assert_eq!(key(&a), key(&b));
-        assert_ne!(key(&a), key(&c));
+        let chat = |m: &Value| Offer::of(&payload(m.clone(), tools.clone())).unwrap().chat;
+        assert_eq!(chat(&a).setup, chat(&b).setup);
+        assert_ne!(chat(&a).setup, chat(&c).setup);
+        assert!(!chat(&a).same_conversation(&chat(&b)));
+        assert!(!chat(&a).same_conversation(&chat(&c)));
+        // A later turn, or an edit of a later message, keeps the opening.
+        let mut later = a.as_array().unwrap().clone();
+        later.extend([
+            json!({"role": "assistant", "content": "A."}),
+            json!({"role": "user", "content": "more"}),
+        ]);
+        let later = Value::Array(later);
+        assert!(chat(&a).same_conversation(&chat(&later)));
+        assert_ne!(chat(&a).history, chat(&later).history);
+        // Results without tool_choice still tell their conversation.
+        let none = json!({"tools": weather(), "tool_choice": "none"});
+        assert_eq!(Chat::of(&payload(a.clone(), none)), chat(&a));
     }
 
     fn given(id: &str, city: &str) -> Given {
@@ -259,18 +331,38 @@ mod tests {
         }
     }
 
+    fn asking() -> Vec<Value> {
+        vec![
+            json!({"role": "system", "content": "Agent"}),
+            json!({"role": "user", "content": "weather?"}),
+        ]
+    }
+
+    /// The conversation a run was asked in: `asking()`.
+    fn asked() -> Chat {
+        Chat::of(&payload(Value::Array(asking()), json!({})))
+    }
+
+    /// `asking()`, the calls and their results.
+    fn answered(calls: Value, results: Value) -> Results {
+        let mut messages = asking();
+        messages.push(json!({"role": "assistant", "content": "", "tool_calls": calls}));
+        messages.extend(results.as_array().unwrap().iter().cloned());
+        Results::of(&payload(Value::Array(messages), json!({}))).unwrap()
+    }
+
     #[test]
     fn results_answer_the_calls_by_id_in_the_calls_order() {
-        let messages = json!([
-            {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": "", "tool_calls": [
+        let results = answered(
+            json!([
                 {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}},
-                {"id": "c2", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Rome\"}"}}]},
-            {"role": "tool", "tool_call_id": "c2", "content": "sun"},
-            {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "rain"}], "is_error": true}]);
-        let results = Results::of(&payload(messages, json!({}))).unwrap();
+                {"id": "c2", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Rome\"}"}}]),
+            json!([
+                {"role": "tool", "tool_call_id": "c2", "content": "sun"},
+                {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "rain"}], "is_error": true}]),
+        );
         let answered = results
-            .answers(&[given("c1", "Oslo"), given("c2", "Rome")])
+            .answers(&[given("c1", "Oslo"), given("c2", "Rome")], &asked())
             .unwrap();
         assert_eq!(
             answered
@@ -279,26 +371,42 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("rain", true), ("sun", false)]
         );
-        assert_eq!(results.answers(&[given("c1", "Oslo")]), None);
+        assert_eq!(results.answers(&[given("c1", "Oslo")], &asked()), None);
         assert_eq!(
-            results.answers(&[given("c1", "Oslo"), given("c3", "Rome")]),
+            results.answers(&[given("c1", "Oslo"), given("c3", "Rome")], &asked()),
             None
         );
+        // The same ids from a window with other system text answer nothing.
+        let mut elsewhere = asked();
+        elsewhere.setup = [7; 32];
+        let both = [given("c1", "Oslo"), given("c2", "Rome")];
+        assert_eq!(results.answers(&both, &elsewhere), None);
     }
 
     #[test]
-    fn results_without_ids_answer_the_same_calls_in_order() {
-        let messages = json!([
-            {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": "", "tool_calls": [
-                {"id": "call_0", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
-            {"role": "tool", "content": "rain"}]);
-        let results = Results::of(&payload(messages, json!({}))).unwrap();
+    fn results_without_ids_answer_the_same_calls_after_the_runs_own_history() {
+        let results = answered(
+            json!([{"id": "call_0", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]),
+            json!([{"role": "tool", "content": "rain"}]),
+        );
         assert_eq!(
-            results.answers(&[given("call_x", "Oslo")]).unwrap()[0].text,
+            results
+                .answers(&[given("call_x", "Oslo")], &asked())
+                .unwrap()[0]
+                .text,
             "rain"
         );
-        assert_eq!(results.answers(&[given("call_x", "Bergen")]), None);
+        assert_eq!(
+            results.answers(&[given("call_x", "Bergen")], &asked()),
+            None
+        );
+        // The same call and result after another conversation's messages
+        // (same system text and tools) answer nothing.
+        let other = json!([{"role": "system", "content": "Agent"},
+                           {"role": "user", "content": "weather, please?"}]);
+        let other = Chat::of(&payload(other, json!({})));
+        assert_eq!(other.setup, asked().setup);
+        assert_eq!(results.answers(&[given("call_x", "Oslo")], &other), None);
     }
 
     #[test]

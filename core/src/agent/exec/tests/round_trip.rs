@@ -225,16 +225,113 @@ fn an_editor_that_never_sends_the_results_has_its_run_ended_at_the_deadline() {
     assert_eq!(agent.poll_timeout(), None);
 }
 
+/// `history`, the assistant message with `calls`, and one result per
+/// call as Ollama sends them: no call ids, the calls numbered by the
+/// translation.
+fn id_less_results(history: Value, calls: &[Value], texts: &[&str]) -> Value {
+    let mut messages = history.as_array().unwrap().clone();
+    let calls: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| json!({"id": format!("call_{i}"), "type": "function", "function": c["function"]}))
+        .collect();
+    messages.push(json!({"role": "assistant", "content": "", "tool_calls": calls}));
+    for text in texts {
+        messages.push(json!({"role": "tool", "content": text}));
+    }
+    Value::Array(messages)
+}
+
 #[test]
-fn a_new_request_of_the_chat_ends_the_waiting_run_and_runs_afresh() {
+fn a_new_request_of_the_conversation_ends_its_waiting_run_and_runs_afresh() {
     let now = Instant::now();
-    let (mut agent, run) = parked(now);
-    let edited = json!([{"role": "system", "content": "You are an agent."},
-                        {"role": "user", "content": "Weather in Bergen?"}]);
-    agent.handle_message(&invoke_with("inv-2", edited, weather()), now);
+    let (mut agent, run) = connected(now);
+    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
+    call(&mut agent, LinkId(1), 1, "Oslo", now);
+    let calls = given_calls(&frames(&mut agent));
+    // The user wrote on instead of letting the editor run the tool.
+    let mut went_on = asking().as_array().unwrap().clone();
+    went_on.push(json!({"role": "assistant", "content": "", "tool_calls": calls}));
+    went_on.push(json!({"role": "user", "content": "Never mind: Bergen?"}));
+    agent.handle_message(&invoke_with("inv-2", Value::Array(went_on), weather()), now);
     let next = actions(&mut agent);
     assert_eq!(next[0], Action::Kill { run });
     assert!(matches!(next[1], Action::Spawn { .. }));
+}
+
+#[test]
+fn r3_1_two_conversations_of_one_window_do_not_end_each_others_runs() {
+    let now = Instant::now();
+    let (mut agent, run) = parked(now);
+    // Same system text, same tools, another conversation.
+    let other = json!([{"role": "system", "content": "You are an agent."},
+                       {"role": "user", "content": "Weather in Bergen?"}]);
+    agent.handle_message(&invoke_with("inv-2", other, weather()), now);
+    let next = actions(&mut agent);
+    assert!(
+        matches!(next.as_slice(), [Action::Spawn { run: other, .. }] if *other != run),
+        "{next:?}"
+    );
+    assert_eq!(agent.running(), 2, "the parked run waits on");
+}
+
+#[test]
+fn r3_1_id_less_results_after_another_history_are_an_ordinary_request() {
+    let now = Instant::now();
+    let (mut agent, run) = connected(now);
+    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
+    call(&mut agent, LinkId(1), 1, "Oslo", now);
+    let calls = given_calls(&frames(&mut agent));
+    // Other conversations end with the same call and an id-less result:
+    // one of another window, one of the same window.
+    let elsewhere = json!([{"role": "system", "content": "You are another agent."},
+                           {"role": "user", "content": "Weather in Oslo and Rome?"}]);
+    let beside = json!([{"role": "system", "content": "You are an agent."},
+                        {"role": "user", "content": "Oslo?"}]);
+    for (n, history) in [elsewhere, beside].into_iter().enumerate() {
+        let results = id_less_results(history, &calls, &["planted"]);
+        agent.handle_message(&invoke_with(&format!("inv-b{n}"), results, weather()), now);
+        let (other, _, _) = one_spawn(&mut agent);
+        assert_ne!(other, run);
+        assert!(
+            sent(&mut agent).is_empty(),
+            "nothing reaches the parked CLI"
+        );
+        agent.handle_exit(other, exited(1), now);
+        frames(&mut agent);
+    }
+    // Its own editor's results, in its own conversation, resume it.
+    let own = id_less_results(asking(), &calls, &["rain"]);
+    agent.handle_message(&invoke_with("inv-2", own, weather()), now);
+    assert!(actions(&mut agent).is_empty(), "nothing is spawned again");
+    let answered = sent(&mut agent);
+    assert_eq!(answered[0]["result"]["content"][0]["text"], "rain");
+    agent.handle_stdout(run, ANSWER_LINES.as_bytes(), now);
+    agent.handle_exit(run, exited(0), now);
+    let rest = frames(&mut agent);
+    let answer: Vec<&Value> = rest.iter().filter(|f| f["id"] == "inv-2").collect();
+    assert_eq!(answer[0]["delta"]["content"], "Rain and sun.");
+}
+
+#[test]
+fn r3_1_id_less_results_of_a_second_round_follow_the_first_rounds_results() {
+    let now = Instant::now();
+    let (mut agent, run) = connected(now);
+    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
+    call(&mut agent, LinkId(1), 1, "Oslo", now);
+    let first = given_calls(&frames(&mut agent));
+    let round_one = id_less_results(asking(), &first, &["rain"]);
+    agent.handle_message(&invoke_with("inv-2", round_one.clone(), weather()), now);
+    assert_eq!(sent(&mut agent)[0]["id"], 1);
+    agent.handle_stdout(run, turn_calling(1).as_bytes(), now);
+    call(&mut agent, LinkId(1), 2, "Rome", now);
+    let second = given_calls(&frames(&mut agent));
+    // The run's history is now the first round's request.
+    let round_two = id_less_results(round_one, &second, &["sun"]);
+    agent.handle_message(&invoke_with("inv-3", round_two, weather()), now);
+    let answered = sent(&mut agent);
+    assert_eq!(answered[0]["id"], 2);
+    assert_eq!(answered[0]["result"]["content"][0]["text"], "sun");
 }
 
 #[test]
