@@ -34,6 +34,7 @@ use mcp_provider_kit::{
     ECHO_AGENT,
 };
 
+use settings::sources::{Added, Source};
 use settings::Settings;
 
 #[derive(Parser)]
@@ -263,11 +264,11 @@ fn serve_command<R: Runtime>(args: ServeArgs, bridge_only: bool) -> Result<(), F
     if no_echo_agent || bridge_only {
         set.push("echo_agent=false".to_owned());
     }
-    let source = settings::Source {
+    let source = Source {
         file: config,
         env: std::env::vars().collect(),
         overrides: set,
-        added: settings::Added {
+        added: Added {
             servers: server,
             mcp_json,
         },
@@ -336,7 +337,7 @@ enum Failure {
 
 /// Serves with `settings`, read from `source` (and read again from it
 /// when its files change, or on SIGHUP: see `reload`).
-fn serve<R: Runtime>(settings: Settings, source: settings::Source) -> Result<(), Failure> {
+fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> {
     // 36 bytes for the secrets that may be generated, 8 for the id seed,
     // 32 for the core's own secret key, 32 for the bridge's session ids.
     let mut random = [0u8; 108];

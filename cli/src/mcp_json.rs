@@ -66,7 +66,7 @@ pub struct McpJson {
 /// Reads `path`.
 pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
     let file = path.display();
-    let text = crate::settings::read_file(path, "the MCP servers file")?;
+    let text = crate::settings::sources::read_file(path, "the MCP servers file")?;
     let value: Keyed = serde_json::from_str(&text).map_err(|e| {
         // The file was read: say whether its JSON is broken or its shape.
         let what = match e.classify() {

@@ -27,7 +27,8 @@ use std::time::Duration;
 use mcp_provider_kit::bridge::Bridged;
 use signal_hook::consts::SIGHUP;
 
-use crate::settings::{Settings, Source};
+use crate::settings::sources::Source;
+use crate::settings::Settings;
 
 /// How often the files are looked at.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -188,7 +189,7 @@ fn stamps(files: Vec<PathBuf>) -> Vec<(PathBuf, Stamp)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Added;
+    use crate::settings::sources::Added;
     use mcp_provider_core::bridge::Limits;
 
     /// A folder of its own for a test's files.

@@ -1,0 +1,120 @@
+//! The `[bridge]` table: how many MCP sessions stay open, how `/mcp`
+//! names each server's tools, and which stdio servers are bridged (from
+//! the config, `--server` flags and `mcpServers` JSON files).
+
+use std::time::Duration;
+
+use mcp_provider_core::bridge::Limits as BridgeLimits;
+use mcp_provider_core::gateway::aggregate::names::{
+    self as aggregate_names, Names as AggregateNames,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{BadSettings, BridgeServer};
+
+/// The `[bridge]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSettings {
+    /// MCP sessions open at once, all servers together; at the cap the
+    /// least recently used idle one ends to make room.
+    #[serde(default = "default_bridge_sessions")]
+    pub max_sessions: usize,
+    /// A session with no stream open and no request for this long ends.
+    #[serde(default = "default_bridge_session_idle")]
+    pub session_idle_secs: u64,
+    /// What joins a server's name and its tool's on `/mcp`
+    /// (`files__read_file`).
+    #[serde(default = "default_aggregate_separator")]
+    pub aggregate_separator: String,
+    /// `mcpServers` JSON files (Claude Desktop, Claude Code, Cursor, VS
+    /// Code) whose servers are bridged too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_json: Vec<String>,
+    #[serde(default)]
+    pub servers: Vec<BridgeServer>,
+    /// The servers those files hold, read at load (a printed
+    /// configuration names the files, not what was in them).
+    #[serde(skip)]
+    pub from_json: Vec<BridgeServer>,
+    /// What reading those files noted (entries skipped, keys ignored),
+    /// for the log: a reload logs only what it did not note before.
+    #[serde(skip)]
+    pub notes: Vec<String>,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        BridgeSettings {
+            max_sessions: default_bridge_sessions(),
+            session_idle_secs: default_bridge_session_idle(),
+            aggregate_separator: default_aggregate_separator(),
+            mcp_json: Vec::new(),
+            servers: Vec::new(),
+            from_json: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+fn default_bridge_sessions() -> usize {
+    BridgeLimits::default().max_sessions
+}
+
+fn default_bridge_session_idle() -> u64 {
+    BridgeLimits::default().session_idle.as_secs()
+}
+
+fn default_aggregate_separator() -> String {
+    aggregate_names::DEFAULT_SEPARATOR.to_owned()
+}
+
+impl BridgeSettings {
+    /// Its keys that hold a plain value (an environment variable can set
+    /// them; `bridge_token` is a key of the top level).
+    pub(super) const PLAIN_KEYS: [&str; 3] =
+        ["max_sessions", "session_idle_secs", "aggregate_separator"];
+
+    pub(super) fn is_empty(&self) -> bool {
+        *self == BridgeSettings::default()
+    }
+
+    /// Every server to bridge: the configured ones, then those of the
+    /// `mcp_json` files.
+    pub fn all_servers(&self) -> impl Iterator<Item = &BridgeServer> {
+        self.servers.iter().chain(&self.from_json)
+    }
+
+    /// How `/mcp` names each server's tools and prompts (the separator is
+    /// checked when the settings load).
+    pub fn names(&self) -> AggregateNames {
+        AggregateNames::new(&self.aggregate_separator).unwrap_or_default()
+    }
+
+    /// The core's limits for the bridge, these settings in them.
+    pub fn limits(&self) -> BridgeLimits {
+        BridgeLimits {
+            max_sessions: self.max_sessions,
+            session_idle: Duration::from_secs(self.session_idle_secs),
+            ..BridgeLimits::default()
+        }
+    }
+
+    /// Checks the table's limits and every server, naming the bad key.
+    pub(super) fn validate(&self) -> Result<(), BadSettings> {
+        if self.max_sessions == 0 {
+            return Err(BadSettings(
+                "bad setting `bridge.max_sessions`: it must be at least 1".to_owned(),
+            ));
+        }
+        if let Some(why) = aggregate_names::bad_separator(&self.aggregate_separator) {
+            return Err(BadSettings(format!(
+                "bad setting `bridge.aggregate_separator`: {why}"
+            )));
+        }
+        for server in self.all_servers() {
+            server.validate()?;
+        }
+        Ok(())
+    }
+}

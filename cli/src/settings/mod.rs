@@ -1,0 +1,245 @@
+//! Settings from a TOML file, `MCP_PROVIDER_*` environment variables and
+//! `--set key=value` flags (later wins), turned into the core's `Config`.
+//!
+//! This file holds the top-level keys (one flat table: listening, limits,
+//! keys and rate limits, agents, the audit log), their defaults and
+//! checks; the `[bridge]` table and its servers, the merging of the
+//! sources, the core's `Config` and the printed configuration each have a
+//! module of their own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use mcp_provider_kit::dial::default_secrets_file;
+use serde::{Deserialize, Serialize};
+
+mod bridge;
+mod bridge_server;
+mod core_config;
+mod masked;
+pub mod sources;
+
+pub use bridge::BridgeSettings;
+pub use bridge_server::BridgeServer;
+
+/// Every key a config file may hold; env var `MCP_PROVIDER_<KEY>` and
+/// `--set key=value` name the same keys.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default = "default_listen", deserialize_with = "one_or_many")]
+    pub listen: Vec<String>,
+    /// Secrets are never printed back (see [`Settings::masked`]).
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing)]
+    pub api_key: Vec<String>,
+    #[serde(default, skip_serializing)]
+    pub bridge_token: Option<String>,
+    /// Where generated secrets are kept between runs, as `export` lines a
+    /// shell can source; empty: neither read nor written.
+    #[serde(default = "default_secrets_file")]
+    pub secrets_file: String,
+    /// An agent hub to dial out to (`ws://…`); it speaks the agent link
+    /// protocol as an agent would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_hub: Option<String>,
+    /// A file to append the audit trail to (JSON lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<PathBuf>,
+    /// The audit log is rotated past this size (three old files are kept).
+    #[serde(default = "default_audit_max")]
+    pub audit_log_max_bytes: u64,
+    #[serde(default = "yes")]
+    pub echo_agent: bool,
+    #[serde(default)]
+    pub echo_chunk_delay_ms: u64,
+    #[serde(default = "yes")]
+    pub require_api_key: bool,
+    #[serde(default = "auto")]
+    pub approval: String,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_max_header")]
+    pub max_header_bytes: usize,
+    #[serde(default = "default_max_messages")]
+    pub max_messages: usize,
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    #[serde(default = "default_stream_idle")]
+    pub stream_idle_timeout_secs: u64,
+    #[serde(default = "default_keepalive")]
+    pub keepalive_ms: u64,
+    #[serde(default = "default_ttl")]
+    pub session_ttl_secs: u64,
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// How long a dropped agent's session stays resumable before it is
+    /// freed (and stops counting against `max_sessions`).
+    #[serde(default = "default_session_grace")]
+    pub session_grace_secs: u64,
+    /// Bytes one answer may hold for a slow editor (or gather as a whole
+    /// answer) before it ends with an error.
+    #[serde(default = "default_max_output")]
+    pub max_output_bytes: usize,
+    /// Bytes waiting for all connections together before new model
+    /// requests get 503 and streams whose editors fell behind end.
+    #[serde(default = "default_max_queued")]
+    pub max_queued_bytes: usize,
+    /// Open connections past this are answered 503 and closed; each
+    /// runtime has its own default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// A connection must send a whole request within this long of going
+    /// idle (opening, or its last answer ending), or it is closed.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_secs: u64,
+    /// Threads running the async runtime's tasks (`mcp-provider` only; the
+    /// blocking build has a thread per connection); 0 means one per core.
+    /// One by default: a second thread lifts throughput with many streams
+    /// but puts a cross-thread wake-up on the way of each first chunk.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    #[serde(default)]
+    pub requests_per_minute: u64,
+    #[serde(default)]
+    pub tokens_per_minute: u64,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub cors_origins: Vec<String>,
+    /// Stdio MCP servers bridged to network clients (`[[bridge.servers]]`).
+    /// Last: TOML writes tables after plain keys.
+    #[serde(default, skip_serializing_if = "BridgeSettings::is_empty")]
+    pub bridge: BridgeSettings,
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["127.0.0.1:8788".to_owned()]
+}
+fn yes() -> bool {
+    true
+}
+fn auto() -> String {
+    "auto".to_owned()
+}
+fn default_max_body() -> usize {
+    4 * 1024 * 1024
+}
+fn default_max_header() -> usize {
+    16 * 1024
+}
+fn default_max_messages() -> usize {
+    2000
+}
+fn default_max_message() -> usize {
+    1024 * 1024
+}
+fn default_max_tokens() -> u64 {
+    1_000_000
+}
+fn default_request_timeout() -> u64 {
+    600
+}
+fn default_stream_idle() -> u64 {
+    300
+}
+fn default_keepalive() -> u64 {
+    1000
+}
+fn default_ttl() -> u64 {
+    3600
+}
+fn default_max_sessions() -> usize {
+    1000
+}
+fn default_session_grace() -> u64 {
+    300
+}
+fn default_max_output() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_queued() -> usize {
+    256 * 1024 * 1024
+}
+fn default_read_timeout() -> u64 {
+    60
+}
+
+fn default_threads() -> usize {
+    1
+}
+fn default_audit_max() -> u64 {
+    10 * 1024 * 1024
+}
+
+/// A string holding a comma-separated list, or a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// A settings error: exit code 2, naming the key.
+#[derive(Debug)]
+pub struct BadSettings(pub String);
+
+impl std::fmt::Display for BadSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Settings {
+    /// Whether settings other than the bridge's (its servers, files and
+    /// limits) differ: those are read at start only.
+    pub fn differs_beyond_the_bridge(&self, other: &Settings) -> bool {
+        let without_bridge = |s: &Settings| Settings {
+            bridge: BridgeSettings::default(),
+            ..s.clone()
+        };
+        without_bridge(self) != without_bridge(other)
+    }
+
+    fn validate(&self) -> Result<(), BadSettings> {
+        self.listen_addrs()?;
+        self.bridge.validate()?;
+        if !matches!(self.approval.as_str(), "auto" | "manual") {
+            return Err(BadSettings(format!(
+                "bad setting `approval`: expected auto or manual, got `{}`",
+                self.approval
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, BadSettings> {
+        self.listen
+            .iter()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    BadSettings(format!(
+                        "bad setting `listen`: `{a}` is not an address like 127.0.0.1:8788"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! Loading, merging, validating and printing back the settings.
+
+use std::time::Duration;
+
+use mcp_provider_core::bridge::Share;
+
+use super::sources::Added;
+use super::{BadSettings, Settings};
+fn load(env: &[(&str, &str)], sets: &[&str]) -> Result<Settings, BadSettings> {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    Settings::load(None, env, &sets, &Added::default())
+}
+
+#[test]
+fn a_table_key_is_set_with_a_dotted_name() {
+    let s = load(
+        &[("MCP_PROVIDER_BRIDGE_SESSION_IDLE_SECS", "60")],
+        &["bridge.max_sessions=5000"],
+    )
+    .unwrap();
+    assert_eq!(s.bridge.limits().max_sessions, 5000);
+    assert_eq!(s.bridge.limits().session_idle, Duration::from_secs(60));
+    assert!(s.bridge.servers.is_empty());
+    let zero = load(&[], &["bridge.max_sessions=0"]).unwrap_err().0;
+    assert!(zero.contains("bridge.max_sessions"), "{zero}");
+    let unknown = load(&[], &["bridge.nope=1"]).unwrap_err().0;
+    assert!(
+        unknown.contains("--set bridge.nope") && unknown.contains("nope"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn env_then_flags_override_defaults() {
+    let s = load(
+        &[
+            ("MCP_PROVIDER_API_KEY", "a,b"),
+            ("MCP_PROVIDER_REQUESTS_PER_MINUTE", "5"),
+            ("HOME", "/x"),
+            ("MCP_PROVIDER_URL", "ws://127.0.0.1:9/v1/agent"),
+        ],
+        &["requests_per_minute=7", "listen=127.0.0.1:0"],
+    )
+    .unwrap();
+    assert_eq!(s.api_key, ["a", "b"]);
+    assert_eq!(s.requests_per_minute, 7);
+    assert_eq!(s.listen, ["127.0.0.1:0"]);
+    assert!(s.echo_agent);
+}
+
+#[test]
+fn bad_keys_and_values_name_the_key() {
+    assert!(load(&[("MCP_PROVIDER_NOPE", "1")], &[])
+        .unwrap_err()
+        .0
+        .contains("nope"));
+    assert!(load(&[], &["max_tokens=lots"])
+        .unwrap_err()
+        .0
+        .contains("max_tokens"));
+    assert!(load(&[], &["listen=here"])
+        .unwrap_err()
+        .0
+        .contains("listen"));
+    let flag = load(&[], &["max_tokens=abc"]).unwrap_err().0;
+    assert!(
+        flag.starts_with("--set max_tokens=…: invalid type"),
+        "{flag}"
+    );
+    let var = load(&[("MCP_PROVIDER_MAX_TOKENS", "abc")], &[])
+        .unwrap_err()
+        .0;
+    assert!(
+        var.starts_with("environment variable MCP_PROVIDER_MAX_TOKENS: invalid type"),
+        "{var}"
+    );
+    assert!(!var.contains("line"), "{var}");
+}
+
+#[test]
+fn printed_config_reads_back_as_the_same_settings_without_secrets() {
+    let s = load(
+        &[
+            ("MCP_PROVIDER_API_KEY", "sk-secret-1"),
+            ("MCP_PROVIDER_BRIDGE_TOKEN", "bt-secret"),
+        ],
+        &[
+            "echo_chunk_delay_ms=5",
+            "requests_per_minute=9",
+            "cors_origins=http://a.test",
+        ],
+    )
+    .unwrap();
+    let printed = s.masked(77);
+    assert!(
+        !printed.contains("sk-secret") && !printed.contains("bt-secret"),
+        "{printed}"
+    );
+    assert!(printed.contains("echo_chunk_delay_ms = 5"), "{printed}");
+    assert!(printed.contains("# api_key: set (hidden)"), "{printed}");
+    let dir = std::env::temp_dir().join(format!("settings-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("printed.toml");
+    std::fs::write(&file, &printed).unwrap();
+    let back = Settings::load(Some(&file), std::iter::empty(), &[], &Added::default()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let expected = Settings {
+        api_key: Vec::new(),
+        bridge_token: None,
+        max_connections: Some(77),
+        ..s
+    };
+    assert_eq!(back, expected);
+}
+
+fn with_servers(flags: &[String]) -> Added {
+    Added {
+        servers: flags.to_vec(),
+        ..Added::default()
+    }
+}
+
+#[test]
+fn servers_come_from_flags_split_like_a_shell_and_print_back() {
+    let flags = [
+        r#"files=npx -y "@scope/server files" '/tmp/a b'"#.to_owned(),
+        "git=uvx mcp-server-git".to_owned(),
+    ];
+    let s = Settings::load(None, std::iter::empty(), &[], &with_servers(&flags)).unwrap();
+    let [files, git] = &s.bridge.servers[..] else {
+        panic!("{:?}", s.bridge.servers)
+    };
+    assert_eq!(files.name, "files");
+    assert_eq!(files.command, "npx");
+    assert_eq!(files.args, ["-y", "@scope/server files", "/tmp/a b"]);
+    assert_eq!(git.spec().command, ["uvx", "mcp-server-git"]);
+    assert_eq!(git.spec().share, Share::Shared);
+
+    let printed = s.masked(7);
+    assert!(printed.contains("[[bridge.servers]]"), "{printed}");
+    let dir = std::env::temp_dir().join(format!("bridge-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("printed.toml");
+    std::fs::write(&file, &printed).unwrap();
+    let back = Settings::load(Some(&file), std::iter::empty(), &[], &Added::default()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(back.bridge, s.bridge);
+}
+
+#[test]
+fn bad_servers_are_named() {
+    let load = |flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        Settings::load(None, std::iter::empty(), &[], &with_servers(&flags))
+            .unwrap_err()
+            .0
+    };
+    assert!(load(&["nocommand"]).contains("NAME=COMMAND"));
+    assert!(load(&["x=echo 'open"]).contains("quotes"));
+    assert!(load(&["a/b=cat"]).contains("`a/b`"));
+    assert!(load(&["x=cat", "x=cat"]).contains("two servers"));
+    let dir = std::env::temp_dir().join(format!("bridge-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    let error = |entry: &str| {
+        std::fs::write(&file, format!("[[bridge.servers]]\n{entry}")).unwrap();
+        Settings::load(Some(&file), std::iter::empty(), &[], &Added::default())
+            .unwrap_err()
+            .0
+    };
+    let share = error("name = \"x\"\ncommand = \"cat\"\nshare = \"sometimes\"\n");
+    let resources = error("name = \"x\"\ncommand = \"cat\"\nresources = [\"\"]\n");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(share.contains("share"), "{share}");
+    assert!(resources.contains("`resources`"), "{resources}");
+}
