@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -88,8 +89,7 @@ pub const INPUTS: usize = 256;
 /// agent, the relays' connections, and the number of the link it serves.
 /// A runtime waits for an input (or the agent's deadline), hands it to
 /// [`Exec::handle`], then carries out what the agent has: runs to start
-/// or kill ([`crate::process::carry_out`]), lines for relays
-/// ([`Exec::write_relays`]), frames for the link.
+/// or kill and lines for relays ([`Exec::prepare`]), frames for the link.
 pub struct Exec<R> {
     pub agent: ExecAgent,
     pub relays: HashMap<LinkId, R>,
@@ -155,10 +155,24 @@ impl<R> Exec<R> {
 }
 
 impl<R: Relay> Exec<R> {
+    /// Carries out what the agent has before the next wait: starts (with
+    /// `start`) and kills the runs it asks for, and hands its lines to
+    /// their relays. The frames it has for the link are then the
+    /// runtime's to send ([`ExecAgent::poll_transmit`]).
+    pub fn prepare(
+        &mut self,
+        remote: &RemoteExec,
+        groups: &Groups,
+        start: impl FnMut(RunId, Command, Vec<u8>) -> Result<(), String>,
+    ) {
+        process::carry_out(&mut self.agent, groups, remote, start);
+        self.write_relays();
+    }
+
     /// Hands the agent's lines to their relays' outboxes, and closes the
     /// relays it is done with and those whose outbox is full; never waits,
     /// so one run's relays cannot delay another run's lines.
-    pub fn write_relays(&mut self) {
+    fn write_relays(&mut self) {
         while let Some(output) = self.agent.poll_link() {
             let id = match output {
                 LinkOutput::Send(id, mut line) => {

@@ -17,6 +17,8 @@ pub mod bridge;
 pub mod burst;
 mod child_stdin;
 pub mod dial;
+#[cfg(feature = "async")]
+pub mod driver;
 pub mod exec;
 pub mod host;
 pub mod hub;
@@ -27,8 +29,6 @@ pub mod process;
 pub mod relay;
 mod run_home;
 pub mod shutdown;
-#[cfg(feature = "async")]
-pub mod task_link;
 pub mod watchdog;
 pub mod ws;
 

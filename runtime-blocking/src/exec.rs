@@ -16,7 +16,7 @@ use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::exec::{Exit, RunId};
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, Queued, RemoteExec, INPUTS};
-use mcp_provider_kit::process::{self, Groups, Tail, READ_CHUNK};
+use mcp_provider_kit::process::{Groups, Tail, READ_CHUNK};
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
@@ -86,9 +86,9 @@ fn serve_link(
         move |got| Input::Link(number, got),
         mcp_provider_kit::print_link_notice,
     )?;
+    let start = |run, command, stdin| start(groups, tx, run, command, stdin);
     loop {
-        carry_out(remote, groups, tx, exec);
-        exec.write_relays();
+        exec.prepare(remote, groups, start);
         sender.send_all(std::iter::from_fn(|| exec.agent.poll_transmit()));
         let input = match wait(rx, exec.agent.poll_timeout()) {
             Ok(input) => input,
@@ -96,17 +96,10 @@ fn serve_link(
             Err(_) => return Ok(LinkEnd::Closed(None)),
         };
         if let Some(end) = exec.handle(input, remote, groups) {
-            carry_out(remote, groups, tx, exec);
+            exec.prepare(remote, groups, start);
             return Ok(sender.end(end));
         }
     }
-}
-
-/// Starts and kills the runs the agent asks for.
-fn carry_out(remote: &RemoteExec, groups: &Groups, tx: &SyncSender<Input>, exec: &mut Exec<Relay>) {
-    process::carry_out(&mut exec.agent, groups, remote, |run, command, stdin| {
-        start(groups, tx, run, command, stdin)
-    });
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in

@@ -1,76 +1,137 @@
-//! `mcp-provider`: MCP Local Provider on the smol runtime.
+//! `mcp-provider`: MCP Local Provider on the smol runtime — the kit's
+//! async driver on smol's executor, reactor and timers.
 
-mod child;
-mod echo;
-mod exec;
-mod host;
 mod ready;
-mod remote;
-mod server;
 
-use std::process::ExitCode;
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{ChildStdout, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
 
-use mcp_provider_kit::exec::RemoteExec;
-use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, Runtime};
+use mcp_provider_kit::driver::launch::{Async as AsyncRuntime, Launcher};
+use mcp_provider_kit::driver::{Child, Executor};
+use smol::net::unix::{UnixListener, UnixStream};
+use smol::{Async, Timer, Unblock};
 
+use crate::ready::Ready;
+
+/// smol's executor, reactor and timers.
 struct Smol;
 
-impl Runtime for Smol {
-    const NAME: &'static str = "mcp-provider";
-    const RUNTIME: &'static str = "smol";
-    /// A connection costs a task and its buffers: a few KiB.
-    const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
-    /// A connection is one socket.
-    const FILES_PER_CONNECTION: usize = 1;
+impl Executor for Smol {
+    type Tcp = Ready<TcpStream>;
+    type TcpListener = smol::net::TcpListener;
+    type Unix = UnixStream;
+    type UnixListener = UnixListener;
+    type PipeReader = Ready<File>;
+    type PipeWriter = Ready<File>;
+    type Stdout = Unblock<io::Stdout>;
+    type Timer = Timer;
 
-    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
-        set_threads(launch.threads);
-        smol::block_on(async {
-            let shared =
-                server::serve(launch.config, launch.audit, launch.listeners, launch.limits)
-                    .map_err(|e| e.to_string())?;
-            launch
-                .bridge
-                .set_stdout_reader(Box::new(child::read_stdout));
-            shared.attach_bridge(launch.bridge);
-            if let Some((url, token)) = launch.agent_hub {
-                smol::spawn(server::dial_hub(shared.clone(), url, token)).detach();
-            }
-            if let Some(plan) = &launch.echo {
-                echo::spawn_in_process(&shared, plan);
-            }
-            mcp_provider_kit::shutdown::watch(shared.clone())
-                .map_err(|e| format!("cannot watch for signals: {e}"))?;
-            ready();
-            std::future::pending().await
+    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+        smol::spawn(task).detach();
+    }
+
+    fn yield_now() -> impl Future<Output = ()> + Send {
+        smol::future::yield_now()
+    }
+
+    fn timer_at(at: Instant) -> Timer {
+        Timer::at(at)
+    }
+
+    fn listen(listener: std::net::TcpListener) -> io::Result<Self::TcpListener> {
+        smol::net::TcpListener::try_from(listener)
+    }
+
+    async fn accept(listener: &Self::TcpListener) -> io::Result<Self::Tcp> {
+        let (stream, _) = listener.accept().await?;
+        Ok(socket(stream))
+    }
+
+    async fn connect(host: &str, port: u16) -> io::Result<Self::Tcp> {
+        Ok(socket(smol::net::TcpStream::connect((host, port)).await?))
+    }
+
+    fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+        UnixListener::bind(path)
+    }
+
+    async fn accept_unix(listener: &UnixListener) -> io::Result<UnixStream> {
+        Ok(listener.accept().await?.0)
+    }
+
+    fn spawn_child(command: Command) -> io::Result<Child<Self>> {
+        let mut child = smol::process::Command::from(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let pid = child.id();
+        let stdin = child.stdin.take().map(owned).transpose()?;
+        let stdout = child.stdout.take().map(owned).transpose()?;
+        let stderr = child.stderr.take().map(owned).transpose()?;
+        let exit = Box::pin(async move { child.status().await.ok().and_then(|s| s.code()) });
+        Ok(Child {
+            pid,
+            stdin,
+            stdout,
+            stderr,
+            exit,
         })
     }
 
-    fn agent_echo(remote: RemoteEcho) -> Result<(), String> {
-        smol::block_on(echo::run_remote(&remote))
+    fn pipe(pipe: ChildStdout) -> io::Result<Ready<File>> {
+        self::pipe(pipe.into())
     }
 
-    fn agent_exec(remote: RemoteExec) -> Result<(), String> {
-        smol::block_on(exec::run_remote(&remote))
-    }
-
-    fn agent_mcp(remote: RemoteHost) -> Result<(), String> {
-        smol::block_on(host::run_remote(&remote))
+    fn stdout() -> Self::Stdout {
+        Unblock::new(io::stdout())
     }
 }
 
-/// smol's executor runs its tasks on `SMOL_THREADS` threads: the `threads`
-/// setting (0: one per core) decides, unless the variable is set already.
-/// Set before the first task is spawned, while no other thread reads the
-/// environment.
-fn set_threads(threads: usize) {
-    if std::env::var_os("SMOL_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = if threads == 0 { cores } else { threads };
-        std::env::set_var("SMOL_THREADS", threads.to_string());
+impl Launcher for Smol {
+    const NAME: &'static str = "mcp-provider";
+    const RUNTIME: &'static str = "smol";
+
+    /// smol's executor runs its tasks on `SMOL_THREADS` threads: `threads`
+    /// (0: one per core) decides, unless the variable is set already. Set
+    /// before the first task is spawned, while no other thread reads the
+    /// environment.
+    fn block_on<T>(
+        threads: usize,
+        main: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        if std::env::var_os("SMOL_THREADS").is_none() {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = if threads == 0 { cores } else { threads };
+            std::env::set_var("SMOL_THREADS", threads.to_string());
+        }
+        smol::block_on(main)
     }
+}
+
+/// A TCP connection, read once the reactor says so.
+fn socket(stream: smol::net::TcpStream) -> Ready<TcpStream> {
+    let _ = stream.set_nodelay(true);
+    Ready::socket(Arc::<Async<TcpStream>>::from(stream))
+}
+
+/// A pipe smol started a child with, taken from its reactor for ours.
+fn owned(pipe: impl TryInto<OwnedFd, Error = io::Error>) -> io::Result<Ready<File>> {
+    self::pipe(pipe.try_into()?)
+}
+
+/// A pipe of a child's, as a file the reactor watches.
+fn pipe(pipe: OwnedFd) -> io::Result<Ready<File>> {
+    Ok(Ready::pipe(Async::new(File::from(pipe))?))
 }
 
 fn main() -> ExitCode {
-    mcp_provider_cli::main::<Smol>()
+    mcp_provider_cli::main::<AsyncRuntime<Smol>>()
 }

@@ -1,89 +1,108 @@
-//! Waiting on the reactor with as few system calls as a wait needs.
+//! Reading with as few system calls as a wait needs.
 //!
-//! Each reactor wait costs several system calls, and so does each timer
-//! armed or each read that finds nothing. A connection that answers a
-//! request, and a child's stdout between two answers, wait far more often
-//! than they find data already there, so they wait for readiness first and
-//! read once, and a connection's idle deadline keeps one timer that moves
-//! only when it must fire earlier.
+//! Each reactor wait costs several system calls, and so does each read
+//! that finds nothing. A connection that answers a request, and a child's
+//! stdout between two answers, wait far more often than they find data
+//! already there, so they wait for readiness first and read once.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{ready, Context, Poll};
 
-use smol::{Async, Timer};
+use smol::io::{AsyncRead, AsyncWrite};
+use smol::Async;
 
-/// Reads a source, trying the read at once only when the last one may have
-/// left more behind (it filled the buffer); otherwise it waits for the
-/// reactor to say there is something to read.
-pub struct ReadReady<T> {
+/// A source read only once the reactor says it is readable, unless the
+/// last read may have left more behind (it filled the buffer). A pipe
+/// always waits: a read of a pipe with more waiting completes at once,
+/// and a task that is always ready keeps the reactor from being polled,
+/// so a chatty child would hold up every connection waiting for its
+/// socket.
+pub struct Ready<T> {
     source: Arc<Async<T>>,
     drained: bool,
+    always_wait: bool,
 }
 
-impl<T> ReadReady<T>
-where
-    for<'a> &'a T: Read,
-{
-    pub fn new(source: Arc<Async<T>>) -> Self {
-        ReadReady {
+impl<T> Ready<T> {
+    /// A socket: read at once while reads fill the buffer.
+    pub fn socket(source: Arc<Async<T>>) -> Self {
+        Ready {
             source,
             drained: false,
+            always_wait: false,
         }
     }
 
-    /// The next read waits for the reactor to say the source is readable,
-    /// even if the last one filled the buffer.
-    pub fn wait_next(&mut self) {
-        self.drained = true;
+    /// A pipe: every read waits for the reactor.
+    pub fn pipe(source: Async<T>) -> Self {
+        Ready {
+            source: Arc::new(source),
+            drained: true,
+            always_wait: true,
+        }
     }
+}
 
-    /// Reads into `buf`: `Ok(0)` once the source ended.
-    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl<T> AsyncRead for Ready<T>
+where
+    for<'a> &'a T: Read,
+{
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         if self.drained {
             // Not `readable()`: its waker leaves the source when a wait is
             // dropped (a connection's loop drops one whenever mail comes
             // first), and the next wait registers it again with a system
             // call. This one stays until the source is ready.
-            std::future::poll_fn(|cx| self.source.poll_readable(cx)).await?;
+            ready!(self.source.poll_readable(cx))?;
         }
-        let read = self.source.read_with(|io| (&*io).read(buf)).await;
-        self.drained = matches!(read, Ok(n) if n < buf.len());
-        read
+        let read = ready!(Pin::new(&mut &*self.source).poll_read(cx, buf));
+        self.drained = self.always_wait || matches!(read, Ok(n) if n < buf.len());
+        Poll::Ready(read)
     }
 }
 
-/// A connection's idle deadline. A later deadline does not move the timer:
-/// when the earlier one fires, the caller checks the deadline it has now
-/// and waits again if it moved on.
-pub struct IdleTimer {
-    timer: Timer,
-    armed: Option<Instant>,
+/// What closing a source's writing side does: a socket says it is done
+/// (the peer reads its end), a pipe is closed when dropped.
+pub trait Shut {
+    fn shut(&self) -> io::Result<()>;
 }
 
-impl IdleTimer {
-    pub fn new() -> Self {
-        IdleTimer {
-            timer: Timer::never(),
-            armed: None,
-        }
+impl Shut for std::net::TcpStream {
+    fn shut(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl Shut for std::fs::File {
+    fn shut(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<T: Shut> AsyncWrite for Ready<T>
+where
+    for<'a> &'a T: Write,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self.source).poll_write(cx, buf)
     }
 
-    /// Makes sure the timer fires no later than `deadline`.
-    pub fn arm(&mut self, deadline: Option<Instant>) {
-        match (deadline, self.armed) {
-            (Some(at), Some(armed)) if armed <= at => {}
-            (Some(at), _) => {
-                self.timer.set_at(at);
-                self.armed = Some(at);
-            }
-            (None, _) => {}
-        }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.source).poll_flush(cx)
     }
 
-    /// Resolves when the armed time passes (never if none is armed).
-    pub async fn fired(&mut self) {
-        (&mut self.timer).await;
-        self.armed = None;
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut &*self.source).poll_flush(cx))?;
+        Poll::Ready(self.source.get_ref().shut())
     }
 }

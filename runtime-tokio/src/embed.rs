@@ -10,35 +10,20 @@
 //! application that accepts connections itself hands the provider its own
 //! with [`Provider::serve`], under the same caps.
 
-use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use mcp_provider_core::agent::app::AppAgent;
 pub use mcp_provider_core::agent::app::{AppMessage as Message, AppRequest as Request};
 pub use mcp_provider_core::http::{Request as HttpRequest, Response as HttpResponse};
 pub use mcp_provider_core::Config;
-use mcp_provider_kit::in_process::{InProcess, ToProvider};
-use mcp_provider_kit::task_link::TaskBell;
-use mcp_provider_kit::{ConnLimits, Runtime};
+use mcp_provider_kit::driver::app::Embedded;
+pub use mcp_provider_kit::driver::app::{Agent, Reply};
+use mcp_provider_kit::Runtime as _;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::server::{self, Gate, Shared};
-
-/// An agent written in the application: it answers each request by
-/// sending text through its [`Reply`].
-pub trait Agent: Send + Sync + 'static {
-    /// Answers `request`; the answer ends when `reply` is dropped.
-    fn answer(&self, request: Request, reply: Reply) -> impl Future<Output = ()> + Send;
-}
+use crate::{socket, Tokio};
 
 /// The provider, started on a tokio runtime; clones share it, and its
 /// connection cap.
 #[derive(Clone)]
-pub struct Provider {
-    shared: Shared,
-    limits: ConnLimits,
-    gate: Gate,
-}
+pub struct Provider(Embedded<Tokio>);
 
 impl Provider {
     /// Starts the provider (and its timer) on the current tokio runtime.
@@ -48,27 +33,16 @@ impl Provider {
     /// the `mcp-provider-tokio` binary does by default (16,384; see
     /// [`Provider::with_max_connections`]).
     pub fn start(config: Config) -> Self {
-        let max_connections = crate::Tokio::DEFAULT_MAX_CONNECTIONS;
-        let limits = ConnLimits {
-            max_connections,
-            read_timeout: config.http.idle_timeout,
-            http: config.http,
-        };
-        Provider {
-            shared: server::start(config, None),
-            limits,
-            gate: Gate::new(max_connections),
-        }
+        let max_connections = crate::Runtime::DEFAULT_MAX_CONNECTIONS;
+        Provider(Embedded::start(config, max_connections))
     }
 
     /// Serves at most `max` connections at once; one past it is answered
     /// 503 and closed. Keep it under the process's limit on open files:
     /// past that, connections wait unaccepted rather than get the 503.
     /// Call it before serving: the cap is counted from here.
-    pub fn with_max_connections(mut self, max: usize) -> Self {
-        self.limits.max_connections = max;
-        self.gate = Gate::new(max);
-        self
+    pub fn with_max_connections(self, max: usize) -> Self {
+        Provider(self.0.with_max_connections(max))
     }
 
     /// Accepts connections on `listener` for as long as the application
@@ -83,102 +57,19 @@ impl Provider {
     where
         F: Fn(&HttpRequest) -> Option<HttpResponse> + Send + Sync + 'static,
     {
-        let (shared, gate) = (self.shared.clone(), self.gate.clone());
-        server::accept_loop(shared, listener, self.limits, gate, Some(Arc::new(app))).await;
+        self.0.serve_on(listener, app).await;
     }
 
     /// Serves one connection the application accepted itself, until it
     /// closes, under the same caps as [`Provider::serve_on`]: it counts
     /// against the connection cap (past it, it is answered 503 and closed).
     pub async fn serve(&self, stream: TcpStream) {
-        if let Some((stream, _open)) = self.gate.admit(stream) {
-            server::connection(self.shared.clone(), stream, self.limits, None).await;
-        }
+        self.0.serve(socket(stream)).await;
     }
 
     /// Registers `agent` as `name`, serving `models`, for as long as the
     /// provider runs.
     pub fn add_agent(&self, name: &str, models: &[&str], agent: impl Agent) {
-        let (mut inbox, to) = InProcess::attach(&self.shared, name);
-        let link = Link {
-            to,
-            state: Arc::new(Mutex::new(AppAgent::new(name, name, models))),
-        };
-        link.flush();
-        let agent = Arc::new(agent);
-        tokio::spawn(async move {
-            while inbox.waiter().recv().await.is_ok() {
-                while let Some(frame) = inbox.next_frame() {
-                    link.state().handle_message(&frame);
-                }
-                link.flush();
-                loop {
-                    let Some(request) = link.state().poll_request() else {
-                        break;
-                    };
-                    let (agent, id) = (agent.clone(), request.id.clone());
-                    let reply = Reply {
-                        id,
-                        link: link.clone(),
-                    };
-                    tokio::spawn(async move { agent.answer(request, reply).await });
-                }
-            }
-        });
-    }
-}
-
-/// An application agent's place on the provider.
-#[derive(Clone)]
-struct Link {
-    to: ToProvider<TaskBell>,
-    state: Arc<Mutex<AppAgent>>,
-}
-
-impl Link {
-    fn state(&self) -> MutexGuard<'_, AppAgent> {
-        // Its state stays whole whatever panicked while holding it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Hands the provider the frames the agent made.
-    fn flush(&self) {
-        let frames: Vec<String> = {
-            let mut state = self.state();
-            std::iter::from_fn(|| state.poll_transmit()).collect()
-        };
-        self.to.send(&frames);
-    }
-}
-
-/// Where an answer's text goes; dropping it ends the answer.
-pub struct Reply {
-    id: String,
-    link: Link,
-}
-
-impl Reply {
-    /// Sends the next piece of the answer. False once the editor is gone
-    /// (it disconnected, or its request timed out): stop answering.
-    pub fn send(&self, text: &str) -> bool {
-        let open = {
-            let mut state = self.link.state();
-            state.send(&self.id, text);
-            state.is_open(&self.id)
-        };
-        self.link.flush();
-        open
-    }
-
-    /// Ends the answer with an error the editor sees.
-    pub fn fail(self, message: &str) {
-        self.link.state().fail(&self.id, message);
-    }
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        self.link.state().finish(&self.id);
-        self.link.flush();
+        self.0.add_agent(name, models, agent);
     }
 }

@@ -1,10 +1,10 @@
 //! MCP Local Provider on the tokio runtime: the `mcp-provider-tokio`
 //! binary, and the provider as a library for a tokio application.
 //!
-//! The driver only carries bytes and time between tokio's sockets, tasks
-//! and timers and the core; every policy (deadlines, caps, backoff,
-//! pacing, dispatch) comes from `mcp-provider-core` and `mcp-provider-kit`,
-//! and none may be added here.
+//! The driver is the kit's, written once for every async executor
+//! (`mcp_provider_kit::driver`); this crate says what tokio's tasks,
+//! timers, sockets, pipes and child processes are ([`Tokio`]), and adds
+//! the embedding API.
 //!
 //! To embed the provider, start a [`Provider`] on the application's runtime,
 //! answer editors with an [`Agent`] ([`Provider::add_agent`]), and serve a
@@ -15,73 +15,147 @@
 //! `examples/embed.rs` is a whole application. Build with
 //! `default-features = false` to leave the command line out.
 
-mod child;
-mod echo;
 mod embed;
-mod exec;
-mod host;
-mod remote;
-mod server;
+
+use std::future::Future;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::pin::Pin;
+use std::process::{ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use async_tungstenite::tokio::TokioAdapter;
+use mcp_provider_kit::bridge::ReadStdout;
+use mcp_provider_kit::driver::launch::Launcher;
+use mcp_provider_kit::driver::{child, Child, Executor};
+use tokio::net::unix::pipe;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::time::Sleep;
 
 pub use embed::{Agent, Config, HttpRequest, HttpResponse, Message, Provider, Reply, Request};
 
-use mcp_provider_kit::exec::RemoteExec;
-use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, Runtime};
+/// The command line's runtime: the kit's driver on tokio.
+pub type Runtime = mcp_provider_kit::driver::launch::Async<Tokio>;
 
-/// The tokio runtime, as the command line runs it.
+/// tokio's tasks, timers, sockets, pipes and child processes.
 pub struct Tokio;
 
-impl Runtime for Tokio {
-    const NAME: &'static str = "mcp-provider-tokio";
-    const RUNTIME: &'static str = "tokio";
-    /// A connection costs a task and its buffers: a few KiB.
-    const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
-    /// A connection is one socket.
-    const FILES_PER_CONNECTION: usize = 1;
+impl Executor for Tokio {
+    type Tcp = TokioAdapter<TcpStream>;
+    type TcpListener = TcpListener;
+    type Unix = TokioAdapter<UnixStream>;
+    type UnixListener = UnixListener;
+    type PipeReader = TokioAdapter<pipe::Receiver>;
+    type PipeWriter = TokioAdapter<pipe::Sender>;
+    type Stdout = TokioAdapter<tokio::io::Stdout>;
+    type Timer = Pin<Box<Sleep>>;
 
-    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
-        runtime(launch.threads)?.block_on(async {
-            let shared = server::start(launch.config, launch.audit);
-            server::serve(&shared, launch.listeners, launch.limits).map_err(|e| e.to_string())?;
-            let handle = tokio::runtime::Handle::current();
-            launch.bridge.set_stdout_reader(Box::new(move |pipe, feed| {
-                child::read_stdout(&handle, pipe, feed)
-            }));
-            shared.attach_bridge(launch.bridge);
-            if let Some((url, token)) = launch.agent_hub {
-                tokio::spawn(server::dial_hub(shared.clone(), url, token));
-            }
-            if let Some(plan) = &launch.echo {
-                echo::spawn_in_process(&shared, plan);
-            }
-            mcp_provider_kit::shutdown::watch(shared.clone())
-                .map_err(|e| format!("cannot watch for signals: {e}"))?;
-            ready();
-            std::future::pending().await
+    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(task);
+    }
+
+    fn yield_now() -> impl Future<Output = ()> + Send {
+        tokio::task::yield_now()
+    }
+
+    fn timer_at(at: Instant) -> Self::Timer {
+        Box::pin(tokio::time::sleep_until(at.into()))
+    }
+
+    fn listen(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        TcpListener::from_std(listener)
+    }
+
+    async fn accept(listener: &TcpListener) -> io::Result<Self::Tcp> {
+        Ok(socket(listener.accept().await?.0))
+    }
+
+    async fn connect(host: &str, port: u16) -> io::Result<Self::Tcp> {
+        Ok(socket(TcpStream::connect((host, port)).await?))
+    }
+
+    fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+        UnixListener::bind(path)
+    }
+
+    async fn accept_unix(listener: &UnixListener) -> io::Result<Self::Unix> {
+        Ok(TokioAdapter::new(listener.accept().await?.0))
+    }
+
+    fn spawn_child(command: Command) -> io::Result<Child<Self>> {
+        let mut child = tokio::process::Command::from(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| io::Error::other("no process id"))?;
+        let stdin = match child.stdin.take() {
+            Some(pipe) => Some(pipe::Sender::from_owned_fd(pipe.into_owned_fd()?)?),
+            None => None,
+        };
+        let stdout = child.stdout.take().map(|p| p.into_owned_fd());
+        let stderr = child.stderr.take().map(|p| p.into_owned_fd());
+        let exit = Box::pin(async move { child.wait().await.ok().and_then(|s| s.code()) });
+        Ok(Child {
+            pid,
+            stdin: stdin.map(TokioAdapter::new),
+            stdout: stdout.transpose()?.map(receiver).transpose()?,
+            stderr: stderr.transpose()?.map(receiver).transpose()?,
+            exit,
         })
     }
 
-    fn agent_echo(remote: RemoteEcho) -> Result<(), String> {
-        runtime(1)?.block_on(echo::run_remote(&remote))
+    fn pipe(pipe: ChildStdout) -> io::Result<Self::PipeReader> {
+        receiver(pipe.into())
     }
 
-    fn agent_exec(remote: RemoteExec) -> Result<(), String> {
-        runtime(1)?.block_on(exec::run_remote(&remote))
-    }
-
-    fn agent_mcp(remote: RemoteHost) -> Result<(), String> {
-        runtime(1)?.block_on(host::run_remote(&remote))
+    fn stdout() -> Self::Stdout {
+        TokioAdapter::new(tokio::io::stdout())
     }
 }
 
-/// A multi-threaded runtime with `threads` workers (0: one per core).
-fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if threads > 0 {
-        builder.worker_threads(threads);
+impl Launcher for Tokio {
+    const NAME: &'static str = "mcp-provider-tokio";
+    const RUNTIME: &'static str = "tokio";
+
+    /// A multi-threaded runtime with `threads` workers (0: one per core).
+    fn block_on<T>(
+        threads: usize,
+        main: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if threads > 0 {
+            builder.worker_threads(threads);
+        }
+        builder
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the tokio runtime: {e}"))?
+            .block_on(main)
     }
-    builder
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the tokio runtime: {e}"))
+
+    /// Children's stdout are read by tasks on this runtime, reached from
+    /// the bridge's threads through its handle.
+    fn stdout_reader() -> ReadStdout {
+        let handle = tokio::runtime::Handle::current();
+        Box::new(move |pipe, feed| {
+            let _entered = handle.enter();
+            child::read_stdout::<Tokio>(pipe, feed)
+        })
+    }
+}
+
+/// A TCP connection, `TCP_NODELAY` set.
+fn socket(stream: TcpStream) -> TokioAdapter<TcpStream> {
+    let _ = stream.set_nodelay(true);
+    TokioAdapter::new(stream)
+}
+
+/// A pipe read on tokio's reactor.
+fn receiver(fd: OwnedFd) -> io::Result<TokioAdapter<pipe::Receiver>> {
+    Ok(TokioAdapter::new(pipe::Receiver::from_owned_fd(fd)?))
 }

@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    mcp_provider_cli::main::<mcp_provider_tokio::Tokio>()
+    mcp_provider_cli::main::<mcp_provider_tokio::Runtime>()
 }

@@ -1,24 +1,19 @@
 //! What the agents that dial a provider (`agent echo`, `agent exec`,
-//! `agent mcp`) share: the task that follows the link, and dialing again
-//! when it ends.
+//! `agent mcp`) share: dialing, the task that follows the link, waiting
+//! for the agent's next input, and dialing again when the link ends.
 
 use std::time::Instant;
 
+use async_channel::{Receiver, Sender};
 use async_tungstenite::WebSocketStream;
-use mcp_provider_kit::dial::{DialError, FromLink, Link, LinkEnd, Redial};
-use mcp_provider_kit::task_link;
-use smol::channel::{Receiver, Sender};
-use smol::future::FutureExt;
-use smol::net::TcpStream;
-use smol::Task;
+use futures_lite::future::FutureExt;
 
-use crate::server::dial;
+use super::link::{self, LinkSender};
+use super::{server, until, Executor};
+use crate::dial::{DialError, FromLink, Link, LinkEnd, Redial};
 
 /// A link to a provider.
-pub type Ws = WebSocketStream<TcpStream>;
-
-/// The sending half of a link.
-pub type LinkSender = task_link::LinkSender<TcpStream>;
+pub type Ws<E> = WebSocketStream<<E as Executor>::Tcp>;
 
 /// What waiting for an agent's next input found.
 pub enum Waited<I> {
@@ -30,7 +25,7 @@ pub enum Waited<I> {
 }
 
 /// The next input from `rx`, or [`Waited::Due`] at `deadline`.
-pub async fn next_input<I>(rx: &Receiver<I>, deadline: Option<Instant>) -> Waited<I> {
+pub async fn next_input<E: Executor, I>(rx: &Receiver<I>, deadline: Option<Instant>) -> Waited<I> {
     let input = async {
         match rx.recv().await {
             Ok(input) => Waited::Input(input),
@@ -39,54 +34,57 @@ pub async fn next_input<I>(rx: &Receiver<I>, deadline: Option<Instant>) -> Waite
     };
     input
         .or(async {
-            match deadline {
-                Some(at) => {
-                    smol::Timer::at(at).await;
-                    Waited::Due
-                }
-                None => std::future::pending().await,
-            }
+            until::<E>(deadline).await;
+            Waited::Due
         })
         .await
 }
 
+/// The task following a link: it stops when this is dropped.
+pub struct Following {
+    _stop: Sender<()>,
+}
+
 /// Serves a new link: its frames, then how it ended, go to `tx` (through
 /// `wrap`, after `notice` saw each) from a task that lives as long as the
-/// returned task handle; the link's sending half comes back.
-pub fn open_link<I: Send + 'static>(
-    ws: Ws,
+/// returned [`Following`]; the link's sending half comes back.
+pub fn open_link<E: Executor, I: Send + 'static>(
+    ws: Ws<E>,
     tx: Sender<I>,
     wrap: impl Fn(FromLink) -> I + Send + 'static,
     notice: fn(&str),
-) -> (LinkSender, Task<()>) {
+) -> (LinkSender<E::Tcp>, Following) {
     let (ws_tx, ws_rx) = ws.split();
     let pass = move |got| {
         let (tx, input) = (tx.clone(), wrap(got));
         async move { tx.send(input).await.is_ok() }
     };
-    let follower = smol::spawn(task_link::follow(ws_rx, notice, pass));
-    (LinkSender::new(ws_tx), follower)
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    E::spawn(link::follow(ws_rx, notice, pass).or(async move {
+        let _ = stopped.recv().await;
+    }));
+    (LinkSender::new(ws_tx), Following { _stop: stop })
 }
 
 /// The first link: a provider that cannot be reached at start is an error
 /// to show at once (a wrong URL or token), not a reason to wait.
-pub async fn first_link(link: &Link) -> Result<Ws, String> {
-    dial(&link.url, &link.token)
+pub async fn first_link<E: Executor>(link: &Link) -> Result<Ws<E>, String> {
+    server::dial::<E, _>(&link.url, &link.token, |tcp| tcp)
         .await
         .map_err(DialError::message)
 }
 
 /// After a link ended: the next one, dialed with backoff until the
 /// provider is back — or the outcome to stop with (see [`Redial`]).
-pub async fn next_link(
+pub async fn next_link<E: Executor>(
     link: &Link,
     end: LinkEnd,
     tell: fn(&str),
-) -> Result<Ws, Result<(), String>> {
+) -> Result<Ws<E>, Result<(), String>> {
     let mut redial = Redial::after(link, end, tell)?;
     loop {
-        smol::Timer::after(redial.wait()).await;
-        match dial(&link.url, &link.token).await {
+        E::sleep(redial.wait()).await;
+        match server::dial::<E, _>(&link.url, &link.token, |tcp| tcp).await {
             Ok(ws) => return Ok(ws),
             Err(e) => redial.failed(e)?,
         }

@@ -4,44 +4,39 @@
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
+use futures_lite::future::FutureExt;
+use futures_lite::StreamExt;
 use mcp_provider_core::agent::echo::{self, EchoAgent};
-use mcp_provider_kit::dial::LinkEnd;
-use mcp_provider_kit::in_process::InProcess;
-use mcp_provider_kit::{EchoAgentPlan, RemoteEcho};
-use smol::channel;
-use smol::future::FutureExt;
-use smol::stream::StreamExt;
 
-use crate::remote::{first_link, next_link, Ws};
-use crate::server::Shared;
+use super::link::Shared;
+use super::remote::{first_link, next_link, Ws};
+use super::{spawn_joined, until, Executor};
+use crate::dial::LinkEnd;
+use crate::in_process::InProcess;
+use crate::{EchoAgentPlan, RemoteEcho};
 
 /// Drives `agent`: provider frames from `incoming` in (`None` ends it and
-/// gives the agent back),
-/// due answer frames out through `send` a batch at a time, sleeping until
-/// the next paced frame. Between batches it reads what the provider sent,
-/// so a `pause` for a slow editor takes effect at once.
-async fn play<F, S>(mut agent: EchoAgent, incoming: F, send: S) -> EchoAgent
+/// gives the agent back), due answer frames out through `send` a batch at
+/// a time, sleeping until the next paced frame. Between batches it reads
+/// what the provider sent, so a `pause` for a slow editor takes effect at
+/// once.
+async fn play<E, F, S>(mut agent: EchoAgent, mut incoming: F, send: S) -> EchoAgent
 where
+    E: Executor,
     F: AsyncFnMut() -> Option<String>,
     S: AsyncFn(Vec<String>),
 {
-    let mut incoming = incoming;
     loop {
         let frames = agent.poll_batch(Instant::now());
         if !frames.is_empty() {
             send(frames).await;
-            smol::future::yield_now().await;
+            E::yield_now().await;
         }
         let next = agent.poll_timeout();
         let message = async { Some(incoming().await) }
             .or(async {
-                match next {
-                    Some(at) => {
-                        smol::Timer::at(at).await;
-                        None
-                    }
-                    None => std::future::pending().await,
-                }
+                until::<E>(next).await;
+                None
             })
             .await;
         match message {
@@ -53,8 +48,8 @@ where
 }
 
 /// Attaches an echo agent to the provider in memory.
-pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
-    let (mut link, to) = InProcess::attach(shared, mcp_provider_kit::ECHO_AGENT);
+pub fn spawn_in_process<E: Executor>(shared: &Shared, plan: &EchoAgentPlan) {
+    let (mut link, to) = InProcess::attach(shared, crate::ECHO_AGENT);
     let incoming = async move || loop {
         if let Some(frame) = link.next_frame() {
             return Some(frame);
@@ -63,22 +58,21 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) {
     };
     let send = async move |frames: Vec<String>| to.send(&frames);
     let agent = EchoAgent::new(&plan.model, echo::BUILT_IN, plan.chunk_delay);
-    smol::spawn(async move {
-        play(agent, incoming, send).await;
-    })
-    .detach();
+    E::spawn(async move {
+        play::<E, _, _>(agent, incoming, send).await;
+    });
 }
 
 /// Connects to a provider as an external echo agent and serves, dialing
 /// again when the link ends until the provider is back (unless `--once`).
-pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
-    let mut ws = first_link(&remote.link).await?;
+pub async fn run_remote<E: Executor>(remote: &RemoteEcho) -> Result<(), String> {
+    let mut ws = first_link::<E>(&remote.link).await?;
     let mut agent = EchoAgent::new(&remote.agent.model, echo::REMOTE, remote.agent.chunk_delay);
     loop {
         let end;
-        (agent, end) = serve_link(agent, ws).await;
+        (agent, end) = serve_link::<E>(agent, ws).await?;
         agent.link_lost();
-        ws = match next_link(&remote.link, end, mcp_provider_kit::say).await {
+        ws = match next_link::<E>(&remote.link, end, crate::say).await {
             Ok(ws) => ws,
             Err(outcome) => return outcome,
         };
@@ -86,10 +80,14 @@ pub async fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
 }
 
 /// Serves one link until it ends; the agent comes back for the next.
-async fn serve_link(agent: EchoAgent, ws: Ws) -> (EchoAgent, LinkEnd) {
+async fn serve_link<E: Executor>(
+    agent: EchoAgent,
+    ws: Ws<E>,
+) -> Result<(EchoAgent, LinkEnd), String> {
     let (mut ws_tx, mut ws_rx) = ws.split();
-    let (out_tx, out_rx) = channel::bounded::<Vec<String>>(4);
-    let writer = smol::spawn(async move {
+    // Bounded: the agent makes frames only as fast as the link takes them.
+    let (out_tx, out_rx) = async_channel::bounded::<Vec<String>>(4);
+    let writer = spawn_joined::<E, _>(async move {
         while let Ok(frames) = out_rx.recv().await {
             for frame in frames {
                 if let Err(e) = ws_tx.send(Message::text(frame)).await {
@@ -99,17 +97,16 @@ async fn serve_link(agent: EchoAgent, ws: Ws) -> (EchoAgent, LinkEnd) {
         }
         None
     });
-    let (in_tx, in_rx) = channel::unbounded();
-    // Bounded: the agent makes frames only as fast as the link takes them.
+    let (in_tx, in_rx) = async_channel::unbounded();
     let send = async move |frames: Vec<String>| {
         let _ = out_tx.send(frames).await;
     };
     let incoming = async move || in_rx.recv().await.ok();
-    let player = smol::spawn(play(agent, incoming, send));
+    let player = spawn_joined::<E, _>(play::<E, _, _>(agent, incoming, send));
     let end = loop {
         match ws_rx.next().await {
             Some(Ok(Message::Text(text))) => {
-                mcp_provider_kit::print_link_notice(text.as_str());
+                crate::print_link_notice(text.as_str());
                 let _ = in_tx.send(text.as_str().to_owned()).await;
             }
             Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),
@@ -119,7 +116,7 @@ async fn serve_link(agent: EchoAgent, ws: Ws) -> (EchoAgent, LinkEnd) {
         }
     };
     drop(in_tx);
-    let agent = player.await;
-    let failed = writer.await;
-    (agent, failed.map_or(end, LinkEnd::Failed))
+    let agent = player.await.ok_or("the echo agent failed")?;
+    let failed = writer.await.flatten();
+    Ok((agent, failed.map_or(end, LinkEnd::Failed)))
 }

@@ -1,13 +1,7 @@
-//! What the async runtimes (smol, tokio) share beyond the rest of the kit:
-//! the bell that wakes a connection's task, an upgraded agent link served
-//! over async-tungstenite (its socket not read while a write to it waits,
-//! [`Backpressure`]), and the two halves of a link an agent dialed. Only
-//! with the `async` feature: the blocking runtime has threads, and no async
-//! crate in its tree.
-//!
-//! Nothing here names an executor: a runtime says how its tasks yield and
-//! sleep ([`Executor`]), and every future here runs on whichever executor
-//! polls it.
+//! The agent link over async-tungstenite: the bell that wakes a
+//! connection's task, an upgraded link served (its socket not read while a
+//! write to it waits, [`Backpressure`]), and the two halves of a link an
+//! agent dialed.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -28,6 +22,7 @@ use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 
+use super::Executor;
 use crate::burst::Burst;
 use crate::dial::{FromLink, LinkEnd};
 use crate::hub::{Hub, Peer};
@@ -52,17 +47,6 @@ impl Bell for TaskBell {
         // Full: already rung, the task has not woken yet.
         let _ = self.0.try_send(());
     }
-}
-
-/// What a link's task needs of the executor it runs on.
-pub trait Executor {
-    /// Lets the executor's other tasks run, and its I/O be polled, before
-    /// this task goes on: each executor has its own way, and a plain
-    /// self-wake does not reach the back of every executor's queue.
-    fn yield_now() -> impl Future<Output = ()>;
-
-    /// Resolves once `wait` has passed.
-    fn sleep(wait: Duration) -> impl Future<Output = ()>;
 }
 
 /// The longest a link the peer broke waits for its close frame to go.
@@ -299,7 +283,11 @@ pub async fn serve<E: Executor, S>(
         let close = async {
             let _ = tx.send(Message::Close(Some(ws::close_frame(why)))).await;
         };
-        close.or(E::sleep(CLOSE_WAIT)).await;
+        close
+            .or(async {
+                E::sleep(CLOSE_WAIT).await;
+            })
+            .await;
     }
 }
 

@@ -1,63 +1,55 @@
-//! The tokio driver: sockets, tasks and timers around the core's
-//! `Provider`. No protocol logic lives here: bytes go in, outputs come out
-//! and are carried to the connection they name.
+//! The server: the provider's timer, the accept loops, and each editor
+//! connection's task (requests in, responses out; an upgrade becomes an
+//! agent link). No protocol logic lives here: bytes go in, outputs come
+//! out and are carried to the connection they name.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::net::TcpListener as StdListener;
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use async_tungstenite::tokio::TokioAdapter;
 use async_tungstenite::WebSocketStream;
 use bytes::BytesMut;
-use futures_lite::{AsyncRead, AsyncWrite};
-use mcp_provider_core::backlog::Backlog;
+use futures_lite::future::{poll_once, FutureExt};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use mcp_provider_core::http::{HttpError, Request, Response, ServerConn};
 use mcp_provider_core::stream::Answering;
-use mcp_provider_core::{too_many_connections, Config, ConnId, Output, Provider};
-use mcp_provider_kit::admission::{Admission, Admitted, REFUSALS_HELD, REFUSAL_HOLD};
-use mcp_provider_kit::audit::AuditSink;
-use mcp_provider_kit::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
-use mcp_provider_kit::hub::{Hub, Peer};
-use mcp_provider_kit::task_link::{self, Backpressure, HUB_STALL};
-use mcp_provider_kit::ConnLimits;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{sleep, sleep_until, timeout, timeout_at};
+use mcp_provider_core::{too_many_connections, Config, Provider};
 
-pub use mcp_provider_kit::task_link::{Mail, Shared};
-
-/// A WebSocket over a tokio TCP stream.
-pub type Ws = WebSocketStream<TokioAdapter<TcpStream>>;
+use super::link::{self, Backpressure, Shared, HUB_STALL};
+use super::{until, Executor};
+use crate::admission::{Admission, Admitted, REFUSALS_HELD, REFUSAL_HOLD};
+use crate::audit::AuditSink;
+use crate::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
+use crate::hub::{Hub, Peer};
+use crate::ConnLimits;
 
 /// Requests an embedding application answers itself: each request is
 /// offered to it before the provider, and those it answers (`Some`) are
 /// its own.
 pub type AppRoutes = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
 
-/// Starts the provider and its timer on the current tokio runtime.
-pub fn start(config: Config, audit: Option<AuditSink>) -> Shared {
+/// Starts the provider and its timer.
+pub fn start<E: Executor>(config: Config, audit: Option<AuditSink>) -> Shared {
     let (timer_tx, timer_rx) = async_channel::bounded(1);
     let provider = Provider::new(config, Instant::now(), SystemTime::now());
     let shared = Hub::new(provider, audit, move || {
         let _ = timer_tx.try_send(());
     });
-    tokio::spawn(timer_task(shared.clone(), timer_rx));
+    E::spawn(timer_task::<E>(shared.clone(), timer_rx));
     shared
 }
 
 /// Starts serving on `listeners`; the tasks run until the process ends.
-pub fn serve(
+pub fn serve<E: Executor>(
     shared: &Shared,
-    listeners: Vec<StdListener>,
+    listeners: Vec<TcpListener>,
     limits: ConnLimits,
 ) -> std::io::Result<()> {
     let gate = Gate::new(limits.max_connections);
     for listener in listeners {
-        listener.set_nonblocking(true)?;
-        let listener = TcpListener::from_std(listener)?;
-        tokio::spawn(accept_loop(
+        let listener = E::listen(listener)?;
+        E::spawn(accept_loop::<E>(
             shared.clone(),
             listener,
             limits,
@@ -71,24 +63,24 @@ pub fn serve(
 /// Accepts connections for as long as the process runs, each served in a
 /// task of its own once `gate` admits it; `app` answers the requests it
 /// claims.
-pub async fn accept_loop(
+pub async fn accept_loop<E: Executor>(
     shared: Shared,
-    listener: TcpListener,
+    listener: E::TcpListener,
     limits: ConnLimits,
     gate: Gate,
     app: Option<AppRoutes>,
 ) {
     let mut last_warning = None;
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let Some((stream, admitted)) = gate.admit(stream) else {
+        match E::accept(&listener).await {
+            Ok(stream) => {
+                let Some((stream, admitted)) = gate.admit::<E>(stream) else {
                     continue;
                 };
                 let (shared, app) = (shared.clone(), app.clone());
-                tokio::spawn(async move {
+                E::spawn(async move {
                     let _open = admitted;
-                    connection(shared, stream, limits, app.as_ref()).await;
+                    connection::<E>(shared, stream, limits, app.as_ref()).await;
                 });
             }
             Err(e) => {
@@ -99,7 +91,7 @@ pub async fn accept_loop(
                     tracing::warn!("accept failed: {e}");
                     last_warning = Some(Instant::now());
                 }
-                sleep(Duration::from_millis(50)).await;
+                E::sleep(Duration::from_millis(50)).await;
             }
         }
     }
@@ -123,14 +115,14 @@ impl Gate {
 
     /// Counts `stream` in, or answers it 503 in a task of its own and
     /// returns `None` (past [`REFUSALS_HELD`], just closes it).
-    pub fn admit(&self, stream: TcpStream) -> Option<(TcpStream, Admitted)> {
+    pub fn admit<E: Executor>(&self, stream: E::Tcp) -> Option<(E::Tcp, Admitted)> {
         if let Some(admitted) = self.open.admit() {
             return Some((stream, admitted));
         }
         if let Some(held) = self.refusals.admit() {
-            tokio::spawn(async move {
+            E::spawn(async move {
                 let _held = held;
-                refuse(stream).await;
+                refuse::<E>(stream).await;
             });
         }
         None
@@ -140,29 +132,73 @@ impl Gate {
 /// Answers a connection past the cap with 503, then reads what the client
 /// sent, briefly, so closing does not reset the connection before it reads
 /// the answer.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse<E: Executor>(mut stream: E::Tcp) {
     let _ = stream.write_all(&too_many_connections()).await;
-    let _ = stream.shutdown().await;
+    let _ = stream.close().await;
     let mut sink = [0u8; 4096];
-    let _ = timeout(REFUSAL_HOLD, stream.read(&mut sink)).await;
+    let read = async {
+        let _ = stream.read(&mut sink).await;
+    };
+    read.or(async {
+        E::sleep(REFUSAL_HOLD).await;
+    })
+    .await;
 }
 
 /// Sleeps until the provider's next deadline, or until woken because an
 /// earlier one was set.
-async fn timer_task(shared: Shared, wake: async_channel::Receiver<()>) {
+async fn timer_task<E: Executor>(shared: Shared, wake: async_channel::Receiver<()>) {
     loop {
         let next = shared.lock().armed();
-        let fired = match next {
-            Some(at) => timeout_at(at.into(), wake.recv()).await.is_err(),
-            None => {
-                let _ = wake.recv().await;
-                false
-            }
+        let woken = async {
+            let _ = wake.recv().await;
+            false
         };
-        if fired {
+        let fired = async {
+            until::<E>(next).await;
+            true
+        };
+        if woken.or(fired).await {
             shared.lock().disarm();
             shared.with(|p, now| p.handle_timeout(now));
         }
+    }
+}
+
+/// A connection's idle deadline. A later deadline does not move the
+/// timer: when the earlier one fires, the caller checks the deadline it
+/// has now and waits again if it moved on.
+struct IdleTimer<E: Executor> {
+    timer: Option<E::Timer>,
+    armed: Option<Instant>,
+}
+
+impl<E: Executor> IdleTimer<E> {
+    fn new() -> Self {
+        IdleTimer {
+            timer: None,
+            armed: None,
+        }
+    }
+
+    /// Makes sure the timer fires no later than `deadline`.
+    fn arm(&mut self, deadline: Option<Instant>) {
+        if let Some(at) = deadline.filter(|at| self.armed.is_none_or(|a| *at < a)) {
+            self.timer = Some(E::timer_at(at));
+            self.armed = Some(at);
+        }
+    }
+
+    /// Resolves when the armed time passes (never if none is armed).
+    async fn fired(&mut self) {
+        match &mut self.timer {
+            Some(timer) => {
+                timer.await;
+            }
+            None => std::future::pending().await,
+        }
+        self.timer = None;
+        self.armed = None;
     }
 }
 
@@ -175,54 +211,56 @@ enum Event {
 }
 
 /// Writes `bytes`, or fails once `limit` passes: a peer that stops reading
-/// must not hold its connection (and what waits for it) forever.
-async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool {
-    matches!(timeout(limit, stream.write_all(bytes)).await, Ok(Ok(())))
+/// must not hold its connection (and what waits for it) forever. Most
+/// writes complete at once; only one that has to wait gets a timer.
+async fn write_within<E: Executor>(stream: &mut E::Tcp, bytes: &[u8], limit: Duration) -> bool {
+    let mut write = std::pin::pin!(async { stream.write_all(bytes).await.is_ok() });
+    if let Some(done) = poll_once(&mut write).await {
+        return done;
+    }
+    write
+        .or(async {
+            E::sleep(limit).await;
+            false
+        })
+        .await
 }
 
 /// One editor connection: requests in, responses out; may become an agent
 /// link by WebSocket upgrade. The requests `app` claims are answered here,
 /// in turn with the provider's.
-pub async fn connection(
+pub async fn connection<E: Executor>(
     shared: Shared,
-    mut stream: TcpStream,
+    mut stream: E::Tcp,
     limits: ConnLimits,
     app: Option<&AppRoutes>,
 ) {
-    let _ = stream.set_nodelay(true);
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
     let mut http = ServerConn::new(limits.http, Instant::now());
     let mut answering = Answering::default();
-    let mut buf = vec![0u8; mcp_provider_kit::READ_BUFFER];
+    let mut buf = vec![0u8; crate::READ_BUFFER];
     let mut out = BytesMut::new();
     let mut outputs = VecDeque::new();
     let mut eof = false;
-    // A later deadline does not move the timer: when the earlier one
-    // fires, the loop checks the deadline it has now and waits again.
-    let idle = sleep(Duration::ZERO);
-    tokio::pin!(idle);
-    let mut armed: Option<Instant> = None;
+    let mut idle = IdleTimer::<E>::new();
     let upgrade = 'conn: loop {
-        if let Some(at) = http
-            .poll_timeout()
-            .filter(|at| armed.is_none_or(|a| *at < a))
-        {
-            idle.as_mut().reset(at.into());
-            armed = Some(at);
-        }
+        idle.arm(http.poll_timeout());
         // A connection whose pipeline is full is not read until the
         // response in progress ends; its peer then waits on TCP.
         let reading = !eof && http.wants_read();
-        let event = tokio::select! {
-            biased;
-            read = stream.read(&mut buf), if reading => Event::Read(read),
-            rung = mail.waiter().recv() => Event::Mail(rung.is_ok()),
-            () = &mut idle, if armed.is_some() => {
-                armed = None;
-                Event::TimedOut
+        let event = async {
+            match reading {
+                true => Event::Read(stream.read(&mut buf).await),
+                false => std::future::pending().await,
             }
-        };
+        }
+        .or(async { Event::Mail(mail.waiter().recv().await.is_ok()) })
+        .or(async {
+            idle.fired().await;
+            Event::TimedOut
+        })
+        .await;
         match event {
             Event::Read(Ok(0)) => {
                 // The peer shut its side: what it sent in full is still
@@ -246,7 +284,7 @@ pub async fn connection(
                         break 'conn Some(upgrade);
                     }
                 }
-                if !write_within(&mut stream, &out, limits.read_timeout).await {
+                if !write_within::<E>(&mut stream, &out, limits.read_timeout).await {
                     break None;
                 }
                 out.clear();
@@ -257,7 +295,7 @@ pub async fn connection(
         let pumped = shared.pump(id, || next_request(&mut http, app, &mut out));
         if !out.is_empty() {
             // The application answered requests of its own.
-            if !write_within(&mut stream, &out, limits.read_timeout).await {
+            if !write_within::<E>(&mut stream, &out, limits.read_timeout).await {
                 break None;
             }
             out.clear();
@@ -267,15 +305,16 @@ pub async fn connection(
             // Nothing handed on: an `Expect: 100-continue` may want its
             // interim answer.
             if let Some(interim) = http.poll_interim() {
-                if !write_within(&mut stream, &interim, limits.read_timeout).await {
+                if !write_within::<E>(&mut stream, &interim, limits.read_timeout).await {
                     break None;
                 }
             }
         } else {
             // A request usually posted an invocation to an agent link's
             // task as well as a response head to this one: let the link
-            // send it first.
-            tokio::task::yield_now().await;
+            // send it first, since the first chunk waits on the agent and
+            // the head can go out while the agent works.
+            E::yield_now().await;
         }
         if http.wants_close() {
             break None;
@@ -284,14 +323,13 @@ pub async fn connection(
     if let Some(upgrade) = upgrade {
         let leftover = http.take_upgrade_bytes();
         let head = accept_head(&upgrade);
-        if write_within(&mut stream, &head, limits.read_timeout).await {
-            let stream = TokioAdapter::new(stream);
-            let ws = task_link::accept(stream, leftover.to_vec(), limits.read_timeout).await;
+        if write_within::<E>(&mut stream, &head, limits.read_timeout).await {
+            let ws = link::accept(stream, leftover.to_vec(), limits.read_timeout).await;
             let peer = Peer::from(&upgrade);
-            agent_link(&shared, id, ws, (mail, outputs), &backlog, peer).await;
+            link::serve::<E, _>(&shared, id, ws, (mail, outputs), &backlog, peer).await;
         }
     } else {
-        let _ = stream.shutdown().await;
+        let _ = stream.close().await;
     }
     drop(attached);
 }
@@ -317,50 +355,18 @@ fn next_request(
     }
 }
 
-/// tokio's ways to yield and sleep, for the kit's agent link.
-struct Tokio;
-
-impl task_link::Executor for Tokio {
-    fn yield_now() -> impl Future<Output = ()> {
-        tokio::task::yield_now()
-    }
-
-    fn sleep(wait: Duration) -> impl Future<Output = ()> {
-        sleep(wait)
-    }
-}
-
-/// Serves an upgraded agent link (or a bridge client's WebSocket) until
-/// either side closes.
-async fn agent_link(
-    shared: &Shared,
-    id: ConnId,
-    ws: WebSocketStream<Backpressure<TokioAdapter<TcpStream>>>,
-    mail: (Mail, VecDeque<Output>),
-    backlog: &Backlog,
-    peer: Peer,
-) {
-    task_link::serve::<Tokio, _>(shared, id, ws, mail, backlog, peer).await;
-}
-
-/// Opens a WebSocket to `url` with the bridge token.
-pub async fn dial(url: &str, token: &str) -> Result<Ws, DialError> {
-    dial_over(url, token, |tcp| tcp).await
-}
-
 /// Opens a WebSocket to `url` with the bridge token, over what `wrap`
 /// makes of the TCP stream.
-async fn dial_over<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn dial<E: Executor, S: AsyncRead + AsyncWrite + Unpin>(
     url: &str,
     token: &str,
-    wrap: impl FnOnce(TokioAdapter<TcpStream>) -> S,
+    wrap: impl FnOnce(E::Tcp) -> S,
 ) -> Result<WebSocketStream<S>, DialError> {
     let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
-    let tcp = TcpStream::connect((host.as_str(), port))
+    let tcp = E::connect(&host, port)
         .await
         .map_err(|e| DialError::Unreachable(format!("cannot connect to {url}: {e}")))?;
-    let _ = tcp.set_nodelay(true);
-    let (ws, _) = async_tungstenite::client_async(request, wrap(TokioAdapter::new(tcp)))
+    let (ws, _) = async_tungstenite::client_async(request, wrap(tcp))
         .await
         .map_err(|e| handshake_failed(url, e))?;
     Ok(ws)
@@ -368,24 +374,24 @@ async fn dial_over<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Dials out to an agent hub and serves that connection as an agent link,
 /// reconnecting with [`Backoff`] whenever it drops.
-pub async fn dial_hub(shared: Shared, url: String, token: String) {
+pub async fn dial_hub<E: Executor>(shared: Shared, url: String, token: String) {
     let mut backoff = Backoff::new();
     loop {
         let stall = |tcp| Backpressure::new(tcp, HUB_STALL);
-        match dial_over(&url, &token, stall).await {
+        match dial::<E, _>(&url, &token, stall).await {
             Ok(ws) => {
                 tracing::info!("agent hub {url} connected");
                 backoff.reset();
                 let (attached, mail, backlog) = shared.connect();
                 let id = attached.id;
-                shared.with(|p, _| p.open_agent(id, mcp_provider_kit::AGENT_HUB));
+                shared.with(|p, _| p.open_agent(id, crate::AGENT_HUB));
                 let mail = (mail, VecDeque::new());
-                agent_link(&shared, id, ws, mail, &backlog, Peer::Agent).await;
+                link::serve::<E, _>(&shared, id, ws, mail, &backlog, Peer::Agent).await;
                 drop(attached);
                 tracing::warn!("agent hub {url} disconnected");
             }
             Err(e) => tracing::warn!("agent hub: {}", e.message()),
         }
-        sleep_until((Instant::now() + backoff.next_wait()).into()).await;
+        E::sleep(backoff.next_wait()).await;
     }
 }

@@ -1,31 +1,31 @@
-//! `agent mcp` on smol: the core's host agent in one task (what each input
-//! does is the kit's), a task following each link and a thread reading the
+//! `agent mcp`: the core's host agent in one task (what each input does is
+//! [`crate::host`]'s), a task following each link and a thread reading the
 //! host's stdin; answers go to stdout.
 
-use mcp_provider_kit::host::{read_stdin, Ended, Host, Input, INPUTS};
-use mcp_provider_kit::RemoteHost;
-use smol::channel::{self, Receiver, Sender};
-use smol::io::AsyncWriteExt;
-use smol::Unblock;
+use async_channel::{Receiver, Sender};
+use futures_lite::io::AsyncWriteExt;
 
-use crate::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
+use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
+use super::Executor;
+use crate::host::{read_stdin, Ended, Host, Input, INPUTS};
+use crate::RemoteHost;
 
 /// Serves the MCP host on stdin/stdout until it closes stdin. When the
 /// link ends, the provider is dialed again until it is back (unless
 /// `--once`), and the host's session carries on.
-pub async fn run_remote(remote: &RemoteHost) -> Result<(), String> {
-    let mut ws = first_link(&remote.link).await?;
-    let (tx, rx) = channel::bounded(INPUTS);
+pub async fn run_remote<E: Executor>(remote: &RemoteHost) -> Result<(), String> {
+    let mut ws = first_link::<E>(&remote.link).await?;
+    let (tx, rx) = async_channel::bounded(INPUTS);
     let host_tx = tx.clone();
     read_stdin(move |input| host_tx.send_blocking(input).is_ok())?;
     let mut host = Host::new(remote);
-    let mut stdout = Unblock::new(std::io::stdout());
+    let mut stdout = E::stdout();
     loop {
-        let end = match serve_link(&mut host, &mut stdout, (&tx, &rx), ws).await {
+        let end = match serve_link::<E>(&mut host, &mut stdout, (&tx, &rx), ws).await {
             Ended::Host => return Ok(()),
             Ended::Link(end) => end,
         };
-        ws = match next_link(&remote.link, end, mcp_provider_kit::say_on_stderr).await {
+        ws = match next_link::<E>(&remote.link, end, crate::say_on_stderr).await {
             Ok(ws) => ws,
             Err(outcome) => return outcome,
         };
@@ -33,18 +33,18 @@ pub async fn run_remote(remote: &RemoteHost) -> Result<(), String> {
 }
 
 /// Serves one link until it ends or the host leaves.
-async fn serve_link(
+async fn serve_link<E: Executor>(
     host: &mut Host,
-    stdout: &mut Unblock<std::io::Stdout>,
+    stdout: &mut E::Stdout,
     (tx, rx): (&Sender<Input>, &Receiver<Input>),
-    ws: Ws,
+    ws: Ws<E>,
 ) -> Ended {
     let number = host.link;
-    let (mut sender, _link) = open_link(
+    let (mut sender, _link) = open_link::<E, _>(
         ws,
         tx.clone(),
         move |got| Input::Link(number, got),
-        mcp_provider_kit::print_link_notice_on_stderr,
+        crate::print_link_notice_on_stderr,
     );
     loop {
         while let Some(mut line) = host.agent.poll_host() {
@@ -56,7 +56,7 @@ async fn serve_link(
         sender
             .send_all(std::iter::from_fn(|| host.agent.poll_provider()))
             .await;
-        let input = match next_input(rx, host.agent.poll_timeout()).await {
+        let input = match next_input::<E, _>(rx, host.agent.poll_timeout()).await {
             Waited::Input(input) => Some(input),
             // Unreachable while this task holds a sender.
             Waited::Closed => Some(Input::HostClosed),

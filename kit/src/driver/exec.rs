@@ -1,0 +1,228 @@
+//! `agent exec`: the core's exec agent in one task (what each input does
+//! is [`crate::exec`]'s), a task reading the link, and for each run a task
+//! reading its stdout (then reaping it) plus one writing its stdin and one
+//! reading its stderr. When runs are given the editor's tools, a task
+//! accepts their relays' connections, and two per connection read and
+//! write it.
+
+use std::path::Path;
+
+use async_channel::{Receiver, Sender};
+use futures_lite::future::FutureExt;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
+use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
+use mcp_provider_core::agent::exec::{Exit, RunId};
+
+use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
+use super::{spawn_joined, Executor};
+use crate::dial::LinkEnd;
+use crate::exec::{Exec, Queued, RemoteExec, INPUTS};
+use crate::process::{Groups, Tail, READ_CHUNK};
+
+/// A relay's connection: its outbox, which its writer empties, the bytes
+/// it holds, and what its reader and writer stop at (when dropped).
+pub struct Relay {
+    outbox: Sender<String>,
+    queued: Queued,
+    _stop: Sender<()>,
+}
+
+impl crate::exec::Relay for Relay {
+    fn offer(&self, line: String) -> bool {
+        self.queued.admit(line.len()) && self.outbox.try_send(line).is_ok()
+    }
+
+    fn close(self) {}
+}
+
+/// What the agent's task waits for.
+type Input = crate::exec::Input<Relay>;
+
+/// Connects to a provider and runs the plan's command per request. When
+/// the link ends, the runs it asked for are killed and the provider is
+/// dialed again until it is back (unless `--once`); every run still alive
+/// at the end is killed.
+pub async fn run_remote<E: Executor>(remote: &RemoteExec) -> Result<(), String> {
+    let mut ws = first_link::<E>(&remote.link).await?;
+    let groups = Groups::default();
+    groups
+        .kill_on_signal()
+        .map_err(|e| format!("cannot watch for signals: {e}"))?;
+    let (tx, rx) = async_channel::bounded(INPUTS);
+    if let Some(socket) = &remote.tool_socket {
+        accept_relays::<E>(socket, &tx)?;
+    }
+    let mut exec = Exec::new(remote);
+    let outcome = loop {
+        let end = serve_link::<E>(remote, &groups, (&tx, &rx), &mut exec, ws).await;
+        ws = match next_link::<E>(&remote.link, end, crate::say).await {
+            Ok(ws) => ws,
+            Err(outcome) => break outcome,
+        };
+    };
+    groups.kill_all();
+    outcome
+}
+
+/// Serves one link until it ends; the agent's runs go on between links.
+async fn serve_link<E: Executor>(
+    remote: &RemoteExec,
+    groups: &Groups,
+    (tx, rx): (&Sender<Input>, &Receiver<Input>),
+    exec: &mut Exec<Relay>,
+    ws: Ws<E>,
+) -> LinkEnd {
+    let number = exec.link;
+    let (mut sender, _link) = open_link::<E, _>(
+        ws,
+        tx.clone(),
+        move |got| Input::Link(number, got),
+        crate::print_link_notice,
+    );
+    let start = |run, command, stdin| start::<E>(groups, tx, run, command, stdin);
+    loop {
+        exec.prepare(remote, groups, start);
+        sender
+            .send_all(std::iter::from_fn(|| exec.agent.poll_transmit()))
+            .await;
+        let input = match next_input::<E, _>(rx, exec.agent.poll_timeout()).await {
+            Waited::Input(input) => Some(input),
+            // Unreachable while this task holds a sender.
+            Waited::Closed => return LinkEnd::Closed(None),
+            Waited::Due => None,
+        };
+        if let Some(end) = exec.handle(input, remote, groups) {
+            exec.prepare(remote, groups, start);
+            return sender.end(end);
+        }
+    }
+}
+
+/// Listens for runs' relays on `socket`: each connection's bytes come in
+/// as inputs, after its opening and before its end.
+fn accept_relays<E: Executor>(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
+    let listener =
+        E::bind_unix(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    let tx = tx.clone();
+    E::spawn(async move {
+        let mut next = 0;
+        while let Ok(stream) = E::accept_unix(&listener).await {
+            let id = LinkId(next);
+            next += 1;
+            let (reader, writer) = futures_lite::io::split(stream);
+            let (stop, stopped) = async_channel::bounded::<()>(1);
+            let relay = open_relay::<E>(writer, stop, stopped.clone());
+            if tx.send(Input::RelayOpened(id, relay)).await.is_err() {
+                break;
+            }
+            E::spawn(read_relay(id, reader, stopped, tx.clone()));
+        }
+    });
+    Ok(())
+}
+
+/// A relay's connection with its writer started: it writes the outbox
+/// until either ends, or the relay is closed.
+fn open_relay<E: Executor>(
+    mut writer: WriteHalf<E::Unix>,
+    stop: Sender<()>,
+    stopped: Receiver<()>,
+) -> Relay {
+    let (outbox, lines) = async_channel::bounded::<String>(OUTBOX);
+    let queued = Queued::default();
+    let written = queued.clone();
+    let write = async move {
+        while let Ok(line) = lines.recv().await {
+            if writer.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+            written.written(line.len());
+        }
+        let _ = writer.close().await;
+    };
+    E::spawn(write.or(async move {
+        let _ = stopped.recv().await;
+    }));
+    Relay {
+        outbox,
+        queued,
+        _stop: stop,
+    }
+}
+
+/// Reads a relay's connection until it ends or its [`Relay`] is gone: its
+/// bytes, then its end, come in as inputs.
+async fn read_relay(
+    id: LinkId,
+    mut reader: impl AsyncRead + Unpin,
+    stopped: Receiver<()>,
+    tx: Sender<Input>,
+) {
+    let mut buf = vec![0; READ_CHUNK];
+    let read = async {
+        while let Ok(n @ 1..) = reader.read(&mut buf).await {
+            let bytes = buf.get(..n).unwrap_or_default().to_vec();
+            if tx.send(Input::Relay(id, bytes)).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Input::RelayClosed(id)).await;
+    };
+    read.or(async {
+        let _ = stopped.recv().await;
+    })
+    .await;
+}
+
+/// Starts one run; its exit comes back as an input.
+fn start<E: Executor>(
+    groups: &Groups,
+    tx: &Sender<Input>,
+    run: RunId,
+    command: std::process::Command,
+    stdin: Vec<u8>,
+) -> Result<(), String> {
+    let child = E::spawn_child(command).map_err(|e| e.to_string())?;
+    groups.insert(run, child.pid);
+    if let Some(mut pipe) = child.stdin {
+        // Its own task: a CLI may print before it has read all of a long
+        // prompt, and must not wait on us while we wait on it.
+        E::spawn(async move {
+            let _ = pipe.write_all(&stdin).await;
+        });
+    }
+    let stderr = child.stderr.map(|mut err| {
+        spawn_joined::<E, _>(async move {
+            let mut tail = Tail::default();
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buf).await {
+                tail.push(buf.get(..n).unwrap_or_default());
+            }
+            tail
+        })
+    });
+    let (mut stdout, exit) = (child.stdout, child.exit);
+    let (groups, tx) = (groups.clone(), tx.clone());
+    E::spawn(async move {
+        if let Some(out) = stdout.as_mut() {
+            let mut buf = vec![0; READ_CHUNK];
+            while let Ok(n @ 1..) = out.read(&mut buf).await {
+                let bytes = buf.get(..n).unwrap_or_default().to_vec();
+                if tx.send(Input::Stdout(run, bytes)).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(stdout);
+        let code = exit.await;
+        groups.remove(run);
+        let stderr = match stderr {
+            Some(task) => task.await.map(|tail| tail.text()).unwrap_or_default(),
+            None => String::new(),
+        };
+        let _ = tx
+            .send(Input::Exit(run, Exit::Exited { code, stderr }))
+            .await;
+    });
+    Ok(())
+}

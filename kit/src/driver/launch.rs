@@ -1,0 +1,79 @@
+//! An executor as the command line runs it: serving on the bound
+//! listeners, and the built-in agents against a remote provider. A runtime
+//! crate implements [`Launcher`] for its executor, and its binary runs
+//! [`Async`] of it.
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use super::{child, echo, exec, host, server, Executor};
+use crate::bridge::ReadStdout;
+use crate::exec::RemoteExec;
+use crate::{Launch, RemoteEcho, RemoteHost, Runtime};
+
+/// An executor that can run the driver to its end.
+pub trait Launcher: Executor {
+    /// The binary's name, for `--help` and messages.
+    const NAME: &'static str;
+    /// The executor's name, in the banner.
+    const RUNTIME: &'static str;
+
+    /// Runs `main` to its end on `threads` worker threads (0: one per
+    /// core).
+    fn block_on<T>(
+        threads: usize,
+        main: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, String>;
+
+    /// How the bridge reads its children's stdout. The bridge calls it
+    /// from threads of its own: an executor whose tasks can only be
+    /// spawned from within it says how to get there.
+    fn stdout_reader() -> ReadStdout {
+        Box::new(child::read_stdout::<Self>)
+    }
+}
+
+/// The command line's [`Runtime`] on the executor `E`.
+pub struct Async<E>(PhantomData<E>);
+
+impl<E: Launcher> Runtime for Async<E> {
+    const NAME: &'static str = E::NAME;
+    const RUNTIME: &'static str = E::RUNTIME;
+    /// A connection costs a task and its buffers: a few KiB.
+    const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+    /// A connection is one socket.
+    const FILES_PER_CONNECTION: usize = 1;
+
+    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
+        let threads = launch.threads;
+        E::block_on(threads, async {
+            let shared = server::start::<E>(launch.config, launch.audit);
+            server::serve::<E>(&shared, launch.listeners, launch.limits)
+                .map_err(|e| e.to_string())?;
+            launch.bridge.set_stdout_reader(E::stdout_reader());
+            shared.attach_bridge(launch.bridge);
+            if let Some((url, token)) = launch.agent_hub {
+                E::spawn(server::dial_hub::<E>(shared.clone(), url, token));
+            }
+            if let Some(plan) = &launch.echo {
+                echo::spawn_in_process::<E>(&shared, plan);
+            }
+            crate::shutdown::watch(shared.clone())
+                .map_err(|e| format!("cannot watch for signals: {e}"))?;
+            ready();
+            std::future::pending().await
+        })
+    }
+
+    fn agent_echo(remote: RemoteEcho) -> Result<(), String> {
+        E::block_on(1, echo::run_remote::<E>(&remote))
+    }
+
+    fn agent_exec(remote: RemoteExec) -> Result<(), String> {
+        E::block_on(1, exec::run_remote::<E>(&remote))
+    }
+
+    fn agent_mcp(remote: RemoteHost) -> Result<(), String> {
+        E::block_on(1, host::run_remote::<E>(&remote))
+    }
+}
