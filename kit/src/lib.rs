@@ -9,7 +9,9 @@
 //! [`mailbox`]es, an agent link's [`burst`]s and [`link_writes`],
 //! [`admission`] of editor connections, the MCP [`bridge`]'s child
 //! processes, `agent exec`'s [`process`]es and tool [`relay`], [`dial`]ing
-//! an agent link, graceful [`shutdown`] and the [`audit`] log.
+//! an agent link, graceful [`shutdown`] and the [`audit`] log. With the
+//! `async` feature, the async [`driver`] written once for every async
+//! executor: a runtime on one implements its `Executor`.
 
 pub mod admission;
 pub mod audit;
@@ -114,7 +116,8 @@ pub struct RemoteEcho {
     pub agent: EchoAgentPlan,
 }
 
-/// A driver of the core: the smol one or the blocking one.
+/// A driver of the core: the async driver on an executor
+/// (`driver::launch::Async`), or the blocking one.
 pub trait Runtime {
     /// The binary's name, for `--help` and messages.
     const NAME: &'static str;
