@@ -23,6 +23,9 @@ use crate::ready::Ready;
 /// smol's executor, reactor and timers.
 struct Smol;
 
+/// The executor every task of the process runs on.
+static EXECUTOR: smol::Executor<'static> = smol::Executor::new();
+
 impl Executor for Smol {
     type Tcp = Ready<TcpStream>;
     type TcpListener = smol::net::TcpListener;
@@ -34,7 +37,7 @@ impl Executor for Smol {
     type Timer = Timer;
 
     fn spawn(task: impl Future<Output = ()> + Send + 'static) {
-        smol::spawn(task).detach();
+        EXECUTOR.spawn(task).detach();
     }
 
     fn yield_now() -> impl Future<Output = ()> + Send {
@@ -55,7 +58,10 @@ impl Executor for Smol {
     }
 
     async fn connect(host: &str, port: u16) -> io::Result<Self::Tcp> {
-        Ok(socket(smol::net::TcpStream::connect((host, port)).await?))
+        let mut tcp = socket(smol::net::TcpStream::connect((host, port)).await?);
+        // A dialed connection is an agent link.
+        tcp.eager();
+        Ok(tcp)
     }
 
     fn bind_unix(path: &Path) -> io::Result<UnixListener> {
@@ -64,6 +70,10 @@ impl Executor for Smol {
 
     async fn accept_unix(listener: &UnixListener) -> io::Result<UnixStream> {
         Ok(listener.accept().await?.0)
+    }
+
+    fn streaming(tcp: &mut Self::Tcp) {
+        tcp.eager();
     }
 
     fn spawn_child(command: Command) -> io::Result<Child<Self>> {
@@ -99,20 +109,23 @@ impl Launcher for Smol {
     const NAME: &'static str = "mcp-provider";
     const RUNTIME: &'static str = "smol";
 
-    /// smol's executor runs its tasks on `SMOL_THREADS` threads: `threads`
-    /// (0: one per core) decides, unless the variable is set already. Set
-    /// before the first task is spawned, while no other thread reads the
-    /// environment.
+    /// The driver runs on this thread, which also waits on the reactor
+    /// when no task is ready (so a socket's readiness wakes its task with
+    /// no hand-over between threads), and on `threads - 1` more (0: one
+    /// per core).
     fn block_on<T>(
         threads: usize,
         main: impl Future<Output = Result<T, String>>,
     ) -> Result<T, String> {
-        if std::env::var_os("SMOL_THREADS").is_none() {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let threads = if threads == 0 { cores } else { threads };
-            std::env::set_var("SMOL_THREADS", threads.to_string());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if threads == 0 { cores } else { threads };
+        for n in 1..threads {
+            std::thread::Builder::new()
+                .name(format!("smol-{n}"))
+                .spawn(|| smol::block_on(EXECUTOR.run(std::future::pending::<()>())))
+                .map_err(|e| format!("cannot start an executor thread: {e}"))?;
         }
-        smol::block_on(main)
+        smol::block_on(EXECUTOR.run(main))
     }
 }
 

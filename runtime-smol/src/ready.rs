@@ -18,11 +18,22 @@ use smol::Async;
 /// always waits: a read of a pipe with more waiting completes at once,
 /// and a task that is always ready keeps the reactor from being polled,
 /// so a chatty child would hold up every connection waiting for its
-/// socket.
+/// socket. A socket that streams (an agent link) is read at once, as
+/// data is there more often than not.
 pub struct Ready<T> {
     source: Arc<Async<T>>,
     drained: bool,
-    always_wait: bool,
+    mode: Mode,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Wait after a read that did not fill the buffer.
+    Socket,
+    /// Always wait.
+    Pipe,
+    /// Never wait first.
+    Eager,
 }
 
 impl<T> Ready<T> {
@@ -31,8 +42,14 @@ impl<T> Ready<T> {
         Ready {
             source,
             drained: false,
-            always_wait: false,
+            mode: Mode::Socket,
         }
+    }
+
+    /// From now on, reads are tried at once.
+    pub fn eager(&mut self) {
+        self.mode = Mode::Eager;
+        self.drained = false;
     }
 
     /// A pipe: every read waits for the reactor.
@@ -40,7 +57,7 @@ impl<T> Ready<T> {
         Ready {
             source: Arc::new(source),
             drained: true,
-            always_wait: true,
+            mode: Mode::Pipe,
         }
     }
 }
@@ -62,7 +79,11 @@ where
             ready!(self.source.poll_readable(cx))?;
         }
         let read = ready!(Pin::new(&mut &*self.source).poll_read(cx, buf));
-        self.drained = self.always_wait || matches!(read, Ok(n) if n < buf.len());
+        self.drained = match self.mode {
+            Mode::Socket => matches!(read, Ok(n) if n < buf.len()),
+            Mode::Pipe => true,
+            Mode::Eager => false,
+        };
         Poll::Ready(read)
     }
 }

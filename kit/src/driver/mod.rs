@@ -87,6 +87,10 @@ pub trait Executor: Sized + Send + Sync + 'static {
     /// This process's stdout.
     fn stdout() -> Self::Stdout;
 
+    /// `tcp` carries an agent link from now on: frames stream in, and a
+    /// read should be tried before waiting for the socket to be readable.
+    fn streaming(_tcp: &mut Self::Tcp) {}
+
     /// Resolves once `wait` has passed.
     fn sleep(wait: Duration) -> Self::Timer {
         Self::timer_at(Instant::now() + wait)

@@ -324,6 +324,7 @@ pub async fn connection<E: Executor>(
         let leftover = http.take_upgrade_bytes();
         let head = accept_head(&upgrade);
         if write_within::<E>(&mut stream, &head, limits.read_timeout).await {
+            E::streaming(&mut stream);
             let ws = link::accept(stream, leftover.to_vec(), limits.read_timeout).await;
             let peer = Peer::from(&upgrade);
             link::serve::<E, _>(&shared, id, ws, (mail, outputs), &backlog, peer).await;
