@@ -96,7 +96,7 @@ pub struct Settings {
     /// idle (opening, or its last answer ending), or it is closed.
     #[serde(default = "default_read_timeout")]
     pub read_timeout_secs: u64,
-    /// Threads running the async runtime's tasks (`mcp-provider` only; the
+    /// Threads running an async runtime's tasks (smol and tokio; the
     /// blocking build has a thread per connection); 0 means one per core.
     /// One by default: a second thread lifts throughput with many streams
     /// but puts a cross-thread wake-up on the way of each first chunk.
