@@ -116,15 +116,13 @@ pub trait Above: Default + Sized {
     fn retired(bridge: &mut Registry<Self>, name: &str, now: Instant);
     /// A server was added.
     fn servers_changed(bridge: &mut Registry<Self>);
-    /// A page of one server's list for gather `gather` ([`Reply::Gathered`]):
+    /// A page of one server's list for gather `gather` (`Reply::Gathered`):
     /// whether the gather goes on with `answered`'s client.
-    ///
-    /// [`Reply::Gathered`]: super::common::Reply::Gathered
     fn gathered(bridge: &mut Registry<Self>, gather: u64, answered: Answered, now: Instant)
         -> bool;
     /// A tool called as an OpenAPI operation answered: the HTTP answer.
     fn operation_answer(answer: &Value) -> Response;
-    /// A REST route of [`routes`] that spans servers or is the OpenAPI
+    /// A REST route of `routes` that spans servers or is the OpenAPI
     /// service's: `Document`, `Operation`, or `List` without `?server=`
     /// when there are several servers.
     fn route(
@@ -140,7 +138,8 @@ pub trait Above: Default + Sized {
     fn poll_timeout(bridge: &Registry<Self>) -> Option<Instant>;
 }
 
-/// One child (running or startable): an index into [`Bridge`]'s children.
+/// One child (running or startable): an index into
+/// [`Bridge`](crate::gateway::Bridge)'s children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ChildId(pub usize);
 
@@ -390,7 +389,7 @@ impl<H: Above> Registry<H> {
 
     // ---- input ----
 
-    /// A request for a [`Bridge::handles`] path: `/mcp/NAME` (Streamable
+    /// A request for a [`Bridge::handles`](crate::gateway::Bridge::handles) path: `/mcp/NAME` (Streamable
     /// HTTP, both generations), `/mcp/NAME/sse` and `/mcp/NAME/messages`
     /// (HTTP+SSE), and the REST API, events and WebSocket of `rest.rs`.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {

@@ -131,7 +131,7 @@ impl<H: Above> Registry<H> {
     }
 
     /// A text frame from a WebSocket client ([`SocketFrame::parse`], then
-    /// [`Bridge::handle_socket_frame`]).
+    /// [`Bridge::handle_socket_frame`](crate::gateway::Bridge::handle_socket_frame)).
     pub fn handle_socket_text(&mut self, conn: ConnId, text: &str, now: Instant) {
         self.handle_socket_frame(conn, SocketFrame::parse(text), now);
     }

@@ -5,9 +5,11 @@
 //! old and applied (`reconfigure.rs`).
 //!
 //! It sits above [`crate::bridge`], which serves each server to its
-//! clients and never names this module: the bridge's [`Registry`] hands
-//! what is the gateway's to its [`Above`] layer, which [`Gateway`] is.
-//! [`Bridge`] is the two together, what a driver runs.
+//! clients and never names this module: the bridge's
+//! [`Registry`](crate::bridge::Registry) hands what is the gateway's to
+//! its [`Above`](crate::bridge::Above) layer, which
+//! [`Gateway`](crate::gateway::Gateway) is.
+//! [`Bridge`](crate::gateway::Bridge) is the two together, what a driver runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;

@@ -5,7 +5,7 @@
 //! Tools and prompts are listed under `{server}__{name}` ([`names`]);
 //! resources keep their URIs, and a URI goes to the server configured to
 //! own its beginning, else to the first server in the configuration that
-//! listed it or has a template it starts like ([`owners`]). Each listing
+//! listed it or has a template it starts like (`owners`). Each listing
 //! is asked of every server at once and merged (`gather`), pages
 //! included: the cursor carries each server's own. A call goes to its server with the prefix
 //! taken off, and its answer (progress first) comes back as the server
