@@ -58,10 +58,7 @@ impl Executor for Smol {
     }
 
     async fn connect(host: &str, port: u16) -> io::Result<Self::Tcp> {
-        let mut tcp = socket(smol::net::TcpStream::connect((host, port)).await?);
-        // A dialed connection is an agent link.
-        tcp.eager();
-        Ok(tcp)
+        Ok(socket(smol::net::TcpStream::connect((host, port)).await?))
     }
 
     fn bind_unix(path: &Path) -> io::Result<UnixListener> {

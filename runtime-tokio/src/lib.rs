@@ -93,18 +93,18 @@ impl Executor for Tokio {
         let pid = child
             .id()
             .ok_or_else(|| io::Error::other("no process id"))?;
-        let stdin = match child.stdin.take() {
-            Some(pipe) => Some(pipe::Sender::from_owned_fd(pipe.into_owned_fd()?)?),
-            None => None,
-        };
-        let stdout = child.stdout.take().map(|p| p.into_owned_fd());
-        let stderr = child.stderr.take().map(|p| p.into_owned_fd());
+        let stdin = child.stdin.take().map(|p| {
+            let fd = p.into_owned_fd()?;
+            Ok::<_, io::Error>(TokioAdapter::new(pipe::Sender::from_owned_fd(fd)?))
+        });
+        let stdout = child.stdout.take().map(|p| receiver(p.into_owned_fd()?));
+        let stderr = child.stderr.take().map(|p| receiver(p.into_owned_fd()?));
         let exit = Box::pin(async move { child.wait().await.ok().and_then(|s| s.code()) });
         Ok(Child {
             pid,
-            stdin: stdin.map(TokioAdapter::new),
-            stdout: stdout.transpose()?.map(receiver).transpose()?,
-            stderr: stderr.transpose()?.map(receiver).transpose()?,
+            stdin: stdin.transpose()?,
+            stdout: stdout.transpose()?,
+            stderr: stderr.transpose()?,
             exit,
         })
     }

@@ -97,6 +97,11 @@ async fn serve_link<E: Executor>(
         }
         None
     });
+    // Unbounded: the link is read whatever the agent is doing. A provider
+    // reads no more of a link while a write to it waits, so a reader that
+    // waited for the agent, while the agent waited to send, would wait on
+    // the provider waiting on it. What the provider sends an agent is its
+    // requests and pauses: little.
     let (in_tx, in_rx) = async_channel::unbounded();
     let send = async move |frames: Vec<String>| {
         let _ = out_tx.send(frames).await;

@@ -32,7 +32,10 @@ impl crate::exec::Relay for Relay {
         self.queued.admit(line.len()) && self.outbox.try_send(line).is_ok()
     }
 
-    fn close(self) {}
+    fn close(self) {
+        // Dropped here: its stop channel closes, and its reader and writer
+        // end at once, whatever they wait on.
+    }
 }
 
 /// What the agent's task waits for.

@@ -87,8 +87,9 @@ pub trait Executor: Sized + Send + Sync + 'static {
     /// This process's stdout.
     fn stdout() -> Self::Stdout;
 
-    /// `tcp` carries an agent link from now on: frames stream in, and a
-    /// read should be tried before waiting for the socket to be readable.
+    /// `tcp` carries an agent link from now on (upgraded, or dialed):
+    /// frames stream in, and a read should be tried before waiting for the
+    /// socket to be readable.
     fn streaming(_tcp: &mut Self::Tcp) {}
 
     /// Resolves once `wait` has passed.

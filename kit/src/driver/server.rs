@@ -364,9 +364,10 @@ pub async fn dial<E: Executor, S: AsyncRead + AsyncWrite + Unpin>(
     wrap: impl FnOnce(E::Tcp) -> S,
 ) -> Result<WebSocketStream<S>, DialError> {
     let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
-    let tcp = E::connect(&host, port)
+    let mut tcp = E::connect(&host, port)
         .await
         .map_err(|e| DialError::Unreachable(format!("cannot connect to {url}: {e}")))?;
+    E::streaming(&mut tcp);
     let (ws, _) = async_tungstenite::client_async(request, wrap(tcp))
         .await
         .map_err(|e| handshake_failed(url, e))?;
