@@ -22,9 +22,9 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
 
-from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, RUNTIMES, WsAgent
+from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, RUNTIMES
 from test_agent_mcp import host_params, serve_one
-from test_hostile import open_stream, rss_mb
+from test_hostile import unread_flood
 
 AGENTS = {
     # kind: (arguments after `agent`, model, what it answers to "hello there")
@@ -164,21 +164,9 @@ def test_an_agent_is_not_let_back_in_while_the_server_shuts_down(make_server, ru
     server = make_server("--no-echo-agent", "--set", "max_output_bytes=134217728")
     agent = agents(runtime, kind, server.agent_url)
     agent.wait_for(r"Connected: session")
-    piece = "z" * 16384
-
-    def flood(invoke, ws_agent):
-        for i in range(2000):
-            ws_agent.send({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i,
-                           "delta": {"content": piece}})
-
-    flooder = WsAgent(server, ["flood"], flood)
+    # An editor that never reads keeps the shutdown waiting (its grace).
+    flooder, editor = unread_flood(server)
     try:
-        server.wait_for_model("flood")
-        # An editor that never reads keeps the shutdown waiting (its grace).
-        editor = open_stream(server, "flood", rcvbuf=4096)
-        deadline = time.monotonic() + 10
-        while rss_mb(server.proc.pid) < 30 and time.monotonic() < deadline:
-            time.sleep(0.05)
         server.proc.send_signal(signal.SIGTERM)
         agent.wait_for(r"is shutting down; reconnecting when it is back")
         server.proc.wait(timeout=15)

@@ -523,8 +523,11 @@ def test_sigterm_ends_open_streams_cancels_agents_and_exits(make_server):
     s.close()
 
 
-def test_a_second_signal_exits_at_once(make_server):
-    server = make_server("--no-echo-agent", "--set", "max_output_bytes=134217728")
+def unread_flood(server):
+    """An agent `flood` that answers with 2,000 chunks of 16 KiB, and an
+    editor of it that never reads, once the server holds a backlog for it
+    (30 MB, or 10 s): a shutdown waits for that editor (up to its grace
+    period). The server needs max_output_bytes past 32 MB."""
     piece = "z" * 16384
 
     def flood(invoke, agent):
@@ -533,12 +536,17 @@ def test_a_second_signal_exits_at_once(make_server):
 
     agent = WsAgent(server, ["flood"], flood)
     server.wait_for_model("flood")
-    # An editor that never reads keeps the first shutdown waiting to write
-    # what it holds for it (up to its grace period).
-    s = open_stream(server, "flood", rcvbuf=4096)
+    editor = open_stream(server, "flood", rcvbuf=4096)
     deadline = time.monotonic() + 10
     while rss_mb(server.proc.pid) < 30 and time.monotonic() < deadline:
         time.sleep(0.05)
+    return agent, editor
+
+
+def test_a_second_signal_exits_at_once(make_server):
+    server = make_server("--no-echo-agent", "--set", "max_output_bytes=134217728")
+    # The first shutdown waits to write what it holds for the editor.
+    agent, s = unread_flood(server)
     server.proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     assert server.alive(), "the first signal waits for output to be written"
