@@ -19,7 +19,14 @@ const MAX_TOKEN_COUNT: u64 = (1 << 53) - 1;
 
 /// The finish reasons editors understand; anything else an agent sends
 /// becomes `stop` (or `tool_calls` when the answer has calls).
-const FINISH_REASONS: [&str; 4] = ["stop", "length", "tool_calls", "content_filter"];
+/// [`CANCELLED`] is the provider's own.
+const FINISH_REASONS: [&str; 5] = ["stop", "length", "tool_calls", "content_filter", CANCELLED];
+
+/// The finish reason of an answer cancelled by its id
+/// (`DELETE /completions/{id}`, a background response's cancel): the
+/// Responses API says `cancelled`; APIs without the word end as a normal
+/// stop ([`Answer::api_finish_reason`]).
+pub const CANCELLED: &str = "cancelled";
 
 /// Why an answer cannot grow any further.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -255,6 +262,14 @@ impl Answer {
         };
         self.finish_reason = Some(reason.to_owned());
         self.usage = usage;
+    }
+
+    /// The finish reason in the words of APIs that have no `cancelled`.
+    pub fn api_finish_reason(&self) -> Option<&str> {
+        match self.finish_reason.as_deref() {
+            Some(CANCELLED) => Some("stop"),
+            other => other,
+        }
     }
 
     /// (prompt, completion) tokens, as the router counted them.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::api::RequestLimits;
 use crate::auth::SecretHash;
 use crate::http::Limits;
+use crate::store::StoreLimits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Approval {
@@ -54,6 +55,10 @@ pub struct Config {
     /// Bytes waiting to be written to all connections together (editors
     /// and agent links); past it new model requests get 503.
     pub max_queued_bytes: usize,
+    /// What the Responses API's store keeps ([`crate::store`]).
+    pub store: StoreLimits,
+    /// Background responses running at once; past it, 429.
+    pub max_background: usize,
     /// 0 turns a limit off.
     pub requests_per_minute: u64,
     pub tokens_per_minute: u64,
@@ -97,6 +102,8 @@ impl Config {
             max_held_chunks: 1024,
             max_output_bytes: 16 * 1024 * 1024,
             max_queued_bytes: 256 * 1024 * 1024,
+            store: StoreLimits::default(),
+            max_background: 32,
             requests_per_minute: 0,
             tokens_per_minute: 0,
             allowed_hosts: Vec::new(),

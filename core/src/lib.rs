@@ -103,6 +103,7 @@ pub mod tokens;
 
 mod idmap;
 mod provider;
+pub mod store;
 pub mod stream;
 
 pub use config::{Approval, Config};

@@ -84,6 +84,8 @@ pub struct Counters {
     pub auth_failures: u64,
     /// Requests refused for their `Host` or `Origin`.
     pub security_refusals: u64,
+    /// Answers cancelled by their id (or a kept answer's asker leaving).
+    pub answers_cancelled: u64,
 }
 
 /// State read off the provider when the page is rendered.
@@ -106,6 +108,12 @@ pub struct Gauges {
     pub duplicate_chunks: u64,
     /// Audit lines dropped because the writer fell behind.
     pub audit_dropped: u64,
+    /// The Responses API's store: responses kept, their bytes, evictions.
+    pub responses_stored: usize,
+    pub responses_stored_bytes: usize,
+    pub responses_evicted: u64,
+    /// Background responses started.
+    pub responses_background: u64,
     /// The MCP bridge's figures, when it made any.
     pub bridge: Option<crate::bridge::Report>,
 }
@@ -215,7 +223,7 @@ impl Metrics {
         let g = gauges;
         let (counter, gauge) = ("counter", "gauge");
         #[rustfmt::skip]
-        let singles: [(&str, &str, &str, u64); 16] = [
+        let singles: [(&str, &str, &str, u64); 21] = [
             ("mcp_provider_chunks_streamed_total", counter, "Pieces of answers relayed from agents.", c.chunks),
             ("mcp_provider_bytes_streamed_total", counter, "Bytes of answer text (content and tool-call arguments) relayed to editors.", c.bytes),
             ("mcp_provider_invocations_total", counter, "Model requests sent to agents.", g.invocations),
@@ -232,6 +240,11 @@ impl Metrics {
             ("mcp_provider_open_streams", gauge, "Streamed answers in progress.", g.open_streams as u64),
             ("mcp_provider_agent_links", gauge, "Agents connected.", g.agent_links as u64),
             ("mcp_provider_queued_bytes", gauge, "Bytes posted to connections and not yet written.", g.queued_bytes as u64),
+            ("mcp_provider_responses_stored", gauge, "Responses kept in the Responses API's store.", g.responses_stored as u64),
+            ("mcp_provider_responses_stored_bytes", gauge, "Bytes the Responses API's store holds.", g.responses_stored_bytes as u64),
+            ("mcp_provider_responses_evicted_total", counter, "Stored responses evicted to keep within the store's caps.", g.responses_evicted),
+            ("mcp_provider_responses_background_total", counter, "Background responses started.", g.responses_background),
+            ("mcp_provider_answers_cancelled_total", counter, "Answers cancelled by their id, or because the asker of a stored one left.", c.answers_cancelled),
         ];
         for (name, kind, help, value) in singles {
             family(&mut out, name, kind, help);

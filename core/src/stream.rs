@@ -371,10 +371,7 @@ mod tests {
     ) -> (EditorStream, Instant, SystemTime) {
         let req = parse(body, &RequestLimits::default()).unwrap();
         let t0 = Instant::now();
-        let ids = AnswerIds {
-            token: token.into(),
-            created: 5,
-        };
+        let ids = AnswerIds::new(req.api, token.into(), 5);
         let stream = EditorStream::new(&req, ids, t0, headers);
         (stream, t0, SystemTime::UNIX_EPOCH)
     }

@@ -40,6 +40,11 @@ impl Settings {
         c.session_grace = Duration::from_secs(self.session_grace_secs);
         c.max_output_bytes = self.max_output_bytes;
         c.max_queued_bytes = self.max_queued_bytes;
+        c.store = mcp_provider_core::store::StoreLimits {
+            max_bytes: self.responses_store_bytes,
+            max_age: Duration::from_secs(self.responses_store_secs),
+        };
+        c.max_background = self.max_background_responses;
         c.requests_per_minute = self.requests_per_minute;
         c.tokens_per_minute = self.tokens_per_minute;
         c.allowed_hosts = self.allowed_hosts.clone();

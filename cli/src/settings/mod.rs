@@ -102,6 +102,16 @@ pub struct Settings {
     /// but puts a cross-thread wake-up on the way of each first chunk.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Bytes the Responses API's stored responses may hold together
+    /// (the oldest finished one goes first).
+    #[serde(default = "default_store_bytes")]
+    pub responses_store_bytes: usize,
+    /// How long a stored response is kept.
+    #[serde(default = "default_store_secs")]
+    pub responses_store_secs: u64,
+    /// Background responses running at once; past it, new ones get 429.
+    #[serde(default = "default_max_background")]
+    pub max_background_responses: usize,
     #[serde(default)]
     pub requests_per_minute: u64,
     #[serde(default)]
@@ -166,6 +176,15 @@ fn default_max_queued() -> usize {
 }
 fn default_read_timeout() -> u64 {
     60
+}
+fn default_store_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_store_secs() -> u64 {
+    24 * 3600
+}
+fn default_max_background() -> usize {
+    32
 }
 
 fn default_threads() -> usize {

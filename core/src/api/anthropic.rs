@@ -32,13 +32,17 @@ impl EditorApi for Messages {
 
     fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder> {
         Box::new(MessageEncoder {
-            id: format!("msg_{}", ids.token),
+            id: ids.id,
             token: ids.token,
             model: request.model.clone(),
             input_tokens: request.prompt_tokens,
             blocks: Vec::new(),
             open_text: None,
         })
+    }
+
+    fn answer_id(&self, token: &str) -> String {
+        format!("msg_{token}")
     }
 }
 
@@ -126,6 +130,7 @@ pub fn parse(
         payload: json!({"kind": "chat", "messages": chat["messages"], "parameters": parameters}),
         prompt_tokens: validate::tokens_for(text_bytes),
         echo: Map::new(),
+        keep: None,
     })
 }
 

@@ -24,7 +24,7 @@ use crate::agent::message::Delta;
 use crate::answer::Answer;
 use crate::error::{ApiError, Dialect};
 pub use routes::{route, Guard, Handler, Info, Matched};
-pub use validate::{tool_results, RequestLimits};
+pub use validate::{tokens_for, tool_results, RequestLimits};
 
 /// One editor API: how its requests become an agent invocation and how the
 /// agent's answer goes back to the editor.
@@ -37,15 +37,35 @@ pub trait EditorApi: Sync {
 
     /// The writer for one answer to `request`.
     fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder>;
+
+    /// The id an answer drawn with `token` is known by: the one its body
+    /// carries (`chatcmpl-…`, `resp_…`, `msg_…`), or, for an API whose
+    /// bodies carry none, one of the same form; every answer's response
+    /// carries it in an `x-completion-id` header, and
+    /// `GET|DELETE /completions/{id}` find it.
+    fn answer_id(&self, token: &str) -> String;
 }
 
 /// Identity of one answer, drawn by the provider.
 #[derive(Debug, Clone)]
 pub struct AnswerIds {
-    /// Random, URL-safe: each API puts its own prefix on it.
+    /// Random, URL-safe: parts of the answer (a Responses item) are named
+    /// after it.
     pub token: String,
+    /// The answer's id ([`EditorApi::answer_id`] of the token).
+    pub id: String,
     /// Unix seconds.
     pub created: u64,
+}
+
+impl AnswerIds {
+    pub fn new(api: &dyn EditorApi, token: String, created: u64) -> Self {
+        AnswerIds {
+            id: api.answer_id(&token),
+            token,
+            created,
+        }
+    }
 }
 
 /// What a finished answer is written from.
@@ -121,6 +141,23 @@ pub struct ModelRequest {
     /// `include_usage`, the Responses request's `instructions`), for the
     /// API's own encoder.
     pub echo: Map<String, Value>,
+    /// What the Responses API asks to be kept of the answer, if anything.
+    pub keep: Option<Keep>,
+}
+
+/// A Responses request's `store`, `background` and
+/// `previous_response_id`: the answer is kept in the provider's
+/// [`crate::store::Store`], may run on without its connection, and may
+/// continue a stored one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keep {
+    pub store: bool,
+    pub background: bool,
+    /// The stored response this request continues.
+    pub previous: Option<String>,
+    /// The input items as given (a string input as one user message
+    /// item), for `GET /v1/responses/{id}/input_items`.
+    pub items: Vec<Value>,
 }
 
 impl std::fmt::Debug for ModelRequest {

@@ -48,6 +48,10 @@ impl EditorApi for Chat {
     fn encoder(&self, request: &ModelRequest, _: AnswerIds) -> Box<dyn Encoder> {
         Box::new(LineEncoder::new(request, Shape::Chat))
     }
+
+    fn answer_id(&self, token: &str) -> String {
+        ollama_id(token)
+    }
 }
 
 impl EditorApi for Generate {
@@ -61,6 +65,10 @@ impl EditorApi for Generate {
 
     fn encoder(&self, request: &ModelRequest, _: AnswerIds) -> Box<dyn Encoder> {
         Box::new(LineEncoder::new(request, Shape::Generate))
+    }
+
+    fn answer_id(&self, token: &str) -> String {
+        ollama_id(token)
     }
 }
 
@@ -76,6 +84,10 @@ impl EditorApi for Embed {
     fn encoder(&self, request: &ModelRequest, _: AnswerIds) -> Box<dyn Encoder> {
         Box::new(LineEncoder::new(request, Shape::Embed))
     }
+
+    fn answer_id(&self, token: &str) -> String {
+        ollama_id(token)
+    }
 }
 
 impl EditorApi for Embeddings {
@@ -90,6 +102,16 @@ impl EditorApi for Embeddings {
     fn encoder(&self, request: &ModelRequest, _: AnswerIds) -> Box<dyn Encoder> {
         Box::new(LineEncoder::new(request, Shape::Embedding))
     }
+
+    fn answer_id(&self, token: &str) -> String {
+        ollama_id(token)
+    }
+}
+
+/// An Ollama answer's id: its bodies carry none, so only its
+/// `x-completion-id` header shows it.
+fn ollama_id(token: &str) -> String {
+    format!("ollama-{token}")
 }
 
 /// Context length advertised in `/api/show`.
@@ -118,6 +140,7 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
         payload: json!({"kind": "chat", "messages": messages, "parameters": parameters}),
         prompt_tokens: validate::tokens_for(text_bytes),
         echo: Map::new(),
+        keep: None,
     })
 }
 
@@ -147,6 +170,7 @@ pub fn parse_generate(body: &[u8], limits: &RequestLimits) -> Result<ModelReques
         payload,
         prompt_tokens: validate::tokens_for(prompt.len() + suffix.len() + system.len()),
         echo: Map::new(),
+        keep: None,
     })
 }
 
@@ -168,6 +192,7 @@ pub fn parse_embed(
         payload: json!({"kind": "embedding", "input": input, "parameters": {}}),
         prompt_tokens: validate::tokens_for(bytes),
         echo: Map::new(),
+        keep: None,
     })
 }
 

@@ -25,6 +25,32 @@ pub struct Embeddings;
 pub static CHAT: Chat = Chat;
 pub static COMPLETION: Completion = Completion;
 pub static EMBEDDINGS: Embeddings = Embeddings;
+/// `POST /completions/stream` (the seed's route): a legacy completion,
+/// always streamed.
+pub static COMPLETION_STREAM: StreamedCompletion = StreamedCompletion;
+
+pub struct StreamedCompletion;
+
+impl EditorApi for StreamedCompletion {
+    fn dialect(&self) -> Dialect {
+        Dialect::OpenAi
+    }
+
+    fn parse(&self, body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
+        let mut request = parse_completion(body, limits)?;
+        request.stream = true;
+        request.payload["parameters"]["stream"] = Value::Bool(true);
+        Ok(request)
+    }
+
+    fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder> {
+        COMPLETION.encoder(request, ids)
+    }
+
+    fn answer_id(&self, token: &str) -> String {
+        COMPLETION.answer_id(token)
+    }
+}
 
 impl EditorApi for Chat {
     fn dialect(&self) -> Dialect {
@@ -37,6 +63,10 @@ impl EditorApi for Chat {
 
     fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder> {
         Box::new(ChatEncoder::new(request, ids, true))
+    }
+
+    fn answer_id(&self, token: &str) -> String {
+        format!("chatcmpl-{token}")
     }
 }
 
@@ -51,6 +81,10 @@ impl EditorApi for Completion {
 
     fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder> {
         Box::new(ChatEncoder::new(request, ids, false))
+    }
+
+    fn answer_id(&self, token: &str) -> String {
+        format!("cmpl-{token}")
     }
 }
 
@@ -68,6 +102,10 @@ impl EditorApi for Embeddings {
             model: request.model.clone(),
             base64: request.echo.get("encoding_format").and_then(Value::as_str) == Some("base64"),
         })
+    }
+
+    fn answer_id(&self, token: &str) -> String {
+        format!("embd-{token}")
     }
 }
 
@@ -101,6 +139,7 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
         payload: json!({"kind": "chat", "messages": body["messages"], "parameters": parameters}),
         prompt_tokens: validate::tokens_for(text_bytes),
         echo,
+        keep: None,
     })
 }
 
@@ -143,6 +182,7 @@ pub fn parse_completion(body: &[u8], limits: &RequestLimits) -> Result<ModelRequ
         payload,
         prompt_tokens: validate::tokens_for(prompt.len() + suffix.len()),
         echo,
+        keep: None,
     })
 }
 
@@ -172,6 +212,7 @@ pub fn parse_embeddings(body: &[u8]) -> Result<ModelRequest, ApiError> {
         payload: json!({"kind": "embedding", "input": input, "parameters": {}}),
         prompt_tokens: validate::tokens_for(bytes),
         echo,
+        keep: None,
     })
 }
 
@@ -312,7 +353,7 @@ fn usage(answer: &Answer) -> Value {
 
 /// The whole answer of a non-streamed chat or completion.
 pub(crate) fn full_body(chat: bool, id: &str, created: u64, model: &str, answer: &Answer) -> Value {
-    let finish = answer.finish_reason.as_deref().unwrap_or("stop");
+    let finish = answer.api_finish_reason().unwrap_or("stop");
     let choice = if chat {
         let mut message = json!({"role": "assistant", "content": answer.content});
         if !answer.tool_calls.is_empty() {
@@ -391,7 +432,7 @@ struct ChatEncoder {
 
 impl ChatEncoder {
     fn new(request: &ModelRequest, ids: AnswerIds, chat: bool) -> Self {
-        let id = format!("{}{}", if chat { "chatcmpl-" } else { "cmpl-" }, ids.token);
+        let id = ids.id;
         ChatEncoder {
             chat,
             prefix: chunk_prefix(chat, &id, ids.created, &request.model),
@@ -466,7 +507,7 @@ impl Encoder for ChatEncoder {
     }
 
     fn close(&mut self, end: &End, out: &mut BytesMut) {
-        let finish = end.answer.finish_reason.as_deref();
+        let finish = end.answer.api_finish_reason();
         if self.chat {
             let d = OutDelta {
                 role: (!self.role_sent).then_some("assistant"),

@@ -3,8 +3,10 @@
 //! goes back as output items (a message, function calls), streamed as
 //! typed events from `response.created` to `response.completed`.
 //!
-//! Nothing is stored: `previous_response_id` is refused with a clear 400,
-//! as a server with `store: false` would have to.
+//! What the request asks to be kept (`store`, `background`,
+//! `previous_response_id`) is parsed here into [`Keep`]; the provider keeps
+//! it (`crate::provider` and [`crate::store`]), and the stored routes'
+//! shapes are in [`kept`].
 
 use std::time::SystemTime;
 
@@ -13,12 +15,14 @@ use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
 use super::{
-    parse_object, put_event, put_json, put_u64, AnswerIds, EditorApi, Encoder, End, ModelRequest,
-    SSE, SSE_KEEPALIVE,
+    parse_object, put_event, put_json, put_u64, AnswerIds, EditorApi, Encoder, End, Keep,
+    ModelRequest, SSE, SSE_KEEPALIVE,
 };
 use crate::agent::message::Delta;
-use crate::answer::{delta_arguments, delta_index, Answer};
+use crate::answer::{delta_arguments, delta_index, Answer, CANCELLED};
 use crate::error::{ApiError, Dialect};
+
+pub mod kept;
 
 pub struct Responses;
 
@@ -35,6 +39,10 @@ impl EditorApi for Responses {
 
     fn encoder(&self, request: &ModelRequest, ids: AnswerIds) -> Box<dyn Encoder> {
         Box::new(ResponseEncoder::new(request, ids))
+    }
+
+    fn answer_id(&self, token: &str) -> String {
+        format!("resp_{token}")
     }
 }
 
@@ -55,16 +63,13 @@ const ECHOED: [&str; 10] = [
 pub fn parse(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
     let body = parse_object(body)?;
     let model = validate::model(&body)?;
-    for stored in ["previous_response_id", "conversation"] {
-        if body.get(stored).is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::invalid_param(
-                stored,
-                format!(
-                    "This server stores no responses or conversations, so '{stored}' cannot be used: send the whole conversation in 'input' (as with `store: false`)."
-                ),
-            ));
-        }
+    if body.get("conversation").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::invalid_param(
+            "conversation",
+            "This server keeps no conversations: continue a stored response with 'previous_response_id', or send the whole conversation in 'input'.",
+        ));
     }
+    let keep = keep(&body)?;
     let mut messages = Vec::new();
     match body.get("instructions") {
         None | Some(Value::Null) => {}
@@ -128,10 +133,13 @@ pub fn parse(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiErr
     }
     let stream = validate::flag(&body, "stream")?.unwrap_or(false);
     parameters.insert("stream".into(), Value::Bool(stream));
-    let echo = ECHOED
+    let mut echo: Map<String, Value> = ECHOED
         .iter()
         .filter_map(|k| Some(((*k).to_owned(), body.get(*k)?.clone())))
         .collect();
+    echo.insert("store".into(), keep.store.into());
+    echo.insert("background".into(), keep.background.into());
+    echo.insert("previous_response_id".into(), keep.previous.clone().into());
     Ok(ModelRequest {
         api: &RESPONSES,
         model,
@@ -141,6 +149,42 @@ pub fn parse(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiErr
         payload: json!({"kind": "chat", "messages": chat["messages"], "parameters": parameters}),
         prompt_tokens: validate::tokens_for(text_bytes),
         echo,
+        keep: Some(keep),
+    })
+}
+
+/// `store` (true unless said otherwise, as OpenAI's), `background` (which
+/// needs `store`), `previous_response_id`, and the input items to keep.
+fn keep(body: &Map<String, Value>) -> Result<Keep, ApiError> {
+    let store = validate::flag(body, "store")?.unwrap_or(true);
+    let background = validate::flag(body, "background")?.unwrap_or(false);
+    if background && !store {
+        return Err(ApiError::invalid_param(
+            "background",
+            "Background responses must be stored: 'background': true needs 'store' true (or left out).",
+        ));
+    }
+    let previous = match body.get("previous_response_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "previous_response_id",
+                "'previous_response_id' must be a string",
+            ))
+        }
+    };
+    let items = match body.get("input") {
+        Some(Value::String(text)) => vec![json!({"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": text}]})],
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    Ok(Keep {
+        store,
+        background,
+        previous,
+        items,
     })
 }
 
@@ -326,7 +370,7 @@ struct ResponseEncoder {
 impl ResponseEncoder {
     fn new(request: &ModelRequest, ids: AnswerIds) -> Self {
         ResponseEncoder {
-            id: format!("resp_{}", ids.token),
+            id: ids.id,
             token: ids.token,
             created: ids.created,
             model: request.model.clone(),
@@ -376,9 +420,13 @@ impl ResponseEncoder {
                 "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0},
                 "total_tokens": input.saturating_add(output),
             });
-            if answer.finish_reason.as_deref() == Some("length") {
-                r["status"] = json!("incomplete");
-                r["incomplete_details"] = json!({"reason": "max_output_tokens"});
+            match answer.finish_reason.as_deref() {
+                Some("length") => {
+                    r["status"] = json!("incomplete");
+                    r["incomplete_details"] = json!({"reason": "max_output_tokens"});
+                }
+                Some(CANCELLED) => r["status"] = json!("cancelled"),
+                _ => {}
             }
         }
         r
@@ -573,7 +621,13 @@ impl Encoder for ResponseEncoder {
             }
         }
         let response = self.response("completed", self.output(answer), Some(answer));
-        self.event(out, "response.completed", json!({"response": response}));
+        // The API's events name no cancellation: a cancelled answer's last
+        // event is named after its status, as the others are.
+        let last = match answer.finish_reason.as_deref() {
+            Some(CANCELLED) => "response.cancelled",
+            _ => "response.completed",
+        };
+        self.event(out, last, json!({"response": response}));
     }
 
     fn whole(&self, end: &End) -> Value {
@@ -660,13 +714,22 @@ mod tests {
     }
 
     #[test]
-    fn stored_state_and_bad_types_are_refused_naming_the_field() {
-        let e =
-            parsed(json!({"model": "m", "input": "x", "previous_response_id": "r"})).unwrap_err();
+    fn what_is_kept_is_parsed_and_bad_types_are_refused_naming_the_field() {
+        let r = parsed(json!({"model": "m", "input": "x", "previous_response_id": "r"})).unwrap();
+        let keep = r.keep.unwrap();
         assert_eq!(
-            (e.status, e.param.as_deref()),
-            (400, Some("previous_response_id"))
+            (keep.store, keep.background, keep.previous.as_deref()),
+            (true, false, Some("r"))
         );
+        assert_eq!(keep.items[0]["content"][0]["text"], "x");
+        for (body, param) in [
+            (json!({"model": "m", "input": "x", "background": true, "store": false}), "background"),
+            (json!({"model": "m", "input": "x", "previous_response_id": 5}), "previous_response_id"),
+            (json!({"model": "m", "input": "x", "conversation": "c"}), "conversation"),
+        ] {
+            let e = parsed(body).unwrap_err();
+            assert_eq!((e.status, e.param.as_deref()), (400, Some(param)));
+        }
         let e = parsed(json!({"model": "m", "input": 5})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input"));
         let e = parsed(json!({"model": "m"})).unwrap_err();

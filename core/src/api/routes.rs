@@ -17,6 +17,19 @@ pub enum Handler {
     Info(Info),
     /// The WebSocket upgrade for agents.
     AgentLink,
+    /// A route about an answer by its id: kept Responses, or any answer.
+    Stored(Stored),
+}
+
+/// Routes that find an answer by its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// `/v1/responses/{id}…`: a stored response (see
+    /// [`super::responses::kept::Kept`]).
+    Response,
+    /// `/completions/{id}`: any answer, `GET` for its status, `DELETE` to
+    /// cancel it.
+    Answer,
 }
 
 /// The routes the provider answers itself.
@@ -55,6 +68,9 @@ pub enum Guard {
     BridgeToken,
     /// Read-only views of the server: the API key or the bridge token.
     Observer,
+    /// An editor's own things: an API key sees what it made, the bridge
+    /// token everything.
+    Owner,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +78,7 @@ enum Method {
     /// GET, and HEAD answered like it without a body.
     Get,
     Post,
+    Delete,
 }
 
 /// How a row matches a path.
@@ -69,8 +86,9 @@ enum Method {
 enum Path {
     /// One of these exact paths.
     Exact(&'static [&'static str]),
-    /// Any path under one of these prefixes; the rest is a parameter.
-    Under(&'static [&'static str]),
+    /// Any path under one of these prefixes; the rest is a parameter. The
+    /// label names the route in metrics.
+    Under(&'static [&'static str], &'static str),
 }
 
 struct Row {
@@ -81,6 +99,16 @@ struct Row {
     /// Error shape for routes that are not a model API (a model API's own
     /// [`EditorApi::dialect`] wins).
     dialect: Dialect,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Get => "GET",
+            Post => "POST",
+            Delete => "DELETE",
+        }
+    }
 }
 
 const fn row(method: Method, path: Path, handler: Handler, guard: Guard, dialect: Dialect) -> Row {
@@ -94,9 +122,9 @@ const fn row(method: Method, path: Path, handler: Handler, guard: Guard, dialect
 }
 
 use Dialect::{Anthropic, JsonRpc, Ollama, OpenAi};
-use Guard::{ApiKey, BridgeToken, Observer, Open};
+use Guard::{ApiKey, BridgeToken, Observer, Open, Owner};
 use Handler::{AgentLink, CountTokens, Model};
-use Method::{Get, Post};
+use Method::{Delete, Get, Post};
 use Path::{Exact, Under};
 
 const fn info(method: Method, path: &'static [&'static str], what: Info, guard: Guard) -> Row {
@@ -115,6 +143,9 @@ const fn info(method: Method, path: &'static [&'static str], what: Info, guard: 
     row(method, Exact(path), Handler::Info(what), guard, dialect)
 }
 
+const RESPONSE: &[&str] = &["/v1/responses/", "/responses/"];
+const ANSWER: &[&str] = &["/completions/", "/v1/completions/"];
+
 /// Every route, first match wins.
 #[rustfmt::skip]
 static ROUTES: &[Row] = &[
@@ -123,6 +154,12 @@ static ROUTES: &[Row] = &[
     row(Post, Exact(&["/v1/completions", "/completions"]), Model(&openai::COMPLETION), ApiKey, OpenAi),
     row(Post, Exact(&["/v1/embeddings", "/embeddings"]), Model(&openai::EMBEDDINGS), ApiKey, OpenAi),
     row(Post, Exact(&["/v1/responses", "/responses"]), Model(&responses::RESPONSES), ApiKey, OpenAi),
+    row(Get, Under(RESPONSE, "/v1/responses/{id}"), Handler::Stored(Stored::Response), ApiKey, OpenAi),
+    row(Post, Under(RESPONSE, "/v1/responses/{id}"), Handler::Stored(Stored::Response), ApiKey, OpenAi),
+    row(Delete, Under(RESPONSE, "/v1/responses/{id}"), Handler::Stored(Stored::Response), ApiKey, OpenAi),
+    row(Post, Exact(&["/completions/stream", "/v1/completions/stream"]), Model(&openai::COMPLETION_STREAM), ApiKey, OpenAi),
+    row(Get, Under(ANSWER, "/completions/{id}"), Handler::Stored(Stored::Answer), Owner, OpenAi),
+    row(Delete, Under(ANSWER, "/completions/{id}"), Handler::Stored(Stored::Answer), Owner, OpenAi),
     row(Post, Exact(&["/v1/messages", "/messages"]), Model(&anthropic::MESSAGES), ApiKey, Anthropic),
     row(Post, Exact(&["/v1/messages/count_tokens"]), CountTokens(anthropic::count_tokens), ApiKey, Anthropic),
     row(Post, Exact(&["/api/chat"]), Model(&ollama::CHAT), ApiKey, Ollama),
@@ -136,7 +173,7 @@ static ROUTES: &[Row] = &[
     info(Get, &["/health/deep"], Info::HealthDeep, Observer),
     info(Get, &["/metrics"], Info::Metrics, Observer),
     info(Get, &["/v1/models", "/models"], Info::OpenAiModels, ApiKey),
-    row(Get, Under(&["/v1/models/", "/models/"]), Handler::Info(Info::OpenAiModel), ApiKey, OpenAi),
+    row(Get, Under(&["/v1/models/", "/models/"], "/v1/models/{id}"), Handler::Info(Info::OpenAiModel), ApiKey, OpenAi),
     info(Get, &["/api/tags"], Info::OllamaTags, ApiKey),
     info(Post, &["/api/show"], Info::OllamaShow, ApiKey),
     info(Get, &["/api/ps"], Info::OllamaPs, ApiKey),
@@ -163,7 +200,7 @@ pub const UNMATCHED: usize = ROUTE_COUNT;
 pub fn label(index: usize) -> &'static str {
     match ROUTES.get(index).map(|r| r.path) {
         Some(Exact(paths)) => paths.first().copied().unwrap_or("?"),
-        Some(Under(_)) => "/v1/models/{id}",
+        Some(Under(_, label)) => label,
         None => "unmatched",
     }
 }
@@ -172,7 +209,7 @@ pub fn label(index: usize) -> &'static str {
 /// the server's own routes and `unmatched`.
 pub fn api_label(index: usize) -> &'static str {
     match ROUTES.get(index) {
-        Some(row) if matches!(row.handler, Model(_) | CountTokens(_)) => match row.dialect() {
+        Some(row) if matches!(row.handler, Model(_) | CountTokens(_) | Handler::Stored(_)) => match row.dialect() {
             OpenAi => "openai",
             Ollama => "ollama",
             Anthropic => "anthropic",
@@ -198,13 +235,10 @@ pub fn index_of(path: &str) -> usize {
 pub(crate) fn every_route() -> Vec<(&'static str, String, Guard)> {
     let mut all = Vec::new();
     for row in ROUTES {
-        let method = match row.method {
-            Get => "GET",
-            Post => "POST",
-        };
+        let method = row.method.name();
         match row.path {
             Exact(paths) => all.extend(paths.iter().map(|p| (method, (*p).to_owned(), row.guard))),
-            Under(prefixes) => all.extend(
+            Under(prefixes, _) => all.extend(
                 prefixes
                     .iter()
                     .map(|p| (method, format!("{p}x"), row.guard)),
@@ -231,7 +265,7 @@ impl Row {
     fn matches<'a>(&self, path: &'a str) -> Option<&'a str> {
         match self.path {
             Exact(paths) => paths.contains(&path).then_some(""),
-            Under(prefixes) => prefixes
+            Under(prefixes, _) => prefixes
                 .iter()
                 .find_map(|p| path.strip_prefix(p))
                 .filter(|rest| !rest.is_empty()),
@@ -262,6 +296,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, ApiError> {
     let method = match method {
         "GET" | "HEAD" => Some(Get),
         "POST" => Some(Post),
+        "DELETE" => Some(Delete),
         _ => None,
     };
     let mut known_path = false;
@@ -280,10 +315,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, ApiError> {
         }
         known_path = true;
     }
-    let method = method.map_or("this method", |m| match m {
-        Get => "GET",
-        Post => "POST",
-    });
+    let method = method.map_or("this method", Method::name);
     Err(if known_path {
         ApiError::method_not_allowed(format!("Method {method} is not allowed on {path}"))
     } else {

@@ -356,7 +356,7 @@ pub(super) fn embedding_input(
 }
 
 /// Tokens for a text of `bytes` bytes, at about four per token.
-pub(super) fn tokens_for(bytes: usize) -> u64 {
+pub fn tokens_for(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
 }
 

@@ -7,6 +7,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::Provider;
+use crate::api::responses::kept::Kept;
+use crate::api::routes::Stored;
 use crate::api::{self, ollama, openai, AnswerIds, End, Handler, Info, Timings};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
@@ -113,7 +115,8 @@ impl Provider {
         let limits = self.config.request;
         let model_request = match route.handler {
             Handler::Model(api) => {
-                let parsed = api.parse(&request.body, &limits)?;
+                let mut parsed = api.parse(&request.body, &limits)?;
+                self.continue_stored(&mut parsed, key, now)?;
                 api::tool_results(&parsed.payload)?;
                 parsed
             }
@@ -123,6 +126,17 @@ impl Provider {
                 return Ok(());
             }
             Handler::AgentLink => return self.accept_agent(conn, request),
+            Handler::Stored(Stored::Response) => {
+                let kept = Kept::of(&request.method, route.param)?;
+                let extra = std::mem::take(extra);
+                return self.serve_kept(conn, kept, request, key, extra, now);
+            }
+            Handler::Stored(Stored::Answer) => {
+                let cancel = request.method == "DELETE";
+                let body = self.answer_by_id(route.param, cancel, key, now)?;
+                self.respond_json(conn, body, std::mem::take(extra));
+                return Ok(());
+            }
             Handler::Info(info) => {
                 let extra = std::mem::take(extra);
                 return self.serve_info(conn, info, route.param, request, extra, now);
@@ -134,10 +148,7 @@ impl Provider {
         }
         if model_request.answer_now {
             let wall = self.wall(now);
-            let ids = AnswerIds {
-                token: String::new(),
-                created: unix_seconds(wall),
-            };
+            let ids = AnswerIds::new(model_request.api, String::new(), unix_seconds(wall));
             let answer = crate::answer::Answer::new(false);
             let end = End {
                 answer: &answer,
@@ -150,7 +161,7 @@ impl Provider {
             return Ok(());
         }
         let pin = request.header("x-mcp-session").map(str::to_owned);
-        self.invoke(
+        self.start_kept(
             conn,
             model_request,
             pin.as_deref(),

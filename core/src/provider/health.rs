@@ -1,12 +1,10 @@
 //! Views of the provider's state: the gauges of `/metrics`, the checks of
 //! `/health/deep`, and the answers in flight for `/control/streams`.
 
-use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use super::Provider;
-use crate::api::routes::label;
 use crate::metrics::Gauges;
 use crate::session::Status;
 
@@ -46,6 +44,10 @@ impl Provider {
             dropped_agent_messages: s.dropped_messages,
             duplicate_chunks: s.duplicate_chunks,
             audit_dropped: self.audit.dropped(),
+            responses_stored: self.kept.store.len(),
+            responses_stored_bytes: self.kept.store.bytes(),
+            responses_evicted: self.kept.store.evictions(),
+            responses_background: self.kept.background_total,
             bridge: self.bridge.clone(),
         }
     }
@@ -117,30 +119,5 @@ impl Provider {
             },
         });
         (healthy, body)
-    }
-
-    /// The answers in flight, oldest first.
-    pub(super) fn control_streams(&self, now: Instant) -> Value {
-        let mut streams: Vec<(Instant, Value)> = self
-            .invocations
-            .iter()
-            .map(|(n, inv)| {
-                let (editor, session, stream, chunks) = inv.view();
-                let meter = self.meters.get(&editor);
-                let started = meter.map_or(now, |m| m.started);
-                let entry = json!({
-                    "id": format!("inv-{n}"),
-                    "route": meter.map(|m| label(m.route)),
-                    "model": meter.and_then(|m| m.model.clone()),
-                    "session_id": session,
-                    "stream": stream,
-                    "age_ms": now.saturating_duration_since(started).as_millis() as u64,
-                    "chunks": chunks,
-                });
-                (started, entry)
-            })
-            .collect();
-        streams.sort_by_key(|(started, _)| *started);
-        json!({"streams": streams.into_iter().map(|(_, v)| v).collect::<Vec<_>>()})
     }
 }

@@ -23,6 +23,8 @@ use crate::stream::{AnswerEvent, EditorStream, Piece as PieceOut};
 use crate::time::unix_seconds;
 use crate::ConnId;
 
+use super::by_id::Ended;
+
 /// One piece of an answer: borrowed from its frame when it is written at
 /// once, owned while it waits for an earlier one.
 #[derive(Debug)]
@@ -46,8 +48,14 @@ impl Piece<'_> {
 /// their order, deadlines and count. The editor's connection writes them
 /// ([`crate::stream::Answering`]).
 pub(super) struct Invocation {
-    /// The request it answers.
-    editor: RequestId,
+    /// The request it answers (for a kept answer, its job: see `kept.rs`).
+    pub(super) editor: RequestId,
+    /// The answer's id (`chatcmpl-…`, `resp_…`, …): what
+    /// `GET|DELETE /completions/{id}` find it by.
+    pub(super) id: String,
+    pub(super) model: String,
+    /// Unix seconds.
+    pub(super) created: u64,
     agent: ConnId,
     session: String,
     /// Streamed (else answered whole at the end).
@@ -60,8 +68,8 @@ pub(super) struct Invocation {
     deadline: Instant,
     /// Next keep-alive, for streams whose API has one.
     keepalive_at: Option<Instant>,
-    /// Rate-limit bucket to charge used tokens to.
-    key: Option<usize>,
+    /// Rate-limit bucket to charge used tokens to: the API key that asked.
+    pub(super) key: Option<usize>,
     /// The agent was asked to pause this answer (its editor fell behind).
     paused: bool,
     /// Pieces of the answer relayed so far.
@@ -77,6 +85,16 @@ impl Invocation {
 
     pub(super) fn is_stream(&self) -> bool {
         self.stream
+    }
+
+    /// The session serving it.
+    pub(super) fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// Completion tokens so far, as counted.
+    pub(super) fn tokens(&self) -> u64 {
+        self.tally.usage().completion_tokens
     }
 
     fn next_wake(&self) -> Instant {
@@ -164,10 +182,14 @@ impl Provider {
 
         let n = self.fresh_id();
         self.stats.invocations += 1;
-        let ids = AnswerIds {
-            token: self.fresh_token(),
-            created: unix_seconds(self.wall(now)),
-        };
+        let ids = AnswerIds::new(
+            request.api,
+            self.fresh_token(),
+            unix_seconds(self.wall(now)),
+        );
+        let mut extra = extra;
+        extra.push(("x-completion-id", ids.id.clone()));
+        let (id, created) = (ids.id.clone(), ids.created);
         let text = to_agent::invoke(&wire_id(n), &session_id, &model, &request.payload);
         self.meter_invoked(
             conn,
@@ -196,6 +218,9 @@ impl Provider {
         };
         let inv = Invocation {
             editor,
+            id,
+            model: model.clone(),
+            created,
             agent,
             session: session_id,
             stream,
@@ -209,6 +234,7 @@ impl Provider {
             chunks: 0,
         };
         self.timers.push(Reverse((inv.next_wake(), n)));
+        self.answers.started(&inv.id, n);
         self.invocations.insert(n, inv);
         self.by_conn.insert(conn, n);
         Ok(())
@@ -337,6 +363,10 @@ impl Provider {
             return;
         };
         inv.tally.report(usage);
+        let ended = match reason.as_deref() {
+            Some(crate::answer::CANCELLED) => Ended::Cancelled,
+            _ => Ended::Completed,
+        };
         let event = AnswerEvent::Finish {
             reason,
             usage: inv.tally.usage(),
@@ -344,7 +374,7 @@ impl Provider {
             wall,
         };
         self.post(inv.editor, event);
-        self.settle(&inv, now);
+        self.settle(&inv, ended, now);
     }
 
     /// Posts one step of an answer to its editor.
@@ -388,7 +418,7 @@ impl Provider {
                     wall,
                 };
                 self.post(inv.editor, event);
-                self.settle(&inv, now);
+                self.settle(&inv, Ended::Completed, now);
             }
             return;
         }
@@ -446,16 +476,42 @@ impl Provider {
             self.send_cancel(&inv, n);
         }
         let settle_at = inv.deadline;
-        self.settle(&inv, settle_at);
+        self.settle(&inv, Ended::Failed, settle_at);
     }
 
-    /// The editor went away: the agent is told to stop.
+    /// The editor went away: the agent is told to stop. (A kept answer's
+    /// editor leaving cancels it, so its record says so.)
     pub(super) fn editor_gone(&mut self, n: u64) {
+        if self.kept_editor_gone(n) {
+            return;
+        }
         if let Some(inv) = self.invocations.remove(&n) {
             self.send_cancel(&inv, n);
             let at = inv.deadline;
-            self.settle(&inv, at);
+            self.settle(&inv, Ended::Cancelled, at);
         }
+    }
+
+    /// Cancels invocation `n` by its id (`DELETE /completions/{id}`, a
+    /// background response's cancel): the agent is told to stop, and the
+    /// editor's answer ends with what it has, as a finished one does (in
+    /// the Responses API, as `cancelled`).
+    pub(super) fn cancel_answer(&mut self, n: u64, now: Instant) {
+        let wall = self.wall(now);
+        let Some(mut inv) = self.remove(n) else {
+            return;
+        };
+        self.send_cancel(&inv, n);
+        self.metrics.counters.answers_cancelled += 1;
+        inv.tally.report(None);
+        let event = AnswerEvent::Finish {
+            reason: Some(crate::answer::CANCELLED.to_owned()),
+            usage: inv.tally.usage(),
+            at: now,
+            wall,
+        };
+        self.post(inv.editor, event);
+        self.settle(&inv, Ended::Cancelled, now);
     }
 
     fn send_cancel(&mut self, inv: &Invocation, n: u64) {
@@ -489,12 +545,15 @@ impl Provider {
         }
     }
 
-    /// Books a finished invocation against its session and rate limits.
-    fn settle(&mut self, inv: &Invocation, now: Instant) {
+    /// Books a finished invocation against its session and rate limits,
+    /// and remembers how it ended for `GET /completions/{id}`.
+    fn settle(&mut self, inv: &Invocation, ended: Ended, now: Instant) {
         let Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
         } = inv.tally.usage();
+        let agent = self.sessions.get(&inv.session).map(|s| s.agent_id.clone());
+        self.answers.ended(inv, agent, ended);
         self.meter_usage(inv.editor.conn, prompt, completion);
         if let Some(s) = self.sessions.get_mut(&inv.session) {
             s.in_flight = s.in_flight.saturating_sub(1);

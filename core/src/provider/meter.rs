@@ -50,6 +50,13 @@ impl Provider {
         );
     }
 
+    /// The connection a request's meter is kept under: its own, or for a
+    /// kept answer's job, the connection that asked and waits (a
+    /// background answer's asker got its answer at once).
+    pub(super) fn metered(&self, conn: ConnId) -> ConnId {
+        self.kept.live_conn(conn).unwrap_or(conn)
+    }
+
     /// The request on `conn` went to `session`'s agent for `model`, with
     /// this invocation `payload`.
     pub(super) fn meter_invoked(
@@ -61,6 +68,7 @@ impl Provider {
         payload: &serde_json::Value,
     ) {
         let audit = self.audit.enabled();
+        let conn = self.metered(conn);
         if let Some(m) = self.meters.get_mut(&conn) {
             m.model = Some(model.to_owned());
             m.session = Some(session.to_owned());
@@ -80,6 +88,7 @@ impl Provider {
 
     /// The agent's first piece of the answer for `conn` arrived.
     pub(super) fn meter_first_chunk(&mut self, conn: ConnId, now: Instant) {
+        let conn = self.metered(conn);
         if let Some(m) = self.meters.get_mut(&conn) {
             if m.first_chunk.is_none() {
                 m.first_chunk = Some(now);
@@ -91,6 +100,7 @@ impl Provider {
 
     /// The answer for `conn` used this many tokens.
     pub(super) fn meter_usage(&mut self, conn: ConnId, prompt: u64, completion: u64) {
+        let conn = self.metered(conn);
         if let Some(m) = self.meters.get_mut(&conn) {
             m.prompt_tokens = prompt.max(m.prompt_tokens);
             m.completion_tokens = completion;

@@ -9,10 +9,12 @@
 //! [`Provider::poll_timeout`].
 
 mod agents;
+mod by_id;
 mod control;
 mod editor;
 mod health;
 mod invoke;
+mod kept;
 mod meter;
 mod security;
 
@@ -34,7 +36,9 @@ use crate::metrics::Metrics;
 use crate::session::Sessions;
 use crate::stream::{AnswerEvent, Answering};
 
+use by_id::Answers;
 use invoke::Invocation;
+use kept::KeptAnswers;
 use meter::Meter;
 
 /// A connection, named by the driver: unique among its live connections.
@@ -300,6 +304,10 @@ pub struct Provider {
     meters: IdMap<ConnId, Meter>,
     metrics: Metrics,
     audit: Audit,
+    /// Every answer by its id (`GET|DELETE /completions/{id}`).
+    answers: Answers,
+    /// Answers kept past their connection (the Responses API's store).
+    kept: KeptAnswers,
 }
 
 impl Provider {
@@ -307,6 +315,7 @@ impl Provider {
     pub fn new(config: Config, now: Instant, wall: SystemTime) -> Self {
         let next_ping = now + config.agent_ping_interval;
         let audit = Audit::new(config.audit);
+        let kept = KeptAnswers::new(crate::store::Store::new(config.store));
         Provider {
             config,
             epoch: (now, wall),
@@ -331,6 +340,8 @@ impl Provider {
             meters: IdMap::default(),
             metrics: Metrics::default(),
             audit,
+            answers: Answers::default(),
+            kept,
         }
     }
 
@@ -438,6 +449,9 @@ impl Provider {
             }
             return;
         }
+        if self.follower_behind(conn, bytes) {
+            return;
+        }
         let Some(&n) = self.by_conn.get(&conn) else {
             return;
         };
@@ -484,6 +498,8 @@ impl Provider {
             self.link_closed(conn, now);
         } else if let Some(id) = self.by_conn.remove(&conn) {
             self.editor_gone(id);
+        } else {
+            self.follower_gone(conn);
         }
         self.requests.remove(&conn);
         self.meter_end(conn, now, true);
@@ -547,9 +563,18 @@ impl Provider {
     // ---- output ----
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        let output = self.outputs.pop_front()?;
-        self.observe(&output);
-        Some(output)
+        loop {
+            match self.outputs.pop_front()? {
+                // A kept answer is written here, not by a connection.
+                Output::Answer { to, event } if kept::is_kept(to.conn) => {
+                    self.kept_event(to, event)
+                }
+                output => {
+                    self.observe(&output);
+                    return Some(output);
+                }
+            }
+        }
     }
 
     /// The next audit line to append to the log (JSON, no newline), when

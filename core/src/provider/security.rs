@@ -146,6 +146,16 @@ impl Provider {
                     "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
                 )),
             },
+            Guard::Owner if !self.config.require_api_key => Ok(None),
+            Guard::Owner => match presented {
+                Some(t) if self.config.bridge_token.matches(t) => Ok(None),
+                Some(k) => find_key(&self.config.api_keys, k)
+                    .map(Some)
+                    .ok_or_else(|| self.refused("Neither an API key nor the bridge token.")),
+                None => Err(self.refused(
+                    "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
+                )),
+            },
             Guard::ApiKey if !self.config.require_api_key => Ok(None),
             Guard::ApiKey => match presented {
                 Some(k) => find_key(&self.config.api_keys, k)
