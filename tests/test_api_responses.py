@@ -120,7 +120,7 @@ def test_bad_requests_get_openai_errors(server, client):
     with pytest.raises(openai.BadRequestError) as e:
         client.responses.create(model="echo", input="x", previous_response_id="resp_123")
     assert e.value.param == "previous_response_id"
-    assert "input" in e.value.message
+    assert e.value.code == "previous_response_not_found" and "resp_123" in e.value.message
     with pytest.raises(openai.NotFoundError) as e:
         client.responses.create(model="nope", input="x")
     assert e.value.code == "model_not_found"

@@ -375,7 +375,7 @@ def test_a_cancel_reaches_the_agent_and_ends_the_stream(server):
         assert first["choices"][0]["delta"]["content"] == "thinking"
         invoke = agent.wait_for("model_invoke")
         status, _, info = call(server, "GET", f"/completions/{stream.id}")
-        assert (status, info["status"], info["tokens"]) == (200, "in_progress", 1)
+        assert (status, info["status"]) == (200, "in_progress") and info["tokens"] >= 1
         status, _, info = call(server, "DELETE", f"/completions/{stream.id}")
         assert (status, info["status"]) == (200, "cancelled")
         assert agent.wait_for("cancel")["id"] == invoke["id"]

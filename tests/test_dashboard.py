@@ -1,8 +1,9 @@
 """The dashboard in a real browser: Debian's headless Chromium driven by
 Playwright, against the real server. The page signs in with the bridge
 token, lists a waiting agent session, approves it with a click, shows the
-metrics of a request the approved agent answered, and sends a wrong token
-back to the form.
+metrics of a request the approved agent answered, lists the answers
+running and cancels one with its button, and sends a wrong token back to
+the form.
 
 Needs the `playwright` Python package and /usr/bin/chromium (Debian's
 `chromium` package); `playwright install` is never used. Without Chromium
@@ -74,7 +75,8 @@ def answer(invoke, agent):
         )
 
 
-def chat(server, model):
+def stream_text(server, model):
+    """A streamed chat's whole body, as the editor read it."""
     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hello dashboard"}]}
     req = urllib.request.Request(
         server.base + "/v1/chat/completions",
@@ -83,7 +85,11 @@ def chat(server, model):
     )
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 200
-        text = r.read().decode()
+        return r.read().decode()
+
+
+def chat(server, model):
+    text = stream_text(server, model)
     assert "dashboard " in text and "answer" in text, text
 
 
@@ -181,6 +187,24 @@ def test_dashboard_approves_a_pending_agent_and_shows_live_metrics(make_server, 
         assert not held.is_alive()
         expect(stream).to_have_count(0)
         expect(page.locator("#streams-empty")).to_be_visible()
+
+        # An answer cancelled from the page: the editor's stream ends at once
+        # with what it had and its normal end, the agent is told, and the
+        # row goes.
+        gate.clear()
+        ended = {}
+        cancelled = threading.Thread(target=lambda: ended.update(text=stream_text(server, "dash-model")), daemon=True)
+        cancelled.start()
+        expect(stream).to_have_count(1)
+        stream.locator('button[data-action="cancel"]').click()
+        cancelled.join(timeout=5)
+        assert not cancelled.is_alive(), "the cancelled answer did not end"
+        text = ended["text"]
+        assert "dashboard " in text and "answer" not in text and text.rstrip().endswith("data: [DONE]"), text
+        expect(stream).to_have_count(0)
+        gate.set()
+        assert agent.wait_for("cancel")["type"] == "cancel"
+        expect(page.locator("#action-error")).to_be_hidden()
 
         # Forget the token: the form is back and the token is gone.
         page.click("#forget")

@@ -201,7 +201,12 @@ impl Store {
     }
 
     /// The record `id`, if `caller` may see it (see [`may_see`]).
-    pub fn get(&mut self, id: &str, caller: Option<usize>, now: Instant) -> Result<&Record, Missing> {
+    pub fn get(
+        &mut self,
+        id: &str,
+        caller: Option<usize>,
+        now: Instant,
+    ) -> Result<&Record, Missing> {
         self.expire(id, now);
         match self.records.get(id) {
             Some((record, _)) if may_see(caller, record.owner) => Ok(record),
@@ -376,7 +381,10 @@ mod tests {
         assert_eq!(store.get("r", Some(0), t0).err(), Some(Missing::Unknown));
         assert_eq!(store.remove("r", Some(0)).err(), Some(Missing::Unknown));
         assert!(store.get("r", Some(1), t0).is_ok());
-        assert!(store.get("r", None, t0).is_ok(), "the bridge token sees all");
+        assert!(
+            store.get("r", None, t0).is_ok(),
+            "the bridge token sees all"
+        );
         assert!(store.remove("r", Some(1)).is_ok());
         assert_eq!(store.get("r", Some(1), t0).err(), Some(Missing::Unknown));
         assert_eq!(store.bytes(), 0);

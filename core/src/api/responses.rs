@@ -723,9 +723,18 @@ mod tests {
         );
         assert_eq!(keep.items[0]["content"][0]["text"], "x");
         for (body, param) in [
-            (json!({"model": "m", "input": "x", "background": true, "store": false}), "background"),
-            (json!({"model": "m", "input": "x", "previous_response_id": 5}), "previous_response_id"),
-            (json!({"model": "m", "input": "x", "conversation": "c"}), "conversation"),
+            (
+                json!({"model": "m", "input": "x", "background": true, "store": false}),
+                "background",
+            ),
+            (
+                json!({"model": "m", "input": "x", "previous_response_id": 5}),
+                "previous_response_id",
+            ),
+            (
+                json!({"model": "m", "input": "x", "conversation": "c"}),
+                "conversation",
+            ),
         ] {
             let e = parsed(body).unwrap_err();
             assert_eq!((e.status, e.param.as_deref()), (400, Some(param)));

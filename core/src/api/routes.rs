@@ -209,12 +209,14 @@ pub fn label(index: usize) -> &'static str {
 /// the server's own routes and `unmatched`.
 pub fn api_label(index: usize) -> &'static str {
     match ROUTES.get(index) {
-        Some(row) if matches!(row.handler, Model(_) | CountTokens(_) | Handler::Stored(_)) => match row.dialect() {
-            OpenAi => "openai",
-            Ollama => "ollama",
-            Anthropic => "anthropic",
-            JsonRpc => "mcp",
-        },
+        Some(row) if matches!(row.handler, Model(_) | CountTokens(_) | Handler::Stored(_)) => {
+            match row.dialect() {
+                OpenAi => "openai",
+                Ollama => "ollama",
+                Anthropic => "anthropic",
+                JsonRpc => "mcp",
+            }
+        }
         Some(_) => "provider",
         None => "unmatched",
     }

@@ -95,10 +95,11 @@ impl Provider {
         caller: Option<usize>,
         now: Instant,
     ) -> Result<Value, ApiError> {
-        let running = self
-            .answers
-            .running(id)
-            .filter(|n| self.invocations.get(n).is_some_and(|i| may_see(caller, i.key)));
+        let running = self.answers.running(id).filter(|n| {
+            self.invocations
+                .get(n)
+                .is_some_and(|i| may_see(caller, i.key))
+        });
         if let Some(n) = running {
             if !cancel {
                 let inv = self.invocations.get(&n).ok_or_else(|| unknown(id))?;
@@ -155,4 +156,3 @@ fn unknown(id: &str) -> ApiError {
         "No answer with id '{id}': none is in progress, and none that ended lately had it."
     ))
 }
-

@@ -1,7 +1,6 @@
 //! Views of the provider's state: the gauges of `/metrics`, the checks of
 //! `/health/deep`, and the answers in flight for `/control/streams`.
 
-
 use serde_json::{json, Value};
 
 use super::Provider;

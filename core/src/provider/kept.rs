@@ -207,7 +207,11 @@ impl Provider {
             return Err(ApiError::agent("the answer ended before it began"));
         };
         if !asked_stream {
-            let record = self.kept.store.get(&id, key, now).map_err(|m| kept::not_found(&id, m))?;
+            let record = self
+                .kept
+                .store
+                .get(&id, key, now)
+                .map_err(|m| kept::not_found(&id, m))?;
             let mut response = Response::json(200, record.response.clone());
             response.headers.extend(headers);
             self.respond(conn, response, Vec::new());
@@ -243,7 +247,8 @@ impl Provider {
         let over = record.status.is_final();
         let mut head = Response::stream(SSE);
         head.headers.extend(headers);
-        self.outputs.push_back(Output::Respond { to, response: head });
+        self.outputs
+            .push_back(Output::Respond { to, response: head });
         if !replay.is_empty() {
             let data = replay.freeze();
             self.outputs.push_back(Output::Data { to, data });
@@ -274,7 +279,9 @@ impl Provider {
         let body = match route {
             Kept::Get(id) => {
                 let replay = Replay::parse(request.target())?;
-                let record = store.get(id, caller, now).map_err(|m| kept::not_found(id, m))?;
+                let record = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?;
                 if replay.stream {
                     if !record.background {
                         return Err(ApiError::invalid_param(
@@ -289,22 +296,32 @@ impl Provider {
                 record.response.clone()
             }
             Kept::InputItems(id) => {
-                let record = store.get(id, caller, now).map_err(|m| kept::not_found(id, m))?;
-                let items: Vec<Value> = serde_json::from_slice(&record.input_items).unwrap_or_default();
+                let record = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?;
+                let items: Vec<Value> =
+                    serde_json::from_slice(&record.input_items).unwrap_or_default();
                 Bytes::from(kept::input_items_page(&items, request.target())?.to_string())
             }
             Kept::Delete(id) => {
-                let status = store.get(id, caller, now).map_err(|m| kept::not_found(id, m))?.status;
+                let status = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?
+                    .status;
                 if !status.is_final() {
                     return Err(ApiError::invalid(format!(
                         "Response '{id}' is still in progress: cancel it (POST /v1/responses/{id}/cancel) before deleting it."
                     )));
                 }
-                store.remove(id, caller).map_err(|m| kept::not_found(id, m))?;
+                store
+                    .remove(id, caller)
+                    .map_err(|m| kept::not_found(id, m))?;
                 Bytes::from(kept::deleted(id).to_string())
             }
             Kept::Cancel(id) => {
-                let record = store.get(id, caller, now).map_err(|m| kept::not_found(id, m))?;
+                let record = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?;
                 if !record.background {
                     return Err(ApiError::invalid(format!(
                         "Response '{id}' was not created with 'background': true: only background responses can be cancelled."
@@ -378,7 +395,10 @@ impl Provider {
                     .cloned()
                     .collect();
                 if let Some(live) = job.live.filter(|l| l.stream) {
-                    self.outputs.push_back(Output::Respond { to: live.to, response });
+                    self.outputs.push_back(Output::Respond {
+                        to: live.to,
+                        response,
+                    });
                 }
             }
             Output::Data { data, .. } => {
@@ -447,7 +467,10 @@ impl Provider {
             None => Response::json(200, response),
         };
         whole.headers.extend(job.headers);
-        self.outputs.push_back(Output::Respond { to: live.to, response: whole });
+        self.outputs.push_back(Output::Respond {
+            to: live.to,
+            response: whole,
+        });
     }
 
     /// A kept answer's asker left (`n` is its invocation): the answer is

@@ -696,6 +696,7 @@ fn embedding_from_an_inference_only_session_is_403() {
 
 mod access;
 mod hostile;
+mod kept;
 mod laws;
 mod observe;
 

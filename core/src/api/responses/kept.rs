@@ -174,8 +174,14 @@ pub fn input_items_page(items: &[Value], target: &str) -> Result<Value, ApiError
             .position(|item| item["id"] == id)
             .ok_or_else(|| ApiError::invalid_param(name, format!("No input item with id '{id}'")))
     };
-    let start = after.map(|id| place(id, "after")).transpose()?.map_or(0, |i| i + 1);
-    let end = before.map(|id| place(id, "before")).transpose()?.unwrap_or(ordered.len());
+    let start = after
+        .map(|id| place(id, "after"))
+        .transpose()?
+        .map_or(0, |i| i + 1);
+    let end = before
+        .map(|id| place(id, "before"))
+        .transpose()?
+        .unwrap_or(ordered.len());
     let window = ordered.get(start..end.max(start)).unwrap_or_default();
     let page: Vec<Value> = window.iter().take(limit).map(|v| (*v).clone()).collect();
     Ok(json!({
@@ -227,7 +233,9 @@ pub fn splice(payload: &mut Value, history: Vec<Value>) {
 /// The messages a response's own conversation adds to the stored one: the
 /// payload's, without the leading system messages.
 pub fn conversation_of(payload: &Value) -> Vec<Value> {
-    let messages = payload["messages"].as_array().map_or(&[][..], Vec::as_slice);
+    let messages = payload["messages"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     messages
         .iter()
         .skip_while(|m| m["role"] == "system" || m["role"] == "developer")
@@ -332,7 +340,10 @@ mod tests {
             Kept::of("POST", "resp_1/cancel").unwrap(),
             Kept::Cancel("resp_1")
         );
-        assert_eq!(Kept::of("DELETE", "resp_1").unwrap(), Kept::Delete("resp_1"));
+        assert_eq!(
+            Kept::of("DELETE", "resp_1").unwrap(),
+            Kept::Delete("resp_1")
+        );
         assert_eq!(Kept::of("POST", "resp_1").unwrap_err().status, 404);
     }
 
@@ -348,8 +359,14 @@ mod tests {
         );
         assert_eq!(r.first(20).unwrap(), 11);
         assert_eq!(r.first(11).unwrap(), 11, "nothing left to send is no error");
-        assert_eq!(r.first(10).unwrap_err().param.as_deref(), Some("starting_after"));
-        assert_eq!(Replay::parse("/x?stream=true").unwrap().first(5).unwrap(), 0);
+        assert_eq!(
+            r.first(10).unwrap_err().param.as_deref(),
+            Some("starting_after")
+        );
+        assert_eq!(
+            Replay::parse("/x?stream=true").unwrap().first(5).unwrap(),
+            0
+        );
         let e = Replay::parse("/x?starting_after=-1").unwrap_err();
         assert_eq!(e.param.as_deref(), Some("starting_after"));
     }
@@ -359,7 +376,10 @@ mod tests {
         let items: Vec<Value> = (0..5).map(|i| json!({"id": format!("i{i}")})).collect();
         let page = input_items_page(&items, "/x?limit=2").unwrap();
         assert_eq!(page["data"], json!([{"id": "i4"}, {"id": "i3"}]));
-        assert_eq!((page["has_more"].clone(), page["last_id"].clone()), (json!(true), json!("i3")));
+        assert_eq!(
+            (page["has_more"].clone(), page["last_id"].clone()),
+            (json!(true), json!("i3"))
+        );
         let next = input_items_page(&items, "/x?limit=2&after=i3").unwrap();
         assert_eq!(next["first_id"], "i2");
         let asc = input_items_page(&items, "/x?order=asc&after=i2").unwrap();
@@ -367,8 +387,16 @@ mod tests {
         assert_eq!(asc["has_more"], false);
         let before = input_items_page(&items, "/x?order=asc&before=i2").unwrap();
         assert_eq!(before["data"], json!([{"id": "i0"}, {"id": "i1"}]));
-        assert_eq!(input_items_page(&items, "/x?limit=0").unwrap_err().status, 400);
-        assert_eq!(input_items_page(&items, "/x?after=nope").unwrap_err().status, 400);
+        assert_eq!(
+            input_items_page(&items, "/x?limit=0").unwrap_err().status,
+            400
+        );
+        assert_eq!(
+            input_items_page(&items, "/x?after=nope")
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     #[test]
@@ -411,7 +439,8 @@ mod tests {
         assert_eq!(lifecycle(created).unwrap()["status"], "in_progress");
         let delta = b"event: response.output_text.delta\ndata: {\"delta\":\"x\"}\n\n";
         assert!(lifecycle(delta).is_none());
-        let data = Bytes::from_static(b"event: a\ndata: 1\n\n: keep-alive\n\nevent: b\ndata: 2\n\n");
+        let data =
+            Bytes::from_static(b"event: a\ndata: 1\n\n: keep-alive\n\nevent: b\ndata: 2\n\n");
         let split: Vec<Bytes> = events(&data).collect();
         assert_eq!(split.len(), 3);
         assert_eq!(&split[1][..], b": keep-alive\n\n");
