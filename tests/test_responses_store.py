@@ -25,7 +25,15 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from conftest import API_KEY, BRIDGE_TOKEN, WsAgent, http_request  # noqa: E402
-from test_agent_exec import claude_env, codex_agent, codex_threads, exec_agent  # noqa: E402,F401
+from test_agent_exec import (  # noqa: E402,F401
+    claude_env,
+    codex_agent,
+    codex_threads,
+    exec_agent,
+    sleeper,
+    wait_gone,
+    wait_running,
+)
 
 OTHER_KEY = "sk-test-other-key"
 
@@ -529,9 +537,10 @@ def rss_bytes(pid):
     raise AssertionError("no VmRSS")
 
 
-def post_many(server, indices, ids, size):
+def post_many(server, indices, ids, size, finished=None):
     """POSTs one stored response per index on one keep-alive connection;
-    `ids[i]` is set to each one's id."""
+    `ids[i]` is set to each one's id, which is also appended to `finished`
+    (shared by every thread: the order they were answered in)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     try:
@@ -542,6 +551,8 @@ def post_many(server, indices, ids, size):
             raw = answer.read()
             assert answer.status == 200, raw
             ids[i] = json.loads(raw)["id"]
+            if finished is not None:
+                finished.append(ids[i])
     finally:
         conn.close()
 
@@ -559,8 +570,11 @@ def test_ten_thousand_stored_responses_stay_within_the_byte_bound(make_server):
 
     count, threads = 10_000, 4
     ids = [None] * count
+    finished = []
     workers = [
-        threading.Thread(target=post_many, args=(server, range(t, count, threads), ids, 4000), daemon=True)
+        threading.Thread(
+            target=post_many, args=(server, range(t, count, threads), ids, 4000, finished), daemon=True
+        )
         for t in range(threads)
     ]
     for w in workers:
@@ -574,10 +588,12 @@ def test_ten_thousand_stored_responses_stay_within_the_byte_bound(make_server):
     assert grown < cap + 16_000_000, f"RSS grew by {grown / 1e6:.1f} MB with a store bound of {cap / 1e6:.0f} MB"
     stored = metric(server, "mcp_provider_responses_stored")
     assert 0 < stored < cap / 4000
-    for early in ids[:10]:
+    # The threads do not keep pace with each other: what was answered
+    # first went first, and what was answered last is kept.
+    for early in finished[:10]:
         status, body = call(server, "GET", f"/v1/responses/{early}")
         assert status == 404 and "evicted" in body["error"]["message"].lower()
-    for late in ids[-10:]:
+    for late in finished[-10:]:
         assert call(server, "GET", f"/v1/responses/{late}")[0] == 200
 
 
@@ -631,3 +647,32 @@ def test_a_chain_continues_one_claude_session(server, exec_agent, tmp_path):
         assert answer.strip().endswith(turn) and "User:" not in answer, answer
     sessions = list((tmp_path / ".claude" / "projects").rglob("*.jsonl"))
     assert len(sessions) == 1, sessions
+
+
+def test_a_background_cli_answer_is_polled_and_cancelled_with_nothing_left_running(server, exec_agent):
+    """A CLI run by `agent exec` answers in the background: polled, it
+    completes; cancelled mid-answer, its process is gone and the status says
+    `cancelled`, with the text it had printed."""
+    marker, sleep = sleeper()
+    exec_agent("slow", "--timeout-secs", "60", "--", "sh", "-c", f'printf "started "; {sleep}; printf late')
+    client = make_client(server)
+    quick = make_client(server).responses.create(model="slow", input="go", background=True)
+    assert quick.status in ("queued", "in_progress")
+    wait_running(marker)
+    # Polled mid-answer: in progress, the first words already there.
+    deadline = time.monotonic() + 10
+    while True:
+        r = client.responses.retrieve(quick.id)
+        if r.output and text_of(r.output[0].model_dump()["content"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert r.status == "in_progress"
+    cancelled = client.responses.cancel(quick.id)
+    assert cancelled.status == "cancelled"
+    wait_gone(marker)
+    final = client.responses.retrieve(quick.id)
+    assert final.status == "cancelled" and final.output_text == "started ", final.output_text
+    # Another run of the same agent is served: the cancelled one left nothing behind.
+    exec_agent("quick", "--", "sh", "-c", "tr a-z A-Z")
+    done = client.responses.create(model="quick", input="after", background=True)
+    assert wait_status(client, done.id, {"completed", "failed", "cancelled"}).output_text == "AFTER"

@@ -143,18 +143,31 @@ pub enum Missing {
     Evicted,
 }
 
-/// How many evicted ids are remembered to say so.
-const EVICTED_KEPT: usize = 4096;
+/// How many evicted ids are remembered to say so (as 8-byte digests:
+/// about 1.5 MB at most).
+const EVICTED_KEPT: usize = 65_536;
+
+/// One record, its size as counted, and when it was last used.
+#[derive(Debug)]
+struct Entry {
+    record: Record,
+    size: usize,
+    used: u64,
+}
 
 /// The stored responses, by id.
 #[derive(Debug, Default)]
 pub struct Store {
-    records: HashMap<String, (Record, usize)>,
-    /// Ids in the order they were stored (some already gone).
-    order: VecDeque<String>,
+    records: HashMap<String, Entry>,
+    /// Ids by when they were last used, least recently first, each with
+    /// its use number then (an entry whose record was used again since is
+    /// stale, and skipped).
+    order: VecDeque<(u64, String)>,
+    uses: u64,
     bytes: usize,
-    evicted: HashSet<String>,
-    evicted_order: VecDeque<String>,
+    /// Digests of evicted ids, and their order, to forget the oldest.
+    evicted: HashSet<u64>,
+    evicted_order: VecDeque<u64>,
     limits: StoreLimits,
     /// Records evicted since the start.
     evictions: u64,
@@ -189,18 +202,24 @@ impl Store {
         self.limits
     }
 
-    /// Keeps `record` under `id`, evicting what the caps say must go.
-    pub fn insert(&mut self, id: String, record: Record, now: Instant) {
+    /// Keeps `record` under `id`, evicting what the byte cap says must go.
+    pub fn insert(&mut self, id: String, record: Record) {
         let size = record.bytes();
         self.bytes += size;
-        if let Some((_, old)) = self.records.insert(id.clone(), (record, size)) {
-            self.bytes -= old;
+        let entry = Entry {
+            record,
+            size,
+            used: 0,
+        };
+        if let Some(old) = self.records.insert(id.clone(), entry) {
+            self.bytes -= old.size;
         }
-        self.order.push_back(id);
-        self.evict(now);
+        self.touch(&id);
+        self.evict();
     }
 
-    /// The record `id`, if `caller` may see it (see [`may_see`]).
+    /// The record `id`, if `caller` may see it (see [`may_see`]): it is
+    /// used now, so it is the last to be evicted.
     pub fn get(
         &mut self,
         id: &str,
@@ -209,109 +228,149 @@ impl Store {
     ) -> Result<&Record, Missing> {
         self.expire(id, now);
         match self.records.get(id) {
-            Some((record, _)) if may_see(caller, record.owner) => Ok(record),
-            Some(_) => Err(Missing::Unknown),
-            None => Err(self.why_missing(id)),
+            Some(e) if may_see(caller, e.record.owner) => {}
+            Some(_) => return Err(Missing::Unknown),
+            None => return Err(self.why_missing(id)),
         }
+        self.touch(id);
+        self.records
+            .get(id)
+            .map(|e| &e.record)
+            .ok_or(Missing::Unknown)
     }
 
     /// Changes record `id` (if it is still there), keeping the count of
-    /// bytes right; once its answer is over, what the caps say must go
-    /// goes.
-    pub fn update(&mut self, id: &str, now: Instant, change: impl FnOnce(&mut Record)) {
-        let Some((record, size)) = self.records.get_mut(id) else {
+    /// bytes right. An answer that just ended counts as used now (its
+    /// asker has yet to read it); what the cap says must go goes.
+    pub fn update(&mut self, id: &str, change: impl FnOnce(&mut Record)) {
+        let Some(entry) = self.records.get_mut(id) else {
             return;
         };
-        change(record);
-        let new = record.bytes();
-        self.bytes = self.bytes - *size + new;
-        *size = new;
-        if record.status.is_final() {
-            self.evict(now);
+        let was_final = entry.record.status.is_final();
+        change(&mut entry.record);
+        let new = entry.record.bytes();
+        self.bytes = self.bytes - entry.size + new;
+        entry.size = new;
+        if entry.record.status.is_final() {
+            if !was_final {
+                self.touch(id);
+            }
+            self.evict();
         }
     }
 
     /// Adds one event to a background record's stream: the hot path of a
     /// background answer, so only its own bytes are counted.
     pub fn push_event(&mut self, id: &str, event: Bytes) {
-        if let Some((record, size)) = self.records.get_mut(id) {
+        if let Some(entry) = self.records.get_mut(id) {
             let added = event.len() + EVENT_OVERHEAD;
-            record.events.push(event);
-            *size += added;
+            entry.record.events.push(event);
+            entry.size += added;
             self.bytes += added;
         }
+    }
+
+    /// The bytes record `id` holds, as the cap counts them (0 if gone).
+    pub fn size_of(&self, id: &str) -> usize {
+        self.records.get(id).map_or(0, |e| e.size)
     }
 
     /// Deletes record `id` for `caller`.
     pub fn remove(&mut self, id: &str, caller: Option<usize>) -> Result<Record, Missing> {
         match self.records.get(id) {
-            Some((record, _)) if may_see(caller, record.owner) => {}
+            Some(e) if may_see(caller, e.record.owner) => {}
             Some(_) => return Err(Missing::Unknown),
             None => return Err(self.why_missing(id)),
         }
-        let (record, size) = self.records.remove(id).ok_or(Missing::Unknown)?;
-        self.bytes -= size;
-        Ok(record)
+        let entry = self.records.remove(id).ok_or(Missing::Unknown)?;
+        self.bytes -= entry.size;
+        Ok(entry.record)
     }
 
     fn why_missing(&self, id: &str) -> Missing {
-        if self.evicted.contains(id) {
+        if self.evicted.contains(&digest(id)) {
             Missing::Evicted
         } else {
             Missing::Unknown
         }
     }
 
-    /// Evicts `id` if it is past the age cap and its answer is over.
+    /// Marks `id` used now: it goes to the back of the eviction order.
+    fn touch(&mut self, id: &str) {
+        self.uses += 1;
+        let used = self.uses;
+        if let Some(entry) = self.records.get_mut(id) {
+            entry.used = used;
+            self.order.push_back((used, id.to_owned()));
+        }
+        // Stale entries are dropped as they reach the front; many reads
+        // of few records would pile them up, so the order is rebuilt
+        // once they outnumber the records.
+        if self.order.len() > 2 * self.records.len() + 64 {
+            let mut order: Vec<(u64, String)> = (self.records.iter())
+                .map(|(id, e)| (e.used, id.clone()))
+                .collect();
+            order.sort_unstable();
+            self.order = order.into();
+        }
+    }
+
+    /// Evicts `id` if it is past the age cap and its answer is over (age
+    /// is checked when a record is asked for: the byte cap bounds what
+    /// an old record holds until then).
     fn expire(&mut self, id: &str, now: Instant) {
-        let old = self.records.get(id).is_some_and(|(r, _)| {
-            r.status.is_final() && now.saturating_duration_since(r.created) > self.limits.max_age
+        let old = self.records.get(id).is_some_and(|e| {
+            e.record.status.is_final()
+                && now.saturating_duration_since(e.record.created) > self.limits.max_age
         });
         if old {
             self.evict_one(id);
         }
     }
 
-    /// Evicts, oldest first, every finished record past the age cap, then
-    /// as many finished records as keep the rest within the byte cap.
-    fn evict(&mut self, now: Instant) {
-        let mut kept = VecDeque::new();
-        while let Some(id) = self.order.pop_front() {
-            let Some((record, _)) = self.records.get(&id) else {
-                continue; // deleted or evicted already
-            };
-            let too_old = now.saturating_duration_since(record.created) > self.limits.max_age;
-            let over = self.bytes > self.limits.max_bytes;
-            if !too_old && !over {
-                self.order.push_front(id);
+    /// Evicts finished records, least recently used first, until the rest
+    /// are within the byte cap; running ones keep their place.
+    fn evict(&mut self) {
+        let mut running = Vec::new();
+        while self.bytes > self.limits.max_bytes {
+            let Some((used, id)) = self.order.pop_front() else {
                 break;
-            }
-            if record.status.is_final() {
-                self.evict_one(&id);
-            } else {
-                kept.push_back(id);
+            };
+            match self.records.get(&id) {
+                Some(e) if e.used == used && e.record.status.is_final() => self.evict_one(&id),
+                Some(e) if e.used == used => running.push((used, id)),
+                _ => {} // stale: used again since, deleted or evicted
             }
         }
-        // Records still running keep their place at the front.
-        while let Some(id) = kept.pop_back() {
-            self.order.push_front(id);
+        for entry in running.into_iter().rev() {
+            self.order.push_front(entry);
         }
     }
 
     fn evict_one(&mut self, id: &str) {
-        let Some((_, size)) = self.records.remove(id) else {
+        let Some(entry) = self.records.remove(id) else {
             return;
         };
-        self.bytes -= size;
+        self.bytes -= entry.size;
         self.evictions += 1;
         if self.evicted_order.len() >= EVICTED_KEPT {
             if let Some(oldest) = self.evicted_order.pop_front() {
                 self.evicted.remove(&oldest);
             }
         }
-        self.evicted.insert(id.to_owned());
-        self.evicted_order.push_back(id.to_owned());
+        let d = digest(id);
+        self.evicted.insert(d);
+        self.evicted_order.push_back(d);
     }
+}
+
+/// An id's 64-bit digest: what is remembered of an evicted id (two ids
+/// sharing one would only make an unknown id's 404 say "evicted").
+fn digest(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// Whether a caller sees what `owner` stored: a caller with no key of its
@@ -332,28 +391,41 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_finished_record_goes_first_and_is_known_as_evicted() {
+    fn the_least_recently_used_finished_record_goes_first_and_is_known_as_evicted() {
         let t0 = Instant::now();
         let limits = StoreLimits {
             max_bytes: 3 * (1000 + RECORD_OVERHEAD),
             max_age: Duration::from_secs(60),
         };
         let mut store = Store::new(limits);
-        store.insert("a".into(), record(1000, Status::InProgress, t0), t0);
-        store.insert("b".into(), record(1000, Status::Completed, t0), t0);
-        store.insert("c".into(), record(1000, Status::Completed, t0), t0);
-        store.insert("d".into(), record(1000, Status::Completed, t0), t0);
-        // `a` runs: it stays, `b` (the oldest finished) goes.
+        store.insert("a".into(), record(1000, Status::InProgress, t0));
+        store.insert("b".into(), record(1000, Status::Completed, t0));
+        store.insert("c".into(), record(1000, Status::Completed, t0));
+        store.insert("d".into(), record(1000, Status::Completed, t0));
+        // `a` runs: it stays, `b` (the least recently used finished) goes.
         assert!(store.get("a", None, t0).is_ok());
         assert_eq!(store.get("b", None, t0).err(), Some(Missing::Evicted));
         assert!(store.get("c", None, t0).is_ok());
         assert!(store.bytes() <= limits.max_bytes);
         assert_eq!(store.get("zz", None, t0).err(), Some(Missing::Unknown));
-        // Once `a` is over, it is the oldest: the next insert evicts it.
-        store.update("a", t0, |r| r.status = Status::Completed);
-        store.insert("e".into(), record(1000, Status::Completed, t0), t0);
-        assert_eq!(store.get("a", None, t0).err(), Some(Missing::Evicted));
+        // `a` ends: it counts as used then (its asker has yet to read it),
+        // so `d`, untouched since it was stored, goes next.
+        store.update("a", |r| r.status = Status::Completed);
+        store.insert("e".into(), record(1000, Status::Completed, t0));
+        assert_eq!(store.get("d", None, t0).err(), Some(Missing::Evicted));
+        assert!(store.get("a", None, t0).is_ok());
         assert_eq!(store.len(), 3);
+    }
+
+    #[test]
+    fn many_reads_of_one_record_keep_the_order_small() {
+        let t0 = Instant::now();
+        let mut store = Store::new(StoreLimits::default());
+        store.insert("r".into(), record(10, Status::Completed, t0));
+        for _ in 0..10_000 {
+            assert!(store.get("r", None, t0).is_ok());
+        }
+        assert!(store.order.len() <= 2 * store.len() + 64);
     }
 
     #[test]
@@ -364,8 +436,8 @@ mod tests {
             max_age: Duration::from_secs(10),
         };
         let mut store = Store::new(limits);
-        store.insert("old".into(), record(10, Status::Completed, t0), t0);
-        store.insert("busy".into(), record(10, Status::InProgress, t0), t0);
+        store.insert("old".into(), record(10, Status::Completed, t0));
+        store.insert("busy".into(), record(10, Status::InProgress, t0));
         let later = t0 + Duration::from_secs(11);
         assert_eq!(store.get("old", None, later).err(), Some(Missing::Evicted));
         assert!(store.get("busy", None, later).is_ok());
@@ -377,7 +449,7 @@ mod tests {
         let mut store = Store::new(StoreLimits::default());
         let mut r = record(10, Status::Completed, t0);
         r.owner = Some(1);
-        store.insert("r".into(), r, t0);
+        store.insert("r".into(), r);
         assert_eq!(store.get("r", Some(0), t0).err(), Some(Missing::Unknown));
         assert_eq!(store.remove("r", Some(0)).err(), Some(Missing::Unknown));
         assert!(store.get("r", Some(1), t0).is_ok());
@@ -394,11 +466,11 @@ mod tests {
     fn events_and_updates_are_counted() {
         let t0 = Instant::now();
         let mut store = Store::new(StoreLimits::default());
-        store.insert("r".into(), record(0, Status::InProgress, t0), t0);
+        store.insert("r".into(), record(0, Status::InProgress, t0));
         let base = store.bytes();
         store.push_event("r", Bytes::from_static(b"0123456789"));
         assert_eq!(store.bytes(), base + 10 + EVENT_OVERHEAD);
-        store.update("r", t0, |r| r.response = Bytes::from_static(b"{}"));
+        store.update("r", |r| r.response = Bytes::from_static(b"{}"));
         assert_eq!(store.bytes(), base + 12 + EVENT_OVERHEAD);
     }
 }

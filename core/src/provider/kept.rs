@@ -135,6 +135,14 @@ impl Provider {
         let history: Vec<Value> = serde_json::from_slice(&record.history).unwrap_or_default();
         request.prompt_tokens += crate::api::tokens_for(record.history.len());
         kept::splice(&mut request.payload, history);
+        let messages = request.payload["messages"].as_array().map_or(0, Vec::len);
+        let max = self.config.request.max_messages;
+        if messages > max {
+            return Err(ApiError::invalid_param(
+                "previous_response_id",
+                format!("The conversation continued from '{previous}' would have {messages} messages, more than the {max} a request may have ('max_messages'): start a new one with a summary."),
+            ));
+        }
         Ok(())
     }
 
@@ -414,6 +422,7 @@ impl Provider {
                         self.kept.store.push_event(id, event);
                     }
                 }
+                self.bound_events(job_conn);
                 let Some(job) = self.kept.jobs.get(&job_conn) else {
                     return;
                 };
@@ -423,14 +432,33 @@ impl Provider {
                     self.outputs.push_back(Output::Data { to, data });
                 }
             }
-            Output::End { .. } => self.end_job(job_conn, now),
+            Output::End { .. } => self.end_job(job_conn),
             _ => {}
+        }
+    }
+
+    /// A background answer's events are kept whole while it runs, so they
+    /// are capped as an answer is (`max_output_bytes`): past it, the
+    /// answer ends with an error, and the agent is told to stop.
+    fn bound_events(&mut self, job_conn: ConnId) {
+        let Some(id) = self.kept.jobs.get(&job_conn).and_then(|j| j.id.as_deref()) else {
+            return;
+        };
+        let max = self.config.max_output_bytes;
+        if self.kept.store.size_of(id) <= max {
+            return;
+        }
+        if let Some(&n) = self.by_conn.get(&job_conn) {
+            let error = ApiError::agent(format!(
+                "The background response's events grew past {max} bytes ('max_output_bytes'); the answer was cancelled."
+            ));
+            self.fail(n, error, true);
         }
     }
 
     /// A job's answer ended: its record gets the conversation a chained
     /// request continues, and everyone waiting gets the end.
-    fn end_job(&mut self, job_conn: ConnId, now: Instant) {
+    fn end_job(&mut self, job_conn: ConnId) {
         let Some(mut job) = self.kept.jobs.remove(&job_conn) else {
             return;
         };
@@ -443,7 +471,7 @@ impl Provider {
         };
         self.kept.by_id.remove(&id);
         let mut response = Bytes::new();
-        self.kept.store.update(&id, now, |record| {
+        self.kept.store.update(&id, |record| {
             let object: Value = serde_json::from_slice(&record.response).unwrap_or_default();
             let mut conversation = std::mem::take(&mut job.conversation);
             conversation.extend(kept::output_message(&object));
@@ -526,17 +554,17 @@ fn record_lifecycle(kept: &mut KeptAnswers, job_conn: ConnId, response: Value, n
                 return;
             };
             let token = id.strip_prefix("resp_").unwrap_or(&id);
-            let items = kept::with_ids(std::mem::take(&mut job.items), token);
+            let items = kept::input_items(std::mem::take(&mut job.items), token);
             let items = Bytes::from(Value::Array(items).to_string());
             let record = Record::new(job.owner, job.background, items, now);
             job.id = Some(id.clone());
             kept.last_seen = Some((id.clone(), job.headers.clone()));
             kept.by_id.insert(id.clone(), job_conn);
-            kept.store.insert(id.clone(), record, now);
+            kept.store.insert(id.clone(), record);
             id
         }
     };
-    kept.store.update(&id, now, |record| {
+    kept.store.update(&id, |record| {
         record.response = text;
         if let Some(status) = status {
             record.status = status;

@@ -193,21 +193,35 @@ pub fn input_items_page(items: &[Value], target: &str) -> Result<Value, ApiError
     }))
 }
 
-/// The input items with an id each (items sent without one get one named
-/// after the answer).
-pub fn with_ids(items: Vec<Value>, token: &str) -> Vec<Value> {
+/// The input items as `input_items` lists them: in the API's own shape
+/// whatever shorthand they were sent in (a message with `type`, its text
+/// as typed parts), each with an id (one named after the answer if it was
+/// sent without).
+pub fn input_items(items: Vec<Value>, token: &str) -> Vec<Value> {
     items
         .into_iter()
         .enumerate()
         .map(|(i, mut item)| {
-            if let Value::Object(fields) = &mut item {
-                if !fields.get("id").is_some_and(Value::is_string) {
-                    let kind = match fields.get("type").and_then(Value::as_str) {
-                        None | Some("message") => "msg",
-                        Some(_) => "item",
-                    };
-                    fields.insert("id".into(), json!(format!("{kind}_{token}_in{i}")));
+            let Value::Object(fields) = &mut item else {
+                return item;
+            };
+            let kind = fields
+                .entry("type")
+                .or_insert_with(|| json!("message"))
+                .clone();
+            if kind == "message" {
+                let part = match fields.get("role").and_then(Value::as_str) {
+                    Some("assistant") => "output_text",
+                    _ => "input_text",
+                };
+                if let Some(Value::String(text)) = fields.get("content") {
+                    let parts = json!([{"type": part, "text": text}]);
+                    fields.insert("content".into(), parts);
                 }
+            }
+            if !fields.get("id").is_some_and(Value::is_string) {
+                let prefix = if kind == "message" { "msg" } else { "item" };
+                fields.insert("id".into(), json!(format!("{prefix}_{token}_in{i}")));
             }
             item
         })
@@ -397,6 +411,26 @@ mod tests {
                 .status,
             400
         );
+    }
+
+    #[test]
+    fn input_items_are_listed_in_the_apis_own_shape() {
+        let items = input_items(
+            vec![
+                json!({"role": "user", "content": "hi"}),
+                json!({"type": "message", "role": "assistant", "content": "yo", "id": "m1"}),
+                json!({"type": "function_call_output", "call_id": "c", "output": "ok"}),
+            ],
+            "t",
+        );
+        assert_eq!(
+            items[0],
+            json!({"type": "message", "role": "user", "id": "msg_t_in0",
+                   "content": [{"type": "input_text", "text": "hi"}]})
+        );
+        assert_eq!(items[1]["content"][0]["type"], "output_text");
+        assert_eq!(items[1]["id"], "m1");
+        assert_eq!(items[2]["id"], "item_t_in2");
     }
 
     #[test]

@@ -282,3 +282,34 @@ fn any_answer_is_found_and_cancelled_by_its_id() {
         404
     );
 }
+
+#[test]
+fn a_background_answers_kept_events_are_capped_like_an_answer() {
+    let mut t = Pair::new(|c| c.max_output_bytes = 4096);
+    t.connect_agent(AGENT, register(3600));
+    t.agent_frames(AGENT);
+    respond(
+        &mut t,
+        EDITOR,
+        json!({"model": "m", "input": "go", "background": true}),
+    );
+    let (_, queued) = json_body(&mut t, EDITOR);
+    let rid = queued["id"].as_str().unwrap().to_owned();
+    let id = t.last_invoke_id(AGENT);
+    // Small pieces: their events weigh far more than their text.
+    for i in 0..200 {
+        t.agent(AGENT, chunk(&id, i, "x", None));
+    }
+    assert!(t.agent_frames(AGENT).iter().any(|f| f["type"] == "cancel"));
+    let (_, record) = get(&mut t, EDITOR, &format!("/v1/responses/{rid}"), "key");
+    assert_eq!(record["status"], "failed");
+    assert!(record["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_output_bytes"));
+    assert!(
+        t.p.kept.store.bytes() < 3 * 4096,
+        "{}",
+        t.p.kept.store.bytes()
+    );
+}
