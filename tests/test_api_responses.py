@@ -116,6 +116,29 @@ def test_function_call_round_trip(server, client):
         agent.close()
 
 
+def test_a_function_call_chained_by_previous_response_id(server, client):
+    """The Agents SDK's way: the second request sends only the call's output
+    and the first response's id; the agent sees the question, its own call
+    and the result, in order, and answers."""
+    agent = WeatherAgent(server)
+    try:
+        first = client.responses.create(model="weather", input="Weather?", tools=[WEATHER_TOOL])
+        call = next(item for item in first.output if item.type == "function_call")
+        second = client.responses.create(
+            model="weather",
+            previous_response_id=first.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+            tools=[WEATHER_TOOL],
+        )
+        assert second.output_text == "It is sunny."
+        messages = agent.payloads[-1]["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+        assert messages[1]["tool_calls"][0]["id"] == call.call_id == messages[2]["tool_call_id"]
+        assert messages[1]["tool_calls"][0]["function"]["arguments"] == call.arguments
+    finally:
+        agent.close()
+
+
 def test_bad_requests_get_openai_errors(server, client):
     with pytest.raises(openai.BadRequestError) as e:
         client.responses.create(model="echo", input="x", previous_response_id="resp_123")
