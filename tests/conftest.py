@@ -481,3 +481,18 @@ class WeatherAgent(WsAgent):
                     "finish_reason": finish if i == len(deltas) - 1 else None,
                 }
             )
+
+
+def metric(server, name):
+    """A metric's value from `/metrics` (parsed by prometheus_client),
+    summed over its labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _, raw = http_request(server, "GET", "/metrics")
+    assert status == 200
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(raw.decode())
+        for s in family.samples
+        if s.name == name
+    )

@@ -15,9 +15,8 @@ import threading
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import API_KEY, BRIDGE_TOKEN, WsAgent, http_request, wait_until
+from conftest import API_KEY, BRIDGE_TOKEN, WsAgent, http_request, metric, wait_until
 
 FORTY_WORDS = " ".join(f"word{i}" for i in range(40))
 
@@ -112,17 +111,6 @@ def sse_data(lines):
     """The `data:` payloads of SSE lines."""
     return [line[len("data: "):] for line in lines if line.startswith("data: ")]
 
-
-def metric(server, name):
-    """A metric's value from `/metrics`, summed over its labels."""
-    status, _, raw = http_request(server, "GET", "/metrics")
-    assert status == 200
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(raw.decode())
-        for s in family.samples
-        if s.name == name
-    )
 
 
 def streams(server):

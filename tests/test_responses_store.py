@@ -20,11 +20,10 @@ from pathlib import Path
 import agents
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import API_KEY, BRIDGE_TOKEN, WsAgent, http_request  # noqa: E402
+from conftest import API_KEY, BRIDGE_TOKEN, WsAgent, http_request, metric  # noqa: E402
 from test_agent_exec import (  # noqa: E402,F401
     claude_env,
     codex_agent,
@@ -75,18 +74,6 @@ def wait_status(client, response_id, statuses, timeout=30):
             return r
         time.sleep(0.05)
 
-
-def metric(server, name):
-    """A metric's value from `/metrics` (parsed by prometheus_client),
-    summed over its labels."""
-    status, _, raw = http_request(server, "GET", "/metrics")
-    assert status == 200
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(raw.decode())
-        for s in family.samples
-        if s.name == name
-    )
 
 
 def padded(i, size):

@@ -24,6 +24,28 @@ fn answer(t: &mut Pair, id: &str, words: &[&str]) {
     }
 }
 
+/// Starts a background response on `EDITOR`: its immediate answer's
+/// status, the response id, and the agent's invocation id.
+fn background(t: &mut Pair) -> (String, String, String) {
+    respond(
+        t,
+        EDITOR,
+        json!({"model": "m", "input": "go", "background": true}),
+    );
+    let (status, queued) = json_body(t, EDITOR);
+    assert_eq!(status, 200);
+    let rid = queued["id"].as_str().unwrap().to_owned();
+    let id = t.last_invoke_id(AGENT);
+    (queued["status"].as_str().unwrap().to_owned(), rid, id)
+}
+
+/// `POST /v1/responses/{rid}/cancel` on `EDITOR`.
+fn cancel(t: &mut Pair, rid: &str) -> (u16, Value) {
+    let path = format!("/v1/responses/{rid}/cancel");
+    t.request(EDITOR, "POST", &path, &[], Value::Null);
+    json_body(t, EDITOR)
+}
+
 fn json_body(t: &mut Pair, conn: ConnId) -> (u16, Value) {
     let (status, body, ended) = t.editor(conn);
     assert!(ended, "a whole answer");
@@ -100,21 +122,11 @@ fn a_chained_response_sends_the_agent_the_whole_conversation_but_not_the_old_ins
 #[test]
 fn a_background_answer_runs_without_its_asker_and_is_replayed_from_any_event() {
     let mut t = ready();
-    respond(
-        &mut t,
-        EDITOR,
-        json!({"model": "m", "input": "go", "background": true}),
-    );
-    let (status, queued) = json_body(&mut t, EDITOR);
-    assert_eq!(
-        (status, queued["status"].as_str()),
-        (200, Some("in_progress"))
-    );
-    let rid = queued["id"].as_str().unwrap().to_owned();
+    let (status, rid, id) = background(&mut t);
+    assert_eq!(status, "in_progress");
     // The asker is gone: nothing is cancelled.
     t.p.handle_conn_closed(EDITOR, t.now);
     t.drain();
-    let id = t.last_invoke_id(AGENT);
     t.agent(AGENT, chunk(&id, 0, "a ", None));
     t.agent(AGENT, chunk(&id, 1, "b ", None));
 
@@ -147,14 +159,7 @@ fn a_background_answer_runs_without_its_asker_and_is_replayed_from_any_event() {
         assert_eq!(status, 400, "{bad}");
     }
     // Over: cancelling it is refused; deleting it works, then it is gone.
-    t.request(
-        EDITOR,
-        "POST",
-        &format!("/v1/responses/{rid}/cancel"),
-        &[],
-        Value::Null,
-    );
-    assert_eq!(json_body(&mut t, EDITOR).0, 400);
+    assert_eq!(cancel(&mut t, &rid).0, 400);
     t.request(
         EDITOR,
         "DELETE",
@@ -172,23 +177,9 @@ fn a_background_answer_runs_without_its_asker_and_is_replayed_from_any_event() {
 #[test]
 fn cancelling_a_background_answer_tells_the_agent_and_records_it() {
     let mut t = ready();
-    respond(
-        &mut t,
-        EDITOR,
-        json!({"model": "m", "input": "go", "background": true}),
-    );
-    let (_, queued) = json_body(&mut t, EDITOR);
-    let rid = queued["id"].as_str().unwrap().to_owned();
-    let id = t.last_invoke_id(AGENT);
+    let (_, rid, id) = background(&mut t);
     t.agent(AGENT, chunk(&id, 0, "partial", None));
-    t.request(
-        EDITOR,
-        "POST",
-        &format!("/v1/responses/{rid}/cancel"),
-        &[],
-        Value::Null,
-    );
-    let (status, cancelled) = json_body(&mut t, EDITOR);
+    let (status, cancelled) = cancel(&mut t, &rid);
     assert_eq!(
         (status, cancelled["status"].as_str()),
         (200, Some("cancelled"))
@@ -288,14 +279,7 @@ fn a_background_answers_kept_events_are_capped_like_an_answer() {
     let mut t = Pair::new(|c| c.max_output_bytes = 4096);
     t.connect_agent(AGENT, register(3600));
     t.agent_frames(AGENT);
-    respond(
-        &mut t,
-        EDITOR,
-        json!({"model": "m", "input": "go", "background": true}),
-    );
-    let (_, queued) = json_body(&mut t, EDITOR);
-    let rid = queued["id"].as_str().unwrap().to_owned();
-    let id = t.last_invoke_id(AGENT);
+    let (_, rid, id) = background(&mut t);
     // Small pieces: their events weigh far more than their text.
     for i in 0..200 {
         t.agent(AGENT, chunk(&id, i, "x", None));
