@@ -33,8 +33,9 @@ SELECTED = [r for r in os.environ.get("MCP_PROVIDER_RUNTIMES", ",".join(RUNTIMES
 
 API_KEY = "sk-test-key"
 STATE_DIR = ROOT / "target" / "test-state"
-# Every server's log (stderr) and audit trail, scanned for secrets at the end.
-LOG_DIR = ROOT / "target" / "test-logs"
+# Every server's log (stderr) and audit trail, scanned for secrets at the
+# end: a folder per pytest-xdist worker, each cleaned and scanned by its own.
+LOG_DIR = ROOT / "target" / "test-logs" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 # A prompt tests send through every API: it must never reach a log either.
 SECRET_PROMPT = "the launch code is tango-7-alpha"
 BRIDGE_TOKEN = "bt-test-token"
@@ -48,6 +49,11 @@ CHROMIUM_INSTALL = ("apt-get install --no-install-recommends chromium (as root),
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives headless Chromium at /usr/bin/chromium")
+    config.addinivalue_line(
+        "markers",
+        "serial: runs alone, after the tests that run side by side (it pushes hundreds of MB "
+        "through the server, kills processes in a loop, or races a deadline a loaded machine misses)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -402,6 +408,7 @@ def no_secret_in_any_log():
     """After the whole suite: no server's log or audit line holds a key, the
     bridge token or the secret prompt, although every test's server kept
     an audit trail and the tests sent all three."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
     for old in LOG_DIR.glob("*"):
         old.unlink()
     yield

@@ -12,11 +12,16 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from conftest import ROOT, live_processes, mcp_post, wait_until, with_env
+
+pytestmark = pytest.mark.serial
 
 WAITING = f"{sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'waiting_server.py'}"
 VERSION = "2025-06-18"
-TIMEOUT = 30
+# A bound on each call, generous: the suite runs tests side by side.
+TIMEOUT = 60
 
 
 def rpc(server, name, message, session=None):

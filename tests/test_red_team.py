@@ -12,6 +12,8 @@ import time
 import urllib.request
 import uuid
 
+import pytest
+
 from websockets.sync.client import connect as ws_connect
 
 from conftest import API_KEY, BRIDGE_TOKEN, ROOT, http_request, mcp_post, wait_until
@@ -276,6 +278,7 @@ def test_progress_for_a_client_that_never_reads_is_cut_not_kept(make_server, tmp
     assert call(server, "flood", session, "flood", {"count": 1, "size": 10}, call_id=8)["result"]
 
 
+@pytest.mark.serial
 def test_what_sessions_keep_for_clients_is_bounded_in_bytes(make_server, tmp_path):
     server = make_server("--server", f"flood={FLOOD}")
     listening, silent = open_session(server, "flood"), open_session(server, "flood")
@@ -306,6 +309,7 @@ def test_what_sessions_keep_for_clients_is_bounded_in_bytes(make_server, tmp_pat
     stream.close()
 
 
+@pytest.mark.serial
 def test_a_chatty_child_stalls_no_route_and_its_fan_out_is_bounded(make_server):
     import openai
 

@@ -20,6 +20,9 @@ from conftest import ROOT
 from test_bridge import TIMEOUT, bridge_server
 from test_bridge_aggregate import client, run
 
+# Each read races the aggregate listing's deadline.
+pytestmark = pytest.mark.serial
+
 CLAIMS = ROOT / "tests" / "fixtures" / "mcp" / "claims_server.py"
 README = "file:///project/readme.md"
 
