@@ -53,6 +53,8 @@ pub(super) struct KeptAnswers {
     /// asker of a background answer is told at once, even if the answer
     /// is over by then.
     last_seen: Option<(String, Vec<(&'static str, String)>)>,
+    /// Scratch for [`Provider::kept_event`].
+    made: Vec<Output>,
 }
 
 impl KeptAnswers {
@@ -64,6 +66,7 @@ impl KeptAnswers {
             followers: IdMap::default(),
             background_total: 0,
             last_seen: None,
+            made: Vec::new(),
         }
     }
 
@@ -380,11 +383,14 @@ impl Provider {
         if let AnswerEvent::Fail(error) = &event {
             job.failure = Some(error.clone());
         }
-        let mut made = Vec::new();
+        // What one event makes, in a vector kept between events: a
+        // streamed piece costs no allocation here.
+        let mut made = std::mem::take(&mut self.kept.made);
         job.answering.handle(to, event, |o| made.push(o));
-        for output in made {
+        for output in made.drain(..) {
             self.kept_output(to.conn, output);
         }
+        self.kept.made = made;
     }
 
     /// What a job's `Answering` wrote: recorded, and passed on.
