@@ -80,6 +80,9 @@ fn status_body(inv: &Invocation, agent: Option<String>, status: &str) -> Value {
         "agent": agent,
         "session_id": inv.session(),
         "created": inv.created,
+        "started": crate::time::rfc3339(
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(inv.created)
+        ),
         "stream": inv.is_stream(),
         "tokens": inv.tokens(),
     })

@@ -239,6 +239,10 @@ fn any_answer_is_found_and_cancelled_by_its_id() {
         ),
         (200, Some("in_progress"), Some("m"))
     );
+    assert!(running["started"]
+        .as_str()
+        .unwrap()
+        .starts_with("2027-01-15T"));
     // Another key does not see it; the bridge token does.
     assert_eq!(
         get(&mut t, OTHER, &format!("/completions/{cid}"), "other").0,
