@@ -52,7 +52,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "serial: runs alone, after the tests that run side by side (it pushes hundreds of MB "
-        "through the server, kills processes in a loop, or races a deadline a loaded machine misses)",
+        "through the server, kills processes in a loop, or bounds a latency or races a deadline "
+        "that a machine loaded with other tests misses)",
     )
 
 

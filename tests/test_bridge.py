@@ -364,6 +364,7 @@ def test_a_client_s_cancel_reaches_the_child_under_the_child_s_id(make_server, t
     assert both[0]["request_id"] != both[1]["request_id"], both
 
 
+@pytest.mark.serial
 def test_a_killed_child_fails_its_waiting_calls_at_once_and_comes_back(make_server):
     """A call in flight when the child dies gets an error within a second
     (not when the long operation would have ended); the next call starts a

@@ -114,6 +114,7 @@ def test_tool_calls_of_the_wrong_shape_get_an_error_and_the_link_lives_on(server
         agent.close()
 
 
+@pytest.mark.serial
 def test_a_frame_with_250000_tool_calls_is_refused_without_stalling_anyone(server):
     calls = "[" + ",".join(["{}"] * 250_000) + "]"
     sent = threading.Event()
@@ -152,6 +153,7 @@ def test_a_frame_with_250000_tool_calls_is_refused_without_stalling_anyone(serve
         agent.close()
 
 
+@pytest.mark.serial
 def test_an_editor_that_never_reads_is_capped_and_others_on_the_link_flow(make_server):
     server = make_server("--no-echo-agent", "--set", "max_output_bytes=4194304")
     piece = "y" * 16384
@@ -203,6 +205,7 @@ def test_an_editor_that_never_reads_is_capped_and_others_on_the_link_flow(make_s
         agent.close()
 
 
+@pytest.mark.serial
 def test_an_agent_flooding_many_unread_streams_is_stopped_at_the_servers_total_cap(make_server):
     """Eight editors that never read, an agent that ignores `pause`: each
     stream alone stays under its own 16 MB cap, but together they pass the
@@ -319,6 +322,7 @@ def test_many_refused_connections_do_not_hold_up_the_next_one(make_server):
             s.close()
 
 
+@pytest.mark.serial
 def test_a_low_file_limit_lowers_the_connection_cap_so_refusals_are_answered(make_server, monkeypatch):
     import functools
     import subprocess
@@ -423,6 +427,7 @@ def test_a_link_that_breaks_the_protocol_is_closed_with_the_code_that_says_why(s
         s.close()
 
 
+@pytest.mark.serial
 def test_a_frame_sent_with_the_upgrade_is_read_at_once(server):
     s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     register = json.dumps({"type": "register", "agent_id": "eager", "models": ["eager"]}).encode()
@@ -543,6 +548,7 @@ def unread_flood(server):
     return agent, editor
 
 
+@pytest.mark.serial
 def test_a_second_signal_exits_at_once(make_server):
     server = make_server("--no-echo-agent", "--set", "max_output_bytes=134217728")
     # The first shutdown waits to write what it holds for the editor.

@@ -195,6 +195,7 @@ def peak_rss_mb(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
+@pytest.mark.serial
 def test_a_huge_batch_on_the_websocket_is_read_within_a_bound_and_stalls_no_one(make_server, tmp_path):
     env = {"WAITING_SERVER_LOG": str(tmp_path / "log")}
     server = make_server("--server", f"a={WAITING}", "--server", f"b={WAITING}", env=env)

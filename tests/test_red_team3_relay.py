@@ -94,6 +94,7 @@ def test_r3_2_silent_connections_never_keep_a_run_s_relay_out(server, exec_agent
 
 
 @pytest.mark.parametrize("hog", ["20:pings", "1:pings", "1:junk", "1:long"])
+@pytest.mark.serial
 def test_r3_3_one_run_s_relays_cost_only_that_run(server, exec_agent, tmp_path, hog):
     """A CLI that holds 20 relay connections with its run's secret and never
     reads them while flooding pings, or floods one with 20,000 pings,
