@@ -3,7 +3,7 @@ the `x-completion-id` header (the body's own id where the API has one),
 `GET /completions/{id}` tells its status and `DELETE /completions/{id}`
 cancels it, ending the editor's stream normally with its API's final event;
 `POST /completions/stream` streams a legacy completion. The seed routes are
-driven with curl, as the issue asks; the dashboard's view is
+driven with curl, as a user checks them by hand; the dashboard's view is
 `/control/streams` (each entry's `completion_id`), whose bridge token may
 cancel any answer, and `/metrics` counts the cancels."""
 
