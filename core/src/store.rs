@@ -198,10 +198,6 @@ impl Store {
         self.evictions
     }
 
-    pub fn limits(&self) -> StoreLimits {
-        self.limits
-    }
-
     /// Keeps `record` under `id`, evicting what the byte cap says must go.
     pub fn insert(&mut self, id: String, record: Record) {
         let size = record.bytes();
