@@ -136,7 +136,7 @@ impl Provider {
                 let meter = self.meters.get(&self.metered(editor));
                 let started = meter.map_or(now, |m| m.started);
                 let entry = json!({
-                    "id": format!("inv-{n}"),
+                    "id": super::invoke::wire_id(*n),
                     "completion_id": inv.id,
                     "route": meter.map(|m| crate::api::routes::label(m.route)),
                     "model": inv.model,

@@ -104,7 +104,7 @@ impl Invocation {
 }
 
 /// The wire id of invocation `n`.
-fn wire_id(n: u64) -> String {
+pub(super) fn wire_id(n: u64) -> String {
     format!("inv-{n}")
 }
 
