@@ -30,14 +30,15 @@ CLI_TELEMETRY_OFF = {
 
 
 class ExecAgent:
-    """`agent exec` as a user runs it, connected to `server`."""
+    """`agent exec` (or another process agent: `kind="acp"`) as a user runs
+    it, connected to `server`."""
 
-    def __init__(self, server, *args, env=None, cwd=None):
+    def __init__(self, server, *args, env=None, cwd=None, kind="exec"):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROVIDER_")}
         full_env.update({"MCP_PROVIDER_BRIDGE_TOKEN": BRIDGE_TOKEN, "RUST_LOG": "warn"})
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [str(BIN_DIR / RUNTIMES[server.runtime]), "agent", "exec", "--url", server.agent_url, *args],
+            [str(BIN_DIR / RUNTIMES[server.runtime]), "agent", kind, "--url", server.agent_url, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=full_env,

@@ -162,7 +162,7 @@ impl ExecArgs {
 
 /// Where `program` would be run from: a name with a `/` is a path (from
 /// `dir` when relative), a bare name is looked up on `PATH` as `exec` does.
-fn find_program(program: &str, dir: &Path) -> Option<PathBuf> {
+pub(crate) fn find_program(program: &str, dir: &Path) -> Option<PathBuf> {
     let executable = |path: &Path| {
         use std::os::unix::fs::PermissionsExt;
         path.metadata()

@@ -10,6 +10,7 @@
 //! binary starts of itself: the watchdog of its children's process groups
 //! and the relay that carries a CLI's MCP lines to `agent exec`.
 
+mod acp;
 mod dial;
 mod exec;
 mod fds;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mcp_provider_core::http::Limits;
-use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_kit::exec::{Plan, RemoteExec};
 use mcp_provider_kit::relay::ToolDir;
 use mcp_provider_kit::{
     audit, bridge, ConnLimits, EchoAgentPlan, Launch, RemoteEcho, RemoteHost, Runtime, AGENT_HUB,
@@ -106,6 +107,10 @@ enum AgentCommand {
     /// Run a CLI agent (claude, codex, qwen, gemini, cursor-agent, or any
     /// command) once per request and stream what it prints.
     Exec(exec::ExecArgs),
+    /// Keep an agent that speaks the Agent Client Protocol running (claude,
+    /// codex, gemini, qwen, opencode… or any command) and answer each
+    /// editor conversation in a session of its own.
+    Acp(acp::AcpArgs),
     /// A stdio MCP server for an MCP host (Claude Code, Cursor, VS Code…):
     /// the host's agent takes editors' requests with `next_request` and
     /// answers them with `respond`.
@@ -207,6 +212,9 @@ pub fn main<R: Runtime>() -> ExitCode {
         Command::Agent {
             agent: AgentCommand::Exec(args),
         } => agent_exec::<R>(&args),
+        Command::Agent {
+            agent: AgentCommand::Acp(args),
+        } => agent_acp::<R>(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,11 +246,33 @@ fn agent_exec<R: Runtime>(args: &exec::ExecArgs) -> Result<(), Failure> {
     );
     R::agent_exec(RemoteExec {
         link,
-        plan,
+        plan: Plan::Exec(plan),
         cwd: args.cwd(),
         pass_env: args.pass_env(),
         tool_socket: tool_dir.as_ref().map(ToolDir::socket),
         run_homes: tool_dir.as_ref().map(ToolDir::homes),
+    })
+    .map_err(Failure::Runtime)
+}
+
+/// `agent acp`: the plan, then the agent kept running (started with the
+/// first request).
+fn agent_acp<R: Runtime>(args: &acp::AcpArgs) -> Result<(), Failure> {
+    let plan = args.plan().map_err(Failure::Usage)?;
+    let link = args.link.clone().resolve().map_err(Failure::Usage)?;
+    println!(
+        "Connecting to {} to serve model `{}` with `{}` over ACP…",
+        link.url,
+        plan.model,
+        plan.command.join(" ")
+    );
+    R::agent_exec(RemoteExec {
+        link,
+        plan: Plan::Acp(plan),
+        cwd: args.cwd(),
+        pass_env: args.pass_env(),
+        tool_socket: None,
+        run_homes: None,
     })
     .map_err(Failure::Runtime)
 }

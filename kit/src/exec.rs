@@ -1,6 +1,7 @@
-//! `agent exec` as a runtime runs it: where it dials, which CLI it runs per
-//! request and how (the plan), and where the runs start and find the
-//! editor's tools.
+//! `agent exec` and `agent acp` as a runtime runs them: where they dial,
+//! which agent they run and how (the plan), and where the runs start and
+//! find the editor's tools. Both are the same loop around a core
+//! [`ProcessAgent`]: only the plan differs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,17 +10,39 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use mcp_provider_core::agent::acp::{AcpAgent, AcpPlan};
 use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput, OUTBOX_BYTES};
-use mcp_provider_core::agent::exec::{ExecAgent, ExecPlan, Exit, RunId};
+use mcp_provider_core::agent::exec::{ExecAgent, ExecPlan};
+use mcp_provider_core::agent::process::{Exit, ProcessAgent, RunId, Stdin};
 
 use crate::dial::{FromLink, LinkEnd};
 use crate::process::{self, Groups};
 
-/// `agent exec` dialing a provider.
+/// What answers the link's requests.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// A CLI run per request (`agent exec`).
+    Exec(ExecPlan),
+    /// One agent process kept warm, spoken to over the Agent Client
+    /// Protocol (`agent acp`).
+    Acp(AcpPlan),
+}
+
+impl Plan {
+    /// The core's agent for this plan, registering as `agent_id`.
+    fn agent(&self) -> Box<dyn ProcessAgent> {
+        match self {
+            Plan::Exec(plan) => Box::new(ExecAgent::new(plan.clone(), "exec")),
+            Plan::Acp(plan) => Box::new(AcpAgent::new(plan.clone(), "acp")),
+        }
+    }
+}
+
+/// `agent exec` or `agent acp` dialing a provider.
 #[derive(Debug, Clone)]
 pub struct RemoteExec {
     pub link: crate::dial::Link,
-    pub plan: ExecPlan,
+    pub plan: Plan,
     /// Where the runs start (default: where `agent exec` was started).
     pub cwd: Option<PathBuf>,
     /// Our own variables (`MCP_PROVIDER_*`) the runs get all the same.
@@ -32,15 +55,16 @@ pub struct RemoteExec {
     pub run_homes: Option<PathBuf>,
 }
 
-/// A relay's connection as a runtime holds it: lines go into an outbox
-/// (of [`OUTBOX`](mcp_provider_core::agent::exec::link::OUTBOX) lines and
-/// [`Queued`] bytes) that a writer of the connection's own empties, so a
-/// relay that does not read holds up nobody but itself.
-pub trait Relay {
+/// A relay's connection, or a kept process's stdin, as a runtime holds
+/// it: lines go into an outbox (of
+/// [`OUTBOX`](mcp_provider_core::agent::exec::link::OUTBOX) lines and
+/// [`Queued`] bytes) that a writer of its own empties, so a peer that does
+/// not read holds up nobody but itself.
+pub trait Outbox {
     /// Queues a line without waiting: false when the outbox is full (the
-    /// relay is not reading) or its writer is gone.
+    /// peer is not reading) or its writer is gone.
     fn offer(&self, line: String) -> bool;
-    /// Ends the connection now: its writer and its reader stop.
+    /// Ends it now: its writer (and a connection's reader) stop.
     fn close(self);
 }
 
@@ -67,8 +91,8 @@ impl Queued {
     }
 }
 
-/// What `agent exec`'s loop waits for, in every runtime; `R` is the
-/// runtime's [`Relay`].
+/// What the agent's loop waits for, in every runtime; `R` is the
+/// runtime's [`Outbox`].
 pub enum Input<R> {
     /// From the link of this number: a later link's frames are told from
     /// an earlier one's stragglers.
@@ -85,14 +109,17 @@ pub enum Input<R> {
 /// that prints faster than the link takes its output is held back.
 pub const INPUTS: usize = 256;
 
-/// `agent exec` between its waits, the same in every runtime: the core's
-/// agent, the relays' connections, and the number of the link it serves.
-/// A runtime waits for an input (or the agent's deadline), hands it to
-/// [`Exec::handle`], then carries out what the agent has: runs to start
-/// or kill and lines for relays ([`Exec::prepare`]), frames for the link.
+/// The agent between its waits, the same in every runtime: the core's
+/// agent, the relays' connections, the stdins kept open, and the number of
+/// the link it serves. A runtime waits for an input (or the agent's
+/// deadline), hands it to [`Exec::handle`], then carries out what the
+/// agent has: runs to start, feed or kill and lines for relays
+/// ([`Exec::prepare`]), frames for the link.
 pub struct Exec<R> {
-    pub agent: ExecAgent,
+    pub agent: Box<dyn ProcessAgent>,
     pub relays: HashMap<LinkId, R>,
+    /// The stdins of the runs started with theirs kept open.
+    pub stdins: HashMap<RunId, R>,
     /// Frames of earlier links are stragglers, and dropped.
     pub link: u64,
 }
@@ -100,8 +127,9 @@ pub struct Exec<R> {
 impl<R> Exec<R> {
     pub fn new(remote: &RemoteExec) -> Self {
         Exec {
-            agent: ExecAgent::new(remote.plan.clone(), "exec"),
+            agent: remote.plan.agent(),
             relays: HashMap::new(),
+            stdins: HashMap::new(),
             link: 0,
         }
     }
@@ -146,6 +174,7 @@ impl<R> Exec<R> {
                 agent.handle_link_closed(id);
             }
             Some(Input::Exit(run, exit)) => {
+                self.stdins.remove(&run);
                 agent.handle_exit(run, exit, now);
                 process::remove_gone_homes(remote, groups);
             }
@@ -154,18 +183,19 @@ impl<R> Exec<R> {
     }
 }
 
-impl<R: Relay> Exec<R> {
+impl<R: Outbox> Exec<R> {
     /// Carries out what the agent has before the next wait: starts (with
-    /// `start`) and kills the runs it asks for, and hands its lines to
-    /// their relays. The frames it has for the link are then the
-    /// runtime's to send ([`ExecAgent::poll_transmit`]).
+    /// `start`, which gives back a stdin kept open), feeds and kills the
+    /// runs it asks for, and hands its lines to their relays. The frames
+    /// it has for the link are then the runtime's to send
+    /// ([`ProcessAgent::poll_transmit`]).
     pub fn prepare(
         &mut self,
         remote: &RemoteExec,
         groups: &Groups,
-        start: impl FnMut(RunId, Command, Vec<u8>) -> Result<(), String>,
+        start: impl FnMut(RunId, Command, Stdin) -> Result<Option<R>, String>,
     ) {
-        process::carry_out(&mut self.agent, groups, remote, start);
+        process::carry_out(self.agent.as_mut(), &mut self.stdins, groups, remote, start);
         self.write_relays();
     }
 

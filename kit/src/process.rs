@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mcp_provider_core::agent::exec::home::OwnHome;
-use mcp_provider_core::agent::exec::{Action, ExecAgent, Exit, RunId, STDERR_TAIL};
+use mcp_provider_core::agent::exec::STDERR_TAIL;
+use mcp_provider_core::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::exec::RemoteExec;
+use crate::exec::{Outbox, RemoteExec};
 use crate::run_home;
 use crate::watchdog;
 
@@ -62,14 +63,17 @@ pub fn command(
 /// Carries out what the agent asks: each spawn's command built (in
 /// `remote`'s working directory, with its environment, in a home of its
 /// own when it asks for one) and handed to `spawn` (a run that cannot start
-/// is reported to the agent at once, so its editor hears of it), each kill
-/// sent to the run's process group. Done before the agent's frames are
-/// sent, since a failed start makes one.
-pub fn carry_out(
-    agent: &mut ExecAgent,
+/// is reported to the agent at once, so its editor hears of it; a stdin it
+/// keeps open goes into `stdins`), each line to write offered to its
+/// run's stdin (a run whose outbox is full does not read: it is killed),
+/// each kill sent to the run's process group. Done before the agent's
+/// frames are sent, since a failed start makes one.
+pub fn carry_out<R: Outbox>(
+    agent: &mut dyn ProcessAgent,
+    stdins: &mut HashMap<RunId, R>,
     groups: &Groups,
     remote: &RemoteExec,
-    mut spawn: impl FnMut(RunId, Command, Vec<u8>) -> Result<(), String>,
+    mut spawn: impl FnMut(RunId, Command, Stdin) -> Result<Option<R>, String>,
 ) {
     while let Some(action) = agent.poll_action() {
         match action {
@@ -90,12 +94,30 @@ pub fn carry_out(
                         spawn(run, command, stdin)
                     },
                 );
-                if let Err(e) = started {
-                    agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
-                    remove_gone_homes(remote, groups);
+                match started {
+                    Ok(Some(stdin)) => {
+                        stdins.insert(run, stdin);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        agent.handle_exit(run, Exit::NotStarted(e), Instant::now());
+                        remove_gone_homes(remote, groups);
+                    }
                 }
             }
-            Action::Kill { run } => groups.kill(run),
+            Action::Write { run, mut line } => {
+                line.push('\n');
+                if stdins.get(&run).is_some_and(|stdin| !stdin.offer(line)) {
+                    tracing::warn!("an agent process does not read its stdin: killed");
+                    groups.kill(run);
+                }
+            }
+            Action::Kill { run } => {
+                if let Some(stdin) = stdins.remove(&run) {
+                    stdin.close();
+                }
+                groups.kill(run);
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use mcp_provider_core::agent::exec::home::OwnHome;
-use mcp_provider_core::agent::exec::RunId;
+use mcp_provider_core::agent::process::RunId;
 
 /// The home of `run` in `homes`.
 fn path(homes: &Path, run: RunId) -> PathBuf {

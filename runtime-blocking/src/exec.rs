@@ -1,5 +1,5 @@
-//! `agent exec` on threads: the core's exec agent on this thread, a thread
-//! reading the link, and for each run a thread reading its stdout (then
+//! `agent exec` and `agent acp` on threads: the core's agent on this
+//! thread, a thread reading the link, and for each run a thread reading its stdout (then
 //! reaping it) plus one writing its stdin and one reading its stderr. When
 //! runs are given the editor's tools, a thread accepts their relays'
 //! connections, and two per connection read and write it.
@@ -13,34 +13,37 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
-use mcp_provider_core::agent::exec::{Exit, RunId};
+use mcp_provider_core::agent::process::{Exit, RunId, Stdin};
 use mcp_provider_kit::dial::LinkEnd;
-use mcp_provider_kit::exec::{Exec, Queued, RemoteExec, INPUTS};
+use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{Groups, Tail, READ_CHUNK};
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
 
-/// A relay's connection: its outbox, which its writer empties, the bytes
-/// it holds, and the stream, to end it.
-pub struct Relay {
+/// A relay's connection or a kept stdin: its outbox, which its writer
+/// empties, the bytes it holds, and a connection's stream, to end it (a
+/// stdin's writer ends once its outbox is dropped).
+pub struct Writer {
     outbox: SyncSender<String>,
     queued: Queued,
-    stream: UnixStream,
+    stream: Option<UnixStream>,
 }
 
-impl mcp_provider_kit::exec::Relay for Relay {
+impl Outbox for Writer {
     fn offer(&self, line: String) -> bool {
         self.queued.admit(line.len()) && self.outbox.try_send(line).is_ok()
     }
 
     fn close(self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(stream) = &self.stream {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 }
 
 /// What the agent's thread waits for.
-type Input = mcp_provider_kit::exec::Input<Relay>;
+type Input = mcp_provider_kit::exec::Input<Writer>;
 
 /// Connects to a provider and runs the plan's command per request. When
 /// the link ends, the runs it asked for are killed and the provider is
@@ -76,7 +79,7 @@ fn serve_link(
     remote: &RemoteExec,
     groups: &Groups,
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
-    exec: &mut Exec<Relay>,
+    exec: &mut Exec<Writer>,
     ws: Ws,
 ) -> Result<LinkEnd, String> {
     let number = exec.link;
@@ -133,10 +136,25 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
 /// A relay's connection with its writer started (it writes the outbox
 /// until either ends), and the stream to read; `None` (the connection
 /// dropped) when the writer could not start.
-fn open_relay(stream: UnixStream) -> Option<(Relay, UnixStream)> {
+fn open_relay(stream: UnixStream) -> Option<(Writer, UnixStream)> {
+    let writer = stream.try_clone().ok()?;
+    let mut relay = open_outbox(writer, "exec-relay-out", |w| {
+        let _ = w.shutdown(Shutdown::Both);
+    })?;
+    relay.stream = Some(stream.try_clone().ok()?);
+    Some((relay, stream))
+}
+
+/// An outbox with a thread writing it to `writer` until either ends, then
+/// calling `end` on it; `None` when the thread could not start.
+fn open_outbox<W: Write + Send + 'static>(
+    mut writer: W,
+    name: &str,
+    end: impl FnOnce(&mut W) + Send + 'static,
+) -> Option<Writer> {
     let (outbox, lines) = mpsc::sync_channel::<String>(OUTBOX);
     let queued = Queued::default();
-    let (mut writer, written) = (stream.try_clone().ok()?, queued.clone());
+    let written = queued.clone();
     let write = move || {
         for line in lines {
             if writer.write_all(line.as_bytes()).is_err() {
@@ -144,18 +162,17 @@ fn open_relay(stream: UnixStream) -> Option<(Relay, UnixStream)> {
             }
             written.written(line.len());
         }
-        let _ = writer.shutdown(Shutdown::Both);
+        end(&mut writer);
     };
     std::thread::Builder::new()
-        .name("exec-relay-out".into())
+        .name(name.into())
         .spawn(write)
         .ok()?;
-    let relay = Relay {
+    Some(Writer {
         outbox,
         queued,
-        stream: stream.try_clone().ok()?,
-    };
-    Some((relay, stream))
+        stream: None,
+    })
 }
 
 /// Reads a relay's connection: its bytes, then its end, come in as inputs.
@@ -170,25 +187,31 @@ fn read_relay(id: LinkId, mut stream: UnixStream, tx: &SyncSender<Input>) {
     let _ = tx.send(Input::RelayClosed(id));
 }
 
-/// Starts one run; its exit comes back as an input.
+/// Starts one run, and gives back its stdin when kept open; its exit
+/// comes back as an input.
 fn start(
     groups: &Groups,
     tx: &SyncSender<Input>,
     run: RunId,
     mut command: Command,
-    stdin: Vec<u8>,
-) -> Result<(), String> {
+    stdin: Stdin,
+) -> Result<Option<Writer>, String> {
     let mut child = command.spawn().map_err(|e| e.to_string())?;
     groups.insert(run, child.id());
-    if let Some(mut pipe) = child.stdin.take() {
-        // Its own thread: a CLI may print before it has read all of a long
-        // prompt, and must not wait on us while we wait on it.
-        let _ = std::thread::Builder::new()
-            .name("exec-stdin".into())
-            .spawn(move || {
-                let _ = pipe.write_all(&stdin);
-            });
-    }
+    let kept = match (child.stdin.take(), stdin) {
+        (Some(pipe), Stdin::Open) => open_outbox(pipe, "exec-stdin", |_| {}),
+        (Some(mut pipe), Stdin::Once(bytes)) => {
+            // Its own thread: a CLI may print before it has read all of a
+            // long prompt, and must not wait on us while we wait on it.
+            let _ = std::thread::Builder::new()
+                .name("exec-stdin".into())
+                .spawn(move || {
+                    let _ = pipe.write_all(&bytes);
+                });
+            None
+        }
+        (None, _) => None,
+    };
     let stderr = child.stderr.take().and_then(read_tail);
     let mut stdout = child.stdout.take();
     let (run_groups, run_tx) = (groups.clone(), tx.clone());
@@ -224,7 +247,7 @@ fn start(
         groups.remove(run);
         return Err(format!("cannot start a thread for it: {e}"));
     }
-    Ok(())
+    Ok(kept)
 }
 
 /// Reads a run's stderr to its end on a thread, keeping the last of it.

@@ -1,33 +1,34 @@
-//! `agent exec`: the core's exec agent in one task (what each input does
-//! is [`crate::exec`]'s), a task reading the link, and for each run a task
-//! reading its stdout (then reaping it) plus one writing its stdin and one
-//! reading its stderr. When runs are given the editor's tools, a task
-//! accepts their relays' connections, and two per connection read and
-//! write it.
+//! `agent exec` and `agent acp`: the core's agent in one task (what each
+//! input does is [`crate::exec`]'s), a task reading the link, and for each
+//! run a task reading its stdout (then reaping it) plus one writing its
+//! stdin and one reading its stderr. When runs are given the editor's
+//! tools, a task accepts their relays' connections, and two per connection
+//! read and write it.
 
 use std::path::Path;
 
 use async_channel::{Receiver, Sender};
 use futures_lite::future::FutureExt;
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
-use mcp_provider_core::agent::exec::{Exit, RunId};
+use mcp_provider_core::agent::process::{Exit, RunId, Stdin};
 
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::{spawn_joined, Executor};
 use crate::dial::LinkEnd;
-use crate::exec::{Exec, Queued, RemoteExec, INPUTS};
+use crate::exec::{Exec, Outbox, Queued, RemoteExec, INPUTS};
 use crate::process::{Groups, Tail, READ_CHUNK};
 
-/// A relay's connection: its outbox, which its writer empties, the bytes
-/// it holds, and what its reader and writer stop at (when dropped).
-pub struct Relay {
+/// A relay's connection or a kept stdin: its outbox, which its writer
+/// empties, the bytes it holds, and what its writer (and a connection's
+/// reader) stop at (when dropped).
+pub struct Writer {
     outbox: Sender<String>,
     queued: Queued,
     _stop: Sender<()>,
 }
 
-impl crate::exec::Relay for Relay {
+impl Outbox for Writer {
     fn offer(&self, line: String) -> bool {
         self.queued.admit(line.len()) && self.outbox.try_send(line).is_ok()
     }
@@ -39,7 +40,7 @@ impl crate::exec::Relay for Relay {
 }
 
 /// What the agent's task waits for.
-type Input = crate::exec::Input<Relay>;
+type Input = crate::exec::Input<Writer>;
 
 /// Connects to a provider and runs the plan's command per request. When
 /// the link ends, the runs it asked for are killed and the provider is
@@ -72,7 +73,7 @@ async fn serve_link<E: Executor>(
     remote: &RemoteExec,
     groups: &Groups,
     (tx, rx): (&Sender<Input>, &Receiver<Input>),
-    exec: &mut Exec<Relay>,
+    exec: &mut Exec<Writer>,
     ws: Ws<E>,
 ) -> LinkEnd {
     let number = exec.link;
@@ -113,8 +114,7 @@ fn accept_relays<E: Executor>(socket: &Path, tx: &Sender<Input>) -> Result<(), S
             let id = LinkId(next);
             next += 1;
             let (reader, writer) = futures_lite::io::split(stream);
-            let (stop, stopped) = async_channel::bounded::<()>(1);
-            let relay = open_relay::<E>(writer, stop, stopped.clone());
+            let (relay, stopped) = open_outbox::<E>(writer);
             if tx.send(Input::RelayOpened(id, relay)).await.is_err() {
                 break;
             }
@@ -124,13 +124,14 @@ fn accept_relays<E: Executor>(socket: &Path, tx: &Sender<Input>) -> Result<(), S
     Ok(())
 }
 
-/// A relay's connection with its writer started: it writes the outbox
-/// until either ends, or the relay is closed.
-fn open_relay<E: Executor>(
-    mut writer: WriteHalf<E::Unix>,
-    stop: Sender<()>,
-    stopped: Receiver<()>,
-) -> Relay {
+/// An outbox with its writer started: it writes the outbox to `writer`
+/// until either ends, or the outbox is closed; what a reader of the same
+/// connection stops at comes with it.
+fn open_outbox<E: Executor>(
+    mut writer: impl AsyncWrite + Unpin + Send + 'static,
+) -> (Writer, Receiver<()>) {
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let stop_writing = stopped.clone();
     let (outbox, lines) = async_channel::bounded::<String>(OUTBOX);
     let queued = Queued::default();
     let written = queued.clone();
@@ -144,16 +145,17 @@ fn open_relay<E: Executor>(
         let _ = writer.close().await;
     };
     E::spawn(write.or(async move {
-        let _ = stopped.recv().await;
+        let _ = stop_writing.recv().await;
     }));
-    Relay {
+    let outbox = Writer {
         outbox,
         queued,
         _stop: stop,
-    }
+    };
+    (outbox, stopped)
 }
 
-/// Reads a relay's connection until it ends or its [`Relay`] is gone: its
+/// Reads a relay's connection until it ends or its [`Writer`] is gone: its
 /// bytes, then its end, come in as inputs.
 async fn read_relay(
     id: LinkId,
@@ -177,23 +179,29 @@ async fn read_relay(
     .await;
 }
 
-/// Starts one run; its exit comes back as an input.
+/// Starts one run, and gives back its stdin when kept open; its exit
+/// comes back as an input.
 fn start<E: Executor>(
     groups: &Groups,
     tx: &Sender<Input>,
     run: RunId,
     command: std::process::Command,
-    stdin: Vec<u8>,
-) -> Result<(), String> {
+    stdin: Stdin,
+) -> Result<Option<Writer>, String> {
     let child = E::spawn_child(command).map_err(|e| e.to_string())?;
     groups.insert(run, child.pid);
-    if let Some(mut pipe) = child.stdin {
-        // Its own task: a CLI may print before it has read all of a long
-        // prompt, and must not wait on us while we wait on it.
-        E::spawn(async move {
-            let _ = pipe.write_all(&stdin).await;
-        });
-    }
+    let kept = match (child.stdin, stdin) {
+        (Some(pipe), Stdin::Open) => Some(open_outbox::<E>(pipe).0),
+        (Some(mut pipe), Stdin::Once(bytes)) => {
+            // Its own task: a CLI may print before it has read all of a
+            // long prompt, and must not wait on us while we wait on it.
+            E::spawn(async move {
+                let _ = pipe.write_all(&bytes).await;
+            });
+            None
+        }
+        (None, _) => None,
+    };
     let stderr = child.stderr.map(|mut err| {
         spawn_joined::<E, _>(async move {
             let mut tail = Tail::default();
@@ -227,5 +235,5 @@ fn start<E: Executor>(
             .send(Input::Exit(run, Exit::Exited { code, stderr }))
             .await;
     });
-    Ok(())
+    Ok(kept)
 }

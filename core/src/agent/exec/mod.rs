@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::agent::echo::text_of;
+use crate::agent::process::ProcessAgent;
+use crate::agent::process::{Action, Exit, RunId, Stdin};
 use crate::agent::relink::Relink;
 use crate::lines::Line;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
@@ -89,40 +91,6 @@ pub struct ToolLink {
     pub wait: Duration,
     /// Keep the CLI's own tools beside the editor's.
     pub cli_tools: bool,
-}
-
-/// One process, for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunId(pub u64);
-
-/// What the runtime should do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Start `argv` in a process group of its own, write `stdin` to it and
-    /// close it, and pipe its stdout back through
-    /// [`ExecAgent::handle_stdout`].
-    Spawn {
-        run: RunId,
-        argv: Vec<String>,
-        stdin: Vec<u8>,
-        /// Variables set for it, beside the inherited ones.
-        env: Vec<(String, String)>,
-        /// A home of its own to make first, its variable set for it; to be
-        /// removed once the run is gone.
-        home: Option<home::OwnHome>,
-    },
-    /// Kill the run's whole process group (its exit is still reported).
-    Kill { run: RunId },
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Exit {
-    /// It ran and exited: its exit code (`None` when a signal ended it),
-    /// and the end of what it wrote on stderr.
-    Exited { code: Option<i32>, stderr: String },
-    /// It could not be started.
-    NotStarted(String),
 }
 
 /// A request to run: what to send, and what it continues.
@@ -215,45 +183,6 @@ impl ExecAgent {
             links: HashMap::new(),
             to_links: VecDeque::new(),
         }
-    }
-
-    /// A frame from the provider.
-    pub fn handle_message(&mut self, text: &str, now: Instant) {
-        let Ok(msg) = serde_json::from_str::<Value>(text) else {
-            return;
-        };
-        self.relink.observe(&msg);
-        let id = msg["id"].as_str().unwrap_or_default();
-        match msg["type"].as_str() {
-            Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
-            Some("model_invoke") if !id.is_empty() => {
-                let payload = &msg["payload"];
-                if !self.resume_waiting(id, payload, now) {
-                    let request = self.request(id.to_owned(), payload, now);
-                    if let Some(offer) = &request.offer {
-                        self.end_waiting_in(&offer.chat);
-                    }
-                    self.invoke(request);
-                }
-            }
-            Some("cancel") => self.cancel(id),
-            _ => {}
-        }
-    }
-
-    /// The link dropped: the provider failed every request it had sent us,
-    /// so their runs are killed (their exits then say nothing) and the
-    /// queue is emptied. Remembered conversations stay, for chats that
-    /// continue on the next link; that link starts by asking for the
-    /// session back.
-    pub fn link_lost(&mut self) {
-        self.queue.clear();
-        for (&run, state) in self.runs.iter_mut().filter(|(_, r)| !r.settled) {
-            state.settled = true;
-            self.actions.push_back(Action::Kill { run });
-        }
-        self.ready.clear();
-        self.ready.push_back(self.relink.register());
     }
 
     /// The request for a payload: a continuation of a remembered
@@ -424,11 +353,11 @@ impl ExecAgent {
             ));
             return;
         }
-        let stdin = if on_stdin {
+        let stdin = Stdin::Once(if on_stdin {
             request.prompt.as_bytes().to_vec()
         } else {
             Vec::new()
-        };
+        });
         let mut answer = request.transcript.clone();
         if let Some(t) = answer.as_mut() {
             t.open("assistant");
@@ -486,47 +415,6 @@ impl ExecAgent {
         if let Some((&run, state)) = found {
             state.settled = true;
             self.actions.push_back(Action::Kill { run });
-        }
-    }
-
-    /// Bytes the run printed on stdout.
-    pub fn handle_stdout(&mut self, run: RunId, bytes: &[u8], now: Instant) {
-        let Some(state) = self.runs.get_mut(&run) else {
-            return;
-        };
-        if state.settled || state.failed.is_some() {
-            return;
-        }
-        let mut events = Vec::new();
-        state.format.feed(bytes, &mut events);
-        self.apply(run, events, now);
-    }
-
-    /// The run is over: its stdout closed and its process was reaped.
-    pub fn handle_exit(&mut self, run: RunId, exit: Exit, now: Instant) {
-        if let Some(state) = self
-            .runs
-            .get_mut(&run)
-            .filter(|s| !s.settled && s.failed.is_none())
-        {
-            let mut events = Vec::new();
-            state.format.end(&mut events);
-            self.apply(run, events, now);
-        }
-        let Some(state) = self.runs.remove(&run) else {
-            return;
-        };
-        self.close_links_of(run);
-        if !state.settled && !state.parked() {
-            self.finish(state, &exit, now);
-        }
-        // A queued request may be refused without a run (a prompt too long
-        // for its command), so keep starting until a slot is taken.
-        while self.runs.len() < self.plan.max_running {
-            let Some(next) = self.queue.pop_front() else {
-                break;
-            };
-            self.start(next);
         }
     }
 
@@ -642,87 +530,6 @@ impl ExecAgent {
         }
     }
 
-    /// Runs and waiting requests past their deadline fail as timed out;
-    /// their processes are killed. Calls whose bound passed go to the
-    /// editor; a run the editor left waiting past its wait is ended; a
-    /// relay's connection that did not say its hello in time is closed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for id in link::silent(&self.links, now) {
-            self.close_link(id, "did not say a run's secret in time");
-        }
-        let secs = self.plan.timeout.as_secs();
-        let message = format!("the agent did not answer within {secs} s");
-        let (late, waiting): (Vec<_>, Vec<_>) =
-            self.queue.drain(..).partition(|r| r.deadline <= now);
-        self.queue = waiting.into();
-        for r in late {
-            self.ready
-                .push_back(error_frame(&r.invoke, &message, "timeout"));
-        }
-        for (&run, state) in self.runs.iter_mut() {
-            let due = state.round.as_ref().and_then(Round::deadline);
-            if state.parked() && !state.settled && due.is_some_and(|d| d <= now) {
-                tracing::info!("the editor did not send the tool results in time: run ended");
-                state.settled = true;
-                self.actions.push_back(Action::Kill { run });
-            } else if !state.parked() && due.is_some_and(|d| d <= now) {
-                give(&mut self.ready, &self.plan, state, now, true);
-            }
-            if !state.settled && !state.parked() && state.request.deadline <= now {
-                state.settled = true;
-                self.ready
-                    .push_back(error_frame(&state.request.invoke, &message, "timeout"));
-                self.actions.push_back(Action::Kill { run });
-            }
-        }
-    }
-
-    /// The next frame for the provider.
-    pub fn poll_transmit(&mut self) -> Option<String> {
-        self.ready.pop_front()
-    }
-
-    /// The next process to start or kill.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
-    /// The earliest deadline of a run, its tool calls, a waiting request
-    /// or a relay's hello.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let runs = self.runs.values().filter(|r| !r.settled).flat_map(|r| {
-            let own = (!r.parked()).then_some(r.request.deadline);
-            // A run that failed is being ended: its round gives no more
-            // calls, and a batch already due would be due for ever.
-            let round = r.round.as_ref().filter(|_| r.failed.is_none());
-            own.into_iter().chain(round.and_then(Round::deadline))
-        });
-        runs.chain(self.queue.iter().map(|r| r.deadline))
-            .chain(link::hello_due(&self.links))
-            .min()
-    }
-
-    /// Bytes from a relay's connection (a new one, opened at `now`,
-    /// starts with its hello). Connections that have not said theirs are
-    /// few at most: a new one closes the oldest of them.
-    pub fn handle_link(&mut self, id: LinkId, bytes: &[u8], now: Instant) {
-        if !self.links.contains_key(&id) {
-            if let Some(oldest) = link::crowded_out(&self.links) {
-                self.close_link(oldest, "crowded out before its hello");
-            }
-            self.links.insert(id, Link::new(now));
-        }
-        let Some(link) = self.links.get_mut(&id) else {
-            return;
-        };
-        for line in link.input.push(bytes) {
-            self.link_line(id, &line, now);
-        }
-        if self.links.get(&id).is_some_and(|l| l.unsaid_past(now)) {
-            self.close_link(id, "sent more than a hello");
-        }
-    }
-
     /// Closes a connection the agent is done with.
     fn close_link(&mut self, id: LinkId, why: &str) {
         if self.links.remove(&id).is_some() {
@@ -785,20 +592,6 @@ impl ExecAgent {
         }
     }
 
-    /// A relay's connection closed.
-    pub fn handle_link_closed(&mut self, id: LinkId) {
-        let Some(link) = self.links.remove(&id) else {
-            return;
-        };
-        let round = link
-            .run
-            .and_then(|run| self.runs.get_mut(&run))
-            .and_then(|state| state.round.as_mut());
-        if let Some(round) = round {
-            round.link_closed(id);
-        }
-    }
-
     /// A run is over: its relays' connections are closed.
     fn close_links_of(&mut self, run: RunId) {
         let ids: Vec<LinkId> = self
@@ -813,11 +606,6 @@ impl ExecAgent {
         }
     }
 
-    /// The next line to write to a relay, or one to close.
-    pub fn poll_link(&mut self) -> Option<LinkOutput> {
-        self.to_links.pop_front()
-    }
-
     /// Processes started and not yet reaped.
     pub fn running(&self) -> usize {
         self.runs.len()
@@ -826,6 +614,188 @@ impl ExecAgent {
     /// Conversations remembered for resuming.
     pub fn conversations(&self) -> usize {
         self.conversations.len()
+    }
+}
+
+impl ProcessAgent for ExecAgent {
+    /// A frame from the provider.
+    fn handle_message(&mut self, text: &str, now: Instant) {
+        let Ok(msg) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        self.relink.observe(&msg);
+        let id = msg["id"].as_str().unwrap_or_default();
+        match msg["type"].as_str() {
+            Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
+            Some("model_invoke") if !id.is_empty() => {
+                let payload = &msg["payload"];
+                if !self.resume_waiting(id, payload, now) {
+                    let request = self.request(id.to_owned(), payload, now);
+                    if let Some(offer) = &request.offer {
+                        self.end_waiting_in(&offer.chat);
+                    }
+                    self.invoke(request);
+                }
+            }
+            Some("cancel") => self.cancel(id),
+            _ => {}
+        }
+    }
+
+    /// The link dropped: the provider failed every request it had sent us,
+    /// so their runs are killed (their exits then say nothing) and the
+    /// queue is emptied. Remembered conversations stay, for chats that
+    /// continue on the next link; that link starts by asking for the
+    /// session back.
+    fn link_lost(&mut self) {
+        self.queue.clear();
+        for (&run, state) in self.runs.iter_mut().filter(|(_, r)| !r.settled) {
+            state.settled = true;
+            self.actions.push_back(Action::Kill { run });
+        }
+        self.ready.clear();
+        self.ready.push_back(self.relink.register());
+    }
+
+    /// Bytes the run printed on stdout.
+    fn handle_stdout(&mut self, run: RunId, bytes: &[u8], now: Instant) {
+        let Some(state) = self.runs.get_mut(&run) else {
+            return;
+        };
+        if state.settled || state.failed.is_some() {
+            return;
+        }
+        let mut events = Vec::new();
+        state.format.feed(bytes, &mut events);
+        self.apply(run, events, now);
+    }
+
+    /// The run is over: its stdout closed and its process was reaped.
+    fn handle_exit(&mut self, run: RunId, exit: Exit, now: Instant) {
+        if let Some(state) = self
+            .runs
+            .get_mut(&run)
+            .filter(|s| !s.settled && s.failed.is_none())
+        {
+            let mut events = Vec::new();
+            state.format.end(&mut events);
+            self.apply(run, events, now);
+        }
+        let Some(state) = self.runs.remove(&run) else {
+            return;
+        };
+        self.close_links_of(run);
+        if !state.settled && !state.parked() {
+            self.finish(state, &exit, now);
+        }
+        // A queued request may be refused without a run (a prompt too long
+        // for its command), so keep starting until a slot is taken.
+        while self.runs.len() < self.plan.max_running {
+            let Some(next) = self.queue.pop_front() else {
+                break;
+            };
+            self.start(next);
+        }
+    }
+
+    /// Runs and waiting requests past their deadline fail as timed out;
+    /// their processes are killed. Calls whose bound passed go to the
+    /// editor; a run the editor left waiting past its wait is ended; a
+    /// relay's connection that did not say its hello in time is closed.
+    fn handle_timeout(&mut self, now: Instant) {
+        for id in link::silent(&self.links, now) {
+            self.close_link(id, "did not say a run's secret in time");
+        }
+        let secs = self.plan.timeout.as_secs();
+        let message = format!("the agent did not answer within {secs} s");
+        let (late, waiting): (Vec<_>, Vec<_>) =
+            self.queue.drain(..).partition(|r| r.deadline <= now);
+        self.queue = waiting.into();
+        for r in late {
+            self.ready
+                .push_back(error_frame(&r.invoke, &message, "timeout"));
+        }
+        for (&run, state) in self.runs.iter_mut() {
+            let due = state.round.as_ref().and_then(Round::deadline);
+            if state.parked() && !state.settled && due.is_some_and(|d| d <= now) {
+                tracing::info!("the editor did not send the tool results in time: run ended");
+                state.settled = true;
+                self.actions.push_back(Action::Kill { run });
+            } else if !state.parked() && due.is_some_and(|d| d <= now) {
+                give(&mut self.ready, &self.plan, state, now, true);
+            }
+            if !state.settled && !state.parked() && state.request.deadline <= now {
+                state.settled = true;
+                self.ready
+                    .push_back(error_frame(&state.request.invoke, &message, "timeout"));
+                self.actions.push_back(Action::Kill { run });
+            }
+        }
+    }
+
+    /// The next frame for the provider.
+    fn poll_transmit(&mut self) -> Option<String> {
+        self.ready.pop_front()
+    }
+
+    /// The next process to start or kill.
+    fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest deadline of a run, its tool calls, a waiting request
+    /// or a relay's hello.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let runs = self.runs.values().filter(|r| !r.settled).flat_map(|r| {
+            let own = (!r.parked()).then_some(r.request.deadline);
+            // A run that failed is being ended: its round gives no more
+            // calls, and a batch already due would be due for ever.
+            let round = r.round.as_ref().filter(|_| r.failed.is_none());
+            own.into_iter().chain(round.and_then(Round::deadline))
+        });
+        runs.chain(self.queue.iter().map(|r| r.deadline))
+            .chain(link::hello_due(&self.links))
+            .min()
+    }
+
+    /// Bytes from a relay's connection (a new one, opened at `now`,
+    /// starts with its hello). Connections that have not said theirs are
+    /// few at most: a new one closes the oldest of them.
+    fn handle_link(&mut self, id: LinkId, bytes: &[u8], now: Instant) {
+        if !self.links.contains_key(&id) {
+            if let Some(oldest) = link::crowded_out(&self.links) {
+                self.close_link(oldest, "crowded out before its hello");
+            }
+            self.links.insert(id, Link::new(now));
+        }
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        for line in link.input.push(bytes) {
+            self.link_line(id, &line, now);
+        }
+        if self.links.get(&id).is_some_and(|l| l.unsaid_past(now)) {
+            self.close_link(id, "sent more than a hello");
+        }
+    }
+
+    /// A relay's connection closed.
+    fn handle_link_closed(&mut self, id: LinkId) {
+        let Some(link) = self.links.remove(&id) else {
+            return;
+        };
+        let round = link
+            .run
+            .and_then(|run| self.runs.get_mut(&run))
+            .and_then(|state| state.round.as_mut());
+        if let Some(round) = round {
+            round.link_closed(id);
+        }
+    }
+
+    /// The next line to write to a relay, or one to close.
+    fn poll_link(&mut self) -> Option<LinkOutput> {
+        self.to_links.pop_front()
     }
 }
 
@@ -917,7 +887,7 @@ fn give(ready: &mut VecDeque<String>, plan: &ExecPlan, state: &mut Run, now: Ins
     state.request.fallback = None;
 }
 
-fn error_frame(invoke: &str, message: &str, code: &str) -> String {
+pub(crate) fn error_frame(invoke: &str, message: &str, code: &str) -> String {
     json!({"type": "error", "id": invoke, "error": {"message": message, "code": code}}).to_string()
 }
 

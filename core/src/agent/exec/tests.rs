@@ -42,7 +42,10 @@ pub(super) fn actions(agent: &mut ExecAgent) -> Vec<Action> {
 pub(super) fn one_spawn(agent: &mut ExecAgent) -> (RunId, Vec<String>, Vec<u8>) {
     match actions(agent).as_slice() {
         [Action::Spawn {
-            run, argv, stdin, ..
+            run,
+            argv,
+            stdin: Stdin::Once(stdin),
+            ..
         }] => (*run, argv.clone(), stdin.clone()),
         other => panic!("expected one spawn, got {other:?}"),
     }
@@ -214,7 +217,7 @@ fn a_hung_run_times_out_then_its_slot_goes_to_the_next() {
     assert_eq!(agent.poll_timeout(), Some(later + Duration::from_secs(60)));
     agent.handle_exit(run, exited(137), now);
     let next = actions(&mut agent);
-    assert!(matches!(next.as_slice(), [Action::Spawn { stdin, .. }] if stdin == b"y"));
+    assert!(matches!(next.as_slice(), [Action::Spawn { stdin: Stdin::Once(s), .. }] if s == b"y"));
     assert!(frames(&mut agent).is_empty());
 }
 

@@ -1,0 +1,143 @@
+//! `agent acp`'s command line: which ACP agent to keep running, and the
+//! limits of its sessions.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use mcp_provider_core::agent::acp::permission::Policy;
+use mcp_provider_core::agent::acp::preset::{self, Preset, PRESETS};
+use mcp_provider_core::agent::acp::AcpPlan;
+
+use crate::exec::find_program;
+
+#[derive(Args)]
+pub struct AcpArgs {
+    #[command(flatten)]
+    pub link: crate::dial::LinkArgs,
+    /// A known ACP agent: claude, codex, gemini, qwen, opencode, goose or
+    /// cursor-agent. Arguments after `--` are added to its command line.
+    #[arg(long, value_parser = PRESETS.iter().map(|p| p.name).collect::<Vec<_>>())]
+    preset: Option<String>,
+    /// The model name editors ask for (default: the preset's name, else
+    /// the command's).
+    #[arg(long)]
+    model: Option<String>,
+    /// The longest one turn may take, waiting for the agent included; past
+    /// it the turn is cancelled and the editor gets a timeout error.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// The longest the agent may take to start (answer `initialize`).
+    #[arg(long, default_value_t = 60)]
+    start_timeout_secs: u64,
+    /// Sessions (conversations) kept at once; past it the least recently
+    /// used idle one is closed.
+    #[arg(long, default_value_t = 32)]
+    max_sessions: usize,
+    /// How long an idle session is kept.
+    #[arg(long, default_value_t = 3600)]
+    session_idle_secs: u64,
+    /// Requests waiting for the agent or a free session; more are refused
+    /// (503, retry).
+    #[arg(long, default_value_t = 64)]
+    max_queued: usize,
+    /// Which of its own tools the agent may run when it asks: never,
+    /// read-only (reading and searching) or always.
+    #[arg(long, default_value = "never", value_parser = ["never", "read-only", "always"])]
+    allow_own_tools: String,
+    /// Do not show the agent's own tool calls and plan as reasoning.
+    #[arg(long)]
+    hide_tools: bool,
+    /// The agent's working directory, and its sessions'.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// An `MCP_PROVIDER_*` variable the agent gets all the same
+    /// (repeatable): by default it gets none.
+    #[arg(long, value_name = "NAME")]
+    pass_env: Vec<String>,
+    /// The command that starts the agent speaking ACP on stdio (with a
+    /// preset: extra arguments).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+impl AcpArgs {
+    fn preset(&self) -> Option<&'static Preset> {
+        self.preset.as_deref().and_then(preset::named)
+    }
+
+    /// The plan, or why the arguments do not make one: the agent must be
+    /// found now, so a missing one is a usage error naming how to install
+    /// it, not a "serving" agent whose every answer fails.
+    pub fn plan(&self) -> Result<AcpPlan, String> {
+        let preset = self.preset();
+        let (command, default_model) = match preset {
+            Some(preset) => {
+                let mut command: Vec<String> =
+                    preset.command.iter().map(|a| (*a).to_owned()).collect();
+                command.extend(self.command.iter().cloned());
+                (command, preset.name.to_owned())
+            }
+            None => {
+                let program = self.command.first().ok_or(
+                    "agent acp needs --preset NAME or a command after `--`, e.g. `agent acp -- gemini --acp`",
+                )?;
+                let name = program.rsplit('/').next().unwrap_or(program).to_owned();
+                (self.command.clone(), name)
+            }
+        };
+        if self.timeout_secs == 0 || self.start_timeout_secs == 0 {
+            return Err("--timeout-secs and --start-timeout-secs must be at least 1".to_owned());
+        }
+        if self.max_sessions == 0 {
+            return Err("--max-sessions must be at least 1".to_owned());
+        }
+        let cwd = match &self.cwd {
+            Some(dir) if !dir.is_dir() => {
+                return Err(format!("--cwd {}: no such directory", dir.display()));
+            }
+            Some(dir) => std::path::absolute(dir).map_err(|e| format!("--cwd: {e}"))?,
+            None => std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?,
+        };
+        let program = command.first().map(String::as_str).unwrap_or_default();
+        if find_program(program, &cwd).is_none() {
+            return Err(match preset {
+                Some(preset) => format!(
+                    "the {} preset runs `{program}`, which is not installed (not found on PATH, or not executable); install it with `{}`",
+                    preset.name, preset.install
+                ),
+                None => format!("`{program}` is not found (or is not executable)"),
+            });
+        }
+        let env = preset
+            .map(|p| {
+                p.env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(AcpPlan {
+            model: self.model.clone().unwrap_or(default_model),
+            command,
+            env,
+            cwd: cwd.to_string_lossy().into_owned(),
+            timeout: Duration::from_secs(self.timeout_secs),
+            start_timeout: Duration::from_secs(self.start_timeout_secs),
+            max_sessions: self.max_sessions,
+            idle: Duration::from_secs(self.session_idle_secs),
+            max_queued: self.max_queued,
+            policy: Policy::from_name(&self.allow_own_tools).unwrap_or_default(),
+            show_tools: !self.hide_tools,
+            login: preset.map(|p| p.login.to_owned()),
+        })
+    }
+
+    pub fn cwd(&self) -> Option<PathBuf> {
+        self.cwd.clone()
+    }
+
+    pub fn pass_env(&self) -> Vec<String> {
+        self.pass_env.clone()
+    }
+}

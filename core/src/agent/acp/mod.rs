@@ -1,0 +1,809 @@
+//! `agent acp`: an agent that speaks the Agent Client Protocol, as a model,
+//! kept warm.
+//!
+//! The agent process is started once and spoken to over its stdin and
+//! stdout (JSON-RPC, a message a line). Each editor conversation is an ACP
+//! session of its own: an editor sends the whole history every turn, the
+//! agent keeps it, so a turn that continues a conversation this agent
+//! answered sends only the new message (recognised by its history, as
+//! `agent exec` recognises a CLI's session); any other opens a new session
+//! with the history written out as its first prompt. Sessions are few and
+//! cheap to forget: at most [`AcpPlan::max_sessions`], idle ones dropped
+//! after [`AcpPlan::idle`], the least recently used idle one first when a
+//! new one needs the room.
+//!
+//! Sans-IO like the exec agent, and driven by the same runtime loop
+//! ([`ProcessAgent`]): provider frames, the process's stdout and its exit
+//! come in; frames, writes to its stdin, spawns and kills go out. Every
+//! invocation ends with exactly one final frame — or nothing after a
+//! `cancel`, whose editor is gone.
+
+pub mod permission;
+pub mod preset;
+pub mod rpc;
+pub mod update;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::agent::echo::text_of;
+use crate::agent::exec::conversation::{Key, Transcript};
+use crate::agent::exec::error_frame;
+use crate::agent::exec::link::{LinkId, LinkOutput};
+use crate::agent::exec::prompt;
+use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
+use crate::agent::relink::Relink;
+use crate::lines::{Line, LineBuffer};
+use crate::tokens::{estimate_tokens, tokens_for_chars};
+use permission::Policy;
+use rpc::{Failure, Incoming};
+use update::{Shown, Shows};
+
+/// The ACP version spoken: the stable one.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// The longest line the agent may send; a longer one ends the process.
+pub const MAX_LINE: usize = 16 << 20;
+
+/// The wait before restarting an agent that ended early, doubled each time
+/// it does so again, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An agent that ran this long before it ended is restarted at once.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// What to run, and the limits to run it in.
+#[derive(Debug, Clone)]
+pub struct AcpPlan {
+    /// The model name editors ask for.
+    pub model: String,
+    /// The agent's command line.
+    pub command: Vec<String>,
+    /// Variables set for it, beside the inherited ones.
+    pub env: Vec<(String, String)>,
+    /// The directory its sessions work in (absolute, as ACP wants).
+    pub cwd: String,
+    /// The longest a turn may take, waiting for the agent included.
+    pub timeout: Duration,
+    /// The longest the agent may take to answer `initialize`.
+    pub start_timeout: Duration,
+    /// Sessions at once.
+    pub max_sessions: usize,
+    /// How long an idle session is kept.
+    pub idle: Duration,
+    /// Requests waiting for the agent or a session; more are refused.
+    pub max_queued: usize,
+    /// Which of its own tools the agent may run.
+    pub policy: Policy,
+    /// Show the agent's own tool calls and plan as reasoning.
+    pub show_tools: bool,
+    /// What logs the agent in, when known: said to an editor whose turn
+    /// the agent refused for want of a login.
+    pub login: Option<String>,
+}
+
+/// A request for a turn.
+struct Request {
+    invoke: String,
+    /// The whole conversation as one prompt, for a new session.
+    whole: String,
+    /// The new message alone, when the turn may continue a session.
+    last: Option<String>,
+    /// The key of the messages before the new one: the session it
+    /// continues, if one is idle under it.
+    continues: Option<Key>,
+    /// The messages, hashed: with the answer, the key a continuation will
+    /// look for.
+    transcript: Option<Transcript>,
+    deadline: Instant,
+    /// The editor left while the session was being opened.
+    cancelled: bool,
+}
+
+/// A turn being answered.
+struct Turn {
+    invoke: String,
+    deadline: Instant,
+    /// The next chunk's index.
+    index: u64,
+    /// The conversation with the answer so far, for remembering it.
+    answer: Option<Transcript>,
+    prompt_tokens: u64,
+    /// Characters of text sent, for a usage estimate.
+    completion_chars: u64,
+    shows: Shows,
+}
+
+/// An ACP session.
+struct Session {
+    /// The conversation it holds, when idle and continuable.
+    key: Option<Key>,
+    turn: Option<Turn>,
+    last_used: Instant,
+}
+
+/// What an answer from the agent is for.
+enum Pending {
+    Initialize,
+    NewSession(Box<Request>),
+    /// The turn of this session.
+    Prompt(String),
+}
+
+/// The agent process.
+struct Running {
+    run: RunId,
+    lines: LineBuffer,
+    started: Instant,
+    /// It answered `initialize`.
+    ready: bool,
+    /// Why it is being ended, when it is.
+    fault: Option<String>,
+}
+
+pub struct AcpAgent {
+    plan: AcpPlan,
+    relink: Relink,
+    ready: VecDeque<String>,
+    actions: VecDeque<Action>,
+    process: Option<Running>,
+    next_run: u64,
+    /// When to start the process again, after it ended early.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    next_id: u64,
+    pending: HashMap<u64, Pending>,
+    sessions: HashMap<String, Session>,
+    queue: VecDeque<Request>,
+    /// Processes started, for observing.
+    starts: u64,
+}
+
+impl AcpAgent {
+    /// The first frame polled registers the plan's model.
+    pub fn new(plan: AcpPlan, agent_id: &str) -> Self {
+        let relink = Relink::new(json!({
+            "type": "register",
+            "agent_id": agent_id,
+            "label": format!("{} (agent acp)", plan.command.first().map_or("", String::as_str)),
+            "models": [plan.model],
+            "allowed_scopes": ["inference"],
+        }));
+        AcpAgent {
+            plan,
+            ready: VecDeque::from([relink.register()]),
+            relink,
+            actions: VecDeque::new(),
+            process: None,
+            next_run: 0,
+            retry_at: None,
+            backoff: FIRST_BACKOFF,
+            next_id: 0,
+            pending: HashMap::new(),
+            sessions: HashMap::new(),
+            queue: VecDeque::new(),
+            starts: 0,
+        }
+    }
+
+    /// Agent processes started so far.
+    pub fn starts(&self) -> u64 {
+        self.starts
+    }
+
+    /// Sessions open.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn program(&self) -> &str {
+        self.plan
+            .command
+            .first()
+            .map_or("the agent", String::as_str)
+    }
+
+    /// The request for a payload.
+    fn request(&self, invoke: String, payload: &Value, now: Instant) -> Request {
+        let mut request = Request {
+            invoke,
+            whole: prompt::render(payload),
+            last: None,
+            continues: None,
+            transcript: None,
+            deadline: now + self.plan.timeout,
+            cancelled: false,
+        };
+        let messages = payload["messages"].as_array().map(Vec::as_slice);
+        if let Some(messages) = messages.filter(|_| payload["kind"] == "chat") {
+            request.transcript = Some(Transcript::of(messages));
+            if let Some((last, earlier)) = messages.split_last() {
+                if last["role"] == "user" && !earlier.is_empty() {
+                    request.continues = Some(Transcript::of(earlier).key());
+                    request.last = Some(text_of(&last["content"]));
+                }
+            }
+        }
+        request
+    }
+
+    /// Sends a request to the agent.
+    fn call(&mut self, method: &str, params: Value, pending: Pending) {
+        let Some(run) = self.process.as_ref().map(|p| p.run) else {
+            return;
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.insert(id, pending);
+        self.actions.push_back(Action::Write {
+            run,
+            line: rpc::request(id, method, params),
+        });
+    }
+
+    fn write(&mut self, line: String) {
+        if let Some(run) = self.process.as_ref().map(|p| p.run) {
+            self.actions.push_back(Action::Write { run, line });
+        }
+    }
+
+    /// Starts the agent process, and says `initialize` to it.
+    fn start(&mut self, now: Instant) {
+        let run = RunId(self.next_run);
+        self.next_run += 1;
+        self.starts += 1;
+        self.retry_at = None;
+        self.actions.push_back(Action::Spawn {
+            run,
+            argv: self.plan.command.clone(),
+            stdin: Stdin::Open,
+            env: self.plan.env.clone(),
+            home: None,
+        });
+        self.process = Some(Running {
+            run,
+            lines: LineBuffer::new(MAX_LINE),
+            started: now,
+            ready: false,
+            fault: None,
+        });
+        let params = json!({
+            "protocolVersion": PROTOCOL_VERSION,
+            "clientCapabilities": {"fs": {"readTextFile": false, "writeTextFile": false}, "terminal": false},
+            "clientInfo": {"name": "mcp-provider", "version": env!("CARGO_PKG_VERSION")},
+        });
+        self.call("initialize", params, Pending::Initialize);
+    }
+
+    /// Ends the process for `why` (its exit then fails what it had).
+    fn end_process(&mut self, why: String) {
+        if let Some(process) = self.process.as_mut().filter(|p| p.fault.is_none()) {
+            tracing::warn!("ACP agent: {why}");
+            process.fault = Some(why);
+            self.actions.push_back(Action::Kill { run: process.run });
+        }
+    }
+
+    /// A request is answered as soon as it can be: in the idle session
+    /// holding its conversation, else in a new session once there is room;
+    /// until then it waits.
+    fn dispatch(&mut self, request: Request, now: Instant) {
+        let ready = self
+            .process
+            .as_ref()
+            .is_some_and(|p| p.ready && p.fault.is_none());
+        if !ready {
+            return self.wait(request, now);
+        }
+        let found = request.continues.and_then(|key| {
+            self.sessions
+                .iter()
+                .find(|(_, s)| s.turn.is_none() && s.key == Some(key))
+                .map(|(id, _)| id.clone())
+        });
+        if let (Some(id), Some(last)) = (found, request.last.clone()) {
+            return self.prompt(id, request, last, now);
+        }
+        let opening = self
+            .pending
+            .values()
+            .filter(|p| matches!(p, Pending::NewSession(_)))
+            .count();
+        if self.sessions.len() + opening >= self.plan.max_sessions && !self.evict_idle() {
+            return self.wait(request, now);
+        }
+        let params = json!({"cwd": self.plan.cwd, "mcpServers": []});
+        self.call(
+            "session/new",
+            params,
+            Pending::NewSession(Box::new(request)),
+        );
+    }
+
+    /// Forgets the least recently used idle session (one no conversation
+    /// continues first); false when every session is busy.
+    fn evict_idle(&mut self) -> bool {
+        let victim = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.turn.is_none())
+            .min_by_key(|(_, s)| (s.key.is_some(), s.last_used))
+            .map(|(id, _)| id.clone());
+        victim.is_some_and(|id| self.sessions.remove(&id).is_some())
+    }
+
+    /// Queues a request that cannot go yet (refused as busy past the
+    /// queue's bound), starting the agent if it is down and may start.
+    fn wait(&mut self, request: Request, now: Instant) {
+        if self.queue.len() >= self.plan.max_queued {
+            let message = format!(
+                "{} sessions are busy and {} requests waiting",
+                self.sessions.len(),
+                self.queue.len()
+            );
+            self.ready
+                .push_back(error_frame(&request.invoke, &message, "busy"));
+            return;
+        }
+        self.queue.push_back(request);
+        if self.process.is_none() && self.retry_at.is_none_or(|at| at <= now) {
+            self.start(now);
+        }
+    }
+
+    /// Sends a turn's prompt to its session.
+    fn prompt(&mut self, id: String, request: Request, text: String, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let mut answer = request.transcript;
+        if let Some(t) = answer.as_mut() {
+            t.open("assistant");
+        }
+        session.key = None;
+        session.last_used = now;
+        session.turn = Some(Turn {
+            invoke: request.invoke,
+            deadline: request.deadline,
+            index: 0,
+            answer,
+            prompt_tokens: estimate_tokens(&text),
+            completion_chars: 0,
+            shows: Shows::new(self.plan.show_tools),
+        });
+        let params = json!({"sessionId": id, "prompt": [{"type": "text", "text": text}]});
+        self.call("session/prompt", params, Pending::Prompt(id));
+    }
+
+    /// Sends what waits and can now go, in order.
+    fn drain_queue(&mut self, now: Instant) {
+        for request in std::mem::take(&mut self.queue) {
+            self.dispatch(request, now);
+        }
+    }
+
+    fn handle_line(&mut self, line: Line, now: Instant) {
+        let text = match line {
+            Line::Text(text) => text,
+            Line::TooLong => {
+                let mib = MAX_LINE >> 20;
+                return self.end_process(format!("it sent a line longer than {mib} MiB"));
+            }
+        };
+        match rpc::parse(&text) {
+            Incoming::Response { id, result } => self.answered(id, result, now),
+            Incoming::Request { id, method, params } => {
+                let line = match method.as_str() {
+                    "session/request_permission" => {
+                        rpc::result(&id, permission::answer(self.plan.policy, &params))
+                    }
+                    _ => rpc::error(
+                        &id,
+                        rpc::METHOD_NOT_FOUND,
+                        &format!("{method} is not offered by this client"),
+                    ),
+                };
+                self.write(line);
+            }
+            Incoming::Notification { method, params } if method == "session/update" => {
+                self.updated(&params);
+            }
+            Incoming::Notification { .. } => {}
+            Incoming::Invalid => tracing::debug!("ACP agent: a line that is not JSON-RPC skipped"),
+        }
+    }
+
+    /// A `session/update`: shown to the editor of the session's turn.
+    fn updated(&mut self, params: &Value) {
+        let Some(turn) = params["sessionId"]
+            .as_str()
+            .and_then(|id| self.sessions.get_mut(id))
+            .and_then(|s| s.turn.as_mut())
+        else {
+            return;
+        };
+        let delta = match turn.shows.of(&params["update"]) {
+            Some(Shown::Text(text)) => {
+                turn.completion_chars += text.chars().count() as u64;
+                if let Some(t) = turn.answer.as_mut() {
+                    t.text(&text);
+                }
+                json!({"content": text})
+            }
+            Some(Shown::Reasoning(text)) => json!({"reasoning_content": text}),
+            None => return,
+        };
+        self.ready.push_back(chunk(turn, delta, None, None));
+    }
+
+    /// The agent answered our request `id`.
+    fn answered(&mut self, id: u64, result: Result<Value, Failure>, now: Instant) {
+        match self.pending.remove(&id) {
+            Some(Pending::Initialize) => self.initialized(result, now),
+            Some(Pending::NewSession(request)) => self.opened(*request, result, now),
+            Some(Pending::Prompt(session)) => self.prompted(&session, result, now),
+            None => {}
+        }
+    }
+
+    fn initialized(&mut self, result: Result<Value, Failure>, now: Instant) {
+        let version = match result {
+            Ok(result) => result["protocolVersion"].as_u64(),
+            Err(failure) => {
+                return self.end_process(format!("it refused `initialize`: {}", failure.message));
+            }
+        };
+        if version != Some(PROTOCOL_VERSION) {
+            let said = version.map_or("no version".to_owned(), |v| format!("version {v}"));
+            return self.end_process(format!(
+                "it speaks ACP {said}, and this provider speaks version {PROTOCOL_VERSION}"
+            ));
+        }
+        if let Some(process) = self.process.as_mut() {
+            process.ready = true;
+        }
+        self.drain_queue(now);
+    }
+
+    /// `session/new` answered: the turn that opened it goes on in it.
+    fn opened(&mut self, request: Request, result: Result<Value, Failure>, now: Instant) {
+        let id = match result {
+            Ok(result) => result["sessionId"].as_str().map(str::to_owned),
+            Err(failure) if !request.cancelled => {
+                let (message, code) = self.refusal(&failure);
+                self.ready
+                    .push_back(error_frame(&request.invoke, &message, code));
+                return self.drain_queue(now);
+            }
+            Err(_) => return self.drain_queue(now),
+        };
+        let Some(id) = id else {
+            return self.end_process("it answered `session/new` without a session id".into());
+        };
+        self.sessions.insert(
+            id.clone(),
+            Session {
+                key: None,
+                turn: None,
+                last_used: now,
+            },
+        );
+        if request.cancelled {
+            return self.drain_queue(now);
+        }
+        let text = request.whole.clone();
+        self.prompt(id, request, text, now);
+    }
+
+    /// What an editor is told of a refused `session/new`.
+    fn refusal(&self, failure: &Failure) -> (String, &'static str) {
+        let program = self.program();
+        let auth = failure.code == -32000 || failure.message.to_lowercase().contains("auth");
+        match (&self.plan.login, auth) {
+            (Some(login), true) => (
+                format!(
+                    "`{program}` needs a login ({}): run `{login}` once, as the user the provider runs as",
+                    failure.message
+                ),
+                "agent_login",
+            ),
+            _ => (
+                format!("`{program}` refused a new session: {}", failure.message),
+                "agent_failed",
+            ),
+        }
+    }
+
+    /// `session/prompt` answered: the turn ends, and its session is idle,
+    /// holding the conversation with this answer.
+    fn prompted(&mut self, id: &str, result: Result<Value, Failure>, now: Instant) {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let Some(turn) = session.turn.take() else {
+            return;
+        };
+        session.last_used = now;
+        match result {
+            Ok(result) => {
+                let stop = result["stopReason"].as_str().unwrap_or("end_turn");
+                if let Some(finish) = update::finish_reason(stop) {
+                    let usage = update::usage(&result)
+                        .unwrap_or((turn.prompt_tokens, tokens_for_chars(turn.completion_chars)));
+                    let mut turn = turn;
+                    self.ready.push_back(chunk(
+                        &mut turn,
+                        json!({"content": ""}),
+                        Some(finish),
+                        Some(usage),
+                    ));
+                    if stop == "end_turn" {
+                        session.key = turn.answer.map(Transcript::close);
+                    }
+                }
+            }
+            Err(failure) => {
+                let message = format!("`{}` failed the turn: {}", self.program(), failure.message);
+                self.ready
+                    .push_back(error_frame(&turn.invoke, &message, "agent_failed"));
+                self.sessions.remove(id);
+            }
+        }
+        self.drain_queue(now);
+    }
+
+    /// Stops a session's turn: the agent is told to cancel, and the session
+    /// is forgotten (an agent's cancelled session is not reliably reusable).
+    fn stop_turn(&mut self, id: &str) {
+        self.sessions.remove(id);
+        self.write(rpc::notification(
+            "session/cancel",
+            json!({"sessionId": id}),
+        ));
+    }
+
+    /// The turn of `invoke`'s session, if it has one.
+    fn session_of(&self, invoke: &str) -> Option<String> {
+        self.sessions
+            .iter()
+            .find(|(_, s)| s.turn.as_ref().is_some_and(|t| t.invoke == invoke))
+            .map(|(id, _)| id.clone())
+    }
+
+    fn cancel(&mut self, invoke: &str, now: Instant) {
+        self.queue.retain(|r| r.invoke != invoke);
+        for pending in self.pending.values_mut() {
+            if let Pending::NewSession(request) = pending {
+                if request.invoke == invoke {
+                    request.cancelled = true;
+                }
+            }
+        }
+        if let Some(id) = self.session_of(invoke) {
+            self.stop_turn(&id);
+            self.drain_queue(now);
+        }
+    }
+
+    /// The process ended: what it had fails, and it is started again when
+    /// something waits — at once if it had run a while, after a growing
+    /// wait if it keeps ending early. A process that never got ready fails
+    /// what waits too: its editors hear why now, not at their timeout.
+    fn ended(&mut self, process: Running, exit: &Exit, now: Instant) {
+        let program = self.program().to_owned();
+        let why = match (&process.fault, exit) {
+            (Some(fault), _) => format!("`{program}` was ended: {fault}"),
+            (None, Exit::NotStarted(why)) => format!("could not start `{program}`: {why}"),
+            (None, Exit::Exited { code, stderr }) => {
+                let status = code.map_or("was killed by a signal".to_owned(), |c| {
+                    format!("exited with status {c}")
+                });
+                match stderr.trim() {
+                    "" => format!("`{program}` {status}"),
+                    said => format!("`{program}` {status}: {said}"),
+                }
+            }
+        };
+        for (_, pending) in self.pending.drain() {
+            if let Pending::NewSession(request) = pending {
+                if !request.cancelled {
+                    self.ready
+                        .push_back(error_frame(&request.invoke, &why, "agent_failed"));
+                }
+            }
+        }
+        for (_, session) in self.sessions.drain() {
+            if let Some(turn) = session.turn {
+                self.ready
+                    .push_back(error_frame(&turn.invoke, &why, "agent_failed"));
+            }
+        }
+        if !process.ready {
+            for request in self.queue.drain(..) {
+                self.ready
+                    .push_back(error_frame(&request.invoke, &why, "agent_failed"));
+            }
+        }
+        if process.ready && now.duration_since(process.started) >= STABLE {
+            self.backoff = FIRST_BACKOFF;
+            self.retry_at = None;
+        } else {
+            self.retry_at = Some(now + self.backoff);
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        }
+        if !self.queue.is_empty() && self.retry_at.is_none() {
+            self.start(now);
+        }
+    }
+}
+
+impl ProcessAgent for AcpAgent {
+    fn handle_message(&mut self, text: &str, now: Instant) {
+        let Ok(msg) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        self.relink.observe(&msg);
+        let id = msg["id"].as_str().unwrap_or_default();
+        match msg["type"].as_str() {
+            Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
+            Some("model_invoke") if !id.is_empty() => {
+                let request = self.request(id.to_owned(), &msg["payload"], now);
+                self.dispatch(request, now);
+            }
+            Some("cancel") => self.cancel(id, now),
+            _ => {}
+        }
+    }
+
+    /// The provider failed every request it had sent: their turns are
+    /// cancelled and what waits is dropped. The process and its idle
+    /// sessions stay, for conversations that go on over the next link.
+    fn link_lost(&mut self) {
+        self.queue.clear();
+        for pending in self.pending.values_mut() {
+            if let Pending::NewSession(request) = pending {
+                request.cancelled = true;
+            }
+        }
+        let busy: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.turn.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in busy {
+            self.stop_turn(&id);
+        }
+        self.ready.clear();
+        self.ready.push_back(self.relink.register());
+    }
+
+    fn handle_stdout(&mut self, run: RunId, bytes: &[u8], now: Instant) {
+        let Some(process) = self.process.as_mut().filter(|p| p.run == run) else {
+            return;
+        };
+        if process.fault.is_some() {
+            return;
+        }
+        for line in process.lines.push(bytes) {
+            self.handle_line(line, now);
+            if self.process.as_ref().is_none_or(|p| p.fault.is_some()) {
+                return;
+            }
+        }
+    }
+
+    fn handle_exit(&mut self, run: RunId, exit: Exit, now: Instant) {
+        if self.process.as_ref().is_some_and(|p| p.run == run) {
+            if let Some(process) = self.process.take() {
+                self.ended(process, &exit, now);
+            }
+        }
+    }
+
+    /// Turns and waiting requests past their deadline fail as timed out;
+    /// an agent that did not answer `initialize` in time is ended; idle
+    /// sessions past their time are forgotten; an agent waiting out its
+    /// backoff is started again when something waits.
+    fn handle_timeout(&mut self, now: Instant) {
+        let secs = self.plan.timeout.as_secs();
+        let message = format!("the agent did not answer within {secs} s");
+        let late: Vec<(String, String)> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| {
+                let turn = s.turn.as_ref().filter(|t| t.deadline <= now)?;
+                Some((id.clone(), turn.invoke.clone()))
+            })
+            .collect();
+        for (id, invoke) in late {
+            self.ready
+                .push_back(error_frame(&invoke, &message, "timeout"));
+            self.stop_turn(&id);
+        }
+        let (late, waiting): (Vec<_>, Vec<_>) =
+            self.queue.drain(..).partition(|r| r.deadline <= now);
+        self.queue = waiting.into();
+        for r in late {
+            self.ready
+                .push_back(error_frame(&r.invoke, &message, "timeout"));
+        }
+        let idle = self.plan.idle;
+        self.sessions
+            .retain(|_, s| s.turn.is_some() || s.last_used + idle > now);
+        let start_due = self.start_due();
+        if start_due.is_some_and(|due| due <= now) {
+            let secs = self.plan.start_timeout.as_secs();
+            self.end_process(format!("it did not answer `initialize` within {secs} s"));
+        }
+        let retry = self.retry_at.filter(|_| !self.queue.is_empty());
+        if self.process.is_none() && retry.is_some_and(|at| at <= now) {
+            self.start(now);
+        }
+        self.drain_queue(now);
+    }
+
+    fn handle_link(&mut self, _id: LinkId, _bytes: &[u8], _now: Instant) {}
+
+    fn handle_link_closed(&mut self, _id: LinkId) {}
+
+    fn poll_transmit(&mut self) -> Option<String> {
+        self.ready.pop_front()
+    }
+
+    fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    fn poll_link(&mut self) -> Option<LinkOutput> {
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let idle = self.plan.idle;
+        let sessions = self.sessions.values().map(|s| match &s.turn {
+            Some(turn) => turn.deadline,
+            None => s.last_used + idle,
+        });
+        let retry = self.retry_at.filter(|_| !self.queue.is_empty());
+        sessions
+            .chain(self.queue.iter().map(|r| r.deadline))
+            .chain(self.start_due())
+            .chain(retry)
+            .min()
+    }
+}
+
+impl AcpAgent {
+    /// When a process still starting must have answered `initialize`.
+    fn start_due(&self) -> Option<Instant> {
+        self.process
+            .as_ref()
+            .filter(|p| !p.ready && p.fault.is_none())
+            .map(|p| p.started + self.plan.start_timeout)
+    }
+}
+
+/// A chunk of `turn`'s answer: `finish` and `usage` on its last.
+fn chunk(
+    turn: &mut Turn,
+    mut delta: Value,
+    finish: Option<&str>,
+    usage: Option<(u64, u64)>,
+) -> String {
+    if turn.index == 0 {
+        delta["role"] = json!("assistant");
+    }
+    let mut frame = json!({"type": "model_stream_chunk", "id": turn.invoke,
+                           "chunk_index": turn.index, "delta": delta, "finish_reason": finish});
+    if let Some((prompt, completion)) = usage {
+        frame["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion});
+    }
+    turn.index += 1;
+    frame.to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! The agents known to speak ACP: for each, the line that starts it, what
+//! it needs set to run headless, and the command that logs it in (what an
+//! editor is told when the agent says it needs a login). A row each, not a
+//! parser: every agent speaks the same protocol.
+
+/// A known ACP agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    pub name: &'static str,
+    /// The command that starts it speaking ACP on stdio.
+    pub command: &'static [&'static str],
+    /// Variables it needs beside the inherited ones.
+    pub env: &'static [(&'static str, &'static str)],
+    /// What logs it in, for an agent that says it needs a login.
+    pub login: &'static str,
+    /// How to install it.
+    pub install: &'static str,
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "claude",
+        command: &["claude-agent-acp"],
+        // As root it refuses every session unless told it is sandboxed.
+        env: &[("IS_SANDBOX", "1")],
+        login: "claude /login (or set ANTHROPIC_API_KEY)",
+        install: "npm install -g @zed-industries/claude-agent-acp @anthropic-ai/claude-code",
+    },
+    Preset {
+        name: "codex",
+        command: &["codex-acp"],
+        env: &[],
+        login: "codex login (or set OPENAI_API_KEY)",
+        install: "npm install -g @zed-industries/codex-acp",
+    },
+    Preset {
+        name: "gemini",
+        command: &["gemini", "--acp"],
+        env: &[],
+        login: "gemini, then choose a login (or set GEMINI_API_KEY)",
+        install: "npm install -g @google/gemini-cli",
+    },
+    Preset {
+        name: "qwen",
+        command: &["qwen", "--acp"],
+        env: &[],
+        login: "qwen, then /auth (or set OPENAI_API_KEY with --auth-type openai)",
+        install: "npm install -g @qwen-code/qwen-code",
+    },
+    Preset {
+        name: "opencode",
+        command: &["opencode", "acp"],
+        env: &[],
+        login: "opencode auth login",
+        install: "npm install -g opencode-ai",
+    },
+    Preset {
+        name: "goose",
+        command: &["goose", "acp"],
+        env: &[],
+        login: "goose configure",
+        install: "see https://block.github.io/goose/",
+    },
+    Preset {
+        name: "cursor-agent",
+        command: &["cursor-agent", "acp"],
+        env: &[],
+        login: "cursor-agent login",
+        install: "curl https://cursor.com/install -fsS | bash",
+    },
+];
+
+/// The preset of this name.
+pub fn named(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.name == name)
+}
+
+/// The names of every preset, for a usage message.
+pub fn names() -> String {
+    PRESETS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_found_by_its_name_and_starts_a_command() {
+        for preset in PRESETS {
+            assert_eq!(named(preset.name), Some(preset));
+            assert!(!preset.command.is_empty());
+        }
+        assert_eq!(named("nope"), None);
+        assert!(names().starts_with("claude, codex"));
+    }
+}

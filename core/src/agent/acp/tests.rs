@@ -1,0 +1,439 @@
+//! The ACP agent driven by hand: provider frames and the agent process's
+//! lines in, frames, writes and kills out.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::*;
+
+fn plan() -> AcpPlan {
+    AcpPlan {
+        model: "acp".into(),
+        command: vec!["agent".into(), "--acp".into()],
+        env: Vec::new(),
+        cwd: "/work".into(),
+        timeout: Duration::from_secs(60),
+        start_timeout: Duration::from_secs(5),
+        max_sessions: 2,
+        idle: Duration::from_secs(300),
+        max_queued: 4,
+        policy: Policy::Never,
+        show_tools: true,
+        login: Some("agent login".into()),
+    }
+}
+
+/// An agent past its `register` frame.
+fn agent() -> AcpAgent {
+    let mut agent = AcpAgent::new(plan(), "acp");
+    assert!(agent
+        .poll_transmit()
+        .is_some_and(|f| f.contains("register")));
+    agent
+}
+
+fn invoke(agent: &mut AcpAgent, id: &str, messages: Value, now: Instant) {
+    let frame = json!({"type": "model_invoke", "id": id,
+                       "payload": {"kind": "chat", "messages": messages}});
+    agent.handle_message(&frame.to_string(), now);
+}
+
+fn frames(agent: &mut AcpAgent) -> Vec<Value> {
+    std::iter::from_fn(|| agent.poll_transmit())
+        .filter_map(|f| serde_json::from_str(&f).ok())
+        .collect()
+}
+
+/// What the agent wrote to the process's stdin, parsed; spawns and kills
+/// as `{"spawn": run}` / `{"kill": run}`.
+fn written(agent: &mut AcpAgent) -> Vec<Value> {
+    std::iter::from_fn(|| agent.poll_action())
+        .map(|a| match a {
+            Action::Write { line, .. } => serde_json::from_str(&line).unwrap_or(Value::Null),
+            Action::Spawn { run, stdin, .. } => {
+                assert_eq!(stdin, Stdin::Open);
+                json!({"spawn": run.0})
+            }
+            Action::Kill { run } => json!({"kill": run.0}),
+        })
+        .collect()
+}
+
+fn say(agent: &mut AcpAgent, run: u64, message: Value, now: Instant) {
+    let line = format!("{message}\n");
+    agent.handle_stdout(RunId(run), line.as_bytes(), now);
+}
+
+fn reply(agent: &mut AcpAgent, run: u64, id: &Value, result: Value, now: Instant) {
+    say(
+        agent,
+        run,
+        json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        now,
+    );
+}
+
+fn update(agent: &mut AcpAgent, run: u64, session: &str, kind: &str, text: &str, now: Instant) {
+    let params = json!({"sessionId": session,
+                        "update": {"sessionUpdate": kind, "content": {"type": "text", "text": text}}});
+    say(
+        agent,
+        run,
+        json!({"jsonrpc": "2.0", "method": "session/update", "params": params}),
+        now,
+    );
+}
+
+/// The request the agent wrote for `method`, the last of them.
+fn request_of(lines: &[Value], method: &str) -> Value {
+    lines
+        .iter()
+        .rev()
+        .find(|l| l["method"] == method)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {method} in {lines:?}"))
+}
+
+/// An agent whose process (run 0) answered `initialize`, with request
+/// `inv-1` (one user message) sent as the prompt of session `s1`.
+fn prompted(now: Instant) -> AcpAgent {
+    let mut agent = agent();
+    invoke(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "Hi"}]),
+        now,
+    );
+    let lines = written(&mut agent);
+    assert_eq!(lines[0], json!({"spawn": 0}));
+    let init = request_of(&lines, "initialize");
+    assert_eq!(init["params"]["protocolVersion"], 1);
+    reply(
+        &mut agent,
+        0,
+        &init["id"],
+        json!({"protocolVersion": 1}),
+        now,
+    );
+    let new = request_of(&written(&mut agent), "session/new");
+    assert_eq!(new["params"], json!({"cwd": "/work", "mcpServers": []}));
+    reply(&mut agent, 0, &new["id"], json!({"sessionId": "s1"}), now);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    assert_eq!(
+        prompt["params"],
+        json!({"sessionId": "s1", "prompt": [{"type": "text", "text": "Hi"}]})
+    );
+    agent
+}
+
+fn prompt_id(agent: &mut AcpAgent) -> Value {
+    request_of(&written(agent), "session/prompt")["id"].clone()
+}
+
+#[test]
+fn a_turn_streams_text_and_reasoning_and_ends_with_the_stop_reason() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    update(&mut agent, 0, "s1", "agent_thought_chunk", "hmm", now);
+    update(&mut agent, 0, "s1", "agent_message_chunk", "Hello", now);
+    update(&mut agent, 0, "other", "agent_message_chunk", "stray", now);
+    // The prompt was request 2: initialize 0, session/new 1.
+    reply(
+        &mut agent,
+        0,
+        &json!(2),
+        json!({"stopReason": "max_tokens"}),
+        now,
+    );
+    let out = frames(&mut agent);
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(
+        out[0]["delta"],
+        json!({"role": "assistant", "reasoning_content": "hmm"})
+    );
+    assert_eq!(out[1]["delta"], json!({"content": "Hello"}));
+    assert_eq!(out[2]["finish_reason"], "length");
+    assert_eq!(out[2]["chunk_index"], 2);
+    assert!(out[2]["usage"]["completion_tokens"].as_u64() > Some(0));
+}
+
+#[test]
+fn a_continued_conversation_goes_to_its_session_with_only_its_new_message() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    update(&mut agent, 0, "s1", "agent_message_chunk", "Hello!", now);
+    reply(
+        &mut agent,
+        0,
+        &json!(2),
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    frames(&mut agent);
+    let history = json!([{"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": "Hello!"},
+                         {"role": "user", "content": "More"}]);
+    invoke(&mut agent, "inv-2", history.clone(), now);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    assert_eq!(prompt["params"]["sessionId"], "s1");
+    assert_eq!(prompt["params"]["prompt"][0]["text"], "More");
+    reply(
+        &mut agent,
+        0,
+        &prompt["id"],
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    frames(&mut agent);
+
+    // The same point regenerated: that session has moved on.
+    invoke(&mut agent, "inv-3", history, now);
+    let lines = written(&mut agent);
+    let new = request_of(&lines, "session/new");
+    assert_eq!(agent.starts(), 1);
+    reply(&mut agent, 0, &new["id"], json!({"sessionId": "s2"}), now);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    assert_eq!(prompt["params"]["sessionId"], "s2");
+    let whole = prompt["params"]["prompt"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        whole.contains("Hello!") && whole.ends_with("More"),
+        "{whole}"
+    );
+}
+
+#[test]
+fn an_editor_leaving_cancels_the_turn_and_forgets_its_session() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    agent.handle_message(r#"{"type":"cancel","id":"inv-1"}"#, now);
+    let lines = written(&mut agent);
+    assert_eq!(
+        lines,
+        [json!({"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": "s1"}})]
+    );
+    update(&mut agent, 0, "s1", "agent_message_chunk", "late", now);
+    reply(
+        &mut agent,
+        0,
+        &json!(2),
+        json!({"stopReason": "cancelled"}),
+        now,
+    );
+    assert!(frames(&mut agent).is_empty(), "nothing for a gone editor");
+    assert_eq!(agent.sessions(), 0);
+}
+
+#[test]
+fn a_crash_fails_the_turn_and_the_next_request_starts_the_agent_again() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    let exit = Exit::Exited {
+        code: Some(3),
+        stderr: "boom".into(),
+    };
+    agent.handle_exit(RunId(0), exit, now);
+    let out = frames(&mut agent);
+    assert_eq!(out[0]["type"], "error");
+    assert_eq!(
+        out[0]["error"]["message"],
+        "`agent` exited with status 3: boom"
+    );
+    // It ended early: the next start waits out the backoff.
+    invoke(
+        &mut agent,
+        "inv-2",
+        json!([{"role": "user", "content": "again"}]),
+        now,
+    );
+    assert!(written(&mut agent).is_empty());
+    let due = agent.poll_timeout().unwrap_or(now);
+    assert_eq!(due, now + FIRST_BACKOFF);
+    agent.handle_timeout(due);
+    assert_eq!(written(&mut agent)[0], json!({"spawn": 1}));
+}
+
+#[test]
+fn an_agent_that_cannot_start_fails_what_waits_at_once() {
+    let now = Instant::now();
+    let mut agent = agent();
+    invoke(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "Hi"}]),
+        now,
+    );
+    written(&mut agent);
+    agent.handle_exit(RunId(0), Exit::NotStarted("No such file".into()), now);
+    let out = frames(&mut agent);
+    assert_eq!(
+        out[0]["error"]["message"],
+        "could not start `agent`: No such file"
+    );
+}
+
+#[test]
+fn a_wrong_version_a_silent_start_and_a_huge_line_end_the_process() {
+    let now = Instant::now();
+    let mut agent = agent();
+    invoke(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "Hi"}]),
+        now,
+    );
+    let init = request_of(&written(&mut agent), "initialize");
+    reply(
+        &mut agent,
+        0,
+        &init["id"],
+        json!({"protocolVersion": 2}),
+        now,
+    );
+    assert_eq!(written(&mut agent), [json!({"kill": 0})]);
+    agent.handle_exit(
+        RunId(0),
+        Exit::Exited {
+            code: None,
+            stderr: String::new(),
+        },
+        now,
+    );
+    let out = frames(&mut agent);
+    assert!(out[0]["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("speaks ACP version 2")));
+
+    let mut silent = self::agent();
+    invoke(
+        &mut silent,
+        "inv-1",
+        json!([{"role": "user", "content": "Hi"}]),
+        now,
+    );
+    written(&mut silent);
+    assert_eq!(silent.poll_timeout(), Some(now + Duration::from_secs(5)));
+    silent.handle_timeout(now + Duration::from_secs(5));
+    assert_eq!(written(&mut silent), [json!({"kill": 0})]);
+
+    let mut huge = prompted(now);
+    huge.handle_stdout(RunId(0), &vec![b'x'; MAX_LINE + 1], now);
+    assert_eq!(written(&mut huge), [json!({"kill": 0})]);
+}
+
+#[test]
+fn permission_is_answered_by_the_policy_and_other_requests_refused() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    let asked = json!({"jsonrpc": "2.0", "id": "p1", "method": "session/request_permission",
+                       "params": {"sessionId": "s1", "toolCall": {"toolCallId": "t", "kind": "edit"},
+                                  "options": [{"optionId": "ok", "kind": "allow_once"},
+                                              {"optionId": "nope", "kind": "reject_once"}]}});
+    say(&mut agent, 0, asked, now);
+    say(
+        &mut agent,
+        0,
+        json!({"jsonrpc": "2.0", "id": 9, "method": "fs/read_text_file", "params": {}}),
+        now,
+    );
+    let lines = written(&mut agent);
+    assert_eq!(lines[0]["id"], "p1");
+    assert_eq!(lines[0]["result"]["outcome"]["optionId"], "nope");
+    assert_eq!(lines[1]["error"]["code"], rpc::METHOD_NOT_FOUND);
+}
+
+#[test]
+fn past_the_sessions_cap_the_least_recently_used_idle_session_goes() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    reply(
+        &mut agent,
+        0,
+        &json!(2),
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    let later = now + Duration::from_secs(1);
+    invoke(
+        &mut agent,
+        "inv-2",
+        json!([{"role": "user", "content": "Two"}]),
+        later,
+    );
+    let new = request_of(&written(&mut agent), "session/new");
+    reply(&mut agent, 0, &new["id"], json!({"sessionId": "s2"}), later);
+    let second = prompt_id(&mut agent);
+    // Both places taken, s2 busy: a third conversation takes s1's place.
+    invoke(
+        &mut agent,
+        "inv-3",
+        json!([{"role": "user", "content": "Three"}]),
+        later,
+    );
+    let new = request_of(&written(&mut agent), "session/new");
+    reply(&mut agent, 0, &new["id"], json!({"sessionId": "s3"}), later);
+    assert_eq!(agent.sessions(), 2);
+    prompt_id(&mut agent);
+    // Every session busy: a fourth waits for one to be done.
+    invoke(
+        &mut agent,
+        "inv-4",
+        json!([{"role": "user", "content": "Four"}]),
+        later,
+    );
+    assert!(written(&mut agent).is_empty());
+    reply(
+        &mut agent,
+        0,
+        &second,
+        json!({"stopReason": "end_turn"}),
+        later,
+    );
+    assert_eq!(
+        request_of(&written(&mut agent), "session/new")["method"],
+        "session/new"
+    );
+    frames(&mut agent);
+}
+
+#[test]
+fn a_turn_past_its_deadline_times_out_and_is_cancelled() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    let due = now + Duration::from_secs(60);
+    assert_eq!(agent.poll_timeout(), Some(due));
+    agent.handle_timeout(due);
+    assert_eq!(frames(&mut agent)[0]["error"]["code"], "timeout");
+    assert_eq!(written(&mut agent)[0]["method"], "session/cancel");
+}
+
+#[test]
+fn a_login_the_agent_needs_is_named() {
+    let now = Instant::now();
+    let mut agent = agent();
+    invoke(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "Hi"}]),
+        now,
+    );
+    let init = request_of(&written(&mut agent), "initialize");
+    reply(
+        &mut agent,
+        0,
+        &init["id"],
+        json!({"protocolVersion": 1}),
+        now,
+    );
+    let new = request_of(&written(&mut agent), "session/new");
+    let refused = json!({"jsonrpc": "2.0", "id": new["id"],
+                         "error": {"code": -32000, "message": "Authentication required"}});
+    say(&mut agent, 0, refused, now);
+    let out = frames(&mut agent);
+    assert_eq!(out[0]["error"]["code"], "agent_login");
+    assert!(out[0]["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("run `agent login`")));
+}

@@ -1,0 +1,245 @@
+"""`agent acp`: an agent speaking the Agent Client Protocol serves as a
+model, kept warm, on every runtime. These tests drive a scripted ACP agent
+(tests/fixtures/fake_acp.py) whose every received message is logged, so
+they can count what reached it: processes started (`initialize`), sessions
+opened (`session/new`), prompts and what they held, cancels.
+
+What an editor must see: the agent's message streamed on every editor API;
+a conversation's later turns in the same session, sent only their new
+message; an edited conversation in a session of its own, with its history;
+a cancel reaching the agent when the editor leaves; a crash, a garbled or
+oversized line, a silent or mismatched agent as a clear error, the agent
+restarted for the next turn; permission requests answered by the policy at
+once; nothing left running."""
+
+import json
+import sys
+import time
+import uuid
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from conftest import API_KEY, ROOT
+from test_agent_exec import ExecAgent, running, wait_gone
+
+FAKE = ROOT / "tests" / "fixtures" / "fake_acp.py"
+
+
+class Acp:
+    """`agent acp` running the scripted agent, with its log."""
+
+    def __init__(self, server, tmp_path, *args, env=None):
+        self.server = server
+        self.log = tmp_path / f"acp-{uuid.uuid4().hex[:6]}.jsonl"
+        self.log.touch()
+        self.model = f"acp-{uuid.uuid4().hex[:8]}"
+        self.marker = str(self.log)
+        self.agent = ExecAgent(
+            server,
+            "--model",
+            self.model,
+            *args,
+            "--",
+            sys.executable,
+            str(FAKE),
+            self.marker,
+            env={"FAKE_ACP_LOG": str(self.log), **(env or {})},
+            kind="acp",
+        )
+        server.wait_for_model(self.model)
+
+    def received(self, method=None):
+        """What the agent received, in order (of one method)."""
+        lines = [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+        return [m for m in lines if method is None or m.get("method") == method]
+
+    def prompts(self):
+        return [" ".join(b["text"] for b in m["params"]["prompt"]) for m in self.received("session/prompt")]
+
+    def wait_received(self, method, count=1, timeout=10):
+        deadline = time.monotonic() + timeout
+        while len(self.received(method)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.received(method)) >= count, f"{method} not received: {self.received()}"
+
+    def chat(self, messages, **kwargs):
+        return client(self.server).chat.completions.create(model=self.model, messages=messages, **kwargs)
+
+    def stop(self):
+        out, err = self.agent.stop()
+        wait_gone(self.marker)
+        return out, err
+
+
+@pytest.fixture
+def acp(server, tmp_path):
+    started = []
+
+    def start(*args, env=None):
+        agent = Acp(server, tmp_path, *args, env=env)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
+
+
+def client(server):
+    return openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
+
+
+def user(text):
+    return {"role": "user", "content": text}
+
+
+def streamed_text(stream):
+    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
+def test_an_acp_agent_answers_on_every_editor_api(server, acp):
+    agent = acp()
+    stream = agent.chat([user("hello there")], stream=True)
+    text = streamed_text(stream)
+    assert text.startswith("Turn 1 of s1-") and text.endswith("hello there")
+
+    responses = client(server).responses.create(model=agent.model, input="from responses", stream=True)
+    events = list(responses)
+    done = [e for e in events if e.type == "response.completed"]
+    assert done and done[0].response.output_text.endswith("from responses")
+    assert any(e.type == "response.output_text.delta" for e in events)
+
+    messages = anthropic.Anthropic(base_url=server.base, api_key=API_KEY, max_retries=0)
+    with messages.messages.stream(
+        model=agent.model, max_tokens=100, messages=[user("from messages")]
+    ) as stream:
+        said = "".join(stream.text_stream)
+    assert said.endswith("from messages")
+
+    with httpx.stream(
+        "POST",
+        server.base + "/api/chat",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"model": agent.model, "messages": [user("from ollama")]},
+        timeout=30,
+    ) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    assert lines[-1]["done"] is True
+    assert "".join(line["message"]["content"] for line in lines).endswith("from ollama")
+    assert len(agent.received("initialize")) == 1, "one process for every request"
+
+
+def test_a_conversation_is_one_session_of_one_process_sent_only_its_new_messages(acp):
+    agent = acp()
+    messages = [{"role": "system", "content": "Be brief."}, user("first question")]
+    for turn in range(1, 4):
+        answer = agent.chat(messages).choices[0].message.content
+        assert answer.startswith(f"Turn {turn} of s1-"), answer
+        messages += [{"role": "assistant", "content": answer}, user(f"question {turn + 1}")]
+    assert len(agent.received("initialize")) == 1
+    assert len(agent.received("session/new")) == 1
+    prompts = agent.prompts()
+    assert prompts[0] == "Be brief.\n\nfirst question"
+    assert prompts[1:] == ["question 2", "question 3"]
+
+
+def test_an_edited_conversation_opens_a_session_with_its_history(acp):
+    agent = acp()
+    first = agent.chat([user("one")]).choices[0].message.content
+    edited = [user("one"), {"role": "assistant", "content": first + " (edited)"}, user("two")]
+    answer = agent.chat(edited).choices[0].message.content
+    assert answer.startswith("Turn 1 of s2-"), answer
+    assert len(agent.received("session/new")) == 2
+    history = agent.prompts()[-1]
+    assert "one" in history and "(edited)" in history and history.endswith("two")
+
+
+def test_an_editor_that_leaves_cancels_the_turn_and_the_agent_goes_on(acp):
+    agent = acp()
+    stream = agent.chat([user("SLOW please")], stream=True)
+    got = 0
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            got += 1
+            if got == 3:
+                break
+    stream.close()
+    agent.wait_received("session/cancel")
+    cancelled = agent.received("session/cancel")[0]["params"]["sessionId"]
+    assert cancelled.startswith("s1-")
+    answer = agent.chat([user("after")]).choices[0].message.content
+    assert answer.endswith("after")
+    assert len(agent.received("initialize")) == 1
+
+
+def test_a_crashed_agent_fails_its_turn_and_is_restarted_for_the_next(acp):
+    agent = acp()
+    with pytest.raises(openai.APIError) as failed:
+        streamed_text(agent.chat([user("CRASH now")], stream=True))
+    assert "exited with status 3" in str(failed.value)
+    answer = agent.chat([user("again")]).choices[0].message.content
+    assert answer.startswith("Turn 1 of s1-") and answer.endswith("again")
+    starts = agent.received("initialize")
+    assert len(starts) == 2 and starts[0]["pid"] != starts[1]["pid"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "kind", "chosen"),
+    [("never", "edit", "no"), ("always", "edit", "yes"), ("read-only", "read", "yes"), ("read-only", "execute", "no")],
+)
+def test_permission_requests_follow_the_policy_at_once(acp, policy, kind, chosen):
+    agent = acp("--allow-own-tools", policy)
+    answer = agent.chat([user(f"ASK:{kind}")]).choices[0].message.content
+    assert answer.startswith(f"[permission {chosen}] ")
+
+
+def test_stop_reasons_become_finish_reasons(acp):
+    agent = acp()
+    assert agent.chat([user("REFUSE")]).choices[0].finish_reason == "content_filter"
+    assert agent.chat([user("MAXTOK")]).choices[0].finish_reason == "length"
+    assert agent.chat([user("plain")]).choices[0].finish_reason == "stop"
+
+
+def test_garbage_floods_and_unknown_requests_are_survived(acp):
+    agent = acp()
+    for word in ["GARBAGE", "FLOOD", "FS"]:
+        answer = agent.chat([user(word)]).choices[0].message.content
+        assert answer.endswith(word), answer
+    assert "[fs error -32601]" in agent.chat([user("FS")]).choices[0].message.content
+    assert len(agent.received("initialize")) == 1
+
+
+def test_an_oversized_line_ends_the_agent_with_an_error_and_it_comes_back(acp):
+    agent = acp()
+    with pytest.raises(openai.APIStatusError) as failed:
+        agent.chat([user("HUGE")])
+    assert "longer than 16 MiB" in str(failed.value)
+    assert agent.chat([user("fine")]).choices[0].message.content.endswith("fine")
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "said"),
+    [
+        ({"FAKE_ACP_SILENT": "1"}, ["--start-timeout-secs", "2"], "did not answer `initialize` within 2 s"),
+        ({"FAKE_ACP_VERSION": "2"}, [], "speaks ACP version 2"),
+        ({"FAKE_ACP_AUTH": "1"}, [], "refused a new session: Authentication required"),
+    ],
+)
+def test_an_agent_that_cannot_serve_says_why(acp, env, args, said):
+    agent = acp(*args, env=env)
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as failed:
+        agent.chat([user("hello")])
+    assert said in str(failed.value)
+    assert time.monotonic() - started < 10
+
+
+def test_nothing_is_left_running_when_the_agent_stops(acp):
+    agent = acp()
+    agent.chat([user("hello")])
+    assert running(agent.marker)
+    agent.stop()
+    assert not running(agent.marker)
