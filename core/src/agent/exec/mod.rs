@@ -24,6 +24,7 @@ pub mod output;
 pub mod plain;
 pub mod preset;
 pub mod prompt;
+pub mod relays;
 pub mod round;
 pub mod tools;
 
@@ -39,11 +40,12 @@ use crate::agent::relink::Relink;
 use crate::lines::Line;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use conversation::{Conversation, Conversations, Transcript};
-use link::{Asked, Link, LinkId, LinkOutput};
+use link::{Asked, LinkId, LinkOutput};
+use relays::Relays;
 use output::{Event, OutputFormat};
 use preset::{Format, Preset, MAX_ARGUMENT, SESSION};
 use round::Round;
-use tools::{Chat, Given, Offer, Results};
+use tools::{Chat, Offer, Results};
 
 /// The most of a run's stderr kept for its error message.
 pub const STDERR_TAIL: usize = 2048;
@@ -155,9 +157,7 @@ pub struct ExecAgent {
     runs: HashMap<RunId, Run>,
     conversations: Conversations,
     next_run: u64,
-    /// Relays' connections.
-    links: HashMap<LinkId, Link>,
-    to_links: VecDeque<LinkOutput>,
+    relays: Relays,
 }
 
 impl ExecAgent {
@@ -180,8 +180,7 @@ impl ExecAgent {
             runs: HashMap::new(),
             conversations,
             next_run: 0,
-            links: HashMap::new(),
-            to_links: VecDeque::new(),
+            relays: Relays::default(),
         }
     }
 
@@ -249,11 +248,9 @@ impl ExecAgent {
         let Some((run, replies)) = found else {
             return false;
         };
-        self.to_links.extend(
-            replies
-                .into_iter()
-                .map(|(link, line)| LinkOutput::Send(link, line)),
-        );
+        for (link, line) in replies {
+            self.relays.send(link, line);
+        }
         let Some(state) = self.runs.get_mut(&run) else {
             return false;
         };
@@ -530,22 +527,8 @@ impl ExecAgent {
         }
     }
 
-    /// Closes a connection the agent is done with.
-    fn close_link(&mut self, id: LinkId, why: &str) {
-        if self.links.remove(&id).is_some() {
-            tracing::warn!("a tool relay's connection {why}: closed");
-            self.to_links.push_back(LinkOutput::Close(id));
-        }
-    }
-
-    fn link_line(&mut self, id: LinkId, line: &Line, now: Instant) {
-        let Some(link) = self.links.get(&id) else {
-            return;
-        };
-        let Some(run) = link.run else {
-            self.hello(id, line);
-            return;
-        };
+    /// A line from `run`'s relay on connection `id`.
+    fn link_line(&mut self, id: LinkId, run: RunId, line: &Line, now: Instant) {
         let (Some(state), Some(tools)) = (self.runs.get_mut(&run), self.plan.tools.as_ref()) else {
             return;
         };
@@ -553,7 +536,7 @@ impl ExecAgent {
             return;
         };
         match link::asked(line, &round.offer) {
-            Asked::Reply(reply) => self.to_links.push_back(LinkOutput::Send(id, reply)),
+            Asked::Reply(reply) => self.relays.send(id, reply),
             Asked::Nothing => {}
             Asked::Call {
                 rpc,
@@ -563,46 +546,9 @@ impl ExecAgent {
                 let call_id = |n| link::call_id(&tools.seed, run, n);
                 match round.call(id, rpc, name, arguments, call_id, now) {
                     Ok(()) => give(&mut self.ready, &self.plan, state, now, false),
-                    Err(refusal) => self.to_links.push_back(LinkOutput::Send(id, refusal)),
+                    Err(refusal) => self.relays.send(id, refusal),
                 }
             }
-        }
-    }
-
-    /// A connection's first line: the run whose secret it says gets it,
-    /// unless it holds as many as a run may.
-    fn hello(&mut self, id: LinkId, line: &Line) {
-        let found = match (line, self.plan.tools.as_ref()) {
-            (Line::Text(hello), Some(tools)) => self.runs.iter().find_map(|(&run, state)| {
-                let secret = link::secret(&tools.seed, run);
-                (state.round.is_some() && link::says(hello, &secret)).then_some(run)
-            }),
-            _ => None,
-        };
-        match found {
-            Some(run) if link::held_by(&self.links, run) >= link::MAX_PER_RUN => {
-                self.close_link(id, "is one more than a run may hold");
-            }
-            Some(run) => {
-                if let Some(link) = self.links.get_mut(&id) {
-                    link.run = Some(run);
-                }
-            }
-            None => self.close_link(id, "did not say a run's secret"),
-        }
-    }
-
-    /// A run is over: its relays' connections are closed.
-    fn close_links_of(&mut self, run: RunId) {
-        let ids: Vec<LinkId> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.run == Some(run))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ids {
-            self.links.remove(&id);
-            self.to_links.push_back(LinkOutput::Close(id));
         }
     }
 
@@ -684,7 +630,7 @@ impl ProcessAgent for ExecAgent {
         let Some(state) = self.runs.remove(&run) else {
             return;
         };
-        self.close_links_of(run);
+        self.relays.close_all_of(run);
         if !state.settled && !state.parked() {
             self.finish(state, &exit, now);
         }
@@ -703,9 +649,7 @@ impl ProcessAgent for ExecAgent {
     /// editor; a run the editor left waiting past its wait is ended; a
     /// relay's connection that did not say its hello in time is closed.
     fn handle_timeout(&mut self, now: Instant) {
-        for id in link::silent(&self.links, now) {
-            self.close_link(id, "did not say a run's secret in time");
-        }
+        self.relays.expire(now);
         let secs = self.plan.timeout.as_secs();
         let message = format!("the agent did not answer within {secs} s");
         let (late, waiting): (Vec<_>, Vec<_>) =
@@ -754,7 +698,7 @@ impl ProcessAgent for ExecAgent {
             own.into_iter().chain(round.and_then(Round::deadline))
         });
         runs.chain(self.queue.iter().map(|r| r.deadline))
-            .chain(link::hello_due(&self.links))
+            .chain(self.relays.due())
             .min()
     }
 
@@ -762,30 +706,25 @@ impl ProcessAgent for ExecAgent {
     /// starts with its hello). Connections that have not said theirs are
     /// few at most: a new one closes the oldest of them.
     fn handle_link(&mut self, id: LinkId, bytes: &[u8], now: Instant) {
-        if !self.links.contains_key(&id) {
-            if let Some(oldest) = link::crowded_out(&self.links) {
-                self.close_link(oldest, "crowded out before its hello");
-            }
-            self.links.insert(id, Link::new(now));
-        }
-        let Some(link) = self.links.get_mut(&id) else {
-            return;
+        let seed = self.plan.tools.as_ref().map(|t| t.seed);
+        let runs = &self.runs;
+        let owner = |hello: &str| {
+            let seed = seed?;
+            runs.iter().find_map(|(&run, state)| {
+                let secret = link::secret(&seed, run);
+                (state.round.is_some() && link::says(hello, &secret)).then_some(run)
+            })
         };
-        for line in link.input.push(bytes) {
-            self.link_line(id, &line, now);
-        }
-        if self.links.get(&id).is_some_and(|l| l.unsaid_past(now)) {
-            self.close_link(id, "sent more than a hello");
+        for (run, line) in self.relays.input(id, bytes, now, owner) {
+            self.link_line(id, run, &line, now);
         }
     }
 
     /// A relay's connection closed.
     fn handle_link_closed(&mut self, id: LinkId) {
-        let Some(link) = self.links.remove(&id) else {
-            return;
-        };
-        let round = link
-            .run
+        let round = self
+            .relays
+            .closed(id)
             .and_then(|run| self.runs.get_mut(&run))
             .and_then(|state| state.round.as_mut());
         if let Some(round) = round {
@@ -795,7 +734,7 @@ impl ProcessAgent for ExecAgent {
 
     /// The next line to write to a relay, or one to close.
     fn poll_link(&mut self) -> Option<LinkOutput> {
-        self.to_links.pop_front()
+        self.relays.poll()
     }
 }
 
@@ -848,24 +787,7 @@ fn give(ready: &mut VecDeque<String>, plan: &ExecPlan, state: &mut Run, now: Ins
         return;
     }
     let given = round.give(now + link.wait);
-    let calls: Vec<Value> = given
-        .iter()
-        .enumerate()
-        .map(
-            |(
-                index,
-                Given {
-                    id,
-                    name,
-                    arguments,
-                },
-            )| {
-                json!({"index": index, "id": id, "type": "function",
-                   "function": {"name": name, "arguments": arguments.to_string()}})
-            },
-        )
-        .collect();
-    let mut delta = json!({"tool_calls": calls});
+    let mut delta = json!({"tool_calls": tools::calls_delta(&given)});
     if state.index == 0 {
         delta["role"] = json!("assistant");
     }

@@ -69,6 +69,24 @@ impl Offer {
     pub fn has(&self, name: &str) -> bool {
         self.tools.iter().any(|t| t["name"] == name)
     }
+
+    /// Whether `text` (an agent's title for a call) names one of the tools.
+    pub fn named_in(&self, text: &str) -> bool {
+        self.tools
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .any(|name| text.contains(name))
+    }
+}
+
+/// The calls given to the editor, as a chunk's `tool_calls` (the OpenAI
+/// delta shape every editor API is translated from).
+pub fn calls_delta(given: &[Given]) -> Value {
+    let calls = given.iter().enumerate().map(|(index, g)| {
+        json!({"index": index, "id": g.id, "type": "function",
+               "function": {"name": g.name, "arguments": g.arguments.to_string()}})
+    });
+    Value::Array(calls.collect())
 }
 
 /// A chat tool (`{type: "function", function: {name, description,
