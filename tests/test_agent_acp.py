@@ -243,3 +243,60 @@ def test_nothing_is_left_running_when_the_agent_stops(acp):
     assert running(agent.marker)
     agent.stop()
     assert not running(agent.marker)
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {"name": "get_time", "description": "The time in a city.", "parameters": {"type": "object"}},
+}
+
+
+def results_for(message, texts):
+    """The editor's tool messages answering `message`'s calls."""
+    return [
+        {"role": "tool", "tool_call_id": call.id, "content": texts[call.function.name]}
+        for call in message.tool_calls
+    ]
+
+
+def test_the_editors_tools_round_trip_in_the_same_session(acp):
+    agent = acp()
+    messages = [user("TOOL:get_weather,get_time")]
+    first = agent.chat(messages, tools=[WEATHER, TIME]).choices[0]
+    assert first.finish_reason == "tool_calls"
+    calls = sorted((c.function.name, json.loads(c.function.arguments)) for c in first.message.tool_calls)
+    assert calls == [("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"})]
+    # The agent listed exactly the editor's tools when its session opened.
+    [listed] = [m["listed"] for m in agent.received() if "listed" in m]
+    assert sorted(listed) == ["get_time", "get_weather"]
+
+    messages += [first.message.model_dump(exclude_none=True)]
+    messages += results_for(first.message, {"get_weather": "Sunny", "get_time": "Noon"})
+    stream = agent.chat(messages, tools=[WEATHER, TIME], stream=True)
+    text = streamed_text(stream)
+    assert "[get_weather said: Sunny]" in text and "[get_time said: Noon]" in text, text
+    assert text.startswith("[get_weather said: Sunny] [get_time said: Noon]") or "Turn 1 of s1-" in text
+    # One session, one prompt: the agent's turn went on with the results.
+    assert len(agent.received("session/new")) == 1
+    assert len(agent.received("session/prompt")) == 1
+
+
+def test_an_edited_conversation_ends_the_turn_waiting_for_results(acp):
+    agent = acp()
+    first = agent.chat([user("TOOL:get_weather")], tools=[WEATHER]).choices[0]
+    assert first.finish_reason == "tool_calls"
+    # The editor went on in that conversation without the results: the
+    # turn waiting for them is cancelled.
+    went_on = [user("TOOL:get_weather"), {"role": "assistant", "content": "No calls."}, user("something else")]
+    answer = agent.chat(went_on, tools=[WEATHER]).choices[0].message.content
+    assert answer.endswith("something else")
+    agent.wait_received("session/cancel")
+    assert len(agent.received("session/new")) == 2

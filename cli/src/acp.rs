@@ -9,6 +9,8 @@ use mcp_provider_core::agent::acp::permission::Policy;
 use mcp_provider_core::agent::acp::preset::{self, Preset, PRESETS};
 use mcp_provider_core::agent::acp::AcpPlan;
 
+use mcp_provider_kit::relay::{self, ToolDir};
+
 use crate::exec::find_program;
 
 #[derive(Args)]
@@ -48,6 +50,10 @@ pub struct AcpArgs {
     /// Do not show the agent's own tool calls and plan as reasoning.
     #[arg(long)]
     hide_tools: bool,
+    /// How long a turn that called the editor's tools waits for the
+    /// editor's results (its next request) before it is ended.
+    #[arg(long, default_value_t = 300)]
+    tool_wait_secs: u64,
     /// The agent's working directory, and its sessions'.
     #[arg(long)]
     cwd: Option<PathBuf>,
@@ -130,7 +136,23 @@ impl AcpArgs {
             policy: Policy::from_name(&self.allow_own_tools).unwrap_or_default(),
             show_tools: !self.hide_tools,
             login: preset.map(|p| p.login.to_owned()),
+            tools: None,
+            own_tools_off: preset
+                .and_then(|p| p.own_tools_off)
+                .and_then(|meta| serde_json::from_str(meta).ok()),
         })
+    }
+
+    /// The tool link sessions reach the editor's tools by (set in the
+    /// plan), and the directory to keep while it serves.
+    pub fn tools(&self, plan: &mut AcpPlan) -> Result<ToolDir, String> {
+        if self.tool_wait_secs == 0 {
+            return Err("--tool-wait-secs must be at least 1".to_owned());
+        }
+        let wait = Duration::from_secs(self.tool_wait_secs);
+        let (link, dir) = relay::prepare(wait, false)?;
+        plan.tools = Some(link);
+        Ok(dir)
     }
 
     pub fn cwd(&self) -> Option<PathBuf> {

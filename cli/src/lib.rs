@@ -258,8 +258,9 @@ fn agent_exec<R: Runtime>(args: &exec::ExecArgs) -> Result<(), Failure> {
 /// `agent acp`: the plan, then the agent kept running (started with the
 /// first request).
 fn agent_acp<R: Runtime>(args: &acp::AcpArgs) -> Result<(), Failure> {
-    let plan = args.plan().map_err(Failure::Usage)?;
+    let mut plan = args.plan().map_err(Failure::Usage)?;
     let link = args.link.clone().resolve().map_err(Failure::Usage)?;
+    let tool_dir = args.tools(&mut plan).map_err(Failure::Usage)?;
     println!(
         "Connecting to {} to serve model `{}` with `{}` over ACP…",
         link.url,
@@ -271,7 +272,7 @@ fn agent_acp<R: Runtime>(args: &acp::AcpArgs) -> Result<(), Failure> {
         plan: Plan::Acp(plan),
         cwd: args.cwd(),
         pass_env: args.pass_env(),
-        tool_socket: None,
+        tool_socket: Some(tool_dir.socket()),
         run_homes: None,
     })
     .map_err(Failure::Runtime)

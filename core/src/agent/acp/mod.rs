@@ -21,9 +21,10 @@
 pub mod permission;
 pub mod preset;
 pub mod rpc;
+mod tools;
 pub mod update;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -33,6 +34,10 @@ use crate::agent::exec::conversation::{Key, Transcript};
 use crate::agent::exec::error_frame;
 use crate::agent::exec::link::{LinkId, LinkOutput};
 use crate::agent::exec::prompt;
+use crate::agent::exec::relays::Relays;
+use crate::agent::exec::round::Round;
+use crate::agent::exec::tools::Offer;
+use crate::agent::exec::ToolLink;
 use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 use crate::agent::relink::Relink;
 use crate::lines::{Line, LineBuffer};
@@ -53,6 +58,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// An agent that ran this long before it ended is restarted at once.
 const STABLE: Duration = Duration::from_secs(10);
+/// The longest a session's first prompt waits for its agent to list the
+/// editor's tools.
+const LIST_WAIT: Duration = Duration::from_secs(5);
 
 /// What to run, and the limits to run it in.
 #[derive(Debug, Clone)]
@@ -82,6 +90,13 @@ pub struct AcpPlan {
     /// What logs the agent in, when known: said to an editor whose turn
     /// the agent refused for want of a login.
     pub login: Option<String>,
+    /// How sessions reach the editor's tools; without it a request's
+    /// tools are not offered.
+    pub tools: Option<ToolLink>,
+    /// The `_meta` of a `session/new` that turns the agent's own tools off
+    /// (for an agent that can), sent when the session gets the editor's
+    /// tools and the agent may not run its own anyway.
+    pub own_tools_off: Option<Value>,
 }
 
 /// A request for a turn.
@@ -100,6 +115,10 @@ struct Request {
     deadline: Instant,
     /// The editor left while the session was being opened.
     cancelled: bool,
+    /// The editor's tools, when the session is given them.
+    offer: Option<Offer>,
+    /// Whose secret the session's relay says, once its `session/new` went.
+    owner: Option<RunId>,
 }
 
 /// A turn being answered.
@@ -114,6 +133,19 @@ struct Turn {
     /// Characters of text sent, for a usage estimate.
     completion_chars: u64,
     shows: Shows,
+    /// Its calls of the editor's tools, when it was given them.
+    round: Option<Round>,
+    /// The prompt, held until the agent has listed the editor's tools (an
+    /// agent may take its first prompt before it has), and until when.
+    held: Option<(String, Instant)>,
+}
+
+impl Turn {
+    /// Whether the turn waits for the editor's results: its request was
+    /// answered, and what the agent says belongs to no one until they come.
+    fn parked(&self) -> bool {
+        self.round.as_ref().is_some_and(Round::parked)
+    }
 }
 
 /// An ACP session.
@@ -122,6 +154,11 @@ struct Session {
     key: Option<Key>,
     turn: Option<Turn>,
     last_used: Instant,
+    /// The owner its relay says the secret of, when it was given the
+    /// editor's tools.
+    tools: Option<RunId>,
+    /// The tools its last turn offered, listed between turns.
+    offer: Option<Offer>,
 }
 
 /// What an answer from the agent is for.
@@ -159,6 +196,11 @@ pub struct AcpAgent {
     queue: VecDeque<Request>,
     /// Processes started, for observing.
     starts: u64,
+    relays: Relays,
+    /// The next owner number for a session's relay.
+    next_tools: u64,
+    /// The owners whose relay answered a `tools/list`.
+    listed: HashSet<RunId>,
 }
 
 impl AcpAgent {
@@ -185,6 +227,9 @@ impl AcpAgent {
             sessions: HashMap::new(),
             queue: VecDeque::new(),
             starts: 0,
+            relays: Relays::default(),
+            next_tools: 0,
+            listed: HashSet::new(),
         }
     }
 
@@ -207,14 +252,21 @@ impl AcpAgent {
 
     /// The request for a payload.
     fn request(&self, invoke: String, payload: &Value, now: Instant) -> Request {
+        let offer = Offer::of(payload).filter(|_| self.plan.tools.is_some());
+        let with_choice = |prompt: String| match offer.as_ref().and_then(|o| o.choice.as_ref()) {
+            Some(choice) => format!("{prompt}\n\n{choice}"),
+            None => prompt,
+        };
         let mut request = Request {
             invoke,
-            whole: prompt::render(payload),
+            whole: with_choice(prompt::render(payload)),
             last: None,
             continues: None,
             transcript: None,
             deadline: now + self.plan.timeout,
             cancelled: false,
+            offer: None,
+            owner: None,
         };
         let messages = payload["messages"].as_array().map(Vec::as_slice);
         if let Some(messages) = messages.filter(|_| payload["kind"] == "chat") {
@@ -222,10 +274,11 @@ impl AcpAgent {
             if let Some((last, earlier)) = messages.split_last() {
                 if last["role"] == "user" && !earlier.is_empty() {
                     request.continues = Some(Transcript::of(earlier).key());
-                    request.last = Some(text_of(&last["content"]));
+                    request.last = Some(with_choice(text_of(&last["content"])));
                 }
             }
         }
+        request.offer = offer;
         request
     }
 
@@ -297,10 +350,13 @@ impl AcpAgent {
         if !ready {
             return self.wait(request, now);
         }
+        // A session continues with the editor's tools only if it was
+        // opened with them (its MCP servers are fixed when it opens).
+        let tools = request.offer.is_some();
         let found = request.continues.and_then(|key| {
             self.sessions
                 .iter()
-                .find(|(_, s)| s.turn.is_none() && s.key == Some(key))
+                .find(|(_, s)| s.turn.is_none() && s.key == Some(key) && s.tools.is_some() == tools)
                 .map(|(id, _)| id.clone())
         });
         if let (Some(id), Some(last)) = (found, request.last.clone()) {
@@ -314,7 +370,8 @@ impl AcpAgent {
         if self.sessions.len() + opening >= self.plan.max_sessions && !self.evict_idle() {
             return self.wait(request, now);
         }
-        let params = json!({"cwd": self.plan.cwd, "mcpServers": []});
+        let mut request = request;
+        let params = self.new_session(&mut request);
         self.call(
             "session/new",
             params,
@@ -331,7 +388,20 @@ impl AcpAgent {
             .filter(|(_, s)| s.turn.is_none())
             .min_by_key(|(_, s)| (s.key.is_some(), s.last_used))
             .map(|(id, _)| id.clone());
-        victim.is_some_and(|id| self.sessions.remove(&id).is_some())
+        victim.is_some_and(|id| self.forget(&id))
+    }
+
+    /// Forgets a session, closing its relay's connections; false when
+    /// there was none.
+    fn forget(&mut self, id: &str) -> bool {
+        let Some(session) = self.sessions.remove(id) else {
+            return false;
+        };
+        if let Some(owner) = session.tools {
+            self.relays.close_all_of(owner);
+            self.listed.remove(&owner);
+        }
+        true
     }
 
     /// Queues a request that cannot go yet (refused as busy past the
@@ -353,17 +423,23 @@ impl AcpAgent {
         }
     }
 
-    /// Sends a turn's prompt to its session.
+    /// Sends a turn's prompt to its session: held, in a session given the
+    /// editor's tools, until its agent listed them (or for a while).
     fn prompt(&mut self, id: String, request: Request, text: String, now: Instant) {
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
+        let unlisted = session
+            .tools
+            .is_some_and(|owner| !self.listed.contains(&owner));
+        let held = unlisted.then(|| (text.clone(), now + LIST_WAIT));
         let mut answer = request.transcript;
         if let Some(t) = answer.as_mut() {
             t.open("assistant");
         }
         session.key = None;
         session.last_used = now;
+        session.offer.clone_from(&request.offer);
         session.turn = Some(Turn {
             invoke: request.invoke,
             deadline: request.deadline,
@@ -372,9 +448,22 @@ impl AcpAgent {
             prompt_tokens: estimate_tokens(&text),
             completion_chars: 0,
             shows: Shows::new(self.plan.show_tools),
+            round: request.offer.map(Round::new),
+            held: None,
         });
+        match held {
+            Some(held) => {
+                if let Some(turn) = session.turn.as_mut() {
+                    turn.held = Some(held);
+                }
+            }
+            None => self.send_prompt(&id, text),
+        }
+    }
+
+    fn send_prompt(&mut self, id: &str, text: String) {
         let params = json!({"sessionId": id, "prompt": [{"type": "text", "text": text}]});
-        self.call("session/prompt", params, Pending::Prompt(id));
+        self.call("session/prompt", params, Pending::Prompt(id.to_owned()));
     }
 
     /// Sends what waits and can now go, in order.
@@ -397,7 +486,8 @@ impl AcpAgent {
             Incoming::Request { id, method, params } => {
                 let line = match method.as_str() {
                     "session/request_permission" => {
-                        rpc::result(&id, permission::answer(self.plan.policy, &params))
+                        let editors = self.asks_for_editor_tool(&params);
+                        rpc::result(&id, permission::answer(self.plan.policy, &params, editors))
                     }
                     _ => rpc::error(
                         &id,
@@ -421,6 +511,7 @@ impl AcpAgent {
             .as_str()
             .and_then(|id| self.sessions.get_mut(id))
             .and_then(|s| s.turn.as_mut())
+            .filter(|t| !t.parked())
         else {
             return;
         };
@@ -482,12 +573,15 @@ impl AcpAgent {
         let Some(id) = id else {
             return self.end_process("it answered `session/new` without a session id".into());
         };
+        let tools = request.owner;
         self.sessions.insert(
             id.clone(),
             Session {
                 key: None,
                 turn: None,
                 last_used: now,
+                tools,
+                offer: None,
             },
         );
         if request.cancelled {
@@ -548,7 +642,7 @@ impl AcpAgent {
                 let message = format!("`{}` failed the turn: {}", self.program(), failure.message);
                 self.ready
                     .push_back(error_frame(&turn.invoke, &message, "agent_failed"));
-                self.sessions.remove(id);
+                self.forget(id);
             }
         }
         self.drain_queue(now);
@@ -557,7 +651,7 @@ impl AcpAgent {
     /// Stops a session's turn: the agent is told to cancel, and the session
     /// is forgotten (an agent's cancelled session is not reliably reusable).
     fn stop_turn(&mut self, id: &str) {
-        self.sessions.remove(id);
+        self.forget(id);
         self.write(rpc::notification(
             "session/cancel",
             json!({"sessionId": id}),
@@ -568,7 +662,11 @@ impl AcpAgent {
     fn session_of(&self, invoke: &str) -> Option<String> {
         self.sessions
             .iter()
-            .find(|(_, s)| s.turn.as_ref().is_some_and(|t| t.invoke == invoke))
+            .find(|(_, s)| {
+                s.turn
+                    .as_ref()
+                    .is_some_and(|t| t.invoke == invoke && !t.parked())
+            })
             .map(|(id, _)| id.clone())
     }
 
@@ -615,7 +713,11 @@ impl AcpAgent {
             }
         }
         for (_, session) in self.sessions.drain() {
-            if let Some(turn) = session.turn {
+            if let Some(owner) = session.tools {
+                self.relays.close_all_of(owner);
+                self.listed.remove(&owner);
+            }
+            if let Some(turn) = session.turn.filter(|t| !t.parked()) {
                 self.ready
                     .push_back(error_frame(&turn.invoke, &why, "agent_failed"));
             }
@@ -649,8 +751,14 @@ impl ProcessAgent for AcpAgent {
         match msg["type"].as_str() {
             Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
             Some("model_invoke") if !id.is_empty() => {
-                let request = self.request(id.to_owned(), &msg["payload"], now);
-                self.dispatch(request, now);
+                let payload = &msg["payload"];
+                if !self.resume_waiting(id, payload, now) {
+                    let request = self.request(id.to_owned(), payload, now);
+                    if let Some(offer) = &request.offer {
+                        self.end_waiting_in(&offer.chat);
+                    }
+                    self.dispatch(request, now);
+                }
             }
             Some("cancel") => self.cancel(id, now),
             _ => {}
@@ -714,7 +822,10 @@ impl ProcessAgent for AcpAgent {
             .sessions
             .iter()
             .filter_map(|(id, s)| {
-                let turn = s.turn.as_ref().filter(|t| t.deadline <= now)?;
+                let turn = s
+                    .turn
+                    .as_ref()
+                    .filter(|t| !t.parked() && t.deadline <= now)?;
                 Some((id.clone(), turn.invoke.clone()))
             })
             .collect();
@@ -731,8 +842,16 @@ impl ProcessAgent for AcpAgent {
                 .push_back(error_frame(&r.invoke, &message, "timeout"));
         }
         let idle = self.plan.idle;
-        self.sessions
-            .retain(|_, s| s.turn.is_some() || s.last_used + idle > now);
+        let gone: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.turn.is_none() && s.last_used + idle <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.forget(&id);
+        }
+        self.tools_due(now);
         let start_due = self.start_due();
         if start_due.is_some_and(|due| due <= now) {
             let secs = self.plan.start_timeout.as_secs();
@@ -745,9 +864,13 @@ impl ProcessAgent for AcpAgent {
         self.drain_queue(now);
     }
 
-    fn handle_link(&mut self, _id: LinkId, _bytes: &[u8], _now: Instant) {}
+    fn handle_link(&mut self, id: LinkId, bytes: &[u8], now: Instant) {
+        self.relay_input(id, bytes, now);
+    }
 
-    fn handle_link_closed(&mut self, _id: LinkId) {}
+    fn handle_link_closed(&mut self, id: LinkId) {
+        self.relay_closed(id);
+    }
 
     fn poll_transmit(&mut self) -> Option<String> {
         self.ready.pop_front()
@@ -758,18 +881,19 @@ impl ProcessAgent for AcpAgent {
     }
 
     fn poll_link(&mut self) -> Option<LinkOutput> {
-        None
+        self.relays.poll()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.plan.idle;
-        let sessions = self.sessions.values().map(|s| match &s.turn {
-            Some(turn) => turn.deadline,
-            None => s.last_used + idle,
+        let sessions = self.sessions.values().flat_map(|s| match &s.turn {
+            Some(turn) => tools::due(turn),
+            None => vec![s.last_used + idle],
         });
         let retry = self.retry_at.filter(|_| !self.queue.is_empty());
         sessions
             .chain(self.queue.iter().map(|r| r.deadline))
+            .chain(self.relays.due())
             .chain(self.start_due())
             .chain(retry)
             .min()

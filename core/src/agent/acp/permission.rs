@@ -39,11 +39,12 @@ impl Policy {
 }
 
 /// The answer to a `session/request_permission`'s `params`: the option of
-/// the kind the policy picks (once rather than always), or `cancelled`
-/// when the agent offers none of that kind.
-pub fn answer(policy: Policy, params: &Value) -> Value {
+/// the kind the policy picks (once rather than always) — allowed, for one
+/// of the `editors` tools — or `cancelled` when the agent offers none of
+/// that kind.
+pub fn answer(policy: Policy, params: &Value, editors: bool) -> Value {
     let kind = params["toolCall"]["kind"].as_str().unwrap_or("other");
-    let wanted: &[&str] = if policy.allows(kind) {
+    let wanted: &[&str] = if editors || policy.allows(kind) {
         &["allow_once", "allow_always"]
     } else {
         &["reject_once", "reject_always"]
@@ -85,14 +86,20 @@ mod tests {
 
     #[test]
     fn the_option_is_chosen_by_kind_once_rather_than_always() {
-        assert_eq!(chosen(answer(Policy::Never, &asked("read"))), "cancel");
         assert_eq!(
-            chosen(answer(Policy::ReadOnly, &asked("read"))),
+            chosen(answer(Policy::Never, &asked("read"), false)),
+            "cancel"
+        );
+        assert_eq!(
+            chosen(answer(Policy::ReadOnly, &asked("read"), false)),
             "proceed_once"
         );
-        assert_eq!(chosen(answer(Policy::ReadOnly, &asked("edit"))), "cancel");
         assert_eq!(
-            chosen(answer(Policy::Always, &asked("execute"))),
+            chosen(answer(Policy::ReadOnly, &asked("edit"), false)),
+            "cancel"
+        );
+        assert_eq!(
+            chosen(answer(Policy::Always, &asked("execute"), false)),
             "proceed_once"
         );
     }
@@ -102,11 +109,11 @@ mod tests {
         let only_allow = json!({"toolCall": {"kind": "edit"},
                                 "options": [{"optionId": "ok", "kind": "allow_once"}]});
         assert_eq!(
-            answer(Policy::Never, &only_allow),
+            answer(Policy::Never, &only_allow, false),
             json!({"outcome": {"outcome": "cancelled"}})
         );
         assert_eq!(
-            answer(Policy::Always, &json!({"options": "nonsense"})),
+            answer(Policy::Always, &json!({"options": "nonsense"}), false),
             json!({"outcome": {"outcome": "cancelled"}})
         );
     }

@@ -15,6 +15,9 @@ pub struct Preset {
     pub login: &'static str,
     /// How to install it.
     pub install: &'static str,
+    /// The `_meta` of a `session/new` that turns its own tools off, for an
+    /// agent that has such a switch (JSON).
+    pub own_tools_off: Option<&'static str>,
 }
 
 pub const PRESETS: &[Preset] = &[
@@ -25,6 +28,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[("IS_SANDBOX", "1")],
         login: "claude /login (or set ANTHROPIC_API_KEY)",
         install: "npm install -g @zed-industries/claude-agent-acp @anthropic-ai/claude-code",
+        own_tools_off: Some(r#"{"disableBuiltInTools": true}"#),
     },
     Preset {
         name: "codex",
@@ -32,6 +36,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "codex login (or set OPENAI_API_KEY)",
         install: "npm install -g @zed-industries/codex-acp",
+        own_tools_off: None,
     },
     Preset {
         name: "gemini",
@@ -39,6 +44,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "gemini, then choose a login (or set GEMINI_API_KEY)",
         install: "npm install -g @google/gemini-cli",
+        own_tools_off: None,
     },
     Preset {
         name: "qwen",
@@ -46,6 +52,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "qwen, then /auth (or set OPENAI_API_KEY with --auth-type openai)",
         install: "npm install -g @qwen-code/qwen-code",
+        own_tools_off: None,
     },
     Preset {
         name: "opencode",
@@ -53,6 +60,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "opencode auth login",
         install: "npm install -g opencode-ai",
+        own_tools_off: None,
     },
     Preset {
         name: "goose",
@@ -60,6 +68,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "goose configure",
         install: "see https://block.github.io/goose/",
+        own_tools_off: None,
     },
     Preset {
         name: "cursor-agent",
@@ -67,6 +76,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "cursor-agent login",
         install: "curl https://cursor.com/install -fsS | bash",
+        own_tools_off: None,
     },
 ];
 
@@ -93,6 +103,10 @@ mod tests {
         for preset in PRESETS {
             assert_eq!(named(preset.name), Some(preset));
             assert!(!preset.command.is_empty());
+            let meta = preset
+                .own_tools_off
+                .map(serde_json::from_str::<serde_json::Value>);
+            assert!(meta.is_none_or(|m| m.is_ok()), "{}", preset.name);
         }
         assert_eq!(named("nope"), None);
         assert!(names().starts_with("claude, codex"));

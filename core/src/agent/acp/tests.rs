@@ -21,6 +21,8 @@ fn plan() -> AcpPlan {
         policy: Policy::Never,
         show_tools: true,
         login: Some("agent login".into()),
+        tools: None,
+        own_tools_off: None,
     }
 }
 

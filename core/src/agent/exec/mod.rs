@@ -41,9 +41,9 @@ use crate::lines::Line;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use conversation::{Conversation, Conversations, Transcript};
 use link::{Asked, LinkId, LinkOutput};
-use relays::Relays;
 use output::{Event, OutputFormat};
 use preset::{Format, Preset, MAX_ARGUMENT, SESSION};
+use relays::Relays;
 use round::Round;
 use tools::{Chat, Offer, Results};
 

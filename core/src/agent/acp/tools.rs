@@ -1,0 +1,297 @@
+//! The editor's tools in an ACP session: the session's one MCP server is
+//! the relay `agent exec` gives its CLIs, saying the session's secret. The
+//! agent's calls of the editor's tools are gathered ([`Round`]) and given
+//! to the editor as the answer's tool calls; the turn is then parked, its
+//! prompt still running in the agent, until the editor's next request
+//! brings the results: they answer the agent's MCP calls, and what the
+//! agent does next is that request's answer.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::{chunk, AcpAgent, Pending, Request, Turn};
+use crate::agent::exec::link::{self, Asked, LinkId};
+use crate::agent::exec::round::Round;
+use crate::agent::exec::tools::{self, Chat, Results, SERVER};
+use crate::agent::process::RunId;
+use crate::lines::Line;
+use crate::tokens::tokens_for_chars;
+
+/// When the turn has something to do: its own deadline, its calls' batch
+/// or wait, its held prompt's.
+pub(super) fn due(turn: &Turn) -> Vec<Instant> {
+    let own = (!turn.parked()).then_some(turn.deadline);
+    let round = turn.round.as_ref().and_then(Round::deadline);
+    let held = turn.held.as_ref().map(|(_, until)| *until);
+    own.into_iter().chain(round).chain(held).collect()
+}
+
+impl AcpAgent {
+    /// `session/new`'s parameters for `request`: with the editor's tools,
+    /// the relay as its MCP server, saying a secret of the session's own
+    /// (its owner is kept in the request).
+    pub(super) fn new_session(&mut self, request: &mut Request) -> Value {
+        let link = self.plan.tools.as_ref().filter(|_| request.offer.is_some());
+        let Some((link, (command, args))) = link.and_then(|l| Some((l, l.relay.split_first()?)))
+        else {
+            return json!({"cwd": self.plan.cwd, "mcpServers": []});
+        };
+        let owner = RunId(self.next_tools);
+        self.next_tools += 1;
+        request.owner = Some(owner);
+        let mut args = args.to_vec();
+        args.push(link::secret(&link.seed, owner));
+        let server = json!({"name": SERVER, "command": command, "args": args, "env": []});
+        let mut params = json!({"cwd": self.plan.cwd, "mcpServers": [server]});
+        if let Some(meta) = self.plan.own_tools_off.as_ref() {
+            if self.plan.policy == super::Policy::Never {
+                params["_meta"] = meta.clone();
+            }
+        }
+        params
+    }
+
+    /// Whether a permission request is for one of the editor's tools in
+    /// its session: the editor decides on those, by running them or not.
+    pub(super) fn asks_for_editor_tool(&self, params: &Value) -> bool {
+        let round = params["sessionId"]
+            .as_str()
+            .and_then(|id| self.sessions.get(id))
+            .and_then(|s| s.turn.as_ref())
+            .and_then(|t| t.round.as_ref());
+        let title = params["toolCall"]["title"].as_str().unwrap_or_default();
+        round.is_some_and(|r| !title.is_empty() && r.offer.named_in(title))
+    }
+
+    /// Bytes from a relay's connection.
+    pub(super) fn relay_input(&mut self, id: LinkId, bytes: &[u8], now: Instant) {
+        let Some(seed) = self.plan.tools.as_ref().map(|t| t.seed) else {
+            return;
+        };
+        // A relay may say its hello before its session is open: agents
+        // start their MCP servers while they answer `session/new`.
+        let opened = self.sessions.values().filter_map(|s| s.tools);
+        let opening = self.pending.values().filter_map(|p| match p {
+            Pending::NewSession(request) => request.owner,
+            _ => None,
+        });
+        let owners: Vec<RunId> = opened.chain(opening).collect();
+        let owner = |hello: &str| {
+            owners
+                .iter()
+                .copied()
+                .find(|&owner| link::says(hello, &link::secret(&seed, owner)))
+        };
+        for (owner, line) in self.relays.input(id, bytes, now, owner) {
+            self.relay_line(id, owner, &line, now);
+        }
+    }
+
+    /// A line from the relay of the session `owner` stands for.
+    fn relay_line(&mut self, id: LinkId, owner: RunId, line: &Line, now: Instant) {
+        let Some(seed) = self.plan.tools.as_ref().map(|t| t.seed) else {
+            return;
+        };
+        if lists_tools(line) {
+            self.listed.insert(owner);
+        }
+        let session_id = self
+            .sessions
+            .iter()
+            .find(|(_, s)| s.tools == Some(owner))
+            .map(|(id, _)| id.clone());
+        let turn = session_id
+            .as_ref()
+            .and_then(|sid| self.sessions.get_mut(sid))
+            .and_then(|s| s.turn.as_mut())
+            .filter(|t| t.round.is_some());
+        let (Some(session_id), Some(turn)) = (session_id.clone(), turn) else {
+            return self.outside_turn(id, owner, session_id.as_deref(), line);
+        };
+        let Some(round) = turn.round.as_mut() else {
+            return;
+        };
+        match link::asked(line, &round.offer) {
+            Asked::Reply(reply) => {
+                self.relays.send(id, reply);
+                if lists_tools(line) {
+                    if let Some((text, _)) = turn.held.take() {
+                        let session_id = session_id.clone();
+                        self.send_prompt(&session_id, text);
+                    }
+                }
+            }
+            Asked::Nothing => {}
+            Asked::Call {
+                rpc,
+                name,
+                arguments,
+            } => {
+                let call_id = |n| link::call_id(&seed, owner, n);
+                match round.call(id, rpc, name, arguments, call_id, now) {
+                    // The agent does not say how many calls its model's
+                    // turn made: they go together after the batch's bound.
+                    Ok(()) => {}
+                    Err(refusal) => self.relays.send(id, refusal),
+                }
+            }
+        }
+    }
+
+    /// A line from a relay before its session opened, or between turns:
+    /// the tools of its request or last turn are listed, and none can be
+    /// called (nobody would take the call).
+    fn outside_turn(&mut self, id: LinkId, owner: RunId, session: Option<&str>, line: &Line) {
+        let offer = match session.and_then(|sid| self.sessions.get(sid)) {
+            Some(session) => session.offer.as_ref(),
+            None => self.pending.values().find_map(|p| match p {
+                Pending::NewSession(r) if r.owner == Some(owner) => r.offer.as_ref(),
+                _ => None,
+            }),
+        };
+        match offer.map(|offer| link::asked(line, offer)) {
+            Some(Asked::Reply(reply)) => self.relays.send(id, reply),
+            Some(Asked::Call { rpc, .. }) => {
+                let refusal = link::result(&rpc, "no request is being answered", true);
+                self.relays.send(id, refusal);
+            }
+            _ => {}
+        }
+    }
+
+    /// A relay's connection closed: its calls can no longer be answered.
+    pub(super) fn relay_closed(&mut self, id: LinkId) {
+        let Some(owner) = self.relays.closed(id) else {
+            return;
+        };
+        let round = self
+            .sessions
+            .values_mut()
+            .find(|s| s.tools == Some(owner))
+            .and_then(|s| s.turn.as_mut())
+            .and_then(|t| t.round.as_mut());
+        if let Some(round) = round {
+            round.link_closed(id);
+        }
+    }
+
+    /// Calls whose batch is due go to the editor; a turn the editor left
+    /// parked past its wait is ended; a prompt held past its wait for the
+    /// tools' listing goes.
+    pub(super) fn tools_due(&mut self, now: Instant) {
+        let Some(wait) = self.plan.tools.as_ref().map(|t| t.wait) else {
+            return;
+        };
+        let mut ended = Vec::new();
+        let mut release = Vec::new();
+        for (id, session) in self.sessions.iter_mut() {
+            let Some(turn) = session.turn.as_mut() else {
+                continue;
+            };
+            if turn.held.as_ref().is_some_and(|(_, until)| *until <= now) {
+                release.push((id.clone(), turn.held.take().map(|(t, _)| t)));
+            }
+            let due = turn.round.as_ref().and_then(Round::deadline);
+            if turn.parked() && due.is_some_and(|d| d <= now) {
+                tracing::info!("the editor did not send the tool results in time: turn ended");
+                ended.push(id.clone());
+            } else if turn.round.as_ref().is_some_and(|r| r.due(now)) {
+                give(&mut self.ready, turn, now + wait);
+            }
+        }
+        for (id, text) in release {
+            if let Some(text) = text {
+                self.send_prompt(&id, text);
+            }
+        }
+        for id in ended {
+            self.stop_turn(&id);
+        }
+    }
+
+    /// A request whose history ends with the results a parked turn waits
+    /// for, in that turn's conversation, goes to that turn: the agent's MCP
+    /// calls are answered and what it does next is this request's answer.
+    pub(super) fn resume_waiting(&mut self, invoke: &str, payload: &Value, now: Instant) -> bool {
+        let Some(results) = Results::of(payload) else {
+            return false;
+        };
+        let found = self.sessions.values_mut().find_map(|session| {
+            let turn = session.turn.as_mut().filter(|t| t.parked())?;
+            let round = turn.round.as_mut()?;
+            let answers = results.answers(&round.given(), &round.offer.chat)?;
+            round.offer.chat = results.chat.clone();
+            let replies = round.answer(answers);
+            Some((turn, replies))
+        });
+        let Some((turn, replies)) = found else {
+            return false;
+        };
+        let said: usize = results.results.iter().map(|r| r.text.chars().count()).sum();
+        turn.invoke = invoke.to_owned();
+        turn.deadline = now + self.plan.timeout;
+        turn.index = 0;
+        turn.prompt_tokens = tokens_for_chars(said as u64);
+        turn.completion_chars = 0;
+        for (link, line) in replies {
+            self.relays.send(link, line);
+        }
+        true
+    }
+
+    /// A new request of a conversation (not the results) means the editor
+    /// will not send the results a turn of that conversation waits for: it
+    /// was edited, regenerated or went on without them. That turn ends.
+    pub(super) fn end_waiting_in(&mut self, chat: &Chat) {
+        let waiting: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                let round = s.turn.as_ref().and_then(|t| t.round.as_ref());
+                round.is_some_and(|r| r.parked() && r.offer.chat.same_conversation(chat))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in waiting {
+            self.stop_turn(&id);
+        }
+    }
+}
+
+/// Whether a relay's line asks for the tools' listing.
+fn lists_tools(line: &Line) -> bool {
+    let Line::Text(text) = line else {
+        return false;
+    };
+    serde_json::from_str::<Value>(text).is_ok_and(|v| v["method"] == "tools/list")
+}
+
+/// Gives the turn's pending calls to its editor: the answer ends with
+/// them, and the turn is parked until the results come or `until`.
+fn give(ready: &mut std::collections::VecDeque<String>, turn: &mut Turn, until: Instant) {
+    let Some(round) = turn.round.as_mut() else {
+        return;
+    };
+    let given = round.give(until);
+    turn.completion_chars += given
+        .iter()
+        .map(|g| g.arguments.to_string().len() as u64)
+        .sum::<u64>();
+    ready.push_back(chunk(
+        turn,
+        json!({"tool_calls": tools::calls_delta(&given)}),
+        None,
+        None,
+    ));
+    let usage = (turn.prompt_tokens, tokens_for_chars(turn.completion_chars));
+    ready.push_back(chunk(
+        turn,
+        json!({"content": ""}),
+        Some("tool_calls"),
+        Some(usage),
+    ));
+    // The conversation now holds calls and results an editor writes its
+    // own way: it is not remembered for continuing.
+    turn.answer = None;
+}
