@@ -1,5 +1,5 @@
-//! What an agent has answered so far for one request: text, tool calls,
-//! finish reason and usage.
+//! What an agent has answered so far for one request: text, reasoning,
+//! tool calls, finish reason and usage.
 //!
 //! Streams keep only counts; whole answers (non-streamed requests, and tool
 //! calls, which Ollama sends complete) keep the text too.
@@ -107,7 +107,12 @@ impl Tally {
     }
 
     /// Counts one delta; an error when the answer would grow past its caps.
+    /// Reasoning counts as answer text: the real APIs bill it as
+    /// completion tokens.
     pub fn add_delta(&mut self, delta: &Delta) -> Result<(), Overflow> {
+        if let Some(text) = &delta.reasoning {
+            self.add_text(text)?;
+        }
         if let Some(text) = &delta.content {
             self.add_text(text)?;
         }
@@ -144,11 +149,41 @@ impl Tally {
 pub struct Answer {
     /// Accumulated text, when the answer keeps text.
     pub content: String,
+    /// Accumulated reasoning text, when the answer keeps text.
+    pub reasoning: String,
     pub tool_calls: Vec<ToolCall>,
     pub finish_reason: Option<String>,
     keep_text: bool,
     /// The router's count, given when the answer finishes.
     usage: Usage,
+}
+
+/// The two kinds of text an answer streams: the model's reasoning and the
+/// answer's content. APIs that show each in items or blocks of its own
+/// (Responses, Messages) follow which one is being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Reasoning,
+    Content,
+}
+
+impl Run {
+    /// This run's text in `delta` (empty when it has none).
+    pub fn of<'a>(self, delta: &'a Delta) -> &'a str {
+        let text = match self {
+            Run::Reasoning => &delta.reasoning,
+            Run::Content => &delta.content,
+        };
+        text.as_deref().unwrap_or_default()
+    }
+
+    /// All of this run's text `answer` keeps.
+    pub fn source(self, answer: &Answer) -> &str {
+        match self {
+            Run::Reasoning => &answer.reasoning,
+            Run::Content => &answer.content,
+        }
+    }
 }
 
 /// A tool call assembled from its deltas (same `index`).
@@ -210,11 +245,16 @@ impl Answer {
         }
     }
 
-    /// Keeps one delta: its text, if the answer keeps text, and its tool
-    /// calls, merged.
+    /// Keeps one delta: its text and reasoning, if the answer keeps
+    /// text, and its tool calls, merged.
     pub fn add_delta(&mut self, delta: &Delta) {
-        if let (true, Some(text)) = (self.keep_text, &delta.content) {
-            self.content.push_str(text);
+        if self.keep_text {
+            if let Some(text) = &delta.reasoning {
+                self.reasoning.push_str(text);
+            }
+            if let Some(text) = &delta.content {
+                self.content.push_str(text);
+            }
         }
         if let Some(calls) = &delta.tool_calls {
             self.merge_tool_calls(calls);
@@ -363,6 +403,25 @@ mod tests {
         kept.finish(Some("<script>"), usage);
         assert_eq!(kept.finish_reason.as_deref(), Some("stop"));
         assert_eq!(kept.usage(), (4, 9));
+    }
+
+    #[test]
+    fn reasoning_is_kept_apart_from_the_text_and_counted_with_it() {
+        let thought = Delta {
+            reasoning: Some("hmm".into()),
+            ..Delta::default()
+        };
+        let mut a = Answer::new(true);
+        a.add_delta(&thought);
+        a.add_delta(&text("ok"));
+        assert_eq!((a.reasoning.as_str(), a.content.as_str()), ("hmm", "ok"));
+        let mut counted = Answer::new(false);
+        counted.add_delta(&thought);
+        assert!(counted.reasoning.is_empty());
+        let mut t = Tally::new(true, 0, 4);
+        t.add_delta(&thought).unwrap();
+        assert_eq!(t.usage().completion_tokens, 1);
+        assert_eq!(t.add_delta(&text("ok")), Err(Overflow::Bytes(4)));
     }
 
     #[test]

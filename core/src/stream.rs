@@ -194,6 +194,7 @@ pub enum AnswerEvent {
 #[derive(Debug)]
 pub struct Piece {
     text: Option<Bytes>,
+    reasoning: Option<Bytes>,
     tool_calls: Option<Vec<ToolCallDelta>>,
     at: Instant,
     wall: SystemTime,
@@ -205,15 +206,9 @@ const TEXT_BLOCK: usize = 4096;
 impl Piece {
     /// `delta`, arrived at `at` (`wall`), its text copied into `texts`.
     pub fn new(texts: &mut BytesMut, delta: Delta, at: Instant, wall: SystemTime) -> Piece {
-        let text = delta.content.map(|content| {
-            if texts.capacity() < content.len() {
-                texts.reserve(content.len().max(TEXT_BLOCK));
-            }
-            texts.extend_from_slice(content.as_bytes());
-            texts.split().freeze()
-        });
         Piece {
-            text,
+            text: delta.content.map(|text| copy_text(texts, &text)),
+            reasoning: delta.reasoning.map(|text| copy_text(texts, &text)),
             tool_calls: delta.tool_calls,
             at,
             wall,
@@ -224,11 +219,22 @@ impl Piece {
     fn delta(&mut self) -> Delta<'_> {
         Delta {
             role: None,
-            // The text was a `str`: valid UTF-8, so this borrows.
+            // The texts were `str`s: valid UTF-8, so these borrow.
             content: self.text.as_deref().map(String::from_utf8_lossy),
+            reasoning: self.reasoning.as_deref().map(String::from_utf8_lossy),
             tool_calls: self.tool_calls.take(),
         }
     }
+}
+
+/// `text` copied into the shared buffer `texts`, split off as its own
+/// bytes.
+fn copy_text(texts: &mut BytesMut, text: &str) -> Bytes {
+    if texts.capacity() < text.len() {
+        texts.reserve(text.len().max(TEXT_BLOCK));
+    }
+    texts.extend_from_slice(text.as_bytes());
+    texts.split().freeze()
 }
 
 /// What an event's encoding adds besides its text, as the backlog counts
@@ -236,14 +242,15 @@ impl Piece {
 const EVENT_BYTES: usize = 96;
 
 impl AnswerEvent {
-    /// The bytes of answer text (content and tool-call arguments) a piece
-    /// carries.
+    /// The bytes of answer text (content, reasoning and tool-call
+    /// arguments) a piece carries.
     pub fn text_bytes(&self) -> usize {
         let AnswerEvent::Piece(piece) = self else {
             return 0;
         };
         let calls = piece.tool_calls.iter().flatten();
         piece.text.as_ref().map_or(0, Bytes::len)
+            + piece.reasoning.as_ref().map_or(0, Bytes::len)
             + calls
                 .filter_map(crate::answer::delta_arguments)
                 .map(|a| a.len())
@@ -383,6 +390,21 @@ mod tests {
             .filter(|e| !e.is_empty())
             .map(|e| e.strip_prefix("data: ").unwrap().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn a_piece_carries_its_reasoning_apart_from_its_text() {
+        let mut texts = BytesMut::new();
+        let delta = Delta {
+            content: Some("ab".into()),
+            reasoning: Some("xyz".into()),
+            ..Delta::default()
+        };
+        let mut piece = Piece::new(&mut texts, delta, Instant::now(), SystemTime::UNIX_EPOCH);
+        let again = piece.delta();
+        assert_eq!(again.content.as_deref(), Some("ab"));
+        assert_eq!(again.reasoning.as_deref(), Some("xyz"));
+        assert_eq!(AnswerEvent::Piece(piece).text_bytes(), 5);
     }
 
     #[test]

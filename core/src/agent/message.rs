@@ -130,6 +130,15 @@ pub struct Delta<'a> {
     pub role: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "text")]
     pub content: Option<Cow<'a, str>>,
+    /// The model's reasoning (thinking) text, which every API shows apart
+    /// from the answer's content (the field DeepSeek and vLLM stream).
+    #[serde(
+        default,
+        rename = "reasoning_content",
+        borrow,
+        deserialize_with = "text"
+    )]
+    pub reasoning: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "tool_calls")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
@@ -202,6 +211,7 @@ impl Delta<'_> {
         Delta {
             role: self.role.map(|r| Cow::Owned(r.into_owned())),
             content: self.content.map(|c| Cow::Owned(c.into_owned())),
+            reasoning: self.reasoning.map(|r| Cow::Owned(r.into_owned())),
             tool_calls: self.tool_calls,
         }
     }
@@ -347,6 +357,31 @@ mod tests {
         }
         // A chunk with a missing field is an error, not something else.
         assert!(FromAgent::parse(r#"{"type":"model_stream_chunk","chunk_index":0}"#).is_err());
+    }
+
+    #[test]
+    fn a_chunk_reads_its_reasoning_beside_its_content() {
+        let text = r#"{"type":"model_stream_chunk","id":"inv-1","chunk_index":0,"delta":{"reasoning_content":"hm","content":"a"}}"#;
+        let Ok(FromAgent::ModelStreamChunk(c)) = FromAgent::parse(text) else {
+            panic!("not a chunk");
+        };
+        assert_eq!(c.delta.reasoning.as_deref(), Some("hm"));
+        assert_eq!(c.delta.content.as_deref(), Some("a"));
+        let owned = c.delta.into_owned();
+        assert_eq!(owned.reasoning.as_deref(), Some("hm"));
+        // Reasoning alone, or a null one, reads too.
+        for (delta, reasoning) in [
+            (r#"{"reasoning_content":"x"}"#, Some("x")),
+            (r#"{"reasoning_content":null,"content":"y"}"#, None),
+        ] {
+            let text = format!(
+                r#"{{"type":"model_stream_chunk","id":"inv-1","chunk_index":0,"delta":{delta}}}"#
+            );
+            let Ok(FromAgent::ModelStreamChunk(c)) = FromAgent::parse(&text) else {
+                panic!("not a chunk: {text}");
+            };
+            assert_eq!(c.delta.reasoning.as_deref(), reasoning);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Anthropic's Messages API (`POST /v1/messages`), the only API Claude
 //! Code speaks: content blocks become chat messages for the agent, and the
-//! answer goes back as `text` and `tool_use` blocks, streamed as
-//! `message_start` … `message_stop` events.
+//! answer goes back as `thinking`, `text` and `tool_use` blocks, streamed
+//! as `message_start` … `message_stop` events.
 
 use std::time::SystemTime;
 
@@ -14,7 +14,7 @@ use super::{
     ModelRequest, SSE,
 };
 use crate::agent::message::Delta;
-use crate::answer::{delta_arguments, delta_index, Answer};
+use crate::answer::{delta_arguments, delta_index, Answer, Run};
 use crate::error::{ApiError, Dialect};
 
 pub struct Messages;
@@ -37,7 +37,7 @@ impl EditorApi for Messages {
             model: request.model.clone(),
             input_tokens: request.prompt_tokens,
             blocks: Vec::new(),
-            open_text: None,
+            open_run: None,
         })
     }
 
@@ -297,16 +297,52 @@ fn tool_choice(choice: &Value) -> Result<(Value, Option<bool>), ApiError> {
     Ok((chat, parallel))
 }
 
+/// How each [`Run`] of text looks in this API: blocks of its own, the
+/// reasoning (`thinking` blocks) before the text it leads to (`text`
+/// blocks).
+trait BlockShape {
+    /// A block of this run holding `text`.
+    fn block(self, text: &str) -> Value;
+    /// The delta event of the block at `at`, up to its text.
+    fn delta_prefix(self, at: usize) -> Vec<u8>;
+}
+
+impl BlockShape for Run {
+    /// A thinking block's signature is empty: the provider has none to
+    /// give, and takes thinking blocks sent back without checking one.
+    fn block(self, text: &str) -> Value {
+        match self {
+            Run::Reasoning => json!({"type": "thinking", "thinking": text, "signature": ""}),
+            Run::Content => json!({"type": "text", "text": text}),
+        }
+    }
+
+    fn delta_prefix(self, at: usize) -> Vec<u8> {
+        let (kind, field) = match self {
+            Run::Reasoning => ("thinking_delta", "thinking"),
+            Run::Content => ("text_delta", "text"),
+        };
+        format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{at},\"delta\":{{\"type\":\"{kind}\",\"{field}\":"
+        )
+        .into_bytes()
+    }
+}
+
 /// One content block of the answer.
 enum Block {
-    Text {
-        open: bool,
-    },
+    /// Thinking or text.
+    Text { open: bool },
     /// A tool use, by its index among the answer's tool calls.
-    Tool {
-        index: u64,
-        open: bool,
-    },
+    Tool { index: u64, open: bool },
+}
+
+/// The thinking or text block being written.
+struct OpenRun {
+    run: Run,
+    at: usize,
+    /// Its delta event up to the text.
+    prefix: Vec<u8>,
 }
 
 struct MessageEncoder {
@@ -315,26 +351,44 @@ struct MessageEncoder {
     model: String,
     input_tokens: u64,
     blocks: Vec<Block>,
-    /// The text block being written, and its delta event up to the text.
-    open_text: Option<Vec<u8>>,
+    open_run: Option<OpenRun>,
 }
 
 impl MessageEncoder {
-    fn start_text(&mut self, out: &mut BytesMut) {
+    /// Makes sure text of `run` goes to an open block of its own: the
+    /// block open for the other run ends first, so thinking and text
+    /// blocks follow each other in the order their text came.
+    fn start_run(&mut self, run: Run, out: &mut BytesMut) {
+        if self.open_run.as_ref().is_some_and(|o| o.run == run) {
+            return;
+        }
+        self.stop_run(out);
         let at = self.blocks.len();
         self.blocks.push(Block::Text { open: true });
         put_event(
             out,
             "content_block_start",
-            &json!({"type": "content_block_start", "index": at,
-                    "content_block": {"type": "text", "text": ""}}),
+            &json!({"type": "content_block_start", "index": at, "content_block": run.block("")}),
         );
-        self.open_text = Some(
-            format!(
-                "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{at},\"delta\":{{\"type\":\"text_delta\",\"text\":"
-            )
-            .into_bytes(),
-        );
+        self.open_run = Some(OpenRun {
+            run,
+            at,
+            prefix: run.delta_prefix(at),
+        });
+    }
+
+    /// Streams `delta`'s text of `run`, opening its block first if needed.
+    fn put_run(&mut self, run: Run, delta: &Delta, out: &mut BytesMut) {
+        let text = run.of(delta);
+        if text.is_empty() {
+            return;
+        }
+        self.start_run(run, out);
+        if let Some(open) = &self.open_run {
+            out.put_slice(&open.prefix);
+            put_json(out, &text);
+            out.put_slice(b"}}\n\n");
+        }
     }
 
     /// Closes the block at `at` if it is open.
@@ -352,16 +406,22 @@ impl MessageEncoder {
         }
     }
 
-    fn stop_text(&mut self, out: &mut BytesMut) {
-        if self.open_text.take().is_some() {
-            if let Some(at) = self
-                .blocks
-                .iter()
-                .rposition(|b| matches!(b, Block::Text { .. }))
-            {
-                self.stop(at, out);
-            }
+    /// Closes the open thinking or text block. A thinking block gets its
+    /// (empty) signature first, as the API sends one before every
+    /// thinking block ends and clients wait for it.
+    fn stop_run(&mut self, out: &mut BytesMut) {
+        let Some(OpenRun { run, at, .. }) = self.open_run.take() else {
+            return;
+        };
+        if run == Run::Reasoning {
+            put_event(
+                out,
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": at,
+                        "delta": {"type": "signature_delta", "signature": ""}}),
+            );
         }
+        self.stop(at, out);
     }
 
     fn tool_use(&self, index: u64, answer: &Answer, with_input: bool) -> Value {
@@ -403,16 +463,8 @@ impl Encoder for MessageEncoder {
     }
 
     fn delta(&mut self, delta: &Delta, answer: &Answer, _: SystemTime, out: &mut BytesMut) {
-        if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
-            if self.open_text.is_none() {
-                self.start_text(out);
-            }
-            if let Some(prefix) = &self.open_text {
-                out.put_slice(prefix);
-                put_json(out, &text);
-                out.put_slice(b"}}\n\n");
-            }
-        }
+        self.put_run(Run::Reasoning, delta, out);
+        self.put_run(Run::Content, delta, out);
         for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
             let index = delta_index(call, position);
             let at = self
@@ -422,7 +474,7 @@ impl Encoder for MessageEncoder {
             let at = match at {
                 Some(at) => at,
                 None => {
-                    self.stop_text(out);
+                    self.stop_run(out);
                     let at = self.blocks.len();
                     self.blocks.push(Block::Tool { index, open: true });
                     let block = self.tool_use(index, answer, false);
@@ -446,7 +498,7 @@ impl Encoder for MessageEncoder {
     }
 
     fn close(&mut self, end: &End, out: &mut BytesMut) {
-        self.open_text = None;
+        self.stop_run(out);
         for at in 0..self.blocks.len() {
             self.stop(at, out);
         }
@@ -464,8 +516,11 @@ impl Encoder for MessageEncoder {
     fn whole(&self, end: &End) -> Value {
         let answer = end.answer;
         let mut content = Vec::new();
+        if !answer.reasoning.is_empty() {
+            content.push(Run::Reasoning.block(&answer.reasoning));
+        }
         if !answer.content.is_empty() {
-            content.push(json!({"type": "text", "text": answer.content}));
+            content.push(Run::Content.block(&answer.content));
         }
         content.extend(
             answer
@@ -553,5 +608,49 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+    }
+
+    #[test]
+    fn reasoning_is_a_thinking_block_before_the_text_streamed_and_whole() {
+        use crate::api::testing::{answer, said, sse, thought};
+        let body = json!({"model": "m", "max_tokens": 10, "stream": true,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        let deltas = [thought("Let me "), thought("think."), said("Hi"), said("!")];
+        let (stream, whole) = answer(&MESSAGES, &body, &deltas);
+        let events = sse(&stream);
+        let seen: Vec<(&str, Value, Value)> = events
+            .iter()
+            .map(|(n, d)| (n.as_str(), d["index"].clone(), d["delta"]["type"].clone()))
+            .collect();
+        let none = Value::Null;
+        assert_eq!(
+            seen,
+            [
+                ("message_start", none.clone(), none.clone()),
+                ("ping", none.clone(), none.clone()),
+                ("content_block_start", json!(0), none.clone()),
+                ("content_block_delta", json!(0), json!("thinking_delta")),
+                ("content_block_delta", json!(0), json!("thinking_delta")),
+                ("content_block_delta", json!(0), json!("signature_delta")),
+                ("content_block_stop", json!(0), none.clone()),
+                ("content_block_start", json!(1), none.clone()),
+                ("content_block_delta", json!(1), json!("text_delta")),
+                ("content_block_delta", json!(1), json!("text_delta")),
+                ("content_block_stop", json!(1), none.clone()),
+                ("message_delta", none.clone(), none.clone()),
+                ("message_stop", none.clone(), none),
+            ]
+        );
+        assert_eq!(
+            events[2].1["content_block"],
+            json!({"type": "thinking", "thinking": "", "signature": ""})
+        );
+        assert_eq!(events[3].1["delta"]["thinking"], "Let me ");
+        assert_eq!(events[8].1["delta"]["text"], "Hi");
+        assert_eq!(
+            whole["content"],
+            json!([{"type": "thinking", "thinking": "Let me think.", "signature": ""},
+                   {"type": "text", "text": "Hi!"}])
+        );
     }
 }

@@ -215,3 +215,81 @@ pub(crate) fn arguments_object(arguments: &str) -> Value {
         _ => Value::Object(Map::new()),
     }
 }
+
+/// What the APIs' tests share: an answer run through an encoder.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use bytes::BytesMut;
+    use serde_json::Value;
+
+    use super::{AnswerIds, EditorApi, End, RequestLimits, Timings};
+    use crate::agent::message::{Delta, Usage};
+    use crate::answer::Answer;
+
+    /// A delta of reasoning text.
+    pub fn thought(text: &str) -> Delta<'_> {
+        Delta {
+            reasoning: Some(text.into()),
+            ..Delta::default()
+        }
+    }
+
+    /// A delta of answer text.
+    pub fn said(text: &str) -> Delta<'_> {
+        Delta {
+            content: Some(text.into()),
+            ..Delta::default()
+        }
+    }
+
+    /// `deltas` answering `body` through `api`'s encoder: the stream it
+    /// writes (opened, every delta, closed), and the whole body it makes
+    /// of the same answer.
+    pub fn answer(api: &dyn EditorApi, body: &Value, deltas: &[Delta]) -> (String, Value) {
+        let request = api
+            .parse(body.to_string().as_bytes(), &RequestLimits::default())
+            .expect("a valid request");
+        let mut encoder = api.encoder(&request, AnswerIds::new(api, "t".into(), 1));
+        let mut answer = Answer::new(true);
+        let mut out = BytesMut::new();
+        encoder.open(&mut out);
+        for delta in deltas {
+            answer.add_delta(delta);
+            encoder.delta(delta, &answer, SystemTime::UNIX_EPOCH, &mut out);
+        }
+        answer.finish(None, Usage::default());
+        let end = End {
+            answer: &answer,
+            vectors: &[],
+            wall: UNIX_EPOCH,
+            timings: Timings::default(),
+        };
+        encoder.close(&end, &mut out);
+        let whole = encoder.whole(&end);
+        let stream = String::from_utf8(out.to_vec()).expect("UTF-8");
+        (stream, whole)
+    }
+
+    /// A server-sent event stream's events: (name, data as JSON); events
+    /// without a name are named after nothing, those whose data is not
+    /// JSON (`[DONE]`) are left out.
+    pub fn sse(stream: &str) -> Vec<(String, Value)> {
+        stream
+            .split("\n\n")
+            .filter_map(|event| {
+                let mut name = String::new();
+                let mut data = None;
+                for line in event.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_owned();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(d).ok();
+                    }
+                }
+                Some((name, data?))
+            })
+            .collect()
+    }
+}

@@ -321,13 +321,45 @@ pub(crate) fn line_prefix(model: &str) -> Vec<u8> {
 /// One streamed piece, a chat message or a generate response, as an NDJSON
 /// line written straight into `out` after the stream's `prefix`.
 pub(crate) fn put_piece(out: &mut BytesMut, chat: bool, prefix: &[u8], at: SystemTime, text: &str) {
-    out.put_slice(prefix);
-    write_rfc3339(out, at);
-    out.put_slice(if chat {
+    let head: &[u8] = if chat {
         br#"","message":{"role":"assistant","content":"#
     } else {
         br#"","response":"#
-    });
+    };
+    put_line(out, chat, prefix, at, head, text);
+}
+
+/// One streamed piece of reasoning, as Ollama streams a thinking model's:
+/// the text empty, the reasoning in `thinking` (the message's, or the
+/// generate response's own).
+pub(crate) fn put_thought(
+    out: &mut BytesMut,
+    chat: bool,
+    prefix: &[u8],
+    at: SystemTime,
+    thinking: &str,
+) {
+    let head: &[u8] = if chat {
+        br#"","message":{"role":"assistant","content":"","thinking":"#
+    } else {
+        br#"","response":"","thinking":"#
+    };
+    put_line(out, chat, prefix, at, head, thinking);
+}
+
+/// A streamed line: `prefix`, the time `at`, `head` up to the text, the
+/// text, and the line's end.
+fn put_line(
+    out: &mut BytesMut,
+    chat: bool,
+    prefix: &[u8],
+    at: SystemTime,
+    head: &[u8],
+    text: &str,
+) {
+    out.put_slice(prefix);
+    write_rfc3339(out, at);
+    out.put_slice(head);
     put_json(out, &text);
     out.put_slice(if chat {
         b"},\"done\":false}\n"
@@ -347,17 +379,22 @@ fn piece(chat: bool, model: &str, created_at: &str, text: &str) -> Value {
 }
 
 /// The final object: `done: true` with the reason, durations and counts.
-/// For a non-streamed request it also carries the whole text.
+/// For a non-streamed request it also carries the whole text and
+/// reasoning (`thinking`, when there is any).
 pub(crate) fn last(
     chat: bool,
     model: &str,
     created_at: &str,
     answer: &Answer,
-    text: &str,
+    (text, thinking): (&str, &str),
     t: Timings,
 ) -> Value {
     let (prompt, completion) = answer.usage();
     let mut v = piece(chat, model, created_at, text);
+    if !thinking.is_empty() {
+        let at = if chat { &mut v["message"] } else { &mut v };
+        at["thinking"] = json!(thinking);
+    }
     if chat && !answer.tool_calls.is_empty() {
         v["message"]["tool_calls"] = Value::Array(answer.tool_calls_ollama());
     }
@@ -431,6 +468,9 @@ impl Encoder for LineEncoder {
     }
 
     fn delta(&mut self, delta: &Delta, _: &Answer, wall: SystemTime, out: &mut BytesMut) {
+        if let Some(thinking) = delta.reasoning.as_deref().filter(|t| !t.is_empty()) {
+            put_thought(out, self.chat(), &self.prefix, wall, thinking);
+        }
         if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
             put_piece(out, self.chat(), &self.prefix, wall, text);
         }
@@ -443,7 +483,7 @@ impl Encoder for LineEncoder {
             &self.model,
             &created,
             end.answer,
-            "",
+            ("", ""),
             end.timings,
         );
         put_json(out, &line);
@@ -456,13 +496,13 @@ impl Encoder for LineEncoder {
         match self.shape {
             Shape::Generate if self.load_only => load_only(&self.model, &created),
             Shape::Chat | Shape::Generate => {
-                let text = &end.answer.content;
+                let answer = end.answer;
                 last(
                     self.chat(),
                     &self.model,
                     &created,
-                    end.answer,
-                    text,
+                    answer,
+                    (&answer.content, &answer.reasoning),
                     end.timings,
                 )
             }
@@ -599,5 +639,47 @@ mod tests {
         let body = show_body("a", false, "x");
         assert!(body["template"].as_str().unwrap().contains(".Suffix"));
         assert_eq!(body["model_info"]["agent.context_length"], CONTEXT_LENGTH);
+    }
+
+    #[test]
+    fn reasoning_is_thinking_in_each_line_and_in_the_whole_answer() {
+        use crate::api::testing::{answer, said, thought};
+        let deltas = [thought("Let me "), thought("think."), said("Hi"), said("!")];
+        let chat = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let (stream, whole) = answer(&CHAT, &chat, &deltas);
+        let lines: Vec<Value> = stream
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let message = |n: usize| &lines[n]["message"];
+        assert_eq!(
+            (
+                message(0)["thinking"].clone(),
+                message(0)["content"].clone()
+            ),
+            (json!("Let me "), json!(""))
+        );
+        assert_eq!(message(1)["thinking"], "think.");
+        assert_eq!(
+            (message(2)["content"].clone(), message(2).get("thinking")),
+            (json!("Hi"), None)
+        );
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[4]["done"], true);
+        assert_eq!(whole["message"]["thinking"], "Let me think.");
+        assert_eq!(whole["message"]["content"], "Hi!");
+        let generate = json!({"model": "m", "prompt": "hi"});
+        let (stream, whole) = answer(&GENERATE, &generate, &deltas);
+        let first: Value = serde_json::from_str(stream.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (first["thinking"].clone(), first["response"].clone()),
+            (json!("Let me "), json!(""))
+        );
+        assert_eq!(
+            (whole["thinking"].clone(), whole["response"].clone()),
+            (json!("Let me think."), json!("Hi!"))
+        );
+        let (_, plain) = answer(&CHAT, &chat, &[said("x")]);
+        assert!(plain["message"].get("thinking").is_none());
     }
 }

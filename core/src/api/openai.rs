@@ -356,6 +356,9 @@ pub(crate) fn full_body(chat: bool, id: &str, created: u64, model: &str, answer:
     let finish = answer.api_finish_reason().unwrap_or("stop");
     let choice = if chat {
         let mut message = json!({"role": "assistant", "content": answer.content});
+        if !answer.reasoning.is_empty() {
+            message["reasoning_content"] = json!(answer.reasoning);
+        }
         if !answer.tool_calls.is_empty() {
             message["tool_calls"] = Value::Array(answer.tool_calls_openai());
             if answer.content.is_empty() {
@@ -459,6 +462,10 @@ struct OutDelta<'a> {
     role: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    /// Reasoning text, in the field DeepSeek, vLLM and OpenRouter stream
+    /// it in and their clients read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<Vec<ToolCallDelta>>,
 }
@@ -477,7 +484,8 @@ impl Encoder for ChatEncoder {
             return;
         }
         let role = (!self.role_sent).then_some("assistant");
-        if let (None, None, Some(text)) = (role, &delta.tool_calls, content) {
+        let reasoning = delta.reasoning.as_deref().filter(|t| !t.is_empty());
+        if let (None, None, None, Some(text)) = (role, reasoning, &delta.tool_calls, content) {
             // The common chunk, text only: written without building a delta.
             if !text.is_empty() {
                 put_chat_chunk(
@@ -494,13 +502,18 @@ impl Encoder for ChatEncoder {
             return;
         }
         let tool_calls = delta.tool_calls.as_ref().map(|calls| with_indexes(calls));
-        if role.is_none() && content.is_none_or(str::is_empty) && tool_calls.is_none() {
+        if role.is_none()
+            && content.is_none_or(str::is_empty)
+            && reasoning.is_none()
+            && tool_calls.is_none()
+        {
             return;
         }
         self.role_sent = true;
         let d = OutDelta {
             role,
             content: content.or(role.map(|_| "")),
+            reasoning_content: reasoning,
             tool_calls,
         };
         put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), None);
@@ -512,6 +525,7 @@ impl Encoder for ChatEncoder {
             let d = OutDelta {
                 role: (!self.role_sent).then_some("assistant"),
                 content: None,
+                reasoning_content: None,
                 tool_calls: None,
             };
             put_chat_chunk(out, &self.prefix, |o| put_json(o, &d), finish);
@@ -703,6 +717,42 @@ mod tests {
         assert_eq!(v["choices"][0]["delta"]["content"], "a\nb");
         assert_eq!(v["model"], "m\"x");
         assert!(v["choices"][0]["finish_reason"].is_null());
+    }
+
+    #[test]
+    fn reasoning_goes_in_reasoning_content_streamed_and_whole() {
+        use crate::api::testing::{answer, said, sse, thought};
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                          "stream": true});
+        let deltas = [thought("Let me "), thought("think."), said("Hi"), said("!")];
+        let (stream, whole) = answer(&CHAT, &body, &deltas);
+        let chunks: Vec<Value> = sse(&stream)
+            .into_iter()
+            .map(|(_, data)| data["choices"][0]["delta"].clone())
+            .collect();
+        assert_eq!(
+            chunks,
+            [
+                json!({"role": "assistant", "content": "", "reasoning_content": "Let me "}),
+                json!({"reasoning_content": "think."}),
+                json!({"content": "Hi"}),
+                json!({"content": "!"}),
+                json!({}),
+            ]
+        );
+        let message = &whole["choices"][0]["message"];
+        assert_eq!(message["reasoning_content"], "Let me think.");
+        assert_eq!(message["content"], "Hi!");
+        // Without reasoning the field is left out; a legacy completion,
+        // which has no such field, leaves the reasoning out.
+        let (_, plain) = answer(&CHAT, &body, &[said("x")]);
+        assert!(plain["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none());
+        let legacy = json!({"model": "m", "prompt": "p", "stream": true});
+        let (stream, whole) = answer(&COMPLETION, &legacy, &deltas);
+        assert!(!stream.contains("think"));
+        assert_eq!(whole["choices"][0]["text"], "Hi!");
     }
 
     #[test]

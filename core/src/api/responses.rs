@@ -19,7 +19,7 @@ use super::{
     ModelRequest, SSE, SSE_KEEPALIVE,
 };
 use crate::agent::message::Delta;
-use crate::answer::{delta_arguments, delta_index, Answer, CANCELLED};
+use crate::answer::{delta_arguments, delta_index, Answer, Run, CANCELLED};
 use crate::error::{ApiError, Dialect};
 
 pub mod kept;
@@ -345,10 +345,73 @@ fn response_format(format: &Value) -> Option<Value> {
     }
 }
 
+/// How each [`Run`] of text looks in this API: an output item of its own,
+/// the reasoning (a `reasoning` item) before the message it leads to (a
+/// `message` item).
+trait ItemShape {
+    /// The prefix of the ids of this run's items.
+    fn id_prefix(self) -> &'static str;
+    /// The content part holding `text`.
+    fn part(self, text: &str) -> Value;
+    /// The names of the events carrying the text: (delta, done).
+    fn events(self) -> (&'static str, &'static str);
+    /// What a delta event carries after its text.
+    fn delta_tail(self) -> &'static [u8];
+    /// The item with `id` holding `content`.
+    fn item(self, id: String, status: &str, content: Vec<Value>) -> Value;
+}
+
+impl ItemShape for Run {
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Run::Reasoning => "rs",
+            Run::Content => "msg",
+        }
+    }
+
+    fn part(self, text: &str) -> Value {
+        match self {
+            Run::Reasoning => json!({"type": "reasoning_text", "text": text}),
+            Run::Content => text_part(text),
+        }
+    }
+
+    fn events(self) -> (&'static str, &'static str) {
+        match self {
+            Run::Reasoning => (
+                "response.reasoning_text.delta",
+                "response.reasoning_text.done",
+            ),
+            Run::Content => ("response.output_text.delta", "response.output_text.done"),
+        }
+    }
+
+    fn delta_tail(self) -> &'static [u8] {
+        match self {
+            Run::Reasoning => b"}\n\n",
+            Run::Content => b",\"logprobs\":[]}\n\n",
+        }
+    }
+
+    fn item(self, id: String, status: &str, content: Vec<Value>) -> Value {
+        match self {
+            Run::Reasoning => json!({"id": id, "type": "reasoning", "status": status,
+                                     "summary": [], "content": content}),
+            Run::Content => json!({"id": id, "type": "message", "status": status,
+                                "role": "assistant", "content": content}),
+        }
+    }
+}
+
 /// One output item of the answer.
 enum Item {
-    /// Text, as a byte range of the answer's text.
-    Message { start: usize, end: Option<usize> },
+    /// Reasoning or message text, as a byte range of the answer's text of
+    /// that run.
+    Text {
+        run: Run,
+        start: usize,
+        end: Option<usize>,
+    },
     /// A function call, by its index among the answer's tool calls.
     Call { index: u64 },
 }
@@ -361,8 +424,8 @@ struct ResponseEncoder {
     echo: Map<String, Value>,
     sequence: u64,
     items: Vec<Item>,
-    /// The message item text is going to, if one is open.
-    open_message: Option<usize>,
+    /// The reasoning or message item text is going to, if one is open.
+    open_run: Option<(Run, usize)>,
     /// A text delta event after its sequence number, up to the text.
     delta_prefix: Vec<u8>,
 }
@@ -377,13 +440,13 @@ impl ResponseEncoder {
             echo: request.echo.clone(),
             sequence: 0,
             items: Vec::new(),
-            open_message: None,
+            open_run: None,
             delta_prefix: Vec::new(),
         }
     }
 
-    fn message_id(&self, at: usize) -> String {
-        format!("msg_{}_{at}", self.token)
+    fn text_id(&self, run: Run, at: usize) -> String {
+        format!("{}_{}_{at}", run.id_prefix(), self.token)
     }
 
     fn call_id(&self, at: usize) -> String {
@@ -443,20 +506,15 @@ impl ResponseEncoder {
     fn render(&self, item: &Item, at: usize, answer: &Answer, done: bool) -> Value {
         let status = if done { "completed" } else { "in_progress" };
         match item {
-            Item::Message { start, end } => {
-                let text = if done {
-                    let end = end.unwrap_or(answer.content.len());
-                    answer.content.get(*start..end).unwrap_or_default()
-                } else {
-                    ""
-                };
-                let content: Vec<Value> = if done {
-                    vec![text_part(text)]
+            Item::Text { run, start, end } => {
+                let source = run.source(answer);
+                let content = if done {
+                    let end = end.unwrap_or(source.len());
+                    vec![run.part(source.get(*start..end).unwrap_or_default())]
                 } else {
                     Vec::new()
                 };
-                json!({"id": self.message_id(at), "type": "message", "status": status,
-                       "role": "assistant", "content": content})
+                run.item(self.text_id(*run, at), status, content)
             }
             Item::Call { index } => {
                 let call = answer.tool_call(*index);
@@ -468,21 +526,34 @@ impl ResponseEncoder {
         }
     }
 
-    fn open_message(&mut self, start: usize, answer: &Answer, out: &mut BytesMut) {
+    /// Makes sure text of `run` goes to an open item of its own, whose
+    /// text starts at byte `start` of the run's: the item open for the
+    /// other run ends first, so reasoning and message items follow each
+    /// other in the order their text came.
+    fn start_run(&mut self, run: Run, start: usize, answer: &Answer, out: &mut BytesMut) {
+        match self.open_run {
+            Some((open, _)) if open == run => return,
+            Some(_) => self.close_run(answer, out),
+            None => {}
+        }
         let at = self.items.len();
-        self.items.push(Item::Message { start, end: None });
-        self.open_message = Some(at);
+        self.items.push(Item::Text {
+            run,
+            start,
+            end: None,
+        });
+        self.open_run = Some((run, at));
         let item = self.item(at, answer, false);
         self.event(
             out,
             "response.output_item.added",
             json!({"output_index": at, "item": item}),
         );
-        let id = self.message_id(at);
+        let id = self.text_id(run, at);
         self.event(
             out,
             "response.content_part.added",
-            json!({"item_id": id, "output_index": at, "content_index": 0, "part": text_part("")}),
+            json!({"item_id": id, "output_index": at, "content_index": 0, "part": run.part("")}),
         );
         self.delta_prefix.clear();
         self.delta_prefix.extend_from_slice(br#","item_id":"#);
@@ -496,23 +567,24 @@ impl ResponseEncoder {
             .extend_from_slice(br#","content_index":0,"delta":"#);
     }
 
-    /// Ends the open message item, its text ending at `end`.
-    fn close_message(&mut self, end: usize, answer: &Answer, out: &mut BytesMut) {
-        let Some(at) = self.open_message.take() else {
+    /// Ends the open reasoning or message item with the text its run has
+    /// so far.
+    fn close_run(&mut self, answer: &Answer, out: &mut BytesMut) {
+        let Some((run, at)) = self.open_run.take() else {
             return;
         };
-        if let Some(Item::Message { end: e, .. }) = self.items.get_mut(at) {
-            *e = Some(end);
+        if let Some(Item::Text { end, .. }) = self.items.get_mut(at) {
+            *end = Some(run.source(answer).len());
         }
         let item = self.item(at, answer, true);
         let text = item["content"][0]["text"].clone();
-        let id = self.message_id(at);
+        let id = self.text_id(run, at);
         let place = json!({"item_id": id, "output_index": at, "content_index": 0});
         let mut done = place.clone();
         done["text"] = text.clone();
-        self.event(out, "response.output_text.done", done);
+        self.event(out, run.events().1, done);
         let mut part_done = place;
-        part_done["part"] = json!({"type": "output_text", "text": text, "annotations": []});
+        part_done["part"] = item["content"][0].clone();
         self.event(out, "response.content_part.done", part_done);
         self.event(
             out,
@@ -521,13 +593,31 @@ impl ResponseEncoder {
         );
     }
 
-    fn put_text_delta(&mut self, text: &str, out: &mut BytesMut) {
-        out.put_slice(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":");
+    /// A text delta event of `run`, written straight into `out`.
+    fn put_text_delta(&mut self, run: Run, text: &str, out: &mut BytesMut) {
+        let name = run.events().0;
+        out.put_slice(b"event: ");
+        out.put_slice(name.as_bytes());
+        out.put_slice(b"\ndata: {\"type\":\"");
+        out.put_slice(name.as_bytes());
+        out.put_slice(b"\",\"sequence_number\":");
         put_u64(out, self.sequence);
         self.sequence += 1;
         out.put_slice(&self.delta_prefix);
         put_json(out, &text);
-        out.put_slice(b",\"logprobs\":[]}\n\n");
+        out.put_slice(run.delta_tail());
+    }
+
+    /// Streams `delta`'s text of `run`, opening its item first if needed.
+    fn put_run(&mut self, run: Run, delta: &Delta, answer: &Answer, out: &mut BytesMut) {
+        let text = run.of(delta);
+        if text.is_empty() {
+            return;
+        }
+        // `answer` already holds this delta: its text ends the run's.
+        let start = run.source(answer).len().saturating_sub(text.len());
+        self.start_run(run, start, answer, out);
+        self.put_text_delta(run, text, out);
     }
 
     fn output(&self, answer: &Answer) -> Vec<Value> {
@@ -557,15 +647,8 @@ impl Encoder for ResponseEncoder {
     }
 
     fn delta(&mut self, delta: &Delta, answer: &Answer, _: SystemTime, out: &mut BytesMut) {
-        let text = delta.content.as_deref().unwrap_or_default();
-        // `answer` already holds this delta: its text ends the answer's.
-        let text_start = answer.content.len().saturating_sub(text.len());
-        if !text.is_empty() {
-            if self.open_message.is_none() {
-                self.open_message(text_start, answer, out);
-            }
-            self.put_text_delta(text, out);
-        }
+        self.put_run(Run::Reasoning, delta, answer, out);
+        self.put_run(Run::Content, delta, answer, out);
         for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
             let index = delta_index(call, position);
             let at = self
@@ -575,7 +658,7 @@ impl Encoder for ResponseEncoder {
             let at = match at {
                 Some(at) => at,
                 None => {
-                    self.close_message(answer.content.len(), answer, out);
+                    self.close_run(answer, out);
                     let at = self.items.len();
                     self.items.push(Item::Call { index });
                     let item = self.item(at, answer, false);
@@ -600,10 +683,20 @@ impl Encoder for ResponseEncoder {
 
     fn close(&mut self, end: &End, out: &mut BytesMut) {
         let answer = end.answer;
-        if self.items.is_empty() {
-            self.open_message(0, answer, out);
+        // An answer of reasoning alone still has its (empty) message.
+        let answered = self.items.iter().any(|i| {
+            !matches!(
+                i,
+                Item::Text {
+                    run: Run::Reasoning,
+                    ..
+                }
+            )
+        });
+        if !answered {
+            self.start_run(Run::Content, answer.content.len(), answer, out);
         }
-        self.close_message(answer.content.len(), answer, out);
+        self.close_run(answer, out);
         for at in 0..self.items.len() {
             if let Some(Item::Call { .. }) = self.items.get(at) {
                 let item = self.item(at, answer, true);
@@ -633,11 +726,16 @@ impl Encoder for ResponseEncoder {
     fn whole(&self, end: &End) -> Value {
         let answer = end.answer;
         let mut items = Vec::new();
+        let whole = |run| Item::Text {
+            run,
+            start: 0,
+            end: None,
+        };
+        if !answer.reasoning.is_empty() {
+            items.push(whole(Run::Reasoning));
+        }
         if !answer.content.is_empty() || answer.tool_calls.is_empty() {
-            items.push(Item::Message {
-                start: 0,
-                end: None,
-            });
+            items.push(whole(Run::Content));
         }
         items.extend(
             answer
@@ -748,5 +846,107 @@ mod tests {
         let e =
             parsed(json!({"model": "m", "input": [{"type": "function_call_output"}]})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input[0].output"));
+    }
+
+    #[test]
+    fn reasoning_is_an_item_before_the_message_streamed_and_whole() {
+        use crate::api::testing::{answer, said, sse, thought};
+        let body = json!({"model": "m", "input": "hi", "stream": true});
+        let deltas = [thought("Let me "), thought("think."), said("Hi"), said("!")];
+        let (stream, whole) = answer(&RESPONSES, &body, &deltas);
+        let events = sse(&stream);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.reasoning_text.delta",
+                "response.reasoning_text.delta",
+                "response.reasoning_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        for (at, (name, data)) in events.iter().enumerate() {
+            assert_eq!(data["type"], name.as_str());
+            assert_eq!(data["sequence_number"], at);
+        }
+        let data = |n: usize| &events[n].1;
+        assert_eq!(data(2)["item"]["type"], "reasoning");
+        assert_eq!(data(2)["output_index"], 0);
+        assert_eq!(
+            data(3)["part"],
+            json!({"type": "reasoning_text", "text": ""})
+        );
+        assert_eq!(
+            (data(4)["delta"].clone(), data(4)["item_id"].clone()),
+            (json!("Let me "), json!("rs_t_0"))
+        );
+        assert_eq!(data(6)["text"], "Let me think.");
+        assert_eq!(data(9)["item"]["type"], "message");
+        assert_eq!(data(9)["output_index"], 1);
+        assert_eq!(data(11)["item_id"], "msg_t_1");
+        assert_eq!(data(13)["text"], "Hi!");
+        let reasoning = json!({"id": "rs_t_0", "type": "reasoning", "status": "completed",
+            "summary": [], "content": [{"type": "reasoning_text", "text": "Let me think."}]});
+        let completed = &data(16)["response"]["output"];
+        assert_eq!(completed[0], reasoning);
+        assert_eq!(completed[1]["content"][0]["text"], "Hi!");
+        assert_eq!(whole["output"][0], reasoning);
+        assert_eq!(whole["output"][1]["content"][0]["text"], "Hi!");
+        assert_eq!(whole["output"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn reasoning_alone_still_has_its_message_and_a_call_closes_it() {
+        use crate::api::testing::{answer, sse, thought};
+        let body = json!({"model": "m", "input": "hi", "stream": true});
+        let (stream, whole) = answer(&RESPONSES, &body, &[thought("hm")]);
+        let kinds: Vec<Value> = sse(&stream)
+            .into_iter()
+            .filter(|(n, _)| n == "response.output_item.done")
+            .map(|(_, d)| d["item"]["type"].clone())
+            .collect();
+        assert_eq!(kinds, [json!("reasoning"), json!("message")]);
+        assert_eq!(whole["output"][1]["content"][0]["text"], "");
+        let call: crate::agent::message::ToolCallDelta = serde_json::from_value(
+            json!({"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}),
+        )
+        .unwrap();
+        let calling = Delta {
+            tool_calls: Some(vec![call]),
+            ..Delta::default()
+        };
+        let (stream, whole) = answer(&RESPONSES, &body, &[thought("hm"), calling]);
+        let done: Vec<(Value, Value)> = sse(&stream)
+            .into_iter()
+            .filter(|(n, _)| n == "response.output_item.done")
+            .map(|(_, d)| (d["output_index"].clone(), d["item"]["type"].clone()))
+            .collect();
+        assert_eq!(
+            done,
+            [
+                (json!(0), json!("reasoning")),
+                (json!(1), json!("function_call"))
+            ]
+        );
+        let types: Vec<&Value> = whole["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| &i["type"])
+            .collect();
+        assert_eq!(types, [&json!("reasoning"), &json!("function_call")]);
     }
 }

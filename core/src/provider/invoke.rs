@@ -431,6 +431,7 @@ impl Provider {
         let delta = Delta {
             role: None,
             content: message["content"].as_str().map(Cow::Borrowed),
+            reasoning: message["reasoning_content"].as_str().map(Cow::Borrowed),
             tool_calls,
         };
         let wall = self.wall(now);
