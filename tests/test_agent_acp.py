@@ -100,24 +100,29 @@ def streamed_text(stream):
     return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
 
-def test_an_acp_agent_answers_on_every_editor_api(server, acp):
+def test_an_acp_agent_answers_on_every_editor_api_with_its_thoughts_as_reasoning(server, acp):
+    """The agent's message is the answer's text and its thought chunk
+    (`Thinking it over.`) the reasoning, each in its API's own field."""
     agent = acp()
-    stream = agent.chat([user("hello there")], stream=True)
-    text = streamed_text(stream)
+    text, reasoning = "", ""
+    for chunk in agent.chat([user("hello there")], stream=True):
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            reasoning += getattr(chunk.choices[0].delta, "reasoning_content", None) or ""
     assert text.startswith("Turn 1 of s1-") and text.endswith("hello there")
+    assert reasoning == "Thinking it over."
 
-    responses = client(server).responses.create(model=agent.model, input="from responses", stream=True)
-    events = list(responses)
-    done = [e for e in events if e.type == "response.completed"]
-    assert done and done[0].response.output_text.endswith("from responses")
-    assert any(e.type == "response.output_text.delta" for e in events)
+    events = list(client(server).responses.create(model=agent.model, input="from responses", stream=True))
+    [done] = [e for e in events if e.type == "response.completed"]
+    assert done.response.output_text.endswith("from responses")
+    thought = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    assert thought == "Thinking it over."
 
     messages = anthropic.Anthropic(base_url=server.base, api_key=API_KEY, max_retries=0)
-    with messages.messages.stream(
-        model=agent.model, max_tokens=100, messages=[user("from messages")]
-    ) as stream:
-        said = "".join(stream.text_stream)
-    assert said.endswith("from messages")
+    said = messages.messages.create(model=agent.model, max_tokens=100, messages=[user("from messages")])
+    blocks = {b.type: b for b in said.content}
+    assert blocks["thinking"].thinking == "Thinking it over."
+    assert blocks["text"].text.endswith("from messages")
 
     with httpx.stream(
         "POST",
@@ -129,6 +134,7 @@ def test_an_acp_agent_answers_on_every_editor_api(server, acp):
         lines = [json.loads(line) for line in r.iter_lines() if line]
     assert lines[-1]["done"] is True
     assert "".join(line["message"]["content"] for line in lines).endswith("from ollama")
+    assert "".join(line["message"].get("thinking", "") for line in lines) == "Thinking it over."
     assert len(agent.received("initialize")) == 1, "one process for every request"
 
 
