@@ -314,8 +314,8 @@ class Server:
         with urllib.request.urlopen(req, timeout=5) as r:
             return [m["id"] for m in json.load(r)["data"]]
 
-    def wait_for_model(self, model, present=True):
-        deadline = time.monotonic() + 10
+    def wait_for_model(self, model, present=True, timeout=10):
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (model in self.models()) == present:
                 return

@@ -265,6 +265,12 @@ TIME = {
 }
 
 
+def tool_sessions(agent):
+    """The sessions opened with the editor's tools (the one opened at
+    start, to learn the agent's models, has none)."""
+    return [m for m in agent.received("session/new") if m["params"]["mcpServers"]]
+
+
 def results_for(message, texts):
     """The editor's tool messages answering `message`'s calls."""
     return [
@@ -291,7 +297,7 @@ def test_the_editors_tools_round_trip_in_the_same_session(acp):
     assert "[get_weather said: Sunny]" in text and "[get_time said: Noon]" in text, text
     assert text.startswith("[get_weather said: Sunny] [get_time said: Noon]") or "Turn 1 of s1-" in text
     # One session, one prompt: the agent's turn went on with the results.
-    assert len(agent.received("session/new")) == 1
+    assert len(tool_sessions(agent)) == 1
     assert len(agent.received("session/prompt")) == 1
 
 
@@ -305,4 +311,17 @@ def test_an_edited_conversation_ends_the_turn_waiting_for_results(acp):
     answer = agent.chat(went_on, tools=[WEATHER]).choices[0].message.content
     assert answer.endswith("something else")
     agent.wait_received("session/cancel")
-    assert len(agent.received("session/new")) == 2
+    assert len(tool_sessions(agent)) == 2
+
+
+def test_the_agents_models_are_listed_and_the_one_asked_for_is_set(server, acp):
+    agent = acp()
+    listed = {m.id for m in client(server).models.list()}
+    assert {agent.model, f"{agent.model}/fast", f"{agent.model}/deep"} <= listed
+    deep = client(server).chat.completions.create(model=f"{agent.model}/deep", messages=[user("hi")])
+    assert deep.choices[0].message.content.startswith("[model deep] Turn 1 of s1-")
+    [set_model] = agent.received("session/set_config_option")
+    assert set_model["params"]["value"] == "deep"
+    # The agent's own name is its default model.
+    plain = agent.chat([user("hi")]).choices[0].message.content
+    assert plain.startswith("Turn 1 of s2-")

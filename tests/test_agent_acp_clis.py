@@ -50,7 +50,8 @@ class RealAcp:
             env=env,
             kind="acp",
         )
-        server.wait_for_model(self.model)
+        # It registers once the agent started and told its models.
+        server.wait_for_model(self.model, timeout=RUN_TIMEOUT)
 
     def received(self, method):
         lines = [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]

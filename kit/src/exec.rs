@@ -33,7 +33,7 @@ impl Plan {
     fn agent(&self) -> Box<dyn ProcessAgent> {
         match self {
             Plan::Exec(plan) => Box::new(ExecAgent::new(plan.clone(), "exec")),
-            Plan::Acp(plan) => Box::new(AcpAgent::new(plan.clone(), "acp")),
+            Plan::Acp(plan) => Box::new(AcpAgent::new(plan.clone(), "acp", Instant::now())),
         }
     }
 }

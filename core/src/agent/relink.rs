@@ -25,6 +25,13 @@ impl Relink {
         }
     }
 
+    /// Sets a field of the `register` frame (the models, once known).
+    pub fn set(&mut self, field: &str, value: Value) {
+        if let Some(fields) = self.register.as_object_mut() {
+            fields.insert(field.to_owned(), value);
+        }
+    }
+
     /// The `register` frame for the next link: on any link after the
     /// first, it asks for the session back.
     pub fn register(&self) -> String {

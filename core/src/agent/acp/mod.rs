@@ -18,6 +18,7 @@
 //! invocation ends with exactly one final frame — or nothing after a
 //! `cancel`, whose editor is gone.
 
+mod models;
 pub mod permission;
 pub mod preset;
 pub mod rpc;
@@ -42,6 +43,7 @@ use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 use crate::agent::relink::Relink;
 use crate::lines::{Line, LineBuffer};
 use crate::tokens::{estimate_tokens, tokens_for_chars};
+use models::Models;
 use permission::Policy;
 use rpc::{Failure, Incoming};
 use update::{Shown, Shows};
@@ -119,6 +121,8 @@ struct Request {
     offer: Option<Offer>,
     /// Whose secret the session's relay says, once its `session/new` went.
     owner: Option<RunId>,
+    /// The model it asks for, as the agent names it.
+    model: Option<String>,
 }
 
 /// A turn being answered.
@@ -138,6 +142,8 @@ struct Turn {
     /// The prompt, held until the agent has listed the editor's tools (an
     /// agent may take its first prompt before it has), and until when.
     held: Option<(String, Instant)>,
+    /// The model it wants its session on.
+    model: Option<String>,
 }
 
 impl Turn {
@@ -159,11 +165,41 @@ struct Session {
     tools: Option<RunId>,
     /// The tools its last turn offered, listed between turns.
     offer: Option<Offer>,
+    /// Opened when the agent started, and not used yet: the next new
+    /// conversation without tools takes it.
+    fresh: bool,
+    /// Its model, as the agent names it, when known.
+    model: Option<String>,
+    /// The config option that sets its model, when the agent has one.
+    model_option: Option<String>,
+}
+
+impl Session {
+    fn new(now: Instant, tools: Option<RunId>) -> Self {
+        Session {
+            key: None,
+            turn: None,
+            last_used: now,
+            tools,
+            offer: None,
+            fresh: false,
+            model: None,
+            model_option: None,
+        }
+    }
 }
 
 /// What an answer from the agent is for.
 enum Pending {
     Initialize,
+    /// The first session of a started agent, opened to learn its models.
+    Probe,
+    /// A model change, before the prompt `text`.
+    SetModel {
+        session: String,
+        model: String,
+        text: String,
+    },
     NewSession(Box<Request>),
     /// The turn of this session.
     Prompt(String),
@@ -201,11 +237,16 @@ pub struct AcpAgent {
     next_tools: u64,
     /// The owners whose relay answered a `tools/list`.
     listed: HashSet<RunId>,
+    /// It registered, with the models it learned.
+    probed: bool,
+    /// The agent's model when none is asked for, when known.
+    default_model: Option<String>,
 }
 
 impl AcpAgent {
-    /// The first frame polled registers the plan's model.
-    pub fn new(plan: AcpPlan, agent_id: &str) -> Self {
+    /// The agent is started at once (at `now`): it registers once its
+    /// first session told its models, or it failed to start.
+    pub fn new(plan: AcpPlan, agent_id: &str, now: Instant) -> Self {
         let relink = Relink::new(json!({
             "type": "register",
             "agent_id": agent_id,
@@ -213,9 +254,9 @@ impl AcpAgent {
             "models": [plan.model],
             "allowed_scopes": ["inference"],
         }));
-        AcpAgent {
+        let mut agent = AcpAgent {
             plan,
-            ready: VecDeque::from([relink.register()]),
+            ready: VecDeque::new(),
             relink,
             actions: VecDeque::new(),
             process: None,
@@ -230,7 +271,11 @@ impl AcpAgent {
             relays: Relays::default(),
             next_tools: 0,
             listed: HashSet::new(),
-        }
+            probed: false,
+            default_model: None,
+        };
+        agent.start(now);
+        agent
     }
 
     /// Agent processes started so far.
@@ -250,8 +295,10 @@ impl AcpAgent {
             .map_or("the agent", String::as_str)
     }
 
-    /// The request for a payload.
-    fn request(&self, invoke: String, payload: &Value, now: Instant) -> Request {
+    /// The request for an invocation.
+    fn request(&self, invoke: String, msg: &Value, now: Instant) -> Request {
+        let payload = &msg["payload"];
+        let model = msg["model_meta"]["model"].as_str().unwrap_or_default();
         let offer = Offer::of(payload).filter(|_| self.plan.tools.is_some());
         let with_choice = |prompt: String| match offer.as_ref().and_then(|o| o.choice.as_ref()) {
             Some(choice) => format!("{prompt}\n\n{choice}"),
@@ -267,6 +314,7 @@ impl AcpAgent {
             cancelled: false,
             offer: None,
             owner: None,
+            model: None,
         };
         let messages = payload["messages"].as_array().map(Vec::as_slice);
         if let Some(messages) = messages.filter(|_| payload["kind"] == "chat") {
@@ -279,6 +327,7 @@ impl AcpAgent {
             }
         }
         request.offer = offer;
+        request.model = self.wanted_model(model);
         request
     }
 
@@ -361,6 +410,16 @@ impl AcpAgent {
         });
         if let (Some(id), Some(last)) = (found, request.last.clone()) {
             return self.prompt(id, request, last, now);
+        }
+        let fresh = self
+            .sessions
+            .iter_mut()
+            .find(|(_, s)| s.fresh && s.turn.is_none())
+            .filter(|_| !tools);
+        if let Some((id, session)) = fresh {
+            session.fresh = false;
+            let (id, text) = (id.clone(), request.whole.clone());
+            return self.prompt(id, request, text, now);
         }
         let opening = self
             .pending
@@ -450,6 +509,7 @@ impl AcpAgent {
             shows: Shows::new(self.plan.show_tools),
             round: request.offer.map(Round::new),
             held: None,
+            model: request.model,
         });
         match held {
             Some(held) => {
@@ -461,7 +521,11 @@ impl AcpAgent {
         }
     }
 
+    /// Sends the prompt, once the session is on the turn's model.
     fn send_prompt(&mut self, id: &str, text: String) {
+        let Some(text) = self.set_model(id, text) else {
+            return;
+        };
         let params = json!({"sessionId": id, "prompt": [{"type": "text", "text": text}]});
         self.call("session/prompt", params, Pending::Prompt(id.to_owned()));
     }
@@ -533,6 +597,12 @@ impl AcpAgent {
     fn answered(&mut self, id: u64, result: Result<Value, Failure>, now: Instant) {
         match self.pending.remove(&id) {
             Some(Pending::Initialize) => self.initialized(result, now),
+            Some(Pending::Probe) => self.probed(result, now),
+            Some(Pending::SetModel {
+                session,
+                model,
+                text,
+            }) => self.model_set(&session, model, text, result, now),
             Some(Pending::NewSession(request)) => self.opened(*request, result, now),
             Some(Pending::Prompt(session)) => self.prompted(&session, result, now),
             None => {}
@@ -555,13 +625,20 @@ impl AcpAgent {
         if let Some(process) = self.process.as_mut() {
             process.ready = true;
         }
+        if !self.probed {
+            let params = json!({"cwd": self.plan.cwd, "mcpServers": []});
+            self.call("session/new", params, Pending::Probe);
+        }
         self.drain_queue(now);
     }
 
     /// `session/new` answered: the turn that opened it goes on in it.
     fn opened(&mut self, request: Request, result: Result<Value, Failure>, now: Instant) {
-        let id = match result {
-            Ok(result) => result["sessionId"].as_str().map(str::to_owned),
+        let (id, models) = match result {
+            Ok(result) => (
+                result["sessionId"].as_str().map(str::to_owned),
+                Models::of(&result),
+            ),
             Err(failure) if !request.cancelled => {
                 let (message, code) = self.refusal(&failure);
                 self.ready
@@ -573,17 +650,10 @@ impl AcpAgent {
         let Some(id) = id else {
             return self.end_process("it answered `session/new` without a session id".into());
         };
-        let tools = request.owner;
-        self.sessions.insert(
-            id.clone(),
-            Session {
-                key: None,
-                turn: None,
-                last_used: now,
-                tools,
-                offer: None,
-            },
-        );
+        let mut session = Session::new(now, request.owner);
+        session.model = models.current;
+        session.model_option = models.option;
+        self.sessions.insert(id.clone(), session);
         if request.cancelled {
             return self.drain_queue(now);
         }
@@ -722,6 +792,8 @@ impl AcpAgent {
                     .push_back(error_frame(&turn.invoke, &why, "agent_failed"));
             }
         }
+        // It registers even so: an editor asking is then told why.
+        self.register(&[]);
         if !process.ready {
             for request in self.queue.drain(..) {
                 self.ready
@@ -751,9 +823,8 @@ impl ProcessAgent for AcpAgent {
         match msg["type"].as_str() {
             Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
             Some("model_invoke") if !id.is_empty() => {
-                let payload = &msg["payload"];
-                if !self.resume_waiting(id, payload, now) {
-                    let request = self.request(id.to_owned(), payload, now);
+                if !self.resume_waiting(id, &msg["payload"], now) {
+                    let request = self.request(id.to_owned(), &msg, now);
                     if let Some(offer) = &request.offer {
                         self.end_waiting_in(&offer.chat);
                     }
@@ -785,7 +856,9 @@ impl ProcessAgent for AcpAgent {
             self.stop_turn(&id);
         }
         self.ready.clear();
-        self.ready.push_back(self.relink.register());
+        if self.probed {
+            self.ready.push_back(self.relink.register());
+        }
     }
 
     fn handle_stdout(&mut self, run: RunId, bytes: &[u8], now: Instant) {

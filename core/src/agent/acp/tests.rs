@@ -26,13 +26,41 @@ fn plan() -> AcpPlan {
     }
 }
 
-/// An agent past its `register` frame.
-fn agent() -> AcpAgent {
-    let mut agent = AcpAgent::new(plan(), "acp");
-    assert!(agent
-        .poll_transmit()
-        .is_some_and(|f| f.contains("register")));
+/// An agent just made: its process (run 0) is started and asked to
+/// `initialize` (request 0).
+fn agent(now: Instant) -> AcpAgent {
+    let mut agent = AcpAgent::new(plan(), "acp", now);
+    let lines = written(&mut agent);
+    assert_eq!(lines[0], json!({"spawn": 0}));
+    assert_eq!(
+        request_of(&lines, "initialize")["params"]["protocolVersion"],
+        1
+    );
+    assert!(
+        frames(&mut agent).is_empty(),
+        "no register before its models are known"
+    );
     agent
+}
+
+/// An agent whose process answered `initialize`, and its first session
+/// (request 1) with `probe` (`None`: an error), past its `register`.
+fn started(now: Instant, probe: Option<Value>) -> (AcpAgent, Value) {
+    let mut agent = agent(now);
+    reply(&mut agent, 0, &json!(0), json!({"protocolVersion": 1}), now);
+    let first = request_of(&written(&mut agent), "session/new");
+    assert_eq!(first["id"], 1);
+    match probe {
+        Some(result) => reply(&mut agent, 0, &json!(1), result, now),
+        None => {
+            let refused =
+                json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "no"}});
+            say(&mut agent, 0, refused, now);
+        }
+    }
+    let register = frames(&mut agent).remove(0);
+    assert_eq!(register["type"], "register");
+    (agent, register)
 }
 
 fn invoke(agent: &mut AcpAgent, id: &str, messages: Value, now: Instant) {
@@ -97,25 +125,14 @@ fn request_of(lines: &[Value], method: &str) -> Value {
         .unwrap_or_else(|| panic!("no {method} in {lines:?}"))
 }
 
-/// An agent whose process (run 0) answered `initialize`, with request
-/// `inv-1` (one user message) sent as the prompt of session `s1`.
+/// A started agent with request `inv-1` (one user message) sent as the
+/// prompt (request 3) of session `s1` (opened by request 2).
 fn prompted(now: Instant) -> AcpAgent {
-    let mut agent = agent();
+    let (mut agent, _) = started(now, None);
     invoke(
         &mut agent,
         "inv-1",
         json!([{"role": "user", "content": "Hi"}]),
-        now,
-    );
-    let lines = written(&mut agent);
-    assert_eq!(lines[0], json!({"spawn": 0}));
-    let init = request_of(&lines, "initialize");
-    assert_eq!(init["params"]["protocolVersion"], 1);
-    reply(
-        &mut agent,
-        0,
-        &init["id"],
-        json!({"protocolVersion": 1}),
         now,
     );
     let new = request_of(&written(&mut agent), "session/new");
@@ -144,7 +161,7 @@ fn a_turn_streams_text_and_reasoning_and_ends_with_the_stop_reason() {
     reply(
         &mut agent,
         0,
-        &json!(2),
+        &json!(3),
         json!({"stopReason": "max_tokens"}),
         now,
     );
@@ -168,7 +185,7 @@ fn a_continued_conversation_goes_to_its_session_with_only_its_new_message() {
     reply(
         &mut agent,
         0,
-        &json!(2),
+        &json!(3),
         json!({"stopReason": "end_turn"}),
         now,
     );
@@ -220,7 +237,7 @@ fn an_editor_leaving_cancels_the_turn_and_forgets_its_session() {
     reply(
         &mut agent,
         0,
-        &json!(2),
+        &json!(3),
         json!({"stopReason": "cancelled"}),
         now,
     );
@@ -258,20 +275,21 @@ fn a_crash_fails_the_turn_and_the_next_request_starts_the_agent_again() {
 }
 
 #[test]
-fn an_agent_that_cannot_start_fails_what_waits_at_once() {
+fn an_agent_that_cannot_start_registers_and_fails_what_waits_at_once() {
     let now = Instant::now();
-    let mut agent = agent();
+    let mut agent = agent(now);
     invoke(
         &mut agent,
         "inv-1",
         json!([{"role": "user", "content": "Hi"}]),
         now,
     );
-    written(&mut agent);
     agent.handle_exit(RunId(0), Exit::NotStarted("No such file".into()), now);
     let out = frames(&mut agent);
+    assert_eq!(out[0]["type"], "register");
+    assert_eq!(out[0]["models"], json!(["acp"]));
     assert_eq!(
-        out[0]["error"]["message"],
+        out[1]["error"]["message"],
         "could not start `agent`: No such file"
     );
 }
@@ -279,43 +297,26 @@ fn an_agent_that_cannot_start_fails_what_waits_at_once() {
 #[test]
 fn a_wrong_version_a_silent_start_and_a_huge_line_end_the_process() {
     let now = Instant::now();
-    let mut agent = agent();
+    let mut agent = agent(now);
     invoke(
         &mut agent,
         "inv-1",
         json!([{"role": "user", "content": "Hi"}]),
         now,
     );
-    let init = request_of(&written(&mut agent), "initialize");
-    reply(
-        &mut agent,
-        0,
-        &init["id"],
-        json!({"protocolVersion": 2}),
-        now,
-    );
+    reply(&mut agent, 0, &json!(0), json!({"protocolVersion": 2}), now);
     assert_eq!(written(&mut agent), [json!({"kill": 0})]);
-    agent.handle_exit(
-        RunId(0),
-        Exit::Exited {
-            code: None,
-            stderr: String::new(),
-        },
-        now,
-    );
+    let exit = Exit::Exited {
+        code: None,
+        stderr: String::new(),
+    };
+    agent.handle_exit(RunId(0), exit, now);
     let out = frames(&mut agent);
-    assert!(out[0]["error"]["message"]
+    assert!(out[1]["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("speaks ACP version 2")));
 
-    let mut silent = self::agent();
-    invoke(
-        &mut silent,
-        "inv-1",
-        json!([{"role": "user", "content": "Hi"}]),
-        now,
-    );
-    written(&mut silent);
+    let mut silent = self::agent(now);
     assert_eq!(silent.poll_timeout(), Some(now + Duration::from_secs(5)));
     silent.handle_timeout(now + Duration::from_secs(5));
     assert_eq!(written(&mut silent), [json!({"kill": 0})]);
@@ -353,7 +354,7 @@ fn past_the_sessions_cap_the_least_recently_used_idle_session_goes() {
     reply(
         &mut agent,
         0,
-        &json!(2),
+        &json!(3),
         json!({"stopReason": "end_turn"}),
         now,
     );
@@ -414,19 +415,11 @@ fn a_turn_past_its_deadline_times_out_and_is_cancelled() {
 #[test]
 fn a_login_the_agent_needs_is_named() {
     let now = Instant::now();
-    let mut agent = agent();
+    let (mut agent, _) = started(now, None);
     invoke(
         &mut agent,
         "inv-1",
         json!([{"role": "user", "content": "Hi"}]),
-        now,
-    );
-    let init = request_of(&written(&mut agent), "initialize");
-    reply(
-        &mut agent,
-        0,
-        &init["id"],
-        json!({"protocolVersion": 1}),
         now,
     );
     let new = request_of(&written(&mut agent), "session/new");
@@ -438,4 +431,49 @@ fn a_login_the_agent_needs_is_named() {
     assert!(out[0]["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("run `agent login`")));
+}
+
+#[test]
+fn the_agents_models_are_registered_and_a_turn_sets_the_one_it_asks_for() {
+    let now = Instant::now();
+    let probe = json!({"sessionId": "s0", "configOptions": [
+        {"id": "model", "category": "model", "currentValue": "fast",
+         "options": [{"value": "fast"}, {"value": "deep"}]}]});
+    let (mut agent, register) = started(now, Some(probe));
+    assert_eq!(register["models"], json!(["acp", "acp/fast", "acp/deep"]));
+    // The first conversation takes the session opened at start, on the
+    // model it asks for.
+    let frame = json!({"type": "model_invoke", "id": "inv-1", "model_meta": {"model": "acp/deep"},
+                       "payload": {"kind": "chat", "messages": [{"role": "user", "content": "Hi"}]}});
+    agent.handle_message(&frame.to_string(), now);
+    let set = written(&mut agent);
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert_eq!(set[0]["method"], "session/set_config_option");
+    assert_eq!(
+        set[0]["params"],
+        json!({"sessionId": "s0", "configId": "model", "value": "deep"})
+    );
+    reply(&mut agent, 0, &set[0]["id"], json!({}), now);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    assert_eq!(prompt["params"]["sessionId"], "s0");
+
+    // An agent that refuses the model fails the turn with why.
+    reply(
+        &mut agent,
+        0,
+        &prompt["id"],
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    frames(&mut agent);
+    let frame = json!({"type": "model_invoke", "id": "inv-2", "model_meta": {"model": "acp/nope"},
+                       "payload": {"kind": "chat", "messages": [{"role": "user", "content": "Yo"}]}});
+    agent.handle_message(&frame.to_string(), now);
+    let new = request_of(&written(&mut agent), "session/new");
+    reply(&mut agent, 0, &new["id"], json!({"sessionId": "s9"}), now);
+    let set = request_of(&written(&mut agent), "session/set_model");
+    let refused = json!({"jsonrpc": "2.0", "id": set["id"], "error": {"code": -32602, "message": "unknown model"}});
+    say(&mut agent, 0, refused, now);
+    let out = frames(&mut agent);
+    assert_eq!(out[0]["error"]["code"], "model_not_found");
 }
