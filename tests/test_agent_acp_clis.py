@@ -25,15 +25,16 @@ TAP = ROOT / "tests" / "fixtures" / "acp_tap.py"
 
 
 class RealAcp:
-    """`agent acp` running `cli` behind the tap, in `home`."""
+    """`agent acp` running `cli` behind the tap, in `home`: `NODE_BIN/cli
+    --acp` and the setup's arguments, or the setup's own `command`."""
 
-    def __init__(self, server, home, cli, setup):
+    def __init__(self, server, home, cli, setup, command=None):
         env, extra = setup
         self.server = server
         self.log = home / "tap.jsonl"
         self.log.touch()
         self.model = f"{cli}-acp-{uuid.uuid4().hex[:8]}"
-        command = [str(NODE_BIN / cli), "--acp", *extra]
+        command = command or [str(NODE_BIN / cli), "--acp", *extra]
         self.agent = ExecAgent(
             server,
             "--model",
@@ -81,8 +82,8 @@ class RealAcp:
 def real_acp(server, tmp_path):
     started = []
 
-    def start(cli, setup):
-        agent = RealAcp(server, tmp_path, cli, setup)
+    def start(cli, setup, command=None):
+        agent = RealAcp(server, tmp_path, cli, setup, command)
         started.append(agent)
         return agent
 

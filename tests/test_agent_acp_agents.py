@@ -1,0 +1,207 @@
+"""`agent acp` with three more real agents from npm (tests/node), offline,
+each answered by the provider's own echo model:
+
+- Claude Code through @zed-industries/claude-agent-acp, on the Messages
+  API (as `agent exec --preset claude` is);
+- codex through @zed-industries/codex-acp, on the Responses API at /v1;
+- opencode (`opencode acp`), on the chat API at /v1 as an
+  OpenAI-compatible provider.
+
+Each runs behind the tap of tests/test_agent_acp_clis.py, with a HOME of
+its own; telemetry, update checks and downloads are off, so nothing leaves
+127.0.0.1. The echo model repeats the last message an agent sends it: a
+later turn answered with exactly the editor's new message shows that the
+agent was sent only that message, in the session that already held the
+conversation."""
+
+import json
+
+import pytest
+
+from conftest import API_KEY, claude_code_env
+from test_agent_acp_clis import real_acp, three_turns  # noqa: F401
+from test_agent_exec import CLI_TELEMETRY_OFF, NODE_BIN
+from test_agent_exec_clis import cli_env, processes_with_home, write_settings
+
+
+def claude_setup(home, base_url):
+    """claude-agent-acp on the Messages API at `base_url`, model `echo`:
+    the environment and the command. It runs the Claude Code of
+    @anthropic-ai/claude-code (CLAUDE_CODE_EXECUTABLE): the one the Claude
+    Agent SDK bundles (2.1.83) fetches a plugin blocklist from
+    raw.githubusercontent.com at every start. The agent picks its
+    "default" model for each session, which the SONNET/OPUS names map to
+    `echo`. As root it refuses every session unless IS_SANDBOX is set."""
+    env = cli_env(
+        home,
+        **claude_code_env(base_url, API_KEY),
+        ANTHROPIC_DEFAULT_SONNET_MODEL="echo",
+        ANTHROPIC_DEFAULT_OPUS_MODEL="echo",
+        CLAUDE_CODE_EXECUTABLE=str(NODE_BIN / "claude"),
+        IS_SANDBOX="1",
+    )
+    return env, [str(NODE_BIN / "claude-agent-acp")]
+
+
+# What codex knows of the model `echo` (its catalog's required fields):
+# without an entry codex says "Model metadata for `echo` not found" as
+# the first text of every answer.
+CODEX_CATALOG = {
+    "models": [
+        {
+            "slug": "echo",
+            "display_name": "echo",
+            "base_instructions": "You are a coding agent.",
+            "supported_reasoning_levels": [],
+            "shell_type": "shell_command",
+            "visibility": "list",
+            "supported_in_api": True,
+            "priority": 0,
+            "supports_reasoning_summaries": False,
+            "support_verbosity": False,
+            "truncation_policy": {"mode": "bytes", "limit": 10000},
+            "supports_parallel_tool_calls": False,
+            "context_window": 272000,
+            "experimental_supported_tools": [],
+        }
+    ]
+}
+
+
+def codex_setup(home, base_url):
+    """codex-acp on the Responses API at `base_url` (ending in /v1), model
+    `echo`, its CODEX_HOME in `home`: the environment and the command."""
+    codex_home = home / ".codex"
+    codex_home.mkdir(exist_ok=True)
+    catalog = home / "codex-models.json"
+    catalog.write_text(json.dumps(CODEX_CATALOG))
+    provider = f'{{name="local",base_url="{base_url}",env_key="LOCAL_KEY",wire_api="responses"}}'
+    env = cli_env(home, CODEX_HOME=str(codex_home), LOCAL_KEY=API_KEY, **CLI_TELEMETRY_OFF)
+    options = [
+        "model_provider=local",
+        f"model_providers.local={provider}",
+        "model=echo",
+        f'model_catalog_json="{catalog}"',
+        "analytics.enabled=false",
+        "check_for_update_on_startup=false",
+    ]
+    return env, [str(NODE_BIN / "codex-acp"), *(a for option in options for a in ("-c", option))]
+
+
+def opencode_setup(home, base_url):
+    """opencode on an OpenAI-compatible chat API at `base_url` (ending in
+    /v1), model `local/echo`, its config, data and cache in `home`: the
+    environment and the command. Models list, updates, sharing, LSP
+    downloads and default plugins are off. opencode also installs
+    @opencode-ai/plugin into its config folder from npm's registry at each
+    start; npm's offline mode (its settings come from npm_config_*) makes
+    that fail at once, without a request, and opencode goes on."""
+    config = home / ".config"
+    write_settings(
+        config / "opencode" / "opencode.json",
+        {
+            "$schema": "https://opencode.ai/config.json",
+            "autoupdate": False,
+            "share": "disabled",
+            "provider": {
+                "local": {
+                    "npm": "@ai-sdk/openai-compatible",
+                    "name": "MCP Local Provider",
+                    "options": {"baseURL": base_url, "apiKey": API_KEY},
+                    "models": {"echo": {"name": "echo"}},
+                }
+            },
+            "model": "local/echo",
+            "small_model": "local/echo",
+        },
+    )
+    env = cli_env(
+        home,
+        XDG_CONFIG_HOME=str(config),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
+        OPENCODE_DISABLE_AUTOUPDATE="1",
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+        OPENCODE_DISABLE_SHARE="1",
+        OPENCODE_DISABLE_LSP_DOWNLOAD="1",
+        OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
+        OPENCODE_DISABLE_CLAUDE_CODE="1",
+        OPENCODE_DISABLE_EXTERNAL_SKILLS="1",
+        npm_config_offline="true",
+        npm_config_registry="http://127.0.0.1:9/",
+    )
+    return env, [str(NODE_BIN / "opencode"), "acp"]
+
+
+def start(real_acp, name, setup):  # noqa: F811
+    env, command = setup
+    return real_acp(name, (env, []), command)
+
+
+def one_process_one_session(agent):
+    """One agent process and one session served the three turns, and the
+    later prompts held only the editor's new message."""
+    assert len(agent.received("initialize")) == 1
+    assert len(agent.received("session/new")) == 1
+    prompts = agent.prompts()
+    assert len(prompts) == 3 and prompts[0].endswith("Say the word pelican"), prompts
+    assert prompts[1:] == ["And turn 2?", "And turn 3?"], prompts
+
+
+def nothing_left(agent, home):
+    """Stopped, the agent leaves no process behind (they all have its HOME)."""
+    agent.stop()
+    assert processes_with_home(home) == []
+
+
+def test_claude_answers_a_conversation_in_one_warm_session(server, real_acp, tmp_path):  # noqa: F811
+    agent = start(real_acp, "claude", claude_setup(tmp_path, server.base))
+    answers = three_turns(agent, "Say the word pelican")
+    # Claude's first message to its model has its own reminders before the
+    # user's words; the next ones are the new message alone.
+    assert answers[0].endswith("Say the word pelican") and answers[0].count("pelican") == 1, answers[0][-300:]
+    assert answers[1:] == ["And turn 2?", "And turn 3?"], answers
+    one_process_one_session(agent)
+    # Claude Code kept the one session, its transcript in its HOME.
+    sessions = list((tmp_path / ".claude" / "projects").rglob("*.jsonl"))
+    assert len(sessions) == 1, sessions
+    nothing_left(agent, tmp_path)
+
+
+def test_codex_answers_a_conversation_in_one_warm_session(server, real_acp, tmp_path):  # noqa: F811
+    agent = start(real_acp, "codex", codex_setup(tmp_path, server.base + "/v1"))
+    answers = three_turns(agent, "Say the word pelican")
+    assert answers == ["Say the word pelican", "And turn 2?", "And turn 3?"], answers
+    one_process_one_session(agent)
+    # One codex thread: one transcript in its sessions.
+    threads = list((tmp_path / ".codex" / "sessions").rglob("rollout-*.jsonl"))
+    assert len(threads) == 1, threads
+    nothing_left(agent, tmp_path)
+
+
+def test_opencode_answers_a_conversation_in_one_warm_session(server, real_acp, tmp_path):  # noqa: F811
+    agent = start(real_acp, "opencode", opencode_setup(tmp_path, server.base + "/v1"))
+    answers = three_turns(agent, "Say the word pelican")
+    assert answers == ["Say the word pelican", "And turn 2?", "And turn 3?"], answers
+    one_process_one_session(agent)
+    nothing_left(agent, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["claude", "codex", "opencode"])
+def test_a_new_conversation_gets_a_session_of_its_own(server, real_acp, tmp_path, name):  # noqa: F811
+    """Two editor chats on one agent process: two sessions, each answered
+    with its own words."""
+    setups = {
+        "claude": lambda: claude_setup(tmp_path, server.base),
+        "codex": lambda: codex_setup(tmp_path, server.base + "/v1"),
+        "opencode": lambda: opencode_setup(tmp_path, server.base + "/v1"),
+    }
+    agent = start(real_acp, name, setups[name]())
+    first, _ = agent.stream([{"role": "user", "content": "Say the word pelican"}])
+    second, _ = agent.stream([{"role": "user", "content": "Say the word heron"}])
+    assert first.endswith("Say the word pelican") and second.endswith("Say the word heron"), (first, second)
+    assert "pelican" not in second
+    assert len(agent.received("initialize")) == 1
+    assert len(agent.received("session/new")) == 2
+    nothing_left(agent, tmp_path)
