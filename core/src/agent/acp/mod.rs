@@ -822,14 +822,16 @@ impl ProcessAgent for AcpAgent {
         let id = msg["id"].as_str().unwrap_or_default();
         match msg["type"].as_str() {
             Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
-            Some("model_invoke") if !id.is_empty() => {
-                if !self.resume_waiting(id, &msg["payload"], now) {
-                    let request = self.request(id.to_owned(), &msg, now);
-                    if let Some(offer) = &request.offer {
-                        self.end_waiting_in(&offer.chat);
-                    }
-                    self.dispatch(request, now);
+            // Results a parked turn waits for go to it; anything else is
+            // a new turn.
+            Some("model_invoke")
+                if !id.is_empty() && !self.resume_waiting(id, &msg["payload"], now) =>
+            {
+                let request = self.request(id.to_owned(), &msg, now);
+                if let Some(offer) = &request.offer {
+                    self.end_waiting_in(&offer.chat);
                 }
+                self.dispatch(request, now);
             }
             Some("cancel") => self.cancel(id, now),
             _ => {}
