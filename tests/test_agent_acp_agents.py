@@ -26,7 +26,7 @@ from test_agent_exec_clis import cli_env, processes_with_home, write_settings
 
 def claude_setup(home, base_url):
     """claude-agent-acp on the Messages API at `base_url`, model `echo`:
-    the environment and the command. It runs the Claude Code of
+    the environment and the arguments after `--`. It runs the Claude Code of
     @anthropic-ai/claude-code (CLAUDE_CODE_EXECUTABLE): the one the Claude
     Agent SDK bundles (2.1.83) fetches a plugin blocklist from
     raw.githubusercontent.com at every start. The agent picks its
@@ -40,7 +40,7 @@ def claude_setup(home, base_url):
         CLAUDE_CODE_EXECUTABLE=str(NODE_BIN / "claude"),
         IS_SANDBOX="1",
     )
-    return env, [str(NODE_BIN / "claude-agent-acp")]
+    return env, []
 
 
 # What codex knows of the model `echo` (its catalog's required fields):
@@ -70,7 +70,7 @@ CODEX_CATALOG = {
 
 def codex_setup(home, base_url):
     """codex-acp on the Responses API at `base_url` (ending in /v1), model
-    `echo`, its CODEX_HOME in `home`: the environment and the command."""
+    `echo`, its CODEX_HOME in `home`: the environment and the arguments after `--`."""
     codex_home = home / ".codex"
     codex_home.mkdir(exist_ok=True)
     catalog = home / "codex-models.json"
@@ -85,13 +85,13 @@ def codex_setup(home, base_url):
         "analytics.enabled=false",
         "check_for_update_on_startup=false",
     ]
-    return env, [str(NODE_BIN / "codex-acp"), *(a for option in options for a in ("-c", option))]
+    return env, [a for option in options for a in ("-c", option)]
 
 
 def opencode_setup(home, base_url):
     """opencode on an OpenAI-compatible chat API at `base_url` (ending in
     /v1), model `local/echo`, its config, data and cache in `home`: the
-    environment and the command. Models list, updates, sharing, LSP
+    environment and the arguments after `--`. Models list, updates, sharing, LSP
     downloads and default plugins are off. opencode also installs
     @opencode-ai/plugin into its config folder from npm's registry at each
     start; npm's offline mode (its settings come from npm_config_*) makes
@@ -131,12 +131,11 @@ def opencode_setup(home, base_url):
         npm_config_offline="true",
         npm_config_registry="http://127.0.0.1:9/",
     )
-    return env, [str(NODE_BIN / "opencode"), "acp"]
+    return env, []
 
 
 def start(real_acp, name, setup):  # noqa: F811
-    env, command = setup
-    return real_acp(name, (env, []), command)
+    return real_acp(name, setup)
 
 
 def one_process_one_session(agent):

@@ -22,21 +22,33 @@ from test_agent_exec import NODE_BIN, ExecAgent, wait_gone
 from test_agent_exec_clis import ANSWER, OK, RUN_TIMEOUT, FakeModel, gemini_setup, qwen_setup
 
 TAP = ROOT / "tests" / "fixtures" / "acp_tap.py"
+# The program each preset starts.
+PROGRAMS = {"claude": "claude-agent-acp", "codex": "codex-acp", "gemini": "gemini", "qwen": "qwen", "opencode": "opencode"}
 
 
 class RealAcp:
-    """`agent acp` running `cli` behind the tap, in `home`: `NODE_BIN/cli
-    --acp` and the setup's arguments, or the setup's own `command`."""
+    """`agent acp --preset <preset>` as a user runs it, in `home`, with the
+    setup's environment and arguments after `--`. The preset's program is
+    found on PATH as a wrapper that runs the real one (tests/node) behind
+    the tap."""
 
-    def __init__(self, server, home, cli, setup, command=None):
+    def __init__(self, server, home, preset, setup):
         env, extra = setup
         self.server = server
         self.log = home / "tap.jsonl"
         self.log.touch()
-        self.model = f"{cli}-acp-{uuid.uuid4().hex[:8]}"
-        command = command or [str(NODE_BIN / cli), "--acp", *extra]
+        self.model = f"{preset}-acp-{uuid.uuid4().hex[:8]}"
+        program = PROGRAMS[preset]
+        bin_dir = home / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        wrapper = bin_dir / program
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {TAP} {self.log} {NODE_BIN / program} "$@"\n')
+        wrapper.chmod(0o755)
+        env = {**env, "PATH": f"{bin_dir}:{env.get('PATH', os.environ['PATH'])}"}
         self.agent = ExecAgent(
             server,
+            "--preset",
+            preset,
             "--model",
             self.model,
             "--cwd",
@@ -44,10 +56,7 @@ class RealAcp:
             "--timeout-secs",
             str(RUN_TIMEOUT),
             "--",
-            sys.executable,
-            str(TAP),
-            str(self.log),
-            *command,
+            *extra,
             env=env,
             kind="acp",
         )
@@ -82,8 +91,8 @@ class RealAcp:
 def real_acp(server, tmp_path):
     started = []
 
-    def start(cli, setup, command=None):
-        agent = RealAcp(server, tmp_path, cli, setup, command)
+    def start(preset, setup):
+        agent = RealAcp(server, tmp_path, preset, setup)
         started.append(agent)
         return agent
 
@@ -178,3 +187,28 @@ def test_a_killed_gemini_fails_its_turn_and_a_new_one_answers_next(real_acp, tmp
         text, _ = agent.stream([{"role": "user", "content": "Tell me about herons"}])
         assert text == ANSWER
         assert len(agent.received("initialize")) == 2
+
+
+@pytest.mark.parametrize("cli", ["gemini", "qwen"])
+def test_the_editors_tool_round_trips_and_the_same_turn_goes_on(server, real_acp, tmp_path, cli):
+    """The agent's model (a fake of its API) calls the editor's tool: the
+    editor gets the call under its own name, sends the result, and gets the
+    model's answer quoting it — from the same session's same prompt."""
+    from test_editor_tools import ASK, WEATHER, FakeChat, FakeGemini
+
+    fake_model = FakeGemini if cli == "gemini" else FakeChat
+    with fake_model() as fake:
+        setup = gemini_setup(tmp_path, fake.base) if cli == "gemini" else qwen_setup(tmp_path, fake.base + "/v1")
+        agent = real_acp(cli, setup)
+        client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
+        first = client.chat.completions.create(model=agent.model, messages=ASK, tools=[WEATHER]).choices[0]
+        assert first.finish_reason == "tool_calls", first
+        [call] = first.message.tool_calls
+        assert call.function.name == "get_weather"
+        assert json.loads(call.function.arguments) == {"city": "Oslo"}
+        history = [*ASK, first.message.model_dump(exclude_none=True)]
+        history.append({"role": "tool", "tool_call_id": call.id, "content": "drizzle in Oslo, 9 C"})
+        text = client.chat.completions.create(model=agent.model, messages=history, tools=[WEATHER])
+        assert "drizzle in Oslo, 9 C" in text.choices[0].message.content
+        assert len(agent.received("session/prompt")) == 1, "the turn went on with the result"
+        assert len(agent.received("initialize")) == 1

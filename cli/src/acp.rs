@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use mcp_provider_core::agent::acp::permission::Policy;
-use mcp_provider_core::agent::acp::preset::{self, Preset, PRESETS};
+use mcp_provider_core::agent::acp::preset::{self, OwnToolsOff, Preset, PRESETS};
 use mcp_provider_core::agent::acp::AcpPlan;
 
 use mcp_provider_kit::relay::{self, ToolDir};
@@ -77,10 +77,14 @@ impl AcpArgs {
     /// it, not a "serving" agent whose every answer fails.
     pub fn plan(&self) -> Result<AcpPlan, String> {
         let preset = self.preset();
+        let policy = Policy::from_name(&self.allow_own_tools).unwrap_or_default();
         let (command, default_model) = match preset {
             Some(preset) => {
                 let mut command: Vec<String> =
                     preset.command.iter().map(|a| (*a).to_owned()).collect();
+                if let (OwnToolsOff::Args(args), Policy::Never) = (preset.own_tools_off, policy) {
+                    command.extend(args());
+                }
                 command.extend(self.command.iter().cloned());
                 (command, preset.name.to_owned())
             }
@@ -133,13 +137,14 @@ impl AcpArgs {
             max_sessions: self.max_sessions,
             idle: Duration::from_secs(self.session_idle_secs),
             max_queued: self.max_queued,
-            policy: Policy::from_name(&self.allow_own_tools).unwrap_or_default(),
+            policy,
             show_tools: !self.hide_tools,
             login: preset.map(|p| p.login.to_owned()),
             tools: None,
-            own_tools_off: preset
-                .and_then(|p| p.own_tools_off)
-                .and_then(|meta| serde_json::from_str(meta).ok()),
+            own_tools_off: match preset.map(|p| p.own_tools_off) {
+                Some(OwnToolsOff::Meta(meta)) => serde_json::from_str(meta).ok(),
+                _ => None,
+            },
         })
     }
 

@@ -25,7 +25,7 @@ pub mod rpc;
 mod tools;
 pub mod update;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -63,6 +63,10 @@ const STABLE: Duration = Duration::from_secs(10);
 /// The longest a session's first prompt waits for its agent to list the
 /// editor's tools.
 const LIST_WAIT: Duration = Duration::from_secs(5);
+/// How long after listing the editor's tools an agent is given to take
+/// them in before its first prompt: qwen-code offers its model only the
+/// tools it registered by then, some time after their listing.
+const LIST_SETTLE: Duration = Duration::from_millis(500);
 
 /// What to run, and the limits to run it in.
 #[derive(Debug, Clone)]
@@ -139,8 +143,9 @@ struct Turn {
     shows: Shows,
     /// Its calls of the editor's tools, when it was given them.
     round: Option<Round>,
-    /// The prompt, held until the agent has listed the editor's tools (an
-    /// agent may take its first prompt before it has), and until when.
+    /// The prompt, held until the agent has listed the editor's tools and
+    /// taken them in (an agent may take its first prompt before it has),
+    /// and until when.
     held: Option<(String, Instant)>,
     /// The model it wants its session on.
     model: Option<String>,
@@ -235,8 +240,8 @@ pub struct AcpAgent {
     relays: Relays,
     /// The next owner number for a session's relay.
     next_tools: u64,
-    /// The owners whose relay answered a `tools/list`.
-    listed: HashSet<RunId>,
+    /// The owners whose relay answered a `tools/list`, and when.
+    listed: HashMap<RunId, Instant>,
     /// It registered, with the models it learned.
     probed: bool,
     /// The agent's model when none is asked for, when known.
@@ -270,7 +275,7 @@ impl AcpAgent {
             starts: 0,
             relays: Relays::default(),
             next_tools: 0,
-            listed: HashSet::new(),
+            listed: HashMap::new(),
             probed: false,
             default_model: None,
         };
@@ -488,10 +493,11 @@ impl AcpAgent {
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
-        let unlisted = session
-            .tools
-            .is_some_and(|owner| !self.listed.contains(&owner));
-        let held = unlisted.then(|| (text.clone(), now + LIST_WAIT));
+        let until = session.tools.map(|owner| match self.listed.get(&owner) {
+            Some(&listed) => listed + LIST_SETTLE,
+            None => now + LIST_WAIT,
+        });
+        let held = until.filter(|&t| t > now).map(|t| (text.clone(), t));
         let mut answer = request.transcript;
         if let Some(t) = answer.as_mut() {
             t.open("assistant");
@@ -551,7 +557,13 @@ impl AcpAgent {
                 let line = match method.as_str() {
                     "session/request_permission" => {
                         let editors = self.asks_for_editor_tool(&params);
-                        rpc::result(&id, permission::answer(self.plan.policy, &params, editors))
+                        let answer = permission::answer(self.plan.policy, &params, editors);
+                        tracing::debug!(
+                            "ACP agent asked permission for {}: {}",
+                            params["toolCall"],
+                            answer["outcome"]
+                        );
+                        rpc::result(&id, answer)
                     }
                     _ => rpc::error(
                         &id,

@@ -3,8 +3,11 @@
 //! editor is told when the agent says it needs a login). A row each, not a
 //! parser: every agent speaks the same protocol.
 
+use crate::agent::exec::offer::QWEN_OFF;
+use crate::agent::exec::tools::SERVER;
+
 /// A known ACP agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Preset {
     pub name: &'static str,
     /// The command that starts it speaking ACP on stdio.
@@ -15,9 +18,30 @@ pub struct Preset {
     pub login: &'static str,
     /// How to install it.
     pub install: &'static str,
-    /// The `_meta` of a `session/new` that turns its own tools off, for an
-    /// agent that has such a switch (JSON).
-    pub own_tools_off: Option<&'static str>,
+    /// How its own tools are turned off, so its model sees only the
+    /// editor's (when it may not run its own anyway).
+    pub own_tools_off: OwnToolsOff,
+}
+
+/// How an agent's own tools are turned off.
+#[derive(Debug, Clone, Copy)]
+pub enum OwnToolsOff {
+    /// It cannot be told: its permission requests are rejected instead.
+    No,
+    /// The `_meta` of a `session/new` (JSON).
+    Meta(&'static str),
+    /// Arguments added to its command line.
+    Args(fn() -> Vec<String>),
+}
+
+/// qwen-code's arguments: only the editor's MCP server's tools are
+/// registered, and its remaining own tools and tool search (which would
+/// hide MCP tools behind a search) are excluded.
+fn qwen_own_tools_off() -> Vec<String> {
+    let mut args = vec!["--core-tools".to_owned(), format!("mcp__{SERVER}")];
+    args.push("--exclude-tools".to_owned());
+    args.extend(QWEN_OFF.map(str::to_owned));
+    args
 }
 
 pub const PRESETS: &[Preset] = &[
@@ -28,7 +52,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[("IS_SANDBOX", "1")],
         login: "claude /login (or set ANTHROPIC_API_KEY)",
         install: "npm install -g @zed-industries/claude-agent-acp @anthropic-ai/claude-code",
-        own_tools_off: Some(r#"{"disableBuiltInTools": true}"#),
+        own_tools_off: OwnToolsOff::Meta(r#"{"disableBuiltInTools": true}"#),
     },
     Preset {
         name: "codex",
@@ -36,7 +60,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "codex login (or set OPENAI_API_KEY)",
         install: "npm install -g @zed-industries/codex-acp",
-        own_tools_off: None,
+        own_tools_off: OwnToolsOff::No,
     },
     Preset {
         name: "gemini",
@@ -44,7 +68,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "gemini, then choose a login (or set GEMINI_API_KEY)",
         install: "npm install -g @google/gemini-cli",
-        own_tools_off: None,
+        own_tools_off: OwnToolsOff::No,
     },
     Preset {
         name: "qwen",
@@ -52,7 +76,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "qwen, then /auth (or set OPENAI_API_KEY with --auth-type openai)",
         install: "npm install -g @qwen-code/qwen-code",
-        own_tools_off: None,
+        own_tools_off: OwnToolsOff::Args(qwen_own_tools_off),
     },
     Preset {
         name: "opencode",
@@ -60,7 +84,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "opencode auth login",
         install: "npm install -g opencode-ai",
-        own_tools_off: None,
+        own_tools_off: OwnToolsOff::No,
     },
     Preset {
         name: "goose",
@@ -68,7 +92,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "goose configure",
         install: "see https://block.github.io/goose/",
-        own_tools_off: None,
+        own_tools_off: OwnToolsOff::No,
     },
     Preset {
         name: "cursor-agent",
@@ -76,7 +100,7 @@ pub const PRESETS: &[Preset] = &[
         env: &[],
         login: "cursor-agent login",
         install: "curl https://cursor.com/install -fsS | bash",
-        own_tools_off: None,
+        own_tools_off: OwnToolsOff::No,
     },
 ];
 
@@ -101,14 +125,14 @@ mod tests {
     #[test]
     fn every_preset_is_found_by_its_name_and_starts_a_command() {
         for preset in PRESETS {
-            assert_eq!(named(preset.name), Some(preset));
+            assert_eq!(named(preset.name).map(|p| p.name), Some(preset.name));
             assert!(!preset.command.is_empty());
             let meta = preset
                 .own_tools_off
                 .map(serde_json::from_str::<serde_json::Value>);
             assert!(meta.is_none_or(|m| m.is_ok()), "{}", preset.name);
         }
-        assert_eq!(named("nope"), None);
+        assert!(named("nope").is_none());
         assert!(names().starts_with("claude, codex"));
     }
 }

@@ -55,13 +55,28 @@ impl AcpAgent {
     /// Whether a permission request is for one of the editor's tools in
     /// its session: the editor decides on those, by running them or not.
     pub(super) fn asks_for_editor_tool(&self, params: &Value) -> bool {
-        let round = params["sessionId"]
+        let turn = params["sessionId"]
             .as_str()
             .and_then(|id| self.sessions.get(id))
-            .and_then(|s| s.turn.as_ref())
-            .and_then(|t| t.round.as_ref());
-        let title = params["toolCall"]["title"].as_str().unwrap_or_default();
-        round.is_some_and(|r| !title.is_empty() && r.offer.named_in(title))
+            .and_then(|s| s.turn.as_ref());
+        let Some((turn, round)) = turn.and_then(|t| Some((t, t.round.as_ref()?))) else {
+            return false;
+        };
+        // Agents name the call in different places: its title, the title
+        // of the update that announced it, or its `_meta`'s tool name.
+        let call = &params["toolCall"];
+        let announced = call["toolCallId"]
+            .as_str()
+            .and_then(|id| turn.shows.title(id));
+        let names = [
+            call["title"].as_str(),
+            announced,
+            call["_meta"]["toolName"].as_str(),
+        ];
+        names
+            .into_iter()
+            .flatten()
+            .any(|t| !t.is_empty() && round.offer.named_in(t))
     }
 
     /// Bytes from a relay's connection.
@@ -94,7 +109,7 @@ impl AcpAgent {
             return;
         };
         if lists_tools(line) {
-            self.listed.insert(owner);
+            self.listed.insert(owner, now);
         }
         let session_id = self
             .sessions
@@ -106,7 +121,7 @@ impl AcpAgent {
             .and_then(|sid| self.sessions.get_mut(sid))
             .and_then(|s| s.turn.as_mut())
             .filter(|t| t.round.is_some());
-        let (Some(session_id), Some(turn)) = (session_id.clone(), turn) else {
+        let Some(turn) = turn else {
             return self.outside_turn(id, owner, session_id.as_deref(), line);
         };
         let Some(round) = turn.round.as_mut() else {
@@ -115,11 +130,8 @@ impl AcpAgent {
         match link::asked(line, &round.offer) {
             Asked::Reply(reply) => {
                 self.relays.send(id, reply);
-                if lists_tools(line) {
-                    if let Some((text, _)) = turn.held.take() {
-                        let session_id = session_id.clone();
-                        self.send_prompt(&session_id, text);
-                    }
+                if let Some(held) = turn.held.as_mut().filter(|_| lists_tools(line)) {
+                    held.1 = held.1.min(now + super::LIST_SETTLE);
                 }
             }
             Asked::Nothing => {}

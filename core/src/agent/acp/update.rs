@@ -3,11 +3,12 @@
 //! hidden — its own tool calls and plan as reasoning too, so an editor
 //! sees what the agent is doing while its answer waits.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
-/// The tool calls a turn shows at most; later ones are not named.
+/// The tool calls a turn keeps the titles of at most; later ones are not
+/// named.
 const MAX_SHOWN_CALLS: usize = 256;
 
 /// One update, for the editor.
@@ -17,22 +18,28 @@ pub enum Shown {
     Reasoning(String),
 }
 
-/// What a turn has shown of the agent's own tool calls: each is named
-/// once, whether the agent announced it (`tool_call`) or only updated it
-/// (`tool_call_update`, as some agents do).
+/// What a turn has shown of the agent's tool calls: each is named once,
+/// whether the agent announced it (`tool_call`) or only updated it
+/// (`tool_call_update`, as some agents do), and its title is kept (a
+/// permission request may name a call by its id alone).
 #[derive(Debug, Default)]
 pub struct Shows {
     /// Show the agent's own tool calls and plan.
     pub tools: bool,
-    calls: HashSet<String>,
+    calls: HashMap<String, String>,
 }
 
 impl Shows {
     pub fn new(tools: bool) -> Self {
         Shows {
             tools,
-            calls: HashSet::new(),
+            calls: HashMap::new(),
         }
+    }
+
+    /// The title of the call `id`, when it had one.
+    pub fn title(&self, id: &str) -> Option<&str> {
+        self.calls.get(id).map(String::as_str)
     }
 
     /// What `update` (a `session/update`'s `update`) shows, if anything.
@@ -40,21 +47,22 @@ impl Shows {
         match update["sessionUpdate"].as_str()? {
             "agent_message_chunk" => text(&update["content"]).map(Shown::Text),
             "agent_thought_chunk" => text(&update["content"]).map(Shown::Reasoning),
-            "tool_call" | "tool_call_update" if self.tools => self.call(update),
+            "tool_call" | "tool_call_update" => self.call(update),
             "plan" if self.tools => plan(&update["entries"]),
             _ => None,
         }
     }
 
-    /// A tool call's first word, when it has a title.
+    /// A tool call, named the first time it has a title (when shown).
     fn call(&mut self, update: &Value) -> Option<Shown> {
         let id = update["toolCallId"].as_str()?;
         let title = update["title"].as_str().filter(|t| !t.is_empty())?;
-        if self.calls.contains(id) || self.calls.len() >= MAX_SHOWN_CALLS {
+        if self.calls.contains_key(id) || self.calls.len() >= MAX_SHOWN_CALLS {
             return None;
         }
-        self.calls.insert(id.to_owned());
-        Some(Shown::Reasoning(format!("\n[{title}]\n")))
+        self.calls.insert(id.to_owned(), title.to_owned());
+        self.tools
+            .then(|| Shown::Reasoning(format!("\n[{title}]\n")))
     }
 }
 
@@ -131,6 +139,7 @@ mod tests {
         );
         let call = json!({"sessionUpdate": "tool_call", "toolCallId": "c1", "title": "Read a.rs"});
         assert_eq!(shows.of(&call), None, "hidden unless asked");
+        assert_eq!(shows.title("c1"), Some("Read a.rs"), "but its title kept");
     }
 
     #[test]

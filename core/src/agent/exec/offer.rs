@@ -46,7 +46,7 @@ pub fn takes_tools(preset: Preset) -> bool {
 /// qwen-code's own tools that `--core-tools` leaves on, and its tool search
 /// bridge (`tool_search`, `tool_call`): with the bridge off, MCP tools are
 /// sent whole in every request instead of deferred behind it.
-const QWEN_OFF: [&str; 13] = [
+pub const QWEN_OFF: [&str; 13] = [
     "agent",
     "enter_worktree",
     "exit_worktree",
