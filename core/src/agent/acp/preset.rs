@@ -127,10 +127,13 @@ mod tests {
         for preset in PRESETS {
             assert_eq!(named(preset.name).map(|p| p.name), Some(preset.name));
             assert!(!preset.command.is_empty());
-            let meta = preset
-                .own_tools_off
-                .map(serde_json::from_str::<serde_json::Value>);
-            assert!(meta.is_none_or(|m| m.is_ok()), "{}", preset.name);
+            match preset.own_tools_off {
+                OwnToolsOff::Meta(meta) => {
+                    assert!(serde_json::from_str::<serde_json::Value>(meta).is_ok())
+                }
+                OwnToolsOff::Args(args) => assert!(args().contains(&"--core-tools".to_owned())),
+                OwnToolsOff::No => {}
+            }
         }
         assert!(named("nope").is_none());
         assert!(names().starts_with("claude, codex"));
