@@ -325,3 +325,21 @@ def test_the_agents_models_are_listed_and_the_one_asked_for_is_set(server, acp):
     # The agent's own name is its default model.
     plain = agent.chat([user("hi")]).choices[0].message.content
     assert plain.startswith("Turn 1 of s2-")
+
+
+def test_a_conversation_goes_on_in_its_session_loaded_into_the_restarted_agent(acp, tmp_path):
+    agent = acp(env={"FAKE_ACP_STATE": str(tmp_path / "state.json")})
+    messages = [user("first question")]
+    answer = agent.chat(messages).choices[0].message.content
+    assert answer.startswith("Turn 1 of s1-")
+    session = answer.split(":")[0].removeprefix("Turn 1 of ")
+    # Another conversation crashes the agent.
+    with pytest.raises(openai.APIError):
+        agent.chat([user("CRASH")])
+    messages += [{"role": "assistant", "content": answer}, user("second question")]
+    again = agent.chat(messages).choices[0].message.content
+    # The same session, loaded into the new process; its replayed history
+    # reached no editor.
+    assert again == f"Turn 2 of {session}: second question"
+    assert [m["params"]["sessionId"] for m in agent.received("session/load")] == [session]
+    assert len(agent.received("initialize")) == 2

@@ -177,6 +177,9 @@ struct Session {
     model: Option<String>,
     /// The config option that sets its model, when the agent has one.
     model_option: Option<String>,
+    /// Kept from an agent process that ended: to be loaded into the new
+    /// one before its next turn.
+    unloaded: bool,
 }
 
 impl Session {
@@ -190,6 +193,7 @@ impl Session {
             fresh: false,
             model: None,
             model_option: None,
+            unloaded: false,
         }
     }
 }
@@ -199,6 +203,12 @@ enum Pending {
     Initialize,
     /// The first session of a started agent, opened to learn its models.
     Probe,
+    /// A session kept from an agent process that ended, loaded into the
+    /// new one for `request`.
+    Load {
+        session: String,
+        request: Box<Request>,
+    },
     /// A model change, before the prompt `text`.
     SetModel {
         session: String,
@@ -217,6 +227,8 @@ struct Running {
     started: Instant,
     /// It answered `initialize`.
     ready: bool,
+    /// It can load a session it had (`loadSession`).
+    loads: bool,
     /// Why it is being ended, when it is.
     fault: Option<String>,
 }
@@ -374,6 +386,7 @@ impl AcpAgent {
             lines: LineBuffer::new(MAX_LINE),
             started: now,
             ready: false,
+            loads: false,
             fault: None,
         });
         let params = json!({
@@ -414,6 +427,16 @@ impl AcpAgent {
                 .map(|(id, _)| id.clone())
         });
         if let (Some(id), Some(last)) = (found, request.last.clone()) {
+            if self.sessions.get(&id).is_some_and(|s| s.unloaded) {
+                let params = self.session_params(self.sessions.get(&id).and_then(|s| s.tools));
+                let mut params = params;
+                params["sessionId"] = json!(id);
+                let pending = Pending::Load {
+                    session: id,
+                    request: Box::new(request),
+                };
+                return self.call("session/load", params, pending);
+            }
             return self.prompt(id, request, last, now);
         }
         let fresh = self
@@ -610,6 +633,9 @@ impl AcpAgent {
         match self.pending.remove(&id) {
             Some(Pending::Initialize) => self.initialized(result, now),
             Some(Pending::Probe) => self.probed(result, now),
+            Some(Pending::Load { session, request }) => {
+                self.loaded(&session, *request, result.is_ok(), now)
+            }
             Some(Pending::SetModel {
                 session,
                 model,
@@ -622,6 +648,7 @@ impl AcpAgent {
     }
 
     fn initialized(&mut self, result: Result<Value, Failure>, now: Instant) {
+        let capabilities = result.as_ref().cloned().unwrap_or_default();
         let version = match result {
             Ok(result) => result["protocolVersion"].as_u64(),
             Err(failure) => {
@@ -636,6 +663,7 @@ impl AcpAgent {
         }
         if let Some(process) = self.process.as_mut() {
             process.ready = true;
+            process.loads = capabilities["agentCapabilities"]["loadSession"] == true;
         }
         if !self.probed {
             let params = json!({"cwd": self.plan.cwd, "mcpServers": []});
@@ -671,6 +699,27 @@ impl AcpAgent {
         }
         let text = request.whole.clone();
         self.prompt(id, request, text, now);
+    }
+
+    /// `session/load` answered (the history it replayed went to no turn):
+    /// the turn goes on in the session, or, when the agent could not load
+    /// it, in a new one with the whole conversation.
+    fn loaded(&mut self, id: &str, mut request: Request, loaded: bool, now: Instant) {
+        let last = request.last.clone().filter(|_| loaded);
+        match (self.sessions.get_mut(id), last) {
+            (Some(session), Some(last)) => {
+                session.unloaded = false;
+                self.prompt(id.to_owned(), request, last, now);
+            }
+            _ => {
+                tracing::info!(
+                    "ACP agent: a session could not be loaded; a new one takes its turn"
+                );
+                self.forget(id);
+                request.continues = None;
+                self.dispatch(request, now);
+            }
+        }
     }
 
     /// What an editor is told of a refused `session/new`.
@@ -794,12 +843,18 @@ impl AcpAgent {
                 }
             }
         }
-        for (_, session) in self.sessions.drain() {
+        // An idle conversation's session is kept for the next process to
+        // load, when this one could; the rest are gone with it.
+        let kept = |s: &Session| process.loads && s.turn.is_none() && s.key.is_some();
+        for (id, mut session) in std::mem::take(&mut self.sessions) {
             if let Some(owner) = session.tools {
                 self.relays.close_all_of(owner);
                 self.listed.remove(&owner);
             }
-            if let Some(turn) = session.turn.filter(|t| !t.parked()) {
+            if kept(&session) {
+                session.unloaded = true;
+                self.sessions.insert(id, session);
+            } else if let Some(turn) = session.turn.filter(|t| !t.parked()) {
                 self.ready
                     .push_back(error_frame(&turn.invoke, &why, "agent_failed"));
             }

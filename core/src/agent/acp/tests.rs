@@ -477,3 +477,74 @@ fn the_agents_models_are_registered_and_a_turn_sets_the_one_it_asks_for() {
     let out = frames(&mut agent);
     assert_eq!(out[0]["error"]["code"], "model_not_found");
 }
+
+#[test]
+fn a_session_kept_across_a_restart_is_loaded_or_else_replaced_with_the_whole_history() {
+    let now = Instant::now();
+    let (mut agent, _) = started(now, None);
+    // The agent can load sessions.
+    invoke(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "Hi"}]),
+        now,
+    );
+    let new = request_of(&written(&mut agent), "session/new");
+    reply(&mut agent, 0, &new["id"], json!({"sessionId": "s1"}), now);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    update(&mut agent, 0, "s1", "agent_message_chunk", "Hello", now);
+    reply(
+        &mut agent,
+        0,
+        &prompt["id"],
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    frames(&mut agent);
+    if let Some(process) = agent.process.as_mut() {
+        process.loads = true;
+    }
+    let later = now + STABLE;
+    agent.handle_exit(
+        RunId(0),
+        Exit::Exited {
+            code: Some(1),
+            stderr: String::new(),
+        },
+        later,
+    );
+    assert_eq!(
+        agent.sessions(),
+        1,
+        "the idle conversation's session is kept"
+    );
+
+    let history = json!([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                         {"role": "user", "content": "More"}]);
+    invoke(&mut agent, "inv-2", history, later);
+    let lines = written(&mut agent);
+    assert_eq!(lines[0], json!({"spawn": 1}));
+    let init = request_of(&lines, "initialize");
+    reply(
+        &mut agent,
+        1,
+        &init["id"],
+        json!({"protocolVersion": 1, "agentCapabilities": {"loadSession": true}}),
+        later,
+    );
+    let load = request_of(&written(&mut agent), "session/load");
+    assert_eq!(load["params"]["sessionId"], "s1");
+    let refused =
+        json!({"jsonrpc": "2.0", "id": load["id"], "error": {"code": -32002, "message": "gone"}});
+    say(&mut agent, 1, refused, later);
+    let new = request_of(&written(&mut agent), "session/new");
+    reply(&mut agent, 1, &new["id"], json!({"sessionId": "s2"}), later);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    let whole = prompt["params"]["prompt"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        whole.contains("Hello") && whole.ends_with("More"),
+        "{whole}"
+    );
+}

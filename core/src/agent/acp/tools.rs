@@ -32,20 +32,27 @@ impl AcpAgent {
     /// the relay as its MCP server, saying a secret of the session's own
     /// (its owner is kept in the request).
     pub(super) fn new_session(&mut self, request: &mut Request) -> Value {
-        let link = self.plan.tools.as_ref().filter(|_| request.offer.is_some());
-        let Some((link, (command, args))) = link.and_then(|l| Some((l, l.relay.split_first()?)))
-        else {
-            return json!({"cwd": self.plan.cwd, "mcpServers": []});
-        };
-        let owner = RunId(self.next_tools);
-        self.next_tools += 1;
-        request.owner = Some(owner);
-        let mut args = args.to_vec();
-        args.push(link::secret(&link.seed, owner));
-        let server = json!({"name": SERVER, "command": command, "args": args, "env": []});
-        let mut params = json!({"cwd": self.plan.cwd, "mcpServers": [server]});
+        if request.offer.is_some() && self.plan.tools.is_some() {
+            request.owner = Some(RunId(self.next_tools));
+            self.next_tools += 1;
+        }
+        self.session_params(request.owner)
+    }
+
+    /// A session's `session/new` (or `session/load`) parameters: with a
+    /// relay's `owner`, the relay as its MCP server, saying the owner's
+    /// secret, and the agent's own tools off where it can be told.
+    pub(super) fn session_params(&self, owner: Option<RunId>) -> Value {
+        let relay = self.plan.tools.as_ref().and_then(|link| {
+            let owner = owner?;
+            let (command, args) = link.relay.split_first()?;
+            let mut args = args.to_vec();
+            args.push(link::secret(&link.seed, owner));
+            Some(json!({"name": SERVER, "command": command, "args": args, "env": []}))
+        });
+        let mut params = json!({"cwd": self.plan.cwd, "mcpServers": Vec::from_iter(relay.clone())});
         if let Some(meta) = self.plan.own_tools_off.as_ref() {
-            if self.plan.policy == super::Policy::Never {
+            if relay.is_some() && self.plan.policy == super::Policy::Never {
                 params["_meta"] = meta.clone();
             }
         }
