@@ -449,12 +449,17 @@ impl AcpAgent {
             let (id, text) = (id.clone(), request.whole.clone());
             return self.prompt(id, request, text, now);
         }
+        // One session opens at a time: agents open them one after another
+        // anyway, and Gemini CLI leaves some unanswered when asked for many
+        // at once.
         let opening = self
             .pending
             .values()
-            .filter(|p| matches!(p, Pending::NewSession(_)))
-            .count();
-        if self.sessions.len() + opening >= self.plan.max_sessions && !self.evict_idle() {
+            .any(|p| matches!(p, Pending::NewSession(_) | Pending::Probe));
+        if opening {
+            return self.wait(request, now);
+        }
+        if self.sessions.len() >= self.plan.max_sessions && !self.evict_idle() {
             return self.wait(request, now);
         }
         let mut request = request;
@@ -630,6 +635,7 @@ impl AcpAgent {
 
     /// The agent answered our request `id`.
     fn answered(&mut self, id: u64, result: Result<Value, Failure>, now: Instant) {
+        tracing::debug!("ACP agent answered request {id}: ok {}", result.is_ok());
         match self.pending.remove(&id) {
             Some(Pending::Initialize) => self.initialized(result, now),
             Some(Pending::Probe) => self.probed(result, now),
@@ -699,6 +705,8 @@ impl AcpAgent {
         }
         let text = request.whole.clone();
         self.prompt(id, request, text, now);
+        // The next session may open.
+        self.drain_queue(now);
     }
 
     /// `session/load` answered (the history it replayed went to no turn):

@@ -548,3 +548,33 @@ fn a_session_kept_across_a_restart_is_loaded_or_else_replaced_with_the_whole_his
         "{whole}"
     );
 }
+
+#[test]
+fn sessions_open_one_at_a_time() {
+    let now = Instant::now();
+    let (mut agent, _) = started(now, None);
+    invoke(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "One"}]),
+        now,
+    );
+    invoke(
+        &mut agent,
+        "inv-2",
+        json!([{"role": "user", "content": "Two"}]),
+        now,
+    );
+    let lines = written(&mut agent);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    reply(
+        &mut agent,
+        0,
+        &lines[0]["id"],
+        json!({"sessionId": "s1"}),
+        now,
+    );
+    let lines = written(&mut agent);
+    let methods: Vec<&Value> = lines.iter().map(|l| &l["method"]).collect();
+    assert_eq!(methods, [&json!("session/prompt"), &json!("session/new")]);
+}
