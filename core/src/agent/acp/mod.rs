@@ -39,9 +39,10 @@ use crate::agent::exec::relays::Relays;
 use crate::agent::exec::round::Round;
 use crate::agent::exec::tools::Offer;
 use crate::agent::exec::ToolLink;
-use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
+use crate::agent::process::{read_frame, Action, Exit, Frame, ProcessAgent, RunId, Stdin};
 use crate::agent::relink::Relink;
 use crate::lines::{Line, LineBuffer};
+use crate::mcp;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use models::Models;
 use permission::Policy;
@@ -591,12 +592,13 @@ impl AcpAgent {
                             params["toolCall"],
                             answer["outcome"]
                         );
-                        rpc::result(&id, answer)
+                        mcp::result(&id, answer)
                     }
-                    _ => rpc::error(
+                    _ => mcp::error(
                         &id,
-                        rpc::METHOD_NOT_FOUND,
+                        mcp::METHOD_NOT_FOUND,
                         &format!("{method} is not offered by this client"),
+                        None,
                     ),
                 };
                 self.write(line);
@@ -791,7 +793,7 @@ impl AcpAgent {
     /// is forgotten (an agent's cancelled session is not reliably reusable).
     fn stop_turn(&mut self, id: &str) {
         self.forget(id);
-        self.write(rpc::notification(
+        self.write(mcp::notification(
             "session/cancel",
             json!({"sessionId": id}),
         ));
@@ -890,26 +892,20 @@ impl AcpAgent {
 
 impl ProcessAgent for AcpAgent {
     fn handle_message(&mut self, text: &str, now: Instant) {
-        let Ok(msg) = serde_json::from_str::<Value>(text) else {
-            return;
-        };
-        self.relink.observe(&msg);
-        let id = msg["id"].as_str().unwrap_or_default();
-        match msg["type"].as_str() {
-            Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
+        match read_frame(text, &mut self.relink, &mut self.ready) {
             // Results a parked turn waits for go to it; anything else is
             // a new turn.
-            Some("model_invoke")
-                if !id.is_empty() && !self.resume_waiting(id, &msg["payload"], now) =>
+            Some(Frame::Invoke { id, frame })
+                if !self.resume_waiting(&id, &frame["payload"], now) =>
             {
-                let request = self.request(id.to_owned(), &msg, now);
+                let request = self.request(id, &frame, now);
                 if let Some(offer) = &request.offer {
                     self.end_waiting_in(&offer.chat);
                 }
                 self.dispatch(request, now);
             }
-            Some("cancel") => self.cancel(id, now),
-            _ => {}
+            Some(Frame::Cancel(id)) => self.cancel(&id, now),
+            Some(Frame::Invoke { .. }) | None => {}
         }
     }
 

@@ -1,17 +1,16 @@
 //! The Agent Client Protocol's JSON-RPC 2.0, one message a line, as the
-//! client side speaks it: requests we number and the agent answers,
-//! requests the agent makes of us, and notifications either way.
+//! client side speaks it: the agent's lines sorted (by the JSON-RPC reader
+//! MCP uses too) into answers to our numbered requests, its own requests,
+//! and notifications.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-/// JSON-RPC's "method not found": what the agent gets for a request we do
-/// not serve (files, terminals, anything newer).
-pub const METHOD_NOT_FOUND: i64 = -32601;
+use crate::mcp::{self, Message};
 
 /// A line from the agent, sorted.
 #[derive(Debug, PartialEq)]
 pub enum Incoming {
-    /// The answer to our request `id`: its result, or its error's message.
+    /// The answer to our request `id`: its result, or its error.
     Response {
         id: u64,
         result: Result<Value, Failure>,
@@ -39,29 +38,20 @@ pub struct Failure {
 
 /// Sorts one line.
 pub fn parse(line: &str) -> Incoming {
-    let Ok(Value::Object(mut msg)) = serde_json::from_str::<Value>(line) else {
-        return Incoming::Invalid;
-    };
-    let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
-    let params = msg.remove("params").unwrap_or(Value::Null);
-    match (msg.remove("id"), method) {
-        (Some(id), Some(method)) if !id.is_null() => Incoming::Request { id, method, params },
-        (None, Some(method)) => Incoming::Notification { method, params },
-        (Some(id), None) => {
-            let Some(id) = id.as_u64() else {
-                return Incoming::Invalid;
-            };
-            let result = match (msg.remove("result"), msg.remove("error")) {
-                (_, Some(error)) => Err(Failure {
+    match mcp::parse(line) {
+        Ok(Message::Request { id, method, params }) => Incoming::Request { id, method, params },
+        Ok(Message::Notification { method, params }) => Incoming::Notification { method, params },
+        Ok(Message::Response { id, outcome }) => match id.as_u64() {
+            Some(id) => Incoming::Response {
+                id,
+                result: outcome.map_err(|error| Failure {
                     code: error["code"].as_i64().unwrap_or_default(),
                     message: describe(&error),
                 }),
-                (Some(result), None) => Ok(result),
-                (None, None) => return Incoming::Invalid,
-            };
-            Incoming::Response { id, result }
-        }
-        _ => Incoming::Invalid,
+            },
+            None => Incoming::Invalid,
+        },
+        Err(_) => Incoming::Invalid,
     }
 }
 
@@ -75,25 +65,15 @@ fn describe(error: &Value) -> String {
     }
 }
 
+/// Our request `id`.
 pub fn request(id: u64, method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
-}
-
-pub fn notification(method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
-}
-
-pub fn result(id: &Value, result: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
-}
-
-pub fn error(id: &Value, code: i64, message: &str) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+    mcp::request(&Value::from(id), method, params)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn lines_are_sorted_by_what_they_hold() {

@@ -344,7 +344,7 @@ fn permission_is_answered_by_the_policy_and_other_requests_refused() {
     let lines = written(&mut agent);
     assert_eq!(lines[0]["id"], "p1");
     assert_eq!(lines[0]["result"]["outcome"]["optionId"], "nope");
-    assert_eq!(lines[1]["error"]["code"], rpc::METHOD_NOT_FOUND);
+    assert_eq!(lines[1]["error"]["code"], crate::mcp::METHOD_NOT_FOUND);
 }
 
 #[test]

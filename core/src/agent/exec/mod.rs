@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::agent::echo::text_of;
-use crate::agent::process::ProcessAgent;
+use crate::agent::process::{read_frame, Frame, ProcessAgent};
 use crate::agent::process::{Action, Exit, RunId, Stdin};
 use crate::agent::relink::Relink;
 use crate::lines::Line;
@@ -566,25 +566,19 @@ impl ExecAgent {
 impl ProcessAgent for ExecAgent {
     /// A frame from the provider.
     fn handle_message(&mut self, text: &str, now: Instant) {
-        let Ok(msg) = serde_json::from_str::<Value>(text) else {
-            return;
-        };
-        self.relink.observe(&msg);
-        let id = msg["id"].as_str().unwrap_or_default();
-        match msg["type"].as_str() {
-            Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
-            Some("model_invoke") if !id.is_empty() => {
-                let payload = &msg["payload"];
-                if !self.resume_waiting(id, payload, now) {
-                    let request = self.request(id.to_owned(), payload, now);
+        match read_frame(text, &mut self.relink, &mut self.ready) {
+            Some(Frame::Invoke { id, frame }) => {
+                let payload = &frame["payload"];
+                if !self.resume_waiting(&id, payload, now) {
+                    let request = self.request(id, payload, now);
                     if let Some(offer) = &request.offer {
                         self.end_waiting_in(&offer.chat);
                     }
                     self.invoke(request);
                 }
             }
-            Some("cancel") => self.cancel(id),
-            _ => {}
+            Some(Frame::Cancel(id)) => self.cancel(&id),
+            None => {}
         }
     }
 
