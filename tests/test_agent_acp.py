@@ -343,3 +343,29 @@ def test_a_conversation_goes_on_in_its_session_loaded_into_the_restarted_agent(a
     assert again == f"Turn 2 of {session}: second question"
     assert [m["params"]["sessionId"] for m in agent.received("session/load")] == [session]
     assert len(agent.received("initialize")) == 2
+
+
+def test_the_reasoning_effort_each_api_asks_for_is_set_on_the_session(server, acp):
+    """chat's `reasoning_effort`, Responses' `reasoning.effort`, a Messages
+    thinking budget and Ollama's `think` set the agent's effort option."""
+    agent = acp()
+    chat = agent.chat([user("one")], reasoning_effort="high").choices[0].message.content
+    assert chat.startswith("[effort high] ")
+    responses = client(server).responses.create(model=agent.model, input="two", reasoning={"effort": "low"})
+    assert responses.output_text.startswith("[effort low] ")
+    messages = anthropic.Anthropic(base_url=server.base, api_key=API_KEY, max_retries=0)
+    with messages.messages.stream(
+        model=agent.model, max_tokens=30000, messages=[user("three")],
+        thinking={"type": "enabled", "budget_tokens": 20000},
+    ) as stream:
+        assert "".join(stream.text_stream).startswith("[effort high] ")
+    r = httpx.post(
+        server.base + "/api/chat",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"model": agent.model, "messages": [user("four")], "think": "low", "stream": False},
+        timeout=30,
+    )
+    assert r.json()["message"]["content"].startswith("[effort low] ")
+    # Without one, the session keeps the agent's own.
+    assert agent.chat([user("five")]).choices[0].message.content.startswith("Turn 1 of ")
+    assert [m["params"]["value"] for m in agent.received("session/set_config_option")] == ["high", "low", "high", "low"]

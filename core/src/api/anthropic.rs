@@ -119,6 +119,12 @@ pub fn parse(
             parameters.insert("parallel_tool_calls".into(), parallel.into());
         }
     }
+    // Extended thinking's budget, as the effort other APIs name.
+    let thinking = body.get("thinking").filter(|t| t["type"] == "enabled");
+    if let Some(budget) = thinking.and_then(|t| t["budget_tokens"].as_u64()) {
+        let effort = validate::effort_of_budget(budget);
+        parameters.insert("reasoning_effort".into(), effort.into());
+    }
     let stream = validate::flag(&body, "stream")?.unwrap_or(false);
     parameters.insert("stream".into(), Value::Bool(stream));
     Ok(ModelRequest {

@@ -287,6 +287,14 @@ fn options(
     if let Some(seed) = opts.get("seed").filter(|v| v.is_number()) {
         p.insert("seed".into(), seed.clone());
     }
+    // `think`: true, or a level (`low`, `medium`, `high`).
+    let effort = match body.get("think") {
+        Some(Value::Bool(true)) => Some(Value::from("medium")),
+        think => validate::effort(think),
+    };
+    if let Some(effort) = effort {
+        p.insert("reasoning_effort".into(), effort);
+    }
     match body.get("format") {
         None | Some(Value::Null) => {}
         Some(Value::String(f)) if f == "json" => {

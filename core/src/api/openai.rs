@@ -128,6 +128,9 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
             parameters.insert(name.into(), v.clone());
         }
     }
+    if let Some(effort) = validate::effort(body.get("reasoning_effort")) {
+        parameters.insert("reasoning_effort".into(), effort);
+    }
     let (stream, echo) = stream_flags(&body)?;
     parameters.insert("stream".into(), Value::Bool(stream));
     Ok(ModelRequest {

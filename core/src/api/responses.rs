@@ -126,6 +126,10 @@ pub fn parse(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiErr
     if let Some(v @ Value::Bool(_)) = body.get("parallel_tool_calls") {
         parameters.insert("parallel_tool_calls".into(), v.clone());
     }
+    let effort = body.get("reasoning").and_then(|r| r.get("effort"));
+    if let Some(effort) = validate::effort(effort) {
+        parameters.insert("reasoning_effort".into(), effort);
+    }
     if let Some(format) = body.get("text").and_then(|t| t.get("format")) {
         if let Some(format) = response_format(format) {
             parameters.insert("response_format".into(), format);

@@ -355,6 +355,27 @@ pub(super) fn embedding_input(
     }
 }
 
+/// The longest reasoning effort passed on (`low`, `medium`, `high`… are
+/// short; anything longer is not one).
+const MAX_EFFORT: usize = 32;
+
+/// A reasoning effort an editor asked for, passed on to the agent as the
+/// request's `reasoning_effort` when it is a short string.
+pub fn effort(value: Option<&Value>) -> Option<Value> {
+    let effort = value?.as_str()?;
+    (!effort.is_empty() && effort.len() <= MAX_EFFORT).then(|| Value::from(effort))
+}
+
+/// The effort a thinking budget of `tokens` comes to (Anthropic's
+/// `thinking.budget_tokens`; its minimum is 1,024).
+pub fn effort_of_budget(tokens: u64) -> &'static str {
+    match tokens {
+        0..4096 => "low",
+        4096..16384 => "medium",
+        _ => "high",
+    }
+}
+
 /// Tokens for a text of `bytes` bytes, at about four per token.
 pub fn tokens_for(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)

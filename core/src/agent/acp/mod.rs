@@ -44,7 +44,7 @@ use crate::agent::relink::Relink;
 use crate::lines::{Line, LineBuffer};
 use crate::mcp;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
-use models::Models;
+use models::{Effort, Models, Setting};
 use permission::Policy;
 use rpc::{Failure, Incoming};
 use update::{Shown, Shows};
@@ -128,6 +128,8 @@ struct Request {
     owner: Option<RunId>,
     /// The model it asks for, as the agent names it.
     model: Option<String>,
+    /// The reasoning effort it asks for.
+    effort: Option<String>,
 }
 
 /// A turn being answered.
@@ -150,6 +152,8 @@ struct Turn {
     held: Option<(String, Instant)>,
     /// The model it wants its session on.
     model: Option<String>,
+    /// The reasoning effort it wants.
+    effort: Option<String>,
 }
 
 impl Turn {
@@ -178,6 +182,8 @@ struct Session {
     model: Option<String>,
     /// The config option that sets its model, when the agent has one.
     model_option: Option<String>,
+    /// Its reasoning effort option, when it has one.
+    effort: Option<Effort>,
     /// Kept from an agent process that ended: to be loaded into the new
     /// one before its next turn.
     unloaded: bool,
@@ -194,8 +200,16 @@ impl Session {
             fresh: false,
             model: None,
             model_option: None,
+            effort: None,
             unloaded: false,
         }
+    }
+
+    /// What its `session/new` answer said of its models and effort.
+    fn know(&mut self, models: Models) {
+        self.model = models.current;
+        self.model_option = models.option;
+        self.effort = models.effort;
     }
 }
 
@@ -210,10 +224,10 @@ enum Pending {
         session: String,
         request: Box<Request>,
     },
-    /// A model change, before the prompt `text`.
-    SetModel {
+    /// A setting of the session, before the prompt `text`.
+    Set {
         session: String,
-        model: String,
+        setting: Setting,
         text: String,
     },
     NewSession(Box<Request>),
@@ -333,6 +347,9 @@ impl AcpAgent {
             offer: None,
             owner: None,
             model: None,
+            effort: payload["parameters"]["reasoning_effort"]
+                .as_str()
+                .map(str::to_owned),
         };
         let messages = payload["messages"].as_array().map(Vec::as_slice);
         if let Some(messages) = messages.filter(|_| payload["kind"] == "chat") {
@@ -545,6 +562,7 @@ impl AcpAgent {
             round: request.offer.map(Round::new),
             held: None,
             model: request.model,
+            effort: request.effort,
         });
         match held {
             Some(held) => {
@@ -558,7 +576,7 @@ impl AcpAgent {
 
     /// Sends the prompt, once the session is on the turn's model.
     fn send_prompt(&mut self, id: &str, text: String) {
-        let Some(text) = self.set_model(id, text) else {
+        let Some(text) = self.settle(id, text) else {
             return;
         };
         let params = json!({"sessionId": id, "prompt": [{"type": "text", "text": text}]});
@@ -644,11 +662,11 @@ impl AcpAgent {
             Some(Pending::Load { session, request }) => {
                 self.loaded(&session, *request, result.is_ok(), now)
             }
-            Some(Pending::SetModel {
+            Some(Pending::Set {
                 session,
-                model,
+                setting,
                 text,
-            }) => self.model_set(&session, model, text, result, now),
+            }) => self.set(&session, setting, text, result, now),
             Some(Pending::NewSession(request)) => self.opened(*request, result, now),
             Some(Pending::Prompt(session)) => self.prompted(&session, result, now),
             None => {}
@@ -699,8 +717,7 @@ impl AcpAgent {
             return self.end_process("it answered `session/new` without a session id".into());
         };
         let mut session = Session::new(now, request.owner);
-        session.model = models.current;
-        session.model_option = models.option;
+        session.know(models);
         self.sessions.insert(id.clone(), session);
         if request.cancelled {
             return self.drain_queue(now);

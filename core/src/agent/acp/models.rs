@@ -1,10 +1,11 @@
 //! The agent's models, as editors choose them: `AGENT/MODEL` beside the
 //! agent's own name (its default model). They are learned once, from a
 //! first session opened as soon as the agent starts (which the first new
-//! conversation then uses), and the agent registers with them; a turn that
-//! asks for one sets it on its session before its prompt — with the
+//! conversation then uses), and the agent registers with them. A turn's
+//! session is set before its prompt to the model it asks for — with the
 //! session's `model` config option where the agent has one, else with the
-//! older `session/set_model`.
+//! older `session/set_model` — and to the reasoning effort it asks for,
+//! where the agent has a `thought_level` option with a value of that name.
 
 use serde_json::{json, Value};
 
@@ -26,23 +27,73 @@ pub struct Models {
     pub current: Option<String>,
     /// The config option that sets it, when the agent has one.
     pub option: Option<String>,
+    /// Its reasoning effort option, when it has one.
+    pub effort: Option<Effort>,
+}
+
+/// A session's `thought_level` config option.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effort {
+    pub option: String,
+    /// Each value, with its name.
+    pub values: Vec<(String, String)>,
+    pub current: Option<String>,
+}
+
+impl Effort {
+    /// The value for an effort an editor asked for: the one whose value or
+    /// name is it, whatever the case.
+    fn value_for(&self, asked: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(value, name)| {
+                value.eq_ignore_ascii_case(asked) || name.eq_ignore_ascii_case(asked)
+            })
+            .map(|(value, _)| value.as_str())
+    }
+}
+
+/// A select option's values, flat or in groups.
+fn values(option: &Value) -> impl Iterator<Item = &Value> {
+    let values = option["options"].as_array().into_iter().flatten();
+    values.flat_map(|v| match v["options"].as_array() {
+        Some(group) => group.iter().collect::<Vec<_>>(),
+        None => vec![v],
+    })
 }
 
 impl Models {
-    /// From `configOptions` (the option of category `model`, its values
-    /// flat or in groups), else from the older `models` state.
+    /// From `configOptions` (the option of category `model`), else from
+    /// the older `models` state; the effort from the `thought_level` one.
     pub fn of(result: &Value) -> Models {
-        let options = result["configOptions"].as_array().into_iter().flatten();
-        if let Some(option) = options.into_iter().find(|o| o["category"] == "model") {
-            let values = option["options"].as_array().into_iter().flatten();
-            let flat = values.flat_map(|v| match v["options"].as_array() {
-                Some(group) => group.iter().collect::<Vec<_>>(),
-                None => vec![v],
+        let options = result["configOptions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let effort = options
+            .iter()
+            .find(|o| o["category"] == "thought_level")
+            .and_then(|o| {
+                Some(Effort {
+                    option: o["id"].as_str()?.to_owned(),
+                    values: values(o)
+                        .filter_map(|v| {
+                            let value = v["value"].as_str()?;
+                            Some((
+                                value.to_owned(),
+                                v["name"].as_str().unwrap_or(value).to_owned(),
+                            ))
+                        })
+                        .collect(),
+                    current: o["currentValue"].as_str().map(str::to_owned),
+                })
             });
+        if let Some(option) = options.iter().find(|o| o["category"] == "model") {
             return Models {
-                ids: listed(flat.map(|v| &v["value"])),
+                ids: listed(values(option).map(|v| &v["value"])),
                 current: option["currentValue"].as_str().map(str::to_owned),
                 option: option["id"].as_str().map(str::to_owned),
+                effort,
             };
         }
         let state = &result["models"];
@@ -51,8 +102,17 @@ impl Models {
             ids: listed(available.map(|m| &m["modelId"])),
             current: state["currentModelId"].as_str().map(str::to_owned),
             option: None,
+            effort,
         }
     }
+}
+
+/// What a session is set to before a turn's prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    Model(String),
+    /// A value of the session's effort option.
+    Effort(String),
 }
 
 /// The ids fit to list, at most [`MAX_MODELS`], each once.
@@ -92,8 +152,7 @@ impl AcpAgent {
         self.register(&models.ids);
         let mut session = Session::new(now, None);
         session.fresh = true;
-        session.model = models.current;
-        session.model_option = models.option;
+        session.know(models);
         self.sessions.insert(id, session);
         self.drain_queue(now);
     }
@@ -112,42 +171,61 @@ impl AcpAgent {
         self.ready.push_back(self.relink.register());
     }
 
-    /// Sets the model the session's turn wants, when it has another: the
+    /// Sets the session to what its turn wants, a setting at a time: the
     /// prompt `text` then goes once the agent answered (`None`), else now
     /// (it comes back).
-    pub(super) fn set_model(&mut self, id: &str, text: String) -> Option<String> {
-        let Some(session) = self.sessions.get(id) else {
+    pub(super) fn settle(&mut self, id: &str, text: String) -> Option<String> {
+        let Some((session, turn)) = self
+            .sessions
+            .get(id)
+            .and_then(|s| Some((s, s.turn.as_ref()?)))
+        else {
             return Some(text);
         };
-        let wanted = session.turn.as_ref().and_then(|t| t.model.clone());
-        let Some(wanted) = wanted.filter(|w| session.model.as_ref() != Some(w)) else {
-            return Some(text);
-        };
-        let (method, params) = match &session.model_option {
-            Some(option) => (
+        let model = turn
+            .model
+            .clone()
+            .filter(|m| session.model.as_ref() != Some(m));
+        let effort = session.effort.as_ref().and_then(|e| {
+            let value = e.value_for(turn.effort.as_deref()?)?;
+            (e.current.as_deref() != Some(value)).then(|| (e.option.clone(), value.to_owned()))
+        });
+        let (method, params, setting) = match (model, effort) {
+            (Some(model), _) => match &session.model_option {
+                Some(option) => (
+                    "session/set_config_option",
+                    json!({"sessionId": id, "configId": option, "value": model}),
+                    Setting::Model(model),
+                ),
+                None => (
+                    "session/set_model",
+                    json!({"sessionId": id, "modelId": model}),
+                    Setting::Model(model),
+                ),
+            },
+            (None, Some((option, value))) => (
                 "session/set_config_option",
-                json!({"sessionId": id, "configId": option, "value": wanted}),
+                json!({"sessionId": id, "configId": option, "value": value}),
+                Setting::Effort(value),
             ),
-            None => (
-                "session/set_model",
-                json!({"sessionId": id, "modelId": wanted}),
-            ),
+            (None, None) => return Some(text),
         };
-        let pending = Pending::SetModel {
+        let pending = Pending::Set {
             session: id.to_owned(),
-            model: wanted,
+            setting,
             text,
         };
         self.call(method, params, pending);
         None
     }
 
-    /// The agent answered a model change: the prompt goes, or the turn
-    /// fails with why.
-    pub(super) fn model_set(
+    /// The agent answered a setting: the next one or the prompt goes. A
+    /// model it refuses fails the turn with why; an effort it refuses is
+    /// let be (the turn goes on at the session's effort).
+    pub(super) fn set(
         &mut self,
         id: &str,
-        model: String,
+        setting: Setting,
         text: String,
         result: Result<Value, Failure>,
         now: std::time::Instant,
@@ -156,12 +234,18 @@ impl AcpAgent {
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
-        match result {
-            Ok(_) => {
-                session.model = Some(model);
-                self.send_prompt(id, text);
+        match (setting, result) {
+            (Setting::Model(model), Ok(_)) => session.model = Some(model),
+            (Setting::Effort(value), Ok(_)) => {
+                if let Some(effort) = session.effort.as_mut() {
+                    effort.current = Some(value);
+                }
             }
-            Err(failure) => {
+            (Setting::Effort(value), Err(failure)) => {
+                tracing::info!("`{program}` refused effort {value}: {}", failure.message);
+                session.effort = None;
+            }
+            (Setting::Model(model), Err(failure)) => {
                 if let Some(turn) = session.turn.take() {
                     let message = format!(
                         "`{program}` could not switch to model {model}: {}",
@@ -170,9 +254,10 @@ impl AcpAgent {
                     self.ready
                         .push_back(error_frame(&turn.invoke, &message, "model_not_found"));
                 }
-                self.drain_queue(now);
+                return self.drain_queue(now);
             }
         }
+        self.send_prompt(id, text);
     }
 }
 
@@ -193,6 +278,7 @@ mod tests {
                 ids: vec!["sonnet".into(), "opus".into()],
                 current: Some("sonnet".into()),
                 option: Some("model".into()),
+                effort: None,
             }
         );
         let older = json!({"models": {"currentModelId": "gemini-2.5-pro", "availableModels": [
@@ -203,8 +289,15 @@ mod tests {
                 ids: vec!["gemini-2.5-pro".into(), "gemini-2.5-flash".into()],
                 current: Some("gemini-2.5-pro".into()),
                 option: None,
+                effort: None,
             }
         );
         assert_eq!(Models::of(&json!({"sessionId": "s"})), Models::default());
+        let efforts = json!({"configOptions": [{"id": "reasoning", "category": "thought_level",
+            "currentValue": "medium", "options": [{"value": "low", "name": "Low"}, {"value": "high", "name": "High"}]}]});
+        let effort = Models::of(&efforts).effort.unwrap_or_default();
+        assert_eq!(effort.option, "reasoning");
+        assert_eq!(effort.value_for("HIGH"), Some("high"));
+        assert_eq!(effort.value_for("extreme"), None);
     }
 }

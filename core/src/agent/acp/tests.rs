@@ -578,3 +578,27 @@ fn sessions_open_one_at_a_time() {
     let methods: Vec<&Value> = lines.iter().map(|l| &l["method"]).collect();
     assert_eq!(methods, [&json!("session/prompt"), &json!("session/new")]);
 }
+
+#[test]
+fn a_turn_sets_the_reasoning_effort_it_asks_for_and_goes_on_if_refused() {
+    let now = Instant::now();
+    let probe = json!({"sessionId": "s0", "configOptions": [
+        {"id": "effort", "category": "thought_level", "currentValue": "medium",
+         "options": [{"value": "low", "name": "Low"}, {"value": "high", "name": "High"}]}]});
+    let (mut agent, _) = started(now, Some(probe));
+    let frame = json!({"type": "model_invoke", "id": "inv-1",
+                       "payload": {"kind": "chat", "messages": [{"role": "user", "content": "Hi"}],
+                                   "parameters": {"reasoning_effort": "High"}}});
+    agent.handle_message(&frame.to_string(), now);
+    let set = written(&mut agent);
+    assert_eq!(
+        set[0]["params"],
+        json!({"sessionId": "s0", "configId": "effort", "value": "high"})
+    );
+    let refused =
+        json!({"jsonrpc": "2.0", "id": set[0]["id"], "error": {"code": -32602, "message": "no"}});
+    say(&mut agent, 0, refused, now);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    assert_eq!(prompt["params"]["sessionId"], "s0");
+    assert!(frames(&mut agent).is_empty(), "the turn goes on");
+}
