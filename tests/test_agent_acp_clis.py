@@ -212,3 +212,35 @@ def test_the_editors_tool_round_trips_and_the_same_turn_goes_on(server, real_acp
         assert "drizzle in Oslo, 9 C" in text.choices[0].message.content
         assert len(agent.received("session/prompt")) == 1, "the turn went on with the result"
         assert len(agent.received("initialize")) == 1
+
+
+def test_gemini_answers_on_every_editor_api(server, real_acp, tmp_path):
+    """The same warm agent answers chat/completions, Responses, Messages and
+    Ollama, each in its own shape."""
+    import anthropic
+    import httpx
+
+    with FakeModel(OK) as fake:
+        agent = real_acp("gemini", gemini_setup(tmp_path, fake.base))
+        client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
+        text, _ = agent.stream([{"role": "user", "content": "Tell me about pelicans"}])
+        assert text == ANSWER
+        events = list(client.responses.create(model=agent.model, input="About pelicans?", stream=True))
+        [done] = [e for e in events if e.type == "response.completed"]
+        assert done.response.output_text == ANSWER
+        messages = anthropic.Anthropic(base_url=server.base, api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
+        with messages.messages.stream(
+            model=agent.model, max_tokens=200, messages=[{"role": "user", "content": "Pelicans?"}]
+        ) as stream:
+            assert "".join(stream.text_stream) == ANSWER
+        with httpx.stream(
+            "POST",
+            server.base + "/api/chat",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            json={"model": agent.model, "messages": [{"role": "user", "content": "Pelicans, again?"}]},
+            timeout=RUN_TIMEOUT,
+        ) as r:
+            lines = [json.loads(line) for line in r.iter_lines() if line]
+        assert lines[-1]["done"] is True
+        assert "".join(line["message"]["content"] for line in lines) == ANSWER
+        assert len(agent.received("initialize")) == 1

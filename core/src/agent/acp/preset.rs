@@ -49,7 +49,9 @@ pub const PRESETS: &[Preset] = &[
         name: "claude",
         command: &["claude-agent-acp"],
         // As root it refuses every session unless told it is sandboxed.
-        env: &[("IS_SANDBOX", "1")],
+        // Without tool search, MCP tools are sent whole in every request
+        // (deferred, they would come with a placeholder tool of its own).
+        env: &[("IS_SANDBOX", "1"), ("ENABLE_TOOL_SEARCH", "false")],
         login: "claude /login (or set ANTHROPIC_API_KEY)",
         install: "npm install -g @zed-industries/claude-agent-acp @anthropic-ai/claude-code",
         own_tools_off: OwnToolsOff::Meta(r#"{"disableBuiltInTools": true}"#),

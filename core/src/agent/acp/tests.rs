@@ -146,6 +146,21 @@ fn prompted(now: Instant) -> AcpAgent {
     agent
 }
 
+/// Answers the `session/new` the agent wrote (on run `run`) with session
+/// `id`: the `session/prompt` it then writes.
+fn open(agent: &mut AcpAgent, run: u64, id: &str, now: Instant) -> Value {
+    let new = request_of(&written(agent), "session/new");
+    reply(agent, run, &new["id"], json!({"sessionId": id}), now);
+    request_of(&written(agent), "session/prompt")
+}
+
+/// A prompt's text.
+fn text_of(prompt: &Value) -> &str {
+    prompt["params"]["prompt"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+}
+
 fn prompt_id(agent: &mut AcpAgent) -> Value {
     request_of(&written(agent), "session/prompt")["id"].clone()
 }
@@ -214,9 +229,7 @@ fn a_continued_conversation_goes_to_its_session_with_only_its_new_message() {
     reply(&mut agent, 0, &new["id"], json!({"sessionId": "s2"}), now);
     let prompt = request_of(&written(&mut agent), "session/prompt");
     assert_eq!(prompt["params"]["sessionId"], "s2");
-    let whole = prompt["params"]["prompt"][0]["text"]
-        .as_str()
-        .unwrap_or_default();
+    let whole = text_of(&prompt);
     assert!(
         whole.contains("Hello!") && whole.ends_with("More"),
         "{whole}"
@@ -489,9 +502,7 @@ fn a_session_kept_across_a_restart_is_loaded_or_else_replaced_with_the_whole_his
         json!([{"role": "user", "content": "Hi"}]),
         now,
     );
-    let new = request_of(&written(&mut agent), "session/new");
-    reply(&mut agent, 0, &new["id"], json!({"sessionId": "s1"}), now);
-    let prompt = request_of(&written(&mut agent), "session/prompt");
+    let prompt = open(&mut agent, 0, "s1", now);
     update(&mut agent, 0, "s1", "agent_message_chunk", "Hello", now);
     reply(
         &mut agent,
@@ -537,12 +548,8 @@ fn a_session_kept_across_a_restart_is_loaded_or_else_replaced_with_the_whole_his
     let refused =
         json!({"jsonrpc": "2.0", "id": load["id"], "error": {"code": -32002, "message": "gone"}});
     say(&mut agent, 1, refused, later);
-    let new = request_of(&written(&mut agent), "session/new");
-    reply(&mut agent, 1, &new["id"], json!({"sessionId": "s2"}), later);
-    let prompt = request_of(&written(&mut agent), "session/prompt");
-    let whole = prompt["params"]["prompt"][0]["text"]
-        .as_str()
-        .unwrap_or_default();
+    let prompt = open(&mut agent, 1, "s2", later);
+    let whole = text_of(&prompt);
     assert!(
         whole.contains("Hello") && whole.ends_with("More"),
         "{whole}"
