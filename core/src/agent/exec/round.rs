@@ -71,7 +71,7 @@ impl Round {
         self.given.iter().map(|o| o.given.clone()).collect()
     }
 
-    /// When [`ExecAgent::handle_timeout`](super::ExecAgent::handle_timeout)
+    /// When [`ProcessAgent::handle_timeout`](crate::agent::process::ProcessAgent::handle_timeout)
     /// has something to do for this round.
     pub fn deadline(&self) -> Option<Instant> {
         self.parked_until.or(self.batch_due)
