@@ -233,3 +233,27 @@ def test_claude_round_trips_the_editors_tool_with_its_own_tools_off(server, real
         assert offered and all(tool_names(body) == [CLAUDE_NAME] for body in offered), [
             tool_names(b) for b in offered
         ]
+
+
+def test_codex_round_trips_the_editors_tool(server, real_acp, tmp_path):  # noqa: F811
+    """codex's model (FakeResponses) calls the editor's tool: the editor
+    gets the call, sends the result, and gets the answer quoting it from
+    the same prompt."""
+    import openai
+
+    from test_agent_exec_clis import RUN_TIMEOUT
+    from test_editor_tools import ASK, WEATHER, FakeResponses
+
+    with FakeResponses() as fake:
+        agent = start(real_acp, "codex", codex_setup(tmp_path, fake.base + "/v1"))
+        client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
+        first = client.chat.completions.create(model=agent.model, messages=ASK, tools=[WEATHER]).choices[0]
+        assert first.finish_reason == "tool_calls", first
+        [call] = first.message.tool_calls
+        assert call.function.name == "get_weather"
+        assert json.loads(call.function.arguments) == {"city": "Oslo"}
+        history = [*ASK, first.message.model_dump(exclude_none=True)]
+        history.append({"role": "tool", "tool_call_id": call.id, "content": "drizzle in Oslo, 9 C"})
+        text = client.chat.completions.create(model=agent.model, messages=history, tools=[WEATHER])
+        assert "drizzle in Oslo, 9 C" in text.choices[0].message.content
+        assert len(agent.received("session/prompt")) == 1
