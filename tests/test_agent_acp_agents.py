@@ -19,7 +19,7 @@ import json
 import pytest
 
 from conftest import API_KEY, claude_code_env
-from test_agent_acp_clis import real_acp, three_turns  # noqa: F401
+from test_agent_acp_clis import real_acp, three_turns, tool_round_trip  # noqa: F401
 from test_agent_exec import CLI_TELEMETRY_OFF, NODE_BIN
 from test_agent_exec_clis import cli_env, processes_with_home, write_settings
 
@@ -207,28 +207,13 @@ def test_a_new_conversation_gets_a_session_of_its_own(server, real_acp, tmp_path
 
 
 def test_claude_round_trips_the_editors_tool_with_its_own_tools_off(server, real_acp, tmp_path):  # noqa: F811
-    """Claude's model (FakeClaude) calls the editor's tool: the editor gets
-    the call, sends the result, and gets the answer quoting it from the same
-    prompt; the model was offered the editor's tool and none of Claude's
-    own (`_meta.disableBuiltInTools`)."""
-    import openai
-
-    from test_agent_exec_clis import RUN_TIMEOUT
-    from test_editor_tools import ASK, CLAUDE_NAME, WEATHER, FakeClaude, tool_names
+    """Claude's model (FakeClaude) calls the editor's tool, and was offered
+    it and none of Claude's own (`_meta.disableBuiltInTools`, no tool
+    search)."""
+    from test_editor_tools import CLAUDE_NAME, FakeClaude, tool_names
 
     with FakeClaude() as fake:
-        agent = start(real_acp, "claude", claude_setup(tmp_path, fake.base))
-        client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
-        first = client.chat.completions.create(model=agent.model, messages=ASK, tools=[WEATHER]).choices[0]
-        assert first.finish_reason == "tool_calls", first
-        [call] = first.message.tool_calls
-        assert call.function.name == "get_weather"
-        assert json.loads(call.function.arguments) == {"city": "Oslo"}
-        history = [*ASK, first.message.model_dump(exclude_none=True)]
-        history.append({"role": "tool", "tool_call_id": call.id, "content": "drizzle in Oslo, 9 C"})
-        text = client.chat.completions.create(model=agent.model, messages=history, tools=[WEATHER])
-        assert "drizzle in Oslo, 9 C" in text.choices[0].message.content
-        assert len(agent.received("session/prompt")) == 1
+        tool_round_trip(server, start(real_acp, "claude", claude_setup(tmp_path, fake.base)))
         offered = fake.offering()
         assert offered and all(tool_names(body) == [CLAUDE_NAME] for body in offered), [
             tool_names(b) for b in offered
@@ -236,24 +221,8 @@ def test_claude_round_trips_the_editors_tool_with_its_own_tools_off(server, real
 
 
 def test_codex_round_trips_the_editors_tool(server, real_acp, tmp_path):  # noqa: F811
-    """codex's model (FakeResponses) calls the editor's tool: the editor
-    gets the call, sends the result, and gets the answer quoting it from
-    the same prompt."""
-    import openai
-
-    from test_agent_exec_clis import RUN_TIMEOUT
-    from test_editor_tools import ASK, WEATHER, FakeResponses
+    """codex's model (FakeResponses) calls the editor's tool."""
+    from test_editor_tools import FakeResponses
 
     with FakeResponses() as fake:
-        agent = start(real_acp, "codex", codex_setup(tmp_path, fake.base + "/v1"))
-        client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
-        first = client.chat.completions.create(model=agent.model, messages=ASK, tools=[WEATHER]).choices[0]
-        assert first.finish_reason == "tool_calls", first
-        [call] = first.message.tool_calls
-        assert call.function.name == "get_weather"
-        assert json.loads(call.function.arguments) == {"city": "Oslo"}
-        history = [*ASK, first.message.model_dump(exclude_none=True)]
-        history.append({"role": "tool", "tool_call_id": call.id, "content": "drizzle in Oslo, 9 C"})
-        text = client.chat.completions.create(model=agent.model, messages=history, tools=[WEATHER])
-        assert "drizzle in Oslo, 9 C" in text.choices[0].message.content
-        assert len(agent.received("session/prompt")) == 1
+        tool_round_trip(server, start(real_acp, "codex", codex_setup(tmp_path, fake.base + "/v1")))

@@ -189,29 +189,36 @@ def test_a_killed_gemini_fails_its_turn_and_a_new_one_answers_next(real_acp, tmp
         assert len(agent.received("initialize")) == 2
 
 
+def tool_round_trip(server, agent):
+    """The editor asks `agent` with its tool `get_weather`, whose model
+    calls it for Oslo: the editor gets the call under its own name, sends
+    the result, and gets the answer quoting it, from the same session's
+    same prompt (the turn went on with the result)."""
+    from test_editor_tools import ASK, WEATHER
+
+    client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
+    first = client.chat.completions.create(model=agent.model, messages=ASK, tools=[WEATHER]).choices[0]
+    assert first.finish_reason == "tool_calls", first
+    [call] = first.message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Oslo"}
+    history = [*ASK, first.message.model_dump(exclude_none=True)]
+    history.append({"role": "tool", "tool_call_id": call.id, "content": "drizzle in Oslo, 9 C"})
+    text = client.chat.completions.create(model=agent.model, messages=history, tools=[WEATHER])
+    assert "drizzle in Oslo, 9 C" in text.choices[0].message.content
+    assert len(agent.received("session/prompt")) == 1
+    assert len(agent.received("initialize")) == 1
+
+
 @pytest.mark.parametrize("cli", ["gemini", "qwen"])
 def test_the_editors_tool_round_trips_and_the_same_turn_goes_on(server, real_acp, tmp_path, cli):
-    """The agent's model (a fake of its API) calls the editor's tool: the
-    editor gets the call under its own name, sends the result, and gets the
-    model's answer quoting it — from the same session's same prompt."""
-    from test_editor_tools import ASK, WEATHER, FakeChat, FakeGemini
+    """The agent's model (a fake of its API) calls the editor's tool."""
+    from test_editor_tools import FakeChat, FakeGemini
 
     fake_model = FakeGemini if cli == "gemini" else FakeChat
     with fake_model() as fake:
         setup = gemini_setup(tmp_path, fake.base) if cli == "gemini" else qwen_setup(tmp_path, fake.base + "/v1")
-        agent = real_acp(cli, setup)
-        client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=RUN_TIMEOUT)
-        first = client.chat.completions.create(model=agent.model, messages=ASK, tools=[WEATHER]).choices[0]
-        assert first.finish_reason == "tool_calls", first
-        [call] = first.message.tool_calls
-        assert call.function.name == "get_weather"
-        assert json.loads(call.function.arguments) == {"city": "Oslo"}
-        history = [*ASK, first.message.model_dump(exclude_none=True)]
-        history.append({"role": "tool", "tool_call_id": call.id, "content": "drizzle in Oslo, 9 C"})
-        text = client.chat.completions.create(model=agent.model, messages=history, tools=[WEATHER])
-        assert "drizzle in Oslo, 9 C" in text.choices[0].message.content
-        assert len(agent.received("session/prompt")) == 1, "the turn went on with the result"
-        assert len(agent.received("initialize")) == 1
+        tool_round_trip(server, real_acp(cli, setup))
 
 
 def test_gemini_answers_on_every_editor_api(server, real_acp, tmp_path):
