@@ -617,3 +617,72 @@ pub fn bridge(data: &[u8]) {
     bridge.stop(now);
     while bridge.poll_output().is_some() {}
 }
+
+/// An ACP agent, whatever it prints (split anywhere) before it exits: the
+/// editor's turn gets exactly one final frame — its last chunk or an error
+/// — and no frame after it.
+pub fn acp_agent(data: &[u8]) {
+    use crate::agent::acp::{permission::Policy, AcpAgent, AcpPlan};
+    use crate::agent::process::{Exit, ProcessAgent, RunId};
+    use std::time::Duration;
+
+    let Some((&split, output)) = data.split_first() else {
+        return;
+    };
+    let now = Instant::now();
+    let plan = AcpPlan {
+        model: "acp".into(),
+        command: vec!["agent".into()],
+        env: Vec::new(),
+        cwd: "/".into(),
+        timeout: Duration::from_secs(60),
+        start_timeout: Duration::from_secs(5),
+        max_sessions: 2,
+        idle: Duration::from_secs(60),
+        max_queued: 4,
+        policy: Policy::Never,
+        show_tools: true,
+        login: None,
+        tools: None,
+        own_tools_off: None,
+    };
+    let mut agent = AcpAgent::new(plan, "fuzz", now);
+    let invoke = r#"{"type":"model_invoke","id":"inv-1","payload":{"kind":"chat","messages":[{"role":"user","content":"Hi"}]}}"#;
+    agent.handle_message(invoke, now);
+    let at = usize::from(split).min(output.len());
+    let (first, second) = output.split_at(at);
+    agent.handle_stdout(RunId(0), first, now);
+    agent.handle_stdout(RunId(0), second, now);
+    let exit = Exit::Exited {
+        code: Some(0),
+        stderr: String::new(),
+    };
+    agent.handle_exit(RunId(0), exit, now);
+    // A turn still waiting goes to the restarted agent, which here cannot
+    // start: it fails then.
+    for _ in 0..4 {
+        while let Some(action) = agent.poll_action() {
+            if let crate::agent::process::Action::Spawn { run, .. } = action {
+                agent.handle_exit(run, Exit::NotStarted("gone".into()), now);
+            }
+        }
+        match agent.poll_timeout() {
+            Some(at) => agent.handle_timeout(at),
+            None => break,
+        }
+    }
+    let mut finals = 0;
+    while let Some(frame) = agent.poll_transmit() {
+        let Ok(frame) = serde_json::from_str::<serde_json::Value>(&frame) else {
+            continue;
+        };
+        if frame["id"] != "inv-1" {
+            continue;
+        }
+        assert_eq!(finals, 0, "a frame after the final one: {frame}");
+        if frame["type"] == "error" || !frame["finish_reason"].is_null() {
+            finals += 1;
+        }
+    }
+    assert_eq!(finals, 1, "the turn got no final frame");
+}

@@ -714,7 +714,13 @@ impl AcpAgent {
             Err(_) => return self.drain_queue(now),
         };
         let Some(id) = id else {
-            return self.end_process("it answered `session/new` without a session id".into());
+            let why = "it answered `session/new` without a session id";
+            if !request.cancelled {
+                let message = format!("`{}` failed: {why}", self.program());
+                self.ready
+                    .push_back(error_frame(&request.invoke, &message, "agent_failed"));
+            }
+            return self.end_process(why.into());
         };
         let mut session = Session::new(now, request.owner);
         session.know(models);
@@ -779,21 +785,29 @@ impl AcpAgent {
         };
         session.last_used = now;
         match result {
+            // The editor has its answer already: the calls it was given.
+            Ok(_) if turn.parked() => {}
             Ok(result) => {
                 let stop = result["stopReason"].as_str().unwrap_or("end_turn");
-                if let Some(finish) = update::finish_reason(stop) {
-                    let usage = update::usage(&result)
-                        .unwrap_or((turn.prompt_tokens, tokens_for_chars(turn.completion_chars)));
-                    let mut turn = turn;
-                    self.ready.push_back(chunk(
-                        &mut turn,
-                        json!({"content": ""}),
-                        Some(finish),
-                        Some(usage),
-                    ));
-                    if stop == "end_turn" {
-                        session.key = turn.answer.map(Transcript::close);
-                    }
+                let Some(finish) = update::finish_reason(stop) else {
+                    // Cancelled, and not by us: the editor still waits.
+                    let message = format!("`{}` cancelled the turn itself", self.program());
+                    self.ready
+                        .push_back(error_frame(&turn.invoke, &message, "agent_failed"));
+                    self.forget(id);
+                    return self.drain_queue(now);
+                };
+                let usage = update::usage(&result)
+                    .unwrap_or((turn.prompt_tokens, tokens_for_chars(turn.completion_chars)));
+                let mut turn = turn;
+                self.ready.push_back(chunk(
+                    &mut turn,
+                    json!({"content": ""}),
+                    Some(finish),
+                    Some(usage),
+                ));
+                if stop == "end_turn" {
+                    session.key = turn.answer.map(Transcript::close);
                 }
             }
             Err(failure) => {

@@ -146,7 +146,8 @@ impl AcpAgent {
             Some((id, Models::of(&result)))
         });
         let Some((id, models)) = opened else {
-            return self.register(&[]);
+            self.register(&[]);
+            return self.drain_queue(now);
         };
         self.default_model.clone_from(&models.current);
         self.register(&models.ids);

@@ -609,3 +609,22 @@ fn a_turn_sets_the_reasoning_effort_it_asks_for_and_goes_on_if_refused() {
     assert_eq!(prompt["params"]["sessionId"], "s0");
     assert!(frames(&mut agent).is_empty(), "the turn goes on");
 }
+
+#[test]
+fn a_turn_the_agent_cancels_itself_ends_with_an_error() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    reply(
+        &mut agent,
+        0,
+        &json!(3),
+        json!({"stopReason": "cancelled"}),
+        now,
+    );
+    let out = frames(&mut agent);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0]["error"]["message"],
+        "`agent` cancelled the turn itself"
+    );
+}
