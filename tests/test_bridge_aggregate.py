@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -90,6 +91,18 @@ def test_the_sdk_sees_every_server_at_one_address(make_server, tmp_path, mode, v
     assert "Lyon" in prompt.messages[0].content.text
 
 
+async def prompts_once_up(c, name, timeout=30):
+    """The prompts listed once `name` is among them: a server still
+    starting (a Python one on a loaded machine can take seconds) is left out
+    of a listing until it answers, by design."""
+    deadline = time.monotonic() + timeout
+    while True:
+        prompts = [p.name for p in (await c.list_prompts()).prompts]
+        if name in prompts or time.monotonic() > deadline:
+            return prompts
+        await asyncio.sleep(0.2)
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_prompts_and_resources_of_two_servers_come_from_each(make_server, tmp_path, mode):
     """With a second server that has prompts, resources and a resource
@@ -101,7 +114,7 @@ def test_prompts_and_resources_of_two_servers_come_from_each(make_server, tmp_pa
 
     async def use():
         async with client(server, mode=mode) as c:
-            prompts = [p.name for p in (await c.list_prompts()).prompts]
+            prompts = await prompts_once_up(c, "notes__summarize")
             theirs = await c.get_prompt("notes__summarize", {"topic": "cranes"})
             everythings = await c.get_prompt("everything__args-prompt", {"city": "Lyon"})
             uris = [str(r.uri) for r in (await c.list_resources()).resources]
