@@ -427,7 +427,7 @@ impl AcpAgent {
     /// A request is answered as soon as it can be: in the idle session
     /// holding its conversation, else in a new session once there is room;
     /// until then it waits.
-    fn dispatch(&mut self, request: Request, now: Instant) {
+    fn dispatch(&mut self, mut request: Request, now: Instant) {
         let ready = self
             .process
             .as_ref()
@@ -445,9 +445,11 @@ impl AcpAgent {
                 .map(|(id, _)| id.clone())
         });
         if let (Some(id), Some(last)) = (found, request.last.clone()) {
-            if self.sessions.get(&id).is_some_and(|s| s.unloaded) {
-                let params = self.session_params(self.sessions.get(&id).and_then(|s| s.tools));
-                let mut params = params;
+            // A session kept from an agent process that ended is loaded
+            // into this one first.
+            let unloaded = self.sessions.get(&id).filter(|s| s.unloaded);
+            if let Some(owner) = unloaded.map(|s| s.tools) {
+                let mut params = self.session_params(owner);
                 params["sessionId"] = json!(id);
                 let pending = Pending::Load {
                     session: id,
@@ -480,7 +482,6 @@ impl AcpAgent {
         if self.sessions.len() >= self.plan.max_sessions && !self.evict_idle() {
             return self.wait(request, now);
         }
-        let mut request = request;
         let params = self.new_session(&mut request);
         self.call(
             "session/new",
@@ -780,7 +781,7 @@ impl AcpAgent {
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
-        let Some(turn) = session.turn.take() else {
+        let Some(mut turn) = session.turn.take() else {
             return;
         };
         session.last_used = now;
@@ -799,7 +800,6 @@ impl AcpAgent {
                 };
                 let usage = update::usage(&result)
                     .unwrap_or((turn.prompt_tokens, tokens_for_chars(turn.completion_chars)));
-                let mut turn = turn;
                 self.ready.push_back(chunk(
                     &mut turn,
                     json!({"content": ""}),
