@@ -16,6 +16,7 @@ import json
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import httpx
@@ -369,3 +370,24 @@ def test_the_reasoning_effort_each_api_asks_for_is_set_on_the_session(server, ac
     # Without one, the session keeps the agent's own.
     assert agent.chat([user("five")]).choices[0].message.content.startswith("Turn 1 of ")
     assert [m["params"]["value"] for m in agent.received("session/set_config_option")] == ["high", "low", "high", "low"]
+
+
+def test_every_session_busy_starts_another_agent_process_up_to_the_limit(acp):
+    """One session per process, two processes: two conversations at once
+    are answered by two processes, a third waits for a place, and a
+    conversation goes on in the process that holds it."""
+    agent = acp("--max-sessions", "1", "--max-processes", "2")
+    with ThreadPoolExecutor(3) as pool:
+        first, second = (pool.submit(agent.chat, [user(f"WAIT {n}")]) for n in ("one", "two"))
+        agent.wait_received("session/prompt", 2)
+        third = pool.submit(agent.chat, [user("three")])
+        answers = [f.result().choices[0].message.content for f in (first, second, third)]
+    pids = {m["pid"] for m in agent.received("initialize")}
+    assert len(pids) == 2
+    served = {a.split(":")[0].split("-")[-1] for a in answers}
+    assert served == {str(p) for p in pids}, answers
+    assert [a.endswith(w) for a, w in zip(answers, ("one", "two", "three"))] == [True] * 3
+    history = [user("three"), {"role": "assistant", "content": answers[2]}, user("and on")]
+    on = agent.chat(history).choices[0].message.content
+    assert on.startswith("Turn 2 of " + answers[2].split(":")[0].removeprefix("Turn 1 of ")), (on, answers)
+    assert len(agent.received("initialize")) == 2

@@ -32,10 +32,14 @@ pub struct AcpArgs {
     /// The longest the agent may take to start (answer `initialize`).
     #[arg(long, default_value_t = 60)]
     start_timeout_secs: u64,
-    /// Sessions (conversations) kept at once; past it the least recently
-    /// used idle one is closed.
+    /// Sessions (conversations) kept at once in one agent process; past it
+    /// the least recently used idle one is closed.
     #[arg(long, default_value_t = 32)]
     max_sessions: usize,
+    /// Agent processes at once: another starts when every session of those
+    /// running is busy, and ends once its sessions are gone.
+    #[arg(long, default_value_t = 1)]
+    max_processes: usize,
     /// How long an idle session is kept.
     #[arg(long, default_value_t = 3600)]
     session_idle_secs: u64,
@@ -99,8 +103,8 @@ impl AcpArgs {
         if self.timeout_secs == 0 || self.start_timeout_secs == 0 {
             return Err("--timeout-secs and --start-timeout-secs must be at least 1".to_owned());
         }
-        if self.max_sessions == 0 {
-            return Err("--max-sessions must be at least 1".to_owned());
+        if self.max_sessions == 0 || self.max_processes == 0 {
+            return Err("--max-sessions and --max-processes must be at least 1".to_owned());
         }
         let cwd = match &self.cwd {
             Some(dir) if !dir.is_dir() => {
@@ -135,6 +139,7 @@ impl AcpArgs {
             timeout: Duration::from_secs(self.timeout_secs),
             start_timeout: Duration::from_secs(self.start_timeout_secs),
             max_sessions: self.max_sessions,
+            max_processes: self.max_processes,
             idle: Duration::from_secs(self.session_idle_secs),
             max_queued: self.max_queued,
             policy,

@@ -638,6 +638,7 @@ pub fn acp_agent(data: &[u8]) {
         timeout: Duration::from_secs(60),
         start_timeout: Duration::from_secs(5),
         max_sessions: 2,
+        max_processes: 1,
         idle: Duration::from_secs(60),
         max_queued: 4,
         policy: Policy::Never,

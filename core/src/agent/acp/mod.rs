@@ -20,6 +20,7 @@
 
 mod models;
 pub mod permission;
+mod pool;
 pub mod preset;
 pub mod rpc;
 mod tools;
@@ -46,6 +47,7 @@ use crate::mcp;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use models::{Effort, Models, Setting};
 use permission::Policy;
+use pool::{At, Room, Running, Slot};
 use rpc::{Failure, Incoming};
 use update::{Shown, Shows};
 
@@ -84,8 +86,11 @@ pub struct AcpPlan {
     pub timeout: Duration,
     /// The longest the agent may take to answer `initialize`.
     pub start_timeout: Duration,
-    /// Sessions at once.
+    /// Sessions at once in one agent process.
     pub max_sessions: usize,
+    /// Agent processes at once: another starts when every session of
+    /// those running is busy.
+    pub max_processes: usize,
     /// How long an idle session is kept.
     pub idle: Duration,
     /// Requests waiting for the agent or a session; more are refused.
@@ -221,31 +226,18 @@ enum Pending {
     /// A session kept from an agent process that ended, loaded into the
     /// new one for `request`.
     Load {
-        session: String,
+        session: At,
         request: Box<Request>,
     },
     /// A setting of the session, before the prompt `text`.
     Set {
-        session: String,
+        session: At,
         setting: Setting,
         text: String,
     },
     NewSession(Box<Request>),
     /// The turn of this session.
-    Prompt(String),
-}
-
-/// The agent process.
-struct Running {
-    run: RunId,
-    lines: LineBuffer,
-    started: Instant,
-    /// It answered `initialize`.
-    ready: bool,
-    /// It can load a session it had (`loadSession`).
-    loads: bool,
-    /// Why it is being ended, when it is.
-    fault: Option<String>,
+    Prompt(At),
 }
 
 pub struct AcpAgent {
@@ -253,14 +245,12 @@ pub struct AcpAgent {
     relink: Relink,
     ready: VecDeque<String>,
     actions: VecDeque<Action>,
-    process: Option<Running>,
+    slots: Vec<Slot>,
     next_run: u64,
-    /// When to start the process again, after it ended early.
-    retry_at: Option<Instant>,
-    backoff: Duration,
     next_id: u64,
-    pending: HashMap<u64, Pending>,
-    sessions: HashMap<String, Session>,
+    /// Requests sent, by id: for which slot's process, and what for.
+    pending: HashMap<u64, (usize, Pending)>,
+    sessions: HashMap<At, Session>,
     queue: VecDeque<Request>,
     /// Processes started, for observing.
     starts: u64,
@@ -291,10 +281,8 @@ impl AcpAgent {
             ready: VecDeque::new(),
             relink,
             actions: VecDeque::new(),
-            process: None,
+            slots: Vec::new(),
             next_run: 0,
-            retry_at: None,
-            backoff: FIRST_BACKOFF,
             next_id: 0,
             pending: HashMap::new(),
             sessions: HashMap::new(),
@@ -306,13 +294,18 @@ impl AcpAgent {
             probed: false,
             default_model: None,
         };
-        agent.start(now);
+        agent.start(0, now);
         agent
     }
 
     /// Agent processes started so far.
     pub fn starts(&self) -> u64 {
         self.starts
+    }
+
+    /// Agent processes running.
+    pub fn processes(&self) -> usize {
+        self.slots.iter().filter(|s| s.process.is_some()).count()
     }
 
     /// Sessions open.
@@ -326,7 +319,6 @@ impl AcpAgent {
             .first()
             .map_or("the agent", String::as_str)
     }
-
     /// The request for an invocation.
     fn request(&self, invoke: String, msg: &Value, now: Instant) -> Request {
         let payload = &msg["payload"];
@@ -366,32 +358,49 @@ impl AcpAgent {
         request
     }
 
-    /// Sends a request to the agent.
-    fn call(&mut self, method: &str, params: Value, pending: Pending) {
-        let Some(run) = self.process.as_ref().map(|p| p.run) else {
+    /// Sends a request to the process of `slot`.
+    fn call(&mut self, slot: usize, method: &str, params: Value, pending: Pending) {
+        let Some(run) = self.run_of(slot) else {
             return;
         };
         let id = self.next_id;
         self.next_id += 1;
-        self.pending.insert(id, pending);
+        self.pending.insert(id, (slot, pending));
         self.actions.push_back(Action::Write {
             run,
             line: rpc::request(id, method, params),
         });
     }
 
-    fn write(&mut self, line: String) {
-        if let Some(run) = self.process.as_ref().map(|p| p.run) {
+    fn write(&mut self, slot: usize, line: String) {
+        if let Some(run) = self.run_of(slot) {
             self.actions.push_back(Action::Write { run, line });
         }
     }
 
-    /// Starts the agent process, and says `initialize` to it.
-    fn start(&mut self, now: Instant) {
+    fn run_of(&self, slot: usize) -> Option<RunId> {
+        self.slots.get(slot)?.process.as_ref().map(|p| p.run)
+    }
+
+    /// The slot of a process.
+    fn slot_of(&self, run: RunId) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.process.as_ref().is_some_and(|p| p.run == run))
+    }
+
+    /// Starts an agent process in `slot` (a new one past the last), and
+    /// says `initialize` to it.
+    fn start(&mut self, slot: usize, now: Instant) {
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, || Slot {
+                backoff: FIRST_BACKOFF,
+                ..Slot::default()
+            });
+        }
         let run = RunId(self.next_run);
         self.next_run += 1;
         self.starts += 1;
-        self.retry_at = None;
         self.actions.push_back(Action::Spawn {
             run,
             argv: self.plan.command.clone(),
@@ -399,25 +408,32 @@ impl AcpAgent {
             env: self.plan.env.clone(),
             home: None,
         });
-        self.process = Some(Running {
+        let Some(place) = self.slots.get_mut(slot) else {
+            return;
+        };
+        place.retry_at = None;
+        place.process = Some(Running {
             run,
             lines: LineBuffer::new(MAX_LINE),
             started: now,
             ready: false,
             loads: false,
             fault: None,
+            retired: false,
         });
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
             "clientCapabilities": {"fs": {"readTextFile": false, "writeTextFile": false}, "terminal": false},
             "clientInfo": {"name": "mcp-provider", "version": env!("CARGO_PKG_VERSION")},
         });
-        self.call("initialize", params, Pending::Initialize);
+        self.call(slot, "initialize", params, Pending::Initialize);
     }
 
-    /// Ends the process for `why` (its exit then fails what it had).
-    fn end_process(&mut self, why: String) {
-        if let Some(process) = self.process.as_mut().filter(|p| p.fault.is_none()) {
+    /// Ends the process of `slot` for `why` (its exit then fails what it
+    /// had).
+    fn end_process(&mut self, slot: usize, why: String) {
+        let process = self.slots.get_mut(slot).and_then(|s| s.process.as_mut());
+        if let Some(process) = process.filter(|p| p.fault.is_none()) {
             tracing::warn!("ACP agent: {why}");
             process.fault = Some(why);
             self.actions.push_back(Action::Kill { run: process.run });
@@ -428,13 +444,6 @@ impl AcpAgent {
     /// holding its conversation, else in a new session once there is room;
     /// until then it waits.
     fn dispatch(&mut self, mut request: Request, now: Instant) {
-        let ready = self
-            .process
-            .as_ref()
-            .is_some_and(|p| p.ready && p.fault.is_none());
-        if !ready {
-            return self.wait(request, now);
-        }
         // A session continues with the editor's tools only if it was
         // opened with them (its MCP servers are fixed when it opens).
         let tools = request.offer.is_some();
@@ -442,70 +451,74 @@ impl AcpAgent {
             self.sessions
                 .iter()
                 .find(|(_, s)| s.turn.is_none() && s.key == Some(key) && s.tools.is_some() == tools)
-                .map(|(id, _)| id.clone())
+                .map(|(at, _)| at.clone())
         });
-        if let (Some(id), Some(last)) = (found, request.last.clone()) {
+        if let (Some(at), Some(last)) = (found, request.last.clone()) {
+            if !self.slots.get(at.slot).is_some_and(Slot::ready) {
+                // Its process is starting again: the turn waits for it.
+                return self.wait(request, Some(at.slot), now);
+            }
             // A session kept from an agent process that ended is loaded
             // into this one first.
-            let unloaded = self.sessions.get(&id).filter(|s| s.unloaded);
+            let unloaded = self.sessions.get(&at).filter(|s| s.unloaded);
             if let Some(owner) = unloaded.map(|s| s.tools) {
                 let mut params = self.session_params(owner);
-                params["sessionId"] = json!(id);
+                params["sessionId"] = json!(at.id);
+                let slot = at.slot;
                 let pending = Pending::Load {
-                    session: id,
+                    session: at,
                     request: Box::new(request),
                 };
-                return self.call("session/load", params, pending);
+                return self.call(slot, "session/load", params, pending);
             }
-            return self.prompt(id, request, last, now);
+            return self.prompt(at, request, last, now);
         }
         let fresh = self
             .sessions
             .iter_mut()
             .find(|(_, s)| s.fresh && s.turn.is_none())
             .filter(|_| !tools);
-        if let Some((id, session)) = fresh {
+        if let Some((at, session)) = fresh {
             session.fresh = false;
-            let (id, text) = (id.clone(), request.whole.clone());
-            return self.prompt(id, request, text, now);
+            let (at, text) = (at.clone(), request.whole.clone());
+            return self.prompt(at, request, text, now);
         }
-        // One session opens at a time: agents open them one after another
-        // anyway, and Gemini CLI leaves some unanswered when asked for many
-        // at once.
-        let opening = self
-            .pending
-            .values()
-            .any(|p| matches!(p, Pending::NewSession(_) | Pending::Probe));
-        if opening {
-            return self.wait(request, now);
+        match self.room(now) {
+            Some(slot) => {
+                let params = self.new_session(&mut request);
+                self.call(
+                    slot,
+                    "session/new",
+                    params,
+                    Pending::NewSession(Box::new(request)),
+                );
+            }
+            None => self.wait(request, None, now),
         }
-        if self.sessions.len() >= self.plan.max_sessions && !self.evict_idle() {
-            return self.wait(request, now);
-        }
-        let params = self.new_session(&mut request);
-        self.call(
-            "session/new",
-            params,
-            Pending::NewSession(Box::new(request)),
-        );
     }
 
-    /// Forgets the least recently used idle session (one no conversation
-    /// continues first); false when every session is busy.
-    fn evict_idle(&mut self) -> bool {
-        let victim = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.turn.is_none())
-            .min_by_key(|(_, s)| (s.key.is_some(), s.last_used))
-            .map(|(id, _)| id.clone());
-        victim.is_some_and(|id| self.forget(&id))
+    /// The slot whose process opens the next new session now (`None`:
+    /// it waits), making room for it as [`pool::choose`] says.
+    fn room(&mut self, now: Instant) -> Option<usize> {
+        match pool::choose(&self.slots, &self.sessions, &self.pending, &self.plan, now) {
+            Room::Open(slot) => Some(slot),
+            Room::Evict(at) => {
+                self.forget(&at);
+                Some(at.slot)
+            }
+            Room::Start(slot) => {
+                tracing::info!("ACP agent: every session is busy; another agent process starts");
+                self.start(slot, now);
+                None
+            }
+            Room::Wait => None,
+        }
     }
 
     /// Forgets a session, closing its relay's connections; false when
     /// there was none.
-    fn forget(&mut self, id: &str) -> bool {
-        let Some(session) = self.sessions.remove(id) else {
+    fn forget(&mut self, at: &At) -> bool {
+        let Some(session) = self.sessions.remove(at) else {
             return false;
         };
         if let Some(owner) = session.tools {
@@ -516,8 +529,9 @@ impl AcpAgent {
     }
 
     /// Queues a request that cannot go yet (refused as busy past the
-    /// queue's bound), starting the agent if it is down and may start.
-    fn wait(&mut self, request: Request, now: Instant) {
+    /// queue's bound), starting the process it waits for (`slot`, else
+    /// any) if none is up and it may start.
+    fn wait(&mut self, request: Request, slot: Option<usize>, now: Instant) {
         if self.queue.len() >= self.plan.max_queued {
             let message = format!(
                 "{} sessions are busy and {} requests waiting",
@@ -529,15 +543,23 @@ impl AcpAgent {
             return;
         }
         self.queue.push_back(request);
-        if self.process.is_none() && self.retry_at.is_none_or(|at| at <= now) {
-            self.start(now);
+        let slot = slot.unwrap_or_else(|| {
+            let up = self.slots.iter().position(|s| s.process.is_some());
+            up.unwrap_or(0)
+        });
+        let down = self
+            .slots
+            .get(slot)
+            .is_none_or(|s| s.process.is_none() && s.retry_at.is_none_or(|at| at <= now));
+        if down {
+            self.start(slot, now);
         }
     }
 
     /// Sends a turn's prompt to its session: held, in a session given the
     /// editor's tools, until its agent listed them (or for a while).
-    fn prompt(&mut self, id: String, request: Request, text: String, now: Instant) {
-        let Some(session) = self.sessions.get_mut(&id) else {
+    fn prompt(&mut self, at: At, request: Request, text: String, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&at) else {
             return;
         };
         let until = session.tools.map(|owner| match self.listed.get(&owner) {
@@ -571,17 +593,22 @@ impl AcpAgent {
                     turn.held = Some(held);
                 }
             }
-            None => self.send_prompt(&id, text),
+            None => self.send_prompt(&at, text),
         }
     }
 
     /// Sends the prompt, once the session is on the turn's model.
-    fn send_prompt(&mut self, id: &str, text: String) {
-        let Some(text) = self.settle(id, text) else {
+    fn send_prompt(&mut self, at: &At, text: String) {
+        let Some(text) = self.settle(at, text) else {
             return;
         };
-        let params = json!({"sessionId": id, "prompt": [{"type": "text", "text": text}]});
-        self.call("session/prompt", params, Pending::Prompt(id.to_owned()));
+        let params = json!({"sessionId": at.id, "prompt": [{"type": "text", "text": text}]});
+        self.call(
+            at.slot,
+            "session/prompt",
+            params,
+            Pending::Prompt(at.clone()),
+        );
     }
 
     /// Sends what waits and can now go, in order.
@@ -591,20 +618,21 @@ impl AcpAgent {
         }
     }
 
-    fn handle_line(&mut self, line: Line, now: Instant) {
+    /// A line from the process of `slot`.
+    fn handle_line(&mut self, slot: usize, line: Line, now: Instant) {
         let text = match line {
             Line::Text(text) => text,
             Line::TooLong => {
                 let mib = MAX_LINE >> 20;
-                return self.end_process(format!("it sent a line longer than {mib} MiB"));
+                return self.end_process(slot, format!("it sent a line longer than {mib} MiB"));
             }
         };
         match rpc::parse(&text) {
-            Incoming::Response { id, result } => self.answered(id, result, now),
+            Incoming::Response { id, result } => self.answered(slot, id, result, now),
             Incoming::Request { id, method, params } => {
                 let line = match method.as_str() {
                     "session/request_permission" => {
-                        let editors = self.asks_for_editor_tool(&params);
+                        let editors = self.asks_for_editor_tool(slot, &params);
                         let answer = permission::answer(self.plan.policy, &params, editors);
                         tracing::debug!(
                             "ACP agent asked permission for {}: {}",
@@ -620,21 +648,27 @@ impl AcpAgent {
                         None,
                     ),
                 };
-                self.write(line);
+                self.write(slot, line);
             }
             Incoming::Notification { method, params } if method == "session/update" => {
-                self.updated(&params);
+                self.updated(slot, &params);
             }
             Incoming::Notification { .. } => {}
             Incoming::Invalid => tracing::debug!("ACP agent: a line that is not JSON-RPC skipped"),
         }
     }
 
-    /// A `session/update`: shown to the editor of the session's turn.
-    fn updated(&mut self, params: &Value) {
+    /// A `session/update` from the process of `slot`: shown to the editor
+    /// of the session's turn.
+    fn updated(&mut self, slot: usize, params: &Value) {
         let Some(turn) = params["sessionId"]
             .as_str()
-            .and_then(|id| self.sessions.get_mut(id))
+            .and_then(|id| {
+                self.sessions.get_mut(&At {
+                    slot,
+                    id: id.to_owned(),
+                })
+            })
             .and_then(|s| s.turn.as_mut())
             .filter(|t| !t.parked())
         else {
@@ -654,62 +688,77 @@ impl AcpAgent {
         self.ready.push_back(chunk(turn, delta, None, None));
     }
 
-    /// The agent answered our request `id`.
-    fn answered(&mut self, id: u64, result: Result<Value, Failure>, now: Instant) {
+    /// The process of `slot` answered our request `id` (an answer to a
+    /// request it was not sent is let be).
+    fn answered(&mut self, slot: usize, id: u64, result: Result<Value, Failure>, now: Instant) {
         tracing::debug!("ACP agent answered request {id}: ok {}", result.is_ok());
-        match self.pending.remove(&id) {
-            Some(Pending::Initialize) => self.initialized(result, now),
-            Some(Pending::Probe) => self.probed(result, now),
-            Some(Pending::Load { session, request }) => {
+        if self.pending.get(&id).is_none_or(|(s, _)| *s != slot) {
+            return;
+        }
+        let Some((_, pending)) = self.pending.remove(&id) else {
+            return;
+        };
+        match pending {
+            Pending::Initialize => self.initialized(slot, result, now),
+            Pending::Probe => self.probed(slot, result, now),
+            Pending::Load { session, request } => {
                 self.loaded(&session, *request, result.is_ok(), now)
             }
-            Some(Pending::Set {
+            Pending::Set {
                 session,
                 setting,
                 text,
-            }) => self.set(&session, setting, text, result, now),
-            Some(Pending::NewSession(request)) => self.opened(*request, result, now),
-            Some(Pending::Prompt(session)) => self.prompted(&session, result, now),
-            None => {}
+            } => self.set(&session, setting, text, result, now),
+            Pending::NewSession(request) => self.opened(slot, *request, result, now),
+            Pending::Prompt(session) => self.prompted(&session, result, now),
         }
     }
 
-    fn initialized(&mut self, result: Result<Value, Failure>, now: Instant) {
+    fn initialized(&mut self, slot: usize, result: Result<Value, Failure>, now: Instant) {
         let capabilities = result.as_ref().cloned().unwrap_or_default();
         let version = match result {
             Ok(result) => result["protocolVersion"].as_u64(),
             Err(failure) => {
-                return self.end_process(format!("it refused `initialize`: {}", failure.message));
+                let why = format!("it refused `initialize`: {}", failure.message);
+                return self.end_process(slot, why);
             }
         };
         if version != Some(PROTOCOL_VERSION) {
             let said = version.map_or("no version".to_owned(), |v| format!("version {v}"));
-            return self.end_process(format!(
+            let why = format!(
                 "it speaks ACP {said}, and this provider speaks version {PROTOCOL_VERSION}"
-            ));
+            );
+            return self.end_process(slot, why);
         }
-        if let Some(process) = self.process.as_mut() {
+        if let Some(process) = self.slots.get_mut(slot).and_then(|s| s.process.as_mut()) {
             process.ready = true;
             process.loads = capabilities["agentCapabilities"]["loadSession"] == true;
         }
         if !self.probed {
             let params = json!({"cwd": self.plan.cwd, "mcpServers": []});
-            self.call("session/new", params, Pending::Probe);
+            self.call(slot, "session/new", params, Pending::Probe);
         }
         self.drain_queue(now);
     }
 
-    /// `session/new` answered: the turn that opened it goes on in it.
-    fn opened(&mut self, request: Request, result: Result<Value, Failure>, now: Instant) {
+    /// `session/new` answered by the process of `slot`: the turn that
+    /// opened it goes on in it.
+    fn opened(
+        &mut self,
+        slot: usize,
+        request: Request,
+        result: Result<Value, Failure>,
+        now: Instant,
+    ) {
         let (id, models) = match result {
             Ok(result) => (
                 result["sessionId"].as_str().map(str::to_owned),
                 Models::of(&result),
             ),
             Err(failure) if !request.cancelled => {
-                let (message, code) = self.refusal(&failure);
+                let (message, kind) = self.refusal(&failure);
                 self.ready
-                    .push_back(error_frame(&request.invoke, &message, code));
+                    .push_back(error_frame(&request.invoke, &message, kind));
                 return self.drain_queue(now);
             }
             Err(_) => return self.drain_queue(now),
@@ -721,16 +770,17 @@ impl AcpAgent {
                 self.ready
                     .push_back(error_frame(&request.invoke, &message, "agent_failed"));
             }
-            return self.end_process(why.into());
+            return self.end_process(slot, why.into());
         };
+        let at = At { slot, id };
         let mut session = Session::new(now, request.owner);
         session.know(models);
-        self.sessions.insert(id.clone(), session);
+        self.sessions.insert(at.clone(), session);
         if request.cancelled {
             return self.drain_queue(now);
         }
         let text = request.whole.clone();
-        self.prompt(id, request, text, now);
+        self.prompt(at, request, text, now);
         // The next session may open.
         self.drain_queue(now);
     }
@@ -738,18 +788,18 @@ impl AcpAgent {
     /// `session/load` answered (the history it replayed went to no turn):
     /// the turn goes on in the session, or, when the agent could not load
     /// it, in a new one with the whole conversation.
-    fn loaded(&mut self, id: &str, mut request: Request, loaded: bool, now: Instant) {
+    fn loaded(&mut self, at: &At, mut request: Request, loaded: bool, now: Instant) {
         let last = request.last.clone().filter(|_| loaded);
-        match (self.sessions.get_mut(id), last) {
+        match (self.sessions.get_mut(at), last) {
             (Some(session), Some(last)) => {
                 session.unloaded = false;
-                self.prompt(id.to_owned(), request, last, now);
+                self.prompt(at.clone(), request, last, now);
             }
             _ => {
                 tracing::info!(
                     "ACP agent: a session could not be loaded; a new one takes its turn"
                 );
-                self.forget(id);
+                self.forget(at);
                 request.continues = None;
                 self.dispatch(request, now);
             }
@@ -777,8 +827,8 @@ impl AcpAgent {
 
     /// `session/prompt` answered: the turn ends, and its session is idle,
     /// holding the conversation with this answer.
-    fn prompted(&mut self, id: &str, result: Result<Value, Failure>, now: Instant) {
-        let Some(session) = self.sessions.get_mut(id) else {
+    fn prompted(&mut self, at: &At, result: Result<Value, Failure>, now: Instant) {
+        let Some(session) = self.sessions.get_mut(at) else {
             return;
         };
         let Some(mut turn) = session.turn.take() else {
@@ -795,7 +845,7 @@ impl AcpAgent {
                     let message = format!("`{}` cancelled the turn itself", self.program());
                     self.ready
                         .push_back(error_frame(&turn.invoke, &message, "agent_failed"));
-                    self.forget(id);
+                    self.forget(at);
                     return self.drain_queue(now);
                 };
                 let usage = update::usage(&result)
@@ -814,7 +864,7 @@ impl AcpAgent {
                 let message = format!("`{}` failed the turn: {}", self.program(), failure.message);
                 self.ready
                     .push_back(error_frame(&turn.invoke, &message, "agent_failed"));
-                self.forget(id);
+                self.forget(at);
             }
         }
         self.drain_queue(now);
@@ -822,16 +872,16 @@ impl AcpAgent {
 
     /// Stops a session's turn: the agent is told to cancel, and the session
     /// is forgotten (an agent's cancelled session is not reliably reusable).
-    fn stop_turn(&mut self, id: &str) {
-        self.forget(id);
-        self.write(mcp::notification(
-            "session/cancel",
-            json!({"sessionId": id}),
-        ));
+    fn stop_turn(&mut self, at: &At) {
+        self.forget(at);
+        self.write(
+            at.slot,
+            mcp::notification("session/cancel", json!({"sessionId": at.id})),
+        );
     }
 
-    /// The turn of `invoke`'s session, if it has one.
-    fn session_of(&self, invoke: &str) -> Option<String> {
+    /// The session whose turn answers `invoke`, if one does.
+    fn session_of(&self, invoke: &str) -> Option<At> {
         self.sessions
             .iter()
             .find(|(_, s)| {
@@ -839,29 +889,34 @@ impl AcpAgent {
                     .as_ref()
                     .is_some_and(|t| t.invoke == invoke && !t.parked())
             })
-            .map(|(id, _)| id.clone())
+            .map(|(at, _)| at.clone())
     }
 
     fn cancel(&mut self, invoke: &str, now: Instant) {
         self.queue.retain(|r| r.invoke != invoke);
-        for pending in self.pending.values_mut() {
+        for (_, pending) in self.pending.values_mut() {
             if let Pending::NewSession(request) = pending {
                 if request.invoke == invoke {
                     request.cancelled = true;
                 }
             }
         }
-        if let Some(id) = self.session_of(invoke) {
-            self.stop_turn(&id);
+        if let Some(at) = self.session_of(invoke) {
+            self.stop_turn(&at);
             self.drain_queue(now);
         }
     }
 
-    /// The process ended: what it had fails, and it is started again when
-    /// something waits — at once if it had run a while, after a growing
-    /// wait if it keeps ending early. A process that never got ready fails
-    /// what waits too: its editors hear why now, not at their timeout.
-    fn ended(&mut self, process: Running, exit: &Exit, now: Instant) {
+    /// The process of `slot` ended: what it had fails, and it is started
+    /// again when something waits — at once if it had run a while, after a
+    /// growing wait if it keeps ending early. A process that never got
+    /// ready, with no other running, fails what waits too: its editors
+    /// hear why now, not at their timeout. One retired for want of work
+    /// had nothing, and is not started again.
+    fn ended(&mut self, slot: usize, process: Running, exit: &Exit, now: Instant) {
+        if process.retired {
+            return;
+        }
         let program = self.program().to_owned();
         let why = match (&process.fault, exit) {
             (Some(fault), _) => format!("`{program}` was ended: {fault}"),
@@ -876,8 +931,14 @@ impl AcpAgent {
                 }
             }
         };
-        for (_, pending) in self.pending.drain() {
-            if let Pending::NewSession(request) = pending {
+        let its: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, (s, _))| *s == slot)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in its {
+            if let Some((_, Pending::NewSession(request))) = self.pending.remove(&id) {
                 if !request.cancelled {
                     self.ready
                         .push_back(error_frame(&request.invoke, &why, "agent_failed"));
@@ -887,14 +948,23 @@ impl AcpAgent {
         // An idle conversation's session is kept for the next process to
         // load, when this one could; the rest are gone with it.
         let kept = |s: &Session| process.loads && s.turn.is_none() && s.key.is_some();
-        for (id, mut session) in std::mem::take(&mut self.sessions) {
+        let its: Vec<At> = self
+            .sessions
+            .keys()
+            .filter(|at| at.slot == slot)
+            .cloned()
+            .collect();
+        for at in its {
+            let Some(mut session) = self.sessions.remove(&at) else {
+                continue;
+            };
             if let Some(owner) = session.tools {
                 self.relays.close_all_of(owner);
                 self.listed.remove(&owner);
             }
             if kept(&session) {
                 session.unloaded = true;
-                self.sessions.insert(id, session);
+                self.sessions.insert(at, session);
             } else if let Some(turn) = session.turn.filter(|t| !t.parked()) {
                 self.ready
                     .push_back(error_frame(&turn.invoke, &why, "agent_failed"));
@@ -902,22 +972,62 @@ impl AcpAgent {
         }
         // It registers even so: an editor asking is then told why.
         self.register(&[]);
-        if !process.ready {
+        let others = self.slots.iter().any(|s| s.ready() || s.starting());
+        if !process.ready && !others {
             for request in self.queue.drain(..) {
                 self.ready
                     .push_back(error_frame(&request.invoke, &why, "agent_failed"));
             }
         }
+        let Some(place) = self.slots.get_mut(slot) else {
+            return;
+        };
         if process.ready && now.duration_since(process.started) >= STABLE {
-            self.backoff = FIRST_BACKOFF;
-            self.retry_at = None;
+            place.backoff = FIRST_BACKOFF;
+            place.retry_at = None;
         } else {
-            self.retry_at = Some(now + self.backoff);
-            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            place.retry_at = Some(now + place.backoff);
+            place.backoff = (place.backoff * 2).min(MAX_BACKOFF);
         }
-        if !self.queue.is_empty() && self.retry_at.is_none() {
-            self.start(now);
+        self.drain_queue(now);
+    }
+
+    /// Ends the processes past the first that have no session and nothing
+    /// to do: another starts when the work comes back.
+    fn retire_idle(&mut self) {
+        let first = self.slots.iter().position(Slot::ready);
+        for slot in 0..self.slots.len() {
+            let unused = Some(slot) != first
+                && self.slots.get(slot).is_some_and(Slot::ready)
+                && !self.sessions.keys().any(|at| at.slot == slot)
+                && !self.pending.values().any(|(s, _)| *s == slot);
+            let process = self.slots.get_mut(slot).and_then(|s| s.process.as_mut());
+            if let Some(process) = process.filter(|_| unused && self.queue.is_empty()) {
+                tracing::info!("ACP agent: an agent process with no sessions left is ended");
+                process.retired = true;
+                process.fault = Some("it had no sessions left".into());
+                self.actions.push_back(Action::Kill { run: process.run });
+            }
         }
+    }
+
+    /// When a process still starting must have answered `initialize`.
+    fn start_due(&self) -> impl Iterator<Item = (usize, Instant)> + '_ {
+        let wait = self.plan.start_timeout;
+        self.slots.iter().enumerate().filter_map(move |(slot, s)| {
+            let process = s.process.as_ref().filter(|_| s.starting())?;
+            Some((slot, process.started + wait))
+        })
+    }
+
+    /// When a slot whose process ended may start again, when something
+    /// waits.
+    fn retry_due(&self) -> impl Iterator<Item = (usize, Instant)> + '_ {
+        let waiting = !self.queue.is_empty();
+        self.slots.iter().enumerate().filter_map(move |(slot, s)| {
+            let at = s.retry_at.filter(|_| waiting && s.process.is_none())?;
+            Some((slot, at))
+        })
     }
 }
 
@@ -941,23 +1051,23 @@ impl ProcessAgent for AcpAgent {
     }
 
     /// The provider failed every request it had sent: their turns are
-    /// cancelled and what waits is dropped. The process and its idle
+    /// cancelled and what waits is dropped. The processes and their idle
     /// sessions stay, for conversations that go on over the next link.
     fn link_lost(&mut self) {
         self.queue.clear();
-        for pending in self.pending.values_mut() {
+        for (_, pending) in self.pending.values_mut() {
             if let Pending::NewSession(request) = pending {
                 request.cancelled = true;
             }
         }
-        let busy: Vec<String> = self
+        let busy: Vec<At> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.turn.is_some())
-            .map(|(id, _)| id.clone())
+            .map(|(at, _)| at.clone())
             .collect();
-        for id in busy {
-            self.stop_turn(&id);
+        for at in busy {
+            self.stop_turn(&at);
         }
         self.ready.clear();
         if self.probed {
@@ -966,50 +1076,58 @@ impl ProcessAgent for AcpAgent {
     }
 
     fn handle_stdout(&mut self, run: RunId, bytes: &[u8], now: Instant) {
-        let Some(process) = self.process.as_mut().filter(|p| p.run == run) else {
+        let Some(slot) = self.slot_of(run) else {
             return;
         };
-        if process.fault.is_some() {
+        let live = |slots: &[Slot]| {
+            let process = slots.get(slot).and_then(|s| s.process.as_ref());
+            process.is_some_and(|p| p.run == run && p.fault.is_none())
+        };
+        if !live(&self.slots) {
             return;
         }
-        for line in process.lines.push(bytes) {
-            self.handle_line(line, now);
-            if self.process.as_ref().is_none_or(|p| p.fault.is_some()) {
+        let process = self.slots.get_mut(slot).and_then(|s| s.process.as_mut());
+        let lines = process.map(|p| p.lines.push(bytes)).unwrap_or_default();
+        for line in lines {
+            self.handle_line(slot, line, now);
+            if !live(&self.slots) {
                 return;
             }
         }
     }
 
     fn handle_exit(&mut self, run: RunId, exit: Exit, now: Instant) {
-        if self.process.as_ref().is_some_and(|p| p.run == run) {
-            if let Some(process) = self.process.take() {
-                self.ended(process, &exit, now);
-            }
+        let Some(slot) = self.slot_of(run) else {
+            return;
+        };
+        if let Some(process) = self.slots.get_mut(slot).and_then(|s| s.process.take()) {
+            self.ended(slot, process, &exit, now);
         }
     }
 
     /// Turns and waiting requests past their deadline fail as timed out;
     /// an agent that did not answer `initialize` in time is ended; idle
-    /// sessions past their time are forgotten; an agent waiting out its
-    /// backoff is started again when something waits.
+    /// sessions past their time are forgotten, and processes left with
+    /// none ended; an agent waiting out its backoff is started again when
+    /// something waits.
     fn handle_timeout(&mut self, now: Instant) {
         let secs = self.plan.timeout.as_secs();
         let message = format!("the agent did not answer within {secs} s");
-        let late: Vec<(String, String)> = self
+        let late: Vec<(At, String)> = self
             .sessions
             .iter()
-            .filter_map(|(id, s)| {
+            .filter_map(|(at, s)| {
                 let turn = s
                     .turn
                     .as_ref()
                     .filter(|t| !t.parked() && t.deadline <= now)?;
-                Some((id.clone(), turn.invoke.clone()))
+                Some((at.clone(), turn.invoke.clone()))
             })
             .collect();
-        for (id, invoke) in late {
+        for (at, invoke) in late {
             self.ready
                 .push_back(error_frame(&invoke, &message, "timeout"));
-            self.stop_turn(&id);
+            self.stop_turn(&at);
         }
         let (late, waiting): (Vec<_>, Vec<_>) =
             self.queue.drain(..).partition(|r| r.deadline <= now);
@@ -1019,24 +1137,36 @@ impl ProcessAgent for AcpAgent {
                 .push_back(error_frame(&r.invoke, &message, "timeout"));
         }
         let idle = self.plan.idle;
-        let gone: Vec<String> = self
+        let gone: Vec<At> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.turn.is_none() && s.last_used + idle <= now)
-            .map(|(id, _)| id.clone())
+            .map(|(at, _)| at.clone())
             .collect();
-        for id in gone {
-            self.forget(&id);
+        for at in gone {
+            self.forget(&at);
         }
+        self.retire_idle();
         self.tools_due(now);
-        let start_due = self.start_due();
-        if start_due.is_some_and(|due| due <= now) {
+        let silent: Vec<usize> = self
+            .start_due()
+            .filter(|(_, due)| *due <= now)
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in silent {
             let secs = self.plan.start_timeout.as_secs();
-            self.end_process(format!("it did not answer `initialize` within {secs} s"));
+            self.end_process(
+                slot,
+                format!("it did not answer `initialize` within {secs} s"),
+            );
         }
-        let retry = self.retry_at.filter(|_| !self.queue.is_empty());
-        if self.process.is_none() && retry.is_some_and(|at| at <= now) {
-            self.start(now);
+        let due: Vec<usize> = self
+            .retry_due()
+            .filter(|(_, at)| *at <= now)
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in due {
+            self.start(slot, now);
         }
         self.drain_queue(now);
     }
@@ -1067,23 +1197,12 @@ impl ProcessAgent for AcpAgent {
             Some(turn) => tools::due(turn),
             None => vec![s.last_used + idle],
         });
-        let retry = self.retry_at.filter(|_| !self.queue.is_empty());
         sessions
             .chain(self.queue.iter().map(|r| r.deadline))
             .chain(self.relays.due())
-            .chain(self.start_due())
-            .chain(retry)
+            .chain(self.start_due().map(|(_, due)| due))
+            .chain(self.retry_due().map(|(_, at)| at))
             .min()
-    }
-}
-
-impl AcpAgent {
-    /// When a process still starting must have answered `initialize`.
-    fn start_due(&self) -> Option<Instant> {
-        self.process
-            .as_ref()
-            .filter(|p| !p.ready && p.fault.is_none())
-            .map(|p| p.started + self.plan.start_timeout)
     }
 }
 

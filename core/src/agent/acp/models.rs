@@ -9,7 +9,7 @@
 
 use serde_json::{json, Value};
 
-use super::{AcpAgent, Pending, Session};
+use super::{AcpAgent, At, Pending, Session};
 use crate::agent::acp::rpc::Failure;
 use crate::agent::exec::error_frame;
 
@@ -140,7 +140,12 @@ impl AcpAgent {
 
     /// The first session of a started agent answered: the agent registers
     /// with its models, and the session waits for the first conversation.
-    pub(super) fn probed(&mut self, result: Result<Value, Failure>, now: std::time::Instant) {
+    pub(super) fn probed(
+        &mut self,
+        slot: usize,
+        result: Result<Value, Failure>,
+        now: std::time::Instant,
+    ) {
         let opened = result.ok().and_then(|result| {
             let id = result["sessionId"].as_str()?.to_owned();
             Some((id, Models::of(&result)))
@@ -154,7 +159,7 @@ impl AcpAgent {
         let mut session = Session::new(now, None);
         session.fresh = true;
         session.know(models);
-        self.sessions.insert(id, session);
+        self.sessions.insert(At { slot, id }, session);
         self.drain_queue(now);
     }
 
@@ -175,10 +180,11 @@ impl AcpAgent {
     /// Sets the session to what its turn wants, a setting at a time: the
     /// prompt `text` then goes once the agent answered (`None`), else now
     /// (it comes back).
-    pub(super) fn settle(&mut self, id: &str, text: String) -> Option<String> {
+    pub(super) fn settle(&mut self, at: &At, text: String) -> Option<String> {
+        let id = at.id.as_str();
         let Some((session, turn)) = self
             .sessions
-            .get(id)
+            .get(at)
             .and_then(|s| Some((s, s.turn.as_ref()?)))
         else {
             return Some(text);
@@ -212,11 +218,11 @@ impl AcpAgent {
             (None, None) => return Some(text),
         };
         let pending = Pending::Set {
-            session: id.to_owned(),
+            session: at.clone(),
             setting,
             text,
         };
-        self.call(method, params, pending);
+        self.call(at.slot, method, params, pending);
         None
     }
 
@@ -225,14 +231,14 @@ impl AcpAgent {
     /// let be (the turn goes on at the session's effort).
     pub(super) fn set(
         &mut self,
-        id: &str,
+        at: &At,
         setting: Setting,
         text: String,
         result: Result<Value, Failure>,
         now: std::time::Instant,
     ) {
         let program = self.program().to_owned();
-        let Some(session) = self.sessions.get_mut(id) else {
+        let Some(session) = self.sessions.get_mut(at) else {
             return;
         };
         match (setting, result) {
@@ -258,7 +264,7 @@ impl AcpAgent {
                 return self.drain_queue(now);
             }
         }
-        self.send_prompt(id, text);
+        self.send_prompt(at, text);
     }
 }
 

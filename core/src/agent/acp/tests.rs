@@ -16,6 +16,7 @@ fn plan() -> AcpPlan {
         timeout: Duration::from_secs(60),
         start_timeout: Duration::from_secs(5),
         max_sessions: 2,
+        max_processes: 1,
         idle: Duration::from_secs(300),
         max_queued: 4,
         policy: Policy::Never,
@@ -512,7 +513,7 @@ fn a_session_kept_across_a_restart_is_loaded_or_else_replaced_with_the_whole_his
         now,
     );
     frames(&mut agent);
-    if let Some(process) = agent.process.as_mut() {
+    if let Some(process) = agent.slots[0].process.as_mut() {
         process.loads = true;
     }
     let later = now + STABLE;
@@ -627,4 +628,160 @@ fn a_turn_the_agent_cancels_itself_ends_with_an_error() {
         out[0]["error"]["message"],
         "`agent` cancelled the turn itself"
     );
+}
+
+#[test]
+fn every_session_busy_starts_another_process_which_ends_once_its_sessions_are_gone() {
+    let now = Instant::now();
+    let pool = AcpPlan {
+        max_sessions: 1,
+        max_processes: 2,
+        ..plan()
+    };
+    let mut agent = AcpAgent::new(pool, "acp", now);
+    written(&mut agent);
+    reply(&mut agent, 0, &json!(0), json!({"protocolVersion": 1}), now);
+    reply(&mut agent, 0, &json!(1), json!({"sessionId": "s"}), now);
+    frames(&mut agent);
+    invoke(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "One"}]),
+        now,
+    );
+    let first = prompt_id(&mut agent);
+    // Process 0 holds its one session, busy: the second conversation
+    // starts process 1, and opens its session there.
+    invoke(
+        &mut agent,
+        "inv-2",
+        json!([{"role": "user", "content": "Two"}]),
+        now,
+    );
+    let lines = written(&mut agent);
+    assert_eq!(lines[0], json!({"spawn": 1}));
+    let init = request_of(&lines, "initialize");
+    reply(
+        &mut agent,
+        1,
+        &init["id"],
+        json!({"protocolVersion": 1}),
+        now,
+    );
+    // The same session id in another process is another session.
+    let second = open(&mut agent, 1, "s", now);
+    assert_eq!(agent.processes(), 2);
+    update(&mut agent, 1, "s", "agent_message_chunk", "two", now);
+    update(&mut agent, 0, "s", "agent_message_chunk", "one", now);
+    let out = frames(&mut agent);
+    assert_eq!(
+        (out[0]["id"].as_str(), out[0]["delta"]["content"].as_str()),
+        (Some("inv-2"), Some("two"))
+    );
+    assert_eq!(
+        (out[1]["id"].as_str(), out[1]["delta"]["content"].as_str()),
+        (Some("inv-1"), Some("one"))
+    );
+    // An answer only the other process was asked for is not taken from
+    // this one.
+    reply(
+        &mut agent,
+        0,
+        &second["id"],
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    assert!(frames(&mut agent).is_empty());
+    reply(
+        &mut agent,
+        1,
+        &second["id"],
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    reply(
+        &mut agent,
+        0,
+        &first,
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    let finished: Vec<_> = frames(&mut agent)
+        .into_iter()
+        .filter(|f| !f["finish_reason"].is_null())
+        .map(|f| f["id"].clone())
+        .collect();
+    assert_eq!(finished, [json!("inv-2"), json!("inv-1")]);
+    // Both sessions idle out; the second process, left with none, ends
+    // without failing or restarting anything. The first stays warm.
+    let later = now + Duration::from_secs(301);
+    agent.handle_timeout(later);
+    assert_eq!(written(&mut agent), [json!({"kill": 1})]);
+    agent.handle_exit(RunId(1), Exit::NotStarted("killed".into()), later);
+    assert!(frames(&mut agent).is_empty());
+    assert!(written(&mut agent).is_empty());
+    assert_eq!(
+        (agent.processes(), agent.sessions(), agent.starts()),
+        (1, 0, 2)
+    );
+}
+
+#[test]
+fn with_every_process_running_a_new_conversation_takes_an_idle_place_or_waits() {
+    let now = Instant::now();
+    let pool = AcpPlan {
+        max_sessions: 1,
+        max_processes: 2,
+        ..plan()
+    };
+    let mut agent = AcpAgent::new(pool, "acp", now);
+    written(&mut agent);
+    reply(&mut agent, 0, &json!(0), json!({"protocolVersion": 1}), now);
+    reply(&mut agent, 0, &json!(1), json!({"sessionId": "s"}), now);
+    invoke(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "One"}]),
+        now,
+    );
+    let first = prompt_id(&mut agent);
+    invoke(
+        &mut agent,
+        "inv-2",
+        json!([{"role": "user", "content": "Two"}]),
+        now,
+    );
+    let init = request_of(&written(&mut agent), "initialize");
+    reply(
+        &mut agent,
+        1,
+        &init["id"],
+        json!({"protocolVersion": 1}),
+        now,
+    );
+    open(&mut agent, 1, "t", now);
+    // Both processes full and busy: a third waits, and takes the first
+    // place whose turn ends.
+    invoke(
+        &mut agent,
+        "inv-3",
+        json!([{"role": "user", "content": "Three"}]),
+        now,
+    );
+    assert!(written(&mut agent).is_empty());
+    reply(
+        &mut agent,
+        0,
+        &first,
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    let new = request_of(&written(&mut agent), "session/new");
+    assert_eq!(agent.sessions(), 1, "the idle session made way");
+    reply(&mut agent, 0, &new["id"], json!({"sessionId": "u"}), now);
+    assert_eq!(
+        text_of(&request_of(&written(&mut agent), "session/prompt")),
+        "Three"
+    );
+    assert_eq!(agent.starts(), 2);
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{chunk, AcpAgent, Pending, Request, Turn};
+use super::{chunk, AcpAgent, At, Pending, Request, Turn};
 use crate::agent::exec::link::{self, Asked, LinkId};
 use crate::agent::exec::round::Round;
 use crate::agent::exec::tools::{self, Chat, Results, SERVER};
@@ -61,10 +61,15 @@ impl AcpAgent {
 
     /// Whether a permission request is for one of the editor's tools in
     /// its session: the editor decides on those, by running them or not.
-    pub(super) fn asks_for_editor_tool(&self, params: &Value) -> bool {
+    pub(super) fn asks_for_editor_tool(&self, slot: usize, params: &Value) -> bool {
         let turn = params["sessionId"]
             .as_str()
-            .and_then(|id| self.sessions.get(id))
+            .and_then(|id| {
+                self.sessions.get(&At {
+                    slot,
+                    id: id.to_owned(),
+                })
+            })
             .and_then(|s| s.turn.as_ref());
         let Some((turn, round)) = turn.and_then(|t| Some((t, t.round.as_ref()?))) else {
             return false;
@@ -94,7 +99,7 @@ impl AcpAgent {
         // A relay may say its hello before its session is open: agents
         // start their MCP servers while they answer `session/new`.
         let opened = self.sessions.values().filter_map(|s| s.tools);
-        let opening = self.pending.values().filter_map(|p| match p {
+        let opening = self.pending.values().filter_map(|(_, p)| match p {
             Pending::NewSession(request) => request.owner,
             _ => None,
         });
@@ -118,18 +123,18 @@ impl AcpAgent {
         if lists_tools(line) {
             self.listed.insert(owner, now);
         }
-        let session_id = self
+        let session = self
             .sessions
             .iter()
             .find(|(_, s)| s.tools == Some(owner))
-            .map(|(id, _)| id.clone());
-        let turn = session_id
+            .map(|(at, _)| at.clone());
+        let turn = session
             .as_ref()
-            .and_then(|sid| self.sessions.get_mut(sid))
+            .and_then(|at| self.sessions.get_mut(at))
             .and_then(|s| s.turn.as_mut())
             .filter(|t| t.round.is_some());
         let Some(turn) = turn else {
-            return self.outside_turn(id, owner, session_id.as_deref(), line);
+            return self.outside_turn(id, owner, session.as_ref(), line);
         };
         let Some(round) = turn.round.as_mut() else {
             return;
@@ -161,10 +166,10 @@ impl AcpAgent {
     /// A line from a relay before its session opened, or between turns:
     /// the tools of its request or last turn are listed, and none can be
     /// called (nobody would take the call).
-    fn outside_turn(&mut self, id: LinkId, owner: RunId, session: Option<&str>, line: &Line) {
-        let offer = match session.and_then(|sid| self.sessions.get(sid)) {
+    fn outside_turn(&mut self, id: LinkId, owner: RunId, session: Option<&At>, line: &Line) {
+        let offer = match session.and_then(|at| self.sessions.get(at)) {
             Some(session) => session.offer.as_ref(),
-            None => self.pending.values().find_map(|p| match p {
+            None => self.pending.values().find_map(|(_, p)| match p {
                 Pending::NewSession(r) if r.owner == Some(owner) => r.offer.as_ref(),
                 _ => None,
             }),
@@ -204,28 +209,28 @@ impl AcpAgent {
         };
         let mut ended = Vec::new();
         let mut release = Vec::new();
-        for (id, session) in self.sessions.iter_mut() {
+        for (at, session) in self.sessions.iter_mut() {
             let Some(turn) = session.turn.as_mut() else {
                 continue;
             };
             if turn.held.as_ref().is_some_and(|(_, until)| *until <= now) {
-                release.push((id.clone(), turn.held.take().map(|(t, _)| t)));
+                release.push((at.clone(), turn.held.take().map(|(t, _)| t)));
             }
             let due = turn.round.as_ref().and_then(Round::deadline);
             if turn.parked() && due.is_some_and(|d| d <= now) {
                 tracing::info!("the editor did not send the tool results in time: turn ended");
-                ended.push(id.clone());
+                ended.push(at.clone());
             } else if turn.round.as_ref().is_some_and(|r| r.due(now)) {
                 give(&mut self.ready, turn, now + wait);
             }
         }
-        for (id, text) in release {
+        for (at, text) in release {
             if let Some(text) = text {
-                self.send_prompt(&id, text);
+                self.send_prompt(&at, text);
             }
         }
-        for id in ended {
-            self.stop_turn(&id);
+        for at in ended {
+            self.stop_turn(&at);
         }
     }
 
@@ -263,17 +268,17 @@ impl AcpAgent {
     /// will not send the results a turn of that conversation waits for: it
     /// was edited, regenerated or went on without them. That turn ends.
     pub(super) fn end_waiting_in(&mut self, chat: &Chat) {
-        let waiting: Vec<String> = self
+        let waiting: Vec<At> = self
             .sessions
             .iter()
             .filter(|(_, s)| {
                 let round = s.turn.as_ref().and_then(|t| t.round.as_ref());
                 round.is_some_and(|r| r.parked() && r.offer.chat.same_conversation(chat))
             })
-            .map(|(id, _)| id.clone())
+            .map(|(at, _)| at.clone())
             .collect();
-        for id in waiting {
-            self.stop_turn(&id);
+        for at in waiting {
+            self.stop_turn(&at);
         }
     }
 }
