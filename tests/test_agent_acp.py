@@ -147,7 +147,8 @@ def test_a_conversation_is_one_session_of_one_process_sent_only_its_new_messages
         assert answer.startswith(f"Turn {turn} of s1-"), answer
         messages += [{"role": "assistant", "content": answer}, user(f"question {turn + 1}")]
     assert len(agent.received("initialize")) == 1
-    assert len(agent.received("session/new")) == 1
+    # The first session, kept for it; the other is the probe's.
+    assert len(agent.received("session/new")) == 2 and not tool_sessions(agent)
     prompts = agent.prompts()
     assert prompts[0] == "Be brief.\n\nfirst question"
     assert prompts[1:] == ["question 2", "question 3"]
@@ -158,8 +159,8 @@ def test_an_edited_conversation_opens_a_session_with_its_history(acp):
     first = agent.chat([user("one")]).choices[0].message.content
     edited = [user("one"), {"role": "assistant", "content": first + " (edited)"}, user("two")]
     answer = agent.chat(edited).choices[0].message.content
-    assert answer.startswith("Turn 1 of s2-"), answer
-    assert len(agent.received("session/new")) == 2
+    assert answer.startswith("Turn 1 of s3-"), answer
+    assert len(agent.received("session/new")) == 3
     history = agent.prompts()[-1]
     assert "one" in history and "(edited)" in history and history.endswith("two")
 
@@ -267,9 +268,10 @@ TIME = {
 
 
 def tool_sessions(agent):
-    """The sessions opened with the editor's tools (the one opened at
-    start, to learn the agent's models, has none)."""
-    return [m for m in agent.received("session/new") if m["params"]["mcpServers"]]
+    """The sessions opened with the editor's tools: given an MCP server, but
+    the probe's (s2, given one at start to see the agent list its tools;
+    the first, s1, opened to learn the agent's models, has none)."""
+    return [m for m in agent.received("session/new") if m["params"]["mcpServers"]][1:]
 
 
 def results_for(message, texts):
@@ -288,7 +290,7 @@ def test_the_editors_tools_round_trip_in_the_same_session(acp):
     calls = sorted((c.function.name, json.loads(c.function.arguments)) for c in first.message.tool_calls)
     assert calls == [("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"})]
     # The agent listed exactly the editor's tools when its session opened.
-    [listed] = [m["listed"] for m in agent.received() if "listed" in m]
+    [listed] = [m["listed"] for m in agent.received() if "listed" in m and m["listed"] != ["probe"]]
     assert sorted(listed) == ["get_time", "get_weather"]
 
     messages += [first.message.model_dump(exclude_none=True)]
@@ -325,7 +327,7 @@ def test_the_agents_models_are_listed_and_the_one_asked_for_is_set(server, acp):
     assert set_model["params"]["value"] == "deep"
     # The agent's own name is its default model.
     plain = agent.chat([user("hi")]).choices[0].message.content
-    assert plain.startswith("Turn 1 of s2-")
+    assert plain.startswith("Turn 1 of s3-")
 
 
 def test_a_conversation_goes_on_in_its_session_loaded_into_the_restarted_agent(acp, tmp_path):
@@ -391,3 +393,47 @@ def test_every_session_busy_starts_another_agent_process_up_to_the_limit(acp):
     on = agent.chat(history).choices[0].message.content
     assert on.startswith("Turn 2 of " + answers[2].split(":")[0].removeprefix("Turn 1 of ")), (on, answers)
     assert len(agent.received("initialize")) == 2
+
+
+def text_round_trip(agent, api_client):
+    """A call the agent writes as text reaches the editor as a tool call,
+    and its result goes back to the same session as its next prompt."""
+    messages = [user("TEXTTOOL:get_weather")]
+    first = api_client.chat.completions.create(model=agent.model, messages=messages, tools=[WEATHER]).choices[0]
+    assert first.finish_reason == "tool_calls"
+    assert first.message.content == "Calling. "
+    [call] = first.message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
+    prompt = agent.prompts()[-1]
+    assert "- get_weather: The weather in a city." in prompt and "<tool_call>" in prompt
+    messages += [first.message.model_dump(exclude_none=True)]
+    messages += results_for(first.message, {"get_weather": "Sunny"})
+    text = streamed_text(
+        api_client.chat.completions.create(model=agent.model, messages=messages, tools=[WEATHER], stream=True)
+    )
+    session = agent.received("session/prompt")[-2]["params"]["sessionId"]
+    assert text.startswith(f"Turn 2 of {session}: "), text
+    assert '<tool_result name="get_weather">\nSunny\n</tool_result>' in agent.prompts()[-1]
+
+
+def test_the_editors_tools_as_text_round_trip_in_the_same_session(server, acp):
+    agent = acp("--editor-tools", "text")
+    text_round_trip(agent, client(server))
+    # Set to text, no probe session was opened, nor one given the relay.
+    assert all(not m["params"]["mcpServers"] for m in agent.received("session/new"))
+
+
+def test_an_agent_that_never_lists_an_mcp_servers_tools_gets_them_as_text(server, acp):
+    agent = acp(env={"FAKE_ACP_NO_MCP": "1"})
+    # The probe's session got the relay, and nothing listed its tools.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        first = client(server).chat.completions.create(
+            model=agent.model, messages=[user("TEXTTOOL:get_weather")], tools=[WEATHER]
+        )
+        if first.choices[0].finish_reason == "tool_calls":
+            break
+        time.sleep(1)
+    text_round_trip(agent, client(server))
+    _, err = agent.stop()
+    assert "did not list the tools of the MCP server its first session was given" in err, err

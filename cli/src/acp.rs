@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use mcp_provider_core::agent::acp::permission::Policy;
 use mcp_provider_core::agent::acp::preset::{self, OwnToolsOff, Preset, PRESETS};
-use mcp_provider_core::agent::acp::AcpPlan;
+use mcp_provider_core::agent::acp::{AcpPlan, EditorTools};
 
 use mcp_provider_kit::relay::{self, ToolDir};
 
@@ -54,6 +54,12 @@ pub struct AcpArgs {
     /// Do not show the agent's own tool calls and plan as reasoning.
     #[arg(long)]
     hide_tools: bool,
+    /// How the editor's tools reach the agent: as its session's MCP server
+    /// (mcp), as text in the prompt with calls read back from the answer
+    /// (text), or auto: MCP, unless the agent's first session does not list
+    /// the tools of the MCP server it is given.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "mcp", "text"])]
+    editor_tools: String,
     /// How long a turn that called the editor's tools waits for the
     /// editor's results (its next request) before it is ended.
     #[arg(long, default_value_t = 300)]
@@ -146,6 +152,11 @@ impl AcpArgs {
             show_tools: !self.hide_tools,
             login: preset.map(|p| p.login.to_owned()),
             tools: None,
+            editor_tools: match self.editor_tools.as_str() {
+                "mcp" => EditorTools::Mcp,
+                "text" => EditorTools::Text,
+                _ => EditorTools::Auto,
+            },
             own_tools_off: match preset.map(|p| p.own_tools_off) {
                 Some(OwnToolsOff::Meta(meta)) => serde_json::from_str(meta).ok(),
                 _ => None,

@@ -622,7 +622,7 @@ pub fn bridge(data: &[u8]) {
 /// editor's turn gets exactly one final frame — its last chunk or an error
 /// — and no frame after it.
 pub fn acp_agent(data: &[u8]) {
-    use crate::agent::acp::{permission::Policy, AcpAgent, AcpPlan};
+    use crate::agent::acp::{permission::Policy, AcpAgent, AcpPlan, EditorTools};
     use crate::agent::process::{Exit, ProcessAgent, RunId};
     use std::time::Duration;
 
@@ -645,6 +645,7 @@ pub fn acp_agent(data: &[u8]) {
         show_tools: true,
         login: None,
         tools: None,
+        editor_tools: EditorTools::Auto,
         own_tools_off: None,
     };
     let mut agent = AcpAgent::new(plan, "fuzz", now);

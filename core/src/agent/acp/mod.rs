@@ -23,6 +23,7 @@ pub mod permission;
 mod pool;
 pub mod preset;
 pub mod rpc;
+mod textual;
 mod tools;
 pub mod update;
 
@@ -38,7 +39,7 @@ use crate::agent::exec::link::{LinkId, LinkOutput};
 use crate::agent::exec::prompt;
 use crate::agent::exec::relays::Relays;
 use crate::agent::exec::round::Round;
-use crate::agent::exec::tools::Offer;
+use crate::agent::exec::tools::{Chat, Given, Offer};
 use crate::agent::exec::ToolLink;
 use crate::agent::process::{read_frame, Action, Exit, Frame, ProcessAgent, RunId, Stdin};
 use crate::agent::relink::Relink;
@@ -49,6 +50,7 @@ use models::{Effort, Models, Setting};
 use permission::Policy;
 use pool::{At, Room, Running, Slot};
 use rpc::{Failure, Incoming};
+use textual::Scanner;
 use update::{Shown, Shows};
 
 /// The ACP version spoken: the stable one.
@@ -70,6 +72,22 @@ const LIST_WAIT: Duration = Duration::from_secs(5);
 /// them in before its first prompt: qwen-code offers its model only the
 /// tools it registered by then, some time after their listing.
 const LIST_SETTLE: Duration = Duration::from_millis(500);
+/// How long the agent's first session is given to list the tools of the
+/// MCP server it was handed, before the agent is taken to drop them.
+const PROBE_WAIT: Duration = Duration::from_secs(15);
+
+/// How the editor's tools reach the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EditorTools {
+    /// As the session's MCP server, unless the agent's first session never
+    /// listed the tools of the one it was given: then as text.
+    #[default]
+    Auto,
+    /// As the session's MCP server.
+    Mcp,
+    /// As text in the prompt, calls read back from the answer.
+    Text,
+}
 
 /// What to run, and the limits to run it in.
 #[derive(Debug, Clone)]
@@ -105,6 +123,8 @@ pub struct AcpPlan {
     /// How sessions reach the editor's tools; without it a request's
     /// tools are not offered.
     pub tools: Option<ToolLink>,
+    /// How the tools reach the agent, when it is given them.
+    pub editor_tools: EditorTools,
     /// The `_meta` of a `session/new` that turns the agent's own tools off
     /// (for an agent that can), sent when the session gets the editor's
     /// tools and the agent may not run its own anyway.
@@ -135,6 +155,8 @@ struct Request {
     model: Option<String>,
     /// The reasoning effort it asks for.
     effort: Option<String>,
+    /// Its tools are offered as text, not over MCP.
+    textual: bool,
 }
 
 /// A turn being answered.
@@ -159,6 +181,8 @@ struct Turn {
     model: Option<String>,
     /// The reasoning effort it wants.
     effort: Option<String>,
+    /// The tools it offers as text, and its answer scanned for their calls.
+    textual: Option<(Offer, Scanner)>,
 }
 
 impl Turn {
@@ -192,6 +216,9 @@ struct Session {
     /// Kept from an agent process that ended: to be loaded into the new
     /// one before its next turn.
     unloaded: bool,
+    /// The calls of its last answer, made as text, whose results its next
+    /// turn brings, and in which conversation.
+    awaiting: Option<(Vec<Given>, Chat)>,
 }
 
 impl Session {
@@ -207,6 +234,7 @@ impl Session {
             model_option: None,
             effort: None,
             unloaded: false,
+            awaiting: None,
         }
     }
 
@@ -222,7 +250,10 @@ impl Session {
 enum Pending {
     Initialize,
     /// The first session of a started agent, opened to learn its models.
-    Probe,
+    Models,
+    /// A session given the relay of this owner, opened to learn whether
+    /// the agent lists the tools of an MCP server it is handed.
+    Probe(RunId),
     /// A session kept from an agent process that ended, loaded into the
     /// new one for `request`.
     Load {
@@ -263,6 +294,12 @@ pub struct AcpAgent {
     probed: bool,
     /// The agent's model when none is asked for, when known.
     default_model: Option<String>,
+    /// Whether an agent's session listed the tools of the MCP server it
+    /// was given, once known.
+    tools_reach: Option<bool>,
+    /// The relay owner of the first session, and until when it may list
+    /// its tools.
+    probe: Option<(RunId, Instant)>,
 }
 
 impl AcpAgent {
@@ -293,6 +330,8 @@ impl AcpAgent {
             listed: HashMap::new(),
             probed: false,
             default_model: None,
+            tools_reach: None,
+            probe: None,
         };
         agent.start(0, now);
         agent
@@ -324,9 +363,14 @@ impl AcpAgent {
         let payload = &msg["payload"];
         let model = msg["model_meta"]["model"].as_str().unwrap_or_default();
         let offer = Offer::of(payload).filter(|_| self.plan.tools.is_some());
-        let with_choice = |prompt: String| match offer.as_ref().and_then(|o| o.choice.as_ref()) {
-            Some(choice) => format!("{prompt}\n\n{choice}"),
-            None => prompt,
+        let textual = offer.is_some() && self.tools_as_text();
+        let with_choice = |prompt: String| match offer.as_ref() {
+            Some(offer) if textual => format!("{prompt}\n\n{}", textual::tools_text(offer)),
+            Some(Offer {
+                choice: Some(choice),
+                ..
+            }) => format!("{prompt}\n\n{choice}"),
+            _ => prompt,
         };
         let mut request = Request {
             invoke,
@@ -342,6 +386,7 @@ impl AcpAgent {
             effort: payload["parameters"]["reasoning_effort"]
                 .as_str()
                 .map(str::to_owned),
+            textual,
         };
         let messages = payload["messages"].as_array().map(Vec::as_slice);
         if let Some(messages) = messages.filter(|_| payload["kind"] == "chat") {
@@ -356,6 +401,15 @@ impl AcpAgent {
         request.offer = offer;
         request.model = self.wanted_model(model);
         request
+    }
+
+    /// Whether the editor's tools go to the agent as text.
+    fn tools_as_text(&self) -> bool {
+        match self.plan.editor_tools {
+            EditorTools::Auto => self.tools_reach == Some(false),
+            EditorTools::Mcp => false,
+            EditorTools::Text => true,
+        }
     }
 
     /// Sends a request to the process of `slot`.
@@ -446,7 +500,7 @@ impl AcpAgent {
     fn dispatch(&mut self, mut request: Request, now: Instant) {
         // A session continues with the editor's tools only if it was
         // opened with them (its MCP servers are fixed when it opens).
-        let tools = request.offer.is_some();
+        let tools = request.offer.is_some() && !request.textual;
         let found = request.continues.and_then(|key| {
             self.sessions
                 .iter()
@@ -476,8 +530,7 @@ impl AcpAgent {
         let fresh = self
             .sessions
             .iter_mut()
-            .find(|(_, s)| s.fresh && s.turn.is_none())
-            .filter(|_| !tools);
+            .find(|(_, s)| s.fresh && s.turn.is_none() && s.tools.is_some() == tools);
         if let Some((at, session)) = fresh {
             session.fresh = false;
             let (at, text) = (at.clone(), request.whole.clone());
@@ -582,10 +635,18 @@ impl AcpAgent {
             prompt_tokens: estimate_tokens(&text),
             completion_chars: 0,
             shows: Shows::new(self.plan.show_tools),
-            round: request.offer.map(Round::new),
+            round: request
+                .offer
+                .clone()
+                .filter(|_| !request.textual)
+                .map(Round::new),
             held: None,
             model: request.model,
             effort: request.effort,
+            textual: request
+                .offer
+                .filter(|_| request.textual)
+                .map(|offer| (offer, Scanner::default())),
         });
         match held {
             Some(held) => {
@@ -674,7 +735,14 @@ impl AcpAgent {
         else {
             return;
         };
-        let delta = match turn.shows.of(&params["update"]) {
+        let shown = match (turn.shows.of(&params["update"]), turn.textual.as_mut()) {
+            (Some(Shown::Text(text)), Some((offer, scanner))) => {
+                Some(Shown::Text(scanner.push(offer, &text)))
+            }
+            (shown, _) => shown,
+        };
+        let delta = match shown {
+            Some(Shown::Text(text)) if text.is_empty() => return,
             Some(Shown::Text(text)) => {
                 turn.completion_chars += text.chars().count() as u64;
                 if let Some(t) = turn.answer.as_mut() {
@@ -700,7 +768,8 @@ impl AcpAgent {
         };
         match pending {
             Pending::Initialize => self.initialized(slot, result, now),
-            Pending::Probe => self.probed(slot, result, now),
+            Pending::Models => self.probed(slot, result, now),
+            Pending::Probe(owner) => self.probing(owner, result.is_ok(), now),
             Pending::Load { session, request } => {
                 self.loaded(&session, *request, result.is_ok(), now)
             }
@@ -736,7 +805,7 @@ impl AcpAgent {
         }
         if !self.probed {
             let params = json!({"cwd": self.plan.cwd, "mcpServers": []});
-            self.call(slot, "session/new", params, Pending::Probe);
+            self.call(slot, "session/new", params, Pending::Models);
         }
         self.drain_queue(now);
     }
@@ -848,6 +917,17 @@ impl AcpAgent {
                     self.forget(at);
                     return self.drain_queue(now);
                 };
+                let calls = textual::ended(
+                    &mut turn,
+                    &mut self.ready,
+                    &mut self.next_tools,
+                    self.plan.tools.as_ref(),
+                );
+                let finish = if calls.is_some() {
+                    "tool_calls"
+                } else {
+                    finish
+                };
                 let usage = update::usage(&result)
                     .unwrap_or((turn.prompt_tokens, tokens_for_chars(turn.completion_chars)));
                 self.ready.push_back(chunk(
@@ -856,7 +936,8 @@ impl AcpAgent {
                     Some(finish),
                     Some(usage),
                 ));
-                if stop == "end_turn" {
+                session.awaiting = calls;
+                if stop == "end_turn" && session.awaiting.is_none() {
                     session.key = turn.answer.map(Transcript::close);
                 }
             }
@@ -1040,6 +1121,9 @@ impl ProcessAgent for AcpAgent {
                 if !self.resume_waiting(&id, &frame["payload"], now) =>
             {
                 let request = self.request(id, &frame, now);
+                let Some(request) = self.resume_textual(request, &frame["payload"], now) else {
+                    return;
+                };
                 if let Some(offer) = &request.offer {
                     self.end_waiting_in(&offer.chat);
                 }
@@ -1147,6 +1231,9 @@ impl ProcessAgent for AcpAgent {
             self.forget(&at);
         }
         self.retire_idle();
+        if self.probe.is_some_and(|(_, due)| due <= now) {
+            self.tools_reached(false);
+        }
         self.tools_due(now);
         let silent: Vec<usize> = self
             .start_due()
@@ -1202,6 +1289,7 @@ impl ProcessAgent for AcpAgent {
             .chain(self.relays.due())
             .chain(self.start_due().map(|(_, due)| due))
             .chain(self.retry_due().map(|(_, at)| at))
+            .chain(self.probe.map(|(_, due)| due))
             .min()
     }
 }

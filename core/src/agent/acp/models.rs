@@ -139,7 +139,8 @@ impl AcpAgent {
     }
 
     /// The first session of a started agent answered: the agent registers
-    /// with its models, and the session waits for the first conversation.
+    /// with its models, the session waits for the first conversation
+    /// without tools, and the probe of the editor's tools' way opens next.
     pub(super) fn probed(
         &mut self,
         slot: usize,
@@ -160,6 +161,7 @@ impl AcpAgent {
         session.fresh = true;
         session.know(models);
         self.sessions.insert(At { slot, id }, session);
+        self.probe(slot);
         self.drain_queue(now);
     }
 

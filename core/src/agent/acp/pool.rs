@@ -97,9 +97,13 @@ pub(super) fn choose(
     now: Instant,
 ) -> Room {
     let opening = |slot: usize| {
-        pending
-            .values()
-            .any(|(s, p)| *s == slot && matches!(p, Pending::NewSession(_) | Pending::Probe))
+        pending.values().any(|(s, p)| {
+            *s == slot
+                && matches!(
+                    p,
+                    Pending::NewSession(_) | Pending::Models | Pending::Probe(_)
+                )
+        })
     };
     let count = |slot: usize, busy: bool| {
         sessions

@@ -23,6 +23,7 @@ fn plan() -> AcpPlan {
         show_tools: true,
         login: Some("agent login".into()),
         tools: None,
+        editor_tools: EditorTools::Auto,
         own_tools_off: None,
     }
 }
@@ -784,4 +785,177 @@ fn with_every_process_running_a_new_conversation_takes_an_idle_place_or_waits() 
         "Three"
     );
     assert_eq!(agent.starts(), 2);
+}
+
+/// A plan whose sessions are given the editor's tools.
+fn with_tools() -> AcpPlan {
+    AcpPlan {
+        tools: Some(ToolLink {
+            relay: vec!["relay".into()],
+            seed: [7; 32],
+            wait: Duration::from_secs(300),
+            cli_tools: false,
+        }),
+        ..plan()
+    }
+}
+
+fn weather() -> Value {
+    json!([{"type": "function", "function": {"name": "weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+fn invoke_with_tools(agent: &mut AcpAgent, id: &str, messages: Value, now: Instant) {
+    let frame = json!({"type": "model_invoke", "id": id,
+                       "payload": {"kind": "chat", "messages": messages, "parameters": {"tools": weather()}}});
+    agent.handle_message(&frame.to_string(), now);
+}
+
+/// The agent's first session (no MCP server, to learn its models) and
+/// then the probe's (given the relay) opened: the probe's `session/new`.
+fn probe_opened(agent: &mut AcpAgent, now: Instant) -> Value {
+    written(agent);
+    reply(agent, 0, &json!(0), json!({"protocolVersion": 1}), now);
+    let first = request_of(&written(agent), "session/new");
+    assert_eq!(first["params"]["mcpServers"], json!([]));
+    reply(agent, 0, &first["id"], json!({"sessionId": "s0"}), now);
+    let probe = request_of(&written(agent), "session/new");
+    reply(agent, 0, &probe["id"], json!({"sessionId": "probe"}), now);
+    probe
+}
+
+#[test]
+fn an_agent_whose_first_session_never_lists_its_tools_gets_them_as_text() {
+    let now = Instant::now();
+    let mut agent = AcpAgent::new(with_tools(), "acp", now);
+    let probe = probe_opened(&mut agent, now);
+    assert_eq!(probe["params"]["mcpServers"][0]["command"], "relay");
+    frames(&mut agent);
+    // Nothing lists the probe's tools within the wait.
+    assert_eq!(agent.poll_timeout(), Some(now + PROBE_WAIT));
+    let later = now + PROBE_WAIT;
+    agent.handle_timeout(later);
+    let question = json!([{"role": "user", "content": "Weather in Paris?"}]);
+    // It takes the first session, which has no MCP server.
+    invoke_with_tools(&mut agent, "inv-1", question.clone(), later);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    assert_eq!(prompt["params"]["sessionId"], "s0");
+    let text = text_of(&prompt);
+    assert!(
+        text.starts_with("Weather in Paris?\n\n")
+            && text.contains("- weather: The weather in a city"),
+        "{text}"
+    );
+    // The call, split anywhere, is taken out of the text shown.
+    update(
+        &mut agent,
+        0,
+        "s0",
+        "agent_message_chunk",
+        "Looking.<tool_",
+        later,
+    );
+    update(
+        &mut agent,
+        0,
+        "s0",
+        "agent_message_chunk",
+        r#"call>{"name": "weather", "arguments": {"city": "Paris"}}</tool_call>"#,
+        later,
+    );
+    reply(
+        &mut agent,
+        0,
+        &prompt["id"],
+        json!({"stopReason": "end_turn"}),
+        later,
+    );
+    let out = frames(&mut agent);
+    let text: String = out
+        .iter()
+        .filter_map(|f| f["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Looking.");
+    let calls = out
+        .iter()
+        .find(|f| f["delta"]["tool_calls"].is_array())
+        .map(|f| f["delta"]["tool_calls"].clone())
+        .unwrap_or_default();
+    assert_eq!(calls[0]["function"]["name"], "weather");
+    assert_eq!(calls[0]["function"]["arguments"], r#"{"city":"Paris"}"#);
+    assert_eq!(
+        out.last().map(|f| f["finish_reason"].clone()),
+        Some(json!("tool_calls"))
+    );
+    // The results go on in the same session, as its next prompt.
+    let mut messages = question.as_array().cloned().unwrap_or_default();
+    messages.push(
+        json!({"role": "assistant", "content": "Looking.", "tool_calls": [
+        {"id": calls[0]["id"], "type": "function", "function": calls[0]["function"]}]}),
+    );
+    messages.push(json!({"role": "tool", "tool_call_id": calls[0]["id"], "content": "Sunny"}));
+    invoke_with_tools(&mut agent, "inv-2", json!(messages), later);
+    let lines = written(&mut agent);
+    assert!(
+        lines.iter().all(|l| l["method"] != "session/new"),
+        "{lines:?}"
+    );
+    let next = request_of(&lines, "session/prompt");
+    assert_eq!(next["params"]["sessionId"], "s0");
+    assert!(
+        text_of(&next).contains("<tool_result name=\"weather\">\nSunny\n</tool_result>"),
+        "{next}"
+    );
+    update(
+        &mut agent,
+        0,
+        "s0",
+        "agent_message_chunk",
+        "It is sunny.",
+        later,
+    );
+    reply(
+        &mut agent,
+        0,
+        &next["id"],
+        json!({"stopReason": "end_turn"}),
+        later,
+    );
+    let out = frames(&mut agent);
+    assert_eq!(out[0]["id"], "inv-2");
+    assert_eq!(out[0]["delta"]["content"], "It is sunny.");
+    assert_eq!(
+        out.last().map(|f| f["finish_reason"].clone()),
+        Some(json!("stop"))
+    );
+}
+
+#[test]
+fn an_agent_that_lists_the_probes_tools_keeps_them_on_mcp() {
+    let now = Instant::now();
+    let mut agent = AcpAgent::new(with_tools(), "acp", now);
+    let probe = probe_opened(&mut agent, now);
+    let secret = probe["params"]["mcpServers"][0]["args"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // The relay says its secret, and the agent lists the tools.
+    let link = LinkId(1);
+    let hello = json!({"secret": secret});
+    agent.handle_link(link, format!("{hello}\n").as_bytes(), now);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    agent.handle_link(link, format!("{list}\n").as_bytes(), now);
+    let listed = std::iter::from_fn(|| agent.poll_link()).count();
+    assert!(listed > 0, "the probe tool is listed");
+    agent.handle_timeout(now + PROBE_WAIT);
+    assert_eq!(agent.tools_reach, Some(true));
+    // A conversation with tools opens a session given the relay.
+    invoke_with_tools(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "Hi"}]),
+        now + PROBE_WAIT,
+    );
+    let new = request_of(&written(&mut agent), "session/new");
+    assert_eq!(new["params"]["mcpServers"][0]["command"], "relay");
 }

@@ -13,10 +13,22 @@ use serde_json::{json, Value};
 use super::{chunk, AcpAgent, At, Pending, Request, Turn};
 use crate::agent::exec::link::{self, Asked, LinkId};
 use crate::agent::exec::round::Round;
-use crate::agent::exec::tools::{self, Chat, Results, SERVER};
+use crate::agent::exec::tools::{self, Chat, Offer, Results, SERVER};
 use crate::agent::process::RunId;
 use crate::lines::Line;
 use crate::tokens::tokens_for_chars;
+
+/// The tool the first session's relay lists: its listing shows the tools
+/// of an MCP server handed over `session/new` reach the agent.
+pub(super) fn probe_offer() -> Offer {
+    let tool = json!({"name": "probe", "inputSchema": {"type": "object", "properties": {}},
+        "description": "Shows the editor's tools reach this agent. There is no need to call it."});
+    Offer {
+        tools: vec![tool],
+        choice: None,
+        chat: Chat::of(&Value::Null),
+    }
+}
 
 /// When the turn has something to do: its own deadline, its calls' batch
 /// or wait, its held prompt's.
@@ -32,7 +44,7 @@ impl AcpAgent {
     /// the relay as its MCP server, saying a secret of the session's own
     /// (its owner is kept in the request).
     pub(super) fn new_session(&mut self, request: &mut Request) -> Value {
-        if request.offer.is_some() && self.plan.tools.is_some() {
+        if request.offer.is_some() && self.plan.tools.is_some() && !request.textual {
             request.owner = Some(RunId(self.next_tools));
             self.next_tools += 1;
         }
@@ -101,9 +113,11 @@ impl AcpAgent {
         let opened = self.sessions.values().filter_map(|s| s.tools);
         let opening = self.pending.values().filter_map(|(_, p)| match p {
             Pending::NewSession(request) => request.owner,
+            Pending::Probe(owner) => Some(*owner),
             _ => None,
         });
-        let owners: Vec<RunId> = opened.chain(opening).collect();
+        let probe = self.probe.map(|(owner, _)| owner);
+        let owners: Vec<RunId> = opened.chain(opening).chain(probe).collect();
         let owner = |hello: &str| {
             owners
                 .iter()
@@ -122,6 +136,7 @@ impl AcpAgent {
         };
         if lists_tools(line) {
             self.listed.insert(owner, now);
+            self.tools_reached(true);
         }
         let session = self
             .sessions
@@ -168,19 +183,69 @@ impl AcpAgent {
     /// called (nobody would take the call).
     fn outside_turn(&mut self, id: LinkId, owner: RunId, session: Option<&At>, line: &Line) {
         let offer = match session.and_then(|at| self.sessions.get(at)) {
-            Some(session) => session.offer.as_ref(),
+            Some(session) => session.offer.clone(),
+            None if self.probe.is_some_and(|(o, _)| o == owner) => Some(probe_offer()),
             None => self.pending.values().find_map(|(_, p)| match p {
-                Pending::NewSession(r) if r.owner == Some(owner) => r.offer.as_ref(),
+                Pending::NewSession(r) if r.owner == Some(owner) => r.offer.clone(),
+                Pending::Probe(o) if *o == owner => Some(probe_offer()),
                 _ => None,
             }),
         };
-        match offer.map(|offer| link::asked(line, offer)) {
+        match offer.map(|offer| link::asked(line, &offer)) {
             Some(Asked::Reply(reply)) => self.relays.send(id, reply),
             Some(Asked::Call { rpc, .. }) => {
                 let refusal = link::result(&rpc, "no request is being answered", true);
                 self.relays.send(id, refusal);
             }
             _ => {}
+        }
+    }
+
+    /// Opens the probe's session in the process of `slot`, unless the way
+    /// to the editor's tools is settled: given the relay, it shows whether
+    /// the agent lists the tools of an MCP server handed to it.
+    pub(super) fn probe(&mut self, slot: usize) {
+        if self.plan.tools.is_none() || self.plan.editor_tools != super::EditorTools::Auto {
+            return;
+        }
+        let owner = RunId(self.next_tools);
+        self.next_tools += 1;
+        let params = self.session_params(Some(owner));
+        self.call(slot, "session/new", params, Pending::Probe(owner));
+    }
+
+    /// The probe's session opened (or not): its relay is given a while to
+    /// list the probe tool. The session itself is not used (its tools are
+    /// the probe's), nor closed (ACP 1 has no way to).
+    pub(super) fn probing(&mut self, owner: RunId, opened: bool, now: Instant) {
+        if opened && self.tools_reach.is_none() {
+            self.probe = Some((owner, now + super::PROBE_WAIT));
+        } else {
+            self.relays.close_all_of(owner);
+            tracing::info!("the probe session was refused: the editor's tools go over MCP");
+        }
+        self.drain_queue(now);
+    }
+
+    /// What the probe found, once: whether a session's relay listed its
+    /// tools (else they are offered as text from now on).
+    pub(super) fn tools_reached(&mut self, reached: bool) {
+        if self.tools_reach.is_some() {
+            return;
+        }
+        self.tools_reach = Some(reached);
+        if let Some((owner, _)) = self.probe.take() {
+            self.relays.close_all_of(owner);
+        }
+        let program = self.program();
+        if reached {
+            tracing::info!("`{program}` listed the tools of the MCP server its session was given: the editor's tools reach it over MCP");
+        } else {
+            let secs = super::PROBE_WAIT.as_secs();
+            tracing::warn!(
+                "`{program}` did not list the tools of the MCP server its first session was given within {secs} s: \
+                 the editor's tools are offered to it as text in the prompt (--editor-tools mcp keeps them on MCP)"
+            );
         }
     }
 
