@@ -273,6 +273,8 @@ pub struct AcpAgent {
     probed: bool,
     /// The agent's model when none is asked for, when known.
     default_model: Option<String>,
+    /// Permission questions waiting for the user ([`Policy::Ask`]).
+    asks: permission::Asks,
 }
 
 impl AcpAgent {
@@ -305,6 +307,7 @@ impl AcpAgent {
             listed: HashMap::new(),
             probed: false,
             default_model: None,
+            asks: permission::Asks::default(),
         };
         agent.start(now);
         agent
@@ -602,6 +605,9 @@ impl AcpAgent {
         match rpc::parse(&text) {
             Incoming::Response { id, result } => self.answered(id, result, now),
             Incoming::Request { id, method, params } => {
+                if method == "session/request_permission" && self.ask_the_user(&id, &params, now) {
+                    return;
+                }
                 let line = match method.as_str() {
                     "session/request_permission" => {
                         let editors = self.asks_for_editor_tool(&params);
@@ -778,6 +784,8 @@ impl AcpAgent {
     /// `session/prompt` answered: the turn ends, and its session is idle,
     /// holding the conversation with this answer.
     fn prompted(&mut self, id: &str, result: Result<Value, Failure>, now: Instant) {
+        // A question its agent stopped waiting for goes with the turn.
+        self.end_asks(id);
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
@@ -828,6 +836,7 @@ impl AcpAgent {
             "session/cancel",
             json!({"sessionId": id}),
         ));
+        self.end_asks(id);
     }
 
     /// The turn of `invoke`'s session, if it has one.
@@ -876,6 +885,7 @@ impl AcpAgent {
                 }
             }
         };
+        self.end_all_asks();
         for (_, pending) in self.pending.drain() {
             if let Pending::NewSession(request) = pending {
                 if !request.cancelled {
@@ -936,6 +946,7 @@ impl ProcessAgent for AcpAgent {
                 self.dispatch(request, now);
             }
             Some(Frame::Cancel(id)) => self.cancel(&id, now),
+            Some(Frame::Decision { id, allow }) => self.permission_decided(&id, allow),
             Some(Frame::Invoke { .. }) | None => {}
         }
     }
@@ -1029,6 +1040,7 @@ impl ProcessAgent for AcpAgent {
             self.forget(&id);
         }
         self.tools_due(now);
+        self.asks_due(now);
         let start_due = self.start_due();
         if start_due.is_some_and(|due| due <= now) {
             let secs = self.plan.start_timeout.as_secs();
@@ -1071,6 +1083,7 @@ impl ProcessAgent for AcpAgent {
         sessions
             .chain(self.queue.iter().map(|r| r.deadline))
             .chain(self.relays.due())
+            .chain(self.asks.due())
             .chain(self.start_due())
             .chain(retry)
             .min()
