@@ -10,7 +10,8 @@ message; an edited conversation in a session of its own, with its history;
 a cancel reaching the agent when the editor leaves; a crash, a garbled or
 oversized line, a silent or mismatched agent as a clear error, the agent
 restarted for the next turn; permission requests answered by the policy at
-once; nothing left running."""
+once, or put to the user through the control API (allowed, rejected, or
+rejected when nobody answers in time); nothing left running."""
 
 import json
 import sys
@@ -18,12 +19,14 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import threading
+
 import anthropic
 import httpx
 import openai
 import pytest
 
-from conftest import API_KEY, ROOT
+from conftest import API_KEY, BRIDGE_TOKEN, ROOT, metric, wait_until
 from test_agent_exec import ExecAgent, running, wait_gone
 
 FAKE = ROOT / "tests" / "fixtures" / "fake_acp.py"
@@ -202,6 +205,82 @@ def test_permission_requests_follow_the_policy_at_once(acp, policy, kind, chosen
     agent = acp("--allow-own-tools", policy)
     answer = agent.chat([user(f"ASK:{kind}")]).choices[0].message.content
     assert answer.startswith(f"[permission {chosen}] ")
+
+
+def control(server, method, path, body=None):
+    """A control API call with the bridge token: (status, JSON body)."""
+    r = httpx.request(method, server.base + path, json=body, timeout=10,
+                      headers={"Authorization": f"Bearer {BRIDGE_TOKEN}"})
+    return r.status_code, r.json()
+
+
+def questions(server, model=None):
+    """The permission questions waiting for the user (of one model)."""
+    status, body = control(server, "GET", "/control/permissions")
+    assert status == 200, body
+    return [q for q in body["questions"] if model is None or q["model"] == model]
+
+
+def asking(agent, text):
+    """A chat asked in the background: (its thread, where its answer
+    lands)."""
+    answer = {}
+
+    def ask():
+        answer["text"] = agent.chat([user(text)]).choices[0].message.content
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    return thread, answer
+
+
+def the_question(server, agent):
+    found = []
+    assert wait_until(lambda: found.extend(questions(server, agent.model)) or found, timeout=20)
+    [question] = found
+    return question
+
+
+@pytest.mark.parametrize(("allow", "chosen"), [(True, "yes"), (False, "no")])
+def test_asked_the_user_decides_through_the_control_api(server, acp, allow, chosen):
+    """With `ask`, the question waits for the user with the agent's tool
+    and its input; the decision reaches the agent, which runs its tool only
+    when allowed."""
+    agent = acp("--allow-own-tools", "ask")
+    thread, answer = asking(agent, "ASK:edit")
+    question = the_question(server, agent)
+    assert question["tool"]["title"] == "Touch a file"
+    assert question["tool"]["kind"] == "edit"
+    assert "notes.txt" in question["tool"]["input"] and "hello from the agent" in question["tool"]["input"]
+    assert question["agent_id"] and question["session_id"]
+    assert thread.is_alive(), "the turn waits for the user"
+    decided = metric(server, "mcp_provider_permission_questions_total")
+
+    status, body = control(server, "POST", "/control/permission", {"id": question["id"], "allow": allow})
+    assert (status, body) == (200, {"id": question["id"], "allow": allow})
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    text = answer["text"]
+    assert text.startswith(f"[permission {chosen}] ")
+    assert ("[wrote notes.txt]" in text) == allow, text
+    assert questions(server, agent.model) == []
+    assert metric(server, "mcp_provider_permission_questions_total") == decided + 1
+    # Decided once: a second decision finds nothing.
+    status, body = control(server, "POST", "/control/permission", {"id": question["id"], "allow": True})
+    assert status == 404 and "No permission question" in body["error"]["message"]
+
+
+def test_a_question_nobody_answers_is_rejected_in_time_and_the_turn_ends(server, acp):
+    agent = acp("--allow-own-tools", "ask", "--ask-timeout-secs", "1")
+    started = time.monotonic()
+    thread, answer = asking(agent, "ASK:execute")
+    the_question(server, agent)
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the turn did not end"
+    assert 1 <= time.monotonic() - started < 15
+    assert answer["text"].startswith("[permission no] ")
+    assert "[wrote notes.txt]" not in answer["text"]
+    assert wait_until(lambda: questions(server, agent.model) == [])
 
 
 def test_stop_reasons_become_finish_reasons(acp):

@@ -285,3 +285,49 @@ def test_the_dashboard_counts_streaming_answers_and_leaves_its_rows_in_place(mak
             assert not stream.is_alive()
     finally:
         context.close()
+
+
+def test_an_agents_permission_request_is_allowed_from_the_dashboard(make_server, runtime, browser, tmp_path):
+    """`agent acp --allow-own-tools ask`: the agent's question shows as a
+    card with its tool and input; Allow lets the agent run its tool and the
+    turn finish, and the card goes."""
+    from test_agent_acp import Acp, asking
+
+    server = make_server()
+    agent = Acp(server, tmp_path, "--allow-own-tools", "ask")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    try:
+        page.goto(server.base + "/")
+        page.fill("#token", BRIDGE_TOKEN)
+        page.press("#token", "Enter")
+        expect(page.locator("#signin")).to_be_hidden()
+        expect(page.locator("#questions-box")).to_be_hidden()
+
+        thread, answer = asking(agent, "ASK:edit")
+        card = page.locator("#questions [data-question]")
+        expect(card).to_have_count(1, timeout=20_000)
+        expect(page.locator("#questions-box")).to_be_visible()
+        expect(card.locator('[data-field="title"]')).to_have_text("Touch a file")
+        expect(card.locator('[data-field="kind"]')).to_have_text("edit")
+        expect(card.locator('[data-field="input"]')).to_contain_text("notes.txt")
+        expect(card.locator('[data-field="input"]')).to_contain_text("hello from the agent")
+        expect(card.locator('[data-field="agent"]')).to_contain_text(agent.model)
+        assert thread.is_alive(), "the turn waits for the user"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"dashboard-permission-{runtime}.png"), full_page=True)
+
+        card.locator('button[data-action="allow"]').click()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "the turn did not finish"
+        assert answer["text"].startswith("[permission yes] [wrote notes.txt] "), answer["text"]
+        expect(card).to_have_count(0)
+        expect(page.locator("#questions-box")).to_be_hidden()
+        expect(page.locator("#action-error")).to_be_hidden()
+        assert not problems, problems
+    finally:
+        context.close()
+        agent.stop()

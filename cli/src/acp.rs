@@ -48,9 +48,14 @@ pub struct AcpArgs {
     #[arg(long, default_value_t = 64)]
     max_queued: usize,
     /// Which of its own tools the agent may run when it asks: never,
-    /// read-only (reading and searching) or always.
-    #[arg(long, default_value = "never", value_parser = ["never", "read-only", "always"])]
+    /// read-only (reading and searching), always, or ask (the user allows
+    /// or rejects each call on the server's dashboard).
+    #[arg(long, default_value = "never", value_parser = ["never", "read-only", "always", "ask"])]
     allow_own_tools: String,
+    /// With `--allow-own-tools ask`: how long a question waits for the
+    /// user before the call is rejected.
+    #[arg(long, default_value_t = 60)]
+    ask_timeout_secs: u64,
     /// Do not show the agent's own tool calls and plan as reasoning.
     #[arg(long)]
     hide_tools: bool,
@@ -87,7 +92,15 @@ impl AcpArgs {
     /// it, not a "serving" agent whose every answer fails.
     pub fn plan(&self) -> Result<AcpPlan, String> {
         let preset = self.preset();
-        let policy = Policy::from_name(&self.allow_own_tools).unwrap_or_default();
+        let policy = match Policy::from_name(&self.allow_own_tools).unwrap_or_default() {
+            Policy::Ask { .. } if self.ask_timeout_secs == 0 => {
+                return Err("--ask-timeout-secs must be at least 1".to_owned());
+            }
+            Policy::Ask { .. } => Policy::Ask {
+                timeout: Duration::from_secs(self.ask_timeout_secs),
+            },
+            policy => policy,
+        };
         let (command, default_model) = match preset {
             Some(preset) => {
                 let mut command: Vec<String> =

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::api::routes::{api_label, label, ROUTE_COUNT};
+use crate::provider::Decision;
 
 /// Upper bounds of the latency buckets, in seconds: from a relayed chunk
 /// (sub-millisecond) to a long agent turn.
@@ -86,6 +87,9 @@ pub struct Counters {
     pub security_refusals: u64,
     /// Answers cancelled by their id (or a kept answer's asker leaving).
     pub answers_cancelled: u64,
+    /// Agents' permission questions, by how they ended
+    /// ([`Decision`]'s order).
+    pub permission_questions: [u64; Decision::ALL.len()],
 }
 
 /// State read off the provider when the page is rendered.
@@ -124,6 +128,19 @@ pub struct Metrics {
     /// Indexed by route ([`crate::api::routes::UNMATCHED`] is the last).
     routes: Vec<RouteMetrics>,
     pub counters: Counters,
+}
+
+impl Metrics {
+    /// A permission question ended so.
+    pub(crate) fn count_question(&mut self, decision: Decision) {
+        if let Some(n) = self
+            .counters
+            .permission_questions
+            .get_mut(decision as usize)
+        {
+            *n += 1;
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -258,6 +275,19 @@ impl Metrics {
         );
         for (state, n) in &g.sessions {
             let _ = writeln!(out, "mcp_provider_sessions{{state=\"{state}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "mcp_provider_permission_questions_total",
+            "counter",
+            "Agents' permission questions put to the user, by how they ended.",
+        );
+        for (decision, n) in Decision::ALL.iter().zip(c.permission_questions) {
+            let name = decision.as_str();
+            let _ = writeln!(
+                out,
+                "mcp_provider_permission_questions_total{{decision=\"{name}\"}} {n}"
+            );
         }
         if let Some(bridge) = &g.bridge {
             bridge.render(&mut out);

@@ -28,6 +28,14 @@ pub enum FromAgent<'a> {
     },
     Pong,
     Ping,
+    /// The agent asks the user whether it may run one of its own tools.
+    PermissionRequest(PermissionRequest),
+    /// The agent no longer waits for the answer to question `id`.
+    PermissionWithdrawn {
+        id: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
 }
 
 impl<'a> FromAgent<'a> {
@@ -103,6 +111,34 @@ pub struct Register {
     /// proof that the agent resuming is the one that held the session.
     #[serde(default)]
     pub resume_token: Option<String>,
+}
+
+/// A question for the user: may the agent run this tool, during the
+/// answer to `invoke`? Answered with `permission_decision`.
+#[derive(Debug, Deserialize)]
+pub struct PermissionRequest {
+    /// The agent's own id for the question, unique among those it has
+    /// waiting on its link.
+    pub id: String,
+    /// The invocation whose answer waits for it.
+    pub invoke: String,
+    #[serde(default)]
+    pub tool: ToolAsked,
+    /// How long the agent waits for the answer, in milliseconds.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+}
+
+/// What a question shows of the tool call.
+#[derive(Debug, Default, Deserialize)]
+pub struct ToolAsked {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Its input: text, or any JSON (shown as its text).
+    #[serde(default)]
+    pub input: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,6 +326,16 @@ pub mod to_agent {
     /// Flow control: the editor of invocation `id` caught up.
     pub fn resume(id: &str) -> String {
         json!({"type": "resume", "id": id}).to_string()
+    }
+
+    /// The user's answer to the agent's question `id`; `reason` says why
+    /// a question was refused without asking anyone.
+    pub fn permission_decision(id: &str, allow: bool, reason: Option<&str>) -> String {
+        let mut m = json!({"type": "permission_decision", "id": id, "allow": allow});
+        if let (Some(reason), Some(m)) = (reason, m.as_object_mut()) {
+            m.insert("reason".to_owned(), Value::from(reason));
+        }
+        m.to_string()
     }
 
     pub fn ping() -> String {

@@ -101,11 +101,17 @@ pub enum Frame {
         frame: Value,
     },
     Cancel(String),
+    /// `permission_decision`: the user's answer to the agent's question
+    /// `id`.
+    Decision {
+        id: String,
+        allow: bool,
+    },
 }
 
 /// Reads a provider frame: a `ping` is answered (into `ready`) and what it
-/// says of the agent's session is kept (`relink`); an invocation or a
-/// cancel comes back.
+/// says of the agent's session is kept (`relink`); an invocation, a cancel
+/// or a permission decision comes back.
 pub fn read_frame(text: &str, relink: &mut Relink, ready: &mut VecDeque<String>) -> Option<Frame> {
     let frame = serde_json::from_str::<Value>(text).ok()?;
     relink.observe(&frame);
@@ -117,6 +123,10 @@ pub fn read_frame(text: &str, relink: &mut Relink, ready: &mut VecDeque<String>)
         }
         Some("model_invoke") if !id.is_empty() => Some(Frame::Invoke { id, frame }),
         Some("cancel") => Some(Frame::Cancel(id)),
+        Some("permission_decision") if !id.is_empty() => Some(Frame::Decision {
+            id,
+            allow: frame["allow"] == true,
+        }),
         _ => None,
     }
 }

@@ -58,6 +58,10 @@ pub enum Info {
     ControlSessions,
     /// Answers in flight.
     ControlStreams,
+    /// Agents' permission questions waiting for the user.
+    ControlPermissions,
+    /// The user's decision on one of them.
+    ControlPermission,
 }
 
 /// Who may call a route.
@@ -186,6 +190,8 @@ static ROUTES: &[Row] = &[
     info(Post, &["/control/revoke"], Info::ControlRevoke, BridgeToken),
     info(Get, &["/control/sessions"], Info::ControlSessions, BridgeToken),
     info(Get, &["/control/streams"], Info::ControlStreams, BridgeToken),
+    info(Get, &["/control/permissions"], Info::ControlPermissions, BridgeToken),
+    info(Post, &["/control/permission"], Info::ControlPermission, BridgeToken),
 ];
 
 /// How many rows [`route`] can match: a row's [`Matched::index`] is below

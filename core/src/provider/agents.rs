@@ -55,6 +55,10 @@ impl Provider {
                 text: r#"{"type":"pong"}"#.to_owned(),
             }),
             FromAgent::Pong => {}
+            FromAgent::PermissionRequest(r) => self.on_permission_request(conn, r, now),
+            FromAgent::PermissionWithdrawn { id, reason } => {
+                self.on_permission_withdrawn(conn, &id, reason.as_deref(), now)
+            }
         }
     }
 
@@ -333,6 +337,7 @@ impl Provider {
     pub(super) fn link_closed(&mut self, conn: ConnId, now: Instant) {
         let error = ApiError::agent("The agent disconnected before finishing its answer.");
         self.fail_where(Self::on_link(conn), &error, false);
+        self.end_questions_on(conn, now);
         let grace = self.config.session_grace;
         if let Some(Some(id)) = self.links.remove(&conn) {
             let remove = match self.sessions.get_mut(&id) {

@@ -12,14 +12,17 @@ use crate::error::ApiError;
 use crate::session::{expiry, Scopes, Session, Status};
 use crate::time::rfc3339;
 
-fn body_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+pub(super) fn body_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(ApiError::invalid("The request body must be a JSON object.")),
     }
 }
 
-fn required<'a>(body: &'a serde_json::Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+pub(super) fn required<'a>(
+    body: &'a serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, ApiError> {
     body.get(name)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())

@@ -302,6 +302,8 @@ impl Provider {
             Info::ControlApprove => self.control_approve(&request.body, now)?,
             Info::ControlRevoke => self.control_revoke(&request.body, now)?,
             Info::ControlSessions => self.control_sessions(now),
+            Info::ControlPermissions => self.control_permissions(now),
+            Info::ControlPermission => self.control_permission(&request.body, now)?,
         };
         self.respond_json(conn, body, extra);
         Ok(())

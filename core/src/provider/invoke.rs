@@ -87,6 +87,11 @@ impl Invocation {
         self.stream
     }
 
+    /// The agent link answering it.
+    pub(super) fn agent(&self) -> ConnId {
+        self.agent
+    }
+
     /// The session serving it.
     pub(super) fn session(&self) -> &str {
         &self.session
@@ -108,7 +113,7 @@ pub(super) fn wire_id(n: u64) -> String {
     format!("inv-{n}")
 }
 
-fn parse_wire_id(id: &str) -> Option<u64> {
+pub(super) fn parse_wire_id(id: &str) -> Option<u64> {
     id.strip_prefix("inv-")?.parse().ok()
 }
 
@@ -487,6 +492,7 @@ impl Provider {
             return;
         }
         if let Some(inv) = self.invocations.remove(&n) {
+            self.end_questions_of(n);
             self.send_cancel(&inv, n);
             let at = inv.deadline;
             self.settle(&inv, Ended::Cancelled, at);
@@ -527,6 +533,7 @@ impl Provider {
 
     fn remove(&mut self, n: u64) -> Option<Invocation> {
         let inv = self.invocations.remove(&n)?;
+        self.end_questions_of(n);
         self.by_conn.remove(&inv.editor.conn);
         self.prune_timers();
         Some(inv)

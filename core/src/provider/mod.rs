@@ -16,6 +16,7 @@ mod health;
 mod invoke;
 mod kept;
 mod meter;
+mod questions;
 mod security;
 
 use std::cmp::Reverse;
@@ -40,6 +41,8 @@ use by_id::Answers;
 use invoke::Invocation;
 use kept::KeptAnswers;
 use meter::Meter;
+pub use questions::Decision;
+use questions::Questions;
 
 /// A connection, named by the driver: unique among its live connections.
 /// An editor connection carries one request at a time; an agent link is a
@@ -308,6 +311,8 @@ pub struct Provider {
     answers: Answers,
     /// Answers kept past their connection (the Responses API's store).
     kept: KeptAnswers,
+    /// Agents' permission questions waiting for the user.
+    questions: Questions,
 }
 
 impl Provider {
@@ -342,6 +347,7 @@ impl Provider {
             audit,
             answers: Answers::default(),
             kept,
+            questions: Questions::default(),
         }
     }
 
@@ -516,6 +522,7 @@ impl Provider {
             self.invocation_timer(id, now);
         }
         self.expire_sessions(now);
+        self.expire_questions(now);
         if now >= self.next_ping {
             for conn in self.links.keys() {
                 self.outputs.push_back(Output::ToAgent {
@@ -593,10 +600,15 @@ impl Provider {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timers = self.timers.peek().map(|Reverse((at, _))| *at);
         let ping = (!self.links.is_empty()).then_some(self.next_ping);
-        [timers, ping, self.sessions.next_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            timers,
+            ping,
+            self.sessions.next_expiry(),
+            self.questions.due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---- shared helpers ----

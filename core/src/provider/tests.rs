@@ -699,6 +699,7 @@ mod hostile;
 mod kept;
 mod laws;
 mod observe;
+mod questions;
 
 // ---- sessions: resume secrets, grace period, statuses ----
 

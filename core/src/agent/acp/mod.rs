@@ -297,9 +297,11 @@ pub struct AcpAgent {
     /// Whether an agent's session listed the tools of the MCP server it
     /// was given, once known.
     tools_reach: Option<bool>,
-    /// The relay owner of the first session, and until when it may list
+    /// The relay owner of the probe's session, and until when it may list
     /// its tools.
     probe: Option<(RunId, Instant)>,
+    /// Permission questions waiting for the user ([`Policy::Ask`]).
+    asks: permission::Asks,
 }
 
 impl AcpAgent {
@@ -332,6 +334,7 @@ impl AcpAgent {
             default_model: None,
             tools_reach: None,
             probe: None,
+            asks: permission::Asks::default(),
         };
         agent.start(0, now);
         agent
@@ -691,6 +694,11 @@ impl AcpAgent {
         match rpc::parse(&text) {
             Incoming::Response { id, result } => self.answered(slot, id, result, now),
             Incoming::Request { id, method, params } => {
+                if method == "session/request_permission"
+                    && self.ask_the_user(slot, &id, &params, now)
+                {
+                    return;
+                }
                 let line = match method.as_str() {
                     "session/request_permission" => {
                         let editors = self.asks_for_editor_tool(slot, &params);
@@ -897,6 +905,8 @@ impl AcpAgent {
     /// `session/prompt` answered: the turn ends, and its session is idle,
     /// holding the conversation with this answer.
     fn prompted(&mut self, at: &At, result: Result<Value, Failure>, now: Instant) {
+        // A question its agent stopped waiting for goes with the turn.
+        self.end_asks(at);
         let Some(session) = self.sessions.get_mut(at) else {
             return;
         };
@@ -959,6 +969,7 @@ impl AcpAgent {
             at.slot,
             mcp::notification("session/cancel", json!({"sessionId": at.id})),
         );
+        self.end_asks(at);
     }
 
     /// The session whose turn answers `invoke`, if one does.
@@ -1012,6 +1023,7 @@ impl AcpAgent {
                 }
             }
         };
+        self.end_all_asks(slot);
         let its: Vec<u64> = self
             .pending
             .iter()
@@ -1130,6 +1142,7 @@ impl ProcessAgent for AcpAgent {
                 self.dispatch(request, now);
             }
             Some(Frame::Cancel(id)) => self.cancel(&id, now),
+            Some(Frame::Decision { id, allow }) => self.permission_decided(&id, allow),
             Some(Frame::Invoke { .. }) | None => {}
         }
     }
@@ -1235,6 +1248,7 @@ impl ProcessAgent for AcpAgent {
             self.tools_reached(false);
         }
         self.tools_due(now);
+        self.asks_due(now);
         let silent: Vec<usize> = self
             .start_due()
             .filter(|(_, due)| *due <= now)
@@ -1287,6 +1301,7 @@ impl ProcessAgent for AcpAgent {
         sessions
             .chain(self.queue.iter().map(|r| r.deadline))
             .chain(self.relays.due())
+            .chain(self.asks.due())
             .chain(self.start_due().map(|(_, due)| due))
             .chain(self.retry_due().map(|(_, at)| at))
             .chain(self.probe.map(|(_, due)| due))

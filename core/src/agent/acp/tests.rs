@@ -959,3 +959,200 @@ fn an_agent_that_lists_the_probes_tools_keeps_them_on_mcp() {
     let new = request_of(&written(&mut agent), "session/new");
     assert_eq!(new["params"]["mcpServers"][0]["command"], "relay");
 }
+
+/// A started agent asking the user ([`Policy::Ask`], 30 s), with `inv-1`
+/// prompted in `s1`, whose agent asked permission (`p1`) for an `edit`:
+/// the question it sent the server.
+fn asked(now: Instant) -> (AcpAgent, Value) {
+    asked_for(now, Duration::from_secs(30))
+}
+
+/// [`asked`], the user given `timeout` to decide.
+fn asked_for(now: Instant, timeout: Duration) -> (AcpAgent, Value) {
+    let mut agent = prompted(now);
+    agent.plan.policy = Policy::Ask { timeout };
+    let input = json!({"path": "/tmp/notes.txt", "text": "x".repeat(5000)});
+    let asked = json!({"jsonrpc": "2.0", "id": "p1", "method": "session/request_permission",
+                       "params": {"sessionId": "s1",
+                                  "toolCall": {"toolCallId": "t", "title": "Write notes", "kind": "edit",
+                                               "rawInput": input},
+                                  "options": [{"optionId": "always", "kind": "allow_always"},
+                                              {"optionId": "ok", "kind": "allow_once"},
+                                              {"optionId": "nope", "kind": "reject_once"}]}});
+    say(&mut agent, 0, asked, now);
+    assert!(written(&mut agent).is_empty(), "not answered at once");
+    let mut out = frames(&mut agent);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let question = out.remove(0);
+    (agent, question)
+}
+
+/// The agent's answer to `p1`, when it wrote one.
+fn answer_to_p1(lines: &[Value]) -> Option<Value> {
+    lines
+        .iter()
+        .find(|l| l["id"] == "p1")
+        .map(|l| l["result"]["outcome"].clone())
+}
+
+#[test]
+fn a_question_asked_goes_to_the_server_with_the_tool_and_its_input_bounded() {
+    let now = Instant::now();
+    let (agent, question) = asked(now);
+    assert_eq!(question["type"], "permission_request");
+    assert_eq!(question["invoke"], "inv-1");
+    assert_eq!(question["deadline_ms"], 30_000);
+    assert_eq!(question["tool"]["title"], "Write notes");
+    assert_eq!(question["tool"]["kind"], "edit");
+    let input = question["tool"]["input"].as_str().unwrap_or_default();
+    assert!(input.starts_with(r#"{"#) && input.contains("/tmp/notes.txt"));
+    assert!(input.len() <= permission::MAX_INPUT + 3 && input.ends_with('…'));
+    assert!(question["id"].as_str().is_some_and(|id| !id.is_empty()));
+    // Its deadline is the agent's next wake-up.
+    assert_eq!(agent.poll_timeout(), Some(now + Duration::from_secs(30)));
+}
+
+#[test]
+fn the_users_decision_answers_the_agent_with_the_option_of_its_kind() {
+    let now = Instant::now();
+    for (allow, chosen) in [(true, "ok"), (false, "nope")] {
+        let (mut agent, question) = asked(now);
+        let decision = json!({"type": "permission_decision", "id": question["id"], "allow": allow});
+        agent.handle_message(&decision.to_string(), now);
+        let outcome = answer_to_p1(&written(&mut agent));
+        assert_eq!(
+            outcome,
+            Some(json!({"outcome": "selected", "optionId": chosen}))
+        );
+        // A second decision, or one for no question, does nothing.
+        agent.handle_message(&decision.to_string(), now);
+        agent.handle_message(
+            r#"{"type":"permission_decision","id":"perm-99","allow":true}"#,
+            now,
+        );
+        assert!(written(&mut agent).is_empty());
+        assert!(frames(&mut agent).is_empty());
+        assert_eq!(agent.poll_timeout(), Some(now + Duration::from_secs(60)));
+    }
+}
+
+#[test]
+fn a_question_nobody_decides_is_rejected_at_its_deadline_and_withdrawn() {
+    let now = Instant::now();
+    let (mut agent, question) = asked(now);
+    let due = now + Duration::from_secs(30);
+    agent.handle_timeout(due - Duration::from_nanos(1));
+    assert!(written(&mut agent).is_empty());
+    agent.handle_timeout(due);
+    assert_eq!(
+        answer_to_p1(&written(&mut agent)),
+        Some(json!({"outcome": "selected", "optionId": "nope"}))
+    );
+    assert_eq!(
+        frames(&mut agent),
+        [json!({"type": "permission_withdrawn", "id": question["id"], "reason": "timeout"})]
+    );
+    // The turn goes on: the agent's answer still reaches the editor.
+    update(&mut agent, 0, "s1", "agent_message_chunk", "no then", due);
+    reply(
+        &mut agent,
+        0,
+        &json!(3),
+        json!({"stopReason": "end_turn"}),
+        due,
+    );
+    let out = frames(&mut agent);
+    assert_eq!(
+        out.last().map(|f| f["finish_reason"].clone()),
+        Some(json!("stop"))
+    );
+}
+
+#[test]
+fn a_lost_link_cancels_the_turn_and_answers_the_question() {
+    let now = Instant::now();
+    let (mut agent, _) = asked(now);
+    agent.link_lost();
+    let lines = written(&mut agent);
+    assert_eq!(lines[0]["method"], "session/cancel");
+    assert_eq!(answer_to_p1(&lines), Some(json!({"outcome": "cancelled"})));
+    // Nothing for the link that is gone: the next one starts with the
+    // agent's register.
+    let out = frames(&mut agent);
+    assert!(out.iter().all(|f| f["type"] == "register"), "{out:?}");
+    assert!(agent.asks.is_empty());
+}
+
+#[test]
+fn a_cancelled_or_timed_out_turn_answers_its_question_and_withdraws_it() {
+    let now = Instant::now();
+    let (mut agent, question) = asked(now);
+    agent.handle_message(r#"{"type":"cancel","id":"inv-1"}"#, now);
+    let lines = written(&mut agent);
+    assert_eq!(lines[0]["method"], "session/cancel");
+    assert_eq!(answer_to_p1(&lines), Some(json!({"outcome": "cancelled"})));
+    assert_eq!(
+        frames(&mut agent),
+        [json!({"type": "permission_withdrawn", "id": question["id"], "reason": "ended"})]
+    );
+
+    // A turn whose deadline (60 s) comes before its question's.
+    let (mut agent, question) = asked_for(now, Duration::from_secs(600));
+    let turn_due = now + Duration::from_secs(60);
+    assert_eq!(agent.poll_timeout(), Some(turn_due));
+    agent.handle_timeout(turn_due);
+    assert_eq!(
+        answer_to_p1(&written(&mut agent)),
+        Some(json!({"outcome": "cancelled"}))
+    );
+    let out = frames(&mut agent);
+    assert_eq!(out[0]["error"]["code"], "timeout");
+    assert_eq!(
+        out[1],
+        json!({"type": "permission_withdrawn", "id": question["id"], "reason": "ended"})
+    );
+    assert!(agent.asks.is_empty() && agent.poll_timeout().is_none());
+}
+
+#[test]
+fn without_a_turn_to_ask_in_or_for_an_editors_tool_the_policy_answers_at_once() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    agent.plan.policy = Policy::Ask {
+        timeout: Duration::from_secs(30),
+    };
+    // A session with no turn: rejected at once, nothing asked.
+    let stray = json!({"jsonrpc": "2.0", "id": "p1", "method": "session/request_permission",
+        "params": {"sessionId": "nobody", "toolCall": {"kind": "edit"},
+                   "options": [{"optionId": "ok", "kind": "allow_once"},
+                               {"optionId": "nope", "kind": "reject_once"}]}});
+    say(&mut agent, 0, stray, now);
+    assert_eq!(
+        answer_to_p1(&written(&mut agent)),
+        Some(json!({"outcome": "selected", "optionId": "nope"}))
+    );
+    assert!(frames(&mut agent).is_empty());
+}
+
+#[test]
+fn the_agent_process_ending_withdraws_every_question() {
+    let now = Instant::now();
+    let (mut agent, question) = asked(now);
+    agent.handle_exit(
+        RunId(0),
+        Exit::Exited {
+            code: Some(1),
+            stderr: String::new(),
+        },
+        now,
+    );
+    let out = frames(&mut agent);
+    assert!(out.contains(
+        &json!({"type": "permission_withdrawn", "id": question["id"], "reason": "ended"})
+    ));
+    assert!(
+        answer_to_p1(&written(&mut agent)).is_none(),
+        "no process to answer"
+    );
+    assert!(agent.asks.is_empty());
+}

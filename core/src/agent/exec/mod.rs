@@ -578,7 +578,8 @@ impl ProcessAgent for ExecAgent {
                 }
             }
             Some(Frame::Cancel(id)) => self.cancel(&id),
-            None => {}
+            // It asks no questions.
+            Some(Frame::Decision { .. }) | None => {}
         }
     }
 
