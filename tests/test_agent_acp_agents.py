@@ -15,72 +15,81 @@ agent was sent only that message, in the session that already held the
 conversation."""
 
 import json
+import uuid
 
 import pytest
 
-from conftest import API_KEY, claude_code_env
-from test_agent_acp_clis import real_acp, three_turns, tool_round_trip  # noqa: F401
+from conftest import API_KEY, FakeHandler, LocalHttpServer, claude_code_env
+from test_agent_acp_clis import (  # noqa: F401
+    APIS,
+    SlowModel,
+    killed_restarts,
+    leaving_cancels,
+    on_every_api,
+    real_acp,
+    three_turns,
+    tool_round_trip,
+)
 from test_agent_exec import CLI_TELEMETRY_OFF, NODE_BIN
-from test_agent_exec_clis import cli_env, processes_with_home, write_settings
+from test_agent_exec_clis import ANSWER, PIECES, cli_env, processes_with_home, qwen_setup, write_settings
 
 
-def claude_setup(home, base_url):
-    """claude-agent-acp on the Messages API at `base_url`, model `echo`:
+def claude_setup(home, base_url, model="echo"):
+    """claude-agent-acp on the Messages API at `base_url`, model `model`
+    (its side requests on `echo`):
     the environment and the arguments after `--`. It runs the Claude Code of
     @anthropic-ai/claude-code (CLAUDE_CODE_EXECUTABLE): the one the Claude
     Agent SDK bundles (2.1.83) fetches a plugin blocklist from
     raw.githubusercontent.com at every start. The agent picks its
     "default" model for each session, which the SONNET/OPUS names map to
-    `echo`. As root it refuses every session unless IS_SANDBOX is set."""
+    `model`. As root it refuses every session unless IS_SANDBOX is set."""
     env = cli_env(
         home,
-        **claude_code_env(base_url, API_KEY),
-        ANTHROPIC_DEFAULT_SONNET_MODEL="echo",
-        ANTHROPIC_DEFAULT_OPUS_MODEL="echo",
+        **{**claude_code_env(base_url, API_KEY), "ANTHROPIC_MODEL": model},
+        ANTHROPIC_DEFAULT_SONNET_MODEL=model,
+        ANTHROPIC_DEFAULT_OPUS_MODEL=model,
         CLAUDE_CODE_EXECUTABLE=str(NODE_BIN / "claude"),
         IS_SANDBOX="1",
     )
     return env, []
 
 
-# What codex knows of the model `echo` (its catalog's required fields):
-# without an entry codex says "Model metadata for `echo` not found" as
-# the first text of every answer.
-CODEX_CATALOG = {
-    "models": [
-        {
-            "slug": "echo",
-            "display_name": "echo",
-            "base_instructions": "You are a coding agent.",
-            "supported_reasoning_levels": [],
-            "shell_type": "shell_command",
-            "visibility": "list",
-            "supported_in_api": True,
-            "priority": 0,
-            "supports_reasoning_summaries": False,
-            "support_verbosity": False,
-            "truncation_policy": {"mode": "bytes", "limit": 10000},
-            "supports_parallel_tool_calls": False,
-            "context_window": 272000,
-            "experimental_supported_tools": [],
-        }
-    ]
-}
+def codex_catalog(model):
+    """What codex knows of `model` (its catalog's required fields): without
+    an entry codex says "Model metadata for `echo` not found" as the first
+    text of every answer."""
+    entry = {
+        "slug": model,
+        "display_name": model,
+        "base_instructions": "You are a coding agent.",
+        "supported_reasoning_levels": [],
+        "shell_type": "shell_command",
+        "visibility": "list",
+        "supported_in_api": True,
+        "priority": 0,
+        "supports_reasoning_summaries": False,
+        "support_verbosity": False,
+        "truncation_policy": {"mode": "bytes", "limit": 10000},
+        "supports_parallel_tool_calls": False,
+        "context_window": 272000,
+        "experimental_supported_tools": [],
+    }
+    return {"models": [entry]}
 
 
-def codex_setup(home, base_url):
+def codex_setup(home, base_url, model="echo"):
     """codex-acp on the Responses API at `base_url` (ending in /v1), model
-    `echo`, its CODEX_HOME in `home`: the environment and the arguments after `--`."""
+    `model`, its CODEX_HOME in `home`: the environment and the arguments after `--`."""
     codex_home = home / ".codex"
     codex_home.mkdir(exist_ok=True)
     catalog = home / "codex-models.json"
-    catalog.write_text(json.dumps(CODEX_CATALOG))
+    catalog.write_text(json.dumps(codex_catalog(model)))
     provider = f'{{name="local",base_url="{base_url}",env_key="LOCAL_KEY",wire_api="responses"}}'
     env = cli_env(home, CODEX_HOME=str(codex_home), LOCAL_KEY=API_KEY, **CLI_TELEMETRY_OFF)
     options = [
         "model_provider=local",
         f"model_providers.local={provider}",
-        "model=echo",
+        f"model={model}",
         f'model_catalog_json="{catalog}"',
         "analytics.enabled=false",
         "check_for_update_on_startup=false",
@@ -88,9 +97,10 @@ def codex_setup(home, base_url):
     return env, [a for option in options for a in ("-c", option)]
 
 
-def opencode_setup(home, base_url):
+def opencode_setup(home, base_url, model="echo"):
     """opencode on an OpenAI-compatible chat API at `base_url` (ending in
-    /v1), model `local/echo`, its config, data and cache in `home`: the
+    /v1), model `local/<model>` (its side requests, such as a session's
+    title, on `local/echo`), its config, data and cache in `home`: the
     environment and the arguments after `--`. Models list, updates, sharing, LSP
     downloads and default plugins are off. opencode also installs
     @opencode-ai/plugin into its config folder from npm's registry at each
@@ -108,10 +118,10 @@ def opencode_setup(home, base_url):
                     "npm": "@ai-sdk/openai-compatible",
                     "name": "MCP Local Provider",
                     "options": {"baseURL": base_url, "apiKey": API_KEY},
-                    "models": {"echo": {"name": "echo"}},
+                    "models": {"echo": {"name": "echo"}, model: {"name": model}},
                 }
             },
-            "model": "local/echo",
+            "model": f"local/{model}",
             "small_model": "local/echo",
         },
     )
@@ -226,3 +236,104 @@ def test_codex_round_trips_the_editors_tool(server, real_acp, tmp_path):  # noqa
 
     with FakeResponses() as fake:
         tool_round_trip(server, start(real_acp, "codex", codex_setup(tmp_path, fake.base + "/v1")))
+
+
+# How each agent reaches a model the provider serves (`echo` unless told).
+SETUPS = {
+    "claude": lambda home, server, model="echo": claude_setup(home, server.base, model),
+    "codex": lambda home, server, model="echo": codex_setup(home, server.base + "/v1", model),
+    "qwen": lambda home, server, model="echo": qwen_setup(home, server.base + "/v1", model=model),
+    "opencode": lambda home, server, model="echo": opencode_setup(home, server.base + "/v1", model),
+}
+
+
+@pytest.mark.parametrize("name", SETUPS)
+def test_the_agent_answers_on_every_editor_api(server, real_acp, tmp_path, name):  # noqa: F811
+    """One warm agent answers a streamed request on chat/completions,
+    Responses, Messages and Ollama, each in its own shape: the echo model
+    repeats each API's own words, in a session of its own."""
+    agent = start(real_acp, name, SETUPS[name](tmp_path, server))
+    got = on_every_api(server, agent.model)
+    for api, (_, text) in got.items():
+        asked = APIS[api]
+        assert text.rstrip().endswith(asked) and text.count(asked.rsplit(" ", 1)[1]) == 1, (api, text[-300:])
+    assert len(agent.received("initialize")) == 1
+    assert len(agent.received("session/new")) == 4
+    nothing_left(agent, tmp_path)
+
+
+@pytest.mark.parametrize("name", SETUPS)
+def test_the_agent_is_cancelled_when_the_editor_leaves_and_restarted_when_killed(
+    server, real_acp, tmp_path, name  # noqa: F811
+):
+    """The agent's model (SlowModel, on the provider) holds its answer's
+    end. The editor leaves mid-answer: the agent is told to cancel, ends
+    the turn as cancelled, gives up its model request, and answers the next
+    turn. Its process killed
+    mid-answer: the editor's turn fails, no process of it is left, and a
+    new one answers the next turn."""
+    slow = SlowModel(server)
+    try:
+        agent = start(real_acp, name, SETUPS[name](tmp_path, server, slow.name))
+        # codex ends its turn at once but reads its model's stream on until
+        # the model's next piece: its request is not seen to end.
+        gave_up = None if name == "codex" else lambda: slow.invokes[0] in slow.cancelled()
+        leaving_cancels(agent, slow.gate, lambda text: text.strip() == ANSWER, gave_up)
+        slow.gate.clear()
+        killed_restarts(agent, slow.gate, slow.asked, lambda text: text.strip() == ANSWER)
+        nothing_left(agent, tmp_path)
+    finally:
+        slow.close()
+
+
+THINKING = "Pelicans: large birds, so the answer is short."
+
+
+class ThinkingClaude(LocalHttpServer):
+    """Anthropic's `POST /v1/messages`, streamed: every request is answered
+    with a thinking block (THINKING) then a text block (PIECES)."""
+
+    def __init__(self):
+        super().__init__(ThinkingClaudeHandler)
+
+
+class ThinkingClaudeHandler(FakeHandler):
+    def do_POST(self):
+        body = self.json_body()
+        if not self.path.startswith("/v1/messages") or "count_tokens" in self.path:
+            return self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "no"}})
+        message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+                   "model": body.get("model", "fake"), "content": [], "stop_reason": None,
+                   "stop_sequence": None, "usage": {"input_tokens": 50, "output_tokens": 10}}
+        if not body.get("stream"):
+            blocks = [{"type": "thinking", "thinking": THINKING, "signature": "c2ln"}, {"type": "text", "text": ANSWER}]
+            return self.send_json(200, {**message, "content": blocks, "stop_reason": "end_turn"})
+        self.start_sse()
+        self.event("message_start", {"message": message})
+        self.event("content_block_start", {"index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+        self.event("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": THINKING}})
+        self.event("content_block_delta", {"index": 0, "delta": {"type": "signature_delta", "signature": "c2ln"}})
+        self.event("content_block_stop", {"index": 0})
+        self.event("content_block_start", {"index": 1, "content_block": {"type": "text", "text": ""}})
+        for piece in PIECES:
+            self.event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": piece}})
+        self.event("content_block_stop", {"index": 1})
+        self.event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                     "usage": {"output_tokens": 10}})
+        self.event("message_stop", {})
+        self.end_sse()
+
+    def event(self, name, data):
+        self.chunk(f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode())
+
+
+def test_claudes_thinking_is_reasoning_on_every_editor_api(server, real_acp, tmp_path):  # noqa: F811
+    """Claude's model thinks before it answers (a thinking block): each
+    editor API shows it in its own reasoning field (chat
+    `reasoning_content`, a Responses reasoning item, a Messages thinking
+    block, Ollama `thinking`), the answer's text in its own."""
+    with ThinkingClaude() as fake:
+        agent = start(real_acp, "claude", claude_setup(tmp_path, fake.base))
+        got = on_every_api(server, agent.model)
+        assert got == {api: (THINKING, ANSWER) for api in APIS}
+        assert len(agent.received("initialize")) == 1

@@ -228,9 +228,9 @@ def write_settings(path, settings):
     path.write_text(json.dumps(settings, indent=2))
 
 
-def qwen_setup(home, base_url, api_key=API_KEY, memory=False):
+def qwen_setup(home, base_url, api_key=API_KEY, memory=False, model="echo"):
     """qwen-code on an OpenAI-compatible endpoint (`base_url` ends in /v1),
-    model `echo`. Usage statistics (sent to aliyuncs.com otherwise),
+    model `model`. Usage statistics (sent to aliyuncs.com otherwise),
     telemetry and updates are off. `maxRetries: 0` turns off the OpenAI
     SDK's own retries and qwen's rate-limit retries (503/429: ten more, a
     minute apart); qwen's 7 attempts with backoff stay. Its background
@@ -254,7 +254,7 @@ def qwen_setup(home, base_url, api_key=API_KEY, memory=False):
         home,
         OPENAI_BASE_URL=base_url,
         OPENAI_API_KEY=api_key,
-        OPENAI_MODEL="echo",
+        OPENAI_MODEL=model,
         QWEN_USAGE_STATISTICS_ENABLED="false",
         QWEN_TELEMETRY_ENABLED="false",
     )
