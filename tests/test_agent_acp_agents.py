@@ -27,6 +27,7 @@ from test_agent_acp_clis import (  # noqa: F401
     leaving_cancels,
     on_every_api,
     real_acp,
+    sessions_opened,
     three_turns,
     tool_round_trip,
 )
@@ -152,7 +153,7 @@ def one_process_one_session(agent):
     """One agent process and one session served the three turns, and the
     later prompts held only the editor's new message."""
     assert len(agent.received("initialize")) == 1
-    assert len(agent.received("session/new")) == 1
+    assert sessions_opened(agent) == 1
     prompts = agent.prompts()
     assert len(prompts) == 3 and prompts[0].endswith("Say the word pelican"), prompts
     assert prompts[1:] == ["And turn 2?", "And turn 3?"], prompts
@@ -212,7 +213,7 @@ def test_a_new_conversation_gets_a_session_of_its_own(server, real_acp, tmp_path
     assert first.endswith("Say the word pelican") and second.endswith("Say the word heron"), (first, second)
     assert "pelican" not in second
     assert len(agent.received("initialize")) == 1
-    assert len(agent.received("session/new")) == 2
+    assert sessions_opened(agent) == 2
     nothing_left(agent, tmp_path)
 
 
@@ -258,7 +259,7 @@ def test_the_agent_answers_on_every_editor_api(server, real_acp, tmp_path, name)
         asked = APIS[api]
         assert text.rstrip().endswith(asked) and text.count(asked.rsplit(" ", 1)[1]) == 1, (api, text[-300:])
     assert len(agent.received("initialize")) == 1
-    assert len(agent.received("session/new")) == 4
+    assert sessions_opened(agent) == 4
     nothing_left(agent, tmp_path)
 
 
