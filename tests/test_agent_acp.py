@@ -516,3 +516,16 @@ def test_an_agent_that_never_lists_an_mcp_servers_tools_gets_them_as_text(server
     text_round_trip(agent, client(server))
     _, err = agent.stop()
     assert "did not list the tools of the MCP server its first session was given" in err, err
+
+
+def test_the_context_an_agent_reports_is_the_prompts_usage(server, acp):
+    """Without token counts in its answer, the context the agent reported
+    (`usage_update`) is the prompt's tokens, its answer's taken out."""
+    agent = acp()
+    plain = agent.chat([user("hello")]).usage
+    reported = agent.chat([user("USAGE please")]).usage
+    assert plain.prompt_tokens < 100
+    assert reported.prompt_tokens + reported.completion_tokens == 4321, reported
+    messages = anthropic.Anthropic(base_url=server.base, api_key=API_KEY, max_retries=0)
+    answer = messages.messages.create(model=agent.model, max_tokens=100, messages=[user("USAGE again")])
+    assert answer.usage.input_tokens + answer.usage.output_tokens == 4321, answer.usage

@@ -183,6 +183,8 @@ struct Turn {
     effort: Option<String>,
     /// The tools it offers as text, and its answer scanned for their calls.
     textual: Option<(Offer, Scanner)>,
+    /// The tokens in its session's context, as the agent last reported.
+    context: Option<u64>,
 }
 
 impl Turn {
@@ -650,6 +652,7 @@ impl AcpAgent {
                 .offer
                 .filter(|_| request.textual)
                 .map(|offer| (offer, Scanner::default())),
+            context: None,
         });
         match held {
             Some(held) => {
@@ -743,6 +746,10 @@ impl AcpAgent {
         else {
             return;
         };
+        if let Some(used) = update::context_used(&params["update"]) {
+            turn.context = Some(used);
+            return;
+        }
         let shown = match (turn.shows.of(&params["update"]), turn.textual.as_mut()) {
             (Some(Shown::Text(text)), Some((offer, scanner))) => {
                 Some(Shown::Text(scanner.push(offer, &text)))
@@ -938,8 +945,8 @@ impl AcpAgent {
                 } else {
                     finish
                 };
-                let usage = update::usage(&result)
-                    .unwrap_or((turn.prompt_tokens, tokens_for_chars(turn.completion_chars)));
+                let estimated = (turn.prompt_tokens, tokens_for_chars(turn.completion_chars));
+                let usage = update::turn_usage(&result, turn.context, estimated);
                 self.ready.push_back(chunk(
                     &mut turn,
                     json!({"content": ""}),

@@ -114,10 +114,52 @@ pub fn usage(result: &Value) -> Option<(u64, u64)> {
     ))
 }
 
+/// The tokens in the session's context a `usage_update` reports (`used`,
+/// of its context window's `size`).
+pub fn context_used(update: &Value) -> Option<u64> {
+    (update["sessionUpdate"] == "usage_update")
+        .then(|| update["used"].as_u64())
+        .flatten()
+}
+
+/// A turn's usage, prompt and completion tokens: as its answer reports
+/// them; else the prompt as the whole context the agent last reported
+/// (`context`, the answer's own tokens taken out — the editor's history is
+/// the prompt) and the completion estimated from its text; else both
+/// estimated.
+pub fn turn_usage(result: &Value, context: Option<u64>, estimated: (u64, u64)) -> (u64, u64) {
+    let (prompt, completion) = estimated;
+    usage(result).unwrap_or_else(|| match context {
+        Some(used) => (used.saturating_sub(completion).max(1), completion),
+        None => (prompt, completion),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn usage_is_the_answers_else_the_context_the_agent_reported_else_estimated() {
+        let reported =
+            json!({"stopReason": "end_turn", "usage": {"inputTokens": 50, "outputTokens": 7}});
+        assert_eq!(turn_usage(&reported, Some(900), (3, 4)), (50, 7));
+        let bare = json!({"stopReason": "end_turn"});
+        assert_eq!(turn_usage(&bare, Some(900), (3, 4)), (896, 4));
+        assert_eq!(turn_usage(&bare, None, (3, 4)), (3, 4));
+        let update = json!({"sessionUpdate": "usage_update", "used": 900, "size": 200000,
+                            "cost": {"amount": 0.01, "currency": "USD"}});
+        assert_eq!(context_used(&update), Some(900));
+        assert_eq!(
+            context_used(&json!({"sessionUpdate": "plan", "used": 1})),
+            None
+        );
+        assert_eq!(
+            context_used(&json!({"sessionUpdate": "usage_update", "used": "x"})),
+            None
+        );
+    }
 
     #[test]
     fn message_and_thought_chunks_are_text_and_reasoning() {
