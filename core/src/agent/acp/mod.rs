@@ -1082,9 +1082,10 @@ impl AcpAgent {
         let Some(place) = self.slots.get_mut(slot) else {
             return;
         };
+        place.warm = process.ready;
         if process.ready && now.duration_since(process.started) >= STABLE {
             place.backoff = FIRST_BACKOFF;
-            place.retry_at = None;
+            place.retry_at = Some(now);
         } else {
             place.retry_at = Some(now + place.backoff);
             place.backoff = (place.backoff * 2).min(MAX_BACKOFF);
@@ -1120,12 +1121,15 @@ impl AcpAgent {
         })
     }
 
-    /// When a slot whose process ended may start again, when something
-    /// waits.
+    /// When a slot whose process ended may start again: when something
+    /// waits, or, for one that had served, when no other process runs (the
+    /// agent is kept warm).
     fn retry_due(&self) -> impl Iterator<Item = (usize, Instant)> + '_ {
         let waiting = !self.queue.is_empty();
+        let none_up = self.processes() == 0;
         self.slots.iter().enumerate().filter_map(move |(slot, s)| {
-            let at = s.retry_at.filter(|_| waiting && s.process.is_none())?;
+            let wanted = waiting || (none_up && s.warm);
+            let at = s.retry_at.filter(|_| wanted && s.process.is_none())?;
             Some((slot, at))
         })
     }
@@ -1274,7 +1278,10 @@ impl ProcessAgent for AcpAgent {
             .map(|(slot, _)| slot)
             .collect();
         for slot in due {
-            self.start(slot, now);
+            // One process kept warm is enough when nothing waits.
+            if !self.queue.is_empty() || self.processes() == 0 {
+                self.start(slot, now);
+            }
         }
         self.drain_queue(now);
     }

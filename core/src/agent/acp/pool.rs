@@ -38,6 +38,9 @@ pub(super) struct Slot {
     pub retry_at: Option<Instant>,
     /// The wait after its process's next early end.
     pub backoff: Duration,
+    /// Its last process had served (answered `initialize`): it is started
+    /// again even with nothing waiting, to keep the agent warm.
+    pub warm: bool,
 }
 
 impl Slot {

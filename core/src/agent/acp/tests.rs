@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 
 use super::*;
 
+mod churn;
+
 fn plan() -> AcpPlan {
     AcpPlan {
         model: "acp".into(),
