@@ -293,6 +293,43 @@ mod tests {
         assert_eq!(open.finish().0, "<tool_call>{\"name\": \"weather\"");
     }
 
+    proptest::proptest! {
+        /// Whatever the answer and however it is split, nothing is lost:
+        /// the text shown and held, with the calls taken written back as
+        /// their blocks, is the answer.
+        #[test]
+        fn no_text_is_lost(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[a-z <>/_]{0,12}",
+                    proptest::strategy::Just("<tool_call>".to_owned()),
+                    proptest::strategy::Just("</tool_call>".to_owned()),
+                    proptest::strategy::Just(r#"{"name": "weather", "arguments": {"city": "Oslo"}}"#.to_owned()),
+                ],
+                0..12,
+            ),
+            cut in 1usize..9,
+        ) {
+            let answer: String = parts.concat();
+            let offer = offer();
+            let mut scanner = Scanner::default();
+            let mut shown = String::new();
+            let chars: Vec<char> = answer.chars().collect();
+            for piece in chars.chunks(cut) {
+                shown += &scanner.push(&offer, &piece.iter().collect::<String>());
+            }
+            let (rest, calls) = scanner.finish();
+            shown += &rest;
+            let calls_written: usize = calls.len() * (OPEN.len() + CLOSE.len());
+            proptest::prop_assert!(shown.len() + calls_written <= answer.len());
+            proptest::prop_assert_eq!(calls.is_empty(), shown == answer);
+            for (name, arguments) in &calls {
+                proptest::prop_assert_eq!(name, "weather");
+                proptest::prop_assert_eq!(arguments, &json!({"city": "Oslo"}));
+            }
+        }
+    }
+
     #[test]
     fn a_block_past_its_bound_is_shown_as_text() {
         let offer = offer();
