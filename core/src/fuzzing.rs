@@ -620,9 +620,11 @@ pub fn bridge(data: &[u8]) {
 
 /// An ACP agent, whatever it prints (split anywhere) before it exits: the
 /// editor's turn gets exactly one final frame — its last chunk or an error
-/// — and no frame after it.
+/// — and no frame after it. An odd split byte offers the editor's tools as
+/// text, so the answer's text is scanned for their calls.
 pub fn acp_agent(data: &[u8]) {
     use crate::agent::acp::{permission::Policy, AcpAgent, AcpPlan, EditorTools};
+    use crate::agent::exec::ToolLink;
     use crate::agent::process::{Exit, ProcessAgent, RunId};
     use std::time::Duration;
 
@@ -644,12 +646,17 @@ pub fn acp_agent(data: &[u8]) {
         policy: Policy::Never,
         show_tools: true,
         login: None,
-        tools: None,
-        editor_tools: EditorTools::Auto,
+        tools: (split % 2 == 1).then(|| ToolLink {
+            relay: vec!["relay".into()],
+            seed: [1; 32],
+            wait: Duration::from_secs(60),
+            cli_tools: false,
+        }),
+        editor_tools: EditorTools::Text,
         own_tools_off: None,
     };
     let mut agent = AcpAgent::new(plan, "fuzz", now);
-    let invoke = r#"{"type":"model_invoke","id":"inv-1","payload":{"kind":"chat","messages":[{"role":"user","content":"Hi"}]}}"#;
+    let invoke = r#"{"type":"model_invoke","id":"inv-1","payload":{"kind":"chat","messages":[{"role":"user","content":"Hi"}],"parameters":{"tools":[{"type":"function","function":{"name":"weather"}}]}}}"#;
     agent.handle_message(invoke, now);
     let at = usize::from(split).min(output.len());
     let (first, second) = output.split_at(at);
