@@ -529,3 +529,10 @@ def test_the_context_an_agent_reports_is_the_prompts_usage(server, acp):
     messages = anthropic.Anthropic(base_url=server.base, api_key=API_KEY, max_retries=0)
     answer = messages.messages.create(model=agent.model, max_tokens=100, messages=[user("USAGE again")])
     assert answer.usage.input_tokens + answer.usage.output_tokens == 4321, answer.usage
+
+
+def test_an_agent_that_needs_a_login_it_can_do_with_a_key_is_logged_in(acp):
+    agent = acp(env={"FAKE_ACP_AUTH": "key"})
+    assert agent.chat([user("hello")]).choices[0].message.content.endswith("hello")
+    [login] = agent.received("authenticate")
+    assert login["params"] == {"methodId": "api-key"}

@@ -18,6 +18,7 @@
 //! invocation ends with exactly one final frame — or nothing after a
 //! `cancel`, whose editor is gone.
 
+mod auth;
 mod models;
 pub mod permission;
 mod pool;
@@ -256,6 +257,9 @@ enum Pending {
     /// A session given the relay of this owner, opened to learn whether
     /// the agent lists the tools of an MCP server it is handed.
     Probe(RunId),
+    /// A login, after which the session for this request (or the first
+    /// session) is asked for again.
+    Authenticate(Option<Box<Request>>),
     /// A session kept from an agent process that ended, loaded into the
     /// new one for `request`.
     Load {
@@ -271,6 +275,23 @@ enum Pending {
     NewSession(Box<Request>),
     /// The turn of this session.
     Prompt(At),
+}
+
+impl Pending {
+    /// The editor's request it opens a session for, if any.
+    fn request(&mut self) -> Option<&mut Request> {
+        match self {
+            Pending::NewSession(request) | Pending::Authenticate(Some(request)) => Some(request),
+            _ => None,
+        }
+    }
+
+    fn into_request(self) -> Option<Box<Request>> {
+        match self {
+            Pending::NewSession(request) | Pending::Authenticate(Some(request)) => Some(request),
+            _ => None,
+        }
+    }
 }
 
 pub struct AcpAgent {
@@ -479,6 +500,8 @@ impl AcpAgent {
             loads: false,
             fault: None,
             retired: false,
+            headless: None,
+            tried_login: false,
         });
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
@@ -785,6 +808,7 @@ impl AcpAgent {
             Pending::Initialize => self.initialized(slot, result, now),
             Pending::Models => self.probed(slot, result, now),
             Pending::Probe(owner) => self.probing(owner, result.is_ok(), now),
+            Pending::Authenticate(request) => self.authenticated(slot, request, result, now),
             Pending::Load { session, request } => {
                 self.loaded(&session, *request, result.is_ok(), now)
             }
@@ -817,12 +841,18 @@ impl AcpAgent {
         if let Some(process) = self.slots.get_mut(slot).and_then(|s| s.process.as_mut()) {
             process.ready = true;
             process.loads = capabilities["agentCapabilities"]["loadSession"] == true;
+            process.headless = auth::headless(&capabilities);
         }
         if !self.probed {
-            let params = json!({"cwd": self.plan.cwd, "mcpServers": []});
-            self.call(slot, "session/new", params, Pending::Models);
+            self.open_first_session(slot);
         }
         self.drain_queue(now);
+    }
+
+    /// Opens the agent's first session, to learn its models.
+    fn open_first_session(&mut self, slot: usize) {
+        let params = json!({"cwd": self.plan.cwd, "mcpServers": []});
+        self.call(slot, "session/new", params, Pending::Models);
     }
 
     /// `session/new` answered by the process of `slot`: the turn that
@@ -840,6 +870,9 @@ impl AcpAgent {
                 Models::of(&result),
             ),
             Err(failure) if !request.cancelled => {
+                if let Some(method) = self.login_method(slot, &failure) {
+                    return self.authenticate(slot, method, Some(request));
+                }
                 let (message, kind) = self.refusal(&failure);
                 self.ready
                     .push_back(error_frame(&request.invoke, &message, kind));
@@ -893,8 +926,7 @@ impl AcpAgent {
     /// What an editor is told of a refused `session/new`.
     fn refusal(&self, failure: &Failure) -> (String, &'static str) {
         let program = self.program();
-        let auth = failure.code == -32000 || failure.message.to_lowercase().contains("auth");
-        match (&self.plan.login, auth) {
+        match (&self.plan.login, auth::needs_login(failure)) {
             (Some(login), true) => (
                 format!(
                     "`{program}` needs a login ({}): run `{login}` once, as the user the provider runs as",
@@ -994,7 +1026,7 @@ impl AcpAgent {
     fn cancel(&mut self, invoke: &str, now: Instant) {
         self.queue.retain(|r| r.invoke != invoke);
         for (_, pending) in self.pending.values_mut() {
-            if let Pending::NewSession(request) = pending {
+            if let Some(request) = pending.request() {
                 if request.invoke == invoke {
                     request.cancelled = true;
                 }
@@ -1038,7 +1070,8 @@ impl AcpAgent {
             .map(|(id, _)| *id)
             .collect();
         for id in its {
-            if let Some((_, Pending::NewSession(request))) = self.pending.remove(&id) {
+            let request = self.pending.remove(&id).and_then(|(_, p)| p.into_request());
+            if let Some(request) = request {
                 if !request.cancelled {
                     self.ready
                         .push_back(error_frame(&request.invoke, &why, "agent_failed"));
@@ -1164,7 +1197,7 @@ impl ProcessAgent for AcpAgent {
     fn link_lost(&mut self) {
         self.queue.clear();
         for (_, pending) in self.pending.values_mut() {
-            if let Pending::NewSession(request) = pending {
+            if let Some(request) = pending.request() {
                 request.cancelled = true;
             }
         }

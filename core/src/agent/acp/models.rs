@@ -147,6 +147,13 @@ impl AcpAgent {
         result: Result<Value, Failure>,
         now: std::time::Instant,
     ) {
+        if let Some(method) = result
+            .as_ref()
+            .err()
+            .and_then(|f| self.login_method(slot, f))
+        {
+            return self.authenticate(slot, method, None);
+        }
         let opened = result.ok().and_then(|result| {
             let id = result["sessionId"].as_str()?.to_owned();
             Some((id, Models::of(&result)))

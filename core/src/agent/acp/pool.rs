@@ -26,6 +26,10 @@ pub(super) struct Running {
     pub fault: Option<String>,
     /// It is being ended for want of work: nothing fails, nothing restarts.
     pub retired: bool,
+    /// A login method it offers that needs no person, if any.
+    pub headless: Option<String>,
+    /// It was logged in with it (once is enough).
+    pub tried_login: bool,
 }
 
 /// A place for an agent process; its sessions name it by index, so it
@@ -104,7 +108,10 @@ pub(super) fn choose(
             *s == slot
                 && matches!(
                     p,
-                    Pending::NewSession(_) | Pending::Models | Pending::Probe(_)
+                    Pending::NewSession(_)
+                        | Pending::Models
+                        | Pending::Probe(_)
+                        | Pending::Authenticate(_)
                 )
         })
     };

@@ -1158,3 +1158,33 @@ fn the_agent_process_ending_withdraws_every_question() {
     );
     assert!(agent.asks.is_empty());
 }
+
+#[test]
+fn an_agent_that_needs_a_login_is_logged_in_with_a_key_once_else_the_editor_is_told() {
+    let now = Instant::now();
+    let mut agent = agent(now);
+    let methods = json!({"protocolVersion": 1, "authMethods": [
+        {"id": "oauth", "name": "Log in with a browser"},
+        {"id": "gemini-api-key", "name": "Gemini API key", "_meta": {"api-key": {"provider": "google"}}}]});
+    reply(&mut agent, 0, &json!(0), methods, now);
+    let first = request_of(&written(&mut agent), "session/new");
+    let refused = |id: &Value| json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": "Authentication required"}});
+    say(&mut agent, 0, refused(&first["id"]), now);
+    let login = request_of(&written(&mut agent), "authenticate");
+    assert_eq!(login["params"], json!({"methodId": "gemini-api-key"}));
+    reply(&mut agent, 0, &login["id"], json!({}), now);
+    let again = request_of(&written(&mut agent), "session/new");
+    reply(&mut agent, 0, &again["id"], json!({"sessionId": "s0"}), now);
+    assert_eq!(frames(&mut agent)[0]["type"], "register");
+    // Its login lapses: tried once already, the editor is told the
+    // agent's own login command.
+    invoke(&mut agent, "inv-1", json!([{"role": "user", "content": "Hi"}]), now);
+    prompt_id(&mut agent);
+    invoke(&mut agent, "inv-2", json!([{"role": "user", "content": "Two"}]), now);
+    let new = request_of(&written(&mut agent), "session/new");
+    say(&mut agent, 0, refused(&new["id"]), now);
+    assert!(written(&mut agent).iter().all(|l| l["method"] != "authenticate"));
+    let out = frames(&mut agent);
+    assert_eq!(out[0]["id"], "inv-2");
+    assert!(out[0]["error"]["message"].as_str().unwrap_or_default().contains("run `agent login` once"), "{out:?}");
+}
