@@ -98,6 +98,7 @@ pub mod session;
 #[cfg(any(test, fuzzing))]
 pub mod simulation;
 pub mod switchboard;
+pub mod text;
 pub mod time;
 pub mod tokens;
 

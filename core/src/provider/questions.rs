@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::text::bounded;
 use serde_json::{json, Value};
 
 use super::{invoke, Output, Provider};
@@ -111,19 +112,6 @@ impl Questions {
         self.waiting = kept;
         gone
     }
-}
-
-/// The start of `text`, at most `max` bytes cut at a character boundary,
-/// with `…` when something was left out.
-fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 impl Provider {
@@ -318,18 +306,5 @@ impl Provider {
 
     fn count_question(&mut self, decision: Decision) {
         self.metrics.count_question(decision);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_is_bounded_at_a_character_boundary() {
-        assert_eq!(bounded("short", 10), "short");
-        assert_eq!(bounded("abcdef", 3), "abc…");
-        // "é" is two bytes: a cut inside it steps back before it.
-        assert_eq!(bounded("aé", 2), "a…");
     }
 }

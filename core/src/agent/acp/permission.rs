@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::text::bounded;
 use serde_json::{json, Value};
 
 use super::{AcpAgent, At};
@@ -101,19 +102,6 @@ fn choose(params: &Value, allow: bool) -> Value {
 /// The answer to a question whose turn was cancelled, as ACP asks.
 fn cancelled() -> Value {
     json!({"outcome": {"outcome": "cancelled"}})
-}
-
-/// The start of `text`, at most `max` bytes cut at a character boundary,
-/// with `…` when something was left out.
-fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// What a question shows of the tool call in `params`: its title, kind

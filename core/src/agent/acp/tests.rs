@@ -1178,13 +1178,31 @@ fn an_agent_that_needs_a_login_is_logged_in_with_a_key_once_else_the_editor_is_t
     assert_eq!(frames(&mut agent)[0]["type"], "register");
     // Its login lapses: tried once already, the editor is told the
     // agent's own login command.
-    invoke(&mut agent, "inv-1", json!([{"role": "user", "content": "Hi"}]), now);
+    invoke(
+        &mut agent,
+        "inv-1",
+        json!([{"role": "user", "content": "Hi"}]),
+        now,
+    );
     prompt_id(&mut agent);
-    invoke(&mut agent, "inv-2", json!([{"role": "user", "content": "Two"}]), now);
+    invoke(
+        &mut agent,
+        "inv-2",
+        json!([{"role": "user", "content": "Two"}]),
+        now,
+    );
     let new = request_of(&written(&mut agent), "session/new");
     say(&mut agent, 0, refused(&new["id"]), now);
-    assert!(written(&mut agent).iter().all(|l| l["method"] != "authenticate"));
+    assert!(written(&mut agent)
+        .iter()
+        .all(|l| l["method"] != "authenticate"));
     let out = frames(&mut agent);
     assert_eq!(out[0]["id"], "inv-2");
-    assert!(out[0]["error"]["message"].as_str().unwrap_or_default().contains("run `agent login` once"), "{out:?}");
+    assert!(
+        out[0]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("run `agent login` once"),
+        "{out:?}"
+    );
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::{chunk, AcpAgent, Request};
 use crate::agent::exec::link;
-use crate::agent::exec::tools::{self, Chat, Given, Offer, Results, ToolResult};
+use crate::agent::exec::tools::{Chat, Given, Offer, Results, ToolResult};
 use crate::agent::exec::ToolLink;
 use crate::agent::process::RunId;
 
@@ -92,16 +92,7 @@ pub(super) fn ended(
             arguments,
         })
         .collect();
-    turn.completion_chars += given
-        .iter()
-        .map(|g| g.arguments.to_string().len() as u64)
-        .sum::<u64>();
-    ready.push_back(chunk(
-        turn,
-        json!({"tool_calls": tools::calls_delta(&given)}),
-        None,
-        None,
-    ));
+    super::tools::give_calls(ready, turn, &given);
     // The conversation now holds calls an editor writes its own way: it
     // is continued by their results, not remembered by its text.
     turn.answer = None;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::{chunk, AcpAgent, At, Pending, Request, Turn};
 use crate::agent::exec::link::{self, Asked, LinkId};
 use crate::agent::exec::round::Round;
-use crate::agent::exec::tools::{self, Chat, Offer, Results, SERVER};
+use crate::agent::exec::tools::{self, Chat, Given, Offer, Results, SERVER};
 use crate::agent::process::RunId;
 use crate::lines::Line;
 use crate::tokens::tokens_for_chars;
@@ -363,16 +363,7 @@ fn give(ready: &mut std::collections::VecDeque<String>, turn: &mut Turn, until: 
         return;
     };
     let given = round.give(until);
-    turn.completion_chars += given
-        .iter()
-        .map(|g| g.arguments.to_string().len() as u64)
-        .sum::<u64>();
-    ready.push_back(chunk(
-        turn,
-        json!({"tool_calls": tools::calls_delta(&given)}),
-        None,
-        None,
-    ));
+    give_calls(ready, turn, &given);
     let usage = (turn.prompt_tokens, tokens_for_chars(turn.completion_chars));
     ready.push_back(chunk(
         turn,
@@ -383,4 +374,22 @@ fn give(ready: &mut std::collections::VecDeque<String>, turn: &mut Turn, until: 
     // The conversation now holds calls and results an editor writes its
     // own way: it is not remembered for continuing.
     turn.answer = None;
+}
+
+/// The calls `given` as the next chunk of the turn's answer.
+pub(super) fn give_calls(
+    ready: &mut std::collections::VecDeque<String>,
+    turn: &mut Turn,
+    given: &[Given],
+) {
+    turn.completion_chars += given
+        .iter()
+        .map(|g| g.arguments.to_string().len() as u64)
+        .sum::<u64>();
+    ready.push_back(chunk(
+        turn,
+        json!({"tool_calls": tools::calls_delta(given)}),
+        None,
+        None,
+    ));
 }
