@@ -633,9 +633,10 @@ fn a_turn_the_agent_cancels_itself_ends_with_an_error() {
     );
 }
 
-#[test]
-fn every_session_busy_starts_another_process_which_ends_once_its_sessions_are_gone() {
-    let now = Instant::now();
+/// An agent of at most two processes of one session each, the first
+/// answering `inv-1` (its prompt's id returned), and `inv-2` sent: it
+/// waits for the second process, which is started.
+fn two_conversations(now: Instant) -> (AcpAgent, Value) {
     let pool = AcpPlan {
         max_sessions: 1,
         max_processes: 2,
@@ -653,14 +654,21 @@ fn every_session_busy_starts_another_process_which_ends_once_its_sessions_are_go
         now,
     );
     let first = prompt_id(&mut agent);
-    // Process 0 holds its one session, busy: the second conversation
-    // starts process 1, and opens its session there.
     invoke(
         &mut agent,
         "inv-2",
         json!([{"role": "user", "content": "Two"}]),
         now,
     );
+    (agent, first)
+}
+
+#[test]
+fn every_session_busy_starts_another_process_which_ends_once_its_sessions_are_gone() {
+    let now = Instant::now();
+    // Process 0 holds its one session, busy: the second conversation
+    // starts process 1, and opens its session there.
+    let (mut agent, first) = two_conversations(now);
     let lines = written(&mut agent);
     assert_eq!(lines[0], json!({"spawn": 1}));
     let init = request_of(&lines, "initialize");
@@ -732,28 +740,7 @@ fn every_session_busy_starts_another_process_which_ends_once_its_sessions_are_go
 #[test]
 fn with_every_process_running_a_new_conversation_takes_an_idle_place_or_waits() {
     let now = Instant::now();
-    let pool = AcpPlan {
-        max_sessions: 1,
-        max_processes: 2,
-        ..plan()
-    };
-    let mut agent = AcpAgent::new(pool, "acp", now);
-    written(&mut agent);
-    reply(&mut agent, 0, &json!(0), json!({"protocolVersion": 1}), now);
-    reply(&mut agent, 0, &json!(1), json!({"sessionId": "s"}), now);
-    invoke(
-        &mut agent,
-        "inv-1",
-        json!([{"role": "user", "content": "One"}]),
-        now,
-    );
-    let first = prompt_id(&mut agent);
-    invoke(
-        &mut agent,
-        "inv-2",
-        json!([{"role": "user", "content": "Two"}]),
-        now,
-    );
+    let (mut agent, first) = two_conversations(now);
     let init = request_of(&written(&mut agent), "initialize");
     reply(
         &mut agent,
