@@ -239,6 +239,24 @@ def test_codex_round_trips_the_editors_tool(server, real_acp, tmp_path):  # noqa
         tool_round_trip(server, start(real_acp, "codex", codex_setup(tmp_path, fake.base + "/v1")))
 
 
+# What opencode calls the editor's tool: it names an MCP server's tools
+# `<server>_<tool>`, beside its own (bash, edit, read, ...).
+OPENCODE_NAME = "editor_get_weather"
+
+
+def test_opencode_round_trips_the_editors_tool(server, real_acp, tmp_path):  # noqa: F811
+    """opencode's model (FakeChat, as an OpenAI-compatible provider) calls
+    the editor's tool as opencode offers it, an MCP tool of the relay."""
+    from test_editor_tools import FakeChat, function_names
+
+    with FakeChat(name=OPENCODE_NAME) as fake:
+        tool_round_trip(server, start(real_acp, "opencode", opencode_setup(tmp_path, fake.base + "/v1")))
+        offered = fake.offering()
+        assert offered and all(function_names(body).count(OPENCODE_NAME) == 1 for body in offered), [
+            function_names(b) for b in offered
+        ]
+
+
 # How each agent reaches a model the provider serves (`echo` unless told).
 SETUPS = {
     "claude": lambda home, server, model="echo": claude_setup(home, server.base, model),
