@@ -239,6 +239,24 @@ def test_codex_round_trips_the_editors_tool(server, real_acp, tmp_path):  # noqa
         tool_round_trip(server, start(real_acp, "codex", codex_setup(tmp_path, fake.base + "/v1")))
 
 
+# What opencode calls the editor's tool: it names an MCP server's tools
+# `<server>_<tool>`, beside its own (bash, edit, read, ...).
+OPENCODE_NAME = "editor_get_weather"
+
+
+def test_opencode_round_trips_the_editors_tool(server, real_acp, tmp_path):  # noqa: F811
+    """opencode's model (FakeChat, as an OpenAI-compatible provider) calls
+    the editor's tool as opencode offers it, an MCP tool of the relay."""
+    from test_editor_tools import FakeChat, function_names
+
+    with FakeChat(name=OPENCODE_NAME) as fake:
+        tool_round_trip(server, start(real_acp, "opencode", opencode_setup(tmp_path, fake.base + "/v1")))
+        offered = fake.offering()
+        assert offered and all(function_names(body).count(OPENCODE_NAME) == 1 for body in offered), [
+            function_names(b) for b in offered
+        ]
+
+
 # How each agent reaches a model the provider serves (`echo` unless told).
 SETUPS = {
     "claude": lambda home, server, model="echo": claude_setup(home, server.base, model),
@@ -337,4 +355,91 @@ def test_claudes_thinking_is_reasoning_on_every_editor_api(server, real_acp, tmp
         agent = start(real_acp, "claude", claude_setup(tmp_path, fake.base))
         got = on_every_api(server, agent.model)
         assert got == {api: (THINKING, ANSWER) for api in APIS}
+        assert len(agent.received("initialize")) == 1
+
+
+# What ThinkingResponses reasons before it answers: its summary's deltas,
+# then its reasoning text's (as an open-weights model's reasoning comes).
+REASONING = ["Pelicans: large birds, ", "so the answer is short."]
+RAW_REASONING = [" Large birds ", "answer briefly."]
+# How codex tells it: a thought chunk per delta, each summary part opened
+# with a blank line of its own.
+CODEX_THOUGHT = "\n\n" + "".join(REASONING) + "".join(RAW_REASONING)
+
+
+class ThinkingResponses(LocalHttpServer):
+    """OpenAI's `POST /v1/responses`, streamed as the API streams a
+    reasoning model's answer: a reasoning item whose summary comes as
+    `response.reasoning_summary_text.delta` events (REASONING) and its text
+    as `response.reasoning_text.delta` events (RAW_REASONING), then a
+    message whose text comes as `response.output_text.delta` events
+    (PIECES)."""
+
+    def __init__(self):
+        super().__init__(ThinkingResponsesHandler)
+
+
+class ThinkingResponsesHandler(FakeHandler):
+    def do_GET(self):
+        self.send_json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        body = self.json_body()
+        if not self.path.startswith("/v1/responses"):
+            return self.send_json(404, {"error": {"message": "not found"}})
+        with self.server.lock:
+            self.server.requests.append(body)
+        rid, rs, msg = (f"{p}_{uuid.uuid4().hex[:12]}" for p in ("resp", "rs", "msg"))
+        summary = "".join(REASONING)
+        self.start_sse()
+        self.event("response.created", response={"id": rid, "status": "in_progress", "output": []})
+        self.event("response.output_item.added", output_index=0, item={"type": "reasoning", "id": rs, "summary": []})
+        part = {"item_id": rs, "output_index": 0, "summary_index": 0}
+        self.event("response.reasoning_summary_part.added", **part, part={"type": "summary_text", "text": ""})
+        for piece in REASONING:
+            self.event("response.reasoning_summary_text.delta", **part, delta=piece)
+        self.event("response.reasoning_summary_text.done", **part, text=summary)
+        self.event("response.reasoning_summary_part.done", **part, part={"type": "summary_text", "text": summary})
+        raw = {"item_id": rs, "output_index": 0, "content_index": 0}
+        for piece in RAW_REASONING:
+            self.event("response.reasoning_text.delta", **raw, delta=piece)
+        self.event("response.reasoning_text.done", **raw, text="".join(RAW_REASONING))
+        reasoning = {"type": "reasoning", "id": rs, "summary": [{"type": "summary_text", "text": summary}],
+                     "content": [{"type": "reasoning_text", "text": "".join(RAW_REASONING)}]}
+        self.event("response.output_item.done", output_index=0, item=reasoning)
+        message = {"type": "message", "id": msg, "role": "assistant", "status": "in_progress", "content": []}
+        self.event("response.output_item.added", output_index=1, item=message)
+        text = {"item_id": msg, "output_index": 1, "content_index": 0}
+        self.event("response.content_part.added", **text, part={"type": "output_text", "text": "", "annotations": []})
+        for piece in PIECES:
+            self.event("response.output_text.delta", **text, delta=piece)
+        self.event("response.output_text.done", **text, text=ANSWER)
+        done = {**message, "status": "completed", "content": [{"type": "output_text", "text": ANSWER, "annotations": []}]}
+        self.event("response.output_item.done", output_index=1, item=done)
+        usage = {"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
+        self.event("response.completed", response={"id": rid, "status": "completed", "usage": usage})
+        self.end_sse()
+
+    def event(self, name, **data):
+        self.chunk(f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode())
+
+
+def test_codexs_reasoning_is_reasoning_on_every_editor_api(server, real_acp, tmp_path):  # noqa: F811
+    """codex's model reasons before it answers (a reasoning item, its
+    summary and its text streamed): codex tells it as thought chunks
+    (`agent_thought_chunk`), and each editor API shows them in its own
+    reasoning field (chat `reasoning_content`, a Responses reasoning item,
+    a Messages thinking block, Ollama `thinking`), before the answer's text
+    in its own."""
+    with ThinkingResponses() as fake:
+        agent = start(real_acp, "codex", codex_setup(tmp_path, fake.base + "/v1"))
+        got = on_every_api(server, agent.model)
+        assert got == {api: (CODEX_THOUGHT, ANSWER) for api in APIS}, got
+        # Each turn's reasoning is its session's thought chunks, whole.
+        for session in {m["params"]["sessionId"] for m in agent.received("session/prompt")}:
+            updates = [m["params"]["update"] for m in agent.sent("session/update")
+                       if m["params"]["sessionId"] == session]
+            thoughts = [u["content"]["text"] for u in updates if u["sessionUpdate"] == "agent_thought_chunk"]
+            assert "".join(thoughts) == CODEX_THOUGHT, thoughts
+        assert len(agent.received("session/prompt")) == len(APIS)
         assert len(agent.received("initialize")) == 1

@@ -478,3 +478,50 @@ def test_gemini_runs_its_own_shell_tool_only_when_allowed(server, real_acp, tmp_
             assert kinds[chosen["optionId"]] == "allow_once", (chosen, kinds)
             assert marker.exists()
             assert text.startswith("The tool said:"), text
+
+
+@pytest.mark.parametrize("allow", [True, False])
+def test_gemini_asks_the_user_on_the_dashboard_before_its_own_shell_tool(server, real_acp, tmp_path, allow):
+    """With `--allow-own-tools ask`, gemini's permission request for its
+    shell tool waits on the dashboard (`GET /control/permissions`) with
+    gemini's title (the command), kind and input; the user's decision
+    (`POST /control/permission`) is the option gemini is answered with,
+    and the command runs only when allowed."""
+    from test_agent_acp import control, questions
+
+    marker = tmp_path / "touched-by-gemini"
+    command = f"touch {marker}"
+    with ScriptedGemini(call=("run_shell_command", {"command": command})) as fake:
+        agent = real_acp("gemini", gemini_setup(tmp_path, fake.base), "--allow-own-tools", "ask")
+        answer = {}
+        asking = threading.Thread(
+            target=lambda: answer.update(text=agent.stream([{"role": "user", "content": "Touch the file"}])[0]),
+            daemon=True,
+        )
+        asking.start()
+        found = []
+        assert wait_until(lambda: found.extend(questions(server, agent.model)) or found, timeout=RUN_TIMEOUT)
+        [question] = found
+        [asked] = agent.sent("session/request_permission")
+        assert question["agent_id"] and question["session_id"], question
+        assert question["tool"]["kind"] == "execute", question
+        # gemini names the call by its command and gives no `rawInput`:
+        # the input shown is its call's content, the folder it runs in.
+        assert question["tool"]["title"] == command, question
+        assert "rawInput" not in asked["params"]["toolCall"], asked
+        assert question["tool"]["input"] == f"[current working directory {tmp_path}]", question
+        assert agent.answer(asked, by_agent=False) is None and asking.is_alive(), "the turn waits for the user"
+        assert not marker.exists()
+
+        status, body = control(server, "POST", "/control/permission", {"id": question["id"], "allow": allow})
+        assert (status, body) == (200, {"id": question["id"], "allow": allow})
+        asking.join(RUN_TIMEOUT)
+        assert not asking.is_alive()
+        kinds = {o["optionId"]: o["kind"] for o in asked["params"]["options"]}
+        chosen = agent.answer(asked, by_agent=False)["result"]["outcome"]
+        assert chosen["outcome"] == "selected", chosen
+        assert kinds[chosen["optionId"]] == ("allow_once" if allow else "reject_once"), (chosen, kinds)
+        assert marker.exists() == allow
+        text = answer["text"]
+        assert text.startswith("The tool said:") if allow else "canceled by the user" in text, text
+        assert questions(server, agent.model) == []

@@ -590,16 +590,16 @@ QWEN_NAME = "mcp__editor__get_weather"
 
 class FakeChat(FakeApi):
     """OpenAI's `POST /v1/chat/completions`, streamed, as qwen uses it: a
-    request offering the editor's tool is answered with `calls` calls of it,
-    one whose messages hold tool results with text quoting them, anything
-    else with "ok"."""
+    request offering the editor's tool (as the agent names it, `name`) is
+    answered with `calls` calls of it, one whose messages hold tool results
+    with text quoting them, anything else with "ok"."""
 
-    def __init__(self, calls=1):
+    def __init__(self, calls=1, name=QWEN_NAME):
+        self.name = name
         super().__init__(ChatHandler, calls)
 
-    @staticmethod
-    def offers(body):
-        return QWEN_NAME in function_names(body)
+    def offers(self, body):
+        return self.name in function_names(body)
 
 
 def function_names(body):
@@ -622,10 +622,10 @@ class ChatHandler(FakeHandler):
         if results:
             delta = {"role": "assistant", "content": "The tool said: " + " | ".join(tool_text(m) for m in results)}
             chunks, finish = [delta], "stop"
-        elif QWEN_NAME in function_names(body):
+        elif self.server.offers(body):
             chunks = [
                 {"role": "assistant", "tool_calls": [{"index": i, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                                                      "function": {"name": QWEN_NAME, "arguments": json.dumps({"city": c})}}]}
+                                                      "function": {"name": self.server.name, "arguments": json.dumps({"city": c})}}]}
                 for i, c in enumerate(CITIES[: self.server.calls])
             ]
             finish = "tool_calls"

@@ -105,11 +105,12 @@ fn cancelled() -> Value {
 }
 
 /// What a question shows of the tool call in `params`: its title, kind
-/// and input (`rawInput` as JSON text), each bounded.
+/// and input (`rawInput` as JSON text; without it, what the call's
+/// `content` says: its texts, and its diffs as JSON text), each bounded.
 pub fn tool_of(params: &Value) -> Value {
     let call = &params["toolCall"];
     let input = match &call["rawInput"] {
-        Value::Null => String::new(),
+        Value::Null => content_of(&call["content"]),
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
@@ -118,6 +119,26 @@ pub fn tool_of(params: &Value) -> Value {
         "kind": bounded(call["kind"].as_str().unwrap_or("other"), 32),
         "input": bounded(&input, MAX_INPUT),
     })
+}
+
+/// The texts and diffs of a tool call's `content`, a line each (agents
+/// such as Gemini CLI say no `rawInput`: its shell call's content is the
+/// directory it runs in, its edit's the diff).
+fn content_of(content: &Value) -> String {
+    let shown =
+        content
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| match c["type"].as_str()? {
+                "content" => Some(c["content"]["text"].as_str()?.to_owned()),
+                "diff" => Some(
+                    json!({"path": c["path"], "oldText": c["oldText"], "newText": c["newText"]})
+                        .to_string(),
+                ),
+                _ => None,
+            });
+    shown.collect::<Vec<_>>().join("\n")
 }
 
 /// One question waiting for the user.
@@ -432,5 +453,19 @@ mod tests {
         let title = tool["title"].as_str().unwrap_or_default();
         assert!(title.ends_with('…') && title.len() <= MAX_TITLE + 3);
         assert_eq!(tool_of(&json!({}))["input"], "");
+    }
+
+    #[test]
+    fn without_raw_input_a_tool_shows_its_contents_texts_and_diffs() {
+        let content = json!([
+            {"type": "content", "content": {"type": "text", "text": "[cwd /tmp/w]"}},
+            {"type": "terminal", "terminalId": "t1"},
+            {"type": "diff", "path": "/tmp/w/a.txt", "oldText": null, "newText": "hi"},
+        ]);
+        let tool = tool_of(&json!({"toolCall": {"title": "touch a", "content": content}}));
+        let diff = r#"{"newText":"hi","oldText":null,"path":"/tmp/w/a.txt"}"#;
+        assert_eq!(tool["input"], format!("[cwd /tmp/w]\n{diff}"));
+        let raw = json!({"toolCall": {"rawInput": {"command": "ls"}, "content": content}});
+        assert_eq!(tool_of(&raw)["input"], r#"{"command":"ls"}"#);
     }
 }
