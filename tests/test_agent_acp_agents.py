@@ -257,6 +257,38 @@ def test_opencode_round_trips_the_editors_tool(server, real_acp, tmp_path):  # n
         ]
 
 
+def test_opencode_answers_two_tool_conversations_at_once(server, real_acp, tmp_path):  # noqa: F811
+    """opencode keeps MCP servers by name for its whole working directory,
+    so the relay of its last session carries every session's calls: turns
+    with the editor's tools go one at a time, and each call and its result
+    belong to the conversation that made it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+
+    from test_editor_tools import WEATHER, FakeChat
+
+    with FakeChat(name=OPENCODE_NAME) as fake:
+        agent = start(real_acp, "opencode", opencode_setup(tmp_path, fake.base + "/v1"))
+        client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+
+        def converse(question, weather):
+            asked = [{"role": "user", "content": question}]
+            first = client.chat.completions.create(model=agent.model, messages=asked, tools=[WEATHER]).choices[0]
+            assert first.finish_reason == "tool_calls", first
+            [call] = first.message.tool_calls
+            result = {"role": "tool", "tool_call_id": call.id, "content": weather}
+            history = [*asked, first.message.model_dump(exclude_none=True), result]
+            return client.chat.completions.create(model=agent.model, messages=history, tools=[WEATHER])
+
+        with ThreadPoolExecutor(2) as pool:
+            asks = [("Weather in Oslo?", "drizzle, 9 C"), ("And the weather in Oslo now?", "sun, 20 C")]
+            answers = [f.result().choices[0].message.content for f in [pool.submit(converse, *a) for a in asks]]
+        assert "drizzle, 9 C" in answers[0] and "sun" not in answers[0], answers
+        assert "sun, 20 C" in answers[1] and "drizzle" not in answers[1], answers
+        assert len(agent.received("initialize")) == 1
+
+
 # How each agent reaches a model the provider serves (`echo` unless told).
 SETUPS = {
     "claude": lambda home, server, model="echo": claude_setup(home, server.base, model),

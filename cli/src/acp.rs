@@ -170,6 +170,7 @@ impl AcpArgs {
                 "text" => EditorTools::Text,
                 _ => EditorTools::Auto,
             },
+            shared_servers: preset.is_some_and(|p| p.shared_servers),
             own_tools_off: match preset.map(|p| p.own_tools_off) {
                 Some(OwnToolsOff::Meta(meta)) => serde_json::from_str(meta).ok(),
                 _ => None,

@@ -653,6 +653,7 @@ pub fn acp_agent(data: &[u8]) {
             cli_tools: false,
         }),
         editor_tools: EditorTools::Text,
+        shared_servers: false,
         own_tools_off: None,
     };
     let mut agent = AcpAgent::new(plan, "fuzz", now);

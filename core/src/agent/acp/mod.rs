@@ -126,6 +126,10 @@ pub struct AcpPlan {
     pub tools: Option<ToolLink>,
     /// How the tools reach the agent, when it is given them.
     pub editor_tools: EditorTools,
+    /// The agent keeps the MCP servers of its sessions by name for its
+    /// whole working directory, not per session: a session's relay may
+    /// carry another's calls.
+    pub shared_servers: bool,
     /// The `_meta` of a `session/new` that turns the agent's own tools off
     /// (for an agent that can), sent when the session gets the editor's
     /// tools and the agent may not run its own anyway.
@@ -536,8 +540,10 @@ impl AcpAgent {
                 .map(|(at, _)| at.clone())
         });
         if let (Some(at), Some(last)) = (found, request.last.clone()) {
-            if !self.slots.get(at.slot).is_some_and(Slot::ready) {
-                // Its process is starting again: the turn waits for it.
+            let shared = tools && self.tools_turn_in(at.slot).is_some();
+            if shared || !self.slots.get(at.slot).is_some_and(Slot::ready) {
+                // Its process is starting again, or busy with another
+                // turn using the editor's tools: the turn waits for it.
                 return self.wait(request, Some(at.slot), now);
             }
             // A session kept from an agent process that ended is loaded
@@ -564,7 +570,7 @@ impl AcpAgent {
             let (at, text) = (at.clone(), request.whole.clone());
             return self.prompt(at, request, text, now);
         }
-        match self.room(now) {
+        match self.room(tools, now) {
             Some(slot) => {
                 let params = self.new_session(&mut request);
                 self.call(
@@ -579,9 +585,19 @@ impl AcpAgent {
     }
 
     /// The slot whose process opens the next new session now (`None`:
-    /// it waits), making room for it as [`pool::choose`] says.
-    fn room(&mut self, now: Instant) -> Option<usize> {
-        match pool::choose(&self.slots, &self.sessions, &self.pending, &self.plan, now) {
+    /// it waits), making room for it as [`pool::choose`] says: for one
+    /// given the editor's `tools`, of an agent that shares MCP servers
+    /// across its sessions, a process with no other turn using them.
+    fn room(&mut self, tools: bool, now: Instant) -> Option<usize> {
+        let busy = |slot: usize| tools && self.tools_turn_in(slot).is_some();
+        match pool::choose(
+            &self.slots,
+            &self.sessions,
+            &self.pending,
+            &self.plan,
+            &busy,
+            now,
+        ) {
             Room::Open(slot) => Some(slot),
             Room::Evict(at) => {
                 self.forget(&at);

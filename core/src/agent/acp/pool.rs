@@ -95,25 +95,28 @@ pub(super) enum Room {
 /// run; else in place of the least recently used idle session (one no
 /// conversation continues first). A process opens one session at a time:
 /// agents open them one after another anyway, and Gemini CLI leaves some
-/// unanswered when asked for many at once.
+/// unanswered when asked for many at once. A slot `busy` says is not for
+/// this session now, as if opening one.
 pub(super) fn choose(
     slots: &[Slot],
     sessions: &HashMap<At, Session>,
     pending: &HashMap<u64, (usize, Pending)>,
     plan: &AcpPlan,
+    busy: &dyn Fn(usize) -> bool,
     now: Instant,
 ) -> Room {
     let opening = |slot: usize| {
-        pending.values().any(|(s, p)| {
-            *s == slot
-                && matches!(
-                    p,
-                    Pending::NewSession(_)
-                        | Pending::Models
-                        | Pending::Probe(_)
-                        | Pending::Authenticate(_)
-                )
-        })
+        busy(slot)
+            || pending.values().any(|(s, p)| {
+                *s == slot
+                    && matches!(
+                        p,
+                        Pending::NewSession(_)
+                            | Pending::Models
+                            | Pending::Probe(_)
+                            | Pending::Authenticate(_)
+                    )
+            })
     };
     let count = |slot: usize, busy: bool| {
         sessions
@@ -121,7 +124,8 @@ pub(super) fn choose(
             .filter(|(at, s)| at.slot == slot && (!busy || s.turn.is_some()))
             .count()
     };
-    let up = |slot: &usize| slots.get(*slot).is_some_and(|s| s.ready() || s.starting());
+    let up =
+        |slot: &usize| !busy(*slot) && slots.get(*slot).is_some_and(|s| s.ready() || s.starting());
     let with_room: Vec<usize> = (0..slots.len())
         .filter(up)
         .filter(|&slot| count(slot, false) < plan.max_sessions)

@@ -21,6 +21,9 @@ pub struct Preset {
     /// How its own tools are turned off, so its model sees only the
     /// editor's (when it may not run its own anyway).
     pub own_tools_off: OwnToolsOff,
+    /// It keeps its sessions' MCP servers by name for its whole working
+    /// directory (the last session's relay answers every session's calls).
+    pub shared_servers: bool,
 }
 
 /// How an agent's own tools are turned off.
@@ -55,6 +58,7 @@ pub const PRESETS: &[Preset] = &[
         login: "claude /login (or set ANTHROPIC_API_KEY)",
         install: "npm install -g @zed-industries/claude-agent-acp @anthropic-ai/claude-code",
         own_tools_off: OwnToolsOff::Meta(r#"{"disableBuiltInTools": true}"#),
+        shared_servers: false,
     },
     Preset {
         name: "codex",
@@ -63,6 +67,7 @@ pub const PRESETS: &[Preset] = &[
         login: "codex login (or set OPENAI_API_KEY)",
         install: "npm install -g @zed-industries/codex-acp",
         own_tools_off: OwnToolsOff::No,
+        shared_servers: false,
     },
     Preset {
         name: "gemini",
@@ -71,6 +76,7 @@ pub const PRESETS: &[Preset] = &[
         login: "gemini, then choose a login (or set GEMINI_API_KEY)",
         install: "npm install -g @google/gemini-cli",
         own_tools_off: OwnToolsOff::No,
+        shared_servers: false,
     },
     Preset {
         name: "qwen",
@@ -79,6 +85,7 @@ pub const PRESETS: &[Preset] = &[
         login: "qwen, then /auth (or set OPENAI_API_KEY with --auth-type openai)",
         install: "npm install -g @qwen-code/qwen-code",
         own_tools_off: OwnToolsOff::Args(qwen_own_tools_off),
+        shared_servers: false,
     },
     Preset {
         name: "opencode",
@@ -87,6 +94,7 @@ pub const PRESETS: &[Preset] = &[
         login: "opencode auth login",
         install: "npm install -g opencode-ai",
         own_tools_off: OwnToolsOff::No,
+        shared_servers: true,
     },
     Preset {
         name: "goose",
@@ -95,6 +103,7 @@ pub const PRESETS: &[Preset] = &[
         login: "goose configure",
         install: "see https://block.github.io/goose/",
         own_tools_off: OwnToolsOff::No,
+        shared_servers: false,
     },
     Preset {
         name: "cursor-agent",
@@ -103,6 +112,7 @@ pub const PRESETS: &[Preset] = &[
         login: "cursor-agent login",
         install: "curl https://cursor.com/install -fsS | bash",
         own_tools_off: OwnToolsOff::No,
+        shared_servers: false,
     },
 ];
 

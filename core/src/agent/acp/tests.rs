@@ -26,6 +26,7 @@ fn plan() -> AcpPlan {
         login: Some("agent login".into()),
         tools: None,
         editor_tools: EditorTools::Auto,
+        shared_servers: false,
         own_tools_off: None,
     }
 }
@@ -1192,4 +1193,92 @@ fn an_agent_that_needs_a_login_is_logged_in_with_a_key_once_else_the_editor_is_t
             .contains("run `agent login` once"),
         "{out:?}"
     );
+}
+
+/// A relay connection saying the secret of the MCP server `new` gave its
+/// session, and listing its tools.
+fn relay_of(agent: &mut AcpAgent, link: LinkId, new: &Value, now: Instant) {
+    let secret = new["params"]["mcpServers"][0]["args"][0]
+        .as_str()
+        .unwrap_or_default();
+    let hello = json!({"secret": secret});
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    agent.handle_link(link, format!("{hello}\n{list}\n").as_bytes(), now);
+    std::iter::from_fn(|| agent.poll_link()).count();
+}
+
+#[test]
+fn an_agent_sharing_mcp_servers_has_one_tools_turn_at_a_time_and_its_calls_go_to_it() {
+    let now = Instant::now();
+    let shared = AcpPlan {
+        shared_servers: true,
+        editor_tools: EditorTools::Mcp,
+        ..with_tools()
+    };
+    let mut agent = AcpAgent::new(shared, "acp", now);
+    written(&mut agent);
+    reply(&mut agent, 0, &json!(0), json!({"protocolVersion": 1}), now);
+    reply(&mut agent, 0, &json!(1), json!({"sessionId": "s0"}), now);
+    let one = json!([{"role": "user", "content": "One"}]);
+    invoke_with_tools(&mut agent, "inv-1", one.clone(), now);
+    let first = request_of(&written(&mut agent), "session/new");
+    reply(&mut agent, 0, &first["id"], json!({"sessionId": "s1"}), now);
+    relay_of(&mut agent, LinkId(1), &first, now);
+    agent.handle_timeout(now + LIST_SETTLE);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    // A second conversation with tools waits for the first's turn.
+    invoke_with_tools(
+        &mut agent,
+        "inv-2",
+        json!([{"role": "user", "content": "Two"}]),
+        now,
+    );
+    assert!(written(&mut agent).is_empty());
+    update(&mut agent, 0, "s1", "agent_message_chunk", "Done.", now);
+    reply(
+        &mut agent,
+        0,
+        &prompt["id"],
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    let second = request_of(&written(&mut agent), "session/new");
+    reply(
+        &mut agent,
+        0,
+        &second["id"],
+        json!({"sessionId": "s2"}),
+        now,
+    );
+    relay_of(&mut agent, LinkId(2), &second, now);
+    agent.handle_timeout(now + LIST_SETTLE);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    reply(
+        &mut agent,
+        0,
+        &prompt["id"],
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    frames(&mut agent);
+    // The first conversation goes on in s1; the agent calls the editor's
+    // tool over the relay it registered last, s2's: the call is s1's turn's.
+    let mut messages = one.as_array().cloned().unwrap_or_default();
+    messages.push(json!({"role": "assistant", "content": "Done."}));
+    messages.push(json!({"role": "user", "content": "Weather?"}));
+    let later = now + Duration::from_secs(2);
+    invoke_with_tools(&mut agent, "inv-3", json!(messages), later);
+    let prompt = request_of(&written(&mut agent), "session/prompt");
+    assert_eq!(prompt["params"]["sessionId"], "s1");
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                      "params": {"name": "weather", "arguments": {"city": "Oslo"}}});
+    agent.handle_link(LinkId(2), format!("{call}\n").as_bytes(), later);
+    agent.handle_timeout(later + Duration::from_secs(1));
+    let out = frames(&mut agent);
+    let calls: Vec<&Value> = out
+        .iter()
+        .filter(|f| f["delta"]["tool_calls"].is_array())
+        .collect();
+    assert_eq!(calls.len(), 1, "{out:?}");
+    assert_eq!(calls[0]["id"], "inv-3");
 }

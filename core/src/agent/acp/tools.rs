@@ -138,11 +138,7 @@ impl AcpAgent {
             self.listed.insert(owner, now);
             self.tools_reached(true);
         }
-        let session = self
-            .sessions
-            .iter()
-            .find(|(_, s)| s.tools == Some(owner))
-            .map(|(at, _)| at.clone());
+        let session = self.speaks_for(owner);
         let turn = session
             .as_ref()
             .and_then(|at| self.sessions.get_mut(at))
@@ -255,14 +251,47 @@ impl AcpAgent {
             return;
         };
         let round = self
-            .sessions
-            .values_mut()
-            .find(|s| s.tools == Some(owner))
+            .speaks_for(owner)
+            .and_then(|at| self.sessions.get_mut(&at))
             .and_then(|s| s.turn.as_mut())
             .and_then(|t| t.round.as_mut());
         if let Some(round) = round {
             round.link_closed(id);
         }
+    }
+
+    /// The session the relay of `owner` speaks for: the one it was given
+    /// to — or, for an agent that shares MCP servers across its sessions,
+    /// the one of that process whose turn uses the editor's tools, whoever
+    /// the relay was given to.
+    fn speaks_for(&self, owner: RunId) -> Option<At> {
+        let given = self
+            .sessions
+            .iter()
+            .find(|(_, s)| s.tools == Some(owner))
+            .map(|(at, _)| at.clone());
+        let slot = given.as_ref().map(|at| at.slot).or_else(|| {
+            self.pending.values().find_map(|(slot, p)| match p {
+                Pending::NewSession(r) if r.owner == Some(owner) => Some(*slot),
+                _ => None,
+            })
+        });
+        slot.and_then(|slot| self.tools_turn_in(slot)).or(given)
+    }
+
+    /// For an agent that shares MCP servers across its sessions (by name,
+    /// for its whole working directory, as opencode does): the session of
+    /// `slot` whose turn uses the editor's tools, if one does. There is at
+    /// most one (such turns go one at a time in a process), and every
+    /// relay of the process speaks for it.
+    pub(super) fn tools_turn_in(&self, slot: usize) -> Option<At> {
+        if !self.plan.shared_servers {
+            return None;
+        }
+        self.sessions
+            .iter()
+            .find(|(at, s)| at.slot == slot && s.turn.as_ref().is_some_and(|t| t.round.is_some()))
+            .map(|(at, _)| at.clone())
     }
 
     /// Calls whose batch is due go to the editor; a turn the editor left
