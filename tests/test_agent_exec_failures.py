@@ -546,13 +546,14 @@ def test_a_whole_answer_that_failed_is_a_502(server, cli_agent, cli):
 @pytest.mark.parametrize("cli", CLIS)
 def test_a_hanging_endpoint_times_out(server, cli_agent, cli):
     """Neither CLI gives up on an endpoint that never answers within
-    minutes: `--timeout-secs` does, with a 504, and kills the CLI."""
-    fake, agent, model = cli_agent(cli, HANG, timeout_secs=3)
+    minutes: `--timeout-secs` does, with a 504, and kills the CLI. (6 s: a
+    CLI starting on a loaded machine reaches its endpoint within that.)"""
+    fake, agent, model = cli_agent(cli, HANG, timeout_secs=6)
     seen = Seen(server, model)
     # A stream's headers went before the timeout: the error comes in it.
-    assert seen.status in (None, 504) and "did not answer within 3 s" in str(seen.error), seen
+    assert seen.status in (None, 504) and "did not answer within 6 s" in str(seen.error), seen
     assert seen.text == "", seen
-    assert 3 <= seen.seconds < 10, seen
+    assert 6 <= seen.seconds < 14, seen
     assert len(fake.model_requests()) >= 1
     wait_cli_gone(model, agent)
 
