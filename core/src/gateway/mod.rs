@@ -64,12 +64,13 @@ pub struct Gateway {
 
 impl Bridge {
     /// Names on the aggregate endpoint `/mcp` joined by `names`'
-    /// separator instead of `__`, and no longer than its longest.
+    /// separator instead of `__`, and no longer than its longest (the
+    /// aggregate sessions told their lists changed, when they did).
     pub fn set_names(&mut self, names: Names) {
         if self.above.names != names {
-            self.above.directory.clear();
+            self.above.names = names;
+            self.aggregates_changed();
         }
-        self.above.names = names;
     }
 }
 
