@@ -72,10 +72,10 @@ pub fn bad_max_len(max_len: usize) -> Option<&'static str> {
 }
 
 /// Why `prefix` cannot be a server's prefix, if it cannot: empty (names
-/// listed bare), or 1 to 64 of what a tool name may hold.
+/// listed bare), or what a tool name may hold.
 pub fn bad_prefix(prefix: &str) -> Option<&'static str> {
-    let fits = prefix.len() <= 64 && prefix.chars().all(tool_char);
-    (!fits).then_some("a prefix is empty or up to 64 of letters, digits, `_`, `-` and `.`")
+    let fits = prefix.chars().all(tool_char);
+    (!fits).then_some("a prefix is empty or letters, digits, `_`, `-` and `.`")
 }
 
 /// Which list a name is of: tools and prompts are named apart.
