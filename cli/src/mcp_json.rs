@@ -3,7 +3,9 @@
 //! `mcp.json`, and VS Code's `mcp.json` (under `servers`) — read as bridge
 //! servers, so a developer's servers are configured once.
 //!
-//! Each entry's `command`, `args`, `env` and `cwd` are taken; a `disabled`
+//! Each entry's `command`, `args`, `env` and `cwd` are taken, and this
+//! bridge's own `prefix` (what its tools are named under on `/mcp`;
+//! clients ignore keys they do not know); a `disabled`
 //! one, and a remote one (`type` `http`/`sse`, or a `url`), is skipped
 //! with a note saying why; keys this bridge does not use are named once
 //! per file in a warning. A file that cannot be read as this format is a
@@ -18,7 +20,9 @@ use serde_json::{Map, Value};
 use crate::settings::{BadSettings, BridgeServer};
 
 /// The keys of an entry that are read; any other is named in a warning.
-const KNOWN: [&str; 7] = ["command", "args", "env", "cwd", "disabled", "type", "url"];
+const KNOWN: [&str; 8] = [
+    "command", "args", "env", "cwd", "disabled", "type", "url", "prefix",
+];
 
 /// The two keys a file may keep its servers under.
 #[derive(serde::Deserialize)]
@@ -166,9 +170,15 @@ fn server(name: &str, entry: &Map<String, Value>) -> Result<BridgeServer, String
         Some(Value::String(dir)) => Some(dir.clone()),
         Some(_) => return Err("`cwd` is not a string".into()),
     };
+    let prefix = match entry.get("prefix") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(prefix)) => Some(prefix.clone()),
+        Some(_) => return Err("`prefix` is not a string".into()),
+    };
     let mut server = BridgeServer::from_command(name, command, strings("args")?);
     server.env = env;
     server.cwd = cwd;
+    server.prefix = prefix;
     Ok(server)
 }
 
@@ -183,6 +193,23 @@ mod tests {
         let path = dir.join("mcp.json");
         std::fs::write(&path, text).unwrap();
         read(&path)
+    }
+
+    #[test]
+    fn a_prefix_beside_the_command_is_taken() {
+        let found = read_text(
+            r#"{"mcpServers": {
+                "github": {"command": "gh-mcp", "prefix": "gh"},
+                "files": {"command": "fs-mcp", "prefix": ""},
+                "git": {"command": "git-mcp"}}}"#,
+        )
+        .unwrap();
+        let prefixes: Vec<Option<&str>> =
+            found.servers.iter().map(|s| s.prefix.as_deref()).collect();
+        assert_eq!(prefixes, [Some("gh"), Some(""), None]);
+        assert!(found.notes.is_empty(), "{:?}", found.notes);
+        let bad = read_text(r#"{"mcpServers": {"a": {"command": "x", "prefix": 1}}}"#);
+        assert!(bad.err().unwrap().0.contains("`prefix`"));
     }
 
     #[test]

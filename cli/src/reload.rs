@@ -143,6 +143,7 @@ impl Reloader {
         let specs = new.bridge.all_servers().map(|s| s.spec()).collect();
         match self.bridged.reconfigure(specs, new.bridge.limits()) {
             Ok(done) => {
+                self.bridged.set_names(new.bridge.names());
                 tracing::info!("the MCP bridge's configuration was reloaded ({why}): {done}")
             }
             Err(e) => return refused(&e),

@@ -27,6 +27,10 @@ pub struct BridgeSettings {
     /// (`files__read_file`).
     #[serde(default = "default_aggregate_separator")]
     pub aggregate_separator: String,
+    /// The longest tool or prompt name on `/mcp`: a longer one is
+    /// shortened (a head and a hash of the whole name).
+    #[serde(default = "default_max_name_len")]
+    pub max_name_len: usize,
     /// `mcpServers` JSON files (Claude Desktop, Claude Code, Cursor, VS
     /// Code) whose servers are bridged too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -49,6 +53,7 @@ impl Default for BridgeSettings {
             max_sessions: default_bridge_sessions(),
             session_idle_secs: default_bridge_session_idle(),
             aggregate_separator: default_aggregate_separator(),
+            max_name_len: default_max_name_len(),
             mcp_json: Vec::new(),
             servers: Vec::new(),
             from_json: Vec::new(),
@@ -69,11 +74,19 @@ fn default_aggregate_separator() -> String {
     aggregate_names::DEFAULT_SEPARATOR.to_owned()
 }
 
+fn default_max_name_len() -> usize {
+    aggregate_names::DEFAULT_MAX_LEN
+}
+
 impl BridgeSettings {
     /// Its keys that hold a plain value (an environment variable can set
     /// them; `bridge_token` is a key of the top level).
-    pub(super) const PLAIN_KEYS: [&str; 3] =
-        ["max_sessions", "session_idle_secs", "aggregate_separator"];
+    pub(super) const PLAIN_KEYS: [&str; 4] = [
+        "max_sessions",
+        "session_idle_secs",
+        "aggregate_separator",
+        "max_name_len",
+    ];
 
     pub(super) fn is_empty(&self) -> bool {
         *self == BridgeSettings::default()
@@ -85,10 +98,14 @@ impl BridgeSettings {
         self.servers.iter().chain(&self.from_json)
     }
 
-    /// How `/mcp` names each server's tools and prompts (the separator is
-    /// checked when the settings load).
+    /// How `/mcp` names each server's tools and prompts (the separator and
+    /// the longest name are checked when the settings load).
     pub fn names(&self) -> AggregateNames {
-        AggregateNames::new(&self.aggregate_separator).unwrap_or_default()
+        let names = AggregateNames::new(&self.aggregate_separator).unwrap_or_default();
+        names
+            .clone()
+            .with_max_len(self.max_name_len)
+            .unwrap_or(names)
     }
 
     /// The core's limits for the bridge, these settings in them.
@@ -112,8 +129,28 @@ impl BridgeSettings {
                 "bad setting `bridge.aggregate_separator`: {why}"
             )));
         }
+        if let Some(why) = aggregate_names::bad_max_len(self.max_name_len) {
+            return Err(BadSettings(format!(
+                "bad setting `bridge.max_name_len`: {why}"
+            )));
+        }
+        // What each server is named under on `/mcp`: its prefix, or its
+        // name (for an empty prefix too, when a name meets another's).
+        let mut prefixes = std::collections::BTreeMap::new();
         for server in self.all_servers() {
             server.validate()?;
+            let mut own = vec![server.name.as_str()];
+            if let Some(prefix) = server.prefix.as_deref().filter(|p| !p.is_empty()) {
+                own = vec![prefix];
+            }
+            for prefix in own {
+                if let Some(other) = prefixes.insert(prefix, server.name.as_str()) {
+                    return Err(BadSettings(format!(
+                        "bridge server `{}`: `{prefix}` is what server `{other}` is named under on /mcp already; give one of them another `prefix`",
+                        server.name
+                    )));
+                }
+            }
         }
         Ok(())
     }

@@ -48,6 +48,10 @@ pub struct BridgeServer {
     /// whatever another server lists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// What its tools and prompts are named under on `/mcp` instead of
+    /// its name (`gh` → `gh__create_issue`); empty: bare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 fn shared() -> String {
@@ -93,6 +97,7 @@ impl BridgeServer {
             tools: Vec::new(),
             exclude_tools: Vec::new(),
             resources: Vec::new(),
+            prefix: None,
         }
     }
 
@@ -127,6 +132,7 @@ impl BridgeServer {
             exclude: self.exclude_tools.clone(),
         };
         spec.resources = self.resources.clone();
+        spec.prefix = self.prefix.clone();
         spec
     }
 
@@ -146,6 +152,10 @@ impl BridgeServer {
                 "`restart` is on-crash or never, not `{}`",
                 self.restart
             ));
+        }
+        let prefix = self.prefix.as_deref().unwrap_or_default();
+        if let Some(why) = mcp_provider_core::gateway::aggregate::names::bad_prefix(prefix) {
+            return bad(format!("`prefix`: {why}"));
         }
         if self.resources.iter().any(String::is_empty) {
             return bad("`resources` are URI beginnings, none of them empty".into());

@@ -175,3 +175,45 @@ fn bad_servers_are_named() {
     assert!(share.contains("share"), "{share}");
     assert!(resources.contains("`resources`"), "{resources}");
 }
+
+#[test]
+fn a_prefix_and_the_longest_name_are_read_checked_and_reach_the_core() {
+    let dir = std::env::temp_dir().join(format!("bridge-prefix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("prefix.toml");
+    let load = |text: &str, env: &[(&str, &str)]| {
+        std::fs::write(&file, text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::load(Some(&file), env, &[], &Added::default())
+    };
+    let two = "[[bridge.servers]]\nname = \"github\"\ncommand = \"x\"\nprefix = \"gh\"\n\
+               [[bridge.servers]]\nname = \"files\"\ncommand = \"y\"\nprefix = \"\"\n";
+    let s = load(two, &[("MCP_PROVIDER_BRIDGE_MAX_NAME_LEN", "60")]).unwrap();
+    assert_eq!(s.bridge.servers[0].spec().prefix.as_deref(), Some("gh"));
+    assert_eq!(s.bridge.servers[1].spec().prefix.as_deref(), Some(""));
+    assert_eq!(s.bridge.names().max_len(), 60);
+    assert_eq!(load("", &[]).unwrap().bridge.names().max_len(), 64);
+    let printed = s.masked(7);
+    assert!(
+        printed.contains("prefix = \"gh\"") && printed.contains("max_name_len = 60"),
+        "{printed}"
+    );
+    let short = load("", &[("MCP_PROVIDER_BRIDGE_MAX_NAME_LEN", "8")])
+        .unwrap_err()
+        .0;
+    assert!(short.contains("bridge.max_name_len"), "{short}");
+    let bad = load(
+        "[[bridge.servers]]\nname = \"x\"\ncommand = \"c\"\nprefix = \"a b\"\n",
+        &[],
+    );
+    assert!(bad.unwrap_err().0.contains("`prefix`"));
+    // A prefix another server is named under already.
+    let taken = "[[bridge.servers]]\nname = \"gh\"\ncommand = \"x\"\n\
+                 [[bridge.servers]]\nname = \"github\"\ncommand = \"y\"\nprefix = \"gh\"\n";
+    let taken = load(taken, &[]).unwrap_err().0;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        taken.contains("`github`") && taken.contains("`gh`"),
+        "{taken}"
+    );
+}

@@ -179,6 +179,11 @@ pub struct ServerSpec {
     /// goes here, whatever another server lists (empty: its listings and
     /// templates say which are its, see `aggregate`).
     pub resources: Vec<String>,
+    /// What its tools and prompts are named under on the aggregate
+    /// endpoint `/mcp` instead of its name: `gh` lists `gh__create_issue`;
+    /// empty lists them bare (see `gateway::aggregate::names`). `None`:
+    /// its name.
+    pub prefix: Option<String>,
 }
 
 impl ServerSpec {
@@ -195,6 +200,7 @@ impl ServerSpec {
             idle_timeout: None,
             tools: filter::ToolFilter::default(),
             resources: Vec::new(),
+            prefix: None,
         }
     }
 }

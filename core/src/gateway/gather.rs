@@ -430,6 +430,14 @@ impl Bridge {
                 self.send_page(done.to, done.key, page, done.parts);
                 return false;
             }
+            Finish::Resolve(resolve) => {
+                let resolve = *resolve;
+                self.name_parts(done.key, &mut done.parts);
+                let session = resolve.session.as_deref();
+                let (id, method, params) = (resolve.id, resolve.method, resolve.params);
+                self.aggregate_request(done.to, session, id, method, params, true, now);
+                return false;
+            }
             Finish::Document { server } => {
                 let (lists, unavailable) = split(done.key, done.parts);
                 let document = super::openapi::document(server.as_deref(), &lists, &unavailable);

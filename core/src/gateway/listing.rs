@@ -39,6 +39,9 @@ pub(super) enum Finish {
     Merged(Page),
     /// The OpenAPI document of the tools, of `server` alone when named.
     Document { server: Option<String> },
+    /// A request of the aggregate endpoint naming a tool or prompt that
+    /// was not listed: made once the listing taught its name.
+    Resolve(Box<Resolve>),
     /// A call of `tool` with `arguments`, made once the tool is seen in
     /// `server`'s list; a tool not there is a 404.
     Call {
@@ -53,7 +56,7 @@ impl Finish {
     pub(super) fn wants_more(&self, entries: &[Value]) -> bool {
         match self {
             Finish::Tagged | Finish::Merged(_) => false,
-            Finish::Document { .. } => true,
+            Finish::Document { .. } | Finish::Resolve(_) => true,
             Finish::Call { tool, .. } => !listed(entries, tool),
         }
     }
@@ -63,6 +66,7 @@ impl Finish {
         match self {
             Finish::Tagged | Finish::Merged(_) => "a listing of several servers",
             Finish::Document { .. } => "the OpenAPI document",
+            Finish::Resolve(_) => "a listing to find a name called on /mcp",
             Finish::Call { .. } => "an OpenAPI tool call",
         }
     }
@@ -85,6 +89,15 @@ pub(super) fn listed(entries: &[Value], tool: &str) -> bool {
 /// The entries of `key` in a server's answer.
 pub(super) fn entries<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
     answer["result"][key].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// A request of the aggregate endpoint waiting for a listing.
+pub(super) struct Resolve {
+    pub(super) id: Value,
+    pub(super) method: String,
+    pub(super) params: Value,
+    /// Its session; none for a stateless request.
+    pub(super) session: Option<String>,
 }
 
 /// A page of the aggregate listing being gathered: whom to answer, how.

@@ -11,7 +11,7 @@
 //! [`Gateway`](crate::gateway::Gateway) is.
 //! [`Bridge`](crate::gateway::Bridge) is the two together, what a driver runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -55,13 +55,22 @@ pub struct Gateway {
     owners: aggregate::Owners,
     /// How the aggregate endpoint names each server's tools and prompts.
     names: Names,
+    /// The names it listed, for calls.
+    directory: aggregate::names::Directory,
+    /// Servers with an empty prefix named under their name: one of their
+    /// names met another server's.
+    unbared: BTreeSet<String>,
 }
 
 impl Bridge {
     /// Names on the aggregate endpoint `/mcp` joined by `names`'
-    /// separator instead of `__`.
+    /// separator instead of `__`, and no longer than its longest (the
+    /// aggregate sessions told their lists changed, when they did).
     pub fn set_names(&mut self, names: Names) {
-        self.above.names = names;
+        if self.above.names != names {
+            self.above.names = names;
+            self.aggregates_changed();
+        }
     }
 }
 

@@ -126,6 +126,11 @@ fn check(specs: &[ServerSpec]) -> Result<(), BadConfiguration> {
             let name = spec.name.clone();
             return Err(BadConfiguration::BadName { name, why });
         }
+        let prefix = spec.prefix.as_deref().unwrap_or_default();
+        if let Some(why) = crate::gateway::aggregate::names::bad_prefix(prefix) {
+            let name = spec.name.clone();
+            return Err(BadConfiguration::BadName { name, why });
+        }
         if !seen.insert(spec.name.as_str()) {
             return Err(BadConfiguration::Duplicate(spec.name.clone()));
         }

@@ -2,7 +2,11 @@
 //! generations, so a client configured once sees all of a developer's
 //! servers.
 //!
-//! Tools and prompts are listed under `{server}__{name}` ([`names`]);
+//! Tools and prompts are listed under `{prefix}__{name}` ([`names`]): the
+//! prefix is the server's name unless configured, and may be empty (names
+//! bare); a name longer than the clients take is shortened, and a call
+//! of any name listed is found in the names' [`names::Directory`] (a name
+//! not found there is looked for in a fresh listing first);
 //! resources keep their URIs, and a URI goes to the server configured to
 //! own its beginning, else to the first server in the configuration that
 //! listed it or has a template it starts like (`owners`). Each listing
@@ -38,13 +42,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::listing::{Finish, Page, Source};
+use super::gather::Part;
+use super::listing::{Finish, Page, Resolve, Source};
 use super::Bridge;
 use crate::bridge::common::{progress_token, stateless_answer, Pending, Reply, Transport};
 use crate::bridge::{ChildId, ClientId, BRIDGE, SERVER_ERROR};
 use crate::http::Response;
 use crate::mcp::{self, Message};
 use crate::provider::RequestId;
+use names::Kind;
 
 /// MCP's "resource not found".
 const RESOURCE_NOT_FOUND: i64 = -32002;
@@ -103,7 +109,7 @@ impl Bridge {
         }
         match message {
             Message::Request { id, method, params } => {
-                self.aggregate_request(to, Some(session), id, method, params, now)
+                self.aggregate_request(to, Some(session), id, method, params, false, now)
             }
             Message::Notification { method, params } => {
                 self.respond(to, Response::full(202, "application/json", Bytes::new()));
@@ -135,19 +141,22 @@ impl Bridge {
             let result = mcp::discover_result(capabilities(), server_info(), &self.instructions());
             return self.respond(to, Response::json(200, mcp::result(&id, result)));
         }
-        self.aggregate_request(to, None, id, method, params, now);
+        self.aggregate_request(to, None, id, method, params, false, now);
     }
 
     /// A request of the aggregate endpoint (of a session's client, or a
     /// stateless one): answered here, listed from every server, or sent to
-    /// the one server its name or URI names.
-    fn aggregate_request(
+    /// the one server its name or URI names. A name not listed before is
+    /// looked for in a listing first, unless `listed` (it just was).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn aggregate_request(
         &mut self,
         to: RequestId,
         session: Option<&str>,
         id: Value,
         method: String,
         params: Value,
+        listed: bool,
         now: Instant,
     ) {
         let refuse = |this: &mut Self, code: i64, message: &str| {
@@ -172,10 +181,19 @@ impl Bridge {
                 return self.respond(to, Response::json(200, mcp::result(&id, json!({}))));
             }
             _ => {
+                if let Some(kind) = self.unlisted(&method, &params).filter(|_| !listed) {
+                    let resolve = Resolve {
+                        id,
+                        method,
+                        params,
+                        session: session.map(str::to_owned),
+                    };
+                    return self.list_to_resolve(to, kind, resolve, now);
+                }
                 return match self.owner_of(&method, params) {
                     Ok((spec, params)) => self.route_to(to, session, spec, id, method, params, now),
                     Err((code, why)) => refuse(self, code, &why),
-                }
+                };
             }
         };
         let page = Page {
@@ -207,8 +225,22 @@ impl Bridge {
             }
             asked
         };
-        let mut asks: Vec<(usize, Value)> =
-            wanted.into_iter().map(|(s, own)| (s, ask(own))).collect();
+        let asks: Vec<(usize, Value)> = wanted.into_iter().map(|(s, own)| (s, ask(own))).collect();
+        let (sources, parts) = self.list_sources(to, session, key, asks, now);
+        self.gather(to, key, sources, parts, Finish::Merged(page), now);
+    }
+
+    /// Where each of `asks` (a server and its params) is asked for its
+    /// `key` list: kept lists at once, else the session's members, else
+    /// clients of their own; with the parts known already.
+    fn list_sources(
+        &mut self,
+        to: RequestId,
+        session: Option<&str>,
+        key: &str,
+        mut asks: Vec<(usize, Value)>,
+        now: Instant,
+    ) -> (Vec<Source>, Vec<Part>) {
         let mut parts = self.kept_parts(key, &mut asks);
         let sources = match session {
             None => {
@@ -219,7 +251,9 @@ impl Bridge {
             Some(session) => {
                 let mut sources = Vec::new();
                 for (spec, params) in asks {
-                    let server = self.specs[spec].name.clone();
+                    let Some(server) = self.specs.get(spec).map(|s| s.name.clone()) else {
+                        continue;
+                    };
                     match self.member(to, session, spec, now) {
                         Ok((child, client)) => sources.push(Source {
                             server,
@@ -234,7 +268,49 @@ impl Bridge {
                 sources
             }
         };
-        self.gather(to, key, sources, parts, Finish::Merged(page), now);
+        (sources, parts)
+    }
+
+    /// The kind of name a request of `method` names, when that name was
+    /// not listed and cannot be read without a listing: a server lists
+    /// names bare, or the name may be a shortened one.
+    fn unlisted(&self, method: &str, params: &Value) -> Option<Kind> {
+        let (kind, name) = match method {
+            "tools/call" => (Kind::Tool, &params["name"]),
+            "prompts/get" => (Kind::Prompt, &params["name"]),
+            "completion/complete" if params["ref"]["type"] == "ref/prompt" => {
+                (Kind::Prompt, &params["ref"]["name"])
+            }
+            _ => return None,
+        };
+        let name = name.as_str()?;
+        if self.above.directory.find(kind, name).is_some() {
+            return None;
+        }
+        let names = &self.above.names;
+        let bare = self
+            .aggregate_servers()
+            .iter()
+            .any(|(_, s)| s.prefix.is_empty());
+        (bare || names.looks_shortened(name)).then_some(kind)
+    }
+
+    /// Lists `kind` of every server on `/mcp`, to learn their names, then
+    /// makes the request `resolve` holds.
+    fn list_to_resolve(&mut self, to: RequestId, kind: Kind, resolve: Resolve, now: Instant) {
+        let key = match kind {
+            Kind::Tool => "tools",
+            Kind::Prompt => "prompts",
+        };
+        let asks = self
+            .aggregated()
+            .into_iter()
+            .map(|spec| (spec, json!({})))
+            .collect();
+        let session = resolve.session.clone();
+        let (sources, parts) = self.list_sources(to, session.as_deref(), key, asks, now);
+        let finish = Finish::Resolve(Box::new(resolve));
+        self.gather(to, key, sources, parts, finish, now);
     }
 
     /// Sends a request to server `spec`: through the session's member, or
@@ -277,16 +353,16 @@ impl Bridge {
     /// reads them (its own name, without the prefix); else the error code
     /// and message.
     fn owner_of(&self, method: &str, mut params: Value) -> Result<(usize, Value), (i64, String)> {
-        let (field, what) = match method {
-            "tools/call" => (&mut params["name"], "tool"),
-            "prompts/get" => (&mut params["name"], "prompt"),
+        let (at, kind) = match method {
+            "tools/call" => ("", Kind::Tool),
+            "prompts/get" => ("", Kind::Prompt),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = params["uri"].as_str().unwrap_or_default();
                 let spec = self.resource_owner(uri)?;
                 return Ok((spec, params));
             }
             "completion/complete" => match params["ref"]["type"].as_str() {
-                Some("ref/prompt") => (&mut params["ref"]["name"], "prompt"),
+                Some("ref/prompt") => ("/ref", Kind::Prompt),
                 _ => {
                     let uri = params["ref"]["uri"].as_str().unwrap_or_default();
                     let spec = self.resource_owner(uri)?;
@@ -298,7 +374,26 @@ impl Bridge {
                 return Err((mcp::METHOD_NOT_FOUND, why));
             }
         };
-        let full = field.as_str().unwrap_or_default().to_owned();
+        let what = match kind {
+            Kind::Tool => "tool",
+            Kind::Prompt => "prompt",
+        };
+        // The object that holds the name (a peer's params may be anything).
+        let holder = params.pointer_mut(at).and_then(Value::as_object_mut);
+        let Some(holder) = holder else {
+            return Err((mcp::INVALID_PARAMS, format!("the {what}'s name is missing")));
+        };
+        let full = holder
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let found = self.above.directory.find(kind, &full);
+        if let Some(spec) = found.and_then(|(server, _)| self.aggregated_spec(server)) {
+            let own = found.map(|(_, own)| own).unwrap_or_default();
+            holder.insert("name".into(), json!(own));
+            return Ok((spec, params));
+        }
         let sep = self.above.names.separator().to_owned();
         let unknown = |why: String| {
             (
@@ -306,13 +401,17 @@ impl Bridge {
                 format!("Unknown {what}: {full} ({why})"),
             )
         };
-        let Some((server, own)) = self.above.names.split(&full) else {
-            return Err(unknown(format!("names here are SERVER{sep}NAME")));
+        let Some((prefix, own)) = self.above.names.split(&full) else {
+            return Err(unknown(format!(
+                "not listed; names here are PREFIX{sep}NAME"
+            )));
         };
-        let Some(spec) = self.aggregated_spec(server) else {
-            return Err(unknown(format!("no bridged server is called `{server}`")));
+        let Some(spec) = self.spec_by_prefix(prefix) else {
+            return Err(unknown(format!(
+                "no bridged server has the prefix `{prefix}`"
+            )));
         };
-        *field = json!(own);
+        holder.insert("name".into(), json!(own));
         Ok((spec, params))
     }
 
@@ -513,6 +612,8 @@ impl Bridge {
             .listings
             .retain(|(listed, _), _| listed != server);
         self.above.owners.forget(server);
+        self.above.directory.forget(server);
+        self.above.unbared.remove(server);
         let mut dropped = Vec::new();
         for (session, fan) in &mut self.above.fans {
             if let Some(member) = fan.members.remove(server) {
@@ -529,6 +630,9 @@ impl Bridge {
 
     /// Every aggregate session is told the servers behind it changed.
     pub(super) fn aggregates_changed(&mut self) {
+        // Prefixes may have changed: names are learned anew.
+        self.above.directory.clear();
+        self.above.unbared.clear();
         let sessions: Vec<String> = self.above.fans.keys().cloned().collect();
         for session in sessions {
             self.lists_changed(&session);
@@ -560,8 +664,9 @@ impl Bridge {
         to: RequestId,
         key: &'static str,
         page: Page,
-        parts: Vec<(String, Result<Value, String>)>,
+        mut parts: Vec<Part>,
     ) {
+        self.name_parts(key, &mut parts);
         let mut items = Vec::new();
         let mut rest = Vec::new();
         let order = self.aggregated_names();
@@ -574,10 +679,9 @@ impl Bridge {
                 rest.push((server.clone(), cursor.to_owned()));
             }
             let entries = result[key].as_array_mut().map(std::mem::take);
-            for mut entry in entries.unwrap_or_default() {
-                if self.aggregate_entry(&server, key, &mut entry, &order) {
-                    items.push(entry);
-                }
+            for entry in entries.unwrap_or_default() {
+                self.aggregate_entry(&server, key, &entry, &order);
+                items.push(entry);
             }
         }
         let mut result = json!({ key: items });
@@ -592,65 +696,139 @@ impl Bridge {
         self.respond(to, Response::json(200, body));
     }
 
-    /// One entry of `server`'s list as the aggregate lists it; false when
-    /// it cannot be (a tool whose prefixed name breaks MCP's rules). A
-    /// resource or template is learned for routing (`order`: the servers
-    /// here, in the configuration's).
-    fn aggregate_entry(
-        &mut self,
-        server: &str,
-        key: &str,
-        entry: &mut Value,
-        order: &[String],
-    ) -> bool {
-        match key {
-            "tools" | "prompts" => {
+    /// The tools or prompts of `parts` named as `/mcp` lists them (those
+    /// that cannot be left out), each name learned for calls. A server
+    /// with an empty prefix that gets its name back as its prefix has its
+    /// bare names forgotten, and every session is told the list changed.
+    pub(super) fn name_parts(&mut self, key: &str, parts: &mut [Part]) {
+        let Some(kind) = Kind::of_key(key) else {
+            return;
+        };
+        let servers: Vec<names::Server> = self
+            .aggregate_servers()
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        let at = |name: &str| servers.iter().position(|s| s.name == name);
+        let mut entries = Vec::new();
+        for (server, part) in parts.iter() {
+            let (Ok(answer), Some(n)) = (part, at(server)) else {
+                continue;
+            };
+            for entry in super::listing::entries(answer, key) {
                 let own = entry["name"].as_str().unwrap_or_default();
-                let named = match key {
-                    "tools" => self.above.names.tool(server, own),
-                    _ => Some(self.above.names.prompt(server, own)),
-                };
-                let Some(named) = named else {
-                    tracing::warn!(
-                        server,
-                        tool = own,
-                        "a tool is left off /mcp: its name with the server's before it breaks MCP's rules for tool names"
-                    );
-                    return false;
-                };
-                entry["name"] = json!(named);
+                entries.push((n, own.to_owned()));
             }
+        }
+        let gateway = &mut self.above;
+        let (named, newly) = gateway.names.assign(
+            kind,
+            &servers,
+            &entries,
+            &gateway.directory,
+            &mut gateway.unbared,
+        );
+        for server in &newly {
+            gateway.directory.forget(server);
+        }
+        let mut named = named.into_iter();
+        for (server, part) in parts.iter_mut() {
+            let Ok(answer) = part else {
+                continue;
+            };
+            let listed = answer["result"][key].as_array_mut();
+            let Some(list) = listed.filter(|_| at(server).is_some()) else {
+                answer["result"][key] = json!([]);
+                continue;
+            };
+            for mut entry in std::mem::take(list) {
+                let Some(Some(name)) = named.next() else {
+                    continue;
+                };
+                let own = entry["name"].as_str().unwrap_or_default();
+                gateway.directory.learn(kind, &name, server, own);
+                entry["name"] = json!(name);
+                list.push(entry);
+            }
+        }
+        if !newly.is_empty() {
+            let sessions: Vec<String> = self.above.fans.keys().cloned().collect();
+            for session in sessions {
+                self.list_changed(&session, key);
+            }
+        }
+    }
+
+    /// One resource or template of `server`'s list as the aggregate lists
+    /// it: learned for routing (`order`: the servers here, in the
+    /// configuration's).
+    fn aggregate_entry(&mut self, server: &str, key: &str, entry: &Value, order: &[String]) {
+        match key {
             "resources" => {
                 if let Some(uri) = entry["uri"].as_str() {
                     self.above.owners.learn_uri(server, uri, order);
                 }
             }
-            _ => {
+            "resourceTemplates" => {
                 if let Some(template) = entry["uriTemplate"].as_str() {
                     self.above.owners.learn_template(server, template);
                 }
             }
+            _ => {}
         }
-        true
     }
 
-    /// The servers on the aggregate endpoint, in their configured order:
-    /// every one whose name can be a prefix ([`names::Names::fits`]).
+    /// The servers on the aggregate endpoint, in their configured order,
+    /// with the prefix each is named under: every one whose prefix can be
+    /// one ([`names::Names::fits`]; for an empty prefix, its name), each
+    /// prefix taken by the first server that has it.
+    pub(super) fn aggregate_servers(&self) -> Vec<(usize, names::Server)> {
+        let names = &self.above.names;
+        let mut taken = std::collections::HashSet::new();
+        let mut servers = Vec::new();
+        for (spec, s) in self.specs.iter().enumerate() {
+            let prefix = s.prefix.clone().unwrap_or_else(|| s.name.clone());
+            let own = if prefix.is_empty() { &s.name } else { &prefix };
+            let usable = names::bad_prefix(&prefix).is_none() && names.fits(own);
+            if usable && taken.insert(own.clone()) {
+                let name = s.name.clone();
+                servers.push((spec, names::Server { name, prefix }));
+            }
+        }
+        servers
+    }
+
+    /// The servers on the aggregate endpoint, in their configured order.
     fn aggregated(&self) -> Vec<usize> {
-        (0..self.specs.len())
-            .filter(|&spec| self.above.names.fits(&self.specs[spec].name))
-            .collect()
+        let servers = self.aggregate_servers().into_iter();
+        servers.map(|(spec, _)| spec).collect()
     }
 
     /// The names of [`Bridge::aggregated`]'s servers, in its order.
     fn aggregated_names(&self) -> Vec<String> {
-        let servers = self.aggregated().into_iter();
-        servers.map(|spec| self.specs[spec].name.clone()).collect()
+        let servers = self.aggregate_servers().into_iter();
+        servers.map(|(_, s)| s.name).collect()
     }
 
     fn aggregated_spec(&self, server: &str) -> Option<usize> {
-        let spec = self.specs.iter().position(|s| s.name == server)?;
-        self.above.names.fits(server).then_some(spec)
+        let servers = self.aggregate_servers().into_iter();
+        servers
+            .filter(|(_, s)| s.name == server)
+            .map(|(spec, _)| spec)
+            .next()
+    }
+
+    /// The server named under `prefix` now (not one listed bare).
+    fn spec_by_prefix(&self, prefix: &str) -> Option<usize> {
+        let unbared = &self.above.unbared;
+        let servers = self.aggregate_servers().into_iter();
+        servers
+            .filter(|(_, s)| match s.prefix.is_empty() {
+                true => unbared.contains(&s.name) && s.name == prefix,
+                false => s.prefix == prefix,
+            })
+            .map(|(spec, _)| spec)
+            .next()
     }
 
     /// What the endpoint tells a client about itself.
@@ -658,7 +836,7 @@ impl Bridge {
         let servers = self.aggregated_names();
         let sep = self.above.names.separator();
         format!(
-            "Every MCP server this bridge serves, at once: {}. Tools and prompts are named SERVER{sep}NAME.",
+            "Every MCP server this bridge serves, at once: {}. Tools and prompts are named PREFIX{sep}NAME (the prefix is the server's name unless configured; some servers' names may be listed bare, and long names shortened).",
             if servers.is_empty() { "none yet".to_owned() } else { servers.join(", ") }
         )
     }

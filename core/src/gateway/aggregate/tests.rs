@@ -690,3 +690,149 @@ fn the_level_set_before_any_server_is_used_reaches_each_as_it_joins() {
         assert_eq!(sent["params"], json!({"level": "error"}));
     }
 }
+
+/// The names of a `tools/list` answer.
+fn tool_names(listed: &Value) -> Vec<String> {
+    let tools = listed["result"]["tools"].as_array().cloned();
+    let tools = tools.unwrap_or_default().into_iter();
+    tools
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `tools/list` through the session, `files` and `git` answering with
+/// tools of these names: the answer.
+fn list_named(rig: &mut Rig, session: &str, files: &[&str], git: &[&str]) -> Value {
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert!(rig.post(Some(session), list).is_none(), "waits for both");
+    for server in ["files", "git"] {
+        if rig.last_sent(server, "tools/list").is_none() {
+            rig.child_answers(server, "initialize", init_result(server));
+        }
+    }
+    let tools = |names: &[&str]| {
+        let tools: Vec<Value> = names
+            .iter()
+            .map(|n| json!({"name": n, "inputSchema": {}, "annotations": {"readOnlyHint": true}}))
+            .collect();
+        json!({ "tools": tools })
+    };
+    rig.child_answers("files", "tools/list", tools(files));
+    let answer = rig.child_answers("git", "tools/list", tools(git)).unwrap();
+    body(&answer)
+}
+
+/// Calls `name` through `session` (or stateless): what reached which
+/// child under which name.
+fn call(rig: &mut Rig, session: Option<&str>, name: &str) -> Option<Response> {
+    let call = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                      "params": {"name": name, "arguments": {}}});
+    rig.post(session, call)
+}
+
+const LONG: &str = "create_or_update_a_pull_request_review_comment_with_suggestions_for_a_file";
+
+#[test]
+fn an_empty_prefix_lists_names_bare_a_long_one_is_shortened_and_each_is_called_exactly() {
+    let mut rig = Rig::with(|specs| {
+        specs[0].prefix = Some(String::new());
+        specs[1].prefix = Some("gh".into());
+    });
+    let session = rig.session(json!({}));
+    let listed = list_named(&mut rig, &session, &["read"], &["log", LONG]);
+    let names = tool_names(&listed);
+    assert_eq!(names[..2], ["read", "gh__log"]);
+    let short = &names[2];
+    assert_eq!(short.len(), 64, "{short}");
+    assert!(short.starts_with("gh__create_or_update"), "{short}");
+    // What else a tool says passes unchanged.
+    assert_eq!(
+        listed["result"]["tools"][2]["annotations"]["readOnlyHint"],
+        true
+    );
+    assert!(call(&mut rig, Some(&session), short).is_none());
+    let at_git = rig.last_sent("git", "tools/call").unwrap();
+    assert_eq!(at_git["params"]["name"], LONG);
+    assert!(call(&mut rig, Some(&session), "read").is_none());
+    let at_files = rig.last_sent("files", "tools/call").unwrap();
+    assert_eq!(at_files["params"]["name"], "read");
+    // Listed again (the kept lists, at once): the same names.
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    let again = body(&rig.post(Some(&session), list).unwrap());
+    assert_eq!(tool_names(&again), names);
+}
+
+#[test]
+fn a_bare_name_another_bare_server_has_gets_the_later_server_its_prefix() {
+    let mut rig = Rig::with(|specs| {
+        for spec in specs.iter_mut() {
+            spec.prefix = Some(String::new());
+        }
+    });
+    let session = rig.session(json!({}));
+    let listed = list_named(&mut rig, &session, &["read", "stat"], &["read", "log"]);
+    assert_eq!(
+        tool_names(&listed),
+        ["read", "stat", "git__read", "git__log"]
+    );
+    assert!(call(&mut rig, Some(&session), "git__read").is_none());
+    let at_git = rig.last_sent("git", "tools/call").unwrap();
+    assert_eq!(at_git["params"]["name"], "read");
+    assert!(call(&mut rig, Some(&session), "read").is_none());
+    assert_eq!(
+        rig.last_sent("files", "tools/call").unwrap()["params"]["name"],
+        "read"
+    );
+}
+
+#[test]
+fn a_shortened_name_called_before_any_listing_is_found_by_listing_first() {
+    let mut rig = Rig::with(|specs| specs[0].prefix = Some(String::new()));
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let short = super::names::Names::default()
+        .name(super::names::Kind::Tool, "git", LONG)
+        .unwrap();
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": short, "arguments": {}, "_meta": meta}});
+    assert!(rig.post(None, call).is_none());
+    for server in ["files", "git"] {
+        rig.child_answers(server, "initialize", init_result(server));
+    }
+    assert_eq!(rig.last_sent("git", "tools/call"), None, "listed first");
+    rig.child_answers("files", "tools/list", json!({"tools": [{"name": "read"}]}));
+    rig.child_answers("git", "tools/list", json!({"tools": [{"name": LONG}]}));
+    let at_git = rig.last_sent("git", "tools/call").unwrap();
+    assert_eq!(at_git["params"]["name"], LONG);
+    assert_eq!(rig.last_sent("files", "tools/call"), None);
+}
+
+#[test]
+fn a_name_in_params_of_any_shape_is_refused_never_a_crash() {
+    let mut rig = Rig::new();
+    let session = rig.session(json!({}));
+    for params in [
+        json!([1, 2]),
+        json!("files__read"),
+        json!({"name": 5}),
+        json!({"name": {"a": 1}}),
+    ] {
+        for method in ["tools/call", "prompts/get"] {
+            let request = json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": params});
+            let answer = body(&rig.post(Some(&session), request).unwrap());
+            assert_eq!(answer["error"]["code"], -32602, "{answer}");
+        }
+    }
+    for reference in [
+        json!("x"),
+        json!([1]),
+        json!({"type": "ref/prompt", "name": 3}),
+    ] {
+        let request = json!({"jsonrpc": "2.0", "id": 6, "method": "completion/complete",
+                             "params": {"ref": reference, "argument": {}}});
+        let answer = rig.post(Some(&session), request).map(|a| body(&a));
+        assert!(
+            answer.as_ref().is_none_or(|a| a["error"].is_object()),
+            "{answer:?}"
+        );
+    }
+}
