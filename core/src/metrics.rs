@@ -88,7 +88,7 @@ pub struct Counters {
     /// Answers cancelled by their id (or a kept answer's asker leaving).
     pub answers_cancelled: u64,
     /// Agents' permission questions, by how they ended
-    /// ([`Decision`]'s order).
+    /// (in the order of `provider::questions::Decision`).
     pub permission_questions: [u64; Decision::ALL.len()],
 }
 
