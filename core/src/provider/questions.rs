@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::text::bounded;
 use serde_json::{json, Value};
 
 use super::{invoke, Output, Provider};
 use crate::agent::message::{to_agent, PermissionRequest};
 use crate::error::ApiError;
+use crate::text::bounded;
 use crate::ConnId;
 
 /// Questions one agent link may have waiting.
@@ -134,15 +134,12 @@ impl Provider {
             let text = to_agent::error(None, &why, "invalid_message");
             return self.outputs.push_back(Output::ToAgent { conn, text });
         }
-        let invocation = invoke::parse_wire_id(&r.invoke).filter(|n| {
-            self.invocations
-                .get(n)
-                .is_some_and(|inv| inv.agent() == conn)
+        // Only an answer this link is giving may wait for a question.
+        let asked_in = invoke::parse_wire_id(&r.invoke).and_then(|n| {
+            let inv = self.invocations.get(&n).filter(|inv| inv.agent() == conn)?;
+            Some((n, inv.session().to_owned()))
         });
-        let Some((invocation, session)) = invocation.and_then(|n| {
-            let session = self.invocations.get(&n)?.session().to_owned();
-            Some((n, session))
-        }) else {
+        let Some((invocation, session)) = asked_in else {
             let why = format!("no answer {} is in progress on this link", r.invoke);
             return self.refuse_question(conn, &r.id, &why);
         };

@@ -289,13 +289,6 @@ impl Pending {
             _ => None,
         }
     }
-
-    fn into_request(self) -> Option<Box<Request>> {
-        match self {
-            Pending::NewSession(request) | Pending::Authenticate(Some(request)) => Some(request),
-            _ => None,
-        }
-    }
 }
 
 pub struct AcpAgent {
@@ -318,7 +311,7 @@ pub struct AcpAgent {
     /// The owners whose relay answered a `tools/list`, and when.
     listed: HashMap<RunId, Instant>,
     /// It registered, with the models it learned.
-    probed: bool,
+    registered: bool,
     /// The agent's model when none is asked for, when known.
     default_model: Option<String>,
     /// Whether an agent's session listed the tools of the MCP server it
@@ -357,7 +350,7 @@ impl AcpAgent {
             relays: Relays::default(),
             next_tools: 0,
             listed: HashMap::new(),
-            probed: false,
+            registered: false,
             default_model: None,
             tools_reach: None,
             probe: None,
@@ -671,6 +664,12 @@ impl AcpAgent {
         session.key = None;
         session.last_used = now;
         session.offer.clone_from(&request.offer);
+        // Offered over MCP, the calls come in a round; as text, from the
+        // answer's text.
+        let (round, textual) = match request.offer {
+            Some(offer) if request.textual => (None, Some((offer, Scanner::default()))),
+            offer => (offer.map(Round::new), None),
+        };
         session.turn = Some(Turn {
             invoke: request.invoke,
             deadline: request.deadline,
@@ -679,18 +678,11 @@ impl AcpAgent {
             prompt_tokens: estimate_tokens(&text),
             completion_chars: 0,
             shows: Shows::new(self.plan.show_tools),
-            round: request
-                .offer
-                .clone()
-                .filter(|_| !request.textual)
-                .map(Round::new),
+            round,
             held: None,
             model: request.model,
             effort: request.effort,
-            textual: request
-                .offer
-                .filter(|_| request.textual)
-                .map(|offer| (offer, Scanner::default())),
+            textual,
             context: None,
         });
         match held {
@@ -822,7 +814,7 @@ impl AcpAgent {
         };
         match pending {
             Pending::Initialize => self.initialized(slot, result, now),
-            Pending::Models => self.probed(slot, result, now),
+            Pending::Models => self.first_session_opened(slot, result, now),
             Pending::Probe(owner) => self.probing(owner, result.is_ok(), now),
             Pending::Authenticate(request) => self.authenticated(slot, request, result, now),
             Pending::Load { session, request } => {
@@ -859,7 +851,7 @@ impl AcpAgent {
             process.loads = capabilities["agentCapabilities"]["loadSession"] == true;
             process.headless = auth::headless(&capabilities);
         }
-        if !self.probed {
+        if !self.registered {
             self.open_first_session(slot);
         }
         self.drain_queue(now);
@@ -1086,8 +1078,10 @@ impl AcpAgent {
             .map(|(id, _)| *id)
             .collect();
         for id in its {
-            let request = self.pending.remove(&id).and_then(|(_, p)| p.into_request());
-            if let Some(request) = request {
+            let Some((_, mut pending)) = self.pending.remove(&id) else {
+                continue;
+            };
+            if let Some(request) = pending.request() {
                 if !request.cancelled {
                     self.ready
                         .push_back(error_frame(&request.invoke, &why, "agent_failed"));
@@ -1227,7 +1221,7 @@ impl ProcessAgent for AcpAgent {
             self.stop_turn(&at);
         }
         self.ready.clear();
-        if self.probed {
+        if self.registered {
             self.ready.push_back(self.relink.register());
         }
     }

@@ -141,7 +141,7 @@ impl AcpAgent {
     /// The first session of a started agent answered: the agent registers
     /// with its models, the session waits for the first conversation
     /// without tools, and the probe of the editor's tools' way opens next.
-    pub(super) fn probed(
+    pub(super) fn first_session_opened(
         &mut self,
         slot: usize,
         result: Result<Value, Failure>,
@@ -175,10 +175,10 @@ impl AcpAgent {
     /// Registers on the link with the agent's own name and `models` under
     /// it (once: a later link registers the same).
     pub(super) fn register(&mut self, models: &[String]) {
-        if self.probed {
+        if self.registered {
             return;
         }
-        self.probed = true;
+        self.registered = true;
         let own = std::iter::once(self.plan.model.clone());
         let names = models.iter().map(|m| format!("{}/{m}", self.plan.model));
         self.relink

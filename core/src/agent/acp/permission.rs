@@ -9,11 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::text::bounded;
 use serde_json::{json, Value};
 
 use super::{AcpAgent, At};
 use crate::mcp;
+use crate::text::bounded;
 
 /// How long a question waits for the user by default.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(60);
