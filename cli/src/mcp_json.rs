@@ -3,12 +3,12 @@
 //! `mcp.json`, and VS Code's `mcp.json` (under `servers`) — read as bridge
 //! servers, so a developer's servers are configured once.
 //!
-//! Each entry's `command`, `args`, `env` and `cwd` are taken, and this
-//! bridge's own `prefix` (what its tools are named under on `/mcp`;
-//! clients ignore keys they do not know); a `disabled`
-//! one, and a remote one (`type` `http`/`sse`, or a `url`), is skipped
-//! with a note saying why; keys this bridge does not use are named once
-//! per file in a warning. A file that cannot be read as this format is a
+//! Each entry's `command`, `args`, `env` and `cwd` are taken — or for a
+//! remote server (`type` `http`/`streamable-http`/`sse`, or a `url`) its
+//! `url` and `headers` — and this bridge's own `prefix` (what its tools
+//! are named under on `/mcp`; clients ignore keys they do not know); a
+//! `disabled` one is skipped with a note saying why; keys this bridge
+//! does not use are named once per file in a warning. A file that cannot be read as this format is a
 //! usage error naming the file, and the entry when one is at fault.
 
 use std::collections::BTreeMap;
@@ -20,8 +20,8 @@ use serde_json::{Map, Value};
 use crate::settings::{BadSettings, BridgeServer};
 
 /// The keys of an entry that are read; any other is named in a warning.
-const KNOWN: [&str; 8] = [
-    "command", "args", "env", "cwd", "disabled", "type", "url", "prefix",
+const KNOWN: [&str; 9] = [
+    "command", "args", "env", "cwd", "disabled", "type", "url", "headers", "prefix",
 ];
 
 /// The two keys a file may keep its servers under.
@@ -115,15 +115,12 @@ pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
             entry.get("type").and_then(Value::as_str),
             Some("http" | "sse" | "streamable-http")
         ) || entry.contains_key("url");
-        if remote {
-            found.notes.push(format!(
-                "{file}: server `{name}` is a remote server (a URL), not a command: not bridged"
-            ));
-            continue;
-        }
-        found
-            .servers
-            .push(server(name, entry).map_err(|why| bad(&why))?);
+        let server = if remote {
+            remote_server(name, entry)
+        } else {
+            server(name, entry)
+        };
+        found.servers.push(server.map_err(|why| bad(&why))?);
     }
     if !ignored.is_empty() {
         let keys: Vec<&str> = ignored.keys().map(String::as_str).collect();
@@ -133,6 +130,41 @@ pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
         ));
     }
     Ok(found)
+}
+
+/// One remote entry as a bridge server: its `url`, `headers` and `type`.
+fn remote_server(name: &str, entry: &Map<String, Value>) -> Result<BridgeServer, String> {
+    if let Some(why) = mcp_provider_core::bridge::bad_server_name(name) {
+        return Err(format!("its name cannot be a path segment: {why}"));
+    }
+    let url = match entry.get("url") {
+        Some(Value::String(url)) if !url.is_empty() => url.clone(),
+        _ => return Err("`url` is missing or not a string".into()),
+    };
+    let mut server = BridgeServer::from_url(name, url);
+    server.headers = match entry.get("headers") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(fields)) => fields
+            .iter()
+            .map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect::<Option<_>>()
+            .ok_or("`headers` is not an object of strings")?,
+        Some(_) => return Err("`headers` is not an object of strings".into()),
+    };
+    if entry.get("type").and_then(Value::as_str) == Some("sse") {
+        server.transport = Some("sse".into());
+    }
+    server.prefix = prefix(entry)?;
+    Ok(server)
+}
+
+/// The bridge's own `prefix` key of an entry.
+fn prefix(entry: &Map<String, Value>) -> Result<Option<String>, String> {
+    match entry.get("prefix") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(prefix)) => Ok(Some(prefix.clone())),
+        Some(_) => Err("`prefix` is not a string".into()),
+    }
 }
 
 /// One stdio entry as a bridge server (the bridge's own defaults for the
@@ -170,15 +202,10 @@ fn server(name: &str, entry: &Map<String, Value>) -> Result<BridgeServer, String
         Some(Value::String(dir)) => Some(dir.clone()),
         Some(_) => return Err("`cwd` is not a string".into()),
     };
-    let prefix = match entry.get("prefix") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(prefix)) => Some(prefix.clone()),
-        Some(_) => return Err("`prefix` is not a string".into()),
-    };
     let mut server = BridgeServer::from_command(name, command, strings("args")?);
     server.env = env;
     server.cwd = cwd;
-    server.prefix = prefix;
+    server.prefix = prefix(entry)?;
     Ok(server)
 }
 
@@ -222,12 +249,16 @@ mod tests {
         )
         .unwrap();
         let names: Vec<&str> = found.servers.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["files"]);
+        assert_eq!(names, ["files", "remote"]);
+        assert_eq!(
+            found.servers[1].url.as_deref(),
+            Some("https://example.com/mcp")
+        );
         assert_eq!(found.servers[0].args, ["-y", "server-filesystem", "/tmp"]);
         assert_eq!(found.servers[0].env["A"], "1");
         let notes = found.notes.join("\n");
         assert!(
-            notes.contains("`off` is disabled") && notes.contains("`remote` is a remote server"),
+            notes.contains("`off` is disabled") && !notes.contains("`remote`"),
             "{notes}"
         );
         assert!(

@@ -101,6 +101,7 @@ pub mod switchboard;
 pub mod text;
 pub mod time;
 pub mod tokens;
+pub mod upstream;
 
 mod idmap;
 mod provider;

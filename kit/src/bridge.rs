@@ -26,7 +26,9 @@ use mcp_provider_core::{mcp, ConnId, Output};
 
 use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, READ_CHUNK};
+use crate::upstream::{self, Login, RemoteRun};
 use crate::watchdog;
+use mcp_provider_core::upstream::Remote;
 
 /// The last lines of a child's stderr given in the clients' error when it
 /// exits (from its last [`process::Tail`] of bytes).
@@ -83,6 +85,8 @@ pub struct Bridged {
     post: OnceLock<Post>,
     report: OnceLock<Reporter>,
     read_stdout: OnceLock<ReadStdout>,
+    /// Where remote servers' clients get tokens.
+    login: OnceLock<Login>,
 }
 
 /// What the timer thread sleeps toward.
@@ -95,16 +99,78 @@ struct Timer {
     report: bool,
 }
 
-/// A live child: its stdin and its process group.
-struct Running {
-    stdin: Arc<Stdin>,
-    pgid: u32,
+/// A live child: a process (its stdin and its process group), or a remote
+/// server's client.
+enum Running {
+    Process { stdin: Arc<Stdin>, pgid: u32 },
+    Remote(Arc<RemoteRun>),
 }
 
 impl Drop for Running {
     /// Ends the stdin writer thread (its child is gone or going).
     fn drop(&mut self) {
-        self.stdin.close();
+        if let Running::Process { stdin, .. } = self {
+            stdin.close();
+        }
+    }
+}
+
+/// A child to start: a process, or a remote server's client.
+enum Start {
+    Process(Vec<String>, Vec<(String, String)>, Option<String>),
+    Remote(String, Box<Remote>),
+}
+
+/// A running child's parts, taken out of the map to act on.
+enum Handle {
+    Process(Arc<Stdin>, u32),
+    Remote(Arc<RemoteRun>),
+}
+
+impl Running {
+    fn handle(&self) -> Handle {
+        match self {
+            Running::Process { stdin, pgid } => Handle::Process(stdin.clone(), *pgid),
+            Running::Remote(remote) => Handle::Remote(remote.clone()),
+        }
+    }
+
+    /// The process group to kill, for a process.
+    fn pgid(&self) -> Option<u32> {
+        match self {
+            Running::Process { pgid, .. } => Some(*pgid),
+            Running::Remote(_) => None,
+        }
+    }
+}
+
+/// What waits for the bridge's lock to be let go: lines written to a
+/// child's stdin, or sent to a remote server; a remote server's client
+/// ended.
+enum Flush {
+    Stdin(Arc<Stdin>),
+    Remote(Arc<RemoteRun>),
+    Close(Arc<RemoteRun>),
+}
+
+impl Flush {
+    fn run(self) {
+        match self {
+            Flush::Stdin(stdin) => stdin.flush(),
+            Flush::Remote(remote) => remote.flush(),
+            Flush::Close(remote) => remote.close(),
+        }
+    }
+
+    /// Whether this is the same flush as `other` (each is done once).
+    fn same(&self, other: &Flush) -> bool {
+        match (self, other) {
+            (Flush::Stdin(a), Flush::Stdin(b)) => Arc::ptr_eq(a, b),
+            (Flush::Remote(a), Flush::Remote(b)) | (Flush::Close(a), Flush::Close(b)) => {
+                Arc::ptr_eq(a, b)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -120,6 +186,7 @@ impl Bridged {
             post: OnceLock::new(),
             report: OnceLock::new(),
             read_stdout: OnceLock::new(),
+            login: OnceLock::new(),
         });
         let weak = Arc::downgrade(&bridged);
         let spawned = std::thread::Builder::new()
@@ -150,6 +217,12 @@ impl Bridged {
     /// Reads children's stdout with `read` instead of a thread each.
     pub fn set_stdout_reader(&self, read: ReadStdout) {
         let _ = self.read_stdout.set(read);
+    }
+
+    /// Where remote servers get tokens when they ask for credentials
+    /// (without it, they are answered with the login command to run).
+    pub fn set_login(&self, login: Login) {
+        let _ = self.login.set(login);
     }
 
     fn lock(&self) -> MutexGuard<'_, Bridge> {
@@ -188,7 +261,7 @@ impl Bridged {
             if report {
                 self.reporting.store(true, Ordering::Relaxed);
             }
-            let mut flushes: Vec<Arc<Stdin>> = Vec::new();
+            let mut flushes: Vec<Flush> = Vec::new();
             let mut spawns = Vec::new();
             loop {
                 let mut http = Vec::new();
@@ -198,7 +271,11 @@ impl Bridged {
                         Routed::Child {
                             child,
                             action: BridgeOutput::Spawn { command, env, cwd },
-                        } => spawns.push((child, command, env, cwd)),
+                        } => spawns.push((child, Start::Process(command, env, cwd))),
+                        Routed::Child {
+                            child,
+                            action: BridgeOutput::Connect { name, remote },
+                        } => spawns.push((child, Start::Remote(name, remote))),
                         Routed::Child { child, action } => {
                             self.to_child(child, action, &mut flushes);
                         }
@@ -225,12 +302,17 @@ impl Bridged {
         for wake in wakes {
             wake();
         }
-        for stdin in flushes {
-            stdin.flush();
+        for flush in flushes {
+            flush.run();
         }
-        for (child, command, env, cwd) in spawns {
-            let started = self.spawn(child, &command, &env, cwd.as_deref());
-            self.spawned(child, &command, started);
+        for (child, start) in spawns {
+            match start {
+                Start::Process(command, env, cwd) => {
+                    let started = self.spawn(child, &command, &env, cwd.as_deref());
+                    self.spawned(child, &command, started);
+                }
+                Start::Remote(name, remote) => self.connect(child, &name, *remote),
+            }
         }
         if let Some(at) = next {
             self.wake_timer_before(at);
@@ -273,8 +355,8 @@ impl Bridged {
 
     /// SIGKILL to every child's group (the process is exiting).
     pub fn kill_all(&self) {
-        for running in self.running().values() {
-            process::kill_group(running.pgid);
+        for pgid in self.running().values().filter_map(Running::pgid) {
+            process::kill_group(pgid);
         }
     }
 
@@ -283,37 +365,70 @@ impl Bridged {
     /// stdin (and the stdin put in `flushes`, to be written once the lock
     /// is let go), a close or signal is done at once. Spawns are done after
     /// the lock is let go (they call the bridge again), not here.
-    fn to_child(&self, child: ChildId, action: BridgeOutput, flushes: &mut Vec<Arc<Stdin>>) {
-        match action {
-            BridgeOutput::ToChild(line) => {
-                let Some(stdin) = self.running().get(&child).map(|r| r.stdin.clone()) else {
-                    return;
-                };
+    fn to_child(&self, child: ChildId, action: BridgeOutput, flushes: &mut Vec<Flush>) {
+        let Some(running) = self.running().get(&child).map(Running::handle) else {
+            return;
+        };
+        let flush = match (action, running) {
+            (BridgeOutput::ToChild(line), Handle::Process(stdin, _)) => {
                 if stdin.queue_line(line) == Written::Dropped {
                     tracing::warn!(
                         "an MCP server is not reading its stdin: a message to it was dropped"
                     );
                 }
-                if !flushes.iter().any(|queued| Arc::ptr_eq(queued, &stdin)) {
-                    flushes.push(stdin);
-                }
+                Flush::Stdin(stdin)
             }
-            BridgeOutput::CloseStdin => {
-                if let Some(running) = self.running().get(&child) {
-                    running.stdin.close();
-                }
+            (BridgeOutput::ToChild(line), Handle::Remote(remote)) => {
+                remote.queue(line);
+                Flush::Remote(remote)
             }
-            BridgeOutput::Signal(signal) => {
-                if let Some(running) = self.running().get(&child) {
-                    let signal = match signal {
-                        StopSignal::Term => libc::SIGTERM,
-                        StopSignal::Kill => libc::SIGKILL,
-                    };
-                    process::signal_group(running.pgid, signal);
-                }
+            (BridgeOutput::CloseStdin, Handle::Process(stdin, _)) => {
+                stdin.close();
+                return;
             }
-            // The core routes client messages itself.
-            BridgeOutput::Spawn { .. } | BridgeOutput::ToClient { .. } => {}
+            (BridgeOutput::Signal(signal), Handle::Process(_, pgid)) => {
+                let signal = match signal {
+                    StopSignal::Term => libc::SIGTERM,
+                    StopSignal::Kill => libc::SIGKILL,
+                };
+                process::signal_group(pgid, signal);
+                return;
+            }
+            // A remote server has no stdin nor signals: being stopped ends
+            // its client.
+            (BridgeOutput::CloseStdin | BridgeOutput::Signal(_), Handle::Remote(remote)) => {
+                Flush::Close(remote)
+            }
+            // The core routes client messages itself; starts wait for the
+            // lock to be let go.
+            (
+                BridgeOutput::Spawn { .. }
+                | BridgeOutput::Connect { .. }
+                | BridgeOutput::ToClient { .. },
+                _,
+            ) => return,
+        };
+        if !flushes.iter().any(|queued| queued.same(&flush)) {
+            flushes.push(flush);
+        }
+    }
+
+    /// Starts the client of a remote server.
+    fn connect(self: &Arc<Self>, child: ChildId, name: &str, remote: Remote) {
+        let login = self.login.get().cloned().unwrap_or_else(|| {
+            Arc::new(|name: &str, _: Option<&str>| Err(upstream::needs_login(name)))
+        });
+        let run = RemoteRun::start(self, child, name, remote, login);
+        self.running().insert(child, Running::Remote(run));
+        self.with(|b, now| b.handle_spawned(child, now));
+    }
+
+    /// A remote server's client ended (stopped, or its session gone): the
+    /// bridge takes it as the child's exit.
+    pub fn remote_ended(self: &Arc<Self>, child: ChildId, why: &str) {
+        let was = self.running().remove(&child);
+        if was.is_some() {
+            self.with(|b, now| b.handle_child_exit(child, why, now));
         }
     }
 
@@ -358,7 +473,8 @@ impl Bridged {
         };
         let writer = stdin.clone();
         watchdog::watch(pgid);
-        self.running().insert(child, Running { stdin, pgid });
+        self.running()
+            .insert(child, Running::Process { stdin, pgid });
         let name = argv.first().cloned().unwrap_or_default();
         let feed = StdoutFeed {
             bridged: self.clone(),
@@ -397,9 +513,14 @@ impl Bridged {
         // reused yet: whatever the group leader left behind (the children
         // of an `sh -c`) goes with it.
         wait_unreaped(process.id());
-        if let Some(running) = self.running().remove(&child) {
-            process::kill_group(running.pgid);
-            watchdog::forget(running.pgid);
+        if let Some(pgid) = self
+            .running()
+            .remove(&child)
+            .as_ref()
+            .and_then(Running::pgid)
+        {
+            process::kill_group(pgid);
+            watchdog::forget(pgid);
         }
         let status = process.wait();
         tracing::info!("an MCP server exited ({status:?})");

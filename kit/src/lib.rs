@@ -22,6 +22,7 @@ pub mod dial;
 #[cfg(feature = "async")]
 pub mod driver;
 pub mod exec;
+pub mod fetch;
 pub mod host;
 pub mod hub;
 pub mod in_process;
@@ -31,6 +32,8 @@ pub mod process;
 pub mod relay;
 mod run_home;
 pub mod shutdown;
+pub mod tls;
+pub mod upstream;
 pub mod watchdog;
 pub mod ws;
 

@@ -1,24 +1,41 @@
-//! One `[[bridge.servers]]` entry (or `--server NAME=COMMAND` flag, or
-//! `mcpServers` JSON entry): the command to run, how it is shared and
-//! restarted, and which tools and resources it offers; turned into the
-//! core's `ServerSpec`.
+//! One `[[bridge.servers]]` entry (or `--server NAME=COMMAND|URL` flag, or
+//! `mcpServers` JSON entry): the command to run or the remote server's URL,
+//! how it is shared and restarted, and which tools and resources it
+//! offers; turned into the core's `ServerSpec`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mcp_provider_core::bridge::filter::ToolFilter;
 use mcp_provider_core::bridge::{ServerSpec, Share};
+use mcp_provider_core::http::Url;
+use mcp_provider_core::upstream::{Remote, Transport};
 use serde::{Deserialize, Serialize};
 
 use super::BadSettings;
 
-/// One `[[bridge.servers]]` entry: a stdio MCP server served at
-/// `/mcp/{name}`.
+/// One `[[bridge.servers]]` entry: a stdio MCP server (`command`) or a
+/// remote one (`url`) served at `/mcp/{name}`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeServer {
     pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub command: String,
+    /// A remote server's `http(s)://` URL, instead of a command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Sent with every request to a remote server; `${VAR}` (or
+    /// `${VAR:-default}`) is taken from the environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// A remote server's transport: `http` (Streamable HTTP, falling back
+    /// to legacy SSE) or `sse` (legacy only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// PEM roots trusted for this server's TLS instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -66,12 +83,17 @@ fn default_max_restarts() -> u32 {
 
 impl BridgeServer {
     /// `NAME=COMMAND` as `--server` takes it: COMMAND split like a shell
-    /// would (quotes honoured), no shell run.
+    /// would (quotes honoured), no shell run; or `NAME=URL` for a remote
+    /// server.
     pub fn from_flag(flag: &str) -> Result<BridgeServer, BadSettings> {
         let bad = |why: &str| BadSettings(format!("--server {flag}: {why}"));
         let (name, command) = flag
             .split_once('=')
-            .ok_or_else(|| bad("expected NAME=COMMAND"))?;
+            .ok_or_else(|| bad("expected NAME=COMMAND or NAME=URL"))?;
+        let command = command.trim();
+        if command.starts_with("http://") || command.starts_with("https://") {
+            return Ok(BridgeServer::from_url(name.trim(), command.to_owned()));
+        }
         let words = shlex::split(command).ok_or_else(|| bad("unbalanced quotes in COMMAND"))?;
         let (program, args) = words.split_first().ok_or_else(|| bad("COMMAND is empty"))?;
         Ok(BridgeServer::from_command(
@@ -87,6 +109,10 @@ impl BridgeServer {
         BridgeServer {
             name: name.to_owned(),
             command,
+            url: None,
+            headers: BTreeMap::new(),
+            transport: None,
+            ca_file: None,
             args,
             env: BTreeMap::new(),
             cwd: None,
@@ -99,6 +125,38 @@ impl BridgeServer {
             resources: Vec::new(),
             prefix: None,
         }
+    }
+
+    /// A remote server at `url`, every other setting its default.
+    pub fn from_url(name: &str, url: String) -> BridgeServer {
+        BridgeServer {
+            url: Some(url),
+            ..BridgeServer::from_command(name, String::new(), Vec::new())
+        }
+    }
+
+    /// The remote server this entry names, its `${VAR}`s expanded.
+    fn remote(&self) -> Result<Option<Remote>, String> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let url = Url::parse(&expand(url)?).map_err(|e| e.to_string())?;
+        let mut remote = Remote::new(url);
+        for (name, value) in &self.headers {
+            let value = expand(value).map_err(|e| format!("header `{name}`: {e}"))?;
+            remote.headers.push((name.to_ascii_lowercase(), value));
+        }
+        remote.transport = match self.transport.as_deref() {
+            None | Some("http" | "streamable-http" | "streamable_http") => Transport::Auto,
+            Some("sse") => Transport::Sse,
+            Some(other) => {
+                return Err(format!(
+                    "`transport` is http, streamable-http or sse, not `{other}`"
+                ))
+            }
+        };
+        remote.ca_file = self.ca_file.clone();
+        Ok(Some(remote))
     }
 
     /// What the core runs.
@@ -133,6 +191,10 @@ impl BridgeServer {
         };
         spec.resources = self.resources.clone();
         spec.prefix = self.prefix.clone();
+        if let Ok(Some(remote)) = self.remote() {
+            spec.command = Vec::new();
+            spec.remote = Some(remote);
+        }
         spec
     }
 
@@ -140,6 +202,28 @@ impl BridgeServer {
         let bad = |why: String| Err(BadSettings(format!("bridge server `{}`: {why}", self.name)));
         if let Some(why) = mcp_provider_core::bridge::bad_server_name(&self.name) {
             return bad(why.into());
+        }
+        match (self.command.is_empty(), &self.url) {
+            (true, None) => return bad("give it a `command` or a `url`".into()),
+            (false, Some(_)) => return bad("give it a `command` or a `url`, not both".into()),
+            _ => {}
+        }
+        if self.url.is_none()
+            && (!self.headers.is_empty() || self.transport.is_some() || self.ca_file.is_some())
+        {
+            return bad(
+                "`headers`, `transport` and `ca_file` are for a server with a `url`".into(),
+            );
+        }
+        if let Err(why) = self.remote() {
+            return bad(why);
+        }
+        if let Some(file) = self
+            .ca_file
+            .as_deref()
+            .filter(|f| !std::path::Path::new(f).is_file())
+        {
+            return bad(format!("`ca_file` `{file}` is not a file"));
         }
         if !matches!(self.share.as_str(), "shared" | "per-session") {
             return bad(format!(
@@ -161,5 +245,84 @@ impl BridgeServer {
             return bad("`resources` are URI beginnings, none of them empty".into());
         }
         Ok(())
+    }
+}
+
+/// `text` with each `${VAR}` (or `${VAR:-default}`) replaced by the
+/// environment's value, as `mcpServers` files write them.
+pub(crate) fn expand(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("`${{` without its `}}` in `{text}`"))?;
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (&after[..end], None),
+        };
+        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => return Err(format!("the environment has no `{name}`")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_flag_is_a_remote_server() {
+        let server = BridgeServer::from_flag("gh=https://api.example.com/mcp").unwrap();
+        server.validate().unwrap();
+        let spec = server.spec();
+        assert!(spec.command.is_empty());
+        let remote = spec.remote.unwrap();
+        assert_eq!(remote.url.to_string(), "https://api.example.com/mcp");
+        assert_eq!(remote.transport, Transport::Auto);
+    }
+
+    #[test]
+    fn headers_take_the_environment() {
+        std::env::set_var("MCP_TEST_TOKEN_X", "s3cret");
+        let mut server = BridgeServer::from_url("r", "http://127.0.0.1:9/mcp".into());
+        server
+            .headers
+            .insert("Authorization".into(), "Bearer ${MCP_TEST_TOKEN_X}".into());
+        server
+            .headers
+            .insert("X-Team".into(), "${MCP_TEST_UNSET_Y:-core}".into());
+        let remote = server.spec().remote.unwrap();
+        assert!(remote
+            .headers
+            .contains(&("authorization".into(), "Bearer s3cret".into())));
+        assert!(remote.headers.contains(&("x-team".into(), "core".into())));
+        server
+            .headers
+            .insert("X-Missing".into(), "${MCP_TEST_UNSET_Z}".into());
+        let error = server.validate().unwrap_err().0;
+        assert!(error.contains("MCP_TEST_UNSET_Z"), "{error}");
+    }
+
+    #[test]
+    fn a_server_is_a_command_or_a_url() {
+        let mut both = BridgeServer::from_url("r", "http://127.0.0.1:9/mcp".into());
+        both.command = "node".into();
+        assert!(both.validate().is_err());
+        let mut neither = BridgeServer::from_url("r", "http://127.0.0.1:9/mcp".into());
+        neither.url = None;
+        assert!(neither.validate().is_err());
+        let mut ftp = BridgeServer::from_url("r", "ftp://x/".into());
+        assert!(ftp.validate().is_err());
+        ftp.url = Some("http://127.0.0.1:9/".into());
+        ftp.transport = Some("websocket".into());
+        assert!(ftp.validate().is_err());
     }
 }

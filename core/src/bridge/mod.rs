@@ -71,6 +71,7 @@
 //!                     Err(e) => bridge.handle_spawn_failed(&e, Instant::now()),
 //!                 }
 //!             }
+//!             BridgeOutput::Connect { .. } => { /* a remote server: see `upstream` */ }
 //!             BridgeOutput::ToChild(_line) => { /* write the line and "\n" to stdin */ }
 //!             BridgeOutput::CloseStdin => { /* drop the child's stdin */ }
 //!             BridgeOutput::Signal(StopSignal::Term) => { /* kill(-pgid, SIGTERM) */ }
@@ -160,8 +161,12 @@ pub fn bad_server_name(name: &str) -> Option<&'static str> {
 pub struct ServerSpec {
     /// Names the server in paths and in every error a client sees.
     pub name: String,
-    /// The argv; `[0]` is the program.
+    /// The argv; `[0]` is the program. Empty for a remote server.
     pub command: Vec<String>,
+    /// A remote server, reached over HTTP instead of run: the bridge
+    /// speaks to it through an [`Upstream`](crate::upstream::Upstream) as
+    /// it would to a child's stdio.
+    pub remote: Option<crate::upstream::Remote>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
     pub share: Share,
@@ -193,6 +198,7 @@ impl ServerSpec {
         ServerSpec {
             name: name.into(),
             command,
+            remote: None,
             env: Vec::new(),
             cwd: None,
             share: Share::Shared,
@@ -274,6 +280,18 @@ pub enum BridgeOutput {
         command: Vec<String>,
         env: Vec<(String, String)>,
         cwd: Option<String>,
+    },
+    /// Reach a remote server instead of starting a child: the driver runs
+    /// an [`Upstream`](crate::upstream::Upstream) for it, then calls
+    /// [`BridgedServer::handle_spawned`]. What it is then told of the child
+    /// goes to the upstream: a line is a message to send, closing stdin or
+    /// a signal ends it; the upstream's messages are the child's lines,
+    /// and its end ([`UpstreamOutput::Gone`](crate::upstream::UpstreamOutput::Gone),
+    /// or being ended) the child's exit.
+    Connect {
+        /// The server's name, for its errors and logs.
+        name: String,
+        remote: Box<crate::upstream::Remote>,
     },
     /// One JSON-RPC message for the child's stdin (the driver adds the
     /// newline).

@@ -101,6 +101,8 @@ pub(crate) struct Mux {
     /// Why the child refused `initialize`, while `server/discover` tells
     /// whether it speaks the stateless generation instead.
     refused_initialize: Option<String>,
+    /// Whether the handshake asks `server/discover` before `initialize`.
+    discover_first: bool,
 }
 
 /// A client request: who to answer and what it holds on to.
@@ -198,7 +200,12 @@ impl Mux {
             generation: Generation::Session,
             lists: 0,
             refused_initialize: None,
+            discover_first: false,
         }
+    }
+
+    pub(crate) fn set_discover_first(&mut self, first: bool) {
+        self.discover_first = first;
     }
 
     // Getters.
@@ -684,6 +691,13 @@ impl Mux {
                 self.init_result = Some(result);
                 FromChild::Initialized
             }
+            (Some(Purpose::Initialize), Err(error)) if self.discover_first => {
+                let refused = self.refused_initialize.take().unwrap_or_default();
+                FromChild::InitializeFailed(format!(
+                    "refused server/discover ({refused}) and initialize ({})",
+                    error_message(&error)
+                ))
+            }
             (Some(Purpose::Initialize), Err(error)) => {
                 // Perhaps a child of the stateless generation: it would
                 // answer `server/discover`.
@@ -692,7 +706,7 @@ impl Mux {
                 self.send_internal(Purpose::Discover, "server/discover", params, now, out);
                 FromChild::Nothing
             }
-            (Some(Purpose::Discover), outcome) => self.handle_discovered(outcome),
+            (Some(Purpose::Discover), outcome) => self.handle_discovered(outcome, now, out),
             (Some(purpose), Err(error)) => {
                 tracing::debug!(server = %self.name, ?purpose, %error, "the MCP server refused a request of the bridge");
                 FromChild::Nothing
@@ -743,13 +757,34 @@ impl Mux {
     /// The answer to the `server/discover` asked of a child that refused
     /// `initialize`: whether it is a stateless child this bridge can speak
     /// to.
-    fn handle_discovered(&mut self, outcome: Result<Value, Value>) -> FromChild {
+    fn handle_discovered(
+        &mut self,
+        outcome: Result<Value, Value>,
+        now: Instant,
+        out: &mut VecDeque<BridgeOutput>,
+    ) -> FromChild {
+        if self.discover_first && self.generation == Generation::Stateless {
+            // Asked first: a server that does not answer it is asked
+            // `initialize` (the session generation) instead.
+            let version = self.handshake_version();
+            if let Ok(Some(result)) = outcome
+                .as_ref()
+                .map(|found| generation::initialize_result(found, version))
+            {
+                self.init_result = Some(result);
+                return FromChild::Initialized;
+            }
+            self.refused_initialize = Some(match &outcome {
+                Ok(_) => "no stateless revision this bridge speaks".to_owned(),
+                Err(error) => error_message(error),
+            });
+            self.generation = Generation::Session;
+            let params = self.init_params.clone().unwrap_or_default();
+            self.send_internal(Purpose::Initialize, "initialize", params, now, out);
+            return FromChild::Nothing;
+        }
         let refused = self.refused_initialize.take().unwrap_or_default();
-        let version = self
-            .init_params
-            .as_ref()
-            .and_then(|p| p["protocolVersion"].as_str())
-            .unwrap_or(DEFAULT_PROTOCOL_VERSION);
+        let version = self.handshake_version();
         match outcome.map(|found| generation::initialize_result(&found, version)) {
             Ok(Some(result)) => {
                 self.generation = Generation::Stateless;
@@ -943,9 +978,24 @@ impl Mux {
             .init_params
             .get_or_insert_with(|| initialize_params(None, self.shared))
             .clone();
-        self.generation = Generation::Session;
         self.refused_initialize = None;
-        self.send_internal(Purpose::Initialize, "initialize", params, now, out);
+        if self.discover_first {
+            // Stateless until the server says otherwise.
+            self.generation = Generation::Stateless;
+            let params = self.discover_params();
+            self.send_internal(Purpose::Discover, "server/discover", params, now, out);
+        } else {
+            self.generation = Generation::Session;
+            self.send_internal(Purpose::Initialize, "initialize", params, now, out);
+        }
+    }
+
+    /// The protocol version the bridge's handshake asked for.
+    fn handshake_version(&self) -> &str {
+        self.init_params
+            .as_ref()
+            .and_then(|p| p["protocolVersion"].as_str())
+            .unwrap_or(DEFAULT_PROTOCOL_VERSION)
     }
 
     /// The handshake is done: confirms it, renews the subscriptions a

@@ -28,12 +28,16 @@ pub struct BridgedServer {
 impl BridgedServer {
     /// A bridge with no child yet: the first client request starts it.
     pub fn new(spec: ServerSpec, limits: Limits, _now: Instant) -> Self {
-        let mux = Mux::new(
+        let mut mux = Mux::new(
             &spec.name,
             limits.max_in_flight,
             spec.share == super::Share::Shared,
             spec.tools.clone(),
         );
+        // A remote server of both generations is best spoken to in the
+        // stateless one: only there can it ask clients things (its session
+        // transport may have no stream to ask them on).
+        mux.set_discover_first(spec.remote.is_some());
         BridgedServer {
             supervisor: Supervisor::new(spec, limits),
             mux,

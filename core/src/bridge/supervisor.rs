@@ -289,10 +289,16 @@ impl Supervisor {
 
     fn spawn(&mut self, out: &mut VecDeque<BridgeOutput>) {
         self.phase = Phase::Spawning { then_stop: false };
-        out.push_back(BridgeOutput::Spawn {
-            command: self.spec.command.clone(),
-            env: self.spec.env.clone(),
-            cwd: self.spec.cwd.clone(),
+        out.push_back(match &self.spec.remote {
+            Some(remote) => BridgeOutput::Connect {
+                name: self.spec.name.clone(),
+                remote: Box::new(remote.clone()),
+            },
+            None => BridgeOutput::Spawn {
+                command: self.spec.command.clone(),
+                env: self.spec.env.clone(),
+                cwd: self.spec.cwd.clone(),
+            },
         });
     }
 

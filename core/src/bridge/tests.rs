@@ -1539,7 +1539,7 @@ mod laws {
             let out = rig.drain();
             for o in &out.all {
                 match o {
-                    BridgeOutput::Spawn { .. } => {
+                    BridgeOutput::Spawn { .. } | BridgeOutput::Connect { .. } => {
                         assert!(!self.alive && !self.spawn_asked, "never two children");
                         self.spawn_asked = true;
                     }

@@ -1,0 +1,430 @@
+//! The client side of HTTP/1.1: a request to bytes, a response from bytes
+//! as they arrive. What dials a remote MCP server or an OAuth endpoint
+//! writes [`Outgoing::encode`] to its connection and feeds what it reads
+//! to a [`ResponseReader`], which yields the head, then the body in pieces
+//! (a streamed SSE answer is read as it comes), then its end.
+//!
+//! The reader is bounded: a head over [`MAX_HEAD`], or a body over the
+//! limit it was given, is an error rather than memory spent.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{ChunkedDecoder, ChunkedError, Headers, Url};
+
+/// The longest response head read.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields a response may have.
+const MAX_FIELDS: usize = 100;
+
+/// A request to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub method: &'static str,
+    pub url: Url,
+    /// Fields besides `Host`, `Content-Length` and `Connection`, which
+    /// [`Outgoing::encode`] writes itself.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Outgoing {
+    pub fn new(method: &'static str, url: Url) -> Self {
+        Outgoing {
+            method,
+            url,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, content_type: &str, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self.header("content-type", content_type)
+    }
+
+    /// The request's bytes, asking to keep the connection. A header value
+    /// with a line break in it is left out (it would start a field of its
+    /// own).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.body.len());
+        let line = format!(
+            "{} {} HTTP/1.1\r\nhost: {}\r\n",
+            self.method,
+            self.url.target(),
+            self.url.authority()
+        );
+        out.extend_from_slice(line.as_bytes());
+        for (name, value) in &self.headers {
+            let clean = |s: &str| !s.contains(['\r', '\n']);
+            if clean(name) && clean(value) {
+                out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            }
+        }
+        if !self.body.is_empty() || matches!(self.method, "POST" | "PUT" | "PATCH") {
+            out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// A response's status line and fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub headers: Headers,
+}
+
+impl ResponseHead {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+
+    /// The media type of `Content-Type`, lower-cased, without parameters.
+    pub fn media_type(&self) -> String {
+        let value = self.header("content-type").unwrap_or_default();
+        let media = value.split(';').next().unwrap_or_default();
+        media.trim().to_ascii_lowercase()
+    }
+}
+
+/// What reading a response came to, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseEvent {
+    Head(ResponseHead),
+    /// Some of the body.
+    Data(Bytes),
+    /// The body is over; the connection may carry another request unless
+    /// [`ResponseReader::reusable`] says otherwise.
+    End,
+}
+
+/// Why a response cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    #[error("the response is not HTTP/1.1: {0}")]
+    Malformed(&'static str),
+    #[error("the response's head is longer than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("the response is longer than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("the connection ended before the response did")]
+    Truncated,
+}
+
+impl From<ChunkedError> for ResponseError {
+    fn from(e: ChunkedError) -> Self {
+        match e {
+            ChunkedError::BodyTooLarge | ChunkedError::TrailersTooLarge => {
+                ResponseError::BodyTooLarge(0)
+            }
+            ChunkedError::Malformed(why) => ResponseError::Malformed(why),
+        }
+    }
+}
+
+/// Reads one response: bytes in, [`ResponseEvent`]s out.
+#[derive(Debug)]
+pub struct ResponseReader {
+    state: Reading,
+    input: BytesMut,
+    /// Body bytes allowed in all.
+    max_body: usize,
+    /// Body bytes handed out so far.
+    read: usize,
+    /// Whether the request was a `HEAD` (its answer has no body).
+    head_only: bool,
+    /// Whether the connection can carry another request once this
+    /// response ends.
+    reusable: bool,
+}
+
+#[derive(Debug)]
+enum Reading {
+    Head,
+    Length(usize),
+    Chunked(ChunkedDecoder),
+    /// Until the connection ends.
+    Close,
+    Done,
+}
+
+impl ResponseReader {
+    /// A reader for the answer to a request made with `method`, whose body
+    /// may be at most `max_body` bytes.
+    pub fn new(method: &str, max_body: usize) -> Self {
+        ResponseReader {
+            state: Reading::Head,
+            input: BytesMut::new(),
+            max_body,
+            read: 0,
+            head_only: method == "HEAD",
+            reusable: true,
+        }
+    }
+
+    /// Whether the connection may be used again once [`ResponseEvent::End`]
+    /// came.
+    pub fn reusable(&self) -> bool {
+        self.reusable && matches!(self.state, Reading::Done) && self.input.is_empty()
+    }
+
+    /// Takes bytes read from the connection, and the events they make.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ResponseEvent>, ResponseError> {
+        self.input.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        loop {
+            let before = events.len();
+            self.step(&mut events)?;
+            if events.len() == before || matches!(self.state, Reading::Done) {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// The connection ended: the events that makes (the end of a body
+    /// read until close), or an error if the response was cut short.
+    pub fn eof(&mut self) -> Result<Vec<ResponseEvent>, ResponseError> {
+        match self.state {
+            Reading::Close => {
+                self.state = Reading::Done;
+                self.reusable = false;
+                Ok(vec![ResponseEvent::End])
+            }
+            Reading::Done => Ok(Vec::new()),
+            _ => Err(ResponseError::Truncated),
+        }
+    }
+
+    fn step(&mut self, events: &mut Vec<ResponseEvent>) -> Result<(), ResponseError> {
+        match &mut self.state {
+            Reading::Head => {
+                if let Some(head) = self.head()? {
+                    events.push(ResponseEvent::Head(head));
+                    if matches!(self.state, Reading::Done) {
+                        events.push(ResponseEvent::End);
+                    }
+                }
+            }
+            Reading::Length(left) => {
+                let take = (*left).min(self.input.len());
+                if take > 0 {
+                    *left -= take;
+                    let data = self.input.split_to(take).freeze();
+                    self.count(data.len())?;
+                    events.push(ResponseEvent::Data(data));
+                }
+                if matches!(self.state, Reading::Length(0)) {
+                    self.state = Reading::Done;
+                    events.push(ResponseEvent::End);
+                }
+            }
+            Reading::Chunked(decoder) => {
+                let mut body = BytesMut::new();
+                let room = self.max_body.saturating_sub(self.read);
+                let done = decoder
+                    .decode(&mut self.input, &mut body, room, MAX_HEAD)
+                    .map_err(|e| match e {
+                        ChunkedError::BodyTooLarge => ResponseError::BodyTooLarge(self.max_body),
+                        e => e.into(),
+                    })?;
+                if !body.is_empty() {
+                    self.count(body.len())?;
+                    events.push(ResponseEvent::Data(body.freeze()));
+                }
+                if done {
+                    self.state = Reading::Done;
+                    events.push(ResponseEvent::End);
+                }
+            }
+            Reading::Close => {
+                if !self.input.is_empty() {
+                    let data = self.input.split().freeze();
+                    self.count(data.len())?;
+                    events.push(ResponseEvent::Data(data));
+                }
+            }
+            Reading::Done => {}
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, bytes: usize) -> Result<(), ResponseError> {
+        self.read += bytes;
+        if self.read > self.max_body {
+            return Err(ResponseError::BodyTooLarge(self.max_body));
+        }
+        Ok(())
+    }
+
+    /// The head, once all of it is in; it sets how the body is framed.
+    fn head(&mut self) -> Result<Option<ResponseHead>, ResponseError> {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut response = httparse::Response::new(&mut fields);
+        let used = match response.parse(&self.input) {
+            Ok(httparse::Status::Complete(used)) => used,
+            Ok(httparse::Status::Partial) if self.input.len() > MAX_HEAD => {
+                return Err(ResponseError::HeadTooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::HeadTooLarge),
+            Err(_) => return Err(ResponseError::Malformed("its status line or fields")),
+        };
+        let status = response.code.unwrap_or(0);
+        let mut headers = Headers::with_capacity(response.headers.len(), used);
+        for field in response.headers.iter() {
+            let value = std::str::from_utf8(field.value)
+                .map_err(|_| ResponseError::Malformed("a field that is not text"))?;
+            headers.push(field.name, value.trim());
+        }
+        let old = response.version == Some(0);
+        let informational = (100..200).contains(&status);
+        let _ = self.input.split_to(used);
+        if informational {
+            // `100 Continue` and the like come before the real head.
+            return self.head();
+        }
+        let closes = old
+            || headers
+                .get("connection")
+                .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        self.reusable = !closes;
+        let chunked = headers
+            .get("transfer-encoding")
+            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+        self.state = if self.head_only || status == 204 || status == 304 {
+            Reading::Done
+        } else if chunked {
+            Reading::Chunked(ChunkedDecoder::default())
+        } else if let Some(length) = headers.get("content-length") {
+            let length: usize = length
+                .parse()
+                .map_err(|_| ResponseError::Malformed("its Content-Length"))?;
+            if length > self.max_body {
+                return Err(ResponseError::BodyTooLarge(self.max_body));
+            }
+            if length == 0 {
+                Reading::Done
+            } else {
+                Reading::Length(length)
+            }
+        } else {
+            self.reusable = false;
+            Reading::Close
+        };
+        Ok(Some(ResponseHead { status, headers }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(method: &str, bytes: &[u8], max: usize, split: usize) -> Vec<ResponseEvent> {
+        let mut reader = ResponseReader::new(method, max);
+        let mut events = Vec::new();
+        for piece in bytes.chunks(split.max(1)) {
+            events.extend(reader.push(piece).unwrap());
+        }
+        events
+    }
+
+    fn body(events: &[ResponseEvent]) -> Vec<u8> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ResponseEvent::Data(d) => Some(d.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn a_request_is_written_with_its_host() {
+        let url = Url::parse("http://127.0.0.1:7000/mcp").unwrap();
+        let bytes = Outgoing::new("POST", url)
+            .header("accept", "application/json, text/event-stream")
+            .header("x-bad", "a\r\nb")
+            .body("application/json", "{}")
+            .encode();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:7000\r\n"));
+        assert!(text.contains("content-length: 2\r\n"));
+        assert!(!text.contains("x-bad"));
+        assert!(text.ends_with("\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn every_framing_reads_the_same_whatever_the_split() {
+        let length = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n";
+        for split in [1, 2, 7, 1000] {
+            for bytes in [&length[..], &chunked[..]] {
+                let events = read_all("POST", bytes, 1024, split);
+                assert!(matches!(&events[0], ResponseEvent::Head(h) if h.status == 200));
+                assert_eq!(body(&events), b"hello");
+                assert_eq!(events.last(), Some(&ResponseEvent::End));
+            }
+        }
+        let mut reader = ResponseReader::new("GET", 1024);
+        let events = reader
+            .push(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n")
+            .unwrap();
+        assert_eq!(body(&events), b"data: 1\n\n");
+        assert_eq!(reader.eof().unwrap(), vec![ResponseEvent::End]);
+        assert!(!reader.reusable());
+    }
+
+    #[test]
+    fn a_keep_alive_response_leaves_the_connection_reusable() {
+        let mut reader = ResponseReader::new("POST", 1024);
+        reader
+            .push(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
+            )
+            .unwrap();
+        assert!(reader.reusable());
+        let mut closing = ResponseReader::new("POST", 1024);
+        closing
+            .push(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert!(!closing.reusable());
+    }
+
+    #[test]
+    fn too_much_is_an_error_not_memory() {
+        let mut big = ResponseReader::new("GET", 10);
+        assert_eq!(
+            big.push(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"),
+            Err(ResponseError::BodyTooLarge(10))
+        );
+        let mut endless = ResponseReader::new("GET", 10);
+        endless.push(b"HTTP/1.1 200 OK\r\n\r\n12345").unwrap();
+        assert_eq!(
+            endless.push(b"678901"),
+            Err(ResponseError::BodyTooLarge(10))
+        );
+        let mut chunks = ResponseReader::new("GET", 4);
+        assert!(chunks
+            .push(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .is_err());
+        let mut head = ResponseReader::new("GET", 10);
+        let mut long = b"HTTP/1.1 200 OK\r\nx-long: ".to_vec();
+        long.resize(MAX_HEAD + 10, b'x');
+        assert_eq!(head.push(&long), Err(ResponseError::HeadTooLarge));
+        let mut html = ResponseReader::new("GET", 10);
+        assert!(html.push(b"<html>oops</html>\r\n\r\n").is_err());
+        let mut cut = ResponseReader::new("GET", 10);
+        cut.push(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
+            .unwrap();
+        assert_eq!(cut.eof(), Err(ResponseError::Truncated));
+    }
+}

@@ -1,0 +1,917 @@
+//! A remote MCP server, spoken to over HTTP as the bridge's child: the
+//! bridge writes JSON-RPC messages to it as it would to a child's stdin,
+//! and reads the server's messages back as a child's stdout lines. So a
+//! remote server is served exactly like a stdio one on every path — the
+//! bridge's handshake, sharing, routing, generations and supervision are
+//! the same machine's.
+//!
+//! [`Upstream`] is the client's side of the MCP HTTP transports, as a
+//! sans-IO state machine: a message in ([`Upstream::send`]) becomes an HTTP
+//! exchange out ([`UpstreamOutput::Send`]); what the driver reads of each
+//! exchange comes back in (`handle_head`, `handle_data`, `handle_end`,
+//! `handle_failed`) and becomes the server's messages
+//! ([`UpstreamOutput::Line`]). The driver owns the connections (pooled,
+//! kept alive, over TLS for `https`) and nothing else. Policy lives here:
+//!
+//! * **which transport**: Streamable HTTP, either generation — a message
+//!   carrying the stateless envelope is posted with its protocol version
+//!   and the `Mcp-Method`/`Mcp-Name` headers, a session one with the
+//!   `Mcp-Session-Id` the server gave at `initialize` — and legacy
+//!   HTTP+SSE (an event stream naming where to post) for a server that
+//!   refuses both, or when configured;
+//! * **sessions kept**: a server that lost its session (restarted) answers
+//!   404; the bridge's `initialize` is replayed, its answer swallowed, and
+//!   the message sent again, so no client sees it;
+//! * **errors in the protocol's shape**: every request that cannot be
+//!   delivered, or that the server answers with an HTTP error, is answered
+//!   with a JSON-RPC error under its own id, never left waiting;
+//! * **backoff**: a server that cannot be reached is not dialed again for
+//!   a doubling while (100 ms to 10 s); requests meanwhile fail at once;
+//! * **credentials**: a `401` holds the request and asks the driver for a
+//!   token ([`UpstreamOutput::Unauthorized`]); with one it is sent again,
+//!   without one it is answered with an error naming the login command.
+
+pub mod sse;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::http::{Outgoing, ResponseHead, Url};
+use crate::mcp;
+use sse::SseReader;
+
+/// JSON-RPC's "server error" code, as the bridge answers a call its server
+/// will not.
+const SERVER_ERROR: i64 = -32000;
+/// The most of an HTTP error's body quoted in the JSON-RPC error.
+const ERROR_BODY: usize = 4096;
+/// The first wait before dialing a server that could not be reached…
+const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+/// …doubling up to this.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Messages held while a session is re-established or a legacy server
+/// names its endpoint; past it a request is answered with an error.
+const MAX_HELD: usize = 1024;
+
+/// How a remote server is reached: one `[[bridge.servers]]` entry with a
+/// `url`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remote {
+    pub url: Url,
+    /// Sent with every request (`Authorization`, API keys), as configured.
+    pub headers: Vec<(String, String)>,
+    pub transport: Transport,
+    /// PEM roots to trust instead of the system's (a private CA).
+    pub ca_file: Option<String>,
+}
+
+impl Remote {
+    pub fn new(url: Url) -> Self {
+        Remote {
+            url,
+            headers: Vec::new(),
+            transport: Transport::Auto,
+            ca_file: None,
+        }
+    }
+}
+
+/// Which transport a remote server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Streamable HTTP, falling back to legacy SSE if the server refuses
+    /// it.
+    #[default]
+    Auto,
+    /// Legacy HTTP+SSE (2024-11-05) only.
+    Sse,
+}
+
+/// One HTTP exchange of an [`Upstream`], numbered by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExchangeId(pub u64);
+
+/// What the driver must do next, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamOutput {
+    /// Send `request` on a connection to the server (a pooled one, or a new
+    /// one), and report its response with the exchange's id. `streaming`:
+    /// the response is an event stream that lasts as long as the session
+    /// (no deadline on reading it).
+    Send {
+        id: ExchangeId,
+        request: Outgoing,
+        streaming: bool,
+    },
+    /// Drop an exchange's connection (a stream no longer wanted).
+    Abort(ExchangeId),
+    /// A message of the server's, for the bridge (as a child's stdout line).
+    Line(String),
+    /// The server's session is gone for good (a legacy event stream
+    /// ended): taken as the child's exit, so the bridge starts again.
+    Gone(String),
+    /// The server wants credentials (`challenge`: its `WWW-Authenticate`).
+    /// Answer with [`Upstream::handle_token`].
+    Unauthorized { challenge: Option<String> },
+}
+
+/// The transport found to work.
+#[derive(Debug, Clone, PartialEq)]
+enum Protocol {
+    /// Streamable HTTP, unless refused.
+    Streamable,
+    /// Legacy HTTP+SSE: messages are posted to `endpoint`, once the
+    /// server's stream has named it.
+    Legacy {
+        stream: ExchangeId,
+        endpoint: Option<Url>,
+    },
+}
+
+/// What an exchange is for.
+#[derive(Debug)]
+enum Kind {
+    /// One message posted. `id`: its JSON-RPC id when it is a request (an
+    /// answer is owed); `line` is kept to send again.
+    Post {
+        line: String,
+        id: Option<Value>,
+        method: Option<String>,
+        /// Whether the message went with a session id (a 404 then means
+        /// the session is gone).
+        in_session: bool,
+        /// The bridge's `initialize` replayed for a new session: its answer
+        /// is not the bridge's to see.
+        replay: bool,
+        /// Posted to a legacy endpoint: the answer comes on the event
+        /// stream, the post's own response only acknowledges it.
+        legacy: bool,
+        answered: bool,
+    },
+    /// The session's GET stream, for messages of the server's own.
+    Listen,
+    /// A legacy server's event stream.
+    Legacy,
+    /// Ending the session.
+    Delete,
+}
+
+/// How an exchange's body is read.
+#[derive(Debug)]
+enum Body {
+    /// Not yet known (no head).
+    Unknown,
+    /// One JSON-RPC message (or a batch), whole.
+    Json(Vec<u8>),
+    Events(SseReader),
+    /// An HTTP error's body, quoted in the error the request gets.
+    Error {
+        status: u16,
+        text: Vec<u8>,
+    },
+    Ignored,
+}
+
+#[derive(Debug)]
+struct Exchange {
+    kind: Kind,
+    body: Body,
+}
+
+/// The client of one remote MCP server.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The bridged server's name, for errors.
+    name: String,
+    remote: Remote,
+    protocol: Protocol,
+    /// `Mcp-Session-Id`, once the server gave one.
+    session: Option<String>,
+    /// The protocol version the server answered `initialize` with.
+    version: Option<String>,
+    /// The bridge's `initialize` and `notifications/initialized`, replayed
+    /// when the session must be made again.
+    initialize: Option<String>,
+    initialized: Option<String>,
+    /// Whether a replayed `initialize` is under way: messages wait.
+    reinitializing: bool,
+    /// Messages waiting: for a new session, for a legacy endpoint, or for
+    /// credentials.
+    held: VecDeque<String>,
+    /// Whether a token was asked for and not given yet.
+    unauthorized: bool,
+    bearer: Option<String>,
+    listening: Option<ExchangeId>,
+    exchanges: HashMap<ExchangeId, Exchange>,
+    next: u64,
+    /// Dial failures in a row, and when dialing may be tried again.
+    failures: u32,
+    down: Option<(Instant, String)>,
+    out: VecDeque<UpstreamOutput>,
+}
+
+impl Upstream {
+    pub fn new(name: &str, remote: Remote) -> Self {
+        Upstream {
+            name: name.to_owned(),
+            remote,
+            protocol: Protocol::Streamable,
+            session: None,
+            version: None,
+            initialize: None,
+            initialized: None,
+            reinitializing: false,
+            held: VecDeque::new(),
+            unauthorized: false,
+            bearer: None,
+            listening: None,
+            exchanges: HashMap::new(),
+            next: 1,
+            failures: 0,
+            down: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<UpstreamOutput> {
+        self.out.pop_front()
+    }
+
+    /// Whether the server's session is established (a session id, or a
+    /// legacy endpoint).
+    pub fn connected(&self) -> bool {
+        match &self.protocol {
+            Protocol::Streamable => self.version.is_some() || self.session.is_some(),
+            Protocol::Legacy { endpoint, .. } => endpoint.is_some(),
+        }
+    }
+
+    /// The bearer token sent from now on.
+    pub fn set_bearer(&mut self, token: Option<String>) {
+        self.bearer = token;
+    }
+
+    /// One message of the bridge's for the server.
+    pub fn send(&mut self, line: String, now: Instant) {
+        let message: Value = match serde_json::from_str(&line) {
+            Ok(message) => message,
+            Err(_) => return,
+        };
+        let method = message["method"].as_str().map(str::to_owned);
+        let id = match (&method, message.get("id")) {
+            (Some(_), Some(id)) => Some(id.clone()),
+            _ => None,
+        };
+        match method.as_deref() {
+            Some("initialize") => {
+                self.initialize = Some(line.clone());
+                self.session = None;
+                self.version = None;
+            }
+            Some("notifications/initialized") => self.initialized = Some(line.clone()),
+            _ => {}
+        }
+        if let Some((until, why)) = &self.down {
+            if now < *until {
+                let why = format!("the remote MCP server cannot be reached: {why}");
+                self.fail(id.as_ref(), &why);
+                return;
+            }
+        }
+        if self.must_hold() {
+            self.hold(line, id.as_ref());
+            return;
+        }
+        if self.remote.transport == Transport::Sse
+            && method.as_deref() == Some("initialize")
+            && matches!(self.protocol, Protocol::Streamable)
+        {
+            self.hold(line, id.as_ref());
+            self.open_legacy();
+            return;
+        }
+        self.post(line, &message, false);
+    }
+
+    /// Whether messages wait rather than go.
+    fn must_hold(&self) -> bool {
+        self.reinitializing
+            || self.unauthorized
+            || matches!(self.protocol, Protocol::Legacy { endpoint: None, .. })
+    }
+
+    fn hold(&mut self, line: String, id: Option<&Value>) {
+        if self.held.len() >= MAX_HELD {
+            self.fail(
+                id,
+                "too many messages are waiting for the remote MCP server",
+            );
+            return;
+        }
+        self.held.push_back(line);
+    }
+
+    /// The driver got (or could not get) a token after an
+    /// [`UpstreamOutput::Unauthorized`]: what waited is sent with it, or
+    /// answered with `why`.
+    pub fn handle_token(&mut self, token: Result<String, String>, now: Instant) {
+        self.unauthorized = false;
+        match token {
+            Ok(token) => {
+                self.bearer = Some(token);
+                self.release(now);
+            }
+            Err(why) => {
+                for line in std::mem::take(&mut self.held) {
+                    let id = request_id(&line);
+                    self.fail(id.as_ref(), &why);
+                }
+            }
+        }
+    }
+
+    /// The session is over (the bridge stops the server): the session is
+    /// ended with the server if it has one, and every exchange dropped.
+    pub fn close(&mut self) {
+        let ids: Vec<ExchangeId> = self.exchanges.keys().copied().collect();
+        for id in ids {
+            self.out.push_back(UpstreamOutput::Abort(id));
+        }
+        self.exchanges.clear();
+        self.listening = None;
+        if let (Protocol::Streamable, Some(session)) = (&self.protocol, self.session.take()) {
+            let request = self
+                .request("DELETE", self.remote.url.clone())
+                .header("mcp-session-id", session);
+            self.start(Kind::Delete, request, false);
+        }
+    }
+
+    // Input from the driver.
+
+    /// An exchange's response head.
+    pub fn handle_head(&mut self, id: ExchangeId, head: &ResponseHead, now: Instant) {
+        self.failures = 0;
+        self.down = None;
+        let initialize = self.is_initialize(id);
+        let may_fall_back = initialize
+            && matches!(self.protocol, Protocol::Streamable)
+            && self.remote.transport == Transport::Auto;
+        let Some(exchange) = self.exchanges.get_mut(&id) else {
+            return;
+        };
+        let status = head.status;
+        let events = head.media_type() == "text/event-stream";
+        exchange.body = match (&exchange.kind, status) {
+            (Kind::Post { legacy: true, .. }, 200..=299) => Body::Ignored,
+            (_, 200..=299) if events => Body::Events(SseReader::new(mcp::MAX_LINE)),
+            (Kind::Post { .. }, 200..=299) => Body::Json(Vec::new()),
+            (Kind::Post { .. }, 401) => {
+                let challenge = head.header("www-authenticate").map(str::to_owned);
+                self.unauthorized_post(id, challenge);
+                return;
+            }
+            (
+                Kind::Post {
+                    in_session: true,
+                    replay: false,
+                    ..
+                },
+                404,
+            ) => {
+                self.session_lost(id, now);
+                return;
+            }
+            (Kind::Post { replay: false, .. }, 400 | 404 | 405) if may_fall_back => {
+                self.streamable_refused(id, status);
+                return;
+            }
+            (Kind::Post { .. }, _) => Body::Error {
+                status,
+                text: Vec::new(),
+            },
+            (Kind::Legacy, _) => {
+                self.legacy_refused(id, status);
+                return;
+            }
+            _ => Body::Ignored,
+        };
+        if let (true, Some(session)) = (
+            initialize,
+            head.header("mcp-session-id").filter(|s| !s.is_empty()),
+        ) {
+            self.session = Some(session.to_owned());
+        }
+    }
+
+    /// Some of an exchange's body.
+    pub fn handle_data(&mut self, id: ExchangeId, data: &Bytes) {
+        let Some(exchange) = self.exchanges.get_mut(&id) else {
+            return;
+        };
+        match &mut exchange.body {
+            Body::Json(buf) => {
+                if buf.len() + data.len() > mcp::MAX_LINE {
+                    exchange.body = Body::Error {
+                        status: 0,
+                        text: b"an answer longer than the bridge takes".to_vec(),
+                    };
+                    return;
+                }
+                buf.extend_from_slice(data);
+            }
+            Body::Error { text, .. } => {
+                let room = ERROR_BODY.saturating_sub(text.len());
+                text.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+            }
+            Body::Events(reader) => match reader.push(data) {
+                Ok(events) => {
+                    for event in events {
+                        self.event(id, event);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(server = %self.name, "the remote MCP server's event stream: {e}");
+                    self.out.push_back(UpstreamOutput::Abort(id));
+                    self.ended(id, Some(e.to_string()));
+                }
+            },
+            Body::Unknown | Body::Ignored => {}
+        }
+    }
+
+    /// An exchange's body is over.
+    pub fn handle_end(&mut self, id: ExchangeId, now: Instant) {
+        let Some(exchange) = self.exchanges.get_mut(&id) else {
+            return;
+        };
+        match std::mem::replace(&mut exchange.body, Body::Ignored) {
+            Body::Json(buf) => self.json_answer(id, &buf),
+            Body::Error { status, text } => {
+                let text = String::from_utf8_lossy(&text).into_owned();
+                self.http_error(id, status, &text);
+            }
+            _ => {}
+        }
+        let replayed = matches!(
+            self.exchanges.get(&id).map(|e| &e.kind),
+            Some(Kind::Post {
+                replay: true,
+                answered: true,
+                ..
+            })
+        );
+        self.ended(id, None);
+        if replayed {
+            self.reinitialized(now);
+        }
+    }
+
+    /// An exchange failed: the server could not be reached, or the
+    /// connection broke. `dialed`: whether a connection was made at all
+    /// (a refused dial counts toward the backoff).
+    pub fn handle_failed(&mut self, id: ExchangeId, why: &str, dialed: bool, now: Instant) {
+        if !dialed {
+            self.failures = self.failures.saturating_add(1);
+            let wait = BACKOFF_INITIAL
+                .saturating_mul(1 << self.failures.saturating_sub(1).min(10))
+                .min(BACKOFF_MAX);
+            self.down = Some((now + wait, why.to_owned()));
+        }
+        let why = format!("the remote MCP server: {why}");
+        self.ended(id, Some(why));
+    }
+
+    // Exchanges.
+
+    fn request(&self, method: &'static str, url: Url) -> Outgoing {
+        let mut request = Outgoing::new(method, url);
+        for (name, value) in &self.remote.headers {
+            request = request.header(name, value.clone());
+        }
+        if let Some(token) = &self.bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.header(
+            "user-agent",
+            concat!("mcp-provider/", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    fn start(&mut self, kind: Kind, request: Outgoing, streaming: bool) -> ExchangeId {
+        let id = ExchangeId(self.next);
+        self.next += 1;
+        self.exchanges.insert(
+            id,
+            Exchange {
+                kind,
+                body: Body::Unknown,
+            },
+        );
+        self.out.push_back(UpstreamOutput::Send {
+            id,
+            request,
+            streaming,
+        });
+        id
+    }
+
+    /// Posts one message: to the legacy endpoint, or over Streamable HTTP
+    /// in the generation the message speaks.
+    fn post(&mut self, line: String, message: &Value, replay: bool) {
+        let method = message["method"].as_str().map(str::to_owned);
+        let id = method.as_ref().and_then(|_| message.get("id").cloned());
+        let (url, legacy) = match &self.protocol {
+            Protocol::Legacy {
+                endpoint: Some(endpoint),
+                ..
+            } => (endpoint.clone(), true),
+            _ => (self.remote.url.clone(), false),
+        };
+        let mut request = self
+            .request("POST", url)
+            .header("accept", "application/json, text/event-stream");
+        let mut in_session = false;
+        if !legacy {
+            match message["params"]["_meta"][mcp::PROTOCOL_VERSION_META].as_str() {
+                Some(version) => {
+                    request = request.header("mcp-protocol-version", version.to_owned());
+                    if let Some(method) = &method {
+                        request = request.header("mcp-method", method.clone());
+                    }
+                    if let Some(name) = named(message) {
+                        request = request.header("mcp-name", name);
+                    }
+                }
+                None => {
+                    if let Some(session) = &self.session {
+                        request = request.header("mcp-session-id", session.clone());
+                        in_session = true;
+                    }
+                    if let Some(version) = &self.version {
+                        request = request.header("mcp-protocol-version", version.clone());
+                    }
+                }
+            }
+        }
+        let listen = method.as_deref() == Some("notifications/initialized") && !legacy;
+        let request = request.body("application/json", line.clone());
+        self.start(
+            Kind::Post {
+                line,
+                id,
+                method,
+                in_session,
+                replay,
+                legacy,
+                answered: false,
+            },
+            request,
+            false,
+        );
+        if listen && self.listening.is_none() && self.session.is_some() {
+            let request = self
+                .request("GET", self.remote.url.clone())
+                .header("accept", "text/event-stream")
+                .header("mcp-session-id", self.session.clone().unwrap_or_default());
+            let request = match &self.version {
+                Some(version) => request.header("mcp-protocol-version", version.clone()),
+                None => request,
+            };
+            self.listening = Some(self.start(Kind::Listen, request, true));
+        }
+    }
+
+    fn open_legacy(&mut self) {
+        let request = self
+            .request("GET", self.remote.url.clone())
+            .header("accept", "text/event-stream");
+        let stream = self.start(Kind::Legacy, request, true);
+        self.protocol = Protocol::Legacy {
+            stream,
+            endpoint: None,
+        };
+    }
+
+    fn is_initialize(&self, id: ExchangeId) -> bool {
+        matches!(
+            self.exchanges.get(&id).map(|e| &e.kind),
+            Some(Kind::Post { method: Some(m), .. }) if m == "initialize"
+        )
+    }
+
+    /// One event of a stream: a message (on any stream), or a legacy
+    /// server's endpoint.
+    fn event(&mut self, id: ExchangeId, event: sse::Event) {
+        match event.kind() {
+            "message" if !event.data.trim().is_empty() => self.message(id, event.data),
+            "endpoint" => self.endpoint(id, &event.data),
+            _ => {}
+        }
+    }
+
+    /// A message from the server, on exchange `id`.
+    fn message(&mut self, id: ExchangeId, line: String) {
+        let Some(Exchange { kind, .. }) = self.exchanges.get_mut(&id) else {
+            return;
+        };
+        if let Kind::Post {
+            id: Some(asked),
+            answered,
+            replay,
+            ..
+        } = kind
+        {
+            let answer = mcp::answer(&line);
+            if answer.is_some_and(|a| *asked == a.id) {
+                *answered = true;
+                if *replay {
+                    return;
+                }
+            }
+        }
+        if self.is_initialize(id) {
+            if let Ok(message) = serde_json::from_str::<Value>(&line) {
+                if let Some(version) = message["result"]["protocolVersion"].as_str() {
+                    self.version = Some(version.to_owned());
+                }
+            }
+        }
+        if matches!(self.protocol, Protocol::Legacy { .. }) && self.is_initialize_answer(&line) {
+            if let Ok(message) = serde_json::from_str::<Value>(&line) {
+                self.version = message["result"]["protocolVersion"]
+                    .as_str()
+                    .map(str::to_owned);
+            }
+        }
+        self.out.push_back(UpstreamOutput::Line(line));
+    }
+
+    /// Whether a legacy server's message answers the held `initialize`.
+    fn is_initialize_answer(&self, line: &str) -> bool {
+        let asked = self.initialize.as_deref().and_then(request_id);
+        let answer = mcp::answer(line);
+        matches!((asked, answer), (Some(asked), Some(a)) if asked == a.id)
+    }
+
+    /// A whole JSON answer to a post: a message, or a batch of them.
+    fn json_answer(&mut self, id: ExchangeId, body: &[u8]) {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Array(messages)) => {
+                for message in messages {
+                    self.message(id, message.to_string());
+                }
+            }
+            Ok(message) => self.message(id, message.to_string()),
+            Err(_) => self.http_error(id, 200, "an answer that is not JSON"),
+        }
+    }
+
+    /// A post the server answered with an HTTP error: its request gets a
+    /// JSON-RPC error — the server's own, when it sent one.
+    fn http_error(&mut self, id: ExchangeId, status: u16, text: &str) {
+        let Some(Exchange {
+            kind:
+                Kind::Post {
+                    id: asked,
+                    answered,
+                    ..
+                },
+            ..
+        }) = self.exchanges.get_mut(&id)
+        else {
+            return;
+        };
+        let Some(asked) = asked.clone() else {
+            tracing::debug!(server = %self.name, status, "the remote MCP server refused a notification: {}", crate::text::bounded(text, 200));
+            return;
+        };
+        *answered = true;
+        let own = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v.get("error").cloned())
+            .filter(|e| e["code"].is_i64() && e["message"].is_string());
+        let line = match own {
+            Some(error) => mcp::response(&asked, Err(&error)),
+            None => {
+                let text = crate::text::bounded(text.trim(), 300);
+                let what = match status {
+                    0 => text,
+                    _ => format!(
+                        "the remote MCP server answered HTTP {status} {}{}{text}",
+                        crate::http::reason(status),
+                        if text.is_empty() { "" } else { ": " }
+                    ),
+                };
+                mcp::error(&asked, SERVER_ERROR, &what, None)
+            }
+        };
+        self.out.push_back(UpstreamOutput::Line(line));
+    }
+
+    /// The exchange is over (`failed`: why, if it broke): a request it
+    /// left unanswered gets an error; a stream's end is handled.
+    fn ended(&mut self, id: ExchangeId, failed: Option<String>) {
+        let Some(exchange) = self.exchanges.remove(&id) else {
+            return;
+        };
+        match exchange.kind {
+            Kind::Post {
+                id: Some(asked),
+                answered: false,
+                replay,
+                legacy,
+                ..
+            } if !legacy || failed.is_some() => {
+                let why = failed.unwrap_or_else(|| {
+                    "the remote MCP server ended its answer without answering".to_owned()
+                });
+                if replay {
+                    self.reinitializing = false;
+                    for line in std::mem::take(&mut self.held) {
+                        let id = request_id(&line);
+                        self.fail(id.as_ref(), &why);
+                    }
+                } else {
+                    self.fail(Some(&asked), &why);
+                }
+            }
+            Kind::Listen if self.listening == Some(id) => self.listening = None,
+            Kind::Legacy => {
+                if matches!(&self.protocol, Protocol::Legacy { stream, .. } if *stream == id) {
+                    let why = failed.unwrap_or_else(|| "its event stream ended".to_owned());
+                    for line in std::mem::take(&mut self.held) {
+                        let id = request_id(&line);
+                        self.fail(id.as_ref(), &format!("the remote MCP server: {why}"));
+                    }
+                    self.protocol = Protocol::Streamable;
+                    self.out.push_back(UpstreamOutput::Gone(why));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A JSON-RPC error for request `id` (nothing for a notification).
+    fn fail(&mut self, id: Option<&Value>, why: &str) {
+        if let Some(id) = id {
+            self.out.push_back(UpstreamOutput::Line(mcp::error(
+                id,
+                SERVER_ERROR,
+                why,
+                None,
+            )));
+        }
+    }
+
+    /// A post came back 401: it waits, with everything after it, for a
+    /// token.
+    fn unauthorized_post(&mut self, id: ExchangeId, challenge: Option<String>) {
+        let Some(Exchange {
+            kind: Kind::Post { line, .. },
+            ..
+        }) = self.exchanges.remove(&id)
+        else {
+            return;
+        };
+        self.held.push_front(line);
+        if !std::mem::replace(&mut self.unauthorized, true) {
+            self.out
+                .push_back(UpstreamOutput::Unauthorized { challenge });
+        }
+    }
+
+    /// A post in a session came back 404: the server forgot the session
+    /// (it restarted). The bridge's `initialize` is replayed, and the
+    /// message waits for the new session.
+    fn session_lost(&mut self, id: ExchangeId, _now: Instant) {
+        let Some(Exchange {
+            kind: Kind::Post { line, .. },
+            ..
+        }) = self.exchanges.remove(&id)
+        else {
+            return;
+        };
+        self.held.push_front(line);
+        if self.reinitializing {
+            return;
+        }
+        tracing::info!(server = %self.name, "the remote MCP server lost its session: starting a new one");
+        self.session = None;
+        self.version = None;
+        if let Some(listen) = self.listening.take() {
+            self.exchanges.remove(&listen);
+            self.out.push_back(UpstreamOutput::Abort(listen));
+        }
+        let Some(initialize) = self.initialize.clone() else {
+            return;
+        };
+        self.reinitializing = true;
+        let message = serde_json::from_str(&initialize).unwrap_or_default();
+        self.post(initialize, &message, true);
+    }
+
+    /// The replayed `initialize` was answered: the session's
+    /// `notifications/initialized`, then what waited.
+    fn reinitialized(&mut self, now: Instant) {
+        self.reinitializing = false;
+        if let Some(line) = self.initialized.clone() {
+            let message = serde_json::from_str(&line).unwrap_or_default();
+            self.post(line, &message, false);
+        }
+        self.release(now);
+    }
+
+    /// Sends what was held, in order (what must wait again is held again).
+    fn release(&mut self, now: Instant) {
+        let held = std::mem::take(&mut self.held);
+        for line in held {
+            self.send(line, now);
+        }
+    }
+
+    /// A legacy event stream named its endpoint: what waited is posted.
+    fn endpoint(&mut self, id: ExchangeId, data: &str) {
+        let Protocol::Legacy { stream, endpoint } = &mut self.protocol else {
+            return;
+        };
+        if *stream != id {
+            return;
+        }
+        match self.remote.url.join(data.trim()) {
+            Ok(url) if url.origin() == self.remote.url.origin() => {
+                *endpoint = Some(url);
+                let held = std::mem::take(&mut self.held);
+                for line in held {
+                    let message = serde_json::from_str(&line).unwrap_or_default();
+                    self.post(line, &message, false);
+                }
+            }
+            _ => {
+                let why = format!(
+                    "the remote MCP server named an endpoint on another server ({}): refused",
+                    crate::text::bounded(data, 200)
+                );
+                tracing::warn!(server = %self.name, "{why}");
+                self.out.push_back(UpstreamOutput::Abort(id));
+                self.ended(id, Some(why));
+            }
+        }
+    }
+
+    /// `initialize` over Streamable HTTP was refused as if the URL were
+    /// not an MCP endpoint: perhaps a legacy server, whose event stream is
+    /// opened and `initialize` posted where it says.
+    fn streamable_refused(&mut self, id: ExchangeId, status: u16) {
+        let Some(Exchange {
+            kind: Kind::Post { line, .. },
+            ..
+        }) = self.exchanges.remove(&id)
+        else {
+            return;
+        };
+        tracing::info!(server = %self.name, status, "the remote MCP server refused Streamable HTTP: trying legacy SSE");
+        self.out.push_back(UpstreamOutput::Abort(id));
+        self.held.push_front(line);
+        self.open_legacy();
+    }
+
+    /// A legacy stream was refused: no transport works.
+    fn legacy_refused(&mut self, id: ExchangeId, status: u16) {
+        self.out.push_back(UpstreamOutput::Abort(id));
+        self.ended(
+            id,
+            Some(format!(
+                "it answered HTTP {status} {} to an event stream as well",
+                crate::http::reason(status)
+            )),
+        );
+    }
+}
+
+/// The id of a request line, if it is one.
+fn request_id(line: &str) -> Option<Value> {
+    let message: Value = serde_json::from_str(line).ok()?;
+    message.get("method")?;
+    message.get("id").cloned()
+}
+
+/// What `Mcp-Name` says for a message: the tool, prompt or resource it
+/// names.
+fn named(message: &Value) -> Option<String> {
+    let key = match message["method"].as_str()? {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+        _ => return None,
+    };
+    message["params"][key].as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests;

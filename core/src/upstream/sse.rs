@@ -1,0 +1,163 @@
+//! Server-sent events as a client reads them (the WHATWG `text/event-stream`
+//! format): bytes in, whole events out, each bounded in size. A remote MCP
+//! server answers a POST with a stream of `message` events, keeps a GET
+//! stream of them for its own requests, and a legacy server names its
+//! POST endpoint in an `endpoint` event.
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// `event:` (empty means `message`).
+    pub kind: String,
+    pub data: String,
+    /// `id:`, when the event had one.
+    pub id: Option<String>,
+}
+
+impl Event {
+    /// The event's type, `message` when it named none.
+    pub fn kind(&self) -> &str {
+        if self.kind.is_empty() {
+            "message"
+        } else {
+            &self.kind
+        }
+    }
+}
+
+/// Why a stream cannot be read on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SseError {
+    #[error("an event of the stream is longer than {0} bytes")]
+    TooLong(usize),
+}
+
+/// Reads a stream's events as its bytes arrive.
+#[derive(Debug)]
+pub struct SseReader {
+    /// The line being read (bytes: a multi-byte character may be split
+    /// between reads).
+    line: Vec<u8>,
+    /// The event being built.
+    event: Event,
+    /// Whether `data` has had a line yet (a second one adds a newline).
+    any_data: bool,
+    /// The most bytes an event may hold, fields and data together.
+    max: usize,
+    /// The bytes of the event being built so far.
+    size: usize,
+    /// A CR ended the last line: an LF right after it belongs to it.
+    after_cr: bool,
+}
+
+impl SseReader {
+    pub fn new(max: usize) -> Self {
+        SseReader {
+            line: Vec::new(),
+            event: Event::default(),
+            any_data: false,
+            max,
+            size: 0,
+            after_cr: false,
+        }
+    }
+
+    /// Takes bytes of the stream, and the events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Event>, SseError> {
+        let mut events = Vec::new();
+        for &byte in bytes {
+            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
+                continue;
+            }
+            match byte {
+                b'\r' | b'\n' => {
+                    self.after_cr = byte == b'\r';
+                    if let Some(event) = self.end_line() {
+                        events.push(event);
+                    }
+                }
+                _ => {
+                    self.size += 1;
+                    if self.size > self.max {
+                        return Err(SseError::TooLong(self.max));
+                    }
+                    self.line.push(byte);
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// One line is over: a field taken, or (an empty line) the event
+    /// dispatched.
+    fn end_line(&mut self) -> Option<Event> {
+        let line = std::mem::take(&mut self.line);
+        if line.is_empty() {
+            let event = std::mem::take(&mut self.event);
+            let any = std::mem::take(&mut self.any_data);
+            self.size = 0;
+            return any.then_some(event);
+        }
+        let line = String::from_utf8_lossy(&line);
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line.as_ref(), ""),
+        };
+        match field {
+            "data" => {
+                if std::mem::replace(&mut self.any_data, true) {
+                    self.event.data.push('\n');
+                }
+                self.event.data.push_str(value);
+            }
+            "event" => self.event.kind = value.to_owned(),
+            "id" if !value.contains('\0') => self.event.id = Some(value.to_owned()),
+            _ => {}
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(bytes: &[u8], split: usize) -> Vec<Event> {
+        let mut reader = SseReader::new(1024);
+        bytes
+            .chunks(split)
+            .flat_map(|piece| reader.push(piece).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn events_are_the_same_whatever_the_split() {
+        let stream = b": keep-alive\r\n\r\nevent: endpoint\r\ndata: /messages?session_id=1\r\n\r\nid: 7\ndata: {\"a\":\ndata: 1}\n\ndata\n\nretry: 5\n\n";
+        for split in [1, 2, 3, 5, 100] {
+            let events = all(stream, split);
+            assert_eq!(events.len(), 3, "split {split}");
+            assert_eq!(events[0].kind(), "endpoint");
+            assert_eq!(events[0].data, "/messages?session_id=1");
+            assert_eq!(events[1].kind(), "message");
+            assert_eq!(events[1].data, "{\"a\":\n1}");
+            assert_eq!(events[1].id.as_deref(), Some("7"));
+            assert_eq!(events[2].data, "");
+        }
+    }
+
+    #[test]
+    fn a_multibyte_character_split_between_reads_is_kept() {
+        let stream = "data: héllo\n\n".as_bytes();
+        assert_eq!(all(stream, 1)[0].data, "héllo");
+    }
+
+    #[test]
+    fn an_endless_event_is_an_error() {
+        let mut reader = SseReader::new(16);
+        assert!(reader.push(b"data: 0123456789").is_ok());
+        assert_eq!(reader.push(b"abcdefgh"), Err(SseError::TooLong(16)));
+    }
+}

@@ -1,0 +1,459 @@
+//! The client of a remote MCP server against scripted HTTP answers.
+
+use super::*;
+use crate::http::Headers;
+
+fn remote(transport: Transport) -> Remote {
+    Remote {
+        url: Url::parse("http://127.0.0.1:7000/mcp").unwrap(),
+        headers: vec![("x-api-key".into(), "k1".into())],
+        transport,
+        ca_file: None,
+    }
+}
+
+struct Sent {
+    id: ExchangeId,
+    request: Outgoing,
+    streaming: bool,
+}
+
+impl Sent {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.request
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn body(&self) -> Value {
+        serde_json::from_slice(&self.request.body).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct Drained {
+    sent: Vec<Sent>,
+    lines: Vec<Value>,
+    aborted: Vec<ExchangeId>,
+    gone: Vec<String>,
+    unauthorized: Vec<Option<String>>,
+}
+
+fn drain(up: &mut Upstream) -> Drained {
+    let mut d = Drained::default();
+    while let Some(output) = up.poll_output() {
+        match output {
+            UpstreamOutput::Send {
+                id,
+                request,
+                streaming,
+            } => d.sent.push(Sent {
+                id,
+                request,
+                streaming,
+            }),
+            UpstreamOutput::Line(line) => d.lines.push(serde_json::from_str(&line).unwrap()),
+            UpstreamOutput::Abort(id) => d.aborted.push(id),
+            UpstreamOutput::Gone(why) => d.gone.push(why),
+            UpstreamOutput::Unauthorized { challenge } => d.unauthorized.push(challenge),
+        }
+    }
+    d
+}
+
+fn head(status: u16, fields: &[(&str, &str)]) -> ResponseHead {
+    let mut headers = Headers::default();
+    for (name, value) in fields {
+        headers.push(name, value);
+    }
+    ResponseHead { status, headers }
+}
+
+/// Answers exchange `id` with a whole response.
+fn answer(up: &mut Upstream, id: ExchangeId, head: ResponseHead, body: &str, now: Instant) {
+    up.handle_head(id, &head, now);
+    up.handle_data(id, &Bytes::copy_from_slice(body.as_bytes()));
+    up.handle_end(id, now);
+}
+
+fn json(status: u16) -> ResponseHead {
+    head(status, &[("content-type", "application/json")])
+}
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bridge","version":"1"}}}"#;
+const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// A session made: initialize answered with a session id, initialized
+/// sent. Returns the listening stream's exchange.
+fn session(up: &mut Upstream, now: Instant) -> ExchangeId {
+    up.send(INIT.into(), now);
+    let d = drain(up);
+    assert_eq!(d.sent.len(), 1);
+    let init = &d.sent[0];
+    assert_eq!(init.request.method, "POST");
+    assert_eq!(init.header("mcp-session-id"), None);
+    assert_eq!(init.header("x-api-key"), Some("k1"));
+    assert_eq!(
+        init.header("accept"),
+        Some("application/json, text/event-stream")
+    );
+    answer(
+        up,
+        init.id,
+        head(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("mcp-session-id", "S1"),
+            ],
+        ),
+        r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"r","version":"1"}}}"#,
+        now,
+    );
+    let d = drain(up);
+    assert_eq!(d.lines.len(), 1);
+    assert_eq!(d.lines[0]["result"]["protocolVersion"], "2025-06-18");
+    up.send(INITIALIZED.into(), now);
+    let d = drain(up);
+    assert_eq!(d.sent.len(), 2, "the notification and the listening stream");
+    assert_eq!(d.sent[0].header("mcp-session-id"), Some("S1"));
+    assert_eq!(d.sent[0].header("mcp-protocol-version"), Some("2025-06-18"));
+    answer(up, d.sent[0].id, json(202), "", now);
+    let listen = &d.sent[1];
+    assert_eq!(listen.request.method, "GET");
+    assert!(listen.streaming);
+    assert_eq!(listen.header("mcp-session-id"), Some("S1"));
+    assert!(drain(up).lines.is_empty());
+    listen.id
+}
+
+#[test]
+fn a_session_is_made_and_calls_go_in_it() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let listen = session(&mut up, now);
+    up.handle_head(
+        listen,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    up.send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"count"}}"#.into(),
+        now,
+    );
+    let d = drain(&mut up);
+    let call = &d.sent[0];
+    assert_eq!(call.header("mcp-session-id"), Some("S1"));
+    assert_eq!(call.body()["params"]["name"], "count");
+    // The answer streams: a progress notification, then the result, split
+    // anywhere.
+    up.handle_head(
+        call.id,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    let stream = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[]}}\n\n";
+    for piece in stream.as_bytes().chunks(7) {
+        up.handle_data(call.id, &Bytes::copy_from_slice(piece));
+    }
+    up.handle_end(call.id, now);
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 2);
+    assert_eq!(d.lines[0]["method"], "notifications/progress");
+    assert_eq!(d.lines[1]["id"], 2);
+    // The server's own request on the listening stream reaches the bridge.
+    up.handle_data(
+        listen,
+        &Bytes::from_static(b"data: {\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"sampling/createMessage\",\"params\":{}}\n\n"),
+    );
+    assert_eq!(drain(&mut up).lines[0]["method"], "sampling/createMessage");
+}
+
+#[test]
+fn a_lost_session_is_made_again_unseen() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let listen = session(&mut up, now);
+    let call = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
+    up.send(call.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    answer(&mut up, sent.id, head(404, &[]), "", now);
+    let d = drain(&mut up);
+    assert!(d.lines.is_empty(), "the client sees nothing of it");
+    assert!(d.aborted.contains(&listen));
+    assert_eq!(d.sent.len(), 1);
+    let replay = &d.sent[0];
+    assert_eq!(replay.body()["method"], "initialize");
+    assert_eq!(replay.header("mcp-session-id"), None);
+    // Another call meanwhile waits too.
+    up.send(r#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#.into(), now);
+    assert!(drain(&mut up).sent.is_empty());
+    answer(
+        &mut up,
+        replay.id,
+        head(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("mcp-session-id", "S2"),
+            ],
+        ),
+        r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{}}}"#,
+        now,
+    );
+    let d = drain(&mut up);
+    assert!(d.lines.is_empty(), "the replayed answer is swallowed");
+    let posted: Vec<Value> = d
+        .sent
+        .iter()
+        .filter(|s| s.request.method == "POST")
+        .map(|s| s.body()["method"].clone())
+        .collect();
+    assert_eq!(posted, ["notifications/initialized", "tools/list", "ping"]);
+    assert_eq!(
+        d.sent.iter().filter(|s| s.request.method == "GET").count(),
+        1
+    );
+    assert!(d
+        .sent
+        .iter()
+        .filter(|s| s.request.method == "POST")
+        .all(|s| s.header("mcp-session-id") == Some("S2")));
+}
+
+#[test]
+fn http_errors_answer_the_request_in_json_rpc() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    session(&mut up, now);
+    up.send(
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#.into(),
+        now,
+    );
+    let sent = drain(&mut up).sent.remove(0);
+    answer(
+        &mut up,
+        sent.id,
+        head(500, &[("content-type", "text/html")]),
+        "<html>boom</html>",
+        now,
+    );
+    let error = &drain(&mut up).lines[0];
+    assert_eq!(error["id"], 7);
+    assert_eq!(error["error"]["code"], SERVER_ERROR);
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("HTTP 500") && message.contains("boom"),
+        "{message}"
+    );
+    // The server's own JSON-RPC error is passed on under the call's id.
+    up.send(
+        r#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#.into(),
+        now,
+    );
+    let sent = drain(&mut up).sent.remove(0);
+    answer(
+        &mut up,
+        sent.id,
+        json(400),
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Unsupported protocol version"}}"#,
+        now,
+    );
+    let error = &drain(&mut up).lines[0];
+    assert_eq!(error["id"], 8);
+    assert_eq!(error["error"]["code"], -32600);
+    // A connection cut mid-answer answers the call at once.
+    up.send(
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"slow"}}"#.into(),
+        now,
+    );
+    let sent = drain(&mut up).sent.remove(0);
+    up.handle_head(
+        sent.id,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    up.handle_failed(sent.id, "the connection was reset", true, now);
+    let error = &drain(&mut up).lines[0];
+    assert_eq!(error["id"], 9);
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("reset"));
+}
+
+#[test]
+fn an_unreachable_server_is_not_dialed_again_until_its_backoff() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.send(INIT.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    up.handle_failed(sent.id, "connection refused", false, now);
+    assert_eq!(drain(&mut up).lines[0]["id"], 1);
+    up.send(INIT.into(), now + Duration::from_millis(50));
+    let d = drain(&mut up);
+    assert!(d.sent.is_empty(), "within the backoff nothing is dialed");
+    assert!(d.lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("connection refused"));
+    up.send(INIT.into(), now + Duration::from_millis(150));
+    assert_eq!(drain(&mut up).sent.len(), 1);
+}
+
+#[test]
+fn a_stateless_message_goes_with_its_revision_and_names() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.send(
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.into(),
+        now,
+    );
+    let sent = drain(&mut up).sent.remove(0);
+    assert_eq!(sent.header("mcp-protocol-version"), Some("2026-07-28"));
+    assert_eq!(sent.header("mcp-method"), Some("tools/call"));
+    assert_eq!(sent.header("mcp-name"), Some("echo"));
+    assert_eq!(sent.header("mcp-session-id"), None);
+}
+
+#[test]
+fn a_legacy_server_is_found_when_streamable_http_is_refused() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.send(INIT.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    answer(&mut up, sent.id, head(405, &[]), "", now);
+    let d = drain(&mut up);
+    assert!(d.lines.is_empty());
+    let stream = &d.sent[0];
+    assert_eq!(stream.request.method, "GET");
+    assert!(stream.streaming);
+    legacy_session(&mut up, stream.id, now);
+}
+
+/// A legacy stream names its endpoint; `initialize` (held) is posted
+/// there and answered on the stream; the stream's end is the session's.
+fn legacy_session(up: &mut Upstream, stream: ExchangeId, now: Instant) {
+    up.handle_head(
+        stream,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    up.handle_data(
+        stream,
+        &Bytes::from_static(b"event: endpoint\ndata: /messages/?session_id=abc\n\n"),
+    );
+    let d = drain(up);
+    assert_eq!(d.sent.len(), 1);
+    let post = &d.sent[0];
+    assert_eq!(
+        post.request.url.to_string(),
+        "http://127.0.0.1:7000/messages/?session_id=abc"
+    );
+    assert_eq!(post.body()["method"], "initialize");
+    answer(up, post.id, head(202, &[]), "Accepted", now);
+    up.handle_data(
+        stream,
+        &Bytes::from_static(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2024-11-05\"}}\n\n"),
+    );
+    assert_eq!(
+        drain(up).lines[0]["result"]["protocolVersion"],
+        "2024-11-05"
+    );
+    assert!(up.connected());
+    up.handle_end(stream, now);
+    assert_eq!(drain(up).gone.len(), 1);
+}
+
+#[test]
+fn a_configured_sse_server_opens_its_stream_first() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Sse));
+    up.send(INIT.into(), now);
+    let stream = drain(&mut up).sent.remove(0);
+    assert_eq!(stream.request.method, "GET");
+    legacy_session(&mut up, stream.id, now);
+}
+
+#[test]
+fn an_endpoint_on_another_server_is_refused() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Sse));
+    up.send(INIT.into(), now);
+    let stream = drain(&mut up).sent.remove(0);
+    up.handle_head(
+        stream.id,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    up.handle_data(
+        stream.id,
+        &Bytes::from_static(b"event: endpoint\ndata: http://169.254.169.254/steal\n\n"),
+    );
+    let d = drain(&mut up);
+    assert!(d.sent.is_empty(), "nothing is posted there");
+    assert!(d.aborted.contains(&stream.id));
+    assert_eq!(d.lines[0]["id"], 1);
+    assert!(d.lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("another server"));
+}
+
+#[test]
+fn a_401_holds_calls_for_a_token() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.send(INIT.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    answer(
+        &mut up,
+        sent.id,
+        head(
+            401,
+            &[("www-authenticate", "Bearer resource_metadata=\"x\"")],
+        ),
+        "",
+        now,
+    );
+    let d = drain(&mut up);
+    assert_eq!(
+        d.unauthorized,
+        [Some("Bearer resource_metadata=\"x\"".into())]
+    );
+    assert!(d.lines.is_empty());
+    up.send(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.into(), now);
+    assert!(drain(&mut up).sent.is_empty(), "held behind the login");
+    up.handle_token(Ok("T1".into()), now);
+    let d = drain(&mut up);
+    assert_eq!(d.sent.len(), 2);
+    assert!(d
+        .sent
+        .iter()
+        .all(|s| s.header("authorization") == Some("Bearer T1")));
+    assert_eq!(d.sent[0].body()["method"], "initialize");
+    // Without a token, what waits is answered with why.
+    answer(&mut up, d.sent[1].id, head(401, &[]), "", now);
+    drain(&mut up);
+    up.handle_token(Err("run `mcp-provider login r`".into()), now);
+    let d = drain(&mut up);
+    assert_eq!(d.lines[0]["id"], 2);
+    assert!(d.lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("login r"));
+}
+
+#[test]
+fn closing_ends_the_session_with_the_server() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let listen = session(&mut up, now);
+    up.close();
+    let d = drain(&mut up);
+    assert!(d.aborted.contains(&listen));
+    assert_eq!(d.sent[0].request.method, "DELETE");
+    assert_eq!(d.sent[0].header("mcp-session-id"), Some("S1"));
+}

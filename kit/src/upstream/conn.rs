@@ -1,0 +1,150 @@
+//! A connection to a remote HTTP server: dialed (over TLS for `https`),
+//! a request written, its response read into the core's
+//! [`ResponseReader`], and kept for the next request when the response
+//! allows.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use mcp_provider_core::http::{Outgoing, ResponseError, ResponseEvent, ResponseReader, Url};
+
+use crate::tls;
+
+/// How long dialing one address may take.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// What one read asks of the socket.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Anything a request can go over: a socket, or TLS on one.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// One open connection.
+pub struct Conn {
+    stream: Box<dyn Stream>,
+    /// The socket under it, to cut it from another thread.
+    socket: TcpStream,
+    /// Which server it is connected to (scheme, host, port).
+    origin: String,
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum Failed {
+    /// No connection could be made (name, refusal, TLS handshake).
+    Dial(String),
+    /// The connection broke, or the response could not be read.
+    Broken(String),
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Dial(why) | Failed::Broken(why) => f.write_str(why),
+        }
+    }
+}
+
+impl Conn {
+    /// Dials `url`'s server: each address its name resolves to in turn,
+    /// then TLS for `https` (trusting `ca_file`'s roots, if given).
+    pub fn dial(url: &Url, ca_file: Option<&str>) -> Result<Conn, Failed> {
+        let addrs = (url.host(), url.port())
+            .to_socket_addrs()
+            .map_err(|e| Failed::Dial(format!("{} cannot be resolved: {e}", url.host())))?;
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, DIAL_TIMEOUT) {
+                Ok(socket) => {
+                    let _ = socket.set_nodelay(true);
+                    let stream: Box<dyn Stream> = if url.is_secure() {
+                        let config = tls::client_config(ca_file).map_err(Failed::Dial)?;
+                        let tcp = socket
+                            .try_clone()
+                            .map_err(|e| Failed::Dial(e.to_string()))?;
+                        Box::new(tls::connect(tcp, url.host(), config).map_err(|e| {
+                            Failed::Dial(format!("TLS with {}: {e}", url.authority()))
+                        })?)
+                    } else {
+                        Box::new(
+                            socket
+                                .try_clone()
+                                .map_err(|e| Failed::Dial(e.to_string()))?,
+                        )
+                    };
+                    return Ok(Conn {
+                        stream,
+                        socket,
+                        origin: url.origin(),
+                    });
+                }
+                Err(e) => last = Some(format!("{addr}: {e}")),
+            }
+        }
+        Err(Failed::Dial(format!(
+            "{} cannot be reached ({})",
+            url.authority(),
+            last.unwrap_or_else(|| "no address".to_owned())
+        )))
+    }
+
+    /// Whether this connection goes to `url`'s server.
+    pub fn serves(&self, url: &Url) -> bool {
+        self.origin == url.origin()
+    }
+
+    /// A handle that cuts the connection from another thread.
+    pub fn cutter(&self) -> Option<TcpStream> {
+        self.socket.try_clone().ok()
+    }
+
+    /// Sends `request` and reads its response, handing each piece to
+    /// `on` as it arrives (`on` returns false to stop reading). Returns
+    /// whether the connection may carry another request, and how many
+    /// response bytes were read (none on a kept connection the server had
+    /// closed: worth one more try on a new one).
+    pub fn exchange(
+        &mut self,
+        request: &Outgoing,
+        max_body: usize,
+        mut on: impl FnMut(Vec<ResponseEvent>) -> bool,
+    ) -> Result<bool, (Failed, usize)> {
+        let broken = |e: std::io::Error, read| (Failed::Broken(e.to_string()), read);
+        self.stream
+            .write_all(&request.encode())
+            .and_then(|()| self.stream.flush())
+            .map_err(|e| broken(e, 0))?;
+        let mut reader = ResponseReader::new(request.method, max_body);
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut read = 0;
+        loop {
+            let n = match self.stream.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(broken(e, read)),
+            };
+            read += n;
+            let events = match n {
+                0 => reader.eof(),
+                n => reader.push(buf.get(..n).unwrap_or_default()),
+            }
+            .map_err(|e: ResponseError| (Failed::Broken(e.to_string()), read.max(1)))?;
+            let ended = events.contains(&ResponseEvent::End);
+            if !events.is_empty() && !on(events) {
+                return Ok(false);
+            }
+            if ended {
+                return Ok(reader.reusable());
+            }
+            if n == 0 {
+                return Err((Failed::Broken("the connection closed".to_owned()), read));
+            }
+        }
+    }
+
+    /// Ends the connection, whoever is reading it.
+    pub fn cut(socket: &TcpStream) {
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+}
