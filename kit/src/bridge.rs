@@ -26,7 +26,7 @@ use mcp_provider_core::{mcp, ConnId, Output};
 
 use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, READ_CHUNK};
-use crate::upstream::{self, Login, RemoteRun};
+use crate::upstream::{Credentials, NoCredentials, RemoteRun};
 use crate::watchdog;
 use mcp_provider_core::upstream::Remote;
 
@@ -86,7 +86,7 @@ pub struct Bridged {
     report: OnceLock<Reporter>,
     read_stdout: OnceLock<ReadStdout>,
     /// Where remote servers' clients get tokens.
-    login: OnceLock<Login>,
+    credentials: OnceLock<Arc<dyn Credentials>>,
 }
 
 /// What the timer thread sleeps toward.
@@ -186,7 +186,7 @@ impl Bridged {
             post: OnceLock::new(),
             report: OnceLock::new(),
             read_stdout: OnceLock::new(),
-            login: OnceLock::new(),
+            credentials: OnceLock::new(),
         });
         let weak = Arc::downgrade(&bridged);
         let spawned = std::thread::Builder::new()
@@ -219,10 +219,10 @@ impl Bridged {
         let _ = self.read_stdout.set(read);
     }
 
-    /// Where remote servers get tokens when they ask for credentials
-    /// (without it, they are answered with the login command to run).
-    pub fn set_login(&self, login: Login) {
-        let _ = self.login.set(login);
+    /// Where remote servers get tokens (without it, a server that wants
+    /// one is answered with the login command to run).
+    pub fn set_credentials(&self, credentials: Arc<dyn Credentials>) {
+        let _ = self.credentials.set(credentials);
     }
 
     fn lock(&self) -> MutexGuard<'_, Bridge> {
@@ -415,10 +415,12 @@ impl Bridged {
 
     /// Starts the client of a remote server.
     fn connect(self: &Arc<Self>, child: ChildId, name: &str, remote: Remote) {
-        let login = self.login.get().cloned().unwrap_or_else(|| {
-            Arc::new(|name: &str, _: Option<&str>| Err(upstream::needs_login(name)))
-        });
-        let run = RemoteRun::start(self, child, name, remote, login);
+        let credentials = self
+            .credentials
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(NoCredentials));
+        let run = RemoteRun::start(self, child, name, remote, credentials);
         self.running().insert(child, Running::Remote(run));
         self.with(|b, now| b.handle_spawned(child, now));
     }

@@ -27,9 +27,12 @@
 //!   with a JSON-RPC error under its own id, never left waiting;
 //! * **backoff**: a server that cannot be reached is not dialed again for
 //!   a doubling while (100 ms to 10 s); requests meanwhile fail at once;
-//! * **credentials**: a `401` holds the request and asks the driver for a
-//!   token ([`UpstreamOutput::Unauthorized`]); with one it is sent again,
-//!   without one it is answered with an error naming the login command.
+//! * **credentials**: a `401`, or a `403` for want of a scope, holds the
+//!   request (and every one after it) and asks the driver once for a token
+//!   ([`UpstreamOutput::Unauthorized`]); with one they are sent again,
+//!   without one answered with why. A server that refuses
+//!   [`MAX_AUTH_TRIES`] tokens in a row is not asked again for that
+//!   request: it gets an error.
 
 pub mod sse;
 
@@ -52,6 +55,9 @@ const ERROR_BODY: usize = 4096;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 /// …doubling up to this.
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Tokens a server may refuse in a row before the request it refuses is
+/// answered with an error (step-up that never ends).
+pub const MAX_AUTH_TRIES: u32 = 3;
 /// Messages held while a session is re-established or a legacy server
 /// names its endpoint; past it a request is answered with an error.
 const MAX_HELD: usize = 1024;
@@ -115,7 +121,12 @@ pub enum UpstreamOutput {
     Gone(String),
     /// The server wants credentials (`challenge`: its `WWW-Authenticate`).
     /// Answer with [`Upstream::handle_token`].
-    Unauthorized { challenge: Option<String> },
+    Unauthorized {
+        challenge: Option<String>,
+        /// Whether it was a `403` asking for more scope (a new login,
+        /// not a refresh).
+        step_up: bool,
+    },
 }
 
 /// The transport found to work.
@@ -203,6 +214,8 @@ pub struct Upstream {
     held: VecDeque<String>,
     /// Whether a token was asked for and not given yet.
     unauthorized: bool,
+    /// Tokens refused in a row.
+    auth_tries: u32,
     bearer: Option<String>,
     listening: Option<ExchangeId>,
     exchanges: HashMap<ExchangeId, Exchange>,
@@ -226,6 +239,7 @@ impl Upstream {
             reinitializing: false,
             held: VecDeque::new(),
             unauthorized: false,
+            auth_tries: 0,
             bearer: None,
             listening: None,
             exchanges: HashMap::new(),
@@ -356,6 +370,9 @@ impl Upstream {
     pub fn handle_head(&mut self, id: ExchangeId, head: &ResponseHead, now: Instant) {
         self.failures = 0;
         self.down = None;
+        if (200..300).contains(&head.status) {
+            self.auth_tries = 0;
+        }
         let initialize = self.is_initialize(id);
         let may_fall_back = initialize
             && matches!(self.protocol, Protocol::Streamable)
@@ -371,7 +388,16 @@ impl Upstream {
             (Kind::Post { .. }, 200..=299) => Body::Json(Vec::new()),
             (Kind::Post { .. }, 401) => {
                 let challenge = head.header("www-authenticate").map(str::to_owned);
-                self.unauthorized_post(id, challenge);
+                self.unauthorized_post(id, challenge, false);
+                return;
+            }
+            (Kind::Post { .. }, 403)
+                if head
+                    .header("www-authenticate")
+                    .is_some_and(|c| c.contains("insufficient_scope")) =>
+            {
+                let challenge = head.header("www-authenticate").map(str::to_owned);
+                self.unauthorized_post(id, challenge, true);
                 return;
             }
             (
@@ -770,21 +796,41 @@ impl Upstream {
         }
     }
 
-    /// A post came back 401: it waits, with everything after it, for a
-    /// token.
-    fn unauthorized_post(&mut self, id: ExchangeId, challenge: Option<String>) {
+    /// A post came back 401 (or 403 for want of scope): it waits, with
+    /// everything after it, for a token — unless the server refused too
+    /// many in a row.
+    fn unauthorized_post(&mut self, id: ExchangeId, challenge: Option<String>, step_up: bool) {
         let Some(Exchange {
-            kind: Kind::Post { line, .. },
+            kind: Kind::Post {
+                line, id: asked, ..
+            },
             ..
         }) = self.exchanges.remove(&id)
         else {
             return;
         };
-        self.held.push_front(line);
-        if !std::mem::replace(&mut self.unauthorized, true) {
-            self.out
-                .push_back(UpstreamOutput::Unauthorized { challenge });
+        if self.unauthorized {
+            self.held.push_front(line);
+            return;
         }
+        self.auth_tries += 1;
+        if self.auth_tries > MAX_AUTH_TRIES {
+            self.auth_tries = 0;
+            let why = format!(
+                "the remote MCP server `{}` refused {MAX_AUTH_TRIES} tokens in a row{}",
+                self.name,
+                challenge
+                    .as_deref()
+                    .map(|c| format!(" ({})", crate::text::bounded(c, 200)))
+                    .unwrap_or_default()
+            );
+            self.fail(asked.as_ref(), &why);
+            return;
+        }
+        self.held.push_front(line);
+        self.unauthorized = true;
+        self.out
+            .push_back(UpstreamOutput::Unauthorized { challenge, step_up });
     }
 
     /// A post in a session came back 404: the server forgot the session

@@ -57,7 +57,7 @@ fn drain(up: &mut Upstream) -> Drained {
             UpstreamOutput::Line(line) => d.lines.push(serde_json::from_str(&line).unwrap()),
             UpstreamOutput::Abort(id) => d.aborted.push(id),
             UpstreamOutput::Gone(why) => d.gone.push(why),
-            UpstreamOutput::Unauthorized { challenge } => d.unauthorized.push(challenge),
+            UpstreamOutput::Unauthorized { challenge, .. } => d.unauthorized.push(challenge),
         }
     }
     d
@@ -456,4 +456,34 @@ fn closing_ends_the_session_with_the_server() {
     assert!(d.aborted.contains(&listen));
     assert_eq!(d.sent[0].request.method, "DELETE");
     assert_eq!(d.sent[0].header("mcp-session-id"), Some("S1"));
+}
+
+#[test]
+fn a_server_refusing_every_token_is_not_asked_forever() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.send(INIT.into(), now);
+    let mut sent = drain(&mut up).sent.remove(0);
+    let step_up = head(
+        403,
+        &[(
+            "www-authenticate",
+            "Bearer error=\"insufficient_scope\", scope=\"mcp:write\"",
+        )],
+    );
+    for token in 1..=MAX_AUTH_TRIES {
+        answer(&mut up, sent.id, step_up.clone(), "", now);
+        let d = drain(&mut up);
+        assert_eq!(d.unauthorized.len(), 1, "asked once for try {token}");
+        up.handle_token(Ok(format!("T{token}")), now);
+        sent = drain(&mut up).sent.remove(0);
+    }
+    answer(&mut up, sent.id, step_up, "", now);
+    let d = drain(&mut up);
+    assert!(d.unauthorized.is_empty());
+    assert_eq!(d.lines[0]["id"], 1);
+    assert!(d.lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("refused 3 tokens"));
 }

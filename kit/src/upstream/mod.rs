@@ -46,7 +46,9 @@ pub struct RemoteRun {
     closed: AtomicBool,
     bridged: Weak<Bridged>,
     /// Where a request that needs credentials gets a token.
-    login: Login,
+    credentials: Arc<dyn Credentials>,
+    /// The token the upstream was last given.
+    bearer: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -62,10 +64,44 @@ struct Job {
     streaming: bool,
 }
 
-/// How a run asks for a token for its server (`name`, the server's
-/// `WWW-Authenticate`): the token, or why there is none (an error its
-/// clients read).
-pub type Login = Arc<dyn Fn(&str, Option<&str>) -> Result<String, String> + Send + Sync>;
+/// Where remote servers' clients get their tokens: one for all of them,
+/// kept by the command line (OAuth logins, stored and refreshed).
+pub trait Credentials: Send + Sync {
+    /// The token to send to `server` now, if there is one (refreshed
+    /// first when about to expire). Asked before each batch of messages,
+    /// so a login made elsewhere is taken up without a restart.
+    fn current(&self, server: &str) -> Option<String>;
+    /// `server` refused `refused` (or wanted one: `None`), saying
+    /// `challenge` (its `WWW-Authenticate`); `step_up`: a 403 asking for
+    /// more scope. A new token, or why there is none (an error its clients
+    /// read).
+    fn renew(
+        &self,
+        server: &str,
+        refused: Option<&str>,
+        challenge: Option<&str>,
+        step_up: bool,
+    ) -> Result<String, String>;
+}
+
+/// No credentials kept: a server that wants one is told to log in.
+pub struct NoCredentials;
+
+impl Credentials for NoCredentials {
+    fn current(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn renew(
+        &self,
+        server: &str,
+        _: Option<&str>,
+        _: Option<&str>,
+        _: bool,
+    ) -> Result<String, String> {
+        Err(needs_login(server))
+    }
+}
 
 /// Why a server that wants credentials gets none: nobody logged in.
 pub fn needs_login(name: &str) -> String {
@@ -78,7 +114,7 @@ impl RemoteRun {
         child: ChildId,
         name: &str,
         remote: Remote,
-        login: Login,
+        credentials: Arc<dyn Credentials>,
     ) -> Arc<RemoteRun> {
         Arc::new(RemoteRun {
             name: name.to_owned(),
@@ -90,7 +126,8 @@ impl RemoteRun {
             active: Mutex::default(),
             closed: AtomicBool::new(false),
             bridged: Arc::downgrade(bridged),
-            login,
+            credentials,
+            bearer: Mutex::default(),
         })
     }
 
@@ -106,10 +143,18 @@ impl RemoteRun {
             .push(line);
     }
 
-    /// Sends what was queued, in order (the bridge's lock let go).
+    /// Sends what was queued, in order (the bridge's lock let go), with
+    /// the current token.
     pub fn flush(self: &Arc<Self>) {
+        let token = self.credentials.current(&self.name);
         let outputs = {
             let mut machine = self.machine();
+            let mut bearer = self.bearer.lock().unwrap_or_else(|e| e.into_inner());
+            if *bearer != token {
+                machine.set_bearer(token.clone());
+                *bearer = token;
+            }
+            drop(bearer);
             let lines = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()));
             let now = Instant::now();
             for line in lines {
@@ -175,8 +220,22 @@ impl RemoteRun {
                         return;
                     }
                 }
-                UpstreamOutput::Unauthorized { challenge } => {
-                    let token = (self.login)(&self.name, challenge.as_deref());
+                UpstreamOutput::Unauthorized { challenge, step_up } => {
+                    let refused = self
+                        .bearer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    let token = self.credentials.renew(
+                        &self.name,
+                        refused.as_deref(),
+                        challenge.as_deref(),
+                        step_up,
+                    );
+                    if let Ok(token) = &token {
+                        *self.bearer.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(token.clone());
+                    }
                     let outputs = {
                         let mut machine = self.machine();
                         machine.handle_token(token, Instant::now());
