@@ -28,16 +28,12 @@ pub struct BridgedServer {
 impl BridgedServer {
     /// A bridge with no child yet: the first client request starts it.
     pub fn new(spec: ServerSpec, limits: Limits, _now: Instant) -> Self {
-        let mut mux = Mux::new(
+        let mux = Mux::new(
             &spec.name,
             limits.max_in_flight,
             spec.share == super::Share::Shared,
             spec.tools.clone(),
         );
-        // A remote server of both generations is best spoken to in the
-        // stateless one: only there can it ask clients things (its session
-        // transport may have no stream to ask them on).
-        mux.set_discover_first(spec.remote.is_some());
         BridgedServer {
             supervisor: Supervisor::new(spec, limits),
             mux,
@@ -148,6 +144,12 @@ impl BridgedServer {
     }
 
     /// One line of the child's stdout, without its newline.
+    /// A remote server answers the coming `initialize` with no session
+    /// (see [`UpstreamOutput::Sessionless`](crate::upstream::UpstreamOutput::Sessionless)).
+    pub fn handle_child_sessionless(&mut self) {
+        self.mux.handle_sessionless();
+    }
+
     pub fn handle_child_line(&mut self, line: &str, now: Instant) {
         match self.mux.handle_child_line(line, now, &mut self.out) {
             FromChild::Initialized => {

@@ -119,6 +119,11 @@ pub enum UpstreamOutput {
     /// The server's session is gone for good (a legacy event stream
     /// ended): taken as the child's exit, so the bridge starts again.
     Gone(String),
+    /// The answer to the bridge's `initialize`, next, comes with no session
+    /// (a stateless transport): the bridge then tries the stateless
+    /// revision, the only one in which such a server can ask its clients
+    /// anything.
+    Sessionless,
     /// The server wants credentials (`challenge`: its `WWW-Authenticate`).
     /// Answer with [`Upstream::handle_token`].
     Unauthorized {
@@ -374,6 +379,10 @@ impl Upstream {
             self.auth_tries = 0;
         }
         let initialize = self.is_initialize(id);
+        let replay = matches!(
+            self.exchanges.get(&id).map(|e| &e.kind),
+            Some(Kind::Post { replay: true, .. })
+        );
         let may_fall_back = initialize
             && matches!(self.protocol, Protocol::Streamable)
             && self.remote.transport == Transport::Auto;
@@ -425,11 +434,12 @@ impl Upstream {
             }
             _ => Body::Ignored,
         };
-        if let (true, Some(session)) = (
-            initialize,
-            head.header("mcp-session-id").filter(|s| !s.is_empty()),
-        ) {
-            self.session = Some(session.to_owned());
+        if initialize && (200..300).contains(&status) {
+            match head.header("mcp-session-id").filter(|s| !s.is_empty()) {
+                Some(session) => self.session = Some(session.to_owned()),
+                None if !replay => self.out.push_back(UpstreamOutput::Sessionless),
+                None => {}
+            }
         }
     }
 

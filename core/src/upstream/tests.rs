@@ -39,6 +39,7 @@ struct Drained {
     aborted: Vec<ExchangeId>,
     gone: Vec<String>,
     unauthorized: Vec<Option<String>>,
+    sessionless: bool,
 }
 
 fn drain(up: &mut Upstream) -> Drained {
@@ -56,6 +57,7 @@ fn drain(up: &mut Upstream) -> Drained {
             }),
             UpstreamOutput::Line(line) => d.lines.push(serde_json::from_str(&line).unwrap()),
             UpstreamOutput::Abort(id) => d.aborted.push(id),
+            UpstreamOutput::Sessionless => d.sessionless = true,
             UpstreamOutput::Gone(why) => d.gone.push(why),
             UpstreamOutput::Unauthorized { challenge, .. } => d.unauthorized.push(challenge),
         }
@@ -113,6 +115,7 @@ fn session(up: &mut Upstream, now: Instant) -> ExchangeId {
         now,
     );
     let d = drain(up);
+    assert!(!d.sessionless);
     assert_eq!(d.lines.len(), 1);
     assert_eq!(d.lines[0]["result"]["protocolVersion"], "2025-06-18");
     up.send(INITIALIZED.into(), now);
@@ -486,4 +489,16 @@ fn a_server_refusing_every_token_is_not_asked_forever() {
         .as_str()
         .unwrap()
         .contains("refused 3 tokens"));
+}
+
+#[test]
+fn a_server_keeping_no_session_says_so_before_its_answer() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.send(INIT.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    up.handle_head(sent.id, &json(200), now);
+    assert!(drain(&mut up).sessionless);
+    let mut kept = Upstream::new("r", remote(Transport::Auto));
+    session(&mut kept, now);
 }

@@ -209,6 +209,13 @@ impl RemoteRun {
                     }
                 }
                 UpstreamOutput::Line(line) => lines.push(line),
+                UpstreamOutput::Sessionless => {
+                    self.deliver(std::mem::take(&mut lines));
+                    if let Some(bridged) = self.bridged.upgrade() {
+                        let child = self.child;
+                        bridged.with(|b, now| b.handle_child_sessionless(child, now));
+                    }
+                }
                 UpstreamOutput::Gone(why) => {
                     tracing::warn!(server = %self.name, "the remote MCP server's session ended: {why}");
                     if !self.closed.swap(true, Ordering::SeqCst) {
