@@ -424,6 +424,20 @@ impl Upstream {
                 self.streamable_refused(id, status);
                 return;
             }
+            (Kind::Post { .. }, 300..=399) => {
+                // Never followed: a configured server that moved is
+                // configured again, and a redirect could lead anywhere (a
+                // private address, another origin's credentials).
+                let to = head.header("location").unwrap_or("nowhere");
+                let why = format!(
+                    "the remote MCP server redirected to {}; redirects are not followed (configure the URL it names, if it is to be trusted)",
+                    crate::text::bounded(to, 200)
+                );
+                tracing::warn!(server = %self.name, "{why}");
+                self.out.push_back(UpstreamOutput::Abort(id));
+                self.ended(id, Some(why));
+                return;
+            }
             (Kind::Post { .. }, _) => Body::Error {
                 status,
                 text: Vec::new(),
@@ -449,16 +463,16 @@ impl Upstream {
             return;
         };
         match &mut exchange.body {
-            Body::Json(buf) => {
-                if buf.len() + data.len() > mcp::MAX_LINE {
-                    exchange.body = Body::Error {
-                        status: 0,
-                        text: b"an answer longer than the bridge takes".to_vec(),
-                    };
-                    return;
-                }
-                buf.extend_from_slice(data);
+            Body::Json(buf) if buf.len() + data.len() > mcp::MAX_LINE => {
+                let why = format!(
+                    "the remote MCP server's answer is longer than {} bytes: refused",
+                    mcp::MAX_LINE
+                );
+                tracing::warn!(server = %self.name, "{why}");
+                self.out.push_back(UpstreamOutput::Abort(id));
+                self.ended(id, Some(why));
             }
+            Body::Json(buf) => buf.extend_from_slice(data),
             Body::Error { text, .. } => {
                 let room = ERROR_BODY.saturating_sub(text.len());
                 text.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());

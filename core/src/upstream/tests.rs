@@ -502,3 +502,33 @@ fn a_server_keeping_no_session_says_so_before_its_answer() {
     let mut kept = Upstream::new("r", remote(Transport::Auto));
     session(&mut kept, now);
 }
+
+#[test]
+fn a_huge_answer_or_a_redirect_is_refused_and_cut() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    session(&mut up, now);
+    up.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    up.handle_head(sent.id, &json(200), now);
+    let piece = Bytes::from(vec![b' '; 1 << 20]);
+    for _ in 0..5 {
+        up.handle_data(sent.id, &piece);
+    }
+    let d = drain(&mut up);
+    assert_eq!(d.aborted, [sent.id]);
+    assert_eq!(d.lines.len(), 1);
+    assert!(d.lines[0]["error"]["message"].as_str().unwrap().contains("longer than"));
+    up.send(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    up.handle_head(
+        sent.id,
+        &head(307, &[("location", "http://169.254.169.254/latest")]),
+        now,
+    );
+    let d = drain(&mut up);
+    assert_eq!(d.aborted, [sent.id]);
+    assert!(d.sent.is_empty(), "nothing is sent where it points");
+    let message = d.lines[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("169.254.169.254") && message.contains("not followed"), "{message}");
+}
