@@ -238,6 +238,14 @@ def test_a_server_wanting_a_login_says_which_command_to_run(make_server, remotes
     with pytest.raises(Exception) as refused:
         run(use())
     assert time.monotonic() - started < 15
+    status, _, stats = post(server, "/stats", None, method="GET")
+    locked = next(s for s in stats["servers"] if s["name"] == "locked")
+    assert locked["remote"]["status"] == "needs login", locked
+    assert "mcp-provider login locked" in locked["remote"]["why"], locked
+    assert locked["remote"]["url"] == remote.url
+    status, _, health = post(server, "/health/deep", None, method="GET")
+    check = next(c for c in health["checks"] if c["name"] == "MCP server locked")
+    assert not check["ok"] and "needs login" in check["detail"], check
     assert "mcp-provider login locked" in repr(refused.value) or "mcp-provider login locked" in str(
         getattr(refused.value, "exceptions", "")
     ), repr(refused.value)

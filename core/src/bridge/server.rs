@@ -23,6 +23,8 @@ pub struct BridgedServer {
     idle_since: Option<Instant>,
     /// `stop` was called: the child is never started again.
     retired: bool,
+    /// A remote server's last status (see `upstream::Status`).
+    remote_status: Option<crate::upstream::Status>,
 }
 
 impl BridgedServer {
@@ -40,6 +42,7 @@ impl BridgedServer {
             out: VecDeque::new(),
             idle_since: None,
             retired: false,
+            remote_status: None,
         }
     }
 
@@ -144,6 +147,17 @@ impl BridgedServer {
     }
 
     /// One line of the child's stdout, without its newline.
+    /// How a remote server is doing, as its client saw last.
+    pub fn handle_remote_status(&mut self, status: crate::upstream::Status) {
+        self.remote_status = Some(status);
+    }
+
+    /// How the remote server is doing (`None`: not a remote server, or
+    /// not dialed yet).
+    pub fn remote_status(&self) -> Option<&crate::upstream::Status> {
+        self.remote_status.as_ref()
+    }
+
     /// A remote server answers the coming `initialize` with no session
     /// (see [`UpstreamOutput::Sessionless`](crate::upstream::UpstreamOutput::Sessionless)).
     pub fn handle_child_sessionless(&mut self) {

@@ -96,6 +96,39 @@ pub enum Transport {
     Sse,
 }
 
+/// How a remote server is doing, as its users are shown (`/stats`, the
+/// dashboard, `/health/deep`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Status {
+    /// Nothing answered yet.
+    #[default]
+    Connecting,
+    Connected,
+    /// It wants credentials there are none of (why: what to run).
+    NeedsLogin(String),
+    /// It cannot be reached, or its session broke (why).
+    Failing(String),
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Connecting => "connecting",
+            Status::Connected => "connected",
+            Status::NeedsLogin(_) => "needs login",
+            Status::Failing(_) => "failing",
+        }
+    }
+
+    /// Why it is not connected, if it says.
+    pub fn why(&self) -> Option<&str> {
+        match self {
+            Status::NeedsLogin(why) | Status::Failing(why) => Some(why),
+            Status::Connecting | Status::Connected => None,
+        }
+    }
+}
+
 /// One HTTP exchange of an [`Upstream`], numbered by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ExchangeId(pub u64);
@@ -228,6 +261,7 @@ pub struct Upstream {
     /// Dial failures in a row, and when dialing may be tried again.
     failures: u32,
     down: Option<(Instant, String)>,
+    status: Status,
     out: VecDeque<UpstreamOutput>,
 }
 
@@ -251,12 +285,18 @@ impl Upstream {
             next: 1,
             failures: 0,
             down: None,
+            status: Status::Connecting,
             out: VecDeque::new(),
         }
     }
 
     pub fn poll_output(&mut self) -> Option<UpstreamOutput> {
         self.out.pop_front()
+    }
+
+    /// How the server is doing.
+    pub fn status(&self) -> &Status {
+        &self.status
     }
 
     /// Whether the server's session is established (a session id, or a
@@ -340,10 +380,12 @@ impl Upstream {
         self.unauthorized = false;
         match token {
             Ok(token) => {
+                self.status = Status::Connecting;
                 self.bearer = Some(token);
                 self.release(now);
             }
             Err(why) => {
+                self.status = Status::NeedsLogin(why.clone());
                 for line in std::mem::take(&mut self.held) {
                     let id = request_id(&line);
                     self.fail(id.as_ref(), &why);
@@ -377,6 +419,7 @@ impl Upstream {
         self.down = None;
         if (200..300).contains(&head.status) {
             self.auth_tries = 0;
+            self.status = Status::Connected;
         }
         let initialize = self.is_initialize(id);
         let replay = matches!(
@@ -530,6 +573,7 @@ impl Upstream {
                 .saturating_mul(1 << self.failures.saturating_sub(1).min(10))
                 .min(BACKOFF_MAX);
             self.down = Some((now + wait, why.to_owned()));
+            self.status = Status::Failing(why.to_owned());
         }
         let why = format!("the remote MCP server: {why}");
         self.ended(id, Some(why));
@@ -801,6 +845,7 @@ impl Upstream {
                         self.fail(id.as_ref(), &format!("the remote MCP server: {why}"));
                     }
                     self.protocol = Protocol::Streamable;
+                    self.status = Status::Failing(why.clone());
                     self.out.push_back(UpstreamOutput::Gone(why));
                 }
             }

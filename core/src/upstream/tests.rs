@@ -295,6 +295,7 @@ fn an_unreachable_server_is_not_dialed_again_until_its_backoff() {
     let sent = drain(&mut up).sent.remove(0);
     up.handle_failed(sent.id, "connection refused", false, now);
     assert_eq!(drain(&mut up).lines[0]["id"], 1);
+    assert_eq!(up.status(), &Status::Failing("connection refused".into()));
     up.send(INIT.into(), now + Duration::from_millis(50));
     let d = drain(&mut up);
     assert!(d.sent.is_empty(), "within the backoff nothing is dialed");
@@ -441,6 +442,7 @@ fn a_401_holds_calls_for_a_token() {
     answer(&mut up, d.sent[1].id, head(401, &[]), "", now);
     drain(&mut up);
     up.handle_token(Err("run `mcp-provider login r`".into()), now);
+    assert_eq!(up.status().as_str(), "needs login");
     let d = drain(&mut up);
     assert_eq!(d.lines[0]["id"], 2);
     assert!(d.lines[0]["error"]["message"]
@@ -508,7 +510,10 @@ fn a_huge_answer_or_a_redirect_is_refused_and_cut() {
     let now = Instant::now();
     let mut up = Upstream::new("r", remote(Transport::Auto));
     session(&mut up, now);
-    up.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#.into(), now);
+    up.send(
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#.into(),
+        now,
+    );
     let sent = drain(&mut up).sent.remove(0);
     up.handle_head(sent.id, &json(200), now);
     let piece = Bytes::from(vec![b' '; 1 << 20]);
@@ -518,8 +523,14 @@ fn a_huge_answer_or_a_redirect_is_refused_and_cut() {
     let d = drain(&mut up);
     assert_eq!(d.aborted, [sent.id]);
     assert_eq!(d.lines.len(), 1);
-    assert!(d.lines[0]["error"]["message"].as_str().unwrap().contains("longer than"));
-    up.send(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#.into(), now);
+    assert!(d.lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("longer than"));
+    up.send(
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#.into(),
+        now,
+    );
     let sent = drain(&mut up).sent.remove(0);
     up.handle_head(
         sent.id,
@@ -530,5 +541,8 @@ fn a_huge_answer_or_a_redirect_is_refused_and_cut() {
     assert_eq!(d.aborted, [sent.id]);
     assert!(d.sent.is_empty(), "nothing is sent where it points");
     let message = d.lines[0]["error"]["message"].as_str().unwrap();
-    assert!(message.contains("169.254.169.254") && message.contains("not followed"), "{message}");
+    assert!(
+        message.contains("169.254.169.254") && message.contains("not followed"),
+        "{message}"
+    );
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use mcp_provider_core::bridge::ChildId;
 use mcp_provider_core::http::{Outgoing, ResponseEvent};
-use mcp_provider_core::upstream::{ExchangeId, Remote, Upstream, UpstreamOutput};
+use mcp_provider_core::upstream::{ExchangeId, Remote, Status, Upstream, UpstreamOutput};
 
 use crate::bridge::Bridged;
 use conn::{Conn, Failed};
@@ -49,6 +49,8 @@ pub struct RemoteRun {
     credentials: Arc<dyn Credentials>,
     /// The token the upstream was last given.
     bearer: Mutex<Option<String>>,
+    /// The status last told to the bridge.
+    status: Mutex<Status>,
 }
 
 #[derive(Default)]
@@ -128,6 +130,7 @@ impl RemoteRun {
             bridged: Arc::downgrade(bridged),
             credentials,
             bearer: Mutex::default(),
+            status: Mutex::default(),
         })
     }
 
@@ -254,6 +257,22 @@ impl RemoteRun {
             }
         }
         self.deliver(lines);
+        self.report_status();
+    }
+
+    /// Tells the bridge how the server is doing, when that changed.
+    fn report_status(&self) {
+        let now = self.machine().status().clone();
+        let changed = {
+            let mut told = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            (*told != now).then(|| std::mem::replace(&mut *told, now.clone()))
+        };
+        if changed.is_some() {
+            if let Some(bridged) = self.bridged.upgrade() {
+                let child = self.child;
+                bridged.with(|b, at| b.handle_remote_status(child, now, at));
+            }
+        }
     }
 
     /// The server's messages, to the bridge as the child's lines.
