@@ -205,6 +205,7 @@ mod tests {
                 restarts: 2,
                 calls: 7,
                 in_flight: 1,
+                remote: None,
             }],
             sessions: 3,
         };
@@ -223,5 +224,17 @@ mod tests {
         let mut failed = report.clone();
         failed.servers[0].children = vec![ChildState::Failed];
         assert_eq!(failed.checks()[0]["ok"], false);
+        let mut locked = report.clone();
+        let why = "run `mcp-provider login files`".to_owned();
+        locked.servers[0].remote = Some((
+            "https://mcp.example.com/mcp".into(),
+            crate::upstream::Status::NeedsLogin(why),
+        ));
+        let check = &locked.checks()[0];
+        assert_eq!(check["ok"], false);
+        assert!(check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://mcp.example.com/mcp needs login: run `mcp-provider login files`"));
     }
 }
