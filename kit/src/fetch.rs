@@ -25,10 +25,9 @@ pub fn fetch(
     ca_file: Option<&str>,
 ) -> Result<Fetched, String> {
     let mut conn = Conn::dial(&request.url, ca_file).map_err(|e| e.to_string())?;
-    if let Some(socket) = conn.cutter() {
-        let _ = socket.set_read_timeout(Some(timeout));
-        let _ = socket.set_write_timeout(Some(timeout));
-    }
+    let socket = conn.cutter();
+    let _ = socket.set_read_timeout(Some(timeout));
+    let _ = socket.set_write_timeout(Some(timeout));
     let mut head = None;
     let mut body = BytesMut::new();
     conn.exchange(request, max_body, |events| {

@@ -26,8 +26,12 @@ use conn::{Conn, Failed};
 
 /// Exchanges carried at once; more wait for a worker.
 const MAX_WORKERS: usize = 64;
-/// A worker with nothing to do this long ends, and its connection with it.
-const WORKER_IDLE: Duration = Duration::from_secs(30);
+/// A worker with nothing to do this long ends, and its connection with it
+/// (shorter than the bridge's health pings, so an idle server keeps only
+/// its event stream's worker).
+const WORKER_IDLE: Duration = Duration::from_secs(5);
+/// A worker's stack: it parses HTTP and runs TLS, nothing deep.
+const WORKER_STACK: usize = 256 * 1024;
 /// The most of a response to a post read (a JSON answer is bounded again,
 /// tighter, by the core).
 const MAX_ANSWER: usize = 64 << 20;
@@ -42,7 +46,7 @@ pub struct RemoteRun {
     inbox: Mutex<Vec<String>>,
     work: (Mutex<Work>, Condvar),
     /// The sockets of exchanges under way, to cut one that is aborted.
-    active: Mutex<HashMap<ExchangeId, TcpStream>>,
+    active: Mutex<HashMap<ExchangeId, Arc<TcpStream>>>,
     closed: AtomicBool,
     bridged: Weak<Bridged>,
     /// Where a request that needs credentials gets a token.
@@ -290,7 +294,7 @@ impl RemoteRun {
         }
     }
 
-    fn active(&self) -> MutexGuard<'_, HashMap<ExchangeId, TcpStream>> {
+    fn active(&self) -> MutexGuard<'_, HashMap<ExchangeId, Arc<TcpStream>>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -311,6 +315,7 @@ impl RemoteRun {
             let run = self.clone();
             let started = std::thread::Builder::new()
                 .name("mcp-remote".into())
+                .stack_size(WORKER_STACK)
                 .spawn(move || run.work());
             if started.is_err() {
                 work.workers -= 1;
@@ -369,9 +374,7 @@ impl RemoteRun {
             let Some(open) = conn.as_mut() else {
                 return;
             };
-            if let Some(socket) = open.cutter() {
-                self.active().insert(job.id, socket);
-            }
+            self.active().insert(job.id, open.cutter());
             // An event stream that lasts the session is bounded per event,
             // by the core.
             let max = if job.streaming {
