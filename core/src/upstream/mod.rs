@@ -463,7 +463,7 @@ impl Upstream {
                 self.session_lost(id, now);
                 return;
             }
-            (Kind::Post { replay: false, .. }, 400 | 404 | 405) if may_fall_back => {
+            (Kind::Post { replay: false, .. }, 404 | 405) if may_fall_back => {
                 self.streamable_refused(id, status);
                 return;
             }
@@ -838,16 +838,27 @@ impl Upstream {
             }
             Kind::Listen if self.listening == Some(id) => self.listening = None,
             Kind::Legacy => {
-                if matches!(&self.protocol, Protocol::Legacy { stream, .. } if *stream == id) {
-                    let why = failed.unwrap_or_else(|| "its event stream ended".to_owned());
-                    for line in std::mem::take(&mut self.held) {
-                        let id = request_id(&line);
-                        self.fail(id.as_ref(), &format!("the remote MCP server: {why}"));
-                    }
-                    self.protocol = Protocol::Streamable;
+                let Protocol::Legacy { stream, endpoint } = &self.protocol else {
+                    return;
+                };
+                if *stream != id {
+                    return;
+                }
+                let established = endpoint.is_some();
+                let why = failed.unwrap_or_else(|| "its event stream ended".to_owned());
+                for line in std::mem::take(&mut self.held) {
+                    let id = request_id(&line);
+                    self.fail(id.as_ref(), &format!("the remote MCP server: {why}"));
+                }
+                self.protocol = Protocol::Streamable;
+                if established {
+                    // The legacy session is over: the bridge starts again.
                     self.status = Status::Failing(why.clone());
                     self.out.push_back(UpstreamOutput::Gone(why));
                 }
+                // Never established: the bridge's `initialize` was answered
+                // with the error above, and its handshake goes on (a server
+                // of the stateless revision answers `server/discover`).
             }
             _ => {}
         }

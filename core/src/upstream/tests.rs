@@ -546,3 +546,40 @@ fn a_huge_answer_or_a_redirect_is_refused_and_cut() {
         "{message}"
     );
 }
+
+#[test]
+fn a_server_refusing_initialize_and_an_event_stream_is_asked_on() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.send(INIT.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    answer(&mut up, sent.id, head(405, &[]), "", now);
+    let stream = drain(&mut up).sent.remove(0);
+    answer(&mut up, stream.id, head(405, &[]), "", now);
+    let d = drain(&mut up);
+    assert!(d.gone.is_empty(), "no session was lost: nothing restarts");
+    assert_eq!(d.lines[0]["id"], 1, "initialize is refused");
+    // The bridge then asks `server/discover`, over Streamable HTTP.
+    up.send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.into(),
+        now,
+    );
+    let discover = drain(&mut up).sent.remove(0);
+    assert_eq!(discover.request.method, "POST");
+    assert_eq!(discover.header("mcp-protocol-version"), Some("2026-07-28"));
+    // A refusal that is the server's own (400) is passed on, not taken for
+    // a legacy server.
+    let mut modern = Upstream::new("r", remote(Transport::Auto));
+    modern.send(INIT.into(), now);
+    let sent = drain(&mut modern).sent.remove(0);
+    answer(
+        &mut modern,
+        sent.id,
+        json(400),
+        r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"unsupported protocol version"}}"#,
+        now,
+    );
+    let d = drain(&mut modern);
+    assert!(d.sent.is_empty());
+    assert_eq!(d.lines[0]["error"]["code"], -32022);
+}
