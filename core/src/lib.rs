@@ -93,6 +93,8 @@ pub mod limiter;
 pub mod lines;
 pub mod mcp;
 pub mod metrics;
+/// The OAuth client of remote MCP servers that want a token.
+pub mod oauth;
 pub mod reassembly;
 pub mod session;
 #[cfg(any(test, fuzzing))]
