@@ -461,7 +461,8 @@ impl Login {
 
     /// The scopes to ask for: the challenge's, else the configured ones,
     /// else all the server publishes; with those granted before by the
-    /// same authorization server (a step-up keeps what it had), and
+    /// same authorization server (a step-up keeps what it had) and those
+    /// a step-up asked for while no browser was at hand, and
     /// `offline_access` where the authorization server offers it (for a
     /// refresh token).
     fn wanted_scopes(&self, server: &AuthServer) -> Vec<String> {
@@ -483,7 +484,10 @@ impl Login {
             .filter(|s| s.issuer == server.issuer)
             .map(|s| s.scopes.clone())
             .unwrap_or_default();
-        for scope in before {
+        for scope in before
+            .into_iter()
+            .chain(self.plan.known.wanted_scopes.clone())
+        {
             if !scopes.contains(&scope) {
                 scopes.push(scope);
             }

@@ -119,6 +119,10 @@ pub struct Logins {
     pub active: Option<String>,
     #[serde(default)]
     pub issuers: BTreeMap<String, Stored>,
+    /// Scopes the server asked for that the login lacks (a step-up no
+    /// browser was at hand for): the next login asks for them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wanted_scopes: Vec<String>,
 }
 
 impl Logins {
@@ -141,8 +145,18 @@ impl Logins {
 
     /// Keeps `stored` as its issuer's, and uses it from now on.
     pub fn record(&mut self, stored: Stored) {
+        self.wanted_scopes.clear();
         self.active = Some(stored.issuer.clone());
         self.issuers.insert(stored.issuer.clone(), stored);
+    }
+
+    /// Notes scopes the server asked for, for the next login.
+    pub fn want(&mut self, scopes: &[String]) {
+        for scope in scopes {
+            if !self.wanted_scopes.contains(scope) {
+                self.wanted_scopes.push(scope.clone());
+            }
+        }
     }
 }
 
@@ -205,7 +219,11 @@ mod tests {
         let mut logins = Logins::new(&server);
         assert!(logins.is_for(&server));
         assert!(logins.current().is_none());
+        logins.want(&["mcp:write".into()]);
+        logins.want(&["mcp:write".into()]);
+        assert_eq!(logins.wanted_scopes, ["mcp:write"]);
         logins.record(stored());
+        assert!(logins.wanted_scopes.is_empty());
         let mut other = stored();
         other.issuer = "https://as2.example.com".into();
         logins.record(other);
