@@ -17,6 +17,7 @@ mod bridge;
 mod bridge_server;
 mod core_config;
 mod masked;
+mod server_oauth;
 pub mod sources;
 
 pub use bridge::BridgeSettings;

@@ -14,13 +14,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use mcp_provider_core::oauth::{Challenge, Logins};
+use mcp_provider_core::oauth::{Challenge, Logins, Stored};
 
 use super::{login, open_browser, refresh, unix_now, OAuthServer, Stamp, Store, REFRESH_AHEAD};
 use crate::upstream::{needs_login, Credentials};
 
 /// A failed refresh ahead of expiry is not tried again sooner than this.
 const REFRESH_RETRY: Duration = Duration::from_secs(30);
+/// A login that failed is not started again sooner than this (a server
+/// refused at every restart of the bridge's client would open a browser
+/// tab each time): its error is the answer meanwhile.
+const LOGIN_RETRY: Duration = Duration::from_secs(30);
 
 /// Kept logins as the bridge's credentials.
 pub struct OAuthCredentials {
@@ -35,6 +39,8 @@ pub struct OAuthCredentials {
     gates: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// When a refresh ahead of expiry last started, per server.
     refreshed: Mutex<HashMap<String, Instant>>,
+    /// When a login last failed, and why, per server.
+    failed: Mutex<HashMap<String, (Instant, String)>>,
     /// Itself, for the threads that refresh ahead of expiry.
     this: Weak<OAuthCredentials>,
 }
@@ -48,6 +54,7 @@ impl OAuthCredentials {
             kept: Mutex::default(),
             gates: Mutex::default(),
             refreshed: Mutex::default(),
+            failed: Mutex::default(),
             this: this.clone(),
         });
         credentials.set_servers(servers);
@@ -179,6 +186,32 @@ impl OAuthCredentials {
     }
 }
 
+impl OAuthCredentials {
+    /// A login in a browser, unless one failed just now (then its error).
+    fn login(
+        &self,
+        server: &OAuthServer,
+        challenge: Option<&str>,
+        known: Logins,
+    ) -> Result<Stored, String> {
+        let name = &server.name;
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, why)) = failed.get(name) {
+            if at.elapsed() < LOGIN_RETRY {
+                return Err(why.clone());
+            }
+        }
+        tracing::info!(server = %name, "the remote MCP server wants a login: opening a browser");
+        let outcome = login(server, challenge, known, &open_browser)
+            .map_err(|why| format!("the login to the remote MCP server `{name}` failed: {why}"));
+        match &outcome {
+            Ok(_) => failed.remove(name),
+            Err(why) => failed.insert(name.clone(), (Instant::now(), why.clone())),
+        };
+        outcome
+    }
+}
+
 impl Credentials for OAuthCredentials {
     fn current(&self, name: &str) -> Option<String> {
         let server = self.server(name)?;
@@ -217,11 +250,7 @@ impl Credentials for OAuthCredentials {
             }
         }
         if server.open_browser {
-            tracing::info!(server = %name, "the remote MCP server wants a login: opening a browser");
-            let stored =
-                login(&server, challenge, logins.clone(), &open_browser).map_err(|why| {
-                    format!("the login to the remote MCP server `{name}` failed: {why}")
-                })?;
+            let stored = self.login(&server, challenge, logins.clone())?;
             let token = stored.access_token.clone();
             logins.record(stored);
             self.keep(&server, &logins);
@@ -244,7 +273,7 @@ impl Credentials for OAuthCredentials {
 mod tests {
     use super::*;
     use mcp_provider_core::http::Url;
-    use mcp_provider_core::oauth::{AuthMethod, Stored};
+    use mcp_provider_core::oauth::AuthMethod;
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};
