@@ -5,7 +5,8 @@ an MCP client calling it through the bridge.
 The suite appends the MCP server's URL to the command, and sets
 MCP_CONFORMANCE_SCENARIO, MCP_CONFORMANCE_PROTOCOL_VERSION and (for some
 scenarios) MCP_CONFORMANCE_CONTEXT. The provider binary is
-$OAUTH_TEST_PROVIDER_BIN; its log goes to $OAUTH_TEST_LOG_DIR.
+$OAUTH_TEST_PROVIDER_BIN; its log goes to $OAUTH_TEST_LOG_DIR, in a file
+named after $OAUTH_TEST_LOG_TAG and the scenario.
 
 The provider runs `bridge` with the server as `[[bridge.servers]]` (the
 context's pre-registered client and the suite's client metadata document
@@ -106,7 +107,8 @@ def main():
     binary = os.environ["OAUTH_TEST_PROVIDER_BIN"]
     log_dir = Path(os.environ.get("OAUTH_TEST_LOG_DIR") or tempfile.gettempdir())
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"oauth-{scenario.replace('/', '-')}-{version}-{os.getpid()}.log"
+    tag = os.environ.get("OAUTH_TEST_LOG_TAG", "run")
+    log_path = log_dir / f"oauth-{tag}-{scenario.replace('/', '-')}-{version}-{os.getpid()}.log"
     with tempfile.TemporaryDirectory() as tmp, open(log_path, "w") as log:
         proc, port = start(binary, Path(tmp), url, context, log)
         try:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
-from pathlib import Path
+import uuid
 
 import pytest
 from mcp import Client
@@ -52,13 +52,16 @@ def conformance():
 
 
 def run_suite(conformance, runtime, tmp_path, *selection):
-    """Runs `client` with `selection`: each scenario's checks by name."""
+    """Runs `client` with `selection`: each scenario's checks by name.
+    No provider's log may hold a token the suite issued."""
     command, env = conformance
     out = tmp_path / "results"
+    tag = uuid.uuid4().hex
     env = {
         **env,
         "OAUTH_TEST_PROVIDER_BIN": str(BIN_DIR / RUNTIMES[runtime]),
         "OAUTH_TEST_LOG_DIR": str(LOG_DIR),
+        "OAUTH_TEST_LOG_TAG": tag,
     }
     subprocess.run(
         [
@@ -77,6 +80,10 @@ def run_suite(conformance, runtime, tmp_path, *selection):
         stderr=subprocess.DEVNULL,
         timeout=900,
     )
+    logs = sorted(LOG_DIR.glob(f"oauth-{tag}-*.log"))
+    assert logs, "no provider ran"
+    for log in logs:
+        assert "test-token" not in log.read_text(), f"{log.name} holds a token"
     results = {}
     for path in out.rglob("checks.json"):
         # Each scenario's folder is its name and the time it ran.
@@ -306,7 +313,8 @@ def refusal(server):
 def test_login_is_kept_for_the_user_alone_taken_up_live_refreshed_and_forgotten(runtime, make_server, world, setup):
     config, env, kept = setup
     # Started before there is a login (and with no browser to open).
-    server = make_server("--config", str(config), env={"XDG_STATE_HOME": env["XDG_STATE_HOME"]})
+    # Its log at debug, where a leak would show.
+    server = make_server("--config", str(config), env={"XDG_STATE_HOME": env["XDG_STATE_HOME"], "RUST_LOG": "debug"})
     code, output = login_no_browser(runtime, env, config)
     assert code == 0, output
     assert "Logged in to `remote`" in output and "scopes tools" in output, output

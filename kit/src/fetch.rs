@@ -38,9 +38,9 @@ pub fn fetch(
     });
     let late = || {
         format!(
-            "{}: no whole answer within {} s",
+            "{}: no whole answer within {:.1} s",
             request.url,
-            timeout.as_secs()
+            timeout.as_secs_f64()
         )
     };
     let mut head = None;
@@ -100,5 +100,63 @@ impl Deadline {
 
     fn passed(&self) -> bool {
         self.passed.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_provider_core::http::Url;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A server that answers each connection with `answer`, a byte every
+    /// `pause`.
+    fn trickling(answer: &'static [u8], pause: Duration) -> Url {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/token", listener.local_addr().unwrap())).unwrap();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request);
+                for byte in answer {
+                    if stream.write_all(&[*byte]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(pause);
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_whole_answer_is_read_and_a_trickle_is_cut_in_time() {
+        let quick = trickling(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+            Duration::ZERO,
+        );
+        let fetched = fetch(
+            &Outgoing::new("GET", quick),
+            1024,
+            Duration::from_secs(5),
+            None,
+        )
+        .unwrap();
+        assert_eq!((fetched.head.status, &fetched.body[..]), (200, &b"{}"[..]));
+        let slow = trickling(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{\"a\":\"b\"}",
+            Duration::from_millis(100),
+        );
+        let started = std::time::Instant::now();
+        let error = fetch(
+            &Outgoing::new("GET", slow),
+            1024,
+            Duration::from_millis(500),
+            None,
+        )
+        .unwrap_err();
+        assert!(error.contains("no whole answer within 0.5 s"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 }
