@@ -93,7 +93,6 @@ pub mod limiter;
 pub mod lines;
 pub mod mcp;
 pub mod metrics;
-/// The OAuth client of remote MCP servers that want a token.
 pub mod oauth;
 pub mod reassembly;
 pub mod session;
