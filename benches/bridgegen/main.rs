@@ -49,6 +49,11 @@ struct Args {
     /// then `NAME__echo`).
     #[arg(long, conflicts_with = "direct")]
     aggregate: bool,
+    /// Where requests go instead of `/mcp/NAME`: e.g. `/mcp` of an MCP
+    /// server reached directly over HTTP, the baseline of a remote server
+    /// behind the bridge.
+    #[arg(long, conflicts_with_all = ["direct", "aggregate"])]
+    path: Option<String>,
     /// Concurrent clients, one measurement each, in this order (none when
     /// given no value, e.g. for `--sessions` alone).
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1,8,64")]
@@ -112,12 +117,16 @@ fn run(args: &Args) -> Result<bool, String> {
     };
     let target = args.target.as_ref().map(|t| {
         let addr = t.trim_start_matches("http://").trim_end_matches('/');
-        Target::new(
+        let mut target = Target::new(
             addr.to_owned(),
             args.api_key.clone(),
             &args.server,
             args.aggregate,
-        )
+        );
+        if let Some(path) = &args.path {
+            target.path = path.clone();
+        }
+        target
     });
     let runtime = if args.direct {
         "direct".to_owned()

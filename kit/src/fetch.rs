@@ -31,11 +31,10 @@ pub fn fetch(
     ca_file: Option<&str>,
 ) -> Result<Fetched, String> {
     let mut conn = Conn::dial(&request.url, ca_file).map_err(|e| e.to_string())?;
-    let deadline = conn.cutter().map(|socket| {
-        let _ = socket.set_read_timeout(Some(timeout));
-        let _ = socket.set_write_timeout(Some(timeout));
-        Deadline::arm(socket, timeout)
-    });
+    let socket = conn.cutter();
+    let _ = socket.set_read_timeout(Some(timeout));
+    let _ = socket.set_write_timeout(Some(timeout));
+    let deadline = Deadline::arm(socket, timeout);
     let late = || {
         format!(
             "{}: no whole answer within {:.1} s",
@@ -55,12 +54,10 @@ pub fn fetch(
         }
         true
     })
-    .map_err(
-        |(e, _)| match deadline.as_ref().is_some_and(Deadline::passed) {
-            true => late(),
-            false => format!("{}: {e}", request.url),
-        },
-    )?;
+    .map_err(|(e, _)| match deadline.passed() {
+        true => late(),
+        false => format!("{}: {e}", request.url),
+    })?;
     let head = head.ok_or_else(|| format!("{}: no response", request.url))?;
     Ok(Fetched {
         head,
@@ -76,7 +73,7 @@ struct Deadline {
 }
 
 impl Deadline {
-    fn arm(socket: TcpStream, timeout: Duration) -> Deadline {
+    fn arm(socket: Arc<TcpStream>, timeout: Duration) -> Deadline {
         let (armed, wait) = mpsc::channel::<()>();
         let passed = Arc::new(AtomicBool::new(false));
         let flag = passed.clone();

@@ -6,7 +6,10 @@
 //! with an error. The bridge asks `initialize` first and, when refused,
 //! `server/discover`: a child that answers it is stateless, and its
 //! discovery result stands in for the `initialize` result every session
-//! client is answered from. From then on:
+//! client is answered from. A remote server that answers `initialize` but
+//! keeps no session (a stateless HTTP transport) has no way to ask a
+//! client anything in that generation; it is asked `server/discover` too,
+//! and spoken to in the stateless generation if it answers. From then on:
 //!
 //! * a session client's request gets the stateless envelope (protocol
 //!   version, the client's capabilities and name in `params._meta`);

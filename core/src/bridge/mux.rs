@@ -101,8 +101,13 @@ pub(crate) struct Mux {
     /// Why the child refused `initialize`, while `server/discover` tells
     /// whether it speaks the stateless generation instead.
     refused_initialize: Option<String>,
-    /// Whether the handshake asks `server/discover` before `initialize`.
-    discover_first: bool,
+    /// Whether the server answered `initialize` with no session to keep
+    /// (a remote server's stateless transport): it has no way to ask a
+    /// client anything there, so the stateless revision is tried next.
+    sessionless: bool,
+    /// The `initialize` result kept while `server/discover` is tried on a
+    /// sessionless server, in case it speaks no stateless revision.
+    upgrading: Option<Value>,
 }
 
 /// A client request: who to answer and what it holds on to.
@@ -200,12 +205,14 @@ impl Mux {
             generation: Generation::Session,
             lists: 0,
             refused_initialize: None,
-            discover_first: false,
+            sessionless: false,
+            upgrading: None,
         }
     }
 
-    pub(crate) fn set_discover_first(&mut self, first: bool) {
-        self.discover_first = first;
+    /// The server's answer to the coming `initialize` keeps no session.
+    pub(crate) fn handle_sessionless(&mut self) {
+        self.sessionless = true;
     }
 
     // Getters.
@@ -687,16 +694,17 @@ impl Mux {
             return FromChild::Nothing;
         }
         match (self.internal.remove(&n).map(|i| i.purpose), outcome) {
+            (Some(Purpose::Initialize), Ok(result)) if std::mem::take(&mut self.sessionless) => {
+                // Only the stateless revision lets such a server ask its
+                // clients anything: spoken if it answers `server/discover`.
+                self.upgrading = Some(result);
+                let params = self.discover_params();
+                self.send_internal(Purpose::Discover, "server/discover", params, now, out);
+                FromChild::Nothing
+            }
             (Some(Purpose::Initialize), Ok(result)) => {
                 self.init_result = Some(result);
                 FromChild::Initialized
-            }
-            (Some(Purpose::Initialize), Err(error)) if self.discover_first => {
-                let refused = self.refused_initialize.take().unwrap_or_default();
-                FromChild::InitializeFailed(format!(
-                    "refused server/discover ({refused}) and initialize ({})",
-                    error_message(&error)
-                ))
             }
             (Some(Purpose::Initialize), Err(error)) => {
                 // Perhaps a child of the stateless generation: it would
@@ -706,7 +714,7 @@ impl Mux {
                 self.send_internal(Purpose::Discover, "server/discover", params, now, out);
                 FromChild::Nothing
             }
-            (Some(Purpose::Discover), outcome) => self.handle_discovered(outcome, now, out),
+            (Some(Purpose::Discover), outcome) => self.handle_discovered(outcome),
             (Some(purpose), Err(error)) => {
                 tracing::debug!(server = %self.name, ?purpose, %error, "the MCP server refused a request of the bridge");
                 FromChild::Nothing
@@ -757,31 +765,17 @@ impl Mux {
     /// The answer to the `server/discover` asked of a child that refused
     /// `initialize`: whether it is a stateless child this bridge can speak
     /// to.
-    fn handle_discovered(
-        &mut self,
-        outcome: Result<Value, Value>,
-        now: Instant,
-        out: &mut VecDeque<BridgeOutput>,
-    ) -> FromChild {
-        if self.discover_first && self.generation == Generation::Stateless {
-            // Asked first: a server that does not answer it is asked
-            // `initialize` (the session generation) instead.
+    fn handle_discovered(&mut self, outcome: Result<Value, Value>) -> FromChild {
+        if let Some(session_result) = self.upgrading.take() {
             let version = self.handshake_version();
-            if let Ok(Some(result)) = outcome
-                .as_ref()
-                .map(|found| generation::initialize_result(found, version))
-            {
-                self.init_result = Some(result);
-                return FromChild::Initialized;
+            let stateless = outcome
+                .ok()
+                .and_then(|found| generation::initialize_result(&found, version));
+            if stateless.is_some() {
+                self.generation = Generation::Stateless;
             }
-            self.refused_initialize = Some(match &outcome {
-                Ok(_) => "no stateless revision this bridge speaks".to_owned(),
-                Err(error) => error_message(error),
-            });
-            self.generation = Generation::Session;
-            let params = self.init_params.clone().unwrap_or_default();
-            self.send_internal(Purpose::Initialize, "initialize", params, now, out);
-            return FromChild::Nothing;
+            self.init_result = Some(stateless.unwrap_or(session_result));
+            return FromChild::Initialized;
         }
         let refused = self.refused_initialize.take().unwrap_or_default();
         let version = self.handshake_version();
@@ -979,15 +973,9 @@ impl Mux {
             .get_or_insert_with(|| initialize_params(None, self.shared))
             .clone();
         self.refused_initialize = None;
-        if self.discover_first {
-            // Stateless until the server says otherwise.
-            self.generation = Generation::Stateless;
-            let params = self.discover_params();
-            self.send_internal(Purpose::Discover, "server/discover", params, now, out);
-        } else {
-            self.generation = Generation::Session;
-            self.send_internal(Purpose::Initialize, "initialize", params, now, out);
-        }
+        self.upgrading = None;
+        self.generation = Generation::Session;
+        self.send_internal(Purpose::Initialize, "initialize", params, now, out);
     }
 
     /// The protocol version the bridge's handshake asked for.

@@ -520,6 +520,21 @@ impl<H: Above> Registry<H> {
         self.on_child(child, now, |c| c.handle_spawn_failed(error, now));
     }
 
+    /// How a remote server is doing, as its client saw last.
+    pub fn handle_remote_status(
+        &mut self,
+        child: ChildId,
+        status: crate::upstream::Status,
+        now: Instant,
+    ) {
+        self.on_child(child, now, |c| c.handle_remote_status(status));
+    }
+
+    /// A remote server answers the coming `initialize` with no session.
+    pub fn handle_child_sessionless(&mut self, child: ChildId, now: Instant) {
+        self.on_child(child, now, |c| c.handle_child_sessionless());
+    }
+
     pub fn handle_child_line(&mut self, child: ChildId, line: &str, now: Instant) {
         self.on_child(child, now, |c| c.handle_child_line(line, now));
     }

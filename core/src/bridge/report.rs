@@ -30,6 +30,9 @@ pub struct ServerFigures {
     /// Client requests sent to its children since start-up.
     pub calls: u64,
     pub in_flight: usize,
+    /// A remote server's URL (without its query, which may hold a key) and
+    /// how it is doing.
+    pub remote: Option<(String, crate::upstream::Status)>,
 }
 
 impl ChildState {
@@ -76,6 +79,15 @@ impl<H: Above> Registry<H> {
                     restarts: past.restarts + children.iter().map(|c| c.restarts()).sum::<u64>(),
                     calls: past.calls,
                     in_flight: children.iter().map(|c| c.in_flight()).sum(),
+                    remote: spec.remote.as_ref().map(|remote| {
+                        let url = format!("{}{}", remote.url.origin(), remote.url.path());
+                        let status = children
+                            .iter()
+                            .find_map(|c| c.remote_status())
+                            .cloned()
+                            .unwrap_or_default();
+                        (url, status)
+                    }),
                 }
             })
             .collect();
@@ -87,9 +99,16 @@ impl<H: Above> Registry<H> {
 }
 
 impl ServerFigures {
-    /// Down: it failed too often and gave up.
+    /// Down: it failed too often and gave up, or it is a remote server
+    /// that cannot be used (unreachable, or waiting for a login).
     pub fn failed(&self) -> bool {
-        self.children.contains(&ChildState::Failed)
+        let remote_down = self.remote.as_ref().is_some_and(|(_, status)| {
+            matches!(
+                status,
+                crate::upstream::Status::NeedsLogin(_) | crate::upstream::Status::Failing(_)
+            )
+        });
+        self.children.contains(&ChildState::Failed) || remote_down
     }
 }
 
@@ -159,10 +178,14 @@ impl Report {
             .iter()
             .map(|s| {
                 let states: Vec<&str> = s.children.iter().map(|c| c.as_str()).collect();
-                let detail = match states.is_empty() {
+                let mut detail = match states.is_empty() {
                     true => "not started (the first request starts it)".to_owned(),
                     false => format!("{}; {} restarts, {} calls", states.join(", "), s.restarts, s.calls),
                 };
+                if let Some((url, status)) = &s.remote {
+                    let why = status.why().map(|why| format!(": {why}")).unwrap_or_default();
+                    detail = format!("{url} {}{why}; {detail}", status.as_str());
+                }
                 json!({"name": format!("MCP server {}", s.name), "ok": !s.failed(), "detail": detail})
             })
             .collect()
@@ -182,6 +205,7 @@ mod tests {
                 restarts: 2,
                 calls: 7,
                 in_flight: 1,
+                remote: None,
             }],
             sessions: 3,
         };
@@ -200,5 +224,17 @@ mod tests {
         let mut failed = report.clone();
         failed.servers[0].children = vec![ChildState::Failed];
         assert_eq!(failed.checks()[0]["ok"], false);
+        let mut locked = report.clone();
+        let why = "run `mcp-provider login files`".to_owned();
+        locked.servers[0].remote = Some((
+            "https://mcp.example.com/mcp".into(),
+            crate::upstream::Status::NeedsLogin(why),
+        ));
+        let check = &locked.checks()[0];
+        assert_eq!(check["ok"], false);
+        assert!(check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://mcp.example.com/mcp needs login: run `mcp-provider login files`"));
     }
 }

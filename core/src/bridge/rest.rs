@@ -253,7 +253,20 @@ impl<H: Above> Registry<H> {
                         })
                     })
                     .collect();
-                json!({"name": spec.name, "children": children})
+                let mut server = json!({"name": spec.name, "children": children});
+                if let Some(remote) = &spec.remote {
+                    let status = self
+                        .children()
+                        .filter(|(_, c)| c.spec().name == spec.name)
+                        .find_map(|(_, c)| c.remote_status().cloned())
+                        .unwrap_or_default();
+                    server["remote"] = json!({
+                        "url": format!("{}{}", remote.url.origin(), remote.url.path()),
+                        "status": status.as_str(),
+                        "why": status.why(),
+                    });
+                }
+                server
             })
             .collect();
         json!({"servers": servers, "sessions": self.sessions.len(), "streams": self.streams.len()})

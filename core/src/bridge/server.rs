@@ -23,27 +23,26 @@ pub struct BridgedServer {
     idle_since: Option<Instant>,
     /// `stop` was called: the child is never started again.
     retired: bool,
+    /// A remote server's last status (see `upstream::Status`).
+    remote_status: Option<crate::upstream::Status>,
 }
 
 impl BridgedServer {
     /// A bridge with no child yet: the first client request starts it.
     pub fn new(spec: ServerSpec, limits: Limits, _now: Instant) -> Self {
-        let mut mux = Mux::new(
+        let mux = Mux::new(
             &spec.name,
             limits.max_in_flight,
             spec.share == super::Share::Shared,
             spec.tools.clone(),
         );
-        // A remote server of both generations is best spoken to in the
-        // stateless one: only there can it ask clients things (its session
-        // transport may have no stream to ask them on).
-        mux.set_discover_first(spec.remote.is_some());
         BridgedServer {
             supervisor: Supervisor::new(spec, limits),
             mux,
             out: VecDeque::new(),
             idle_since: None,
             retired: false,
+            remote_status: None,
         }
     }
 
@@ -148,6 +147,23 @@ impl BridgedServer {
     }
 
     /// One line of the child's stdout, without its newline.
+    /// How a remote server is doing, as its client saw last.
+    pub fn handle_remote_status(&mut self, status: crate::upstream::Status) {
+        self.remote_status = Some(status);
+    }
+
+    /// How the remote server is doing (`None`: not a remote server, or
+    /// not dialed yet).
+    pub fn remote_status(&self) -> Option<&crate::upstream::Status> {
+        self.remote_status.as_ref()
+    }
+
+    /// A remote server answers the coming `initialize` with no session
+    /// (see [`UpstreamOutput::Sessionless`](crate::upstream::UpstreamOutput::Sessionless)).
+    pub fn handle_child_sessionless(&mut self) {
+        self.mux.handle_sessionless();
+    }
+
     pub fn handle_child_line(&mut self, line: &str, now: Instant) {
         match self.mux.handle_child_line(line, now, &mut self.out) {
             FromChild::Initialized => {

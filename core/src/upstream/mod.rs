@@ -96,6 +96,39 @@ pub enum Transport {
     Sse,
 }
 
+/// How a remote server is doing, as its users are shown (`/stats`, the
+/// dashboard, `/health/deep`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Status {
+    /// Nothing answered yet.
+    #[default]
+    Connecting,
+    Connected,
+    /// It wants credentials there are none of (why: what to run).
+    NeedsLogin(String),
+    /// It cannot be reached, or its session broke (why).
+    Failing(String),
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Connecting => "connecting",
+            Status::Connected => "connected",
+            Status::NeedsLogin(_) => "needs login",
+            Status::Failing(_) => "failing",
+        }
+    }
+
+    /// Why it is not connected, if it says.
+    pub fn why(&self) -> Option<&str> {
+        match self {
+            Status::NeedsLogin(why) | Status::Failing(why) => Some(why),
+            Status::Connecting | Status::Connected => None,
+        }
+    }
+}
+
 /// One HTTP exchange of an [`Upstream`], numbered by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ExchangeId(pub u64);
@@ -119,6 +152,11 @@ pub enum UpstreamOutput {
     /// The server's session is gone for good (a legacy event stream
     /// ended): taken as the child's exit, so the bridge starts again.
     Gone(String),
+    /// The answer to the bridge's `initialize`, next, comes with no session
+    /// (a stateless transport): the bridge then tries the stateless
+    /// revision, the only one in which such a server can ask its clients
+    /// anything.
+    Sessionless,
     /// The server wants credentials (`challenge`: its `WWW-Authenticate`).
     /// Answer with [`Upstream::handle_token`].
     Unauthorized {
@@ -223,6 +261,7 @@ pub struct Upstream {
     /// Dial failures in a row, and when dialing may be tried again.
     failures: u32,
     down: Option<(Instant, String)>,
+    status: Status,
     out: VecDeque<UpstreamOutput>,
 }
 
@@ -246,12 +285,18 @@ impl Upstream {
             next: 1,
             failures: 0,
             down: None,
+            status: Status::Connecting,
             out: VecDeque::new(),
         }
     }
 
     pub fn poll_output(&mut self) -> Option<UpstreamOutput> {
         self.out.pop_front()
+    }
+
+    /// How the server is doing.
+    pub fn status(&self) -> &Status {
+        &self.status
     }
 
     /// Whether the server's session is established (a session id, or a
@@ -335,10 +380,12 @@ impl Upstream {
         self.unauthorized = false;
         match token {
             Ok(token) => {
+                self.status = Status::Connecting;
                 self.bearer = Some(token);
                 self.release(now);
             }
             Err(why) => {
+                self.status = Status::NeedsLogin(why.clone());
                 for line in std::mem::take(&mut self.held) {
                     let id = request_id(&line);
                     self.fail(id.as_ref(), &why);
@@ -372,8 +419,13 @@ impl Upstream {
         self.down = None;
         if (200..300).contains(&head.status) {
             self.auth_tries = 0;
+            self.status = Status::Connected;
         }
         let initialize = self.is_initialize(id);
+        let replay = matches!(
+            self.exchanges.get(&id).map(|e| &e.kind),
+            Some(Kind::Post { replay: true, .. })
+        );
         let may_fall_back = initialize
             && matches!(self.protocol, Protocol::Streamable)
             && self.remote.transport == Transport::Auto;
@@ -415,6 +467,20 @@ impl Upstream {
                 self.streamable_refused(id, status);
                 return;
             }
+            (Kind::Post { .. }, 300..=399) => {
+                // Never followed: a configured server that moved is
+                // configured again, and a redirect could lead anywhere (a
+                // private address, another origin's credentials).
+                let to = head.header("location").unwrap_or("nowhere");
+                let why = format!(
+                    "the remote MCP server redirected to {}; redirects are not followed (configure the URL it names, if it is to be trusted)",
+                    crate::text::bounded(to, 200)
+                );
+                tracing::warn!(server = %self.name, "{why}");
+                self.out.push_back(UpstreamOutput::Abort(id));
+                self.ended(id, Some(why));
+                return;
+            }
             (Kind::Post { .. }, _) => Body::Error {
                 status,
                 text: Vec::new(),
@@ -425,11 +491,12 @@ impl Upstream {
             }
             _ => Body::Ignored,
         };
-        if let (true, Some(session)) = (
-            initialize,
-            head.header("mcp-session-id").filter(|s| !s.is_empty()),
-        ) {
-            self.session = Some(session.to_owned());
+        if initialize && (200..300).contains(&status) {
+            match head.header("mcp-session-id").filter(|s| !s.is_empty()) {
+                Some(session) => self.session = Some(session.to_owned()),
+                None if !replay => self.out.push_back(UpstreamOutput::Sessionless),
+                None => {}
+            }
         }
     }
 
@@ -439,16 +506,16 @@ impl Upstream {
             return;
         };
         match &mut exchange.body {
-            Body::Json(buf) => {
-                if buf.len() + data.len() > mcp::MAX_LINE {
-                    exchange.body = Body::Error {
-                        status: 0,
-                        text: b"an answer longer than the bridge takes".to_vec(),
-                    };
-                    return;
-                }
-                buf.extend_from_slice(data);
+            Body::Json(buf) if buf.len() + data.len() > mcp::MAX_LINE => {
+                let why = format!(
+                    "the remote MCP server's answer is longer than {} bytes: refused",
+                    mcp::MAX_LINE
+                );
+                tracing::warn!(server = %self.name, "{why}");
+                self.out.push_back(UpstreamOutput::Abort(id));
+                self.ended(id, Some(why));
             }
+            Body::Json(buf) => buf.extend_from_slice(data),
             Body::Error { text, .. } => {
                 let room = ERROR_BODY.saturating_sub(text.len());
                 text.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
@@ -506,6 +573,7 @@ impl Upstream {
                 .saturating_mul(1 << self.failures.saturating_sub(1).min(10))
                 .min(BACKOFF_MAX);
             self.down = Some((now + wait, why.to_owned()));
+            self.status = Status::Failing(why.to_owned());
         }
         let why = format!("the remote MCP server: {why}");
         self.ended(id, Some(why));
@@ -777,6 +845,7 @@ impl Upstream {
                         self.fail(id.as_ref(), &format!("the remote MCP server: {why}"));
                     }
                     self.protocol = Protocol::Streamable;
+                    self.status = Status::Failing(why.clone());
                     self.out.push_back(UpstreamOutput::Gone(why));
                 }
             }

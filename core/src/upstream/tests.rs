@@ -39,6 +39,7 @@ struct Drained {
     aborted: Vec<ExchangeId>,
     gone: Vec<String>,
     unauthorized: Vec<Option<String>>,
+    sessionless: bool,
 }
 
 fn drain(up: &mut Upstream) -> Drained {
@@ -56,6 +57,7 @@ fn drain(up: &mut Upstream) -> Drained {
             }),
             UpstreamOutput::Line(line) => d.lines.push(serde_json::from_str(&line).unwrap()),
             UpstreamOutput::Abort(id) => d.aborted.push(id),
+            UpstreamOutput::Sessionless => d.sessionless = true,
             UpstreamOutput::Gone(why) => d.gone.push(why),
             UpstreamOutput::Unauthorized { challenge, .. } => d.unauthorized.push(challenge),
         }
@@ -113,6 +115,7 @@ fn session(up: &mut Upstream, now: Instant) -> ExchangeId {
         now,
     );
     let d = drain(up);
+    assert!(!d.sessionless);
     assert_eq!(d.lines.len(), 1);
     assert_eq!(d.lines[0]["result"]["protocolVersion"], "2025-06-18");
     up.send(INITIALIZED.into(), now);
@@ -292,6 +295,7 @@ fn an_unreachable_server_is_not_dialed_again_until_its_backoff() {
     let sent = drain(&mut up).sent.remove(0);
     up.handle_failed(sent.id, "connection refused", false, now);
     assert_eq!(drain(&mut up).lines[0]["id"], 1);
+    assert_eq!(up.status(), &Status::Failing("connection refused".into()));
     up.send(INIT.into(), now + Duration::from_millis(50));
     let d = drain(&mut up);
     assert!(d.sent.is_empty(), "within the backoff nothing is dialed");
@@ -438,6 +442,7 @@ fn a_401_holds_calls_for_a_token() {
     answer(&mut up, d.sent[1].id, head(401, &[]), "", now);
     drain(&mut up);
     up.handle_token(Err("run `mcp-provider login r`".into()), now);
+    assert_eq!(up.status().as_str(), "needs login");
     let d = drain(&mut up);
     assert_eq!(d.lines[0]["id"], 2);
     assert!(d.lines[0]["error"]["message"]
@@ -486,4 +491,58 @@ fn a_server_refusing_every_token_is_not_asked_forever() {
         .as_str()
         .unwrap()
         .contains("refused 3 tokens"));
+}
+
+#[test]
+fn a_server_keeping_no_session_says_so_before_its_answer() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.send(INIT.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    up.handle_head(sent.id, &json(200), now);
+    assert!(drain(&mut up).sessionless);
+    let mut kept = Upstream::new("r", remote(Transport::Auto));
+    session(&mut kept, now);
+}
+
+#[test]
+fn a_huge_answer_or_a_redirect_is_refused_and_cut() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    session(&mut up, now);
+    up.send(
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#.into(),
+        now,
+    );
+    let sent = drain(&mut up).sent.remove(0);
+    up.handle_head(sent.id, &json(200), now);
+    let piece = Bytes::from(vec![b' '; 1 << 20]);
+    for _ in 0..5 {
+        up.handle_data(sent.id, &piece);
+    }
+    let d = drain(&mut up);
+    assert_eq!(d.aborted, [sent.id]);
+    assert_eq!(d.lines.len(), 1);
+    assert!(d.lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("longer than"));
+    up.send(
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#.into(),
+        now,
+    );
+    let sent = drain(&mut up).sent.remove(0);
+    up.handle_head(
+        sent.id,
+        &head(307, &[("location", "http://169.254.169.254/latest")]),
+        now,
+    );
+    let d = drain(&mut up);
+    assert_eq!(d.aborted, [sent.id]);
+    assert!(d.sent.is_empty(), "nothing is sent where it points");
+    let message = d.lines[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("169.254.169.254") && message.contains("not followed"),
+        "{message}"
+    );
 }

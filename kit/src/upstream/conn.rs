@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_provider_core::http::{Outgoing, ResponseError, ResponseEvent, ResponseReader, Url};
@@ -14,7 +15,7 @@ use crate::tls;
 /// How long dialing one address may take.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// What one read asks of the socket.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Anything a request can go over: a socket, or TLS on one.
 pub trait Stream: Read + Write + Send {}
@@ -24,7 +25,7 @@ impl<T: Read + Write + Send> Stream for T {}
 pub struct Conn {
     stream: Box<dyn Stream>,
     /// The socket under it, to cut it from another thread.
-    socket: TcpStream,
+    socket: Arc<TcpStream>,
     /// Which server it is connected to (scheme, host, port).
     origin: String,
 }
@@ -75,7 +76,7 @@ impl Conn {
                     };
                     return Ok(Conn {
                         stream,
-                        socket,
+                        socket: Arc::new(socket),
                         origin: url.origin(),
                     });
                 }
@@ -95,8 +96,8 @@ impl Conn {
     }
 
     /// A handle that cuts the connection from another thread.
-    pub fn cutter(&self) -> Option<TcpStream> {
-        self.socket.try_clone().ok()
+    pub fn cutter(&self) -> Arc<TcpStream> {
+        self.socket.clone()
     }
 
     /// Sends `request` and reads its response, handing each piece to
@@ -129,7 +130,7 @@ impl Conn {
                 0 => reader.eof(),
                 n => reader.push(buf.get(..n).unwrap_or_default()),
             }
-            .map_err(|e: ResponseError| (Failed::Broken(e.to_string()), read.max(1)))?;
+            .map_err(|e: ResponseError| (Failed::Broken(e.to_string()), read))?;
             let ended = events.contains(&ResponseEvent::End);
             if !events.is_empty() && !on(events) {
                 return Ok(false);

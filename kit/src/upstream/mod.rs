@@ -19,15 +19,19 @@ use std::time::{Duration, Instant};
 
 use mcp_provider_core::bridge::ChildId;
 use mcp_provider_core::http::{Outgoing, ResponseEvent};
-use mcp_provider_core::upstream::{ExchangeId, Remote, Upstream, UpstreamOutput};
+use mcp_provider_core::upstream::{ExchangeId, Remote, Status, Upstream, UpstreamOutput};
 
 use crate::bridge::Bridged;
 use conn::{Conn, Failed};
 
 /// Exchanges carried at once; more wait for a worker.
 const MAX_WORKERS: usize = 64;
-/// A worker with nothing to do this long ends, and its connection with it.
-const WORKER_IDLE: Duration = Duration::from_secs(30);
+/// A worker with nothing to do this long ends, and its connection with it
+/// (shorter than the bridge's health pings, so an idle server keeps only
+/// its event stream's worker).
+const WORKER_IDLE: Duration = Duration::from_secs(5);
+/// A worker's stack: it parses HTTP and runs TLS, nothing deep.
+const WORKER_STACK: usize = 256 * 1024;
 /// The most of a response to a post read (a JSON answer is bounded again,
 /// tighter, by the core).
 const MAX_ANSWER: usize = 64 << 20;
@@ -42,13 +46,15 @@ pub struct RemoteRun {
     inbox: Mutex<Vec<String>>,
     work: (Mutex<Work>, Condvar),
     /// The sockets of exchanges under way, to cut one that is aborted.
-    active: Mutex<HashMap<ExchangeId, TcpStream>>,
+    active: Mutex<HashMap<ExchangeId, Arc<TcpStream>>>,
     closed: AtomicBool,
     bridged: Weak<Bridged>,
     /// Where a request that needs credentials gets a token.
     credentials: Arc<dyn Credentials>,
     /// The token the upstream was last given.
     bearer: Mutex<Option<String>>,
+    /// The status last told to the bridge.
+    status: Mutex<Status>,
 }
 
 #[derive(Default)]
@@ -128,6 +134,7 @@ impl RemoteRun {
             bridged: Arc::downgrade(bridged),
             credentials,
             bearer: Mutex::default(),
+            status: Mutex::default(),
         })
     }
 
@@ -209,6 +216,13 @@ impl RemoteRun {
                     }
                 }
                 UpstreamOutput::Line(line) => lines.push(line),
+                UpstreamOutput::Sessionless => {
+                    self.deliver(std::mem::take(&mut lines));
+                    if let Some(bridged) = self.bridged.upgrade() {
+                        let child = self.child;
+                        bridged.with(|b, now| b.handle_child_sessionless(child, now));
+                    }
+                }
                 UpstreamOutput::Gone(why) => {
                     tracing::warn!(server = %self.name, "the remote MCP server's session ended: {why}");
                     if !self.closed.swap(true, Ordering::SeqCst) {
@@ -247,6 +261,22 @@ impl RemoteRun {
             }
         }
         self.deliver(lines);
+        self.report_status();
+    }
+
+    /// Tells the bridge how the server is doing, when that changed.
+    fn report_status(&self) {
+        let now = self.machine().status().clone();
+        let changed = {
+            let mut told = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            (*told != now).then(|| std::mem::replace(&mut *told, now.clone()))
+        };
+        if changed.is_some() {
+            if let Some(bridged) = self.bridged.upgrade() {
+                let child = self.child;
+                bridged.with(|b, at| b.handle_remote_status(child, now, at));
+            }
+        }
     }
 
     /// The server's messages, to the bridge as the child's lines.
@@ -264,7 +294,7 @@ impl RemoteRun {
         }
     }
 
-    fn active(&self) -> MutexGuard<'_, HashMap<ExchangeId, TcpStream>> {
+    fn active(&self) -> MutexGuard<'_, HashMap<ExchangeId, Arc<TcpStream>>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -285,6 +315,7 @@ impl RemoteRun {
             let run = self.clone();
             let started = std::thread::Builder::new()
                 .name("mcp-remote".into())
+                .stack_size(WORKER_STACK)
                 .spawn(move || run.work());
             if started.is_err() {
                 work.workers -= 1;
@@ -343,9 +374,7 @@ impl RemoteRun {
             let Some(open) = conn.as_mut() else {
                 return;
             };
-            if let Some(socket) = open.cutter() {
-                self.active().insert(job.id, socket);
-            }
+            self.active().insert(job.id, open.cutter());
             // An event stream that lasts the session is bounded per event,
             // by the core.
             let max = if job.streaming {

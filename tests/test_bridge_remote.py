@@ -1,0 +1,358 @@
+"""Remote MCP servers behind the bridge: the official Python SDK's own
+server (tests/fixtures/mcp/remote_server.py) run over HTTP on 127.0.0.1 —
+Streamable HTTP with sessions, without them, and legacy HTTP+SSE — bridged
+by `serve --server NAME=URL`, and reached by the SDK's client through
+`/mcp/NAME` (both generations), the aggregate `/mcp`, legacy SSE, REST and
+OpenAPI, on every runtime.
+
+What a client must see: the remote server's tools, resources and prompts
+as if it were a stdio child; its progress and its questions (elicitation)
+reaching the one client they are for; one upstream session shared by
+every client; a server killed mid-call answering that call with an error
+within a second, and serving again once restarted without any client
+reconnecting; a server that wants a token it was not given answering with
+an MCP error that names the login command, not a hang."""
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import mcp.types as types
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.sse import sse_client
+from mcp.shared.exceptions import MCPError
+
+from conftest import API_KEY, ROOT, FakeHandler, LocalHttpServer, mcp_post as post, wait_until
+from test_bridge import client, run
+
+FIXTURE = ROOT / "tests" / "fixtures" / "mcp" / "remote_server.py"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Remote:
+    """The fixture server on a port of its own; `restart` keeps the port."""
+
+    def __init__(self, mode="streamable", token=None):
+        self.port = free_port()
+        self.mode = mode
+        self.token = token
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        path = "/sse" if self.mode == "sse" else "/mcp"
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self):
+        args = [sys.executable, str(FIXTURE), str(self.port), self.mode]
+        if self.token:
+            args += ["--token", self.token]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def listening():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        assert wait_until(listening, timeout=20), "the remote fixture did not start"
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self):
+        self.kill()
+        self.start()
+
+
+@pytest.fixture
+def remotes():
+    started = []
+
+    def make(mode="streamable", token=None):
+        remote = Remote(mode, token)
+        started.append(remote)
+        return remote
+
+    yield make
+    for remote in started:
+        remote.kill()
+
+
+async def elicit_name(context, params):
+    assert params.message == "What is your name?"
+    return types.ElicitResult(action="accept", content={"name": "Grace"})
+
+
+async def exercise(c):
+    """Everything the fixture serves, as a client sees it."""
+    names = sorted(t.name for t in (await c.list_tools()).tools)
+    echoed = (await c.call_tool("echo", {"message": "far away"})).content[0].text
+    greeted = (await c.call_tool("ask-name", {})).content[0].text
+    note = (await c.read_resource("remote://note")).contents[0].text
+    prompt = (await c.get_prompt("greet", {"who": "Ada"})).messages[0].content.text
+    return names, echoed, greeted, note, prompt
+
+
+EXPECTED = (
+    ["ask-name", "count", "echo", "slow", "whoami"],
+    "Echo: far away",
+    "Hello, Grace",
+    "a remote note",
+    "Greet Ada",
+)
+
+
+@pytest.mark.parametrize("mode", ["streamable", "stateless", "sse"])
+@pytest.mark.parametrize(("client_mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
+def test_a_remote_server_is_served_like_a_child(make_server, remotes, mode, client_mode, version):
+    remote = remotes(mode)
+    server = make_server("--server", f"far={remote.url}")
+    progress = []
+
+    async def use():
+        async with client(server, name="far", mode=client_mode, elicitation_callback=elicit_name) as c:
+            assert c.protocol_version == version
+            assert c.server_info.name == "remote-fixture"
+            got = await exercise(c)
+
+            async def on_progress(done, total, message):
+                progress.append(done)
+
+            counted = await c.call_tool("count", {"to": 3}, progress_callback=on_progress)
+            return got, counted.content[0].text
+
+    got, counted = run(use())
+    assert got == EXPECTED
+    assert counted == "counted to 3"
+    assert progress == [1, 2, 3]
+
+
+def test_a_legacy_sse_client_reaches_a_remote_server(make_server, remotes):
+    remote = remotes()
+    server = make_server("--server", f"far={remote.url}")
+
+    async def use():
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with sse_client(f"{server.base}/mcp/far/sse", headers=headers) as (read, write):
+            async with ClientSession(read, write, elicitation_callback=elicit_name) as session:
+                await session.initialize()
+                return await exercise(session)
+
+    assert run(use()) == EXPECTED
+
+
+def test_rest_openapi_and_the_aggregate_endpoint_reach_a_remote_server(make_server, remotes):
+    remote = remotes()
+    server = make_server("--server", f"far={remote.url}")
+    status, _, body = post(server, "/tools/call", {"server": "far", "name": "echo", "arguments": {"message": "rest"}})
+    assert status == 200, body
+    assert "Echo: rest" in json.dumps(body)
+    status, _, spec = post(server, "/openapi.json", None, method="GET")
+    assert status == 200, spec
+    assert any("echo" in path for path in spec["paths"]), list(spec["paths"])
+
+    async def use():
+        async with client(server, name="", mode="legacy") as c:
+            names = [t.name for t in (await c.list_tools()).tools]
+            called = await c.call_tool("far__echo", {"message": "everywhere"})
+            return names, called.content[0].text
+
+    names, echoed = run(use())
+    assert "far__echo" in names
+    assert echoed == "Echo: everywhere"
+
+
+def test_twenty_clients_share_one_upstream_session(make_server, remotes):
+    remote = remotes()
+    server = make_server("--server", f"far={remote.url}")
+
+    async def one(i):
+        async with client(server, name="far", mode="legacy") as c:
+            echoed = await c.call_tool("echo", {"message": f"client {i}"})
+            pid = await c.call_tool("whoami", {})
+            return echoed.content[0].text, pid.content[0].text
+
+    async def all_of_them():
+        return await asyncio.gather(*(one(i) for i in range(20)))
+
+    answers = run(all_of_them())
+    assert [a for a, _ in answers] == [f"Echo: client {i}" for i in range(20)]
+    assert len({pid for _, pid in answers}) == 1
+    status, _, stats = post(server, "/stats", None, method="GET")
+    assert status == 200, stats
+    far = next(s for s in stats["servers"] if s["name"] == "far")
+    assert [c["restarts"] for c in far["children"]] == [0], far
+
+
+def test_a_killed_remote_fails_its_call_at_once_and_comes_back(make_server, remotes):
+    remote = remotes()
+    server = make_server("--server", f"far={remote.url}")
+
+    async def use():
+        async with client(server, name="far", mode="legacy") as c:
+            before = (await c.call_tool("whoami", {})).content[0].text
+            call = asyncio.create_task(c.call_tool("slow", {"seconds": 30}))
+            await asyncio.sleep(1)
+            remote.kill()
+            killed = time.monotonic()
+            with pytest.raises(MCPError):
+                await call
+            failed_within = time.monotonic() - killed
+            remote.start()
+            # The same client, never reconnected: the bridge makes a new
+            # upstream session (the old one is gone with the process).
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    after = (await c.call_tool("whoami", {})).content[0].text
+                    break
+                except MCPError:
+                    assert time.monotonic() < deadline, "the remote never came back"
+                    await asyncio.sleep(0.3)
+            return before, after, failed_within
+
+    before, after, failed_within = run(use())
+    assert failed_within < 1.0, failed_within
+    assert before != after, "the restarted server is another process"
+
+
+def test_a_server_wanting_a_login_says_which_command_to_run(make_server, remotes):
+    remote = remotes(token="s3cret")
+    server = make_server("--server", f"locked={remote.url}")
+
+    async def use():
+        async with client(server, name="locked", mode="legacy") as c:
+            await c.list_tools()
+
+    started = time.monotonic()
+    with pytest.raises(Exception) as refused:
+        run(use())
+    assert time.monotonic() - started < 15
+    status, _, stats = post(server, "/stats", None, method="GET")
+    locked = next(s for s in stats["servers"] if s["name"] == "locked")
+    assert locked["remote"]["status"] == "needs login", locked
+    assert "mcp-provider login locked" in locked["remote"]["why"], locked
+    assert locked["remote"]["url"] == remote.url
+    status, _, health = post(server, "/health/deep", None, method="GET")
+    check = next(c for c in health["checks"] if c["name"] == "MCP server locked")
+    assert not check["ok"] and "needs login" in check["detail"], check
+    assert "mcp-provider login locked" in repr(refused.value) or "mcp-provider login locked" in str(
+        getattr(refused.value, "exceptions", "")
+    ), repr(refused.value)
+
+
+def test_a_static_bearer_header_reaches_the_remote(make_server, remotes, tmp_path, monkeypatch):
+    remote = remotes(token="s3cret")
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "locked": {"type": "http", "url": remote.url, "headers": {"Authorization": "Bearer ${FIXTURE_TOKEN}"}},
+    }}))
+    server = make_server("--mcp-json", str(config), env={"FIXTURE_TOKEN": "s3cret"})
+
+    async def use():
+        async with client(server, name="locked", mode="legacy") as c:
+            return (await c.call_tool("echo", {"message": "with a key"})).content[0].text
+
+    assert run(use()) == "Echo: with a key"
+    status, _, printed = post(server, "/stats", None, method="GET")
+    assert "s3cret" not in json.dumps(printed)
+
+
+class Hostile(FakeHandler):
+    """A remote server that makes its session like any other, then answers
+    each tool with something no client should get: 50 MB of JSON, a
+    redirect to a cloud metadata address, an HTML page, an answer that
+    never ends."""
+
+    def do_POST(self):
+        message = self.json_body()
+        method, ident = message.get("method"), message.get("id")
+        if method == "initialize":
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {
+                "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                "serverInfo": {"name": "hostile", "version": "1"}}}, {"mcp-session-id": "h1"})
+        elif ident is None:
+            self.send_response(202)
+            self.send_header("content-length", "0")
+            self.end_headers()
+        elif method == "tools/list":
+            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("huge", "moved", "html", "endless")]
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {"tools": tools}})
+        elif method == "ping":
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {}})
+        else:
+            getattr(self, "answer_" + message["params"]["name"])()
+
+    def do_GET(self):
+        self.send_response(405)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def answer_huge(self):
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(50 << 20))
+        self.end_headers()
+        try:
+            for _ in range(50):
+                self.wfile.write(b" " * (1 << 20))
+        except OSError:
+            pass
+
+    def answer_moved(self):
+        self.send_response(307)
+        self.send_header("location", "http://169.254.169.254/latest/meta-data/")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def answer_html(self):
+        body = b"<html><body>Sign in</body></html>"
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def answer_endless(self):
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        try:
+            while True:
+                self.chunk(b" " * 65536)
+        except OSError:
+            pass
+
+
+def test_a_hostile_remote_gets_clear_errors_and_costs_only_its_calls(make_server):
+    with LocalHttpServer(Hostile) as hostile:
+        server = make_server("--server", f"bad={hostile.base}/mcp")
+
+        async def use():
+            async with client(server, name="bad", mode="legacy") as c:
+                errors = {}
+                for tool in ("huge", "moved", "html", "endless"):
+                    try:
+                        await c.call_tool(tool, {})
+                    except MCPError as e:
+                        errors[tool] = str(e)
+                await c.send_ping()
+                return errors
+
+        errors = run(use())
+    assert "longer than" in errors["huge"], errors
+    assert "169.254.169.254" in errors["moved"] and "not followed" in errors["moved"], errors
+    assert "not JSON" in errors["html"], errors
+    assert "longer than" in errors["endless"], errors
+    assert server.alive()

@@ -1,0 +1,91 @@
+"""The official MCP conformance suite (`@modelcontextprotocol/conformance`,
+pinned in tests/conformance) against its own reference server
+(tests/conformance/everything-server.ts) run as a remote Streamable HTTP
+server behind the bridge, on every runtime: reached at `/mcp/NAME`, and
+at the aggregate `/mcp` with the server's prefix empty, in both protocol
+generations. Every scenario that passes against the reference server
+directly must pass through the bridge (those the server itself fails at
+2026-07-28 are its own)."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from conftest import ROOT, wait_until
+
+SUITE = ROOT / "tests" / "conformance"
+BIN = SUITE / "node_modules" / ".bin"
+WIRES = ["2025-11-25", "2026-07-28"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_env():
+    """Node 22 of the suite's own install first on PATH."""
+    return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+def scenarios(url, wire, out):
+    """Runs the suite's server scenarios against `url`: each scenario's
+    name and whether every check of it passed."""
+    args = [str(BIN / "conformance"), "server", "--url", url, "-o", str(out)]
+    if wire != "2025-11-25":
+        args += ["--spec-version", wire]
+    subprocess.run(args, env=node_env(), cwd=SUITE, capture_output=True, timeout=600)
+    results = {}
+    for run in sorted(out.iterdir()):
+        checks = json.loads((run / "checks.json").read_text())
+        name = re.sub(r"-\d{4}-\d\d-\d\dT[\d-]+Z$", "", run.name.removeprefix("server-"))
+        results[name] = all(c["status"] in ("SUCCESS", "INFO") for c in checks)
+    shutil.rmtree(out)
+    return results
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The suite's reference server, and what it passes when reached
+    directly, per wire."""
+    subprocess.run([str(SUITE / "install")], check=True, timeout=600)
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "tsx"), "everything-server.ts"],
+        cwd=SUITE,
+        env={**node_env(), "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def listening():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    assert wait_until(listening, timeout=60), "the reference server did not start"
+    url = f"http://localhost:{port}/mcp"
+    out = tmp_path_factory.mktemp("direct")
+    direct = {wire: scenarios(url, wire, out / wire) for wire in WIRES}
+    yield url, direct
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("wire", WIRES)
+@pytest.mark.parametrize("path", ["/mcp/everything", "/mcp"])
+def test_the_suite_passes_through_the_bridge_as_it_does_directly(make_server, reference, tmp_path, path, wire):
+    url, direct = reference
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"everything": {"type": "http", "url": url, "prefix": ""}}}))
+    server = make_server("--mcp-json", str(config), "--set", "require_api_key=false")
+    bridged = scenarios(f"http://localhost:{server.port}{path}", wire, tmp_path / "out")
+    passing = {name for name, ok in direct[wire].items() if ok}
+    assert len(passing) >= 10, direct[wire]
+    failing = sorted(name for name in passing if not bridged.get(name))
+    assert not failing, f"pass directly, fail through {path}: {failing}"
