@@ -608,8 +608,9 @@ def test_a_filtered_tool_is_unknown_on_every_path(make_server, tmp_path):
 def test_the_mcp_servers_files_clients_keep_are_read_as_bridge_servers(make_server, runtime, tmp_path):
     """Claude Desktop's format (`mcpServers`, with a disabled and a remote
     entry) by `--mcp-json`, VS Code's (`servers`) by `bridge.mcp_json` in
-    the config file: their stdio servers are bridged, the others skipped
-    with a line saying why; a bad file is a usage error naming the entry."""
+    the config file: their stdio and remote servers are bridged, the
+    disabled one skipped with a line saying why; a bad file is a usage
+    error naming the entry."""
     from conftest import BRIDGE_TOKEN
 
     desktop = tmp_path / "claude_desktop_config.json"
@@ -626,14 +627,15 @@ def test_the_mcp_servers_files_clients_keep_are_read_as_bridge_servers(make_serv
                          env={"BRIDGE_TEST_MARK": uuid.uuid4().hex})
     auth = {"Authorization": f"Bearer {BRIDGE_TOKEN}"}
     _, _, listed = post(server, "/integrations", None, auth, method="GET")
-    assert sorted(i["name"] for i in listed["integrations"]) == ["code", "everything"], listed
+    assert sorted(i["name"] for i in listed["integrations"]) == ["code", "everything", "remote"], listed
+    remote = next(i for i in listed["integrations"] if i["name"] == "remote")
+    assert remote["remote"] == "https://example.com/mcp", remote
     for name in ("everything", "code"):
         status, _, result = post(server, "/tools/call", {"server": name, "tool": "echo", "params": {"message": name}},
                                  {"Authorization": f"Bearer {API_KEY}"})
         assert status == 200 and result["content"][0]["text"] == f"Echo: {name}", result
     log = server.log_path.read_text()
     assert "server `off` is disabled there: not bridged" in log, log
-    assert "server `remote` is a remote server (a URL), not a command: not bridged" in log, log
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"mcpServers": {"broken": {"command": "x", "args": "not a list"}}}))

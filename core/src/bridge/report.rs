@@ -80,7 +80,7 @@ impl<H: Above> Registry<H> {
                     calls: past.calls,
                     in_flight: children.iter().map(|c| c.in_flight()).sum(),
                     remote: spec.remote.as_ref().map(|remote| {
-                        let url = format!("{}{}", remote.url.origin(), remote.url.path());
+                        let url = remote.url.shown();
                         let status = children
                             .iter()
                             .find_map(|c| c.remote_status())
@@ -232,9 +232,8 @@ mod tests {
         ));
         let check = &locked.checks()[0];
         assert_eq!(check["ok"], false);
-        assert!(check["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("https://mcp.example.com/mcp needs login: run `mcp-provider login files`"));
+        assert!(check["detail"].as_str().unwrap().starts_with(
+            "https://mcp.example.com/mcp needs login: run `mcp-provider login files`"
+        ));
     }
 }

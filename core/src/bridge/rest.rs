@@ -261,7 +261,7 @@ impl<H: Above> Registry<H> {
                         .find_map(|(_, c)| c.remote_status().cloned())
                         .unwrap_or_default();
                     server["remote"] = json!({
-                        "url": format!("{}{}", remote.url.origin(), remote.url.path()),
+                        "url": remote.url.shown(),
                         "status": status.as_str(),
                         "why": status.why(),
                     });
@@ -284,6 +284,7 @@ impl<H: Above> Registry<H> {
             "tools": spec.tools.allow,
             "exclude_tools": spec.tools.exclude,
             "url": format!("/mcp/{}", spec.name),
+            "remote": spec.remote.as_ref().map(|r| r.url.shown()),
         })
     }
 

@@ -88,6 +88,12 @@ impl Url {
         self.target.split('?').next().unwrap_or("/")
     }
 
+    /// The URL without its query, which may hold a key: what is shown of
+    /// it (`/stats`, the dashboard).
+    pub fn shown(&self) -> String {
+        format!("{}{}", self.origin(), self.path())
+    }
+
     /// What the `Host` header says: the host, and the port unless it is
     /// the scheme's own.
     pub fn authority(&self) -> String {
