@@ -14,6 +14,7 @@ mod acp;
 mod dial;
 mod exec;
 mod fds;
+mod login;
 mod mcp_json;
 mod relay;
 mod reload;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mcp_provider_core::http::Limits;
 use mcp_provider_kit::exec::{Plan, RemoteExec};
+use mcp_provider_kit::oauth::{OAuthCredentials, Store};
 use mcp_provider_kit::relay::ToolDir;
 use mcp_provider_kit::{
     audit, bridge, ConnLimits, EchoAgentPlan, Launch, RemoteEcho, RemoteHost, Runtime, AGENT_HUB,
@@ -61,6 +63,51 @@ enum Command {
         #[command(subcommand)]
         agent: AgentCommand,
     },
+    /// Log in to a remote MCP server that wants OAuth (in a browser), and
+    /// keep its tokens for `serve` and `bridge`.
+    Login(login::LoginArgs),
+    /// Forget a remote MCP server's login.
+    Logout(login::LogoutArgs),
+}
+
+/// Where the settings come from: the flags `serve`, `bridge`, `login` and
+/// `logout` share.
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// TOML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override any config key: --set requests_per_minute=60
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// A stdio MCP server to bridge at /mcp/NAME; COMMAND is split like a
+    /// shell would (quotes honoured, no shell run); or a remote one's
+    /// URL. Repeat for more.
+    #[arg(long = "server", value_name = "NAME=COMMAND|URL")]
+    server: Vec<String>,
+    /// An `mcpServers` JSON file (Claude Desktop's, Claude Code's
+    /// `.mcp.json`, Cursor's or VS Code's `mcp.json`) whose servers to
+    /// bridge too. Repeat for more.
+    #[arg(long = "mcp-json", value_name = "FILE")]
+    mcp_json: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// The settings' sources: these flags, `more` overrides after them,
+    /// and the environment.
+    fn source(self, more: Vec<String>) -> Source {
+        let mut overrides = self.set;
+        overrides.extend(more);
+        Source {
+            file: self.config,
+            env: std::env::vars().collect(),
+            overrides,
+            added: Added {
+                servers: self.server,
+                mcp_json: self.mcp_json,
+            },
+        }
+    }
 }
 
 /// The flags `serve` and `bridge` share.
@@ -69,24 +116,11 @@ struct ServeArgs {
     /// Address to listen on; repeat for more (default 127.0.0.1:8788).
     #[arg(long)]
     listen: Vec<String>,
-    /// TOML config file.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    sources: ConfigArgs,
     /// Do not start the built-in echo agent.
     #[arg(long)]
     no_echo_agent: bool,
-    /// Override any config key: --set requests_per_minute=60
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-    /// A stdio MCP server to bridge at /mcp/NAME; COMMAND is split like a
-    /// shell would (quotes honoured, no shell run). Repeat for more.
-    #[arg(long = "server", value_name = "NAME=COMMAND")]
-    server: Vec<String>,
-    /// An `mcpServers` JSON file (Claude Desktop's, Claude Code's
-    /// `.mcp.json`, Cursor's or VS Code's `mcp.json`) whose servers to
-    /// bridge too. Repeat for more.
-    #[arg(long = "mcp-json", value_name = "FILE")]
-    mcp_json: Vec<String>,
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
@@ -215,6 +249,8 @@ pub fn main<R: Runtime>() -> ExitCode {
         Command::Agent {
             agent: AgentCommand::Acp(args),
         } => agent_acp::<R>(&args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -282,28 +318,18 @@ fn agent_acp<R: Runtime>(args: &acp::AcpArgs) -> Result<(), Failure> {
 fn serve_command<R: Runtime>(args: ServeArgs, bridge_only: bool) -> Result<(), Failure> {
     let ServeArgs {
         listen,
-        config,
+        sources,
         no_echo_agent,
-        mut set,
-        server,
-        mcp_json,
         print_config,
     } = args;
+    let mut set = Vec::new();
     if !listen.is_empty() {
         set.push(format!("listen={}", listen.join(",")));
     }
     if no_echo_agent || bridge_only {
         set.push("echo_agent=false".to_owned());
     }
-    let source = Source {
-        file: config,
-        env: std::env::vars().collect(),
-        overrides: set,
-        added: Added {
-            servers: server,
-            mcp_json,
-        },
-    };
+    let source = sources.source(set);
     let settings = source.load().map_err(|e| Failure::Usage(e.to_string()))?;
     for note in &settings.bridge.notes {
         tracing::warn!("{note}");
@@ -361,7 +387,7 @@ fn cannot_listen(addr: &std::net::SocketAddr, e: &std::io::Error) -> String {
 }
 
 /// Why the program stopped: exit code 2 or 1.
-enum Failure {
+pub(crate) enum Failure {
     Usage(String),
     Runtime(String),
 }
@@ -423,7 +449,9 @@ fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> 
         bridge_seed,
     );
     bridge.set_names(settings.bridge.names());
-    reload::watch(bridge.clone(), source, settings.clone())
+    let credentials = OAuthCredentials::new(Store::default_location(), login::servers(&settings));
+    bridge.set_credentials(credentials.clone());
+    reload::watch(bridge.clone(), credentials, source, settings.clone())
         .map_err(|e| Failure::Runtime(format!("cannot watch the configuration: {e}")))?;
     let echo = settings.echo_agent.then(|| EchoAgentPlan {
         model: "echo".to_owned(),

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_provider_kit::bridge::Bridged;
+use mcp_provider_kit::oauth::OAuthCredentials;
 use signal_hook::consts::SIGHUP;
 
 use crate::settings::sources::Source;
@@ -34,12 +35,19 @@ use crate::settings::Settings;
 pub const POLL: Duration = Duration::from_secs(1);
 
 /// Starts the thread that reloads from `source` (whose settings read
-/// `loaded` at start) into `bridged`, on change and on SIGHUP.
-pub fn watch(bridged: Arc<Bridged>, source: Source, loaded: Settings) -> std::io::Result<()> {
+/// `loaded` at start) into `bridged` and its remote servers' `credentials`,
+/// on change and on SIGHUP.
+pub fn watch(
+    bridged: Arc<Bridged>,
+    credentials: Arc<OAuthCredentials>,
+    source: Source,
+    loaded: Settings,
+) -> std::io::Result<()> {
     let (mut hangups, pipe) = UnixStream::pair()?;
     hangups.set_read_timeout(Some(POLL))?;
     signal_hook::low_level::pipe::register(SIGHUP, pipe)?;
     let mut reloader = Reloader::new(bridged, source, loaded);
+    reloader.credentials = Some(credentials);
     std::thread::Builder::new()
         .name("config-reload".into())
         .spawn(move || loop {
@@ -89,6 +97,8 @@ impl Stamp {
 /// The settings in force, the files they come from and how those looked.
 struct Reloader {
     bridged: Arc<Bridged>,
+    /// Where remote servers' OAuth settings go.
+    credentials: Option<Arc<OAuthCredentials>>,
     source: Source,
     current: Settings,
     files: Vec<(PathBuf, Stamp)>,
@@ -99,6 +109,7 @@ impl Reloader {
         let files = stamps(source.files(&current));
         Reloader {
             bridged,
+            credentials: None,
             source,
             current,
             files,
@@ -144,6 +155,9 @@ impl Reloader {
         match self.bridged.reconfigure(specs, new.bridge.limits()) {
             Ok(done) => {
                 self.bridged.set_names(new.bridge.names());
+                if let Some(credentials) = &self.credentials {
+                    credentials.set_servers(crate::login::servers(&new));
+                }
                 tracing::info!("the MCP bridge's configuration was reloaded ({why}): {done}")
             }
             Err(e) => return refused(&e),

@@ -93,6 +93,7 @@ pub mod limiter;
 pub mod lines;
 pub mod mcp;
 pub mod metrics;
+pub mod oauth;
 pub mod reassembly;
 pub mod session;
 #[cfg(any(test, fuzzing))]

@@ -34,13 +34,20 @@ pub const BRIDGE_TOKEN_VAR: &str = "MCP_PROVIDER_BRIDGE_TOKEN";
 /// `$XDG_STATE_HOME/mcp-provider/env`, else `~/.local/state/mcp-provider/env`
 /// (empty when neither variable is set: nothing is kept).
 pub fn default_secrets_file() -> String {
-    let state = std::env::var_os("XDG_STATE_HOME")
+    state_dir().map_or_else(String::new, |d| {
+        d.join("env").to_string_lossy().into_owned()
+    })
+}
+
+/// The folder this program keeps state in (generated secrets, OAuth
+/// logins): `$XDG_STATE_HOME/mcp-provider`, else
+/// `~/.local/state/mcp-provider`; `None` when neither variable is set.
+pub fn state_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
-    state.map_or_else(String::new, |d| {
-        d.join("mcp-provider/env").to_string_lossy().into_owned()
-    })
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|d| d.join("mcp-provider"))
 }
 
 /// Why dialing a provider failed.

@@ -1,7 +1,13 @@
 //! One HTTP request, whole: for the few requests that are not a remote MCP
 //! server's messages (OAuth metadata, registration, tokens). Bounded in
-//! size and time; redirects are not followed (the caller decides).
+//! size and time — the whole exchange, not each read, so a server that
+//! trickles a byte at a time cannot hold it; redirects are not followed
+//! (the caller decides).
 
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -17,7 +23,7 @@ pub struct Fetched {
 }
 
 /// Sends `request` on a new connection and reads its whole response, at
-/// most `max_body` bytes of it, within `timeout` per read.
+/// most `max_body` bytes of it, within `timeout` once connected.
 pub fn fetch(
     request: &Outgoing,
     max_body: usize,
@@ -28,6 +34,14 @@ pub fn fetch(
     let socket = conn.cutter();
     let _ = socket.set_read_timeout(Some(timeout));
     let _ = socket.set_write_timeout(Some(timeout));
+    let deadline = Deadline::arm(socket, timeout);
+    let late = || {
+        format!(
+            "{}: no whole answer within {:.1} s",
+            request.url,
+            timeout.as_secs_f64()
+        )
+    };
     let mut head = None;
     let mut body = BytesMut::new();
     conn.exchange(request, max_body, |events| {
@@ -40,10 +54,106 @@ pub fn fetch(
         }
         true
     })
-    .map_err(|(e, _)| format!("{}: {e}", request.url))?;
+    .map_err(|(e, _)| match deadline.passed() {
+        true => late(),
+        false => format!("{}: {e}", request.url),
+    })?;
     let head = head.ok_or_else(|| format!("{}: no response", request.url))?;
     Ok(Fetched {
         head,
         body: body.freeze(),
     })
+}
+
+/// Cuts a connection once its time is up, unless dropped first.
+struct Deadline {
+    /// Dropped with the deadline: wakes its thread to end.
+    _armed: mpsc::Sender<()>,
+    passed: Arc<AtomicBool>,
+}
+
+impl Deadline {
+    fn arm(socket: Arc<TcpStream>, timeout: Duration) -> Deadline {
+        let (armed, wait) = mpsc::channel::<()>();
+        let passed = Arc::new(AtomicBool::new(false));
+        let flag = passed.clone();
+        let spawned = std::thread::Builder::new()
+            .name("fetch-deadline".into())
+            .spawn(move || {
+                if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(timeout) {
+                    flag.store(true, Ordering::SeqCst);
+                    Conn::cut(&socket);
+                }
+            });
+        if spawned.is_err() {
+            // Each read is still bounded by the socket's timeout.
+            tracing::debug!("no thread for a fetch's deadline");
+        }
+        Deadline {
+            _armed: armed,
+            passed,
+        }
+    }
+
+    fn passed(&self) -> bool {
+        self.passed.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_provider_core::http::Url;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A server that answers each connection with `answer`, a byte every
+    /// `pause`.
+    fn trickling(answer: &'static [u8], pause: Duration) -> Url {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/token", listener.local_addr().unwrap())).unwrap();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request);
+                for byte in answer {
+                    if stream.write_all(&[*byte]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(pause);
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_whole_answer_is_read_and_a_trickle_is_cut_in_time() {
+        let quick = trickling(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+            Duration::ZERO,
+        );
+        let fetched = fetch(
+            &Outgoing::new("GET", quick),
+            1024,
+            Duration::from_secs(5),
+            None,
+        )
+        .unwrap();
+        assert_eq!((fetched.head.status, &fetched.body[..]), (200, &b"{}"[..]));
+        let slow = trickling(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{\"a\":\"b\"}",
+            Duration::from_millis(100),
+        );
+        let started = std::time::Instant::now();
+        let error = fetch(
+            &Outgoing::new("GET", slow),
+            1024,
+            Duration::from_millis(500),
+            None,
+        )
+        .unwrap_err();
+        assert!(error.contains("no whole answer within 0.5 s"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
 }

@@ -28,6 +28,7 @@ pub mod hub;
 pub mod in_process;
 pub mod link_writes;
 pub mod mailbox;
+pub mod oauth;
 pub mod process;
 pub mod relay;
 mod run_home;

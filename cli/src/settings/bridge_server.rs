@@ -36,6 +36,32 @@ pub struct BridgeServer {
     /// PEM roots trusted for this server's TLS instead of the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// OAuth: a client registered with the server's authorization server
+    /// beforehand (else one is registered, or a metadata document used);
+    /// `${VAR}` is taken from the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// OAuth: that client's secret; `${VAR}` is taken from the
+    /// environment. Never printed back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// OAuth: the scopes to ask for when the server does not say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// OAuth: the https URL of this client's metadata document, its
+    /// client id where the authorization server takes such documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_metadata_url: Option<String>,
+    /// OAuth: the loopback port the browser is sent back to (for an
+    /// authorization server that wants the redirect URI exactly); any
+    /// free one by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_port: Option<u16>,
+    /// OAuth: whether the running server may open a browser for a login
+    /// the server wants (`$BROWSER` set allows it too); else its clients
+    /// are told to run `mcp-provider login NAME`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open_browser: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -113,6 +139,12 @@ impl BridgeServer {
             headers: BTreeMap::new(),
             transport: None,
             ca_file: None,
+            client_id: None,
+            client_secret: None,
+            scopes: Vec::new(),
+            client_metadata_url: None,
+            redirect_port: None,
+            open_browser: false,
             args,
             env: BTreeMap::new(),
             cwd: None,
@@ -136,7 +168,7 @@ impl BridgeServer {
     }
 
     /// The remote server this entry names, its `${VAR}`s expanded.
-    fn remote(&self) -> Result<Option<Remote>, String> {
+    pub(super) fn remote(&self) -> Result<Option<Remote>, String> {
         let Some(url) = &self.url else {
             return Ok(None);
         };
@@ -216,6 +248,9 @@ impl BridgeServer {
             );
         }
         if let Err(why) = self.remote() {
+            return bad(why);
+        }
+        if let Err(why) = self.check_oauth() {
             return bad(why);
         }
         if let Some(file) = self

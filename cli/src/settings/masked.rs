@@ -11,10 +11,14 @@ impl Settings {
     pub fn masked(&self, default_max_connections: usize) -> String {
         let mut shown = self.clone();
         shown.max_connections = Some(self.max_connections.unwrap_or(default_max_connections));
-        // A remote server's headers carry its credentials.
+        // A remote server's headers and OAuth client secret are
+        // credentials.
         for server in &mut shown.bridge.servers {
             for value in server.headers.values_mut() {
                 *value = "(hidden)".to_owned();
+            }
+            if let Some(secret) = &mut server.client_secret {
+                *secret = "(hidden)".to_owned();
             }
         }
         let mut out = String::from("# MCP Local Provider: effective configuration\n");

@@ -3,9 +3,9 @@
 //!
 //! This file holds the top-level keys (one flat table: listening, limits,
 //! keys and rate limits, agents, the audit log), their defaults and
-//! checks; the `[bridge]` table and its servers, the merging of the
-//! sources, the core's `Config` and the printed configuration each have a
-//! module of their own.
+//! checks; the `[bridge]` table and its servers (a remote one's OAuth
+//! keys apart), the merging of the sources, the core's `Config` and the
+//! printed configuration each have a module of their own.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ mod bridge;
 mod bridge_server;
 mod core_config;
 mod masked;
+mod server_oauth;
 pub mod sources;
 
 pub use bridge::BridgeSettings;

@@ -1,0 +1,443 @@
+//! The bridge's [`Credentials`] over kept logins: the token a remote
+//! server gets is read from its file in the [`Store`] (again whenever the
+//! file changed, so a `login` run in another process is taken up at the
+//! next message), refreshed ahead of its expiry on a thread of its own,
+//! and renewed when the server refuses it — refreshed once, or, for a
+//! server that wants more scope or when no refresh is possible, logged in
+//! again in a browser if the server may open one. Otherwise its clients
+//! are told the command to run.
+//!
+//! One renewal runs at a time per server (a lock each); a call that waited
+//! finds the token the first one got and takes it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use mcp_provider_core::oauth::{Challenge, Logins, Stored};
+
+use super::{login, open_browser, refresh, unix_now, OAuthServer, Stamp, Store, REFRESH_AHEAD};
+use crate::upstream::{needs_login, Credentials};
+
+/// A failed refresh ahead of expiry is not tried again sooner than this.
+const REFRESH_RETRY: Duration = Duration::from_secs(30);
+/// A login that failed is not started again sooner than this (a server
+/// refused at every restart of the bridge's client would open a browser
+/// tab each time): its error is the answer meanwhile.
+const LOGIN_RETRY: Duration = Duration::from_secs(30);
+
+/// Kept logins as the bridge's credentials.
+pub struct OAuthCredentials {
+    /// Where logins are kept (`None`: no state directory; they live in
+    /// memory only).
+    store: Option<Store>,
+    servers: RwLock<HashMap<String, Arc<OAuthServer>>>,
+    /// Each server's logins as last read or written, and how its file
+    /// looked then.
+    kept: Mutex<HashMap<String, (Option<Stamp>, Logins)>>,
+    /// One renewal at a time per server.
+    gates: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// When a refresh ahead of expiry last started, per server.
+    refreshed: Mutex<HashMap<String, Instant>>,
+    /// When a login last failed, and why, per server.
+    failed: Mutex<HashMap<String, (Instant, String)>>,
+    /// Itself, for the threads that refresh ahead of expiry.
+    this: Weak<OAuthCredentials>,
+}
+
+impl OAuthCredentials {
+    /// Credentials for `servers` (the remote ones), kept in `store`.
+    pub fn new(store: Option<Store>, servers: Vec<OAuthServer>) -> Arc<OAuthCredentials> {
+        let credentials = Arc::new_cyclic(|this| OAuthCredentials {
+            store,
+            servers: RwLock::default(),
+            kept: Mutex::default(),
+            gates: Mutex::default(),
+            refreshed: Mutex::default(),
+            failed: Mutex::default(),
+            this: this.clone(),
+        });
+        credentials.set_servers(servers);
+        credentials
+    }
+
+    /// The servers from a new configuration.
+    pub fn set_servers(&self, servers: Vec<OAuthServer>) {
+        let servers = servers
+            .into_iter()
+            .map(|s| (s.name.clone(), Arc::new(s)))
+            .collect();
+        *self.servers.write().unwrap_or_else(|e| e.into_inner()) = servers;
+    }
+
+    fn server(&self, name: &str) -> Option<Arc<OAuthServer>> {
+        let servers = self.servers.read().unwrap_or_else(|e| e.into_inner());
+        servers.get(name).cloned()
+    }
+
+    fn kept(&self) -> MutexGuard<'_, HashMap<String, (Option<Stamp>, Logins)>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The logins kept for `server`: read again if its file changed;
+    /// none if they are for another URL (the configuration changed).
+    fn logins(&self, server: &OAuthServer) -> Logins {
+        let kept = self.read(server);
+        match kept {
+            Some(logins) if logins.is_for(&server.url) => logins,
+            _ => Logins::new(&server.url),
+        }
+    }
+
+    /// The logins in the cache, or in the file when it changed.
+    fn read(&self, server: &OAuthServer) -> Option<Logins> {
+        let name = &server.name;
+        let Some(store) = &self.store else {
+            return self.kept().get(name).map(|(_, logins)| logins.clone());
+        };
+        let stamp = store.stamp(name);
+        if let Some((seen, logins)) = self.kept().get(name) {
+            if *seen == stamp {
+                return Some(logins.clone());
+            }
+        }
+        let logins = store.read(name).unwrap_or_else(|why| {
+            tracing::warn!(server = %name, "the kept login cannot be used: {why}");
+            None
+        })?;
+        self.kept().insert(name.clone(), (stamp, logins.clone()));
+        Some(logins)
+    }
+
+    /// Keeps `logins` for `server` (in memory if the file cannot be
+    /// written, which is said).
+    fn keep(&self, server: &OAuthServer, logins: &Logins) {
+        let stamp = match &self.store {
+            Some(store) => match store.write(&server.name, logins) {
+                Ok(()) => store.stamp(&server.name),
+                Err(why) => {
+                    tracing::warn!(server = %server.name, "the login cannot be kept: {why}");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.kept()
+            .insert(server.name.clone(), (stamp, logins.clone()));
+    }
+
+    fn gate(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Refreshes `server`'s tokens on a thread of its own, unless that was
+    /// tried just now.
+    fn refresh_ahead(&self, server: Arc<OAuthServer>) {
+        {
+            let mut started = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if started
+                .get(&server.name)
+                .is_some_and(|at| now.duration_since(*at) < REFRESH_RETRY)
+            {
+                return;
+            }
+            started.insert(server.name.clone(), now);
+        }
+        let this = self.this.clone();
+        let name = server.name.clone();
+        let spawned = std::thread::Builder::new()
+            .name("oauth-refresh".into())
+            .spawn(move || {
+                if let Some(this) = this.upgrade() {
+                    let gate = this.gate(&server.name);
+                    let _one = gate.lock().unwrap_or_else(|e| e.into_inner());
+                    this.refresh_now(&server, Some(REFRESH_AHEAD));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(server = %name, "no thread to refresh the login: {e}");
+        }
+    }
+
+    /// Refreshes `server`'s tokens if they can be (and, with `ahead`, if
+    /// they expire within that many seconds): the new access token.
+    fn refresh_now(&self, server: &OAuthServer, ahead: Option<u64>) -> Option<String> {
+        let mut logins = self.logins(server);
+        let current = logins.current()?;
+        if ahead.is_some_and(|margin| !current.expires_within(unix_now(), margin)) {
+            return None;
+        }
+        match refresh(server, current) {
+            Ok(Some(stored)) => {
+                let token = stored.access_token.clone();
+                logins.record(stored);
+                self.keep(server, &logins);
+                tracing::info!(server = %server.name, "the remote MCP server's token was refreshed");
+                Some(token)
+            }
+            Ok(None) => None,
+            Err(why) => {
+                tracing::warn!(server = %server.name, "the remote MCP server's token could not be refreshed: {why}");
+                None
+            }
+        }
+    }
+}
+
+impl OAuthCredentials {
+    /// A login in a browser, unless one failed just now (then its error).
+    fn login(
+        &self,
+        server: &OAuthServer,
+        challenge: Option<&str>,
+        known: Logins,
+    ) -> Result<Stored, String> {
+        let name = &server.name;
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, why)) = failed.get(name) {
+            if at.elapsed() < LOGIN_RETRY {
+                return Err(why.clone());
+            }
+        }
+        tracing::info!(server = %name, "the remote MCP server wants a login: opening a browser");
+        let outcome = login(server, challenge, known, &open_browser)
+            .map_err(|why| format!("the login to the remote MCP server `{name}` failed: {why}"));
+        match &outcome {
+            Ok(_) => failed.remove(name),
+            Err(why) => failed.insert(name.clone(), (Instant::now(), why.clone())),
+        };
+        outcome
+    }
+}
+
+impl Credentials for OAuthCredentials {
+    fn current(&self, name: &str) -> Option<String> {
+        let server = self.server(name)?;
+        let logins = self.logins(&server);
+        let current = logins.current()?;
+        if current.refresh_token.is_some() && current.expires_within(unix_now(), REFRESH_AHEAD) {
+            self.refresh_ahead(server.clone());
+        }
+        Some(current.access_token.clone())
+    }
+
+    fn renew(
+        &self,
+        name: &str,
+        refused: Option<&str>,
+        challenge: Option<&str>,
+        step_up: bool,
+    ) -> Result<String, String> {
+        let Some(server) = self.server(name) else {
+            return Err(needs_login(name));
+        };
+        let gate = self.gate(name);
+        let _one = gate.lock().unwrap_or_else(|e| e.into_inner());
+        let mut logins = self.logins(&server);
+        if let Some(current) = logins.current() {
+            // A token got while this call waited (another process's login,
+            // another run's refresh) is tried first.
+            let newer = refused != Some(current.access_token.as_str());
+            if newer && !current.expires_within(unix_now(), 0) {
+                return Ok(current.access_token.clone());
+            }
+            if !step_up {
+                if let Some(token) = self.refresh_now(&server, None) {
+                    return Ok(token);
+                }
+            }
+        }
+        if server.open_browser {
+            let stored = self.login(&server, challenge, logins.clone())?;
+            let token = stored.access_token.clone();
+            logins.record(stored);
+            self.keep(&server, &logins);
+            return Ok(token);
+        }
+        if step_up {
+            let wanted = challenge.map(Challenge::parse).unwrap_or_default();
+            logins.want(&wanted.scopes());
+            self.keep(&server, &logins);
+            return Err(format!(
+                "the remote MCP server `{name}` wants more scope than its login has ({}): run `mcp-provider login {name}`",
+                wanted.scope.as_deref().unwrap_or("not said")
+            ));
+        }
+        Err(needs_login(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_provider_core::http::Url;
+    use mcp_provider_core::oauth::AuthMethod;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn folder(test: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("oauth-credentials-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn server(url: &str) -> OAuthServer {
+        OAuthServer::new("remote", Url::parse(url).unwrap())
+    }
+
+    fn stored(token_endpoint: &str, token: &str, refresh: Option<&str>) -> Stored {
+        Stored {
+            issuer: "http://127.0.0.1:1".into(),
+            client_id: "c".into(),
+            client_secret: None,
+            token_endpoint: token_endpoint.into(),
+            auth_method: AuthMethod::None,
+            resource: "http://127.0.0.1:1/mcp".into(),
+            scopes: vec!["mcp:basic".into()],
+            access_token: token.into(),
+            refresh_token: refresh.map(str::to_owned),
+            expires_at: Some(unix_now() + 3600),
+            registered_for: None,
+        }
+    }
+
+    /// A token endpoint that counts its requests and grants `at-N`, slowly
+    /// enough for a second caller to wait.
+    fn token_endpoint() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_lowercase();
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                let _ = stream.read_exact(&mut body);
+                let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+                std::thread::sleep(Duration::from_millis(200));
+                let answer = format!(
+                    r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600}}"#
+                );
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        (url, count)
+    }
+
+    #[test]
+    fn a_login_kept_by_another_process_is_taken_up() {
+        let dir = folder("taken-up");
+        let store = Store::new(dir.clone());
+        let remote = server("http://127.0.0.1:1/mcp");
+        let credentials = OAuthCredentials::new(Some(store.clone()), vec![remote.clone()]);
+        assert_eq!(credentials.current("remote"), None);
+        assert_eq!(credentials.current("not-remote"), None);
+        let mut logins = Logins::new(&remote.url);
+        logins.record(stored("http://127.0.0.1:1/token", "at-a", None));
+        store.write("remote", &logins).unwrap();
+        assert_eq!(credentials.current("remote").as_deref(), Some("at-a"));
+        logins.record(stored("http://127.0.0.1:1/token", "at-bb", None));
+        store.write("remote", &logins).unwrap();
+        assert_eq!(credentials.current("remote").as_deref(), Some("at-bb"));
+        // Logins kept for another URL are not this server's.
+        let moved = server("http://127.0.0.1:2/mcp");
+        credentials.set_servers(vec![moved]);
+        assert_eq!(credentials.current("remote"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn one_refresh_serves_every_caller_that_waited() {
+        let dir = folder("one-refresh");
+        let (endpoint, count) = token_endpoint();
+        let store = Store::new(dir.clone());
+        let remote = server("http://127.0.0.1:1/mcp");
+        let mut logins = Logins::new(&remote.url);
+        logins.record(stored(&endpoint, "at-0", Some("rt")));
+        store.write("remote", &logins).unwrap();
+        let credentials = OAuthCredentials::new(Some(store.clone()), vec![remote]);
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let credentials = credentials.clone();
+                std::thread::spawn(move || credentials.renew("remote", Some("at-0"), None, false))
+            })
+            .collect();
+        for caller in callers {
+            assert_eq!(caller.join().unwrap().as_deref(), Ok("at-1"));
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        let kept = store.read("remote").unwrap().unwrap();
+        let current = kept.current().unwrap();
+        assert_eq!(current.access_token, "at-1");
+        assert_eq!(current.refresh_token.as_deref(), Some("rt"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_token_about_to_expire_is_refreshed_ahead() {
+        let dir = folder("ahead");
+        let (endpoint, count) = token_endpoint();
+        let store = Store::new(dir.clone());
+        let remote = server("http://127.0.0.1:1/mcp");
+        let mut logins = Logins::new(&remote.url);
+        let mut expiring = stored(&endpoint, "at-0", Some("rt"));
+        expiring.expires_at = Some(unix_now() + 10);
+        logins.record(expiring);
+        store.write("remote", &logins).unwrap();
+        let credentials = OAuthCredentials::new(Some(store), vec![remote]);
+        // The token in hand is sent meanwhile.
+        assert_eq!(credentials.current("remote").as_deref(), Some("at-0"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while credentials.current("remote").as_deref() != Some("at-1") {
+            assert!(Instant::now() < deadline, "never refreshed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_browser_the_user_is_told_to_log_in() {
+        let dir = folder("no-browser");
+        let store = Store::new(dir.clone());
+        let remote = server("http://127.0.0.1:1/mcp");
+        let credentials = OAuthCredentials::new(Some(store.clone()), vec![remote.clone()]);
+        let error = credentials.renew("remote", None, None, false).unwrap_err();
+        assert!(error.contains("run `mcp-provider login remote`"), "{error}");
+        let mut logins = Logins::new(&remote.url);
+        logins.record(stored("http://127.0.0.1:1/token", "at-0", None));
+        store.write("remote", &logins).unwrap();
+        let challenge = r#"Bearer error="insufficient_scope", scope="mcp:write""#;
+        let error = credentials
+            .renew("remote", Some("at-0"), Some(challenge), true)
+            .unwrap_err();
+        assert!(
+            error.contains("more scope than its login has (mcp:write)"),
+            "{error}"
+        );
+        assert_eq!(
+            store.read("remote").unwrap().unwrap().wanted_scopes,
+            ["mcp:write"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

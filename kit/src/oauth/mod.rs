@@ -1,0 +1,137 @@
+//! OAuth for remote MCP servers: the core's [`Login`] driven with real
+//! requests ([`crate::fetch`]), a loopback listener for the browser's
+//! redirect and the user's browser; tokens kept in the state directory
+//! ([`Store`]) and refreshed; and [`OAuthCredentials`], the bridge's
+//! [`crate::upstream::Credentials`] over them.
+//!
+//! A login runs on the thread that asks for it and blocks it (it waits
+//! for the user in the browser, [`LOGIN_TIMEOUT`] at most): the command
+//! line's `login`, or a bridge worker answering a server's `401`.
+
+mod browser;
+mod credentials;
+mod redirect;
+mod store;
+
+use std::time::{Duration, SystemTime};
+
+use mcp_provider_core::http::{Outgoing, Url};
+use mcp_provider_core::oauth::{
+    ClientSettings, Login, LoginOutput, LoginPlan, Logins, Random, Stored, MAX_RESPONSE,
+};
+
+use crate::fetch::{fetch, Fetched};
+
+pub use browser::{configured as browser_configured, open as open_browser};
+pub use credentials::OAuthCredentials;
+pub use redirect::Redirect;
+pub use store::{Stamp, Store};
+
+/// How long one request of a login may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a login waits for the browser to come back.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Tokens are refreshed when they expire within this many seconds.
+pub const REFRESH_AHEAD: u64 = 60;
+
+/// A remote server's OAuth settings.
+#[derive(Debug, Clone)]
+pub struct OAuthServer {
+    /// The bridged server's name (its file in the store).
+    pub name: String,
+    pub url: Url,
+    /// Roots trusted for the server's own host (its authorization server
+    /// elsewhere is checked against the system's).
+    pub ca_file: Option<String>,
+    pub client: ClientSettings,
+    /// The loopback port of the redirect (0: any free one).
+    pub redirect_port: u16,
+    /// Whether the running server may open a browser for a login it
+    /// needs (`$BROWSER` set allows it too).
+    pub open_browser: bool,
+}
+
+impl OAuthServer {
+    /// A server at `url` with every OAuth setting its default.
+    pub fn new(name: &str, url: Url) -> OAuthServer {
+        OAuthServer {
+            name: name.to_owned(),
+            url,
+            ca_file: None,
+            client: ClientSettings {
+                name: "MCP Local Provider".to_owned(),
+                ..ClientSettings::default()
+            },
+            redirect_port: 0,
+            open_browser: false,
+        }
+    }
+
+    fn fetch(&self, request: &Outgoing) -> Result<Fetched, String> {
+        let ca_file = self
+            .ca_file
+            .as_deref()
+            .filter(|_| request.url.host() == self.url.host());
+        fetch(request, MAX_RESPONSE, FETCH_TIMEOUT, ca_file)
+    }
+}
+
+/// Logs in to `server` (`challenge`: its `WWW-Authenticate`, if it sent
+/// one; `known`: the logins kept for it), showing the authorization page
+/// with `show` (open a browser, or print the URL) and waiting for the
+/// redirect. The new credentials, not yet kept.
+pub fn login(
+    server: &OAuthServer,
+    challenge: Option<&str>,
+    known: Logins,
+    show: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<Stored, String> {
+    let redirect = Redirect::bind(server.redirect_port)?;
+    let mut random = [0u8; 48];
+    getrandom::fill(&mut random).map_err(|e| format!("no OS random source: {e}"))?;
+    let plan = LoginPlan {
+        server: server.url.clone(),
+        challenge: challenge.map(str::to_owned),
+        known,
+        client: server.client.clone(),
+        redirect_uri: redirect.uri().to_owned(),
+    };
+    let mut login = Login::new(plan, Random::from_bytes(&random));
+    loop {
+        match login.poll_output() {
+            Some(LoginOutput::Fetch(request)) => match server.fetch(&request) {
+                Ok(fetched) => login.handle_response(&fetched.head, &fetched.body, unix_now()),
+                Err(why) => login.handle_failed(&why),
+            },
+            Some(LoginOutput::Authorize(url)) => {
+                let back = show(&url.to_string()).and_then(|()| redirect.wait(LOGIN_TIMEOUT));
+                match back {
+                    Ok(query) => login.handle_redirect(&query),
+                    Err(why) => login.handle_failed(&why),
+                }
+            }
+            Some(LoginOutput::Done(stored)) => return Ok(*stored),
+            Some(LoginOutput::Failed(why)) => return Err(why.to_string()),
+            None => return Err("the login stopped without an outcome".to_owned()),
+        }
+    }
+}
+
+/// `stored` refreshed (`None`: it has no refresh token).
+pub fn refresh(server: &OAuthServer, stored: &Stored) -> Result<Option<Stored>, String> {
+    let Some(request) = stored.refresh_request().map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let fetched = server.fetch(&request)?;
+    stored
+        .refreshed(&fetched.head, &fetched.body, unix_now())
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// The time as Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
