@@ -96,29 +96,9 @@ def failures(checks):
     return [f"{c['id']}: {c['status']} {c.get('description', '')}" for c in checks if c["status"] in ("FAILURE", "WARNING")]
 
 
-# At 2026-07-28 the bridge does not reach a server that lets `initialize`
-# through without a token and refuses it (HTTP 400) for speaking only the
-# stateless revision: the remote client takes the 400 for a legacy SSE
-# server, whose event stream's 404 ends the run before `server/discover`
-# is asked. scope-step-up's server is the one such: its calls after the
-# first login never come, nor the second authorization; nor does
-# authorization-server-migration's second call, which would find the new
-# authorization server. Every other check of those scenarios still counts.
-TOLERATED = {
-    ("2026-07-28", "auth/scope-step-up"): {"scope-step-up-escalation", "sep-2350-scope-union-on-reauth"},
-    ("2026-07-28", "auth/authorization-server-migration"): {"sep-2352-reregister-on-as-change"},
-}
-
-
-def untolerated(version, results):
-    """The failed checks of each scenario, but those tolerated above."""
-    failed = {}
-    for name, checks in results.items():
-        tolerated = TOLERATED.get((version, name), set())
-        bad = [f for f in failures(checks) if f.split(":")[0] not in tolerated]
-        if bad:
-            failed[name] = bad
-    return failed
+def failed_checks(results):
+    """The failed checks of each scenario that has any."""
+    return {name: bad for name, checks in results.items() if (bad := failures(checks))}
 
 
 @pytest.mark.serial
@@ -126,7 +106,7 @@ def untolerated(version, results):
 def test_every_auth_scenario_of_the_conformance_suite_passes(conformance, runtime, tmp_path, version):
     results = run_suite(conformance, runtime, tmp_path, "--suite", "auth", "--spec-version", version)
     assert len(results) == AUTH_SCENARIOS, sorted(results)
-    failed = untolerated(version, results)
+    failed = failed_checks(results)
     assert not failed, failed
     assert all(len(checks) >= 8 for checks in results.values())
 
@@ -148,7 +128,7 @@ def test_the_2025_03_26_fallbacks_and_the_drafts_auth_scenarios_pass(conformance
     assert len(draft) == 11, sorted(draft)
     for name in ("auth/resource-mismatch", "auth/iss-wrong-issuer", "auth/metadata-issuer-mismatch"):
         assert name in draft
-    failed = {**untolerated("2025-03-26", backcompat), **untolerated("2026-07-28", draft)}
+    failed = {**failed_checks(backcompat), **failed_checks(draft)}
     assert not failed, failed
 
 
