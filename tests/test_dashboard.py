@@ -11,6 +11,7 @@ these tests are reported as not run, with the line that installs it (in CI,
 where it is installed, they fail instead).
 """
 
+import concurrent.futures
 import json
 import re
 import threading
@@ -20,7 +21,8 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import API_KEY, BRIDGE_TOKEN, CHROMIUM, ROOT, WsAgent
+from conftest import API_KEY, BRIDGE_TOKEN, CHROMIUM, ROOT, WsAgent, wait_until
+from test_remote_oauth import call, setup, world  # noqa: F401 (fixtures)
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -331,3 +333,49 @@ def test_an_agents_permission_request_is_allowed_from_the_dashboard(make_server,
     finally:
         context.close()
         agent.stop()
+
+
+def off_loop(f, *args):
+    """`f(*args)` on a thread of its own: the MCP client runs an event loop,
+    and Playwright's keeps this thread's."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(f, *args).result()
+
+
+def test_a_remote_server_waiting_for_a_login_is_logged_in_from_the_dashboard(make_server, runtime, browser, world, setup):
+    """A remote server behind OAuth with no login kept: its health row says
+    it needs a login and offers a button; the button opens the
+    authorization server's page in a new tab, whose redirect comes back to
+    the running server, which keeps the login and serves its clients."""
+    config, env, kept = setup
+    server = make_server("--config", str(config), env={"XDG_STATE_HOME": env["XDG_STATE_HOME"]})
+    with pytest.raises(Exception) as refused:
+        off_loop(call, server)
+    said = f"{refused.value!r} {getattr(refused.value, 'exceptions', '')}"
+    assert "run `mcp-provider login remote`" in said, said
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    try:
+        page.goto(server.base + "/")
+        page.fill("#token", BRIDGE_TOKEN)
+        page.press("#token", "Enter")
+        expect(page.locator("#signin")).to_be_hidden()
+        row = page.locator('[data-check="MCP server remote"]')
+        expect(row).to_contain_text("needs login", timeout=20_000)
+        with context.expect_page() as opened:
+            row.locator('button[data-login="remote"]').click()
+        signin = opened.value
+        signin.wait_for_load_state()
+        assert signin.url.startswith("http://127.0.0.1:"), signin.url
+        expect(signin.locator("body")).to_contain_text("close", timeout=20_000)
+        assert wait_until(kept.exists, timeout=20), "the login was not kept"
+        assert world.authorized and world.authorized[0]["resource"] == f"{world.base}/mcp"
+        assert off_loop(call, server) == (["whoami"], "an authorized caller")
+        expect(row).not_to_contain_text("needs login", timeout=20_000)
+        expect(page.locator("#action-error")).to_be_hidden()
+        assert not problems, problems
+    finally:
+        context.close()

@@ -253,7 +253,7 @@ impl Bridged {
     /// answers with.
     pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Bridge, Instant) -> R) -> R {
         let mut wakes = Vec::new();
-        let (result, flushes, spawns, next, report) = {
+        let (result, flushes, spawns, logins, next, report) = {
             let mut bridge = self.lock();
             let now = Instant::now();
             let result = f(&mut bridge, now);
@@ -262,6 +262,7 @@ impl Bridged {
                 self.reporting.store(true, Ordering::Relaxed);
             }
             let mut flushes: Vec<Flush> = Vec::new();
+            let mut logins = Vec::new();
             let mut spawns = Vec::new();
             loop {
                 let mut http = Vec::new();
@@ -279,6 +280,7 @@ impl Bridged {
                         Routed::Child { child, action } => {
                             self.to_child(child, action, &mut flushes);
                         }
+                        Routed::Login { to, server } => logins.push((to, server)),
                     }
                 }
                 let Some(posted) = self
@@ -297,7 +299,14 @@ impl Bridged {
                     bridge.handle_slow_conn(conn, now);
                 }
             }
-            (result, flushes, spawns, bridge.poll_timeout(), report)
+            (
+                result,
+                flushes,
+                spawns,
+                logins,
+                bridge.poll_timeout(),
+                report,
+            )
         };
         for wake in wakes {
             wake();
@@ -313,6 +322,9 @@ impl Bridged {
                 }
                 Start::Remote(name, remote) => self.connect(child, &name, *remote),
             }
+        }
+        for (to, server) in logins {
+            self.begin_login(to, server);
         }
         if let Some(at) = next {
             self.wake_timer_before(at);
@@ -423,6 +435,25 @@ impl Bridged {
         let run = RemoteRun::start(self, child, name, remote, credentials);
         self.running().insert(child, Running::Remote(run));
         self.with(|b, now| b.handle_spawned(child, now));
+    }
+
+    /// Begins a remote server's login on a thread of its own (finding its
+    /// authorization server takes requests), then answers `to` with the
+    /// page to open.
+    fn begin_login(self: &Arc<Self>, to: mcp_provider_core::RequestId, server: String) {
+        let credentials = self.credentials.get().cloned();
+        let me = self.clone();
+        let begun = thread("oauth-login", move || {
+            let started = match credentials {
+                Some(credentials) => credentials.begin_login(&server),
+                None => NoCredentials.begin_login(&server),
+            };
+            me.with(|b, _| b.handle_login_started(to, started));
+        });
+        if begun.is_err() {
+            let why = "no thread could be started for the login".to_owned();
+            self.with(|b, _| b.handle_login_started(to, Err(why)));
+        }
     }
 
     /// A remote server's client ended (stopped, or its session gone): the

@@ -153,6 +153,9 @@ pub enum Routed {
         child: ChildId,
         action: BridgeOutput,
     },
+    /// Begin the OAuth login of remote server `server`, then answer `to`
+    /// with [`Registry::handle_login_started`].
+    Login { to: RequestId, server: String },
 }
 
 /// How a connection views a session.

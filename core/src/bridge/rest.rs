@@ -96,6 +96,14 @@ impl<H: Above> Registry<H> {
             },
             Route::AddIntegration => self.add_integration(&body),
             Route::RemoveIntegration => self.remove_integration(param, now),
+            Route::Login => match self.specs.iter().find(|s| s.name == param) {
+                Some(spec) if spec.remote.is_some() => {
+                    let server = spec.name.clone();
+                    return self.out.push_back(super::Routed::Login { to, server });
+                }
+                Some(_) => error(400, "not a remote server: it has no login"),
+                None => error(404, "no such integration"),
+            },
             Route::TestPage => Response::full(200, "text/html; charset=utf-8", TEST_CLIENT)
                 .with_header("content-security-policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'"),
             // Dispatched to the transports before it gets here.
@@ -270,6 +278,17 @@ impl<H: Above> Registry<H> {
             })
             .collect();
         json!({"servers": servers, "sessions": self.sessions.len(), "streams": self.streams.len()})
+    }
+
+    /// How the login [`Routed::Login`] asked for began: the page to open
+    /// (the user signs in there, and the server takes the redirect), or
+    /// why it could not.
+    pub fn handle_login_started(&mut self, to: RequestId, started: Result<String, String>) {
+        let response = match started {
+            Ok(page) => Response::json(200, json!({"authorize_url": page}).to_string()),
+            Err(why) => error(409, &why),
+        };
+        self.respond(to, response);
     }
 
     fn integration(&self, spec: &ServerSpec) -> Value {

@@ -110,7 +110,7 @@ impl Rig {
                     self.lines.push((child, line.clone()));
                     self.child.push(line);
                 }
-                Routed::Child { .. } => {}
+                Routed::Child { .. } | Routed::Login { .. } => {}
             }
         }
         http

@@ -32,6 +32,9 @@ pub(crate) enum Route {
     Integration,
     AddIntegration,
     RemoveIntegration,
+    /// `POST /integrations/{name}/login`: a remote server's OAuth login,
+    /// begun by the driver (the dashboard's button).
+    Login,
     TestPage,
 }
 
@@ -98,6 +101,7 @@ static ROUTES: &[Row] = &[
     row(GET, &[Lit("integrations"), Param], Route::Integration, BridgeToken),
     row(POST, &[Lit("integrations")], Route::AddIntegration, BridgeToken),
     row(DELETE, &[Lit("integrations"), Param], Route::RemoveIntegration, BridgeToken),
+    row(POST, &[Lit("integrations"), Param, Lit("login")], Route::Login, BridgeToken),
     row(GET, &[Lit("static"), Lit("test_client.html")], Route::TestPage, Open),
 ];
 

@@ -348,6 +348,7 @@ mod tests {
                         }
                     }
                     Routed::Child { child, action } => self.stopping.push((child, action)),
+                    Routed::Login { .. } => {}
                 }
             }
             http

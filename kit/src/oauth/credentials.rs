@@ -212,7 +212,61 @@ impl OAuthCredentials {
     }
 }
 
+/// How long a login begun from the dashboard may take to find its
+/// authorization page (metadata, registration) before the user is told.
+const BEGIN_WAIT: Duration = Duration::from_secs(60);
+
 impl Credentials for OAuthCredentials {
+    fn begin_login(&self, name: &str) -> Result<String, String> {
+        let Some(server) = self.server(name) else {
+            return Err(format!("`{name}` is not a remote server of this bridge"));
+        };
+        let Some(this) = self.this.upgrade() else {
+            return Err(needs_login(name));
+        };
+        let (page_tx, page) = std::sync::mpsc::sync_channel::<Result<String, String>>(1);
+        let failed_tx = page_tx.clone();
+        let begun = std::thread::Builder::new()
+            .name("oauth-login".into())
+            .spawn(move || {
+                let gate = this.gate(&server.name);
+                let _one = match gate.try_lock() {
+                    Ok(one) => one,
+                    Err(std::sync::TryLockError::Poisoned(one)) => one.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        let why = format!("a login to `{}` is under way already", server.name);
+                        let _ = failed_tx.try_send(Err(why));
+                        return;
+                    }
+                };
+                let mut logins = this.logins(&server);
+                let show = |url: &str| {
+                    let _ = page_tx.try_send(Ok(url.to_owned()));
+                    Ok(())
+                };
+                match login(&server, None, logins.clone(), &show) {
+                    Ok(stored) => {
+                        tracing::info!(server = %server.name, "logged in from the dashboard");
+                        logins.record(stored);
+                        this.keep(&server, &logins);
+                    }
+                    Err(why) => {
+                        tracing::warn!(server = %server.name, "the login begun from the dashboard failed: {why}");
+                        let _ = failed_tx.try_send(Err(why));
+                    }
+                }
+            });
+        if begun.is_err() {
+            return Err("no thread could be started for the login".to_owned());
+        }
+        page.recv_timeout(BEGIN_WAIT).unwrap_or_else(|_| {
+            Err(format!(
+                "the login to `{name}` found no authorization page within {} s",
+                BEGIN_WAIT.as_secs()
+            ))
+        })
+    }
+
     fn current(&self, name: &str) -> Option<String> {
         let server = self.server(name)?;
         let logins = self.logins(&server);

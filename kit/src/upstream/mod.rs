@@ -88,6 +88,13 @@ pub trait Credentials: Send + Sync {
         challenge: Option<&str>,
         step_up: bool,
     ) -> Result<String, String>;
+    /// Begins a login to `server` for a user elsewhere (the dashboard's
+    /// button): the authorization page to open, once known; the login
+    /// then finishes on its own when the browser comes back. Why not, if
+    /// it cannot begin.
+    fn begin_login(&self, server: &str) -> Result<String, String> {
+        Err(needs_login(server))
+    }
 }
 
 /// No credentials kept: a server that wants one is told to log in.
