@@ -280,7 +280,7 @@ impl<H: Above> Registry<H> {
         json!({"servers": servers, "sessions": self.sessions.len(), "streams": self.streams.len()})
     }
 
-    /// How the login [`Routed::Login`] asked for began: the page to open
+    /// How the login [`Routed::Login`](super::Routed::Login) asked for began: the page to open
     /// (the user signs in there, and the server takes the redirect), or
     /// why it could not.
     pub fn handle_login_started(&mut self, to: RequestId, started: Result<String, String>) {
