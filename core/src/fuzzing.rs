@@ -696,3 +696,100 @@ pub fn acp_agent(data: &[u8]) {
     }
     assert_eq!(finals, 1, "the turn got no final frame");
 }
+
+/// A remote MCP server answering the bridge's client with arbitrary bytes:
+/// the first byte picks the transport and where the bytes are split; the
+/// rest is read as the HTTP response to each exchange the client starts,
+/// in turn. Whatever it answers, nothing panics, and no request the bridge
+/// sent is left waiting: each gets an answer (the server's, or an error).
+/// (One the server answers twice, or under another's id, is the bridge's
+/// to drop, as it drops a child's.)
+pub fn upstream(data: &[u8]) {
+    use crate::http::{ResponseEvent, ResponseReader, Url};
+    use crate::upstream::{Remote, Transport, Upstream, UpstreamOutput};
+    use std::collections::{HashMap, VecDeque};
+
+    let Some((&first, answer)) = data.split_first() else {
+        return;
+    };
+    let Ok(url) = Url::parse("http://127.0.0.1:9/mcp") else {
+        return;
+    };
+    let mut remote = Remote::new(url);
+    remote.transport = if first & 1 == 1 {
+        Transport::Sse
+    } else {
+        Transport::Auto
+    };
+    let split = usize::from(first >> 1).max(1);
+    let now = Instant::now();
+    let mut up = Upstream::new("fuzz", remote);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#;
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}"#;
+    up.send(init.to_owned(), now);
+    up.send(call.to_owned(), now);
+    let mut answered: HashMap<u64, usize> = HashMap::new();
+    let mut exchanges = VecDeque::new();
+    let mut rounds = 0;
+    loop {
+        while let Some(output) = up.poll_output() {
+            match output {
+                UpstreamOutput::Send { id, request, .. } => exchanges.push_back((id, request)),
+                UpstreamOutput::Line(line) => {
+                    if let Some(answer) = crate::mcp::answer(&line) {
+                        *answered.entry(answer.id).or_default() += 1;
+                    } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                        if let Some(id) = v.get("id").and_then(serde_json::Value::as_u64) {
+                            if v.get("method").is_none() {
+                                *answered.entry(id).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+                UpstreamOutput::Unauthorized { .. } => {
+                    up.handle_token(Err("no login".into()), now);
+                }
+                UpstreamOutput::Abort(_)
+                | UpstreamOutput::Gone(_)
+                | UpstreamOutput::Sessionless => {}
+            }
+        }
+        rounds += 1;
+        let Some((id, request)) = exchanges.pop_front() else {
+            break;
+        };
+        if rounds > 16 {
+            up.handle_failed(id, "the fuzzer's connection ended", true, now);
+            continue;
+        }
+        let mut reader = ResponseReader::new(request.method, 1 << 20);
+        let mut ended = false;
+        for piece in answer.chunks(split) {
+            match reader.push(piece) {
+                Ok(events) => {
+                    for event in events {
+                        match event {
+                            ResponseEvent::Head(head) => up.handle_head(id, &head, now),
+                            ResponseEvent::Data(data) => up.handle_data(id, &data),
+                            ResponseEvent::End => {
+                                up.handle_end(id, now);
+                                ended = true;
+                            }
+                        }
+                    }
+                }
+                Err(_) => break,
+            }
+            if ended {
+                break;
+            }
+        }
+        if !ended {
+            up.handle_failed(id, "the fuzzer's connection ended", true, now);
+        }
+    }
+    for id in [1, 2] {
+        let count = answered.get(&id).copied().unwrap_or(0);
+        assert!(count >= 1, "request {id} was left waiting");
+    }
+}
