@@ -299,15 +299,6 @@ impl Upstream {
         &self.status
     }
 
-    /// Whether the server's session is established (a session id, or a
-    /// legacy endpoint).
-    pub fn connected(&self) -> bool {
-        match &self.protocol {
-            Protocol::Streamable => self.version.is_some() || self.session.is_some(),
-            Protocol::Legacy { endpoint, .. } => endpoint.is_some(),
-        }
-    }
-
     /// The bearer token sent from now on.
     pub fn set_bearer(&mut self, token: Option<String>) {
         self.bearer = token;

@@ -366,7 +366,7 @@ fn legacy_session(up: &mut Upstream, stream: ExchangeId, now: Instant) {
         drain(up).lines[0]["result"]["protocolVersion"],
         "2024-11-05"
     );
-    assert!(up.connected());
+    assert_eq!(up.status(), &Status::Connected);
     up.handle_end(stream, now);
     assert_eq!(drain(up).gone.len(), 1);
 }
