@@ -297,16 +297,8 @@ def test_an_agents_permission_request_is_allowed_from_the_dashboard(make_server,
 
     server = make_server()
     agent = Acp(server, tmp_path, "--allow-own-tools", "ask")
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    problems = []
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    context, page, problems = signed_in(browser, server)
     try:
-        page.goto(server.base + "/")
-        page.fill("#token", BRIDGE_TOKEN)
-        page.press("#token", "Enter")
-        expect(page.locator("#signin")).to_be_hidden()
         expect(page.locator("#questions-box")).to_be_hidden()
 
         thread, answer = asking(agent, "ASK:edit")
@@ -335,6 +327,21 @@ def test_an_agents_permission_request_is_allowed_from_the_dashboard(make_server,
         agent.stop()
 
 
+def signed_in(browser, server):
+    """A new browser context on the dashboard, signed in with the bridge
+    token: the context, its page, and the page errors it will collect."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(server.base + "/")
+    page.fill("#token", BRIDGE_TOKEN)
+    page.press("#token", "Enter")
+    expect(page.locator("#signin")).to_be_hidden()
+    return context, page, problems
+
+
 def off_loop(f, *args):
     """`f(*args)` on a thread of its own: the MCP client runs an event loop,
     and Playwright's keeps this thread's."""
@@ -353,16 +360,8 @@ def test_a_remote_server_waiting_for_a_login_is_logged_in_from_the_dashboard(mak
         off_loop(call, server)
     said = f"{refused.value!r} {getattr(refused.value, 'exceptions', '')}"
     assert "run `mcp-provider login remote`" in said, said
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    problems = []
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    context, page, problems = signed_in(browser, server)
     try:
-        page.goto(server.base + "/")
-        page.fill("#token", BRIDGE_TOKEN)
-        page.press("#token", "Enter")
-        expect(page.locator("#signin")).to_be_hidden()
         row = page.locator('[data-check="MCP server remote"]')
         expect(row).to_contain_text("needs login", timeout=20_000)
         with context.expect_page() as opened:
