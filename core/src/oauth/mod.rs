@@ -11,8 +11,8 @@
 //! ```no_run
 //! use mcp_provider_core::http::Url;
 //! use mcp_provider_core::oauth::{Login, LoginOutput, LoginPlan, Logins, Random};
-//! # fn fetch(_: &mcp_provider_core::http::Outgoing) -> Result<(mcp_provider_core::http::ResponseHead, Vec<u8>), String> { unimplemented!() }
-//! # fn open_and_wait(_: &Url) -> String { unimplemented!() }
+//! # fn fetch(_: &mcp_provider_core::http::Outgoing) -> Result<(mcp_provider_core::http::ResponseHead, Vec<u8>), String> { Err("no network here".into()) }
+//! # fn open_and_wait(_: &Url) -> String { String::new() }
 //! # fn unix_now() -> u64 { 0 }
 //! let server = Url::parse("https://mcp.example.com/mcp").unwrap();
 //! let plan = LoginPlan {
