@@ -751,7 +751,8 @@ pub fn upstream(data: &[u8]) {
                 }
                 UpstreamOutput::Abort(_)
                 | UpstreamOutput::Gone(_)
-                | UpstreamOutput::Sessionless => {}
+                | UpstreamOutput::Sessionless
+                | UpstreamOutput::Status(_) => {}
             }
         }
         rounds += 1;

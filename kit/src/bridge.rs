@@ -225,6 +225,14 @@ impl Bridged {
         let _ = self.credentials.set(credentials);
     }
 
+    /// Where remote servers get tokens: the ones set, else none.
+    fn credentials(&self) -> Arc<dyn Credentials> {
+        self.credentials
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(NoCredentials))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Bridge> {
         // A panic while holding the lock is a bug; keep serving regardless.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -427,12 +435,7 @@ impl Bridged {
 
     /// Starts the client of a remote server.
     fn connect(self: &Arc<Self>, child: ChildId, name: &str, remote: Remote) {
-        let credentials = self
-            .credentials
-            .get()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(NoCredentials));
-        let run = RemoteRun::start(self, child, name, remote, credentials);
+        let run = RemoteRun::start(self, child, name, remote, self.credentials());
         self.running().insert(child, Running::Remote(run));
         self.with(|b, now| b.handle_spawned(child, now));
     }
@@ -441,13 +444,10 @@ impl Bridged {
     /// authorization server takes requests), then answers `to` with the
     /// page to open.
     fn begin_login(self: &Arc<Self>, to: mcp_provider_core::RequestId, server: String) {
-        let credentials = self.credentials.get().cloned();
+        let credentials = self.credentials();
         let me = self.clone();
         let begun = thread("oauth-login", move || {
-            let started = match credentials {
-                Some(credentials) => credentials.begin_login(&server),
-                None => NoCredentials.begin_login(&server),
-            };
+            let started = credentials.begin_login(&server);
             me.with(|b, _| b.handle_login_started(to, started));
         });
         if begun.is_err() {

@@ -157,6 +157,8 @@ pub enum UpstreamOutput {
     /// revision, the only one in which such a server can ask its clients
     /// anything.
     Sessionless,
+    /// How the server is doing changed (see [`Status`]).
+    Status(Status),
     /// The server wants credentials (`challenge`: its `WWW-Authenticate`).
     /// Answer with [`Upstream::handle_token`].
     Unauthorized {
@@ -294,9 +296,17 @@ impl Upstream {
         self.out.pop_front()
     }
 
-    /// How the server is doing.
-    pub fn status(&self) -> &Status {
-        &self.status
+    /// The bearer token sent now, if any.
+    pub fn bearer(&self) -> Option<&str> {
+        self.bearer.as_deref()
+    }
+
+    /// Says so when how the server is doing changed.
+    fn set_status(&mut self, status: Status) {
+        if self.status != status {
+            self.status = status.clone();
+            self.out.push_back(UpstreamOutput::Status(status));
+        }
     }
 
     /// The bearer token sent from now on.
@@ -371,12 +381,12 @@ impl Upstream {
         self.unauthorized = false;
         match token {
             Ok(token) => {
-                self.status = Status::Connecting;
+                self.set_status(Status::Connecting);
                 self.bearer = Some(token);
                 self.release(now);
             }
             Err(why) => {
-                self.status = Status::NeedsLogin(why.clone());
+                self.set_status(Status::NeedsLogin(why.clone()));
                 for line in std::mem::take(&mut self.held) {
                     let id = request_id(&line);
                     self.fail(id.as_ref(), &why);
@@ -410,7 +420,7 @@ impl Upstream {
         self.down = None;
         if (200..300).contains(&head.status) {
             self.auth_tries = 0;
-            self.status = Status::Connected;
+            self.set_status(Status::Connected);
         }
         let initialize = self.is_initialize(id);
         let replay = matches!(
@@ -564,7 +574,7 @@ impl Upstream {
                 .saturating_mul(1 << self.failures.saturating_sub(1).min(10))
                 .min(BACKOFF_MAX);
             self.down = Some((now + wait, why.to_owned()));
-            self.status = Status::Failing(why.to_owned());
+            self.set_status(Status::Failing(why.to_owned()));
         }
         let why = format!("the remote MCP server: {why}");
         self.ended(id, Some(why));
@@ -742,19 +752,29 @@ impl Upstream {
         matches!((asked, answer), (Some(asked), Some(a)) if asked == a.id)
     }
 
-    /// A whole JSON answer to a post: a message, or a batch of them.
+    /// A whole JSON answer to a post: a message (passed on as it came),
+    /// or a batch of them.
     fn json_answer(&mut self, id: ExchangeId, body: &[u8]) {
-        if body.iter().all(u8::is_ascii_whitespace) {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return self.http_error(id, 200, "an answer that is not JSON");
+        };
+        let text = text.trim();
+        if text.is_empty() {
             return;
         }
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Array(messages)) => {
-                for message in messages {
-                    self.message(id, message.to_string());
+        if text.starts_with('[') {
+            match serde_json::from_str::<Vec<Box<serde_json::value::RawValue>>>(text) {
+                Ok(messages) => {
+                    for message in messages {
+                        self.message(id, message.get().to_owned());
+                    }
                 }
+                Err(_) => self.http_error(id, 200, "an answer that is not JSON"),
             }
-            Ok(message) => self.message(id, message.to_string()),
-            Err(_) => self.http_error(id, 200, "an answer that is not JSON"),
+        } else if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            self.message(id, text.to_owned());
+        } else {
+            self.http_error(id, 200, "an answer that is not JSON");
         }
     }
 
@@ -844,7 +864,7 @@ impl Upstream {
                 self.protocol = Protocol::Streamable;
                 if established {
                     // The legacy session is over: the bridge starts again.
-                    self.status = Status::Failing(why.clone());
+                    self.set_status(Status::Failing(why.clone()));
                     self.out.push_back(UpstreamOutput::Gone(why));
                 }
                 // Never established: the bridge's `initialize` was answered

@@ -40,6 +40,7 @@ struct Drained {
     gone: Vec<String>,
     unauthorized: Vec<Option<String>>,
     sessionless: bool,
+    status: Vec<Status>,
 }
 
 fn drain(up: &mut Upstream) -> Drained {
@@ -58,6 +59,7 @@ fn drain(up: &mut Upstream) -> Drained {
             UpstreamOutput::Line(line) => d.lines.push(serde_json::from_str(&line).unwrap()),
             UpstreamOutput::Abort(id) => d.aborted.push(id),
             UpstreamOutput::Sessionless => d.sessionless = true,
+            UpstreamOutput::Status(status) => d.status.push(status),
             UpstreamOutput::Gone(why) => d.gone.push(why),
             UpstreamOutput::Unauthorized { challenge, .. } => d.unauthorized.push(challenge),
         }
@@ -116,6 +118,7 @@ fn session(up: &mut Upstream, now: Instant) -> ExchangeId {
     );
     let d = drain(up);
     assert!(!d.sessionless);
+    assert_eq!(d.status, [Status::Connected]);
     assert_eq!(d.lines.len(), 1);
     assert_eq!(d.lines[0]["result"]["protocolVersion"], "2025-06-18");
     up.send(INITIALIZED.into(), now);
@@ -294,8 +297,9 @@ fn an_unreachable_server_is_not_dialed_again_until_its_backoff() {
     up.send(INIT.into(), now);
     let sent = drain(&mut up).sent.remove(0);
     up.handle_failed(sent.id, "connection refused", false, now);
-    assert_eq!(drain(&mut up).lines[0]["id"], 1);
-    assert_eq!(up.status(), &Status::Failing("connection refused".into()));
+    let d = drain(&mut up);
+    assert_eq!(d.lines[0]["id"], 1);
+    assert_eq!(d.status, [Status::Failing("connection refused".into())]);
     up.send(INIT.into(), now + Duration::from_millis(50));
     let d = drain(&mut up);
     assert!(d.sent.is_empty(), "within the backoff nothing is dialed");
@@ -366,7 +370,6 @@ fn legacy_session(up: &mut Upstream, stream: ExchangeId, now: Instant) {
         drain(up).lines[0]["result"]["protocolVersion"],
         "2024-11-05"
     );
-    assert_eq!(up.status(), &Status::Connected);
     up.handle_end(stream, now);
     assert_eq!(drain(up).gone.len(), 1);
 }
@@ -442,8 +445,11 @@ fn a_401_holds_calls_for_a_token() {
     answer(&mut up, d.sent[1].id, head(401, &[]), "", now);
     drain(&mut up);
     up.handle_token(Err("run `mcp-provider login r`".into()), now);
-    assert_eq!(up.status().as_str(), "needs login");
     let d = drain(&mut up);
+    assert_eq!(
+        d.status,
+        [Status::NeedsLogin("run `mcp-provider login r`".into())]
+    );
     assert_eq!(d.lines[0]["id"], 2);
     assert!(d.lines[0]["error"]["message"]
         .as_str()

@@ -18,8 +18,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use mcp_provider_core::bridge::ChildId;
+use mcp_provider_core::gateway::Bridge;
 use mcp_provider_core::http::{Outgoing, ResponseEvent};
-use mcp_provider_core::upstream::{ExchangeId, Remote, Status, Upstream, UpstreamOutput};
+use mcp_provider_core::upstream::{ExchangeId, Remote, Upstream, UpstreamOutput};
 
 use crate::bridge::Bridged;
 use conn::{Conn, Failed};
@@ -51,10 +52,6 @@ pub struct RemoteRun {
     bridged: Weak<Bridged>,
     /// Where a request that needs credentials gets a token.
     credentials: Arc<dyn Credentials>,
-    /// The token the upstream was last given.
-    bearer: Mutex<Option<String>>,
-    /// The status last told to the bridge.
-    status: Mutex<Status>,
 }
 
 #[derive(Default)]
@@ -140,8 +137,6 @@ impl RemoteRun {
             closed: AtomicBool::new(false),
             bridged: Arc::downgrade(bridged),
             credentials,
-            bearer: Mutex::default(),
-            status: Mutex::default(),
         })
     }
 
@@ -163,12 +158,9 @@ impl RemoteRun {
         let token = self.credentials.current(&self.name);
         let outputs = {
             let mut machine = self.machine();
-            let mut bearer = self.bearer.lock().unwrap_or_else(|e| e.into_inner());
-            if *bearer != token {
-                machine.set_bearer(token.clone());
-                *bearer = token;
+            if machine.bearer() != token.as_deref() {
+                machine.set_bearer(token);
             }
-            drop(bearer);
             let lines = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()));
             let now = Instant::now();
             for line in lines {
@@ -225,10 +217,11 @@ impl RemoteRun {
                 UpstreamOutput::Line(line) => lines.push(line),
                 UpstreamOutput::Sessionless => {
                     self.deliver(std::mem::take(&mut lines));
-                    if let Some(bridged) = self.bridged.upgrade() {
-                        let child = self.child;
-                        bridged.with(|b, now| b.handle_child_sessionless(child, now));
-                    }
+                    self.tell_bridge(|b, child, now| b.handle_child_sessionless(child, now));
+                }
+                UpstreamOutput::Status(status) => {
+                    self.deliver(std::mem::take(&mut lines));
+                    self.tell_bridge(|b, child, now| b.handle_remote_status(child, status, now));
                 }
                 UpstreamOutput::Gone(why) => {
                     tracing::warn!(server = %self.name, "the remote MCP server's session ended: {why}");
@@ -242,21 +235,13 @@ impl RemoteRun {
                     }
                 }
                 UpstreamOutput::Unauthorized { challenge, step_up } => {
-                    let refused = self
-                        .bearer
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone();
+                    let refused = self.machine().bearer().map(str::to_owned);
                     let token = self.credentials.renew(
                         &self.name,
                         refused.as_deref(),
                         challenge.as_deref(),
                         step_up,
                     );
-                    if let Ok(token) = &token {
-                        *self.bearer.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(token.clone());
-                    }
                     let outputs = {
                         let mut machine = self.machine();
                         machine.handle_token(token, Instant::now());
@@ -268,32 +253,20 @@ impl RemoteRun {
             }
         }
         self.deliver(lines);
-        self.report_status();
     }
 
-    /// Tells the bridge how the server is doing, when that changed.
-    fn report_status(&self) {
-        let now = self.machine().status().clone();
-        let changed = {
-            let mut told = self.status.lock().unwrap_or_else(|e| e.into_inner());
-            (*told != now).then(|| std::mem::replace(&mut *told, now.clone()))
-        };
-        if changed.is_some() {
-            if let Some(bridged) = self.bridged.upgrade() {
-                let child = self.child;
-                bridged.with(|b, at| b.handle_remote_status(child, now, at));
-            }
+    /// Tells the bridge something of this run's child.
+    fn tell_bridge(&self, f: impl FnOnce(&mut Bridge, ChildId, Instant)) {
+        if let Some(bridged) = self.bridged.upgrade() {
+            let child = self.child;
+            bridged.with(|b, now| f(b, child, now));
         }
     }
 
     /// The server's messages, to the bridge as the child's lines.
     fn deliver(&self, lines: Vec<String>) {
-        if lines.is_empty() {
-            return;
-        }
-        if let Some(bridged) = self.bridged.upgrade() {
-            let child = self.child;
-            bridged.with(|b, now| {
+        if !lines.is_empty() {
+            self.tell_bridge(|b, child, now| {
                 for line in &lines {
                     b.handle_child_line(child, line, now);
                 }
