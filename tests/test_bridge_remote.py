@@ -18,10 +18,12 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import mcp.types as types
 import pytest
+import trustme
 from mcp.client.session import ClientSession
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
@@ -39,31 +41,43 @@ def free_port():
 
 
 class Remote:
-    """The fixture server on a port of its own; `restart` keeps the port."""
+    """The fixture server on a port of its own; `restart` keeps the port.
+    With `tls` (a PEM file of its certificate and key), over HTTPS."""
 
-    def __init__(self, mode="streamable", token=None):
+    def __init__(self, mode="streamable", token=None, tls=None):
         self.port = free_port()
         self.mode = mode
         self.token = token
+        self.tls = tls
         self.proc = None
         self.start()
 
     @property
     def url(self):
         path = "/sse" if self.mode == "sse" else "/mcp"
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self):
         args = [sys.executable, str(FIXTURE), str(self.port), self.mode]
         if self.token:
             args += ["--token", self.token]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.tls:
+            args += ["--tls", str(self.tls)]
+        log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
 
         def listening():
+            if self.proc.poll() is not None:
+                return True
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", self.port)) == 0
 
-        assert wait_until(listening, timeout=20), "the remote fixture did not start"
+        # Its imports alone take seconds on a busy machine.
+        wait_until(listening, timeout=60)
+        if self.proc.poll() is not None or not listening():
+            log.seek(0)
+            raise AssertionError(f"the remote fixture did not start: {log.read().decode(errors='replace')[-2000:]}")
 
     def kill(self):
         self.proc.kill()
@@ -78,8 +92,8 @@ class Remote:
 def remotes():
     started = []
 
-    def make(mode="streamable", token=None):
-        remote = Remote(mode, token)
+    def make(mode="streamable", token=None, tls=None):
+        remote = Remote(mode, token, tls)
         started.append(remote)
         return remote
 
@@ -226,6 +240,36 @@ def test_a_killed_remote_fails_its_call_at_once_and_comes_back(make_server, remo
     assert before != after, "the restarted server is another process"
 
 
+def test_a_remote_the_bridge_gave_up_on_serves_the_same_client_once_back(make_server, remotes, tmp_path):
+    # A legacy SSE session ends with its stream: the bridge's "child" ends
+    # when the server goes, and with one restart allowed it gives up.
+    remote = remotes("sse")
+    config = tmp_path / "servers.toml"
+    config.write_text(f'[[bridge.servers]]\nname = "far"\nurl = "{remote.url}"\nmax_restarts = 1\n')
+    server = make_server("--config", str(config))
+
+    def state():
+        _, _, stats = post(server, "/stats", None, method="GET")
+        return next(s for s in stats["servers"] if s["name"] == "far")
+
+    async def use():
+        async with client(server, name="far", mode="legacy") as c:
+            before = (await c.call_tool("whoami", {})).content[0].text
+            remote.kill()
+            with pytest.raises(MCPError):
+                await c.call_tool("whoami", {})
+            assert wait_until(lambda: "failed" in json.dumps(state()), timeout=10), state()
+            with pytest.raises(MCPError):
+                await c.call_tool("whoami", {})
+            remote.start()
+            # The same client, never reconnected: served at its next call.
+            after = (await c.call_tool("whoami", {})).content[0].text
+            return before, after
+
+    before, after = run(use())
+    assert before != after, "the restarted server is another process"
+
+
 def test_a_server_wanting_a_login_says_which_command_to_run(make_server, remotes):
     remote = remotes(token="s3cret")
     server = make_server("--server", f"locked={remote.url}")
@@ -266,6 +310,35 @@ def test_a_static_bearer_header_reaches_the_remote(make_server, remotes, tmp_pat
     assert run(use()) == "Echo: with a key"
     status, _, printed = post(server, "/stats", None, method="GET")
     assert "s3cret" not in json.dumps(printed)
+
+
+def test_an_https_remote_with_a_private_ca_is_trusted_only_with_its_ca_file(make_server, remotes, tmp_path):
+    ca = trustme.CA()
+    pem = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    remote = remotes(tls=pem)
+    config = tmp_path / "servers.toml"
+    config.write_text(
+        f'[[bridge.servers]]\nname = "private"\nurl = "{remote.url}"\nca_file = "{ca_file}"\n'
+        f'[[bridge.servers]]\nname = "untrusted"\nurl = "{remote.url}"\n'
+    )
+    server = make_server("--config", str(config))
+
+    async def use(name):
+        async with client(server, name=name, mode="legacy") as c:
+            big = "x" * 100_000
+            echoed = await asyncio.gather(*(c.call_tool("echo", {"message": f"{n}{big}"}) for n in range(3)))
+            return [e.content[0].text for e in echoed]
+
+    # Answers larger than a TLS record, several at once.
+    assert run(use("private")) == [f"Echo: {n}{'x' * 100_000}" for n in range(3)]
+    with pytest.raises(Exception) as refused:
+        run(use("untrusted"))
+    assert "TLS with 127.0.0.1" in repr(refused.value) + "".join(
+        repr(e) for e in getattr(refused.value, "exceptions", ())
+    ), repr(refused.value)
 
 
 class Hostile(FakeHandler):

@@ -26,7 +26,7 @@ use mcp_provider_core::{mcp, ConnId, Output};
 
 use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, READ_CHUNK};
-use crate::upstream::{Credentials, NoCredentials, RemoteRun};
+use crate::upstream::{threads, Carriers, Credentials, NoCredentials, RemoteRun};
 use crate::watchdog;
 use mcp_provider_core::upstream::Remote;
 
@@ -85,6 +85,8 @@ pub struct Bridged {
     post: OnceLock<Post>,
     report: OnceLock<Reporter>,
     read_stdout: OnceLock<ReadStdout>,
+    /// What makes remote servers' exchanges (unset: worker threads).
+    carriers: OnceLock<Carriers>,
     /// Where remote servers' clients get tokens.
     credentials: OnceLock<Arc<dyn Credentials>>,
 }
@@ -186,6 +188,7 @@ impl Bridged {
             post: OnceLock::new(),
             report: OnceLock::new(),
             read_stdout: OnceLock::new(),
+            carriers: OnceLock::new(),
             credentials: OnceLock::new(),
         });
         let weak = Arc::downgrade(&bridged);
@@ -217,6 +220,12 @@ impl Bridged {
     /// Reads children's stdout with `read` instead of a thread each.
     pub fn set_stdout_reader(&self, read: ReadStdout) {
         let _ = self.read_stdout.set(read);
+    }
+
+    /// Carries remote servers' exchanges with `carriers` instead of
+    /// threads of their own.
+    pub fn set_carriers(&self, carriers: Carriers) {
+        let _ = self.carriers.set(carriers);
     }
 
     /// Where remote servers get tokens (without it, a server that wants
@@ -435,7 +444,11 @@ impl Bridged {
 
     /// Starts the client of a remote server.
     fn connect(self: &Arc<Self>, child: ChildId, name: &str, remote: Remote) {
-        let run = RemoteRun::start(self, child, name, remote, self.credentials());
+        let carrier = match self.carriers.get() {
+            Some(carriers) => carriers(),
+            None => threads::carriers()(),
+        };
+        let run = RemoteRun::start(self, child, name, remote, self.credentials(), carrier);
         self.running().insert(child, Running::Remote(run));
         self.with(|b, now| b.handle_spawned(child, now));
     }

@@ -56,12 +56,16 @@ pub fn client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>, String>
     Ok(config)
 }
 
-/// TLS over `socket` to `host`, its handshake done.
-pub fn connect(socket: TcpStream, host: &str, config: Arc<ClientConfig>) -> io::Result<TlsStream> {
+/// A TLS client to `host`, its bytes carried by its caller.
+pub fn client(host: &str, config: Arc<ClientConfig>) -> io::Result<ClientConnection> {
     let name = ServerName::try_from(host.to_owned())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not a server name"))?;
-    let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
-    let mut stream = StreamOwned::new(conn, socket);
+    ClientConnection::new(config, name).map_err(io::Error::other)
+}
+
+/// TLS over `socket` to `host`, its handshake done.
+pub fn connect(socket: TcpStream, host: &str, config: Arc<ClientConfig>) -> io::Result<TlsStream> {
+    let mut stream = StreamOwned::new(client(host, config)?, socket);
     while stream.conn.is_handshaking() {
         stream.conn.complete_io(&mut stream.sock)?;
     }

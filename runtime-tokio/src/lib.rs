@@ -23,11 +23,13 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::{ChildStdout, Command, Stdio};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_tungstenite::tokio::TokioAdapter;
 use mcp_provider_kit::bridge::ReadStdout;
 use mcp_provider_kit::driver::launch::Launcher;
+use mcp_provider_kit::driver::upstream::Spawn;
 use mcp_provider_kit::driver::{child, Child, Executor};
 use tokio::net::unix::pipe;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -146,6 +148,11 @@ impl Launcher for Tokio {
             let _entered = handle.enter();
             child::read_stdout::<Tokio>(pipe, feed)
         })
+    }
+
+    fn spawner() -> Spawn {
+        let handle = tokio::runtime::Handle::current();
+        Arc::new(move |task| drop(handle.spawn(task)))
     }
 }
 

@@ -102,7 +102,14 @@ impl BridgedServer {
     /// One JSON-RPC message from a client: a request (answered through
     /// [`BridgeOutput::ToClient`], never dropped), a notification, or the
     /// answer to a request the child made.
+    ///
+    /// A remote server the bridge gave up on is tried again for it: what
+    /// failed it (the network, a login) is mended elsewhere, with no
+    /// client reconnecting.
     pub fn handle_client_message(&mut self, client: ClientId, message: Message, now: Instant) {
+        if self.spec().remote.is_some() && !self.retired {
+            self.supervisor.reset();
+        }
         let route = self.route(now);
         self.mux
             .handle_client_message(client, message, route, &mut self.out);

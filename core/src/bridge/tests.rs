@@ -863,6 +863,36 @@ fn failures_in_a_row_double_the_backoff_up_to_its_cap_then_the_bridge_gives_up()
 }
 
 #[test]
+fn a_remote_server_given_up_on_is_tried_again_at_the_next_call() {
+    let url = crate::http::Url::parse("http://127.0.0.1:9/mcp").unwrap();
+    let mut rig = Rig::with(|spec, _| {
+        spec.max_restarts = 1;
+        spec.remote = Some(crate::upstream::Remote::new(url));
+    });
+    let a = rig.open();
+    rig.call(a, json!(1), "tools/list", Value::Null);
+    let connect = |out: &Out| {
+        out.all
+            .iter()
+            .filter(|o| matches!(o, BridgeOutput::Connect { .. }))
+            .count()
+    };
+    assert_eq!(connect(&rig.drain()), 1);
+    rig.bridge
+        .handle_spawn_failed("the remote MCP server needs a login", rig.now);
+    assert_eq!(rig.bridge.state(), ChildState::Failed);
+    let out = rig.drain();
+    let (_, message) = error_of(&out.to(a)[0]);
+    assert!(message.contains("needs a login"), "{message}");
+
+    // The same client's next call dials again (the login may be done).
+    rig.call(a, json!(2), "tools/list", Value::Null);
+    let out = rig.drain();
+    assert_eq!(connect(&out), 1, "{:?}", out.all);
+    assert!(out.to(a).is_empty(), "waits for the new connection");
+}
+
+#[test]
 fn a_run_up_for_healthy_after_forgets_earlier_failures() {
     let mut rig = Rig::new();
     rig.running();

@@ -6,10 +6,12 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
+use super::upstream::{self, Spawn};
 use super::{child, echo, exec, host, server, Executor};
 use crate::bridge::ReadStdout;
 use crate::exec::RemoteExec;
 use crate::{Launch, RemoteEcho, RemoteHost, Runtime};
+use std::sync::Arc;
 
 /// An executor that can run the driver to its end.
 pub trait Launcher: Executor {
@@ -31,6 +33,12 @@ pub trait Launcher: Executor {
     fn stdout_reader() -> ReadStdout {
         Box::new(child::read_stdout::<Self>)
     }
+
+    /// How tasks are spawned from the bridge's threads (the remote
+    /// servers' exchanges), as for [`Launcher::stdout_reader`].
+    fn spawner() -> Spawn {
+        Arc::new(|task| Self::spawn(task))
+    }
 }
 
 /// The command line's [`Runtime`] on the executor `E`.
@@ -51,6 +59,9 @@ impl<E: Launcher> Runtime for Async<E> {
             server::serve::<E>(&shared, launch.listeners, launch.limits)
                 .map_err(|e| e.to_string())?;
             launch.bridge.set_stdout_reader(E::stdout_reader());
+            launch
+                .bridge
+                .set_carriers(upstream::carriers::<E>(E::spawner()));
             shared.attach_bridge(launch.bridge);
             if let Some((url, token)) = launch.agent_hub {
                 E::spawn(server::dial_hub::<E>(shared.clone(), url, token));

@@ -2,7 +2,8 @@
 //! accept loop and its connections, the agent link, the remote-provider
 //! client that `agent echo`, `agent exec` and `agent mcp` dial with, the
 //! echo agent, `agent exec`'s runs and tool relays, `agent mcp`'s host,
-//! the bridge's children, and agents written in an embedding application.
+//! the bridge's children and remote servers, and agents written in an
+//! embedding application.
 //!
 //! Nothing here names an executor. A runtime says how it spawns, sleeps
 //! and yields, and what its sockets, pipes and child processes are, by
@@ -20,6 +21,7 @@ pub mod launch;
 pub mod link;
 pub mod remote;
 pub mod server;
+pub mod upstream;
 
 use std::future::Future;
 use std::io;

@@ -32,9 +32,8 @@ pub struct OAuthCredentials {
     /// memory only).
     store: Option<Store>,
     servers: RwLock<HashMap<String, Arc<OAuthServer>>>,
-    /// Each server's logins as last read or written, and how its file
-    /// looked then.
-    kept: Mutex<HashMap<String, (Option<Stamp>, Logins)>>,
+    /// Each server's logins as last read or written (none kept: empty).
+    kept: Mutex<HashMap<String, Kept>>,
     /// One renewal at a time per server.
     gates: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// When a refresh ahead of expiry last started, per server.
@@ -43,6 +42,14 @@ pub struct OAuthCredentials {
     failed: Mutex<HashMap<String, (Instant, String)>>,
     /// Itself, for the threads that refresh ahead of expiry.
     this: Weak<OAuthCredentials>,
+}
+
+/// A server's logins as last read or written.
+struct Kept {
+    /// How its file looked then (`None`: there was none, so a missing
+    /// file is not opened again and again).
+    stamp: Option<Stamp>,
+    logins: Logins,
 }
 
 impl OAuthCredentials {
@@ -75,7 +82,7 @@ impl OAuthCredentials {
         servers.get(name).cloned()
     }
 
-    fn kept(&self) -> MutexGuard<'_, HashMap<String, (Option<Stamp>, Logins)>> {
+    fn kept(&self) -> MutexGuard<'_, HashMap<String, Kept>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -93,19 +100,26 @@ impl OAuthCredentials {
     fn read(&self, server: &OAuthServer) -> Option<Logins> {
         let name = &server.name;
         let Some(store) = &self.store else {
-            return self.kept().get(name).map(|(_, logins)| logins.clone());
+            return self.kept().get(name).map(|kept| kept.logins.clone());
         };
         let stamp = store.stamp(name);
-        if let Some((seen, logins)) = self.kept().get(name) {
-            if *seen == stamp {
-                return Some(logins.clone());
-            }
+        if let Some(kept) = self.kept().get(name).filter(|kept| kept.stamp == stamp) {
+            return Some(kept.logins.clone());
         }
-        let logins = store.read(name).unwrap_or_else(|why| {
-            tracing::warn!(server = %name, "the kept login cannot be used: {why}");
-            None
-        })?;
-        self.kept().insert(name.clone(), (stamp, logins.clone()));
+        let logins = store
+            .read(name)
+            .unwrap_or_else(|why| {
+                tracing::warn!(server = %name, "the kept login cannot be used: {why}");
+                None
+            })
+            .unwrap_or_else(|| Logins::new(&server.url));
+        self.kept().insert(
+            name.clone(),
+            Kept {
+                stamp,
+                logins: logins.clone(),
+            },
+        );
         Some(logins)
     }
 
@@ -122,8 +136,11 @@ impl OAuthCredentials {
             },
             None => None,
         };
-        self.kept()
-            .insert(server.name.clone(), (stamp, logins.clone()));
+        let kept = Kept {
+            stamp,
+            logins: logins.clone(),
+        };
+        self.kept().insert(server.name.clone(), kept);
     }
 
     fn gate(&self, name: &str) -> Arc<Mutex<()>> {

@@ -15,7 +15,7 @@ use crate::tls;
 /// How long dialing one address may take.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// What one read asks of the socket.
-const READ_CHUNK: usize = 8 * 1024;
+pub const READ_CHUNK: usize = 8 * 1024;
 
 /// Anything a request can go over: a socket, or TLS on one.
 pub trait Stream: Read + Write + Send {}
@@ -111,35 +111,24 @@ impl Conn {
         max_body: usize,
         mut on: impl FnMut(Vec<ResponseEvent>) -> bool,
     ) -> Result<bool, (Failed, usize)> {
-        let broken = |e: std::io::Error, read| (Failed::Broken(e.to_string()), read);
         self.stream
             .write_all(&request.encode())
             .and_then(|()| self.stream.flush())
-            .map_err(|e| broken(e, 0))?;
-        let mut reader = ResponseReader::new(request.method, max_body);
+            .map_err(|e| (Failed::Broken(e.to_string()), 0))?;
+        let mut reading = Reading::new(request, max_body);
         let mut buf = vec![0u8; READ_CHUNK];
-        let mut read = 0;
         loop {
             let n = match self.stream.read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(broken(e, read)),
+                Err(e) => return Err(reading.broken(&e)),
             };
-            read += n;
-            let events = match n {
-                0 => reader.eof(),
-                n => reader.push(buf.get(..n).unwrap_or_default()),
-            }
-            .map_err(|e: ResponseError| (Failed::Broken(e.to_string()), read))?;
-            let ended = events.contains(&ResponseEvent::End);
-            if !events.is_empty() && !on(events) {
+            let took = reading.took(buf.get(..n).unwrap_or_default())?;
+            if !took.events.is_empty() && !on(took.events) {
                 return Ok(false);
             }
-            if ended {
-                return Ok(reader.reusable());
-            }
-            if n == 0 {
-                return Err((Failed::Broken("the connection closed".to_owned()), read));
+            if let Some(reusable) = took.ended {
+                return Ok(reusable);
             }
         }
     }
@@ -147,5 +136,55 @@ impl Conn {
     /// Ends the connection, whoever is reading it.
     pub fn cut(socket: &TcpStream) {
         let _ = socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// A response being read, whatever carries it: each read's bytes in,
+/// its pieces out.
+pub struct Reading {
+    reader: ResponseReader,
+    /// Response bytes read so far.
+    read: usize,
+}
+
+/// What one read gave.
+pub struct Took {
+    pub events: Vec<ResponseEvent>,
+    /// Set once the response ended: whether the connection may carry
+    /// another request.
+    pub ended: Option<bool>,
+}
+
+impl Reading {
+    pub fn new(request: &Outgoing, max_body: usize) -> Reading {
+        Reading {
+            reader: ResponseReader::new(request.method, max_body),
+            read: 0,
+        }
+    }
+
+    /// The bytes of one read (none: the connection closed).
+    pub fn took(&mut self, data: &[u8]) -> Result<Took, (Failed, usize)> {
+        self.read += data.len();
+        let events = match data {
+            [] => self.reader.eof(),
+            data => self.reader.push(data),
+        }
+        .map_err(|e: ResponseError| (Failed::Broken(e.to_string()), self.read))?;
+        let ended = events
+            .contains(&ResponseEvent::End)
+            .then(|| self.reader.reusable());
+        if ended.is_none() && data.is_empty() {
+            return Err((
+                Failed::Broken("the connection closed".to_owned()),
+                self.read,
+            ));
+        }
+        Ok(Took { events, ended })
+    }
+
+    /// The connection broke while reading.
+    pub fn broken(&self, e: &std::io::Error) -> (Failed, usize) {
+        (Failed::Broken(e.to_string()), self.read)
     }
 }

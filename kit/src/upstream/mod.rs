@@ -1,7 +1,8 @@
 //! A remote MCP server run as the bridge's child: the core's [`Upstream`]
-//! behind a lock of its own, its HTTP exchanges carried by worker threads
-//! (each keeps one connection alive for the next exchange), whatever the
-//! runtime — remote servers are few, like children.
+//! behind a lock of its own, its HTTP exchanges made by a [`Carrier`] —
+//! worker threads ([`threads`]), or tasks on an async runtime's reactor
+//! (the kit's driver) — each keeping one connection alive for the next
+//! exchange.
 //!
 //! The bridge hands it lines under the bridge's lock ([`RemoteRun::queue`]);
 //! they go to the upstream once that lock is let go ([`RemoteRun::flush`]),
@@ -10,11 +11,11 @@
 //! upstream's lock is never held while the bridge's is taken.
 
 pub mod conn;
+pub mod threads;
 
-use std::collections::{HashMap, VecDeque};
-use std::net::TcpStream;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use mcp_provider_core::bridge::ChildId;
@@ -23,16 +24,14 @@ use mcp_provider_core::http::{Outgoing, ResponseEvent};
 use mcp_provider_core::upstream::{ExchangeId, Remote, Upstream, UpstreamOutput};
 
 use crate::bridge::Bridged;
-use conn::{Conn, Failed};
+use conn::Failed;
 
 /// Exchanges carried at once; more wait for a worker.
-const MAX_WORKERS: usize = 64;
+pub const MAX_WORKERS: usize = 64;
 /// A worker with nothing to do this long ends, and its connection with it
 /// (shorter than the bridge's health pings, so an idle server keeps only
 /// its event stream's worker).
-const WORKER_IDLE: Duration = Duration::from_secs(5);
-/// A worker's stack: it parses HTTP and runs TLS, nothing deep.
-const WORKER_STACK: usize = 256 * 1024;
+pub const WORKER_IDLE: Duration = Duration::from_secs(5);
 /// The most of a response to a post read (a JSON answer is bounded again,
 /// tighter, by the core).
 const MAX_ANSWER: usize = 64 << 20;
@@ -45,26 +44,78 @@ pub struct RemoteRun {
     machine: Mutex<Upstream>,
     /// Lines queued under the bridge's lock, for [`RemoteRun::flush`].
     inbox: Mutex<Vec<String>>,
-    work: (Mutex<Work>, Condvar),
-    /// The sockets of exchanges under way, to cut one that is aborted.
-    active: Mutex<HashMap<ExchangeId, Arc<TcpStream>>>,
+    carrier: Box<dyn Carrier>,
+    /// How to cut each exchange under way, for one that is aborted.
+    active: Mutex<HashMap<ExchangeId, Cut>>,
     closed: AtomicBool,
     bridged: Weak<Bridged>,
     /// Where a request that needs credentials gets a token.
     credentials: Arc<dyn Credentials>,
 }
 
-#[derive(Default)]
-struct Work {
-    jobs: VecDeque<Job>,
-    workers: usize,
-    idle: usize,
+/// One HTTP exchange to make.
+pub struct Job {
+    pub id: ExchangeId,
+    pub request: Outgoing,
+    /// An event stream that lasts the session.
+    pub streaming: bool,
 }
 
-struct Job {
-    id: ExchangeId,
-    request: Outgoing,
-    streaming: bool,
+impl Job {
+    /// The most of its response to read: an event stream that lasts the
+    /// session is bounded per event, by the core.
+    pub fn max_body(&self) -> usize {
+        if self.streaming {
+            usize::MAX
+        } else {
+            MAX_ANSWER
+        }
+    }
+}
+
+/// Ends an exchange under way, from any thread.
+pub type Cut = Box<dyn FnOnce() + Send>;
+
+/// Makes a remote server's HTTP exchanges: at most [`MAX_WORKERS`] at
+/// once, each worker keeping its connection for the next one and ending
+/// after [`WORKER_IDLE`] with nothing to do.
+pub trait Carrier: Send + Sync {
+    /// Makes `job`'s exchange for `run`: on a kept connection, or a new
+    /// one; told to `run` as [`RemoteRun::started`], [`RemoteRun::feed`],
+    /// [`RemoteRun::finished`] and, if it fails, [`RemoteRun::failed`],
+    /// each try settled by [`Settled::of`].
+    fn carry(&self, run: &Arc<RemoteRun>, job: Job);
+    /// The run is over: idle workers end.
+    fn close(&self);
+}
+
+/// Makes a carrier for each remote server's run.
+pub type Carriers = Arc<dyn Fn() -> Box<dyn Carrier> + Send + Sync>;
+
+/// What became of one try of an exchange, and of its connection.
+pub enum Settled {
+    /// Done: the connection is kept for the next exchange.
+    Keep,
+    /// Done (or aborted): the connection is dropped.
+    Drop,
+    /// The server had closed the kept connection: once more, on a new one.
+    Again,
+    /// Failed: the connection is dropped and the upstream told.
+    Failed(Failed),
+}
+
+impl Settled {
+    /// `result` of an exchange on a `fresh` connection or a kept one;
+    /// `aborted`: the upstream no longer wanted it.
+    pub fn of(result: Result<bool, (Failed, usize)>, fresh: bool, aborted: bool) -> Settled {
+        match result {
+            Ok(true) if !aborted => Settled::Keep,
+            Ok(_) => Settled::Drop,
+            Err((_, 0)) if !fresh && !aborted => Settled::Again,
+            Err(_) if aborted => Settled::Drop,
+            Err((e, _)) => Settled::Failed(e),
+        }
+    }
 }
 
 /// Where remote servers' clients get their tokens: one for all of them,
@@ -125,6 +176,7 @@ impl RemoteRun {
         name: &str,
         remote: Remote,
         credentials: Arc<dyn Credentials>,
+        carrier: Box<dyn Carrier>,
     ) -> Arc<RemoteRun> {
         Arc::new(RemoteRun {
             name: name.to_owned(),
@@ -132,7 +184,7 @@ impl RemoteRun {
             ca_file: remote.ca_file.clone(),
             machine: Mutex::new(Upstream::new(name, remote)),
             inbox: Mutex::default(),
-            work: (Mutex::default(), Condvar::new()),
+            carrier,
             active: Mutex::default(),
             closed: AtomicBool::new(false),
             bridged: Arc::downgrade(bridged),
@@ -183,8 +235,7 @@ impl RemoteRun {
             drain(&mut machine)
         };
         self.act(outputs);
-        let (_, bell) = &self.work;
-        bell.notify_all();
+        self.carrier.close();
         self.ended("");
     }
 
@@ -204,14 +255,18 @@ impl RemoteRun {
                     id,
                     request,
                     streaming,
-                } => self.push_job(Job {
-                    id,
-                    request,
-                    streaming,
-                }),
+                } => self.carrier.carry(
+                    self,
+                    Job {
+                        id,
+                        request,
+                        streaming,
+                    },
+                ),
                 UpstreamOutput::Abort(id) => {
-                    if let Some(socket) = self.active().remove(&id) {
-                        Conn::cut(&socket);
+                    let cut = self.active().remove(&id);
+                    if let Some(cut) = cut {
+                        cut();
                     }
                 }
                 UpstreamOutput::Line(line) => lines.push(line),
@@ -227,8 +282,7 @@ impl RemoteRun {
                     tracing::warn!(server = %self.name, "the remote MCP server's session ended: {why}");
                     if !self.closed.swap(true, Ordering::SeqCst) {
                         self.deliver(std::mem::take(&mut lines));
-                        let (_, bell) = &self.work;
-                        bell.notify_all();
+                        self.carrier.close();
                         self.cut_all();
                         self.ended(&why);
                         return;
@@ -274,121 +328,40 @@ impl RemoteRun {
         }
     }
 
-    fn active(&self) -> MutexGuard<'_, HashMap<ExchangeId, Arc<TcpStream>>> {
+    fn active(&self) -> MutexGuard<'_, HashMap<ExchangeId, Cut>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn cut_all(&self) {
-        for (_, socket) in self.active().drain() {
-            Conn::cut(&socket);
+        let cuts: Vec<Cut> = self.active().drain().map(|(_, cut)| cut).collect();
+        for cut in cuts {
+            cut();
         }
     }
 
-    fn push_job(self: &Arc<Self>, job: Job) {
-        let (work, bell) = &self.work;
-        let mut work = work.lock().unwrap_or_else(|e| e.into_inner());
-        work.jobs.push_back(job);
-        if work.idle > 0 {
-            bell.notify_one();
-        } else if work.workers < MAX_WORKERS {
-            work.workers += 1;
-            let run = self.clone();
-            let started = std::thread::Builder::new()
-                .name("mcp-remote".into())
-                .stack_size(WORKER_STACK)
-                .spawn(move || run.work());
-            if started.is_err() {
-                work.workers -= 1;
-                tracing::error!(server = %self.name, "no thread could be started for the remote MCP server");
-            }
-        }
+    /// The private CA the server's certificate is checked against.
+    pub fn ca_file(&self) -> Option<&str> {
+        self.ca_file.as_deref()
     }
 
-    /// A worker: takes exchanges until there are none for a while, keeping
-    /// its connection between them.
-    fn work(self: Arc<Self>) {
-        let mut conn: Option<Conn> = None;
-        while let Some(job) = self.next_job() {
-            self.carry(job, &mut conn);
-        }
+    /// Whether the run is over (no new exchange will come).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
-    fn next_job(&self) -> Option<Job> {
-        let (work, bell) = &self.work;
-        let mut work = work.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if self.closed.load(Ordering::SeqCst) && work.jobs.is_empty() {
-                work.workers -= 1;
-                return None;
-            }
-            if let Some(job) = work.jobs.pop_front() {
-                return Some(job);
-            }
-            work.idle += 1;
-            let (guard, waited) = bell
-                .wait_timeout(work, WORKER_IDLE)
-                .unwrap_or_else(|e| e.into_inner());
-            work = guard;
-            work.idle -= 1;
-            if waited.timed_out() && work.jobs.is_empty() {
-                work.workers -= 1;
-                return None;
-            }
-        }
+    /// An exchange is under way: `cut` ends it if the upstream aborts it.
+    pub fn started(&self, id: ExchangeId, cut: Cut) {
+        self.active().insert(id, cut);
     }
 
-    /// One exchange: on the kept connection if it still serves (once more
-    /// on a new one if the server had closed it), else on a new one.
-    fn carry(self: &Arc<Self>, job: Job, conn: &mut Option<Conn>) {
-        if conn.as_ref().is_some_and(|c| !c.serves(&job.request.url)) {
-            *conn = None;
-        }
-        for _attempt in 0..2 {
-            let fresh = conn.is_none();
-            if fresh {
-                match Conn::dial(&job.request.url, self.ca_file.as_deref()) {
-                    Ok(dialed) => *conn = Some(dialed),
-                    Err(e) => return self.failed(job.id, &e, false),
-                }
-            }
-            let Some(open) = conn.as_mut() else {
-                return;
-            };
-            self.active().insert(job.id, open.cutter());
-            // An event stream that lasts the session is bounded per event,
-            // by the core.
-            let max = if job.streaming {
-                usize::MAX
-            } else {
-                MAX_ANSWER
-            };
-            let result = open.exchange(&job.request, max, |events| self.feed(job.id, events));
-            let aborted = self.active().remove(&job.id).is_none();
-            match result {
-                Ok(reusable) => {
-                    if !reusable || aborted {
-                        *conn = None;
-                    }
-                    return;
-                }
-                Err((_, 0)) if !fresh && !aborted => {
-                    // The server had closed the kept connection.
-                    *conn = None;
-                }
-                Err((e, _)) => {
-                    *conn = None;
-                    if !aborted {
-                        self.failed(job.id, &e, true);
-                    }
-                    return;
-                }
-            }
-        }
+    /// An exchange is over; whether it had been aborted.
+    pub fn finished(&self, id: ExchangeId) -> bool {
+        self.active().remove(&id).is_none()
     }
 
     /// Pieces of a response, to the upstream; false once the exchange is
     /// no longer wanted.
-    fn feed(self: &Arc<Self>, id: ExchangeId, events: Vec<ResponseEvent>) -> bool {
+    pub fn feed(self: &Arc<Self>, id: ExchangeId, events: Vec<ResponseEvent>) -> bool {
         let outputs = {
             let mut machine = self.machine();
             let now = Instant::now();
@@ -405,7 +378,8 @@ impl RemoteRun {
         self.active().contains_key(&id)
     }
 
-    fn failed(self: &Arc<Self>, id: ExchangeId, e: &Failed, dialed: bool) {
+    /// An exchange failed; `dialed`: whether a connection was made at all.
+    pub fn failed(self: &Arc<Self>, id: ExchangeId, e: &Failed, dialed: bool) {
         let outputs = {
             let mut machine = self.machine();
             machine.handle_failed(id, &e.to_string(), dialed, Instant::now());

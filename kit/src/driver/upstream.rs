@@ -1,0 +1,318 @@
+//! Remote MCP servers' exchanges on the executor's own reactor: a worker
+//! is a task, its connection a socket of the executor's (TLS run over it
+//! by rustls's state machine), so an answer reaches the client's
+//! connection with no hand-over between threads.
+
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use mcp_provider_core::http::{Outgoing, ResponseEvent, Url};
+use rustls::ClientConnection;
+
+use super::{BoxFuture, Executor};
+use crate::tls;
+use crate::upstream::conn::{Failed, Reading, DIAL_TIMEOUT, READ_CHUNK};
+use crate::upstream::{Carrier, Carriers, Job, RemoteRun, Settled, MAX_WORKERS, WORKER_IDLE};
+
+/// Runs a task on the executor, from any thread.
+pub type Spawn = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
+
+/// A carrier of tasks on `E` for each run, spawned with `spawn`.
+pub fn carriers<E: Executor>(spawn: Spawn) -> Carriers {
+    Arc::new(move || {
+        let (jobs, waiting) = async_channel::unbounded();
+        Box::new(Tasks::<E> {
+            spawn: spawn.clone(),
+            queue: Arc::new(Queue {
+                jobs,
+                waiting,
+                count: Mutex::default(),
+            }),
+            executor: std::marker::PhantomData,
+        })
+    })
+}
+
+/// One run's worker tasks.
+struct Tasks<E> {
+    spawn: Spawn,
+    queue: Arc<Queue>,
+    executor: std::marker::PhantomData<fn() -> E>,
+}
+
+/// The exchanges waiting for a worker.
+struct Queue {
+    jobs: async_channel::Sender<Job>,
+    waiting: async_channel::Receiver<Job>,
+    count: Mutex<Count>,
+}
+
+#[derive(Default)]
+struct Count {
+    workers: usize,
+    idle: usize,
+}
+
+impl<E: Executor> Carrier for Tasks<E> {
+    fn carry(&self, run: &Arc<RemoteRun>, job: Job) {
+        let mut count = self.queue.count();
+        // Unbounded: the upstream bounds the exchanges it has under way.
+        let _ = self.queue.jobs.try_send(job);
+        if count.idle == 0 && count.workers < MAX_WORKERS {
+            count.workers += 1;
+            let (queue, run) = (self.queue.clone(), run.clone());
+            (self.spawn)(Box::pin(async move { queue.work_on::<E>(&run).await }));
+        }
+    }
+
+    fn close(&self) {
+        self.queue.jobs.close();
+    }
+}
+
+impl Queue {
+    fn count(&self) -> MutexGuard<'_, Count> {
+        self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next exchange, or `None` once there has been none for a while
+    /// (or the run is over).
+    async fn next_job<E: Executor>(&self) -> Option<Job> {
+        if let Ok(job) = self.waiting.try_recv() {
+            return Some(job);
+        }
+        self.count().idle += 1;
+        let waited = future::or(async { self.waiting.recv().await.ok() }, async {
+            E::sleep(WORKER_IDLE).await;
+            None
+        })
+        .await;
+        let mut count = self.count();
+        count.idle -= 1;
+        // One sent while this worker's wait ended is still its own.
+        let job = waited.or_else(|| self.waiting.try_recv().ok());
+        if job.is_none() {
+            count.workers -= 1;
+        }
+        job
+    }
+
+    /// A worker: takes `run`'s exchanges until there are none for a
+    /// while, keeping its connection between them.
+    async fn work_on<E: Executor>(&self, run: &Arc<RemoteRun>) {
+        let mut conn: Option<Conn<E>> = None;
+        while let Some(job) = self.next_job::<E>().await {
+            carry(run, job, &mut conn).await;
+        }
+    }
+}
+
+/// One exchange: on the kept connection if it still serves (once more on
+/// a new one if the server had closed it), else on a new one.
+async fn carry<E: Executor>(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Conn<E>>) {
+    if conn
+        .as_ref()
+        .is_some_and(|c| c.origin != job.request.url.origin())
+    {
+        *conn = None;
+    }
+    for _attempt in 0..2 {
+        let fresh = conn.is_none();
+        if fresh {
+            match Conn::dial(&job.request.url, run.ca_file()).await {
+                Ok(dialed) => *conn = Some(dialed),
+                Err(e) => return run.failed(job.id, &e, false),
+            }
+        }
+        let Some(open) = conn.as_mut() else {
+            return;
+        };
+        let (cut, cutting) = async_channel::bounded::<()>(1);
+        run.started(
+            job.id,
+            Box::new(move || {
+                cut.close();
+            }),
+        );
+        let exchange = open.exchange(&job.request, job.max_body(), |events| {
+            run.feed(job.id, events)
+        });
+        let cut = async {
+            let _ = cutting.recv().await;
+            Ok(false)
+        };
+        let result = future::or(exchange, cut).await;
+        match Settled::of(result, fresh, run.finished(job.id)) {
+            Settled::Keep => return,
+            Settled::Drop => {
+                *conn = None;
+                return;
+            }
+            Settled::Again => *conn = None,
+            Settled::Failed(e) => {
+                *conn = None;
+                return run.failed(job.id, &e, true);
+            }
+        }
+    }
+}
+
+/// One open connection: the executor's socket, and TLS on it for
+/// `https`.
+struct Conn<E: Executor> {
+    tcp: E::Tcp,
+    tls: Option<Box<ClientConnection>>,
+    /// Bytes read from the socket that TLS has not taken yet.
+    sealed: Vec<u8>,
+    /// Which server it is connected to (scheme, host, port).
+    origin: String,
+}
+
+impl<E: Executor> Conn<E> {
+    /// Dials `url`'s server, then runs the TLS handshake for `https`
+    /// (trusting `ca_file`'s roots, if given).
+    async fn dial(url: &Url, ca_file: Option<&str>) -> Result<Conn<E>, Failed> {
+        let timeout = async {
+            E::sleep(DIAL_TIMEOUT).await;
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        };
+        let tcp = future::or(E::connect(url.host(), url.port()), timeout)
+            .await
+            .map_err(|e| Failed::Dial(format!("{} cannot be reached ({e})", url.authority())))?;
+        let mut conn = Conn {
+            tcp,
+            tls: None,
+            sealed: Vec::new(),
+            origin: url.origin(),
+        };
+        if url.is_secure() {
+            let config = tls::client_config(ca_file).map_err(Failed::Dial)?;
+            let client = tls::client(url.host(), config)
+                .map_err(|e| Failed::Dial(format!("TLS with {}: {e}", url.authority())))?;
+            conn.tls = Some(Box::new(client));
+            conn.handshake()
+                .await
+                .map_err(|e| Failed::Dial(format!("TLS with {}: {e}", url.authority())))?;
+        }
+        Ok(conn)
+    }
+
+    async fn handshake(&mut self) -> io::Result<()> {
+        while self.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
+            self.send_sealed().await?;
+            if self.tls.as_ref().is_some_and(|tls| tls.wants_read()) && !self.open_more().await? {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        self.send_sealed().await
+    }
+
+    /// Sends `request` and reads its response, as the blocking
+    /// connection's [`exchange`](crate::upstream::conn::Conn::exchange).
+    async fn exchange(
+        &mut self,
+        request: &Outgoing,
+        max_body: usize,
+        mut on: impl FnMut(Vec<ResponseEvent>) -> bool,
+    ) -> Result<bool, (Failed, usize)> {
+        self.write(&request.encode())
+            .await
+            .map_err(|e| (Failed::Broken(e.to_string()), 0))?;
+        let mut reading = Reading::new(request, max_body);
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let n = self.read(&mut buf).await.map_err(|e| reading.broken(&e))?;
+            let took = reading.took(buf.get(..n).unwrap_or_default())?;
+            if !took.events.is_empty() && !on(took.events) {
+                return Ok(false);
+            }
+            if let Some(reusable) = took.ended {
+                return Ok(reusable);
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let Some(tls) = &mut self.tls else {
+                self.tcp.write_all(rest).await?;
+                break;
+            };
+            // TLS takes as much as its buffer holds; sent, it takes more.
+            let taken = tls.writer().write(rest)?;
+            if taken == 0 && !tls.wants_write() {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            rest = rest.get(taken..).unwrap_or_default();
+            self.send_sealed().await?;
+        }
+        self.tcp.flush().await
+    }
+
+    /// What TLS has to send, sent.
+    async fn send_sealed(&mut self) -> io::Result<()> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
+        };
+        let mut out = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut out)?;
+        }
+        if !out.is_empty() {
+            self.tcp.write_all(&out).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads into `buf`: what the server sent, opened if over TLS (0: the
+    /// connection ended).
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(tls) = &mut self.tls else {
+                return self.tcp.read(buf).await;
+            };
+            match tls.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                read => return read,
+            }
+            if !self.open_more().await? {
+                // The server's end, told to TLS, which says if it was
+                // a clean one.
+                if let Some(tls) = &mut self.tls {
+                    tls.read_tls(&mut io::empty())?;
+                    tls.process_new_packets().map_err(io::Error::other)?;
+                }
+            }
+        }
+    }
+
+    /// Hands TLS more of what the server sent (read from the socket when
+    /// none is left over), and sends what it answers; false once the
+    /// socket ended.
+    async fn open_more(&mut self) -> io::Result<bool> {
+        if self.sealed.is_empty() {
+            self.sealed.resize(READ_CHUNK, 0);
+            let n = self.tcp.read(&mut self.sealed).await;
+            self.sealed.truncate(*n.as_ref().unwrap_or(&0));
+            if n? == 0 {
+                return Ok(false);
+            }
+        }
+        let Some(tls) = &mut self.tls else {
+            return Ok(true);
+        };
+        let mut sealed = self.sealed.as_slice();
+        let taken = tls.read_tls(&mut sealed);
+        let left = sealed.len();
+        let used = self.sealed.len() - left;
+        self.sealed.drain(..used);
+        taken?;
+        let processed = tls.process_new_packets().map_err(io::Error::other);
+        // An alert for a failure, or a post-handshake message.
+        self.send_sealed().await?;
+        processed.map(|_| true)
+    }
+}
