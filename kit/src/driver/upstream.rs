@@ -14,7 +14,7 @@ use rustls::ClientConnection;
 use super::{BoxFuture, Executor};
 use crate::tls;
 use crate::upstream::conn::{Failed, Reading, DIAL_TIMEOUT, READ_CHUNK};
-use crate::upstream::{Carrier, Carriers, Job, RemoteRun, Settled, MAX_WORKERS, WORKER_IDLE};
+use crate::upstream::{Carrier, Carriers, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// Runs a task on the executor, from any thread.
 pub type Spawn = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
@@ -144,17 +144,8 @@ async fn carry<E: Executor>(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Co
             Ok(false)
         };
         let result = future::or(exchange, cut).await;
-        match Settled::of(result, fresh, run.finished(job.id)) {
-            Settled::Keep => return,
-            Settled::Drop => {
-                *conn = None;
-                return;
-            }
-            Settled::Again => *conn = None,
-            Settled::Failed(e) => {
-                *conn = None;
-                return run.failed(job.id, &e, true);
-            }
+        if !run.settle(job.id, result, fresh, conn) {
+            return;
         }
     }
 }

@@ -82,8 +82,7 @@ pub type Cut = Box<dyn FnOnce() + Send>;
 pub trait Carrier: Send + Sync {
     /// Makes `job`'s exchange for `run`: on a kept connection, or a new
     /// one; told to `run` as [`RemoteRun::started`], [`RemoteRun::feed`],
-    /// [`RemoteRun::finished`] and, if it fails, [`RemoteRun::failed`],
-    /// each try settled by [`Settled::of`].
+    /// each try settled by [`RemoteRun::settle`].
     fn carry(&self, run: &Arc<RemoteRun>, job: Job);
     /// The run is over: idle workers end.
     fn close(&self);
@@ -91,32 +90,6 @@ pub trait Carrier: Send + Sync {
 
 /// Makes a carrier for each remote server's run.
 pub type Carriers = Arc<dyn Fn() -> Box<dyn Carrier> + Send + Sync>;
-
-/// What became of one try of an exchange, and of its connection.
-pub enum Settled {
-    /// Done: the connection is kept for the next exchange.
-    Keep,
-    /// Done (or aborted): the connection is dropped.
-    Drop,
-    /// The server had closed the kept connection: once more, on a new one.
-    Again,
-    /// Failed: the connection is dropped and the upstream told.
-    Failed(Failed),
-}
-
-impl Settled {
-    /// `result` of an exchange on a `fresh` connection or a kept one;
-    /// `aborted`: the upstream no longer wanted it.
-    pub fn of(result: Result<bool, (Failed, usize)>, fresh: bool, aborted: bool) -> Settled {
-        match result {
-            Ok(true) if !aborted => Settled::Keep,
-            Ok(_) => Settled::Drop,
-            Err((_, 0)) if !fresh && !aborted => Settled::Again,
-            Err(_) if aborted => Settled::Drop,
-            Err((e, _)) => Settled::Failed(e),
-        }
-    }
-}
 
 /// Where remote servers' clients get their tokens: one for all of them,
 /// kept by the command line (OAuth logins, stored and refreshed).
@@ -354,9 +327,31 @@ impl RemoteRun {
         self.active().insert(id, cut);
     }
 
-    /// An exchange is over; whether it had been aborted.
-    pub fn finished(&self, id: ExchangeId) -> bool {
-        self.active().remove(&id).is_none()
+    /// A try of exchange `id` is over with `result` (whether its
+    /// connection may carry another request, or why not and how many
+    /// bytes were read), on a `fresh` connection or a kept one: `conn` is
+    /// kept for the next exchange or dropped, and a failure told to the
+    /// upstream. Whether to try once more, on a new connection (the
+    /// server had closed the kept one before reading anything).
+    pub fn settle<C>(
+        self: &Arc<Self>,
+        id: ExchangeId,
+        result: Result<bool, (Failed, usize)>,
+        fresh: bool,
+        conn: &mut Option<C>,
+    ) -> bool {
+        let aborted = self.active().remove(&id).is_none();
+        match result {
+            Ok(true) if !aborted => return false,
+            Err((_, 0)) if !fresh && !aborted => {
+                *conn = None;
+                return true;
+            }
+            Err((e, _)) if !aborted => self.failed(id, &e, true),
+            _ => {}
+        }
+        *conn = None;
+        false
     }
 
     /// Pieces of a response, to the upstream; false once the exchange is

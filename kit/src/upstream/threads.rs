@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::conn::Conn;
-use super::{Carrier, Carriers, Job, RemoteRun, Settled, MAX_WORKERS, WORKER_IDLE};
+use super::{Carrier, Carriers, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// A worker's stack: it parses HTTP and runs TLS, nothing deep.
 const WORKER_STACK: usize = 256 * 1024;
@@ -123,17 +123,8 @@ fn carry(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Conn>) {
         let result = open.exchange(&job.request, job.max_body(), |events| {
             run.feed(job.id, events)
         });
-        match Settled::of(result, fresh, run.finished(job.id)) {
-            Settled::Keep => return,
-            Settled::Drop => {
-                *conn = None;
-                return;
-            }
-            Settled::Again => *conn = None,
-            Settled::Failed(e) => {
-                *conn = None;
-                return run.failed(job.id, &e, true);
-            }
+        if !run.settle(job.id, result, fresh, conn) {
+            return;
         }
     }
 }
