@@ -25,6 +25,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 
@@ -34,7 +35,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import API_KEY, BIN_DIR, LOG_DIR, ROOT, RUNTIMES, FakeHandler, LocalHttpServer, http_request
+from conftest import API_KEY, BIN_DIR, LOG_DIR, ROOT, RUNTIMES, FakeHandler, LocalHttpServer, http_request, wait_until
 
 CONFORMANCE = ROOT / "tests" / "conformance"
 DRIVER = ROOT / "tests" / "oauth_conformance_client.py"
@@ -376,6 +377,30 @@ def test_a_client_secret_is_hidden_when_the_configuration_is_printed(runtime, tm
     assert CLIENT_SECRET not in printed.stdout
     assert 'client_secret = "(hidden)"' in printed.stdout
     assert 'client_id = "pre-registered"' in printed.stdout
+
+
+def test_a_login_the_server_opens_a_browser_for_holds_up_nothing_else(runtime, make_server, world, setup):
+    config, env, kept = setup
+    config.write_text(config.read_text() + "open_browser = true\n")
+    # The person takes 4 s to approve; the server runs on one thread.
+    env["BROWSER"] = f"{sys.executable} {BROWSER} --wait 4"
+    server = make_server("--config", str(config), "--set", "threads=1", env=env)
+    answered = {}
+    calling = threading.Thread(target=lambda: answered.setdefault("call", call(server)))
+    calling.start()
+    assert wait_until(lambda: world.refused, timeout=TIMEOUT), "the server was never asked"
+    # While the browser is out, the server answers everything else at once.
+    slowest = 0.0
+    while calling.is_alive() and not kept.exists():
+        started = time.monotonic()
+        status, _, _ = http_request(server, "GET", "/health")
+        assert status == 200
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.2)
+    calling.join(TIMEOUT)
+    assert answered.get("call") == (["whoami"], "an authorized caller")
+    assert kept.exists()
+    assert slowest < 1.0, slowest
 
 
 @pytest.mark.parametrize(

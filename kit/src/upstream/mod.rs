@@ -262,24 +262,47 @@ impl RemoteRun {
                     }
                 }
                 UpstreamOutput::Unauthorized { challenge, step_up } => {
-                    let refused = self.machine().bearer().map(str::to_owned);
-                    let token = self.credentials.renew(
-                        &self.name,
-                        refused.as_deref(),
-                        challenge.as_deref(),
-                        step_up,
-                    );
-                    let outputs = {
-                        let mut machine = self.machine();
-                        machine.handle_token(token, Instant::now());
-                        drain(&mut machine)
-                    };
                     self.deliver(std::mem::take(&mut lines));
-                    self.act(outputs);
+                    self.renew(challenge, step_up);
                 }
             }
         }
         self.deliver(lines);
+    }
+
+    /// Gets a new token for a request the server refused, on a thread of
+    /// its own (a refresh is a request to the authorization server, a
+    /// login waits for a browser: neither may hold up a runtime's
+    /// reactor), then hands it to the upstream, which held what waits
+    /// for it.
+    fn renew(self: &Arc<Self>, challenge: Option<String>, step_up: bool) {
+        let refused = self.machine().bearer().map(str::to_owned);
+        let run = self.clone();
+        let renewing = std::thread::Builder::new()
+            .name("mcp-remote-token".into())
+            .spawn(move || {
+                let token = run.credentials.renew(
+                    &run.name,
+                    refused.as_deref(),
+                    challenge.as_deref(),
+                    step_up,
+                );
+                run.take_token(token);
+            });
+        if renewing.is_err() {
+            self.take_token(Err(
+                "no thread could be started to renew its token".to_owned()
+            ));
+        }
+    }
+
+    fn take_token(self: &Arc<Self>, token: Result<String, String>) {
+        let outputs = {
+            let mut machine = self.machine();
+            machine.handle_token(token, Instant::now());
+            drain(&mut machine)
+        };
+        self.act(outputs);
     }
 
     /// Tells the bridge something of this run's child.
