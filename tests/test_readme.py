@@ -112,6 +112,10 @@ def user_env(home, port=None):
     env.setdefault("RUSTUP_HOME", str(real_home / ".rustup"))
     env["HOME"] = str(home)
     env["CARGO_INSTALL_ROOT"] = str(home / "installed")
+    # `cargo install` builds where `cargo run --release` already did (by
+    # default it builds everything again in a folder of its own): the
+    # same commands, minutes less of the suite.
+    env.setdefault("CARGO_TARGET_DIR", str(ROOT / "target"))
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     if port is not None:
         env["MCP_PROVIDER_LISTEN"] = f"127.0.0.1:{port}"
