@@ -91,6 +91,15 @@ const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialize
 
 /// A session made: initialize answered with a session id, initialized
 /// sent. Returns the listening stream's exchange.
+/// An upstream that was just handed the bridge's `initialize`, and the
+/// exchange that carries it.
+fn initializing(transport: Transport, now: Instant) -> (Upstream, Sent) {
+    let mut up = Upstream::new("r", remote(transport));
+    up.send(INIT.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    (up, sent)
+}
+
 fn session(up: &mut Upstream, now: Instant) -> ExchangeId {
     up.send(INIT.into(), now);
     let d = drain(up);
@@ -293,9 +302,7 @@ fn http_errors_answer_the_request_in_json_rpc() {
 #[test]
 fn an_unreachable_server_is_not_dialed_again_until_its_backoff() {
     let now = Instant::now();
-    let mut up = Upstream::new("r", remote(Transport::Auto));
-    up.send(INIT.into(), now);
-    let sent = drain(&mut up).sent.remove(0);
+    let (mut up, sent) = initializing(Transport::Auto, now);
     up.handle_failed(sent.id, "connection refused", false, now);
     let d = drain(&mut up);
     assert_eq!(d.lines[0]["id"], 1);
@@ -329,9 +336,7 @@ fn a_stateless_message_goes_with_its_revision_and_names() {
 #[test]
 fn a_legacy_server_is_found_when_streamable_http_is_refused() {
     let now = Instant::now();
-    let mut up = Upstream::new("r", remote(Transport::Auto));
-    up.send(INIT.into(), now);
-    let sent = drain(&mut up).sent.remove(0);
+    let (mut up, sent) = initializing(Transport::Auto, now);
     answer(&mut up, sent.id, head(405, &[]), "", now);
     let d = drain(&mut up);
     assert!(d.lines.is_empty());
@@ -377,9 +382,7 @@ fn legacy_session(up: &mut Upstream, stream: ExchangeId, now: Instant) {
 #[test]
 fn a_configured_sse_server_opens_its_stream_first() {
     let now = Instant::now();
-    let mut up = Upstream::new("r", remote(Transport::Sse));
-    up.send(INIT.into(), now);
-    let stream = drain(&mut up).sent.remove(0);
+    let (mut up, stream) = initializing(Transport::Sse, now);
     assert_eq!(stream.request.method, "GET");
     legacy_session(&mut up, stream.id, now);
 }
@@ -387,9 +390,7 @@ fn a_configured_sse_server_opens_its_stream_first() {
 #[test]
 fn an_endpoint_on_another_server_is_refused() {
     let now = Instant::now();
-    let mut up = Upstream::new("r", remote(Transport::Sse));
-    up.send(INIT.into(), now);
-    let stream = drain(&mut up).sent.remove(0);
+    let (mut up, stream) = initializing(Transport::Sse, now);
     up.handle_head(
         stream.id,
         &head(200, &[("content-type", "text/event-stream")]),
@@ -412,9 +413,7 @@ fn an_endpoint_on_another_server_is_refused() {
 #[test]
 fn a_401_holds_calls_for_a_token() {
     let now = Instant::now();
-    let mut up = Upstream::new("r", remote(Transport::Auto));
-    up.send(INIT.into(), now);
-    let sent = drain(&mut up).sent.remove(0);
+    let (mut up, sent) = initializing(Transport::Auto, now);
     answer(
         &mut up,
         sent.id,
@@ -472,9 +471,7 @@ fn closing_ends_the_session_with_the_server() {
 #[test]
 fn a_server_refusing_every_token_is_not_asked_forever() {
     let now = Instant::now();
-    let mut up = Upstream::new("r", remote(Transport::Auto));
-    up.send(INIT.into(), now);
-    let mut sent = drain(&mut up).sent.remove(0);
+    let (mut up, mut sent) = initializing(Transport::Auto, now);
     let step_up = head(
         403,
         &[(
@@ -502,9 +499,7 @@ fn a_server_refusing_every_token_is_not_asked_forever() {
 #[test]
 fn a_server_keeping_no_session_says_so_before_its_answer() {
     let now = Instant::now();
-    let mut up = Upstream::new("r", remote(Transport::Auto));
-    up.send(INIT.into(), now);
-    let sent = drain(&mut up).sent.remove(0);
+    let (mut up, sent) = initializing(Transport::Auto, now);
     up.handle_head(sent.id, &json(200), now);
     assert!(drain(&mut up).sessionless);
     let mut kept = Upstream::new("r", remote(Transport::Auto));
@@ -556,9 +551,7 @@ fn a_huge_answer_or_a_redirect_is_refused_and_cut() {
 #[test]
 fn a_server_refusing_initialize_and_an_event_stream_is_asked_on() {
     let now = Instant::now();
-    let mut up = Upstream::new("r", remote(Transport::Auto));
-    up.send(INIT.into(), now);
-    let sent = drain(&mut up).sent.remove(0);
+    let (mut up, sent) = initializing(Transport::Auto, now);
     answer(&mut up, sent.id, head(405, &[]), "", now);
     let stream = drain(&mut up).sent.remove(0);
     answer(&mut up, stream.id, head(405, &[]), "", now);
@@ -575,9 +568,7 @@ fn a_server_refusing_initialize_and_an_event_stream_is_asked_on() {
     assert_eq!(discover.header("mcp-protocol-version"), Some("2026-07-28"));
     // A refusal that is the server's own (400) is passed on, not taken for
     // a legacy server.
-    let mut modern = Upstream::new("r", remote(Transport::Auto));
-    modern.send(INIT.into(), now);
-    let sent = drain(&mut modern).sent.remove(0);
+    let (mut modern, sent) = initializing(Transport::Auto, now);
     answer(
         &mut modern,
         sent.id,
