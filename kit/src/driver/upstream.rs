@@ -58,7 +58,8 @@ struct Count {
 impl<E: Executor> Carrier for Tasks<E> {
     fn carry(&self, run: &Arc<RemoteRun>, job: Job) {
         let mut count = self.queue.count();
-        // Unbounded: the upstream bounds the exchanges it has under way.
+        // Unbounded here: the bridge bounds a server's calls in flight
+        // (`max_in_flight`), and the upstream what it holds back.
         let _ = self.queue.jobs.try_send(job);
         if count.idle == 0 && count.workers < MAX_WORKERS {
             count.workers += 1;
