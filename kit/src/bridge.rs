@@ -222,8 +222,8 @@ impl Bridged {
         let _ = self.read_stdout.set(read);
     }
 
-    /// Carries remote servers' exchanges with `carriers` instead of
-    /// threads of their own.
+    /// Carries remote servers' exchanges with `carriers` instead of the
+    /// kit's pool of threads.
     pub fn set_carriers(&self, carriers: Carriers) {
         let _ = self.carriers.set(carriers);
     }
@@ -444,10 +444,7 @@ impl Bridged {
 
     /// Starts the client of a remote server.
     fn connect(self: &Arc<Self>, child: ChildId, name: &str, remote: Remote) {
-        let carrier = match self.carriers.get() {
-            Some(carriers) => carriers(),
-            None => threads::carriers()(),
-        };
+        let carrier = self.carriers.get_or_init(threads::carriers)();
         let run = RemoteRun::start(self, child, name, remote, self.credentials(), carrier);
         self.running().insert(child, Running::Remote(run));
         self.with(|b, now| b.handle_spawned(child, now));

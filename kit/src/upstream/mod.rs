@@ -26,11 +26,11 @@ use mcp_provider_core::upstream::{ExchangeId, Remote, Upstream, UpstreamOutput};
 use crate::bridge::Bridged;
 use conn::Failed;
 
-/// Exchanges carried at once; more wait for a worker.
+/// Exchanges of one server carried at once; more wait for a worker.
 pub const MAX_WORKERS: usize = 64;
-/// A worker with nothing to do this long ends, and its connection with it
+/// A worker or a kept connection with nothing to do this long ends
 /// (shorter than the bridge's health pings, so an idle server keeps only
-/// its event stream's worker).
+/// its event stream's).
 pub const WORKER_IDLE: Duration = Duration::from_secs(5);
 /// The most of a response to a post read (a JSON answer is bounded again,
 /// tighter, by the core).
@@ -77,14 +77,14 @@ impl Job {
 pub type Cut = Box<dyn FnOnce() + Send>;
 
 /// Makes a remote server's HTTP exchanges: at most [`MAX_WORKERS`] at
-/// once, each worker keeping its connection for the next one and ending
-/// after [`WORKER_IDLE`] with nothing to do.
+/// once, each connection kept for the next one and ending after
+/// [`WORKER_IDLE`] with nothing to do.
 pub trait Carrier: Send + Sync {
     /// Makes `job`'s exchange for `run`: on a kept connection, or a new
     /// one; told to `run` as [`RemoteRun::started`], [`RemoteRun::feed`],
     /// each try settled by [`RemoteRun::settle`].
     fn carry(&self, run: &Arc<RemoteRun>, job: Job);
-    /// The run is over: idle workers end.
+    /// The run is over: idle workers and connections end.
     fn close(&self);
 }
 
