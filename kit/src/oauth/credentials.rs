@@ -1,7 +1,8 @@
 //! The bridge's [`Credentials`] over kept logins: the token a remote
 //! server gets is read from its file in the [`Store`] (again whenever the
-//! file changed, so a `login` run in another process is taken up at the
-//! next message), refreshed ahead of its expiry on a thread of its own,
+//! file changed, looked at once a second at most between messages, and at
+//! every renewal: a `login` run in another process is taken up within a
+//! second, or at once by a server that refused the old token), refreshed ahead of its expiry on a thread of its own,
 //! and renewed when the server refuses it — refreshed once, or, for a
 //! server that wants more scope or when no refresh is possible, logged in
 //! again in a browser if the server may open one. Otherwise its clients
@@ -25,6 +26,9 @@ const REFRESH_RETRY: Duration = Duration::from_secs(30);
 /// refused at every restart of the bridge's client would open a browser
 /// tab each time): its error is the answer meanwhile.
 const LOGIN_RETRY: Duration = Duration::from_secs(30);
+/// How often the token for each message looks at the login file (a
+/// `stat` per message is a tenth of a remote call's own cost).
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Kept logins as the bridge's credentials.
 pub struct OAuthCredentials {
@@ -49,6 +53,8 @@ struct Kept {
     /// How its file looked then (`None`: there was none, so a missing
     /// file is not opened again and again).
     stamp: Option<Stamp>,
+    /// When the file was last looked at.
+    checked: Instant,
     logins: Logins,
 }
 
@@ -89,22 +95,30 @@ impl OAuthCredentials {
     /// The logins kept for `server`: read again if its file changed;
     /// none if they are for another URL (the configuration changed).
     fn logins(&self, server: &OAuthServer) -> Logins {
-        let kept = self.read(server);
-        match kept {
-            Some(logins) if logins.is_for(&server.url) => logins,
+        self.look(server, Duration::ZERO);
+        let kept = self.kept();
+        match kept.get(&server.name) {
+            Some(kept) if kept.logins.is_for(&server.url) => kept.logins.clone(),
             _ => Logins::new(&server.url),
         }
     }
 
-    /// The logins in the cache, or in the file when it changed.
-    fn read(&self, server: &OAuthServer) -> Option<Logins> {
-        let name = &server.name;
+    /// Reads `server`'s file again if it changed since it was last looked
+    /// at, unless that was less than `recheck` ago.
+    fn look(&self, server: &OAuthServer, recheck: Duration) {
         let Some(store) = &self.store else {
-            return self.kept().get(name).map(|kept| kept.logins.clone());
+            return;
         };
+        let name = &server.name;
+        let now = Instant::now();
+        let last = self.kept().get(name).map(|kept| kept.checked);
+        if last.is_some_and(|at| now.duration_since(at) < recheck) {
+            return;
+        }
         let stamp = store.stamp(name);
-        if let Some(kept) = self.kept().get(name).filter(|kept| kept.stamp == stamp) {
-            return Some(kept.logins.clone());
+        if let Some(kept) = self.kept().get_mut(name).filter(|kept| kept.stamp == stamp) {
+            kept.checked = now;
+            return;
         }
         let logins = store
             .read(name)
@@ -113,14 +127,12 @@ impl OAuthCredentials {
                 None
             })
             .unwrap_or_else(|| Logins::new(&server.url));
-        self.kept().insert(
-            name.clone(),
-            Kept {
-                stamp,
-                logins: logins.clone(),
-            },
-        );
-        Some(logins)
+        let kept = Kept {
+            stamp,
+            checked: now,
+            logins,
+        };
+        self.kept().insert(name.clone(), kept);
     }
 
     /// Keeps `logins` for `server` (in memory if the file cannot be
@@ -138,6 +150,7 @@ impl OAuthCredentials {
         };
         let kept = Kept {
             stamp,
+            checked: Instant::now(),
             logins: logins.clone(),
         };
         self.kept().insert(server.name.clone(), kept);
@@ -286,12 +299,19 @@ impl Credentials for OAuthCredentials {
 
     fn current(&self, name: &str) -> Option<String> {
         let server = self.server(name)?;
-        let logins = self.logins(&server);
-        let current = logins.current()?;
-        if current.refresh_token.is_some() && current.expires_within(unix_now(), REFRESH_AHEAD) {
-            self.refresh_ahead(server.clone());
+        self.look(&server, RECHECK);
+        let (token, due) = {
+            let kept = self.kept();
+            let logins = &kept.get(name)?.logins;
+            let current = logins.current().filter(|_| logins.is_for(&server.url))?;
+            let due = current.refresh_token.is_some()
+                && current.expires_within(unix_now(), REFRESH_AHEAD);
+            (current.access_token.clone(), due)
+        };
+        if due {
+            self.refresh_ahead(server);
         }
-        Some(current.access_token.clone())
+        Some(token)
     }
 
     fn renew(
@@ -414,6 +434,13 @@ mod tests {
         (url, count)
     }
 
+    /// As if every file had been looked at [`RECHECK`] ago.
+    fn a_while_later(credentials: &OAuthCredentials) {
+        for kept in credentials.kept().values_mut() {
+            kept.checked = kept.checked.checked_sub(RECHECK).unwrap();
+        }
+    }
+
     #[test]
     fn a_login_kept_by_another_process_is_taken_up() {
         let dir = folder("taken-up");
@@ -425,9 +452,13 @@ mod tests {
         let mut logins = Logins::new(&remote.url);
         logins.record(stored("http://127.0.0.1:1/token", "at-a", None));
         store.write("remote", &logins).unwrap();
+        a_while_later(&credentials);
         assert_eq!(credentials.current("remote").as_deref(), Some("at-a"));
+        // A renewal looks at once.
         logins.record(stored("http://127.0.0.1:1/token", "at-bb", None));
         store.write("remote", &logins).unwrap();
+        let renewed = credentials.renew("remote", Some("at-a"), None, false);
+        assert_eq!(renewed.as_deref(), Ok("at-bb"));
         assert_eq!(credentials.current("remote").as_deref(), Some("at-bb"));
         // Logins kept for another URL are not this server's.
         let moved = server("http://127.0.0.1:2/mcp");
