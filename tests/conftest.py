@@ -55,12 +55,19 @@ def pytest_configure(config):
         "through the server, kills processes in a loop, or bounds a latency or races a deadline "
         "that a machine loaded with other tests misses)",
     )
+    config.addinivalue_line(
+        "markers",
+        "long: takes a minute or more; started first, so the tests side by side do not end "
+        "waiting on it alone",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    """Without Chromium the browser tests are reported as not run, with the
-    line that installs it, and everything else runs. CI has it installed
-    (`.ci/run`), and there a missing browser fails instead of skipping."""
+    """The long tests first (in their order). Without Chromium the browser
+    tests are reported as not run, with the line that installs it, and
+    everything else runs. CI has it installed (`.ci/run`), and there a
+    missing browser fails instead of skipping."""
+    items.sort(key=lambda item: "long" not in item.keywords)
     if CHROMIUM.exists() or os.environ.get("CI") == "true":
         return
     skip = pytest.mark.skip(reason=f"NOT RUN: {CHROMIUM} is missing; install it with {CHROMIUM_INSTALL}")

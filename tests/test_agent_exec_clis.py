@@ -627,6 +627,7 @@ OPTION_LIKE = ["--version", "--help", "-y", "--yolo", "--output-format text"]
 LONG_PROMPT = "pelican " * 25_000
 
 
+@pytest.mark.long
 def test_an_editor_message_is_never_an_option_of_gemini(server, exec_agent, tmp_path):
     """Messages that look like gemini's options (`--version` printed
     gemini's version once) and one longer than an argument may be reach
@@ -642,6 +643,7 @@ def test_an_editor_message_is_never_an_option_of_gemini(server, exec_agent, tmp_
     no_cli_left(tmp_path, agent)
 
 
+@pytest.mark.long
 def test_an_editor_message_is_never_an_option_of_qwen(server, exec_agent, tmp_path):
     """The same for qwen (`--version` printed qwen's version once), on an
     OpenAI chat endpoint: the user's words reach the model, the model's

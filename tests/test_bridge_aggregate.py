@@ -306,6 +306,7 @@ def test_a_filtered_tool_is_absent_and_refused_on_the_aggregate_too(make_server,
         assert refused == "Unknown tool: get-sum", refused
 
 
+@pytest.mark.long
 def test_aggregate_sessions_nobody_deletes_make_room_and_free_their_members(make_server):
     """`mcp` SDK clients that each open an `/mcp` session, call both
     servers and leave without DELETE, under `bridge.max_sessions=20`: 300

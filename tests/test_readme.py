@@ -41,6 +41,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, claude_code_env
 
 README = ROOT / "README.md"
@@ -134,6 +136,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.long
 def test_every_readme_snippet_works_as_pasted(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

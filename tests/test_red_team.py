@@ -442,6 +442,7 @@ def test_cli_agents_get_none_of_the_providers_variables_unless_passed(server):
 CHURN = 5000
 
 
+@pytest.mark.long
 def test_sessions_nobody_deletes_make_room_for_new_clients(make_server):
     """5,000 clients each open a session, call once and leave without
     DELETE (as real clients do), against the default cap of 1,024: none
@@ -484,6 +485,7 @@ def test_sessions_nobody_deletes_make_room_for_new_clients(make_server):
     assert peak <= 64, peak
 
 
+@pytest.mark.long
 def test_sdk_clients_that_never_delete_make_room(make_server):
     """The `mcp` SDK's session clients (legacy mode: `initialize`, then a GET
     stream), leaving without DELETE (`terminate_on_close=False`), under

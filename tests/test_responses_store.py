@@ -544,6 +544,7 @@ def post_many(server, indices, ids, size, finished=None):
         conn.close()
 
 
+@pytest.mark.long
 def test_ten_thousand_stored_responses_stay_within_the_byte_bound(make_server):
     """10,000 responses of about 4 kB each (40 MB) through a store bounded to
     8 MB: the server's memory grows by no more than the bound and a margin,
