@@ -15,6 +15,7 @@ an MCP error that names the login command, not a hang."""
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -206,6 +207,53 @@ def test_twenty_clients_share_one_upstream_session(make_server, remotes):
     assert status == 200, stats
     far = next(s for s in stats["servers"] if s["name"] == "far")
     assert [c["restarts"] for c in far["children"]] == [0], far
+
+
+def threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def connections_to(pid, port):
+    """How many of process `pid`'s sockets are TCP connections to `port`."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        if remote_port == port and fields[9] in inodes:
+            count += 1
+    return count
+
+
+def test_remote_servers_called_one_after_another_share_threads_and_idle_connections_end(make_server, remotes):
+    """Twenty remote servers, each called once in turn: each keeps one
+    exchange (its event stream), and nothing else stays of it — no thread
+    per server waiting for more, no idle connection once unused for a
+    while (10 s at most)."""
+    remote = remotes()
+    count = 20
+    flags = [a for i in range(count) for a in ("--server", f"far{i}={remote.url}")]
+    server = make_server(*flags)
+    pid = server.proc.pid
+    before = threads(pid)
+    peak = before
+    for i in range(count):
+        status, _, body = post(server, "/tools/call", {"server": f"far{i}", "name": "echo", "arguments": {"message": f"n{i}"}})
+        assert status == 200 and f"Echo: n{i}" in json.dumps(body), body
+        peak = max(peak, threads(pid))
+    # At most one thread per server's event stream, and a few carrying
+    # the calls.
+    assert peak <= before + count + 8, (before, peak)
+    assert wait_until(lambda: connections_to(pid, remote.port) <= count, timeout=20), connections_to(pid, remote.port)
+    status, _, body = post(server, "/tools/call", {"server": "far0", "name": "echo", "arguments": {"message": "again"}})
+    assert status == 200 and "Echo: again" in json.dumps(body), body
 
 
 def test_a_killed_remote_fails_its_call_at_once_and_comes_back(make_server, remotes):
