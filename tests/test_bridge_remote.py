@@ -31,6 +31,7 @@ from mcp.shared.exceptions import MCPError
 
 from conftest import API_KEY, ROOT, FakeHandler, LocalHttpServer, mcp_post as post, wait_until
 from test_bridge import client, run
+from test_red_team import threads
 
 FIXTURE = ROOT / "tests" / "fixtures" / "mcp" / "remote_server.py"
 
@@ -207,10 +208,6 @@ def test_twenty_clients_share_one_upstream_session(make_server, remotes):
     assert status == 200, stats
     far = next(s for s in stats["servers"] if s["name"] == "far")
     assert [c["restarts"] for c in far["children"]] == [0], far
-
-
-def threads(pid):
-    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def connections_to(pid, port):

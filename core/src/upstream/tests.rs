@@ -89,8 +89,6 @@ fn json(status: u16) -> ResponseHead {
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bridge","version":"1"}}}"#;
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
-/// A session made: initialize answered with a session id, initialized
-/// sent. Returns the listening stream's exchange.
 /// An upstream that was just handed the bridge's `initialize`, and the
 /// exchange that carries it.
 fn initializing(transport: Transport, now: Instant) -> (Upstream, Sent) {
@@ -100,6 +98,8 @@ fn initializing(transport: Transport, now: Instant) -> (Upstream, Sent) {
     (up, sent)
 }
 
+/// A session made: initialize answered with a session id, initialized
+/// sent. Returns the listening stream's exchange.
 fn session(up: &mut Upstream, now: Instant) -> ExchangeId {
     up.send(INIT.into(), now);
     let d = drain(up);

@@ -2,8 +2,8 @@
 //! server gets is read from its file in the [`Store`] (again whenever the
 //! file changed, looked at once a second at most between messages, and at
 //! every renewal: a `login` run in another process is taken up within a
-//! second, or at once by a server that refused the old token), refreshed ahead of its expiry on a thread of its own,
-//! and renewed when the server refuses it — refreshed once, or, for a
+//! second, or at once by a server that refused the old token), refreshed
+//! ahead of its expiry on a thread of its own, and renewed when the server refuses it — refreshed once, or, for a
 //! server that wants more scope or when no refresh is possible, logged in
 //! again in a browser if the server may open one. Otherwise its clients
 //! are told the command to run.
@@ -96,11 +96,16 @@ impl OAuthCredentials {
     /// none if they are for another URL (the configuration changed).
     fn logins(&self, server: &OAuthServer) -> Logins {
         self.look(server, Duration::ZERO);
+        self.with_kept(server, Logins::clone)
+            .unwrap_or_else(|| Logins::new(&server.url))
+    }
+
+    /// `f` of the logins kept for `server`, unless there are none or they
+    /// are for another URL.
+    fn with_kept<R>(&self, server: &OAuthServer, f: impl FnOnce(&Logins) -> R) -> Option<R> {
         let kept = self.kept();
-        match kept.get(&server.name) {
-            Some(kept) if kept.logins.is_for(&server.url) => kept.logins.clone(),
-            _ => Logins::new(&server.url),
-        }
+        let logins = &kept.get(&server.name)?.logins;
+        logins.is_for(&server.url).then(|| f(logins))
     }
 
     /// Reads `server`'s file again if it changed since it was last looked
@@ -300,14 +305,14 @@ impl Credentials for OAuthCredentials {
     fn current(&self, name: &str) -> Option<String> {
         let server = self.server(name)?;
         self.look(&server, RECHECK);
-        let (token, due) = {
-            let kept = self.kept();
-            let logins = &kept.get(name)?.logins;
-            let current = logins.current().filter(|_| logins.is_for(&server.url))?;
-            let due = current.refresh_token.is_some()
-                && current.expires_within(unix_now(), REFRESH_AHEAD);
-            (current.access_token.clone(), due)
-        };
+        let (token, due) = self
+            .with_kept(&server, |logins| {
+                let current = logins.current()?;
+                let due = current.refresh_token.is_some()
+                    && current.expires_within(unix_now(), REFRESH_AHEAD);
+                Some((current.access_token.clone(), due))
+            })
+            .flatten()?;
         if due {
             self.refresh_ahead(server);
         }
