@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from conftest import API_KEY, FakeHandler, LocalHttpServer, claude_code_env
+from conftest import API_KEY, FakeHandler, LocalHttpServer, claude_code_env, wait_until
 from test_agent_acp_clis import (  # noqa: F401
     APIS,
     SlowModel,
@@ -160,8 +160,11 @@ def one_process_one_session(agent):
 
 
 def nothing_left(agent, home):
-    """Stopped, the agent leaves no process behind (they all have its HOME)."""
+    """Stopped, the agent leaves no process behind (they all have its HOME).
+    A process killed with its group takes a moment to be torn down (a large
+    one on a busy machine): waited for, as `no_cli_left` does."""
     agent.stop()
+    wait_until(lambda: not processes_with_home(home), timeout=10)
     assert processes_with_home(home) == []
 
 
