@@ -242,3 +242,49 @@ def test_a_bridge_started_with_no_servers_shows_the_ones_a_reload_adds_in_its_fi
     assert wait_until(lambda: metrics(server).get(calls, 0) >= 1, timeout=5), metrics(server)
     save(path, config_text("json", {}))
     assert wait_until(lambda: calls not in metrics(server), timeout=5), metrics(server)
+
+
+def test_a_sighup_on_any_thread_leaves_open_connections_answering(make_server, tmp_path):
+    """A reload's SIGHUP lands on whichever thread the kernel picks (and a
+    debugger attaching interrupts every thread the same way): a thread
+    waiting to read a client's next request is interrupted, and the client
+    must still be answered on the connection it keeps."""
+    import ctypes
+    import socket
+
+    path = tmp_path / "mcp.json"
+    server = start(make_server, "json", path, {})
+    request = (
+        f"GET /integrations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {BRIDGE_TOKEN}\r\n\r\n"
+    ).encode()
+
+    def answer(sock):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            assert chunk, f"the connection closed instead of answering: {buf!r}"
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "the connection closed in the middle of an answer"
+            body += chunk
+        return int(head.split(b" ", 2)[1])
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_tgkill = 234  # x86_64
+    pid = server.proc.pid
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for round_ in range(3):
+            sock.sendall(request)
+            assert answer(sock) == 200
+            # Every thread is waiting again, this connection's reader too.
+            time.sleep(0.3)
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                libc.syscall(sys_tgkill, pid, int(tid), signal.SIGHUP)
+            assert wait_until(lambda: len(log_lines(server, "reloaded (SIGHUP)")) > round_, timeout=5)
+        sock.sendall(request)
+        assert answer(sock) == 200
+    assert server.alive()

@@ -3,9 +3,12 @@
 //! bridged server's `echo` tool back to back, and every answer must echo
 //! that call's own message. `--direct` measures the same calls on the raw
 //! stdio pipe of the same server command, spawned here and shared by C
-//! callers. `--sessions N` measures what an idle session costs, `--crash`
-//! times a killed child's return. One JSON line per measurement.
+//! callers. `--beside URL` measures the latency the bridge adds to a
+//! remote server, calls through it and to the server taking turns.
+//! `--sessions N` measures what an idle session costs, `--crash` times a
+//! killed child's return. One JSON line per measurement.
 
+mod beside;
 mod crash;
 mod direct;
 mod http;
@@ -76,6 +79,13 @@ struct Args {
     /// --server-pid).
     #[arg(long, requires = "server_pid")]
     crash: bool,
+    /// The bridged server reached directly over Streamable HTTP, e.g.
+    /// `http://127.0.0.1:PORT/mcp` of a remote server behind the bridge:
+    /// after the load, one client calls through the bridge and then
+    /// directly, in turns, and the line `measure: added` gives both p50s
+    /// from the same window.
+    #[arg(long, conflicts_with = "direct")]
+    beside: Option<String>,
     /// The raw stdio baseline: run the command after `--` and call it over
     /// its pipe.
     #[arg(long, conflicts_with_all = ["target", "crash"])]
@@ -192,6 +202,44 @@ fn run(args: &Args) -> Result<bool, String> {
                 "child_cpu_us_per_req": cpu(1),
                 "child_rss_mb": child.and_then(|p| rss_mb(p, "VmRSS")),
                 "client_cpu_us_per_req": cpu(2),
+            })
+        );
+    }
+    if let (Some(url), Some(target)) = (&args.beside, &target) {
+        let mut samples = Vec::new();
+        let paired = beside::run(
+            target,
+            &beside::target(url)?,
+            Duration::from_secs_f64(args.warmup),
+            Duration::from_secs_f64(args.seconds),
+            || samples.push(args.server_pid.and_then(cpu_seconds)),
+        )?;
+        if let Some(e) = &paired.first_error {
+            eprintln!("bridgegen: calls in turn: a call failed: {e}");
+        }
+        let (bridged, direct) = (&paired.bridged, &paired.direct);
+        clean &= bridged.errors + direct.errors == 0 && bridged.calls > 0 && direct.calls > 0;
+        let server_cpu = match (samples.first(), samples.get(1)) {
+            (Some(Some(before)), Some(Some(after))) if bridged.calls > 0 => {
+                Some(round2((after - before) * 1e6 / bridged.calls as f64))
+            }
+            _ => None,
+        };
+        println!(
+            "{}",
+            json!({
+                "runtime": runtime,
+                "measure": "added",
+                "clients": 1,
+                "calls": bridged.calls,
+                "p50_us": round2(bridged.p50_us),
+                "p99_us": round2(bridged.p99_us),
+                "direct_calls": direct.calls,
+                "direct_p50_us": round2(direct.p50_us),
+                "direct_p99_us": round2(direct.p99_us),
+                "added_p50_us": round2(bridged.p50_us - direct.p50_us),
+                "errors": bridged.errors + direct.errors,
+                "server_cpu_us_per_req": server_cpu,
             })
         );
     }

@@ -468,6 +468,10 @@ fn read_loop(
                 }
                 continue;
             }
+            // A signal landed on this thread (a reload's SIGHUP, a
+            // debugger attaching): a socket with a read timeout is not
+            // restarted by the kernel, so the read is made again here.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break None,
         }
         drop(state);
