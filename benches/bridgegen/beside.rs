@@ -1,9 +1,11 @@
 //! The bridge's added latency with the server's own drift cancelled out:
 //! one client alternates a call through the bridge with a call to the same
-//! server reached directly, so both sides of the difference meet the
-//! server in the same state (a remote server's runtime keeps compiling,
-//! collecting and caching as it runs, which moves its latency by more
-//! than the bridge adds between runs taken one after another).
+//! server reached directly (over HTTP for a remote server, over its stdio
+//! pipe for a command), so both sides of the difference meet the server
+//! in the same state and the machine in the same mood (a server's runtime
+//! keeps compiling, collecting and caching as it runs, which moves its
+//! latency by more than the bridge adds between runs taken one after
+//! another).
 
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ pub struct Paired {
 /// Makes its calls through `bridged` and `direct` in turns.
 struct Alternating {
     bridged: Session,
-    direct: Session,
+    direct: Box<dyn Caller>,
 }
 
 impl Caller for Alternating {
@@ -46,18 +48,18 @@ pub fn target(url: &str) -> Result<Target, String> {
     Ok(target)
 }
 
-/// One client, alternating, for `warmup` and then `measure`; `at_edge`
-/// as in [`load::run`].
+/// One client, alternating between `bridged` and `direct`, for `warmup`
+/// and then `measure`; `at_edge` as in [`load::run`].
 pub fn run(
     bridged: &Target,
-    direct: &Target,
+    direct: Box<dyn Caller>,
     warmup: Duration,
     measure: Duration,
     at_edge: impl FnMut(),
 ) -> Result<Paired, String> {
     let caller = Alternating {
         bridged: Session::open(bridged, 0)?,
-        direct: Session::open(direct, 0)?,
+        direct,
     };
     let (logs, window) = load::run(vec![Box::new(caller)], warmup, measure, at_edge);
     let first_error = logs.iter().find_map(|l| l.first_error.clone());

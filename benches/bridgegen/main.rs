@@ -79,11 +79,12 @@ struct Args {
     /// --server-pid).
     #[arg(long, requires = "server_pid")]
     crash: bool,
-    /// The bridged server reached directly over Streamable HTTP, e.g.
-    /// `http://127.0.0.1:PORT/mcp` of a remote server behind the bridge:
-    /// after the load, one client calls through the bridge and then
-    /// directly, in turns, and the line `measure: added` gives both p50s
-    /// from the same window.
+    /// The bridged server reached directly: over Streamable HTTP at a URL
+    /// (e.g. `http://127.0.0.1:PORT/mcp` of a remote server behind the
+    /// bridge), or `stdio`: the command after `--`, spawned here and
+    /// called over its pipe. After the load, one client calls through the
+    /// bridge and then directly, in turns, and the line `measure: added`
+    /// gives both p50s from the same window.
     #[arg(long, conflicts_with = "direct")]
     beside: Option<String>,
     /// The raw stdio baseline: run the command after `--` and call it over
@@ -97,8 +98,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.direct == args.command.is_empty() {
-        eprintln!("bridgegen: --direct takes the server command after `--`, and only it does");
+    let takes_command = args.direct || args.beside.as_deref() == Some("stdio");
+    if takes_command == args.command.is_empty() {
+        eprintln!(
+            "bridgegen: --direct and --beside stdio take the server command after `--`, \
+             and only they do"
+        );
         return ExitCode::from(2);
     }
     if args.clients.contains(&0) {
@@ -206,10 +211,14 @@ fn run(args: &Args) -> Result<bool, String> {
         );
     }
     if let (Some(url), Some(target)) = (&args.beside, &target) {
+        let direct: Box<dyn Caller> = match url.as_str() {
+            "stdio" => Box::new(Pipe::spawn(&args.command, 1)?.caller(0)?),
+            url => Box::new(Session::open(&beside::target(url)?, 0)?),
+        };
         let mut samples = Vec::new();
         let paired = beside::run(
             target,
-            &beside::target(url)?,
+            direct,
             Duration::from_secs_f64(args.warmup),
             Duration::from_secs_f64(args.seconds),
             || samples.push(args.server_pid.and_then(cpu_seconds)),
