@@ -12,15 +12,18 @@ clients the official `mcp` SDK (and raw requests where a session id is
 needed)."""
 
 import asyncio
+import ctypes
 import json
 import os
+import platform
 import signal
+import socket
 import time
 import uuid
 
 import pytest
 
-from conftest import API_KEY, BRIDGE_TOKEN, live_processes, mcp_post as post, wait_until, with_env
+from conftest import API_KEY, BRIDGE_TOKEN, live_processes, mcp_post as post, parse_headers, wait_until, with_env
 from test_bridge import EVERYTHING, client
 
 TIMEOUT = 60
@@ -249,9 +252,6 @@ def test_a_sighup_on_any_thread_leaves_open_connections_answering(make_server, t
     debugger attaching interrupts every thread the same way): a thread
     waiting to read a client's next request is interrupted, and the client
     must still be answered on the connection it keeps."""
-    import ctypes
-    import socket
-
     path = tmp_path / "mcp.json"
     server = start(make_server, "json", path, {})
     request = (
@@ -265,16 +265,15 @@ def test_a_sighup_on_any_thread_leaves_open_connections_answering(make_server, t
             assert chunk, f"the connection closed instead of answering: {buf!r}"
             buf += chunk
         head, _, body = buf.partition(b"\r\n\r\n")
-        length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")))
-        while len(body) < length:
+        while len(body) < int(parse_headers(head)["content-length"]):
             chunk = sock.recv(65536)
             assert chunk, "the connection closed in the middle of an answer"
             body += chunk
         return int(head.split(b" ", 2)[1])
 
     libc = ctypes.CDLL(None, use_errno=True)
-    sys_tgkill = 234  # x86_64
+    # tgkill(2): a signal to one thread of another process.
+    sys_tgkill = {"x86_64": 234, "aarch64": 131}[platform.machine()]
     pid = server.proc.pid
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         for round_ in range(3):

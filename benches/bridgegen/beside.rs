@@ -44,7 +44,6 @@ pub fn target(url: &str) -> Result<Target, String> {
     let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut target = Target::new(addr.to_owned(), String::new(), "", false);
     target.path = if path.is_empty() { "/" } else { path }.to_owned();
-    target.echo_tool = "echo".to_owned();
     Ok(target)
 }
 

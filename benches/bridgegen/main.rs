@@ -183,13 +183,9 @@ fn run(args: &Args) -> Result<bool, String> {
             eprintln!("bridgegen: {clients} clients: a call failed: {e}");
         }
         clean &= figures.errors == 0 && figures.calls > 0;
-        let per_call = |before: Option<f64>, after: Option<f64>| {
-            let (before, after) = before.zip(after)?;
-            (figures.calls > 0).then(|| round2((after - before) * 1e6 / figures.calls as f64))
-        };
         // CPU time over the window: the server's, its child's, and this
         // load generator's own (it shares the cores).
-        let cpu = |i: usize| per_call(samples[0][i], samples[1][i]);
+        let cpu = |i: usize| cpu_per_call(samples[0][i], samples[1][i], figures.calls);
         println!(
             "{}",
             json!({
@@ -228,12 +224,11 @@ fn run(args: &Args) -> Result<bool, String> {
         }
         let (bridged, direct) = (&paired.bridged, &paired.direct);
         clean &= bridged.errors + direct.errors == 0 && bridged.calls > 0 && direct.calls > 0;
-        let server_cpu = match (samples.first(), samples.get(1)) {
-            (Some(Some(before)), Some(Some(after))) if bridged.calls > 0 => {
-                Some(round2((after - before) * 1e6 / bridged.calls as f64))
-            }
-            _ => None,
-        };
+        let server_cpu = cpu_per_call(
+            samples.first().copied().flatten(),
+            samples.get(1).copied().flatten(),
+            bridged.calls,
+        );
         println!(
             "{}",
             json!({
@@ -290,6 +285,13 @@ fn run(args: &Args) -> Result<bool, String> {
         clean &= r.back_ms.is_some() && r.waiting_got_error;
     }
     Ok(clean)
+}
+
+/// CPU seconds sampled `before` and `after` a window, in µs per call of
+/// the `calls` made in it.
+fn cpu_per_call(before: Option<f64>, after: Option<f64>, calls: u64) -> Option<f64> {
+    let (before, after) = before.zip(after)?;
+    (calls > 0).then(|| round2((after - before) * 1e6 / calls as f64))
 }
 
 fn round2(x: f64) -> f64 {
