@@ -18,21 +18,29 @@ impl SecretHash {
         SecretHash(Sha256::digest(secret.as_bytes()).into())
     }
 
-    /// Whether `presented` hashes to this digest, in time independent of
-    /// where the digests differ.
-    pub fn matches(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.0.ct_eq(&digest).into()
+    /// Whether `presented` is this secret, in time independent of where
+    /// the digests differ.
+    pub fn matches(&self, presented: &Presented) -> bool {
+        self.0.ct_eq(&presented.0).into()
+    }
+}
+
+/// The digest of a secret a peer presented: made once, however many kept
+/// secrets it is compared with.
+pub struct Presented([u8; 32]);
+
+impl Presented {
+    pub fn of(secret: &str) -> Self {
+        Presented(Sha256::digest(secret.as_bytes()).into())
     }
 }
 
 /// The index of the first key matching `presented`. Every key is compared so
 /// the time taken does not tell which one matched.
-pub fn find_key(keys: &[SecretHash], presented: &str) -> Option<usize> {
-    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+pub fn find_key(keys: &[SecretHash], presented: &Presented) -> Option<usize> {
     let mut found = None;
     for (i, key) in keys.iter().enumerate() {
-        if bool::from(key.0.ct_eq(&digest)) && found.is_none() {
+        if key.matches(presented) && found.is_none() {
             found = Some(i);
         }
     }
@@ -75,10 +83,10 @@ mod tests {
     #[test]
     fn matches_only_the_same_secret() {
         let keys = [SecretHash::of("a"), SecretHash::of("b")];
-        assert_eq!(find_key(&keys, "b"), Some(1));
-        assert_eq!(find_key(&keys, "c"), None);
-        assert!(keys[0].matches("a"));
-        assert!(!keys[0].matches("a "));
+        assert_eq!(find_key(&keys, &Presented::of("b")), Some(1));
+        assert_eq!(find_key(&keys, &Presented::of("c")), None);
+        assert!(keys[0].matches(&Presented::of("a")));
+        assert!(!keys[0].matches(&Presented::of("a ")));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::auth::SecretHash;
+use crate::auth::{Presented, SecretHash};
 use crate::ConnId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl Session {
         session_token: Option<&str>,
     ) -> bool {
         let proves = |hash: &Option<SecretHash>, presented: Option<&str>| match (hash, presented) {
-            (Some(hash), Some(presented)) => hash.matches(presented),
+            (Some(hash), Some(presented)) => hash.matches(&Presented::of(presented)),
             _ => false,
         };
         let resume_ok = proves(&self.resume, resume_token);

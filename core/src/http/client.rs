@@ -51,24 +51,32 @@ impl Outgoing {
     /// with a line break in it is left out (it would start a field of its
     /// own).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.body.len());
-        let line = format!(
-            "{} {} HTTP/1.1\r\nhost: {}\r\n",
-            self.method,
-            self.url.target(),
-            self.url.authority()
-        );
-        out.extend_from_slice(line.as_bytes());
+        let clean = |s: &str| !s.contains(['\r', '\n']);
+        let fields: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 4)
+            .sum();
+        let mut head = String::with_capacity(128 + self.url.target().len() + fields);
+        for part in [self.method, " ", self.url.target(), " HTTP/1.1\r\nhost: "] {
+            head.push_str(part);
+        }
+        self.url.push_authority(&mut head);
+        head.push_str("\r\n");
         for (name, value) in &self.headers {
-            let clean = |s: &str| !s.contains(['\r', '\n']);
             if clean(name) && clean(value) {
-                out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                for part in [name, ": ", value, "\r\n"] {
+                    head.push_str(part);
+                }
             }
         }
         if !self.body.is_empty() || matches!(self.method, "POST" | "PUT" | "PATCH") {
-            out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+            head.push_str("content-length: ");
+            head.push_str(&self.body.len().to_string());
+            head.push_str("\r\n");
         }
-        out.extend_from_slice(b"\r\n");
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
         out.extend_from_slice(&self.body);
         out
     }

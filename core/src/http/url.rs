@@ -97,22 +97,37 @@ impl Url {
     /// What the `Host` header says: the host, and the port unless it is
     /// the scheme's own.
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
+        let mut out = String::with_capacity(self.host.len() + 8);
+        self.push_authority(&mut out);
+        out
+    }
+
+    /// [`Url::authority`], appended to `out`.
+    pub fn push_authority(&self, out: &mut String) {
+        let _ = self.write_authority(out);
+    }
+
+    fn write_authority(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(out, "[{}]", self.host)?;
         } else {
-            self.host.clone()
-        };
-        if self.port == if self.secure { 443 } else { 80 } {
-            host
-        } else {
-            format!("{host}:{}", self.port)
+            out.write_str(&self.host)?;
         }
+        if self.port != if self.secure { 443 } else { 80 } {
+            write!(out, ":{}", self.port)?;
+        }
+        Ok(())
     }
 
     /// Scheme, host and port: two URLs with the same origin are one
     /// server as far as credentials go.
     pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme(), self.authority())
+    }
+
+    /// Whether `other` has this URL's [`origin`](Url::origin).
+    pub fn same_origin(&self, other: &Url) -> bool {
+        self.secure == other.secure && self.port == other.port && self.host == other.host
     }
 
     pub fn scheme(&self) -> &'static str {
@@ -195,7 +210,9 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.origin(), self.target)
+        write!(f, "{}://", self.scheme())?;
+        self.write_authority(f)?;
+        f.write_str(&self.target)
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::{ceil_secs, Buckets, Provider};
 use crate::api::Guard;
-use crate::auth::{bearer, find_key};
+use crate::auth::{bearer, find_key, Presented};
 use crate::error::ApiError;
 use crate::http::Request;
 use crate::limiter::TokenBucket;
@@ -124,7 +124,9 @@ impl Provider {
     ) -> Result<Option<usize>, ApiError> {
         let presented = bearer(request.header("authorization"))
             .or(request.header("x-api-key"))
-            .or_else(|| protocol_bearer(request));
+            .or_else(|| protocol_bearer(request))
+            .map(Presented::of);
+        let presented = presented.as_ref();
         match guard {
             Guard::Open => Ok(None),
             Guard::BridgeToken => match presented {

@@ -34,6 +34,7 @@
 //!   [`MAX_AUTH_TRIES`] tokens in a row is not asked again for that
 //!   request: it gets an error.
 
+mod outline;
 pub mod sse;
 
 use std::collections::{HashMap, VecDeque};
@@ -44,6 +45,7 @@ use serde_json::Value;
 
 use crate::http::{Outgoing, ResponseHead, Url};
 use crate::mcp;
+use outline::Outline;
 use sse::SseReader;
 
 /// JSON-RPC's "server error" code, as the bridge answers a call its server
@@ -316,16 +318,11 @@ impl Upstream {
 
     /// One message of the bridge's for the server.
     pub fn send(&mut self, line: String, now: Instant) {
-        let message: Value = match serde_json::from_str(&line) {
-            Ok(message) => message,
-            Err(_) => return,
+        let Some(outline) = Outline::of(&line) else {
+            return;
         };
-        let method = message["method"].as_str().map(str::to_owned);
-        let id = match (&method, message.get("id")) {
-            (Some(_), Some(id)) => Some(id.clone()),
-            _ => None,
-        };
-        match method.as_deref() {
+        let id = outline.id.clone();
+        match outline.method.as_deref() {
             Some("initialize") => {
                 self.initialize = Some(line.clone());
                 self.session = None;
@@ -346,14 +343,14 @@ impl Upstream {
             return;
         }
         if self.remote.transport == Transport::Sse
-            && method.as_deref() == Some("initialize")
+            && outline.method.as_deref() == Some("initialize")
             && matches!(self.protocol, Protocol::Streamable)
         {
             self.hold(line, id.as_ref());
             self.open_legacy();
             return;
         }
-        self.post(line, &message, false);
+        self.post(line, outline, false);
     }
 
     /// Whether messages wait rather than go.
@@ -616,9 +613,13 @@ impl Upstream {
 
     /// Posts one message: to the legacy endpoint, or over Streamable HTTP
     /// in the generation the message speaks.
-    fn post(&mut self, line: String, message: &Value, replay: bool) {
-        let method = message["method"].as_str().map(str::to_owned);
-        let id = method.as_ref().and_then(|_| message.get("id").cloned());
+    fn post(&mut self, line: String, outline: Outline, replay: bool) {
+        let Outline {
+            method,
+            id,
+            version,
+            name,
+        } = outline;
         let (url, legacy) = match &self.protocol {
             Protocol::Legacy {
                 endpoint: Some(endpoint),
@@ -631,13 +632,13 @@ impl Upstream {
             .header("accept", "application/json, text/event-stream");
         let mut in_session = false;
         if !legacy {
-            match message["params"]["_meta"][mcp::PROTOCOL_VERSION_META].as_str() {
+            match version {
                 Some(version) => {
-                    request = request.header("mcp-protocol-version", version.to_owned());
+                    request = request.header("mcp-protocol-version", version);
                     if let Some(method) = &method {
                         request = request.header("mcp-method", method.clone());
                     }
-                    if let Some(name) = named(message) {
+                    if let Some(name) = name {
                         request = request.header("mcp-name", name);
                     }
                 }
@@ -950,8 +951,8 @@ impl Upstream {
             return;
         };
         self.reinitializing = true;
-        let message = serde_json::from_str(&initialize).unwrap_or_default();
-        self.post(initialize, &message, true);
+        let outline = Outline::of(&initialize).unwrap_or_default();
+        self.post(initialize, outline, true);
     }
 
     /// The replayed `initialize` was answered: the session's
@@ -959,8 +960,8 @@ impl Upstream {
     fn reinitialized(&mut self, now: Instant) {
         self.reinitializing = false;
         if let Some(line) = self.initialized.clone() {
-            let message = serde_json::from_str(&line).unwrap_or_default();
-            self.post(line, &message, false);
+            let outline = Outline::of(&line).unwrap_or_default();
+            self.post(line, outline, false);
         }
         self.release(now);
     }
@@ -986,8 +987,8 @@ impl Upstream {
                 *endpoint = Some(url);
                 let held = std::mem::take(&mut self.held);
                 for line in held {
-                    let message = serde_json::from_str(&line).unwrap_or_default();
-                    self.post(line, &message, false);
+                    let outline = Outline::of(&line).unwrap_or_default();
+                    self.post(line, outline, false);
                 }
             }
             _ => {
@@ -1037,17 +1038,6 @@ fn request_id(line: &str) -> Option<Value> {
     let message: Value = serde_json::from_str(line).ok()?;
     message.get("method")?;
     message.get("id").cloned()
-}
-
-/// What `Mcp-Name` says for a message: the tool, prompt or resource it
-/// names.
-fn named(message: &Value) -> Option<String> {
-    let key = match message["method"].as_str()? {
-        "tools/call" | "prompts/get" => "name",
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
-        _ => return None,
-    };
-    message["params"][key].as_str().map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -63,44 +63,54 @@ impl SseReader {
     }
 
     /// Takes bytes of the stream, and the events they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Event>, SseError> {
+    pub fn push(&mut self, mut bytes: &[u8]) -> Result<Vec<Event>, SseError> {
         let mut events = Vec::new();
-        for &byte in bytes {
-            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
+        while !bytes.is_empty() {
+            if std::mem::take(&mut self.after_cr) && bytes.first() == Some(&b'\n') {
+                bytes = bytes.get(1..).unwrap_or_default();
                 continue;
             }
-            match byte {
-                b'\r' | b'\n' => {
-                    self.after_cr = byte == b'\r';
-                    if let Some(event) = self.end_line() {
-                        events.push(event);
-                    }
-                }
-                _ => {
-                    self.size += 1;
-                    if self.size > self.max {
-                        return Err(SseError::TooLong(self.max));
-                    }
-                    self.line.push(byte);
-                }
+            // A line's bytes are taken a run at a time, up to its break.
+            let run = bytes
+                .iter()
+                .position(|&b| b == b'\r' || b == b'\n')
+                .unwrap_or(bytes.len());
+            let (text, rest) = bytes.split_at(run);
+            self.size += text.len();
+            if self.size > self.max {
+                return Err(SseError::TooLong(self.max));
             }
+            self.line.extend_from_slice(text);
+            let Some((&brk, rest)) = rest.split_first() else {
+                break;
+            };
+            self.after_cr = brk == b'\r';
+            if let Some(event) = self.end_line() {
+                events.push(event);
+            }
+            bytes = rest;
         }
         Ok(events)
     }
 
-    /// One line is over: a field taken, or (an empty line) the event
-    /// dispatched.
     fn end_line(&mut self) -> Option<Event> {
-        let line = std::mem::take(&mut self.line);
-        if line.is_empty() {
+        if self.line.is_empty() {
             let event = std::mem::take(&mut self.event);
             let any = std::mem::take(&mut self.any_data);
             self.size = 0;
             return any.then_some(event);
         }
-        let line = String::from_utf8_lossy(&line);
+        self.field();
+        // The line's room is kept for the next one.
+        self.line.clear();
+        None
+    }
+
+    /// The field on the line just read, into the event.
+    fn field(&mut self) {
+        let line = String::from_utf8_lossy(&self.line);
         if line.starts_with(':') {
-            return None;
+            return;
         }
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
@@ -117,7 +127,6 @@ impl SseReader {
             "id" if !value.contains('\0') => self.event.id = Some(value.to_owned()),
             _ => {}
         }
-        None
     }
 }
 

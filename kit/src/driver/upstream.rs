@@ -5,6 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,16 +81,23 @@ impl Queue {
 
     /// The next exchange, or `None` once there has been none for a while
     /// (or the run is over).
-    async fn next_job<E: Executor>(&self) -> Option<Job> {
+    async fn next_job<E: Executor>(&self, idle: &mut Idle<E>) -> Option<Job> {
         if let Ok(job) = self.waiting.try_recv() {
             return Some(job);
         }
         self.count().idle += 1;
-        let waited = future::or(async { self.waiting.recv().await.ok() }, async {
-            E::sleep(WORKER_IDLE).await;
-            None
-        })
-        .await;
+        let waited = loop {
+            let next = future::or(async { Some(self.waiting.recv().await.ok()) }, async {
+                (&mut idle.timer).await;
+                None
+            })
+            .await;
+            match next {
+                Some(job) => break job,
+                None if idle.over() => break None,
+                None => {}
+            }
+        };
         let mut count = self.count();
         count.idle -= 1;
         // One sent while this worker's wait ended is still its own.
@@ -104,9 +112,46 @@ impl Queue {
     /// while, keeping its connection between them.
     async fn work_on<E: Executor>(&self, run: &Arc<RemoteRun>) {
         let mut conn: Option<Conn<E>> = None;
-        while let Some(job) = self.next_job::<E>().await {
+        let mut idle = Idle::<E>::new();
+        while let Some(job) = self.next_job(&mut idle).await {
             carry(run, job, &mut conn).await;
+            idle.worked();
         }
+    }
+}
+
+/// When a worker has waited [`WORKER_IDLE`] for work: one timer for its
+/// whole life, moved on only when it fires early. (A timer made for each
+/// wait would cost a reactor with a timer file a system call or two per
+/// exchange.)
+struct Idle<E: Executor> {
+    timer: E::Timer,
+    /// When the worker last finished an exchange.
+    since: Instant,
+}
+
+impl<E: Executor> Idle<E> {
+    fn new() -> Self {
+        let since = Instant::now();
+        Idle {
+            timer: E::timer_at(since + WORKER_IDLE),
+            since,
+        }
+    }
+
+    fn worked(&mut self) {
+        self.since = Instant::now();
+    }
+
+    /// The timer fired: whether the worker has been idle long enough, or
+    /// else the timer set again for when it will have been.
+    fn over(&mut self) -> bool {
+        let due = self.since + WORKER_IDLE;
+        if Instant::now() >= due {
+            return true;
+        }
+        self.timer = E::timer_at(due);
+        false
     }
 }
 
@@ -115,7 +160,7 @@ impl Queue {
 async fn carry<E: Executor>(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Conn<E>>) {
     if conn
         .as_ref()
-        .is_some_and(|c| c.origin != job.request.url.origin())
+        .is_some_and(|c| !c.dialed.same_origin(&job.request.url))
     {
         *conn = None;
     }
@@ -158,8 +203,11 @@ struct Conn<E: Executor> {
     tls: Option<Box<ClientConnection>>,
     /// Bytes read from the socket that TLS has not taken yet.
     sealed: Vec<u8>,
-    /// Which server it is connected to (scheme, host, port).
-    origin: String,
+    /// Where each read lands, kept for the connection's next exchange.
+    buf: Vec<u8>,
+    /// The URL it was dialed for: its origin (scheme, host, port) is the
+    /// server it is connected to.
+    dialed: Url,
 }
 
 impl<E: Executor> Conn<E> {
@@ -177,7 +225,8 @@ impl<E: Executor> Conn<E> {
             tcp,
             tls: None,
             sealed: Vec::new(),
-            origin: url.origin(),
+            buf: Vec::new(),
+            dialed: url.clone(),
         };
         if url.is_secure() {
             let config = tls::client_config(ca_file).map_err(Failed::Dial)?;
@@ -213,17 +262,24 @@ impl<E: Executor> Conn<E> {
             .await
             .map_err(|e| (Failed::Broken(e.to_string()), 0))?;
         let mut reading = Reading::new(request, max_body);
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let n = self.read(&mut buf).await.map_err(|e| reading.broken(&e))?;
-            let took = reading.took(buf.get(..n).unwrap_or_default())?;
-            if !took.events.is_empty() && !on(took.events) {
-                return Ok(false);
-            }
-            if let Some(reusable) = took.ended {
-                return Ok(reusable);
+        // Taken while reading (a cut exchange leaves it empty: made anew).
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(READ_CHUNK, 0);
+        let read = async {
+            loop {
+                let n = self.read(&mut buf).await.map_err(|e| reading.broken(&e))?;
+                let took = reading.took(buf.get(..n).unwrap_or_default())?;
+                if !took.events.is_empty() && !on(took.events) {
+                    return Ok(false);
+                }
+                if let Some(reusable) = took.ended {
+                    return Ok(reusable);
+                }
             }
         }
+        .await;
+        self.buf = buf;
+        read
     }
 
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {

@@ -26,8 +26,11 @@ pub struct Conn {
     stream: Box<dyn Stream>,
     /// The socket under it, to cut it from another thread.
     socket: Arc<TcpStream>,
-    /// Which server it is connected to (scheme, host, port).
-    origin: String,
+    /// Where each read lands, kept for the connection's next exchange.
+    buf: Vec<u8>,
+    /// The URL it was dialed for: its origin (scheme, host, port) is the
+    /// server it is connected to.
+    dialed: Url,
 }
 
 /// Why an exchange failed.
@@ -77,7 +80,8 @@ impl Conn {
                     return Ok(Conn {
                         stream,
                         socket: Arc::new(socket),
-                        origin: url.origin(),
+                        buf: vec![0u8; READ_CHUNK],
+                        dialed: url.clone(),
                     });
                 }
                 Err(e) => last = Some(format!("{addr}: {e}")),
@@ -92,7 +96,7 @@ impl Conn {
 
     /// Whether this connection goes to `url`'s server.
     pub fn serves(&self, url: &Url) -> bool {
-        self.origin == url.origin()
+        self.dialed.same_origin(url)
     }
 
     /// A handle that cuts the connection from another thread.
@@ -116,14 +120,13 @@ impl Conn {
             .and_then(|()| self.stream.flush())
             .map_err(|e| (Failed::Broken(e.to_string()), 0))?;
         let mut reading = Reading::new(request, max_body);
-        let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            let n = match self.stream.read(&mut buf) {
+            let n = match self.stream.read(&mut self.buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(reading.broken(&e)),
             };
-            let took = reading.took(buf.get(..n).unwrap_or_default())?;
+            let took = reading.took(self.buf.get(..n).unwrap_or_default())?;
             if !took.events.is_empty() && !on(took.events) {
                 return Ok(false);
             }

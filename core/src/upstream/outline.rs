@@ -1,0 +1,149 @@
+//! What the upstream reads of a message it posts: its method, its id, and
+//! what the 2026-07-28 headers repeat (`MCP-Protocol-Version`, `Mcp-Name`).
+//! Read in one pass over borrowed text: the rest of the message (a tool's
+//! arguments, say) is skipped, not built into a tree only to be dropped.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// The parts of one message that decide how it is posted.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outline {
+    /// `method`, when it is a string.
+    pub method: Option<String>,
+    /// `id`, for a request (a message with a method).
+    pub id: Option<Value>,
+    /// `params._meta`'s protocol version: a stateless request.
+    pub version: Option<String>,
+    /// The tool, prompt or resource the request names.
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Members<'a> {
+    #[serde(default, borrow)]
+    method: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    params: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Params<'a> {
+    #[serde(default, borrow, rename = "_meta")]
+    meta: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    uri: Option<&'a RawValue>,
+}
+
+/// `_meta`'s member [`mcp::PROTOCOL_VERSION_META`](crate::mcp::PROTOCOL_VERSION_META).
+#[derive(Deserialize, Default)]
+struct Meta<'a> {
+    #[serde(default, borrow, rename = "io.modelcontextprotocol/protocolVersion")]
+    version: Option<&'a RawValue>,
+}
+
+/// A member that is a string, unescaped; anything else is none.
+fn text(raw: Option<&RawValue>) -> Option<String> {
+    serde_json::from_str(raw?.get()).ok()
+}
+
+/// `raw` read as `T`; a member of another shape reads as nothing there.
+fn shaped<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default()
+}
+
+impl Outline {
+    /// The outline of `line`; none when it is not JSON (JSON that is not
+    /// an object, a batch, has none of the parts).
+    pub fn of(line: &str) -> Option<Outline> {
+        if !line.trim_start().starts_with('{') {
+            return serde_json::from_str::<IgnoredAny>(line)
+                .ok()
+                .map(|_| Outline::default());
+        }
+        let members: Members = serde_json::from_str(line).ok()?;
+        let method = text(members.method);
+        let id = match (&method, members.id) {
+            (Some(_), Some(id)) => serde_json::from_str(id.get()).ok(),
+            _ => None,
+        };
+        let params: Params = shaped(members.params);
+        let meta: Meta = shaped(params.meta);
+        let name = match method.as_deref() {
+            Some("tools/call" | "prompts/get") => text(params.name),
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
+                text(params.uri)
+            }
+            _ => None,
+        };
+        Some(Outline {
+            method,
+            id,
+            version: text(meta.version),
+            name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcp;
+    use serde_json::json;
+
+    #[test]
+    fn a_stateless_call_gives_its_method_id_version_and_tool() {
+        let line = json!({
+            "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "hi", "deep": [1, {"a": null}]},
+                       "_meta": {mcp::PROTOCOL_VERSION_META: "2026-07-28"}}
+        })
+        .to_string();
+        assert_eq!(
+            Outline::of(&line),
+            Some(Outline {
+                method: Some("tools/call".into()),
+                id: Some(json!(7)),
+                version: Some("2026-07-28".into()),
+                name: Some("echo".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn a_resource_is_named_by_its_uri_and_escapes_are_read() {
+        let line = r#"{"id":"a\"b","method":"resources/read","params":{"uri":"file:///x\u0041"}}"#;
+        let outline = Outline::of(line).unwrap();
+        assert_eq!(outline.id, Some(json!("a\"b")));
+        assert_eq!(outline.name.as_deref(), Some("file:///xA"));
+        assert_eq!(outline.version, None);
+    }
+
+    #[test]
+    fn members_of_another_shape_read_as_absent() {
+        let outline = Outline::of(r#"{"id":1,"method":5,"params":[1,2]}"#).unwrap();
+        assert_eq!(outline, Outline::default());
+        let outline =
+            Outline::of(r#"{"id":1,"method":"x","params":{"_meta":3,"name":{}}}"#).unwrap();
+        assert_eq!(outline.method.as_deref(), Some("x"));
+        assert_eq!(outline.id, Some(json!(1)));
+        assert_eq!((outline.version, outline.name), (None, None));
+    }
+
+    #[test]
+    fn an_answer_or_a_batch_has_no_id_to_fail_and_text_that_is_not_json_no_outline() {
+        let outline = Outline::of(r#"{"id":3,"result":{}}"#).unwrap();
+        assert_eq!((outline.method, outline.id), (None, None));
+        let batch = r#"[{"id":1,"method":"ping"},{"id":2,"method":"ping"}]"#;
+        assert_eq!(Outline::of(batch), Some(Outline::default()));
+        assert_eq!(Outline::of("not json"), None);
+        assert_eq!(Outline::of(r#"{"id":1,"method":"x""#), None);
+    }
+}
