@@ -53,9 +53,11 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
     serde_json::from_str(raw?.get()).ok()
 }
 
-/// `raw` read as `T`; a member of another shape reads as nothing there.
+/// An object member read as `T`; a member of another shape reads as
+/// nothing there (a struct would also read from an array, by position).
 fn shaped<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
-    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+    raw.filter(|raw| raw.get().starts_with('{'))
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
         .unwrap_or_default()
 }
 
@@ -96,6 +98,7 @@ impl Outline {
 mod tests {
     use super::*;
     use crate::mcp;
+    use proptest::prelude::*;
     use serde_json::json;
 
     #[test]
@@ -124,6 +127,13 @@ mod tests {
         assert_eq!(outline.id, Some(json!("a\"b")));
         assert_eq!(outline.name.as_deref(), Some("file:///xA"));
         assert_eq!(outline.version, None);
+        let spaced = format!(
+            "{{ \"id\" : 2 , \"method\" :\n \"tools/call\", \"params\" : {{ \"name\" : \"t\", \"_meta\" :\t{{ \"{}\" : \"v\" }} }} }}",
+            mcp::PROTOCOL_VERSION_META
+        );
+        let outline = Outline::of(&spaced).unwrap();
+        assert_eq!(outline.version.as_deref(), Some("v"));
+        assert_eq!(outline.name.as_deref(), Some("t"));
     }
 
     #[test]
@@ -145,5 +155,81 @@ mod tests {
         assert_eq!(Outline::of(batch), Some(Outline::default()));
         assert_eq!(Outline::of("not json"), None);
         assert_eq!(Outline::of(r#"{"id":1,"method":"x""#), None);
+    }
+
+    /// What the upstream read of a message before: the whole tree built,
+    /// then looked into (an `"id": null` reads as no id either way).
+    fn from_tree(line: &str) -> Option<Outline> {
+        let message: Value = serde_json::from_str(line).ok()?;
+        let method = message["method"].as_str().map(str::to_owned);
+        let id = method
+            .as_ref()
+            .and_then(|_| message.get("id").cloned())
+            .filter(|id| !id.is_null());
+        let version = message["params"]["_meta"][mcp::PROTOCOL_VERSION_META]
+            .as_str()
+            .map(str::to_owned);
+        let key = match method.as_deref() {
+            Some("tools/call" | "prompts/get") => "name",
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => "uri",
+            _ => "",
+        };
+        let name = message["params"][key].as_str().map(str::to_owned);
+        Some(Outline {
+            method,
+            id,
+            version,
+            name: name.filter(|_| !key.is_empty()),
+        })
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z\\\\\"\u{e9}\u{1F600}/]{0,6}".prop_map(Value::from),
+            Just(json!("tools/call")),
+            Just(json!("resources/read")),
+            Just(json!("2026-07-28")),
+        ]
+    }
+
+    fn tree() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 4, |inner| {
+            let key = prop_oneof![
+                Just("name".to_owned()),
+                Just("uri".to_owned()),
+                Just("_meta".to_owned()),
+                Just(mcp::PROTOCOL_VERSION_META.to_owned()),
+                "[a-z]{1,3}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(key, inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn message() -> impl Strategy<Value = Value> {
+        let member = |name: &'static str, value: BoxedStrategy<Value>| {
+            prop::option::of(value).prop_map(move |v| v.map(|v| (name.to_owned(), v)))
+        };
+        (
+            member("method", tree().boxed()),
+            member("id", leaf().boxed()),
+            member("params", tree().boxed()),
+            member("result", tree().boxed()),
+        )
+            .prop_map(|(a, b, c, d)| Value::Object([a, b, c, d].into_iter().flatten().collect()))
+    }
+
+    proptest! {
+        #[test]
+        fn the_outline_is_what_the_whole_tree_says(message in prop_oneof![message(), tree()]) {
+            let line = message.to_string();
+            prop_assert_eq!(Outline::of(&line), from_tree(&line), "{}", line);
+        }
     }
 }
