@@ -109,7 +109,7 @@ struct Envelope {
 
 /// Whether `line` holds a JSON object: a struct also reads from an array,
 /// and only an object is a message.
-fn is_object(line: &str) -> bool {
+pub(crate) fn is_object(line: &str) -> bool {
     line.trim_start().starts_with('{')
 }
 

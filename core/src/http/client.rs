@@ -7,6 +7,8 @@
 //! The reader is bounded: a head over [`MAX_HEAD`], or a body over the
 //! limit it was given, is an error rather than memory spent.
 
+use std::fmt::Write;
+
 use bytes::{Bytes, BytesMut};
 
 use super::{ChunkedDecoder, ChunkedError, Headers, Url};
@@ -61,7 +63,8 @@ impl Outgoing {
         for part in [self.method, " ", self.url.target(), " HTTP/1.1\r\nhost: "] {
             head.push_str(part);
         }
-        self.url.push_authority(&mut head);
+        // Writing to a `String` cannot fail.
+        let _ = self.url.write_authority(&mut head);
         head.push_str("\r\n");
         for (name, value) in &self.headers {
             if clean(name) && clean(value) {
@@ -71,9 +74,7 @@ impl Outgoing {
             }
         }
         if !self.body.is_empty() || matches!(self.method, "POST" | "PUT" | "PATCH") {
-            head.push_str("content-length: ");
-            head.push_str(&self.body.len().to_string());
-            head.push_str("\r\n");
+            let _ = write!(head, "content-length: {}\r\n", self.body.len());
         }
         head.push_str("\r\n");
         let mut out = head.into_bytes();

@@ -98,16 +98,12 @@ impl Url {
     /// the scheme's own.
     pub fn authority(&self) -> String {
         let mut out = String::with_capacity(self.host.len() + 8);
-        self.push_authority(&mut out);
+        let _ = self.write_authority(&mut out);
         out
     }
 
-    /// [`Url::authority`], appended to `out`.
-    pub fn push_authority(&self, out: &mut String) {
-        let _ = self.write_authority(out);
-    }
-
-    fn write_authority(&self, out: &mut impl fmt::Write) -> fmt::Result {
+    /// [`Url::authority`], written to `out` (a request's head, say).
+    pub(super) fn write_authority(&self, out: &mut impl fmt::Write) -> fmt::Result {
         if self.host.contains(':') {
             write!(out, "[{}]", self.host)?;
         } else {

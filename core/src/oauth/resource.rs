@@ -54,7 +54,7 @@ impl ResourceMetadata {
             return Err(mismatch());
         }
         let resource = Url::parse(&self.resource).map_err(|_| mismatch())?;
-        if resource.origin() != server.origin() {
+        if !resource.same_origin(server) {
             return Err(mismatch());
         }
         let above = resource.path().trim_end_matches('/');

@@ -983,7 +983,7 @@ impl Upstream {
             return;
         }
         match self.remote.url.join(data.trim()) {
-            Ok(url) if url.origin() == self.remote.url.origin() => {
+            Ok(url) if url.same_origin(&self.remote.url) => {
                 *endpoint = Some(url);
                 let held = std::mem::take(&mut self.held);
                 for line in held {
@@ -1035,9 +1035,7 @@ impl Upstream {
 
 /// The id of a request line, if it is one.
 fn request_id(line: &str) -> Option<Value> {
-    let message: Value = serde_json::from_str(line).ok()?;
-    message.get("method")?;
-    message.get("id").cloned()
+    Outline::of(line)?.id
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::mcp;
+
 /// The parts of one message that decide how it is posted.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outline {
@@ -41,7 +43,7 @@ struct Params<'a> {
     uri: Option<&'a RawValue>,
 }
 
-/// `_meta`'s member [`mcp::PROTOCOL_VERSION_META`](crate::mcp::PROTOCOL_VERSION_META).
+/// `_meta`'s member [`mcp::PROTOCOL_VERSION_META`].
 #[derive(Deserialize, Default)]
 struct Meta<'a> {
     #[serde(default, borrow, rename = "io.modelcontextprotocol/protocolVersion")]
@@ -65,7 +67,7 @@ impl Outline {
     /// The outline of `line`; none when it is not JSON (JSON that is not
     /// an object, a batch, has none of the parts).
     pub fn of(line: &str) -> Option<Outline> {
-        if !line.trim_start().starts_with('{') {
+        if !mcp::is_object(line) {
             return serde_json::from_str::<IgnoredAny>(line)
                 .ok()
                 .map(|_| Outline::default());
@@ -97,7 +99,6 @@ impl Outline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp;
     use proptest::prelude::*;
     use serde_json::json;
 
