@@ -41,12 +41,23 @@ impl LineBuffer {
                 self.partial = Vec::new();
                 lines.push(Line::TooLong);
             }
-            if !self.overflowed {
+            if self.overflowed {
+                self.overflowed = !ends;
+                continue;
+            }
+            if !ends {
                 self.partial.extend_from_slice(piece);
+                continue;
             }
-            if ends && !std::mem::take(&mut self.overflowed) {
-                lines.extend(self.take());
-            }
+            // A line read whole in one piece is copied once, at its size.
+            let line = match self.partial.is_empty() {
+                true => piece.to_vec(),
+                false => {
+                    self.partial.extend_from_slice(piece);
+                    std::mem::take(&mut self.partial)
+                }
+            };
+            lines.extend(text_of(line));
         }
         lines
     }
@@ -65,11 +76,18 @@ impl LineBuffer {
     }
 
     fn take(&mut self) -> Option<Line> {
-        let line = std::mem::take(&mut self.partial);
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end_matches('\r');
-        (!text.trim().is_empty()).then(|| Line::Text(text.to_owned()))
+        text_of(std::mem::take(&mut self.partial))
     }
+}
+
+/// A complete line as text: trailing `\r`s dropped, invalid UTF-8
+/// replaced, `None` when blank. Valid UTF-8 (nearly every line) keeps its
+/// buffer.
+fn text_of(line: Vec<u8>) -> Option<Line> {
+    let mut text = String::from_utf8(line)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
+    text.truncate(text.trim_end_matches('\r').len());
+    (!text.trim().is_empty()).then_some(Line::Text(text))
 }
 
 #[cfg(test)]

@@ -114,7 +114,8 @@ impl Stdin {
             return;
         };
         state.writing = true;
-        let batch: Vec<u8> = state.queued.drain(..).collect();
+        let mut batch = Vec::with_capacity(state.queued.len());
+        move_all(&mut state.queued, &mut batch);
         drop(state);
         self.write_out(fd, batch);
     }
@@ -137,7 +138,7 @@ impl Stdin {
                 }
                 Ok(n) if n == batch.len() => {
                     batch.clear();
-                    batch.extend(state.queued.drain(..));
+                    move_all(&mut state.queued, &mut batch);
                 }
                 Ok(n) => {
                     let rest = batch.get(n..).unwrap_or_default();
@@ -206,6 +207,15 @@ impl Stdin {
             }
         }
     }
+}
+
+/// Moves every queued byte to the end of `batch`, a slice at a time (a
+/// byte-by-byte drain costs as much as the write itself).
+fn move_all(queued: &mut VecDeque<u8>, batch: &mut Vec<u8>) {
+    let (front, back) = queued.as_slices();
+    batch.extend_from_slice(front);
+    batch.extend_from_slice(back);
+    queued.clear();
 }
 
 /// Writes as much of `parts` as the pipe takes without waiting.

@@ -274,9 +274,15 @@ impl ResponseReader {
 
     /// The head, once all of it is in; it sets how the body is framed.
     fn head(&mut self) -> Result<Option<ResponseHead>, ResponseError> {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut response = httparse::Response::new(&mut fields);
-        let used = match response.parse(&self.input) {
+        // Left uninitialised, as a request's are (`RequestReader`).
+        let mut fields = [std::mem::MaybeUninit::uninit(); MAX_FIELDS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            &self.input,
+            &mut fields,
+        );
+        let used = match parsed {
             Ok(httparse::Status::Complete(used)) => used,
             Ok(httparse::Status::Partial) if self.input.len() > MAX_HEAD => {
                 return Err(ResponseError::HeadTooLarge)

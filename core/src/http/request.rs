@@ -257,9 +257,11 @@ impl RequestReader {
         while self.buf.starts_with(b"\r\n") {
             self.buf.advance(2);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut headers);
-        let len = match parsed.parse(&self.buf) {
+        // Left uninitialised: filling 100 fields for every request costs
+        // more than reading the few it has.
+        let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut []);
+        let len = match parsed.parse_with_uninit_headers(&self.buf, &mut headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => {
                 if self.buf.len() > self.limits.max_head {
@@ -282,7 +284,10 @@ impl RequestReader {
             headers: {
                 let mut headers = Headers::with_capacity(parsed.headers.len(), len);
                 for h in parsed.headers.iter() {
-                    headers.push(h.name, &String::from_utf8_lossy(h.value));
+                    match std::str::from_utf8(h.value) {
+                        Ok(value) => headers.push(h.name, value),
+                        Err(_) => headers.push(h.name, &String::from_utf8_lossy(h.value)),
+                    }
                 }
                 headers
             },
@@ -365,6 +370,9 @@ fn check_host(request: Request) -> Result<Request, HttpError> {
 /// (RFC 9112 §3.2.2), so the local-host check judges the host actually
 /// named.
 fn normalise_target(mut request: Request) -> Result<Request, HttpError> {
+    if super::target::is_canonical(&request.target) {
+        return Ok(request);
+    }
     let (target, authority) = super::target::canonical(&request.method, &request.target)?;
     request.target = target;
     if let Some(authority) = authority {

@@ -126,6 +126,24 @@ impl Url {
         self.secure == other.secure && self.port == other.port && self.host == other.host
     }
 
+    /// Whether this URL is written `text` (its `Display`), checked as it
+    /// is written out, with no copy made: a per-call check.
+    pub fn is_spelled(&self, text: &str) -> bool {
+        /// Takes what is written off the front of `rest`, failing at the
+        /// first difference.
+        struct Prefix<'a> {
+            rest: &'a str,
+        }
+        impl fmt::Write for Prefix<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.rest = self.rest.strip_prefix(s).ok_or(fmt::Error)?;
+                Ok(())
+            }
+        }
+        let mut prefix = Prefix { rest: text };
+        fmt::write(&mut prefix, format_args!("{self}")).is_ok() && prefix.rest.is_empty()
+    }
+
     pub fn scheme(&self) -> &'static str {
         if self.secure {
             "https"
@@ -251,6 +269,20 @@ mod tests {
         let v6 = Url::parse("http://[::1]:9/mcp").unwrap();
         assert_eq!(v6.host(), "::1");
         assert_eq!(v6.authority(), "[::1]:9");
+    }
+
+    #[test]
+    fn a_spelling_matches_only_the_whole_url() {
+        let url = Url::parse("http://[::1]:7000/mcp?x=1").unwrap();
+        assert!(url.is_spelled(&url.to_string()));
+        for other in [
+            "",
+            "http://",
+            "http://[::1]:7000/mcp",
+            "http://[::1]:7000/mcp?x=12",
+        ] {
+            assert!(!url.is_spelled(other), "{other}");
+        }
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl Logins {
 
     /// Whether these logins are for `server`.
     pub fn is_for(&self, server: &Url) -> bool {
-        self.server == server.to_string()
+        server.is_spelled(&self.server)
     }
 
     /// The credentials in use.
