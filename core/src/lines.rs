@@ -107,4 +107,28 @@ mod tests {
         assert_eq!(buffer.finish(), Some(Line::Text("last".into())));
         assert_eq!(buffer.finish(), None);
     }
+    proptest::proptest! {
+        /// However the input is cut into reads, the same lines come out
+        /// (a line read whole takes another path than one read in pieces).
+        #[test]
+        fn the_reads_do_not_change_the_lines(
+            input in proptest::collection::vec(proptest::sample::select(b"ab \r\n\xff".to_vec()), 0..64),
+            cuts in proptest::collection::vec(0usize..64, 0..8),
+        ) {
+            let mut whole = LineBuffer::new(8);
+            let mut expected = whole.push(&input);
+            expected.extend(whole.finish());
+            let mut cut = LineBuffer::new(8);
+            let mut got = Vec::new();
+            let mut points: Vec<usize> = cuts.into_iter().filter(|&c| c <= input.len()).collect();
+            points.sort_unstable();
+            let mut start = 0;
+            for point in points.into_iter().chain([input.len()]) {
+                got.extend(cut.push(&input[start..point]));
+                start = point;
+            }
+            got.extend(cut.finish());
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
 }

@@ -220,8 +220,8 @@ impl Piece {
         Delta {
             role: None,
             // The texts were `str`s: valid UTF-8, so these borrow.
-            content: self.text.as_deref().map(String::from_utf8_lossy),
-            reasoning: self.reasoning.as_deref().map(String::from_utf8_lossy),
+            content: self.text.as_deref().map(crate::text::lossy),
+            reasoning: self.reasoning.as_deref().map(crate::text::lossy),
             tool_calls: self.tool_calls.take(),
         }
     }

@@ -1,4 +1,17 @@
-//! Text cut to a bound, for what a peer sends and a page or log shows.
+//! Text from a peer's bytes, and text cut to a bound, for what a peer
+//! sends and a page or log shows.
+
+use std::borrow::Cow;
+
+/// `bytes` as text, invalid UTF-8 replaced. Valid text (nearly all a peer
+/// sends) is borrowed after one validating pass; the replacing reader is
+/// several times slower, so it only reads what needs it.
+pub fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
 
 /// The start of `text`, at most `max` bytes cut at a character boundary,
 /// with `…` when something was left out.
@@ -16,6 +29,12 @@ pub fn bounded(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_bytes_are_replaced_valid_text_borrowed() {
+        assert!(matches!(lossy("é".as_bytes()), Cow::Borrowed("é")));
+        assert_eq!(lossy(b"a\xffb"), "a\u{fffd}b");
+    }
 
     #[test]
     fn text_is_cut_at_a_character_boundary() {

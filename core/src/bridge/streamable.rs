@@ -165,7 +165,7 @@ impl<H: Above> Registry<H> {
 
 /// One JSON-RPC message from a POST body, or the 400 to answer with.
 pub(crate) fn parse_one(body: &[u8]) -> Result<Message, Response> {
-    let text = String::from_utf8_lossy(body);
+    let text = crate::text::lossy(body);
     if text.trim_start().starts_with('[') {
         let reply = mcp::error(
             &Value::Null,

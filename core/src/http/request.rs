@@ -284,10 +284,7 @@ impl RequestReader {
             headers: {
                 let mut headers = Headers::with_capacity(parsed.headers.len(), len);
                 for h in parsed.headers.iter() {
-                    match std::str::from_utf8(h.value) {
-                        Ok(value) => headers.push(h.name, value),
-                        Err(_) => headers.push(h.name, &String::from_utf8_lossy(h.value)),
-                    }
+                    headers.push(h.name, &crate::text::lossy(h.value));
                 }
                 headers
             },

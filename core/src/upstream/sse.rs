@@ -108,7 +108,7 @@ impl SseReader {
 
     /// The field on the line just read, into the event.
     fn field(&mut self) {
-        let line = String::from_utf8_lossy(&self.line);
+        let line = crate::text::lossy(&self.line);
         if line.starts_with(':') {
             return;
         }
