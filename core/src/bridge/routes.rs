@@ -126,17 +126,35 @@ pub(crate) enum Miss {
 impl Row {
     /// The path's parameters when it has this row's shape.
     fn matches<'a>(&self, path: &'a str) -> Option<Vec<&'a str>> {
-        let mut segments = path.strip_prefix('/')?.split('/');
         let mut params = Vec::new();
+        self.walk(path, |param| params.push(param))
+            .then_some(params)
+    }
+
+    /// Whether the path has this row's shape (nothing kept: asked of
+    /// every request, more than once).
+    fn fits(&self, path: &str) -> bool {
+        self.walk(path, |_| {})
+    }
+
+    /// Whether the path has this row's shape, each parameter's segment
+    /// handed to `param` on the way.
+    fn walk<'a>(&self, path: &'a str, mut param: impl FnMut(&'a str)) -> bool {
+        let Some(rest) = path.strip_prefix('/') else {
+            return false;
+        };
+        let mut segments = rest.split('/');
         for seg in self.path {
-            let segment = segments.next().filter(|s| !s.is_empty())?;
+            let Some(segment) = segments.next().filter(|s| !s.is_empty()) else {
+                return false;
+            };
             match seg {
                 Lit(lit) if *lit == segment => {}
-                Lit(_) => return None,
-                Param => params.push(segment),
+                Lit(_) => return false,
+                Param => param(segment),
             }
         }
-        segments.next().is_none().then_some(params)
+        segments.next().is_none()
     }
 
     fn takes(&self, method: &str) -> bool {
@@ -181,7 +199,7 @@ pub(crate) fn every_route() -> Vec<(&'static str, String, Guard)> {
 
 /// Whether `path` is the bridge's, whatever the method.
 pub(crate) fn handles(path: &str) -> bool {
-    ROUTES.iter().any(|row| row.matches(path).is_some())
+    ROUTES.iter().any(|row| row.fits(path))
 }
 
 /// Who may make this request: its row's guard; for a bridge path with
@@ -190,7 +208,7 @@ pub(crate) fn handles(path: &str) -> bool {
 /// even that).
 pub fn guard(method: &str, path: &str) -> Guard {
     let mut strictest = None;
-    for row in ROUTES.iter().filter(|row| row.matches(path).is_some()) {
+    for row in ROUTES.iter().filter(|row| row.fits(path)) {
         if row.takes(method) {
             return row.guard;
         }
