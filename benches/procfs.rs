@@ -23,6 +23,53 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     parse_stat(&stat).map(|s| s.cpu_ticks as f64 / 100.0)
 }
 
+/// A reading of a process's CPU time, to measure the time between two:
+/// its threads' own run times (to the nanosecond, from each one's
+/// `schedstat`) and its 10 ms ticks (which also count threads that have
+/// ended). A run of a few hundred milliseconds is a few dozen ticks, too
+/// coarse to tell two servers 5% apart.
+#[derive(Debug, PartialEq)]
+pub struct CpuReading {
+    ticks: u64,
+    /// (thread id, nanoseconds run), by thread id.
+    threads: Vec<(u32, u64)>,
+}
+
+impl CpuReading {
+    pub fn of(pid: u32) -> Option<CpuReading> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ticks = parse_stat(&stat)?.cpu_ticks;
+        let mut threads: Vec<(u32, u64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .filter_map(|entry| {
+                let tid = entry.ok()?.file_name().to_str()?.parse().ok()?;
+                let schedstat =
+                    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+                Some((tid, schedstat.split_whitespace().next()?.parse().ok()?))
+            })
+            .collect();
+        threads.sort_unstable();
+        Some(CpuReading { ticks, threads })
+    }
+
+    /// Seconds of CPU used since `before`: from the threads' own run
+    /// times when the same threads ran throughout, else from the ticks.
+    pub fn seconds_since(&self, before: &CpuReading) -> f64 {
+        let same = self.threads.len() == before.threads.len()
+            && self
+                .threads
+                .iter()
+                .zip(&before.threads)
+                .all(|(a, b)| a.0 == b.0);
+        if same {
+            let total = |r: &CpuReading| r.threads.iter().map(|t| t.1).sum::<u64>();
+            total(self).saturating_sub(total(before)) as f64 / 1e9
+        } else {
+            self.ticks.saturating_sub(before.ticks) as f64 / 100.0
+        }
+    }
+}
+
 /// The processes whose parent is `pid`, in ascending order.
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -103,5 +150,20 @@ mod tests {
         assert!(children(parent).contains(&me));
         assert!(rss_mb(me, "VmRSS").is_some_and(|mb| mb > 0.0));
         assert!(cpu_seconds(me).is_some());
+    }
+
+    #[test]
+    fn cpu_between_readings_counts_the_threads_or_else_the_ticks() {
+        let reading = |ticks, threads: &[(u32, u64)]| CpuReading {
+            ticks,
+            threads: threads.to_vec(),
+        };
+        let before = reading(10, &[(1, 1_000), (2, 5_000)]);
+        let same_threads = reading(11, &[(1, 2_501_000), (2, 5_000)]);
+        assert_eq!(same_threads.seconds_since(&before), 0.0025);
+        let one_ended = reading(13, &[(1, 2_500_000)]);
+        assert_eq!(one_ended.seconds_since(&before), 0.03);
+        let me = CpuReading::of(std::process::id()).unwrap();
+        assert!(me.threads.iter().any(|t| t.0 == std::process::id()));
     }
 }

@@ -20,7 +20,7 @@ use smol::channel;
 use smol::future::FutureExt;
 use smol::lock::Semaphore;
 
-use mcp_provider_benches::procfs::{cpu_seconds, rss_mb, runtime_of};
+use mcp_provider_benches::procfs::{rss_mb, runtime_of, CpuReading};
 use mcp_provider_benches::stats::quantile_us;
 
 use crate::agent::Event;
@@ -178,8 +178,8 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
         agent: events_tx.clone(),
         opened: opened_tx,
     });
-    let cpu_before = args.server_pid.and_then(cpu_seconds);
-    let own_cpu_before = cpu_seconds(std::process::id());
+    let cpu_before = args.server_pid.and_then(CpuReading::of);
+    let own_cpu_before = CpuReading::of(std::process::id());
     let editors: Vec<_> = (0..args.streams)
         .map(|s| smol::spawn(editor::run(plan.clone(), s)))
         .collect();
@@ -225,8 +225,8 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
     let timed_out = outcomes.len() < args.streams as usize;
     let rss = rss_open.or_else(|| args.server_pid.and_then(|pid| rss_mb(pid, "VmRSS")));
     let peak = args.server_pid.and_then(|pid| rss_mb(pid, "VmHWM"));
-    let cpu_after = args.server_pid.and_then(cpu_seconds);
-    let own_cpu_after = cpu_seconds(std::process::id());
+    let cpu_after = args.server_pid.and_then(CpuReading::of);
+    let own_cpu_after = CpuReading::of(std::process::id());
     drop(writer);
     drop(link);
     drop(extra_links);
@@ -258,10 +258,10 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
 /// CPU seconds used between two readings, in µs per chunk relayed. The
 /// load generator's own figure says how much of the machine it takes from
 /// the server: the two share the cores.
-fn us_per_chunk(before: Option<f64>, after: Option<f64>, chunks: u64) -> Option<f64> {
+fn us_per_chunk(before: Option<CpuReading>, after: Option<CpuReading>, chunks: u64) -> Option<f64> {
     let (before, after) = before.zip(after)?;
     (chunks > 0).then(|| {
-        let us = (after - before) * 1e6 / chunks as f64;
+        let us = after.seconds_since(&before) * 1e6 / chunks as f64;
         (us * 100.0).round() / 100.0
     })
 }
