@@ -28,7 +28,7 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 /// `schedstat`) and its 10 ms ticks (which also count threads that have
 /// ended). A run of a few hundred milliseconds is a few dozen ticks, too
 /// coarse to tell two servers 5% apart.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct CpuReading {
     ticks: u64,
     /// (thread id, nanoseconds run), by thread id.
