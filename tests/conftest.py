@@ -23,7 +23,9 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN_DIR = Path(os.environ.get("MCP_PROVIDER_BIN_DIR", ROOT / "target" / "debug"))
+# The release build: what the README's `cargo run --release` starts, and what
+# users run (scripts/test builds it; the core's own tests run unoptimized).
+BIN_DIR = Path(os.environ.get("MCP_PROVIDER_BIN_DIR", ROOT / "target" / "release"))
 RUNTIMES = {
     "smol": "mcp-provider",
     "blocking": "mcp-provider-blocking",

@@ -35,7 +35,7 @@ def free_port():
 @pytest.fixture(scope="module")
 def app():
     if not BINARY.exists():
-        subprocess.run(["cargo", "build", "-p", "mcp-provider-tokio", "--example", "embed"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-p", "mcp-provider-tokio", "--example", "embed"], cwd=ROOT, check=True)
     port = free_port()
     proc = subprocess.Popen(
         [str(BINARY), f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -23,6 +23,14 @@ pub struct BridgeSettings {
     /// A session with no stream open and no request for this long ends.
     #[serde(default = "default_bridge_session_idle")]
     pub session_idle_secs: u64,
+    /// How long a child has to answer the bridge's `initialize` (a server
+    /// run with `npx` may download itself first).
+    #[serde(default = "default_bridge_startup_timeout")]
+    pub startup_timeout_secs: u64,
+    /// How long a child may leave a call with no line at all before it is
+    /// pinged, and that ping unanswered before the child counts as hung.
+    #[serde(default = "default_bridge_ping_timeout")]
+    pub ping_timeout_secs: u64,
     /// What joins a server's name and its tool's on `/mcp`
     /// (`files__read_file`).
     #[serde(default = "default_aggregate_separator")]
@@ -52,6 +60,8 @@ impl Default for BridgeSettings {
         BridgeSettings {
             max_sessions: default_bridge_sessions(),
             session_idle_secs: default_bridge_session_idle(),
+            startup_timeout_secs: default_bridge_startup_timeout(),
+            ping_timeout_secs: default_bridge_ping_timeout(),
             aggregate_separator: default_aggregate_separator(),
             max_name_len: default_max_name_len(),
             mcp_json: Vec::new(),
@@ -70,6 +80,14 @@ fn default_bridge_session_idle() -> u64 {
     BridgeLimits::default().session_idle.as_secs()
 }
 
+fn default_bridge_startup_timeout() -> u64 {
+    BridgeLimits::default().startup_timeout.as_secs()
+}
+
+fn default_bridge_ping_timeout() -> u64 {
+    BridgeLimits::default().ping_timeout.as_secs()
+}
+
 fn default_aggregate_separator() -> String {
     aggregate_names::DEFAULT_SEPARATOR.to_owned()
 }
@@ -81,9 +99,11 @@ fn default_max_name_len() -> usize {
 impl BridgeSettings {
     /// Its keys that hold a plain value (an environment variable can set
     /// them; `bridge_token` is a key of the top level).
-    pub(super) const PLAIN_KEYS: [&str; 4] = [
+    pub(super) const PLAIN_KEYS: [&str; 6] = [
         "max_sessions",
         "session_idle_secs",
+        "startup_timeout_secs",
+        "ping_timeout_secs",
         "aggregate_separator",
         "max_name_len",
     ];
@@ -113,16 +133,24 @@ impl BridgeSettings {
         BridgeLimits {
             max_sessions: self.max_sessions,
             session_idle: Duration::from_secs(self.session_idle_secs),
+            startup_timeout: Duration::from_secs(self.startup_timeout_secs),
+            ping_timeout: Duration::from_secs(self.ping_timeout_secs),
             ..BridgeLimits::default()
         }
     }
 
     /// Checks the table's limits and every server, naming the bad key.
     pub(super) fn validate(&self) -> Result<(), BadSettings> {
-        if self.max_sessions == 0 {
-            return Err(BadSettings(
-                "bad setting `bridge.max_sessions`: it must be at least 1".to_owned(),
-            ));
+        for (key, value) in [
+            ("max_sessions", self.max_sessions as u64),
+            ("startup_timeout_secs", self.startup_timeout_secs),
+            ("ping_timeout_secs", self.ping_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(BadSettings(format!(
+                    "bad setting `bridge.{key}`: it must be at least 1"
+                )));
+            }
         }
         if let Some(why) = aggregate_names::bad_separator(&self.aggregate_separator) {
             return Err(BadSettings(format!(

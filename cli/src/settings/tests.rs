@@ -24,6 +24,15 @@ fn a_table_key_is_set_with_a_dotted_name() {
     assert!(s.bridge.servers.is_empty());
     let zero = load(&[], &["bridge.max_sessions=0"]).unwrap_err().0;
     assert!(zero.contains("bridge.max_sessions"), "{zero}");
+    let s = load(
+        &[("MCP_PROVIDER_BRIDGE_PING_TIMEOUT_SECS", "3")],
+        &["bridge.startup_timeout_secs=120"],
+    )
+    .unwrap();
+    assert_eq!(s.bridge.limits().startup_timeout, Duration::from_secs(120));
+    assert_eq!(s.bridge.limits().ping_timeout, Duration::from_secs(3));
+    let zero = load(&[], &["bridge.ping_timeout_secs=0"]).unwrap_err().0;
+    assert!(zero.contains("bridge.ping_timeout_secs"), "{zero}");
     let unknown = load(&[], &["bridge.nope=1"]).unwrap_err().0;
     assert!(
         unknown.contains("--set bridge.nope") && unknown.contains("nope"),
