@@ -873,6 +873,19 @@ mod tests {
     }
 
     #[test]
+    fn an_operation_under_an_absurd_start_up_timeout_waits_for_its_list() {
+        let echo = ServerSpec::new("echo", vec!["echo-mcp".into()]);
+        let limits = Limits {
+            startup_timeout: std::time::Duration::from_secs(u64::MAX),
+            ..Limits::default()
+        };
+        let mut rig = Rig::of(vec![echo], limits);
+        assert!(post(&mut rig, "/tools/echo/read", "{}").is_empty());
+        rig.initializes(ChildId(1));
+        assert_eq!(rig.last_to(ChildId(1))["method"], "tools/list");
+    }
+
+    #[test]
     fn a_document_of_no_server_is_answered_at_once() {
         let mut rig = Rig::of(vec![], Limits::default());
         let (_, out) = rig.request("GET", "/openapi.json", vec![], Bytes::new());
