@@ -102,6 +102,7 @@ def failed_checks(results):
     return {name: bad for name, checks in results.items() if (bad := failures(checks))}
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("version", ["2025-11-25", "2026-07-28"])
 def test_every_auth_scenario_of_the_conformance_suite_passes(conformance, runtime, tmp_path, version):
     results = run_suite(conformance, runtime, tmp_path, "--suite", "auth", "--spec-version", version)
@@ -111,6 +112,7 @@ def test_every_auth_scenario_of_the_conformance_suite_passes(conformance, runtim
     assert all(len(checks) >= 8 for checks in results.values())
 
 
+@pytest.mark.serial
 def test_the_2025_03_26_fallbacks_and_the_drafts_auth_scenarios_pass(conformance, runtime, tmp_path):
     """No protected-resource metadata (metadata at the server's root, or
     none and `/authorize`, `/token`, `/register` there); and the next
