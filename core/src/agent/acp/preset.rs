@@ -4,6 +4,7 @@
 //! parser: every agent speaks the same protocol.
 
 use crate::agent::exec::offer::QWEN_OFF;
+use crate::agent::exec::preset::{GEMINI_ONE_PROCESS, QWEN_ONE_PROCESS};
 use crate::agent::exec::tools::SERVER;
 
 /// A known ACP agent.
@@ -72,7 +73,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "gemini",
         command: &["gemini", "--acp"],
-        env: &[],
+        env: &[GEMINI_ONE_PROCESS],
         login: "gemini, then choose a login (or set GEMINI_API_KEY)",
         install: "npm install -g @google/gemini-cli",
         own_tools_off: OwnToolsOff::No,
@@ -81,7 +82,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "qwen",
         command: &["qwen", "--acp"],
-        env: &[],
+        env: &[QWEN_ONE_PROCESS],
         login: "qwen, then /auth (or set OPENAI_API_KEY with --auth-type openai)",
         install: "npm install -g @qwen-code/qwen-code",
         own_tools_off: OwnToolsOff::Args(qwen_own_tools_off),

@@ -328,13 +328,17 @@ impl ExecAgent {
             _ => self.plan.command.clone(),
         };
         let (mut argv, on_stdin) = preset::arguments(&command, &request.prompt);
-        let (env, home) = match self.launch(run, request.offer.is_some()) {
+        let mut env: Vec<(String, String)> = (self.plan.preset.map_or(&[][..], Preset::env).iter())
+            .map(|&(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let home = match self.launch(run, request.offer.is_some()) {
             Some(launch) => {
                 let at = 1.min(argv.len());
                 argv.splice(at..at, launch.args);
-                (launch.env, launch.home)
+                env.extend(launch.env);
+                launch.home
             }
-            None => (Vec::new(), None),
+            None => None,
         };
         if let Some(long) = argv.iter().map(String::len).find(|&n| n > MAX_ARGUMENT) {
             let message = format!(

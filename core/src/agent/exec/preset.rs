@@ -167,7 +167,27 @@ impl Preset {
     }
 }
 
+/// qwen-code in one process: without it, every run starts Node again to
+/// relaunch itself with a heap of half the machine's memory, which costs
+/// one to two seconds before a one-shot answer's first token. A user who
+/// wants the bigger heap sets `NODE_OPTIONS=--max-old-space-size=…`.
+pub const QWEN_ONE_PROCESS: (&str, &str) = ("QWEN_CODE_NO_RELAUNCH", "true");
+
+/// gemini in one process: without it, every run starts Node again under a
+/// supervisor that exists to restart an interactive session (and to give
+/// it a bigger heap), the same second or two for nothing headless.
+pub const GEMINI_ONE_PROCESS: (&str, &str) = ("GEMINI_CLI_NO_RELAUNCH", "true");
+
 impl Preset {
+    /// Variables the CLI is run with beside the inherited ones.
+    pub fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Preset::Qwen => &[QWEN_ONE_PROCESS],
+            Preset::Gemini => &[GEMINI_ONE_PROCESS],
+            Preset::Claude | Preset::Codex | Preset::CursorAgent => &[],
+        }
+    }
+
     /// The command that continues the CLI's session [`SESSION`] with a new
     /// prompt, for the CLIs whose resuming is known to work headless:
     /// claude, qwen and gemini (`--resume`; qwen and gemini find a session

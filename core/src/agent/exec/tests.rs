@@ -98,6 +98,34 @@ fn a_plain_command_streams_stdout_and_ends_with_usage() {
 }
 
 #[test]
+fn qwen_and_gemini_run_in_one_process() {
+    // Each would otherwise start Node a second time, before every answer.
+    let expected = [
+        (Preset::Qwen, "QWEN_CODE_NO_RELAUNCH"),
+        (Preset::Gemini, "GEMINI_CLI_NO_RELAUNCH"),
+    ];
+    for (preset, var) in expected {
+        let plan = ExecPlan {
+            command: preset.command(&[]),
+            preset: Some(preset),
+            ..plan(preset.format(), &[])
+        };
+        let mut agent = ExecAgent::new(plan, "a");
+        frames(&mut agent);
+        agent.handle_message(&invoke("inv-1", "x"), Instant::now());
+        match actions(&mut agent).as_slice() {
+            [Action::Spawn { env, .. }] => {
+                assert_eq!(env, &[(var.to_owned(), "true".to_owned())], "{preset:?}");
+            }
+            other => panic!("expected one spawn, got {other:?}"),
+        }
+    }
+    for preset in [Preset::Claude, Preset::Codex, Preset::CursorAgent] {
+        assert!(preset.env().is_empty(), "{preset:?}");
+    }
+}
+
+#[test]
 fn the_prompt_goes_into_a_templated_argument_instead_of_stdin() {
     let now = Instant::now();
     let mut agent = ExecAgent::new(plan(Format::Plain, &["say", "--text={prompt}"]), "a");
