@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 
@@ -62,6 +63,9 @@ def reference(tmp_path_factory):
         env={**node_env(), "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # tsx runs the server in a Node process of its own: the whole group
+        # is killed at the end, or that one outlives the module.
+        start_new_session=True,
     )
 
     def listening():
@@ -73,7 +77,7 @@ def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("direct")
     direct = {wire: scenarios(url, wire, out / wire) for wire in WIRES}
     yield url, direct
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 
