@@ -328,7 +328,9 @@ impl ExecAgent {
             _ => self.plan.command.clone(),
         };
         let (mut argv, on_stdin) = preset::arguments(&command, &request.prompt);
-        let mut env: Vec<(String, String)> = (self.plan.preset.map_or(&[][..], Preset::env).iter())
+        let preset_env = self.plan.preset.map_or(&[][..], Preset::env);
+        let mut env: Vec<(String, String)> = preset_env
+            .iter()
             .map(|&(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
         let home = match self.launch(run, request.offer.is_some()) {
