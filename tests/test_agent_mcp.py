@@ -126,6 +126,30 @@ def test_a_poll_with_nothing_waiting_comes_back_empty(server):
     assert not result.is_error and result.content[0].text.startswith("No editor request is waiting")
 
 
+def test_a_poll_ends_in_its_own_time_however_long_one_before_it_waits(server):
+    """A host's calls held at once: one asking to wait longer than any
+    clock holds (held for the most a poll waits), then a short one, which
+    comes back empty when its own time is up; then the long one takes the
+    editor's next request."""
+    async def host():
+        async with stdio_client(host_params(server, "host-waits")) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                long = asyncio.create_task(session.call_tool("next_request", {"wait_seconds": 1e300}))
+                await asyncio.sleep(0.2)
+                short = await session.call_tool("next_request", {"wait_seconds": 0.5})
+                assert not long.done()
+                editor = Editor(server, "host-waits", "still there?")
+                taken = (await long).structured_content
+                await session.call_tool("respond", {"request_id": taken["request_id"], "text": "yes"})
+                return short, taken, editor.answer()
+
+    short, taken, answer = run(host())
+    assert not short.is_error and short.content[0].text.startswith("No editor request is waiting")
+    assert taken["messages"][-1]["content"] == "still there?"
+    assert answer == "yes"
+
+
 def test_an_answer_for_a_request_the_editor_left_is_an_error(server):
     async def host():
         async with stdio_client(host_params(server, "host-left")) as (read, write):

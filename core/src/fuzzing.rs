@@ -794,3 +794,50 @@ pub fn upstream(data: &[u8]) {
         assert!(count >= 1, "request {id} was left waiting");
     }
 }
+
+/// An MCP host (`agent mcp`'s peer) sending arbitrary bytes, split
+/// anywhere, with editor requests arriving before and between: nothing
+/// panics, every line to the host is JSON, and time always moves on — a
+/// handled deadline is never the next one again (a held call that cannot
+/// end would have the runtime wake for it forever).
+pub fn host_agent(data: &[u8]) {
+    use crate::agent::host::{HostAgent, HostPlan};
+
+    let Some((&split, input)) = data.split_first() else {
+        return;
+    };
+    let mut agent = HostAgent::new(HostPlan {
+        model: "host".into(),
+        sampling: split % 2 == 1,
+    });
+    let invoke = |id: &str| {
+        format!(
+            r#"{{"type":"model_invoke","id":"{id}","session_id":"s","payload":{{"kind":"chat","messages":[{{"role":"user","content":"Hi"}}],"parameters":{{"stream":true}}}}}}"#
+        )
+    };
+    let mut now = Instant::now();
+    agent.handle_provider_message(&invoke("inv-1"));
+    let at = usize::from(split).min(input.len());
+    let (first, second) = input.split_at(at);
+    agent.handle_host_bytes(first, now);
+    agent.handle_provider_message(&invoke("inv-2"));
+    agent.handle_host_bytes(second, now);
+    for _ in 0..64 {
+        let Some(due) = agent.poll_timeout() else {
+            break;
+        };
+        now = now.max(due);
+        agent.handle_timeout(now);
+        assert!(
+            agent.poll_timeout().is_none_or(|next| next > now),
+            "a deadline handled at {now:?} is still the next one"
+        );
+    }
+    while let Some(line) = agent.poll_host() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    while agent.poll_provider().is_some() {}
+}

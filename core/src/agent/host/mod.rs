@@ -234,7 +234,11 @@ impl HostAgent {
         let wait = args["wait_seconds"]
             .as_f64()
             .filter(|s| s.is_finite() && *s >= 0.0)
-            .map_or(DEFAULT_WAIT, |s| Duration::from_secs_f64(s).min(MAX_WAIT));
+            // Capped before it becomes a `Duration`: past its range, the
+            // conversion panics.
+            .map_or(DEFAULT_WAIT, |s| {
+                Duration::from_secs_f64(s.min(MAX_WAIT.as_secs_f64()))
+            });
         self.polls.push_back(Poll {
             id,
             deadline: now + wait,
@@ -422,14 +426,19 @@ impl HostAgent {
     /// Held `next_request` calls past their deadline are answered: nothing
     /// came.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while self.polls.front().is_some_and(|p| p.deadline <= now) {
-            if let Some(poll) = self.polls.pop_front() {
-                self.to_host.push_back(mcp::result(
+        // Every due one, wherever it is: a call that waits less may come
+        // after one that waits more.
+        let to_host = &mut self.to_host;
+        self.polls.retain(|poll| {
+            let due = poll.deadline <= now;
+            if due {
+                to_host.push_back(mcp::result(
                     &poll.id,
                     nothing_waiting("no editor request came in time"),
                 ));
             }
-        }
+            !due
+        });
     }
 
     /// The next line for the host (stdout), without its newline.

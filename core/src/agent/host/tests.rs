@@ -188,6 +188,30 @@ fn requests_wait_for_the_host_and_a_poll_times_out_empty() {
 }
 
 #[test]
+fn a_wait_of_any_size_is_capped_and_each_ends_in_its_own_time() {
+    let now = Instant::now();
+    let mut a = agent(false);
+    for (id, wait) in [
+        (1, json!(1e300)),
+        (2, json!(f64::MAX)),
+        (3, json!(-1)),
+        (4, json!("5")),
+    ] {
+        send(
+            &mut a,
+            call(id, "next_request", json!({"wait_seconds": wait})),
+            now,
+        );
+    }
+    // The two it could not read wait the default, the huge ones the most;
+    // those ending first are answered though they came last.
+    assert_eq!(a.poll_timeout(), Some(now + DEFAULT_WAIT));
+    a.handle_timeout(now + DEFAULT_WAIT);
+    assert_eq!(host_out(&mut a).len(), 2);
+    assert_eq!(a.poll_timeout(), Some(now + MAX_WAIT));
+}
+
+#[test]
 fn tool_calls_finish_with_tool_calls() {
     let now = Instant::now();
     let mut a = agent(false);
