@@ -3,9 +3,10 @@ shape, and the server keeps serving."""
 
 import json
 
+import openai
 import pytest
 
-from conftest import API_KEY, http_request, raw_request
+from conftest import API_KEY, WeatherAgent, http_request, raw_request
 
 CHAT = "/v1/chat/completions"
 GOOD = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
@@ -146,3 +147,44 @@ def test_keep_alive_serves_several_requests_on_one_connection(server):
             assert chunk, "connection closed early"
             data += chunk
     assert data.count(b"HTTP/1.1 200 OK") == 3
+
+
+# The largest integer a TOML file or `--set` can hold: someone's "never".
+NEVER = str(2**63 - 1)
+# Every configured wait, of the provider and of the bridge.
+WAITS = [
+    "request_timeout_secs", "stream_idle_timeout_secs", "keepalive_ms", "session_ttl_secs",
+    "session_grace_secs", "read_timeout_secs", "responses_store_secs",
+    "bridge.session_idle_secs", "bridge.startup_timeout_secs", "bridge.ping_timeout_secs",
+]
+
+
+def test_a_configured_wait_of_any_length_is_a_wait_never_a_crash(make_server):
+    """Waits configured as long as the configuration allows (a deadline
+    past the clock's range): the echo agent answers whole and streamed,
+    the Responses store keeps an answer, an agent on the agent link gets
+    its session and answers, a bridged server answers, and the server is
+    still there after it all."""
+    from test_bridge import bridge_server, client, everything, run
+
+    sets = [a for key in WAITS for a in ("--set", f"{key}={NEVER}")]
+    server = bridge_server(lambda *args, env: make_server(*sets, *args, env=env), everything())
+    openai_client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=20)
+    whole = openai_client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+    assert whole.choices[0].message.content
+    pieces = openai_client.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "hi"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
+    stored = openai_client.responses.create(model="echo", input="hi")
+    assert openai_client.responses.retrieve(stored.id).output_text == stored.output_text
+    agent = WeatherAgent(server)
+    asked = openai_client.chat.completions.create(model="weather", messages=[{"role": "user", "content": "Paris?"}])
+    assert asked.choices[0].message.tool_calls[0].function.arguments == '{"city": "Paris"}'
+    agent.close()
+
+    async def call():
+        async with client(server) as c:
+            return (await c.call_tool("echo", {"message": "later"})).content[0].text
+
+    assert run(call()) == "Echo: later"
+    assert server.alive()

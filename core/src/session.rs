@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::auth::{Presented, SecretHash};
+use crate::time::later;
 use crate::ConnId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,7 +327,7 @@ fn unavailable(s: &Session, embedding: bool) -> RouteError {
 /// A session's new expiry for a requested TTL, capped by the configured max.
 pub fn expiry(now: Instant, requested: Option<u64>, default: Duration, max: Duration) -> Instant {
     let ttl = requested.map_or(default, Duration::from_secs).min(max);
-    now + ttl
+    later(now, ttl)
 }
 
 #[cfg(test)]

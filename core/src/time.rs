@@ -1,8 +1,17 @@
-//! Wall-clock formatting. The core never reads a clock: the caller's
-//! `SystemTime` comes in and is only formatted here.
+//! Time as the core handles it: deadlines and wall-clock formatting. The
+//! core never reads a clock: the caller's `Instant` and `SystemTime` come
+//! in and are only added to or formatted here.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `now + wait`, saturating a century ahead instead of overflowing: a
+/// configured wait may be absurdly long (someone's "never"), and
+/// `Instant`'s `+` panics past the clock's range.
+pub fn later(now: Instant, wait: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+    now.checked_add(wait.min(CENTURY)).unwrap_or(now)
+}
 
 /// Seconds since the Unix epoch (OpenAI's `created`).
 pub fn unix_seconds(t: SystemTime) -> u64 {
@@ -65,7 +74,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn a_wait_past_the_clock_s_range_ends_a_century_ahead() {
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let never = later(now, Duration::MAX);
+        assert!(never > now + Duration::from_secs(99 * 365 * 86_400));
+        assert_eq!(never, later(now, Duration::from_secs(u64::MAX)));
+    }
 
     #[test]
     fn formats_known_instants() {

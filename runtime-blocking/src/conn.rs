@@ -25,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::stream::Answering;
+use mcp_provider_core::time::later;
 use mcp_provider_core::{too_many_connections, ConnId, Output, Upgrade};
 use mcp_provider_kit::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_kit::dial::accept_head;
@@ -187,7 +188,7 @@ impl Conn {
         limit: Duration,
         blocked: impl Fn(&ConnState) -> bool,
     ) -> MutexGuard<'a, ConnState> {
-        let deadline = Instant::now() + limit;
+        let deadline = later(Instant::now(), limit);
         while blocked(&state) && !state.writer_done {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

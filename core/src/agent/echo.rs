@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::agent::relink::Relink;
+use crate::time::later;
 use crate::tokens::estimate_tokens;
 
 /// Frames a driver should send in one go before it reads what the
@@ -190,7 +191,7 @@ impl EchoAgent {
             index: 0,
             limit,
             prompt_tokens,
-            due: now + self.delay,
+            due: later(now, self.delay),
             paused: false,
         });
     }

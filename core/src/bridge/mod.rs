@@ -122,7 +122,6 @@ pub(crate) use routes::every_route;
 pub use routes::{guard, Found, TEST_PAGE};
 pub use server::BridgedServer;
 pub use socket::{SocketFrame, MAX_BATCH};
-pub(crate) use supervisor::later;
 
 /// JSON-RPC's "server error" code: the bridged server exited, hung, was
 /// stopped, gave up, or has too much in flight.

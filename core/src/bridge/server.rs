@@ -9,9 +9,10 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::mux::{FromChild, Mux, Route};
-use super::supervisor::{later, Due, Ended, Supervisor};
+use super::supervisor::{Due, Ended, Supervisor};
 use super::{BridgeOutput, ChildState, ClientId, Limits, ServerSpec, SERVER_ERROR};
 use crate::mcp::Message;
+use crate::time::later;
 
 /// One bridged stdio MCP server: its child process and the clients that
 /// share it. See the [module docs](super) for the drive loop.

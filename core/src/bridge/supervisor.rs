@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{BridgeOutput, ChildState, Limits, ServerSpec, StopSignal};
+use crate::time::later;
 
 pub(crate) struct Supervisor {
     spec: ServerSpec,
@@ -338,13 +339,6 @@ pub(crate) fn backoff(limits: &Limits, failures: u32) -> Duration {
         .checked_mul(1 << doublings)
         .unwrap_or(limits.backoff_max)
         .min(limits.backoff_max)
-}
-
-/// `now + wait`, saturating far in the future instead of overflowing on an
-/// absurd configured duration.
-pub(crate) fn later(now: Instant, wait: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
-    now.checked_add(wait.min(CENTURY)).unwrap_or(now)
 }
 
 /// A failure, with the end of the child's stderr when it said anything.

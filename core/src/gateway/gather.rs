@@ -123,7 +123,7 @@ impl Bridge {
             parts,
             first_pages,
             read: BTreeMap::new(),
-            deadline: crate::bridge::later(now, finish.wait(self.limits.startup_timeout)),
+            deadline: crate::time::later(now, finish.wait(self.limits.startup_timeout)),
             finish,
         };
         self.above.gathers.insert(number, gather);

@@ -36,6 +36,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::request::{HttpError, Limits, Request, RequestReader};
 use super::response::{encode_full_body, encode_head, status_has_body, Body, Framing, Response};
+use crate::time::later;
 
 /// The interim answer to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -127,7 +128,8 @@ impl ServerConn {
     /// closed; `None` while a request is being answered (however long the
     /// answer takes, the peer is waiting for us, not the other way round).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.is_idle().then(|| self.idle_since + self.idle_timeout)
+        self.is_idle()
+            .then(|| later(self.idle_since, self.idle_timeout))
     }
 
     /// Whether the connection must be closed once everything is written:

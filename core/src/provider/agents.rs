@@ -9,7 +9,7 @@ use crate::auth::{derive_token, SecretHash};
 use crate::config::Approval;
 use crate::error::ApiError;
 use crate::session::{expiry, Scopes, Session, Status};
-use crate::time::rfc3339;
+use crate::time::{later, rfc3339};
 use crate::ConnId;
 
 /// Why a new session is refused at `max_sessions`: none of them can be
@@ -348,7 +348,7 @@ impl Provider {
                         Status::Active | Status::Pending | Status::Suspended
                     );
                     if live && s.claim.is_none() {
-                        s.detached_until = Some(now + grace);
+                        s.detached_until = Some(later(now, grace));
                     }
                     !live
                 }

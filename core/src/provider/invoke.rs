@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::reassembly::{Pushed, Reassembler};
 use crate::session::{RouteError, Status};
 use crate::stream::{AnswerEvent, EditorStream, Piece as PieceOut};
-use crate::time::unix_seconds;
+use crate::time::{later, unix_seconds};
 use crate::ConnId;
 
 use super::by_id::Ended;
@@ -232,8 +232,8 @@ impl Provider {
             embedding,
             tally,
             pieces: Reassembler::new(self.config.max_held_chunks),
-            deadline: now + timeout,
-            keepalive_at: keepalive.then(|| now + self.config.keepalive_interval),
+            deadline: later(now, timeout),
+            keepalive_at: keepalive.then(|| later(now, self.config.keepalive_interval)),
             key,
             paused: false,
             chunks: 0,
@@ -316,10 +316,10 @@ impl Provider {
             }
         }
         if inv.stream {
-            inv.deadline = now + self.config.stream_idle_timeout;
+            inv.deadline = later(now, self.config.stream_idle_timeout);
         }
         if let Some(k) = inv.keepalive_at.as_mut() {
-            *k = now + self.config.keepalive_interval;
+            *k = later(now, self.config.keepalive_interval);
         }
         let editor = inv.editor;
         if first_answer {
@@ -591,7 +591,7 @@ impl Provider {
             return;
         }
         if inv.keepalive_at.is_some_and(|k| now >= k) {
-            inv.keepalive_at = Some(now + self.config.keepalive_interval);
+            inv.keepalive_at = Some(later(now, self.config.keepalive_interval));
             let editor = inv.editor;
             self.post(editor, AnswerEvent::Keepalive);
         }

@@ -36,6 +36,7 @@ use crate::limiter::TokenBucket;
 use crate::metrics::Metrics;
 use crate::session::Sessions;
 use crate::stream::{AnswerEvent, Answering};
+use crate::time::later;
 
 use by_id::Answers;
 use invoke::Invocation;
@@ -318,7 +319,7 @@ pub struct Provider {
 impl Provider {
     /// `now` and `wall` are the same moment on the two clocks.
     pub fn new(config: Config, now: Instant, wall: SystemTime) -> Self {
-        let next_ping = now + config.agent_ping_interval;
+        let next_ping = later(now, config.agent_ping_interval);
         let audit = Audit::new(config.audit);
         let kept = KeptAnswers::new(crate::store::Store::new(config.store));
         Provider {
@@ -530,7 +531,7 @@ impl Provider {
                     text: crate::agent::message::to_agent::ping(),
                 });
             }
-            self.next_ping = now + self.config.agent_ping_interval;
+            self.next_ping = later(now, self.config.agent_ping_interval);
         }
     }
 

@@ -15,6 +15,7 @@ use super::{invoke, Output, Provider};
 use crate::agent::message::{to_agent, PermissionRequest};
 use crate::error::ApiError;
 use crate::text::bounded;
+use crate::time::later;
 use crate::ConnId;
 
 /// Questions one agent link may have waiting.
@@ -166,7 +167,7 @@ impl Provider {
             kind: bounded(r.tool.kind.as_deref().unwrap_or("other"), MAX_KIND),
             input: bounded(&input, MAX_INPUT),
             since: now,
-            deadline: now + wait,
+            deadline: later(now, wait),
         });
     }
 

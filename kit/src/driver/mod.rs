@@ -32,6 +32,7 @@ use std::process::{ChildStdout, Command};
 use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use mcp_provider_core::time::later;
 
 /// A future boxed, for what is made once per child or link.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -96,7 +97,7 @@ pub trait Executor: Sized + Send + Sync + 'static {
 
     /// Resolves once `wait` has passed.
     fn sleep(wait: Duration) -> Self::Timer {
-        Self::timer_at(Instant::now() + wait)
+        Self::timer_at(later(Instant::now(), wait))
     }
 }
 

@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use mcp_provider_core::time::later;
+
 /// The path the authorization server redirects to.
 const PATH: &str = "/callback";
 /// The most of a request read (its line is all that is needed).
@@ -50,7 +52,7 @@ impl Redirect {
     /// The query of the first request for the redirect's path within
     /// `timeout`.
     pub fn wait(&self, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {

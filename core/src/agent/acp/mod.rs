@@ -46,6 +46,7 @@ use crate::agent::process::{read_frame, Action, Exit, Frame, ProcessAgent, RunId
 use crate::agent::relink::Relink;
 use crate::lines::{Line, LineBuffer};
 use crate::mcp;
+use crate::time::later;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use models::{Effort, Models, Setting};
 use permission::Policy;
@@ -401,7 +402,7 @@ impl AcpAgent {
             last: None,
             continues: None,
             transcript: None,
-            deadline: now + self.plan.timeout,
+            deadline: later(now, self.plan.timeout),
             cancelled: false,
             offer: None,
             owner: None,
@@ -1160,7 +1161,7 @@ impl AcpAgent {
         let wait = self.plan.start_timeout;
         self.slots.iter().enumerate().filter_map(move |(slot, s)| {
             let process = s.process.as_ref().filter(|_| s.starting())?;
-            Some((slot, process.started + wait))
+            Some((slot, later(process.started, wait)))
         })
     }
 
@@ -1291,7 +1292,7 @@ impl ProcessAgent for AcpAgent {
         let gone: Vec<At> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.turn.is_none() && s.last_used + idle <= now)
+            .filter(|(_, s)| s.turn.is_none() && later(s.last_used, idle) <= now)
             .map(|(at, _)| at.clone())
             .collect();
         for at in gone {
@@ -1353,7 +1354,7 @@ impl ProcessAgent for AcpAgent {
         let idle = self.plan.idle;
         let sessions = self.sessions.values().flat_map(|s| match &s.turn {
             Some(turn) => tools::due(turn),
-            None => vec![s.last_used + idle],
+            None => vec![later(s.last_used, idle)],
         });
         sessions
             .chain(self.queue.iter().map(|r| r.deadline))

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::{AcpAgent, At};
 use crate::mcp;
 use crate::text::bounded;
+use crate::time::later;
 
 /// How long a question waits for the user by default.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -220,7 +221,7 @@ impl Asks {
             id,
             request: request.clone(),
             session: session.clone(),
-            deadline: now + timeout,
+            deadline: later(now, timeout),
             allow: choose(params, true),
             reject: choose(params, false),
         });

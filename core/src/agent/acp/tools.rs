@@ -16,6 +16,7 @@ use crate::agent::exec::round::Round;
 use crate::agent::exec::tools::{self, Chat, Given, Offer, Results, SERVER};
 use crate::agent::process::RunId;
 use crate::lines::Line;
+use crate::time::later;
 use crate::tokens::tokens_for_chars;
 
 /// The tool the first session's relay lists: its listing shows the tools
@@ -315,7 +316,7 @@ impl AcpAgent {
                 tracing::info!("the editor did not send the tool results in time: turn ended");
                 ended.push(at.clone());
             } else if turn.round.as_ref().is_some_and(|r| r.due(now)) {
-                give(&mut self.ready, turn, now + wait);
+                give(&mut self.ready, turn, later(now, wait));
             }
         }
         for (at, text) in release {
@@ -348,7 +349,7 @@ impl AcpAgent {
         };
         let said: usize = results.results.iter().map(|r| r.text.chars().count()).sum();
         turn.invoke = invoke.to_owned();
-        turn.deadline = now + self.plan.timeout;
+        turn.deadline = later(now, self.plan.timeout);
         turn.index = 0;
         turn.prompt_tokens = tokens_for_chars(said as u64);
         turn.completion_chars = 0;

@@ -17,6 +17,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::agent::echo::text_of;
+use crate::time::later;
 
 pub type Key = [u8; 32];
 
@@ -75,7 +76,8 @@ impl Conversations {
             }
         }
         self.order.push_back(key);
-        self.entries.insert(key, (conversation, now + self.ttl));
+        self.entries
+            .insert(key, (conversation, later(now, self.ttl)));
     }
 
     pub fn len(&self) -> usize {

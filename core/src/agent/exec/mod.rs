@@ -38,6 +38,7 @@ use crate::agent::process::{read_frame, Frame, ProcessAgent};
 use crate::agent::process::{Action, Exit, RunId, Stdin};
 use crate::agent::relink::Relink;
 use crate::lines::Line;
+use crate::time::later;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use conversation::{Conversation, Conversations, Transcript};
 use link::{Asked, LinkId, LinkOutput};
@@ -199,7 +200,7 @@ impl ExecAgent {
         let mut request = Request {
             invoke,
             prompt,
-            deadline: now + self.plan.timeout,
+            deadline: later(now, self.plan.timeout),
             transcript: None,
             resumes: None,
             fallback: None,
@@ -256,7 +257,7 @@ impl ExecAgent {
         };
         let said: usize = results.results.iter().map(|r| r.text.chars().count()).sum();
         state.request.invoke = invoke.to_owned();
-        state.request.deadline = now + self.plan.timeout;
+        state.request.deadline = later(now, self.plan.timeout);
         state.index = 0;
         state.prompt_tokens = tokens_for_chars(said as u64);
         state.completion_chars = 0;
@@ -787,7 +788,7 @@ fn give(ready: &mut VecDeque<String>, plan: &ExecPlan, state: &mut Run, now: Ins
     if state.settled || state.failed.is_some() || !(round.complete() || due && round.due(now)) {
         return;
     }
-    let given = round.give(now + link.wait);
+    let given = round.give(later(now, link.wait));
     let mut delta = json!({"tool_calls": tools::calls_delta(&given)});
     if state.index == 0 {
         delta["role"] = json!("assistant");
