@@ -17,6 +17,9 @@ use super::{ChunkedDecoder, ChunkedError, Headers, Url};
 pub const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields a response may have.
 const MAX_FIELDS: usize = 100;
+/// The most interim (1xx) heads one response may bring before its own: a
+/// server sends one or two, never dozens.
+const MAX_INTERIM: usize = 8;
 
 /// A request to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +155,8 @@ pub struct ResponseReader {
     /// Whether the connection can carry another request once this
     /// response ends.
     reusable: bool,
+    /// Interim (1xx) heads read so far.
+    interim: usize,
 }
 
 #[derive(Debug)]
@@ -175,6 +180,7 @@ impl ResponseReader {
             read: 0,
             head_only: method == "HEAD",
             reusable: true,
+            interim: 0,
         }
     }
 
@@ -273,7 +279,25 @@ impl ResponseReader {
     }
 
     /// The head, once all of it is in; it sets how the body is framed.
+    /// Interim heads (`100 Continue` and the like) before it are read and
+    /// passed over, up to [`MAX_INTERIM`].
     fn head(&mut self) -> Result<Option<ResponseHead>, ResponseError> {
+        loop {
+            let Some(head) = self.one_head()? else {
+                return Ok(None);
+            };
+            if !(100..200).contains(&head.status) {
+                return Ok(Some(head));
+            }
+            self.interim += 1;
+            if self.interim > MAX_INTERIM {
+                return Err(ResponseError::Malformed("interim responses without end"));
+            }
+        }
+    }
+
+    /// The next head, interim or final, once all of it is in.
+    fn one_head(&mut self) -> Result<Option<ResponseHead>, ResponseError> {
         // Left uninitialised, as a request's are (`RequestReader`).
         let mut fields = [std::mem::MaybeUninit::uninit(); MAX_FIELDS];
         let mut response = httparse::Response::new(&mut []);
@@ -299,11 +323,9 @@ impl ResponseReader {
             headers.push(field.name, value.trim());
         }
         let old = response.version == Some(0);
-        let informational = (100..200).contains(&status);
         let _ = self.input.split_to(used);
-        if informational {
-            // `100 Continue` and the like come before the real head.
-            return self.head();
+        if (100..200).contains(&status) {
+            return Ok(Some(ResponseHead { status, headers }));
         }
         let closes = old
             || headers
@@ -412,6 +434,24 @@ mod tests {
             .push(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
             .unwrap();
         assert!(!closing.reusable());
+    }
+
+    #[test]
+    fn interim_heads_are_passed_over_a_few_times_not_without_end() {
+        let few = [&b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"[..]; MAX_INTERIM].concat();
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        for split in [1, 7, 4096] {
+            let events = read_all("GET", &[&few[..], answer].concat(), 1024, split);
+            assert_eq!(body(&events), b"ok", "split {split}");
+        }
+        // A server sending nothing but interim heads is refused, however
+        // many come at once (they were once read by recursion).
+        let endless = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(20_000);
+        let mut reader = ResponseReader::new("POST", 1024);
+        assert_eq!(
+            reader.push(&endless),
+            Err(ResponseError::Malformed("interim responses without end"))
+        );
     }
 
     #[test]
