@@ -515,7 +515,8 @@ mod conn_fuzz {
 /// `/mcp/echo` in the session generation or the stateless one, a REST
 /// call, a WebSocket frame, a line or an exit of the child, a connection
 /// closing, time passing), the rest its body. Sessions are named by the
-/// ids the bridge handed out.
+/// ids the bridge handed out. A deadline, once handled, is never the
+/// next one again.
 pub fn bridge(data: &[u8]) {
     use crate::bridge::{BridgeOutput, ChildId, Limits, Routed, ServerSpec};
     use crate::gateway::Bridge;
@@ -582,6 +583,12 @@ pub fn bridge(data: &[u8]) {
             10 => {
                 now += Duration::from_millis(u64::from(rest.first().copied().unwrap_or(1)) * 100);
                 bridge.handle_timeout(now);
+                // A handled deadline is never the next one again: the
+                // runtime would wake for it without end.
+                assert!(
+                    bridge.poll_timeout().is_none_or(|next| next > now),
+                    "a deadline handled at {now:?} is still the next one"
+                );
             }
             _ => bridge.handle_slow_conn(conn, now),
         }

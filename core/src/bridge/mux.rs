@@ -1031,9 +1031,16 @@ impl Mux {
         }
     }
 
-    /// A health ping, unless one is still unanswered. The stateless
-    /// generation has no `ping`: such a child is asked `server/discover`.
+    /// A health ping, unless one sent since the child's last answer is
+    /// still unanswered. One sent before it, the child has passed over
+    /// (some servers never answer `ping`): it is given up, so that a new
+    /// one asks again — kept, no probe would be sent, and the probe's
+    /// deadline, past, would stay the next one. The stateless generation
+    /// has no `ping`: such a child is asked `server/discover`.
     pub(crate) fn send_ping(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
+        let heard_from = self.heard_from;
+        self.internal
+            .retain(|&id, i| i.purpose != Purpose::Ping || id >= heard_from);
         if self.internal.values().any(|i| i.purpose == Purpose::Ping) {
             return;
         }

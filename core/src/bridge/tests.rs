@@ -1005,6 +1005,40 @@ fn a_child_silent_past_ping_timeout_is_killed_its_calls_answered_and_it_restarts
 }
 
 #[test]
+fn a_ping_the_child_passed_over_is_asked_again_and_time_moves_on() {
+    let mut rig = Rig::new();
+    let a = rig.running();
+    rig.at(30 * SEC);
+    let ping = rig.drain().child;
+    assert_eq!(ping[0]["method"], "ping", "never answered");
+    // The child answers a call sent after the ping: alive, the ping
+    // passed over.
+    rig.at(31 * SEC);
+    rig.call(a, json!(1), "tools/call", json!({}));
+    let first = rig.drain().child;
+    rig.child_answers(&first[0]["id"], json!({"content": []}));
+    rig.drain();
+    rig.at(32 * SEC);
+    rig.call(a, json!(2), "tools/call", json!({}));
+    rig.drain();
+    assert_eq!(rig.deadline(), Some(42 * SEC));
+    // Asked again when the call has waited `ping_timeout`, and no
+    // deadline already handled is the next one.
+    rig.at(42 * SEC);
+    let again = rig.drain().child;
+    assert_eq!(again[0]["method"], "ping");
+    assert_ne!(again[0]["id"], ping[0]["id"]);
+    assert_eq!(rig.deadline(), Some(52 * SEC));
+    rig.at(52 * SEC);
+    let out = rig.drain();
+    assert_eq!(out.process, [BridgeOutput::Signal(StopSignal::Kill)]);
+    assert_eq!(
+        error_of(&out.to(a)[0]),
+        (SERVER_ERROR, "MCP server 'echo' stopped responding".into())
+    );
+}
+
+#[test]
 fn a_long_call_is_not_a_hang_while_the_child_answers_its_ping() {
     let mut rig = Rig::new();
     let a = rig.running();
