@@ -63,6 +63,10 @@ pub const MAX_AUTH_TRIES: u32 = 3;
 /// Messages held while a session is re-established or a legacy server
 /// names its endpoint; past it a request is answered with an error.
 const MAX_HELD: usize = 1024;
+/// New sessions a server may lose in a row, answering nothing in any of
+/// them, before what waits for one is answered with an error (a server
+/// behind a balancer that forgets every session at once).
+const MAX_LOST_SESSIONS: u32 = 3;
 
 /// How a remote server is reached: one `[[bridge.servers]]` entry with a
 /// `url`.
@@ -258,6 +262,8 @@ pub struct Upstream {
     unauthorized: bool,
     /// Tokens refused in a row.
     auth_tries: u32,
+    /// Sessions lost in a row, nothing answered in any of them.
+    lost_sessions: u32,
     bearer: Option<String>,
     listening: Option<ExchangeId>,
     exchanges: HashMap<ExchangeId, Exchange>,
@@ -283,6 +289,7 @@ impl Upstream {
             held: VecDeque::new(),
             unauthorized: false,
             auth_tries: 0,
+            lost_sessions: 0,
             bearer: None,
             listening: None,
             exchanges: HashMap::new(),
@@ -430,6 +437,18 @@ impl Upstream {
         let Some(exchange) = self.exchanges.get_mut(&id) else {
             return;
         };
+        if (200..300).contains(&head.status)
+            && matches!(
+                exchange.kind,
+                Kind::Post {
+                    in_session: true,
+                    replay: false,
+                    ..
+                }
+            )
+        {
+            self.lost_sessions = 0;
+        }
         let status = head.status;
         let events = head.media_type() == "text/event-stream";
         exchange.body = match (&exchange.kind, status) {
@@ -927,7 +946,9 @@ impl Upstream {
 
     /// A post in a session came back 404: the server forgot the session
     /// (it restarted). The bridge's `initialize` is replayed, and the
-    /// message waits for the new session.
+    /// message waits for the new session — unless sessions keep being
+    /// lost before anything is answered in them: then what waits is
+    /// answered with an error.
     fn session_lost(&mut self, id: ExchangeId, _now: Instant) {
         let Some(Exchange {
             kind: Kind::Post { line, .. },
@@ -936,8 +957,53 @@ impl Upstream {
         else {
             return;
         };
-        self.held.push_front(line);
+        // The session's `notifications/initialized` goes again with the
+        // new session anyway.
+        if self.initialized.as_ref() != Some(&line) {
+            self.held.push_front(line);
+        }
         if self.reinitializing {
+            return;
+        }
+        self.lost_sessions += 1;
+        if self.lost_sessions > MAX_LOST_SESSIONS {
+            self.lost_sessions = 0;
+            let why = format!(
+                "the remote MCP server `{}` lost {MAX_LOST_SESSIONS} new sessions in a row, answering nothing in them",
+                self.name
+            );
+            tracing::warn!(server = %self.name, "{why}");
+            for line in std::mem::take(&mut self.held) {
+                let id = request_id(&line);
+                self.fail(id.as_ref(), &why);
+            }
+            // So are those still out in the lost session: their 404s
+            // would start it all again.
+            let out: Vec<ExchangeId> = self
+                .exchanges
+                .iter()
+                .filter(|(_, e)| {
+                    matches!(
+                        e.kind,
+                        Kind::Post {
+                            in_session: true,
+                            replay: false,
+                            ..
+                        }
+                    )
+                })
+                .map(|(&id, _)| id)
+                .collect();
+            for id in out {
+                if let Some(Exchange {
+                    kind: Kind::Post { id: asked, .. },
+                    ..
+                }) = self.exchanges.remove(&id)
+                {
+                    self.out.push_back(UpstreamOutput::Abort(id));
+                    self.fail(asked.as_ref(), &why);
+                }
+            }
             return;
         }
         tracing::info!(server = %self.name, "the remote MCP server lost its session: starting a new one");

@@ -187,6 +187,50 @@ fn a_session_is_made_and_calls_go_in_it() {
 }
 
 #[test]
+fn a_server_that_loses_every_new_session_gets_an_error_not_a_loop() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    session(&mut up, now);
+    up.send(
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#.into(),
+        now,
+    );
+    // Each `initialize` gets a session, every message in it a 404.
+    let mut pending: VecDeque<Sent> = drain(&mut up).sent.into();
+    let (mut exchanges, mut lines, mut sessions) = (0, Vec::new(), 1);
+    while let Some(sent) = pending.pop_front() {
+        exchanges += 1;
+        assert!(exchanges < 100, "still going after {exchanges} exchanges");
+        if sent.request.method != "POST" {
+            continue;
+        }
+        if sent.body()["method"] == "initialize" {
+            sessions += 1;
+            let session = format!("S{sessions}");
+            let fields = [
+                ("content-type", "application/json"),
+                ("mcp-session-id", session.as_str()),
+            ];
+            let body = r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
+            answer(&mut up, sent.id, head(200, &fields), body, now);
+        } else {
+            answer(&mut up, sent.id, head(404, &[]), "", now);
+        }
+        let d = drain(&mut up);
+        pending.extend(d.sent);
+        lines.extend(d.lines);
+    }
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["id"], 5);
+    assert!(lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("lost 3 new sessions in a row"));
+    // The first session, then the three made again.
+    assert_eq!(sessions - 1, MAX_LOST_SESSIONS as usize);
+}
+
+#[test]
 fn a_lost_session_is_made_again_unseen() {
     let now = Instant::now();
     let mut up = Upstream::new("r", remote(Transport::Auto));
