@@ -3,6 +3,8 @@
 //! it wants, and why it refused. Other schemes in the same header (`Basic`,
 //! `DPoP`) are read past, not taken.
 
+use std::collections::HashSet;
+
 /// What a `Bearer` challenge says; every field as sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Challenge {
@@ -65,15 +67,34 @@ impl Challenge {
     }
 }
 
-/// A space-separated scope list, one each, without repeats.
+/// The most scopes kept of any list: servers name a handful, and a list
+/// of thousands (a token response may be a megabyte) is not worth asking
+/// for, nor comparing pair by pair.
+pub const MAX_SCOPES: usize = 256;
+
+/// A space-separated scope list, one each, without repeats (the first
+/// [`MAX_SCOPES`]).
 pub fn split_scopes(text: &str) -> Vec<String> {
-    let mut scopes: Vec<String> = Vec::new();
-    for scope in text.split_ascii_whitespace() {
-        if !scopes.iter().any(|s| s == scope) {
-            scopes.push(scope.to_owned());
+    let mut scopes = Vec::new();
+    add_scopes(
+        &mut scopes,
+        text.split_ascii_whitespace().map(str::to_owned),
+    );
+    scopes
+}
+
+/// `more` added to `scopes`, those already there skipped, up to
+/// [`MAX_SCOPES`] in all.
+pub fn add_scopes(scopes: &mut Vec<String>, more: impl IntoIterator<Item = String>) {
+    let mut seen: HashSet<String> = scopes.iter().cloned().collect();
+    for scope in more {
+        if scopes.len() >= MAX_SCOPES {
+            break;
+        }
+        if seen.insert(scope.clone()) {
+            scopes.push(scope);
         }
     }
-    scopes
 }
 
 /// An RFC 9110 token at the start of `text`, and what follows it.
@@ -112,6 +133,19 @@ fn split_value(text: &str) -> (String, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_are_kept_once_each_and_at_most_max_scopes() {
+        assert_eq!(split_scopes(" a b  a c b "), ["a", "b", "c"]);
+        // A megabyte of them is read in one pass, not pair by pair.
+        let many: String = (0..100_000).map(|n| format!("s{n} ")).collect();
+        let kept = split_scopes(&many);
+        assert_eq!(kept.len(), MAX_SCOPES);
+        assert_eq!(kept.last().map(String::as_str), Some("s255"));
+        let mut scopes = vec!["a".to_owned()];
+        add_scopes(&mut scopes, ["b", "a", "c"].map(String::from));
+        assert_eq!(scopes, ["a", "b", "c"]);
+    }
 
     #[test]
     fn a_bearer_challenge_is_read() {

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
-use super::challenge::{split_scopes, Challenge};
+use super::challenge::{add_scopes, split_scopes, Challenge};
 use super::pkce::{base64url, Pkce, Random};
 use super::registration::{self, Registering};
 use super::resource::{self, ResourceMetadata};
@@ -471,11 +471,8 @@ impl Login {
             scopes = self.plan.client.scopes.clone();
         }
         if scopes.is_empty() {
-            scopes = self
-                .found
-                .as_ref()
-                .and_then(|f| f.scopes_supported.clone())
-                .unwrap_or_default();
+            let supported = self.found.as_ref().and_then(|f| f.scopes_supported.clone());
+            add_scopes(&mut scopes, supported.unwrap_or_default());
         }
         let before = self
             .plan
@@ -484,14 +481,12 @@ impl Login {
             .filter(|s| s.issuer == server.issuer)
             .map(|s| s.scopes.clone())
             .unwrap_or_default();
-        for scope in before
-            .into_iter()
-            .chain(self.plan.known.wanted_scopes.clone())
-        {
-            if !scopes.contains(&scope) {
-                scopes.push(scope);
-            }
-        }
+        add_scopes(
+            &mut scopes,
+            before
+                .into_iter()
+                .chain(self.plan.known.wanted_scopes.clone()),
+        );
         let offline = "offline_access";
         if !scopes.is_empty()
             && server.scopes_supported.iter().any(|s| s == offline)
