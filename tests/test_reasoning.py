@@ -231,3 +231,42 @@ def test_ollama_generate_streams_and_answers_thinking(llama, model):
     assert "".join(p.response for p in parts) == ANSWER
     whole = llama.generate(model=model, prompt="What is the answer?")
     assert (whole.thinking, whole.response) == (REASONING, ANSWER)
+
+
+class Switcher(WsAgent):
+    """Streams reasoning and text a byte each in turn, `runs` runs in all,
+    then stops: each run is an output item of its own in the Responses
+    API and a block of its own in Messages."""
+
+    def __init__(self, server, model, runs):
+        self.runs = runs
+        super().__init__(server, [model], self._answer)
+        server.wait_for_model(model)
+
+    def _answer(self, invoke, agent):
+        for i in range(self.runs):
+            delta = {"reasoning_content": "r"} if i % 2 == 0 else {"content": "t"}
+            last = i == self.runs - 1
+            agent.send({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i,
+                        "delta": delta, "finish_reason": "stop" if last else None})
+
+
+def test_an_answer_switching_between_reasoning_and_text_without_end_is_cut(server):
+    """A few thousand runs are an answer like any other; past the cap
+    (4096) the answer ends with an error saying why, in each API's shape,
+    instead of growing items and blocks the size of the text would not
+    bound."""
+    client = openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=30)
+    fine = Switcher(server, "switcher-fine", 4096)
+    answer = client.responses.create(model="switcher-fine", input="go")
+    assert len(answer.output) == 4096
+    assert answer.output_text == "t" * 2048
+    fine.close()
+    Switcher(server, "switcher", 6000)
+    with pytest.raises(openai.APIError, match="switches between reasoning and text more than 4096 times"):
+        client.responses.create(model="switcher", input="go")
+    messages = anthropic.Anthropic(base_url=server.base, api_key=API_KEY, max_retries=0, timeout=30)
+    with pytest.raises(anthropic.APIError, match="switches between reasoning and text more than 4096 times"):
+        with messages.messages.stream(model="switcher", max_tokens=10, messages=[{"role": "user", "content": "go"}]) as s:
+            for _ in s:
+                pass

@@ -13,6 +13,13 @@ use crate::agent::message::{Delta, ToolCallDelta, Usage};
 /// Distinct tool calls one answer may hold.
 pub(crate) const MAX_TOOL_CALLS: usize = 256;
 
+/// Runs of reasoning and of text one answer may alternate in: each opens
+/// an output item (Responses) or a content block (Messages) that the
+/// encoder keeps and the last event lists again, whatever the text's
+/// size, so an agent switching at every byte would grow them far past
+/// the answer's byte cap. Real answers switch a few times.
+pub(crate) const MAX_TEXT_RUNS: usize = 4096;
+
 /// Token counts are clamped to what a JSON number holds exactly, so sums
 /// never wrap and every client reads them as sent.
 const MAX_TOKEN_COUNT: u64 = (1 << 53) - 1;
@@ -35,6 +42,8 @@ pub enum Overflow {
     ToolCalls,
     #[error("the answer is larger than {0} bytes")]
     Bytes(usize),
+    #[error("the answer switches between reasoning and text more than {MAX_TEXT_RUNS} times")]
+    TextRuns,
 }
 
 /// What an answer may hold, and what it used, counted without keeping
@@ -51,6 +60,10 @@ pub struct Tally {
     content_chars: u64,
     /// The indices of the tool calls seen so far.
     calls: Vec<u64>,
+    /// Runs of reasoning or text so far, and whether the last one is
+    /// reasoning.
+    runs: usize,
+    in_reasoning: Option<bool>,
     reported: Option<Usage>,
     prompt_estimate: u64,
 }
@@ -86,6 +99,20 @@ impl Tally {
         Ok(())
     }
 
+    /// Counts a run of reasoning (or of text) that `text` starts, if the
+    /// last one was of the other kind.
+    fn enter_run(&mut self, reasoning: bool, text: &str) -> Result<(), Overflow> {
+        if text.is_empty() || self.in_reasoning == Some(reasoning) {
+            return Ok(());
+        }
+        self.in_reasoning = Some(reasoning);
+        self.runs += 1;
+        if self.runs > MAX_TEXT_RUNS {
+            return Err(Overflow::TextRuns);
+        }
+        Ok(())
+    }
+
     fn add_tool_calls(&mut self, calls: &[ToolCallDelta]) -> Result<(), Overflow> {
         for (position, call) in calls.iter().enumerate() {
             let index = delta_index(call, position);
@@ -111,9 +138,11 @@ impl Tally {
     /// completion tokens.
     pub fn add_delta(&mut self, delta: &Delta) -> Result<(), Overflow> {
         if let Some(text) = &delta.reasoning {
+            self.enter_run(true, text)?;
             self.add_text(text)?;
         }
         if let Some(text) = &delta.content {
+            self.enter_run(false, text)?;
             self.add_text(text)?;
         }
         if let Some(calls) = &delta.tool_calls {
@@ -477,5 +506,33 @@ mod tests {
             t.add_delta(&calls(vec![name(MAX_TOOL_CALLS)])),
             Err(Overflow::ToolCalls)
         );
+    }
+
+    #[test]
+    fn runs_of_reasoning_and_text_are_capped_in_number() {
+        let reasoning = Delta {
+            reasoning: Some("r".into()),
+            ..Delta::default()
+        };
+        // Streamed or whole, a byte at a time each way.
+        for keep in [false, true] {
+            let mut t = Tally::new(keep, 0, 1 << 20);
+            for _ in 0..MAX_TEXT_RUNS / 2 {
+                t.add_delta(&reasoning).unwrap();
+                t.add_delta(&text("t")).unwrap();
+                t.add_delta(&text("t")).unwrap();
+            }
+            assert_eq!(t.add_delta(&reasoning), Err(Overflow::TextRuns));
+        }
+        // Empty pieces start no run.
+        let mut t = Tally::new(false, 0, 1 << 20);
+        let both = Delta {
+            reasoning: Some("".into()),
+            content: Some("t".into()),
+            ..Delta::default()
+        };
+        for _ in 0..2 * MAX_TEXT_RUNS {
+            t.add_delta(&both).unwrap();
+        }
     }
 }
