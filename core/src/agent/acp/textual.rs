@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::{chunk, AcpAgent, Request};
 use crate::agent::exec::link;
+use crate::agent::exec::round::MAX_CALLS;
 use crate::agent::exec::tools::{Chat, Given, Offer, Results, ToolResult};
 use crate::agent::exec::ToolLink;
 use crate::agent::process::RunId;
@@ -167,11 +168,11 @@ impl Scanner {
                         block.push_str(&self.held[..at]);
                         self.held.drain(..at + CLOSE.len());
                         let block = self.block.take().unwrap_or_default();
-                        if let Some(call) = parse_call(offer, &block) {
-                            self.calls.push(call);
-                        } else {
-                            // Not a call of an offered tool: it stays text.
-                            shown.push_str(&format!("{OPEN}{block}{CLOSE}"));
+                        // Not a call of an offered tool, or one past the
+                        // most one answer gives the editor: it stays text.
+                        match parse_call(offer, &block) {
+                            Some(call) if self.calls.len() < MAX_CALLS => self.calls.push(call),
+                            _ => shown.push_str(&format!("{OPEN}{block}{CLOSE}")),
                         }
                     }
                     None => {
@@ -319,6 +320,16 @@ mod tests {
                 proptest::prop_assert_eq!(arguments, &json!({"city": "Oslo"}));
             }
         }
+    }
+
+    #[test]
+    fn calls_past_the_most_one_answer_gives_are_shown_as_text() {
+        let offer = offer();
+        let mut scanner = Scanner::default();
+        let call = r#"<tool_call>{"name": "weather", "arguments": {"city": "Oslo"}}</tool_call>"#;
+        let shown = scanner.push(&offer, &call.repeat(MAX_CALLS + 2));
+        assert_eq!(shown, call.repeat(2));
+        assert_eq!(scanner.finish().1.len(), MAX_CALLS);
     }
 
     #[test]
