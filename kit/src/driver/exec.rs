@@ -6,15 +6,16 @@
 //! read and write it.
 
 use std::path::Path;
+use std::time::Instant;
 
 use async_channel::{Receiver, Sender};
 use futures_lite::future::FutureExt;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
-use mcp_provider_core::agent::process::{Exit, RunId, Stdin};
+use mcp_provider_core::agent::process::{RunId, Stdin};
 
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
-use super::{spawn_joined, Executor};
+use super::{spawn_joined, until, Executor};
 use crate::dial::LinkEnd;
 use crate::exec::{Exec, Outbox, Queued, RemoteExec, INPUTS};
 use crate::process::{Groups, Tail, READ_CHUNK};
@@ -225,15 +226,22 @@ fn start<E: Executor>(
             }
         }
         drop(stdout);
+        // The executor reaps the leader as it reports the exit, so its
+        // group is killed just after: its pid stays taken while the group
+        // has members, and a kill that finds none does nothing.
         let code = exit.await;
-        groups.remove(run);
+        let ended = groups.ended(run, Instant::now());
         let stderr = match stderr {
-            Some(task) => task.await.map(|tail| tail.text()).unwrap_or_default(),
-            None => String::new(),
+            Some(task) => {
+                let late = async {
+                    until::<E>(Some(ended.stderr_by())).await;
+                    None
+                };
+                task.or(late).await
+            }
+            None => None,
         };
-        let _ = tx
-            .send(Input::Exit(run, Exit::Exited { code, stderr }))
-            .await;
+        let _ = tx.send(ended.input(code, stderr)).await;
     });
     Ok(kept)
 }
