@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::process::{RunId, Stdin};
+use mcp_provider_kit::accept;
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, INPUTS};
 use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, READ_CHUNK};
@@ -106,15 +107,24 @@ fn serve_link(
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, after its opening and before its end.
+/// as inputs, after its opening and before its end. A failed accept is
+/// waited out (see [`accept`]), neither spun on nor the listener's end.
 fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
     let listener = UnixListener::bind(socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let tx = tx.clone();
     let accept = move || {
+        let mut failures = accept::Failures::default();
         for (next, stream) in (0..).zip(listener.incoming()) {
             let id = LinkId(next);
-            let Some((relay, reader)) = stream.ok().and_then(open_relay) else {
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    std::thread::sleep(failures.failed(&e, Instant::now()));
+                    continue;
+                }
+            };
+            let Some((relay, reader)) = open_relay(stream) else {
                 continue;
             };
             if tx.send(Input::RelayOpened(id, relay)).is_err() {

@@ -16,6 +16,7 @@ use mcp_provider_core::agent::process::{RunId, Stdin};
 
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::{spawn_joined, until, Executor};
+use crate::accept;
 use crate::dial::LinkEnd;
 use crate::exec::{Exec, Outbox, Queued, RemoteExec, INPUTS};
 use crate::process::{Groups, Tail, READ_CHUNK};
@@ -104,14 +105,18 @@ async fn serve_link<E: Executor>(
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, after its opening and before its end.
+/// as inputs, after its opening and before its end. A failed accept is
+/// waited out (see [`accept`]): later runs still reach the editor's tools.
 fn accept_relays<E: Executor>(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
     let listener =
         E::bind_unix(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let tx = tx.clone();
     E::spawn(async move {
         let mut next = 0;
-        while let Ok(stream) = E::accept_unix(&listener).await {
+        let mut failures = accept::Failures::default();
+        loop {
+            let accepted = || E::accept_unix(&listener);
+            let stream = accept::next(accepted, E::sleep, &mut failures).await;
             let id = LinkId(next);
             next += 1;
             let (reader, writer) = futures_lite::io::split(stream);
