@@ -17,7 +17,7 @@ import uuid
 import openai
 import pytest
 
-from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, ROOT, RUNTIMES, claude_code_env, live_processes
+from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, ROOT, RUNTIMES, claude_code_env, live_processes, with_env
 
 NODE_BIN = ROOT / "tests" / "node" / "node_modules" / ".bin"
 CLI_TELEMETRY_OFF = {
@@ -247,6 +247,36 @@ def test_an_editor_that_leaves_gets_its_command_killed(server, exec_agent):
     wait_running(marker)
     stream.close()
     wait_gone(marker)
+    wait_reaped(agent)
+
+
+def test_a_background_process_holding_stderr_neither_holds_the_answer_nor_outlives_the_run(
+    server, exec_agent
+):
+    """A CLI that answers, leaves a process running in the background with
+    its stderr (not its stdout), and exits: the editor gets the answer at
+    once, not when the request times out, and the leftover process goes
+    with the run, so the one slot is free for the next request."""
+    marker = uuid.uuid4().hex
+    script = "cat >/dev/null; echo hello; sleep 97 >/dev/null & exit 0"
+    agent = exec_agent(
+        "leaver", "--max-running", "1", "--timeout-secs", "60", "--", "sh", "-c", script,
+        env={"EXEC_TEST_MARKER": marker},
+    )
+    c = client(server)
+    for _ in range(2):
+        started = time.monotonic()
+        answer = c.chat.completions.create(
+            model="leaver", messages=[{"role": "user", "content": "x"}], timeout=20
+        )
+        assert answer.choices[0].message.content.strip() == "hello"
+        assert time.monotonic() - started < 5
+    # Only `agent exec` itself has the marker once its runs are over.
+    left = lambda: live_processes(with_env("EXEC_TEST_MARKER", marker), but={agent.proc.pid})  # noqa: E731
+    deadline = time.monotonic() + 10
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left() == []
     wait_reaped(agent)
 
 

@@ -247,3 +247,22 @@ def test_each_listen_adds_an_address_so_ollamas_port_can_be_served_too(runtime, 
                 assert r.status == 200
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("where", ["file", "variable"])
+def test_no_address_to_listen_on_is_refused_by_name(runtime, tmp_path, where):
+    """`listen = []` (or an empty MCP_PROVIDER_LISTEN) would serve nowhere:
+    refused as a bad setting, exit code 2, naming `listen`, before
+    anything starts."""
+    env = user_env(tmp_path)
+    args = ["serve"]
+    if where == "file":
+        config = tmp_path / "nowhere.toml"
+        config.write_text("listen = []\n")
+        args += ["--config", str(config)]
+    else:
+        env["MCP_PROVIDER_LISTEN"] = ""
+    result = run(runtime, env, *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "bad setting `listen`: no address to listen on" in result.stderr, result.stderr
+    assert "panicked" not in result.stderr

@@ -516,16 +516,20 @@ fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> 
                 R::RUNTIME
             );
         }
-        let first = &bound[0];
-        println!("  OpenAI base URL:  http://{first}/v1");
-        println!("  Ollama base URL:  http://{first}");
-        println!("  Anthropic base URL: http://{first}");
-        println!("  Agent link:       ws://{first}/v1/agent");
-        println!(
-            "  Dashboard:        http://{first}/ (in a browser; sign in with the bridge token)"
-        );
-        for name in &bridged {
-            println!("  MCP server `{name}`: http://{first}/mcp/{name} (Streamable HTTP; the API key as Bearer)");
+        // The settings name at least one address; none is known only if
+        // no bound listener could tell its own, and then there are no URLs
+        // to give.
+        if let Some(first) = bound.first() {
+            println!("  OpenAI base URL:  http://{first}/v1");
+            println!("  Ollama base URL:  http://{first}");
+            println!("  Anthropic base URL: http://{first}");
+            println!("  Agent link:       ws://{first}/v1/agent");
+            println!(
+                "  Dashboard:        http://{first}/ (in a browser; sign in with the bridge token)"
+            );
+            for name in &bridged {
+                println!("  MCP server `{name}`: http://{first}/mcp/{name} (Streamable HTTP; the API key as Bearer)");
+            }
         }
         for note in &notes {
             println!("{note}");

@@ -25,7 +25,7 @@ use mcp_provider_core::lines::{Line, LineBuffer};
 use mcp_provider_core::{mcp, ConnId, Output};
 
 use crate::child_stdin::{Stdin, Written};
-use crate::process::{self, READ_CHUNK};
+use crate::process::{self, wait_unreaped, READ_CHUNK, STDERR_WAIT};
 use crate::upstream::{threads, Carriers, Credentials, NoCredentials, RemoteRun};
 use crate::watchdog;
 use mcp_provider_core::upstream::Remote;
@@ -33,8 +33,6 @@ use mcp_provider_core::upstream::Remote;
 /// The last lines of a child's stderr given in the clients' error when it
 /// exits (from its last [`process::Tail`] of bytes).
 const STDERR_LINES: usize = 3;
-/// How long an exit waits for the end of the child's stderr.
-const STDERR_WAIT: Duration = Duration::from_millis(250);
 
 /// Where the bridge's HTTP answers go: the connections' mailboxes.
 pub type Post = Box<dyn Fn(Vec<Output>) -> Posted + Send + Sync>;
@@ -738,20 +736,6 @@ fn start_failure(argv: &[String], cwd: Option<&str>, e: &std::io::Error) -> Stri
             format!("its command `{program}` cannot be run (permission denied)")
         }
         _ => format!("its command `{program}` could not be run: {e}"),
-    }
-}
-
-/// Blocks until process `pid` has exited, leaving it to be reaped.
-fn wait_unreaped(pid: libc::id_t) {
-    loop {
-        // SAFETY: waitid(2) writes only into the siginfo we own.
-        let done = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
-        };
-        if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return;
-        }
     }
 }
 

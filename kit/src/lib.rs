@@ -7,12 +7,14 @@
 //! agents against a remote provider — with the pieces here: the [`hub`]
 //! that keeps the core's provider under one lock, the connections'
 //! [`mailbox`]es, an agent link's [`burst`]s and [`link_writes`],
-//! [`admission`] of editor connections, the MCP [`bridge`]'s child
+//! [`admission`] of editor connections, what an [`accept`] loop does when
+//! an accept fails, the MCP [`bridge`]'s child
 //! processes, `agent exec`'s [`process`]es and tool [`relay`], [`dial`]ing
 //! an agent link, graceful [`shutdown`] and the [`audit`] log. With the
 //! `async` feature, the async [`driver`] written once for every async
 //! executor: a runtime on one implements its `Executor`.
 
+pub mod accept;
 pub mod admission;
 pub mod audit;
 pub mod bridge;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mcp_provider_core::agent::exec::home::OwnHome;
 use mcp_provider_core::agent::exec::STDERR_TAIL;
@@ -16,12 +16,19 @@ use mcp_provider_core::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::exec::{Outbox, RemoteExec};
+use crate::exec::{Input, Outbox, RemoteExec};
 use crate::run_home;
 use crate::watchdog;
 
 /// How much a run's stdout is read at a time.
 pub const READ_CHUNK: usize = 16 * 1024;
+
+/// How long a process's exit waits for the end of its stderr, once its
+/// group is killed: the group's members are gone with it, so only a
+/// process outside the group (one that left it, or was handed the pipe)
+/// can hold the pipe open, and nobody waits on that for its exit to be
+/// seen. Shared by `agent exec`'s runs and the bridge's children.
+pub const STDERR_WAIT: Duration = Duration::from_millis(250);
 
 /// The prefix of the provider's own environment variables: its settings,
 /// its API key and its bridge token.
@@ -161,6 +168,50 @@ pub fn signal_group(pgid: u32, signal: libc::c_int) {
     }
 }
 
+/// Waits until the process `pid`, a child of ours, has exited, without
+/// reaping it: until it is reaped its pid, and so its group's id, cannot
+/// be taken by another process, so what it left behind in its group can
+/// still be killed by that id.
+pub fn wait_unreaped(pid: libc::id_t) {
+    loop {
+        // SAFETY: waitid(2) writes only into the siginfo we own.
+        let done = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// A run whose leader has exited, its exit not reported yet: what every
+/// runtime does between a run's exit and the report of it, in one place.
+/// Made by [`Groups::ended`]; the runtime then waits for the end of the
+/// run's stderr until [`Ended::stderr_by`] at the latest, and hands the
+/// agent [`Ended::input`].
+pub struct Ended {
+    run: RunId,
+    by: Instant,
+}
+
+impl Ended {
+    /// Until when the run's stderr is waited for: a background process
+    /// outside the group that holds it must not hold the run's answer back
+    /// until its request times out.
+    pub fn stderr_by(&self) -> Instant {
+        self.by
+    }
+
+    /// The run's exit for the agent: `code` its leader's exit code, `stderr`
+    /// what was read of its stderr by then (`None`: nothing, or not to its
+    /// end in time).
+    pub fn input<R>(self, code: Option<i32>, stderr: Option<Tail>) -> Input<R> {
+        let stderr = stderr.map(|tail| tail.text()).unwrap_or_default();
+        Input::Exit(self.run, Exit::Exited { code, stderr })
+    }
+}
+
 /// The last [`STDERR_TAIL`] bytes a run wrote on stderr.
 #[derive(Default)]
 pub struct Tail(Vec<u8>);
@@ -192,6 +243,21 @@ impl Groups {
     pub fn insert(&self, run: RunId, pgid: u32) {
         self.map().insert(run, pgid);
         watchdog::watch(pgid);
+    }
+
+    /// The run's leader exited: what is left of its group (a background
+    /// process the CLI started and did not wait for) is killed, since no
+    /// process of a run outlives it, and the group is forgotten, its id
+    /// free to be reused once the leader is reaped. Called once the leader
+    /// has exited, before its exit is reported, and before it is reaped
+    /// where the runtime can wait without reaping.
+    pub fn ended(&self, run: RunId, now: Instant) -> Ended {
+        self.kill(run);
+        self.remove(run);
+        Ended {
+            run,
+            by: mcp_provider_core::time::later(now, STDERR_WAIT),
+        }
     }
 
     /// The run's leader exited and is about to be reaped: its group id may

@@ -27,6 +27,7 @@ use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::stream::Answering;
 use mcp_provider_core::time::later;
 use mcp_provider_core::{too_many_connections, ConnId, Output, Upgrade};
+use mcp_provider_kit::accept;
 use mcp_provider_kit::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_kit::dial::accept_head;
 use mcp_provider_kit::hub::Peer;
@@ -232,16 +233,12 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
             return;
         }
     };
-    let mut last_warning: Option<Instant> = None;
+    let mut failures = accept::Failures::default();
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                    tracing::warn!("accept failed: {e}");
-                    last_warning = Some(Instant::now());
-                }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(failures.failed(&e, Instant::now()));
                 continue;
             }
         };

@@ -10,13 +10,14 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{ChildStderr, Command};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::thread::JoinHandle;
+use std::time::Instant;
 
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
-use mcp_provider_core::agent::process::{Exit, RunId, Stdin};
+use mcp_provider_core::agent::process::{RunId, Stdin};
+use mcp_provider_kit::accept;
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, INPUTS};
-use mcp_provider_kit::process::{Groups, Tail, READ_CHUNK};
+use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, READ_CHUNK};
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
@@ -106,15 +107,24 @@ fn serve_link(
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, after its opening and before its end.
+/// as inputs, after its opening and before its end. A failed accept is
+/// waited out (see [`accept`]), neither spun on nor the listener's end.
 fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
     let listener = UnixListener::bind(socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let tx = tx.clone();
     let accept = move || {
+        let mut failures = accept::Failures::default();
         for (next, stream) in (0..).zip(listener.incoming()) {
             let id = LinkId(next);
-            let Some((relay, reader)) = stream.ok().and_then(open_relay) else {
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    std::thread::sleep(failures.failed(&e, Instant::now()));
+                    continue;
+                }
+            };
+            let Some((relay, reader)) = open_relay(stream) else {
                 continue;
             };
             if tx.send(Input::RelayOpened(id, relay)).is_err() {
@@ -233,13 +243,16 @@ fn start(
                 }
             }
             drop(stdout);
+            // Its group is killed before the leader is reaped, while its
+            // id cannot have been taken by another process.
+            wait_unreaped(child.id());
+            let ended = run_groups.ended(run, Instant::now());
             let code = child.wait().ok().and_then(|s| s.code());
-            run_groups.remove(run);
-            let stderr = stderr
-                .and_then(|h| h.join().ok())
-                .map(|t| t.text())
-                .unwrap_or_default();
-            let _ = run_tx.send(Input::Exit(run, Exit::Exited { code, stderr }));
+            let stderr = stderr.and_then(|tail| {
+                let left = ended.stderr_by().saturating_duration_since(Instant::now());
+                tail.recv_timeout(left).ok()
+            });
+            let _ = run_tx.send(ended.input(code, stderr));
         });
     if let Err(e) = reader {
         // The child went with the closure, unreaped: at least stop it.
@@ -250,18 +263,22 @@ fn start(
     Ok(kept)
 }
 
-/// Reads a run's stderr to its end on a thread, keeping the last of it.
-fn read_tail(mut stderr: ChildStderr) -> Option<JoinHandle<Tail>> {
+/// Reads a run's stderr to its end on a thread, keeping the last of it:
+/// what it kept comes on the channel then, which the run's exit waits on
+/// for a while only (see [`mcp_provider_kit::process::Ended`]).
+fn read_tail(mut stderr: ChildStderr) -> Option<Receiver<Tail>> {
+    let (done, tail) = mpsc::sync_channel(1);
     let read = move || {
         let mut tail = Tail::default();
         let mut buf = [0; 4096];
         while let Ok(n @ 1..) = stderr.read(&mut buf) {
             tail.push(buf.get(..n).unwrap_or_default());
         }
-        tail
+        let _ = done.send(tail);
     };
     std::thread::Builder::new()
         .name("exec-stderr".into())
         .spawn(read)
-        .ok()
+        .ok()?;
+    Some(tail)
 }

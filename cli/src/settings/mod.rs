@@ -247,7 +247,15 @@ impl Settings {
         Ok(())
     }
 
+    /// The addresses to listen on: at least one, since a server bound
+    /// nowhere would wait for clients that can never reach it.
     pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, BadSettings> {
+        if self.listen.is_empty() {
+            return Err(BadSettings(
+                "bad setting `listen`: no address to listen on; give one like 127.0.0.1:8788"
+                    .to_owned(),
+            ));
+        }
         self.listen
             .iter()
             .map(|a| {

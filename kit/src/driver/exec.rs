@@ -6,15 +6,17 @@
 //! read and write it.
 
 use std::path::Path;
+use std::time::Instant;
 
 use async_channel::{Receiver, Sender};
 use futures_lite::future::FutureExt;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
-use mcp_provider_core::agent::process::{Exit, RunId, Stdin};
+use mcp_provider_core::agent::process::{RunId, Stdin};
 
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
-use super::{spawn_joined, Executor};
+use super::{spawn_joined, until, Executor};
+use crate::accept;
 use crate::dial::LinkEnd;
 use crate::exec::{Exec, Outbox, Queued, RemoteExec, INPUTS};
 use crate::process::{Groups, Tail, READ_CHUNK};
@@ -103,14 +105,18 @@ async fn serve_link<E: Executor>(
 }
 
 /// Listens for runs' relays on `socket`: each connection's bytes come in
-/// as inputs, after its opening and before its end.
+/// as inputs, after its opening and before its end. A failed accept is
+/// waited out (see [`accept`]): later runs still reach the editor's tools.
 fn accept_relays<E: Executor>(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
     let listener =
         E::bind_unix(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let tx = tx.clone();
     E::spawn(async move {
         let mut next = 0;
-        while let Ok(stream) = E::accept_unix(&listener).await {
+        let mut failures = accept::Failures::default();
+        loop {
+            let accepted = || E::accept_unix(&listener);
+            let stream = accept::next(accepted, E::sleep, &mut failures).await;
             let id = LinkId(next);
             next += 1;
             let (reader, writer) = futures_lite::io::split(stream);
@@ -225,15 +231,22 @@ fn start<E: Executor>(
             }
         }
         drop(stdout);
+        // The executor reaps the leader as it reports the exit, so its
+        // group is killed just after: its pid stays taken while the group
+        // has members, and a kill that finds none does nothing.
         let code = exit.await;
-        groups.remove(run);
+        let ended = groups.ended(run, Instant::now());
         let stderr = match stderr {
-            Some(task) => task.await.map(|tail| tail.text()).unwrap_or_default(),
-            None => String::new(),
+            Some(task) => {
+                let late = async {
+                    until::<E>(Some(ended.stderr_by())).await;
+                    None
+                };
+                task.or(late).await
+            }
+            None => None,
         };
-        let _ = tx
-            .send(Input::Exit(run, Exit::Exited { code, stderr }))
-            .await;
+        let _ = tx.send(ended.input(code, stderr)).await;
     });
     Ok(kept)
 }

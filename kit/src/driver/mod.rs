@@ -48,7 +48,7 @@ pub trait Executor: Sized + Send + Sync + 'static {
     /// A Unix socket's connection.
     type Unix: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// A listening Unix socket.
-    type UnixListener: Send + 'static;
+    type UnixListener: Send + Sync + 'static;
     /// A pipe read: a child's stdout or stderr.
     type PipeReader: AsyncRead + Unpin + Send + 'static;
     /// A pipe written: a child's stdin.

@@ -18,6 +18,7 @@ use mcp_provider_core::{too_many_connections, Config, Provider};
 
 use super::link::{self, Backpressure, Shared, HUB_STALL};
 use super::{until, Executor};
+use crate::accept;
 use crate::admission::{Admission, Admitted, REFUSALS_HELD, REFUSAL_HOLD};
 use crate::audit::AuditSink;
 use crate::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
@@ -70,30 +71,19 @@ pub async fn accept_loop<E: Executor>(
     gate: Gate,
     app: Option<AppRoutes>,
 ) {
-    let mut last_warning = None;
+    // The connection cap is kept under the file limit, so a failed accept
+    // is rare.
+    let mut failures = accept::Failures::default();
     loop {
-        match E::accept(&listener).await {
-            Ok(stream) => {
-                let Some((stream, admitted)) = gate.admit::<E>(stream) else {
-                    continue;
-                };
-                let (shared, app) = (shared.clone(), app.clone());
-                E::spawn(async move {
-                    let _open = admitted;
-                    connection::<E>(shared, stream, limits, app.as_ref()).await;
-                });
-            }
-            Err(e) => {
-                // Out of files or memory: wait a little rather than spin.
-                // The connection cap is kept under the file limit, so this
-                // is rare; say it once a second at most.
-                if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(1)) {
-                    tracing::warn!("accept failed: {e}");
-                    last_warning = Some(Instant::now());
-                }
-                E::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let stream = accept::next(|| E::accept(&listener), E::sleep, &mut failures).await;
+        let Some((stream, admitted)) = gate.admit::<E>(stream) else {
+            continue;
+        };
+        let (shared, app) = (shared.clone(), app.clone());
+        E::spawn(async move {
+            let _open = admitted;
+            connection::<E>(shared, stream, limits, app.as_ref()).await;
+        });
     }
 }
 
