@@ -29,7 +29,7 @@ from mcp.client.session import ClientSession
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import API_KEY, ROOT, FakeHandler, LocalHttpServer, mcp_post as post, wait_until
+from conftest import API_KEY, ROOT, FakeHandler, LocalHttpServer, Silent, mcp_post as post, wait_until
 from test_bridge import client, run
 from test_red_team import threads
 
@@ -474,3 +474,28 @@ def test_a_hostile_remote_gets_clear_errors_and_costs_only_its_calls(make_server
     assert "not JSON" in errors["html"], errors
     assert "longer than" in errors["endless"], errors
     assert server.alive()
+
+
+def test_an_https_remote_that_never_speaks_tls_fails_in_time_and_keeps_no_connection(make_server, tmp_path):
+    """A server that accepts and never answers the TLS handshake: the
+    dial gives up (10 s), the client gets an MCP error, and once the
+    bridge gave up on the server, none of its connections is left open."""
+    with Silent() as silent:
+        url = f"https://127.0.0.1:{silent.port}/mcp"
+        config = tmp_path / "servers.toml"
+        config.write_text(f'[[bridge.servers]]\nname = "silent"\nurl = "{url}"\nmax_restarts = 1\n')
+        server = make_server("--config", str(config))
+
+        async def use():
+            async with client(server, name="silent", mode="legacy") as c:
+                await c.list_tools()
+
+        with pytest.raises(Exception) as refused:
+            run(use())
+        assert silent.accepted >= 1
+        assert f"127.0.0.1:{silent.port}" in repr(refused.value) + "".join(
+            repr(e) for e in getattr(refused.value, "exceptions", ())
+        ), repr(refused.value)
+        assert wait_until(lambda: silent.open == 0, timeout=30), (silent.accepted, silent.open)
+        assert server.alive()
+

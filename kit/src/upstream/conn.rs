@@ -18,6 +18,16 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// What one read asks of the socket.
 pub const READ_CHUNK: usize = 8 * 1024;
 
+/// A dial, its TLS handshake included, that took longer than
+/// [`DIAL_TIMEOUT`].
+pub fn dial_late(url: &Url) -> Failed {
+    Failed::Dial(format!(
+        "{} cannot be reached (no connection within {} s)",
+        url.authority(),
+        DIAL_TIMEOUT.as_secs()
+    ))
+}
+
 /// Anything a request can go over: a socket, or TLS on one.
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}

@@ -396,6 +396,15 @@ impl RemoteRun {
         self.active().contains_key(&id)
     }
 
+    /// The dial for exchange `id`, cuttable since [`RemoteRun::started`],
+    /// failed: told to the upstream unless the exchange was aborted
+    /// meanwhile.
+    pub fn dial_failed(self: &Arc<Self>, id: ExchangeId, e: &Failed) {
+        if self.active().remove(&id).is_some() {
+            self.failed(id, e, false);
+        }
+    }
+
     /// An exchange failed; `dialed`: whether a connection was made at all.
     pub fn failed(self: &Arc<Self>, id: ExchangeId, e: &Failed, dialed: bool) {
         let outputs = {
