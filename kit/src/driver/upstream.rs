@@ -174,18 +174,31 @@ async fn carry<E: Executor>(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Co
                 cut.close();
             }),
         );
+        // Cut, or past the job's deadline: either ends the try as an
+        // abort does.
+        let stopped = || async {
+            let cut = async {
+                let _ = cutting.recv().await;
+            };
+            match job.deadline {
+                Some(at) => future::or(cut, async { drop(E::timer_at(at).await) }).await,
+                None => cut.await,
+            }
+        };
         let fresh = conn.is_none();
         if fresh {
             let dial = async { Some(Conn::dial(&job.request.url, run.ca_file()).await) };
-            let cut = async {
-                let _ = cutting.recv().await;
+            let stop = async {
+                stopped().await;
                 None
             };
-            match future::or(dial, cut).await {
+            match future::or(dial, stop).await {
                 Some(Ok(dialed)) => *conn = Some(dialed),
                 Some(Err(e)) => return run.dial_failed(job.id, &e),
-                // Cut: its entry is gone with the cut.
-                None => return,
+                None => {
+                    run.settle(job.id, Ok(false), fresh, conn);
+                    return;
+                }
             }
         }
         let Some(open) = conn.as_mut() else {
@@ -194,11 +207,11 @@ async fn carry<E: Executor>(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Co
         let exchange = open.exchange(&job.request, job.max_body(), |events| {
             run.feed(job.id, events)
         });
-        let cut = async {
-            let _ = cutting.recv().await;
+        let stop = async {
+            stopped().await;
             Ok(false)
         };
-        let result = future::or(exchange, cut).await;
+        let result = future::or(exchange, stop).await;
         if !run.settle(job.id, result, fresh, conn) {
             return;
         }

@@ -5,6 +5,8 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,42 @@ pub fn dial_late(url: &Url) -> Failed {
         url.authority(),
         DIAL_TIMEOUT.as_secs()
     ))
+}
+
+/// Cuts a connection once its time is up, unless dropped first.
+pub struct Deadline {
+    /// Dropped with the deadline: wakes its thread to end.
+    _armed: mpsc::Sender<()>,
+    passed: Arc<AtomicBool>,
+}
+
+impl Deadline {
+    pub fn arm(socket: Arc<TcpStream>, timeout: Duration) -> Deadline {
+        let (armed, wait) = mpsc::channel::<()>();
+        let passed = Arc::new(AtomicBool::new(false));
+        let flag = passed.clone();
+        let spawned = std::thread::Builder::new()
+            .name("conn-deadline".into())
+            .spawn(move || {
+                if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(timeout) {
+                    flag.store(true, Ordering::SeqCst);
+                    Conn::cut(&socket);
+                }
+            });
+        if spawned.is_err() {
+            // Its reads end only as its socket's timeouts allow.
+            tracing::debug!("no thread for a connection's deadline");
+        }
+        Deadline {
+            _armed: armed,
+            passed,
+        }
+    }
+
+    /// Whether the time was up (and the connection cut).
+    pub fn passed(&self) -> bool {
+        self.passed.load(Ordering::SeqCst)
+    }
 }
 
 /// Anything a request can go over: a socket, or TLS on one.
