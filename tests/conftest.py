@@ -122,6 +122,51 @@ class LocalHttpServer(http.server.ThreadingHTTPServer):
         self.close()
 
 
+class Silent:
+    """A listener that accepts every connection and never says a word,
+    each connection read until its peer closes it: how many it took, and
+    how many of those the peer still holds open."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.closed = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+            threading.Thread(target=self.hold, args=(conn,), daemon=True).start()
+
+    def hold(self, conn):
+        with conn:
+            try:
+                while conn.recv(4096):
+                    pass
+            except OSError:
+                pass
+        with self.lock:
+            self.closed += 1
+
+    @property
+    def open(self):
+        with self.lock:
+            return self.accepted - self.closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.listener.close()
+
+
 class FakeHandler(http.server.BaseHTTPRequestHandler):
     """What the suite's fake endpoints share: JSON answers, a chunked
     event stream written piece by piece, and a connection broken midway."""

@@ -29,7 +29,7 @@ from mcp.client.session import ClientSession
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import API_KEY, ROOT, FakeHandler, LocalHttpServer, mcp_post as post, wait_until
+from conftest import API_KEY, ROOT, FakeHandler, LocalHttpServer, Silent, mcp_post as post, wait_until
 from test_bridge import client, run
 from test_red_team import threads
 
@@ -474,3 +474,103 @@ def test_a_hostile_remote_gets_clear_errors_and_costs_only_its_calls(make_server
     assert "not JSON" in errors["html"], errors
     assert "longer than" in errors["endless"], errors
     assert server.alive()
+
+
+def test_an_https_remote_that_never_speaks_tls_fails_in_time_and_keeps_no_connection(make_server, tmp_path):
+    """A server that accepts and never answers the TLS handshake: the
+    dial gives up (10 s), the client gets an MCP error, and once the
+    bridge gave up on the server, none of its connections is left open."""
+    with Silent() as silent:
+        url = f"https://127.0.0.1:{silent.port}/mcp"
+        config = tmp_path / "servers.toml"
+        config.write_text(f'[[bridge.servers]]\nname = "silent"\nurl = "{url}"\nmax_restarts = 1\n')
+        server = make_server("--config", str(config))
+
+        async def use():
+            async with client(server, name="silent", mode="legacy") as c:
+                await c.list_tools()
+
+        with pytest.raises(Exception) as refused:
+            run(use())
+        assert silent.accepted >= 1
+        assert f"127.0.0.1:{silent.port}" in repr(refused.value) + "".join(
+            repr(e) for e in getattr(refused.value, "exceptions", ())
+        ), repr(refused.value)
+        assert wait_until(lambda: silent.open == 0, timeout=30), (silent.accepted, silent.open)
+        assert server.alive()
+
+
+class HungOnClose(FakeHandler):
+    """A remote server that makes its sessions like any other; in its first
+    one, it holds every call and ping unanswered (the bridge kills it as
+    hung), and it never answers a session's DELETE. A held request waits
+    until the provider closes its connection; the server counts the
+    DELETEs it got, and those whose connection the provider closed."""
+
+    def do_POST(self):
+        message = self.json_body()
+        method, ident = message.get("method"), message.get("id")
+        if method == "initialize":
+            with self.server.lock:
+                self.server.sessions += 1
+                session = f"s{self.server.sessions}"
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {
+                "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                "serverInfo": {"name": "hung", "version": "1"}}}, {"mcp-session-id": session})
+        elif ident is None:
+            self.send_response(202)
+            self.send_header("content-length", "0")
+            self.end_headers()
+        elif self.headers.get("mcp-session-id") == "s1" and method in ("tools/call", "ping"):
+            self.hold()
+        elif method == "tools/list":
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {
+                "tools": [{"name": "hang", "inputSchema": {"type": "object"}}]}})
+        else:
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {}})
+
+    def do_GET(self):
+        self.send_response(405)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_DELETE(self):
+        with self.server.lock:
+            self.server.deletes += 1
+        self.hold()
+        with self.server.lock:
+            self.server.deletes_closed += 1
+
+    def hold(self):
+        self.close_connection = True
+        try:
+            while self.connection.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+def test_a_remote_killed_as_hung_gives_up_its_session_delete_in_a_few_seconds(make_server, tmp_path):
+    """The bridge kills a remote server whose call and ping go unanswered;
+    ending its session, it sends a DELETE the server never answers: the
+    provider closes that connection within a few seconds (3 s), it does
+    not keep it, its task or thread, for good."""
+    with LocalHttpServer(HungOnClose) as remote:
+        remote.sessions = remote.deletes = remote.deletes_closed = 0
+        config = tmp_path / "servers.toml"
+        config.write_text(
+            "[bridge]\nping_timeout_secs = 1\n"
+            f'[[bridge.servers]]\nname = "hung"\nurl = "{remote.base}/mcp"\n'
+        )
+        server = make_server("--config", str(config))
+
+        async def use():
+            async with client(server, name="hung", mode="legacy") as c:
+                with pytest.raises(MCPError):
+                    await c.call_tool("hang", {})
+
+        run(use())
+        assert wait_until(lambda: remote.deletes >= 1, timeout=10), remote.deletes
+        assert wait_until(lambda: remote.deletes_closed == remote.deletes, timeout=10), (
+            remote.deletes, remote.deletes_closed)
+        assert server.alive()

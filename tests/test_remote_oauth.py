@@ -35,7 +35,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import API_KEY, BIN_DIR, LOG_DIR, ROOT, RUNTIMES, FakeHandler, LocalHttpServer, http_request, wait_until
+from conftest import API_KEY, BIN_DIR, LOG_DIR, ROOT, RUNTIMES, FakeHandler, LocalHttpServer, Silent, http_request, wait_until
 
 CONFORMANCE = ROOT / "tests" / "conformance"
 DRIVER = ROOT / "tests" / "oauth_conformance_client.py"
@@ -424,3 +424,16 @@ def test_a_hostile_server_is_refused_with_why_and_nothing_is_kept(runtime, world
         assert world.authorized == []
     if hostile in ("resource", "state"):
         assert world.grants == []
+
+
+def test_a_login_to_a_server_that_never_speaks_tls_fails_in_time(runtime, tmp_path):
+    """A server that accepts and never answers the TLS handshake: `login`
+    gives up at the dial's limit (10 s) with an error naming the server,
+    it does not hang."""
+    with Silent() as silent:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_PROVIDER_") and k != "BROWSER"}
+        env["XDG_STATE_HOME"] = str(tmp_path / "state")
+        url = f"https://127.0.0.1:{silent.port}/mcp"
+        done = cli(runtime, env, "login", "silent", "--no-browser", "--server", f"silent={url}")
+    assert done.returncode != 0, done.stdout
+    assert f"127.0.0.1:{silent.port}" in done.stdout + done.stderr, done.stderr

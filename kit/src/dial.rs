@@ -25,6 +25,13 @@ pub struct Link {
     pub once: bool,
 }
 
+/// How long a write to an agent hub's link may wait for the hub to read:
+/// the hub is no editor connection with a read timeout of its own, so it
+/// gets a minute, the editors' default. Past it the link ends and the hub
+/// is dialed again (a hub that stops reading would otherwise hold the
+/// link's writer, then its reader, whose pongs wait for that write).
+pub const HUB_STALL: Duration = Duration::from_secs(60);
+
 /// The variable an agent process takes its bridge token from, and that
 /// the secrets file `serve` keeps sets.
 pub const BRIDGE_TOKEN_VAR: &str = "MCP_PROVIDER_BRIDGE_TOKEN";

@@ -4,16 +4,12 @@
 //! trickles a byte at a time cannot hold it; redirects are not followed
 //! (the caller decides).
 
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mcp_provider_core::http::{Outgoing, ResponseEvent, ResponseHead};
 
-use crate::upstream::conn::Conn;
+use crate::upstream::conn::{Conn, Deadline};
 
 /// A response read whole.
 #[derive(Debug, Clone)]
@@ -63,41 +59,6 @@ pub fn fetch(
         head,
         body: body.freeze(),
     })
-}
-
-/// Cuts a connection once its time is up, unless dropped first.
-struct Deadline {
-    /// Dropped with the deadline: wakes its thread to end.
-    _armed: mpsc::Sender<()>,
-    passed: Arc<AtomicBool>,
-}
-
-impl Deadline {
-    fn arm(socket: Arc<TcpStream>, timeout: Duration) -> Deadline {
-        let (armed, wait) = mpsc::channel::<()>();
-        let passed = Arc::new(AtomicBool::new(false));
-        let flag = passed.clone();
-        let spawned = std::thread::Builder::new()
-            .name("fetch-deadline".into())
-            .spawn(move || {
-                if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(timeout) {
-                    flag.store(true, Ordering::SeqCst);
-                    Conn::cut(&socket);
-                }
-            });
-        if spawned.is_err() {
-            // Each read is still bounded by the socket's timeout.
-            tracing::debug!("no thread for a fetch's deadline");
-        }
-        Deadline {
-            _armed: armed,
-            passed,
-        }
-    }
-
-    fn passed(&self) -> bool {
-        self.passed.load(Ordering::SeqCst)
-    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 //! once per set of roots and shared.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -63,13 +64,78 @@ pub fn client(host: &str, config: Arc<ClientConfig>) -> io::Result<ClientConnect
     ClientConnection::new(config, name).map_err(io::Error::other)
 }
 
-/// TLS over `socket` to `host`, its handshake done.
-pub fn connect(socket: TcpStream, host: &str, config: Arc<ClientConfig>) -> io::Result<TlsStream> {
+/// TLS over `socket` to `host`, its handshake done by `deadline`: a
+/// server that accepts the connection and never speaks TLS (or trickles
+/// it) would otherwise hold the dialing thread for good. The socket is
+/// left with no timeout, as it came.
+pub fn connect(
+    socket: TcpStream,
+    host: &str,
+    config: Arc<ClientConfig>,
+    deadline: Instant,
+) -> io::Result<TlsStream> {
     let mut stream = StreamOwned::new(client(host, config)?, socket);
+    let mut until = Until {
+        socket: &stream.sock,
+        deadline,
+    };
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
+        stream.conn.complete_io(&mut until)?;
     }
+    stream.sock.set_read_timeout(None)?;
+    stream.sock.set_write_timeout(None)?;
     Ok(stream)
+}
+
+/// A socket each of whose reads and writes may wait only for what is left
+/// until `deadline`, so however many the handshake takes, together they
+/// end by it.
+struct Until<'a> {
+    socket: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Until<'_> {
+    /// Sets the socket's timeouts to what is left, or says it is late.
+    fn arm(&self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(late());
+        }
+        self.socket.set_read_timeout(Some(left))?;
+        self.socket.set_write_timeout(Some(left))
+    }
+}
+
+/// A socket's timeout (`WouldBlock` on Unix, which rustls would take for
+/// a non-blocking socket's "not yet") as the error it is.
+fn timed_out(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => late(),
+        _ => e,
+    }
+}
+
+fn late() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake in time")
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.socket.read(buf).map_err(timed_out)
+    }
+}
+
+impl Write for Until<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.socket.write(buf).map_err(timed_out)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.socket.flush()
+    }
 }
 
 /// Every certificate in a PEM file.
@@ -103,6 +169,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+    use std::time::Duration;
 
     /// A server with a certificate from a CA of its own; a client that
     /// trusts that CA's file talks to it, one that trusts only the system
@@ -151,7 +218,8 @@ mod tests {
         let dial = |ca: Option<&str>| -> io::Result<[u8; 5]> {
             let socket = TcpStream::connect(("127.0.0.1", port))?;
             let config = client_config(ca).map_err(io::Error::other)?;
-            let mut tls = connect(socket, "localhost", config)?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut tls = connect(socket, "localhost", config, deadline)?;
             tls.write_all(b"hello")?;
             let mut buf = [0u8; 5];
             tls.read_exact(&mut buf)?;
@@ -161,6 +229,21 @@ mod tests {
         assert_eq!(&dial(ca_file.to_str()).unwrap(), b"world");
         serving.join().unwrap();
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A server that takes the connection and never says a word: the
+    /// handshake gives up at its deadline.
+    #[test]
+    fn a_silent_server_ends_the_handshake_at_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_held, _) = listener.accept().unwrap();
+        let config = client_config(None).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let error = connect(socket, "localhost", config, deadline)
+            .err()
+            .unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 use mcp_provider_kit::dial::{
-    handshake_failed, link_request, Backoff, DialError, FromLink, Link, LinkEnd, Redial,
+    handshake_failed, link_request, Backoff, DialError, FromLink, Link, LinkEnd, Redial, HUB_STALL,
 };
 use mcp_provider_kit::hub::Peer;
 use mcp_provider_kit::link_writes::LinkWrites;
@@ -310,17 +310,35 @@ pub fn next_link(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Ws, Result
 pub fn dial_hub(shared: &Shared, url: &str, token: &str) {
     let mut backoff = Backoff::new();
     loop {
-        match dial(url, token) {
-            Ok((reader, writer)) => {
-                tracing::info!("agent hub {url} connected");
-                backoff.reset();
-                serve(shared, reader, writer);
-                tracing::warn!("agent hub {url} disconnected");
-            }
+        match serve_hub(shared, url, token, HUB_STALL, || backoff.reset()) {
+            Ok(()) => tracing::warn!("agent hub {url} disconnected"),
             Err(e) => tracing::warn!("agent hub: {}", e.message()),
         }
         std::thread::sleep(backoff.next_wait());
     }
+}
+
+/// Dials an agent hub once (`connected` told when it answers) and serves
+/// the link until it ends, a write that waited `stall` for the hub to read
+/// ending it.
+fn serve_hub(
+    shared: &Shared,
+    url: &str,
+    token: &str,
+    stall: Duration,
+    connected: impl FnOnce(),
+) -> Result<(), DialError> {
+    let (reader, writer) = dial(url, token)?;
+    tracing::info!("agent hub {url} connected");
+    connected();
+    // Both halves share the socket, and so its write timeout.
+    reader
+        .get_ref()
+        .stream
+        .set_write_timeout(Some(stall))
+        .map_err(|e| DialError::Unreachable(format!("{url}: {e}")))?;
+    serve(shared, reader, writer);
+    Ok(())
 }
 
 /// Serves a new link: its frames, then how it ended, go to `tx` (through
@@ -370,4 +388,35 @@ fn follow_remote(
         })
         .map(drop)
         .map_err(|e| format!("cannot start the link thread: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_provider_core::Config;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A hub that pings and never reads what it is sent: once a pong has
+    /// waited the stall limit to be written, the link ends (and the hub
+    /// is dialed again).
+    #[test]
+    fn a_hub_that_stops_reading_loses_its_link() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}/v1/agent", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let mut hub = tungstenite::accept(socket).unwrap();
+            let ping = vec![0u8; 125];
+            // Until the provider gives the link up.
+            while hub.send(Message::Ping(ping.clone().into())).is_ok() {}
+        });
+        let shared = crate::shared::start(Config::new(&["key"], "token"), None).unwrap();
+        let (done, ended) = mpsc::channel();
+        std::thread::spawn(move || {
+            let served = serve_hub(&shared, &url, "token", Duration::from_millis(200), || {});
+            let _ = done.send(served.is_ok());
+        });
+        assert_eq!(ended.recv_timeout(Duration::from_secs(30)), Ok(true));
+    }
 }

@@ -52,11 +52,6 @@ impl Bell for TaskBell {
 /// The longest a link the peer broke waits for its close frame to go.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// How long a write to an agent hub's link may wait for the hub to read:
-/// the hub is no editor connection with a read timeout of its own, so it
-/// gets a minute, the editors' default.
-pub const HUB_STALL: Duration = Duration::from_secs(60);
-
 /// A connection's mailbox, as its task reads it.
 pub type Mail = Inbox<TaskBell>;
 

@@ -16,12 +16,12 @@ use mcp_provider_core::http::{HttpError, Request, Response, ServerConn};
 use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{too_many_connections, Config, Provider};
 
-use super::link::{self, Backpressure, Shared, HUB_STALL};
+use super::link::{self, Backpressure, Shared};
 use super::{until, Executor};
 use crate::accept;
 use crate::admission::{Admission, Admitted, REFUSALS_HELD, REFUSAL_HOLD};
 use crate::audit::AuditSink;
-use crate::dial::{accept_head, handshake_failed, link_request, Backoff, DialError};
+use crate::dial::{accept_head, handshake_failed, link_request, Backoff, DialError, HUB_STALL};
 use crate::hub::{Hub, Peer};
 use crate::ConnLimits;
 

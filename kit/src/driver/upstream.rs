@@ -14,7 +14,7 @@ use rustls::ClientConnection;
 
 use super::{BoxFuture, Executor};
 use crate::tls;
-use crate::upstream::conn::{Failed, Reading, DIAL_TIMEOUT, READ_CHUNK};
+use crate::upstream::conn::{self, Failed, Reading, DIAL_TIMEOUT, READ_CHUNK};
 use crate::upstream::{Carrier, Carriers, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// Runs a task on the executor, from any thread.
@@ -165,16 +165,8 @@ async fn carry<E: Executor>(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Co
         *conn = None;
     }
     for _attempt in 0..2 {
-        let fresh = conn.is_none();
-        if fresh {
-            match Conn::dial(&job.request.url, run.ca_file()).await {
-                Ok(dialed) => *conn = Some(dialed),
-                Err(e) => return run.failed(job.id, &e, false),
-            }
-        }
-        let Some(open) = conn.as_mut() else {
-            return;
-        };
+        // Registered before dialing, so a cut run stops a dial under way
+        // too (its socket dropped with it).
         let (cut, cutting) = async_channel::bounded::<()>(1);
         run.started(
             job.id,
@@ -182,14 +174,44 @@ async fn carry<E: Executor>(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Co
                 cut.close();
             }),
         );
+        // Cut, or past the job's deadline: either ends the try as an
+        // abort does.
+        let stopped = || async {
+            let cut = async {
+                let _ = cutting.recv().await;
+            };
+            match job.deadline {
+                Some(at) => future::or(cut, async { drop(E::timer_at(at).await) }).await,
+                None => cut.await,
+            }
+        };
+        let fresh = conn.is_none();
+        if fresh {
+            let dial = async { Some(Conn::dial(&job.request.url, run.ca_file()).await) };
+            let stop = async {
+                stopped().await;
+                None
+            };
+            match future::or(dial, stop).await {
+                Some(Ok(dialed)) => *conn = Some(dialed),
+                Some(Err(e)) => return run.dial_failed(job.id, &e),
+                None => {
+                    run.settle(job.id, Ok(false), fresh, conn);
+                    return;
+                }
+            }
+        }
+        let Some(open) = conn.as_mut() else {
+            return;
+        };
         let exchange = open.exchange(&job.request, job.max_body(), |events| {
             run.feed(job.id, events)
         });
-        let cut = async {
-            let _ = cutting.recv().await;
+        let stop = async {
+            stopped().await;
             Ok(false)
         };
-        let result = future::or(exchange, cut).await;
+        let result = future::or(exchange, stop).await;
         if !run.settle(job.id, result, fresh, conn) {
             return;
         }
@@ -212,13 +234,19 @@ struct Conn<E: Executor> {
 
 impl<E: Executor> Conn<E> {
     /// Dials `url`'s server, then runs the TLS handshake for `https`
-    /// (trusting `ca_file`'s roots, if given).
+    /// (trusting `ca_file`'s roots, if given), both within
+    /// [`DIAL_TIMEOUT`]: a server that accepts and never speaks TLS would
+    /// otherwise keep the task and its socket for good.
     async fn dial(url: &Url, ca_file: Option<&str>) -> Result<Conn<E>, Failed> {
         let timeout = async {
             E::sleep(DIAL_TIMEOUT).await;
-            Err(io::Error::from(io::ErrorKind::TimedOut))
+            Err(conn::dial_late(url))
         };
-        let tcp = future::or(E::connect(url.host(), url.port()), timeout)
+        future::or(Conn::connect(url, ca_file), timeout).await
+    }
+
+    async fn connect(url: &Url, ca_file: Option<&str>) -> Result<Conn<E>, Failed> {
+        let tcp = E::connect(url.host(), url.port())
             .await
             .map_err(|e| Failed::Dial(format!("{} cannot be reached ({e})", url.authority())))?;
         let mut conn = Conn {

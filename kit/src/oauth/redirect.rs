@@ -15,7 +15,8 @@ use mcp_provider_core::time::later;
 const PATH: &str = "/callback";
 /// The most of a request read (its line is all that is needed).
 const MAX_REQUEST: usize = 16 * 1024;
-/// How long one connection may take to send its request line.
+/// How long one connection may take to send its request line, in all: a
+/// client that trickles a byte every few seconds must not hold the login.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the listener looks for a connection.
 const POLL: Duration = Duration::from_millis(50);
@@ -56,33 +57,32 @@ impl Redirect {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if let Some(query) = answer(stream) {
+                    // No request outlasts the wait, however many come.
+                    let by = later(Instant::now(), READ_TIMEOUT).min(deadline);
+                    if let Some(query) = answer(stream, by) {
                         return Ok(query);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return Err(format!(
-                            "the browser did not come back to {} within {} s",
-                            self.uri,
-                            timeout.as_secs()
-                        ));
-                    }
-                    std::thread::sleep(POLL);
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
                 Err(e) => return Err(format!("the login's redirect listener: {e}")),
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the browser did not come back to {} within {} s",
+                    self.uri,
+                    timeout.as_secs()
+                ));
             }
         }
     }
 }
 
-/// Reads one request's line and answers it: the query if it was for the
-/// redirect's path.
-fn answer(mut stream: TcpStream) -> Option<String> {
+/// Reads one request's line by `by` and answers it: the query if it was
+/// for the redirect's path.
+fn answer(mut stream: TcpStream, by: Instant) -> Option<String> {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    let line = request_line(&mut stream)?;
+    let line = request_line(&mut stream, by)?;
     let mut words = line.split(' ');
     let (method, target) = (words.next()?, words.next()?);
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -102,11 +102,17 @@ fn answer(mut stream: TcpStream) -> Option<String> {
 }
 
 /// The request line, once it is all in (at most [`MAX_REQUEST`] bytes
-/// read).
-fn request_line(stream: &mut TcpStream) -> Option<String> {
+/// read), or nothing if it is not by `by`: each read waits only for what
+/// is left.
+fn request_line(stream: &mut TcpStream, by: Instant) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
     while !buf.contains(&b'\n') {
+        let left = by.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).ok()?;
         let n = stream.read(&mut chunk).ok()?;
         if n == 0 || buf.len() + n > MAX_REQUEST {
             return None;
@@ -148,6 +154,50 @@ mod tests {
         let (miss, hit) = browser.join().unwrap();
         assert!(miss.starts_with("HTTP/1.1 404"));
         assert!(hit.starts_with("HTTP/1.1 200") && hit.contains("close this tab"));
+    }
+
+    /// A client that sends a byte every 100 ms and never a whole line,
+    /// at most `bytes` of them.
+    fn trickle(uri: &str, bytes: usize) -> std::thread::JoinHandle<()> {
+        let addr = uri.trim_start_matches("http://").split('/').next().unwrap();
+        let mut stream = TcpStream::connect(addr).unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..bytes {
+                if stream.write_all(b"G").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    }
+
+    /// Runs `redirect.wait(timeout)` on a thread; its result, if it came
+    /// within 30 s.
+    fn waited(redirect: Redirect, timeout: Duration) -> Option<Result<String, String>> {
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(redirect.wait(timeout));
+        });
+        result.recv_timeout(Duration::from_secs(30)).ok()
+    }
+
+    #[test]
+    fn a_trickling_request_holds_the_wait_no_longer_than_it_lasts() {
+        let redirect = Redirect::bind(0).unwrap();
+        let _trickling = trickle(redirect.uri(), 600);
+        let error = waited(redirect, Duration::from_millis(500)).expect("the wait ended");
+        assert!(error.unwrap_err().contains("did not come back"));
+    }
+
+    #[test]
+    fn a_trickling_request_is_dropped_and_the_browser_served_after_it() {
+        let redirect = Redirect::bind(0).unwrap();
+        let uri = redirect.uri().to_owned();
+        let _trickling = trickle(&uri, 600);
+        let browser = std::thread::spawn(move || get(&uri, "/callback?code=c&state=s"));
+        let query = waited(redirect, Duration::from_secs(60)).expect("the wait ended");
+        assert_eq!(query.unwrap(), "code=c&state=s");
+        assert!(browser.join().unwrap().starts_with("HTTP/1.1 200"));
     }
 
     #[test]

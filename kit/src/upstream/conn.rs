@@ -5,17 +5,66 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mcp_provider_core::http::{Outgoing, ResponseError, ResponseEvent, ResponseReader, Url};
+use mcp_provider_core::time::later;
 
 use crate::tls;
 
-/// How long dialing one address may take.
+/// How long dialing one address may take, its TLS handshake included.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// What one read asks of the socket.
 pub const READ_CHUNK: usize = 8 * 1024;
+
+/// A dial, its TLS handshake included, that took longer than
+/// [`DIAL_TIMEOUT`].
+pub fn dial_late(url: &Url) -> Failed {
+    Failed::Dial(format!(
+        "{} cannot be reached (no connection within {} s)",
+        url.authority(),
+        DIAL_TIMEOUT.as_secs()
+    ))
+}
+
+/// Cuts a connection once its time is up, unless dropped first.
+pub struct Deadline {
+    /// Dropped with the deadline: wakes its thread to end.
+    _armed: mpsc::Sender<()>,
+    passed: Arc<AtomicBool>,
+}
+
+impl Deadline {
+    pub fn arm(socket: Arc<TcpStream>, timeout: Duration) -> Deadline {
+        let (armed, wait) = mpsc::channel::<()>();
+        let passed = Arc::new(AtomicBool::new(false));
+        let flag = passed.clone();
+        let spawned = std::thread::Builder::new()
+            .name("conn-deadline".into())
+            .spawn(move || {
+                if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(timeout) {
+                    flag.store(true, Ordering::SeqCst);
+                    Conn::cut(&socket);
+                }
+            });
+        if spawned.is_err() {
+            // Its reads end only as its socket's timeouts allow.
+            tracing::debug!("no thread for a connection's deadline");
+        }
+        Deadline {
+            _armed: armed,
+            passed,
+        }
+    }
+
+    /// Whether the time was up (and the connection cut).
+    pub fn passed(&self) -> bool {
+        self.passed.load(Ordering::SeqCst)
+    }
+}
 
 /// Anything a request can go over: a socket, or TLS on one.
 pub trait Stream: Read + Write + Send {}
@@ -52,31 +101,40 @@ impl std::fmt::Display for Failed {
 
 impl Conn {
     /// Dials `url`'s server: each address its name resolves to in turn,
-    /// then TLS for `https` (trusting `ca_file`'s roots, if given).
+    /// then TLS for `https` (trusting `ca_file`'s roots, if given), each
+    /// address and its handshake within [`DIAL_TIMEOUT`].
     pub fn dial(url: &Url, ca_file: Option<&str>) -> Result<Conn, Failed> {
+        Conn::dial_within(url, ca_file, DIAL_TIMEOUT)
+    }
+
+    /// [`Conn::dial`], each address given `limit` (not zero) to connect
+    /// and finish its handshake.
+    pub fn dial_within(url: &Url, ca_file: Option<&str>, limit: Duration) -> Result<Conn, Failed> {
         let addrs = (url.host(), url.port())
             .to_socket_addrs()
             .map_err(|e| Failed::Dial(format!("{} cannot be resolved: {e}", url.host())))?;
         let mut last = None;
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, DIAL_TIMEOUT) {
+            let deadline = later(Instant::now(), limit);
+            match TcpStream::connect_timeout(&addr, limit) {
                 Ok(socket) => {
                     let _ = socket.set_nodelay(true);
-                    let stream: Box<dyn Stream> = if url.is_secure() {
-                        let config = tls::client_config(ca_file).map_err(Failed::Dial)?;
-                        let tcp = socket
-                            .try_clone()
-                            .map_err(|e| Failed::Dial(e.to_string()))?;
-                        Box::new(tls::connect(tcp, url.host(), config).map_err(|e| {
-                            Failed::Dial(format!("TLS with {}: {e}", url.authority()))
-                        })?)
-                    } else {
-                        Box::new(
-                            socket
+                    let stream: Box<dyn Stream> =
+                        if url.is_secure() {
+                            let config = tls::client_config(ca_file).map_err(Failed::Dial)?;
+                            let tcp = socket
                                 .try_clone()
-                                .map_err(|e| Failed::Dial(e.to_string()))?,
-                        )
-                    };
+                                .map_err(|e| Failed::Dial(e.to_string()))?;
+                            Box::new(tls::connect(tcp, url.host(), config, deadline).map_err(
+                                |e| Failed::Dial(format!("TLS with {}: {e}", url.authority())),
+                            )?)
+                        } else {
+                            Box::new(
+                                socket
+                                    .try_clone()
+                                    .map_err(|e| Failed::Dial(e.to_string()))?,
+                            )
+                        };
                     return Ok(Conn {
                         stream,
                         socket: Arc::new(socket),
@@ -189,5 +247,28 @@ impl Reading {
     /// The connection broke while reading.
     pub fn broken(&self, e: &std::io::Error) -> (Failed, usize) {
         (Failed::Broken(e.to_string()), self.read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// An `https` server that takes the connection and never speaks TLS:
+    /// the dial fails at its limit, saying with whom.
+    #[test]
+    fn a_server_that_never_speaks_tls_fails_the_dial_in_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = Url::parse(&format!("https://{addr}/mcp")).unwrap();
+        let held = std::thread::spawn(move || listener.accept().map(|(socket, _)| socket));
+        let failed = Conn::dial_within(&url, None, Duration::from_millis(200)).err();
+        let Some(Failed::Dial(why)) = failed else {
+            panic!("the dial did not fail as a dial");
+        };
+        assert!(why.contains(&format!("TLS with {addr}")), "{why}");
+        assert!(why.contains("in time"), "{why}");
+        drop(held.join());
     }
 }

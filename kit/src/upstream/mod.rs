@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use mcp_provider_core::bridge::ChildId;
 use mcp_provider_core::gateway::Bridge;
 use mcp_provider_core::http::{Outgoing, ResponseEvent};
+use mcp_provider_core::time::later;
 use mcp_provider_core::upstream::{ExchangeId, Remote, Upstream, UpstreamOutput};
 
 use crate::bridge::Bridged;
@@ -32,6 +33,11 @@ pub const MAX_WORKERS: usize = 64;
 /// (shorter than the bridge's health pings, so an idle server keeps only
 /// its event stream's).
 pub const WORKER_IDLE: Duration = Duration::from_secs(5);
+/// How long an exchange sent once the run is closed (the session's
+/// `DELETE`) may take, its dial included: nobody waits for its answer, and
+/// a server hung enough to be killed would otherwise keep it, its socket
+/// and the run for good, one more at each kill.
+pub const CLOSING_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most of a response to a post read (a JSON answer is bounded again,
 /// tighter, by the core).
 const MAX_ANSWER: usize = 64 << 20;
@@ -59,6 +65,8 @@ pub struct Job {
     pub request: Outgoing,
     /// An event stream that lasts the session.
     pub streaming: bool,
+    /// When the carrier cuts it, wherever it is, if it has one.
+    pub deadline: Option<Instant>,
 }
 
 impl Job {
@@ -234,6 +242,9 @@ impl RemoteRun {
                         id,
                         request,
                         streaming,
+                        deadline: self
+                            .is_closed()
+                            .then(|| later(Instant::now(), CLOSING_TIMEOUT)),
                     },
                 ),
                 UpstreamOutput::Abort(id) => {
@@ -394,6 +405,15 @@ impl RemoteRun {
         };
         self.act(outputs);
         self.active().contains_key(&id)
+    }
+
+    /// The dial for exchange `id`, cuttable since [`RemoteRun::started`],
+    /// failed: told to the upstream unless the exchange was aborted
+    /// meanwhile.
+    pub fn dial_failed(self: &Arc<Self>, id: ExchangeId, e: &Failed) {
+        if self.active().remove(&id).is_some() {
+            self.failed(id, e, false);
+        }
     }
 
     /// An exchange failed; `dialed`: whether a connection was made at all.

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use super::conn::{Conn, Failed};
+use super::conn::{Conn, Deadline, Failed, DIAL_TIMEOUT};
 use super::{Carrier, Carriers, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// A thread's stack: it parses HTTP and runs TLS, nothing deep.
@@ -155,9 +155,17 @@ fn carry(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Conn>) {
         *conn = None;
     }
     for _attempt in 0..2 {
+        let left = job
+            .deadline
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
+            // Given up, as a cut exchange is.
+            return;
+        }
         let fresh = conn.is_none();
         if fresh {
-            match Conn::dial(&job.request.url, run.ca_file()) {
+            let limit = left.map_or(DIAL_TIMEOUT, |left| left.min(DIAL_TIMEOUT));
+            match Conn::dial_within(&job.request.url, run.ca_file(), limit) {
                 Ok(dialed) => *conn = Some(dialed),
                 Err(e) => return run.failed(job.id, &e, false),
             }
@@ -166,6 +174,7 @@ fn carry(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Conn>) {
             return;
         };
         let socket = open.cutter();
+        let _deadline = left.map(|left| Deadline::arm(socket.clone(), left));
         run.started(job.id, Box::new(move || Conn::cut(&socket)));
         let result = open.exchange(&job.request, job.max_body(), |events| {
             run.feed(job.id, events)
