@@ -25,7 +25,7 @@ pub struct Failures {
 
 impl Failures {
     /// An accept failed with `e` at `now`: it is logged unless one was in
-    /// the last [`SAY_EVERY`], and the loop waits the returned time before
+    /// the last second, and the loop waits the returned time before
     /// accepting again.
     pub fn failed(&mut self, e: &io::Error, now: Instant) -> Duration {
         let quiet = self
