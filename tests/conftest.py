@@ -379,12 +379,14 @@ class Server:
 
 class WsAgent:
     """An agent written the way a third party would: a WebSocket client
-    speaking the agent link protocol. `on_invoke(message, send)` answers."""
+    speaking the agent link protocol. `on_invoke(message, send)` answers;
+    pings get their pong unless `answers_pings` is false."""
 
-    def __init__(self, server, models, on_invoke, token=BRIDGE_TOKEN):
+    def __init__(self, server, models, on_invoke, token=BRIDGE_TOKEN, answers_pings=True):
         self.ws = ws_connect(server.agent_url, additional_headers={"Authorization": f"Bearer {token}"})
         self.received = queue.Queue()
         self.on_invoke = on_invoke
+        self.answers_pings = answers_pings
         self.send({"type": "register", "agent_id": "test-agent", "models": models, "allowed_scopes": ["inference"]})
         self.registered = json.loads(self.ws.recv(timeout=5))
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -400,6 +402,8 @@ class WsAgent:
                 self.received.put(message)
                 if message.get("type") == "model_invoke":
                     self.on_invoke(message, self)
+                elif message.get("type") == "ping" and self.answers_pings:
+                    self.send({"type": "pong"})
         except Exception:
             pass
 

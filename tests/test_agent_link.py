@@ -136,6 +136,48 @@ def test_revoke_tells_the_agent_and_closes_its_link(server):
     assert status == 404
 
 
+def test_an_agent_gone_silent_is_closed_and_what_waits_on_it_fails_at_once(make_server):
+    """An agent whose machine slept or whose network went away sends no
+    close and no reset. Once three pings went unanswered the provider closes
+    its link: what waited on it fails then, not at `request_timeout_secs`
+    (600 s), and the model is served by the agents still there. An agent
+    that answers its pings stays."""
+    server = make_server("--no-echo-agent", "--set", "agent_ping_secs=1")
+
+    def whole(invoke, agent):
+        agent.send({"type": "model_result", "id": invoke["id"], "status": "ok",
+                    "result": {"choices": [{"index": 0, "message": {"role": "assistant", "content": "here"},
+                                            "finish_reason": "stop"}]}})
+
+    mute = WsAgent(server, ["m"], lambda invoke, agent: None, answers_pings=False)
+    try:
+        server.wait_for_model("m")
+        asked = time.monotonic()
+        status, _, body = http_request(
+            server, "POST", "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        )
+        waited = time.monotonic() - asked
+        assert status == 502 and "disconnected" in json.loads(body)["error"]["message"], body
+        assert 2.5 < waited < 8, waited
+        assert mute.wait_for("model_invoke")
+        mute.thread.join(timeout=5)
+        assert not mute.thread.is_alive(), "the provider closed the link"
+    finally:
+        mute.close()
+
+    alive = WsAgent(server, ["m"], whole)
+    try:
+        server.wait_for_model("m")
+        time.sleep(5)
+        assert alive.thread.is_alive(), "a link that answers its pings stays"
+        status, _, body = http_request(
+            server, "POST", "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        )
+        assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == "here", body
+    finally:
+        alive.close()
+
+
 def test_dial_out_to_an_agent_hub_and_reconnect(make_server):
     """The provider dials a hub (here a websockets server playing the agent)
     and serves its models; when the hub drops the link it dials again."""

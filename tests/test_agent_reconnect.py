@@ -22,7 +22,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
 
-from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, RUNTIMES
+from conftest import API_KEY, BIN_DIR, BRIDGE_TOKEN, RUNTIMES, Silent, wait_until
 from test_agent_mcp import host_params, serve_one
 from test_hostile import unread_flood
 
@@ -94,13 +94,15 @@ def ask(server, model):
 
 class Cutter:
     """A loopback TCP relay to `port` whose connections can all be cut at
-    once, without a WebSocket close: a link that simply drops."""
+    once, without a WebSocket close (a link that simply drops), or frozen
+    (a link that goes silent and stays open)."""
 
     def __init__(self, port):
         self.target = port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sockets = []
+        self.frozen = set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -114,13 +116,19 @@ class Cutter:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source, sink):
+    def _pipe(self, source, sink):
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if source not in self.frozen:
+                    sink.sendall(data)
         except OSError:
             pass
+
+    def freeze(self):
+        """The connections open now carry nothing more either way, and
+        nothing closes them: a peer gone without a word (its machine
+        asleep, the network between cut off). New ones are carried."""
+        self.frozen.update(self.sockets)
 
     def cut(self):
         for s in self.sockets:
@@ -194,6 +202,49 @@ def test_a_dropped_link_gets_its_session_back(make_server, runtime, agents, kind
         assert ask(server, agent.model) == agent.answer
     finally:
         relay.close()
+
+
+@pytest.mark.parametrize("kind", sorted(AGENTS))
+def test_a_provider_gone_silent_is_taken_as_gone_and_dialed_again(make_server, runtime, agents, kind):
+    """A provider that vanished without closing the link sends no close and
+    no reset: the agent, hearing none of its pings for three of the
+    intervals its `101` named, takes the link as lost and dials again,
+    rather than waiting on it forever. A link that is pinged stays up."""
+    server = make_server("--no-echo-agent", "--set", "agent_ping_secs=1")
+    relay = Cutter(server.port)
+    try:
+        agent = agents(runtime, kind, f"ws://127.0.0.1:{relay.port}/v1/agent")
+        agent.wait_for(r"Connected: session (sess-\S+) is active")
+        server.wait_for_model(agent.model)
+        time.sleep(4.5)
+        said = "".join(agent.lines)
+        assert said.count("Connected: session") == 1 and "reconnecting" not in said, said
+        assert ask(server, agent.model) == agent.answer
+
+        relay.freeze()
+        frozen = time.monotonic()
+        agent.wait_for(r"went away \(nothing came from the provider, or went to it, for 3 s")
+        assert time.monotonic() - frozen < 6, "".join(agent.lines)
+        agent.wait_for(r"Connected: session (sess-\S+) is active", count=2)
+        assert ask(server, agent.model) == agent.answer
+    finally:
+        relay.close()
+
+
+def test_a_provider_that_never_answers_the_handshake_is_given_up_on_in_time(runtime, agents):
+    """Something that accepts the connection and never answers the
+    WebSocket handshake: the agent gives up after 10 s, with an error
+    naming the URL, and leaves no connection behind; it does not hang."""
+    with Silent() as silent:
+        url = f"ws://127.0.0.1:{silent.port}/v1/agent"
+        started = time.monotonic()
+        agent = agents(runtime, "echo", url)
+        assert agent.proc.wait(timeout=WAIT) != 0
+        took = time.monotonic() - started
+        said = "".join(agent.lines)
+        assert 9 < took < 15, took
+        assert f"{url} did not answer within 10 s" in said, said
+        wait_until(lambda: silent.open == 0)
 
 
 def test_once_stops_when_the_link_ends(make_server, runtime, agents):

@@ -244,12 +244,15 @@ impl Sessions {
     }
 
     /// Picks the session for a request: the pinned one if given, else the
-    /// least busy routable session serving the model.
+    /// least busy routable session serving the model, one whose link takes
+    /// no new requests (`closed`: it is not reading, or it is closing)
+    /// only when every other one is such.
     pub fn route(
         &self,
         model: &str,
         embedding: bool,
         pin: Option<&str>,
+        closed: impl Fn(ConnId) -> bool,
     ) -> Result<&str, RouteError> {
         if !self.by_id.values().any(|s| s.link.is_some()) && pin.is_none() {
             return Err(RouteError::NoAgents);
@@ -277,7 +280,7 @@ impl Sessions {
         serving
             .iter()
             .filter(|s| s.routable(embedding))
-            .min_by_key(|s| (s.in_flight, s.requests))
+            .min_by_key(|s| (s.link.is_some_and(&closed), s.in_flight, s.requests))
             .map(|s| s.id.as_str())
             .ok_or_else(|| unavailable(serving[0], embedding))
     }

@@ -1,8 +1,9 @@
 //! What both runtimes do the same way on agent links: the WebSocket
 //! request that dials one with the bridge token, the `101` head that
 //! accepts one, the backoff between attempts to reach a provider or an
-//! agent hub, what an agent process does when its link ends, and where
-//! the bridge token `serve` generated is kept.
+//! agent hub, how long an agent waits on a provider that went silent,
+//! what an agent process does when its link ends, and where the bridge
+//! token `serve` generated is kept.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::http::websocket_accept;
 use mcp_provider_core::Upgrade;
 use tungstenite::client::IntoClientRequest;
-use tungstenite::handshake::client::Request;
+use tungstenite::handshake::client::{Request, Response};
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::CloseFrame;
 
@@ -176,12 +177,87 @@ pub fn link_request(url: &str, token: &str) -> Result<(Request, String, u16), St
     Ok((request, host, port))
 }
 
+/// The header field of an agent link's `101` that says how often the
+/// provider pings the agent, in whole seconds.
+pub const PING_INTERVAL_HEADER: &str = "x-mcp-ping-interval";
+
+/// How often a provider that does not say pings its agents (the
+/// protocol's interval, and every provider's before the header).
+const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How many of its pings a provider may miss before its agent takes the
+/// link as lost.
+const PINGS_MISSED: u32 = 3;
+
+/// How long dialing a provider (connecting and the WebSocket handshake)
+/// may take: one that accepts and never answers is tried again later,
+/// not waited on forever.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The `101 Switching Protocols` head accepting `upgrade`.
 pub fn accept_head(upgrade: &Upgrade) -> bytes::Bytes {
-    websocket_accept(
-        &derive_accept_key(upgrade.key().as_bytes()),
-        upgrade.protocol(),
-    )
+    let every = upgrade.ping_every().map(|d| d.as_secs().max(1).to_string());
+    let mut fields = Vec::with_capacity(2);
+    if let Some(protocol) = upgrade.protocol() {
+        fields.push(("sec-websocket-protocol", protocol));
+    }
+    if let Some(every) = &every {
+        fields.push((PING_INTERVAL_HEADER, every.as_str()));
+    }
+    websocket_accept(&derive_accept_key(upgrade.key().as_bytes()), &fields)
+}
+
+/// How long an agent hears nothing from its provider, or waits for it to
+/// read, before it takes the link as lost: a provider that vanished
+/// without closing (a machine asleep or cut off, a process stopped) sends
+/// no close and no reset, and the agent would wait on it forever. It is
+/// three of the pings the provider's `101` (`response`) says it sends.
+pub fn silence_limit(response: &Response) -> Duration {
+    let every = response
+        .headers()
+        .get(PING_INTERVAL_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_PING_INTERVAL, |secs| {
+            Duration::from_secs(secs.clamp(1, 3600))
+        });
+    every * PINGS_MISSED
+}
+
+/// What a read or write of a provider's link fails with once the link was
+/// silent for its limit.
+#[derive(Debug)]
+pub struct Silent(pub Duration);
+
+impl std::fmt::Display for Silent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "nothing came from the provider, or went to it, for {} s ({PINGS_MISSED} of its pings)",
+            self.0.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for Silent {}
+
+/// How a link ended whose read or write failed with `e`: [`Silent`], or,
+/// on a socket whose reads and writes wait at most `limit`, one that
+/// waited that long, is named as such.
+pub fn link_failed(e: &tungstenite::Error, limit: Option<Duration>) -> LinkEnd {
+    if let tungstenite::Error::Io(io) = e {
+        if let Some(silent) = io.get_ref().and_then(|e| e.downcast_ref::<Silent>()) {
+            return LinkEnd::Failed(silent.to_string());
+        }
+        let waited = matches!(
+            io.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        );
+        if let Some(limit) = limit.filter(|_| waited) {
+            return LinkEnd::Failed(Silent(limit).to_string());
+        }
+    }
+    LinkEnd::Failed(format!("agent link failed: {e}"))
 }
 
 /// Dialing a provider again after an agent's link ended, as both runtimes
@@ -298,9 +374,11 @@ mod tests {
     #[test]
     fn the_accept_head_carries_the_rfc_6455_example_key() {
         let key = "dGhlIHNhbXBsZSBub25jZQ==".to_owned();
-        let head = String::from_utf8(accept_head(&Upgrade::Agent(key.clone())).to_vec()).unwrap();
+        let agent = Upgrade::Agent(key.clone(), Duration::from_secs(30));
+        let head = String::from_utf8(accept_head(&agent).to_vec()).unwrap();
         assert!(head.starts_with("HTTP/1.1 101"));
         assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert!(head.ends_with("x-mcp-ping-interval: 30\r\n\r\n"), "{head}");
         assert!(!head.contains("sec-websocket-protocol"));
         let head = accept_head(&Upgrade::Bridge(key, Some("mcp-bridge"))).to_vec();
         let head = String::from_utf8(head).unwrap();
@@ -308,5 +386,40 @@ mod tests {
             head.ends_with("sec-websocket-protocol: mcp-bridge\r\n\r\n"),
             "{head}"
         );
+    }
+
+    #[test]
+    fn an_agent_waits_three_of_the_pings_its_provider_names() {
+        let said = |value: Option<&str>| {
+            let mut response = Response::new(None);
+            if let Some(value) = value {
+                response
+                    .headers_mut()
+                    .insert(PING_INTERVAL_HEADER, value.parse().unwrap());
+            }
+            silence_limit(&response).as_secs()
+        };
+        assert_eq!(said(Some("1")), 3);
+        assert_eq!(said(Some(" 20 ")), 60);
+        // Nothing said, or nothing usable: the protocol's 30 s.
+        assert_eq!(said(None), 90);
+        assert_eq!(said(Some("soon")), 90);
+        assert_eq!(said(Some("-5")), 90);
+        // Bounded either way: never spinning, never forever.
+        assert_eq!(said(Some("0")), 3);
+        assert_eq!(said(Some("99999999999999999999")), 90);
+        assert_eq!(said(Some("86400")), 3 * 3600);
+        let silent = LinkEnd::Failed(Silent(Duration::from_secs(90)).to_string());
+        let timed_out = |kind: std::io::ErrorKind| tungstenite::Error::Io(kind.into());
+        let waited = timed_out(std::io::ErrorKind::WouldBlock);
+        assert_eq!(link_failed(&waited, Some(Duration::from_secs(90))), silent);
+        let said = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            Silent(Duration::from_secs(90)),
+        );
+        assert_eq!(link_failed(&tungstenite::Error::Io(said), None), silent);
+        let reset = timed_out(std::io::ErrorKind::ConnectionReset);
+        assert_ne!(link_failed(&reset, Some(Duration::from_secs(90))), silent);
+        assert_ne!(link_failed(&waited, None), silent);
     }
 }

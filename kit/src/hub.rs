@@ -234,7 +234,7 @@ pub enum Peer {
 impl From<&Upgrade> for Peer {
     fn from(upgrade: &Upgrade) -> Self {
         match upgrade {
-            Upgrade::Agent(_) => Peer::Agent,
+            Upgrade::Agent(..) => Peer::Agent,
             Upgrade::Bridge(..) => Peer::BridgeClient,
         }
     }

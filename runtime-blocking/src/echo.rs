@@ -10,7 +10,7 @@ use mcp_provider_kit::in_process::InProcess;
 use mcp_provider_kit::{EchoAgentPlan, RemoteEcho};
 use tungstenite::{Error as WsError, Message};
 
-use crate::link::{first_link, next_link, Ws};
+use crate::link::{self, first_link, next_link, Ws};
 use crate::shared::Shared;
 
 /// What the agent's thread found when it looked for a provider frame.
@@ -118,7 +118,7 @@ fn serve_link(
             let agent = play(agent, incoming, |frames| {
                 for frame in frames {
                     if let Err(e) = writer.send(Message::text(frame)) {
-                        failed = Some(format!("agent link failed: {e}"));
+                        failed = Some(link::failed(&writer, &e));
                         return false;
                     }
                 }
@@ -139,12 +139,12 @@ fn serve_link(
             Ok(Message::Close(frame)) => break LinkEnd::from_close(frame.as_ref()),
             Ok(_) => {}
             Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => break LinkEnd::Closed(None),
-            Err(e) => break LinkEnd::Failed(format!("agent link failed: {e}")),
+            Err(e) => break link::failed(&reader, &e),
         }
     };
     drop(tx);
     let (agent, failed) = player
         .join()
         .map_err(|_| "the echo agent's thread panicked".to_owned())?;
-    Ok((agent, failed.map_or(end, LinkEnd::Failed)))
+    Ok((agent, failed.unwrap_or(end)))
 }

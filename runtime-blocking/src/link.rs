@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,8 @@ use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 use mcp_provider_kit::dial::{
-    handshake_failed, link_request, Backoff, DialError, FromLink, Link, LinkEnd, Redial, HUB_STALL,
+    handshake_failed, link_failed, link_request, silence_limit, Backoff, DialError, FromLink, Link,
+    LinkEnd, Redial, DIAL_TIMEOUT, HUB_STALL,
 };
 use mcp_provider_kit::hub::Peer;
 use mcp_provider_kit::link_writes::LinkWrites;
@@ -232,22 +233,63 @@ pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<Lin
 
 /// Opens a WebSocket to `url` with the bridge token, as a client: the
 /// reading instance (holding any bytes read past the handshake) and a
-/// writing one.
-pub fn dial(url: &str, token: &str) -> Result<Ws, DialError> {
+/// writing one, connected and the handshake done within [`DIAL_TIMEOUT`],
+/// the socket then without timeouts; and how long the peer may stay
+/// silent (see [`silence_limit`]).
+pub fn dial(url: &str, token: &str) -> Result<(Ws, Duration), DialError> {
     let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
     let unreachable =
         |e: io::Error| DialError::Unreachable(format!("cannot connect to {url}: {e}"));
-    let tcp = TcpStream::connect((host.as_str(), port)).map_err(unreachable)?;
+    let tcp = connect(&host, port).map_err(unreachable)?;
     let _ = tcp.set_nodelay(true);
+    tcp.set_read_timeout(Some(DIAL_TIMEOUT))
+        .and_then(|()| tcp.set_write_timeout(Some(DIAL_TIMEOUT)))
+        .map_err(unreachable)?;
     let (read_half, write_half) = LinkHalf::pair(&tcp).map_err(unreachable)?;
-    let (reader, _) = tungstenite::client(request, read_half).map_err(|e| match e {
+    let (reader, response) = tungstenite::client(request, read_half).map_err(|e| match e {
         HandshakeError::Failure(e) => handshake_failed(url, e),
-        HandshakeError::Interrupted(_) => {
-            DialError::Unreachable(format!("WebSocket handshake with {url} was interrupted"))
-        }
+        HandshakeError::Interrupted(_) => DialError::Unreachable(format!(
+            "{url} did not answer within {} s",
+            DIAL_TIMEOUT.as_secs()
+        )),
     })?;
+    tcp.set_read_timeout(None)
+        .and_then(|()| tcp.set_write_timeout(None))
+        .map_err(unreachable)?;
     let writer = WebSocket::from_raw_socket(write_half, Role::Client, None);
+    Ok(((reader, writer), silence_limit(&response)))
+}
+
+/// A TCP connection to `host`:`port`, trying each of its addresses for at
+/// most [`DIAL_TIMEOUT`].
+fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last = None;
+    for address in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&address, DIAL_TIMEOUT) {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
+}
+
+/// Dials the provider of `link`, its socket's reads and writes then
+/// waiting no longer than the provider's silence may last: a provider
+/// gone without closing ends the link (see [`silence_limit`]).
+fn dial_provider(link: &Link) -> Result<Ws, DialError> {
+    let ((reader, writer), limit) = dial(&link.url, &link.token)?;
+    let stream = &reader.get_ref().stream;
+    stream
+        .set_read_timeout(Some(limit))
+        .and_then(|()| stream.set_write_timeout(Some(limit)))
+        .map_err(|e| DialError::Unreachable(format!("{}: {e}", link.url)))?;
     Ok((reader, writer))
+}
+
+/// How a link whose read or write failed with `e` ended, its socket's
+/// timeout the silence it allows.
+pub fn failed(ws: &WebSocket<LinkHalf>, e: &WsError) -> LinkEnd {
+    link_failed(e, ws.get_ref().stream.read_timeout().ok().flatten())
 }
 
 /// A link to a provider: the reading instance and a writing one.
@@ -258,7 +300,7 @@ pub type Ws = (WebSocket<LinkHalf>, WebSocket<LinkHalf>);
 /// the agent makes until then is dropped, and the failure is how it ended.
 pub struct LinkSender {
     writer: WebSocket<LinkHalf>,
-    failed: Option<String>,
+    failed: Option<LinkEnd>,
 }
 
 impl LinkSender {
@@ -274,7 +316,7 @@ impl LinkSender {
         for frame in frames {
             if self.failed.is_none() {
                 if let Err(e) = self.writer.send(Message::text(frame)) {
-                    self.failed = Some(format!("agent link failed: {e}"));
+                    self.failed = Some(failed(&self.writer, &e));
                 }
             }
         }
@@ -282,14 +324,14 @@ impl LinkSender {
 
     /// How the link ended: its first failed write, else what its reader saw.
     pub fn end(self, end: LinkEnd) -> LinkEnd {
-        self.failed.map_or(end, LinkEnd::Failed)
+        self.failed.unwrap_or(end)
     }
 }
 
 /// The first link: a provider that cannot be reached at start is an error
 /// to show at once (a wrong URL or token), not a reason to wait.
 pub fn first_link(link: &Link) -> Result<Ws, String> {
-    dial(&link.url, &link.token).map_err(DialError::message)
+    dial_provider(link).map_err(DialError::message)
 }
 
 /// After a link ended: the next one, dialed with backoff until the
@@ -298,7 +340,7 @@ pub fn next_link(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Ws, Result
     let mut redial = Redial::after(link, end, tell)?;
     loop {
         std::thread::sleep(redial.wait());
-        match dial(&link.url, &link.token) {
+        match dial_provider(link) {
             Ok(ws) => return Ok(ws),
             Err(e) => redial.failed(e)?,
         }
@@ -328,7 +370,9 @@ fn serve_hub(
     stall: Duration,
     connected: impl FnOnce(),
 ) -> Result<(), DialError> {
-    let (reader, writer) = dial(url, token)?;
+    // The hub is pinged by the provider, not the other way round: its
+    // silence is no sign of anything.
+    let ((reader, writer), _) = dial(url, token)?;
     tracing::info!("agent hub {url} connected");
     connected();
     // Both halves share the socket, and so its write timeout.
@@ -381,7 +425,7 @@ fn follow_remote(
                     Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
                         break LinkEnd::Closed(None)
                     }
-                    Err(e) => break LinkEnd::Failed(format!("agent link failed: {e}")),
+                    Err(e) => break failed(&reader, &e),
                 }
             };
             pass(FromLink::Closed(end));

@@ -35,6 +35,7 @@ impl Settings {
         c.request_timeout = Duration::from_secs(self.request_timeout_secs);
         c.stream_idle_timeout = Duration::from_secs(self.stream_idle_timeout_secs);
         c.keepalive_interval = Duration::from_millis(self.keepalive_ms.max(1));
+        c.agent_ping_interval = Duration::from_secs(self.agent_ping_secs.clamp(1, 3600));
         c.session_ttl = Duration::from_secs(self.session_ttl_secs);
         c.max_sessions = self.max_sessions;
         c.session_grace = Duration::from_secs(self.session_grace_secs);

@@ -73,6 +73,10 @@ pub struct Settings {
     pub stream_idle_timeout_secs: u64,
     #[serde(default = "default_keepalive")]
     pub keepalive_ms: u64,
+    /// How often each agent link is pinged; an agent that hears nothing
+    /// for three of them takes the provider as gone and dials again.
+    #[serde(default = "default_agent_ping")]
+    pub agent_ping_secs: u64,
     #[serde(default = "default_ttl")]
     pub session_ttl_secs: u64,
     #[serde(default = "default_max_sessions")]
@@ -159,6 +163,9 @@ fn default_stream_idle() -> u64 {
 }
 fn default_keepalive() -> u64 {
     1000
+}
+fn default_agent_ping() -> u64 {
+    30
 }
 fn default_ttl() -> u64 {
     3600

@@ -22,11 +22,17 @@ pub enum LinkClose {
     Protocol,
     /// The peer reads too slowly: what waited for it passed the bound.
     TooSlow,
+    /// Nothing came from the peer for three pings: it is taken as gone.
+    Silent,
+    /// The link's session was resumed on another link (its agent came back
+    /// before this one was seen to drop).
+    Replaced,
 }
 
 impl LinkClose {
     pub fn code(self) -> u16 {
         match self {
+            LinkClose::Silent | LinkClose::Replaced => 1000,
             LinkClose::ShuttingDown => 1001,
             LinkClose::Protocol => 1002,
             LinkClose::Binary => 1003,
@@ -47,6 +53,8 @@ impl LinkClose {
             LinkClose::TooBig => "frame too large",
             LinkClose::Protocol => "WebSocket protocol error",
             LinkClose::TooSlow => "read too slowly: too much was waiting",
+            LinkClose::Silent => "nothing came from the agent for three pings",
+            LinkClose::Replaced => "the session was resumed on another link",
         }
     }
 }

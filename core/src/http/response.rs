@@ -150,14 +150,17 @@ pub fn encode_closing(response: &Response) -> Bytes {
 }
 
 /// The `101 Switching Protocols` head accepting a WebSocket upgrade;
-/// `accept` is the `Sec-WebSocket-Accept` value derived from the client key.
-pub fn websocket_accept(accept: &str, protocol: Option<&str>) -> Bytes {
-    let protocol =
-        protocol.map_or_else(String::new, |p| format!("sec-websocket-protocol: {p}\r\n"));
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n{protocol}\r\n"
-    )
-    .into()
+/// `accept` is the `Sec-WebSocket-Accept` value derived from the client
+/// key, and `fields` are further header fields (name, value).
+pub fn websocket_accept(accept: &str, fields: &[(&str, &str)]) -> Bytes {
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n"
+    );
+    for (name, value) in fields {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into()
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use super::{Output, Provider};
+use super::{Link, Output, Provider};
+use crate::agent::close::LinkClose;
 use crate::agent::message::{to_agent, FromAgent, Invalid, Register};
 use crate::auth::{derive_token, SecretHash};
 use crate::config::Approval;
@@ -24,8 +25,11 @@ impl Provider {
         message: Result<FromAgent<'_>, Invalid>,
         now: Instant,
     ) {
-        if !self.links.contains_key(&conn) {
+        let Some(link) = self.links.get_mut(&conn) else {
             return;
+        };
+        if let Some(heard) = &mut link.heard {
+            *heard = now;
         }
         let message = match message {
             Ok(m) => m,
@@ -38,7 +42,7 @@ impl Provider {
                 return;
             }
         };
-        if let Some(Some(id)) = self.links.get(&conn) {
+        if let Some(id) = self.links.get(&conn).and_then(|l| l.session.as_ref()) {
             self.sessions.touch(id, now);
         }
         match message {
@@ -62,13 +66,18 @@ impl Provider {
         }
     }
 
+    /// The session `conn` registered, if it is an agent link that did.
+    fn session_of(&self, conn: ConnId) -> Option<&String> {
+        self.links.get(&conn)?.session.as_ref()
+    }
+
     fn agent_error(&mut self, conn: ConnId, message: &str, code: &str) {
         let text = to_agent::error(None, message, code);
         self.outputs.push_back(Output::ToAgent { conn, text });
     }
 
     fn register(&mut self, conn: ConnId, r: Register, now: Instant) {
-        if let Some(Some(existing)) = self.links.get(&conn) {
+        if let Some(existing) = self.session_of(conn) {
             let message =
                 format!("this link already serves session {existing}; send renew instead");
             return self.agent_error(conn, &message, "already_registered");
@@ -93,7 +102,9 @@ impl Provider {
             None => self.new_session(conn, r, now),
         };
         if let Some((id, resume_token)) = id {
-            self.links.insert(conn, Some(id.clone()));
+            if let Some(link) = self.links.get_mut(&conn) {
+                link.session = Some(id.clone());
+            }
             self.send_registered(conn, &id, Some(&resume_token));
             let event = if resuming {
                 "session_resumed"
@@ -154,14 +165,13 @@ impl Provider {
             return None;
         }
         // Only the owner gets this far, so telling it why is no leak.
-        if matches!(s.status, Status::Revoked | Status::Expired) || s.link.is_some() {
-            let why = if s.link.is_some() {
-                "is already connected"
-            } else {
-                "has ended"
-            };
-            self.agent_error(conn, &format!("session {id} {why}"), "session_unavailable");
+        if matches!(s.status, Status::Revoked | Status::Expired) {
+            let why = format!("session {id} has ended");
+            self.agent_error(conn, &why, "session_unavailable");
             return None;
+        }
+        if let Some(old) = s.link.filter(|old| *old != conn) {
+            self.hand_over_link(old, now);
         }
         let token = self.fresh_resume_token();
         let s = self.sessions.get_mut(id)?;
@@ -331,6 +341,25 @@ impl Provider {
         }
     }
 
+    /// The session of link `old` was resumed on another: its agent came
+    /// back on a new connection before this one was seen to drop (a network
+    /// cut sends no reset), and proved it with the latest resume token.
+    /// The old link's requests fail now, as if it had dropped, and it is
+    /// closed; its session stays with the new link.
+    fn hand_over_link(&mut self, old: ConnId, now: Instant) {
+        let error = ApiError::agent("The agent disconnected before finishing its answer.");
+        self.fail_where(Self::on_link(old), &error, false);
+        self.end_questions_on(old, now);
+        if let Some(link) = self.links.get_mut(&old) {
+            link.session = None;
+        }
+        self.congested.insert(old, ());
+        self.outputs.push_back(Output::CloseAgent {
+            conn: old,
+            why: LinkClose::Replaced,
+        });
+    }
+
     /// A link dropped: its requests fail now. Its session stays resumable
     /// for `session_grace` (a control-API session: until it expires), then
     /// it is freed.
@@ -339,7 +368,10 @@ impl Provider {
         self.fail_where(Self::on_link(conn), &error, false);
         self.end_questions_on(conn, now);
         let grace = self.config.session_grace;
-        if let Some(Some(id)) = self.links.remove(&conn) {
+        if let Some(Link {
+            session: Some(id), ..
+        }) = self.links.remove(&conn)
+        {
             let remove = match self.sessions.get_mut(&id) {
                 Some(s) => {
                     s.link = None;
@@ -377,10 +409,15 @@ impl Provider {
             .ok_or_else(|| {
                 ApiError::invalid("/v1/agent expects a WebSocket upgrade (Upgrade: websocket)")
             })?;
-        self.links.insert(conn, None);
+        let link = Link {
+            session: None,
+            heard: Some(self.now),
+        };
+        self.links.insert(conn, link);
         self.outputs.push_back(Output::AcceptAgent {
             conn,
             key: key.to_owned(),
+            ping_every: self.config.agent_ping_interval,
         });
         Ok(())
     }

@@ -58,7 +58,7 @@ impl Provider {
             let link = self.attached.iter().find(|(_, n)| *n == name);
             let session = link
                 .and_then(|(conn, _)| self.links.get(conn))
-                .and_then(|id| id.as_deref())
+                .and_then(|link| link.session.as_deref())
                 .and_then(|id| self.sessions.get(id));
             let (ok, detail) = match (link, session) {
                 (None, _) => (false, "not connected".to_owned()),

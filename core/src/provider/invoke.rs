@@ -144,7 +144,8 @@ impl Provider {
             });
         };
         let embedding = request.embedding;
-        let session_id = match self.sessions.route(&model, embedding, pin) {
+        let closed = |link| self.congested.contains_key(&link);
+        let session_id = match self.sessions.route(&model, embedding, pin, closed) {
             Ok(id) => id.to_owned(),
             Err(RouteError::NoAgents) => return Err(no_agent()),
             Err(RouteError::UnknownModel) => {

@@ -91,8 +91,12 @@ pub enum Output {
     /// connection closes.
     Refuse { conn: ConnId, response: Response },
     /// Accept the WebSocket upgrade (`key` is `Sec-WebSocket-Key`); the
-    /// connection is an agent link from now on.
-    AcceptAgent { conn: ConnId, key: String },
+    /// connection is an agent link from now on, pinged every `ping_every`.
+    AcceptAgent {
+        conn: ConnId,
+        key: String,
+        ping_every: Duration,
+    },
     /// Accept a WebSocket upgrade for the MCP bridge's envelope (`/ws`),
     /// naming the subprotocol `protocol` if the client offered it: its
     /// frames go to the bridge, and `ToAgent` carries its frames out.
@@ -111,8 +115,10 @@ pub enum Output {
 /// frames it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upgrade {
-    /// An agent link: frames to the provider.
-    Agent(String),
+    /// An agent link: frames to the provider. The `101` tells the agent
+    /// how often it is pinged, so that it knows how long a silence means
+    /// the provider is gone.
+    Agent(String, Duration),
     /// A client of the MCP bridge's envelope: frames to the bridge; the
     /// `101` names the subprotocol, if any.
     Bridge(String, Option<&'static str>),
@@ -122,15 +128,24 @@ impl Upgrade {
     /// The client's `Sec-WebSocket-Key`.
     pub fn key(&self) -> &str {
         match self {
-            Upgrade::Agent(key) | Upgrade::Bridge(key, _) => key,
+            Upgrade::Agent(key, _) | Upgrade::Bridge(key, _) => key,
         }
     }
 
     /// The subprotocol the `101` names.
     pub fn protocol(&self) -> Option<&'static str> {
         match self {
-            Upgrade::Agent(_) => None,
+            Upgrade::Agent(..) => None,
             Upgrade::Bridge(_, protocol) => *protocol,
+        }
+    }
+
+    /// How often the provider pings the agent on this link (`None` for a
+    /// bridge client).
+    pub fn ping_every(&self) -> Option<Duration> {
+        match self {
+            Upgrade::Agent(_, every) => Some(*every),
+            Upgrade::Bridge(..) => None,
         }
     }
 }
@@ -185,7 +200,9 @@ impl Output {
             }
             Output::Data { data, .. } => http.encode_data(&data, out),
             Output::End { .. } => http.encode_end(out),
-            Output::AcceptAgent { key, .. } => return Some(Upgrade::Agent(key)),
+            Output::AcceptAgent {
+                key, ping_every, ..
+            } => return Some(Upgrade::Agent(key, ping_every)),
             Output::AcceptSocket { key, protocol, .. } => {
                 return Some(Upgrade::Bridge(key, protocol))
             }
@@ -262,6 +279,20 @@ struct Buckets {
     tokens: Option<TokenBucket>,
 }
 
+/// How many pings in a row an agent may leave unanswered before its link
+/// is taken as gone.
+pub const PINGS_MISSED: u32 = 3;
+
+/// An agent link as the provider keeps it.
+struct Link {
+    /// The session it registered, if any.
+    session: Option<String>,
+    /// When a frame last came from it; `None` for a link the driver
+    /// opened itself (the built-in agent, a hub it dialed), whose silence
+    /// says nothing.
+    heard: Option<Instant>,
+}
+
 /// The sans-IO provider. See the crate docs for the drive loop.
 pub struct Provider {
     config: Config,
@@ -269,8 +300,8 @@ pub struct Provider {
     /// instants so the core never reads a clock.
     epoch: (Instant, SystemTime),
     sessions: Sessions,
-    /// Agent links: connection → the session it registered, if any.
-    links: IdMap<ConnId, Option<String>>,
+    /// Agent links, by connection.
+    links: IdMap<ConnId, Link>,
     /// Links the driver opened itself (the built-in agent, a dialed hub),
     /// by the name `/health/deep` checks them under.
     attached: IdMap<ConnId, String>,
@@ -525,13 +556,38 @@ impl Provider {
         self.expire_sessions(now);
         self.expire_questions(now);
         if now >= self.next_ping {
-            for conn in self.links.keys() {
-                self.outputs.push_back(Output::ToAgent {
+            self.ping_agents(now);
+            self.next_ping = later(now, self.config.agent_ping_interval);
+        }
+    }
+
+    /// Pings every agent link, and closes those from which nothing came
+    /// for [`PINGS_MISSED`] pings: an agent whose machine slept or whose
+    /// network went away sends no close and no reset, and the requests
+    /// routed to it would wait out their whole timeout. Until its
+    /// connection ends, a closing link gets no new requests (it counts as
+    /// congested).
+    fn ping_agents(&mut self, now: Instant) {
+        let silence = self.config.agent_ping_interval * PINGS_MISSED;
+        for (conn, link) in self.links.iter() {
+            let silent = link
+                .heard
+                .is_some_and(|heard| now.saturating_duration_since(heard) >= silence);
+            let output = match silent {
+                true if self.congested.contains_key(conn) => continue,
+                true => {
+                    self.congested.insert(*conn, ());
+                    Output::CloseAgent {
+                        conn: *conn,
+                        why: LinkClose::Silent,
+                    }
+                }
+                false => Output::ToAgent {
                     conn: *conn,
                     text: crate::agent::message::to_agent::ping(),
-                });
-            }
-            self.next_ping = later(now, self.config.agent_ping_interval);
+                },
+            };
+            self.outputs.push_back(output);
         }
     }
 
@@ -541,7 +597,11 @@ impl Provider {
     /// hub it dialed) as if it had connected over WebSocket. `name` is what
     /// `/health/deep` calls it when [`Config::expected_agents`] lists it.
     pub fn open_agent(&mut self, conn: ConnId, name: &str) {
-        self.links.insert(conn, None);
+        let link = Link {
+            session: None,
+            heard: None,
+        };
+        self.links.insert(conn, link);
         self.attached.insert(conn, name.to_owned());
     }
 

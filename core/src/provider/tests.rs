@@ -383,6 +383,95 @@ fn agent_disconnect_mid_stream_ends_the_editor_stream_at_once() {
     assert_eq!(t.editor(ConnId(2)).0, Some(503));
 }
 
+/// Upgrades `conn` to an agent link as a WebSocket client would.
+fn upgrade_agent(t: &mut Pair, conn: ConnId) {
+    let upgrade = [
+        ("authorization", "Bearer bridge"),
+        ("upgrade", "websocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+    ];
+    t.request(conn, "GET", "/v1/agent", &upgrade, Value::Null);
+    let accepted = std::mem::take(&mut t.seen);
+    assert!(
+        matches!(
+            accepted.as_slice(),
+            [Output::AcceptAgent { conn: c, ping_every, .. }]
+                if *c == conn && *ping_every == t.p.config.agent_ping_interval
+        ),
+        "{accepted:?}"
+    );
+}
+
+#[test]
+fn an_agent_silent_for_three_pings_is_closed_and_given_nothing_more() {
+    const SILENT: ConnId = ConnId(101);
+    let every = Duration::from_secs(10);
+    let mut t = Pair::new(|c| c.agent_ping_interval = every);
+    for conn in [AGENT, SILENT] {
+        upgrade_agent(&mut t, conn);
+        t.agent(conn, register(3600));
+        assert_eq!(t.agent_frames(conn)[0]["type"], "registered");
+    }
+    let closed = |t: &mut Pair| {
+        let (closes, rest): (Vec<Output>, Vec<Output>) = std::mem::take(&mut t.seen)
+            .into_iter()
+            .partition(|o| matches!(o, Output::CloseAgent { .. }));
+        t.seen = rest;
+        closes
+            .iter()
+            .map(|o| match o {
+                Output::CloseAgent { conn, why } => (*conn, *why),
+                _ => unreachable!(),
+            })
+            .collect::<Vec<_>>()
+    };
+    // Two pings go unanswered by one, answered by the other: both are
+    // pinged still.
+    for n in 1..PINGS_MISSED {
+        t.advance_to(t.t0 + every * n);
+        assert!(closed(&mut t).is_empty());
+        for conn in [AGENT, SILENT] {
+            assert_eq!(t.agent_frames(conn), [json!({"type": "ping"})]);
+        }
+        t.agent(AGENT, json!({"type": "pong"}));
+    }
+    // The third: the silent link is closed, not pinged; the other is.
+    t.advance_to(t.t0 + every * PINGS_MISSED);
+    assert_eq!(closed(&mut t), [(SILENT, LinkClose::Silent)]);
+    assert!(t.agent_frames(SILENT).is_empty());
+    assert_eq!(t.agent_frames(AGENT), [json!({"type": "ping"})]);
+    // Until its connection ends, every request goes to the other agent.
+    for editor in 1..=4 {
+        t.chat(ConnId(editor), true);
+        assert_eq!(t.agent_frames(AGENT)[0]["type"], "model_invoke");
+        assert!(t.agent_frames(SILENT).is_empty());
+    }
+    // It is closed once; the other, answering, never.
+    t.advance_to(t.t0 + every * (PINGS_MISSED + 1));
+    assert!(closed(&mut t).is_empty());
+    assert_eq!(t.agent_frames(AGENT), [json!({"type": "ping"})]);
+    t.p.handle_conn_closed(SILENT, t.now);
+    t.drain();
+    t.agent(AGENT, json!({"type": "pong"}));
+    t.advance_to(t.t0 + every * (PINGS_MISSED + 2));
+    assert!(closed(&mut t).is_empty());
+    assert_eq!(t.agent_frames(AGENT), [json!({"type": "ping"})]);
+}
+
+#[test]
+fn an_agent_the_driver_opened_is_never_closed_for_its_silence() {
+    let every = Duration::from_secs(10);
+    let mut t = Pair::new(|c| c.agent_ping_interval = every);
+    t.connect_agent(AGENT, register(3600));
+    t.advance_to(t.t0 + every * (PINGS_MISSED * 5));
+    assert!(!t
+        .seen
+        .iter()
+        .any(|o| matches!(o, Output::CloseAgent { .. })));
+}
+
 #[test]
 fn editor_disconnect_sends_cancel() {
     let mut t = Pair::new(|_| {});
@@ -792,6 +881,37 @@ fn only_the_agent_holding_the_resume_token_resumes_its_session() {
     drop_link(&mut t, ConnId(102));
     let fresh = register_as(&mut t, ConnId(103), "a", Some((&sid, &rotated)), json!({}));
     assert_eq!(sid_and_token(&fresh).0, sid);
+}
+
+#[test]
+fn an_agent_back_before_its_old_link_was_seen_to_drop_takes_its_session_over() {
+    let mut t = Pair::new(|_| {});
+    let (sid, token) = sid_and_token(&register_as(&mut t, AGENT, "a", None, json!({})));
+    t.chat(EDITOR, true);
+    t.last_invoke_id(AGENT);
+    // The same agent, on a new connection, while the old one looks alive.
+    const NEW: ConnId = ConnId(101);
+    let again = register_as(&mut t, NEW, "a", Some((&sid, &token)), json!({}));
+    assert_eq!(sid_and_token(&again).0, sid);
+    let closes: Vec<_> = t
+        .seen
+        .iter()
+        .filter_map(|o| match o {
+            Output::CloseAgent { conn, why } => Some((*conn, *why)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closes, [(AGENT, LinkClose::Replaced)]);
+    // The old link's request failed as if it had dropped.
+    let (_, body, ended) = t.editor(EDITOR);
+    assert!(ended && String::from_utf8_lossy(&body).contains("disconnected"));
+    // The next goes to the new link, also once the old one is gone.
+    t.chat(ConnId(2), true);
+    assert_eq!(t.agent_frames(NEW)[0]["type"], "model_invoke");
+    drop_link(&mut t, AGENT);
+    t.chat(ConnId(3), true);
+    assert_eq!(t.agent_frames(NEW)[0]["type"], "model_invoke");
+    assert!(t.agent_frames(AGENT).is_empty());
 }
 
 #[test]

@@ -11,7 +11,7 @@ use mcp_provider_core::agent::echo::{self, EchoAgent};
 use super::link::Shared;
 use super::remote::{first_link, next_link, Ws};
 use super::{spawn_joined, until, Executor};
-use crate::dial::LinkEnd;
+use crate::dial::{link_failed, LinkEnd};
 use crate::in_process::InProcess;
 use crate::{EchoAgentPlan, RemoteEcho};
 
@@ -91,7 +91,7 @@ async fn serve_link<E: Executor>(
         while let Ok(frames) = out_rx.recv().await {
             for frame in frames {
                 if let Err(e) = ws_tx.send(Message::text(frame)).await {
-                    return Some(format!("agent link failed: {e}"));
+                    return Some(link_failed(&e, None));
                 }
             }
         }
@@ -117,11 +117,11 @@ async fn serve_link<E: Executor>(
             Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),
             None => break LinkEnd::Closed(None),
             Some(Ok(_)) => {}
-            Some(Err(e)) => break LinkEnd::Failed(format!("agent link failed: {e}")),
+            Some(Err(e)) => break link_failed(&e, None),
         }
     };
     drop(in_tx);
     let agent = player.await.ok_or("the echo agent failed")?;
     let failed = writer.await.flatten();
-    Ok((agent, failed.map_or(end, LinkEnd::Failed)))
+    Ok((agent, failed.unwrap_or(end)))
 }

@@ -24,7 +24,7 @@ use mcp_provider_core::{ConnId, Output};
 
 use super::Executor;
 use crate::burst::Burst;
-use crate::dial::{FromLink, LinkEnd};
+use crate::dial::{link_failed, FromLink, LinkEnd};
 use crate::hub::{Hub, Peer};
 use crate::link_writes::LinkWrites;
 use crate::mailbox::{Bell, Bells, Inbox};
@@ -292,7 +292,7 @@ pub async fn serve<E: Executor, S>(
 /// is how it ended.
 pub struct LinkSender<S> {
     tx: WebSocketSender<S>,
-    failed: Option<String>,
+    failed: Option<LinkEnd>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> LinkSender<S> {
@@ -305,7 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LinkSender<S> {
         for frame in frames {
             if self.failed.is_none() {
                 if let Err(e) = self.tx.send(Message::text(frame)).await {
-                    self.failed = Some(format!("agent link failed: {e}"));
+                    self.failed = Some(link_failed(&e, None));
                 }
             }
         }
@@ -313,7 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LinkSender<S> {
 
     /// How the link ended: its first failed write, else what its reader saw.
     pub fn end(self, end: LinkEnd) -> LinkEnd {
-        self.failed.map_or(end, LinkEnd::Failed)
+        self.failed.unwrap_or(end)
     }
 }
 
@@ -339,7 +339,7 @@ pub async fn follow<S, P>(
             Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),
             None => break LinkEnd::Closed(None),
             Some(Ok(_)) => {}
-            Some(Err(e)) => break LinkEnd::Failed(format!("agent link failed: {e}")),
+            Some(Err(e)) => break link_failed(&e, None),
         }
     };
     pass(FromLink::Closed(end)).await;

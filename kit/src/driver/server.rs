@@ -21,7 +21,9 @@ use super::{until, Executor};
 use crate::accept;
 use crate::admission::{Admission, Admitted, REFUSALS_HELD, REFUSAL_HOLD};
 use crate::audit::AuditSink;
-use crate::dial::{accept_head, handshake_failed, link_request, Backoff, DialError, HUB_STALL};
+use crate::dial::{
+    accept_head, handshake_failed, link_request, silence_limit, Backoff, DialError, HUB_STALL,
+};
 use crate::hub::{Hub, Peer};
 use crate::ConnLimits;
 
@@ -347,21 +349,22 @@ fn next_request(
 }
 
 /// Opens a WebSocket to `url` with the bridge token, over what `wrap`
-/// makes of the TCP stream.
+/// makes of the TCP stream; with it comes how long the peer may stay
+/// silent (see [`silence_limit`]).
 pub async fn dial<E: Executor, S: AsyncRead + AsyncWrite + Unpin>(
     url: &str,
     token: &str,
     wrap: impl FnOnce(E::Tcp) -> S,
-) -> Result<WebSocketStream<S>, DialError> {
+) -> Result<(WebSocketStream<S>, Duration), DialError> {
     let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
     let mut tcp = E::connect(&host, port)
         .await
         .map_err(|e| DialError::Unreachable(format!("cannot connect to {url}: {e}")))?;
     E::streaming(&mut tcp);
-    let (ws, _) = async_tungstenite::client_async(request, wrap(tcp))
+    let (ws, response) = async_tungstenite::client_async(request, wrap(tcp))
         .await
         .map_err(|e| handshake_failed(url, e))?;
-    Ok(ws)
+    Ok((ws, silence_limit(&response)))
 }
 
 /// Dials out to an agent hub and serves that connection as an agent link,
@@ -371,7 +374,9 @@ pub async fn dial_hub<E: Executor>(shared: Shared, url: String, token: String) {
     loop {
         let stall = |tcp| Backpressure::new(tcp, HUB_STALL);
         match dial::<E, _>(&url, &token, stall).await {
-            Ok(ws) => {
+            // The hub is pinged by the provider, not the other way round:
+            // its silence is no sign of anything.
+            Ok((ws, _)) => {
                 tracing::info!("agent hub {url} connected");
                 backoff.reset();
                 let (attached, mail, backlog) = shared.connect();
