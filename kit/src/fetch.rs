@@ -11,6 +11,24 @@ use mcp_provider_core::http::{Outgoing, ResponseEvent, ResponseHead};
 
 use crate::upstream::conn::{Conn, Deadline};
 
+/// Why a fetch got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// No connection was made (refused, no such host, no TLS handshake
+    /// within the dial's limit): nothing else on that origin answers either.
+    Unreachable(String),
+    /// Connected, and then no whole response came.
+    Failed(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Unreachable(why) | FetchError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// A response read whole.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -25,8 +43,9 @@ pub fn fetch(
     max_body: usize,
     timeout: Duration,
     ca_file: Option<&str>,
-) -> Result<Fetched, String> {
-    let mut conn = Conn::dial(&request.url, ca_file).map_err(|e| e.to_string())?;
+) -> Result<Fetched, FetchError> {
+    let mut conn =
+        Conn::dial(&request.url, ca_file).map_err(|e| FetchError::Unreachable(e.to_string()))?;
     let socket = conn.cutter();
     let _ = socket.set_read_timeout(Some(timeout));
     let _ = socket.set_write_timeout(Some(timeout));
@@ -51,10 +70,10 @@ pub fn fetch(
         true
     })
     .map_err(|(e, _)| match deadline.passed() {
-        true => late(),
-        false => format!("{}: {e}", request.url),
+        true => FetchError::Failed(late()),
+        false => FetchError::Failed(format!("{}: {e}", request.url)),
     })?;
-    let head = head.ok_or_else(|| format!("{}: no response", request.url))?;
+    let head = head.ok_or_else(|| FetchError::Failed(format!("{}: no response", request.url)))?;
     Ok(Fetched {
         head,
         body: body.freeze(),
@@ -114,7 +133,24 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(error.contains("no whole answer within 0.5 s"), "{error}");
+        assert!(
+            matches!(&error, FetchError::Failed(why) if why.contains("no whole answer within 0.5 s")),
+            "{error:?}"
+        );
         assert!(started.elapsed() < Duration::from_secs(3));
+        // Nothing listening: unreachable, which tells a login to stop.
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/", closed.local_addr().unwrap())).unwrap();
+        drop(closed);
+        let error = fetch(
+            &Outgoing::new("GET", url),
+            1024,
+            Duration::from_secs(5),
+            None,
+        );
+        assert!(
+            matches!(error, Err(FetchError::Unreachable(_))),
+            "{error:?}"
+        );
     }
 }

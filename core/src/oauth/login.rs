@@ -211,6 +211,20 @@ impl Login {
         self.settle(outcome);
     }
 
+    /// The last [`LoginOutput::Fetch`] could not even connect. At the
+    /// first request, to the server itself, the login fails now: every
+    /// place its metadata could be is on the same origin, and each would
+    /// wait out the same dial. Anything else is [`Login::handle_failed`].
+    pub fn handle_unreachable(&mut self, why: &str) {
+        match self.stage {
+            Stage::Probe => self.settle(Err(OAuthError::Unavailable(format!(
+                "{} cannot be reached: {why}",
+                self.plan.server
+            )))),
+            _ => self.handle_failed(why),
+        }
+    }
+
     /// The query of the request the browser made to the redirect URI.
     pub fn handle_redirect(&mut self, query: &str) {
         if matches!(self.stage, Stage::Authorize) {

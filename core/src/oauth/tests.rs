@@ -624,3 +624,37 @@ fn unreachable_metadata_is_looked_for_elsewhere() {
     assert_eq!(second.url.path(), "/.well-known/oauth-protected-resource");
     assert!(login.poll_output().is_none());
 }
+
+#[test]
+fn a_server_that_cannot_be_reached_at_all_fails_the_login_at_once() {
+    let mut login = Login::new(plan(), Random::from_bytes(&[1; 48]));
+    let Some(LoginOutput::Fetch(probe)) = login.poll_output() else {
+        panic!()
+    };
+    login.handle_unreachable("no TLS handshake within 10 s");
+    let Some(LoginOutput::Failed(error)) = login.poll_output() else {
+        panic!("no metadata is asked of an origin that cannot be reached")
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains(&probe.url.to_string()) && error.contains("cannot be reached"),
+        "{error}"
+    );
+    assert!(login.poll_output().is_none());
+
+    // Past the probe, a server that answered once: its metadata is still
+    // looked for elsewhere.
+    let mut world = World::usual();
+    let mut login = Login::new(plan(), Random::from_bytes(&[1; 48]));
+    let Some(LoginOutput::Fetch(probe)) = login.poll_output() else {
+        panic!()
+    };
+    let (head, body) = world.fetch(probe);
+    login.handle_response(&head, &body, 0);
+    assert!(matches!(login.poll_output(), Some(LoginOutput::Fetch(_))));
+    login.handle_unreachable("connection refused");
+    let Some(LoginOutput::Fetch(next)) = login.poll_output() else {
+        panic!()
+    };
+    assert_eq!(next.url.path(), "/.well-known/oauth-protected-resource");
+}

@@ -20,7 +20,7 @@ use mcp_provider_core::oauth::{
     ClientSettings, Login, LoginOutput, LoginPlan, Logins, Random, Stored, MAX_RESPONSE,
 };
 
-use crate::fetch::{fetch, Fetched};
+use crate::fetch::{fetch, FetchError, Fetched};
 
 pub use browser::{configured as browser_configured, open as open_browser};
 pub use credentials::OAuthCredentials;
@@ -67,7 +67,7 @@ impl OAuthServer {
         }
     }
 
-    fn fetch(&self, request: &Outgoing) -> Result<Fetched, String> {
+    fn fetch(&self, request: &Outgoing) -> Result<Fetched, FetchError> {
         let ca_file = self
             .ca_file
             .as_deref()
@@ -101,7 +101,8 @@ pub fn login(
         match login.poll_output() {
             Some(LoginOutput::Fetch(request)) => match server.fetch(&request) {
                 Ok(fetched) => login.handle_response(&fetched.head, &fetched.body, unix_now()),
-                Err(why) => login.handle_failed(&why),
+                Err(FetchError::Unreachable(why)) => login.handle_unreachable(&why),
+                Err(FetchError::Failed(why)) => login.handle_failed(&why),
             },
             Some(LoginOutput::Authorize(url)) => {
                 let back = show(&url.to_string()).and_then(|()| redirect.wait(LOGIN_TIMEOUT));
@@ -122,7 +123,7 @@ pub fn refresh(server: &OAuthServer, stored: &Stored) -> Result<Option<Stored>, 
     let Some(request) = stored.refresh_request().map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    let fetched = server.fetch(&request)?;
+    let fetched = server.fetch(&request).map_err(|e| e.to_string())?;
     stored
         .refreshed(&fetched.head, &fetched.body, unix_now())
         .map(Some)
