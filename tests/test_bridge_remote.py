@@ -453,6 +453,79 @@ class Hostile(FakeHandler):
             pass
 
 
+class CutListening(FakeHandler):
+    """A remote server behind a proxy that ends idle event streams: its
+    session's `GET` stream carries one event, then is cut after a
+    second and a half; the stream asked for again (with `Last-Event-ID`)
+    says that the server's tools changed, and stays open. Each `GET` is
+    recorded with the `Last-Event-ID` it carried."""
+
+    gets = []
+    tools = ["first"]
+
+    def do_POST(self):
+        message = self.json_body()
+        method, ident = message.get("method"), message.get("id")
+        if method == "initialize":
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {
+                "protocolVersion": "2025-06-18", "capabilities": {"tools": {"listChanged": True}},
+                "serverInfo": {"name": "cut", "version": "1"}}}, {"mcp-session-id": "c1"})
+        elif ident is None:
+            self.send_response(202)
+            self.send_header("content-length", "0")
+            self.end_headers()
+        elif method == "tools/list":
+            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in CutListening.tools]
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {"tools": tools}})
+        else:
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {}})
+
+    def do_GET(self):
+        CutListening.gets.append(self.headers.get("last-event-id"))
+        self.start_sse()
+        if len(CutListening.gets) == 1:
+            self.chunk(b"id: e7\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hi\"}}\n\n")
+            time.sleep(1.5)
+            return self.cut()
+        CutListening.tools = ["first", "second"]
+        self.chunk(b"id: e8\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+        try:
+            while True:
+                time.sleep(0.5)
+                self.chunk(b": keep-alive\n\n")
+        except OSError:
+            pass
+
+
+def test_a_listening_stream_a_proxy_cuts_is_asked_for_again_and_what_it_then_says_arrives(make_server):
+    """Proxies end event streams that stay idle (nginx after 60 s by
+    default): the bridge asks for its session's stream again, after the
+    last event it got, so what the server says on its own later (here:
+    its tools changed) still reaches the clients."""
+    CutListening.gets, CutListening.tools = [], ["first"]
+    with LocalHttpServer(CutListening) as remote:
+        server = make_server("--server", f"cut={remote.base}/mcp")
+        told = []
+
+        async def on_message(message):
+            told.append(repr(message))
+
+        async def use():
+            async with client(server, "cut", mode="legacy", message_handler=on_message) as c:
+                first = [t.name for t in (await c.list_tools()).tools]
+                for _ in range(100):
+                    if any("ToolListChanged" in m for m in told):
+                        break
+                    await asyncio.sleep(0.1)
+                return first, [t.name for t in (await c.list_tools()).tools]
+
+        first, again = run(use())
+    assert first == ["first"], first
+    assert any("ToolListChanged" in m for m in told), told
+    assert again == ["first", "second"], again
+    assert CutListening.gets[:2] == [None, "e7"], CutListening.gets
+
+
 def test_a_hostile_remote_gets_clear_errors_and_costs_only_its_calls(make_server):
     with LocalHttpServer(Hostile) as hostile:
         server = make_server("--server", f"bad={hostile.base}/mcp")

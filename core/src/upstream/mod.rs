@@ -175,6 +175,25 @@ pub enum UpstreamOutput {
     },
 }
 
+/// How long a session's stream of server messages must have lasted for
+/// its end to be taken as a cut (by a proxy's idle timeout, a server's
+/// restart of its streams) and the stream opened again; one that ends
+/// sooner is one the server does not want, and it is not asked again in
+/// that session.
+const LISTEN_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
+/// A session's stream of server messages.
+#[derive(Debug)]
+struct Listening {
+    id: ExchangeId,
+    /// When the server accepted it (its response's head came).
+    since: Option<Instant>,
+    /// The `id:` of the last event it carried: asked again with it
+    /// (`Last-Event-ID`), a server that keeps its events sends what was
+    /// missed.
+    last_event: Option<String>,
+}
+
 /// The transport found to work.
 #[derive(Debug, Clone, PartialEq)]
 enum Protocol {
@@ -265,7 +284,8 @@ pub struct Upstream {
     /// Sessions lost in a row, nothing answered in any of them.
     lost_sessions: u32,
     bearer: Option<String>,
-    listening: Option<ExchangeId>,
+    /// The session's stream of server messages (Streamable HTTP's `GET`).
+    listening: Option<Listening>,
     exchanges: HashMap<ExchangeId, Exchange>,
     next: u64,
     /// Dial failures in a row, and when dialing may be tried again.
@@ -422,6 +442,11 @@ impl Upstream {
     pub fn handle_head(&mut self, id: ExchangeId, head: &ResponseHead, now: Instant) {
         self.failures = 0;
         self.down = None;
+        if let Some(listening) = self.listening.as_mut().filter(|l| l.id == id) {
+            if (200..300).contains(&head.status) {
+                listening.since = Some(now);
+            }
+        }
         if (200..300).contains(&head.status) {
             self.auth_tries = 0;
             self.set_status(Status::Connected);
@@ -574,7 +599,7 @@ impl Upstream {
                 ..
             })
         );
-        self.ended(id, None);
+        self.exchange_ended(id, now, None);
         if replayed {
             self.reinitialized(now);
         }
@@ -593,7 +618,7 @@ impl Upstream {
             self.set_status(Status::Failing(why.to_owned()));
         }
         let why = format!("the remote MCP server: {why}");
-        self.ended(id, Some(why));
+        self.exchange_ended(id, now, Some(why));
     }
 
     // Exchanges.
@@ -687,16 +712,51 @@ impl Upstream {
             request,
             false,
         );
-        if listen && self.listening.is_none() && self.session.is_some() {
-            let request = self
-                .request("GET", self.remote.url.clone())
-                .header("accept", "text/event-stream")
-                .header("mcp-session-id", self.session.clone().unwrap_or_default());
-            let request = match &self.version {
-                Some(version) => request.header("mcp-protocol-version", version.clone()),
-                None => request,
-            };
-            self.listening = Some(self.start(Kind::Listen, request, true));
+        if listen && self.listening.is_none() {
+            self.listen(None);
+        }
+    }
+
+    /// Opens the session's stream of server messages (`after`: the last
+    /// event of the stream before it).
+    fn listen(&mut self, after: Option<String>) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let mut request = self
+            .request("GET", self.remote.url.clone())
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", session);
+        if let Some(version) = &self.version {
+            request = request.header("mcp-protocol-version", version.clone());
+        }
+        if let Some(after) = &after {
+            request = request.header("last-event-id", after.clone());
+        }
+        let id = self.start(Kind::Listen, request, true);
+        self.listening = Some(Listening {
+            id,
+            since: None,
+            last_event: after,
+        });
+    }
+
+    /// Exchange `id` ended at `now` (`failed`: why, if it broke). When it
+    /// was the session's stream of server messages and had lasted, it is
+    /// opened again: a proxy's idle timeout or a server's own limit ends
+    /// such streams, and without one the session hears nothing the server
+    /// says on its own (list changes, its requests).
+    fn exchange_ended(&mut self, id: ExchangeId, now: Instant, failed: Option<String>) {
+        let listening = self.listening.take_if(|l| l.id == id);
+        self.ended(id, failed);
+        let Some(listening) = listening else {
+            return;
+        };
+        let lasted = listening
+            .since
+            .is_some_and(|since| now.saturating_duration_since(since) >= LISTEN_AGAIN_AFTER);
+        if lasted && matches!(self.protocol, Protocol::Streamable) {
+            self.listen(listening.last_event);
         }
     }
 
@@ -721,6 +781,11 @@ impl Upstream {
     /// One event of a stream: a message (on any stream), or a legacy
     /// server's endpoint.
     fn event(&mut self, id: ExchangeId, event: sse::Event) {
+        if let Some(listening) = self.listening.as_mut().filter(|l| l.id == id) {
+            if event.id.is_some() {
+                listening.last_event.clone_from(&event.id);
+            }
+        }
         match event.kind() {
             "message" if !event.data.trim().is_empty() => self.message(id, event.data),
             "endpoint" => self.endpoint(id, &event.data),
@@ -867,7 +932,6 @@ impl Upstream {
                     self.fail(Some(&asked), &why);
                 }
             }
-            Kind::Listen if self.listening == Some(id) => self.listening = None,
             Kind::Legacy => {
                 let Protocol::Legacy { stream, endpoint } = &self.protocol else {
                     return;
@@ -890,6 +954,9 @@ impl Upstream {
                 // Never established: the bridge's `initialize` was answered
                 // with the error above, and its handshake goes on (a server
                 // of the stateless revision answers `server/discover`).
+            }
+            Kind::Listen => {
+                self.listening.take_if(|l| l.id == id);
             }
             _ => {}
         }
@@ -1010,8 +1077,8 @@ impl Upstream {
         self.session = None;
         self.version = None;
         if let Some(listen) = self.listening.take() {
-            self.exchanges.remove(&listen);
-            self.out.push_back(UpstreamOutput::Abort(listen));
+            self.exchanges.remove(&listen.id);
+            self.out.push_back(UpstreamOutput::Abort(listen.id));
         }
         let Some(initialize) = self.initialize.clone() else {
             return;

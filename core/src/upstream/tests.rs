@@ -624,3 +624,63 @@ fn a_server_refusing_initialize_and_an_event_stream_is_asked_on() {
     assert!(d.sent.is_empty());
     assert_eq!(d.lines[0]["error"]["code"], -32022);
 }
+
+#[test]
+fn a_listening_stream_cut_after_it_lasted_is_opened_again_where_it_stopped() {
+    let t0 = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let listen = session(&mut up, t0);
+    let events = head(200, &[("content-type", "text/event-stream")]);
+    up.handle_head(listen, &events, t0);
+    up.handle_data(
+        listen,
+        &Bytes::from_static(b"id: 41\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n: keep-alive\n\n"),
+    );
+    assert_eq!(drain(&mut up).lines.len(), 1);
+    // A proxy's idle timeout ends it a minute later: asked again, in the
+    // same session, after the last event it carried.
+    up.handle_end(listen, t0 + Duration::from_secs(60));
+    let d = drain(&mut up);
+    assert_eq!(d.sent.len(), 1);
+    let again = &d.sent[0];
+    assert_eq!(again.request.method, "GET");
+    assert!(again.streaming);
+    assert_eq!(again.header("mcp-session-id"), Some("S1"));
+    assert_eq!(again.header("last-event-id"), Some("41"));
+    // Broken, again after it lasted: asked once more.
+    up.handle_head(again.id, &events, t0 + Duration::from_secs(61));
+    up.handle_failed(
+        again.id,
+        "connection reset",
+        true,
+        t0 + Duration::from_secs(90),
+    );
+    let d = drain(&mut up);
+    assert_eq!(d.sent.len(), 1);
+    let third = &d.sent[0];
+    assert_eq!(third.header("last-event-id"), Some("41"));
+    // A server that does not want it (405, or a stream closed at once)
+    // is not asked again in this session.
+    let at = t0 + Duration::from_secs(91);
+    answer(&mut up, third.id, json(405), "", at);
+    assert!(drain(&mut up).sent.is_empty());
+}
+
+#[test]
+fn a_listening_stream_ended_at_once_is_not_asked_for_again() {
+    let t0 = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let listen = session(&mut up, t0);
+    let events = head(200, &[("content-type", "text/event-stream")]);
+    up.handle_head(listen, &events, t0);
+    up.handle_end(listen, t0 + Duration::from_millis(10));
+    assert!(drain(&mut up).sent.is_empty());
+    // Nor is it opened twice: a call in the session sends just the call.
+    up.send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.into(),
+        t0 + Duration::from_secs(5),
+    );
+    let d = drain(&mut up);
+    assert_eq!(d.sent.len(), 1);
+    assert_eq!(d.sent[0].request.method, "POST");
+}
