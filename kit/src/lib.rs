@@ -28,6 +28,7 @@ pub mod fetch;
 pub mod host;
 pub mod hub;
 pub mod in_process;
+pub mod keepalive;
 pub mod link_writes;
 pub mod mailbox;
 pub mod oauth;

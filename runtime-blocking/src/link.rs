@@ -23,6 +23,7 @@ use mcp_provider_kit::dial::{
     LinkEnd, Redial, DIAL_TIMEOUT, HUB_STALL,
 };
 use mcp_provider_kit::hub::Peer;
+use mcp_provider_kit::keepalive::keep_alive;
 use mcp_provider_kit::link_writes::LinkWrites;
 use mcp_provider_kit::ws;
 use tungstenite::protocol::Role;
@@ -242,6 +243,7 @@ pub fn dial(url: &str, token: &str) -> Result<(Ws, Duration), DialError> {
         |e: io::Error| DialError::Unreachable(format!("cannot connect to {url}: {e}"));
     let tcp = connect(&host, port).map_err(unreachable)?;
     let _ = tcp.set_nodelay(true);
+    keep_alive(&tcp).map_err(unreachable)?;
     tcp.set_read_timeout(Some(DIAL_TIMEOUT))
         .and_then(|()| tcp.set_write_timeout(Some(DIAL_TIMEOUT)))
         .map_err(unreachable)?;

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use mcp_provider_kit::driver::launch::{Async as AsyncRuntime, Launcher};
 use mcp_provider_kit::driver::{Child, Executor};
+use mcp_provider_kit::keepalive::keep_alive;
 use smol::net::unix::{UnixListener, UnixStream};
 use smol::{Async, Timer, Unblock};
 
@@ -58,7 +59,9 @@ impl Executor for Smol {
     }
 
     async fn connect(host: &str, port: u16) -> io::Result<Self::Tcp> {
-        Ok(socket(smol::net::TcpStream::connect((host, port)).await?))
+        let stream = smol::net::TcpStream::connect((host, port)).await?;
+        keep_alive(&stream)?;
+        Ok(socket(stream))
     }
 
     fn bind_unix(path: &Path) -> io::Result<UnixListener> {

@@ -31,6 +31,7 @@ use mcp_provider_kit::bridge::ReadStdout;
 use mcp_provider_kit::driver::launch::Launcher;
 use mcp_provider_kit::driver::upstream::Spawn;
 use mcp_provider_kit::driver::{child, Child, Executor};
+use mcp_provider_kit::keepalive::keep_alive;
 use tokio::net::unix::pipe;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::time::Sleep;
@@ -75,7 +76,9 @@ impl Executor for Tokio {
     }
 
     async fn connect(host: &str, port: u16) -> io::Result<Self::Tcp> {
-        Ok(socket(TcpStream::connect((host, port)).await?))
+        let stream = TcpStream::connect((host, port)).await?;
+        keep_alive(&stream)?;
+        Ok(socket(stream))
     }
 
     fn bind_unix(path: &Path) -> io::Result<UnixListener> {

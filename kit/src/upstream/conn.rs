@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use mcp_provider_core::http::{Outgoing, ResponseError, ResponseEvent, ResponseReader, Url};
 use mcp_provider_core::time::later;
 
+use crate::keepalive::keep_alive;
 use crate::tls;
 
 /// How long dialing one address may take, its TLS handshake included.
@@ -119,6 +120,7 @@ impl Conn {
             match TcpStream::connect_timeout(&addr, limit) {
                 Ok(socket) => {
                     let _ = socket.set_nodelay(true);
+                    keep_alive(&socket).map_err(|e| Failed::Dial(e.to_string()))?;
                     let stream: Box<dyn Stream> =
                         if url.is_secure() {
                             let config = tls::client_config(ca_file).map_err(Failed::Dial)?;
