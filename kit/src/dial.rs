@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mcp_provider_core::agent::close::LinkClose;
+use mcp_provider_core::agent::close::{LinkClose, PINGS_MISSED};
 use mcp_provider_core::http::websocket_accept;
 use mcp_provider_core::Upgrade;
 use tungstenite::client::IntoClientRequest;
@@ -184,10 +184,6 @@ pub const PING_INTERVAL_HEADER: &str = "x-mcp-ping-interval";
 /// How often a provider that does not say pings its agents (the
 /// protocol's interval, and every provider's before the header).
 const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
-
-/// How many of its pings a provider may miss before its agent takes the
-/// link as lost.
-const PINGS_MISSED: u32 = 3;
 
 /// How long dialing a provider (connecting and the WebSocket handshake)
 /// may take: one that accepts and never answers is tried again later,

@@ -6,6 +6,12 @@
 /// over, and a peer cannot make a link buffer more than this.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// How many pings of the provider's may pass with nothing heard from the
+/// other end before a link is taken as gone, on either end: the provider
+/// closes an agent that answered none ([`LinkClose::Silent`]), and an
+/// agent dials again when none came.
+pub const PINGS_MISSED: u32 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkClose {
     /// The session was revoked.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::agent::close::LinkClose;
+use crate::agent::close::{LinkClose, PINGS_MISSED};
 use crate::agent::message::{FromAgent, Invalid};
 use crate::audit::Audit;
 use crate::config::Config;
@@ -278,10 +278,6 @@ struct Buckets {
     requests: Option<TokenBucket>,
     tokens: Option<TokenBucket>,
 }
-
-/// How many pings in a row an agent may leave unanswered before its link
-/// is taken as gone.
-pub const PINGS_MISSED: u32 = 3;
 
 /// An agent link as the provider keeps it.
 struct Link {
@@ -568,7 +564,7 @@ impl Provider {
     /// connection ends, a closing link gets no new requests (it counts as
     /// congested).
     fn ping_agents(&mut self, now: Instant) {
-        let silence = self.config.agent_ping_interval * PINGS_MISSED;
+        let silence = self.config.agent_ping_interval.saturating_mul(PINGS_MISSED);
         for (conn, link) in self.links.iter() {
             let silent = link
                 .heard
