@@ -158,7 +158,7 @@ def test_an_agent_gone_silent_is_closed_and_what_waits_on_it_fails_at_once(make_
         )
         waited = time.monotonic() - asked
         assert status == 502 and "disconnected" in json.loads(body)["error"]["message"], body
-        assert 2.5 < waited < 8, waited
+        assert 1 < waited < 8, waited
         assert mute.wait_for("model_invoke")
         mute.thread.join(timeout=5)
         assert not mute.thread.is_alive(), "the provider closed the link"
