@@ -10,7 +10,8 @@
 //! [`admission`] of editor connections, what an [`accept`] loop does when
 //! an accept fails, the MCP [`bridge`]'s child
 //! processes, `agent exec`'s [`process`]es and tool [`relay`], [`dial`]ing
-//! an agent link, graceful [`shutdown`] and the [`audit`] log. With the
+//! an agent link, TCP [`keepalive`] on what is dialed, graceful
+//! [`shutdown`] and the [`audit`] log. With the
 //! `async` feature, the async [`driver`] written once for every async
 //! executor: a runtime on one implements its `Executor`.
 
