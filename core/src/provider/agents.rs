@@ -347,9 +347,7 @@ impl Provider {
     /// The old link's requests fail now, as if it had dropped, and it is
     /// closed; its session stays with the new link.
     fn hand_over_link(&mut self, old: ConnId, now: Instant) {
-        let error = ApiError::agent("The agent disconnected before finishing its answer.");
-        self.fail_where(Self::on_link(old), &error, false);
-        self.end_questions_on(old, now);
+        self.fail_link(old, now);
         if let Some(link) = self.links.get_mut(&old) {
             link.session = None;
         }
@@ -360,13 +358,19 @@ impl Provider {
         });
     }
 
+    /// What waits on link `conn` (its requests, its agent's permission
+    /// questions) ends now, as when the link drops.
+    fn fail_link(&mut self, conn: ConnId, now: Instant) {
+        let error = ApiError::agent("The agent disconnected before finishing its answer.");
+        self.fail_where(Self::on_link(conn), &error, false);
+        self.end_questions_on(conn, now);
+    }
+
     /// A link dropped: its requests fail now. Its session stays resumable
     /// for `session_grace` (a control-API session: until it expires), then
     /// it is freed.
     pub(super) fn link_closed(&mut self, conn: ConnId, now: Instant) {
-        let error = ApiError::agent("The agent disconnected before finishing its answer.");
-        self.fail_where(Self::on_link(conn), &error, false);
-        self.end_questions_on(conn, now);
+        self.fail_link(conn, now);
         let grace = self.config.session_grace;
         if let Some(Link {
             session: Some(id), ..

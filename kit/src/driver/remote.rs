@@ -59,19 +59,19 @@ impl<E: Executor> Quiet<E> {
         self.write_timer = None;
     }
 
-    /// A waiting read or write that began `since`: whether it waited past
-    /// the limit (its timer, set when first needed, fired), and then the
-    /// error it fails with.
+    /// A waiting read or write that began `since` (asked only when its
+    /// timer is set, the first time it waits): whether it waited past the
+    /// limit, and then the error it fails with.
     fn waited(
         timer: &mut Option<E::Timer>,
-        since: Instant,
+        since: impl FnOnce() -> Instant,
         limit: Option<Duration>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Error> {
         let Some(limit) = limit else {
             return Poll::Pending;
         };
-        let timer = timer.get_or_insert_with(|| E::timer_at(later(since, limit)));
+        let timer = timer.get_or_insert_with(|| E::timer_at(later(since(), limit)));
         Pin::new(timer)
             .poll(cx)
             .map(|_| io::Error::new(io::ErrorKind::TimedOut, Silent(limit)))
@@ -92,7 +92,7 @@ impl<E: Executor> AsyncRead for Quiet<E> {
                 Poll::Ready(read)
             }
             Poll::Pending => {
-                Self::waited(&mut this.read_timer, this.heard, this.limit, cx).map(Err)
+                Self::waited(&mut this.read_timer, || this.heard, this.limit, cx).map(Err)
             }
         }
     }
@@ -111,7 +111,7 @@ impl<E: Executor> AsyncWrite for Quiet<E> {
                 Poll::Ready(written)
             }
             Poll::Pending => {
-                Self::waited(&mut this.write_timer, Instant::now(), this.limit, cx).map(Err)
+                Self::waited(&mut this.write_timer, Instant::now, this.limit, cx).map(Err)
             }
         }
     }
