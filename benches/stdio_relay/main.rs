@@ -2,7 +2,9 @@
 //! MCP server does, for `scripts/bridge_bench` to measure the bridge
 //! against (the `relay` turn).
 //!
-//!     stdio_relay -- COMMAND [ARG]...
+//! ```text
+//! stdio_relay -- COMMAND [ARG]...
+//! ```
 //!
 //! It starts COMMAND, initializes it once, and then, on one thread:
 //! answers each client's `initialize` with the server's own result and
