@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -394,6 +395,15 @@ class WsAgent:
 
     def send(self, message):
         self.ws.send(json.dumps(message))
+
+    def send_while_open(self, message):
+        """`send` for a thread that streams until the link is gone, closed
+        by the test or by the server: whether the link was still open."""
+        try:
+            self.send(message)
+            return True
+        except ConnectionClosed:
+            return False
 
     def _run(self):
         try:

@@ -166,7 +166,8 @@ def test_an_editor_that_never_reads_is_capped_and_others_on_the_link_flow(make_s
             def pump():
                 i = 0
                 while not stop.is_set() and i < 20000:
-                    agent.send({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i, "delta": {"content": piece}})
+                    if not agent.send_while_open({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i, "delta": {"content": piece}}):
+                        return
                     i += 1
             threading.Thread(target=pump, daemon=True).start()
         else:
@@ -218,9 +219,9 @@ def test_an_agent_flooding_many_unread_streams_is_stopped_at_the_servers_total_c
     def firehose(invoke, agent):
         def pump():
             for i in range(2000):
-                if stop.is_set():
+                if stop.is_set() or not agent.send_while_open(
+                        {"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i, "delta": {"content": piece}}):
                     return
-                agent.send({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i, "delta": {"content": piece}})
 
         threading.Thread(target=pump, daemon=True).start()
 
@@ -251,7 +252,8 @@ def test_a_whole_answer_that_grows_past_the_cap_fails_and_memory_stays_bounded(m
     def firehose(invoke, agent):
         i = 0
         while not stop.is_set() and i < 20000:
-            agent.send({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i, "delta": {"content": piece}})
+            if not agent.send_while_open({"type": "model_stream_chunk", "id": invoke["id"], "chunk_index": i, "delta": {"content": piece}}):
+                return
             i += 1
 
     agent = WsAgent(server, ["gather"], lambda invoke, agent: threading.Thread(
