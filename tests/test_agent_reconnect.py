@@ -50,11 +50,19 @@ class AgentProcess:
         command = [str(BIN_DIR / RUNTIMES[runtime]), "agent", args[0], "--url", url, *extra, *args[1:]]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         self.lines = []
-        threading.Thread(target=self._collect, daemon=True).start()
+        self.collector = threading.Thread(target=self._collect, daemon=True)
+        self.collector.start()
 
     def _collect(self):
         for line in self.proc.stdout:
             self.lines.append(line)
+
+    def exited(self):
+        """Its exit status once it ended, with every line it wrote
+        collected (the collector may still be reading when it exits)."""
+        status = self.proc.wait(timeout=WAIT)
+        self.collector.join(timeout=WAIT)
+        return status
 
     def wait_for(self, pattern, count=1):
         """The `count`th line matching `pattern`."""
@@ -239,7 +247,7 @@ def test_a_provider_that_never_answers_the_handshake_is_given_up_on_in_time(runt
         url = f"ws://127.0.0.1:{silent.port}/v1/agent"
         started = time.monotonic()
         agent = agents(runtime, "echo", url)
-        assert agent.proc.wait(timeout=WAIT) != 0
+        assert agent.exited() != 0
         took = time.monotonic() - started
         said = "".join(agent.lines)
         assert 9 < took < 15, took
@@ -252,7 +260,7 @@ def test_once_stops_when_the_link_ends(make_server, runtime, agents):
     agent = agents(runtime, "echo", server.agent_url, "--once")
     agent.wait_for(r"Connected: session")
     server.stop()
-    assert agent.proc.wait(timeout=WAIT) == 0
+    assert agent.exited() == 0
     assert not any("reconnecting" in line for line in agent.lines)
 
 
