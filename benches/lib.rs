@@ -1,10 +1,12 @@
 //! Fixtures shared by the benchmarks: a provider with one agent and one
 //! open request, fed agent frames the way a runtime would feed them; and
 //! what the load generators share: response heads, `/proc` figures of the
-//! server, latency quantiles.
+//! server, latency quantiles; and what the baseline relays share: reading
+//! a request.
 
 pub mod head;
 pub mod procfs;
+pub mod request;
 pub mod stats;
 
 use std::time::{Instant, SystemTime};

@@ -22,11 +22,12 @@ use async_tungstenite::WebSocketStream;
 use serde::Deserialize;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::poll_once;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
 use smol::LocalExecutor;
 
+use mcp_provider_benches::request::read_request;
 use mcp_provider_kit::RING_EVERY;
 
 /// The editors waiting for chunks, by invocation id, and where frames for
@@ -61,11 +62,11 @@ fn main() -> std::io::Result<()> {
 
 /// One connection: the agent's upgrade, or an editor's request.
 async fn connection(mut socket: TcpStream, shared: Shared, executor: Executor) {
-    let Some((request, body)) = read_request(&mut socket).await else {
+    let Some((head, body)) = read_request(&mut socket, &mut Vec::new()).await else {
         return;
     };
-    match request {
-        Request::Agent { key } => {
+    match head.websocket_key {
+        Some(key) => {
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Accept: {}\r\n\r\n",
@@ -77,47 +78,7 @@ async fn connection(mut socket: TcpStream, shared: Shared, executor: Executor) {
             let ws = WebSocketStream::from_raw_socket(socket, Role::Server, None).await;
             agent(ws, shared, executor).await;
         }
-        Request::Chat => editor(socket, &body, &shared).await,
-    }
-}
-
-enum Request {
-    Agent { key: String },
-    Chat,
-}
-
-/// Reads a request's head and body (by its length).
-async fn read_request(socket: &mut TcpStream) -> Option<(Request, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = socket.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-        buf.extend_from_slice(chunk.get(..n)?);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut head = httparse::Request::new(&mut headers);
-        let httparse::Status::Complete(len) = head.parse(&buf).ok()? else {
-            continue;
-        };
-        let header = |name: &str| {
-            head.headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .and_then(|h| std::str::from_utf8(h.value).ok())
-        };
-        if let Some(key) = header("sec-websocket-key") {
-            return Some((
-                Request::Agent {
-                    key: key.to_owned(),
-                },
-                Vec::new(),
-            ));
-        }
-        let length: usize = header("content-length")?.parse().ok()?;
-        while buf.len() < len + length {
-            let n = socket.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-            buf.extend_from_slice(chunk.get(..n)?);
-        }
-        return Some((Request::Chat, buf.get(len..len + length)?.to_vec()));
+        None => editor(socket, &body, &shared).await,
     }
 }
 

@@ -21,12 +21,14 @@ use std::io;
 use std::process::Stdio;
 use std::rc::Rc;
 
+use mcp_provider_benches::request::read_request;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use smol::lock::Mutex;
 use smol::net::{TcpListener, TcpStream};
 use smol::process::{ChildStdin, ChildStdout, Command};
+use smol::stream::StreamExt;
 use smol::LocalExecutor;
 
 /// The relay's own id for the child's `initialize`.
@@ -104,7 +106,7 @@ async fn initialize(
     );
     stdin.write_all(request.as_bytes()).await?;
     stdin.write_all(b"\n").await?;
-    while let Some(line) = smol::stream::StreamExt::next(lines).await {
+    while let Some(line) = lines.next().await {
         let line = line?;
         let Ok(envelope) = serde_json::from_str::<Envelope>(&line) else {
             continue;
@@ -127,47 +129,10 @@ async fn initialize(
 /// One client's connection: its requests, one after another.
 async fn connection(mut socket: TcpStream, relay: Rc<Relay>) -> io::Result<()> {
     let mut buf = Vec::with_capacity(16 * 1024);
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        let (head, length) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut request = httparse::Request::new(&mut headers);
-            match request.parse(&buf) {
-                Ok(httparse::Status::Complete(head)) => {
-                    break (head, content_length(request.headers));
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(_) => return Ok(()),
-            }
-            if !fill(&mut socket, &mut buf, &mut chunk).await? {
-                return Ok(());
-            }
-        };
-        while buf.len() < head + length {
-            if !fill(&mut socket, &mut buf, &mut chunk).await? {
-                return Ok(());
-            }
-        }
-        let body =
-            String::from_utf8_lossy(buf.get(head..head + length).unwrap_or_default()).into_owned();
-        buf.drain(..head + length);
-        request(&mut socket, &relay, &body).await?;
+    while let Some((_, body)) = read_request(&mut socket, &mut buf).await {
+        request(&mut socket, &relay, &String::from_utf8_lossy(&body)).await?;
     }
-}
-
-/// Reads more of the connection; false at its end.
-async fn fill(socket: &mut TcpStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> io::Result<bool> {
-    let n = socket.read(chunk).await?;
-    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-    Ok(n > 0)
-}
-
-fn content_length(headers: &[httparse::Header]) -> usize {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-        .unwrap_or(0)
+    Ok(())
 }
 
 /// One client message: answered here (`initialize`, notifications), or
@@ -203,7 +168,7 @@ async fn request(socket: &mut TcpStream, relay: &Relay, body: &str) -> io::Resul
 
 /// The child's answers, each written to the client waiting for it.
 async fn answers(mut lines: smol::io::Lines<BufReader<ChildStdout>>, relay: Rc<Relay>) {
-    while let Some(Ok(line)) = smol::stream::StreamExt::next(&mut lines).await {
+    while let Some(Ok(line)) = lines.next().await {
         let Ok(Envelope { id: Some(id), .. }) = serde_json::from_str::<Envelope>(&line) else {
             continue;
         };

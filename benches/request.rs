@@ -1,0 +1,106 @@
+//! A request as the baseline relays (`relay`, `stdio_relay`) read it: its
+//! head parsed with httparse, its body taken by its length, and nothing
+//! else, as the least any server does.
+
+use smol::io::{AsyncRead, AsyncReadExt};
+
+/// What the relays need of a request's head.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Its length in bytes, the blank line included: the body starts there.
+    pub len: usize,
+    /// `Content-Length` (0 when absent or unreadable).
+    pub content_length: usize,
+    /// `Sec-WebSocket-Key`, for an upgrade.
+    pub websocket_key: Option<String>,
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` when more
+/// bytes are needed, `Err` when it is not HTTP.
+pub fn request_head(buf: &[u8]) -> Result<Option<RequestHead>, httparse::Error> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(len) = request.parse(buf)? else {
+        return Ok(None);
+    };
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::trim)
+    };
+    Ok(Some(RequestHead {
+        len,
+        content_length: header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        websocket_key: header("sec-websocket-key").map(str::to_owned),
+    }))
+}
+
+/// Reads the next request on `socket`, `buf` holding what was read before
+/// it and keeping what is read past it (a pipelined request): its head and
+/// body, or `None` at the connection's end or on bytes that are not HTTP.
+/// An upgrade's body is empty: what follows its head is the new protocol's.
+pub async fn read_request(
+    socket: &mut (impl AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> Option<(RequestHead, Vec<u8>)> {
+    let mut chunk = [0u8; 16 * 1024];
+    let head = loop {
+        if let Some(head) = request_head(buf).ok()? {
+            break head;
+        }
+        let n = socket.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(chunk.get(..n)?);
+    };
+    let length = match head.websocket_key {
+        Some(_) => 0,
+        None => head.content_length,
+    };
+    while buf.len() < head.len + length {
+        let n = socket.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(chunk.get(..n)?);
+    }
+    let body = buf.get(head.len..head.len + length)?.to_vec();
+    buf.drain(..head.len + length);
+    Some((head, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_give_their_length_body_length_and_upgrade_key() {
+        let head = request_head(b"POST /mcp HTTP/1.1\r\nContent-Length: 12\r\n\r\n{}")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (head.len, head.content_length, head.websocket_key),
+            (42, 12, None)
+        );
+        let head = request_head(b"GET /v1/agent HTTP/1.1\r\nSec-WebSocket-Key: abc\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.websocket_key.as_deref(), Some("abc"));
+        assert_eq!(request_head(b"POST /mcp HTTP/1.1\r\n").unwrap(), None);
+        assert!(request_head(b"\x00\x01 nope\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn requests_are_read_whole_one_after_another() {
+        let wire = b"POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\n[1]";
+        let mut socket = &wire[..];
+        let mut buf = Vec::new();
+        smol::block_on(async {
+            let (_, body) = read_request(&mut socket, &mut buf).await.unwrap();
+            assert_eq!(body, b"{}");
+            let (_, body) = read_request(&mut socket, &mut buf).await.unwrap();
+            assert_eq!(body, b"[1]");
+            assert!(read_request(&mut socket, &mut buf).await.is_none());
+        });
+    }
+}
