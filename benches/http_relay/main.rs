@@ -1,0 +1,414 @@
+//! `http_relay`: the least any bridge from Streamable HTTP to one remote
+//! Streamable HTTP MCP server does, for `scripts/bridge_bench --remote` to
+//! measure the bridge against (its `relay` turn), as `stdio_relay` is for
+//! a stdio server.
+//!
+//! ```text
+//! http_relay http://HOST:PORT/PATH
+//! ```
+//!
+//! It initializes one session with the server and then, on one thread:
+//! answers each client's `initialize` with the server's own result and
+//! its notifications with `202`; gives every request an id of its own
+//! (clients share the one upstream session, so their ids would collide),
+//! posts it in that session over a kept connection (one per request in
+//! flight, kept for the next), reads the answer (a JSON body, or the
+//! server-sent event carrying it), and writes it to the client with its
+//! id given back, as an `application/json` body. No keys, sessions of its
+//! own, limits, validation, timeouts, reconnection, TLS or protocol
+//! generations: what the bridge costs beyond this is the bridge's own.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::rc::Rc;
+
+use mcp_provider_benches::request::read_request;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::LocalExecutor;
+
+/// The protocol revision the relay asks for.
+const VERSION: &str = "2025-06-18";
+
+/// The members of a JSON-RPC message the relay looks at, borrowed from it.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+}
+
+/// What every connection shares.
+struct Relay {
+    /// `host:port`, dialled and sent as `Host`.
+    authority: String,
+    path: String,
+    session: String,
+    /// The server's `initialize` result, given to every client.
+    init_result: String,
+    /// Connections to the server with no request on them.
+    idle: RefCell<Vec<Upstream>>,
+    next_id: Cell<u64>,
+}
+
+/// A connection to the server and what was read past its last answer.
+struct Upstream {
+    socket: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One answer of the server's: its `Mcp-Session-Id`, and its body (a chunked
+/// body decoded).
+struct Answer {
+    session: Option<String>,
+    event_stream: bool,
+    body: Vec<u8>,
+}
+
+fn main() -> io::Result<()> {
+    let Some((authority, path)) = std::env::args().nth(1).as_deref().and_then(split_url) else {
+        eprintln!("usage: http_relay http://HOST:PORT/PATH");
+        std::process::exit(2);
+    };
+    let executor = Rc::new(LocalExecutor::new());
+    smol::block_on(executor.run(async {
+        let relay = Rc::new(initialize(authority, path).await?);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        println!("http relay listening on http://{}", listener.local_addr()?);
+        loop {
+            let (socket, _) = listener.accept().await?;
+            let _ = socket.set_nodelay(true);
+            executor.spawn(connection(socket, relay.clone())).detach();
+        }
+    }))
+}
+
+/// `http://HOST:PORT/PATH` as `HOST:PORT` and `/PATH`.
+fn split_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    Some((authority.to_owned(), path.to_owned()))
+}
+
+/// Opens the one session with the server: its id and `initialize` result.
+async fn initialize(authority: String, path: String) -> io::Result<Relay> {
+    let mut relay = Relay {
+        authority,
+        path,
+        session: String::new(),
+        init_result: String::new(),
+        idle: RefCell::default(),
+        next_id: Cell::new(0),
+    };
+    let request = format!(
+        r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"{VERSION}","capabilities":{{}},"clientInfo":{{"name":"http_relay","version":"1"}}}}}}"#
+    );
+    let mut upstream = relay.dial().await?;
+    let answer = relay.post(&mut upstream, &request).await?;
+    relay.session = answer
+        .session
+        .clone()
+        .ok_or_else(|| io::Error::other("the server gave no Mcp-Session-Id"))?;
+    let message = message_of(&answer, "0")
+        .ok_or_else(|| io::Error::other("the server did not answer initialize"))?;
+    let envelope: Envelope = serde_json::from_str(&message)?;
+    relay.init_result = envelope
+        .result
+        .ok_or_else(|| io::Error::other("initialize failed"))?
+        .get()
+        .to_owned();
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    relay.post(&mut upstream, initialized).await?;
+    relay.idle.borrow_mut().push(upstream);
+    Ok(relay)
+}
+
+impl Relay {
+    async fn dial(&self) -> io::Result<Upstream> {
+        let socket = TcpStream::connect(self.authority.as_str()).await?;
+        socket.set_nodelay(true)?;
+        Ok(Upstream {
+            socket,
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    /// Posts `message` in the session on `upstream`; the answer.
+    async fn post(&self, upstream: &mut Upstream, message: &str) -> io::Result<Answer> {
+        let mut request = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+            self.path,
+            self.authority,
+            message.len()
+        );
+        if !self.session.is_empty() {
+            request.push_str("Mcp-Session-Id: ");
+            request.push_str(&self.session);
+            request.push_str("\r\nMcp-Protocol-Version: ");
+            request.push_str(VERSION);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        request.push_str(message);
+        upstream.socket.write_all(request.as_bytes()).await?;
+        upstream.answer().await
+    }
+}
+
+impl Upstream {
+    /// Reads one whole response.
+    async fn answer(&mut self) -> io::Result<Answer> {
+        let head = loop {
+            if let Some(head) = response_head(&self.buf)? {
+                break head;
+            }
+            self.fill().await?;
+        };
+        self.buf.drain(..head.len);
+        let body = match head.framing {
+            Framing::Length(n) => {
+                while self.buf.len() < n {
+                    self.fill().await?;
+                }
+                self.buf.drain(..n).collect()
+            }
+            Framing::Chunked => loop {
+                if let Some((body, used)) = dechunk(&self.buf) {
+                    self.buf.drain(..used);
+                    break body;
+                }
+                self.fill().await?;
+            },
+        };
+        Ok(Answer {
+            session: head.session,
+            event_stream: head.event_stream,
+            body,
+        })
+    }
+
+    async fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.socket.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf
+            .extend_from_slice(chunk.get(..n).unwrap_or_default());
+        Ok(())
+    }
+}
+
+/// How a response's body is delimited.
+#[derive(Debug, PartialEq)]
+enum Framing {
+    Length(usize),
+    Chunked,
+}
+
+/// What the relay reads of a response head.
+#[derive(Debug, PartialEq)]
+struct Head {
+    /// Its length in bytes, the blank line included: the body starts there.
+    len: usize,
+    session: Option<String>,
+    event_stream: bool,
+    framing: Framing,
+}
+
+/// A response head at the start of `buf`; `None` until it is all there.
+fn response_head(buf: &[u8]) -> io::Result<Option<Head>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let status = response.parse(buf).map_err(io::Error::other)?;
+    let httparse::Status::Complete(len) = status else {
+        return Ok(None);
+    };
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let framing = match header("content-length").and_then(|v| v.trim().parse().ok()) {
+        _ if chunked => Framing::Chunked,
+        Some(n) => Framing::Length(n),
+        None => Framing::Length(0),
+    };
+    let event_stream = header("content-type").is_some_and(|v| v.starts_with("text/event-stream"));
+    let session = header("mcp-session-id").map(str::to_owned);
+    Ok(Some(Head {
+        len,
+        session,
+        event_stream,
+        framing,
+    }))
+}
+
+/// A whole chunked body at the start of `buf`, decoded, and the bytes it
+/// took; `None` until it is all there.
+fn dechunk(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let line_end = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(buf.get(at..line_end)?).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        at = line_end + 2;
+        if size == 0 {
+            // No trailers from the servers measured: the blank line ends it.
+            return (buf.get(at..at + 2)? == b"\r\n").then_some((body, at + 2));
+        }
+        body.extend_from_slice(buf.get(at..at + size)?);
+        at += size + 2;
+    }
+}
+
+/// The message in `answer` whose id is spelled `id`: the body itself, or
+/// the `data` of the event carrying it.
+fn message_of(answer: &Answer, id: &str) -> Option<String> {
+    let text = std::str::from_utf8(&answer.body).ok()?;
+    if !answer.event_stream {
+        return Some(text.to_owned());
+    }
+    text.split("\n\n").find_map(|event| {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        let data = data.join("\n");
+        let envelope: Envelope = serde_json::from_str(&data).ok()?;
+        (envelope.id?.get() == id && envelope.method.is_none()).then(|| data.clone())
+    })
+}
+
+/// One client's connection: its requests, one after another.
+async fn connection(mut socket: TcpStream, relay: Rc<Relay>) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    while let Some((_, body)) = read_request(&mut socket, &mut buf).await {
+        request(&mut socket, &relay, &String::from_utf8_lossy(&body)).await?;
+    }
+    Ok(())
+}
+
+/// One client message: answered here (`initialize`, notifications), or
+/// posted to the server under an id of the relay's.
+async fn request(socket: &mut TcpStream, relay: &Relay, body: &str) -> io::Result<()> {
+    let Ok(envelope) = serde_json::from_str::<Envelope>(body) else {
+        return respond(socket, "400 Bad Request", "").await;
+    };
+    let Some(id) = envelope.id else {
+        return respond(socket, "202 Accepted", "").await;
+    };
+    if envelope.method.map(RawValue::get) == Some("\"initialize\"") {
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+            id.get(),
+            relay.init_result
+        );
+        return respond(socket, "200 OK\r\nMcp-Session-Id: relay", &answer).await;
+    }
+    let mine = relay.next_id.get() + 1;
+    relay.next_id.set(mine);
+    let mine = mine.to_string();
+    let idle = relay.idle.borrow_mut().pop();
+    let mut upstream = match idle {
+        Some(upstream) => upstream,
+        None => relay.dial().await?,
+    };
+    let answer = relay.post(&mut upstream, &with_id(body, id, &mine)).await?;
+    relay.idle.borrow_mut().push(upstream);
+    let Some(message) = message_of(&answer, &mine) else {
+        return respond(socket, "502 Bad Gateway", "").await;
+    };
+    let Ok(Envelope {
+        id: Some(theirs), ..
+    }) = serde_json::from_str::<Envelope>(&message)
+    else {
+        return respond(socket, "502 Bad Gateway", "").await;
+    };
+    respond(socket, "200 OK", &with_id(&message, theirs, id.get())).await
+}
+
+/// `message` with its top-level id (`id`, borrowed from it) spelled `new`.
+fn with_id(message: &str, id: &RawValue, new: &str) -> String {
+    let at = (id.get().as_ptr() as usize).saturating_sub(message.as_ptr() as usize);
+    let end = at + id.get().len();
+    let mut out = String::with_capacity(message.len() + new.len());
+    out.push_str(message.get(..at).unwrap_or_default());
+    out.push_str(new);
+    out.push_str(message.get(end..).unwrap_or_default());
+    out
+}
+
+/// Writes one response: `status` (with any extra header lines) and a JSON
+/// body.
+async fn respond(socket: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(response.as_bytes()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunked_body_is_decoded_once_it_is_all_there() {
+        let wire = b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\nNEXT";
+        assert_eq!(
+            dechunk(wire),
+            Some((b"hello world".to_vec(), wire.len() - 4))
+        );
+        assert_eq!(dechunk(&wire[..20]), None);
+        assert_eq!(dechunk(b"zz\r\n"), None);
+    }
+
+    #[test]
+    fn the_answer_is_found_among_the_events_by_its_id() {
+        let body = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n\
+                    event: message\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n";
+        let answer = Answer {
+            session: None,
+            event_stream: true,
+            body: body.as_bytes().to_vec(),
+        };
+        assert_eq!(
+            message_of(&answer, "7").as_deref(),
+            Some(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#)
+        );
+        assert_eq!(message_of(&answer, "8"), None);
+    }
+
+    #[test]
+    fn heads_say_how_their_bodies_end() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nmcp-session-id: s1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            response_head(head).unwrap(),
+            Some(Head {
+                len: head.len(),
+                session: Some("s1".into()),
+                event_stream: true,
+                framing: Framing::Chunked
+            })
+        );
+        let head = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+        let parsed = response_head(head).unwrap().unwrap();
+        assert_eq!(
+            (parsed.session, parsed.event_stream, parsed.framing),
+            (None, false, Framing::Length(0))
+        );
+        assert!(response_head(b"HTTP/1.1 200 OK\r\n").unwrap().is_none());
+    }
+}
