@@ -1,6 +1,6 @@
-//! A request as the baseline relays (`relay`, `stdio_relay`) read it: its
-//! head parsed with httparse, its body taken by its length, and nothing
-//! else, as the least any server does.
+//! A request as the baseline relays (`relay`, `stdio_relay`, `http_relay`)
+//! read it: its head parsed with httparse, its body taken by its length,
+//! and nothing else, as the least any server does.
 
 use smol::io::{AsyncRead, AsyncReadExt};
 
@@ -40,33 +40,55 @@ pub fn request_head(buf: &[u8]) -> Result<Option<RequestHead>, httparse::Error> 
     }))
 }
 
-/// Reads the next request on `socket`, `buf` holding what was read before
-/// it and keeping what is read past it (a pipelined request): its head and
-/// body, or `None` at the connection's end or on bytes that are not HTTP.
-/// An upgrade's body is empty: what follows its head is the new protocol's.
-pub async fn read_request(
-    socket: &mut (impl AsyncRead + Unpin),
-    buf: &mut Vec<u8>,
-) -> Option<(RequestHead, Vec<u8>)> {
-    let mut chunk = [0u8; 16 * 1024];
-    let head = loop {
-        if let Some(head) = request_head(buf).ok()? {
-            break head;
+/// A connection's requests as they arrive: what was read past the last
+/// one (a pipelined request), and the room each read lands in, zeroed once
+/// for the connection's life (zeroing a fresh 16 KiB for every read would
+/// cost more instructions than the rest of a relay's work).
+pub struct Requests {
+    buf: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
+impl Default for Requests {
+    fn default() -> Self {
+        Requests {
+            buf: Vec::with_capacity(16 * 1024),
+            chunk: vec![0; 16 * 1024],
         }
-        let n = socket.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-        buf.extend_from_slice(chunk.get(..n)?);
-    };
-    let length = match head.websocket_key {
-        Some(_) => 0,
-        None => head.content_length,
-    };
-    while buf.len() < head.len + length {
-        let n = socket.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-        buf.extend_from_slice(chunk.get(..n)?);
     }
-    let body = buf.get(head.len..head.len + length)?.to_vec();
-    buf.drain(..head.len + length);
-    Some((head, body))
+}
+
+impl Requests {
+    /// The next request on `socket`: its head and body, or `None` at the
+    /// connection's end or on bytes that are not HTTP. An upgrade's body
+    /// is empty: what follows its head is the new protocol's.
+    pub async fn next(
+        &mut self,
+        socket: &mut (impl AsyncRead + Unpin),
+    ) -> Option<(RequestHead, Vec<u8>)> {
+        let head = loop {
+            if let Some(head) = request_head(&self.buf).ok()? {
+                break head;
+            }
+            self.fill(socket).await?;
+        };
+        let length = match head.websocket_key {
+            Some(_) => 0,
+            None => head.content_length,
+        };
+        while self.buf.len() < head.len + length {
+            self.fill(socket).await?;
+        }
+        let body = self.buf.get(head.len..head.len + length)?.to_vec();
+        self.buf.drain(..head.len + length);
+        Some((head, body))
+    }
+
+    async fn fill(&mut self, socket: &mut (impl AsyncRead + Unpin)) -> Option<()> {
+        let n = socket.read(&mut self.chunk).await.ok().filter(|&n| n > 0)?;
+        self.buf.extend_from_slice(self.chunk.get(..n)?);
+        Some(())
+    }
 }
 
 #[cfg(test)]
@@ -94,13 +116,13 @@ mod tests {
     fn requests_are_read_whole_one_after_another() {
         let wire = b"POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\n[1]";
         let mut socket = &wire[..];
-        let mut buf = Vec::new();
+        let mut requests = Requests::default();
         smol::block_on(async {
-            let (_, body) = read_request(&mut socket, &mut buf).await.unwrap();
+            let (_, body) = requests.next(&mut socket).await.unwrap();
             assert_eq!(body, b"{}");
-            let (_, body) = read_request(&mut socket, &mut buf).await.unwrap();
+            let (_, body) = requests.next(&mut socket).await.unwrap();
             assert_eq!(body, b"[1]");
-            assert!(read_request(&mut socket, &mut buf).await.is_none());
+            assert!(requests.next(&mut socket).await.is_none());
         });
     }
 }

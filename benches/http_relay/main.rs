@@ -22,7 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 
-use mcp_provider_benches::request::read_request;
+use mcp_provider_benches::request::Requests;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,10 +56,12 @@ struct Relay {
     next_id: Cell<u64>,
 }
 
-/// A connection to the server and what was read past its last answer.
+/// A connection to the server, what was read past its last answer, and
+/// the room each read lands in (zeroed once, as in [`Requests`]).
 struct Upstream {
     socket: TcpStream,
     buf: Vec<u8>,
+    chunk: Vec<u8>,
 }
 
 /// One answer of the server's: its `Mcp-Session-Id`, and its body (a chunked
@@ -136,6 +138,7 @@ impl Relay {
         Ok(Upstream {
             socket,
             buf: Vec::with_capacity(16 * 1024),
+            chunk: vec![0; 16 * 1024],
         })
     }
 
@@ -194,13 +197,12 @@ impl Upstream {
     }
 
     async fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.socket.read(&mut chunk).await?;
+        let n = self.socket.read(&mut self.chunk).await?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         self.buf
-            .extend_from_slice(chunk.get(..n).unwrap_or_default());
+            .extend_from_slice(self.chunk.get(..n).unwrap_or_default());
         Ok(())
     }
 }
@@ -293,8 +295,8 @@ fn message_of(answer: &Answer, id: &str) -> Option<String> {
 
 /// One client's connection: its requests, one after another.
 async fn connection(mut socket: TcpStream, relay: Rc<Relay>) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(16 * 1024);
-    while let Some((_, body)) = read_request(&mut socket, &mut buf).await {
+    let mut requests = Requests::default();
+    while let Some((_, body)) = requests.next(&mut socket).await {
         request(&mut socket, &relay, &String::from_utf8_lossy(&body)).await?;
     }
     Ok(())

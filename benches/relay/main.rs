@@ -27,7 +27,7 @@ use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
 use smol::LocalExecutor;
 
-use mcp_provider_benches::request::read_request;
+use mcp_provider_benches::request::Requests;
 use mcp_provider_kit::RING_EVERY;
 
 /// The editors waiting for chunks, by invocation id, and where frames for
@@ -62,7 +62,7 @@ fn main() -> std::io::Result<()> {
 
 /// One connection: the agent's upgrade, or an editor's request.
 async fn connection(mut socket: TcpStream, shared: Shared, executor: Executor) {
-    let Some((head, body)) = read_request(&mut socket, &mut Vec::new()).await else {
+    let Some((head, body)) = Requests::default().next(&mut socket).await else {
         return;
     };
     match head.websocket_key {

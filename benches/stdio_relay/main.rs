@@ -21,7 +21,7 @@ use std::io;
 use std::process::Stdio;
 use std::rc::Rc;
 
-use mcp_provider_benches::request::read_request;
+use mcp_provider_benches::request::Requests;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -128,8 +128,8 @@ async fn initialize(
 
 /// One client's connection: its requests, one after another.
 async fn connection(mut socket: TcpStream, relay: Rc<Relay>) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(16 * 1024);
-    while let Some((_, body)) = read_request(&mut socket, &mut buf).await {
+    let mut requests = Requests::default();
+    while let Some((_, body)) = requests.next(&mut socket).await {
         request(&mut socket, &relay, &String::from_utf8_lossy(&body)).await?;
     }
     Ok(())
