@@ -2,9 +2,10 @@
 //! open request, fed agent frames the way a runtime would feed them; and
 //! what the load generators share: response heads, `/proc` figures of the
 //! server, latency quantiles; and what the baseline relays share: reading
-//! a request.
+//! a request, and the few JSON-RPC steps of the MCP relays.
 
 pub mod head;
+pub mod mcp_relay;
 pub mod procfs;
 pub mod request;
 pub mod stats;

@@ -15,6 +15,16 @@ pub struct RequestHead {
     pub websocket_key: Option<String>,
 }
 
+/// The value of the field `name` (any case) among `headers`, trimmed; none
+/// when absent or not UTF-8.
+pub fn header<'h>(headers: &[httparse::Header<'h>], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(str::trim)
+}
+
 /// Parses a request head from the start of `buf`: `Ok(None)` when more
 /// bytes are needed, `Err` when it is not HTTP.
 pub fn request_head(buf: &[u8]) -> Result<Option<RequestHead>, httparse::Error> {
@@ -23,14 +33,7 @@ pub fn request_head(buf: &[u8]) -> Result<Option<RequestHead>, httparse::Error> 
     let httparse::Status::Complete(len) = request.parse(buf)? else {
         return Ok(None);
     };
-    let header = |name: &str| {
-        request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map(str::trim)
-    };
+    let header = |name| header(request.headers, name);
     Ok(Some(RequestHead {
         len,
         content_length: header("content-length")

@@ -22,26 +22,15 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 
-use mcp_provider_benches::request::Requests;
-use serde::Deserialize;
+use mcp_provider_benches::mcp_relay::{respond, serve, with_id, Envelope, PassOn};
+use mcp_provider_benches::request::header;
 use serde_json::value::RawValue;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 use smol::LocalExecutor;
 
 /// The protocol revision the relay asks for.
 const VERSION: &str = "2025-06-18";
-
-/// The members of a JSON-RPC message the relay looks at, borrowed from it.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    method: Option<&'a RawValue>,
-    #[serde(borrow)]
-    result: Option<&'a RawValue>,
-}
 
 /// What every connection shares.
 struct Relay {
@@ -80,13 +69,7 @@ fn main() -> io::Result<()> {
     let executor = Rc::new(LocalExecutor::new());
     smol::block_on(executor.run(async {
         let relay = Rc::new(initialize(authority, path).await?);
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        println!("http relay listening on http://{}", listener.local_addr()?);
-        loop {
-            let (socket, _) = listener.accept().await?;
-            let _ = socket.set_nodelay(true);
-            executor.spawn(connection(socket, relay.clone())).detach();
-        }
+        serve(&executor, "http relay", relay).await
     }))
 }
 
@@ -232,15 +215,9 @@ fn response_head(buf: &[u8]) -> io::Result<Option<Head>> {
     let httparse::Status::Complete(len) = status else {
         return Ok(None);
     };
-    let header = |name: &str| {
-        response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-    };
+    let header = |name| header(response.headers, name);
     let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
-    let framing = match header("content-length").and_then(|v| v.trim().parse().ok()) {
+    let framing = match header("content-length").and_then(|v| v.parse().ok()) {
         _ if chunked => Framing::Chunked,
         Some(n) => Framing::Length(n),
         None => Framing::Length(0),
@@ -293,73 +270,35 @@ fn message_of(answer: &Answer, id: &str) -> Option<String> {
     })
 }
 
-/// One client's connection: its requests, one after another.
-async fn connection(mut socket: TcpStream, relay: Rc<Relay>) -> io::Result<()> {
-    let mut requests = Requests::default();
-    while let Some((_, body)) = requests.next(&mut socket).await {
-        request(&mut socket, &relay, &String::from_utf8_lossy(&body)).await?;
+impl PassOn for Relay {
+    fn init_result(&self) -> &str {
+        &self.init_result
     }
-    Ok(())
-}
 
-/// One client message: answered here (`initialize`, notifications), or
-/// posted to the server under an id of the relay's.
-async fn request(socket: &mut TcpStream, relay: &Relay, body: &str) -> io::Result<()> {
-    let Ok(envelope) = serde_json::from_str::<Envelope>(body) else {
-        return respond(socket, "400 Bad Request", "").await;
-    };
-    let Some(id) = envelope.id else {
-        return respond(socket, "202 Accepted", "").await;
-    };
-    if envelope.method.map(RawValue::get) == Some("\"initialize\"") {
-        let answer = format!(
-            r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
-            id.get(),
-            relay.init_result
-        );
-        return respond(socket, "200 OK\r\nMcp-Session-Id: relay", &answer).await;
+    /// Posts the request under an id of the relay's, and writes the
+    /// server's answer back with the client's id.
+    async fn pass_on(&self, socket: &mut TcpStream, body: &str, id: &RawValue) -> io::Result<()> {
+        let mine = self.next_id.get() + 1;
+        self.next_id.set(mine);
+        let mine = mine.to_string();
+        let idle = self.idle.borrow_mut().pop();
+        let mut upstream = match idle {
+            Some(upstream) => upstream,
+            None => self.dial().await?,
+        };
+        let answer = self.post(&mut upstream, &with_id(body, id, &mine)).await?;
+        self.idle.borrow_mut().push(upstream);
+        let Some(message) = message_of(&answer, &mine) else {
+            return respond(socket, "502 Bad Gateway", "").await;
+        };
+        let Ok(Envelope {
+            id: Some(theirs), ..
+        }) = serde_json::from_str::<Envelope>(&message)
+        else {
+            return respond(socket, "502 Bad Gateway", "").await;
+        };
+        respond(socket, "200 OK", &with_id(&message, theirs, id.get())).await
     }
-    let mine = relay.next_id.get() + 1;
-    relay.next_id.set(mine);
-    let mine = mine.to_string();
-    let idle = relay.idle.borrow_mut().pop();
-    let mut upstream = match idle {
-        Some(upstream) => upstream,
-        None => relay.dial().await?,
-    };
-    let answer = relay.post(&mut upstream, &with_id(body, id, &mine)).await?;
-    relay.idle.borrow_mut().push(upstream);
-    let Some(message) = message_of(&answer, &mine) else {
-        return respond(socket, "502 Bad Gateway", "").await;
-    };
-    let Ok(Envelope {
-        id: Some(theirs), ..
-    }) = serde_json::from_str::<Envelope>(&message)
-    else {
-        return respond(socket, "502 Bad Gateway", "").await;
-    };
-    respond(socket, "200 OK", &with_id(&message, theirs, id.get())).await
-}
-
-/// `message` with its top-level id (`id`, borrowed from it) spelled `new`.
-fn with_id(message: &str, id: &RawValue, new: &str) -> String {
-    let at = (id.get().as_ptr() as usize).saturating_sub(message.as_ptr() as usize);
-    let end = at + id.get().len();
-    let mut out = String::with_capacity(message.len() + new.len());
-    out.push_str(message.get(..at).unwrap_or_default());
-    out.push_str(new);
-    out.push_str(message.get(end..).unwrap_or_default());
-    out
-}
-
-/// Writes one response: `status` (with any extra header lines) and a JSON
-/// body.
-async fn respond(socket: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    socket.write_all(response.as_bytes()).await
 }
 
 #[cfg(test)]

@@ -21,29 +21,17 @@ use std::io;
 use std::process::Stdio;
 use std::rc::Rc;
 
-use mcp_provider_benches::request::Requests;
-use serde::Deserialize;
+use mcp_provider_benches::mcp_relay::{respond, serve, with_id, Envelope, PassOn};
 use serde_json::value::RawValue;
 use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use smol::lock::Mutex;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 use smol::process::{ChildStdin, ChildStdout, Command};
 use smol::stream::StreamExt;
 use smol::LocalExecutor;
 
 /// The relay's own id for the child's `initialize`.
 const INIT_ID: u64 = 0;
-
-/// The members of a JSON-RPC message the relay looks at, borrowed from it.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    method: Option<&'a RawValue>,
-    #[serde(borrow)]
-    result: Option<&'a RawValue>,
-}
 
 /// The clients waiting for the child, by the relay's id: the socket the
 /// answer goes to and the client's own id, as it was written.
@@ -86,13 +74,7 @@ fn main() -> io::Result<()> {
             init_result,
         });
         executor.spawn(answers(lines, relay.clone())).detach();
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        println!("stdio relay listening on http://{}", listener.local_addr()?);
-        loop {
-            let (socket, _) = listener.accept().await?;
-            let _ = socket.set_nodelay(true);
-            executor.spawn(connection(socket, relay.clone())).detach();
-        }
+        serve(&executor, "stdio relay", relay).await
     }))
 }
 
@@ -126,44 +108,27 @@ async fn initialize(
     ))
 }
 
-/// One client's connection: its requests, one after another.
-async fn connection(mut socket: TcpStream, relay: Rc<Relay>) -> io::Result<()> {
-    let mut requests = Requests::default();
-    while let Some((_, body)) = requests.next(&mut socket).await {
-        request(&mut socket, &relay, &String::from_utf8_lossy(&body)).await?;
+impl PassOn for Relay {
+    fn init_result(&self) -> &str {
+        &self.init_result
     }
-    Ok(())
-}
 
-/// One client message: answered here (`initialize`, notifications), or
-/// handed to the child under an id of the relay's.
-async fn request(socket: &mut TcpStream, relay: &Relay, body: &str) -> io::Result<()> {
-    let Ok(envelope) = serde_json::from_str::<Envelope>(body) else {
-        return respond(socket, "400 Bad Request", "").await;
-    };
-    let Some(id) = envelope.id else {
-        return respond(socket, "202 Accepted", "").await;
-    };
-    if envelope.method.map(RawValue::get) == Some("\"initialize\"") {
-        let answer = format!(
-            r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
-            id.get(),
-            relay.init_result
-        );
-        return respond(socket, "200 OK\r\nMcp-Session-Id: relay", &answer).await;
+    /// Hands the request to the child under an id of the relay's; the
+    /// child's answer is written by [`answers`].
+    async fn pass_on(&self, socket: &mut TcpStream, body: &str, id: &RawValue) -> io::Result<()> {
+        let line = {
+            let mut waiting = self.waiting.borrow_mut();
+            waiting.next += 1;
+            let mine = waiting.next;
+            waiting
+                .by_id
+                .insert(mine, (socket.clone(), id.get().to_owned()));
+            let mut line = with_id(body, id, &mine.to_string());
+            line.push('\n');
+            line
+        };
+        self.stdin.lock().await.write_all(line.as_bytes()).await
     }
-    let line = {
-        let mut waiting = relay.waiting.borrow_mut();
-        waiting.next += 1;
-        let mine = waiting.next;
-        waiting
-            .by_id
-            .insert(mine, (socket.clone(), id.get().to_owned()));
-        let mut line = with_id(body, id, &mine.to_string());
-        line.push('\n');
-        line
-    };
-    relay.stdin.lock().await.write_all(line.as_bytes()).await
 }
 
 /// The child's answers, each written to the client waiting for it.
@@ -183,47 +148,5 @@ async fn answers(mut lines: smol::io::Lines<BufReader<ChildStdout>>, relay: Rc<R
         let answer = with_id(&line, id, &theirs);
         // A client gone is the client's loss only.
         let _ = respond(&mut socket, "200 OK", &answer).await;
-    }
-}
-
-/// `message` with its top-level id (`id`, borrowed from it) spelled `new`.
-fn with_id(message: &str, id: &RawValue, new: &str) -> String {
-    let at = (id.get().as_ptr() as usize).saturating_sub(message.as_ptr() as usize);
-    let end = at + id.get().len();
-    let mut out = String::with_capacity(message.len() + new.len());
-    out.push_str(message.get(..at).unwrap_or_default());
-    out.push_str(new);
-    out.push_str(message.get(end..).unwrap_or_default());
-    out
-}
-
-/// Writes one response: `status` (with any extra header lines) and a JSON
-/// body.
-async fn respond(socket: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    socket.write_all(response.as_bytes()).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_top_level_id_is_replaced_and_nothing_else() {
-        let message = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"id":7}}"#;
-        let envelope: Envelope = serde_json::from_str(message).unwrap();
-        assert_eq!(
-            with_id(message, envelope.id.unwrap(), "123"),
-            r#"{"jsonrpc":"2.0","id":123,"method":"tools/call","params":{"id":7}}"#
-        );
-        let answer = r#"{"result":{"id":"x"},"jsonrpc":"2.0","id":123}"#;
-        let envelope: Envelope = serde_json::from_str(answer).unwrap();
-        assert_eq!(
-            with_id(answer, envelope.id.unwrap(), "\"a\""),
-            r#"{"result":{"id":"x"},"jsonrpc":"2.0","id":"a"}"#
-        );
     }
 }
