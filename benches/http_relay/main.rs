@@ -46,7 +46,8 @@ struct Relay {
 }
 
 /// A connection to the server, what was read past its last answer, and
-/// the room each read lands in (zeroed once, as in [`Requests`]).
+/// the room each read lands in (zeroed once, as in
+/// [`Requests`](mcp_provider_benches::request::Requests)).
 struct Upstream {
     socket: TcpStream,
     buf: Vec<u8>,
