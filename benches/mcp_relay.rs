@@ -69,6 +69,20 @@ pub struct Envelope<'a> {
     pub result: Option<&'a RawValue>,
 }
 
+/// The protocol revision the relays ask their server for.
+pub const VERSION: &str = "2025-06-18";
+
+/// The notification that ends a client's side of the handshake.
+pub const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// The `initialize` request a relay opens its one session with, under the
+/// id `0`, as the client `name`.
+pub fn initialize_request(name: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"{VERSION}","capabilities":{{}},"clientInfo":{{"name":"{name}","version":"1"}}}}}}"#
+    )
+}
+
 /// `message` with its top-level id (`id`, borrowed from it) spelled `new`.
 pub fn with_id(message: &str, id: &RawValue, new: &str) -> String {
     let at = (id.get().as_ptr() as usize).saturating_sub(message.as_ptr() as usize);

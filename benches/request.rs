@@ -2,6 +2,8 @@
 //! read it: its head parsed with httparse, its body taken by its length,
 //! and nothing else, as the least any server does.
 
+use std::io;
+
 use smol::io::{AsyncRead, AsyncReadExt};
 
 /// What the relays need of a request's head.
@@ -43,22 +45,41 @@ pub fn request_head(buf: &[u8]) -> Result<Option<RequestHead>, httparse::Error> 
     }))
 }
 
-/// A connection's requests as they arrive: what was read past the last
-/// one (a pipelined request), and the room each read lands in, zeroed once
-/// for the connection's life (zeroing a fresh 16 KiB for every read would
-/// cost more instructions than the rest of a relay's work).
-pub struct Requests {
-    buf: Vec<u8>,
+/// What was read from a socket and not yet taken, and the room each read
+/// lands in, zeroed once for the socket's life (zeroing a fresh 16 KiB for
+/// every read cost more instructions than the rest of a relay's work).
+pub struct Received {
+    pub bytes: Vec<u8>,
     chunk: Vec<u8>,
 }
 
-impl Default for Requests {
+impl Default for Received {
     fn default() -> Self {
-        Requests {
-            buf: Vec::with_capacity(16 * 1024),
+        Received {
+            bytes: Vec::with_capacity(16 * 1024),
             chunk: vec![0; 16 * 1024],
         }
     }
+}
+
+impl Received {
+    /// Reads once more from `socket`: an error at its end.
+    pub async fn fill(&mut self, socket: &mut (impl AsyncRead + Unpin)) -> io::Result<()> {
+        let n = socket.read(&mut self.chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.bytes
+            .extend_from_slice(self.chunk.get(..n).unwrap_or_default());
+        Ok(())
+    }
+}
+
+/// A connection's requests as they arrive, what was read past the last one
+/// (a pipelined request) kept for the next.
+#[derive(Default)]
+pub struct Requests {
+    received: Received,
 }
 
 impl Requests {
@@ -70,27 +91,22 @@ impl Requests {
         socket: &mut (impl AsyncRead + Unpin),
     ) -> Option<(RequestHead, Vec<u8>)> {
         let head = loop {
-            if let Some(head) = request_head(&self.buf).ok()? {
+            if let Some(head) = request_head(&self.received.bytes).ok()? {
                 break head;
             }
-            self.fill(socket).await?;
+            self.received.fill(socket).await.ok()?;
         };
         let length = match head.websocket_key {
             Some(_) => 0,
             None => head.content_length,
         };
-        while self.buf.len() < head.len + length {
-            self.fill(socket).await?;
+        let end = head.len + length;
+        while self.received.bytes.len() < end {
+            self.received.fill(socket).await.ok()?;
         }
-        let body = self.buf.get(head.len..head.len + length)?.to_vec();
-        self.buf.drain(..head.len + length);
+        let body = self.received.bytes.get(head.len..end)?.to_vec();
+        self.received.bytes.drain(..end);
         Some((head, body))
-    }
-
-    async fn fill(&mut self, socket: &mut (impl AsyncRead + Unpin)) -> Option<()> {
-        let n = socket.read(&mut self.chunk).await.ok().filter(|&n| n > 0)?;
-        self.buf.extend_from_slice(self.chunk.get(..n)?);
-        Some(())
     }
 }
 

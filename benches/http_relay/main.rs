@@ -22,22 +22,22 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 
-use mcp_provider_benches::mcp_relay::{respond, serve, with_id, Envelope, PassOn};
-use mcp_provider_benches::request::header;
+use mcp_provider_benches::mcp_relay::{
+    initialize_request, respond, serve, with_id, Envelope, PassOn, INITIALIZED, VERSION,
+};
+use mcp_provider_benches::request::{header, Received};
 use serde_json::value::RawValue;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
 use smol::net::TcpStream;
 use smol::LocalExecutor;
-
-/// The protocol revision the relay asks for.
-const VERSION: &str = "2025-06-18";
 
 /// What every connection shares.
 struct Relay {
     /// `host:port`, dialled and sent as `Host`.
     authority: String,
     path: String,
-    session: String,
+    /// The session's id, once the server gave it.
+    session: Option<String>,
     /// The server's `initialize` result, given to every client.
     init_result: String,
     /// Connections to the server with no request on them.
@@ -45,13 +45,10 @@ struct Relay {
     next_id: Cell<u64>,
 }
 
-/// A connection to the server, what was read past its last answer, and
-/// the room each read lands in (zeroed once, as in
-/// [`Requests`](mcp_provider_benches::request::Requests)).
+/// A connection to the server, and what was read past its last answer.
 struct Upstream {
     socket: TcpStream,
-    buf: Vec<u8>,
-    chunk: Vec<u8>,
+    received: Received,
 }
 
 /// One answer of the server's: its `Mcp-Session-Id`, and its body (a chunked
@@ -87,30 +84,26 @@ async fn initialize(authority: String, path: String) -> io::Result<Relay> {
     let mut relay = Relay {
         authority,
         path,
-        session: String::new(),
+        session: None,
         init_result: String::new(),
         idle: RefCell::default(),
         next_id: Cell::new(0),
     };
-    let request = format!(
-        r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"{VERSION}","capabilities":{{}},"clientInfo":{{"name":"http_relay","version":"1"}}}}}}"#
-    );
     let mut upstream = relay.dial().await?;
-    let answer = relay.post(&mut upstream, &request).await?;
-    relay.session = answer
-        .session
-        .clone()
-        .ok_or_else(|| io::Error::other("the server gave no Mcp-Session-Id"))?;
-    let message = message_of(&answer, "0")
-        .ok_or_else(|| io::Error::other("the server did not answer initialize"))?;
-    let envelope: Envelope = serde_json::from_str(&message)?;
+    let answer = relay
+        .post(&mut upstream, &initialize_request("http_relay"))
+        .await?;
+    let (Some(session), Some(result)) = (&answer.session, answer_to(&answer, "0", "0")) else {
+        return Err(io::Error::other("the server opened no session"));
+    };
+    let envelope: Envelope = serde_json::from_str(&result)?;
     relay.init_result = envelope
         .result
         .ok_or_else(|| io::Error::other("initialize failed"))?
         .get()
         .to_owned();
-    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    relay.post(&mut upstream, initialized).await?;
+    relay.session = Some(session.clone());
+    relay.post(&mut upstream, INITIALIZED).await?;
     relay.idle.borrow_mut().push(upstream);
     Ok(relay)
 }
@@ -121,8 +114,7 @@ impl Relay {
         socket.set_nodelay(true)?;
         Ok(Upstream {
             socket,
-            buf: Vec::with_capacity(16 * 1024),
-            chunk: vec![0; 16 * 1024],
+            received: Received::default(),
         })
     }
 
@@ -134,9 +126,9 @@ impl Relay {
             self.authority,
             message.len()
         );
-        if !self.session.is_empty() {
+        if let Some(session) = &self.session {
             request.push_str("Mcp-Session-Id: ");
-            request.push_str(&self.session);
+            request.push_str(session);
             request.push_str("\r\nMcp-Protocol-Version: ");
             request.push_str(VERSION);
             request.push_str("\r\n");
@@ -152,25 +144,25 @@ impl Upstream {
     /// Reads one whole response.
     async fn answer(&mut self) -> io::Result<Answer> {
         let head = loop {
-            if let Some(head) = response_head(&self.buf)? {
+            if let Some(head) = response_head(&self.received.bytes)? {
                 break head;
             }
-            self.fill().await?;
+            self.received.fill(&mut self.socket).await?;
         };
-        self.buf.drain(..head.len);
+        self.received.bytes.drain(..head.len);
         let body = match head.framing {
             Framing::Length(n) => {
-                while self.buf.len() < n {
-                    self.fill().await?;
+                while self.received.bytes.len() < n {
+                    self.received.fill(&mut self.socket).await?;
                 }
-                self.buf.drain(..n).collect()
+                self.received.bytes.drain(..n).collect()
             }
             Framing::Chunked => loop {
-                if let Some((body, used)) = dechunk(&self.buf) {
-                    self.buf.drain(..used);
+                if let Some((body, used)) = dechunk(&self.received.bytes) {
+                    self.received.bytes.drain(..used);
                     break body;
                 }
-                self.fill().await?;
+                self.received.fill(&mut self.socket).await?;
             },
         };
         Ok(Answer {
@@ -178,16 +170,6 @@ impl Upstream {
             event_stream: head.event_stream,
             body,
         })
-    }
-
-    async fn fill(&mut self) -> io::Result<()> {
-        let n = self.socket.read(&mut self.chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf
-            .extend_from_slice(self.chunk.get(..n).unwrap_or_default());
-        Ok(())
     }
 }
 
@@ -252,12 +234,19 @@ fn dechunk(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
     }
 }
 
-/// The message in `answer` whose id is spelled `id`: the body itself, or
-/// the `data` of the event carrying it.
-fn message_of(answer: &Answer, id: &str) -> Option<String> {
+/// The message in `answer` whose id is spelled `mine` (the body itself, or
+/// the `data` of the event carrying it), with that id spelled `theirs`.
+fn answer_to(answer: &Answer, mine: &str, theirs: &str) -> Option<String> {
     let text = std::str::from_utf8(&answer.body).ok()?;
+    let answers = |data: &str| {
+        let envelope: Envelope = serde_json::from_str(data).ok()?;
+        let id = envelope
+            .id
+            .filter(|id| id.get() == mine && envelope.method.is_none())?;
+        Some(with_id(data, id, theirs))
+    };
     if !answer.event_stream {
-        return Some(text.to_owned());
+        return answers(text);
     }
     text.split("\n\n").find_map(|event| {
         let data: Vec<&str> = event
@@ -265,9 +254,7 @@ fn message_of(answer: &Answer, id: &str) -> Option<String> {
             .filter_map(|l| l.strip_prefix("data:"))
             .map(|d| d.strip_prefix(' ').unwrap_or(d))
             .collect();
-        let data = data.join("\n");
-        let envelope: Envelope = serde_json::from_str(&data).ok()?;
-        (envelope.id?.get() == id && envelope.method.is_none()).then(|| data.clone())
+        answers(&data.join("\n"))
     })
 }
 
@@ -289,16 +276,10 @@ impl PassOn for Relay {
         };
         let answer = self.post(&mut upstream, &with_id(body, id, &mine)).await?;
         self.idle.borrow_mut().push(upstream);
-        let Some(message) = message_of(&answer, &mine) else {
-            return respond(socket, "502 Bad Gateway", "").await;
-        };
-        let Ok(Envelope {
-            id: Some(theirs), ..
-        }) = serde_json::from_str::<Envelope>(&message)
-        else {
-            return respond(socket, "502 Bad Gateway", "").await;
-        };
-        respond(socket, "200 OK", &with_id(&message, theirs, id.get())).await
+        match answer_to(&answer, &mine, id.get()) {
+            Some(message) => respond(socket, "200 OK", &message).await,
+            None => respond(socket, "502 Bad Gateway", "").await,
+        }
     }
 }
 
@@ -327,10 +308,10 @@ mod tests {
             body: body.as_bytes().to_vec(),
         };
         assert_eq!(
-            message_of(&answer, "7").as_deref(),
-            Some(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#)
+            answer_to(&answer, "7", "\"a\"").as_deref(),
+            Some(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#)
         );
-        assert_eq!(message_of(&answer, "8"), None);
+        assert_eq!(answer_to(&answer, "8", "1"), None);
     }
 
     #[test]

@@ -21,7 +21,9 @@ use std::io;
 use std::process::Stdio;
 use std::rc::Rc;
 
-use mcp_provider_benches::mcp_relay::{respond, serve, with_id, Envelope, PassOn};
+use mcp_provider_benches::mcp_relay::{
+    initialize_request, respond, serve, with_id, Envelope, PassOn, INITIALIZED,
+};
 use serde_json::value::RawValue;
 use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use smol::lock::Mutex;
@@ -29,9 +31,6 @@ use smol::net::TcpStream;
 use smol::process::{ChildStdin, ChildStdout, Command};
 use smol::stream::StreamExt;
 use smol::LocalExecutor;
-
-/// The relay's own id for the child's `initialize`.
-const INIT_ID: u64 = 0;
 
 /// The clients waiting for the child, by the relay's id: the socket the
 /// answer goes to and the client's own id, as it was written.
@@ -83,10 +82,9 @@ async fn initialize(
     stdin: &mut ChildStdin,
     lines: &mut smol::io::Lines<BufReader<ChildStdout>>,
 ) -> io::Result<String> {
-    let request = format!(
-        r#"{{"jsonrpc":"2.0","id":{INIT_ID},"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"stdio_relay","version":"1"}}}}}}"#
-    );
-    stdin.write_all(request.as_bytes()).await?;
+    stdin
+        .write_all(initialize_request("stdio_relay").as_bytes())
+        .await?;
     stdin.write_all(b"\n").await?;
     while let Some(line) = lines.next().await {
         let line = line?;
@@ -94,11 +92,10 @@ async fn initialize(
             continue;
         };
         if let (Some(id), Some(result)) = (envelope.id, envelope.result) {
-            if id.get() == INIT_ID.to_string() {
+            if id.get() == "0" {
                 let result = result.get().to_owned();
-                stdin
-                    .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-                    .await?;
+                stdin.write_all(INITIALIZED.as_bytes()).await?;
+                stdin.write_all(b"\n").await?;
                 return Ok(result);
             }
         }
