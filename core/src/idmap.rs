@@ -1,12 +1,14 @@
-//! Hash maps keyed by numbers the provider hands out itself: connection
-//! ids and invocation numbers. A peer never chooses these keys, so the maps
+//! Hash maps and sets keyed by numbers the provider hands out itself:
+//! connection ids, invocation numbers, bridged children and their clients,
+//! a remote server's exchanges. A peer never chooses these keys, so the maps
 //! need no defence against crafted collisions, and a multiply-rotate hash
 //! (a few cycles) replaces SipHash on the per-chunk path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);

@@ -76,7 +76,7 @@
 //!             BridgeOutput::CloseStdin => { /* drop the child's stdin */ }
 //!             BridgeOutput::Signal(StopSignal::Term) => { /* kill(-pgid, SIGTERM) */ }
 //!             BridgeOutput::Signal(StopSignal::Kill) => { /* kill(-pgid, SIGKILL) */ }
-//!             BridgeOutput::ToClient { client: _, message: _ } => { /* send to that client */ }
+//!             BridgeOutput::ToClient { client: _, message: _, .. } => { /* send to that client */ }
 //!         }
 //!     }
 //! }
@@ -301,7 +301,13 @@ pub enum BridgeOutput {
     /// Signal the child's whole process group.
     Signal(StopSignal),
     /// One JSON-RPC message (a serialized object) for a client.
-    ToClient { client: ClientId, message: String },
+    /// `answers`: for an answer, the id of the client's request it answers,
+    /// as JSON text, so whoever routes it need not read the message again.
+    ToClient {
+        client: ClientId,
+        message: String,
+        answers: Option<String>,
+    },
 }
 
 /// Where the child is in its lifecycle.

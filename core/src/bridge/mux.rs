@@ -410,7 +410,11 @@ impl Mux {
         out: &mut VecDeque<BridgeOutput>,
     ) {
         let reply = |message: String, out: &mut VecDeque<BridgeOutput>| {
-            out.push_back(BridgeOutput::ToClient { client, message });
+            out.push_back(BridgeOutput::ToClient {
+                client,
+                message,
+                answers: Some(id.to_string()),
+            });
         };
         let send_at = match route {
             Route::Refuse(reason) => {
@@ -842,7 +846,11 @@ impl Mux {
                 from: Asker::Child(id),
             },
         );
-        out.push_back(BridgeOutput::ToClient { client, message });
+        out.push_back(BridgeOutput::ToClient {
+            client,
+            message,
+            answers: None,
+        });
     }
 
     /// Who answers the child's `method`: a client that declared the
@@ -915,7 +923,11 @@ impl Mux {
                     object.insert("progressToken".into(), original.clone());
                 }
                 let message = notification_line(method, params);
-                out.push_back(BridgeOutput::ToClient { client, message });
+                out.push_back(BridgeOutput::ToClient {
+                    client,
+                    message,
+                    answers: None,
+                });
             }
             "notifications/resources/updated" => {
                 let uri = params.get("uri").and_then(Value::as_str);
@@ -927,6 +939,7 @@ impl Mux {
                     out.push_back(BridgeOutput::ToClient {
                         client: *client,
                         message: line.to_owned(),
+                        answers: None,
                     });
                 }
             }
@@ -950,6 +963,7 @@ impl Mux {
                 out.push_back(BridgeOutput::ToClient {
                     client: ask.1.client,
                     message,
+                    answers: None,
                 });
             }
             _ => {
@@ -957,6 +971,7 @@ impl Mux {
                     out.push_back(BridgeOutput::ToClient {
                         client: *client,
                         message: line.to_owned(),
+                        answers: None,
                     });
                 }
             }
@@ -1023,6 +1038,7 @@ impl Mux {
                     out.push_back(BridgeOutput::ToClient {
                         client: call.caller.client,
                         message,
+                        answers: Some(call.caller.id.to_string()),
                     });
                     self.forget(&call.caller);
                 }
@@ -1066,7 +1082,11 @@ impl Mux {
         for (ask, Ask { client, .. }) in std::mem::take(&mut self.asks) {
             let params = json!({"requestId": ask, "reason": message});
             let message = notification_line("notifications/cancelled", params);
-            out.push_back(BridgeOutput::ToClient { client, message });
+            out.push_back(BridgeOutput::ToClient {
+                client,
+                message,
+                answers: None,
+            });
         }
         for (_, (caller, _)) in std::mem::take(&mut self.rounds) {
             let error = json!({"code": code, "message": message});
@@ -1146,6 +1166,7 @@ impl Mux {
             out.push_back(BridgeOutput::ToClient {
                 client: caller.client,
                 message,
+                answers: None,
             });
             let from = Asker::Round(number, key);
             self.asks.insert(
@@ -1194,6 +1215,7 @@ impl Mux {
             out.push_back(BridgeOutput::ToClient {
                 client: caller.client,
                 message: mcp::response(&caller.id, outcome),
+                answers: Some(caller.id.to_string()),
             });
         }
     }

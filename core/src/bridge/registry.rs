@@ -26,6 +26,7 @@ use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpe
 use crate::agent::close::LinkClose;
 use crate::error::Dialect;
 use crate::http::{Request, Response};
+use crate::idmap::{IdMap, IdSet};
 use crate::mcp;
 use crate::provider::{ConnId, Output, RequestId};
 
@@ -293,7 +294,7 @@ pub struct Registry<H> {
     pub(crate) limits: Limits,
     /// Children by [`ChildId`] (never reused: a late report of a gone
     /// child's process finds nothing).
-    pub(crate) children: HashMap<ChildId, BridgedServer>,
+    pub(crate) children: IdMap<ChildId, BridgedServer>,
     next_child: usize,
     /// When idle sessions are next swept.
     sweep_at: Instant,
@@ -302,14 +303,14 @@ pub struct Registry<H> {
     /// The shared child of each server, by name, once made.
     pub(crate) shared: HashMap<String, ChildId>,
     pub(crate) sessions: HashMap<String, Session>,
-    pub(crate) by_client: HashMap<(ChildId, ClientId), String>,
+    pub(crate) by_client: IdMap<(ChildId, ClientId), String>,
     /// Requests waiting for their response: (child, client, id as JSON).
     pub(crate) pending: HashMap<(ChildId, ClientId, String), Pending>,
     /// Open event streams: connection → session id.
-    pub(crate) streams: HashMap<ConnId, String>,
+    pub(crate) streams: IdMap<ConnId, String>,
     /// The clients that stateless requests (and REST calls without a
     /// session) have on their child, for as long as each waits.
-    pub(crate) stateless: HashSet<(ChildId, ClientId)>,
+    pub(crate) stateless: IdSet<(ChildId, ClientId)>,
     /// Bytes every session keeps for its client ([`Kept`]).
     kept: usize,
     /// Stateless clients' calls waiting for their retry, by `requestState`.
@@ -333,16 +334,16 @@ impl<H: Above> Registry<H> {
             configured: specs.iter().map(|s| s.name.clone()).collect(),
             specs,
             limits,
-            children: HashMap::new(),
+            children: IdMap::default(),
             next_child: 0,
             sweep_at: now + SWEEP,
             past: HashMap::new(),
             shared: HashMap::new(),
             sessions: HashMap::new(),
-            by_client: HashMap::new(),
+            by_client: IdMap::default(),
             pending: HashMap::new(),
-            streams: HashMap::new(),
-            stateless: HashSet::new(),
+            streams: IdMap::default(),
+            stateless: IdSet::default(),
             kept: 0,
             parked: HashMap::new(),
             above: H::default(),
@@ -1025,9 +1026,11 @@ impl<H: Above> Registry<H> {
         let outputs: Vec<BridgeOutput> = std::iter::from_fn(|| server.poll_output()).collect();
         for output in outputs {
             match output {
-                BridgeOutput::ToClient { client, message } => {
-                    self.deliver(child, client, message, now)
-                }
+                BridgeOutput::ToClient {
+                    client,
+                    message,
+                    answers,
+                } => self.deliver(child, client, message, answers, now),
                 action => self.out.push_back(Routed::Child { child, action }),
             }
         }
@@ -1055,13 +1058,25 @@ impl<H: Above> Registry<H> {
     /// A message for a client: the answer a connection waits for, or an
     /// event for its session's stream. Only its head is read here; the
     /// few reply shapes that rework the message parse it whole.
-    fn deliver(&mut self, child: ChildId, client: ClientId, message: String, now: Instant) {
-        let head = serde_json::from_str::<Head>(&message).ok();
-        let answer_to = head
-            .as_ref()
-            .filter(|h| h.method.is_none())
-            .and_then(|h| h.id.as_ref())
-            .map(Value::to_string);
+    fn deliver(
+        &mut self,
+        child: ChildId,
+        client: ClientId,
+        message: String,
+        answers: Option<String>,
+        now: Instant,
+    ) {
+        // An answer comes named: only another message is read here.
+        let head = match answers {
+            Some(_) => None,
+            None => serde_json::from_str::<Head>(&message).ok(),
+        };
+        let answer_to = answers.or_else(|| {
+            head.as_ref()
+                .filter(|h| h.method.is_none())
+                .and_then(|h| h.id.as_ref())
+                .map(Value::to_string)
+        });
         if let Some(to) = self.progress_stream(child, client, head.as_ref()) {
             let data = event(0, "message", &message);
             return self.out.push_back(Routed::Http(Output::Data { to, data }));

@@ -65,7 +65,9 @@ impl Rig {
         while let Some(o) = self.bridge.poll_output() {
             match &o {
                 BridgeOutput::ToChild(line) => out.child.push(serde_json::from_str(line).unwrap()),
-                BridgeOutput::ToClient { client, message } => out
+                BridgeOutput::ToClient {
+                    client, message, ..
+                } => out
                     .clients
                     .push((*client, serde_json::from_str(message).unwrap())),
                 _ => out.process.push(o.clone()),
@@ -224,6 +226,7 @@ fn the_first_request_spawns_the_child_which_is_initialized_before_queued_calls_a
             BridgeOutput::ToClient {
                 client: a,
                 message: mcp::result(&json!("init-a"), init_result()),
+                answers: Some(r#""init-a""#.into()),
             },
             BridgeOutput::ToChild(
                 json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string()
@@ -1617,12 +1620,21 @@ mod laws {
                             self.child_owes.push(m["id"].clone());
                         }
                     }
-                    BridgeOutput::ToClient { client, message } => {
+                    BridgeOutput::ToClient {
+                        client,
+                        message,
+                        answers,
+                    } => {
                         assert!(
                             self.open.contains(client),
                             "nothing reaches a closed client"
                         );
                         let m: Value = serde_json::from_str(message).unwrap();
+                        let named = m.get("method").is_none().then(|| m["id"].to_string());
+                        assert_eq!(
+                            answers, &named,
+                            "an answer, and only one, says what it answers: {m}"
+                        );
                         if m.get("method").is_some() {
                             if m.get("id").is_some() {
                                 self.asks.push((*client, m["id"].clone()));

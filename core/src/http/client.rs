@@ -7,6 +7,7 @@
 //! The reader is bounded: a head over [`MAX_HEAD`], or a body over the
 //! limit it was given, is an error rather than memory spent.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use bytes::{Bytes, BytesMut};
@@ -27,8 +28,9 @@ pub struct Outgoing {
     pub method: &'static str,
     pub url: Url,
     /// Fields besides `Host`, `Content-Length` and `Connection`, which
-    /// [`Outgoing::encode`] writes itself.
-    pub headers: Vec<(String, String)>,
+    /// [`Outgoing::encode`] writes itself. Names are mostly the product's
+    /// own, borrowed: a request is built for every message posted.
+    pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: Bytes,
 }
 
@@ -42,12 +44,12 @@ impl Outgoing {
         }
     }
 
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_owned(), value.into()));
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 
-    pub fn body(mut self, content_type: &str, body: impl Into<Bytes>) -> Self {
+    pub fn body(mut self, content_type: &'static str, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
         self.header("content-type", content_type)
     }
@@ -62,7 +64,8 @@ impl Outgoing {
             .iter()
             .map(|(name, value)| name.len() + value.len() + 4)
             .sum();
-        let mut head = String::with_capacity(128 + self.url.target().len() + fields);
+        let mut head =
+            String::with_capacity(128 + self.url.target().len() + fields + self.body.len());
         for part in [self.method, " ", self.url.target(), " HTTP/1.1\r\nhost: "] {
             head.push_str(part);
         }

@@ -5,17 +5,19 @@
 //! up in logs), no fragments sent.
 
 use std::fmt;
+use std::sync::Arc;
 
-/// A parsed absolute `http`/`https` URL.
+/// A parsed absolute `http`/`https` URL. Its text is shared: every request
+/// to a remote server carries a copy, made without allocating.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Url {
     secure: bool,
     /// The host as written (lower-cased; an IPv6 literal without its
     /// brackets).
-    host: String,
+    host: Arc<str>,
     port: u16,
     /// Path and query, starting with `/`.
-    target: String,
+    target: Arc<str>,
 }
 
 /// Why a text is not a URL this client dials.
@@ -59,9 +61,9 @@ impl Url {
         };
         Ok(Url {
             secure,
-            host: host.to_ascii_lowercase(),
+            host: host.to_ascii_lowercase().into(),
             port: port.unwrap_or(if secure { 443 } else { 80 }),
-            target,
+            target: target.into(),
         })
     }
 
@@ -184,9 +186,9 @@ impl Url {
     pub fn with_target(&self, target: &str) -> Url {
         Url {
             target: if target.starts_with('/') {
-                target.to_owned()
+                target.into()
             } else {
-                format!("/{target}")
+                format!("/{target}").into()
             },
             ..self.clone()
         }
@@ -196,7 +198,7 @@ impl Url {
     /// redirect or a discovered endpoint must not lead unless the
     /// configured URL is there already.
     pub fn is_private(&self) -> bool {
-        let host = self.host.as_str();
+        let host = &*self.host;
         if host == "localhost" || host.ends_with(".localhost") {
             return true;
         }

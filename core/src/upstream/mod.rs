@@ -37,13 +37,14 @@
 mod outline;
 pub mod sse;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
 
 use crate::http::{Outgoing, ResponseHead, Url};
+use crate::idmap::IdMap;
 use crate::mcp;
 use outline::Outline;
 use sse::SseReader;
@@ -286,7 +287,7 @@ pub struct Upstream {
     bearer: Option<String>,
     /// The session's stream of server messages (Streamable HTTP's `GET`).
     listening: Option<Listening>,
-    exchanges: HashMap<ExchangeId, Exchange>,
+    exchanges: IdMap<ExchangeId, Exchange>,
     next: u64,
     /// Dial failures in a row, and when dialing may be tried again.
     failures: u32,
@@ -312,7 +313,7 @@ impl Upstream {
             lost_sessions: 0,
             bearer: None,
             listening: None,
-            exchanges: HashMap::new(),
+            exchanges: IdMap::default(),
             next: 1,
             failures: 0,
             down: None,
@@ -626,7 +627,7 @@ impl Upstream {
     fn request(&self, method: &'static str, url: Url) -> Outgoing {
         let mut request = Outgoing::new(method, url);
         for (name, value) in &self.remote.headers {
-            request = request.header(name, value.clone());
+            request = request.header(name.clone(), value.clone());
         }
         if let Some(token) = &self.bearer {
             request = request.header("authorization", format!("Bearer {token}"));
