@@ -5,17 +5,19 @@
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use mcp_provider_core::http::{Outgoing, ResponseEvent, Url};
+use mcp_provider_core::upstream::ExchangeId;
 use rustls::ClientConnection;
 
 use super::{BoxFuture, Executor};
 use crate::tls;
 use crate::upstream::conn::{self, Failed, Reading, DIAL_TIMEOUT, READ_CHUNK};
-use crate::upstream::{Carrier, Carriers, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
+use crate::upstream::{Carrier, Carriers, Cut, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// Runs a task on the executor, from any thread.
 pub type Spawn = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
@@ -113,10 +115,64 @@ impl Queue {
     async fn work_on<E: Executor>(&self, run: &Arc<RemoteRun>) {
         let mut conn: Option<Conn<E>> = None;
         let mut idle = Idle::<E>::new();
+        let cuts = Arc::new(Cuts::default());
         while let Some(job) = self.next_job(&mut idle).await {
-            carry(run, job, &mut conn).await;
+            carry(run, job, &mut conn, &cuts).await;
             idle.worked();
         }
+    }
+}
+
+/// How a worker's exchanges are cut from any thread: one for the worker's
+/// whole life, rather than a channel made for each exchange. Exchanges are
+/// numbered upward and a worker carries one at a time, so the highest
+/// exchange cut says whether the one under way is.
+#[derive(Default)]
+struct Cuts {
+    state: Mutex<CutState>,
+}
+
+#[derive(Default)]
+struct CutState {
+    highest: Option<ExchangeId>,
+    /// The worker, waiting on its exchange.
+    waker: Option<Waker>,
+}
+
+impl Cuts {
+    fn state(&self) -> MutexGuard<'_, CutState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The way to cut exchange `id`, for [`RemoteRun::started`].
+    fn cut_for(self: &Arc<Self>, id: ExchangeId) -> Cut {
+        let cuts = self.clone();
+        Box::new(move || {
+            let mut state = cuts.state();
+            state.highest = state.highest.max(Some(id));
+            if let Some(waker) = state.waker.take() {
+                waker.wake();
+            }
+        })
+    }
+
+    /// Ready once exchange `id` is cut.
+    async fn cut(&self, id: ExchangeId) {
+        future::poll_fn(|cx| {
+            let mut state = self.state();
+            if state.highest >= Some(id) {
+                return Poll::Ready(());
+            }
+            if !state
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                state.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -157,7 +213,12 @@ impl<E: Executor> Idle<E> {
 
 /// One exchange: on the kept connection if it still serves (once more on
 /// a new one if the server had closed it), else on a new one.
-async fn carry<E: Executor>(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Conn<E>>) {
+async fn carry<E: Executor>(
+    run: &Arc<RemoteRun>,
+    job: Job,
+    conn: &mut Option<Conn<E>>,
+    cuts: &Arc<Cuts>,
+) {
     if conn
         .as_ref()
         .is_some_and(|c| !c.dialed.same_origin(&job.request.url))
@@ -167,19 +228,11 @@ async fn carry<E: Executor>(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Co
     for _attempt in 0..2 {
         // Registered before dialing, so a cut run stops a dial under way
         // too (its socket dropped with it).
-        let (cut, cutting) = async_channel::bounded::<()>(1);
-        run.started(
-            job.id,
-            Box::new(move || {
-                cut.close();
-            }),
-        );
+        run.started(job.id, cuts.cut_for(job.id));
         // Cut, or past the job's deadline: either ends the try as an
         // abort does.
         let stopped = || async {
-            let cut = async {
-                let _ = cutting.recv().await;
-            };
+            let cut = cuts.cut(job.id);
             match job.deadline {
                 Some(at) => future::or(cut, async { drop(E::timer_at(at).await) }).await,
                 None => cut.await,
