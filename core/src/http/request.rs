@@ -257,6 +257,10 @@ impl RequestReader {
         while self.buf.starts_with(b"\r\n") {
             self.buf.advance(2);
         }
+        // Asked after every request it served, before more is read.
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
         // Left uninitialised: filling 100 fields for every request costs
         // more than reading the few it has.
         let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
