@@ -152,7 +152,7 @@ impl BridgeCall {
                 } => self.bridge.handle_spawned(child, Instant::now()),
                 Routed::Child {
                     child,
-                    action: BridgeOutput::ToChild(text),
+                    action: BridgeOutput::ToChild { line: text, .. },
                 } => {
                     self.child = child;
                     line = Some(text);

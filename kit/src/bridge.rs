@@ -397,7 +397,7 @@ impl Bridged {
             return;
         };
         let flush = match (action, running) {
-            (BridgeOutput::ToChild(line), Handle::Process(stdin, _)) => {
+            (BridgeOutput::ToChild { line, .. }, Handle::Process(stdin, _)) => {
                 if stdin.queue_line(line) == Written::Dropped {
                     tracing::warn!(
                         "an MCP server is not reading its stdin: a message to it was dropped"
@@ -405,8 +405,8 @@ impl Bridged {
                 }
                 Flush::Stdin(stdin)
             }
-            (BridgeOutput::ToChild(line), Handle::Remote(remote)) => {
-                remote.queue(line);
+            (BridgeOutput::ToChild { line, outline }, Handle::Remote(remote)) => {
+                remote.queue(line, outline);
                 Flush::Remote(remote)
             }
             (BridgeOutput::CloseStdin, Handle::Process(stdin, _)) => {

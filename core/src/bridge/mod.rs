@@ -72,7 +72,7 @@
 //!                 }
 //!             }
 //!             BridgeOutput::Connect { .. } => { /* a remote server: see `upstream` */ }
-//!             BridgeOutput::ToChild(_line) => { /* write the line and "\n" to stdin */ }
+//!             BridgeOutput::ToChild { line: _, .. } => { /* write the line and "\n" to stdin */ }
 //!             BridgeOutput::CloseStdin => { /* drop the child's stdin */ }
 //!             BridgeOutput::Signal(StopSignal::Term) => { /* kill(-pgid, SIGTERM) */ }
 //!             BridgeOutput::Signal(StopSignal::Kill) => { /* kill(-pgid, SIGKILL) */ }
@@ -294,8 +294,12 @@ pub enum BridgeOutput {
         remote: Box<crate::upstream::Remote>,
     },
     /// One JSON-RPC message for the child's stdin (the driver adds the
-    /// newline).
-    ToChild(String),
+    /// newline), or for a remote server's client, which posts it as its
+    /// `outline` says.
+    ToChild {
+        line: String,
+        outline: crate::upstream::Outline,
+    },
     /// Close the child's stdin (first step of stopping it).
     CloseStdin,
     /// Signal the child's whole process group.

@@ -18,6 +18,7 @@ use super::filter::ToolFilter;
 use super::generation::{self, Declared, Generation, Outcome, Round};
 use super::{BridgeOutput, ClientId, INTERNAL_ERROR, SERVER_ERROR};
 use crate::mcp::{self, Message};
+use crate::upstream::Outline;
 
 /// The protocol revision asked of the child when no client named one.
 pub(crate) const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
@@ -320,10 +321,7 @@ impl Mux {
             if let Some(sent) = self.calls.remove(&id) {
                 self.forget(&sent.caller);
                 let params = json!({"requestId": id, "reason": "the client closed"});
-                out.push_back(BridgeOutput::ToChild(notification_line(
-                    "notifications/cancelled",
-                    params,
-                )));
+                out.push_back(child_notification("notifications/cancelled", params));
             }
         }
         let asked: Vec<u64> = self
@@ -339,7 +337,7 @@ impl Mux {
             }) = self.asks.remove(&id)
             {
                 let message = "the client that was asked went away";
-                out.push_back(BridgeOutput::ToChild(mcp::error(
+                out.push_back(child_answer(mcp::error(
                     &child_id,
                     INTERNAL_ERROR,
                     message,
@@ -388,9 +386,7 @@ impl Mux {
                 "notifications/initialized" => {}
                 "notifications/cancelled" => self.cancel(client, params, out),
                 _ => match route {
-                    Route::Send(_) => {
-                        out.push_back(BridgeOutput::ToChild(notification_line(&method, params)))
-                    }
+                    Route::Send(_) => out.push_back(child_notification(&method, params)),
                     Route::Queue | Route::Refuse(_) => {
                         tracing::debug!(server = %self.name, %method, "notification for a child not running dropped")
                     }
@@ -538,10 +534,7 @@ impl Mux {
             if let Some(object) = params.as_object_mut() {
                 object.insert("requestId".into(), json!(child_id));
             }
-            out.push_back(BridgeOutput::ToChild(notification_line(
-                "notifications/cancelled",
-                params,
-            )));
+            out.push_back(child_notification("notifications/cancelled", params));
         } else if let Some(at) = self.queue.iter().position(|call| mine(&call.caller)) {
             if let Some(call) = self.queue.remove(at) {
                 self.forget(&call.caller);
@@ -564,10 +557,9 @@ impl Mux {
             _ => None,
         });
         match ask.map(|ask| ask.from) {
-            Some(Asker::Child(child_id)) => out.push_back(BridgeOutput::ToChild(mcp::response(
-                &child_id,
-                outcome.as_ref(),
-            ))),
+            Some(Asker::Child(child_id)) => {
+                out.push_back(child_answer(mcp::response(&child_id, outcome.as_ref())))
+            }
             Some(Asker::Round(round, key)) => self.answer_round(round, key, outcome, route, out),
             None => {
                 tracing::debug!(server = %self.name, %id, "answer to no pending request dropped")
@@ -813,16 +805,11 @@ impl Mux {
         out: &mut VecDeque<BridgeOutput>,
     ) {
         if method == "ping" {
-            out.push_back(BridgeOutput::ToChild(mcp::result(&id, json!({}))));
+            out.push_back(child_answer(mcp::result(&id, json!({}))));
             return;
         }
         let refuse = |message: &str, out: &mut VecDeque<BridgeOutput>| {
-            out.push_back(BridgeOutput::ToChild(mcp::error(
-                &id,
-                INTERNAL_ERROR,
-                message,
-                None,
-            )));
+            out.push_back(child_answer(mcp::error(&id, INTERNAL_ERROR, message, None)));
         };
         let Some(client) = self.client_for(method, &params) else {
             return refuse(
@@ -1006,10 +993,7 @@ impl Mux {
     pub(crate) fn handle_ready(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
         self.lists += 1;
         if self.generation == Generation::Session {
-            out.push_back(BridgeOutput::ToChild(notification_line(
-                "notifications/initialized",
-                Value::Null,
-            )));
+            out.push_back(child_notification("notifications/initialized", Value::Null));
         }
         let queued: BTreeSet<&str> = self
             .queue
@@ -1123,11 +1107,7 @@ impl Mux {
         );
         let id = self.next_id;
         self.next_id += 1;
-        out.push_back(BridgeOutput::ToChild(request_line(
-            id,
-            &call.method,
-            params,
-        )));
+        out.push_back(child_request(id, &call.method, params));
         self.calls.insert(
             id,
             Sent {
@@ -1190,7 +1170,7 @@ impl Mux {
     ) {
         let id = self.next_id;
         self.next_id += 1;
-        out.push_back(BridgeOutput::ToChild(request_line(id, method, params)));
+        out.push_back(child_request(id, method, params));
         self.internal.insert(
             id,
             Internal {
@@ -1300,6 +1280,31 @@ fn initialize_params(asked: Option<&Value>, shared: bool) -> Value {
 
 /// A request, with no `params` member when there are none (a strict peer
 /// may refuse `"params": null`).
+/// A request of the bridge's for the child, with its outline (what a
+/// remote server's client reads of it: read here from the parts rather
+/// than from the text again).
+fn child_request(id: u64, method: &str, params: Value) -> BridgeOutput {
+    let outline = Outline::of_parts(Some(method), Some(&json!(id)), &params);
+    let line = request_line(id, method, params);
+    BridgeOutput::ToChild { line, outline }
+}
+
+/// A notification for the child, with its outline.
+fn child_notification(method: &str, params: Value) -> BridgeOutput {
+    let outline = Outline::of_parts(Some(method), None, &params);
+    let line = notification_line(method, params);
+    BridgeOutput::ToChild { line, outline }
+}
+
+/// An answer for the child: it has no outline (no method, no id a
+/// remote server's client reads).
+fn child_answer(line: String) -> BridgeOutput {
+    BridgeOutput::ToChild {
+        line,
+        outline: Outline::default(),
+    }
+}
+
 fn request_line(id: u64, method: &str, params: Value) -> String {
     if params.is_null() {
         json!({"jsonrpc": "2.0", "id": id, "method": method}).to_string()
@@ -1331,7 +1336,7 @@ mod tests {
     fn child_lines(out: &mut VecDeque<BridgeOutput>) -> Vec<Value> {
         out.drain(..)
             .filter_map(|o| match o {
-                BridgeOutput::ToChild(line) => serde_json::from_str(&line).ok(),
+                BridgeOutput::ToChild { line, .. } => serde_json::from_str(&line).ok(),
                 _ => None,
             })
             .collect()

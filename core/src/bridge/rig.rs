@@ -104,7 +104,7 @@ impl Rig {
                 }
                 Routed::Child {
                     child,
-                    action: BridgeOutput::ToChild(line),
+                    action: BridgeOutput::ToChild { line, .. },
                 } => {
                     let line: Value = serde_json::from_str(&line).unwrap();
                     self.lines.push((child, line.clone()));

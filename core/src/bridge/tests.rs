@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::mcp;
+use crate::upstream::Outline;
 
 const MS: Duration = Duration::from_millis(1);
 const SEC: Duration = Duration::from_secs(1);
@@ -64,7 +65,9 @@ impl Rig {
         let mut out = Out::default();
         while let Some(o) = self.bridge.poll_output() {
             match &o {
-                BridgeOutput::ToChild(line) => out.child.push(serde_json::from_str(line).unwrap()),
+                BridgeOutput::ToChild { line, .. } => {
+                    out.child.push(serde_json::from_str(line).unwrap())
+                }
                 BridgeOutput::ToClient {
                     client, message, ..
                 } => out
@@ -174,6 +177,12 @@ fn init_result() -> Value {
     })
 }
 
+/// What the bridge writes to a child: `line`, with the outline its text has.
+fn to_child(line: String) -> BridgeOutput {
+    let outline = Outline::of(&line).unwrap();
+    BridgeOutput::ToChild { line, outline }
+}
+
 fn error_of(message: &Value) -> (i64, String) {
     (
         message["error"]["code"].as_i64().unwrap(),
@@ -220,17 +229,13 @@ fn the_first_request_spawns_the_child_which_is_initialized_before_queued_calls_a
     assert_eq!(
         out.all,
         [
-            BridgeOutput::ToChild(
-                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into()
-            ),
+            to_child(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into()),
             BridgeOutput::ToClient {
                 client: a,
                 message: mcp::result(&json!("init-a"), init_result()),
                 answers: Some(r#""init-a""#.into()),
             },
-            BridgeOutput::ToChild(
-                json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string()
-            ),
+            to_child(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string()),
         ]
     );
     rig.child_answers(&json!(2), json!({"tools": []}));
@@ -1610,7 +1615,12 @@ mod laws {
                         assert!(!self.alive && !self.spawn_asked, "never two children");
                         self.spawn_asked = true;
                     }
-                    BridgeOutput::ToChild(line) => {
+                    BridgeOutput::ToChild { line, outline } => {
+                        assert_eq!(
+                            Some(outline),
+                            Outline::of(line).as_ref(),
+                            "a message comes with the outline its text has"
+                        );
                         let m: Value = serde_json::from_str(line).unwrap();
                         assert!(
                             self.alive,

@@ -333,7 +333,7 @@ mod tests {
                     }
                     Routed::Child {
                         child,
-                        action: BridgeOutput::ToChild(line),
+                        action: BridgeOutput::ToChild { line, .. },
                     } => {
                         let message: Value = serde_json::from_str(&line).expect("JSON");
                         match message["method"].as_str() {

@@ -46,7 +46,7 @@ use serde_json::Value;
 use crate::http::{Outgoing, ResponseHead, Url};
 use crate::idmap::IdMap;
 use crate::mcp;
-use outline::Outline;
+pub use outline::Outline;
 use sse::SseReader;
 
 /// JSON-RPC's "server error" code, as the bridge answers a call its server
@@ -346,9 +346,14 @@ impl Upstream {
 
     /// One message of the bridge's for the server.
     pub fn send(&mut self, line: String, now: Instant) {
-        let Some(outline) = Outline::of(&line) else {
-            return;
-        };
+        if let Some(outline) = Outline::of(&line) {
+            self.send_outlined(line, outline, now);
+        }
+    }
+
+    /// [`Upstream::send`] of a message whose outline its maker gives (the
+    /// bridge knows it of every message it writes), so it is not read again.
+    pub fn send_outlined(&mut self, line: String, outline: Outline, now: Instant) {
         let id = outline.id.clone();
         match outline.method.as_deref() {
             Some("initialize") => {

@@ -96,6 +96,27 @@ impl Outline {
     }
 }
 
+impl Outline {
+    /// The outline of a message made from its parts (as the bridge makes
+    /// its own): what [`Outline::of`] reads of its text, without reading it.
+    pub fn of_parts(method: Option<&str>, id: Option<&Value>, params: &Value) -> Outline {
+        let text = |value: &Value| value.as_str().map(str::to_owned);
+        let name = match method {
+            Some("tools/call" | "prompts/get") => text(&params["name"]),
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
+                text(&params["uri"])
+            }
+            _ => None,
+        };
+        Outline {
+            method: method.map(str::to_owned),
+            id: method.and(id).filter(|id| !id.is_null()).cloned(),
+            version: text(&params["_meta"][mcp::PROTOCOL_VERSION_META]),
+            name,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +252,13 @@ mod tests {
         fn the_outline_is_what_the_whole_tree_says(message in prop_oneof![message(), tree()]) {
             let line = message.to_string();
             prop_assert_eq!(Outline::of(&line), from_tree(&line), "{}", line);
+        }
+
+        #[test]
+        fn the_outline_of_the_parts_is_the_outline_of_the_text(message in message()) {
+            let line = message.to_string();
+            let parts = Outline::of_parts(message["method"].as_str(), message.get("id"), &message["params"]);
+            prop_assert_eq!(Outline::of(&line), Some(parts), "{}", line);
         }
     }
 }

@@ -22,7 +22,7 @@ use mcp_provider_core::bridge::ChildId;
 use mcp_provider_core::gateway::Bridge;
 use mcp_provider_core::http::{Outgoing, ResponseEvent};
 use mcp_provider_core::time::later;
-use mcp_provider_core::upstream::{ExchangeId, Remote, Upstream, UpstreamOutput};
+use mcp_provider_core::upstream::{ExchangeId, Outline, Remote, Upstream, UpstreamOutput};
 
 use crate::bridge::Bridged;
 use conn::Failed;
@@ -48,8 +48,8 @@ pub struct RemoteRun {
     child: ChildId,
     ca_file: Option<String>,
     machine: Mutex<Upstream>,
-    /// Lines queued under the bridge's lock, for [`RemoteRun::flush`].
-    inbox: Mutex<Vec<String>>,
+    /// Messages queued under the bridge's lock, for [`RemoteRun::flush`].
+    inbox: Mutex<Vec<(String, Outline)>>,
     carrier: Box<dyn Carrier>,
     /// How to cut each exchange under way, for one that is aborted.
     active: Mutex<HashMap<ExchangeId, Cut>>,
@@ -177,12 +177,13 @@ impl RemoteRun {
         self.machine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A line for the server, queued under the bridge's lock.
-    pub fn queue(&self, line: String) {
+    /// A message for the server and its outline, queued under the
+    /// bridge's lock.
+    pub fn queue(&self, line: String, outline: Outline) {
         self.inbox
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(line);
+            .push((line, outline));
     }
 
     /// Sends what was queued, in order (the bridge's lock let go), with
@@ -196,8 +197,8 @@ impl RemoteRun {
             }
             let lines = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()));
             let now = Instant::now();
-            for line in lines {
-                machine.send(line, now);
+            for (line, outline) in lines {
+                machine.send_outlined(line, outline, now);
             }
             drain(&mut machine)
         };

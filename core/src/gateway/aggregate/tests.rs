@@ -88,7 +88,7 @@ impl Rig {
                 } => self.bridge.handle_spawned(child, self.now),
                 Routed::Child {
                     child,
-                    action: BridgeOutput::ToChild(line),
+                    action: BridgeOutput::ToChild { line, .. },
                 } => {
                     let server = self.server_of(child);
                     self.sent
