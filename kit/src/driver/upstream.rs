@@ -123,10 +123,10 @@ impl Queue {
     }
 }
 
-/// How a worker's exchanges are cut from any thread: one for the worker's
-/// whole life, rather than a channel made for each exchange. Exchanges are
-/// numbered upward and a worker carries one at a time, so the highest
-/// exchange cut says whether the one under way is.
+/// How a worker's exchange is cut from any thread: one for the worker's
+/// whole life, rather than a channel made for each exchange. A cut names
+/// its exchange; one that comes after the worker moved on (an exchange
+/// that ended as it was cut) finds it no longer carried and does nothing.
 #[derive(Default)]
 struct Cuts {
     state: Mutex<CutState>,
@@ -134,7 +134,9 @@ struct Cuts {
 
 #[derive(Default)]
 struct CutState {
-    highest: Option<ExchangeId>,
+    /// The exchange under way, and whether it was cut.
+    carrying: Option<ExchangeId>,
+    cut: bool,
     /// The worker, waiting on its exchange.
     waker: Option<Waker>,
 }
@@ -144,23 +146,30 @@ impl Cuts {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The way to cut exchange `id`, for [`RemoteRun::started`].
-    fn cut_for(self: &Arc<Self>, id: ExchangeId) -> Cut {
+    /// Exchange `id` begins (or is tried again): the way to cut it, for
+    /// [`RemoteRun::started`].
+    fn begin(self: &Arc<Self>, id: ExchangeId) -> Cut {
+        let mut state = self.state();
+        state.carrying = Some(id);
+        state.cut = false;
+        drop(state);
         let cuts = self.clone();
         Box::new(move || {
             let mut state = cuts.state();
-            state.highest = state.highest.max(Some(id));
-            if let Some(waker) = state.waker.take() {
-                waker.wake();
+            if state.carrying == Some(id) {
+                state.cut = true;
+                if let Some(waker) = state.waker.take() {
+                    waker.wake();
+                }
             }
         })
     }
 
-    /// Ready once exchange `id` is cut.
-    async fn cut(&self, id: ExchangeId) {
+    /// Ready once the exchange under way is cut.
+    async fn cut(&self) {
         future::poll_fn(|cx| {
             let mut state = self.state();
-            if state.highest >= Some(id) {
+            if state.cut {
                 return Poll::Ready(());
             }
             if !state
@@ -228,11 +237,11 @@ async fn carry<E: Executor>(
     for _attempt in 0..2 {
         // Registered before dialing, so a cut run stops a dial under way
         // too (its socket dropped with it).
-        run.started(job.id, cuts.cut_for(job.id));
+        run.started(job.id, cuts.begin(job.id));
         // Cut, or past the job's deadline: either ends the try as an
         // abort does.
         let stopped = || async {
-            let cut = cuts.cut(job.id);
+            let cut = cuts.cut();
             match job.deadline {
                 Some(at) => future::or(cut, async { drop(E::timer_at(at).await) }).await,
                 None => cut.await,
@@ -443,5 +452,38 @@ impl<E: Executor> Conn<E> {
         // An alert for a failure, or a post-handshake message.
         self.send_sealed().await?;
         processed.map(|_| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the exchange under way is cut, asked once.
+    fn is_cut(cuts: &Cuts) -> bool {
+        future::block_on(future::poll_once(cuts.cut())).is_some()
+    }
+
+    #[test]
+    fn a_cut_ends_the_exchange_it_names() {
+        let cuts = Arc::new(Cuts::default());
+        let cut = cuts.begin(ExchangeId(1));
+        assert!(!is_cut(&cuts));
+        cut();
+        assert!(is_cut(&cuts));
+    }
+
+    #[test]
+    fn a_late_cut_leaves_the_next_exchange_alone() {
+        let cuts = Arc::new(Cuts::default());
+        let late = cuts.begin(ExchangeId(7));
+        let _next = cuts.begin(ExchangeId(3));
+        late();
+        assert!(!is_cut(&cuts), "exchanges need not come in order");
+        let again = cuts.begin(ExchangeId(3));
+        again();
+        assert!(is_cut(&cuts));
+        let _after = cuts.begin(ExchangeId(8));
+        assert!(!is_cut(&cuts), "a new exchange starts uncut");
     }
 }
