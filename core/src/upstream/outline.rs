@@ -50,6 +50,16 @@ struct Meta<'a> {
     version: Option<&'a RawValue>,
 }
 
+/// The member of a request's params that names what it acts on (sent as
+/// `Mcp-Name`): a tool's or prompt's `name`, a resource's `uri`.
+fn name_member(method: Option<&str>) -> Option<&'static str> {
+    match method? {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+        _ => None,
+    }
+}
+
 /// A member that is a string, unescaped; anything else is none.
 fn text(raw: Option<&RawValue>) -> Option<String> {
     serde_json::from_str(raw?.get()).ok()
@@ -80,12 +90,10 @@ impl Outline {
         };
         let params: Params = shaped(members.params);
         let meta: Meta = shaped(params.meta);
-        let name = match method.as_deref() {
-            Some("tools/call" | "prompts/get") => text(params.name),
-            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
-                text(params.uri)
-            }
-            _ => None,
+        let name = match name_member(method.as_deref()) {
+            Some("uri") => text(params.uri),
+            Some(_) => text(params.name),
+            None => None,
         };
         Some(Outline {
             method,
@@ -94,20 +102,12 @@ impl Outline {
             name,
         })
     }
-}
 
-impl Outline {
     /// The outline of a message made from its parts (as the bridge makes
     /// its own): what [`Outline::of`] reads of its text, without reading it.
     pub fn of_parts(method: Option<&str>, id: Option<&Value>, params: &Value) -> Outline {
         let text = |value: &Value| value.as_str().map(str::to_owned);
-        let name = match method {
-            Some("tools/call" | "prompts/get") => text(&params["name"]),
-            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
-                text(&params["uri"])
-            }
-            _ => None,
-        };
+        let name = name_member(method).and_then(|member| text(&params[member]));
         Outline {
             method: method.map(str::to_owned),
             id: method.and(id).filter(|id| !id.is_null()).cloned(),
