@@ -142,7 +142,8 @@ CLIENT_SECRET = "cs-0d9e44"
 
 class OAuthHandler(FakeHandler):
     """A remote MCP server and its authorization server on one origin.
-    Tokens are `at-7f3c9e-N` (only the newest is accepted), refreshed with
+    Tokens are `at-7f3c9e-N`, each taken for `self.server.lifetime`
+    seconds (none once `self.server.token` is `None`), refreshed with
     `rt-52ab10-N`; `self.server.hostile` makes one endpoint misbehave."""
 
     def do_GET(self):
@@ -202,12 +203,17 @@ class OAuthHandler(FakeHandler):
                     pass
                 self.cut()
             else:
-                world.issued += 1
-                world.token = f"{ACCESS}-{world.issued}"
-                self.send_json(
-                    200,
-                    {"access_token": world.token, "token_type": "Bearer", "expires_in": 3600, "refresh_token": f"{REFRESH}-{world.issued}"},
-                )
+                with world.lock:
+                    world.issued += 1
+                    world.token = f"{ACCESS}-{world.issued}"
+                    world.live[world.token] = time.monotonic() + world.lifetime
+                    granted = {
+                        "access_token": world.token,
+                        "token_type": "Bearer",
+                        "expires_in": world.lifetime,
+                        "refresh_token": f"{REFRESH}-{world.issued}",
+                    }
+                self.send_json(200, granted)
         elif url.path == "/mcp":
             self.mcp(json.loads(raw or b"{}"))
         else:
@@ -215,12 +221,16 @@ class OAuthHandler(FakeHandler):
 
     def mcp(self, message):
         world = self.server
-        if self.headers.get("authorization") != f"Bearer {world.token}" or world.token is None:
-            world.refused += 1
+        bearer = (self.headers.get("authorization") or "").removeprefix("Bearer ")
+        with world.lock:
+            taken = world.token is not None and time.monotonic() < world.live.get(bearer, 0)
+            if not taken:
+                world.refused += 1
+        if not taken:
             challenge = f'Bearer resource_metadata="{world.base}/.well-known/oauth-protected-resource/mcp", scope="tools"'
             self.send_json(401, {"error": "invalid_token"}, {"www-authenticate": challenge})
             return
-        world.bearers.add(world.token)
+        world.bearers.add(bearer)
         method, id_ = message.get("method"), message.get("id")
         if id_ is None:
             self.send_response(202)
@@ -244,6 +254,8 @@ def world():
     with LocalHttpServer(OAuthHandler) as world:
         world.hostile = None
         world.token = None
+        world.lifetime = 3600
+        world.live = {}
         world.issued = 0
         world.refused = 0
         world.authorized = []
@@ -337,7 +349,7 @@ def test_login_is_kept_for_the_user_alone_taken_up_live_refreshed_and_forgotten(
     assert world.bearers == {f"{ACCESS}-1"}
 
     # A token the server stops taking is refreshed once, and kept again
-    # (the world takes only the newest token it issued).
+    # (with its `token` unset, the world takes none it issued).
     world.token = None
     assert call(server) == (["whoami"], "an authorized caller")
     assert world.grants == ["authorization_code", "refresh_token"]
@@ -363,6 +375,68 @@ def test_login_is_kept_for_the_user_alone_taken_up_live_refreshed_and_forgotten(
     # told what to run.
     world.token = None
     assert "run `mcp-provider login remote`" in refusal(server)
+
+
+# Tokens good for this long, while clients call for CALLING seconds.
+SHORT_LIFETIME = 6
+CALLING = 60
+
+
+def refreshes_shown(server):
+    """The server's count of the remote's token refreshes, from /metrics."""
+    status, _, metrics = http_request(server, "GET", "/metrics")
+    assert status == 200
+    found = re.search(rb'^mcp_provider_bridge_token_refreshes_total\{server="remote"\} (\d+)$', metrics, re.M)
+    return int(found.group(1)) if found else None
+
+
+@pytest.mark.long
+def test_a_token_good_for_seconds_never_fails_a_call_in_a_minute_of_calls(runtime, make_server, world, setup):
+    """Eight clients call a remote server for a minute while each access
+    token it is given lasts six seconds: not one call fails. Tokens are
+    refreshed ahead of their expiry, one refresh at a time for all the
+    clients (so a few more than the minute needs, not one per client or
+    per call), and the server counts them in `/metrics` as the
+    authorization server counted them."""
+    config, env, _ = setup
+    world.lifetime = SHORT_LIFETIME
+    code, output = login_no_browser(runtime, env, config)
+    assert code == 0, output
+    server = make_server("--config", str(config), env={"XDG_STATE_HOME": env["XDG_STATE_HOME"]})
+
+    async def client(until):
+        calls, failed = 0, []
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
+        async with Client(streamable_http_client(f"{server.base}/mcp/remote", http_client=http), mode="legacy") as c:
+            while time.monotonic() < until:
+                try:
+                    result = await c.call_tool("whoami", {})
+                    text = result.content[0].text if result.content else ""
+                    if result.is_error or text != "an authorized caller":
+                        failed.append(text)
+                except MCPError as e:
+                    failed.append(str(e))
+                calls += 1
+                await asyncio.sleep(0.05)
+        return calls, failed
+
+    async def clients():
+        until = time.monotonic() + CALLING
+        return await asyncio.gather(*(client(until) for _ in range(8)))
+
+    outcomes = asyncio.run(asyncio.wait_for(clients(), CALLING + TIMEOUT))
+    calls = sum(n for n, _ in outcomes)
+    failed = [why for _, whys in outcomes for why in whys]
+    assert not failed, f"{len(failed)} of {calls} calls failed: {failed[:3]}"
+    assert calls > 8 * CALLING, calls
+
+    refreshes = world.grants.count("refresh_token")
+    # A minute of six-second tokens needs ten refreshes at least; one each
+    # time the token came due is about fifteen.
+    assert CALLING // SHORT_LIFETIME <= refreshes <= 2 * CALLING // SHORT_LIFETIME + 2, world.grants
+    # Refreshed ahead: a token the server refused is the exception.
+    assert world.refused <= refreshes // 2, (world.refused, refreshes)
+    assert wait_until(lambda: refreshes_shown(server) == refreshes), (refreshes_shown(server), refreshes)
 
 
 def test_a_client_secret_is_hidden_when_the_configuration_is_printed(runtime, tmp_path):

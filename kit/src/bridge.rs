@@ -240,6 +240,17 @@ impl Bridged {
             .unwrap_or_else(|| Arc::new(NoCredentials))
     }
 
+    /// Each remote server's token refreshes, from the credentials that
+    /// make them, into `report`.
+    fn count_refreshes(&self, report: &mut Report) {
+        let credentials = self.credentials();
+        for server in &mut report.servers {
+            if let Some(remote) = &mut server.remote {
+                remote.refreshes = credentials.refreshes(&server.name);
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Bridge> {
         // A panic while holding the lock is a bug; keep serving regardless.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -607,13 +618,14 @@ fn timer(bridged: Weak<Bridged>) {
             return;
         };
         if report_at.is_some_and(|at| at <= Instant::now()) {
-            let report = {
+            let mut report = {
                 let bridge = me.lock();
                 let report = bridge.report();
                 let more = !report.servers.is_empty();
                 me.reporting.store(more, Ordering::Relaxed);
                 report
             };
+            me.count_refreshes(&mut report);
             report_at = (!report.servers.is_empty()).then(|| Instant::now() + REPORT_EVERY);
             if reported.as_ref() != Some(&report) {
                 if let Some(send) = me.report.get() {

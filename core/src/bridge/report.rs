@@ -30,9 +30,18 @@ pub struct ServerFigures {
     /// Client requests sent to its children since start-up.
     pub calls: u64,
     pub in_flight: usize,
-    /// A remote server's URL (without its query, which may hold a key) and
-    /// how it is doing.
-    pub remote: Option<(String, crate::upstream::Status)>,
+    pub remote: Option<RemoteFigures>,
+}
+
+/// What is shown of a remote server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteFigures {
+    /// Its URL, without its query (which may hold a key).
+    pub url: String,
+    pub status: crate::upstream::Status,
+    /// Its token's refreshes since start-up: the driver's to count (it
+    /// keeps the logins), zero as the bridge reports it.
+    pub refreshes: u64,
 }
 
 impl ChildState {
@@ -79,14 +88,14 @@ impl<H: Above> Registry<H> {
                     restarts: past.restarts + children.iter().map(|c| c.restarts()).sum::<u64>(),
                     calls: past.calls,
                     in_flight: children.iter().map(|c| c.in_flight()).sum(),
-                    remote: spec.remote.as_ref().map(|remote| {
-                        let url = remote.url.shown();
-                        let status = children
+                    remote: spec.remote.as_ref().map(|remote| RemoteFigures {
+                        url: remote.url.shown(),
+                        status: children
                             .iter()
                             .find_map(|c| c.remote_status())
                             .cloned()
-                            .unwrap_or_default();
-                        (url, status)
+                            .unwrap_or_default(),
+                        refreshes: 0,
                     }),
                 }
             })
@@ -102,9 +111,9 @@ impl ServerFigures {
     /// Down: it failed too often and gave up, or it is a remote server
     /// that cannot be used (unreachable, or waiting for a login).
     pub fn failed(&self) -> bool {
-        let remote_down = self.remote.as_ref().is_some_and(|(_, status)| {
+        let remote_down = self.remote.as_ref().is_some_and(|remote| {
             matches!(
-                status,
+                remote.status,
                 crate::upstream::Status::NeedsLogin(_) | crate::upstream::Status::Failing(_)
             )
         });
@@ -165,6 +174,21 @@ impl Report {
         }
         family(
             out,
+            "mcp_provider_bridge_token_refreshes_total",
+            "counter",
+            "Access tokens of a remote server refreshed.",
+        );
+        for server in &self.servers {
+            if let Some(remote) = &server.remote {
+                let _ = writeln!(
+                    out,
+                    "mcp_provider_bridge_token_refreshes_total{{server=\"{}\"}} {}",
+                    server.name, remote.refreshes
+                );
+            }
+        }
+        family(
+            out,
             "mcp_provider_bridge_sessions",
             "gauge",
             "MCP bridge client sessions open.",
@@ -182,9 +206,13 @@ impl Report {
                     true => "not started (the first request starts it)".to_owned(),
                     false => format!("{}; {} restarts, {} calls", states.join(", "), s.restarts, s.calls),
                 };
-                if let Some((url, status)) = &s.remote {
+                if let Some(remote) = &s.remote {
+                    let status = &remote.status;
                     let why = status.why().map(|why| format!(": {why}")).unwrap_or_default();
-                    detail = format!("{url} {}{why}; {detail}", status.as_str());
+                    detail = format!("{} {}{why}; {detail}", remote.url, status.as_str());
+                    if remote.refreshes > 0 {
+                        detail.push_str(&format!(", {} token refreshes", remote.refreshes));
+                    }
                 }
                 json!({"name": format!("MCP server {}", s.name), "ok": !s.failed(), "detail": detail})
             })
@@ -226,14 +254,30 @@ mod tests {
         assert_eq!(failed.checks()[0]["ok"], false);
         let mut locked = report.clone();
         let why = "run `mcp-provider login files`".to_owned();
-        locked.servers[0].remote = Some((
-            "https://mcp.example.com/mcp".into(),
-            crate::upstream::Status::NeedsLogin(why),
-        ));
+        locked.servers[0].remote = Some(RemoteFigures {
+            url: "https://mcp.example.com/mcp".into(),
+            status: crate::upstream::Status::NeedsLogin(why),
+            refreshes: 0,
+        });
         let check = &locked.checks()[0];
         assert_eq!(check["ok"], false);
         assert!(check["detail"].as_str().unwrap().starts_with(
             "https://mcp.example.com/mcp needs login: run `mcp-provider login files`"
         ));
+        assert!(!page.contains("token_refreshes_total{"));
+        let mut refreshed = locked;
+        if let Some(remote) = &mut refreshed.servers[0].remote {
+            remote.status = crate::upstream::Status::Connected;
+            remote.refreshes = 4;
+        }
+        let mut page = String::new();
+        refreshed.render(&mut page);
+        assert!(page.contains("mcp_provider_bridge_token_refreshes_total{server=\"files\"} 4\n"));
+        let check = &refreshed.checks()[0];
+        assert_eq!(check["ok"], true);
+        assert!(check["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with(", 4 token refreshes"));
     }
 }

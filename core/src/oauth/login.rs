@@ -624,6 +624,7 @@ impl Login {
             access_token: granted.access_token,
             refresh_token: granted.refresh_token,
             expires_at: granted.expires_in.map(|s| now.saturating_add(s)),
+            lifetime: granted.expires_in,
             registered_for: self.registered_for.take(),
         };
         self.stage = Stage::Over;

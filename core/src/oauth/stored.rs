@@ -11,6 +11,13 @@ use super::token::{self, AuthMethod, ClientAuth};
 use super::OAuthError;
 use crate::http::{Outgoing, ResponseHead, Url};
 
+/// A token is refreshed when it expires within this many seconds…
+pub const REFRESH_AHEAD: u64 = 60;
+/// …or, for one granted for less than three minutes, within this share
+/// of its life: a token good for a few seconds would otherwise be due at
+/// once, and refreshed for every message sent with it.
+const REFRESH_SHARE: u64 = 3;
+
 /// One authorization server's client and tokens for a server.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stored {
@@ -31,6 +38,10 @@ pub struct Stored {
     /// When the access token expires, in Unix seconds (`None`: not said).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// How long the access token was granted for, in seconds (its
+    /// `expires_in`): how early a refresh is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<u64>,
     /// The redirect URI the client was registered with, when this program
     /// registered it: a later login with the same redirect may reuse it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +78,17 @@ impl Stored {
             .is_some_and(|at| at <= now.saturating_add(margin))
     }
 
+    /// Whether the access token should be refreshed now (`now`: Unix
+    /// seconds): it expires within [`REFRESH_AHEAD`], or within a third of
+    /// the life it was granted, whichever is sooner. Never for a token
+    /// that cannot be refreshed.
+    pub fn refresh_due(&self, now: u64) -> bool {
+        let margin = self.lifetime.map_or(REFRESH_AHEAD, |life| {
+            life.div_ceil(REFRESH_SHARE).min(REFRESH_AHEAD)
+        });
+        self.refresh_token.is_some() && self.expires_within(now, margin)
+    }
+
     /// The refresh grant for these tokens, when there is a refresh token.
     pub fn refresh_request(&self) -> Result<Option<Outgoing>, OAuthError> {
         let Some(refresh) = &self.refresh_token else {
@@ -100,6 +122,7 @@ impl Stored {
             access_token: granted.access_token,
             refresh_token: granted.refresh_token.or_else(|| self.refresh_token.clone()),
             expires_at: granted.expires_in.map(|s| now.saturating_add(s)),
+            lifetime: granted.expires_in,
             scopes: granted
                 .scope
                 .map(|s| super::challenge::split_scopes(&s))
@@ -177,6 +200,7 @@ mod tests {
             access_token: "at-1".into(),
             refresh_token: Some("rt-1".into()),
             expires_at: Some(1000),
+            lifetime: Some(3600),
             registered_for: None,
         }
     }
@@ -207,10 +231,30 @@ mod tests {
         assert_eq!(new.access_token, "at-2");
         assert_eq!(new.refresh_token.as_deref(), Some("rt-1"));
         assert_eq!(new.expires_at, Some(2100));
+        assert_eq!(new.lifetime, Some(100));
         assert_eq!(new.scopes, old.scopes);
         let mut no_refresh = old;
         no_refresh.refresh_token = None;
         assert!(no_refresh.refresh_request().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_refresh_is_due_a_minute_ahead_or_a_third_of_a_short_life_ahead() {
+        let mut long = stored();
+        assert!(!long.refresh_due(939));
+        assert!(long.refresh_due(940));
+        // Granted for 4 s: due in its last 2 (a third, rounded up), not
+        // from the start.
+        let mut short = stored();
+        short.lifetime = Some(4);
+        assert!(!short.refresh_due(997));
+        assert!(short.refresh_due(998));
+        // Kept by an older version, with no lifetime: a minute ahead.
+        short.lifetime = None;
+        assert!(short.refresh_due(940));
+        // Nothing to refresh with: never due, however close the expiry.
+        long.refresh_token = None;
+        assert!(!long.refresh_due(1000));
     }
 
     #[test]

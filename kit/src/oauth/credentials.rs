@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use mcp_provider_core::oauth::{Challenge, Logins, Stored};
 
-use super::{login, open_browser, refresh, unix_now, OAuthServer, Stamp, Store, REFRESH_AHEAD};
+use super::{login, open_browser, refresh, unix_now, OAuthServer, Stamp, Store};
 use crate::upstream::{needs_login, Credentials};
 
-/// A failed refresh ahead of expiry is not tried again sooner than this.
+/// A refresh ahead of expiry that failed is not tried again sooner than
+/// this (a refused call still renews its token at once).
 const REFRESH_RETRY: Duration = Duration::from_secs(30);
 /// A login that failed is not started again sooner than this (a server
 /// refused at every restart of the bridge's client would open a browser
@@ -40,8 +41,12 @@ pub struct OAuthCredentials {
     kept: Mutex<HashMap<String, Kept>>,
     /// One renewal at a time per server.
     gates: Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    /// When a refresh ahead of expiry last started, per server.
-    refreshed: Mutex<HashMap<String, Instant>>,
+    /// Per server, when a refresh ahead of expiry may start again: held
+    /// while one runs, and for [`REFRESH_RETRY`] after one that left the
+    /// token due.
+    ahead: Mutex<HashMap<String, Instant>>,
+    /// Tokens refreshed since start-up, per server, for its figures.
+    refreshes: Mutex<HashMap<String, u64>>,
     /// When a login last failed, and why, per server.
     failed: Mutex<HashMap<String, (Instant, String)>>,
     /// Itself, for the threads that refresh ahead of expiry.
@@ -66,7 +71,8 @@ impl OAuthCredentials {
             servers: RwLock::default(),
             kept: Mutex::default(),
             gates: Mutex::default(),
-            refreshed: Mutex::default(),
+            ahead: Mutex::default(),
+            refreshes: Mutex::default(),
             failed: Mutex::default(),
             this: this.clone(),
         });
@@ -166,19 +172,16 @@ impl OAuthCredentials {
         gates.entry(name.to_owned()).or_default().clone()
     }
 
-    /// Refreshes `server`'s tokens on a thread of its own, unless that was
-    /// tried just now.
+    /// Refreshes `server`'s tokens on a thread of its own, unless one is
+    /// under way or failed just now.
     fn refresh_ahead(&self, server: Arc<OAuthServer>) {
         {
-            let mut started = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
-            if started
-                .get(&server.name)
-                .is_some_and(|at| now.duration_since(*at) < REFRESH_RETRY)
-            {
+            if ahead.get(&server.name).is_some_and(|at| now < *at) {
                 return;
             }
-            started.insert(server.name.clone(), now);
+            ahead.insert(server.name.clone(), now + REFRESH_RETRY);
         }
         let this = self.this.clone();
         let name = server.name.clone();
@@ -188,7 +191,13 @@ impl OAuthCredentials {
                 if let Some(this) = this.upgrade() {
                     let gate = this.gate(&server.name);
                     let _one = gate.lock().unwrap_or_else(|e| e.into_inner());
-                    this.refresh_now(&server, Some(REFRESH_AHEAD));
+                    this.refresh_now(&server, true);
+                    if !this.refresh_due(&server) {
+                        // Fresh (by this refresh or another): the next one
+                        // may start when it is due.
+                        let mut ahead = this.ahead.lock().unwrap_or_else(|e| e.into_inner());
+                        ahead.remove(&server.name);
+                    }
                 }
             });
         if let Err(e) = spawned {
@@ -196,18 +205,36 @@ impl OAuthCredentials {
         }
     }
 
-    /// Refreshes `server`'s tokens if they can be (and, with `ahead`, if
-    /// they expire within that many seconds): the new access token.
-    fn refresh_now(&self, server: &OAuthServer, ahead: Option<u64>) -> Option<String> {
+    /// Whether `server`'s token is due for a refresh.
+    fn refresh_due(&self, server: &OAuthServer) -> bool {
+        self.with_kept(server, |logins| {
+            logins
+                .current()
+                .is_some_and(|current| current.refresh_due(unix_now()))
+        })
+        .unwrap_or(false)
+    }
+
+    /// Refreshes `server`'s tokens if they can be (and, `if_due`, only if
+    /// a refresh is due): the new access token.
+    fn refresh_now(&self, server: &OAuthServer, if_due: bool) -> Option<String> {
         let mut logins = self.logins(server);
         let current = logins.current()?;
-        if ahead.is_some_and(|margin| !current.expires_within(unix_now(), margin)) {
+        if if_due && !current.refresh_due(unix_now()) {
             return None;
         }
         match refresh(server, current) {
             Ok(Some(stored)) => {
                 let token = stored.access_token.clone();
                 logins.record(stored);
+                // Counted before it is kept: whoever sees the new token
+                // sees it counted.
+                *self
+                    .refreshes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(server.name.clone())
+                    .or_default() += 1;
                 self.keep(server, &logins);
                 tracing::info!(server = %server.name, "the remote MCP server's token was refreshed");
                 Some(token)
@@ -302,14 +329,18 @@ impl Credentials for OAuthCredentials {
         })
     }
 
+    fn refreshes(&self, name: &str) -> u64 {
+        let refreshes = self.refreshes.lock().unwrap_or_else(|e| e.into_inner());
+        refreshes.get(name).copied().unwrap_or(0)
+    }
+
     fn current(&self, name: &str) -> Option<String> {
         let server = self.server(name)?;
         self.look(&server, RECHECK);
         let (token, due) = self
             .with_kept(&server, |logins| {
                 let current = logins.current()?;
-                let due = current.refresh_token.is_some()
-                    && current.expires_within(unix_now(), REFRESH_AHEAD);
+                let due = current.refresh_due(unix_now());
                 Some((current.access_token.clone(), due))
             })
             .flatten()?;
@@ -340,7 +371,7 @@ impl Credentials for OAuthCredentials {
                 return Ok(current.access_token.clone());
             }
             if !step_up {
-                if let Some(token) = self.refresh_now(&server, None) {
+                if let Some(token) = self.refresh_now(&server, false) {
                     return Ok(token);
                 }
             }
@@ -397,13 +428,19 @@ mod tests {
             access_token: token.into(),
             refresh_token: refresh.map(str::to_owned),
             expires_at: Some(unix_now() + 3600),
+            lifetime: Some(3600),
             registered_for: None,
         }
     }
 
-    /// A token endpoint that counts its requests and grants `at-N`, slowly
-    /// enough for a second caller to wait.
+    /// A token endpoint that counts its requests and grants `at-N` for an
+    /// hour, slowly enough for a second caller to wait.
     fn token_endpoint() -> (String, Arc<AtomicUsize>) {
+        token_endpoint_granting(3600)
+    }
+
+    /// The same, granting tokens for `lifetime` seconds.
+    fn token_endpoint_granting(lifetime: u64) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/token", listener.local_addr().unwrap());
         let count = Arc::new(AtomicUsize::new(0));
@@ -427,7 +464,7 @@ mod tests {
                 let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
                 std::thread::sleep(Duration::from_millis(200));
                 let answer = format!(
-                    r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600}}"#
+                    r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":{lifetime}}}"#
                 );
                 let _ = write!(
                     stream,
@@ -519,6 +556,36 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(count.load(Ordering::SeqCst), 1);
+        assert_eq!(credentials.refreshes("remote"), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_token_good_for_seconds_is_refreshed_ahead_each_time_it_is_due() {
+        let dir = folder("short-lived");
+        let (endpoint, count) = token_endpoint_granting(2);
+        let store = Store::new(dir.clone());
+        let remote = server("http://127.0.0.1:1/mcp");
+        let mut logins = Logins::new(&remote.url);
+        let mut expiring = stored(&endpoint, "at-0", Some("rt"));
+        expiring.expires_at = Some(unix_now() + 1);
+        expiring.lifetime = Some(2);
+        logins.record(expiring);
+        store.write("remote", &logins).unwrap();
+        let credentials = OAuthCredentials::new(Some(store), vec![remote]);
+        // Each token is due in the last second of its two: three in a row
+        // come within a few seconds, none of them held back by the wait
+        // after a failed refresh.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while credentials.current("remote").as_deref() != Some("at-3") {
+            assert!(Instant::now() < deadline, "not refreshed as each came due");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // At most one more under way (the next came due meanwhile).
+        let refreshes = credentials.refreshes("remote");
+        assert!((3..=4).contains(&refreshes), "{refreshes}");
+        let asked = count.load(Ordering::SeqCst) as u64;
+        assert!((refreshes..=refreshes + 1).contains(&asked), "{asked}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

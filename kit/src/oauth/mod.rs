@@ -31,8 +31,6 @@ pub use store::{Stamp, Store};
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a login waits for the browser to come back.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
-/// Tokens are refreshed when they expire within this many seconds.
-pub const REFRESH_AHEAD: u64 = 60;
 
 /// A remote server's OAuth settings.
 #[derive(Debug, Clone)]

@@ -124,6 +124,11 @@ pub trait Credentials: Send + Sync {
     fn begin_login(&self, server: &str) -> Result<String, String> {
         Err(needs_login(server))
     }
+    /// How many times `server`'s token was refreshed since start-up (its
+    /// figure in `/metrics` and `/health/deep`).
+    fn refreshes(&self, _server: &str) -> u64 {
+        0
+    }
 }
 
 /// No credentials kept: a server that wants one is told to log in.
