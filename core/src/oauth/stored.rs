@@ -12,7 +12,7 @@ use super::OAuthError;
 use crate::http::{Outgoing, ResponseHead, Url};
 
 /// A token is refreshed when it expires within this many seconds…
-pub const REFRESH_AHEAD: u64 = 60;
+const REFRESH_AHEAD: u64 = 60;
 /// …or, for one granted for less than three minutes, within this share
 /// of its life: a token good for a few seconds would otherwise be due at
 /// once, and refreshed for every message sent with it.
@@ -79,7 +79,7 @@ impl Stored {
     }
 
     /// Whether the access token should be refreshed now (`now`: Unix
-    /// seconds): it expires within [`REFRESH_AHEAD`], or within a third of
+    /// seconds): it expires within `REFRESH_AHEAD`, or within a third of
     /// the life it was granted, whichever is sooner. Never for a token
     /// that cannot be refreshed.
     pub fn refresh_due(&self, now: u64) -> bool {
