@@ -32,6 +32,7 @@ use mcp_provider_kit::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
 use mcp_provider_kit::dial::accept_head;
 use mcp_provider_kit::hub::Peer;
 use mcp_provider_kit::mailbox::Taker;
+use mcp_provider_kit::upstream::threads::carrying_here;
 use mcp_provider_kit::ConnLimits;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
@@ -473,7 +474,10 @@ fn read_loop(
             Err(_) => break None,
         }
         drop(state);
-        let (upgrade, interim) = conn.pump();
+        // This thread would only wait for the answer: it makes a remote
+        // server's exchange itself, and is back to its client soon enough
+        // to notice it leave.
+        let (upgrade, interim) = carrying_here(|| conn.pump());
         if let Some(interim) = interim {
             if stream.write_all(&interim).is_err() {
                 break None;

@@ -173,25 +173,86 @@ impl Conn {
         &mut self,
         request: &Outgoing,
         max_body: usize,
-        mut on: impl FnMut(Vec<ResponseEvent>) -> bool,
+        on: impl FnMut(Vec<ResponseEvent>) -> bool,
     ) -> Result<bool, (Failed, usize)> {
+        let mut reading = self.send(request, max_body)?;
+        self.read_rest(&mut reading, on)
+    }
+
+    /// Sends `request`: its response is read with [`Conn::read_for`] or
+    /// [`Conn::read_rest`].
+    pub fn send(
+        &mut self,
+        request: &Outgoing,
+        max_body: usize,
+    ) -> Result<Reading, (Failed, usize)> {
         self.stream
             .write_all(&request.encode())
             .and_then(|()| self.stream.flush())
             .map_err(|e| (Failed::Broken(e.to_string()), 0))?;
-        let mut reading = Reading::new(request, max_body);
+        Ok(Reading::new(request, max_body))
+    }
+
+    /// Reads `reading`'s response to its end, as [`Conn::exchange`] does.
+    pub fn read_rest(
+        &mut self,
+        reading: &mut Reading,
+        mut on: impl FnMut(Vec<ResponseEvent>) -> bool,
+    ) -> Result<bool, (Failed, usize)> {
+        loop {
+            if let Some(reusable) = self.read_response(reading, &mut on, false)? {
+                return Ok(reusable);
+            }
+        }
+    }
+
+    /// Reads `reading`'s response until it ends, or until nothing came
+    /// for `patience`: then `None`, and the rest may be read later, by
+    /// any thread.
+    pub fn read_for(
+        &mut self,
+        reading: &mut Reading,
+        mut on: impl FnMut(Vec<ResponseEvent>) -> bool,
+        patience: Duration,
+    ) -> Result<Option<bool>, (Failed, usize)> {
+        let read = match self.socket.set_read_timeout(Some(patience)) {
+            Ok(()) => self.read_response(reading, &mut on, true),
+            Err(_) => self.read_rest(reading, on).map(Some),
+        };
+        let _ = self.socket.set_read_timeout(None);
+        read
+    }
+
+    /// Reads until the response ends (whether the connection may carry
+    /// another request), or, if `patient`, until a read times out
+    /// (`None`).
+    fn read_response(
+        &mut self,
+        reading: &mut Reading,
+        on: &mut impl FnMut(Vec<ResponseEvent>) -> bool,
+        patient: bool,
+    ) -> Result<Option<bool>, (Failed, usize)> {
         loop {
             let n = match self.stream.read(&mut self.buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if patient
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    return Ok(None)
+                }
                 Err(e) => return Err(reading.broken(&e)),
             };
             let took = reading.took(self.buf.get(..n).unwrap_or_default())?;
             if !took.events.is_empty() && !on(took.events) {
-                return Ok(false);
+                return Ok(Some(false));
             }
             if let Some(reusable) = took.ended {
-                return Ok(reusable);
+                return Ok(Some(reusable));
             }
         }
     }
@@ -256,6 +317,57 @@ impl Reading {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    /// A server that writes its answer's head, then its body 200 ms
+    /// later: a read with 20 ms of patience gives the head and waits out;
+    /// the rest is read later, to the end, on the same connection.
+    #[test]
+    fn a_read_with_patience_leaves_a_slow_answer_to_be_read_later() {
+        use std::io::{BufRead, BufReader};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/mcp", listener.local_addr().unwrap())).unwrap();
+        let server = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let mut lines = BufReader::new(socket.try_clone().unwrap());
+            let mut line = String::new();
+            while lines.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let mut socket = socket;
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            socket.write_all(b"{}").unwrap();
+            socket
+        });
+        let mut conn = Conn::dial(&url, None).unwrap();
+        let request = Outgoing::new("GET", url);
+        let mut reading = conn.send(&request, 1024).unwrap();
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        let first = conn.read_for(
+            &mut reading,
+            |e| {
+                seen.extend(e);
+                true
+            },
+            Duration::from_millis(20),
+        );
+        assert!(matches!(first, Ok(None)), "{first:?}");
+        assert!(started.elapsed() < Duration::from_millis(180));
+        assert!(
+            matches!(seen.as_slice(), [ResponseEvent::Head(_)]),
+            "{seen:?}"
+        );
+        let rest = conn.read_rest(&mut reading, |e| {
+            seen.extend(e);
+            true
+        });
+        assert!(matches!(rest, Ok(true)), "{rest:?}");
+        assert!(matches!(seen.last(), Some(ResponseEvent::End)), "{seen:?}");
+        drop(server.join());
+    }
 
     /// An `https` server that takes the connection and never speaks TLS:
     /// the dial fails at its limit, saying with whom.

@@ -7,16 +7,87 @@
 //! ever lived keeps its stack's touched pages in the C library's cache).
 //! Each server keeps its idle connections for its next exchanges, for
 //! [`WORKER_IDLE`] or a little longer.
+//!
+//! A thread that hands a client's request on and would then only wait for
+//! the answer (a connection's own thread, in the blocking runtime) makes
+//! the exchange itself ([`carrying_here`]): a call answered within
+//! [`PATIENCE`] crosses no other thread. The rest of a slower answer is
+//! read by the pool, and that thread goes back to its client.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Deadline, Failed, DIAL_TIMEOUT};
+use super::conn::{Conn, Deadline, Failed, Reading, DIAL_TIMEOUT};
 use super::{Carrier, Carriers, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// A thread's stack: it parses HTTP and runs TLS, nothing deep.
 const STACK: usize = 256 * 1024;
+/// How long a thread making an exchange of its own ([`carrying_here`])
+/// waits for the answer before the pool takes the rest: a client leaving
+/// meanwhile is noticed that much later.
+pub const PATIENCE: Duration = Duration::from_millis(20);
+
+thread_local! {
+    /// Whether this thread makes the first exchange it asks for itself,
+    /// and that exchange once asked.
+    static HERE: RefCell<Here> = const { RefCell::new(Here::Off) };
+}
+
+enum Here {
+    Off,
+    Armed,
+    Taken(Box<Deferred>),
+}
+
+/// An exchange this thread makes once it has let go of every lock.
+struct Deferred {
+    queue: Arc<Queue>,
+    pool: Arc<Pool>,
+    run: Arc<RemoteRun>,
+    job: Job,
+}
+
+/// Runs `f` (a client's request handed on); the first exchange with a
+/// remote server it asks for is then made on this thread, for up to
+/// [`PATIENCE`], and the rest of a slower answer left to the pool.
+pub fn carrying_here<R>(f: impl FnOnce() -> R) -> R {
+    HERE.with(|here| *here.borrow_mut() = Here::Armed);
+    let out = f();
+    let taken = HERE.with(|here| std::mem::replace(&mut *here.borrow_mut(), Here::Off));
+    if let Here::Taken(deferred) = taken {
+        (*deferred).carry();
+    }
+    out
+}
+
+impl Deferred {
+    fn carry(self) {
+        let Deferred {
+            queue,
+            pool,
+            run,
+            job,
+        } = self;
+        let mut conn = queue.work().idle.pop().map(|(conn, _)| conn);
+        let Some(waiting) = carry(&run, job, &mut conn, Some(PATIENCE)) else {
+            return queue.let_go(&run, &pool, conn);
+        };
+        let id = waiting.job.id;
+        let (worker_run, worker_queue, worker_pool) = (run.clone(), queue.clone(), pool.clone());
+        let task = Box::new(move || {
+            let mut conn = conn;
+            waiting.finish(&worker_run, &mut conn);
+            worker_queue.work_with(&worker_run, &worker_pool, conn);
+        });
+        if pool.run(task).is_err() {
+            let why = Failed::Broken("no thread could be started to read the answer".to_owned());
+            run.settle(id, Err((why, 1)), false, &mut None::<Conn>);
+            queue.no_thread(&run);
+        }
+    }
+}
 
 /// A carrier for each run, all of them on one pool of threads.
 pub fn carriers() -> Carriers {
@@ -53,8 +124,57 @@ struct Work {
     watched: bool,
 }
 
+impl Work {
+    /// A worker stops: it is counted off, and its connection kept for the
+    /// next exchange (unless the run is over). Whether it is the first
+    /// kept, for the pool to watch.
+    fn counted_off(&mut self, run: &RemoteRun, conn: &mut Option<Conn>) -> bool {
+        self.workers -= 1;
+        match conn.take() {
+            Some(conn) if !run.is_closed() => {
+                self.idle.push((conn, Instant::now()));
+                !std::mem::replace(&mut self.watched, true)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Threads {
+    /// `job`, unless this thread takes it to make itself
+    /// ([`carrying_here`]), counted as a worker until it is done.
+    fn unless_here(&self, run: &Arc<RemoteRun>, job: Job) -> Option<Job> {
+        if job.streaming || job.deadline.is_some() {
+            return Some(job);
+        }
+        HERE.with(|here| {
+            let mut here = here.borrow_mut();
+            if !matches!(*here, Here::Armed) {
+                return Some(job);
+            }
+            {
+                let mut work = self.queue.work();
+                if work.workers >= MAX_WORKERS {
+                    return Some(job);
+                }
+                work.workers += 1;
+            }
+            *here = Here::Taken(Box::new(Deferred {
+                queue: self.queue.clone(),
+                pool: self.pool.clone(),
+                run: run.clone(),
+                job,
+            }));
+            None
+        })
+    }
+}
+
 impl Carrier for Threads {
     fn carry(&self, run: &Arc<RemoteRun>, job: Job) {
+        let Some(job) = self.unless_here(run, job) else {
+            return;
+        };
         let start = {
             let mut work = self.queue.work();
             work.jobs.push_back(job);
@@ -85,9 +205,37 @@ impl Queue {
     /// A worker: takes `run`'s exchanges until none is waiting, on the
     /// newest idle connection, then leaves that connection for the next.
     fn work_on(self: &Arc<Self>, run: &Arc<RemoteRun>, pool: &Pool) {
-        let mut conn = self.work().idle.pop().map(|(conn, _)| conn);
+        let conn = self.work().idle.pop().map(|(conn, _)| conn);
+        self.work_with(run, pool, conn);
+    }
+
+    /// A worker on `conn`: takes `run`'s exchanges until none is waiting.
+    fn work_with(self: &Arc<Self>, run: &Arc<RemoteRun>, pool: &Pool, mut conn: Option<Conn>) {
         while let Some(job) = self.next_job(run, pool, &mut conn) {
-            carry(run, job, &mut conn);
+            let _ = carry(run, job, &mut conn, None);
+        }
+    }
+
+    /// A worker that made an exchange outside the pool is done with it:
+    /// the jobs that came meanwhile go to the pool on `conn` (a new
+    /// worker, as this thread has a client of its own to go back to), or
+    /// `conn` is kept for the next.
+    fn let_go(self: &Arc<Self>, run: &Arc<RemoteRun>, pool: &Arc<Pool>, mut conn: Option<Conn>) {
+        let first_kept = {
+            let mut work = self.work();
+            (work.jobs.is_empty()).then(|| work.counted_off(run, &mut conn))
+        };
+        if let Some(first_kept) = first_kept {
+            if first_kept {
+                pool.watch(Arc::downgrade(self));
+            }
+            return;
+        }
+        let (queue, worker_run) = (self.clone(), run.clone());
+        let worker_pool = pool.clone();
+        let task = Box::new(move || queue.work_with(&worker_run, &worker_pool, conn));
+        if pool.run(task).is_err() {
+            self.no_thread(run);
         }
     }
 
@@ -104,14 +252,7 @@ impl Queue {
             if let Some(job) = work.jobs.pop_front() {
                 return Some(job);
             }
-            work.workers -= 1;
-            match conn.take() {
-                Some(conn) if !run.is_closed() => {
-                    work.idle.push((conn, Instant::now()));
-                    !std::mem::replace(&mut work.watched, true)
-                }
-                _ => false,
-            }
+            work.counted_off(run, conn)
         };
         if first_kept {
             pool.watch(Arc::downgrade(self));
@@ -148,41 +289,104 @@ impl Queue {
     }
 }
 
+/// An exchange whose answer did not come within the patience it was
+/// given, to be read to its end by another thread.
+struct Waiting {
+    job: Job,
+    reading: Reading,
+    fresh: bool,
+    /// Tries left after this one.
+    tries: usize,
+}
+
+impl Waiting {
+    /// Reads the rest of the answer on `conn` (and, if the server had
+    /// closed a kept connection, tries the tries left on a new one).
+    fn finish(mut self, run: &Arc<RemoteRun>, conn: &mut Option<Conn>) {
+        let id = self.job.id;
+        let result = match conn.as_mut() {
+            Some(open) => open.read_rest(&mut self.reading, |events| run.feed(id, events)),
+            None => Err((Failed::Broken("the connection was lost".to_owned()), 1)),
+        };
+        if run.settle(id, result, self.fresh, conn) {
+            let _ = tries(run, self.job, conn, None, self.tries);
+        }
+    }
+}
+
 /// One exchange: on the kept connection if it still serves (once more on
-/// a new one if the server had closed it), else on a new one.
-fn carry(run: &Arc<RemoteRun>, job: Job, conn: &mut Option<Conn>) {
+/// a new one if the server had closed it), else on a new one. With
+/// `patience`, an answer that does not come within it is left
+/// [`Waiting`].
+fn carry(
+    run: &Arc<RemoteRun>,
+    job: Job,
+    conn: &mut Option<Conn>,
+    patience: Option<Duration>,
+) -> Option<Waiting> {
     if conn.as_ref().is_some_and(|c| !c.serves(&job.request.url)) {
         *conn = None;
     }
-    for _attempt in 0..2 {
+    tries(run, job, conn, patience, 2)
+}
+
+/// [`carry`], with `tries` left.
+fn tries(
+    run: &Arc<RemoteRun>,
+    job: Job,
+    conn: &mut Option<Conn>,
+    patience: Option<Duration>,
+    tries: usize,
+) -> Option<Waiting> {
+    for tried in 1..=tries {
         let left = job
             .deadline
             .map(|at| at.saturating_duration_since(Instant::now()));
         if left.is_some_and(|left| left.is_zero()) {
             // Given up, as a cut exchange is.
-            return;
+            return None;
         }
         let fresh = conn.is_none();
         if fresh {
             let limit = left.map_or(DIAL_TIMEOUT, |left| left.min(DIAL_TIMEOUT));
             match Conn::dial_within(&job.request.url, run.ca_file(), limit) {
                 Ok(dialed) => *conn = Some(dialed),
-                Err(e) => return run.failed(job.id, &e, false),
+                Err(e) => {
+                    run.failed(job.id, &e, false);
+                    return None;
+                }
             }
         }
-        let Some(open) = conn.as_mut() else {
-            return;
-        };
+        let open = conn.as_mut()?;
         let socket = open.cutter();
         let _deadline = left.map(|left| Deadline::arm(socket.clone(), left));
         run.started(job.id, Box::new(move || Conn::cut(&socket)));
-        let result = open.exchange(&job.request, job.max_body(), |events| {
-            run.feed(job.id, events)
-        });
-        if !run.settle(job.id, result, fresh, conn) {
-            return;
+        let id = job.id;
+        let result = match patience {
+            None => open.exchange(&job.request, job.max_body(), |events| run.feed(id, events)),
+            Some(patience) => match open.send(&job.request, job.max_body()) {
+                Err(e) => Err(e),
+                Ok(mut reading) => {
+                    match open.read_for(&mut reading, |events| run.feed(id, events), patience) {
+                        Ok(None) => {
+                            return Some(Waiting {
+                                job,
+                                reading,
+                                fresh,
+                                tries: tries - tried,
+                            })
+                        }
+                        Ok(Some(reusable)) => Ok(reusable),
+                        Err(e) => Err(e),
+                    }
+                }
+            },
+        };
+        if !run.settle(id, result, fresh, conn) {
+            return None;
         }
     }
+    None
 }
 
 /// Threads shared by every run: each waits [`WORKER_IDLE`] for a task,
