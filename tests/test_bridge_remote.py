@@ -453,6 +453,68 @@ class Hostile(FakeHandler):
             pass
 
 
+class Slow(FakeHandler):
+    """A remote server whose one tool answers after four seconds; each
+    `notifications/cancelled` it gets is recorded, with when."""
+
+    def do_POST(self):
+        message = self.json_body()
+        method, ident = message.get("method"), message.get("id")
+        if method == "initialize":
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {
+                "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                "serverInfo": {"name": "slow", "version": "1"}}}, {"mcp-session-id": "s1"})
+        elif ident is None:
+            if method == "notifications/cancelled":
+                self.server.cancelled.append((time.monotonic(), message.get("params", {})))
+            self.send_response(202)
+            self.send_header("content-length", "0")
+            self.end_headers()
+        elif method == "tools/call":
+            self.server.called.append((time.monotonic(), ident))
+            time.sleep(4)
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {"content": [{"type": "text", "text": "late"}]}})
+        else:
+            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {}})
+
+    def do_GET(self):
+        self.send_response(405)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+
+def test_a_client_that_leaves_mid_call_has_its_call_cancelled_at_the_remote(make_server):
+    """A client that closes its connection while the remote server works
+    on its call: the server is told `notifications/cancelled` for that
+    call within a second (on blocking, the connection's own thread makes
+    the exchange for its first 20 ms, and must then go back to notice its
+    client leave)."""
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                  "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
+    with LocalHttpServer(Slow) as slow:
+        slow.cancelled, slow.called = [], []
+        server = make_server("--server", f"slow={slow.base}/mcp")
+        status, headers, _ = post(server, "/mcp/slow", initialize)
+        assert status == 200
+        session = {"Mcp-Session-Id": headers["Mcp-Session-Id"], "MCP-Protocol-Version": "2025-06-18"}
+        assert post(server, "/mcp/slow", {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)[0] == 202
+        call = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "wait", "arguments": {}}}).encode()
+        head = (f"POST /mcp/slow HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {API_KEY}\r\n"
+                f"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+                f"Mcp-Session-Id: {session['Mcp-Session-Id']}\r\nMCP-Protocol-Version: 2025-06-18\r\n"
+                f"Content-Length: {len(call)}\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as leaving:
+            leaving.sendall(head + call)
+            assert wait_until(lambda: slow.called, timeout=5), "the call never reached the server"
+            time.sleep(0.3)
+        left = time.monotonic()
+        assert wait_until(lambda: slow.cancelled, timeout=3), "the server was never told the call was cancelled"
+        at, params = slow.cancelled[0]
+        assert params.get("requestId") == slow.called[0][1], (params, slow.called)
+        assert at - left < 1.0, f"cancelled {at - left:.2f} s after the client left"
+        assert server.alive()
+
+
 class CutListening(FakeHandler):
     """A remote server behind a proxy that ends idle event streams: its
     session's `GET` stream carries one event, then is cut after a
