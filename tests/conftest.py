@@ -185,6 +185,13 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             return {}
 
+    def send_empty(self, status):
+        """`status` with no body: 202 for a notification, 405 for an
+        event stream the server does not offer."""
+        self.send_response(status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
     def send_json(self, status, value, headers=None):
         data = json.dumps(value).encode()
         self.send_response(status)

@@ -467,9 +467,7 @@ class Slow(FakeHandler):
         elif ident is None:
             if method == "notifications/cancelled":
                 self.server.cancelled.append((time.monotonic(), message.get("params", {})))
-            self.send_response(202)
-            self.send_header("content-length", "0")
-            self.end_headers()
+            self.send_empty(202)
         elif method == "tools/call":
             self.server.called.append((time.monotonic(), ident))
             time.sleep(4)
@@ -478,9 +476,7 @@ class Slow(FakeHandler):
             self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {}})
 
     def do_GET(self):
-        self.send_response(405)
-        self.send_header("content-length", "0")
-        self.end_headers()
+        self.send_empty(405)
 
 
 def test_a_client_that_leaves_mid_call_has_its_call_cancelled_at_the_remote(make_server):
