@@ -185,6 +185,12 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             return {}
 
+    def send_initialized(self, ident, name, session):
+        """The answer to `initialize` of a tools server called `name`,
+        opening `session`."""
+        result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": name, "version": "1"}}
+        self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": result}, {"mcp-session-id": session})
+
     def send_empty(self, status):
         """`status` with no body: 202 for a notification, 405 for an
         event stream the server does not offer."""

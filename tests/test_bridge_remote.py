@@ -396,9 +396,7 @@ class Hostile(FakeHandler):
         message = self.json_body()
         method, ident = message.get("method"), message.get("id")
         if method == "initialize":
-            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {
-                "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
-                "serverInfo": {"name": "hostile", "version": "1"}}}, {"mcp-session-id": "h1"})
+            self.send_initialized(ident, "hostile", "h1")
         elif ident is None:
             self.send_response(202)
             self.send_header("content-length", "0")
@@ -461,9 +459,7 @@ class Slow(FakeHandler):
         message = self.json_body()
         method, ident = message.get("method"), message.get("id")
         if method == "initialize":
-            self.send_json(200, {"jsonrpc": "2.0", "id": ident, "result": {
-                "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
-                "serverInfo": {"name": "slow", "version": "1"}}}, {"mcp-session-id": "s1"})
+            self.send_initialized(ident, "slow", "s1")
         elif ident is None:
             if method == "notifications/cancelled":
                 self.server.cancelled.append((time.monotonic(), message.get("params", {})))
