@@ -362,31 +362,44 @@ fn tries(
         let _deadline = left.map(|left| Deadline::arm(socket.clone(), left));
         run.started(job.id, Box::new(move || Conn::cut(&socket)));
         let id = job.id;
-        let result = match patience {
-            None => open.exchange(&job.request, job.max_body(), |events| run.feed(id, events)),
-            Some(patience) => match open.send(&job.request, job.max_body()) {
-                Err(e) => Err(e),
-                Ok(mut reading) => {
-                    match open.read_for(&mut reading, |events| run.feed(id, events), patience) {
-                        Ok(None) => {
-                            return Some(Waiting {
-                                job,
-                                reading,
-                                fresh,
-                                tries: tries - tried,
-                            })
-                        }
-                        Ok(Some(reusable)) => Ok(reusable),
-                        Err(e) => Err(e),
-                    }
-                }
-            },
+        let result = match exchange(run, open, &job, patience) {
+            Ok(Err(reading)) => {
+                let tries = tries - tried;
+                return Some(Waiting {
+                    job,
+                    reading,
+                    fresh,
+                    tries,
+                });
+            }
+            Ok(Ok(reusable)) => Ok(reusable),
+            Err(e) => Err(e),
         };
         if !run.settle(id, result, fresh, conn) {
             return None;
         }
     }
     None
+}
+
+/// `job`'s exchange on `open`, its answer waited for `patience` at most
+/// (`None`: to its end): whether the connection may carry another
+/// request, or the reading of an answer still to come.
+fn exchange(
+    run: &Arc<RemoteRun>,
+    open: &mut Conn,
+    job: &Job,
+    patience: Option<Duration>,
+) -> Result<Result<bool, Reading>, (Failed, usize)> {
+    let on = |events| run.feed(job.id, events);
+    let Some(patience) = patience else {
+        return open.exchange(&job.request, job.max_body(), on).map(Ok);
+    };
+    let mut reading = open.send(&job.request, job.max_body())?;
+    Ok(match open.read_for(&mut reading, on, patience)? {
+        Some(reusable) => Ok(reusable),
+        None => Err(reading),
+    })
 }
 
 /// Threads shared by every run: each waits [`WORKER_IDLE`] for a task,
