@@ -43,6 +43,9 @@ pub struct Figures {
     pub req_per_s: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// The mean: one client calling back to back makes 1 / mean calls a
+    /// second.
+    pub mean_us: f64,
     /// Failed calls over the whole run, warm-up included.
     pub errors: u64,
 }
@@ -79,6 +82,11 @@ impl Figures {
             },
             p50_us: quantile_us(&took, 0.50),
             p99_us: quantile_us(&took, 0.99),
+            mean_us: if took.is_empty() {
+                0.0
+            } else {
+                took.iter().sum::<u64>() as f64 / took.len() as f64 / 1e3
+            },
             errors,
         }
     }
@@ -186,6 +194,7 @@ mod tests {
         assert_eq!(f.errors, 2);
         assert_eq!(f.req_per_s, 3e6);
         assert_eq!((f.p50_us, f.p99_us), (0.3, 0.4));
+        assert!((f.mean_us - 0.8 / 3.0).abs() < 1e-9, "{}", f.mean_us);
     }
 
     struct Counter(u64);

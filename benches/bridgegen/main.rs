@@ -242,6 +242,10 @@ fn run(args: &Args) -> Result<bool, String> {
                 "direct_p50_us": round2(direct.p50_us),
                 "direct_p99_us": round2(direct.p99_us),
                 "added_p50_us": round2(bridged.p50_us - direct.p50_us),
+                // The rate of a client calling through the bridge back to
+                // back over that of one calling the server, from the same
+                // seconds: each rate is 1 / its mean latency.
+                "rate_ratio": (bridged.mean_us > 0.0).then(|| direct.mean_us / bridged.mean_us),
                 "errors": bridged.errors + direct.errors,
                 "server_cpu_us_per_req": server_cpu,
             })
