@@ -14,6 +14,7 @@ reconnecting; a server that wants a token it was not given answering with
 an MCP error that names the login command, not a hang."""
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import socket
@@ -251,6 +252,33 @@ def test_remote_servers_called_one_after_another_share_threads_and_idle_connecti
     assert wait_until(lambda: connections_to(pid, remote.port) <= count, timeout=20), connections_to(pid, remote.port)
     status, _, body = post(server, "/tools/call", {"server": "far0", "name": "echo", "arguments": {"message": "again"}})
     assert status == 200 and "Echo: again" in json.dumps(body), body
+
+
+def test_after_a_burst_one_steady_client_keeps_one_connection_not_the_bursts(make_server, remotes):
+    """Sixteen calls at once open sixteen connections to the remote. One
+    client then calling every 50 ms needs one: the others see no call
+    and close within the idle time (5 s), rather than taking turns with
+    the calls and staying open for as long as any client calls."""
+    remote = remotes()
+    server = make_server("--server", f"far={remote.url}")
+    pid = server.proc.pid
+
+    def slow(_):
+        status, _, body = post(server, "/tools/call", {"server": "far", "name": "slow", "arguments": {"seconds": 1}})
+        assert status == 200 and "slept 1" in json.dumps(body), body
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(slow, range(16)))
+    burst = connections_to(pid, remote.port)
+    assert burst >= 16, burst
+    # Past the idle time, twice over, calling all along.
+    deadline = time.monotonic() + 11
+    while time.monotonic() < deadline:
+        status, _, body = post(server, "/tools/call", {"server": "far", "name": "echo", "arguments": {"message": "on"}})
+        assert status == 200 and "Echo: on" in json.dumps(body), body
+        time.sleep(0.05)
+    # The calls' connection, and the session's event stream.
+    assert connections_to(pid, remote.port) <= 3, (burst, connections_to(pid, remote.port))
 
 
 def test_a_killed_remote_fails_its_call_at_once_and_comes_back(make_server, remotes):

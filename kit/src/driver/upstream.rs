@@ -3,6 +3,7 @@
 //! by rustls's state machine), so an answer reaches the client's
 //! connection with no hand-over between threads.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
@@ -25,14 +26,9 @@ pub type Spawn = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
 /// A carrier of tasks on `E` for each run, spawned with `spawn`.
 pub fn carriers<E: Executor>(spawn: Spawn) -> Carriers {
     Arc::new(move || {
-        let (jobs, waiting) = async_channel::unbounded();
         Box::new(Tasks::<E> {
             spawn: spawn.clone(),
-            queue: Arc::new(Queue {
-                jobs,
-                waiting,
-                count: Mutex::default(),
-            }),
+            queue: Arc::new(Queue::default()),
             executor: std::marker::PhantomData,
         })
     })
@@ -45,69 +41,154 @@ struct Tasks<E> {
     executor: std::marker::PhantomData<fn() -> E>,
 }
 
-/// The exchanges waiting for a worker.
+/// The exchanges waiting for a worker, and the workers waiting for one.
+#[derive(Default)]
 struct Queue {
-    jobs: async_channel::Sender<Job>,
-    waiting: async_channel::Receiver<Job>,
-    count: Mutex<Count>,
+    state: Mutex<QueueState>,
 }
 
 #[derive(Default)]
-struct Count {
+struct QueueState {
+    /// Unbounded here: the bridge bounds a server's calls in flight
+    /// (`max_in_flight`), and the upstream what it holds back.
+    jobs: VecDeque<Job>,
+    /// The idle workers, the latest to become idle last. The next
+    /// exchange goes to that one: under a load lighter than a burst left
+    /// workers for, the others see none and end after [`WORKER_IDLE`],
+    /// their connections with them, rather than taking turns for good.
+    idle: Vec<Arc<Handoff>>,
     workers: usize,
-    idle: usize,
+    closed: bool,
+}
+
+/// Where an idle worker is handed its next exchange, or told to end.
+#[derive(Default)]
+struct Handoff {
+    state: Mutex<Handed>,
+}
+
+#[derive(Default)]
+enum Handed {
+    /// Nothing yet; the worker, once it waits.
+    #[default]
+    Nothing,
+    Waiting(Waker),
+    Job(Job),
+    /// The run is over.
+    End,
+}
+
+impl Handoff {
+    fn state(&self) -> MutexGuard<'_, Handed> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands the worker `handed` (a job, or its end) and wakes it.
+    fn hand(&self, handed: Handed) {
+        if let Handed::Waiting(waker) = std::mem::replace(&mut *self.state(), handed) {
+            waker.wake();
+        }
+    }
+
+    /// What was handed over, if anything (the handoff then empty again).
+    fn take(&self) -> Option<Option<Job>> {
+        let mut state = self.state();
+        match std::mem::take(&mut *state) {
+            Handed::Job(job) => Some(Some(job)),
+            Handed::End => Some(None),
+            waiting => {
+                *state = waiting;
+                None
+            }
+        }
+    }
+
+    /// Resolves once something is handed over: `Some` job, or `None` to
+    /// end.
+    async fn handed(&self) -> Option<Job> {
+        future::poll_fn(|cx| {
+            if let Some(handed) = self.take() {
+                return Poll::Ready(handed);
+            }
+            let mut state = self.state();
+            if !matches!(&*state, Handed::Waiting(w) if w.will_wake(cx.waker())) {
+                *state = Handed::Waiting(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 impl<E: Executor> Carrier for Tasks<E> {
     fn carry(&self, run: &Arc<RemoteRun>, job: Job) {
-        let mut count = self.queue.count();
-        // Unbounded here: the bridge bounds a server's calls in flight
-        // (`max_in_flight`), and the upstream what it holds back.
-        let _ = self.queue.jobs.try_send(job);
-        if count.idle == 0 && count.workers < MAX_WORKERS {
-            count.workers += 1;
+        let mut state = self.queue.state();
+        if let Some(worker) = state.idle.pop() {
+            return worker.hand(Handed::Job(job));
+        }
+        state.jobs.push_back(job);
+        if state.workers < MAX_WORKERS {
+            state.workers += 1;
             let (queue, run) = (self.queue.clone(), run.clone());
             (self.spawn)(Box::pin(async move { queue.work_on::<E>(&run).await }));
         }
     }
 
     fn close(&self) {
-        self.queue.jobs.close();
+        let mut state = self.queue.state();
+        state.closed = true;
+        for worker in state.idle.drain(..) {
+            worker.hand(Handed::End);
+        }
     }
 }
 
 impl Queue {
-    fn count(&self) -> MutexGuard<'_, Count> {
-        self.count.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The next exchange, or `None` once there has been none for a while
-    /// (or the run is over).
-    async fn next_job<E: Executor>(&self, idle: &mut Idle<E>) -> Option<Job> {
-        if let Ok(job) = self.waiting.try_recv() {
-            return Some(job);
+    /// (or the run is over and none is left).
+    async fn next_job<E: Executor>(
+        &self,
+        handoff: &Arc<Handoff>,
+        idle: &mut Idle<E>,
+    ) -> Option<Job> {
+        {
+            let mut state = self.state();
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                state.workers -= 1;
+                return None;
+            }
+            state.idle.push(handoff.clone());
         }
-        self.count().idle += 1;
-        let waited = loop {
-            let next = future::or(async { Some(self.waiting.recv().await.ok()) }, async {
+        loop {
+            let next = future::or(async { Some(handoff.handed().await) }, async {
                 (&mut idle.timer).await;
                 None
             })
             .await;
-            match next {
-                Some(job) => break job,
-                None if idle.over() => break None,
+            let mut state = self.state();
+            // One handed over as the timer fired is still this worker's.
+            let handed = next.or_else(|| handoff.take());
+            match handed {
+                Some(Some(job)) => return Some(job),
+                Some(None) => {
+                    state.workers -= 1;
+                    return None;
+                }
+                None if idle.over() => {
+                    state.idle.retain(|w| !Arc::ptr_eq(w, handoff));
+                    state.workers -= 1;
+                    return None;
+                }
                 None => {}
             }
-        };
-        let mut count = self.count();
-        count.idle -= 1;
-        // One sent while this worker's wait ended is still its own.
-        let job = waited.or_else(|| self.waiting.try_recv().ok());
-        if job.is_none() {
-            count.workers -= 1;
         }
-        job
     }
 
     /// A worker: takes `run`'s exchanges until there are none for a
@@ -116,7 +197,8 @@ impl Queue {
         let mut conn: Option<Conn<E>> = None;
         let mut idle = Idle::<E>::new();
         let cuts = Arc::new(Cuts::default());
-        while let Some(job) = self.next_job(&mut idle).await {
+        let handoff = Arc::new(Handoff::default());
+        while let Some(job) = self.next_job(&handoff, &mut idle).await {
             carry(run, job, &mut conn, &cuts).await;
             idle.worked();
         }
