@@ -408,7 +408,6 @@ fn exchange(
 #[derive(Default)]
 struct Pool {
     state: Mutex<PoolState>,
-    bell: Condvar,
 }
 
 type Task = Box<dyn FnOnce() + Send>;
@@ -416,8 +415,11 @@ type Task = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 struct PoolState {
     tasks: VecDeque<Task>,
-    /// Threads waiting for a task.
-    idle: usize,
+    /// Threads waiting for a task, each on a bell of its own, the latest
+    /// to wait last. A task wakes that one: under a load lighter than a
+    /// burst left threads for, the others get none and end, rather than
+    /// taking turns for good.
+    idle: Vec<Arc<Condvar>>,
     /// Runs keeping idle connections.
     watched: Vec<Weak<Queue>>,
 }
@@ -431,8 +433,8 @@ impl Pool {
     fn run(self: &Arc<Self>, task: Task) -> std::io::Result<()> {
         let mut state = self.state();
         state.tasks.push_back(task);
-        if state.tasks.len() <= state.idle {
-            self.bell.notify_one();
+        if let Some(bell) = state.idle.pop() {
+            bell.notify_one();
             return Ok(());
         }
         let pool = self.clone();
@@ -453,6 +455,7 @@ impl Pool {
     /// A thread of the pool: runs tasks until there has been none for a
     /// while.
     fn serve(&self) {
+        let bell = Arc::new(Condvar::new());
         let mut state = self.state();
         loop {
             if let Some(task) = state.tasks.pop_front() {
@@ -461,14 +464,17 @@ impl Pool {
                 state = self.state();
                 continue;
             }
-            state.idle += 1;
-            let (guard, waited) = self
-                .bell
+            state.idle.push(bell.clone());
+            let (guard, waited) = bell
                 .wait_timeout(state, WORKER_IDLE)
                 .unwrap_or_else(|e| e.into_inner());
             state = guard;
-            state.idle -= 1;
-            if !waited.timed_out() || !state.tasks.is_empty() {
+            // Still listed: no task woke it (it timed out, or woke by
+            // itself).
+            let before = state.idle.len();
+            state.idle.retain(|b| !Arc::ptr_eq(b, &bell));
+            let woken = state.idle.len() == before;
+            if woken || !waited.timed_out() || !state.tasks.is_empty() {
                 continue;
             }
             let watched = std::mem::take(&mut state.watched);
@@ -480,7 +486,7 @@ impl Pool {
                 .collect();
             state = self.state();
             state.watched.extend(still);
-            if state.watched.is_empty() || state.idle > 0 {
+            if state.watched.is_empty() || !state.idle.is_empty() {
                 return;
             }
         }
@@ -500,7 +506,7 @@ mod tests {
     /// Waits (bounded) until `pool` has `n` threads waiting.
     fn until_idle(pool: &Pool, n: usize) {
         for _ in 0..500 {
-            if pool.state().idle == n {
+            if pool.state().idle.len() == n {
                 return;
             }
             std::thread::sleep(Duration::from_millis(2));
