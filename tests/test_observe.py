@@ -13,7 +13,7 @@ import ollama
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import API_KEY, BRIDGE_TOKEN, SECRET_PROMPT, WsAgent, http_request
+from conftest import API_KEY, BRIDGE_TOKEN, SECRET_PROMPT, WsAgent, http_request, wait_until
 
 
 def get(server, path, token=API_KEY):
@@ -191,10 +191,22 @@ def test_audit_log_is_rotated_by_size(make_server):
     for _ in range(40):
         assert get(server, "/v1/models")[0] == 200
     rotated = server.audit_path.with_name(server.audit_path.name + ".1")
-    deadline = time.monotonic() + 5
-    while not rotated.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert rotated.exists()
+
+    def files():
+        return sorted((p.name, p.stat().st_size) for p in server.audit_path.parent.glob(server.audit_path.name + "*"))
+
+    def settled():
+        # The writer has caught up once the files stop changing: a
+        # rotation caught between its two renames has no `.1` (or loses a
+        # file between the listing and its size) for that moment.
+        try:
+            before = files()
+            time.sleep(0.3)
+            return before == files() and rotated.exists()
+        except FileNotFoundError:
+            return False
+
+    assert wait_until(settled, timeout=10), files()
     for path in server.audit_path.parent.glob(server.audit_path.name + "*"):
         assert path.stat().st_size <= 2000
         for line in path.read_text().splitlines():
