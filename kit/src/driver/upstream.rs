@@ -78,6 +78,12 @@ enum Handed {
     End,
 }
 
+/// What an idle worker was handed.
+enum Given {
+    Job(Job),
+    End,
+}
+
 impl Handoff {
     fn state(&self) -> MutexGuard<'_, Handed> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -90,31 +96,33 @@ impl Handoff {
         }
     }
 
-    /// What was handed over, if anything (the handoff then empty again).
-    fn take(&self) -> Option<Option<Job>> {
+    /// What was handed over, if anything (the handoff then empty again);
+    /// otherwise `waiting` (the worker's waker, when it waits) is left.
+    fn take(&self, waiting: Option<&Waker>) -> Option<Given> {
+        // One lock for both: a job handed between a look and the waker's
+        // setting would be written over.
         let mut state = self.state();
         match std::mem::take(&mut *state) {
-            Handed::Job(job) => Some(Some(job)),
-            Handed::End => Some(None),
-            waiting => {
-                *state = waiting;
+            Handed::Job(job) => Some(Given::Job(job)),
+            Handed::End => Some(Given::End),
+            Handed::Waiting(w) if waiting.is_none_or(|waker| w.will_wake(waker)) => {
+                *state = Handed::Waiting(w);
+                None
+            }
+            _ => {
+                if let Some(waker) = waiting {
+                    *state = Handed::Waiting(waker.clone());
+                }
                 None
             }
         }
     }
 
-    /// Resolves once something is handed over: `Some` job, or `None` to
-    /// end.
-    async fn handed(&self) -> Option<Job> {
-        future::poll_fn(|cx| {
-            if let Some(handed) = self.take() {
-                return Poll::Ready(handed);
-            }
-            let mut state = self.state();
-            if !matches!(&*state, Handed::Waiting(w) if w.will_wake(cx.waker())) {
-                *state = Handed::Waiting(cx.waker().clone());
-            }
-            Poll::Pending
+    /// Resolves once something is handed over.
+    async fn handed(&self) -> Given {
+        future::poll_fn(|cx| match self.take(Some(cx.waker())) {
+            Some(given) => Poll::Ready(given),
+            None => Poll::Pending,
         })
         .await
     }
@@ -174,10 +182,9 @@ impl Queue {
             .await;
             let mut state = self.state();
             // One handed over as the timer fired is still this worker's.
-            let handed = next.or_else(|| handoff.take());
-            match handed {
-                Some(Some(job)) => return Some(job),
-                Some(None) => {
+            match next.or_else(|| handoff.take(None)) {
+                Some(Given::Job(job)) => return Some(job),
+                Some(Given::End) => {
                     state.workers -= 1;
                     return None;
                 }
@@ -553,6 +560,48 @@ mod tests {
         assert!(!is_cut(&cuts));
         cut();
         assert!(is_cut(&cuts));
+    }
+
+    fn job(id: u64) -> Job {
+        Job {
+            id: ExchangeId(id),
+            request: Outgoing::new("POST", Url::parse("http://127.0.0.1:9/mcp").unwrap()),
+            streaming: false,
+            deadline: None,
+        }
+    }
+
+    fn handed_id(given: Option<Given>) -> Option<u64> {
+        match given {
+            Some(Given::Job(job)) => Some(job.id.0),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_worker_gets_what_is_handed_before_or_while_it_waits() {
+        let handoff = Handoff::default();
+        handoff.hand(Handed::Job(job(1)));
+        assert_eq!(
+            handed_id(future::block_on(future::poll_once(handoff.handed()))),
+            Some(1)
+        );
+
+        let mut waiting = Box::pin(handoff.handed());
+        assert!(future::block_on(future::poll_once(&mut waiting)).is_none());
+        handoff.hand(Handed::Job(job(2)));
+        assert_eq!(
+            handed_id(future::block_on(future::poll_once(&mut waiting))),
+            Some(2)
+        );
+
+        // Taken once, whoever takes it; an end ends the wait.
+        let mut again = Box::pin(handoff.handed());
+        assert!(future::block_on(future::poll_once(&mut again)).is_none());
+        handoff.hand(Handed::Job(job(3)));
+        assert_eq!(handed_id(handoff.take(None)), Some(3));
+        handoff.hand(Handed::End);
+        assert!(matches!(future::block_on(again), Given::End));
     }
 
     #[test]
