@@ -13,6 +13,7 @@ own model APIs (`FakeResponses`, `FakeChat`, `FakeGemini`)."""
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 import uuid
@@ -437,14 +438,17 @@ def test_a_result_for_an_unknown_call_or_given_twice_is_a_400(server, exec_agent
 def test_stopping_the_agent_removes_its_relays_directory(server, exec_agent, tmp_path, fake):
     """The private directory of the relays' socket lives as long as `agent
     exec`: a SIGTERM (which exits without running destructors) removes it."""
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    before = set(tmp.glob("mcp-provider-tools-*"))
-    s = Setup(server, exec_agent, tmp_path, fake)
-    [made] = set(tmp.glob("mcp-provider-tools-*")) - before
+    # A temporary folder of its own (short, for the socket's path): other
+    # tests' agents, side by side, make theirs in the shared one.
+    tmp = Path(tempfile.mkdtemp(prefix="t"))
+    env = {**claude_code_env(fake.base, "fake-anthropic-key"), "TMPDIR": str(tmp)}
+    s = Setup(server, exec_agent, tmp_path, fake, cli_env=env)
+    [made] = tmp.glob("mcp-provider-tools-*")
     assert (made / "tools.sock").is_socket()
     assert made.stat().st_mode & 0o077 == 0
     s.agent.stop()
     assert not made.exists()
+    tmp.rmdir()
 
 
 # codex: the editor's tools reach it as the MCP server `editor`, which it
