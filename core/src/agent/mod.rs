@@ -10,3 +10,14 @@ pub mod host;
 pub mod message;
 pub mod process;
 pub mod relink;
+
+/// The most of a peer's method (or tool) name an error quotes back to it:
+/// enough to recognise it, and a line of its own no bigger than that
+/// whatever the peer sent.
+pub const QUOTED_NAME: usize = 100;
+
+/// `name`, as an error quotes it back to the peer that sent it: at most
+/// [`QUOTED_NAME`] bytes of it.
+pub fn quoted(name: &str) -> String {
+    crate::text::bounded(name, QUOTED_NAME)
+}

@@ -43,6 +43,7 @@ use crate::agent::exec::round::Round;
 use crate::agent::exec::tools::{Chat, Given, Offer};
 use crate::agent::exec::ToolLink;
 use crate::agent::process::{read_frame, Action, Exit, Frame, ProcessAgent, RunId, Stdin};
+use crate::agent::quoted;
 use crate::agent::relink::Relink;
 use crate::lines::{Line, LineBuffer};
 use crate::mcp;
@@ -748,7 +749,7 @@ impl AcpAgent {
                     _ => mcp::error(
                         &id,
                         mcp::METHOD_NOT_FOUND,
-                        &format!("{method} is not offered by this client"),
+                        &format!("{} is not offered by this client", quoted(&method)),
                         None,
                     ),
                 };
@@ -899,6 +900,25 @@ impl AcpAgent {
             return self.end_process(slot, why.into());
         };
         let at = At { slot, id };
+        if !self.take_id(&at) {
+            // The agent named a session it already has: the one it names
+            // keeps its conversation, and this one gets none of it.
+            if let Some(owner) = request.owner {
+                self.relays.close_all_of(owner);
+            }
+            tracing::warn!(
+                "ACP agent: `session/new` answered with the id of a session already open"
+            );
+            if !request.cancelled {
+                let message = format!(
+                    "`{}` answered `session/new` with the id of a session already open",
+                    self.program()
+                );
+                self.ready
+                    .push_back(error_frame(&request.invoke, &message, "agent_failed"));
+            }
+            return self.drain_queue(now);
+        }
         let mut session = Session::new(now, request.owner);
         session.know(models);
         self.sessions.insert(at.clone(), session);
@@ -909,6 +929,19 @@ impl AcpAgent {
         self.prompt(at, request, text, now);
         // The next session may open.
         self.drain_queue(now);
+    }
+
+    /// Whether a new session may take the id `at`: one no session of that
+    /// process holds. A session kept from a process that ended holds it no
+    /// longer (its agent is gone; this one numbers its sessions anew): it
+    /// is forgotten, its conversation opening a session of its own next
+    /// time.
+    fn take_id(&mut self, at: &At) -> bool {
+        match self.sessions.get(at) {
+            None => true,
+            Some(session) if session.unloaded => self.forget(at),
+            Some(_) => false,
+        }
     }
 
     /// `session/load` answered (the history it replayed went to no turn):

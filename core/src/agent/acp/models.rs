@@ -158,6 +158,12 @@ impl AcpAgent {
             let id = result["sessionId"].as_str()?.to_owned();
             Some((id, Models::of(&result)))
         });
+        let opened = opened.filter(|(id, _)| {
+            self.take_id(&At {
+                slot,
+                id: id.clone(),
+            })
+        });
         let Some((id, models)) = opened else {
             self.register(&[]);
             return self.drain_queue(now);

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::*;
 
 mod churn;
+mod isolation;
 
 fn plan() -> AcpPlan {
     AcpPlan {
@@ -363,6 +364,28 @@ fn permission_is_answered_by_the_policy_and_other_requests_refused() {
     assert_eq!(lines[0]["id"], "p1");
     assert_eq!(lines[0]["result"]["outcome"]["optionId"], "nope");
     assert_eq!(lines[1]["error"]["code"], crate::mcp::METHOD_NOT_FOUND);
+}
+
+#[test]
+fn a_huge_unknown_method_is_quoted_only_in_part() {
+    let now = Instant::now();
+    let mut agent = prompted(now);
+    let method = format!("é{}", "x".repeat(1 << 20));
+    say(
+        &mut agent,
+        0,
+        json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": {}}),
+        now,
+    );
+    let action = agent.poll_action();
+    let Some(Action::Write { line, .. }) = action else {
+        panic!("no answer: {action:?}");
+    };
+    assert!(line.len() < 400, "{} bytes", line.len());
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["error"]["code"], crate::mcp::METHOD_NOT_FOUND);
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("éxxx") && message.contains('…'), "{message}");
 }
 
 #[test]

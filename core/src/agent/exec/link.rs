@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use super::round::MAX_CALLS;
 use super::tools::{Offer, SERVER};
 use super::RunId;
+use crate::agent::quoted;
 use crate::lines::{Line, LineBuffer};
 use crate::mcp::{self, Message};
 
@@ -216,13 +217,14 @@ pub fn asked(line: &Line, offer: &Offer) -> Asked {
                     },
                 },
                 None => {
-                    let message = format!("no tool named {}", params["name"]);
+                    let name = quoted(&params["name"].to_string());
+                    let message = format!("no tool named {name}");
                     Asked::Reply(mcp::error(&id, mcp::INVALID_PARAMS, &message, None))
                 }
             };
         }
         _ => {
-            let message = format!("method {method} is not supported");
+            let message = format!("method {} is not supported", quoted(&method));
             return Asked::Reply(mcp::error(&id, mcp::METHOD_NOT_FOUND, &message, None));
         }
     };

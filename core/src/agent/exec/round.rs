@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::link::{self, LinkId};
 use super::tools::{Given, Offer, ToolResult};
+use crate::mcp;
 
 /// The longest the first call of a turn waits for the others the turn
 /// made, when the CLI's output did not say they all came.
@@ -77,8 +78,12 @@ impl Round {
         self.parked_until.or(self.batch_due)
     }
 
-    /// The CLI called a tool over `link`: held, unless too many are (then
-    /// the CLI gets this error line back).
+    /// The CLI called a tool over `link`: held, unless the run is parked
+    /// or too many are held (then the CLI gets this error line back). A
+    /// parked run's editor has its answer, the calls it was given: a call
+    /// made now would be nobody's (the CLI waits for their results), and
+    /// taken in, it would be handed to the editor in place of what the run
+    /// says after them.
     pub fn call(
         &mut self,
         link: LinkId,
@@ -88,6 +93,11 @@ impl Round {
         id: impl FnOnce(u64) -> String,
         now: Instant,
     ) -> Result<(), String> {
+        if self.parked() {
+            let message =
+                "the editor has this turn's calls and no other is taken until their results come";
+            return Err(mcp::error(&rpc, mcp::INVALID_REQUEST, message, None));
+        }
         if self.pending.len() + self.given.len() >= MAX_CALLS {
             let message = format!("more than {MAX_CALLS} tool calls at once");
             return Err(link::result(&rpc, &message, true));
@@ -219,6 +229,29 @@ mod tests {
         assert!(r.due(now + BATCH_WAIT));
         r.link_closed(LinkId(1));
         assert!(!r.due(now + BATCH_WAIT) && r.deadline().is_none());
+    }
+
+    #[test]
+    fn a_call_while_parked_is_refused_and_never_given() {
+        let now = Instant::now();
+        let mut r = round();
+        call(&mut r, 1, now);
+        r.give(now + Duration::from_secs(300));
+        let id = |made| format!("call_{made}");
+        let city = json!({"city": "Oslo"});
+        let refused = r.call(LinkId(2), json!(9), "weather".into(), city, id, now);
+        let refused: Value = serde_json::from_str(&refused.unwrap_err()).unwrap();
+        assert_eq!(refused["id"], 9);
+        assert_eq!(refused["error"]["code"], mcp::INVALID_REQUEST);
+        // The results come: nothing is left to give after them.
+        let result = ToolResult {
+            id: None,
+            text: "sun".into(),
+            is_error: false,
+        };
+        assert_eq!(r.answer(vec![result]).len(), 1);
+        assert!(!r.due(now + BATCH_WAIT) && r.deadline().is_none());
+        assert!(r.give(now + BATCH_WAIT).is_empty());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::agent::quoted;
 use crate::agent::relink::Relink;
 use crate::lines::{Line, LineBuffer};
 use crate::mcp::{self, Message};
@@ -185,7 +186,7 @@ impl HostAgent {
                 "resultType": "complete",
             }),
             "prompts/get" => {
-                let message = format!("no prompt named {}", params["name"]);
+                let message = format!("no prompt named {}", quoted(&params["name"].to_string()));
                 self.to_host
                     .push_back(mcp::error(&id, mcp::INVALID_PARAMS, &message, None));
                 return;
@@ -196,7 +197,8 @@ impl HostAgent {
                     Some("next_request") => return self.next_request(id, args, now),
                     Some("respond") => self.respond(args),
                     _ => {
-                        let message = format!("no tool named {}", params["name"]);
+                        let message =
+                            format!("no tool named {}", quoted(&params["name"].to_string()));
                         self.to_host.push_back(mcp::error(
                             &id,
                             mcp::INVALID_PARAMS,
@@ -208,7 +210,7 @@ impl HostAgent {
                 }
             }
             _ => {
-                let message = format!("method {method} is not supported");
+                let message = format!("method {} is not supported", quoted(method));
                 self.to_host
                     .push_back(mcp::error(&id, mcp::METHOD_NOT_FOUND, &message, None));
                 return;
