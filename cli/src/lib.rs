@@ -445,7 +445,7 @@ fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> 
     // Always there: servers may be added at run time (`/integrations`).
     let bridge = bridge::Bridged::start(
         settings.bridge.all_servers().map(|s| s.spec()).collect(),
-        settings.bridge.limits(),
+        settings.bridge_limits(),
         bridge_seed,
     );
     bridge.set_names(settings.bridge.names());

@@ -152,7 +152,7 @@ impl Reloader {
             Err(e) => return refused(&e),
         };
         let specs = new.bridge.all_servers().map(|s| s.spec()).collect();
-        match self.bridged.reconfigure(specs, new.bridge.limits()) {
+        match self.bridged.reconfigure(specs, new.bridge_limits()) {
             Ok(done) => {
                 self.bridged.set_names(new.bridge.names());
                 if let Some(credentials) = &self.credentials {

@@ -67,6 +67,9 @@ pub struct Settings {
     pub max_message_bytes: usize,
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u64,
+    /// How long a model request that is not streamed may take; also how
+    /// long a bridged remote MCP server's call may go with neither its
+    /// answer nor progress.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
     #[serde(default = "default_stream_idle")]
@@ -232,6 +235,16 @@ impl std::fmt::Display for BadSettings {
 }
 
 impl Settings {
+    /// The core's limits for the bridge: the `[bridge]` table's, and
+    /// `request_timeout_secs` as how long a remote server's call may go
+    /// with neither its answer nor progress.
+    pub fn bridge_limits(&self) -> mcp_provider_core::bridge::Limits {
+        mcp_provider_core::bridge::Limits {
+            call_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            ..self.bridge.limits()
+        }
+    }
+
     /// Whether settings other than the bridge's (its servers, files and
     /// limits) differ: those are read at start only.
     pub fn differs_beyond_the_bridge(&self, other: &Settings) -> bool {

@@ -129,6 +129,9 @@ pub const SERVER_ERROR: i64 = -32000;
 /// JSON-RPC's "internal error" code: sent to the child when no client can
 /// answer its request.
 pub const INTERNAL_ERROR: i64 = -32603;
+/// MCP's "request timeout" code (the SDKs' `RequestTimeout`): a call to a
+/// remote server showed neither its answer nor progress in time.
+pub const REQUEST_TIMEOUT: i64 = -32001;
 
 /// One client of a bridged server (a network session), numbered by the
 /// bridge.
@@ -244,6 +247,12 @@ pub struct Limits {
     /// A session with no stream open and no request for this long ends
     /// (clients seldom `DELETE` theirs).
     pub session_idle: Duration,
+    /// How long a call to a remote server may go with neither its answer
+    /// nor progress (`notifications/progress` for its token) before its
+    /// client gets a timeout error and the server is told the call is
+    /// cancelled. A remote server that answers pings and never the call
+    /// would otherwise keep it, and what it holds, for good.
+    pub call_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -259,6 +268,7 @@ impl Default for Limits {
             max_in_flight: 1024,
             max_sessions: 1024,
             session_idle: Duration::from_secs(3600),
+            call_timeout: Duration::from_secs(600),
         }
     }
 }

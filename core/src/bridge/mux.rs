@@ -9,15 +9,16 @@
 //! `max_in_flight`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::filter::ToolFilter;
 use super::generation::{self, Declared, Generation, Outcome, Round};
-use super::{BridgeOutput, ClientId, INTERNAL_ERROR, SERVER_ERROR};
+use super::{BridgeOutput, ClientId, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR};
 use crate::mcp::{self, Message};
+use crate::time::later;
 use crate::upstream::Outline;
 
 /// The protocol revision asked of the child when no client named one.
@@ -138,6 +139,9 @@ struct Call {
 struct Sent {
     caller: Caller,
     sent_at: Instant,
+    /// When it was sent, or its last progress came: a call that shows
+    /// none for long enough times out.
+    progressed_at: Instant,
     /// The method and params a session client sent a stateless child, kept
     /// to retry the call after an `input_required` answer.
     request: Option<(String, Value)>,
@@ -251,6 +255,38 @@ impl Mux {
     /// nothing while owing a call an answer.
     pub(crate) fn call_silent_since(&self) -> Option<Instant> {
         Some(self.calls.range(self.heard_from..).next()?.1.sent_at)
+    }
+
+    /// The earliest time a call still waiting for the child was sent or
+    /// last showed progress: from it, the next call to time out.
+    pub(crate) fn least_progress(&self) -> Option<Instant> {
+        self.calls.values().map(|sent| sent.progressed_at).min()
+    }
+
+    /// Calls that have shown no progress for `timeout` end: the child is
+    /// told each is cancelled (so what it holds is let go), and its client
+    /// gets a timeout error, `message`.
+    pub(crate) fn time_out(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        message: &str,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        let late: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, sent)| later(sent.progressed_at, timeout) <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(sent) = self.calls.remove(&id) {
+                let params = json!({"requestId": id, "reason": message});
+                out.push_back(child_notification("notifications/cancelled", params));
+                let error = json!({"code": REQUEST_TIMEOUT, "message": message});
+                self.finish(sent.caller, Err(&error), out);
+            }
+        }
     }
 
     /// When the oldest of the bridge's own requests (a `ping`) still
@@ -668,7 +704,7 @@ impl Mux {
                 if method.ends_with("/list_changed") {
                     self.lists += 1;
                 }
-                self.handle_child_notification(line, &method, params, out)
+                self.handle_child_notification(line, &method, params, now, out)
             }
         }
         FromChild::Nothing
@@ -896,6 +932,7 @@ impl Mux {
         line: &str,
         method: &str,
         mut params: Value,
+        now: Instant,
         out: &mut VecDeque<BridgeOutput>,
     ) {
         match method {
@@ -906,6 +943,9 @@ impl Mux {
                     return;
                 };
                 let client = *client;
+                if let Some(sent) = self.calls.values_mut().find(|s| s.caller.token == token) {
+                    sent.progressed_at = now;
+                }
                 if let Some(object) = params.as_object_mut() {
                     object.insert("progressToken".into(), original.clone());
                 }
@@ -1113,6 +1153,7 @@ impl Mux {
             Sent {
                 caller: call.caller,
                 sent_at: now,
+                progressed_at: now,
                 request,
             },
         );

@@ -224,6 +224,15 @@ impl BridgedServer {
         if self.probe_at().is_some_and(|at| now >= at) {
             self.mux.send_ping(now, &mut self.out);
         }
+        if self.call_timeout_at().is_some_and(|at| now >= at) {
+            let timeout = self.supervisor.limits().call_timeout;
+            let message = format!(
+                "MCP server '{}' did not answer within {} s: timed out",
+                self.spec().name,
+                timeout.as_secs_f64()
+            );
+            self.mux.time_out(now, timeout, &message, &mut self.out);
+        }
         match self.supervisor.handle_timeout(now, &mut self.out) {
             Due::Ping => self.mux.send_ping(now, &mut self.out),
             Due::StartupTimeout => {
@@ -246,6 +255,7 @@ impl BridgedServer {
             self.hung_at(),
             self.probe_at(),
             self.idle_at(),
+            self.call_timeout_at(),
         ]
         .into_iter()
         .flatten()
@@ -316,6 +326,18 @@ impl BridgedServer {
         }
         let since = self.mux.call_silent_since()?;
         Some(later(since, self.supervisor.limits().ping_timeout))
+    }
+
+    /// When a running remote server's call that has gone longest with
+    /// neither its answer nor progress times out. (A stdio child that
+    /// stops answering is found hung by its pings; a remote server may
+    /// answer pings and never a call.)
+    fn call_timeout_at(&self) -> Option<Instant> {
+        if self.state() != ChildState::Running || self.spec().remote.is_none() {
+            return None;
+        }
+        let since = self.mux.least_progress()?;
+        Some(later(since, self.supervisor.limits().call_timeout))
     }
 
     fn idle_at(&self) -> Option<Instant> {

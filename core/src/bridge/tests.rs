@@ -1829,3 +1829,43 @@ fn a_filtered_tool_is_left_out_of_listings_and_never_called() {
     rig.call(a, json!(4), "tools/call", json!({"name": "read_file"}));
     assert_eq!(rig.drain().child[0]["params"]["name"], "read_file");
 }
+
+#[test]
+fn a_remote_call_with_neither_answer_nor_progress_times_out_and_is_cancelled() {
+    let url = crate::http::Url::parse("http://127.0.0.1:9/mcp").unwrap();
+    let mut rig = Rig::with(|spec, limits| {
+        spec.remote = Some(crate::upstream::Remote::new(url));
+        limits.call_timeout = 2 * SEC;
+    });
+    let a = rig.running();
+    let params = json!({"name": "slow", "_meta": {"progressToken": "tok"}});
+    rig.call(a, json!("c1"), "tools/call", params);
+    let sent = rig.drain().child[0].clone();
+    assert_eq!(rig.deadline(), Some(2 * SEC));
+    // Progress for the call moves its deadline on…
+    rig.at(1500 * MS);
+    let token = &sent["params"]["_meta"]["progressToken"];
+    rig.child_says(json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1}}));
+    assert_eq!(rig.drain().to(a)[0]["params"]["progressToken"], "tok");
+    assert_eq!(rig.deadline(), Some(3500 * MS));
+    rig.at(3 * SEC);
+    assert!(rig.drain().is_empty());
+    // …and without more, the call ends with MCP's timeout error, and the
+    // server is told it is cancelled.
+    rig.at(3500 * MS);
+    let out = rig.drain();
+    let (code, message) = error_of(&out.to(a)[0]);
+    assert_eq!(code, REQUEST_TIMEOUT);
+    assert!(message.contains("did not answer within 2 s"), "{message}");
+    assert_eq!(out.child[0]["method"], "notifications/cancelled");
+    assert_eq!(out.child[0]["params"]["requestId"], sent["id"]);
+    let ping = Limits::default().ping_interval;
+    assert_eq!(
+        rig.deadline(),
+        Some(ping),
+        "the health ping's, nothing else"
+    );
+    // Its late answer reaches no one.
+    rig.child_answers(&sent["id"], json!({"content": []}));
+    assert!(rig.drain().is_empty());
+}

@@ -187,6 +187,8 @@ const LISTEN_AGAIN_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Listening {
     id: ExchangeId,
+    /// The session it listens in: it may answer that session's requests.
+    session: String,
     /// When the server accepted it (its response's head came).
     since: Option<Instant>,
     /// The `id:` of the last event it carried: asked again with it
@@ -217,9 +219,9 @@ enum Kind {
         line: String,
         id: Option<Value>,
         method: Option<String>,
-        /// Whether the message went with a session id (a 404 then means
-        /// the session is gone).
-        in_session: bool,
+        /// The session id it went with, if any (a 404 then means the
+        /// session is gone; the session's stream may answer it).
+        session: Option<String>,
         /// The bridge's `initialize` replayed for a new session: its answer
         /// is not the bridge's to see.
         replay: bool,
@@ -234,6 +236,15 @@ enum Kind {
     Legacy,
     /// Ending the session.
     Delete,
+}
+
+/// What an answer from the server settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// A request of the bridge's: the answer goes on.
+    Passed,
+    /// The `initialize` replayed for a new session: not the bridge's to see.
+    Replayed,
 }
 
 /// How an exchange's body is read.
@@ -287,6 +298,9 @@ pub struct Upstream {
     bearer: Option<String>,
     /// The session's stream of server messages (Streamable HTTP's `GET`).
     listening: Option<Listening>,
+    /// Requests posted to a legacy endpoint, their answers still to come
+    /// on the event stream (at most [`MAX_HELD`]).
+    awaited: Vec<Value>,
     exchanges: IdMap<ExchangeId, Exchange>,
     next: u64,
     /// Dial failures in a row, and when dialing may be tried again.
@@ -313,6 +327,7 @@ impl Upstream {
             lost_sessions: 0,
             bearer: None,
             listening: None,
+            awaited: Vec::new(),
             exchanges: IdMap::default(),
             next: 1,
             failures: 0,
@@ -324,6 +339,11 @@ impl Upstream {
 
     pub fn poll_output(&mut self) -> Option<UpstreamOutput> {
         self.out.pop_front()
+    }
+
+    /// Whether exchange `id` is still to be made (not aborted, not over).
+    pub fn wants(&self, id: ExchangeId) -> bool {
+        self.exchanges.contains_key(&id)
     }
 
     /// The bearer token sent now, if any.
@@ -362,6 +382,7 @@ impl Upstream {
                 self.version = None;
             }
             Some("notifications/initialized") => self.initialized = Some(line.clone()),
+            Some("notifications/cancelled") if self.withdraw(&line) => return,
             _ => {}
         }
         if let Some((until, why)) = &self.down {
@@ -404,6 +425,42 @@ impl Upstream {
         self.held.push_back(line);
     }
 
+    /// The bridge gave up on a request (`cancelled`: its
+    /// `notifications/cancelled`; its client left, or it waited too long):
+    /// what the request holds is let go. Still held, it is never sent, and
+    /// neither is the cancellation (true): the server never saw it. Posted,
+    /// its exchange is cut — its connection with it, when its answer was
+    /// still streaming — and an answer after it has nowhere to go.
+    fn withdraw(&mut self, cancelled: &str) -> bool {
+        let Some(request) = serde_json::from_str::<Value>(cancelled)
+            .ok()
+            .and_then(|message| message["params"].get("requestId").cloned())
+        else {
+            return false;
+        };
+        let held = self.held.len();
+        self.held
+            .retain(|line| request_id(line).as_ref() != Some(&request));
+        if self.held.len() != held {
+            return true;
+        }
+        self.awaited.retain(|awaited| *awaited != request);
+        let posted = self.exchanges.iter().find_map(|(&id, e)| {
+            matches!(&e.kind, Kind::Post {
+                id: Some(asked),
+                answered: false,
+                replay: false,
+                ..
+            } if *asked == request)
+            .then_some(id)
+        });
+        if let Some(id) = posted {
+            self.exchanges.remove(&id);
+            self.out.push_back(UpstreamOutput::Abort(id));
+        }
+        false
+    }
+
     /// The driver got (or could not get) a token after an
     /// [`UpstreamOutput::Unauthorized`]: what waited is sent with it, or
     /// answered with `why`.
@@ -434,6 +491,7 @@ impl Upstream {
         }
         self.exchanges.clear();
         self.listening = None;
+        self.awaited.clear();
         if let (Protocol::Streamable, Some(session)) = (&self.protocol, self.session.take()) {
             let request = self
                 .request("DELETE", self.remote.url.clone())
@@ -472,7 +530,7 @@ impl Upstream {
             && matches!(
                 exchange.kind,
                 Kind::Post {
-                    in_session: true,
+                    session: Some(_),
                     replay: false,
                     ..
                 }
@@ -502,7 +560,7 @@ impl Upstream {
             }
             (
                 Kind::Post {
-                    in_session: true,
+                    session: Some(_),
                     replay: false,
                     ..
                 },
@@ -680,7 +738,7 @@ impl Upstream {
         let mut request = self
             .request("POST", url)
             .header("accept", "application/json, text/event-stream");
-        let mut in_session = false;
+        let mut session = None;
         if !legacy {
             match version {
                 Some(version) => {
@@ -693,15 +751,22 @@ impl Upstream {
                     }
                 }
                 None => {
-                    if let Some(session) = &self.session {
-                        request = request.header("mcp-session-id", session.clone());
-                        in_session = true;
+                    if let Some(id) = &self.session {
+                        request = request.header("mcp-session-id", id.clone());
+                        session = Some(id.clone());
                     }
                     if let Some(version) = &self.version {
                         request = request.header("mcp-protocol-version", version.clone());
                     }
                 }
             }
+        }
+        if let (true, Some(asked)) = (legacy, &id) {
+            if self.awaited.len() >= MAX_HELD {
+                let why = "too many requests are waiting for the remote MCP server";
+                return self.fail(Some(asked), why);
+            }
+            self.awaited.push(asked.clone());
         }
         let listen = method.as_deref() == Some("notifications/initialized") && !legacy;
         let request = request.body("application/json", line.clone());
@@ -710,7 +775,7 @@ impl Upstream {
                 line,
                 id,
                 method,
-                in_session,
+                session,
                 replay,
                 legacy,
                 answered: false,
@@ -732,7 +797,7 @@ impl Upstream {
         let mut request = self
             .request("GET", self.remote.url.clone())
             .header("accept", "text/event-stream")
-            .header("mcp-session-id", session);
+            .header("mcp-session-id", session.clone());
         if let Some(version) = &self.version {
             request = request.header("mcp-protocol-version", version.clone());
         }
@@ -742,6 +807,7 @@ impl Upstream {
         let id = self.start(Kind::Listen, request, true);
         self.listening = Some(Listening {
             id,
+            session,
             since: None,
             last_event: after,
         });
@@ -799,22 +865,21 @@ impl Upstream {
         }
     }
 
-    /// A message from the server, on exchange `id`.
+    /// A message from the server, on exchange `id`. Its own requests and
+    /// notifications go on from any stream; an answer only if it settles a
+    /// request it may answer there ([`Upstream::settle`]), else it is
+    /// dropped: a server (or whatever speaks for it) cannot answer one
+    /// client's call in the response to another's, nor answer a call twice.
     fn message(&mut self, id: ExchangeId, line: String) {
-        let Some(Exchange { kind, .. }) = self.exchanges.get_mut(&id) else {
+        if !self.exchanges.contains_key(&id) {
             return;
-        };
-        if let Kind::Post {
-            id: Some(asked),
-            answered,
-            replay,
-            ..
-        } = kind
-        {
-            let answer = mcp::answer(&line);
-            if answer.is_some_and(|a| *asked == a.id) {
-                *answered = true;
-                if *replay {
+        }
+        if let Some(answered) = answer_id(&line) {
+            match self.settle(id, &answered) {
+                Some(Settled::Passed) => {}
+                Some(Settled::Replayed) => return,
+                None => {
+                    tracing::debug!(server = %self.name, "an answer that answers no request waiting for it there was dropped: {}", crate::text::bounded(&line, 200));
                     return;
                 }
             }
@@ -834,6 +899,63 @@ impl Upstream {
             }
         }
         self.out.push_back(UpstreamOutput::Line(line));
+    }
+
+    /// The request an answer under `answered` settles, arriving on
+    /// exchange `on`, marked answered: the one request that exchange
+    /// posted, or, on the session's stream (a legacy server's event
+    /// stream), a request posted in that session and still waiting. None:
+    /// it answers nothing it may answer there.
+    fn settle(&mut self, on: ExchangeId, answered: &Value) -> Option<Settled> {
+        if answered.is_null() {
+            return None;
+        }
+        let waiting = |kind: &Kind, session: Option<&str>| {
+            matches!(kind, Kind::Post {
+                id: Some(asked),
+                answered: false,
+                session: posted_in,
+                ..
+            } if asked == answered && session.is_none_or(|s| posted_in.as_deref() == Some(s)))
+        };
+        let post = match &self.exchanges.get(&on)?.kind {
+            Kind::Post { .. } => on,
+            Kind::Listen => {
+                let session = self
+                    .listening
+                    .as_ref()
+                    .filter(|l| l.id == on)?
+                    .session
+                    .clone();
+                self.exchanges
+                    .iter()
+                    .find(|(_, e)| waiting(&e.kind, Some(&session)))
+                    .map(|(&id, _)| id)?
+            }
+            Kind::Legacy if matches!(self.protocol, Protocol::Legacy { stream, .. } if stream == on) =>
+            {
+                let at = self.awaited.iter().position(|a| a == answered)?;
+                self.awaited.swap_remove(at);
+                return Some(Settled::Passed);
+            }
+            Kind::Legacy | Kind::Delete => return None,
+        };
+        let exchange = self.exchanges.get_mut(&post)?;
+        if !waiting(&exchange.kind, None) {
+            return None;
+        }
+        let Kind::Post {
+            answered, replay, ..
+        } = &mut exchange.kind
+        else {
+            return None;
+        };
+        *answered = true;
+        Some(if *replay {
+            Settled::Replayed
+        } else {
+            Settled::Passed
+        })
     }
 
     /// Whether a legacy server's message answers the held `initialize`.
@@ -877,6 +999,7 @@ impl Upstream {
                 Kind::Post {
                     id: asked,
                     answered,
+                    legacy,
                     ..
                 },
             ..
@@ -884,11 +1007,15 @@ impl Upstream {
         else {
             return;
         };
+        let legacy = *legacy;
         let Some(asked) = asked.clone() else {
             tracing::debug!(server = %self.name, status, "the remote MCP server refused a notification: {}", crate::text::bounded(text, 200));
             return;
         };
         *answered = true;
+        if legacy {
+            self.awaited.retain(|awaited| *awaited != asked);
+        }
         let own = serde_json::from_str::<Value>(text)
             .ok()
             .and_then(|v| v.get("error").cloned())
@@ -928,6 +1055,9 @@ impl Upstream {
                 let why = failed.unwrap_or_else(|| {
                     "the remote MCP server ended its answer without answering".to_owned()
                 });
+                if legacy {
+                    self.awaited.retain(|awaited| *awaited != asked);
+                }
                 if replay {
                     self.reinitializing = false;
                     for line in std::mem::take(&mut self.held) {
@@ -946,6 +1076,7 @@ impl Upstream {
                     return;
                 }
                 let established = endpoint.is_some();
+                self.awaited.clear();
                 let why = failed.unwrap_or_else(|| "its event stream ended".to_owned());
                 for line in std::mem::take(&mut self.held) {
                     let id = request_id(&line);
@@ -1059,7 +1190,7 @@ impl Upstream {
                     matches!(
                         e.kind,
                         Kind::Post {
-                            in_session: true,
+                            session: Some(_),
                             replay: false,
                             ..
                         }
@@ -1175,6 +1306,29 @@ impl Upstream {
 /// The id of a request line, if it is one.
 fn request_id(line: &str) -> Option<Value> {
     Outline::of(line)?.id
+}
+
+/// The id a server's message answers, if it is an answer (a message with
+/// no method); one with no id, or that is no JSON-RPC object, answers
+/// `null`, which no request is.
+fn answer_id(line: &str) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct Members<'a> {
+        #[serde(default, borrow)]
+        method: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        id: Option<Value>,
+    }
+    if !mcp::is_object(line) {
+        return Some(Value::Null);
+    }
+    match serde_json::from_str::<Members>(line) {
+        Ok(Members {
+            method: Some(_), ..
+        }) => None,
+        Ok(Members { id, .. }) => Some(id.unwrap_or(Value::Null)),
+        Err(_) => Some(Value::Null),
+    }
 }
 
 #[cfg(test)]

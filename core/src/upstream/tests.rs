@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::http::Headers;
+use serde_json::json;
 
 fn remote(transport: Transport) -> Remote {
     Remote {
@@ -683,4 +684,229 @@ fn a_listening_stream_ended_at_once_is_not_asked_for_again() {
     let d = drain(&mut up);
     assert_eq!(d.sent.len(), 1);
     assert_eq!(d.sent[0].request.method, "POST");
+}
+
+/// A session with its listening stream open, and `n` calls posted in it
+/// (ids 100, 101, …), each answer an event stream begun: the listening
+/// stream's exchange, and each call's.
+fn calls_in_flight(up: &mut Upstream, n: u64, now: Instant) -> (ExchangeId, Vec<ExchangeId>) {
+    let listen = session(up, now);
+    let events = head(200, &[("content-type", "text/event-stream")]);
+    up.handle_head(listen, &events, now);
+    let mut posts = Vec::new();
+    for id in 100..100 + n {
+        let call =
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "t"}});
+        up.send(call.to_string(), now);
+        let sent = drain(up).sent.remove(0);
+        assert_eq!(sent.body()["id"], id);
+        up.handle_head(sent.id, &events, now);
+        posts.push(sent.id);
+    }
+    (listen, posts)
+}
+
+/// An event carrying an answer under `id`, saying it came `via` where.
+fn answer_event(id: u64, via: usize) -> Bytes {
+    let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"via": via}});
+    Bytes::from(format!("data: {answer}\n\n"))
+}
+
+#[test]
+fn an_answer_in_another_calls_response_is_dropped() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let (_, posts) = calls_in_flight(&mut up, 2, now);
+    // The response to call 101 answers call 100, then itself, then itself
+    // again.
+    for event in [
+        answer_event(100, 1),
+        answer_event(101, 1),
+        answer_event(101, 1),
+    ] {
+        up.handle_data(posts[1], &event);
+    }
+    up.handle_end(posts[1], now);
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 1, "{:?}", d.lines);
+    assert_eq!(d.lines[0]["id"], 101);
+    // Call 100 still waits for its own answer, and gets it.
+    up.handle_data(posts[0], &answer_event(100, 0));
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 1);
+    assert_eq!(d.lines[0]["result"]["via"], 0);
+}
+
+#[test]
+fn the_sessions_stream_answers_only_a_call_still_waiting_in_it() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let (listen, posts) = calls_in_flight(&mut up, 1, now);
+    for event in [
+        answer_event(7, 9),
+        answer_event(100, 9),
+        answer_event(100, 9),
+    ] {
+        up.handle_data(listen, &event);
+    }
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 1, "{:?}", d.lines);
+    assert_eq!(d.lines[0]["id"], 100);
+    // Answered there, its own response's answer is one too many, and its
+    // end owes nothing.
+    up.handle_data(posts[0], &answer_event(100, 0));
+    up.handle_end(posts[0], now);
+    assert!(drain(&mut up).lines.is_empty());
+}
+
+#[test]
+fn a_cancelled_call_lets_go_of_its_exchange_or_is_never_sent() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let (_, posts) = calls_in_flight(&mut up, 1, now);
+    let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":100,"reason":"timed out"}}"#;
+    up.send(cancel.into(), now);
+    let d = drain(&mut up);
+    assert_eq!(d.aborted, [posts[0]], "its answer's stream is cut");
+    assert_eq!(d.sent.len(), 1);
+    assert_eq!(d.sent[0].body()["method"], "notifications/cancelled");
+    assert!(!up.wants(posts[0]));
+    up.handle_data(posts[0], &answer_event(100, 0));
+    assert!(
+        drain(&mut up).lines.is_empty(),
+        "a late answer goes nowhere"
+    );
+    // A call held (behind a login) is dropped instead, and the server
+    // hears nothing of it.
+    up.send(r#"{"jsonrpc":"2.0","id":101,"method":"ping"}"#.into(), now);
+    let ping = drain(&mut up).sent.remove(0);
+    answer(&mut up, ping.id, head(401, &[]), "", now);
+    drain(&mut up);
+    up.send(r#"{"jsonrpc":"2.0","id":102,"method":"ping"}"#.into(), now);
+    up.send(cancel.replace("100", "102"), now);
+    up.handle_token(Ok("T".into()), now);
+    let d = drain(&mut up);
+    let posted: Vec<Value> = d.sent.iter().map(|s| s.body()["id"].clone()).collect();
+    assert_eq!(posted, [json!(101)]);
+}
+
+#[test]
+fn a_legacy_stream_answers_only_requests_posted_to_it() {
+    let now = Instant::now();
+    let (mut up, stream) = initializing(Transport::Sse, now);
+    let stream = stream.id;
+    legacy_session_open(&mut up, stream, now);
+    up.send(
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#.into(),
+        now,
+    );
+    let post = drain(&mut up).sent.remove(0);
+    answer(&mut up, post.id, head(202, &[]), "", now);
+    for id in [4, 5, 5] {
+        let answer = json!({"jsonrpc": "2.0", "id": id, "result": {}});
+        up.handle_data(
+            stream,
+            &Bytes::from(format!("event: message\ndata: {answer}\n\n")),
+        );
+    }
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 1, "{:?}", d.lines);
+    assert_eq!(d.lines[0]["id"], 5);
+}
+
+/// A legacy stream that names its endpoint and answers `initialize` there.
+fn legacy_session_open(up: &mut Upstream, stream: ExchangeId, now: Instant) {
+    up.handle_head(
+        stream,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    up.handle_data(
+        stream,
+        &Bytes::from_static(b"event: endpoint\ndata: /messages/?session_id=abc\n\n"),
+    );
+    let post = drain(up).sent.remove(0);
+    answer(up, post.id, head(202, &[]), "Accepted", now);
+    up.handle_data(
+        stream,
+        &Bytes::from_static(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2024-11-05\"}}\n\n"),
+    );
+    assert_eq!(drain(up).lines[0]["id"], 1);
+}
+
+mod interleavings {
+    //! Whatever a server sends wherever, in any order: an answer reaches
+    //! only the call it answers, at most once, and every call gets one.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CALLS: u64 = 4;
+    /// The session's stream, among the exchanges a step names.
+    const STREAM: usize = CALLS as usize;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// An answer under `id` (a call's, or one no call has: `CALLS`
+        /// and past it) in the response to call `on`, or on the session's
+        /// stream.
+        Answer { on: usize, id: u64 },
+        /// That exchange ends…
+        End { on: usize },
+        /// …or breaks.
+        Break { on: usize },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let on = 0..=STREAM;
+        prop_oneof![
+            4 => (on.clone(), 0..CALLS + 2).prop_map(|(on, id)| Step::Answer { on, id: 100 + id }),
+            1 => on.clone().prop_map(|on| Step::End { on }),
+            1 => on.prop_map(|on| Step::Break { on }),
+        ]
+    }
+
+    /// Each call's answers so far, checked as they come: under a call's
+    /// id, at most one, and a result only from that call's response or
+    /// the session's stream.
+    fn tally(up: &mut Upstream, answers: &mut [usize]) {
+        for line in drain(up).lines {
+            let id = line["id"].as_u64().expect("an answer");
+            let call = usize::try_from(id - 100).expect("a call's id");
+            answers[call] += 1;
+            assert!(answers[call] <= 1, "call {id} answered twice: {line}");
+            if let Some(via) = line["result"]["via"].as_u64() {
+                let via = usize::try_from(via).unwrap();
+                assert!(
+                    via == call || via == STREAM,
+                    "call {id} answered by {via}'s response"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn an_answer_reaches_only_its_call_and_once(steps in prop::collection::vec(step(), 0..40)) {
+            let now = Instant::now();
+            let mut up = Upstream::new("r", remote(Transport::Auto));
+            let (listen, posts) = calls_in_flight(&mut up, CALLS, now);
+            let exchange = |on: usize| posts.get(on).copied().unwrap_or(listen);
+            let mut answers = [0; CALLS as usize];
+            for step in steps {
+                match step {
+                    Step::Answer { on, id } => up.handle_data(exchange(on), &answer_event(id, on)),
+                    Step::End { on } => up.handle_end(exchange(on), now),
+                    Step::Break { on } => up.handle_failed(exchange(on), "reset", true, now),
+                }
+                tally(&mut up, &mut answers);
+            }
+            for post in &posts {
+                up.handle_end(*post, now);
+            }
+            tally(&mut up, &mut answers);
+            prop_assert_eq!(answers, [1; CALLS as usize], "every call answered once");
+        }
+    }
 }

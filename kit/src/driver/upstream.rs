@@ -326,7 +326,9 @@ async fn carry<E: Executor>(
     for _attempt in 0..2 {
         // Registered before dialing, so a cut run stops a dial under way
         // too (its socket dropped with it).
-        run.started(job.id, cuts.begin(job.id));
+        if !run.started(job.id, cuts.begin(job.id)) {
+            return;
+        }
         // Cut, or past the job's deadline: either ends the try as an
         // abort does.
         let stopped = || async {

@@ -363,8 +363,19 @@ impl RemoteRun {
     }
 
     /// An exchange is under way: `cut` ends it if the upstream aborts it.
-    pub fn started(&self, id: ExchangeId, cut: Cut) {
+    /// False, and nothing to carry, if the upstream no longer wants it (it
+    /// was aborted while it waited for a worker: its call was cancelled).
+    /// Looked at and noted under the upstream's lock, so an abort comes
+    /// either before (and is seen here) or after (and finds the cut).
+    #[must_use]
+    pub fn started(&self, id: ExchangeId, cut: Cut) -> bool {
+        let machine = self.machine();
+        if !machine.wants(id) {
+            return false;
+        }
         self.active().insert(id, cut);
+        drop(machine);
+        true
     }
 
     /// A try of exchange `id` is over with `result` (whether its

@@ -360,7 +360,9 @@ fn tries(
         let open = conn.as_mut()?;
         let socket = open.cutter();
         let _deadline = left.map(|left| Deadline::arm(socket.clone(), left));
-        run.started(job.id, Box::new(move || Conn::cut(&socket)));
+        if !run.started(job.id, Box::new(move || Conn::cut(&socket))) {
+            return None;
+        }
         let id = job.id;
         let result = match exchange(run, open, &job, patience) {
             Ok(Err(reading)) => {
