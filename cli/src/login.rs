@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use mcp_provider_core::oauth::Logins;
-use mcp_provider_kit::oauth::{self, browser_configured, open_browser, OAuthServer, Store};
+use mcp_provider_kit::oauth::{self, browser_configured, open_browser, OAuthServer, Opened, Store};
 
 use crate::settings::Settings;
 use crate::{ConfigArgs, Failure};
@@ -59,20 +59,20 @@ pub fn login(args: LoginArgs) -> Result<(), Failure> {
             Logins::new(&server.url)
         }
     };
-    let show = |url: &str| -> Result<(), String> {
+    let show = |url: &str| -> Result<Option<Opened>, String> {
         if !no_browser {
             match open_browser(url) {
-                Ok(()) => {
+                Ok(opened) => {
                     println!(
                         "A browser was opened to log in to `{name}`; waiting for it to come back…"
                     );
-                    return flushed();
+                    return flushed().map(|()| Some(opened));
                 }
                 Err(why) => eprintln!("{why}"),
             }
         }
         println!("Open this URL in a browser on this machine to log in to `{name}`:\n\n  {url}\n\nWaiting for the browser to come back…");
-        flushed()
+        flushed().map(|()| None)
     };
     let stored = oauth::login(&server, None, logins.clone(), &show)
         .map_err(|why| Failure::Runtime(format!("the login to `{name}` failed: {why}")))?;

@@ -175,6 +175,30 @@ impl Login {
         login
     }
 
+    // Getters.
+
+    /// Whether `query`, of a request to the redirect URI, is this login's
+    /// redirect: the login waits for the browser, and the request carries
+    /// the `state` the authorization URL was sent with (compared in
+    /// constant time). Any process on this machine can reach the loopback
+    /// listener, so a request that is not the login's must not end it:
+    /// the driver answers it with an error, keeps this refusal to report
+    /// should the login time out, and waits on for the browser.
+    pub fn check_redirect(&self, query: &str) -> Result<(), OAuthError> {
+        let pairs = form::decode(query);
+        let state = form::get(&pairs, "state").unwrap_or_default();
+        let ours = matches!(self.stage, Stage::Authorize)
+            && bool::from(state.as_bytes().ct_eq(self.state.as_bytes()));
+        if ours {
+            Ok(())
+        } else {
+            Err(OAuthError::Refused(
+                "the redirect's `state` is not this login's: refused (a forged or stale redirect)"
+                    .to_owned(),
+            ))
+        }
+    }
+
     // Output.
 
     /// The next thing to do; one at a time, each answered before the next
@@ -225,7 +249,8 @@ impl Login {
         }
     }
 
-    /// The query of the request the browser made to the redirect URI.
+    /// The query of the request the browser made to the redirect URI
+    /// (one [`Login::check_redirect`] passes; any other ends the login).
     pub fn handle_redirect(&mut self, query: &str) {
         if matches!(self.stage, Stage::Authorize) {
             let outcome = self.redirected(query);
@@ -553,14 +578,8 @@ impl Login {
         let (Some(server), Some(client)) = (&self.server, &self.client) else {
             return Err(OAuthError::Refused("no authorization server".to_owned()));
         };
+        self.check_redirect(query)?;
         let pairs = form::decode(query);
-        let state = form::get(&pairs, "state").unwrap_or_default();
-        if !bool::from(state.as_bytes().ct_eq(self.state.as_bytes())) {
-            return Err(OAuthError::Refused(
-                "the redirect's `state` is not this login's: refused (a forged or stale redirect)"
-                    .to_owned(),
-            ));
-        }
         if let Some(error) = form::get(&pairs, "error") {
             let description = form::get(&pairs, "error_description")
                 .map(|d| format!(" ({})", crate::text::bounded(d, 200)))

@@ -556,6 +556,43 @@ fn a_redirect_that_is_not_this_logins_is_refused() {
 }
 
 #[test]
+fn a_forged_redirect_is_told_apart_without_ending_the_login() {
+    let mut world = World::usual();
+    let mut login = Login::new(plan(), Random::from_bytes(&[9; 48]));
+    let ours = loop {
+        match login.poll_output() {
+            Some(LoginOutput::Fetch(request)) => {
+                let (head, body) = world.fetch(request);
+                login.handle_response(&head, &body, 1_000);
+            }
+            Some(LoginOutput::Authorize(url)) => {
+                let query = form::decode(url.target().split_once('?').map_or("", |(_, q)| q));
+                break (world.browser)(&query);
+            }
+            other => panic!("no authorization: {other:?}"),
+        }
+    };
+    // Before the browser: a request with another `state`, or none.
+    for forged in ["code=c&state=forged", "code=c", ""] {
+        let refused = login.check_redirect(forged).unwrap_err();
+        assert!(refused.to_string().contains("`state` is not this login's"));
+    }
+    assert_eq!(login.poll_output(), None, "the login went on");
+    // The browser comes back, and the login ends as it would have.
+    assert_eq!(login.check_redirect(&ours), Ok(()));
+    login.handle_redirect(&ours);
+    let Some(LoginOutput::Fetch(request)) = login.poll_output() else {
+        panic!("no token request");
+    };
+    assert!(request.url.path().ends_with("/token"));
+    let (head, body) = world.fetch(request);
+    login.handle_response(&head, &body, 1_000);
+    assert!(matches!(login.poll_output(), Some(LoginOutput::Done(_))));
+    // Once over, nothing is its redirect.
+    assert!(login.check_redirect(&ours).is_err());
+}
+
+#[test]
 fn a_token_endpoint_that_does_not_answer_json_is_refused() {
     let mut world = World::usual();
     world.answer(

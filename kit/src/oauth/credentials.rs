@@ -264,7 +264,7 @@ impl OAuthCredentials {
             }
         }
         tracing::info!(server = %name, "the remote MCP server wants a login: opening a browser");
-        let outcome = login(server, challenge, known, &open_browser)
+        let outcome = login(server, challenge, known, &|url| open_browser(url).map(Some))
             .map_err(|why| format!("the login to the remote MCP server `{name}` failed: {why}"));
         match &outcome {
             Ok(_) => failed.remove(name),
@@ -304,7 +304,7 @@ impl Credentials for OAuthCredentials {
                 let mut logins = this.logins(&server);
                 let show = |url: &str| {
                     let _ = page_tx.try_send(Ok(url.to_owned()));
-                    Ok(())
+                    Ok(None)
                 };
                 match login(&server, None, logins.clone(), &show) {
                     Ok(stored) => {

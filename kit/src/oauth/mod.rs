@@ -22,7 +22,7 @@ use mcp_provider_core::oauth::{
 
 use crate::fetch::{fetch, FetchError, Fetched};
 
-pub use browser::{configured as browser_configured, open as open_browser};
+pub use browser::{configured as browser_configured, open as open_browser, Opened};
 pub use credentials::OAuthCredentials;
 pub use redirect::Redirect;
 pub use store::{Stamp, Store};
@@ -76,13 +76,13 @@ impl OAuthServer {
 
 /// Logs in to `server` (`challenge`: its `WWW-Authenticate`, if it sent
 /// one; `known`: the logins kept for it), showing the authorization page
-/// with `show` (open a browser, or print the URL) and waiting for the
-/// redirect. The new credentials, not yet kept.
+/// with `show` (open a browser, which it gives back, or print the URL)
+/// and waiting for the redirect. The new credentials, not yet kept.
 pub fn login(
     server: &OAuthServer,
     challenge: Option<&str>,
     known: Logins,
-    show: &dyn Fn(&str) -> Result<(), String>,
+    show: &dyn Fn(&str) -> Result<Option<Opened>, String>,
 ) -> Result<Stored, String> {
     let redirect = Redirect::bind(server.redirect_port)?;
     let mut random = [0u8; 48];
@@ -103,7 +103,9 @@ pub fn login(
                 Err(FetchError::Failed(why)) => login.handle_failed(&why),
             },
             Some(LoginOutput::Authorize(url)) => {
-                let back = show(&url.to_string()).and_then(|()| redirect.wait(LOGIN_TIMEOUT));
+                let ours = |query: &str| login.check_redirect(query).map_err(|e| e.to_string());
+                let back = show(&url.to_string())
+                    .and_then(|browser| redirect.wait(LOGIN_TIMEOUT, &ours, browser.as_ref()));
                 match back {
                     Ok(query) => login.handle_redirect(&query),
                     Err(why) => login.handle_failed(&why),

@@ -1,15 +1,21 @@
 //! The loopback listener the authorization server sends the browser back
 //! to (RFC 8252 §7.3): `http://127.0.0.1:PORT/callback`, on a port of the
 //! system's choosing unless one is configured. It takes the first request
-//! for its path, answers the browser with a page saying it may close the
-//! tab, and hands the query to the login; anything else (a favicon) gets
-//! 404. Each request is read bounded in size and time.
+//! for its path that is the login's (its `state`), answers the browser
+//! with a page saying it may close the tab, and hands the query to the
+//! login. Any process on this machine can reach the port, so a request
+//! that is not the login's gets 400 and the wait goes on (only the last
+//! refusal is kept, to say why should nothing else come); anything else
+//! (a favicon) gets 404. Each request is read bounded in size and time,
+//! one at a time.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use mcp_provider_core::time::later;
+
+use super::browser::Opened;
 
 /// The path the authorization server redirects to.
 const PATH: &str = "/callback";
@@ -24,6 +30,21 @@ const POLL: Duration = Duration::from_millis(50);
 const PAGE: &str = "<!doctype html><meta charset=utf-8><title>MCP Local Provider</title>\
 <body style=\"font-family:sans-serif;margin:3em\"><h1>MCP Local Provider</h1>\
 <p>The authorization came back to MCP Local Provider. You can close this tab.</p></body>";
+
+const REFUSED_PAGE: &str = "<!doctype html><meta charset=utf-8><title>MCP Local Provider</title>\
+<body style=\"font-family:sans-serif;margin:3em\"><h1>MCP Local Provider</h1>\
+<p>This is not the redirect of the login under way (its <code>state</code> is not the login's), \
+so it is refused. The login still waits for the browser it opened.</p></body>";
+
+/// What became of one request to the listener.
+enum Answered {
+    /// The login's redirect, with this query.
+    Taken(String),
+    /// A request for the redirect's path that is not the login's: why.
+    Refused(String),
+    /// Anything else, or nothing read in time.
+    Other,
+}
 
 /// A listener waiting for one redirect.
 pub struct Redirect {
@@ -51,46 +72,75 @@ impl Redirect {
     }
 
     /// The query of the first request for the redirect's path within
-    /// `timeout`.
-    pub fn wait(&self, timeout: Duration) -> Result<String, String> {
+    /// `timeout` that `ours` takes (what it refuses is answered with an
+    /// error page). The wait ends early once the browser opened for the
+    /// login, if any, has ended with a failure.
+    pub fn wait(
+        &self,
+        timeout: Duration,
+        ours: &dyn Fn(&str) -> Result<(), String>,
+        browser: Option<&Opened>,
+    ) -> Result<String, String> {
         let deadline = later(Instant::now(), timeout);
+        let mut refused = None;
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     // No request outlasts the wait, however many come.
                     let by = later(Instant::now(), READ_TIMEOUT).min(deadline);
-                    if let Some(query) = answer(stream, by) {
-                        return Ok(query);
+                    match answer(stream, by, ours) {
+                        Answered::Taken(query) => return Ok(query),
+                        Answered::Refused(why) => refused = Some(why),
+                        Answered::Other => {}
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
                 Err(e) => return Err(format!("the login's redirect listener: {e}")),
             }
-            if Instant::now() >= deadline {
-                return Err(format!(
+            let ended = if let Some(failure) = browser.and_then(Opened::failed) {
+                format!("{failure} before the login's redirect came back")
+            } else if Instant::now() >= deadline {
+                format!(
                     "the browser did not come back to {} within {} s",
                     self.uri,
                     timeout.as_secs()
-                ));
-            }
+                )
+            } else {
+                continue;
+            };
+            return Err(match refused {
+                Some(why) => format!("{why}; {ended}"),
+                None => ended,
+            });
         }
     }
 }
 
-/// Reads one request's line by `by` and answers it: the query if it was
-/// for the redirect's path.
-fn answer(mut stream: TcpStream, by: Instant) -> Option<String> {
+/// Reads one request's line by `by` and answers it: the redirect's path
+/// with a query `ours` takes, or refuses, or anything else.
+fn answer(
+    mut stream: TcpStream,
+    by: Instant,
+    ours: &dyn Fn(&str) -> Result<(), String>,
+) -> Answered {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    let line = request_line(&mut stream, by)?;
+    let Some(line) = request_line(&mut stream, by) else {
+        return Answered::Other;
+    };
     let mut words = line.split(' ');
-    let (method, target) = (words.next()?, words.next()?);
+    let target = match (words.next(), words.next()) {
+        (Some("GET"), Some(target)) => target,
+        _ => "",
+    };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let ours = method == "GET" && path == PATH;
-    let (status, body) = if ours {
-        ("200 OK", PAGE)
+    let (status, body, answered) = if path != PATH {
+        ("404 Not Found", "not found", Answered::Other)
     } else {
-        ("404 Not Found", "not found")
+        match ours(query) {
+            Ok(()) => ("200 OK", PAGE, Answered::Taken(query.to_owned())),
+            Err(why) => ("400 Bad Request", REFUSED_PAGE, Answered::Refused(why)),
+        }
     };
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
@@ -98,7 +148,7 @@ fn answer(mut stream: TcpStream, by: Instant) -> Option<String> {
     );
     let _ = stream.write_all(response.as_bytes());
     let _ = stream.flush();
-    ours.then(|| query.to_owned())
+    answered
 }
 
 /// The request line, once it is all in (at most [`MAX_REQUEST`] bytes
@@ -128,6 +178,20 @@ fn request_line(stream: &mut TcpStream, by: Instant) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Takes any query.
+    fn any(_: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Takes the query with `state=s` alone.
+    fn state_s(query: &str) -> Result<(), String> {
+        if query.split('&').any(|pair| pair == "state=s") {
+            Ok(())
+        } else {
+            Err("not this login's `state`".to_owned())
+        }
+    }
+
     fn get(uri: &str, target: &str) -> String {
         let addr = uri.trim_start_matches("http://").split('/').next().unwrap();
         let mut stream = TcpStream::connect(addr).unwrap();
@@ -148,7 +212,7 @@ mod tests {
             (miss, hit)
         });
         assert_eq!(
-            redirect.wait(Duration::from_secs(10)).unwrap(),
+            redirect.wait(Duration::from_secs(10), &any, None).unwrap(),
             "code=c&state=s"
         );
         let (miss, hit) = browser.join().unwrap();
@@ -171,12 +235,12 @@ mod tests {
         })
     }
 
-    /// Runs `redirect.wait(timeout)` on a thread; its result, if it came
+    /// Runs `redirect.wait(timeout, …)`, taking any query, on a thread; its result, if it came
     /// within 30 s.
     fn waited(redirect: Redirect, timeout: Duration) -> Option<Result<String, String>> {
         let (done, result) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = done.send(redirect.wait(timeout));
+            let _ = done.send(redirect.wait(timeout, &any, None));
         });
         result.recv_timeout(Duration::from_secs(30)).ok()
     }
@@ -201,9 +265,60 @@ mod tests {
     }
 
     #[test]
+    fn forged_redirects_are_refused_and_the_browser_still_taken_after_them() {
+        let redirect = Redirect::bind(0).unwrap();
+        let uri = redirect.uri().to_owned();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(redirect.wait(Duration::from_secs(60), &state_s, None));
+        });
+        // A flood of them: each is answered, none is kept.
+        for _ in 0..200 {
+            let forged = get(&uri, "/callback?code=evil&state=forged");
+            assert!(forged.starts_with("HTTP/1.1 400"), "{forged}");
+            assert!(forged.contains("still waits"));
+        }
+        assert!(get(&uri, "/callback?code=evil").starts_with("HTTP/1.1 400"));
+        let hit = get(&uri, "/callback?code=c&state=s");
+        assert!(hit.starts_with("HTTP/1.1 200"), "{hit}");
+        let query = result.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(query.unwrap(), "code=c&state=s");
+    }
+
+    #[test]
+    fn a_wait_that_ends_after_a_forged_redirect_says_so() {
+        let redirect = Redirect::bind(0).unwrap();
+        let uri = redirect.uri().to_owned();
+        let forger = std::thread::spawn(move || get(&uri, "/callback?code=evil&state=forged"));
+        let error = redirect
+            .wait(Duration::from_secs(2), &state_s, None)
+            .unwrap_err();
+        assert!(forger.join().unwrap().starts_with("HTTP/1.1 400"));
+        assert!(error.starts_with("not this login's `state`; "), "{error}");
+        assert!(error.contains("did not come back"), "{error}");
+    }
+
+    #[test]
+    fn a_browser_that_fails_ends_the_wait_before_its_time() {
+        let redirect = Redirect::bind(0).unwrap();
+        let browser = super::super::browser::launch("false", &[]).unwrap();
+        let started = Instant::now();
+        let error = redirect
+            .wait(Duration::from_secs(60), &state_s, Some(&browser))
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(
+            error.contains("the browser (false) ended with exit status: 1"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn nobody_coming_back_is_an_error_in_time() {
         let redirect = Redirect::bind(0).unwrap();
-        let error = redirect.wait(Duration::from_millis(100)).unwrap_err();
+        let error = redirect
+            .wait(Duration::from_millis(100), &any, None)
+            .unwrap_err();
         assert!(error.contains("did not come back"), "{error}");
     }
 }
