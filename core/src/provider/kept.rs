@@ -338,22 +338,29 @@ impl Provider {
                         "Response '{id}' was not created with 'background': true: only background responses can be cancelled."
                     )));
                 }
-                if record.status.is_final() {
-                    return Err(ApiError::invalid(format!(
-                        "Cannot cancel response '{id}': it is already {}.",
-                        record.status.as_str()
-                    )));
+                match record.status {
+                    // Cancelling is idempotent: a cancelled response is
+                    // answered again as it ended. Any other end stands.
+                    Status::Cancelled => record.response.clone(),
+                    status if status.is_final() => {
+                        return Err(ApiError::invalid(format!(
+                            "Cannot cancel response '{id}': it is already {}.",
+                            status.as_str()
+                        )))
+                    }
+                    _ => {
+                        if let Some(n) = self.answers.running(id) {
+                            self.cancel_answer(n, now);
+                            self.pump_kept();
+                        }
+                        let record = self
+                            .kept
+                            .store
+                            .get(id, caller, now)
+                            .map_err(|m| kept::not_found(id, m))?;
+                        record.response.clone()
+                    }
                 }
-                if let Some(n) = self.answers.running(id) {
-                    self.cancel_answer(n, now);
-                    self.pump_kept();
-                }
-                let record = self
-                    .kept
-                    .store
-                    .get(id, caller, now)
-                    .map_err(|m| kept::not_found(id, m))?;
-                record.response.clone()
             }
         };
         self.respond(conn, Response::json(200, body), extra);

@@ -193,6 +193,26 @@ fn cancelling_a_background_answer_tells_the_agent_and_records_it() {
 }
 
 #[test]
+fn cancelling_a_cancelled_answer_again_answers_it_as_it_ended() {
+    let mut t = ready();
+    let (_, rid, id) = background(&mut t);
+    t.agent(AGENT, chunk(&id, 0, "partial", None));
+    let (status, first) = cancel(&mut t, &rid);
+    assert_eq!(status, 200);
+    assert!(t.agent_frames(AGENT).iter().any(|f| f["type"] == "cancel"));
+    for _ in 0..2 {
+        let (status, again) = cancel(&mut t, &rid);
+        assert_eq!((status, &again), (200, &first));
+        assert_eq!(again["status"], "cancelled");
+    }
+    assert_eq!(
+        t.agent_frames(AGENT),
+        Vec::<Value>::new(),
+        "the agent was told again"
+    );
+}
+
+#[test]
 fn a_stored_answer_whose_asker_leaves_is_cancelled_and_says_so() {
     let mut t = ready();
     respond(
