@@ -71,10 +71,12 @@ pub fn command(
 /// `remote`'s working directory, with its environment, in a home of its
 /// own when it asks for one) and handed to `spawn` (a run that cannot start
 /// is reported to the agent at once, so its editor hears of it; a stdin it
-/// keeps open goes into `stdins`), each line to write offered to its
-/// run's stdin (a run whose outbox is full does not read: it is killed),
-/// each kill sent to the run's process group. Done before the agent's
-/// frames are sent, since a failed start makes one.
+/// keeps open goes into `stdins`), the lines to write offered to its run's
+/// stdin, those asked for one after another together (a run whose outbox
+/// cannot take them even so is killed: the agent's loop stops reading a
+/// run's output long before, while its stdin is full), each kill sent to
+/// the run's process group. Done before the agent's frames are sent, since
+/// a failed start makes one.
 pub fn carry_out<R: Outbox>(
     agent: &mut dyn ProcessAgent,
     stdins: &mut HashMap<RunId, R>,
@@ -82,7 +84,22 @@ pub fn carry_out<R: Outbox>(
     remote: &RemoteExec,
     mut spawn: impl FnMut(RunId, Command, Stdin) -> Result<Option<R>, String>,
 ) {
+    let mut lines: Option<(RunId, String)> = None;
     while let Some(action) = agent.poll_action() {
+        if let Action::Write { run, line } = action {
+            match lines.as_mut() {
+                Some((to, batch)) if *to == run => batch.push_str(&line),
+                _ => {
+                    write(stdins, groups, lines.take());
+                    lines = Some((run, line));
+                }
+            }
+            if let Some((_, batch)) = lines.as_mut() {
+                batch.push('\n');
+            }
+            continue;
+        }
+        write(stdins, groups, lines.take());
         match action {
             Action::Spawn {
                 run,
@@ -112,13 +129,7 @@ pub fn carry_out<R: Outbox>(
                     }
                 }
             }
-            Action::Write { run, mut line } => {
-                line.push('\n');
-                if stdins.get(&run).is_some_and(|stdin| !stdin.offer(line)) {
-                    tracing::warn!("an agent process does not read its stdin: killed");
-                    groups.kill(run);
-                }
-            }
+            Action::Write { .. } => {}
             Action::Kill { run } => {
                 if let Some(stdin) = stdins.remove(&run) {
                     stdin.close();
@@ -126,6 +137,18 @@ pub fn carry_out<R: Outbox>(
                 groups.kill(run);
             }
         }
+    }
+    write(stdins, groups, lines);
+}
+
+/// Offers `lines` (each ending with its newline) to their run's stdin.
+fn write<R: Outbox>(stdins: &HashMap<RunId, R>, groups: &Groups, lines: Option<(RunId, String)>) {
+    let Some((run, lines)) = lines else {
+        return;
+    };
+    if stdins.get(&run).is_some_and(|stdin| !stdin.offer(lines)) {
+        tracing::warn!("an agent process does not read its stdin: killed");
+        groups.kill(run);
     }
 }
 

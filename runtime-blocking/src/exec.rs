@@ -16,7 +16,7 @@ use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::process::{RunId, Stdin};
 use mcp_provider_kit::accept;
 use mcp_provider_kit::dial::LinkEnd;
-use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, INPUTS};
+use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, INPUTS};
 use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, READ_CHUNK};
 
 use crate::echo::wait;
@@ -40,6 +40,10 @@ impl Outbox for Writer {
         if let Some(stream) = &self.stream {
             let _ = stream.shutdown(Shutdown::Both);
         }
+    }
+
+    fn queued(&self) -> &Queued {
+        &self.queued
     }
 }
 
@@ -94,7 +98,7 @@ fn serve_link(
     loop {
         exec.prepare(remote, groups, start);
         sender.send_all(std::iter::from_fn(|| exec.agent.poll_transmit()));
-        let input = match wait(rx, exec.agent.poll_timeout()) {
+        let input = match wait(rx, exec.poll_timeout()) {
             Ok(input) => input,
             // Unreachable while this thread holds a sender.
             Err(_) => return Ok(LinkEnd::Closed(None)),
@@ -166,6 +170,7 @@ fn open_outbox<W: Write + Send + 'static>(
     let queued = Queued::default();
     let written = queued.clone();
     let write = move || {
+        let _writing = written.writing();
         for line in lines {
             if writer.write_all(line.as_bytes()).is_err() {
                 break;
@@ -225,12 +230,20 @@ fn start(
     let stderr = child.stderr.take().and_then(read_tail);
     let mut stdout = child.stdout.take();
     let (run_groups, run_tx) = (groups.clone(), tx.clone());
+    let stdin_held = kept.as_ref().map(|w| w.queued.clone());
     let reader = std::thread::Builder::new()
         .name("exec-run".into())
         .spawn(move || {
             if let Some(out) = stdout.as_mut() {
                 let mut buf = vec![0; READ_CHUNK];
                 loop {
+                    // While its stdin is full, it is not read: it waits
+                    // for the process to read what it was sent.
+                    if stdin_held.as_ref().is_some_and(Queued::full) {
+                        while !stdin_held.as_ref().is_none_or(Queued::drained) {
+                            std::thread::sleep(DRAIN_POLL);
+                        }
+                    }
                     match out.read(&mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {

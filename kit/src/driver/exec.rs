@@ -18,7 +18,7 @@ use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::{spawn_joined, until, Executor};
 use crate::accept;
 use crate::dial::LinkEnd;
-use crate::exec::{Exec, Outbox, Queued, RemoteExec, INPUTS};
+use crate::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, INPUTS};
 use crate::process::{Groups, Tail, READ_CHUNK};
 
 /// A relay's connection or a kept stdin: its outbox, which its writer
@@ -38,6 +38,10 @@ impl Outbox for Writer {
     fn close(self) {
         // Dropped here: its stop channel closes, and its reader and writer
         // end at once, whatever they wait on.
+    }
+
+    fn queued(&self) -> &Queued {
+        &self.queued
     }
 }
 
@@ -91,7 +95,7 @@ async fn serve_link<E: Executor>(
         sender
             .send_all(std::iter::from_fn(|| exec.agent.poll_transmit()))
             .await;
-        let input = match next_input::<E, _>(rx, exec.agent.poll_timeout()).await {
+        let input = match next_input::<E, _>(rx, exec.poll_timeout()).await {
             Waited::Input(input) => Some(input),
             // Unreachable while this task holds a sender.
             Waited::Closed => return LinkEnd::Closed(None),
@@ -142,6 +146,7 @@ fn open_outbox<E: Executor>(
     let queued = Queued::default();
     let written = queued.clone();
     let write = async move {
+        let _writing = written.writing();
         while let Ok(line) = lines.recv().await {
             if writer.write_all(line.as_bytes()).await.is_err() {
                 break;
@@ -220,10 +225,21 @@ fn start<E: Executor>(
     });
     let (mut stdout, exit) = (child.stdout, child.exit);
     let (groups, tx) = (groups.clone(), tx.clone());
+    let stdin_held = kept.as_ref().map(|w| w.queued.clone());
     E::spawn(async move {
         if let Some(out) = stdout.as_mut() {
             let mut buf = vec![0; READ_CHUNK];
-            while let Ok(n @ 1..) = out.read(&mut buf).await {
+            loop {
+                // While its stdin is full, it is not read: it waits for
+                // the process to read what it was sent.
+                if stdin_held.as_ref().is_some_and(Queued::full) {
+                    while !stdin_held.as_ref().is_none_or(Queued::drained) {
+                        E::sleep(DRAIN_POLL).await;
+                    }
+                }
+                let Ok(n @ 1..) = out.read(&mut buf).await else {
+                    break;
+                };
                 let bytes = buf.get(..n).unwrap_or_default().to_vec();
                 if tx.send(Input::Stdout(run, bytes)).await.is_err() {
                     break;

@@ -385,7 +385,10 @@ fn a_huge_unknown_method_is_quoted_only_in_part() {
     let answer: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(answer["error"]["code"], crate::mcp::METHOD_NOT_FOUND);
     let message = answer["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("éxxx") && message.contains('…'), "{message}");
+    assert!(
+        message.starts_with("éxxx") && message.contains('…'),
+        "{message}"
+    );
 }
 
 #[test]
