@@ -46,9 +46,11 @@ pub enum Action {
         /// removed once the run is gone.
         home: Option<OwnHome>,
     },
-    /// Write `line` and a newline to the stdin a spawn kept open. A
-    /// process that does not read it is killed once its bounded outbox is
-    /// full (its exit is reported as usual).
+    /// Write `line` and a newline to the stdin a spawn kept open. While
+    /// its bounded outbox is full, the process's stdout is not read (it
+    /// waits for it to read, as a pipe would make it); one that reads
+    /// nothing of it for a turn's timeout is killed (its exit is reported
+    /// as usual).
     Write { run: RunId, line: String },
     /// Kill the run's whole process group (its exit is still reported).
     Kill { run: RunId },
