@@ -1,10 +1,17 @@
-//! The connection cap, as both runtimes apply it: connections are counted
-//! while open, and one past the cap is answered `503` and held briefly so
-//! its client reads the answer before the close.
+//! The connection cap, as every runtime applies it: connections are
+//! counted while open. At the cap, a connection that has waited at least
+//! [`RECLAIM_AFTER`] for its client's next request is closed to make room,
+//! the one idle the longest first: a client holding connections it does
+//! not use must not lock others out. Only when none is idle that long is
+//! the new one answered `503`, and held briefly so its client reads the
+//! answer before the close. A connection mid-request, answering, streaming
+//! or carrying an agent link is never reclaimed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mcp_provider_core::http::ServerConn;
 
 /// How long a refused connection is held open, reading what its client
 /// sent, so that closing it does not reset the connection before the client
@@ -14,56 +21,233 @@ pub const REFUSAL_HOLD: Duration = Duration::from_millis(500);
 /// Refused connections a runtime holds at once; more are closed at once.
 pub const REFUSALS_HELD: usize = 256;
 
-/// Open connections, against the cap.
+/// How long a connection must have waited for its client before it may be
+/// reclaimed. A client that was just answered is likely to send its next
+/// request in a moment (an editor's next turn, a pool's kept connection):
+/// closing it then would race that request.
+pub const RECLAIM_AFTER: Duration = Duration::from_secs(5);
+
+/// Closes an idle connection from outside its task or thread (wakes it to
+/// end, or shuts its socket): called at most once, by whoever reclaims it.
+pub type Reclaim = Arc<dyn Fn() + Send + Sync>;
+
+/// Whether `http` waits for its client's next request with nothing of it
+/// read: no request is being answered, none is partly in, and the client
+/// has not shut its side. The driver calls [`Admitted::idle`] only then,
+/// and only once everything it encoded is written.
+pub fn waiting(http: &ServerConn) -> bool {
+    http.is_idle() && http.buffered() == 0 && http.wants_read()
+}
+
+/// Open connections, against the cap; clones share them.
 #[derive(Clone)]
 pub struct Admission {
-    open: Arc<AtomicUsize>,
+    slots: Arc<Mutex<Slots>>,
+}
+
+/// The count and the idle connections, under one lock.
+struct Slots {
     max: usize,
+    open: usize,
+    /// The connections waiting for their clients, by the turn they began
+    /// to (so the first is the one idle the longest), with when.
+    idle: BTreeMap<u64, (Instant, Reclaim)>,
+    turns: u64,
 }
 
 /// An admitted connection, counted until dropped (however its task or
 /// thread ends).
-pub struct Admitted(Arc<AtomicUsize>);
+pub struct Admitted {
+    slots: Arc<Mutex<Slots>>,
+    standing: Standing,
+}
+
+/// Where an admitted connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Busy,
+    /// Waiting for its client since this turn (unless reclaimed since:
+    /// then its turn is no longer among the idle).
+    Idle(u64),
+    /// Reclaimed: its slot went to another connection.
+    Reclaimed,
+}
 
 impl Admission {
     pub fn new(max_connections: usize) -> Self {
         Admission {
-            open: Arc::default(),
-            max: max_connections,
+            slots: Arc::new(Mutex::new(Slots {
+                max: max_connections,
+                open: 0,
+                idle: BTreeMap::new(),
+                turns: 0,
+            })),
         }
     }
 
-    /// Counts a new connection in, or `None` when the cap is reached (then
-    /// answer it [`mcp_provider_core::too_many_connections`]).
-    pub fn admit(&self) -> Option<Admitted> {
-        let admitted = self
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .is_ok();
-        admitted.then(|| Admitted(self.open.clone()))
+    /// Counts a new connection in at `now`: under the cap, or in the slot
+    /// of the connection idle the longest if it has been for
+    /// [`RECLAIM_AFTER`] (that one is reclaimed). `None` when neither
+    /// (then answer it [`mcp_provider_core::too_many_connections`]).
+    pub fn admit(&self, now: Instant) -> Option<Admitted> {
+        let reclaimed = {
+            let mut slots = lock(&self.slots);
+            if slots.open < slots.max {
+                slots.open += 1;
+                None
+            } else {
+                let oldest = slots.idle.first_entry()?;
+                let (since, _) = oldest.get();
+                if now.saturating_duration_since(*since) < RECLAIM_AFTER {
+                    return None;
+                }
+                let (_, reclaim) = oldest.remove();
+                Some(reclaim)
+            }
+        };
+        // Outside the lock: closing may take the connection's own.
+        if let Some(reclaim) = reclaimed {
+            reclaim();
+        }
+        Some(Admitted {
+            slots: self.slots.clone(),
+            standing: Standing::Busy,
+        })
+    }
+}
+
+impl Admitted {
+    /// The connection waits for its client's next request from `now`
+    /// (see [`waiting`]): it may be reclaimed, with `reclaim`, from
+    /// [`RECLAIM_AFTER`] on. Idle already, it keeps its place.
+    pub fn idle(&mut self, reclaim: &Reclaim, now: Instant) {
+        if self.standing != Standing::Busy {
+            return;
+        }
+        let mut slots = lock(&self.slots);
+        let turn = slots.turns;
+        slots.turns += 1;
+        slots.idle.insert(turn, (now, reclaim.clone()));
+        self.standing = Standing::Idle(turn);
+    }
+
+    /// The client sent something: the connection is no longer idle. False
+    /// if it was reclaimed meanwhile: it must close.
+    pub fn busy(&mut self) -> bool {
+        if let Standing::Idle(turn) = self.standing {
+            let kept = lock(&self.slots).idle.remove(&turn).is_some();
+            self.standing = if kept {
+                Standing::Busy
+            } else {
+                Standing::Reclaimed
+            };
+        }
+        self.standing == Standing::Busy
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut slots = lock(&self.slots);
+        let counted = match self.standing {
+            Standing::Busy => true,
+            Standing::Idle(turn) => slots.idle.remove(&turn).is_some(),
+            Standing::Reclaimed => false,
+        };
+        if counted {
+            slots.open -= 1;
+        }
     }
+}
+
+fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
+    // Each change is whole before anything that could panic.
+    slots.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A reclaim that counts its calls.
+    fn counted() -> (Reclaim, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let reclaim: Reclaim = Arc::new(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+        });
+        (reclaim, calls)
+    }
 
     #[test]
     fn admits_up_to_the_cap_and_again_once_one_closes() {
+        let now = Instant::now();
         let cap = Admission::new(2);
-        let a = cap.admit();
-        let b = cap.admit();
+        let a = cap.admit(now);
+        let b = cap.admit(now);
         assert!(a.is_some() && b.is_some());
-        assert!(cap.admit().is_none());
+        assert!(cap.admit(now).is_none());
         drop(a);
-        assert!(cap.admit().is_some());
+        assert!(cap.admit(now).is_some());
+    }
+
+    #[test]
+    fn at_the_cap_the_connection_idle_the_longest_is_reclaimed_first() {
+        let start = Instant::now();
+        let cap = Admission::new(3);
+        let mut conns: Vec<Admitted> = (0..3).map(|_| cap.admit(start).unwrap()).collect();
+        let reclaims: Vec<_> = (0..3).map(|_| counted()).collect();
+        // Idle in the order 2, 0, 1, a second apart.
+        for (i, at) in [(2, 0), (0, 1), (1, 2)] {
+            conns[i].idle(&reclaims[i].0, start + Duration::from_secs(at));
+        }
+        let calls = || {
+            reclaims
+                .iter()
+                .map(|(_, c)| c.load(Ordering::SeqCst))
+                .collect::<Vec<_>>()
+        };
+        // Not idle long enough yet: refused.
+        assert!(cap
+            .admit(start + RECLAIM_AFTER - Duration::from_millis(1))
+            .is_none());
+        assert_eq!(calls(), [0, 0, 0]);
+        let later = start + RECLAIM_AFTER + Duration::from_secs(2);
+        let _new = cap.admit(later).expect("the longest idle made room");
+        assert_eq!(calls(), [0, 0, 1]);
+        let _newer = cap.admit(later).expect("the next longest made room");
+        assert_eq!(calls(), [1, 0, 1]);
+        // The reclaimed learn it, and their slots are not counted twice.
+        assert!(!conns[2].busy() && !conns[0].busy());
+        drop(conns.remove(2));
+        drop(conns.remove(0));
+        // The last idle one gets busy before a third newcomer: refused.
+        assert!(conns[0].busy());
+        assert!(cap.admit(later).is_none());
+        assert_eq!(calls(), [1, 0, 1]);
+    }
+
+    #[test]
+    fn a_busy_connection_is_never_reclaimed_and_idle_keeps_its_place() {
+        let start = Instant::now();
+        let late = start + RECLAIM_AFTER * 10;
+        let cap = Admission::new(2);
+        let (reclaim, calls) = counted();
+        let mut first = cap.admit(start).unwrap();
+        let mut second = cap.admit(start).unwrap();
+        first.idle(&reclaim, start);
+        second.idle(&reclaim, start + Duration::from_secs(1));
+        // Marked idle again later, the first stays the longest idle.
+        first.idle(&reclaim, start + Duration::from_secs(2));
+        assert!(first.busy());
+        assert!(second.busy(), "busy again: out of reach");
+        assert!(cap.admit(late).is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        first.idle(&reclaim, start);
+        drop(second);
+        // A slot under the cap is taken before anyone is reclaimed.
+        assert!(cap.admit(late).is_some());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }

@@ -28,7 +28,9 @@ use mcp_provider_core::stream::Answering;
 use mcp_provider_core::time::later;
 use mcp_provider_core::{too_many_connections, ConnId, Output, Upgrade};
 use mcp_provider_kit::accept;
-use mcp_provider_kit::admission::{Admission, REFUSALS_HELD, REFUSAL_HOLD};
+use mcp_provider_kit::admission::{
+    self, Admission, Admitted, Reclaim, REFUSALS_HELD, REFUSAL_HOLD,
+};
 use mcp_provider_kit::dial::accept_head;
 use mcp_provider_kit::hub::Peer;
 use mcp_provider_kit::mailbox::Taker;
@@ -62,6 +64,8 @@ struct ConnState {
     writer_done: bool,
     /// The reader waits for the writer (see [`Conn::wait_while`]).
     reader_waits: bool,
+    /// The connection's place under the cap, until it ends.
+    open: Option<Admitted>,
 }
 
 /// What the writer thread and the threads writing through share: whoever
@@ -104,6 +108,9 @@ struct Conn {
     mail: Taker,
     backlog: Backlog,
     stream: Arc<TcpStream>,
+    /// Shuts `stream`, for a new connection at the cap while this one
+    /// waits for its client.
+    reclaim: Reclaim,
 }
 
 impl Conn {
@@ -176,11 +183,31 @@ impl Conn {
         let carried = std::mem::take(&mut side.carried);
         drop(side);
         self.shared.written(self.id, &self.backlog, carried);
-        if idle && self.lock().reader_waits {
-            self.notify();
+        if idle {
+            self.idle_if_waiting();
+            if self.lock().reader_waits {
+                self.notify();
+            }
         }
         // Closing, and pumping, are the writer's.
         !(close || (idle && pump_due))
+    }
+
+    /// Makes the connection reclaimable if it waits for its client with
+    /// everything written; a writer busy now does this once it is done.
+    fn idle_if_waiting(&self) {
+        let Ok(side) = self.side.try_lock() else {
+            return;
+        };
+        if !side.out.is_empty() || !side.outputs.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        if admission::waiting(&state.http) {
+            if let Some(open) = &mut state.open {
+                open.idle(&self.reclaim, Instant::now());
+            }
+        }
     }
 
     /// Waits, up to `limit`, while `blocked` holds.
@@ -243,7 +270,7 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
                 continue;
             }
         };
-        let Some(admitted) = admission.admit() else {
+        let Some(admitted) = admission.admit(Instant::now()) else {
             refuse.refuse(stream);
             continue;
         };
@@ -252,10 +279,7 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
         // The stream moves into the thread; keep a handle to refuse it if
         // the thread cannot start.
         let spare = stream.try_clone();
-        let started = READERS.run(move || {
-            let _open = admitted;
-            connection(&shared, stream, limits);
-        });
+        let started = READERS.run(move || connection(&shared, stream, limits, admitted));
         if let Err(e) = started {
             tracing::warn!("cannot start a connection thread: {e}");
             if let Ok(stream) = spare {
@@ -306,14 +330,20 @@ impl Refuser {
     }
 }
 
-/// One editor connection, on its reader thread.
-fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
+/// One editor connection, on its reader thread, counted under the cap as
+/// `open`.
+fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits, open: Admitted) {
     let read_timeout = limits.read_timeout;
     let (attached, mail, backlog) = shared.connect();
     let Ok(out) = stream.try_clone() else {
         return;
     };
     let _ = out.set_write_timeout(Some(read_timeout));
+    let out = Arc::new(out);
+    let shut = out.clone();
+    let reclaim: Reclaim = Arc::new(move || {
+        let _ = shut.shutdown(Shutdown::Both);
+    });
     let conn = Conn {
         id: attached.id,
         shared: shared.clone(),
@@ -323,6 +353,7 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
                 upgraded: None,
                 writer_done: false,
                 reader_waits: false,
+                open: Some(open),
             }),
             Condvar::new(),
         )),
@@ -335,7 +366,8 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         })),
         mail: mail.taker(),
         backlog,
-        stream: Arc::new(out),
+        stream: out,
+        reclaim,
     };
     let writer = Arc::new_cyclic(|lazy: &Weak<Mutex<Writer>>| {
         let (through, lazy) = (conn.clone(), lazy.clone());
@@ -358,6 +390,7 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits) {
         );
         link::read_frames(shared, conn.id, ws, peer);
     }
+    conn.lock().open = None;
     drop(attached);
     Writer::end(&writer);
 }
@@ -426,6 +459,7 @@ fn read_loop(
             None => read_timeout,
         };
         drop(state);
+        conn.idle_if_waiting();
         timeout.set(&stream, wait);
         let read = stream.read(&mut buf);
         let mut state = conn.lock();
@@ -450,7 +484,14 @@ fn read_loop(
                 drop(state);
                 break None;
             }
-            Ok(n) => state.http.handle_data(&buf[..n]),
+            Ok(n) => {
+                if state.open.as_mut().is_some_and(|open| !open.busy()) {
+                    // Reclaimed as the request came: it is for a
+                    // connection that is closing.
+                    break None;
+                }
+                state.http.handle_data(&buf[..n]);
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -586,6 +627,7 @@ fn write_loop(conn: &Conn, mail: &Mail) {
             // and the reader for room in the pipeline (or, after EOF, for
             // the word to close).
             let (_, interim) = conn.pump();
+            conn.idle_if_waiting();
             conn.notify();
             if let Some(interim) = interim {
                 if stream.write_all(&interim).is_err() {

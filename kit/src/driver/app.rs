@@ -90,8 +90,9 @@ impl<E: Executor> Embedded<E> {
     /// Serves one connection the application accepted itself, until it
     /// closes; it counts against the connection cap.
     pub async fn serve(&self, stream: E::Tcp) {
-        if let Some((stream, _open)) = self.gate.admit::<E>(stream) {
-            server::connection::<E>(self.shared.clone(), stream, self.limits, None).await;
+        if let Some((stream, mut open)) = self.gate.admit::<E>(stream) {
+            let shared = self.shared.clone();
+            server::connection::<E>(shared, stream, self.limits, None, &mut open).await;
         }
     }
 

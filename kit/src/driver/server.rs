@@ -19,7 +19,7 @@ use mcp_provider_core::{too_many_connections, Config, Provider};
 use super::link::{self, Backpressure, Shared};
 use super::{until, Executor};
 use crate::accept;
-use crate::admission::{Admission, Admitted, REFUSALS_HELD, REFUSAL_HOLD};
+use crate::admission::{self, Admission, Admitted, Reclaim, REFUSALS_HELD, REFUSAL_HOLD};
 use crate::audit::AuditSink;
 use crate::dial::{
     accept_head, handshake_failed, link_request, silence_limit, Backoff, DialError, HUB_STALL,
@@ -78,13 +78,12 @@ pub async fn accept_loop<E: Executor>(
     let mut failures = accept::Failures::default();
     loop {
         let stream = accept::next(|| E::accept(&listener), E::sleep, &mut failures).await;
-        let Some((stream, admitted)) = gate.admit::<E>(stream) else {
+        let Some((stream, mut admitted)) = gate.admit::<E>(stream) else {
             continue;
         };
         let (shared, app) = (shared.clone(), app.clone());
         E::spawn(async move {
-            let _open = admitted;
-            connection::<E>(shared, stream, limits, app.as_ref()).await;
+            connection::<E>(shared, stream, limits, app.as_ref(), &mut admitted).await;
         });
     }
 }
@@ -105,13 +104,15 @@ impl Gate {
         }
     }
 
-    /// Counts `stream` in, or answers it 503 in a task of its own and
-    /// returns `None` (past [`REFUSALS_HELD`], just closes it).
+    /// Counts `stream` in (reclaiming an idle connection at the cap), or
+    /// answers it 503 in a task of its own and returns `None` (past
+    /// [`REFUSALS_HELD`], just closes it).
     pub fn admit<E: Executor>(&self, stream: E::Tcp) -> Option<(E::Tcp, Admitted)> {
-        if let Some(admitted) = self.open.admit() {
+        let now = Instant::now();
+        if let Some(admitted) = self.open.admit(now) {
             return Some((stream, admitted));
         }
-        if let Some(held) = self.refusals.admit() {
+        if let Some(held) = self.refusals.admit(now) {
             E::spawn(async move {
                 let _held = held;
                 refuse::<E>(stream).await;
@@ -200,6 +201,8 @@ enum Event {
     Mail(bool),
     /// An idle connection sent no whole request in time.
     TimedOut,
+    /// An idle connection was reclaimed for a new one, at the cap.
+    Reclaimed,
 }
 
 /// Writes `bytes`, or fails once `limit` passes: a peer that stops reading
@@ -220,12 +223,14 @@ async fn write_within<E: Executor>(stream: &mut E::Tcp, bytes: &[u8], limit: Dur
 
 /// One editor connection: requests in, responses out; may become an agent
 /// link by WebSocket upgrade. The requests `app` claims are answered here,
-/// in turn with the provider's.
+/// in turn with the provider's. While it waits for its client, `open` may
+/// be reclaimed for a new connection: then it ends.
 pub async fn connection<E: Executor>(
     shared: Shared,
     mut stream: E::Tcp,
     limits: ConnLimits,
     app: Option<&AppRoutes>,
+    open: &mut Admitted,
 ) {
     let (attached, mail, backlog) = shared.connect();
     let id = attached.id;
@@ -236,8 +241,16 @@ pub async fn connection<E: Executor>(
     let mut outputs = VecDeque::new();
     let mut eof = false;
     let mut idle = IdleTimer::<E>::new();
+    let (reclaim_tx, reclaimed) = async_channel::bounded(1);
+    let reclaim: Reclaim = Arc::new(move || {
+        let _ = reclaim_tx.try_send(());
+    });
     let upgrade = 'conn: loop {
         idle.arm(http.poll_timeout());
+        // Everything encoded is written by now.
+        if admission::waiting(&http) {
+            open.idle(&reclaim, Instant::now());
+        }
         // A connection whose pipeline is full is not read until the
         // response in progress ends; its peer then waits on TCP.
         let reading = !eof && http.wants_read();
@@ -252,6 +265,10 @@ pub async fn connection<E: Executor>(
             idle.fired().await;
             Event::TimedOut
         })
+        .or(async {
+            let _ = reclaimed.recv().await;
+            Event::Reclaimed
+        })
         .await;
         match event {
             Event::Read(Ok(0)) => {
@@ -265,8 +282,17 @@ pub async fn connection<E: Executor>(
             Event::TimedOut if http.poll_timeout().is_none_or(|at| at > Instant::now()) => {
                 // The deadline moved on (or went) since the timer was armed.
             }
-            Event::Read(Err(_)) | Event::Mail(false) | Event::TimedOut => break None,
-            Event::Read(Ok(n)) => http.handle_data(buf.get(..n).unwrap_or_default()),
+            Event::Read(Err(_)) | Event::Mail(false) | Event::TimedOut | Event::Reclaimed => {
+                break None
+            }
+            Event::Read(Ok(n)) => {
+                if !open.busy() {
+                    // Reclaimed as the request came: it is for a
+                    // connection that is closing.
+                    break None;
+                }
+                http.handle_data(buf.get(..n).unwrap_or_default());
+            }
             Event::Mail(true) => {
                 mail.take(&mut outputs);
                 let mut carried = 0;
