@@ -542,6 +542,10 @@ impl Upstream {
         let events = head.media_type() == "text/event-stream";
         exchange.body = match (&exchange.kind, status) {
             (Kind::Post { legacy: true, .. }, 200..=299) => Body::Ignored,
+            // Answered on the session's stream already: a refusal now
+            // (a lost session, a token wanted) is not a reason to post it
+            // again, nor to answer it twice.
+            (Kind::Post { answered: true, .. }, 300..) => Body::Ignored,
             (_, 200..=299) if events => Body::Events(SseReader::new(mcp::MAX_LINE)),
             (Kind::Post { .. }, 200..=299) => Body::Json(Vec::new()),
             (Kind::Post { .. }, 401) => {
@@ -1007,6 +1011,10 @@ impl Upstream {
         else {
             return;
         };
+        if *answered {
+            // On the session's stream already: the request has its answer.
+            return;
+        }
         let legacy = *legacy;
         let Some(asked) = asked.clone() else {
             tracing::debug!(server = %self.name, status, "the remote MCP server refused a notification: {}", crate::text::bounded(text, 200));

@@ -760,6 +760,34 @@ fn the_sessions_stream_answers_only_a_call_still_waiting_in_it() {
 }
 
 #[test]
+fn a_call_answered_on_the_sessions_stream_gets_no_error_from_its_own_response() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let (listen, _) = calls_in_flight(&mut up, 0, now);
+    up.send(
+        r#"{"jsonrpc":"2.0","id":100,"method":"tools/list"}"#.into(),
+        now,
+    );
+    let post = drain(&mut up).sent.remove(0);
+    up.handle_data(listen, &answer_event(100, 9));
+    assert_eq!(drain(&mut up).lines.len(), 1);
+    answer(&mut up, post.id, head(500, &[]), "boom", now);
+    assert!(drain(&mut up).lines.is_empty(), "one answer, not two");
+    // Nor is it posted again when its own response says the session is
+    // lost.
+    up.send(
+        r#"{"jsonrpc":"2.0","id":101,"method":"tools/list"}"#.into(),
+        now,
+    );
+    let post = drain(&mut up).sent.remove(0);
+    up.handle_data(listen, &answer_event(101, 9));
+    answer(&mut up, post.id, head(404, &[]), "", now);
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 1);
+    assert!(d.sent.is_empty(), "{:?}", d.sent.len());
+}
+
+#[test]
 fn a_cancelled_call_lets_go_of_its_exchange_or_is_never_sent() {
     let now = Instant::now();
     let mut up = Upstream::new("r", remote(Transport::Auto));
