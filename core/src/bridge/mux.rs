@@ -147,6 +147,22 @@ struct Sent {
     request: Option<(String, Value)>,
 }
 
+/// However much progress a call shows, it may last at most this many of
+/// its timeouts in all: a server that reports progress forever would
+/// otherwise hold the call, and what it holds, for good (the MCP spec's
+/// maximum regardless of progress).
+pub(crate) const MOST_TIMEOUTS: u32 = 10;
+
+impl Sent {
+    /// When the call times out: `timeout` after it was sent or last showed
+    /// progress, and never later than [`MOST_TIMEOUTS`] of them after it
+    /// was sent.
+    fn due(&self, timeout: Duration) -> Instant {
+        let most = later(self.sent_at, timeout.saturating_mul(MOST_TIMEOUTS));
+        later(self.progressed_at, timeout).min(most)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
     Initialize,
@@ -257,10 +273,10 @@ impl Mux {
         Some(self.calls.range(self.heard_from..).next()?.1.sent_at)
     }
 
-    /// The earliest time a call still waiting for the child was sent or
-    /// last showed progress: from it, the next call to time out.
-    pub(crate) fn least_progress(&self) -> Option<Instant> {
-        self.calls.values().map(|sent| sent.progressed_at).min()
+    /// When the next call still waiting for the child times out, each
+    /// allowed `timeout` without progress (see [`Sent::due`]).
+    pub(crate) fn next_call_timeout(&self, timeout: Duration) -> Option<Instant> {
+        self.calls.values().map(|sent| sent.due(timeout)).min()
     }
 
     /// Calls that have shown no progress for `timeout` end: the child is
@@ -276,7 +292,7 @@ impl Mux {
         let late: Vec<u64> = self
             .calls
             .iter()
-            .filter(|(_, sent)| later(sent.progressed_at, timeout) <= now)
+            .filter(|(_, sent)| sent.due(timeout) <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in late {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::mux::{FromChild, Mux, Route};
+use super::mux::{FromChild, Mux, Route, MOST_TIMEOUTS};
 use super::supervisor::{Due, Ended, Supervisor};
 use super::{BridgeOutput, ChildState, ClientId, Limits, ServerSpec, SERVER_ERROR};
 use crate::mcp::Message;
@@ -227,9 +227,11 @@ impl BridgedServer {
         if self.call_timeout_at().is_some_and(|at| now >= at) {
             let timeout = self.supervisor.limits().call_timeout;
             let message = format!(
-                "MCP server '{}' did not answer within {} s: timed out",
+                "MCP server '{}' did not answer within {} s of its last progress \
+                 ({} s at most): timed out",
                 self.spec().name,
-                timeout.as_secs_f64()
+                timeout.as_secs_f64(),
+                timeout.saturating_mul(MOST_TIMEOUTS).as_secs_f64()
             );
             self.mux.time_out(now, timeout, &message, &mut self.out);
         }
@@ -336,8 +338,8 @@ impl BridgedServer {
         if self.state() != ChildState::Running || self.spec().remote.is_none() {
             return None;
         }
-        let since = self.mux.least_progress()?;
-        Some(later(since, self.supervisor.limits().call_timeout))
+        self.mux
+            .next_call_timeout(self.supervisor.limits().call_timeout)
     }
 
     fn idle_at(&self) -> Option<Instant> {

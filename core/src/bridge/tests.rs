@@ -1869,3 +1869,33 @@ fn a_remote_call_with_neither_answer_nor_progress_times_out_and_is_cancelled() {
     rig.child_answers(&sent["id"], json!({"content": []}));
     assert!(rig.drain().is_empty());
 }
+
+#[test]
+fn a_remote_call_that_shows_progress_forever_still_ends_at_ten_timeouts() {
+    let url = crate::http::Url::parse("http://127.0.0.1:9/mcp").unwrap();
+    let mut rig = Rig::with(|spec, limits| {
+        spec.remote = Some(crate::upstream::Remote::new(url));
+        limits.call_timeout = 400 * MS;
+    });
+    let a = rig.running();
+    let params = json!({"name": "slow", "_meta": {"progressToken": "tok"}});
+    rig.call(a, json!("c1"), "tools/call", params);
+    let sent = rig.drain().child[0].clone();
+    let token = sent["params"]["_meta"]["progressToken"].clone();
+    // Progress every 200 ms keeps it going, up to ten timeouts in all…
+    for step in 1..20 {
+        rig.at(step * 200 * MS);
+        rig.child_says(json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": step}}));
+        let out = rig.drain();
+        assert_eq!(out.to(a).len(), 1, "progress only, at step {step}");
+        assert_eq!(out.to(a)[0]["method"], "notifications/progress");
+    }
+    assert_eq!(rig.deadline(), Some(4 * SEC));
+    // …and there it ends, however much more it shows.
+    rig.at(4 * SEC);
+    let out = rig.drain();
+    let (code, message) = error_of(&out.to(a)[0]);
+    assert_eq!(code, REQUEST_TIMEOUT);
+    assert!(message.contains("(4 s at most)"), "{message}");
+    assert_eq!(out.child[0]["method"], "notifications/cancelled");
+}
