@@ -95,6 +95,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod oauth;
 pub mod reassembly;
+pub mod search;
 pub mod session;
 #[cfg(any(test, fuzzing))]
 pub mod simulation;

@@ -1,0 +1,512 @@
+//! Tool search: which of many tools a few words ask for.
+//!
+//! A client with hundreds of tools behind one endpoint does better asking
+//! for the few it needs than reading them all. [`ToolIndex::build`] indexes
+//! a listing once (each tool's name split into words, its description, its
+//! parameters' names and descriptions, its server's name) and
+//! [`ToolIndex::search`] ranks tools against a query with BM25F field
+//! weights, a light stemmer and a vocabulary of the words people use for
+//! tools' verbs and nouns ("bug" for issue, "folder" for directory), part
+//! built in and part learned from the listing. No model, no I/O: build the
+//! index again when the listing changes.
+//!
+//! ```
+//! use mcp_provider_core::search::{ToolDoc, ToolIndex};
+//!
+//! let tool = |name: &str, description: &str| ToolDoc {
+//!     name: name.into(),
+//!     server: "github".into(),
+//!     description: description.into(),
+//!     input_schema: serde_json::json!({"type": "object"}),
+//! };
+//! let index = ToolIndex::build(vec![
+//!     tool("create_issue", "Create a new issue in a GitHub repository."),
+//!     tool("list_branches", "List branches in a GitHub repository."),
+//! ]);
+//! let hits = index.search("open a bug report", 5, None);
+//! assert_eq!(hits[0].doc.name, "create_issue");
+//! ```
+
+mod rank;
+mod synonyms;
+mod tokens;
+
+use serde_json::Value;
+
+use rank::{DocTerms, Field, Postings};
+use synonyms::Synonyms;
+
+/// One tool as the index knows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolDoc {
+    /// The name clients call it by (e.g. as `/mcp` names it).
+    pub name: String,
+    /// Its server's name ("" when there is none, e.g. an editor's tools).
+    pub server: String,
+    pub description: String,
+    /// Its `inputSchema`; the names and descriptions of its properties are
+    /// indexed.
+    pub input_schema: Value,
+}
+
+/// Which ranking: the engine's own, or plain BM25 over name and
+/// description (the baseline the evaluation compares against).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Ranking {
+    #[default]
+    Weighted,
+    PlainBm25,
+}
+
+/// One tool found, with its score (higher is better; comparable only
+/// within one search).
+#[derive(Clone, Copy, Debug)]
+pub struct Hit<'a> {
+    pub doc: &'a ToolDoc,
+    pub score: f32,
+}
+
+/// A searchable listing of tools. Built once per listing; searching
+/// borrows it.
+#[derive(Debug)]
+pub struct ToolIndex {
+    docs: Vec<ToolDoc>,
+    /// Indices into `docs` in name order, for [`ToolIndex::get`] and
+    /// deterministic ties.
+    by_name: Vec<u32>,
+    /// Each document's place in name order (ties go to the earlier name).
+    name_rank: Vec<u32>,
+    ranking: Ranking,
+    postings: Postings,
+    synonyms: Synonyms,
+}
+
+/// The fields of the weighted ranking, in the order [`weighted_terms`]
+/// gives them: a word of the name says the most, the server's name and
+/// the parameters' names less, and a word somewhere in a parameter's
+/// description the least.
+const WEIGHTED_FIELDS: [Field; 5] = [
+    Field {
+        weight: 3.0,
+        b: 0.3,
+    }, // name
+    Field {
+        weight: 1.0,
+        b: 0.75,
+    }, // description
+    Field {
+        weight: 0.6,
+        b: 0.5,
+    }, // parameter names
+    Field {
+        weight: 0.25,
+        b: 0.75,
+    }, // parameter descriptions
+    Field {
+        weight: 1.0,
+        b: 0.0,
+    }, // server
+];
+
+/// Plain BM25: name and description as one field (k1 1.2, b 0.75).
+const PLAIN_FIELDS: [Field; 1] = [Field {
+    weight: 1.0,
+    b: 0.75,
+}];
+
+/// A query reads at most this many terms; the rest are ignored.
+const MAX_QUERY_TERMS: usize = 32;
+
+/// Properties of a schema indexed at most, so that a schema of a million
+/// properties costs no more than a usual one.
+const MAX_PROPERTIES: usize = 64;
+
+impl ToolIndex {
+    /// Indexes `docs` with the engine's own ranking.
+    pub fn build(docs: Vec<ToolDoc>) -> ToolIndex {
+        ToolIndex::with_ranking(docs, Ranking::Weighted)
+    }
+
+    /// Indexes `docs` with `ranking`.
+    pub fn with_ranking(docs: Vec<ToolDoc>, ranking: Ranking) -> ToolIndex {
+        let (postings, synonyms) = match ranking {
+            Ranking::Weighted => {
+                let terms: Vec<DocTerms> = docs.iter().map(weighted_terms).collect();
+                let learned = synonyms::learn(
+                    docs.iter()
+                        .map(|d| (d.name.as_str(), d.description.as_str())),
+                );
+                (
+                    Postings::build(&WEIGHTED_FIELDS, &terms),
+                    Synonyms::new(learned),
+                )
+            }
+            Ranking::PlainBm25 => {
+                let terms: Vec<DocTerms> = docs.iter().map(plain_terms).collect();
+                (Postings::build(&PLAIN_FIELDS, &terms), Synonyms::default())
+            }
+        };
+        let mut by_name: Vec<u32> = (0..docs.len() as u32).collect();
+        by_name.sort_by(|&a, &b| name_of(&docs, a).cmp(name_of(&docs, b)).then(a.cmp(&b)));
+        let mut name_rank = vec![0; docs.len()];
+        for (rank, &doc) in by_name.iter().enumerate() {
+            if let Some(slot) = name_rank.get_mut(doc as usize) {
+                *slot = rank as u32;
+            }
+        }
+        ToolIndex {
+            docs,
+            by_name,
+            name_rank,
+            ranking,
+            postings,
+            synonyms,
+        }
+    }
+
+    /// The tools that best match `query`, best first, at most `limit`,
+    /// only `server`'s when one is given. Tools that match no word of the
+    /// query are not returned; equal scores go in name order.
+    pub fn search(&self, query: &str, limit: usize, server: Option<&str>) -> Vec<Hit<'_>> {
+        if limit == 0 || self.docs.is_empty() {
+            return Vec::new();
+        }
+        let terms = self.query_terms(query);
+        if terms.is_empty() {
+            return Vec::new();
+        }
+        let mut scores = vec![0f32; self.docs.len()];
+        self.postings.score(&terms, &mut scores);
+        let mut found: Vec<(u32, f32)> = scores
+            .iter()
+            .enumerate()
+            .filter(|&(_, &s)| s > 0.0)
+            .map(|(d, &s)| (d as u32, s))
+            .filter(|&(d, _)| {
+                server.is_none_or(|s| self.docs.get(d as usize).is_some_and(|doc| doc.server == s))
+            })
+            .collect();
+        let better = |a: &(u32, f32), b: &(u32, f32)| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| self.name_rank_of(a.0).cmp(&self.name_rank_of(b.0)))
+        };
+        if found.len() > limit {
+            found.select_nth_unstable_by(limit - 1, better);
+            found.truncate(limit);
+        }
+        found.sort_unstable_by(better);
+        found
+            .into_iter()
+            .filter_map(|(d, score)| self.docs.get(d as usize).map(|doc| Hit { doc, score }))
+            .collect()
+    }
+
+    /// The tool named `name`, if the index holds it (the first of that
+    /// name in the listing's order if several do).
+    pub fn get(&self, name: &str) -> Option<&ToolDoc> {
+        let at = self
+            .by_name
+            .partition_point(|&d| name_of(&self.docs, d) < name);
+        let doc = self.docs.get(*self.by_name.get(at)? as usize)?;
+        (doc.name == name).then_some(doc)
+    }
+
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// The tools, in the order they were given.
+    pub fn docs(&self) -> &[ToolDoc] {
+        &self.docs
+    }
+
+    /// Approximate heap bytes of the index: the tools it holds (names,
+    /// descriptions, schemas), the postings, the term table and the
+    /// synonyms.
+    pub fn heap_bytes(&self) -> usize {
+        self.docs.capacity() * std::mem::size_of::<ToolDoc>()
+            + self
+                .docs
+                .iter()
+                .map(|d| {
+                    d.name.capacity()
+                        + d.server.capacity()
+                        + d.description.capacity()
+                        + json_heap_bytes(&d.input_schema)
+                })
+                .sum::<usize>()
+            + (self.by_name.capacity() + self.name_rank.capacity()) * std::mem::size_of::<u32>()
+            + self.postings.heap_bytes()
+            + self.synonyms.heap_bytes()
+    }
+
+    /// The query's terms with their weights, unknown terms left out: the
+    /// words typed at 1, then (weighted ranking) the words their synonyms
+    /// bring in, below.
+    fn query_terms(&self, query: &str) -> Vec<(u32, f32)> {
+        let mut typed = Vec::new();
+        match self.ranking {
+            Ranking::Weighted => tokens::terms(query, |t| {
+                if typed.len() < MAX_QUERY_TERMS {
+                    typed.push(t)
+                }
+            }),
+            Ranking::PlainBm25 => tokens::plain_words(query, |t| {
+                if typed.len() < MAX_QUERY_TERMS {
+                    typed.push(t)
+                }
+            }),
+        }
+        let mut weighted: Vec<(u32, f32)> = Vec::new();
+        let mut add = |term: &str, weight: f32| {
+            let Some(id) = self.postings.id(term) else {
+                return;
+            };
+            match weighted.iter_mut().find(|(t, _)| *t == id) {
+                Some(entry) => entry.1 = entry.1.max(weight),
+                None => weighted.push((id, weight)),
+            }
+        };
+        for term in &typed {
+            add(term, 1.0);
+        }
+        self.synonyms.expand(&typed, &mut add);
+        weighted
+    }
+
+    fn name_rank_of(&self, doc: u32) -> u32 {
+        self.name_rank
+            .get(doc as usize)
+            .copied()
+            .unwrap_or(u32::MAX)
+    }
+}
+
+fn name_of(docs: &[ToolDoc], doc: u32) -> &str {
+    docs.get(doc as usize).map_or("", |d| d.name.as_str())
+}
+
+/// A tool's terms, field by field, as [`WEIGHTED_FIELDS`] lists them.
+fn weighted_terms(doc: &ToolDoc) -> DocTerms {
+    let mut param_names = Vec::new();
+    let mut param_descriptions = Vec::new();
+    if let Some(Value::Object(properties)) = doc.input_schema.get("properties") {
+        for (name, property) in properties.iter().take(MAX_PROPERTIES) {
+            tokens::terms(name, |t| param_names.push(t));
+            if let Some(Value::String(description)) = property.get("description") {
+                tokens::terms(description, |t| param_descriptions.push(t));
+            }
+        }
+    }
+    vec![
+        tokens::term_vec(&doc.name),
+        tokens::term_vec(&doc.description),
+        param_names,
+        param_descriptions,
+        tokens::term_vec(&doc.server),
+    ]
+}
+
+/// A tool's terms for plain BM25: the words of its name and description.
+fn plain_terms(doc: &ToolDoc) -> DocTerms {
+    let mut words = Vec::new();
+    tokens::plain_words(&doc.name, |w| words.push(w));
+    tokens::plain_words(&doc.description, |w| words.push(w));
+    vec![words]
+}
+
+/// Approximate heap bytes of a JSON value.
+fn json_heap_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.capacity(),
+        Value::Array(items) => {
+            items.capacity() * std::mem::size_of::<Value>()
+                + items.iter().map(json_heap_bytes).sum::<usize>()
+        }
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                k.capacity() + std::mem::size_of::<(String, Value)>() + 16 + json_heap_bytes(v)
+            })
+            .sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tool(name: &str, server: &str, description: &str) -> ToolDoc {
+        ToolDoc {
+            name: name.into(),
+            server: server.into(),
+            description: description.into(),
+            input_schema: json!({"type": "object"}),
+        }
+    }
+
+    fn names(hits: &[Hit<'_>]) -> Vec<String> {
+        hits.iter().map(|h| h.doc.name.clone()).collect()
+    }
+
+    fn sample() -> ToolIndex {
+        ToolIndex::build(vec![
+            tool(
+                "create_issue",
+                "github",
+                "Create a new issue in a GitHub repository.",
+            ),
+            tool(
+                "list_issues",
+                "github",
+                "List issues in a GitHub repository.",
+            ),
+            tool(
+                "create_pull_request",
+                "github",
+                "Create a new pull request in a GitHub repository.",
+            ),
+            tool(
+                "list_directory",
+                "filesystem",
+                "Get a detailed listing of all files and directories in a specified path.",
+            ),
+            tool(
+                "browser_take_screenshot",
+                "playwright",
+                "Take a screenshot of the current page.",
+            ),
+            tool("browser_navigate", "playwright", "Navigate to a URL"),
+        ])
+    }
+
+    #[test]
+    fn a_synonym_finds_the_tool() {
+        let index = sample();
+        assert_eq!(
+            names(&index.search("open a bug report", 1, None)),
+            ["create_issue"]
+        );
+        assert_eq!(
+            names(&index.search("list folders", 1, None)),
+            ["list_directory"]
+        );
+        assert_eq!(
+            names(&index.search("capture the page", 1, None)),
+            ["browser_take_screenshot"]
+        );
+        assert_eq!(
+            names(&index.search("new PR", 1, None)),
+            ["create_pull_request"]
+        );
+    }
+
+    #[test]
+    fn the_server_filter_keeps_only_its_tools() {
+        let index = sample();
+        let hits = index.search("list", 10, Some("filesystem"));
+        assert_eq!(names(&hits), ["list_directory"]);
+        assert!(index.search("list", 10, Some("nowhere")).is_empty());
+    }
+
+    #[test]
+    fn at_most_limit_hits_best_first() {
+        let index = sample();
+        let hits = index.search("create list issue", 2, None);
+        assert_eq!(hits.len(), 2);
+        assert!(hits[0].score >= hits[1].score);
+        assert!(index.search("issue", 0, None).is_empty());
+    }
+
+    #[test]
+    fn ties_go_in_name_order() {
+        let index = ToolIndex::build(vec![
+            tool("b_tool", "", "Same words."),
+            tool("a_tool", "", "Same words."),
+            tool("c_tool", "", "Same words."),
+        ]);
+        assert_eq!(
+            names(&index.search("same words", 3, None)),
+            ["a_tool", "b_tool", "c_tool"]
+        );
+        assert_eq!(
+            names(&index.search("same words", 2, None)),
+            ["a_tool", "b_tool"]
+        );
+    }
+
+    #[test]
+    fn an_empty_index_or_query_finds_nothing() {
+        let empty = ToolIndex::build(Vec::new());
+        assert!(empty.is_empty());
+        assert!(empty.search("anything", 5, None).is_empty());
+        assert!(sample().search("", 5, None).is_empty());
+        assert!(sample().search("the of a", 5, None).is_empty());
+    }
+
+    #[test]
+    fn parameters_are_searched() {
+        let mut with_param = tool("do_thing", "", "Does a thing.");
+        with_param.input_schema = json!({"type": "object", "properties": {"timezone": {"type": "string", "description": "IANA zone name"}}});
+        let index = ToolIndex::build(vec![with_param, tool("other", "", "Does another thing.")]);
+        assert_eq!(names(&index.search("timezone", 5, None)), ["do_thing"]);
+        assert_eq!(names(&index.search("iana", 5, None)), ["do_thing"]);
+    }
+
+    #[test]
+    fn get_finds_by_exact_name() {
+        let index = sample();
+        assert_eq!(
+            index.get("browser_navigate").map(|d| d.server.as_str()),
+            Some("playwright")
+        );
+        assert!(index.get("browser").is_none());
+        assert!(index.get("").is_none());
+        assert_eq!(index.len(), 6);
+    }
+
+    #[test]
+    fn plain_bm25_has_no_synonyms() {
+        let index = ToolIndex::with_ranking(sample().docs().to_vec(), Ranking::PlainBm25);
+        assert!(index.search("bug", 5, None).is_empty());
+        assert_eq!(
+            names(&index.search("screenshot", 5, None)),
+            ["browser_take_screenshot"]
+        );
+    }
+
+    #[test]
+    fn heap_bytes_grow_with_the_listing() {
+        let small = sample();
+        let mut docs = small.docs().to_vec();
+        docs.extend(small.docs().iter().map(|d| ToolDoc {
+            name: format!("{}_2", d.name),
+            ..d.clone()
+        }));
+        let large = ToolIndex::build(docs);
+        assert!(large.heap_bytes() > small.heap_bytes());
+        assert!(small.heap_bytes() > 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_query_is_answered_within_limit(query in ".{0,300}", limit in 0usize..30) {
+            let index = sample();
+            let hits = index.search(&query, limit, None);
+            proptest::prop_assert!(hits.len() <= limit);
+        }
+
+        #[test]
+        fn a_huge_query_is_answered(word in "[a-zA-Z_ ]{1,20}", times in 1usize..20_000) {
+            let index = sample();
+            let query = word.repeat(times);
+            proptest::prop_assert!(index.search(&query, 5, None).len() <= 5);
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The words people use for a tool's verbs and nouns when they do not know
+//! its name: "bug" for issue, "PR" for pull request, "folder" for
+//! directory. A query term brings in the other words of its group, weighted
+//! below the words actually typed. Besides the built-in groups, the index
+//! learns abbreviations from the listings themselves (see [`learn`]): a
+//! tool named `list_prs` described as "List pull requests" teaches "pr" ↔
+//! "pull request", `get_repo` beside "repository" teaches "repo" ↔
+//! "repository".
+
+use std::collections::HashMap;
+
+use super::tokens;
+
+/// Groups of words and phrases that ask for the same thing, as people
+/// write them; each is stemmed when the table is built.
+const GROUPS: &[&[&str]] = &[
+    // Verbs.
+    &["create", "make", "new", "add", "generate", "open"],
+    &[
+        "delete", "remove", "erase", "destroy", "rm", "unlink", "drop", "discard",
+    ],
+    &[
+        "find", "search", "lookup", "look up", "query", "locate", "grep", "seek",
+    ],
+    &[
+        "get", "fetch", "read", "show", "retrieve", "view", "display", "see", "obtain", "load",
+        "details", "info",
+    ],
+    &["list", "enumerate", "ls", "browse"],
+    &[
+        "run", "execute", "exec", "invoke", "launch", "trigger", "start",
+    ],
+    &[
+        "edit", "update", "modify", "change", "alter", "patch", "set", "rewrite",
+    ],
+    &["write", "save", "store", "persist", "put"],
+    &["move", "rename", "relocate", "mv"],
+    &["copy", "duplicate", "clone", "fork"],
+    &["close", "shut", "dismiss"],
+    &["navigate", "go", "visit", "goto", "open url"],
+    &["click", "press", "tap"],
+    &["type", "enter", "fill", "input"],
+    &["upload", "push", "send", "post", "publish"],
+    &["download", "pull"],
+    &["wait", "pause", "sleep", "delay"],
+    &["convert", "translate", "transform"],
+    &["compare", "diff", "difference"],
+    &["review", "approve"],
+    &["merge", "combine", "squash"],
+    &["assign", "assignee"],
+    &["evaluate", "eval", "javascript", "js", "script"],
+    &["think", "reason", "thought", "reflect", "plan"],
+    &["hover", "mouseover"],
+    &["resize", "size", "dimension"],
+    // Nouns.
+    &["issue", "bug", "ticket", "defect", "bug report"],
+    &["pull request", "pr", "merge request", "mr", "patch"],
+    &["directory", "folder", "dir"],
+    &["repository", "repo", "project", "codebase"],
+    &["commit", "changeset", "revision"],
+    &["file", "document", "doc"],
+    &[
+        "page", "website", "web page", "site", "browser", "tab", "url", "webpage",
+    ],
+    &[
+        "screenshot",
+        "capture",
+        "screen capture",
+        "screengrab",
+        "picture",
+        "image",
+    ],
+    &["user", "account", "person", "member", "people", "profile"],
+    &["notification", "notify", "alert", "inbox"],
+    &["time", "clock", "date", "timezone", "hour"],
+    &["label", "tag"],
+    &["workflow", "action", "pipeline", "ci", "job", "build"],
+    &["log", "logs", "output", "console"],
+    &["release", "version"],
+    &["comment", "reply", "remark"],
+    &["entity", "node", "item"],
+    &["relation", "edge", "link", "connection"],
+    &["observation", "fact", "note"],
+    &["secret", "credential", "key"],
+    &["dialog", "popup", "modal", "prompt"],
+    &["network", "request", "http"],
+    &["tree", "hierarchy", "structure"],
+    &["star", "favorite", "bookmark"],
+    &["text", "string", "content"],
+    &["organization", "org", "team"],
+    &["discussion", "forum", "thread"],
+    &["security", "vulnerability", "alert", "advisory"],
+    &["code", "source"],
+];
+
+/// How much a word brought in by a synonym counts against a word typed.
+pub const SYNONYM_WEIGHT: f32 = 0.45;
+
+/// How much a learned abbreviation counts against a word typed: it comes
+/// from the listing itself, so it is near the word.
+pub const LEARNED_WEIGHT: f32 = 0.8;
+
+/// The synonym table of one index: for each stemmed term, the phrases it
+/// can start and, for each, the phrases (as terms) it brings in and at
+/// which weight.
+#[derive(Debug, Default)]
+pub struct Synonyms {
+    by_first: HashMap<String, Vec<Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    phrase: Vec<String>,
+    expansions: Vec<(Vec<String>, f32)>,
+}
+
+impl Synonyms {
+    /// The built-in groups plus `learned` pairs (see [`learn`]).
+    pub fn new(learned: Vec<(Vec<String>, Vec<String>)>) -> Synonyms {
+        let mut table = Synonyms::default();
+        for group in GROUPS {
+            let phrases: Vec<Vec<String>> = group
+                .iter()
+                .map(|p| tokens::term_vec(p))
+                .filter(|p| !p.is_empty())
+                .collect();
+            for (i, phrase) in phrases.iter().enumerate() {
+                let others = phrases
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, other)| *j != i && *other != phrase)
+                    .map(|(_, other)| (other.clone(), SYNONYM_WEIGHT))
+                    .collect();
+                table.add(phrase.clone(), others);
+            }
+        }
+        for (short, long) in learned {
+            table.add(short.clone(), vec![(long.clone(), LEARNED_WEIGHT)]);
+            table.add(long, vec![(short, LEARNED_WEIGHT)]);
+        }
+        table
+    }
+
+    fn add(&mut self, phrase: Vec<String>, expansions: Vec<(Vec<String>, f32)>) {
+        let Some(first) = phrase.first().cloned() else {
+            return;
+        };
+        let entries = self.by_first.entry(first).or_default();
+        match entries.iter_mut().find(|e| e.phrase == phrase) {
+            Some(entry) => entry.expansions.extend(expansions),
+            None => entries.push(Entry { phrase, expansions }),
+        }
+    }
+
+    /// Calls `each(term, weight)` for every term the synonyms of `query`'s
+    /// phrases bring in (the query's own terms are not repeated).
+    pub fn expand(&self, query: &[String], mut each: impl FnMut(&str, f32)) {
+        for start in 0..query.len() {
+            let Some(entries) = self.by_first.get(&query[start]) else {
+                continue;
+            };
+            for entry in entries {
+                if !query[start..].starts_with(&entry.phrase) {
+                    continue;
+                }
+                for (expansion, weight) in &entry.expansions {
+                    for term in expansion {
+                        each(term, *weight);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Approximate heap bytes of the table.
+    pub fn heap_bytes(&self) -> usize {
+        let strings = |v: &Vec<String>| -> usize {
+            v.capacity() * std::mem::size_of::<String>()
+                + v.iter().map(String::capacity).sum::<usize>()
+        };
+        self.by_first.capacity() * (std::mem::size_of::<(String, Vec<Entry>)>() + 1)
+            + self
+                .by_first
+                .iter()
+                .map(|(k, entries)| {
+                    k.capacity()
+                        + entries.capacity() * std::mem::size_of::<Entry>()
+                        + entries
+                            .iter()
+                            .map(|e| {
+                                strings(&e.phrase)
+                                    + e.expansions.capacity()
+                                        * std::mem::size_of::<(Vec<String>, f32)>()
+                                    + e.expansions.iter().map(|(p, _)| strings(p)).sum::<usize>()
+                            })
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+}
+
+/// Abbreviations a listing teaches: a word of a tool's name that is the
+/// start of a longer word of its description ("repo" → "repository",
+/// "dir" → "directory"), or the initials of consecutive description words
+/// ("pr" → "pull request"). Returns (short, long) pairs as terms, each pair
+/// once.
+pub fn learn<'a>(
+    tools: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<(Vec<String>, Vec<String>)> {
+    let mut pairs: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+    for (name, description) in tools {
+        let mut name_words = Vec::new();
+        tokens::words(name, |w| name_words.push(w));
+        let mut desc_words = Vec::new();
+        tokens::words(description, |w| desc_words.push(w));
+        for short in name_words.iter().filter(|w| (2..=5).contains(&w.len())) {
+            let short = singular(short);
+            if let Some(long) = abbreviated(short, &desc_words) {
+                let pair = (
+                    vec![tokens::stem(short)],
+                    long.iter().map(|w| tokens::stem(w)).collect(),
+                );
+                if !pairs.contains(&pair) {
+                    pairs.push(pair);
+                }
+            }
+        }
+    }
+    pairs
+}
+
+/// "prs" → "pr": abbreviations take a plain "s" for their plural.
+fn singular(word: &str) -> &str {
+    match word.strip_suffix('s') {
+        Some(base) if base.len() >= 2 => base,
+        _ => word,
+    }
+}
+
+/// The description words `short` abbreviates, if any: one word it is a
+/// strict prefix of (at least three letters of it), or two or three
+/// consecutive words whose initials it is.
+fn abbreviated<'w>(short: &str, words: &'w [String]) -> Option<&'w [String]> {
+    if words.iter().any(|w| w == short) {
+        return None;
+    }
+    if short.len() >= 3 {
+        if let Some(i) = words
+            .iter()
+            .position(|w| w.len() > short.len() && w.starts_with(short))
+        {
+            return Some(&words[i..=i]);
+        }
+    }
+    let n = short.len();
+    if (2..=3).contains(&n) && short.bytes().all(|b| b.is_ascii_lowercase()) {
+        for window in words.windows(n) {
+            let initials = window.iter().all(|w| w.len() > 1)
+                && window
+                    .iter()
+                    .zip(short.bytes())
+                    .all(|(w, b)| w.as_bytes().first() == Some(&b));
+            if initials {
+                return Some(window);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expanded(table: &Synonyms, query: &str) -> Vec<(String, f32)> {
+        let terms = tokens::term_vec(query);
+        let mut out = Vec::new();
+        table.expand(&terms, |t, w| out.push((t.to_string(), w)));
+        out
+    }
+
+    #[test]
+    fn a_bug_is_an_issue_and_a_folder_a_directory() {
+        let table = Synonyms::new(Vec::new());
+        let bug = expanded(&table, "bug");
+        assert!(
+            bug.contains(&(tokens::stem("issue"), SYNONYM_WEIGHT)),
+            "{bug:?}"
+        );
+        let folder = expanded(&table, "folders");
+        assert!(
+            folder.iter().any(|(t, _)| *t == tokens::stem("directory")),
+            "{folder:?}"
+        );
+    }
+
+    #[test]
+    fn a_phrase_matches_only_whole() {
+        let table = Synonyms::new(Vec::new());
+        let pr = expanded(&table, "review the pull request");
+        assert!(pr.iter().any(|(t, _)| t == "pr"), "{pr:?}");
+        let pull = expanded(&table, "pull the latest changes");
+        assert!(!pull.iter().any(|(t, _)| t == "pr"), "{pull:?}");
+    }
+
+    #[test]
+    fn abbreviations_are_learned_from_names_and_descriptions() {
+        let learned = learn(
+            [
+                ("list_prs", "List pull requests in a repository"),
+                ("get_repo", "Get a repository"),
+                ("list_dir", "List the entries of a directory"),
+                ("get_time", "Get the time"),
+            ]
+            .into_iter(),
+        );
+        let pr = (
+            vec!["pr".to_string()],
+            vec![tokens::stem("pull"), tokens::stem("request")],
+        );
+        assert!(learned.contains(&pr), "{learned:?}");
+        assert!(learned.contains(&(vec!["repo".into()], vec![tokens::stem("repository")])));
+        assert!(learned.contains(&(vec!["dir".into()], vec![tokens::stem("directory")])));
+        assert_eq!(learned.len(), 3, "{learned:?}");
+        let table = Synonyms::new(learned);
+        assert!(expanded(&table, "repo").contains(&(tokens::stem("repository"), SYNONYM_WEIGHT)));
+        assert!(expanded(&table, "repo").contains(&(tokens::stem("repository"), LEARNED_WEIGHT)));
+    }
+}

@@ -1,0 +1,235 @@
+//! Text to index terms: words split where people and programs split them
+//! (`_`, `-`, `.`, spaces, camelCase, letters against digits), lowercased,
+//! common English words dropped and suffixes stripped, so that "listFiles",
+//! "list_files" and "listing the file" meet on the same terms.
+
+/// How much text one field or query contributes at most, in bytes: a
+/// description of a megabyte is indexed by its first part, and a query that
+/// long is read no further, so neither costs more than this.
+pub const MAX_TEXT: usize = 16 * 1024;
+
+/// Words so common in tool descriptions and requests that they say nothing
+/// about which tool is meant.
+const STOP_WORDS: &[&str] = &[
+    "a", "about", "all", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do",
+    "does", "for", "from", "give", "has", "have", "how", "i", "if", "in", "into", "is", "it",
+    "its", "let", "me", "my", "of", "on", "or", "our", "please", "should", "so", "some", "that",
+    "the", "their", "them", "then", "there", "these", "this", "those", "to", "us", "want", "was",
+    "we", "what", "when", "where", "which", "while", "who", "will", "with", "would", "you", "your",
+];
+
+/// Calls `each` with every term of `text`, in order: split into words,
+/// lowercased, stop words dropped, stemmed.
+pub fn terms(text: &str, mut each: impl FnMut(String)) {
+    words(text, |word| {
+        if !is_stop_word(&word) {
+            each(stem(&word));
+        }
+    });
+}
+
+/// The terms of `text` as a vector (see [`terms`]).
+pub fn term_vec(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    terms(text, |t| out.push(t));
+    out
+}
+
+/// Calls `each` with the lowercased words of `text`: runs of letters or
+/// digits, split again at a lower-to-upper change ("listFiles"), at the
+/// end of an upper-case run before a capitalised word ("HTTPServer") and
+/// between letters and digits ("utf8"). Nothing is stemmed or dropped.
+pub fn words(text: &str, mut each: impl FnMut(String)) {
+    let text = clip(text, MAX_TEXT);
+    let mut word = String::new();
+    let mut prev: Option<char> = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !c.is_alphanumeric() {
+            flush(&mut word, &mut each);
+            prev = None;
+            continue;
+        }
+        if let Some(p) = prev {
+            let next_lower = chars.peek().is_some_and(|n| n.is_lowercase());
+            let boundary = (p.is_lowercase() && c.is_uppercase())
+                || (p.is_uppercase() && c.is_uppercase() && next_lower)
+                || (p.is_alphabetic() != c.is_alphabetic());
+            if boundary {
+                flush(&mut word, &mut each);
+            }
+        }
+        word.extend(c.to_lowercase());
+        prev = Some(c);
+    }
+    flush(&mut word, &mut each);
+}
+
+/// The words of plain BM25: runs of letters or digits, lowercased, nothing
+/// else (no camelCase split, no stemming, no stop words).
+pub fn plain_words(text: &str, mut each: impl FnMut(String)) {
+    for word in clip(text, MAX_TEXT).split(|c: char| !c.is_alphanumeric()) {
+        if !word.is_empty() {
+            each(word.to_lowercase());
+        }
+    }
+}
+
+fn flush(word: &mut String, each: &mut impl FnMut(String)) {
+    if !word.is_empty() {
+        each(std::mem::take(word));
+    }
+}
+
+/// The longest prefix of `text` at most `max` bytes long that ends on a
+/// character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+pub fn is_stop_word(word: &str) -> bool {
+    STOP_WORDS.binary_search(&word).is_ok()
+}
+
+/// A light English stemmer: strips the plural and verb endings tool
+/// descriptions use (-s, -es, -ies, -ing, -ed, -er, -ion, a final -e), so
+/// that "create", "creates", "created", "creating" and "creation" share a
+/// stem. No dictionary: a stem keeps at least three letters, and a word
+/// that is not plain ASCII letters is left as it is.
+pub fn stem(word: &str) -> String {
+    if word.len() <= 3 || !word.bytes().all(|b| b.is_ascii_lowercase()) {
+        return word.to_string();
+    }
+    let mut w = word.to_string();
+    strip_plural(&mut w);
+    strip_ending(&mut w);
+    if w.len() > 3 && w.ends_with('e') {
+        w.pop();
+    }
+    w
+}
+
+fn strip_plural(w: &mut String) {
+    if let Some(base) = w.strip_suffix("ies") {
+        if base.len() >= 2 {
+            let base = format!("{base}y");
+            *w = base;
+        }
+    } else if w.ends_with("sses")
+        || w.ends_with("shes")
+        || w.ends_with("ches")
+        || w.ends_with("xes")
+    {
+        w.truncate(w.len() - 2);
+    } else if w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") && !w.ends_with("is") {
+        w.pop();
+    }
+}
+
+/// Verb and noun endings, longest first; the stem must keep three letters.
+fn strip_ending(w: &mut String) {
+    for ending in ["ing", "ion", "ed", "er"] {
+        if let Some(base) = w.strip_suffix(ending) {
+            if base.len() >= 3 && base.bytes().any(is_vowel) {
+                let keep = undouble(base).len();
+                w.truncate(keep);
+                return;
+            }
+        }
+    }
+}
+
+/// "runn" → "run", "stopp" → "stop"; "fill", "pass" and "add" stay.
+fn undouble(base: &str) -> &str {
+    let b = base.as_bytes();
+    let n = b.len();
+    if n >= 4 && b[n - 1] == b[n - 2] && !matches!(b[n - 1], b'l' | b's' | b'z' | b'd' | b'f') {
+        &base[..n - 1]
+    } else {
+        base
+    }
+}
+
+fn is_vowel(b: u8) -> bool {
+    matches!(b, b'a' | b'e' | b'i' | b'o' | b'u' | b'y')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_words(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        words(text, |w| out.push(w));
+        out
+    }
+
+    #[test]
+    fn splits_snake_kebab_dots_and_camel_case() {
+        assert_eq!(all_words("list_files"), ["list", "files"]);
+        assert_eq!(
+            all_words("browser-take.screenshot"),
+            ["browser", "take", "screenshot"]
+        );
+        assert_eq!(all_words("listPullRequests"), ["list", "pull", "requests"]);
+        assert_eq!(all_words("HTTPServer utf8"), ["http", "server", "utf", "8"]);
+        assert_eq!(all_words("  "), Vec::<String>::new());
+    }
+
+    #[test]
+    fn stop_words_are_sorted_for_the_binary_search() {
+        assert!(STOP_WORDS.windows(2).all(|w| w[0] < w[1]));
+        assert!(is_stop_word("the"));
+        assert!(!is_stop_word("get"));
+    }
+
+    #[test]
+    fn stems_share_between_the_forms_of_a_word() {
+        for group in [
+            &["create", "creates", "created", "creating", "creation"][..],
+            &["file", "files"],
+            &["repository", "repositories"],
+            &["branch", "branches"],
+            &["browse", "browser", "browsing"],
+            &["run", "running", "runs"],
+            &["issue", "issues"],
+            &["list", "lists", "listed", "listing"],
+        ] {
+            let first = stem(group[0]);
+            for word in group {
+                assert_eq!(stem(word), first, "{word} vs {}", group[0]);
+            }
+        }
+        assert_eq!(stem("status"), "status");
+        assert_eq!(stem("add"), "add");
+        assert_eq!(stem("été"), "été");
+    }
+
+    #[test]
+    fn terms_drop_stop_words_and_stem() {
+        assert_eq!(
+            term_vec("Take a screenshot of the page"),
+            ["tak", "screenshot", "pag"]
+        );
+    }
+
+    #[test]
+    fn plain_words_do_not_split_camel_case() {
+        let mut out = Vec::new();
+        plain_words("listFiles in_dir", |w| out.push(w));
+        assert_eq!(out, ["listfiles", "in", "dir"]);
+    }
+
+    #[test]
+    fn long_text_is_clipped_on_a_char_boundary() {
+        let text = "é".repeat(MAX_TEXT);
+        assert!(clip(&text, MAX_TEXT).len() <= MAX_TEXT);
+    }
+}
