@@ -69,6 +69,8 @@ pub struct AcpArgs {
     /// editor's results (its next request) before it is ended.
     #[arg(long, default_value_t = 300)]
     tool_wait_secs: u64,
+    #[command(flatten)]
+    search: crate::exec::SearchArgs,
     /// The agent's working directory, and its sessions'.
     #[arg(long)]
     cwd: Option<PathBuf>,
@@ -185,7 +187,8 @@ impl AcpArgs {
             return Err("--tool-wait-secs must be at least 1".to_owned());
         }
         let wait = Duration::from_secs(self.tool_wait_secs);
-        let (link, dir) = relay::prepare(wait, false)?;
+        let (mut link, dir) = relay::prepare(wait, false)?;
+        link.search = self.search.mode();
         plan.tools = Some(link);
         Ok(dir)
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use mcp_provider_core::agent::exec::offer;
 use mcp_provider_core::agent::exec::preset::{Format, Preset};
+use mcp_provider_core::agent::exec::tool_search::{ToolSearch, DEFAULT_THRESHOLD};
 use mcp_provider_core::agent::exec::ExecPlan;
 use mcp_provider_kit::relay::{self, ToolDir};
 
@@ -56,6 +57,8 @@ pub struct ExecArgs {
     /// editor's; by default only the editor's tools are offered.
     #[arg(long)]
     cli_tools: bool,
+    #[command(flatten)]
+    pub search: SearchArgs,
     /// The command (with a preset: extra arguments). `{prompt}` in an
     /// argument is replaced by the prompt; otherwise the prompt goes to
     /// stdin. Without a preset, stdout is the answer, as it is printed.
@@ -112,7 +115,8 @@ impl ExecArgs {
             return Err("--tool-wait-secs must be at least 1".to_owned());
         }
         let wait = Duration::from_secs(self.tool_wait_secs);
-        let (link, dir) = relay::prepare(wait, self.cli_tools)?;
+        let (mut link, dir) = relay::prepare(wait, self.cli_tools)?;
+        link.search = self.search.mode();
         plan.tools = Some(link);
         Ok(Some(dir))
     }
@@ -176,4 +180,29 @@ pub(crate) fn find_program(program: &str, dir: &Path) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| dir.join(d).join(program))
         .find(|p| executable(p))
+}
+
+/// How many of the editor's tools an agent is shown whole: `agent exec`'s
+/// and `agent acp`'s.
+#[derive(Args)]
+pub struct SearchArgs {
+    /// Offer the editor's tools to the agent behind two tools of the relay,
+    /// `search_tools` and `call_tool` (plus those it found), rather than
+    /// listed whole: on, off, or auto (when a request has more than
+    /// --tool-search-threshold tools).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    tool_search: String,
+    /// With `--tool-search auto`: the most tools listed whole.
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+    tool_search_threshold: usize,
+}
+
+impl SearchArgs {
+    pub fn mode(&self) -> ToolSearch {
+        match self.tool_search.as_str() {
+            "on" => ToolSearch::On,
+            "off" => ToolSearch::Off,
+            _ => ToolSearch::Above(self.tool_search_threshold),
+        }
+    }
 }

@@ -658,6 +658,7 @@ pub fn acp_agent(data: &[u8]) {
             seed: [1; 32],
             wait: Duration::from_secs(60),
             cli_tools: false,
+            search: Default::default(),
         }),
         editor_tools: EditorTools::Text,
         shared_servers: false,

@@ -81,6 +81,7 @@ pub fn prepare(wait: Duration, cli_tools: bool) -> Result<(ToolLink, ToolDir), S
         seed,
         wait,
         cli_tools,
+        search: Default::default(),
     };
     Ok((link, dir))
 }

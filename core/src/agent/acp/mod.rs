@@ -40,6 +40,7 @@ use crate::agent::exec::link::{LinkId, LinkOutput};
 use crate::agent::exec::prompt;
 use crate::agent::exec::relays::Relays;
 use crate::agent::exec::round::Round;
+use crate::agent::exec::tool_search::Indexes;
 use crate::agent::exec::tools::{Chat, Given, Offer};
 use crate::agent::exec::ToolLink;
 use crate::agent::process::{read_frame, Action, Exit, Frame, ProcessAgent, RunId, Stdin};
@@ -324,6 +325,8 @@ pub struct AcpAgent {
     probe: Option<(RunId, Instant)>,
     /// Permission questions waiting for the user ([`Policy::Ask`]).
     asks: permission::Asks,
+    /// The indexes of the tool sets offered lately behind a search.
+    indexes: Indexes,
 }
 
 impl AcpAgent {
@@ -357,6 +360,7 @@ impl AcpAgent {
             tools_reach: None,
             probe: None,
             asks: permission::Asks::default(),
+            indexes: Indexes::default(),
         };
         agent.start(0, now);
         agent
@@ -384,10 +388,10 @@ impl AcpAgent {
             .map_or("the agent", String::as_str)
     }
     /// The request for an invocation.
-    fn request(&self, invoke: String, msg: &Value, now: Instant) -> Request {
+    fn request(&mut self, invoke: String, msg: &Value, now: Instant) -> Request {
         let payload = &msg["payload"];
         let model = msg["model_meta"]["model"].as_str().unwrap_or_default();
-        let offer = Offer::of(payload).filter(|_| self.plan.tools.is_some());
+        let offer = self.offer_of(payload);
         let textual = offer.is_some() && self.tools_as_text();
         let with_choice = |prompt: String| match offer.as_ref() {
             Some(offer) if textual => format!("{prompt}\n\n{}", textual::tools_text(offer)),
@@ -650,7 +654,7 @@ impl AcpAgent {
 
     /// Sends a turn's prompt to its session: held, in a session given the
     /// editor's tools, until its agent listed them (or for a while).
-    fn prompt(&mut self, at: At, request: Request, text: String, now: Instant) {
+    fn prompt(&mut self, at: At, mut request: Request, text: String, now: Instant) {
         let Some(session) = self.sessions.get_mut(&at) else {
             return;
         };
@@ -665,6 +669,9 @@ impl AcpAgent {
         }
         session.key = None;
         session.last_used = now;
+        if let Some(offer) = request.offer.as_mut() {
+            offer.keep_found(session.offer.as_ref());
+        }
         session.offer.clone_from(&request.offer);
         // Offered over MCP, the calls come in a round; as text, from the
         // answer's text.

@@ -9,6 +9,7 @@ use super::*;
 
 mod churn;
 mod isolation;
+mod tool_search;
 
 fn plan() -> AcpPlan {
     AcpPlan {
@@ -811,6 +812,7 @@ fn with_tools() -> AcpPlan {
             seed: [7; 32],
             wait: Duration::from_secs(300),
             cli_tools: false,
+            search: Default::default(),
         }),
         ..plan()
     }

@@ -28,6 +28,7 @@ pub(super) fn probe_offer() -> Offer {
         tools: vec![tool],
         choice: None,
         chat: Chat::of(&Value::Null),
+        search: None,
     }
 }
 
@@ -50,6 +51,13 @@ impl AcpAgent {
             self.next_tools += 1;
         }
         self.session_params(request.owner)
+    }
+
+    /// The editor's tools a request offers, if the sessions are given
+    /// them: behind a search when they are too many to list whole.
+    pub(super) fn offer_of(&mut self, payload: &Value) -> Option<Offer> {
+        let search = self.plan.tools.as_ref()?.search;
+        Some(Offer::of(payload)?.searched(search, &mut self.indexes))
     }
 
     /// A session's `session/new` (or `session/load`) parameters: with a
@@ -139,23 +147,34 @@ impl AcpAgent {
             self.listed.insert(owner, now);
             self.tools_reached(true);
         }
-        let session = self.speaks_for(owner);
-        let turn = session
+        let at = self.speaks_for(owner);
+        let in_turn = at
             .as_ref()
             .and_then(|at| self.sessions.get_mut(at))
-            .and_then(|s| s.turn.as_mut())
-            .filter(|t| t.round.is_some());
-        let Some(turn) = turn else {
-            return self.outside_turn(id, owner, session.as_ref(), line);
+            .filter(|s| s.turn.as_ref().is_some_and(|t| t.round.is_some()));
+        let Some(session) = in_turn else {
+            return self.outside_turn(id, owner, at.as_ref(), line);
         };
-        let Some(round) = turn.round.as_mut() else {
+        let Some((held, round)) = session
+            .turn
+            .as_mut()
+            .and_then(|t| Some((&mut t.held, t.round.as_mut()?)))
+        else {
             return;
         };
-        match link::asked(line, &round.offer) {
+        match link::asked(line, &mut round.offer) {
             Asked::Reply(reply) => {
                 self.relays.send(id, reply);
-                if let Some(held) = turn.held.as_mut().filter(|_| lists_tools(line)) {
+                if let Some(held) = held.as_mut().filter(|_| lists_tools(line)) {
                     held.1 = held.1.min(now + super::LIST_SETTLE);
+                }
+            }
+            // What a turn found is listed between turns, and kept by the
+            // session's next turns.
+            Asked::Relisted(reply) => {
+                self.relays.send_relisted(id, reply);
+                if let Some(offer) = session.offer.as_mut() {
+                    offer.search.clone_from(&round.offer.search);
                 }
             }
             Asked::Nothing => {}
@@ -176,20 +195,26 @@ impl AcpAgent {
     }
 
     /// A line from a relay before its session opened, or between turns:
-    /// the tools of its request or last turn are listed, and none can be
-    /// called (nobody would take the call).
+    /// the tools of its request or last turn are listed (and searched),
+    /// and none can be called (nobody would take the call).
     fn outside_turn(&mut self, id: LinkId, owner: RunId, session: Option<&At>, line: &Line) {
-        let offer = match session.and_then(|at| self.sessions.get(at)) {
-            Some(session) => session.offer.clone(),
-            None if self.probe.is_some_and(|(o, _)| o == owner) => Some(probe_offer()),
-            None => self.pending.values().find_map(|(_, p)| match p {
-                Pending::NewSession(r) if r.owner == Some(owner) => r.offer.clone(),
-                Pending::Probe(o) if *o == owner => Some(probe_offer()),
+        let probing = self.probe.is_some_and(|(o, _)| o == owner)
+            || self
+                .pending
+                .values()
+                .any(|(_, p)| matches!(p, Pending::Probe(o) if *o == owner));
+        let mut probe = probe_offer();
+        let offer = match session.and_then(|at| self.sessions.get_mut(at)) {
+            Some(session) => session.offer.as_mut(),
+            None if probing => Some(&mut probe),
+            None => self.pending.values_mut().find_map(|(_, p)| match p {
+                Pending::NewSession(r) if r.owner == Some(owner) => r.offer.as_mut(),
                 _ => None,
             }),
         };
-        match offer.map(|offer| link::asked(line, &offer)) {
+        match offer.map(|offer| link::asked(line, offer)) {
             Some(Asked::Reply(reply)) => self.relays.send(id, reply),
+            Some(Asked::Relisted(reply)) => self.relays.send_relisted(id, reply),
             Some(Asked::Call { rpc, .. }) => {
                 let refusal = link::result(&rpc, "no request is being answered", true);
                 self.relays.send(id, refusal);

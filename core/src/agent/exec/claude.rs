@@ -28,11 +28,14 @@ pub struct StreamJson {
     calls: u64,
 }
 
-/// How claude names the editor's tools: `mcp__<server>__<tool>`.
+/// Whether claude's call `name` (`mcp__<server>__<tool>`) is of a tool the
+/// editor is given: one of the relay's, but its `search_tools`, which the
+/// relay answers itself.
 fn is_editor_tool(name: &str) -> bool {
     name.strip_prefix("mcp__")
         .and_then(|rest| rest.strip_prefix(super::tools::SERVER))
-        .is_some_and(|rest| rest.starts_with("__"))
+        .and_then(|rest| rest.strip_prefix("__"))
+        .is_some_and(|tool| tool != super::tool_search::SEARCH_TOOLS)
 }
 
 impl StreamJson {
@@ -324,6 +327,14 @@ mod tests {
             [&Event::Turn { calls: 2 }]
         );
         assert_eq!(texts(&out), "Done.");
+        // A search is answered by the relay: only `call_tool` goes on.
+        let out = run(&[
+            START,
+            &tool("mcp__editor__search_tools"),
+            &tool("mcp__editor__call_tool"),
+            stop,
+        ]);
+        assert!(out.contains(&Event::Turn { calls: 1 }), "{out:?}");
     }
 
     #[test]

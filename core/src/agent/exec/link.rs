@@ -6,7 +6,10 @@
 //! CLI's MCP messages (JSON lines) both ways. This module is that server's
 //! protocol: the hello, and the MCP requests a CLI makes (`initialize`,
 //! `tools/list`, `tools/call`, `ping`). A call of a tool becomes a
-//! [`Asked::Call`] the run holds until the editor's result comes.
+//! [`Asked::Call`] the run holds until the editor's result comes. Tools
+//! offered behind a search (see [`super::tool_search`]) are found by
+//! `search_tools`, answered here, and called by `call_tool`, which becomes
+//! the same [`Asked::Call`] of the tool it names.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::round::MAX_CALLS;
+use super::tool_search::{self, CALL_TOOL, SEARCH_TOOLS};
 use super::tools::{Offer, SERVER};
 use super::RunId;
 use crate::agent::quoted;
@@ -164,6 +168,9 @@ pub fn held_by(links: &HashMap<LinkId, Link>, run: RunId) -> usize {
 pub enum Asked {
     /// Answered at once with this line.
     Reply(String),
+    /// Answered at once with this line, after which the tools listed
+    /// changed (a search found some): the CLI is to be told so.
+    Relisted(String),
     /// A call of one of the editor's tools: answered with its result.
     Call {
         rpc: Value,
@@ -174,8 +181,9 @@ pub enum Asked {
     Nothing,
 }
 
-/// The answer to one line from a run's CLI, offered `offer`.
-pub fn asked(line: &Line, offer: &Offer) -> Asked {
+/// The answer to one line from a run's CLI, offered `offer` (whose tools
+/// found so far a search changes).
+pub fn asked(line: &Line, offer: &mut Offer) -> Asked {
     let text = match line {
         Line::Text(text) => text,
         Line::TooLong => {
@@ -195,7 +203,11 @@ pub fn asked(line: &Line, offer: &Offer) -> Asked {
     if let Some(refusal) = mcp::unsupported_version(&id, &params) {
         return Asked::Reply(refusal);
     }
-    let capabilities = json!({"tools": {}});
+    // Behind a search the listing changes as tools are found.
+    let capabilities = match offer.search {
+        Some(_) => json!({"tools": {"listChanged": true}}),
+        None => json!({"tools": {}}),
+    };
     let server_info = json!({"name": SERVER, "version": env!("CARGO_PKG_VERSION")});
     let result = match method.as_str() {
         "initialize" => json!({
@@ -205,30 +217,45 @@ pub fn asked(line: &Line, offer: &Offer) -> Asked {
         }),
         "server/discover" => mcp::discover_result(capabilities, server_info, ""),
         "ping" => json!({}),
-        "tools/list" => mcp::listing("tools", Value::Array(offer.tools.clone())),
-        "tools/call" => {
-            return match params["name"].as_str().filter(|name| offer.has(name)) {
-                Some(name) => Asked::Call {
-                    rpc: id,
-                    name: name.to_owned(),
-                    arguments: match &params["arguments"] {
-                        Value::Null => json!({}),
-                        arguments => arguments.clone(),
-                    },
-                },
-                None => {
-                    let name = quoted(&params["name"].to_string());
-                    let message = format!("no tool named {name}");
-                    Asked::Reply(mcp::error(&id, mcp::INVALID_PARAMS, &message, None))
-                }
-            };
-        }
+        "tools/list" => mcp::listing("tools", Value::Array(offer.listing())),
+        "tools/call" => return called(id, &params, offer),
         _ => {
             let message = format!("method {} is not supported", quoted(&method));
             return Asked::Reply(mcp::error(&id, mcp::METHOD_NOT_FOUND, &message, None));
         }
     };
     Asked::Reply(mcp::result(&id, result))
+}
+
+/// A `tools/call`: of one of the editor's tools, by its name or through
+/// `call_tool`, or (behind a search) `search_tools`.
+fn called(id: Value, params: &Value, offer: &mut Offer) -> Asked {
+    let invalid = |message: &str| Asked::Reply(mcp::error(&id, mcp::INVALID_PARAMS, message, None));
+    let (name, arguments) = match (params["name"].as_str(), offer.search.as_mut()) {
+        (Some(SEARCH_TOOLS), Some(search)) => {
+            return match search.search(&params["arguments"]) {
+                Ok((result, true)) => Asked::Relisted(mcp::result(&id, result)),
+                Ok((result, false)) => Asked::Reply(mcp::result(&id, result)),
+                Err(why) => invalid(&format!("{SEARCH_TOOLS}: {why}")),
+            };
+        }
+        (Some(CALL_TOOL), Some(_)) => match tool_search::called(&params["arguments"]) {
+            Ok((name, arguments)) => (Value::from(name), arguments),
+            Err(why) => return invalid(&format!("{CALL_TOOL}: {why}")),
+        },
+        _ => (params["name"].clone(), params["arguments"].clone()),
+    };
+    match name.as_str().filter(|name| offer.has(name)) {
+        Some(name) => Asked::Call {
+            rpc: id,
+            name: name.to_owned(),
+            arguments: match arguments {
+                Value::Null => json!({}),
+                arguments => arguments,
+            },
+        },
+        None => invalid(&format!("no tool named {}", quoted(&name.to_string()))),
+    }
 }
 
 /// The MCP result of a call, from the editor's result.
@@ -250,7 +277,7 @@ mod tests {
     }
 
     fn ask(line: Value) -> Asked {
-        asked(&Line::Text(line.to_string()), &offer())
+        asked(&Line::Text(line.to_string()), &mut offer())
     }
 
     fn reply(asked: Asked) -> Value {
@@ -294,8 +321,110 @@ mod tests {
             ask(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})),
             Asked::Nothing
         );
-        let long = asked(&Line::TooLong, &offer());
+        let long = asked(&Line::TooLong, &mut offer());
         assert_eq!(reply(long)["error"]["code"], mcp::PARSE_ERROR);
+    }
+
+    fn searched() -> Offer {
+        let payload = json!({"kind": "chat", "messages": [],
+                             "parameters": {"tools": tool_search::chat_tools(40)}});
+        let indexes = &mut tool_search::Indexes::default();
+        Offer::of(&payload)
+            .unwrap()
+            .searched(tool_search::ToolSearch::default(), indexes)
+    }
+
+    fn tools_call(name: &str, arguments: Value) -> Line {
+        let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                          "params": {"name": name, "arguments": arguments}});
+        Line::Text(call.to_string())
+    }
+
+    fn listed(offer: &mut Offer) -> Vec<String> {
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+        let list = reply(asked(&Line::Text(list.to_string()), offer));
+        let tools = list["result"]["tools"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        tools
+            .iter()
+            .map(|t| t["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn behind_a_search_a_cli_finds_tools_then_calls_them_by_name_or_through_call_tool() {
+        let mut offer = searched();
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                          "params": {"protocolVersion": "2025-06-18", "capabilities": {}}});
+        let init = reply(asked(&Line::Text(init.to_string()), &mut offer));
+        assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true);
+        assert_eq!(listed(&mut offer), [SEARCH_TOOLS, CALL_TOOL]);
+        let search = tools_call(
+            SEARCH_TOOLS,
+            json!({"query": "take a screenshot", "limit": 2}),
+        );
+        let found = match asked(&search, &mut offer) {
+            Asked::Relisted(line) => serde_json::from_str::<Value>(&line).unwrap(),
+            other => panic!("expected a search's answer, got {other:?}"),
+        };
+        assert_eq!(found["id"], 7);
+        let tools = &found["result"]["structuredContent"]["tools"];
+        assert_eq!(tools[0]["name"], "browser_take_screenshot");
+        assert_eq!(
+            listed(&mut offer)[..3],
+            [SEARCH_TOOLS, CALL_TOOL, "browser_take_screenshot"]
+        );
+        // Through call_tool: a call of the tool it names, as the editor
+        // gives it.
+        let through = tools_call(
+            CALL_TOOL,
+            json!({"name": "browser_take_screenshot",
+                                                   "arguments": {"filename": "a.png"}}),
+        );
+        assert_eq!(
+            asked(&through, &mut offer),
+            Asked::Call {
+                rpc: json!(7),
+                name: "browser_take_screenshot".into(),
+                arguments: json!({"filename": "a.png"})
+            }
+        );
+        // By its name, found or not.
+        let direct = tools_call("chore_20", json!({"level": "high"}));
+        assert!(
+            matches!(asked(&direct, &mut offer), Asked::Call { name, .. } if name == "chore_20")
+        );
+        // Bad input: an MCP error, and the listing as it was.
+        for bad in [
+            tools_call(SEARCH_TOOLS, json!({"query": ""})),
+            tools_call(SEARCH_TOOLS, json!({"query": "issue", "limit": 50})),
+            tools_call(CALL_TOOL, json!({"name": "shell", "arguments": {}})),
+            tools_call(
+                CALL_TOOL,
+                json!({"name": "create_issue", "arguments": "title"}),
+            ),
+            tools_call("shell", json!({})),
+        ] {
+            let refused = reply(asked(&bad, &mut offer));
+            assert_eq!(refused["error"]["code"], mcp::INVALID_PARAMS, "{refused}");
+        }
+        assert_eq!(listed(&mut offer).len(), 3);
+    }
+
+    #[test]
+    fn without_a_search_the_two_tools_are_not_there() {
+        let mut offer = offer();
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                          "params": {"protocolVersion": "2025-06-18", "capabilities": {}}});
+        let init = reply(asked(&Line::Text(init.to_string()), &mut offer));
+        assert_eq!(init["result"]["capabilities"]["tools"], json!({}));
+        let search = tools_call(SEARCH_TOOLS, json!({"query": "weather"}));
+        assert_eq!(
+            reply(asked(&search, &mut offer))["error"]["code"],
+            mcp::INVALID_PARAMS
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod preset;
 pub mod prompt;
 pub mod relays;
 pub mod round;
+pub mod tool_search;
 pub mod tools;
 
 use std::collections::{HashMap, VecDeque};
@@ -46,6 +47,7 @@ use output::{Event, OutputFormat};
 use preset::{Format, Preset, MAX_ARGUMENT, SESSION};
 use relays::Relays;
 use round::Round;
+use tool_search::Indexes;
 use tools::{Chat, Offer, Results};
 
 /// The most of a run's stderr kept for its error message.
@@ -94,6 +96,9 @@ pub struct ToolLink {
     pub wait: Duration,
     /// Keep the CLI's own tools beside the editor's.
     pub cli_tools: bool,
+    /// When a request's tools are offered behind `search_tools` and
+    /// `call_tool` rather than listed whole.
+    pub search: tool_search::ToolSearch,
 }
 
 /// A request to run: what to send, and what it continues.
@@ -159,6 +164,8 @@ pub struct ExecAgent {
     conversations: Conversations,
     next_run: u64,
     relays: Relays,
+    /// The indexes of the tool sets offered lately behind a search.
+    indexes: Indexes,
 }
 
 impl ExecAgent {
@@ -182,16 +189,20 @@ impl ExecAgent {
             conversations,
             next_run: 0,
             relays: Relays::default(),
+            indexes: Indexes::default(),
         }
     }
 
     /// The request for a payload: a continuation of a remembered
     /// conversation resumes it with the new message alone. The editor's
-    /// tools are offered when the CLI can take them; what `tool_choice`
-    /// asks is said at the prompt's end.
+    /// tools are offered when the CLI can take them (behind a search when
+    /// they are many); what `tool_choice` asks is said at the prompt's end.
     fn request(&mut self, invoke: String, payload: &Value, now: Instant) -> Request {
-        let offers = self.plan.tools.is_some() && self.plan.preset.is_some_and(offer::takes_tools);
-        let offer = Offer::of(payload).filter(|_| offers);
+        let takes = self.plan.preset.is_some_and(offer::takes_tools);
+        let search = self.plan.tools.as_ref().map(|link| link.search);
+        let offer = search
+            .filter(|_| takes)
+            .and_then(|mode| Some(Offer::of(payload)?.searched(mode, &mut self.indexes)));
         let with_choice = |prompt: String| match offer.as_ref().and_then(|o| o.choice.as_ref()) {
             Some(choice) => format!("{prompt}\n\n{choice}"),
             None => prompt,
@@ -542,8 +553,9 @@ impl ExecAgent {
         let Some(round) = state.round.as_mut() else {
             return;
         };
-        match link::asked(line, &round.offer) {
+        match link::asked(line, &mut round.offer) {
             Asked::Reply(reply) => self.relays.send(id, reply),
+            Asked::Relisted(reply) => self.relays.send_relisted(id, reply),
             Asked::Nothing => {}
             Asked::Call {
                 rpc,

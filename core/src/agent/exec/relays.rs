@@ -7,9 +7,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use serde_json::json;
+
 use super::link::{self, Link, LinkId, LinkOutput};
 use super::RunId;
 use crate::lines::Line;
+use crate::mcp;
 
 #[derive(Default)]
 pub struct Relays {
@@ -113,6 +116,14 @@ impl Relays {
 
     pub fn send(&mut self, id: LinkId, line: String) {
         self.out.push_back(LinkOutput::Send(id, line));
+    }
+
+    /// Sends `reply`, then tells the relay's client that the tools listed
+    /// changed.
+    pub fn send_relisted(&mut self, id: LinkId, reply: String) {
+        self.send(id, reply);
+        let changed = mcp::notification("notifications/tools/list_changed", json!({}));
+        self.send(id, changed);
     }
 
     /// The next line to write to a relay, or one to close.

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::conversation::{Key, Transcript};
+use super::tool_search::{Indexes, Search, ToolSearch, CALL_TOOL, SEARCH_TOOLS};
 use crate::agent::echo::text_of;
 
 /// The MCP server's name in each CLI's configuration: claude shows its
@@ -31,6 +32,9 @@ pub struct Offer {
     /// not a run's results ends the run waiting in it, and only results in
     /// it answer the run.
     pub chat: Chat,
+    /// When the tools are too many to list whole: the search they are
+    /// offered behind.
+    pub search: Option<Search>,
 }
 
 impl Offer {
@@ -63,18 +67,49 @@ impl Offer {
             chat: Chat::of(payload),
             tools,
             choice,
+            search: None,
         })
+    }
+
+    /// The offer behind a search, when `mode` says its tools are too many
+    /// to list whole; its index is `indexes`' for these tools.
+    pub fn searched(mut self, mode: ToolSearch, indexes: &mut Indexes) -> Offer {
+        if mode.applies(self.tools.len()) {
+            self.search = Some(Search::new(indexes.of(&self.tools)));
+        }
+        self
+    }
+
+    /// A later offer of the same conversation keeps the tools `earlier`
+    /// found, of those it has.
+    pub fn keep_found(&mut self, earlier: Option<&Offer>) {
+        let earlier = earlier.and_then(|o| o.search.as_ref());
+        if let (Some(search), Some(earlier)) = (self.search.as_mut(), earlier) {
+            search.keep_found(earlier);
+        }
+    }
+
+    /// What `tools/list` answers: the tools whole, or the search's two and
+    /// the tools found.
+    pub fn listing(&self) -> Vec<Value> {
+        match &self.search {
+            Some(search) => search.listing(&self.tools),
+            None => self.tools.clone(),
+        }
     }
 
     pub fn has(&self, name: &str) -> bool {
         self.tools.iter().any(|t| t["name"] == name)
     }
 
-    /// Whether `text` (an agent's title for a call) names one of the tools.
+    /// Whether `text` (an agent's title for a call) names one of the tools
+    /// (or, behind a search, one of its two).
     pub fn named_in(&self, text: &str) -> bool {
+        let searching = self.search.as_ref().map(|_| [SEARCH_TOOLS, CALL_TOOL]);
         self.tools
             .iter()
             .filter_map(|t| t["name"].as_str())
+            .chain(searching.into_iter().flatten())
             .any(|name| text.contains(name))
     }
 }

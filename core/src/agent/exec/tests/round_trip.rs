@@ -17,6 +17,7 @@ fn tools_plan() -> ExecPlan {
             seed: SEED,
             wait: WAIT,
             cli_tools: false,
+            search: Default::default(),
         }),
         ..plan(Preset::Claude.format(), &[])
     }
@@ -88,9 +89,17 @@ const ANSWER_LINES: &str = concat!(
 /// An agent whose run for `inv-1` was offered the weather tool and whose
 /// relay connected as link 1 (initialized): the agent and the run.
 fn connected(now: Instant) -> (ExecAgent, RunId) {
+    let (agent, run, listed) = connected_with(weather(), now);
+    assert_eq!(listed[0]["name"], "weather");
+    (agent, run)
+}
+
+/// An agent whose run for `inv-1` was offered `tools` and whose relay
+/// connected as link 1: the agent, the run and the tools it listed.
+fn connected_with(tools: Value, now: Instant) -> (ExecAgent, RunId, Vec<Value>) {
     let mut agent = ExecAgent::new(tools_plan(), "a");
     frames(&mut agent);
-    agent.handle_message(&invoke_with("inv-1", asking(), weather()), now);
+    agent.handle_message(&invoke_with("inv-1", asking(), tools), now);
     let (run, argv, env) = match actions(&mut agent).as_slice() {
         [Action::Spawn { run, argv, env, .. }] => (*run, argv.clone(), env.clone()),
         other => panic!("expected one spawn, got {other:?}"),
@@ -110,8 +119,8 @@ fn connected(now: Instant) -> (ExecAgent, RunId) {
         now,
     );
     let listed = sent(&mut agent);
-    assert_eq!(listed[0]["result"]["tools"][0]["name"], "weather");
-    (agent, run)
+    let tools = listed[0]["result"]["tools"].as_array().cloned();
+    (agent, run, tools.unwrap_or_default())
 }
 
 /// A connected agent whose run called the tool once and was parked.
@@ -507,4 +516,62 @@ fn r3_3_a_run_holds_at_most_its_cap_of_relays() {
     hello(&mut agent, LinkId(cap + 2), run, now);
     let pong = ping(&mut agent, LinkId(cap + 2), now);
     assert!(matches!(pong.as_slice(), [LinkOutput::Send(got, _)] if *got == LinkId(cap + 2)));
+}
+
+/// Claude's stream for a turn that calls the relay's `tool`.
+fn turn_calling_through(tool: &str) -> String {
+    [
+        r#"{"type":"stream_event","event":{"type":"message_start","message":{}}}"#.to_owned(),
+        format!(
+            r#"{{"type":"stream_event","event":{{"type":"content_block_start","index":0,"content_block":{{"type":"tool_use","id":"toolu_0","name":"mcp__editor__{tool}","input":{{}}}}}}}}"#
+        ),
+        r#"{"type":"stream_event","event":{"type":"message_stop"}}"#.to_owned(),
+    ]
+    .join("\n")
+        + "\n"
+}
+
+#[test]
+fn many_tools_are_found_by_search_and_a_call_through_call_tool_reaches_the_editor_as_the_tools_own()
+{
+    let now = Instant::now();
+    let tools = tool_search::chat_tools(40);
+    let (mut agent, run, listed) = connected_with(tools.clone(), now);
+    let names: Vec<&Value> = listed.iter().map(|t| &t["name"]).collect();
+    assert_eq!(names, ["search_tools", "call_tool"]);
+    // The search is the relay's own: answered at once, then the CLI is told
+    // its list changed, and the editor hears nothing.
+    agent.handle_stdout(run, turn_calling_through("search_tools").as_bytes(), now);
+    let search = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                        "params": {"name": "search_tools", "arguments": {"query": "open a new pull request"}}});
+    rpc(&mut agent, LinkId(1), search, now);
+    let answered = sent(&mut agent);
+    assert_eq!(answered[0]["id"], 3);
+    let found = &answered[0]["result"]["structuredContent"]["tools"];
+    assert_eq!(found[0]["name"], "create_pull_request");
+    assert_eq!(answered[1]["method"], "notifications/tools/list_changed");
+    assert!(frames(&mut agent).is_empty());
+    let list = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"});
+    rpc(&mut agent, LinkId(1), list, now);
+    let relisted = &sent(&mut agent)[0]["result"]["tools"];
+    assert_eq!(relisted[2]["name"], "create_pull_request");
+    // The call through call_tool is the editor's call of that tool.
+    agent.handle_stdout(run, turn_calling_through("call_tool").as_bytes(), now);
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                      "params": {"name": "call_tool",
+                                 "arguments": {"name": "create_pull_request", "arguments": {"head": "fix"}}}});
+    rpc(&mut agent, LinkId(1), call, now);
+    let calls = given_calls(&frames(&mut agent));
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["function"]["name"], "create_pull_request");
+    assert_eq!(calls[0]["function"]["arguments"], r#"{"head":"fix"}"#);
+    // Its result answers the call_tool call, unchanged.
+    let mut messages = asking().as_array().unwrap().clone();
+    messages.push(json!({"role": "assistant", "content": "", "tool_calls": calls}));
+    messages
+        .push(json!({"role": "tool", "tool_call_id": calls[0]["id"], "content": "PR #7 opened"}));
+    agent.handle_message(&invoke_with("inv-2", Value::Array(messages), tools), now);
+    let answered = sent(&mut agent);
+    assert_eq!(answered[0]["id"], 5);
+    assert_eq!(answered[0]["result"]["content"][0]["text"], "PR #7 opened");
 }
