@@ -449,6 +449,7 @@ fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> 
         bridge_seed,
     );
     bridge.set_names(settings.bridge.names());
+    bridge.set_tool_search(settings.bridge.tool_search());
     let credentials = OAuthCredentials::new(Store::default_location(), login::servers(&settings));
     bridge.set_credentials(credentials.clone());
     reload::watch(bridge.clone(), credentials, source, settings.clone())

@@ -155,6 +155,7 @@ impl Reloader {
         match self.bridged.reconfigure(specs, new.bridge_limits()) {
             Ok(done) => {
                 self.bridged.set_names(new.bridge.names());
+                self.bridged.set_tool_search(new.bridge.tool_search());
                 if let Some(credentials) = &self.credentials {
                     credentials.set_servers(crate::login::servers(&new));
                 }

@@ -19,6 +19,7 @@ use mcp_provider_core::bridge::{
     BridgeOutput, ChildId, Limits, Report, Routed, ServerSpec, StopSignal,
 };
 use mcp_provider_core::gateway::aggregate::names::Names;
+use mcp_provider_core::gateway::aggregate::search::ToolSearch;
 use mcp_provider_core::gateway::{BadConfiguration, Bridge, Reconfigured};
 use mcp_provider_core::http::Request;
 use mcp_provider_core::lines::{Line, LineBuffer};
@@ -202,6 +203,11 @@ impl Bridged {
     /// How `/mcp` names each server's tools and prompts.
     pub fn set_names(&self, names: Names) {
         self.lock().set_names(names);
+    }
+
+    /// Whether `/mcp` lists its tools or offers to search them.
+    pub fn set_tool_search(&self, search: ToolSearch) {
+        self.lock().set_tool_search(search);
     }
 
     /// Where HTTP answers are posted (set once, by the hub).

@@ -8,6 +8,9 @@ use mcp_provider_core::bridge::Limits as BridgeLimits;
 use mcp_provider_core::gateway::aggregate::names::{
     self as aggregate_names, Names as AggregateNames,
 };
+use mcp_provider_core::gateway::aggregate::search::{
+    self as tool_search, Mode as ToolSearchMode, ToolSearch,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{BadSettings, BridgeServer};
@@ -39,6 +42,14 @@ pub struct BridgeSettings {
     /// shortened (a head and a hash of the whole name).
     #[serde(default = "default_max_name_len")]
     pub max_name_len: usize,
+    /// Whether `/mcp` lists every tool (`off`), or lists `search_tools`
+    /// and `call_tool` with the tools each session found (`on`), or does
+    /// so once it would list more than `tool_search_threshold` (`auto`).
+    #[serde(default)]
+    pub tool_search: ToolSearchMode,
+    /// In `auto` mode, the most tools `/mcp` lists whole.
+    #[serde(default = "default_tool_search_threshold")]
+    pub tool_search_threshold: usize,
     /// `mcpServers` JSON files (Claude Desktop, Claude Code, Cursor, VS
     /// Code) whose servers are bridged too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -64,6 +75,8 @@ impl Default for BridgeSettings {
             ping_timeout_secs: default_bridge_ping_timeout(),
             aggregate_separator: default_aggregate_separator(),
             max_name_len: default_max_name_len(),
+            tool_search: ToolSearchMode::default(),
+            tool_search_threshold: default_tool_search_threshold(),
             mcp_json: Vec::new(),
             servers: Vec::new(),
             from_json: Vec::new(),
@@ -96,16 +109,22 @@ fn default_max_name_len() -> usize {
     aggregate_names::DEFAULT_MAX_LEN
 }
 
+fn default_tool_search_threshold() -> usize {
+    tool_search::DEFAULT_THRESHOLD
+}
+
 impl BridgeSettings {
     /// Its keys that hold a plain value (an environment variable can set
     /// them; `bridge_token` is a key of the top level).
-    pub(super) const PLAIN_KEYS: [&str; 6] = [
+    pub(super) const PLAIN_KEYS: [&str; 8] = [
         "max_sessions",
         "session_idle_secs",
         "startup_timeout_secs",
         "ping_timeout_secs",
         "aggregate_separator",
         "max_name_len",
+        "tool_search",
+        "tool_search_threshold",
     ];
 
     pub(super) fn is_empty(&self) -> bool {
@@ -126,6 +145,14 @@ impl BridgeSettings {
             .clone()
             .with_max_len(self.max_name_len)
             .unwrap_or(names)
+    }
+
+    /// Whether `/mcp` lists its tools or offers to search them.
+    pub fn tool_search(&self) -> ToolSearch {
+        ToolSearch {
+            mode: self.tool_search,
+            threshold: self.tool_search_threshold,
+        }
     }
 
     /// The core's limits for the bridge, these settings in them.

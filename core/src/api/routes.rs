@@ -58,6 +58,8 @@ pub enum Info {
     ControlSessions,
     /// Answers in flight.
     ControlStreams,
+    /// The MCP bridge's latest tool searches on `/mcp`.
+    ControlSearches,
     /// Agents' permission questions waiting for the user.
     ControlPermissions,
     /// The user's decision on one of them.
@@ -190,6 +192,7 @@ static ROUTES: &[Row] = &[
     info(Post, &["/control/revoke"], Info::ControlRevoke, BridgeToken),
     info(Get, &["/control/sessions"], Info::ControlSessions, BridgeToken),
     info(Get, &["/control/streams"], Info::ControlStreams, BridgeToken),
+    info(Get, &["/control/searches"], Info::ControlSearches, BridgeToken),
     info(Get, &["/control/permissions"], Info::ControlPermissions, BridgeToken),
     info(Post, &["/control/permission"], Info::ControlPermission, BridgeToken),
 ];

@@ -116,7 +116,7 @@ pub use common::Answered;
 pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};
 pub(crate) use registry::BRIDGE;
 pub use registry::{Above, ChildId, Registry, Routed, KEEPALIVE, MAX_CHILDREN};
-pub use report::{RemoteFigures, Report, ServerFigures};
+pub use report::{RemoteFigures, Report, SearchFigures, SearchSeen, ServerFigures};
 #[cfg(test)]
 pub(crate) use routes::every_route;
 pub use routes::{guard, Found, TEST_PAGE};

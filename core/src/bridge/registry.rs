@@ -22,7 +22,9 @@ use super::common::{
 };
 use super::kept::Kept;
 use super::routes::{self, Found, Miss, Route};
-use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
+use super::{
+    BridgeOutput, BridgedServer, ChildState, ClientId, Limits, SearchFigures, ServerSpec, Share,
+};
 use crate::agent::close::LinkClose;
 use crate::error::Dialect;
 use crate::http::{Request, Response};
@@ -137,6 +139,8 @@ pub trait Above: Default + Sized {
     fn handle_timeout(bridge: &mut Registry<Self>, now: Instant);
     /// When [`Above::handle_timeout`] is next due.
     fn poll_timeout(bridge: &Registry<Self>) -> Option<Instant>;
+    /// What its tool search did, for the bridge's report.
+    fn searches(bridge: &Registry<Self>) -> SearchFigures;
 }
 
 /// One child (running or startable): an index into

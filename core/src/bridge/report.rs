@@ -18,6 +18,28 @@ pub struct Report {
     pub servers: Vec<ServerFigures>,
     /// Client sessions open, every transport together.
     pub sessions: usize,
+    /// What the aggregate endpoint's tool search did.
+    pub searches: SearchFigures,
+}
+
+/// The tool search's counts since start-up, and its latest searches
+/// (newest first), for `/metrics` and the dashboard.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchFigures {
+    /// `search_tools` calls answered.
+    pub searches: u64,
+    /// Tools called through `call_tool`.
+    pub calls: u64,
+    pub recent: Vec<SearchSeen>,
+}
+
+/// One search: what was asked, what it found, and which of those its
+/// session then called (through `call_tool` or by name).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchSeen {
+    pub query: String,
+    pub found: Vec<String>,
+    pub called: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +125,7 @@ impl<H: Above> Registry<H> {
         Report {
             servers,
             sessions: self.sessions.len(),
+            searches: H::searches(self),
         }
     }
 }
@@ -194,6 +217,33 @@ impl Report {
             "MCP bridge client sessions open.",
         );
         let _ = writeln!(out, "mcp_provider_bridge_sessions {}", self.sessions);
+        let searches = &self.searches;
+        for (name, help, n) in [
+            (
+                "mcp_provider_tool_searches_total",
+                "Tool searches (`search_tools`) answered on /mcp.",
+                searches.searches,
+            ),
+            (
+                "mcp_provider_tool_search_calls_total",
+                "Tools called through `call_tool` on /mcp.",
+                searches.calls,
+            ),
+        ] {
+            family(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {n}");
+        }
+    }
+
+    /// The latest searches, as the control API shows them.
+    pub fn searches_json(&self) -> Value {
+        let s = &self.searches;
+        let recent: Vec<Value> = s
+            .recent
+            .iter()
+            .map(|seen| json!({"query": seen.query, "found": seen.found, "called": seen.called}))
+            .collect();
+        json!({"searches": s.searches, "calls": s.calls, "recent": recent})
     }
 
     /// A `/health/deep` check per server.
@@ -236,6 +286,7 @@ mod tests {
                 remote: None,
             }],
             sessions: 3,
+            ..Report::default()
         };
         let mut page = String::new();
         report.render(&mut page);

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::listing::{entries, listed, Finish, Page, Source, MAX_PAGES};
+use super::listing::{entries, listed, Finish, Source, MAX_PAGES};
 use super::Bridge;
 use crate::bridge::common::{Answered, Reply};
 use crate::bridge::{ChildId, ChildState, ClientId};
@@ -64,6 +64,13 @@ pub(super) struct Listed {
     /// The child's [`super::BridgedServer::lists`] when it answered.
     lists: u64,
     answer: Value,
+}
+
+impl Listed {
+    /// Which answer it is: its child, and that child's count of lists.
+    pub(super) fn version(&self) -> (ChildId, u64) {
+        (self.child, self.lists)
+    }
 }
 
 /// One server's part of a listing: its answer, or why there is none.
@@ -165,17 +172,7 @@ impl Bridge {
             let Some(server) = self.specs.get(*spec).map(|s| &s.name) else {
                 return true;
             };
-            let current = self
-                .above
-                .listings
-                .get(&(server.clone(), key.to_owned()))
-                .filter(|kept| {
-                    self.shared.get(server) == Some(&kept.child)
-                        && self.child(kept.child).is_some_and(|c| {
-                            c.state() == ChildState::Running && c.lists() == kept.lists
-                        })
-                });
-            match current {
+            match self.kept_listing(server, key) {
                 Some(kept) if params["cursor"].is_null() => {
                     parts.push((server.clone(), Ok(kept.answer.clone())));
                     false
@@ -184,6 +181,20 @@ impl Bridge {
             }
         });
         parts
+    }
+
+    /// `server`'s kept list of `key` while it is current: its shared child
+    /// still runs and has not said its list changed since.
+    pub(super) fn kept_listing(&self, server: &str, key: &str) -> Option<&Listed> {
+        let kept = self
+            .above
+            .listings
+            .get(&(server.to_owned(), key.to_owned()))?;
+        let child = self.child(kept.child)?;
+        let current = self.shared.get(server) == Some(&kept.child)
+            && child.state() == ChildState::Running
+            && child.lists() == kept.lists;
+        current.then_some(kept)
     }
 
     /// A client of its own on each server of `asks`, asking with its
@@ -346,11 +357,12 @@ impl Bridge {
                 let wait = gather.finish.wait(startup).as_secs();
                 let why = format!("no answer within {wait} s");
                 let late = std::mem::take(&mut gather.waiting);
-                if let Finish::Merged(Page {
-                    session: Some(session),
-                    ..
-                }) = &gather.finish
-                {
+                let listing = match &gather.finish {
+                    Finish::Merged(page) => page.session.as_ref(),
+                    Finish::Index(resolve) => resolve.session.as_ref(),
+                    _ => None,
+                };
+                if let Some(session) = listing {
                     let first_pages = late
                         .iter()
                         .filter(|s| gather.first_pages.contains(*s))
@@ -436,6 +448,11 @@ impl Bridge {
                 let session = resolve.session.as_deref();
                 let (id, method, params) = (resolve.id, resolve.method, resolve.params);
                 self.aggregate_request(done.to, session, id, method, params, true, now);
+                return false;
+            }
+            Finish::Index(resolve) => {
+                self.name_parts(done.key, &mut done.parts);
+                self.indexed(done.to, &done.parts, *resolve, now);
                 return false;
             }
             Finish::Document { server } => {

@@ -42,6 +42,9 @@ pub(super) enum Finish {
     /// A request of the aggregate endpoint naming a tool or prompt that
     /// was not listed: made once the listing taught its name.
     Resolve(Box<Resolve>),
+    /// A request of the aggregate endpoint in search mode, made once every
+    /// tool is listed and indexed.
+    Index(Box<Resolve>),
     /// A call of `tool` with `arguments`, made once the tool is seen in
     /// `server`'s list; a tool not there is a 404.
     Call {
@@ -56,7 +59,7 @@ impl Finish {
     pub(super) fn wants_more(&self, entries: &[Value]) -> bool {
         match self {
             Finish::Tagged | Finish::Merged(_) => false,
-            Finish::Document { .. } | Finish::Resolve(_) => true,
+            Finish::Document { .. } | Finish::Resolve(_) | Finish::Index(_) => true,
             Finish::Call { tool, .. } => !listed(entries, tool),
         }
     }
@@ -67,6 +70,7 @@ impl Finish {
             Finish::Tagged | Finish::Merged(_) => "a listing of several servers",
             Finish::Document { .. } => "the OpenAPI document",
             Finish::Resolve(_) => "a listing to find a name called on /mcp",
+            Finish::Index(_) => "the tool search's listing",
             Finish::Call { .. } => "an OpenAPI tool call",
         }
     }

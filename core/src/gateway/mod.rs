@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::bridge::common::Answered;
 use crate::bridge::routes::{Found, Route};
-use crate::bridge::{Above, ChildId, ClientId, Registry};
+use crate::bridge::{Above, ChildId, ClientId, Registry, SearchFigures};
 use crate::http::{Request, Response};
 use crate::mcp;
 use crate::provider::RequestId;
@@ -60,6 +60,8 @@ pub struct Gateway {
     /// Servers with an empty prefix named under their name: one of their
     /// names met another server's.
     unbared: BTreeSet<String>,
+    /// The tool search on `/mcp`: its setting, index and figures.
+    search: aggregate::search::Search,
 }
 
 impl Bridge {
@@ -160,5 +162,9 @@ impl Above for Gateway {
 
     fn poll_timeout(bridge: &Bridge) -> Option<Instant> {
         bridge.gathers_deadline()
+    }
+
+    fn searches(bridge: &Bridge) -> SearchFigures {
+        bridge.above.search.figures()
     }
 }

@@ -213,6 +213,10 @@ impl Provider {
                 return Ok(());
             }
             Info::ControlStreams => self.control_streams(now),
+            Info::ControlSearches => match &self.bridge {
+                Some(bridge) => bridge.searches_json(),
+                None => crate::bridge::Report::default().searches_json(),
+            },
             Info::Health => {
                 let s = self.stats;
                 json!({

@@ -30,6 +30,7 @@
 
 pub mod names;
 mod owners;
+pub mod search;
 #[cfg(test)]
 mod tests;
 
@@ -68,6 +69,8 @@ pub(super) struct Fan {
     /// member asked and the server's own id.
     asks: BTreeMap<u64, (ChildId, ClientId, Value)>,
     next_ask: u64,
+    /// The tools it found with `search_tools`, listed in search mode.
+    found: search::found::Found,
 }
 
 impl Bridge {
@@ -109,7 +112,7 @@ impl Bridge {
         }
         match message {
             Message::Request { id, method, params } => {
-                self.aggregate_request(to, Some(session), id, method, params, false, now)
+                self.aggregate_incoming(to, Some(session), id, method, params, now)
             }
             Message::Notification { method, params } => {
                 self.respond(to, Response::full(202, "application/json", Bytes::new()));
@@ -141,7 +144,7 @@ impl Bridge {
             let result = mcp::discover_result(capabilities(), server_info(), &self.instructions());
             return self.respond(to, Response::json(200, mcp::result(&id, result)));
         }
-        self.aggregate_request(to, None, id, method, params, false, now);
+        self.aggregate_incoming(to, None, id, method, params, now);
     }
 
     /// A request of the aggregate endpoint (of a session's client, or a
@@ -614,6 +617,7 @@ impl Bridge {
         self.above.owners.forget(server);
         self.above.directory.forget(server);
         self.above.unbared.remove(server);
+        self.above.search.forget_catalog();
         let mut dropped = Vec::new();
         for (session, fan) in &mut self.above.fans {
             if let Some(member) = fan.members.remove(server) {
@@ -633,6 +637,7 @@ impl Bridge {
         // Prefixes may have changed: names are learned anew.
         self.above.directory.clear();
         self.above.unbared.clear();
+        self.above.search.forget_catalog();
         let sessions: Vec<String> = self.above.fans.keys().cloned().collect();
         for session in sessions {
             self.lists_changed(&session);
@@ -730,6 +735,9 @@ impl Bridge {
         );
         for server in &newly {
             gateway.directory.forget(server);
+        }
+        if !newly.is_empty() {
+            gateway.search.forget_catalog();
         }
         let mut named = named.into_iter();
         for (server, part) in parts.iter_mut() {
