@@ -2,9 +2,11 @@
 //! open request, fed agent frames the way a runtime would feed them; and
 //! what the load generators share: response heads, `/proc` figures of the
 //! server, latency quantiles; and what the baseline relays share: reading
-//! a request, and the few JSON-RPC steps of the MCP relays.
+//! a request, and the few JSON-RPC steps of the MCP relays; and what the
+//! tool search's evaluation and bench share: real servers' listings.
 
 pub mod head;
+pub mod listings;
 pub mod mcp_relay;
 pub mod procfs;
 pub mod request;
