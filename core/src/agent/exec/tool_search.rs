@@ -5,9 +5,11 @@
 //! name, and a call through `call_tool` reaches the editor as an ordinary
 //! call of that tool: the editor never sees either of the two.
 //!
-//! The index over a request's tools is built once per tool set and kept
-//! for the next requests ([`Indexes`]): an editor sends the same tools
-//! with every request of a conversation.
+//! The two tools, their arguments, their results and the found list are
+//! `/mcp`'s (see [`crate::gateway::aggregate::search`]); the index over a
+//! request's tools is built once per tool set and kept for the next
+//! requests ([`Indexes`]): an editor sends the same tools with every
+//! request of a conversation.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,17 +19,12 @@ use sha2::{Digest, Sha256};
 
 use super::tools::SERVER;
 use crate::agent::quoted;
-use crate::search::{Hit, ToolDoc, ToolIndex};
+use crate::gateway::aggregate::search::found::Found;
+use crate::gateway::aggregate::search::meta::{self, CallArgs, SearchArgs};
+use crate::search::{ToolDoc, ToolIndex};
 
-/// The tool that finds the editor's tools.
-pub const SEARCH_TOOLS: &str = "search_tools";
-/// The tool that calls one of them by name.
-pub const CALL_TOOL: &str = "call_tool";
-/// Tools found that the listing holds, at most.
-pub const MAX_FOUND: usize = 20;
-/// Tools one search returns, at most and by default.
-pub const MAX_LIMIT: u64 = 20;
-pub const DEFAULT_LIMIT: u64 = 5;
+pub use meta::{CALL_TOOL, SEARCH_TOOLS};
+
 /// Tool sets whose index is kept: a few editor windows (or an editor's
 /// modes) with tool sets of their own.
 const KEPT_INDEXES: usize = 4;
@@ -112,12 +109,11 @@ fn docs(tools: &[Value]) -> Vec<ToolDoc> {
     tools.iter().map(doc).collect()
 }
 
-/// An offer's search: the index over its tools and the tools found so far,
-/// the most recent first.
+/// An offer's search: the index over its tools and the tools found so far.
 #[derive(Clone)]
 pub struct Search {
     index: Arc<ToolIndex>,
-    found: Vec<String>,
+    found: Found,
 }
 
 impl std::fmt::Debug for Search {
@@ -129,6 +125,7 @@ impl std::fmt::Debug for Search {
     }
 }
 
+/// The same search: over the same index, having found the same tools.
 impl PartialEq for Search {
     fn eq(&self, other: &Search) -> bool {
         Arc::ptr_eq(&self.index, &other.index) && self.found == other.found
@@ -139,145 +136,89 @@ impl Search {
     pub fn new(index: Arc<ToolIndex>) -> Search {
         Search {
             index,
-            found: Vec::new(),
+            found: Found::default(),
         }
     }
 
     /// The tools found so far, the most recent first.
     pub fn found(&self) -> &[String] {
-        &self.found
+        self.found.names()
     }
 
     /// What the relay lists: the two tools, then those of `tools` (the
     /// offer's) found so far. A tool of the editor's named like one of the
     /// two is reached through `call_tool`.
     pub fn listing(&self, tools: &[Value]) -> Vec<Value> {
-        let found = self.found.iter().filter_map(|name| {
-            let meta = name == SEARCH_TOOLS || name == CALL_TOOL;
-            let tool = tools.iter().find(|t| t["name"] == name.as_str());
-            tool.filter(|_| !meta).cloned()
-        });
-        [search_tools_tool(), call_tool_tool()]
-            .into_iter()
-            .chain(found)
-            .collect()
+        let found = self
+            .found
+            .names()
+            .iter()
+            .filter_map(|name| tools.iter().find(|t| t["name"] == name.as_str()).cloned());
+        definitions().into_iter().chain(found).collect()
     }
 
     /// A `search_tools` call's arguments: its MCP result and whether the
     /// listing changed (the tools found join it), or why the arguments are
     /// wrong.
     pub fn search(&mut self, arguments: &Value) -> Result<(Value, bool), String> {
-        let query = match &arguments["query"] {
-            Value::String(query) if !query.trim().is_empty() => query,
-            Value::String(_) => return Err("`query` is empty: say what the tool should do".into()),
-            _ => return Err("`query` (a string) is missing".into()),
-        };
-        let limit = match &arguments["limit"] {
-            Value::Null => DEFAULT_LIMIT,
-            limit => limit
-                .as_u64()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or(format!("`limit` must be an integer from 1 to {MAX_LIMIT}"))?,
-        };
-        let hits = self.index.search(query, limit as usize, None);
-        let before = self.found.clone();
-        for hit in hits.iter().rev() {
-            self.found.retain(|name| *name != hit.doc.name);
-            self.found.insert(0, hit.doc.name.clone());
+        let asked = SearchArgs::read(arguments)?;
+        if let Some(server) = asked.server.as_deref().filter(|s| *s != SERVER) {
+            let server = quoted(&Value::from(server).to_string());
+            return Err(format!(
+                "{SEARCH_TOOLS}: no server {server}: the editor's tools are all `{SERVER}`'s"
+            ));
         }
-        self.found.truncate(MAX_FOUND);
-        let changed = self.found != before;
-        Ok((found_result(&hits, query), changed))
+        let hits = self.index.search(&asked.query, asked.limit, None);
+        let changed = self.found.add(hits.iter().map(|hit| hit.doc.name.as_str()));
+        let shown: Vec<meta::Hit> = hits
+            .iter()
+            .map(|hit| meta::Hit {
+                name: &hit.doc.name,
+                server: SERVER,
+                description: &hit.doc.description,
+                input_schema: &hit.doc.input_schema,
+            })
+            .collect();
+        Ok((meta::search_result(&asked.query, &shown), changed))
     }
 
     /// A later offer of the same conversation keeps what this one found,
     /// of the tools it still has.
     pub fn keep_found(&mut self, earlier: &Search) {
-        self.found = earlier
-            .found
-            .iter()
-            .filter(|name| self.index.get(name).is_some())
-            .cloned()
-            .collect();
+        let kept = earlier.found.names().iter().rev();
+        let kept = kept.filter(|name| self.index.get(name).is_some());
+        self.found = Found::default();
+        for name in kept {
+            self.found.add([name.as_str()]);
+        }
     }
 }
 
 /// A `call_tool` call's arguments: the tool it names and the arguments
 /// for it, or why they are wrong.
-pub fn called(arguments: &Value) -> Result<(&str, Value), String> {
-    let name = arguments["name"]
-        .as_str()
-        .ok_or("`name` (a string: the tool to call) is missing")?;
-    match &arguments["arguments"] {
-        Value::Null => Ok((name, json!({}))),
-        Value::Object(inner) => Ok((name, Value::Object(inner.clone()))),
-        _ => Err("`arguments` must be an object".into()),
+pub fn called(arguments: &Value) -> Result<(String, Value), String> {
+    CallArgs::read(arguments).map(|call| (call.name, call.arguments))
+}
+
+/// `/mcp`'s two tools, said of the editor's tools: `search_tools` without
+/// the choice of a server (the editor's tools are all one's).
+fn definitions() -> [Value; 2] {
+    let [mut search, mut call] = meta::definitions();
+    search["description"] = json!(
+        "Finds the editor's tools by what they do, and adds them to your tool list: many are \
+         available but not listed. Describe the task in a few words (\"create an issue\", \
+         \"take a screenshot of the page\", \"list a directory\"). Each tool found comes with \
+         its name, what it does and its input schema; call it by that name, or through call_tool."
+    );
+    if let Some(properties) = search["inputSchema"]["properties"].as_object_mut() {
+        properties.remove("server");
     }
-}
-
-/// The result of a search: a line per tool for the model to read, and the
-/// tools whole in `structuredContent`, best first.
-fn found_result(hits: &[Hit], query: &str) -> Value {
-    let mut text = match hits.len() {
-        0 => format!(
-            "No tool matches {}: try other words.",
-            quoted(&Value::from(query).to_string())
-        ),
-        n => format!("{n} found; call one with {CALL_TOOL}, or by its name:"),
-    };
-    for hit in hits {
-        let line = hit.doc.description.lines().next().unwrap_or_default();
-        text.push_str(&format!("\n- {} ({SERVER}): {line}", hit.doc.name));
-    }
-    let tools: Vec<Value> = hits
-        .iter()
-        .map(|hit| {
-            json!({"name": hit.doc.name, "server": SERVER,
-                   "description": hit.doc.description, "inputSchema": hit.doc.input_schema})
-        })
-        .collect();
-    json!({"content": [{"type": "text", "text": text}],
-           "structuredContent": {"tools": tools}, "isError": false})
-}
-
-/// `search_tools` as the relay lists it.
-fn search_tools_tool() -> Value {
-    json!({
-        "name": SEARCH_TOOLS,
-        "description": "Finds the editor's tools for a task. Many tools are available but not \
-            listed: say in a few words what you want to do, and the best matches are returned \
-            (name, description, input schema) and added to this server's tool list. Call one \
-            with call_tool, or by its name.",
-        "inputSchema": {
-            "type": "object",
-            "properties": {
-                "query": {"type": "string", "description": "What the tool should do, in a few words"},
-                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT,
-                          "description": "How many tools to return at most"},
-            },
-            "required": ["query"],
-        },
-        "annotations": {"readOnlyHint": true},
-    })
-}
-
-/// `call_tool` as the relay lists it. Marked read-only as every tool of
-/// the relay is: the editor runs the call, after its own approval.
-fn call_tool_tool() -> Value {
-    json!({
-        "name": CALL_TOOL,
-        "description": "Calls one of the editor's tools by its name, as search_tools found it, \
-            with its arguments; returns that tool's result.",
-        "inputSchema": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "description": "The tool's name"},
-                "arguments": {"type": "object", "description": "The tool's arguments, as its input schema says"},
-            },
-            "required": ["name"],
-        },
-        "annotations": {"readOnlyHint": true},
-    })
+    call["description"] = json!(
+        "Calls any of the editor's tools by its name (as search_tools gives it) with its \
+         arguments, and returns that tool's own result. Use it for a tool search_tools found \
+         that is not in your tool list."
+    );
+    [search, call]
 }
 
 /// Tools as an editor hands them (OpenAI function tools): a few real ones
@@ -349,6 +290,7 @@ pub(crate) fn chat_tools(n: usize) -> Value {
 mod tests {
     use super::*;
     use crate::agent::exec::tools::Offer;
+    use crate::gateway::aggregate::search::found::MAX_FOUND;
 
     fn offer(n: usize, mode: ToolSearch, indexes: &mut Indexes) -> Offer {
         let payload =
@@ -403,7 +345,7 @@ mod tests {
         assert_eq!(found[0]["inputSchema"]["required"], json!(["title"]));
         let text = result["content"][0]["text"].as_str().unwrap();
         assert!(
-            text.contains("- create_issue (editor): Create a new issue"),
+            text.starts_with("create_issue (server editor): Create a new issue"),
             "{text}"
         );
         let (_, changed) = search
@@ -464,13 +406,21 @@ mod tests {
             json!({"query": "issue", "limit": 21}),
             json!({"query": "issue", "limit": 2.5}),
             json!({"query": "issue", "limit": "5"}),
+            json!({"query": "issue", "server": "github"}),
         ] {
             assert!(search.search(&bad).is_err(), "{bad}");
         }
         assert!(search.found().is_empty());
+        // The editor's tools are all the relay's server's.
+        assert!(search
+            .search(&json!({"query": "issue", "server": SERVER}))
+            .is_ok());
         assert!(called(&json!({"arguments": {}})).is_err());
         assert!(called(&json!({"name": "x", "arguments": [1]})).is_err());
-        assert_eq!(called(&json!({"name": "x"})).unwrap(), ("x", json!({})));
+        assert_eq!(
+            called(&json!({"name": "x"})).unwrap(),
+            ("x".into(), json!({}))
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::meta::{is_meta, MAX_LIMIT};
 pub const MAX_FOUND: usize = MAX_LIMIT as usize;
 
 /// One session's found tools, by their `/mcp` names.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Found {
     /// Most recently found first.
     names: Vec<String>,
