@@ -7,8 +7,11 @@
 //! saves a thread hand-over per answer. What the bridge answers over HTTP
 //! is posted to the connections' mailboxes like the provider's answers.
 
+mod kept_runs;
+
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -88,6 +91,8 @@ pub struct Bridged {
     carriers: OnceLock<Carriers>,
     /// Where remote servers' clients get tokens.
     credentials: OnceLock<Arc<dyn Credentials>>,
+    /// The folder of lazy servers' kept runs (`None`: no state directory).
+    kept_dir: Option<PathBuf>,
 }
 
 /// What the timer thread sleeps toward.
@@ -177,10 +182,21 @@ impl Flush {
 
 impl Bridged {
     /// The bridge of `specs`, its timer running; nothing is spawned until
-    /// a client asks. `seed` makes its session ids unguessable.
+    /// a client asks. `seed` makes its session ids unguessable. Lazy
+    /// servers' kept runs are read first.
     pub fn start(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32]) -> Arc<Self> {
+        let kept_dir = kept_runs::dir();
+        let kept = match (&kept_dir, limits.lazy) {
+            (Some(dir), true) => kept_runs::read(dir, &specs),
+            _ => Vec::new(),
+        };
+        let now = Instant::now();
+        let mut bridge = Bridge::new(specs, limits, seed, now);
+        for (file, contents) in kept {
+            bridge.handle_kept(&file, &contents, now);
+        }
         let bridged = Arc::new(Bridged {
-            state: Mutex::new(Bridge::new(specs, limits, seed, Instant::now())),
+            state: Mutex::new(bridge),
             children: Mutex::default(),
             timer: (Mutex::default(), Condvar::new()),
             reporting: AtomicBool::new(true),
@@ -189,6 +205,7 @@ impl Bridged {
             read_stdout: OnceLock::new(),
             carriers: OnceLock::new(),
             credentials: OnceLock::new(),
+            kept_dir,
         });
         let weak = Arc::downgrade(&bridged);
         let spawned = std::thread::Builder::new()
@@ -285,7 +302,7 @@ impl Bridged {
     /// answers with.
     pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Bridge, Instant) -> R) -> R {
         let mut wakes = Vec::new();
-        let (result, flushes, spawns, logins, next, report) = {
+        let (result, flushes, spawns, logins, keeps, next, report) = {
             let mut bridge = self.lock();
             let now = Instant::now();
             let result = f(&mut bridge, now);
@@ -296,6 +313,7 @@ impl Bridged {
             let mut flushes: Vec<Flush> = Vec::new();
             let mut logins = Vec::new();
             let mut spawns = Vec::new();
+            let mut keeps = Vec::new();
             loop {
                 let mut http = Vec::new();
                 while let Some(output) = bridge.poll_output() {
@@ -313,6 +331,7 @@ impl Bridged {
                             self.to_child(child, action, &mut flushes);
                         }
                         Routed::Login { to, server } => logins.push((to, server)),
+                        Routed::Keep { file, contents } => keeps.push((file, contents)),
                     }
                 }
                 let Some(posted) = self
@@ -336,6 +355,7 @@ impl Bridged {
                 flushes,
                 spawns,
                 logins,
+                keeps,
                 bridge.poll_timeout(),
                 report,
             )
@@ -357,6 +377,11 @@ impl Bridged {
         }
         for (to, server) in logins {
             self.begin_login(to, server);
+        }
+        if let Some(dir) = &self.kept_dir {
+            for (file, contents) in keeps {
+                kept_runs::write(dir, &file, &contents);
+            }
         }
         if let Some(at) = next {
             self.wake_timer_before(at);
@@ -384,7 +409,17 @@ impl Bridged {
         specs: Vec<ServerSpec>,
         limits: Limits,
     ) -> Result<Reconfigured, BadConfiguration> {
-        self.with(|b, now| b.reconfigure(specs, limits, now))
+        let kept = match (&self.kept_dir, limits.lazy) {
+            (Some(dir), true) => kept_runs::read(dir, &specs),
+            _ => Vec::new(),
+        };
+        self.with(|b, now| {
+            let reconfigured = b.reconfigure(specs, limits, now)?;
+            for (file, contents) in kept {
+                b.handle_kept(&file, &contents, now);
+            }
+            Ok(reconfigured)
+        })
     }
 
     /// Stops every child: stdin closed, then SIGTERM, then SIGKILL.

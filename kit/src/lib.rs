@@ -33,6 +33,7 @@ pub mod keepalive;
 pub mod link_writes;
 pub mod mailbox;
 pub mod oauth;
+mod private_file;
 pub mod process;
 pub mod relay;
 mod run_home;

@@ -50,6 +50,11 @@ pub struct BridgeSettings {
     /// In `auto` mode, the most tools `/mcp` lists whole.
     #[serde(default = "default_tool_search_threshold")]
     pub tool_search_threshold: usize,
+    /// Keep each server's listings from its last run and answer listings
+    /// from them while its child is stopped: a child starts only when
+    /// one of its tools is called (or another request needs it).
+    #[serde(default)]
+    pub lazy: bool,
     /// `mcpServers` JSON files (Claude Desktop, Claude Code, Cursor, VS
     /// Code) whose servers are bridged too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -77,6 +82,7 @@ impl Default for BridgeSettings {
             max_name_len: default_max_name_len(),
             tool_search: ToolSearchMode::default(),
             tool_search_threshold: default_tool_search_threshold(),
+            lazy: false,
             mcp_json: Vec::new(),
             servers: Vec::new(),
             from_json: Vec::new(),
@@ -116,7 +122,7 @@ fn default_tool_search_threshold() -> usize {
 impl BridgeSettings {
     /// Its keys that hold a plain value (an environment variable can set
     /// them; `bridge_token` is a key of the top level).
-    pub(super) const PLAIN_KEYS: [&str; 8] = [
+    pub(super) const PLAIN_KEYS: [&str; 9] = [
         "max_sessions",
         "session_idle_secs",
         "startup_timeout_secs",
@@ -125,6 +131,7 @@ impl BridgeSettings {
         "max_name_len",
         "tool_search",
         "tool_search_threshold",
+        "lazy",
     ];
 
     pub(super) fn is_empty(&self) -> bool {
@@ -162,6 +169,7 @@ impl BridgeSettings {
             session_idle: Duration::from_secs(self.session_idle_secs),
             startup_timeout: Duration::from_secs(self.startup_timeout_secs),
             ping_timeout: Duration::from_secs(self.ping_timeout_secs),
+            lazy: self.lazy,
             ..BridgeLimits::default()
         }
     }

@@ -24,6 +24,16 @@ impl ToolFilter {
         let matches = |globs: &[String]| globs.iter().any(|glob| matches(glob, tool));
         (self.allow.is_empty() || matches(&self.allow)) && !matches(&self.exclude)
     }
+
+    /// Leaves out of a `tools/list` result the tools it does not allow.
+    pub fn apply_to_listing(&self, result: &mut serde_json::Value) {
+        if let Some(tools) = result
+            .get_mut("tools")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            tools.retain(|tool| self.allows(tool["name"].as_str().unwrap_or_default()));
+        }
+    }
 }
 
 /// Whether `name` matches `glob` whole: `*` is any run of characters

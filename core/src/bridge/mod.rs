@@ -95,6 +95,7 @@ pub(crate) mod common;
 pub mod filter;
 mod generation;
 mod kept;
+mod lazy;
 mod legacy_sse;
 mod mux;
 mod parked;
@@ -114,6 +115,7 @@ mod tests;
 
 pub use common::Answered;
 pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};
+pub use lazy::{kept_file, LastRun, MAX_KEPT_RUN};
 pub(crate) use registry::BRIDGE;
 pub use registry::{Above, ChildId, Registry, Routed, KEEPALIVE, MAX_CHILDREN};
 pub use report::{RemoteFigures, Report, SearchFigures, SearchSeen, ServerFigures};
@@ -253,6 +255,10 @@ pub struct Limits {
     /// cancelled. A remote server that answers pings and never the call
     /// would otherwise keep it, and what it holds, for good.
     pub call_timeout: Duration,
+    /// Servers are lazy: each one's lists are kept from its last run and
+    /// answered from while its child is stopped, so listing starts no
+    /// child (see `lazy`).
+    pub lazy: bool,
 }
 
 impl Default for Limits {
@@ -269,6 +275,7 @@ impl Default for Limits {
             max_sessions: 1024,
             session_idle: Duration::from_secs(3600),
             call_timeout: Duration::from_secs(600),
+            lazy: false,
         }
     }
 }

@@ -43,6 +43,9 @@ pub(crate) enum FromChild {
     Initialized,
     /// The bridge's `initialize` was answered with an error.
     InitializeFailed(String),
+    /// The bridge's request for list `key` (see [`Mux::ask_list`]) was
+    /// answered.
+    Listed(&'static str, Result<Value, Value>),
 }
 
 pub(crate) struct Mux {
@@ -172,6 +175,10 @@ enum Purpose {
     /// A subscription renewed after a restart, or released when its last
     /// subscriber closed.
     Subscription,
+    /// A list of a lazy server's, to keep (see `lazy`).
+    Listing(&'static str),
+    /// The logging level a client set while a lazy server was stopped.
+    Level,
 }
 
 #[derive(Debug)]
@@ -242,6 +249,10 @@ impl Mux {
         self.clients.len()
     }
 
+    pub(crate) fn has_client(&self, client: ClientId) -> bool {
+        self.clients.contains(&client)
+    }
+
     /// Client calls sent, queued, or waiting for their client's input.
     pub(crate) fn in_flight(&self) -> usize {
         self.calls.len() + self.queue.len() + self.rounds.len()
@@ -259,6 +270,12 @@ impl Mux {
 
     pub(crate) fn initialize_result(&self) -> Option<&Value> {
         self.init_result.as_ref()
+    }
+
+    /// A lazy server's `initialize` result from its last run, replayed to
+    /// clients until a handshake gives the child's own.
+    pub(crate) fn recall_initialize(&mut self, result: Value) {
+        self.init_result.get_or_insert(result);
     }
 
     /// No client, and nothing for the child to do for one.
@@ -492,6 +509,11 @@ impl Mux {
         match (method.as_str(), &uri) {
             ("initialize", _) => {
                 if let Some(cached) = self.initialize_answer(&params) {
+                    // Answered from a lazy server's last run before any
+                    // handshake: the child's is then this client's.
+                    if self.init_params.is_none() {
+                        self.init_params = Some(initialize_params(Some(&params), self.shared));
+                    }
                     return reply(mcp::result(&id, cached), out);
                 }
             }
@@ -763,6 +785,7 @@ impl Mux {
                 FromChild::Nothing
             }
             (Some(Purpose::Discover), outcome) => self.handle_discovered(outcome),
+            (Some(Purpose::Listing(key)), outcome) => FromChild::Listed(key, outcome),
             (Some(purpose), Err(error)) => {
                 tracing::debug!(server = %self.name, ?purpose, %error, "the MCP server refused a request of the bridge");
                 FromChild::Nothing
@@ -785,9 +808,7 @@ impl Mux {
         out: &mut VecDeque<BridgeOutput>,
     ) {
         if let (true, Ok(result)) = (sent.caller.filtered, &mut outcome) {
-            if let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) {
-                tools.retain(|tool| self.tools.allows(tool["name"].as_str().unwrap_or_default()));
-            }
+            self.tools.apply_to_listing(result);
         }
         let Some((method, params)) = sent.request else {
             return self.finish(sent.caller, outcome.as_ref(), out);
@@ -1093,6 +1114,42 @@ impl Mux {
     /// one asks again — kept, no probe would be sent, and the probe's
     /// deadline, past, would stay the next one. The stateless generation
     /// has no `ping`: such a child is asked `server/discover`.
+    /// Asks the child for the first page of list `key` for the bridge
+    /// itself: its answer comes back as [`FromChild::Listed`].
+    pub(crate) fn ask_list(
+        &mut self,
+        key: &'static str,
+        now: Instant,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        let params = generation::params_for(self.generation, json!({}), &Declared::default());
+        let method = super::lazy::list_method(key);
+        self.send_internal(Purpose::Listing(key), method, params, now, out);
+    }
+
+    /// Gives the child the logging level a client set while it was
+    /// stopped (its answer goes nowhere).
+    pub(crate) fn set_level(
+        &mut self,
+        params: Value,
+        now: Instant,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
+        let params = generation::params_for(self.generation, params, &Declared::default());
+        self.send_internal(Purpose::Level, "logging/setLevel", params, now, out);
+    }
+
+    /// Tells every client `method` (a notification with no params).
+    pub(crate) fn tell_clients(&self, method: &str, out: &mut VecDeque<BridgeOutput>) {
+        for client in &self.clients {
+            out.push_back(BridgeOutput::ToClient {
+                client: *client,
+                message: notification_line(method, Value::Null),
+                answers: None,
+            });
+        }
+    }
+
     pub(crate) fn send_ping(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
         let heard_from = self.heard_from;
         self.internal

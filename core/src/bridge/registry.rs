@@ -21,6 +21,7 @@ use super::common::{
     Reply, StreamStart, Target, Transport, EVENTS_KIND, MESSAGE_KIND,
 };
 use super::kept::Kept;
+use super::lazy::{kept_file, LastRun};
 use super::routes::{self, Found, Miss, Route};
 use super::{
     BridgeOutput, BridgedServer, ChildState, ClientId, Limits, SearchFigures, ServerSpec, Share,
@@ -161,6 +162,10 @@ pub enum Routed {
     /// Begin the OAuth login of remote server `server`, then answer `to`
     /// with [`Registry::handle_login_started`].
     Login { to: RequestId, server: String },
+    /// Keep a lazy server's last run: write `contents` to `file` in the
+    /// folder of kept runs, in place of what it held (read back at the
+    /// next start, and handed to [`Registry::handle_kept`]).
+    Keep { file: String, contents: String },
 }
 
 /// How a connection views a session.
@@ -329,6 +334,9 @@ pub struct Registry<H> {
     next_session: u64,
     /// When the open event streams get their next keep-alive.
     keepalive_at: Option<Instant>,
+    /// Lazy servers' last runs, by [`kept_file`]: each new child of the
+    /// server is given its own.
+    last_runs: HashMap<String, LastRun>,
     pub(crate) out: VecDeque<Routed>,
 }
 
@@ -355,6 +363,7 @@ impl<H: Above> Registry<H> {
             seed,
             next_session: 0,
             keepalive_at: None,
+            last_runs: HashMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -520,6 +529,33 @@ impl<H: Above> Registry<H> {
         }
     }
 
+    /// A lazy server's last run, read back from `file` (its
+    /// [`kept_file`]) where [`Routed::Keep`] had it written: its children
+    /// answer from it while they are stopped. A file that is not a kept
+    /// run is ignored (its server starts to list, as on a first run).
+    pub fn handle_kept(&mut self, file: &str, contents: &[u8], now: Instant) {
+        if !self.limits.lazy {
+            return;
+        }
+        let run = match LastRun::parse(contents) {
+            Ok(run) => run,
+            Err(why) => {
+                tracing::warn!(file, "a kept MCP server listing is ignored: {why}");
+                return;
+            }
+        };
+        let children: Vec<ChildId> = self
+            .children()
+            .filter(|(_, c)| kept_file(c.spec()) == file)
+            .map(|(id, _)| id)
+            .collect();
+        for child in children {
+            self.on_child(child, now, |c| c.remember(run.clone()));
+        }
+        // A run learned in this process is fresher than the file.
+        self.last_runs.entry(file.to_owned()).or_insert(run);
+    }
+
     pub fn handle_spawned(&mut self, child: ChildId, now: Instant) {
         self.on_child(child, now, |c| c.handle_spawned(now));
     }
@@ -680,7 +716,10 @@ impl<H: Above> Registry<H> {
         }
         self.next_child += 1;
         let child = ChildId(self.next_child);
-        let server = BridgedServer::new(self.specs[spec].clone(), self.limits.clone(), now);
+        let mut server = BridgedServer::new(self.specs[spec].clone(), self.limits.clone(), now);
+        if let Some(run) = self.last_runs.get(&kept_file(&self.specs[spec])) {
+            server.remember(run.clone());
+        }
         self.children.insert(child, server);
         if self.specs[spec].share == Share::Shared {
             self.shared.insert(self.specs[spec].name.clone(), child);
@@ -1038,6 +1077,7 @@ impl<H: Above> Registry<H> {
                 action => self.out.push_back(Routed::Child { child, action }),
             }
         }
+        self.keep_learned(child);
         // A per-session child, or a retired one (its server removed or
         // changed, or its place taken), that stopped for good is
         // forgotten: a new spec under the same name gets a child of its own.
@@ -1049,6 +1089,23 @@ impl<H: Above> Registry<H> {
         if gone {
             self.forget_child(child);
         }
+    }
+
+    /// A run `child` learned is kept for its server's next children, and
+    /// written (runs of servers no longer configured are forgotten).
+    fn keep_learned(&mut self, child: ChildId) {
+        let Some(server) = self.children.get_mut(&child) else {
+            return;
+        };
+        let Some(run) = server.take_learned() else {
+            return;
+        };
+        let file = kept_file(server.spec());
+        let contents = run.to_json();
+        let current: HashSet<String> = self.specs.iter().map(kept_file).collect();
+        self.last_runs.retain(|kept, _| current.contains(kept));
+        self.last_runs.insert(file.clone(), run);
+        self.out.push_back(Routed::Keep { file, contents });
     }
 
     /// A child is gone for good; its restarts stay in its server's figures.

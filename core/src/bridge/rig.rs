@@ -24,6 +24,8 @@ pub(crate) struct Rig {
     pub(crate) child: Vec<Value>,
     /// The same, each with the child it was for.
     pub(crate) lines: Vec<(ChildId, Value)>,
+    /// Lazy servers' runs the bridge asked to keep: file and contents.
+    pub(crate) kept: Vec<(String, String)>,
 }
 
 impl Rig {
@@ -46,6 +48,7 @@ impl Rig {
             conn: 0,
             child: Vec::new(),
             lines: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
@@ -110,6 +113,7 @@ impl Rig {
                     self.lines.push((child, line.clone()));
                     self.child.push(line);
                 }
+                Routed::Keep { file, contents } => self.kept.push((file, contents)),
                 Routed::Child { .. } | Routed::Login { .. } => {}
             }
         }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use super::lazy::{LastRun, Recall};
 use super::mux::{FromChild, Mux, Route, MOST_TIMEOUTS};
 use super::supervisor::{Due, Ended, Supervisor};
 use super::{BridgeOutput, ChildState, ClientId, Limits, ServerSpec, SERVER_ERROR};
@@ -26,6 +27,8 @@ pub struct BridgedServer {
     retired: bool,
     /// A remote server's last status (see `upstream::Status`).
     remote_status: Option<crate::upstream::Status>,
+    /// What a lazy server answered at its last run (see `lazy`).
+    recall: Recall,
 }
 
 impl BridgedServer {
@@ -37,6 +40,7 @@ impl BridgedServer {
             spec.share == super::Share::Shared,
             spec.tools.clone(),
         );
+        let recall = Recall::new(limits.lazy);
         BridgedServer {
             supervisor: Supervisor::new(spec, limits),
             mux,
@@ -44,6 +48,7 @@ impl BridgedServer {
             idle_since: None,
             retired: false,
             remote_status: None,
+            recall,
         }
     }
 
@@ -88,7 +93,23 @@ impl BridgedServer {
         self.mux.initialize_result()
     }
 
+    /// A run of a lazy server's learned since the last call (its child
+    /// answered lists other than the kept ones): to be kept on disk.
+    pub fn take_learned(&mut self) -> Option<LastRun> {
+        self.recall.take_learned()
+    }
+
     // Commands (clients).
+
+    /// A lazy server's last run, kept from an earlier process: while its
+    /// child is stopped, clients are answered from it what it holds (a
+    /// server not lazy, or that knows a fresher run, ignores it).
+    pub fn remember(&mut self, run: LastRun) {
+        let initialize = run.initialize().clone();
+        if self.recall.remember(run) {
+            self.mux.recall_initialize(initialize);
+        }
+    }
 
     /// A new client. A bridge that gave up tries again for it.
     pub fn open_client(&mut self, now: Instant) -> ClientId {
@@ -108,6 +129,9 @@ impl BridgedServer {
     /// failed it (the network, a login) is mended elsewhere, with no
     /// client reconnecting.
     pub fn handle_client_message(&mut self, client: ClientId, message: Message, now: Instant) {
+        if let Some(kept) = self.kept_answer(client, &message) {
+            return self.out.push_back(kept);
+        }
         if self.spec().remote.is_some() && !self.retired {
             self.supervisor.reset();
         }
@@ -173,14 +197,31 @@ impl BridgedServer {
     }
 
     pub fn handle_child_line(&mut self, line: &str, now: Instant) {
+        let lists = self.mux.lists();
+        let mut started = false;
         match self.mux.handle_child_line(line, now, &mut self.out) {
             FromChild::Initialized => {
                 if self.supervisor.handle_initialized(now) {
                     self.mux.handle_ready(now, &mut self.out);
+                    started = true;
                 }
             }
             FromChild::InitializeFailed(reason) => self.supervisor.kill(&reason, &mut self.out),
+            FromChild::Listed(key, outcome) => {
+                let initialize = self.mux.initialize_result();
+                for notice in self.recall.listed(key, outcome, initialize) {
+                    self.mux.tell_clients(notice, &mut self.out);
+                }
+            }
             FromChild::Nothing => {}
+        }
+        if self.mux.lists() != lists && self.state() == ChildState::Running {
+            for key in self.recall.ask_again(started) {
+                self.mux.ask_list(key, now, &mut self.out);
+            }
+        }
+        if let Some(level) = started.then(|| self.recall.take_level()).flatten() {
+            self.mux.set_level(level, now, &mut self.out);
         }
         self.settle(now);
     }
@@ -267,6 +308,29 @@ impl BridgedServer {
     /// The next thing for the driver to do; drain after every input.
     pub fn poll_output(&mut self) -> Option<BridgeOutput> {
         self.out.pop_front()
+    }
+
+    /// The answer a lazy server's last run gives a client's request, while
+    /// its child is stopped: an `initialize` is the mux's (it keeps the
+    /// kept result), a list's first page is here, its tool filter applied,
+    /// and a logging level is held for the child's start.
+    fn kept_answer(&mut self, client: ClientId, message: &Message) -> Option<BridgeOutput> {
+        let Message::Request { id, method, params } = message else {
+            return None;
+        };
+        let stopped = self.state() == ChildState::Stopped && !self.retired;
+        if !stopped || !self.mux.has_client(client) {
+            return None;
+        }
+        let mut outcome = self.recall.answer(method, params)?;
+        if let (Ok(result), true) = (&mut outcome, method == "tools/list") {
+            self.spec().tools.apply_to_listing(result);
+        }
+        Some(BridgeOutput::ToClient {
+            client,
+            message: crate::mcp::response(id, outcome.as_ref()),
+            answers: Some(id.to_string()),
+        })
     }
 
     /// What a client request may do now.

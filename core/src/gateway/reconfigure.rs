@@ -348,7 +348,7 @@ mod tests {
                         }
                     }
                     Routed::Child { child, action } => self.stopping.push((child, action)),
-                    Routed::Login { .. } => {}
+                    Routed::Login { .. } | Routed::Keep { .. } => {}
                 }
             }
             http

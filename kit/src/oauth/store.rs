@@ -3,10 +3,8 @@
 //! 0700, the file 0600), replaced whole by a rename so a reader never sees
 //! half of it. Its tokens are never logged.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 use mcp_provider_core::oauth::Logins;
 
@@ -58,21 +56,9 @@ impl Store {
     /// The logins kept for `name`, if any.
     pub fn read(&self, name: &str) -> Result<Option<Logins>, String> {
         let path = self.path(name)?;
-        let file = match std::fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+        let Some(text) = crate::private_file::read(&path, MAX_FILE)? else {
+            return Ok(None);
         };
-        let mut text = Vec::new();
-        file.take(MAX_FILE + 1)
-            .read_to_end(&mut text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if text.len() as u64 > MAX_FILE {
-            return Err(format!(
-                "{} is larger than a login file can be",
-                path.display()
-            ));
-        }
         serde_json::from_slice(&text)
             .map(Some)
             .map_err(|e| format!("{} cannot be read as logins: {e}", path.display()))
@@ -80,24 +66,9 @@ impl Store {
 
     /// Keeps `logins` for `name`, replacing what was kept.
     pub fn write(&self, name: &str, logins: &Logins) -> Result<(), String> {
-        let path = self.path(name)?;
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        self.path(name)?;
         let text = serde_json::to_vec_pretty(logins).map_err(|e| e.to_string())?;
-        let mut random = [0u8; 6];
-        getrandom::fill(&mut random).map_err(|e| format!("no OS random source: {e}"))?;
-        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let temporary = self.dir.join(format!(".{name}.json.{suffix}"));
-        let written =
-            write_new(&temporary, &text).and_then(|()| std::fs::rename(&temporary, &path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&temporary);
-            return Err(format!("{}: {e}", path.display()));
-        }
-        Ok(())
+        crate::private_file::replace(&self.dir, &format!("{name}.json"), &text)
     }
 
     /// Forgets the logins of `name`: whether there were any.
@@ -111,22 +82,12 @@ impl Store {
     }
 }
 
-/// A new file holding `bytes`, readable by its owner only, on disk.
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use mcp_provider_core::http::Url;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     #[test]
     fn logins_are_kept_for_the_user_alone_and_replaced_whole() {

@@ -94,7 +94,7 @@ impl Rig {
                     self.sent
                         .push((server, serde_json::from_str(&line).unwrap()));
                 }
-                Routed::Child { .. } | Routed::Login { .. } => {}
+                Routed::Child { .. } | Routed::Login { .. } | Routed::Keep { .. } => {}
             }
         }
         answer
