@@ -128,9 +128,12 @@ impl Provider {
     pub(super) fn control_revoke(&mut self, body: &[u8], now: Instant) -> Result<Value, ApiError> {
         let body = body_object(body)?;
         let id = required(&body, "session_id")?.to_owned();
+        // A revoked session whose link is still closing is gone already
+        // for this API: revoking it again finds nothing, however soon.
         let s = self
             .sessions
             .get_mut(&id)
+            .filter(|s| s.status != Status::Revoked)
             .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
         s.status = Status::Revoked;
         let link = s.link;

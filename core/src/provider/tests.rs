@@ -534,6 +534,15 @@ fn manual_approval_then_revoke() {
         .seen
         .iter()
         .any(|o| matches!(o, Output::CloseAgent { conn: AGENT, .. })));
+    // Revoked while its link still closes: not found again.
+    t.request(
+        ConnId(9),
+        "POST",
+        "/control/revoke",
+        &bridge,
+        json!({"session_id": sid}),
+    );
+    assert_eq!(t.editor(ConnId(9)).0, Some(404));
     // The control API needs the bridge token, not an API key.
     t.request(ConnId(9), "GET", "/control/sessions", &[], Value::Null);
     assert_eq!(t.editor(ConnId(9)).0, Some(401));
