@@ -33,7 +33,7 @@ mod tokens;
 
 use serde_json::Value;
 
-use rank::{DocTerms, Field, Postings};
+use rank::{Alternative, Concept, DocTerms, Field, Postings, Titles};
 use synonyms::Synonyms;
 
 /// One tool as the index knows it.
@@ -78,28 +78,34 @@ pub struct ToolIndex {
     name_rank: Vec<u32>,
     ranking: Ranking,
     postings: Postings,
+    titles: Titles,
     synonyms: Synonyms,
 }
 
 /// The fields of the weighted ranking, in the order [`weighted_terms`]
-/// gives them: a word of the name says the most, the server's name and
-/// the parameters' names less, and a word somewhere in a parameter's
-/// description the least.
-const WEIGHTED_FIELDS: [Field; 5] = [
+/// gives them: a word of the name says the most; then the description's
+/// first sentence (what the tool does), the server's name, the rest of the
+/// description and the parameters' names; a word somewhere in a
+/// parameter's description the least.
+const WEIGHTED_FIELDS: [Field; 6] = [
     Field {
         weight: 3.0,
         b: 0.3,
     }, // name
     Field {
-        weight: 1.0,
-        b: 0.75,
-    }, // description
+        weight: 1.5,
+        b: 0.5,
+    }, // description, first sentence
     Field {
         weight: 0.6,
+        b: 0.75,
+    }, // description, the rest
+    Field {
+        weight: 0.5,
         b: 0.5,
     }, // parameter names
     Field {
-        weight: 0.25,
+        weight: 0.2,
         b: 0.75,
     }, // parameter descriptions
     Field {
@@ -107,6 +113,14 @@ const WEIGHTED_FIELDS: [Field; 5] = [
         b: 0.0,
     }, // server
 ];
+
+/// How much a tool that matches only some of a query's words is held
+/// back: its score is multiplied by (words matched / words) to this power.
+const COVERAGE_POWER: i32 = 1;
+
+/// How much a tool whose whole name the query says is lifted: its score
+/// is multiplied by 1 + this × the share of its name covered.
+const NAME_BONUS: f32 = 0.5;
 
 /// Plain BM25: name and description as one field (k1 1.2, b 0.75).
 const PLAIN_FIELDS: [Field; 1] = [Field {
@@ -129,21 +143,21 @@ impl ToolIndex {
 
     /// Indexes `docs` with `ranking`.
     pub fn with_ranking(docs: Vec<ToolDoc>, ranking: Ranking) -> ToolIndex {
-        let (postings, synonyms) = match ranking {
+        let (postings, titles, synonyms) = match ranking {
             Ranking::Weighted => {
                 let terms: Vec<DocTerms> = docs.iter().map(weighted_terms).collect();
                 let learned = synonyms::learn(
                     docs.iter()
                         .map(|d| (d.name.as_str(), d.description.as_str())),
                 );
-                (
-                    Postings::build(&WEIGHTED_FIELDS, &terms),
-                    Synonyms::new(learned),
-                )
+                let postings = Postings::build(&WEIGHTED_FIELDS, &terms);
+                let titles = Titles::build(&postings, &terms);
+                (postings, titles, Synonyms::new(learned))
             }
             Ranking::PlainBm25 => {
                 let terms: Vec<DocTerms> = docs.iter().map(plain_terms).collect();
-                (Postings::build(&PLAIN_FIELDS, &terms), Synonyms::default())
+                let postings = Postings::build(&PLAIN_FIELDS, &terms);
+                (postings, Titles::default(), Synonyms::default())
             }
         };
         let mut by_name: Vec<u32> = (0..docs.len() as u32).collect();
@@ -160,6 +174,7 @@ impl ToolIndex {
             name_rank,
             ranking,
             postings,
+            titles,
             synonyms,
         }
     }
@@ -171,17 +186,25 @@ impl ToolIndex {
         if limit == 0 || self.docs.is_empty() {
             return Vec::new();
         }
-        let terms = self.query_terms(query);
-        if terms.is_empty() {
+        let concepts = self.concepts(query);
+        if concepts.is_empty() {
             return Vec::new();
         }
-        let mut scores = vec![0f32; self.docs.len()];
-        self.postings.score(&terms, &mut scores);
+        let (scores, matched) = self.postings.score(&concepts, self.docs.len());
+        let weights = term_weights(&concepts);
+        let adjust = |d: u32, matched: u16| match self.ranking {
+            Ranking::Weighted => {
+                (f32::from(matched) / concepts.len() as f32).powi(COVERAGE_POWER)
+                    * (1.0 + NAME_BONUS * self.titles.coverage(d, &weights))
+            }
+            Ranking::PlainBm25 => 1.0,
+        };
         let mut found: Vec<(u32, f32)> = scores
             .iter()
+            .zip(&matched)
             .enumerate()
-            .filter(|&(_, &s)| s > 0.0)
-            .map(|(d, &s)| (d as u32, s))
+            .filter(|&(_, (&s, _))| s > 0.0)
+            .map(|(d, (&s, &m))| (d as u32, s * adjust(d as u32, m)))
             .filter(|&(d, _)| {
                 server.is_none_or(|s| self.docs.get(d as usize).is_some_and(|doc| doc.server == s))
             })
@@ -241,41 +264,69 @@ impl ToolIndex {
                 .sum::<usize>()
             + (self.by_name.capacity() + self.name_rank.capacity()) * std::mem::size_of::<u32>()
             + self.postings.heap_bytes()
+            + self.titles.heap_bytes()
             + self.synonyms.heap_bytes()
     }
 
-    /// The query's terms with their weights, unknown terms left out: the
-    /// words typed at 1, then (weighted ranking) the words their synonyms
-    /// bring in, below.
-    fn query_terms(&self, query: &str) -> Vec<(u32, f32)> {
-        let mut typed = Vec::new();
-        match self.ranking {
-            Ranking::Weighted => tokens::terms(query, |t| {
-                if typed.len() < MAX_QUERY_TERMS {
-                    typed.push(t)
-                }
-            }),
-            Ranking::PlainBm25 => tokens::plain_words(query, |t| {
-                if typed.len() < MAX_QUERY_TERMS {
-                    typed.push(t)
-                }
-            }),
-        }
-        let mut weighted: Vec<(u32, f32)> = Vec::new();
-        let mut add = |term: &str, weight: f32| {
-            let Some(id) = self.postings.id(term) else {
-                return;
-            };
-            match weighted.iter_mut().find(|(t, _)| *t == id) {
-                Some(entry) => entry.1 = entry.1.max(weight),
-                None => weighted.push((id, weight)),
+    /// The query's concepts: each word typed (a stop word only where a
+    /// phrase of synonyms starts with it) with, for the weighted ranking,
+    /// what its synonyms bring in. Words and synonyms no tool has are left
+    /// out.
+    fn concepts(&self, query: &str) -> Vec<Concept> {
+        let (mut words, mut stop) = match self.ranking {
+            Ranking::Weighted => tokens::stemmed_words(query),
+            Ranking::PlainBm25 => {
+                let mut words = Vec::new();
+                tokens::plain_words(query, |w| words.push(w));
+                let stop = vec![false; words.len()];
+                (words, stop)
             }
         };
-        for term in &typed {
-            add(term, 1.0);
+        words.truncate(MAX_QUERY_TERMS);
+        stop.truncate(MAX_QUERY_TERMS);
+        // (where in the query, the concept)
+        let mut concepts: Vec<(usize, Concept)> = Vec::new();
+        for (at, (word, stop)) in words.iter().zip(&stop).enumerate() {
+            if *stop {
+                continue;
+            }
+            let Some(id) = self.postings.id(word) else {
+                continue;
+            };
+            let typed = Alternative {
+                terms: vec![id],
+                weight: 1.0,
+            };
+            if !concepts.iter().any(|(_, c)| {
+                c.alternatives
+                    .first()
+                    .is_some_and(|a| a.terms == typed.terms)
+            }) {
+                concepts.push((
+                    at,
+                    Concept {
+                        alternatives: vec![typed],
+                    },
+                ));
+            }
         }
-        self.synonyms.expand(&typed, &mut add);
-        weighted
+        self.synonyms.expand(&words, |at, phrase, weight| {
+            let terms: Vec<u32> = phrase.iter().filter_map(|t| self.postings.id(t)).collect();
+            if terms.is_empty() {
+                return;
+            }
+            let alternative = Alternative { terms, weight };
+            match concepts.iter_mut().find(|(start, _)| *start == at) {
+                Some((_, concept)) => concept.alternatives.push(alternative),
+                None => concepts.push((
+                    at,
+                    Concept {
+                        alternatives: vec![alternative],
+                    },
+                )),
+            }
+        });
+        concepts.into_iter().map(|(_, c)| c).collect()
     }
 
     fn name_rank_of(&self, doc: u32) -> u32 {
@@ -286,11 +337,27 @@ impl ToolIndex {
     }
 }
 
+/// Each term of `concepts` with the highest weight it has in them.
+fn term_weights(concepts: &[Concept]) -> Vec<(u32, f32)> {
+    let mut weights: Vec<(u32, f32)> = Vec::new();
+    for alternative in concepts.iter().flat_map(|c| &c.alternatives) {
+        for &term in &alternative.terms {
+            match weights.iter_mut().find(|(t, _)| *t == term) {
+                Some(entry) => entry.1 = entry.1.max(alternative.weight),
+                None => weights.push((term, alternative.weight)),
+            }
+        }
+    }
+    weights
+}
+
 fn name_of(docs: &[ToolDoc], doc: u32) -> &str {
     docs.get(doc as usize).map_or("", |d| d.name.as_str())
 }
 
-/// A tool's terms, field by field, as [`WEIGHTED_FIELDS`] lists them.
+/// A tool's terms, field by field, as [`WEIGHTED_FIELDS`] lists them. A
+/// name that starts with its server's name (as `/mcp` prefixes it) is
+/// indexed without it: the server field holds that.
 fn weighted_terms(doc: &ToolDoc) -> DocTerms {
     let mut param_names = Vec::new();
     let mut param_descriptions = Vec::new();
@@ -302,13 +369,32 @@ fn weighted_terms(doc: &ToolDoc) -> DocTerms {
             }
         }
     }
+    let (summary, rest) = first_sentence(&doc.description);
+    let server = tokens::term_vec(&doc.server);
+    let mut name = tokens::term_vec(&doc.name);
+    if name.len() > server.len() && name.starts_with(&server) {
+        name.drain(..server.len());
+    }
     vec![
-        tokens::term_vec(&doc.name),
-        tokens::term_vec(&doc.description),
+        name,
+        tokens::term_vec(summary),
+        tokens::term_vec(rest),
         param_names,
         param_descriptions,
-        tokens::term_vec(&doc.server),
+        server,
     ]
+}
+
+/// A description's first sentence (up to its first line break, or the
+/// first ". ") and the rest.
+fn first_sentence(description: &str) -> (&str, &str) {
+    let text = description.trim_start();
+    let end = [text.find('\n'), text.find(". ")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(text.len());
+    text.split_at(end)
 }
 
 /// A tool's terms for plain BM25: the words of its name and description.
@@ -457,6 +543,20 @@ mod tests {
         let index = ToolIndex::build(vec![with_param, tool("other", "", "Does another thing.")]);
         assert_eq!(names(&index.search("timezone", 5, None)), ["do_thing"]);
         assert_eq!(names(&index.search("iana", 5, None)), ["do_thing"]);
+    }
+
+    #[test]
+    fn the_first_sentence_is_what_the_tool_does() {
+        assert_eq!(
+            first_sentence("\n  Read a file.\nMore."),
+            ("Read a file.", "\nMore.")
+        );
+        assert_eq!(
+            first_sentence("Read a file. Then more"),
+            ("Read a file", ". Then more")
+        );
+        assert_eq!(first_sentence("One"), ("One", ""));
+        assert_eq!(first_sentence(""), ("", ""));
     }
 
     #[test]

@@ -20,6 +20,20 @@ pub struct Field {
     pub b: f32,
 }
 
+/// One word of a query (or phrase), and what may stand for it: the word
+/// itself, its synonyms, each with a weight.
+#[derive(Clone, Debug, Default)]
+pub struct Concept {
+    pub alternatives: Vec<Alternative>,
+}
+
+/// A term, or a phrase's terms, standing for a [`Concept`].
+#[derive(Clone, Debug)]
+pub struct Alternative {
+    pub terms: Vec<u32>,
+    pub weight: f32,
+}
+
 /// The terms of one document, field by field (in the order of the
 /// [`Field`]s the index is built with).
 pub type DocTerms = Vec<Vec<String>>;
@@ -108,16 +122,44 @@ impl Postings {
         self.ids.get(term).copied()
     }
 
-    /// Adds `weight` times each query term's score to `scores` (one slot
-    /// per document).
-    pub fn score(&self, query: &[(u32, f32)], scores: &mut [f32]) {
-        for &(id, weight) in query {
-            for posting in self.list(id) {
-                if let Some(slot) = scores.get_mut(posting.doc as usize) {
-                    *slot += weight * posting.score;
+    /// Scores every document against `concepts`: for each concept, the
+    /// best of its alternatives (a phrase's terms add up, times the
+    /// alternative's weight), so that a word and its synonyms count once;
+    /// then the concepts add up. Returns each document's score and how
+    /// many of the concepts it matched.
+    pub fn score(&self, concepts: &[Concept], docs: usize) -> (Vec<f32>, Vec<u16>) {
+        let mut total = vec![0f32; docs];
+        let mut matched = vec![0u16; docs];
+        let mut best = vec![0f32; docs];
+        let mut alternative = vec![0f32; docs];
+        let (mut in_best, mut in_alternative) = (Vec::new(), Vec::new());
+        for concept in concepts {
+            for alt in &concept.alternatives {
+                for &id in &alt.terms {
+                    for posting in self.list(id) {
+                        let d = posting.doc as usize;
+                        if let Some(slot) = alternative.get_mut(d) {
+                            if *slot == 0.0 {
+                                in_alternative.push(d);
+                            }
+                            *slot += posting.score;
+                        }
+                    }
+                }
+                for d in in_alternative.drain(..) {
+                    let score = alt.weight * std::mem::take(&mut alternative[d]);
+                    if best[d] == 0.0 {
+                        in_best.push(d);
+                    }
+                    best[d] = best[d].max(score);
                 }
             }
+            for d in in_best.drain(..) {
+                total[d] += std::mem::take(&mut best[d]);
+                matched[d] = matched[d].saturating_add(1);
+            }
         }
+        (total, matched)
     }
 
     fn list(&self, id: u32) -> &[Posting] {
@@ -135,6 +177,64 @@ impl Postings {
     }
 }
 
+/// The terms of each document's first field (a tool's name), for the
+/// bonus a tool gets when a query says its whole name: "close the browser"
+/// is `browser_close` rather than `browser_tabs`, whose description also
+/// speaks of closing.
+#[derive(Debug, Default)]
+pub struct Titles {
+    /// Document `d`'s terms are `terms[offsets[d]..offsets[d + 1]]`.
+    offsets: Vec<u32>,
+    terms: Vec<u32>,
+}
+
+impl Titles {
+    /// The first field of each of `docs`, as `postings` numbers its terms.
+    pub fn build(postings: &Postings, docs: &[DocTerms]) -> Titles {
+        let mut titles = Titles {
+            offsets: vec![0],
+            terms: Vec::new(),
+        };
+        for doc in docs {
+            let title = doc.first().map_or(&[][..], Vec::as_slice);
+            titles
+                .terms
+                .extend(title.iter().filter_map(|t| postings.id(t)));
+            titles.offsets.push(titles.terms.len() as u32);
+        }
+        titles.terms.shrink_to_fit();
+        titles
+    }
+
+    /// How much of `doc`'s name the query covers, from 0 to 1: each of its
+    /// terms counts the weight the query gives it (`weights`, by term id;
+    /// 0 when the query has it not), over the number of terms.
+    pub fn coverage(&self, doc: u32, weights: &[(u32, f32)]) -> f32 {
+        let start = self.offsets.get(doc as usize).copied().unwrap_or(0) as usize;
+        let end = self.offsets.get(doc as usize + 1).copied().unwrap_or(0) as usize;
+        let title = self.terms.get(start..end).unwrap_or(&[]);
+        if title.is_empty() {
+            return 0.0;
+        }
+        let covered: f32 = title
+            .iter()
+            .map(|t| {
+                weights
+                    .iter()
+                    .filter(|(id, _)| id == t)
+                    .map(|&(_, w)| w)
+                    .fold(0.0, f32::max)
+            })
+            .sum();
+        covered / title.len() as f32
+    }
+
+    /// Approximate heap bytes.
+    pub fn heap_bytes(&self) -> usize {
+        (self.offsets.capacity() + self.terms.capacity()) * std::mem::size_of::<u32>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,15 +246,21 @@ mod tests {
             .collect()
     }
 
+    fn concept(index: &Postings, alternatives: &[(&str, f32)]) -> Concept {
+        Concept {
+            alternatives: alternatives
+                .iter()
+                .map(|(phrase, weight)| Alternative {
+                    terms: phrase.split(' ').filter_map(|t| index.id(t)).collect(),
+                    weight: *weight,
+                })
+                .collect(),
+        }
+    }
+
     fn scores(index: &Postings, docs: usize, terms: &[&str]) -> Vec<f32> {
-        let query: Vec<(u32, f32)> = terms
-            .iter()
-            .filter_map(|t| index.id(t))
-            .map(|id| (id, 1.0))
-            .collect();
-        let mut out = vec![0.0; docs];
-        index.score(&query, &mut out);
-        out
+        let query: Vec<Concept> = terms.iter().map(|t| concept(index, &[(t, 1.0)])).collect();
+        index.score(&query, docs).0
     }
 
     const TWO: [Field; 2] = [
@@ -208,5 +314,46 @@ mod tests {
         assert!(scores(&empty, 0, &["x"]).is_empty());
         let index = Postings::build(&TWO, &[doc(&["a", "b"])]);
         assert_eq!(scores(&index, 1, &["zzz"]), [0.0]);
+    }
+
+    #[test]
+    fn a_concept_counts_its_best_alternative_once() {
+        let index = Postings::build(
+            &TWO,
+            &[
+                doc(&["issue", "bug"]),
+                doc(&["issue", "x"]),
+                doc(&["y", "pull request"]),
+            ],
+        );
+        let issue = scores(&index, 3, &["issue"]);
+        let (with_bug, matched) =
+            index.score(&[concept(&index, &[("issue", 1.0), ("bug", 0.5)])], 3);
+        assert_eq!(with_bug[1], issue[1], "the word itself");
+        assert!(with_bug[0] >= issue[0] && with_bug[0] < issue[0] + scores(&index, 3, &["bug"])[0]);
+        assert_eq!(matched, [1, 1, 0]);
+        let (pr, _) = index.score(&[concept(&index, &[("pr", 1.0), ("pull request", 0.5)])], 3);
+        let both = scores(&index, 3, &["pull", "request"]);
+        assert!(
+            (pr[2] - 0.5 * both[2]).abs() < 1e-6,
+            "a phrase's terms add up"
+        );
+    }
+
+    #[test]
+    fn a_title_is_covered_by_the_weights_of_its_terms() {
+        let docs = [
+            doc(&["browser close", "x"]),
+            doc(&["browser tabs", "close"]),
+            doc(&["", "x"]),
+        ];
+        let index = Postings::build(&TWO, &docs);
+        let titles = Titles::build(&index, &docs);
+        let id = |t| index.id(t).unwrap_or(u32::MAX);
+        let weights = [(id("browser"), 1.0), (id("close"), 1.0), (id("tabs"), 0.5)];
+        assert_eq!(titles.coverage(0, &weights), 1.0);
+        assert_eq!(titles.coverage(1, &weights), 0.75);
+        assert_eq!(titles.coverage(2, &weights), 0.0, "no name");
+        assert_eq!(titles.coverage(9, &weights), 0.0, "no such document");
     }
 }

@@ -17,7 +17,8 @@ const GROUPS: &[&[&str]] = &[
     // Verbs.
     &["create", "make", "new", "add", "generate", "open"],
     &[
-        "delete", "remove", "erase", "destroy", "rm", "unlink", "drop", "discard",
+        "delete", "remove", "erase", "destroy", "rm", "unlink", "drop", "discard", "forget",
+        "purge",
     ],
     &[
         "find", "search", "lookup", "look up", "query", "locate", "grep", "seek",
@@ -26,7 +27,7 @@ const GROUPS: &[&[&str]] = &[
         "get", "fetch", "read", "show", "retrieve", "view", "display", "see", "obtain", "load",
         "details", "info",
     ],
-    &["list", "enumerate", "ls", "browse"],
+    &["list", "enumerate", "ls", "browse", "show"],
     &[
         "run", "execute", "exec", "invoke", "launch", "trigger", "start",
     ],
@@ -41,7 +42,7 @@ const GROUPS: &[&[&str]] = &[
     &["click", "press", "tap"],
     &["type", "enter", "fill", "input"],
     &["upload", "push", "send", "post", "publish"],
-    &["download", "pull"],
+    &["download", "fetch", "pull"],
     &["wait", "pause", "sleep", "delay"],
     &["convert", "translate", "transform"],
     &["compare", "diff", "difference"],
@@ -52,6 +53,8 @@ const GROUPS: &[&[&str]] = &[
     &["think", "reason", "thought", "reflect", "plan"],
     &["hover", "mouseover"],
     &["resize", "size", "dimension"],
+    &["remember", "memory", "memorize", "recall", "knowledge"],
+    &["blame", "who wrote", "who changed", "author"],
     // Nouns.
     &["issue", "bug", "ticket", "defect", "bug report"],
     &["pull request", "pr", "merge request", "mr", "patch"],
@@ -75,7 +78,7 @@ const GROUPS: &[&[&str]] = &[
     &["time", "clock", "date", "timezone", "hour"],
     &["label", "tag"],
     &["workflow", "action", "pipeline", "ci", "job", "build"],
-    &["log", "logs", "output", "console"],
+    &["log", "logs", "output", "console", "history"],
     &["release", "version"],
     &["comment", "reply", "remark"],
     &["entity", "node", "item"],
@@ -91,10 +94,21 @@ const GROUPS: &[&[&str]] = &[
     &["discussion", "forum", "thread"],
     &["security", "vulnerability", "alert", "advisory"],
     &["code", "source"],
+    &["distance", "far", "how far", "mile", "kilometer"],
+    &[
+        "authenticated user",
+        "me",
+        "myself",
+        "whoami",
+        "who am i",
+        "logged in",
+        "signed in",
+        "current user",
+    ],
 ];
 
 /// How much a word brought in by a synonym counts against a word typed.
-pub const SYNONYM_WEIGHT: f32 = 0.45;
+pub const SYNONYM_WEIGHT: f32 = 0.5;
 
 /// How much a learned abbreviation counts against a word typed: it comes
 /// from the listing itself, so it is near the word.
@@ -121,7 +135,7 @@ impl Synonyms {
         for group in GROUPS {
             let phrases: Vec<Vec<String>> = group
                 .iter()
-                .map(|p| tokens::term_vec(p))
+                .map(|p| tokens::stemmed_words(p).0)
                 .filter(|p| !p.is_empty())
                 .collect();
             for (i, phrase) in phrases.iter().enumerate() {
@@ -152,20 +166,19 @@ impl Synonyms {
         }
     }
 
-    /// Calls `each(term, weight)` for every term the synonyms of `query`'s
-    /// phrases bring in (the query's own terms are not repeated).
-    pub fn expand(&self, query: &[String], mut each: impl FnMut(&str, f32)) {
-        for start in 0..query.len() {
-            let Some(entries) = self.by_first.get(&query[start]) else {
+    /// Calls `each(start, expansion, weight)` for every phrase that the
+    /// synonyms of `words` (a query's words, as
+    /// [`tokens::stemmed_words`] gives them) bring in: `start` is where the
+    /// phrase it stands for begins in `words`.
+    pub fn expand(&self, words: &[String], mut each: impl FnMut(usize, &[String], f32)) {
+        for start in 0..words.len() {
+            let Some(entries) = self.by_first.get(&words[start]) else {
                 continue;
             };
             for entry in entries {
-                if !query[start..].starts_with(&entry.phrase) {
-                    continue;
-                }
-                for (expansion, weight) in &entry.expansions {
-                    for term in expansion {
-                        each(term, *weight);
+                if words[start..].starts_with(&entry.phrase) {
+                    for (expansion, weight) in &entry.expansions {
+                        each(start, expansion, *weight);
                     }
                 }
             }
@@ -273,9 +286,11 @@ mod tests {
     use super::*;
 
     fn expanded(table: &Synonyms, query: &str) -> Vec<(String, f32)> {
-        let terms = tokens::term_vec(query);
+        let (words, _) = tokens::stemmed_words(query);
         let mut out = Vec::new();
-        table.expand(&terms, |t, w| out.push((t.to_string(), w)));
+        table.expand(&words, |_, phrase, w| {
+            out.extend(phrase.iter().map(|t| (t.clone(), w)))
+        });
         out
     }
 

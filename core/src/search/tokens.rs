@@ -10,12 +10,16 @@ pub const MAX_TEXT: usize = 16 * 1024;
 
 /// Words so common in tool descriptions and requests that they say nothing
 /// about which tool is meant.
+#[rustfmt::skip]
 const STOP_WORDS: &[&str] = &[
-    "a", "about", "all", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do",
-    "does", "for", "from", "give", "has", "have", "how", "i", "if", "in", "into", "is", "it",
-    "its", "let", "me", "my", "of", "on", "or", "our", "please", "should", "so", "some", "that",
-    "the", "their", "them", "then", "there", "these", "this", "those", "to", "us", "want", "was",
-    "we", "what", "when", "where", "which", "while", "who", "will", "with", "would", "you", "your",
+    "about", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "being",
+    "by", "can", "could", "do", "does", "each", "etc", "every", "everything", "for", "from",
+    "give", "has", "have", "how", "if", "in", "into", "is", "it", "its", "just", "let", "like",
+    "may", "me", "more", "must", "my", "no", "not", "of", "on", "only", "or", "other", "our",
+    "please", "should", "so", "some", "such", "than", "that", "the", "their", "them", "then",
+    "there", "these", "this", "those", "to", "us", "use", "used", "using", "very", "via", "want",
+    "was", "we", "were", "what", "when", "where", "which", "while", "who", "why", "will", "with",
+    "would", "you", "your",
 ];
 
 /// Calls `each` with every term of `text`, in order: split into words,
@@ -33,6 +37,19 @@ pub fn term_vec(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     terms(text, |t| out.push(t));
     out
+}
+
+/// Every word of `text` stemmed, stop words kept (as they are), and
+/// which of them are stop words: phrases are matched on all of them, since
+/// "log in" and "who wrote" mean something their words alone do not.
+pub fn stemmed_words(text: &str) -> (Vec<String>, Vec<bool>) {
+    let (mut out, mut stop) = (Vec::new(), Vec::new());
+    words(text, |word| {
+        let is_stop = is_stop_word(&word);
+        out.push(if is_stop { word } else { stem(&word) });
+        stop.push(is_stop);
+    });
+    (out, stop)
 }
 
 /// Calls `each` with the lowercased words of `text`: runs of letters or
@@ -94,8 +111,13 @@ fn clip(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// A word that says nothing of which tool is meant: one of
+/// [`STOP_WORDS`], or a single letter ("a", "I", the "s" of "what's").
 pub fn is_stop_word(word: &str) -> bool {
-    STOP_WORDS.binary_search(&word).is_ok()
+    let mut chars = word.chars();
+    let single_letter =
+        matches!((chars.next(), chars.next()), (Some(c), None) if c.is_alphabetic());
+    single_letter || STOP_WORDS.binary_search(&word).is_ok()
 }
 
 /// A light English stemmer: strips the plural and verb endings tool
@@ -133,11 +155,12 @@ fn strip_plural(w: &mut String) {
     }
 }
 
-/// Verb and noun endings, longest first; the stem must keep three letters.
+/// Verb and noun endings, longest first, each with the letters its stem
+/// must keep ("notion" and "action" stay whole).
 fn strip_ending(w: &mut String) {
-    for ending in ["ing", "ion", "ed", "er"] {
+    for (ending, keep) in [("ing", 3), ("ion", 4), ("ed", 3), ("er", 3)] {
         if let Some(base) = w.strip_suffix(ending) {
-            if base.len() >= 3 && base.bytes().any(is_vowel) {
+            if base.len() >= keep && base.bytes().any(is_vowel) {
                 let keep = undouble(base).len();
                 w.truncate(keep);
                 return;
@@ -187,6 +210,8 @@ mod tests {
     fn stop_words_are_sorted_for_the_binary_search() {
         assert!(STOP_WORDS.windows(2).all(|w| w[0] < w[1]));
         assert!(is_stop_word("the"));
+        assert!(is_stop_word("s"));
+        assert!(!is_stop_word("8"));
         assert!(!is_stop_word("get"));
     }
 
@@ -218,6 +243,9 @@ mod tests {
             term_vec("Take a screenshot of the page"),
             ["tak", "screenshot", "pag"]
         );
+        let (words, stop) = stemmed_words("Who wrote notions");
+        assert_eq!(words, ["who", "wrot", "notion"]);
+        assert_eq!(stop, [true, false, false]);
     }
 
     #[test]
