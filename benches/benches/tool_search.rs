@@ -22,10 +22,17 @@ fn tool_search(c: &mut Criterion) {
     let real = listings::load(&listings::dir()).expect("the listings of tests/fixtures/listings");
     let docs = listings::replicated(&real, 1_000);
     let index = ToolIndex::build(docs.clone());
+    let own: usize = docs
+        .iter()
+        .map(|d| {
+            d.name.len() + d.server.len() + d.description.len() + d.input_schema.to_string().len()
+        })
+        .sum();
     eprintln!(
-        "tool_search: {} tools, index heap ≈ {} KiB",
+        "tool_search: {} tools, index heap ≈ {} KiB, of which the tools' own names, descriptions and schemas (as JSON text) ≈ {} KiB",
         index.len(),
-        index.heap_bytes() / 1024
+        index.heap_bytes() / 1024,
+        own / 1024
     );
 
     let mut group = c.benchmark_group("tool_search");

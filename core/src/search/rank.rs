@@ -81,11 +81,15 @@ impl Postings {
             for ((field, terms), avg) in fields.iter().zip(doc).zip(&avg_len) {
                 let norm = 1.0 - field.b + field.b * terms.len() as f32 / avg;
                 for term in terms {
-                    let next = ids.len() as u32;
-                    let id = *ids.entry(term.clone()).or_insert(next);
-                    if id as usize == lists.len() {
-                        lists.push(Vec::new());
-                    }
+                    let id = match ids.get(term) {
+                        Some(&id) => id,
+                        None => {
+                            let id = ids.len() as u32;
+                            ids.insert(term.clone(), id);
+                            lists.push(Vec::new());
+                            id
+                        }
+                    };
                     *per_doc.entry(id).or_default() += field.weight / norm;
                 }
             }

@@ -226,8 +226,16 @@ pub fn learn<'a>(
         tokens::words(name, |w| name_words.push(w));
         let mut desc_words = Vec::new();
         tokens::words(description, |w| desc_words.push(w));
-        for short in name_words.iter().filter(|w| (2..=5).contains(&w.len())) {
-            let short = singular(short);
+        let desc_stems: Vec<String> = desc_words.iter().map(|w| tokens::stem(w)).collect();
+        for word in name_words.iter().filter(|w| (2..=5).contains(&w.len())) {
+            let short = singular(word);
+            // A word the description spells out is no abbreviation.
+            if [word.as_str(), short]
+                .iter()
+                .any(|w| desc_stems.contains(&tokens::stem(w)))
+            {
+                continue;
+            }
             if let Some(long) = abbreviated(short, &desc_words) {
                 let pair = (
                     vec![tokens::stem(short)],
@@ -254,9 +262,6 @@ fn singular(word: &str) -> &str {
 /// strict prefix of (at least three letters of it), or two or three
 /// consecutive words whose initials it is.
 fn abbreviated<'w>(short: &str, words: &'w [String]) -> Option<&'w [String]> {
-    if words.iter().any(|w| w == short) {
-        return None;
-    }
     if short.len() >= 3 {
         if let Some(i) = words
             .iter()
@@ -326,6 +331,8 @@ mod tests {
                 ("get_repo", "Get a repository"),
                 ("list_dir", "List the entries of a directory"),
                 ("get_time", "Get the time"),
+                ("list_sizes", "List files with their sizes"),
+                ("press_key", "Press a key"),
             ]
             .into_iter(),
         );
