@@ -197,14 +197,17 @@ impl Recall {
     }
 
     /// The kept answer to a client's request, when there is one. A
-    /// logging level is held for the child, and taken.
+    /// logging level is held for the child, and taken; a `ping` asks
+    /// whether the bridge is there, and is answered (clients ping on a
+    /// timer: that alone must not start every server).
     pub(crate) fn answer(&mut self, method: &str, params: &Value) -> Option<Result<Value, Value>> {
         let last = self.last.as_ref()?;
-        if method == "logging/setLevel" {
-            self.level = Some(params.clone());
-            return Some(Ok(json!({})));
+        match method {
+            "logging/setLevel" => self.level = Some(params.clone()),
+            "ping" => {}
+            _ => return last.answer(method, params),
         }
-        last.answer(method, params)
+        Some(Ok(json!({})))
     }
 
     /// The logging level held for the child while it was stopped.
@@ -567,6 +570,16 @@ mod tests {
             level.expect("the level")["params"],
             json!({"level": "debug"})
         );
+    }
+
+    #[test]
+    fn a_ping_while_stopped_is_answered_without_a_start() {
+        let mut lazy = Lazy::new(spec(), true);
+        lazy.server.remember(run_of(&["read_file"]));
+        let client = lazy.server.open_client(lazy.now);
+        let out = lazy.call(client, 1, "ping", json!({}));
+        assert!(!out.spawned);
+        assert_eq!(out.clients[0].1["result"], json!({}));
     }
 
     #[test]
