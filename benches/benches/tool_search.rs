@@ -1,10 +1,10 @@
 //! The tool search: building the index of a large listing, and one query
-//! against it, at 1,000+ tools (the real listings of
+//! against it (and, beside it, against plain BM25), at 1,000+ tools (the real listings of
 //! `tests/fixtures/listings/`, replicated under other server names).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mcp_provider_benches::listings;
-use mcp_provider_core::search::ToolIndex;
+use mcp_provider_core::search::{Ranking, ToolIndex};
 
 /// Queries as a user or an agent writes them, in turn.
 const QUERIES: &[&str] = &[
@@ -42,6 +42,13 @@ fn tool_search(c: &mut Criterion) {
         b.iter(|| {
             turn = (turn + 1) % QUERIES.len();
             index.search(QUERIES[turn], 5, None).len()
+        })
+    });
+    let plain = ToolIndex::with_ranking(docs.clone(), Ranking::PlainBm25);
+    group.bench_function(format!("search_plain_bm25_{}_tools", plain.len()), |b| {
+        b.iter(|| {
+            turn = (turn + 1) % QUERIES.len();
+            plain.search(QUERIES[turn], 5, None).len()
         })
     });
     group.throughput(Throughput::Elements(docs.len() as u64));
