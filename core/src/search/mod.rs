@@ -87,31 +87,14 @@ pub struct ToolIndex {
 /// first sentence (what the tool does), the server's name, the rest of the
 /// description and the parameters' names; a word somewhere in a
 /// parameter's description the least.
+#[rustfmt::skip]
 const WEIGHTED_FIELDS: [Field; 6] = [
-    Field {
-        weight: 3.0,
-        b: 0.3,
-    }, // name
-    Field {
-        weight: 1.5,
-        b: 0.5,
-    }, // description, first sentence
-    Field {
-        weight: 0.6,
-        b: 0.75,
-    }, // description, the rest
-    Field {
-        weight: 0.5,
-        b: 0.5,
-    }, // parameter names
-    Field {
-        weight: 0.2,
-        b: 0.75,
-    }, // parameter descriptions
-    Field {
-        weight: 1.0,
-        b: 0.0,
-    }, // server
+    Field { weight: 3.0, b: 0.3 },  // name
+    Field { weight: 1.5, b: 0.5 },  // description, first sentence
+    Field { weight: 0.6, b: 0.75 }, // description, the rest
+    Field { weight: 0.5, b: 0.5 },  // parameter names
+    Field { weight: 0.2, b: 0.75 }, // parameter descriptions
+    Field { weight: 1.0, b: 0.0 },  // server
 ];
 
 /// How much a tool that matches only some of a query's words is held

@@ -13,27 +13,17 @@ use super::tokens;
 
 /// Groups of words and phrases that ask for the same thing, as people
 /// write them; each is stemmed when the table is built.
+#[rustfmt::skip]
 const GROUPS: &[&[&str]] = &[
     // Verbs.
     &["create", "make", "new", "add", "generate", "open"],
-    &[
-        "delete", "remove", "erase", "destroy", "rm", "unlink", "drop", "discard", "forget",
-        "purge",
-    ],
-    &[
-        "find", "search", "lookup", "look up", "query", "locate", "grep", "seek",
-    ],
-    &[
-        "get", "fetch", "read", "show", "retrieve", "view", "display", "see", "obtain", "load",
-        "details", "info",
-    ],
+    &["delete", "remove", "erase", "destroy", "rm", "unlink", "drop", "discard", "forget", "purge"],
+    &["find", "search", "lookup", "look up", "query", "locate", "grep", "seek"],
+    &["get", "fetch", "read", "show", "retrieve", "view", "display", "see", "obtain", "load",
+        "details", "info"],
     &["list", "enumerate", "ls", "browse", "show"],
-    &[
-        "run", "execute", "exec", "invoke", "launch", "trigger", "start",
-    ],
-    &[
-        "edit", "update", "modify", "change", "alter", "patch", "set", "rewrite",
-    ],
+    &["run", "execute", "exec", "invoke", "launch", "trigger", "start"],
+    &["edit", "update", "modify", "change", "alter", "patch", "set", "rewrite"],
     &["write", "save", "store", "persist", "put"],
     &["move", "rename", "relocate", "mv"],
     &["copy", "duplicate", "clone", "fork"],
@@ -62,17 +52,8 @@ const GROUPS: &[&[&str]] = &[
     &["repository", "repo", "project", "codebase"],
     &["commit", "changeset", "revision"],
     &["file", "document", "doc"],
-    &[
-        "page", "website", "web page", "site", "browser", "tab", "url", "webpage",
-    ],
-    &[
-        "screenshot",
-        "capture",
-        "screen capture",
-        "screengrab",
-        "picture",
-        "image",
-    ],
+    &["page", "website", "web page", "site", "browser", "tab", "url", "webpage"],
+    &["screenshot", "capture", "screen capture", "screengrab", "picture", "image"],
     &["user", "account", "person", "member", "people", "profile"],
     &["notification", "notify", "alert", "inbox"],
     &["time", "clock", "date", "timezone", "hour"],
@@ -95,16 +76,8 @@ const GROUPS: &[&[&str]] = &[
     &["security", "vulnerability", "alert", "advisory"],
     &["code", "source"],
     &["distance", "far", "how far", "mile", "kilometer"],
-    &[
-        "authenticated user",
-        "me",
-        "myself",
-        "whoami",
-        "who am i",
-        "logged in",
-        "signed in",
-        "current user",
-    ],
+    &["authenticated user", "me", "myself", "whoami", "who am i", "logged in", "signed in",
+        "current user"],
 ];
 
 /// How much a word brought in by a synonym counts against a word typed.
