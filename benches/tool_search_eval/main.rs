@@ -4,13 +4,15 @@
 //! recall@5 (the share of queries with one of their tools first, or in the
 //! first five) for the engine's ranking and for plain BM25.
 //!
-//!     scripts/tool_search_eval [--misses] [--query "TEXT"]
+//!     scripts/tool_search_eval [--queries PATH] [--misses] [--query "TEXT"]
 //!
-//! `--misses` also prints each query the engine does not answer first,
-//! with what it found; `--query` prints what each ranking finds for one
-//! query, with the scores.
+//! `--queries` reads another query set in the same format instead
+//! (`held_out.tsv`, beside this file, is one that was never used to tune
+//! the engine); `--misses` also prints each query the engine does not
+//! answer first, with what it found; `--query` prints what each ranking
+//! finds for one query, with the scores.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mcp_provider_benches::listings;
@@ -25,13 +27,18 @@ struct Query {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let misses = args.iter().any(|a| a == "--misses");
-    let query = args
-        .iter()
-        .position(|a| a == "--query")
-        .and_then(|i| args.get(i + 1));
-    let outcome = match query {
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    let queries = value_of("--queries").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tool_search_eval/queries.tsv"),
+        PathBuf::from,
+    );
+    let outcome = match value_of("--query") {
         Some(query) => explain(query),
-        None => run(misses),
+        None => run(&queries, misses),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,10 +49,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(show_misses: bool) -> Result<(), String> {
+fn run(path: &Path, show_misses: bool) -> Result<(), String> {
     let docs = listings::load(&listings::dir())?;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tool_search_eval/queries.tsv");
-    let queries = read_queries(&path)?;
+    let queries = read_queries(path)?;
     let servers = {
         let mut s: Vec<&str> = docs.iter().map(|d| d.server.as_str()).collect();
         s.dedup();
