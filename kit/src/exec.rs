@@ -66,7 +66,7 @@ pub struct RemoteExec {
 
 /// A relay's connection, or a kept process's stdin, as a runtime holds
 /// it: lines go into an outbox (of
-/// [`OUTBOX`](mcp_provider_core::agent::exec::link::OUTBOX) lines and
+/// [`OUTBOX`] lines and
 /// [`Queued`] bytes) that a writer of its own empties, so a peer that does
 /// not read holds up nobody but itself.
 pub trait Outbox {
