@@ -86,21 +86,15 @@ pub fn carry_out<R: Outbox>(
 ) {
     let mut lines: Option<(RunId, String)> = None;
     while let Some(action) = agent.poll_action() {
-        if let Action::Write { run, line } = action {
-            match lines.as_mut() {
-                Some((to, batch)) if *to == run => batch.push_str(&line),
-                _ => {
+        match action {
+            Action::Write { run, line } => {
+                if lines.as_ref().is_some_and(|(to, _)| *to != run) {
                     write(stdins, groups, lines.take());
-                    lines = Some((run, line));
                 }
-            }
-            if let Some((_, batch)) = lines.as_mut() {
+                let (_, batch) = lines.get_or_insert_with(|| (run, String::new()));
+                batch.push_str(&line);
                 batch.push('\n');
             }
-            continue;
-        }
-        write(stdins, groups, lines.take());
-        match action {
             Action::Spawn {
                 run,
                 argv,
@@ -108,6 +102,7 @@ pub fn carry_out<R: Outbox>(
                 env,
                 home,
             } => {
+                write(stdins, groups, lines.take());
                 let started = command(&argv, remote.cwd.as_deref(), &remote.pass_env).and_then(
                     |mut command| {
                         command.envs(env);
@@ -129,8 +124,8 @@ pub fn carry_out<R: Outbox>(
                     }
                 }
             }
-            Action::Write { .. } => {}
             Action::Kill { run } => {
+                write(stdins, groups, lines.take());
                 if let Some(stdin) = stdins.remove(&run) {
                     stdin.close();
                 }
