@@ -100,6 +100,7 @@ pub mod session;
 #[cfg(any(test, fuzzing))]
 pub mod simulation;
 pub mod switchboard;
+pub mod telemetry;
 pub mod text;
 pub mod time;
 pub mod tokens;
