@@ -71,6 +71,9 @@ pub struct Config {
     pub expected_agents: Vec<String>,
     /// Keep an audit trail ([`crate::audit`]) for the driver to write.
     pub audit: bool,
+    /// Record traces, deciding which by this sampler (`None`: no spans
+    /// at all, see [`crate::telemetry`]).
+    pub trace: Option<crate::telemetry::Sampler>,
     /// Mixed into generated ids so they differ between runs.
     pub id_seed: u64,
     /// A random key drawn at start-up that never leaves the core: resume
@@ -110,6 +113,7 @@ impl Config {
             cors_origins: Vec::new(),
             expected_agents: Vec::new(),
             audit: false,
+            trace: None,
             id_seed: 0,
             secret: [0; 32],
         }

@@ -112,6 +112,8 @@ pub struct Gauges {
     pub duplicate_chunks: u64,
     /// Audit lines dropped because the writer fell behind.
     pub audit_dropped: u64,
+    /// Spans lost before they reached the collector.
+    pub spans_dropped: u64,
     /// The Responses API's store: responses kept, their bytes, evictions.
     pub responses_stored: usize,
     pub responses_stored_bytes: usize,
@@ -240,7 +242,7 @@ impl Metrics {
         let g = gauges;
         let (counter, gauge) = ("counter", "gauge");
         #[rustfmt::skip]
-        let singles: [(&str, &str, &str, u64); 21] = [
+        let singles: [(&str, &str, &str, u64); 22] = [
             ("mcp_provider_chunks_streamed_total", counter, "Pieces of answers relayed from agents.", c.chunks),
             ("mcp_provider_bytes_streamed_total", counter, "Bytes of answer text (content and tool-call arguments) relayed to editors.", c.bytes),
             ("mcp_provider_invocations_total", counter, "Model requests sent to agents.", g.invocations),
@@ -252,6 +254,7 @@ impl Metrics {
             ("mcp_provider_auth_failures_total", counter, "Requests refused for a missing or wrong key or token.", c.auth_failures),
             ("mcp_provider_security_refusals_total", counter, "Requests refused for their Host or Origin.", c.security_refusals),
             ("mcp_provider_audit_dropped_total", counter, "Audit lines dropped because the log writer fell behind.", g.audit_dropped),
+            ("mcp_provider_otel_spans_dropped_total", counter, "Spans dropped before they reached the OpenTelemetry collector (its queue full, the collector down or slow).", g.spans_dropped),
             ("mcp_provider_http_requests_received_total", counter, "Requests received, answered or not yet.", g.requests),
             ("mcp_provider_in_flight", gauge, "Model requests waiting for or receiving an answer.", g.in_flight as u64),
             ("mcp_provider_open_streams", gauge, "Streamed answers in progress.", g.open_streams as u64),

@@ -9,6 +9,7 @@
 //! by the provider), the child processes' lines and exits, and time; carry
 //! out every [`Routed`] output.
 
+use crate::telemetry::{Span, Tracer};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -338,6 +339,8 @@ pub struct Registry<H> {
     /// server is given its own.
     last_runs: HashMap<String, LastRun>,
     pub(crate) out: VecDeque<Routed>,
+    /// Spans of the clients' requests and of what was sent for them.
+    pub(crate) tracer: Tracer,
 }
 
 impl<H: Above> Registry<H> {
@@ -365,7 +368,25 @@ impl<H: Above> Registry<H> {
             keepalive_at: None,
             last_runs: HashMap::new(),
             out: VecDeque::new(),
+            tracer: Tracer::off(),
         }
+    }
+
+    /// The registry, recording spans with `tracer` (it records none
+    /// without one).
+    pub fn with_tracer(mut self, tracer: Tracer) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
+    /// The next finished span, for the driver to export.
+    pub fn poll_span(&mut self) -> Option<Span> {
+        self.tracer.poll()
+    }
+
+    /// Spans this registry dropped because they were not drained in time.
+    pub fn spans_dropped(&self) -> u64 {
+        self.tracer.dropped()
     }
 
     // ---- getters ----

@@ -43,6 +43,7 @@ impl Provider {
             dropped_agent_messages: s.dropped_messages,
             duplicate_chunks: s.duplicate_chunks,
             audit_dropped: self.audit.dropped(),
+            spans_dropped: self.spans_dropped.saturating_add(self.tracer.dropped()),
             responses_stored: self.kept.store.len(),
             responses_stored_bytes: self.kept.store.bytes(),
             responses_evicted: self.kept.store.evictions(),

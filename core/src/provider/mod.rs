@@ -36,6 +36,7 @@ use crate::limiter::TokenBucket;
 use crate::metrics::Metrics;
 use crate::session::Sessions;
 use crate::stream::{AnswerEvent, Answering};
+use crate::telemetry::{Span, Tracer};
 use crate::time::later;
 
 use by_id::Answers;
@@ -335,6 +336,10 @@ pub struct Provider {
     meters: IdMap<ConnId, Meter>,
     metrics: Metrics,
     audit: Audit,
+    /// Spans of the requests answered, for the driver to export.
+    tracer: Tracer,
+    /// Spans lost on their way out, as the driver reported them.
+    spans_dropped: u64,
     /// Every answer by its id (`GET|DELETE /completions/{id}`).
     answers: Answers,
     /// Answers kept past their connection (the Responses API's store).
@@ -348,6 +353,9 @@ impl Provider {
     pub fn new(config: Config, now: Instant, wall: SystemTime) -> Self {
         let next_ping = later(now, config.agent_ping_interval);
         let audit = Audit::new(config.audit);
+        // Its own stream of ids, not the provider's: a trace id says
+        // nothing of the session or response ids.
+        let tracer = Tracer::new(config.trace.clone(), !config.id_seed, now, wall);
         let kept = KeptAnswers::new(crate::store::Store::new(config.store));
         Provider {
             config,
@@ -373,6 +381,8 @@ impl Provider {
             meters: IdMap::default(),
             metrics: Metrics::default(),
             audit,
+            tracer,
+            spans_dropped: 0,
             answers: Answers::default(),
             kept,
             questions: Questions::default(),
@@ -651,6 +661,19 @@ impl Provider {
     /// (for a writer that may be too busy to take it).
     pub fn peek_audit(&self) -> Option<&str> {
         self.audit.peek()
+    }
+
+    /// The next finished span, for the driver to export (none unless
+    /// [`Config::trace`] is set).
+    pub fn poll_span(&mut self) -> Option<Span> {
+        self.tracer.poll()
+    }
+
+    /// `count` spans were lost after [`Provider::poll_span`] (the
+    /// exporter's queue was full, the collector down): counted in
+    /// `/metrics` beside the ones this provider dropped itself.
+    pub fn handle_spans_dropped(&mut self, count: u64) {
+        self.spans_dropped = self.spans_dropped.saturating_add(count);
     }
 
     /// When [`Provider::handle_timeout`] should next be called.

@@ -24,14 +24,20 @@ use std::time::{Instant, SystemTime};
 /// Finished spans held for the driver at most; more are dropped, counted.
 pub const MAX_PENDING: usize = 2048;
 
+/// What a tracer that records decides by and stamps with.
+#[derive(Debug)]
+struct On {
+    sampler: Sampler,
+    /// The instant and wall time of one moment, to stamp spans in wall
+    /// time from the instants the core is given.
+    epoch: (Instant, SystemTime),
+}
+
 /// Starts, finishes and queues spans.
 #[derive(Debug)]
 pub struct Tracer {
     /// `None`: tracing is off.
-    sampler: Option<Sampler>,
-    /// The instant and wall time of one moment, to stamp spans in wall
-    /// time from the instants the core is given.
-    epoch: (Instant, SystemTime),
+    on: Option<On>,
     seed: u64,
     drawn: u64,
     finished: VecDeque<Span>,
@@ -44,8 +50,10 @@ impl Tracer {
     /// are the same moment on the two clocks.
     pub fn new(sampler: Option<Sampler>, seed: u64, now: Instant, wall: SystemTime) -> Self {
         Tracer {
-            sampler,
-            epoch: (now, wall),
+            on: sampler.map(|sampler| On {
+                sampler,
+                epoch: (now, wall),
+            }),
             seed,
             drawn: 0,
             finished: VecDeque::new(),
@@ -55,11 +63,17 @@ impl Tracer {
 
     /// A tracer that starts nothing.
     pub fn off() -> Self {
-        Tracer::new(None, 0, Instant::now(), SystemTime::UNIX_EPOCH)
+        Tracer {
+            on: None,
+            seed: 0,
+            drawn: 0,
+            finished: VecDeque::new(),
+            dropped: 0,
+        }
     }
 
     pub fn enabled(&self) -> bool {
-        self.sampler.is_some()
+        self.on.is_some()
     }
 
     /// Starts a span named `name` at `now`: a child of `parent` (from the
@@ -74,7 +88,7 @@ impl Tracer {
         parent: Option<&SpanContext>,
         now: Instant,
     ) -> Option<Span> {
-        self.sampler.as_ref()?;
+        self.on.as_ref()?;
         let (trace_id, state) = match parent {
             Some(p) => (p.trace_id, p.state.clone()),
             None => {
@@ -87,9 +101,9 @@ impl Tracer {
             }
         };
         let sampled = self
-            .sampler
+            .on
             .as_ref()
-            .is_some_and(|s| s.samples(parent, trace_id));
+            .is_some_and(|on| on.sampler.samples(parent, trace_id));
         let span_id = SpanId(self.draw().to_be_bytes());
         Some(Span {
             context: SpanContext {
@@ -144,7 +158,10 @@ impl Tracer {
     }
 
     fn wall(&self, now: Instant) -> SystemTime {
-        self.epoch.1 + now.saturating_duration_since(self.epoch.0)
+        match &self.on {
+            Some(On { epoch, .. }) => epoch.1 + now.saturating_duration_since(epoch.0),
+            None => SystemTime::UNIX_EPOCH,
+        }
     }
 
     /// The next random-looking 64 bits (splitmix64 of seed and counter),
