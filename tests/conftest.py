@@ -7,12 +7,14 @@ nothing else: no mocks between the client and the server.
 """
 
 import http.server
+import importlib.util
 import json
 import os
 import queue
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -33,6 +35,21 @@ RUNTIMES = {
     "tokio": "mcp-provider-tokio",
 }
 SELECTED = [r for r in os.environ.get("MCP_PROVIDER_RUNTIMES", ",".join(RUNTIMES)).split(",") if r]
+
+
+def _load_phoenix_harness():
+    """tests/phoenix.py, loaded by its path as `phoenix_harness`: `phoenix`
+    is already taken by the installed Phoenix package, whose client is a
+    pytest plugin imported before this file."""
+    spec = importlib.util.spec_from_file_location("phoenix_harness", Path(__file__).with_name("phoenix.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# The `phoenix` fixture: an OpenTelemetry backend for the trace tests.
+phoenix = _load_phoenix_harness().phoenix
 
 API_KEY = "sk-test-key"
 STATE_DIR = ROOT / "target" / "test-state"
