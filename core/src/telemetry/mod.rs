@@ -11,6 +11,7 @@
 //! tracing off costs one branch per request.
 
 mod context;
+pub mod otlp;
 mod sampler;
 mod span;
 
