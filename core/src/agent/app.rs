@@ -207,7 +207,7 @@ mod tests {
     }
 
     fn invoke(id: &str, payload: Value) -> String {
-        to_agent::invoke(id, "s1", "shout", &payload)
+        to_agent::invoke(id, "s1", "shout", &payload, None)
     }
 
     #[test]

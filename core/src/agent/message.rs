@@ -293,6 +293,7 @@ impl ErrorBody {
 /// Messages to an agent.
 pub mod to_agent {
     use super::*;
+    use crate::telemetry::SpanContext;
 
     /// The answer to `register` (with the session's new `resume_token`) or
     /// to `renew` (without: the token from `register` stays valid).
@@ -346,15 +347,26 @@ pub mod to_agent {
         json!({"type": "error", "id": id, "error": {"message": message, "code": code}}).to_string()
     }
 
-    pub fn invoke(id: &str, session_id: &str, model: &str, payload: &Value) -> String {
-        json!({
+    /// `trace`: the context of the provider's span for this invocation,
+    /// which the agent's own spans (and what it runs) are children of.
+    pub fn invoke(
+        id: &str,
+        session_id: &str,
+        model: &str,
+        payload: &Value,
+        trace: Option<&SpanContext>,
+    ) -> String {
+        let mut frame = json!({
             "type": "model_invoke",
             "id": id,
             "session_id": session_id,
             "model_meta": {"provider": "mcp-local-provider", "model": model},
             "payload": payload,
-        })
-        .to_string()
+        });
+        if let (Some(trace), Value::Object(fields)) = (trace, &mut frame) {
+            trace.put_in_meta(fields);
+        }
+        frame.to_string()
     }
 }
 

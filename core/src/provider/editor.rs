@@ -115,7 +115,10 @@ impl Provider {
         let limits = self.config.request;
         let model_request = match route.handler {
             Handler::Model(api) => {
+                self.trace_request(conn, request, route.index, now);
                 let mut parsed = api.parse(&request.body, &limits)?;
+                self.trace_model(conn, &parsed);
+                (self.tool_spans).answered(&mut self.tracer, &parsed.payload, now);
                 self.continue_stored(&mut parsed, key, now)?;
                 api::tool_results(&parsed.payload)?;
                 parsed

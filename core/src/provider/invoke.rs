@@ -24,6 +24,8 @@ use crate::time::{later, unix_seconds};
 use crate::ConnId;
 
 use super::by_id::Ended;
+use super::tool_spans::Called;
+use crate::telemetry::Span;
 
 /// One piece of an answer: borrowed from its frame when it is written at
 /// once, owned while it waits for an earlier one.
@@ -62,7 +64,7 @@ pub(super) struct Invocation {
     stream: bool,
     embedding: bool,
     /// The answer's size and usage, counted as the editor side counts it.
-    tally: Tally,
+    pub(super) tally: Tally,
     pieces: Reassembler<Piece<'static>>,
     /// Stream idle deadline, or total deadline of a whole answer.
     deadline: Instant,
@@ -74,6 +76,10 @@ pub(super) struct Invocation {
     paused: bool,
     /// Pieces of the answer relayed so far.
     chunks: u64,
+    /// Its `invoke_agent` span, when tracing is on (see `trace.rs`).
+    pub(super) span: Option<Span>,
+    /// The tool calls its answer makes so far, noted while it has a span.
+    pub(super) called: Vec<Called>,
 }
 
 impl Invocation {
@@ -185,6 +191,14 @@ impl Provider {
         {
             session.status = Status::Suspended;
         }
+        // The agent as it registered, for its span.
+        let agent_name = self
+            .tracer
+            .enabled()
+            .then(|| match session.agent_id.as_str() {
+                "" => model.clone(),
+                name => name.to_owned(),
+            });
 
         let n = self.fresh_id();
         self.stats.invocations += 1;
@@ -196,7 +210,9 @@ impl Provider {
         let mut extra = extra;
         extra.push(("x-completion-id", ids.id.clone()));
         let (id, created) = (ids.id.clone(), ids.created);
-        let text = to_agent::invoke(&wire_id(n), &session_id, &model, &request.payload);
+        let span = agent_name.and_then(|agent| self.trace_invoke(conn, &agent, now));
+        let trace = span.as_ref().map(|s| &s.context);
+        let text = to_agent::invoke(&wire_id(n), &session_id, &model, &request.payload, trace);
         self.meter_invoked(
             conn,
             &model,
@@ -238,6 +254,8 @@ impl Provider {
             key,
             paused: false,
             chunks: 0,
+            span,
+            called: Vec::new(),
         };
         self.timers.push(Reverse((inv.next_wake(), n)));
         self.answers.started(&inv.id, n);
@@ -306,6 +324,7 @@ impl Provider {
                 overflow = Some(e);
                 break;
             }
+            Self::trace_delta(inv, &piece.delta);
             let event = AnswerEvent::Piece(PieceOut::new(&mut self.texts, piece.delta, now, wall));
             self.outputs.push_back(Output::Answer {
                 to: inv.editor,
@@ -369,6 +388,7 @@ impl Provider {
             return;
         };
         inv.tally.report(usage);
+        self.trace_finished(&inv, reason.as_deref());
         let ended = match reason.as_deref() {
             Some(crate::answer::CANCELLED) => Ended::Cancelled,
             _ => Ended::Completed,
@@ -380,7 +400,7 @@ impl Provider {
             wall,
         };
         self.post(inv.editor, event);
-        self.settle(&inv, ended, now);
+        self.settle(&mut inv, ended, now);
     }
 
     /// Posts one step of an answer to its editor.
@@ -417,14 +437,14 @@ impl Provider {
                 return;
             }
             let wall = self.wall(now);
-            if let Some(inv) = self.remove(n) {
+            if let Some(mut inv) = self.remove(n) {
                 let event = AnswerEvent::Vectors {
                     vectors,
                     at: now,
                     wall,
                 };
                 self.post(inv.editor, event);
-                self.settle(&inv, Ended::Completed, now);
+                self.settle(&mut inv, Ended::Completed, now);
             }
             return;
         }
@@ -445,6 +465,7 @@ impl Provider {
             if let Err(e) = inv.tally.add_delta(&delta) {
                 return self.fail(n, ApiError::agent(e.to_string()), false);
             }
+            Self::trace_delta(inv, &delta);
             let to = inv.editor;
             let piece = PieceOut::new(&mut self.texts, delta, now, wall);
             self.post(to, AnswerEvent::Piece(piece));
@@ -475,15 +496,18 @@ impl Provider {
     /// Ends an invocation with an error the editor sees; `cancel` tells the
     /// agent to stop working on it.
     pub(super) fn fail(&mut self, n: u64, error: ApiError, cancel: bool) {
-        let Some(inv) = self.remove(n) else {
+        let Some(mut inv) = self.remove(n) else {
             return;
         };
+        if let Some(span) = inv.span.as_mut() {
+            span.fail(super::trace::error_type(&error), error.message.as_str());
+        }
         self.post(inv.editor, AnswerEvent::Fail(error));
         if cancel {
             self.send_cancel(&inv, n);
         }
         let settle_at = inv.deadline;
-        self.settle(&inv, Ended::Failed, settle_at);
+        self.settle(&mut inv, Ended::Failed, settle_at);
     }
 
     /// The editor went away: the agent is told to stop. (A kept answer's
@@ -492,11 +516,11 @@ impl Provider {
         if self.kept_editor_gone(n) {
             return;
         }
-        if let Some(inv) = self.invocations.remove(&n) {
+        if let Some(mut inv) = self.invocations.remove(&n) {
             self.end_questions_of(n);
             self.send_cancel(&inv, n);
             let at = inv.deadline;
-            self.settle(&inv, Ended::Cancelled, at);
+            self.settle(&mut inv, Ended::Cancelled, at);
         }
     }
 
@@ -519,7 +543,7 @@ impl Provider {
             wall,
         };
         self.post(inv.editor, event);
-        self.settle(&inv, Ended::Cancelled, now);
+        self.settle(&mut inv, Ended::Cancelled, now);
     }
 
     fn send_cancel(&mut self, inv: &Invocation, n: u64) {
@@ -556,7 +580,7 @@ impl Provider {
 
     /// Books a finished invocation against its session and rate limits,
     /// and remembers how it ended for `GET /completions/{id}`.
-    fn settle(&mut self, inv: &Invocation, ended: Ended, now: Instant) {
+    fn settle(&mut self, inv: &mut Invocation, ended: Ended, now: Instant) {
         let Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
@@ -564,6 +588,7 @@ impl Provider {
         let agent = self.sessions.get(&inv.session).map(|s| s.agent_id.clone());
         self.answers.ended(inv, agent, ended);
         self.meter_usage(inv.editor.conn, prompt, completion);
+        self.trace_settled(inv, ended);
         if let Some(s) = self.sessions.get_mut(&inv.session) {
             s.in_flight = s.in_flight.saturating_sub(1);
             s.tokens = s.tokens.saturating_add(prompt.saturating_add(completion));

@@ -28,6 +28,7 @@ use crate::http::{Request, Response};
 use crate::idmap::IdMap;
 use crate::store::{Record, Status, Store};
 use crate::stream::{AnswerEvent, Answering};
+use crate::telemetry::Span;
 use crate::ConnId;
 
 /// The bit that marks a kept answer's job among connection numbers.
@@ -75,6 +76,11 @@ impl KeptAnswers {
         self.jobs.get(&conn)?.live.map(|l| l.to.conn)
     }
 
+    /// Job `conn`'s hold on its request's span (see `trace.rs`).
+    pub(super) fn job_span(&mut self, conn: ConnId) -> Option<&mut Option<Span>> {
+        Some(&mut self.jobs.get_mut(&conn)?.span)
+    }
+
     fn running_background(&self) -> usize {
         self.jobs.values().filter(|j| j.background).count()
     }
@@ -101,6 +107,9 @@ struct Job {
     headers: Vec<(&'static str, String)>,
     /// The error that ended the answer, for an answer sent as one body.
     failure: Option<ApiError>,
+    /// A background answer's request span: it ends with the answer, after
+    /// the asker was answered.
+    span: Option<Span>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -190,13 +199,23 @@ impl Provider {
             followers: Vec::new(),
             headers: Vec::new(),
             failure: None,
+            span: None,
         };
         self.kept.jobs.insert(job_conn, job);
+        if keep.background {
+            let span = self.meters.get_mut(&conn).and_then(|m| m.span.take());
+            if let Some(job) = self.kept.jobs.get_mut(&job_conn) {
+                job.span = span;
+            }
+        }
         // The job writes the answer as a stream, whatever the asker wants.
         request.stream = true;
         self.kept.last_seen = None;
         if let Err(e) = self.invoke(job_conn, request, pin, key, extra, now) {
-            self.kept.jobs.remove(&job_conn);
+            let span = self.kept.jobs.remove(&job_conn).and_then(|j| j.span);
+            if let Some(m) = self.meters.get_mut(&conn) {
+                m.span = m.span.take().or(span);
+            }
             return Err(e);
         }
         if let Some(&n) = self.by_conn.get(&job_conn) {
@@ -389,7 +408,11 @@ impl Provider {
         };
         if let AnswerEvent::Fail(error) = &event {
             job.failure = Some(error.clone());
+            self.trace_error(to.conn, error);
         }
+        let Some(job) = self.kept.jobs.get_mut(&to.conn) else {
+            return;
+        };
         // What one event makes, in a vector kept between events: a
         // streamed piece costs no allocation here.
         let mut made = std::mem::take(&mut self.kept.made);
@@ -475,6 +498,10 @@ impl Provider {
         let Some(mut job) = self.kept.jobs.remove(&job_conn) else {
             return;
         };
+        if let Some(span) = job.span.take() {
+            // Its asker was answered 200 when the answer began.
+            self.trace_end(span, 200, false, self.now);
+        }
         for follower in &job.followers {
             self.kept.followers.remove(&follower.conn);
             self.outputs.push_back(Output::End { to: *follower });

@@ -14,6 +14,7 @@ use super::{Output, Provider, RequestId};
 use crate::api::routes::label;
 use crate::http::Body;
 use crate::stream::AnswerEvent;
+use crate::telemetry::Span;
 use crate::ConnId;
 
 /// One request in progress on an editor connection.
@@ -29,6 +30,9 @@ pub(super) struct Meter {
     completion_tokens: u64,
     prompt_sha256: Option<String>,
     first_chunk: Option<Instant>,
+    /// The request's SERVER span, for a model request when tracing is on
+    /// (see `trace.rs`).
+    pub(super) span: Option<Span>,
 }
 
 impl Provider {
@@ -46,6 +50,7 @@ impl Provider {
                 completion_tokens: 0,
                 prompt_sha256: None,
                 first_chunk: None,
+                span: None,
             },
         );
     }
@@ -88,6 +93,7 @@ impl Provider {
 
     /// The agent's first piece of the answer for `conn` arrived.
     pub(super) fn meter_first_chunk(&mut self, conn: ConnId, now: Instant) {
+        self.trace_first_chunk(conn, now);
         let conn = self.metered(conn);
         if let Some(m) = self.meters.get_mut(&conn) {
             if m.first_chunk.is_none() {
@@ -146,7 +152,10 @@ impl Provider {
         let status = match event {
             AnswerEvent::Open(stream) if stream.is_stream() => 200,
             AnswerEvent::Finish { .. } | AnswerEvent::Vectors { .. } => 200,
-            AnswerEvent::Fail(error) => error.status,
+            AnswerEvent::Fail(error) => {
+                self.trace_error(conn, error);
+                error.status
+            }
             AnswerEvent::Piece { .. } => {
                 self.metrics.counters.bytes += event.text_bytes() as u64;
                 return;
@@ -169,10 +178,13 @@ impl Provider {
     /// away first (`editor_left`; recorded as 499, the editor closed the
     /// request, when no head had gone out).
     pub(super) fn meter_end(&mut self, conn: ConnId, now: Instant, editor_left: bool) {
-        let Some(m) = self.meters.remove(&conn) else {
+        let Some(mut m) = self.meters.remove(&conn) else {
             return;
         };
         let status = m.status.unwrap_or(499);
+        if let Some(span) = m.span.take() {
+            self.trace_end(span, status, editor_left, now);
+        }
         let took = now.saturating_duration_since(m.started);
         self.metrics.finished(m.route, status, took);
         if !self.audit.enabled() {

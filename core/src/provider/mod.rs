@@ -18,6 +18,8 @@ mod kept;
 mod meter;
 mod questions;
 mod security;
+mod tool_spans;
+mod trace;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -340,6 +342,8 @@ pub struct Provider {
     tracer: Tracer,
     /// Spans lost on their way out, as the driver reported them.
     spans_dropped: u64,
+    /// Editors' tool calls waiting for their results, as spans.
+    tool_spans: tool_spans::ToolSpans,
     /// Every answer by its id (`GET|DELETE /completions/{id}`).
     answers: Answers,
     /// Answers kept past their connection (the Responses API's store).
@@ -383,6 +387,7 @@ impl Provider {
             audit,
             tracer,
             spans_dropped: 0,
+            tool_spans: tool_spans::ToolSpans::default(),
             answers: Answers::default(),
             kept,
             questions: Questions::default(),
@@ -561,6 +566,7 @@ impl Provider {
         }
         self.expire_sessions(now);
         self.expire_questions(now);
+        self.tool_spans.expire(&mut self.tracer, now);
         if now >= self.next_ping {
             self.ping_agents(now);
             self.next_ping = later(now, self.config.agent_ping_interval);
@@ -685,6 +691,7 @@ impl Provider {
             ping,
             self.sessions.next_expiry(),
             self.questions.due(),
+            self.tool_spans.due(),
         ]
         .into_iter()
         .flatten()
@@ -744,6 +751,7 @@ impl Provider {
         error: &ApiError,
         extra: Vec<(&'static str, String)>,
     ) {
+        self.trace_error(conn, error);
         self.respond(conn, error.response(dialect), extra);
     }
 }

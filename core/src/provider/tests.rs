@@ -798,6 +798,7 @@ mod kept;
 mod laws;
 mod observe;
 mod questions;
+mod trace;
 
 // ---- sessions: resume secrets, grace period, statuses ----
 
