@@ -12,8 +12,9 @@ use bytes::Bytes;
 use super::common::{event, StreamStart, Target, Transport, MESSAGE_KIND};
 use super::registry::{Above, Registry};
 use super::streamable::parse_one;
+use super::traced::Answering;
 use crate::http::{Request, Response};
-use crate::mcp;
+use crate::mcp::{self, Message};
 use crate::provider::RequestId;
 
 impl<H: Above> Registry<H> {
@@ -54,7 +55,7 @@ impl<H: Above> Registry<H> {
                 return self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
             }
         };
-        let message = match parse_one(&request.body) {
+        let mut message = match parse_one(&request.body) {
             Ok(message) => message,
             Err(reply) => return self.respond(to, reply),
         };
@@ -62,6 +63,25 @@ impl<H: Above> Registry<H> {
             return;
         };
         let (child, client) = (session.child, session.client);
+        if let Message::Request {
+            id: asked,
+            method,
+            params,
+        } = &mut message
+        {
+            // Its answer comes down the session's stream.
+            let answering = Answering::Call(child, client, asked.to_string());
+            let (method, asked) = (method.as_str(), Some(&*asked));
+            self.trace_request(
+                answering,
+                Some(request),
+                method,
+                asked,
+                params,
+                Some(&id),
+                now,
+            );
+        }
         self.respond(
             to,
             Response::full(202, "text/plain", Bytes::from_static(b"Accepted")),

@@ -16,8 +16,10 @@ use serde_json::{json, Value};
 
 use super::filter::ToolFilter;
 use super::generation::{self, Declared, Generation, Outcome, Round};
+use super::traced::{self, About, Failure, Lent};
 use super::{BridgeOutput, ClientId, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR};
 use crate::mcp::{self, Message};
+use crate::telemetry::{Kind, Span, SpanContext, Tracer};
 use crate::time::later;
 use crate::upstream::Outline;
 
@@ -113,6 +115,12 @@ pub(crate) struct Mux {
     /// The `initialize` result kept while `server/discover` is tried on a
     /// sessionless server, in case it speaks no stateless revision.
     upgrading: Option<Value>,
+    /// The registry's tracer, while it is lent for an input: each call
+    /// written to the child then gets a CLIENT span (see `traced`).
+    lent: Option<Lent>,
+    /// How the server is reached, as spans say (`network.transport`):
+    /// `pipe` for a child's stdio, `tcp` for a remote server.
+    transport: &'static str,
 }
 
 /// A client request: who to answer and what it holds on to.
@@ -148,6 +156,9 @@ struct Sent {
     /// The method and params a session client sent a stateless child, kept
     /// to retry the call after an `input_required` answer.
     request: Option<(String, Value)>,
+    /// Its CLIENT span, when traced: from when it was written until its
+    /// answer came.
+    span: Option<Span>,
 }
 
 /// However much progress a call shows, it may last at most this many of
@@ -235,7 +246,24 @@ impl Mux {
             refused_initialize: None,
             sessionless: false,
             upgrading: None,
+            lent: None,
+            transport: "pipe",
         }
+    }
+
+    /// The server is a remote one, reached over the network.
+    pub(crate) fn over_network(&mut self) {
+        self.transport = "tcp";
+    }
+
+    /// Traces the calls written during the input at `now` with `tracer`.
+    pub(crate) fn lend_tracer(&mut self, tracer: Tracer, now: Instant) {
+        self.lent = Some(Lent { tracer, now });
+    }
+
+    /// The tracer lent, given back.
+    pub(crate) fn take_tracer(&mut self) -> Option<Tracer> {
+        self.lent.take().map(|lent| lent.tracer)
     }
 
     /// The server's answer to the coming `initialize` keeps no session.
@@ -316,6 +344,8 @@ impl Mux {
             if let Some(sent) = self.calls.remove(&id) {
                 let params = json!({"requestId": id, "reason": message});
                 out.push_back(child_notification("notifications/cancelled", params));
+                let failure = Failure::error(Some(REQUEST_TIMEOUT), message);
+                self.end_call(sent.span, Some(failure));
                 let error = json!({"code": REQUEST_TIMEOUT, "message": message});
                 self.finish(sent.caller, Err(&error), out);
             }
@@ -389,6 +419,7 @@ impl Mux {
         for id in sent {
             if let Some(sent) = self.calls.remove(&id) {
                 self.forget(&sent.caller);
+                self.end_call(sent.span, Some(Failure::cancelled("the client closed")));
                 let params = json!({"requestId": id, "reason": "the client closed"});
                 out.push_back(child_notification("notifications/cancelled", params));
             }
@@ -604,6 +635,7 @@ impl Mux {
         if let Some(child_id) = sent {
             if let Some(sent) = self.calls.remove(&child_id) {
                 self.forget(&sent.caller);
+                self.end_call(sent.span, Some(Failure::cancelled("the client cancelled")));
             }
             if let Some(object) = params.as_object_mut() {
                 object.insert("requestId".into(), json!(child_id));
@@ -713,6 +745,9 @@ impl Mux {
             let plain = |sent: &Sent| sent.request.is_none() && !sent.caller.filtered;
             if self.calls.get(&answer.id).is_some_and(plain) {
                 if let Some(sent) = self.calls.remove(&answer.id) {
+                    let failure =
+                        (sent.span.as_ref()).and_then(|_| Failure::of_raw(answer.outcome));
+                    self.end_call(sent.span, failure);
                     self.finish(sent.caller, answer.outcome, out);
                     return FromChild::Nothing;
                 }
@@ -802,11 +837,14 @@ impl Mux {
     /// stateless child may come back `input_required`: its round begins.
     fn handle_call_answer(
         &mut self,
-        sent: Sent,
+        mut sent: Sent,
         mut outcome: Result<Value, Value>,
         now: Instant,
         out: &mut VecDeque<BridgeOutput>,
     ) {
+        if let Some(span) = sent.span.take() {
+            self.end_call(Some(span), Failure::of_value(outcome.as_ref()));
+        }
         if let (true, Ok(result)) = (sent.caller.filtered, &mut outcome) {
             self.tools.apply_to_listing(result);
         }
@@ -1172,6 +1210,7 @@ impl Mux {
     /// requests to them are off.
     pub(crate) fn fail_sent(&mut self, code: i64, message: &str, out: &mut VecDeque<BridgeOutput>) {
         for (_, sent) in std::mem::take(&mut self.calls) {
+            self.end_call(sent.span, Some(Failure::error(Some(code), message)));
             let error = json!({"code": code, "message": message});
             self.finish(sent.caller, Err(&error), out);
         }
@@ -1213,13 +1252,14 @@ impl Mux {
         let request = (stateless && !call.caller.enveloped)
             .then(|| (call.method.clone(), call.params.clone()));
         let declared = self.declared.get(&call.caller.client);
-        let params = generation::params_for(
+        let mut params = generation::params_for(
             self.generation,
             call.params,
             declared.unwrap_or(&Declared::default()),
         );
         let id = self.next_id;
         self.next_id += 1;
+        let span = self.call_span(id, &call.method, &mut params);
         out.push_back(child_request(id, &call.method, params));
         self.calls.insert(
             id,
@@ -1228,6 +1268,7 @@ impl Mux {
                 sent_at: now,
                 progressed_at: now,
                 request,
+                span,
             },
         );
     }
@@ -1292,6 +1333,41 @@ impl Mux {
                 sent_at: now,
             },
         );
+    }
+
+    /// The CLIENT span of call `id` as it is written, when tracing: a
+    /// child of the span whose context `params._meta` carries (the
+    /// client's request's), its own context put there instead.
+    fn call_span(&mut self, id: u64, method: &str, params: &mut Value) -> Option<Span> {
+        let lent = self.lent.as_mut()?;
+        let parent = SpanContext::from_meta(&params["_meta"]);
+        let id = json!(id);
+        let about = About {
+            method,
+            id: Some(&id),
+            params,
+        };
+        let mut span = traced::start(
+            &mut lent.tracer,
+            Kind::Client,
+            &about,
+            parent.as_ref(),
+            lent.now,
+        )?;
+        span.set("network.transport", self.transport);
+        let version = self.init_result.as_ref().map(|r| &r["protocolVersion"]);
+        if let Some(version) = version.and_then(Value::as_str) {
+            span.set("mcp.protocol.version", version);
+        }
+        traced::carry(&span.context, params);
+        Some(span)
+    }
+
+    /// Ends a call's CLIENT span, if it has one.
+    fn end_call(&mut self, span: Option<Span>, failure: Option<Failure>) {
+        if let (Some(span), Some(lent)) = (span, self.lent.as_mut()) {
+            traced::end(&mut lent.tracer, span, failure, lent.now);
+        }
     }
 
     /// Answers a call that ended and lets go of what it held.

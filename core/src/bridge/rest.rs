@@ -36,6 +36,7 @@ use serde_json::{json, Value};
 use super::common::{error, event, missed, Reply, StreamStart, Transport, EVENTS_KIND};
 use super::registry::{Above, Registry};
 use super::routes::{Found, Miss, Route};
+use super::traced::Answering;
 use super::{ServerSpec, Share};
 use crate::http::{Request, Response};
 use crate::mcp;
@@ -67,12 +68,12 @@ impl<H: Above> Registry<H> {
                 }
                 false => error(404, "no such session"),
             },
-            Route::Discover => return self.rest_call(to, &body, None, "tools/list", Value::Null, now),
+            Route::Discover => return self.rest_call(to, request, &body, None, "tools/list", Value::Null, now),
             Route::Call => {
                 let name = body.get("tool").or(body.get("name")).cloned().unwrap_or(Value::Null);
                 let arguments = body.get("params").or(body.get("arguments")).cloned().unwrap_or(json!({}));
                 let params = json!({"name": name, "arguments": arguments});
-                return self.rest_call(to, &body, None, "tools/call", params, now);
+                return self.rest_call(to, request, &body, None, "tools/call", params, now);
             }
             Route::List => {
                 let list = request.path().trim_start_matches('/');
@@ -81,7 +82,7 @@ impl<H: Above> Registry<H> {
                     return H::route(self, to, request, found, now);
                 }
                 let method = format!("{list}/list");
-                return self.rest_call(to, &Value::Null, server, &method, Value::Null, now);
+                return self.rest_call(to, request, &Value::Null, server, &method, Value::Null, now);
             }
             Route::Document | Route::Operation => return H::route(self, to, request, found, now),
             Route::Stats => Response::json(200, self.stats().to_string()),
@@ -113,15 +114,27 @@ impl<H: Above> Registry<H> {
     }
 
     /// A call to a server: through a session, or as a client of its own.
+    #[allow(clippy::too_many_arguments)]
     fn rest_call(
         &mut self,
         to: RequestId,
+        request: &Request,
         body: &Value,
         server: Option<String>,
         method: &str,
-        params: Value,
+        mut params: Value,
         now: Instant,
     ) {
+        let session = body["session_id"].as_str();
+        self.trace_request(
+            Answering::Http(to),
+            Some(request),
+            method,
+            None,
+            &mut params,
+            session,
+            now,
+        );
         let (asker, ephemeral) = match body["session_id"].as_str() {
             Some(id) => match self.sessions.get(id) {
                 Some(session) => ((session.child, session.client), false),

@@ -34,12 +34,15 @@ pub struct BridgedServer {
 impl BridgedServer {
     /// A bridge with no child yet: the first client request starts it.
     pub fn new(spec: ServerSpec, limits: Limits, _now: Instant) -> Self {
-        let mux = Mux::new(
+        let mut mux = Mux::new(
             &spec.name,
             limits.max_in_flight,
             spec.share == super::Share::Shared,
             spec.tools.clone(),
         );
+        if spec.remote.is_some() {
+            mux.over_network();
+        }
         let recall = Recall::new(limits.lazy);
         BridgedServer {
             supervisor: Supervisor::new(spec, limits),
@@ -50,6 +53,16 @@ impl BridgedServer {
             remote_status: None,
             recall,
         }
+    }
+
+    /// Traces the calls it writes with `tracer` during the input at `now`,
+    /// until [`BridgedServer::take_tracer`] gives it back.
+    pub(crate) fn lend_tracer(&mut self, tracer: crate::telemetry::Tracer, now: Instant) {
+        self.mux.lend_tracer(tracer, now);
+    }
+
+    pub(crate) fn take_tracer(&mut self) -> Option<crate::telemetry::Tracer> {
+        self.mux.take_tracer()
     }
 
     // Getters.

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use super::common::{envelope, error, socket, Pending, Reply, Transport};
 use super::registry::{Above, Registry, Routed};
+use super::traced::Answering;
 use super::{ChildId, ClientId};
 use crate::http::Request;
 use crate::mcp::{self, Message};
@@ -179,9 +180,18 @@ impl<H: Above> Registry<H> {
         now: Instant,
     ) {
         let message = match message {
-            Message::Request { id, method, params } => {
+            Message::Request {
+                id,
+                method,
+                mut params,
+            } => {
                 self.next_request += 1;
                 let own = json!(format!("ws-{}", self.next_request));
+                let answering = Answering::Call(child, client, own.to_string());
+                let session = self.streams.get(&conn).cloned();
+                let about = (method.as_str(), Some(&id));
+                let session = session.as_deref();
+                self.trace_request(answering, None, about.0, about.1, &mut params, session, now);
                 let wait = Pending {
                     to: socket(conn),
                     reply: Reply::Socket { id },

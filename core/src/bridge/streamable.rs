@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::common::{progress_token, Pending, Reply, StreamStart, Target, Transport, MESSAGE_KIND};
 use super::registry::{Above, Registry};
 use super::stateless::{is_stateless, stateless_header};
+use super::traced::Answering;
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::RequestId;
@@ -39,10 +40,16 @@ impl<H: Above> Registry<H> {
         let stateless = session.is_none() && stateless_header(request);
         match request.method.as_str() {
             "POST" => {
-                let message = match parse_one(&request.body) {
+                let mut message = match parse_one(&request.body) {
                     Ok(message) => message,
                     Err(reply) => return self.respond(to, reply),
                 };
+                if let Message::Request { id, method, params } = &mut message {
+                    let answering = Answering::Http(to);
+                    let (method, id) = (method.as_str(), Some(&*id));
+                    let session = session.as_deref();
+                    self.trace_request(answering, Some(request), method, id, params, session, now);
+                }
                 if session.is_none() && (stateless || is_stateless(&message)) {
                     self.stateless(to, target, request, message, now);
                 } else {

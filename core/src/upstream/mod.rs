@@ -742,6 +742,12 @@ impl Upstream {
         let mut request = self
             .request("POST", url)
             .header("accept", "application/json, text/event-stream");
+        if let Some(context) = outline::trace_of(&line) {
+            request = request.header("traceparent", context.traceparent());
+            if let Some(state) = context.state {
+                request = request.header("tracestate", state);
+            }
+        }
         let mut session = None;
         if !legacy {
             match version {

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::mcp;
+use crate::telemetry::SpanContext;
 
 /// The parts of one message that decide how it is posted.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -115,6 +116,30 @@ impl Outline {
             name,
         }
     }
+}
+
+/// `_meta`'s trace context members (SEP-414).
+#[derive(Deserialize, Default)]
+struct TraceMeta<'a> {
+    #[serde(default, borrow)]
+    traceparent: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    tracestate: Option<&'a RawValue>,
+}
+
+/// The trace context a request's `params._meta` carries (the bridge's
+/// CLIENT span's, when it traces), for the `traceparent` and `tracestate`
+/// headers of the POST that sends it. Only a line that names
+/// `traceparent` at all is read again.
+pub(crate) fn trace_of(line: &str) -> Option<SpanContext> {
+    if !line.contains("\"traceparent\"") {
+        return None;
+    }
+    let members: Members = serde_json::from_str(line).ok()?;
+    let params: Params = shaped(members.params);
+    let meta: TraceMeta = shaped(params.meta);
+    let parent = text(meta.traceparent)?;
+    SpanContext::parse(&parent, text(meta.tracestate).as_deref())
 }
 
 #[cfg(test)]

@@ -938,3 +938,25 @@ mod interleavings {
         }
     }
 }
+
+#[test]
+fn a_request_carrying_a_trace_context_is_posted_with_its_headers() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    session(&mut up, now);
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "_meta": {"traceparent": parent, "tracestate": "k=v", "progressToken": 4}}});
+    up.send(call.to_string(), now);
+    let d = drain(&mut up);
+    assert_eq!(d.sent[0].header("traceparent"), Some(parent));
+    assert_eq!(d.sent[0].header("tracestate"), Some("k=v"));
+    assert_eq!(d.sent[0].body(), call, "the message is posted as it was");
+    // Without one, or with one that is not valid, no header is made up.
+    for meta in [json!({}), json!({"traceparent": "00-zz"})] {
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "ping", "params": {"_meta": meta}});
+        up.send(call.to_string(), now);
+        let d = drain(&mut up);
+        assert_eq!(d.sent[0].header("traceparent"), None);
+    }
+}
