@@ -48,6 +48,7 @@ use crate::agent::quoted;
 use crate::agent::relink::Relink;
 use crate::lines::{Line, LineBuffer};
 use crate::mcp;
+use crate::telemetry::SpanContext;
 use crate::time::later;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use models::{Effort, Models, Setting};
@@ -165,6 +166,8 @@ struct Request {
     effort: Option<String>,
     /// Its tools are offered as text, not over MCP.
     textual: bool,
+    /// The provider's span for it (`model_invoke`'s `traceparent`).
+    trace: Option<SpanContext>,
 }
 
 /// A turn being answered.
@@ -193,6 +196,9 @@ struct Turn {
     textual: Option<(Offer, Scanner)>,
     /// The tokens in its session's context, as the agent last reported.
     context: Option<u64>,
+    /// The provider's span for it, handed to the agent in its prompt's
+    /// `_meta`.
+    trace: Option<SpanContext>,
 }
 
 impl Turn {
@@ -416,6 +422,7 @@ impl AcpAgent {
                 .as_str()
                 .map(str::to_owned),
             textual,
+            trace: SpanContext::from_meta(msg),
         };
         let messages = payload["messages"].as_array().map(Vec::as_slice);
         if let Some(messages) = messages.filter(|_| payload["kind"] == "chat") {
@@ -693,6 +700,7 @@ impl AcpAgent {
             effort: request.effort,
             textual,
             context: None,
+            trace: request.trace,
         });
         match held {
             Some(held) => {
@@ -709,7 +717,18 @@ impl AcpAgent {
         let Some(text) = self.settle(at, text) else {
             return;
         };
-        let params = json!({"sessionId": at.id, "prompt": [{"type": "text", "text": text}]});
+        let mut params = json!({"sessionId": at.id, "prompt": [{"type": "text", "text": text}]});
+        // The trace context goes in `_meta`, where ACP lets a request carry
+        // what the protocol does not define.
+        let trace = self
+            .sessions
+            .get(at)
+            .and_then(|s| s.turn.as_ref()?.trace.as_ref());
+        if let Some(trace) = trace {
+            let mut meta = serde_json::Map::new();
+            trace.put_in_meta(&mut meta);
+            params["_meta"] = Value::Object(meta);
+        }
         self.call(
             at.slot,
             "session/prompt",

@@ -1310,3 +1310,19 @@ fn an_agent_sharing_mcp_servers_has_one_tools_turn_at_a_time_and_its_calls_go_to
     assert_eq!(calls.len(), 1, "{out:?}");
     assert_eq!(calls[0]["id"], "inv-3");
 }
+
+#[test]
+fn the_prompt_carries_the_providers_span_in_its_meta() {
+    let now = Instant::now();
+    let (mut agent, _) = started(now, None);
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let frame = json!({"type": "model_invoke", "id": "inv-1",
+                       "traceparent": parent, "tracestate": "k=v",
+                       "payload": {"kind": "chat", "messages": [{"role": "user", "content": "Hi"}]}});
+    agent.handle_message(&frame.to_string(), now);
+    let prompt = open(&mut agent, 0, "s1", now);
+    assert_eq!(
+        prompt["params"]["_meta"],
+        json!({"traceparent": parent, "tracestate": "k=v"})
+    );
+}

@@ -39,6 +39,7 @@ use crate::agent::process::{read_frame, Frame, ProcessAgent};
 use crate::agent::process::{Action, Exit, RunId, Stdin};
 use crate::agent::relink::Relink;
 use crate::lines::Line;
+use crate::telemetry::SpanContext;
 use crate::time::later;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use conversation::{Conversation, Conversations, Transcript};
@@ -116,6 +117,9 @@ struct Request {
     fallback: Option<String>,
     /// The editor's tools, when the run is given them.
     offer: Option<Offer>,
+    /// The provider's span for it (`model_invoke`'s `traceparent`), which
+    /// the CLI is handed in its environment.
+    trace: Option<SpanContext>,
 }
 
 struct Run {
@@ -216,6 +220,7 @@ impl ExecAgent {
             resumes: None,
             fallback: None,
             offer: None,
+            trace: None,
         };
         let messages = payload["messages"].as_array().map(Vec::as_slice);
         let remembering = self.plan.resume.is_some() && self.plan.conversations > 0;
@@ -345,6 +350,12 @@ impl ExecAgent {
             .iter()
             .map(|&(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
+        // The OpenTelemetry environment carrier: a CLI that traces makes
+        // its spans children of the provider's.
+        if let Some(trace) = &request.trace {
+            env.push(("TRACEPARENT".to_owned(), trace.traceparent()));
+            env.extend(trace.state.clone().map(|s| ("TRACESTATE".to_owned(), s)));
+        }
         let home = match self.launch(run, request.offer.is_some()) {
             Some(launch) => {
                 let at = 1.min(argv.len());
@@ -589,7 +600,8 @@ impl ProcessAgent for ExecAgent {
             Some(Frame::Invoke { id, frame }) => {
                 let payload = &frame["payload"];
                 if !self.resume_waiting(&id, payload, now) {
-                    let request = self.request(id, payload, now);
+                    let mut request = self.request(id, payload, now);
+                    request.trace = SpanContext::from_meta(&frame);
                     if let Some(offer) = &request.offer {
                         self.end_waiting_in(&offer.chat);
                     }

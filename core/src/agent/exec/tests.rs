@@ -475,3 +475,32 @@ fn a_resumed_codex_turn_reports_its_own_usage_not_the_thread_total() {
 }
 
 mod round_trip;
+
+#[test]
+fn the_cli_gets_the_providers_span_as_traceparent_in_its_environment() {
+    let now = Instant::now();
+    let mut agent = ExecAgent::new(plan(Format::Plain, &["cat"]), "a");
+    frames(&mut agent);
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut frame: Value = serde_json::from_str(&invoke("inv-1", "x")).unwrap();
+    frame["traceparent"] = json!(parent);
+    frame["tracestate"] = json!("k=v");
+    agent.handle_message(&frame.to_string(), now);
+    let env = match actions(&mut agent).as_slice() {
+        [Action::Spawn { env, .. }] => env.clone(),
+        other => panic!("expected one spawn, got {other:?}"),
+    };
+    assert!(env.contains(&("TRACEPARENT".to_owned(), parent.to_owned())));
+    assert!(env.contains(&("TRACESTATE".to_owned(), "k=v".to_owned())));
+
+    // No context (or one that is not valid): nothing is set.
+    let mut frame: Value = serde_json::from_str(&invoke("inv-2", "x")).unwrap();
+    frame["traceparent"] = json!("00-not-a-trace");
+    agent.handle_message(&frame.to_string(), now);
+    match actions(&mut agent).as_slice() {
+        [Action::Spawn { env, .. }] => {
+            assert!(!env.iter().any(|(name, _)| name.starts_with("TRACE")));
+        }
+        other => panic!("expected one spawn, got {other:?}"),
+    }
+}
