@@ -9,9 +9,9 @@
 //! body is read (`POST /v1/chat/completions` until then, a body that could
 //! not be read never naming its operation). The agent's part is an
 //! `invoke_agent {agent}` span, its child, held by the invocation: its
-//! context goes to the agent in `model_invoke`. A background or stored
-//! Responses answer's span moves to its job when the asker's own answer is
-//! over before the job's, and ends with the job's answer.
+//! context goes to the agent in `model_invoke`. A background Responses
+//! answer's span moves to its job (the asker is answered at once, as
+//! queued) and ends with the job's answer.
 //!
 //! No attribute holds a prompt, a key or an answer's text: the model, the
 //! ids, the counts and the outcome only.
@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::by_id::Ended;
 use super::invoke::Invocation;
-use super::kept::KeptAnswers;
+use super::kept::{is_kept, KeptAnswers};
 use super::meter::Meter;
 use super::tool_spans::note_calls;
 use super::Provider;
@@ -36,7 +36,7 @@ use crate::telemetry::{Kind, Span, SpanContext};
 use crate::ConnId;
 
 /// The event marking the answer's first piece from the agent.
-pub(super) const FIRST_CHUNK: &str = "gen_ai.first_chunk";
+const FIRST_CHUNK: &str = "gen_ai.first_chunk";
 
 /// The GenAI operation of an invocation's payload (its `kind`).
 fn operation(payload: &Value) -> &'static str {
@@ -135,6 +135,9 @@ impl Provider {
 
     /// An invocation ended with `finish_reason`.
     pub(super) fn trace_finished(&mut self, inv: &Invocation, finish_reason: Option<&str>) {
+        if inv.span.is_none() {
+            return;
+        }
         let reasons: Vec<String> = finish_reason.into_iter().map(str::to_owned).collect();
         if let Some(span) = answer_span(&mut self.kept, &mut self.meters, inv.editor.conn) {
             span.set("gen_ai.response.finish_reasons", reasons);
@@ -199,7 +202,7 @@ fn answer_span<'a>(
     meters: &'a mut IdMap<ConnId, Meter>,
     conn: ConnId,
 ) -> Option<&'a mut Span> {
-    if kept.job_span(conn).is_some_and(|span| span.is_some()) {
+    if is_kept(conn) && kept.job_span(conn).is_some_and(|span| span.is_some()) {
         return kept.job_span(conn)?.as_mut();
     }
     let conn = kept.live_conn(conn).unwrap_or(conn);
