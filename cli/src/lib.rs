@@ -32,6 +32,7 @@ use mcp_provider_core::http::Limits;
 use mcp_provider_kit::exec::{Plan, RemoteExec};
 use mcp_provider_kit::oauth::{OAuthCredentials, Store};
 use mcp_provider_kit::relay::ToolDir;
+use mcp_provider_kit::telemetry::Traces;
 use mcp_provider_kit::{
     audit, bridge, ConnLimits, EchoAgentPlan, Launch, RemoteEcho, RemoteHost, Runtime, AGENT_HUB,
     ECHO_AGENT,
@@ -396,8 +397,9 @@ pub(crate) enum Failure {
 /// when its files change, or on SIGHUP: see `reload`).
 fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> {
     // 36 bytes for the secrets that may be generated, 8 for the id seed,
-    // 32 for the core's own secret key, 32 for the bridge's session ids.
-    let mut random = [0u8; 108];
+    // 32 for the core's own secret key, 32 for the bridge's session ids,
+    // 8 for the bridge's trace ids.
+    let mut random = [0u8; 116];
     getrandom::fill(&mut random)
         .map_err(|e| Failure::Runtime(format!("no OS random source: {e}")))?;
     let mut fresh = [0u8; 36];
@@ -436,17 +438,33 @@ fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> 
     let mut core_secret = [0u8; 32];
     core_secret.copy_from_slice(&random[44..76]);
     let mut bridge_seed = [0u8; 32];
-    bridge_seed.copy_from_slice(&random[76..]);
+    bridge_seed.copy_from_slice(&random[76..108]);
+    let mut trace_seed = [0u8; 8];
+    trace_seed.copy_from_slice(&random[108..]);
+    let traces = match settings
+        .telemetry
+        .export()
+        .map_err(|e| Failure::Usage(e.to_string()))?
+    {
+        Some(export) => Some(
+            Traces::start(export)
+                .map_err(|e| Failure::Runtime(format!("cannot start the trace exporter: {e}")))?,
+        ),
+        None => None,
+    };
     let bridged: Vec<String> = settings
         .bridge
         .all_servers()
         .map(|s| s.name.clone())
         .collect();
     // Always there: servers may be added at run time (`/integrations`).
-    let bridge = bridge::Bridged::start(
+    let bridge = bridge::Bridged::start_traced(
         settings.bridge.all_servers().map(|s| s.spec()).collect(),
         settings.bridge_limits(),
         bridge_seed,
+        traces
+            .clone()
+            .map(|traces| (traces, u64::from_le_bytes(trace_seed))),
     );
     bridge.set_names(settings.bridge.names());
     bridge.set_tool_search(settings.bridge.tool_search());
@@ -460,6 +478,7 @@ fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> 
     });
     let mut config = settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed));
     config.secret = core_secret;
+    config.trace = traces.as_ref().map(|traces| traces.sampler());
     let audit = match &settings.audit_log {
         Some(path) => {
             let sink = audit::AuditSink::open(path, settings.audit_log_max_bytes).map_err(|e| {
@@ -509,6 +528,7 @@ fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> 
         threads: settings.threads,
         audit,
         bridge,
+        traces,
     };
     let banner = || {
         for addr in &bound {

@@ -30,6 +30,7 @@ use mcp_provider_core::{mcp, ConnId, Output};
 
 use crate::child_stdin::{Stdin, Written};
 use crate::process::{self, wait_unreaped, READ_CHUNK, STDERR_WAIT};
+use crate::telemetry::Traces;
 use crate::upstream::{threads, Carriers, Credentials, NoCredentials, RemoteRun};
 use crate::watchdog;
 use mcp_provider_core::upstream::Remote;
@@ -93,6 +94,8 @@ pub struct Bridged {
     credentials: OnceLock<Arc<dyn Credentials>>,
     /// The folder of lazy servers' kept runs (`None`: no state directory).
     kept_dir: Option<PathBuf>,
+    /// Where the bridge's finished spans go, when traces are exported.
+    traces: Option<Arc<Traces>>,
 }
 
 /// What the timer thread sleeps toward.
@@ -185,6 +188,17 @@ impl Bridged {
     /// a client asks. `seed` makes its session ids unguessable. Lazy
     /// servers' kept runs are read first.
     pub fn start(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32]) -> Arc<Self> {
+        Self::start_traced(specs, limits, seed, None)
+    }
+
+    /// [`Bridged::start`], its spans exported through `traces` (the
+    /// tracer's ids drawn from `trace_seed`).
+    pub fn start_traced(
+        specs: Vec<ServerSpec>,
+        limits: Limits,
+        seed: [u8; 32],
+        traces: Option<(Arc<Traces>, u64)>,
+    ) -> Arc<Self> {
         let kept_dir = kept_runs::dir();
         let kept = match (&kept_dir, limits.lazy) {
             (Some(dir), true) => kept_runs::read(dir, &specs),
@@ -192,6 +206,9 @@ impl Bridged {
         };
         let now = Instant::now();
         let mut bridge = Bridge::new(specs, limits, seed, now);
+        if let Some((traces, trace_seed)) = &traces {
+            bridge = bridge.with_tracer(traces.tracer(*trace_seed));
+        }
         for (file, contents) in kept {
             bridge.handle_kept(&file, &contents, now);
         }
@@ -206,6 +223,7 @@ impl Bridged {
             carriers: OnceLock::new(),
             credentials: OnceLock::new(),
             kept_dir,
+            traces: traces.map(|(traces, _)| traces),
         });
         let weak = Arc::downgrade(&bridged);
         let spawned = std::thread::Builder::new()
@@ -349,6 +367,9 @@ impl Bridged {
                 for conn in posted.slow {
                     bridge.handle_slow_conn(conn, now);
                 }
+            }
+            if let Some(traces) = &self.traces {
+                traces.drain_bridge(&mut bridge);
             }
             (
                 result,

@@ -20,6 +20,7 @@ use crate::audit::AuditSink;
 use crate::bridge::{Bridged, Posted};
 use crate::burst::Burst;
 use crate::mailbox::{Bell, Bells, Inbox, Mailbox};
+use crate::telemetry::Traces;
 
 pub struct Hub<B: Bell> {
     core: Mutex<Switchboard<Mailbox<B>>>,
@@ -29,6 +30,8 @@ pub struct Hub<B: Bell> {
     /// The MCP bridge, when servers are bridged: `/mcp/…` requests go to
     /// it once the provider has checked them.
     bridge: OnceLock<Arc<Bridged>>,
+    /// Where finished spans go, when traces are exported.
+    traces: OnceLock<Arc<Traces>>,
 }
 
 impl<B: Bell> Hub<B> {
@@ -48,7 +51,14 @@ impl<B: Bell> Hub<B> {
             next_conn: AtomicU64::new(1),
             wake: Box::new(wake),
             bridge: OnceLock::new(),
+            traces: OnceLock::new(),
         })
+    }
+
+    /// Exports the provider's spans through `traces` from now on (set
+    /// once, before serving).
+    pub fn set_traces(&self, traces: Arc<Traces>) {
+        let _ = self.traces.set(traces);
     }
 
     /// Serves `bridged` beside the provider: its answers are posted to the
@@ -134,7 +144,16 @@ impl<B: Bell> Hub<B> {
         f: impl FnOnce(&mut Provider, Instant) -> R,
     ) -> R {
         let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, bells);
-        let (result, rearm) = self.lock().with(Instant::now(), f, post);
+        let traced = |p: &mut Provider, now| match self.traces.get() {
+            Some(traces) => {
+                traces.report_dropped(p);
+                let result = f(p, now);
+                traces.drain_provider(p);
+                result
+            }
+            None => f(p, now),
+        };
+        let (result, rearm) = self.lock().with(Instant::now(), traced, post);
         if rearm {
             (self.wake)();
         }
@@ -216,6 +235,11 @@ impl<B: Bell> Hub<B> {
         if self.lock().detach(id, Instant::now(), post) {
             (self.wake)();
         }
+        // A span the connection's end finished leaves now, not with the
+        // next request.
+        if self.traces.get().is_some() {
+            self.with(|_, _| ());
+        }
         if let Some(bridge) = self.bridge.get() {
             bridge.handle_conn_closed(id);
         }
@@ -277,6 +301,14 @@ impl<B: Bell> crate::shutdown::Stop for Arc<Hub<B>> {
     fn finish(&self) {
         if let Some(bridge) = self.bridge.get() {
             bridge.kill_all();
+        }
+        if let Some(traces) = self.traces.get() {
+            // The spans the wind-down finished, then the last export.
+            self.with(|_, _| ());
+            if let Some(bridge) = self.bridge.get() {
+                bridge.with(|_, _| ());
+            }
+            traces.flush();
         }
     }
 }

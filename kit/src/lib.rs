@@ -38,6 +38,7 @@ pub mod process;
 pub mod relay;
 mod run_home;
 pub mod shutdown;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod watchdog;
@@ -65,6 +66,9 @@ pub struct Launch {
     pub audit: Option<audit::AuditSink>,
     /// The MCP bridge (its servers may be none yet): attach it to the hub.
     pub bridge: std::sync::Arc<bridge::Bridged>,
+    /// Where spans are exported, when traces are (the bridge already
+    /// exports its own): hand it to the hub.
+    pub traces: Option<std::sync::Arc<telemetry::Traces>>,
 }
 
 /// Bytes a connection reads from its socket at a time. Requests are small,

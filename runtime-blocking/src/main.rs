@@ -28,6 +28,9 @@ impl Runtime for Blocking {
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
         let limits = launch.limits;
         let shared = shared::start(launch.config, launch.audit).map_err(|e| e.to_string())?;
+        if let Some(traces) = launch.traces {
+            shared.set_traces(traces);
+        }
         shared.attach_bridge(launch.bridge);
         let mut accepting = Vec::new();
         for listener in launch.listeners {

@@ -47,6 +47,14 @@ impl Settings {
         if self.agent_hub.is_none() {
             out.push_str("# agent_hub: not set (ws://… of a hub to dial out to)\n");
         }
+        if !self.telemetry.headers.is_empty() {
+            let names: Vec<&str> = self.telemetry.headers.keys().map(String::as_str).collect();
+            let _ = writeln!(
+                out,
+                "# telemetry.headers: {} set (values hidden)",
+                names.join(", ")
+            );
+        }
         if self.audit_log.is_none() {
             out.push_str("# audit_log: not set (a file for the audit trail)\n");
         }

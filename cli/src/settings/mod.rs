@@ -19,9 +19,11 @@ mod core_config;
 mod masked;
 mod server_oauth;
 pub mod sources;
+mod telemetry;
 
 pub use bridge::BridgeSettings;
 pub use bridge_server::BridgeServer;
+pub use telemetry::TelemetrySettings;
 
 /// Every key a config file may hold; env var `MCP_PROVIDER_<KEY>` and
 /// `--set key=value` name the same keys.
@@ -128,6 +130,10 @@ pub struct Settings {
     pub allowed_hosts: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     pub cors_origins: Vec<String>,
+    /// Where traces are exported (`[telemetry]`, or the OpenTelemetry
+    /// variables).
+    #[serde(default, skip_serializing_if = "TelemetrySettings::is_default")]
+    pub telemetry: TelemetrySettings,
     /// Stdio MCP servers bridged to network clients (`[[bridge.servers]]`).
     /// Last: TOML writes tables after plain keys.
     #[serde(default, skip_serializing_if = "BridgeSettings::is_empty")]
@@ -258,6 +264,7 @@ impl Settings {
     fn validate(&self) -> Result<(), BadSettings> {
         self.listen_addrs()?;
         self.bridge.validate()?;
+        self.telemetry.export()?;
         if !matches!(self.approval.as_str(), "auto" | "manual") {
             return Err(BadSettings(format!(
                 "bad setting `approval`: expected auto or manual, got `{}`",

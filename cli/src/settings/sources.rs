@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::telemetry::{otel_value, OTEL_VARIABLES};
 use super::{BadSettings, BridgeServer, BridgeSettings, Settings};
 
 /// A value from the environment or a flag: TOML syntax if it parses
@@ -148,21 +149,41 @@ impl Settings {
                 table.insert(key, (value, source));
             }
         }
+        let mut otel = BTreeMap::new();
         for (name, value) in env {
             if AGENTS_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
+            if OTEL_VARIABLES.iter().any(|(var, _)| *var == name) {
+                otel.insert(name, value);
                 continue;
             }
             if let Some(key) = name.strip_prefix("MCP_PROVIDER_") {
                 let source = format!("environment variable {name}");
                 let key = key.to_ascii_lowercase();
-                // `MCP_PROVIDER_BRIDGE_MAX_SESSIONS` is `bridge.max_sessions`.
-                let key = match key.strip_prefix("bridge_") {
-                    Some(inner) if BridgeSettings::PLAIN_KEYS.contains(&inner) => {
+                // `MCP_PROVIDER_BRIDGE_MAX_SESSIONS` is `bridge.max_sessions`,
+                // `MCP_PROVIDER_TELEMETRY_ENDPOINT` `telemetry.endpoint`.
+                let key = match (key.strip_prefix("bridge_"), key.strip_prefix("telemetry_")) {
+                    (Some(inner), _) if BridgeSettings::PLAIN_KEYS.contains(&inner) => {
                         format!("bridge.{inner}")
                     }
+                    (_, Some(inner)) => format!("telemetry.{inner}"),
                     _ => key,
                 };
                 set_key(&mut table, &key, loose_value(&value), source);
+            }
+        }
+        // The OpenTelemetry variables, in their order (an empty one is
+        // unset, as the specification says).
+        for (var, key) in OTEL_VARIABLES {
+            if let Some(value) = otel.get(var).filter(|v| !v.trim().is_empty()) {
+                let source = format!("environment variable {var}");
+                set_key(
+                    &mut table,
+                    &format!("telemetry.{key}"),
+                    otel_value(key, value),
+                    source,
+                );
             }
         }
         for item in overrides {

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use mcp_provider_core::bridge::Share;
+use mcp_provider_core::telemetry::otlp::Format;
+use mcp_provider_core::telemetry::Sampler;
 
 use super::sources::Added;
 use super::{BadSettings, Settings};
@@ -225,4 +227,171 @@ fn a_prefix_and_the_longest_name_are_read_checked_and_reach_the_core() {
         taken.contains("`github`") && taken.contains("`gh`"),
         "{taken}"
     );
+}
+
+#[test]
+fn no_endpoint_exports_nothing_and_the_otel_variables_configure_the_exporter() {
+    assert!(load(&[], &[])
+        .unwrap()
+        .telemetry
+        .export()
+        .unwrap()
+        .is_none());
+    let s = load(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:6006/"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%2Cb,x-team=blue"),
+            ("OTEL_SERVICE_NAME", "gateway"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+        ],
+        &[],
+    )
+    .unwrap();
+    let export = s.telemetry.export().unwrap().unwrap();
+    assert_eq!(export.url.to_string(), "http://127.0.0.1:6006/v1/traces");
+    assert_eq!(export.format, Format::Json);
+    assert_eq!(
+        export.headers,
+        [
+            ("api-key".to_owned(), "a,b".to_owned()),
+            ("x-team".to_owned(), "blue".to_owned())
+        ]
+    );
+    assert_eq!(export.resource.service_name, "gateway");
+    assert_eq!(export.sampler, Sampler::Ratio(0.25));
+    assert_eq!(export.timeout, Duration::from_millis(2500));
+    assert_eq!(export.schedule_delay, Duration::from_millis(100));
+    assert_eq!((export.max_batch, export.max_queue), (64, 2048));
+    // The defaults.
+    let s = load(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example")],
+        &[],
+    )
+    .unwrap();
+    let export = s.telemetry.export().unwrap().unwrap();
+    assert_eq!(export.url.to_string(), "https://otel.example/v1/traces");
+    assert_eq!(export.format, Format::Protobuf);
+    assert_eq!(export.resource.service_name, "mcp-provider");
+    assert_eq!(export.sampler, Sampler::default());
+    assert_eq!(export.timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn the_traces_endpoint_is_used_as_it_is() {
+    let s = load(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://b:4318/custom/path",
+            ),
+        ],
+        &[],
+    )
+    .unwrap();
+    let url = s.telemetry.export().unwrap().unwrap().url;
+    assert_eq!(url.to_string(), "http://b:4318/custom/path");
+}
+
+#[test]
+fn the_telemetry_table_yields_to_the_environment_and_flags_to_both() {
+    let dir = std::env::temp_dir().join(format!("telemetry-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(
+        &file,
+        "[telemetry]\nendpoint = \"http://file:4318\"\nservice_name = \"from-file\"\n\
+         protocol = \"http/json\"\nheaders = { authorization = \"Bearer t0ken\" }\n",
+    )
+    .unwrap();
+    let env = [("OTEL_SERVICE_NAME", "from-env")];
+    let loaded = Settings::load(
+        Some(&file),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        &["telemetry.endpoint=http://flag:4318".to_owned()],
+        &Added::default(),
+    )
+    .unwrap();
+    let export = loaded.telemetry.export().unwrap().unwrap();
+    assert_eq!(export.resource.service_name, "from-env");
+    assert_eq!(export.url.to_string(), "http://flag:4318/v1/traces");
+    assert_eq!(export.format, Format::Json);
+    assert_eq!(
+        export.headers,
+        [("authorization".to_owned(), "Bearer t0ken".to_owned())]
+    );
+    // Printed back, the header's value is hidden.
+    let shown = loaded.masked(100);
+    assert!(
+        shown.contains("telemetry.headers: authorization set") && !shown.contains("t0ken"),
+        "{shown}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // MCP_PROVIDER_TELEMETRY_* names the table's keys too.
+    let s = load(&[("MCP_PROVIDER_TELEMETRY_ENDPOINT", "http://m:1")], &[]).unwrap();
+    assert!(s.telemetry.export().unwrap().is_some());
+}
+
+#[test]
+fn otel_sdk_disabled_turns_exporting_off() {
+    let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+    for (value, off) in [
+        ("true", true),
+        ("TRUE", true),
+        ("false", false),
+        ("1", false),
+    ] {
+        let s = load(&[endpoint, ("OTEL_SDK_DISABLED", value)], &[]).unwrap();
+        assert_eq!(s.telemetry.export().unwrap().is_none(), off, "{value}");
+    }
+    // An empty variable is unset.
+    let s = load(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")], &[]).unwrap();
+    assert!(s.telemetry.export().unwrap().is_none());
+}
+
+#[test]
+fn a_bad_telemetry_value_is_a_start_up_error_naming_it() {
+    let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+    for (env, named) in [
+        (
+            vec![endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+            "telemetry.protocol",
+        ),
+        (
+            vec![endpoint, ("OTEL_TRACES_SAMPLER", "sometimes")],
+            "telemetry.sampler",
+        ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")],
+            "telemetry.endpoint",
+        ),
+        (
+            vec![endpoint, ("OTEL_BSP_MAX_QUEUE_SIZE", "0")],
+            "telemetry.max_queue_size",
+        ),
+        (
+            vec![endpoint, ("OTEL_BSP_SCHEDULE_DELAY", "soon")],
+            "OTEL_BSP_SCHEDULE_DELAY",
+        ),
+        (
+            vec![endpoint, ("OTEL_EXPORTER_OTLP_HEADERS", "api-key")],
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+    ] {
+        let error = load(&env, &[]).unwrap_err().0;
+        assert!(error.contains(named), "{named}: {error}");
+    }
+    // A header value is a credential: not repeated in the error.
+    let error = load(
+        &[endpoint, ("OTEL_EXPORTER_OTLP_HEADERS", "a=s3cret%0A")],
+        &[],
+    )
+    .unwrap_err()
+    .0;
+    assert!(!error.contains("s3cret"), "{error}");
 }

@@ -56,6 +56,9 @@ impl<E: Launcher> Runtime for Async<E> {
         let threads = launch.threads;
         E::block_on(threads, async {
             let shared = server::start::<E>(launch.config, launch.audit);
+            if let Some(traces) = launch.traces {
+                shared.set_traces(traces);
+            }
             server::serve::<E>(&shared, launch.listeners, launch.limits)
                 .map_err(|e| e.to_string())?;
             launch.bridge.set_stdout_reader(E::stdout_reader());
