@@ -144,16 +144,24 @@ impl<B: Bell> Hub<B> {
         f: impl FnOnce(&mut Provider, Instant) -> R,
     ) -> R {
         let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, bells);
-        let traced = |p: &mut Provider, now| match self.traces.get() {
-            Some(traces) => {
+        let traced = |p: &mut Provider, now| {
+            if let Some(traces) = self.traces.get() {
                 traces.report_dropped(p);
-                let result = f(p, now);
-                traces.drain_provider(p);
-                result
             }
-            None => f(p, now),
+            f(p, now)
         };
-        let (result, rearm) = self.lock().with(Instant::now(), traced, post);
+        let mut board = self.lock();
+        let (result, mut rearm) = board.with(Instant::now(), traced, post);
+        // The provider ends a request's span as it hands out the answer's
+        // last output, which `with` posts after `f`: the spans are drained
+        // once that is done, so they leave now, not with the next call.
+        if let Some(traces) = self.traces.get() {
+            let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, bells);
+            rearm |= board
+                .with(Instant::now(), |p, _| traces.drain_provider(p), post)
+                .1;
+        }
+        drop(board);
         if rearm {
             (self.wake)();
         }
