@@ -139,11 +139,10 @@ impl Thread {
                 batch_due = (!self.pending.is_empty()).then(|| now + self.settings.schedule_delay);
                 continue;
             }
-            // Keep taking spans while paused or filling, up to the bound.
-            let wait = [paused, batch_due]
-                .into_iter()
-                .flatten()
-                .min()
+            // Keep taking spans while paused or filling, up to the bound,
+            // until the pause ends or else the batch is due.
+            let wait = paused
+                .or(batch_due)
                 .map(|at| at.saturating_duration_since(now));
             if self.pending.len() >= self.settings.max_queue.max(1) {
                 // Full (only while paused): leave the rest in the queue
