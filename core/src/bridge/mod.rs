@@ -112,7 +112,7 @@ mod streamable;
 mod supervisor;
 #[cfg(test)]
 mod tests;
-mod traced;
+pub(crate) mod traced;
 
 pub use common::Answered;
 pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};

@@ -148,15 +148,18 @@ impl Bridge {
 
     /// Asks each of `specs` (indices of [`Bridge::specs`]) for its whole
     /// `key` list as a client of its own (kept lists given at once).
+    /// `ask` is what each server is asked with (`Value::Null`, or the
+    /// `_meta` of the request's span: see [`Bridge::traced_ask`]).
     pub(super) fn gather_anew(
         &mut self,
         to: RequestId,
         key: &'static str,
         specs: Vec<usize>,
+        ask: Value,
         finish: Finish,
         now: Instant,
     ) {
-        let mut asks = specs.into_iter().map(|spec| (spec, Value::Null)).collect();
+        let mut asks = specs.into_iter().map(|spec| (spec, ask.clone())).collect();
         let mut parts = self.kept_parts(key, &mut asks);
         let (sources, missing) = self.ephemeral_sources(asks, now);
         parts.extend(missing);
@@ -463,14 +466,12 @@ impl Bridge {
             Finish::Call {
                 server,
                 tool,
-                arguments,
+                params,
             } => {
                 let (lists, unavailable) = split(done.key, done.parts);
                 let found = lists.iter().any(|(_, entries)| listed(entries, &tool));
                 match (found, unavailable.first()) {
-                    (true, _) => {
-                        return self.call_listed(asker, done.to, &server, tool, arguments, now)
-                    }
+                    (true, _) => return self.call_listed(asker, done.to, &server, params, now),
                     (false, Some((_, why))) => crate::bridge::common::error(502, why),
                     (false, None) => super::openapi::no_such_tool(&server, &tool),
                 }

@@ -45,12 +45,13 @@ pub(super) enum Finish {
     /// A request of the aggregate endpoint in search mode, made once every
     /// tool is listed and indexed.
     Index(Box<Resolve>),
-    /// A call of `tool` with `arguments`, made once the tool is seen in
-    /// `server`'s list; a tool not there is a 404.
+    /// A call of `tool` with `params` (its name, arguments and the
+    /// request's `_meta`), made once the tool is seen in `server`'s list;
+    /// a tool not there is a 404.
     Call {
         server: String,
         tool: String,
-        arguments: Value,
+        params: Value,
     },
 }
 

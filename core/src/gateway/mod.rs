@@ -142,7 +142,10 @@ impl Above for Gateway {
 
     fn route(bridge: &mut Bridge, to: RequestId, request: &Request, found: &Found, now: Instant) {
         match found.route {
-            Route::Document => bridge.openapi_document(to, found.params.first().copied(), now),
+            Route::Document => {
+                let file = found.params.first().copied();
+                bridge.openapi_document(to, request, file, now)
+            }
             Route::Operation => bridge.call_operation(to, request, &found.params, now),
             _ => {
                 let key = match request.path().trim_start_matches('/') {
@@ -151,7 +154,8 @@ impl Above for Gateway {
                     _ => "tools",
                 };
                 let every = (0..bridge.specs.len()).collect();
-                bridge.gather_anew(to, key, every, Finish::Tagged, now);
+                let ask = bridge.traced_ask(to, request, key, now);
+                bridge.gather_anew(to, key, every, ask, Finish::Tagged, now);
             }
         }
     }

@@ -33,6 +33,7 @@ use super::listing::Finish;
 use super::Bridge;
 use crate::bridge::common::{error, missed, result_or_error, Reply};
 use crate::bridge::routes::Miss;
+use crate::bridge::traced::Answering;
 use crate::bridge::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp;
@@ -50,10 +51,18 @@ const SCHEMAS: &str = "#/components/schemas/";
 impl Bridge {
     /// `GET /openapi.json` (no `file`), or `GET /openapi/{file}` (`file` is
     /// `NAME.json`): the document of every server, or of server `NAME`.
-    pub(super) fn openapi_document(&mut self, to: RequestId, file: Option<&str>, now: Instant) {
+    pub(super) fn openapi_document(
+        &mut self,
+        to: RequestId,
+        request: &Request,
+        file: Option<&str>,
+        now: Instant,
+    ) {
         let Some(file) = file else {
             let every = (0..self.specs.len()).collect();
-            return self.gather_anew(to, "tools", every, Finish::Document { server: None }, now);
+            let ask = self.traced_ask(to, request, "tools", now);
+            let finish = Finish::Document { server: None };
+            return self.gather_anew(to, "tools", every, ask, finish, now);
         };
         let Some(name) = file.strip_suffix(".json") else {
             return self.respond(to, error(404, "a server's document is /openapi/NAME.json"));
@@ -61,7 +70,9 @@ impl Bridge {
         match self.spec_named(Some(name)) {
             Ok(spec) => {
                 let server = Some(name.to_owned());
-                self.gather_anew(to, "tools", vec![spec], Finish::Document { server }, now);
+                let ask = self.traced_ask(to, request, "tools", now);
+                let finish = Finish::Document { server };
+                self.gather_anew(to, "tools", vec![spec], ask, finish, now);
             }
             Err(response) => self.respond(to, response),
         }
@@ -95,12 +106,48 @@ impl Bridge {
             Ok(arguments) => arguments,
             Err(response) => return self.respond(to, response),
         };
+        let mut params = json!({"name": tool, "arguments": arguments});
+        let (method, http) = ("tools/call", Answering::Http(to));
+        self.trace_request(http, Some(request), method, None, &mut params, None, now);
+        // The list read first is part of the call: asked under its span.
+        let ask = match params.get("_meta") {
+            Some(meta) => json!({"_meta": meta}),
+            None => Value::Null,
+        };
         let finish = Finish::Call {
             server: (*server).to_owned(),
             tool,
-            arguments,
+            params,
         };
-        self.gather_anew(to, "tools", vec![spec], finish, now);
+        self.gather_anew(to, "tools", vec![spec], ask, finish, now);
+    }
+
+    /// Starts the span of `request`, a listing of `key` answered from
+    /// every server's list (when tracing), and gives what to ask each
+    /// server with: its `_meta`, so each server's CLIENT span is a child
+    /// of it; `Value::Null` when not tracing.
+    pub(super) fn traced_ask(
+        &mut self,
+        to: RequestId,
+        request: &Request,
+        key: &str,
+        now: Instant,
+    ) -> Value {
+        let mut ask = json!({});
+        let method = format!("{key}/list");
+        self.trace_request(
+            Answering::Http(to),
+            Some(request),
+            &method,
+            None,
+            &mut ask,
+            None,
+            now,
+        );
+        match ask.get("_meta") {
+            Some(_) => ask,
+            None => Value::Null,
+        }
     }
 
     /// Calls `tool`, seen in `server`'s list, by `asker`, the client that
@@ -112,11 +159,9 @@ impl Bridge {
         asker: Option<(ChildId, ClientId)>,
         to: RequestId,
         server: &str,
-        tool: String,
-        arguments: Value,
+        params: Value,
         now: Instant,
     ) -> bool {
-        let params = json!({"name": tool, "arguments": arguments});
         let Some(caller) = asker else {
             let caller = self.spec_named(Some(server)).and_then(|spec| {
                 let caller = self.ephemeral_client(spec, now);

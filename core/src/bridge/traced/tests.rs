@@ -267,3 +267,56 @@ fn a_listing_of_every_server_at_mcp_has_a_client_span_per_server_asked() {
         SpanContext::parse(PARENT, None).unwrap().trace_id
     );
 }
+
+#[test]
+fn an_openapi_operation_is_a_server_span_over_its_listing_and_its_call() {
+    let spec = ServerSpec::new("echo", vec!["echo-mcp".into()]);
+    let mut rig = traced(Rig::of(vec![spec], Limits::default()));
+    let headers = [("traceparent", PARENT)];
+    post(&mut rig, "/tools/echo/say", &headers, json!({"text": "hi"}));
+    let child = ChildId(1);
+    rig.initializes(child);
+    let listed = rig.last_to(child);
+    assert_eq!(listed["method"], "tools/list");
+    rig.answers(child, json!({"tools": [{"name": "say"}]}));
+    let called = rig.last_to(child);
+    assert_eq!(called["method"], "tools/call");
+    assert_eq!(called["params"]["arguments"], json!({"text": "hi"}));
+    rig.answers(child, json!({"content": [{"type": "text", "text": "hi"}]}));
+    let done = spans(&mut rig);
+    let server = one(&done, Kind::Server);
+    assert_eq!(server.name, "tools/call say");
+    assert_eq!(text(server, "gen_ai.tool.name"), "say");
+    let asked = SpanContext::parse(PARENT, None).unwrap();
+    assert_eq!(server.context.trace_id, asked.trace_id);
+    assert_eq!(server.parent, Some(asked.span_id));
+    // The listing read first and the call: each a CLIENT span under it,
+    // each the context its server was sent.
+    let clients: Vec<&Span> = done.iter().filter(|s| s.kind == Kind::Client).collect();
+    let names: Vec<&str> = clients.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["tools/list", "tools/call say"]);
+    assert!(clients
+        .iter()
+        .all(|c| c.parent == Some(server.context.span_id)));
+    for (sent, span) in [(&listed, clients[0]), (&called, clients[1])] {
+        let carried = SpanContext::from_meta(&sent["params"]["_meta"]).unwrap();
+        assert_eq!(carried.span_id, span.context.span_id);
+    }
+}
+
+#[test]
+fn an_openapi_document_is_a_server_span_over_every_listing() {
+    let spec = ServerSpec::new("echo", vec!["echo-mcp".into()]);
+    let mut rig = traced(Rig::of(vec![spec], Limits::default()));
+    let headers = vec![("traceparent".to_owned(), PARENT.to_owned())];
+    rig.request("GET", "/openapi.json", headers, Bytes::new());
+    rig.initializes(ChildId(1));
+    rig.answers(ChildId(1), json!({"tools": [{"name": "say"}]}));
+    let done = spans(&mut rig);
+    let server = one(&done, Kind::Server);
+    assert_eq!(server.name, "tools/list");
+    assert_eq!(
+        one(&done, Kind::Client).parent,
+        Some(server.context.span_id)
+    );
+}
