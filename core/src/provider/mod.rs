@@ -357,9 +357,11 @@ impl Provider {
     pub fn new(config: Config, now: Instant, wall: SystemTime) -> Self {
         let next_ping = later(now, config.agent_ping_interval);
         let audit = Audit::new(config.audit);
-        // Its own stream of ids, not the provider's: a trace id says
-        // nothing of the session or response ids.
-        let tracer = Tracer::new(config.trace.clone(), !config.id_seed, now, wall);
+        // Trace ids are drawn from a one-way image of the secret key:
+        // nothing of the key, or of the session and response ids, can be
+        // worked back from them.
+        let trace_seed = crate::telemetry::seed_from(&config.secret);
+        let tracer = Tracer::new(config.trace.clone(), trace_seed, now, wall);
         let kept = KeptAnswers::new(crate::store::Store::new(config.store));
         Provider {
             config,

@@ -181,5 +181,18 @@ impl Tracer {
     }
 }
 
+/// A tracer's seed drawn from `secret`, one way: the ids a tracer makes
+/// are a reversible mix of its seed, so a seed must give nothing away.
+pub fn seed_from(secret: &[u8]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"mcp-provider trace ids\0")
+        .chain_update(secret)
+        .finalize();
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(seed)
+}
+
 #[cfg(test)]
 mod tests;
