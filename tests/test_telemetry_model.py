@@ -2,7 +2,8 @@
 (through its official client, which passes a `traceparent` header) makes a
 SERVER span named by the GenAI conventions with an `invoke_agent` child;
 an error answer is an ERROR span; `agent exec` hands its CLI the
-`invoke_agent` span's context as `TRACEPARENT`; and in agent mode an
+`invoke_agent` span's context as `TRACEPARENT`, `agent acp` its agent in
+`session/prompt`'s `_meta`; and in agent mode an
 editor tool call is an `execute_tool` span until its result comes back.
 On every runtime."""
 
@@ -14,6 +15,7 @@ import openai
 import pytest
 
 from conftest import API_KEY, BRIDGE_TOKEN, Server, WeatherAgent
+from test_agent_acp import Acp
 from test_agent_exec import ExecAgent
 
 
@@ -178,6 +180,26 @@ def test_agent_exec_hands_its_cli_the_invoke_agent_span_as_traceparent(traced, p
     server = by_name(spans, "chat traced-cli")
     invoked = by_name(spans, "invoke_agent exec")
     assert invoked["parent_id"] == server["span_id"]
+    assert parent == invoked["span_id"]
+
+
+def test_agent_acp_hands_its_agent_the_invoke_agent_span_in_the_prompts_meta(traced, phoenix, tmp_path):
+    agent = Acp(traced, tmp_path)
+    try:
+        trace = Trace()
+        answer = agent.chat([{"role": "user", "content": "hi"}], extra_headers=trace.headers)
+        assert answer.choices[0].message.content
+        [prompt] = agent.received("session/prompt")
+    finally:
+        agent.stop()
+    meta = prompt["params"]["_meta"]
+    version, trace_id, parent, flags = meta["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", trace.trace_id, "01")
+    spans = phoenix.spans(trace.trace_id, 2)
+    server = by_name(spans, f"chat {agent.model}")
+    [invoked] = [s for s in spans if s["name"].startswith("invoke_agent ")]
+    assert invoked["parent_id"] == server["span_id"]
+    assert invoked["attributes"]["gen_ai.operation.name"] == "invoke_agent"
     assert parent == invoked["span_id"]
 
 

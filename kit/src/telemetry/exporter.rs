@@ -4,11 +4,16 @@
 //! export drops its batch (counted) and pauses exports for a while that
 //! doubles with each failure in a row, so a collector that is down costs
 //! the server nothing but the spans.
+//!
+//! A span is queued under a mutex and the thread is not woken for it: it
+//! wakes when its batch is due (every `schedule_delay`), when a whole
+//! batch waits, or to close. Waking a thread per span would put a context
+//! switch on every request's path.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mcp_provider_core::http::Outgoing;
@@ -26,43 +31,46 @@ const MAX_BACKOFF: Duration = Duration::from_secs(32);
 /// `ExportTraceServiceResponse`).
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// What the thread is sent.
-enum Message {
-    Span(Box<Span>),
-    /// Look at `closing` now.
-    Wake,
-}
-
 /// The handle the drivers hold.
 pub struct Exporter {
-    queue: SyncSender<Message>,
     shared: Arc<Shared>,
+    /// Spans queued at most.
+    max_queue: usize,
+    /// Spans in a batch: the queue reaching it wakes the thread.
+    max_batch: usize,
     /// Gets a message when the last flush is done.
     flushed: Mutex<Receiver<()>>,
 }
 
 /// What the handle and the thread share.
 struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the thread: a whole batch waits, or it is to close.
+    wake: Condvar,
     dropped: AtomicU64,
-    /// Set on shutdown: send what is queued, then stop.
-    closing: AtomicBool,
-    /// Until when the last flush may run.
-    flush_until: Mutex<Option<Instant>>,
+}
+
+/// Spans waiting for the thread, and whether it is to close.
+#[derive(Default)]
+struct Queue {
+    spans: Vec<Span>,
+    /// Set on shutdown, with when the last flush must be done by: send
+    /// what is queued, then stop. Spans sent after it are dropped.
+    closing: Option<Instant>,
 }
 
 impl Exporter {
     /// Starts the export thread.
     pub fn start(settings: Settings) -> std::io::Result<Exporter> {
-        let (queue, rx) = mpsc::sync_channel(settings.max_queue.max(1));
         let (done_tx, done_rx) = mpsc::channel();
         let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
             dropped: AtomicU64::new(0),
-            closing: AtomicBool::new(false),
-            flush_until: Mutex::new(None),
         });
+        let (max_queue, max_batch) = (settings.max_queue.max(1), settings.max_batch.max(1));
         let thread = Thread {
             settings,
-            rx,
             shared: shared.clone(),
             pending: VecDeque::new(),
             paused_until: None,
@@ -75,19 +83,25 @@ impl Exporter {
                 let _ = done_tx.send(());
             })?;
         Ok(Exporter {
-            queue,
             shared,
+            max_queue,
+            max_batch,
             flushed: Mutex::new(done_rx),
         })
     }
 
-    /// Queues `span` for export; never waits (a full queue drops it).
+    /// Queues `span` for export; never waits on the export (a full queue
+    /// drops it).
     pub fn send(&self, span: Span) {
-        match self.queue.try_send(Message::Span(Box::new(span))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let mut queue = lock(&self.shared.queue);
+        if queue.closing.is_some() || queue.spans.len() >= self.max_queue {
+            drop(queue);
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.spans.push(span);
+        if queue.spans.len() == self.max_batch {
+            self.shared.wake.notify_one();
         }
     }
 
@@ -98,26 +112,22 @@ impl Exporter {
 
     /// Sends what is queued, waiting at most `bound`, and stops the thread.
     pub fn flush(&self, bound: Duration) {
-        let until = Instant::now() + bound;
-        *lock(&self.shared.flush_until) = Some(until);
-        self.shared.closing.store(true, Ordering::Release);
-        // A full queue: the thread is busy and sees `closing` next round.
-        let _ = self.queue.try_send(Message::Wake);
+        lock(&self.shared.queue).closing = Some(Instant::now() + bound);
+        self.shared.wake.notify_one();
         let _ = lock(&self.flushed).recv_timeout(bound);
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The export thread's state.
 struct Thread {
     settings: Settings,
-    rx: Receiver<Message>,
     shared: Arc<Shared>,
-    /// Spans taken from the queue, waiting for their batch (at most
-    /// `max_queue`: more wait in the queue, and past that are dropped).
+    /// Spans taken from the queue and not sent yet (at most `max_queue`:
+    /// more wait in the queue, and past that are dropped).
     pending: VecDeque<Span>,
     /// No export before this, after a failure.
     paused_until: Option<Instant>,
@@ -126,55 +136,56 @@ struct Thread {
 
 impl Thread {
     fn run(mut self) {
-        let mut batch_due = None;
+        let mut next = Instant::now() + self.settings.schedule_delay;
         loop {
-            if self.shared.closing.load(Ordering::Acquire) {
-                return self.last_flush();
+            if let Some(until) = self.take(next) {
+                return self.last_flush(until);
             }
             let now = Instant::now();
-            let paused = self.paused_until.filter(|until| *until > now);
-            let full = self.pending.len() >= self.settings.max_batch.max(1);
-            if paused.is_none() && (full || batch_due.is_some_and(|due| due <= now)) {
-                self.export_one(now + self.settings.timeout);
-                batch_due = (!self.pending.is_empty()).then(|| now + self.settings.schedule_delay);
+            if self.paused_until.is_some_and(|until| until > now) {
+                next = self.paused_until.unwrap_or(now);
                 continue;
             }
-            // Keep taking spans while paused or filling, up to the bound,
-            // until the pause ends or else the batch is due.
-            let wait = paused
-                .or(batch_due)
-                .map(|at| at.saturating_duration_since(now));
-            if self.pending.len() >= self.settings.max_queue.max(1) {
-                // Full (only while paused): leave the rest in the queue
-                // until a batch goes, looking at `closing` now and then.
-                let nap = wait.unwrap_or(self.settings.schedule_delay);
-                std::thread::sleep(nap.min(Duration::from_millis(100)));
-                continue;
-            }
-            let message = match wait {
-                Some(wait) => self.rx.recv_timeout(wait),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match message {
-                Ok(Message::Span(span)) => {
-                    batch_due.get_or_insert(now + self.settings.schedule_delay);
-                    self.pending.push_back(*span);
+            while !self.pending.is_empty() {
+                if !self.export_one(Instant::now() + self.settings.timeout) {
+                    break;
                 }
-                Ok(Message::Wake) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return self.last_flush(),
             }
+            let now = Instant::now();
+            next = (self.paused_until.filter(|until| *until > now))
+                .unwrap_or(now + self.settings.schedule_delay);
         }
     }
 
-    /// On shutdown: everything queued, sent in batches until the flush's
-    /// time is up (a paused exporter tries once more).
-    fn last_flush(mut self) {
-        let until = lock(&self.shared.flush_until).unwrap_or_else(Instant::now);
-        while let Ok(message) = self.rx.try_recv() {
-            if let Message::Span(span) = message {
-                self.pending.push_back(*span);
+    /// Waits until `until`, or until a whole batch waits (when not paused),
+    /// then takes what is queued into `pending`, as far as it has room.
+    /// When the exporter is closing: when its last flush must end.
+    fn take(&mut self, until: Instant) -> Option<Instant> {
+        let max_batch = self.settings.max_batch.max(1);
+        let mut queue = lock(&self.shared.queue);
+        loop {
+            if let Some(end) = queue.closing {
+                self.pending.extend(queue.spans.drain(..));
+                return Some(end);
             }
+            let now = Instant::now();
+            let paused = self.paused_until.is_some_and(|end| end > now);
+            if now >= until || (!paused && queue.spans.len() >= max_batch) {
+                let room = (self.settings.max_queue.max(1)).saturating_sub(self.pending.len());
+                let take = room.min(queue.spans.len());
+                self.pending.extend(queue.spans.drain(..take));
+                return None;
+            }
+            queue = match self.shared.wake.wait_timeout(queue, until - now) {
+                Ok((queue, _)) => queue,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
+    }
+
+    /// On shutdown: everything queued, sent in batches until `until` (a
+    /// paused exporter tries once more).
+    fn last_flush(mut self, until: Instant) {
         while !self.pending.is_empty() && Instant::now() < until {
             if !self.export_one(until) {
                 break;
