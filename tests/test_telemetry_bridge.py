@@ -216,3 +216,59 @@ def test_an_error_or_a_tool_error_is_an_error_span_saying_which(make_server, pho
         assert {found[w]["status_code"] for w in wanted} == {"ERROR"}
         errors[tool] = {found[w]["attributes"]["error.type"] for w in wanted}
     assert errors == {"fail": {"-32602"}, "broken": {"tool_error"}}
+
+
+CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+CONTENT_KEYS = ("gen_ai.tool.call.arguments", "gen_ai.tool.call.result")
+
+
+def as_json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_with_content_captured_a_call_s_span_carries_its_arguments_and_result(make_server, phoenix):
+    server = make_server(
+        "--server", stdio(), env={"OTEL_EXPORTER_OTLP_ENDPOINT": phoenix.endpoint, CAPTURE: "true"}
+    )
+    session = open_session(server, "/mcp/trace")
+    trace, _, traceparent = new_parent()
+    body = call("meta")
+    body["params"]["arguments"] = {"city": "Paris", "days": 3}
+    headers = {"mcp-session-id": session, "traceparent": traceparent}
+    status, _, answer = post(server, "/mcp/trace", body, headers)
+    assert status == 200, answer
+    wanted = [("tools/call meta", "SERVER"), ("tools/call meta", "CLIENT")]
+    found = spans_named(phoenix, trace, wanted)
+    served = found[wanted[0]]["attributes"]
+    assert as_json(served["gen_ai.tool.call.arguments"]) == {"city": "Paris", "days": 3}
+    assert as_json(served["gen_ai.tool.call.result"]) == answer["result"]
+    # The content, but never the key that authorized the call.
+    for span in found.values():
+        assert API_KEY not in repr(span["attributes"])
+
+    # An error answer has arguments and no result; a large one is cut.
+    trace, _, traceparent = new_parent()
+    body = call("fail")
+    body["params"]["arguments"] = {"text": "x" * 50_000}
+    headers = {"mcp-session-id": session, "traceparent": traceparent}
+    post(server, "/mcp/trace", body, headers)
+    found = spans_named(phoenix, trace, [("tools/call fail", "SERVER")])
+    served = found[("tools/call fail", "SERVER")]["attributes"]
+    arguments = served["gen_ai.tool.call.arguments"]
+    assert isinstance(arguments, str) and len(arguments.encode()) <= 4096
+    assert arguments.startswith('{"text":"xxx')
+    assert "gen_ai.tool.call.result" not in served
+
+
+def test_without_the_variable_a_call_s_span_carries_no_content(make_server, phoenix):
+    server = traced_server(make_server, phoenix, stdio())
+    session = open_session(server, "/mcp/trace")
+    trace, _, traceparent = new_parent()
+    body = call("meta")
+    body["params"]["arguments"] = {"city": "Paris"}
+    status, _, answer = post(server, "/mcp/trace", body, {"mcp-session-id": session, "traceparent": traceparent})
+    assert status == 200, answer
+    wanted = [("tools/call meta", "SERVER"), ("tools/call meta", "CLIENT")]
+    for span in spans_named(phoenix, trace, wanted).values():
+        assert not any(key in span["attributes"] for key in CONTENT_KEYS), span["attributes"]
+        assert "Paris" not in repr(span["attributes"])

@@ -7,6 +7,7 @@ an error answer is an ERROR span; `agent exec` hands its CLI the
 editor tool call is an `execute_tool` span until its result comes back.
 On every runtime."""
 
+import json
 import secrets
 
 import anthropic
@@ -230,3 +231,105 @@ def test_an_editor_tool_call_is_an_execute_tool_span_until_its_result(traced, ph
     assert tool["parent_id"] == invoked["span_id"]
     assert first_server["attributes"]["gen_ai.response.finish_reasons"] == ["tool_calls"]
     never_secret(spans, "Paris")
+
+
+CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.system_instructions", "gen_ai.output.messages")
+
+
+@pytest.fixture(scope="module")
+def capturing(runtime, phoenix):
+    """A server with the echo agent whose spans carry content."""
+    s = Server(runtime, env={"OTEL_EXPORTER_OTLP_ENDPOINT": phoenix.endpoint, CAPTURE: "true"})
+    s.wait_for_model("echo")
+    yield s
+    s.stop()
+
+
+def content(attrs, key):
+    """A content attribute: JSON text, as the GenAI conventions shape it."""
+    value = attrs[key]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_with_content_captured_a_chat_span_carries_the_prompt_and_the_answer(capturing, phoenix, stream):
+    trace = Trace()
+    client = openai.OpenAI(base_url=capturing.base + "/v1", api_key=API_KEY, max_retries=0, timeout=20)
+    prompt = f"a prompt to keep {secrets.token_hex(4)}"
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": prompt}]
+    if stream:
+        chunks = client.chat.completions.create(model="echo", messages=messages, stream=True, extra_headers=trace.headers)
+        answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        done = client.chat.completions.create(model="echo", messages=messages, extra_headers=trace.headers)
+        answer = done.choices[0].message.content
+    assert answer
+    spans = phoenix.spans(trace.trace_id, 2)
+    server, invoked = assert_model_request(spans, trace, "chat echo", "chat", "/v1/chat/completions")
+    attrs = server["attributes"]
+    assert content(attrs, "gen_ai.input.messages") == [
+        {"role": "user", "parts": [{"type": "text", "content": prompt}]}
+    ]
+    assert content(attrs, "gen_ai.system_instructions") == [{"type": "text", "content": "Be brief."}]
+    assert content(attrs, "gen_ai.output.messages") == [
+        {"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"}
+    ]
+    # Content, yes; the key and the bridge token, never.
+    never_secret(spans)
+    assert not any(key in invoked["attributes"] for key in CONTENT_KEYS)
+
+
+def test_captured_content_is_cut_to_the_attribute_bound(capturing, phoenix):
+    trace = Trace()
+    client = openai.OpenAI(base_url=capturing.base + "/v1", api_key=API_KEY, max_retries=0, timeout=30)
+    prompt = "long " * 20_000
+    client.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": prompt}], extra_headers=trace.headers
+    )
+    [server] = [s for s in phoenix.spans(trace.trace_id, 2) if s["name"] == "chat echo"]
+    for key in ("gen_ai.input.messages", "gen_ai.output.messages"):
+        value = server["attributes"][key]
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        assert len(text.encode()) <= 4096, (key, len(text))
+    messages = content(server["attributes"], "gen_ai.input.messages")
+    assert messages[0]["parts"][0]["content"].startswith("long long")
+
+
+def test_with_content_captured_tool_calls_and_results_are_in_the_messages(capturing, phoenix):
+    WeatherAgent(capturing)
+    trace = Trace()
+    client = openai.OpenAI(base_url=capturing.base + "/v1", api_key=API_KEY, max_retries=0, timeout=20)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(model="weather", messages=messages, tools=tools, extra_headers=trace.headers)
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": "call_42", "content": "sunny"},
+    ]
+    client.chat.completions.create(model="weather", messages=messages, tools=tools, extra_headers=trace.headers)
+    spans = phoenix.spans(trace.trace_id, 5)
+    servers = [s for s in spans if s["name"] == "chat weather"]
+    first_server = next(s for s in servers if s["attributes"]["gen_ai.response.id"] == first.id)
+    second_server = next(s for s in servers if s is not first_server)
+    call = {"type": "tool_call", "id": "call_42", "name": "get_weather", "arguments": {"city": "Paris"}}
+    assert content(first_server["attributes"], "gen_ai.output.messages") == [
+        {"role": "assistant", "parts": [call], "finish_reason": "tool_calls"}
+    ]
+    sent = content(second_server["attributes"], "gen_ai.input.messages")
+    assert sent[1:] == [
+        {"role": "assistant", "parts": [call]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_42", "response": "sunny"}]},
+    ]
+    assert content(second_server["attributes"], "gen_ai.output.messages")[0]["parts"] == [
+        {"type": "text", "content": "It is sunny."}
+    ]
+
+
+def test_without_the_variable_no_span_carries_content(traced, phoenix):
+    trace = Trace()
+    client = openai.OpenAI(base_url=traced.base + "/v1", api_key=API_KEY, max_retries=0, timeout=20)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}]
+    client.chat.completions.create(model="echo", messages=messages, extra_headers=trace.headers)
+    for span in phoenix.spans(trace.trace_id, 2):
+        assert not any(key in span["attributes"] for key in CONTENT_KEYS), span["attributes"]

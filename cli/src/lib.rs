@@ -479,6 +479,7 @@ fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> 
     let mut config = settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed));
     config.secret = core_secret;
     config.trace = traces.as_ref().map(|traces| traces.sampler());
+    config.trace_content = traces.as_ref().is_some_and(|t| t.captures_content());
     let audit = match &settings.audit_log {
         Some(path) => {
             let sink = audit::AuditSink::open(path, settings.audit_log_max_bytes).map_err(|e| {

@@ -74,6 +74,9 @@ pub struct Config {
     /// Record traces, deciding which by this sampler (`None`: no spans
     /// at all, see [`crate::telemetry`]).
     pub trace: Option<crate::telemetry::Sampler>,
+    /// Traced model requests carry their prompts and answers (the GenAI
+    /// conventions' content capture, off unless asked for).
+    pub trace_content: bool,
     /// Mixed into generated ids so they differ between runs.
     pub id_seed: u64,
     /// A random key drawn at start-up that never leaves the core: resume
@@ -114,6 +117,7 @@ impl Config {
             expected_agents: Vec::new(),
             audit: false,
             trace: None,
+            trace_content: false,
             id_seed: 0,
             secret: [0; 32],
         }

@@ -42,6 +42,10 @@ pub struct TelemetrySettings {
     /// Nothing is traced or exported, whatever else is set.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// Spans carry content: the prompts and answers of model requests,
+    /// the arguments and results of tool calls (each cut to 4 KiB).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture_content: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,7 +58,7 @@ pub struct TelemetrySettings {
 
 /// The OpenTelemetry SDK's variables and the keys they set, the generic
 /// ones before the traces-only ones, which win.
-pub(super) const OTEL_VARIABLES: [(&str, &str); 15] = [
+pub(super) const OTEL_VARIABLES: [(&str, &str); 16] = [
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "endpoint"),
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "traces_endpoint"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "protocol"),
@@ -70,15 +74,19 @@ pub(super) const OTEL_VARIABLES: [(&str, &str); 15] = [
     ("OTEL_BSP_SCHEDULE_DELAY", "schedule_delay_ms"),
     ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "max_export_batch_size"),
     ("OTEL_BSP_MAX_QUEUE_SIZE", "max_queue_size"),
+    (
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+        "capture_content",
+    ),
 ];
 
 /// An OpenTelemetry variable's value as its key's TOML value: numbers for
-/// the numeric keys, `disabled` true only for `true` (any case, as the
-/// specification says), text as it is otherwise.
+/// the numeric keys, `disabled` and `capture_content` true only for `true`
+/// (any case, as the specification says), text as it is otherwise.
 pub(super) fn otel_value(key: &str, text: &str) -> toml::Value {
     let text = text.trim();
     match key {
-        "disabled" => toml::Value::Boolean(text.eq_ignore_ascii_case("true")),
+        "disabled" | "capture_content" => toml::Value::Boolean(text.eq_ignore_ascii_case("true")),
         "timeout_ms" | "schedule_delay_ms" | "max_export_batch_size" | "max_queue_size" => {
             text.parse::<i64>().map_or_else(
                 |_| toml::Value::String(text.to_owned()),
@@ -154,6 +162,7 @@ impl TelemetrySettings {
         );
         export.format = format;
         export.sampler = sampler;
+        export.capture_content = self.capture_content;
         export.headers = self.headers.clone().into_iter().collect();
         if let Some(ms) = self.timeout_ms {
             export.timeout = Duration::from_millis(ms.max(1));

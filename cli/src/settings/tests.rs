@@ -355,6 +355,27 @@ fn otel_sdk_disabled_turns_exporting_off() {
 }
 
 #[test]
+fn content_capture_is_off_unless_the_genai_variable_or_the_file_asks() {
+    let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+    let var = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
+    let captures = |env: &[(&str, &str)], flags: &[&str]| {
+        let s = load(env, flags).unwrap();
+        s.telemetry.export().unwrap().unwrap().capture_content
+    };
+    assert!(!captures(&[endpoint], &[]));
+    assert!(captures(&[endpoint, (var, "true")], &[]));
+    assert!(captures(&[endpoint, (var, "True")], &[]));
+    assert!(!captures(&[endpoint, (var, "false")], &[]));
+    assert!(!captures(&[endpoint, (var, "1")], &[]));
+    // The table's key, as a flag sets it; a flag wins over the variable.
+    assert!(captures(&[endpoint], &["telemetry.capture_content=true"]));
+    assert!(!captures(
+        &[endpoint, (var, "true")],
+        &["telemetry.capture_content=false"]
+    ));
+}
+
+#[test]
 fn a_bad_telemetry_value_is_a_start_up_error_naming_it() {
     let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
     for (env, named) in [

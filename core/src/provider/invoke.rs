@@ -24,6 +24,7 @@ use crate::time::{later, unix_seconds};
 use crate::ConnId;
 
 use super::by_id::Ended;
+use super::content::Answer;
 use super::tool_spans::Called;
 use crate::telemetry::Span;
 
@@ -80,6 +81,8 @@ pub(super) struct Invocation {
     pub(super) span: Option<Span>,
     /// The tool calls its answer makes so far, noted while it has a span.
     pub(super) called: Vec<Called>,
+    /// Its answer's content so far, while the tracer captures content.
+    pub(super) answer: Option<Answer>,
 }
 
 impl Invocation {
@@ -211,6 +214,7 @@ impl Provider {
         extra.push(("x-completion-id", ids.id.clone()));
         let (id, created) = (ids.id.clone(), ids.created);
         let span = agent_name.and_then(|agent| self.trace_invoke(conn, &agent, now));
+        let answer = self.trace_input(conn, span.as_ref(), &request.payload);
         let trace = span.as_ref().map(|s| &s.context);
         let text = to_agent::invoke(&wire_id(n), &session_id, &model, &request.payload, trace);
         self.meter_invoked(
@@ -256,6 +260,7 @@ impl Provider {
             chunks: 0,
             span,
             called: Vec::new(),
+            answer,
         };
         self.timers.push(Reverse((inv.next_wake(), n)));
         self.answers.started(&inv.id, n);

@@ -10,6 +10,7 @@
 
 mod agents;
 mod by_id;
+mod content;
 mod control;
 mod editor;
 mod health;
@@ -361,7 +362,8 @@ impl Provider {
         // nothing of the key, or of the session and response ids, can be
         // worked back from them.
         let trace_seed = crate::telemetry::seed_from(&config.secret);
-        let tracer = Tracer::new(config.trace.clone(), trace_seed, now, wall);
+        let tracer = Tracer::new(config.trace.clone(), trace_seed, now, wall)
+            .capturing_content(config.trace_content);
         let kept = KeptAnswers::new(crate::store::Store::new(config.store));
         Provider {
             config,

@@ -13,14 +13,16 @@
 //! answer's span moves to its job (the asker is answered at once, as
 //! queued) and ends with the job's answer.
 //!
-//! No attribute holds a prompt, a key or an answer's text: the model, the
-//! ids, the counts and the outcome only.
+//! No attribute holds a key, and none a prompt or an answer's text unless
+//! the tracer captures content (see `content.rs`): the model, the ids, the
+//! counts and the outcome only.
 
 use std::time::Instant;
 
 use serde_json::Value;
 
 use super::by_id::Ended;
+use super::content::{input, Answer};
 use super::invoke::Invocation;
 use super::kept::{is_kept, KeptAnswers};
 use super::meter::Meter;
@@ -125,11 +127,38 @@ impl Provider {
         Some(span)
     }
 
+    /// The request on `conn` goes to its agent with `payload`, `agent` its
+    /// agent's span: when content is captured, what the agent is sent goes
+    /// on the request's span, and the answer's content is to be gathered.
+    pub(super) fn trace_input(
+        &mut self,
+        conn: ConnId,
+        agent: Option<&Span>,
+        payload: &Value,
+    ) -> Option<Answer> {
+        if agent.is_none() || !self.tracer.captures_content() {
+            return None;
+        }
+        let span = answer_span(&mut self.kept, &mut self.meters, conn)?;
+        let (system, messages) = input(payload);
+        if let Some(system) = system {
+            span.set("gen_ai.system_instructions", system);
+        }
+        if let Some(messages) = messages {
+            span.set("gen_ai.input.messages", messages);
+        }
+        Some(Answer::default())
+    }
+
     /// The deltas of an invocation's answer: the tool calls among them are
-    /// noted, for their `execute_tool` spans.
+    /// noted, for their `execute_tool` spans, and their content gathered
+    /// when it is captured.
     pub(super) fn trace_delta(inv: &mut Invocation, delta: &Delta) {
         if inv.span.is_some() {
             note_calls(&mut inv.called, delta);
+        }
+        if let Some(answer) = inv.answer.as_mut() {
+            answer.add(delta);
         }
     }
 
@@ -141,6 +170,9 @@ impl Provider {
         let reasons: Vec<String> = finish_reason.into_iter().map(str::to_owned).collect();
         if let Some(span) = answer_span(&mut self.kept, &mut self.meters, inv.editor.conn) {
             span.set("gen_ai.response.finish_reasons", reasons);
+            if let Some(answer) = &inv.answer {
+                span.set("gen_ai.output.messages", answer.messages(finish_reason));
+            }
         }
     }
 

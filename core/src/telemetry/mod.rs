@@ -17,7 +17,8 @@ mod span;
 
 pub use context::{SpanContext, SpanId, TraceId};
 pub use sampler::Sampler;
-pub use span::{Event, Kind, Span, Value};
+pub(crate) use span::prefix;
+pub use span::{capped_json, Event, Kind, Span, Value, MAX_VALUE};
 
 use std::collections::VecDeque;
 use std::time::{Instant, SystemTime};
@@ -29,6 +30,8 @@ pub const MAX_PENDING: usize = 2048;
 #[derive(Debug)]
 struct On {
     sampler: Sampler,
+    /// Spans carry content: prompts, answers, tool arguments and results.
+    content: bool,
     /// The instant and wall time of one moment, to stamp spans in wall
     /// time from the instants the core is given.
     epoch: (Instant, SystemTime),
@@ -53,6 +56,7 @@ impl Tracer {
         Tracer {
             on: sampler.map(|sampler| On {
                 sampler,
+                content: false,
                 epoch: (now, wall),
             }),
             seed,
@@ -73,8 +77,25 @@ impl Tracer {
         }
     }
 
+    /// The tracer, its spans carrying content when `capture` says so:
+    /// the prompts and answers of model requests, the arguments and
+    /// results of tool calls. The GenAI conventions make that an opt-in
+    /// (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`): content is
+    /// the user's own data, so it is off unless asked for at start-up.
+    pub fn capturing_content(mut self, capture: bool) -> Self {
+        if let Some(on) = self.on.as_mut() {
+            on.content = capture;
+        }
+        self
+    }
+
     pub fn enabled(&self) -> bool {
         self.on.is_some()
+    }
+
+    /// Whether spans carry content (never for a tracer that is off).
+    pub fn captures_content(&self) -> bool {
+        self.on.as_ref().is_some_and(|on| on.content)
     }
 
     /// Starts a span named `name` at `now`: a child of `parent` (from the

@@ -122,12 +122,51 @@ impl Span {
     }
 }
 
+/// `value` as JSON text, at most [`MAX_VALUE`] bytes of it: the
+/// serializer stops where the cut is, so a large value (a tool's
+/// arguments, its result) costs no more than an attribute keeps.
+pub fn capped_json(value: &impl serde::Serialize) -> String {
+    let mut out = Capped(Vec::new());
+    // An error is the cut reached: what was written is the text.
+    let _ = serde_json::to_writer(&mut out, value);
+    match String::from_utf8(out.0) {
+        Ok(text) => text,
+        Err(cut) => {
+            let valid = cut.utf8_error().valid_up_to();
+            let mut bytes = cut.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).unwrap_or_default()
+        }
+    }
+}
+
+/// A writer that takes [`MAX_VALUE`] bytes, then refuses more.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = MAX_VALUE.saturating_sub(self.0.len()).min(buf.len());
+        self.0
+            .extend_from_slice(buf.get(..room).unwrap_or_default());
+        Ok(room)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// `s` cut to at most [`MAX_VALUE`] bytes on a character boundary.
 fn bounded(s: &str) -> &str {
-    if s.len() <= MAX_VALUE {
+    prefix(s, MAX_VALUE)
+}
+
+/// The start of `s`, at most `max` bytes, cut on a character boundary.
+pub(crate) fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
         return s;
     }
-    let mut end = MAX_VALUE;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }

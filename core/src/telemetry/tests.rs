@@ -134,3 +134,27 @@ fn long_values_are_cut_on_a_character_boundary() {
     };
     assert!(s.len() <= span::MAX_VALUE && s.chars().all(|c| c == 'é'));
 }
+
+#[test]
+fn content_is_captured_only_when_asked_and_never_by_a_tracer_that_is_off() {
+    let now = Instant::now();
+    let new = || Tracer::new(Some(Sampler::default()), 1, now, SystemTime::UNIX_EPOCH);
+    assert!(!new().captures_content());
+    assert!(new().capturing_content(true).captures_content());
+    assert!(!new().capturing_content(false).captures_content());
+    assert!(!Tracer::off().capturing_content(true).captures_content());
+}
+
+#[test]
+fn json_text_is_cut_at_the_bound_on_a_character_boundary() {
+    let small = serde_json::json!({"city": "Paris", "days": 3});
+    assert_eq!(capped_json(&small), r#"{"city":"Paris","days":3}"#);
+    let large = serde_json::json!({"text": "é".repeat(MAX_VALUE)});
+    let cut = capped_json(&large);
+    assert!(
+        cut.len() <= MAX_VALUE && cut.len() > MAX_VALUE - 4,
+        "{}",
+        cut.len()
+    );
+    assert!(cut.starts_with(r#"{"text":"éé"#));
+}

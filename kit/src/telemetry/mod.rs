@@ -30,6 +30,7 @@ pub const LAST_FLUSH: Duration = Duration::from_secs(2);
 pub struct Traces {
     exporter: Exporter,
     sampler: Sampler,
+    capture_content: bool,
     /// Spans the bridge's tracer dropped, as last read under its lock.
     bridge_dropped: AtomicU64,
     /// Lost spans already handed to the provider.
@@ -40,9 +41,11 @@ impl Traces {
     /// Starts exporting with `settings`.
     pub fn start(settings: Settings) -> std::io::Result<Arc<Traces>> {
         let sampler = settings.sampler.clone();
+        let capture_content = settings.capture_content;
         Ok(Arc::new(Traces {
             exporter: Exporter::start(settings)?,
             sampler,
+            capture_content,
             bridge_dropped: AtomicU64::new(0),
             reported: AtomicU64::new(0),
         }))
@@ -53,6 +56,12 @@ impl Traces {
         self.sampler.clone()
     }
 
+    /// Whether spans carry content (prompts, answers, tool arguments and
+    /// results), for the provider's tracer as for the bridge's.
+    pub fn captures_content(&self) -> bool {
+        self.capture_content
+    }
+
     /// A tracer for the bridge, its ids drawn from `seed`.
     pub fn tracer(&self, seed: u64) -> Tracer {
         Tracer::new(
@@ -61,6 +70,7 @@ impl Traces {
             Instant::now(),
             SystemTime::now(),
         )
+        .capturing_content(self.capture_content)
     }
 
     /// Tells the provider of spans lost since it was last told; called

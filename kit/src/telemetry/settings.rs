@@ -23,6 +23,8 @@ pub struct Settings {
     pub headers: Vec<(String, String)>,
     pub resource: Resource,
     pub sampler: Sampler,
+    /// Spans carry content: prompts, answers, tool arguments and results.
+    pub capture_content: bool,
     /// How long one export may take, connecting included.
     pub timeout: Duration,
     /// How long a span waits for its batch to fill before it is sent.
@@ -42,6 +44,7 @@ impl Settings {
             headers: Vec::new(),
             resource,
             sampler: Sampler::default(),
+            capture_content: false,
             timeout: Duration::from_secs(10),
             schedule_delay: Duration::from_secs(1),
             max_batch: 512,
@@ -60,6 +63,7 @@ impl fmt::Debug for Settings {
             .field("headers (values hidden)", &headers)
             .field("resource", &self.resource)
             .field("sampler", &self.sampler)
+            .field("capture_content", &self.capture_content)
             .field("timeout", &self.timeout)
             .field("schedule_delay", &self.schedule_delay)
             .field("max_batch", &self.max_batch)

@@ -11,7 +11,9 @@
 //! one CLIENT span per server, each a child of the one SERVER span.
 //!
 //! With tracing off nothing here runs: no span, no `_meta` touched, the
-//! bytes forwarded as they always were.
+//! bytes forwarded as they always were. A tool call's arguments and result
+//! go on its SERVER span only when the tracer captures content (the GenAI
+//! conventions' opt-in), cut to the attribute bound as they are read.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -25,7 +27,7 @@ use super::{ChildId, ClientId};
 use crate::http::{Body, Request, Response};
 use crate::mcp;
 use crate::provider::{ConnId, RequestId};
-use crate::telemetry::{Kind, Span, SpanContext, Tracer};
+use crate::telemetry::{capped_json, Kind, Span, SpanContext, Tracer, Value as Attr};
 
 /// SERVER spans open at once, per way of answering; past it a request is
 /// not traced (its answer may never come: the map must not grow for it).
@@ -287,6 +289,11 @@ impl<H: Above> Registry<H> {
             return;
         };
         span.set("network.transport", "tcp");
+        if method == "tools/call" && self.tracer.captures_content() {
+            if let Some(arguments) = params.get("arguments") {
+                span.set("gen_ai.tool.call.arguments", capped_json(arguments));
+            }
+        }
         if let Some(version) = version_of(request, method, params) {
             span.set("mcp.protocol.version", version);
         }
@@ -314,6 +321,7 @@ impl<H: Above> Registry<H> {
         let Some(mut span) = self.served.by_request.remove(&to) else {
             return;
         };
+        self.capture_result(&mut span, body);
         if let (None, Some(session)) = (
             span.get("mcp.session.id"),
             response.header("mcp-session-id"),
@@ -341,7 +349,8 @@ impl<H: Above> Registry<H> {
                 self.served.by_call.remove(&(*child, *client, id.clone()))
             }
         };
-        if let Some(span) = span {
+        if let Some(mut span) = span {
+            self.capture_result(&mut span, answer.as_bytes());
             self.end_served(span, Failure::of_answer(answer.as_bytes()));
         }
     }
@@ -383,6 +392,27 @@ impl<H: Above> Registry<H> {
         if self.tracer.enabled() {
             self.served.clock = Some(now);
         }
+    }
+
+    /// With content captured, a tool call's result goes on its span: the
+    /// JSON-RPC answer's `result`, or a REST answer as a whole (an error
+    /// is no result: `error.type` tells it).
+    fn capture_result(&self, span: &mut Span, answer: &[u8]) {
+        if !self.tracer.captures_content() {
+            return;
+        }
+        if !matches!(span.get("mcp.method.name"), Some(Attr::Str(m)) if m == "tools/call") {
+            return;
+        }
+        let Ok(head) = serde_json::from_slice::<AnswerHead>(answer) else {
+            return;
+        };
+        let result = match (head.error, head.result) {
+            (Some(_), _) => return,
+            (None, Some(result)) => result.get(),
+            (None, None) => std::str::from_utf8(answer).unwrap_or_default(),
+        };
+        span.set("gen_ai.tool.call.result", result);
     }
 
     fn end_served(&mut self, span: Span, failure: Option<Failure>) {

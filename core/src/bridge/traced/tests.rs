@@ -320,3 +320,103 @@ fn an_openapi_document_is_a_server_span_over_every_listing() {
         Some(server.context.span_id)
     );
 }
+
+/// A traced rig whose spans carry content.
+fn capturing(rig: Rig) -> Rig {
+    let mut rig = traced(rig);
+    rig.bridge.tracer =
+        std::mem::replace(&mut rig.bridge.tracer, Tracer::off()).capturing_content(true);
+    rig
+}
+
+#[test]
+fn with_content_captured_a_calls_span_carries_its_arguments_and_result() {
+    let mut rig = capturing(Rig::new());
+    let session = rig.session();
+    spans(&mut rig);
+    let headers = [("mcp-session-id", session.as_str())];
+    post(&mut rig, "/mcp/echo", &headers, call(json!(4), json!({})));
+    let sent = rig.child.last().unwrap()["id"].clone();
+    let result = json!({"content": [{"type": "text", "text": "hi back"}]});
+    rig.child_says(json!({"jsonrpc": "2.0", "id": sent, "result": result}));
+    let done = spans(&mut rig);
+    let server = one(&done, Kind::Server);
+    let json = |key| serde_json::from_str::<Value>(&text(server, key)).unwrap();
+    assert_eq!(json("gen_ai.tool.call.arguments"), json!({"text": "hi"}));
+    assert_eq!(json("gen_ai.tool.call.result"), result);
+    // The CLIENT span holds no content, and a listing none either.
+    let client = one(&done, Kind::Client);
+    assert_eq!(client.get("gen_ai.tool.call.arguments"), None);
+    assert_eq!(client.get("gen_ai.tool.call.result"), None);
+}
+
+#[test]
+fn captured_arguments_and_results_are_cut_to_the_bound() {
+    let mut rig = capturing(Rig::new());
+    let session = rig.session();
+    spans(&mut rig);
+    let headers = [("mcp-session-id", session.as_str())];
+    let long = "q".repeat(64 * 1024);
+    let body = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": long}}});
+    post(&mut rig, "/mcp/echo", &headers, body);
+    let sent = rig.child.last().unwrap()["id"].clone();
+    let result = json!({"content": [{"type": "text", "text": long}]});
+    rig.child_says(json!({"jsonrpc": "2.0", "id": sent, "result": result}));
+    let done = spans(&mut rig);
+    let server = one(&done, Kind::Server);
+    for key in ["gen_ai.tool.call.arguments", "gen_ai.tool.call.result"] {
+        let value = text(server, key);
+        assert!(
+            value.len() <= crate::telemetry::MAX_VALUE && value.len() > 1024,
+            "{key}: {}",
+            value.len()
+        );
+    }
+}
+
+#[test]
+fn an_error_answer_has_no_result_and_without_capture_nothing_is_captured() {
+    let mut rig = capturing(Rig::new());
+    let session = rig.session();
+    spans(&mut rig);
+    let headers = [("mcp-session-id", session.as_str())];
+    post(&mut rig, "/mcp/echo", &headers, call(json!(7), json!({})));
+    let sent = rig.child.last().unwrap()["id"].clone();
+    rig.child_says(
+        json!({"jsonrpc": "2.0", "id": sent, "error": {"code": -32602, "message": "bad"}}),
+    );
+    let done = spans(&mut rig);
+    let server = one(&done, Kind::Server);
+    assert!(server.get("gen_ai.tool.call.arguments").is_some());
+    assert_eq!(server.get("gen_ai.tool.call.result"), None);
+
+    let mut rig = traced(Rig::new());
+    let session = rig.session();
+    spans(&mut rig);
+    let headers = [("mcp-session-id", session.as_str())];
+    post(&mut rig, "/mcp/echo", &headers, call(json!(8), json!({})));
+    let sent = rig.child.last().unwrap()["id"].clone();
+    rig.child_says(json!({"jsonrpc": "2.0", "id": sent, "result": {"content": []}}));
+    let done = spans(&mut rig);
+    let server = one(&done, Kind::Server);
+    assert_eq!(server.get("gen_ai.tool.call.arguments"), None);
+    assert_eq!(server.get("gen_ai.tool.call.result"), None);
+}
+
+#[test]
+fn an_openapi_operation_captures_its_arguments_and_result_too() {
+    let spec = ServerSpec::new("echo", vec!["echo-mcp".into()]);
+    let mut rig = capturing(Rig::of(vec![spec], Limits::default()));
+    post(&mut rig, "/tools/echo/say", &[], json!({"text": "hi"}));
+    let child = ChildId(1);
+    rig.initializes(child);
+    rig.answers(child, json!({"tools": [{"name": "say"}]}));
+    let result = json!({"content": [{"type": "text", "text": "said"}]});
+    rig.answers(child, result.clone());
+    let done = spans(&mut rig);
+    let server = one(&done, Kind::Server);
+    let json = |key| serde_json::from_str::<Value>(&text(server, key)).unwrap();
+    assert_eq!(json("gen_ai.tool.call.arguments"), json!({"text": "hi"}));
+    assert!(text(server, "gen_ai.tool.call.result").contains("said"));
+}

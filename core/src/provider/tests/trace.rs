@@ -3,7 +3,7 @@
 //! the editor's tools, their names, attributes and parents.
 
 use super::*;
-use crate::telemetry::{Kind, Sampler, Span, SpanContext, Value as Attr};
+use crate::telemetry::{Kind, Sampler, Span, SpanContext, Value as Attr, MAX_VALUE};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
@@ -368,4 +368,104 @@ fn tracing_off_starts_nothing_and_hands_the_agent_no_context() {
     let id = invoke["id"].as_str().unwrap().to_owned();
     t.agent(AGENT, chunk(&id, 0, "x", Some("stop")));
     assert!(t.p.poll_span().is_none());
+}
+
+/// A traced provider whose spans carry content.
+fn capturing() -> Pair {
+    let mut t = Pair::new(|c| {
+        c.trace = Some(Sampler::default());
+        c.trace_content = true;
+    });
+    t.connect_agent(AGENT, register(3600));
+    t.agent_frames(AGENT);
+    t
+}
+
+#[test]
+fn with_content_captured_the_span_carries_the_prompt_and_the_answer_but_no_key() {
+    let mut t = capturing();
+    let body = json!({"model": "m", "stream": true, "messages": [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "secret prompt"}]});
+    let parent = traceparent();
+    t.request(
+        EDITOR,
+        "POST",
+        "/v1/chat/completions",
+        &[("traceparent", parent.as_str())],
+        body,
+    );
+    let id = t.last_invoke_id(AGENT);
+    t.agent(AGENT, chunk(&id, 0, "Hel", None));
+    t.agent(
+        AGENT,
+        json!({"type": "model_stream_chunk", "id": id, "chunk_index": 1,
+               "delta": {"content": "lo", "tool_calls": [{"index": 0, "id": "call_3",
+                   "function": {"name": "lookup", "arguments": "{\"q\":1}"}}]},
+               "finish_reason": "tool_calls"}),
+    );
+    assert_eq!(t.editor(EDITOR).0, Some(200));
+    let spans = finished(&mut t);
+    let server = named(&spans, "chat m");
+    let json = |key| serde_json::from_str::<Value>(&text(server, key)).expect(key);
+    assert_eq!(
+        json("gen_ai.input.messages"),
+        json!([{"role": "user", "parts": [{"type": "text", "content": "secret prompt"}]}])
+    );
+    assert_eq!(
+        json("gen_ai.system_instructions"),
+        json!([{"type": "text", "content": "Be terse."}])
+    );
+    assert_eq!(
+        json("gen_ai.output.messages"),
+        json!([{"role": "assistant", "finish_reason": "tool_calls", "parts": [
+            {"type": "text", "content": "Hello"},
+            {"type": "tool_call", "id": "call_3", "name": "lookup", "arguments": {"q": 1}}]}])
+    );
+    // The editor's key (`Bearer key`) is in no attribute.
+    for span in &spans {
+        for (_, value) in &span.attributes {
+            assert!(!format!("{value:?}").contains("Bearer"), "{value:?}");
+        }
+    }
+}
+
+#[test]
+fn captured_content_is_held_to_the_attribute_bound() {
+    let mut t = capturing();
+    let long = "z".repeat(64 * 1024);
+    let body = json!({"model": "m", "stream": false, "messages": [
+        {"role": "user", "content": long}, {"role": "user", "content": long}]});
+    t.request(EDITOR, "POST", "/v1/chat/completions", &[], body);
+    let id = t.last_invoke_id(AGENT);
+    for i in 0..40 {
+        t.agent(AGENT, chunk(&id, i, &"w".repeat(1000), None));
+    }
+    t.agent(AGENT, chunk(&id, 40, "", Some("length")));
+    assert_eq!(t.editor(EDITOR).0, Some(200));
+    let spans = finished(&mut t);
+    let server = named(&spans, "chat m");
+    for key in ["gen_ai.input.messages", "gen_ai.output.messages"] {
+        let value = text(server, key);
+        assert!(value.len() <= MAX_VALUE, "{key}: {}", value.len());
+        serde_json::from_str::<Value>(&value).expect(key);
+    }
+}
+
+#[test]
+fn without_content_capture_no_content_attribute_is_set() {
+    let mut t = traced();
+    chat_traced(&mut t, EDITOR, false);
+    let id = t.last_invoke_id(AGENT);
+    t.agent(AGENT, chunk(&id, 0, "answer", Some("stop")));
+    assert_eq!(t.editor(EDITOR).0, Some(200));
+    let spans = finished(&mut t);
+    let server = named(&spans, "chat m");
+    for key in [
+        "gen_ai.input.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.output.messages",
+    ] {
+        assert_eq!(server.get(key), None, "{key}");
+    }
 }
