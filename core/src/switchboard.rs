@@ -22,6 +22,7 @@ use std::time::Instant;
 use crate::backlog::{Backlog, Level, SLOW_CLIENT_BYTES};
 use crate::idmap::IdMap;
 use crate::provider::{ConnId, Output, Provider};
+use crate::telemetry::Span;
 
 pub struct Switchboard<M> {
     provider: Provider,
@@ -34,7 +35,12 @@ pub struct Switchboard<M> {
     armed: Option<Instant>,
     /// Takes the provider's audit lines; false leaves the rest queued.
     audit: Option<AuditSink>,
+    /// Takes the provider's finished spans.
+    spans: Option<SpanSink>,
 }
+
+/// Where finished spans go (an exporter's queue, which never waits).
+pub type SpanSink = Box<dyn FnMut(Span) + Send>;
 
 /// Where audit lines go: true when the line was taken.
 pub type AuditSink = Box<dyn FnMut(String) -> bool + Send>;
@@ -48,7 +54,15 @@ impl<M> Switchboard<M> {
             high: Vec::new(),
             armed: None,
             audit: None,
+            spans: None,
         }
+    }
+
+    /// The provider's finished spans go to `sink` from now on, each as
+    /// soon as the call that finished it is done (a request's span ends
+    /// with its answer's last output).
+    pub fn set_spans(&mut self, sink: SpanSink) {
+        self.spans = Some(sink);
     }
 
     /// The provider's audit lines go to `sink` from now on.
@@ -111,6 +125,11 @@ impl<M> Switchboard<M> {
                     break;
                 }
                 self.provider.poll_audit();
+            }
+        }
+        if let Some(sink) = self.spans.as_mut() {
+            while let Some(span) = self.provider.poll_span() {
+                sink(span);
             }
         }
         let next = self.provider.poll_timeout();

@@ -58,6 +58,9 @@ impl<B: Bell> Hub<B> {
     /// Exports the provider's spans through `traces` from now on (set
     /// once, before serving).
     pub fn set_traces(&self, traces: Arc<Traces>) {
+        let exporter = traces.clone();
+        self.lock()
+            .set_spans(Box::new(move |span| exporter.send(span)));
         let _ = self.traces.set(traces);
     }
 
@@ -150,18 +153,7 @@ impl<B: Bell> Hub<B> {
             }
             f(p, now)
         };
-        let mut board = self.lock();
-        let (result, mut rearm) = board.with(Instant::now(), traced, post);
-        // The provider ends a request's span as it hands out the answer's
-        // last output, which `with` posts after `f`: the spans are drained
-        // once that is done, so they leave now, not with the next call.
-        if let Some(traces) = self.traces.get() {
-            let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, bells);
-            rearm |= board
-                .with(Instant::now(), |p, _| traces.drain_provider(p), post)
-                .1;
-        }
-        drop(board);
+        let (result, rearm) = self.lock().with(Instant::now(), traced, post);
         if rearm {
             (self.wake)();
         }
@@ -242,11 +234,6 @@ impl<B: Bell> Hub<B> {
         let post = |mailbox: &Mailbox<B>, output| mailbox.post(output, &mut bells);
         if self.lock().detach(id, Instant::now(), post) {
             (self.wake)();
-        }
-        // A span the connection's end finished leaves now, not with the
-        // next request.
-        if self.traces.get().is_some() {
-            self.with(|_, _| ());
         }
         if let Some(bridge) = self.bridge.get() {
             bridge.handle_conn_closed(id);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mcp_provider_core::gateway::Bridge;
-use mcp_provider_core::telemetry::{Sampler, Tracer};
+use mcp_provider_core::telemetry::{Sampler, Span, Tracer};
 use mcp_provider_core::Provider;
 
 pub use exporter::Exporter;
@@ -87,11 +87,9 @@ impl Traces {
         }
     }
 
-    /// Hands the provider's finished spans to the exporter.
-    pub fn drain_provider(&self, provider: &mut Provider) {
-        while let Some(span) = provider.poll_span() {
-            self.exporter.send(span);
-        }
+    /// Queues a finished span for export (never waits).
+    pub fn send(&self, span: Span) {
+        self.exporter.send(span);
     }
 
     /// Hands the bridge's finished spans to the exporter, and notes how
