@@ -1,9 +1,10 @@
 //! Traces leaving the process: the finished spans of the provider and of
-//! the MCP bridge, sent to an OTLP/HTTP collector by the [`exporter`]
+//! the MCP bridge, sent to an OTLP/HTTP collector by the [`Exporter`]'s
 //! thread, the same under every runtime.
 //!
-//! [`Traces`] is the one place a driver hands spans over: the hub drains
-//! the provider's after each call into it, the bridge its own after each
+//! [`Traces`] is the one place a driver hands spans over: the hub's
+//! switchboard hands it the provider's after each call into it (its span
+//! sink), the bridge its own after each
 //! of its steps, and the spans lost on the way (a full queue, a failed
 //! export, a tracer not drained in time) reach the provider's
 //! `/metrics`. With no endpoint configured there is no `Traces`: no
