@@ -731,6 +731,7 @@ impl Upstream {
             id,
             version,
             name,
+            trace,
         } = outline;
         let (url, legacy) = match &self.protocol {
             Protocol::Legacy {
@@ -742,7 +743,7 @@ impl Upstream {
         let mut request = self
             .request("POST", url)
             .header("accept", "application/json, text/event-stream");
-        if let Some(context) = outline::trace_of(&line) {
+        if let Some(context) = trace {
             request = request.header("traceparent", context.traceparent());
             if let Some(state) = context.state {
                 request = request.header("tracestate", state);

@@ -22,6 +22,10 @@ pub struct Outline {
     pub version: Option<String>,
     /// The tool, prompt or resource the request names.
     pub name: Option<String>,
+    /// `params._meta`'s trace context (SEP-414; the bridge's CLIENT span's
+    /// when it traces), sent again as the `traceparent` and `tracestate`
+    /// headers.
+    pub trace: Option<SpanContext>,
 }
 
 #[derive(Deserialize)]
@@ -44,11 +48,15 @@ struct Params<'a> {
     uri: Option<&'a RawValue>,
 }
 
-/// `_meta`'s member [`mcp::PROTOCOL_VERSION_META`].
+/// `_meta`'s member [`mcp::PROTOCOL_VERSION_META`] and its trace context.
 #[derive(Deserialize, Default)]
 struct Meta<'a> {
     #[serde(default, borrow, rename = "io.modelcontextprotocol/protocolVersion")]
     version: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    traceparent: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    tracestate: Option<&'a RawValue>,
 }
 
 /// The member of a request's params that names what it acts on (sent as
@@ -96,11 +104,14 @@ impl Outline {
             Some(_) => text(params.name),
             None => None,
         };
+        let trace = text(meta.traceparent)
+            .and_then(|parent| SpanContext::parse(&parent, text(meta.tracestate).as_deref()));
         Some(Outline {
             method,
             id,
             version: text(meta.version),
             name,
+            trace,
         })
     }
 
@@ -114,32 +125,9 @@ impl Outline {
             id: method.and(id).filter(|id| !id.is_null()).cloned(),
             version: text(&params["_meta"][mcp::PROTOCOL_VERSION_META]),
             name,
+            trace: SpanContext::from_meta(&params["_meta"]),
         }
     }
-}
-
-/// `_meta`'s trace context members (SEP-414).
-#[derive(Deserialize, Default)]
-struct TraceMeta<'a> {
-    #[serde(default, borrow)]
-    traceparent: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    tracestate: Option<&'a RawValue>,
-}
-
-/// The trace context a request's `params._meta` carries (the bridge's
-/// CLIENT span's, when it traces), for the `traceparent` and `tracestate`
-/// headers of the POST that sends it. Only a line that names
-/// `traceparent` at all is read again.
-pub(crate) fn trace_of(line: &str) -> Option<SpanContext> {
-    if !line.contains("\"traceparent\"") {
-        return None;
-    }
-    let members: Members = serde_json::from_str(line).ok()?;
-    let params: Params = shaped(members.params);
-    let meta: TraceMeta = shaped(params.meta);
-    let parent = text(meta.traceparent)?;
-    SpanContext::parse(&parent, text(meta.tracestate).as_deref())
 }
 
 #[cfg(test)]
@@ -163,6 +151,7 @@ mod tests {
                 id: Some(json!(7)),
                 version: Some("2026-07-28".into()),
                 name: Some("echo".into()),
+                trace: None,
             })
         );
     }
@@ -227,6 +216,7 @@ mod tests {
             id,
             version,
             name: name.filter(|_| !key.is_empty()),
+            trace: SpanContext::from_meta(&message["params"]["_meta"]),
         })
     }
 
