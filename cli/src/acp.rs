@@ -11,6 +11,7 @@ use mcp_provider_core::agent::acp::{AcpPlan, EditorTools};
 
 use mcp_provider_kit::relay::{self, ToolDir};
 
+use crate::bad_args::BadArgs;
 use crate::exec::find_program;
 
 #[derive(Args)]
@@ -92,11 +93,11 @@ impl AcpArgs {
     /// The plan, or why the arguments do not make one: the agent must be
     /// found now, so a missing one is a usage error naming how to install
     /// it, not a "serving" agent whose every answer fails.
-    pub fn plan(&self) -> Result<AcpPlan, String> {
+    pub fn plan(&self) -> Result<AcpPlan, BadArgs> {
         let preset = self.preset();
         let policy = match Policy::from_name(&self.allow_own_tools).unwrap_or_default() {
             Policy::Ask { .. } if self.ask_timeout_secs == 0 => {
-                return Err("--ask-timeout-secs must be at least 1".to_owned());
+                return Err(BadArgs::Zero("--ask-timeout-secs"));
             }
             Policy::Ask { .. } => Policy::Ask {
                 timeout: Duration::from_secs(self.ask_timeout_secs),
@@ -114,34 +115,35 @@ impl AcpArgs {
                 (command, preset.name.to_owned())
             }
             None => {
-                let program = self.command.first().ok_or(
+                let program = self.command.first().ok_or(BadArgs::NoCommand(
                     "agent acp needs --preset NAME or a command after `--`, e.g. `agent acp -- gemini --acp`",
-                )?;
+                ))?;
                 let name = program.rsplit('/').next().unwrap_or(program).to_owned();
                 (self.command.clone(), name)
             }
         };
         if self.timeout_secs == 0 || self.start_timeout_secs == 0 {
-            return Err("--timeout-secs and --start-timeout-secs must be at least 1".to_owned());
+            return Err(BadArgs::Zero("--timeout-secs and --start-timeout-secs"));
         }
         if self.max_sessions == 0 || self.max_processes == 0 {
-            return Err("--max-sessions and --max-processes must be at least 1".to_owned());
+            return Err(BadArgs::Zero("--max-sessions and --max-processes"));
         }
         let cwd = match &self.cwd {
-            Some(dir) if !dir.is_dir() => {
-                return Err(format!("--cwd {}: no such directory", dir.display()));
-            }
-            Some(dir) => std::path::absolute(dir).map_err(|e| format!("--cwd: {e}"))?,
-            None => std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?,
+            Some(dir) if !dir.is_dir() => return Err(BadArgs::NoSuchDirectory(dir.clone())),
+            Some(dir) => std::path::absolute(dir).map_err(BadArgs::Cwd)?,
+            None => std::env::current_dir().map_err(BadArgs::NoWorkingDirectory)?,
         };
         let program = command.first().map(String::as_str).unwrap_or_default();
         if find_program(program, &cwd).is_none() {
+            let program = program.to_owned();
             return Err(match preset {
-                Some(preset) => format!(
-                    "the {} preset runs `{program}`, which is not installed (not found on PATH, or not executable); install it with `{}`",
-                    preset.name, preset.install
-                ),
-                None => format!("`{program}` is not found (or is not executable)"),
+                Some(preset) => BadArgs::NotInstalled {
+                    preset: preset.name,
+                    program,
+                    install: preset.install,
+                    or: "",
+                },
+                None => BadArgs::NotFound { program, on: "" },
             });
         }
         let env = preset
@@ -182,12 +184,13 @@ impl AcpArgs {
 
     /// The tool link sessions reach the editor's tools by (set in the
     /// plan), and the directory to keep while it serves.
-    pub fn tools(&self, plan: &mut AcpPlan) -> Result<ToolDir, String> {
+    pub fn tools(&self, plan: &mut AcpPlan) -> Result<ToolDir, BadArgs> {
         if self.tool_wait_secs == 0 {
-            return Err("--tool-wait-secs must be at least 1".to_owned());
+            return Err(BadArgs::Zero("--tool-wait-secs"));
         }
         let wait = Duration::from_secs(self.tool_wait_secs);
-        let (mut link, dir) = relay::prepare(wait, false)?;
+        let (mut link, dir) =
+            relay::prepare(wait, false).map_err(|why| BadArgs::ToolLink(why.to_string()))?;
         link.search = self.search.mode();
         plan.tools = Some(link);
         Ok(dir)

@@ -3,6 +3,8 @@
 
 use mcp_provider_kit::dial::Link;
 
+use crate::secrets::SecretsError;
+
 /// The flags every agent command dials with.
 #[derive(clap::Args, Clone)]
 pub struct LinkArgs {
@@ -25,7 +27,7 @@ pub struct LinkArgs {
 
 impl LinkArgs {
     /// The link, its token found where the user keeps it.
-    pub fn resolve(self) -> Result<Link, String> {
+    pub fn resolve(self) -> Result<Link, SecretsError> {
         let token = self
             .token
             .map_or_else(crate::secrets::kept_bridge_token, Ok)?;

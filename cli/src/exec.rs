@@ -10,6 +10,8 @@ use mcp_provider_core::agent::exec::tool_search::{ToolSearch, DEFAULT_THRESHOLD}
 use mcp_provider_core::agent::exec::ExecPlan;
 use mcp_provider_kit::relay::{self, ToolDir};
 
+use crate::bad_args::BadArgs;
+
 #[derive(Args)]
 pub struct ExecArgs {
     #[command(flatten)]
@@ -68,7 +70,7 @@ pub struct ExecArgs {
 
 impl ExecArgs {
     /// The plan, or why the arguments do not make one.
-    pub fn plan(&self) -> Result<ExecPlan, String> {
+    pub fn plan(&self) -> Result<ExecPlan, BadArgs> {
         let preset = self.preset.as_deref().and_then(Preset::from_name);
         let (command, format, default_model) = match preset {
             Some(preset) => (
@@ -77,18 +79,18 @@ impl ExecArgs {
                 preset.name().to_owned(),
             ),
             None => {
-                let program = self.command.first().ok_or(
+                let program = self.command.first().ok_or(BadArgs::NoCommand(
                     "agent exec needs --preset NAME or a command after `--`, e.g. `agent exec -- cat`",
-                )?;
+                ))?;
                 let name = program.rsplit('/').next().unwrap_or(program).to_owned();
                 (self.command.clone(), Format::Plain, name)
             }
         };
         if self.max_running == 0 {
-            return Err("--max-running must be at least 1".to_owned());
+            return Err(BadArgs::Zero("--max-running"));
         }
         if self.timeout_secs == 0 {
-            return Err("--timeout-secs must be at least 1".to_owned());
+            return Err(BadArgs::Zero("--timeout-secs"));
         }
         Ok(ExecPlan {
             model: self.model.clone().unwrap_or(default_model),
@@ -107,15 +109,16 @@ impl ExecArgs {
 
     /// The tool link for a plan whose CLI can be given the editor's tools
     /// (set in the plan), and the directory to keep while it serves.
-    pub fn tools(&self, plan: &mut ExecPlan) -> Result<Option<ToolDir>, String> {
+    pub fn tools(&self, plan: &mut ExecPlan) -> Result<Option<ToolDir>, BadArgs> {
         if !plan.preset.is_some_and(offer::takes_tools) {
             return Ok(None);
         }
         if self.tool_wait_secs == 0 {
-            return Err("--tool-wait-secs must be at least 1".to_owned());
+            return Err(BadArgs::Zero("--tool-wait-secs"));
         }
         let wait = Duration::from_secs(self.tool_wait_secs);
-        let (mut link, dir) = relay::prepare(wait, self.cli_tools)?;
+        let (mut link, dir) = relay::prepare(wait, self.cli_tools)
+            .map_err(|why| BadArgs::ToolLink(why.to_string()))?;
         link.search = self.search.mode();
         plan.tools = Some(link);
         Ok(Some(dir))
@@ -127,13 +130,11 @@ impl ExecArgs {
     /// is a usage error naming how to install it rather than a "serving"
     /// agent whose every answer fails; one that disappears later still
     /// fails its request with the reason.
-    pub fn check_runnable(&self, plan: &ExecPlan) -> Result<(), String> {
+    pub fn check_runnable(&self, plan: &ExecPlan) -> Result<(), BadArgs> {
         let here = match &self.cwd {
-            Some(dir) if !dir.is_dir() => {
-                return Err(format!("--cwd {}: no such directory", dir.display()));
-            }
+            Some(dir) if !dir.is_dir() => return Err(BadArgs::NoSuchDirectory(dir.clone())),
             Some(dir) => dir.clone(),
-            None => std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?,
+            None => std::env::current_dir().map_err(BadArgs::NoWorkingDirectory)?,
         };
         let Some(program) = plan.command.first() else {
             return Ok(());
@@ -142,16 +143,19 @@ impl ExecArgs {
             return Ok(());
         }
         let preset = self.preset.as_deref().and_then(Preset::from_name);
+        let program = program.clone();
         Err(match preset {
-            Some(preset) => format!(
-                "the {} preset runs `{program}`, which is not installed (not found on PATH, or not executable); install it with `{}`, or pass --preset for a CLI you have",
-                preset.name(),
-                preset.install()
-            ),
-            None if program.contains('/') => {
-                format!("`{program}` is not an executable file")
-            }
-            None => format!("`{program}` is not found on PATH (or is not executable)"),
+            Some(preset) => BadArgs::NotInstalled {
+                preset: preset.name(),
+                program,
+                install: preset.install(),
+                or: ", or pass --preset for a CLI you have",
+            },
+            None if program.contains('/') => BadArgs::NotExecutable(program),
+            None => BadArgs::NotFound {
+                program,
+                on: " on PATH",
+            },
         })
     }
 

@@ -11,35 +11,29 @@
 //! and the relay that carries a CLI's MCP lines to `agent exec`.
 
 mod acp;
+mod agents;
+mod bad_args;
+mod banner;
 mod dial;
 mod exec;
+mod failure;
 mod fds;
 mod login;
-mod mcp_json;
 mod relay;
 mod reload;
 mod secrets;
+mod serve;
 mod settings;
 mod watchdog;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use mcp_provider_core::http::Limits;
-use mcp_provider_kit::exec::{Plan, RemoteExec};
-use mcp_provider_kit::oauth::{OAuthCredentials, Store};
-use mcp_provider_kit::relay::ToolDir;
-use mcp_provider_kit::telemetry::Traces;
-use mcp_provider_kit::{
-    audit, bridge, ConnLimits, EchoAgentPlan, Launch, RemoteEcho, RemoteHost, Runtime, AGENT_HUB,
-    ECHO_AGENT,
-};
+use mcp_provider_kit::Runtime;
 
+use failure::Failure;
 use settings::sources::{Added, Source};
-use settings::Settings;
 
 #[derive(Parser)]
 #[command(
@@ -205,23 +199,7 @@ pub fn main<R: Runtime>() -> ExitCode {
                     model,
                     chunk_delay_ms,
                 },
-        } => match link.resolve() {
-            Ok(link) => {
-                println!(
-                    "Connecting to {} as an echo agent for model `{model}`…",
-                    link.url
-                );
-                R::agent_echo(RemoteEcho {
-                    link,
-                    agent: EchoAgentPlan {
-                        model,
-                        chunk_delay: Duration::from_millis(chunk_delay_ms),
-                    },
-                })
-                .map_err(Failure::Runtime)
-            }
-            Err(e) => Err(Failure::Usage(e)),
-        },
+        } => agents::echo::<R>(link, model, chunk_delay_ms),
         Command::Agent {
             agent:
                 AgentCommand::Mcp {
@@ -229,90 +207,23 @@ pub fn main<R: Runtime>() -> ExitCode {
                     model,
                     sampling,
                 },
-        } => match link.resolve() {
-            Ok(link) => {
-                // stdout carries the MCP messages: everything else is for stderr.
-                eprintln!(
-                    "Connecting to {} to serve model `{model}` through this MCP host…",
-                    link.url
-                );
-                R::agent_mcp(RemoteHost {
-                    link,
-                    plan: mcp_provider_core::agent::host::HostPlan { model, sampling },
-                })
-                .map_err(Failure::Runtime)
-            }
-            Err(e) => Err(Failure::Usage(e)),
-        },
+        } => agents::mcp::<R>(link, model, sampling),
         Command::Agent {
             agent: AgentCommand::Exec(args),
-        } => agent_exec::<R>(&args),
+        } => agents::exec::<R>(&args),
         Command::Agent {
             agent: AgentCommand::Acp(args),
-        } => agent_acp::<R>(&args),
-        Command::Login(args) => login::login(args),
-        Command::Logout(args) => login::logout(args),
+        } => agents::acp::<R>(&args),
+        Command::Login(args) => login::login(args).map_err(Failure::from),
+        Command::Logout(args) => login::logout(args).map_err(Failure::from),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(e)) => {
-            eprintln!("{}: {e}", R::NAME);
-            ExitCode::from(2)
-        }
-        Err(Failure::Runtime(e)) => {
-            eprintln!("{}: {e}", R::NAME);
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("{}: {failure}", R::NAME);
+            failure.exit_code()
         }
     }
-}
-
-/// `agent exec`: the plan, the tool link when its CLI can take the
-/// editor's tools (its directory kept until the agent ends), then the runs.
-fn agent_exec<R: Runtime>(args: &exec::ExecArgs) -> Result<(), Failure> {
-    let mut plan = args
-        .plan()
-        .and_then(|plan| args.check_runnable(&plan).map(|()| plan))
-        .map_err(Failure::Usage)?;
-    let link = args.link.clone().resolve().map_err(Failure::Usage)?;
-    let tool_dir = args.tools(&mut plan).map_err(Failure::Usage)?;
-    println!(
-        "Connecting to {} to serve model `{}` by running `{}` per request…",
-        link.url,
-        plan.model,
-        plan.command.join(" ")
-    );
-    R::agent_exec(RemoteExec {
-        link,
-        plan: Plan::Exec(plan),
-        cwd: args.cwd(),
-        pass_env: args.pass_env(),
-        tool_socket: tool_dir.as_ref().map(ToolDir::socket),
-        run_homes: tool_dir.as_ref().map(ToolDir::homes),
-    })
-    .map_err(Failure::Runtime)
-}
-
-/// `agent acp`: the plan, then the agent kept running (started with the
-/// first request).
-fn agent_acp<R: Runtime>(args: &acp::AcpArgs) -> Result<(), Failure> {
-    let mut plan = args.plan().map_err(Failure::Usage)?;
-    let link = args.link.clone().resolve().map_err(Failure::Usage)?;
-    let tool_dir = args.tools(&mut plan).map_err(Failure::Usage)?;
-    println!(
-        "Connecting to {} to serve model `{}` with `{}` over ACP…",
-        link.url,
-        plan.model,
-        plan.command.join(" ")
-    );
-    R::agent_exec(RemoteExec {
-        link,
-        plan: Plan::Acp(plan),
-        cwd: args.cwd(),
-        pass_env: args.pass_env(),
-        tool_socket: Some(tool_dir.socket()),
-        run_homes: None,
-    })
-    .map_err(Failure::Runtime)
 }
 
 /// `serve`, or `bridge` (the same without the echo agent).
@@ -331,7 +242,7 @@ fn serve_command<R: Runtime>(args: ServeArgs, bridge_only: bool) -> Result<(), F
         set.push("echo_agent=false".to_owned());
     }
     let source = sources.source(set);
-    let settings = source.load().map_err(|e| Failure::Usage(e.to_string()))?;
+    let settings = source.load()?;
     for note in &settings.bridge.notes {
         tracing::warn!("{note}");
     }
@@ -339,228 +250,5 @@ fn serve_command<R: Runtime>(args: ServeArgs, bridge_only: bool) -> Result<(), F
         print!("{}", settings.masked(R::DEFAULT_MAX_CONNECTIONS));
         return Ok(());
     }
-    serve::<R>(settings, source)
-}
-
-/// Banner lines about generated secrets: the values, where they are kept
-/// and how a shell picks them up.
-fn secret_notes(filled: &secrets::Filled) -> Vec<String> {
-    let how = if filled.new { "generated" } else { "kept" };
-    let mut notes = Vec::new();
-    if let Some(key) = &filled.api_key {
-        notes.push(format!("  API key ({how}):      {key}"));
-    }
-    if let Some(token) = &filled.bridge_token {
-        notes.push(format!("  Bridge token ({how}): {token}"));
-    }
-    if let (Some(file), false) = (&filled.file, notes.is_empty()) {
-        notes.push(format!(
-            "  Secrets kept in {}: `. {}` sets {} in a shell",
-            file.display(),
-            file.display(),
-            [
-                filled.api_key.as_ref().map(|_| secrets::API_KEY_VAR),
-                filled
-                    .bridge_token
-                    .as_ref()
-                    .map(|_| secrets::BRIDGE_TOKEN_VAR),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" and ")
-        ));
-    }
-    notes
-}
-
-/// Why `addr` cannot be listened on, and what to do about a taken port.
-fn cannot_listen(addr: &std::net::SocketAddr, e: &std::io::Error) -> String {
-    let mut message = format!("cannot listen on {addr}: {e}");
-    if e.kind() == std::io::ErrorKind::AddrInUse {
-        message.push_str(&format!(
-            ". Another program has port {}: an mcp-provider already running (or Ollama, on 11434)? \
-             Stop it, or pass --listen with another address (e.g. --listen 127.0.0.1:8790)",
-            addr.port()
-        ));
-    }
-    message
-}
-
-/// Why the program stopped: exit code 2 or 1.
-pub(crate) enum Failure {
-    Usage(String),
-    Runtime(String),
-}
-
-/// Serves with `settings`, read from `source` (and read again from it
-/// when its files change, or on SIGHUP: see `reload`).
-fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<(), Failure> {
-    // 36 bytes for the secrets that may be generated, 8 for the id seed,
-    // 32 for the core's own secret key, 32 for the bridge's session ids,
-    // 8 for the bridge's trace ids.
-    let mut random = [0u8; 116];
-    getrandom::fill(&mut random)
-        .map_err(|e| Failure::Runtime(format!("no OS random source: {e}")))?;
-    let mut fresh = [0u8; 36];
-    fresh.copy_from_slice(&random[..36]);
-    let filled = secrets::fill(
-        &settings.secrets_file,
-        settings.api_key.is_empty(),
-        settings.bridge_token.is_none(),
-        &fresh,
-    )
-    .map_err(Failure::Runtime)?;
-    let notes = secret_notes(&filled);
-    let api_keys = match &filled.api_key {
-        Some(key) => vec![key.clone()],
-        None => settings.api_key.clone(),
-    };
-    let bridge_token = filled
-        .bridge_token
-        .clone()
-        .or_else(|| settings.bridge_token.clone())
-        .unwrap_or_default();
-    let addrs = settings
-        .listen_addrs()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    let listeners = addrs
-        .iter()
-        .map(|addr| TcpListener::bind(addr).map_err(|e| Failure::Runtime(cannot_listen(addr, &e))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let bound: Vec<String> = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .map(|a| a.to_string())
-        .collect();
-    let mut seed = [0u8; 8];
-    seed.copy_from_slice(&random[36..44]);
-    let mut core_secret = [0u8; 32];
-    core_secret.copy_from_slice(&random[44..76]);
-    let mut bridge_seed = [0u8; 32];
-    bridge_seed.copy_from_slice(&random[76..108]);
-    let mut trace_seed = [0u8; 8];
-    trace_seed.copy_from_slice(&random[108..]);
-    let traces = match settings
-        .telemetry
-        .export()
-        .map_err(|e| Failure::Usage(e.to_string()))?
-    {
-        Some(export) => Some(
-            Traces::start(export)
-                .map_err(|e| Failure::Runtime(format!("cannot start the trace exporter: {e}")))?,
-        ),
-        None => None,
-    };
-    let bridged: Vec<String> = settings
-        .bridge
-        .all_servers()
-        .map(|s| s.name.clone())
-        .collect();
-    // Always there: servers may be added at run time (`/integrations`).
-    let bridge = bridge::Bridged::start_traced(
-        settings.bridge.all_servers().map(|s| s.spec()).collect(),
-        settings.bridge_limits(),
-        bridge_seed,
-        traces
-            .clone()
-            .map(|traces| (traces, u64::from_le_bytes(trace_seed))),
-    );
-    bridge.set_names(settings.bridge.names());
-    bridge.set_tool_search(settings.bridge.tool_search());
-    let credentials = OAuthCredentials::new(Store::default_location(), login::servers(&settings));
-    bridge.set_credentials(credentials.clone());
-    reload::watch(bridge.clone(), credentials, source, settings.clone())
-        .map_err(|e| Failure::Runtime(format!("cannot watch the configuration: {e}")))?;
-    let echo = settings.echo_agent.then(|| EchoAgentPlan {
-        model: "echo".to_owned(),
-        chunk_delay: Duration::from_millis(settings.echo_chunk_delay_ms),
-    });
-    let mut config = settings.core_config(&api_keys, &bridge_token, u64::from_le_bytes(seed));
-    config.secret = core_secret;
-    config.trace = traces.as_ref().map(|traces| traces.sampler());
-    config.trace_content = traces.as_ref().is_some_and(|t| t.captures_content());
-    let audit = match &settings.audit_log {
-        Some(path) => {
-            let sink = audit::AuditSink::open(path, settings.audit_log_max_bytes).map_err(|e| {
-                Failure::Runtime(format!("cannot open audit log {}: {e}", path.display()))
-            })?;
-            config.audit = true;
-            Some(sink)
-        }
-        None => None,
-    };
-    if echo.is_some() {
-        config.expected_agents.push(ECHO_AGENT.to_owned());
-    }
-    if settings.agent_hub.is_some() {
-        config.expected_agents.push(AGENT_HUB.to_owned());
-    }
-    let wanted = settings
-        .max_connections
-        .unwrap_or(R::DEFAULT_MAX_CONNECTIONS);
-    let max_connections = match fds::raise_limit() {
-        Some(files) => {
-            let fits = fds::connections_within(files, R::FILES_PER_CONNECTION);
-            if fits < wanted {
-                tracing::warn!(
-                    "max_connections lowered from {wanted} to {fits}: the limit on open files is {files}"
-                );
-            }
-            wanted.min(fits).max(1)
-        }
-        None => wanted,
-    };
-    let read_timeout = Duration::from_secs(settings.read_timeout_secs.max(1));
-    let limits = ConnLimits {
-        max_connections,
-        read_timeout,
-        http: Limits {
-            idle_timeout: read_timeout,
-            ..config.http
-        },
-    };
-    let launch = Launch {
-        config,
-        listeners,
-        echo,
-        agent_hub: settings.agent_hub.clone().map(|url| (url, bridge_token)),
-        limits,
-        threads: settings.threads,
-        audit,
-        bridge,
-        traces,
-    };
-    let banner = || {
-        for addr in &bound {
-            println!(
-                "MCP Local Provider ({} runtime) listening on http://{addr}",
-                R::RUNTIME
-            );
-        }
-        // The settings name at least one address; none is known only if
-        // no bound listener could tell its own, and then there are no URLs
-        // to give.
-        if let Some(first) = bound.first() {
-            println!("  OpenAI base URL:  http://{first}/v1");
-            println!("  Ollama base URL:  http://{first}");
-            println!("  Anthropic base URL: http://{first}");
-            println!("  Agent link:       ws://{first}/v1/agent");
-            println!(
-                "  Dashboard:        http://{first}/ (in a browser; sign in with the bridge token)"
-            );
-            for name in &bridged {
-                println!("  MCP server `{name}`: http://{first}/mcp/{name} (Streamable HTTP; the API key as Bearer)");
-            }
-        }
-        for note in &notes {
-            println!("{note}");
-        }
-        if settings.echo_agent {
-            println!("  Model `echo` is served by the built-in echo agent.");
-        }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-    };
-    R::serve(launch, &banner).map_err(Failure::Runtime)
+    Ok(serve::serve::<R>(settings, source)?)
 }

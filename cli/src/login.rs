@@ -8,8 +8,58 @@ use std::io::Write;
 use mcp_provider_core::oauth::Logins;
 use mcp_provider_kit::oauth::{self, browser_configured, open_browser, OAuthServer, Opened, Store};
 
-use crate::settings::Settings;
-use crate::{ConfigArgs, Failure};
+use crate::settings::{BadSettings, Settings};
+use crate::ConfigArgs;
+
+/// Why `login` or `logout` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    Settings(#[from] BadSettings),
+    /// No server of that name is bridged: the names that are.
+    #[error(
+        "no bridged server is named `{name}` (bridged: {}); give its config with --config, --server NAME=URL or --mcp-json",
+        listed(.bridged)
+    )]
+    NotBridged { name: String, bridged: Vec<String> },
+    #[error("`{0}` runs a command: only a remote server (one with a `url`) logs in")]
+    NotRemote(String),
+    #[error("no bridged server is named `{0}`, and no login is kept for that name")]
+    NothingToForget(String),
+    /// A name no login can be kept under.
+    #[error("{0}")]
+    BadName(String),
+    #[error("the login to `{name}` failed: {why}")]
+    Failed { name: String, why: String },
+    /// The kept logins could not be read or written.
+    #[error("{0}")]
+    Store(String),
+    #[error("there is no state directory to keep the login in: set HOME or XDG_STATE_HOME")]
+    NoStateDirectory,
+}
+
+impl LoginError {
+    /// Whether the user named the wrong server (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            LoginError::Settings(_)
+                | LoginError::NotBridged { .. }
+                | LoginError::NotRemote(_)
+                | LoginError::NothingToForget(_)
+                | LoginError::BadName(_)
+        )
+    }
+}
+
+/// Bridged servers' names as a message lists them.
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
 
 #[derive(clap::Args)]
 pub struct LoginArgs {
@@ -42,7 +92,7 @@ pub fn servers(settings: &Settings) -> Vec<OAuthServer> {
 }
 
 /// `login NAME`.
-pub fn login(args: LoginArgs) -> Result<(), Failure> {
+pub fn login(args: LoginArgs) -> Result<(), LoginError> {
     let LoginArgs {
         name,
         no_browser,
@@ -74,8 +124,11 @@ pub fn login(args: LoginArgs) -> Result<(), Failure> {
         println!("Open this URL in a browser on this machine to log in to `{name}`:\n\n  {url}\n\nWaiting for the browser to come back…");
         flushed().map(|()| None)
     };
-    let stored = oauth::login(&server, None, logins.clone(), &show)
-        .map_err(|why| Failure::Runtime(format!("the login to `{name}` failed: {why}")))?;
+    let stored =
+        oauth::login(&server, None, logins.clone(), &show).map_err(|why| LoginError::Failed {
+            name: name.clone(),
+            why: why.to_string(),
+        })?;
     let summary = format!(
         "authorization server {}{}",
         stored.issuer,
@@ -85,69 +138,64 @@ pub fn login(args: LoginArgs) -> Result<(), Failure> {
         }
     );
     logins.record(stored);
-    store.write(&name, &logins).map_err(Failure::Runtime)?;
+    store.write(&name, &logins).map_err(stored_badly)?;
     println!(
         "Logged in to `{name}` ({summary}); kept in {}. A running server uses it from its next request.",
-        store.path(&name).map_err(Failure::Runtime)?.display()
+        store.path(&name).map_err(stored_badly)?.display()
     );
     Ok(())
 }
 
 /// `logout NAME`.
-pub fn logout(args: LogoutArgs) -> Result<(), Failure> {
+pub fn logout(args: LogoutArgs) -> Result<(), LoginError> {
     let LogoutArgs { name, sources } = args;
     let settings = load(sources)?;
     let store = store()?;
-    let path = store.path(&name).map_err(Failure::Usage)?;
-    if store.remove(&name).map_err(Failure::Runtime)? {
+    let path = store
+        .path(&name)
+        .map_err(|why| LoginError::BadName(why.to_string()))?;
+    if store.remove(&name).map_err(stored_badly)? {
         println!("Logged out of `{name}`: {} is removed.", path.display());
     } else if settings.bridge.all_servers().any(|s| s.name == name) {
         println!("`{name}` had no login kept.");
     } else {
-        return Err(Failure::Usage(format!(
-            "no bridged server is named `{name}`, and no login is kept for that name"
-        )));
+        return Err(LoginError::NothingToForget(name));
     }
     Ok(())
 }
 
-fn load(sources: ConfigArgs) -> Result<Settings, Failure> {
-    let settings = sources
-        .source(Vec::new())
-        .load()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    Ok(settings)
+/// The kept logins' error.
+fn stored_badly(why: impl std::fmt::Display) -> LoginError {
+    LoginError::Store(why.to_string())
+}
+
+fn load(sources: ConfigArgs) -> Result<Settings, BadSettings> {
+    sources.source(Vec::new()).load()
 }
 
 /// The OAuth settings of the remote server `name`.
-fn remote(settings: &Settings, name: &str) -> Result<OAuthServer, Failure> {
+fn remote(settings: &Settings, name: &str) -> Result<OAuthServer, LoginError> {
     let Some(server) = settings.bridge.all_servers().find(|s| s.name == name) else {
-        let names: Vec<&str> = settings
-            .bridge
-            .all_servers()
-            .map(|s| s.name.as_str())
-            .collect();
-        return Err(Failure::Usage(format!(
-            "no bridged server is named `{name}` (bridged: {}); give its config with --config, --server NAME=URL or --mcp-json",
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-        )));
+        return Err(LoginError::NotBridged {
+            name: name.to_owned(),
+            bridged: settings
+                .bridge
+                .all_servers()
+                .map(|s| s.name.clone())
+                .collect(),
+        });
     };
-    server.oauth(false).ok_or_else(|| {
-        Failure::Usage(format!(
-            "`{name}` runs a command: only a remote server (one with a `url`) logs in"
-        ))
-    })
+    server
+        .oauth(false)
+        .ok_or_else(|| LoginError::NotRemote(name.to_owned()))
 }
 
-fn store() -> Result<Store, Failure> {
-    Store::default_location().ok_or_else(|| {
-        Failure::Runtime(
-            "there is no state directory to keep the login in: set HOME or XDG_STATE_HOME"
-                .to_owned(),
-        )
-    })
+fn store() -> Result<Store, LoginError> {
+    Store::default_location().ok_or(LoginError::NoStateDirectory)
 }
 
+/// Flushes what was printed for the user; the kit's login takes why it
+/// failed in words.
 fn flushed() -> Result<(), String> {
     std::io::stdout().flush().map_err(|e| e.to_string())
 }

@@ -9,6 +9,37 @@ use std::path::{Path, PathBuf};
 pub const API_KEY_VAR: &str = "MCP_PROVIDER_API_KEY";
 pub use mcp_provider_kit::dial::BRIDGE_TOKEN_VAR;
 
+/// Why the secrets file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("cannot read secrets file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write secrets file {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// No token was given and none is kept in `file` (empty: there is no
+    /// default secrets file).
+    #[error(
+        "no bridge token: pass --token, set {BRIDGE_TOKEN_VAR}, or start `serve` first (it keeps a generated token in {})",
+        named_or_not(.file)
+    )]
+    NoBridgeToken { file: String },
+}
+
+/// The secrets file, as a message names it.
+fn named_or_not(file: &str) -> &str {
+    if file.is_empty() {
+        "its secrets file"
+    } else {
+        file
+    }
+}
+
 /// The secrets the configuration left out, filled in.
 #[derive(Debug)]
 pub struct Filled {
@@ -34,7 +65,7 @@ pub fn fill(
     need_key: bool,
     need_token: bool,
     random: &[u8; 36],
-) -> Result<Filled, String> {
+) -> Result<Filled, SecretsError> {
     let path = (!file.is_empty()).then(|| PathBuf::from(file));
     let kept = match &path {
         Some(p) if p.exists() => read(p)?,
@@ -65,28 +96,24 @@ pub fn fill(
 
 /// The bridge token `serve` generated and keeps in its default secrets
 /// file, for an agent started on the same machine without `--token`.
-pub fn kept_bridge_token() -> Result<String, String> {
+pub fn kept_bridge_token() -> Result<String, SecretsError> {
     let file = mcp_provider_kit::dial::default_secrets_file();
-    let missing = || {
-        format!(
-            "no bridge token: pass --token, set {BRIDGE_TOKEN_VAR}, or start `serve` first (it keeps a generated token in {})",
-            if file.is_empty() { "its secrets file" } else { &file }
-        )
-    };
     if file.is_empty() || !Path::new(&file).exists() {
-        return Err(missing());
+        return Err(SecretsError::NoBridgeToken { file });
     }
     read(Path::new(&file))?
         .into_iter()
         .find(|(k, _)| k == BRIDGE_TOKEN_VAR)
         .map(|(_, v)| v)
-        .ok_or_else(missing)
+        .ok_or(SecretsError::NoBridgeToken { file })
 }
 
 /// `export NAME=value` lines of a secrets file.
-fn read(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read secrets file {}: {e}", path.display()))?;
+fn read(path: &Path) -> Result<Vec<(String, String)>, SecretsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SecretsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(text
         .lines()
         .filter_map(|line| line.trim().strip_prefix("export "))
@@ -96,8 +123,15 @@ fn read(path: &Path) -> Result<Vec<(String, String)>, String> {
         .collect())
 }
 
-fn write(path: &Path, api_key: Option<&str>, bridge_token: Option<&str>) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("cannot write secrets file {}: {e}", path.display());
+fn write(
+    path: &Path,
+    api_key: Option<&str>,
+    bridge_token: Option<&str>,
+) -> Result<(), SecretsError> {
+    let fail = |source| SecretsError::Write {
+        path: path.to_owned(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);

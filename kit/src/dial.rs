@@ -77,6 +77,18 @@ impl DialError {
     }
 }
 
+/// Why an agent process stops with a failure: its provider refused it, or
+/// ended its link for a fault that dialing again would repeat.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkStopped(pub String);
+
+impl From<DialError> for LinkStopped {
+    fn from(e: DialError) -> LinkStopped {
+        LinkStopped(e.message())
+    }
+}
+
 /// The error for a failed WebSocket handshake with `url`: a refused token
 /// says where the right one is kept.
 pub fn handshake_failed(url: &str, e: tungstenite::Error) -> DialError {
@@ -123,8 +135,8 @@ impl LinkEnd {
 enum AfterLink {
     /// Dial again, after telling the user this line.
     Reconnect(String),
-    /// Stop, with this outcome.
-    Stop(Result<(), String>),
+    /// Stop: quietly (`None`), or failing.
+    Stop(Option<LinkStopped>),
 }
 
 /// The policy for an agent whose link ended: a server going away (1001),
@@ -137,10 +149,10 @@ fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
     let revoked = LinkClose::Revoked.code();
     let too_slow = LinkClose::TooSlow.code();
     match end {
-        LinkEnd::Closed(Some(code)) if code == revoked => AfterLink::Stop(Ok(())),
+        LinkEnd::Closed(Some(code)) if code == revoked => AfterLink::Stop(None),
         LinkEnd::Closed(_) | LinkEnd::Failed(_) if once => AfterLink::Stop(match end {
-            LinkEnd::Failed(e) => Err(e),
-            LinkEnd::Closed(_) => Ok(()),
+            LinkEnd::Failed(e) => Some(LinkStopped(e)),
+            LinkEnd::Closed(_) => None,
         }),
         LinkEnd::Closed(Some(code)) if code == going_away => AfterLink::Reconnect(format!(
             "The provider at {url} is shutting down; reconnecting when it is back (Ctrl-C to stop)…"
@@ -153,9 +165,9 @@ fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
         LinkEnd::Closed(None) => AfterLink::Reconnect(format!(
             "The link to {url} closed; reconnecting (Ctrl-C to stop)…"
         )),
-        LinkEnd::Closed(Some(code)) => AfterLink::Stop(Err(format!(
+        LinkEnd::Closed(Some(code)) => AfterLink::Stop(Some(LinkStopped(format!(
             "the provider at {url} closed the link with code {code}: see docs/agent-protocol.md, Close codes"
-        ))),
+        )))),
         LinkEnd::Failed(e) => AfterLink::Reconnect(format!(
             "The provider at {url} went away ({e}); reconnecting (Ctrl-C to stop)…"
         )),
@@ -266,15 +278,17 @@ pub struct Redial {
 
 impl Redial {
     /// Whether to dial again after `end`: a redial, with the user told
-    /// through `tell`, or the outcome to stop with.
-    pub fn after(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Redial, Result<(), String>> {
+    /// through `tell`; none when the agent stops quietly; or why it stops
+    /// failing.
+    pub fn after(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Option<Redial>, LinkStopped> {
         match after_link(&link.url, end, link.once) {
-            AfterLink::Stop(outcome) => Err(outcome),
+            AfterLink::Stop(None) => Ok(None),
+            AfterLink::Stop(Some(why)) => Err(why),
             AfterLink::Reconnect(line) => {
                 tell(&line);
-                Ok(Redial {
+                Ok(Some(Redial {
                     backoff: Backoff::new(),
-                })
+                }))
             }
         }
     }
@@ -285,9 +299,9 @@ impl Redial {
     }
 
     /// An attempt failed: wait and try again, or stop with why.
-    pub fn failed(&self, e: DialError) -> Result<(), Result<(), String>> {
+    pub fn failed(&self, e: DialError) -> Result<(), LinkStopped> {
         match e {
-            DialError::Final(why) => Err(Err(why)),
+            DialError::Final(why) => Err(LinkStopped(why)),
             DialError::Unreachable(_) => Ok(()),
         }
     }
@@ -351,19 +365,21 @@ mod tests {
         assert!(again(LinkEnd::Failed("reset".into())));
         assert_eq!(
             after_link(url, LinkEnd::Closed(Some(1008)), false),
-            AfterLink::Stop(Ok(()))
+            AfterLink::Stop(None)
         );
-        let AfterLink::Stop(Err(why)) = after_link(url, LinkEnd::Closed(Some(1009)), false) else {
+        let AfterLink::Stop(Some(LinkStopped(why))) =
+            after_link(url, LinkEnd::Closed(Some(1009)), false)
+        else {
             panic!("a frame too large is the agent's own fault");
         };
         assert!(why.contains("1009"), "{why}");
         assert_eq!(
             after_link(url, LinkEnd::Closed(Some(1001)), true),
-            AfterLink::Stop(Ok(()))
+            AfterLink::Stop(None)
         );
         assert_eq!(
             after_link(url, LinkEnd::Failed("reset".into()), true),
-            AfterLink::Stop(Err("reset".into()))
+            AfterLink::Stop(Some(LinkStopped("reset".into())))
         );
     }
 

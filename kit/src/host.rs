@@ -9,7 +9,7 @@ use std::time::Instant;
 use mcp_provider_core::agent::host::HostAgent;
 
 use crate::dial::{FromLink, LinkEnd};
-use crate::RemoteHost;
+use crate::{RemoteHost, RunError};
 
 /// What `agent mcp`'s loop waits for.
 pub enum Input {
@@ -71,7 +71,7 @@ impl Host {
 /// each read, then its end, to `send` (which says false once nobody
 /// listens). A thread in every runtime: stdin cannot be waited on without
 /// blocking, and the async runtimes would give it a thread anyway.
-pub fn read_stdin(send: impl Fn(Input) -> bool + Send + 'static) -> Result<(), String> {
+pub fn read_stdin(send: impl Fn(Input) -> bool + Send + 'static) -> Result<(), RunError> {
     let read = move || {
         let mut stdin = std::io::stdin().lock();
         let mut buf = vec![0; 64 * 1024];
@@ -86,7 +86,7 @@ pub fn read_stdin(send: impl Fn(Input) -> bool + Send + 'static) -> Result<(), S
         .name("mcp-stdin".into())
         .spawn(read)
         .map(drop)
-        .map_err(|e| format!("cannot start the stdin thread: {e}"))
+        .map_err(RunError::cannot("start the stdin thread"))
 }
 
 #[cfg(test)]

@@ -145,17 +145,48 @@ pub trait Runtime {
 
     /// Serves until the process ends. `ready` is called once requests are
     /// served (the echo agent, if any, attached); it prints the banner.
-    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String>;
+    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), RunError>;
 
     /// Runs the echo agent over a WebSocket until the link closes.
-    fn agent_echo(remote: RemoteEcho) -> Result<(), String>;
+    fn agent_echo(remote: RemoteEcho) -> Result<(), RunError>;
 
     /// Runs a CLI agent per request over a WebSocket until the link closes.
-    fn agent_exec(remote: exec::RemoteExec) -> Result<(), String>;
+    fn agent_exec(remote: exec::RemoteExec) -> Result<(), RunError>;
 
     /// Serves an MCP host on stdin/stdout, its agent answering editors'
     /// requests, until the host or the link closes.
-    fn agent_mcp(remote: RemoteHost) -> Result<(), String>;
+    fn agent_mcp(remote: RemoteHost) -> Result<(), RunError>;
+}
+
+/// Why a [`Runtime`] stopped: something it needed could not be had, or an
+/// agent's link ended in a way that dialing again cannot mend.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// What the system refused the runtime (a thread, a socket, the watch
+    /// for signals), with what it was doing: "start the accept thread".
+    #[error("cannot {doing}: {source}")]
+    Cannot {
+        doing: String,
+        source: std::io::Error,
+    },
+    /// The provider could not start serving.
+    #[error(transparent)]
+    Serve(#[from] std::io::Error),
+    /// The agent's provider refused it, or ended its link for a fault of
+    /// the agent's.
+    #[error(transparent)]
+    Link(#[from] dial::LinkStopped),
+    /// A part of the agent's own ended before its link did.
+    #[error("{0}")]
+    Broken(&'static str),
+}
+
+impl RunError {
+    /// What turns the I/O error of `doing` into a [`RunError::Cannot`].
+    pub fn cannot(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+        let doing = doing.into();
+        move |source| RunError::Cannot { doing, source }
+    }
 }
 
 /// What an agent process tells its user about a frame from the provider:

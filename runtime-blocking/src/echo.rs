@@ -7,7 +7,7 @@ use std::time::Instant;
 use mcp_provider_core::agent::echo::{self, EchoAgent};
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::in_process::InProcess;
-use mcp_provider_kit::{EchoAgentPlan, RemoteEcho};
+use mcp_provider_kit::{EchoAgentPlan, RemoteEcho, RunError};
 use tungstenite::{Error as WsError, Message};
 
 use crate::link::{self, first_link, next_link, Ws};
@@ -86,17 +86,17 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Resul
 
 /// Connects to a provider as an external echo agent and serves, dialing
 /// again when the link ends until the provider is back (unless `--once`).
-pub fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
+pub fn run_remote(remote: &RemoteEcho) -> Result<(), RunError> {
     let mut ws = first_link(&remote.link)?;
     let mut agent = EchoAgent::new(&remote.agent.model, echo::REMOTE, remote.agent.chunk_delay);
     loop {
         let end;
         (agent, end) = serve_link(agent, ws)?;
         agent.link_lost();
-        ws = match next_link(&remote.link, end, mcp_provider_kit::say) {
-            Ok(ws) => ws,
-            Err(outcome) => return outcome,
+        let Some(next) = next_link(&remote.link, end, mcp_provider_kit::say)? else {
+            return Ok(());
         };
+        ws = next;
     }
 }
 
@@ -104,7 +104,7 @@ pub fn run_remote(remote: &RemoteEcho) -> Result<(), String> {
 fn serve_link(
     agent: EchoAgent,
     (mut reader, mut writer): Ws,
-) -> Result<(EchoAgent, LinkEnd), String> {
+) -> Result<(EchoAgent, LinkEnd), RunError> {
     let (tx, rx) = mpsc::channel::<String>();
     let player = std::thread::Builder::new()
         .name("echo-agent".into())
@@ -126,7 +126,7 @@ fn serve_link(
             });
             (agent, failed)
         })
-        .map_err(|e| format!("cannot start the agent thread: {e}"))?;
+        .map_err(RunError::cannot("start the agent thread"))?;
     let end = loop {
         match reader.read() {
             Ok(Message::Text(text)) => {
@@ -145,6 +145,6 @@ fn serve_link(
     drop(tx);
     let (agent, failed) = player
         .join()
-        .map_err(|_| "the echo agent's thread panicked".to_owned())?;
+        .map_err(|_| RunError::Broken("the echo agent's thread panicked"))?;
     Ok((agent, failed.unwrap_or(end)))
 }

@@ -18,6 +18,7 @@ use mcp_provider_kit::accept;
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, INPUTS};
 use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, READ_CHUNK};
+use mcp_provider_kit::RunError;
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
@@ -54,12 +55,12 @@ type Input = mcp_provider_kit::exec::Input<Writer>;
 /// the link ends, the runs it asked for are killed and the provider is
 /// dialed again until it is back (unless `--once`); every run still alive
 /// at the end is killed.
-pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
+pub fn run_remote(remote: &RemoteExec) -> Result<(), RunError> {
     let mut ws = first_link(&remote.link)?;
     let groups = Groups::default();
     groups
         .kill_on_signal()
-        .map_err(|e| format!("cannot watch for signals: {e}"))?;
+        .map_err(RunError::cannot("watch for signals"))?;
     let (tx, rx) = mpsc::sync_channel(INPUTS);
     if let Some(socket) = &remote.tool_socket {
         accept_relays(socket, &tx)?;
@@ -71,8 +72,9 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), String> {
             Err(e) => break Err(e),
         };
         ws = match next_link(&remote.link, end, mcp_provider_kit::say) {
-            Ok(ws) => ws,
-            Err(outcome) => break outcome,
+            Ok(Some(ws)) => ws,
+            Ok(None) => break Ok(()),
+            Err(why) => break Err(why.into()),
         };
     };
     groups.kill_all();
@@ -86,7 +88,7 @@ fn serve_link(
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
     exec: &mut Exec<Writer>,
     ws: Ws,
-) -> Result<LinkEnd, String> {
+) -> Result<LinkEnd, RunError> {
     let number = exec.link;
     let mut sender = open_link(
         ws,
@@ -113,9 +115,9 @@ fn serve_link(
 /// Listens for runs' relays on `socket`: each connection's bytes come in
 /// as inputs, after its opening and before its end. A failed accept is
 /// waited out (see [`accept`]), neither spun on nor the listener's end.
-fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
+fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), RunError> {
     let listener = UnixListener::bind(socket)
-        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        .map_err(RunError::cannot(format!("listen on {}", socket.display())))?;
     let tx = tx.clone();
     let accept = move || {
         let mut failures = accept::Failures::default();
@@ -143,7 +145,7 @@ fn accept_relays(socket: &Path, tx: &SyncSender<Input>) -> Result<(), String> {
     std::thread::Builder::new()
         .name("exec-relays".into())
         .spawn(accept)
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
+        .map_err(RunError::cannot("start a thread"))?;
     Ok(())
 }
 

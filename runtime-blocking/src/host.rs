@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use mcp_provider_kit::host::{read_stdin, Ended, Host, Input, INPUTS};
-use mcp_provider_kit::RemoteHost;
+use mcp_provider_kit::{RemoteHost, RunError};
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
@@ -14,7 +14,7 @@ use crate::link::{first_link, next_link, open_link, Ws};
 /// Serves the MCP host on stdin/stdout until it closes stdin. When the
 /// link ends, the provider is dialed again until it is back (unless
 /// `--once`), and the host's session carries on.
-pub fn run_remote(remote: &RemoteHost) -> Result<(), String> {
+pub fn run_remote(remote: &RemoteHost) -> Result<(), RunError> {
     let mut ws = first_link(&remote.link)?;
     let (tx, rx) = mpsc::sync_channel(INPUTS);
     let host_tx = tx.clone();
@@ -25,10 +25,10 @@ pub fn run_remote(remote: &RemoteHost) -> Result<(), String> {
             Ended::Host => return Ok(()),
             Ended::Link(end) => end,
         };
-        ws = match next_link(&remote.link, end, mcp_provider_kit::say_on_stderr) {
-            Ok(ws) => ws,
-            Err(outcome) => return outcome,
+        let Some(next) = next_link(&remote.link, end, mcp_provider_kit::say_on_stderr)? else {
+            return Ok(());
         };
+        ws = next;
     }
 }
 
@@ -37,7 +37,7 @@ fn serve_link(
     host: &mut Host,
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
     ws: Ws,
-) -> Result<Ended, String> {
+) -> Result<Ended, RunError> {
     let number = host.link;
     let mut sender = open_link(
         ws,

@@ -20,12 +20,13 @@ use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 use mcp_provider_kit::dial::{
     handshake_failed, link_failed, link_request, silence_limit, Backoff, DialError, FromLink, Link,
-    LinkEnd, Redial, DIAL_TIMEOUT, HUB_STALL,
+    LinkEnd, LinkStopped, Redial, DIAL_TIMEOUT, HUB_STALL,
 };
 use mcp_provider_kit::hub::Peer;
 use mcp_provider_kit::keepalive::keep_alive;
 use mcp_provider_kit::link_writes::LinkWrites;
 use mcp_provider_kit::ws;
+use mcp_provider_kit::RunError;
 use tungstenite::protocol::Role;
 use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
 
@@ -332,18 +333,21 @@ impl LinkSender {
 
 /// The first link: a provider that cannot be reached at start is an error
 /// to show at once (a wrong URL or token), not a reason to wait.
-pub fn first_link(link: &Link) -> Result<Ws, String> {
-    dial_provider(link).map_err(DialError::message)
+pub fn first_link(link: &Link) -> Result<Ws, LinkStopped> {
+    Ok(dial_provider(link)?)
 }
 
 /// After a link ended: the next one, dialed with backoff until the
-/// provider is back — or the outcome to stop with (see [`Redial`]).
-pub fn next_link(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Ws, Result<(), String>> {
-    let mut redial = Redial::after(link, end, tell)?;
+/// provider is back — or none when the agent stops quietly, or why it
+/// stops failing (see [`Redial`]).
+pub fn next_link(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Option<Ws>, LinkStopped> {
+    let Some(mut redial) = Redial::after(link, end, tell)? else {
+        return Ok(None);
+    };
     loop {
         std::thread::sleep(redial.wait());
         match dial_provider(link) {
-            Ok(ws) => return Ok(ws),
+            Ok(ws) => return Ok(Some(ws)),
             Err(e) => redial.failed(e)?,
         }
     }
@@ -395,7 +399,7 @@ pub fn open_link<I: Send + 'static>(
     tx: SyncSender<I>,
     wrap: impl Fn(FromLink) -> I + Send + 'static,
     notice: fn(&str),
-) -> Result<LinkSender, String> {
+) -> Result<LinkSender, RunError> {
     follow_remote(reader, move |got| {
         if let FromLink::Frame(frame) = &got {
             notice(frame);
@@ -411,7 +415,7 @@ pub fn open_link<I: Send + 'static>(
 fn follow_remote(
     mut reader: WebSocket<LinkHalf>,
     mut pass: impl FnMut(FromLink) -> bool + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     std::thread::Builder::new()
         .name("agent-link".into())
         .spawn(move || {
@@ -433,7 +437,7 @@ fn follow_remote(
             pass(FromLink::Closed(end));
         })
         .map(drop)
-        .map_err(|e| format!("cannot start the link thread: {e}"))
+        .map_err(RunError::cannot("start the link thread"))
 }
 
 #[cfg(test)]

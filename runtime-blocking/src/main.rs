@@ -13,7 +13,7 @@ mod shared;
 use std::process::ExitCode;
 
 use mcp_provider_kit::exec::RemoteExec;
-use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, Runtime};
+use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, RunError, Runtime};
 struct Blocking;
 
 impl Runtime for Blocking {
@@ -25,9 +25,9 @@ impl Runtime for Blocking {
     /// The socket and the writer's copy; an agent link adds its two halves.
     const FILES_PER_CONNECTION: usize = 4;
 
-    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
+    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), RunError> {
         let limits = launch.limits;
-        let shared = shared::start(launch.config, launch.audit).map_err(|e| e.to_string())?;
+        let shared = shared::start(launch.config, launch.audit)?;
         if let Some(traces) = launch.traces {
             shared.set_traces(traces);
         }
@@ -38,7 +38,7 @@ impl Runtime for Blocking {
             let handle = std::thread::Builder::new()
                 .name("accept".into())
                 .spawn(move || conn::accept_loop(&shared, &listener, limits))
-                .map_err(|e| format!("cannot start the accept thread: {e}"))?;
+                .map_err(RunError::cannot("start the accept thread"))?;
             accepting.push(handle);
         }
         if let Some((url, token)) = launch.agent_hub {
@@ -46,14 +46,14 @@ impl Runtime for Blocking {
             std::thread::Builder::new()
                 .name("agent-hub".into())
                 .spawn(move || link::dial_hub(&shared, &url, &token))
-                .map_err(|e| format!("cannot start the agent hub thread: {e}"))?;
+                .map_err(RunError::cannot("start the agent hub thread"))?;
         }
         if let Some(plan) = &launch.echo {
             echo::spawn_in_process(&shared, plan)
-                .map_err(|e| format!("cannot start the echo agent: {e}"))?;
+                .map_err(RunError::cannot("start the echo agent"))?;
         }
         mcp_provider_kit::shutdown::watch(shared.clone())
-            .map_err(|e| format!("cannot watch for signals: {e}"))?;
+            .map_err(RunError::cannot("watch for signals"))?;
         ready();
         for handle in accepting {
             let _ = handle.join();
@@ -61,15 +61,15 @@ impl Runtime for Blocking {
         Ok(())
     }
 
-    fn agent_echo(remote: RemoteEcho) -> Result<(), String> {
+    fn agent_echo(remote: RemoteEcho) -> Result<(), RunError> {
         echo::run_remote(&remote)
     }
 
-    fn agent_exec(remote: RemoteExec) -> Result<(), String> {
+    fn agent_exec(remote: RemoteExec) -> Result<(), RunError> {
         exec::run_remote(&remote)
     }
 
-    fn agent_mcp(remote: RemoteHost) -> Result<(), String> {
+    fn agent_mcp(remote: RemoteHost) -> Result<(), RunError> {
         host::run_remote(&remote)
     }
 }

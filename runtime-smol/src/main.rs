@@ -16,6 +16,7 @@ use std::time::Instant;
 use mcp_provider_kit::driver::launch::{Async as AsyncRuntime, Launcher};
 use mcp_provider_kit::driver::{Child, Executor};
 use mcp_provider_kit::keepalive::keep_alive;
+use mcp_provider_kit::RunError;
 use smol::net::unix::{UnixListener, UnixStream};
 use smol::{Async, Timer, Unblock};
 
@@ -115,15 +116,15 @@ impl Launcher for Smol {
     /// per core).
     fn block_on<T>(
         threads: usize,
-        main: impl Future<Output = Result<T, String>>,
-    ) -> Result<T, String> {
+        main: impl Future<Output = Result<T, RunError>>,
+    ) -> Result<T, RunError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = if threads == 0 { cores } else { threads };
         for n in 1..threads {
             std::thread::Builder::new()
                 .name(format!("smol-{n}"))
                 .spawn(|| smol::block_on(EXECUTOR.run(std::future::pending::<()>())))
-                .map_err(|e| format!("cannot start an executor thread: {e}"))?;
+                .map_err(RunError::cannot("start an executor thread"))?;
         }
         smol::block_on(EXECUTOR.run(main))
     }

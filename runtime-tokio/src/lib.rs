@@ -32,6 +32,7 @@ use mcp_provider_kit::driver::launch::Launcher;
 use mcp_provider_kit::driver::upstream::Spawn;
 use mcp_provider_kit::driver::{child, Child, Executor};
 use mcp_provider_kit::keepalive::keep_alive;
+use mcp_provider_kit::RunError;
 use tokio::net::unix::pipe;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::time::Sleep;
@@ -130,8 +131,8 @@ impl Launcher for Tokio {
     /// A multi-threaded runtime with `threads` workers (0: one per core).
     fn block_on<T>(
         threads: usize,
-        main: impl Future<Output = Result<T, String>>,
-    ) -> Result<T, String> {
+        main: impl Future<Output = Result<T, RunError>>,
+    ) -> Result<T, RunError> {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         if threads > 0 {
             builder.worker_threads(threads);
@@ -139,7 +140,7 @@ impl Launcher for Tokio {
         builder
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the tokio runtime: {e}"))?
+            .map_err(RunError::cannot("start the tokio runtime"))?
             .block_on(main)
     }
 

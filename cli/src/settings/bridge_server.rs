@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mcp_provider_core::bridge::filter::ToolFilter;
 use mcp_provider_core::bridge::{ServerSpec, Share};
-use mcp_provider_core::http::Url;
+use mcp_provider_core::http::{BadUrl, Url};
 use mcp_provider_core::upstream::{Remote, Transport};
 use serde::{Deserialize, Serialize};
 
@@ -168,24 +168,20 @@ impl BridgeServer {
     }
 
     /// The remote server this entry names, its `${VAR}`s expanded.
-    pub(super) fn remote(&self) -> Result<Option<Remote>, String> {
+    pub(super) fn remote(&self) -> Result<Option<Remote>, BadRemote> {
         let Some(url) = &self.url else {
             return Ok(None);
         };
-        let url = Url::parse(&expand(url)?).map_err(|e| e.to_string())?;
+        let url = Url::parse(&expand(url)?)?;
         let mut remote = Remote::new(url);
         for (name, value) in &self.headers {
-            let value = expand(value).map_err(|e| format!("header `{name}`: {e}"))?;
+            let value = expand(value).map_err(|e| BadRemote::Header(name.clone(), e))?;
             remote.headers.push((name.to_ascii_lowercase(), value));
         }
         remote.transport = match self.transport.as_deref() {
             None | Some("http" | "streamable-http" | "streamable_http") => Transport::Auto,
             Some("sse") => Transport::Sse,
-            Some(other) => {
-                return Err(format!(
-                    "`transport` is http, streamable-http or sse, not `{other}`"
-                ))
-            }
+            Some(other) => return Err(BadRemote::Transport(other.to_owned())),
         };
         remote.ca_file = self.ca_file.clone();
         Ok(Some(remote))
@@ -247,11 +243,8 @@ impl BridgeServer {
                 "`headers`, `transport` and `ca_file` are for a server with a `url`".into(),
             );
         }
-        if let Err(why) = self.remote() {
-            return bad(why);
-        }
-        if let Err(why) = self.check_oauth() {
-            return bad(why);
+        if let Err(why) = self.remote().map(drop).and_then(|()| self.check_oauth()) {
+            return bad(why.to_string());
         }
         if let Some(file) = self
             .ca_file
@@ -283,9 +276,49 @@ impl BridgeServer {
     }
 }
 
+/// What is wrong with a remote server's settings (the caller names the
+/// server).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BadRemote {
+    /// A `${VAR}` in the URL or `client_id` that cannot be expanded.
+    #[error(transparent)]
+    Unexpanded(#[from] Unexpanded),
+    #[error(transparent)]
+    Url(#[from] BadUrl),
+    #[error("header `{0}`: {1}")]
+    Header(String, Unexpanded),
+    #[error("`transport` is http, streamable-http or sse, not `{0}`")]
+    Transport(String),
+    #[error("OAuth settings (`client_id`, `client_secret`, `scopes`, `client_metadata_url`, `redirect_port`, `open_browser`) are for a server with a `url`")]
+    OAuthWithoutUrl,
+    #[error("`client_id` is empty")]
+    EmptyClientId,
+    #[error("`client_secret`: {0}")]
+    ClientSecret(Unexpanded),
+    #[error("`client_secret` needs the `client_id` it belongs to")]
+    SecretWithoutClientId,
+    #[error("`scopes` are single words, one each in the list, not `{0}`")]
+    Scope(String),
+    #[error("`client_metadata_url`: {0}")]
+    MetadataUrl(BadUrl),
+    #[error("`client_metadata_url` is an https URL with a path (the client's metadata document), not `{0}`")]
+    MetadataNotHttps(String),
+}
+
+/// Why a `${VAR}` cannot be expanded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unexpanded {
+    /// The text, its `${` never closed.
+    #[error("`${{` without its `}}` in `{0}`")]
+    Unclosed(String),
+    /// The variable, neither set nor given a default.
+    #[error("the environment has no `{0}`")]
+    Unset(String),
+}
+
 /// `text` with each `${VAR}` (or `${VAR:-default}`) replaced by the
 /// environment's value, as `mcpServers` files write them.
-pub(crate) fn expand(text: &str) -> Result<String, String> {
+pub(crate) fn expand(text: &str) -> Result<String, Unexpanded> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("${") {
@@ -293,7 +326,7 @@ pub(crate) fn expand(text: &str) -> Result<String, String> {
         let after = &rest[at + 2..];
         let end = after
             .find('}')
-            .ok_or_else(|| format!("`${{` without its `}}` in `{text}`"))?;
+            .ok_or_else(|| Unexpanded::Unclosed(text.to_owned()))?;
         let (name, default) = match after[..end].split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (&after[..end], None),
@@ -301,7 +334,7 @@ pub(crate) fn expand(text: &str) -> Result<String, String> {
         match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
             (Some(value), _) => out.push_str(&value),
             (None, Some(default)) => out.push_str(default),
-            (None, None) => return Err(format!("the environment has no `{name}`")),
+            (None, None) => return Err(Unexpanded::Unset(name.to_owned())),
         }
         rest = &after[end + 1..];
     }

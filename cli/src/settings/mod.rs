@@ -4,8 +4,9 @@
 //! This file holds the top-level keys (one flat table: listening, limits,
 //! keys and rate limits, agents, the audit log), their defaults and
 //! checks; the `[bridge]` table and its servers (a remote one's OAuth
-//! keys apart), the merging of the sources, the core's `Config` and the
-//! printed configuration each have a module of their own.
+//! keys apart), the merging of the sources, the `mcpServers` files and the
+//! capped read of any settings file, the core's `Config` and the printed
+//! configuration each have a module of their own.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +17,9 @@ use serde::{Deserialize, Serialize};
 mod bridge;
 mod bridge_server;
 mod core_config;
+mod file;
 mod masked;
+mod mcp_json;
 mod server_oauth;
 pub mod sources;
 mod telemetry;
@@ -231,14 +234,9 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 }
 
 /// A settings error: exit code 2, naming the key.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct BadSettings(pub String);
-
-impl std::fmt::Display for BadSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 impl Settings {
     /// The core's limits for the bridge: the `[bridge]` table's, and

@@ -6,7 +6,7 @@
 use mcp_provider_core::http::Url;
 use mcp_provider_kit::oauth::OAuthServer;
 
-use super::bridge_server::{expand, BridgeServer};
+use super::bridge_server::{expand, BadRemote, BridgeServer};
 
 impl BridgeServer {
     /// Whether any OAuth setting is given.
@@ -19,18 +19,18 @@ impl BridgeServer {
             || self.open_browser
     }
 
-    pub(super) fn check_oauth(&self) -> Result<(), String> {
+    pub(super) fn check_oauth(&self) -> Result<(), BadRemote> {
         if self.url.is_none() && self.has_oauth_settings() {
-            return Err("OAuth settings (`client_id`, `client_secret`, `scopes`, `client_metadata_url`, `redirect_port`, `open_browser`) are for a server with a `url`".into());
+            return Err(BadRemote::OAuthWithoutUrl);
         }
         let client_id = self.client_id.as_deref().map(expand).transpose()?;
         if client_id.as_deref() == Some("") {
-            return Err("`client_id` is empty".into());
+            return Err(BadRemote::EmptyClientId);
         }
         if let Some(secret) = &self.client_secret {
-            expand(secret).map_err(|e| format!("`client_secret`: {e}"))?;
+            expand(secret).map_err(BadRemote::ClientSecret)?;
             if client_id.is_none() {
-                return Err("`client_secret` needs the `client_id` it belongs to".into());
+                return Err(BadRemote::SecretWithoutClientId);
             }
         }
         if let Some(scope) = self
@@ -38,16 +38,12 @@ impl BridgeServer {
             .iter()
             .find(|s| s.is_empty() || s.contains(char::is_whitespace))
         {
-            return Err(format!(
-                "`scopes` are single words, one each in the list, not `{scope}`"
-            ));
+            return Err(BadRemote::Scope(scope.clone()));
         }
         if let Some(url) = &self.client_metadata_url {
-            let parsed = Url::parse(url).map_err(|e| format!("`client_metadata_url`: {e}"))?;
+            let parsed = Url::parse(url).map_err(BadRemote::MetadataUrl)?;
             if !parsed.is_secure() || parsed.path() == "/" {
-                return Err(format!(
-                    "`client_metadata_url` is an https URL with a path (the client's metadata document), not `{url}`"
-                ));
+                return Err(BadRemote::MetadataNotHttps(url.clone()));
             }
         }
         Ok(())

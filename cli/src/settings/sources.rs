@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::file::read_file;
 use super::telemetry::{otel_value, OTEL_VARIABLES};
 use super::{BadSettings, BridgeServer, BridgeSettings, Settings};
 
@@ -49,31 +50,6 @@ fn set_key(table: &mut Sources, key: &str, value: toml::Value, source: String) {
 pub struct Added {
     pub servers: Vec<String>,
     pub mcp_json: Vec<String>,
-}
-
-/// The largest config or `mcpServers` file read: far past any real one
-/// (Claude Code's `~/.claude.json` keeps history beside its servers),
-/// while a wrong path to something huge is refused, not read whole.
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// The text of a settings file, at most [`MAX_FILE_BYTES`]; the error
-/// says which file (`what`) and why.
-pub fn read_file(path: &Path, what: &str) -> Result<String, BadSettings> {
-    use std::io::Read as _;
-    let cannot =
-        |e: std::io::Error| BadSettings(format!("cannot read {what} {}: {e}", path.display()));
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
-        .map_err(cannot)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(BadSettings(format!(
-            "cannot read {what} {}: it is larger than {} MiB",
-            path.display(),
-            MAX_FILE_BYTES / (1024 * 1024)
-        )));
-    }
-    Ok(text)
 }
 
 /// Where the settings come from, kept to read them again when they
@@ -226,7 +202,7 @@ impl Settings {
             .mcp_json
             .extend(added.mcp_json.iter().cloned());
         for file in &settings.bridge.mcp_json {
-            let found = crate::mcp_json::read(Path::new(file))?;
+            let found = super::mcp_json::read(Path::new(file))?;
             for server in &found.servers {
                 names.claim(server, &format!("the MCP servers file {file}"))?;
             }

@@ -13,7 +13,7 @@ use super::remote::{first_link, next_link, Ws};
 use super::{spawn_joined, until, Executor};
 use crate::dial::{link_failed, LinkEnd};
 use crate::in_process::InProcess;
-use crate::{EchoAgentPlan, RemoteEcho};
+use crate::{EchoAgentPlan, RemoteEcho, RunError};
 
 /// Drives `agent`: provider frames from `incoming` in (`None` ends it and
 /// gives the agent back), due answer frames out through `send` a batch at
@@ -65,17 +65,17 @@ pub fn spawn_in_process<E: Executor>(shared: &Shared, plan: &EchoAgentPlan) {
 
 /// Connects to a provider as an external echo agent and serves, dialing
 /// again when the link ends until the provider is back (unless `--once`).
-pub async fn run_remote<E: Executor>(remote: &RemoteEcho) -> Result<(), String> {
+pub async fn run_remote<E: Executor>(remote: &RemoteEcho) -> Result<(), RunError> {
     let mut ws = first_link::<E>(&remote.link).await?;
     let mut agent = EchoAgent::new(&remote.agent.model, echo::REMOTE, remote.agent.chunk_delay);
     loop {
         let end;
         (agent, end) = serve_link::<E>(agent, ws).await?;
         agent.link_lost();
-        ws = match next_link::<E>(&remote.link, end, crate::say).await {
-            Ok(ws) => ws,
-            Err(outcome) => return outcome,
+        let Some(next) = next_link::<E>(&remote.link, end, crate::say).await? else {
+            return Ok(());
         };
+        ws = next;
     }
 }
 
@@ -83,7 +83,7 @@ pub async fn run_remote<E: Executor>(remote: &RemoteEcho) -> Result<(), String> 
 async fn serve_link<E: Executor>(
     agent: EchoAgent,
     ws: Ws<E>,
-) -> Result<(EchoAgent, LinkEnd), String> {
+) -> Result<(EchoAgent, LinkEnd), RunError> {
     let (mut ws_tx, mut ws_rx) = ws.split();
     // Bounded: the agent makes frames only as fast as the link takes them.
     let (out_tx, out_rx) = async_channel::bounded::<Vec<String>>(4);
@@ -121,7 +121,9 @@ async fn serve_link<E: Executor>(
         }
     };
     drop(in_tx);
-    let agent = player.await.ok_or("the echo agent failed")?;
+    let agent = player
+        .await
+        .ok_or(RunError::Broken("the echo agent failed"))?;
     let failed = writer.await.flatten();
     Ok((agent, failed.unwrap_or(end)))
 }

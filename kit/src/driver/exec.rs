@@ -20,6 +20,7 @@ use crate::accept;
 use crate::dial::LinkEnd;
 use crate::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, INPUTS};
 use crate::process::{Groups, Tail, READ_CHUNK};
+use crate::RunError;
 
 /// A relay's connection or a kept stdin: its outbox, which its writer
 /// empties, the bytes it holds, and what its writer (and a connection's
@@ -52,12 +53,12 @@ type Input = crate::exec::Input<Writer>;
 /// the link ends, the runs it asked for are killed and the provider is
 /// dialed again until it is back (unless `--once`); every run still alive
 /// at the end is killed.
-pub async fn run_remote<E: Executor>(remote: &RemoteExec) -> Result<(), String> {
+pub async fn run_remote<E: Executor>(remote: &RemoteExec) -> Result<(), RunError> {
     let mut ws = first_link::<E>(&remote.link).await?;
     let groups = Groups::default();
     groups
         .kill_on_signal()
-        .map_err(|e| format!("cannot watch for signals: {e}"))?;
+        .map_err(RunError::cannot("watch for signals"))?;
     let (tx, rx) = async_channel::bounded(INPUTS);
     if let Some(socket) = &remote.tool_socket {
         accept_relays::<E>(socket, &tx)?;
@@ -66,8 +67,9 @@ pub async fn run_remote<E: Executor>(remote: &RemoteExec) -> Result<(), String> 
     let outcome = loop {
         let end = serve_link::<E>(remote, &groups, (&tx, &rx), &mut exec, ws).await;
         ws = match next_link::<E>(&remote.link, end, crate::say).await {
-            Ok(ws) => ws,
-            Err(outcome) => break outcome,
+            Ok(Some(ws)) => ws,
+            Ok(None) => break Ok(()),
+            Err(why) => break Err(why.into()),
         };
     };
     groups.kill_all();
@@ -111,9 +113,9 @@ async fn serve_link<E: Executor>(
 /// Listens for runs' relays on `socket`: each connection's bytes come in
 /// as inputs, after its opening and before its end. A failed accept is
 /// waited out (see [`accept`]): later runs still reach the editor's tools.
-fn accept_relays<E: Executor>(socket: &Path, tx: &Sender<Input>) -> Result<(), String> {
-    let listener =
-        E::bind_unix(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+fn accept_relays<E: Executor>(socket: &Path, tx: &Sender<Input>) -> Result<(), RunError> {
+    let listener = E::bind_unix(socket)
+        .map_err(RunError::cannot(format!("listen on {}", socket.display())))?;
     let tx = tx.clone();
     E::spawn(async move {
         let mut next = 0;

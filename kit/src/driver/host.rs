@@ -8,12 +8,12 @@ use futures_lite::io::AsyncWriteExt;
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::Executor;
 use crate::host::{read_stdin, Ended, Host, Input, INPUTS};
-use crate::RemoteHost;
+use crate::{RemoteHost, RunError};
 
 /// Serves the MCP host on stdin/stdout until it closes stdin. When the
 /// link ends, the provider is dialed again until it is back (unless
 /// `--once`), and the host's session carries on.
-pub async fn run_remote<E: Executor>(remote: &RemoteHost) -> Result<(), String> {
+pub async fn run_remote<E: Executor>(remote: &RemoteHost) -> Result<(), RunError> {
     let mut ws = first_link::<E>(&remote.link).await?;
     let (tx, rx) = async_channel::bounded(INPUTS);
     let host_tx = tx.clone();
@@ -25,10 +25,10 @@ pub async fn run_remote<E: Executor>(remote: &RemoteHost) -> Result<(), String> 
             Ended::Host => return Ok(()),
             Ended::Link(end) => end,
         };
-        ws = match next_link::<E>(&remote.link, end, crate::say_on_stderr).await {
-            Ok(ws) => ws,
-            Err(outcome) => return outcome,
+        let Some(next) = next_link::<E>(&remote.link, end, crate::say_on_stderr).await? else {
+            return Ok(());
         };
+        ws = next;
     }
 }
 

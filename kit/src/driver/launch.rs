@@ -10,7 +10,7 @@ use super::upstream::{self, Spawn};
 use super::{child, echo, exec, host, server, Executor};
 use crate::bridge::ReadStdout;
 use crate::exec::RemoteExec;
-use crate::{Launch, RemoteEcho, RemoteHost, Runtime};
+use crate::{Launch, RemoteEcho, RemoteHost, RunError, Runtime};
 use std::sync::Arc;
 
 /// An executor that can run the driver to its end.
@@ -24,8 +24,8 @@ pub trait Launcher: Executor {
     /// core).
     fn block_on<T>(
         threads: usize,
-        main: impl Future<Output = Result<T, String>>,
-    ) -> Result<T, String>;
+        main: impl Future<Output = Result<T, RunError>>,
+    ) -> Result<T, RunError>;
 
     /// How the bridge reads its children's stdout. The bridge calls it
     /// from threads of its own: an executor whose tasks can only be
@@ -52,15 +52,14 @@ impl<E: Launcher> Runtime for Async<E> {
     /// A connection is one socket.
     const FILES_PER_CONNECTION: usize = 1;
 
-    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), String> {
+    fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), RunError> {
         let threads = launch.threads;
         E::block_on(threads, async {
             let shared = server::start::<E>(launch.config, launch.audit);
             if let Some(traces) = launch.traces {
                 shared.set_traces(traces);
             }
-            server::serve::<E>(&shared, launch.listeners, launch.limits)
-                .map_err(|e| e.to_string())?;
+            server::serve::<E>(&shared, launch.listeners, launch.limits)?;
             launch.bridge.set_stdout_reader(E::stdout_reader());
             launch
                 .bridge
@@ -73,21 +72,21 @@ impl<E: Launcher> Runtime for Async<E> {
                 echo::spawn_in_process::<E>(&shared, plan);
             }
             crate::shutdown::watch(shared.clone())
-                .map_err(|e| format!("cannot watch for signals: {e}"))?;
+                .map_err(RunError::cannot("watch for signals"))?;
             ready();
             std::future::pending().await
         })
     }
 
-    fn agent_echo(remote: RemoteEcho) -> Result<(), String> {
+    fn agent_echo(remote: RemoteEcho) -> Result<(), RunError> {
         E::block_on(1, echo::run_remote::<E>(&remote))
     }
 
-    fn agent_exec(remote: RemoteExec) -> Result<(), String> {
+    fn agent_exec(remote: RemoteExec) -> Result<(), RunError> {
         E::block_on(1, exec::run_remote::<E>(&remote))
     }
 
-    fn agent_mcp(remote: RemoteHost) -> Result<(), String> {
+    fn agent_mcp(remote: RemoteHost) -> Result<(), RunError> {
         E::block_on(1, host::run_remote::<E>(&remote))
     }
 }

@@ -17,7 +17,7 @@ use mcp_provider_core::time::later;
 
 use super::link::{self, LinkSender};
 use super::{server, until, Executor};
-use crate::dial::{DialError, FromLink, Link, LinkEnd, Redial, Silent, DIAL_TIMEOUT};
+use crate::dial::{DialError, FromLink, Link, LinkEnd, LinkStopped, Redial, Silent, DIAL_TIMEOUT};
 
 /// A link to a provider.
 pub type Ws<E> = WebSocketStream<Quiet<E>>;
@@ -199,22 +199,25 @@ pub fn open_link<E: Executor, I: Send + 'static>(
 
 /// The first link: a provider that cannot be reached at start is an error
 /// to show at once (a wrong URL or token), not a reason to wait.
-pub async fn first_link<E: Executor>(link: &Link) -> Result<Ws<E>, String> {
-    dial::<E>(link).await.map_err(DialError::message)
+pub async fn first_link<E: Executor>(link: &Link) -> Result<Ws<E>, LinkStopped> {
+    Ok(dial::<E>(link).await?)
 }
 
 /// After a link ended: the next one, dialed with backoff until the
-/// provider is back — or the outcome to stop with (see [`Redial`]).
+/// provider is back — or none when the agent stops quietly, or why it
+/// stops failing (see [`Redial`]).
 pub async fn next_link<E: Executor>(
     link: &Link,
     end: LinkEnd,
     tell: fn(&str),
-) -> Result<Ws<E>, Result<(), String>> {
-    let mut redial = Redial::after(link, end, tell)?;
+) -> Result<Option<Ws<E>>, LinkStopped> {
+    let Some(mut redial) = Redial::after(link, end, tell)? else {
+        return Ok(None);
+    };
     loop {
         E::sleep(redial.wait()).await;
         match dial::<E>(link).await {
-            Ok(ws) => return Ok(ws),
+            Ok(ws) => return Ok(Some(ws)),
             Err(e) => redial.failed(e)?,
         }
     }

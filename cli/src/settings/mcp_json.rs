@@ -17,7 +17,29 @@ use std::path::Path;
 use serde_json::error::Category;
 use serde_json::{Map, Value};
 
-use crate::settings::{BadSettings, BridgeServer};
+use super::{BadSettings, BridgeServer};
+
+/// What is wrong with one entry of a file (the caller names the file and
+/// the entry).
+#[derive(Debug, thiserror::Error)]
+enum BadEntry {
+    #[error("is not an object")]
+    NotAnObject,
+    #[error("its name cannot be a path segment: {0}")]
+    Name(&'static str),
+    /// A key that must be a string, not empty: `url`, `command`.
+    #[error("`{0}` is missing or not a string")]
+    Missing(&'static str),
+    /// A key that must be an object of strings: `headers`, `env`.
+    #[error("`{0}` is not an object of strings")]
+    NotStrings(&'static str),
+    /// A key that must be an array of strings: `args`.
+    #[error("`{0}` is not an array of strings")]
+    NotList(&'static str),
+    /// A key that must be a string: `prefix`, `cwd`.
+    #[error("`{0}` is not a string")]
+    NotString(&'static str),
+}
 
 /// The keys of an entry that are read; any other is named in a warning.
 const KNOWN: [&str; 9] = [
@@ -70,7 +92,7 @@ pub struct McpJson {
 /// Reads `path`.
 pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
     let file = path.display();
-    let text = crate::settings::sources::read_file(path, "the MCP servers file")?;
+    let text = super::file::read_file(path, "the MCP servers file")?;
     let value: Keyed = serde_json::from_str(&text).map_err(|e| {
         // The file was read: say whether its JSON is broken or its shape.
         let what = match e.classify() {
@@ -96,12 +118,14 @@ pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
     };
     let mut ignored = BTreeMap::new();
     for (name, entry) in &entries.0 {
-        let bad = |why: &str| {
+        let bad = |why: BadEntry| {
             BadSettings(format!(
                 "the MCP servers file {file}, server `{name}`: {why}"
             ))
         };
-        let entry = entry.as_object().ok_or_else(|| bad("is not an object"))?;
+        let entry = entry
+            .as_object()
+            .ok_or_else(|| bad(BadEntry::NotAnObject))?;
         for key in entry.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
             ignored.insert(key.clone(), ());
         }
@@ -120,7 +144,7 @@ pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
         } else {
             server(name, entry)
         };
-        found.servers.push(server.map_err(|why| bad(&why))?);
+        found.servers.push(server.map_err(bad)?);
     }
     if !ignored.is_empty() {
         let keys: Vec<&str> = ignored.keys().map(String::as_str).collect();
@@ -133,24 +157,16 @@ pub fn read(path: &Path) -> Result<McpJson, BadSettings> {
 }
 
 /// One remote entry as a bridge server: its `url`, `headers` and `type`.
-fn remote_server(name: &str, entry: &Map<String, Value>) -> Result<BridgeServer, String> {
+fn remote_server(name: &str, entry: &Map<String, Value>) -> Result<BridgeServer, BadEntry> {
     if let Some(why) = mcp_provider_core::bridge::bad_server_name(name) {
-        return Err(format!("its name cannot be a path segment: {why}"));
+        return Err(BadEntry::Name(why));
     }
     let url = match entry.get("url") {
         Some(Value::String(url)) if !url.is_empty() => url.clone(),
-        _ => return Err("`url` is missing or not a string".into()),
+        _ => return Err(BadEntry::Missing("url")),
     };
     let mut server = BridgeServer::from_url(name, url);
-    server.headers = match entry.get("headers") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(fields)) => fields
-            .iter()
-            .map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-            .collect::<Option<_>>()
-            .ok_or("`headers` is not an object of strings")?,
-        Some(_) => return Err("`headers` is not an object of strings".into()),
-    };
+    server.headers = strings_by_name(entry, "headers")?;
     if entry.get("type").and_then(Value::as_str) == Some("sse") {
         server.transport = Some("sse".into());
     }
@@ -159,50 +175,61 @@ fn remote_server(name: &str, entry: &Map<String, Value>) -> Result<BridgeServer,
 }
 
 /// The bridge's own `prefix` key of an entry.
-fn prefix(entry: &Map<String, Value>) -> Result<Option<String>, String> {
-    match entry.get("prefix") {
+fn prefix(entry: &Map<String, Value>) -> Result<Option<String>, BadEntry> {
+    string(entry, "prefix")
+}
+
+/// The string at `key` of an entry, if any.
+fn string(entry: &Map<String, Value>, key: &'static str) -> Result<Option<String>, BadEntry> {
+    match entry.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(prefix)) => Ok(Some(prefix.clone())),
-        Some(_) => Err("`prefix` is not a string".into()),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(BadEntry::NotString(key)),
+    }
+}
+
+/// The object of strings at `key` of an entry (none: empty).
+fn strings_by_name(
+    entry: &Map<String, Value>,
+    key: &'static str,
+) -> Result<BTreeMap<String, String>, BadEntry> {
+    match entry.get(key) {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(fields)) => fields
+            .iter()
+            .map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect::<Option<_>>()
+            .ok_or(BadEntry::NotStrings(key)),
+        Some(_) => Err(BadEntry::NotStrings(key)),
+    }
+}
+
+/// The array of strings at `key` of an entry (none: empty).
+fn strings(entry: &Map<String, Value>, key: &'static str) -> Result<Vec<String>, BadEntry> {
+    match entry.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or(BadEntry::NotList(key)),
+        Some(_) => Err(BadEntry::NotList(key)),
     }
 }
 
 /// One stdio entry as a bridge server (the bridge's own defaults for the
 /// rest: shared, restarted on a crash).
-fn server(name: &str, entry: &Map<String, Value>) -> Result<BridgeServer, String> {
+fn server(name: &str, entry: &Map<String, Value>) -> Result<BridgeServer, BadEntry> {
     if let Some(why) = mcp_provider_core::bridge::bad_server_name(name) {
-        return Err(format!("its name cannot be a path segment: {why}"));
+        return Err(BadEntry::Name(why));
     }
     let command = match entry.get("command") {
         Some(Value::String(command)) if !command.is_empty() => command.clone(),
-        _ => return Err("`command` is missing or not a string".into()),
+        _ => return Err(BadEntry::Missing("command")),
     };
-    let strings = |key: &str| -> Result<Vec<String>, String> {
-        match entry.get(key) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned))
-                .collect::<Option<_>>()
-                .ok_or_else(|| format!("`{key}` is not an array of strings")),
-            Some(_) => Err(format!("`{key}` is not an array of strings")),
-        }
-    };
-    let env = match entry.get("env") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(vars)) => vars
-            .iter()
-            .map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-            .collect::<Option<_>>()
-            .ok_or("`env` is not an object of strings")?,
-        Some(_) => return Err("`env` is not an object of strings".into()),
-    };
-    let cwd = match entry.get("cwd") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(dir)) => Some(dir.clone()),
-        Some(_) => return Err("`cwd` is not a string".into()),
-    };
-    let mut server = BridgeServer::from_command(name, command, strings("args")?);
+    let env = strings_by_name(entry, "env")?;
+    let cwd = string(entry, "cwd")?;
+    let mut server = BridgeServer::from_command(name, command, strings(entry, "args")?);
     server.env = env;
     server.cwd = cwd;
     server.prefix = prefix(entry)?;
