@@ -10,7 +10,7 @@ use mcp_provider_kit::{EchoAgentPlan, RemoteEcho, RemoteHost, Runtime};
 
 use crate::bad_args::BadArgs;
 use crate::dial::LinkArgs;
-use crate::{acp, exec, Failure};
+use crate::{acp, exec, terminal, Failure};
 
 /// `agent echo`.
 pub(crate) fn echo<R: Runtime>(
@@ -23,13 +23,16 @@ pub(crate) fn echo<R: Runtime>(
         "Connecting to {} as an echo agent for model `{model}`…",
         link.url
     );
-    R::agent_echo(RemoteEcho {
-        link,
-        agent: EchoAgentPlan {
-            model,
-            chunk_delay: Duration::from_millis(chunk_delay_ms),
+    R::agent_echo(
+        RemoteEcho {
+            link,
+            agent: EchoAgentPlan {
+                model,
+                chunk_delay: Duration::from_millis(chunk_delay_ms),
+            },
         },
-    })?;
+        terminal::STDOUT,
+    )?;
     Ok(())
 }
 
@@ -45,10 +48,13 @@ pub(crate) fn mcp<R: Runtime>(
         "Connecting to {} to serve model `{model}` through this MCP host…",
         link.url
     );
-    R::agent_mcp(RemoteHost {
-        link,
-        plan: HostPlan { model, sampling },
-    })?;
+    R::agent_mcp(
+        RemoteHost {
+            link,
+            plan: HostPlan { model, sampling },
+        },
+        terminal::STDERR,
+    )?;
     Ok(())
 }
 
@@ -65,14 +71,17 @@ pub(crate) fn exec<R: Runtime>(args: &exec::ExecArgs) -> Result<(), Failure> {
         plan.model,
         plan.command.join(" ")
     );
-    R::agent_exec(RemoteExec {
-        link,
-        plan: Plan::Exec(plan),
-        cwd: args.cwd(),
-        pass_env: args.pass_env(),
-        tool_socket: tool_dir.as_ref().map(ToolDir::socket),
-        run_homes: tool_dir.as_ref().map(ToolDir::homes),
-    })?;
+    R::agent_exec(
+        RemoteExec {
+            link,
+            plan: Plan::Exec(plan),
+            cwd: args.cwd(),
+            pass_env: args.pass_env(),
+            tool_socket: tool_dir.as_ref().map(ToolDir::socket),
+            run_homes: tool_dir.as_ref().map(ToolDir::homes),
+        },
+        terminal::STDOUT,
+    )?;
     Ok(())
 }
 
@@ -88,13 +97,16 @@ pub(crate) fn acp<R: Runtime>(args: &acp::AcpArgs) -> Result<(), Failure> {
         plan.model,
         plan.command.join(" ")
     );
-    R::agent_exec(RemoteExec {
-        link,
-        plan: Plan::Acp(plan),
-        cwd: args.cwd(),
-        pass_env: args.pass_env(),
-        tool_socket: Some(tool_dir.socket()),
-        run_homes: None,
-    })?;
+    R::agent_exec(
+        RemoteExec {
+            link,
+            plan: Plan::Acp(plan),
+            cwd: args.cwd(),
+            pass_env: args.pass_env(),
+            tool_socket: Some(tool_dir.socket()),
+            run_homes: None,
+        },
+        terminal::STDOUT,
+    )?;
     Ok(())
 }

@@ -24,6 +24,7 @@ mod reload;
 mod secrets;
 mod serve;
 mod settings;
+mod terminal;
 mod watchdog;
 
 use std::path::PathBuf;

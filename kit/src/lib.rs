@@ -147,15 +147,28 @@ pub trait Runtime {
     /// served (the echo agent, if any, attached); it prints the banner.
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), RunError>;
 
-    /// Runs the echo agent over a WebSocket until the link closes.
-    fn agent_echo(remote: RemoteEcho) -> Result<(), RunError>;
+    /// Runs the echo agent over a WebSocket until the link closes,
+    /// telling its user on `terminal`.
+    fn agent_echo(remote: RemoteEcho, terminal: Terminal) -> Result<(), RunError>;
 
     /// Runs a CLI agent per request over a WebSocket until the link closes.
-    fn agent_exec(remote: exec::RemoteExec) -> Result<(), RunError>;
+    fn agent_exec(remote: exec::RemoteExec, terminal: Terminal) -> Result<(), RunError>;
 
     /// Serves an MCP host on stdin/stdout, its agent answering editors'
     /// requests, until the host or the link closes.
-    fn agent_mcp(remote: RemoteHost) -> Result<(), RunError>;
+    fn agent_mcp(remote: RemoteHost, terminal: Terminal) -> Result<(), RunError>;
+}
+
+/// How an agent process tells its user what happens on its link: the
+/// command line's printing (on stderr for `agent mcp`, whose stdout
+/// carries MCP messages).
+#[derive(Debug, Clone, Copy)]
+pub struct Terminal {
+    /// Prints a line at once.
+    pub say: fn(&str),
+    /// Prints the [`link_notice`] of a frame from the provider, if it has
+    /// one.
+    pub notice: fn(&str),
 }
 
 /// Why a [`Runtime`] stopped: something it needed could not be had, or an
@@ -218,32 +231,4 @@ pub fn link_notice(frame: &str) -> Option<String> {
         _ => return None,
     };
     Some(line)
-}
-
-/// Prints a line for the user of an agent process, at once.
-pub fn say(line: &str) {
-    use std::io::Write;
-    println!("{line}");
-    let _ = std::io::stdout().flush();
-}
-
-/// Prints a line for the user of `agent mcp`, whose stdout carries MCP
-/// messages.
-pub fn say_on_stderr(line: &str) {
-    eprintln!("{line}");
-}
-
-/// Prints a [`link_notice`] for `frame`, if it has one.
-pub fn print_link_notice(frame: &str) {
-    if let Some(line) = link_notice(frame) {
-        say(&line);
-    }
-}
-
-/// [`print_link_notice`] for `agent mcp`, whose stdout carries MCP
-/// messages.
-pub fn print_link_notice_on_stderr(frame: &str) {
-    if let Some(line) = link_notice(frame) {
-        say_on_stderr(&line);
-    }
 }

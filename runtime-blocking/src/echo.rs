@@ -7,7 +7,7 @@ use std::time::Instant;
 use mcp_provider_core::agent::echo::{self, EchoAgent};
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::in_process::InProcess;
-use mcp_provider_kit::{EchoAgentPlan, RemoteEcho, RunError};
+use mcp_provider_kit::{EchoAgentPlan, RemoteEcho, RunError, Terminal};
 use tungstenite::{Error as WsError, Message};
 
 use crate::link::{self, first_link, next_link, Ws};
@@ -86,14 +86,14 @@ pub fn spawn_in_process(shared: &Shared, plan: &EchoAgentPlan) -> std::io::Resul
 
 /// Connects to a provider as an external echo agent and serves, dialing
 /// again when the link ends until the provider is back (unless `--once`).
-pub fn run_remote(remote: &RemoteEcho) -> Result<(), RunError> {
+pub fn run_remote(remote: &RemoteEcho, terminal: Terminal) -> Result<(), RunError> {
     let mut ws = first_link(&remote.link)?;
     let mut agent = EchoAgent::new(&remote.agent.model, echo::REMOTE, remote.agent.chunk_delay);
     loop {
         let end;
-        (agent, end) = serve_link(agent, ws)?;
+        (agent, end) = serve_link(agent, ws, terminal.notice)?;
         agent.link_lost();
-        let Some(next) = next_link(&remote.link, end, mcp_provider_kit::say)? else {
+        let Some(next) = next_link(&remote.link, end, terminal.say)? else {
             return Ok(());
         };
         ws = next;
@@ -104,6 +104,7 @@ pub fn run_remote(remote: &RemoteEcho) -> Result<(), RunError> {
 fn serve_link(
     agent: EchoAgent,
     (mut reader, mut writer): Ws,
+    notice: fn(&str),
 ) -> Result<(EchoAgent, LinkEnd), RunError> {
     let (tx, rx) = mpsc::channel::<String>();
     let player = std::thread::Builder::new()
@@ -130,7 +131,7 @@ fn serve_link(
     let end = loop {
         match reader.read() {
             Ok(Message::Text(text)) => {
-                mcp_provider_kit::print_link_notice(text.as_str());
+                notice(text.as_str());
                 if tx.send(text.as_str().to_owned()).is_err() {
                     // The player stopped: it could not write to the link.
                     break LinkEnd::Closed(None);

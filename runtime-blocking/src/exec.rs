@@ -18,7 +18,7 @@ use mcp_provider_kit::accept;
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, INPUTS};
 use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, READ_CHUNK};
-use mcp_provider_kit::RunError;
+use mcp_provider_kit::{RunError, Terminal};
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
@@ -55,7 +55,7 @@ type Input = mcp_provider_kit::exec::Input<Writer>;
 /// the link ends, the runs it asked for are killed and the provider is
 /// dialed again until it is back (unless `--once`); every run still alive
 /// at the end is killed.
-pub fn run_remote(remote: &RemoteExec) -> Result<(), RunError> {
+pub fn run_remote(remote: &RemoteExec, terminal: Terminal) -> Result<(), RunError> {
     let mut ws = first_link(&remote.link)?;
     let groups = Groups::default();
     groups
@@ -67,11 +67,11 @@ pub fn run_remote(remote: &RemoteExec) -> Result<(), RunError> {
     }
     let mut exec = Exec::new(remote);
     let outcome = loop {
-        let end = match serve_link(remote, &groups, (&tx, &rx), &mut exec, ws) {
+        let end = match serve_link(remote, &groups, (&tx, &rx), &mut exec, ws, terminal.notice) {
             Ok(end) => end,
             Err(e) => break Err(e),
         };
-        ws = match next_link(&remote.link, end, mcp_provider_kit::say) {
+        ws = match next_link(&remote.link, end, terminal.say) {
             Ok(Some(ws)) => ws,
             Ok(None) => break Ok(()),
             Err(why) => break Err(why.into()),
@@ -88,14 +88,10 @@ fn serve_link(
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
     exec: &mut Exec<Writer>,
     ws: Ws,
+    notice: fn(&str),
 ) -> Result<LinkEnd, RunError> {
     let number = exec.link;
-    let mut sender = open_link(
-        ws,
-        tx.clone(),
-        move |got| Input::Link(number, got),
-        mcp_provider_kit::print_link_notice,
-    )?;
+    let mut sender = open_link(ws, tx.clone(), move |got| Input::Link(number, got), notice)?;
     let start = |run, command, stdin| start(groups, tx, run, command, stdin);
     loop {
         exec.prepare(remote, groups, start);

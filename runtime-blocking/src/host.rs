@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use mcp_provider_kit::host::{read_stdin, Ended, Host, Input, INPUTS};
-use mcp_provider_kit::{RemoteHost, RunError};
+use mcp_provider_kit::{RemoteHost, RunError, Terminal};
 
 use crate::echo::wait;
 use crate::link::{first_link, next_link, open_link, Ws};
@@ -14,18 +14,18 @@ use crate::link::{first_link, next_link, open_link, Ws};
 /// Serves the MCP host on stdin/stdout until it closes stdin. When the
 /// link ends, the provider is dialed again until it is back (unless
 /// `--once`), and the host's session carries on.
-pub fn run_remote(remote: &RemoteHost) -> Result<(), RunError> {
+pub fn run_remote(remote: &RemoteHost, terminal: Terminal) -> Result<(), RunError> {
     let mut ws = first_link(&remote.link)?;
     let (tx, rx) = mpsc::sync_channel(INPUTS);
     let host_tx = tx.clone();
     read_stdin(move |input| host_tx.send(input).is_ok())?;
     let mut host = Host::new(remote);
     loop {
-        let end = match serve_link(&mut host, (&tx, &rx), ws)? {
+        let end = match serve_link(&mut host, (&tx, &rx), ws, terminal.notice)? {
             Ended::Host => return Ok(()),
             Ended::Link(end) => end,
         };
-        let Some(next) = next_link(&remote.link, end, mcp_provider_kit::say_on_stderr)? else {
+        let Some(next) = next_link(&remote.link, end, terminal.say)? else {
             return Ok(());
         };
         ws = next;
@@ -37,14 +37,10 @@ fn serve_link(
     host: &mut Host,
     (tx, rx): (&SyncSender<Input>, &Receiver<Input>),
     ws: Ws,
+    notice: fn(&str),
 ) -> Result<Ended, RunError> {
     let number = host.link;
-    let mut sender = open_link(
-        ws,
-        tx.clone(),
-        move |got| Input::Link(number, got),
-        mcp_provider_kit::print_link_notice_on_stderr,
-    )?;
+    let mut sender = open_link(ws, tx.clone(), move |got| Input::Link(number, got), notice)?;
     let mut stdout = std::io::stdout().lock();
     loop {
         while let Some(line) = host.agent.poll_host() {

@@ -13,7 +13,7 @@ mod shared;
 use std::process::ExitCode;
 
 use mcp_provider_kit::exec::RemoteExec;
-use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, RunError, Runtime};
+use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, RunError, Runtime, Terminal};
 struct Blocking;
 
 impl Runtime for Blocking {
@@ -61,16 +61,16 @@ impl Runtime for Blocking {
         Ok(())
     }
 
-    fn agent_echo(remote: RemoteEcho) -> Result<(), RunError> {
-        echo::run_remote(&remote)
+    fn agent_echo(remote: RemoteEcho, terminal: Terminal) -> Result<(), RunError> {
+        echo::run_remote(&remote, terminal)
     }
 
-    fn agent_exec(remote: RemoteExec) -> Result<(), RunError> {
-        exec::run_remote(&remote)
+    fn agent_exec(remote: RemoteExec, terminal: Terminal) -> Result<(), RunError> {
+        exec::run_remote(&remote, terminal)
     }
 
-    fn agent_mcp(remote: RemoteHost) -> Result<(), RunError> {
-        host::run_remote(&remote)
+    fn agent_mcp(remote: RemoteHost, terminal: Terminal) -> Result<(), RunError> {
+        host::run_remote(&remote, terminal)
     }
 }
 

@@ -13,7 +13,7 @@ use super::remote::{first_link, next_link, Ws};
 use super::{spawn_joined, until, Executor};
 use crate::dial::{link_failed, LinkEnd};
 use crate::in_process::InProcess;
-use crate::{EchoAgentPlan, RemoteEcho, RunError};
+use crate::{EchoAgentPlan, RemoteEcho, RunError, Terminal};
 
 /// Drives `agent`: provider frames from `incoming` in (`None` ends it and
 /// gives the agent back), due answer frames out through `send` a batch at
@@ -65,14 +65,17 @@ pub fn spawn_in_process<E: Executor>(shared: &Shared, plan: &EchoAgentPlan) {
 
 /// Connects to a provider as an external echo agent and serves, dialing
 /// again when the link ends until the provider is back (unless `--once`).
-pub async fn run_remote<E: Executor>(remote: &RemoteEcho) -> Result<(), RunError> {
+pub async fn run_remote<E: Executor>(
+    remote: &RemoteEcho,
+    terminal: Terminal,
+) -> Result<(), RunError> {
     let mut ws = first_link::<E>(&remote.link).await?;
     let mut agent = EchoAgent::new(&remote.agent.model, echo::REMOTE, remote.agent.chunk_delay);
     loop {
         let end;
-        (agent, end) = serve_link::<E>(agent, ws).await?;
+        (agent, end) = serve_link::<E>(agent, ws, terminal.notice).await?;
         agent.link_lost();
-        let Some(next) = next_link::<E>(&remote.link, end, crate::say).await? else {
+        let Some(next) = next_link::<E>(&remote.link, end, terminal.say).await? else {
             return Ok(());
         };
         ws = next;
@@ -83,6 +86,7 @@ pub async fn run_remote<E: Executor>(remote: &RemoteEcho) -> Result<(), RunError
 async fn serve_link<E: Executor>(
     agent: EchoAgent,
     ws: Ws<E>,
+    notice: fn(&str),
 ) -> Result<(EchoAgent, LinkEnd), RunError> {
     let (mut ws_tx, mut ws_rx) = ws.split();
     // Bounded: the agent makes frames only as fast as the link takes them.
@@ -111,7 +115,7 @@ async fn serve_link<E: Executor>(
     let end = loop {
         match ws_rx.next().await {
             Some(Ok(Message::Text(text))) => {
-                crate::print_link_notice(text.as_str());
+                notice(text.as_str());
                 let _ = in_tx.send(text.as_str().to_owned()).await;
             }
             Some(Ok(Message::Close(frame))) => break LinkEnd::from_close(frame.as_ref()),

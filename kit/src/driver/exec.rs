@@ -20,7 +20,7 @@ use crate::accept;
 use crate::dial::LinkEnd;
 use crate::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, INPUTS};
 use crate::process::{Groups, Tail, READ_CHUNK};
-use crate::RunError;
+use crate::{RunError, Terminal};
 
 /// A relay's connection or a kept stdin: its outbox, which its writer
 /// empties, the bytes it holds, and what its writer (and a connection's
@@ -53,7 +53,10 @@ type Input = crate::exec::Input<Writer>;
 /// the link ends, the runs it asked for are killed and the provider is
 /// dialed again until it is back (unless `--once`); every run still alive
 /// at the end is killed.
-pub async fn run_remote<E: Executor>(remote: &RemoteExec) -> Result<(), RunError> {
+pub async fn run_remote<E: Executor>(
+    remote: &RemoteExec,
+    terminal: Terminal,
+) -> Result<(), RunError> {
     let mut ws = first_link::<E>(&remote.link).await?;
     let groups = Groups::default();
     groups
@@ -65,8 +68,9 @@ pub async fn run_remote<E: Executor>(remote: &RemoteExec) -> Result<(), RunError
     }
     let mut exec = Exec::new(remote);
     let outcome = loop {
-        let end = serve_link::<E>(remote, &groups, (&tx, &rx), &mut exec, ws).await;
-        ws = match next_link::<E>(&remote.link, end, crate::say).await {
+        let end =
+            serve_link::<E>(remote, &groups, (&tx, &rx), &mut exec, ws, terminal.notice).await;
+        ws = match next_link::<E>(&remote.link, end, terminal.say).await {
             Ok(Some(ws)) => ws,
             Ok(None) => break Ok(()),
             Err(why) => break Err(why.into()),
@@ -83,14 +87,11 @@ async fn serve_link<E: Executor>(
     (tx, rx): (&Sender<Input>, &Receiver<Input>),
     exec: &mut Exec<Writer>,
     ws: Ws<E>,
+    notice: fn(&str),
 ) -> LinkEnd {
     let number = exec.link;
-    let (mut sender, _link) = open_link::<E, _>(
-        ws,
-        tx.clone(),
-        move |got| Input::Link(number, got),
-        crate::print_link_notice,
-    );
+    let (mut sender, _link) =
+        open_link::<E, _>(ws, tx.clone(), move |got| Input::Link(number, got), notice);
     let start = |run, command, stdin| start::<E>(groups, tx, run, command, stdin);
     loop {
         exec.prepare(remote, groups, start);

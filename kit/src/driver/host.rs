@@ -8,12 +8,15 @@ use futures_lite::io::AsyncWriteExt;
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::Executor;
 use crate::host::{read_stdin, Ended, Host, Input, INPUTS};
-use crate::{RemoteHost, RunError};
+use crate::{RemoteHost, RunError, Terminal};
 
 /// Serves the MCP host on stdin/stdout until it closes stdin. When the
 /// link ends, the provider is dialed again until it is back (unless
 /// `--once`), and the host's session carries on.
-pub async fn run_remote<E: Executor>(remote: &RemoteHost) -> Result<(), RunError> {
+pub async fn run_remote<E: Executor>(
+    remote: &RemoteHost,
+    terminal: Terminal,
+) -> Result<(), RunError> {
     let mut ws = first_link::<E>(&remote.link).await?;
     let (tx, rx) = async_channel::bounded(INPUTS);
     let host_tx = tx.clone();
@@ -21,11 +24,12 @@ pub async fn run_remote<E: Executor>(remote: &RemoteHost) -> Result<(), RunError
     let mut host = Host::new(remote);
     let mut stdout = E::stdout();
     loop {
-        let end = match serve_link::<E>(&mut host, &mut stdout, (&tx, &rx), ws).await {
-            Ended::Host => return Ok(()),
-            Ended::Link(end) => end,
-        };
-        let Some(next) = next_link::<E>(&remote.link, end, crate::say_on_stderr).await? else {
+        let end =
+            match serve_link::<E>(&mut host, &mut stdout, (&tx, &rx), ws, terminal.notice).await {
+                Ended::Host => return Ok(()),
+                Ended::Link(end) => end,
+            };
+        let Some(next) = next_link::<E>(&remote.link, end, terminal.say).await? else {
             return Ok(());
         };
         ws = next;
@@ -38,14 +42,11 @@ async fn serve_link<E: Executor>(
     stdout: &mut E::Stdout,
     (tx, rx): (&Sender<Input>, &Receiver<Input>),
     ws: Ws<E>,
+    notice: fn(&str),
 ) -> Ended {
     let number = host.link;
-    let (mut sender, _link) = open_link::<E, _>(
-        ws,
-        tx.clone(),
-        move |got| Input::Link(number, got),
-        crate::print_link_notice_on_stderr,
-    );
+    let (mut sender, _link) =
+        open_link::<E, _>(ws, tx.clone(), move |got| Input::Link(number, got), notice);
     loop {
         while let Some(mut line) = host.agent.poll_host() {
             line.push('\n');

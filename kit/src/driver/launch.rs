@@ -10,7 +10,7 @@ use super::upstream::{self, Spawn};
 use super::{child, echo, exec, host, server, Executor};
 use crate::bridge::ReadStdout;
 use crate::exec::RemoteExec;
-use crate::{Launch, RemoteEcho, RemoteHost, RunError, Runtime};
+use crate::{Launch, RemoteEcho, RemoteHost, RunError, Runtime, Terminal};
 use std::sync::Arc;
 
 /// An executor that can run the driver to its end.
@@ -78,15 +78,15 @@ impl<E: Launcher> Runtime for Async<E> {
         })
     }
 
-    fn agent_echo(remote: RemoteEcho) -> Result<(), RunError> {
-        E::block_on(1, echo::run_remote::<E>(&remote))
+    fn agent_echo(remote: RemoteEcho, terminal: Terminal) -> Result<(), RunError> {
+        E::block_on(1, echo::run_remote::<E>(&remote, terminal))
     }
 
-    fn agent_exec(remote: RemoteExec) -> Result<(), RunError> {
-        E::block_on(1, exec::run_remote::<E>(&remote))
+    fn agent_exec(remote: RemoteExec, terminal: Terminal) -> Result<(), RunError> {
+        E::block_on(1, exec::run_remote::<E>(&remote, terminal))
     }
 
-    fn agent_mcp(remote: RemoteHost) -> Result<(), RunError> {
-        E::block_on(1, host::run_remote::<E>(&remote))
+    fn agent_mcp(remote: RemoteHost, terminal: Terminal) -> Result<(), RunError> {
+        E::block_on(1, host::run_remote::<E>(&remote, terminal))
     }
 }
