@@ -174,6 +174,7 @@ pub struct Terminal {
 /// Why a [`Runtime`] stopped: something it needed could not be had, or an
 /// agent's link ended in a way that dialing again cannot mend.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// What the system refused the runtime (a thread, a socket, the watch
     /// for signals), with what it was doing: "start the accept thread".
