@@ -40,3 +40,29 @@ impl Failure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_user_got_wrong_exits_with_2_the_rest_with_1() {
+        let wrong = BadSettings("bad setting `listen`".into());
+        for usage in [
+            Failure::from(BadSettings(wrong.0.clone())),
+            Failure::from(BadArgs::Zero("--max-running")),
+            Failure::from(LoginError::NotRemote("r".into())),
+            Failure::from(ServeError::Settings(wrong)),
+        ] {
+            assert_eq!(usage.exit_code(), ExitCode::from(2), "{usage}");
+        }
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        for fault in [
+            Failure::from(LoginError::NoStateDirectory),
+            Failure::from(ServeError::Watch(io())),
+            Failure::from(RunError::cannot("watch for signals")(io())),
+        ] {
+            assert_eq!(fault.exit_code(), ExitCode::FAILURE, "{fault}");
+        }
+    }
+}

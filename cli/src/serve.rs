@@ -251,3 +251,31 @@ fn conn_limits<R: Runtime>(settings: &Settings, http: Limits) -> ConnLimits {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_says_what_to_do() {
+        let addr: SocketAddr = "127.0.0.1:8788".parse().unwrap();
+        let listen = |kind| {
+            ServeError::Listen {
+                addr,
+                source: io::Error::from(kind),
+            }
+            .to_string()
+        };
+        let taken = listen(io::ErrorKind::AddrInUse);
+        assert!(
+            taken.starts_with("cannot listen on 127.0.0.1:8788: "),
+            "{taken}"
+        );
+        assert!(
+            taken.contains(". Another program has port 8788: "),
+            "{taken}"
+        );
+        let refused = listen(io::ErrorKind::PermissionDenied);
+        assert!(!refused.contains("Another program"), "{refused}");
+    }
+}
