@@ -1,7 +1,10 @@
 //! The command line of MCP Local Provider, every runtime's `main` (SPEC
-//! §9): flags, settings files, generated secrets and the start-up banner.
+//! §9): flags, settings files, generated secrets, the start-up banner and
+//! the terminal an agent process prints on for its user.
 //!
-//! It must hold nothing a runtime calls while it serves: that is the kit
+//! It must hold nothing a runtime calls while it serves, but for the
+//! terminal it hands an agent (a [`Terminal`](mcp_provider_kit::Terminal)):
+//! that is the kit
 //! (`mcp-provider-kit`), whose [`Runtime`] a runtime implements — serving
 //! on listeners that are already bound, and running the built-in agents
 //! against a remote provider — so that its `main` is one call to [`main`].

@@ -147,8 +147,8 @@ pub trait Runtime {
     /// served (the echo agent, if any, attached); it prints the banner.
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), RunError>;
 
-    /// Runs the echo agent over a WebSocket until the link closes,
-    /// telling its user on `terminal`.
+    /// Runs the echo agent over a WebSocket until the link closes. Each
+    /// agent tells its user what happens on its link on `terminal`.
     fn agent_echo(remote: RemoteEcho, terminal: Terminal) -> Result<(), RunError>;
 
     /// Runs a CLI agent per request over a WebSocket until the link closes.
