@@ -141,19 +141,8 @@ pub(crate) fn serve<R: Runtime>(settings: Settings, source: Source) -> Result<()
         .map_err(ServeError::Traces)?;
     let bridge = start_bridge(&settings, source, &seeds, traces.clone())?;
     let mut config = core_config(&settings, &keys, &seeds, traces.as_deref());
-    let audit = match &settings.audit_log {
-        Some(path) => {
-            let sink = AuditSink::open(path, settings.audit_log_max_bytes).map_err(|source| {
-                ServeError::Audit {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            config.audit = true;
-            Some(sink)
-        }
-        None => None,
-    };
+    let audit = open_audit(&settings)?;
+    config.audit = audit.is_some();
     let limits = conn_limits::<R>(&settings, config.http);
     let launch = Launch {
         config,
@@ -221,6 +210,20 @@ fn core_config(settings: &Settings, keys: &Keys, seeds: &Seeds, traces: Option<&
         config.expected_agents.push(AGENT_HUB.to_owned());
     }
     config
+}
+
+/// The audit log, when one is configured.
+fn open_audit(settings: &Settings) -> Result<Option<AuditSink>, ServeError> {
+    let Some(path) = &settings.audit_log else {
+        return Ok(None);
+    };
+    let sink = AuditSink::open(path, settings.audit_log_max_bytes).map_err(|source| {
+        ServeError::Audit {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(Some(sink))
 }
 
 /// The caps on editor connections: `max_connections` (else the runtime's
