@@ -77,18 +77,6 @@ impl DialError {
     }
 }
 
-/// Why an agent process stops with a failure: its provider refused it, or
-/// ended its link for a fault that dialing again would repeat.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct LinkStopped(pub String);
-
-impl From<DialError> for LinkStopped {
-    fn from(e: DialError) -> LinkStopped {
-        LinkStopped(e.message())
-    }
-}
-
 /// The error for a failed WebSocket handshake with `url`: a refused token
 /// says where the right one is kept.
 pub fn handshake_failed(url: &str, e: tungstenite::Error) -> DialError {
@@ -135,8 +123,40 @@ impl LinkEnd {
 enum AfterLink {
     /// Dial again, after telling the user this line.
     Reconnect(String),
-    /// Stop: quietly (`None`), or failing.
-    Stop(Option<LinkStopped>),
+    /// Stop.
+    Stop(Stop),
+}
+
+/// Why an agent stops dialing its provider.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// It is done: its session was revoked (its notice was shown), or its
+    /// one link (`--once`) closed.
+    Done,
+    /// It fails, for this reason: dialing again would not help.
+    Failed(String),
+}
+
+impl Stop {
+    /// What the agent process ends with.
+    pub fn outcome(self) -> Result<(), LinkStopped> {
+        match self {
+            Stop::Done => Ok(()),
+            Stop::Failed(why) => Err(LinkStopped(why)),
+        }
+    }
+}
+
+/// Why an agent process fails: its provider refused it, or ended its link
+/// for a fault that dialing again would repeat.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkStopped(pub String);
+
+impl From<DialError> for LinkStopped {
+    fn from(e: DialError) -> LinkStopped {
+        LinkStopped(e.message())
+    }
 }
 
 /// The policy for an agent whose link ended: a server going away (1001),
@@ -149,10 +169,10 @@ fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
     let revoked = LinkClose::Revoked.code();
     let too_slow = LinkClose::TooSlow.code();
     match end {
-        LinkEnd::Closed(Some(code)) if code == revoked => AfterLink::Stop(None),
+        LinkEnd::Closed(Some(code)) if code == revoked => AfterLink::Stop(Stop::Done),
         LinkEnd::Closed(_) | LinkEnd::Failed(_) if once => AfterLink::Stop(match end {
-            LinkEnd::Failed(e) => Some(LinkStopped(e)),
-            LinkEnd::Closed(_) => None,
+            LinkEnd::Failed(e) => Stop::Failed(e),
+            LinkEnd::Closed(_) => Stop::Done,
         }),
         LinkEnd::Closed(Some(code)) if code == going_away => AfterLink::Reconnect(format!(
             "The provider at {url} is shutting down; reconnecting when it is back (Ctrl-C to stop)…"
@@ -165,9 +185,9 @@ fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
         LinkEnd::Closed(None) => AfterLink::Reconnect(format!(
             "The link to {url} closed; reconnecting (Ctrl-C to stop)…"
         )),
-        LinkEnd::Closed(Some(code)) => AfterLink::Stop(Some(LinkStopped(format!(
+        LinkEnd::Closed(Some(code)) => AfterLink::Stop(Stop::Failed(format!(
             "the provider at {url} closed the link with code {code}: see docs/agent-protocol.md, Close codes"
-        )))),
+        ))),
         LinkEnd::Failed(e) => AfterLink::Reconnect(format!(
             "The provider at {url} went away ({e}); reconnecting (Ctrl-C to stop)…"
         )),
@@ -278,17 +298,15 @@ pub struct Redial {
 
 impl Redial {
     /// Whether to dial again after `end`: a redial, with the user told
-    /// through `tell`; none when the agent stops quietly; or why it stops
-    /// failing.
-    pub fn after(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Option<Redial>, LinkStopped> {
+    /// through `tell`, or the outcome to stop with.
+    pub fn after(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Redial, Stop> {
         match after_link(&link.url, end, link.once) {
-            AfterLink::Stop(None) => Ok(None),
-            AfterLink::Stop(Some(why)) => Err(why),
+            AfterLink::Stop(stop) => Err(stop),
             AfterLink::Reconnect(line) => {
                 tell(&line);
-                Ok(Some(Redial {
+                Ok(Redial {
                     backoff: Backoff::new(),
-                }))
+                })
             }
         }
     }
@@ -299,9 +317,9 @@ impl Redial {
     }
 
     /// An attempt failed: wait and try again, or stop with why.
-    pub fn failed(&self, e: DialError) -> Result<(), LinkStopped> {
+    pub fn failed(&self, e: DialError) -> Result<(), Stop> {
         match e {
-            DialError::Final(why) => Err(LinkStopped(why)),
+            DialError::Final(why) => Err(Stop::Failed(why)),
             DialError::Unreachable(_) => Ok(()),
         }
     }
@@ -365,9 +383,9 @@ mod tests {
         assert!(again(LinkEnd::Failed("reset".into())));
         assert_eq!(
             after_link(url, LinkEnd::Closed(Some(1008)), false),
-            AfterLink::Stop(None)
+            AfterLink::Stop(Stop::Done)
         );
-        let AfterLink::Stop(Some(LinkStopped(why))) =
+        let AfterLink::Stop(Stop::Failed(why)) =
             after_link(url, LinkEnd::Closed(Some(1009)), false)
         else {
             panic!("a frame too large is the agent's own fault");
@@ -375,11 +393,11 @@ mod tests {
         assert!(why.contains("1009"), "{why}");
         assert_eq!(
             after_link(url, LinkEnd::Closed(Some(1001)), true),
-            AfterLink::Stop(None)
+            AfterLink::Stop(Stop::Done)
         );
         assert_eq!(
             after_link(url, LinkEnd::Failed("reset".into()), true),
-            AfterLink::Stop(Some(LinkStopped("reset".into())))
+            AfterLink::Stop(Stop::Failed("reset".into()))
         );
     }
 

@@ -93,10 +93,10 @@ pub fn run_remote(remote: &RemoteEcho, terminal: Terminal) -> Result<(), RunErro
         let end;
         (agent, end) = serve_link(agent, ws, terminal.notice)?;
         agent.link_lost();
-        let Some(next) = next_link(&remote.link, end, terminal.say)? else {
-            return Ok(());
+        ws = match next_link(&remote.link, end, terminal.say) {
+            Ok(ws) => ws,
+            Err(stop) => return Ok(stop.outcome()?),
         };
-        ws = next;
     }
 }
 

@@ -72,9 +72,8 @@ pub fn run_remote(remote: &RemoteExec, terminal: Terminal) -> Result<(), RunErro
             Err(e) => break Err(e),
         };
         ws = match next_link(&remote.link, end, terminal.say) {
-            Ok(Some(ws)) => ws,
-            Ok(None) => break Ok(()),
-            Err(why) => break Err(why.into()),
+            Ok(ws) => ws,
+            Err(stop) => break stop.outcome().map_err(RunError::from),
         };
     };
     groups.kill_all();

@@ -25,10 +25,10 @@ pub fn run_remote(remote: &RemoteHost, terminal: Terminal) -> Result<(), RunErro
             Ended::Host => return Ok(()),
             Ended::Link(end) => end,
         };
-        let Some(next) = next_link(&remote.link, end, terminal.say)? else {
-            return Ok(());
+        ws = match next_link(&remote.link, end, terminal.say) {
+            Ok(ws) => ws,
+            Err(stop) => return Ok(stop.outcome()?),
         };
-        ws = next;
     }
 }
 

@@ -20,7 +20,7 @@ use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 use mcp_provider_kit::dial::{
     handshake_failed, link_failed, link_request, silence_limit, Backoff, DialError, FromLink, Link,
-    LinkEnd, LinkStopped, Redial, DIAL_TIMEOUT, HUB_STALL,
+    LinkEnd, LinkStopped, Redial, Stop, DIAL_TIMEOUT, HUB_STALL,
 };
 use mcp_provider_kit::hub::Peer;
 use mcp_provider_kit::keepalive::keep_alive;
@@ -338,16 +338,13 @@ pub fn first_link(link: &Link) -> Result<Ws, LinkStopped> {
 }
 
 /// After a link ended: the next one, dialed with backoff until the
-/// provider is back — or none when the agent stops quietly, or why it
-/// stops failing (see [`Redial`]).
-pub fn next_link(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Option<Ws>, LinkStopped> {
-    let Some(mut redial) = Redial::after(link, end, tell)? else {
-        return Ok(None);
-    };
+/// provider is back — or why to stop (see [`Redial`]).
+pub fn next_link(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Ws, Stop> {
+    let mut redial = Redial::after(link, end, tell)?;
     loop {
         std::thread::sleep(redial.wait());
         match dial_provider(link) {
-            Ok(ws) => return Ok(Some(ws)),
+            Ok(ws) => return Ok(ws),
             Err(e) => redial.failed(e)?,
         }
     }

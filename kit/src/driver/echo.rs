@@ -75,10 +75,10 @@ pub async fn run_remote<E: Executor>(
         let end;
         (agent, end) = serve_link::<E>(agent, ws, terminal.notice).await?;
         agent.link_lost();
-        let Some(next) = next_link::<E>(&remote.link, end, terminal.say).await? else {
-            return Ok(());
+        ws = match next_link::<E>(&remote.link, end, terminal.say).await {
+            Ok(ws) => ws,
+            Err(stop) => return Ok(stop.outcome()?),
         };
-        ws = next;
     }
 }
 

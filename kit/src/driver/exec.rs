@@ -71,9 +71,8 @@ pub async fn run_remote<E: Executor>(
         let end =
             serve_link::<E>(remote, &groups, (&tx, &rx), &mut exec, ws, terminal.notice).await;
         ws = match next_link::<E>(&remote.link, end, terminal.say).await {
-            Ok(Some(ws)) => ws,
-            Ok(None) => break Ok(()),
-            Err(why) => break Err(why.into()),
+            Ok(ws) => ws,
+            Err(stop) => break stop.outcome().map_err(RunError::from),
         };
     };
     groups.kill_all();

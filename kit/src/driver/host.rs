@@ -29,10 +29,10 @@ pub async fn run_remote<E: Executor>(
                 Ended::Host => return Ok(()),
                 Ended::Link(end) => end,
             };
-        let Some(next) = next_link::<E>(&remote.link, end, terminal.say).await? else {
-            return Ok(());
+        ws = match next_link::<E>(&remote.link, end, terminal.say).await {
+            Ok(ws) => ws,
+            Err(stop) => return Ok(stop.outcome()?),
         };
-        ws = next;
     }
 }
 

@@ -17,7 +17,9 @@ use mcp_provider_core::time::later;
 
 use super::link::{self, LinkSender};
 use super::{server, until, Executor};
-use crate::dial::{DialError, FromLink, Link, LinkEnd, LinkStopped, Redial, Silent, DIAL_TIMEOUT};
+use crate::dial::{
+    DialError, FromLink, Link, LinkEnd, LinkStopped, Redial, Silent, Stop, DIAL_TIMEOUT,
+};
 
 /// A link to a provider.
 pub type Ws<E> = WebSocketStream<Quiet<E>>;
@@ -204,20 +206,17 @@ pub async fn first_link<E: Executor>(link: &Link) -> Result<Ws<E>, LinkStopped> 
 }
 
 /// After a link ended: the next one, dialed with backoff until the
-/// provider is back — or none when the agent stops quietly, or why it
-/// stops failing (see [`Redial`]).
+/// provider is back — or why to stop (see [`Redial`]).
 pub async fn next_link<E: Executor>(
     link: &Link,
     end: LinkEnd,
     tell: fn(&str),
-) -> Result<Option<Ws<E>>, LinkStopped> {
-    let Some(mut redial) = Redial::after(link, end, tell)? else {
-        return Ok(None);
-    };
+) -> Result<Ws<E>, Stop> {
+    let mut redial = Redial::after(link, end, tell)?;
     loop {
         E::sleep(redial.wait()).await;
         match dial::<E>(link).await {
-            Ok(ws) => return Ok(Some(ws)),
+            Ok(ws) => return Ok(ws),
             Err(e) => redial.failed(e)?,
         }
     }
