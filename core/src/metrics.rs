@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::api::routes::{api_label, label, ROUTE_COUNT};
-use crate::provider::Decision;
+use crate::provider::outcome::Decision;
 
 /// Upper bounds of the latency buckets, in seconds: from a relayed chunk
 /// (sub-millisecond) to a long agent turn.
@@ -88,7 +88,7 @@ pub struct Counters {
     /// Answers cancelled by their id (or a kept answer's asker leaving).
     pub answers_cancelled: u64,
     /// Agents' permission questions, by how they ended
-    /// (in the order of `provider::questions::Decision`).
+    /// (in the order of `Decision::ALL`).
     pub permission_questions: [u64; Decision::ALL.len()],
 }
 

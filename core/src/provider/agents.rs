@@ -1,22 +1,24 @@
-//! Agent links: registration, renewal, session expiry, and what happens
-//! when a link drops.
+//! Agents and their sessions, for every part they touch: agent messages
+//! in, registration and renewal, session expiry, the control API's
+//! changes to sessions, permission questions, and what happens when a
+//! link drops.
 
 use std::time::Instant;
 
-use super::{Link, Output, Provider};
+use serde_json::{json, Value};
+
+use super::control::{self, room_for_a_session, NO_ROOM};
+use super::outcome::Decision;
+use super::questions::Question;
+use super::{Output, Provider};
 use crate::agent::close::LinkClose;
-use crate::agent::message::{to_agent, FromAgent, Invalid, Register};
+use crate::agent::message::{to_agent, FromAgent, Invalid, PermissionRequest, Register};
 use crate::auth::{derive_token, SecretHash};
 use crate::config::Approval;
 use crate::error::ApiError;
 use crate::session::{expiry, Scopes, Session, Status};
 use crate::time::{later, rfc3339};
 use crate::ConnId;
-
-/// Why a new session is refused at `max_sessions`: none of them can be
-/// freed ([`Provider::room_for_a_session`]).
-pub(super) const NO_ROOM: &str = "too many sessions: each one has an agent connected, \
-                                  or was made through the control API";
 
 impl Provider {
     pub(super) fn agent_message(
@@ -25,11 +27,8 @@ impl Provider {
         message: Result<FromAgent<'_>, Invalid>,
         now: Instant,
     ) {
-        let Some(link) = self.links.get_mut(&conn) else {
+        if !self.links.heard(conn, now) {
             return;
-        };
-        if let Some(heard) = &mut link.heard {
-            *heard = now;
         }
         let message = match message {
             Ok(m) => m,
@@ -42,7 +41,7 @@ impl Provider {
                 return;
             }
         };
-        if let Some(id) = self.links.get(&conn).and_then(|l| l.session.as_ref()) {
+        if let Some(id) = self.links.session_of(conn) {
             self.sessions.touch(id, now);
         }
         match message {
@@ -61,14 +60,12 @@ impl Provider {
             FromAgent::Pong => {}
             FromAgent::PermissionRequest(r) => self.on_permission_request(conn, r, now),
             FromAgent::PermissionWithdrawn { id, reason } => {
-                self.on_permission_withdrawn(conn, &id, reason.as_deref(), now)
+                let (gone, decision) = self.questions.withdraw(conn, &id, reason.as_deref());
+                for q in gone {
+                    self.question_ended(&q, decision, now);
+                }
             }
         }
-    }
-
-    /// The session `conn` registered, if it is an agent link that did.
-    fn session_of(&self, conn: ConnId) -> Option<&String> {
-        self.links.get(&conn)?.session.as_ref()
     }
 
     fn agent_error(&mut self, conn: ConnId, message: &str, code: &str) {
@@ -77,7 +74,7 @@ impl Provider {
     }
 
     fn register(&mut self, conn: ConnId, r: Register, now: Instant) {
-        if let Some(existing) = self.session_of(conn) {
+        if let Some(existing) = self.links.session_of(conn) {
             let message =
                 format!("this link already serves session {existing}; send renew instead");
             return self.agent_error(conn, &message, "already_registered");
@@ -102,9 +99,7 @@ impl Provider {
             None => self.new_session(conn, r, now),
         };
         if let Some((id, resume_token)) = id {
-            if let Some(link) = self.links.get_mut(&conn) {
-                link.session = Some(id.clone());
-            }
+            self.links.set_session(conn, Some(id.clone()));
             self.send_registered(conn, &id, Some(&resume_token));
             let event = if resuming {
                 "session_resumed"
@@ -194,11 +189,11 @@ impl Provider {
     /// Opens a session for a registering agent; returns its id and resume
     /// token.
     fn new_session(&mut self, conn: ConnId, r: Register, now: Instant) -> Option<(String, String)> {
-        if !self.room_for_a_session() {
+        if !room_for_a_session(&mut self.sessions, self.config.max_sessions) {
             self.agent_error(conn, NO_ROOM, "too_many_sessions");
             return None;
         }
-        let id = format!("sess-{}", self.fresh_token());
+        let id = format!("sess-{}", self.ids.token());
         let token = self.fresh_resume_token();
         let mut session = Session {
             id: id.clone(),
@@ -232,30 +227,13 @@ impl Provider {
         Some((id, token))
     }
 
-    /// Whether one more session fits under `max_sessions`, freeing the
-    /// [`Sessions::reclaimable`](crate::session::Sessions::reclaimable)
-    /// one if that is what it takes: sessions whose link dropped wait for
-    /// an agent that may never come back, so they give way to one that is
-    /// here. Its agent, if it does come back, gets a new session, as after
-    /// the grace period.
-    pub(super) fn room_for_a_session(&mut self) -> bool {
-        if self.sessions.len() < self.config.max_sessions {
-            return true;
-        }
-        let Some(id) = self.sessions.reclaimable().map(str::to_owned) else {
-            return false;
-        };
-        self.sessions.remove(&id);
-        true
-    }
-
     /// A session's new `resume_token`: a fresh draw of the seeded
     /// generator hashed with the core's secret key. The generator alone is
     /// not one-way and its draws are visible (session and response ids);
     /// the key, random per run and never shown, is what makes the token
     /// unguessable.
     fn fresh_resume_token(&mut self) -> String {
-        let draws = [self.fresh_token(), self.fresh_token()];
+        let draws = [self.ids.token(), self.ids.token()];
         derive_token(&[
             b"mcp-provider resume_token v1",
             &self.config.secret,
@@ -348,10 +326,8 @@ impl Provider {
     /// closed; its session stays with the new link.
     fn hand_over_link(&mut self, old: ConnId, now: Instant) {
         self.fail_link(old, now);
-        if let Some(link) = self.links.get_mut(&old) {
-            link.session = None;
-        }
-        self.congested.insert(old, ());
+        self.links.set_session(old, None);
+        self.links.congest(old);
         self.outputs.push_back(Output::CloseAgent {
             conn: old,
             why: LinkClose::Replaced,
@@ -362,8 +338,10 @@ impl Provider {
     /// questions) ends now, as when the link drops.
     fn fail_link(&mut self, conn: ConnId, now: Instant) {
         let error = ApiError::agent("The agent disconnected before finishing its answer.");
-        self.fail_where(Self::on_link(conn), &error, false);
-        self.end_questions_on(conn, now);
+        self.fail_where(|inv| inv.agent == conn, &error, false);
+        for q in self.questions.of_link(conn) {
+            self.question_ended(&q, Decision::Withdrawn, now);
+        }
     }
 
     /// A link dropped: its requests fail now. Its session stays resumable
@@ -372,10 +350,7 @@ impl Provider {
     pub(super) fn link_closed(&mut self, conn: ConnId, now: Instant) {
         self.fail_link(conn, now);
         let grace = self.config.session_grace;
-        if let Some(Link {
-            session: Some(id), ..
-        }) = self.links.remove(&conn)
-        {
+        if let Some(id) = self.links.close(conn).and_then(|link| link.session) {
             let remove = match self.sessions.get_mut(&id) {
                 Some(s) => {
                     s.link = None;
@@ -413,16 +388,99 @@ impl Provider {
             .ok_or_else(|| {
                 ApiError::invalid("/v1/agent expects a WebSocket upgrade (Upgrade: websocket)")
             })?;
-        let link = Link {
-            session: None,
-            heard: Some(self.now),
-        };
-        self.links.insert(conn, link);
+        self.links.accept(conn, self.now);
         self.outputs.push_back(Output::AcceptAgent {
             conn,
             key: key.to_owned(),
             ping_every: self.config.agent_ping_interval,
         });
         Ok(())
+    }
+
+    // ---- the control API ----
+
+    /// `POST /control/register`: see [`control::register`].
+    pub(super) fn control_register(
+        &mut self,
+        body: &[u8],
+        now: Instant,
+    ) -> Result<Value, ApiError> {
+        let session = control::register(&mut self.sessions, &self.config, body, now)?;
+        let (id, status, expires_at) = (
+            session.id.clone(),
+            session.status.as_str(),
+            session.expires_at,
+        );
+        self.sessions.insert(session);
+        self.audit_session("session_created", &id, now);
+        let expires_at = rfc3339(self.wall(expires_at));
+        Ok(json!({"session_id": id, "status": status, "expires_at": expires_at}))
+    }
+
+    /// `POST /control/approve`: see [`control::approve`].
+    pub(super) fn control_approve(&mut self, body: &[u8], now: Instant) -> Result<Value, ApiError> {
+        let (id, status) = control::approve(&mut self.sessions, body, &mut self.outputs)?;
+        self.audit_session("session_approved", &id, now);
+        Ok(json!({"session_id": id, "status": status}))
+    }
+
+    /// Revokes a session: its requests in flight fail, its agent is told.
+    pub(super) fn control_revoke(&mut self, body: &[u8], now: Instant) -> Result<Value, ApiError> {
+        let (id, link) = control::revoke(&mut self.sessions, body)?;
+        self.audit_session("session_revoked", &id, now);
+        // Editors read this: no session id in it.
+        let error = ApiError::unavailable("The agent's session was revoked.");
+        self.fail_where(|inv| inv.session == id, &error, true);
+        match link {
+            Some(conn) => {
+                // The link served only this session: tell the agent, then close it.
+                let text = to_agent::session_event("revoked", &id);
+                self.outputs.push_back(Output::ToAgent { conn, text });
+                self.outputs.push_back(Output::CloseAgent {
+                    conn,
+                    why: LinkClose::Revoked,
+                });
+            }
+            None => {
+                self.sessions.remove(&id);
+            }
+        }
+        Ok(json!({"session_id": id, "status": "revoked"}))
+    }
+
+    // ---- permission questions ----
+
+    /// `permission_request`: the question waits for the user, or is
+    /// answered no at once.
+    fn on_permission_request(&mut self, conn: ConnId, r: PermissionRequest, now: Instant) {
+        let out = &mut self.outputs;
+        if (self.questions).ask(conn, r, &self.invocations, &mut self.ids, now, out) {
+            self.metrics.count_question(Decision::Refused);
+        }
+    }
+
+    /// `POST /control/permission` `{"id", "allow"}`: the user's decision
+    /// goes to the agent.
+    pub(super) fn control_permission(
+        &mut self,
+        body: &[u8],
+        now: Instant,
+    ) -> Result<Value, ApiError> {
+        let (q, decision) = self.questions.decide(body, &mut self.outputs)?;
+        self.question_ended(&q, decision, now);
+        let allow = decision == Decision::Allow;
+        Ok(json!({"id": q.id(), "allow": allow}))
+    }
+
+    /// Counts and audits a question that ended (its tool and the
+    /// decision, never its input).
+    pub(super) fn question_ended(&mut self, q: &Question, decision: Decision, now: Instant) {
+        self.metrics.count_question(decision);
+        if !self.audit.enabled() {
+            return;
+        }
+        let fields = q.audit_fields(decision, &self.sessions);
+        let wall = self.wall(now);
+        self.audit.record(wall, "permission_decided", fields);
     }
 }

@@ -1,18 +1,22 @@
-//! Serving editor requests: checks in order (origin, route, credential,
-//! rate), then the informational routes; model requests go on to
+//! Serving editor requests, for every part they touch: checks in order
+//! (origin, route, credential, rate), then the informational routes, the
+//! answers found by id and the kept ones; model requests go on to
 //! `invoke.rs`.
 
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::Provider;
-use crate::api::responses::kept::Kept;
+use super::kept::KEPT_CONN;
+use super::{by_id, security, trace, Provider};
+use crate::api::responses::kept::{self, Kept, Replay};
 use crate::api::routes::Stored;
-use crate::api::{self, ollama, openai, AnswerIds, End, Handler, Info, Timings};
+use crate::api::{self, ollama, openai, AnswerIds, End, Handler, Info, ModelRequest, Timings};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::session::Status;
+use crate::session::{Sessions, Status};
+use crate::store::may_see;
 use crate::time::{rfc3339, unix_seconds};
 use crate::ConnId;
 
@@ -38,8 +42,8 @@ impl Provider {
     pub fn admit_bridge(&mut self, conn: ConnId, request: &Request, now: Instant) -> bool {
         self.now = now;
         self.stats.requests += 1;
-        self.requests.insert(conn, request.seq());
-        self.meter_start(conn, api::routes::UNMATCHED, now);
+        self.requests.arrived(conn, request.seq());
+        self.requests.meter(conn, api::routes::UNMATCHED, now);
         let mut extra = Vec::new();
         let checked = self
             .origin_checked(request, &mut extra, now)
@@ -53,7 +57,7 @@ impl Provider {
             });
         match checked {
             Ok(true) => {
-                self.meters.remove(&conn);
+                self.requests.unmeter(conn);
                 true
             }
             Ok(false) => {
@@ -68,27 +72,27 @@ impl Provider {
         }
     }
 
-    /// [`Provider::check_origin`], a refusal counted and audited.
+    /// [`security::check_origin`], a refusal counted and audited.
     fn origin_checked(
         &mut self,
         request: &Request,
         extra: &mut Vec<(&'static str, String)>,
         now: Instant,
     ) -> Result<(), ApiError> {
-        self.check_origin(request, extra).inspect_err(|e| {
+        security::check_origin(&self.config, request, extra).inspect_err(|e| {
             self.metrics.counters.security_refusals += 1;
             self.audit_refusal("security_refusal", request, e, now);
         })
     }
 
-    /// [`Provider::authorize`], a refusal counted and audited.
+    /// [`security::authorize`], a refusal counted and audited.
     fn key_checked(
         &mut self,
         request: &Request,
         guard: api::Guard,
         now: Instant,
     ) -> Result<Option<usize>, ApiError> {
-        self.authorize(request, guard).inspect_err(|e| {
+        security::authorize(&self.config, request, guard).inspect_err(|e| {
             self.metrics.counters.auth_failures += 1;
             self.audit_refusal("auth_failure", request, e, now);
         })
@@ -115,11 +119,19 @@ impl Provider {
         let limits = self.config.request;
         let model_request = match route.handler {
             Handler::Model(api) => {
-                self.trace_request(conn, request, route.index, now);
+                let span = self.traces.request(request, route.index, now);
+                if let (Some(span), Some(meter)) = (span, self.requests.meter_mut(conn)) {
+                    meter.span = Some(span);
+                }
                 let mut parsed = api.parse(&request.body, &limits)?;
-                self.trace_model(conn, &parsed);
-                (self.tool_spans).answered(&mut self.tracer, &parsed.payload, now);
-                self.continue_stored(&mut parsed, key, now)?;
+                trace::model(self.answer_span(conn), &parsed);
+                self.traces.answered(&parsed.payload, now);
+                if parsed.keep.as_ref().is_some_and(|k| k.previous.is_some()) {
+                    // The conversation it continues, up to date.
+                    self.pump_kept();
+                }
+                let max_messages = self.config.request.max_messages;
+                (self.kept).continue_stored(&mut parsed, key, max_messages, now)?;
                 api::tool_results(&parsed.payload)?;
                 parsed
             }
@@ -145,7 +157,11 @@ impl Provider {
                 return self.serve_info(conn, info, route.param, request, extra, now);
             }
         };
-        if let Err(e) = self.admit(key, model_request.prompt_tokens, now, extra) {
+        if let Err(e) = self
+            .limits
+            .admit(key, model_request.prompt_tokens, now, extra)
+        {
+            self.stats.rate_limited += 1;
             self.audit_refusal("rate_limited", request, &e, now);
             return Err(e);
         }
@@ -237,37 +253,38 @@ impl Provider {
                 })
             }
             Info::OpenAiModels => {
-                let created = unix_seconds(self.epoch.1);
-                let data: Vec<Value> = self
-                    .served_models()
+                let created = unix_seconds(self.epoch.wall);
+                let data: Vec<Value> = served_models(&self.sessions)
                     .into_iter()
                     .map(|(model, owner, _)| openai::model_entry(&model, created, &owner))
                     .collect();
                 json!({"object": "list", "data": data})
             }
             Info::OpenAiModel => {
-                let created = unix_seconds(self.epoch.1);
-                match self
-                    .served_models()
+                let created = unix_seconds(self.epoch.wall);
+                match served_models(&self.sessions)
                     .into_iter()
                     .find(|(m, _, _)| m == param)
                 {
                     Some((model, owner, _)) => openai::model_entry(&model, created, &owner),
-                    None => return Err(ApiError::model_not_found(param, &self.served_names())),
+                    None => {
+                        return Err(ApiError::model_not_found(
+                            param,
+                            &served_names(&self.sessions),
+                        ))
+                    }
                 }
             }
             Info::OllamaTags => {
-                let modified = rfc3339(self.epoch.1);
-                let models: Vec<Value> = self
-                    .served_models()
+                let modified = rfc3339(self.epoch.wall);
+                let models: Vec<Value> = served_models(&self.sessions)
                     .into_iter()
                     .map(|(model, _, _)| ollama::tags_entry(&model, &modified))
                     .collect();
                 json!({"models": models})
             }
             Info::OllamaPs => {
-                let models: Vec<Value> = self
-                    .served_models()
+                let models: Vec<Value> = served_models(&self.sessions)
                     .into_iter()
                     .map(|(model, _, expires)| {
                         ollama::ps_entry(&model, &rfc3339(self.wall(expires)))
@@ -308,8 +325,10 @@ impl Provider {
             Info::ControlRegister => self.control_register(&request.body, now)?,
             Info::ControlApprove => self.control_approve(&request.body, now)?,
             Info::ControlRevoke => self.control_revoke(&request.body, now)?,
-            Info::ControlSessions => self.control_sessions(now),
-            Info::ControlPermissions => self.control_permissions(now),
+            Info::ControlSessions => super::control::list(&self.sessions, self.epoch, now),
+            Info::ControlPermissions => {
+                (self.questions).list(&self.invocations, &self.sessions, now)
+            }
             Info::ControlPermission => self.control_permission(&request.body, now)?,
         };
         self.respond_json(conn, body, extra);
@@ -335,30 +354,224 @@ impl Provider {
         );
     }
 
-    /// Models that an active, connected session serves right now:
-    /// (name, owner, latest expiry), sorted by name.
-    /// The names of the models served, sorted.
-    pub(super) fn served_names(&self) -> Vec<String> {
-        self.served_models()
-            .into_iter()
-            .map(|(m, _, _)| m)
-            .collect()
+    /// `GET /completions/{id}` (`cancel` false) or `DELETE` (true), for the
+    /// API key `caller` (`None`: the bridge token, or keys not required).
+    fn answer_by_id(
+        &mut self,
+        id: &str,
+        cancel: bool,
+        caller: Option<usize>,
+        now: Instant,
+    ) -> Result<Value, ApiError> {
+        let running = self.answers.running(id).filter(|n| {
+            self.invocations
+                .get(*n)
+                .is_some_and(|i| may_see(caller, i.key))
+        });
+        if let Some(n) = running {
+            if !cancel {
+                let inv = self.invocations.get(n).ok_or_else(|| by_id::unknown(id))?;
+                let agent = self.sessions.get(&inv.session).map(|s| s.agent_id.clone());
+                return Ok(by_id::status_body(inv, agent, "in_progress"));
+            }
+            self.cancel_answer(n, now);
+            self.pump_kept();
+        }
+        (self.answers).ended_body(id, caller, cancel && running.is_none())
     }
 
-    fn served_models(&self) -> Vec<(String, String, Instant)> {
-        let mut out: Vec<(String, String, Instant)> = Vec::new();
-        for s in self.sessions.iter() {
-            if s.status != Status::Active || s.link.is_none() {
-                continue;
+    /// Starts a kept answer (`store: true`): see `kept.rs`. A background
+    /// answer is answered at once, as queued (or, streamed, with its
+    /// events so far, the connection following the rest).
+    fn start_kept(
+        &mut self,
+        conn: ConnId,
+        mut request: ModelRequest,
+        pin: Option<&str>,
+        key: Option<usize>,
+        extra: Vec<(&'static str, String)>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        let Some(keep) = request.keep.take().filter(|k| k.store) else {
+            return self.invoke(conn, request, pin, key, extra, now);
+        };
+        if keep.background && self.kept.running_background() >= self.config.max_background {
+            return Err(ApiError::rate_limited(
+                format!(
+                    "{} background responses are running, as many as 'max_background_responses' allows: wait for one to end, or cancel one.",
+                    self.config.max_background
+                ),
+                1,
+            ));
+        }
+        let job_conn = ConnId(KEPT_CONN | self.ids.fresh());
+        let asked_stream = request.stream;
+        let asker = (!keep.background).then(|| (self.requests.on(conn), request.stream));
+        let conversation = kept::conversation_of(&request.payload);
+        (self.kept).start(job_conn, key, keep.items, conversation, asker);
+        if keep.background {
+            let span = self.requests.meter_mut(conn).and_then(|m| m.span.take());
+            self.kept.hold_span(job_conn, span);
+        }
+        // The job writes the answer as a stream, whatever the asker wants.
+        request.stream = true;
+        if let Err(e) = self.invoke(job_conn, request, pin, key, extra, now) {
+            let span = self.kept.abandon(job_conn);
+            if let Some(m) = self.requests.meter_mut(conn) {
+                m.span = m.span.take().or(span);
             }
-            for m in &s.models {
-                match out.iter_mut().find(|(name, _, _)| name == m) {
-                    Some(entry) => entry.2 = entry.2.max(s.expires_at),
-                    None => out.push((m.clone(), s.agent_id.clone(), s.expires_at)),
-                }
+            return Err(e);
+        }
+        if let Some(n) = self.invocations.answering(job_conn) {
+            if !keep.background {
+                self.invocations.answers_too(conn, n);
             }
         }
-        out.sort();
-        out
+        self.pump_kept();
+        if !keep.background {
+            return Ok(());
+        }
+        let (Some(id), headers) = self
+            .kept
+            .began_background()
+            .map_or((None, Vec::new()), |(id, headers)| (Some(id), headers))
+        else {
+            return Err(ApiError::agent("the answer ended before it began"));
+        };
+        if !asked_stream {
+            let record = self
+                .kept
+                .store
+                .get(&id, key, now)
+                .map_err(|m| kept::not_found(&id, m))?;
+            let mut response = Response::json(200, record.response.clone());
+            response.headers.extend(headers);
+            self.respond(conn, response, Vec::new());
+            return Ok(());
+        }
+        // Streamed to its asker, a background answer is followed like any
+        // other.
+        let to = self.requests.on(conn);
+        (self.kept).follow(to, &id, 0, headers, now, &mut self.outputs)
     }
+
+    /// The stored routes: `GET`, `DELETE /v1/responses/{id}`, its
+    /// `input_items` and `cancel`.
+    fn serve_kept(
+        &mut self,
+        conn: ConnId,
+        route: Kept<'_>,
+        request: &Request,
+        caller: Option<usize>,
+        extra: Vec<(&'static str, String)>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        self.pump_kept();
+        let store = &mut self.kept.store;
+        let body = match route {
+            Kept::Get(id) => {
+                let replay = Replay::parse(request.target())?;
+                let record = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?;
+                if replay.stream {
+                    if !record.background {
+                        return Err(ApiError::invalid_param(
+                            "stream",
+                            format!("Response '{id}' was not created with 'background': true: only a background response's events are kept to stream again."),
+                        ));
+                    }
+                    let first = replay.first(record.events.len())?;
+                    let to = self.requests.on(conn);
+                    return (self.kept).follow(to, id, first, extra, now, &mut self.outputs);
+                }
+                record.response.clone()
+            }
+            Kept::InputItems(id) => {
+                let record = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?;
+                let items: Vec<Value> =
+                    serde_json::from_slice(&record.input_items).unwrap_or_default();
+                Bytes::from(kept::input_items_page(&items, request.target())?.to_string())
+            }
+            Kept::Delete(id) => {
+                let status = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?
+                    .status;
+                if !status.is_final() {
+                    return Err(ApiError::invalid(format!(
+                        "Response '{id}' is still in progress: cancel it (POST /v1/responses/{id}/cancel) before deleting it."
+                    )));
+                }
+                store
+                    .remove(id, caller)
+                    .map_err(|m| kept::not_found(id, m))?;
+                Bytes::from(kept::deleted(id).to_string())
+            }
+            Kept::Cancel(id) => {
+                let record = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?;
+                if !record.background {
+                    return Err(ApiError::invalid(format!(
+                        "Response '{id}' was not created with 'background': true: only background responses can be cancelled."
+                    )));
+                }
+                match record.status {
+                    // Cancelling is idempotent: a cancelled response is
+                    // answered again as it ended. Any other end stands.
+                    crate::store::Status::Cancelled => record.response.clone(),
+                    status if status.is_final() => {
+                        return Err(ApiError::invalid(format!(
+                            "Cannot cancel response '{id}': it is already {}.",
+                            status.as_str()
+                        )))
+                    }
+                    _ => {
+                        if let Some(n) = self.answers.running(id) {
+                            self.cancel_answer(n, now);
+                            self.pump_kept();
+                        }
+                        let record = self
+                            .kept
+                            .store
+                            .get(id, caller, now)
+                            .map_err(|m| kept::not_found(id, m))?;
+                        record.response.clone()
+                    }
+                }
+            }
+        };
+        self.respond(conn, Response::json(200, body), extra);
+        Ok(())
+    }
+}
+
+/// The names of the models served, sorted.
+pub(super) fn served_names(sessions: &Sessions) -> Vec<String> {
+    served_models(sessions)
+        .into_iter()
+        .map(|(m, _, _)| m)
+        .collect()
+}
+
+/// Models that an active, connected session serves right now:
+/// (name, owner, latest expiry), sorted by name.
+fn served_models(sessions: &Sessions) -> Vec<(String, String, Instant)> {
+    let mut out: Vec<(String, String, Instant)> = Vec::new();
+    for s in sessions.iter() {
+        if s.status != Status::Active || s.link.is_none() {
+            continue;
+        }
+        for m in &s.models {
+            match out.iter_mut().find(|(name, _, _)| name == m) {
+                Some(entry) => entry.2 = entry.2.max(s.expires_at),
+                None => out.push((m.clone(), s.agent_id.clone(), s.expires_at)),
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -1,130 +1,29 @@
-//! One model request's life: sent to an agent as `model_invoke`, answered
-//! by chunks (reassembled in order) or a whole result, ended by a finish,
-//! an error, a timeout, or the editor going away.
+//! One model request's life, for every part it touches: sent to an agent
+//! as `model_invoke`, answered by chunks (reassembled in order) or a whole
+//! result, ended by a finish, an error, a timeout, or the editor going
+//! away; then booked against its session, rate limits and spans. A kept
+//! answer's job writes its events here too (see `kept.rs`).
 
 use std::borrow::Cow;
-use std::cmp::Reverse;
 use std::time::Instant;
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Output, Provider, RequestId};
-use serde::Deserialize;
-
+use super::invocations::{wire_id, Arrival, Drained, Invocation, Piece, Wake};
+use super::outcome::{Decision, Ended};
+use super::{kept, trace, Output, Provider, RequestId};
 use crate::agent::message::{
     to_agent, Delta, ErrorBody, ModelResult, StreamChunk, ToolCallDelta, Usage,
 };
-use crate::answer::{Tally, MAX_TOOL_CALLS};
+use crate::answer::Tally;
+use crate::answer::MAX_TOOL_CALLS;
 use crate::api::{AnswerIds, ModelRequest};
 use crate::error::ApiError;
-use crate::reassembly::{Pushed, Reassembler};
 use crate::session::{RouteError, Status};
 use crate::stream::{AnswerEvent, EditorStream, Piece as PieceOut};
-use crate::time::{later, unix_seconds};
+use crate::time::unix_seconds;
 use crate::ConnId;
-
-use super::by_id::Ended;
-use super::content::Answer;
-use super::tool_spans::Called;
-use crate::telemetry::Span;
-
-/// One piece of an answer: borrowed from its frame when it is written at
-/// once, owned while it waits for an earlier one.
-#[derive(Debug)]
-pub(super) struct Piece<'a> {
-    delta: Delta<'a>,
-    finish: Option<Cow<'a, str>>,
-    usage: Option<Usage>,
-}
-
-impl Piece<'_> {
-    fn into_owned(self) -> Piece<'static> {
-        Piece {
-            delta: self.delta.into_owned(),
-            finish: self.finish.map(|f| Cow::Owned(f.into_owned())),
-            usage: self.usage,
-        }
-    }
-}
-
-/// The provider's side of an answer: where its pieces come from and go,
-/// their order, deadlines and count. The editor's connection writes them
-/// ([`crate::stream::Answering`]).
-pub(super) struct Invocation {
-    /// The request it answers (for a kept answer, its job: see `kept.rs`).
-    pub(super) editor: RequestId,
-    /// The answer's id (`chatcmpl-…`, `resp_…`, …): what
-    /// `GET|DELETE /completions/{id}` find it by.
-    pub(super) id: String,
-    pub(super) model: String,
-    /// Unix seconds.
-    pub(super) created: u64,
-    agent: ConnId,
-    session: String,
-    /// Streamed (else answered whole at the end).
-    stream: bool,
-    embedding: bool,
-    /// The answer's size and usage, counted as the editor side counts it.
-    pub(super) tally: Tally,
-    pieces: Reassembler<Piece<'static>>,
-    /// Stream idle deadline, or total deadline of a whole answer.
-    deadline: Instant,
-    /// Next keep-alive, for streams whose API has one.
-    keepalive_at: Option<Instant>,
-    /// Rate-limit bucket to charge used tokens to: the API key that asked.
-    pub(super) key: Option<usize>,
-    /// The agent was asked to pause this answer (its editor fell behind).
-    paused: bool,
-    /// Pieces of the answer relayed so far.
-    chunks: u64,
-    /// Its `invoke_agent` span, when tracing is on (see `trace.rs`).
-    pub(super) span: Option<Span>,
-    /// The tool calls its answer makes so far, noted while it has a span.
-    pub(super) called: Vec<Called>,
-    /// Its answer's content so far, while the tracer captures content.
-    pub(super) answer: Option<Answer>,
-}
-
-impl Invocation {
-    /// What the dashboard shows of an answer in flight: its editor, session,
-    /// whether it streams, and the pieces relayed so far.
-    pub(super) fn view(&self) -> (ConnId, &str, bool, u64) {
-        (self.editor.conn, &self.session, self.stream, self.chunks)
-    }
-
-    pub(super) fn is_stream(&self) -> bool {
-        self.stream
-    }
-
-    /// The agent link answering it.
-    pub(super) fn agent(&self) -> ConnId {
-        self.agent
-    }
-
-    /// The session serving it.
-    pub(super) fn session(&self) -> &str {
-        &self.session
-    }
-
-    /// Completion tokens so far, as counted.
-    pub(super) fn tokens(&self) -> u64 {
-        self.tally.usage().completion_tokens
-    }
-
-    fn next_wake(&self) -> Instant {
-        self.keepalive_at
-            .map_or(self.deadline, |k| k.min(self.deadline))
-    }
-}
-
-/// The wire id of invocation `n`.
-pub(super) fn wire_id(n: u64) -> String {
-    format!("inv-{n}")
-}
-
-pub(super) fn parse_wire_id(id: &str) -> Option<u64> {
-    id.strip_prefix("inv-")?.parse().ok()
-}
 
 impl Provider {
     /// Picks a session and sends the request to its agent.
@@ -149,18 +48,22 @@ impl Provider {
             return Err(if self.links.is_empty() {
                 no_agent()
             } else {
-                ApiError::model_not_found(&request.model, &self.served_names())
+                ApiError::model_not_found(
+                    &request.model,
+                    &super::editor::served_names(&self.sessions),
+                )
             });
         };
         let embedding = request.embedding;
-        let closed = |link| self.congested.contains_key(&link);
+        let links = &self.links;
+        let closed = |link| links.is_congested(link);
         let session_id = match self.sessions.route(&model, embedding, pin, closed) {
             Ok(id) => id.to_owned(),
             Err(RouteError::NoAgents) => return Err(no_agent()),
             Err(RouteError::UnknownModel) => {
                 return Err(ApiError::model_not_found(
                     &request.model,
-                    &self.served_names(),
+                    &super::editor::served_names(&self.sessions),
                 ))
             }
             Err(RouteError::WrongScope(why)) => {
@@ -180,7 +83,7 @@ impl Provider {
         let Some(agent) = session.link else {
             return Err(no_agent());
         };
-        if self.congested.contains_key(&agent) {
+        if self.links.is_congested(agent) {
             return Err(busy(&format!(
                 "the agent serving `{model}` is not reading what it was sent"
             )));
@@ -196,33 +99,35 @@ impl Provider {
         }
         // The agent as it registered, for its span.
         let agent_name = self
-            .tracer
+            .traces
             .enabled()
             .then(|| match session.agent_id.as_str() {
                 "" => model.clone(),
                 name => name.to_owned(),
             });
 
-        let n = self.fresh_id();
+        let n = self.ids.fresh();
         self.stats.invocations += 1;
-        let ids = AnswerIds::new(
-            request.api,
-            self.fresh_token(),
-            unix_seconds(self.wall(now)),
-        );
+        let ids = AnswerIds::new(request.api, self.ids.token(), unix_seconds(self.wall(now)));
         let mut extra = extra;
         extra.push(("x-completion-id", ids.id.clone()));
         let (id, created) = (ids.id.clone(), ids.created);
-        let span = agent_name.and_then(|agent| self.trace_invoke(conn, &agent, now));
-        let answer = self.trace_input(conn, span.as_ref(), &request.payload);
+        let span = agent_name.and_then(|agent| {
+            let parent = trace::answer_span(&mut self.kept, &mut self.requests, conn);
+            self.traces.invoke(parent, &agent, now)
+        });
+        let parent = trace::answer_span(&mut self.kept, &mut self.requests, conn);
+        let answer = self.traces.input(parent, span.as_ref(), &request.payload);
         let trace = span.as_ref().map(|s| &s.context);
         let text = to_agent::invoke(&wire_id(n), &session_id, &model, &request.payload, trace);
-        self.meter_invoked(
-            conn,
+        let audit = self.audit.enabled();
+        self.requests.invoked(
+            self.kept.metered(conn),
             &model,
             &session_id,
             request.prompt_tokens,
             &request.payload,
+            audit,
         );
         self.outputs
             .push_back(Output::ToAgent { conn: agent, text });
@@ -235,13 +140,8 @@ impl Provider {
             self.config.max_output_bytes,
         );
         let keepalive = out.keepalive().is_some();
-        let editor = self.request_on(conn);
+        let editor = self.requests.on(conn);
         self.post(editor, AnswerEvent::Open(Box::new(out)));
-        let timeout = if stream {
-            self.config.stream_idle_timeout
-        } else {
-            self.config.request_timeout
-        };
         let inv = Invocation {
             editor,
             id,
@@ -252,30 +152,20 @@ impl Provider {
             stream,
             embedding,
             tally,
-            pieces: Reassembler::new(self.config.max_held_chunks),
-            deadline: later(now, timeout),
-            keepalive_at: keepalive.then(|| later(now, self.config.keepalive_interval)),
             key,
-            paused: false,
-            chunks: 0,
             span,
             called: Vec::new(),
             answer,
+            progress: self.invocations.progress(stream, keepalive, now),
         };
-        self.timers.push(Reverse((inv.next_wake(), n)));
         self.answers.started(&inv.id, n);
-        self.invocations.insert(n, inv);
-        self.by_conn.insert(conn, n);
+        self.invocations.start(n, conn, inv);
         Ok(())
     }
 
     /// The invocation `id` names, if it is waiting and `agent` serves it.
     fn waiting(&mut self, agent: ConnId, id: &str) -> Option<u64> {
-        let n = parse_wire_id(id).filter(|n| {
-            self.invocations
-                .get(n)
-                .is_some_and(|inv| inv.agent == agent)
-        });
+        let n = self.invocations.waiting(agent, id);
         if n.is_none() {
             self.stats.dropped_messages += 1;
         }
@@ -291,23 +181,22 @@ impl Provider {
             finish: chunk.finish_reason,
             usage: chunk.usage,
         };
-        let Some(inv) = self.invocations.get_mut(&n) else {
+        let Some(inv) = self.invocations.get_mut(n) else {
             return;
         };
-        if inv.embedding {
-            let error = ApiError::agent("an embedding request must be answered with model_result");
-            self.fail(n, error, true);
-            return;
-        }
-        if inv.pieces.pass(chunk.chunk_index) {
-            self.drain(n, Some(piece), now);
-            return;
-        }
-        match inv.pieces.push(chunk.chunk_index, piece.into_owned()) {
-            Ok(Pushed::Ready) => self.drain(n, None, now),
-            Ok(Pushed::Held) => {}
-            Ok(Pushed::Duplicate) => self.stats.duplicate_chunks += 1,
-            Err(e) => self.fail(n, ApiError::agent(format!("stream broken: {e}")), true),
+        match inv.arrived(chunk.chunk_index, piece) {
+            Arrival::Embedding => {
+                let error =
+                    ApiError::agent("an embedding request must be answered with model_result");
+                self.fail(n, error, true);
+            }
+            Arrival::Now(piece) => self.drain(n, Some(piece), now),
+            Arrival::Ready => self.drain(n, None, now),
+            Arrival::Held => {}
+            Arrival::Duplicate => self.stats.duplicate_chunks += 1,
+            Arrival::Broken(e) => {
+                self.fail(n, ApiError::agent(format!("stream broken: {e}")), true)
+            }
         }
     }
 
@@ -315,75 +204,32 @@ impl Provider {
     /// piece that is now in order to the editor.
     fn drain(&mut self, n: u64, first: Option<Piece<'_>>, now: Instant) {
         let wall = self.wall(now);
-        let Some(inv) = self.invocations.get_mut(&n) else {
+        let Some(drain) =
+            (self.invocations).drain(n, first, now, wall, &mut self.texts, &mut self.outputs)
+        else {
             return;
         };
-        let mut finished = None;
-        let mut overflow = None;
-        let mut first = first;
-        let first_answer = inv.chunks == 0;
-        while let Some(piece) = first.take().or_else(|| inv.pieces.pop()) {
-            inv.chunks += 1;
-            self.metrics.counters.chunks += 1;
-            if let Err(e) = inv.tally.add_delta(&piece.delta) {
-                overflow = Some(e);
-                break;
-            }
-            Self::trace_delta(inv, &piece.delta);
-            let event = AnswerEvent::Piece(PieceOut::new(&mut self.texts, piece.delta, now, wall));
-            self.outputs.push_back(Output::Answer {
-                to: inv.editor,
-                event,
-            });
-            if let Some(reason) = piece.finish {
-                finished = Some((reason.into_owned(), piece.usage));
-                break;
-            }
+        self.metrics.counters.chunks += drain.relayed;
+        if drain.first {
+            self.first_chunk(drain.editor.conn, now);
         }
-        if inv.stream {
-            inv.deadline = later(now, self.config.stream_idle_timeout);
-        }
-        if let Some(k) = inv.keepalive_at.as_mut() {
-            *k = later(now, self.config.keepalive_interval);
-        }
-        let editor = inv.editor;
-        if first_answer {
-            self.meter_first_chunk(editor.conn, now);
-        }
-        if let Some(e) = overflow {
-            self.fail(
+        match drain.end {
+            Drained::More => {}
+            Drained::Overflow(e) => self.fail(
                 n,
                 ApiError::agent(format!("{e}; the request was cancelled.")),
                 true,
-            );
-        } else if let Some((reason, usage)) = finished {
-            self.finish(n, Some(reason), usage, now);
+            ),
+            Drained::Finished(reason, usage) => self.finish(n, Some(reason), usage, now),
         }
     }
 
-    /// Asks the agent to hold invocation `n`'s chunks: its editor fell
-    /// behind.
-    pub(super) fn pause_answer(&mut self, n: u64) {
-        let Some(inv) = self.invocations.get_mut(&n) else {
-            return;
-        };
-        if !inv.paused {
-            inv.paused = true;
-            let (conn, text) = (inv.agent, to_agent::pause(&wire_id(n)));
-            self.outputs.push_back(Output::ToAgent { conn, text });
-        }
-    }
-
-    /// Lets the agent go on with invocation `n`: its editor caught up.
-    pub(super) fn resume_answer(&mut self, n: u64) {
-        let Some(inv) = self.invocations.get_mut(&n) else {
-            return;
-        };
-        if inv.paused {
-            inv.paused = false;
-            let (conn, text) = (inv.agent, to_agent::resume(&wire_id(n)));
-            self.outputs.push_back(Output::ToAgent { conn, text });
-        }
+    /// The agent's first piece of the answer for `conn` arrived.
+    fn first_chunk(&mut self, conn: ConnId, now: Instant) {
+        let span = trace::answer_span(&mut self.kept, &mut self.requests, conn);
+        self.traces.first_chunk(span, now);
+        let metered = self.kept.metered(conn);
+        (self.requests).first_chunk(metered, now, &mut self.metrics);
     }
 
     /// Completes an invocation normally.
@@ -393,7 +239,7 @@ impl Provider {
             return;
         };
         inv.tally.report(usage);
-        self.trace_finished(&inv, reason.as_deref());
+        trace::finished(self.answer_span(inv.editor.conn), &inv, reason.as_deref());
         let ended = match reason.as_deref() {
             Some(crate::answer::CANCELLED) => Ended::Cancelled,
             _ => Ended::Completed,
@@ -422,13 +268,13 @@ impl Provider {
             self.fail(n, agent_error(&body), false);
             return;
         }
-        if let Some(inv) = self.invocations.get(&n) {
+        if let Some(inv) = self.invocations.get(n) {
             let editor = inv.editor;
-            self.meter_first_chunk(editor.conn, now);
+            self.first_chunk(editor.conn, now);
         }
         let result = result.result.unwrap_or(Value::Null);
         let usage: Option<Usage> = result.get("usage").and_then(|u| Usage::deserialize(u).ok());
-        if self.invocations.get(&n).is_some_and(|inv| inv.embedding) {
+        if self.invocations.get(n).is_some_and(|inv| inv.embedding) {
             let vectors: Vec<Value> = result["data"]
                 .as_array()
                 .map(|d| d.iter().map(|e| e["embedding"].clone()).collect())
@@ -466,11 +312,11 @@ impl Provider {
             tool_calls,
         };
         let wall = self.wall(now);
-        if let Some(inv) = self.invocations.get_mut(&n) {
+        if let Some(inv) = self.invocations.get_mut(n) {
             if let Err(e) = inv.tally.add_delta(&delta) {
                 return self.fail(n, ApiError::agent(e.to_string()), false);
             }
-            Self::trace_delta(inv, &delta);
+            inv.note(&delta);
             let to = inv.editor;
             let piece = PieceOut::new(&mut self.texts, delta, now, wall);
             self.post(to, AnswerEvent::Piece(piece));
@@ -505,26 +351,28 @@ impl Provider {
             return;
         };
         if let Some(span) = inv.span.as_mut() {
-            span.fail(super::trace::error_type(&error), error.message.as_str());
+            span.fail(trace::error_type(&error), error.message.as_str());
         }
         self.post(inv.editor, AnswerEvent::Fail(error));
         if cancel {
             self.send_cancel(&inv, n);
         }
-        let settle_at = inv.deadline;
+        let settle_at = inv.deadline();
         self.settle(&mut inv, Ended::Failed, settle_at);
     }
 
     /// The editor went away: the agent is told to stop. (A kept answer's
     /// editor leaving cancels it, so its record says so.)
     pub(super) fn editor_gone(&mut self, n: u64) {
-        if self.kept_editor_gone(n) {
+        let job_conn = self.invocations.get(n).map(|inv| inv.editor.conn);
+        if job_conn.is_some_and(|job_conn| self.kept.asker_left(job_conn)) {
+            self.cancel_answer(n, self.now);
             return;
         }
-        if let Some(mut inv) = self.invocations.remove(&n) {
+        if let Some(mut inv) = self.invocations.detach(n) {
             self.end_questions_of(n);
             self.send_cancel(&inv, n);
-            let at = inv.deadline;
+            let at = inv.deadline();
             self.settle(&mut inv, Ended::Cancelled, at);
         }
     }
@@ -552,7 +400,7 @@ impl Provider {
     }
 
     fn send_cancel(&mut self, inv: &Invocation, n: u64) {
-        if self.links.contains_key(&inv.agent) {
+        if self.links.contains(inv.agent) {
             self.stats.cancels += 1;
             self.outputs.push_back(Output::ToAgent {
                 conn: inv.agent,
@@ -562,24 +410,16 @@ impl Provider {
     }
 
     fn remove(&mut self, n: u64) -> Option<Invocation> {
-        let inv = self.invocations.remove(&n)?;
+        let inv = self.invocations.remove(n)?;
         self.end_questions_of(n);
-        self.by_conn.remove(&inv.editor.conn);
-        self.prune_timers();
         Some(inv)
     }
 
-    /// Drops the wake-ups at the front of the timer queue whose
-    /// invocations have ended, so the driver's timer is not armed for
-    /// them: a short answer would otherwise leave one wake-up behind, a
-    /// second later, for nothing. (One further back goes when it reaches
-    /// the front.)
-    fn prune_timers(&mut self) {
-        while let Some(Reverse((_, n))) = self.timers.peek() {
-            if self.invocations.contains_key(n) {
-                break;
-            }
-            self.timers.pop();
+    /// Invocation `n` ended: its questions go (its agent stopped waiting).
+    fn end_questions_of(&mut self, n: u64) {
+        let now = self.now;
+        for q in self.questions.of_invocation(n) {
+            self.question_ended(&q, Decision::Withdrawn, now);
         }
     }
 
@@ -592,42 +432,36 @@ impl Provider {
         } = inv.tally.usage();
         let agent = self.sessions.get(&inv.session).map(|s| s.agent_id.clone());
         self.answers.ended(inv, agent, ended);
-        self.meter_usage(inv.editor.conn, prompt, completion);
-        self.trace_settled(inv, ended);
+        let metered = self.kept.metered(inv.editor.conn);
+        self.requests.usage(metered, prompt, completion);
+        let span = trace::answer_span(&mut self.kept, &mut self.requests, inv.editor.conn);
+        self.traces.settled(span, inv, ended, self.now);
         if let Some(s) = self.sessions.get_mut(&inv.session) {
             s.in_flight = s.in_flight.saturating_sub(1);
             s.tokens = s.tokens.saturating_add(prompt.saturating_add(completion));
             s.last_activity = s.last_activity.max(now);
         }
-        self.charge_tokens(inv.key, completion, now);
+        self.limits.charge(inv.key, completion, now);
     }
 
     /// A wake-up for invocation `n`: keep-alive, timeout, or nothing.
     pub(super) fn invocation_timer(&mut self, n: u64, now: Instant) {
-        let Some(inv) = self.invocations.get_mut(&n) else {
-            return;
-        };
-        if now >= inv.deadline {
-            self.stats.timeouts += 1;
-            let what = if inv.stream {
-                "The agent sent nothing for too long"
-            } else {
-                "The agent did not answer in time"
-            };
-            self.fail(
-                n,
-                ApiError::timeout(format!("{what}; the request was cancelled.")),
-                true,
-            );
-            return;
-        }
-        if inv.keepalive_at.is_some_and(|k| now >= k) {
-            inv.keepalive_at = Some(later(now, self.config.keepalive_interval));
-            let editor = inv.editor;
-            self.post(editor, AnswerEvent::Keepalive);
-        }
-        if let Some(inv) = self.invocations.get(&n) {
-            self.timers.push(Reverse((inv.next_wake(), n)));
+        match self.invocations.wake(n, now) {
+            Wake::Timeout { stream } => {
+                self.stats.timeouts += 1;
+                let what = if stream {
+                    "The agent sent nothing for too long"
+                } else {
+                    "The agent did not answer in time"
+                };
+                self.fail(
+                    n,
+                    ApiError::timeout(format!("{what}; the request was cancelled.")),
+                    true,
+                );
+            }
+            Wake::Keepalive(editor) => self.post(editor, AnswerEvent::Keepalive),
+            Wake::Nothing => {}
         }
     }
 
@@ -639,25 +473,83 @@ impl Provider {
         error: &ApiError,
         cancel: bool,
     ) {
-        let ids: Vec<u64> = self
-            .invocations
-            .iter()
-            .filter(|(_, inv)| which(inv))
-            .map(|(n, _)| *n)
-            .collect();
-        for n in ids {
+        for n in self.invocations.matching(which) {
             self.fail(n, error.clone(), cancel);
         }
     }
 
-    /// Whether an invocation is served by this agent link.
-    pub(super) fn on_link(agent: ConnId) -> impl Fn(&Invocation) -> bool {
-        move |inv| inv.agent == agent
+    // ---- kept answers' jobs ----
+
+    /// Writes every answer event posted to a job so far: called before
+    /// anything reads a kept answer's state, so it is up to date.
+    pub(super) fn pump_kept(&mut self) {
+        if !self.kept.running() {
+            return;
+        }
+        let queued = std::mem::take(&mut self.outputs);
+        for output in queued {
+            match output {
+                Output::Answer { to, event } if kept::is_kept(to.conn) => {
+                    self.kept_event(to, event)
+                }
+                other => self.outputs.push_back(other),
+            }
+        }
     }
 
-    /// Whether an invocation belongs to this session.
-    pub(super) fn in_session(session: &str) -> impl Fn(&Invocation) -> bool + '_ {
-        move |inv| inv.session == session
+    /// One event of a job's answer: written by its own `Answering`, and
+    /// what that made recorded and passed on.
+    pub(super) fn kept_event(&mut self, to: RequestId, event: AnswerEvent) {
+        if let AnswerEvent::Fail(error) = &event {
+            if self.kept.job_span(to.conn).is_some() {
+                trace::error(self.answer_span(to.conn), error);
+            }
+        }
+        let Some(mut made) = self.kept.write(to, event) else {
+            return;
+        };
+        for output in made.drain(..) {
+            self.kept_output(to.conn, output);
+        }
+        self.kept.reuse(made);
+    }
+
+    /// What a job's `Answering` wrote: recorded, and passed on.
+    fn kept_output(&mut self, job_conn: ConnId, output: Output) {
+        let now = self.now;
+        match output {
+            Output::Respond { response, .. } => {
+                self.kept.head(job_conn, response, &mut self.outputs)
+            }
+            Output::Data { data, .. } => {
+                self.kept.record(job_conn, &data, now);
+                let max = self.config.max_output_bytes;
+                if self.kept.overgrown(job_conn, max) {
+                    // Past it, the answer ends with an error, and the agent
+                    // is told to stop.
+                    if let Some(n) = self.invocations.answering(job_conn) {
+                        let error = ApiError::agent(format!(
+                            "The background response's events grew past {max} bytes ('max_output_bytes'); the answer was cancelled."
+                        ));
+                        self.fail(n, error, true);
+                    }
+                }
+                self.kept.pass_on(job_conn, data, &mut self.outputs);
+            }
+            Output::End { .. } => {
+                let Some((span, asker)) = self.kept.end(job_conn, &mut self.outputs) else {
+                    return;
+                };
+                if let Some(span) = span {
+                    // Its asker was answered 200 when the answer began.
+                    self.traces.end(span, 200, false, self.now);
+                }
+                if let Some(asker) = asker {
+                    self.invocations.forget_ended(asker);
+                }
+            }
+            _ => {}
+        }
     }
 }
 

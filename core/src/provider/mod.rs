@@ -13,41 +13,46 @@ mod by_id;
 mod content;
 mod control;
 mod editor;
-mod health;
+mod ids;
+mod invocations;
 mod invoke;
 mod kept;
-mod meter;
+mod links;
+pub(crate) mod outcome;
+mod output;
 mod questions;
+mod requests;
 mod security;
 mod tool_spans;
 mod trace;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::VecDeque;
+use std::time::{Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use serde_json::{json, Value};
 
-use crate::agent::close::{LinkClose, PINGS_MISSED};
+use crate::agent::close::LinkClose;
 use crate::agent::message::{FromAgent, Invalid};
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::{ApiError, Dialect};
-use crate::http::{HttpError, Limits, Request, Response, ServerConn};
-use crate::idmap::IdMap;
-use crate::limiter::TokenBucket;
-use crate::metrics::Metrics;
-use crate::session::Sessions;
-use crate::stream::{AnswerEvent, Answering};
-use crate::telemetry::{Span, Tracer};
-use crate::time::later;
+use crate::http::{Body, HttpError, Limits, Request, Response};
+use crate::metrics::{Gauges, Metrics};
+use crate::session::{Sessions, Status};
+use crate::stream::AnswerEvent;
+use crate::telemetry::Span;
 
 use by_id::Answers;
-use invoke::Invocation;
+use ids::{Epoch, Ids};
+use invocations::Invocations;
 use kept::KeptAnswers;
-use meter::Meter;
-pub use questions::Decision;
+use links::Links;
+pub use output::{too_many_connections, Output, Upgrade};
 use questions::Questions;
+use requests::Requests;
+use security::RateLimits;
+use trace::Traces;
 
 /// A connection, named by the driver: unique among its live connections.
 /// An editor connection carries one request at a time; an agent link is a
@@ -77,193 +82,6 @@ impl RequestId {
     }
 }
 
-/// What the driver must do.
-#[derive(Debug)]
-pub enum Output {
-    /// Answer the request. A [`crate::http::Body::Full`] response
-    /// completes it; a stream continues with `Data` and `End`.
-    Respond { to: RequestId, response: Response },
-    /// The next bytes of a streamed body.
-    Data { to: RequestId, data: Bytes },
-    /// The streamed body is complete.
-    End { to: RequestId },
-    /// The next step of the answer to a model request, written by the
-    /// connection's own [`Answering`] (see [`crate::stream`]).
-    Answer { to: RequestId, event: AnswerEvent },
-    /// Refuse what the connection sent, which could not be read as a
-    /// request ([`Provider::handle_http_error`]): the response, then the
-    /// connection closes.
-    Refuse { conn: ConnId, response: Response },
-    /// Accept the WebSocket upgrade (`key` is `Sec-WebSocket-Key`); the
-    /// connection is an agent link from now on, pinged every `ping_every`.
-    AcceptAgent {
-        conn: ConnId,
-        key: String,
-        ping_every: Duration,
-    },
-    /// Accept a WebSocket upgrade for the MCP bridge's envelope (`/ws`),
-    /// naming the subprotocol `protocol` if the client offered it: its
-    /// frames go to the bridge, and `ToAgent` carries its frames out.
-    AcceptSocket {
-        conn: ConnId,
-        key: String,
-        protocol: Option<&'static str>,
-    },
-    /// Send a text frame to an agent (or to a bridge WebSocket client).
-    ToAgent { conn: ConnId, text: String },
-    /// Close an agent link, saying why.
-    CloseAgent { conn: ConnId, why: LinkClose },
-}
-
-/// A WebSocket upgrade accepted (its `Sec-WebSocket-Key`), and whose
-/// frames it carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Upgrade {
-    /// An agent link: frames to the provider. The `101` tells the agent
-    /// how often it is pinged, so that it knows how long a silence means
-    /// the provider is gone.
-    Agent(String, Duration),
-    /// A client of the MCP bridge's envelope: frames to the bridge; the
-    /// `101` names the subprotocol, if any.
-    Bridge(String, Option<&'static str>),
-}
-
-impl Upgrade {
-    /// The client's `Sec-WebSocket-Key`.
-    pub fn key(&self) -> &str {
-        match self {
-            Upgrade::Agent(key, _) | Upgrade::Bridge(key, _) => key,
-        }
-    }
-
-    /// The subprotocol the `101` names.
-    pub fn protocol(&self) -> Option<&'static str> {
-        match self {
-            Upgrade::Agent(..) => None,
-            Upgrade::Bridge(_, protocol) => *protocol,
-        }
-    }
-
-    /// How often the provider pings the agent on this link (`None` for a
-    /// bridge client).
-    pub fn ping_every(&self) -> Option<Duration> {
-        match self {
-            Upgrade::Agent(_, every) => Some(*every),
-            Upgrade::Bridge(..) => None,
-        }
-    }
-}
-
-impl Output {
-    /// The connection this output is for.
-    pub fn conn(&self) -> ConnId {
-        match self {
-            Output::Respond { to, .. }
-            | Output::Data { to, .. }
-            | Output::End { to }
-            | Output::Answer { to, .. } => to.conn,
-            Output::Refuse { conn, .. }
-            | Output::AcceptAgent { conn, .. }
-            | Output::AcceptSocket { conn, .. }
-            | Output::ToAgent { conn, .. }
-            | Output::CloseAgent { conn, .. } => *conn,
-        }
-    }
-
-    /// Carries out an output on an editor connection: encodes it into
-    /// `out`, an answer's events through the connection's `answering`.
-    /// What is addressed to a request other than the one being answered
-    /// is dropped (see [`RequestId`]). An accepted upgrade comes back as
-    /// its `Sec-WebSocket-Key`: the driver answers `101` and the connection
-    /// is a WebSocket from then on, an agent link or a bridge client.
-    /// Outputs for WebSockets encode nothing.
-    pub fn encode_http(
-        self,
-        http: &mut ServerConn,
-        answering: &mut Answering,
-        out: &mut BytesMut,
-    ) -> Option<Upgrade> {
-        match self {
-            Output::Answer { to, event } => {
-                answering.handle(to, event, |plain| {
-                    plain.encode_plain(http, out);
-                });
-                None
-            }
-            plain => plain.encode_plain(http, out),
-        }
-    }
-
-    /// [`Output::encode_http`] of an output that is no answer event.
-    fn encode_plain(self, http: &mut ServerConn, out: &mut BytesMut) -> Option<Upgrade> {
-        match self {
-            Output::Respond { to, .. } | Output::Data { to, .. } | Output::End { to }
-                if !http.is_answering(to.seq) => {}
-            Output::Respond { response, .. } | Output::Refuse { response, .. } => {
-                http.encode_response(&response, out)
-            }
-            Output::Data { data, .. } => http.encode_data(&data, out),
-            Output::End { .. } => http.encode_end(out),
-            Output::AcceptAgent {
-                key, ping_every, ..
-            } => return Some(Upgrade::Agent(key, ping_every)),
-            Output::AcceptSocket { key, protocol, .. } => {
-                return Some(Upgrade::Bridge(key, protocol))
-            }
-            Output::Answer { .. } | Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
-        }
-        None
-    }
-
-    /// Whether this output accepts a WebSocket upgrade: the connection
-    /// stops speaking HTTP after it.
-    pub fn is_upgrade(&self) -> bool {
-        matches!(
-            self,
-            Output::AcceptAgent { .. } | Output::AcceptSocket { .. }
-        )
-    }
-
-    /// What an output asks of an agent link: a text frame to send, or to
-    /// close with a reason. Outputs for editors ask nothing of a link.
-    pub fn into_link(self) -> Option<Result<String, LinkClose>> {
-        match self {
-            Output::ToAgent { text, .. } => Some(Ok(text)),
-            Output::CloseAgent { why, .. } => Some(Err(why)),
-            _ => None,
-        }
-    }
-
-    /// The bytes this output adds to its connection's backlog until the
-    /// driver has written it (see [`crate::backlog::Backlog::written`]).
-    pub fn backlog_bytes(&self) -> usize {
-        match self {
-            Output::Respond { response, .. } | Output::Refuse { response, .. } => {
-                match &response.body {
-                    crate::http::Body::Full(body) => body.len(),
-                    crate::http::Body::Stream => 0,
-                }
-            }
-            Output::Data { data, .. } => data.len(),
-            Output::Answer { event, .. } => event.backlog_bytes(),
-            Output::ToAgent { text, .. } => text.len(),
-            Output::End { .. }
-            | Output::AcceptAgent { .. }
-            | Output::AcceptSocket { .. }
-            | Output::CloseAgent { .. } => 0,
-        }
-    }
-}
-
-/// The bytes refusing a connection a driver will not serve because too
-/// many are open: 503 in the OpenAI error shape (the request is never read,
-/// so its dialect is unknown), then close.
-pub fn too_many_connections() -> Bytes {
-    let error = ApiError::unavailable("too many open connections; retry shortly");
-    let response = Response::json(503, error.body(Dialect::OpenAi)).with_header("retry-after", "1");
-    crate::http::encode_closing(&response)
-}
-
 /// Counters for `/health` and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -277,51 +95,34 @@ pub struct Stats {
     pub cancels: u64,
 }
 
-#[derive(Debug)]
-struct Buckets {
-    requests: Option<TokenBucket>,
-    tokens: Option<TokenBucket>,
-}
-
-/// An agent link as the provider keeps it.
-struct Link {
-    /// The session it registered, if any.
-    session: Option<String>,
-    /// When a frame last came from it; `None` for a link the driver
-    /// opened itself (the built-in agent, a hub it dialed), whose silence
-    /// says nothing.
-    heard: Option<Instant>,
-}
-
-/// The sans-IO provider. See the crate docs for the drive loop.
+/// The sans-IO provider. See the crate docs for the drive loop. It owns
+/// its parts and drives them: each keeps its own state behind its own
+/// methods (the links, the invocations in flight, the requests on editor
+/// connections, the kept answers, the permission questions, the spans),
+/// and what one event means for several parts is said here and in
+/// `editor.rs` (requests in), `agents.rs` (agent messages in) and
+/// `invoke.rs` (an answer's life).
 pub struct Provider {
     config: Config,
-    /// The instant and wall time at start: wall time is derived from
-    /// instants so the core never reads a clock.
-    epoch: (Instant, SystemTime),
+    epoch: Epoch,
+    ids: Ids,
     sessions: Sessions,
-    /// Agent links, by connection.
-    links: IdMap<ConnId, Link>,
-    /// Links the driver opened itself (the built-in agent, a dialed hub),
-    /// by the name `/health/deep` checks them under.
-    attached: IdMap<ConnId, String>,
+    links: Links,
+    invocations: Invocations,
+    /// Every answer by its id (`GET|DELETE /completions/{id}`).
+    answers: Answers,
+    requests: Requests,
+    limits: RateLimits,
+    /// Answers kept past their connection (the Responses API's store).
+    kept: KeptAnswers,
+    /// Agents' permission questions waiting for the user.
+    questions: Questions,
+    /// Spans of the requests answered, for the driver to export.
+    traces: Traces,
+    metrics: Metrics,
+    audit: Audit,
     /// The MCP bridge's latest figures, for `/metrics` and `/health/deep`.
     bridge: Option<crate::bridge::Report>,
-    invocations: IdMap<u64, Invocation>,
-    /// Editor connection → the invocation answering it.
-    by_conn: IdMap<ConnId, u64>,
-    /// Editor connection → the number of the request it is on: what is
-    /// answered on it is addressed to that request ([`RequestId`]).
-    requests: IdMap<ConnId, u64>,
-    next_id: u64,
-    /// Wake-ups for invocations (deadline or keep-alive); stale entries are
-    /// skipped when they come up.
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    next_ping: Instant,
-    limits: HashMap<Option<usize>, Buckets>,
-    /// Agent links whose backlog is high: no new requests go to them
-    /// until they drain.
-    congested: IdMap<ConnId, ()>,
     /// Bytes waiting to be written to every connection, as last told by
     /// [`Provider::handle_queued`].
     queued: usize,
@@ -335,66 +136,36 @@ pub struct Provider {
     /// The time of the latest call that brought one: outputs are stamped
     /// with it as the driver drains them.
     now: Instant,
-    /// Requests in progress, by editor connection.
-    meters: IdMap<ConnId, Meter>,
-    metrics: Metrics,
-    audit: Audit,
-    /// Spans of the requests answered, for the driver to export.
-    tracer: Tracer,
-    /// Spans lost on their way out, as the driver reported them.
-    spans_dropped: u64,
-    /// Editors' tool calls waiting for their results, as spans.
-    tool_spans: tool_spans::ToolSpans,
-    /// Every answer by its id (`GET|DELETE /completions/{id}`).
-    answers: Answers,
-    /// Answers kept past their connection (the Responses API's store).
-    kept: KeptAnswers,
-    /// Agents' permission questions waiting for the user.
-    questions: Questions,
 }
 
 impl Provider {
     /// `now` and `wall` are the same moment on the two clocks.
     pub fn new(config: Config, now: Instant, wall: SystemTime) -> Self {
-        let next_ping = later(now, config.agent_ping_interval);
         let audit = Audit::new(config.audit);
-        // Trace ids are drawn from a one-way image of the secret key:
-        // nothing of the key, or of the session and response ids, can be
-        // worked back from them.
-        let trace_seed = crate::telemetry::seed_from(&config.secret);
-        let tracer = Tracer::new(config.trace.clone(), trace_seed, now, wall)
-            .capturing_content(config.trace_content);
+        let traces = Traces::new(&config, now, wall);
         let kept = KeptAnswers::new(crate::store::Store::new(config.store));
         Provider {
-            config,
-            epoch: (now, wall),
+            epoch: Epoch { instant: now, wall },
+            ids: Ids::new(config.id_seed),
             sessions: Sessions::default(),
-            links: IdMap::default(),
-            attached: IdMap::default(),
-            invocations: IdMap::default(),
-            by_conn: IdMap::default(),
-            requests: IdMap::default(),
-            next_id: 0,
-            timers: BinaryHeap::new(),
-            next_ping,
-            limits: HashMap::new(),
-            congested: IdMap::default(),
+            links: Links::new(config.agent_ping_interval, now),
+            invocations: Invocations::new(&config),
+            answers: Answers::default(),
+            requests: Requests::default(),
+            limits: RateLimits::new(config.requests_per_minute, config.tokens_per_minute),
+            kept,
+            questions: Questions::default(),
+            traces,
+            metrics: Metrics::default(),
+            audit,
+            bridge: None,
             queued: 0,
             shutting_down: false,
-            bridge: None,
             outputs: VecDeque::new(),
             texts: BytesMut::new(),
             stats: Stats::default(),
             now,
-            meters: IdMap::default(),
-            metrics: Metrics::default(),
-            audit,
-            tracer,
-            spans_dropped: 0,
-            tool_spans: tool_spans::ToolSpans::default(),
-            answers: Answers::default(),
-            kept,
-            questions: Questions::default(),
+            config,
         }
     }
 
@@ -434,8 +205,9 @@ impl Provider {
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
         self.now = now;
         self.stats.requests += 1;
-        self.requests.insert(conn, request.seq());
-        self.meter_start(conn, crate::api::routes::index_of(request.path()), now);
+        self.requests.arrived(conn, request.seq());
+        let route = crate::api::routes::index_of(request.path());
+        self.requests.meter(conn, route, now);
         let dialect = crate::api::routes::dialect_of(request.path());
         let mut extra = Vec::new();
         if let Err(e) = self.serve(conn, &request, &mut extra, now) {
@@ -449,7 +221,7 @@ impl Provider {
         let route = error
             .path()
             .map_or(crate::api::routes::UNMATCHED, crate::api::routes::index_of);
-        self.meter_start(conn, route, self.now);
+        self.requests.meter(conn, route, self.now);
         let dialect = error
             .path()
             .map_or(Dialect::OpenAi, crate::api::routes::dialect_of);
@@ -496,28 +268,29 @@ impl Provider {
     /// few requests with long prompts are normal) gets no new requests
     /// until it drains.
     pub fn handle_backlog(&mut self, conn: ConnId, bytes: usize) {
-        if self.links.contains_key(&conn) {
-            if bytes > self.config.max_output_bytes {
-                self.congested.insert(conn, ());
+        let max = self.config.max_output_bytes;
+        if self.links.contains(conn) {
+            if bytes > max {
+                self.links.congest(conn);
             }
             return;
         }
-        if self.follower_behind(conn, bytes) {
+        let to = self.requests.on(conn);
+        if (self.kept).follower_behind(to, bytes, max, &mut self.outputs) {
             return;
         }
-        let Some(&n) = self.by_conn.get(&conn) else {
+        let Some(n) = self.invocations.answering(conn) else {
             return;
         };
-        let whole = self.invocations.get(&n).is_some_and(|inv| !inv.is_stream());
-        let error = if bytes > self.config.max_output_bytes && whole {
+        let whole = self.invocations.get(n).is_some_and(|inv| !inv.stream);
+        let error = if bytes > max && whole {
             // A whole answer waits in its connection until it is complete:
             // what waits is the answer, too large.
-            let overflow = crate::answer::Overflow::Bytes(self.config.max_output_bytes);
+            let overflow = crate::answer::Overflow::Bytes(max);
             format!("{overflow}; the request was cancelled.")
-        } else if bytes > self.config.max_output_bytes {
+        } else if bytes > max {
             format!(
-                "The editor read too slowly: more than {} bytes of this answer were waiting for it.",
-                self.config.max_output_bytes
+                "The editor read too slowly: more than {max} bytes of this answer were waiting for it."
             )
         } else if self.queued > self.config.max_queued_bytes {
             format!(
@@ -525,7 +298,7 @@ impl Provider {
                 self.config.max_queued_bytes
             )
         } else {
-            self.pause_answer(n);
+            self.invocations.pause(n, &mut self.outputs);
             return;
         };
         self.fail(n, ApiError::agent(error), true);
@@ -533,11 +306,11 @@ impl Provider {
 
     /// `conn` wrote out what was waiting after a high backlog.
     pub fn handle_drained(&mut self, conn: ConnId) {
-        if self.congested.remove(&conn).is_some() {
+        if self.links.drained(conn) {
             return;
         }
-        if let Some(&n) = self.by_conn.get(&conn) {
-            self.resume_answer(n);
+        if let Some(n) = self.invocations.answering(conn) {
+            self.invocations.resume(n, &mut self.outputs);
         }
     }
 
@@ -545,66 +318,29 @@ impl Provider {
     /// or an agent link dropped (its requests fail at once).
     pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
         self.now = now;
-        if self.links.contains_key(&conn) {
-            self.congested.remove(&conn);
-            self.attached.remove(&conn);
+        if self.links.contains(conn) {
             self.link_closed(conn, now);
-        } else if let Some(id) = self.by_conn.remove(&conn) {
-            self.editor_gone(id);
+        } else if let Some(n) = self.invocations.forget_conn(conn) {
+            self.editor_gone(n);
         } else {
-            self.follower_gone(conn);
+            self.kept.follower_gone(conn);
         }
-        self.requests.remove(&conn);
+        self.requests.closed(conn);
         self.meter_end(conn, now, true);
     }
 
     /// Time passed; a call before [`Provider::poll_timeout`] is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            self.invocation_timer(id, now);
+        while let Some(n) = self.invocations.due(now) {
+            self.invocation_timer(n, now);
         }
         self.expire_sessions(now);
-        self.expire_questions(now);
-        self.tool_spans.expire(&mut self.tracer, now);
-        if now >= self.next_ping {
-            self.ping_agents(now);
-            self.next_ping = later(now, self.config.agent_ping_interval);
+        for q in self.questions.expire(now, &mut self.outputs) {
+            self.question_ended(&q, outcome::Decision::Timeout, now);
         }
-    }
-
-    /// Pings every agent link, and closes those from which nothing came
-    /// for [`PINGS_MISSED`] pings: an agent whose machine slept or whose
-    /// network went away sends no close and no reset, and the requests
-    /// routed to it would wait out their whole timeout. Until its
-    /// connection ends, a closing link gets no new requests (it counts as
-    /// congested).
-    fn ping_agents(&mut self, now: Instant) {
-        let silence = self.config.agent_ping_interval.saturating_mul(PINGS_MISSED);
-        for (conn, link) in self.links.iter() {
-            let silent = link
-                .heard
-                .is_some_and(|heard| now.saturating_duration_since(heard) >= silence);
-            let output = match silent {
-                true if self.congested.contains_key(conn) => continue,
-                true => {
-                    self.congested.insert(*conn, ());
-                    Output::CloseAgent {
-                        conn: *conn,
-                        why: LinkClose::Silent,
-                    }
-                }
-                false => Output::ToAgent {
-                    conn: *conn,
-                    text: crate::agent::message::to_agent::ping(),
-                },
-            };
-            self.outputs.push_back(output);
-        }
+        self.traces.expire(now);
+        self.links.ping(now, &mut self.outputs);
     }
 
     // ---- commands ----
@@ -613,12 +349,7 @@ impl Provider {
     /// hub it dialed) as if it had connected over WebSocket. `name` is what
     /// `/health/deep` calls it when [`Config::expected_agents`] lists it.
     pub fn open_agent(&mut self, conn: ConnId, name: &str) {
-        let link = Link {
-            session: None,
-            heard: None,
-        };
-        self.links.insert(conn, link);
-        self.attached.insert(conn, name.to_owned());
+        self.links.attach(conn, name);
     }
 
     /// The MCP bridge's figures now (the driver hands them on when they
@@ -636,9 +367,9 @@ impl Provider {
         self.shutting_down = true;
         let error = ApiError::unavailable("The server is shutting down.");
         self.fail_where(|_| true, &error, true);
-        for conn in self.links.keys() {
+        for conn in self.links.conns() {
             self.outputs.push_back(Output::CloseAgent {
-                conn: *conn,
+                conn,
                 why: LinkClose::ShuttingDown,
             });
         }
@@ -676,50 +407,233 @@ impl Provider {
     /// The next finished span, for the driver to export (none unless
     /// [`Config::trace`] is set).
     pub fn poll_span(&mut self) -> Option<Span> {
-        self.tracer.poll()
+        self.traces.poll()
     }
 
     /// `count` spans were lost after [`Provider::poll_span`] (the
     /// exporter's queue was full, the collector down): counted in
     /// `/metrics` beside the ones this provider dropped itself.
     pub fn handle_spans_dropped(&mut self, count: u64) {
-        self.spans_dropped = self.spans_dropped.saturating_add(count);
+        self.traces.lost(count);
     }
 
     /// When [`Provider::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timers = self.timers.peek().map(|Reverse((at, _))| *at);
-        let ping = (!self.links.is_empty()).then_some(self.next_ping);
         [
-            timers,
-            ping,
+            self.invocations.next_timeout(),
+            self.links.due(),
             self.sessions.next_expiry(),
             self.questions.due(),
-            self.tool_spans.due(),
+            self.traces.due(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
+    // ---- what outputs mean for their requests ----
+
+    /// Notes what an output means for its request: the head going out, or
+    /// the answer ending. Called as the driver takes it, so no answer path
+    /// needs to remember to record itself.
+    fn observe(&mut self, output: &Output) {
+        let now = self.now;
+        match output {
+            Output::Data { data, .. } => self.metrics.counters.bytes += data.len() as u64,
+            Output::Respond {
+                to: RequestId { conn, .. },
+                response,
+            }
+            | Output::Refuse { conn, response } => {
+                let status = response.status;
+                (self.requests).head(*conn, status, true, now, &mut self.metrics);
+                if matches!(response.body, Body::Full(_)) {
+                    self.meter_end(*conn, now, false);
+                }
+            }
+            Output::End { to } => self.meter_end(to.conn, now, false),
+            Output::Answer { to, event } => self.observe_answer(to.conn, event),
+            Output::AcceptAgent { conn, .. } => {
+                self.requests.upgraded(*conn);
+                self.meter_end(*conn, now, false);
+            }
+            Output::AcceptSocket { .. } | Output::ToAgent { .. } | Output::CloseAgent { .. } => {}
+        }
+    }
+
+    /// Notes a step of an answer: a stream's head goes out when it opens,
+    /// a whole answer's when it ends.
+    fn observe_answer(&mut self, conn: ConnId, event: &AnswerEvent) {
+        let now = self.now;
+        let status = match event {
+            AnswerEvent::Open(stream) if stream.is_stream() => 200,
+            AnswerEvent::Finish { .. } | AnswerEvent::Vectors { .. } => 200,
+            AnswerEvent::Fail(error) => {
+                trace::error(self.answer_span(conn), error);
+                error.status
+            }
+            AnswerEvent::Piece { .. } => {
+                self.metrics.counters.bytes += event.text_bytes() as u64;
+                return;
+            }
+            AnswerEvent::Open(_) | AnswerEvent::Keepalive => return,
+        };
+        (self.requests).head(conn, status, false, now, &mut self.metrics);
+        if !matches!(event, AnswerEvent::Open(_)) {
+            self.meter_end(conn, now, false);
+        }
+    }
+
+    /// The request on `conn` is over: its answer ended, or its editor went
+    /// away first (`editor_left`; recorded as 499, the editor closed the
+    /// request, when no head had gone out). Its span ends, and its audit
+    /// line is written.
+    fn meter_end(&mut self, conn: ConnId, now: Instant, editor_left: bool) {
+        let Some((mut meter, status, took)) = self.requests.end(conn, now, &mut self.metrics)
+        else {
+            return;
+        };
+        if let Some(span) = meter.span.take() {
+            self.traces.end(span, status, editor_left, now);
+        }
+        if self.audit.enabled() {
+            let fields = meter.audit_fields(status, took, editor_left);
+            self.audit.record(self.epoch.wall(now), "request", fields);
+        }
+    }
+
+    // ---- views ----
+
+    /// The gauges of `/metrics`.
+    fn gauges(&self) -> Gauges {
+        let s = self.stats;
+        Gauges {
+            in_flight: self.invocations.len(),
+            open_streams: self.invocations.open_streams(),
+            agent_links: self.links.len(),
+            sessions: sessions_by_state(&self.sessions),
+            queued_bytes: self.queued,
+            requests: s.requests,
+            invocations: s.invocations,
+            rate_limited: s.rate_limited,
+            timeouts: s.timeouts,
+            cancels: s.cancels,
+            dropped_agent_messages: s.dropped_messages,
+            duplicate_chunks: s.duplicate_chunks,
+            audit_dropped: self.audit.dropped(),
+            spans_dropped: self.traces.dropped(),
+            responses_stored: self.kept.store.len(),
+            responses_stored_bytes: self.kept.store.bytes(),
+            responses_evicted: self.kept.store.evictions(),
+            responses_background: self.kept.background_total,
+            bridge: self.bridge.clone(),
+        }
+    }
+
+    /// `/health/deep`: every configured piece checked; whether all are
+    /// up, and the body.
+    fn deep_health(&self) -> (bool, Value) {
+        let mut checks = Vec::new();
+        for name in &self.config.expected_agents {
+            let link = self.links.attached(name);
+            let session = link
+                .and_then(|(_, session)| session)
+                .and_then(|id| self.sessions.get(id));
+            let (ok, detail) = match (link, session) {
+                (None, _) => (false, "not connected".to_owned()),
+                (Some(_), None) => (false, "connected, not registered".to_owned()),
+                (Some(_), Some(s)) => (
+                    s.status == Status::Active,
+                    format!(
+                        "session {} serving {}",
+                        s.status.as_str(),
+                        s.models.join(", ")
+                    ),
+                ),
+            };
+            checks.push(json!({"name": name, "ok": ok, "detail": detail}));
+        }
+        let queued_ok = self.queued <= self.config.max_queued_bytes;
+        checks.push(json!({
+            "name": "output queue",
+            "ok": queued_ok,
+            "detail": format!("{} of {} bytes waiting for readers", self.queued, self.config.max_queued_bytes),
+        }));
+        checks.push(json!({
+            "name": "sessions",
+            // At the cap there is still room while a dropped session can
+            // be freed for a new agent.
+            "ok": self.sessions.len() < self.config.max_sessions
+                || self.sessions.reclaimable().is_some(),
+            "detail": format!("{} of {} sessions", self.sessions.len(), self.config.max_sessions),
+        }));
+        if let Some(bridge) = &self.bridge {
+            checks.extend(bridge.checks());
+        }
+        checks.push(json!({
+            "name": "accepting requests",
+            "ok": !self.shutting_down,
+            "detail": if self.shutting_down { "shutting down" } else { "yes" },
+        }));
+        let healthy = checks.iter().all(|c| c["ok"] == true);
+        let sessions: serde_json::Map<String, Value> = sessions_by_state(&self.sessions)
+            .into_iter()
+            .map(|(state, n)| (state.to_owned(), Value::from(n)))
+            .collect();
+        let body = json!({
+            "status": if healthy { "ok" } else { "degraded" },
+            "checks": checks,
+            "agents": self.links.len(),
+            "sessions": sessions,
+            "in_flight": self.invocations.len(),
+            "limits": {
+                "max_sessions": self.config.max_sessions,
+                "max_output_bytes": self.config.max_output_bytes,
+                "max_queued_bytes": self.config.max_queued_bytes,
+                "queued_bytes": self.queued,
+                "requests_per_minute": self.config.requests_per_minute,
+                "tokens_per_minute": self.config.tokens_per_minute,
+            },
+        });
+        (healthy, body)
+    }
+
+    /// `/control/streams`: the answers in flight, oldest first.
+    fn control_streams(&self, now: Instant) -> Value {
+        let mut streams: Vec<(Instant, Value)> = self
+            .invocations
+            .iter()
+            .map(|(n, inv)| {
+                let (editor, session, stream, chunks) = inv.view();
+                let meter = self.requests.meter_of(self.kept.metered(editor));
+                let started = meter.map_or(now, |m| m.started);
+                let entry = json!({
+                    "id": invocations::wire_id(n),
+                    "completion_id": inv.id,
+                    "route": meter.map(|m| crate::api::routes::label(m.route)),
+                    "model": inv.model,
+                    "session_id": session,
+                    "stream": stream,
+                    "age_ms": now.saturating_duration_since(started).as_millis() as u64,
+                    "chunks": chunks,
+                    "tokens": inv.tokens(),
+                });
+                (started, entry)
+            })
+            .collect();
+        streams.sort_by_key(|(started, _)| *started);
+        json!({"streams": streams.into_iter().map(|(_, v)| v).collect::<Vec<_>>()})
+    }
+
     // ---- shared helpers ----
 
     fn wall(&self, now: Instant) -> SystemTime {
-        self.epoch.1 + now.saturating_duration_since(self.epoch.0)
+        self.epoch.wall(now)
     }
 
-    /// A fresh id, unique within this run and different between runs.
-    fn fresh_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// A random-looking hex id (splitmix64 of seed and counter).
-    fn fresh_token(&mut self) -> String {
-        let mut z = self.config.id_seed ^ self.fresh_id().wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        format!("{:016x}", z ^ (z >> 31))
+    /// The span of the request `conn` answers (see [`trace::answer_span`]).
+    fn answer_span(&mut self, conn: ConnId) -> Option<&mut Span> {
+        trace::answer_span(&mut self.kept, &mut self.requests, conn)
     }
 
     fn respond(
@@ -729,22 +643,11 @@ impl Provider {
         extra: Vec<(&'static str, String)>,
     ) {
         response.headers.extend(extra);
-        let to = self.request_on(conn);
+        let to = self.requests.on(conn);
         self.outputs.push_back(Output::Respond { to, response });
     }
 
-    /// The request connection `conn` is on.
-    fn request_on(&self, conn: ConnId) -> RequestId {
-        let seq = self.requests.get(&conn).copied().unwrap_or_default();
-        RequestId { conn, seq }
-    }
-
-    fn respond_json(
-        &mut self,
-        conn: ConnId,
-        body: serde_json::Value,
-        extra: Vec<(&'static str, String)>,
-    ) {
+    fn respond_json(&mut self, conn: ConnId, body: Value, extra: Vec<(&'static str, String)>) {
         self.respond(conn, Response::json(200, body.to_string()), extra);
     }
 
@@ -755,14 +658,27 @@ impl Provider {
         error: &ApiError,
         extra: Vec<(&'static str, String)>,
     ) {
-        self.trace_error(conn, error);
+        trace::error(self.answer_span(conn), error);
         self.respond(conn, error.response(dialect), extra);
     }
 }
 
-/// Seconds, for `Retry-After` and reset headers: rounded up.
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+/// Sessions by state name, every state listed.
+fn sessions_by_state(sessions: &Sessions) -> Vec<(&'static str, usize)> {
+    const STATES: [Status; 5] = [
+        Status::Active,
+        Status::Pending,
+        Status::Suspended,
+        Status::Expired,
+        Status::Revoked,
+    ];
+    STATES
+        .iter()
+        .map(|state| {
+            let n = sessions.iter().filter(|s| s.status == *state).count();
+            (state.as_str(), n)
+        })
+        .collect()
 }
 
 #[cfg(test)]

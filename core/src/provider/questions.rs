@@ -11,9 +11,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{invoke, Output, Provider};
+use std::collections::VecDeque;
+
+use super::ids::Ids;
+use super::invocations::Invocations;
+use super::outcome::Decision;
+use super::Output;
 use crate::agent::message::{to_agent, PermissionRequest};
 use crate::error::ApiError;
+use crate::session::Sessions;
 use crate::text::bounded;
 use crate::time::later;
 use crate::ConnId;
@@ -30,43 +36,6 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 const MAX_TITLE: usize = 256;
 const MAX_KIND: usize = 32;
 const MAX_INPUT: usize = 4096;
-
-/// How questions end, as counted in
-/// `mcp_provider_permission_questions_total{decision=…}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// The user allowed the call.
-    Allow,
-    /// The user rejected it.
-    Reject,
-    /// Nobody decided in time.
-    Timeout,
-    /// Its agent stopped waiting: the answer it belongs to ended, or the
-    /// link dropped.
-    Withdrawn,
-    /// Answered no at once: over the caps, or about no answer in progress.
-    Refused,
-}
-
-impl Decision {
-    pub const ALL: [Decision; 5] = [
-        Decision::Allow,
-        Decision::Reject,
-        Decision::Timeout,
-        Decision::Withdrawn,
-        Decision::Refused,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allow => "allow",
-            Decision::Reject => "reject",
-            Decision::Timeout => "timeout",
-            Decision::Withdrawn => "withdrawn",
-            Decision::Refused => "refused",
-        }
-    }
-}
 
 /// One question waiting for the user.
 #[derive(Debug, Clone)]
@@ -92,6 +61,27 @@ pub(super) struct Questions {
     waiting: Vec<Question>,
 }
 
+impl Question {
+    /// Its id on the dashboard and the control API.
+    pub(super) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The audit line of its end (its tool and the decision, never its
+    /// input).
+    pub(super) fn audit_fields(&self, decision: Decision, sessions: &Sessions) -> Value {
+        let session = sessions.get(&self.session);
+        json!({
+            "question": self.id,
+            "session_id": self.session,
+            "agent_id": session.map(|s| s.agent_id.as_str()),
+            "tool": self.title,
+            "kind": self.kind,
+            "decision": decision.as_str(),
+        })
+    }
+}
+
 impl Questions {
     pub(super) fn len(&self) -> usize {
         self.waiting.len()
@@ -106,6 +96,19 @@ impl Questions {
         self.waiting.iter().filter(|q| q.conn == conn).count()
     }
 
+    /// Invocation `n` ended: its questions go (its agent stopped waiting).
+    pub(super) fn of_invocation(&mut self, n: u64) -> Vec<Question> {
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        self.take(|q| q.invocation == n)
+    }
+
+    /// Link `conn` dropped: its questions go.
+    pub(super) fn of_link(&mut self, conn: ConnId) -> Vec<Question> {
+        self.take(|q| q.conn == conn)
+    }
+
     fn take(&mut self, which: impl Fn(&Question) -> bool) -> Vec<Question> {
         let (gone, kept) = std::mem::take(&mut self.waiting)
             .into_iter()
@@ -113,39 +116,53 @@ impl Questions {
         self.waiting = kept;
         gone
     }
-}
 
-impl Provider {
-    /// `permission_request`: the question waits for the user, or is
-    /// answered no at once.
-    pub(super) fn on_permission_request(
+    /// `permission_request` from link `conn`, about an answer in
+    /// `invocations`: the question waits for the user, or is answered at
+    /// once. Whether it was refused (answered no).
+    pub(super) fn ask(
         &mut self,
         conn: ConnId,
         r: PermissionRequest,
+        invocations: &Invocations,
+        ids: &mut Ids,
         now: Instant,
-    ) {
+        out: &mut VecDeque<Output>,
+    ) -> bool {
         if r.id.is_empty() || r.id.len() > 128 {
             let why = "permission_request needs an id of 1 to 128 bytes";
             let text = to_agent::error(None, why, "invalid_message");
-            return self.outputs.push_back(Output::ToAgent { conn, text });
+            out.push_back(Output::ToAgent { conn, text });
+            return false;
         }
-        let waiting = &self.questions.waiting;
-        if waiting.iter().any(|q| q.conn == conn && q.asked == r.id) {
+        if self
+            .waiting
+            .iter()
+            .any(|q| q.conn == conn && q.asked == r.id)
+        {
             let why = format!("permission_request {} is already waiting", r.id);
             let text = to_agent::error(None, &why, "invalid_message");
-            return self.outputs.push_back(Output::ToAgent { conn, text });
+            out.push_back(Output::ToAgent { conn, text });
+            return false;
         }
         // Only an answer this link is giving may wait for a question.
-        let asked_in = invoke::parse_wire_id(&r.invoke).and_then(|n| {
-            let inv = self.invocations.get(&n).filter(|inv| inv.agent() == conn)?;
-            Some((n, inv.session().to_owned()))
+        let asked_in = super::invocations::parse_wire_id(&r.invoke).and_then(|n| {
+            let inv = invocations.get(n).filter(|inv| inv.agent == conn)?;
+            Some((n, inv.session.clone()))
         });
         let Some((invocation, session)) = asked_in else {
             let why = format!("no answer {} is in progress on this link", r.invoke);
-            return self.refuse_question(conn, &r.id, &why);
+            refuse(conn, &r.id, &why, out);
+            return true;
         };
-        if self.questions.on_link(conn) >= MAX_PER_LINK || self.questions.len() >= MAX_QUESTIONS {
-            return self.refuse_question(conn, &r.id, "too many permission questions are waiting");
+        if self.on_link(conn) >= MAX_PER_LINK || self.len() >= MAX_QUESTIONS {
+            refuse(
+                conn,
+                &r.id,
+                "too many permission questions are waiting",
+                out,
+            );
+            return true;
         }
         let wait = r
             .deadline_ms
@@ -156,8 +173,8 @@ impl Provider {
             Some(Value::String(text)) => text,
             Some(other) => other.to_string(),
         };
-        let id = format!("q-{}", self.fresh_token());
-        self.questions.waiting.push(Question {
+        let id = format!("q-{}", ids.token());
+        self.waiting.push(Question {
             id,
             conn,
             asked: r.id,
@@ -169,103 +186,80 @@ impl Provider {
             since: now,
             deadline: later(now, wait),
         });
-    }
-
-    /// Answers question `asked` no at once, saying why.
-    fn refuse_question(&mut self, conn: ConnId, asked: &str, why: &str) {
-        self.count_question(Decision::Refused);
-        let text = to_agent::permission_decision(asked, false, Some(why));
-        self.outputs.push_back(Output::ToAgent { conn, text });
+        false
     }
 
     /// `permission_withdrawn`: the agent no longer waits (it gave up in
-    /// time, or the answer ended). One it never asked is ignored.
-    pub(super) fn on_permission_withdrawn(
+    /// time, or the answer ended). One it never asked is ignored. The
+    /// questions that went, and how they ended.
+    pub(super) fn withdraw(
         &mut self,
         conn: ConnId,
         asked: &str,
         reason: Option<&str>,
-        now: Instant,
-    ) {
-        let gone = self.questions.take(|q| q.conn == conn && q.asked == asked);
+    ) -> (Vec<Question>, Decision) {
+        let gone = self.take(|q| q.conn == conn && q.asked == asked);
         let decision = match reason {
             Some("timeout") => Decision::Timeout,
             _ => Decision::Withdrawn,
         };
-        for q in gone {
-            self.question_ended(&q, decision, now);
-        }
+        (gone, decision)
     }
 
-    /// Invocation `n` ended: its questions go (its agent stopped waiting).
-    pub(super) fn end_questions_of(&mut self, n: u64) {
-        if self.questions.waiting.is_empty() {
-            return;
-        }
-        let now = self.now;
-        for q in self.questions.take(|q| q.invocation == n) {
-            self.question_ended(&q, Decision::Withdrawn, now);
-        }
-    }
-
-    /// A link dropped: its questions go.
-    pub(super) fn end_questions_on(&mut self, conn: ConnId, now: Instant) {
-        for q in self.questions.take(|q| q.conn == conn) {
-            self.question_ended(&q, Decision::Withdrawn, now);
-        }
-    }
-
-    /// Questions past their deadline: the agent is told no.
-    pub(super) fn expire_questions(&mut self, now: Instant) {
-        for q in self.questions.take(|q| q.deadline <= now) {
+    /// Questions past their deadline: the agent is told no. The questions
+    /// that went.
+    pub(super) fn expire(&mut self, now: Instant, out: &mut VecDeque<Output>) -> Vec<Question> {
+        let gone = self.take(|q| q.deadline <= now);
+        for q in &gone {
             let text =
                 to_agent::permission_decision(&q.asked, false, Some("nobody answered in time"));
-            self.outputs
-                .push_back(Output::ToAgent { conn: q.conn, text });
-            self.question_ended(&q, Decision::Timeout, now);
+            out.push_back(Output::ToAgent { conn: q.conn, text });
         }
+        gone
     }
 
     /// `POST /control/permission` `{"id", "allow"}`: the user's decision
-    /// goes to the agent.
-    pub(super) fn control_permission(
+    /// goes to the agent. The question, and the decision.
+    pub(super) fn decide(
         &mut self,
         body: &[u8],
-        now: Instant,
-    ) -> Result<Value, ApiError> {
+        out: &mut VecDeque<Output>,
+    ) -> Result<(Question, Decision), ApiError> {
         let body = super::control::body_object(body)?;
         let id = super::control::required(&body, "id")?;
         let allow = body
             .get("allow")
             .and_then(Value::as_bool)
             .ok_or_else(|| ApiError::invalid_param("allow", "'allow' must be true or false"))?;
-        let Some(q) = self.questions.take(|q| q.id == id).pop() else {
+        let Some(q) = self.take(|q| q.id == id).pop() else {
             return Err(ApiError::not_found(format!(
                 "No permission question '{id}' is waiting: it was answered, withdrawn or timed out."
             )));
         };
         let text = to_agent::permission_decision(&q.asked, allow, None);
-        self.outputs
-            .push_back(Output::ToAgent { conn: q.conn, text });
+        out.push_back(Output::ToAgent { conn: q.conn, text });
         let decision = if allow {
             Decision::Allow
         } else {
             Decision::Reject
         };
-        self.question_ended(&q, decision, now);
-        Ok(json!({"id": q.id, "allow": allow}))
+        Ok((q, decision))
     }
 
     /// `GET /control/permissions`: the questions waiting, oldest first,
     /// with the agent and answer each is about.
-    pub(super) fn control_permissions(&self, now: Instant) -> Value {
+    pub(super) fn list(
+        &self,
+        invocations: &Invocations,
+        sessions: &Sessions,
+        now: Instant,
+    ) -> Value {
         let list: Vec<Value> = self
-            .questions
             .waiting
             .iter()
             .map(|q| {
-                let inv = self.invocations.get(&q.invocation);
-                let session = self.sessions.get(&q.session);
+                let inv = invocations.get(q.invocation);
+                let session = sessions.get(&q.session);
                 json!({
                     "id": q.id,
                     "agent_id": session.map(|s| s.agent_id.as_str()),
@@ -281,28 +275,10 @@ impl Provider {
             .collect();
         json!({"questions": list})
     }
+}
 
-    /// Counts and audits a question that ended (its tool and the
-    /// decision, never its input).
-    fn question_ended(&mut self, q: &Question, decision: Decision, now: Instant) {
-        self.count_question(decision);
-        if !self.audit.enabled() {
-            return;
-        }
-        let session = self.sessions.get(&q.session);
-        let fields = json!({
-            "question": q.id,
-            "session_id": q.session,
-            "agent_id": session.map(|s| s.agent_id.as_str()),
-            "tool": q.title,
-            "kind": q.kind,
-            "decision": decision.as_str(),
-        });
-        let wall = self.wall(now);
-        self.audit.record(wall, "permission_decided", fields);
-    }
-
-    fn count_question(&mut self, decision: Decision) {
-        self.metrics.count_question(decision);
-    }
+/// Answers question `asked` no at once, saying why.
+fn refuse(conn: ConnId, asked: &str, why: &str, out: &mut VecDeque<Output>) {
+    let text = to_agent::permission_decision(asked, false, Some(why));
+    out.push_back(Output::ToAgent { conn, text });
 }

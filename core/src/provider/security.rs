@@ -2,9 +2,12 @@
 
 use std::time::Instant;
 
-use super::{ceil_secs, Buckets, Provider};
+use std::collections::HashMap;
+use std::time::Duration;
+
 use crate::api::Guard;
 use crate::auth::{bearer, find_key, Presented};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::Request;
 use crate::limiter::TokenBucket;
@@ -55,126 +58,148 @@ fn strip_port(authority: &str) -> &str {
     }
 }
 
-impl Provider {
-    /// DNS-rebinding protection and CORS: refuses a non-local `Host` or a
-    /// foreign `Origin`; for an allowed origin, adds the CORS headers.
-    pub(super) fn check_origin(
-        &self,
-        request: &Request,
-        extra: &mut Vec<(&'static str, String)>,
-    ) -> Result<(), ApiError> {
-        if let Some(host) = request.header("host") {
-            let name = strip_port(host.trim());
-            let allowed = is_loopback_name(name)
-                || self
-                    .config
-                    .allowed_hosts
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(name));
-            if !allowed {
-                return Err(ApiError::forbidden(format!(
+/// DNS-rebinding protection and CORS: refuses a non-local `Host` or a
+/// foreign `Origin`; for an allowed origin, adds the CORS headers.
+pub(super) fn check_origin(
+    config: &Config,
+    request: &Request,
+    extra: &mut Vec<(&'static str, String)>,
+) -> Result<(), ApiError> {
+    if let Some(host) = request.header("host") {
+        let name = strip_port(host.trim());
+        let allowed = is_loopback_name(name)
+            || config
+                .allowed_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name));
+        if !allowed {
+            return Err(ApiError::forbidden(format!(
                     "Host `{host}` is not allowed: this server only answers requests addressed to localhost"
                 )));
-            }
-        }
-        if let Some(origin) = request.header("origin") {
-            let local = origin.split_once("://").is_some_and(|(scheme, rest)| {
-                matches!(scheme, "http" | "https")
-                    && is_loopback_name(strip_port(rest.trim_end_matches('/')))
-            });
-            if !local && !self.config.cors_origins.iter().any(|o| o == origin) {
-                return Err(ApiError::forbidden(format!(
-                    "Origin `{origin}` is not allowed"
-                )));
-            }
-            extra.push(("access-control-allow-origin", origin.to_owned()));
-            extra.push(("vary", "Origin".to_owned()));
-            if request.method == "OPTIONS" {
-                extra.push((
-                    "access-control-allow-methods",
-                    "GET, POST, DELETE, OPTIONS".to_owned(),
-                ));
-                extra.push((
-                    "access-control-allow-headers",
-                    CORS_ALLOW_HEADERS.to_owned(),
-                ));
-                extra.push(("access-control-max-age", "600".to_owned()));
-            }
-        }
-        Ok(())
-    }
-
-    /// A missing or wrong credential's 401, saying where the right one is
-    /// when the embedder said ([`crate::Config::credentials_hint`]): a
-    /// first-time user without the key needs that as much as one with a
-    /// stale key.
-    fn refused(&self, what: &str) -> ApiError {
-        match self.config.credentials_hint.as_str() {
-            "" => ApiError::unauthorized(what),
-            hint => ApiError::unauthorized(format!("{what} {hint}")),
         }
     }
+    if let Some(origin) = request.header("origin") {
+        let local = origin.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https")
+                && is_loopback_name(strip_port(rest.trim_end_matches('/')))
+        });
+        if !local && !config.cors_origins.iter().any(|o| o == origin) {
+            return Err(ApiError::forbidden(format!(
+                "Origin `{origin}` is not allowed"
+            )));
+        }
+        extra.push(("access-control-allow-origin", origin.to_owned()));
+        extra.push(("vary", "Origin".to_owned()));
+        if request.method == "OPTIONS" {
+            extra.push((
+                "access-control-allow-methods",
+                "GET, POST, DELETE, OPTIONS".to_owned(),
+            ));
+            extra.push((
+                "access-control-allow-headers",
+                CORS_ALLOW_HEADERS.to_owned(),
+            ));
+            extra.push(("access-control-max-age", "600".to_owned()));
+        }
+    }
+    Ok(())
+}
 
-    /// Checks the credential a route needs. Returns the API key's index
-    /// (the rate-limit bucket), `None` for open or anonymous access.
-    pub(super) fn authorize(
-        &self,
-        request: &Request,
-        guard: Guard,
-    ) -> Result<Option<usize>, ApiError> {
-        let presented = bearer(request.header("authorization"))
-            .or(request.header("x-api-key"))
-            .or_else(|| protocol_bearer(request))
-            .map(Presented::of);
-        let presented = presented.as_ref();
-        match guard {
-            Guard::Open => Ok(None),
-            Guard::BridgeToken => match presented {
-                Some(t) if self.config.bridge_token.matches(t) => Ok(None),
-                Some(_) => Err(self.refused("Invalid bridge token.")),
-                None => Err(self
-                    .refused("Missing bridge token: send `Authorization: Bearer <bridge token>`.")),
-            },
-            Guard::Observer if !self.config.require_api_key => Ok(None),
-            Guard::Observer => match presented {
-                Some(t)
-                    if self.config.bridge_token.matches(t)
-                        || find_key(&self.config.api_keys, t).is_some() =>
-                {
-                    Ok(None)
-                }
-                Some(_) => Err(self.refused("Neither an API key nor the bridge token.")),
-                None => Err(self.refused(
-                    "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
-                )),
-            },
-            Guard::Owner if !self.config.require_api_key => Ok(None),
-            Guard::Owner => match presented {
-                Some(t) if self.config.bridge_token.matches(t) => Ok(None),
-                Some(k) => find_key(&self.config.api_keys, k)
-                    .map(Some)
-                    .ok_or_else(|| self.refused("Neither an API key nor the bridge token.")),
-                None => Err(self.refused(
-                    "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
-                )),
-            },
-            Guard::ApiKey if !self.config.require_api_key => Ok(None),
-            Guard::ApiKey => match presented {
-                Some(k) => find_key(&self.config.api_keys, k)
-                    .map(Some)
-                    .ok_or_else(|| self.refused("Incorrect API key provided.")),
-                None => Err(self
-                    .refused("You didn't provide an API key: send `Authorization: Bearer <key>`.")),
-            },
+/// A missing or wrong credential's 401, saying where the right one is
+/// when the embedder said ([`crate::Config::credentials_hint`]): a
+/// first-time user without the key needs that as much as one with a
+/// stale key.
+fn refused(config: &Config, what: &str) -> ApiError {
+    match config.credentials_hint.as_str() {
+        "" => ApiError::unauthorized(what),
+        hint => ApiError::unauthorized(format!("{what} {hint}")),
+    }
+}
+
+/// Checks the credential a route needs. Returns the API key's index
+/// (the rate-limit bucket), `None` for open or anonymous access.
+pub(super) fn authorize(
+    config: &Config,
+    request: &Request,
+    guard: Guard,
+) -> Result<Option<usize>, ApiError> {
+    let presented = bearer(request.header("authorization"))
+        .or(request.header("x-api-key"))
+        .or_else(|| protocol_bearer(request))
+        .map(Presented::of);
+    let presented = presented.as_ref();
+    match guard {
+        Guard::Open => Ok(None),
+        Guard::BridgeToken => match presented {
+            Some(t) if config.bridge_token.matches(t) => Ok(None),
+            Some(_) => Err(refused(config, "Invalid bridge token.")),
+            None => Err(refused(
+                config,
+                "Missing bridge token: send `Authorization: Bearer <bridge token>`.",
+            )),
+        },
+        Guard::Observer if !config.require_api_key => Ok(None),
+        Guard::Observer => match presented {
+            Some(t)
+                if config.bridge_token.matches(t) || find_key(&config.api_keys, t).is_some() =>
+            {
+                Ok(None)
+            }
+            Some(_) => Err(refused(config, "Neither an API key nor the bridge token.")),
+            None => Err(refused(
+                config,
+                "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
+            )),
+        },
+        Guard::Owner if !config.require_api_key => Ok(None),
+        Guard::Owner => match presented {
+            Some(t) if config.bridge_token.matches(t) => Ok(None),
+            Some(k) => find_key(&config.api_keys, k)
+                .map(Some)
+                .ok_or_else(|| refused(config, "Neither an API key nor the bridge token.")),
+            None => Err(refused(
+                config,
+                "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
+            )),
+        },
+        Guard::ApiKey if !config.require_api_key => Ok(None),
+        Guard::ApiKey => match presented {
+            Some(k) => find_key(&config.api_keys, k)
+                .map(Some)
+                .ok_or_else(|| refused(config, "Incorrect API key provided.")),
+            None => Err(refused(
+                config,
+                "You didn't provide an API key: send `Authorization: Bearer <key>`.",
+            )),
+        },
+    }
+}
+
+/// The rate limits of every API key: requests and tokens per minute.
+pub(super) struct RateLimits {
+    requests_per_minute: u64,
+    tokens_per_minute: u64,
+    buckets: HashMap<Option<usize>, Buckets>,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    requests: Option<TokenBucket>,
+    tokens: Option<TokenBucket>,
+}
+
+impl RateLimits {
+    pub(super) fn new(requests_per_minute: u64, tokens_per_minute: u64) -> Self {
+        RateLimits {
+            requests_per_minute,
+            tokens_per_minute,
+            buckets: HashMap::new(),
         }
     }
 
     fn buckets(&mut self, key: Option<usize>, now: Instant) -> &mut Buckets {
-        let (rpm, tpm) = (
-            self.config.requests_per_minute,
-            self.config.tokens_per_minute,
-        );
-        self.limits.entry(key).or_insert_with(|| Buckets {
+        let (rpm, tpm) = (self.requests_per_minute, self.tokens_per_minute);
+        self.buckets.entry(key).or_insert_with(|| Buckets {
             requests: (rpm > 0).then(|| TokenBucket::new(rpm, now)),
             tokens: (tpm > 0).then(|| TokenBucket::new(tpm, now)),
         })
@@ -189,7 +214,7 @@ impl Provider {
         now: Instant,
         extra: &mut Vec<(&'static str, String)>,
     ) -> Result<(), ApiError> {
-        if self.config.requests_per_minute == 0 && self.config.tokens_per_minute == 0 {
+        if self.requests_per_minute == 0 && self.tokens_per_minute == 0 {
             return Ok(());
         }
         let b = self.buckets(key, now);
@@ -223,25 +248,27 @@ impl Provider {
         }
         match denied {
             None => Ok(()),
-            Some((what, wait)) => {
-                self.stats.rate_limited += 1;
-                Err(ApiError::rate_limited(
-                    format!(
-                        "Rate limit reached for {what} per minute; retry in {} s.",
-                        ceil_secs(wait)
-                    ),
-                    ceil_secs(wait),
-                ))
-            }
+            Some((what, wait)) => Err(ApiError::rate_limited(
+                format!(
+                    "Rate limit reached for {what} per minute; retry in {} s.",
+                    ceil_secs(wait)
+                ),
+                ceil_secs(wait),
+            )),
         }
     }
 
     /// Charges tokens used beyond the estimate once the answer is complete.
-    pub(super) fn charge_tokens(&mut self, key: Option<usize>, tokens: u64, now: Instant) {
-        if let Some(bucket) = self.limits.get_mut(&key).and_then(|b| b.tokens.as_mut()) {
+    pub(super) fn charge(&mut self, key: Option<usize>, tokens: u64, now: Instant) {
+        if let Some(bucket) = self.buckets.get_mut(&key).and_then(|b| b.tokens.as_mut()) {
             bucket.charge(tokens, now);
         }
     }
+}
+
+/// Seconds, for `Retry-After` and reset headers: rounded up.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::http::{Body, Request, Response};
+use crate::agent::close::PINGS_MISSED;
+use crate::http::{Body, Request, Response, ServerConn};
+use crate::stream::Answering;
 use crate::Approval;
 
 const EDITOR: ConnId = ConnId(1);

@@ -3,7 +3,7 @@
 //!
 //! A model request gets a SERVER span when it arrives (a child of the
 //! trace its `traceparent` and `tracestate` headers name), kept with its
-//! [`super::meter::Meter`] and finished where the meter ends: when the
+//! [`super::requests::Meter`] and finished where the meter ends: when the
 //! answer's last byte is posted, or when the editor leaves (then
 //! `error.type` is `cancelled`). It is named `{operation} {model}` once the
 //! body is read (`POST /v1/chat/completions` until then, a body that could
@@ -21,20 +21,18 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::by_id::Ended;
 use super::content::{input, Answer};
-use super::invoke::Invocation;
+use super::invocations::Invocation;
 use super::kept::{is_kept, KeptAnswers};
-use super::meter::Meter;
-use super::tool_spans::note_calls;
-use super::Provider;
-use crate::agent::message::Delta;
+use super::outcome::Ended;
+use super::requests::Requests;
+use super::tool_spans::ToolSpans;
 use crate::api::routes::label;
 use crate::api::ModelRequest;
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::Request;
-use crate::idmap::IdMap;
-use crate::telemetry::{Kind, Span, SpanContext};
+use crate::telemetry::{Kind, Span, SpanContext, Tracer};
 use crate::ConnId;
 
 /// The event marking the answer's first piece from the agent.
@@ -54,68 +52,110 @@ pub(super) fn error_type(error: &ApiError) -> &'static str {
     error.code.unwrap_or(error.kind)
 }
 
-impl Provider {
-    /// A request for a model route (`route`) arrived on `conn`, its meter
-    /// started: its SERVER span starts.
-    pub(super) fn trace_request(
+/// The spans the provider makes: the tracer, the editors' tool calls
+/// waiting for their results, and the count of spans lost on their way
+/// out.
+pub(super) struct Traces {
+    tracer: Tracer,
+    /// Editors' tool calls waiting for their results, as spans.
+    tool_spans: ToolSpans,
+    /// Spans lost on their way out, as the driver reported them.
+    dropped: u64,
+}
+
+impl Traces {
+    pub(super) fn new(config: &Config, now: Instant, wall: std::time::SystemTime) -> Self {
+        // Trace ids are drawn from a one-way image of the secret key:
+        // nothing of the key, or of the session and response ids, can be
+        // worked back from them.
+        let trace_seed = crate::telemetry::seed_from(&config.secret);
+        let tracer = Tracer::new(config.trace.clone(), trace_seed, now, wall)
+            .capturing_content(config.trace_content);
+        Traces {
+            tracer,
+            tool_spans: ToolSpans::default(),
+            dropped: 0,
+        }
+    }
+
+    pub(super) fn enabled(&self) -> bool {
+        self.tracer.enabled()
+    }
+
+    /// The next finished span, for the driver to export.
+    pub(super) fn poll(&mut self) -> Option<Span> {
+        self.tracer.poll()
+    }
+
+    /// `count` spans were lost after the driver took them.
+    pub(super) fn lost(&mut self, count: u64) {
+        self.dropped = self.dropped.saturating_add(count);
+    }
+
+    /// Spans lost, here or on their way out.
+    pub(super) fn dropped(&self) -> u64 {
+        self.dropped.saturating_add(self.tracer.dropped())
+    }
+
+    /// When a tool call's span next runs out of time.
+    pub(super) fn due(&self) -> Option<Instant> {
+        self.tool_spans.due()
+    }
+
+    /// Tool calls whose results did not come in time end.
+    pub(super) fn expire(&mut self, now: Instant) {
+        self.tool_spans.expire(&mut self.tracer, now);
+    }
+
+    /// A request brings tool results (in `payload`): their calls' spans
+    /// end.
+    pub(super) fn answered(&mut self, payload: &Value, now: Instant) {
+        self.tool_spans.answered(&mut self.tracer, payload, now);
+    }
+
+    /// A request for a model route (`route`) arrived, its meter started:
+    /// its SERVER span, to keep in the meter.
+    pub(super) fn request(
         &mut self,
-        conn: ConnId,
         request: &Request,
         route: usize,
         now: Instant,
-    ) {
+    ) -> Option<Span> {
         if !self.tracer.enabled() {
-            return;
+            return None;
         }
         let parent = request
             .header("traceparent")
             .and_then(|p| SpanContext::parse(p, request.header("tracestate")));
         let template = label(route);
         let name = format!("{} {template}", request.method);
-        let Some(mut span) = self.tracer.start(name, Kind::Server, parent.as_ref(), now) else {
-            return;
-        };
+        let mut span = self
+            .tracer
+            .start(name, Kind::Server, parent.as_ref(), now)?;
         span.set("http.request.method", request.method.as_str());
         span.set("http.route", template);
-        if let Some(m) = self.meters.get_mut(&conn) {
-            m.span = Some(span);
-        }
+        Some(span)
     }
 
-    /// The request on `conn` was read: its span is named for what it asks.
-    pub(super) fn trace_model(&mut self, conn: ConnId, request: &ModelRequest) {
-        let Some(span) = answer_span(&mut self.kept, &mut self.meters, conn) else {
-            return;
-        };
-        let operation = operation(&request.payload);
-        span.name = format!("{operation} {}", request.model);
-        span.set("gen_ai.operation.name", operation);
-        span.set("gen_ai.request.model", request.model.as_str());
-    }
-
-    /// The request `conn` answers failed with `error`.
-    pub(super) fn trace_error(&mut self, conn: ConnId, error: &ApiError) {
-        if let Some(span) = answer_span(&mut self.kept, &mut self.meters, conn) {
-            span.fail(error_type(error), error.message.as_str());
-        }
-    }
-
-    /// The agent's first piece of the answer for `conn` arrived.
-    pub(super) fn trace_first_chunk(&mut self, conn: ConnId, now: Instant) {
-        if let Some(span) = answer_span(&mut self.kept, &mut self.meters, conn) {
+    /// The agent's first piece of the answer whose span is `span` arrived.
+    pub(super) fn first_chunk(&self, span: Option<&mut Span>, now: Instant) {
+        if let Some(span) = span {
             if !span.events.iter().any(|e| e.name == FIRST_CHUNK) {
                 self.tracer.event(span, FIRST_CHUNK, now);
             }
         }
     }
 
-    /// The invocation for the request on `conn` goes to `agent` (the name
-    /// its session registered) now: its `invoke_agent` span starts, and
-    /// its context is what the agent is handed.
-    pub(super) fn trace_invoke(&mut self, conn: ConnId, agent: &str, now: Instant) -> Option<Span> {
-        let parent = answer_span(&mut self.kept, &mut self.meters, conn)?
-            .context
-            .clone();
+    /// The invocation for the request whose span is `parent` goes to
+    /// `agent` (the name its session registered) now: its `invoke_agent`
+    /// span starts, and its context is what the agent is handed.
+    pub(super) fn invoke(
+        &mut self,
+        parent: Option<&mut Span>,
+        agent: &str,
+        now: Instant,
+    ) -> Option<Span> {
+        let parent = parent?.context.clone();
         let mut span = self.tracer.start(
             format!("invoke_agent {agent}"),
             Kind::Internal,
@@ -127,19 +167,20 @@ impl Provider {
         Some(span)
     }
 
-    /// The request on `conn` goes to its agent with `payload`, `agent` its
-    /// agent's span: when content is captured, what the agent is sent goes
-    /// on the request's span, and the answer's content is to be gathered.
-    pub(super) fn trace_input(
-        &mut self,
-        conn: ConnId,
+    /// The request whose span is `span` goes to its agent with `payload`,
+    /// `agent` its agent's span: when content is captured, what the agent
+    /// is sent goes on the request's span, and the answer's content is to
+    /// be gathered.
+    pub(super) fn input(
+        &self,
+        span: Option<&mut Span>,
         agent: Option<&Span>,
         payload: &Value,
     ) -> Option<Answer> {
         if agent.is_none() || !self.tracer.captures_content() {
             return None;
         }
-        let span = answer_span(&mut self.kept, &mut self.meters, conn)?;
+        let span = span?;
         let (system, messages) = input(payload);
         if let Some(system) = system {
             span.set("gen_ai.system_instructions", system);
@@ -150,45 +191,21 @@ impl Provider {
         Some(Answer::default())
     }
 
-    /// The deltas of an invocation's answer: the tool calls among them are
-    /// noted, for their `execute_tool` spans, and their content gathered
-    /// when it is captured.
-    pub(super) fn trace_delta(inv: &mut Invocation, delta: &Delta) {
-        if inv.span.is_some() {
-            note_calls(&mut inv.called, delta);
-        }
-        if let Some(answer) = inv.answer.as_mut() {
-            answer.add(delta);
-        }
-    }
-
-    /// An invocation ended with `finish_reason`.
-    pub(super) fn trace_finished(&mut self, inv: &Invocation, finish_reason: Option<&str>) {
-        if inv.span.is_none() {
-            return;
-        }
-        let reasons: Vec<String> = finish_reason.into_iter().map(str::to_owned).collect();
-        if let Some(span) = answer_span(&mut self.kept, &mut self.meters, inv.editor.conn) {
-            span.set("gen_ai.response.finish_reasons", reasons);
-            if let Some(answer) = &inv.answer {
-                span.set("gen_ai.output.messages", answer.messages(finish_reason));
-            }
-        }
-    }
-
-    /// An invocation is over: what its answer was goes on the request's
-    /// span, and the agent's span ends (an answer with tool calls starts
-    /// their `execute_tool` spans).
-    pub(super) fn trace_settled(&mut self, inv: &mut Invocation, ended: Ended) {
-        let now = self.now;
+    /// An invocation is over, `span` its request's: what its answer was
+    /// goes on the request's span, and the agent's span ends (an answer
+    /// with tool calls starts their `execute_tool` spans).
+    pub(super) fn settled(
+        &mut self,
+        span: Option<&mut Span>,
+        inv: &mut Invocation,
+        ended: Ended,
+        now: Instant,
+    ) {
         let Some(mut agent) = inv.span.take() else {
             return;
         };
         let usage = inv.tally.usage();
-        if let (false, Some(span)) = (
-            matches!(ended, Ended::Failed),
-            answer_span(&mut self.kept, &mut self.meters, inv.editor.conn),
-        ) {
+        if let (false, Some(span)) = (matches!(ended, Ended::Failed), span) {
             span.set("gen_ai.response.id", inv.id.as_str());
             span.set("gen_ai.usage.input_tokens", usage.prompt_tokens);
             span.set("gen_ai.usage.output_tokens", usage.completion_tokens);
@@ -209,13 +226,7 @@ impl Provider {
 
     /// The request's answer is over (`status` its status code, 499 when
     /// none went out): its span ends.
-    pub(super) fn trace_end(
-        &mut self,
-        mut span: Span,
-        status: u16,
-        editor_left: bool,
-        now: Instant,
-    ) {
+    pub(super) fn end(&mut self, mut span: Span, status: u16, editor_left: bool, now: Instant) {
         span.set("http.response.status_code", i64::from(status));
         if editor_left {
             span.fail("cancelled", "the editor closed the request");
@@ -226,17 +237,50 @@ impl Provider {
     }
 }
 
+/// The request whose span is `span` was read: the span is named for what
+/// it asks.
+pub(super) fn model(span: Option<&mut Span>, request: &ModelRequest) {
+    let Some(span) = span else {
+        return;
+    };
+    let operation = operation(&request.payload);
+    span.name = format!("{operation} {}", request.model);
+    span.set("gen_ai.operation.name", operation);
+    span.set("gen_ai.request.model", request.model.as_str());
+}
+
+/// The request whose span is `span` failed with `error`.
+pub(super) fn error(span: Option<&mut Span>, error: &ApiError) {
+    if let Some(span) = span {
+        span.fail(error_type(error), error.message.as_str());
+    }
+}
+
+/// An invocation ended with `finish_reason`, `span` its request's.
+pub(super) fn finished(span: Option<&mut Span>, inv: &Invocation, finish_reason: Option<&str>) {
+    if inv.span.is_none() {
+        return;
+    }
+    let reasons: Vec<String> = finish_reason.into_iter().map(str::to_owned).collect();
+    if let Some(span) = span {
+        span.set("gen_ai.response.finish_reasons", reasons);
+        if let Some(answer) = &inv.answer {
+            span.set("gen_ai.output.messages", answer.messages(finish_reason));
+        }
+    }
+}
+
 /// The span of the request that `conn` (an editor connection, or a kept
 /// answer's job) answers: the job's own once it holds it, else the one
 /// in the meter of the connection waiting.
-fn answer_span<'a>(
+pub(super) fn answer_span<'a>(
     kept: &'a mut KeptAnswers,
-    meters: &'a mut IdMap<ConnId, Meter>,
+    requests: &'a mut Requests,
     conn: ConnId,
 ) -> Option<&'a mut Span> {
     if is_kept(conn) && kept.job_span(conn).is_some_and(|span| span.is_some()) {
         return kept.job_span(conn)?.as_mut();
     }
     let conn = kept.live_conn(conn).unwrap_or(conn);
-    meters.get_mut(&conn)?.span.as_mut()
+    requests.meter_mut(conn)?.span.as_mut()
 }

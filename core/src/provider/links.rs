@@ -1,0 +1,174 @@
+//! Agent links: which connections are agents, the session each one
+//! registered, which are congested or closing, which the driver opened
+//! itself, and the pings that find the silent ones.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::{ConnId, Output};
+use crate::agent::close::{LinkClose, PINGS_MISSED};
+use crate::idmap::IdMap;
+use crate::time::later;
+
+/// An agent link as the provider keeps it.
+pub(super) struct Link {
+    /// The session it registered, if any.
+    pub(super) session: Option<String>,
+    /// When a frame last came from it; `None` for a link the driver
+    /// opened itself (the built-in agent, a hub it dialed), whose silence
+    /// says nothing.
+    heard: Option<Instant>,
+}
+
+/// Every agent link, by connection.
+pub(super) struct Links {
+    links: IdMap<ConnId, Link>,
+    /// Links the driver opened itself (the built-in agent, a dialed hub),
+    /// by the name `/health/deep` checks them under.
+    attached: IdMap<ConnId, String>,
+    /// Agent links whose backlog is high, or which are closing: no new
+    /// requests go to them until they drain (or their connection ends).
+    congested: IdMap<ConnId, ()>,
+    ping_every: Duration,
+    next_ping: Instant,
+}
+
+impl Links {
+    pub(super) fn new(ping_every: Duration, now: Instant) -> Self {
+        Links {
+            links: IdMap::default(),
+            attached: IdMap::default(),
+            congested: IdMap::default(),
+            ping_every,
+            next_ping: later(now, ping_every),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    pub(super) fn contains(&self, conn: ConnId) -> bool {
+        self.links.contains_key(&conn)
+    }
+
+    /// A link the driver opened itself, known as `name`.
+    pub(super) fn attach(&mut self, conn: ConnId, name: &str) {
+        let link = Link {
+            session: None,
+            heard: None,
+        };
+        self.links.insert(conn, link);
+        self.attached.insert(conn, name.to_owned());
+    }
+
+    /// A link an agent opened, heard from `now`.
+    pub(super) fn accept(&mut self, conn: ConnId, now: Instant) {
+        let link = Link {
+            session: None,
+            heard: Some(now),
+        };
+        self.links.insert(conn, link);
+    }
+
+    /// A frame came from `conn`: whether it is a link.
+    pub(super) fn heard(&mut self, conn: ConnId, now: Instant) -> bool {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return false;
+        };
+        if let Some(heard) = &mut link.heard {
+            *heard = now;
+        }
+        true
+    }
+
+    /// The session `conn` registered, if it is a link that did.
+    pub(super) fn session_of(&self, conn: ConnId) -> Option<&String> {
+        self.links.get(&conn)?.session.as_ref()
+    }
+
+    /// Link `conn` serves session `id` from now on (`None`: none).
+    pub(super) fn set_session(&mut self, conn: ConnId, id: Option<String>) {
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.session = id;
+        }
+    }
+
+    /// The link the driver attached as `name`: its connection, and the
+    /// session it registered.
+    pub(super) fn attached(&self, name: &str) -> Option<(ConnId, Option<&str>)> {
+        let (conn, _) = self.attached.iter().find(|(_, n)| *n == name)?;
+        let session = self.links.get(conn).and_then(|l| l.session.as_deref());
+        Some((*conn, session))
+    }
+
+    /// Whether `conn` gets no new requests for now.
+    pub(super) fn is_congested(&self, conn: ConnId) -> bool {
+        self.congested.contains_key(&conn)
+    }
+
+    /// `conn` gets no new requests until it drains or closes.
+    pub(super) fn congest(&mut self, conn: ConnId) {
+        self.congested.insert(conn, ());
+    }
+
+    /// `conn` drained: whether it was a congested link.
+    pub(super) fn drained(&mut self, conn: ConnId) -> bool {
+        self.congested.remove(&conn).is_some()
+    }
+
+    /// Link `conn`'s connection ended: what it was.
+    pub(super) fn close(&mut self, conn: ConnId) -> Option<Link> {
+        self.congested.remove(&conn);
+        self.attached.remove(&conn);
+        self.links.remove(&conn)
+    }
+
+    /// Every link, to close them all.
+    pub(super) fn conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.links.keys().copied()
+    }
+
+    /// When the links are next pinged (never while there are none).
+    pub(super) fn due(&self) -> Option<Instant> {
+        (!self.links.is_empty()).then_some(self.next_ping)
+    }
+
+    /// Pings every agent link when it is time, and closes those from which
+    /// nothing came for [`PINGS_MISSED`] pings: an agent whose machine
+    /// slept or whose network went away sends no close and no reset, and
+    /// the requests routed to it would wait out their whole timeout. Until
+    /// its connection ends, a closing link gets no new requests (it counts
+    /// as congested).
+    pub(super) fn ping(&mut self, now: Instant, out: &mut VecDeque<Output>) {
+        if now < self.next_ping {
+            return;
+        }
+        let silence = self.ping_every.saturating_mul(PINGS_MISSED);
+        for (conn, link) in self.links.iter() {
+            let silent = link
+                .heard
+                .is_some_and(|heard| now.saturating_duration_since(heard) >= silence);
+            let output = match silent {
+                true if self.congested.contains_key(conn) => continue,
+                true => {
+                    self.congested.insert(*conn, ());
+                    Output::CloseAgent {
+                        conn: *conn,
+                        why: LinkClose::Silent,
+                    }
+                }
+                false => Output::ToAgent {
+                    conn: *conn,
+                    text: crate::agent::message::to_agent::ping(),
+                },
+            };
+            out.push_back(output);
+        }
+        self.next_ping = later(now, self.ping_every);
+    }
+}
