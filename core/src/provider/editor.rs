@@ -5,12 +5,11 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::kept::KEPT_CONN;
+use super::kept::{Served, KEPT_CONN};
 use super::{by_id, security, trace, Provider};
-use crate::api::responses::kept::{self, Kept, Replay};
+use crate::api::responses::kept::{self, Kept};
 use crate::api::routes::Stored;
 use crate::api::{self, ollama, openai, AnswerIds, End, Handler, Info, ModelRequest, Timings};
 use crate::error::ApiError;
@@ -439,12 +438,7 @@ impl Provider {
             return Err(ApiError::agent("the answer ended before it began"));
         };
         if !asked_stream {
-            let record = self
-                .kept
-                .store
-                .get(&id, key, now)
-                .map_err(|m| kept::not_found(&id, m))?;
-            let mut response = Response::json(200, record.response.clone());
+            let mut response = Response::json(200, self.kept.response(&id, key, now)?);
             response.headers.extend(headers);
             self.respond(conn, response, Vec::new());
             return Ok(());
@@ -456,7 +450,7 @@ impl Provider {
     }
 
     /// The stored routes: `GET`, `DELETE /v1/responses/{id}`, its
-    /// `input_items` and `cancel`.
+    /// `input_items` and `cancel` (see [`super::kept::KeptAnswers::serve`]).
     fn serve_kept(
         &mut self,
         conn: ConnId,
@@ -467,81 +461,18 @@ impl Provider {
         now: Instant,
     ) -> Result<(), ApiError> {
         self.pump_kept();
-        let store = &mut self.kept.store;
-        let body = match route {
-            Kept::Get(id) => {
-                let replay = Replay::parse(request.target())?;
-                let record = store
-                    .get(id, caller, now)
-                    .map_err(|m| kept::not_found(id, m))?;
-                if replay.stream {
-                    if !record.background {
-                        return Err(ApiError::invalid_param(
-                            "stream",
-                            format!("Response '{id}' was not created with 'background': true: only a background response's events are kept to stream again."),
-                        ));
-                    }
-                    let first = replay.first(record.events.len())?;
-                    let to = self.requests.on(conn);
-                    return (self.kept).follow(to, id, first, extra, now, &mut self.outputs);
-                }
-                record.response.clone()
+        let body = match self.kept.serve(route, request.target(), caller, now)? {
+            Served::Body(body) => body,
+            Served::Follow { id, first } => {
+                let to = self.requests.on(conn);
+                return (self.kept).follow(to, id, first, extra, now, &mut self.outputs);
             }
-            Kept::InputItems(id) => {
-                let record = store
-                    .get(id, caller, now)
-                    .map_err(|m| kept::not_found(id, m))?;
-                let items: Vec<Value> =
-                    serde_json::from_slice(&record.input_items).unwrap_or_default();
-                Bytes::from(kept::input_items_page(&items, request.target())?.to_string())
-            }
-            Kept::Delete(id) => {
-                let status = store
-                    .get(id, caller, now)
-                    .map_err(|m| kept::not_found(id, m))?
-                    .status;
-                if !status.is_final() {
-                    return Err(ApiError::invalid(format!(
-                        "Response '{id}' is still in progress: cancel it (POST /v1/responses/{id}/cancel) before deleting it."
-                    )));
+            Served::Cancel(id) => {
+                if let Some(n) = self.answers.running(id) {
+                    self.cancel_answer(n, now);
+                    self.pump_kept();
                 }
-                store
-                    .remove(id, caller)
-                    .map_err(|m| kept::not_found(id, m))?;
-                Bytes::from(kept::deleted(id).to_string())
-            }
-            Kept::Cancel(id) => {
-                let record = store
-                    .get(id, caller, now)
-                    .map_err(|m| kept::not_found(id, m))?;
-                if !record.background {
-                    return Err(ApiError::invalid(format!(
-                        "Response '{id}' was not created with 'background': true: only background responses can be cancelled."
-                    )));
-                }
-                match record.status {
-                    // Cancelling is idempotent: a cancelled response is
-                    // answered again as it ended. Any other end stands.
-                    crate::store::Status::Cancelled => record.response.clone(),
-                    status if status.is_final() => {
-                        return Err(ApiError::invalid(format!(
-                            "Cannot cancel response '{id}': it is already {}.",
-                            status.as_str()
-                        )))
-                    }
-                    _ => {
-                        if let Some(n) = self.answers.running(id) {
-                            self.cancel_answer(n, now);
-                            self.pump_kept();
-                        }
-                        let record = self
-                            .kept
-                            .store
-                            .get(id, caller, now)
-                            .map_err(|m| kept::not_found(id, m))?;
-                        record.response.clone()
-                    }
-                }
+                self.kept.response(id, caller, now)?
             }
         };
         self.respond(conn, Response::json(200, body), extra);

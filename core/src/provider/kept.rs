@@ -21,11 +21,12 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
 use super::{Output, RequestId};
-use crate::api::responses::kept;
+use crate::api::responses::kept::{self, Kept, Replay};
 use crate::api::{ModelRequest, SSE};
 use crate::error::{ApiError, Dialect};
 use crate::http::Response;
 use crate::idmap::IdMap;
+use crate::metrics::Gauges;
 use crate::store::{Record, Status, Store};
 use crate::stream::{AnswerEvent, Answering};
 use crate::telemetry::Span;
@@ -49,7 +50,7 @@ pub(super) struct KeptAnswers {
     /// Connections following a background answer → its job.
     followers: IdMap<ConnId, ConnId>,
     /// Background answers started since the start.
-    pub(super) background_total: u64,
+    background_total: u64,
     /// The id and head headers of the job that began last: what the
     /// asker of a background answer is told at once, even if the answer
     /// is over by then.
@@ -183,6 +184,105 @@ impl KeptAnswers {
     pub(super) fn began_background(&mut self) -> Option<(String, Vec<(&'static str, String)>)> {
         self.background_total += 1;
         self.last_seen.take()
+    }
+
+    /// A stored route (`target` the request's), as far as the store
+    /// answers it: a body, a background answer to follow, or one to cancel.
+    pub(super) fn serve<'a>(
+        &mut self,
+        route: Kept<'a>,
+        target: &str,
+        caller: Option<usize>,
+        now: Instant,
+    ) -> Result<Served<'a>, ApiError> {
+        let store = &mut self.store;
+        let body = match route {
+            Kept::Get(id) => {
+                let replay = Replay::parse(target)?;
+                let record = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?;
+                if replay.stream {
+                    if !record.background {
+                        return Err(ApiError::invalid_param(
+                            "stream",
+                            format!("Response '{id}' was not created with 'background': true: only a background response's events are kept to stream again."),
+                        ));
+                    }
+                    let first = replay.first(record.events.len())?;
+                    return Ok(Served::Follow { id, first });
+                }
+                record.response.clone()
+            }
+            Kept::InputItems(id) => {
+                let record = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?;
+                let items: Vec<Value> =
+                    serde_json::from_slice(&record.input_items).unwrap_or_default();
+                Bytes::from(kept::input_items_page(&items, target)?.to_string())
+            }
+            Kept::Delete(id) => {
+                let status = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?
+                    .status;
+                if !status.is_final() {
+                    return Err(ApiError::invalid(format!(
+                        "Response '{id}' is still in progress: cancel it (POST /v1/responses/{id}/cancel) before deleting it."
+                    )));
+                }
+                store
+                    .remove(id, caller)
+                    .map_err(|m| kept::not_found(id, m))?;
+                Bytes::from(kept::deleted(id).to_string())
+            }
+            Kept::Cancel(id) => {
+                let record = store
+                    .get(id, caller, now)
+                    .map_err(|m| kept::not_found(id, m))?;
+                if !record.background {
+                    return Err(ApiError::invalid(format!(
+                        "Response '{id}' was not created with 'background': true: only background responses can be cancelled."
+                    )));
+                }
+                match record.status {
+                    // Cancelling is idempotent: a cancelled response is
+                    // answered again as it ended. Any other end stands.
+                    Status::Cancelled => record.response.clone(),
+                    status if status.is_final() => {
+                        return Err(ApiError::invalid(format!(
+                            "Cannot cancel response '{id}': it is already {}.",
+                            status.as_str()
+                        )))
+                    }
+                    _ => return Ok(Served::Cancel(id)),
+                }
+            }
+        };
+        Ok(Served::Body(body))
+    }
+
+    /// Response `id`'s object as it stands, for `caller`.
+    pub(super) fn response(
+        &mut self,
+        id: &str,
+        caller: Option<usize>,
+        now: Instant,
+    ) -> Result<Bytes, ApiError> {
+        let record = self
+            .store
+            .get(id, caller, now)
+            .map_err(|m| kept::not_found(id, m))?;
+        Ok(record.response.clone())
+    }
+
+    /// The store's figures for `/metrics`.
+    pub(super) fn gauges(&self, gauges: &mut Gauges) {
+        gauges.responses_stored = self.store.len();
+        gauges.responses_stored_bytes = self.store.bytes();
+        gauges.responses_evicted = self.store.evictions();
+        gauges.responses_background = self.background_total;
     }
 
     /// Sends `to` a kept answer's events from index `first` on, and the
@@ -391,6 +491,17 @@ impl KeptAnswers {
         }
         true
     }
+}
+
+/// What a stored route asks of the provider once the store was read.
+pub(super) enum Served<'a> {
+    /// Answered: the body.
+    Body(Bytes),
+    /// Stream background response `id`'s events from index `first` on.
+    Follow { id: &'a str, first: usize },
+    /// Cancel background response `id`, still running, then answer with
+    /// its object.
+    Cancel(&'a str),
 }
 
 /// One kept answer while it runs.

@@ -507,7 +507,7 @@ impl Provider {
     /// The gauges of `/metrics`.
     fn gauges(&self) -> Gauges {
         let s = self.stats;
-        Gauges {
+        let mut gauges = Gauges {
             in_flight: self.invocations.len(),
             open_streams: self.invocations.open_streams(),
             agent_links: self.links.len(),
@@ -522,12 +522,11 @@ impl Provider {
             duplicate_chunks: s.duplicate_chunks,
             audit_dropped: self.audit.dropped(),
             spans_dropped: self.traces.dropped(),
-            responses_stored: self.kept.store.len(),
-            responses_stored_bytes: self.kept.store.bytes(),
-            responses_evicted: self.kept.store.evictions(),
-            responses_background: self.kept.background_total,
             bridge: self.bridge.clone(),
-        }
+            ..Gauges::default()
+        };
+        self.kept.gauges(&mut gauges);
+        gauges
     }
 
     /// `/health/deep`: every configured piece checked; whether all are
