@@ -119,9 +119,7 @@ impl Provider {
         let model_request = match route.handler {
             Handler::Model(api) => {
                 let span = self.traces.request(request, route.index, now);
-                if let (Some(span), Some(meter)) = (span, self.requests.meter_mut(conn)) {
-                    meter.span = Some(span);
-                }
+                self.requests.hold_span(conn, span);
                 let mut parsed = api.parse(&request.body, &limits)?;
                 trace::model(self.answer_span(conn), &parsed);
                 self.traces.answered(&parsed.payload, now);
@@ -409,16 +407,14 @@ impl Provider {
         let conversation = kept::conversation_of(&request.payload);
         (self.kept).start(job_conn, key, keep.items, conversation, asker);
         if keep.background {
-            let span = self.requests.meter_mut(conn).and_then(|m| m.span.take());
+            let span = self.requests.take_span(conn);
             self.kept.hold_span(job_conn, span);
         }
         // The job writes the answer as a stream, whatever the asker wants.
         request.stream = true;
         if let Err(e) = self.invoke(job_conn, request, pin, key, extra, now) {
             let span = self.kept.abandon(job_conn);
-            if let Some(m) = self.requests.meter_mut(conn) {
-                m.span = m.span.take().or(span);
-            }
+            self.requests.hold_span(conn, span);
             return Err(e);
         }
         if let Some(n) = self.invocations.answering(job_conn) {

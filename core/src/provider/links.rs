@@ -172,3 +172,58 @@ impl Links {
         self.next_ping = later(now, self.ping_every);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn pinged(links: &mut Links, at: Instant) -> Vec<(ConnId, bool)> {
+        let mut out = VecDeque::new();
+        links.ping(at, &mut out);
+        let mut seen: Vec<(ConnId, bool)> = out
+            .into_iter()
+            .map(|o| (o.conn(), matches!(o, Output::CloseAgent { .. })))
+            .collect();
+        seen.sort();
+        seen
+    }
+
+    #[test]
+    fn a_silent_link_is_closed_once_and_a_link_opened_here_never() {
+        let t0 = Instant::now();
+        let mut links = Links::new(EVERY, t0);
+        let (agent, hub) = (ConnId(1), ConnId(2));
+        links.accept(agent, t0);
+        links.attach(hub, "hub");
+        assert_eq!(links.due(), Some(t0 + EVERY));
+        assert!(pinged(&mut links, t0).is_empty(), "not due yet");
+
+        let silent = t0 + EVERY * PINGS_MISSED;
+        assert_eq!(pinged(&mut links, silent), [(agent, true), (hub, false)]);
+        assert!(
+            links.is_congested(agent),
+            "a closing link takes no requests"
+        );
+        let later = silent + EVERY;
+        assert_eq!(pinged(&mut links, later), [(hub, false)], "closed once");
+
+        assert!(links.close(agent).is_some());
+        assert!(!links.is_congested(agent));
+        assert_eq!(links.attached("hub").map(|(conn, _)| conn), Some(hub));
+    }
+
+    #[test]
+    fn a_link_heard_from_is_pinged_not_closed() {
+        let t0 = Instant::now();
+        let mut links = Links::new(EVERY, t0);
+        let agent = ConnId(1);
+        links.accept(agent, t0);
+        let silent = t0 + EVERY * PINGS_MISSED;
+        assert!(links.heard(agent, silent - EVERY));
+        assert!(!links.heard(ConnId(9), silent), "not a link");
+        assert_eq!(pinged(&mut links, silent), [(agent, false)]);
+        assert!(!links.drained(agent), "it was never congested");
+    }
+}

@@ -489,15 +489,14 @@ impl Provider {
     /// request, when no head had gone out). Its span ends, and its audit
     /// line is written.
     fn meter_end(&mut self, conn: ConnId, now: Instant, editor_left: bool) {
-        let Some((mut meter, status, took)) = self.requests.end(conn, now, &mut self.metrics)
-        else {
+        let Some(ended) = self.requests.end(conn, now, &mut self.metrics) else {
             return;
         };
-        if let Some(span) = meter.span.take() {
-            self.traces.end(span, status, editor_left, now);
+        if let Some(span) = ended.span {
+            self.traces.end(span, ended.status, editor_left, now);
         }
         if self.audit.enabled() {
-            let fields = meter.audit_fields(status, took, editor_left);
+            let fields = (ended.meter).audit_fields(ended.status, ended.took, editor_left);
             self.audit.record(self.epoch.wall(now), "request", fields);
         }
     }

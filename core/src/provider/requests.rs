@@ -32,7 +32,7 @@ pub(super) struct Meter {
     first_chunk: Option<Instant>,
     /// The request's SERVER span, for a model request when tracing is on
     /// (see `trace.rs`).
-    pub(super) span: Option<Span>,
+    span: Option<Span>,
 }
 
 impl Meter {
@@ -52,6 +52,14 @@ impl Meter {
             "editor_left": editor_left,
         })
     }
+}
+
+/// A request that is over ([`Requests::end`]).
+pub(super) struct Ended {
+    pub(super) meter: Meter,
+    pub(super) span: Option<Span>,
+    pub(super) status: u16,
+    pub(super) took: Duration,
 }
 
 /// The requests in progress, by editor connection.
@@ -103,8 +111,22 @@ impl Requests {
         self.meters.get(&conn)
     }
 
-    pub(super) fn meter_mut(&mut self, conn: ConnId) -> Option<&mut Meter> {
-        self.meters.get_mut(&conn)
+    /// The span of the request on `conn`.
+    pub(super) fn span_mut(&mut self, conn: ConnId) -> Option<&mut Span> {
+        self.meters.get_mut(&conn)?.span.as_mut()
+    }
+
+    /// The request on `conn` holds `span` (unless it holds one already).
+    pub(super) fn hold_span(&mut self, conn: ConnId, span: Option<Span>) {
+        if let Some(m) = self.meters.get_mut(&conn) {
+            m.span = m.span.take().or(span);
+        }
+    }
+
+    /// The span of the request on `conn`, handed to what answers it past
+    /// the request (a background answer's job).
+    pub(super) fn take_span(&mut self, conn: ConnId) -> Option<Span> {
+        self.meters.get_mut(&conn)?.span.take()
     }
 
     /// The request on `conn` is not metered here (the bridge takes it).
@@ -183,19 +205,25 @@ impl Requests {
         }
     }
 
-    /// The request on `conn` is over: its meter, with its status (499,
-    /// the editor closed the request, when no head had gone out) and how
-    /// long it took, counted in `metrics`.
+    /// The request on `conn` is over: its meter (its span taken out),
+    /// with its status (499, the editor closed the request, when no head
+    /// had gone out) and how long it took, counted in `metrics`.
     pub(super) fn end(
         &mut self,
         conn: ConnId,
         now: Instant,
         metrics: &mut Metrics,
-    ) -> Option<(Meter, u16, Duration)> {
-        let m = self.meters.remove(&conn)?;
-        let status = m.status.unwrap_or(499);
-        let took = now.saturating_duration_since(m.started);
-        metrics.finished(m.route, status, took);
-        Some((m, status, took))
+    ) -> Option<Ended> {
+        let mut meter = self.meters.remove(&conn)?;
+        let status = meter.status.unwrap_or(499);
+        let took = now.saturating_duration_since(meter.started);
+        metrics.finished(meter.route, status, took);
+        let span = meter.span.take();
+        Some(Ended {
+            meter,
+            span,
+            status,
+            took,
+        })
     }
 }

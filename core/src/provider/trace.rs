@@ -282,5 +282,5 @@ pub(super) fn answer_span<'a>(
         return kept.job_span(conn)?.as_mut();
     }
     let conn = kept.live_conn(conn).unwrap_or(conn);
-    requests.meter_mut(conn)?.span.as_mut()
+    requests.span_mut(conn)
 }
