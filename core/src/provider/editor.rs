@@ -8,13 +8,14 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::kept::{Served, KEPT_CONN};
+use super::routing::{served_models, served_names};
 use super::{by_id, security, trace, Provider};
 use crate::api::responses::kept::{self, Kept};
 use crate::api::routes::Stored;
 use crate::api::{self, ollama, openai, AnswerIds, End, Handler, Info, ModelRequest, Timings};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::session::{Sessions, Status};
+
 use crate::store::may_see;
 use crate::time::{rfc3339, unix_seconds};
 use crate::ConnId;
@@ -474,31 +475,4 @@ impl Provider {
         self.respond(conn, Response::json(200, body), extra);
         Ok(())
     }
-}
-
-/// The names of the models served, sorted.
-pub(super) fn served_names(sessions: &Sessions) -> Vec<String> {
-    served_models(sessions)
-        .into_iter()
-        .map(|(m, _, _)| m)
-        .collect()
-}
-
-/// Models that an active, connected session serves right now:
-/// (name, owner, latest expiry), sorted by name.
-fn served_models(sessions: &Sessions) -> Vec<(String, String, Instant)> {
-    let mut out: Vec<(String, String, Instant)> = Vec::new();
-    for s in sessions.iter() {
-        if s.status != Status::Active || s.link.is_none() {
-            continue;
-        }
-        for m in &s.models {
-            match out.iter_mut().find(|(name, _, _)| name == m) {
-                Some(entry) => entry.2 = entry.2.max(s.expires_at),
-                None => out.push((m.clone(), s.agent_id.clone(), s.expires_at)),
-            }
-        }
-    }
-    out.sort();
-    out
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::invocations::{wire_id, Arrival, Drained, Invocation, Piece, Wake};
 use super::outcome::{Decision, Ended};
+use super::routing::{self, busy};
 use super::{kept, trace, Output, Provider, RequestId};
 use crate::agent::message::{
     to_agent, Delta, ErrorBody, ModelResult, StreamChunk, ToolCallDelta, Usage,
@@ -20,7 +21,6 @@ use crate::answer::Tally;
 use crate::answer::MAX_TOOL_CALLS;
 use crate::api::{AnswerIds, ModelRequest};
 use crate::error::ApiError;
-use crate::session::{RouteError, Status};
 use crate::stream::{AnswerEvent, EditorStream, Piece as PieceOut};
 use crate::time::unix_seconds;
 use crate::ConnId;
@@ -44,67 +44,14 @@ impl Provider {
                 "the server has too much output waiting for slow readers",
             ));
         }
-        let Some(model) = self.sessions.resolve_model(&request.model) else {
-            return Err(if self.links.is_empty() {
-                no_agent()
-            } else {
-                ApiError::model_not_found(
-                    &request.model,
-                    &super::editor::served_names(&self.sessions),
-                )
-            });
-        };
-        let embedding = request.embedding;
         let links = &self.links;
-        let closed = |link| links.is_congested(link);
-        let session_id = match self.sessions.route(&model, embedding, pin, closed) {
-            Ok(id) => id.to_owned(),
-            Err(RouteError::NoAgents) => return Err(no_agent()),
-            Err(RouteError::UnknownModel) => {
-                return Err(ApiError::model_not_found(
-                    &request.model,
-                    &super::editor::served_names(&self.sessions),
-                ))
-            }
-            Err(RouteError::WrongScope(why)) => {
-                return Err(ApiError::forbidden(format!(
-                    "Model `{model}` cannot serve this request: {why}"
-                )))
-            }
-            Err(RouteError::Unavailable(why)) => {
-                return Err(ApiError::unavailable(format!(
-                    "Model `{model}` is not available: {why}"
-                )))
-            }
-        };
-        let Some(session) = self.sessions.get_mut(&session_id) else {
-            return Err(no_agent());
-        };
-        let Some(agent) = session.link else {
-            return Err(no_agent());
-        };
-        if self.links.is_congested(agent) {
-            return Err(busy(&format!(
-                "the agent serving `{model}` is not reading what it was sent"
-            )));
-        }
-        session.requests += 1;
-        session.in_flight += 1;
-        session.last_activity = now;
-        if session
-            .max_requests
-            .is_some_and(|max| session.requests >= max)
-        {
-            session.status = Status::Suspended;
-        }
+        let (model, session) = routing::book(&mut self.sessions, links, &request, pin, now)?;
+        let (session_id, agent) = (session.id.to_owned(), session.agent);
         // The agent as it registered, for its span.
-        let agent_name = self
-            .traces
-            .enabled()
-            .then(|| match session.agent_id.as_str() {
-                "" => model.clone(),
-                name => name.to_owned(),
-            });
+        let agent_name = self.traces.enabled().then(|| match session.name {
+            "" => model.clone(),
+            name => name.to_owned(),
+        });
 
         let n = self.ids.fresh();
         self.stats.invocations += 1;
@@ -150,7 +97,7 @@ impl Provider {
             agent,
             session: session_id,
             stream,
-            embedding,
+            embedding: request.embedding,
             tally,
             key,
             span,
@@ -577,19 +524,6 @@ fn whole_tool_calls(calls: &Value) -> Result<Option<Vec<ToolCallDelta>>, String>
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
-}
-
-/// 503 for a request the server is too backed up to take now.
-fn busy(why: &str) -> ApiError {
-    let mut e = ApiError::unavailable(format!("Busy: {why}; retry shortly."));
-    e.retry_after = Some(1);
-    e
-}
-
-fn no_agent() -> ApiError {
-    ApiError::unavailable(
-        "No agent is connected. Start one with `mcp-provider agent echo`, or run `mcp-provider serve` without --no-echo-agent.",
-    )
 }
 
 /// The editor's error for an agent's: `busy` (the agent's own queue is

@@ -7,6 +7,29 @@
 //! (`open_agent`); and `poll_*` for output. After any `handle_*` call, drain
 //! [`Provider::poll_output`] until `None`, then arm a timer for
 //! [`Provider::poll_timeout`].
+//!
+//! [`Provider`] owns parts, each keeping its own state behind its own
+//! methods, as quinn-proto's `Connection` hands its state to `Streams`,
+//! `PacketSpace` and `TimerTable`:
+//!
+//! - `links.rs`: the agent links, their sessions, congestion, the links
+//!   the driver opened itself, and the pings that find silent ones;
+//! - `invocations.rs`: the invocations in flight, the editor connection
+//!   each answers, their pieces in order and their wake-ups;
+//! - `requests.rs`: the request each editor connection is on, and its
+//!   meter (metrics, audit line, span);
+//! - `by_id.rs`: every answer by its id, in flight or lately ended;
+//! - `kept.rs`: the Responses API's store and the jobs writing its answers;
+//! - `questions.rs`: the agents' permission questions;
+//! - `trace.rs`: the spans, and `security.rs`: origins, credentials and
+//!   rate limits;
+//! - and from the crate, the sessions, the metrics and the audit trail.
+//!
+//! What one event means for several parts is said in four files: this one
+//! (the drive contract), `editor.rs` (editor requests in), `agents.rs`
+//! (agent messages in, sessions and questions) and `invoke.rs` (an
+//! answer's life). `outcome.rs` holds how answers and questions end, below
+//! both the parts and the metrics that count them.
 
 mod agents;
 mod by_id;
@@ -22,6 +45,7 @@ pub(crate) mod outcome;
 mod output;
 mod questions;
 mod requests;
+mod routing;
 mod security;
 mod tool_spans;
 mod trace;
@@ -95,13 +119,8 @@ pub struct Stats {
     pub cancels: u64,
 }
 
-/// The sans-IO provider. See the crate docs for the drive loop. It owns
-/// its parts and drives them: each keeps its own state behind its own
-/// methods (the links, the invocations in flight, the requests on editor
-/// connections, the kept answers, the permission questions, the spans),
-/// and what one event means for several parts is said here and in
-/// `editor.rs` (requests in), `agents.rs` (agent messages in) and
-/// `invoke.rs` (an answer's life).
+/// The sans-IO provider. See the crate docs for the drive loop, and the
+/// module's for its parts.
 pub struct Provider {
     config: Config,
     epoch: Epoch,
