@@ -450,3 +450,69 @@ impl Invocations {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EDITOR: ConnId = ConnId(1);
+    const AGENT: ConnId = ConnId(100);
+
+    fn streamed(invocations: &Invocations, now: Instant) -> Invocation {
+        Invocation {
+            editor: RequestId {
+                conn: EDITOR,
+                seq: 1,
+            },
+            id: "chatcmpl-1".to_owned(),
+            model: "m".to_owned(),
+            created: 0,
+            agent: AGENT,
+            session: "s".to_owned(),
+            stream: true,
+            embedding: false,
+            tally: Tally::new(false, 0, 1 << 20),
+            key: None,
+            span: None,
+            called: Vec::new(),
+            answer: None,
+            progress: invocations.progress(true, true, now),
+        }
+    }
+
+    #[test]
+    fn a_stream_is_kept_alive_until_its_deadline_and_leaves_no_wake_up_behind() {
+        let config = Config::new(&["key"], "bridge");
+        let (every, idle) = (config.keepalive_interval, config.stream_idle_timeout);
+        let mut invocations = Invocations::new(&config);
+        let t0 = Instant::now();
+        invocations.start(1, EDITOR, streamed(&invocations, t0));
+        assert_eq!(invocations.answering(EDITOR), Some(1));
+        assert_eq!(invocations.next_timeout(), Some(t0 + every));
+        assert_eq!(invocations.due(t0), None, "not due yet");
+
+        assert_eq!(invocations.due(t0 + every), Some(1));
+        let wake = invocations.wake(1, t0 + every);
+        assert!(matches!(wake, Wake::Keepalive(to) if to.conn == EDITOR));
+        assert_eq!(invocations.next_timeout(), Some(t0 + every * 2));
+
+        assert_eq!(invocations.due(t0 + idle), Some(1));
+        let wake = invocations.wake(1, t0 + idle);
+        assert!(matches!(wake, Wake::Timeout { stream: true }));
+        assert!(invocations.remove(1).is_some());
+        assert_eq!(invocations.next_timeout(), None, "pruned");
+        assert_eq!(invocations.answering(EDITOR), None);
+    }
+
+    #[test]
+    fn only_the_agent_serving_an_invocation_answers_it() {
+        let config = Config::new(&["key"], "bridge");
+        let mut invocations = Invocations::new(&config);
+        let t0 = Instant::now();
+        invocations.start(7, EDITOR, streamed(&invocations, t0));
+        assert_eq!(invocations.waiting(AGENT, &wire_id(7)), Some(7));
+        assert_eq!(invocations.waiting(ConnId(101), &wire_id(7)), None);
+        assert_eq!(invocations.waiting(AGENT, &wire_id(8)), None);
+        assert_eq!(invocations.waiting(AGENT, "7"), None);
+    }
+}
