@@ -138,30 +138,22 @@ pub(super) fn authorize(
                 "Missing bridge token: send `Authorization: Bearer <bridge token>`.",
             )),
         },
-        Guard::Observer if !config.require_api_key => Ok(None),
-        Guard::Observer => match presented {
-            Some(t)
-                if config.bridge_token.matches(t) || find_key(&config.api_keys, t).is_some() =>
-            {
-                Ok(None)
+        Guard::Observer | Guard::Owner if !config.require_api_key => Ok(None),
+        Guard::Observer | Guard::Owner => {
+            let Some(t) = presented else {
+                return Err(refused(
+                    config,
+                    "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
+                ));
+            };
+            if config.bridge_token.matches(t) {
+                return Ok(None);
             }
-            Some(_) => Err(refused(config, "Neither an API key nor the bridge token.")),
-            None => Err(refused(
-                config,
-                "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
-            )),
-        },
-        Guard::Owner if !config.require_api_key => Ok(None),
-        Guard::Owner => match presented {
-            Some(t) if config.bridge_token.matches(t) => Ok(None),
-            Some(k) => find_key(&config.api_keys, k)
-                .map(Some)
-                .ok_or_else(|| refused(config, "Neither an API key nor the bridge token.")),
-            None => Err(refused(
-                config,
-                "Send the API key or the bridge token: `Authorization: Bearer <key>`.",
-            )),
-        },
+            let key = find_key(&config.api_keys, t)
+                .ok_or_else(|| refused(config, "Neither an API key nor the bridge token."))?;
+            // An owner's key names what it owns; an observer's names nothing.
+            Ok(matches!(guard, Guard::Owner).then_some(key))
+        }
         Guard::ApiKey if !config.require_api_key => Ok(None),
         Guard::ApiKey => match presented {
             Some(k) => find_key(&config.api_keys, k)
