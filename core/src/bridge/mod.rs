@@ -96,7 +96,7 @@ pub mod filter;
 mod generation;
 mod kept;
 mod lazy;
-mod legacy_sse;
+
 mod mux;
 mod parked;
 pub(crate) mod registry;

@@ -24,7 +24,7 @@ use super::common::{
 use super::kept::Kept;
 use super::lazy::{kept_file, LastRun};
 use super::routes::{self, Found, Miss, Route};
-use super::traced::{Answering, Served};
+use super::traced::{Answering, Traces};
 use super::{
     BridgeOutput, BridgedServer, ChildState, ClientId, Limits, SearchFigures, ServerSpec, Share,
 };
@@ -341,9 +341,7 @@ pub struct Registry<H> {
     last_runs: HashMap<String, LastRun>,
     pub(crate) out: VecDeque<Routed>,
     /// Spans of the clients' requests and of what was sent for them.
-    pub(crate) tracer: Tracer,
-    /// The spans of clients' requests waiting for their answers.
-    pub(crate) served: Served,
+    pub(crate) traces: Traces,
 }
 
 impl<H: Above> Registry<H> {
@@ -371,26 +369,25 @@ impl<H: Above> Registry<H> {
             keepalive_at: None,
             last_runs: HashMap::new(),
             out: VecDeque::new(),
-            tracer: Tracer::off(),
-            served: Served::default(),
+            traces: Traces::default(),
         }
     }
 
     /// The registry, recording spans with `tracer` (it records none
     /// without one).
     pub fn with_tracer(mut self, tracer: Tracer) -> Self {
-        self.tracer = tracer;
+        self.traces.set_tracer(tracer);
         self
     }
 
     /// The next finished span, for the driver to export.
     pub fn poll_span(&mut self) -> Option<Span> {
-        self.tracer.poll()
+        self.traces.poll()
     }
 
     /// Spans this registry dropped because they were not drained in time.
     pub fn spans_dropped(&self) -> u64 {
-        self.tracer.dropped()
+        self.traces.dropped()
     }
 
     // ---- getters ----
@@ -435,7 +432,7 @@ impl<H: Above> Registry<H> {
     /// HTTP, both generations), `/mcp/NAME/sse` and `/mcp/NAME/messages`
     /// (HTTP+SSE), and the REST API, events and WebSocket of `rest.rs`.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
-        self.trace_clock(now);
+        self.traces.clock(now);
         let to = RequestId::of(conn, &request);
         let path = request.path();
         let transport = routes::is_mcp_transport(path);
@@ -493,7 +490,7 @@ impl<H: Above> Registry<H> {
     /// (`Bridge::abandon_calls`). A Streamable HTTP session stays until
     /// `DELETE`; an HTTP+SSE one ends with its stream.
     pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
-        self.trace_clock(now);
+        self.traces.clock(now);
         if let Some((id, View::Stream(_))) = self.detach(conn) {
             let legacy = self
                 .sessions
@@ -505,7 +502,7 @@ impl<H: Above> Registry<H> {
         }
         let why = "the client closed its connection";
         self.abandon_calls(conn, why, now);
-        self.trace_abandoned(Some(conn), &[], why);
+        self.traces.abandoned(Some(conn), &[], why);
     }
 
     /// `conn` no longer views its session: which session, and how it did.
@@ -556,7 +553,7 @@ impl<H: Above> Registry<H> {
             let answer = mcp::error(&id, super::SERVER_ERROR, &message, None);
             // A socket's request is traced by its call, not its connection.
             let key = Answering::Call(child, client, id.to_string());
-            self.trace_answer(key, &answer);
+            self.traces.answer(key, &answer);
             self.answer(child, client, pending, answer, now);
         }
     }
@@ -622,7 +619,7 @@ impl<H: Above> Registry<H> {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.trace_clock(now);
+        self.traces.clock(now);
         if self.keepalive_at.is_some_and(|at| at <= now) {
             self.keepalive_at = (!self.streams.is_empty()).then(|| now + KEEPALIVE);
             for (conn, id) in &self.streams {
@@ -661,7 +658,7 @@ impl<H: Above> Registry<H> {
     /// `Last-Event-ID`), its WebSocket closes, and a call whose answer
     /// streams to it (its progress first) is cancelled at the child.
     pub fn handle_slow_conn(&mut self, conn: ConnId, now: Instant) {
-        self.trace_clock(now);
+        self.traces.clock(now);
         let streaming = |p: &Pending| p.to.conn == conn && p.progress.is_some();
         if self.pending.values().any(streaming) {
             tracing::warn!("an MCP bridge client reads too slowly: its call was cancelled");
@@ -1011,7 +1008,7 @@ impl<H: Above> Registry<H> {
         }
         let mut clients = H::session_ended(self, id);
         clients.push((session.child, session.client));
-        self.trace_abandoned(None, &clients, "the session ended");
+        self.traces.abandoned(None, &clients, "the session ended");
         for key in clients {
             self.by_client.remove(&key);
             self.pending
@@ -1097,17 +1094,17 @@ impl<H: Above> Registry<H> {
         now: Instant,
         f: impl FnOnce(&mut BridgedServer),
     ) {
-        self.trace_clock(now);
+        self.traces.clock(now);
         let Some(server) = self.children.get_mut(&child) else {
             return;
         };
         // The child traces the calls it writes with the registry's tracer.
-        if self.tracer.enabled() {
-            server.lend_tracer(std::mem::replace(&mut self.tracer, Tracer::off()), now);
+        if let Some(tracer) = self.traces.lend() {
+            server.lend_tracer(tracer, now);
         }
         f(server);
         if let Some(tracer) = server.take_tracer() {
-            self.tracer = tracer;
+            self.traces.give_back(tracer);
         }
         let outputs: Vec<BridgeOutput> = std::iter::from_fn(|| server.poll_output()).collect();
         for output in outputs {
@@ -1182,7 +1179,8 @@ impl<H: Above> Registry<H> {
                 .map(Value::to_string)
         });
         if let Some(id) = &answer_to {
-            self.trace_answer(Answering::Call(child, client, id.clone()), &message);
+            self.traces
+                .answer(Answering::Call(child, client, id.clone()), &message);
         }
         if let Some(to) = self.progress_stream(child, client, head.as_ref()) {
             let data = event(0, "message", &message);
@@ -1326,7 +1324,7 @@ impl<H: Above> Registry<H> {
 
     /// The answer as the last event of the stream its request began.
     pub(crate) fn end_answer_stream(&mut self, to: RequestId, answer: &str) {
-        self.trace_answer(Answering::Http(to), answer);
+        self.traces.answer(Answering::Http(to), answer);
         let data = event(0, "message", answer);
         self.out.push_back(Routed::Http(Output::Data { to, data }));
         self.out.push_back(Routed::Http(Output::End { to }));
@@ -1357,7 +1355,7 @@ impl<H: Above> Registry<H> {
     }
 
     pub(crate) fn respond(&mut self, to: RequestId, response: Response) {
-        self.trace_response(to, &response);
+        self.traces.response(to, &response);
         self.out
             .push_back(Routed::Http(Output::Respond { to, response }));
     }

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use super::registry::{Above, Registry};
 use super::ChildState;
 use crate::metrics::family;
 
@@ -90,45 +89,6 @@ const STATES: [ChildState; 6] = [
     ChildState::Restarting,
     ChildState::Failed,
 ];
-
-impl<H: Above> Registry<H> {
-    /// The figures now.
-    pub fn report(&self) -> Report {
-        let servers = self
-            .specs
-            .iter()
-            .map(|spec| {
-                let children: Vec<_> = self
-                    .children()
-                    .filter(|(_, c)| c.spec().name == spec.name)
-                    .map(|(_, c)| c)
-                    .collect();
-                let past = self.past.get(&spec.name).copied().unwrap_or_default();
-                ServerFigures {
-                    name: spec.name.clone(),
-                    children: children.iter().map(|c| c.state()).collect(),
-                    restarts: past.restarts + children.iter().map(|c| c.restarts()).sum::<u64>(),
-                    calls: past.calls,
-                    in_flight: children.iter().map(|c| c.in_flight()).sum(),
-                    remote: spec.remote.as_ref().map(|remote| RemoteFigures {
-                        url: remote.url.shown(),
-                        status: children
-                            .iter()
-                            .find_map(|c| c.remote_status())
-                            .cloned()
-                            .unwrap_or_default(),
-                        refreshes: 0,
-                    }),
-                }
-            })
-            .collect();
-        Report {
-            servers,
-            sessions: self.sessions.len(),
-            searches: H::searches(self),
-        }
-    }
-}
 
 impl ServerFigures {
     /// Down: it failed too often and gave up, or it is a remote server

@@ -33,14 +33,18 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::common::{error, event, missed, Reply, StreamStart, Transport, EVENTS_KIND};
-use super::registry::{Above, Registry};
+use super::common::{
+    envelope, error, event, missed, socket, Pending, Reply, StreamStart, Transport, EVENTS_KIND,
+};
+use super::registry::{Above, Registry, Routed};
+use super::report::{RemoteFigures, Report, ServerFigures};
 use super::routes::{Found, Miss, Route};
+use super::socket::{Frame, SocketFrame, MAX_BATCH, SUBPROTOCOL};
 use super::traced::Answering;
-use super::{ServerSpec, Share};
+use super::{ChildId, ClientId, ServerSpec, Share};
 use crate::http::{Request, Response};
-use crate::mcp;
-use crate::provider::RequestId;
+use crate::mcp::{self, Message};
+use crate::provider::{ConnId, Output, RequestId};
 
 /// The page that tries a bridged server from a browser.
 const TEST_CLIENT: &str = include_str!("../../assets/test_client.html");
@@ -126,7 +130,7 @@ impl<H: Above> Registry<H> {
         now: Instant,
     ) {
         let session = body["session_id"].as_str();
-        self.trace_request(
+        self.traces.request(
             Answering::Http(to),
             Some(request),
             method,
@@ -404,5 +408,217 @@ impl<H: Above> Registry<H> {
         self.configured.remove(name);
         tracing::info!(server = %name, "MCP server removed");
         Response::json(200, json!({"deleted": name}).to_string())
+    }
+
+    /// The figures now.
+    pub fn report(&self) -> Report {
+        let servers = self
+            .specs
+            .iter()
+            .map(|spec| {
+                let children: Vec<_> = self
+                    .children()
+                    .filter(|(_, c)| c.spec().name == spec.name)
+                    .map(|(_, c)| c)
+                    .collect();
+                let past = self.past.get(&spec.name).copied().unwrap_or_default();
+                ServerFigures {
+                    name: spec.name.clone(),
+                    children: children.iter().map(|c| c.state()).collect(),
+                    restarts: past.restarts + children.iter().map(|c| c.restarts()).sum::<u64>(),
+                    calls: past.calls,
+                    in_flight: children.iter().map(|c| c.in_flight()).sum(),
+                    remote: spec.remote.as_ref().map(|remote| RemoteFigures {
+                        url: remote.url.shown(),
+                        status: children
+                            .iter()
+                            .find_map(|c| c.remote_status())
+                            .cloned()
+                            .unwrap_or_default(),
+                        refreshes: 0,
+                    }),
+                }
+            })
+            .collect();
+        Report {
+            servers,
+            sessions: self.sessions.len(),
+            searches: H::searches(self),
+        }
+    }
+
+    // ---- the WebSocket envelope ----
+
+    pub(crate) fn accept_socket(&mut self, to: RequestId, request: &Request) {
+        // A browser offers the key as a subprotocol (see the provider's
+        // security checks); the answer must then name one it offered.
+        let protocol = request
+            .header("sec-websocket-protocol")
+            .is_some_and(|offered| offered.split(',').any(|p| p.trim() == SUBPROTOCOL))
+            .then_some(SUBPROTOCOL);
+        match request
+            .header("sec-websocket-key")
+            .filter(|_| request.is_websocket_upgrade())
+        {
+            Some(key) => self.out.push_back(Routed::Http(Output::AcceptSocket {
+                conn: to.conn,
+                key: key.to_owned(),
+                protocol,
+            })),
+            None => self.respond(
+                to,
+                error(400, "/ws is a WebSocket: send an upgrade request"),
+            ),
+        }
+    }
+
+    /// A text frame from a WebSocket client ([`SocketFrame::parse`], then
+    /// [`Bridge::handle_socket_frame`](crate::gateway::Bridge::handle_socket_frame)).
+    pub fn handle_socket_text(&mut self, conn: ConnId, text: &str, now: Instant) {
+        self.handle_socket_frame(conn, SocketFrame::parse(text), now);
+    }
+
+    /// A frame from a WebSocket client, parsed.
+    pub fn handle_socket_frame(&mut self, conn: ConnId, frame: SocketFrame, now: Instant) {
+        let (messages, dropped) = match frame.0 {
+            Frame::Invalid(why) => return self.socket_error(conn, &why),
+            Frame::Control(frame) => return self.socket_control(conn, &frame, now),
+            Frame::Messages(messages, dropped) => (messages, dropped),
+        };
+        let Some(session) = self.streams.get(&conn).and_then(|id| self.sessions.get(id)) else {
+            return self.socket_error(conn, "create or attach a session first");
+        };
+        let (child, client) = (session.child, session.client);
+        for message in messages {
+            match message {
+                Ok(message) => self.socket_message(conn, child, client, message, now),
+                Err(invalid) => {
+                    let text = envelope(&invalid.reply());
+                    self.out
+                        .push_back(Routed::Http(Output::ToAgent { conn, text }));
+                }
+            }
+        }
+        if dropped > 0 {
+            let why = format!(
+                "a batch holds at most {MAX_BATCH} messages: the first {MAX_BATCH} were taken, the other {dropped} were not"
+            );
+            self.socket_error(conn, &why);
+        }
+    }
+
+    /// A message from a socket for its session's child. Several sockets
+    /// may view one session and use the same ids: each request goes on
+    /// under an id of the bridge's own, its answer coming back to this
+    /// socket under the id it was sent with; a cancellation of one is
+    /// renamed the same way.
+    fn socket_message(
+        &mut self,
+        conn: ConnId,
+        child: ChildId,
+        client: ClientId,
+        message: Message,
+        now: Instant,
+    ) {
+        let message = match message {
+            Message::Request {
+                id,
+                method,
+                mut params,
+            } => {
+                self.next_request += 1;
+                let own = json!(format!("ws-{}", self.next_request));
+                let answering = Answering::Call(child, client, own.to_string());
+                let session = self.streams.get(&conn).cloned();
+                let about = (method.as_str(), Some(&id));
+                let session = session.as_deref();
+                self.traces
+                    .request(answering, None, about.0, about.1, &mut params, session, now);
+                let wait = Pending {
+                    to: socket(conn),
+                    reply: Reply::Socket { id },
+                    progress: None,
+                };
+                let request = Message::Request {
+                    id: own,
+                    method,
+                    params,
+                };
+                return self.forward(child, client, request, Some(wait), now);
+            }
+            Message::Notification { method, mut params } if method == "notifications/cancelled" => {
+                let asked = &params["requestId"];
+                let own = self.pending.iter().find_map(|((c, k, own), p)| {
+                    let mine = (*c, *k) == (child, client) && p.to.conn == conn;
+                    match &p.reply {
+                        Reply::Socket { id } if mine && id == asked => Some(own.clone()),
+                        _ => None,
+                    }
+                });
+                if let Some(own) = own.and_then(|own| serde_json::from_str::<Value>(&own).ok()) {
+                    params["requestId"] = own;
+                }
+                Message::Notification { method, params }
+            }
+            other => other,
+        };
+        self.forward(child, client, message, None, now);
+    }
+
+    /// `create_session`, `attach_session`, or a type the envelope has not.
+    fn socket_control(&mut self, conn: ConnId, frame: &Value, now: Instant) {
+        match frame["type"].as_str() {
+            Some("create_session") => {
+                let spec = match self.spec_named(frame["server"].as_str()) {
+                    Ok(spec) => spec,
+                    Err(_) => {
+                        return self.socket_error(
+                            conn,
+                            "name the server: {\"type\":\"create_session\",\"server\":NAME}",
+                        )
+                    }
+                };
+                let id = match self.open_session(spec, Transport::Socket, now) {
+                    Ok(id) => id,
+                    Err(full) => return self.socket_error(conn, &full.message()),
+                };
+                if let Err(why) = self.attach_socket(conn, &id) {
+                    return self.socket_error(conn, &why);
+                }
+                let reply = Reply::SocketSession {
+                    session: id.clone(),
+                };
+                self.initialize(socket(conn), &id, frame, reply, now);
+            }
+            Some("attach_session") => {
+                // Any session, however it was made: REST, Streamable HTTP
+                // or another socket's. One socket views one session.
+                let id = frame["session_id"].as_str().unwrap_or_default().to_owned();
+                let Some(session) = self.sessions.get(&id) else {
+                    return self.socket_error(conn, "no such session");
+                };
+                if self.streams.contains_key(&conn) {
+                    return self.socket_error(conn, "this socket views a session already");
+                }
+                let server = self.child_name(session.child);
+                let attached =
+                    json!({"type": "session_attached", "session_id": id, "server": server});
+                self.out.push_back(Routed::Http(Output::ToAgent {
+                    conn,
+                    text: attached.to_string(),
+                }));
+                if let Err(why) = self.attach_socket(conn, &id) {
+                    self.socket_error(conn, &why);
+                }
+            }
+            Some(other) => self.socket_error(conn, &format!("unknown type `{other}`")),
+            None => self.socket_error(conn, "`type` is a string"),
+        }
+    }
+
+    fn socket_error(&mut self, conn: ConnId, message: &str) {
+        let text = json!({"type": "error", "error": message}).to_string();
+        self.out
+            .push_back(Routed::Http(Output::ToAgent { conn, text }));
     }
 }

@@ -108,7 +108,8 @@ impl Bridge {
         };
         let mut params = json!({"name": tool, "arguments": arguments});
         let (method, http) = ("tools/call", Answering::Http(to));
-        self.trace_request(http, Some(request), method, None, &mut params, None, now);
+        self.traces
+            .request(http, Some(request), method, None, &mut params, None, now);
         // The list read first is part of the call: asked under its span.
         let ask = match params.get("_meta") {
             Some(meta) => json!({"_meta": meta}),
@@ -135,7 +136,7 @@ impl Bridge {
     ) -> Value {
         let mut ask = json!({});
         let method = format!("{key}/list");
-        self.trace_request(
+        self.traces.request(
             Answering::Http(to),
             Some(request),
             &method,

@@ -43,9 +43,11 @@ pub(crate) enum Answering {
     Call(ChildId, ClientId, String),
 }
 
-/// The SERVER spans of requests not answered yet.
-#[derive(Default)]
-pub(crate) struct Served {
+/// The registry's tracing: its tracer, and the SERVER spans of requests
+/// not answered yet (see `requests`).
+pub(crate) struct Traces {
+    /// Records the spans; off unless the driver gave one.
+    tracer: Tracer,
     by_request: HashMap<RequestId, Span>,
     by_call: HashMap<(ChildId, ClientId, String), Span>,
     /// The instant of the input being handled: an answer sent for it ends
@@ -261,7 +263,7 @@ fn version_of<'a>(
         })
 }
 
-impl Served {
+impl Traces {
     fn is_empty(&self) -> bool {
         self.by_request.is_empty() && self.by_call.is_empty()
     }

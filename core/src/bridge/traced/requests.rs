@@ -1,26 +1,72 @@
 //! A client's request through the registry: its SERVER span started as
 //! it comes in, ended as its answer goes out or its client goes away.
-//! Kept apart from the spans' parts (the parent module), which the
-//! registry itself holds, so the two do not import each other.
+//! [`Traces`] owns the tracer and the spans open; the registry tells it
+//! what happens to each request.
 
 use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{carry, end, parent_of, start, version_of, About, AnswerHead, Answering, Failure};
-use crate::bridge::registry::{Above, Registry};
+use super::{
+    carry, end, parent_of, start, version_of, About, AnswerHead, Answering, Failure, Traces,
+};
 use crate::bridge::{ChildId, ClientId};
 use crate::http::{Body, Request, Response};
 use crate::provider::{ConnId, RequestId};
-use crate::telemetry::{capped_json, Kind, Span, Value as Attr};
+use crate::telemetry::{capped_json, Kind, Span, Tracer, Value as Attr};
 
-impl<H: Above> Registry<H> {
+impl Default for Traces {
+    fn default() -> Self {
+        Traces {
+            tracer: Tracer::off(),
+            by_request: Default::default(),
+            by_call: Default::default(),
+            clock: None,
+        }
+    }
+}
+
+impl Traces {
+    /// Records spans with `tracer` from now on.
+    pub(crate) fn set_tracer(&mut self, tracer: Tracer) {
+        self.tracer = tracer;
+    }
+
+    /// The tracer, for a test to set up.
+    #[cfg(test)]
+    pub(crate) fn tracer_mut(&mut self) -> &mut Tracer {
+        &mut self.tracer
+    }
+
+    /// The next finished span, for the driver to export.
+    pub(crate) fn poll(&mut self) -> Option<Span> {
+        self.tracer.poll()
+    }
+
+    /// Spans dropped because they were not drained in time.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.tracer.dropped()
+    }
+
+    /// The tracer, lent to a child for one input when it records (the
+    /// child traces the calls it writes with it); [`Traces::give_back`]
+    /// returns it.
+    pub(crate) fn lend(&mut self) -> Option<Tracer> {
+        self.tracer
+            .enabled()
+            .then(|| std::mem::replace(&mut self.tracer, Tracer::off()))
+    }
+
+    pub(crate) fn give_back(&mut self, tracer: Tracer) {
+        self.tracer = tracer;
+    }
+
     /// Starts the SERVER span of a client's request (when tracing), its
     /// answer going where `answering` says; `request` is the HTTP request
     /// that carried it (its headers), `session` the MCP session it is in.
     /// The span's context goes in `params._meta` for what is sent on.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn trace_request(
+    pub(crate) fn request(
         &mut self,
         answering: Answering,
         request: Option<&Request>,
@@ -30,10 +76,10 @@ impl<H: Above> Registry<H> {
         session: Option<&str>,
         now: Instant,
     ) {
-        if !self.tracer.enabled() || self.served.full(&answering) {
+        if !self.tracer.enabled() || self.full(&answering) {
             return;
         }
-        self.served.clock = Some(now);
+        self.clock = Some(now);
         let parent = parent_of(request, params);
         let about = About { method, id, params };
         let Some(mut span) = start(&mut self.tracer, Kind::Server, &about, parent.as_ref(), now)
@@ -54,23 +100,21 @@ impl<H: Above> Registry<H> {
         }
         carry(&span.context, params);
         match answering {
-            Answering::Http(to) => self.served.by_request.insert(to, span),
-            Answering::Call(child, client, id) => {
-                self.served.by_call.insert((child, client, id), span)
-            }
+            Answering::Http(to) => self.by_request.insert(to, span),
+            Answering::Call(child, client, id) => self.by_call.insert((child, client, id), span),
         };
     }
 
     /// `response` answers `to`: a full one ends its request's span (a
     /// stream's head does not: its last event is the answer).
-    pub(crate) fn trace_response(&mut self, to: RequestId, response: &Response) {
+    pub(crate) fn response(&mut self, to: RequestId, response: &Response) {
         let Body::Full(body) = &response.body else {
             return;
         };
-        if self.served.by_request.is_empty() {
+        if self.by_request.is_empty() {
             return;
         }
-        let Some(mut span) = self.served.by_request.remove(&to) else {
+        let Some(mut span) = self.by_request.remove(&to) else {
             return;
         };
         self.capture_result(&mut span, body);
@@ -91,14 +135,14 @@ impl<H: Above> Registry<H> {
 
     /// `answer` ends the stream answering `to`, or goes to a session's
     /// client: the span of the request it answers ends.
-    pub(crate) fn trace_answer(&mut self, answering: Answering, answer: &str) {
-        if self.served.is_empty() {
+    pub(crate) fn answer(&mut self, answering: Answering, answer: &str) {
+        if self.is_empty() {
             return;
         }
         let span = match &answering {
-            Answering::Http(to) => self.served.by_request.remove(to),
+            Answering::Http(to) => self.by_request.remove(to),
             Answering::Call(child, client, id) => {
-                self.served.by_call.remove(&(*child, *client, id.clone()))
+                self.by_call.remove(&(*child, *client, id.clone()))
             }
         };
         if let Some(mut span) = span {
@@ -109,40 +153,36 @@ impl<H: Above> Registry<H> {
 
     /// The requests answered on `conn`, or by `clients`, will get no
     /// answer there: their spans end, failed with `why`.
-    pub(crate) fn trace_abandoned(
+    pub(crate) fn abandoned(
         &mut self,
         conn: Option<ConnId>,
         clients: &[(ChildId, ClientId)],
         why: &str,
     ) {
-        if self.served.is_empty() {
+        if self.is_empty() {
             return;
         }
-        let requests: Vec<RequestId> = (self.served.by_request.keys())
+        let requests: Vec<RequestId> = (self.by_request.keys())
             .filter(|to| Some(to.conn) == conn)
             .copied()
             .collect();
-        let calls: Vec<(ChildId, ClientId, String)> = (self.served.by_call.keys())
+        let calls: Vec<(ChildId, ClientId, String)> = (self.by_call.keys())
             .filter(|(child, client, _)| clients.contains(&(*child, *client)))
             .cloned()
             .collect();
         let gone: Vec<Span> = (requests.iter())
-            .filter_map(|to| self.served.by_request.remove(to))
-            .chain(
-                calls
-                    .iter()
-                    .filter_map(|key| self.served.by_call.remove(key)),
-            )
+            .filter_map(|to| self.by_request.remove(to))
+            .chain(calls.iter().filter_map(|key| self.by_call.remove(key)))
             .collect();
         for span in gone {
             self.end_served(span, Some(Failure::cancelled(why)));
         }
     }
 
-    /// The instant of the input being handled (see [`Served::clock`]).
-    pub(crate) fn trace_clock(&mut self, now: Instant) {
+    /// The instant of the input being handled (see [`Traces::clock`]).
+    pub(crate) fn clock(&mut self, now: Instant) {
         if self.tracer.enabled() {
-            self.served.clock = Some(now);
+            self.clock = Some(now);
         }
     }
 
@@ -168,7 +208,7 @@ impl<H: Above> Registry<H> {
     }
 
     fn end_served(&mut self, span: Span, failure: Option<Failure>) {
-        if let Some(now) = self.served.clock {
+        if let Some(now) = self.clock {
             end(&mut self.tracer, span, failure, now);
         }
     }

@@ -17,7 +17,8 @@ const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 fn traced(rig: Rig) -> Rig {
     let mut rig = rig;
-    rig.bridge.tracer = Tracer::new(Some(Sampler::default()), 9, rig.now, SystemTime::now());
+    *rig.bridge.traces.tracer_mut() =
+        Tracer::new(Some(Sampler::default()), 9, rig.now, SystemTime::now());
     rig
 }
 
@@ -324,8 +325,8 @@ fn an_openapi_document_is_a_server_span_over_every_listing() {
 /// A traced rig whose spans carry content.
 fn capturing(rig: Rig) -> Rig {
     let mut rig = traced(rig);
-    rig.bridge.tracer =
-        std::mem::replace(&mut rig.bridge.tracer, Tracer::off()).capturing_content(true);
+    let tracer = rig.bridge.traces.tracer_mut();
+    *tracer = std::mem::replace(tracer, Tracer::off()).capturing_content(true);
     rig
 }
 
