@@ -229,9 +229,12 @@ pub(crate) struct Parked {
     pub(crate) expires: Instant,
 }
 
-/// One server's answer to a listing, as `Bridge::answer` has it.
-pub struct Answered<'a> {
-    pub(crate) server: &'a str,
+/// One server's answer to a listing, as `Registry::answer` has it.
+#[derive(Debug)]
+pub(crate) struct Answered {
+    /// The gather it is a part of.
+    pub(crate) gather: u64,
+    pub(crate) server: String,
     pub(crate) child: ChildId,
     pub(crate) client: ClientId,
     /// Whether `client` was made for this gather alone.

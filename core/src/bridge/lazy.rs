@@ -8,7 +8,7 @@
 //! is, so a changed command, argument, environment or directory, or a
 //! remote server's new address or headers, is another server with no
 //! kept run), and hands it to
-//! [`Registry::handle_kept`](super::Registry::handle_kept); the core asks
+//! [`Bridge::handle_kept`](crate::gateway::Bridge::handle_kept); the core asks
 //! for a file to be written with
 //! [`Routed::Keep`](super::Routed::Keep) when a child's lists differ from
 //! the kept ones.

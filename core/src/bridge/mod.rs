@@ -114,11 +114,11 @@ mod supervisor;
 mod tests;
 pub(crate) mod traced;
 
-pub use common::Answered;
 pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};
 pub use lazy::{kept_file, LastRun, MAX_KEPT_RUN};
 pub(crate) use registry::BRIDGE;
-pub use registry::{Above, ChildId, Registry, Routed, KEEPALIVE, MAX_CHILDREN};
+pub use registry::{ChildId, Routed, KEEPALIVE, MAX_CHILDREN};
+pub(crate) use registry::{Event, Queued, Registry};
 pub use report::{RemoteFigures, Report, SearchFigures, SearchSeen, ServerFigures};
 #[cfg(test)]
 pub(crate) use routes::every_route;

@@ -1,13 +1,15 @@
 //! Every bridged server, its children, and the network clients' sessions:
-//! what the transports (`streamable.rs`, `stateless.rs`, `legacy_sse.rs`)
+//! what the transports (`streamable.rs`, `stateless.rs`, `rest.rs`)
 //! share. A request comes in here and goes to its transport by path; what a
 //! child sends a client comes back here and goes to the connection waiting
 //! for it, or down the client's event stream.
 //!
-//! Drive it like the other state machines: hand it requests for
-//! [`Bridge::handles`] paths (Host, Origin and the API key already checked
-//! by the provider), the child processes' lines and exits, and time; carry
-//! out every [`Routed`] output.
+//! The gateway's [`Bridge`](crate::gateway::Bridge) owns it and drives it
+//! like the other state machines: it hands it the requests for its paths
+//! that are not the gateway's own (Host, Origin and the API key already
+//! checked by the provider), the child processes' lines and exits, and
+//! time, and takes its queue: every [`Routed`] output for the driver, and
+//! every [`Event`] for the gateway, in order.
 
 use crate::telemetry::{Span, Tracer};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -23,11 +25,9 @@ use super::common::{
 };
 use super::kept::Kept;
 use super::lazy::{kept_file, LastRun};
-use super::routes::{self, Found, Miss, Route};
+use super::routes::{self, Miss, Route};
 use super::traced::{Answering, Traces};
-use super::{
-    BridgeOutput, BridgedServer, ChildState, ClientId, Limits, SearchFigures, ServerSpec, Share,
-};
+use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
 use crate::agent::close::LinkClose;
 use crate::error::Dialect;
 use crate::http::{Request, Response};
@@ -73,77 +73,68 @@ impl Full {
 /// process ever has this id: children are numbered from 1).
 pub(crate) const BRIDGE: ChildId = ChildId(0);
 
-/// What the layer above the registry serves: the endpoint of every server
-/// at once (`/mcp`), the listings and OpenAPI routes of the REST API that
-/// span servers, and the aggregate sessions. The registry hands it what
-/// is its, and tells it of what it keeps: it never names that layer
-/// (`crate::gateway` implements this), so the dependency goes one way.
-pub trait Above: Default + Sized {
-    /// An `initialize` at `/mcp`.
-    fn open_every(
-        bridge: &mut Registry<Self>,
+/// What the registry tells the gateway (`crate::gateway`), which owns it
+/// and claims its own routes before the registry sees them: what is the
+/// gateway's to do, queued with the outputs and polled in their order
+/// ([`Registry::poll_queued`]). The registry never names the gateway, so
+/// the dependency goes one way.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// An `initialize` at `/mcp`, answering `to`: a new aggregate session.
+    Open {
         to: RequestId,
         id: Value,
         params: Value,
         now: Instant,
-    );
-    /// A message for the aggregate session `session` (known to be one).
-    fn every_message(
-        bridge: &mut Registry<Self>,
+    },
+    /// A message at `/mcp` for the aggregate session `session`.
+    Message {
         to: RequestId,
-        session: &str,
+        session: String,
         message: mcp::Message,
         now: Instant,
-    );
+    },
     /// A stateless request at `/mcp`, its version and headers checked.
-    fn every_stateless(
-        bridge: &mut Registry<Self>,
+    Stateless {
         to: RequestId,
         id: Value,
         method: String,
         params: Value,
         now: Instant,
-    );
-    /// Whether session `id` is an aggregate one.
-    fn serves_session(bridge: &Registry<Self>, id: &str) -> bool;
-    /// What a server says to a client of session `session`, as that
-    /// session's client is to hear it; `None` when it is not to.
-    fn said(
-        bridge: &mut Registry<Self>,
-        session: &str,
+    },
+    /// A server says `message` to its client `client`, a member of the
+    /// aggregate session `session`: the session's client hears it as the
+    /// gateway rewrites it.
+    Said {
+        session: String,
         child: ChildId,
         client: ClientId,
         message: String,
         now: Instant,
-    ) -> Option<String>;
-    /// Session `session` ends: the clients it had on servers' children.
-    fn session_ended(bridge: &mut Registry<Self>, session: &str) -> Vec<(ChildId, ClientId)>;
-    /// Server `name` ends.
-    fn retired(bridge: &mut Registry<Self>, name: &str, now: Instant);
-    /// A server was added.
-    fn servers_changed(bridge: &mut Registry<Self>);
-    /// A page of one server's list for gather `gather` (`Reply::Gathered`):
-    /// whether the gather goes on with `answered`'s client.
-    fn gathered(bridge: &mut Registry<Self>, gather: u64, answered: Answered, now: Instant)
-        -> bool;
-    /// A tool called as an OpenAPI operation answered: the HTTP answer.
-    fn operation_answer(answer: &Value) -> Response;
-    /// A REST route of `routes` that spans servers or is the OpenAPI
-    /// service's: `Document`, `Operation`, or `List` without `?server=`
-    /// when there are several servers.
-    fn route(
-        bridge: &mut Registry<Self>,
-        to: RequestId,
-        request: &Request,
-        found: &Found,
-        now: Instant,
-    );
-    /// Time passed.
-    fn handle_timeout(bridge: &mut Registry<Self>, now: Instant);
-    /// When [`Above::handle_timeout`] is next due.
-    fn poll_timeout(bridge: &Registry<Self>) -> Option<Instant>;
-    /// What its tool search did, for the bridge's report.
-    fn searches(bridge: &Registry<Self>) -> SearchFigures;
+    },
+    /// The aggregate session `session` ended (its members on the
+    /// servers' children released).
+    SessionEnded { session: String },
+    /// Server `server` ended.
+    Retired { server: String, now: Instant },
+    /// A server was added at run time.
+    ServersChanged,
+    /// A page of one server's list for a gather ([`Reply::Gathered`]): the
+    /// gateway releases its client when the gather is done with it.
+    Gathered { answered: Answered, now: Instant },
+    /// A tool called as an OpenAPI operation answered `to` with `answer`
+    /// (JSON-RPC, `Null` when it was not JSON).
+    Operation { to: RequestId, answer: Value },
+    /// Time passed (the registry's own timers are handled around it).
+    Tick(Instant),
+}
+
+/// One entry of the registry's queue: an output for the driver, or an
+/// event for the gateway.
+#[derive(Debug)]
+pub(crate) enum Queued {
+    Out(Routed),
+    Up(Event),
 }
 
 /// One child (running or startable): an index into
@@ -162,11 +153,12 @@ pub enum Routed {
         action: BridgeOutput,
     },
     /// Begin the OAuth login of remote server `server`, then answer `to`
-    /// with [`Registry::handle_login_started`].
+    /// with [`Bridge::handle_login_started`](crate::gateway::Bridge::handle_login_started).
     Login { to: RequestId, server: String },
     /// Keep a lazy server's last run: write `contents` to `file` in the
     /// folder of kept runs, in place of what it held (read back at the
-    /// next start, and handed to [`Registry::handle_kept`]).
+    /// next start, and handed to
+    /// [`Bridge::handle_kept`](crate::gateway::Bridge::handle_kept)).
     Keep { file: String, contents: String },
 }
 
@@ -186,29 +178,29 @@ pub(crate) const MAX_SOCKETS: usize = 16;
 /// WebSockets up to [`MAX_SOCKETS`]. Answers go to whoever asked: an HTTP
 /// request, or the socket that sent the request (see `socket`).
 pub(crate) struct Session {
-    pub(crate) child: ChildId,
-    pub(crate) client: ClientId,
+    pub(super) child: ChildId,
+    pub(super) client: ClientId,
     /// How it was made (and so how its client expects to hear from it).
-    pub(crate) transport: Transport,
+    pub(super) transport: Transport,
     /// The request its open event stream answers.
-    pub(crate) stream: Option<RequestId>,
+    pub(super) stream: Option<RequestId>,
     /// The event name on that stream: [`EVENTS_KIND`] on `/events`,
     /// [`MESSAGE_KIND`] on an MCP transport's.
-    pub(crate) stream_kind: &'static str,
+    pub(super) stream_kind: &'static str,
     /// The WebSockets attached to it.
-    pub(crate) sockets: Vec<ConnId>,
+    pub(super) sockets: Vec<ConnId>,
     /// Messages for it while no view is open.
     held: Kept,
     /// The last events sent down the stream, for a replay.
     sent: Kept,
     next_event: u64,
     /// When its client last sent something.
-    pub(crate) used: Instant,
+    pub(super) used: Instant,
 }
 
 impl Session {
     /// Whether anything views it: a stream or a socket.
-    pub(crate) fn viewed(&self) -> bool {
+    pub(super) fn viewed(&self) -> bool {
         self.stream.is_some() || !self.sockets.is_empty()
     }
 
@@ -291,60 +283,58 @@ impl Session {
 /// What a server's children did that outlives them, for its figures.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Past {
-    pub(crate) calls: u64,
-    pub(crate) restarts: u64,
+    pub(super) calls: u64,
+    pub(super) restarts: u64,
 }
 
 /// Every bridged server, its children and the clients' sessions.
-pub struct Registry<H> {
-    pub(crate) specs: Vec<ServerSpec>,
+pub struct Registry {
+    pub(super) specs: Vec<ServerSpec>,
     /// The names of the servers that came from the configuration (given
-    /// to [`Bridge::new`] or [`Bridge::reconfigure`]), not added at run
+    /// to [`Registry::new`] or [`Registry::configure`]), not added at run
     /// time: the only ones a new configuration may change or remove.
-    pub(crate) configured: HashSet<String>,
-    pub(crate) limits: Limits,
+    pub(super) configured: HashSet<String>,
+    pub(super) limits: Limits,
     /// Children by [`ChildId`] (never reused: a late report of a gone
     /// child's process finds nothing).
-    pub(crate) children: IdMap<ChildId, BridgedServer>,
+    pub(super) children: IdMap<ChildId, BridgedServer>,
     next_child: usize,
     /// When idle sessions are next swept.
     sweep_at: Instant,
     /// Per server: calls sent, and restarts of children now gone.
-    pub(crate) past: HashMap<String, Past>,
+    pub(super) past: HashMap<String, Past>,
     /// The shared child of each server, by name, once made.
-    pub(crate) shared: HashMap<String, ChildId>,
-    pub(crate) sessions: HashMap<String, Session>,
-    pub(crate) by_client: IdMap<(ChildId, ClientId), String>,
+    pub(super) shared: HashMap<String, ChildId>,
+    pub(super) sessions: HashMap<String, Session>,
+    pub(super) by_client: IdMap<(ChildId, ClientId), String>,
     /// Requests waiting for their response: (child, client, id as JSON).
-    pub(crate) pending: HashMap<(ChildId, ClientId, String), Pending>,
+    pub(super) pending: HashMap<(ChildId, ClientId, String), Pending>,
     /// Open event streams: connection → session id.
-    pub(crate) streams: IdMap<ConnId, String>,
+    pub(super) streams: IdMap<ConnId, String>,
     /// The clients that stateless requests (and REST calls without a
     /// session) have on their child, for as long as each waits.
-    pub(crate) stateless: IdSet<(ChildId, ClientId)>,
+    pub(super) stateless: IdSet<(ChildId, ClientId)>,
     /// Bytes every session keeps for its client ([`Kept`]).
     kept: usize,
     /// Stateless clients' calls waiting for their retry, by `requestState`.
-    pub(crate) parked: HashMap<String, Parked>,
-    /// The layer above's own state ([`Above`]).
-    pub(crate) above: H,
+    pub(super) parked: HashMap<String, Parked>,
     /// Ids of the bridge's own requests for a session or a REST call, and
     /// numbers of its parked calls and merged listings.
-    pub(crate) next_request: u64,
+    pub(super) next_request: u64,
     /// Seed of session ids, from the driver's randomness.
-    pub(crate) seed: [u8; 32],
+    pub(super) seed: [u8; 32],
     next_session: u64,
     /// When the open event streams get their next keep-alive.
     keepalive_at: Option<Instant>,
     /// Lazy servers' last runs, by [`kept_file`]: each new child of the
     /// server is given its own.
     last_runs: HashMap<String, LastRun>,
-    pub(crate) out: VecDeque<Routed>,
+    out: VecDeque<Queued>,
     /// Spans of the clients' requests and of what was sent for them.
-    pub(crate) traces: Traces,
+    pub(super) traces: Traces,
 }
 
-impl<H: Above> Registry<H> {
+impl Registry {
     pub fn new(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32], now: Instant) -> Self {
         Registry {
             configured: specs.iter().map(|s| s.name.clone()).collect(),
@@ -362,7 +352,6 @@ impl<H: Above> Registry<H> {
             stateless: IdSet::default(),
             kept: 0,
             parked: HashMap::new(),
-            above: H::default(),
             next_request: 0,
             seed,
             next_session: 0,
@@ -426,9 +415,94 @@ impl<H: Above> Registry<H> {
         &self.specs
     }
 
+    /// The names of the servers that came from the configuration.
+    pub(crate) fn configured(&self) -> &HashSet<String> {
+        &self.configured
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The shared child of server `name`, once made.
+    pub(crate) fn shared_child(&self, name: &str) -> Option<ChildId> {
+        self.shared.get(name).copied()
+    }
+
+    /// Whether `child`'s `client` waits for the answer to its call `id`
+    /// (JSON text).
+    pub(crate) fn awaits(&self, child: ChildId, client: ClientId, id: &str) -> bool {
+        self.pending.contains_key(&(child, client, id.to_owned()))
+    }
+
+    /// A number of the bridge's own, never given before: the id of a
+    /// request it makes, or of a gather.
+    pub(crate) fn next_number(&mut self) -> u64 {
+        self.next_request += 1;
+        self.next_request
+    }
+
+    /// The spans of the clients' requests, for the gateway's routes to
+    /// start theirs.
+    pub(crate) fn traces(&mut self) -> &mut Traces {
+        &mut self.traces
+    }
+
+    /// The tracer, for a test to set up.
+    #[cfg(test)]
+    pub(crate) fn tracer_mut(&mut self) -> &mut Tracer {
+        self.traces.tracer_mut()
+    }
+
+    // ---- what the gateway does with them ----
+
+    /// The instant of the input being handled, for the spans.
+    pub(crate) fn clock(&mut self, now: Instant) {
+        self.traces.clock(now);
+    }
+
+    /// Takes a new configuration's servers (`taken`, in its order, then
+    /// those added at run time, as they were) and its limits; the servers
+    /// it ends are retired first ([`Registry::retire`]).
+    pub(crate) fn configure(&mut self, taken: Vec<ServerSpec>, limits: Limits) {
+        let configured = &self.configured;
+        let added_at_run_time: Vec<ServerSpec> = self
+            .specs
+            .drain(..)
+            .filter(|s| !configured.contains(&s.name))
+            .collect();
+        self.configured = taken.iter().map(|s| s.name.clone()).collect();
+        self.specs = taken.into_iter().chain(added_at_run_time).collect();
+        self.limits = limits;
+    }
+
+    /// A new client on `child`.
+    pub(crate) fn open_client(&mut self, child: ChildId, now: Instant) -> Option<ClientId> {
+        let server = self.children.get_mut(&child)?;
+        Some(server.open_client(now))
+    }
+
+    /// `child`'s `client` is a member of session `session`: what its
+    /// server says on its own goes to that session.
+    pub(crate) fn join(&mut self, session: &str, child: ChildId, client: ClientId) {
+        self.by_client.insert((child, client), session.to_owned());
+    }
+
+    /// `child`'s `client` is no longer a session's member.
+    pub(crate) fn leave(&mut self, child: ChildId, client: ClientId) {
+        self.by_client.remove(&(child, client));
+    }
+
+    /// Session `id` was used now (it is not idle).
+    pub(crate) fn touch(&mut self, id: &str, now: Instant) {
+        if let Some(session) = self.sessions.get_mut(id) {
+            session.used = now;
+        }
+    }
+
     // ---- input ----
 
-    /// A request for a [`Bridge::handles`](crate::gateway::Bridge::handles) path: `/mcp/NAME` (Streamable
+    /// A request for a [`Registry::handles`] path: `/mcp` and `/mcp/NAME` (Streamable
     /// HTTP, both generations), `/mcp/NAME/sse` and `/mcp/NAME/messages`
     /// (HTTP+SSE), and the REST API, events and WebSocket of `rest.rs`.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
@@ -487,7 +561,7 @@ impl<H: Above> Registry<H> {
     /// The connection closed, or its peer shut its sending side (an MCP
     /// client never half-closes to wait for an answer: it left). Its event
     /// stream ends, and each call it waited for is abandoned
-    /// (`Bridge::abandon_calls`). A Streamable HTTP session stays until
+    /// (`Registry::abandon_calls`). A Streamable HTTP session stays until
     /// `DELETE`; an HTTP+SSE one ends with its stream.
     pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
         self.traces.clock(now);
@@ -634,14 +708,15 @@ impl<H: Above> Registry<H> {
                     EVENTS_KIND => Bytes::from_static(b"event: heartbeat\ndata: {}\n\n"),
                     _ => Bytes::from_static(b":\n\n"),
                 };
-                self.out.push_back(Routed::Http(Output::Data { to, data }));
+                let beat = Queued::Out(Routed::Http(Output::Data { to, data }));
+                self.out.push_back(beat);
             }
         }
         if self.sweep_at <= now {
             self.sweep_at = now + SWEEP;
             self.sweep(now);
         }
-        H::handle_timeout(self, now);
+        self.up(Event::Tick(now));
         let due: Vec<ChildId> = self
             .children
             .iter()
@@ -675,7 +750,7 @@ impl<H: Above> Registry<H> {
             },
             View::Stream(to) => Output::End { to },
         };
-        self.out.push_back(Routed::Http(output));
+        self.push(Routed::Http(output));
     }
 
     // ---- commands ----
@@ -711,7 +786,8 @@ impl<H: Above> Registry<H> {
             self.end_session(&id, now);
         }
         self.shared.remove(name);
-        H::retired(self, name, now);
+        let server = name.to_owned();
+        self.up(Event::Retired { server, now });
     }
 
     // ---- output ----
@@ -721,13 +797,42 @@ impl<H: Above> Registry<H> {
             .values()
             .filter_map(BridgedServer::poll_timeout)
             .chain(self.keepalive_at)
-            .chain(H::poll_timeout(self))
             .chain((!self.sessions.is_empty() || !self.parked.is_empty()).then_some(self.sweep_at))
             .min()
     }
 
-    pub fn poll_output(&mut self) -> Option<Routed> {
+    /// The next output for the driver or event for the gateway, in the
+    /// order they were made.
+    pub(crate) fn poll_queued(&mut self) -> Option<Queued> {
         self.out.pop_front()
+    }
+
+    /// What is queued after an event being handled: set aside while the
+    /// gateway handles it, so what the handling outputs comes first, as
+    /// if it had been done where the event was queued
+    /// ([`Registry::requeue`]).
+    pub(crate) fn set_aside(&mut self) -> VecDeque<Queued> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Queues again what [`Registry::set_aside`] took, after what was
+    /// queued since.
+    pub(crate) fn requeue(&mut self, rest: VecDeque<Queued>) {
+        self.out.extend(rest);
+    }
+
+    pub(crate) fn push(&mut self, routed: Routed) {
+        self.out.push_back(Queued::Out(routed));
+    }
+
+    fn push_all(&mut self, outputs: Vec<Output>) {
+        let queued = outputs.into_iter().map(|o| Queued::Out(Routed::Http(o)));
+        self.out.extend(queued);
+    }
+
+    /// Tells the gateway of `event`.
+    pub(super) fn up(&mut self, event: Event) {
+        self.out.push_back(Queued::Up(event));
     }
 
     // ---- what the transports share ----
@@ -797,7 +902,7 @@ impl<H: Above> Registry<H> {
 
     /// A client of its own on a child of server `spec`, for one stateless
     /// request or REST call: it ends with its answer, or when its
-    /// connection does ([`Bridge::release_client`]).
+    /// connection does ([`Registry::release_client`]).
     pub(crate) fn ephemeral_client(
         &mut self,
         spec: usize,
@@ -888,7 +993,7 @@ impl<H: Above> Registry<H> {
     }
 
     /// Room for one more session: at the cap, the least recently used
-    /// idle one ends ([`Bridge::reclaim_session`]); refused when all are
+    /// idle one ends ([`Registry::reclaim_session`]); refused when all are
     /// busy.
     pub(crate) fn admit_session(&mut self, now: Instant) -> Result<(), Full> {
         if self.sessions.len() >= self.limits.max_sessions && !self.reclaim_session(now) {
@@ -939,7 +1044,7 @@ impl<H: Above> Registry<H> {
             "missing Mcp-Session-Id: send initialize first".to_owned(),
         ))?;
         let known = match target {
-            Target::Every => H::serves_session(self, id),
+            Target::Every => self.sessions.get(id).is_some_and(|s| s.child == BRIDGE),
             Target::Server(spec) => self.sessions.get(id).is_some_and(|s| {
                 self.child(s.child)
                     .is_some_and(|c| Some(&c.spec().name) == self.specs.get(spec).map(|s| &s.name))
@@ -970,15 +1075,15 @@ impl<H: Above> Registry<H> {
         let (outputs, replaced) = session.attach(to, start.kind, start.last_event, &mut self.kept);
         if let Some(old) = replaced {
             self.streams.remove(&old.conn);
-            self.out.push_back(Routed::Http(Output::End { to: old }));
+            self.push(Routed::Http(Output::End { to: old }));
         }
         self.streams.insert(to.conn, id.to_owned());
         self.keepalive_at.get_or_insert(now + KEEPALIVE);
         self.respond(to, start.response);
         if let Some(data) = start.greeting {
-            self.out.push_back(Routed::Http(Output::Data { to, data }));
+            self.push(Routed::Http(Output::Data { to, data }));
         }
-        self.out.extend(outputs.into_iter().map(Routed::Http));
+        self.push_all(outputs);
     }
 
     /// A WebSocket views the session too, and is sent what was held; the
@@ -992,7 +1097,7 @@ impl<H: Above> Registry<H> {
         }
         let outputs = session.attach_socket(conn, &mut self.kept);
         self.streams.insert(conn, id.to_owned());
-        self.out.extend(outputs.into_iter().map(Routed::Http));
+        self.push_all(outputs);
         Ok(())
     }
 
@@ -1004,9 +1109,18 @@ impl<H: Above> Registry<H> {
         let sockets = session.sockets.iter().map(|&conn| socket(conn));
         for to in session.stream.into_iter().chain(sockets) {
             self.streams.remove(&to.conn);
-            self.out.push_back(Routed::Http(Output::End { to }));
+            self.push(Routed::Http(Output::End { to }));
         }
-        let mut clients = H::session_ended(self, id);
+        // An aggregate session's members, one per server, in the order
+        // of the servers' names.
+        let mut clients: Vec<(ChildId, ClientId)> = Vec::new();
+        if session.child == BRIDGE {
+            let members = self.by_client.iter().filter(|(_, s)| s.as_str() == id);
+            clients.extend(members.map(|(key, _)| *key));
+            clients.sort_by_cached_key(|(child, _)| self.child_name(*child));
+            let session = id.to_owned();
+            self.up(Event::SessionEnded { session });
+        }
         clients.push((session.child, session.client));
         self.traces.abandoned(None, &clients, "the session ended");
         for key in clients {
@@ -1062,7 +1176,7 @@ impl<H: Above> Registry<H> {
     }
 
     /// Sends the child a request of the bridge's own (numbered from
-    /// [`Bridge::next_request`]) for `client`, its answer going to `to` in
+    /// [`Registry::next_number`]) for `client`, its answer going to `to` in
     /// the shape `reply` says.
     pub(crate) fn ask(
         &mut self,
@@ -1114,7 +1228,7 @@ impl<H: Above> Registry<H> {
                     message,
                     answers,
                 } => self.deliver(child, client, message, answers, now),
-                action => self.out.push_back(Routed::Child { child, action }),
+                action => self.push(Routed::Child { child, action }),
             }
         }
         self.keep_learned(child);
@@ -1145,7 +1259,7 @@ impl<H: Above> Registry<H> {
         let current: HashSet<String> = self.specs.iter().map(kept_file).collect();
         self.last_runs.retain(|kept, _| current.contains(kept));
         self.last_runs.insert(file.clone(), run);
-        self.out.push_back(Routed::Keep { file, contents });
+        self.push(Routed::Keep { file, contents });
     }
 
     /// A child is gone for good; its restarts stay in its server's figures.
@@ -1184,7 +1298,7 @@ impl<H: Above> Registry<H> {
         }
         if let Some(to) = self.progress_stream(child, client, head.as_ref()) {
             let data = event(0, "message", &message);
-            return self.out.push_back(Routed::Http(Output::Data { to, data }));
+            return self.push(Routed::Http(Output::Data { to, data }));
         }
         if let Some(pending) = answer_to.and_then(|id| self.pending.remove(&(child, client, id))) {
             return self.answer(child, client, pending, message, now);
@@ -1196,9 +1310,16 @@ impl<H: Above> Registry<H> {
         let Some(id) = self.by_client.get(&(child, client)).cloned() else {
             return;
         };
-        let Some(message) = H::said(self, &id, child, client, message, now) else {
-            return;
-        };
+        if self.sessions.get(&id).is_some_and(|s| s.child == BRIDGE) {
+            let session = id;
+            return self.up(Event::Said {
+                session,
+                child,
+                client,
+                message,
+                now,
+            });
+        }
         self.tell_session(&id, message);
     }
 
@@ -1209,7 +1330,7 @@ impl<H: Above> Registry<H> {
         };
         if session.viewed() {
             let outputs = session.outputs(message, &mut self.kept);
-            self.out.extend(outputs.into_iter().map(Routed::Http));
+            self.push_all(outputs);
         } else if session.held.push(0, message, &mut self.kept) > 0 {
             tracing::warn!(
                 "an MCP session's client is not listening: its oldest messages were dropped"
@@ -1268,15 +1389,16 @@ impl<H: Above> Registry<H> {
                 ephemeral,
             } => {
                 let answered = Answered {
-                    server: &server,
+                    gather,
+                    server,
                     child,
                     client,
                     ephemeral,
                     answer: parsed(),
                     size: message.len(),
                 };
-                let goes_on = H::gathered(self, gather, answered, now);
-                ephemeral && !goes_on
+                self.up(Event::Gathered { answered, now });
+                false
             }
             Reply::Member => {
                 if let Some(error) = parsed().and_then(|a| a.get("error").cloned()) {
@@ -1286,8 +1408,8 @@ impl<H: Above> Registry<H> {
                 false
             }
             Reply::Operation => {
-                let response = H::operation_answer(&parsed().unwrap_or(Value::Null));
-                self.respond(to, response);
+                let answer = parsed().unwrap_or(Value::Null);
+                self.up(Event::Operation { to, answer });
                 true
             }
             Reply::Socket { id } => {
@@ -1295,7 +1417,7 @@ impl<H: Above> Registry<H> {
                 if let Some(fields) = answer.as_object_mut() {
                     fields.insert("id".to_owned(), id);
                 }
-                self.out.push_back(Routed::Http(Output::ToAgent {
+                self.push(Routed::Http(Output::ToAgent {
                     conn: to.conn,
                     text: socket_frame(answer),
                 }));
@@ -1310,7 +1432,7 @@ impl<H: Above> Registry<H> {
                     "capabilities": result["capabilities"],
                     "server_info": result["serverInfo"],
                 });
-                self.out.push_back(Routed::Http(Output::ToAgent {
+                self.push(Routed::Http(Output::ToAgent {
                     conn: to.conn,
                     text: frame.to_string(),
                 }));
@@ -1326,8 +1448,8 @@ impl<H: Above> Registry<H> {
     pub(crate) fn end_answer_stream(&mut self, to: RequestId, answer: &str) {
         self.traces.answer(Answering::Http(to), answer);
         let data = event(0, "message", answer);
-        self.out.push_back(Routed::Http(Output::Data { to, data }));
-        self.out.push_back(Routed::Http(Output::End { to }));
+        self.push(Routed::Http(Output::Data { to, data }));
+        self.push(Routed::Http(Output::End { to }));
     }
 
     /// The stream of the request `progress` belongs to, if its answer is
@@ -1356,8 +1478,7 @@ impl<H: Above> Registry<H> {
 
     pub(crate) fn respond(&mut self, to: RequestId, response: Response) {
         self.traces.response(to, &response);
-        self.out
-            .push_back(Routed::Http(Output::Respond { to, response }));
+        self.push(Routed::Http(Output::Respond { to, response }));
     }
 
     pub(crate) fn reply_error(&mut self, to: RequestId, status: u16, code: i64, message: &str) {
@@ -1366,7 +1487,7 @@ impl<H: Above> Registry<H> {
     }
 }
 
-/// What [`Bridge::deliver`] reads of a message: whether it answers a
+/// What [`Registry::deliver`] reads of a message: whether it answers a
 /// request (and which), or is a progress notification (and for which
 /// token). The rest (a result of any size) is skipped, not built.
 #[derive(serde::Deserialize)]

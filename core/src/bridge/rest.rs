@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 use super::common::{
     envelope, error, event, missed, socket, Pending, Reply, StreamStart, Transport, EVENTS_KIND,
 };
-use super::registry::{Above, Registry, Routed};
+use super::registry::{Event, Registry, Routed};
 use super::report::{RemoteFigures, Report, ServerFigures};
 use super::routes::{Found, Miss, Route};
 use super::socket::{Frame, SocketFrame, MAX_BATCH, SUBPROTOCOL};
@@ -49,17 +49,11 @@ use crate::provider::{ConnId, Output, RequestId};
 /// The page that tries a bridged server from a browser.
 const TEST_CLIENT: &str = include_str!("../../assets/test_client.html");
 
-impl<H: Above> Registry<H> {
+impl Registry {
     /// A request for one of the REST routes of [`super::routes`], found
     /// there with its parameters.
     pub(crate) fn rest(&mut self, to: RequestId, request: &Request, found: &Found, now: Instant) {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-        let query = |key: &str| {
-            request.target().split_once('?').and_then(|(_, q)| {
-                q.split('&')
-                    .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
-            })
-        };
         let param = found.params.first().copied().unwrap_or_default();
         let response = match found.route {
             Route::Socket => return self.accept_socket(to, request),
@@ -81,14 +75,11 @@ impl<H: Above> Registry<H> {
             }
             Route::List => {
                 let list = request.path().trim_start_matches('/');
-                let server = query("server");
-                if server.is_none() && self.specs.len() > 1 {
-                    return H::route(self, to, request, found, now);
-                }
+                let server = super::routes::query(request, "server");
+                // Without `?server=`, of several servers: the gateway's.
                 let method = format!("{list}/list");
                 return self.rest_call(to, request, &Value::Null, server, &method, Value::Null, now);
             }
-            Route::Document | Route::Operation => return H::route(self, to, request, found, now),
             Route::Stats => Response::json(200, self.stats().to_string()),
             Route::Events => return self.open_events(to, param, now),
             Route::Integrations => {
@@ -104,15 +95,16 @@ impl<H: Above> Registry<H> {
             Route::Login => match self.specs.iter().find(|s| s.name == param) {
                 Some(spec) if spec.remote.is_some() => {
                     let server = spec.name.clone();
-                    return self.out.push_back(super::Routed::Login { to, server });
+                    return self.push(super::Routed::Login { to, server });
                 }
                 Some(_) => error(400, "not a remote server: it has no login"),
                 None => error(404, "no such integration"),
             },
             Route::TestPage => Response::full(200, "text/html; charset=utf-8", TEST_CLIENT)
                 .with_header("content-security-policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'"),
-            // Dispatched to the transports before it gets here.
-            Route::Mcp => missed(Miss::Path),
+            // Dispatched to the transports, or claimed by the gateway (the
+            // OpenAPI service's), before it gets here.
+            Route::Mcp | Route::Document | Route::Operation => missed(Miss::Path),
         };
         self.respond(to, response);
     }
@@ -393,7 +385,7 @@ impl<H: Above> Registry<H> {
         let created = self.integration(&spec);
         tracing::info!(server = %spec.name, "MCP server added");
         self.specs.push(spec);
-        H::servers_changed(self);
+        self.up(Event::ServersChanged);
         Response::json(201, created.to_string())
     }
 
@@ -443,7 +435,8 @@ impl<H: Above> Registry<H> {
         Report {
             servers,
             sessions: self.sessions.len(),
-            searches: H::searches(self),
+            // The gateway's to fill in.
+            searches: Default::default(),
         }
     }
 
@@ -460,7 +453,7 @@ impl<H: Above> Registry<H> {
             .header("sec-websocket-key")
             .filter(|_| request.is_websocket_upgrade())
         {
-            Some(key) => self.out.push_back(Routed::Http(Output::AcceptSocket {
+            Some(key) => self.push(Routed::Http(Output::AcceptSocket {
                 conn: to.conn,
                 key: key.to_owned(),
                 protocol,
@@ -470,12 +463,6 @@ impl<H: Above> Registry<H> {
                 error(400, "/ws is a WebSocket: send an upgrade request"),
             ),
         }
-    }
-
-    /// A text frame from a WebSocket client ([`SocketFrame::parse`], then
-    /// [`Bridge::handle_socket_frame`](crate::gateway::Bridge::handle_socket_frame)).
-    pub fn handle_socket_text(&mut self, conn: ConnId, text: &str, now: Instant) {
-        self.handle_socket_frame(conn, SocketFrame::parse(text), now);
     }
 
     /// A frame from a WebSocket client, parsed.
@@ -494,8 +481,7 @@ impl<H: Above> Registry<H> {
                 Ok(message) => self.socket_message(conn, child, client, message, now),
                 Err(invalid) => {
                     let text = envelope(&invalid.reply());
-                    self.out
-                        .push_back(Routed::Http(Output::ToAgent { conn, text }));
+                    self.push(Routed::Http(Output::ToAgent { conn, text }));
                 }
             }
         }
@@ -603,7 +589,7 @@ impl<H: Above> Registry<H> {
                 let server = self.child_name(session.child);
                 let attached =
                     json!({"type": "session_attached", "session_id": id, "server": server});
-                self.out.push_back(Routed::Http(Output::ToAgent {
+                self.push(Routed::Http(Output::ToAgent {
                     conn,
                     text: attached.to_string(),
                 }));
@@ -618,7 +604,6 @@ impl<H: Above> Registry<H> {
 
     fn socket_error(&mut self, conn: ConnId, message: &str) {
         let text = json!({"type": "error", "error": message}).to_string();
-        self.out
-            .push_back(Routed::Http(Output::ToAgent { conn, text }));
+        self.push(Routed::Http(Output::ToAgent { conn, text }));
     }
 }

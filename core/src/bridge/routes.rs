@@ -6,6 +6,7 @@
 //! spelling of a path and served under another.
 
 use crate::api::Guard;
+use crate::http::Request;
 
 /// What a bridge route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +219,14 @@ pub fn guard(method: &str, path: &str) -> Guard {
         });
     }
     strictest.unwrap_or(ApiKey)
+}
+
+/// The value of `key` in the query of `request`'s target, as sent.
+pub(crate) fn query(request: &Request, key: &str) -> Option<String> {
+    request.target().split_once('?').and_then(|(_, q)| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
+    })
 }
 
 /// Whether `path` is one of the MCP transports (whose clients read a

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use super::common::{progress_token, Parked, Pending, Reply, Target};
 use super::generation::CLIENT_INFO_META;
 use super::parked::{INPUT, MAX_PARKED, PARK_TTL};
-use super::registry::{Above, Registry};
+use super::registry::{Event, Registry};
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
@@ -54,7 +54,7 @@ pub(crate) fn is_stateless(message: &Message) -> bool {
     }
 }
 
-impl<H: Above> Registry<H> {
+impl Registry {
     /// `GET` or `DELETE` in the stateless revision: there is no session.
     pub(crate) fn stateless_refusal(&mut self, to: RequestId) {
         let reply = mcp::error(
@@ -93,7 +93,13 @@ impl<H: Above> Registry<H> {
         }
         match target {
             Target::Server(spec) => self.stateless_forward(to, spec, id, method, params, now),
-            Target::Every => H::every_stateless(self, to, id, method, params, now),
+            Target::Every => self.up(Event::Stateless {
+                to,
+                id,
+                method,
+                params,
+                now,
+            }),
         }
     }
 

@@ -28,14 +28,14 @@ use serde_json::Value;
 use super::common::{
     event, progress_token, Pending, Reply, StreamStart, Target, Transport, MESSAGE_KIND,
 };
-use super::registry::{Above, Registry};
+use super::registry::{Event, Registry};
 use super::stateless::{is_stateless, stateless_header};
 use super::traced::Answering;
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::RequestId;
 
-impl<H: Above> Registry<H> {
+impl Registry {
     /// A request for `/mcp/NAME`, or for `/mcp` (every server: see
     /// `aggregate`).
     pub(crate) fn streamable(
@@ -132,7 +132,12 @@ impl<H: Above> Registry<H> {
         let id = match (target, is_initialize) {
             (Target::Every, true) => {
                 if let Message::Request { id, params, .. } = message {
-                    H::open_every(self, to, id, params, now);
+                    self.up(Event::Open {
+                        to,
+                        id,
+                        params,
+                        now,
+                    });
                 }
                 return;
             }
@@ -152,7 +157,13 @@ impl<H: Above> Registry<H> {
             },
         };
         if target == Target::Every {
-            return H::every_message(self, to, &id, message, now);
+            let session = id;
+            return self.up(Event::Message {
+                to,
+                session,
+                message,
+                now,
+            });
         }
         let Some(session) = self.sessions.get(&id) else {
             return;

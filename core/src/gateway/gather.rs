@@ -115,8 +115,7 @@ impl Bridge {
         finish: Finish,
         now: Instant,
     ) {
-        self.next_request += 1;
-        let number = self.next_request;
+        let number = self.registry.next_number();
         let waiting = sources.iter().map(|s| s.server.clone()).collect();
         let first_pages = sources
             .iter()
@@ -130,10 +129,10 @@ impl Bridge {
             parts,
             first_pages,
             read: BTreeMap::new(),
-            deadline: crate::time::later(now, finish.wait(self.limits.startup_timeout)),
+            deadline: crate::time::later(now, finish.wait(self.registry.limits().startup_timeout)),
             finish,
         };
-        self.above.gathers.insert(number, gather);
+        self.gathers.insert(number, gather);
         for source in sources {
             let reply = Reply::Gathered {
                 gather: number,
@@ -141,7 +140,8 @@ impl Bridge {
                 ephemeral: source.ephemeral,
             };
             let asker = (source.child, source.client);
-            self.ask(asker, to, &list_method(key), source.params, reply, now);
+            self.registry
+                .ask(asker, to, &list_method(key), source.params, reply, now);
         }
         self.gathered(number, None, now);
     }
@@ -172,7 +172,7 @@ impl Bridge {
     pub(super) fn kept_parts(&self, key: &str, asks: &mut Vec<(usize, Value)>) -> Vec<Part> {
         let mut parts = Vec::new();
         asks.retain(|(spec, params)| {
-            let Some(server) = self.specs.get(*spec).map(|s| &s.name) else {
+            let Some(server) = self.registry.specs().get(*spec).map(|s| &s.name) else {
                 return true;
             };
             match self.kept_listing(server, key) {
@@ -189,12 +189,9 @@ impl Bridge {
     /// `server`'s kept list of `key` while it is current: its shared child
     /// still runs and has not said its list changed since.
     pub(super) fn kept_listing(&self, server: &str, key: &str) -> Option<&Listed> {
-        let kept = self
-            .above
-            .listings
-            .get(&(server.to_owned(), key.to_owned()))?;
-        let child = self.child(kept.child)?;
-        let current = self.shared.get(server) == Some(&kept.child)
+        let kept = self.listings.get(&(server.to_owned(), key.to_owned()))?;
+        let child = self.registry.child(kept.child)?;
+        let current = self.registry.shared_child(server) == Some(kept.child)
             && child.state() == ChildState::Running
             && child.lists() == kept.lists;
         current.then_some(kept)
@@ -211,10 +208,10 @@ impl Bridge {
         let mut sources = Vec::new();
         let mut missing = Vec::new();
         for (spec, params) in asks {
-            let Some(server) = self.specs.get(spec).map(|s| s.name.clone()) else {
+            let Some(server) = self.registry.specs().get(spec).map(|s| s.name.clone()) else {
                 continue;
             };
-            match self.ephemeral_client(spec, now) {
+            match self.registry.ephemeral_client(spec, now) {
                 Ok((child, client)) => sources.push(Source {
                     server,
                     child,
@@ -236,15 +233,15 @@ impl Bridge {
     pub(super) fn gathered(&mut self, number: u64, part: Option<Answered>, now: Instant) -> bool {
         let mut asker = None;
         if let Some(answered) = part {
-            let Some(gather) = self.above.gathers.get_mut(&number) else {
+            let Some(gather) = self.gathers.get_mut(&number) else {
                 self.late_part(number, answered);
                 return false;
             };
-            if !gather.waiting.contains(answered.server) {
+            if !gather.waiting.contains(&answered.server) {
                 return false;
             }
             let key = gather.key;
-            let first_page = gather.first_pages.remove(answered.server);
+            let first_page = gather.first_pages.remove(&answered.server);
             let server = answered.server.to_owned();
             let Some(answer) = answered
                 .answer
@@ -295,7 +292,8 @@ impl Bridge {
                         ephemeral: answered.ephemeral,
                     };
                     let (to, asker) = (gather.to, (answered.child, answered.client));
-                    self.ask(asker, to, &list_method(key), params, reply, now);
+                    self.registry
+                        .ask(asker, to, &list_method(key), params, reply, now);
                     return true;
                 }
                 tracing::warn!(
@@ -312,7 +310,6 @@ impl Bridge {
             }
         }
         if self
-            .above
             .gathers
             .get(&number)
             .is_some_and(|g| g.waiting.is_empty())
@@ -329,8 +326,8 @@ impl Bridge {
             return;
         };
         let whole = answer["result"][key].is_array() && answer["result"]["nextCursor"].is_null();
-        let shared = self.shared.get(answered.server) == Some(&answered.child);
-        let Some(child) = self.children.get(&answered.child) else {
+        let shared = self.registry.shared_child(&answered.server) == Some(answered.child);
+        let Some(child) = self.registry.child(answered.child) else {
             return;
         };
         if whole && shared && answered.size <= KEPT_LISTING {
@@ -340,7 +337,7 @@ impl Bridge {
                 answer,
             };
             let at = (answered.server.to_owned(), key.to_owned());
-            self.above.listings.insert(at, listed);
+            self.listings.insert(at, listed);
         }
     }
 
@@ -348,15 +345,14 @@ impl Bridge {
     /// without them.
     pub(super) fn expire_gathers(&mut self, now: Instant) {
         let late: Vec<u64> = self
-            .above
             .gathers
             .iter()
             .filter(|(_, g)| g.deadline <= now)
             .map(|(n, _)| *n)
             .collect();
         for number in late {
-            let startup = self.limits.startup_timeout;
-            if let Some(gather) = self.above.gathers.get_mut(&number) {
+            let startup = self.registry.limits().startup_timeout;
+            if let Some(gather) = self.gathers.get_mut(&number) {
                 let wait = gather.finish.wait(startup).as_secs();
                 let why = format!("no answer within {wait} s");
                 let late = std::mem::take(&mut gather.waiting);
@@ -376,10 +372,10 @@ impl Bridge {
                         key: gather.key,
                         first_pages,
                     };
-                    if self.above.late.len() >= MAX_LATE {
-                        self.above.late.pop_first();
+                    if self.late.len() >= MAX_LATE {
+                        self.late.pop_first();
                     }
-                    self.above.late.insert(number, notice);
+                    self.late.insert(number, notice);
                 }
                 // A list read in part is no list: its pages so far go.
                 gather.parts.retain(|(server, _)| !late.contains(server));
@@ -396,7 +392,7 @@ impl Bridge {
     /// told the list changed (once: a server later still is waited for
     /// again when the client lists).
     fn late_part(&mut self, number: u64, answered: Answered) {
-        let Some(late) = self.above.late.remove(&number) else {
+        let Some(late) = self.late.remove(&number) else {
             return;
         };
         let listed = answered
@@ -406,7 +402,7 @@ impl Bridge {
         if !listed {
             return;
         }
-        if late.first_pages.contains(answered.server) {
+        if late.first_pages.contains(&answered.server) {
             self.keep_listing(late.key, answered);
         }
         self.list_changed(&late.session, late.key);
@@ -414,7 +410,7 @@ impl Bridge {
 
     /// When the earliest listing gives up on its slowest server.
     pub(super) fn gathers_deadline(&self) -> Option<Instant> {
-        self.above.gathers.values().map(|g| g.deadline).min()
+        self.gathers.values().map(|g| g.deadline).min()
     }
 
     /// Every server is done: the gather's [`Finish`]. Whether `asker`
@@ -425,10 +421,10 @@ impl Bridge {
         asker: Option<(ChildId, ClientId)>,
         now: Instant,
     ) -> bool {
-        let Some(mut done) = self.above.gathers.remove(&number) else {
+        let Some(mut done) = self.gathers.remove(&number) else {
             return false;
         };
-        let order = |server: &str| self.specs.iter().position(|s| s.name == server);
+        let order = |server: &str| self.registry.specs().iter().position(|s| s.name == server);
         done.parts.sort_by_key(|(server, _)| order(server));
         for (server, part) in &done.parts {
             if let Err(why) = part {
@@ -477,7 +473,7 @@ impl Bridge {
                 }
             }
         };
-        self.respond(done.to, response);
+        self.registry.respond(done.to, response);
         false
     }
 }

@@ -25,19 +25,12 @@
 //! drafts' forms (`$schema`, tuple `items`) are 2020-12's.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use super::listing::Finish;
-use super::Bridge;
-use crate::bridge::common::{error, missed, result_or_error, Reply};
-use crate::bridge::routes::Miss;
-use crate::bridge::traced::Answering;
-use crate::bridge::{ChildId, ClientId};
-use crate::http::{Request, Response};
+use crate::bridge::common::{error, result_or_error};
+use crate::http::Response;
 use crate::mcp;
-use crate::provider::RequestId;
 
 /// The longest `operationId`: frameworks make each operation a function
 /// for a model to call, and OpenAI's function names are at most 64
@@ -47,137 +40,6 @@ const MAX_OPERATION_ID: usize = 64;
 /// Where every schema of the document is kept, and what a `$ref` to one
 /// starts with.
 const SCHEMAS: &str = "#/components/schemas/";
-
-impl Bridge {
-    /// `GET /openapi.json` (no `file`), or `GET /openapi/{file}` (`file` is
-    /// `NAME.json`): the document of every server, or of server `NAME`.
-    pub(super) fn openapi_document(
-        &mut self,
-        to: RequestId,
-        request: &Request,
-        file: Option<&str>,
-        now: Instant,
-    ) {
-        let Some(file) = file else {
-            let every = (0..self.specs.len()).collect();
-            let ask = self.traced_ask(to, request, "tools", now);
-            let finish = Finish::Document { server: None };
-            return self.gather_anew(to, "tools", every, ask, finish, now);
-        };
-        let Some(name) = file.strip_suffix(".json") else {
-            return self.respond(to, error(404, "a server's document is /openapi/NAME.json"));
-        };
-        match self.spec_named(Some(name)) {
-            Ok(spec) => {
-                let server = Some(name.to_owned());
-                let ask = self.traced_ask(to, request, "tools", now);
-                let finish = Finish::Document { server };
-                self.gather_anew(to, "tools", vec![spec], ask, finish, now);
-            }
-            Err(response) => self.respond(to, response),
-        }
-    }
-
-    /// `POST /tools/{server}/{tool}`: the server's list is read (`gather`),
-    /// then the tool called by the same client ([`Bridge::call_listed`]).
-    /// A tool the server's filter leaves out is refused here, before the
-    /// server is even started.
-    pub(super) fn call_operation(
-        &mut self,
-        to: RequestId,
-        request: &Request,
-        params: &[&str],
-        now: Instant,
-    ) {
-        let [server, segment] = params else {
-            return self.respond(to, missed(Miss::Path));
-        };
-        let spec = match self.spec_named(Some(*server)) {
-            Ok(spec) => spec,
-            Err(response) => return self.respond(to, response),
-        };
-        let Some(tool) = tool_name(segment) else {
-            return self.respond(to, no_such_tool(server, segment));
-        };
-        if !self.specs.get(spec).is_some_and(|s| s.tools.allows(&tool)) {
-            return self.respond(to, no_such_tool(server, &tool));
-        }
-        let arguments = match arguments(&request.body) {
-            Ok(arguments) => arguments,
-            Err(response) => return self.respond(to, response),
-        };
-        let mut params = json!({"name": tool, "arguments": arguments});
-        let (method, http) = ("tools/call", Answering::Http(to));
-        self.traces
-            .request(http, Some(request), method, None, &mut params, None, now);
-        // The list read first is part of the call: asked under its span.
-        let ask = match params.get("_meta") {
-            Some(meta) => json!({"_meta": meta}),
-            None => Value::Null,
-        };
-        let finish = Finish::Call {
-            server: (*server).to_owned(),
-            tool,
-            params,
-        };
-        self.gather_anew(to, "tools", vec![spec], ask, finish, now);
-    }
-
-    /// Starts the span of `request`, a listing of `key` answered from
-    /// every server's list (when tracing), and gives what to ask each
-    /// server with: its `_meta`, so each server's CLIENT span is a child
-    /// of it; `Value::Null` when not tracing.
-    pub(super) fn traced_ask(
-        &mut self,
-        to: RequestId,
-        request: &Request,
-        key: &str,
-        now: Instant,
-    ) -> Value {
-        let mut ask = json!({});
-        let method = format!("{key}/list");
-        self.traces.request(
-            Answering::Http(to),
-            Some(request),
-            &method,
-            None,
-            &mut ask,
-            None,
-            now,
-        );
-        match ask.get("_meta") {
-            Some(_) => ask,
-            None => Value::Null,
-        }
-    }
-
-    /// Calls `tool`, seen in `server`'s list, by `asker`, the client that
-    /// read the list (and closes with the call's answer), or, when the
-    /// list was a kept one, by a client of its own. Whether `asker` goes
-    /// on.
-    pub(super) fn call_listed(
-        &mut self,
-        asker: Option<(ChildId, ClientId)>,
-        to: RequestId,
-        server: &str,
-        params: Value,
-        now: Instant,
-    ) -> bool {
-        let Some(caller) = asker else {
-            let caller = self.spec_named(Some(server)).and_then(|spec| {
-                let caller = self.ephemeral_client(spec, now);
-                caller.map_err(|full| error(503, &full.message()))
-            });
-            match caller {
-                Ok(caller) => self.ask(caller, to, "tools/call", params, Reply::Operation, now),
-                Err(response) => self.respond(to, response),
-            }
-            return false;
-        };
-        self.ask(caller, to, "tools/call", params, Reply::Operation, now);
-        true
-    }
-}
 
 /// An operation's answer: the `CallToolResult` (200, `isError` or not);
 /// a JSON-RPC error in the REST API's shape, `{"error": {"code",
@@ -202,7 +64,7 @@ pub(super) fn no_such_tool(server: &str, tool: &str) -> Response {
 
 /// An operation's body: the tool's arguments, a JSON object (an empty
 /// body is no arguments), or the 400 to answer with.
-fn arguments(body: &[u8]) -> Result<Value, Response> {
+pub(super) fn arguments(body: &[u8]) -> Result<Value, Response> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
@@ -244,7 +106,7 @@ fn path_segment(tool: &str) -> Option<String> {
 
 /// The tool a path segment names: its escapes decoded (the canonical path
 /// decoded the unreserved ones already); `None` when they are not UTF-8.
-fn tool_name(segment: &str) -> Option<String> {
+pub(super) fn tool_name(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut name = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -617,6 +479,7 @@ mod tests {
     use super::*;
     use crate::bridge::rig::{answered, status, Rig};
     use crate::bridge::{filter::ToolFilter, ChildId, Limits, ServerSpec};
+    use crate::http::Request;
     use crate::provider::Output;
 
     fn echo() -> Value {

@@ -6,7 +6,7 @@
 //! notice.
 //!
 //! Ending a server is what `DELETE /integrations/{name}` does
-//! (`Bridge::retire`): its sessions end, so their next request gets 404
+//! (`Registry::retire`): its sessions end, so their next request gets 404
 //! and an MCP client initializes again (on a changed server, with a child
 //! of the new spec), and its children stop, every call in flight answered
 //! with an error. Only servers that came from the configuration are
@@ -19,10 +19,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::time::Instant;
 
-use super::Bridge;
-use crate::bridge::{bad_server_name, Limits, ServerSpec};
+use crate::bridge::{bad_server_name, ServerSpec};
 
 /// What a new configuration changed, by server name, each list in the
 /// order the configuration (or, for `removed`, the bridge) lists them.
@@ -119,7 +117,7 @@ pub fn diff(live: &[ServerSpec], configured: &HashSet<String>, new: &[ServerSpec
 
 /// Whether every server of `specs` can be served: names usable in a URL,
 /// and each once.
-fn check(specs: &[ServerSpec]) -> Result<(), BadConfiguration> {
+pub(super) fn check(specs: &[ServerSpec]) -> Result<(), BadConfiguration> {
     let mut seen = HashSet::new();
     for spec in specs {
         if let Some(why) = bad_server_name(&spec.name) {
@@ -138,46 +136,6 @@ fn check(specs: &[ServerSpec]) -> Result<(), BadConfiguration> {
     Ok(())
 }
 
-impl Bridge {
-    /// Takes a new configuration: `specs`, every server it names, and
-    /// `limits`, which sessions follow at once and children started from
-    /// now on (a running child keeps those it started with). A server that
-    /// was removed or changed ends (`Bridge::retire`); the outputs to
-    /// carry out (streams that end, children to stop) are queued for
-    /// [`Bridge::poll_output`]. A bad configuration changes nothing.
-    pub fn reconfigure(
-        &mut self,
-        specs: Vec<ServerSpec>,
-        limits: Limits,
-        now: Instant,
-    ) -> Result<Reconfigured, BadConfiguration> {
-        check(&specs)?;
-        let diff = diff(&self.specs, &self.configured, &specs);
-        for name in diff.removed.iter().chain(&diff.changed) {
-            self.retire(name, now);
-        }
-        // The configuration's servers in its order, then those added at
-        // run time, as they were.
-        let configured = &self.configured;
-        let added_at_run_time: Vec<ServerSpec> = self
-            .specs
-            .drain(..)
-            .filter(|s| !configured.contains(&s.name))
-            .collect();
-        let taken: Vec<ServerSpec> = specs
-            .into_iter()
-            .filter(|s| !diff.shadowed.contains(&s.name))
-            .collect();
-        self.configured = taken.iter().map(|s| s.name.clone()).collect();
-        self.specs = taken.into_iter().chain(added_at_run_time).collect();
-        self.limits = limits;
-        if !diff.added.is_empty() {
-            self.aggregates_changed();
-        }
-        Ok(diff)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -186,8 +144,11 @@ mod tests {
     use bytes::Bytes;
     use serde_json::{json, Value};
 
+    use std::time::Instant;
+
     use super::*;
-    use crate::bridge::{BridgeOutput, ChildId, Routed, Share, StopSignal};
+    use crate::bridge::{BridgeOutput, ChildId, Limits, Routed, Share, StopSignal};
+    use crate::gateway::Bridge;
     use crate::http::{Body, Request};
     use crate::provider::{ConnId, Output};
 

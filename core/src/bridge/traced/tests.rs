@@ -17,8 +17,7 @@ const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 fn traced(rig: Rig) -> Rig {
     let mut rig = rig;
-    *rig.bridge.traces.tracer_mut() =
-        Tracer::new(Some(Sampler::default()), 9, rig.now, SystemTime::now());
+    *rig.bridge.tracer_mut() = Tracer::new(Some(Sampler::default()), 9, rig.now, SystemTime::now());
     rig
 }
 
@@ -325,7 +324,7 @@ fn an_openapi_document_is_a_server_span_over_every_listing() {
 /// A traced rig whose spans carry content.
 fn capturing(rig: Rig) -> Rig {
     let mut rig = traced(rig);
-    let tracer = rig.bridge.traces.tracer_mut();
+    let tracer = rig.bridge.tracer_mut();
     *tracer = std::mem::replace(tracer, Tracer::off()).capturing_content(true);
     rig
 }

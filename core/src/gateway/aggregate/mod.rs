@@ -77,10 +77,14 @@ impl Bridge {
     /// An `initialize` at `/mcp`: a new aggregate session, answered by the
     /// bridge (what the servers offer is learned when it is asked for).
     pub(super) fn open_aggregate(&mut self, to: RequestId, id: Value, params: Value, now: Instant) {
-        if let Err(full) = self.admit_session(now) {
-            return self.reply_error(to, 503, mcp::INVALID_REQUEST, &full.message());
+        if let Err(full) = self.registry.admit_session(now) {
+            return self
+                .registry
+                .reply_error(to, 503, mcp::INVALID_REQUEST, &full.message());
         }
-        let session = self.insert_session(BRIDGE, ClientId(0), Transport::Streamable, now);
+        let session = self
+            .registry
+            .insert_session(BRIDGE, ClientId(0), Transport::Streamable, now);
         let requested = params["protocolVersion"].as_str().unwrap_or_default();
         let result = json!({
             "protocolVersion": mcp::negotiate(requested),
@@ -88,7 +92,7 @@ impl Bridge {
             "serverInfo": server_info(),
             "instructions": self.instructions(),
         });
-        self.above.fans.insert(
+        self.fans.insert(
             session.clone(),
             Fan {
                 init: params,
@@ -96,7 +100,8 @@ impl Bridge {
             },
         );
         let response = Response::json(200, mcp::result(&id, result));
-        self.respond(to, response.with_header("mcp-session-id", session));
+        self.registry
+            .respond(to, response.with_header("mcp-session-id", session));
     }
 
     /// A message for aggregate session `session` (known to be one).
@@ -107,25 +112,25 @@ impl Bridge {
         message: Message,
         now: Instant,
     ) {
-        if let Some(s) = self.sessions.get_mut(session) {
-            s.used = now;
-        }
+        self.registry.touch(session, now);
         match message {
             Message::Request { id, method, params } => {
                 self.aggregate_incoming(to, Some(session), id, method, params, now)
             }
             Message::Notification { method, params } => {
-                self.respond(to, Response::full(202, "application/json", Bytes::new()));
+                self.registry
+                    .respond(to, Response::full(202, "application/json", Bytes::new()));
                 self.aggregate_notification(session, &method, params, now);
             }
             Message::Response { id, outcome } => {
-                self.respond(to, Response::full(202, "application/json", Bytes::new()));
+                self.registry
+                    .respond(to, Response::full(202, "application/json", Bytes::new()));
                 let asked = id
                     .as_u64()
-                    .and_then(|n| self.above.fans.get_mut(session)?.asks.remove(&n));
+                    .and_then(|n| self.fans.get_mut(session)?.asks.remove(&n));
                 if let Some((child, client, id)) = asked {
                     let answer = Message::Response { id, outcome };
-                    self.forward(child, client, answer, None, now);
+                    self.registry.forward(child, client, answer, None, now);
                 }
             }
         }
@@ -142,7 +147,9 @@ impl Bridge {
     ) {
         if method == "server/discover" {
             let result = mcp::discover_result(capabilities(), server_info(), &self.instructions());
-            return self.respond(to, Response::json(200, mcp::result(&id, result)));
+            return self
+                .registry
+                .respond(to, Response::json(200, mcp::result(&id, result)));
         }
         self.aggregate_incoming(to, None, id, method, params, now);
     }
@@ -163,25 +170,31 @@ impl Bridge {
         now: Instant,
     ) {
         let refuse = |this: &mut Self, code: i64, message: &str| {
-            this.respond(
+            this.registry.respond(
                 to,
                 Response::json(200, mcp::error(&id, code, message, None)),
             )
         };
         let key = match method.as_str() {
-            "ping" => return self.respond(to, Response::json(200, mcp::result(&id, json!({})))),
+            "ping" => {
+                return self
+                    .registry
+                    .respond(to, Response::json(200, mcp::result(&id, json!({}))))
+            }
             "tools/list" => "tools",
             "prompts/list" => "prompts",
             "resources/list" => "resources",
             "resources/templates/list" => "resourceTemplates",
             "logging/setLevel" => {
                 if let Some(session) = session {
-                    if let Some(fan) = self.above.fans.get_mut(session) {
+                    if let Some(fan) = self.fans.get_mut(session) {
                         fan.level = Some(params.clone());
                     }
                     self.ask_every_member(to, session, &method, &params, now);
                 }
-                return self.respond(to, Response::json(200, mcp::result(&id, json!({}))));
+                return self
+                    .registry
+                    .respond(to, Response::json(200, mcp::result(&id, json!({}))));
             }
             _ => {
                 if let Some(kind) = self.unlisted(&method, &params).filter(|_| !listed) {
@@ -254,7 +267,8 @@ impl Bridge {
             Some(session) => {
                 let mut sources = Vec::new();
                 for (spec, params) in asks {
-                    let Some(server) = self.specs.get(spec).map(|s| s.name.clone()) else {
+                    let Some(server) = self.registry.specs().get(spec).map(|s| s.name.clone())
+                    else {
                         continue;
                     };
                     match self.member(to, session, spec, now) {
@@ -287,10 +301,10 @@ impl Bridge {
             _ => return None,
         };
         let name = name.as_str()?;
-        if self.above.directory.find(kind, name).is_some() {
+        if self.directory.find(kind, name).is_some() {
             return None;
         }
-        let names = &self.above.names;
+        let names = &self.names;
         let bare = self
             .aggregate_servers()
             .iter()
@@ -330,18 +344,21 @@ impl Bridge {
         now: Instant,
     ) {
         let Some(session) = session else {
-            return self.stateless_forward(to, spec, id, method, params, now);
+            return self
+                .registry
+                .stateless_forward(to, spec, id, method, params, now);
         };
         let (child, client) = match self.member(to, session, spec, now) {
             Ok(member) => member,
             Err(why) => {
                 let answer = mcp::error(&id, SERVER_ERROR, &why, None);
-                return self.respond(to, Response::json(200, answer));
+                return self.registry.respond(to, Response::json(200, answer));
             }
         };
         let progress = progress_token(&params);
         if progress.is_some() {
-            self.respond(to, Response::stream("text/event-stream"));
+            self.registry
+                .respond(to, Response::stream("text/event-stream"));
         }
         let wait = Pending {
             to,
@@ -349,7 +366,8 @@ impl Bridge {
             progress,
         };
         let message = Message::Request { id, method, params };
-        self.forward(child, client, message, Some(wait), now);
+        self.registry
+            .forward(child, client, message, Some(wait), now);
     }
 
     /// The server a named request is for, and its params as that server
@@ -391,20 +409,20 @@ impl Bridge {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let found = self.above.directory.find(kind, &full);
+        let found = self.directory.find(kind, &full);
         if let Some(spec) = found.and_then(|(server, _)| self.aggregated_spec(server)) {
             let own = found.map(|(_, own)| own).unwrap_or_default();
             holder.insert("name".into(), json!(own));
             return Ok((spec, params));
         }
-        let sep = self.above.names.separator().to_owned();
+        let sep = self.names.separator().to_owned();
         let unknown = |why: String| {
             (
                 mcp::INVALID_PARAMS,
                 format!("Unknown {what}: {full} ({why})"),
             )
         };
-        let Some((prefix, own)) = self.above.names.split(&full) else {
+        let Some((prefix, own)) = self.names.split(&full) else {
             return Err(unknown(format!(
                 "not listed; names here are PREFIX{sep}NAME"
             )));
@@ -427,7 +445,7 @@ impl Bridge {
         let configured = servers
             .iter()
             .filter_map(|&spec| {
-                let owned = self.specs[spec].resources.iter();
+                let owned = self.registry.specs()[spec].resources.iter();
                 let longest = owned
                     .filter(|start| !start.is_empty() && uri.starts_with(start.as_str()))
                     .map(String::len)
@@ -443,7 +461,7 @@ impl Bridge {
         configured
             .or_else(|| {
                 let order = self.aggregated_names();
-                let server = self.above.owners.owner(uri, &order)?;
+                let server = self.owners.owner(uri, &order)?;
                 self.aggregated_spec(server)
             })
             .or(only)
@@ -456,14 +474,13 @@ impl Bridge {
     /// A notification from an aggregate session's client: a cancel goes
     /// to the member that has the call, a roots change to every member.
     fn aggregate_notification(&mut self, session: &str, method: &str, params: Value, now: Instant) {
-        let Some(fan) = self.above.fans.get(session) else {
+        let Some(fan) = self.fans.get(session) else {
             return;
         };
         let members: Vec<(ChildId, ClientId)> = match method {
             "notifications/cancelled" => {
                 let call = params["requestId"].to_string();
-                let has =
-                    |m: &&(ChildId, ClientId)| self.pending.contains_key(&(m.0, m.1, call.clone()));
+                let has = |m: &&(ChildId, ClientId)| self.registry.awaits(m.0, m.1, &call);
                 fan.members.values().filter(has).copied().collect()
             }
             "notifications/roots/list_changed" => fan.members.values().copied().collect(),
@@ -472,7 +489,7 @@ impl Bridge {
         for (child, client) in members {
             let method = method.to_owned();
             let params = params.clone();
-            self.forward(
+            self.registry.forward(
                 child,
                 client,
                 Message::Notification { method, params },
@@ -493,7 +510,6 @@ impl Bridge {
         now: Instant,
     ) {
         let members: Vec<(ChildId, ClientId)> = self
-            .above
             .fans
             .get(session)
             .map(|fan| fan.members.values().copied().collect())
@@ -512,26 +528,25 @@ impl Bridge {
         spec: usize,
         now: Instant,
     ) -> Result<(ChildId, ClientId), String> {
-        let server = self.specs[spec].name.clone();
-        let fan = self.above.fans.get(session).ok_or("the session ended")?;
+        let server = self.registry.specs()[spec].name.clone();
+        let fan = self.fans.get(session).ok_or("the session ended")?;
         if let Some(&member) = fan.members.get(&server) {
-            if self.children.contains_key(&member.0) {
+            if self.registry.child(member.0).is_some() {
                 return Ok(member);
             }
             // Its child was forgotten: a new member replaces it.
-            self.by_client.remove(&member);
+            self.registry.leave(member.0, member.1);
         }
         let (init, level) = (fan.init.clone(), fan.level.clone());
-        let child = self.child_for(spec, now).map_err(|full| full.message())?;
-        let client = self
-            .children
-            .get_mut(&child)
-            .map(|c| c.open_client(now))
-            .ok_or("the server has no child")?;
-        if let Some(fan) = self.above.fans.get_mut(session) {
+        let child = self
+            .registry
+            .child_for(spec, now)
+            .map_err(|full| full.message())?;
+        let client = (self.registry.open_client(child, now)).ok_or("the server has no child")?;
+        if let Some(fan) = self.fans.get_mut(session) {
             fan.members.insert(server, (child, client));
         }
-        self.by_client.insert((child, client), session.to_owned());
+        self.registry.join(session, child, client);
         self.member_request(to, child, client, "initialize", init, now);
         if let Some(level) = level {
             self.member_request(to, child, client, "logging/setLevel", level, now);
@@ -549,9 +564,9 @@ impl Bridge {
         params: Value,
         now: Instant,
     ) {
-        self.next_request += 1;
+        let number = self.registry.next_number();
         let message = Message::Request {
-            id: json!(format!("bridge-{}", self.next_request)),
+            id: json!(format!("bridge-{number}")),
             method: method.to_owned(),
             params,
         };
@@ -560,7 +575,8 @@ impl Bridge {
             reply: Reply::Member,
             progress: None,
         };
-        self.forward(child, client, message, Some(wait), now);
+        self.registry
+            .forward(child, client, message, Some(wait), now);
     }
 
     /// A server's message for an aggregate session's client, as the client
@@ -582,8 +598,8 @@ impl Bridge {
         let (Some(id), true) = (parsed.get("id").cloned(), parsed["method"].is_string()) else {
             return Some(message);
         };
-        let cap = self.limits.max_in_flight;
-        let fan = self.above.fans.get_mut(session)?;
+        let cap = self.registry.limits().max_in_flight;
+        let fan = self.fans.get_mut(session)?;
         if fan.asks.len() >= cap {
             let error =
                 json!({"code": SERVER_ERROR, "message": "too many requests wait for this client"});
@@ -591,7 +607,7 @@ impl Bridge {
                 id,
                 outcome: Err(error),
             };
-            self.forward(child, client, refusal, None, now);
+            self.registry.forward(child, client, refusal, None, now);
             return None;
         }
         fan.next_ask += 1;
@@ -600,34 +616,30 @@ impl Bridge {
         Some(parsed.to_string())
     }
 
-    /// The members of an ended aggregate session.
-    pub(super) fn end_fan(&mut self, session: &str) -> Vec<(ChildId, ClientId)> {
-        let fan = self.above.fans.remove(session);
-        fan.map(|f| f.members.into_values().collect())
-            .unwrap_or_default()
+    /// An aggregate session ended (the registry released its members).
+    pub(super) fn end_fan(&mut self, session: &str) {
+        self.fans.remove(session);
     }
 
     /// Server `server` is gone: each aggregate session lets go of its
     /// member there and is told its lists changed; the resources it
     /// claimed are no longer its.
     pub(super) fn drop_members(&mut self, server: &str, now: Instant) {
-        self.above
-            .listings
-            .retain(|(listed, _), _| listed != server);
-        self.above.owners.forget(server);
-        self.above.directory.forget(server);
-        self.above.unbared.remove(server);
-        self.above.search.forget_catalog();
+        self.listings.retain(|(listed, _), _| listed != server);
+        self.owners.forget(server);
+        self.directory.forget(server);
+        self.unbared.remove(server);
+        self.search.forget_catalog();
         let mut dropped = Vec::new();
-        for (session, fan) in &mut self.above.fans {
+        for (session, fan) in &mut self.fans {
             if let Some(member) = fan.members.remove(server) {
                 fan.asks.retain(|_, (c, k, _)| (*c, *k) != member);
                 dropped.push((session.clone(), member));
             }
         }
         for (session, (child, client)) in dropped {
-            self.by_client.remove(&(child, client));
-            self.release_client(child, client, now);
+            self.registry.leave(child, client);
+            self.registry.release_client(child, client, now);
             self.lists_changed(&session);
         }
     }
@@ -635,10 +647,10 @@ impl Bridge {
     /// Every aggregate session is told the servers behind it changed.
     pub(super) fn aggregates_changed(&mut self) {
         // Prefixes may have changed: names are learned anew.
-        self.above.directory.clear();
-        self.above.unbared.clear();
-        self.above.search.forget_catalog();
-        let sessions: Vec<String> = self.above.fans.keys().cloned().collect();
+        self.directory.clear();
+        self.unbared.clear();
+        self.search.forget_catalog();
+        let sessions: Vec<String> = self.fans.keys().cloned().collect();
         for session in sessions {
             self.lists_changed(&session);
         }
@@ -658,7 +670,8 @@ impl Bridge {
             key => key,
         };
         let method = format!("notifications/{list}/list_changed");
-        self.tell_session(session, mcp::notification(&method, json!({})));
+        self.registry
+            .tell_session(session, mcp::notification(&method, json!({})));
     }
 
     /// A page of the aggregate listing, from its servers' parts in order:
@@ -698,7 +711,7 @@ impl Bridge {
             true => stateless_answer(answer, &page.id, &page.method),
             false => answer.to_string(),
         };
-        self.respond(to, Response::json(200, body));
+        self.registry.respond(to, Response::json(200, body));
     }
 
     /// The tools or prompts of `parts` named as `/mcp` lists them (those
@@ -725,7 +738,7 @@ impl Bridge {
                 entries.push((n, own.to_owned()));
             }
         }
-        let gateway = &mut self.above;
+        let gateway = &mut *self;
         let (named, newly) = gateway.names.assign(
             kind,
             &servers,
@@ -760,7 +773,7 @@ impl Bridge {
             }
         }
         if !newly.is_empty() {
-            let sessions: Vec<String> = self.above.fans.keys().cloned().collect();
+            let sessions: Vec<String> = self.fans.keys().cloned().collect();
             for session in sessions {
                 self.list_changed(&session, key);
             }
@@ -774,12 +787,12 @@ impl Bridge {
         match key {
             "resources" => {
                 if let Some(uri) = entry["uri"].as_str() {
-                    self.above.owners.learn_uri(server, uri, order);
+                    self.owners.learn_uri(server, uri, order);
                 }
             }
             "resourceTemplates" => {
                 if let Some(template) = entry["uriTemplate"].as_str() {
-                    self.above.owners.learn_template(server, template);
+                    self.owners.learn_template(server, template);
                 }
             }
             _ => {}
@@ -791,10 +804,10 @@ impl Bridge {
     /// one ([`names::Names::fits`]; for an empty prefix, its name), each
     /// prefix taken by the first server that has it.
     pub(super) fn aggregate_servers(&self) -> Vec<(usize, names::Server)> {
-        let names = &self.above.names;
+        let names = &self.names;
         let mut taken = std::collections::HashSet::new();
         let mut servers = Vec::new();
-        for (spec, s) in self.specs.iter().enumerate() {
+        for (spec, s) in self.registry.specs().iter().enumerate() {
             let prefix = s.prefix.clone().unwrap_or_else(|| s.name.clone());
             let own = if prefix.is_empty() { &s.name } else { &prefix };
             let usable = names::bad_prefix(&prefix).is_none() && names.fits(own);
@@ -828,7 +841,7 @@ impl Bridge {
 
     /// The server named under `prefix` now (not one listed bare).
     fn spec_by_prefix(&self, prefix: &str) -> Option<usize> {
-        let unbared = &self.above.unbared;
+        let unbared = &self.unbared;
         let servers = self.aggregate_servers().into_iter();
         servers
             .filter(|(_, s)| match s.prefix.is_empty() {
@@ -842,7 +855,7 @@ impl Bridge {
     /// What the endpoint tells a client about itself.
     fn instructions(&self) -> String {
         let servers = self.aggregated_names();
-        let sep = self.above.names.separator();
+        let sep = self.names.separator();
         format!(
             "Every MCP server this bridge serves, at once: {}. Tools and prompts are named PREFIX{sep}NAME (the prefix is the server's name unless configured; some servers' names may be listed bare, and long names shortened).",
             if servers.is_empty() { "none yet".to_owned() } else { servers.join(", ") }

@@ -550,13 +550,13 @@ fn a_uri_two_servers_list_is_read_from_the_first_in_the_configuration_and_logged
     assert_eq!(read(&mut rig, &session, "file:///a"), Ok("files".into()));
     assert_eq!(read(&mut rig, &session, "git://HEAD"), Ok("git".into()));
     let conflict = vec![("file:///a".to_owned(), "git".to_owned())];
-    assert_eq!(rig.bridge.above.owners.conflicts(), conflict);
+    assert_eq!(rig.bridge.owners.conflicts(), conflict);
     // Listed again (the kept lists): the same owner, the conflict not
     // logged again.
     let again = json!({"jsonrpc": "2.0", "id": 6, "method": "resources/list"});
     assert_eq!(rig.post(Some(&session), again).map(|r| r.status), Some(200));
     assert_eq!(read(&mut rig, &session, "file:///a"), Ok("files".into()));
-    assert_eq!(rig.bridge.above.owners.conflicts(), conflict);
+    assert_eq!(rig.bridge.owners.conflicts(), conflict);
 }
 
 #[test]
@@ -607,7 +607,7 @@ fn a_uri_a_later_server_lists_inside_the_first_ones_template_stays_the_first_one
         Ok("files".into())
     );
     let conflict = ("file:///home/me/key".to_owned(), "git".to_owned());
-    assert_eq!(rig.bridge.above.owners.conflicts(), [conflict]);
+    assert_eq!(rig.bridge.owners.conflicts(), [conflict]);
 }
 
 #[test]
@@ -617,8 +617,8 @@ fn a_server_listing_past_its_bound_loses_only_its_own_oldest() {
     let flood: Vec<String> = (0..MAX_URIS + 5).map(|n| format!("git://n/{n}")).collect();
     let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
     list_resources(&mut rig, &session, "resources", &["file:///a"], &flood);
-    assert_eq!(rig.bridge.above.owners.uris_of("git"), MAX_URIS);
-    assert_eq!(rig.bridge.above.owners.uris_of("files"), 1);
+    assert_eq!(rig.bridge.owners.uris_of("git"), MAX_URIS);
+    assert_eq!(rig.bridge.owners.uris_of("files"), 1);
     assert_eq!(read(&mut rig, &session, "file:///a"), Ok("files".into()));
     let newest = format!("git://n/{}", MAX_URIS + 4);
     assert_eq!(read(&mut rig, &session, &newest), Ok("git".into()));
@@ -652,12 +652,12 @@ fn a_removed_server_takes_its_resources_with_it() {
         &["file:///a"],
         &["git://HEAD"],
     );
-    assert_eq!(rig.bridge.above.owners.uris_of("git"), 1);
+    assert_eq!(rig.bridge.owners.uris_of("git"), 1);
     let files = vec![ServerSpec::new("files", vec!["files-mcp".into()])];
     let changed = rig.bridge.reconfigure(files, Limits::default(), rig.now);
     assert_eq!(changed.unwrap().removed, ["git"]);
-    assert_eq!(rig.bridge.above.owners.uris_of("git"), 0);
-    assert_eq!(rig.bridge.above.owners.uris_of("files"), 1);
+    assert_eq!(rig.bridge.owners.uris_of("git"), 0);
+    assert_eq!(rig.bridge.owners.uris_of("files"), 1);
 }
 
 #[test]

@@ -119,8 +119,8 @@ impl Bridge {
     /// Whether `/mcp` lists its tools or offers to search them (the
     /// aggregate sessions told their tools changed, when it did).
     pub fn set_tool_search(&mut self, setting: ToolSearch) {
-        if self.above.search.setting != setting {
-            self.above.search.setting = setting;
+        if self.search.setting != setting {
+            self.search.setting = setting;
             self.aggregates_changed();
         }
     }
@@ -137,7 +137,7 @@ impl Bridge {
         params: Value,
         now: Instant,
     ) {
-        let search = &mut self.above.search;
+        let search = &mut self.search;
         let name = params["name"].as_str().filter(|_| method == "tools/call");
         let wanted = match (method.as_str(), name) {
             ("tools/list", _) => true,
@@ -151,7 +151,7 @@ impl Bridge {
             return self.aggregate_request(to, session, id, method, params, false, now);
         }
         let stamp = self.listing_stamp();
-        let current = self.above.search.catalog.as_ref();
+        let current = self.search.catalog.as_ref();
         if current.is_some_and(|c| c.current(stamp.as_ref())) {
             let asked = Asked { id, method, params };
             return self.searched(to, session, asked, now);
@@ -189,7 +189,7 @@ impl Bridge {
         now: Instant,
     ) {
         let stamp = self.listing_stamp();
-        Catalog::renew(&mut self.above.search.catalog, parts, stamp);
+        Catalog::renew(&mut self.search.catalog, parts, stamp);
         let asked = Asked {
             id: resolve.id,
             method: resolve.method,
@@ -214,7 +214,7 @@ impl Bridge {
     /// in search mode, else as any request.
     fn searched(&mut self, to: RequestId, session: Option<&str>, asked: Asked, now: Instant) {
         let Asked { id, method, params } = asked;
-        if !self.above.search.on() {
+        if !self.search.on() {
             return self.aggregate_request(to, session, id, method, params, false, now);
         }
         let arguments = &params["arguments"];
@@ -240,7 +240,7 @@ impl Bridge {
             Ok((result, changed)) => (mcp::result(&id, result), changed),
             Err(why) => (mcp::error(&id, mcp::INVALID_PARAMS, &why, None), false),
         };
-        self.respond(to, Response::json(200, body));
+        self.registry.respond(to, Response::json(200, body));
         if let Some(session) = session.filter(|_| changed) {
             self.list_changed(session, "tools");
         }
@@ -250,8 +250,8 @@ impl Bridge {
     /// found tools as the plain list gives them.
     fn search_list(&self, session: Option<&str>) -> Value {
         let mut tools: Vec<Value> = meta::definitions().into();
-        let fan = session.and_then(|s| self.above.fans.get(s));
-        if let (Some(fan), Some(catalog)) = (fan, &self.above.search.catalog) {
+        let fan = session.and_then(|s| self.fans.get(s));
+        if let (Some(fan), Some(catalog)) = (fan, &self.search.catalog) {
             let found = fan.found.names().iter();
             tools.extend(found.filter_map(|name| catalog.entry(name)).cloned());
         }
@@ -277,7 +277,7 @@ impl Bridge {
                 ));
             }
         }
-        let Some(catalog) = &self.above.search.catalog else {
+        let Some(catalog) = &self.search.catalog else {
             return Err(format!("{SEARCH_TOOLS}: the tools are not known yet"));
         };
         let hits = catalog
@@ -294,9 +294,9 @@ impl Bridge {
             .collect();
         let result = meta::search_result(&args.query, &shown);
         let names: Vec<String> = hits.iter().map(|hit| hit.doc.name.clone()).collect();
-        let search = &mut self.above.search;
+        let search = &mut self.search;
         search.seen.searched(session, &args.query, names.clone());
-        let fan = session.and_then(|s| self.above.fans.get_mut(s));
+        let fan = session.and_then(|s| self.fans.get_mut(s));
         let changed = fan.is_some_and(|fan| fan.found.add(names.iter().map(String::as_str)));
         Ok((result, changed))
     }
@@ -306,14 +306,14 @@ impl Bridge {
     /// kept); or what is wrong with its arguments.
     fn call_tool(&mut self, session: Option<&str>, params: &Value) -> Result<Value, String> {
         let CallArgs { name, arguments } = CallArgs::read(&params["arguments"])?;
-        let known = self.above.search.catalog.as_ref();
+        let known = self.search.catalog.as_ref();
         if known.and_then(|c| c.entry(&name)).is_none() {
             return Err(format!(
                 "{CALL_TOOL}: Unknown tool: {} ({SEARCH_TOOLS} finds the tools there are)",
                 crate::text::bounded(&name, 200)
             ));
         }
-        self.above.search.seen.called(session, &name, true);
+        self.search.seen.called(session, &name, true);
         let mut called = json!({"name": name, "arguments": arguments});
         if let Some(meta) = params.get("_meta") {
             called["_meta"] = meta.clone();
