@@ -106,6 +106,7 @@ mod rest;
 pub(crate) mod rig;
 pub(crate) mod routes;
 mod server;
+mod session;
 mod socket;
 mod stateless;
 mod streamable;
@@ -117,8 +118,8 @@ pub(crate) mod traced;
 pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};
 pub use lazy::{kept_file, LastRun, MAX_KEPT_RUN};
 pub(crate) use registry::BRIDGE;
-pub use registry::{ChildId, Routed, KEEPALIVE, MAX_CHILDREN};
 pub(crate) use registry::{Event, Queued, Registry};
+pub use registry::{Routed, KEEPALIVE, MAX_CHILDREN};
 pub use report::{RemoteFigures, Report, SearchFigures, SearchSeen, ServerFigures};
 #[cfg(test)]
 pub(crate) use routes::every_route;
@@ -135,6 +136,11 @@ pub const INTERNAL_ERROR: i64 = -32603;
 /// MCP's "request timeout" code (the SDKs' `RequestTimeout`): a call to a
 /// remote server showed neither its answer nor progress in time.
 pub const REQUEST_TIMEOUT: i64 = -32001;
+
+/// One child (running or startable): an index into
+/// [`Bridge`](crate::gateway::Bridge)'s children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChildId(pub usize);
 
 /// One client of a bridged server (a network session), numbered by the
 /// bridge.

@@ -20,14 +20,16 @@ use serde_json::{json, Value};
 
 use super::common::Answered;
 use super::common::{
-    envelope, event, missed, rest_answer, socket, socket_frame, stateless_answer, Parked, Pending,
-    Reply, StreamStart, Target, Transport, EVENTS_KIND, MESSAGE_KIND,
+    event, missed, rest_answer, socket, socket_frame, stateless_answer, Parked, Pending, Reply,
+    StreamStart, Target, Transport, EVENTS_KIND,
 };
-use super::kept::Kept;
 use super::lazy::{kept_file, LastRun};
 use super::routes::{self, Miss, Route};
+use super::session::{Session, View, MAX_SOCKETS};
 use super::traced::{Answering, Traces};
-use super::{BridgeOutput, BridgedServer, ChildState, ClientId, Limits, ServerSpec, Share};
+use super::{
+    BridgeOutput, BridgedServer, ChildId, ChildState, ClientId, Limits, ServerSpec, Share,
+};
 use crate::agent::close::LinkClose;
 use crate::error::Dialect;
 use crate::http::{Request, Response};
@@ -137,11 +139,6 @@ pub(crate) enum Queued {
     Up(Event),
 }
 
-/// One child (running or startable): an index into
-/// [`Bridge`](crate::gateway::Bridge)'s children.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChildId(pub usize);
-
 /// What the driver carries out.
 #[derive(Debug)]
 pub enum Routed {
@@ -160,124 +157,6 @@ pub enum Routed {
     /// next start, and handed to
     /// [`Bridge::handle_kept`](crate::gateway::Bridge::handle_kept)).
     Keep { file: String, contents: String },
-}
-
-/// How a connection views a session.
-pub(crate) enum View {
-    /// Its event stream, answering this request.
-    Stream(RequestId),
-    Socket,
-}
-
-/// Sockets that may view one session at once; more are refused.
-pub(crate) const MAX_SOCKETS: usize = 16;
-
-/// A client's session. Its views are where what the server sends on its
-/// own goes (notifications, requests): one event stream (the Streamable
-/// `GET`, the legacy SSE stream, or `/events/{id}`) and any number of
-/// WebSockets up to [`MAX_SOCKETS`]. Answers go to whoever asked: an HTTP
-/// request, or the socket that sent the request (see `socket`).
-pub(crate) struct Session {
-    pub(super) child: ChildId,
-    pub(super) client: ClientId,
-    /// How it was made (and so how its client expects to hear from it).
-    pub(super) transport: Transport,
-    /// The request its open event stream answers.
-    pub(super) stream: Option<RequestId>,
-    /// The event name on that stream: [`EVENTS_KIND`] on `/events`,
-    /// [`MESSAGE_KIND`] on an MCP transport's.
-    pub(super) stream_kind: &'static str,
-    /// The WebSockets attached to it.
-    pub(super) sockets: Vec<ConnId>,
-    /// Messages for it while no view is open.
-    held: Kept,
-    /// The last events sent down the stream, for a replay.
-    sent: Kept,
-    next_event: u64,
-    /// When its client last sent something.
-    pub(super) used: Instant,
-}
-
-impl Session {
-    /// Whether anything views it: a stream or a socket.
-    pub(super) fn viewed(&self) -> bool {
-        self.stream.is_some() || !self.sockets.is_empty()
-    }
-
-    /// `message` for every view: an event down the stream (numbered and
-    /// remembered for a replay), a frame on each socket.
-    /// `kept` is what all sessions keep ([`Kept`]).
-    fn outputs(&mut self, message: String, kept: &mut usize) -> Vec<Output> {
-        let mut outputs = Vec::with_capacity(self.sockets.len() + 1);
-        if !self.sockets.is_empty() {
-            let text = envelope(&message);
-            outputs.extend(self.sockets.iter().map(|&conn| Output::ToAgent {
-                conn,
-                text: text.clone(),
-            }));
-        }
-        if let Some(to) = self.stream {
-            outputs.push(self.event(to, message, kept));
-        }
-        outputs
-    }
-
-    fn event(&mut self, to: RequestId, message: String, kept: &mut usize) -> Output {
-        self.next_event += 1;
-        let data = event(self.next_event, self.stream_kind, &message);
-        self.sent.push(self.next_event, message, kept);
-        Output::Data { to, data }
-    }
-
-    /// The stream opens, answering `to`, its events named `kind`: the
-    /// events after `last_event` again (a reconnect), then what was held;
-    /// the stream it replaced.
-    fn attach(
-        &mut self,
-        to: RequestId,
-        kind: &'static str,
-        last_event: Option<u64>,
-        kept: &mut usize,
-    ) -> (Vec<Output>, Option<RequestId>) {
-        let replaced = self.stream.replace(to);
-        self.stream_kind = kind;
-        let mut outputs: Vec<Output> = match last_event {
-            Some(last) => self
-                .sent
-                .after(last)
-                .map(|(n, message)| Output::Data {
-                    to,
-                    data: event(n, kind, message),
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        let held = self.held.take(kept);
-        outputs.extend(
-            held.into_iter()
-                .map(|(_, message)| self.event(to, message, kept)),
-        );
-        (outputs, replaced)
-    }
-
-    /// A socket attaches: what was held, as frames for it.
-    fn attach_socket(&mut self, conn: ConnId, kept: &mut usize) -> Vec<Output> {
-        self.sockets.push(conn);
-        self.held
-            .take(kept)
-            .into_iter()
-            .map(|(_, message)| Output::ToAgent {
-                conn,
-                text: envelope(&message),
-            })
-            .collect()
-    }
-
-    /// Lets go of everything it keeps (it ends).
-    fn release(&mut self, kept: &mut usize) {
-        self.held.take(kept);
-        self.sent.take(kept);
-    }
 }
 
 /// What a server's children did that outlives them, for its figures.
@@ -314,7 +193,7 @@ pub struct Registry {
     /// The clients that stateless requests (and REST calls without a
     /// session) have on their child, for as long as each waits.
     pub(super) stateless: IdSet<(ChildId, ClientId)>,
-    /// Bytes every session keeps for its client ([`Kept`]).
+    /// Bytes every session keeps for its client (see `kept`).
     kept: usize,
     /// Stateless clients' calls waiting for their retry, by `requestState`.
     pub(super) parked: HashMap<String, Parked>,
@@ -1013,18 +892,7 @@ impl Registry {
     ) -> String {
         self.next_session += 1;
         let id = crate::auth::derive_token(&[&self.seed, &self.next_session.to_le_bytes()]);
-        let session = Session {
-            child,
-            client,
-            transport,
-            stream: None,
-            stream_kind: MESSAGE_KIND,
-            sockets: Vec::new(),
-            held: Kept::default(),
-            sent: Kept::default(),
-            next_event: 0,
-            used: now,
-        };
+        let session = Session::new(child, client, transport, now);
         self.sessions.insert(id.clone(), session);
         if child != BRIDGE {
             self.by_client.insert((child, client), id.clone());
@@ -1331,7 +1199,7 @@ impl Registry {
         if session.viewed() {
             let outputs = session.outputs(message, &mut self.kept);
             self.push_all(outputs);
-        } else if session.held.push(0, message, &mut self.kept) > 0 {
+        } else if session.hold(message, &mut self.kept) > 0 {
             tracing::warn!(
                 "an MCP session's client is not listening: its oldest messages were dropped"
             );
