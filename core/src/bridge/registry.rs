@@ -24,7 +24,7 @@ use super::common::{
     StreamStart, Target, Transport, EVENTS_KIND,
 };
 use super::lazy::{kept_file, LastRun};
-use super::routes::{self, Miss, Route};
+use super::routes::{self, Found, Miss, Route};
 use super::session::{Session, View, MAX_SOCKETS};
 use super::traced::{Answering, Traces};
 use super::{
@@ -381,15 +381,21 @@ impl Registry {
 
     // ---- input ----
 
-    /// A request for a [`Registry::handles`] path: `/mcp` and `/mcp/NAME` (Streamable
-    /// HTTP, both generations), `/mcp/NAME/sse` and `/mcp/NAME/messages`
-    /// (HTTP+SSE), and the REST API, events and WebSocket of `rest.rs`.
-    pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
+    /// A request for a [`Registry::handles`] path, to answer `to`, and its
+    /// row of the route table ([`routes::find`]): `/mcp` and `/mcp/NAME`
+    /// (Streamable HTTP, both generations), `/mcp/NAME/sse` and
+    /// `/mcp/NAME/messages` (HTTP+SSE), and the REST API, events and
+    /// WebSocket of `rest.rs`.
+    pub(crate) fn handle_request(
+        &mut self,
+        to: RequestId,
+        request: &Request,
+        found: Result<Found, Miss>,
+        now: Instant,
+    ) {
         self.traces.clock(now);
-        let to = RequestId::of(conn, &request);
-        let path = request.path();
-        let transport = routes::is_mcp_transport(path);
-        let found = match routes::find(&request.method, path) {
+        let transport = routes::is_mcp_transport(request.path());
+        let found = match found {
             Ok(found) => found,
             Err(Miss::Method) if transport => {
                 return self.reply_error(
@@ -402,12 +408,12 @@ impl Registry {
             Err(miss) => return self.respond(to, missed(miss)),
         };
         if found.route != Route::Mcp {
-            return self.rest(to, &request, &found, now);
+            return self.rest(to, request, &found, now);
         }
         let name = found.params.first().copied().unwrap_or_default();
         let tail = found.params.get(1).copied().unwrap_or_default();
         if found.params.is_empty() {
-            return self.streamable(to, Target::Every, &request, now);
+            return self.streamable(to, Target::Every, request, now);
         }
         let Some(spec) = self.specs.iter().position(|s| s.name == name) else {
             let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
@@ -422,9 +428,9 @@ impl Registry {
             return self.reply_error(to, 404, mcp::INVALID_REQUEST, &message);
         };
         match (tail, request.method.as_str()) {
-            ("", _) => self.streamable(to, Target::Server(spec), &request, now),
+            ("", _) => self.streamable(to, Target::Server(spec), request, now),
             ("sse", "GET") => self.open_legacy(to, spec, now),
-            ("messages", "POST") => self.post_legacy(to, spec, &request, now),
+            ("messages", "POST") => self.post_legacy(to, spec, request, now),
             ("sse" | "messages", _) => {
                 self.reply_error(to, 405, mcp::INVALID_REQUEST, "GET …/sse, POST …/messages")
             }

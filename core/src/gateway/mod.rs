@@ -176,12 +176,17 @@ impl Bridge {
     /// gateway's, claimed first.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
         let to = RequestId::of(conn, &request);
-        match self.claim(&request) {
+        let found = routes::find(&request.method, request.path());
+        match found
+            .as_ref()
+            .ok()
+            .and_then(|found| self.claim(&request, found))
+        {
             Some(claim) => {
                 self.registry.clock(now);
                 self.serve(to, &request, claim, now);
             }
-            None => self.registry.handle_request(conn, request, now),
+            None => self.registry.handle_request(to, &request, found, now),
         }
         self.handle_queued();
     }
@@ -411,12 +416,11 @@ impl Bridge {
     // ---- the routes that span servers ----
 
     /// The gateway's route `request` is for, if it is one of them.
-    fn claim<'a>(&self, request: &'a Request) -> Option<Claim<'a>> {
-        let found = routes::find(&request.method, request.path()).ok()?;
-        let Found { route, params } = found;
-        match route {
+    fn claim<'a>(&self, request: &Request, found: &Found<'a>) -> Option<Claim<'a>> {
+        let params = &found.params;
+        match found.route {
             Route::Document => Some(Claim::Document(params.first().copied())),
-            Route::Operation => Some(Claim::Operation(params)),
+            Route::Operation => Some(Claim::Operation(params.clone())),
             Route::List if routes::query(request, "server").is_none() && self.specs().len() > 1 => {
                 let key = match request.path().trim_start_matches('/') {
                     "resources" => "resources",
