@@ -167,7 +167,7 @@ pub(crate) struct Past {
 }
 
 /// Every bridged server, its children and the clients' sessions.
-pub struct Registry {
+pub(crate) struct Registry {
     pub(super) specs: Vec<ServerSpec>,
     /// The names of the servers that came from the configuration (given
     /// to [`Registry::new`] or [`Registry::configure`]), not added at run
@@ -214,7 +214,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32], now: Instant) -> Self {
+    pub(crate) fn new(
+        specs: Vec<ServerSpec>,
+        limits: Limits,
+        seed: [u8; 32],
+        now: Instant,
+    ) -> Self {
         Registry {
             configured: specs.iter().map(|s| s.name.clone()).collect(),
             specs,
@@ -243,32 +248,32 @@ impl Registry {
 
     /// The registry, recording spans with `tracer` (it records none
     /// without one).
-    pub fn with_tracer(mut self, tracer: Tracer) -> Self {
+    pub(crate) fn with_tracer(mut self, tracer: Tracer) -> Self {
         self.traces.set_tracer(tracer);
         self
     }
 
     /// The next finished span, for the driver to export.
-    pub fn poll_span(&mut self) -> Option<Span> {
+    pub(crate) fn poll_span(&mut self) -> Option<Span> {
         self.traces.poll()
     }
 
     /// Spans this registry dropped because they were not drained in time.
-    pub fn spans_dropped(&self) -> u64 {
+    pub(crate) fn spans_dropped(&self) -> u64 {
         self.traces.dropped()
     }
 
     // ---- getters ----
 
     /// Whether a request for `path` is the bridge's.
-    pub fn handles(path: &str) -> bool {
+    pub(crate) fn handles(path: &str) -> bool {
         routes::handles(path)
     }
 
     /// The shape a refusal of a request for `path` takes: MCP clients
     /// read one of their transports' as JSON-RPC, the REST API's callers
     /// like the provider's own routes.
-    pub fn refusal_dialect(path: &str) -> Dialect {
+    pub(crate) fn refusal_dialect(path: &str) -> Dialect {
         match routes::is_mcp_transport(path) {
             true => Dialect::JsonRpc,
             false => Dialect::OpenAi,
@@ -276,7 +281,7 @@ impl Registry {
     }
 
     /// Every child there is, by id.
-    pub fn children(&self) -> impl Iterator<Item = (ChildId, &BridgedServer)> {
+    pub(crate) fn children(&self) -> impl Iterator<Item = (ChildId, &BridgedServer)> {
         self.children.iter().map(|(id, c)| (*id, c))
     }
 
@@ -284,13 +289,13 @@ impl Registry {
         self.children.get(&id)
     }
 
-    pub fn sessions(&self) -> usize {
+    pub(crate) fn sessions(&self) -> usize {
         self.sessions.len()
     }
 
     /// The servers bridged now: the configured ones, then those added at
     /// run time.
-    pub fn specs(&self) -> &[ServerSpec] {
+    pub(crate) fn specs(&self) -> &[ServerSpec] {
         &self.specs
     }
 
@@ -448,7 +453,7 @@ impl Registry {
     /// stream ends, and each call it waited for is abandoned
     /// (`Registry::abandon_calls`). A Streamable HTTP session stays until
     /// `DELETE`; an HTTP+SSE one ends with its stream.
-    pub fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
+    pub(crate) fn handle_conn_closed(&mut self, conn: ConnId, now: Instant) {
         self.traces.clock(now);
         if let Some((id, View::Stream(_))) = self.detach(conn) {
             let legacy = self
@@ -521,7 +526,7 @@ impl Registry {
     /// [`kept_file`]) where [`Routed::Keep`] had it written: its children
     /// answer from it while they are stopped. A file that is not a kept
     /// run is ignored (its server starts to list, as on a first run).
-    pub fn handle_kept(&mut self, file: &str, contents: &[u8], now: Instant) {
+    pub(crate) fn handle_kept(&mut self, file: &str, contents: &[u8], now: Instant) {
         if !self.limits.lazy {
             return;
         }
@@ -544,16 +549,16 @@ impl Registry {
         self.last_runs.entry(file.to_owned()).or_insert(run);
     }
 
-    pub fn handle_spawned(&mut self, child: ChildId, now: Instant) {
+    pub(crate) fn handle_spawned(&mut self, child: ChildId, now: Instant) {
         self.on_child(child, now, |c| c.handle_spawned(now));
     }
 
-    pub fn handle_spawn_failed(&mut self, child: ChildId, error: &str, now: Instant) {
+    pub(crate) fn handle_spawn_failed(&mut self, child: ChildId, error: &str, now: Instant) {
         self.on_child(child, now, |c| c.handle_spawn_failed(error, now));
     }
 
     /// How a remote server is doing, as its client saw last.
-    pub fn handle_remote_status(
+    pub(crate) fn handle_remote_status(
         &mut self,
         child: ChildId,
         status: crate::upstream::Status,
@@ -563,21 +568,21 @@ impl Registry {
     }
 
     /// A remote server answers the coming `initialize` with no session.
-    pub fn handle_child_sessionless(&mut self, child: ChildId, now: Instant) {
+    pub(crate) fn handle_child_sessionless(&mut self, child: ChildId, now: Instant) {
         self.on_child(child, now, |c| c.handle_child_sessionless());
     }
 
-    pub fn handle_child_line(&mut self, child: ChildId, line: &str, now: Instant) {
+    pub(crate) fn handle_child_line(&mut self, child: ChildId, line: &str, now: Instant) {
         self.on_child(child, now, |c| c.handle_child_line(line, now));
     }
 
     /// The child exited; `said` is the end of what it wrote on stderr
     /// (empty when unknown), for the clients' error.
-    pub fn handle_child_exit(&mut self, child: ChildId, said: &str, now: Instant) {
+    pub(crate) fn handle_child_exit(&mut self, child: ChildId, said: &str, now: Instant) {
         self.on_child(child, now, |c| c.handle_child_exit(said, now));
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.traces.clock(now);
         if self.keepalive_at.is_some_and(|at| at <= now) {
             self.keepalive_at = (!self.streams.is_empty()).then(|| now + KEEPALIVE);
@@ -617,7 +622,7 @@ impl Registry {
     /// holds what follows, boundedly, for a reconnect with
     /// `Last-Event-ID`), its WebSocket closes, and a call whose answer
     /// streams to it (its progress first) is cancelled at the child.
-    pub fn handle_slow_conn(&mut self, conn: ConnId, now: Instant) {
+    pub(crate) fn handle_slow_conn(&mut self, conn: ConnId, now: Instant) {
         self.traces.clock(now);
         let streaming = |p: &Pending| p.to.conn == conn && p.progress.is_some();
         if self.pending.values().any(streaming) {
@@ -641,7 +646,7 @@ impl Registry {
     // ---- commands ----
 
     /// Stops every child (the process is shutting down).
-    pub fn stop(&mut self, now: Instant) {
+    pub(crate) fn stop(&mut self, now: Instant) {
         let all: Vec<ChildId> = self.children.keys().copied().collect();
         for child in all {
             self.on_child(child, now, |c| c.stop(now));
@@ -677,7 +682,7 @@ impl Registry {
 
     // ---- output ----
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.children
             .values()
             .filter_map(BridgedServer::poll_timeout)

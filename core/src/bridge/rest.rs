@@ -292,7 +292,7 @@ impl Registry {
     /// How the login [`Routed::Login`](super::Routed::Login) asked for began: the page to open
     /// (the user signs in there, and the server takes the redirect), or
     /// why it could not.
-    pub fn handle_login_started(&mut self, to: RequestId, started: Result<String, String>) {
+    pub(crate) fn handle_login_started(&mut self, to: RequestId, started: Result<String, String>) {
         let response = match started {
             Ok(page) => Response::json(200, json!({"authorize_url": page}).to_string()),
             Err(why) => error(409, &why),
@@ -403,7 +403,7 @@ impl Registry {
     }
 
     /// The figures now.
-    pub fn report(&self) -> Report {
+    pub(crate) fn report(&self) -> Report {
         let servers = self
             .specs
             .iter()
@@ -466,7 +466,7 @@ impl Registry {
     }
 
     /// A frame from a WebSocket client, parsed.
-    pub fn handle_socket_frame(&mut self, conn: ConnId, frame: SocketFrame, now: Instant) {
+    pub(crate) fn handle_socket_frame(&mut self, conn: ConnId, frame: SocketFrame, now: Instant) {
         let (messages, dropped) = match frame.0 {
             Frame::Invalid(why) => return self.socket_error(conn, &why),
             Frame::Control(frame) => return self.socket_control(conn, &frame, now),
