@@ -721,7 +721,7 @@ impl Registry {
     }
 
     /// Tells the gateway of `event`.
-    pub(super) fn up(&mut self, event: Event) {
+    pub(crate) fn up(&mut self, event: Event) {
         self.out.push_back(Queued::Up(event));
     }
 

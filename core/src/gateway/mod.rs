@@ -587,3 +587,38 @@ impl Bridge {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::provider::Output;
+
+    #[test]
+    fn what_handling_an_event_outputs_comes_where_the_event_was_queued() {
+        let now = Instant::now();
+        let spec = ServerSpec::new("files", vec!["files-mcp".into()]);
+        let mut bridge = Bridge::new(vec![spec], Limits::default(), [1; 32], now);
+        let to = |conn| RequestId {
+            conn: ConnId(conn),
+            seq: 0,
+        };
+        let login = |conn| Routed::Login {
+            to: to(conn),
+            server: "files".to_owned(),
+        };
+        bridge.registry.push(login(1));
+        let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}});
+        bridge.registry.up(Event::Operation { to: to(2), answer });
+        bridge.registry.push(login(3));
+        bridge.handle_queued();
+        let conns: Vec<u64> = std::iter::from_fn(|| bridge.poll_output())
+            .map(|routed| match routed {
+                Routed::Login { to, .. } | Routed::Http(Output::Respond { to, .. }) => to.conn.0,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(conns, [1, 2, 3]);
+    }
+}
