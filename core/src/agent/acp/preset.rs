@@ -5,7 +5,7 @@
 
 use crate::agent::exec::offer::QWEN_OFF;
 use crate::agent::exec::preset::{GEMINI_ONE_PROCESS, QWEN_ONE_PROCESS};
-use crate::agent::exec::tools::SERVER;
+use crate::agent::exec::SERVER;
 
 /// A known ACP agent.
 #[derive(Debug, Clone, Copy)]

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 
 use super::{chunk, AcpAgent, Request};
 use crate::agent::exec::link;
-use crate::agent::exec::round::MAX_CALLS;
 use crate::agent::exec::tools::{Chat, Given, Offer, Results, ToolResult};
 use crate::agent::exec::ToolLink;
+use crate::agent::exec::MAX_CALLS;
 use crate::agent::process::RunId;
 
 const OPEN: &str = "<tool_call>";

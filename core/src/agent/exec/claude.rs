@@ -33,7 +33,7 @@ pub struct StreamJson {
 /// relay answers itself.
 fn is_editor_tool(name: &str) -> bool {
     name.strip_prefix("mcp__")
-        .and_then(|rest| rest.strip_prefix(super::tools::SERVER))
+        .and_then(|rest| rest.strip_prefix(super::SERVER))
         .and_then(|rest| rest.strip_prefix("__"))
         .is_some_and(|tool| tool != super::tool_search::SEARCH_TOOLS)
 }

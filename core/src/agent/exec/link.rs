@@ -18,10 +18,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::round::MAX_CALLS;
 use super::tool_search::{self, CALL_TOOL, SEARCH_TOOLS};
-use super::tools::{Offer, SERVER};
+use super::tools::Offer;
 use super::RunId;
+use super::{MAX_CALLS, SERVER};
 use crate::agent::quoted;
 use crate::lines::{Line, LineBuffer};
 use crate::mcp::{self, Message};

@@ -51,6 +51,14 @@ use round::Round;
 use tool_search::Indexes;
 use tools::{Chat, Offer, Results};
 
+/// The MCP server's name in each CLI's configuration: claude shows its
+/// tools as `mcp__editor__NAME`, gemini and qwen as `NAME`.
+pub const SERVER: &str = "editor";
+
+/// Calls given to the editor in one answer, at most; more are refused to
+/// the CLI as errors.
+pub const MAX_CALLS: usize = 64;
+
 /// The most of a run's stderr kept for its error message.
 pub const STDERR_TAIL: usize = 2048;
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::home::OwnHome;
 use super::preset::Preset;
-use super::tools::SERVER;
+use super::SERVER;
 
 /// What a run with the editor's tools adds to its CLI's start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

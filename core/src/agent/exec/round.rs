@@ -15,15 +15,12 @@ use serde_json::Value;
 
 use super::link::{self, LinkId};
 use super::tools::{Given, Offer, ToolResult};
+use super::MAX_CALLS;
 use crate::mcp;
 
 /// The longest the first call of a turn waits for the others the turn
 /// made, when the CLI's output did not say they all came.
 pub const BATCH_WAIT: Duration = Duration::from_millis(200);
-
-/// Calls given to the editor in one answer, at most; more are refused to
-/// the CLI as errors.
-pub const MAX_CALLS: usize = 64;
 
 /// An MCP call from the CLI, not answered yet.
 struct Open {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::tools::SERVER;
+use super::SERVER;
 use crate::agent::quoted;
 use crate::gateway::aggregate::search::found::Found;
 use crate::gateway::aggregate::search::meta::{self, CallArgs, SearchArgs};

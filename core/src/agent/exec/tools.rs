@@ -16,10 +16,6 @@ use super::conversation::{Key, Transcript};
 use super::tool_search::{Indexes, Search, ToolSearch, CALL_TOOL, SEARCH_TOOLS};
 use crate::agent::echo::text_of;
 
-/// The MCP server's name in each CLI's configuration: claude shows its
-/// tools as `mcp__editor__NAME`, gemini and qwen as `NAME`.
-pub const SERVER: &str = "editor";
-
 /// The tools a request offers a run, as MCP lists them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Offer {
