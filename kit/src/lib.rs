@@ -207,27 +207,33 @@ impl RunError {
 /// that it registered (and whether it waits for approval), session
 /// events, errors. Other frames (requests, pings) say nothing.
 pub fn link_notice(frame: &str) -> Option<String> {
+    use mcp_provider_core::agent::to_agent::ToAgent;
     // Notices are small; a large frame is a request.
     if frame.len() > 4096 {
         return None;
     }
-    let m: serde_json::Value = serde_json::from_str(frame).ok()?;
-    let session = m["session_id"].as_str().unwrap_or("?");
-    let line = match m["type"].as_str()? {
-        "registered" => match m["status"].as_str() {
-            Some("active") => format!("Connected: session {session} is active; serving requests (Ctrl-C to stop)."),
-            Some("pending") => format!(
-                "Connected: session {session} waits for approval (dashboard, or POST /control/approve)."
-            ),
-            Some(other) => format!("Connected: session {session} is {other}."),
-            None => return None,
-        },
-        "approved" => format!("Session {session} approved: serving requests."),
-        "revoked" => format!("Session {session} was revoked."),
-        "expired" => format!("Session {session} expired."),
-        "error" => format!(
+    let of = |session: Option<String>| session.unwrap_or_else(|| "?".to_owned());
+    let line = match ToAgent::parse(frame).ok()? {
+        ToAgent::Registered {
+            session_id, status, ..
+        } => {
+            let session = of(session_id);
+            match status?.as_str() {
+                "active" => format!("Connected: session {session} is active; serving requests (Ctrl-C to stop)."),
+                "pending" => format!(
+                    "Connected: session {session} waits for approval (dashboard, or POST /control/approve)."
+                ),
+                other => format!("Connected: session {session} is {other}."),
+            }
+        }
+        ToAgent::Approved { session_id } => {
+            format!("Session {} approved: serving requests.", of(session_id))
+        }
+        ToAgent::Revoked { session_id } => format!("Session {} was revoked.", of(session_id)),
+        ToAgent::Expired { session_id } => format!("Session {} expired.", of(session_id)),
+        ToAgent::Error { error, .. } => format!(
             "The provider says: {}",
-            m["error"]["message"].as_str().unwrap_or("an error")
+            error.message.as_deref().unwrap_or("an error")
         ),
         _ => return None,
     };

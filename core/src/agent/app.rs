@@ -10,10 +10,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::agent::echo::text_of;
 use crate::agent::message::to_agent;
+use crate::agent::relink::Relink;
+use crate::agent::to_agent::{Invoke, ToAgent};
 use crate::tokens::estimate_tokens;
 
 /// One request for the application to answer.
@@ -55,6 +57,8 @@ struct Answer {
 
 /// The link protocol for an application's agent.
 pub struct AppAgent {
+    /// Its `register`, and its session as the provider last told it.
+    relink: Relink,
     ready: VecDeque<String>,
     requests: VecDeque<AppRequest>,
     /// Answers begun and not finished nor cancelled.
@@ -64,15 +68,16 @@ pub struct AppAgent {
 impl AppAgent {
     /// The first frame polled registers `models` under `agent_id`.
     pub fn new(agent_id: &str, label: &str, models: &[&str]) -> Self {
-        let register = json!({
+        let relink = Relink::new(json!({
             "type": "register",
             "agent_id": agent_id,
             "label": label,
             "models": models,
             "allowed_scopes": ["inference"],
-        });
+        }));
         AppAgent {
-            ready: VecDeque::from([register.to_string()]),
+            ready: VecDeque::from([relink.register()]),
+            relink,
             requests: VecDeque::new(),
             answering: HashMap::new(),
         }
@@ -80,26 +85,32 @@ impl AppAgent {
 
     /// A frame from the provider.
     pub fn handle_message(&mut self, text: &str) {
-        let Ok(msg) = serde_json::from_str::<Value>(text) else {
+        let Some(message) = self.relink.read(text, &mut self.ready) else {
             return;
         };
-        let id = msg["id"].as_str().unwrap_or_default();
-        match msg["type"].as_str() {
-            Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
-            Some("model_invoke") => self.start(id, &msg),
-            Some("cancel") => {
-                self.answering.remove(id);
+        match message {
+            ToAgent::ModelInvoke(invoke) => self.start(invoke),
+            ToAgent::Cancel { id } => {
+                self.answering.remove(&id);
                 self.requests.retain(|r| r.id != id);
             }
+            // The application writes its answer as it likes: one whose
+            // editor falls behind is held by the provider (and cut past
+            // its bound), not here. It asks no questions.
             _ => {}
         }
     }
 
-    fn start(&mut self, id: &str, msg: &Value) {
-        let payload = &msg["payload"];
+    fn start(&mut self, invoke: Invoke) {
+        let Invoke {
+            id,
+            model_meta,
+            payload,
+            ..
+        } = invoke;
         if payload["kind"] == "embedding" {
             let why = "this agent does not make embeddings";
-            let error = to_agent::error(Some(id), why, "invalid_request");
+            let error = to_agent::error(Some(&id), why, "invalid_request");
             self.ready.push_back(error);
             return;
         }
@@ -128,13 +139,10 @@ impl AppAgent {
             index: 0,
             prompt_tokens,
         };
-        self.answering.insert(id.to_owned(), answer);
+        self.answering.insert(id.clone(), answer);
         self.requests.push_back(AppRequest {
-            id: id.to_owned(),
-            model: msg["model_meta"]["model"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            id,
+            model: model_meta.model,
             messages,
         });
     }
@@ -198,6 +206,8 @@ impl AppAgent {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn frames(agent: &mut AppAgent) -> Vec<Value> {

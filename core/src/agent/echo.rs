@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::agent::relink::Relink;
+use crate::agent::to_agent::{Invoke, ToAgent};
 use crate::time::later;
 use crate::tokens::estimate_tokens;
 
@@ -124,23 +125,24 @@ impl EchoAgent {
 
     /// A frame from the provider.
     pub fn handle_message(&mut self, text: &str, now: Instant) {
-        let Ok(msg) = serde_json::from_str::<Value>(text) else {
+        let Some(message) = self.relink.read(text, &mut self.ready) else {
             return;
         };
-        self.relink.observe(&msg);
-        let id = msg["id"].as_str().unwrap_or_default();
-        let paused = |agent: &mut Self, paused: bool| {
-            for a in agent.answering.iter_mut().filter(|a| a.id == id) {
-                a.paused = paused;
-            }
-        };
-        match msg["type"].as_str() {
-            Some("ping") => self.ready.push_back(r#"{"type":"pong"}"#.to_owned()),
-            Some("model_invoke") => self.start(&msg, now),
-            Some("cancel") => self.answering.retain(|a| a.id != id),
-            Some("pause") => paused(self, true),
-            Some("resume") => paused(self, false),
+        match message {
+            ToAgent::ModelInvoke(invoke) => self.start(invoke, now),
+            ToAgent::Cancel { id } => self.answering.retain(|a| a.id != id),
+            ToAgent::Pause { id } => self.hold(&id, true),
+            ToAgent::Resume { id } => self.hold(&id, false),
+            // It asks no questions, and what the rest say of its session
+            // the relink kept.
             _ => {}
+        }
+    }
+
+    /// Holds (`paused`) or releases answer `id`'s chunks.
+    fn hold(&mut self, id: &str, paused: bool) {
+        for a in self.answering.iter_mut().filter(|a| a.id == id) {
+            a.paused = paused;
         }
     }
 
@@ -153,9 +155,9 @@ impl EchoAgent {
         self.ready.push_back(self.relink.register());
     }
 
-    fn start(&mut self, msg: &Value, now: Instant) {
-        let id = msg["id"].as_str().unwrap_or_default().to_owned();
-        let payload = &msg["payload"];
+    fn start(&mut self, invoke: Invoke, now: Instant) {
+        let Invoke { id, payload, .. } = invoke;
+        let payload = &payload;
         if payload["kind"] == "embedding" {
             self.ready.push_back(embeddings(&id, payload));
             return;

@@ -10,6 +10,7 @@ pub mod host;
 pub mod message;
 pub mod process;
 pub mod relink;
+pub mod to_agent;
 
 /// The most of a peer's method (or tool) name an error quotes back to it:
 /// enough to recognise it, and a line of its own no bigger than that

@@ -8,14 +8,10 @@
 //! the agent's deadline, hands it over, then carries out the agent's
 //! actions and sends its frames.
 
-use std::collections::VecDeque;
 use std::time::Instant;
-
-use serde_json::Value;
 
 use crate::agent::exec::home::OwnHome;
 use crate::agent::exec::link::{LinkId, LinkOutput};
-use crate::agent::relink::Relink;
 
 /// One process the agent started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,42 +89,4 @@ pub trait ProcessAgent: Send {
     fn poll_link(&mut self) -> Option<LinkOutput>;
     /// When to call [`ProcessAgent::handle_timeout`].
     fn poll_timeout(&self) -> Option<Instant>;
-}
-
-/// A provider frame, as an agent that runs processes acts on it.
-pub enum Frame {
-    /// `model_invoke`: its id, and the whole frame.
-    Invoke {
-        id: String,
-        frame: Value,
-    },
-    Cancel(String),
-    /// `permission_decision`: the user's answer to the agent's question
-    /// `id`.
-    Decision {
-        id: String,
-        allow: bool,
-    },
-}
-
-/// Reads a provider frame: a `ping` is answered (into `ready`) and what it
-/// says of the agent's session is kept (`relink`); an invocation, a cancel
-/// or a permission decision comes back.
-pub fn read_frame(text: &str, relink: &mut Relink, ready: &mut VecDeque<String>) -> Option<Frame> {
-    let frame = serde_json::from_str::<Value>(text).ok()?;
-    relink.observe(&frame);
-    let id = frame["id"].as_str().unwrap_or_default().to_owned();
-    match frame["type"].as_str() {
-        Some("ping") => {
-            ready.push_back(r#"{"type":"pong"}"#.to_owned());
-            None
-        }
-        Some("model_invoke") if !id.is_empty() => Some(Frame::Invoke { id, frame }),
-        Some("cancel") => Some(Frame::Cancel(id)),
-        Some("permission_decision") if !id.is_empty() => Some(Frame::Decision {
-            id,
-            allow: frame["allow"] == true,
-        }),
-        _ => None,
-    }
 }

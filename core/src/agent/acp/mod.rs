@@ -43,9 +43,10 @@ use crate::agent::exec::round::Round;
 use crate::agent::exec::tool_search::Indexes;
 use crate::agent::exec::tools::{Chat, Given, Offer};
 use crate::agent::exec::ToolLink;
-use crate::agent::process::{read_frame, Action, Exit, Frame, ProcessAgent, RunId, Stdin};
+use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 use crate::agent::quoted;
 use crate::agent::relink::Relink;
+use crate::agent::to_agent::{Invoke, ToAgent};
 use crate::lines::{Line, LineBuffer};
 use crate::mcp;
 use crate::telemetry::SpanContext;
@@ -394,9 +395,9 @@ impl AcpAgent {
             .map_or("the agent", String::as_str)
     }
     /// The request for an invocation.
-    fn request(&mut self, invoke: String, msg: &Value, now: Instant) -> Request {
-        let payload = &msg["payload"];
-        let model = msg["model_meta"]["model"].as_str().unwrap_or_default();
+    fn request(&mut self, invoke: &Invoke, now: Instant) -> Request {
+        let payload = &invoke.payload;
+        let model = invoke.model_meta.model.as_str();
         let offer = self.offer_of(payload);
         let textual = offer.is_some() && self.tools_as_text();
         let with_choice = |prompt: String| match offer.as_ref() {
@@ -408,7 +409,7 @@ impl AcpAgent {
             _ => prompt,
         };
         let mut request = Request {
-            invoke,
+            invoke: invoke.id.clone(),
             whole: with_choice(prompt::render(payload)),
             last: None,
             continues: None,
@@ -422,7 +423,7 @@ impl AcpAgent {
                 .as_str()
                 .map(str::to_owned),
             textual,
-            trace: SpanContext::from_meta(msg),
+            trace: invoke.trace(),
         };
         let messages = payload["messages"].as_array().map(Vec::as_slice);
         if let Some(messages) = messages.filter(|_| payload["kind"] == "chat") {
@@ -1240,14 +1241,17 @@ impl AcpAgent {
 
 impl ProcessAgent for AcpAgent {
     fn handle_message(&mut self, text: &str, now: Instant) {
-        match read_frame(text, &mut self.relink, &mut self.ready) {
+        let Some(message) = self.relink.read(text, &mut self.ready) else {
+            return;
+        };
+        match message {
             // Results a parked turn waits for go to it; anything else is
             // a new turn.
-            Some(Frame::Invoke { id, frame })
-                if !self.resume_waiting(&id, &frame["payload"], now) =>
+            ToAgent::ModelInvoke(invoke)
+                if !self.resume_waiting(&invoke.id, &invoke.payload, now) =>
             {
-                let request = self.request(id, &frame, now);
-                let Some(request) = self.resume_textual(request, &frame["payload"], now) else {
+                let request = self.request(&invoke, now);
+                let Some(request) = self.resume_textual(request, &invoke.payload, now) else {
                     return;
                 };
                 if let Some(offer) = &request.offer {
@@ -1255,9 +1259,11 @@ impl ProcessAgent for AcpAgent {
                 }
                 self.dispatch(request, now);
             }
-            Some(Frame::Cancel(id)) => self.cancel(&id, now),
-            Some(Frame::Decision { id, allow }) => self.permission_decided(&id, allow),
-            Some(Frame::Invoke { .. }) | None => {}
+            ToAgent::Cancel { id } => self.cancel(&id, now),
+            ToAgent::PermissionDecision { id, allow, .. } => self.permission_decided(&id, allow),
+            // Its agent's updates come as it sends them (an answer whose
+            // editor falls behind is held by the provider).
+            _ => {}
         }
     }
 

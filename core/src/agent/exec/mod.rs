@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::agent::echo::text_of;
-use crate::agent::process::{read_frame, Frame, ProcessAgent};
-use crate::agent::process::{Action, Exit, RunId, Stdin};
+use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 use crate::agent::relink::Relink;
+use crate::agent::to_agent::ToAgent;
 use crate::lines::Line;
 use crate::telemetry::SpanContext;
 use crate::time::later;
@@ -604,21 +604,27 @@ impl ExecAgent {
 impl ProcessAgent for ExecAgent {
     /// A frame from the provider.
     fn handle_message(&mut self, text: &str, now: Instant) {
-        match read_frame(text, &mut self.relink, &mut self.ready) {
-            Some(Frame::Invoke { id, frame }) => {
-                let payload = &frame["payload"];
-                if !self.resume_waiting(&id, payload, now) {
-                    let mut request = self.request(id, payload, now);
-                    request.trace = SpanContext::from_meta(&frame);
-                    if let Some(offer) = &request.offer {
-                        self.end_waiting_in(&offer.chat);
-                    }
-                    self.invoke(request);
+        let Some(message) = self.relink.read(text, &mut self.ready) else {
+            return;
+        };
+        match message {
+            // Results a parked run waits for go to it; anything else is a
+            // new request.
+            ToAgent::ModelInvoke(invoke)
+                if !self.resume_waiting(&invoke.id, &invoke.payload, now) =>
+            {
+                let trace = invoke.trace();
+                let mut request = self.request(invoke.id, &invoke.payload, now);
+                request.trace = trace;
+                if let Some(offer) = &request.offer {
+                    self.end_waiting_in(&offer.chat);
                 }
+                self.invoke(request);
             }
-            Some(Frame::Cancel(id)) => self.cancel(&id),
-            // It asks no questions.
-            Some(Frame::Decision { .. }) | None => {}
+            ToAgent::Cancel { id } => self.cancel(&id),
+            // A run's CLI writes as it likes (an answer whose editor falls
+            // behind is held by the provider), and asks no questions.
+            _ => {}
         }
     }
 

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use crate::agent::quoted;
 use crate::agent::relink::Relink;
+use crate::agent::to_agent::{Invoke, ToAgent};
 use crate::lines::{Line, LineBuffer};
 use crate::mcp::{self, Message};
 
@@ -346,49 +347,57 @@ impl HostAgent {
 
     /// A frame from the provider.
     pub fn handle_provider_message(&mut self, text: &str) {
-        let Ok(msg) = serde_json::from_str::<Value>(text) else {
+        let Some(message) = self.relink.read(text, &mut self.to_provider) else {
             return;
         };
-        self.relink.observe(&msg);
-        let id = msg["id"].as_str().unwrap_or_default();
-        match msg["type"].as_str() {
-            Some("ping") => self.to_provider.push_back(r#"{"type":"pong"}"#.to_owned()),
-            Some("model_invoke") if !id.is_empty() => {
-                let waiting = Waiting {
-                    invoke: id.to_owned(),
-                    payload: msg["payload"].clone(),
-                };
-                if self.plan.sampling && self.host_samples {
-                    self.sample(waiting);
-                } else if let Some(poll) = self.polls.pop_front() {
-                    let result = self.take(waiting);
-                    self.to_host.push_back(mcp::result(&poll.id, result));
-                } else if self.waiting.len() < MAX_WAITING {
-                    self.waiting.push_back(waiting);
-                } else {
-                    let frame = json!({"type": "error", "id": id, "error": {
-                        "message": format!("{MAX_WAITING} requests already wait for the MCP host"),
-                        "code": "busy"}});
-                    self.to_provider.push_back(frame.to_string());
-                }
-            }
-            Some("cancel") => {
-                self.waiting.retain(|w| w.invoke != id);
-                self.taken.remove(id);
-                let sampled = self
-                    .sampling
-                    .iter()
-                    .find(|(_, i)| *i == id)
-                    .map(|(n, _)| *n);
-                if let Some(n) = sampled {
-                    self.sampling.remove(&n);
-                    self.to_host.push_back(mcp::notification(
-                        "notifications/cancelled",
-                        json!({"requestId": n, "reason": "the editor went away"}),
-                    ));
-                }
-            }
+        match message {
+            ToAgent::ModelInvoke(invoke) => self.invoked(invoke),
+            ToAgent::Cancel { id } => self.cancelled(&id),
+            // The host's agent answers in pieces as it likes, and asks no
+            // questions of the provider's user.
             _ => {}
+        }
+    }
+
+    /// An editor request: to the host as sampling, to a held
+    /// `next_request`, or waiting for one (refused as busy past
+    /// [`MAX_WAITING`]).
+    fn invoked(&mut self, invoke: Invoke) {
+        let waiting = Waiting {
+            invoke: invoke.id,
+            payload: invoke.payload,
+        };
+        if self.plan.sampling && self.host_samples {
+            self.sample(waiting);
+        } else if let Some(poll) = self.polls.pop_front() {
+            let result = self.take(waiting);
+            self.to_host.push_back(mcp::result(&poll.id, result));
+        } else if self.waiting.len() < MAX_WAITING {
+            self.waiting.push_back(waiting);
+        } else {
+            let frame = json!({"type": "error", "id": waiting.invoke, "error": {
+                "message": format!("{MAX_WAITING} requests already wait for the MCP host"),
+                "code": "busy"}});
+            self.to_provider.push_back(frame.to_string());
+        }
+    }
+
+    /// The editor of request `id` went away: it is forgotten, and a
+    /// sampling of it cancelled.
+    fn cancelled(&mut self, id: &str) {
+        self.waiting.retain(|w| w.invoke != id);
+        self.taken.remove(id);
+        let sampled = self
+            .sampling
+            .iter()
+            .find(|(_, i)| *i == id)
+            .map(|(n, _)| *n);
+        if let Some(n) = sampled {
+            self.sampling.remove(&n);
+            self.to_host.push_back(mcp::notification(
+                "notifications/cancelled",
+                json!({"requestId": n, "reason": "the editor went away"}),
+            ));
         }
     }
 
