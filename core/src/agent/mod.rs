@@ -7,6 +7,7 @@ pub mod close;
 pub mod echo;
 pub mod exec;
 pub mod host;
+pub mod ledger;
 pub mod message;
 pub mod process;
 pub mod relink;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::rpc::Failure;
 use super::{AcpAgent, Pending, Request};
-use crate::agent::exec::error_frame;
+use crate::agent::ledger::error_frame;
 
 /// The id of a login method, among those the agent's `initialize` answer
 /// offers, that needs no person: one of type `env_var`, or an API key's

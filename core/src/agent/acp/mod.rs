@@ -35,7 +35,6 @@ use serde_json::{json, Value};
 
 use crate::agent::echo::text_of;
 use crate::agent::exec::conversation::{Key, Transcript};
-use crate::agent::exec::error_frame;
 use crate::agent::exec::link::{LinkId, LinkOutput};
 use crate::agent::exec::prompt;
 use crate::agent::exec::relays::Relays;
@@ -43,6 +42,7 @@ use crate::agent::exec::round::Round;
 use crate::agent::exec::tool_search::Indexes;
 use crate::agent::exec::tools::{Chat, Given, Offer};
 use crate::agent::exec::ToolLink;
+use crate::agent::ledger::{error_frame, Answer, Invocation, Waiting};
 use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 use crate::agent::quoted;
 use crate::agent::relink::Relink;
@@ -51,7 +51,7 @@ use crate::lines::{Line, LineBuffer};
 use crate::mcp;
 use crate::telemetry::SpanContext;
 use crate::time::later;
-use crate::tokens::{estimate_tokens, tokens_for_chars};
+use crate::tokens::estimate_tokens;
 use models::{Effort, Models, Setting};
 use permission::Policy;
 use pool::{At, Room, Running, Slot};
@@ -171,17 +171,24 @@ struct Request {
     trace: Option<SpanContext>,
 }
 
+impl Invocation for Request {
+    fn invoke(&self) -> &str {
+        &self.invoke
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
 /// A turn being answered.
 struct Turn {
     invoke: String,
     deadline: Instant,
-    /// The next chunk's index.
-    index: u64,
+    /// The answer's chunks sent so far.
+    stream: Answer,
     /// The conversation with the answer so far, for remembering it.
     answer: Option<Transcript>,
-    prompt_tokens: u64,
-    /// Characters of text sent, for a usage estimate.
-    completion_chars: u64,
     shows: Shows,
     /// Its calls of the editor's tools, when it was given them.
     round: Option<Round>,
@@ -312,7 +319,7 @@ pub struct AcpAgent {
     /// Requests sent, by id: for which slot's process, and what for.
     pending: HashMap<u64, (usize, Pending)>,
     sessions: HashMap<At, Session>,
-    queue: VecDeque<Request>,
+    queue: Waiting<Request>,
     /// Processes started, for observing.
     starts: u64,
     relays: Relays,
@@ -347,6 +354,7 @@ impl AcpAgent {
             "models": [plan.model],
             "allowed_scopes": ["inference"],
         }));
+        let queue = Waiting::new(plan.max_queued);
         let mut agent = AcpAgent {
             plan,
             ready: VecDeque::new(),
@@ -357,7 +365,7 @@ impl AcpAgent {
             next_id: 0,
             pending: HashMap::new(),
             sessions: HashMap::new(),
-            queue: VecDeque::new(),
+            queue,
             starts: 0,
             relays: Relays::default(),
             next_tools: 0,
@@ -636,17 +644,11 @@ impl AcpAgent {
     /// queue's bound), starting the process it waits for (`slot`, else
     /// any) if none is up and it may start.
     fn wait(&mut self, request: Request, slot: Option<usize>, now: Instant) {
-        if self.queue.len() >= self.plan.max_queued {
-            let message = format!(
-                "{} sessions are busy and {} requests waiting",
-                self.sessions.len(),
-                self.queue.len()
-            );
-            self.ready
-                .push_back(error_frame(&request.invoke, &message, "busy"));
+        let sessions = self.sessions.len();
+        let busy = |waiting| format!("{sessions} sessions are busy and {waiting} requests waiting");
+        if !self.queue.push(request, busy, &mut self.ready) {
             return;
         }
-        self.queue.push_back(request);
         let slot = slot.unwrap_or_else(|| {
             let up = self.slots.iter().position(|s| s.process.is_some());
             up.unwrap_or(0)
@@ -690,10 +692,8 @@ impl AcpAgent {
         session.turn = Some(Turn {
             invoke: request.invoke,
             deadline: request.deadline,
-            index: 0,
+            stream: Answer::new(estimate_tokens(&text)),
             answer,
-            prompt_tokens: estimate_tokens(&text),
-            completion_chars: 0,
             shows: Shows::new(self.plan.show_tools),
             round,
             held: None,
@@ -740,7 +740,7 @@ impl AcpAgent {
 
     /// Sends what waits and can now go, in order.
     fn drain_queue(&mut self, now: Instant) {
-        for request in std::mem::take(&mut self.queue) {
+        for request in self.queue.take() {
             self.dispatch(request, now);
         }
     }
@@ -816,19 +816,21 @@ impl AcpAgent {
             }
             (shown, _) => shown,
         };
-        let delta = match shown {
+        let chunk = match shown {
             Some(Shown::Text(text)) if text.is_empty() => return,
             Some(Shown::Text(text)) => {
-                turn.completion_chars += text.chars().count() as u64;
                 if let Some(t) = turn.answer.as_mut() {
                     t.text(&text);
                 }
-                json!({"content": text})
+                turn.stream.text(&turn.invoke, &text)
             }
-            Some(Shown::Reasoning(text)) => json!({"reasoning_content": text}),
+            Some(Shown::Reasoning(text)) => {
+                let delta = json!({"reasoning_content": text});
+                turn.stream.chunk(&turn.invoke, delta, None, None)
+            }
             None => return,
         };
-        self.ready.push_back(chunk(turn, delta, None, None));
+        self.ready.push_back(chunk);
     }
 
     /// The process of `slot` answered our request `id` (an answer to a
@@ -1046,14 +1048,9 @@ impl AcpAgent {
                 } else {
                     finish
                 };
-                let estimated = (turn.prompt_tokens, tokens_for_chars(turn.completion_chars));
-                let usage = update::turn_usage(&result, turn.context, estimated);
-                self.ready.push_back(chunk(
-                    &mut turn,
-                    json!({"content": ""}),
-                    Some(finish),
-                    Some(usage),
-                ));
+                let usage = update::turn_usage(&result, turn.context, turn.stream.estimated());
+                let last = turn.stream.end(&turn.invoke, finish, Some(usage));
+                self.ready.push_back(last);
                 session.awaiting = calls;
                 if stop == "end_turn" && session.awaiting.is_none() {
                     session.key = turn.answer.map(Transcript::close);
@@ -1093,7 +1090,7 @@ impl AcpAgent {
     }
 
     fn cancel(&mut self, invoke: &str, now: Instant) {
-        self.queue.retain(|r| r.invoke != invoke);
+        self.queue.cancel(invoke);
         for (_, pending) in self.pending.values_mut() {
             if let Some(request) = pending.request() {
                 if request.invoke == invoke {
@@ -1178,7 +1175,7 @@ impl AcpAgent {
         self.register(&[]);
         let others = self.slots.iter().any(|s| s.ready() || s.starting());
         if !process.ready && !others {
-            for request in self.queue.drain(..) {
+            for request in self.queue.take() {
                 self.ready
                     .push_back(error_frame(&request.invoke, &why, "agent_failed"));
             }
@@ -1271,7 +1268,7 @@ impl ProcessAgent for AcpAgent {
     /// cancelled and what waits is dropped. The processes and their idle
     /// sessions stay, for conversations that go on over the next link.
     fn link_lost(&mut self) {
-        self.queue.clear();
+        self.queue.take();
         for (_, pending) in self.pending.values_mut() {
             if let Some(request) = pending.request() {
                 request.cancelled = true;
@@ -1346,13 +1343,7 @@ impl ProcessAgent for AcpAgent {
                 .push_back(error_frame(&invoke, &message, "timeout"));
             self.stop_turn(&at);
         }
-        let (late, waiting): (Vec<_>, Vec<_>) =
-            self.queue.drain(..).partition(|r| r.deadline <= now);
-        self.queue = waiting.into();
-        for r in late {
-            self.ready
-                .push_back(error_frame(&r.invoke, &message, "timeout"));
-        }
+        self.queue.expire(now, &message, &mut self.ready);
         let idle = self.plan.idle;
         let gone: Vec<At> = self
             .sessions
@@ -1422,7 +1413,7 @@ impl ProcessAgent for AcpAgent {
             None => vec![later(s.last_used, idle)],
         });
         sessions
-            .chain(self.queue.iter().map(|r| r.deadline))
+            .chain(self.queue.deadlines())
             .chain(self.relays.due())
             .chain(self.asks.due())
             .chain(self.start_due().map(|(_, due)| due))
@@ -1430,25 +1421,6 @@ impl ProcessAgent for AcpAgent {
             .chain(self.probe.map(|(_, due)| due))
             .min()
     }
-}
-
-/// A chunk of `turn`'s answer: `finish` and `usage` on its last.
-fn chunk(
-    turn: &mut Turn,
-    mut delta: Value,
-    finish: Option<&str>,
-    usage: Option<(u64, u64)>,
-) -> String {
-    if turn.index == 0 {
-        delta["role"] = json!("assistant");
-    }
-    let mut frame = json!({"type": "model_stream_chunk", "id": turn.invoke,
-                           "chunk_index": turn.index, "delta": delta, "finish_reason": finish});
-    if let Some((prompt, completion)) = usage {
-        frame["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion});
-    }
-    turn.index += 1;
-    frame.to_string()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{AcpAgent, At, Pending, Session};
 use crate::agent::acp::rpc::Failure;
-use crate::agent::exec::error_frame;
+use crate::agent::ledger::error_frame;
 
 /// Models listed at most: an agent's list is for people to choose from.
 const MAX_MODELS: usize = 100;

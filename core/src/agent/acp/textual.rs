@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{chunk, AcpAgent, Request};
+use super::{AcpAgent, Request};
 use crate::agent::exec::link;
 use crate::agent::exec::tools::{Chat, Given, Offer, Results, ToolResult};
 use crate::agent::exec::ToolLink;
@@ -72,11 +72,10 @@ pub(super) fn ended(
     let (offer, scanner) = turn.textual.take()?;
     let (rest, calls) = scanner.finish();
     if !rest.is_empty() {
-        turn.completion_chars += rest.chars().count() as u64;
         if let Some(t) = turn.answer.as_mut() {
             t.text(&rest);
         }
-        ready.push_back(chunk(turn, json!({"content": rest}), None, None));
+        ready.push_back(turn.stream.text(&turn.invoke, &rest));
     }
     if calls.is_empty() {
         return None;
@@ -93,7 +92,7 @@ pub(super) fn ended(
             arguments,
         })
         .collect();
-    super::tools::give_calls(ready, turn, &given);
+    ready.push_back(turn.stream.calls(&turn.invoke, &given));
     // The conversation now holds calls an editor writes its own way: it
     // is continued by their results, not remembered by its text.
     turn.answer = None;

@@ -10,11 +10,13 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{chunk, AcpAgent, At, Pending, Request, Turn};
+use super::{AcpAgent, At, Pending, Request, Turn};
 use crate::agent::exec::link::{self, Asked, LinkId};
+use crate::agent::exec::relays::Heard;
 use crate::agent::exec::round::Round;
-use crate::agent::exec::tools::{self, Chat, Given, Offer, Results};
+use crate::agent::exec::tools::{Chat, Offer, Results};
 use crate::agent::exec::SERVER;
+use crate::agent::ledger::Answer;
 use crate::agent::process::RunId;
 use crate::lines::Line;
 use crate::time::later;
@@ -163,35 +165,23 @@ impl AcpAgent {
         else {
             return;
         };
-        match link::asked(line, &mut round.offer) {
-            Asked::Reply(reply) => {
-                self.relays.send(id, reply);
+        let call_id = |n| link::call_id(&seed, owner, n);
+        match self.relays.hear(id, line, round, call_id, now) {
+            Heard::Answered => {
                 if let Some(held) = held.as_mut().filter(|_| lists_tools(line)) {
                     held.1 = held.1.min(now + super::LIST_SETTLE);
                 }
             }
             // What a turn found is listed between turns, and kept by the
             // session's next turns.
-            Asked::Relisted(reply) => {
-                self.relays.send_relisted(id, reply);
+            Heard::Relisted => {
                 if let Some(offer) = session.offer.as_mut() {
                     offer.search.clone_from(&round.offer.search);
                 }
             }
-            Asked::Nothing => {}
-            Asked::Call {
-                rpc,
-                name,
-                arguments,
-            } => {
-                let call_id = |n| link::call_id(&seed, owner, n);
-                match round.call(id, rpc, name, arguments, call_id, now) {
-                    // The agent does not say how many calls its model's
-                    // turn made: they go together after the batch's bound.
-                    Ok(()) => {}
-                    Err(refusal) => self.relays.send(id, refusal),
-                }
-            }
+            // The agent does not say how many calls its model's turn
+            // made: they go together after the batch's bound.
+            Heard::Called | Heard::Nothing => {}
         }
     }
 
@@ -376,9 +366,7 @@ impl AcpAgent {
         let said: usize = results.results.iter().map(|r| r.text.chars().count()).sum();
         turn.invoke = invoke.to_owned();
         turn.deadline = later(now, self.plan.timeout);
-        turn.index = 0;
-        turn.prompt_tokens = tokens_for_chars(said as u64);
-        turn.completion_chars = 0;
+        turn.stream = Answer::new(tokens_for_chars(said as u64));
         for (link, line) in replies {
             self.relays.send(link, line);
         }
@@ -419,33 +407,9 @@ fn give(ready: &mut std::collections::VecDeque<String>, turn: &mut Turn, until: 
         return;
     };
     let given = round.give(until);
-    give_calls(ready, turn, &given);
-    let usage = (turn.prompt_tokens, tokens_for_chars(turn.completion_chars));
-    ready.push_back(chunk(
-        turn,
-        json!({"content": ""}),
-        Some("tool_calls"),
-        Some(usage),
-    ));
+    ready.push_back(turn.stream.calls(&turn.invoke, &given));
+    ready.push_back(turn.stream.end(&turn.invoke, "tool_calls", None));
     // The conversation now holds calls and results an editor writes its
     // own way: it is not remembered for continuing.
     turn.answer = None;
-}
-
-/// The calls `given` as the next chunk of the turn's answer.
-pub(super) fn give_calls(
-    ready: &mut std::collections::VecDeque<String>,
-    turn: &mut Turn,
-    given: &[Given],
-) {
-    turn.completion_chars += given
-        .iter()
-        .map(|g| g.arguments.to_string().len() as u64)
-        .sum::<u64>();
-    ready.push_back(chunk(
-        turn,
-        json!({"tool_calls": tools::calls_delta(given)}),
-        None,
-        None,
-    ));
 }

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::agent::echo::text_of;
+use crate::agent::ledger::{error_frame, Answer, Invocation, Waiting};
 use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 use crate::agent::relink::Relink;
 use crate::agent::to_agent::ToAgent;
@@ -43,10 +44,10 @@ use crate::telemetry::SpanContext;
 use crate::time::later;
 use crate::tokens::{estimate_tokens, tokens_for_chars};
 use conversation::{Conversation, Conversations, Transcript};
-use link::{Asked, LinkId, LinkOutput};
+use link::{LinkId, LinkOutput};
 use output::{Event, OutputFormat};
 use preset::{Format, Preset, MAX_ARGUMENT, SESSION};
-use relays::Relays;
+use relays::{Heard, Relays};
 use round::Round;
 use tool_search::Indexes;
 use tools::{Chat, Offer, Results};
@@ -130,16 +131,24 @@ struct Request {
     trace: Option<SpanContext>,
 }
 
+impl Invocation for Request {
+    fn invoke(&self) -> &str {
+        &self.invoke
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
 struct Run {
     request: Request,
     /// The request's transcript with the answer so far.
     answer: Option<Transcript>,
     format: Box<dyn OutputFormat>,
-    /// The next chunk's index.
-    index: u64,
-    prompt_tokens: u64,
-    /// Characters of text sent, for a usage estimate.
-    completion_chars: u64,
+    /// The answer's chunks sent so far.
+    stream: Answer,
+    /// The usage the CLI reported.
     usage: Option<(u64, u64)>,
     session: Option<String>,
     finished: bool,
@@ -156,7 +165,7 @@ impl Run {
     /// Whether a failure may still be retried as a fresh run: it resumed a
     /// session and sent nothing yet.
     fn may_start_over(&self) -> bool {
-        self.request.fallback.is_some() && self.index == 0
+        self.request.fallback.is_some() && !self.stream.begun()
     }
 
     /// Whether the run waits for the editor's results: its request was
@@ -171,7 +180,7 @@ pub struct ExecAgent {
     relink: Relink,
     ready: VecDeque<String>,
     actions: VecDeque<Action>,
-    queue: VecDeque<Request>,
+    queue: Waiting<Request>,
     runs: HashMap<RunId, Run>,
     conversations: Conversations,
     next_run: u64,
@@ -191,12 +200,13 @@ impl ExecAgent {
             "allowed_scopes": ["inference"],
         }));
         let conversations = Conversations::new(plan.conversations, plan.conversation_ttl);
+        let queue = Waiting::new(plan.max_queued);
         ExecAgent {
             plan,
             ready: VecDeque::from([relink.register()]),
             relink,
             actions: VecDeque::new(),
-            queue: VecDeque::new(),
+            queue,
             runs: HashMap::new(),
             conversations,
             next_run: 0,
@@ -282,9 +292,7 @@ impl ExecAgent {
         let said: usize = results.results.iter().map(|r| r.text.chars().count()).sum();
         state.request.invoke = invoke.to_owned();
         state.request.deadline = later(now, self.plan.timeout);
-        state.index = 0;
-        state.prompt_tokens = tokens_for_chars(said as u64);
-        state.completion_chars = 0;
+        state.stream = Answer::new(tokens_for_chars(said as u64));
         // Calls the CLI made after the others were given go now.
         give(&mut self.ready, &self.plan, state, now, false);
         true
@@ -306,19 +314,14 @@ impl ExecAgent {
 
     fn invoke(&mut self, request: Request) {
         if self.runs.len() < self.plan.max_running {
-            self.start(request);
-        } else if self.queue.len() < self.plan.max_queued {
-            self.make_room();
-            self.queue.push_back(request);
-        } else {
-            let message = format!(
-                "{} requests are running and {} waiting",
-                self.runs.len(),
-                self.queue.len()
-            );
-            self.ready
-                .push_back(error_frame(&request.invoke, &message, "busy"));
+            return self.start(request);
         }
+        if self.queue.has_room() {
+            self.make_room();
+        }
+        let running = self.runs.len();
+        let busy = |waiting| format!("{running} requests are running and {waiting} waiting");
+        self.queue.push(request, busy, &mut self.ready);
     }
 
     /// Every place is taken and a request waits: unless enough runs are
@@ -404,9 +407,7 @@ impl ExecAgent {
                 request,
                 answer,
                 format: self.plan.format.parser(),
-                index: 0,
-                prompt_tokens,
-                completion_chars: 0,
+                stream: Answer::new(prompt_tokens),
                 usage: None,
                 session: None,
                 finished: false,
@@ -441,7 +442,7 @@ impl ExecAgent {
     }
 
     fn cancel(&mut self, invoke: &str) {
-        self.queue.retain(|r| r.invoke != invoke);
+        self.queue.cancel(invoke);
         let found = self
             .runs
             .iter_mut()
@@ -488,7 +489,8 @@ impl ExecAgent {
                 completion.saturating_sub(before.1),
             ));
         }
-        self.ready.push_back(last_chunk(&run, "stop"));
+        let last = run.stream.end(&run.request.invoke, "stop", run.usage);
+        self.ready.push_back(last);
         let session = run.session.or(run.request.resumes.map(|c| c.session));
         if let (Some(session), Some(transcript)) = (session, run.answer) {
             let usage_total = total.filter(|_| cumulative);
@@ -518,20 +520,11 @@ impl ExecAgent {
                     tracing::debug!("text from a run waiting for tool results dropped");
                 }
                 Event::Text(text) => {
-                    let mut delta = json!({"content": text});
-                    if state.index == 0 {
-                        delta["role"] = json!("assistant");
-                    }
-                    state.completion_chars += text.chars().count() as u64;
                     if let Some(t) = state.answer.as_mut() {
                         t.text(&text);
                     }
-                    self.ready.push_back(
-                        json!({"type": "model_stream_chunk", "id": state.request.invoke,
-                               "chunk_index": state.index, "delta": delta, "finish_reason": null})
-                        .to_string(),
-                    );
-                    state.index += 1;
+                    let chunk = state.stream.text(&state.request.invoke, &text);
+                    self.ready.push_back(chunk);
                 }
                 Event::Turn { calls } => {
                     if let Some(round) = state.round.as_mut() {
@@ -572,21 +565,9 @@ impl ExecAgent {
         let Some(round) = state.round.as_mut() else {
             return;
         };
-        match link::asked(line, &mut round.offer) {
-            Asked::Reply(reply) => self.relays.send(id, reply),
-            Asked::Relisted(reply) => self.relays.send_relisted(id, reply),
-            Asked::Nothing => {}
-            Asked::Call {
-                rpc,
-                name,
-                arguments,
-            } => {
-                let call_id = |n| link::call_id(&tools.seed, run, n);
-                match round.call(id, rpc, name, arguments, call_id, now) {
-                    Ok(()) => give(&mut self.ready, &self.plan, state, now, false),
-                    Err(refusal) => self.relays.send(id, refusal),
-                }
-            }
+        let call_id = |n| link::call_id(&tools.seed, run, n);
+        if let Heard::Called = self.relays.hear(id, line, round, call_id, now) {
+            give(&mut self.ready, &self.plan, state, now, false);
         }
     }
 
@@ -634,7 +615,7 @@ impl ProcessAgent for ExecAgent {
     /// continue on the next link; that link starts by asking for the
     /// session back.
     fn link_lost(&mut self) {
-        self.queue.clear();
+        self.queue.take();
         for (&run, state) in self.runs.iter_mut().filter(|(_, r)| !r.settled) {
             state.settled = true;
             self.actions.push_back(Action::Kill { run });
@@ -677,7 +658,7 @@ impl ProcessAgent for ExecAgent {
         // A queued request may be refused without a run (a prompt too long
         // for its command), so keep starting until a slot is taken.
         while self.runs.len() < self.plan.max_running {
-            let Some(next) = self.queue.pop_front() else {
+            let Some(next) = self.queue.pop() else {
                 break;
             };
             self.start(next);
@@ -692,13 +673,7 @@ impl ProcessAgent for ExecAgent {
         self.relays.expire(now);
         let secs = self.plan.timeout.as_secs();
         let message = format!("the agent did not answer within {secs} s");
-        let (late, waiting): (Vec<_>, Vec<_>) =
-            self.queue.drain(..).partition(|r| r.deadline <= now);
-        self.queue = waiting.into();
-        for r in late {
-            self.ready
-                .push_back(error_frame(&r.invoke, &message, "timeout"));
-        }
+        self.queue.expire(now, &message, &mut self.ready);
         for (&run, state) in self.runs.iter_mut() {
             let due = state.round.as_ref().and_then(Round::deadline);
             if state.parked() && !state.settled && due.is_some_and(|d| d <= now) {
@@ -737,7 +712,7 @@ impl ProcessAgent for ExecAgent {
             let round = r.round.as_ref().filter(|_| r.failed.is_none());
             own.into_iter().chain(round.and_then(Round::deadline))
         });
-        runs.chain(self.queue.iter().map(|r| r.deadline))
+        runs.chain(self.queue.deadlines())
             .chain(self.relays.due())
             .min()
     }
@@ -800,22 +775,6 @@ fn failure(plan: &ExecPlan, run: &Run, exit: &Exit) -> Option<String> {
     Some(message)
 }
 
-/// The final chunk of a successful run, with its usage (the CLI's counts,
-/// else estimates).
-fn last_chunk(run: &Run, finish: &str) -> String {
-    let (prompt, completion) = run
-        .usage
-        .unwrap_or_else(|| (run.prompt_tokens, tokens_for_chars(run.completion_chars)));
-    let mut delta = json!({"content": ""});
-    if run.index == 0 {
-        delta["role"] = json!("assistant");
-    }
-    json!({"type": "model_stream_chunk", "id": run.request.invoke, "chunk_index": run.index,
-           "delta": delta, "finish_reason": finish,
-           "usage": {"prompt_tokens": prompt, "completion_tokens": completion}})
-    .to_string()
-}
-
 /// Gives the run's pending calls to its editor when they are all its turn
 /// made, or (`due`) when the bound passed: the answer ends with them, and
 /// the run is parked until the results come or the wait is over.
@@ -827,30 +786,14 @@ fn give(ready: &mut VecDeque<String>, plan: &ExecPlan, state: &mut Run, now: Ins
         return;
     }
     let given = round.give(later(now, link.wait));
-    let mut delta = json!({"tool_calls": tools::calls_delta(&given)});
-    if state.index == 0 {
-        delta["role"] = json!("assistant");
-    }
-    ready.push_back(
-        json!({"type": "model_stream_chunk", "id": state.request.invoke,
-               "chunk_index": state.index, "delta": delta, "finish_reason": null})
-        .to_string(),
-    );
-    state.index += 1;
-    state.completion_chars += given
-        .iter()
-        .map(|g| g.arguments.to_string().len() as u64)
-        .sum::<u64>();
-    ready.push_back(last_chunk(state, "tool_calls"));
+    let invoke = &state.request.invoke;
+    ready.push_back(state.stream.calls(invoke, &given));
+    ready.push_back(state.stream.end(invoke, "tool_calls", state.usage));
     // The conversation now holds calls and results an editor writes its
     // own way: it is not remembered for resuming, and a failure from here
     // on cannot start over.
     state.answer = None;
     state.request.fallback = None;
-}
-
-pub(crate) fn error_frame(invoke: &str, message: &str, code: &str) -> String {
-    json!({"type": "error", "id": invoke, "error": {"message": message, "code": code}}).to_string()
 }
 
 #[cfg(test)]

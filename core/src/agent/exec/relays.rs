@@ -9,10 +9,23 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::link::{self, Link, LinkId, LinkOutput};
+use super::link::{self, Asked, Link, LinkId, LinkOutput};
+use super::round::Round;
 use super::RunId;
 use crate::lines::Line;
 use crate::mcp;
+
+/// What a line from a relay came to in its owner's round.
+pub enum Heard {
+    /// A listing or a search, answered.
+    Answered,
+    /// A search that changed the tools listed, answered.
+    Relisted,
+    /// A call, taken into the round.
+    Called,
+    /// Nothing the owner acts on (a notification, a refused call).
+    Nothing,
+}
 
 #[derive(Default)]
 pub struct Relays {
@@ -124,6 +137,42 @@ impl Relays {
         self.send(id, reply);
         let changed = mcp::notification("notifications/tools/list_changed", json!({}));
         self.send(id, changed);
+    }
+
+    /// A line from the relay on connection `id`, in its owner's `round`,
+    /// whose calls take their ids from `call_id`: a listing or a search is
+    /// answered, a call taken into the round (or refused, back to the
+    /// relay).
+    pub fn hear(
+        &mut self,
+        id: LinkId,
+        line: &Line,
+        round: &mut Round,
+        call_id: impl FnOnce(u64) -> String,
+        now: Instant,
+    ) -> Heard {
+        match link::asked(line, &mut round.offer) {
+            Asked::Reply(reply) => {
+                self.send(id, reply);
+                Heard::Answered
+            }
+            Asked::Relisted(reply) => {
+                self.send_relisted(id, reply);
+                Heard::Relisted
+            }
+            Asked::Nothing => Heard::Nothing,
+            Asked::Call {
+                rpc,
+                name,
+                arguments,
+            } => match round.call(id, rpc, name, arguments, call_id, now) {
+                Ok(()) => Heard::Called,
+                Err(refusal) => {
+                    self.send(id, refusal);
+                    Heard::Nothing
+                }
+            },
+        }
     }
 
     /// The next line to write to a relay, or one to close.
