@@ -46,7 +46,7 @@ impl AcpAgent {
     /// The method to log the process of `slot` in with, after `failure`,
     /// when it needs a login, has a headless method and has not tried it.
     pub(super) fn login_method(&mut self, slot: usize, failure: &Failure) -> Option<String> {
-        let process = self.slots.get_mut(slot)?.process.as_mut()?;
+        let process = self.pool.slots.get_mut(slot)?.process.as_mut()?;
         if !needs_login(failure) || process.tried_login {
             return None;
         }
@@ -60,7 +60,7 @@ impl AcpAgent {
     /// needed it (for `request`, or the first one) is asked for again.
     pub(super) fn authenticate(&mut self, slot: usize, method: String, request: Option<Request>) {
         let params = json!({"methodId": method});
-        self.call(
+        self.pool.call(
             slot,
             "authenticate",
             params,
@@ -85,7 +85,8 @@ impl AcpAgent {
             (Some(request), Ok(_)) => {
                 // Its relay's owner, if any, was given when it first asked.
                 let params = self.session_params(request.owner);
-                self.call(slot, "session/new", params, Pending::NewSession(request));
+                self.pool
+                    .call(slot, "session/new", params, Pending::NewSession(request));
             }
             (Some(request), Err(failure)) => {
                 if !request.cancelled {

@@ -43,18 +43,18 @@ use crate::agent::exec::tool_search::Indexes;
 use crate::agent::exec::tools::{Chat, Given, Offer};
 use crate::agent::exec::ToolLink;
 use crate::agent::ledger::{error_frame, Answer, Invocation, Waiting};
-use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
+use crate::agent::process::{Action, Exit, ProcessAgent, RunId};
 use crate::agent::quoted;
 use crate::agent::relink::Relink;
 use crate::agent::to_agent::{Invoke, ToAgent};
-use crate::lines::{Line, LineBuffer};
+use crate::lines::Line;
 use crate::mcp;
 use crate::telemetry::SpanContext;
 use crate::time::later;
 use crate::tokens::estimate_tokens;
 use models::{Effort, Models, Setting};
 use permission::Policy;
-use pool::{At, Room, Running, Slot};
+use pool::{At, Pool, Room, Running, Slot};
 use rpc::{Failure, Incoming};
 use textual::Scanner;
 use update::{Shown, Shows};
@@ -65,12 +65,6 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// The longest line the agent may send; a longer one ends the process.
 pub const MAX_LINE: usize = 16 << 20;
 
-/// The wait before restarting an agent that ended early, doubled each time
-/// it does so again, up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// An agent that ran this long before it ended is restarted at once.
-const STABLE: Duration = Duration::from_secs(10);
 /// The longest a session's first prompt waits for its agent to list the
 /// editor's tools.
 const LIST_WAIT: Duration = Duration::from_secs(5);
@@ -312,16 +306,10 @@ pub struct AcpAgent {
     plan: AcpPlan,
     relink: Relink,
     ready: VecDeque<String>,
-    actions: VecDeque<Action>,
-    slots: Vec<Slot>,
-    next_run: u64,
-    next_id: u64,
-    /// Requests sent, by id: for which slot's process, and what for.
-    pending: HashMap<u64, (usize, Pending)>,
+    /// Its processes, and the requests sent to them.
+    pool: Pool,
     sessions: HashMap<At, Session>,
     queue: Waiting<Request>,
-    /// Processes started, for observing.
-    starts: u64,
     relays: Relays,
     /// The next owner number for a session's relay.
     next_tools: u64,
@@ -355,18 +343,14 @@ impl AcpAgent {
             "allowed_scopes": ["inference"],
         }));
         let queue = Waiting::new(plan.max_queued);
+        let pool = Pool::new(&plan);
         let mut agent = AcpAgent {
             plan,
             ready: VecDeque::new(),
             relink,
-            actions: VecDeque::new(),
-            slots: Vec::new(),
-            next_run: 0,
-            next_id: 0,
-            pending: HashMap::new(),
+            pool,
             sessions: HashMap::new(),
             queue,
-            starts: 0,
             relays: Relays::default(),
             next_tools: 0,
             listed: HashMap::new(),
@@ -377,18 +361,18 @@ impl AcpAgent {
             asks: permission::Asks::default(),
             indexes: Indexes::default(),
         };
-        agent.start(0, now);
+        agent.pool.start(0, now);
         agent
     }
 
     /// Agent processes started so far.
     pub fn starts(&self) -> u64 {
-        self.starts
+        self.pool.starts()
     }
 
     /// Agent processes running.
     pub fn processes(&self) -> usize {
-        self.slots.iter().filter(|s| s.process.is_some()).count()
+        self.pool.processes()
     }
 
     /// Sessions open.
@@ -457,90 +441,6 @@ impl AcpAgent {
         }
     }
 
-    /// Sends a request to the process of `slot`.
-    fn call(&mut self, slot: usize, method: &str, params: Value, pending: Pending) {
-        let Some(run) = self.run_of(slot) else {
-            return;
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        self.pending.insert(id, (slot, pending));
-        self.actions.push_back(Action::Write {
-            run,
-            line: rpc::request(id, method, params),
-        });
-    }
-
-    fn write(&mut self, slot: usize, line: String) {
-        if let Some(run) = self.run_of(slot) {
-            self.actions.push_back(Action::Write { run, line });
-        }
-    }
-
-    fn run_of(&self, slot: usize) -> Option<RunId> {
-        self.slots.get(slot)?.process.as_ref().map(|p| p.run)
-    }
-
-    /// The slot of a process.
-    fn slot_of(&self, run: RunId) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.process.as_ref().is_some_and(|p| p.run == run))
-    }
-
-    /// Starts an agent process in `slot` (a new one past the last), and
-    /// says `initialize` to it.
-    fn start(&mut self, slot: usize, now: Instant) {
-        if slot >= self.slots.len() {
-            self.slots.resize_with(slot + 1, || Slot {
-                backoff: FIRST_BACKOFF,
-                ..Slot::default()
-            });
-        }
-        let run = RunId(self.next_run);
-        self.next_run += 1;
-        self.starts += 1;
-        self.actions.push_back(Action::Spawn {
-            run,
-            argv: self.plan.command.clone(),
-            stdin: Stdin::Open,
-            env: self.plan.env.clone(),
-            home: None,
-        });
-        let Some(place) = self.slots.get_mut(slot) else {
-            return;
-        };
-        place.retry_at = None;
-        place.process = Some(Running {
-            run,
-            lines: LineBuffer::new(MAX_LINE),
-            started: now,
-            ready: false,
-            loads: false,
-            fault: None,
-            retired: false,
-            headless: None,
-            tried_login: false,
-        });
-        let params = json!({
-            "protocolVersion": PROTOCOL_VERSION,
-            "clientCapabilities": {"fs": {"readTextFile": false, "writeTextFile": false}, "terminal": false},
-            "clientInfo": {"name": "mcp-provider", "version": env!("CARGO_PKG_VERSION")},
-        });
-        self.call(slot, "initialize", params, Pending::Initialize);
-    }
-
-    /// Ends the process of `slot` for `why` (its exit then fails what it
-    /// had).
-    fn end_process(&mut self, slot: usize, why: String) {
-        let process = self.slots.get_mut(slot).and_then(|s| s.process.as_mut());
-        if let Some(process) = process.filter(|p| p.fault.is_none()) {
-            tracing::warn!("ACP agent: {why}");
-            process.fault = Some(why);
-            self.actions.push_back(Action::Kill { run: process.run });
-        }
-    }
-
     /// A request is answered as soon as it can be: in the idle session
     /// holding its conversation, else in a new session once there is room;
     /// until then it waits.
@@ -556,7 +456,7 @@ impl AcpAgent {
         });
         if let (Some(at), Some(last)) = (found, request.last.clone()) {
             let shared = tools && self.tools_turn_in(at.slot).is_some();
-            if shared || !self.slots.get(at.slot).is_some_and(Slot::ready) {
+            if shared || !self.pool.slots.get(at.slot).is_some_and(Slot::ready) {
                 // Its process is starting again, or busy with another
                 // turn using the editor's tools: the turn waits for it.
                 return self.wait(request, Some(at.slot), now);
@@ -572,7 +472,7 @@ impl AcpAgent {
                     session: at,
                     request: Box::new(request),
                 };
-                return self.call(slot, "session/load", params, pending);
+                return self.pool.call(slot, "session/load", params, pending);
             }
             return self.prompt(at, request, last, now);
         }
@@ -588,7 +488,7 @@ impl AcpAgent {
         match self.room(tools, now) {
             Some(slot) => {
                 let params = self.new_session(&mut request);
-                self.call(
+                self.pool.call(
                     slot,
                     "session/new",
                     params,
@@ -606,9 +506,9 @@ impl AcpAgent {
     fn room(&mut self, tools: bool, now: Instant) -> Option<usize> {
         let busy = |slot: usize| tools && self.tools_turn_in(slot).is_some();
         match pool::choose(
-            &self.slots,
+            &self.pool.slots,
             &self.sessions,
-            &self.pending,
+            &self.pool.pending,
             &self.plan,
             &busy,
             now,
@@ -620,7 +520,7 @@ impl AcpAgent {
             }
             Room::Start(slot) => {
                 tracing::info!("ACP agent: every session is busy; another agent process starts");
-                self.start(slot, now);
+                self.pool.start(slot, now);
                 None
             }
             Room::Wait => None,
@@ -650,15 +550,16 @@ impl AcpAgent {
             return;
         }
         let slot = slot.unwrap_or_else(|| {
-            let up = self.slots.iter().position(|s| s.process.is_some());
+            let up = self.pool.slots.iter().position(|s| s.process.is_some());
             up.unwrap_or(0)
         });
         let down = self
+            .pool
             .slots
             .get(slot)
             .is_none_or(|s| s.process.is_none() && s.retry_at.is_none_or(|at| at <= now));
         if down {
-            self.start(slot, now);
+            self.pool.start(slot, now);
         }
     }
 
@@ -730,7 +631,7 @@ impl AcpAgent {
             trace.put_in_meta(&mut meta);
             params["_meta"] = Value::Object(meta);
         }
-        self.call(
+        self.pool.call(
             at.slot,
             "session/prompt",
             params,
@@ -751,7 +652,9 @@ impl AcpAgent {
             Line::Text(text) => text,
             Line::TooLong => {
                 let mib = MAX_LINE >> 20;
-                return self.end_process(slot, format!("it sent a line longer than {mib} MiB"));
+                return self
+                    .pool
+                    .end(slot, format!("it sent a line longer than {mib} MiB"));
             }
         };
         match rpc::parse(&text) {
@@ -780,7 +683,7 @@ impl AcpAgent {
                         None,
                     ),
                 };
-                self.write(slot, line);
+                self.pool.write(slot, line);
             }
             Incoming::Notification { method, params } if method == "session/update" => {
                 self.updated(slot, &params);
@@ -837,10 +740,10 @@ impl AcpAgent {
     /// request it was not sent is let be).
     fn answered(&mut self, slot: usize, id: u64, result: Result<Value, Failure>, now: Instant) {
         tracing::debug!("ACP agent answered request {id}: ok {}", result.is_ok());
-        if self.pending.get(&id).is_none_or(|(s, _)| *s != slot) {
+        if self.pool.pending.get(&id).is_none_or(|(s, _)| *s != slot) {
             return;
         }
-        let Some((_, pending)) = self.pending.remove(&id) else {
+        let Some((_, pending)) = self.pool.pending.remove(&id) else {
             return;
         };
         match pending {
@@ -867,7 +770,7 @@ impl AcpAgent {
             Ok(result) => result["protocolVersion"].as_u64(),
             Err(failure) => {
                 let why = format!("it refused `initialize`: {}", failure.message);
-                return self.end_process(slot, why);
+                return self.pool.end(slot, why);
             }
         };
         if version != Some(PROTOCOL_VERSION) {
@@ -875,9 +778,14 @@ impl AcpAgent {
             let why = format!(
                 "it speaks ACP {said}, and this provider speaks version {PROTOCOL_VERSION}"
             );
-            return self.end_process(slot, why);
+            return self.pool.end(slot, why);
         }
-        if let Some(process) = self.slots.get_mut(slot).and_then(|s| s.process.as_mut()) {
+        if let Some(process) = self
+            .pool
+            .slots
+            .get_mut(slot)
+            .and_then(|s| s.process.as_mut())
+        {
             process.ready = true;
             process.loads = capabilities["agentCapabilities"]["loadSession"] == true;
             process.headless = auth::headless(&capabilities);
@@ -891,7 +799,7 @@ impl AcpAgent {
     /// Opens the agent's first session, to learn its models.
     fn open_first_session(&mut self, slot: usize) {
         let params = json!({"cwd": self.plan.cwd, "mcpServers": []});
-        self.call(slot, "session/new", params, Pending::Models);
+        self.pool.call(slot, "session/new", params, Pending::Models);
     }
 
     /// `session/new` answered by the process of `slot`: the turn that
@@ -926,7 +834,7 @@ impl AcpAgent {
                 self.ready
                     .push_back(error_frame(&request.invoke, &message, "agent_failed"));
             }
-            return self.end_process(slot, why.into());
+            return self.pool.end(slot, why.into());
         };
         let at = At { slot, id };
         if !self.take_id(&at) {
@@ -1070,7 +978,7 @@ impl AcpAgent {
     /// is forgotten (an agent's cancelled session is not reliably reusable).
     fn stop_turn(&mut self, at: &At) {
         self.forget(at);
-        self.write(
+        self.pool.write(
             at.slot,
             mcp::notification("session/cancel", json!({"sessionId": at.id})),
         );
@@ -1091,7 +999,7 @@ impl AcpAgent {
 
     fn cancel(&mut self, invoke: &str, now: Instant) {
         self.queue.cancel(invoke);
-        for (_, pending) in self.pending.values_mut() {
+        for (_, pending) in self.pool.pending.values_mut() {
             if let Some(request) = pending.request() {
                 if request.invoke == invoke {
                     request.cancelled = true;
@@ -1105,17 +1013,39 @@ impl AcpAgent {
     }
 
     /// The process of `slot` ended: what it had fails, and it is started
-    /// again when something waits — at once if it had run a while, after a
-    /// growing wait if it keeps ending early. A process that never got
-    /// ready, with no other running, fails what waits too: its editors
+    /// again when something waits ([`Pool::ended`]). A process that never
+    /// got ready, with no other running, fails what waits too: its editors
     /// hear why now, not at their timeout. One retired for want of work
     /// had nothing, and is not started again.
     fn ended(&mut self, slot: usize, process: Running, exit: &Exit, now: Instant) {
         if process.retired {
             return;
         }
-        let program = self.program().to_owned();
-        let why = match (&process.fault, exit) {
+        let why = self.why_ended(&process, exit);
+        self.end_all_asks(slot);
+        for mut pending in self.pool.ended(slot, &process, now) {
+            if let Some(request) = pending.request().filter(|r| !r.cancelled) {
+                self.ready
+                    .push_back(error_frame(&request.invoke, &why, "agent_failed"));
+            }
+        }
+        self.sessions_ended(slot, process.loads, &why);
+        // It registers even so: an editor asking is then told why.
+        self.register(&[]);
+        let others = self.pool.slots.iter().any(|s| s.ready() || s.starting());
+        if !process.ready && !others {
+            for request in self.queue.take() {
+                self.ready
+                    .push_back(error_frame(&request.invoke, &why, "agent_failed"));
+            }
+        }
+        self.drain_queue(now);
+    }
+
+    /// What an editor is told of a process that ended.
+    fn why_ended(&self, process: &Running, exit: &Exit) -> String {
+        let program = self.program();
+        match (&process.fault, exit) {
             (Some(fault), _) => format!("`{program}` was ended: {fault}"),
             (None, Exit::NotStarted(why)) => format!("could not start `{program}`: {why}"),
             (None, Exit::Exited { code, stderr }) => {
@@ -1127,28 +1057,15 @@ impl AcpAgent {
                     said => format!("`{program}` {status}: {said}"),
                 }
             }
-        };
-        self.end_all_asks(slot);
-        let its: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, (s, _))| *s == slot)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in its {
-            let Some((_, mut pending)) = self.pending.remove(&id) else {
-                continue;
-            };
-            if let Some(request) = pending.request() {
-                if !request.cancelled {
-                    self.ready
-                        .push_back(error_frame(&request.invoke, &why, "agent_failed"));
-                }
-            }
         }
-        // An idle conversation's session is kept for the next process to
-        // load, when this one could; the rest are gone with it.
-        let kept = |s: &Session| process.loads && s.turn.is_none() && s.key.is_some();
+    }
+
+    /// The sessions of the process of `slot`, which ended for `why`: an
+    /// idle conversation's is kept for the next process to load, when
+    /// this one could (`loads`); the rest are gone with it, their turns
+    /// failed.
+    fn sessions_ended(&mut self, slot: usize, loads: bool, why: &str) {
+        let kept = |s: &Session| loads && s.turn.is_none() && s.key.is_some();
         let its: Vec<At> = self
             .sessions
             .keys()
@@ -1168,71 +1085,44 @@ impl AcpAgent {
                 self.sessions.insert(at, session);
             } else if let Some(turn) = session.turn.filter(|t| !t.parked()) {
                 self.ready
-                    .push_back(error_frame(&turn.invoke, &why, "agent_failed"));
-            }
-        }
-        // It registers even so: an editor asking is then told why.
-        self.register(&[]);
-        let others = self.slots.iter().any(|s| s.ready() || s.starting());
-        if !process.ready && !others {
-            for request in self.queue.take() {
-                self.ready
-                    .push_back(error_frame(&request.invoke, &why, "agent_failed"));
-            }
-        }
-        let Some(place) = self.slots.get_mut(slot) else {
-            return;
-        };
-        place.warm = process.ready;
-        if process.ready && now.duration_since(process.started) >= STABLE {
-            place.backoff = FIRST_BACKOFF;
-            place.retry_at = Some(now);
-        } else {
-            place.retry_at = Some(now + place.backoff);
-            place.backoff = (place.backoff * 2).min(MAX_BACKOFF);
-        }
-        self.drain_queue(now);
-    }
-
-    /// Ends the processes past the first that have no session and nothing
-    /// to do: another starts when the work comes back.
-    fn retire_idle(&mut self) {
-        let first = self.slots.iter().position(Slot::ready);
-        for slot in 0..self.slots.len() {
-            let unused = Some(slot) != first
-                && self.slots.get(slot).is_some_and(Slot::ready)
-                && !self.sessions.keys().any(|at| at.slot == slot)
-                && !self.pending.values().any(|(s, _)| *s == slot);
-            let process = self.slots.get_mut(slot).and_then(|s| s.process.as_mut());
-            if let Some(process) = process.filter(|_| unused && self.queue.is_empty()) {
-                tracing::info!("ACP agent: an agent process with no sessions left is ended");
-                process.retired = true;
-                process.fault = Some("it had no sessions left".into());
-                self.actions.push_back(Action::Kill { run: process.run });
+                    .push_back(error_frame(&turn.invoke, why, "agent_failed"));
             }
         }
     }
 
-    /// When a process still starting must have answered `initialize`.
-    fn start_due(&self) -> impl Iterator<Item = (usize, Instant)> + '_ {
-        let wait = self.plan.start_timeout;
-        self.slots.iter().enumerate().filter_map(move |(slot, s)| {
-            let process = s.process.as_ref().filter(|_| s.starting())?;
-            Some((slot, later(process.started, wait)))
-        })
+    /// Turns past their deadline fail as timed out (`message`), and are
+    /// stopped.
+    fn time_out_turns(&mut self, message: &str, now: Instant) {
+        let late: Vec<(At, String)> = self
+            .sessions
+            .iter()
+            .filter_map(|(at, s)| {
+                let turn = s
+                    .turn
+                    .as_ref()
+                    .filter(|t| !t.parked() && t.deadline <= now)?;
+                Some((at.clone(), turn.invoke.clone()))
+            })
+            .collect();
+        for (at, invoke) in late {
+            self.ready
+                .push_back(error_frame(&invoke, message, "timeout"));
+            self.stop_turn(&at);
+        }
     }
 
-    /// When a slot whose process ended may start again: when something
-    /// waits, or, for one that had served, when no other process runs (the
-    /// agent is kept warm).
-    fn retry_due(&self) -> impl Iterator<Item = (usize, Instant)> + '_ {
-        let waiting = !self.queue.is_empty();
-        let none_up = self.processes() == 0;
-        self.slots.iter().enumerate().filter_map(move |(slot, s)| {
-            let wanted = waiting || (none_up && s.warm);
-            let at = s.retry_at.filter(|_| wanted && s.process.is_none())?;
-            Some((slot, at))
-        })
+    /// Idle sessions past their time are forgotten.
+    fn forget_idle(&mut self, now: Instant) {
+        let idle = self.plan.idle;
+        let gone: Vec<At> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.turn.is_none() && later(s.last_used, idle) <= now)
+            .map(|(at, _)| at.clone())
+            .collect();
+        for at in gone {
+            self.forget(&at);
+        }
     }
 }
 
@@ -1269,7 +1159,7 @@ impl ProcessAgent for AcpAgent {
     /// sessions stay, for conversations that go on over the next link.
     fn link_lost(&mut self) {
         self.queue.take();
-        for (_, pending) in self.pending.values_mut() {
+        for (_, pending) in self.pool.pending.values_mut() {
             if let Some(request) = pending.request() {
                 request.cancelled = true;
             }
@@ -1290,31 +1180,35 @@ impl ProcessAgent for AcpAgent {
     }
 
     fn handle_stdout(&mut self, run: RunId, bytes: &[u8], now: Instant) {
-        let Some(slot) = self.slot_of(run) else {
+        let Some(slot) = self.pool.slot_of(run) else {
             return;
         };
         let live = |slots: &[Slot]| {
             let process = slots.get(slot).and_then(|s| s.process.as_ref());
             process.is_some_and(|p| p.run == run && p.fault.is_none())
         };
-        if !live(&self.slots) {
+        if !live(&self.pool.slots) {
             return;
         }
-        let process = self.slots.get_mut(slot).and_then(|s| s.process.as_mut());
+        let process = self
+            .pool
+            .slots
+            .get_mut(slot)
+            .and_then(|s| s.process.as_mut());
         let lines = process.map(|p| p.lines.push(bytes)).unwrap_or_default();
         for line in lines {
             self.handle_line(slot, line, now);
-            if !live(&self.slots) {
+            if !live(&self.pool.slots) {
                 return;
             }
         }
     }
 
     fn handle_exit(&mut self, run: RunId, exit: Exit, now: Instant) {
-        let Some(slot) = self.slot_of(run) else {
+        let Some(slot) = self.pool.slot_of(run) else {
             return;
         };
-        if let Some(process) = self.slots.get_mut(slot).and_then(|s| s.process.take()) {
+        if let Some(process) = self.pool.slots.get_mut(slot).and_then(|s| s.process.take()) {
             self.ended(slot, process, &exit, now);
         }
     }
@@ -1327,62 +1221,17 @@ impl ProcessAgent for AcpAgent {
     fn handle_timeout(&mut self, now: Instant) {
         let secs = self.plan.timeout.as_secs();
         let message = format!("the agent did not answer within {secs} s");
-        let late: Vec<(At, String)> = self
-            .sessions
-            .iter()
-            .filter_map(|(at, s)| {
-                let turn = s
-                    .turn
-                    .as_ref()
-                    .filter(|t| !t.parked() && t.deadline <= now)?;
-                Some((at.clone(), turn.invoke.clone()))
-            })
-            .collect();
-        for (at, invoke) in late {
-            self.ready
-                .push_back(error_frame(&invoke, &message, "timeout"));
-            self.stop_turn(&at);
-        }
+        self.time_out_turns(&message, now);
         self.queue.expire(now, &message, &mut self.ready);
-        let idle = self.plan.idle;
-        let gone: Vec<At> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.turn.is_none() && later(s.last_used, idle) <= now)
-            .map(|(at, _)| at.clone())
-            .collect();
-        for at in gone {
-            self.forget(&at);
-        }
-        self.retire_idle();
+        self.forget_idle(now);
+        self.pool
+            .retire_idle(&self.sessions, !self.queue.is_empty());
         if self.probe.is_some_and(|(_, due)| due <= now) {
             self.tools_reached(false);
         }
         self.tools_due(now);
         self.asks_due(now);
-        let silent: Vec<usize> = self
-            .start_due()
-            .filter(|(_, due)| *due <= now)
-            .map(|(slot, _)| slot)
-            .collect();
-        for slot in silent {
-            let secs = self.plan.start_timeout.as_secs();
-            self.end_process(
-                slot,
-                format!("it did not answer `initialize` within {secs} s"),
-            );
-        }
-        let due: Vec<usize> = self
-            .retry_due()
-            .filter(|(_, at)| *at <= now)
-            .map(|(slot, _)| slot)
-            .collect();
-        for slot in due {
-            // One process kept warm is enough when nothing waits.
-            if !self.queue.is_empty() || self.processes() == 0 {
-                self.start(slot, now);
-            }
-        }
+        self.pool.handle_timeout(!self.queue.is_empty(), now);
         self.drain_queue(now);
     }
 
@@ -1399,7 +1248,7 @@ impl ProcessAgent for AcpAgent {
     }
 
     fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.pool.poll_action()
     }
 
     fn poll_link(&mut self) -> Option<LinkOutput> {
@@ -1416,8 +1265,7 @@ impl ProcessAgent for AcpAgent {
             .chain(self.queue.deadlines())
             .chain(self.relays.due())
             .chain(self.asks.due())
-            .chain(self.start_due().map(|(_, due)| due))
-            .chain(self.retry_due().map(|(_, at)| at))
+            .chain(self.pool.poll_timeout(!self.queue.is_empty()))
             .chain(self.probe.map(|(_, due)| due))
             .min()
     }

@@ -237,7 +237,7 @@ impl AcpAgent {
             setting,
             text,
         };
-        self.call(at.slot, method, params, pending);
+        self.pool.call(at.slot, method, params, pending);
         None
     }
 

@@ -325,7 +325,7 @@ impl AcpAgent {
     pub(super) fn permission_decided(&mut self, id: &str, allow: bool) {
         if let Some((slot, line)) = self.asks.decided(id, allow) {
             tracing::debug!("ACP agent: the user decided {id}: allow {allow}");
-            self.write(slot, line);
+            self.pool.write(slot, line);
         }
     }
 
@@ -349,7 +349,7 @@ impl AcpAgent {
 
     fn carry(&mut self, settled: Settled) {
         for (slot, line) in settled.lines {
-            self.write(slot, line);
+            self.pool.write(slot, line);
         }
         self.ready.extend(settled.frames);
     }

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::pool::{FIRST_BACKOFF, STABLE};
 use super::*;
+use crate::agent::process::Stdin;
 
 mod churn;
 mod isolation;
@@ -544,7 +546,7 @@ fn a_session_kept_across_a_restart_is_loaded_or_else_replaced_with_the_whole_his
         now,
     );
     frames(&mut agent);
-    if let Some(process) = agent.slots[0].process.as_mut() {
+    if let Some(process) = agent.pool.slots[0].process.as_mut() {
         process.loads = true;
     }
     let later = now + STABLE;

@@ -123,7 +123,7 @@ impl AcpAgent {
         // A relay may say its hello before its session is open: agents
         // start their MCP servers while they answer `session/new`.
         let opened = self.sessions.values().filter_map(|s| s.tools);
-        let opening = self.pending.values().filter_map(|(_, p)| match p {
+        let opening = self.pool.pending.values().filter_map(|(_, p)| match p {
             Pending::NewSession(request) => request.owner,
             Pending::Probe(owner) => Some(*owner),
             _ => None,
@@ -191,6 +191,7 @@ impl AcpAgent {
     fn outside_turn(&mut self, id: LinkId, owner: RunId, session: Option<&At>, line: &Line) {
         let probing = self.probe.is_some_and(|(o, _)| o == owner)
             || self
+                .pool
                 .pending
                 .values()
                 .any(|(_, p)| matches!(p, Pending::Probe(o) if *o == owner));
@@ -198,7 +199,7 @@ impl AcpAgent {
         let offer = match session.and_then(|at| self.sessions.get_mut(at)) {
             Some(session) => session.offer.as_mut(),
             None if probing => Some(&mut probe),
-            None => self.pending.values_mut().find_map(|(_, p)| match p {
+            None => self.pool.pending.values_mut().find_map(|(_, p)| match p {
                 Pending::NewSession(r) if r.owner == Some(owner) => r.offer.as_mut(),
                 _ => None,
             }),
@@ -224,7 +225,8 @@ impl AcpAgent {
         let owner = RunId(self.next_tools);
         self.next_tools += 1;
         let params = self.session_params(Some(owner));
-        self.call(slot, "session/new", params, Pending::Probe(owner));
+        self.pool
+            .call(slot, "session/new", params, Pending::Probe(owner));
     }
 
     /// The probe's session opened (or not): its relay is given a while to
@@ -288,7 +290,7 @@ impl AcpAgent {
             .find(|(_, s)| s.tools == Some(owner))
             .map(|(at, _)| at.clone());
         let slot = given.as_ref().map(|at| at.slot).or_else(|| {
-            self.pending.values().find_map(|(slot, p)| match p {
+            self.pool.pending.values().find_map(|(slot, p)| match p {
                 Pending::NewSession(r) if r.owner == Some(owner) => Some(*slot),
                 _ => None,
             })

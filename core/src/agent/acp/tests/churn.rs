@@ -243,7 +243,7 @@ fn hours_of_churn_stay_bounded_and_end_with_one_idle_process() {
             agent.sessions()
         );
         assert!(
-            agent.queue.len() <= 8 && agent.pending.len() <= 16,
+            agent.queue.len() <= 8 && agent.pool.pending.len() <= 16,
             "step {step}"
         );
         assert!(agent.listed.len() <= agent.sessions(), "step {step}");
@@ -268,5 +268,5 @@ fn hours_of_churn_stay_bounded_and_end_with_one_idle_process() {
     agent.handle_timeout(later);
     script.act(&mut agent, later);
     assert_eq!((agent.sessions(), agent.processes()), (0, 1));
-    assert!(agent.queue.is_empty() && agent.pending.is_empty() && agent.listed.is_empty());
+    assert!(agent.queue.is_empty() && agent.pool.pending.is_empty() && agent.listed.is_empty());
 }

@@ -295,7 +295,7 @@ impl World {
             let id = request["id"].clone();
             match request["method"].as_str() {
                 Some("session/new") => {
-                    let asking = id.as_u64().and_then(|id| self.agent.pending.get(&id));
+                    let asking = id.as_u64().and_then(|id| self.agent.pool.pending.get(&id));
                     let Some((_, Pending::NewSession(asking))) = asking else {
                         continue;
                     };
