@@ -5,13 +5,11 @@
 //! left to the user, whom the editor's error tells the agent's own login
 //! command.
 
-use std::time::Instant;
-
 use serde_json::{json, Value};
 
+use super::pool::Pool;
 use super::rpc::Failure;
-use super::{AcpAgent, Pending, Request};
-use crate::agent::ledger::error_frame;
+use super::{Pending, Request};
 
 /// The id of a login method, among those the agent's `initialize` answer
 /// offers, that needs no person: one of type `env_var`, or an API key's
@@ -42,11 +40,11 @@ pub fn needs_login(failure: &Failure) -> bool {
     failure.code == -32000 || failure.message.to_lowercase().contains("auth")
 }
 
-impl AcpAgent {
+impl Pool {
     /// The method to log the process of `slot` in with, after `failure`,
     /// when it needs a login, has a headless method and has not tried it.
     pub(super) fn login_method(&mut self, slot: usize, failure: &Failure) -> Option<String> {
-        let process = self.pool.slots.get_mut(slot)?.process.as_mut()?;
+        let process = self.slots.get_mut(slot)?.process.as_mut()?;
         if !needs_login(failure) || process.tried_login {
             return None;
         }
@@ -60,43 +58,8 @@ impl AcpAgent {
     /// needed it (for `request`, or the first one) is asked for again.
     pub(super) fn authenticate(&mut self, slot: usize, method: String, request: Option<Request>) {
         let params = json!({"methodId": method});
-        self.pool.call(
-            slot,
-            "authenticate",
-            params,
-            Pending::Authenticate(request.map(Box::new)),
-        );
-    }
-
-    /// `authenticate` answered.
-    pub(super) fn authenticated(
-        &mut self,
-        slot: usize,
-        request: Option<Box<Request>>,
-        result: Result<Value, Failure>,
-        now: Instant,
-    ) {
-        match (request, result) {
-            (None, Ok(_)) => self.open_first_session(slot),
-            (None, Err(_)) => {
-                self.register(&[]);
-                self.drain_queue(now);
-            }
-            (Some(request), Ok(_)) => {
-                // Its relay's owner, if any, was given when it first asked.
-                let params = self.session_params(request.owner);
-                self.pool
-                    .call(slot, "session/new", params, Pending::NewSession(request));
-            }
-            (Some(request), Err(failure)) => {
-                if !request.cancelled {
-                    let (message, kind) = self.refusal(&failure);
-                    self.ready
-                        .push_back(error_frame(&request.invoke, &message, kind));
-                }
-                self.drain_queue(now);
-            }
-        }
+        let pending = Pending::Authenticate(request.map(Box::new));
+        self.call(slot, "authenticate", params, pending);
     }
 }
 

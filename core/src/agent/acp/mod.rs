@@ -764,6 +764,37 @@ impl AcpAgent {
         }
     }
 
+    /// `authenticate` answered.
+    fn authenticated(
+        &mut self,
+        slot: usize,
+        request: Option<Box<Request>>,
+        result: Result<Value, Failure>,
+        now: Instant,
+    ) {
+        match (request, result) {
+            (None, Ok(_)) => self.open_first_session(slot),
+            (None, Err(_)) => {
+                self.register(&[]);
+                self.drain_queue(now);
+            }
+            (Some(request), Ok(_)) => {
+                // Its relay's owner, if any, was given when it first asked.
+                let params = self.session_params(request.owner);
+                self.pool
+                    .call(slot, "session/new", params, Pending::NewSession(request));
+            }
+            (Some(request), Err(failure)) => {
+                if !request.cancelled {
+                    let (message, kind) = self.refusal(&failure);
+                    self.ready
+                        .push_back(error_frame(&request.invoke, &message, kind));
+                }
+                self.drain_queue(now);
+            }
+        }
+    }
+
     fn initialized(&mut self, slot: usize, result: Result<Value, Failure>, now: Instant) {
         let capabilities = result.as_ref().cloned().unwrap_or_default();
         let version = match result {
@@ -817,8 +848,8 @@ impl AcpAgent {
                 Models::of(&result),
             ),
             Err(failure) if !request.cancelled => {
-                if let Some(method) = self.login_method(slot, &failure) {
-                    return self.authenticate(slot, method, Some(request));
+                if let Some(method) = self.pool.login_method(slot, &failure) {
+                    return self.pool.authenticate(slot, method, Some(request));
                 }
                 let (message, kind) = self.refusal(&failure);
                 self.ready

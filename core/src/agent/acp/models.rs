@@ -150,9 +150,9 @@ impl AcpAgent {
         if let Some(method) = result
             .as_ref()
             .err()
-            .and_then(|f| self.login_method(slot, f))
+            .and_then(|f| self.pool.login_method(slot, f))
         {
-            return self.authenticate(slot, method, None);
+            return self.pool.authenticate(slot, method, None);
         }
         let opened = result.ok().and_then(|result| {
             let id = result["sessionId"].as_str()?.to_owned();

@@ -6,13 +6,11 @@
 //! The results come back as the session's next prompt.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{AcpAgent, Request};
 use crate::agent::exec::link;
-use crate::agent::exec::tools::{Chat, Given, Offer, Results, ToolResult};
+use crate::agent::exec::tools::{Chat, Given, Offer, ToolResult};
 use crate::agent::exec::ToolLink;
 use crate::agent::exec::MAX_CALLS;
 use crate::agent::process::RunId;
@@ -97,37 +95,6 @@ pub(super) fn ended(
     // is continued by their results, not remembered by its text.
     turn.answer = None;
     Some((given, offer.chat))
-}
-
-impl AcpAgent {
-    /// A request whose history ends with the results of the calls a
-    /// session's last answer made as text goes on in that session, with
-    /// the results as its prompt; any other request is given back.
-    pub(super) fn resume_textual(
-        &mut self,
-        mut request: Request,
-        payload: &Value,
-        now: Instant,
-    ) -> Option<Request> {
-        let Some(results) = Results::of(payload) else {
-            return Some(request);
-        };
-        let found = self.sessions.iter_mut().find_map(|(at, session)| {
-            let (given, chat) = session
-                .awaiting
-                .as_ref()
-                .filter(|_| session.turn.is_none())?;
-            let answers = results.answers(given, chat)?;
-            Some((at.clone(), results_text(given, &answers), session))
-        });
-        let Some((at, text, session)) = found else {
-            return Some(request);
-        };
-        session.awaiting = None;
-        request.textual = true;
-        self.prompt(at, request, text, now);
-        None
-    }
 }
 
 /// An answer's text as it streams: what to show, and the calls it makes.

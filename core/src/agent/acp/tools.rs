@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::textual::results_text;
 use super::{AcpAgent, At, Pending, Request, Turn};
 use crate::agent::exec::link::{self, Asked, LinkId};
 use crate::agent::exec::relays::Heard;
@@ -45,6 +46,35 @@ pub(super) fn due(turn: &Turn) -> Vec<Instant> {
 }
 
 impl AcpAgent {
+    /// A request whose history ends with the results of the calls a
+    /// session's last answer made as text goes on in that session, with
+    /// the results as its prompt; any other request is given back.
+    pub(super) fn resume_textual(
+        &mut self,
+        mut request: Request,
+        payload: &Value,
+        now: Instant,
+    ) -> Option<Request> {
+        let Some(results) = Results::of(payload) else {
+            return Some(request);
+        };
+        let found = self.sessions.iter_mut().find_map(|(at, session)| {
+            let (given, chat) = session
+                .awaiting
+                .as_ref()
+                .filter(|_| session.turn.is_none())?;
+            let answers = results.answers(given, chat)?;
+            Some((at.clone(), results_text(given, &answers), session))
+        });
+        let Some((at, text, session)) = found else {
+            return Some(request);
+        };
+        session.awaiting = None;
+        request.textual = true;
+        self.prompt(at, request, text, now);
+        None
+    }
+
     /// `session/new`'s parameters for `request`: with the editor's tools,
     /// the relay as its MCP server, saying a secret of the session's own
     /// (its owner is kept in the request).
