@@ -21,9 +21,11 @@
 mod auth;
 mod models;
 pub mod permission;
+mod plan;
 mod pool;
 pub mod preset;
 pub mod rpc;
+mod session;
 mod textual;
 mod tools;
 pub mod update;
@@ -34,30 +36,31 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::agent::echo::text_of;
-use crate::agent::exec::conversation::{Key, Transcript};
+use crate::agent::exec::conversation::Transcript;
 use crate::agent::exec::link::{LinkId, LinkOutput};
 use crate::agent::exec::prompt;
 use crate::agent::exec::relays::Relays;
 use crate::agent::exec::round::Round;
 use crate::agent::exec::tool_search::Indexes;
-use crate::agent::exec::tools::{Chat, Given, Offer};
-use crate::agent::exec::ToolLink;
-use crate::agent::ledger::{error_frame, Answer, Invocation, Waiting};
+use crate::agent::exec::tools::Offer;
+use crate::agent::ledger::{error_frame, Answer, Waiting};
 use crate::agent::process::{Action, Exit, ProcessAgent, RunId};
 use crate::agent::quoted;
 use crate::agent::relink::Relink;
 use crate::agent::to_agent::{Invoke, ToAgent};
 use crate::lines::Line;
 use crate::mcp;
-use crate::telemetry::SpanContext;
 use crate::time::later;
 use crate::tokens::estimate_tokens;
-use models::{Effort, Models, Setting};
+use models::Models;
 use permission::Policy;
 use pool::{At, Pool, Room, Running, Slot};
 use rpc::{Failure, Incoming};
 use textual::Scanner;
 use update::{Shown, Shows};
+
+pub use plan::{AcpPlan, EditorTools};
+use session::{Pending, Request, Session, Turn};
 
 /// The ACP version spoken: the stable one.
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -75,232 +78,6 @@ const LIST_SETTLE: Duration = Duration::from_millis(500);
 /// How long the agent's first session is given to list the tools of the
 /// MCP server it was handed, before the agent is taken to drop them.
 const PROBE_WAIT: Duration = Duration::from_secs(15);
-
-/// How the editor's tools reach the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EditorTools {
-    /// As the session's MCP server, unless the agent's first session never
-    /// listed the tools of the one it was given: then as text.
-    #[default]
-    Auto,
-    /// As the session's MCP server.
-    Mcp,
-    /// As text in the prompt, calls read back from the answer.
-    Text,
-}
-
-/// What to run, and the limits to run it in.
-#[derive(Debug, Clone)]
-pub struct AcpPlan {
-    /// The model name editors ask for.
-    pub model: String,
-    /// The agent's command line.
-    pub command: Vec<String>,
-    /// Variables set for it, beside the inherited ones.
-    pub env: Vec<(String, String)>,
-    /// The directory its sessions work in (absolute, as ACP wants).
-    pub cwd: String,
-    /// The longest a turn may take, waiting for the agent included.
-    pub timeout: Duration,
-    /// The longest the agent may take to answer `initialize`.
-    pub start_timeout: Duration,
-    /// Sessions at once in one agent process.
-    pub max_sessions: usize,
-    /// Agent processes at once: another starts when every session of
-    /// those running is busy.
-    pub max_processes: usize,
-    /// How long an idle session is kept.
-    pub idle: Duration,
-    /// Requests waiting for the agent or a session; more are refused.
-    pub max_queued: usize,
-    /// Which of its own tools the agent may run.
-    pub policy: Policy,
-    /// Show the agent's own tool calls and plan as reasoning.
-    pub show_tools: bool,
-    /// What logs the agent in, when known: said to an editor whose turn
-    /// the agent refused for want of a login.
-    pub login: Option<String>,
-    /// How sessions reach the editor's tools; without it a request's
-    /// tools are not offered.
-    pub tools: Option<ToolLink>,
-    /// How the tools reach the agent, when it is given them.
-    pub editor_tools: EditorTools,
-    /// The agent keeps the MCP servers of its sessions by name for its
-    /// whole working directory, not per session: a session's relay may
-    /// carry another's calls.
-    pub shared_servers: bool,
-    /// The `_meta` of a `session/new` that turns the agent's own tools off
-    /// (for an agent that can), sent when the session gets the editor's
-    /// tools and the agent may not run its own anyway.
-    pub own_tools_off: Option<Value>,
-}
-
-/// A request for a turn.
-struct Request {
-    invoke: String,
-    /// The whole conversation as one prompt, for a new session.
-    whole: String,
-    /// The new message alone, when the turn may continue a session.
-    last: Option<String>,
-    /// The key of the messages before the new one: the session it
-    /// continues, if one is idle under it.
-    continues: Option<Key>,
-    /// The messages, hashed: with the answer, the key a continuation will
-    /// look for.
-    transcript: Option<Transcript>,
-    deadline: Instant,
-    /// The editor left while the session was being opened.
-    cancelled: bool,
-    /// The editor's tools, when the session is given them.
-    offer: Option<Offer>,
-    /// Whose secret the session's relay says, once its `session/new` went.
-    owner: Option<RunId>,
-    /// The model it asks for, as the agent names it.
-    model: Option<String>,
-    /// The reasoning effort it asks for.
-    effort: Option<String>,
-    /// Its tools are offered as text, not over MCP.
-    textual: bool,
-    /// The provider's span for it (`model_invoke`'s `traceparent`).
-    trace: Option<SpanContext>,
-}
-
-impl Invocation for Request {
-    fn invoke(&self) -> &str {
-        &self.invoke
-    }
-
-    fn deadline(&self) -> Instant {
-        self.deadline
-    }
-}
-
-/// A turn being answered.
-struct Turn {
-    invoke: String,
-    deadline: Instant,
-    /// The answer's chunks sent so far.
-    stream: Answer,
-    /// The conversation with the answer so far, for remembering it.
-    answer: Option<Transcript>,
-    shows: Shows,
-    /// Its calls of the editor's tools, when it was given them.
-    round: Option<Round>,
-    /// The prompt, held until the agent has listed the editor's tools and
-    /// taken them in (an agent may take its first prompt before it has),
-    /// and until when.
-    held: Option<(String, Instant)>,
-    /// The model it wants its session on.
-    model: Option<String>,
-    /// The reasoning effort it wants.
-    effort: Option<String>,
-    /// The tools it offers as text, and its answer scanned for their calls.
-    textual: Option<(Offer, Scanner)>,
-    /// The tokens in its session's context, as the agent last reported.
-    context: Option<u64>,
-    /// The provider's span for it, handed to the agent in its prompt's
-    /// `_meta`.
-    trace: Option<SpanContext>,
-}
-
-impl Turn {
-    /// Whether the turn waits for the editor's results: its request was
-    /// answered, and what the agent says belongs to no one until they come.
-    fn parked(&self) -> bool {
-        self.round.as_ref().is_some_and(Round::parked)
-    }
-}
-
-/// An ACP session.
-struct Session {
-    /// The conversation it holds, when idle and continuable.
-    key: Option<Key>,
-    turn: Option<Turn>,
-    last_used: Instant,
-    /// The owner its relay says the secret of, when it was given the
-    /// editor's tools.
-    tools: Option<RunId>,
-    /// The tools its last turn offered, listed between turns.
-    offer: Option<Offer>,
-    /// Opened when the agent started, and not used yet: the next new
-    /// conversation without tools takes it.
-    fresh: bool,
-    /// Its model, as the agent names it, when known.
-    model: Option<String>,
-    /// The config option that sets its model, when the agent has one.
-    model_option: Option<String>,
-    /// Its reasoning effort option, when it has one.
-    effort: Option<Effort>,
-    /// Kept from an agent process that ended: to be loaded into the new
-    /// one before its next turn.
-    unloaded: bool,
-    /// The calls of its last answer, made as text, whose results its next
-    /// turn brings, and in which conversation.
-    awaiting: Option<(Vec<Given>, Chat)>,
-}
-
-impl Session {
-    fn new(now: Instant, tools: Option<RunId>) -> Self {
-        Session {
-            key: None,
-            turn: None,
-            last_used: now,
-            tools,
-            offer: None,
-            fresh: false,
-            model: None,
-            model_option: None,
-            effort: None,
-            unloaded: false,
-            awaiting: None,
-        }
-    }
-
-    /// What its `session/new` answer said of its models and effort.
-    fn know(&mut self, models: Models) {
-        self.model = models.current;
-        self.model_option = models.option;
-        self.effort = models.effort;
-    }
-}
-
-/// What an answer from the agent is for.
-enum Pending {
-    Initialize,
-    /// The first session of a started agent, opened to learn its models.
-    Models,
-    /// A session given the relay of this owner, opened to learn whether
-    /// the agent lists the tools of an MCP server it is handed.
-    Probe(RunId),
-    /// A login, after which the session for this request (or the first
-    /// session) is asked for again.
-    Authenticate(Option<Box<Request>>),
-    /// A session kept from an agent process that ended, loaded into the
-    /// new one for `request`.
-    Load {
-        session: At,
-        request: Box<Request>,
-    },
-    /// A setting of the session, before the prompt `text`.
-    Set {
-        session: At,
-        setting: Setting,
-        text: String,
-    },
-    NewSession(Box<Request>),
-    /// The turn of this session.
-    Prompt(At),
-}
-
-impl Pending {
-    /// The editor's request it opens a session for, if any.
-    fn request(&mut self) -> Option<&mut Request> {
-        match self {
-            Pending::NewSession(request) | Pending::Authenticate(Some(request)) => Some(request),
-            _ => None,
-        }
-    }
-}
 
 pub struct AcpAgent {
     plan: AcpPlan,

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::pool::{FIRST_BACKOFF, STABLE};
 use super::*;
+use crate::agent::exec::ToolLink;
 use crate::agent::process::Stdin;
 
 mod churn;
