@@ -5,7 +5,7 @@
 //! prompt still running in the agent, until the editor's next request
 //! brings the results: they answer the agent's MCP calls, and what the
 //! agent does next is that request's answer. Offered as text
-//! ([`textual`](super::textual)), the calls end the turn, and the request
+//! (`textual`), the calls end the turn, and the request
 //! that brings their results goes on in the session that made them.
 
 use std::time::Instant;
