@@ -218,6 +218,22 @@ impl AcpAgent {
         }
     }
 
+    /// An invocation: results a parked turn (or a session whose calls
+    /// were made as text) waits for go to it; anything else is a new turn.
+    fn invoked(&mut self, invoke: &Invoke, now: Instant) {
+        if self.resume_waiting(&invoke.id, &invoke.payload, now) {
+            return;
+        }
+        let request = self.request(invoke, now);
+        let Some(request) = self.resume_textual(request, &invoke.payload, now) else {
+            return;
+        };
+        if let Some(offer) = &request.offer {
+            self.end_waiting_in(&offer.chat);
+        }
+        self.dispatch(request, now);
+    }
+
     /// A request is answered as soon as it can be: in the idle session
     /// holding its conversation, else in a new session once there is room;
     /// until then it waits.
@@ -940,20 +956,7 @@ impl ProcessAgent for AcpAgent {
             return;
         };
         match message {
-            // Results a parked turn waits for go to it; anything else is
-            // a new turn.
-            ToAgent::ModelInvoke(invoke)
-                if !self.resume_waiting(&invoke.id, &invoke.payload, now) =>
-            {
-                let request = self.request(&invoke, now);
-                let Some(request) = self.resume_textual(request, &invoke.payload, now) else {
-                    return;
-                };
-                if let Some(offer) = &request.offer {
-                    self.end_waiting_in(&offer.chat);
-                }
-                self.dispatch(request, now);
-            }
+            ToAgent::ModelInvoke(invoke) => self.invoked(&invoke, now),
             ToAgent::Cancel { id } => self.cancel(&id, now),
             ToAgent::PermissionDecision { id, allow, .. } => self.permission_decided(&id, allow),
             // Its agent's updates come as it sends them (an answer whose

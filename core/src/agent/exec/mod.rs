@@ -38,7 +38,7 @@ use crate::agent::echo::text_of;
 use crate::agent::ledger::{error_frame, Answer, Invocation, Waiting};
 use crate::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 use crate::agent::relink::Relink;
-use crate::agent::to_agent::ToAgent;
+use crate::agent::to_agent::{Invoke, ToAgent};
 use crate::lines::Line;
 use crate::telemetry::SpanContext;
 use crate::time::later;
@@ -215,11 +215,12 @@ impl ExecAgent {
         }
     }
 
-    /// The request for a payload: a continuation of a remembered
+    /// The request for an invocation: a continuation of a remembered
     /// conversation resumes it with the new message alone. The editor's
     /// tools are offered when the CLI can take them (behind a search when
     /// they are many); what `tool_choice` asks is said at the prompt's end.
-    fn request(&mut self, invoke: String, payload: &Value, now: Instant) -> Request {
+    fn request(&mut self, invoke: &Invoke, now: Instant) -> Request {
+        let payload = &invoke.payload;
         let takes = self.plan.preset.is_some_and(offer::takes_tools);
         let search = self.plan.tools.as_ref().map(|link| link.search);
         let offer = search
@@ -231,14 +232,14 @@ impl ExecAgent {
         };
         let prompt = with_choice(prompt::render(payload));
         let mut request = Request {
-            invoke,
+            invoke: invoke.id.clone(),
             prompt,
             deadline: later(now, self.plan.timeout),
             transcript: None,
             resumes: None,
             fallback: None,
             offer: None,
-            trace: None,
+            trace: invoke.trace(),
         };
         let messages = payload["messages"].as_array().map(Vec::as_slice);
         let remembering = self.plan.resume.is_some() && self.plan.conversations > 0;
@@ -312,7 +313,21 @@ impl ExecAgent {
         }
     }
 
+    /// An invocation: results a parked run waits for go to it; anything
+    /// else is a new request.
+    fn invoked(&mut self, invoke: &Invoke, now: Instant) {
+        if !self.resume_waiting(&invoke.id, &invoke.payload, now) {
+            let request = self.request(invoke, now);
+            self.invoke(request);
+        }
+    }
+
+    /// A new request runs, or waits for a place (refused as busy past the
+    /// queue's bound); a run parked in its conversation is ended.
     fn invoke(&mut self, request: Request) {
+        if let Some(offer) = &request.offer {
+            self.end_waiting_in(&offer.chat);
+        }
         if self.runs.len() < self.plan.max_running {
             return self.start(request);
         }
@@ -589,19 +604,7 @@ impl ProcessAgent for ExecAgent {
             return;
         };
         match message {
-            // Results a parked run waits for go to it; anything else is a
-            // new request.
-            ToAgent::ModelInvoke(invoke)
-                if !self.resume_waiting(&invoke.id, &invoke.payload, now) =>
-            {
-                let trace = invoke.trace();
-                let mut request = self.request(invoke.id, &invoke.payload, now);
-                request.trace = trace;
-                if let Some(offer) = &request.offer {
-                    self.end_waiting_in(&offer.chat);
-                }
-                self.invoke(request);
-            }
+            ToAgent::ModelInvoke(invoke) => self.invoked(&invoke, now),
             ToAgent::Cancel { id } => self.cancel(&id),
             // A run's CLI writes as it likes (an answer whose editor falls
             // behind is held by the provider), and asks no questions.
