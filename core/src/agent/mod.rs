@@ -1,5 +1,9 @@
-//! The agent side: the link protocol's messages, why links close, and the
-//! built-in echo agent.
+//! The agent side: the link protocol's messages both ways ([`message`],
+//! [`to_agent`]), why links close, an agent's session across links
+//! ([`relink`]), and the agents: the built-in echo, an application's own,
+//! an MCP host's ([`host`]), and those that run processes ([`exec`],
+//! [`acp`]), which share what a runtime does for them ([`process`]) and
+//! their invocations in flight ([`ledger`]).
 
 pub mod acp;
 pub mod app;

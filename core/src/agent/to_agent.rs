@@ -57,9 +57,11 @@ pub enum ToAgent {
     Resume {
         id: String,
     },
-    /// The user's answer to the agent's question `id`.
+    /// The user's answer to the agent's question `id`; one that does not
+    /// say it allows refuses.
     PermissionDecision {
         id: String,
+        #[serde(default)]
         allow: bool,
         /// Why it was refused without asking anyone.
         #[serde(default)]
@@ -223,7 +225,6 @@ mod tests {
             r#"{"type":"model_invoke","id":7,"payload":{}}"#,
             r#"{"type":"cancel"}"#,
             r#"{"type":"pause","id":null}"#,
-            r#"{"type":"permission_decision","id":"perm-1"}"#,
             r#"{"type":"permission_decision","id":"","allow":true}"#,
             r#"{"type":"permission_decision","id":"perm-1","allow":"yes"}"#,
             r#"{"type":"registered","session_id":5}"#,
@@ -231,7 +232,8 @@ mod tests {
         ] {
             assert!(ToAgent::parse(text).is_err(), "read: {text}");
         }
-        // Unknown fields are ignored, and a bare invocation reads.
+        // Unknown fields are ignored; a bare invocation reads, and so does
+        // a decision that does not say it allows, as a refusal.
         assert!(matches!(
             ToAgent::parse(r#"{"type":"ping","extra":[1]}"#),
             Ok(ToAgent::Ping)
@@ -244,5 +246,9 @@ mod tests {
             (bare.model_meta.model.as_str(), &bare.payload),
             ("", &Value::Null)
         );
+        assert!(matches!(
+            ToAgent::parse(r#"{"type":"permission_decision","id":"perm-1"}"#),
+            Ok(ToAgent::PermissionDecision { allow: false, .. })
+        ));
     }
 }
