@@ -181,3 +181,83 @@ impl Answer {
 pub fn error_frame(invoke: &str, message: &str, code: &str) -> String {
     json!({"type": "error", "id": invoke, "error": {"message": message, "code": code}}).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    struct Asked(&'static str, Instant);
+
+    impl Invocation for Asked {
+        fn invoke(&self) -> &str {
+            self.0
+        }
+
+        fn deadline(&self) -> Instant {
+            self.1
+        }
+    }
+
+    fn frames(ready: &mut VecDeque<String>) -> Vec<Value> {
+        ready
+            .drain(..)
+            .map(|f| serde_json::from_str(&f).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn past_its_bound_a_request_is_refused_and_late_ones_time_out() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        let mut ready = VecDeque::new();
+        let mut waiting = Waiting::new(2);
+        assert!(waiting.push(Asked("a", now), |_| unreachable!(), &mut ready));
+        assert!(waiting.push(Asked("b", later), |_| unreachable!(), &mut ready));
+        assert!(!waiting.has_room());
+        let busy = |n| format!("{n} waiting");
+        assert!(!waiting.push(Asked("c", later), busy, &mut ready));
+        let refused = frames(&mut ready);
+        assert_eq!(refused[0]["id"], "c");
+        assert_eq!(
+            refused[0]["error"],
+            json!({"message": "2 waiting", "code": "busy"})
+        );
+        assert_eq!(waiting.deadlines().min(), Some(now));
+        waiting.expire(now, "too slow", &mut ready);
+        let late = frames(&mut ready);
+        assert_eq!((late.len(), &late[0]["id"]), (1, &json!("a")));
+        assert_eq!(late[0]["error"]["code"], "timeout");
+        waiting.cancel("b");
+        assert!(waiting.is_empty() && waiting.pop().is_none());
+    }
+
+    #[test]
+    fn an_answer_numbers_its_chunks_and_estimates_its_usage() {
+        let mut answer = Answer::new(7);
+        assert!(!answer.begun());
+        let first: Value = serde_json::from_str(&answer.text("inv-1", "héllo")).unwrap();
+        assert_eq!(first["chunk_index"], 0);
+        assert_eq!(
+            first["delta"],
+            json!({"role": "assistant", "content": "héllo"})
+        );
+        assert_eq!(first["finish_reason"], Value::Null);
+        assert!(answer.begun());
+        let last: Value = serde_json::from_str(&answer.end("inv-1", "stop", None)).unwrap();
+        assert_eq!(last["chunk_index"], 1);
+        assert_eq!(last["delta"], json!({"content": ""}));
+        assert_eq!(last["finish_reason"], "stop");
+        let (prompt, completion) = answer.estimated();
+        assert_eq!(prompt, 7);
+        assert_eq!(last["usage"]["completion_tokens"], completion);
+        let told: Value =
+            serde_json::from_str(&Answer::new(1).end("inv-2", "length", Some((3, 4)))).unwrap();
+        assert_eq!(
+            told["usage"],
+            json!({"prompt_tokens": 3, "completion_tokens": 4})
+        );
+        assert_eq!(told["delta"]["role"], "assistant");
+    }
+}
