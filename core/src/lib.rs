@@ -76,6 +76,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backlog;
+pub mod backoff;
 pub mod base64;
 /// Bridged stdio MCP servers: one child process served to many clients
 /// (the process manager, the sessions, one module per transport).

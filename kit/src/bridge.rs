@@ -29,7 +29,7 @@ use mcp_provider_core::lines::{Line, LineBuffer};
 use mcp_provider_core::{mcp, ConnId, Output};
 
 use crate::child_stdin::{Stdin, Written};
-use crate::process::{self, wait_unreaped, READ_CHUNK, STDERR_WAIT};
+use crate::process::{self, wait_unreaped, PIPE_READ_CHUNK, STDERR_WAIT};
 use crate::telemetry::Traces;
 use crate::upstream::{threads, Carriers, Credentials, NoCredentials, RemoteRun};
 use crate::watchdog;
@@ -760,7 +760,7 @@ impl StdoutFeed {
 
 /// Reads a child's stdout on a thread of its own, until it ends.
 fn read_blocking(mut pipe: ChildStdout, mut feed: StdoutFeed) {
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = vec![0u8; PIPE_READ_CHUNK];
     while let Ok(n @ 1..) = pipe.read(&mut buf) {
         feed.push(buf.get(..n).unwrap_or_default());
     }

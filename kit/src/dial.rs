@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mcp_provider_core::agent::close::{LinkClose, PINGS_MISSED};
+use mcp_provider_core::backoff::{Backoff, Doubling};
 use mcp_provider_core::http::websocket_accept;
 use mcp_provider_core::Upgrade;
 use tungstenite::client::IntoClientRequest;
@@ -220,7 +221,7 @@ const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// How long dialing a provider (connecting and the WebSocket handshake)
 /// may take: one that accepts and never answers is tried again later,
 /// not waited on forever.
-pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const LINK_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `101 Switching Protocols` head accepting `upgrade`.
 pub fn accept_head(upgrade: &Upgrade) -> bytes::Bytes {
@@ -290,7 +291,7 @@ pub fn link_failed(e: &tungstenite::Error, limit: Option<Duration>) -> LinkEnd {
 
 /// Dialing a provider again after an agent's link ended, as both runtimes
 /// do it: [`Redial::after`] says whether to (telling the user), each wait
-/// comes from a [`Backoff`], and a failed attempt either waits again or,
+/// comes from a [`Backoff`] on [`LINK_BACKOFF`], and a failed attempt either waits again or,
 /// when dialing cannot help (a refused token), stops the agent.
 pub struct Redial {
     backoff: Backoff,
@@ -305,7 +306,7 @@ impl Redial {
             AfterLink::Reconnect(line) => {
                 tell(&line);
                 Ok(Redial {
-                    backoff: Backoff::new(),
+                    backoff: Backoff::new(LINK_BACKOFF),
                 })
             }
         }
@@ -327,37 +328,10 @@ impl Redial {
 
 /// Waits between attempts to reach a provider or an agent hub: 0.1 s,
 /// doubling up to 30 s, back to 0.1 s once a connection succeeds.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MOST: Duration = Duration::from_secs(30);
-
-    pub fn new() -> Self {
-        Backoff { next: Self::FIRST }
-    }
-
-    /// A connection succeeded: the next wait is short again.
-    pub fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    /// How long to wait before the next attempt.
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (self.next * 2).min(Self::MOST);
-        wait
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub const LINK_BACKOFF: Doubling = Doubling {
+    first: Duration::from_millis(100),
+    most: Duration::from_secs(30),
+};
 
 #[cfg(test)]
 mod tests {
@@ -365,7 +339,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_cap_and_resets() {
-        let mut b = Backoff::new();
+        let mut b = Backoff::new(LINK_BACKOFF);
         let waits: Vec<u64> = (0..12).map(|_| b.next_wait().as_millis() as u64).collect();
         assert_eq!(&waits[..4], [100, 200, 400, 800]);
         assert_eq!(*waits.last().unwrap(), 30_000);

@@ -183,7 +183,7 @@ pub enum Input<R> {
 
 /// Inputs waiting for the agent: a run's reader waits past this, so a CLI
 /// that prints faster than the link takes its output is held back.
-pub const INPUTS: usize = 256;
+pub const EXEC_INPUTS: usize = 256;
 
 /// The agent between its waits, the same in every runtime: the core's
 /// agent, the relays' connections, the stdins kept open, and the number of

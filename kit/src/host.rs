@@ -20,7 +20,7 @@ pub enum Input {
 }
 
 /// Inputs waiting for the agent: the stdin reader waits past this.
-pub const INPUTS: usize = 64;
+pub const HOST_INPUTS: usize = 64;
 
 /// How serving one link ended.
 pub enum Ended {

@@ -20,8 +20,9 @@ use crate::exec::{Input, Outbox, RemoteExec};
 use crate::run_home;
 use crate::watchdog;
 
-/// How much a run's stdout is read at a time.
-pub const READ_CHUNK: usize = 16 * 1024;
+/// How much a child's stdout pipe (an exec run's, a bridged server's)
+/// is read at a time.
+pub const PIPE_READ_CHUNK: usize = 16 * 1024;
 
 /// How long a process's exit waits for the end of its stderr, once its
 /// group is killed: the group's members are gone with it, so only a

@@ -16,8 +16,8 @@ use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::process::{RunId, Stdin};
 use mcp_provider_kit::accept;
 use mcp_provider_kit::dial::LinkEnd;
-use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, INPUTS};
-use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, READ_CHUNK};
+use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
+use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, PIPE_READ_CHUNK};
 use mcp_provider_kit::{RunError, Terminal};
 
 use crate::echo::wait;
@@ -61,7 +61,7 @@ pub fn run_remote(remote: &RemoteExec, terminal: Terminal) -> Result<(), RunErro
     groups
         .kill_on_signal()
         .map_err(RunError::cannot("watch for signals"))?;
-    let (tx, rx) = mpsc::sync_channel(INPUTS);
+    let (tx, rx) = mpsc::sync_channel(EXEC_INPUTS);
     if let Some(socket) = &remote.tool_socket {
         accept_relays(socket, &tx)?;
     }
@@ -189,7 +189,7 @@ fn open_outbox<W: Write + Send + 'static>(
 
 /// Reads a relay's connection: its bytes, then its end, come in as inputs.
 fn read_relay(id: LinkId, mut stream: UnixStream, tx: &SyncSender<Input>) {
-    let mut buf = vec![0; READ_CHUNK];
+    let mut buf = vec![0; PIPE_READ_CHUNK];
     while let Ok(n @ 1..) = stream.read(&mut buf) {
         let bytes = buf.get(..n).unwrap_or_default().to_vec();
         if tx.send(Input::Relay(id, bytes)).is_err() {
@@ -232,7 +232,7 @@ fn start(
         .name("exec-run".into())
         .spawn(move || {
             if let Some(out) = stdout.as_mut() {
-                let mut buf = vec![0; READ_CHUNK];
+                let mut buf = vec![0; PIPE_READ_CHUNK];
                 loop {
                     // While its stdin is full, it is not read: it waits
                     // for the process to read what it was sent.

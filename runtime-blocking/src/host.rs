@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
-use mcp_provider_kit::host::{read_stdin, Ended, Host, Input, INPUTS};
+use mcp_provider_kit::host::{read_stdin, Ended, Host, Input, HOST_INPUTS};
 use mcp_provider_kit::{RemoteHost, RunError, Terminal};
 
 use crate::echo::wait;
@@ -16,7 +16,7 @@ use crate::link::{first_link, next_link, open_link, Ws};
 /// `--once`), and the host's session carries on.
 pub fn run_remote(remote: &RemoteHost, terminal: Terminal) -> Result<(), RunError> {
     let mut ws = first_link(&remote.link)?;
-    let (tx, rx) = mpsc::sync_channel(INPUTS);
+    let (tx, rx) = mpsc::sync_channel(HOST_INPUTS);
     let host_tx = tx.clone();
     read_stdin(move |input| host_tx.send(input).is_ok())?;
     let mut host = Host::new(remote);

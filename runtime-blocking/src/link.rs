@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::backlog::Backlog;
+use mcp_provider_core::backoff::Backoff;
 use mcp_provider_core::{ConnId, Output};
 use mcp_provider_kit::dial::{
-    handshake_failed, link_failed, link_request, silence_limit, Backoff, DialError, FromLink, Link,
-    LinkEnd, LinkStopped, Redial, Stop, DIAL_TIMEOUT, HUB_STALL,
+    handshake_failed, link_failed, link_request, silence_limit, DialError, FromLink, Link, LinkEnd,
+    LinkStopped, Redial, Stop, HUB_STALL, LINK_BACKOFF, LINK_DIAL_TIMEOUT,
 };
 use mcp_provider_kit::hub::Peer;
 use mcp_provider_kit::keepalive::keep_alive;
@@ -235,7 +236,7 @@ pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<Lin
 
 /// Opens a WebSocket to `url` with the bridge token, as a client: the
 /// reading instance (holding any bytes read past the handshake) and a
-/// writing one, connected and the handshake done within [`DIAL_TIMEOUT`],
+/// writing one, connected and the handshake done within [`LINK_DIAL_TIMEOUT`],
 /// the socket then without timeouts; and how long the peer may stay
 /// silent (see [`silence_limit`]).
 pub fn dial(url: &str, token: &str) -> Result<(Ws, Duration), DialError> {
@@ -245,15 +246,15 @@ pub fn dial(url: &str, token: &str) -> Result<(Ws, Duration), DialError> {
     let tcp = connect(&host, port).map_err(unreachable)?;
     let _ = tcp.set_nodelay(true);
     keep_alive(&tcp).map_err(unreachable)?;
-    tcp.set_read_timeout(Some(DIAL_TIMEOUT))
-        .and_then(|()| tcp.set_write_timeout(Some(DIAL_TIMEOUT)))
+    tcp.set_read_timeout(Some(LINK_DIAL_TIMEOUT))
+        .and_then(|()| tcp.set_write_timeout(Some(LINK_DIAL_TIMEOUT)))
         .map_err(unreachable)?;
     let (read_half, write_half) = LinkHalf::pair(&tcp).map_err(unreachable)?;
     let (reader, response) = tungstenite::client(request, read_half).map_err(|e| match e {
         HandshakeError::Failure(e) => handshake_failed(url, e),
         HandshakeError::Interrupted(_) => DialError::Unreachable(format!(
             "{url} did not answer within {} s",
-            DIAL_TIMEOUT.as_secs()
+            LINK_DIAL_TIMEOUT.as_secs()
         )),
     })?;
     tcp.set_read_timeout(None)
@@ -264,11 +265,11 @@ pub fn dial(url: &str, token: &str) -> Result<(Ws, Duration), DialError> {
 }
 
 /// A TCP connection to `host`:`port`, trying each of its addresses for at
-/// most [`DIAL_TIMEOUT`].
+/// most [`LINK_DIAL_TIMEOUT`].
 fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
     let mut last = None;
     for address in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&address, DIAL_TIMEOUT) {
+        match TcpStream::connect_timeout(&address, LINK_DIAL_TIMEOUT) {
             Ok(tcp) => return Ok(tcp),
             Err(e) => last = Some(e),
         }
@@ -353,7 +354,7 @@ pub fn next_link(link: &Link, end: LinkEnd, tell: fn(&str)) -> Result<Ws, Stop> 
 /// Dials out to an agent hub and serves that connection as an agent link,
 /// reconnecting with backoff (0.1 s doubling up to 30 s) whenever it drops.
 pub fn dial_hub(shared: &Shared, url: &str, token: &str) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(LINK_BACKOFF);
     loop {
         match serve_hub(shared, url, token, HUB_STALL, || backoff.reset()) {
             Ok(()) => tracing::warn!("agent hub {url} disconnected"),

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{BridgeOutput, ChildState, Limits, ServerSpec, StopSignal};
+use crate::backoff::Doubling;
 use crate::time::later;
 
 pub(crate) struct Supervisor {
@@ -333,12 +334,11 @@ impl Supervisor {
 /// The wait before the restart that follows `failures` failed runs in a
 /// row: the initial wait, doubled per failure after the first, capped.
 pub(crate) fn backoff(limits: &Limits, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(31);
-    limits
-        .backoff_initial
-        .checked_mul(1 << doublings)
-        .unwrap_or(limits.backoff_max)
-        .min(limits.backoff_max)
+    let schedule = Doubling {
+        first: limits.backoff_initial,
+        most: limits.backoff_max,
+    };
+    schedule.after(failures)
 }
 
 /// A failure, with the end of the child's stderr when it said anything.

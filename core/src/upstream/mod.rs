@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::backoff::Doubling;
 use crate::http::{Outgoing, ResponseHead, Url};
 use crate::idmap::IdMap;
 use crate::mcp;
@@ -54,10 +55,11 @@ use sse::SseReader;
 const SERVER_ERROR: i64 = -32000;
 /// The most of an HTTP error's body quoted in the JSON-RPC error.
 const ERROR_BODY: usize = 4096;
-/// The first wait before dialing a server that could not be reached…
-const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-/// …doubling up to this.
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The waits before dialing again a server that could not be reached.
+const REDIAL: Doubling = Doubling {
+    first: Duration::from_millis(100),
+    most: Duration::from_secs(10),
+};
 /// Tokens a server may refuse in a row before the request it refuses is
 /// answered with an error (step-up that never ends).
 pub const MAX_AUTH_TRIES: u32 = 3;
@@ -679,9 +681,7 @@ impl Upstream {
     pub fn handle_failed(&mut self, id: ExchangeId, why: &str, dialed: bool, now: Instant) {
         if !dialed {
             self.failures = self.failures.saturating_add(1);
-            let wait = BACKOFF_INITIAL
-                .saturating_mul(1 << self.failures.saturating_sub(1).min(10))
-                .min(BACKOFF_MAX);
+            let wait = REDIAL.after(self.failures);
             self.down = Some((now + wait, why.to_owned()));
             self.set_status(Status::Failing(why.to_owned()));
         }

@@ -8,13 +8,13 @@ use futures_lite::io::AsyncReadExt;
 
 use super::Executor;
 use crate::bridge::StdoutFeed;
-use crate::process::READ_CHUNK;
+use crate::process::PIPE_READ_CHUNK;
 
 /// Reads `pipe` in a task of its own until it ends, feeding the bridge.
 pub fn read_stdout<E: Executor>(pipe: ChildStdout, mut feed: StdoutFeed) -> std::io::Result<()> {
     let mut pipe = E::pipe(pipe)?;
     E::spawn(async move {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = vec![0u8; PIPE_READ_CHUNK];
         while let Ok(n @ 1..) = pipe.read(&mut buf).await {
             feed.push(buf.get(..n).unwrap_or_default());
             // A chatty child must not hold up the connections that share

@@ -18,8 +18,8 @@ use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::{spawn_joined, until, Executor};
 use crate::accept;
 use crate::dial::LinkEnd;
-use crate::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, INPUTS};
-use crate::process::{Groups, Tail, READ_CHUNK};
+use crate::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
+use crate::process::{Groups, Tail, PIPE_READ_CHUNK};
 use crate::{RunError, Terminal};
 
 /// A relay's connection or a kept stdin: its outbox, which its writer
@@ -62,7 +62,7 @@ pub async fn run_remote<E: Executor>(
     groups
         .kill_on_signal()
         .map_err(RunError::cannot("watch for signals"))?;
-    let (tx, rx) = async_channel::bounded(INPUTS);
+    let (tx, rx) = async_channel::bounded(EXEC_INPUTS);
     if let Some(socket) = &remote.tool_socket {
         accept_relays::<E>(socket, &tx)?;
     }
@@ -176,7 +176,7 @@ async fn read_relay(
     stopped: Receiver<()>,
     tx: Sender<Input>,
 ) {
-    let mut buf = vec![0; READ_CHUNK];
+    let mut buf = vec![0; PIPE_READ_CHUNK];
     let read = async {
         while let Ok(n @ 1..) = reader.read(&mut buf).await {
             let bytes = buf.get(..n).unwrap_or_default().to_vec();
@@ -230,7 +230,7 @@ fn start<E: Executor>(
     let stdin_held = kept.as_ref().map(|w| w.queued.clone());
     E::spawn(async move {
         if let Some(out) = stdout.as_mut() {
-            let mut buf = vec![0; READ_CHUNK];
+            let mut buf = vec![0; PIPE_READ_CHUNK];
             loop {
                 // While its stdin is full, it is not read: it waits for
                 // the process to read what it was sent.

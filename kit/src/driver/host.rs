@@ -7,7 +7,7 @@ use futures_lite::io::AsyncWriteExt;
 
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::Executor;
-use crate::host::{read_stdin, Ended, Host, Input, INPUTS};
+use crate::host::{read_stdin, Ended, Host, Input, HOST_INPUTS};
 use crate::{RemoteHost, RunError, Terminal};
 
 /// Serves the MCP host on stdin/stdout until it closes stdin. When the
@@ -18,7 +18,7 @@ pub async fn run_remote<E: Executor>(
     terminal: Terminal,
 ) -> Result<(), RunError> {
     let mut ws = first_link::<E>(&remote.link).await?;
-    let (tx, rx) = async_channel::bounded(INPUTS);
+    let (tx, rx) = async_channel::bounded(HOST_INPUTS);
     let host_tx = tx.clone();
     read_stdin(move |input| host_tx.send_blocking(input).is_ok())?;
     let mut host = Host::new(remote);

@@ -18,7 +18,7 @@ use mcp_provider_core::time::later;
 use super::link::{self, LinkSender};
 use super::{server, until, Executor};
 use crate::dial::{
-    DialError, FromLink, Link, LinkEnd, LinkStopped, Redial, Silent, Stop, DIAL_TIMEOUT,
+    DialError, FromLink, Link, LinkEnd, LinkStopped, Redial, Silent, Stop, LINK_DIAL_TIMEOUT,
 };
 
 /// A link to a provider.
@@ -128,7 +128,7 @@ impl<E: Executor> AsyncWrite for Quiet<E> {
 }
 
 /// Dials the provider of `link`: connected and the handshake done within
-/// [`DIAL_TIMEOUT`], then silent for no longer than the provider's `101`
+/// [`LINK_DIAL_TIMEOUT`], then silent for no longer than the provider's `101`
 /// allows.
 async fn dial<E: Executor>(link: &Link) -> Result<Ws<E>, DialError> {
     let dialing = async {
@@ -138,11 +138,11 @@ async fn dial<E: Executor>(link: &Link) -> Result<Ws<E>, DialError> {
     };
     dialing
         .or(async {
-            E::sleep(DIAL_TIMEOUT).await;
+            E::sleep(LINK_DIAL_TIMEOUT).await;
             Err(DialError::Unreachable(format!(
                 "{} did not answer within {} s",
                 link.url,
-                DIAL_TIMEOUT.as_secs()
+                LINK_DIAL_TIMEOUT.as_secs()
             )))
         })
         .await

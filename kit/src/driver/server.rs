@@ -22,10 +22,11 @@ use crate::accept;
 use crate::admission::{self, Admission, Admitted, Reclaim, REFUSALS_HELD, REFUSAL_HOLD};
 use crate::audit::AuditSink;
 use crate::dial::{
-    accept_head, handshake_failed, link_request, silence_limit, Backoff, DialError, HUB_STALL,
+    accept_head, handshake_failed, link_request, silence_limit, DialError, HUB_STALL, LINK_BACKOFF,
 };
 use crate::hub::{Hub, Peer};
 use crate::ConnLimits;
+use mcp_provider_core::backoff::Backoff;
 
 /// Requests an embedding application answers itself: each request is
 /// offered to it before the provider, and those it answers (`Some`) are
@@ -396,7 +397,7 @@ pub async fn dial<E: Executor, S: AsyncRead + AsyncWrite + Unpin>(
 /// Dials out to an agent hub and serves that connection as an agent link,
 /// reconnecting with [`Backoff`] whenever it drops.
 pub async fn dial_hub<E: Executor>(shared: Shared, url: String, token: String) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(LINK_BACKOFF);
     loop {
         let stall = |tcp| Backpressure::new(tcp, HUB_STALL);
         match dial::<E, _>(&url, &token, stall).await {

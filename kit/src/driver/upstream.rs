@@ -17,7 +17,7 @@ use rustls::ClientConnection;
 
 use super::{BoxFuture, Executor};
 use crate::tls;
-use crate::upstream::conn::{self, Failed, Reading, DIAL_TIMEOUT, READ_CHUNK};
+use crate::upstream::conn::{self, Failed, Reading, UPSTREAM_DIAL_TIMEOUT, UPSTREAM_READ_CHUNK};
 use crate::upstream::{Carrier, Carriers, Cut, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// Runs a task on the executor, from any thread.
@@ -388,11 +388,11 @@ struct Conn<E: Executor> {
 impl<E: Executor> Conn<E> {
     /// Dials `url`'s server, then runs the TLS handshake for `https`
     /// (trusting `ca_file`'s roots, if given), both within
-    /// [`DIAL_TIMEOUT`]: a server that accepts and never speaks TLS would
+    /// [`UPSTREAM_DIAL_TIMEOUT`]: a server that accepts and never speaks TLS would
     /// otherwise keep the task and its socket for good.
     async fn dial(url: &Url, ca_file: Option<&str>) -> Result<Conn<E>, Failed> {
         let timeout = async {
-            E::sleep(DIAL_TIMEOUT).await;
+            E::sleep(UPSTREAM_DIAL_TIMEOUT).await;
             Err(conn::dial_late(url))
         };
         future::or(Conn::connect(url, ca_file), timeout).await
@@ -445,7 +445,7 @@ impl<E: Executor> Conn<E> {
         let mut reading = Reading::new(request, max_body);
         // Taken while reading (a cut exchange leaves it empty: made anew).
         let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(READ_CHUNK, 0);
+        buf.resize(UPSTREAM_READ_CHUNK, 0);
         let read = async {
             loop {
                 let n = self.read(&mut buf).await.map_err(|e| reading.broken(&e))?;
@@ -523,7 +523,7 @@ impl<E: Executor> Conn<E> {
     /// socket ended.
     async fn open_more(&mut self) -> io::Result<bool> {
         if self.sealed.is_empty() {
-            self.sealed.resize(READ_CHUNK, 0);
+            self.sealed.resize(UPSTREAM_READ_CHUNK, 0);
             let n = self.tcp.read(&mut self.sealed).await;
             self.sealed.truncate(*n.as_ref().unwrap_or(&0));
             if n? == 0 {

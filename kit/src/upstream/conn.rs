@@ -16,18 +16,19 @@ use mcp_provider_core::time::later;
 use crate::keepalive::keep_alive;
 use crate::tls;
 
-/// How long dialing one address may take, its TLS handshake included.
-pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
-/// What one read asks of the socket.
-pub const READ_CHUNK: usize = 8 * 1024;
+/// How long dialing one address of a remote server may take, its TLS
+/// handshake included.
+pub const UPSTREAM_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// What one read of a remote server's socket asks for.
+pub const UPSTREAM_READ_CHUNK: usize = 8 * 1024;
 
 /// A dial, its TLS handshake included, that took longer than
-/// [`DIAL_TIMEOUT`].
+/// [`UPSTREAM_DIAL_TIMEOUT`].
 pub fn dial_late(url: &Url) -> Failed {
     Failed::Dial(format!(
         "{} cannot be reached (no connection within {} s)",
         url.authority(),
-        DIAL_TIMEOUT.as_secs()
+        UPSTREAM_DIAL_TIMEOUT.as_secs()
     ))
 }
 
@@ -103,9 +104,9 @@ impl std::fmt::Display for Failed {
 impl Conn {
     /// Dials `url`'s server: each address its name resolves to in turn,
     /// then TLS for `https` (trusting `ca_file`'s roots, if given), each
-    /// address and its handshake within [`DIAL_TIMEOUT`].
+    /// address and its handshake within [`UPSTREAM_DIAL_TIMEOUT`].
     pub fn dial(url: &Url, ca_file: Option<&str>) -> Result<Conn, Failed> {
-        Conn::dial_within(url, ca_file, DIAL_TIMEOUT)
+        Conn::dial_within(url, ca_file, UPSTREAM_DIAL_TIMEOUT)
     }
 
     /// [`Conn::dial`], each address given `limit` (not zero) to connect
@@ -140,7 +141,7 @@ impl Conn {
                     return Ok(Conn {
                         stream,
                         socket: Arc::new(socket),
-                        buf: vec![0u8; READ_CHUNK],
+                        buf: vec![0u8; UPSTREAM_READ_CHUNK],
                         dialed: url.clone(),
                     });
                 }

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Deadline, Failed, Reading, DIAL_TIMEOUT};
+use super::conn::{Conn, Deadline, Failed, Reading, UPSTREAM_DIAL_TIMEOUT};
 use super::{Carrier, Carriers, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// A thread's stack: it parses HTTP and runs TLS, nothing deep.
@@ -348,7 +348,9 @@ fn tries(
         }
         let fresh = conn.is_none();
         if fresh {
-            let limit = left.map_or(DIAL_TIMEOUT, |left| left.min(DIAL_TIMEOUT));
+            let limit = left.map_or(UPSTREAM_DIAL_TIMEOUT, |left| {
+                left.min(UPSTREAM_DIAL_TIMEOUT)
+            });
             match Conn::dial_within(&job.request.url, run.ca_file(), limit) {
                 Ok(dialed) => *conn = Some(dialed),
                 Err(e) => {
