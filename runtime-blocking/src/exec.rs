@@ -262,7 +262,7 @@ fn start(
                 let left = ended.stderr_by().saturating_duration_since(Instant::now());
                 tail.recv_timeout(left).ok()
             });
-            let _ = run_tx.send(ended.input(code, stderr));
+            let _ = run_tx.send(Input::ended(ended, code, stderr));
         });
     if let Err(e) = reader {
         // The child went with the closure, unreaped: at least stop it.

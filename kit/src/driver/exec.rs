@@ -264,7 +264,7 @@ fn start<E: Executor>(
             }
             None => None,
         };
-        let _ = tx.send(ended.input(code, stderr)).await;
+        let _ = tx.send(Input::ended(ended, code, stderr)).await;
     });
     Ok(kept)
 }

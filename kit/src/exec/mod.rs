@@ -16,7 +16,9 @@ use mcp_provider_core::agent::exec::{ExecAgent, ExecPlan};
 use mcp_provider_core::agent::process::{Exit, ProcessAgent, RunId, Stdin};
 
 use crate::dial::{FromLink, LinkEnd};
-use crate::process::{self, Groups};
+use crate::process::{Ended, Groups, Tail};
+
+mod actions;
 
 /// What answers the link's requests.
 #[derive(Debug, Clone)]
@@ -181,6 +183,15 @@ pub enum Input<R> {
     RelayClosed(LinkId),
 }
 
+impl<R> Input<R> {
+    /// The exit of a run whose group [`Groups::ended`]: `code` its leader's
+    /// exit code, `stderr` what was read of its stderr by then.
+    pub fn ended(ended: Ended, code: Option<i32>, stderr: Option<Tail>) -> Self {
+        let (run, exit) = ended.exit(code, stderr);
+        Input::Exit(run, exit)
+    }
+}
+
 /// Inputs waiting for the agent: a run's reader waits past this, so a CLI
 /// that prints faster than the link takes its output is held back.
 pub const EXEC_INPUTS: usize = 256;
@@ -293,7 +304,7 @@ impl<R: Outbox> Exec<R> {
                     agent.handle_stdout(run, &chunk, now);
                 }
                 agent.handle_exit(run, exit, now);
-                process::remove_gone_homes(remote, groups);
+                actions::remove_gone_homes(remote, groups);
             }
         }
         None
@@ -312,7 +323,7 @@ impl<R: Outbox> Exec<R> {
         mut start: impl FnMut(RunId, Command, Stdin) -> Result<Option<R>, String>,
     ) {
         loop {
-            process::carry_out(
+            actions::carry_out(
                 self.agent.as_mut(),
                 &mut self.stdins,
                 groups,
