@@ -171,7 +171,7 @@ fn colour_logs() -> bool {
 pub fn main<R: Runtime>() -> ExitCode {
     if std::env::args_os()
         .nth(1)
-        .is_some_and(|arg| arg == mcp_provider_kit::watchdog::ARG)
+        .is_some_and(|arg| arg == mcp_provider_kit::process::watchdog::ARG)
     {
         return watchdog::run();
     }

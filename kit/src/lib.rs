@@ -20,7 +20,6 @@ pub mod admission;
 pub mod audit;
 pub mod bridge;
 pub mod burst;
-mod child_stdin;
 pub mod dial;
 #[cfg(feature = "async")]
 pub mod driver;
@@ -41,7 +40,6 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
-pub mod watchdog;
 pub mod ws;
 
 use std::net::TcpListener;

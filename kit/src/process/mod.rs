@@ -1,7 +1,13 @@
-//! What both runtimes do the same way for `agent exec`'s processes: build
-//! the command (its own process group, pipes), kill a whole group, keep the
-//! end of stderr, and kill every group when the agent itself is stopped —
-//! so no CLI outlives its request or the agent.
+//! Child processes in groups of their own, as every runtime runs them for
+//! `agent exec` and the MCP bridge: build the command (its own process
+//! group, pipes), kill a whole group, keep the end of stderr, and kill
+//! every group when the agent itself is stopped — so no CLI outlives its
+//! request or the agent. A child's stdin written without blocking is in
+//! [`child_stdin`], the process that kills the groups left behind if this
+//! one is killed in [`watchdog`].
+
+pub(crate) mod child_stdin;
+pub mod watchdog;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -14,8 +20,6 @@ use mcp_provider_core::agent::exec::STDERR_TAIL;
 use mcp_provider_core::agent::process::{Exit, RunId};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-
-use crate::watchdog;
 
 /// How much a child's stdout pipe (an exec run's, a bridged server's)
 /// is read at a time.
