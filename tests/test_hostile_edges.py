@@ -154,7 +154,7 @@ def test_cancelling_a_cancelled_background_response_again_answers_it_as_it_ended
 # Idle connections reclaimed at the cap.
 
 # How long a connection must have waited for its client to be reclaimed
-# (kit/src/admission.rs, RECLAIM_AFTER), and how long a test waits past it.
+# (kit/src/serve/admission.rs, RECLAIM_AFTER), and how long a test waits past it.
 RECLAIM_AFTER = 5
 PATIENCE = RECLAIM_AFTER + 10
 

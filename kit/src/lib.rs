@@ -15,32 +15,23 @@
 //! `async` feature, the async [`driver`] written once for every async
 //! executor: a runtime on one implements its `Executor`.
 
-pub mod accept;
-pub mod admission;
-pub mod audit;
 pub mod bridge;
-pub mod burst;
 pub mod dial;
 #[cfg(feature = "async")]
 pub mod driver;
 pub mod exec;
 pub mod fetch;
 pub mod host;
-pub mod hub;
-pub mod in_process;
 pub mod keepalive;
-pub mod link_writes;
-pub mod mailbox;
 pub mod oauth;
 mod private_file;
 pub mod process;
 pub mod relay;
 mod run_home;
-pub mod shutdown;
+pub mod serve;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
-pub mod ws;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -61,7 +52,7 @@ pub struct Launch {
     /// Threads for an async runtime's tasks; 0: one per core.
     pub threads: usize,
     /// The audit log, when one is configured.
-    pub audit: Option<audit::AuditSink>,
+    pub audit: Option<serve::audit::AuditSink>,
     /// The MCP bridge (its servers may be none yet): attach it to the hub.
     pub bridge: std::sync::Arc<bridge::Bridged>,
     /// Where spans are exported, when traces are (the bridge already

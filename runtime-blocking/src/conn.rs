@@ -27,13 +27,13 @@ use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::stream::Answering;
 use mcp_provider_core::time::later;
 use mcp_provider_core::{too_many_connections, ConnId, Output, Upgrade};
-use mcp_provider_kit::accept;
-use mcp_provider_kit::admission::{
+use mcp_provider_kit::dial::accept_head;
+use mcp_provider_kit::serve::accept;
+use mcp_provider_kit::serve::admission::{
     self, Admission, Admitted, Reclaim, REFUSALS_HELD, REFUSAL_HOLD,
 };
-use mcp_provider_kit::dial::accept_head;
-use mcp_provider_kit::hub::Peer;
-use mcp_provider_kit::mailbox::Taker;
+use mcp_provider_kit::serve::hub::Peer;
+use mcp_provider_kit::serve::mailbox::Taker;
 use mcp_provider_kit::upstream::threads::carrying_here;
 use mcp_provider_kit::ConnLimits;
 use tungstenite::protocol::Role;
@@ -386,7 +386,7 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits, open: Admi
             half,
             leftover.to_vec(),
             Role::Server,
-            Some(mcp_provider_kit::ws::config()),
+            Some(mcp_provider_kit::serve::ws::config()),
         );
         link::read_frames(shared, conn.id, ws, peer);
     }
@@ -675,7 +675,7 @@ fn accept_upgrade(
                 WebSocket::from_raw_socket(
                     write_half,
                     Role::Server,
-                    Some(mcp_provider_kit::ws::config()),
+                    Some(mcp_provider_kit::serve::ws::config()),
                 ),
             );
         }

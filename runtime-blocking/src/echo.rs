@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use mcp_provider_core::agent::echo::{self, EchoAgent};
 use mcp_provider_kit::dial::LinkEnd;
-use mcp_provider_kit::in_process::InProcess;
+use mcp_provider_kit::serve::in_process::InProcess;
 use mcp_provider_kit::{EchoAgentPlan, RemoteEcho, RunError, Terminal};
 use tungstenite::{Error as WsError, Message};
 

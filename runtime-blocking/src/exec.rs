@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::process::{RunId, Stdin};
-use mcp_provider_kit::accept;
 use mcp_provider_kit::dial::LinkEnd;
 use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
 use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, PIPE_READ_CHUNK};
+use mcp_provider_kit::serve::accept;
 use mcp_provider_kit::{RunError, Terminal};
 
 use crate::echo::wait;

@@ -23,16 +23,16 @@ use mcp_provider_kit::dial::{
     handshake_failed, link_failed, link_request, silence_limit, DialError, FromLink, Link, LinkEnd,
     LinkStopped, Redial, Stop, HUB_STALL, LINK_BACKOFF, LINK_DIAL_TIMEOUT,
 };
-use mcp_provider_kit::hub::Peer;
 use mcp_provider_kit::keepalive::keep_alive;
-use mcp_provider_kit::link_writes::LinkWrites;
-use mcp_provider_kit::ws;
+use mcp_provider_kit::serve::hub::Peer;
+use mcp_provider_kit::serve::link_writes::LinkWrites;
+use mcp_provider_kit::serve::ws;
 use mcp_provider_kit::RunError;
 use tungstenite::protocol::Role;
 use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
 
-use mcp_provider_kit::burst::Burst;
-use mcp_provider_kit::mailbox::Bells;
+use mcp_provider_kit::serve::burst::Burst;
+use mcp_provider_kit::serve::mailbox::Bells;
 
 use crate::now::recv_now;
 use crate::shared::{Mail, Shared, ThreadBell};

@@ -52,7 +52,7 @@ impl Runtime for Blocking {
             echo::spawn_in_process(&shared, plan)
                 .map_err(RunError::cannot("start the echo agent"))?;
         }
-        mcp_provider_kit::shutdown::watch(shared.clone())
+        mcp_provider_kit::serve::shutdown::watch(shared.clone())
             .map_err(RunError::cannot("watch for signals"))?;
         ready();
         for handle in accepting {

@@ -7,9 +7,9 @@ use std::sync::{Arc, Condvar, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use mcp_provider_core::{Config, Provider};
-use mcp_provider_kit::audit::AuditSink;
-use mcp_provider_kit::hub::Hub;
-use mcp_provider_kit::mailbox::{Bell, Inbox};
+use mcp_provider_kit::serve::audit::AuditSink;
+use mcp_provider_kit::serve::hub::Hub;
+use mcp_provider_kit::serve::mailbox::{Bell, Inbox};
 
 /// Wakes a connection's thread: a channel holding at most one ring. A
 /// connection may let the ringing thread write its outputs itself instead

@@ -21,7 +21,7 @@ use mcp_provider_core::Config;
 use super::link::{Shared, TaskBell};
 use super::server::{self, Gate};
 use super::Executor;
-use crate::in_process::{InProcess, ToProvider};
+use crate::serve::in_process::{InProcess, ToProvider};
 use crate::ConnLimits;
 
 /// An agent written in the application: it answers each request by

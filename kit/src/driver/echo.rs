@@ -12,7 +12,7 @@ use super::link::Shared;
 use super::remote::{first_link, next_link, Ws};
 use super::{spawn_joined, until, Executor};
 use crate::dial::{link_failed, LinkEnd};
-use crate::in_process::InProcess;
+use crate::serve::in_process::InProcess;
 use crate::{EchoAgentPlan, RemoteEcho, RunError, Terminal};
 
 /// Drives `agent`: provider frames from `incoming` in (`None` ends it and

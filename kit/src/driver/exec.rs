@@ -16,10 +16,10 @@ use mcp_provider_core::agent::process::{RunId, Stdin};
 
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::{spawn_joined, until, Executor};
-use crate::accept;
 use crate::dial::LinkEnd;
 use crate::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
 use crate::process::{Groups, Tail, PIPE_READ_CHUNK};
+use crate::serve::accept;
 use crate::{RunError, Terminal};
 
 /// A relay's connection or a kept stdin: its outbox, which its writer

@@ -71,7 +71,7 @@ impl<E: Launcher> Runtime for Async<E> {
             if let Some(plan) = &launch.echo {
                 echo::spawn_in_process::<E>(&shared, plan);
             }
-            crate::shutdown::watch(shared.clone())
+            crate::serve::shutdown::watch(shared.clone())
                 .map_err(RunError::cannot("watch for signals"))?;
             ready();
             std::future::pending().await

@@ -23,12 +23,13 @@ use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 
 use super::Executor;
-use crate::burst::Burst;
 use crate::dial::{link_failed, FromLink, LinkEnd};
-use crate::hub::{Hub, Peer};
-use crate::link_writes::LinkWrites;
-use crate::mailbox::{Bell, Bells, Inbox};
-use crate::{ws, RING_EVERY};
+use crate::serve::burst::Burst;
+use crate::serve::hub::{Hub, Peer};
+use crate::serve::link_writes::LinkWrites;
+use crate::serve::mailbox::{Bell, Bells, Inbox};
+use crate::serve::ws;
+use crate::RING_EVERY;
 
 /// Wakes a connection's task: a channel holding at most one ring, closed
 /// when the hub lets the connection's mailbox go.

@@ -18,13 +18,13 @@ use mcp_provider_core::{too_many_connections, Config, Provider};
 
 use super::link::{self, Backpressure, Shared};
 use super::{until, Executor};
-use crate::accept;
-use crate::admission::{self, Admission, Admitted, Reclaim, REFUSALS_HELD, REFUSAL_HOLD};
-use crate::audit::AuditSink;
 use crate::dial::{
     accept_head, handshake_failed, link_request, silence_limit, DialError, HUB_STALL, LINK_BACKOFF,
 };
-use crate::hub::{Hub, Peer};
+use crate::serve::accept;
+use crate::serve::admission::{self, Admission, Admitted, Reclaim, REFUSALS_HELD, REFUSAL_HOLD};
+use crate::serve::audit::AuditSink;
+use crate::serve::hub::{Hub, Peer};
 use crate::ConnLimits;
 use mcp_provider_core::backoff::Backoff;
 

@@ -16,10 +16,10 @@ use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{ConnId, Output, Provider, Upgrade};
 
-use crate::audit::AuditSink;
 use crate::bridge::{Bridged, Posted};
-use crate::burst::Burst;
-use crate::mailbox::{Bell, Bells, Inbox, Mailbox};
+use crate::serve::audit::AuditSink;
+use crate::serve::burst::Burst;
+use crate::serve::mailbox::{Bell, Bells, Inbox, Mailbox};
 use crate::telemetry::Traces;
 
 pub struct Hub<B: Bell> {
@@ -281,7 +281,7 @@ impl<B: Bell> Drop for Attached<B> {
     }
 }
 
-impl<B: Bell> crate::shutdown::Stop for Arc<Hub<B>> {
+impl<B: Bell> crate::serve::shutdown::Stop for Arc<Hub<B>> {
     fn begin(&self) {
         self.with(|p, _| p.shut_down());
         if let Some(bridge) = self.bridge.get() {

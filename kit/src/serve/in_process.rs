@@ -9,8 +9,8 @@ use std::sync::Arc;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 
-use crate::hub::{Attached, Hub};
-use crate::mailbox::{Bell, Inbox};
+use crate::serve::hub::{Attached, Hub};
+use crate::serve::mailbox::{Bell, Inbox};
 
 /// The agent's end of its place on the provider; detached when dropped.
 pub struct InProcess<B: Bell> {

@@ -16,7 +16,7 @@ pub struct LinkWrites {
     /// Close the link after them, saying why; nothing is sent after.
     pub close: Option<LinkClose>,
     /// The backlog the batch held: once written, report it
-    /// ([`crate::hub::Hub::written`]).
+    /// ([`crate::serve::hub::Hub::written`]).
     pub bytes: usize,
 }
 
