@@ -15,7 +15,7 @@ use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
 
-use mcp_provider_kit::dial::link_request;
+use mcp_provider_kit::agent::dial::link_request;
 use mcp_provider_kit::RING_EVERY;
 
 use crate::stamp::{chunk_frame, Clock};

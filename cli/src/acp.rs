@@ -9,7 +9,7 @@ use mcp_provider_core::agent::acp::permission::Policy;
 use mcp_provider_core::agent::acp::preset::{self, OwnToolsOff, Preset, PRESETS};
 use mcp_provider_core::agent::acp::{AcpPlan, EditorTools};
 
-use mcp_provider_kit::relay::{self, ToolDir};
+use mcp_provider_kit::agent::relay::{self, ToolDir};
 
 use crate::bad_args::BadArgs;
 use crate::exec::find_program;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use mcp_provider_core::agent::host::HostPlan;
-use mcp_provider_kit::exec::{Plan, RemoteExec};
-use mcp_provider_kit::relay::ToolDir;
+use mcp_provider_kit::agent::exec::{Plan, RemoteExec};
+use mcp_provider_kit::agent::relay::ToolDir;
 use mcp_provider_kit::{EchoAgentPlan, RemoteEcho, RemoteHost, Runtime};
 
 use crate::bad_args::BadArgs;

@@ -1,7 +1,7 @@
 //! The flags an agent command dials a provider with, turned into the
 //! kit's [`Link`].
 
-use mcp_provider_kit::dial::Link;
+use mcp_provider_kit::agent::dial::Link;
 
 use crate::secrets::SecretsError;
 

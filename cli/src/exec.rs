@@ -8,7 +8,7 @@ use mcp_provider_core::agent::exec::offer;
 use mcp_provider_core::agent::exec::preset::{Format, Preset};
 use mcp_provider_core::agent::exec::tool_search::{ToolSearch, DEFAULT_THRESHOLD};
 use mcp_provider_core::agent::exec::ExecPlan;
-use mcp_provider_kit::relay::{self, ToolDir};
+use mcp_provider_kit::agent::relay::{self, ToolDir};
 
 use crate::bad_args::BadArgs;
 

@@ -177,7 +177,7 @@ pub fn main<R: Runtime>() -> ExitCode {
     }
     if std::env::args_os()
         .nth(1)
-        .is_some_and(|arg| arg == mcp_provider_kit::relay::ARG)
+        .is_some_and(|arg| arg == mcp_provider_kit::agent::relay::ARG)
     {
         return relay::run();
     }

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
-use mcp_provider_kit::relay::ARG;
+use mcp_provider_kit::agent::relay::ARG;
 
 /// The relay: `ARG SOCKET SECRET`. Exits when the CLI closes its stdin or
 /// `agent exec` closes the connection.

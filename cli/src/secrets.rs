@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const API_KEY_VAR: &str = "MCP_PROVIDER_API_KEY";
-pub use mcp_provider_kit::dial::BRIDGE_TOKEN_VAR;
+pub use mcp_provider_kit::agent::dial::BRIDGE_TOKEN_VAR;
 
 /// Why the secrets file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ pub fn fill(
 /// The bridge token `serve` generated and keeps in its default secrets
 /// file, for an agent started on the same machine without `--token`.
 pub fn kept_bridge_token() -> Result<String, SecretsError> {
-    let file = mcp_provider_kit::dial::default_secrets_file();
+    let file = mcp_provider_kit::agent::dial::default_secrets_file();
     if file.is_empty() || !Path::new(&file).exists() {
         return Err(SecretsError::NoBridgeToken { file });
     }

@@ -15,19 +15,15 @@
 //! `async` feature, the async [`driver`] written once for every async
 //! executor: a runtime on one implements its `Executor`.
 
+pub mod agent;
 pub mod bridge;
-pub mod dial;
 #[cfg(feature = "async")]
 pub mod driver;
-pub mod exec;
 pub mod fetch;
-pub mod host;
 pub mod keepalive;
 pub mod oauth;
 mod private_file;
 pub mod process;
-pub mod relay;
-mod run_home;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
@@ -107,14 +103,14 @@ pub struct EchoAgentPlan {
 /// An MCP host's agent serving as the model: `mcp-provider agent mcp`.
 #[derive(Debug, Clone)]
 pub struct RemoteHost {
-    pub link: dial::Link,
+    pub link: agent::dial::Link,
     pub plan: mcp_provider_core::agent::host::HostPlan,
 }
 
 /// The echo agent dialing a provider: `mcp-provider agent echo`.
 #[derive(Debug, Clone)]
 pub struct RemoteEcho {
-    pub link: dial::Link,
+    pub link: agent::dial::Link,
     pub agent: EchoAgentPlan,
 }
 
@@ -141,7 +137,7 @@ pub trait Runtime {
     fn agent_echo(remote: RemoteEcho, terminal: Terminal) -> Result<(), RunError>;
 
     /// Runs a CLI agent per request over a WebSocket until the link closes.
-    fn agent_exec(remote: exec::RemoteExec, terminal: Terminal) -> Result<(), RunError>;
+    fn agent_exec(remote: agent::exec::RemoteExec, terminal: Terminal) -> Result<(), RunError>;
 
     /// Serves an MCP host on stdin/stdout, its agent answering editors'
     /// requests, until the host or the link closes.
@@ -178,7 +174,7 @@ pub enum RunError {
     /// The agent's provider refused it, or ended its link for a fault of
     /// the agent's.
     #[error(transparent)]
-    Link(#[from] dial::LinkStopped),
+    Link(#[from] agent::dial::LinkStopped),
     /// A part of the agent's own ended before its link did.
     #[error("{0}")]
     Broken(&'static str),

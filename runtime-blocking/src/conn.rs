@@ -27,7 +27,7 @@ use mcp_provider_core::http::ServerConn;
 use mcp_provider_core::stream::Answering;
 use mcp_provider_core::time::later;
 use mcp_provider_core::{too_many_connections, ConnId, Output, Upgrade};
-use mcp_provider_kit::dial::accept_head;
+use mcp_provider_kit::agent::dial::accept_head;
 use mcp_provider_kit::serve::accept;
 use mcp_provider_kit::serve::admission::{
     self, Admission, Admitted, Reclaim, REFUSALS_HELD, REFUSAL_HOLD,

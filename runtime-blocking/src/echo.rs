@@ -5,7 +5,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use mcp_provider_core::agent::echo::{self, EchoAgent};
-use mcp_provider_kit::dial::LinkEnd;
+use mcp_provider_kit::agent::dial::LinkEnd;
 use mcp_provider_kit::serve::in_process::InProcess;
 use mcp_provider_kit::{EchoAgentPlan, RemoteEcho, RunError, Terminal};
 use tungstenite::{Error as WsError, Message};

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::process::{RunId, Stdin};
-use mcp_provider_kit::dial::LinkEnd;
-use mcp_provider_kit::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
+use mcp_provider_kit::agent::dial::LinkEnd;
+use mcp_provider_kit::agent::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
 use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, PIPE_READ_CHUNK};
 use mcp_provider_kit::serve::accept;
 use mcp_provider_kit::{RunError, Terminal};
@@ -49,7 +49,7 @@ impl Outbox for Writer {
 }
 
 /// What the agent's thread waits for.
-type Input = mcp_provider_kit::exec::Input<Writer>;
+type Input = mcp_provider_kit::agent::exec::Input<Writer>;
 
 /// Connects to a provider and runs the plan's command per request. When
 /// the link ends, the runs it asked for are killed and the provider is

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
-use mcp_provider_kit::host::{read_stdin, Ended, Host, Input, HOST_INPUTS};
+use mcp_provider_kit::agent::host::{read_stdin, Ended, Host, Input, HOST_INPUTS};
 use mcp_provider_kit::{RemoteHost, RunError, Terminal};
 
 use crate::echo::wait;

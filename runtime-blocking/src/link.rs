@@ -19,7 +19,7 @@ use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::backoff::Backoff;
 use mcp_provider_core::{ConnId, Output};
-use mcp_provider_kit::dial::{
+use mcp_provider_kit::agent::dial::{
     handshake_failed, link_failed, link_request, silence_limit, DialError, FromLink, Link, LinkEnd,
     LinkStopped, Redial, Stop, HUB_STALL, LINK_BACKOFF, LINK_DIAL_TIMEOUT,
 };

@@ -12,7 +12,7 @@ mod shared;
 
 use std::process::ExitCode;
 
-use mcp_provider_kit::exec::RemoteExec;
+use mcp_provider_kit::agent::exec::RemoteExec;
 use mcp_provider_kit::{Launch, RemoteEcho, RemoteHost, RunError, Runtime, Terminal};
 struct Blocking;
 

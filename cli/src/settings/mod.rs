@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use mcp_provider_kit::dial::default_secrets_file;
+use mcp_provider_kit::agent::dial::default_secrets_file;
 use serde::{Deserialize, Serialize};
 
 mod bridge;

@@ -9,7 +9,7 @@ use mcp_provider_core::bridge::{kept_file, ServerSpec, MAX_KEPT_RUN};
 
 /// The folder of kept runs (`None`: there is no state directory).
 pub(super) fn dir() -> Option<PathBuf> {
-    crate::dial::state_dir().map(|d| d.join("servers"))
+    crate::agent::dial::state_dir().map(|d| d.join("servers"))
 }
 
 /// The kept runs of `specs` there are in `dir`, by file: for

@@ -11,7 +11,7 @@ use mcp_provider_core::agent::echo::{self, EchoAgent};
 use super::link::Shared;
 use super::remote::{first_link, next_link, Ws};
 use super::{spawn_joined, until, Executor};
-use crate::dial::{link_failed, LinkEnd};
+use crate::agent::dial::{link_failed, LinkEnd};
 use crate::serve::in_process::InProcess;
 use crate::{EchoAgentPlan, RemoteEcho, RunError, Terminal};
 

@@ -1,5 +1,5 @@
 //! `agent exec` and `agent acp`: the core's agent in one task (what each
-//! input does is [`crate::exec`]'s), a task reading the link, and for each
+//! input does is [`crate::agent::exec`]'s), a task reading the link, and for each
 //! run a task reading its stdout (then reaping it) plus one writing its
 //! stdin and one reading its stderr. When runs are given the editor's
 //! tools, a task accepts their relays' connections, and two per connection
@@ -16,8 +16,8 @@ use mcp_provider_core::agent::process::{RunId, Stdin};
 
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::{spawn_joined, until, Executor};
-use crate::dial::LinkEnd;
-use crate::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
+use crate::agent::dial::LinkEnd;
+use crate::agent::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
 use crate::process::{Groups, Tail, PIPE_READ_CHUNK};
 use crate::serve::accept;
 use crate::{RunError, Terminal};
@@ -47,7 +47,7 @@ impl Outbox for Writer {
 }
 
 /// What the agent's task waits for.
-type Input = crate::exec::Input<Writer>;
+type Input = crate::agent::exec::Input<Writer>;
 
 /// Connects to a provider and runs the plan's command per request. When
 /// the link ends, the runs it asked for are killed and the provider is

@@ -1,5 +1,5 @@
 //! `agent mcp`: the core's host agent in one task (what each input does is
-//! [`crate::host`]'s), a task following each link and a thread reading the
+//! [`crate::agent::host`]'s), a task following each link and a thread reading the
 //! host's stdin; answers go to stdout.
 
 use async_channel::{Receiver, Sender};
@@ -7,7 +7,7 @@ use futures_lite::io::AsyncWriteExt;
 
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::Executor;
-use crate::host::{read_stdin, Ended, Host, Input, HOST_INPUTS};
+use crate::agent::host::{read_stdin, Ended, Host, Input, HOST_INPUTS};
 use crate::{RemoteHost, RunError, Terminal};
 
 /// Serves the MCP host on stdin/stdout until it closes stdin. When the

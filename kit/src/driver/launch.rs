@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 
 use super::upstream::{self, Spawn};
 use super::{child, echo, exec, host, server, Executor};
+use crate::agent::exec::RemoteExec;
 use crate::bridge::ReadStdout;
-use crate::exec::RemoteExec;
 use crate::{Launch, RemoteEcho, RemoteHost, RunError, Runtime, Terminal};
 use std::sync::Arc;
 

@@ -23,7 +23,7 @@ use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 
 use super::Executor;
-use crate::dial::{link_failed, FromLink, LinkEnd};
+use crate::agent::dial::{link_failed, FromLink, LinkEnd};
 use crate::serve::burst::Burst;
 use crate::serve::hub::{Hub, Peer};
 use crate::serve::link_writes::LinkWrites;

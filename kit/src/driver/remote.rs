@@ -17,7 +17,7 @@ use mcp_provider_core::time::later;
 
 use super::link::{self, LinkSender};
 use super::{server, until, Executor};
-use crate::dial::{
+use crate::agent::dial::{
     DialError, FromLink, Link, LinkEnd, LinkStopped, Redial, Silent, Stop, LINK_DIAL_TIMEOUT,
 };
 
@@ -27,7 +27,7 @@ pub type Ws<E> = WebSocketStream<Quiet<E>>;
 /// A provider's link that fails once the provider goes silent: a read
 /// that gets no byte for `limit` after the last one, or a write that
 /// waits `limit` for the provider to read, fails with `TimedOut` (see
-/// [`crate::dial::silence_limit`]). The blocking runtime gets the same
+/// [`crate::agent::dial::silence_limit`]). The blocking runtime gets the same
 /// from its socket's timeouts.
 pub struct Quiet<E: Executor> {
     inner: E::Tcp,

@@ -18,7 +18,7 @@ use mcp_provider_core::{too_many_connections, Config, Provider};
 
 use super::link::{self, Backpressure, Shared};
 use super::{until, Executor};
-use crate::dial::{
+use crate::agent::dial::{
     accept_head, handshake_failed, link_request, silence_limit, DialError, HUB_STALL, LINK_BACKOFF,
 };
 use crate::serve::accept;

@@ -30,7 +30,7 @@ impl Store {
 
     /// The state directory's store, if there is a state directory.
     pub fn default_location() -> Option<Store> {
-        crate::dial::state_dir().map(|d| Store::new(d.join("oauth")))
+        crate::agent::dial::state_dir().map(|d| Store::new(d.join("oauth")))
     }
 
     /// The file of the server `name` (a bridged server's name: letters,

@@ -219,7 +219,7 @@ impl Groups {
             .spawn(move || {
                 if let Some(signal) = signals.forever().next() {
                     groups.kill_all();
-                    crate::relay::remove_dir();
+                    crate::agent::relay::remove_dir();
                     std::process::exit(128 + signal);
                 }
             })?;

@@ -15,7 +15,7 @@ use mcp_provider_core::agent::exec::link::{LinkId, LinkOutput, OUTBOX, OUTBOX_BY
 use mcp_provider_core::agent::exec::{ExecAgent, ExecPlan};
 use mcp_provider_core::agent::process::{Exit, ProcessAgent, RunId, Stdin};
 
-use crate::dial::{FromLink, LinkEnd};
+use crate::agent::dial::{FromLink, LinkEnd};
 use crate::process::{Ended, Groups, Tail};
 
 mod actions;
@@ -52,7 +52,7 @@ impl Plan {
 /// `agent exec` or `agent acp` dialing a provider.
 #[derive(Debug, Clone)]
 pub struct RemoteExec {
-    pub link: crate::dial::Link,
+    pub link: crate::agent::dial::Link,
     pub plan: Plan,
     /// Where the runs start (default: where `agent exec` was started).
     pub cwd: Option<PathBuf>,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use mcp_provider_core::agent::host::HostAgent;
 
-use crate::dial::{FromLink, LinkEnd};
+use crate::agent::dial::{FromLink, LinkEnd};
 use crate::{RemoteHost, RunError};
 
 /// What `agent mcp`'s loop waits for.

@@ -11,8 +11,8 @@ use mcp_provider_core::agent::exec::home::OwnHome;
 use mcp_provider_core::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 
 use super::{Outbox, RemoteExec};
+use crate::agent::run_home;
 use crate::process::{command, Groups};
-use crate::run_home;
 
 /// Carries out what the agent asks: each spawn's command built (in
 /// `remote`'s working directory, with its environment, in a home of its
