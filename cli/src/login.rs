@@ -6,7 +6,9 @@
 use std::io::Write;
 
 use mcp_provider_core::oauth::Logins;
-use mcp_provider_kit::oauth::{self, browser_configured, open_browser, OAuthServer, Opened, Store};
+use mcp_provider_kit::outbound::oauth::{
+    self, browser_configured, open_browser, OAuthServer, Opened, Store,
+};
 
 use crate::settings::{BadSettings, Settings};
 use crate::ConfigArgs;

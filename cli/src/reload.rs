@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_provider_kit::bridge::Bridged;
-use mcp_provider_kit::oauth::OAuthCredentials;
+use mcp_provider_kit::outbound::oauth::OAuthCredentials;
 use signal_hook::consts::SIGHUP;
 
 use crate::settings::sources::Source;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use mcp_provider_core::http::Limits;
 use mcp_provider_core::Config;
 use mcp_provider_kit::bridge::Bridged;
-use mcp_provider_kit::oauth::{OAuthCredentials, Store};
+use mcp_provider_kit::outbound::oauth::{OAuthCredentials, Store};
 use mcp_provider_kit::serve::audit::AuditSink;
 use mcp_provider_kit::telemetry::Traces;
 use mcp_provider_kit::{

@@ -28,11 +28,11 @@ use mcp_provider_core::http::Request;
 use mcp_provider_core::lines::{Line, LineBuffer};
 use mcp_provider_core::{mcp, ConnId, Output};
 
+use crate::outbound::upstream::{threads, Carriers, Credentials, NoCredentials, RemoteRun};
 use crate::process::child_stdin::{Stdin, Written};
 use crate::process::watchdog;
 use crate::process::{self, wait_unreaped, PIPE_READ_CHUNK, STDERR_WAIT};
 use crate::telemetry::Traces;
-use crate::upstream::{threads, Carriers, Credentials, NoCredentials, RemoteRun};
 use mcp_provider_core::upstream::Remote;
 
 /// The last lines of a child's stderr given in the clients' error when it

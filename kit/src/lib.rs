@@ -19,15 +19,11 @@ pub mod agent;
 pub mod bridge;
 #[cfg(feature = "async")]
 pub mod driver;
-pub mod fetch;
-pub mod keepalive;
-pub mod oauth;
+pub mod outbound;
 mod private_file;
 pub mod process;
 pub mod serve;
 pub mod telemetry;
-pub mod tls;
-pub mod upstream;
 
 use std::net::TcpListener;
 use std::time::Duration;

@@ -28,13 +28,13 @@ use mcp_provider_core::stream::Answering;
 use mcp_provider_core::time::later;
 use mcp_provider_core::{too_many_connections, ConnId, Output, Upgrade};
 use mcp_provider_kit::agent::dial::accept_head;
+use mcp_provider_kit::outbound::upstream::threads::carrying_here;
 use mcp_provider_kit::serve::accept;
 use mcp_provider_kit::serve::admission::{
     self, Admission, Admitted, Reclaim, REFUSALS_HELD, REFUSAL_HOLD,
 };
 use mcp_provider_kit::serve::hub::Peer;
 use mcp_provider_kit::serve::mailbox::Taker;
-use mcp_provider_kit::upstream::threads::carrying_here;
 use mcp_provider_kit::ConnLimits;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;

@@ -23,7 +23,7 @@ use mcp_provider_kit::agent::dial::{
     handshake_failed, link_failed, link_request, silence_limit, DialError, FromLink, Link, LinkEnd,
     LinkStopped, Redial, Stop, HUB_STALL, LINK_BACKOFF, LINK_DIAL_TIMEOUT,
 };
-use mcp_provider_kit::keepalive::keep_alive;
+use mcp_provider_kit::outbound::keepalive::keep_alive;
 use mcp_provider_kit::serve::hub::Peer;
 use mcp_provider_kit::serve::link_writes::LinkWrites;
 use mcp_provider_kit::serve::ws;

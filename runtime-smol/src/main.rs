@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use mcp_provider_kit::driver::launch::{Async as AsyncRuntime, Launcher};
 use mcp_provider_kit::driver::{Child, Executor};
-use mcp_provider_kit::keepalive::keep_alive;
+use mcp_provider_kit::outbound::keepalive::keep_alive;
 use mcp_provider_kit::RunError;
 use smol::net::unix::{UnixListener, UnixStream};
 use smol::{Async, Timer, Unblock};

@@ -31,7 +31,7 @@ use mcp_provider_kit::bridge::ReadStdout;
 use mcp_provider_kit::driver::launch::Launcher;
 use mcp_provider_kit::driver::upstream::Spawn;
 use mcp_provider_kit::driver::{child, Child, Executor};
-use mcp_provider_kit::keepalive::keep_alive;
+use mcp_provider_kit::outbound::keepalive::keep_alive;
 use mcp_provider_kit::RunError;
 use tokio::net::unix::pipe;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};

@@ -4,7 +4,7 @@
 //! server's own `[[bridge.servers]]` entry.
 
 use mcp_provider_core::http::Url;
-use mcp_provider_kit::oauth::OAuthServer;
+use mcp_provider_kit::outbound::oauth::OAuthServer;
 
 use super::bridge_server::{expand, BadRemote, BridgeServer};
 

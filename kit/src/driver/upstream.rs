@@ -16,9 +16,11 @@ use mcp_provider_core::upstream::ExchangeId;
 use rustls::ClientConnection;
 
 use super::{BoxFuture, Executor};
-use crate::tls;
-use crate::upstream::conn::{self, Failed, Reading, UPSTREAM_DIAL_TIMEOUT, UPSTREAM_READ_CHUNK};
-use crate::upstream::{Carrier, Carriers, Cut, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
+use crate::outbound::tls;
+use crate::outbound::upstream::conn::{
+    self, Failed, Reading, UPSTREAM_DIAL_TIMEOUT, UPSTREAM_READ_CHUNK,
+};
+use crate::outbound::upstream::{Carrier, Carriers, Cut, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// Runs a task on the executor, from any thread.
 pub type Spawn = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
@@ -432,7 +434,7 @@ impl<E: Executor> Conn<E> {
     }
 
     /// Sends `request` and reads its response, as the blocking
-    /// connection's [`exchange`](crate::upstream::conn::Conn::exchange).
+    /// connection's [`exchange`](crate::outbound::upstream::conn::Conn::exchange).
     async fn exchange(
         &mut self,
         request: &Outgoing,

@@ -20,7 +20,7 @@ use mcp_provider_core::http::Outgoing;
 use mcp_provider_core::telemetry::{otlp, Span};
 
 use super::Settings;
-use crate::fetch::{fetch, FetchError};
+use crate::outbound::fetch::{fetch, FetchError};
 
 /// The first pause after a failed export; it doubles with each failure in
 /// a row, up to [`MAX_BACKOFF`].

@@ -1,8 +1,8 @@
 //! OAuth for remote MCP servers: the core's [`Login`] driven with real
-//! requests ([`crate::fetch`]), a loopback listener for the browser's
+//! requests ([`crate::outbound::fetch`]), a loopback listener for the browser's
 //! redirect and the user's browser; tokens kept in the state directory
 //! ([`Store`]) and refreshed; and [`OAuthCredentials`], the bridge's
-//! [`crate::upstream::Credentials`] over them.
+//! [`crate::outbound::upstream::Credentials`] over them.
 //!
 //! A login runs on the thread that asks for it and blocks it (it waits
 //! for the user in the browser, [`LOGIN_TIMEOUT`] at most): the command
@@ -20,7 +20,7 @@ use mcp_provider_core::oauth::{
     ClientSettings, Login, LoginOutput, LoginPlan, Logins, Random, Stored, MAX_RESPONSE,
 };
 
-use crate::fetch::{fetch, FetchError, Fetched};
+use crate::outbound::fetch::{fetch, FetchError, Fetched};
 
 pub use browser::{configured as browser_configured, open as open_browser, Opened};
 pub use credentials::OAuthCredentials;

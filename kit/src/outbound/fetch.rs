@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mcp_provider_core::http::{Outgoing, ResponseEvent, ResponseHead};
 
-use crate::upstream::conn::{Conn, Deadline};
+use crate::outbound::upstream::conn::{Conn, Deadline};
 
 /// Why a fetch got no response.
 #[derive(Debug, Clone, PartialEq, Eq)]

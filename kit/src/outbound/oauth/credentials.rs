@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use mcp_provider_core::oauth::{Challenge, Logins, Stored};
 
 use super::{login, open_browser, refresh, unix_now, OAuthServer, Stamp, Store};
-use crate::upstream::{needs_login, Credentials};
+use crate::outbound::upstream::{needs_login, Credentials};
 
 /// A refresh ahead of expiry that failed is not tried again sooner than
 /// this (a refused call still renews its token at once).

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use mcp_provider_core::http::{Outgoing, ResponseError, ResponseEvent, ResponseReader, Url};
 use mcp_provider_core::time::later;
 
-use crate::keepalive::keep_alive;
-use crate::tls;
+use crate::outbound::keepalive::keep_alive;
+use crate::outbound::tls;
 
 /// How long dialing one address of a remote server may take, its TLS
 /// handshake included.
