@@ -4,16 +4,14 @@
 //! It must not parse flags or settings files (no clap, no toml): that is
 //! `mcp-provider-cli`. A runtime implements [`Runtime`] — serving on
 //! listeners that are already bound ([`Launch`]), and running the built-in
-//! agents against a remote provider — with the pieces here: the [`hub`]
-//! that keeps the core's provider under one lock, the connections'
-//! [`mailbox`]es, an agent link's [`burst`]s and [`link_writes`],
-//! [`admission`] of editor connections, what an [`accept`] loop does when
-//! an accept fails, the MCP [`bridge`]'s child
-//! processes, `agent exec`'s [`process`]es and tool [`relay`], [`dial`]ing
-//! an agent link, TCP [`keepalive`] on what is dialed, graceful
-//! [`shutdown`] and the [`audit`] log. With the
-//! `async` feature, the async [`driver`] written once for every async
-//! executor: a runtime on one implements its `Executor`.
+//! agents against a remote provider — with the parts here: the server's
+//! fan-out ([`serve`]: the hub that keeps the core's provider under one
+//! lock, mailboxes, admission, shutdown, the audit log), the MCP
+//! [`bridge`]'s child processes, child [`process`] groups, the agents'
+//! processes ([`agent`]: dialing a link, `agent exec`, `agent mcp`),
+//! [`outbound`] HTTP (remote MCP servers, TLS, OAuth) and [`telemetry`].
+//! With the `async` feature, the async [`driver`] written once for every
+//! async executor: a runtime on one implements its `Executor`.
 
 pub mod agent;
 pub mod bridge;

@@ -3,7 +3,7 @@
 //! group, pipes), kill a whole group, keep the end of stderr, and kill
 //! every group when the agent itself is stopped — so no CLI outlives its
 //! request or the agent. A child's stdin written without blocking is in
-//! [`child_stdin`], the process that kills the groups left behind if this
+//! `child_stdin`, the process that kills the groups left behind if this
 //! one is killed in [`watchdog`].
 
 pub(crate) mod child_stdin;
