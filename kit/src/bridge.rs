@@ -28,7 +28,7 @@ use mcp_provider_core::http::Request;
 use mcp_provider_core::lines::{Line, LineBuffer};
 use mcp_provider_core::{mcp, ConnId, Output};
 
-use crate::outbound::upstream::{threads, Carriers, Credentials, NoCredentials, RemoteRun};
+use crate::outbound::upstream::{threads, Carriers, Credentials, NoCredentials, Parent, RemoteRun};
 use crate::process::child_stdin::{Stdin, Written};
 use crate::process::watchdog;
 use crate::process::{self, wait_unreaped, PIPE_READ_CHUNK, STDERR_WAIT};
@@ -516,7 +516,8 @@ impl Bridged {
     /// Starts the client of a remote server.
     fn connect(self: &Arc<Self>, child: ChildId, name: &str, remote: Remote) {
         let carrier = self.carriers.get_or_init(threads::carriers)();
-        let run = RemoteRun::start(self, child, name, remote, self.credentials(), carrier);
+        let parent: Weak<dyn Parent> = Arc::downgrade(self) as Weak<Bridged>;
+        let run = RemoteRun::start(parent, child, name, remote, self.credentials(), carrier);
         self.running().insert(child, Running::Remote(run));
         self.with(|b, now| b.handle_spawned(child, now));
     }
@@ -534,15 +535,6 @@ impl Bridged {
         if begun.is_err() {
             let why = "no thread could be started for the login".to_owned();
             self.with(|b, _| b.handle_login_started(to, Err(why)));
-        }
-    }
-
-    /// A remote server's client ended (stopped, or its session gone): the
-    /// bridge takes it as the child's exit.
-    pub fn remote_ended(self: &Arc<Self>, child: ChildId, why: &str) {
-        let was = self.running().remove(&child);
-        if was.is_some() {
-            self.with(|b, now| b.handle_child_exit(child, why, now));
         }
     }
 
@@ -663,6 +655,21 @@ impl Bridged {
             timer.armed = Some(at);
             timer.woken = true;
             bell.notify_one();
+        }
+    }
+}
+
+impl Parent for Bridged {
+    fn with_bridge(self: Arc<Self>, f: &mut dyn FnMut(&mut Bridge, Instant)) {
+        self.with(f);
+    }
+
+    /// A remote server's client ended (stopped, or its session gone): the
+    /// bridge takes it as the child's exit.
+    fn remote_ended(self: Arc<Self>, child: ChildId, why: &str) {
+        let was = self.running().remove(&child);
+        if was.is_some() {
+            self.with(|b, now| b.handle_child_exit(child, why, now));
         }
     }
 }

@@ -24,7 +24,6 @@ use mcp_provider_core::http::{Outgoing, ResponseEvent};
 use mcp_provider_core::time::later;
 use mcp_provider_core::upstream::{ExchangeId, Outline, Remote, Upstream, UpstreamOutput};
 
-use crate::bridge::Bridged;
 use conn::Failed;
 
 /// Exchanges of one server carried at once; more wait for a worker.
@@ -42,6 +41,18 @@ pub const CLOSING_TIMEOUT: Duration = Duration::from_secs(3);
 /// tighter, by the core).
 const MAX_ANSWER: usize = 64 << 20;
 
+/// What runs a remote server's client as its child: the bridge, which
+/// hears of the client's messages and of its end. Held weakly: a client
+/// outliving its bridge tells nobody.
+pub trait Parent: Send + Sync {
+    /// Runs `f` on the bridge, then carries out what it output, as any
+    /// event of a child.
+    fn with_bridge(self: Arc<Self>, f: &mut dyn FnMut(&mut Bridge, Instant));
+
+    /// The client of `child` ended: the bridge takes it as the child's exit.
+    fn remote_ended(self: Arc<Self>, child: ChildId, why: &str);
+}
+
 /// One remote server's client, while the bridge has it "running".
 pub struct RemoteRun {
     name: String,
@@ -54,7 +65,7 @@ pub struct RemoteRun {
     /// How to cut each exchange under way, for one that is aborted.
     active: Mutex<HashMap<ExchangeId, Cut>>,
     closed: AtomicBool,
-    bridged: Weak<Bridged>,
+    parent: Weak<dyn Parent>,
     /// Where a request that needs credentials gets a token.
     credentials: Arc<dyn Credentials>,
 }
@@ -157,7 +168,7 @@ pub fn needs_login(name: &str) -> String {
 
 impl RemoteRun {
     pub fn start(
-        bridged: &Arc<Bridged>,
+        parent: Weak<dyn Parent>,
         child: ChildId,
         name: &str,
         remote: Remote,
@@ -173,7 +184,7 @@ impl RemoteRun {
             carrier,
             active: Mutex::default(),
             closed: AtomicBool::new(false),
-            bridged: Arc::downgrade(bridged),
+            parent,
             credentials,
         })
     }
@@ -228,8 +239,8 @@ impl RemoteRun {
 
     /// Tells the bridge the run is over.
     fn ended(&self, why: &str) {
-        if let Some(bridged) = self.bridged.upgrade() {
-            bridged.remote_ended(self.child, why);
+        if let Some(parent) = self.parent.upgrade() {
+            parent.remote_ended(self.child, why);
         }
     }
 
@@ -324,9 +335,14 @@ impl RemoteRun {
 
     /// Tells the bridge something of this run's child.
     fn tell_bridge(&self, f: impl FnOnce(&mut Bridge, ChildId, Instant)) {
-        if let Some(bridged) = self.bridged.upgrade() {
+        if let Some(parent) = self.parent.upgrade() {
             let child = self.child;
-            bridged.with(|b, now| f(b, child, now));
+            let mut f = Some(f);
+            parent.with_bridge(&mut |b, now| {
+                if let Some(f) = f.take() {
+                    f(b, child, now);
+                }
+            });
         }
     }
 
