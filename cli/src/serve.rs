@@ -181,16 +181,16 @@ fn start_bridge(
     seeds: &Seeds,
     traces: Option<Arc<Traces>>,
 ) -> Result<Arc<Bridged>, ServeError> {
-    let bridge = Bridged::start_traced(
+    let credentials = OAuthCredentials::new(Store::default_location(), login::servers(settings));
+    let bridge = Bridged::start_with(
         settings.bridge.all_servers().map(|s| s.spec()).collect(),
         settings.bridge_limits(),
         seeds.bridge_sessions,
+        credentials.clone(),
         traces.map(|traces| (traces, seeds.bridge_traces)),
     );
     bridge.set_names(settings.bridge.names());
     bridge.set_tool_search(settings.bridge.tool_search());
-    let credentials = OAuthCredentials::new(Store::default_location(), login::servers(settings));
-    bridge.set_credentials(credentials.clone());
     reload::watch(bridge.clone(), credentials, source, settings.clone())
         .map_err(ServeError::Watch)?;
     Ok(bridge)

@@ -31,7 +31,7 @@ impl Runtime for Blocking {
         if let Some(traces) = launch.traces {
             shared.set_traces(traces);
         }
-        shared.attach_bridge(launch.bridge);
+        shared.attach_bridge(launch.bridge, None, None);
         let mut accepting = Vec::new();
         for listener in launch.listeners {
             let shared = shared.clone();

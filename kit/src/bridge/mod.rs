@@ -65,18 +65,37 @@ pub type Reporter = Box<dyn Fn(Report) + Send + Sync>;
 /// the [`StdoutFeed`] until the pipe ends.
 pub type ReadStdout = Box<dyn Fn(ChildStdout, StdoutFeed) -> std::io::Result<()> + Send + Sync>;
 
+/// What the runtime serving the bridge hands it, all at once and before
+/// any client is served ([`Bridged::serve`]). Until then the bridge's
+/// answers and figures go nowhere, its children's stdout is read by
+/// threads and remote servers' exchanges are carried by the kit's pool of
+/// threads.
+pub struct Serving {
+    /// Where HTTP answers are posted: the connections' mailboxes.
+    pub post: Post,
+    /// Where the bridge's figures go when they change (the provider, for
+    /// `/metrics` and `/health/deep`), checked every [`REPORT_EVERY`].
+    pub report: Reporter,
+    /// Reads children's stdout on the runtime's reactor instead of a
+    /// thread each.
+    pub read_stdout: Option<ReadStdout>,
+    /// Carries remote servers' exchanges on the runtime's reactor instead
+    /// of the kit's pool of threads.
+    pub carriers: Option<Carriers>,
+}
+
 /// The bridge, its children and its timer.
 pub struct Bridged {
     state: Mutex<Bridge>,
     children: Children,
     timer: Timer,
-    post: OnceLock<Post>,
-    report: OnceLock<Reporter>,
-    read_stdout: OnceLock<ReadStdout>,
-    /// What makes remote servers' exchanges (unset: worker threads).
-    carriers: OnceLock<Carriers>,
+    /// What the runtime serving the bridge handed it (see [`Serving`]).
+    serving: OnceLock<Serving>,
+    /// Carries remote servers' exchanges on the kit's pool of threads,
+    /// unless the runtime serving the bridge carries them.
+    threads: Carriers,
     /// Where remote servers' clients get tokens.
-    credentials: OnceLock<Arc<dyn Credentials>>,
+    credentials: Arc<dyn Credentials>,
     /// The folder of lazy servers' kept runs (`None`: no state directory).
     kept_dir: Option<PathBuf>,
     /// Where the bridge's finished spans go, when traces are exported.
@@ -86,17 +105,20 @@ pub struct Bridged {
 impl Bridged {
     /// The bridge of `specs`, its timer running; nothing is spawned until
     /// a client asks. `seed` makes its session ids unguessable. Lazy
-    /// servers' kept runs are read first.
+    /// servers' kept runs are read first. Remote servers get no tokens (one
+    /// that wants one is answered with the login command to run).
     pub fn start(specs: Vec<ServerSpec>, limits: Limits, seed: [u8; 32]) -> Arc<Self> {
-        Self::start_traced(specs, limits, seed, None)
+        Self::start_with(specs, limits, seed, Arc::new(NoCredentials), None)
     }
 
-    /// [`Bridged::start`], its spans exported through `traces` (the
-    /// tracer's ids drawn from `trace_seed`).
-    pub fn start_traced(
+    /// [`Bridged::start`], remote servers getting tokens from
+    /// `credentials`, its spans exported through `traces` (the tracer's
+    /// ids drawn from `trace_seed`).
+    pub fn start_with(
         specs: Vec<ServerSpec>,
         limits: Limits,
         seed: [u8; 32],
+        credentials: Arc<dyn Credentials>,
         traces: Option<(Arc<Traces>, u64)>,
     ) -> Arc<Self> {
         let kept_dir = kept_runs::dir();
@@ -116,11 +138,9 @@ impl Bridged {
             state: Mutex::new(bridge),
             children: Children::default(),
             timer: Timer::new(),
-            post: OnceLock::new(),
-            report: OnceLock::new(),
-            read_stdout: OnceLock::new(),
-            carriers: OnceLock::new(),
-            credentials: OnceLock::new(),
+            serving: OnceLock::new(),
+            threads: threads::carriers(),
+            credentials,
             kept_dir,
             traces: traces.map(|(traces, _)| traces),
         });
@@ -138,49 +158,31 @@ impl Bridged {
         self.lock().set_tool_search(search);
     }
 
-    /// Where HTTP answers are posted (set once, by the hub).
-    pub fn set_post(&self, post: Post) {
-        let _ = self.post.set(post);
+    /// Serves the bridge with what the runtime hands it (only the first
+    /// call counts).
+    pub fn serve(&self, serving: Serving) {
+        let _ = self.serving.set(serving);
     }
 
-    /// Where the bridge's figures go when they change (the provider, for
-    /// `/metrics` and `/health/deep`), checked every [`REPORT_EVERY`].
-    pub fn set_reporter(&self, report: Reporter) {
-        let _ = self.report.set(report);
+    /// Reads children's stdout on the runtime's reactor, if it said so.
+    fn read_stdout(&self) -> Option<&ReadStdout> {
+        self.serving.get()?.read_stdout.as_ref()
     }
 
-    /// Reads children's stdout with `read` instead of a thread each.
-    pub fn set_stdout_reader(&self, read: ReadStdout) {
-        let _ = self.read_stdout.set(read);
-    }
-
-    /// Carries remote servers' exchanges with `carriers` instead of the
-    /// kit's pool of threads.
-    pub fn set_carriers(&self, carriers: Carriers) {
-        let _ = self.carriers.set(carriers);
-    }
-
-    /// Where remote servers get tokens (without it, a server that wants
-    /// one is answered with the login command to run).
-    pub fn set_credentials(&self, credentials: Arc<dyn Credentials>) {
-        let _ = self.credentials.set(credentials);
-    }
-
-    /// Where remote servers get tokens: the ones set, else none.
-    fn credentials(&self) -> Arc<dyn Credentials> {
-        self.credentials
+    /// What carries remote servers' exchanges.
+    fn carriers(&self) -> &Carriers {
+        self.serving
             .get()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(NoCredentials))
+            .and_then(|serving| serving.carriers.as_ref())
+            .unwrap_or(&self.threads)
     }
 
     /// Each remote server's token refreshes, from the credentials that
     /// make them, into `report`.
     fn count_refreshes(&self, report: &mut Report) {
-        let credentials = self.credentials();
         for server in &mut report.servers {
             if let Some(remote) = &mut server.remote {
-                remote.refreshes = credentials.refreshes(&server.name);
+                remote.refreshes = self.credentials.refreshes(&server.name);
             }
         }
     }
@@ -239,10 +241,10 @@ impl Bridged {
                     }
                 }
                 let Some(posted) = self
-                    .post
+                    .serving
                     .get()
                     .filter(|_| !http.is_empty())
-                    .map(|post| post(http))
+                    .map(|serving| (serving.post)(http))
                 else {
                     break;
                 };
@@ -346,9 +348,16 @@ impl Bridged {
 
     /// Starts the client of a remote server.
     fn connect(self: &Arc<Self>, child: ChildId, name: &str, remote: Remote) {
-        let carrier = self.carriers.get_or_init(threads::carriers)();
+        let carrier = self.carriers()();
         let parent: Weak<dyn Parent> = Arc::downgrade(self) as Weak<Bridged>;
-        let run = RemoteRun::start(parent, child, name, remote, self.credentials(), carrier);
+        let run = RemoteRun::start(
+            parent,
+            child,
+            name,
+            remote,
+            self.credentials.clone(),
+            carrier,
+        );
         self.children.insert(child, Running::Remote(run));
         self.with(|b, now| b.handle_spawned(child, now));
     }
@@ -357,7 +366,7 @@ impl Bridged {
     /// authorization server takes requests), then answers `to` with the
     /// page to open.
     fn begin_login(self: &Arc<Self>, to: mcp_provider_core::RequestId, server: String) {
-        let credentials = self.credentials();
+        let credentials = self.credentials.clone();
         let me = self.clone();
         let begun = thread("oauth-login", move || {
             let started = credentials.begin_login(&server);
@@ -405,14 +414,20 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let first = AtomicBool::new(true);
         let seen = order.clone();
-        bridged.set_post(Box::new(move |outputs| {
+        let post: Post = Box::new(move |outputs| {
             if first.swap(false, Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(300));
             }
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             seen.extend(outputs.iter().map(Output::conn));
             Posted::default()
-        }));
+        });
+        bridged.serve(Serving {
+            post,
+            report: Box::new(|_| {}),
+            read_stdout: None,
+            carriers: None,
+        });
         let early = bridged.clone();
         let slow = std::thread::spawn(move || early.handle_request(ConnId(1), nowhere()));
         std::thread::sleep(Duration::from_millis(100));

@@ -82,7 +82,7 @@ impl Bridged {
             child,
             lines: LineBuffer::new(mcp::MAX_LINE),
         };
-        let reading = match (stdout, self.read_stdout.get()) {
+        let reading = match (stdout, self.read_stdout()) {
             (Some(pipe), Some(read)) => read(pipe, feed),
             (Some(pipe), None) => {
                 thread("bridge-stdout", move || read_blocking(pipe, feed)).map(drop)

@@ -138,8 +138,8 @@ fn run(bridged: Weak<Bridged>) {
             me.count_refreshes(&mut report);
             report_at = (!report.servers.is_empty()).then(|| Instant::now() + REPORT_EVERY);
             if reported.as_ref() != Some(&report) {
-                if let Some(send) = me.report.get() {
-                    send(report.clone());
+                if let Some(serving) = me.serving.get() {
+                    (serving.report)(report.clone());
                 }
                 reported = Some(report);
             }

@@ -60,11 +60,11 @@ impl<E: Launcher> Runtime for Async<E> {
                 shared.set_traces(traces);
             }
             server::serve::<E>(&shared, launch.listeners, launch.limits)?;
-            launch.bridge.set_stdout_reader(E::stdout_reader());
-            launch
-                .bridge
-                .set_carriers(upstream::carriers::<E>(E::spawner()));
-            shared.attach_bridge(launch.bridge);
+            shared.attach_bridge(
+                launch.bridge,
+                Some(E::stdout_reader()),
+                Some(upstream::carriers::<E>(E::spawner())),
+            );
             if let Some((url, token)) = launch.agent_hub {
                 E::spawn(server::dial_hub::<E>(shared.clone(), url, token));
             }

@@ -16,7 +16,8 @@ use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::switchboard::Switchboard;
 use mcp_provider_core::{ConnId, Output, Provider, Upgrade};
 
-use crate::bridge::{Bridged, Posted};
+use crate::bridge::{Bridged, Post, Posted, ReadStdout, Reporter, Serving};
+use crate::outbound::upstream::Carriers;
 use crate::serve::audit::AuditSink;
 use crate::serve::burst::Burst;
 use crate::serve::mailbox::{Bell, Bells, Inbox, Mailbox};
@@ -65,19 +66,33 @@ impl<B: Bell> Hub<B> {
     }
 
     /// Serves `bridged` beside the provider: its answers are posted to the
-    /// connections like the provider's.
-    pub fn attach_bridge(self: &Arc<Self>, bridged: Arc<Bridged>) {
+    /// connections like the provider's, its figures handed to the
+    /// provider; children's stdout read with `read_stdout`, and remote
+    /// servers' exchanges carried by `carriers`, when the runtime has its
+    /// own (see [`Serving`]).
+    pub fn attach_bridge(
+        self: &Arc<Self>,
+        bridged: Arc<Bridged>,
+        read_stdout: Option<ReadStdout>,
+        carriers: Option<Carriers>,
+    ) {
         let hub = Arc::downgrade(self);
-        bridged.set_post(Box::new(move |outputs| {
+        let post: Post = Box::new(move |outputs| {
             hub.upgrade()
                 .map_or_else(Posted::default, |hub| hub.post(outputs))
-        }));
+        });
         let hub = Arc::downgrade(self);
-        bridged.set_reporter(Box::new(move |report| {
+        let report: Reporter = Box::new(move |report| {
             if let Some(hub) = hub.upgrade() {
                 hub.with(|p, _| p.handle_bridge_report(report));
             }
-        }));
+        });
+        bridged.serve(Serving {
+            post,
+            report,
+            read_stdout,
+            carriers,
+        });
         let _ = self.bridge.set(bridged);
     }
 
