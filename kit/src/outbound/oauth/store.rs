@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use mcp_provider_core::oauth::Logins;
 
+pub use crate::private_file::FileError;
+
 /// The largest file read: logins are a few kilobytes.
 const MAX_FILE: u64 = 1 << 20;
 
@@ -22,6 +24,28 @@ pub struct Store {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp(u64, i64, i64, u64);
 
+/// Why logins could not be kept, read or forgotten.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Not a bridged server's name: it names no file.
+    #[error("`{name}`: {why}")]
+    BadName { name: String, why: &'static str },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{} cannot be read as logins: {source}", path.display())]
+    NotLogins {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    #[error("{}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl Store {
     /// Logins kept in `dir` (`<state dir>/oauth`).
     pub fn new(dir: PathBuf) -> Store {
@@ -35,9 +59,12 @@ impl Store {
 
     /// The file of the server `name` (a bridged server's name: letters,
     /// digits, `-`, `_`, `.`; anything else is refused).
-    pub fn path(&self, name: &str) -> Result<PathBuf, String> {
+    pub fn path(&self, name: &str) -> Result<PathBuf, StoreError> {
         if let Some(why) = mcp_provider_core::bridge::bad_server_name(name) {
-            return Err(format!("`{name}`: {why}"));
+            return Err(StoreError::BadName {
+                name: name.to_owned(),
+                why,
+            });
         }
         Ok(self.dir.join(format!("{name}.json")))
     }
@@ -54,30 +81,34 @@ impl Store {
     }
 
     /// The logins kept for `name`, if any.
-    pub fn read(&self, name: &str) -> Result<Option<Logins>, String> {
+    pub fn read(&self, name: &str) -> Result<Option<Logins>, StoreError> {
         let path = self.path(name)?;
         let Some(text) = crate::private_file::read(&path, MAX_FILE)? else {
             return Ok(None);
         };
         serde_json::from_slice(&text)
             .map(Some)
-            .map_err(|e| format!("{} cannot be read as logins: {e}", path.display()))
+            .map_err(|source| StoreError::NotLogins { path, source })
     }
 
     /// Keeps `logins` for `name`, replacing what was kept.
-    pub fn write(&self, name: &str, logins: &Logins) -> Result<(), String> {
+    pub fn write(&self, name: &str, logins: &Logins) -> Result<(), StoreError> {
         self.path(name)?;
-        let text = serde_json::to_vec_pretty(logins).map_err(|e| e.to_string())?;
-        crate::private_file::replace(&self.dir, &format!("{name}.json"), &text)
+        let text = serde_json::to_vec_pretty(logins).map_err(StoreError::Encode)?;
+        Ok(crate::private_file::replace(
+            &self.dir,
+            &format!("{name}.json"),
+            &text,
+        )?)
     }
 
     /// Forgets the logins of `name`: whether there were any.
-    pub fn remove(&self, name: &str) -> Result<bool, String> {
+    pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
         let path = self.path(name)?;
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(source) => Err(StoreError::Remove { path, source }),
         }
     }
 }
@@ -113,7 +144,11 @@ mod tests {
         assert!(!store.remove("gh").unwrap());
         assert!(store.path("../etc/passwd").is_err());
         std::fs::write(dir.join("oauth/bad.json"), "{").unwrap();
-        assert!(store.read("bad").unwrap_err().contains("cannot be read"));
+        assert!(store
+            .read("bad")
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be read"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
