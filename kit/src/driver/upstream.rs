@@ -412,7 +412,7 @@ impl<E: Executor> Conn<E> {
             dialed: url.clone(),
         };
         if url.is_secure() {
-            let config = tls::client_config(ca_file).map_err(Failed::Dial)?;
+            let config = tls::client_config(ca_file).map_err(|e| Failed::Dial(e.to_string()))?;
             let client = tls::client(url.host(), config)
                 .map_err(|e| Failed::Dial(format!("TLS with {}: {e}", url.authority())))?;
             conn.tls = Some(Box::new(client));

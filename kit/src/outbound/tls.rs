@@ -24,9 +24,25 @@ const SYSTEM_BUNDLES: [&str; 4] = [
 /// A TLS stream to a server.
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
+/// Why a TLS client configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("`{path}` holds no certificate")]
+    NoCertificate { path: String },
+    #[error("`{path}`: {source}")]
+    Pem {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("`{path}`: a certificate cannot be used: {source}")]
+    Unusable { path: String, source: rustls::Error },
+    #[error("{0}")]
+    Protocols(rustls::Error),
+}
+
 /// The client configuration trusting `ca_file`'s roots, or the system's
 /// (`SSL_CERT_FILE` first, as OpenSSL-based tools honour it).
-pub fn client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>, TlsError> {
     static BUILT: OnceLock<Mutex<HashMap<Option<String>, Arc<ClientConfig>>>> = OnceLock::new();
     let built = BUILT.get_or_init(Mutex::default);
     let key = ca_file.map(str::to_owned);
@@ -37,7 +53,9 @@ pub fn client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>, String>
         Some(path) => {
             let roots = pem_roots(path)?;
             if roots.is_empty() {
-                return Err(format!("`{path}` holds no certificate"));
+                return Err(TlsError::NoCertificate {
+                    path: path.to_owned(),
+                });
             }
             roots
         }
@@ -46,7 +64,7 @@ pub fn client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>, String>
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Protocols)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let config = Arc::new(config);
@@ -139,14 +157,19 @@ impl Write for Until<'_> {
 }
 
 /// Every certificate in a PEM file.
-fn pem_roots(path: &str) -> Result<RootCertStore, String> {
+fn pem_roots(path: &str) -> Result<RootCertStore, TlsError> {
+    let pem = |source| TlsError::Pem {
+        path: path.to_owned(),
+        source,
+    };
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("`{path}`: {e}"))?;
+    let certs = CertificateDer::pem_file_iter(path).map_err(pem)?;
     for cert in certs {
-        let cert = cert.map_err(|e| format!("`{path}`: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("`{path}`: a certificate cannot be used: {e}"))?;
+        let cert = cert.map_err(pem)?;
+        roots.add(cert).map_err(|source| TlsError::Unusable {
+            path: path.to_owned(),
+            source,
+        })?;
     }
     Ok(roots)
 }

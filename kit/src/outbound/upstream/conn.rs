@@ -124,7 +124,8 @@ impl Conn {
                     keep_alive(&socket).map_err(|e| Failed::Dial(e.to_string()))?;
                     let stream: Box<dyn Stream> =
                         if url.is_secure() {
-                            let config = tls::client_config(ca_file).map_err(Failed::Dial)?;
+                            let config = tls::client_config(ca_file)
+                                .map_err(|e| Failed::Dial(e.to_string()))?;
                             let tcp = socket
                                 .try_clone()
                                 .map_err(|e| Failed::Dial(e.to_string()))?;
