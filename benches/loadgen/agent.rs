@@ -210,7 +210,7 @@ pub async fn connect(
     clock: Clock,
     events: Sender<Event>,
 ) -> Result<(Writer, smol::Task<()>), String> {
-    let (request, host, port) = link_request(url, token)?;
+    let (request, host, port) = link_request(url, token).map_err(|e| e.to_string())?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| format!("cannot connect to {url}: {e}"))?;

@@ -240,7 +240,8 @@ pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<Lin
 /// the socket then without timeouts; and how long the peer may stay
 /// silent (see [`silence_limit`]).
 pub fn dial(url: &str, token: &str) -> Result<(Ws, Duration), DialError> {
-    let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
+    let (request, host, port) =
+        link_request(url, token).map_err(|e| DialError::Final(e.to_string()))?;
     let unreachable =
         |e: io::Error| DialError::Unreachable(format!("cannot connect to {url}: {e}"));
     let tcp = connect(&host, port).map_err(unreachable)?;

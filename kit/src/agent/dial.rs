@@ -195,15 +195,30 @@ fn after_link(url: &str, end: LinkEnd, once: bool) -> AfterLink {
     }
 }
 
+/// Why an agent link's handshake request cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkRequestError {
+    #[error("bad URL {url}: {source}")]
+    BadUrl {
+        url: String,
+        source: tungstenite::Error,
+    },
+    #[error("the token contains characters not allowed in a header")]
+    BadToken,
+}
+
 /// The handshake request for `url` with `token` as its Bearer credential,
 /// and the host and port to open a TCP connection to.
-pub fn link_request(url: &str, token: &str) -> Result<(Request, String, u16), String> {
+pub fn link_request(url: &str, token: &str) -> Result<(Request, String, u16), LinkRequestError> {
     let mut request = url
         .into_client_request()
-        .map_err(|e| format!("bad URL {url}: {e}"))?;
+        .map_err(|source| LinkRequestError::BadUrl {
+            url: url.to_owned(),
+            source,
+        })?;
     let auth = format!("Bearer {token}")
         .parse()
-        .map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
+        .map_err(|_| LinkRequestError::BadToken)?;
     request.headers_mut().insert("authorization", auth);
     let host = request.uri().host().unwrap_or("127.0.0.1").to_owned();
     let port = request.uri().port_u16().unwrap_or(80);

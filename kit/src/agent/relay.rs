@@ -55,11 +55,25 @@ impl Drop for ToolDir {
     }
 }
 
+/// Why the editor's tools cannot be offered to the runs.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("no randomness for secrets: {0}")]
+    NoRandom(getrandom::Error),
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find this program: {0}")]
+    NoProgram(std::io::Error),
+}
+
 /// The tool link for a plan: a fresh private directory for its socket, the
 /// relay's command line (this binary), and a random seed for secrets.
-pub fn prepare(wait: Duration, cli_tools: bool) -> Result<(ToolLink, ToolDir), String> {
+pub fn prepare(wait: Duration, cli_tools: bool) -> Result<(ToolLink, ToolDir), RelayError> {
     let mut seed = [0; 32];
-    getrandom::fill(&mut seed).map_err(|e| format!("no randomness for secrets: {e}"))?;
+    getrandom::fill(&mut seed).map_err(RelayError::NoRandom)?;
     let name: String = seed[..8].iter().map(|b| format!("{b:02x}")).collect();
     sweep_stale();
     let pid = std::process::id();
@@ -67,10 +81,13 @@ pub fn prepare(wait: Duration, cli_tools: bool) -> Result<(ToolLink, ToolDir), S
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .map_err(|source| RelayError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
     let _ = DIR.set(dir.clone());
     let dir = ToolDir(dir);
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let exe = std::env::current_exe().map_err(RelayError::NoProgram)?;
     let relay = vec![
         exe.to_string_lossy().into_owned(),
         ARG.to_owned(),

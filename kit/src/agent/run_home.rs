@@ -9,6 +9,21 @@ use std::path::{Path, PathBuf};
 use mcp_provider_core::agent::exec::home::OwnHome;
 use mcp_provider_core::agent::process::RunId;
 
+/// Why a run's own home could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    #[error("no directory for the run's home")]
+    NoDirectory,
+    /// Neither the home's own variable nor `HOME` is set.
+    #[error("neither {var} nor HOME is set")]
+    NoUserHome { var: &'static str },
+    #[error("cannot make {}: {source}", path.display())]
+    Make {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// The home of `run` in `homes`.
 fn path(homes: &Path, run: RunId) -> PathBuf {
     homes.join(run.0.to_string())
@@ -18,8 +33,11 @@ fn path(homes: &Path, run: RunId) -> PathBuf {
 /// directory holding the CLI's own, `home.dir`): each entry of the user's
 /// linked but for the settings file, which is written merged. Returns the
 /// run's home, for `home.var`.
-pub fn make(homes: &Path, run: RunId, home: &OwnHome, user: &Path) -> Result<PathBuf, String> {
-    let fail = |what: &Path, e: std::io::Error| format!("cannot make {}: {e}", what.display());
+pub fn make(homes: &Path, run: RunId, home: &OwnHome, user: &Path) -> Result<PathBuf, HomeError> {
+    let fail = |what: &Path, source| HomeError::Make {
+        path: what.to_owned(),
+        source,
+    };
     let mine = path(homes, run);
     let _ = std::fs::remove_dir_all(&mine);
     let dir = mine.join(home.dir);

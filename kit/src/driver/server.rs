@@ -383,7 +383,8 @@ pub async fn dial<E: Executor, S: AsyncRead + AsyncWrite + Unpin>(
     token: &str,
     wrap: impl FnOnce(E::Tcp) -> S,
 ) -> Result<(WebSocketStream<S>, Duration), DialError> {
-    let (request, host, port) = link_request(url, token).map_err(DialError::Final)?;
+    let (request, host, port) =
+        link_request(url, token).map_err(|e| DialError::Final(e.to_string()))?;
     let mut tcp = E::connect(&host, port)
         .await
         .map_err(|e| DialError::Unreachable(format!("cannot connect to {url}: {e}")))?;

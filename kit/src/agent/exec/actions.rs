@@ -11,7 +11,7 @@ use mcp_provider_core::agent::exec::home::OwnHome;
 use mcp_provider_core::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin};
 
 use super::{Outbox, RemoteExec};
-use crate::agent::run_home;
+use crate::agent::run_home::{self, HomeError};
 use crate::process::{command, Groups};
 
 /// Carries out what the agent asks: each spawn's command built (in
@@ -54,7 +54,7 @@ pub(super) fn carry_out<R: Outbox>(
                     |mut command| {
                         command.envs(env);
                         if let Some(home) = home {
-                            let made = own_home(remote, run, &home)?;
+                            let made = own_home(remote, run, &home).map_err(|e| e.to_string())?;
                             command.env(home.var, made);
                         }
                         spawn(run, command, stdin)
@@ -104,12 +104,8 @@ pub(super) fn remove_gone_homes(remote: &RemoteExec, groups: &Groups) {
 }
 
 /// Makes `run`'s own home for `home` in the tool directory.
-fn own_home(remote: &RemoteExec, run: RunId, home: &OwnHome) -> Result<PathBuf, String> {
-    let homes = remote
-        .run_homes
-        .as_deref()
-        .ok_or("no directory for the run's home")?;
-    let user =
-        run_home::user(home).ok_or_else(|| format!("neither {} nor HOME is set", home.var))?;
+fn own_home(remote: &RemoteExec, run: RunId, home: &OwnHome) -> Result<PathBuf, HomeError> {
+    let homes = remote.run_homes.as_deref().ok_or(HomeError::NoDirectory)?;
+    let user = run_home::user(home).ok_or(HomeError::NoUserHome { var: home.var })?;
     run_home::make(homes, run, home, &user)
 }
