@@ -15,11 +15,33 @@ use mcp_provider_core::upstream::Remote;
 use super::children::Running;
 use super::Bridged;
 use crate::process::child_stdin::Stdin;
-use crate::process::{self, wait_unreaped, watchdog, PIPE_READ_CHUNK, STDERR_WAIT};
+use crate::process::{self, wait_unreaped, watchdog, EmptyCommand, PIPE_READ_CHUNK, STDERR_WAIT};
 
 /// The last lines of a child's stderr given in the clients' error when it
 /// exits (from its last [`process::Tail`] of bytes).
 const STDERR_LINES: usize = 3;
+
+/// Why a child process could not start.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SpawnError {
+    #[error(transparent)]
+    Empty(#[from] EmptyCommand),
+    #[error("its working directory `{0}` does not exist")]
+    NoDirectory(String),
+    #[error("its command `{0}` is not found (not on PATH, or no such file)")]
+    NotFound(String),
+    #[error("its command `{0}` cannot be run (permission denied)")]
+    NotPermitted(String),
+    #[error("its command `{program}` could not be run: {source}")]
+    NotRun {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("its stdin could not be opened")]
+    NoStdin,
+    #[error("no thread could be started for it")]
+    NoThread,
+}
 
 /// A child to start: a process, or a remote server's client.
 pub(super) enum Start {
@@ -33,7 +55,7 @@ impl Bridged {
         self: &Arc<Self>,
         child: ChildId,
         command: &[String],
-        started: Result<(), String>,
+        started: Result<(), SpawnError>,
     ) {
         match started {
             Ok(()) => self.with(|b, now| b.handle_spawned(child, now)),
@@ -42,7 +64,8 @@ impl Bridged {
                     "the MCP server `{}` could not start: {e}",
                     command.join(" ")
                 );
-                self.with(|b, now| b.handle_spawn_failed(child, &e, now));
+                let why = e.to_string();
+                self.with(|b, now| b.handle_spawn_failed(child, &why, now));
             }
         }
     }
@@ -55,10 +78,10 @@ impl Bridged {
         argv: &[String],
         env: &[(String, String)],
         cwd: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SpawnError> {
         let mut command = process::command(argv, cwd.map(std::path::Path::new), &[])?;
         command.envs(env.iter().map(|(k, v)| (k, v)));
-        let mut process = command.spawn().map_err(|e| start_failure(argv, cwd, &e))?;
+        let mut process = command.spawn().map_err(|e| start_failure(argv, cwd, e))?;
         let pgid = process.id();
         let (stdin, stdout, stderr) = (
             process.stdin.take(),
@@ -69,7 +92,7 @@ impl Bridged {
             Some(Ok(stdin)) => Arc::new(stdin),
             _ => {
                 process::kill_group(pgid);
-                return Err("its stdin could not be opened".to_owned());
+                return Err(SpawnError::NoStdin);
             }
         };
         let writer = stdin.clone();
@@ -104,7 +127,7 @@ impl Bridged {
                 .any(Result::is_err)
         {
             process::kill_group(pgid);
-            return Err("no thread could be started for it".to_owned());
+            return Err(SpawnError::NoThread);
         }
         Ok(())
     }
@@ -198,18 +221,14 @@ fn log_stderr(name: &str, mut pipe: impl Read, said: SyncSender<String>) {
 /// Why a child could not start, saying which part failed: a working
 /// directory that does not exist reads "No such file or directory" just as
 /// a missing program does.
-fn start_failure(argv: &[String], cwd: Option<&str>, e: &std::io::Error) -> String {
+fn start_failure(argv: &[String], cwd: Option<&str>, e: std::io::Error) -> SpawnError {
     if let Some(dir) = cwd.filter(|dir| !std::path::Path::new(dir).is_dir()) {
-        return format!("its working directory `{dir}` does not exist");
+        return SpawnError::NoDirectory(dir.to_owned());
     }
-    let program = argv.first().map_or("", String::as_str);
+    let program = argv.first().map_or("", String::as_str).to_owned();
     match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            format!("its command `{program}` is not found (not on PATH, or no such file)")
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            format!("its command `{program}` cannot be run (permission denied)")
-        }
-        _ => format!("its command `{program}` could not be run: {e}"),
+        std::io::ErrorKind::NotFound => SpawnError::NotFound(program),
+        std::io::ErrorKind::PermissionDenied => SpawnError::NotPermitted(program),
+        _ => SpawnError::NotRun { program, source: e },
     }
 }

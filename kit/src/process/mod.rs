@@ -36,6 +36,11 @@ pub const STDERR_WAIT: Duration = Duration::from_millis(250);
 /// its API key and its bridge token.
 const OWN_VARS: &str = "MCP_PROVIDER_";
 
+/// A command with no program to run.
+#[derive(Debug, thiserror::Error)]
+#[error("the command is empty")]
+pub struct EmptyCommand;
+
 /// The command for `argv`, in a process group of its own (so a kill
 /// reaches everything it started, `sh -c` children included), with piped
 /// stdin, stdout and stderr, and our environment without our own
@@ -46,10 +51,10 @@ pub fn command(
     argv: &[String],
     cwd: Option<&Path>,
     pass_env: &[String],
-) -> Result<Command, String> {
+) -> Result<Command, EmptyCommand> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
-    let (program, args) = argv.split_first().ok_or("the command is empty")?;
+    let (program, args) = argv.split_first().ok_or(EmptyCommand)?;
     let mut command = Command::new(program);
     command
         .args(args)

@@ -50,16 +50,16 @@ pub(super) fn carry_out<R: Outbox>(
                 home,
             } => {
                 write(stdins, groups, lines.take());
-                let started = command(&argv, remote.cwd.as_deref(), &remote.pass_env).and_then(
-                    |mut command| {
+                let started = command(&argv, remote.cwd.as_deref(), &remote.pass_env)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut command| {
                         command.envs(env);
                         if let Some(home) = home {
                             let made = own_home(remote, run, &home).map_err(|e| e.to_string())?;
                             command.env(home.var, made);
                         }
                         spawn(run, command, stdin)
-                    },
-                );
+                    });
                 match started {
                     Ok(Some(stdin)) => {
                         stdins.insert(run, stdin);
