@@ -30,8 +30,15 @@ pub fn configured() -> bool {
     std::env::var_os("BROWSER").is_some_and(|b| !b.is_empty())
 }
 
+/// No browser could be opened: each command tried, with why.
+#[derive(Debug, thiserror::Error)]
+#[error("no browser could be opened ({})", tried.join("; "))]
+pub struct NoBrowser {
+    pub tried: Vec<String>,
+}
+
 /// Opens `url`; an error says which commands were tried.
-pub fn open(url: &str) -> Result<Opened, String> {
+pub fn open(url: &str) -> Result<Opened, NoBrowser> {
     let commands: Vec<Vec<String>> = match std::env::var("BROWSER") {
         Ok(list) if !list.trim().is_empty() => list
             .split(':')
@@ -50,7 +57,7 @@ pub fn open(url: &str) -> Result<Opened, String> {
             Err(e) => tried.push(format!("{program}: {e}")),
         }
     }
-    Err(format!("no browser could be opened ({})", tried.join("; ")))
+    Err(NoBrowser { tried })
 }
 
 /// Starts `program` with `args`; a thread waits for it and keeps its

@@ -264,7 +264,8 @@ impl OAuthCredentials {
             }
         }
         tracing::info!(server = %name, "the remote MCP server wants a login: opening a browser");
-        let outcome = login(server, challenge, known, &|url| open_browser(url).map(Some))
+        let show = |url: &str| open_browser(url).map(Some).map_err(|e| e.to_string());
+        let outcome = login(server, challenge, known, &show)
             .map_err(|why| format!("the login to the remote MCP server `{name}` failed: {why}"));
         match &outcome {
             Ok(_) => failed.remove(name),
@@ -314,7 +315,7 @@ impl Credentials for OAuthCredentials {
                     }
                     Err(why) => {
                         tracing::warn!(server = %server.name, "the login begun from the dashboard failed: {why}");
-                        let _ = failed_tx.try_send(Err(why));
+                        let _ = failed_tx.try_send(Err(why.to_string()));
                     }
                 }
             });

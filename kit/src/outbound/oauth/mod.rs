@@ -17,15 +17,15 @@ use std::time::{Duration, SystemTime};
 
 use mcp_provider_core::http::{Outgoing, Url};
 use mcp_provider_core::oauth::{
-    ClientSettings, Login, LoginOutput, LoginPlan, Logins, Random, Stored, MAX_RESPONSE,
+    ClientSettings, Login, LoginOutput, LoginPlan, Logins, OAuthError, Random, Stored, MAX_RESPONSE,
 };
 
 use crate::outbound::fetch::{fetch, FetchError, Fetched};
 
-pub use browser::{configured as browser_configured, open as open_browser, Opened};
+pub use browser::{configured as browser_configured, open as open_browser, NoBrowser, Opened};
 pub use credentials::OAuthCredentials;
-pub use redirect::Redirect;
-pub use store::{Stamp, Store};
+pub use redirect::{Redirect, RedirectError};
+pub use store::{FileError, Stamp, Store, StoreError};
 
 /// How long one request of a login may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,19 +74,35 @@ impl OAuthServer {
     }
 }
 
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    Redirect(#[from] RedirectError),
+    #[error("no OS random source: {0}")]
+    NoRandom(getrandom::Error),
+    /// The authorization server, or the user, refused it.
+    #[error(transparent)]
+    Failed(OAuthError),
+    #[error("the login stopped without an outcome")]
+    NoOutcome,
+}
+
 /// Logs in to `server` (`challenge`: its `WWW-Authenticate`, if it sent
 /// one; `known`: the logins kept for it), showing the authorization page
 /// with `show` (open a browser, which it gives back, or print the URL)
 /// and waiting for the redirect. The new credentials, not yet kept.
+///
+/// Fails with a [`LoginError`].
 pub fn login(
     server: &OAuthServer,
     challenge: Option<&str>,
     known: Logins,
     show: &dyn Fn(&str) -> Result<Option<Opened>, String>,
-) -> Result<Stored, String> {
+) -> Result<Stored, LoginError> {
     let redirect = Redirect::bind(server.redirect_port)?;
     let mut random = [0u8; 48];
-    getrandom::fill(&mut random).map_err(|e| format!("no OS random source: {e}"))?;
+    getrandom::fill(&mut random).map_err(LoginError::NoRandom)?;
     let plan = LoginPlan {
         server: server.url.clone(),
         challenge: challenge.map(str::to_owned),
@@ -112,8 +128,8 @@ pub fn login(
                 }
             }
             Some(LoginOutput::Done(stored)) => return Ok(*stored),
-            Some(LoginOutput::Failed(why)) => return Err(why.to_string()),
-            None => return Err("the login stopped without an outcome".to_owned()),
+            Some(LoginOutput::Failed(why)) => return Err(LoginError::Failed(why)),
+            None => return Err(LoginError::NoOutcome),
         }
     }
 }

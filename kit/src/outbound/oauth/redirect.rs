@@ -52,14 +52,24 @@ pub struct Redirect {
     uri: String,
 }
 
+/// Why the login's redirect cannot be listened for.
+#[derive(Debug, thiserror::Error)]
+pub enum RedirectError {
+    #[error("cannot listen on 127.0.0.1:{port} for the login's redirect: {source}")]
+    Listen { port: u16, source: std::io::Error },
+    #[error("{0}")]
+    Socket(std::io::Error),
+}
+
 impl Redirect {
     /// Listens on 127.0.0.1 at `port` (0: any free one).
-    pub fn bind(port: u16) -> Result<Redirect, String> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
-            format!("cannot listen on 127.0.0.1:{port} for the login's redirect: {e}")
-        })?;
-        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    pub fn bind(port: u16) -> Result<Redirect, RedirectError> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .map_err(|source| RedirectError::Listen { port, source })?;
+        let port = listener.local_addr().map_err(RedirectError::Socket)?.port();
+        listener
+            .set_nonblocking(true)
+            .map_err(RedirectError::Socket)?;
         Ok(Redirect {
             listener,
             uri: format!("http://127.0.0.1:{port}{PATH}"),
