@@ -127,8 +127,8 @@ impl TelemetrySettings {
             |key: &str, why: String| BadSettings(format!("bad setting `telemetry.{key}`: {why}"));
         let url = traces_url(self.endpoint.as_deref(), self.traces_endpoint.as_deref()).map_err(
             |why| match self.traces_endpoint {
-                Some(_) => bad("traces_endpoint", why),
-                None => bad("endpoint", why),
+                Some(_) => bad("traces_endpoint", why.to_string()),
+                None => bad("endpoint", why.to_string()),
             },
         )?;
         // Checked even when disabled or unset, so a typo shows at once.

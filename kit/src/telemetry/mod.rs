@@ -22,7 +22,9 @@ use mcp_provider_core::telemetry::{Sampler, Span, Tracer};
 use mcp_provider_core::Provider;
 
 pub use exporter::Exporter;
-pub use settings::{check_header, parse_headers, traces_url, Settings, TRACES_PATH};
+pub use settings::{
+    check_header, parse_headers, traces_url, BadHeader, BadHeaders, Settings, TRACES_PATH,
+};
 
 /// The longest the last flush on shutdown may take.
 pub const LAST_FLUSH: Duration = Duration::from_secs(2);

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use mcp_provider_core::http::Url;
+use mcp_provider_core::http::{BadUrl, Url};
 use mcp_provider_core::telemetry::otlp::{Format, Resource};
 use mcp_provider_core::telemetry::Sampler;
 
@@ -78,19 +78,41 @@ impl fmt::Debug for Settings {
 pub fn traces_url(
     endpoint: Option<&str>,
     traces_endpoint: Option<&str>,
-) -> Result<Option<Url>, String> {
+) -> Result<Option<Url>, BadUrl> {
     let url = match (traces_endpoint, endpoint) {
         (Some(url), _) => url.trim().to_owned(),
         (None, Some(base)) => format!("{}{TRACES_PATH}", base.trim().trim_end_matches('/')),
         (None, None) => return Ok(None),
     };
-    Url::parse(&url).map(Some).map_err(|e| e.to_string())
+    Url::parse(&url).map(Some)
+}
+
+/// Why `key=value,…` headers cannot be read: the entry is named by its
+/// place (from 1), never by its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadHeaders {
+    #[error("entry {0} is not key=value")]
+    NotKeyValue(usize),
+    #[error("entry {place} ({key}) is not URL-encoded UTF-8")]
+    NotEncoded { place: usize, key: String },
+    #[error("entry {place}: {why}")]
+    Header { place: usize, why: BadHeader },
+}
+
+/// Why a header cannot be sent: it names the header, never its value
+/// (often a credential).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadHeader {
+    #[error("`{0}` is not a header name")]
+    Name(String),
+    #[error("the value of `{0}` holds a control character")]
+    ControlCharacter(String),
 }
 
 /// Headers written `key=value,key2=value2` with URL-encoded values (the
 /// W3C Baggage form `OTEL_EXPORTER_OTLP_HEADERS` takes). An error names
 /// the entry by its place, never its value.
-pub fn parse_headers(text: &str) -> Result<Vec<(String, String)>, String> {
+pub fn parse_headers(text: &str) -> Result<Vec<(String, String)>, BadHeaders> {
     let mut headers = Vec::new();
     for (i, entry) in text.split(',').enumerate() {
         if entry.trim().is_empty() {
@@ -99,11 +121,13 @@ pub fn parse_headers(text: &str) -> Result<Vec<(String, String)>, String> {
         let place = i + 1;
         let (key, value) = entry
             .split_once('=')
-            .ok_or_else(|| format!("entry {place} is not key=value"))?;
+            .ok_or(BadHeaders::NotKeyValue(place))?;
         let key = key.trim();
-        let value = percent_decode(value.trim())
-            .ok_or_else(|| format!("entry {place} ({key}) is not URL-encoded UTF-8"))?;
-        check_header(key, &value).map_err(|why| format!("entry {place}: {why}"))?;
+        let value = percent_decode(value.trim()).ok_or_else(|| BadHeaders::NotEncoded {
+            place,
+            key: key.to_owned(),
+        })?;
+        check_header(key, &value).map_err(|why| BadHeaders::Header { place, why })?;
         headers.push((key.to_owned(), value));
     }
     Ok(headers)
@@ -112,13 +136,13 @@ pub fn parse_headers(text: &str) -> Result<Vec<(String, String)>, String> {
 /// Whether `key: value` can be sent as a header line: a token for the
 /// name, no control characters (a line break would start another header)
 /// in the value.
-pub fn check_header(key: &str, value: &str) -> Result<(), String> {
+pub fn check_header(key: &str, value: &str) -> Result<(), BadHeader> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if key.is_empty() || !key.bytes().all(token) {
-        return Err(format!("`{key}` is not a header name"));
+        return Err(BadHeader::Name(key.to_owned()));
     }
     if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(format!("the value of `{key}` holds a control character"));
+        return Err(BadHeader::ControlCharacter(key.to_owned()));
     }
     Ok(())
 }
@@ -162,7 +186,9 @@ mod tests {
             Some("http://b:2/custom")
         );
         assert_eq!(url(None, None), None);
-        let bad = traces_url(Some("127.0.0.1:4318"), None).unwrap_err();
+        let bad = traces_url(Some("127.0.0.1:4318"), None)
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("127.0.0.1:4318"), "{bad}");
         assert!(traces_url(None, Some("ftp://x/")).is_err());
     }
@@ -177,10 +203,12 @@ mod tests {
             ]
         );
         assert_eq!(parse_headers("").unwrap(), []);
-        let no_equals = parse_headers("a=1,secret-token").unwrap_err();
+        let no_equals = parse_headers("a=1,secret-token").unwrap_err().to_string();
         assert!(no_equals.contains("entry 2"), "{no_equals}");
         assert!(!no_equals.contains("secret-token"), "{no_equals}");
-        let injected = parse_headers("a=x%0d%0aHost: evil").unwrap_err();
+        let injected = parse_headers("a=x%0d%0aHost: evil")
+            .unwrap_err()
+            .to_string();
         assert!(injected.contains("control"), "{injected}");
         assert!(!injected.contains("evil"), "{injected}");
         assert!(parse_headers("bad name=1").is_err());
