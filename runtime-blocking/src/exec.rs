@@ -16,7 +16,7 @@ use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::process::{RunId, Stdin};
 use mcp_provider_kit::agent::dial::LinkEnd;
 use mcp_provider_kit::agent::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
-use mcp_provider_kit::process::{wait_unreaped, Groups, Tail, PIPE_READ_CHUNK};
+use mcp_provider_kit::process::{wait_unreaped, Groups, NotStarted, Tail, PIPE_READ_CHUNK};
 use mcp_provider_kit::serve::accept;
 use mcp_provider_kit::{RunError, Terminal};
 
@@ -207,8 +207,8 @@ fn start(
     run: RunId,
     mut command: Command,
     stdin: Stdin,
-) -> Result<Option<Writer>, String> {
-    let mut child = command.spawn().map_err(|e| e.to_string())?;
+) -> Result<Option<Writer>, NotStarted> {
+    let mut child = command.spawn()?;
     groups.insert(run, child.id());
     let kept = match (child.stdin.take(), stdin) {
         (Some(pipe), Stdin::Open) => open_outbox(pipe, "exec-stdin", |_| {}),
@@ -268,7 +268,7 @@ fn start(
         // The child went with the closure, unreaped: at least stop it.
         groups.kill(run);
         groups.remove(run);
-        return Err(format!("cannot start a thread for it: {e}"));
+        return Err(NotStarted::NoThread(e));
     }
     Ok(kept)
 }

@@ -18,7 +18,7 @@ use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::{spawn_joined, until, Executor};
 use crate::agent::dial::LinkEnd;
 use crate::agent::exec::{Exec, Outbox, Queued, RemoteExec, DRAIN_POLL, EXEC_INPUTS};
-use crate::process::{Groups, Tail, PIPE_READ_CHUNK};
+use crate::process::{Groups, NotStarted, Tail, PIPE_READ_CHUNK};
 use crate::serve::accept;
 use crate::{RunError, Terminal};
 
@@ -200,8 +200,8 @@ fn start<E: Executor>(
     run: RunId,
     command: std::process::Command,
     stdin: Stdin,
-) -> Result<Option<Writer>, String> {
-    let child = E::spawn_child(command).map_err(|e| e.to_string())?;
+) -> Result<Option<Writer>, NotStarted> {
+    let child = E::spawn_child(command)?;
     groups.insert(run, child.pid);
     let kept = match (child.stdin, stdin) {
         (Some(pipe), Stdin::Open) => Some(open_outbox::<E>(pipe).0),

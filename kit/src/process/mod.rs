@@ -41,6 +41,16 @@ const OWN_VARS: &str = "MCP_PROVIDER_";
 #[error("the command is empty")]
 pub struct EmptyCommand;
 
+/// Why a run of `agent exec` did not start once its command was built.
+#[derive(Debug, thiserror::Error)]
+pub enum NotStarted {
+    #[error(transparent)]
+    Spawn(#[from] std::io::Error),
+    /// Its process started, and was stopped: nothing could wait on it.
+    #[error("cannot start a thread for it: {0}")]
+    NoThread(std::io::Error),
+}
+
 /// The command for `argv`, in a process group of its own (so a kill
 /// reaches everything it started, `sh -c` children included), with piped
 /// stdin, stdout and stderr, and our environment without our own

@@ -12,7 +12,7 @@ use mcp_provider_core::agent::process::{Action, Exit, ProcessAgent, RunId, Stdin
 
 use super::{Outbox, RemoteExec};
 use crate::agent::run_home::{self, HomeError};
-use crate::process::{command, Groups};
+use crate::process::{command, Groups, NotStarted};
 
 /// Carries out what the agent asks: each spawn's command built (in
 /// `remote`'s working directory, with its environment, in a home of its
@@ -29,7 +29,7 @@ pub(super) fn carry_out<R: Outbox>(
     stdins: &mut HashMap<RunId, R>,
     groups: &Groups,
     remote: &RemoteExec,
-    mut spawn: impl FnMut(RunId, Command, Stdin) -> Result<Option<R>, String>,
+    mut spawn: impl FnMut(RunId, Command, Stdin) -> Result<Option<R>, NotStarted>,
 ) {
     let mut lines: Option<(RunId, String)> = None;
     while let Some(action) = agent.poll_action() {
@@ -58,7 +58,7 @@ pub(super) fn carry_out<R: Outbox>(
                             let made = own_home(remote, run, &home).map_err(|e| e.to_string())?;
                             command.env(home.var, made);
                         }
-                        spawn(run, command, stdin)
+                        spawn(run, command, stdin).map_err(|e| e.to_string())
                     });
                 match started {
                     Ok(Some(stdin)) => {

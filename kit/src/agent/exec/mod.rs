@@ -16,7 +16,7 @@ use mcp_provider_core::agent::exec::{ExecAgent, ExecPlan};
 use mcp_provider_core::agent::process::{Exit, ProcessAgent, RunId, Stdin};
 
 use crate::agent::dial::{FromLink, LinkEnd};
-use crate::process::{Ended, Groups, Tail};
+use crate::process::{Ended, Groups, NotStarted, Tail};
 
 mod actions;
 
@@ -320,7 +320,7 @@ impl<R: Outbox> Exec<R> {
         &mut self,
         remote: &RemoteExec,
         groups: &Groups,
-        mut start: impl FnMut(RunId, Command, Stdin) -> Result<Option<R>, String>,
+        mut start: impl FnMut(RunId, Command, Stdin) -> Result<Option<R>, NotStarted>,
     ) {
         loop {
             actions::carry_out(
