@@ -7,7 +7,7 @@ use std::io::Write;
 
 use mcp_provider_core::oauth::Logins;
 use mcp_provider_kit::outbound::oauth::{
-    self, browser_configured, open_browser, OAuthServer, Opened, Store,
+    self, browser_configured, open_browser, NotShown, OAuthServer, Opened, Store,
 };
 
 use crate::settings::{BadSettings, Settings};
@@ -32,7 +32,10 @@ pub enum LoginError {
     #[error("{0}")]
     BadName(String),
     #[error("the login to `{name}` failed: {why}")]
-    Failed { name: String, why: String },
+    Failed {
+        name: String,
+        why: oauth::LoginError,
+    },
     /// The kept logins could not be read or written.
     #[error("{0}")]
     Store(String),
@@ -111,25 +114,27 @@ pub fn login(args: LoginArgs) -> Result<(), LoginError> {
             Logins::new(&server.url)
         }
     };
-    let show = |url: &str| -> Result<Option<Opened>, String> {
+    let show = |url: &str| -> Result<Option<Opened>, NotShown> {
         if !no_browser {
             match open_browser(url) {
                 Ok(opened) => {
                     println!(
                         "A browser was opened to log in to `{name}`; waiting for it to come back…"
                     );
-                    return flushed().map(|()| Some(opened));
+                    flushed()?;
+                    return Ok(Some(opened));
                 }
                 Err(why) => eprintln!("{why}"),
             }
         }
         println!("Open this URL in a browser on this machine to log in to `{name}`:\n\n  {url}\n\nWaiting for the browser to come back…");
-        flushed().map(|()| None)
+        flushed()?;
+        Ok(None)
     };
     let stored =
         oauth::login(&server, None, logins.clone(), &show).map_err(|why| LoginError::Failed {
             name: name.clone(),
-            why: why.to_string(),
+            why,
         })?;
     let summary = format!(
         "authorization server {}{}",
@@ -196,8 +201,7 @@ fn store() -> Result<Store, LoginError> {
     Store::default_location().ok_or(LoginError::NoStateDirectory)
 }
 
-/// Flushes what was printed for the user; the kit's login takes why it
-/// failed in words.
-fn flushed() -> Result<(), String> {
-    std::io::stdout().flush().map_err(|e| e.to_string())
+/// Flushes what was printed for the user.
+fn flushed() -> std::io::Result<()> {
+    std::io::stdout().flush()
 }

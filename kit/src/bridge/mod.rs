@@ -25,7 +25,9 @@ use mcp_provider_core::http::Request;
 use mcp_provider_core::upstream::Remote;
 use mcp_provider_core::{ConnId, Output};
 
-use crate::outbound::upstream::{threads, Carriers, Credentials, NoCredentials, Parent, RemoteRun};
+use crate::outbound::upstream::{
+    threads, Carriers, Credentials, NoCredentials, NotBegun, Parent, RemoteRun,
+};
 use crate::telemetry::Traces;
 use children::{Children, Flush, Running};
 use spawn::{thread, Start};
@@ -370,10 +372,10 @@ impl Bridged {
         let me = self.clone();
         let begun = thread("oauth-login", move || {
             let started = credentials.begin_login(&server);
-            me.with(|b, _| b.handle_login_started(to, started));
+            me.with(|b, _| b.handle_login_started(to, started.map_err(|why| why.to_string())));
         });
         if begun.is_err() {
-            let why = "no thread could be started for the login".to_owned();
+            let why = NotBegun::NoThread.to_string();
             self.with(|b, _| b.handle_login_started(to, Err(why)));
         }
     }

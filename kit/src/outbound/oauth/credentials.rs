@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use mcp_provider_core::oauth::{Challenge, Logins, Stored};
 
-use super::{login, open_browser, refresh, unix_now, OAuthServer, Stamp, Store};
-use crate::outbound::upstream::{needs_login, Credentials};
+use super::{login, open_browser, refresh, unix_now, LoginError, OAuthServer, Stamp, Store};
+use crate::outbound::upstream::{Credentials, NoToken, NotBegun};
 
 /// A refresh ahead of expiry that failed is not tried again sooner than
 /// this (a refused call still renews its token at once).
@@ -48,7 +48,7 @@ pub struct OAuthCredentials {
     /// Tokens refreshed since start-up, per server, for its figures.
     refreshes: Mutex<HashMap<String, u64>>,
     /// When a login last failed, and why, per server.
-    failed: Mutex<HashMap<String, (Instant, String)>>,
+    failed: Mutex<HashMap<String, (Instant, Arc<LoginError>)>>,
     /// Itself, for the threads that refresh ahead of expiry.
     this: Weak<OAuthCredentials>,
 }
@@ -255,23 +255,31 @@ impl OAuthCredentials {
         server: &OAuthServer,
         challenge: Option<&str>,
         known: Logins,
-    ) -> Result<Stored, String> {
+    ) -> Result<Stored, NoToken> {
         let name = &server.name;
+        let failure = |why: Arc<LoginError>| NoToken::LoginFailed {
+            server: name.clone(),
+            why,
+        };
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, why)) = failed.get(name) {
             if at.elapsed() < LOGIN_RETRY {
-                return Err(why.clone());
+                return Err(failure(why.clone()));
             }
         }
         tracing::info!(server = %name, "the remote MCP server wants a login: opening a browser");
-        let show = |url: &str| open_browser(url).map(Some).map_err(|e| e.to_string());
-        let outcome = login(server, challenge, known, &show)
-            .map_err(|why| format!("the login to the remote MCP server `{name}` failed: {why}"));
-        match &outcome {
-            Ok(_) => failed.remove(name),
-            Err(why) => failed.insert(name.clone(), (Instant::now(), why.clone())),
-        };
-        outcome
+        let show = |url: &str| Ok(Some(open_browser(url)?));
+        match login(server, challenge, known, &show) {
+            Ok(stored) => {
+                failed.remove(name);
+                Ok(stored)
+            }
+            Err(why) => {
+                let why = Arc::new(why);
+                failed.insert(name.clone(), (Instant::now(), why.clone()));
+                Err(failure(why))
+            }
+        }
     }
 }
 
@@ -280,14 +288,14 @@ impl OAuthCredentials {
 const BEGIN_WAIT: Duration = Duration::from_secs(60);
 
 impl Credentials for OAuthCredentials {
-    fn begin_login(&self, name: &str) -> Result<String, String> {
+    fn begin_login(&self, name: &str) -> Result<String, NotBegun> {
         let Some(server) = self.server(name) else {
-            return Err(format!("`{name}` is not a remote server of this bridge"));
+            return Err(NotBegun::NotRemote(name.to_owned()));
         };
         let Some(this) = self.this.upgrade() else {
-            return Err(needs_login(name));
+            return Err(NoToken::NeedsLogin(name.to_owned()).into());
         };
-        let (page_tx, page) = std::sync::mpsc::sync_channel::<Result<String, String>>(1);
+        let (page_tx, page) = std::sync::mpsc::sync_channel::<Result<String, NotBegun>>(1);
         let failed_tx = page_tx.clone();
         let begun = std::thread::Builder::new()
             .name("oauth-login".into())
@@ -297,7 +305,7 @@ impl Credentials for OAuthCredentials {
                     Ok(one) => one,
                     Err(std::sync::TryLockError::Poisoned(one)) => one.into_inner(),
                     Err(std::sync::TryLockError::WouldBlock) => {
-                        let why = format!("a login to `{}` is under way already", server.name);
+                        let why = NotBegun::UnderWay(server.name.clone());
                         let _ = failed_tx.try_send(Err(why));
                         return;
                     }
@@ -315,18 +323,18 @@ impl Credentials for OAuthCredentials {
                     }
                     Err(why) => {
                         tracing::warn!(server = %server.name, "the login begun from the dashboard failed: {why}");
-                        let _ = failed_tx.try_send(Err(why.to_string()));
+                        let _ = failed_tx.try_send(Err(NotBegun::Failed(Arc::new(why))));
                     }
                 }
             });
         if begun.is_err() {
-            return Err("no thread could be started for the login".to_owned());
+            return Err(NotBegun::NoThread);
         }
         page.recv_timeout(BEGIN_WAIT).unwrap_or_else(|_| {
-            Err(format!(
-                "the login to `{name}` found no authorization page within {} s",
-                BEGIN_WAIT.as_secs()
-            ))
+            Err(NotBegun::NoPage {
+                server: name.to_owned(),
+                waited: BEGIN_WAIT,
+            })
         })
     }
 
@@ -357,9 +365,9 @@ impl Credentials for OAuthCredentials {
         refused: Option<&str>,
         challenge: Option<&str>,
         step_up: bool,
-    ) -> Result<String, String> {
+    ) -> Result<String, NoToken> {
         let Some(server) = self.server(name) else {
-            return Err(needs_login(name));
+            return Err(NoToken::NeedsLogin(name.to_owned()));
         };
         let gate = self.gate(name);
         let _one = gate.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,12 +396,12 @@ impl Credentials for OAuthCredentials {
             let wanted = challenge.map(Challenge::parse).unwrap_or_default();
             logins.want(&wanted.scopes());
             self.keep(&server, &logins);
-            return Err(format!(
-                "the remote MCP server `{name}` wants more scope than its login has ({}): run `mcp-provider login {name}`",
-                wanted.scope.as_deref().unwrap_or("not said")
-            ));
+            return Err(NoToken::MoreScope {
+                server: name.to_owned(),
+                scope: wanted.scope,
+            });
         }
-        Err(needs_login(name))
+        Err(NoToken::NeedsLogin(name.to_owned()))
     }
 }
 
@@ -501,7 +509,7 @@ mod tests {
         logins.record(stored("http://127.0.0.1:1/token", "at-bb", None));
         store.write("remote", &logins).unwrap();
         let renewed = credentials.renew("remote", Some("at-a"), None, false);
-        assert_eq!(renewed.as_deref(), Ok("at-bb"));
+        assert_eq!(renewed.unwrap(), "at-bb");
         assert_eq!(credentials.current("remote").as_deref(), Some("at-bb"));
         // Logins kept for another URL are not this server's.
         let moved = server("http://127.0.0.1:2/mcp");
@@ -527,7 +535,7 @@ mod tests {
             })
             .collect();
         for caller in callers {
-            assert_eq!(caller.join().unwrap().as_deref(), Ok("at-1"));
+            assert_eq!(caller.join().unwrap().unwrap(), "at-1");
         }
         assert_eq!(count.load(Ordering::SeqCst), 1);
         let kept = store.read("remote").unwrap().unwrap();
@@ -596,7 +604,10 @@ mod tests {
         let store = Store::new(dir.clone());
         let remote = server("http://127.0.0.1:1/mcp");
         let credentials = OAuthCredentials::new(Some(store.clone()), vec![remote.clone()]);
-        let error = credentials.renew("remote", None, None, false).unwrap_err();
+        let error = credentials
+            .renew("remote", None, None, false)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("run `mcp-provider login remote`"), "{error}");
         let mut logins = Logins::new(&remote.url);
         logins.record(stored("http://127.0.0.1:1/token", "at-0", None));
@@ -604,7 +615,8 @@ mod tests {
         let challenge = r#"Bearer error="insufficient_scope", scope="mcp:write""#;
         let error = credentials
             .renew("remote", Some("at-0"), Some(challenge), true)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("more scope than its login has (mcp:write)"),
             "{error}"

@@ -24,7 +24,7 @@ use crate::outbound::fetch::{fetch, FetchError, Fetched};
 
 pub use browser::{configured as browser_configured, open as open_browser, NoBrowser, Opened};
 pub use credentials::OAuthCredentials;
-pub use redirect::{Redirect, RedirectError};
+pub use redirect::{NoRedirect, Redirect, RedirectError, WaitEnded};
 pub use store::{FileError, Stamp, Store, StoreError};
 
 /// How long one request of a login may take.
@@ -88,6 +88,27 @@ pub enum LoginError {
     NoOutcome,
 }
 
+/// Why the authorization page could not be shown to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum NotShown {
+    #[error(transparent)]
+    NoBrowser(#[from] NoBrowser),
+    /// Its URL could not be printed.
+    #[error(transparent)]
+    Print(#[from] std::io::Error),
+}
+
+/// Why a token could not be refreshed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The authorization server refused it, or answered what a client
+    /// must not accept.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    #[error("{0}")]
+    Fetch(FetchError),
+}
+
 /// Logs in to `server` (`challenge`: its `WWW-Authenticate`, if it sent
 /// one; `known`: the logins kept for it), showing the authorization page
 /// with `show` (open a browser, which it gives back, or print the URL)
@@ -98,7 +119,7 @@ pub fn login(
     server: &OAuthServer,
     challenge: Option<&str>,
     known: Logins,
-    show: &dyn Fn(&str) -> Result<Option<Opened>, String>,
+    show: &dyn Fn(&str) -> Result<Option<Opened>, NotShown>,
 ) -> Result<Stored, LoginError> {
     let redirect = Redirect::bind(server.redirect_port)?;
     let mut random = [0u8; 48];
@@ -119,12 +140,13 @@ pub fn login(
                 Err(FetchError::Failed(why)) => login.handle_failed(&why),
             },
             Some(LoginOutput::Authorize(url)) => {
-                let ours = |query: &str| login.check_redirect(query).map_err(|e| e.to_string());
+                let ours = |query: &str| login.check_redirect(query);
                 let back = show(&url.to_string())
-                    .and_then(|browser| redirect.wait(LOGIN_TIMEOUT, &ours, browser.as_ref()));
+                    .map(|browser| redirect.wait(LOGIN_TIMEOUT, &ours, browser.as_ref()));
                 match back {
-                    Ok(query) => login.handle_redirect(&query),
-                    Err(why) => login.handle_failed(&why),
+                    Ok(Ok(query)) => login.handle_redirect(&query),
+                    Ok(Err(why)) => login.handle_failed(&why.to_string()),
+                    Err(why) => login.handle_failed(&why.to_string()),
                 }
             }
             Some(LoginOutput::Done(stored)) => return Ok(*stored),
@@ -135,15 +157,13 @@ pub fn login(
 }
 
 /// `stored` refreshed (`None`: it has no refresh token).
-pub fn refresh(server: &OAuthServer, stored: &Stored) -> Result<Option<Stored>, String> {
-    let Some(request) = stored.refresh_request().map_err(|e| e.to_string())? else {
+pub fn refresh(server: &OAuthServer, stored: &Stored) -> Result<Option<Stored>, RefreshError> {
+    let Some(request) = stored.refresh_request()? else {
         return Ok(None);
     };
-    let fetched = server.fetch(&request).map_err(|e| e.to_string())?;
-    stored
-        .refreshed(&fetched.head, &fetched.body, unix_now())
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let fetched = server.fetch(&request).map_err(RefreshError::Fetch)?;
+    let refreshed = stored.refreshed(&fetched.head, &fetched.body, unix_now())?;
+    Ok(Some(refreshed))
 }
 
 /// The time as Unix seconds.

@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use mcp_provider_core::oauth::OAuthError;
 use mcp_provider_core::time::later;
 
 use super::browser::Opened;
@@ -41,7 +42,7 @@ enum Answered {
     /// The login's redirect, with this query.
     Taken(String),
     /// A request for the redirect's path that is not the login's: why.
-    Refused(String),
+    Refused(OAuthError),
     /// Anything else, or nothing read in time.
     Other,
 }
@@ -59,6 +60,30 @@ pub enum RedirectError {
     Listen { port: u16, source: std::io::Error },
     #[error("{0}")]
     Socket(std::io::Error),
+}
+
+/// Why no redirect came back for the login.
+#[derive(Debug, thiserror::Error)]
+pub enum NoRedirect {
+    #[error("the login's redirect listener: {0}")]
+    Listener(std::io::Error),
+    /// The wait ended, as `ended` says; `refused`: why the last request
+    /// for the redirect's path was not the login's, if one came.
+    #[error("{}{ended}", .refused.as_ref().map(|why| format!("{why}; ")).unwrap_or_default())]
+    Ended {
+        refused: Option<OAuthError>,
+        ended: WaitEnded,
+    },
+}
+
+/// How a wait for the redirect ended without it.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitEnded {
+    /// The browser opened for the login failed, as its launcher said.
+    #[error("{0} before the login's redirect came back")]
+    BrowserFailed(String),
+    #[error("the browser did not come back to {uri} within {} s", .timeout.as_secs())]
+    TimedOut { uri: String, timeout: Duration },
 }
 
 impl Redirect {
@@ -88,9 +113,9 @@ impl Redirect {
     pub fn wait(
         &self,
         timeout: Duration,
-        ours: &dyn Fn(&str) -> Result<(), String>,
+        ours: &dyn Fn(&str) -> Result<(), OAuthError>,
         browser: Option<&Opened>,
-    ) -> Result<String, String> {
+    ) -> Result<String, NoRedirect> {
         let deadline = later(Instant::now(), timeout);
         let mut refused = None;
         loop {
@@ -105,23 +130,19 @@ impl Redirect {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
-                Err(e) => return Err(format!("the login's redirect listener: {e}")),
+                Err(e) => return Err(NoRedirect::Listener(e)),
             }
             let ended = if let Some(failure) = browser.and_then(Opened::failed) {
-                format!("{failure} before the login's redirect came back")
+                WaitEnded::BrowserFailed(failure)
             } else if Instant::now() >= deadline {
-                format!(
-                    "the browser did not come back to {} within {} s",
-                    self.uri,
-                    timeout.as_secs()
-                )
+                WaitEnded::TimedOut {
+                    uri: self.uri.clone(),
+                    timeout,
+                }
             } else {
                 continue;
             };
-            return Err(match refused {
-                Some(why) => format!("{why}; {ended}"),
-                None => ended,
-            });
+            return Err(NoRedirect::Ended { refused, ended });
         }
     }
 }
@@ -131,7 +152,7 @@ impl Redirect {
 fn answer(
     mut stream: TcpStream,
     by: Instant,
-    ours: &dyn Fn(&str) -> Result<(), String>,
+    ours: &dyn Fn(&str) -> Result<(), OAuthError>,
 ) -> Answered {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
@@ -189,16 +210,16 @@ mod tests {
     use super::*;
 
     /// Takes any query.
-    fn any(_: &str) -> Result<(), String> {
+    fn any(_: &str) -> Result<(), OAuthError> {
         Ok(())
     }
 
     /// Takes the query with `state=s` alone.
-    fn state_s(query: &str) -> Result<(), String> {
+    fn state_s(query: &str) -> Result<(), OAuthError> {
         if query.split('&').any(|pair| pair == "state=s") {
             Ok(())
         } else {
-            Err("not this login's `state`".to_owned())
+            Err(OAuthError::Refused("not this login's `state`".to_owned()))
         }
     }
 
@@ -247,7 +268,7 @@ mod tests {
 
     /// Runs `redirect.wait(timeout, …)`, taking any query, on a thread; its result, if it came
     /// within 30 s.
-    fn waited(redirect: Redirect, timeout: Duration) -> Option<Result<String, String>> {
+    fn waited(redirect: Redirect, timeout: Duration) -> Option<Result<String, NoRedirect>> {
         let (done, result) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = done.send(redirect.wait(timeout, &any, None));
@@ -260,7 +281,7 @@ mod tests {
         let redirect = Redirect::bind(0).unwrap();
         let _trickling = trickle(redirect.uri(), 600);
         let error = waited(redirect, Duration::from_millis(500)).expect("the wait ended");
-        assert!(error.unwrap_err().contains("did not come back"));
+        assert!(error.unwrap_err().to_string().contains("did not come back"));
     }
 
     #[test]
@@ -302,7 +323,8 @@ mod tests {
         let forger = std::thread::spawn(move || get(&uri, "/callback?code=evil&state=forged"));
         let error = redirect
             .wait(Duration::from_secs(2), &state_s, None)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(forger.join().unwrap().starts_with("HTTP/1.1 400"));
         assert!(error.starts_with("not this login's `state`; "), "{error}");
         assert!(error.contains("did not come back"), "{error}");
@@ -315,7 +337,8 @@ mod tests {
         let started = Instant::now();
         let error = redirect
             .wait(Duration::from_secs(60), &state_s, Some(&browser))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(started.elapsed() < Duration::from_secs(30));
         assert!(
             error.contains("the browser (false) ended with exit status: 1"),
@@ -328,7 +351,8 @@ mod tests {
         let redirect = Redirect::bind(0).unwrap();
         let error = redirect
             .wait(Duration::from_millis(100), &any, None)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("did not come back"), "{error}");
     }
 }

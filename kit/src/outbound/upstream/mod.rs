@@ -127,13 +127,13 @@ pub trait Credentials: Send + Sync {
         refused: Option<&str>,
         challenge: Option<&str>,
         step_up: bool,
-    ) -> Result<String, String>;
+    ) -> Result<String, NoToken>;
     /// Begins a login to `server` for a user elsewhere (the dashboard's
     /// button): the authorization page to open, once known; the login
     /// then finishes on its own when the browser comes back. Why not, if
     /// it cannot begin.
-    fn begin_login(&self, server: &str) -> Result<String, String> {
-        Err(needs_login(server))
+    fn begin_login(&self, server: &str) -> Result<String, NotBegun> {
+        Err(NoToken::NeedsLogin(server.to_owned()).into())
     }
     /// How many times `server`'s token was refreshed since start-up (its
     /// figure in `/metrics` and `/health/deep`).
@@ -156,14 +156,54 @@ impl Credentials for NoCredentials {
         _: Option<&str>,
         _: Option<&str>,
         _: bool,
-    ) -> Result<String, String> {
-        Err(needs_login(server))
+    ) -> Result<String, NoToken> {
+        Err(NoToken::NeedsLogin(server.to_owned()))
     }
 }
 
-/// Why a server that wants credentials gets none: nobody logged in.
-pub fn needs_login(name: &str) -> String {
-    format!("the remote MCP server `{name}` needs a login: run `mcp-provider login {name}`")
+/// What failed, kept as it was: the same failure may answer again.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why a server that wants a token gets none: what its clients read.
+#[derive(Debug, thiserror::Error)]
+pub enum NoToken {
+    /// Nobody logged in, and no login is made here.
+    #[error("the remote MCP server `{0}` needs a login: run `mcp-provider login {0}`")]
+    NeedsLogin(String),
+    /// The server asked for more scope (`scope`, if it said which) than
+    /// its login has, and no login is made here.
+    #[error(
+        "the remote MCP server `{server}` wants more scope than its login has ({}): run `mcp-provider login {server}`",
+        .scope.as_deref().unwrap_or("not said")
+    )]
+    MoreScope {
+        server: String,
+        scope: Option<String>,
+    },
+    /// A login in a browser failed, now or a moment ago.
+    #[error("the login to the remote MCP server `{server}` failed: {why}")]
+    LoginFailed { server: String, why: Cause },
+    #[error("no thread could be started to renew its token")]
+    NoThread,
+}
+
+/// Why a login for a user elsewhere does not begin, or how it ended
+/// before its authorization page was known.
+#[derive(Debug, thiserror::Error)]
+pub enum NotBegun {
+    #[error("`{0}` is not a remote server of this bridge")]
+    NotRemote(String),
+    #[error(transparent)]
+    NoToken(#[from] NoToken),
+    #[error("a login to `{0}` is under way already")]
+    UnderWay(String),
+    /// The login failed before its authorization page was known.
+    #[error(transparent)]
+    Failed(Cause),
+    #[error("the login to `{server}` found no authorization page within {} s", .waited.as_secs())]
+    NoPage { server: String, waited: Duration },
+    #[error("no thread could be started for the login")]
+    NoThread,
 }
 
 impl RemoteRun {
@@ -318,16 +358,14 @@ impl RemoteRun {
                 run.take_token(token);
             });
         if renewing.is_err() {
-            self.take_token(Err(
-                "no thread could be started to renew its token".to_owned()
-            ));
+            self.take_token(Err(NoToken::NoThread));
         }
     }
 
-    fn take_token(self: &Arc<Self>, token: Result<String, String>) {
+    fn take_token(self: &Arc<Self>, token: Result<String, NoToken>) {
         let outputs = {
             let mut machine = self.machine();
-            machine.handle_token(token, Instant::now());
+            machine.handle_token(token.map_err(|why| why.to_string()), Instant::now());
             drain(&mut machine)
         };
         self.act(outputs);
