@@ -23,6 +23,9 @@ pub mod remote;
 pub mod server;
 pub mod upstream;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::io;
 use std::net::TcpListener;
