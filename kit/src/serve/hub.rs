@@ -322,3 +322,115 @@ impl<B: Bell> crate::serve::shutdown::Stop for Arc<Hub<B>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::time::SystemTime;
+
+    use bytes::Bytes;
+    use mcp_provider_core::Config;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::serve::mailbox::tests::TestBell;
+
+    fn hub() -> Arc<Hub<TestBell>> {
+        let config = Config::new(&["key"], "bridge");
+        let provider = Provider::new(config, Instant::now(), SystemTime::now());
+        Hub::new(provider, None, || {})
+    }
+
+    /// An editor's request with the editor key.
+    fn request(method: &str, path: &str, body: Value) -> Request {
+        let headers = vec![
+            ("host".to_owned(), "127.0.0.1".to_owned()),
+            ("authorization".to_owned(), "Bearer key".to_owned()),
+        ];
+        let body = Bytes::from(body.to_string());
+        match Request::new(method, path, headers, body) {
+            Ok(request) => request,
+            Err(e) => panic!("a canonical path: {e:?}"),
+        }
+    }
+
+    /// What was posted to `inbox` since it was last rung, once it was.
+    fn rung(inbox: &Inbox<TestBell>) -> Vec<Output> {
+        assert!(inbox.waiter().try_recv().is_ok(), "the mailbox was rung");
+        let mut outputs = VecDeque::new();
+        inbox.take(&mut outputs);
+        outputs.into()
+    }
+
+    /// The frames among `outputs` for an agent, as JSON.
+    fn frames(outputs: Vec<Output>) -> Vec<Value> {
+        let text = |o| match o {
+            Output::ToAgent { text, .. } => serde_json::from_str(&text).ok(),
+            _ => None,
+        };
+        outputs.into_iter().filter_map(text).collect()
+    }
+
+    /// An agent attached to `hub`, registered for model `m` by a burst.
+    fn agent(hub: &Arc<Hub<TestBell>>) -> (Attached<TestBell>, Inbox<TestBell>) {
+        let (attached, inbox, _) = hub.connect();
+        hub.with(|p, _| p.open_agent(attached.id, "agent"));
+        let mut burst = Burst::default();
+        let register = json!({"type": "register", "agent_id": "a1", "models": ["m"],
+            "allowed_scopes": ["inference"]});
+        burst.push(&register.to_string());
+        burst.push(r#"{"type":"no such type"}"#);
+        hub.hand_over(attached.id, &mut burst, &mut Bells::default());
+        assert!(burst.is_empty(), "handed over whole");
+        let kinds: Vec<Value> = frames(rung(&inbox))
+            .into_iter()
+            .map(|f| f["type"].clone())
+            .collect();
+        assert_eq!(kinds, ["registered", "error"], "each frame, in order");
+        (attached, inbox)
+    }
+
+    #[test]
+    fn pump_hands_on_requests_up_to_and_including_an_error() {
+        let hub = hub();
+        let (editor, inbox, _) = hub.connect();
+        let mut polled = VecDeque::from([
+            Ok(Some(request("GET", "/v1/models", Value::Null))),
+            Err(HttpError::Malformed("a test's")),
+            Ok(Some(request("GET", "/api/version", Value::Null))),
+        ]);
+        let pumped = hub.pump(editor.id, || polled.pop_front().unwrap_or(Ok(None)));
+        assert!(pumped.handled && !pumped.upgrade);
+        assert_eq!(polled.len(), 1, "nothing past the error is read");
+        let statuses: Vec<u16> = rung(&inbox)
+            .iter()
+            .filter_map(|o| match o {
+                Output::Respond { response, .. } | Output::Refuse { response, .. } => {
+                    Some(response.status)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(statuses, [200, 400]);
+    }
+
+    #[test]
+    fn a_burst_reaches_the_provider_in_order_and_a_dropped_editor_is_cancelled() {
+        let hub = hub();
+        let (_agent, agent_inbox) = agent(&hub);
+        let (editor, _editor_inbox, _) = hub.connect();
+        let chat = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let chat = request("POST", "/v1/chat/completions", chat);
+        let mut once = Some(chat);
+        hub.pump(editor.id, || Ok(once.take()));
+        let invoked = frames(rung(&agent_inbox));
+        assert_eq!(invoked.len(), 1);
+        assert_eq!(invoked[0]["type"], "model_invoke");
+        // However its task ends, the editor's attachment detaches it.
+        drop(editor);
+        let cancelled = frames(rung(&agent_inbox));
+        assert_eq!(cancelled.len(), 1);
+        assert_eq!(cancelled[0]["type"], "cancel");
+        assert_eq!(cancelled[0]["id"], invoked[0]["id"]);
+    }
+}

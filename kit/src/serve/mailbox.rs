@@ -152,14 +152,15 @@ impl<B: Bell> Drop for Bells<B> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
     use super::*;
     use mcp_provider_core::{ConnId, RequestId};
 
+    /// A bell for tests: a channel holding one ring.
     #[derive(Clone)]
-    struct TestBell(SyncSender<()>);
+    pub(crate) struct TestBell(SyncSender<()>);
 
     impl Bell for TestBell {
         type Waiter = Receiver<()>;
