@@ -230,7 +230,7 @@ impl Served {
                 "models": ["m"], "allowed_scopes": ["inference"]}),
             )
             .await;
-        assert_eq!(agent.next().await["type"], "registered");
+        agent.next_of("registered").await;
         agent
     }
 }
