@@ -14,9 +14,9 @@ use mcp_provider_benches::{chunk_frames, echo_answer, open_stream, BridgeCall, A
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::bridge::Routed;
 use mcp_provider_core::http::{Limits, RequestReader, ServerConn};
-use mcp_provider_core::limiter::TokenBucket;
-use mcp_provider_core::reassembly::Reassembler;
 use mcp_provider_core::stream::Answering;
+use mcp_provider_core::Reassembler;
+use mcp_provider_core::TokenBucket;
 use mcp_provider_core::{ConnId, Output};
 
 /// The system allocator, counting allocations.

@@ -55,7 +55,7 @@ pub struct Config {
     /// Bytes waiting to be written to all connections together (editors
     /// and agent links); past it new model requests get 503.
     pub max_queued_bytes: usize,
-    /// What the Responses API's store keeps ([`crate::store`]).
+    /// What the Responses API's store of responses keeps.
     pub store: StoreLimits,
     /// Background responses running at once; past it, 429.
     pub max_background: usize,
@@ -69,7 +69,8 @@ pub struct Config {
     /// Agents the driver attaches itself ([`crate::Provider::open_agent`]),
     /// by name: `/health/deep` reports 503 while one is not connected.
     pub expected_agents: Vec<String>,
-    /// Keep an audit trail ([`crate::audit`]) for the driver to write.
+    /// Keep an audit trail, one JSON line per event worth keeping, for the
+    /// driver to write ([`Provider::poll_audit`](crate::Provider::poll_audit)).
     pub audit: bool,
     /// Record traces, deciding which by this sampler (`None`: no spans
     /// at all, see [`crate::telemetry`]).

@@ -22,7 +22,7 @@
 //! request's number on it), and the connection writes only what is
 //! addressed to the request it is answering, so nothing that comes late
 //! for one request lands in the next one's answer. A driver with a task or thread per
-//! connection keeps the provider in a [`switchboard::Switchboard`], which
+//! connection keeps the provider in a [`Switchboard`], which
 //! posts each output to its connection's mailbox and counts the bytes in
 //! that connection's [`backlog::Backlog`]; the connection's writer reports
 //! what it wrote ([`backlog::Backlog::written`]) and, when that says a high
@@ -34,6 +34,30 @@
 //! ([`agent::message::FromAgent::parse`], then
 //! [`Provider::handle_agent_message`]), so a large frame never holds the
 //! provider while it is read.
+//!
+//! What an embedder sees: the types above at the crate root, beside the
+//! small parts a driver needs ([`Switchboard`], [`TokenBucket`],
+//! [`Reassembler`], [`LineBuffer`], [`Backoff`], [`Config`] and its
+//! limits), and these modules, each a subsystem a driver runs:
+//!
+//! * [`http`]: HTTP/1.1 framing, both sides, and URLs;
+//! * [`stream`]: an editor connection's half of an answer;
+//! * [`backlog`]: the bytes a connection has waiting, and the levels that
+//!   pause, resume or cut it;
+//! * [`agent`]: the agent link's messages and the agents the provider runs
+//!   itself (echo, exec, ACP, app, host);
+//! * [`mcp`]: MCP's JSON-RPC messages, as a bridged server reads them;
+//! * [`bridge`] and [`gateway`]: bridged stdio MCP servers, one and many
+//!   ([`gateway::Bridge`]);
+//! * [`upstream`] and [`oauth`]: remote MCP servers and logging in to them;
+//! * [`search`]: the tool search index;
+//! * [`telemetry`]: spans and their OTLP encoding;
+//! * [`time`]: the clock arithmetic and formats the drivers share.
+//!
+//! Everything else (the editor APIs' translation, sessions, routing,
+//! authentication, metrics, the audit trail) is reached through
+//! [`Provider`] and stays private, so it can change without breaking an
+//! embedder.
 //!
 //! ```no_run
 //! use std::time::{Instant, SystemTime};
@@ -71,18 +95,18 @@
 //! ```
 
 pub mod agent;
-pub mod answer;
-pub mod api;
-pub mod audit;
-pub mod auth;
+mod answer;
+mod api;
+mod audit;
+mod auth;
 pub mod backlog;
-pub mod backoff;
-pub mod base64;
+mod backoff;
+mod base64;
 /// Bridged stdio MCP servers: one child process served to many clients
 /// (the process manager, the sessions, one module per transport).
 pub mod bridge;
-pub mod config;
-pub mod error;
+mod config;
+mod error;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 /// Many bridged servers behind one address: the aggregate endpoint,
@@ -90,28 +114,34 @@ pub mod fuzzing;
 /// which never uses it.
 pub mod gateway;
 pub mod http;
-pub mod limiter;
-pub mod lines;
+mod idmap;
+mod limiter;
+mod lines;
 pub mod mcp;
-pub mod metrics;
+mod metrics;
 pub mod oauth;
-pub mod reassembly;
+mod provider;
+mod reassembly;
 pub mod search;
-pub mod session;
+mod session;
 #[cfg(any(test, fuzzing))]
-pub mod simulation;
-pub mod switchboard;
+mod simulation;
+mod store;
+pub mod stream;
+mod switchboard;
 pub mod telemetry;
-pub mod text;
+mod text;
 pub mod time;
-pub mod tokens;
+mod tokens;
 pub mod upstream;
 
-mod idmap;
-mod provider;
-pub mod store;
-pub mod stream;
-
+pub use api::RequestLimits;
+pub use backoff::{Backoff, Doubling};
 pub use config::{Approval, Config};
 pub use error::{ApiError, Dialect};
+pub use limiter::TokenBucket;
+pub use lines::{Line, LineBuffer};
 pub use provider::{too_many_connections, ConnId, Output, Provider, RequestId, Stats, Upgrade};
+pub use reassembly::{Pushed, Reassembler, ReassemblyError};
+pub use store::StoreLimits;
+pub use switchboard::Switchboard;

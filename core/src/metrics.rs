@@ -39,10 +39,6 @@ impl Histogram {
         self.sum += d;
     }
 
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
     /// `name_bucket`, `name_sum` and `name_count` lines, with `labels`
     /// (`key="value"` pairs, comma-separated) on each.
     fn render(&self, name: &str, labels: &str, out: &mut String) {
@@ -181,7 +177,8 @@ impl Metrics {
         }
     }
 
-    /// Requests finished on `route` with `status` (for tests).
+    /// Requests finished on `route` with `status`.
+    #[cfg(test)]
     pub fn requests(&self, route: usize, status: u16) -> u64 {
         self.routes
             .get(route)

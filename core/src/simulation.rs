@@ -49,6 +49,7 @@ pub enum Op {
 
 impl Op {
     /// Ops from fuzzer bytes, two bytes each.
+    #[cfg(fuzzing)]
     pub fn decode(data: &[u8]) -> Vec<Op> {
         data.chunks_exact(2)
             .map(|pair| {
@@ -134,6 +135,7 @@ pub fn play(ops: &[Op]) -> Outcome {
 }
 
 /// Plays `ops`; returns the editors left waiting, which must be none.
+#[cfg(test)]
 pub fn editors_left_waiting(ops: &[Op]) -> Vec<ConnId> {
     play(ops).waiting
 }

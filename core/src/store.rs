@@ -185,10 +185,6 @@ impl Store {
         self.records.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     /// Bytes held, as the cap counts them.
     pub fn bytes(&self) -> usize {
         self.bytes

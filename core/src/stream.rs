@@ -1,5 +1,5 @@
 //! The answer to one editor request, written as it arrives in the shape of
-//! the request's API (its [`Encoder`]): a stream event by event, or one
+//! the request's API (its encoder): a stream event by event, or one
 //! whole body at the end.
 //!
 //! This is the editor connection's half of an answer, split from the

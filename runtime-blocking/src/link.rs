@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::backlog::Backlog;
-use mcp_provider_core::backoff::Backoff;
+use mcp_provider_core::Backoff;
 use mcp_provider_core::{ConnId, Output};
 use mcp_provider_kit::agent::dial::{
     handshake_failed, link_failed, link_request, silence_limit, DialError, FromLink, Link, LinkEnd,

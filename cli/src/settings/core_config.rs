@@ -41,7 +41,7 @@ impl Settings {
         c.session_grace = Duration::from_secs(self.session_grace_secs);
         c.max_output_bytes = self.max_output_bytes;
         c.max_queued_bytes = self.max_queued_bytes;
-        c.store = mcp_provider_core::store::StoreLimits {
+        c.store = mcp_provider_core::StoreLimits {
             max_bytes: self.responses_store_bytes,
             max_age: Duration::from_secs(self.responses_store_secs),
         };

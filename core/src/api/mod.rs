@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::agent::message::Delta;
 use crate::answer::Answer;
 use crate::error::{ApiError, Dialect};
-pub use routes::{route, Guard, Handler, Info, Matched};
+pub use routes::{route, Guard, Handler, Info};
 pub use validate::{tokens_for, tool_results, RequestLimits};
 
 /// One editor API: how its requests become an agent invocation and how the

@@ -264,7 +264,6 @@ pub(crate) fn every_route() -> Vec<(&'static str, String, Guard)> {
 pub struct Matched<'a> {
     pub handler: Handler,
     pub guard: Guard,
-    pub dialect: Dialect,
     /// The rest of the path after an `Under` prefix (a model id).
     pub param: &'a str,
     /// The row's place in the table, for [`label`].
@@ -319,7 +318,6 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, ApiError> {
             return Ok(Matched {
                 handler: row.handler,
                 guard: row.guard,
-                dialect: row.dialect(),
                 param,
                 index,
             });

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mcp_provider_core::agent::close::{LinkClose, PINGS_MISSED};
-use mcp_provider_core::backoff::{Backoff, Doubling};
 use mcp_provider_core::http::websocket_accept;
 use mcp_provider_core::Upgrade;
+use mcp_provider_core::{Backoff, Doubling};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::{Request, Response};
 use tungstenite::handshake::derive_accept_key;

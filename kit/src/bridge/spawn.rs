@@ -8,9 +8,9 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 
 use mcp_provider_core::bridge::ChildId;
-use mcp_provider_core::lines::{Line, LineBuffer};
 use mcp_provider_core::mcp;
 use mcp_provider_core::upstream::Remote;
+use mcp_provider_core::{Line, LineBuffer};
 
 use super::children::Running;
 use super::Bridged;

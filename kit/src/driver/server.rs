@@ -26,7 +26,7 @@ use crate::serve::admission::{self, Admission, Admitted, Reclaim, REFUSALS_HELD,
 use crate::serve::audit::AuditSink;
 use crate::serve::hub::{Hub, Peer};
 use crate::ConnLimits;
-use mcp_provider_core::backoff::Backoff;
+use mcp_provider_core::Backoff;
 
 /// Requests an embedding application answers itself: each request is
 /// offered to it before the provider, and those it answers (`Some`) are

@@ -13,7 +13,7 @@ use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::bridge::SocketFrame;
 use mcp_provider_core::gateway::Bridge;
 use mcp_provider_core::http::{HttpError, Request};
-use mcp_provider_core::switchboard::Switchboard;
+use mcp_provider_core::Switchboard;
 use mcp_provider_core::{ConnId, Output, Provider, Upgrade};
 
 use crate::bridge::{Bridged, Post, Posted, ReadStdout, Reporter, Serving};
