@@ -1,9 +1,9 @@
 //! The agent side: the link protocol's messages both ways ([`message`],
 //! [`to_agent`]), why links close, an agent's session across links
-//! ([`relink`]), and the agents: the built-in echo, an application's own,
+//! (`relink`), and the agents: the built-in echo, an application's own,
 //! an MCP host's ([`host`]), and those that run processes ([`exec`],
 //! [`acp`]), which share what a runtime does for them ([`process`]) and
-//! their invocations in flight ([`ledger`]).
+//! their invocations in flight (`ledger`).
 
 pub mod acp;
 pub mod app;
@@ -11,10 +11,10 @@ pub mod close;
 pub mod echo;
 pub mod exec;
 pub mod host;
-pub mod ledger;
+mod ledger;
 pub mod message;
 pub mod process;
-pub mod relink;
+mod relink;
 pub mod to_agent;
 
 /// The most of a peer's method (or tool) name an error quotes back to it:

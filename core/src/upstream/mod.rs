@@ -35,7 +35,7 @@
 //!   request: it gets an error.
 
 mod outline;
-pub mod sse;
+mod sse;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
