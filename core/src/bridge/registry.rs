@@ -706,9 +706,18 @@ impl Registry {
     }
 
     /// Queues again what [`Registry::set_aside`] took, after what was
-    /// queued since.
-    pub(crate) fn requeue(&mut self, rest: VecDeque<Queued>) {
-        self.out.extend(rest);
+    /// queued since. The shorter of the two is moved, so a burst of events
+    /// (a fan-out's answers on `/mcp`) does not copy the queue behind them
+    /// once per event.
+    pub(crate) fn requeue(&mut self, mut rest: VecDeque<Queued>) {
+        if self.out.len() <= rest.len() {
+            while let Some(queued) = self.out.pop_back() {
+                rest.push_front(queued);
+            }
+            self.out = rest;
+        } else {
+            self.out.extend(rest);
+        }
     }
 
     pub(crate) fn push(&mut self, routed: Routed) {
