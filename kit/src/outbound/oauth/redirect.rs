@@ -182,13 +182,13 @@ fn answer(
     answered
 }
 
-/// The request line, once it is all in (at most [`MAX_REQUEST`] bytes
-/// read), or nothing if it is not by `by`: each read waits only for what
-/// is left.
+/// The request line, once the whole head is in (at most [`MAX_REQUEST`]
+/// bytes read), or nothing if it is not by `by`: each read waits only for
+/// what is left.
 fn request_line(stream: &mut TcpStream, by: Instant) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
-    while !buf.contains(&b'\n') {
+    while !head_ended(&buf) {
         let left = by.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return None;
@@ -203,6 +203,11 @@ fn request_line(stream: &mut TcpStream, by: Instant) -> Option<String> {
     let end = buf.iter().position(|&b| b == b'\n')?;
     let line = std::str::from_utf8(buf.get(..end)?).ok()?;
     Some(line.trim_end_matches('\r').to_owned())
+}
+
+/// Whether `buf` holds a whole request head (its blank line).
+fn head_ended(buf: &[u8]) -> bool {
+    buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n")
 }
 
 #[cfg(test)]
