@@ -153,6 +153,33 @@ impl Invocation {
         }
     }
 
+    /// Relays `piece` to the editor: how the answer stands after it.
+    fn relay(
+        &mut self,
+        piece: Piece<'_>,
+        now: Instant,
+        wall: SystemTime,
+        texts: &mut BytesMut,
+        out: &mut VecDeque<Output>,
+        relayed: &mut u64,
+    ) -> Drained {
+        self.progress.chunks += 1;
+        *relayed += 1;
+        if let Err(e) = self.tally.add_delta(&piece.delta) {
+            return Drained::Overflow(e);
+        }
+        self.note(&piece.delta);
+        let event = AnswerEvent::Piece(PieceOut::new(texts, piece.delta, now, wall));
+        out.push_back(Output::Answer {
+            to: self.editor,
+            event,
+        });
+        match piece.finish {
+            Some(reason) => Drained::Finished(reason.into_owned(), piece.usage),
+            None => Drained::More,
+        }
+    }
+
     fn next_wake(&self) -> Instant {
         let Progress {
             deadline,
@@ -367,27 +394,20 @@ impl Invocations {
         out: &mut VecDeque<Output>,
     ) -> Option<Drain> {
         let inv = self.map.get_mut(&n)?;
-        let mut end = Drained::More;
-        let mut relayed = 0;
-        let mut first = first;
         let first_answer = inv.progress.chunks == 0;
-        while let Some(piece) = first.take().or_else(|| inv.progress.pieces.pop()) {
-            inv.progress.chunks += 1;
-            relayed += 1;
-            if let Err(e) = inv.tally.add_delta(&piece.delta) {
-                end = Drained::Overflow(e);
+        let mut relayed = 0;
+        // Each piece is moved once, into the step that relays it: a piece
+        // is larger than it looks (its delta's texts and calls, its finish
+        // and usage), and it is copied at every move.
+        let mut end = match first {
+            Some(piece) => inv.relay(piece, now, wall, texts, out, &mut relayed),
+            None => Drained::More,
+        };
+        while matches!(end, Drained::More) {
+            let Some(piece) = inv.progress.pieces.pop() else {
                 break;
-            }
-            inv.note(&piece.delta);
-            let event = AnswerEvent::Piece(PieceOut::new(texts, piece.delta, now, wall));
-            out.push_back(Output::Answer {
-                to: inv.editor,
-                event,
-            });
-            if let Some(reason) = piece.finish {
-                end = Drained::Finished(reason.into_owned(), piece.usage);
-                break;
-            }
+            };
+            end = inv.relay(piece, now, wall, texts, out, &mut relayed);
         }
         if inv.stream {
             inv.progress.deadline = later(now, self.stream_idle_timeout);

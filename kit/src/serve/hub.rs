@@ -181,7 +181,10 @@ impl<B: Bell> Hub<B> {
     /// lock, so a large frame never holds the provider while it is read.
     pub fn hand_over(&self, id: ConnId, burst: &mut Burst, bells: &mut Bells<B>) {
         if !burst.is_empty() {
-            let messages: Vec<_> = burst.frames().map(FromAgent::parse).collect();
+            // Sized up front: a burst is hundreds of frames, and growing
+            // the vector as it fills would copy them all again and again.
+            let mut messages = Vec::with_capacity(burst.len());
+            messages.extend(burst.frames().map(FromAgent::parse));
             self.with_deferred(bells, |p, now| {
                 for message in messages {
                     p.handle_agent_message(id, message, now);
