@@ -249,33 +249,73 @@ impl Conn {
     }
 }
 
-/// Accepts connections on `listener` until the process ends. Refusals
-/// are handed to a thread of their own, so the accept loop never waits on
-/// a client.
-pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) {
-    let admission = Admission::new(limits.max_connections);
-    let refuse = match Refuser::start() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("cannot start the refusal thread: {e}");
-            return;
-        }
+/// Accepts connections on `listener` until the process ends, on one
+/// thread at a time: the thread that accepts a connection hands accepting
+/// on to another (a kept one, usually) and serves that connection itself,
+/// so a new connection's first request waits on no other thread's
+/// wake-up. Refusals are handed to a thread of their own, so accepting
+/// never waits on a client.
+pub fn accept_loop(shared: Shared, listener: TcpListener, limits: ConnLimits) -> io::Result<()> {
+    let acceptor = Acceptor {
+        shared,
+        listener: Arc::new(listener),
+        limits,
+        admission: Admission::new(limits.max_connections),
+        refuse: Refuser::start()?,
     };
-    let mut failures = accept::Failures::default();
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                std::thread::sleep(failures.failed(&e, Instant::now()));
+    READERS.run(move || acceptor.run(accept::Failures::default()))?;
+    Ok(())
+}
+
+/// What the thread accepting connections holds, handed on with the turn
+/// to accept.
+#[derive(Clone)]
+struct Acceptor {
+    shared: Shared,
+    listener: Arc<TcpListener>,
+    limits: ConnLimits,
+    admission: Admission,
+    refuse: Refuser,
+}
+
+impl Acceptor {
+    /// Accepts until a connection is admitted, then hands accepting on and
+    /// serves it here. A thread that cannot hand on keeps accepting, and
+    /// its connections are served on threads of their own.
+    fn run(self, mut failures: accept::Failures) {
+        for stream in self.listener.incoming() {
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    std::thread::sleep(failures.failed(&e, Instant::now()));
+                    continue;
+                }
+            };
+            let Some(admitted) = self.admission.admit(Instant::now()) else {
+                self.refuse.refuse(stream);
                 continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let next = self.clone();
+            let handed = READERS.run(move || next.run(failures));
+            match handed {
+                Ok(_) => {
+                    connection(&self.shared, stream, self.limits, admitted);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot start an accepting thread: {e}");
+                    failures = accept::Failures::default();
+                    self.serve_elsewhere(stream, admitted);
+                }
             }
-        };
-        let Some(admitted) = admission.admit(Instant::now()) else {
-            refuse.refuse(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
+        }
+    }
+
+    /// Serves `stream` on a thread of its own, or refuses it if none can
+    /// start.
+    fn serve_elsewhere(&self, stream: TcpStream, admitted: Admitted) {
+        let (shared, limits) = (self.shared.clone(), self.limits);
         // The stream moves into the thread; keep a handle to refuse it if
         // the thread cannot start.
         let spare = stream.try_clone();
@@ -283,7 +323,7 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
         if let Err(e) = started {
             tracing::warn!("cannot start a connection thread: {e}");
             if let Ok(stream) = spare {
-                refuse.refuse(stream);
+                self.refuse.refuse(stream);
             }
         }
     }
@@ -292,6 +332,7 @@ pub fn accept_loop(shared: &Shared, listener: &TcpListener, limits: ConnLimits) 
 /// Answers 503 to connections that will not be served, on one thread: each
 /// is written its answer without blocking, then held briefly while what it
 /// sent is read, so closing does not reset it before it reads the answer.
+#[derive(Clone)]
 struct Refuser(SyncSender<TcpStream>);
 
 impl Refuser {

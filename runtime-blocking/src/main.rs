@@ -32,14 +32,9 @@ impl Runtime for Blocking {
             shared.set_traces(traces);
         }
         shared.attach_bridge(launch.bridge, None, None);
-        let mut accepting = Vec::new();
         for listener in launch.listeners {
-            let shared = shared.clone();
-            let handle = std::thread::Builder::new()
-                .name("accept".into())
-                .spawn(move || conn::accept_loop(&shared, &listener, limits))
-                .map_err(RunError::cannot("start the accept thread"))?;
-            accepting.push(handle);
+            conn::accept_loop(shared.clone(), listener, limits)
+                .map_err(RunError::cannot("start accepting connections"))?;
         }
         if let Some((url, token)) = launch.agent_hub {
             let shared = shared.clone();
@@ -55,10 +50,11 @@ impl Runtime for Blocking {
         mcp_provider_kit::serve::shutdown::watch(shared.clone())
             .map_err(RunError::cannot("watch for signals"))?;
         ready();
-        for handle in accepting {
-            let _ = handle.join();
+        // Connections are accepted and served on threads of their own
+        // until a signal ends the process.
+        loop {
+            std::thread::park();
         }
-        Ok(())
     }
 
     fn agent_echo(remote: RemoteEcho, terminal: Terminal) -> Result<(), RunError> {
