@@ -26,6 +26,7 @@ mod pool;
 pub mod preset;
 pub mod rpc;
 mod session;
+mod spare;
 mod textual;
 mod tools;
 pub mod update;
@@ -96,6 +97,9 @@ pub struct AcpAgent {
     registered: bool,
     /// The agent's model when none is asked for, when known.
     default_model: Option<String>,
+    /// Spare sessions are kept: not once the agent refused its first
+    /// session or a spare.
+    spares: bool,
     /// Whether an agent's session listed the tools of the MCP server it
     /// was given, once known.
     tools_reach: Option<bool>,
@@ -133,6 +137,7 @@ impl AcpAgent {
             listed: HashMap::new(),
             registered: false,
             default_model: None,
+            spares: true,
             tools_reach: None,
             probe: None,
             asks: permission::Asks::default(),
@@ -152,9 +157,9 @@ impl AcpAgent {
         self.pool.processes()
     }
 
-    /// Sessions open.
+    /// Sessions open for conversations (spares aside).
     pub fn sessions(&self) -> usize {
-        self.sessions.len()
+        self.sessions.values().filter(|s| !s.spare).count()
     }
 
     fn program(&self) -> &str {
@@ -269,13 +274,8 @@ impl AcpAgent {
             }
             return self.prompt(at, request, last, now);
         }
-        let fresh = self
-            .sessions
-            .iter_mut()
-            .find(|(_, s)| s.fresh && s.turn.is_none() && s.tools.is_some() == tools);
-        if let Some((at, session)) = fresh {
-            session.fresh = false;
-            let (at, text) = (at.clone(), request.whole.clone());
+        if let Some(at) = self.take_spare(tools) {
+            let text = request.whole.clone();
             return self.prompt(at, request, text, now);
         }
         match self.room(tools, now) {
@@ -306,7 +306,10 @@ impl AcpAgent {
             &busy,
             now,
         ) {
-            Room::Open(slot) => Some(slot),
+            Room::Open(slot) => {
+                self.reclaim_spare(slot);
+                Some(slot)
+            }
             Room::Evict(at) => {
                 self.forget(&at);
                 Some(at.slot)
@@ -553,6 +556,7 @@ impl AcpAgent {
                 text,
             } => self.set(&session, setting, text, result, now),
             Pending::NewSession(request) => self.opened(slot, *request, result, now),
+            Pending::Spare => self.spare_opened(slot, result, now),
             Pending::Prompt(session) => self.prompted(&session, result, now),
         }
     }
@@ -843,7 +847,7 @@ impl AcpAgent {
     /// had nothing, and is not started again.
     fn ended(&mut self, slot: usize, process: Running, exit: &Exit, now: Instant) {
         if process.retired {
-            return;
+            return self.drop_spares(slot);
         }
         let why = self.why_ended(&process, exit);
         self.end_all_asks(slot);
@@ -941,11 +945,38 @@ impl AcpAgent {
         let gone: Vec<At> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.turn.is_none() && later(s.last_used, idle) <= now)
+            .filter(|(_, s)| !s.spare && s.turn.is_none() && later(s.last_used, idle) <= now)
             .map(|(at, _)| at.clone())
             .collect();
         for at in gone {
             self.forget(&at);
+        }
+    }
+
+    /// Bytes from the stdout of the process `run`: its lines, while it
+    /// lives.
+    fn read_stdout(&mut self, run: RunId, bytes: &[u8], now: Instant) {
+        let Some(slot) = self.pool.slot_of(run) else {
+            return;
+        };
+        let live = |slots: &[Slot]| {
+            let process = slots.get(slot).and_then(|s| s.process.as_ref());
+            process.is_some_and(|p| p.run == run && p.fault.is_none())
+        };
+        if !live(&self.pool.slots) {
+            return;
+        }
+        let process = self
+            .pool
+            .slots
+            .get_mut(slot)
+            .and_then(|s| s.process.as_mut());
+        let lines = process.map(|p| p.lines.push(bytes)).unwrap_or_default();
+        for line in lines {
+            self.handle_line(slot, line, now);
+            if !live(&self.pool.slots) {
+                return;
+            }
         }
     }
 }
@@ -963,6 +994,7 @@ impl ProcessAgent for AcpAgent {
             // editor falls behind is held by the provider).
             _ => {}
         }
+        self.keep_spares(now);
     }
 
     /// The provider failed every request it had sent: their turns are
@@ -991,28 +1023,8 @@ impl ProcessAgent for AcpAgent {
     }
 
     fn handle_stdout(&mut self, run: RunId, bytes: &[u8], now: Instant) {
-        let Some(slot) = self.pool.slot_of(run) else {
-            return;
-        };
-        let live = |slots: &[Slot]| {
-            let process = slots.get(slot).and_then(|s| s.process.as_ref());
-            process.is_some_and(|p| p.run == run && p.fault.is_none())
-        };
-        if !live(&self.pool.slots) {
-            return;
-        }
-        let process = self
-            .pool
-            .slots
-            .get_mut(slot)
-            .and_then(|s| s.process.as_mut());
-        let lines = process.map(|p| p.lines.push(bytes)).unwrap_or_default();
-        for line in lines {
-            self.handle_line(slot, line, now);
-            if !live(&self.pool.slots) {
-                return;
-            }
-        }
+        self.read_stdout(run, bytes, now);
+        self.keep_spares(now);
     }
 
     fn handle_exit(&mut self, run: RunId, exit: Exit, now: Instant) {
@@ -1022,6 +1034,7 @@ impl ProcessAgent for AcpAgent {
         if let Some(process) = self.pool.slots.get_mut(slot).and_then(|s| s.process.take()) {
             self.ended(slot, process, &exit, now);
         }
+        self.keep_spares(now);
     }
 
     /// Turns and waiting requests past their deadline fail as timed out;
@@ -1036,7 +1049,7 @@ impl ProcessAgent for AcpAgent {
         self.queue.expire(now, &message, &mut self.ready);
         self.forget_idle(now);
         self.pool
-            .retire_idle(&self.sessions, !self.queue.is_empty());
+            .retire_idle(&self.sessions, &self.plan, !self.queue.is_empty());
         if self.probe.is_some_and(|(_, due)| due <= now) {
             self.tools_reached(false);
         }
@@ -1044,6 +1057,7 @@ impl ProcessAgent for AcpAgent {
         self.asks_due(now);
         self.pool.handle_timeout(!self.queue.is_empty(), now);
         self.drain_queue(now);
+        self.keep_spares(now);
     }
 
     fn handle_link(&mut self, id: LinkId, bytes: &[u8], now: Instant) {
@@ -1070,6 +1084,7 @@ impl ProcessAgent for AcpAgent {
         let idle = self.plan.idle;
         let sessions = self.sessions.values().flat_map(|s| match &s.turn {
             Some(turn) => tools::due(turn),
+            None if s.spare => vec![],
             None => vec![later(s.last_used, idle)],
         });
         sessions

@@ -139,8 +139,7 @@ impl AcpAgent {
     }
 
     /// The first session of a started agent answered: the agent registers
-    /// with its models, the session waits for the first conversation
-    /// without tools, and the probe of the editor's tools' way opens next.
+    /// with its models, the session is its process's spare, and the probe of the editor's tools' way opens next.
     pub(super) fn first_session_opened(
         &mut self,
         slot: usize,
@@ -165,13 +164,14 @@ impl AcpAgent {
             })
         });
         let Some((id, models)) = opened else {
+            self.spares = false;
             self.register(&[]);
             return self.drain_queue(now);
         };
         self.default_model.clone_from(&models.current);
         self.register(&models.ids);
         let mut session = Session::new(now, None);
-        session.fresh = true;
+        session.spare = true;
         session.know(models);
         self.sessions.insert(At { slot, id }, session);
         self.probe(slot);

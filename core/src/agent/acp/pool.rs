@@ -2,9 +2,10 @@
 //! a slot its sessions name, the requests sent to them, and where a new
 //! session opens.
 //!
-//! One process serves many sessions; another is started only when every
-//! session of those running is busy, and ended again once its sessions are
-//! gone (idle past their time). [`Pool`] owns the processes: it starts,
+//! One process serves many sessions; another is started when every
+//! session of those running is busy, or ahead of need when none has room
+//! left for a spare session (see `spare`), and ended again once its
+//! sessions are gone (idle past their time). [`Pool`] owns the processes: it starts,
 //! feeds and ends them, and restarts one that ended after a growing wait.
 //! [`choose`] reads the state and says where a session opens, the agent
 //! does it.
@@ -236,15 +237,25 @@ impl Pool {
         had
     }
 
-    /// Ends the processes past the first that have no session and nothing
-    /// to do (unless requests wait): another starts when the work comes
-    /// back.
-    pub fn retire_idle(&mut self, sessions: &HashMap<At, Session>, waiting: bool) {
+    /// Ends the processes past the first that have no session but their
+    /// spare and nothing to do (unless requests wait), while another has
+    /// room for a conversation: another starts when the work comes back.
+    pub fn retire_idle(&mut self, sessions: &HashMap<At, Session>, plan: &AcpPlan, waiting: bool) {
         let first = self.slots.iter().position(Slot::ready);
+        let used = |slot: usize| {
+            sessions
+                .iter()
+                .filter(|(at, s)| at.slot == slot && !s.spare)
+                .count()
+        };
+        let ready: Vec<bool> = self.slots.iter().map(Slot::ready).collect();
+        let roomy = |slot: usize| ready.get(slot) == Some(&true) && used(slot) < plan.max_sessions;
         for slot in 0..self.slots.len() {
+            let room_elsewhere = (0..self.slots.len()).any(|s| s != slot && roomy(s));
             let unused = Some(slot) != first
-                && self.slots.get(slot).is_some_and(Slot::ready)
-                && !sessions.keys().any(|at| at.slot == slot)
+                && ready.get(slot) == Some(&true)
+                && used(slot) == 0
+                && room_elsewhere
                 && !self.pending.values().any(|(s, _)| *s == slot);
             let process = self.slots.get_mut(slot).and_then(|s| s.process.as_mut());
             if let Some(process) = process.filter(|_| unused && !waiting) {
@@ -359,21 +370,15 @@ pub(super) fn choose(
 ) -> Room {
     let opening = |slot: usize| {
         busy(slot)
-            || pending.values().any(|(s, p)| {
-                *s == slot
-                    && matches!(
-                        p,
-                        Pending::NewSession(_)
-                            | Pending::Models
-                            | Pending::Probe(_)
-                            | Pending::Authenticate(_)
-                    )
-            })
+            || pending
+                .values()
+                .any(|(s, p)| *s == slot && p.opens_session())
     };
+    // A spare takes no room: it is reclaimed for a session that needs it.
     let count = |slot: usize, busy: bool| {
         sessions
             .iter()
-            .filter(|(at, s)| at.slot == slot && (!busy || s.turn.is_some()))
+            .filter(|(at, s)| at.slot == slot && !s.spare && (!busy || s.turn.is_some()))
             .count()
     };
     let up =
@@ -390,15 +395,8 @@ pub(super) fn choose(
             .min_by_key(|&slot| count(slot, true))
             .map_or(Room::Wait, Room::Open);
     }
-    let running = slots.iter().filter(|s| s.process.is_some()).count();
-    if running < plan.max_processes {
-        let slot = slots
-            .iter()
-            .position(|s| s.free(now))
-            .unwrap_or(slots.len());
-        if slot < plan.max_processes {
-            return Room::Start(slot);
-        }
+    if let Some(slot) = free_slot(slots, plan, now) {
+        return Room::Start(slot);
     }
     let open_in = |at: &At| slots.get(at.slot).is_some_and(Slot::ready) && !opening(at.slot);
     sessions
@@ -406,4 +404,18 @@ pub(super) fn choose(
         .filter(|(at, s)| s.turn.is_none() && open_in(at))
         .min_by_key(|(_, s)| (s.key.is_some(), s.last_used))
         .map_or(Room::Wait, |(at, _)| Room::Evict(at.clone()))
+}
+
+/// The slot another process may start in now, within the plan's
+/// processes, if any.
+pub(super) fn free_slot(slots: &[Slot], plan: &AcpPlan, now: Instant) -> Option<usize> {
+    let running = slots.iter().filter(|s| s.process.is_some()).count();
+    if running >= plan.max_processes {
+        return None;
+    }
+    let slot = slots
+        .iter()
+        .position(|s| s.free(now))
+        .unwrap_or(slots.len());
+    (slot < plan.max_processes).then_some(slot)
 }

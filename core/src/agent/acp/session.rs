@@ -101,9 +101,9 @@ pub(super) struct Session {
     pub(super) tools: Option<RunId>,
     /// The tools its last turn offered, listed between turns.
     pub(super) offer: Option<Offer>,
-    /// Opened when the agent started, and not used yet: the next new
-    /// conversation without tools takes it.
-    pub(super) fresh: bool,
+    /// Opened ahead, and not used yet: the next new conversation without
+    /// tools takes it, saving its `session/new` round trip.
+    pub(super) spare: bool,
     /// Its model, as the agent names it, when known.
     pub(super) model: Option<String>,
     /// The config option that sets its model, when the agent has one.
@@ -126,7 +126,7 @@ impl Session {
             last_used: now,
             tools,
             offer: None,
-            fresh: false,
+            spare: false,
             model: None,
             model_option: None,
             effort: None,
@@ -167,11 +167,26 @@ pub(super) enum Pending {
         text: String,
     },
     NewSession(Box<Request>),
+    /// A spare session, opened ahead for the next new conversation.
+    Spare,
     /// The turn of this session.
     Prompt(At),
 }
 
 impl Pending {
+    /// Whether it opens a session in its process (a process opens one at
+    /// a time).
+    pub(super) fn opens_session(&self) -> bool {
+        matches!(
+            self,
+            Pending::NewSession(_)
+                | Pending::Spare
+                | Pending::Models
+                | Pending::Probe(_)
+                | Pending::Authenticate(_)
+        )
+    }
+
     /// The editor's request it opens a session for, if any.
     pub(super) fn request(&mut self) -> Option<&mut Request> {
         match self {

@@ -12,6 +12,7 @@ use crate::agent::process::Stdin;
 
 mod churn;
 mod isolation;
+mod spare;
 mod tool_search;
 
 fn plan() -> AcpPlan {
@@ -495,12 +496,14 @@ fn the_agents_models_are_registered_and_a_turn_sets_the_one_it_asks_for() {
                        "payload": {"kind": "chat", "messages": [{"role": "user", "content": "Hi"}]}});
     agent.handle_message(&frame.to_string(), now);
     let set = written(&mut agent);
-    assert_eq!(set.len(), 1, "{set:?}");
+    assert_eq!(set.len(), 2, "{set:?}");
     assert_eq!(set[0]["method"], "session/set_config_option");
     assert_eq!(
         set[0]["params"],
         json!({"sessionId": "s0", "configId": "model", "value": "deep"})
     );
+    // A spare opens in its place at once.
+    assert_eq!(set[1]["method"], "session/new");
     reply(&mut agent, 0, &set[0]["id"], json!({}), now);
     let prompt = request_of(&written(&mut agent), "session/prompt");
     assert_eq!(prompt["params"]["sessionId"], "s0");
@@ -516,10 +519,16 @@ fn the_agents_models_are_registered_and_a_turn_sets_the_one_it_asks_for() {
     frames(&mut agent);
     let frame = json!({"type": "model_invoke", "id": "inv-2", "model_meta": {"model": "acp/nope"},
                        "payload": {"kind": "chat", "messages": [{"role": "user", "content": "Yo"}]}});
+    reply(
+        &mut agent,
+        0,
+        &set[1]["id"],
+        json!({"sessionId": "s9"}),
+        now,
+    );
     agent.handle_message(&frame.to_string(), now);
-    let new = request_of(&written(&mut agent), "session/new");
-    reply(&mut agent, 0, &new["id"], json!({"sessionId": "s9"}), now);
     let set = request_of(&written(&mut agent), "session/set_model");
+    assert_eq!(set["params"], json!({"sessionId": "s9", "modelId": "nope"}));
     let refused = json!({"jsonrpc": "2.0", "id": set["id"], "error": {"code": -32602, "message": "unknown model"}});
     say(&mut agent, 0, refused, now);
     let out = frames(&mut agent);
@@ -665,9 +674,10 @@ fn a_turn_the_agent_cancels_itself_ends_with_an_error() {
 }
 
 /// An agent of at most two processes of one session each, the first
-/// answering `inv-1` (its prompt's id returned), and `inv-2` sent: it
-/// waits for the second process, which is started.
-fn two_conversations(now: Instant) -> (AcpAgent, Value) {
+/// answering `inv-1` (its prompt's id returned) in the spare, which was
+/// the last: the second process is started ahead (its `initialize`
+/// returned), and `inv-2`, sent, waits for it.
+fn two_conversations(now: Instant) -> (AcpAgent, Value, Value) {
     let pool = AcpPlan {
         max_sessions: 1,
         max_processes: 2,
@@ -684,25 +694,27 @@ fn two_conversations(now: Instant) -> (AcpAgent, Value) {
         json!([{"role": "user", "content": "One"}]),
         now,
     );
-    let first = prompt_id(&mut agent);
+    let lines = written(&mut agent);
+    let first = request_of(&lines, "session/prompt");
+    assert_eq!(first["params"]["sessionId"], "s");
+    assert_eq!(lines[2], json!({"spawn": 1}), "{lines:?}");
+    let init = request_of(&lines, "initialize");
     invoke(
         &mut agent,
         "inv-2",
         json!([{"role": "user", "content": "Two"}]),
         now,
     );
-    (agent, first)
+    assert!(written(&mut agent).is_empty());
+    (agent, first["id"].clone(), init)
 }
 
 #[test]
 fn every_session_busy_starts_another_process_which_ends_once_its_sessions_are_gone() {
     let now = Instant::now();
-    // Process 0 holds its one session, busy: the second conversation
-    // starts process 1, and opens its session there.
-    let (mut agent, first) = two_conversations(now);
-    let lines = written(&mut agent);
-    assert_eq!(lines[0], json!({"spawn": 1}));
-    let init = request_of(&lines, "initialize");
+    // Process 0 holds its one session, busy: process 1 started, the
+    // second conversation opens its session there.
+    let (mut agent, first, init) = two_conversations(now);
     reply(
         &mut agent,
         1,
@@ -758,7 +770,11 @@ fn every_session_busy_starts_another_process_which_ends_once_its_sessions_are_go
     // without failing or restarting anything. The first stays warm.
     let later = now + Duration::from_secs(301);
     agent.handle_timeout(later);
-    assert_eq!(written(&mut agent), [json!({"kill": 1})]);
+    let lines = written(&mut agent);
+    assert_eq!(lines[0], json!({"kill": 1}));
+    // The first, with room again, opens a spare.
+    assert_eq!(request_of(&lines, "session/new")["params"]["cwd"], "/work");
+    assert_eq!(lines.len(), 2);
     agent.handle_exit(RunId(1), Exit::NotStarted("killed".into()), later);
     assert!(frames(&mut agent).is_empty());
     assert!(written(&mut agent).is_empty());
@@ -771,8 +787,7 @@ fn every_session_busy_starts_another_process_which_ends_once_its_sessions_are_go
 #[test]
 fn with_every_process_running_a_new_conversation_takes_an_idle_place_or_waits() {
     let now = Instant::now();
-    let (mut agent, first) = two_conversations(now);
-    let init = request_of(&written(&mut agent), "initialize");
+    let (mut agent, first, init) = two_conversations(now);
     reply(
         &mut agent,
         1,
@@ -1203,7 +1218,12 @@ fn an_agent_that_needs_a_login_is_logged_in_with_a_key_once_else_the_editor_is_t
         json!([{"role": "user", "content": "Hi"}]),
         now,
     );
-    prompt_id(&mut agent);
+    let lines = written(&mut agent);
+    request_of(&lines, "session/prompt");
+    // The spare opened in its place is refused: no other is asked for.
+    let spare = request_of(&lines, "session/new");
+    say(&mut agent, 0, refused(&spare["id"]), now);
+    assert!(written(&mut agent).is_empty());
     invoke(
         &mut agent,
         "inv-2",

@@ -1,0 +1,185 @@
+//! Spare sessions: opened ahead in each process, taken by new
+//! conversations without a `session/new` in their way, replaced at once,
+//! a process started ahead when none has room left for one, and given up
+//! first when a conversation needs their place.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::super::*;
+use super::{invoke, invoke_with_tools, reply, request_of, with_tools, written};
+
+/// An agent of `plan` whose first process answered `initialize` and its
+/// first session, `s0`: the spare.
+fn spared(plan: AcpPlan, now: Instant) -> AcpAgent {
+    let mut agent = AcpAgent::new(plan, "acp", now);
+    written(&mut agent);
+    reply(&mut agent, 0, &json!(0), json!({"protocolVersion": 1}), now);
+    let first = request_of(&written(&mut agent), "session/new");
+    assert_eq!(first["params"]["mcpServers"], json!([]));
+    reply(&mut agent, 0, &first["id"], json!({"sessionId": "s0"}), now);
+    assert_eq!(agent.sessions(), 0, "a spare holds no conversation");
+    agent
+}
+
+/// A new conversation `id` (one message): what the agent then wrote.
+fn start(agent: &mut AcpAgent, id: &str, now: Instant) -> Vec<Value> {
+    invoke(agent, id, json!([{"role": "user", "content": id}]), now);
+    written(agent)
+}
+
+#[test]
+fn a_new_conversation_takes_the_spare_and_another_opens_in_its_place() {
+    let now = Instant::now();
+    let plan = AcpPlan {
+        max_sessions: 4,
+        ..super::plan()
+    };
+    let mut agent = spared(plan, now);
+    // Idle past the sessions' time, the spare is kept.
+    let later = now + Duration::from_secs(3600);
+    agent.handle_timeout(later);
+    assert!(written(&mut agent).is_empty());
+    for (n, session) in ["s0", "s1", "s2"].into_iter().enumerate() {
+        let lines = start(&mut agent, &format!("inv-{n}"), later);
+        // Its prompt goes first, to the spare: no `session/new` before it.
+        assert_eq!(lines[0]["method"], "session/prompt", "{lines:?}");
+        assert_eq!(lines[0]["params"]["sessionId"], session);
+        // Another spare is asked for at once, as any new session is.
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            (&lines[1]["method"], &lines[1]["params"]),
+            (
+                &json!("session/new"),
+                &json!({"cwd": "/work", "mcpServers": []})
+            )
+        );
+        let next = format!("s{}", n + 1);
+        reply(
+            &mut agent,
+            0,
+            &lines[1]["id"],
+            json!({"sessionId": next}),
+            later,
+        );
+        assert_eq!(agent.sessions(), n + 1);
+    }
+    // The fourth takes the last place: no spare fits beside it, and no
+    // other process may start.
+    let lines = start(&mut agent, "inv-3", later);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["params"]["sessionId"], "s3");
+    assert_eq!((agent.sessions(), agent.starts()), (4, 1));
+}
+
+#[test]
+fn a_second_process_starts_when_the_last_spare_is_taken_within_the_plan() {
+    let now = Instant::now();
+    let plan = AcpPlan {
+        max_sessions: 2,
+        max_processes: 2,
+        ..super::plan()
+    };
+    let mut agent = spared(plan, now);
+    let lines = start(&mut agent, "inv-1", now);
+    let spare = request_of(&lines, "session/new");
+    reply(&mut agent, 0, &spare["id"], json!({"sessionId": "s1"}), now);
+    // The last spare taken, with no room left for another: the second
+    // process starts ahead of the next conversation.
+    let lines = start(&mut agent, "inv-2", now);
+    assert_eq!(lines[0]["params"]["sessionId"], "s1");
+    assert_eq!(lines[1], json!({"spawn": 1}), "{lines:?}");
+    let init = request_of(&lines, "initialize");
+    reply(
+        &mut agent,
+        1,
+        &init["id"],
+        json!({"protocolVersion": 1}),
+        now,
+    );
+    // Ready, it opens its own spare (its models are known already).
+    let spare = request_of(&written(&mut agent), "session/new");
+    reply(&mut agent, 1, &spare["id"], json!({"sessionId": "t0"}), now);
+    let lines = start(&mut agent, "inv-3", now);
+    assert_eq!(lines[0]["params"]["sessionId"], "t0");
+    let spare = request_of(&lines, "session/new");
+    reply(&mut agent, 1, &spare["id"], json!({"sessionId": "t1"}), now);
+    let lines = start(&mut agent, "inv-4", now);
+    assert_eq!(lines[0]["params"]["sessionId"], "t1");
+    // Every place taken and every process running: none starts.
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!((agent.processes(), agent.starts()), (2, 2));
+}
+
+#[test]
+fn a_conversation_needing_the_spares_place_reclaims_it() {
+    let now = Instant::now();
+    let plan = AcpPlan {
+        editor_tools: EditorTools::Mcp,
+        ..with_tools()
+    };
+    // Two sessions a process: a conversation and the spare.
+    let mut agent = spared(plan, now);
+    let lines = start(&mut agent, "inv-1", now);
+    let spare = request_of(&lines, "session/new");
+    reply(&mut agent, 0, &spare["id"], json!({"sessionId": "s1"}), now);
+    // One given the editor's tools cannot take the spare (its relay is
+    // named as its session opens): the spare makes way for it.
+    invoke_with_tools(
+        &mut agent,
+        "inv-2",
+        json!([{"role": "user", "content": "Weather?"}]),
+        now,
+    );
+    let lines = written(&mut agent);
+    let new = request_of(&lines, "session/new");
+    assert_eq!(new["params"]["mcpServers"][0]["command"], "relay");
+    reply(&mut agent, 0, &new["id"], json!({"sessionId": "s2"}), now);
+    assert_eq!(agent.sessions(), 2);
+    assert!(written(&mut agent)
+        .iter()
+        .all(|l| l["method"] != "session/new"));
+    // The next new conversation opens a session of its own in place of
+    // the least recently used idle one, as without spares.
+    let lines = start(&mut agent, "inv-3", now);
+    assert!(lines.is_empty(), "both busy: {lines:?}");
+}
+
+#[test]
+fn a_spare_goes_with_its_process_and_the_next_opens_its_own() {
+    let now = Instant::now();
+    let mut agent = spared(super::plan(), now);
+    agent.handle_exit(
+        RunId(0),
+        Exit::Exited {
+            code: Some(1),
+            stderr: String::new(),
+        },
+        now,
+    );
+    // No process served yet again: the restart waits for its backoff.
+    assert!(written(&mut agent).is_empty());
+    let later = now + Duration::from_secs(2);
+    agent.handle_timeout(later);
+    let lines = written(&mut agent);
+    assert_eq!(lines[0], json!({"spawn": 1}), "{lines:?}");
+    let init = request_of(&lines, "initialize");
+    reply(
+        &mut agent,
+        1,
+        &init["id"],
+        json!({"protocolVersion": 1}),
+        later,
+    );
+    let spare = request_of(&written(&mut agent), "session/new");
+    reply(
+        &mut agent,
+        1,
+        &spare["id"],
+        json!({"sessionId": "s0"}),
+        later,
+    );
+    let lines = start(&mut agent, "inv-1", later);
+    assert_eq!(lines[0]["method"], "session/prompt", "{lines:?}");
+}
