@@ -150,8 +150,10 @@ def test_a_conversation_is_one_session_of_one_process_sent_only_its_new_messages
         assert answer.startswith(f"Turn {turn} of s1-"), answer
         messages += [{"role": "assistant", "content": answer}, user(f"question {turn + 1}")]
     assert len(agent.received("initialize")) == 1
-    # The first session, kept for it; the other is the probe's.
-    assert len(agent.received("session/new")) == 2 and not tool_sessions(agent)
+    # The first session, kept for it; the probe's; and the spare opened
+    # in place of the first.
+    agent.wait_received("session/new", 3)
+    assert len(agent.received("session/new")) == 3 and not tool_sessions(agent)
     prompts = agent.prompts()
     assert prompts[0] == "Be brief.\n\nfirst question"
     assert prompts[1:] == ["question 2", "question 3"]
@@ -162,10 +164,43 @@ def test_an_edited_conversation_opens_a_session_with_its_history(acp):
     first = agent.chat([user("one")]).choices[0].message.content
     edited = [user("one"), {"role": "assistant", "content": first + " (edited)"}, user("two")]
     answer = agent.chat(edited).choices[0].message.content
+    # The spare opened in place of the first (s2 is the probe's).
     assert answer.startswith("Turn 1 of s3-"), answer
-    assert len(agent.received("session/new")) == 3
+    prompted = [m["params"]["sessionId"] for m in agent.received("session/prompt")]
+    assert len(set(prompted)) == 2
     history = agent.prompts()[-1]
     assert "one" in history and "(edited)" in history and history.endswith("two")
+
+
+def test_a_new_conversations_prompt_goes_to_a_session_opened_ahead(acp):
+    """The first the agent hears of a new conversation is its prompt, in a
+    spare session opened before it came, another opened in its place:
+    without the editor's tools, or, once a conversation was given them,
+    with the relay listing them."""
+    agent = acp()
+
+    def heard_first(chat):
+        before = len(agent.received())
+        answer = chat()
+        return [m for m in agent.received()[before:] if "method" in m][0], answer
+
+    for n in range(3):
+        # s1, the first spare, and the probe's; then one spare each.
+        agent.wait_received("session/new", 2 + n)
+        first, answer = heard_first(lambda: agent.chat([user(f"new {n}")]).choices[0].message.content)
+        assert first["method"] == "session/prompt", first
+        assert answer.endswith(f"new {n}")
+    # Given the editor's tools, a conversation opens its own session (the
+    # spare has none), and the next spare is given them.
+    first, _ = heard_first(lambda: agent.chat([user("tools one")], tools=[WEATHER]))
+    assert first["method"] == "session/new" and first["params"]["mcpServers"]
+    assert wait_until(lambda: len([m for m in agent.received() if "listed" in m]) == 3)
+    first, answer = heard_first(lambda: agent.chat([user("tools two")], tools=[WEATHER]))
+    assert first["method"] == "session/prompt", first
+    assert answer.choices[0].message.content.endswith("tools two")
+    assert len(tool_sessions(agent)) == 2 and len(set(tool_sessions(agent))) == 2
+    listed = [m["listed"] for m in agent.received() if m.get("session") == first["params"]["sessionId"]]
+    assert listed == [["get_weather"]]
 
 
 def test_an_editor_that_leaves_cancels_the_turn_and_the_agent_goes_on(acp):
@@ -347,10 +382,12 @@ TIME = {
 
 
 def tool_sessions(agent):
-    """The sessions opened with the editor's tools: given an MCP server, but
-    the probe's (s2, given one at start to see the agent list its tools;
-    the first, s1, opened to learn the agent's models, has none)."""
-    return [m for m in agent.received("session/new") if m["params"]["mcpServers"]][1:]
+    """The sessions of conversations given the editor's tools: prompted,
+    and given an MCP server (unlike the first, s1, opened to learn the
+    agent's models; the probe's, s2, given one at start to see the agent
+    list its tools, and spares not taken are never prompted)."""
+    prompted = {m["params"]["sessionId"] for m in agent.received("session/prompt")}
+    return [m["session"] for m in agent.received() if "listed" in m and m["session"] in prompted]
 
 
 def results_for(message, texts):
@@ -369,7 +406,8 @@ def test_the_editors_tools_round_trip_in_the_same_session(acp):
     calls = sorted((c.function.name, json.loads(c.function.arguments)) for c in first.message.tool_calls)
     assert calls == [("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"})]
     # The agent listed exactly the editor's tools when its session opened.
-    [listed] = [m["listed"] for m in agent.received() if "listed" in m and m["listed"] != ["probe"]]
+    [session] = tool_sessions(agent)
+    [listed] = [m["listed"] for m in agent.received() if m.get("session") == session and "listed" in m]
     assert sorted(listed) == ["get_time", "get_weather"]
 
     messages += [first.message.model_dump(exclude_none=True)]

@@ -143,12 +143,10 @@ def three_turns(agent, first):
 
 
 def sessions_opened(agent):
-    """The sessions opened for conversations without tools. The one other
-    session an agent opens, given the relay, is the probe that shows the
-    agent lists an MCP server's tools."""
-    probes = [m for m in agent.received("session/new") if m["params"]["mcpServers"]]
-    assert len(probes) == 1, probes
-    return len(agent.received("session/new")) - 1
+    """The sessions conversations were answered in. The others an agent
+    opens are never prompted: the probe, given the relay, that shows the
+    agent lists an MCP server's tools, and the spares opened ahead."""
+    return len({m["params"]["sessionId"] for m in agent.received("session/prompt")})
 
 
 def one_process_one_session(agent):

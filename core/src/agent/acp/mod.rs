@@ -97,6 +97,9 @@ pub struct AcpAgent {
     registered: bool,
     /// The agent's model when none is asked for, when known.
     default_model: Option<String>,
+    /// The editor's tools of the last new conversation given them over
+    /// MCP: the spares are opened with them.
+    spare_offer: Option<Offer>,
     /// Spare sessions are kept: not once the agent refused its first
     /// session or a spare.
     spares: bool,
@@ -137,6 +140,7 @@ impl AcpAgent {
             listed: HashMap::new(),
             registered: false,
             default_model: None,
+            spare_offer: None,
             spares: true,
             tools_reach: None,
             probe: None,
@@ -274,7 +278,7 @@ impl AcpAgent {
             }
             return self.prompt(at, request, last, now);
         }
-        if let Some(at) = self.take_spare(tools) {
+        if let Some(at) = self.take_spare(&request, tools) {
             let text = request.whole.clone();
             return self.prompt(at, request, text, now);
         }
@@ -556,7 +560,7 @@ impl AcpAgent {
                 text,
             } => self.set(&session, setting, text, result, now),
             Pending::NewSession(request) => self.opened(slot, *request, result, now),
-            Pending::Spare => self.spare_opened(slot, result, now),
+            Pending::Spare(tooled) => self.spare_opened(slot, tooled, result, now),
             Pending::Prompt(session) => self.prompted(&session, result, now),
         }
     }
@@ -847,7 +851,7 @@ impl AcpAgent {
     /// had nothing, and is not started again.
     fn ended(&mut self, slot: usize, process: Running, exit: &Exit, now: Instant) {
         if process.retired {
-            return self.drop_spares(slot);
+            return self.drop_spare(slot);
         }
         let why = self.why_ended(&process, exit);
         self.end_all_asks(slot);

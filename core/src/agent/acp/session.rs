@@ -143,6 +143,13 @@ impl Session {
     }
 }
 
+/// A spare session's way to the editor's tools: the relay of `owner`,
+/// listing those of `offer` (the last new conversation's).
+pub(super) struct Tooled {
+    pub(super) owner: RunId,
+    pub(super) offer: Offer,
+}
+
 /// What an answer from the agent is for.
 pub(super) enum Pending {
     Initialize,
@@ -167,8 +174,9 @@ pub(super) enum Pending {
         text: String,
     },
     NewSession(Box<Request>),
-    /// A spare session, opened ahead for the next new conversation.
-    Spare,
+    /// A spare session, opened ahead for the next new conversation: given
+    /// the relay of an owner listing the editor's tools, when it is.
+    Spare(Option<Box<Tooled>>),
     /// The turn of this session.
     Prompt(At),
 }
@@ -180,11 +188,31 @@ impl Pending {
         matches!(
             self,
             Pending::NewSession(_)
-                | Pending::Spare
+                | Pending::Spare(_)
                 | Pending::Models
                 | Pending::Probe(_)
                 | Pending::Authenticate(_)
         )
+    }
+
+    /// The owner of the relay of the session it opens, if any.
+    pub(super) fn owner(&self) -> Option<RunId> {
+        match self {
+            Pending::NewSession(request) => request.owner,
+            Pending::Spare(Some(tooled)) => Some(tooled.owner),
+            Pending::Probe(owner) => Some(*owner),
+            _ => None,
+        }
+    }
+
+    /// The editor's tools the relay of `owner` lists, when the session it
+    /// opens is given them.
+    pub(super) fn offer_of(&mut self, owner: RunId) -> Option<&mut Offer> {
+        match self {
+            Pending::NewSession(r) if r.owner == Some(owner) => r.offer.as_mut(),
+            Pending::Spare(Some(tooled)) if tooled.owner == owner => Some(&mut tooled.offer),
+            _ => None,
+        }
     }
 
     /// The editor's request it opens a session for, if any.

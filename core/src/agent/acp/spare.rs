@@ -2,11 +2,15 @@
 //! ahead, so that a new conversation's first prompt goes at once rather
 //! than after a `session/new` round trip.
 //!
-//! A spare is opened as a session without the editor's tools is (the
-//! first one, opened to learn the agent's models, is the first process's).
-//! The next new conversation without tools over MCP takes it, set to the
-//! model and effort it asks for as any session is, and another is opened
-//! in its place at once. A spare takes no room a conversation needs: it is
+//! A spare is opened as the next new conversation's session would be:
+//! without the editor's tools (the first one, opened to learn the agent's
+//! models, is the first process's), or — once a new conversation was given
+//! them over MCP — with its own relay, listing the tools that conversation
+//! offered (an editor offers the same ones to each). A new conversation
+//! takes a spare opened as its session would be (the same tools listed, or
+//! none), set to the model and effort it asks for as any session is, and
+//! another is opened in its place at once; any other conversation opens a
+//! session as it comes. A spare takes no room a conversation needs: it is
 //! opened only in a process with room, and reclaimed first when a session
 //! needs its place. When no process has room left for one, another process
 //! starts ahead of need, within [`AcpPlan::max_processes`]. A spare is
@@ -20,27 +24,56 @@ use serde_json::Value;
 
 use super::models::Models;
 use super::pool::{self, At, Slot};
-use super::{AcpAgent, Failure, Pending, Session};
+use super::session::Tooled;
+use super::{AcpAgent, Failure, Offer, Pending, Request, RunId, Session};
+
+/// Whether a session was opened as one for `offer` (the editor's tools
+/// over MCP, if any) would be: given a relay listing the same tools, or
+/// none.
+fn fits(session: &Session, offer: Option<&Offer>) -> bool {
+    match (session.tools, offer) {
+        (None, None) => true,
+        (Some(_), Some(offer)) => session
+            .offer
+            .as_ref()
+            .is_some_and(|listed| listed.listing() == offer.listing()),
+        _ => false,
+    }
+}
 
 impl AcpAgent {
-    /// Takes a spare session for a new conversation, unless it is given
-    /// the editor's tools over MCP (which a session gets only as it opens).
-    pub(super) fn take_spare(&mut self, tools: bool) -> Option<At> {
-        if tools {
-            return None;
+    /// Takes a spare session for the new conversation of `request`, if
+    /// one was opened as its session would be (`tools`: it is given the
+    /// editor's tools over MCP). The spares that follow are opened for
+    /// its tools.
+    pub(super) fn take_spare(&mut self, request: &Request, tools: bool) -> Option<At> {
+        let offer = request.offer.as_ref().filter(|_| tools);
+        if offer.is_some() {
+            self.spare_offer = offer.cloned();
         }
-        let (at, session) = self
+        // An agent sharing MCP servers has one turn using them a process.
+        let free = |at: &At| !tools || self.tools_turn_in(at.slot).is_none();
+        let at = self
             .sessions
-            .iter_mut()
-            .find(|(_, s)| s.spare && s.turn.is_none())?;
-        session.spare = false;
-        Some(at.clone())
+            .iter()
+            .find(|(at, s)| s.spare && s.turn.is_none() && fits(s, offer) && free(at))
+            .map(|(at, _)| at.clone())?;
+        if let Some(session) = self.sessions.get_mut(&at) {
+            session.spare = false;
+        }
+        Some(at)
     }
 
     /// The sessions of `slot`'s process that hold conversations.
     pub(super) fn used(&self, slot: usize) -> usize {
         let its = self.sessions.iter().filter(|(at, _)| at.slot == slot);
         its.filter(|(_, s)| !s.spare).count()
+    }
+
+    /// The spare of `slot`'s process, if it has one.
+    fn spare_in(&self, slot: usize) -> Option<At> {
+        let spares = self.sessions.iter().filter(|(_, s)| s.spare);
+        spares.map(|(at, _)| at).find(|at| at.slot == slot).cloned()
     }
 
     /// Makes room for one more session in `slot`'s process: its spare is
@@ -50,18 +83,14 @@ impl AcpAgent {
         if self.used(slot) < self.plan.max_sessions.saturating_sub(1) {
             return;
         }
-        let spare = self
-            .sessions
-            .iter()
-            .find(|(at, s)| at.slot == slot && s.spare)
-            .map(|(at, _)| at.clone());
-        if let Some(at) = spare {
+        if let Some(at) = self.spare_in(slot) {
             self.forget(&at);
         }
     }
 
     /// Opens a spare in each ready process without one that has room for
-    /// it and opens no other session; when none has room and none is
+    /// it and opens no other session (one opened for other tools than the
+    /// next conversation's is replaced); when none has room and none is
     /// starting, starts another process ahead of need (when it may). Not
     /// before the agent's first session is answered, nor while requests
     /// wait for room, nor once spares were refused.
@@ -79,19 +108,22 @@ impl AcpAgent {
                 continue;
             }
             room = true;
-            let has = self
-                .sessions
-                .iter()
-                .any(|(at, s)| at.slot == slot && s.spare);
             let opening = self
                 .pool
                 .pending
                 .values()
                 .any(|(s, p)| *s == slot && p.opens_session());
-            if !has && !opening {
-                let params = self.session_params(None);
-                self.pool.call(slot, "session/new", params, Pending::Spare);
+            if opening {
+                continue;
             }
+            if let Some(at) = self.spare_in(slot) {
+                let offer = self.spare_offer.as_ref();
+                if self.sessions.get(&at).is_some_and(|s| fits(s, offer)) {
+                    continue;
+                }
+                self.forget(&at);
+            }
+            self.open_spare(slot);
         }
         // Only beside a process that serves: not in place of one
         // waiting out its backoff.
@@ -106,12 +138,26 @@ impl AcpAgent {
         }
     }
 
+    /// Asks `slot`'s process for a spare, given a relay of its own listing
+    /// the tools of the last conversation given them, if any.
+    fn open_spare(&mut self, slot: usize) {
+        let tooled = self.spare_offer.clone().map(|offer| {
+            let owner = RunId(self.next_tools);
+            self.next_tools += 1;
+            Box::new(Tooled { owner, offer })
+        });
+        let params = self.session_params(tooled.as_ref().map(|t| t.owner));
+        self.pool
+            .call(slot, "session/new", params, Pending::Spare(tooled));
+    }
+
     /// A spare's `session/new` answered: it waits for the next new
     /// conversation. Once one is refused (or named as a session already
     /// open), new conversations open their sessions as they come.
     pub(super) fn spare_opened(
         &mut self,
         slot: usize,
+        tooled: Option<Box<Tooled>>,
         result: Result<Value, Failure>,
         now: Instant,
     ) {
@@ -119,23 +165,31 @@ impl AcpAgent {
             let id = result["sessionId"].as_str()?.to_owned();
             Some((At { slot, id }, Models::of(&result)))
         });
+        let owner = tooled.as_ref().map(|t| t.owner);
         match opened.filter(|(at, _)| self.take_id(at)) {
             Some((at, models)) => {
-                let mut session = Session::new(now, None);
+                let mut session = Session::new(now, owner);
                 session.spare = true;
+                session.offer = tooled.map(|t| t.offer);
                 session.know(models);
                 self.sessions.insert(at, session);
             }
             None => {
                 tracing::info!("ACP agent: a spare session was refused; no more are opened");
+                if let Some(owner) = owner {
+                    self.relays.close_all_of(owner);
+                    self.listed.remove(&owner);
+                }
                 self.spares = false;
             }
         }
         self.drain_queue(now);
     }
 
-    /// The spares of a process retired for want of work go with it.
-    pub(super) fn drop_spares(&mut self, slot: usize) {
-        self.sessions.retain(|at, s| !(at.slot == slot && s.spare));
+    /// The spare of a process retired for want of work goes with it.
+    pub(super) fn drop_spare(&mut self, slot: usize) {
+        if let Some(at) = self.spare_in(slot) {
+            self.forget(&at);
+        }
     }
 }

@@ -1276,7 +1276,18 @@ fn an_agent_sharing_mcp_servers_has_one_tools_turn_at_a_time_and_its_calls_go_to
     reply(&mut agent, 0, &first["id"], json!({"sessionId": "s1"}), now);
     relay_of(&mut agent, LinkId(1), &first, now);
     agent.handle_timeout(now + LIST_SETTLE);
-    let prompt = request_of(&written(&mut agent), "session/prompt");
+    let lines = written(&mut agent);
+    let prompt = request_of(&lines, "session/prompt");
+    // A spare opens, given a relay of its own.
+    let second = request_of(&lines, "session/new");
+    reply(
+        &mut agent,
+        0,
+        &second["id"],
+        json!({"sessionId": "s2"}),
+        now,
+    );
+    relay_of(&mut agent, LinkId(2), &second, now);
     // A second conversation with tools waits for the first's turn.
     invoke_with_tools(
         &mut agent,
@@ -1293,17 +1304,9 @@ fn an_agent_sharing_mcp_servers_has_one_tools_turn_at_a_time_and_its_calls_go_to
         json!({"stopReason": "end_turn"}),
         now,
     );
-    let second = request_of(&written(&mut agent), "session/new");
-    reply(
-        &mut agent,
-        0,
-        &second["id"],
-        json!({"sessionId": "s2"}),
-        now,
-    );
-    relay_of(&mut agent, LinkId(2), &second, now);
     agent.handle_timeout(now + LIST_SETTLE);
     let prompt = request_of(&written(&mut agent), "session/prompt");
+    assert_eq!(prompt["params"]["sessionId"], "s2");
     reply(
         &mut agent,
         0,

@@ -155,11 +155,7 @@ impl AcpAgent {
         // A relay may say its hello before its session is open: agents
         // start their MCP servers while they answer `session/new`.
         let opened = self.sessions.values().filter_map(|s| s.tools);
-        let opening = self.pool.pending.values().filter_map(|(_, p)| match p {
-            Pending::NewSession(request) => request.owner,
-            Pending::Probe(owner) => Some(*owner),
-            _ => None,
-        });
+        let opening = self.pool.pending.values().filter_map(|(_, p)| p.owner());
         let probe = self.probe.map(|(owner, _)| owner);
         let owners: Vec<RunId> = opened.chain(opening).chain(probe).collect();
         let owner = |hello: &str| {
@@ -231,10 +227,11 @@ impl AcpAgent {
         let offer = match session.and_then(|at| self.sessions.get_mut(at)) {
             Some(session) => session.offer.as_mut(),
             None if probing => Some(&mut probe),
-            None => self.pool.pending.values_mut().find_map(|(_, p)| match p {
-                Pending::NewSession(r) if r.owner == Some(owner) => r.offer.as_mut(),
-                _ => None,
-            }),
+            None => self
+                .pool
+                .pending
+                .values_mut()
+                .find_map(|(_, p)| p.offer_of(owner)),
         };
         match offer.map(|offer| link::asked(line, offer)) {
             Some(Asked::Reply(reply)) => self.relays.send(id, reply),
@@ -322,9 +319,10 @@ impl AcpAgent {
             .find(|(_, s)| s.tools == Some(owner))
             .map(|(at, _)| at.clone());
         let slot = given.as_ref().map(|at| at.slot).or_else(|| {
-            self.pool.pending.values().find_map(|(slot, p)| match p {
-                Pending::NewSession(r) if r.owner == Some(owner) => Some(*slot),
-                _ => None,
+            let mut opening = self.pool.pending.values();
+            opening.find_map(|(slot, p)| {
+                let given = !matches!(p, Pending::Probe(_)) && p.owner() == Some(owner);
+                given.then_some(*slot)
             })
         });
         slot.and_then(|slot| self.tools_turn_in(slot)).or(given)

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::super::*;
 use super::{frames, reply, update, weather, with_tools};
+use crate::agent::exec::link;
 
 /// What happens next.
 #[derive(Debug, Clone)]
@@ -282,6 +283,31 @@ impl World {
         self.agent.handle_link(link, bytes.as_bytes(), self.now);
     }
 
+    /// A spare a conversation took is that conversation's, and so is
+    /// its relay.
+    fn taken(&mut self) {
+        let seed = [7; 32];
+        for (id, owner) in self.ids.iter_mut().filter(|(_, o)| *o == usize::MAX) {
+            let at = At {
+                slot: 0,
+                id: id.clone(),
+            };
+            let Some(session) = self.agent.sessions.get(&at) else {
+                continue;
+            };
+            let Some(k) = session.turn.as_ref().map(|t| conversation_of(&t.invoke)) else {
+                continue;
+            };
+            *owner = k;
+            let secret = session.tools.map(|o| link::secret(&seed, o));
+            for (s, of) in self.secrets.iter_mut() {
+                if Some(&*s) == secret.as_ref() && *of == usize::MAX {
+                    *of = k;
+                }
+            }
+        }
+    }
+
     /// Takes in what the agent wrote to its process and its relays, and
     /// checks every frame its editors were sent.
     fn pump(&mut self) {
@@ -295,11 +321,12 @@ impl World {
             let id = request["id"].clone();
             match request["method"].as_str() {
                 Some("session/new") => {
-                    let asking = id.as_u64().and_then(|id| self.agent.pool.pending.get(&id));
-                    let Some((_, Pending::NewSession(asking))) = asking else {
-                        continue;
+                    // A spare is nobody's until a conversation takes it.
+                    let k = match id.as_u64().and_then(|id| self.agent.pool.pending.get(&id)) {
+                        Some((_, Pending::NewSession(asking))) => conversation_of(&asking.invoke),
+                        Some((_, Pending::Spare(_))) => usize::MAX,
+                        _ => continue,
                     };
-                    let k = conversation_of(&asking.invoke);
                     let args = request["params"]["mcpServers"][0]["args"].as_array();
                     let secret = args.and_then(|a| a.last()).and_then(Value::as_str);
                     self.opening
@@ -313,6 +340,7 @@ impl World {
                 _ => {}
             }
         }
+        self.taken();
         while self.agent.poll_link().is_some() {}
         for frame in frames(&mut self.agent) {
             self.check(&frame);
@@ -391,6 +419,9 @@ fn a_reused_session_id_and_a_call_during_parked_wait_reach_nobody_else() {
         Step::Wait(600),
         Step::Say(1),
         Step::Start,
+        // The spare opening ahead, then the second conversation's own
+        // session, answered with the first's id.
+        Step::Open(Some(1)),
         Step::Open(Some(1)),
         Step::Say(1),
         Step::Call(0),
