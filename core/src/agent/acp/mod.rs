@@ -61,7 +61,7 @@ use textual::Scanner;
 use update::{Shown, Shows};
 
 pub use plan::{AcpPlan, EditorTools};
-use session::{Pending, Request, Session, Turn};
+use session::{Pending, Request, Session, Tooled, Turn};
 
 /// The ACP version spoken: the stable one.
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -325,6 +325,110 @@ impl AcpAgent {
             }
             Room::Wait => None,
         }
+    }
+
+    /// Takes a spare session for the new conversation of `request`, if
+    /// one was opened as its session would be (`tools`: it is given the
+    /// editor's tools over MCP). The spares that follow are opened for
+    /// its tools.
+    fn take_spare(&mut self, request: &Request, tools: bool) -> Option<At> {
+        let offer = request.offer.as_ref().filter(|_| tools);
+        if offer.is_some() {
+            self.spare_offer = offer.cloned();
+        }
+        // An agent sharing MCP servers has one turn using them a process.
+        let free = |at: &At| !tools || self.tools_turn_in(at.slot).is_none();
+        let at = spare::pick(&self.sessions, offer, &free)?;
+        if let Some(session) = self.sessions.get_mut(&at) {
+            session.spare = false;
+        }
+        Some(at)
+    }
+
+    /// Makes room for one more session in `slot`'s process: its spare is
+    /// forgotten if, with it, the process would hold more than its plan's
+    /// sessions.
+    fn reclaim_spare(&mut self, slot: usize) {
+        if spare::used(&self.sessions, slot) < self.plan.max_sessions.saturating_sub(1) {
+            return;
+        }
+        if let Some(at) = spare::spare_in(&self.sessions, slot) {
+            self.forget(&at);
+        }
+    }
+
+    /// Keeps a spare in each process, and a process started ahead when
+    /// none has room for one ([`spare::needed`]): not before the agent's
+    /// first session is answered, nor while requests wait for room, nor
+    /// once spares were refused.
+    fn keep_spares(&mut self, now: Instant) {
+        if !self.spares || !self.registered || !self.queue.is_empty() {
+            return;
+        }
+        let needed = spare::needed(
+            &self.pool.slots,
+            &self.sessions,
+            &self.pool.pending,
+            &self.plan,
+            self.spare_offer.as_ref(),
+            now,
+        );
+        for at in needed.stale {
+            self.forget(&at);
+        }
+        for slot in needed.open {
+            // Given a relay of its own listing the tools of the last
+            // conversation given them, if any.
+            let tooled = self.spare_offer.clone().map(|offer| {
+                let owner = RunId(self.next_tools);
+                self.next_tools += 1;
+                Box::new(Tooled { owner, offer })
+            });
+            let params = self.session_params(tooled.as_ref().map(|t| t.owner));
+            self.pool
+                .call(slot, "session/new", params, Pending::Spare(tooled));
+        }
+        if let Some(slot) = needed.start {
+            tracing::info!(
+                "ACP agent: no agent process has room for a spare session; another starts"
+            );
+            self.pool.start(slot, now);
+        }
+    }
+
+    /// A spare's `session/new` answered: it waits for the next new
+    /// conversation. Once one is refused (or named as a session already
+    /// open), new conversations open their sessions as they come.
+    fn spare_opened(
+        &mut self,
+        slot: usize,
+        tooled: Option<Box<Tooled>>,
+        result: Result<Value, Failure>,
+        now: Instant,
+    ) {
+        let opened = result.ok().and_then(|result| {
+            let id = result["sessionId"].as_str()?.to_owned();
+            Some((At { slot, id }, Models::of(&result)))
+        });
+        let owner = tooled.as_ref().map(|t| t.owner);
+        match opened.filter(|(at, _)| self.take_id(at)) {
+            Some((at, models)) => {
+                let mut session = Session::new(now, owner);
+                session.spare = true;
+                session.offer = tooled.map(|t| t.offer);
+                session.know(models);
+                self.sessions.insert(at, session);
+            }
+            None => {
+                tracing::info!("ACP agent: a spare session was refused; no more are opened");
+                if let Some(owner) = owner {
+                    self.relays.close_all_of(owner);
+                    self.listed.remove(&owner);
+                }
+                self.spares = false;
+            }
+        }
+        self.drain_queue(now);
     }
 
     /// Forgets a session, closing its relay's connections; false when
@@ -851,7 +955,11 @@ impl AcpAgent {
     /// had nothing, and is not started again.
     fn ended(&mut self, slot: usize, process: Running, exit: &Exit, now: Instant) {
         if process.retired {
-            return self.drop_spare(slot);
+            // Its spare goes with it.
+            if let Some(at) = spare::spare_in(&self.sessions, slot) {
+                self.forget(&at);
+            }
+            return;
         }
         let why = self.why_ended(&process, exit);
         self.end_all_asks(slot);

@@ -18,19 +18,16 @@
 //!
 //! [`AcpPlan::max_processes`]: super::AcpPlan::max_processes
 
+use std::collections::HashMap;
 use std::time::Instant;
 
-use serde_json::Value;
-
-use super::models::Models;
 use super::pool::{self, At, Slot};
-use super::session::Tooled;
-use super::{AcpAgent, Failure, Offer, Pending, Request, RunId, Session};
+use super::{AcpPlan, Offer, Pending, Session};
 
 /// Whether a session was opened as one for `offer` (the editor's tools
 /// over MCP, if any) would be: given a relay listing the same tools, or
 /// none.
-fn fits(session: &Session, offer: Option<&Offer>) -> bool {
+pub(super) fn fits(session: &Session, offer: Option<&Offer>) -> bool {
     match (session.tools, offer) {
         (None, None) => true,
         (Some(_), Some(offer)) => session
@@ -41,155 +38,84 @@ fn fits(session: &Session, offer: Option<&Offer>) -> bool {
     }
 }
 
-impl AcpAgent {
-    /// Takes a spare session for the new conversation of `request`, if
-    /// one was opened as its session would be (`tools`: it is given the
-    /// editor's tools over MCP). The spares that follow are opened for
-    /// its tools.
-    pub(super) fn take_spare(&mut self, request: &Request, tools: bool) -> Option<At> {
-        let offer = request.offer.as_ref().filter(|_| tools);
-        if offer.is_some() {
-            self.spare_offer = offer.cloned();
-        }
-        // An agent sharing MCP servers has one turn using them a process.
-        let free = |at: &At| !tools || self.tools_turn_in(at.slot).is_none();
-        let at = self
-            .sessions
-            .iter()
-            .find(|(at, s)| s.spare && s.turn.is_none() && fits(s, offer) && free(at))
-            .map(|(at, _)| at.clone())?;
-        if let Some(session) = self.sessions.get_mut(&at) {
-            session.spare = false;
-        }
-        Some(at)
-    }
+/// The spare a new conversation given `offer` takes, if one fits it and
+/// is `free` for it.
+pub(super) fn pick(
+    sessions: &HashMap<At, Session>,
+    offer: Option<&Offer>,
+    free: &dyn Fn(&At) -> bool,
+) -> Option<At> {
+    sessions
+        .iter()
+        .find(|(at, s)| s.spare && s.turn.is_none() && fits(s, offer) && free(at))
+        .map(|(at, _)| at.clone())
+}
 
-    /// The sessions of `slot`'s process that hold conversations.
-    pub(super) fn used(&self, slot: usize) -> usize {
-        let its = self.sessions.iter().filter(|(at, _)| at.slot == slot);
-        its.filter(|(_, s)| !s.spare).count()
-    }
+/// The sessions of `slot`'s process that hold conversations.
+pub(super) fn used(sessions: &HashMap<At, Session>, slot: usize) -> usize {
+    let its = sessions.iter().filter(|(at, _)| at.slot == slot);
+    its.filter(|(_, s)| !s.spare).count()
+}
 
-    /// The spare of `slot`'s process, if it has one.
-    fn spare_in(&self, slot: usize) -> Option<At> {
-        let spares = self.sessions.iter().filter(|(_, s)| s.spare);
-        spares.map(|(at, _)| at).find(|at| at.slot == slot).cloned()
-    }
+/// The spare of `slot`'s process, if it has one.
+pub(super) fn spare_in(sessions: &HashMap<At, Session>, slot: usize) -> Option<At> {
+    let spares = sessions.iter().filter(|(_, s)| s.spare);
+    spares.map(|(at, _)| at).find(|at| at.slot == slot).cloned()
+}
 
-    /// Makes room for one more session in `slot`'s process: its spare is
-    /// forgotten if, with it, the process would hold more than its plan's
-    /// sessions.
-    pub(super) fn reclaim_spare(&mut self, slot: usize) {
-        if self.used(slot) < self.plan.max_sessions.saturating_sub(1) {
-            return;
-        }
-        if let Some(at) = self.spare_in(slot) {
-            self.forget(&at);
-        }
-    }
+/// What keeping a spare in each process takes now.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Needed {
+    /// Spares opened for other tools than the next conversation's, to
+    /// forget.
+    pub(super) stale: Vec<At>,
+    /// The processes to ask for a spare.
+    pub(super) open: Vec<usize>,
+    /// The slot to start a process in ahead of need.
+    pub(super) start: Option<usize>,
+}
 
-    /// Opens a spare in each ready process without one that has room for
-    /// it and opens no other session (one opened for other tools than the
-    /// next conversation's is replaced); when none has room and none is
-    /// starting, starts another process ahead of need (when it may). Not
-    /// before the agent's first session is answered, nor while requests
-    /// wait for room, nor once spares were refused.
-    pub(super) fn keep_spares(&mut self, now: Instant) {
-        if !self.spares || !self.registered || !self.queue.is_empty() {
-            return;
+/// A spare for each ready process without one that has room for it and
+/// opens no other session (one opened for other tools than `offer` is
+/// replaced); when none has room and none is starting, another process,
+/// if the plan lets it start.
+pub(super) fn needed(
+    slots: &[Slot],
+    sessions: &HashMap<At, Session>,
+    pending: &HashMap<u64, (usize, Pending)>,
+    plan: &AcpPlan,
+    offer: Option<&Offer>,
+    now: Instant,
+) -> Needed {
+    let mut needed = Needed::default();
+    let (mut ready, mut room) = (false, false);
+    for slot in 0..slots.len() {
+        if !slots.get(slot).is_some_and(Slot::ready) {
+            continue;
         }
-        let (mut ready, mut room) = (false, false);
-        for slot in 0..self.pool.slots.len() {
-            if !self.pool.slots.get(slot).is_some_and(Slot::ready) {
+        ready = true;
+        if used(sessions, slot) >= plan.max_sessions {
+            continue;
+        }
+        room = true;
+        if pending
+            .values()
+            .any(|(s, p)| *s == slot && p.opens_session())
+        {
+            continue;
+        }
+        if let Some(at) = spare_in(sessions, slot) {
+            if sessions.get(&at).is_some_and(|s| fits(s, offer)) {
                 continue;
             }
-            ready = true;
-            if self.used(slot) >= self.plan.max_sessions {
-                continue;
-            }
-            room = true;
-            let opening = self
-                .pool
-                .pending
-                .values()
-                .any(|(s, p)| *s == slot && p.opens_session());
-            if opening {
-                continue;
-            }
-            if let Some(at) = self.spare_in(slot) {
-                let offer = self.spare_offer.as_ref();
-                if self.sessions.get(&at).is_some_and(|s| fits(s, offer)) {
-                    continue;
-                }
-                self.forget(&at);
-            }
-            self.open_spare(slot);
+            needed.stale.push(at);
         }
-        // Only beside a process that serves: not in place of one
-        // waiting out its backoff.
-        if !ready || room || self.pool.slots.iter().any(Slot::starting) {
-            return;
-        }
-        if let Some(slot) = pool::free_slot(&self.pool.slots, &self.plan, now) {
-            tracing::info!(
-                "ACP agent: no agent process has room for a spare session; another starts"
-            );
-            self.pool.start(slot, now);
-        }
+        needed.open.push(slot);
     }
-
-    /// Asks `slot`'s process for a spare, given a relay of its own listing
-    /// the tools of the last conversation given them, if any.
-    fn open_spare(&mut self, slot: usize) {
-        let tooled = self.spare_offer.clone().map(|offer| {
-            let owner = RunId(self.next_tools);
-            self.next_tools += 1;
-            Box::new(Tooled { owner, offer })
-        });
-        let params = self.session_params(tooled.as_ref().map(|t| t.owner));
-        self.pool
-            .call(slot, "session/new", params, Pending::Spare(tooled));
+    // Only beside a process that serves: not in place of one waiting out
+    // its backoff.
+    if ready && !room && !slots.iter().any(Slot::starting) {
+        needed.start = pool::free_slot(slots, plan, now);
     }
-
-    /// A spare's `session/new` answered: it waits for the next new
-    /// conversation. Once one is refused (or named as a session already
-    /// open), new conversations open their sessions as they come.
-    pub(super) fn spare_opened(
-        &mut self,
-        slot: usize,
-        tooled: Option<Box<Tooled>>,
-        result: Result<Value, Failure>,
-        now: Instant,
-    ) {
-        let opened = result.ok().and_then(|result| {
-            let id = result["sessionId"].as_str()?.to_owned();
-            Some((At { slot, id }, Models::of(&result)))
-        });
-        let owner = tooled.as_ref().map(|t| t.owner);
-        match opened.filter(|(at, _)| self.take_id(at)) {
-            Some((at, models)) => {
-                let mut session = Session::new(now, owner);
-                session.spare = true;
-                session.offer = tooled.map(|t| t.offer);
-                session.know(models);
-                self.sessions.insert(at, session);
-            }
-            None => {
-                tracing::info!("ACP agent: a spare session was refused; no more are opened");
-                if let Some(owner) = owner {
-                    self.relays.close_all_of(owner);
-                    self.listed.remove(&owner);
-                }
-                self.spares = false;
-            }
-        }
-        self.drain_queue(now);
-    }
-
-    /// The spare of a process retired for want of work goes with it.
-    pub(super) fn drop_spare(&mut self, slot: usize) {
-        if let Some(at) = self.spare_in(slot) {
-            self.forget(&at);
-        }
-    }
+    needed
 }
