@@ -175,6 +175,7 @@ impl AcpArgs {
                 _ => EditorTools::Auto,
             },
             shared_servers: preset.is_some_and(|p| p.shared_servers),
+            spare_when_idle: preset.is_some_and(|p| p.spare_when_idle),
             own_tools_off: match preset.map(|p| p.own_tools_off) {
                 Some(OwnToolsOff::Meta(meta)) => serde_json::from_str(meta).ok(),
                 _ => None,

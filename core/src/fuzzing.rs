@@ -662,6 +662,7 @@ pub fn acp_agent(data: &[u8]) {
         }),
         editor_tools: EditorTools::Text,
         shared_servers: false,
+        spare_when_idle: false,
         own_tools_off: None,
     };
     let mut agent = AcpAgent::new(plan, "fuzz", now);

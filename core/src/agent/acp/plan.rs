@@ -60,6 +60,11 @@ pub struct AcpPlan {
     /// whole working directory, not per session: a session's relay may
     /// carry another's calls.
     pub shared_servers: bool,
+    /// A process's spare session is opened only while it runs no turn:
+    /// for an agent that locks a store its processes share while it opens
+    /// a session, left locked a while by a process killed meanwhile (a
+    /// process is mostly killed mid-turn).
+    pub spare_when_idle: bool,
     /// The `_meta` of a `session/new` that turns the agent's own tools off
     /// (for an agent that can), sent when the session gets the editor's
     /// tools and the agent may not run its own anyway.

@@ -25,6 +25,11 @@ pub struct Preset {
     /// It keeps its sessions' MCP servers by name for its whole working
     /// directory (the last session's relay answers every session's calls).
     pub shared_servers: bool,
+    /// It locks a store its processes share while it opens a session, and
+    /// a process killed meanwhile leaves the next unable to start for a
+    /// minute (qwen-code's extension store): its spare session is opened
+    /// only while its process runs no turn, when it is not likely killed.
+    pub spare_when_idle: bool,
 }
 
 /// How an agent's own tools are turned off.
@@ -60,6 +65,7 @@ pub const PRESETS: &[Preset] = &[
         install: "npm install -g @zed-industries/claude-agent-acp @anthropic-ai/claude-code",
         own_tools_off: OwnToolsOff::Meta(r#"{"disableBuiltInTools": true}"#),
         shared_servers: false,
+        spare_when_idle: false,
     },
     Preset {
         name: "codex",
@@ -69,6 +75,7 @@ pub const PRESETS: &[Preset] = &[
         install: "npm install -g @zed-industries/codex-acp",
         own_tools_off: OwnToolsOff::No,
         shared_servers: false,
+        spare_when_idle: false,
     },
     Preset {
         name: "gemini",
@@ -78,6 +85,7 @@ pub const PRESETS: &[Preset] = &[
         install: "npm install -g @google/gemini-cli",
         own_tools_off: OwnToolsOff::No,
         shared_servers: false,
+        spare_when_idle: false,
     },
     Preset {
         name: "qwen",
@@ -87,6 +95,7 @@ pub const PRESETS: &[Preset] = &[
         install: "npm install -g @qwen-code/qwen-code",
         own_tools_off: OwnToolsOff::Args(qwen_own_tools_off),
         shared_servers: false,
+        spare_when_idle: true,
     },
     Preset {
         name: "opencode",
@@ -96,6 +105,7 @@ pub const PRESETS: &[Preset] = &[
         install: "npm install -g opencode-ai",
         own_tools_off: OwnToolsOff::No,
         shared_servers: true,
+        spare_when_idle: false,
     },
     Preset {
         name: "goose",
@@ -105,6 +115,7 @@ pub const PRESETS: &[Preset] = &[
         install: "see https://block.github.io/goose/",
         own_tools_off: OwnToolsOff::No,
         shared_servers: false,
+        spare_when_idle: false,
     },
     Preset {
         name: "cursor-agent",
@@ -114,6 +125,7 @@ pub const PRESETS: &[Preset] = &[
         install: "curl https://cursor.com/install -fsS | bash",
         own_tools_off: OwnToolsOff::No,
         shared_servers: false,
+        spare_when_idle: false,
     },
 ];
 

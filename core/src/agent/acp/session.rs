@@ -195,6 +195,16 @@ impl Pending {
         )
     }
 
+    /// Whether it is part of a turn: its prompt, or what goes just before
+    /// it (a session loaded, a setting). A cancelled turn runs until its
+    /// prompt is answered.
+    pub(super) fn runs_turn(&self) -> bool {
+        matches!(
+            self,
+            Pending::Prompt(_) | Pending::Load { .. } | Pending::Set { .. }
+        )
+    }
+
     /// The owner of the relay of the session it opens, if any.
     pub(super) fn owner(&self) -> Option<RunId> {
         match self {

@@ -14,9 +14,13 @@
 //! opened only in a process with room, and reclaimed first when a session
 //! needs its place. When no process has room left for one, another process
 //! starts ahead of need, within [`AcpPlan::max_processes`]. A spare is
-//! never forgotten for being idle: it goes with its process.
+//! never forgotten for being idle: it goes with its process. An agent
+//! that must not be killed while it opens a session has its spare opened
+//! only while its process runs no turn ([`AcpPlan::spare_when_idle`]):
+//! the one a conversation takes is replaced when that turn ends.
 //!
 //! [`AcpPlan::max_processes`]: super::AcpPlan::max_processes
+//! [`AcpPlan::spare_when_idle`]: super::AcpPlan::spare_when_idle
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -77,7 +81,8 @@ pub(super) struct Needed {
 
 /// A spare for each ready process without one that has room for it and
 /// opens no other session (one opened for other tools than `offer` is
-/// replaced); when none has room and none is starting, another process,
+/// replaced), nor runs a turn when the plan opens spares only in idle
+/// processes; when none has room and none is starting, another process,
 /// if the plan lets it start.
 pub(super) fn needed(
     slots: &[Slot],
@@ -98,10 +103,10 @@ pub(super) fn needed(
             continue;
         }
         room = true;
-        if pending
-            .values()
-            .any(|(s, p)| *s == slot && p.opens_session())
-        {
+        // One session opened at a time; for an agent that must not be
+        // killed while opening one, none beside a turn.
+        let waits = |p: &Pending| p.opens_session() || (plan.spare_when_idle && p.runs_turn());
+        if pending.values().any(|(s, p)| *s == slot && waits(p)) {
             continue;
         }
         if let Some(at) = spare_in(sessions, slot) {

@@ -33,6 +33,7 @@ fn plan() -> AcpPlan {
         tools: None,
         editor_tools: EditorTools::Auto,
         shared_servers: false,
+        spare_when_idle: false,
         own_tools_off: None,
     }
 }

@@ -183,3 +183,49 @@ fn a_spare_goes_with_its_process_and_the_next_opens_its_own() {
     let lines = start(&mut agent, "inv-1", later);
     assert_eq!(lines[0]["method"], "session/prompt", "{lines:?}");
 }
+
+#[test]
+fn an_agent_opening_spares_only_when_idle_replaces_a_taken_one_when_its_turn_ends() {
+    let now = Instant::now();
+    let plan = AcpPlan {
+        max_sessions: 4,
+        spare_when_idle: true,
+        ..super::plan()
+    };
+    let mut agent = spared(plan, now);
+    let lines = start(&mut agent, "inv-1", now);
+    // Its prompt goes to the spare, and no other session opens beside it.
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let prompt = &lines[0];
+    assert_eq!(prompt["params"]["sessionId"], "s0");
+    // Cancelled, the turn still runs until the agent answers its prompt.
+    agent.handle_message(&json!({"type": "cancel", "id": "inv-1"}).to_string(), now);
+    let lines = written(&mut agent);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["method"], "session/cancel");
+    reply(
+        &mut agent,
+        0,
+        &prompt["id"],
+        json!({"stopReason": "cancelled"}),
+        now,
+    );
+    let spare = request_of(&written(&mut agent), "session/new");
+    reply(&mut agent, 0, &spare["id"], json!({"sessionId": "s1"}), now);
+    let lines = start(&mut agent, "inv-2", now);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["params"]["sessionId"], "s1");
+    // The turn ended, a spare opens in its place.
+    reply(
+        &mut agent,
+        0,
+        &lines[0]["id"],
+        json!({"stopReason": "end_turn"}),
+        now,
+    );
+    let spare = request_of(&written(&mut agent), "session/new");
+    assert_eq!(spare["params"]["mcpServers"], json!([]));
+    reply(&mut agent, 0, &spare["id"], json!({"sessionId": "s2"}), now);
+    let lines = start(&mut agent, "inv-3", now);
+    assert_eq!(lines[0]["params"]["sessionId"], "s2");
+}
