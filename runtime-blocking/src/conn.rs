@@ -39,7 +39,7 @@ use mcp_provider_kit::ConnLimits;
 use tungstenite::protocol::Role;
 use tungstenite::WebSocket;
 
-use crate::link::{self, LinkHalf, LinkMail};
+use crate::link::{self, LinkHalf, LinkMail, LinkOut, LinkThrough};
 use crate::now::send_now;
 use crate::pool::{Done, Pool};
 use crate::shared::{Mail, Shared};
@@ -82,6 +82,9 @@ struct WriteSide {
     /// Other threads may write: not once the writer stopped or the
     /// connection became a WebSocket.
     through: bool,
+    /// Once the connection is a WebSocket, how other threads write its
+    /// frames.
+    link: Option<LinkThrough>,
 }
 
 /// What encoding a batch of outputs came to.
@@ -157,6 +160,9 @@ impl Conn {
         let Ok(mut side) = self.side.try_lock() else {
             return false;
         };
+        if let Some(link) = &side.link {
+            return link.write();
+        }
         if !side.through || !side.out.is_empty() || !side.outputs.is_empty() {
             return false;
         }
@@ -404,6 +410,7 @@ fn connection(shared: &Shared, stream: TcpStream, limits: ConnLimits, open: Admi
             answering: Answering::default(),
             carried: 0,
             through: true,
+            link: None,
         })),
         mail: mail.taker(),
         backlog,
@@ -649,7 +656,7 @@ fn write_loop(conn: &Conn, mail: &Mail) {
                 let link = LinkMail {
                     mail,
                     backlog: &conn.backlog,
-                    queued: std::mem::take(&mut side.outputs),
+                    out: LinkOut::new(std::mem::take(&mut side.outputs)),
                 };
                 drop(side);
                 return accept_upgrade(conn, stream, &upgrade, out, link);
@@ -684,7 +691,10 @@ struct WriterDone<'a>(&'a Conn);
 
 impl Drop for WriterDone<'_> {
     fn drop(&mut self) {
-        self.0.side().through = false;
+        let mut side = self.0.side();
+        side.through = false;
+        side.link = None;
+        drop(side);
         self.0.lock().writer_done = true;
         self.0.notify();
         let _ = self.0.stream.shutdown(Shutdown::Both);
@@ -709,6 +719,11 @@ fn accept_upgrade(
         conn.notify();
         out.extend_from_slice(&accept_head(upgrade));
         if stream.write_all(&out).is_ok() {
+            // Frames may go out now that the 101 has.
+            let owner = (conn.shared.clone(), conn.id, conn.backlog.clone());
+            if let Ok(through) = write_half.through(link.out.clone(), conn.mail.clone(), owner) {
+                conn.side().link = Some(through);
+            }
             link::write_frames(
                 &conn.shared,
                 conn.id,

@@ -32,9 +32,9 @@ use tungstenite::protocol::Role;
 use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
 
 use mcp_provider_kit::serve::burst::Burst;
-use mcp_provider_kit::serve::mailbox::Bells;
+use mcp_provider_kit::serve::mailbox::{Bells, Taker};
 
-use crate::now::recv_now;
+use crate::now::{recv_now, send_now};
 use crate::shared::{Mail, Shared, ThreadBell};
 
 /// One side of a link's socket; writes are whole and exclusive.
@@ -81,6 +81,27 @@ impl LinkHalf {
             pending: Pending::default(),
         };
         Ok((half(stream.try_clone()?), half(stream.try_clone()?)))
+    }
+}
+
+impl LinkHalf {
+    /// A way for other threads to write this link's frames, beside its
+    /// writer (`out`, shared with it).
+    pub fn through(
+        &self,
+        out: Arc<Mutex<LinkOut>>,
+        mail: Taker,
+        (shared, id, backlog): (Shared, ConnId, Backlog),
+    ) -> io::Result<LinkThrough> {
+        Ok(LinkThrough {
+            out,
+            stream: self.stream.try_clone()?,
+            write_lock: self.write_lock.clone(),
+            mail,
+            shared,
+            id,
+            backlog,
+        })
     }
 }
 
@@ -169,24 +190,57 @@ pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>, pee
     let _ = ws.get_ref().stream.shutdown(Shutdown::Both);
 }
 
-/// A link's mailbox, with what was already taken out of it.
+/// A link's mailbox, and what its writer and the threads writing through
+/// share.
 pub struct LinkMail<'a> {
     pub mail: &'a Mail,
     pub backlog: &'a Backlog,
-    pub queued: VecDeque<Output>,
+    pub out: Arc<Mutex<LinkOut>>,
+}
+
+/// What an accepted link's writer thread and the threads writing through
+/// share: whoever holds it writes the link's frames, so they go in order.
+#[derive(Default)]
+pub struct LinkOut {
+    /// Outputs taken from the mailbox and not yet written.
+    queued: VecDeque<Output>,
+    /// Frames a thread writing through encoded and the socket did not take
+    /// at once, and the backlog they carry: the writer sends them first.
+    raw: Vec<u8>,
+    raw_backlog: usize,
+}
+
+impl LinkOut {
+    /// What the writer starts with: outputs taken before the link was.
+    pub fn new(queued: VecDeque<Output>) -> Arc<Mutex<LinkOut>> {
+        Arc::new(Mutex::new(LinkOut {
+            queued,
+            ..LinkOut::default()
+        }))
+    }
+}
+
+fn lock_out(out: &Mutex<LinkOut>) -> std::sync::MutexGuard<'_, LinkOut> {
+    // Queueing and writing cannot leave it half-changed.
+    out.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Writes the provider's messages for an agent until its mailbox closes or
 /// the provider closes the link. Every message taken at once is queued,
 /// then all are written together.
 pub fn write_frames(shared: &Shared, id: ConnId, link: LinkMail, mut ws: WebSocket<LinkHalf>) {
-    let LinkMail {
-        mail,
-        backlog,
-        queued: mut outputs,
-    } = link;
+    let LinkMail { mail, backlog, out } = link;
     loop {
-        let writes = LinkWrites::take(&mut outputs);
+        let mut held = lock_out(&out);
+        let raw = std::mem::take(&mut held.raw);
+        if !raw.is_empty() {
+            if ws.get_mut().write(&raw).is_err() {
+                break;
+            }
+            shared.written(id, backlog, std::mem::take(&mut held.raw_backlog));
+        }
+        mail.take(&mut held.queued);
+        let writes = LinkWrites::take(&mut held.queued);
         let mut open = writes
             .texts
             .into_iter()
@@ -195,15 +249,81 @@ pub fn write_frames(shared: &Shared, id: ConnId, link: LinkMail, mut ws: WebSock
             let _ = ws.close(Some(ws::close_frame(why)));
         }
         let flushed = ws.flush().is_ok();
+        drop(held);
         open &= writes.close.is_none() && flushed;
         shared.written(id, backlog, writes.bytes);
         if !open || mail.waiter().recv().is_err() {
             break;
         }
-        mail.take(&mut outputs);
     }
     // Ends the reading half too, if it is still waiting for frames.
     let _ = ws.get_ref().stream.shutdown(Shutdown::Both);
+}
+
+/// Writes an accepted link's frames on the thread that posted them, when
+/// the link's writer is not busy and the socket takes them at once: an
+/// invocation then reaches its agent without waking the writer thread.
+pub struct LinkThrough {
+    out: Arc<Mutex<LinkOut>>,
+    stream: TcpStream,
+    write_lock: Arc<Mutex<()>>,
+    mail: Taker,
+    shared: Shared,
+    id: ConnId,
+    backlog: Backlog,
+}
+
+impl LinkThrough {
+    /// Returns whether that left nothing for the writer thread to do.
+    pub fn write(&self) -> bool {
+        let Ok(mut held) = self.out.try_lock() else {
+            return false;
+        };
+        if !held.raw.is_empty() || !held.queued.is_empty() {
+            return false;
+        }
+        self.mail.take(&mut held.queued);
+        if held
+            .queued
+            .iter()
+            .any(|o| matches!(o, Output::CloseAgent { .. }))
+        {
+            // Closing is the writer's.
+            return false;
+        }
+        let writes = LinkWrites::take(&mut held.queued);
+        let mut raw = Vec::new();
+        for text in &writes.texts {
+            ws::encode_text(text, &mut raw);
+        }
+        let guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        match send_now(&self.stream, &raw) {
+            Ok(n) if n == raw.len() => {}
+            Ok(n) => {
+                // A frame begun is finished before the other half may
+                // write; a peer that does not take the rest in time is
+                // too slow, and its link ends as the writer would end it.
+                if (&self.stream)
+                    .write_all(raw.get(n..).unwrap_or_default())
+                    .is_err()
+                {
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                    return false;
+                }
+            }
+            // Nothing went: the writer sends it (or finds the link broken).
+            Err(_) => {
+                drop(guard);
+                held.raw = raw;
+                held.raw_backlog = writes.bytes;
+                return false;
+            }
+        }
+        drop(guard);
+        drop(held);
+        self.shared.written(self.id, &self.backlog, writes.bytes);
+        true
+    }
 }
 
 /// Serves an established link: a writer thread for the mailbox, frames
@@ -220,7 +340,7 @@ pub fn serve(shared: &Shared, reader: WebSocket<LinkHalf>, writer: WebSocket<Lin
             let link = LinkMail {
                 mail: &mail,
                 backlog: &backlog,
-                queued: VecDeque::new(),
+                out: LinkOut::new(VecDeque::new()),
             };
             write_frames(&writer_shared, id, link, writer)
         });

@@ -5,7 +5,8 @@
 use std::io::ErrorKind;
 
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::Error;
 
@@ -33,6 +34,14 @@ pub fn fault(error: &Error) -> Option<LinkClose> {
     }
 }
 
+/// `text` as the server's text frame (whole, unmasked), after `out`: for a
+/// runtime that writes a link's frames without its WebSocket instance.
+pub fn encode_text(text: &str, out: &mut Vec<u8>) {
+    let frame = Frame::message(text.as_bytes().to_vec(), OpCode::Data(Data::Text), true);
+    // Writing into a vector cannot fail.
+    let _ = frame.format(out);
+}
+
 /// The close frame telling the peer why its link ends.
 pub fn close_frame(why: LinkClose) -> CloseFrame {
     CloseFrame {
@@ -44,6 +53,22 @@ pub fn close_frame(why: LinkClose) -> CloseFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_frame_reads_back_as_the_text_it_was_made_of() {
+        use std::io::Cursor;
+        use tungstenite::protocol::Role;
+        use tungstenite::{Message, WebSocket};
+        let texts = ["short", &"x".repeat(200), &"é".repeat(40_000)];
+        let mut wire = Vec::new();
+        for text in texts {
+            encode_text(text, &mut wire);
+        }
+        let mut client = WebSocket::from_raw_socket(Cursor::new(wire), Role::Client, None);
+        for text in texts {
+            assert_eq!(client.read().unwrap(), Message::text(text));
+        }
+    }
 
     #[test]
     fn a_write_that_timed_out_is_a_peer_too_slow_and_a_broken_socket_is_no_fault() {
