@@ -1,6 +1,8 @@
-//! Editor connections: an accept thread per listener, and for each
-//! connection a reader thread (socket → the core's HTTP reader → the
-//! provider) and a writer thread (mailbox → encoded responses → socket).
+//! Editor connections: one thread at a time accepting on each listener
+//! (the one that accepts a connection reads it, and hands accepting on),
+//! and for each connection a reader thread (socket → the core's HTTP
+//! reader → the provider) and a writer thread (mailbox → encoded responses
+//! → socket).
 //!
 //! Two threads because a blocking socket cannot wait for the client and for
 //! the provider at once: the reader notices an editor hanging up mid-stream
@@ -11,8 +13,9 @@
 //! Most answers never wake the writer: the thread that posts them (the
 //! reader, an agent link's reader, a bridged child's reader) writes them
 //! itself when the writer is not busy and the socket takes them whole at
-//! once ([`Conn::write_through`]). The writer is woken for the rest: a
-//! client slow to read, a WebSocket upgrade, pipelined requests.
+//! once ([`Conn::write_through`]); an agent link's frames likewise
+//! ([`LinkThrough`]). The writer is woken for the rest: a client slow to
+//! read, a WebSocket upgrade, pipelined requests.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

@@ -6,7 +6,9 @@
 //! itself), so every write goes through one lock: tungstenite hands a
 //! whole buffer of complete frames to each `write`, and [`LinkHalf`] writes
 //! it out entirely before letting the other half in, so frames never
-//! interleave.
+//! interleave. A thread that posts to an accepted link writes its frames
+//! itself, under the same lock, when the writer is idle and the socket
+//! takes them at once ([`LinkThrough`]).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
