@@ -272,7 +272,7 @@ pub fn accept_loop(shared: Shared, listener: TcpListener, limits: ConnLimits) ->
         admission: Admission::new(limits.max_connections),
         refuse: Refuser::start()?,
     };
-    READERS.run(move || acceptor.run(accept::Failures::default()))?;
+    READERS.run(move || acceptor.run())?;
     Ok(())
 }
 
@@ -291,7 +291,8 @@ impl Acceptor {
     /// Accepts until a connection is admitted, then hands accepting on and
     /// serves it here. A thread that cannot hand on keeps accepting, and
     /// its connections are served on threads of their own.
-    fn run(self, mut failures: accept::Failures) {
+    fn run(self) {
+        let mut failures = accept::Failures::default();
         for stream in self.listener.incoming() {
             let stream = match stream {
                 Ok(s) => s,
@@ -306,7 +307,7 @@ impl Acceptor {
             };
             let _ = stream.set_nodelay(true);
             let next = self.clone();
-            let handed = READERS.run(move || next.run(failures));
+            let handed = READERS.run(move || next.run());
             match handed {
                 Ok(_) => {
                     connection(&self.shared, stream, self.limits, admitted);
@@ -314,7 +315,6 @@ impl Acceptor {
                 }
                 Err(e) => {
                     tracing::warn!("cannot start an accepting thread: {e}");
-                    failures = accept::Failures::default();
                     self.serve_elsewhere(stream, admitted);
                 }
             }

@@ -84,9 +84,7 @@ impl LinkHalf {
         };
         Ok((half(stream.try_clone()?), half(stream.try_clone()?)))
     }
-}
 
-impl LinkHalf {
     /// A way for other threads to write this link's frames, beside its
     /// writer (`out`, shared with it).
     pub fn through(

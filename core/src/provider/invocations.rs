@@ -161,10 +161,8 @@ impl Invocation {
         wall: SystemTime,
         texts: &mut BytesMut,
         out: &mut VecDeque<Output>,
-        relayed: &mut u64,
     ) -> Drained {
         self.progress.chunks += 1;
-        *relayed += 1;
         if let Err(e) = self.tally.add_delta(&piece.delta) {
             return Drained::Overflow(e);
         }
@@ -394,20 +392,19 @@ impl Invocations {
         out: &mut VecDeque<Output>,
     ) -> Option<Drain> {
         let inv = self.map.get_mut(&n)?;
-        let first_answer = inv.progress.chunks == 0;
-        let mut relayed = 0;
+        let before = inv.progress.chunks;
         // Each piece is moved once, into the step that relays it: a piece
         // is larger than it looks (its delta's texts and calls, its finish
         // and usage), and it is copied at every move.
         let mut end = match first {
-            Some(piece) => inv.relay(piece, now, wall, texts, out, &mut relayed),
+            Some(piece) => inv.relay(piece, now, wall, texts, out),
             None => Drained::More,
         };
         while matches!(end, Drained::More) {
             let Some(piece) = inv.progress.pieces.pop() else {
                 break;
             };
-            end = inv.relay(piece, now, wall, texts, out, &mut relayed);
+            end = inv.relay(piece, now, wall, texts, out);
         }
         if inv.stream {
             inv.progress.deadline = later(now, self.stream_idle_timeout);
@@ -417,8 +414,8 @@ impl Invocations {
         }
         Some(Drain {
             editor: inv.editor,
-            first: first_answer,
-            relayed,
+            first: before == 0,
+            relayed: inv.progress.chunks - before,
             end,
         })
     }

@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 
 use mcp_provider_core::agent::close::{LinkClose, MAX_FRAME_BYTES};
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::Error;
 
@@ -37,9 +37,13 @@ pub fn fault(error: &Error) -> Option<LinkClose> {
 /// `text` as the server's text frame (whole, unmasked), after `out`: for a
 /// runtime that writes a link's frames without its WebSocket instance.
 pub fn encode_text(text: &str, out: &mut Vec<u8>) {
-    let frame = Frame::message(text.as_bytes().to_vec(), OpCode::Data(Data::Text), true);
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
     // Writing into a vector cannot fail.
-    let _ = frame.format(out);
+    let _ = header.format(text.len() as u64, out);
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// The close frame telling the peer why its link ends.
