@@ -203,14 +203,35 @@ impl Queue {
     /// A worker: takes `run`'s exchanges until there are none for a
     /// while, keeping its connection between them.
     async fn work_on<E: Executor>(&self, run: &Arc<RemoteRun>) {
+        let Some(mut job) = self.first_job() else {
+            return;
+        };
         let mut conn: Option<Conn<E>> = None;
         let mut idle = Idle::<E>::new();
         let cuts = Arc::new(Cuts::default());
         let handoff = Arc::new(Handoff::default());
-        while let Some(job) = self.next_job(&handoff, &mut idle).await {
+        loop {
             carry(run, job, &mut conn, &cuts).await;
             idle.worked();
+            match self.next_job(&handoff, &mut idle).await {
+                Some(next) => job = next,
+                None => break,
+            }
         }
+    }
+
+    /// The job a new worker was started for, unless a worker that was
+    /// just finishing took it first: the new one then ends at once. Were
+    /// it to wait, it would be the newest idle worker, and the next job
+    /// would have it dial a connection of its own while the one that took
+    /// the job kept another, each racing client adding one more.
+    fn first_job(&self) -> Option<Job> {
+        let mut state = self.state();
+        let job = state.jobs.pop_front();
+        if job.is_none() {
+            state.workers -= 1;
+        }
+        job
     }
 }
 

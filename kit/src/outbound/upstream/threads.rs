@@ -205,7 +205,17 @@ impl Queue {
     /// A worker: takes `run`'s exchanges until none is waiting, on the
     /// newest idle connection, then leaves that connection for the next.
     fn work_on(self: &Arc<Self>, run: &Arc<RemoteRun>, pool: &Pool) {
-        let conn = self.work().idle.pop().map(|(conn, _)| conn);
+        let conn = {
+            let mut work = self.work();
+            if work.jobs.is_empty() {
+                // A worker just finishing took the job this one was
+                // started for: an idle connection taken and put back
+                // would count as used, and be kept for longer.
+                work.workers -= 1;
+                return;
+            }
+            work.idle.pop().map(|(conn, _)| conn)
+        };
         self.work_with(run, pool, conn);
     }
 
