@@ -6,9 +6,10 @@
 //!
 //!     scripts/tool_search_eval [--queries PATH] [--misses] [--query "TEXT"]
 //!
-//! `--queries` reads another query set in the same format instead
-//! (`held_out.tsv`, beside this file, is one that was never used to tune
-//! the engine); `--misses` also prints each query the engine does not
+//! `--queries` reads another query set in the same format instead (beside
+//! this file: `held_out.tsv` and `blind.tsv`, written later and tuned on
+//! since, and `blind2.tsv`, written blind and never tuned on); `--misses`
+//! also prints each query the engine does not
 //! answer first, with what it found; `--query` prints what each ranking
 //! finds for one query, with the scores.
 

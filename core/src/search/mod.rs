@@ -31,6 +31,8 @@ mod rank;
 mod synonyms;
 mod tokens;
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::Value;
 
 use rank::{Alternative, Concept, DocTerms, Field, Postings, Titles};
@@ -91,7 +93,7 @@ pub struct ToolIndex {
 const WEIGHTED_FIELDS: [Field; 6] = [
     Field { weight: 3.0, b: 0.3 },  // name
     Field { weight: 1.5, b: 0.5 },  // description, first sentence
-    Field { weight: 0.6, b: 0.75 }, // description, the rest
+    Field { weight: 0.3, b: 0.75 }, // description, the rest
     Field { weight: 0.5, b: 0.5 },  // parameter names
     Field { weight: 0.2, b: 0.75 }, // parameter descriptions
     Field { weight: 1.0, b: 0.0 },  // server
@@ -128,7 +130,11 @@ impl ToolIndex {
     pub fn with_ranking(docs: Vec<ToolDoc>, ranking: Ranking) -> ToolIndex {
         let (postings, titles, synonyms) = match ranking {
             Ranking::Weighted => {
-                let terms: Vec<DocTerms> = docs.iter().map(weighted_terms).collect();
+                let boilerplate = boilerplate(&docs);
+                let terms: Vec<DocTerms> = docs
+                    .iter()
+                    .map(|d| weighted_terms(d, &boilerplate))
+                    .collect();
                 let learned = synonyms::learn(
                     docs.iter()
                         .map(|d| (d.name.as_str(), d.description.as_str())),
@@ -257,7 +263,7 @@ impl ToolIndex {
     /// out.
     fn concepts(&self, query: &str) -> Vec<Concept> {
         let (mut words, mut stop) = match self.ranking {
-            Ranking::Weighted => tokens::stemmed_words(query),
+            Ranking::Weighted => tokens::query_words(query),
             Ranking::PlainBm25 => {
                 let mut words = Vec::new();
                 tokens::plain_words(query, |w| words.push(w));
@@ -267,10 +273,33 @@ impl ToolIndex {
         };
         words.truncate(MAX_QUERY_TERMS);
         stop.truncate(MAX_QUERY_TERMS);
+        // What the synonyms bring in: (where, how many words, phrase, weight).
+        let mut expansions: Vec<(usize, usize, &[String], f32)> = Vec::new();
+        self.synonyms.expand(&words, |at, len, phrase, weight| {
+            expansions.push((at, len, phrase, weight));
+        });
+        // A phrase that no tool says whole, or with a stop word in it,
+        // means what its words alone do not ("logged in" is not a log,
+        // "lat long" not a long-running task): its words are not read on
+        // their own.
+        let mut idiom = vec![false; words.len()];
+        for &(at, len, _, _) in &expansions {
+            let (Some(phrase), Some(stops)) = (words.get(at..at + len), stop.get(at..at + len))
+            else {
+                continue;
+            };
+            let terms: Option<Vec<u32>> = phrase.iter().map(|w| self.postings.id(w)).collect();
+            let said = terms.is_some_and(|t| self.postings.together(&t));
+            if len > 1 && (stops.contains(&true) || !said) {
+                for slot in idiom.iter_mut().skip(at).take(len) {
+                    *slot = true;
+                }
+            }
+        }
         // (where in the query, the concept)
         let mut concepts: Vec<(usize, Concept)> = Vec::new();
-        for (at, (word, stop)) in words.iter().zip(&stop).enumerate() {
-            if *stop {
+        for (at, ((word, stop), idiom)) in words.iter().zip(&stop).zip(&idiom).enumerate() {
+            if *stop || *idiom {
                 continue;
             }
             let Some(id) = self.postings.id(word) else {
@@ -293,11 +322,16 @@ impl ToolIndex {
                 ));
             }
         }
-        self.synonyms.expand(&words, |at, phrase, weight| {
-            let terms: Vec<u32> = phrase.iter().filter_map(|t| self.postings.id(t)).collect();
-            if terms.is_empty() {
-                return;
-            }
+        for (at, _, phrase, weight) in expansions {
+            // A phrase stands whole or not at all: "lat long" is no "long".
+            let terms: Option<Vec<u32>> = phrase
+                .iter()
+                .filter(|w| !tokens::is_stop_word(w))
+                .map(|t| self.postings.id(t))
+                .collect();
+            let Some(terms) = terms.filter(|t| !t.is_empty()) else {
+                continue;
+            };
             let alternative = Alternative { terms, weight };
             match concepts.iter_mut().find(|(start, _)| *start == at) {
                 Some((_, concept)) => concept.alternatives.push(alternative),
@@ -308,7 +342,7 @@ impl ToolIndex {
                     },
                 )),
             }
-        });
+        }
         concepts.into_iter().map(|(_, c)| c).collect()
     }
 
@@ -338,10 +372,12 @@ fn name_of(docs: &[ToolDoc], doc: u32) -> &str {
     docs.get(doc as usize).map_or("", |d| d.name.as_str())
 }
 
-/// A tool's terms, field by field, as [`WEIGHTED_FIELDS`] lists them. A
-/// name that starts with its server's name (as `/mcp` prefixes it) is
-/// indexed without it: the server field holds that.
-fn weighted_terms(doc: &ToolDoc) -> DocTerms {
+/// A tool's terms, field by field, as [`WEIGHTED_FIELDS`] lists them:
+/// its description's first sentence as what the tool does, the others
+/// unless they are its server's `boilerplate`. A name that starts with its
+/// server's name (as `/mcp` prefixes it) is indexed without it: the
+/// server field holds that.
+fn weighted_terms(doc: &ToolDoc, boilerplate: &Boilerplate) -> DocTerms {
     let mut param_names = Vec::new();
     let mut param_descriptions = Vec::new();
     if let Some(Value::Object(properties)) = doc.input_schema.get("properties") {
@@ -352,32 +388,63 @@ fn weighted_terms(doc: &ToolDoc) -> DocTerms {
             }
         }
     }
-    let (summary, rest) = first_sentence(&doc.description);
+    let mut sentences = sentences(&doc.description);
+    let summary = sentences.next().map(tokens::term_vec).unwrap_or_default();
+    let mut rest = Vec::new();
+    for sentence in sentences {
+        if !boilerplate.contains(&(doc.server.as_str(), sentence_key(sentence))) {
+            tokens::terms(sentence, |t| rest.push(t));
+        }
+    }
     let server = tokens::term_vec(&doc.server);
     let mut name = tokens::term_vec(&doc.name);
     if name.len() > server.len() && name.starts_with(&server) {
         name.drain(..server.len());
     }
-    vec![
-        name,
-        tokens::term_vec(summary),
-        tokens::term_vec(rest),
-        param_names,
-        param_descriptions,
-        server,
-    ]
+    vec![name, summary, rest, param_names, param_descriptions, server]
 }
 
-/// A description's first sentence (up to its first line break, or the
-/// first ". ") and the rest.
-fn first_sentence(description: &str) -> (&str, &str) {
-    let text = description.trim_start();
-    let end = [text.find('\n'), text.find(". ")]
+/// A sentence that this many of a server's tools say or more, past their
+/// first, is the server's boilerplate ("Only works within allowed
+/// directories."): it tells none of them from the others, and where it is
+/// long it drowns what does.
+const BOILERPLATE: usize = 3;
+
+/// The boilerplate of each server: (server, [`sentence_key`]).
+type Boilerplate<'a> = HashSet<(&'a str, String)>;
+
+/// The sentences past the first that at least [`BOILERPLATE`] tools of a
+/// server say.
+fn boilerplate(docs: &[ToolDoc]) -> Boilerplate<'_> {
+    let mut counts: HashMap<(&str, String), usize> = HashMap::new();
+    for doc in docs {
+        let mut seen = HashSet::new();
+        for key in sentences(&doc.description).skip(1).map(sentence_key) {
+            if seen.insert(key.clone()) {
+                *counts.entry((doc.server.as_str(), key)).or_default() += 1;
+            }
+        }
+    }
+    counts
         .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(text.len());
-    text.split_at(end)
+        .filter(|&(_, n)| n >= BOILERPLATE)
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// A description's sentences: split at line breaks and at ". ", trimmed,
+/// the empty ones left out.
+fn sentences(description: &str) -> impl Iterator<Item = &str> {
+    tokens::clip(description, tokens::MAX_TEXT)
+        .split('\n')
+        .flat_map(|line| line.split(". "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// A sentence as two tools saying it are compared.
+fn sentence_key(sentence: &str) -> String {
+    sentence.trim_end_matches('.').to_lowercase()
 }
 
 /// A tool's terms for plain BM25: the words of its name and description.
@@ -477,6 +544,63 @@ mod tests {
     }
 
     #[test]
+    fn a_phrase_means_what_its_words_alone_do_not() {
+        let index = ToolIndex::build(vec![
+            tool("get_me", "github", "Get details of the authenticated user."),
+            tool("get_job_logs", "github", "Get the logs of a job."),
+            tool(
+                "update_issue_state",
+                "github",
+                "Set an issue's state to open or closed.",
+            ),
+            tool(
+                "create_issue",
+                "github",
+                "Create a new issue in a repository.",
+            ),
+            tool("long_running_task", "demo", "Runs a long operation."),
+            tool(
+                "geocode",
+                "maps",
+                "Convert an address into latitude and longitude.",
+            ),
+        ]);
+        let first = |query| names(&index.search(query, 1, None));
+        assert_eq!(first("who am I logged in as"), ["get_me"], "not a log");
+        assert_eq!(
+            first("open a bug report"),
+            ["create_issue"],
+            "not its state"
+        );
+        assert_eq!(
+            first("lat/long of this place"),
+            ["geocode"],
+            "not a long task"
+        );
+        assert_eq!(
+            first("job logs"),
+            ["get_job_logs"],
+            "a word alone is itself"
+        );
+    }
+
+    #[test]
+    fn an_address_or_a_path_asks_for_what_it_is() {
+        let index = ToolIndex::build(vec![
+            tool("navigate", "browser", "Navigate to a URL."),
+            tool("read_file", "fs", "Read a file."),
+            tool("list_directory", "fs", "List what a path holds."),
+            tool("post_message", "chat", "Post a message to a channel."),
+            tool("example_tool", "demo", "An example."),
+        ]);
+        let first = |query| names(&index.search(query, 1, None));
+        assert_eq!(first("open example.com"), ["navigate"]);
+        assert_eq!(first("show notes.md"), ["read_file"]);
+        assert_eq!(first("show ~/work"), ["list_directory"]);
+        assert_eq!(first("say hi in #general"), ["post_message"]);
+    }
+
+    #[test]
     fn the_server_filter_keeps_only_its_tools() {
         let index = sample();
         let hits = index.search("list", 10, Some("filesystem"));
@@ -529,17 +653,25 @@ mod tests {
     }
 
     #[test]
-    fn the_first_sentence_is_what_the_tool_does() {
+    fn descriptions_are_read_in_sentences() {
+        let all: Vec<&str> = sentences("\n  Read a file.\nMore. Then more.  ").collect();
+        assert_eq!(all, ["Read a file.", "More", "Then more"]);
+        assert_eq!(sentences("").count(), 0);
+    }
+
+    #[test]
+    fn a_sentence_many_tools_say_is_not_indexed() {
+        let tail = "Only works within allowed directories.";
+        let docs: Vec<ToolDoc> = ["read_file", "write_file", "move_file"]
+            .iter()
+            .map(|name| tool(name, "fs", &format!("Does {name}. {tail}")))
+            .chain([tool("make_dir", "fs", "Makes a directory.")])
+            .collect();
+        let index = ToolIndex::build(docs);
         assert_eq!(
-            first_sentence("\n  Read a file.\nMore."),
-            ("Read a file.", "\nMore.")
+            names(&index.search("allowed directories", 5, None)),
+            ["make_dir"]
         );
-        assert_eq!(
-            first_sentence("Read a file. Then more"),
-            ("Read a file", ". Then more")
-        );
-        assert_eq!(first_sentence("One"), ("One", ""));
-        assert_eq!(first_sentence(""), ("", ""));
     }
 
     #[test]

@@ -166,6 +166,18 @@ impl Postings {
         (total, matched)
     }
 
+    /// Whether some document holds every one of `terms` (none: false).
+    pub fn together(&self, terms: &[u32]) -> bool {
+        let Some((first, others)) = terms.split_first() else {
+            return false;
+        };
+        self.list(*first).iter().any(|p| {
+            others
+                .iter()
+                .all(|&t| self.list(t).binary_search_by_key(&p.doc, |q| q.doc).is_ok())
+        })
+    }
+
     fn list(&self, id: u32) -> &[Posting] {
         let start = self.offsets.get(id as usize).copied().unwrap_or(0) as usize;
         let end = self.offsets.get(id as usize + 1).copied().unwrap_or(0) as usize;
@@ -342,6 +354,17 @@ mod tests {
             (pr[2] - 0.5 * both[2]).abs() < 1e-6,
             "a phrase's terms add up"
         );
+    }
+
+    #[test]
+    fn terms_are_together_when_one_document_holds_them_all() {
+        let index = Postings::build(&TWO, &[doc(&["pull", "request"]), doc(&["lat", "x"])]);
+        let ids =
+            |terms: &[&str]| -> Vec<u32> { terms.iter().filter_map(|t| index.id(t)).collect() };
+        assert!(index.together(&ids(&["pull", "request"])));
+        assert!(!index.together(&ids(&["lat", "request"])));
+        assert!(index.together(&ids(&["x"])));
+        assert!(!index.together(&[]));
     }
 
     #[test]

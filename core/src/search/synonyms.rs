@@ -16,20 +16,20 @@ use super::tokens;
 #[rustfmt::skip]
 const GROUPS: &[&[&str]] = &[
     // Verbs.
-    &["create", "make", "new", "add", "generate", "open"],
+    &["create", "make", "new", "add", "generate", "open", "open a", "open an", "leave a", "leave an"],
     &["delete", "remove", "erase", "destroy", "rm", "unlink", "drop", "discard", "forget", "purge"],
     &["find", "search", "lookup", "look up", "query", "locate", "grep", "seek"],
     &["get", "fetch", "read", "show", "retrieve", "view", "display", "see", "obtain", "load",
         "details", "info"],
     &["list", "enumerate", "ls", "browse", "show"],
-    &["run", "execute", "exec", "invoke", "launch", "trigger", "start"],
+    &["run", "execute", "exec", "invoke", "launch", "trigger", "start", "kick off"],
     &["edit", "update", "modify", "change", "alter", "patch", "set", "rewrite"],
     &["write", "save", "store", "persist", "put"],
     &["move", "rename", "relocate", "mv"],
     &["copy", "duplicate", "clone", "fork"],
     &["close", "shut", "dismiss"],
     &["navigate", "go", "visit", "goto", "open url"],
-    &["click", "press", "tap"],
+    &["click", "press", "tap", "hit"],
     &["type", "enter", "fill", "input"],
     &["upload", "push", "send", "post", "publish"],
     &["download", "fetch", "pull"],
@@ -41,22 +41,23 @@ const GROUPS: &[&[&str]] = &[
     &["assign", "assignee"],
     &["evaluate", "eval", "javascript", "js", "script"],
     &["think", "reason", "thought", "reflect", "plan"],
-    &["hover", "mouseover"],
+    &["hover", "mouseover", "mouse over"],
     &["resize", "size", "dimension"],
-    &["remember", "memory", "memorize", "recall", "knowledge"],
+    &["remember", "memory", "memorize", "recall", "knowledge", "forget"],
     &["blame", "who wrote", "who changed", "author"],
     // Nouns.
     &["issue", "bug", "ticket", "defect", "bug report"],
-    &["pull request", "pr", "merge request", "mr", "patch"],
+    &["pull request", "pr", "merge request", "mr"],
     &["directory", "folder", "dir"],
     &["repository", "repo", "project", "codebase"],
     &["commit", "changeset", "revision"],
     &["file", "document", "doc"],
-    &["page", "website", "web page", "site", "browser", "tab", "url", "webpage"],
+    &["page", "website", "web page", "site", "browser", "tab", "url", "webpage", "link"],
     &["screenshot", "capture", "screen capture", "screengrab", "picture", "image"],
     &["user", "account", "person", "member", "people", "profile"],
     &["notification", "notify", "alert", "inbox"],
     &["time", "clock", "date", "timezone", "hour"],
+    &["current", "now", "right now", "currently", "what time is it", "today"],
     &["label", "tag"],
     &["workflow", "action", "pipeline", "ci", "job", "build"],
     &["log", "logs", "output", "console", "history"],
@@ -68,7 +69,7 @@ const GROUPS: &[&[&str]] = &[
     &["secret", "credential", "key"],
     &["dialog", "popup", "modal", "prompt"],
     &["network", "request", "http"],
-    &["tree", "hierarchy", "structure"],
+    &["tree", "hierarchy", "structure", "layout", "recursive", "recursively"],
     &["star", "favorite", "bookmark"],
     &["text", "string", "content"],
     &["organization", "org", "team"],
@@ -78,6 +79,73 @@ const GROUPS: &[&[&str]] = &[
     &["distance", "far", "how far", "mile", "kilometer"],
     &["authenticated user", "me", "myself", "whoami", "who am i", "logged in", "signed in",
         "current user"],
+    // Processes, terminals, machines.
+    &["kill", "terminate", "stop", "abort", "cancel", "halt", "end"],
+    &["process", "program", "pid", "running app"],
+    &["terminal", "shell", "command line", "bash", "command", "console session"],
+    &["restart", "rerun", "re run", "retry", "run again", "reboot"],
+    &["install", "deploy", "set up", "setup", "provision"],
+    &["rollback", "roll back", "revert", "undo", "previous version", "restore", "rollout"],
+    &["port forward", "forward", "tunnel", "expose", "localhost", "port"],
+    &["cluster", "context", "kubeconfig"],
+    &["pod", "container"],
+    &["switch", "change to", "select", "set current"],
+    &["scale", "replica", "replicas"],
+    // Code and its hosting.
+    &["status", "uncommitted", "modified", "dirty", "working tree", "working copy",
+        "pending changes", "changes"],
+    &["stage", "staged", "index"],
+    &["unstage", "reset"],
+    &["log", "commit history", "history", "last commits", "recent commits"],
+    &["branch", "checkout"],
+    &["dependency", "dependencies", "package", "packages", "library", "module", "dependabot"],
+    &["vulnerability", "cve", "dependabot", "security advisory", "exploit", "vulnerable"],
+    &["secret", "password", "token", "api key", "leak", "leaked", "credential"],
+    &["permission", "access", "role", "collaborator", "rights"],
+    &["gist", "snippet", "paste"],
+    &["readme", "file contents", "contents"],
+    &["error", "exception", "crash", "failure", "fail", "failed", "broken"],
+    &["documentation", "docs", "manual", "reference", "api reference", "guide"],
+    // Browsers and pages.
+    &["console", "devtools", "javascript error", "js error", "console message"],
+    &["network request", "api call", "api calls", "xhr", "traffic", "network"],
+    &["form", "field", "textbox", "text box", "box", "input"],
+    &["keyboard", "key", "keystroke", "shortcut", "hotkey", "enter", "escape", "esc", "backspace"],
+    &["mouse", "cursor", "pointer"],
+    &["element", "button", "selector", "widget"],
+    &["scroll", "wheel", "page down"],
+    &["pdf", "print"],
+    &["cookie", "storage", "local storage"],
+    &["select", "choose", "pick", "dropdown", "picker", "option"],
+    &["video", "movie", "recording", "record", "screencast"],
+    &["verify", "assert", "check", "expect", "ensure", "make sure"],
+    // Shell commands, for what they do.
+    &["mkdir", "create directory"],
+    &["cat", "read file"],
+    &["cp", "copy"],
+    &["ps", "list processes"],
+    &["curl", "wget", "fetch url", "download"],
+    &["touch", "create file"],
+    // Places and the web.
+    &["elevation", "altitude", "height", "above sea level", "sea level", "how high"],
+    &["direction", "route", "drive", "driving", "travel", "commute", "navigation", "how to get"],
+    &["duration", "how long", "travel time", "eta"],
+    &["place", "restaurant", "shop", "store", "business", "cafe", "coffee", "nearby", "near",
+        "opening hours"],
+    &["coordinate", "latitude", "longitude", "lat", "lng", "gps", "lat long"],
+    &["address", "street"],
+    &["news", "headline", "article"],
+    &["latest", "newest", "most recent"],
+    &["web", "internet", "online", "google"],
+    // Data, messages, memory.
+    &["sql", "database", "db", "table", "select"],
+    &["message", "chat", "dm", "post"],
+    &["channel", "room"],
+    &["reaction", "emoji", "react"],
+    &["size", "how big", "bytes", "large"],
+    &["modified time", "last modified", "timestamp", "metadata", "info"],
+    &["person", "people", "entity", "contact", "someone"],
+    &["fact", "observation", "remember that", "note"],
 ];
 
 /// How much a word brought in by a synonym counts against a word typed.
@@ -139,11 +207,15 @@ impl Synonyms {
         }
     }
 
-    /// Calls `each(start, expansion, weight)` for every phrase that the
-    /// synonyms of `words` (a query's words, as
-    /// [`tokens::stemmed_words`] gives them) bring in: `start` is where the
-    /// phrase it stands for begins in `words`.
-    pub fn expand(&self, words: &[String], mut each: impl FnMut(usize, &[String], f32)) {
+    /// Calls `each(start, len, expansion, weight)` for every phrase that
+    /// the synonyms of `words` (a query's words, as
+    /// [`tokens::stemmed_words`] gives them) bring in: the phrase it stands
+    /// for is `words[start..start + len]`.
+    pub fn expand<'s>(
+        &'s self,
+        words: &[String],
+        mut each: impl FnMut(usize, usize, &'s [String], f32),
+    ) {
         for start in 0..words.len() {
             let Some(entries) = self.by_first.get(&words[start]) else {
                 continue;
@@ -151,7 +223,7 @@ impl Synonyms {
             for entry in entries {
                 if words[start..].starts_with(&entry.phrase) {
                     for (expansion, weight) in &entry.expansions {
-                        each(start, expansion, *weight);
+                        each(start, entry.phrase.len(), expansion, *weight);
                     }
                 }
             }
@@ -266,7 +338,7 @@ mod tests {
     fn expanded(table: &Synonyms, query: &str) -> Vec<(String, f32)> {
         let (words, _) = tokens::stemmed_words(query);
         let mut out = Vec::new();
-        table.expand(&words, |_, phrase, w| {
+        table.expand(&words, |_, _, phrase, w| {
             out.extend(phrase.iter().map(|t| (t.clone(), w)))
         });
         out

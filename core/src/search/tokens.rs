@@ -15,7 +15,7 @@ const STOP_WORDS: &[&str] = &[
     "about", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "being",
     "by", "can", "could", "do", "does", "each", "etc", "every", "everything", "for", "from",
     "give", "has", "have", "how", "if", "in", "into", "is", "it", "its", "just", "let", "like",
-    "may", "me", "more", "must", "my", "no", "not", "of", "on", "only", "or", "other", "our",
+    "may", "me", "more", "must", "my", "no", "not", "of", "off", "on", "only", "or", "other", "our", "over",
     "please", "should", "so", "some", "such", "than", "that", "the", "their", "them", "then",
     "there", "these", "this", "those", "to", "us", "use", "used", "using", "very", "via", "want",
     "was", "we", "were", "what", "when", "where", "which", "while", "who", "why", "will", "with",
@@ -50,6 +50,101 @@ pub fn stemmed_words(text: &str) -> (Vec<String>, Vec<bool>) {
         stop.push(is_stop);
     });
     (out, stop)
+}
+
+/// A query's words as [`stemmed_words`] gives them, but a web address, a
+/// file path or a `host:port` read for what it is rather than split into
+/// its pieces: "open example.com" asks for a URL, not for "example" and
+/// "com"; "find all .py files under src/" for files; "localhost:8080"
+/// for a port.
+pub fn query_words(text: &str) -> (Vec<String>, Vec<bool>) {
+    let (mut out, mut stop) = (Vec::new(), Vec::new());
+    for chunk in clip(text, MAX_TEXT).split_whitespace() {
+        let chunk = chunk.trim_matches(|c: char| {
+            matches!(c, '"' | '\'' | '`' | '(' | ')' | ',' | '?' | '!' | ';')
+        });
+        let chunk = chunk.strip_suffix(['.', ':']).unwrap_or(chunk);
+        let (words, chunk_stop) = match shape(chunk) {
+            Some(Shape::Url) => (vec!["url".to_owned()], vec![false]),
+            Some(Shape::File) => (vec![stem("file")], vec![false]),
+            Some(Shape::Path) => (vec![stem("path")], vec![false]),
+            Some(Shape::Number) => continue,
+            Some(Shape::Tagged(name, kind)) => {
+                let (mut words, mut stop) = stemmed_words(name);
+                words.push(kind.to_owned());
+                stop.push(false);
+                (words, stop)
+            }
+            None => stemmed_words(chunk),
+        };
+        out.extend(words);
+        stop.extend(chunk_stop);
+    }
+    (out, stop)
+}
+
+/// What a chunk of a query (between spaces) is, when it is more than words.
+enum Shape<'a> {
+    Url,
+    /// A file's name or path (`notes.md`, `src/*.py`).
+    File,
+    /// A path that may be a directory's (`src/utils/`, `~/work`).
+    Path,
+    /// A number (`42`, `#42`, `3.5`): what a tool is called with, not
+    /// which tool.
+    Number,
+    /// A name and what the way it is written says it is: `host:8080` a
+    /// port, `#general` a channel, `@alice` a user.
+    Tagged(&'a str, &'static str),
+}
+
+/// Top-level domains common enough that `name.tld` is read as a web address.
+const DOMAINS: &[&str] = &[
+    "ai", "app", "co", "com", "dev", "edu", "gov", "io", "net", "org",
+];
+
+/// File extensions common enough that `name.ext` or `*.ext` is read as a file.
+#[rustfmt::skip]
+const EXTENSIONS: &[&str] = &[
+    "c", "cpp", "css", "csv", "go", "h", "html", "java", "jpg", "js", "json", "jsx", "log", "md",
+    "pdf", "png", "py", "rb", "rs", "sh", "sql", "toml", "ts", "tsx", "txt", "xml", "yaml", "yml",
+];
+
+fn shape(chunk: &str) -> Option<Shape<'_>> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if digits(chunk.trim_start_matches('#')) {
+        return Some(Shape::Number);
+    }
+    if chunk.contains("://") || chunk.starts_with("www.") {
+        return Some(Shape::Url);
+    }
+    if let Some((host, port)) = chunk.rsplit_once(':') {
+        if !host.is_empty() && digits(port) {
+            return Some(Shape::Tagged(host, "port"));
+        }
+    }
+    if let Some(name) = chunk.strip_prefix('#').filter(|n| !n.is_empty()) {
+        return Some(Shape::Tagged(name, "channel"));
+    }
+    if let Some(name) = chunk.strip_prefix('@').filter(|n| !n.is_empty()) {
+        return Some(Shape::Tagged(name, "user"));
+    }
+    let last = chunk
+        .rsplit_once('.')
+        .map(|(_, last)| last.to_ascii_lowercase());
+    let is = |list: &[&str]| last.as_deref().is_some_and(|l| list.contains(&l));
+    // "a/b" is as often "this or that" as a path: a path says more.
+    let path = chunk.starts_with(['/', '~', '.'])
+        || chunk.ends_with('/')
+        || chunk.matches('/').count() >= 2;
+    if is(EXTENSIONS) {
+        return Some(Shape::File);
+    }
+    if path {
+        return Some(Shape::Path);
+    }
+    let words = chunk.split('.').filter(|w| !w.is_empty()).count();
+    (words >= 2 && is(DOMAINS)).then_some(Shape::Url)
 }
 
 /// Calls `each` with the lowercased words of `text`: runs of letters or
@@ -100,7 +195,7 @@ fn flush(word: &mut String, each: &mut impl FnMut(String)) {
 
 /// The longest prefix of `text` at most `max` bytes long that ends on a
 /// character boundary.
-fn clip(text: &str, max: usize) -> &str {
+pub fn clip(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -204,6 +299,29 @@ mod tests {
         assert_eq!(all_words("listPullRequests"), ["list", "pull", "requests"]);
         assert_eq!(all_words("HTTPServer utf8"), ["http", "server", "utf", "8"]);
         assert_eq!(all_words("  "), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_query_reads_addresses_paths_and_numbers_for_what_they_are() {
+        let words = |text| query_words(text).0;
+        assert_eq!(words("open https://x.dev/a?b"), ["open", "url"]);
+        assert_eq!(words("open example.com."), ["open", "url"]);
+        assert_eq!(words("read src/main.rs"), ["read", "fil"]);
+        assert_eq!(words("find *.py"), ["find", "fil"]);
+        assert_eq!(words("mkdir src/utils/"), ["mkdir", "path"]);
+        assert_eq!(words("cd ~/work"), ["cd", "path"]);
+        assert_eq!(words("issue #42 line 7 at 48.85"), ["issu", "lin", "at"]);
+        assert_eq!(
+            words("reach localhost:8080"),
+            ["reach", "localhost", "port"]
+        );
+        assert_eq!(
+            words("post in #general"),
+            ["post", "in", "general", "channel"]
+        );
+        assert_eq!(words("ping @alice"), ["ping", &stem("alice"), "user"]);
+        assert_eq!(words("lat/long"), ["lat", "long"], "one slash: words");
+        assert_eq!(query_words("the \"url\"").1, [true, false]);
     }
 
     #[test]
