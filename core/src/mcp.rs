@@ -18,6 +18,22 @@ use serde_json::{json, Value};
 pub const SESSION_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// Stateless revisions.
 pub const STATELESS_VERSIONS: [&str; 1] = ["2026-07-28"];
+/// The requests a client may make in the stateless revision. The session
+/// revisions' handshake, `ping`, `logging/setLevel` and the subscribe pair
+/// are not among them: asked in this generation, they are methods not
+/// found, like any other.
+pub const STATELESS_METHODS: [&str; 10] = [
+    "server/discover",
+    "subscriptions/listen",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "completion/complete",
+];
 
 /// Where a stateless request carries its protocol version.
 pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
@@ -276,11 +292,16 @@ pub fn response<R: Serialize + ?Sized>(id: &Value, outcome: Result<&R, &R>) -> S
 }
 
 pub fn error(id: &Value, code: i64, message: &str, data: Option<Value>) -> String {
+    response(id, Err(&error_object(code, message, data)))
+}
+
+/// A JSON-RPC error object, for [`response`].
+pub fn error_object(code: i64, message: &str, data: Option<Value>) -> Value {
     let mut error = json!({"code": code, "message": message});
     if let Some(data) = data {
         error["data"] = data;
     }
-    response(id, Err(&error))
+    error
 }
 
 pub fn request(id: &Value, method: &str, params: Value) -> String {

@@ -76,6 +76,13 @@ impl Rig {
         self.request(method, "/mcp/echo", headers, body)
     }
 
+    /// A stateless POST of `body` to `/mcp/echo`, with the standard
+    /// headers a client of that revision sends (see [`stateless_headers`]).
+    pub(crate) fn send_stateless(&mut self, body: Value) -> (ConnId, Vec<Output>) {
+        let headers = stateless_headers(&body);
+        self.request("POST", "/mcp/echo", headers, Bytes::from(body.to_string()))
+    }
+
     /// Any request on a new connection: the connection and the HTTP
     /// outputs.
     pub(crate) fn request(
@@ -196,4 +203,19 @@ pub(crate) fn answered(out: &[Output]) -> Value {
         },
         other => panic!("{other:?}"),
     }
+}
+
+/// The headers a stateless client sends with `body`: its protocol
+/// version, its method, and the name of what it names.
+pub(crate) fn stateless_headers(body: &Value) -> Vec<(String, String)> {
+    let params = &body["params"];
+    let version = params["_meta"]["io.modelcontextprotocol/protocolVersion"].as_str();
+    let name = params["name"].as_str().or(params["uri"].as_str());
+    let headers = [
+        ("mcp-protocol-version", version),
+        ("mcp-method", body["method"].as_str()),
+        ("mcp-name", name),
+    ];
+    let sent = headers.into_iter().filter_map(|(k, v)| Some((k, v?)));
+    sent.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }

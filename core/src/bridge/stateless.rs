@@ -82,14 +82,8 @@ impl Registry {
             // Nothing to correlate a notification or a response with.
             _ => return self.respond(to, Response::full(202, "application/json", Bytes::new())),
         };
-        if let Some(reply) = mcp::unsupported_version(&id, &params) {
-            return self.respond(to, Response::json(400, reply));
-        }
-        if let Err(why) = headers_agree(request, &method, &params) {
-            return self.respond(
-                to,
-                Response::json(400, mcp::error(&id, mcp::HEADER_MISMATCH, &why, None)),
-            );
+        if let Err(refusal) = admit(request, &id, &method, &params) {
+            return self.respond(to, refusal);
         }
         match target {
             Target::Server(spec) => self.stateless_forward(to, spec, id, method, params, now),
@@ -308,30 +302,69 @@ impl Registry {
     }
 }
 
-/// `Mcp-Method`, `Mcp-Name` and `MCP-Protocol-Version`, when sent, say
-/// what the body says: an intermediary routes by them, so a request whose
-/// headers tell another story is refused rather than served.
+/// Whether a stateless request may be served, checked in the revision's
+/// order before it reaches any server: its envelope (`-32602`), then its
+/// standard headers against the body (`-32020`: a client that disagrees
+/// with itself is told so, not that the version it named is unknown),
+/// then the version (`-32022`), then the method (`-32601`, HTTP 404: the
+/// session revisions' methods are not this one's, and never reach a
+/// child in it). The refusal to answer with otherwise.
+fn admit(request: &Request, id: &Value, method: &str, params: &Value) -> Result<(), Response> {
+    let refuse = |status, code, why: &str| Response::json(status, mcp::error(id, code, why, None));
+    envelope(params).map_err(|why| refuse(400, mcp::INVALID_PARAMS, &why))?;
+    headers_agree(request, method, params)
+        .map_err(|why| refuse(400, mcp::HEADER_MISMATCH, &why))?;
+    if let Some(reply) = mcp::unsupported_version(id, params) {
+        return Err(Response::json(400, reply));
+    }
+    if !mcp::STATELESS_METHODS.contains(&method) {
+        let why = format!("Method not found: {method} (not a method of the stateless revision)");
+        return Err(refuse(404, mcp::METHOD_NOT_FOUND, &why));
+    }
+    Ok(())
+}
+
+/// A stateless request's `params._meta` names its protocol version and
+/// its client's capabilities (its client info is optional): without them
+/// a server cannot know what the client speaks or can be asked.
+fn envelope(params: &Value) -> Result<(), String> {
+    let Some(meta) = params.get("_meta").and_then(Value::as_object) else {
+        return Err("params._meta is missing: a stateless request carries its protocol version and client capabilities there".into());
+    };
+    let version = meta
+        .get(mcp::PROTOCOL_VERSION_META)
+        .is_some_and(Value::is_string);
+    let capabilities = meta
+        .get(mcp::CLIENT_CAPABILITIES_META)
+        .is_some_and(Value::is_object);
+    let missing: Vec<&str> = [
+        (version, mcp::PROTOCOL_VERSION_META),
+        (capabilities, mcp::CLIENT_CAPABILITIES_META),
+    ]
+    .into_iter()
+    .filter_map(|(present, key)| (!present).then_some(key))
+    .collect();
+    match missing[..] {
+        [] => Ok(()),
+        _ => Err(format!("params._meta lacks {}", missing.join(" and "))),
+    }
+}
+
+/// The param whose value a request of `method` must repeat in `Mcp-Name`.
+fn named_param(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    }
+}
+
+/// `MCP-Protocol-Version` and `Mcp-Method`, on every stateless POST, and
+/// `Mcp-Name` on one that names a tool, prompt or resource, say what the
+/// body says: an intermediary routes by them, so a request whose headers
+/// are missing or tell another story is refused rather than served. A
+/// header that contradicts the body is named before one that is missing.
 fn headers_agree(request: &Request, method: &str, params: &Value) -> Result<(), String> {
-    if let Some(raw) = request.header("mcp-method") {
-        let header = header_value("Mcp-Method", raw)?;
-        if header != method {
-            return Err(format!(
-                "Mcp-Method says `{header}` but the body asks `{method}`"
-            ));
-        }
-    }
-    if let Some(raw) = request.header("mcp-name") {
-        let header = header_value("Mcp-Name", raw)?;
-        let named = params["name"]
-            .as_str()
-            .or(params["uri"].as_str())
-            .unwrap_or_default();
-        if header != named {
-            return Err(format!(
-                "Mcp-Name says `{header}` but the body names `{named}`"
-            ));
-        }
-    }
     let version = params["_meta"][mcp::PROTOCOL_VERSION_META].as_str();
     if let (Some(raw), Some(version)) = (request.header("mcp-protocol-version"), version) {
         if raw.trim() != version {
@@ -340,6 +373,43 @@ fn headers_agree(request: &Request, method: &str, params: &Value) -> Result<(), 
                 raw.trim()
             ));
         }
+    }
+    let sent_method = request.header("mcp-method");
+    if let Some(raw) = sent_method {
+        let header = header_value("Mcp-Method", raw)?;
+        if header != method {
+            return Err(format!(
+                "Mcp-Method says `{header}` but the body asks `{method}`"
+            ));
+        }
+    }
+    let sent_name = request.header("mcp-name");
+    if let Some(raw) = sent_name {
+        let header = header_value("Mcp-Name", raw)?;
+        let named = match named_param(method) {
+            Some(key) => params[key].as_str(),
+            None => params["name"].as_str().or(params["uri"].as_str()),
+        };
+        let named = named.unwrap_or_default();
+        if header != named {
+            return Err(format!(
+                "Mcp-Name says `{header}` but the body names `{named}`"
+            ));
+        }
+    }
+    if request.header("mcp-protocol-version").is_none() {
+        return Err("the MCP-Protocol-Version header is missing".into());
+    }
+    if sent_method.is_none() {
+        return Err(format!(
+            "the Mcp-Method header is missing (the body asks `{method}`)"
+        ));
+    }
+    let named = named_param(method).and_then(|key| params[key].as_str());
+    if let (None, Some(named)) = (sent_name, named) {
+        return Err(format!(
+            "the Mcp-Name header is missing (the body names `{named}`)"
+        ));
     }
     Ok(())
 }
@@ -372,4 +442,183 @@ fn initialize_params(params: &Value) -> Value {
             _ => json!({"name": "stateless client", "version": "0"}),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rig::{answered, stateless_headers, status, Rig};
+    use super::*;
+    use crate::provider::Output;
+
+    const META: &str = r#"{"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}"#;
+
+    fn request(method: &str, params: Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+    }
+
+    fn meta() -> Value {
+        serde_json::from_str(META).unwrap()
+    }
+
+    /// POSTs `body` with `headers` (names as sent): the answer's status
+    /// and JSON, when answered at once.
+    fn post(rig: &mut Rig, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let out = rig.request("POST", "/mcp/echo", headers, Bytes::from(body.to_string()));
+        (status(&out.1), answered(&out.1))
+    }
+
+    /// POSTs `body` with the headers a stateless client sends, then
+    /// `change`d: the answer's status and JSON.
+    fn post_with(
+        rig: &mut Rig,
+        body: &Value,
+        change: impl FnOnce(&mut Vec<(String, String)>),
+    ) -> (u16, Value) {
+        let mut headers = stateless_headers(body);
+        change(&mut headers);
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        post(rig, body, &pairs)
+    }
+
+    fn refusal(answer: &Value) -> (i64, String) {
+        let error = &answer["error"];
+        let message = error["message"].as_str().unwrap_or_default().to_owned();
+        (error["code"].as_i64().unwrap_or_default(), message)
+    }
+
+    #[test]
+    fn a_request_without_its_envelope_is_invalid_params_and_says_what_is_missing() {
+        let mut rig = Rig::new();
+        let version = "io.modelcontextprotocol/protocolVersion";
+        let capabilities = "io.modelcontextprotocol/clientCapabilities";
+        let headers = [
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "server/discover"),
+        ];
+        let cases = [
+            (json!({}), "params._meta is missing"),
+            (json!({"_meta": {capabilities: {}}}), version),
+            (json!({"_meta": {version: "2026-07-28"}}), capabilities),
+            (
+                json!({"_meta": {version: "2026-07-28", capabilities: "all"}}),
+                capabilities,
+            ),
+        ];
+        for (params, missing) in cases {
+            let (status, answer) = post(&mut rig, &request("server/discover", params), &headers);
+            let (code, message) = refusal(&answer);
+            assert_eq!((status, code), (400, mcp::INVALID_PARAMS), "{answer}");
+            assert!(message.contains(missing), "{message}");
+            assert_eq!(answer["id"], 7);
+        }
+        // A tools/call too; nothing reached the child.
+        let call = request("tools/call", json!({"name": "echo"}));
+        let (status, answer) = post_with(&mut rig, &call, |h| {
+            h.push(("mcp-protocol-version".into(), "2026-07-28".into()))
+        });
+        assert_eq!((status, refusal(&answer).0), (400, mcp::INVALID_PARAMS));
+        assert!(rig.child.is_empty(), "{:?}", rig.child);
+        // Client info is optional: served.
+        let discover = request("server/discover", json!({"_meta": meta()}));
+        let (_, out) = rig.send_stateless(discover);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(rig.child.last().unwrap()["method"], "initialize");
+    }
+
+    #[test]
+    fn headers_that_contradict_the_body_are_named_before_an_unsupported_version() {
+        let mut rig = Rig::new();
+        let mut future = meta();
+        future["io.modelcontextprotocol/protocolVersion"] = json!("v999");
+        let discover = request("server/discover", json!({"_meta": future}));
+        let (status, answer) = post_with(&mut rig, &discover, |h| {
+            h[0].1 = "2026-07-28".into();
+        });
+        let (code, message) = refusal(&answer);
+        assert_eq!((status, code), (400, mcp::HEADER_MISMATCH), "{answer}");
+        assert!(message.contains("MCP-Protocol-Version"), "{message}");
+        // Header and body agreeing on a version not spoken: -32022.
+        let (status, answer) = post_with(&mut rig, &discover, |_| {});
+        assert_eq!(
+            (status, refusal(&answer).0),
+            (400, mcp::UNSUPPORTED_PROTOCOL_VERSION)
+        );
+        assert_eq!(answer["error"]["data"]["requested"], "v999");
+        assert!(rig.child.is_empty());
+    }
+
+    #[test]
+    fn removed_and_unknown_methods_are_not_found_and_never_reach_the_child() {
+        let mut rig = Rig::new();
+        for method in [
+            "initialize",
+            "ping",
+            "logging/setLevel",
+            "resources/subscribe",
+            "resources/unsubscribe",
+            "unknown/method",
+        ] {
+            let asked = request(method, json!({"uri": "x://y", "_meta": meta()}));
+            let (status, answer) = post_with(&mut rig, &asked, |_| {});
+            let (code, message) = refusal(&answer);
+            assert_eq!((status, code), (404, mcp::METHOD_NOT_FOUND), "{method}");
+            assert!(message.contains(method), "{message}");
+            assert_eq!(answer["id"], 7);
+        }
+        assert!(rig.child.is_empty(), "{:?}", rig.child);
+    }
+
+    #[test]
+    fn every_stateless_post_names_its_method_and_what_it_names_in_headers() {
+        let mut rig = Rig::new();
+        let list = request("tools/list", json!({"_meta": meta()}));
+        let drop =
+            |name: &'static str| move |h: &mut Vec<(String, String)>| h.retain(|(k, _)| k != name);
+        for (body, header) in [
+            (list.clone(), "mcp-method"),
+            (list.clone(), "mcp-protocol-version"),
+            (
+                request("tools/call", json!({"name": "echo", "_meta": meta()})),
+                "mcp-name",
+            ),
+            (
+                request("prompts/get", json!({"name": "hi", "_meta": meta()})),
+                "mcp-name",
+            ),
+            (
+                request("resources/read", json!({"uri": "x://y", "_meta": meta()})),
+                "mcp-name",
+            ),
+        ] {
+            let (status, answer) = post_with(&mut rig, &body, drop(header));
+            let (code, message) = refusal(&answer);
+            assert_eq!((status, code), (400, mcp::HEADER_MISMATCH), "{header}");
+            assert!(
+                message.to_lowercase().contains(header) && message.contains("missing"),
+                "{message}"
+            );
+        }
+        // Values are case-sensitive; whitespace around them is not a value's.
+        let (status, _) = post_with(&mut rig, &list, |h| h[1].1 = "TOOLS/LIST".into());
+        assert_eq!(status, 400);
+        assert!(rig.child.is_empty());
+        let call = request("tools/call", json!({"name": "echo", "_meta": meta()}));
+        let (_, out) = {
+            let mut headers = stateless_headers(&call);
+            headers[2].1 = "  echo  ".into();
+            rig.request("POST", "/mcp/echo", headers, Bytes::from(call.to_string()))
+        };
+        assert!(out.is_empty(), "served: {out:?}");
+        rig.child_initializes();
+        assert_eq!(rig.child.last().unwrap()["method"], "tools/call");
+        // A name's header is asked only of requests that name something.
+        let (_, out) = rig.send_stateless(list);
+        assert!(!matches!(&out[..], [Output::Respond { .. }]), "{out:?}");
+        assert_eq!(rig.child.last().unwrap()["method"], "tools/list");
+    }
 }

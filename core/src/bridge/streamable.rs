@@ -406,10 +406,7 @@ mod tests {
             }
             json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
         };
-        assert!(rig
-            .send("POST", None, call("c1", json!({})), None)
-            .1
-            .is_empty());
+        assert!(rig.send_stateless(call("c1", json!({}))).1.is_empty());
         let at_child = rig.child.last().unwrap()["id"].clone();
         // The session server asks the client mid-call: the call is
         // answered `input_required` with that request.
@@ -432,7 +429,7 @@ mod tests {
             "c2",
             json!({"requestState": state, "inputResponses": {"input": sampled}}),
         );
-        assert!(rig.send("POST", None, retry.clone(), None).1.is_empty());
+        assert!(rig.send_stateless(retry.clone()).1.is_empty());
         assert_eq!(
             rig.child.last().unwrap(),
             &json!({"jsonrpc": "2.0", "id": 9, "result": sampled})
@@ -444,7 +441,7 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": "c2", "result": {"content": [], "resultType": "complete"}})
         );
         // The state was used once: a second retry is a new call.
-        rig.send("POST", None, retry, None);
+        rig.send_stateless(retry);
         assert_eq!(rig.child.last().unwrap()["method"], "tools/call");
     }
 
@@ -456,7 +453,7 @@ mod tests {
                           "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
         let call = json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
                           "params": {"name": "ask", "arguments": {}, "_meta": meta}});
-        rig.send("POST", None, call, None);
+        rig.send_stateless(call);
         let at_child = rig.child.last().unwrap()["id"].clone();
         let out = rig.child_says(json!({"jsonrpc": "2.0", "id": 9, "method": "elicitation/create", "params": {"message": "name?"}}));
         assert_eq!(answered(&out)["result"]["resultType"], "input_required");

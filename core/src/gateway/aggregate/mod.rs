@@ -208,7 +208,9 @@ impl Bridge {
                 }
                 return match self.owner_of(&method, params) {
                     Ok((spec, params)) => self.route_to(to, session, spec, id, method, params, now),
-                    Err((code, why)) => refuse(self, code, &why),
+                    Err(error) => self
+                        .registry
+                        .respond(to, Response::json(200, mcp::response(&id, Err(&error)))),
                 };
             }
         };
@@ -371,9 +373,9 @@ impl Bridge {
     }
 
     /// The server a named request is for, and its params as that server
-    /// reads them (its own name, without the prefix); else the error code
-    /// and message.
-    fn owner_of(&self, method: &str, mut params: Value) -> Result<(usize, Value), (i64, String)> {
+    /// reads them (its own name, without the prefix); else the JSON-RPC
+    /// error to answer with.
+    fn owner_of(&self, method: &str, mut params: Value) -> Result<(usize, Value), Value> {
         let (at, kind) = match method {
             "tools/call" => ("", Kind::Tool),
             "prompts/get" => ("", Kind::Prompt),
@@ -392,7 +394,7 @@ impl Bridge {
             },
             _ => {
                 let why = format!("Method not found: {method}");
-                return Err((mcp::METHOD_NOT_FOUND, why));
+                return Err(mcp::error_object(mcp::METHOD_NOT_FOUND, &why, None));
             }
         };
         let what = match kind {
@@ -402,7 +404,8 @@ impl Bridge {
         // The object that holds the name (a peer's params may be anything).
         let holder = params.pointer_mut(at).and_then(Value::as_object_mut);
         let Some(holder) = holder else {
-            return Err((mcp::INVALID_PARAMS, format!("the {what}'s name is missing")));
+            let why = format!("the {what}'s name is missing");
+            return Err(mcp::error_object(mcp::INVALID_PARAMS, &why, None));
         };
         let full = holder
             .get("name")
@@ -417,10 +420,8 @@ impl Bridge {
         }
         let sep = self.names.separator().to_owned();
         let unknown = |why: String| {
-            (
-                mcp::INVALID_PARAMS,
-                format!("Unknown {what}: {full} ({why})"),
-            )
+            let why = format!("Unknown {what}: {full} ({why})");
+            mcp::error_object(mcp::INVALID_PARAMS, &why, None)
         };
         let Some((prefix, own)) = self.names.split(&full) else {
             return Err(unknown(format!(
@@ -439,8 +440,9 @@ impl Bridge {
     /// The server a resource URI belongs to, or the "not found" error: the
     /// one configured to own the longest beginning of it (the first in the
     /// configuration of two with the same), else the one [`Owners`] names,
-    /// else the only server there is.
-    fn resource_owner(&self, uri: &str) -> Result<usize, (i64, String)> {
+    /// else the only server there is. "Not found" carries the URI in its
+    /// data, as clients of either generation read it.
+    fn resource_owner(&self, uri: &str) -> Result<usize, Value> {
         let servers = self.aggregated();
         let configured = servers
             .iter()
@@ -467,7 +469,7 @@ impl Bridge {
             .or(only)
             .ok_or_else(|| {
                 let why = format!("Resource not found: {uri} (no bridged server listed it)");
-                (RESOURCE_NOT_FOUND, why)
+                mcp::error_object(RESOURCE_NOT_FOUND, &why, Some(json!({"uri": uri})))
             })
     }
 

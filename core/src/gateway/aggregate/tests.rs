@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::super::listing::LISTING_WAIT;
 use super::super::Bridge;
 use super::owners::MAX_URIS;
+use crate::bridge::rig::stateless_headers;
 use crate::bridge::{BridgeOutput, ChildId, Limits, Routed, ServerSpec};
 use crate::http::{Body, Request, Response};
 use crate::provider::{ConnId, Output};
@@ -52,6 +53,12 @@ impl Rig {
             headers.push(("mcp-session-id".to_owned(), s.to_owned()));
         }
         self.request("POST", headers, body)
+    }
+
+    /// POSTs `body` to `/mcp` without a session, with the standard
+    /// headers of the stateless revision.
+    fn post_stateless(&mut self, body: Value) -> Option<Response> {
+        self.request("POST", stateless_headers(&body), body)
     }
 
     fn request(
@@ -427,17 +434,18 @@ fn ending_the_session_lets_go_of_its_client_on_every_server() {
 #[test]
 fn a_stateless_client_is_served_without_a_session() {
     let mut rig = Rig::new();
-    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}});
     let discover =
         json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}});
-    let found = body(&rig.post(None, discover).unwrap());
+    let found = body(&rig.post_stateless(discover).unwrap());
     assert!(
         found["result"]["capabilities"]["tools"].is_object(),
         "{found}"
     );
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                       "params": {"name": "files__read", "arguments": {}, "_meta": meta}});
-    assert!(rig.post(None, call).is_none());
+    assert!(rig.post_stateless(call).is_none());
     rig.child_answers("files", "initialize", init_result("files"));
     assert_eq!(
         rig.last_sent("files", "tools/call").unwrap()["params"]["name"],
@@ -449,6 +457,53 @@ fn a_stateless_client_is_served_without_a_session() {
     );
     assert_eq!(answer["result"]["resultType"], "complete");
     assert_eq!(answer["id"], 2);
+}
+
+#[test]
+fn the_stateless_revision_s_rules_hold_at_the_aggregate_too() {
+    let mut rig = Rig::new();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}});
+    let ask = |method: &str, params: Value| json!({"jsonrpc": "2.0", "id": 4, "method": method, "params": params});
+    let refused = |answer: Option<Response>| {
+        let answer = answer.unwrap();
+        (answer.status, body(&answer)["error"]["code"].clone())
+    };
+    // Answered by the aggregate itself in a session, not in this revision.
+    for method in [
+        "ping",
+        "logging/setLevel",
+        "initialize",
+        "resources/subscribe",
+    ] {
+        let asked = ask(
+            method,
+            json!({"uri": "x://y", "level": "info", "_meta": meta}),
+        );
+        assert_eq!(refused(rig.post_stateless(asked)), (404, json!(-32601)));
+    }
+    let bare = ask("tools/list", json!({}));
+    let mut headers = stateless_headers(&bare);
+    headers.push(("mcp-protocol-version".into(), "2026-07-28".into()));
+    assert_eq!(
+        refused(rig.request("POST", headers, bare)),
+        (400, json!(-32602))
+    );
+    let list = ask("tools/list", json!({"_meta": meta}));
+    let mut headers = stateless_headers(&list);
+    headers.retain(|(name, _)| name != "mcp-method");
+    assert_eq!(
+        refused(rig.request("POST", headers, list)),
+        (400, json!(-32020))
+    );
+    assert!(rig.sent.is_empty(), "{:?}", rig.sent);
+    // A URI no server lists is not found, and the error says which.
+    let read = ask(
+        "resources/read",
+        json!({"uri": "x://nowhere", "_meta": meta}),
+    );
+    let answer = body(&rig.post_stateless(read).unwrap());
+    assert_eq!(answer["error"]["data"]["uri"], "x://nowhere", "{answer}");
 }
 
 #[test]
@@ -788,13 +843,14 @@ fn a_bare_name_another_bare_server_has_gets_the_later_server_its_prefix() {
 #[test]
 fn a_shortened_name_called_before_any_listing_is_found_by_listing_first() {
     let mut rig = Rig::with(|specs| specs[0].prefix = Some(String::new()));
-    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}});
     let short = super::names::Names::default()
         .name(super::names::Kind::Tool, "git", LONG)
         .unwrap();
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                       "params": {"name": short, "arguments": {}, "_meta": meta}});
-    assert!(rig.post(None, call).is_none());
+    assert!(rig.post_stateless(call).is_none());
     for server in ["files", "git"] {
         rig.child_answers(server, "initialize", init_result(server));
     }
