@@ -439,7 +439,7 @@ def test_the_stateless_revision_keeps_its_rules(make_server):
     server = bridge_server(make_server, everything())
     path = "/mcp/everything"
     modern = {"MCP-Protocol-Version": "2026-07-28"}
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
     call = {"jsonrpc": "2.0", "id": "a", "method": "tools/call",
             "params": {"name": "echo", "arguments": {"message": "x"}, "_meta": meta}}
 
@@ -452,7 +452,7 @@ def test_the_stateless_revision_keeps_its_rules(make_server):
     assert status == 400 and body["error"]["code"] == -32020 and "Mcp-Method" in body["error"]["message"]
     status, _, body = post(server, path, call, {**modern, "Mcp-Name": "get-sum"})
     assert status == 400 and body["error"]["code"] == -32020 and "Mcp-Name" in body["error"]["message"]
-    status, _, body = post(server, path, call, {**modern, "Mcp-Name": "=?base64?ZWNobw==?="})
+    status, _, body = post(server, path, call, {**modern, "Mcp-Method": "tools/call", "Mcp-Name": "=?base64?ZWNobw==?="})
     assert status == 200 and body["result"]["content"][0]["text"] == "Echo: x"
     status, _, body = post(server, path, call, {**modern, "Mcp-Name": "=?base64?not base64?="})
     assert status == 400 and body["error"]["code"] == -32020, body
@@ -460,8 +460,8 @@ def test_the_stateless_revision_keeps_its_rules(make_server):
     assert status == 400 and body["error"]["code"] == -32020 and "MCP-Protocol-Version" in body["error"]["message"]
     assert post(server, path, None, modern, method="GET")[0] == 405
     assert post(server, path, None, modern, method="DELETE")[0] == 405
-    future = {**call, "params": {**call["params"], "_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01"}}}
-    status, _, body = post(server, path, future, modern)
+    future = {**call, "params": {**call["params"], "_meta": {**meta, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}}}
+    status, _, body = post(server, path, future, {"MCP-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/call", "Mcp-Name": "echo"})
     assert status == 400 and body["error"]["code"] == -32022
     assert "2026-07-28" in body["error"]["data"]["supported"]
 
