@@ -35,10 +35,13 @@ def node_env():
     return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
 
 
-def scenarios(url, wire, out):
-    """Runs the suite's server scenarios against `url`: each scenario's
-    name and whether every check of it passed."""
+def scenarios(url, wire, out, only=None):
+    """Runs the suite's server scenarios (its active ones, or `only`)
+    against `url`: each scenario's name and whether every check of it
+    passed."""
     args = [str(BIN / "conformance"), "server", "--url", url, "-o", str(out)]
+    if only:
+        args += ["--scenario", only]
     if wire != "2025-11-25":
         args += ["--spec-version", wire]
     subprocess.run(args, env=node_env(), cwd=SUITE, capture_output=True, timeout=600)
@@ -93,3 +96,17 @@ def test_the_suite_passes_through_the_bridge_as_it_does_directly(make_server, re
     assert len(passing) >= 10, direct[wire]
     failing = sorted(name for name in passing if not bridged.get(name))
     assert not failing, f"pass directly, fail through {path}: {failing}"
+
+
+@pytest.mark.parametrize("path", ["/mcp/everything", "/mcp"])
+def test_the_bridge_checks_the_standard_headers_the_reference_server_does_not(make_server, reference, tmp_path, path):
+    """`http-header-validation` is pending in the suite (its reference
+    server fails it): the bridge, which requires and checks `Mcp-Method`
+    and `Mcp-Name` on every stateless POST, passes it."""
+    url, _ = reference
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"everything": {"type": "http", "url": url, "prefix": ""}}}))
+    server = make_server("--mcp-json", str(config), "--set", "require_api_key=false")
+    only = "http-header-validation"
+    bridged = scenarios(f"http://localhost:{server.port}{path}", "2026-07-28", tmp_path / "out", only)
+    assert bridged == {only: True}, bridged
