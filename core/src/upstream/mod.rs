@@ -14,11 +14,16 @@
 //! kept alive, over TLS for `https`) and nothing else. Policy lives here:
 //!
 //! * **which transport**: Streamable HTTP, either generation — a message
-//!   carrying the stateless envelope is posted with its protocol version
-//!   and the `Mcp-Method`/`Mcp-Name` headers, a session one with the
-//!   `Mcp-Session-Id` the server gave at `initialize` — and legacy
+//!   carrying the stateless envelope is posted with its protocol version,
+//!   a session one with the `Mcp-Session-Id` the server gave at
+//!   `initialize`, every one with the `Mcp-Method`/`Mcp-Name` headers
+//!   ([`headers`]) — and legacy
 //!   HTTP+SSE (an event stream naming where to post) for a server that
 //!   refuses both, or when configured;
+//! * **answers taken up again**: a call's event stream that ends before
+//!   its answer, after events with ids, is asked for the rest after the
+//!   stream's `retry:` ([`resume`]); the wait is the driver's to keep
+//!   ([`UpstreamOutput::WakeAt`]);
 //! * **sessions kept**: a server that lost its session (restarted) answers
 //!   404; the bridge's `initialize` is replayed, its answer swallowed, and
 //!   the message sent again, so no client sees it;
@@ -31,10 +36,13 @@
 //!   request (and every one after it) and asks the driver once for a token
 //!   ([`UpstreamOutput::Unauthorized`]); with one they are sent again,
 //!   without one answered with why. A server that refuses
-//!   [`MAX_AUTH_TRIES`] tokens in a row is not asked again for that
+//!   [`MAX_AUTH_TRIES`] tokens in a row — the one it was first sent
+//!   counted, wherever it came from — is not asked again for that
 //!   request: it gets an error.
 
+mod headers;
 mod outline;
+mod resume;
 mod sse;
 
 use std::collections::VecDeque;
@@ -48,6 +56,7 @@ use crate::http::{Outgoing, ResponseHead, Url};
 use crate::idmap::IdMap;
 use crate::mcp;
 pub use outline::Outline;
+use resume::{Resume, Waiting};
 use sse::SseReader;
 
 /// JSON-RPC's "server error" code, as the bridge answers a call its server
@@ -61,7 +70,9 @@ const REDIAL: Doubling = Doubling {
     most: Duration::from_secs(10),
 };
 /// Tokens a server may refuse in a row before the request it refuses is
-/// answered with an error (step-up that never ends).
+/// answered with an error (step-up that never ends): every token sent
+/// counts, the first one too — so a login made before the bridge started
+/// and one it made itself leave the server the same tries.
 pub const MAX_AUTH_TRIES: u32 = 3;
 /// Messages held while a session is re-established or a legacy server
 /// names its endpoint; past it a request is answered with an error.
@@ -176,6 +187,10 @@ pub enum UpstreamOutput {
         /// not a refresh).
         step_up: bool,
     },
+    /// Call [`Upstream::handle_timeout`] at this instant (a call's answer
+    /// is to be asked for again then); one asked for later than another
+    /// still due may be taken as the earlier.
+    WakeAt(Instant),
 }
 
 /// How long a session's stream of server messages must have lasted for
@@ -231,6 +246,16 @@ enum Kind {
         /// stream, the post's own response only acknowledges it.
         legacy: bool,
         answered: bool,
+        /// What its event stream said of taking it up again.
+        resume: Resume,
+    },
+    /// The rest of a request's answer, asked for with `Last-Event-ID`
+    /// after its stream ended without it.
+    Resumed {
+        id: Value,
+        session: Option<String>,
+        answered: bool,
+        resume: Resume,
     },
     /// The session's GET stream, for messages of the server's own.
     Listen,
@@ -303,6 +328,9 @@ pub struct Upstream {
     /// Requests posted to a legacy endpoint, their answers still to come
     /// on the event stream (at most [`MAX_HELD`]).
     awaited: Vec<Value>,
+    /// Requests whose stream ended before their answer, waiting to ask
+    /// for the rest (at most [`MAX_HELD`]).
+    resuming: Vec<Waiting>,
     exchanges: IdMap<ExchangeId, Exchange>,
     next: u64,
     /// Dial failures in a row, and when dialing may be tried again.
@@ -330,6 +358,7 @@ impl Upstream {
             bearer: None,
             listening: None,
             awaited: Vec::new(),
+            resuming: Vec::new(),
             exchanges: IdMap::default(),
             next: 1,
             failures: 0,
@@ -447,14 +476,23 @@ impl Upstream {
             return true;
         }
         self.awaited.retain(|awaited| *awaited != request);
+        self.resuming.retain(|waiting| waiting.id != request);
         let posted = self.exchanges.iter().find_map(|(&id, e)| {
-            matches!(&e.kind, Kind::Post {
-                id: Some(asked),
-                answered: false,
-                replay: false,
-                ..
-            } if *asked == request)
-            .then_some(id)
+            let asked = match &e.kind {
+                Kind::Post {
+                    id: Some(asked),
+                    answered: false,
+                    replay: false,
+                    ..
+                }
+                | Kind::Resumed {
+                    id: asked,
+                    answered: false,
+                    ..
+                } => asked,
+                _ => return None,
+            };
+            (*asked == request).then_some(id)
         });
         if let Some(id) = posted {
             self.exchanges.remove(&id);
@@ -494,6 +532,7 @@ impl Upstream {
         self.exchanges.clear();
         self.listening = None;
         self.awaited.clear();
+        self.resuming.clear();
         if let (Protocol::Streamable, Some(session)) = (&self.protocol, self.session.take()) {
             let request = self
                 .request("DELETE", self.remote.url.clone())
@@ -601,6 +640,15 @@ impl Upstream {
                 self.legacy_refused(id, status);
                 return;
             }
+            (Kind::Resumed { .. }, _) => {
+                let why = format!(
+                    "the remote MCP server ended its answer early and refused to send the rest (HTTP {status} {})",
+                    crate::http::reason(status)
+                );
+                self.out.push_back(UpstreamOutput::Abort(id));
+                self.ended(id, Some(why));
+                return;
+            }
             _ => Body::Ignored,
         };
         if initialize && (200..300).contains(&status) {
@@ -634,6 +682,11 @@ impl Upstream {
             }
             Body::Events(reader) => match reader.push(data) {
                 Ok(events) => {
+                    if let Kind::Post { resume, .. } | Kind::Resumed { resume, .. } =
+                        &mut exchange.kind
+                    {
+                        resume.heard(reader);
+                    }
                     for event in events {
                         self.event(id, event);
                     }
@@ -672,6 +725,21 @@ impl Upstream {
         self.exchange_ended(id, now, None);
         if replayed {
             self.reinitialized(now);
+        }
+    }
+
+    /// Time passed: the requests whose wait is over ask for the rest of
+    /// their answers, and the driver is told when the next is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let (due, later): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.resuming)
+            .into_iter()
+            .partition(|waiting| waiting.due <= now);
+        self.resuming = later;
+        for waiting in due {
+            self.resume(waiting);
+        }
+        if let Some(next) = self.resuming.iter().map(|waiting| waiting.due).min() {
+            self.out.push_back(UpstreamOutput::WakeAt(next));
         }
     }
 
@@ -749,17 +817,12 @@ impl Upstream {
                 request = request.header("tracestate", state);
             }
         }
+        request = headers::standard(request, method.as_deref(), name.as_deref());
         let mut session = None;
         if !legacy {
             match version {
                 Some(version) => {
                     request = request.header("mcp-protocol-version", version);
-                    if let Some(method) = &method {
-                        request = request.header("mcp-method", method.clone());
-                    }
-                    if let Some(name) = name {
-                        request = request.header("mcp-name", name);
-                    }
                 }
                 None => {
                     if let Some(id) = &self.session {
@@ -790,6 +853,7 @@ impl Upstream {
                 replay,
                 legacy,
                 answered: false,
+                resume: Resume::default(),
             },
             request,
             false,
@@ -830,6 +894,9 @@ impl Upstream {
     /// such streams, and without one the session hears nothing the server
     /// says on its own (list changes, its requests).
     fn exchange_ended(&mut self, id: ExchangeId, now: Instant, failed: Option<String>) {
+        if self.resume_later(id, now) {
+            return;
+        }
         let listening = self.listening.take_if(|l| l.id == id);
         self.ended(id, failed);
         let Some(listening) = listening else {
@@ -841,6 +908,86 @@ impl Upstream {
         if lasted && matches!(self.protocol, Protocol::Streamable) {
             self.listen(listening.last_event);
         }
+    }
+
+    /// Exchange `id` ended at `now` (cleanly, or broken) and was a
+    /// request's event stream that had not brought its answer: the rest is
+    /// asked for once the stream's wait is over, if it can be (it had an
+    /// event id) and may be again. Whether it will be.
+    fn resume_later(&mut self, id: ExchangeId, now: Instant) -> bool {
+        let Some(exchange) = self.exchanges.get(&id) else {
+            return false;
+        };
+        let (asked, session, resume) = match &exchange.kind {
+            Kind::Post {
+                id: Some(asked),
+                answered: false,
+                replay: false,
+                legacy: false,
+                session,
+                resume,
+                ..
+            }
+            | Kind::Resumed {
+                id: asked,
+                answered: false,
+                session,
+                resume,
+            } => (asked, session, resume),
+            _ => return false,
+        };
+        let Some(due) = resume.due(now) else {
+            return false;
+        };
+        if self.resuming.len() >= MAX_HELD {
+            return false;
+        }
+        let waiting = Waiting {
+            due,
+            id: asked.clone(),
+            session: session.clone(),
+            resume: resume.clone(),
+        };
+        self.exchanges.remove(&id);
+        tracing::debug!(server = %self.name, id = %waiting.id, "a call's event stream ended before its answer: asking for the rest");
+        self.resuming.push(waiting);
+        self.out.push_back(UpstreamOutput::WakeAt(due));
+        true
+    }
+
+    /// Asks for the rest of a request's answer: a `GET` in its session,
+    /// after the last event it had.
+    fn resume(&mut self, waiting: Waiting) {
+        let Waiting {
+            id,
+            session,
+            mut resume,
+            ..
+        } = waiting;
+        let Some(after) = resume.last_event.clone() else {
+            return self.fail(
+                Some(&id),
+                "the remote MCP server ended its answer without answering",
+            );
+        };
+        resume.attempts += 1;
+        let mut request = self
+            .request("GET", self.remote.url.clone())
+            .header("accept", "text/event-stream")
+            .header("last-event-id", after);
+        if let Some(session) = &session {
+            request = request.header("mcp-session-id", session.clone());
+        }
+        if let Some(version) = &self.version {
+            request = request.header("mcp-protocol-version", version.clone());
+        }
+        let kind = Kind::Resumed {
+            id,
+            session,
+            answered: false,
+            resume,
+        };
+        self.start(kind, request, false);
     }
 
     fn open_legacy(&mut self) {
@@ -922,15 +1069,25 @@ impl Upstream {
             return None;
         }
         let waiting = |kind: &Kind, session: Option<&str>| {
-            matches!(kind, Kind::Post {
-                id: Some(asked),
-                answered: false,
-                session: posted_in,
-                ..
-            } if asked == answered && session.is_none_or(|s| posted_in.as_deref() == Some(s)))
+            let (asked, posted_in) = match kind {
+                Kind::Post {
+                    id: Some(asked),
+                    answered: false,
+                    session,
+                    ..
+                }
+                | Kind::Resumed {
+                    id: asked,
+                    answered: false,
+                    session,
+                    ..
+                } => (asked, session),
+                _ => return false,
+            };
+            asked == answered && session.is_none_or(|s| posted_in.as_deref() == Some(s))
         };
         let post = match &self.exchanges.get(&on)?.kind {
-            Kind::Post { .. } => on,
+            Kind::Post { .. } | Kind::Resumed { .. } => on,
             Kind::Listen => {
                 let session = self
                     .listening
@@ -955,18 +1112,23 @@ impl Upstream {
         if !waiting(&exchange.kind, None) {
             return None;
         }
-        let Kind::Post {
-            answered, replay, ..
-        } = &mut exchange.kind
-        else {
-            return None;
-        };
-        *answered = true;
-        Some(if *replay {
-            Settled::Replayed
-        } else {
-            Settled::Passed
-        })
+        match &mut exchange.kind {
+            Kind::Post {
+                answered, replay, ..
+            } => {
+                *answered = true;
+                Some(if *replay {
+                    Settled::Replayed
+                } else {
+                    Settled::Passed
+                })
+            }
+            Kind::Resumed { answered, .. } => {
+                *answered = true;
+                Some(Settled::Passed)
+            }
+            _ => None,
+        }
     }
 
     /// Whether a legacy server's message answers the held `initialize`.
@@ -1107,6 +1269,20 @@ impl Upstream {
                 // with the error above, and its handshake goes on (a server
                 // of the stateless revision answers `server/discover`).
             }
+            Kind::Resumed {
+                id: asked,
+                answered: false,
+                resume,
+                ..
+            } => {
+                let why = failed.unwrap_or_else(|| {
+                    format!(
+                        "the remote MCP server ended its answer without answering, asked for the rest {} times",
+                        resume.attempts
+                    )
+                });
+                self.fail(Some(&asked), &why);
+            }
             Kind::Listen => {
                 self.listening.take_if(|l| l.id == id);
             }
@@ -1143,8 +1319,12 @@ impl Upstream {
             self.held.push_front(line);
             return;
         }
-        self.auth_tries += 1;
-        if self.auth_tries > MAX_AUTH_TRIES {
+        // A refusal of no token (the first ask, with no login yet) is no
+        // token tried; every token refused is, the first one included.
+        if self.bearer.is_some() {
+            self.auth_tries += 1;
+        }
+        if self.auth_tries >= MAX_AUTH_TRIES {
             self.auth_tries = 0;
             let why = format!(
                 "the remote MCP server `{}` refused {MAX_AUTH_TRIES} tokens in a row{}",

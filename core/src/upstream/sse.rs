@@ -3,6 +3,11 @@
 //! server answers a POST with a stream of `message` events, keeps a GET
 //! stream of them for its own requests, and a legacy server names its
 //! POST endpoint in an `endpoint` event.
+//!
+//! The reader also keeps what a stream says of taking it up again once it
+//! ends: the last event id it dispatched and the `retry:` wait it asked.
+
+use std::time::Duration;
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -48,6 +53,12 @@ pub struct SseReader {
     size: usize,
     /// A CR ended the last line: an LF right after it belongs to it.
     after_cr: bool,
+    /// The id of the last event dispatched that had one (WHATWG's "last
+    /// event ID": kept across events, set by one with no data too).
+    last_id: Option<String>,
+    /// The last `retry:` the stream sent: how long it asks a client to
+    /// wait before taking it up again.
+    retry: Option<Duration>,
 }
 
 impl SseReader {
@@ -59,7 +70,20 @@ impl SseReader {
             max,
             size: 0,
             after_cr: false,
+            last_id: None,
+            retry: None,
         }
+    }
+
+    /// The id to take the stream up again after (`Last-Event-ID`): none
+    /// when no event had one, or the last one named none (an empty `id:`).
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_id.as_deref().filter(|id| !id.is_empty())
+    }
+
+    /// The wait before taking the stream up again that it asked for.
+    pub fn retry(&self) -> Option<Duration> {
+        self.retry
     }
 
     /// Takes bytes of the stream, and the events they complete.
@@ -95,6 +119,9 @@ impl SseReader {
 
     fn end_line(&mut self) -> Option<Event> {
         if self.line.is_empty() {
+            if let Some(id) = &self.event.id {
+                self.last_id = Some(id.clone());
+            }
             let event = std::mem::take(&mut self.event);
             let any = std::mem::take(&mut self.any_data);
             self.size = 0;
@@ -125,6 +152,11 @@ impl SseReader {
             }
             "event" => self.event.kind = value.to_owned(),
             "id" if !value.contains('\0') => self.event.id = Some(value.to_owned()),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                // Digits past u64 are a wait longer than any it is capped at.
+                let millis = value.parse().unwrap_or(u64::MAX);
+                self.retry = Some(Duration::from_millis(millis));
+            }
             _ => {}
         }
     }
@@ -161,6 +193,26 @@ mod tests {
     fn a_multibyte_character_split_between_reads_is_kept() {
         let stream = "data: héllo\n\n".as_bytes();
         assert_eq!(all(stream, 1)[0].data, "héllo");
+    }
+
+    #[test]
+    fn the_last_event_id_and_retry_are_kept_across_events() {
+        let mut reader = SseReader::new(1024);
+        assert_eq!(reader.last_event_id(), None);
+        let events = reader
+            .push(b"id: e-1\nretry: 500\ndata: \n\ndata: {}\n\n")
+            .unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].id, None, "an event's own id is its own");
+        assert_eq!(reader.last_event_id(), Some("e-1"), "the last one stays");
+        assert_eq!(reader.retry(), Some(Duration::from_millis(500)));
+        // An id with no data still counts; a retry that is no number does not.
+        reader.push(b"id: e-2\nretry: soon\n\n").unwrap();
+        assert_eq!(reader.last_event_id(), Some("e-2"));
+        assert_eq!(reader.retry(), Some(Duration::from_millis(500)));
+        // An empty id means none to resume after.
+        reader.push(b"id\ndata: x\n\n").unwrap();
+        assert_eq!(reader.last_event_id(), None);
     }
 
     #[test]

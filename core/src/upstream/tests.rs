@@ -42,6 +42,7 @@ struct Drained {
     unauthorized: Vec<Option<String>>,
     sessionless: bool,
     status: Vec<Status>,
+    wake: Vec<Instant>,
 }
 
 fn drain(up: &mut Upstream) -> Drained {
@@ -63,6 +64,7 @@ fn drain(up: &mut Upstream) -> Drained {
             UpstreamOutput::Status(status) => d.status.push(status),
             UpstreamOutput::Gone(why) => d.gone.push(why),
             UpstreamOutput::Unauthorized { challenge, .. } => d.unauthorized.push(challenge),
+            UpstreamOutput::WakeAt(at) => d.wake.push(at),
         }
     }
     d
@@ -959,4 +961,278 @@ fn a_request_carrying_a_trace_context_is_posted_with_its_headers() {
         let d = drain(&mut up);
         assert_eq!(d.sent[0].header("traceparent"), None);
     }
+}
+
+/// A call in a session, its answer begun as an event stream: the
+/// call's exchange.
+fn streaming_call(up: &mut Upstream, now: Instant) -> ExchangeId {
+    session(up, now);
+    up.send(
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"slow"}}"#.into(),
+        now,
+    );
+    let call = drain(up).sent.remove(0).id;
+    up.handle_head(
+        call,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    call
+}
+
+const ANSWER_9: &str =
+    "id: e-9\ndata: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[]}}\n\n";
+
+#[test]
+fn a_call_stream_closed_before_its_answer_is_taken_up_after_its_retry() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let call = streaming_call(&mut up, now);
+    up.handle_data(
+        call,
+        &Bytes::from_static(b"id: e-1\nretry: 300\ndata: \n\n"),
+    );
+    up.handle_end(call, now);
+    let d = drain(&mut up);
+    assert!(d.lines.is_empty(), "no error: the rest is to be asked for");
+    assert!(d.sent.is_empty(), "not before the wait");
+    let due = now + Duration::from_millis(300);
+    assert_eq!(d.wake, [due]);
+    up.handle_timeout(now + Duration::from_millis(100));
+    assert!(drain(&mut up).sent.is_empty(), "woken early: still waiting");
+    up.handle_timeout(due);
+    let d = drain(&mut up);
+    assert_eq!(d.sent.len(), 1);
+    let get = &d.sent[0];
+    assert_eq!(get.request.method, "GET");
+    assert_eq!(get.header("last-event-id"), Some("e-1"));
+    assert_eq!(get.header("mcp-session-id"), Some("S1"));
+    assert_eq!(get.header("mcp-protocol-version"), Some("2025-06-18"));
+    assert_eq!(get.header("accept"), Some("text/event-stream"));
+    answer(
+        &mut up,
+        get.id,
+        head(200, &[("content-type", "text/event-stream")]),
+        ANSWER_9,
+        due,
+    );
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 1);
+    assert_eq!(d.lines[0]["id"], 9);
+    assert!(d.lines[0]["result"].is_object());
+    assert!(d.wake.is_empty());
+}
+
+#[test]
+fn a_call_never_answered_fails_after_the_bound_with_the_default_wait() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let call = streaming_call(&mut up, now);
+    up.handle_data(call, &Bytes::from_static(b"id: e-1\ndata: \n\n"));
+    up.handle_end(call, now);
+    let mut at = now;
+    for attempt in 1..=resume::MAX_RESUMES {
+        let d = drain(&mut up);
+        assert!(d.lines.is_empty(), "attempt {attempt}: not failed yet");
+        assert_eq!(d.wake, [at + resume::RESUME_WAIT], "the default wait");
+        at += resume::RESUME_WAIT;
+        up.handle_timeout(at);
+        let get = drain(&mut up).sent.remove(0);
+        let after = format!("e-{attempt}");
+        assert_eq!(get.header("last-event-id"), Some(after.as_str()));
+        // Each stream gives one more event, never the answer.
+        let event = format!("id: e-{}\ndata: \n\n", attempt + 1);
+        answer(
+            &mut up,
+            get.id,
+            head(200, &[("content-type", "text/event-stream")]),
+            &event,
+            at,
+        );
+    }
+    let d = drain(&mut up);
+    assert!(d.wake.is_empty() && d.sent.is_empty(), "not asked again");
+    assert_eq!(d.lines.len(), 1);
+    assert_eq!(d.lines[0]["id"], 9);
+    let message = d.lines[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("without answering"), "{message}");
+    assert!(message.contains("3 times"), "{message}");
+}
+
+#[test]
+fn a_call_stream_with_no_event_id_fails_at_once() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let call = streaming_call(&mut up, now);
+    up.handle_data(
+        call,
+        &Bytes::from_static(b"retry: 300\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n"),
+    );
+    up.handle_end(call, now);
+    let d = drain(&mut up);
+    assert!(d.wake.is_empty() && d.sent.is_empty());
+    assert_eq!(d.lines.len(), 2);
+    assert_eq!(d.lines[0]["method"], "notifications/progress");
+    assert_eq!(d.lines[1]["id"], 9);
+    assert!(d.lines[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ended its answer without answering"));
+}
+
+#[test]
+fn a_refused_resumption_fails_the_call_and_a_cancelled_one_is_never_asked() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    let call = streaming_call(&mut up, now);
+    up.handle_data(call, &Bytes::from_static(b"id: e-1\ndata: \n\n"));
+    up.handle_end(call, now);
+    let due = drain(&mut up).wake[0];
+    up.handle_timeout(due);
+    let get = drain(&mut up).sent.remove(0);
+    answer(&mut up, get.id, head(405, &[]), "", due);
+    let d = drain(&mut up);
+    assert_eq!(d.lines[0]["id"], 9);
+    assert!(d.lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("refused to send the rest (HTTP 405"));
+
+    // Cancelled while it waits: nothing is asked, nothing answered.
+    up.send(
+        r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"slow"}}"#.into(),
+        now,
+    );
+    let call = drain(&mut up).sent.remove(0).id;
+    up.handle_head(
+        call,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    up.handle_data(call, &Bytes::from_static(b"id: e-1\ndata: \n\n"));
+    up.handle_end(call, now);
+    let due = drain(&mut up).wake[0];
+    up.send(
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":10}}"#.into(),
+        now,
+    );
+    drain(&mut up);
+    up.handle_timeout(due);
+    let d = drain(&mut up);
+    assert!(d.sent.is_empty() && d.lines.is_empty());
+}
+
+#[test]
+fn every_post_says_its_method_and_a_named_request_its_name() {
+    let now = Instant::now();
+    let (_, init) = initializing(Transport::Auto, now);
+    assert_eq!(init.header("mcp-method"), Some("initialize"));
+    assert_eq!(init.header("mcp-name"), None);
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    session(&mut up, now);
+    let cases = [
+        (
+            json!({"method": "notifications/initialized"}),
+            "notifications/initialized",
+            None,
+        ),
+        (json!({"id": 2, "method": "tools/list"}), "tools/list", None),
+        (
+            json!({"id": 3, "method": "tools/call", "params": {"name": "my-hyphenated-tool"}}),
+            "tools/call",
+            Some("my-hyphenated-tool"),
+        ),
+        (
+            json!({"id": 4, "method": "prompts/get", "params": {"name": "test_prompt"}}),
+            "prompts/get",
+            Some("test_prompt"),
+        ),
+        (
+            json!({"id": 5, "method": "resources/read", "params": {"uri": "file:///path/to/file%20name.txt"}}),
+            "resources/read",
+            Some("file:///path/to/file%20name.txt"),
+        ),
+        // Not header-safe: wrapped, never a line break on the wire.
+        (
+            json!({"id": 6, "method": "tools/call", "params": {"name": "x\r\nevil: 1"}}),
+            "tools/call",
+            Some("=?base64?eA0KZXZpbDogMQ==?="),
+        ),
+        (
+            json!({"id": 7, "method": "resources/read", "params": {"uri": "file:///héllo"}}),
+            "resources/read",
+            Some("=?base64?ZmlsZTovLy9ow6lsbG8=?="),
+        ),
+    ];
+    for (mut message, method, name) in cases {
+        message["jsonrpc"] = json!("2.0");
+        up.send(message.to_string(), now);
+        let sent = drain(&mut up).sent.remove(0);
+        assert_eq!(sent.request.method, "POST");
+        assert_eq!(sent.header("mcp-method"), Some(method));
+        assert_eq!(sent.header("mcp-name"), name, "{method}");
+        assert_eq!(
+            sent.header("mcp-session-id"),
+            Some("S1"),
+            "a 2025 session still"
+        );
+        let wire = String::from_utf8(sent.request.encode()).unwrap();
+        assert!(!wire.contains("evil: 1\r\n"), "{wire}");
+    }
+}
+
+/// A step-up refusal, as a server wanting `mcp:write` answers.
+fn wants_scope() -> ResponseHead {
+    head(
+        403,
+        &[(
+            "www-authenticate",
+            "Bearer error=\"insufficient_scope\", scope=\"mcp:write\"",
+        )],
+    )
+}
+
+/// Refuses every token `up` sends for `sent`'s request, giving a new one
+/// each time it asks: the tokens it was sent, in all, once it gives up.
+fn tokens_tried(up: &mut Upstream, mut sent: Sent, now: Instant) -> Vec<String> {
+    let mut tried = Vec::new();
+    let mut given = 0;
+    loop {
+        if let Some(token) = sent.header("authorization") {
+            tried.push(token.to_owned());
+        }
+        answer(up, sent.id, wants_scope(), "", now);
+        let d = drain(up);
+        if d.unauthorized.is_empty() {
+            assert!(d.lines[0]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("refused 3 tokens"));
+            return tried;
+        }
+        assert!(given < 10, "asked for tokens without end");
+        given += 1;
+        up.handle_token(Ok(format!("T{given}")), now);
+        sent = drain(up).sent.remove(0);
+    }
+}
+
+#[test]
+fn three_tokens_are_tried_in_all_whether_the_first_came_from_a_login_or_not() {
+    let now = Instant::now();
+    // Logged in before: the login's token is the first of the three.
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.set_bearer(Some("T0".into()));
+    up.send(INIT.into(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    assert_eq!(
+        tokens_tried(&mut up, sent, now),
+        ["Bearer T0", "Bearer T1", "Bearer T2"]
+    );
+    // No login: the server's first refusal is of no token, then three.
+    let (mut up, sent) = initializing(Transport::Auto, now);
+    assert_eq!(
+        tokens_tried(&mut up, sent, now),
+        ["Bearer T1", "Bearer T2", "Bearer T3"]
+    );
 }

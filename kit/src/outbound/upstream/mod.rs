@@ -10,6 +10,7 @@
 //! the child's lines; the upstream's end as the child's exit. The
 //! upstream's lock is never held while the bridge's is taken.
 
+mod alarm;
 pub mod conn;
 pub mod threads;
 
@@ -24,6 +25,7 @@ use mcp_provider_core::http::{Outgoing, ResponseEvent};
 use mcp_provider_core::time::later;
 use mcp_provider_core::upstream::{ExchangeId, Outline, Remote, Upstream, UpstreamOutput};
 
+use alarm::Alarm;
 use conn::Failed;
 
 /// Exchanges of one server carried at once; more wait for a worker.
@@ -68,6 +70,8 @@ pub struct RemoteRun {
     parent: Weak<dyn Parent>,
     /// Where a request that needs credentials gets a token.
     credentials: Arc<dyn Credentials>,
+    /// When the upstream is next to be woken, if it asked.
+    alarm: Alarm,
 }
 
 /// One HTTP exchange to make.
@@ -226,6 +230,7 @@ impl RemoteRun {
             closed: AtomicBool::new(false),
             parent,
             credentials,
+            alarm: Alarm::default(),
         })
     }
 
@@ -273,6 +278,7 @@ impl RemoteRun {
             drain(&mut machine)
         };
         self.act(outputs);
+        self.alarm.off();
         self.carrier.close();
         self.ended("");
     }
@@ -333,9 +339,42 @@ impl RemoteRun {
                     self.deliver(std::mem::take(&mut lines));
                     self.renew(challenge, step_up);
                 }
+                UpstreamOutput::WakeAt(at) => self.wake_at(at),
             }
         }
         self.deliver(lines);
+    }
+
+    /// Has the upstream woken at `at`, on a thread that keeps the time
+    /// while anything is due (started unless one runs already).
+    fn wake_at(self: &Arc<Self>, at: Instant) {
+        if !self.alarm.set(at) {
+            return;
+        }
+        let run = self.clone();
+        let keeping = std::thread::Builder::new()
+            .name("mcp-remote-alarm".into())
+            .spawn(move || {
+                while let Some(now) = run.alarm.wait() {
+                    run.woken(now);
+                }
+            });
+        if let Err(e) = keeping {
+            // The wait is skipped rather than the call left waiting.
+            tracing::warn!(server = %self.name, "no thread to wait for a remote server's retry: {e}");
+            self.alarm.not_kept();
+            self.woken(at);
+        }
+    }
+
+    /// The time the upstream asked to be woken at came.
+    fn woken(self: &Arc<Self>, now: Instant) {
+        let outputs = {
+            let mut machine = self.machine();
+            machine.handle_timeout(now);
+            drain(&mut machine)
+        };
+        self.act(outputs);
     }
 
     /// Gets a new token for a request the server refused, on a thread of
