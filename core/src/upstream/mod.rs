@@ -17,12 +17,12 @@
 //!   carrying the stateless envelope is posted with its protocol version,
 //!   a session one with the `Mcp-Session-Id` the server gave at
 //!   `initialize`, every one with the `Mcp-Method`/`Mcp-Name` headers
-//!   ([`headers`]) — and legacy
+//!   (`headers`) — and legacy
 //!   HTTP+SSE (an event stream naming where to post) for a server that
 //!   refuses both, or when configured;
 //! * **answers taken up again**: a call's event stream that ends before
 //!   its answer, after events with ids, is asked for the rest after the
-//!   stream's `retry:` ([`resume`]); the wait is the driver's to keep
+//!   stream's `retry:` (`resume`); the wait is the driver's to keep
 //!   ([`UpstreamOutput::WakeAt`]);
 //! * **sessions kept**: a server that lost its session (restarted) answers
 //!   404; the bridge's `initialize` is replayed, its answer swallowed, and
