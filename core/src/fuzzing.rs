@@ -740,10 +740,13 @@ pub fn upstream(data: &[u8]) {
     let mut answered: HashMap<u64, usize> = HashMap::new();
     let mut exchanges = VecDeque::new();
     let mut rounds = 0;
+    let mut wakes = 0;
     loop {
+        let mut due = None;
         while let Some(output) = up.poll_output() {
             match output {
                 UpstreamOutput::Send { id, request, .. } => exchanges.push_back((id, request)),
+                UpstreamOutput::WakeAt(at) => due = Some(at),
                 UpstreamOutput::Line(line) => {
                     if let Some(answer) = crate::mcp::answer(&line) {
                         *answered.entry(answer.id).or_default() += 1;
@@ -763,6 +766,12 @@ pub fn upstream(data: &[u8]) {
                 | UpstreamOutput::Sessionless
                 | UpstreamOutput::Status(_) => {}
             }
+        }
+        // A call's stream to ask for again: its time comes at once.
+        if let Some(at) = due.filter(|_| wakes < 16) {
+            wakes += 1;
+            up.handle_timeout(at);
+            continue;
         }
         rounds += 1;
         let Some((id, request)) = exchanges.pop_front() else {
