@@ -1,6 +1,7 @@
-"""The client the MCP conformance suite's `client --suite auth` launches:
-this product, configured with the suite's server as a remote server, and
-an MCP client calling it through the bridge.
+"""The client the MCP conformance suite's `client` scenarios launch (its
+auth suite, and the scenarios of the provider as a client of a remote
+server): this product, configured with the suite's server as a remote
+server, and an MCP client calling it through the bridge.
 
 The suite appends the MCP server's URL to the command, and sets
 MCP_CONFORMANCE_SCENARIO, MCP_CONFORMANCE_PROTOCOL_VERSION and (for some
@@ -11,10 +12,12 @@ named after $OAUTH_TEST_LOG_TAG and the scenario.
 The provider runs `bridge` with the server as `[[bridge.servers]]` (the
 context's pre-registered client and the suite's client metadata document
 URL as its OAuth settings) and `$BROWSER` set to a script that approves
-the authorization page. The official `mcp` client then initializes, lists
-tools and calls `test-tool` at /mcp/remote: every 401 and 403 the suite's
-server answers is met inside the running provider — its login, its
-step-up, its limit on refused tokens."""
+the authorization page. The official `mcp` client then initializes at
+/mcp/remote, calls every tool the server lists (with the least arguments
+its schema allows), reads every resource and gets every prompt: every 401
+and 403 the suite's server answers is met inside the running provider —
+its login, its step-up, its limit on refused tokens — and every request
+the scenario looks at goes through the provider's own client."""
 
 import asyncio
 import json
@@ -92,11 +95,26 @@ async def use(port, version):
     async with Client(transport, mode=mode) as client:
         tools = (await client.list_tools()).tools
         print("tools:", [t.name for t in tools], flush=True)
-        result = await client.call_tool("test-tool", {})
-        if result.is_error:
-            raise RuntimeError(f"test-tool failed: {result.content}")
-        text = result.content[0].text if result.content else ""
-        print("test-tool:", text, flush=True)
+        for tool in tools:
+            result = await client.call_tool(tool.name, least_arguments(tool.input_schema))
+            if result.is_error:
+                raise RuntimeError(f"{tool.name} failed: {result.content}")
+            text = result.content[0].text if result.content else ""
+            print(f"{tool.name}:", text, flush=True)
+        capabilities = client.server_capabilities
+        if capabilities is not None and capabilities.resources is not None:
+            for resource in (await client.list_resources()).resources:
+                await client.read_resource(resource.uri)
+        if capabilities is not None and capabilities.prompts is not None:
+            for prompt in (await client.list_prompts()).prompts:
+                await client.get_prompt(prompt.name)
+
+
+def least_arguments(schema):
+    """A value for each required property of `schema`, of its type."""
+    blank = {"string": "x", "number": 1, "integer": 1, "boolean": False, "array": [], "object": {}}
+    properties = schema.get("properties") or {}
+    return {name: blank.get((properties.get(name) or {}).get("type"), "x") for name in schema.get("required") or []}
 
 
 def main():

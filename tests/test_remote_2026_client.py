@@ -23,6 +23,7 @@ import threading
 import time
 
 from conftest import mcp_post as post
+from fixtures.answering import Answering, event_data, result
 
 SESSION = "resuming-session"
 RESUMED_RETRY = 0.3
@@ -73,14 +74,10 @@ class ResumingRemote(http.server.ThreadingHTTPServer):
         self.server_close()
 
 
-def result(ident, text):
-    return {"jsonrpc": "2.0", "id": ident, "result": {"content": [{"type": "text", "text": text}]}}
-
-
 TOOLS = [{"name": name, "inputSchema": {"type": "object"}} for name in ("resumed", "abandoned", "unresumable")]
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(Answering, http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ResumingRemote
 
@@ -98,7 +95,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if after is None or waiting is None:
             return self.send_empty(405)
         ident, tool = waiting
-        self.start_sse()
+        self.start_sse({"mcp-session-id": SESSION})
         if tool == "resumed":
             self.chunk(f"id: {self.server.next_event()}\n".encode() + event_data(result(ident, "resumed")))
         else:
@@ -137,7 +134,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if method != "tools/call" or tool not in ("resumed", "abandoned", "unresumable"):
             error = {"code": -32601, "message": "no such method or tool"}
             return self.send_json({"jsonrpc": "2.0", "id": ident, "error": error})
-        self.start_sse()
+        self.start_sse({"mcp-session-id": SESSION})
         if tool == "unresumable":
             progress = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "working"}}
             self.chunk(event_data(progress))
@@ -150,42 +147,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with self.server.lock:
                 self.server.ended[first] = time.monotonic()
         self.end_sse()
-
-    def send_empty(self, status):
-        self.send_response(status)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def send_json(self, value, headers=None):
-        data = json.dumps(value).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for name, header in (headers or {}).items():
-            self.send_header(name, header)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def start_sse(self):
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("mcp-session-id", SESSION)
-        self.end_headers()
-        self.wfile.flush()
-
-    def chunk(self, payload):
-        self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
-        self.wfile.flush()
-
-    def end_sse(self):
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-
-def event_data(message):
-    return b"event: message\ndata: " + json.dumps(message).encode() + b"\n\n"
 
 
 def client(server):

@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 import urllib.parse
-import uuid
 
 import pytest
 from mcp import Client
@@ -35,71 +34,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import API_KEY, BIN_DIR, LOG_DIR, ROOT, RUNTIMES, FakeHandler, LocalHttpServer, Silent, http_request, wait_until
+from conftest import API_KEY, BIN_DIR, ROOT, RUNTIMES, FakeHandler, LocalHttpServer, Silent, http_request, wait_until
+from conformance_client import conformance, failed_checks, run_suite  # noqa: F401 (a fixture)
 
-CONFORMANCE = ROOT / "tests" / "conformance"
-DRIVER = ROOT / "tests" / "oauth_conformance_client.py"
 BROWSER = ROOT / "tests" / "fixtures" / "oauth" / "browser.py"
 AUTH_SCENARIOS = 14
 TIMEOUT = 60
-
-
-@pytest.fixture(scope="session")
-def conformance():
-    """The conformance suite's command, installed (Node 22 first on PATH)."""
-    subprocess.run([str(CONFORMANCE / "install")], check=True)
-    bin_dir = CONFORMANCE / "node_modules" / ".bin"
-    return bin_dir / "conformance", {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-
-
-def run_suite(conformance, runtime, tmp_path, *selection):
-    """Runs `client` with `selection`: each scenario's checks by name.
-    No provider's log may hold a token the suite issued."""
-    command, env = conformance
-    out = tmp_path / "results"
-    tag = uuid.uuid4().hex
-    env = {
-        **env,
-        "OAUTH_TEST_PROVIDER_BIN": str(BIN_DIR / RUNTIMES[runtime]),
-        "OAUTH_TEST_LOG_DIR": str(LOG_DIR),
-        "OAUTH_TEST_LOG_TAG": tag,
-    }
-    subprocess.run(
-        [
-            str(command),
-            "client",
-            "--command",
-            f"{sys.executable} {DRIVER}",
-            *selection,
-            "--timeout",
-            "120000",
-            "-o",
-            str(out),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=900,
-    )
-    logs = sorted(LOG_DIR.glob(f"oauth-{tag}-*.log"))
-    assert logs, "no provider ran"
-    for log in logs:
-        assert "test-token" not in log.read_text(), f"{log.name} holds a token"
-    results = {}
-    for path in out.rglob("checks.json"):
-        # Each scenario's folder is its name and the time it ran.
-        scenario = re.sub(r"-\d{4}-\d\d-\d\dT[\d-]+Z$", "", str(path.parent.relative_to(out)))
-        results[scenario] = json.loads(path.read_text())
-    return results
-
-
-def failures(checks):
-    return [f"{c['id']}: {c['status']} {c.get('description', '')}" for c in checks if c["status"] in ("FAILURE", "WARNING")]
-
-
-def failed_checks(results):
-    """The failed checks of each scenario that has any."""
-    return {name: bad for name, checks in results.items() if (bad := failures(checks))}
 
 
 @pytest.mark.serial
