@@ -18,6 +18,7 @@ SCENARIOS = [
     ("2025-11-25", "sse-retry"),
     ("2026-07-28", "tools_call"),
     ("2026-07-28", "http-standard-headers"),
+    ("2026-07-28", "json-schema-ref-no-deref"),
 ]
 
 
