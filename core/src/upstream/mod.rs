@@ -682,11 +682,6 @@ impl Upstream {
             }
             Body::Events(reader) => match reader.push(data) {
                 Ok(events) => {
-                    if let Kind::Post { resume, .. } | Kind::Resumed { resume, .. } =
-                        &mut exchange.kind
-                    {
-                        resume.heard(reader);
-                    }
                     for event in events {
                         self.event(id, event);
                     }
@@ -712,6 +707,8 @@ impl Upstream {
                 let text = String::from_utf8_lossy(&text).into_owned();
                 self.http_error(id, status, &text);
             }
+            // Kept for what it says of taking the stream up again.
+            events @ Body::Events(_) => exchange.body = events,
             _ => {}
         }
         let replayed = matches!(
@@ -936,6 +933,11 @@ impl Upstream {
             } => (asked, session, resume),
             _ => return false,
         };
+        // What the stream said is read once, as it ends, not per chunk.
+        let mut resume = resume.clone();
+        if let Body::Events(reader) = &exchange.body {
+            resume.heard(reader);
+        }
         let Some(due) = resume.due(now) else {
             return false;
         };
@@ -946,7 +948,7 @@ impl Upstream {
             due,
             id: asked.clone(),
             session: session.clone(),
-            resume: resume.clone(),
+            resume,
         };
         self.exchanges.remove(&id);
         tracing::debug!(server = %self.name, id = %waiting.id, "a call's event stream ended before its answer: asking for the rest");

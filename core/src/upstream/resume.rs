@@ -38,7 +38,8 @@ pub struct Resume {
 }
 
 impl Resume {
-    /// Takes note of what the stream's reader has read so far.
+    /// Takes note of what a stream's reader read, once it ended (what an
+    /// earlier stream of the call said stays where this one said nothing).
     pub fn heard(&mut self, reader: &SseReader) {
         if let Some(id) = reader.last_event_id() {
             if self.last_event.as_deref() != Some(id) {
