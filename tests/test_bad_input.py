@@ -4,7 +4,6 @@ shape, and the server keeps serving."""
 import json
 
 import openai
-import pytest
 
 from conftest import API_KEY, WeatherAgent, http_request, raw_request
 
@@ -16,57 +15,6 @@ def error_of(body):
     return json.loads(body)["error"]
 
 
-@pytest.mark.parametrize(
-    "body, status, param",
-    [
-        (b"{not json", 400, None),
-        (b"\xff\xfe", 400, None),
-        (b"[1, 2]", 400, None),
-        ({"messages": [{"role": "user", "content": "x"}]}, 400, "model"),
-        ({"model": "echo"}, 400, "messages"),
-        ({"model": "echo", "messages": "hi"}, 400, "messages"),
-        ({"model": "echo", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
-        ({"model": "echo", "messages": [{"role": "user", "content": 5}]}, 400, "messages[0].content"),
-        ({**GOOD, "max_tokens": -1}, 400, "max_tokens"),
-        ({**GOOD, "max_tokens": 1.5}, 400, "max_tokens"),
-        ({**GOOD, "temperature": "hot"}, 400, "temperature"),
-        ({**GOOD, "top_p": 2}, 400, "top_p"),
-        ({**GOOD, "stream": "yes"}, 400, "stream"),
-        ({**GOOD, "model": "no-such-model"}, 404, "model"),
-    ],
-)
-def test_openai_route_rejects(server, body, status, param):
-    got, headers, raw = http_request(server, "POST", CHAT, body)
-    assert got == status
-    assert headers["content-type"] == "application/json"
-    err = error_of(raw)
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["message"]
-    assert err["param"] == param
-
-
-def test_ollama_routes_answer_in_ollama_shape(server):
-    status, _, body = http_request(server, "POST", "/api/chat", b"{oops")
-    assert status == 400
-    assert isinstance(error_of(body), str)
-    status, _, body = http_request(server, "POST", "/api/generate", {"model": "echo", "prompt": "x", "options": {"top_p": 9}})
-    assert status == 400 and "top_p" in error_of(body)
-
-
-def test_keys(server):
-    status, headers, body = http_request(server, "GET", "/v1/models", headers={"Authorization": None})
-    assert status == 401 and error_of(body)["type"] == "authentication_error"
-    status, _, body = http_request(server, "GET", "/v1/models", headers={"Authorization": "Bearer wrong"})
-    assert status == 401 and error_of(body)["code"] == "invalid_api_key"
-    status, _, _ = http_request(server, "GET", "/v1/models", headers={"Authorization": "Bearer " + API_KEY})
-    assert status == 200
-
-
-def test_unknown_route_and_wrong_method(server):
-    assert http_request(server, "GET", "/v1/nothing")[0] == 404
-    assert http_request(server, "GET", CHAT)[0] == 405
-
-
 def test_oversized_body_is_413(make_server):
     s = make_server("--set", "max_body_bytes=1000")
     s.wait_for_model("echo")
@@ -76,13 +24,6 @@ def test_oversized_body_is_413(make_server):
     status, _, body = http_request(s, "POST", "/api/chat", big)
     assert status == 413 and isinstance(error_of(body), str)
     assert http_request(s, "POST", CHAT, GOOD)[0] == 200
-
-
-def test_oversized_message_is_400(make_server):
-    s = make_server("--set", "max_message_bytes=10")
-    s.wait_for_model("echo")
-    status, _, body = http_request(s, "POST", CHAT, {"model": "echo", "messages": [{"role": "user", "content": "x" * 11}]})
-    assert status == 400 and error_of(body)["param"] == "messages[0].content"
 
 
 def test_oversized_headers_are_431(server):

@@ -20,8 +20,8 @@ AUTH = f"Authorization: Bearer {API_KEY}\r\n"
 MB = 1024 * 1024
 
 
-def post_head(extra, version="1.1", host="Host: 127.0.0.1\r\n"):
-    return f"POST {CHAT} HTTP/{version}\r\n{host}{AUTH}{extra}\r\n".encode()
+def post_head(extra):
+    return f"POST {CHAT} HTTP/1.1\r\nHost: 127.0.0.1\r\n{AUTH}{extra}\r\n".encode()
 
 
 def answered_within(server, data, seconds=2):
@@ -46,43 +46,26 @@ def assert_bad_request(server, data):
 CHUNKED = "Transfer-Encoding: chunked\r\n"
 
 
+# The core's reader and its answers to every such request are asserted in
+# Rust (`ambiguous_or_broken_framing_is_a_400_that_closes_at_once`); here,
+# one of each kind shows each runtime writes that answer without waiting.
 @pytest.mark.parametrize(
     "data",
     [
         post_head(f"Content-Length: {len(GOOD)}\r\n{CHUNKED}") + b"5\r\nhello\r\n0\r\n\r\n",
-        post_head(f"{CHUNKED}Content-Length: {len(GOOD)}\r\n") + b"5\r\nhello\r\n0\r\n\r\n",
-        post_head(CHUNKED, version="1.0") + b"5\r\nhello\r\n0\r\n\r\n",
-        post_head(CHUNKED + CHUNKED) + b"0\r\n\r\n",
-        post_head("Transfer-Encoding: gzip, chunked\r\n") + b"0\r\n\r\n",
-        post_head("Transfer-Encoding: identity\r\n") + GOOD,
-        post_head("Host: 127.0.0.1\r\nContent-Length: 0\r\n"),
-        post_head("Content-Length: 0\r\n", host=""),
-    ]
-    + [post_head(f"Content-Length: {v}\r\n") + GOOD for v in ["+5", "-5", "5 5", "0x5", "5a", "1, 2", ""]]
-    + [
-        post_head(CHUNKED) + size + b"\r\nhello\r\n0\r\n\r\n"
-        for size in [b"+5", b"-5", b" 5", b"5 ", b"0x5", b"fffffffffffffffffffffff"]
+        post_head("Content-Length: +5\r\n") + GOOD,
+        post_head(CHUNKED) + b"fffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
     ],
-    ids=lambda d: d.decode("latin-1").split("\r\n\r\n")[0][-40:] + "|" + d.decode("latin-1").split("\r\n\r\n", 1)[-1][:12],
+    ids=["length-and-chunked", "signed-length", "chunk-size-overflow"],
 )
 def test_ambiguous_framing_is_400_at_once(server, data):
     assert_bad_request(server, data)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"5\nhello\n0\n\n",  # bare LF after the size
-        b"5\r\nhello\n",  # bare LF after the data
-        b"5\r\nhello\r\n0\r\n\n",  # bare LF ending the trailers
-        b"5\r\nhello\r\n0\r\nX: 1\n",  # bare LF in a trailer
-        b"5\rhello",  # CR without LF
-    ],
-)
-def test_chunked_body_with_bad_line_ends_is_400_at_once(server, body):
+def test_chunked_body_with_bad_line_ends_is_400_at_once(server):
     """Before, the server waited for a CRLF that never came, and the client
     got no answer until the 60 s read timeout."""
-    assert_bad_request(server, post_head(CHUNKED) + body)
+    assert_bad_request(server, post_head(CHUNKED) + b"5\nhello\n0\n\n")
 
 
 def test_good_chunked_body_with_extensions_and_trailers_is_read(server):

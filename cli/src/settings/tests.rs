@@ -416,3 +416,10 @@ fn a_bad_telemetry_value_is_a_start_up_error_naming_it() {
     .0;
     assert!(!error.contains("s3cret"), "{error}");
 }
+
+#[test]
+fn a_message_size_set_by_flag_is_the_core_configs() {
+    let s = load(&[], &["max_message_bytes=10"]).unwrap();
+    let config = s.core_config(&["key".to_owned()], "bridge", 0);
+    assert_eq!(config.request.max_message_bytes, 10);
+}
