@@ -6,8 +6,8 @@ What an OpenAPI tool client (Open WebUI, an agent framework's toolkit) must
 see: a document the reference validator accepts, with one operation per
 tool it may call and none for a tool filtered out; calls made from the
 document alone (its paths, its bearer scheme) answered with the tool's
-result in the documented shape; and every mistake a clear 4xx, never a
-500."""
+result in the documented shape. That every mistake is a clear 4xx, never
+a 500, is asserted in the core (`gateway::openapi`'s tests)."""
 
 import re
 import time
@@ -181,28 +181,3 @@ def test_an_excluded_tool_is_refused_without_reaching_its_server(bridge):
     answer = httpx.post(f"{bridge.base}/tools/everything/get-sum", json={"a": 1, "b": 2},
                         headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
     assert answer.status_code == 200 and "3" in answer.json()["content"][0]["text"]
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "body", "key", "expected", "says"),
-    [
-        ("POST", "/tools/nowhere/echo", b"{}", API_KEY, 404, "no bridged server is called `nowhere`"),
-        ("POST", "/tools/everything/no-such-tool", b"{}", API_KEY, 404, "has no tool `no-such-tool`"),
-        ("POST", "/tools/everything/echo", b'["hi"]', API_KEY, 400, "a JSON object"),
-        ("POST", "/tools/everything/echo", b'"hi"', API_KEY, 400, "a JSON object"),
-        ("POST", "/tools/everything/echo", b"message=hi", API_KEY, 400, "not JSON"),
-        ("POST", "/tools/everything/echo", b'{"message": "hi"}', None, 401, ""),
-        ("POST", "/tools/everything/echo", b'{"message": "hi"}', "sk-wrong", 401, ""),
-        ("GET", "/openapi.json", b"", None, 401, ""),
-        ("GET", "/openapi/nowhere.json", b"", API_KEY, 404, "no bridged server is called `nowhere`"),
-        ("GET", "/tools/everything/echo", b"", API_KEY, 405, "not allowed"),
-    ],
-)
-def test_each_mistake_is_a_clear_error_never_a_500(bridge, method, path, body, key, expected, says):
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    answer = httpx.request(method, bridge.base + path, content=body, headers=headers, timeout=60)
-    assert answer.status_code == expected, answer.text
-    error = answer.json()["error"]
-    assert isinstance(error["message"], str) and says in error["message"], error

@@ -859,6 +859,74 @@ mod tests {
         assert_eq!(rig.bridge.child(echo).map(|c| c.clients()), Some(0));
     }
 
+    /// What a client reaching the bridge's OpenAPI routes gets for `method`
+    /// `target` with `key` (if any) and `body`: the provider's admission
+    /// first, as the drivers have it, then the bridge. The status and the
+    /// error's message.
+    fn mistake(
+        rig: &mut Rig,
+        method: &str,
+        target: &str,
+        key: Option<&str>,
+        body: &str,
+    ) -> (u16, Value) {
+        let mut headers = vec![
+            ("host".to_owned(), "127.0.0.1:8788".to_owned()),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ];
+        headers.extend(key.map(|k| ("authorization".to_owned(), format!("Bearer {k}"))));
+        let body = Bytes::from(body.to_owned());
+        let config = crate::Config::new(&["key"], "bridge");
+        let wall = std::time::SystemTime::UNIX_EPOCH;
+        let mut provider = crate::Provider::new(config, rig.now, wall);
+        let request = Request::new(method, target, headers.clone(), body.clone()).unwrap();
+        let out = if provider.admit_bridge(crate::ConnId(0), &request, rig.now) {
+            rig.request(method, target, headers, body).1
+        } else {
+            std::iter::from_fn(|| provider.poll_output()).collect()
+        };
+        (status(&out), answered(&out)["error"]["message"].clone())
+    }
+
+    #[test]
+    fn each_mistake_is_a_clear_error_saying_what_it_is_never_a_500() {
+        let mut rig = rig();
+        let (_, out) = rig.request("GET", "/openapi/echo.json", vec![], Bytes::new());
+        assert!(out.is_empty());
+        rig.initializes(ChildId(1));
+        let listed = rig.answers(ChildId(1), tools(&["read"]));
+        assert_eq!(status(&listed), 200);
+        let (nowhere, no_tool) = (
+            "no bridged server is called `nowhere`",
+            "has no tool `no-such-tool`",
+        );
+        let (read, arguments, key) = ("/tools/echo/read", r#"{"message": "hi"}"#, Some("key"));
+        for (method, target, body, key, expected, says) in [
+            ("POST", "/tools/nowhere/read", "{}", key, 404, nowhere),
+            ("POST", "/tools/echo/no-such-tool", "{}", key, 404, no_tool),
+            ("POST", read, r#"["hi"]"#, key, 400, "a JSON object"),
+            ("POST", read, r#""hi""#, key, 400, "a JSON object"),
+            ("POST", read, "message=hi", key, 400, "not JSON"),
+            ("POST", read, arguments, None, 401, ""),
+            ("POST", read, arguments, Some("sk-wrong"), 401, ""),
+            ("GET", "/openapi.json", "", None, 401, ""),
+            ("GET", "/openapi/nowhere.json", "", key, 404, nowhere),
+            ("GET", read, "", key, 405, "not allowed"),
+        ] {
+            let (status, message) = mistake(&mut rig, method, target, key, body);
+            let case = format!("{method} {target} {body} {key:?}");
+            assert_eq!(status, expected, "{case}: {message}");
+            let message = message
+                .as_str()
+                .unwrap_or_else(|| panic!("{case}: no message"));
+            assert!(message.contains(says), "{case}: {message}");
+        }
+        assert!(
+            rig.child.iter().all(|m| m["method"] != "tools/call"),
+            "no mistake reached the server"
+        );
+    }
+
     #[test]
     fn what_cannot_be_called_is_refused_and_never_reaches_the_server() {
         let mut rig = rig();
