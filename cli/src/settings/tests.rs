@@ -423,3 +423,13 @@ fn a_message_size_set_by_flag_is_the_core_configs() {
     let config = s.core_config(&["key".to_owned()], "bridge", 0);
     assert_eq!(config.request.max_message_bytes, 10);
 }
+
+#[test]
+fn a_refused_key_is_told_where_the_key_is_kept() {
+    let s = load(&[], &[]).unwrap();
+    let hint = s
+        .core_config(&["key".to_owned()], "bridge", 0)
+        .credentials_hint;
+    assert!(hint.contains("MCP_PROVIDER_API_KEY"), "{hint}");
+    assert!(hint.contains("secrets file"), "{hint}");
+}

@@ -1,10 +1,10 @@
 //! Bad input from an editor, answered in its API's own error shape with the
 //! status it calls for and the field it names: bodies that are no JSON or
 //! carry a field of the wrong type or range, an unknown model, a missing or
-//! wrong key, an unknown route or method, a message over the configured
-//! size. And requests the HTTP reader refuses for their framing: a 400 in
-//! OpenAI's shape that closes the connection, known from the bytes already
-//! sent, never waiting for more.
+//! wrong key (each told where the key is kept), an unknown route or method,
+//! a message over the configured size. And requests the HTTP reader refuses
+//! for their framing: a 400 in OpenAI's shape that closes the connection,
+//! known from the bytes already sent, never waiting for more.
 
 use bytes::BytesMut;
 
@@ -169,6 +169,40 @@ fn a_missing_or_wrong_key_is_401_and_the_right_one_is_served() {
         (401, &json!("invalid_api_key"))
     );
     assert_eq!(answer(&mut t, "GET", "/v1/models", &[KEY], b"").0, 200);
+}
+
+/// The embedder's hint (where the key is kept) follows each 401 an
+/// editor gets, and an unknown model's 404 names the served ones: what a
+/// first-time user needs to go on.
+#[test]
+fn a_missing_or_wrong_key_hears_where_the_key_is_and_an_unknown_model_what_is_served() {
+    let hint = "Unless configured, it is kept in its secrets file as MCP_PROVIDER_API_KEY.";
+    let mut t = serving_echo(|c| c.credentials_hint = hint.to_owned());
+    let message = |answer: (u16, Option<String>, Value)| {
+        let message = answer.2["error"]["message"].as_str().map(str::to_owned);
+        (answer.0, message.unwrap_or_default())
+    };
+    let body = chat_with(json!({})).to_string();
+    let (status, missing) = message(answer(&mut t, "POST", CHAT, &[], body.as_bytes()));
+    assert_eq!(status, 401);
+    assert!(
+        missing.starts_with("You didn't provide an API key"),
+        "{missing}"
+    );
+    assert!(missing.ends_with(hint), "{missing}");
+    let wrong = [("authorization", "Bearer sk-wrong")];
+    let (status, wrong) = message(answer(&mut t, "POST", CHAT, &wrong, body.as_bytes()));
+    assert_eq!(status, 401);
+    assert!(wrong.starts_with("Incorrect API key provided"), "{wrong}");
+    assert!(wrong.ends_with(hint), "{wrong}");
+    let typo = chat_with(json!({"model": "ecoh"}));
+    let (status, unknown) = message(post(&mut t, CHAT, &typo));
+    assert_eq!(status, 404);
+    assert!(
+        unknown.contains("The model `ecoh` does not exist"),
+        "{unknown}"
+    );
+    assert!(unknown.contains("Served models: `echo`"), "{unknown}");
 }
 
 #[test]
