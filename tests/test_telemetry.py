@@ -213,18 +213,11 @@ def test_the_last_spans_are_sent_when_the_server_stops(make_server, phoenix):
     assert any(s["parent_id"] == parent for s in spans), spans
 
 
-@pytest.mark.parametrize(
-    "env, named",
-    [
-        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "telemetry.protocol"),
-        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "telemetry.sampler"),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"}, "telemetry.endpoint"),
-        ({"OTEL_EXPORTER_OTLP_HEADERS": "api-key"}, "OTEL_EXPORTER_OTLP_HEADERS"),
-    ],
-)
-def test_a_bad_telemetry_setting_stops_the_start_naming_it(runtime, env, named):
+def test_a_bad_telemetry_setting_stops_the_start_naming_it(runtime):
+    """Which setting each bad OTEL variable is named as is asserted in the
+    settings' tests; here, that the binary stops on one with exit code 2."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_PROVIDER_", "OTEL_"))}
-    full.update({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", **env})
+    full.update({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     done = subprocess.run(
         [str(BIN_DIR / RUNTIMES[runtime]), "serve", "--listen", "127.0.0.1:0"],
         env=full,
@@ -233,4 +226,4 @@ def test_a_bad_telemetry_setting_stops_the_start_naming_it(runtime, env, named):
         timeout=30,
     )
     assert done.returncode == 2, done
-    assert named in done.stderr, done.stderr
+    assert "telemetry.protocol" in done.stderr, done.stderr

@@ -433,3 +433,49 @@ fn a_refused_key_is_told_where_the_key_is_kept() {
     assert!(hint.contains("MCP_PROVIDER_API_KEY"), "{hint}");
     assert!(hint.contains("secrets file"), "{hint}");
 }
+
+/// Settings from a config file of `text` (and `env`), the file written to a
+/// directory of the test's own.
+fn load_file(name: &str, text: &str, env: &[(&str, &str)]) -> Result<Settings, BadSettings> {
+    let dir = std::env::temp_dir().join(format!("settings-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(&file, text).unwrap();
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let loaded = Settings::load(Some(&file), env, &[], &Added::default());
+    let _ = std::fs::remove_dir_all(&dir);
+    loaded
+}
+
+#[test]
+fn a_bad_value_names_its_flag_variable_or_file_key_and_only_a_file_its_line() {
+    let why = "invalid type: string \"abc\", expected u64";
+    let flag = load(&[], &["max_tokens=abc"]).unwrap_err().0;
+    let variable = load(&[("MCP_PROVIDER_MAX_TOKENS", "abc")], &[])
+        .unwrap_err()
+        .0;
+    let file = load_file("bad-value", "max_tokens = \"abc\"\n", &[])
+        .unwrap_err()
+        .0;
+    for (error, named) in [
+        (&flag, format!("--set max_tokens=…: {why}")),
+        (
+            &variable,
+            format!("environment variable MCP_PROVIDER_MAX_TOKENS: {why}"),
+        ),
+        (&file, format!("key `max_tokens`: {why}")),
+    ] {
+        assert!(error.contains(&named), "{named}: {error}");
+    }
+    assert!(!flag.contains("line 1") && !variable.contains("line 1"));
+}
+
+#[test]
+fn no_address_to_listen_on_is_a_bad_setting_named_listen() {
+    let said = "bad setting `listen`: no address to listen on";
+    let file = load_file("no-listen", "listen = []\n", &[]).unwrap_err().0;
+    let variable = load(&[("MCP_PROVIDER_LISTEN", "")], &[]).unwrap_err().0;
+    for error in [file, variable] {
+        assert!(error.contains(said), "{error}");
+    }
+}
