@@ -17,7 +17,9 @@
 //!   carrying the stateless envelope is posted with its protocol version,
 //!   a session one with the `Mcp-Session-Id` the server gave at
 //!   `initialize`, every one with the `Mcp-Method`/`Mcp-Name` headers
-//!   (`headers`) — and legacy
+//!   (`headers`), and a tool call the parameters its tool marks for
+//!   headers (`params`; a tool whose marks are invalid is left out of
+//!   the listing) — and legacy
 //!   HTTP+SSE (an event stream naming where to post) for a server that
 //!   refuses both, or when configured;
 //! * **answers taken up again**: a call's event stream that ends before
@@ -42,6 +44,7 @@
 
 mod headers;
 mod outline;
+mod params;
 mod resume;
 mod sse;
 
@@ -56,6 +59,7 @@ use crate::http::{Outgoing, ResponseHead, Url};
 use crate::idmap::IdMap;
 use crate::mcp;
 pub use outline::Outline;
+use params::ParamHeaders;
 use resume::{Resume, Waiting};
 use sse::SseReader;
 
@@ -81,6 +85,9 @@ const MAX_HELD: usize = 1024;
 /// them, before what waits for one is answered with an error (a server
 /// behind a balancer that forgets every session at once).
 const MAX_LOST_SESSIONS: u32 = 3;
+/// `tools/list` requests whose answers are looked for, the most recent
+/// ones: one not answered by then is answered with nothing to read.
+const MAX_LISTINGS: usize = 64;
 
 /// How a remote server is reached: one `[[bridge.servers]]` entry with a
 /// `url`.
@@ -331,6 +338,11 @@ pub struct Upstream {
     /// Requests whose stream ended before their answer, waiting to ask
     /// for the rest (at most [`MAX_HELD`]).
     resuming: Vec<Waiting>,
+    /// The tools the server marks parameters of for headers.
+    params: ParamHeaders,
+    /// The ids of `tools/list` requests sent, with whether each asked
+    /// for a listing's first page (at most [`MAX_LISTINGS`]).
+    listings: VecDeque<(Value, bool)>,
     exchanges: IdMap<ExchangeId, Exchange>,
     next: u64,
     /// Dial failures in a row, and when dialing may be tried again.
@@ -359,6 +371,8 @@ impl Upstream {
             listening: None,
             awaited: Vec::new(),
             resuming: Vec::new(),
+            params: ParamHeaders::default(),
+            listings: VecDeque::new(),
             exchanges: IdMap::default(),
             next: 1,
             failures: 0,
@@ -815,6 +829,15 @@ impl Upstream {
             }
         }
         request = headers::standard(request, method.as_deref(), name.as_deref());
+        match (method.as_deref(), &name, &id) {
+            (Some("tools/call"), Some(tool), _) => {
+                for (header, value) in self.params.for_call(tool, &line) {
+                    request = request.header(header, value);
+                }
+            }
+            (Some("tools/list"), _, Some(asked)) => self.listing(asked, &line),
+            _ => {}
+        }
         let mut session = None;
         if !legacy {
             match version {
@@ -858,6 +881,17 @@ impl Upstream {
         if listen && self.listening.is_none() {
             self.listen(None);
         }
+    }
+
+    /// A `tools/list` request (`line`, under `asked`) is posted: its answer
+    /// will be read for the tools' marked parameters.
+    fn listing(&mut self, asked: &Value, line: &str) {
+        let first = serde_json::from_str::<Value>(line)
+            .map_or(true, |request| request["params"]["cursor"].is_null());
+        if self.listings.len() >= MAX_LISTINGS {
+            self.listings.pop_front();
+        }
+        self.listings.push_back((asked.clone(), first));
     }
 
     /// Opens the session's stream of server messages (`after`: the last
@@ -1030,13 +1064,20 @@ impl Upstream {
     /// request it may answer there ([`Upstream::settle`]), else it is
     /// dropped: a server (or whatever speaks for it) cannot answer one
     /// client's call in the response to another's, nor answer a call twice.
-    fn message(&mut self, id: ExchangeId, line: String) {
+    fn message(&mut self, id: ExchangeId, mut line: String) {
         if !self.exchanges.contains_key(&id) {
             return;
         }
         if let Some(answered) = answer_id(&line) {
             match self.settle(id, &answered) {
-                Some(Settled::Passed) => {}
+                Some(Settled::Passed) => {
+                    if let Some(at) = self.listings.iter().position(|(a, _)| *a == answered) {
+                        let first = self.listings.remove(at).is_none_or(|(_, first)| first);
+                        if let Some(kept) = self.params.listed(&line, first) {
+                            line = kept;
+                        }
+                    }
+                }
                 Some(Settled::Replayed) => return,
                 None => {
                     tracing::debug!(server = %self.name, "an answer that answers no request waiting for it there was dropped: {}", crate::text::bounded(&line, 200));

@@ -381,6 +381,49 @@ fn a_stateless_message_goes_with_its_revision_and_names() {
 }
 
 #[test]
+fn a_listed_tools_marked_parameters_go_as_headers_and_a_tool_marked_wrongly_is_not_listed() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    session(&mut up, now);
+    up.send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.into(),
+        now,
+    );
+    let list = drain(&mut up).sent.remove(0);
+    // The listing comes as an event stream: read there as well.
+    up.handle_head(
+        list.id,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    let listing = json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": [
+        {"name": "query", "inputSchema": {"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "sql": {"type": "string"}}}},
+        {"name": "broken", "inputSchema": {"type": "object", "properties": {
+            "score": {"type": "number", "x-mcp-header": "Score"}}}},
+    ]}});
+    up.handle_data(list.id, &Bytes::from(format!("data: {listing}\n\n")));
+    up.handle_end(list.id, now);
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 1);
+    assert_eq!(d.lines[0]["id"], 2);
+    let tools = d.lines[0]["result"]["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 1);
+    assert_eq!(tools[0]["name"], "query");
+    up.send(
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"query","arguments":{"region":" eu ","sql":"SELECT 1"}}}"#.into(),
+        now,
+    );
+    let call = drain(&mut up).sent.remove(0);
+    assert_eq!(call.header("Mcp-Param-Region"), Some("=?base64?IGV1IA==?="));
+    assert!(call.request.headers.iter().all(|(name, _)| !name
+        .to_ascii_lowercase()
+        .starts_with("mcp-param-")
+        || name == "Mcp-Param-Region"));
+}
+
+#[test]
 fn a_legacy_server_is_found_when_streamable_http_is_refused() {
     let now = Instant::now();
     let (mut up, sent) = initializing(Transport::Auto, now);
