@@ -10,6 +10,8 @@ use super::*;
 use crate::mcp;
 use crate::upstream::Outline;
 
+mod strict;
+
 const MS: Duration = Duration::from_millis(1);
 const SEC: Duration = Duration::from_secs(1);
 
