@@ -838,6 +838,17 @@ fn sid_and_token(registered: &Value) -> (String, String) {
     )
 }
 
+/// An editor's whole chat, answered `served` by the agent on `conn`: its
+/// status and the answer's text.
+fn served_by(t: &mut Pair, conn: ConnId) -> (Option<u16>, Value) {
+    t.chat(EDITOR, false);
+    let invoke = t.last_invoke_id(conn);
+    t.agent(conn, chunk(&invoke, 0, "served", Some("stop")));
+    let (status, body, _) = t.editor(EDITOR);
+    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+    (status, body["choices"][0]["message"]["content"].clone())
+}
+
 fn drop_link(t: &mut Pair, conn: ConnId) {
     t.p.handle_conn_closed(conn, t.now);
     t.drain();
@@ -847,9 +858,13 @@ fn drop_link(t: &mut Pair, conn: ConnId) {
 fn only_the_agent_holding_the_resume_token_resumes_its_session() {
     let mut t = Pair::new(|_| {});
     let reg = register_as(&mut t, AGENT, "a", None, json!({}));
+    assert_eq!(reg["status"], "active");
     let (sid, token) = sid_and_token(&reg);
     // At least 128 bits, hex, and not derived from the visible session id.
     assert!(token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit()));
+    // 256 bits, in lower-case hex.
+    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    assert!(token.len() == 64 && token.bytes().all(lower_hex), "{token}");
     assert!(!token.contains(sid.trim_start_matches("sess-")));
     drop_link(&mut t, AGENT);
 
@@ -886,8 +901,7 @@ fn only_the_agent_holding_the_resume_token_resumes_its_session() {
     assert_eq!(same, sid);
     assert_eq!(again["status"], "active");
     assert_ne!(rotated, token);
-    t.chat(EDITOR, false);
-    assert_eq!(t.agent_frames(ConnId(101))[0]["type"], "model_invoke");
+    assert_eq!(served_by(&mut t, ConnId(101)), (Some(200), json!("served")));
     drop_link(&mut t, ConnId(101));
     let stale = register_as(&mut t, ConnId(102), "a", Some((&sid, &token)), json!({}));
     assert_eq!(stale["error"]["code"], "unauthorized");
@@ -930,7 +944,9 @@ fn an_agent_back_before_its_old_link_was_seen_to_drop_takes_its_session_over() {
 #[test]
 fn a_pending_session_cannot_be_taken_over_and_resumes_pending() {
     let mut t = Pair::new(|c| c.approval = Approval::Manual);
-    let (sid, token) = sid_and_token(&register_as(&mut t, AGENT, "a", None, json!({})));
+    let reg = register_as(&mut t, AGENT, "a", None, json!({}));
+    assert_eq!(reg["status"], "pending");
+    let (sid, token) = sid_and_token(&reg);
     drop_link(&mut t, AGENT);
     let stolen = register_as(
         &mut t,
@@ -959,6 +975,7 @@ fn a_pending_session_cannot_be_taken_over_and_resumes_pending() {
         vec![json!({"type": "approved", "session_id": sid})]
     );
     assert!(t.agent_frames(ConnId(150)).is_empty());
+    assert_eq!(served_by(&mut t, ConnId(101)), (Some(200), json!("served")));
 }
 
 #[test]
@@ -1129,6 +1146,17 @@ fn max_requests_zero_serves_nothing_and_says_suspended() {
     assert_eq!(status, Some(503));
     assert!(String::from_utf8(body).unwrap().contains("max_requests"));
     assert!(t.agent_frames(AGENT).is_empty(), "no invoke");
+    // Pinned to the session or not, the refusal names no session.
+    let sid = r["session_id"].as_str().unwrap_or_default().to_owned();
+    for pin in [vec![], vec![("x-mcp-session", sid.as_str())]] {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        t.request(EDITOR, "POST", "/v1/chat/completions", &pin, body);
+        let (status, body, _) = t.editor(EDITOR);
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(status, Some(503), "{body}");
+        assert!(body.contains("max_requests"), "{body}");
+        assert!(!body.contains(&sid) && !body.contains("sess-"), "{body}");
+    }
 
     // Through the control API, and through manual approval, the same.
     let body =
@@ -1262,6 +1290,8 @@ fn errors_editors_read_name_no_session() {
         t.request(EDITOR, "POST", "/api/chat", &headers, body.clone());
         bodies.push(t.editor(EDITOR));
     }
+    // A session waiting for approval: each of those is a 503.
+    assert!(bodies.iter().all(|(status, ..)| *status == Some(503)));
     t.request(
         EDITOR,
         "POST",
