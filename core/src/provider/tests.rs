@@ -756,7 +756,56 @@ fn malformed_agent_messages_get_an_error_and_the_link_stays() {
     assert_eq!(frames.len(), 2);
     assert!(frames.iter().all(|f| f["type"] == "error"));
     t.agent(AGENT, register(60));
-    assert_eq!(t.agent_frames(AGENT)[0]["type"], "registered");
+    let registered = t.agent_frames(AGENT).remove(0);
+    assert_eq!(registered["type"], "registered");
+    assert_eq!(registered["status"], "active");
+    let sid = registered["session_id"].as_str().unwrap().to_owned();
+    let expires = registered["expires_at"].as_str().unwrap().to_owned();
+    assert!(
+        sid.starts_with("sess-") && expires.ends_with('Z'),
+        "{registered}"
+    );
+    // Renewed for longer: it expires later (RFC 3339 times order as text).
+    t.agent(
+        AGENT,
+        json!({"type": "renew", "session_id": sid, "ttl_seconds": 120}),
+    );
+    let renewed = t.agent_frames(AGENT).remove(0);
+    assert_eq!(renewed["type"], "registered");
+    assert!(
+        renewed["expires_at"].as_str().unwrap() > expires.as_str(),
+        "{renewed}"
+    );
+    // Listed connected with its models; its models go with its link.
+    t.request(ConnId(9), "GET", "/control/sessions", &BRIDGE, Value::Null);
+    let (_, body, _) = t.editor(ConnId(9));
+    let listed: Value = serde_json::from_slice(&body).unwrap();
+    let mine = &listed["sessions"].as_array().unwrap()[0];
+    assert_eq!(mine["session_id"], sid.as_str());
+    assert_eq!(
+        (&mine["models"], &mine["connected"], &mine["status"]),
+        (&json!(["m"]), &json!(true), &json!("active"))
+    );
+    drop_link(&mut t, AGENT);
+    t.request(EDITOR, "GET", "/v1/models", &[], Value::Null);
+    let (_, body, _) = t.editor(EDITOR);
+    let models: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(models["data"], json!([]), "{models}");
+}
+
+#[test]
+fn an_agent_s_error_reaches_its_editor_as_a_502_with_its_message() {
+    let mut t = Pair::new(|_| {});
+    t.connect_agent(AGENT, register(3600));
+    t.chat(EDITOR, false);
+    let id = t.last_invoke_id(AGENT);
+    let error = json!({"message": "model is on fire", "code": "fire"});
+    t.agent(AGENT, json!({"type": "error", "id": id, "error": error}));
+    let (status, body, ended) = t.editor(EDITOR);
+    assert_eq!((status, ended), (Some(502), true));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("model is on fire"), "{body}");
 }
 
 #[test]
