@@ -235,16 +235,22 @@ fn whole_answer_timeout_answers_504_and_cancels_the_agent() {
     assert_eq!(t.editor(EDITOR), (None, Vec::new(), false));
 }
 
-#[test]
-fn an_agent_that_finds_the_conversation_too_long_is_a_400_the_editor_can_act_on() {
+/// What an editor's whole chat gets when its agent answers with `error`:
+/// the status, the body, and whether it ended.
+fn refused_by_agent(error: Value) -> (Option<u16>, Vec<u8>, bool) {
     let mut t = Pair::new(|_| {});
     t.connect_agent(AGENT, register(3600));
     t.chat(EDITOR, false);
     let id = t.last_invoke_id(AGENT);
-    let refused = json!({"type": "error", "id": id,
-        "error": {"message": "too long for `cursor-agent`", "code": "context_length_exceeded"}});
-    t.agent(AGENT, refused);
-    let (status, body, ended) = t.editor(EDITOR);
+    t.agent(AGENT, json!({"type": "error", "id": id, "error": error}));
+    t.editor(EDITOR)
+}
+
+#[test]
+fn an_agent_that_finds_the_conversation_too_long_is_a_400_the_editor_can_act_on() {
+    let (status, body, ended) = refused_by_agent(
+        json!({"message": "too long for `cursor-agent`", "code": "context_length_exceeded"}),
+    );
     assert_eq!(status, Some(400));
     assert!(ended);
     let err: Value = serde_json::from_slice(&body).unwrap();
@@ -795,13 +801,8 @@ fn malformed_agent_messages_get_an_error_and_the_link_stays() {
 
 #[test]
 fn an_agent_s_error_reaches_its_editor_as_a_502_with_its_message() {
-    let mut t = Pair::new(|_| {});
-    t.connect_agent(AGENT, register(3600));
-    t.chat(EDITOR, false);
-    let id = t.last_invoke_id(AGENT);
-    let error = json!({"message": "model is on fire", "code": "fire"});
-    t.agent(AGENT, json!({"type": "error", "id": id, "error": error}));
-    let (status, body, ended) = t.editor(EDITOR);
+    let (status, body, ended) =
+        refused_by_agent(json!({"message": "model is on fire", "code": "fire"}));
     assert_eq!((status, ended), (Some(502), true));
     let body: Value = serde_json::from_slice(&body).unwrap();
     let message = body["error"]["message"].as_str().unwrap_or_default();
