@@ -5,10 +5,11 @@ Inspector's CLI), on both runtimes.
 
 What a client must see: the server's tools, and its own answers only, however
 many clients share the one child; a crashed child's waiting calls answered
-with an error at once, and the child back for the next call; the session
-rules of the transport (400 without a session, 404 for an unknown one so the
-client initializes again, 401 without the key, 403 for a foreign Origin). And
-no child process outlives the bridge: the whole process group goes."""
+with an error at once, and the child back for the next call. And no child
+process outlives the bridge: the whole process group goes. The session rules
+of the transport (400 without a session, 404 for an unknown one so the client
+initializes again, 401 without the key, 403 for a foreign Origin) and those of
+the stateless revision are asserted in the core's tests of the bridge."""
 
 import asyncio
 import json
@@ -391,79 +392,6 @@ def test_a_killed_child_fails_its_waiting_calls_at_once_and_comes_back(make_serv
     assert waited < 2, waited
     assert again == "Echo: after the crash"
     assert old_child not in marked(mark, but={server.proc.pid})
-
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
-}
-
-
-def test_the_transport_keeps_the_session_rules(make_server):
-    server = bridge_server(make_server, everything())
-    path = "/mcp/everything"
-    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-
-    status, headers, body = post(server, path, INITIALIZE)
-    assert status == 200 and body["result"]["serverInfo"]["name"] == "mcp-servers/everything"
-    session = headers["Mcp-Session-Id"]
-    assert len(session) >= 32
-    with_session = {"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
-
-    # Notifications and responses are accepted with 202.
-    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    assert post(server, path, initialized, with_session)[0] == 202
-    assert post(server, path, ping, with_session)[2] == {"jsonrpc": "2.0", "id": 2, "result": {}}
-    # Without a session: 400; an unknown one: 404, so the client starts over.
-    assert post(server, path, ping)[0] == 400
-    assert post(server, path, ping, {"Mcp-Session-Id": "nope"})[0] == 404
-    # Not a JSON-RPC message: 400 with a JSON-RPC error.
-    status, _, body = post(server, path, {"hello": 1}, with_session)
-    assert status == 400 and body["error"]["code"] == -32600
-    # The API key, the Origin check and the server name, like every route.
-    assert post(server, path, ping, {**with_session, "Authorization": "Bearer wrong"})[0] == 401
-    assert post(server, path, ping, {**with_session, "Origin": "https://evil.example"})[0] == 403
-    # A refusal is a JSON-RPC error, as an MCP client reads one.
-    status, _, refused = post(server, path, ping, {**with_session, "Authorization": "Bearer wrong"})
-    assert status == 401 and refused["jsonrpc"] == "2.0" and refused["error"]["code"] == -32600, refused
-    status, _, body = post(server, "/mcp/nothing", INITIALIZE)
-    assert status == 404 and "everything" in body["error"]["message"]
-    # DELETE ends the session.
-    assert post(server, path, None, with_session, method="DELETE")[0] == 200
-    assert post(server, path, ping, with_session)[0] == 404
-
-
-def test_the_stateless_revision_keeps_its_rules(make_server):
-    server = bridge_server(make_server, everything())
-    path = "/mcp/everything"
-    modern = {"MCP-Protocol-Version": "2026-07-28"}
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-    call = {"jsonrpc": "2.0", "id": "a", "method": "tools/call",
-            "params": {"name": "echo", "arguments": {"message": "x"}, "_meta": meta}}
-
-    status, _, body = post(server, path, call, {**modern, "Mcp-Method": "tools/call", "Mcp-Name": "echo"})
-    assert status == 200 and body["id"] == "a" and body["result"]["content"][0]["text"] == "Echo: x"
-    assert body["result"]["resultType"] == "complete"
-    # A standard header that contradicts the body, or cannot be read, is
-    # HeaderMismatch (-32020); a name outside plain ASCII comes wrapped.
-    status, _, body = post(server, path, call, {**modern, "Mcp-Method": "tools/list"})
-    assert status == 400 and body["error"]["code"] == -32020 and "Mcp-Method" in body["error"]["message"]
-    status, _, body = post(server, path, call, {**modern, "Mcp-Name": "get-sum"})
-    assert status == 400 and body["error"]["code"] == -32020 and "Mcp-Name" in body["error"]["message"]
-    status, _, body = post(server, path, call, {**modern, "Mcp-Method": "tools/call", "Mcp-Name": "=?base64?ZWNobw==?="})
-    assert status == 200 and body["result"]["content"][0]["text"] == "Echo: x"
-    status, _, body = post(server, path, call, {**modern, "Mcp-Name": "=?base64?not base64?="})
-    assert status == 400 and body["error"]["code"] == -32020, body
-    status, _, body = post(server, path, call, {"MCP-Protocol-Version": "2025-11-25"})
-    assert status == 400 and body["error"]["code"] == -32020 and "MCP-Protocol-Version" in body["error"]["message"]
-    assert post(server, path, None, modern, method="GET")[0] == 405
-    assert post(server, path, None, modern, method="DELETE")[0] == 405
-    future = {**call, "params": {**call["params"], "_meta": {**meta, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}}}
-    status, _, body = post(server, path, future, {"MCP-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/call", "Mcp-Name": "echo"})
-    assert status == 400 and body["error"]["code"] == -32022
-    assert "2026-07-28" in body["error"]["data"]["supported"]
 
 
 def test_the_legacy_sse_transport_serves_old_clients(make_server):

@@ -99,6 +99,35 @@ impl Rig {
         (conn, self.drain())
     }
 
+    /// A request as the drivers hand it on (`Hub::pump`): first the checks
+    /// every route has (local Host and Origin, the API key), made by a
+    /// provider whose API key is `key` and bridge token `bridge`; then, if
+    /// it passes them, the bridge. The HTTP outputs.
+    pub(crate) fn admitted(
+        &mut self,
+        method: &str,
+        target: &str,
+        mut headers: Vec<(String, String)>,
+        body: Bytes,
+    ) -> Vec<Output> {
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            headers.push(("host".to_owned(), "127.0.0.1:8788".to_owned()));
+        }
+        let config = crate::Config::new(&["key"], "bridge");
+        let wall = std::time::SystemTime::UNIX_EPOCH;
+        let mut provider = crate::Provider::new(config, self.now, wall);
+        let request =
+            Request::new(method, target, headers.clone(), body.clone()).expect("a canonical path");
+        if provider.admit_bridge(ConnId(0), &request, self.now) {
+            self.request(method, target, headers, body).1
+        } else {
+            std::iter::from_fn(|| provider.poll_output()).collect()
+        }
+    }
+
     /// HTTP outputs; child actions carried out (a spawn succeeds, the
     /// child's lines are kept).
     pub(crate) fn drain(&mut self) -> Vec<Output> {

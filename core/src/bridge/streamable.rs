@@ -347,6 +347,106 @@ mod tests {
         );
     }
 
+    /// A `method` request for `target` with `body` (none for null) through
+    /// the provider's checks, with the API key and `headers` (one named as
+    /// a header already there replaces it): the HTTP outputs.
+    fn checked(
+        rig: &mut Rig,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Vec<Output> {
+        let mut all = vec![("authorization".to_owned(), "Bearer key".to_owned())];
+        for (name, value) in headers {
+            all.retain(|(k, _)| k != name);
+            all.push((name.to_string(), value.to_string()));
+        }
+        let body = match body {
+            Value::Null => Bytes::new(),
+            body => Bytes::from(body.to_string()),
+        };
+        rig.admitted(method, target, all, body)
+    }
+
+    /// What a client meets of a session's rules through the provider's
+    /// checks: the server's own `serverInfo` in the answer to
+    /// `initialize`; a body that is no JSON-RPC message, a wrong key and a
+    /// foreign page each refused, in JSON-RPC's shape where a client reads
+    /// it; a server that is not there named among those that are; a
+    /// deleted session gone.
+    #[test]
+    fn a_session_s_refusals_are_answers_an_mcp_client_reads() {
+        let mut rig = Rig::new();
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+        assert!(checked(&mut rig, "POST", "/mcp/echo", &[], &init).is_empty());
+        let out = rig.child_initializes();
+        assert_eq!(status(&out), 200);
+        assert_eq!(answered(&out)["result"]["serverInfo"]["name"], "echo");
+        let session = match &out[..] {
+            [Output::Respond { response, .. }] => response.header("mcp-session-id"),
+            _ => None,
+        };
+        let session = session.expect("a session").to_owned();
+        assert!(session.len() >= 32);
+        let (id, version) = (
+            ("mcp-session-id", session.as_str()),
+            ("mcp-protocol-version", "2025-06-18"),
+        );
+        let out = checked(
+            &mut rig,
+            "POST",
+            "/mcp/echo",
+            &[id, version],
+            &json!({"hello": 1}),
+        );
+        let refused = (status(&out), answered(&out)["error"]["code"].clone());
+        assert_eq!(refused, (400, json!(mcp::INVALID_REQUEST)));
+        let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+        let wrong = [id, version, ("authorization", "Bearer wrong")];
+        let out = checked(&mut rig, "POST", "/mcp/echo", &wrong, &ping);
+        let refused = answered(&out);
+        assert_eq!(status(&out), 401);
+        assert_eq!(
+            (&refused["jsonrpc"], &refused["error"]["code"]),
+            (&json!("2.0"), &json!(mcp::INVALID_REQUEST)),
+            "{refused}"
+        );
+        let foreign = [id, version, ("origin", "https://evil.example")];
+        assert_eq!(
+            status(&checked(&mut rig, "POST", "/mcp/echo", &foreign, &ping)),
+            403
+        );
+        let out = checked(&mut rig, "POST", "/mcp/nothing", &[], &init);
+        assert_eq!(status(&out), 404);
+        let message = answered(&out)["error"]["message"].clone();
+        assert!(
+            message.as_str().unwrap_or_default().contains("echo"),
+            "{message}"
+        );
+        assert_eq!(
+            status(&checked(
+                &mut rig,
+                "DELETE",
+                "/mcp/echo",
+                &[id],
+                &Value::Null
+            )),
+            200
+        );
+        assert_eq!(
+            status(&checked(
+                &mut rig,
+                "POST",
+                "/mcp/echo",
+                &[id, version],
+                &ping
+            )),
+            404
+        );
+    }
+
     #[test]
     fn the_event_stream_numbers_its_events_replays_after_last_event_id_and_keeps_alive() {
         let mut rig = Rig::new();

@@ -413,3 +413,67 @@ fn a_resource_not_found_says_its_uri_in_both_generations() {
     let answer = answered(&strict.post("/mcp", headers, &read));
     assert_eq!(answer["error"]["data"]["uri"], uri, "{answer}");
 }
+
+/// Exactly these headers.
+fn exactly(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    let owned = headers.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    owned.collect()
+}
+
+#[test]
+fn a_call_s_standard_headers_are_read_as_they_may_be_written_or_refused() {
+    let mut strict = Strict::new();
+    let path = "/mcp/probe";
+    let call = |version: &str| {
+        let mut meta = meta_without(INFO_KEY);
+        meta[VERSION_KEY] = json!(version);
+        json!({"jsonrpc": "2.0", "id": "a", "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"message": "x"}, "_meta": meta}})
+    };
+    let modern = ("MCP-Protocol-Version", VERSION);
+    let (method, name) = (("Mcp-Method", "tools/call"), ("Mcp-Name", "echo"));
+    let answer = answered(&strict.post(path, exactly(&[modern, method, name]), &call(VERSION)));
+    assert_eq!(answer["id"], "a");
+    assert_eq!(answer["result"]["content"][0]["text"], r#"{"message":"x"}"#);
+    assert_eq!(answer["result"]["resultType"], "complete");
+    // A standard header that contradicts the body, or cannot be read, is
+    // HeaderMismatch (-32020); a name outside plain ASCII comes wrapped.
+    for (headers, named) in [
+        (vec![modern, ("Mcp-Method", "tools/list")], "Mcp-Method"),
+        (vec![modern, ("Mcp-Name", "get-sum")], "Mcp-Name"),
+        (vec![modern, ("Mcp-Name", "=?base64?not base64?=")], ""),
+        (
+            vec![("MCP-Protocol-Version", "2025-11-25")],
+            "MCP-Protocol-Version",
+        ),
+    ] {
+        let out = strict.post(path, exactly(&headers), &call(VERSION));
+        let (status, answer) = (status(&out), answered(&out));
+        let (code, _, message) = refusal(&answer);
+        assert_eq!((status, code), (400, mcp::HEADER_MISMATCH), "{headers:?}");
+        assert!(message.contains(named), "{headers:?}: {message}");
+    }
+    let wrapped = ("Mcp-Name", "=?base64?ZWNobw==?=");
+    let out = strict.post(path, exactly(&[modern, method, wrapped]), &call(VERSION));
+    assert_eq!(status(&out), 200);
+    let text = &answered(&out)["result"]["content"][0]["text"];
+    assert_eq!(text, r#"{"message":"x"}"#);
+    // The revision has no stream to open and no session to end.
+    for verb in ["GET", "DELETE"] {
+        let (_, out) = strict
+            .rig
+            .request(verb, path, exactly(&[modern]), Bytes::new());
+        assert_eq!(status(&out), 405, "{verb}");
+    }
+    let future = ("MCP-Protocol-Version", "2099-01-01");
+    let out = strict.post(path, exactly(&[future, method, name]), &call("2099-01-01"));
+    let answer = answered(&out);
+    assert_eq!(
+        (status(&out), refusal(&answer).0),
+        (400, mcp::UNSUPPORTED_PROTOCOL_VERSION)
+    );
+    assert!(
+        lists_the_revision(&answer["error"]["data"]["supported"]),
+        "{answer}"
+    );
+}
