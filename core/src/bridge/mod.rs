@@ -96,6 +96,7 @@ pub mod filter;
 mod generation;
 mod kept;
 mod lazy;
+mod listen;
 
 mod mux;
 mod parked;

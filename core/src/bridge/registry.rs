@@ -24,6 +24,7 @@ use super::common::{
     StreamStart, Target, Transport, EVENTS_KIND,
 };
 use super::lazy::{kept_file, LastRun};
+use super::listen::Listener;
 use super::routes::{self, Found, Miss, Route};
 use super::session::{Session, View, MAX_SOCKETS};
 use super::traced::{Answering, Traces};
@@ -193,6 +194,9 @@ pub(crate) struct Registry {
     /// The clients that stateless requests (and REST calls without a
     /// session) have on their child, for as long as each waits.
     pub(super) stateless: IdSet<(ChildId, ClientId)>,
+    /// Open `subscriptions/listen` streams, by the client each is of its
+    /// child (see `listen`).
+    pub(super) listeners: IdMap<(ChildId, ClientId), Listener>,
     /// Bytes every session keeps for its client (see `kept`).
     kept: usize,
     /// Stateless clients' calls waiting for their retry, by `requestState`.
@@ -234,6 +238,7 @@ impl Registry {
             pending: HashMap::new(),
             streams: IdMap::default(),
             stateless: IdSet::default(),
+            listeners: IdMap::default(),
             kept: 0,
             parked: HashMap::new(),
             next_request: 0,
@@ -464,6 +469,7 @@ impl Registry {
                 self.end_session(&id, now);
             }
         }
+        self.end_listeners(|_, listener| listener.to.conn == conn, false, now);
         let why = "the client closed its connection";
         self.abandon_calls(conn, why, now);
         self.traces.abandoned(Some(conn), &[], why);
@@ -647,6 +653,7 @@ impl Registry {
 
     /// Stops every child (the process is shutting down).
     pub(crate) fn stop(&mut self, now: Instant) {
+        self.end_listeners(|_, _| true, true, now);
         let all: Vec<ChildId> = self.children.keys().copied().collect();
         for child in all {
             self.on_child(child, now, |c| c.stop(now));
@@ -666,6 +673,7 @@ impl Registry {
         for child in &children {
             self.on_child(*child, now, |c| c.stop(now));
         }
+        self.end_listeners(|child, _| children.contains(&child), true, now);
         let doomed: Vec<String> = self
             .sessions
             .iter()
@@ -1190,6 +1198,10 @@ impl Registry {
         }
         if let Some(pending) = answer_to.and_then(|id| self.pending.remove(&(child, client, id))) {
             return self.answer(child, client, pending, message, now);
+        }
+        if self.listeners.contains_key(&(child, client)) {
+            let parsed = serde_json::from_str::<Value>(&message).ok();
+            return self.listener_message(child, client, parsed, now);
         }
         if self.stateless.contains(&(child, client)) {
             let parsed = serde_json::from_str::<Value>(&message).ok();

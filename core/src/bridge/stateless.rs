@@ -21,14 +21,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::common::{progress_token, Parked, Pending, Reply, Target};
+use super::common::{event, progress_token, Parked, Pending, Reply, Target};
 use super::generation::CLIENT_INFO_META;
+use super::listen::{Filter, Listener, MAX_LISTENERS};
 use super::parked::{INPUT, MAX_PARKED, PARK_TTL};
-use super::registry::{Event, Registry};
+use super::registry::{Event, Registry, Routed};
 use super::{ChildId, ClientId};
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
-use crate::provider::RequestId;
+use crate::provider::{Output, RequestId};
 
 /// The session revision the bridge's own `initialize` asks for when a
 /// stateless client is the first to need the child.
@@ -84,6 +85,9 @@ impl Registry {
         };
         if let Err(refusal) = admit(request, &id, &method, &params) {
             return self.respond(to, refusal);
+        }
+        if method == "subscriptions/listen" {
+            return self.listen(to, target, id, &params, now);
         }
         match target {
             Target::Server(spec) => self.stateless_forward(to, spec, id, method, params, now),
@@ -158,18 +162,140 @@ impl Registry {
             return;
         };
         if let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) {
-            if self.park(child, client, id, method, &message["params"], now) {
-                return;
+            if !self.park(child, client, id, method, &message["params"], now) {
+                self.refuse_ask(child, client, id, method, now);
             }
-            let error = json!({
-                "code": mcp::METHOD_NOT_FOUND,
-                "message": format!("{method}: a stateless client cannot be asked"),
-            });
-            let refusal = Message::Response {
-                id: id.clone(),
-                outcome: Err(error),
+        }
+    }
+
+    /// The child's request `method` (`id`) of a client that cannot be
+    /// asked anything is refused, so the child does not wait for it.
+    fn refuse_ask(
+        &mut self,
+        child: ChildId,
+        client: ClientId,
+        id: &Value,
+        method: &str,
+        now: Instant,
+    ) {
+        let error = json!({
+            "code": mcp::METHOD_NOT_FOUND,
+            "message": format!("{method}: a stateless client cannot be asked"),
+        });
+        let refusal = Message::Response {
+            id: id.clone(),
+            outcome: Err(error),
+        };
+        self.forward(child, client, refusal, None, now);
+    }
+
+    // ---- listen streams (see `listen`) ----
+
+    /// `subscriptions/listen` for `target`: an event stream that opens
+    /// with its acknowledgement, then carries what its filter asks for of
+    /// the server's child — at `/mcp`, of every server whose child runs
+    /// (one not started has told no client anything yet). Each resource
+    /// it follows is subscribed to at the server for as long as the
+    /// stream lasts. A malformed filter is refused (`-32602`, HTTP 400);
+    /// at [`MAX_LISTENERS`] streams, a new one is refused with 503 (each
+    /// is a client someone is holding open).
+    fn listen(&mut self, to: RequestId, target: Target, id: Value, params: &Value, now: Instant) {
+        let refuse = |code, why: &str| mcp::error(&id, code, why, None);
+        let filter = match Filter::parse(params) {
+            Ok(filter) => filter,
+            Err(why) => {
+                let reply = refuse(mcp::INVALID_PARAMS, &why);
+                return self.respond(to, Response::json(400, reply));
+            }
+        };
+        if self.listeners.len() >= MAX_LISTENERS {
+            let why = format!("{MAX_LISTENERS} listen streams are open: try again later");
+            let reply = refuse(mcp::INVALID_REQUEST, &why);
+            return self.respond(to, Response::json(503, reply));
+        }
+        let children = match target {
+            Target::Server(spec) => match self.child_for(spec, now) {
+                Ok(child) => vec![child],
+                Err(full) => {
+                    let reply = refuse(mcp::INVALID_REQUEST, &full.message());
+                    return self.respond(to, Response::json(503, reply));
+                }
+            },
+            Target::Every => self.shared.values().copied().collect(),
+        };
+        let listener = Listener::new(to, id.clone(), filter.clone());
+        self.respond(to, Response::stream("text/event-stream"));
+        let data = event(0, "message", &listener.acknowledgement());
+        self.push(Routed::Http(Output::Data { to, data }));
+        for child in children {
+            let Some(client) = self.open_client(child, now) else {
+                continue;
             };
-            self.forward(child, client, refusal, None, now);
+            let listener = Listener::new(to, id.clone(), filter.clone());
+            self.listeners.insert((child, client), listener);
+            for uri in filter.uris() {
+                let subscribe = Message::Request {
+                    id: json!(format!("listen:{uri}")),
+                    method: "resources/subscribe".into(),
+                    params: json!({ "uri": uri }),
+                };
+                self.forward(child, client, subscribe, None, now);
+            }
+        }
+    }
+
+    /// A message of `child` for a listen stream's client: on the stream
+    /// when its filter asks for it; a request of the child refused (a
+    /// listener cannot be asked); anything else (the answers to its
+    /// subscriptions) dropped.
+    pub(crate) fn listener_message(
+        &mut self,
+        child: ChildId,
+        client: ClientId,
+        message: Option<Value>,
+        now: Instant,
+    ) {
+        let Some(message) = message else {
+            return;
+        };
+        if let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) {
+            return self.refuse_ask(child, client, id, method, now);
+        }
+        let Some(listener) = self.listeners.get(&(child, client)) else {
+            return;
+        };
+        if let Some(line) = listener.relay(&message) {
+            let (to, data) = (listener.to, event(0, "message", &line));
+            self.push(Routed::Http(Output::Data { to, data }));
+        }
+    }
+
+    /// Ends the listen streams whose client `gone` picks: each client
+    /// leaves its child (its subscriptions with it), and, when `close`,
+    /// the stream ends with its request's answer (a stream whose
+    /// connection closed has no one to tell).
+    pub(crate) fn end_listeners(
+        &mut self,
+        gone: impl Fn(ChildId, &Listener) -> bool,
+        close: bool,
+        now: Instant,
+    ) {
+        let ended: Vec<(ChildId, ClientId)> = self
+            .listeners
+            .iter()
+            .filter(|((child, _), listener)| gone(*child, listener))
+            .map(|(key, _)| *key)
+            .collect();
+        for (child, client) in ended {
+            let Some(listener) = self.listeners.remove(&(child, client)) else {
+                continue;
+            };
+            let still = self.listeners.values().any(|l| l.to == listener.to);
+            if close && !still {
+                let to = listener.to;
+                self.end_answer_stream(to, &listener.ended());
+            }
+            self.release_client(child, client, now);
         }
     }
 
@@ -446,9 +572,9 @@ fn initialize_params(params: &Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::super::listen::SUBSCRIPTION_ID_META as SUBSCRIPTION_ID;
     use super::super::rig::{answered, stateless_headers, status, Rig};
     use super::*;
-    use crate::provider::Output;
 
     const META: &str = r#"{"io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {}}"#;
@@ -620,5 +746,109 @@ mod tests {
         let (_, out) = rig.send_stateless(list);
         assert!(!matches!(&out[..], [Output::Respond { .. }]), "{out:?}");
         assert_eq!(rig.child.last().unwrap()["method"], "tools/list");
+    }
+
+    /// The messages of the `Data` outputs in `out` (one SSE event each).
+    fn events(out: &[Output]) -> Vec<Value> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Data { data, .. } => {
+                    let text = std::str::from_utf8(data).unwrap();
+                    let line = text.lines().find_map(|l| l.strip_prefix("data: "));
+                    Some(serde_json::from_str(line.unwrap()).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_listen_stream_opens_with_its_acknowledgement_and_carries_only_what_it_asked_for() {
+        let mut rig = Rig::new();
+        let filter = json!({"toolsListChanged": true, "resourceSubscriptions": ["file:///a"]});
+        let listen = request(
+            "subscriptions/listen",
+            json!({"_meta": meta(), "notifications": filter}),
+        );
+        let (conn, out) = rig.send_stateless(listen);
+        assert_eq!(status(&out), 200);
+        let ack = events(&out);
+        assert_eq!(ack.len(), 1, "{out:?}");
+        assert_eq!(ack[0]["method"], "notifications/subscriptions/acknowledged");
+        assert_eq!(ack[0]["params"]["notifications"], filter);
+        assert_eq!(ack[0]["params"]["_meta"][SUBSCRIPTION_ID], 7);
+        // The resource is subscribed to at the server once it is up.
+        assert!(events(&rig.child_initializes()).is_empty());
+        let subscribe = rig.last_to(ChildId(1));
+        assert_eq!(subscribe["method"], "resources/subscribe");
+        assert_eq!(subscribe["params"]["uri"], "file:///a");
+        let subscribed = json!({"jsonrpc": "2.0", "id": subscribe["id"], "result": {}});
+        assert!(
+            rig.child_says(subscribed).is_empty(),
+            "its answer is not news"
+        );
+        // What it asked for, tagged; nothing else.
+        let changed = |what: &str| json!({"jsonrpc": "2.0", "method": format!("notifications/{what}/list_changed")});
+        let carried = events(&rig.child_says(changed("tools")));
+        assert_eq!(carried.len(), 1);
+        assert_eq!(carried[0]["method"], "notifications/tools/list_changed");
+        assert_eq!(carried[0]["params"]["_meta"][SUBSCRIPTION_ID], 7);
+        assert!(events(&rig.child_says(changed("prompts"))).is_empty());
+        let updated = |uri: &str| json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}});
+        let carried = events(&rig.child_says(updated("file:///a")));
+        assert_eq!(carried[0]["params"]["uri"], "file:///a");
+        assert!(events(&rig.child_says(updated("file:///b"))).is_empty());
+        // The child asking anything of a listener is refused at once.
+        let ask = json!({"jsonrpc": "2.0", "id": 41, "method": "roots/list"});
+        let before = rig.child.len();
+        rig.child_says(ask);
+        let refused = &rig.child[before..];
+        assert!(
+            refused
+                .iter()
+                .any(|m| m["id"] == 41 && m["error"].is_object()),
+            "{refused:?}"
+        );
+        // Closed by its client: the subscription is released, and the
+        // stream hears nothing more.
+        rig.bridge.handle_conn_closed(conn, rig.now);
+        rig.drain();
+        assert_eq!(rig.last_to(ChildId(1))["method"], "resources/unsubscribe");
+        assert!(rig.child_says(changed("tools")).is_empty());
+        // Ended by the bridge (the provider stopping): the stream's last
+        // message answers its request, then it ends.
+        let listen = request(
+            "subscriptions/listen",
+            json!({"_meta": meta(), "notifications": {"promptsListChanged": true}}),
+        );
+        rig.send_stateless(listen);
+        rig.bridge.stop(rig.now);
+        let out = rig.drain();
+        let last = events(&out);
+        assert_eq!(last.len(), 1, "{out:?}");
+        assert_eq!(
+            (&last[0]["id"], &last[0]["result"]["resultType"]),
+            (&json!(7), &json!("complete"))
+        );
+        assert!(matches!(out.last(), Some(Output::End { .. })), "{out:?}");
+    }
+
+    #[test]
+    fn a_listen_request_with_a_malformed_filter_is_invalid_params() {
+        let mut rig = Rig::new();
+        for params in [
+            json!({"_meta": meta()}),
+            json!({"_meta": meta(), "notifications": {"toolsListChanged": 1}}),
+        ] {
+            let listen = request("subscriptions/listen", params);
+            let (status, answer) = post_with(&mut rig, &listen, |_| {});
+            assert_eq!(
+                (status, refusal(&answer).0),
+                (400, mcp::INVALID_PARAMS),
+                "{answer}"
+            );
+            assert_eq!(answer["id"], 7);
+        }
+        assert!(rig.child.is_empty());
     }
 }
