@@ -846,6 +846,7 @@ fn embedding_from_an_inference_only_session_is_403() {
 
 mod access;
 mod bad_input;
+mod echoed;
 mod hostile;
 mod kept;
 mod laws;
