@@ -13,8 +13,9 @@ The provider runs `bridge` with the server as `[[bridge.servers]]` (the
 context's pre-registered client and the suite's client metadata document
 URL as its OAuth settings) and `$BROWSER` set to a script that approves
 the authorization page. The official `mcp` client then initializes at
-/mcp/remote, calls every tool the server lists (with the least arguments
-its schema allows), reads every resource and gets every prompt: every 401
+/mcp/remote, calls every tool the server lists (with the arguments the
+scenario's context names for it, else the least its schema allows),
+reads every resource and gets every prompt: every 401
 and 403 the suite's server answers is met inside the running provider —
 its login, its step-up, its limit on refused tokens — and every request
 the scenario looks at goes through the provider's own client."""
@@ -88,7 +89,7 @@ def start(binary, workdir, url, context, log):
     sys.exit(f"{binary} did not start")
 
 
-async def use(port, version):
+async def use(port, version, context):
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
     mode = "legacy" if version < "2026" else "auto"
     transport = streamable_http_client(f"http://127.0.0.1:{port}/mcp/remote", http_client=http)
@@ -96,7 +97,7 @@ async def use(port, version):
         tools = (await client.list_tools()).tools
         print("tools:", [t.name for t in tools], flush=True)
         for tool in tools:
-            result = await client.call_tool(tool.name, least_arguments(tool.input_schema))
+            result = await client.call_tool(tool.name, arguments_for(tool, tools, context))
             if result.is_error:
                 raise RuntimeError(f"{tool.name} failed: {result.content}")
             text = result.content[0].text if result.content else ""
@@ -108,6 +109,20 @@ async def use(port, version):
         if capabilities is not None and capabilities.prompts is not None:
             for prompt in (await client.list_prompts()).prompts:
                 await client.get_prompt(prompt.name)
+
+
+def arguments_for(tool, tools, context):
+    """The arguments the scenario's context names for `tool`, or, for the
+    schema-echo tool, the input schema of the tool it is for as listed
+    (what the client received, sent back for the scenario to compare), or
+    the least its schema allows."""
+    for call in context.get("toolCalls") or []:
+        if call.get("name") == tool.name:
+            return call.get("arguments") or {}
+    if tool.name == "json_schema_echo":
+        echoed = [t.input_schema for t in tools if t.name == "json_schema_2020_12_tool"]
+        return {"schema": echoed[0] if echoed else {}}
+    return least_arguments(tool.input_schema)
 
 
 def least_arguments(schema):
@@ -130,7 +145,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp, open(log_path, "w") as log:
         proc, port = start(binary, Path(tmp), url, context, log)
         try:
-            asyncio.run(asyncio.wait_for(use(port, version), 60))
+            asyncio.run(asyncio.wait_for(use(port, version, context), 60))
         finally:
             proc.terminate()
             try:

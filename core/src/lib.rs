@@ -118,6 +118,7 @@ mod idmap;
 mod limiter;
 mod lines;
 pub mod mcp;
+mod members;
 mod metrics;
 pub mod oauth;
 mod provider;

@@ -10,12 +10,14 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::routes::Miss;
 use super::{ChildId, ClientId};
 use crate::http::Response;
 use crate::mcp;
+use crate::members::Members;
 use crate::provider::{ConnId, RequestId};
 
 /// How a session's client hears from its server.
@@ -138,35 +140,52 @@ pub(crate) fn event(id: u64, kind: &str, message: &str) -> Bytes {
 /// and the result as the revision has it: `server/discover`'s from the
 /// `initialize` result it was asked as, a list marked complete and not to
 /// be cached (as [`mcp::listing`] marks the bridge's own), every result
-/// tagged `resultType`.
-pub(crate) fn stateless_answer(mut answer: Value, id: &Value, method: &str) -> String {
-    if let Some(object) = answer.as_object_mut() {
-        object.insert("id".to_owned(), id.clone());
-        if let Some(result) = object.get_mut("result") {
-            if method == "server/discover" {
-                let instructions = result["instructions"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                *result = mcp::discover_result(
-                    result["capabilities"].clone(),
-                    result["serverInfo"].clone(),
-                    &instructions,
-                );
-            } else if let Some(fields) = result.as_object_mut() {
-                fields
-                    .entry("resultType")
-                    .or_insert_with(|| json!("complete"));
-                if method.ends_with("/list") {
-                    fields.entry("ttlMs").or_insert_with(|| json!(0));
-                    fields
-                        .entry("cacheScope")
-                        .or_insert_with(|| json!("private"));
-                }
-            }
+/// tagged `resultType`. Read from the answer's text and written back with
+/// every other member as the child wrote it (a listed tool's input schema
+/// byte for byte); text that is no JSON object goes on as it is.
+pub(crate) fn stateless_answer(answer: &str, id: &Value, method: &str) -> String {
+    let Some(mut members) = Members::of(answer) else {
+        return answer.to_owned();
+    };
+    if let Ok(id) = serde_json::value::to_raw_value(id) {
+        members.set("id", id);
+    }
+    let result = members.get("result").and_then(|result| match method {
+        "server/discover" => discovered(result),
+        _ => marked(result, method),
+    });
+    if let Some(result) = result {
+        members.set("result", result);
+    }
+    members.text()
+}
+
+/// `server/discover`'s result, from the `initialize` result it was asked as.
+fn discovered(initialized: &RawValue) -> Option<Box<RawValue>> {
+    let result: Value = serde_json::from_str(initialized.get()).ok()?;
+    let instructions = result["instructions"].as_str().unwrap_or_default();
+    let discovered = mcp::discover_result(
+        result["capabilities"].clone(),
+        result["serverInfo"].clone(),
+        instructions,
+    );
+    serde_json::value::to_raw_value(&discovered).ok()
+}
+
+/// A result with the stateless marks it lacks: `resultType`, and a list's
+/// cache hints.
+fn marked(result: &RawValue, method: &str) -> Option<Box<RawValue>> {
+    let mut fields = Members::of(result.get())?;
+    let mut marks = vec![("resultType", r#""complete""#)];
+    if method.ends_with("/list") {
+        marks.extend([("ttlMs", "0"), ("cacheScope", r#""private""#)]);
+    }
+    for (key, value) in marks {
+        if fields.get(key).is_none() {
+            fields.set(key, RawValue::from_string(value.to_owned()).ok()?);
         }
     }
-    answer.to_string()
+    fields.raw()
 }
 
 /// A request's progress token: its answer is then an event stream, its
@@ -241,4 +260,49 @@ pub(crate) struct Answered {
     pub(crate) ephemeral: bool,
     pub(crate) answer: Option<Value>,
     pub(crate) size: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stateless_answer_is_marked_under_its_clients_id_with_the_rest_as_the_child_wrote_it() {
+        let tool = r##"{"name":"lookup","inputSchema":{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","$defs":{"id":{"type":"string"}},"properties":{"id":{"$ref":"#/$defs/id"}},"additionalProperties":false}}"##;
+        let answer = format!(r#"{{"jsonrpc":"2.0","id":41,"result":{{"tools":[{tool}]}}}}"#);
+        assert_eq!(
+            stateless_answer(&answer, &json!("c-1"), "tools/list"),
+            format!(
+                r#"{{"jsonrpc":"2.0","id":"c-1","result":{{"tools":[{tool}],"resultType":"complete","ttlMs":0,"cacheScope":"private"}}}}"#
+            )
+        );
+        let answer =
+            r#"{"jsonrpc":"2.0","id":2,"result":{"resultType":"input_required","content":[]}}"#;
+        assert_eq!(
+            stateless_answer(answer, &json!(9), "tools/call"),
+            r#"{"jsonrpc":"2.0","id":9,"result":{"resultType":"input_required","content":[]}}"#
+        );
+        let error = r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"no"}}"#;
+        assert_eq!(
+            stateless_answer(error, &json!(9), "tools/call"),
+            r#"{"jsonrpc":"2.0","id":9,"error":{"code":-32601,"message":"no"}}"#
+        );
+        assert_eq!(stateless_answer("not json", &json!(9), "x"), "not json");
+    }
+
+    #[test]
+    fn discovery_is_answered_from_the_initialize_result_it_was_asked_as() {
+        let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"1"}}}"#;
+        let discovered: Value =
+            serde_json::from_str(&stateless_answer(answer, &json!(5), "server/discover")).unwrap();
+        assert_eq!(discovered["id"], 5);
+        assert_eq!(
+            discovered["result"],
+            mcp::discover_result(
+                json!({"tools": {}}),
+                json!({"name": "s", "version": "1"}),
+                ""
+            )
+        );
+    }
 }

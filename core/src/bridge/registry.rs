@@ -1263,10 +1263,7 @@ impl Registry {
                 false
             }
             Reply::Stateless { id, method } => {
-                let body = match parsed() {
-                    Some(answer) => stateless_answer(answer, &id, &method),
-                    None => message,
-                };
+                let body = stateless_answer(&message, &id, &method);
                 if pending.progress.is_some() {
                     self.end_answer_stream(to, &body);
                 } else {

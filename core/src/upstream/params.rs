@@ -15,11 +15,12 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::headers::header_safe;
+use crate::members::Members;
 
 /// The schema keyword that marks a parameter.
 const MARK: &str = "x-mcp-header";
@@ -56,8 +57,8 @@ impl ParamHeaders {
         if first {
             self.tools.clear();
         }
-        let mut message: Members = serde_json::from_str(line).ok()?;
-        let mut result: Members = serde_json::from_str(message.get("result")?.get()).ok()?;
+        let mut message = Members::of(line)?;
+        let mut result = Members::of(message.get("result")?.get())?;
         let tools: Vec<Box<RawValue>> = serde_json::from_str(result.get("tools")?.get()).ok()?;
         let listed = tools.len();
         let kept: Vec<Box<RawValue>> = tools.into_iter().filter(|tool| self.admit(tool)).collect();
@@ -65,8 +66,8 @@ impl ParamHeaders {
             return None;
         }
         result.set("tools", serde_json::value::to_raw_value(&kept).ok()?);
-        message.set("result", serde_json::value::to_raw_value(&result).ok()?);
-        serde_json::to_string(&message).ok()
+        message.set("result", result.raw()?);
+        Some(message.text())
     }
 
     /// Whether a listed tool is kept: its marks are learned when they are
@@ -233,56 +234,6 @@ fn mirror(fields: &Map<String, Value>, path: &[String]) -> Result<Mirror, String
         _ => Err(format!(
             "{MARK} {header:?} marks a parameter that is not a string, integer or boolean"
         )),
-    }
-}
-
-/// A JSON object's members in the order written, each as its text: an
-/// answer rewritten with a member changed keeps the others as they came.
-struct Members(Vec<(String, Box<RawValue>)>);
-
-impl Members {
-    fn get(&self, key: &str) -> Option<&RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| &**v)
-    }
-
-    fn set(&mut self, key: &str, value: Box<RawValue>) {
-        if let Some((_, slot)) = self.0.iter_mut().find(|(k, _)| k == key) {
-            *slot = value;
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Members {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Members;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Members, A::Error> {
-                let mut members = Vec::new();
-                while let Some(member) = map.next_entry()? {
-                    members.push(member);
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
-    }
-}
-
-impl Serialize for Members {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in &self.0 {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
     }
 }
 

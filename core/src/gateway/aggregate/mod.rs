@@ -710,7 +710,7 @@ impl Bridge {
         }
         let answer = json!({"jsonrpc": "2.0", "id": page.id, "result": result});
         let body = match page.session.is_none() {
-            true => stateless_answer(answer, &page.id, &page.method),
+            true => stateless_answer(&answer.to_string(), &page.id, &page.method),
             false => answer.to_string(),
         };
         self.registry.respond(to, Response::json(200, body));

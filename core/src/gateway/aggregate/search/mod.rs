@@ -235,7 +235,7 @@ impl Bridge {
         let (body, changed) = match answer {
             Ok((result, changed)) if session.is_none() => {
                 let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
-                (stateless_answer(answer, &id, &method), changed)
+                (stateless_answer(&answer.to_string(), &id, &method), changed)
             }
             Ok((result, changed)) => (mcp::result(&id, result), changed),
             Err(why) => (mcp::error(&id, mcp::INVALID_PARAMS, &why, None), false),
