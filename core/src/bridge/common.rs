@@ -86,6 +86,17 @@ pub(crate) struct Pending {
     /// begun at once: the request's progress goes down it, then the
     /// answer ends it, in the order the server sent them.
     pub(crate) progress: Option<Value>,
+    /// For a stateless client that asked for the server's log messages
+    /// with its answer, the least severe it wants (see `logging`): the
+    /// answer is then an event stream too, those messages going first.
+    pub(crate) log: Option<usize>,
+}
+
+impl Pending {
+    /// Whether the answer is an event stream, begun when the request came.
+    pub(crate) fn streams(&self) -> bool {
+        self.progress.is_some() || self.log.is_some()
+    }
 }
 
 /// The shape an answer is given for the client that waits for it.

@@ -97,6 +97,7 @@ mod generation;
 mod kept;
 mod lazy;
 mod listen;
+mod logging;
 
 mod mux;
 mod parked;

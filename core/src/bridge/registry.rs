@@ -25,6 +25,7 @@ use super::common::{
 };
 use super::lazy::{kept_file, LastRun};
 use super::listen::Listener;
+use super::logging;
 use super::routes::{self, Found, Miss, Route};
 use super::session::{Session, View, MAX_SOCKETS};
 use super::traced::{Answering, Traces};
@@ -630,7 +631,7 @@ impl Registry {
     /// streams to it (its progress first) is cancelled at the child.
     pub(crate) fn handle_slow_conn(&mut self, conn: ConnId, now: Instant) {
         self.traces.clock(now);
-        let streaming = |p: &Pending| p.to.conn == conn && p.progress.is_some();
+        let streaming = |p: &Pending| p.to.conn == conn && p.streams();
         if self.pending.values().any(streaming) {
             tracing::warn!("an MCP bridge client reads too slowly: its call was cancelled");
             self.abandon_calls(conn, "the client read too slowly", now);
@@ -1093,6 +1094,7 @@ impl Registry {
             to,
             reply,
             progress: None,
+            log: None,
         };
         self.forward(child, client, message, Some(wait), now);
     }
@@ -1192,7 +1194,9 @@ impl Registry {
             self.traces
                 .answer(Answering::Call(child, client, id.clone()), &message);
         }
-        if let Some(to) = self.progress_stream(child, client, head.as_ref()) {
+        let streamed = (self.progress_stream(child, client, head.as_ref()))
+            .or_else(|| self.log_stream(child, client, head.as_ref()));
+        if let Some(to) = streamed {
             let data = event(0, "message", &message);
             return self.push(Routed::Http(Output::Data { to, data }));
         }
@@ -1247,11 +1251,11 @@ impl Registry {
         message: String,
         now: Instant,
     ) {
-        let to = pending.to;
+        let (to, streams) = (pending.to, pending.streams());
         let parsed = || serde_json::from_str::<Value>(&message).ok();
         let close = match pending.reply {
             Reply::Json { opened } => {
-                if pending.progress.is_some() {
+                if streams {
                     self.end_answer_stream(to, &message);
                 } else {
                     let mut response = Response::json(200, message);
@@ -1264,7 +1268,7 @@ impl Registry {
             }
             Reply::Stateless { id, method } => {
                 let body = stateless_answer(&message, &id, &method);
-                if pending.progress.is_some() {
+                if streams {
                     self.end_answer_stream(to, &body);
                 } else {
                     self.respond(to, Response::json(200, body));
@@ -1363,6 +1367,26 @@ impl Registry {
             .iter()
             .find(|((c, k, _), p)| {
                 (*c, *k) == (child, client) && p.progress.as_ref() == Some(token)
+            })
+            .map(|(_, p)| p.to)
+    }
+
+    /// The stream of the stateless request that asked for `message`, if
+    /// it is a log message of `child`'s `client` at or above the level
+    /// that request asked for.
+    fn log_stream(
+        &self,
+        child: ChildId,
+        client: ClientId,
+        message: Option<&Head>,
+    ) -> Option<RequestId> {
+        let message = message.filter(|m| m.method.as_deref() == Some("notifications/message"))?;
+        self.pending
+            .iter()
+            .find(|((c, k, _), p)| {
+                (*c, *k) == (child, client)
+                    && p.log
+                        .is_some_and(|least| logging::reaches(&message.params, least))
             })
             .map(|(_, p)| p.to)
     }

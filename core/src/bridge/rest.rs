@@ -524,6 +524,7 @@ impl Registry {
                     to: socket(conn),
                     reply: Reply::Socket { id },
                     progress: None,
+                    log: None,
                 };
                 let request = Message::Request {
                     id: own,

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use super::common::{event, progress_token, Parked, Pending, Reply, Target};
 use super::generation::CLIENT_INFO_META;
 use super::listen::{Filter, Listener, MAX_LISTENERS};
+use super::logging;
 use super::parked::{INPUT, MAX_PARKED, PARK_TTL};
 use super::registry::{Event, Registry, Routed};
 use super::{ChildId, ClientId};
@@ -123,7 +124,8 @@ impl Registry {
             }
         };
         let progress = progress_token(&params);
-        if progress.is_some() {
+        let log = logging::asked(&params).ok().flatten();
+        if progress.is_some() || log.is_some() {
             self.respond(to, Response::stream("text/event-stream"));
         }
         let (asked, params) = if method == "server/discover" {
@@ -138,6 +140,7 @@ impl Registry {
                 method,
             },
             progress,
+            log,
         };
         let message = Message::Request {
             id,
@@ -346,9 +349,9 @@ impl Registry {
             "requestState": state,
         });
         let answer = mcp::result(&id, result);
-        match pending.progress {
-            Some(_) => self.end_answer_stream(pending.to, &answer),
-            None => self.respond(pending.to, Response::json(200, answer)),
+        match pending.streams() {
+            true => self.end_answer_stream(pending.to, &answer),
+            false => self.respond(pending.to, Response::json(200, answer)),
         }
         let parked = Parked {
             child,
@@ -399,7 +402,11 @@ impl Registry {
                 method: parked.method,
             },
             progress: None,
+            log: logging::asked(params).ok().flatten(),
         };
+        if wait.log.is_some() {
+            self.respond(to, Response::stream("text/event-stream"));
+        }
         self.pending
             .insert((parked.child, parked.client, parked.call), wait);
         let answer = Message::Response {
@@ -471,7 +478,7 @@ fn envelope(params: &Value) -> Result<(), String> {
     .filter_map(|(present, key)| (!present).then_some(key))
     .collect();
     match missing[..] {
-        [] => Ok(()),
+        [] => logging::asked(params).map(|_| ()),
         _ => Err(format!("params._meta lacks {}", missing.join(" and "))),
     }
 }
@@ -850,5 +857,52 @@ mod tests {
             assert_eq!(answer["id"], 7);
         }
         assert!(rig.child.is_empty());
+    }
+
+    #[test]
+    fn a_request_naming_a_log_level_hears_the_servers_log_messages_at_or_above_it_then_its_answer()
+    {
+        let mut rig = Rig::new();
+        let mut asking = meta();
+        asking["io.modelcontextprotocol/logLevel"] = json!("warning");
+        let call = request("tools/call", json!({"name": "echo", "_meta": asking}));
+        let (_, out) = rig.send_stateless(call);
+        assert!(
+            matches!(&out[..], [Output::Respond { response, .. }] if response.header("content-type") == Some("text/event-stream")),
+            "{out:?}"
+        );
+        rig.child_initializes();
+        let sent = rig.last_to(ChildId(1));
+        assert_eq!(sent["method"], "tools/call");
+        let log = |level: &str| json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": level, "data": level}});
+        assert!(events(&rig.child_says(log("info"))).is_empty());
+        let heard = events(&rig.child_says(log("error")));
+        assert_eq!(heard.len(), 1);
+        assert_eq!(
+            heard[0]["params"],
+            json!({"level": "error", "data": "error"})
+        );
+        let out = rig.answers(ChildId(1), json!({"content": []}));
+        let answer = events(&out);
+        assert_eq!(
+            (&answer[0]["id"], &answer[0]["result"]["resultType"]),
+            (&json!(7), &json!("complete"))
+        );
+        assert!(matches!(out.last(), Some(Output::End { .. })), "{out:?}");
+        // One that names no level hears none, and is answered as JSON.
+        let call = request("tools/call", json!({"name": "echo", "_meta": meta()}));
+        let (_, out) = rig.send_stateless(call);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(events(&rig.child_says(log("emergency"))).is_empty());
+        // A level that is none is refused.
+        let mut wrong = meta();
+        wrong["io.modelcontextprotocol/logLevel"] = json!("loud");
+        let call = request("tools/call", json!({"name": "echo", "_meta": wrong}));
+        let (status, answer) = post_with(&mut rig, &call, |_| {});
+        assert_eq!(
+            (status, refusal(&answer).0),
+            (400, mcp::INVALID_PARAMS),
+            "{answer}"
+        );
     }
 }

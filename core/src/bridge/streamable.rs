@@ -180,6 +180,7 @@ impl Registry {
                     to,
                     reply: Reply::Json { opened },
                     progress,
+                    log: None,
                 })
             }
             Message::Notification { .. } | Message::Response { .. } => {

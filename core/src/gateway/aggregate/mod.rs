@@ -366,6 +366,7 @@ impl Bridge {
             to,
             reply: Reply::Json { opened: None },
             progress,
+            log: None,
         };
         let message = Message::Request { id, method, params };
         self.registry
@@ -576,6 +577,7 @@ impl Bridge {
             to,
             reply: Reply::Member,
             progress: None,
+            log: None,
         };
         self.registry
             .forward(child, client, message, Some(wait), now);

@@ -1,10 +1,14 @@
-"""`subscriptions/listen` (the 2026-07-28 revision's one stream of change
-notifications) through the bridge, in front of a stdio server of the
-session revisions (tests/fixtures/mcp/changing_server.py), with the
-official `mcp` client's `listen()`, at `/mcp/NAME` and at the aggregate
-`/mcp`, on every runtime: the stream is acknowledged, carries only the
-notifications asked for, and the resources it follows are subscribed to
-at the server while it lasts and released when the client leaves."""
+"""What a client of the 2026-07-28 revision hears besides its answers,
+through the bridge, in front of a stdio server of the session revisions
+(tests/fixtures/mcp/changing_server.py), with the official `mcp` client,
+at `/mcp/NAME` and at the aggregate `/mcp`, on every runtime:
+
+- `subscriptions/listen`: the stream is acknowledged, carries only the
+  notifications asked for, and the resources it follows are subscribed to
+  at the server while it lasts and released when the client leaves;
+- log messages: a request that names a level in its `_meta` hears the
+  server's messages at or above it with its answer; one that names none
+  hears none."""
 
 import asyncio
 import json
@@ -23,9 +27,9 @@ from test_bridge import run
 CHANGING = f"changing={sys.executable} {ROOT / 'tests' / 'fixtures' / 'mcp' / 'changing_server.py'}"
 
 
-def client(server, path):
+def client(server, path, **kwargs):
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
-    return Client(streamable_http_client(f"{server.base}{path}", http_client=http))
+    return Client(streamable_http_client(f"{server.base}{path}", http_client=http), **kwargs)
 
 
 async def call(c, names, tool, **arguments):
@@ -72,6 +76,25 @@ def test_a_listen_stream_carries_what_it_asked_for_and_its_subscriptions_end_wit
     assert first == ToolsListChanged(), first
     assert second == ResourceUpdated(uri="note://a"), second
     assert left == []
+
+
+@pytest.mark.parametrize("path", ["/mcp/changing", "/mcp"])
+def test_a_request_hears_the_log_messages_at_or_above_the_level_it_names(make_server, path):
+    server = make_server("--server", CHANGING)
+    heard = {"warning": [], None: []}
+
+    async def use(level):
+        async def logged(params):
+            heard[level].append((params.level, params.data))
+
+        async with client(server, path, log_level=level, logging_callback=logged) as c:
+            assert c.protocol_version == "2026-07-28"
+            names = [t.name for t in (await c.list_tools()).tools]
+            return await call(c, names, "chatter")
+
+    assert run(use("warning")) == "chattered"
+    assert run(use(None)) == "chattered"
+    assert heard == {"warning": [("error", "a error line")], None: []}
 
 
 def test_a_listen_request_with_a_malformed_filter_is_refused_in_the_revisions_shape(make_server):
