@@ -8,11 +8,12 @@ SDK's `MCPServer` (`tests/fixtures/mcp/notes_server.py`).
 
 What a client must see: both servers' tools under `SERVER__TOOL`, calls,
 prompts, resources, progress and sampling reaching the right server and
-coming back; names that mean nothing refused clearly without reaching any
-server; a server's tool filter holding on this path too."""
+coming back; a server's tool filter holding on this path too. (Names that
+mean nothing refused clearly without reaching any server, and a long
+server name's tools cut to fit, are asserted in the core's tests of the
+aggregate.)"""
 
 import asyncio
-import hashlib
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from conftest import API_KEY, ROOT, mcp_post as post
+from conftest import API_KEY, ROOT
 from test_bridge import ARCHITECTURE, EVERYTHING, INSPECTOR, TIMEOUT, refusal, sampler
 
 FILESYSTEM = ROOT / "tests" / "node" / "node_modules" / ".bin" / "mcp-server-filesystem"
@@ -231,54 +232,6 @@ def test_the_mcp_inspector_cli_lists_and_calls_through_the_aggregate(make_server
     assert "42" in summed["content"][0]["text"], summed
     listed = inspect("--method", "tools/call", "--tool-name", "files__list_directory", "--tool-arg", f"path={folder}")
     assert "a.txt" in listed["content"][0]["text"], listed
-
-
-def test_names_that_mean_nothing_are_clear_errors_and_reach_no_server(make_server, tmp_path):
-    """Raw JSON-RPC at `/mcp`: a name without the separator, an unknown
-    server, an unknown resource: each a clear error in JSON-RPC's shape; a
-    server whose name is too long for a prefix has its tools' names
-    shortened on `/mcp` (each called by the name listed), and still serves
-    them under their own names at its own path."""
-    long_name = "x" * 125
-    server = aggregate(make_server, tmp_path, f"{long_name}={EVERYTHING} stdio")
-    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json, text/event-stream"}
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
-    status, got_headers, _ = post(server, "/mcp", init, headers)
-    assert status == 200
-    session = {**headers, "Mcp-Session-Id": got_headers["mcp-session-id"]}
-
-    def call(name):
-        body = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": {}}}
-        status, _, answer = post(server, "/mcp", body, session)
-        assert status == 200, answer
-        return answer["error"]
-
-    for name, why in [("echo", "not listed; names here are PREFIX__NAME"), ("nosuch__echo", "no bridged server has the prefix `nosuch`")]:
-        error = call(name)
-        assert error["code"] == -32602 and error["message"] == f"Unknown tool: {name} ({why})", error
-    read = {"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "nowhere://x"}}
-    _, _, answer = post(server, "/mcp", read, session)
-    assert answer["error"]["code"] == -32002, answer
-    unknown = {"jsonrpc": "2.0", "id": 4, "method": "tools/nonsense"}
-    _, _, answer = post(server, "/mcp", unknown, session)
-    assert answer["error"]["code"] == -32601, answer
-
-    listed = {"jsonrpc": "2.0", "id": 5, "method": "tools/list"}
-    _, _, answer = post(server, "/mcp", listed, session)
-    names = [t["name"] for t in answer["result"]["tools"]]
-    assert "everything__echo" in names, names
-    assert all(TOOL_NAME.match(n) and len(n) <= 64 for n in names), names
-    # Cut to 64: a head, `-`, and 8 hex digits of the whole name's SHA-256.
-    whole = f"{long_name}__echo"
-    short = f"{whole[:55]}-{hashlib.sha256(whole.encode()).hexdigest()[:8]}"
-    assert short in names, names
-    echo = {"jsonrpc": "2.0", "id": 6, "method": "tools/call",
-            "params": {"name": short, "arguments": {"message": "long"}}}
-    _, _, answer = post(server, "/mcp", echo, session)
-    assert answer["result"]["content"][0]["text"] == "Echo: long", answer
-    status, _, own = post(server, f"/mcp/{long_name}", init, headers)
-    assert status == 200 and own["result"]["serverInfo"]["name"] == "mcp-servers/everything"
 
 
 def test_a_filtered_tool_is_absent_and_refused_on_the_aggregate_too(make_server, tmp_path):

@@ -892,3 +892,94 @@ fn a_name_in_params_of_any_shape_is_refused_never_a_crash() {
         );
     }
 }
+
+/// Raw JSON-RPC at `/mcp`: a name without the separator, a prefix no
+/// server has, a resource no server has, a method there is not: each a
+/// clear error in JSON-RPC's shape. A server whose name is too long for a
+/// prefix has its tools' names cut to 64 (a head, `-`, and 8 hex digits of
+/// the whole name's SHA-256), each called by the name listed, and is
+/// still served at its own path.
+#[test]
+fn names_that_mean_nothing_are_clear_errors_and_a_long_server_name_is_cut() {
+    use sha2::{Digest, Sha256};
+
+    let long = "x".repeat(125);
+    let mut rig = Rig::with(|specs| specs[1].name = long.clone());
+    let session = rig.session(json!({}));
+    let ask = |method: &str, params: Value| json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params});
+    let answered = |rig: &mut Rig, asked: Value| body(&rig.post(Some(&session), asked).unwrap());
+    for (name, why) in [
+        ("echo", "not listed; names here are PREFIX__NAME"),
+        ("nosuch__echo", "no bridged server has the prefix `nosuch`"),
+    ] {
+        let answer = answered(
+            &mut rig,
+            ask("tools/call", json!({"name": name, "arguments": {}})),
+        );
+        let error = &answer["error"];
+        assert_eq!(error["code"], -32602, "{answer}");
+        assert_eq!(error["message"], format!("Unknown tool: {name} ({why})"));
+    }
+    let read = answered(
+        &mut rig,
+        ask("resources/read", json!({"uri": "nowhere://x"})),
+    );
+    assert_eq!(read["error"]["code"], -32002, "{read}");
+    let nonsense = answered(&mut rig, ask("tools/nonsense", json!({})));
+    assert_eq!(nonsense["error"]["code"], -32601, "{nonsense}");
+    assert!(rig.sent.iter().all(|(_, m)| m["method"] != "tools/call"));
+
+    assert!(rig
+        .post(Some(&session), ask("tools/list", json!({})))
+        .is_none());
+    for server in ["files", long.as_str()] {
+        if rig.last_sent(server, "tools/list").is_none() {
+            rig.child_answers(server, "initialize", init_result(server));
+        }
+    }
+    let tools = |name: &str| json!({"tools": [{"name": name, "inputSchema": {}}]});
+    rig.child_answers("files", "tools/list", tools("echo"));
+    let listed = rig.child_answers(&long, "tools/list", tools("echo"));
+    let names = tool_names(&body(&listed.unwrap()));
+    assert!(names.contains(&"files__echo".to_owned()), "{names:?}");
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+    assert!(
+        names
+            .iter()
+            .all(|n| n.len() <= 64 && !n.is_empty() && n.chars().all(allowed)),
+        "{names:?}"
+    );
+    let whole = format!("{long}__echo");
+    let hash: String = Sha256::digest(whole.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let short = format!("{}-{}", &whole[..55], &hash[..8]);
+    assert!(names.contains(&short), "{short} in {names:?}");
+    let echo = ask(
+        "tools/call",
+        json!({"name": short, "arguments": {"message": "long"}}),
+    );
+    assert!(rig.post(Some(&session), echo).is_none());
+    let sent = rig.last_sent(&long, "tools/call").unwrap();
+    assert_eq!(sent["params"]["name"], "echo");
+    let text = json!({"content": [{"type": "text", "text": "Echo: long"}]});
+    let answer = body(&rig.child_answers(&long, "tools/call", text).unwrap());
+    assert_eq!(answer["result"]["content"][0]["text"], "Echo: long");
+    // At its own path, under its own name.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let own = Request::new(
+        "POST",
+        &format!("/mcp/{long}"),
+        vec![],
+        Bytes::from(init.to_string()),
+    );
+    rig.bridge
+        .handle_request(ConnId(999), own.unwrap(), rig.now);
+    let own = rig
+        .drain()
+        .expect("answered from the server's kept handshake");
+    assert_eq!(own.status, 200);
+    assert_eq!(body(&own)["result"]["serverInfo"]["name"], long.as_str());
+}
