@@ -49,7 +49,38 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// 2026-07-28: a standard header (`Mcp-Method`, `Mcp-Name`,
 /// `MCP-Protocol-Version`) malformed or contradicting the body; HTTP 400.
 pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the request needs a capability its client did not
+/// declare; HTTP 400.
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// The HTTP status of a stateless (2026-07-28) answer sent as JSON, by
+/// its error: 404 for a method not found, 400 for the revision's own
+/// refusals of a request (a header that disagrees, a capability not
+/// declared, a version not spoken), 200 for a result and any other error.
+/// A server's refusal keeps its status through the bridge.
+pub fn stateless_status(answer: &str) -> u16 {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        error: Option<Code>,
+    }
+    match serde_json::from_str::<Answer>(answer)
+        .ok()
+        .and_then(|a| a.error)
+    {
+        Some(Code {
+            code: METHOD_NOT_FOUND,
+        }) => 404,
+        Some(Code {
+            code: HEADER_MISMATCH | MISSING_CLIENT_CAPABILITY | UNSUPPORTED_PROTOCOL_VERSION,
+        }) => 400,
+        _ => 200,
+    }
+}
 
 /// The longest line accepted from a peer; a longer one is dropped with a
 /// parse error instead of growing a buffer without end.
@@ -378,6 +409,26 @@ pub fn discover_result(capabilities: Value, server_info: Value, instructions: &s
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_stateless_answers_status_follows_the_revisions_refusals() {
+        let refused = |code: i64| error(&json!(1), code, "no", None);
+        assert_eq!(stateless_status(&refused(METHOD_NOT_FOUND)), 404);
+        for code in [
+            HEADER_MISMATCH,
+            MISSING_CLIENT_CAPABILITY,
+            UNSUPPORTED_PROTOCOL_VERSION,
+        ] {
+            assert_eq!(stateless_status(&refused(code)), 400, "{code}");
+        }
+        assert_eq!(stateless_status(&refused(INVALID_PARAMS)), 200);
+        assert_eq!(
+            stateless_status(&result(&json!(1), json!({"error": {"code": -32601}}))),
+            200
+        );
+        assert_eq!(stateless_status("not json"), 200);
+    }
+
     use super::*;
 
     #[test]

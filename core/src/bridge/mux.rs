@@ -112,6 +112,10 @@ pub(crate) struct Mux {
     /// (a remote server's stateless transport): it has no way to ask a
     /// client anything there, so the stateless revision is tried next.
     sessionless: bool,
+    /// Whether the stateless revision is tried after every handshake,
+    /// whatever the server keeps: the child of a remote server that
+    /// serves the clients of that revision (see [`Mux::prefer_stateless`]).
+    modern: bool,
     /// The `initialize` result kept while `server/discover` is tried on a
     /// sessionless server, in case it speaks no stateless revision.
     upgrading: Option<Value>,
@@ -245,6 +249,7 @@ impl Mux {
             lists: 0,
             refused_initialize: None,
             sessionless: false,
+            modern: false,
             upgrading: None,
             lent: None,
             transport: "pipe",
@@ -269,6 +274,12 @@ impl Mux {
     /// The server's answer to the coming `initialize` keeps no session.
     pub(crate) fn handle_sessionless(&mut self) {
         self.sessionless = true;
+    }
+
+    /// Speak the stateless revision to the server whenever it offers it,
+    /// even one that keeps sessions: this child's clients speak it too.
+    pub(crate) fn prefer_stateless(&mut self) {
+        self.modern = true;
     }
 
     // Getters.
@@ -799,7 +810,9 @@ impl Mux {
             return FromChild::Nothing;
         }
         match (self.internal.remove(&n).map(|i| i.purpose), outcome) {
-            (Some(Purpose::Initialize), Ok(result)) if std::mem::take(&mut self.sessionless) => {
+            (Some(Purpose::Initialize), Ok(result))
+                if std::mem::take(&mut self.sessionless) || self.modern =>
+            {
                 // Only the stateless revision lets such a server ask its
                 // clients anything: spoken if it answers `server/discover`.
                 self.upgrading = Some(result);

@@ -186,6 +186,9 @@ pub(crate) struct Registry {
     pub(super) past: HashMap<String, Past>,
     /// The shared child of each server, by name, once made.
     pub(super) shared: HashMap<String, ChildId>,
+    /// The shared child of each remote server that serves the clients of
+    /// the stateless revision, by name, once made (see [`Registry::child_for`]).
+    modern: HashMap<String, ChildId>,
     pub(super) sessions: HashMap<String, Session>,
     pub(super) by_client: IdMap<(ChildId, ClientId), String>,
     /// Requests waiting for their response: (child, client, id as JSON).
@@ -234,6 +237,7 @@ impl Registry {
             sweep_at: now + SWEEP,
             past: HashMap::new(),
             shared: HashMap::new(),
+            modern: HashMap::new(),
             sessions: HashMap::new(),
             by_client: IdMap::default(),
             pending: HashMap::new(),
@@ -685,6 +689,7 @@ impl Registry {
             self.end_session(&id, now);
         }
         self.shared.remove(name);
+        self.modern.remove(name);
         let server = name.to_owned();
         self.up(Event::Retired { server, now });
     }
@@ -746,12 +751,25 @@ impl Registry {
     // ---- what the transports share ----
 
     /// The child a new client of server `spec` goes to: the shared one, or
-    /// a new one for a per-session server. At [`MAX_CHILDREN`] a child
-    /// nobody uses makes room first; only when every child has a client is
-    /// the new one refused.
-    pub(crate) fn child_for(&mut self, spec: usize, now: Instant) -> Result<ChildId, Full> {
+    /// a new one for a per-session server. A `modern` client (of the
+    /// stateless revision) of a shared remote server has a shared child
+    /// of its own, which speaks that revision to the server when it
+    /// offers it: only there are its tools for that revision listed and
+    /// its own requests asked of a client (as `input_required`), while
+    /// the clients of the session revisions keep their session. At
+    /// [`MAX_CHILDREN`] a child nobody uses makes room first; only when
+    /// every child has a client is the new one refused.
+    pub(crate) fn child_for(
+        &mut self,
+        spec: usize,
+        modern: bool,
+        now: Instant,
+    ) -> Result<ChildId, Full> {
+        let modern = modern && self.modern_apart(spec);
         let name = &self.specs[spec].name;
-        if let (Share::Shared, Some(&child)) = (self.specs[spec].share, self.shared.get(name)) {
+        let share = self.specs[spec].share;
+        let shared = if modern { &self.modern } else { &self.shared };
+        if let (Share::Shared, Some(&child)) = (share, shared.get(name)) {
             return Ok(child);
         }
         if self.children.len() >= MAX_CHILDREN && !self.reclaim_child(now) {
@@ -764,9 +782,17 @@ impl Registry {
         if let Some(run) = self.last_runs.get(&kept_file(&self.specs[spec])) {
             server.remember(run.clone());
         }
+        if modern {
+            server.prefer_stateless();
+        }
         self.children.insert(child, server);
-        if self.specs[spec].share == Share::Shared {
-            self.shared.insert(self.specs[spec].name.clone(), child);
+        if share == Share::Shared {
+            let shared = if modern {
+                &mut self.modern
+            } else {
+                &mut self.shared
+            };
+            shared.insert(self.specs[spec].name.clone(), child);
         }
         Ok(child)
     }
@@ -799,6 +825,7 @@ impl Registry {
         };
         tracing::info!("an MCP server process nobody uses is stopped to make room for another");
         self.shared.retain(|_, shared| *shared != child);
+        self.modern.retain(|_, modern| *modern != child);
         match self.children.get(&child).map(BridgedServer::state) {
             Some(ChildState::Stopped) => {
                 self.forget_child(child);
@@ -808,15 +835,25 @@ impl Registry {
         true
     }
 
+    /// Whether server `spec` has a child apart for the clients of the
+    /// stateless revision (see [`Registry::child_for`]): a shared remote
+    /// one.
+    pub(crate) fn modern_apart(&self, spec: usize) -> bool {
+        self.specs
+            .get(spec)
+            .is_some_and(|s| s.share == Share::Shared && s.remote.is_some())
+    }
+
     /// A client of its own on a child of server `spec`, for one stateless
-    /// request or REST call: it ends with its answer, or when its
-    /// connection does ([`Registry::release_client`]).
+    /// request (`modern`) or REST call: it ends with its answer, or when
+    /// its connection does ([`Registry::release_client`]).
     pub(crate) fn ephemeral_client(
         &mut self,
         spec: usize,
+        modern: bool,
         now: Instant,
     ) -> Result<(ChildId, ClientId), Full> {
-        let child = self.child_for(spec, now)?;
+        let child = self.child_for(spec, modern, now)?;
         let client = self
             .children
             .get_mut(&child)
@@ -891,7 +928,7 @@ impl Registry {
         now: Instant,
     ) -> Result<String, Full> {
         self.admit_session(now)?;
-        let child = self.child_for(spec, now)?;
+        let child = self.child_for(spec, false, now)?;
         let client = self
             .children
             .get_mut(&child)
@@ -1271,7 +1308,7 @@ impl Registry {
                 if streams {
                     self.end_answer_stream(to, &body);
                 } else {
-                    self.respond(to, Response::json(200, body));
+                    self.respond(to, Response::json(mcp::stateless_status(&body), body));
                 }
                 true
             }

@@ -142,7 +142,7 @@ impl Registry {
                     Ok(spec) => spec,
                     Err(response) => return self.respond(to, response),
                 };
-                match self.ephemeral_client(spec, now) {
+                match self.ephemeral_client(spec, false, now) {
                     Ok(asker) => (asker, true),
                     Err(full) => return self.respond(to, error(503, &full.message())),
                 }

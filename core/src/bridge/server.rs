@@ -209,6 +209,14 @@ impl BridgedServer {
         self.mux.handle_sessionless();
     }
 
+    /// Speak the stateless revision to the remote server whenever it
+    /// offers it, even alongside a session: this child's clients are the
+    /// clients of that revision, and the server's own requests reach them
+    /// (as `input_required`) only there.
+    pub(crate) fn prefer_stateless(&mut self) {
+        self.mux.prefer_stateless();
+    }
+
     pub fn handle_child_line(&mut self, line: &str, now: Instant) {
         let lists = self.mux.lists();
         let mut started = false;

@@ -116,7 +116,7 @@ impl Registry {
         if self.unpark(to, spec, &id, &params, now) {
             return;
         }
-        let (child, client) = match self.ephemeral_client(spec, now) {
+        let (child, client) = match self.ephemeral_client(spec, true, now) {
             Ok(ephemeral) => ephemeral,
             Err(full) => {
                 let reply = mcp::error(&id, mcp::INVALID_REQUEST, &full.message(), None);
@@ -217,7 +217,7 @@ impl Registry {
             return self.respond(to, Response::json(503, reply));
         }
         let children = match target {
-            Target::Server(spec) => match self.child_for(spec, now) {
+            Target::Server(spec) => match self.child_for(spec, false, now) {
                 Ok(child) => vec![child],
                 Err(full) => {
                     let reply = refuse(mcp::INVALID_REQUEST, &full.message());

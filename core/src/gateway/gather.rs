@@ -160,21 +160,30 @@ impl Bridge {
         now: Instant,
     ) {
         let mut asks = specs.into_iter().map(|spec| (spec, ask.clone())).collect();
-        let mut parts = self.kept_parts(key, &mut asks);
-        let (sources, missing) = self.ephemeral_sources(asks, now);
+        let mut parts = self.kept_parts(key, &mut asks, false);
+        let (sources, missing) = self.ephemeral_sources(asks, false, now);
         parts.extend(missing);
         self.gather(to, key, sources, parts, finish, now);
     }
 
     /// The kept lists of `key` for the first pages of `asks`, taken out of
     /// it: those whose shared child still runs and has not said its list
-    /// changed since.
-    pub(super) fn kept_parts(&self, key: &str, asks: &mut Vec<(usize, Value)>) -> Vec<Part> {
+    /// changed since. A `modern` client (of the stateless revision) is not
+    /// given the list a server with a child apart for it gave a session.
+    pub(super) fn kept_parts(
+        &self,
+        key: &str,
+        asks: &mut Vec<(usize, Value)>,
+        modern: bool,
+    ) -> Vec<Part> {
         let mut parts = Vec::new();
         asks.retain(|(spec, params)| {
             let Some(server) = self.registry.specs().get(*spec).map(|s| &s.name) else {
                 return true;
             };
+            if modern && self.registry.modern_apart(*spec) {
+                return true;
+            }
             match self.kept_listing(server, key) {
                 Some(kept) if params["cursor"].is_null() => {
                     parts.push((server.clone(), Ok(kept.answer.clone())));
@@ -198,11 +207,13 @@ impl Bridge {
     }
 
     /// A client of its own on each server of `asks`, asking with its
-    /// params: the sources of a listing, and the servers that could not
-    /// take one more client, with why.
+    /// params (for a client of the stateless revision when `modern`): the
+    /// sources of a listing, and the servers that could not take one more
+    /// client, with why.
     pub(super) fn ephemeral_sources(
         &mut self,
         asks: Vec<(usize, Value)>,
+        modern: bool,
         now: Instant,
     ) -> (Vec<Source>, Vec<Part>) {
         let mut sources = Vec::new();
@@ -211,7 +222,7 @@ impl Bridge {
             let Some(server) = self.registry.specs().get(spec).map(|s| s.name.clone()) else {
                 continue;
             };
-            match self.registry.ephemeral_client(spec, now) {
+            match self.registry.ephemeral_client(spec, modern, now) {
                 Ok((child, client)) => sources.push(Source {
                     server,
                     child,

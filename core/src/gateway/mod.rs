@@ -570,7 +570,7 @@ impl Bridge {
     ) -> bool {
         let Some(caller) = asker else {
             let caller = self.registry.spec_named(Some(server)).and_then(|spec| {
-                let caller = self.registry.ephemeral_client(spec, now);
+                let caller = self.registry.ephemeral_client(spec, false, now);
                 caller.map_err(|full| error(503, &full.message()))
             });
             match caller {

@@ -1181,8 +1181,10 @@ impl Upstream {
         matches!((asked, answer), (Some(asked), Some(a)) if asked == a.id)
     }
 
-    /// A whole JSON answer to a post: a message (passed on as it came),
-    /// or a batch of them.
+    /// A whole JSON answer to a post: a message (passed on as it came), a
+    /// batch of them, or messages one after another (JSON lines: some
+    /// servers write their notifications before the answer so under
+    /// `application/json`).
     fn json_answer(&mut self, id: ExchangeId, body: &[u8]) {
         let Ok(text) = std::str::from_utf8(body) else {
             return self.http_error(id, 200, "an answer that is not JSON");
@@ -1203,7 +1205,17 @@ impl Upstream {
         } else if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
             self.message(id, text.to_owned());
         } else {
-            self.http_error(id, 200, "an answer that is not JSON");
+            let lines = serde_json::Deserializer::from_str(text)
+                .into_iter::<Box<serde_json::value::RawValue>>()
+                .collect::<Result<Vec<_>, _>>();
+            match lines {
+                Ok(messages) => {
+                    for message in messages {
+                        self.message(id, message.get().to_owned());
+                    }
+                }
+                Err(_) => self.http_error(id, 200, "an answer that is not JSON"),
+            }
         }
     }
 

@@ -1279,3 +1279,39 @@ fn three_tokens_are_tried_in_all_whether_the_first_came_from_a_login_or_not() {
         ["Bearer T1", "Bearer T2", "Bearer T3"]
     );
 }
+
+#[test]
+fn json_lines_under_application_json_are_each_a_message_and_garbage_an_error() {
+    let now = Instant::now();
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    session(&mut up, now);
+    let call = |up: &mut Upstream, n: u64| {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"count"}}}}"#
+        );
+        up.send(line, now);
+        drain(up).sent.remove(0)
+    };
+    let sent = call(&mut up, 2);
+    let lines = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[]}}\n";
+    answer(&mut up, sent.id, json(200), lines, now);
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 2, "{:?}", d.lines);
+    assert_eq!(d.lines[0]["method"], "notifications/progress");
+    assert_eq!(d.lines[1]["id"], 2);
+    let sent = call(&mut up, 3);
+    answer(
+        &mut up,
+        sent.id,
+        json(200),
+        "{\"jsonrpc\":\"2.0\"} not json",
+        now,
+    );
+    let d = drain(&mut up);
+    assert_eq!(d.lines.len(), 1, "{:?}", d.lines);
+    assert_eq!(d.lines[0]["id"], 3);
+    assert!(d.lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not JSON"));
+}

@@ -259,10 +259,10 @@ impl Bridge {
         mut asks: Vec<(usize, Value)>,
         now: Instant,
     ) -> (Vec<Source>, Vec<Part>) {
-        let mut parts = self.kept_parts(key, &mut asks);
+        let mut parts = self.kept_parts(key, &mut asks, session.is_none());
         let sources = match session {
             None => {
-                let (sources, missing) = self.ephemeral_sources(asks, now);
+                let (sources, missing) = self.ephemeral_sources(asks, true, now);
                 parts.extend(missing);
                 sources
             }
@@ -543,7 +543,7 @@ impl Bridge {
         let (init, level) = (fan.init.clone(), fan.level.clone());
         let child = self
             .registry
-            .child_for(spec, now)
+            .child_for(spec, false, now)
             .map_err(|full| full.message())?;
         let client = (self.registry.open_client(child, now)).ok_or("the server has no child")?;
         if let Some(fan) = self.fans.get_mut(session) {
