@@ -128,8 +128,8 @@ impl Rig {
         }
     }
 
-    /// HTTP outputs; child actions carried out (a spawn succeeds, the
-    /// child's lines are kept).
+    /// HTTP outputs; child actions carried out (a spawn or a remote
+    /// server's connection succeeds, the child's lines are kept).
     pub(crate) fn drain(&mut self) -> Vec<Output> {
         let mut http = Vec::new();
         while let Some(routed) = self.bridge.poll_output() {
@@ -137,7 +137,7 @@ impl Rig {
                 Routed::Http(o) => http.push(o),
                 Routed::Child {
                     child,
-                    action: BridgeOutput::Spawn { .. },
+                    action: BridgeOutput::Spawn { .. } | BridgeOutput::Connect { .. },
                 } => {
                     self.bridge.handle_spawned(child, self.now);
                 }

@@ -581,6 +581,7 @@ fn initialize_params(params: &Value) -> Value {
 mod tests {
     use super::super::listen::SUBSCRIPTION_ID_META as SUBSCRIPTION_ID;
     use super::super::rig::{answered, stateless_headers, status, Rig};
+    use super::super::ServerSpec;
     use super::*;
 
     const META: &str = r#"{"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -903,6 +904,53 @@ mod tests {
             (status, refusal(&answer).0),
             (400, mcp::INVALID_PARAMS),
             "{answer}"
+        );
+    }
+
+    #[test]
+    fn a_remote_servers_stateless_clients_have_a_child_that_speaks_their_revision_to_it() {
+        let mut spec = ServerSpec::new("far", vec![]);
+        spec.remote = Some(crate::upstream::Remote::new(
+            crate::http::Url::parse("http://127.0.0.1:7000/mcp").unwrap(),
+        ));
+        let mut rig = Rig::of(vec![spec], Default::default());
+        let post = |rig: &mut Rig, body: Value| {
+            let headers = stateless_headers(&body);
+            rig.request("POST", "/mcp/far", headers, Bytes::from(body.to_string()))
+        };
+        // A session's client: the server keeps its session.
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+        rig.request("POST", "/mcp/far", vec![], Bytes::from(init.to_string()));
+        rig.initializes(ChildId(1));
+        assert!(rig
+            .lines
+            .iter()
+            .all(|(_, m)| m["method"] != "server/discover"));
+        // A stateless client: a child of its own, which asks the server
+        // for the revision after the handshake and, offered it, speaks it.
+        post(&mut rig, request("tools/list", json!({"_meta": meta()})));
+        let initialize = rig.last_to(ChildId(2));
+        assert_eq!(initialize["method"], "initialize");
+        rig.initializes(ChildId(2));
+        let discover = rig.last_to(ChildId(2));
+        assert_eq!(discover["method"], "server/discover");
+        let offered = json!({"supportedVersions": ["2025-11-25", "2026-07-28"],
+            "capabilities": {"tools": {}}, "resultType": "complete",
+            "_meta": {mcp::SERVER_INFO_META: {"name": "far", "version": "1"}}});
+        rig.answers(ChildId(2), offered);
+        let listed = rig.last_to(ChildId(2));
+        assert_eq!(listed["method"], "tools/list");
+        assert_eq!(
+            listed["params"]["_meta"][mcp::PROTOCOL_VERSION_META],
+            "2026-07-28"
+        );
+        // The next one goes to the same child; the session's stays its own.
+        post(&mut rig, request("tools/list", json!({"_meta": meta()})));
+        assert!(
+            rig.lines.iter().all(|(child, _)| child.0 <= 2),
+            "{:?}",
+            rig.lines
         );
     }
 }
