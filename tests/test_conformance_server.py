@@ -113,13 +113,19 @@ def reference(tmp_path_factory):
     proc.wait()
 
 
+def bridging(make_server, url, tmp_path):
+    """A provider bridging the reference server at `url` as `everything`,
+    its tools unprefixed at `/mcp`."""
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"everything": {"type": "http", "url": url, "prefix": ""}}}))
+    return make_server("--mcp-json", str(config), "--set", "require_api_key=false")
+
+
 @pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("path", ["/mcp/everything", "/mcp"])
 def test_the_suite_passes_through_the_bridge_as_it_does_directly(make_server, reference, tmp_path, path, wire):
     url, direct = reference
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {"everything": {"type": "http", "url": url, "prefix": ""}}}))
-    server = make_server("--mcp-json", str(config), "--set", "require_api_key=false")
+    server = bridging(make_server, url, tmp_path)
     bridged = scenarios(f"http://localhost:{server.port}{path}", wire, tmp_path / "out", but=NOT_CARRIED)
     passing = {name for name, ok in direct[wire].items() if ok}
     assert len(passing) >= 10, direct[wire]
@@ -133,9 +139,7 @@ def test_the_bridge_checks_the_standard_headers_the_reference_server_does_not(ma
     server fails it): the bridge, which requires and checks `Mcp-Method`
     and `Mcp-Name` on every stateless POST, passes it."""
     url, _ = reference
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {"everything": {"type": "http", "url": url, "prefix": ""}}}))
-    server = make_server("--mcp-json", str(config), "--set", "require_api_key=false")
+    server = bridging(make_server, url, tmp_path)
     only = "http-header-validation"
     bridged = scenarios(f"http://localhost:{server.port}{path}", "2026-07-28", tmp_path / "out", only)
     assert bridged == {only: True}, bridged
@@ -155,9 +159,7 @@ LISTEN_CHECKS = [
 @pytest.mark.parametrize("path", ["/mcp/everything", "/mcp"])
 def test_the_bridge_serves_listen_streams_as_the_suite_checks_them(make_server, reference, tmp_path, path):
     url, _ = reference
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {"everything": {"type": "http", "url": url, "prefix": ""}}}))
-    server = make_server("--mcp-json", str(config), "--set", "require_api_key=false")
+    server = bridging(make_server, url, tmp_path)
     only = "server-stateless"
     bridged = checks(f"http://localhost:{server.port}{path}", "2026-07-28", tmp_path / "out", only)
     statuses = bridged.get(only, {})

@@ -354,6 +354,18 @@ pub fn notification(method: &str, params: Value) -> String {
     .line()
 }
 
+/// The `_meta` object of a message's `params`, made first when it has
+/// none (or one that is not an object), to write a key of the protocol's
+/// own into.
+pub fn meta_of(
+    params: &mut serde_json::Map<String, Value>,
+) -> Option<&mut serde_json::Map<String, Value>> {
+    if !params.get("_meta").is_some_and(Value::is_object) {
+        params.insert("_meta".to_owned(), Value::Object(serde_json::Map::new()));
+    }
+    params.get_mut("_meta").and_then(Value::as_object_mut)
+}
+
 /// The version to answer an `initialize` asking for `requested`: the same
 /// when this side speaks it, else the newest session revision.
 pub fn negotiate(requested: &str) -> &'static str {

@@ -86,13 +86,7 @@ fn with_envelope(params: Value, declared: &Declared) -> Value {
         Value::Object(fields) => fields,
         _ => Map::new(),
     };
-    let meta = params
-        .entry("_meta")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !meta.is_object() {
-        *meta = Value::Object(Map::new());
-    }
-    if let Some(meta) = meta.as_object_mut() {
+    if let Some(meta) = mcp::meta_of(&mut params) {
         meta.insert(
             mcp::PROTOCOL_VERSION_META.to_owned(),
             json!(mcp::STATELESS_VERSIONS[mcp::STATELESS_VERSIONS.len() - 1]),

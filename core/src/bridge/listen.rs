@@ -154,13 +154,7 @@ impl Listener {
             Value::Object(params) => params.clone(),
             _ => Map::new(),
         };
-        let meta = params
-            .entry("_meta")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !meta.is_object() {
-            *meta = Value::Object(Map::new());
-        }
-        if let Some(meta) = meta.as_object_mut() {
+        if let Some(meta) = mcp::meta_of(&mut params) {
             meta.insert(SUBSCRIPTION_ID_META.into(), self.id.clone());
         }
         Some(mcp::notification(method, Value::Object(params)))

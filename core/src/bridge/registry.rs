@@ -1240,13 +1240,10 @@ impl Registry {
         if let Some(pending) = answer_to.and_then(|id| self.pending.remove(&(child, client, id))) {
             return self.answer(child, client, pending, message, now);
         }
-        if self.listeners.contains_key(&(child, client)) {
+        let key = (child, client);
+        if self.stateless.contains(&key) || self.listeners.contains_key(&key) {
             let parsed = serde_json::from_str::<Value>(&message).ok();
-            return self.listener_message(child, client, parsed, now);
-        }
-        if self.stateless.contains(&(child, client)) {
-            let parsed = serde_json::from_str::<Value>(&message).ok();
-            return self.stateless_message(child, client, parsed, now);
+            return self.sessionless_message(child, client, parsed, now);
         }
         let Some(id) = self.by_client.get(&(child, client)).cloned() else {
             return;

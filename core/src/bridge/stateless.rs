@@ -150,11 +150,15 @@ impl Registry {
         self.forward(child, client, message, Some(wait), now);
     }
 
-    /// A message from the child for a stateless request's client that is
-    /// neither its answer nor its progress: a request is asked of the
-    /// client by answering its call `input_required` (see `parked`), or
-    /// refused when that cannot be; anything else is dropped.
-    pub(crate) fn stateless_message(
+    /// A message from the child for a client with no session (a
+    /// stateless request's, or a listen stream's) that is neither an
+    /// answer nor progress: the child's request is asked of a stateless
+    /// request's client by answering its call `input_required` (see
+    /// `parked`), else refused so the child does not wait for it; a
+    /// notification goes down a listen stream whose filter asks for it;
+    /// anything else (the answers to a listener's subscriptions) is
+    /// dropped.
+    pub(crate) fn sessionless_message(
         &mut self,
         child: ChildId,
         client: ClientId,
@@ -164,32 +168,28 @@ impl Registry {
         let Some(message) = message else {
             return;
         };
+        let listener = self.listeners.get(&(child, client));
         if let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) {
-            if !self.park(child, client, id, method, &message["params"], now) {
-                self.refuse_ask(child, client, id, method, now);
+            if listener.is_some() || !self.park(child, client, id, method, &message["params"], now)
+            {
+                let error = json!({
+                    "code": mcp::METHOD_NOT_FOUND,
+                    "message": format!("{method}: a stateless client cannot be asked"),
+                });
+                let refusal = Message::Response {
+                    id: id.clone(),
+                    outcome: Err(error),
+                };
+                self.forward(child, client, refusal, None, now);
+            }
+            return;
+        }
+        if let Some(listener) = listener {
+            if let Some(line) = listener.relay(&message) {
+                let (to, data) = (listener.to, event(0, "message", &line));
+                self.push(Routed::Http(Output::Data { to, data }));
             }
         }
-    }
-
-    /// The child's request `method` (`id`) of a client that cannot be
-    /// asked anything is refused, so the child does not wait for it.
-    fn refuse_ask(
-        &mut self,
-        child: ChildId,
-        client: ClientId,
-        id: &Value,
-        method: &str,
-        now: Instant,
-    ) {
-        let error = json!({
-            "code": mcp::METHOD_NOT_FOUND,
-            "message": format!("{method}: a stateless client cannot be asked"),
-        });
-        let refusal = Message::Response {
-            id: id.clone(),
-            outcome: Err(error),
-        };
-        self.forward(child, client, refusal, None, now);
     }
 
     // ---- listen streams (see `listen`) ----
@@ -244,32 +244,6 @@ impl Registry {
                 };
                 self.forward(child, client, subscribe, None, now);
             }
-        }
-    }
-
-    /// A message of `child` for a listen stream's client: on the stream
-    /// when its filter asks for it; a request of the child refused (a
-    /// listener cannot be asked); anything else (the answers to its
-    /// subscriptions) dropped.
-    pub(crate) fn listener_message(
-        &mut self,
-        child: ChildId,
-        client: ClientId,
-        message: Option<Value>,
-        now: Instant,
-    ) {
-        let Some(message) = message else {
-            return;
-        };
-        if let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) {
-            return self.refuse_ask(child, client, id, method, now);
-        }
-        let Some(listener) = self.listeners.get(&(child, client)) else {
-            return;
-        };
-        if let Some(line) = listener.relay(&message) {
-            let (to, data) = (listener.to, event(0, "message", &line));
-            self.push(Routed::Http(Output::Data { to, data }));
         }
     }
 
