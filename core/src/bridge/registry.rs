@@ -1231,9 +1231,7 @@ impl Registry {
             self.traces
                 .answer(Answering::Call(child, client, id.clone()), &message);
         }
-        let streamed = (self.progress_stream(child, client, head.as_ref()))
-            .or_else(|| self.log_stream(child, client, head.as_ref()));
-        if let Some(to) = streamed {
+        if let Some(to) = self.answer_stream(child, client, head.as_ref()) {
             let data = event(0, "message", &message);
             return self.push(Routed::Http(Output::Data { to, data }));
         }
@@ -1387,41 +1385,30 @@ impl Registry {
         self.push(Routed::Http(Output::End { to }));
     }
 
-    /// The stream of the request `progress` belongs to, if its answer is
-    /// one: `message` is a progress notification of `child`'s `client`.
-    fn progress_stream(
+    /// The event stream of the request `message` (of `child`'s `client`)
+    /// goes down before its answer, if any: a progress notification with
+    /// that request's token, or a log message at or above the level it
+    /// asked for.
+    fn answer_stream(
         &self,
         child: ChildId,
         client: ClientId,
         message: Option<&Head>,
     ) -> Option<RequestId> {
-        let message = message.filter(|m| m.method.as_deref() == Some("notifications/progress"))?;
-        let token = &message.params["progressToken"];
+        let message = message?;
+        let params = &message.params;
+        let wants: &dyn Fn(&Pending) -> bool = match message.method.as_deref() {
+            Some("notifications/progress") => {
+                &|p| p.progress.as_ref() == Some(&params["progressToken"])
+            }
+            Some("notifications/message") => {
+                &|p| p.log.is_some_and(|least| logging::reaches(params, least))
+            }
+            _ => return None,
+        };
         self.pending
             .iter()
-            .find(|((c, k, _), p)| {
-                (*c, *k) == (child, client) && p.progress.as_ref() == Some(token)
-            })
-            .map(|(_, p)| p.to)
-    }
-
-    /// The stream of the stateless request that asked for `message`, if
-    /// it is a log message of `child`'s `client` at or above the level
-    /// that request asked for.
-    fn log_stream(
-        &self,
-        child: ChildId,
-        client: ClientId,
-        message: Option<&Head>,
-    ) -> Option<RequestId> {
-        let message = message.filter(|m| m.method.as_deref() == Some("notifications/message"))?;
-        self.pending
-            .iter()
-            .find(|((c, k, _), p)| {
-                (*c, *k) == (child, client)
-                    && p.log
-                        .is_some_and(|least| logging::reaches(&message.params, least))
-            })
+            .find(|((c, k, _), p)| (*c, *k) == (child, client) && wants(p))
             .map(|(_, p)| p.to)
     }
 
