@@ -631,14 +631,19 @@ impl Registry {
 
     /// `conn` has too much unread: its event stream ends (the session
     /// holds what follows, boundedly, for a reconnect with
-    /// `Last-Event-ID`), its WebSocket closes, and a call whose answer
-    /// streams to it (its progress first) is cancelled at the child.
+    /// `Last-Event-ID`), its WebSocket closes, a call whose answer
+    /// streams to it (its progress first) is cancelled at the child, and
+    /// a listen stream on it ends (its client to listen again).
     pub(crate) fn handle_slow_conn(&mut self, conn: ConnId, now: Instant) {
         self.traces.clock(now);
         let streaming = |p: &Pending| p.to.conn == conn && p.streams();
         if self.pending.values().any(streaming) {
             tracing::warn!("an MCP bridge client reads too slowly: its call was cancelled");
             self.abandon_calls(conn, "the client read too slowly", now);
+        }
+        if self.listeners.values().any(|l| l.to.conn == conn) {
+            tracing::warn!("an MCP listen stream's client reads too slowly: the stream was ended");
+            self.end_listeners(|_, listener| listener.to.conn == conn, true, now);
         }
         let Some((_, view)) = self.detach(conn) else {
             return;

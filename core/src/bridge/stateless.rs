@@ -797,6 +797,25 @@ mod tests {
         rig.drain();
         assert_eq!(rig.last_to(ChildId(1))["method"], "resources/unsubscribe");
         assert!(rig.child_says(changed("tools")).is_empty());
+        // One whose client does not read is ended, its subscription
+        // released, so it costs no one else.
+        let listen = request(
+            "subscriptions/listen",
+            json!({"_meta": meta(), "notifications": {"resourceSubscriptions": ["file:///c"]}}),
+        );
+        let (slow, _) = rig.send_stateless(listen);
+        assert_eq!(rig.last_to(ChildId(1))["params"]["uri"], "file:///c");
+        rig.bridge.handle_slow_conn(slow, rig.now);
+        let out = rig.drain();
+        assert!(
+            matches!(out.last(), Some(Output::End { to }) if to.conn == slow),
+            "{out:?}"
+        );
+        let released = rig.last_to(ChildId(1));
+        assert_eq!(
+            (&released["method"], &released["params"]["uri"]),
+            (&json!("resources/unsubscribe"), &json!("file:///c"))
+        );
         // Ended by the bridge (the provider stopping): the stream's last
         // message answers its request, then it ends.
         let listen = request(
