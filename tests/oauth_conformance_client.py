@@ -15,7 +15,8 @@ URL as its OAuth settings) and `$BROWSER` set to a script that approves
 the authorization page. The official `mcp` client then initializes at
 /mcp/remote, calls every tool the server lists (with the arguments the
 scenario's context names for it, else the least its schema allows),
-reads every resource and gets every prompt: every 401
+reads every resource and gets every prompt, and answers a form the
+server asks for as a user who accepts it as shown: every 401
 and 403 the suite's server answers is met inside the running provider —
 its login, its step-up, its limit on refused tokens — and every request
 the scenario looks at goes through the provider's own client."""
@@ -30,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 
+import mcp.types as types
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -93,7 +95,7 @@ async def use(port, version, context):
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {API_KEY}"})
     mode = "legacy" if version < "2026" else "auto"
     transport = streamable_http_client(f"http://127.0.0.1:{port}/mcp/remote", http_client=http)
-    async with Client(transport, mode=mode) as client:
+    async with Client(transport, mode=mode, elicitation_callback=accept_as_shown) as client:
         tools = (await client.list_tools()).tools
         print("tools:", [t.name for t in tools], flush=True)
         for tool in tools:
@@ -109,6 +111,16 @@ async def use(port, version, context):
         if capabilities is not None and capabilities.prompts is not None:
             for prompt in (await client.list_prompts()).prompts:
                 await client.get_prompt(prompt.name)
+
+
+async def accept_as_shown(context, params):
+    """A form the server asks for, accepted as an editor shows it: each
+    field holding the default the server's schema gives it, if any (so
+    the schema must reach the editor intact, and the answer the server)."""
+    schema = getattr(params, "requested_schema", None) or {}
+    fields = schema.get("properties") or {}
+    content = {name: field["default"] for name, field in fields.items() if "default" in field}
+    return types.ElicitResult(action="accept", content=content)
 
 
 def arguments_for(tool, tools, context):

@@ -17,12 +17,14 @@ SCENARIOS = [
     ("2025-11-25", "tools_call"),
     ("2025-11-25", "sse-retry"),
     ("2025-11-25", "json-schema-2020-12-preservation"),
+    ("2025-11-25", "elicitation-sep1034-client-defaults"),
     ("2026-07-28", "tools_call"),
     ("2026-07-28", "http-standard-headers"),
     ("2026-07-28", "http-custom-headers"),
     ("2026-07-28", "http-invalid-tool-headers"),
     ("2026-07-28", "json-schema-ref-no-deref"),
     ("2026-07-28", "json-schema-2020-12-preservation"),
+    ("2026-07-28", "sep-2322-client-request-state"),
 ]
 
 
