@@ -103,6 +103,8 @@ pub struct AcpAgent {
     /// Spare sessions are kept: not once the agent refused its first
     /// session or a spare.
     spares: bool,
+    /// How fast new conversations take the spares.
+    pace: spare::Pace,
     /// Whether an agent's session listed the tools of the MCP server it
     /// was given, once known.
     tools_reach: Option<bool>,
@@ -142,6 +144,7 @@ impl AcpAgent {
             default_model: None,
             spare_offer: None,
             spares: true,
+            pace: spare::Pace::default(),
             tools_reach: None,
             probe: None,
             asks: permission::Asks::default(),
@@ -233,6 +236,7 @@ impl AcpAgent {
         if self.resume_waiting(&invoke.id, &invoke.payload, now) {
             return;
         }
+        tracing::debug!("ACP agent: invocation {} came", invoke.id);
         let request = self.request(invoke, now);
         let Some(request) = self.resume_textual(request, &invoke.payload, now) else {
             return;
@@ -278,9 +282,17 @@ impl AcpAgent {
             }
             return self.prompt(at, request, last, now);
         }
-        if let Some(at) = self.take_spare(&request, tools) {
+        if let Some(at) = self.take_spare(&request, tools, now) {
             let text = request.whole.clone();
             return self.prompt(at, request, text, now);
+        }
+        if self.spares && self.registered {
+            self.pace.came(None, now);
+            let offer = request.offer.as_ref().filter(|_| tools);
+            let free = |slot: usize| !tools || self.tools_turn_in(slot).is_none();
+            if spare::coming(&self.pool.pending, offer, &free) {
+                return self.wait(request, None, now);
+            }
         }
         match self.room(tools, now) {
             Some(slot) => {
@@ -331,16 +343,19 @@ impl AcpAgent {
     /// one was opened as its session would be (`tools`: it is given the
     /// editor's tools over MCP). The spares that follow are opened for
     /// its tools.
-    fn take_spare(&mut self, request: &Request, tools: bool) -> Option<At> {
+    fn take_spare(&mut self, request: &Request, tools: bool, now: Instant) -> Option<At> {
         let offer = request.offer.as_ref().filter(|_| tools);
         if offer.is_some() {
             self.spare_offer = offer.cloned();
         }
-        // An agent sharing MCP servers has one turn using them a process.
-        let free = |at: &At| !tools || self.tools_turn_in(at.slot).is_none();
+        // Not in a process being ended; an agent sharing MCP servers has
+        // one turn using them a process.
+        let ready = |at: &At| self.pool.slots.get(at.slot).is_some_and(Slot::ready);
+        let free = |at: &At| ready(at) && (!tools || self.tools_turn_in(at.slot).is_none());
         let at = spare::pick(&self.sessions, offer, &free)?;
         if let Some(session) = self.sessions.get_mut(&at) {
             session.spare = false;
+            self.pace.came(Some(session.last_used), now);
         }
         Some(at)
     }
@@ -358,21 +373,26 @@ impl AcpAgent {
     }
 
     /// Keeps a spare in each process, and a process started ahead when
-    /// none has room for one ([`spare::needed`]): not before the agent's
-    /// first session is answered, nor while requests wait for room, nor
-    /// once spares were refused.
+    /// none has room for one, or only one while new conversations come
+    /// fast ([`spare::needed`]): not before the agent's first session is
+    /// answered, nor once spares were refused. While requests wait, no
+    /// spare takes their room, but a process may start.
     fn keep_spares(&mut self, now: Instant) {
-        if !self.spares || !self.registered || !self.queue.is_empty() {
+        if !self.spares || !self.registered {
             return;
         }
-        let needed = spare::needed(
+        let mut needed = spare::needed(
             &self.pool.slots,
             &self.sessions,
             &self.pool.pending,
             &self.plan,
             self.spare_offer.as_ref(),
+            self.pace.hurried(now),
             now,
         );
+        if !self.queue.is_empty() {
+            (needed.stale, needed.open) = (Vec::new(), Vec::new());
+        }
         for at in needed.stale {
             self.forget(&at);
         }
@@ -385,8 +405,8 @@ impl AcpAgent {
                 Box::new(Tooled { owner, offer })
             });
             let params = self.session_params(tooled.as_ref().map(|t| t.owner));
-            self.pool
-                .call(slot, "session/new", params, Pending::Spare(tooled));
+            let pending = Pending::Spare { tooled, sent: now };
+            self.pool.call(slot, "session/new", params, pending);
         }
         if let Some(slot) = needed.start {
             tracing::info!(
@@ -623,6 +643,7 @@ impl AcpAgent {
             }
             (shown, _) => shown,
         };
+        let first = !turn.stream.begun();
         let chunk = match shown {
             Some(Shown::Text(text)) if text.is_empty() => return,
             Some(Shown::Text(text)) => {
@@ -637,6 +658,9 @@ impl AcpAgent {
             }
             None => return,
         };
+        if first {
+            tracing::debug!("ACP agent: the first words of {} came", turn.invoke);
+        }
         self.ready.push_back(chunk);
     }
 
@@ -664,7 +688,10 @@ impl AcpAgent {
                 text,
             } => self.set(&session, setting, text, result, now),
             Pending::NewSession(request) => self.opened(slot, *request, result, now),
-            Pending::Spare(tooled) => self.spare_opened(slot, tooled, result, now),
+            Pending::Spare { tooled, sent } => {
+                self.pace.opened(sent, now);
+                self.spare_opened(slot, tooled, result, now);
+            }
             Pending::Prompt(session) => self.prompted(&session, result, now),
         }
     }
@@ -1160,8 +1187,9 @@ impl ProcessAgent for AcpAgent {
         self.time_out_turns(&message, now);
         self.queue.expire(now, &message, &mut self.ready);
         self.forget_idle(now);
-        self.pool
-            .retire_idle(&self.sessions, &self.plan, !self.queue.is_empty());
+        // Processes are kept while new conversations come fast.
+        let busy = !self.queue.is_empty() || self.pace.hurried(now);
+        self.pool.retire_idle(&self.sessions, &self.plan, busy);
         if self.probe.is_some_and(|(_, due)| due <= now) {
             self.tools_reached(false);
         }

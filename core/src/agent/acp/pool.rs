@@ -132,6 +132,7 @@ impl Pool {
         };
         let id = self.next_id;
         self.next_id += 1;
+        tracing::debug!("ACP agent: request {id} sent to process {slot}: {method}");
         self.pending.insert(id, (slot, pending));
         self.actions.push_back(Action::Write {
             run,
@@ -238,9 +239,10 @@ impl Pool {
     }
 
     /// Ends the processes past the first that have no session but their
-    /// spare and nothing to do (unless requests wait), while another has
-    /// room for a conversation: another starts when the work comes back.
-    pub fn retire_idle(&mut self, sessions: &HashMap<At, Session>, plan: &AcpPlan, waiting: bool) {
+    /// spare and nothing to do (unless the agent is `busy`: requests wait,
+    /// or new conversations come fast), while another has room for a
+    /// conversation: another starts when the work comes back.
+    pub fn retire_idle(&mut self, sessions: &HashMap<At, Session>, plan: &AcpPlan, busy: bool) {
         let first = self.slots.iter().position(Slot::ready);
         let used = |slot: usize| {
             sessions
@@ -258,7 +260,7 @@ impl Pool {
                 && room_elsewhere
                 && !self.pending.values().any(|(s, _)| *s == slot);
             let process = self.slots.get_mut(slot).and_then(|s| s.process.as_mut());
-            if let Some(process) = process.filter(|_| unused && !waiting) {
+            if let Some(process) = process.filter(|_| unused && !busy) {
                 tracing::info!("ACP agent: an agent process with no sessions left is ended");
                 process.retired = true;
                 process.fault = Some("it had no sessions left".into());

@@ -175,8 +175,12 @@ pub(super) enum Pending {
     },
     NewSession(Box<Request>),
     /// A spare session, opened ahead for the next new conversation: given
-    /// the relay of an owner listing the editor's tools, when it is.
-    Spare(Option<Box<Tooled>>),
+    /// the relay of an owner listing the editor's tools, when it is; asked
+    /// for at `sent`.
+    Spare {
+        tooled: Option<Box<Tooled>>,
+        sent: Instant,
+    },
     /// The turn of this session.
     Prompt(At),
 }
@@ -188,7 +192,7 @@ impl Pending {
         matches!(
             self,
             Pending::NewSession(_)
-                | Pending::Spare(_)
+                | Pending::Spare { .. }
                 | Pending::Models
                 | Pending::Probe(_)
                 | Pending::Authenticate(_)
@@ -209,7 +213,10 @@ impl Pending {
     pub(super) fn owner(&self) -> Option<RunId> {
         match self {
             Pending::NewSession(request) => request.owner,
-            Pending::Spare(Some(tooled)) => Some(tooled.owner),
+            Pending::Spare {
+                tooled: Some(tooled),
+                ..
+            } => Some(tooled.owner),
             Pending::Probe(owner) => Some(*owner),
             _ => None,
         }
@@ -220,7 +227,10 @@ impl Pending {
     pub(super) fn offer_of(&mut self, owner: RunId) -> Option<&mut Offer> {
         match self {
             Pending::NewSession(r) if r.owner == Some(owner) => r.offer.as_mut(),
-            Pending::Spare(Some(tooled)) if tooled.owner == owner => Some(&mut tooled.offer),
+            Pending::Spare {
+                tooled: Some(tooled),
+                ..
+            } if tooled.owner == owner => Some(&mut tooled.offer),
             _ => None,
         }
     }

@@ -127,6 +127,15 @@ fn update(agent: &mut AcpAgent, run: u64, session: &str, kind: &str, text: &str,
     );
 }
 
+/// The first words `text` of the turn in `session` (of run `run`), its
+/// chunks taken: what the agent then wrote (a spare opens only once the
+/// turns of its process were heard from).
+fn heard(agent: &mut AcpAgent, run: u64, session: &str, text: &str, now: Instant) -> Vec<Value> {
+    update(agent, run, session, "agent_message_chunk", text, now);
+    frames(agent);
+    written(agent)
+}
+
 /// The request the agent wrote for `method`, the last of them.
 fn request_of(lines: &[Value], method: &str) -> Value {
     lines
@@ -497,17 +506,19 @@ fn the_agents_models_are_registered_and_a_turn_sets_the_one_it_asks_for() {
                        "payload": {"kind": "chat", "messages": [{"role": "user", "content": "Hi"}]}});
     agent.handle_message(&frame.to_string(), now);
     let set = written(&mut agent);
-    assert_eq!(set.len(), 2, "{set:?}");
+    assert_eq!(set.len(), 1, "{set:?}");
     assert_eq!(set[0]["method"], "session/set_config_option");
     assert_eq!(
         set[0]["params"],
         json!({"sessionId": "s0", "configId": "model", "value": "deep"})
     );
-    // A spare opens in its place at once.
-    assert_eq!(set[1]["method"], "session/new");
     reply(&mut agent, 0, &set[0]["id"], json!({}), now);
-    let prompt = request_of(&written(&mut agent), "session/prompt");
+    let lines = written(&mut agent);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let prompt = request_of(&lines, "session/prompt");
     assert_eq!(prompt["params"]["sessionId"], "s0");
+    // A spare opens in its place once the turn's first words came.
+    let spare = request_of(&heard(&mut agent, 0, "s0", "Hi", now), "session/new");
 
     // An agent that refuses the model fails the turn with why.
     reply(
@@ -520,13 +531,7 @@ fn the_agents_models_are_registered_and_a_turn_sets_the_one_it_asks_for() {
     frames(&mut agent);
     let frame = json!({"type": "model_invoke", "id": "inv-2", "model_meta": {"model": "acp/nope"},
                        "payload": {"kind": "chat", "messages": [{"role": "user", "content": "Yo"}]}});
-    reply(
-        &mut agent,
-        0,
-        &set[1]["id"],
-        json!({"sessionId": "s9"}),
-        now,
-    );
+    reply(&mut agent, 0, &spare["id"], json!({"sessionId": "s9"}), now);
     agent.handle_message(&frame.to_string(), now);
     let set = request_of(&written(&mut agent), "session/set_model");
     assert_eq!(set["params"], json!({"sessionId": "s9", "modelId": "nope"}));
@@ -696,9 +701,12 @@ fn two_conversations(now: Instant) -> (AcpAgent, Value, Value) {
         now,
     );
     let lines = written(&mut agent);
+    assert!(!lines.contains(&json!({"spawn": 1})), "{lines:?}");
     let first = request_of(&lines, "session/prompt");
     assert_eq!(first["params"]["sessionId"], "s");
-    assert_eq!(lines[2], json!({"spawn": 1}), "{lines:?}");
+    // Once its turn's first words came, not before.
+    let lines = heard(&mut agent, 0, "s", "On", now);
+    assert_eq!(lines[0], json!({"spawn": 1}), "{lines:?}");
     let init = request_of(&lines, "initialize");
     invoke(
         &mut agent,
@@ -875,7 +883,9 @@ fn an_agent_whose_first_session_never_lists_its_tools_gets_them_as_text() {
     let question = json!([{"role": "user", "content": "Weather in Paris?"}]);
     // It takes the first session, which has no MCP server.
     invoke_with_tools(&mut agent, "inv-1", question.clone(), later);
-    let prompt = request_of(&written(&mut agent), "session/prompt");
+    let lines = written(&mut agent);
+    assert_eq!(lines.len(), 1, "no spare before its first words: {lines:?}");
+    let prompt = request_of(&lines, "session/prompt");
     assert_eq!(prompt["params"]["sessionId"], "s0");
     let text = text_of(&prompt);
     assert!(
@@ -900,6 +910,9 @@ fn an_agent_whose_first_session_never_lists_its_tools_gets_them_as_text() {
         r#"call>{"name": "weather", "arguments": {"city": "Paris"}}</tool_call>"#,
         later,
     );
+    // Its first words came: a spare opens, without the editor's tools.
+    let spare = request_of(&written(&mut agent), "session/new");
+    assert_eq!(spare["params"]["mcpServers"], json!([]));
     reply(
         &mut agent,
         0,
@@ -1220,9 +1233,11 @@ fn an_agent_that_needs_a_login_is_logged_in_with_a_key_once_else_the_editor_is_t
         now,
     );
     let lines = written(&mut agent);
+    assert_eq!(lines.len(), 1, "{lines:?}");
     request_of(&lines, "session/prompt");
-    // The spare opened in its place is refused: no other is asked for.
-    let spare = request_of(&lines, "session/new");
+    // The spare opened in its place once the turn was heard from is
+    // refused: no other is asked for.
+    let spare = request_of(&heard(&mut agent, 0, "s0", "Hi", now), "session/new");
     say(&mut agent, 0, refused(&spare["id"]), now);
     assert!(written(&mut agent).is_empty());
     invoke(
@@ -1278,9 +1293,11 @@ fn an_agent_sharing_mcp_servers_has_one_tools_turn_at_a_time_and_its_calls_go_to
     relay_of(&mut agent, LinkId(1), &first, now);
     agent.handle_timeout(now + LIST_SETTLE);
     let lines = written(&mut agent);
+    assert_eq!(lines.len(), 1, "{lines:?}");
     let prompt = request_of(&lines, "session/prompt");
-    // A spare opens, given a relay of its own.
-    let second = request_of(&lines, "session/new");
+    // A spare opens once the turn was heard from, given a relay of its
+    // own.
+    let second = request_of(&heard(&mut agent, 0, "s1", "Done.", now), "session/new");
     reply(
         &mut agent,
         0,
@@ -1297,7 +1314,6 @@ fn an_agent_sharing_mcp_servers_has_one_tools_turn_at_a_time_and_its_calls_go_to
         now,
     );
     assert!(written(&mut agent).is_empty());
-    update(&mut agent, 0, "s1", "agent_message_chunk", "Done.", now);
     reply(
         &mut agent,
         0,

@@ -324,7 +324,7 @@ impl World {
                     // A spare is nobody's until a conversation takes it.
                     let k = match id.as_u64().and_then(|id| self.agent.pool.pending.get(&id)) {
                         Some((_, Pending::NewSession(asking))) => conversation_of(&asking.invoke),
-                        Some((_, Pending::Spare(_))) => usize::MAX,
+                        Some((_, Pending::Spare { .. })) => usize::MAX,
                         _ => continue,
                     };
                     let args = request["params"]["mcpServers"][0]["args"].as_array();
