@@ -95,13 +95,21 @@ class Background:
             raise AssertionError(f"`{text.strip()}` never printed {ready!r}:\n{''.join(self.lines)[-3000:]}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        """Ends the snippet's whole process group: what it started (the
+        server under `cargo run`) may outlive the shell that started it."""
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self.proc.pid, 0)
+                except ProcessLookupError:
+                    return
+                self.proc.poll()
+                time.sleep(0.1)
 
 
 def user_env(home, port=None):
