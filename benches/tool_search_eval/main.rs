@@ -8,8 +8,8 @@
 //!
 //! `--queries` reads another query set in the same format instead (beside
 //! this file: `held_out.tsv` and `blind.tsv`, written later and tuned on
-//! since, and `blind2.tsv`, written blind and never tuned on); `--misses`
-//! also prints each query the engine does not
+//! since, and `blind2.tsv` and `blind3.tsv`, written blind and never tuned
+//! on); `--misses` also prints each query the engine does not
 //! answer first, with what it found; `--query` prints what each ranking
 //! finds for one query, with the scores.
 
