@@ -6,7 +6,8 @@
 //! answers each editor's streamed chat request by sending the agent an
 //! invocation, and writes every chunk the agent sends to that editor's
 //! socket as an SSE event in a chunked body, one write per editor per
-//! burst of frames (at most [`RING_EVERY`], the provider's own batching).
+//! burst of frames (at most [`RING_EVERY`] × [`YIELD_EVERY`], the frames
+//! the provider's link handles before its editors write).
 //! No keys, limits, sessions, reordering, validation or timeouts: what the
 //! provider costs beyond this is the provider's own.
 
@@ -28,7 +29,7 @@ use smol::stream::StreamExt;
 use smol::LocalExecutor;
 
 use mcp_provider_benches::request::Requests;
-use mcp_provider_kit::RING_EVERY;
+use mcp_provider_kit::{RING_EVERY, YIELD_EVERY};
 
 /// The editors waiting for chunks, by invocation id, and where frames for
 /// the agent go once it is connected.
@@ -146,7 +147,7 @@ async fn agent(ws: WebSocketStream<TcpStream>, shared: Shared, executor: Executo
     let mut out: HashMap<String, (Vec<u8>, bool)> = HashMap::new();
     while let Some(Ok(first)) = frames.next().await {
         take(first, &mut out, &tx);
-        for _ in 1..RING_EVERY {
+        for _ in 1..RING_EVERY * YIELD_EVERY {
             match poll_once(frames.next()).await {
                 Some(Some(Ok(frame))) => take(frame, &mut out, &tx),
                 _ => break,

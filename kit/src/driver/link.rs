@@ -29,7 +29,7 @@ use crate::serve::hub::{Hub, Peer};
 use crate::serve::link_writes::LinkWrites;
 use crate::serve::mailbox::{Bell, Bells, Inbox};
 use crate::serve::ws;
-use crate::RING_EVERY;
+use crate::{RING_EVERY, YIELD_EVERY};
 
 /// Wakes a connection's task: a channel holding at most one ring, closed
 /// when the hub lets the connection's mailbox go.
@@ -216,6 +216,7 @@ pub async fn serve<E: Executor, S>(
         let mut bells = Bells::default();
         let mut burst = Burst::default();
         let mut frames = 0;
+        let mut unyielded = 0;
         let fault = loop {
             let next = match poll_once(rx.next()).await {
                 Some(next) if frames < RING_EVERY && !burst.is_full() => next,
@@ -227,7 +228,11 @@ pub async fn serve<E: Executor, S>(
                             // A link that always has more to read must not
                             // keep the editors' tasks from writing what it
                             // posted.
-                            E::yield_now().await;
+                            unyielded += 1;
+                            if unyielded >= YIELD_EVERY {
+                                unyielded = 0;
+                                E::yield_now().await;
+                            }
                             next
                         }
                         None => match stall.bound::<E, _>(rx.next()).await {
