@@ -190,6 +190,8 @@ def test_a_new_conversations_prompt_goes_to_a_session_opened_ahead(acp):
         first, answer = heard_first(lambda: agent.chat([user(f"new {n}")]).choices[0].message.content)
         assert first["method"] == "session/prompt", first
         assert answer.endswith(f"new {n}")
+    # The third's spare, opened once its turn was heard from.
+    agent.wait_received("session/new", 5)
     # Given the editor's tools, a conversation opens its own session (the
     # spare has none), and the next spare is given them.
     first, _ = heard_first(lambda: agent.chat([user("tools one")], tools=[WEATHER]))

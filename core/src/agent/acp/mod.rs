@@ -393,6 +393,12 @@ impl AcpAgent {
         if !self.queue.is_empty() {
             (needed.stale, needed.open) = (Vec::new(), Vec::new());
         }
+        // An agent sharing MCP servers takes them from the session it
+        // opened last: a spare given them is not opened while a turn of
+        // its process calls them.
+        if self.spare_offer.is_some() {
+            needed.open.retain(|&slot| self.tools_turn_in(slot).is_none());
+        }
         for at in needed.stale {
             self.forget(&at);
         }

@@ -1295,17 +1295,8 @@ fn an_agent_sharing_mcp_servers_has_one_tools_turn_at_a_time_and_its_calls_go_to
     let lines = written(&mut agent);
     assert_eq!(lines.len(), 1, "{lines:?}");
     let prompt = request_of(&lines, "session/prompt");
-    // A spare opens once the turn was heard from, given a relay of its
-    // own.
-    let second = request_of(&heard(&mut agent, 0, "s1", "Done.", now), "session/new");
-    reply(
-        &mut agent,
-        0,
-        &second["id"],
-        json!({"sessionId": "s2"}),
-        now,
-    );
-    relay_of(&mut agent, LinkId(2), &second, now);
+    // No spare given the relay opens beside the turn calling the tools.
+    assert!(heard(&mut agent, 0, "s1", "Done.", now).is_empty());
     // A second conversation with tools waits for the first's turn.
     invoke_with_tools(
         &mut agent,
@@ -1321,6 +1312,16 @@ fn an_agent_sharing_mcp_servers_has_one_tools_turn_at_a_time_and_its_calls_go_to
         json!({"stopReason": "end_turn"}),
         now,
     );
+    // Then it opens its session, given a relay of its own.
+    let second = request_of(&written(&mut agent), "session/new");
+    reply(
+        &mut agent,
+        0,
+        &second["id"],
+        json!({"sessionId": "s2"}),
+        now,
+    );
+    relay_of(&mut agent, LinkId(2), &second, now);
     agent.handle_timeout(now + LIST_SETTLE);
     let prompt = request_of(&written(&mut agent), "session/prompt");
     assert_eq!(prompt["params"]["sessionId"], "s2");
