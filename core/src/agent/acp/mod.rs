@@ -397,7 +397,9 @@ impl AcpAgent {
         // opened last: a spare given them is not opened while a turn of
         // its process calls them.
         if self.spare_offer.is_some() {
-            needed.open.retain(|&slot| self.tools_turn_in(slot).is_none());
+            needed
+                .open
+                .retain(|&slot| self.tools_turn_in(slot).is_none());
         }
         for at in needed.stale {
             self.forget(&at);
