@@ -25,6 +25,7 @@ SCENARIOS = [
     ("2026-07-28", "json-schema-ref-no-deref"),
     ("2026-07-28", "json-schema-2020-12-preservation"),
     ("2026-07-28", "sep-2322-client-request-state"),
+    ("2026-07-28", "request-metadata"),
 ]
 
 

@@ -9,7 +9,10 @@
 //! client is answered from. A remote server that answers `initialize` but
 //! keeps no session (a stateless HTTP transport) has no way to ask a
 //! client anything in that generation; it is asked `server/discover` too,
-//! and spoken to in the stateless generation if it answers. From then on:
+//! and spoken to in the stateless generation if it answers. The child of a
+//! remote server that speaks for the stateless revision's clients asks
+//! `server/discover` before anything else, and does the session handshake
+//! only if the server does not speak that revision. From then on:
 //!
 //! * a session client's request gets the stateless envelope (protocol
 //!   version, the client's capabilities and name in `params._meta`);
@@ -80,17 +83,24 @@ impl Declared {
     }
 }
 
-/// `params` with the stateless envelope added.
+/// `params` with the stateless envelope added, at the newest stateless
+/// revision this bridge speaks.
 fn with_envelope(params: Value, declared: &Declared) -> Value {
+    with_envelope_at(
+        params,
+        declared,
+        mcp::STATELESS_VERSIONS[mcp::STATELESS_VERSIONS.len() - 1],
+    )
+}
+
+/// `params` with the stateless envelope of revision `version` added.
+fn with_envelope_at(params: Value, declared: &Declared, version: &str) -> Value {
     let mut params = match params {
         Value::Object(fields) => fields,
         _ => Map::new(),
     };
     if let Some(meta) = mcp::meta_of(&mut params) {
-        meta.insert(
-            mcp::PROTOCOL_VERSION_META.to_owned(),
-            json!(mcp::STATELESS_VERSIONS[mcp::STATELESS_VERSIONS.len() - 1]),
-        );
+        meta.insert(mcp::PROTOCOL_VERSION_META.to_owned(), json!(version));
         let capabilities = match &declared.capabilities {
             caps @ Value::Object(_) => caps.clone(),
             _ => json!({}),
@@ -127,10 +137,24 @@ pub(crate) fn without_envelope(mut params: Value) -> Value {
     params
 }
 
-/// The `server/discover` the bridge asks a child that refused
-/// `initialize`, in the envelope of the client the handshake speaks for.
-pub(crate) fn discover_params(initialize: &Value) -> Value {
-    with_envelope(Value::Null, &Declared::from_initialize(initialize))
+/// The `server/discover` the bridge asks, at stateless revision
+/// `version`, in the envelope of the client the handshake speaks for.
+pub(crate) fn discover_params(initialize: &Value, version: &str) -> Value {
+    with_envelope_at(Value::Null, &Declared::from_initialize(initialize), version)
+}
+
+/// The stateless revision to ask again at, when a server refused the one
+/// asked as unsupported (`-32022`) and named those it speaks in
+/// `data.supported`: the newest of them this bridge speaks too.
+pub(crate) fn supported_instead(error: &Value) -> Option<&'static str> {
+    if error["code"].as_i64() != Some(mcp::UNSUPPORTED_PROTOCOL_VERSION) {
+        return None;
+    }
+    let supported = error["data"]["supported"].as_array()?;
+    mcp::STATELESS_VERSIONS
+        .into_iter()
+        .rev()
+        .find(|ours| supported.iter().any(|theirs| theirs.as_str() == Some(ours)))
 }
 
 /// The `initialize` result a stateless child's discovery result stands

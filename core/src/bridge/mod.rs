@@ -102,6 +102,7 @@ mod logging;
 mod mux;
 mod parked;
 pub(crate) mod registry;
+mod relisten;
 mod report;
 mod rest;
 #[cfg(test)]

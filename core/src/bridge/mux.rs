@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::filter::ToolFilter;
 use super::generation::{self, Declared, Generation, Outcome, Round};
+use super::relisten::Relisten;
 use super::traced::{self, About, Failure, Lent};
 use super::{BridgeOutput, ClientId, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR};
 use crate::mcp::{self, Message};
@@ -112,9 +113,10 @@ pub(crate) struct Mux {
     /// (a remote server's stateless transport): it has no way to ask a
     /// client anything there, so the stateless revision is tried next.
     sessionless: bool,
-    /// Whether the stateless revision is tried after every handshake,
-    /// whatever the server keeps: the child of a remote server that
-    /// serves the clients of that revision (see [`Mux::prefer_stateless`]).
+    /// Whether the stateless revision is asked for first, before the
+    /// session handshake, whatever the server keeps: the child of a remote
+    /// server that serves the clients of that revision (see
+    /// [`Mux::prefer_stateless`]).
     modern: bool,
     /// The `initialize` result kept while `server/discover` is tried on a
     /// sessionless server, in case it speaks no stateless revision.
@@ -125,6 +127,9 @@ pub(crate) struct Mux {
     /// How the server is reached, as spans say (`network.transport`):
     /// `pipe` for a child's stdio, `tcp` for a remote server.
     transport: &'static str,
+    /// A stateless remote server's listen stream, which brings what it
+    /// says of its own (see `relisten`).
+    relisten: Relisten,
 }
 
 /// A client request: who to answer and what it holds on to.
@@ -186,6 +191,12 @@ enum Purpose {
     Initialize,
     /// `server/discover`, asked of a child that refused `initialize`.
     Discover,
+    /// `server/discover`, asked before any `initialize` by the child that
+    /// speaks for the stateless revision's clients (`again`: asked a
+    /// second time, at a revision the server named as one it speaks).
+    DiscoverFirst {
+        again: bool,
+    },
     Ping,
     /// A subscription renewed after a restart, or released when its last
     /// subscriber closed.
@@ -194,6 +205,9 @@ enum Purpose {
     Listing(&'static str),
     /// The logging level a client set while a lazy server was stopped.
     Level,
+    /// The bridge's own `subscriptions/listen` at a stateless remote
+    /// server: answered only when the stream ends.
+    Listen,
 }
 
 #[derive(Debug)]
@@ -253,6 +267,7 @@ impl Mux {
             upgrading: None,
             lent: None,
             transport: "pipe",
+            relisten: Relisten::default(),
         }
     }
 
@@ -366,7 +381,10 @@ impl Mux {
     /// When the oldest of the bridge's own requests (a `ping`) still
     /// unanswered was sent, among those sent after the child's last answer.
     pub(crate) fn ping_silent_since(&self) -> Option<Instant> {
-        Some(self.internal.range(self.heard_from..).next()?.1.sent_at)
+        let waiting = self.internal.range(self.heard_from..);
+        // A listen stream is answered only when it ends.
+        let mut owed = waiting.filter(|(_, i)| i.purpose != Purpose::Listen);
+        Some(owed.next()?.1.sent_at)
     }
 
     #[cfg(test)]
@@ -465,6 +483,9 @@ impl Mux {
             !who.is_empty()
         });
         if let Route::Send(now) = *route {
+            if self.listens_upstream() {
+                return self.renew_listen(now, out);
+            }
             for uri in released {
                 self.send_internal(
                     Purpose::Subscription,
@@ -810,8 +831,11 @@ impl Mux {
             return FromChild::Nothing;
         }
         match (self.internal.remove(&n).map(|i| i.purpose), outcome) {
+            (Some(Purpose::DiscoverFirst { again }), outcome) => {
+                self.handle_discovered_first(again, outcome, now, out)
+            }
             (Some(Purpose::Initialize), Ok(result))
-                if std::mem::take(&mut self.sessionless) || self.modern =>
+                if std::mem::take(&mut self.sessionless) && !self.modern =>
             {
                 // Only the stateless revision lets such a server ask its
                 // clients anything: spoken if it answers `server/discover`.
@@ -824,6 +848,13 @@ impl Mux {
                 self.init_result = Some(result);
                 FromChild::Initialized
             }
+            (Some(Purpose::Initialize), Err(error)) if self.modern => {
+                // `server/discover` was refused already.
+                FromChild::InitializeFailed(format!(
+                    "refused server/discover and initialize: {}",
+                    error_message(&error)
+                ))
+            }
             (Some(Purpose::Initialize), Err(error)) => {
                 // Perhaps a child of the stateless generation: it would
                 // answer `server/discover`.
@@ -833,6 +864,10 @@ impl Mux {
                 FromChild::Nothing
             }
             (Some(Purpose::Discover), outcome) => self.handle_discovered(outcome),
+            (Some(Purpose::Listen), outcome) => {
+                self.relisten.ended(n, outcome.as_ref(), now);
+                FromChild::Nothing
+            }
             (Some(Purpose::Listing(key)), outcome) => FromChild::Listed(key, outcome),
             (Some(purpose), Err(error)) => {
                 tracing::debug!(server = %self.name, ?purpose, %error, "the MCP server refused a request of the bridge");
@@ -882,6 +917,45 @@ impl Mux {
         }
     }
 
+    /// The answer to the `server/discover` asked before any handshake:
+    /// a server speaking a stateless revision this bridge does is spoken
+    /// to in it; one that names the revisions it speaks instead of the one
+    /// asked is asked once more at one of them; any other answer (a
+    /// method not found, an HTTP refusal, no revision in common) leaves
+    /// the session handshake.
+    fn handle_discovered_first(
+        &mut self,
+        again: bool,
+        outcome: Result<Value, Value>,
+        now: Instant,
+        out: &mut VecDeque<BridgeOutput>,
+    ) -> FromChild {
+        let version = self.handshake_version();
+        match outcome {
+            Ok(found) => {
+                if let Some(result) = generation::initialize_result(&found, version) {
+                    self.generation = Generation::Stateless;
+                    self.init_result = Some(result);
+                    return FromChild::Initialized;
+                }
+            }
+            Err(error) => match generation::supported_instead(&error).filter(|_| !again) {
+                Some(instead) => {
+                    let params = self.discover_params_at(instead);
+                    let purpose = Purpose::DiscoverFirst { again: true };
+                    self.send_internal(purpose, "server/discover", params, now, out);
+                    return FromChild::Nothing;
+                }
+                None => {
+                    tracing::debug!(server = %self.name, error = %error, "the MCP server refused server/discover: the session handshake follows");
+                }
+            },
+        }
+        let params = self.init_params.clone().unwrap_or(Value::Null);
+        self.send_internal(Purpose::Initialize, "initialize", params, now, out);
+        FromChild::Nothing
+    }
+
     /// The answer to the `server/discover` asked of a child that refused
     /// `initialize`: whether it is a stateless child this bridge can speak
     /// to.
@@ -913,9 +987,15 @@ impl Mux {
     }
 
     /// `server/discover` in the envelope of the client the handshake
-    /// speaks for.
+    /// speaks for, at the newest stateless revision.
     fn discover_params(&self) -> Value {
-        generation::discover_params(self.init_params.as_ref().unwrap_or(&Value::Null))
+        self.discover_params_at(mcp::STATELESS_VERSIONS[mcp::STATELESS_VERSIONS.len() - 1])
+    }
+
+    /// `server/discover` in the envelope of the client the handshake
+    /// speaks for, at stateless revision `version`.
+    fn discover_params_at(&self, version: &str) -> Value {
+        generation::discover_params(self.init_params.as_ref().unwrap_or(&Value::Null), version)
     }
 
     /// The child asks a client something (sampling, roots, elicitation):
@@ -1024,6 +1104,9 @@ impl Mux {
         out: &mut VecDeque<BridgeOutput>,
     ) {
         match method {
+            // What the server's listen stream of the bridge's own hears:
+            // nothing for a client.
+            "notifications/subscriptions/acknowledged" => self.relisten.acknowledged(),
             "notifications/progress" => {
                 let token = params.get("progressToken").and_then(Value::as_u64);
                 let Some((client, original)) = token.and_then(|t| self.tokens.get(&t)) else {
@@ -1097,6 +1180,10 @@ impl Mux {
 
     /// Sends the bridge's own handshake, with the params of the first
     /// client `initialize` seen (or defaults), the same on every start.
+    /// The child that speaks for the stateless revision's clients asks
+    /// `server/discover` first, in that revision's envelope, and falls back
+    /// to `initialize` only if the server does not speak it (see
+    /// [`Mux::handle_discovered_first`]).
     pub(crate) fn send_initialize(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
         let params = self
             .init_params
@@ -1105,7 +1192,13 @@ impl Mux {
         self.refused_initialize = None;
         self.upgrading = None;
         self.generation = Generation::Session;
-        self.send_internal(Purpose::Initialize, "initialize", params, now, out);
+        if self.modern {
+            let params = self.discover_params();
+            let purpose = Purpose::DiscoverFirst { again: false };
+            self.send_internal(purpose, "server/discover", params, now, out);
+        } else {
+            self.send_internal(Purpose::Initialize, "initialize", params, now, out);
+        }
     }
 
     /// The protocol version the bridge's handshake asked for.
@@ -1131,7 +1224,7 @@ impl Mux {
         let renew: Vec<String> = self
             .subscribers
             .keys()
-            .filter(|uri| !queued.contains(uri.as_str()))
+            .filter(|uri| !queued.contains(uri.as_str()) && !self.listens_upstream())
             .cloned()
             .collect();
         for uri in renew {
@@ -1157,6 +1250,50 @@ impl Mux {
                 _ => self.send(call, now, out),
             }
         }
+        self.renew_listen(now, out);
+    }
+
+    /// Whether the server's own notifications come on a listen stream of
+    /// the bridge's: a remote server spoken to in the stateless revision.
+    fn listens_upstream(&self) -> bool {
+        self.generation == Generation::Stateless && self.transport == "tcp"
+    }
+
+    /// Opens, replaces or cancels the bridge's listen stream at a
+    /// stateless remote server so that it asks for what the clients need
+    /// now: each list the server offers, and every resource a client
+    /// follows (a session client's `resources/subscribe`, a listen
+    /// stream's filter). Called when that may have changed, and when a
+    /// stream that ended may be opened again ([`Mux::listen_due`]).
+    pub(crate) fn renew_listen(&mut self, now: Instant, out: &mut VecDeque<BridgeOutput>) {
+        if !self.listens_upstream() {
+            return;
+        }
+        let capabilities = self.init_result.as_ref().map(|r| &r["capabilities"]);
+        let wanted = Relisten::filter(
+            capabilities.unwrap_or(&Value::Null),
+            self.subscribers.keys(),
+        );
+        let plan = self.relisten.plan(wanted, now);
+        if let Some(id) = plan.cancel {
+            self.internal.remove(&id);
+            let params = json!({"requestId": id, "reason": "the notifications wanted changed"});
+            out.push_back(child_notification("notifications/cancelled", params));
+        }
+        if let Some(filter) = plan.open {
+            let declared =
+                Declared::from_initialize(self.init_params.as_ref().unwrap_or(&Value::Null));
+            let params = json!({"notifications": filter.clone()});
+            let params = generation::params_for(self.generation, params, &declared);
+            let id = self.send_internal(Purpose::Listen, "subscriptions/listen", params, now, out);
+            self.relisten.opened(id, filter);
+        }
+    }
+
+    /// When the listen stream at a stateless remote server that ended is
+    /// to be opened again.
+    pub(crate) fn listen_due(&self) -> Option<Instant> {
+        self.relisten.due()
     }
 
     /// A health ping, unless one sent since the child's last answer is
@@ -1208,13 +1345,11 @@ impl Mux {
         if self.internal.values().any(|i| i.purpose == Purpose::Ping) {
             return;
         }
-        match self.generation {
-            Generation::Session => self.send_internal(Purpose::Ping, "ping", Value::Null, now, out),
-            Generation::Stateless => {
-                let params = self.discover_params();
-                self.send_internal(Purpose::Ping, "server/discover", params, now, out)
-            }
-        }
+        let (method, params) = match self.generation {
+            Generation::Session => ("ping", Value::Null),
+            Generation::Stateless => ("server/discover", self.discover_params()),
+        };
+        self.send_internal(Purpose::Ping, method, params, now, out);
     }
 
     /// The child will answer nothing more (it exited, hung or is being
@@ -1228,6 +1363,7 @@ impl Mux {
             self.finish(sent.caller, Err(&error), out);
         }
         self.internal.clear();
+        self.relisten.closed();
         for (ask, Ask { client, .. }) in std::mem::take(&mut self.asks) {
             let params = json!({"requestId": ask, "reason": message});
             let message = notification_line("notifications/cancelled", params);
@@ -1261,6 +1397,16 @@ impl Mux {
         if stateless && call.method == "ping" {
             // The stateless generation has no `ping`: the bridge answers.
             return self.finish(call.caller, Ok(&json!({})), out);
+        }
+        let subscription = matches!(
+            call.method.as_str(),
+            "resources/subscribe" | "resources/unsubscribe"
+        );
+        if subscription && self.listens_upstream() {
+            // Nor a subscription: the bridge's listen stream follows
+            // what its clients do.
+            self.finish(call.caller, Ok(&json!({})), out);
+            return self.renew_listen(now, out);
         }
         let request = (stateless && !call.caller.enveloped)
             .then(|| (call.method.clone(), call.params.clone()));
@@ -1328,6 +1474,7 @@ impl Mux {
         self.rounds.insert(number, (caller, round));
     }
 
+    /// Sends a request of the bridge's own: its id.
     fn send_internal(
         &mut self,
         purpose: Purpose,
@@ -1335,7 +1482,7 @@ impl Mux {
         params: Value,
         now: Instant,
         out: &mut VecDeque<BridgeOutput>,
-    ) {
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         out.push_back(child_request(id, method, params));
@@ -1346,6 +1493,7 @@ impl Mux {
                 sent_at: now,
             },
         );
+        id
     }
 
     /// The CLIENT span of call `id` as it is written, when tracing: a
@@ -1543,6 +1691,258 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A child that speaks for the stateless revision's clients, asked
+    /// for its handshake: the first request it was sent.
+    fn modern_child_starting(out: &mut VecDeque<BridgeOutput>) -> (Mux, Value) {
+        let mut mux = Mux::new("far", 8, true, ToolFilter::default());
+        mux.prefer_stateless();
+        mux.send_initialize(Instant::now(), out);
+        let mut sent = child_lines(out);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        (mux, sent.remove(0))
+    }
+
+    fn answer(
+        mux: &mut Mux,
+        to: &Value,
+        outcome: Value,
+        out: &mut VecDeque<BridgeOutput>,
+    ) -> FromChild {
+        let mut line = json!({"jsonrpc": "2.0", "id": to["id"]});
+        let member = if outcome.get("code").is_some() {
+            "error"
+        } else {
+            "result"
+        };
+        line[member] = outcome;
+        mux.handle_child_line(&line.to_string(), Instant::now(), out)
+    }
+
+    #[test]
+    fn the_child_for_stateless_clients_asks_server_discover_before_any_initialize() {
+        let mut out = VecDeque::new();
+        let (mut mux, first) = modern_child_starting(&mut out);
+        assert_eq!(first["method"], "server/discover");
+        let meta = &first["params"]["_meta"];
+        assert_eq!(meta[mcp::PROTOCOL_VERSION_META], "2026-07-28");
+        assert!(meta[mcp::CLIENT_CAPABILITIES_META]["sampling"].is_object());
+        assert_eq!(
+            meta[generation::CLIENT_INFO_META]["name"],
+            "mcp-local-provider"
+        );
+        let offered = json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}});
+        assert_eq!(
+            answer(&mut mux, &first, offered, &mut out),
+            FromChild::Initialized
+        );
+        assert_eq!(mux.generation, Generation::Stateless);
+        assert_eq!(
+            mux.initialize_result().unwrap()["capabilities"],
+            json!({"tools": {}})
+        );
+        assert!(child_lines(&mut out).is_empty(), "no initialize follows");
+    }
+
+    #[test]
+    fn a_revision_refused_as_unsupported_is_asked_again_once_at_one_the_server_names() {
+        let mut out = VecDeque::new();
+        let (mut mux, first) = modern_child_starting(&mut out);
+        let unsupported = json!({"code": mcp::UNSUPPORTED_PROTOCOL_VERSION, "message": "no",
+            "data": {"supported": ["2099-01-01", "2026-07-28"]}});
+        assert_eq!(
+            answer(&mut mux, &first, unsupported.clone(), &mut out),
+            FromChild::Nothing
+        );
+        let again = child_lines(&mut out).remove(0);
+        assert_eq!(again["method"], "server/discover");
+        assert_ne!(again["id"], first["id"], "a fresh id");
+        assert_eq!(
+            again["params"]["_meta"][mcp::PROTOCOL_VERSION_META],
+            "2026-07-28"
+        );
+        // Refused again: the session handshake, not a third ask.
+        answer(&mut mux, &again, unsupported, &mut out);
+        let initialize = child_lines(&mut out).remove(0);
+        assert_eq!(initialize["method"], "initialize");
+        // None in common: the session handshake at once.
+        let (mut mux, first) = modern_child_starting(&mut out);
+        let foreign = json!({"code": mcp::UNSUPPORTED_PROTOCOL_VERSION, "message": "no",
+            "data": {"supported": ["2099-01-01"]}});
+        answer(&mut mux, &first, foreign, &mut out);
+        assert_eq!(child_lines(&mut out)[0]["method"], "initialize");
+    }
+
+    #[test]
+    fn a_server_refusing_discovery_gets_the_session_handshake_and_keeps_it() {
+        let refusals = [
+            json!({"code": mcp::METHOD_NOT_FOUND, "message": "Method not found"}),
+            json!({"code": SERVER_ERROR, "message": "the remote MCP server answered HTTP 405 Method Not Allowed"}),
+            json!({"supportedVersions": ["2025-11-25"], "capabilities": {}}),
+        ];
+        for refusal in refusals {
+            let mut out = VecDeque::new();
+            let (mut mux, first) = modern_child_starting(&mut out);
+            assert_eq!(
+                answer(&mut mux, &first, refusal, &mut out),
+                FromChild::Nothing
+            );
+            let initialize = child_lines(&mut out).remove(0);
+            assert_eq!(initialize["method"], "initialize");
+            assert_eq!(
+                initialize["params"]["protocolVersion"],
+                DEFAULT_PROTOCOL_VERSION
+            );
+            // A server keeping no session is not asked again either.
+            mux.handle_sessionless();
+            let result = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "s", "version": "1"}});
+            assert_eq!(
+                answer(&mut mux, &initialize, result, &mut out),
+                FromChild::Initialized
+            );
+            assert_eq!(mux.generation, Generation::Session);
+            assert!(child_lines(&mut out).is_empty());
+        }
+        let (mut mux, first) = modern_child_starting(&mut VecDeque::new());
+        let mut out = VecDeque::new();
+        answer(
+            &mut mux,
+            &first,
+            json!({"code": mcp::METHOD_NOT_FOUND, "message": "no"}),
+            &mut out,
+        );
+        let initialize = child_lines(&mut out).remove(0);
+        let refused = answer(
+            &mut mux,
+            &initialize,
+            json!({"code": -32600, "message": "bad"}),
+            &mut out,
+        );
+        assert!(matches!(refused, FromChild::InitializeFailed(why) if why.contains("bad")));
+    }
+
+    fn client_lines(out: &mut VecDeque<BridgeOutput>) -> Vec<(ClientId, Value)> {
+        out.drain(..)
+            .filter_map(|o| match o {
+                BridgeOutput::ToClient {
+                    client, message, ..
+                } => Some((client, serde_json::from_str(&message).ok()?)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A remote server's child for stateless clients, spoken to in that
+    /// revision by a server offering tools and resources, with one client.
+    fn stateless_remote(t0: Instant, out: &mut VecDeque<BridgeOutput>) -> (Mux, ClientId) {
+        let (mut mux, first) = modern_child_starting(out);
+        mux.over_network();
+        let offered = json!({"supportedVersions": ["2026-07-28"],
+            "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}}});
+        assert_eq!(
+            answer(&mut mux, &first, offered, out),
+            FromChild::Initialized
+        );
+        let client = mux.open_client();
+        mux.handle_ready(t0, out);
+        (mux, client)
+    }
+
+    #[test]
+    fn a_stateless_remote_server_is_listened_to_for_what_the_clients_follow() {
+        let t0 = Instant::now();
+        let mut out = VecDeque::new();
+        let (mut mux, client) = stateless_remote(t0, &mut out);
+        let listen = child_lines(&mut out).remove(0);
+        assert_eq!(listen["method"], "subscriptions/listen");
+        assert_eq!(
+            listen["params"]["notifications"],
+            json!({"toolsListChanged": true, "resourcesListChanged": true})
+        );
+        assert_eq!(
+            listen["params"]["_meta"][mcp::PROTOCOL_VERSION_META],
+            "2026-07-28"
+        );
+        // A stream open for long is no sign the server stopped answering.
+        assert_eq!(mux.ping_silent_since(), None);
+        // A client subscribes: answered by the bridge, the stream replaced
+        // by one that follows the resource too.
+        let subscribe = request(json!(1), "resources/subscribe", json!({"uri": "file:///a"}));
+        mux.handle_client_message(client, subscribe, Route::Send(t0), &mut out);
+        let (to_child, to_client): (Vec<_>, Vec<_>) = out
+            .drain(..)
+            .partition(|o| matches!(o, BridgeOutput::ToChild { .. }));
+        let answered = client_lines(&mut to_client.into_iter().collect());
+        assert_eq!(
+            answered,
+            [(client, json!({"jsonrpc": "2.0", "id": 1, "result": {}}))]
+        );
+        let sent = child_lines(&mut to_child.into_iter().collect());
+        assert_eq!(sent[0]["method"], "notifications/cancelled");
+        assert_eq!(sent[0]["params"]["requestId"], listen["id"]);
+        let replaced = &sent[1];
+        assert_eq!(replaced["method"], "subscriptions/listen");
+        assert_eq!(
+            replaced["params"]["notifications"]["resourceSubscriptions"],
+            json!(["file:///a"])
+        );
+        // What the stream brings is the child's own news.
+        let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged", "params": {}});
+        mux.handle_child_line(&ack.to_string(), t0, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let lists = mux.lists();
+        let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        mux.handle_child_line(&changed.to_string(), t0, &mut out);
+        assert_eq!(mux.lists(), lists + 1);
+        let updated = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "file:///a"}});
+        mux.handle_child_line(&updated.to_string(), t0, &mut out);
+        let heard: Vec<Value> = client_lines(&mut out)
+            .into_iter()
+            .map(|(_, m)| m["method"].clone())
+            .collect();
+        assert_eq!(
+            heard,
+            [
+                "notifications/tools/list_changed",
+                "notifications/resources/updated"
+            ]
+        );
+        // The stream ends: opened again once its wait is over, not before.
+        let ended = json!({"code": SERVER_ERROR, "message": "the connection broke"});
+        answer(&mut mux, replaced, ended, &mut out);
+        let due = mux.listen_due().unwrap();
+        assert!(due > t0);
+        mux.renew_listen(t0, &mut out);
+        assert!(out.is_empty());
+        mux.renew_listen(due, &mut out);
+        let again = child_lines(&mut out).remove(0);
+        assert_eq!(again["method"], "subscriptions/listen");
+        assert_eq!(
+            again["params"]["notifications"],
+            replaced["params"]["notifications"]
+        );
+        // The last subscriber leaves: the stream follows the lists alone.
+        mux.close_client(client, &Route::Send(due), &mut out);
+        let sent = child_lines(&mut out);
+        assert_eq!(
+            sent[1]["params"]["notifications"],
+            listen["params"]["notifications"]
+        );
+    }
+
+    #[test]
+    fn a_stateless_remote_server_without_listen_is_not_asked_again() {
+        let t0 = Instant::now();
+        let mut out = VecDeque::new();
+        let (mut mux, client) = stateless_remote(t0, &mut out);
+        let listen = child_lines(&mut out).remove(0);
+        let none = json!({"code": mcp::METHOD_NOT_FOUND, "message": "Method not found"});
+        answer(&mut mux, &listen, none, &mut out);
+        assert_eq!(mux.listen_due(), None);
+        let subscribe = request(json!(1), "resources/subscribe", json!({"uri": "file:///a"}));
+        mux.handle_client_message(client, subscribe, Route::Send(t0), &mut out);
+        assert!(child_lines(&mut out).is_empty());
     }
 
     #[test]

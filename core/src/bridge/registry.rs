@@ -188,7 +188,7 @@ pub(crate) struct Registry {
     pub(super) shared: HashMap<String, ChildId>,
     /// The shared child of each remote server that serves the clients of
     /// the stateless revision, by name, once made (see [`Registry::child_for`]).
-    modern: HashMap<String, ChildId>,
+    pub(super) modern: HashMap<String, ChildId>,
     pub(super) sessions: HashMap<String, Session>,
     pub(super) by_client: IdMap<(ChildId, ClientId), String>,
     /// Requests waiting for their response: (child, client, id as JSON).

@@ -286,6 +286,9 @@ impl BridgedServer {
         if self.probe_at().is_some_and(|at| now >= at) {
             self.mux.send_ping(now, &mut self.out);
         }
+        if self.listen_at().is_some_and(|at| now >= at) {
+            self.mux.renew_listen(now, &mut self.out);
+        }
         if self.call_timeout_at().is_some_and(|at| now >= at) {
             let timeout = self.supervisor.limits().call_timeout;
             let message = format!(
@@ -320,6 +323,7 @@ impl BridgedServer {
             self.probe_at(),
             self.idle_at(),
             self.call_timeout_at(),
+            self.listen_at(),
         ]
         .into_iter()
         .flatten()
@@ -425,6 +429,15 @@ impl BridgedServer {
         }
         self.mux
             .next_call_timeout(self.supervisor.limits().call_timeout)
+    }
+
+    /// When a running stateless remote server's listen stream that ended
+    /// is opened again.
+    fn listen_at(&self) -> Option<Instant> {
+        if self.state() != ChildState::Running {
+            return None;
+        }
+        self.mux.listen_due()
     }
 
     fn idle_at(&self) -> Option<Instant> {

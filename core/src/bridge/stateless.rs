@@ -216,15 +216,26 @@ impl Registry {
             let reply = refuse(mcp::INVALID_REQUEST, &why);
             return self.respond(to, Response::json(503, reply));
         }
+        // A server with a child apart for this revision's clients is heard
+        // through that child: what it says of its own in this revision
+        // reaches that child's listen stream, not the session's.
         let children = match target {
-            Target::Server(spec) => match self.child_for(spec, false, now) {
+            Target::Server(spec) => match self.child_for(spec, true, now) {
                 Ok(child) => vec![child],
                 Err(full) => {
                     let reply = refuse(mcp::INVALID_REQUEST, &full.message());
                     return self.respond(to, Response::json(503, reply));
                 }
             },
-            Target::Every => self.shared.values().copied().collect(),
+            Target::Every => {
+                let mut running = self.shared.clone();
+                running.extend(
+                    self.modern
+                        .iter()
+                        .map(|(name, child)| (name.clone(), *child)),
+                );
+                running.into_values().collect()
+            }
         };
         let listener = Listener::new(to, id.clone(), filter.clone());
         self.respond(to, Response::stream("text/event-stream"));
@@ -921,22 +932,40 @@ mod tests {
             .iter()
             .all(|(_, m)| m["method"] != "server/discover"));
         // A stateless client: a child of its own, which asks the server
-        // for the revision after the handshake and, offered it, speaks it.
+        // for the revision before any handshake and, offered it, speaks it.
         post(&mut rig, request("tools/list", json!({"_meta": meta()})));
-        let initialize = rig.last_to(ChildId(2));
-        assert_eq!(initialize["method"], "initialize");
-        rig.initializes(ChildId(2));
         let discover = rig.last_to(ChildId(2));
         assert_eq!(discover["method"], "server/discover");
+        assert_eq!(
+            discover["params"]["_meta"][mcp::PROTOCOL_VERSION_META],
+            "2026-07-28"
+        );
+        assert!(rig
+            .lines
+            .iter()
+            .all(|(child, m)| child.0 != 2 || m["method"] != "initialize"));
         let offered = json!({"supportedVersions": ["2025-11-25", "2026-07-28"],
             "capabilities": {"tools": {}}, "resultType": "complete",
             "_meta": {mcp::SERVER_INFO_META: {"name": "far", "version": "1"}}});
         rig.answers(ChildId(2), offered);
-        let listed = rig.last_to(ChildId(2));
+        let sent: Vec<&Value> = (rig.lines.iter())
+            .filter(|(child, m)| child.0 == 2 && m["id"] != Value::Null)
+            .map(|(_, m)| m)
+            .collect();
+        let [.., listed, listen] = &sent[..] else {
+            panic!("{sent:?}")
+        };
         assert_eq!(listed["method"], "tools/list");
         assert_eq!(
             listed["params"]["_meta"][mcp::PROTOCOL_VERSION_META],
             "2026-07-28"
+        );
+        // Then the server's own news is listened for, of the lists it
+        // offers.
+        assert_eq!(listen["method"], "subscriptions/listen");
+        assert_eq!(
+            listen["params"]["notifications"],
+            json!({"toolsListChanged": true})
         );
         // The next one goes to the same child; the session's stays its own.
         post(&mut rig, request("tools/list", json!({"_meta": meta()})));

@@ -288,6 +288,10 @@ enum Body {
     Unknown,
     /// One JSON-RPC message (or a batch), whole.
     Json(Vec<u8>),
+    /// JSON-RPC messages a line each, read as each line comes: a listen
+    /// stream a server answers as JSON lines rather than events (the
+    /// part of a line still to come kept, at most [`mcp::MAX_LINE`]).
+    Lines(Vec<u8>),
     Events(SseReader),
     /// An HTTP error's body, quoted in the error the request gets.
     Error {
@@ -602,6 +606,13 @@ impl Upstream {
             // again, nor to answer it twice.
             (Kind::Post { answered: true, .. }, 300..) => Body::Ignored,
             (_, 200..=299) if events => Body::Events(SseReader::new(mcp::MAX_LINE)),
+            (
+                Kind::Post {
+                    method: Some(method),
+                    ..
+                },
+                200..=299,
+            ) if method == "subscriptions/listen" => Body::Lines(Vec::new()),
             (Kind::Post { .. }, 200..=299) => Body::Json(Vec::new()),
             (Kind::Post { .. }, 401) => {
                 let challenge = head.header("www-authenticate").map(str::to_owned);
@@ -690,6 +701,24 @@ impl Upstream {
                 self.ended(id, Some(why));
             }
             Body::Json(buf) => buf.extend_from_slice(data),
+            Body::Lines(buf) => {
+                buf.extend_from_slice(data);
+                let whole = buf
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |end| end + 1);
+                let lines: Vec<u8> = buf.drain(..whole).collect();
+                if buf.len() > mcp::MAX_LINE {
+                    let why = format!(
+                        "a line of the remote MCP server's stream is longer than {} bytes: refused",
+                        mcp::MAX_LINE
+                    );
+                    tracing::warn!(server = %self.name, "{why}");
+                    self.out.push_back(UpstreamOutput::Abort(id));
+                    return self.ended(id, Some(why));
+                }
+                self.json_lines(id, &lines);
+            }
             Body::Error { text, .. } => {
                 let room = ERROR_BODY.saturating_sub(text.len());
                 text.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
@@ -717,6 +746,7 @@ impl Upstream {
         };
         match std::mem::replace(&mut exchange.body, Body::Ignored) {
             Body::Json(buf) => self.json_answer(id, &buf),
+            Body::Lines(rest) => self.json_lines(id, &rest),
             Body::Error { status, text } => {
                 let text = String::from_utf8_lossy(&text).into_owned();
                 self.http_error(id, status, &text);
@@ -863,6 +893,10 @@ impl Upstream {
             self.awaited.push(asked.clone());
         }
         let listen = method.as_deref() == Some("notifications/initialized") && !legacy;
+        // The stateless revision's listen stream lasts until the bridge
+        // cancels it: no deadline, no bound on its whole length (each of
+        // its events is bounded).
+        let streaming = method.as_deref() == Some("subscriptions/listen");
         let request = request.body("application/json", line.clone());
         self.start(
             Kind::Post {
@@ -876,7 +910,7 @@ impl Upstream {
                 resume: Resume::default(),
             },
             request,
-            false,
+            streaming,
         );
         if listen && self.listening.is_none() {
             self.listen(None);
@@ -1185,6 +1219,19 @@ impl Upstream {
     /// batch of them, or messages one after another (JSON lines: some
     /// servers write their notifications before the answer so under
     /// `application/json`).
+    /// Whole lines of a stream of JSON lines: each a message (blank lines
+    /// and lines that are no JSON skipped, as an event stream's comments).
+    fn json_lines(&mut self, id: ExchangeId, lines: &[u8]) {
+        for line in lines.split(|&b| b == b'\n') {
+            match std::str::from_utf8(line).map(str::trim) {
+                Ok(line) if serde_json::from_str::<serde::de::IgnoredAny>(line).is_ok() => {
+                    self.message(id, line.to_owned())
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn json_answer(&mut self, id: ExchangeId, body: &[u8]) {
         let Ok(text) = std::str::from_utf8(body) else {
             return self.http_error(id, 200, "an answer that is not JSON");

@@ -1315,3 +1315,51 @@ fn json_lines_under_application_json_are_each_a_message_and_garbage_an_error() {
         .unwrap()
         .contains("not JSON"));
 }
+
+#[test]
+fn a_listen_stream_is_read_as_it_comes_whether_events_or_json_lines() {
+    let now = Instant::now();
+    let listen = json!({"jsonrpc": "2.0", "id": 4, "method": "subscriptions/listen",
+        "params": {"notifications": {"toolsListChanged": true},
+            "_meta": {mcp::PROTOCOL_VERSION_META: "2026-07-28", mcp::CLIENT_CAPABILITIES_META: {}}}});
+    let ack =
+        r#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{}}"#;
+    let changed = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+    // Answered as JSON lines: each line a message once it is whole.
+    let mut up = Upstream::new("r", remote(Transport::Auto));
+    up.send(listen.to_string(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    assert!(sent.streaming, "no deadline, no bound on the whole");
+    assert_eq!(sent.header("mcp-protocol-version"), Some("2026-07-28"));
+    up.handle_head(sent.id, &json(200), now);
+    up.handle_data(sent.id, &Bytes::from(format!("{ack}\n{}", &changed[..10])));
+    let heard = drain(&mut up).lines;
+    assert_eq!(heard.len(), 1);
+    assert_eq!(
+        heard[0]["method"],
+        "notifications/subscriptions/acknowledged"
+    );
+    up.handle_data(sent.id, &Bytes::from(format!("{}\n\n", &changed[10..])));
+    assert_eq!(
+        drain(&mut up).lines[0]["method"],
+        "notifications/tools/list_changed"
+    );
+    // Ended without its answer: the listen request gets an error.
+    up.handle_end(sent.id, now);
+    let ended = drain(&mut up).lines;
+    assert_eq!((ended.len(), &ended[0]["id"]), (1, &json!(4)));
+    assert!(ended[0]["error"].is_object());
+    // Answered as events: the same.
+    up.send(listen.to_string(), now);
+    let sent = drain(&mut up).sent.remove(0);
+    up.handle_head(
+        sent.id,
+        &head(200, &[("content-type", "text/event-stream")]),
+        now,
+    );
+    up.handle_data(
+        sent.id,
+        &Bytes::from(format!("data: {ack}\n\ndata: {changed}\n\n")),
+    );
+    assert_eq!(drain(&mut up).lines.len(), 2);
+}
