@@ -29,7 +29,7 @@ use mcp_provider_kit::outbound::keepalive::keep_alive;
 use mcp_provider_kit::serve::hub::Peer;
 use mcp_provider_kit::serve::link_writes::LinkWrites;
 use mcp_provider_kit::serve::ws;
-use mcp_provider_kit::RunError;
+use mcp_provider_kit::{RunError, YIELD_EVERY};
 use tungstenite::protocol::Role;
 use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
 
@@ -55,6 +55,8 @@ pub struct LinkHalf {
 struct Pending {
     burst: Burst,
     bells: Bells<ThreadBell>,
+    /// Full bursts handed over since the editors were last woken.
+    unrung: usize,
     /// The provider and the link's id, once the link is read.
     to: Option<(Shared, ConnId)>,
 }
@@ -66,9 +68,24 @@ impl Pending {
 
     /// Hands the burst to the provider, then wakes the editors posted to.
     fn settle(&mut self) {
+        self.unrung = 0;
         match &self.to {
             Some((shared, id)) => shared.hand_over(*id, &mut self.burst, &mut self.bells),
             None => self.bells.ring(),
+        }
+    }
+
+    /// Hands a full burst to the provider while more frames wait: the
+    /// editors are woken every [`YIELD_EVERY`] bursts, as the async
+    /// runtimes let them run, so each writes that many bursts' chunks at
+    /// once.
+    fn settle_full(&mut self) {
+        self.unrung += 1;
+        match &self.to {
+            Some((shared, id)) if self.unrung < YIELD_EVERY => {
+                shared.take_over(*id, &mut self.burst, &mut self.bells)
+            }
+            _ => self.settle(),
         }
     }
 }
@@ -168,7 +185,7 @@ pub fn read_frames(shared: &Shared, id: ConnId, mut ws: WebSocket<LinkHalf>, pee
                 let pending = &mut ws.get_mut().pending;
                 pending.burst.push(text.as_str());
                 if pending.burst.is_full() {
-                    pending.settle();
+                    pending.settle_full();
                 }
             }
             Ok(Message::Binary(_)) => break Some(LinkClose::Binary),

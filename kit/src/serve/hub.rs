@@ -180,6 +180,13 @@ impl<B: Bell> Hub<B> {
     /// before them) posted to. Each frame is parsed first, outside the
     /// lock, so a large frame never holds the provider while it is read.
     pub fn hand_over(&self, id: ConnId, burst: &mut Burst, bells: &mut Bells<B>) {
+        self.take_over(id, burst, bells);
+        bells.ring();
+    }
+
+    /// [`Hub::hand_over`] without waking anyone yet: the connections posted
+    /// to are added to `bells`, for a later burst's hand-over to wake.
+    pub fn take_over(&self, id: ConnId, burst: &mut Burst, bells: &mut Bells<B>) {
         if !burst.is_empty() {
             // Sized up front: a burst is hundreds of frames, and growing
             // the vector as it fills would copy them all again and again.
@@ -192,7 +199,6 @@ impl<B: Bell> Hub<B> {
             });
             burst.clear();
         }
-        bells.ring();
     }
 
     /// Hands the provider every request `poll` yields for connection `id`
