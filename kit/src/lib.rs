@@ -62,8 +62,9 @@ pub const READ_BUFFER: usize = 4 * 1024;
 /// chunks to write with one system call.
 pub const RING_EVERY: usize = 512;
 
-/// Bursts a link that always has more to read hands over before it lets
-/// the editors' tasks run: the editors it rang then find two bursts'
+/// Bursts a link that always has more to read hands over before its
+/// editors write (the async runtimes yield to their tasks, the blocking
+/// one wakes their threads): the editors then find two bursts'
 /// chunks to write with one system call instead of one, which halves the
 /// writes of a busy link (about a quarter of the server's time per chunk
 /// on smol) for at most [`RING_EVERY`] frames more delay, about a
