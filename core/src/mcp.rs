@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 pub const SESSION_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// Stateless revisions.
 pub const STATELESS_VERSIONS: [&str; 1] = ["2026-07-28"];
+/// The newest stateless revision: the one the bridge asks for first.
+pub const NEWEST_STATELESS_VERSION: &str = STATELESS_VERSIONS[STATELESS_VERSIONS.len() - 1];
 /// The requests a client may make in the stateless revision. The session
 /// revisions' handshake, `ping`, `logging/setLevel` and the subscribe pair
 /// are not among them: asked in this generation, they are methods not

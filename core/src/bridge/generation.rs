@@ -86,11 +86,7 @@ impl Declared {
 /// `params` with the stateless envelope added, at the newest stateless
 /// revision this bridge speaks.
 fn with_envelope(params: Value, declared: &Declared) -> Value {
-    with_envelope_at(
-        params,
-        declared,
-        mcp::STATELESS_VERSIONS[mcp::STATELESS_VERSIONS.len() - 1],
-    )
+    with_envelope_at(params, declared, mcp::NEWEST_STATELESS_VERSION)
 }
 
 /// `params` with the stateless envelope of revision `version` added.

@@ -124,9 +124,9 @@ pub(crate) struct Mux {
     /// The registry's tracer, while it is lent for an input: each call
     /// written to the child then gets a CLIENT span (see `traced`).
     lent: Option<Lent>,
-    /// How the server is reached, as spans say (`network.transport`):
-    /// `pipe` for a child's stdio, `tcp` for a remote server.
-    transport: &'static str,
+    /// Whether the server is a remote one, reached over the network
+    /// rather than a child's stdio.
+    remote: bool,
     /// A stateless remote server's listen stream, which brings what it
     /// says of its own (see `relisten`).
     relisten: Relisten,
@@ -266,14 +266,14 @@ impl Mux {
             modern: false,
             upgrading: None,
             lent: None,
-            transport: "pipe",
+            remote: false,
             relisten: Relisten::default(),
         }
     }
 
     /// The server is a remote one, reached over the network.
     pub(crate) fn over_network(&mut self) {
-        self.transport = "tcp";
+        self.remote = true;
     }
 
     /// Traces the calls written during the input at `now` with `tracer`.
@@ -989,7 +989,7 @@ impl Mux {
     /// `server/discover` in the envelope of the client the handshake
     /// speaks for, at the newest stateless revision.
     fn discover_params(&self) -> Value {
-        self.discover_params_at(mcp::STATELESS_VERSIONS[mcp::STATELESS_VERSIONS.len() - 1])
+        self.discover_params_at(mcp::NEWEST_STATELESS_VERSION)
     }
 
     /// `server/discover` in the envelope of the client the handshake
@@ -1221,12 +1221,15 @@ impl Mux {
             .iter()
             .filter_map(|call| call.caller.subscribed.as_deref())
             .collect();
-        let renew: Vec<String> = self
-            .subscribers
-            .keys()
-            .filter(|uri| !queued.contains(uri.as_str()) && !self.listens_upstream())
-            .cloned()
-            .collect();
+        // A server heard through the bridge's listen stream follows its
+        // clients' resources there (see `renew_listen`).
+        let renew: Vec<String> = match self.listens_upstream() {
+            true => Vec::new(),
+            false => (self.subscribers.keys())
+                .filter(|uri| !queued.contains(uri.as_str()))
+                .cloned()
+                .collect(),
+        };
         for uri in renew {
             self.send_internal(
                 Purpose::Subscription,
@@ -1256,7 +1259,7 @@ impl Mux {
     /// Whether the server's own notifications come on a listen stream of
     /// the bridge's: a remote server spoken to in the stateless revision.
     fn listens_upstream(&self) -> bool {
-        self.generation == Generation::Stateless && self.transport == "tcp"
+        self.generation == Generation::Stateless && self.remote
     }
 
     /// Opens, replaces or cancels the bridge's listen stream at a
@@ -1515,7 +1518,9 @@ impl Mux {
             parent.as_ref(),
             lent.now,
         )?;
-        span.set("network.transport", self.transport);
+        // How the server is reached, as spans name it.
+        let transport = if self.remote { "tcp" } else { "pipe" };
+        span.set("network.transport", transport);
         let version = self.init_result.as_ref().map(|r| &r["protocolVersion"]);
         if let Some(version) = version.and_then(Value::as_str) {
             span.set("mcp.protocol.version", version);

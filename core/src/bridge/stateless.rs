@@ -16,6 +16,7 @@
 //! requests to such a client (sampling, elicitation) cannot reach it and
 //! are refused.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -228,12 +229,11 @@ impl Registry {
                 }
             },
             Target::Every => {
-                let mut running = self.shared.clone();
-                running.extend(
-                    self.modern
-                        .iter()
-                        .map(|(name, child)| (name.clone(), *child)),
-                );
+                // Each server's child apart, where it has one, else its
+                // shared one.
+                let mut running: HashMap<&String, ChildId> = HashMap::new();
+                running.extend(self.shared.iter().map(|(name, child)| (name, *child)));
+                running.extend(self.modern.iter().map(|(name, child)| (name, *child)));
                 running.into_values().collect()
             }
         };

@@ -1215,10 +1215,6 @@ impl Upstream {
         matches!((asked, answer), (Some(asked), Some(a)) if asked == a.id)
     }
 
-    /// A whole JSON answer to a post: a message (passed on as it came), a
-    /// batch of them, or messages one after another (JSON lines: some
-    /// servers write their notifications before the answer so under
-    /// `application/json`).
     /// Whole lines of a stream of JSON lines: each a message (blank lines
     /// and lines that are no JSON skipped, as an event stream's comments).
     fn json_lines(&mut self, id: ExchangeId, lines: &[u8]) {
@@ -1232,6 +1228,10 @@ impl Upstream {
         }
     }
 
+    /// A whole JSON answer to a post: a message (passed on as it came), a
+    /// batch of them, or messages one after another (JSON lines: some
+    /// servers write their notifications before the answer so under
+    /// `application/json`).
     fn json_answer(&mut self, id: ExchangeId, body: &[u8]) {
         let Ok(text) = std::str::from_utf8(body) else {
             return self.http_error(id, 200, "an answer that is not JSON");

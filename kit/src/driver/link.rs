@@ -235,10 +235,15 @@ pub async fn serve<E: Executor, S>(
                             }
                             next
                         }
-                        None => match stall.bound::<E, _>(rx.next()).await {
-                            Some(next) => next,
-                            None => break Some(LinkClose::TooSlow),
-                        },
+                        None => {
+                            // While the link waits, the editors write: the
+                            // next streak of bursts counts from none.
+                            unyielded = 0;
+                            match stall.bound::<E, _>(rx.next()).await {
+                                Some(next) => next,
+                                None => break Some(LinkClose::TooSlow),
+                            }
+                        }
                     }
                 }
             };

@@ -181,11 +181,12 @@ pub(super) fn needed(
             continue;
         }
         ready = true;
-        if used(sessions, slot) >= plan.max_sessions {
+        let room = plan.max_sessions.saturating_sub(used(sessions, slot));
+        if room == 0 {
             continue;
         }
         roomy += 1;
-        places += plan.max_sessions.saturating_sub(used(sessions, slot));
+        places += room;
         // One session opened at a time; for an agent that must not be
         // killed while opening one, none beside a turn.
         let waits = |p: &Pending| p.opens_session() || (plan.spare_when_idle && p.runs_turn());
