@@ -58,7 +58,7 @@ impl Outgoing {
     /// with a line break in it is left out (it would start a field of its
     /// own).
     pub fn encode(&self) -> Vec<u8> {
-        let clean = |s: &str| !s.contains(['\r', '\n']);
+        let clean = |s: &str| !s.bytes().any(|b| b == b'\r' || b == b'\n');
         let fields: usize = self
             .headers
             .iter()
@@ -106,6 +106,14 @@ impl ResponseHead {
         let value = self.header("content-type").unwrap_or_default();
         let media = value.split(';').next().unwrap_or_default();
         media.trim().to_ascii_lowercase()
+    }
+
+    /// Whether the media type of `Content-Type` is `wanted` (lower-case),
+    /// read without a copy: asked of every answer a remote server sends.
+    pub fn is_media_type(&self, wanted: &str) -> bool {
+        let value = self.header("content-type").unwrap_or_default();
+        let media = value.split(';').next().unwrap_or_default();
+        media.trim().eq_ignore_ascii_case(wanted)
     }
 }
 

@@ -53,7 +53,7 @@ impl Provider {
                 }
                 // Each route's rule is on its row of the bridge's table.
                 let guard = crate::bridge::guard(&request.method, request.path());
-                self.key_checked(request, guard, now).map(|_| true)
+                self.key_checked(conn, request, guard, now).map(|_| true)
             });
         match checked {
             Ok(true) => {
@@ -88,11 +88,13 @@ impl Provider {
     /// [`security::authorize`], a refusal counted and audited.
     fn key_checked(
         &mut self,
+        conn: ConnId,
         request: &Request,
         guard: api::Guard,
         now: Instant,
     ) -> Result<Option<usize>, ApiError> {
-        security::authorize(&self.config, request, guard).inspect_err(|e| {
+        let last = self.presented.entry(conn).or_default();
+        security::authorize(&self.config, request, guard, last).inspect_err(|e| {
             self.metrics.counters.auth_failures += 1;
             self.audit_refusal("auth_failure", request, e, now);
         })
@@ -115,7 +117,7 @@ impl Provider {
             return Ok(());
         }
         let route = api::route(&request.method, request.path())?;
-        let key = self.key_checked(request, route.guard, now)?;
+        let key = self.key_checked(conn, request, route.guard, now)?;
         let limits = self.config.request;
         let model_request = match route.handler {
             Handler::Model(api) => {

@@ -59,9 +59,11 @@ use serde_json::{json, Value};
 use crate::agent::close::LinkClose;
 use crate::agent::message::{FromAgent, Invalid};
 use crate::audit::Audit;
+use crate::auth::LastPresented;
 use crate::config::Config;
 use crate::error::{ApiError, Dialect};
 use crate::http::{Body, HttpError, Limits, Request, Response};
+use crate::idmap::IdMap;
 use crate::metrics::{Gauges, Metrics};
 use crate::session::{Sessions, Status};
 use crate::stream::AnswerEvent;
@@ -131,6 +133,8 @@ pub struct Provider {
     /// Every answer by its id (`GET|DELETE /completions/{id}`).
     answers: Answers,
     requests: Requests,
+    /// The secret each connection presented last (see [`LastPresented`]).
+    presented: IdMap<ConnId, LastPresented>,
     limits: RateLimits,
     /// Answers kept past their connection (the Responses API's store).
     kept: KeptAnswers,
@@ -171,6 +175,7 @@ impl Provider {
             invocations: Invocations::new(&config),
             answers: Answers::default(),
             requests: Requests::default(),
+            presented: IdMap::default(),
             limits: RateLimits::new(config.requests_per_minute, config.tokens_per_minute),
             kept,
             questions: Questions::default(),
@@ -345,6 +350,7 @@ impl Provider {
             self.kept.follower_gone(conn);
         }
         self.requests.closed(conn);
+        self.presented.remove(&conn);
         self.meter_end(conn, now, true);
     }
 

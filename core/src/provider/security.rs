@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::api::Guard;
-use crate::auth::{bearer, find_key, Presented};
+use crate::auth::{bearer, find_key, LastPresented};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::Request;
@@ -116,18 +116,19 @@ fn refused(config: &Config, what: &str) -> ApiError {
     }
 }
 
-/// Checks the credential a route needs. Returns the API key's index
-/// (the rate-limit bucket), `None` for open or anonymous access.
+/// Checks the credential a route needs (`last`: what its connection
+/// presented before). Returns the API key's index (the rate-limit
+/// bucket), `None` for open or anonymous access.
 pub(super) fn authorize(
     config: &Config,
     request: &Request,
     guard: Guard,
+    last: &mut LastPresented,
 ) -> Result<Option<usize>, ApiError> {
     let presented = bearer(request.header("authorization"))
         .or(request.header("x-api-key"))
         .or_else(|| protocol_bearer(request))
-        .map(Presented::of);
-    let presented = presented.as_ref();
+        .map(|secret| last.digest(secret));
     match guard {
         Guard::Open => Ok(None),
         Guard::BridgeToken => match presented {

@@ -598,7 +598,7 @@ impl Upstream {
             self.lost_sessions = 0;
         }
         let status = head.status;
-        let events = head.media_type() == "text/event-stream";
+        let events = head.is_media_type("text/event-stream");
         exchange.body = match (&exchange.kind, status) {
             (Kind::Post { legacy: true, .. }, 200..=299) => Body::Ignored,
             // Answered on the session's stream already: a refusal now
