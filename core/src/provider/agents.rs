@@ -41,7 +41,7 @@ impl Provider {
                 return;
             }
         };
-        if let Some(id) = self.links.session_of(conn) {
+        if let Some(id) = self.links.session_due(conn, now) {
             self.sessions.touch(id, now);
         }
         match message {

@@ -18,7 +18,15 @@ pub(super) struct Link {
     /// opened itself (the built-in agent, a hub it dialed), whose silence
     /// says nothing.
     heard: Option<Instant>,
+    /// When its frames last counted as its session's activity: a busy
+    /// link's frames come thousands a second, and the session's idle time
+    /// is read in seconds, so one touch in [`TOUCH_EVERY`] says it all
+    /// without a lookup of the session per frame.
+    touched: Option<Instant>,
 }
+
+/// How often a link's frames count as its session's activity.
+const TOUCH_EVERY: Duration = Duration::from_millis(250);
 
 /// Every agent link, by connection.
 pub(super) struct Links {
@@ -61,6 +69,7 @@ impl Links {
         let link = Link {
             session: None,
             heard: None,
+            touched: None,
         };
         self.links.insert(conn, link);
         self.attached.insert(conn, name.to_owned());
@@ -71,6 +80,7 @@ impl Links {
         let link = Link {
             session: None,
             heard: Some(now),
+            touched: None,
         };
         self.links.insert(conn, link);
     }
@@ -86,6 +96,20 @@ impl Links {
         true
     }
 
+    /// The session `conn` registered, when its activity is due to be
+    /// noted again (at most once in [`TOUCH_EVERY`]).
+    pub(super) fn session_due(&mut self, conn: ConnId, now: Instant) -> Option<&String> {
+        let link = self.links.get_mut(&conn)?;
+        let due = link
+            .touched
+            .is_none_or(|at| now.saturating_duration_since(at) >= TOUCH_EVERY);
+        if !due {
+            return None;
+        }
+        link.touched = Some(now);
+        link.session.as_ref()
+    }
+
     /// The session `conn` registered, if it is a link that did.
     pub(super) fn session_of(&self, conn: ConnId) -> Option<&String> {
         self.links.get(&conn)?.session.as_ref()
@@ -95,6 +119,7 @@ impl Links {
     pub(super) fn set_session(&mut self, conn: ConnId, id: Option<String>) {
         if let Some(link) = self.links.get_mut(&conn) {
             link.session = id;
+            link.touched = None;
         }
     }
 
@@ -188,6 +213,28 @@ mod tests {
             .collect();
         seen.sort();
         seen
+    }
+
+    #[test]
+    fn a_busy_links_frames_touch_its_session_once_in_a_while() {
+        let t0 = Instant::now();
+        let mut links = Links::new(EVERY, t0);
+        let agent = ConnId(1);
+        links.accept(agent, t0);
+        assert_eq!(links.session_due(agent, t0), None, "no session yet");
+        links.set_session(agent, Some("s1".to_owned()));
+        let due = |links: &mut Links, at| links.session_due(agent, at).cloned();
+        assert_eq!(
+            due(&mut links, t0).as_deref(),
+            Some("s1"),
+            "the first frame"
+        );
+        assert_eq!(due(&mut links, t0 + TOUCH_EVERY / 2), None);
+        assert_eq!(due(&mut links, t0 + TOUCH_EVERY).as_deref(), Some("s1"));
+        // A new session is touched by the next frame, however soon.
+        links.set_session(agent, Some("s2".to_owned()));
+        assert_eq!(due(&mut links, t0 + TOUCH_EVERY).as_deref(), Some("s2"));
+        assert_eq!(links.session_due(ConnId(9), t0), None, "not a link");
     }
 
     #[test]
