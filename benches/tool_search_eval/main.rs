@@ -7,11 +7,11 @@
 //!     scripts/tool_search_eval [--queries PATH] [--misses] [--query "TEXT"]
 //!
 //! `--queries` reads another query set in the same format instead (beside
-//! this file: `held_out.tsv` and `blind.tsv`, written later and tuned on
-//! since, and `blind2.tsv` and `blind3.tsv`, written blind and never tuned
-//! on); `--misses` also prints each query the engine does not
-//! answer first, with what it found; `--query` prints what each ranking
-//! finds for one query, with the scores.
+//! this file: `held_out.tsv`, `blind.tsv`, `blind2.tsv` and `blind3.tsv`,
+//! each written blind and used to tune the engine since); `--misses` also
+//! prints each query the engine does not answer first, with what it found
+//! and what it expects; `--query` prints what each ranking finds for one
+//! query, with the scores.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -87,10 +87,11 @@ fn run(path: &Path, show_misses: bool) -> Result<(), String> {
             if rank != Some(0) {
                 let found: Vec<&str> = hits.iter().take(3).map(|h| h.doc.name.as_str()).collect();
                 missed.push(format!(
-                    "  {:?} (rank {}) → {}",
+                    "  {:?} (rank {}) → {}\n      wanted {}",
                     q.text,
                     rank.map_or("-".into(), |r| (r + 1).to_string()),
-                    found.join(", ")
+                    found.join(", "),
+                    q.expected.join(" ")
                 ));
             }
         }

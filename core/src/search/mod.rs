@@ -82,6 +82,9 @@ pub struct ToolIndex {
     postings: Postings,
     titles: Titles,
     synonyms: Synonyms,
+    /// The terms of the servers' names: a query that writes one as a name
+    /// ("in Notion") still asks for it.
+    server_terms: HashSet<u32>,
 }
 
 /// The fields of the weighted ranking, in the order [`weighted_terms`]
@@ -112,6 +115,9 @@ const PLAIN_FIELDS: [Field; 1] = [Field {
     weight: 1.0,
     b: 0.75,
 }];
+
+/// Values of a parameter's `enum` indexed at most.
+const MAX_VALUES: usize = 32;
 
 /// A query reads at most this many terms; the rest are ignored.
 const MAX_QUERY_TERMS: usize = 32;
@@ -149,6 +155,14 @@ impl ToolIndex {
                 (postings, Titles::default(), Synonyms::default())
             }
         };
+        let server_terms = match ranking {
+            Ranking::Weighted => docs
+                .iter()
+                .flat_map(|d| tokens::term_vec(&d.server))
+                .filter_map(|t| postings.id(&t))
+                .collect(),
+            Ranking::PlainBm25 => HashSet::new(),
+        };
         let mut by_name: Vec<u32> = (0..docs.len() as u32).collect();
         by_name.sort_by(|&a, &b| name_of(&docs, a).cmp(name_of(&docs, b)).then(a.cmp(&b)));
         let mut name_rank = vec![0; docs.len()];
@@ -165,6 +179,7 @@ impl ToolIndex {
             postings,
             titles,
             synonyms,
+            server_terms,
         }
     }
 
@@ -255,6 +270,7 @@ impl ToolIndex {
             + self.postings.heap_bytes()
             + self.titles.heap_bytes()
             + self.synonyms.heap_bytes()
+            + self.server_terms.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 
     /// The query's concepts: each word typed (a stop word only where a
@@ -263,7 +279,22 @@ impl ToolIndex {
     /// out.
     fn concepts(&self, query: &str) -> Vec<Concept> {
         let (mut words, mut stop) = match self.ranking {
-            Ranking::Weighted => tokens::query_words(query),
+            Ranking::Weighted => {
+                // A name the query gives ("Alice", "Boston") is a value,
+                // not what it asks for, unless it names a server.
+                let q = tokens::query_words(query);
+                let mut stop = q.stop;
+                for ((slot, word), name) in stop.iter_mut().zip(&q.words).zip(&q.name) {
+                    let server = self
+                        .postings
+                        .id(word)
+                        .is_some_and(|id| self.server_terms.contains(&id));
+                    if *name && !server {
+                        *slot = true;
+                    }
+                }
+                (q.words, stop)
+            }
             Ranking::PlainBm25 => {
                 let mut words = Vec::new();
                 tokens::plain_words(query, |w| words.push(w));
@@ -385,6 +416,15 @@ fn weighted_terms(doc: &ToolDoc, boilerplate: &Boilerplate) -> DocTerms {
             tokens::terms(name, |t| param_names.push(t));
             if let Some(Value::String(description)) = property.get("description") {
                 tokens::terms(description, |t| param_descriptions.push(t));
+            }
+            // The values a parameter takes name what the tool can do:
+            // `method: get_diff | get_reviews`, `event: APPROVE`.
+            if let Some(Value::Array(values)) = property.get("enum") {
+                for value in values.iter().take(MAX_VALUES) {
+                    if let Value::String(value) = value {
+                        tokens::terms(value, |t| param_descriptions.push(t));
+                    }
+                }
             }
         }
     }
@@ -598,6 +638,74 @@ mod tests {
         assert_eq!(first("show notes.md"), ["read_file"]);
         assert_eq!(first("show ~/work"), ["list_directory"]);
         assert_eq!(first("say hi in #general"), ["post_message"]);
+    }
+
+    #[test]
+    fn a_group_s_first_word_is_brought_in_above_the_others() {
+        let index = ToolIndex::build(vec![
+            tool("create_issue", "github", "Create a new issue."),
+            tool(
+                "add_sub_issue",
+                "github",
+                "Add a sub-issue to a parent issue.",
+            ),
+            tool("add_issue_comment", "github", "Add a comment to an issue."),
+        ]);
+        assert_eq!(
+            names(&index.search("file a bug", 1, None)),
+            ["create_issue"]
+        );
+    }
+
+    #[test]
+    fn names_and_quoted_values_are_not_searched() {
+        let index = ToolIndex::build(vec![
+            tool("create_directory", "fs", "Create a new directory."),
+            tool("get_job_logs", "ci", "Get the output of a build job."),
+            tool(
+                "convert_time",
+                "time",
+                "Convert a time, e.g. New York to London.",
+            ),
+            tool("get_users", "notion", "List all users."),
+            tool(
+                "distance",
+                "maps",
+                "Travel distance and duration of a drive.",
+            ),
+            tool("commit", "git", "Record changes with a message."),
+        ]);
+        let first = |query| names(&index.search(query, 1, None));
+        assert_eq!(
+            first("make a folder called build/output"),
+            ["create_directory"]
+        );
+        assert_eq!(
+            first("how long is the drive from Boston to New York"),
+            ["distance"]
+        );
+        assert_eq!(
+            first("who is in our Notion workspace"),
+            ["get_users"],
+            "a server"
+        );
+        assert_eq!(first("commit with message \"output of build\""), ["commit"]);
+    }
+
+    #[test]
+    fn the_values_a_parameter_takes_are_searched() {
+        let mut read = tool("pull_request_read", "github", "Read a pull request.");
+        read.input_schema = json!({"type": "object", "properties": {
+            "method": {"type": "string", "enum": ["get", "get_diff", 7]}
+        }});
+        let index = ToolIndex::build(vec![
+            read,
+            tool("merge_pull_request", "github", "Merge a pull request."),
+        ]);
+        assert_eq!(
+            names(&index.search("diff of the pull request", 1, None)),
+            ["pull_request_read"]
+        );
     }
 
     #[test]

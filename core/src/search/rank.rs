@@ -136,22 +136,32 @@ impl Postings {
         let mut matched = vec![0u16; docs];
         let mut best = vec![0f32; docs];
         let mut alternative = vec![0f32; docs];
+        let mut held = vec![0u16; docs];
         let (mut in_best, mut in_alternative) = (Vec::new(), Vec::new());
         for concept in concepts {
             for alt in &concept.alternatives {
                 for &id in &alt.terms {
                     for posting in self.list(id) {
                         let d = posting.doc as usize;
-                        if let Some(slot) = alternative.get_mut(d) {
-                            if *slot == 0.0 {
+                        if let (Some(slot), Some(count)) = (alternative.get_mut(d), held.get_mut(d))
+                        {
+                            if *count == 0 {
                                 in_alternative.push(d);
                             }
                             *slot += posting.score;
+                            *count += 1;
                         }
                     }
                 }
                 for d in in_alternative.drain(..) {
-                    let score = alt.weight * std::mem::take(&mut alternative[d]);
+                    let whole = usize::from(std::mem::take(&mut held[d])) >= alt.terms.len();
+                    let score = std::mem::take(&mut alternative[d]);
+                    // A phrase counts only where all of it is: "lat long"
+                    // is not "long".
+                    if !whole {
+                        continue;
+                    }
+                    let score = alt.weight * score;
                     if best[d] == 0.0 {
                         in_best.push(d);
                     }
@@ -354,6 +364,15 @@ mod tests {
             (pr[2] - 0.5 * both[2]).abs() < 1e-6,
             "a phrase's terms add up"
         );
+    }
+
+    #[test]
+    fn a_phrase_counts_only_where_all_of_it_is() {
+        let index = Postings::build(&TWO, &[doc(&["long task", "x"]), doc(&["geo", "lat long"])]);
+        let (s, matched) = index.score(&[concept(&index, &[("lat long", 0.5)])], 2);
+        assert_eq!(s[0], 0.0, "\"long\" alone is not \"lat long\": {s:?}");
+        assert!(s[1] > 0.0);
+        assert_eq!(matched, [0, 1]);
     }
 
     #[test]

@@ -16,14 +16,17 @@ use super::tokens;
 #[rustfmt::skip]
 const GROUPS: &[&[&str]] = &[
     // Verbs.
-    &["create", "make", "new", "add", "generate", "open", "open a", "open an", "leave a", "leave an"],
-    &["delete", "remove", "erase", "destroy", "rm", "unlink", "drop", "discard", "forget", "purge"],
-    &["find", "search", "lookup", "look up", "query", "locate", "grep", "seek"],
+    &["create", "make", "new", "add", "generate", "open a", "open an", "leave a", "leave an",
+        "file a", "file an", "raise a", "raise an", "cut a", "cut an", "spin up"],
+    &["delete", "remove", "erase", "destroy", "rm", "unlink", "drop", "discard", "forget", "purge",
+        "get rid of", "clean up", "tear down", "wipe"],
+    &["find", "search", "lookup", "look up", "look for", "query", "locate", "grep", "seek", "filter"],
     &["get", "fetch", "read", "show", "retrieve", "view", "display", "see", "obtain", "load",
-        "details", "info"],
+        "details", "info", "grab", "pull up"],
     &["list", "enumerate", "ls", "browse", "show"],
     &["run", "execute", "exec", "invoke", "launch", "trigger", "start", "kick off"],
-    &["edit", "update", "modify", "change", "alter", "patch", "set", "rewrite"],
+    &["edit", "update", "modify", "change", "alter", "patch", "set", "rewrite", "tweak"],
+    &["replace", "swap", "substitute", "find and replace", "search and replace"],
     &["write", "save", "store", "persist", "put"],
     &["move", "rename", "relocate", "mv"],
     &["copy", "duplicate", "clone", "fork"],
@@ -36,17 +39,24 @@ const GROUPS: &[&[&str]] = &[
     &["wait", "pause", "sleep", "delay"],
     &["convert", "translate", "transform"],
     &["compare", "diff", "difference"],
-    &["review", "approve"],
+    &["review", "approve", "look over", "lgtm", "sign off"],
+    &["request", "ask", "ask for"],
+    &["reply", "respond", "answer", "response"],
     &["merge", "combine", "squash"],
-    &["assign", "assignee"],
+    &["assign", "assignee", "hand over", "hand off", "reassign"],
+    &["subscription", "subscribe", "unsubscribe", "watch", "unwatch", "mute"],
     &["evaluate", "eval", "javascript", "js", "script"],
     &["think", "reason", "thought", "reflect", "plan"],
     &["hover", "mouseover", "mouse over"],
-    &["resize", "size", "dimension"],
+    &["resize", "size", "dimension", "viewport"],
     &["remember", "memory", "memorize", "recall", "knowledge", "forget"],
     &["blame", "who wrote", "who changed", "author"],
     // Nouns.
-    &["issue", "bug", "ticket", "defect", "bug report"],
+    &["issue", "bug", "ticket", "defect", "bug report", "bug tracker", "issue tracker"],
+    &["sub issue", "child issue", "child ticket", "child task", "subtask", "sub task", "epic"],
+    &["project", "board", "kanban", "roadmap", "sprint"],
+    &["dependency", "blocked by", "blocking", "blocks", "depends on", "depend on", "prerequisite"],
+    &["duplicate", "dupe", "dup", "same as"],
     &["pull request", "pr", "merge request", "mr"],
     &["directory", "folder", "dir"],
     &["repository", "repo", "project", "codebase"],
@@ -54,20 +64,25 @@ const GROUPS: &[&[&str]] = &[
     &["file", "document", "doc"],
     &["page", "website", "web page", "site", "browser", "tab", "url", "webpage", "link"],
     &["screenshot", "capture", "screen capture", "screengrab", "picture", "image"],
-    &["user", "account", "person", "member", "people", "profile"],
-    &["notification", "notify", "alert", "inbox"],
+    &["user", "account", "person", "member", "people", "profile", "who"],
+    &["notification", "notify", "alert", "inbox", "email"],
     &["time", "clock", "date", "timezone", "hour"],
     &["current", "now", "right now", "currently", "what time is it", "today"],
     &["label", "tag"],
     &["workflow", "action", "pipeline", "ci", "job", "build"],
     &["log", "logs", "output", "console", "history"],
-    &["release", "version"],
+    &["release", "version", "ship", "shipped"],
     &["comment", "reply", "remark"],
     &["entity", "node", "item"],
     &["relation", "edge", "link", "connection"],
     &["observation", "fact", "note"],
     &["secret", "credential", "key"],
-    &["dialog", "popup", "modal", "prompt"],
+    &["dialog", "popup", "modal", "prompt", "confirm", "confirmation", "are you sure"],
+    &["go back", "back button", "previous page", "browser back"],
+    &["visible", "appear", "show up", "shows up", "displayed", "on screen", "present", "rendered"],
+    &["viewport", "window", "screen size", "window size"],
+    &["multiple", "several", "at once", "batch", "bulk"],
+    &["sum", "add up", "plus", "total", "addition", "calculate"],
     &["network", "request", "http"],
     &["tree", "hierarchy", "structure", "layout", "recursive", "recursively"],
     &["star", "favorite", "bookmark"],
@@ -75,13 +90,17 @@ const GROUPS: &[&[&str]] = &[
     &["organization", "org", "team"],
     &["discussion", "forum", "thread"],
     &["security", "vulnerability", "alert", "advisory"],
-    &["code", "source"],
+    &["code", "source", "defined", "definition", "symbol", "function"],
+    &["code scanning", "codeql", "static analysis", "sast", "lint", "linter"],
+    &["copilot", "ai", "llm", "bot"],
     &["distance", "far", "how far", "mile", "kilometer"],
     &["authenticated user", "me", "myself", "whoami", "who am i", "logged in", "signed in",
         "current user"],
     // Processes, terminals, machines.
     &["kill", "terminate", "stop", "abort", "cancel", "halt", "end"],
-    &["process", "program", "pid", "running app"],
+    &["process", "program", "pid", "running app", "cpu", "memory usage", "resource usage", "top",
+        "htop", "task manager"],
+    &["kubernetes", "k8s", "kube", "kubectl"],
     &["terminal", "shell", "command line", "bash", "command", "console session"],
     &["restart", "rerun", "re run", "retry", "run again", "reboot"],
     &["install", "deploy", "set up", "setup", "provision"],
@@ -103,7 +122,7 @@ const GROUPS: &[&[&str]] = &[
     &["secret", "password", "token", "api key", "leak", "leaked", "credential"],
     &["permission", "access", "role", "collaborator", "rights"],
     &["gist", "snippet", "paste"],
-    &["readme", "file contents", "contents"],
+    &["readme", "file contents", "contents", "inside"],
     &["error", "exception", "crash", "failure", "fail", "failed", "broken"],
     &["documentation", "docs", "manual", "reference", "api reference", "guide"],
     // Browsers and pages.
@@ -134,14 +153,15 @@ const GROUPS: &[&[&str]] = &[
         "opening hours"],
     &["coordinate", "latitude", "longitude", "lat", "lng", "gps", "lat long"],
     &["address", "street"],
-    &["news", "headline", "article"],
-    &["latest", "newest", "most recent"],
+    &["news", "headline", "article", "blog", "blog post"],
+    &["latest", "newest", "most recent", "recent", "recently", "lately", "most recently"],
     &["web", "internet", "online", "google"],
     // Data, messages, memory.
-    &["sql", "database", "db", "table", "select"],
-    &["message", "chat", "dm", "post"],
+    &["sql", "database", "db", "table", "select", "row", "rows", "records", "how many", "count",
+        "data source"],
+    &["message", "chat", "dm", "post", "say", "said", "saying", "talk", "conversation"],
     &["channel", "room"],
-    &["reaction", "emoji", "react"],
+    &["reaction", "emoji", "react", "thumbs up", "thumbsup", "upvote"],
     &["size", "how big", "bytes", "large"],
     &["modified time", "last modified", "timestamp", "metadata", "info"],
     &["person", "people", "entity", "contact", "someone"],
@@ -150,6 +170,12 @@ const GROUPS: &[&[&str]] = &[
 
 /// How much a word brought in by a synonym counts against a word typed.
 pub const SYNONYM_WEIGHT: f32 = 0.5;
+
+/// How much a group's first word, the one tools' listings use ("create"
+/// for "file a", "make", "add"), counts when another word of its group
+/// brings it in: more than the other words, which people say but
+/// listings seldom do.
+pub const HEAD_WEIGHT: f32 = 0.7;
 
 /// How much a learned abbreviation counts against a word typed: it comes
 /// from the listing itself, so it is near the word.
@@ -184,7 +210,10 @@ impl Synonyms {
                     .iter()
                     .enumerate()
                     .filter(|(j, other)| *j != i && *other != phrase)
-                    .map(|(_, other)| (other.clone(), SYNONYM_WEIGHT))
+                    .map(|(j, other)| {
+                        let weight = if j == 0 { HEAD_WEIGHT } else { SYNONYM_WEIGHT };
+                        (other.clone(), weight)
+                    })
                     .collect();
                 table.add(phrase.clone(), others);
             }
@@ -349,7 +378,7 @@ mod tests {
         let table = Synonyms::new(Vec::new());
         let bug = expanded(&table, "bug");
         assert!(
-            bug.contains(&(tokens::stem("issue"), SYNONYM_WEIGHT)),
+            bug.contains(&(tokens::stem("issue"), HEAD_WEIGHT)),
             "{bug:?}"
         );
         let folder = expanded(&table, "folders");
@@ -390,7 +419,7 @@ mod tests {
         assert!(learned.contains(&(vec!["dir".into()], vec![tokens::stem("directory")])));
         assert_eq!(learned.len(), 3, "{learned:?}");
         let table = Synonyms::new(learned);
-        assert!(expanded(&table, "repo").contains(&(tokens::stem("repository"), SYNONYM_WEIGHT)));
+        assert!(expanded(&table, "repo").contains(&(tokens::stem("repository"), HEAD_WEIGHT)));
         assert!(expanded(&table, "repo").contains(&(tokens::stem("repository"), LEARNED_WEIGHT)));
     }
 }

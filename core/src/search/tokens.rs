@@ -56,10 +56,16 @@ pub fn stemmed_words(text: &str) -> (Vec<String>, Vec<bool>) {
 /// file path or a `host:port` read for what it is rather than split into
 /// its pieces: "open example.com" asks for a URL, not for "example" and
 /// "com"; "find all .py files under src/" for files; "localhost:8080"
-/// for a port.
-pub fn query_words(text: &str) -> (Vec<String>, Vec<bool>) {
-    let (mut out, mut stop) = (Vec::new(), Vec::new());
-    for chunk in clip(text, MAX_TEXT).split_whitespace() {
+/// for a port. What the query gives as a value rather than asks for is
+/// left out (see [`values`]).
+pub fn query_words(text: &str) -> QueryWords {
+    let mut out = QueryWords::default();
+    let chunks: Vec<&str> = clip(text, MAX_TEXT).split_whitespace().collect();
+    let values = values(&chunks);
+    for (at, (chunk, value)) in chunks.iter().zip(values).enumerate() {
+        if value {
+            continue;
+        }
         let chunk = chunk.trim_matches(|c: char| {
             matches!(c, '"' | '\'' | '`' | '(' | ')' | ',' | '?' | '!' | ';')
         });
@@ -77,10 +83,62 @@ pub fn query_words(text: &str) -> (Vec<String>, Vec<bool>) {
             }
             None => stemmed_words(chunk),
         };
-        out.extend(words);
-        stop.extend(chunk_stop);
+        let name = at > 0 && is_capitalised(chunk);
+        out.name.extend(std::iter::repeat_n(name, words.len()));
+        out.words.extend(words);
+        out.stop.extend(chunk_stop);
     }
-    (out, stop)
+    out
+}
+
+/// A query's words (see [`query_words`]), each with whether it is a stop
+/// word and whether it was written as a name is (capitalised, past the
+/// first word: "Alice", "Boston").
+#[derive(Debug, Default)]
+pub struct QueryWords {
+    pub words: Vec<String>,
+    pub stop: Vec<bool>,
+    pub name: Vec<bool>,
+}
+
+/// "Alice", "London": a capital and then only lower-case letters.
+fn is_capitalised(chunk: &str) -> bool {
+    let mut chars = chunk.chars();
+    chars.next().is_some_and(char::is_uppercase) && chunk.len() > 1 && chars.all(char::is_lowercase)
+}
+
+/// Words that introduce a name the query gives: "a folder called build",
+/// "a branch named hotfix".
+const NAMING: &[&str] = &["called", "named", "titled"];
+
+/// Which chunks of a query are values it gives rather than words of what
+/// it asks for: the words between double quotes or backticks when there
+/// are several (`commit with message "fix typo"`; a single quoted word
+/// may be what is asked about), and the chunk after "called", "named" or
+/// "titled" (with that word).
+fn values(chunks: &[&str]) -> Vec<bool> {
+    let mut values = vec![false; chunks.len()];
+    let quote = |c: char| matches!(c, '"' | '`' | '\u{201c}' | '\u{201d}');
+    let mut at = 0;
+    while let Some(chunk) = chunks.get(at) {
+        if chunk.starts_with(quote) && !chunk[1..].contains(quote) {
+            if let Some(len) = chunks[at + 1..].iter().position(|c| c.contains(quote)) {
+                for slot in values.iter_mut().skip(at).take(len + 2) {
+                    *slot = true;
+                }
+                at += len + 2;
+                continue;
+            }
+        }
+        if NAMING.contains(&chunk.to_lowercase().as_str()) && at + 1 < chunks.len() {
+            values[at] = true;
+            values[at + 1] = true;
+            at += 2;
+            continue;
+        }
+        at += 1;
+    }
+    values
 }
 
 /// What a chunk of a query (between spaces) is, when it is more than words.
@@ -163,9 +221,14 @@ pub fn words(text: &str, mut each: impl FnMut(String)) {
             continue;
         }
         if let Some(p) = prev {
-            let next_lower = chars.peek().is_some_and(|n| n.is_lowercase());
+            let mut ahead = chars.clone();
+            let next_lower = ahead.next().is_some_and(|n| n.is_lowercase());
+            // "PRs", "CVEs": an acronym's plural, not a new word "Rs".
+            let plural = next_lower
+                && chars.peek() == Some(&'s')
+                && !ahead.next().is_some_and(|n| n.is_lowercase());
             let boundary = (p.is_lowercase() && c.is_uppercase())
-                || (p.is_uppercase() && c.is_uppercase() && next_lower)
+                || (p.is_uppercase() && c.is_uppercase() && next_lower && !plural)
                 || (p.is_alphabetic() != c.is_alphabetic());
             if boundary {
                 flush(&mut word, &mut each);
@@ -298,12 +361,14 @@ mod tests {
         );
         assert_eq!(all_words("listPullRequests"), ["list", "pull", "requests"]);
         assert_eq!(all_words("HTTPServer utf8"), ["http", "server", "utf", "8"]);
+        assert_eq!(all_words("PRs CVEs URLsX"), ["prs", "cves", "urls", "x"]);
+        assert_eq!(all_words("HTTPSession"), ["http", "session"]);
         assert_eq!(all_words("  "), Vec::<String>::new());
     }
 
     #[test]
     fn a_query_reads_addresses_paths_and_numbers_for_what_they_are() {
-        let words = |text| query_words(text).0;
+        let words = |text| query_words(text).words;
         assert_eq!(words("open https://x.dev/a?b"), ["open", "url"]);
         assert_eq!(words("open example.com."), ["open", "url"]);
         assert_eq!(words("read src/main.rs"), ["read", "fil"]);
@@ -321,7 +386,39 @@ mod tests {
         );
         assert_eq!(words("ping @alice"), ["ping", &stem("alice"), "user"]);
         assert_eq!(words("lat/long"), ["lat", "long"], "one slash: words");
-        assert_eq!(query_words("the \"url\"").1, [true, false]);
+        assert_eq!(query_words("the \"url\"").stop, [true, false]);
+    }
+
+    #[test]
+    fn a_query_leaves_out_the_values_it_gives() {
+        let words = |text| query_words(text).words;
+        assert_eq!(
+            words("commit with message \"fix the typo\""),
+            ["commit", "with", "messag"]
+        );
+        assert_eq!(
+            words("make a folder called build/output"),
+            ["mak", "a", &stem("folder")]
+        );
+        assert_eq!(words("a branch named hotfix now"), ["a", "branch", "now"]);
+        assert_eq!(
+            words("search for \"unclosed"),
+            ["search", "for", &stem("unclosed")]
+        );
+        assert_eq!(words("called"), ["call"], "nothing named after it");
+    }
+
+    #[test]
+    fn a_query_marks_the_names_it_writes() {
+        let q = query_words("Remember that Alice lives in New York, not NYC");
+        let named: Vec<&str> = q
+            .words
+            .iter()
+            .zip(&q.name)
+            .filter(|(_, name)| **name)
+            .map(|(w, _)| w.as_str())
+            .collect();
+        assert_eq!(named, [stem("alice").as_str(), "new", "york"]);
     }
 
     #[test]
