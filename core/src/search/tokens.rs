@@ -62,14 +62,20 @@ pub fn query_words(text: &str) -> QueryWords {
     let mut out = QueryWords::default();
     let chunks: Vec<&str> = clip(text, MAX_TEXT).split_whitespace().collect();
     let values = values(&chunks);
+    let mut coordinates = false;
     for (at, (chunk, value)) in chunks.iter().zip(values).enumerate() {
-        if value {
+        if std::mem::take(&mut coordinates) || value {
             continue;
         }
-        let chunk = chunk.trim_matches(|c: char| {
-            matches!(c, '"' | '\'' | '`' | '(' | ')' | ',' | '?' | '!' | ';')
-        });
-        let chunk = chunk.strip_suffix(['.', ':']).unwrap_or(chunk);
+        let chunk = trim(chunk);
+        // "48.8584, 2.2945": a place given by its latitude and longitude.
+        if decimal(chunk) && chunks.get(at + 1).is_some_and(|next| decimal(trim(next))) {
+            coordinates = true;
+            out.words.extend([stem("latitude"), stem("longitude")]);
+            out.stop.extend([false, false]);
+            out.name.extend([false, false]);
+            continue;
+        }
         let (words, chunk_stop) = match shape(chunk) {
             Some(Shape::Url) => (vec!["url".to_owned()], vec![false]),
             Some(Shape::File) => (vec![stem("file")], vec![false]),
@@ -99,6 +105,21 @@ pub struct QueryWords {
     pub words: Vec<String>,
     pub stop: Vec<bool>,
     pub name: Vec<bool>,
+}
+
+/// A chunk of a query without the punctuation around it.
+fn trim(chunk: &str) -> &str {
+    let chunk = chunk
+        .trim_matches(|c: char| matches!(c, '"' | '\'' | '`' | '(' | ')' | ',' | '?' | '!' | ';'));
+    chunk.strip_suffix(['.', ':']).unwrap_or(chunk)
+}
+
+/// "48.8584", "-74.0060": a number with a decimal point.
+fn decimal(chunk: &str) -> bool {
+    let digits = chunk.strip_prefix('-').unwrap_or(chunk);
+    digits.contains('.')
+        && digits.bytes().any(|b| b.is_ascii_digit())
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 /// "Alice", "London": a capital and then only lower-case letters.
@@ -386,6 +407,11 @@ mod tests {
         );
         assert_eq!(words("ping @alice"), ["ping", &stem("alice"), "user"]);
         assert_eq!(words("lat/long"), ["lat", "long"], "one slash: words");
+        assert_eq!(
+            words("what is at 48.8584, -2.2945"),
+            ["what", "is", "at", &stem("latitude"), &stem("longitude")]
+        );
+        assert_eq!(words("from 3.5 to 4.5"), ["from", "to"], "not a pair");
         assert_eq!(query_words("the \"url\"").stop, [true, false]);
     }
 
