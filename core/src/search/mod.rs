@@ -110,6 +110,13 @@ const COVERAGE_POWER: i32 = 1;
 /// is multiplied by 1 + this × the share of its name covered.
 const NAME_BONUS: f32 = 0.5;
 
+/// How much a tool whose name or description starts with the query's
+/// first word (or a synonym of it, at its weight) is lifted: that word is
+/// most often what the user wants done ("unstage everything"), and a tool
+/// says first what it does ("Unstages all staged changes"), where another
+/// only names the word ("git_diff_unstaged").
+const LEAD_BONUS: f32 = 0.2;
+
 /// Plain BM25: name and description as one field (k1 1.2, b 0.75).
 const PLAIN_FIELDS: [Field; 1] = [Field {
     weight: 1.0,
@@ -196,10 +203,12 @@ impl ToolIndex {
         }
         let (scores, matched) = self.postings.score(&concepts, self.docs.len());
         let weights = term_weights(&concepts);
+        let action = term_weights(concepts.get(..1).unwrap_or(&[]));
         let adjust = |d: u32, matched: u16| match self.ranking {
             Ranking::Weighted => {
                 (f32::from(matched) / concepts.len() as f32).powi(COVERAGE_POWER)
                     * (1.0 + NAME_BONUS * self.titles.coverage(d, &weights))
+                    * (1.0 + LEAD_BONUS * self.titles.lead(d, &action))
             }
             Ranking::PlainBm25 => 1.0,
         };
@@ -275,8 +284,8 @@ impl ToolIndex {
 
     /// The query's concepts: each word typed (a stop word only where a
     /// phrase of synonyms starts with it) with, for the weighted ranking,
-    /// what its synonyms bring in. Words and synonyms no tool has are left
-    /// out.
+    /// what its synonyms bring in, in the order the query says them. Words
+    /// and synonyms no tool has are left out.
     fn concepts(&self, query: &str) -> Vec<Concept> {
         let (mut words, mut stop) = match self.ranking {
             Ranking::Weighted => {
@@ -374,6 +383,7 @@ impl ToolIndex {
                 )),
             }
         }
+        concepts.sort_by_key(|&(at, _)| at);
         concepts.into_iter().map(|(_, c)| c).collect()
     }
 
@@ -706,6 +716,28 @@ mod tests {
             names(&index.search("diff of the pull request", 1, None)),
             ["pull_request_read"]
         );
+    }
+
+    #[test]
+    fn a_tool_that_leads_with_the_query_s_verb_comes_first() {
+        let index = ToolIndex::build(vec![
+            tool("git_reset", "git", "Unstages all staged changes."),
+            tool(
+                "git_diff_unstaged",
+                "git",
+                "Shows changes in the working directory that are not yet staged.",
+            ),
+            tool("git_add", "git", "Adds file contents to the staging area."),
+            tool(
+                "kill_process",
+                "shell",
+                "Terminate a running process by its id.",
+            ),
+            tool("start_process", "shell", "Start a process in a terminal."),
+        ]);
+        let first = |query| names(&index.search(query, 1, None));
+        assert_eq!(first("unstage everything"), ["git_reset"]);
+        assert_eq!(first("run a command in the terminal"), ["start_process"]);
     }
 
     #[test]

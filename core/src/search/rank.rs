@@ -212,6 +212,10 @@ pub struct Titles {
     /// Document `d`'s terms are `terms[offsets[d]..offsets[d + 1]]`.
     offsets: Vec<u32>,
     terms: Vec<u32>,
+    /// Each document's leading terms: the first of its name and the first
+    /// of its second field (a description's first sentence), where a tool
+    /// says what it does ("Unstages all staged changes").
+    leads: Vec<[u32; 2]>,
 }
 
 impl Titles {
@@ -220,6 +224,7 @@ impl Titles {
         let mut titles = Titles {
             offsets: vec![0],
             terms: Vec::new(),
+            leads: Vec::with_capacity(docs.len()),
         };
         for doc in docs {
             let title = doc.first().map_or(&[][..], Vec::as_slice);
@@ -227,6 +232,13 @@ impl Titles {
                 .terms
                 .extend(title.iter().filter_map(|t| postings.id(t)));
             titles.offsets.push(titles.terms.len() as u32);
+            let lead = |field: usize| {
+                doc.get(field)
+                    .and_then(|terms| terms.first())
+                    .and_then(|t| postings.id(t))
+                    .unwrap_or(u32::MAX)
+            };
+            titles.leads.push([lead(0), lead(1)]);
         }
         titles.terms.shrink_to_fit();
         titles
@@ -255,9 +267,23 @@ impl Titles {
         covered / title.len() as f32
     }
 
+    /// The highest weight `weights` (by term id) give one of `doc`'s
+    /// leading terms; 0 when they give none.
+    pub fn lead(&self, doc: u32, weights: &[(u32, f32)]) -> f32 {
+        let Some(leads) = self.leads.get(doc as usize) else {
+            return 0.0;
+        };
+        weights
+            .iter()
+            .filter(|(id, _)| leads.contains(id))
+            .map(|&(_, w)| w)
+            .fold(0.0, f32::max)
+    }
+
     /// Approximate heap bytes.
     pub fn heap_bytes(&self) -> usize {
         (self.offsets.capacity() + self.terms.capacity()) * std::mem::size_of::<u32>()
+            + self.leads.capacity() * std::mem::size_of::<[u32; 2]>()
     }
 }
 
