@@ -710,7 +710,7 @@ mod tests {
         }});
         let index = ToolIndex::build(vec![
             read,
-            tool("merge_pull_request", "github", "Merge a pull request."),
+            tool("close_pull_request", "github", "Close a pull request."),
         ]);
         assert_eq!(
             names(&index.search("diff of the pull request", 1, None)),

@@ -11,6 +11,13 @@ use std::collections::HashMap;
 /// little more.
 const K1: f32 = 1.2;
 
+/// How much the alternatives of a concept other than its best add, as a
+/// share of what they score: a word counts once with its synonyms, but a
+/// tool that says both the synonym ("review") and the word typed
+/// ("approve", among its parameter's values) matches a little better than
+/// one that says only the synonym.
+const OTHERS_SHARE: f32 = 0.1;
+
 /// How one field counts: its `weight` against the others, and `b`, how
 /// much a long field is discounted (0: not at all, 1: fully by its length
 /// against the field's average).
@@ -128,8 +135,8 @@ impl Postings {
 
     /// Scores every document against `concepts`: for each concept, the
     /// best of its alternatives (a phrase's terms add up, times the
-    /// alternative's weight), so that a word and its synonyms count once;
-    /// then the concepts add up. Returns each document's score and how
+    /// alternative's weight), so that a word and its synonyms count once,
+    /// and [`OTHERS_SHARE`] of the others; then the concepts add up. Returns each document's score and how
     /// many of the concepts it matched.
     pub fn score(&self, concepts: &[Concept], docs: usize) -> (Vec<f32>, Vec<u16>) {
         let mut total = vec![0f32; docs];
@@ -137,6 +144,7 @@ impl Postings {
         let mut best = vec![0f32; docs];
         let mut alternative = vec![0f32; docs];
         let mut held = vec![0u16; docs];
+        let mut sum = vec![0f32; docs];
         let (mut in_best, mut in_alternative) = (Vec::new(), Vec::new());
         for concept in concepts {
             for alt in &concept.alternatives {
@@ -166,10 +174,13 @@ impl Postings {
                         in_best.push(d);
                     }
                     best[d] = best[d].max(score);
+                    sum[d] += score;
                 }
             }
             for d in in_best.drain(..) {
-                total[d] += std::mem::take(&mut best[d]);
+                let best = std::mem::take(&mut best[d]);
+                let others = std::mem::take(&mut sum[d]) - best;
+                total[d] += best + OTHERS_SHARE * others;
                 matched[d] = matched[d].saturating_add(1);
             }
         }
@@ -390,6 +401,16 @@ mod tests {
             (pr[2] - 0.5 * both[2]).abs() < 1e-6,
             "a phrase's terms add up"
         );
+    }
+
+    #[test]
+    fn a_word_and_its_synonym_together_beat_the_synonym_alone() {
+        let index = Postings::build(
+            &TWO,
+            &[doc(&["review", "approve"]), doc(&["review", "request"])],
+        );
+        let (s, _) = index.score(&[concept(&index, &[("review", 1.0), ("approve", 0.1)])], 2);
+        assert!(s[0] > s[1], "{s:?}");
     }
 
     #[test]
