@@ -98,7 +98,7 @@ const GROUPS: &[&[&str]] = &[
         "current user"],
     // Processes, terminals, machines.
     &["kill", "terminate", "stop", "abort", "cancel", "halt", "end"],
-    &["process", "program", "pid", "running app", "cpu", "memory usage", "resource usage", "top",
+    &["process", "program", "pid", "running app", "cpu", "memory usage", "resource usage",
         "htop", "task manager"],
     &["kubernetes", "k8s", "kube", "kubectl"],
     &["terminal", "shell", "command line", "bash", "command", "console session"],
