@@ -9,6 +9,8 @@
 //!   client capabilities in `params._meta`. A request naming a version the
 //!   server does not speak gets error -32022 listing the ones it does.
 
+use std::ops::Range;
+
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -139,13 +141,14 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Present<T> {
     }
 }
 
-/// The members of a message, read in one pass without a map of them.
+/// The members of a message, read in one pass without a map of them (the
+/// id as written, so where it stands in the line is known).
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(default)]
     jsonrpc: Present<Value>,
-    #[serde(default)]
-    id: Present<Value>,
+    #[serde(default, borrow)]
+    id: Present<&'a RawValue>,
     #[serde(default)]
     method: Present<Value>,
     #[serde(default)]
@@ -164,6 +167,12 @@ pub(crate) fn is_object(line: &str) -> bool {
 
 /// Parses one line.
 pub fn parse(line: &str) -> Result<Message, Invalid> {
+    parse_placed(line).map(|(message, _)| message)
+}
+
+/// [`parse`], and for a request, where its id stands in `line` (so it can
+/// be passed on as it was written, under another id).
+pub fn parse_placed(line: &str) -> Result<(Message, Option<Range<usize>>), Invalid> {
     let invalid = |id: &Value, message: &str| Invalid {
         id: id.clone(),
         code: INVALID_REQUEST,
@@ -185,7 +194,20 @@ pub fn parse(line: &str) -> Result<Message, Invalid> {
             })
         }
     };
-    let id = envelope.id.0;
+    let placed = envelope.id.0.and_then(|raw| {
+        let start = (raw.get().as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+        let at = start..start + raw.get().len();
+        (line.get(at.clone()) == Some(raw.get())).then_some(at)
+    });
+    let id = match envelope
+        .id
+        .0
+        .map(|raw| serde_json::from_str::<Value>(raw.get()))
+    {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return Err(invalid(&Value::Null, "an id must be a string or a number")),
+        None => None,
+    };
     if let Some(id) = &id {
         if !(id.is_string() || id.is_number()) {
             return Err(invalid(&Value::Null, "an id must be a string or a number"));
@@ -199,8 +221,10 @@ pub fn parse(line: &str) -> Result<Message, Invalid> {
     }
     let params = envelope.params.0.unwrap_or(Value::Null);
     match (envelope.method.0, id) {
-        (Some(Value::String(method)), Some(id)) => Ok(Message::Request { id, method, params }),
-        (Some(Value::String(method)), None) => Ok(Message::Notification { method, params }),
+        (Some(Value::String(method)), Some(id)) => {
+            Ok((Message::Request { id, method, params }, placed))
+        }
+        (Some(Value::String(method)), None) => Ok((Message::Notification { method, params }, None)),
         (Some(_), id) => Err(invalid(
             id.as_ref().unwrap_or(&Value::Null),
             "method must be a string",
@@ -216,7 +240,7 @@ pub fn parse(line: &str) -> Result<Message, Invalid> {
                     ))
                 }
             };
-            Ok(Message::Response { id, outcome })
+            Ok((Message::Response { id, outcome }, None))
         }
         (None, None) => Err(invalid(&Value::Null, "neither a request nor a response")),
     }

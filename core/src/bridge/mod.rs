@@ -117,6 +117,7 @@ mod supervisor;
 #[cfg(test)]
 mod tests;
 pub(crate) mod traced;
+pub(crate) mod verbatim;
 
 pub use kept::{HELD_PER_SESSION, KEPT_BYTES, KEPT_BYTES_PER_SESSION};
 pub use lazy::{kept_file, LastRun, MAX_KEPT_RUN};

@@ -18,6 +18,7 @@ use super::filter::ToolFilter;
 use super::generation::{self, Declared, Generation, Outcome, Round};
 use super::relisten::Relisten;
 use super::traced::{self, About, Failure, Lent};
+use super::verbatim::{FromClient, Verbatim};
 use super::{BridgeOutput, ClientId, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR};
 use crate::mcp::{self, Message};
 use crate::telemetry::{Kind, Span, SpanContext, Tracer};
@@ -153,6 +154,9 @@ struct Call {
     caller: Caller,
     method: String,
     params: Value,
+    /// The request as the client wrote it, while its params are all the
+    /// child needs.
+    verbatim: Option<Verbatim>,
 }
 
 #[derive(Debug)]
@@ -501,17 +505,19 @@ impl Mux {
     pub(crate) fn handle_client_message(
         &mut self,
         client: ClientId,
-        message: Message,
+        message: impl Into<FromClient>,
         route: Route,
         out: &mut VecDeque<BridgeOutput>,
     ) {
+        let FromClient { message, verbatim } = message.into();
         if !self.clients.contains(&client) {
             tracing::debug!(server = %self.name, ?client, "message from a closed client dropped");
             return;
         }
         match message {
             Message::Request { id, method, params } => {
-                self.handle_client_request(client, id, method, params, route, out)
+                let call = (method, params, verbatim);
+                self.handle_client_request(client, id, call, route, out)
             }
             Message::Notification { method, params } => match method.as_str() {
                 // The bridge did the handshake with the child itself.
@@ -532,8 +538,7 @@ impl Mux {
         &mut self,
         client: ClientId,
         id: Value,
-        method: String,
-        mut params: Value,
+        (method, mut params, verbatim): (String, Value, Option<Verbatim>),
         route: Route,
         out: &mut VecDeque<BridgeOutput>,
     ) {
@@ -645,6 +650,7 @@ impl Mux {
             },
             method,
             params,
+            verbatim,
         };
         match send_at {
             Some(now) => self.send(call, now, out),
@@ -1413,6 +1419,9 @@ impl Mux {
         }
         let request = (stateless && !call.caller.enveloped)
             .then(|| (call.method.clone(), call.params.clone()));
+        let verbatim = call
+            .verbatim
+            .filter(|_| self.passes_verbatim(&call.caller, &call.method, &call.params));
         let declared = self.declared.get(&call.caller.client);
         let mut params = generation::params_for(
             self.generation,
@@ -1422,7 +1431,8 @@ impl Mux {
         let id = self.next_id;
         self.next_id += 1;
         let span = self.call_span(id, &call.method, &mut params);
-        out.push_back(child_request(id, &call.method, params));
+        let verbatim = verbatim.filter(|_| span.is_none());
+        out.push_back(child_request(id, &call.method, params, verbatim));
         self.calls.insert(
             id,
             Sent {
@@ -1433,6 +1443,27 @@ impl Mux {
                 span,
             },
         );
+    }
+
+    /// Whether a call goes to the child as its client wrote it: a session
+    /// child takes the params unchanged (no envelope to take off, no
+    /// progress token renamed), and nothing the bridge keeps was read from
+    /// them — no tool filter's name, no subscription's URI, no handshake's
+    /// capabilities — for what the bridge read must be what the child
+    /// reads, even of a member given twice.
+    fn passes_verbatim(&self, caller: &Caller, method: &str, params: &Value) -> bool {
+        let plain = params
+            .as_object()
+            .is_some_and(|params| !params.is_empty() && !params.contains_key("_meta"));
+        let read_here = matches!(
+            method,
+            "initialize" | "resources/subscribe" | "resources/unsubscribe"
+        );
+        plain
+            && !read_here
+            && self.generation == Generation::Session
+            && caller.token.is_none()
+            && self.tools.is_open()
     }
 
     /// A stateless child needs its session client's input before it
@@ -1488,7 +1519,7 @@ impl Mux {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        out.push_back(child_request(id, method, params));
+        out.push_back(child_request(id, method, params, None));
         self.internal.insert(
             id,
             Internal {
@@ -1593,6 +1624,7 @@ fn retry(caller: Caller, round: Round) -> Call {
         caller,
         params: generation::retry_params(&round.params, round.answers, round.state),
         method: round.method,
+        verbatim: None,
     }
 }
 
@@ -1639,9 +1671,12 @@ fn initialize_params(asked: Option<&Value>, shared: bool) -> Value {
 /// A request of the bridge's for the child, with its outline (what a
 /// remote server's client reads of it: read here from the parts rather
 /// than from the text again).
-fn child_request(id: u64, method: &str, params: Value) -> BridgeOutput {
+fn child_request(id: u64, method: &str, params: Value, verbatim: Option<Verbatim>) -> BridgeOutput {
     let outline = Outline::of_parts(Some(method), Some(&json!(id)), &params);
-    let line = request_line(id, method, params);
+    let line = match verbatim {
+        Some(verbatim) => verbatim.line(id),
+        None => request_line(id, method, params),
+    };
     BridgeOutput::ToChild { line, outline }
 }
 
@@ -1958,6 +1993,51 @@ mod tests {
         );
         let line: Value = serde_json::from_str(&notification_line("n", json!({"a": 1}))).unwrap();
         assert_eq!(line["params"], json!({"a": 1}));
+    }
+
+    /// A call whose params the child takes as they are goes to it as its
+    /// client wrote it (member order and number spelling kept), only the
+    /// bridge's id in place of the client's; one whose params the bridge
+    /// changes (a progress token renamed) or reads (a tool filter) is
+    /// written anew.
+    #[test]
+    fn a_call_goes_as_written_unless_the_bridge_changes_or_reads_its_params() {
+        let written = r#"{"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"echo","arguments":{"z":1,"a":[1.50]}}}"#;
+        let with_token = written.replace(
+            r#""name":"echo","#,
+            r#""_meta":{"progressToken":7},"name":"echo","#,
+        );
+        let filtered = ToolFilter {
+            allow: vec!["echo".into()],
+            exclude: Vec::new(),
+        };
+        for (filter, text, as_written) in [
+            (ToolFilter::default(), written.to_owned(), true),
+            (ToolFilter::default(), with_token, false),
+            (filtered, written.to_owned(), false),
+        ] {
+            let mut mux = Mux::new("s", 8, true, filter);
+            let mut out = VecDeque::new();
+            let client = mux.open_client();
+            let read = FromClient::parse(&text).unwrap();
+            mux.handle_client_message(client, read, Route::Send(Instant::now()), &mut out);
+            let lines: Vec<String> = out
+                .drain(..)
+                .filter_map(|o| match o {
+                    BridgeOutput::ToChild { line, .. } => Some(line),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            let expected = text.replace(r#""id":"c-1""#, r#""id":1"#);
+            assert_eq!(lines[0] == expected, as_written, "{}", lines[0]);
+            let line: Value = serde_json::from_str(&lines[0]).unwrap();
+            assert_eq!(
+                (&line["id"], &line["method"]),
+                (&json!(1), &json!("tools/call"))
+            );
+            assert_eq!(line["params"]["arguments"]["a"], json!([1.5]));
+        }
     }
 
     #[test]

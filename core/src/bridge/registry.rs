@@ -29,6 +29,7 @@ use super::logging;
 use super::routes::{self, Found, Miss, Route};
 use super::session::{Session, View, MAX_SOCKETS};
 use super::traced::{Answering, Traces};
+use super::verbatim::FromClient;
 use super::{
     BridgeOutput, BridgedServer, ChildId, ChildState, ClientId, Limits, ServerSpec, Share,
 };
@@ -1075,21 +1076,23 @@ impl Registry {
         &mut self,
         child: ChildId,
         client: ClientId,
-        message: mcp::Message,
+        message: impl Into<FromClient>,
         wait: Option<Pending>,
         now: Instant,
     ) {
+        let read = message.into();
+        let message = &read.message;
         if !self.children.contains_key(&child) {
             // An aggregate session's "child" (the bridge) reached by
             // another transport: nothing here could answer it.
-            if let (mcp::Message::Request { id, .. }, Some(pending)) = (&message, wait) {
+            if let (mcp::Message::Request { id, .. }, Some(pending)) = (message, wait) {
                 let why = "no MCP server answers this session here: an aggregate session is served at /mcp only";
                 let answer = mcp::error(id, super::SERVER_ERROR, why, None);
                 self.answer(child, client, pending, answer, now);
             }
             return;
         }
-        if let (mcp::Message::Request { id, .. }, Some(pending)) = (&message, wait) {
+        if let (mcp::Message::Request { id, .. }, Some(pending)) = (message, wait) {
             self.pending
                 .insert((child, client, id.to_string()), pending);
         }
@@ -1109,9 +1112,7 @@ impl Registry {
                 }
             }
         }
-        self.on_child(child, now, |c| {
-            c.handle_client_message(client, message, now)
-        });
+        self.on_child(child, now, |c| c.handle_client_message(client, read, now));
     }
 
     /// Sends the child a request of the bridge's own (numbered from

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::lazy::{LastRun, Recall};
 use super::mux::{FromChild, Mux, Route, MOST_TIMEOUTS};
 use super::supervisor::{Due, Ended, Supervisor};
+use super::verbatim::FromClient;
 use super::{BridgeOutput, ChildState, ClientId, Limits, ServerSpec, SERVER_ERROR};
 use crate::mcp::Message;
 use crate::time::later;
@@ -141,8 +142,14 @@ impl BridgedServer {
     /// A remote server the bridge gave up on is tried again for it: what
     /// failed it (the network, a login) is mended elsewhere, with no
     /// client reconnecting.
-    pub fn handle_client_message(&mut self, client: ClientId, message: Message, now: Instant) {
-        if let Some(kept) = self.kept_answer(client, &message) {
+    pub fn handle_client_message(
+        &mut self,
+        client: ClientId,
+        message: impl Into<FromClient>,
+        now: Instant,
+    ) {
+        let read = message.into();
+        if let Some(kept) = self.kept_answer(client, &read.message) {
             return self.out.push_back(kept);
         }
         if self.spec().remote.is_some() && !self.retired {
@@ -150,7 +157,7 @@ impl BridgedServer {
         }
         let route = self.route(now);
         self.mux
-            .handle_client_message(client, message, route, &mut self.out);
+            .handle_client_message(client, read, route, &mut self.out);
         self.settle(now);
     }
 

@@ -31,6 +31,7 @@ use super::common::{
 use super::registry::{Event, Registry};
 use super::stateless::{is_stateless, stateless_header};
 use super::traced::Answering;
+use super::verbatim::FromClient;
 use crate::http::{Request, Response};
 use crate::mcp::{self, Message};
 use crate::provider::RequestId;
@@ -49,8 +50,11 @@ impl Registry {
         let stateless = session.is_none() && stateless_header(request);
         match request.method.as_str() {
             "POST" => {
-                let mut message = match parse_one(&request.body) {
-                    Ok(message) => message,
+                let FromClient {
+                    mut message,
+                    verbatim,
+                } = match parse_one(&request.body) {
+                    Ok(read) => read,
                     Err(reply) => return self.respond(to, reply),
                 };
                 if let Message::Request { id, method, params } = &mut message {
@@ -63,7 +67,8 @@ impl Registry {
                 if session.is_none() && (stateless || is_stateless(&message)) {
                     self.stateless(to, target, request, message, now);
                 } else {
-                    self.post(to, target, session, message, now);
+                    let read = FromClient { message, verbatim };
+                    self.post(to, target, session, read, now);
                 }
             }
             "GET" | "DELETE" if stateless => self.stateless_refusal(to),
@@ -116,9 +121,10 @@ impl Registry {
         to: RequestId,
         target: Target,
         session: Option<String>,
-        message: Message,
+        read: FromClient,
         now: Instant,
     ) {
+        let FromClient { message, verbatim } = read;
         let is_initialize =
             matches!(&message, Message::Request { method, .. } if method == "initialize");
         if is_initialize && session.is_some() {
@@ -188,7 +194,7 @@ impl Registry {
                 None
             }
         };
-        self.forward(child, client, message, wait, now);
+        self.forward(child, client, FromClient { message, verbatim }, wait, now);
     }
 
     // ---- the HTTP+SSE transport (2024-11-05) ----
@@ -230,8 +236,11 @@ impl Registry {
                 return self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
             }
         };
-        let mut message = match parse_one(&request.body) {
-            Ok(message) => message,
+        let FromClient {
+            mut message,
+            verbatim,
+        } = match parse_one(&request.body) {
+            Ok(read) => read,
             Err(reply) => return self.respond(to, reply),
         };
         let Some(session) = self.sessions.get(&id) else {
@@ -261,12 +270,12 @@ impl Registry {
             to,
             Response::full(202, "text/plain", Bytes::from_static(b"Accepted")),
         );
-        self.forward(child, client, message, None, now);
+        self.forward(child, client, FromClient { message, verbatim }, None, now);
     }
 }
 
 /// One JSON-RPC message from a POST body, or the 400 to answer with.
-pub(crate) fn parse_one(body: &[u8]) -> Result<Message, Response> {
+pub(crate) fn parse_one(body: &[u8]) -> Result<FromClient, Response> {
     let text = crate::text::lossy(body);
     if text.trim_start().starts_with('[') {
         let reply = mcp::error(
@@ -277,7 +286,7 @@ pub(crate) fn parse_one(body: &[u8]) -> Result<Message, Response> {
         );
         return Err(Response::json(400, reply));
     }
-    mcp::parse(&text).map_err(|invalid| Response::json(400, invalid.reply()))
+    FromClient::parse(&text).map_err(|invalid| Response::json(400, invalid.reply()))
 }
 
 #[cfg(test)]

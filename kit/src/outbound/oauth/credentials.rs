@@ -346,13 +346,20 @@ impl Credentials for OAuthCredentials {
     fn current(&self, name: &str) -> Option<String> {
         let server = self.server(name)?;
         self.look(&server, RECHECK);
-        let (token, due) = self
-            .with_kept(&server, |logins| {
-                let current = logins.current()?;
-                let due = current.refresh_due(unix_now());
-                Some((current.access_token.clone(), due))
-            })
-            .flatten()?;
+        let (token, due) = {
+            let kept = self.kept();
+            let logins = &kept.get(&server.name)?.logins;
+            // Asked before each batch of messages: a server nobody logged
+            // in to is done with before its URL is compared.
+            let current = logins.current()?;
+            if !logins.is_for(&server.url) {
+                return None;
+            }
+            (
+                current.access_token.clone(),
+                current.refresh_due(unix_now()),
+            )
+        };
         if due {
             self.refresh_ahead(server);
         }
