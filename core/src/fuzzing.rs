@@ -747,7 +747,7 @@ pub fn upstream(data: &[u8]) {
             match output {
                 UpstreamOutput::Send { id, request, .. } => exchanges.push_back((id, request)),
                 UpstreamOutput::WakeAt(at) => due = Some(at),
-                UpstreamOutput::Line(line) => {
+                UpstreamOutput::Line(line) | UpstreamOutput::Answer(line, _) => {
                     if let Some(answer) = crate::mcp::answer(&line) {
                         *answered.entry(answer.id).or_default() += 1;
                     } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {

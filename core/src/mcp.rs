@@ -254,6 +254,107 @@ pub struct Answer<'a> {
     pub outcome: Result<&'a RawValue, &'a RawValue>,
 }
 
+impl Answer<'_> {
+    /// Where its parts stand in `line`, the line it was read from.
+    pub fn placed(&self, line: &str) -> Option<Placed> {
+        let at = |raw: &RawValue| {
+            let start = (raw.get().as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+            let at = start..start + raw.get().len();
+            (line.get(at.clone()) == Some(raw.get())).then_some(at)
+        };
+        let outcome = match self.outcome {
+            Ok(result) => Ok(at(result)?),
+            Err(error) => Err(at(error)?),
+        };
+        Some(Placed {
+            id: self.id,
+            outcome,
+        })
+    }
+}
+
+/// Where an answer's parts stand in its line: read once, by whoever read
+/// the line first, and not again by whoever it goes to next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub id: u64,
+    /// Where its result, or its error, stands.
+    pub outcome: Result<Range<usize>, Range<usize>>,
+}
+
+/// A line of a server's, and what was read of it already.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    pub text: &'a str,
+    /// Where its parts stand, when it is an answer read as [`answer`]
+    /// reads one.
+    pub answer: Option<&'a Placed>,
+}
+
+impl<'a> Line<'a> {
+    /// The answer it holds: as it was placed, or read now.
+    pub fn answer(&self) -> Option<PlacedAnswer<'a>> {
+        let text = self.text;
+        match self.answer {
+            Some(placed) => {
+                let (range, ok) = match &placed.outcome {
+                    Ok(range) => (range, true),
+                    Err(range) => (range, false),
+                };
+                let part = text.get(range.clone())?;
+                Some(PlacedAnswer {
+                    id: placed.id,
+                    outcome: if ok { Ok(part) } else { Err(part) },
+                })
+            }
+            None => {
+                let read = answer(text)?;
+                let part = |raw: &'a RawValue| raw.get();
+                Some(PlacedAnswer {
+                    id: read.id,
+                    outcome: read.outcome.map(part).map_err(part),
+                })
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Line<'a> {
+    fn from(text: &'a str) -> Self {
+        Line { text, answer: None }
+    }
+}
+
+impl<'a> From<&'a String> for Line<'a> {
+    fn from(text: &'a String) -> Self {
+        Line::from(text.as_str())
+    }
+}
+
+/// An answer's id and its result or error, as the JSON text it came as
+/// (checked already).
+#[derive(Debug, Clone, Copy)]
+pub struct PlacedAnswer<'a> {
+    pub id: u64,
+    pub outcome: Result<&'a str, &'a str>,
+}
+
+/// The answer under `id` whose result or error is `outcome`, JSON text
+/// checked already (see [`PlacedAnswer`]), written around it as it is.
+pub fn response_text(id: &Value, outcome: Result<&str, &str>) -> String {
+    let (member, text) = match outcome {
+        Ok(result) => (r#","result":"#, result),
+        Err(error) => (r#","error":"#, error),
+    };
+    let mut line = String::with_capacity(text.len() + 48);
+    line.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    line.push_str(&id.to_string());
+    line.push_str(member);
+    line.push_str(text);
+    line.push('}');
+    line
+}
+
 /// Reads `line` as an answer under a numeric id, if it is a valid one.
 /// Most lines a server writes are answers to calls, and a bridge passes
 /// their results on as they are: read this way, a result is checked but
@@ -516,6 +617,39 @@ mod tests {
                 outcome: Ok(Value::Null)
             })
         );
+    }
+
+    /// An answer placed by whoever read its line first reads the same as
+    /// one read again, and is written around its result as it came, under
+    /// its client's id.
+    #[test]
+    fn a_placed_answer_reads_as_one_read_again() {
+        for line in [
+            r#"{"result":{"content":[{"type":"text","text":"a\"b"}]},"jsonrpc":"2.0","id":7}"#,
+            r#"{"jsonrpc":"2.0", "id":8, "error": {"code":1,"message":"no"} }"#,
+        ] {
+            let read = answer(line).unwrap();
+            let placed = read.placed(line).unwrap();
+            let again = Line {
+                text: line,
+                answer: None,
+            }
+            .answer()
+            .unwrap();
+            let kept = Line {
+                text: line,
+                answer: Some(&placed),
+            }
+            .answer()
+            .unwrap();
+            assert_eq!((kept.id, kept.outcome), (again.id, again.outcome));
+            let id = json!("x");
+            assert_eq!(
+                response_text(&id, kept.outcome),
+                response(&id, read.outcome),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -770,13 +770,14 @@ impl Mux {
 
     // Input from the child.
 
-    pub(crate) fn handle_child_line(
+    pub(crate) fn handle_child_line<'a>(
         &mut self,
-        line: &str,
+        line: impl Into<mcp::Line<'a>>,
         now: Instant,
         out: &mut VecDeque<BridgeOutput>,
     ) -> FromChild {
-        if let Some(answer) = mcp::answer(line) {
+        let line = line.into();
+        if let Some(answer) = line.answer() {
             self.heard_from = self.next_id;
             // A client's call needing no translation (nor a tool filter):
             // its answer goes on as the child wrote it, under the client's id.
@@ -786,11 +787,14 @@ impl Mux {
                     let failure =
                         (sent.span.as_ref()).and_then(|_| Failure::of_raw(answer.outcome));
                     self.end_call(sent.span, failure);
-                    self.finish(sent.caller, answer.outcome, out);
+                    let failed = answer.outcome.is_err();
+                    let message = |id: &Value| mcp::response_text(id, answer.outcome);
+                    self.finish_with(sent.caller, failed, message, out);
                     return FromChild::Nothing;
                 }
             }
         }
+        let line = line.text;
         let message = match mcp::parse(line) {
             Ok(message) => message,
             Err(invalid) => {
@@ -1574,14 +1578,27 @@ impl Mux {
         outcome: Result<&R, &R>,
         out: &mut VecDeque<BridgeOutput>,
     ) {
+        let failed = outcome.is_err();
+        self.finish_with(caller, failed, |id| mcp::response(id, outcome), out);
+    }
+
+    /// [`Mux::finish`] with the answer `message` writes under the
+    /// client's id (`failed`: an error).
+    fn finish_with(
+        &mut self,
+        caller: Caller,
+        failed: bool,
+        message: impl FnOnce(&Value) -> String,
+        out: &mut VecDeque<BridgeOutput>,
+    ) {
         self.forget(&caller);
-        if let (Err(_), Some(uri)) = (&outcome, &caller.subscribed) {
+        if let (true, Some(uri)) = (failed, &caller.subscribed) {
             self.unsubscribe_locally(uri, caller.client);
         }
         if self.clients.contains(&caller.client) {
             out.push_back(BridgeOutput::ToClient {
                 client: caller.client,
-                message: mcp::response(&caller.id, outcome),
+                message: message(&caller.id),
                 answers: Some(caller.id.to_string()),
             });
         }

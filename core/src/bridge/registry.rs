@@ -584,7 +584,13 @@ impl Registry {
         self.on_child(child, now, |c| c.handle_child_sessionless());
     }
 
-    pub(crate) fn handle_child_line(&mut self, child: ChildId, line: &str, now: Instant) {
+    pub(crate) fn handle_child_line<'a>(
+        &mut self,
+        child: ChildId,
+        line: impl Into<mcp::Line<'a>>,
+        now: Instant,
+    ) {
+        let line = line.into();
         self.on_child(child, now, |c| c.handle_child_line(line, now));
     }
 

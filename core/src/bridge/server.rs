@@ -224,7 +224,7 @@ impl BridgedServer {
         self.mux.prefer_stateless();
     }
 
-    pub fn handle_child_line(&mut self, line: &str, now: Instant) {
+    pub fn handle_child_line<'a>(&mut self, line: impl Into<crate::mcp::Line<'a>>, now: Instant) {
         let lists = self.mux.lists();
         let mut started = false;
         match self.mux.handle_child_line(line, now, &mut self.out) {

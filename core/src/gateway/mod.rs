@@ -250,7 +250,12 @@ impl Bridge {
         self.handle_queued();
     }
 
-    pub fn handle_child_line(&mut self, child: ChildId, line: &str, now: Instant) {
+    pub fn handle_child_line<'a>(
+        &mut self,
+        child: ChildId,
+        line: impl Into<crate::mcp::Line<'a>>,
+        now: Instant,
+    ) {
         self.registry.handle_child_line(child, line, now);
         self.handle_queued();
     }

@@ -329,9 +329,9 @@ impl ResponseReader {
         let status = response.code.unwrap_or(0);
         let mut headers = Headers::with_capacity(response.headers.len(), used);
         for field in response.headers.iter() {
-            let value = std::str::from_utf8(field.value)
+            let value = std::str::from_utf8(field.value.trim_ascii())
                 .map_err(|_| ResponseError::Malformed("a field that is not text"))?;
-            headers.push(field.name, value.trim());
+            headers.push(field.name, value);
         }
         let old = response.version == Some(0);
         let _ = self.input.split_to(used);
@@ -343,9 +343,11 @@ impl ResponseReader {
                 .get("connection")
                 .is_some_and(|c| c.eq_ignore_ascii_case("close"));
         self.reusable = !closes;
-        let chunked = headers
-            .get("transfer-encoding")
-            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+        let chunked = headers.get("transfer-encoding").is_some_and(|te| {
+            te.as_bytes()
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"chunked"))
+        });
         self.state = if self.head_only || status == 204 || status == 304 {
             Reading::Done
         } else if chunked {

@@ -176,6 +176,9 @@ pub enum UpstreamOutput {
     Abort(ExchangeId),
     /// A message of the server's, for the bridge (as a child's stdout line).
     Line(String),
+    /// An answer of the server's, for the bridge as [`UpstreamOutput::Line`],
+    /// and where its parts stand in it: read here, it is not read again.
+    Answer(String, mcp::Placed),
     /// The server's session is gone for good (a legacy event stream
     /// ended): taken as the child's exit, so the bridge starts again.
     Gone(String),
@@ -1102,13 +1105,21 @@ impl Upstream {
         if !self.exchanges.contains_key(&id) {
             return;
         }
-        if let Some(answered) = answer_id(&line) {
+        // Most lines are answers to calls: read once here, for the bridge too.
+        let read = mcp::answer(&line);
+        let mut placed = read.and_then(|answer| answer.placed(&line));
+        let answered = match read {
+            Some(answer) => Some(Value::from(answer.id)),
+            None => answer_id(&line),
+        };
+        if let Some(answered) = answered {
             match self.settle(id, &answered) {
                 Some(Settled::Passed) => {
                     if let Some(at) = self.listings.iter().position(|(a, _)| *a == answered) {
                         let first = self.listings.remove(at).is_none_or(|(_, first)| first);
                         if let Some(kept) = self.params.listed(&line, first) {
                             line = kept;
+                            placed = None;
                         }
                     }
                 }
@@ -1133,7 +1144,10 @@ impl Upstream {
                     .map(str::to_owned);
             }
         }
-        self.out.push_back(UpstreamOutput::Line(line));
+        self.out.push_back(match placed {
+            Some(placed) => UpstreamOutput::Answer(line, placed),
+            None => UpstreamOutput::Line(line),
+        });
     }
 
     /// The request an answer under `answered` settles, arriving on

@@ -58,7 +58,9 @@ fn drain(up: &mut Upstream) -> Drained {
                 request,
                 streaming,
             }),
-            UpstreamOutput::Line(line) => d.lines.push(serde_json::from_str(&line).unwrap()),
+            UpstreamOutput::Line(line) | UpstreamOutput::Answer(line, _) => {
+                d.lines.push(serde_json::from_str(&line).unwrap())
+            }
             UpstreamOutput::Abort(id) => d.aborted.push(id),
             UpstreamOutput::Sessionless => d.sessionless = true,
             UpstreamOutput::Status(status) => d.status.push(status),

@@ -175,15 +175,16 @@ impl Failure {
         }
     }
 
-    /// An answer's outcome as read without building it: the error is
-    /// read, and of a result only whether it says `isError`.
-    pub(crate) fn of_raw(outcome: Result<&RawValue, &RawValue>) -> Option<Self> {
+    /// An answer's outcome as read without building it (each the JSON
+    /// text it came as): the error is read, and of a result only whether
+    /// it says `isError`.
+    pub(crate) fn of_raw(outcome: Result<&str, &str>) -> Option<Self> {
         match outcome {
             Err(error) => {
-                let head: ErrorHead = serde_json::from_str(error.get()).unwrap_or_default();
+                let head: ErrorHead = serde_json::from_str(error).unwrap_or_default();
                 Some(Failure::error(head.code, &head.message.unwrap_or_default()))
             }
-            Ok(result) => serde_json::from_str::<ResultHead>(result.get())
+            Ok(result) => serde_json::from_str::<ResultHead>(result)
                 .is_ok_and(|head| head.is_error == Some(true))
                 .then(Failure::tool),
         }
@@ -196,8 +197,8 @@ impl Failure {
             return None;
         };
         match (answer.error, answer.result) {
-            (Some(error), _) => Failure::of_raw(Err(error)),
-            (None, Some(result)) => Failure::of_raw(Ok(result)),
+            (Some(error), _) => Failure::of_raw(Err(error.get())),
+            (None, Some(result)) => Failure::of_raw(Ok(result.get())),
             (None, None) => (answer.is_error == Some(true)).then(Failure::tool),
         }
     }

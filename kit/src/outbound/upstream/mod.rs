@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use mcp_provider_core::bridge::ChildId;
 use mcp_provider_core::gateway::Bridge;
 use mcp_provider_core::http::{Outgoing, ResponseEvent};
+use mcp_provider_core::mcp::{Line, Placed};
 use mcp_provider_core::time::later;
 use mcp_provider_core::upstream::{ExchangeId, Outline, Remote, Upstream, UpstreamOutput};
 
@@ -316,7 +317,8 @@ impl RemoteRun {
                         cut();
                     }
                 }
-                UpstreamOutput::Line(line) => lines.push(line),
+                UpstreamOutput::Line(line) => lines.push((line, None)),
+                UpstreamOutput::Answer(line, placed) => lines.push((line, Some(placed))),
                 UpstreamOutput::Sessionless => {
                     self.deliver(std::mem::take(&mut lines));
                     self.tell_bridge(|b, child, now| b.handle_child_sessionless(child, now));
@@ -423,12 +425,14 @@ impl RemoteRun {
         }
     }
 
-    /// The server's messages, to the bridge as the child's lines.
-    fn deliver(&self, lines: Vec<String>) {
+    /// The server's messages, to the bridge as the child's lines (with
+    /// where an answer's parts stand, when the upstream read it).
+    fn deliver(&self, lines: Vec<(String, Option<Placed>)>) {
         if !lines.is_empty() {
             self.tell_bridge(|b, child, now| {
-                for line in &lines {
-                    b.handle_child_line(child, line, now);
+                for (text, placed) in &lines {
+                    let answer = placed.as_ref();
+                    b.handle_child_line(child, Line { text, answer }, now);
                 }
             });
         }
