@@ -25,7 +25,7 @@ impl Sent {
             .headers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     fn body(&self) -> Value {
