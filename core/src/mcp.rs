@@ -194,11 +194,7 @@ pub fn parse_placed(line: &str) -> Result<(Message, Option<Range<usize>>), Inval
             })
         }
     };
-    let placed = envelope.id.0.and_then(|raw| {
-        let start = (raw.get().as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
-        let at = start..start + raw.get().len();
-        (line.get(at.clone()) == Some(raw.get())).then_some(at)
-    });
+    let placed = envelope.id.0.and_then(|raw| place(line, raw));
     let id = match envelope
         .id
         .0
@@ -254,14 +250,18 @@ pub struct Answer<'a> {
     pub outcome: Result<&'a RawValue, &'a RawValue>,
 }
 
+/// Where `raw`, read out of `line` without a copy, stands in it: its
+/// text borrows from the line, so its place is its offset in it.
+fn place(line: &str, raw: &RawValue) -> Option<Range<usize>> {
+    let start = (raw.get().as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+    let at = start..start + raw.get().len();
+    (line.get(at.clone()) == Some(raw.get())).then_some(at)
+}
+
 impl Answer<'_> {
     /// Where its parts stand in `line`, the line it was read from.
     pub fn placed(&self, line: &str) -> Option<Placed> {
-        let at = |raw: &RawValue| {
-            let start = (raw.get().as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
-            let at = start..start + raw.get().len();
-            (line.get(at.clone()) == Some(raw.get())).then_some(at)
-        };
+        let at = |raw: &RawValue| place(line, raw);
         let outcome = match self.outcome {
             Ok(result) => Ok(at(result)?),
             Err(error) => Err(at(error)?),
