@@ -82,9 +82,10 @@ pub struct ToolIndex {
     postings: Postings,
     titles: Titles,
     synonyms: Synonyms,
-    /// The terms of the servers' names: a query that writes one as a name
-    /// ("in Notion") still asks for it.
-    server_terms: HashSet<u32>,
+    /// Each server's name and the ids of its terms: a query that writes one
+    /// as a name ("in Notion") still asks for it, and a tool of a server
+    /// the query names is lifted.
+    servers: Vec<(String, Vec<u32>)>,
 }
 
 /// The fields of the weighted ranking, in the order [`weighted_terms`]
@@ -116,6 +117,10 @@ const NAME_BONUS: f32 = 0.5;
 /// says first what it does ("Unstages all staged changes"), where another
 /// only names the word ("git_diff_unstaged").
 const LEAD_BONUS: f32 = 0.2;
+
+/// How much a tool of a server the query names is lifted: "who is in our
+/// notion workspace" asks for Notion's users before Slack's.
+const SERVER_BONUS: f32 = 0.3;
 
 /// Plain BM25: name and description as one field (k1 1.2, b 0.75).
 const PLAIN_FIELDS: [Field; 1] = [Field {
@@ -162,14 +167,16 @@ impl ToolIndex {
                 (postings, Titles::default(), Synonyms::default())
             }
         };
-        let server_terms = match ranking {
-            Ranking::Weighted => docs
-                .iter()
-                .flat_map(|d| tokens::term_vec(&d.server))
-                .filter_map(|t| postings.id(&t))
-                .collect(),
-            Ranking::PlainBm25 => HashSet::new(),
-        };
+        let mut servers: Vec<(String, Vec<u32>)> = Vec::new();
+        if ranking == Ranking::Weighted {
+            for doc in &docs {
+                if !servers.iter().any(|(name, _)| *name == doc.server) {
+                    let terms = tokens::term_vec(&doc.server);
+                    let ids = terms.iter().filter_map(|t| postings.id(t)).collect();
+                    servers.push((doc.server.clone(), ids));
+                }
+            }
+        }
         let mut by_name: Vec<u32> = (0..docs.len() as u32).collect();
         by_name.sort_by(|&a, &b| name_of(&docs, a).cmp(name_of(&docs, b)).then(a.cmp(&b)));
         let mut name_rank = vec![0; docs.len()];
@@ -186,7 +193,7 @@ impl ToolIndex {
             postings,
             titles,
             synonyms,
-            server_terms,
+            servers,
         }
     }
 
@@ -204,11 +211,17 @@ impl ToolIndex {
         let (scores, matched) = self.postings.score(&concepts, self.docs.len());
         let weights = term_weights(&concepts);
         let action = term_weights(concepts.get(..1).unwrap_or(&[]));
+        let named = self.named_servers(&weights);
         let adjust = |d: u32, matched: u16| match self.ranking {
             Ranking::Weighted => {
                 (f32::from(matched) / concepts.len() as f32).powi(COVERAGE_POWER)
                     * (1.0 + NAME_BONUS * self.titles.coverage(d, &weights))
                     * (1.0 + LEAD_BONUS * self.titles.lead(d, &action))
+                    * if named.contains(&self.server_of(d)) {
+                        1.0 + SERVER_BONUS
+                    } else {
+                        1.0
+                    }
             }
             Ranking::PlainBm25 => 1.0,
         };
@@ -279,7 +292,12 @@ impl ToolIndex {
             + self.postings.heap_bytes()
             + self.titles.heap_bytes()
             + self.synonyms.heap_bytes()
-            + self.server_terms.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.servers.capacity() * std::mem::size_of::<(String, Vec<u32>)>()
+            + self
+                .servers
+                .iter()
+                .map(|(name, ids)| name.capacity() + ids.capacity() * std::mem::size_of::<u32>())
+                .sum::<usize>()
     }
 
     /// The query's concepts: each word typed (a stop word only where a
@@ -297,7 +315,7 @@ impl ToolIndex {
                     let server = self
                         .postings
                         .id(word)
-                        .is_some_and(|id| self.server_terms.contains(&id));
+                        .is_some_and(|id| self.servers.iter().any(|(_, ids)| ids.contains(&id)));
                     if *name && !server {
                         *slot = true;
                     }
@@ -385,6 +403,26 @@ impl ToolIndex {
         }
         concepts.sort_by_key(|&(at, _)| at);
         concepts.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// The servers whose names the query says a word of, at full weight
+    /// (`weights`, by term id): "on slack", "in our notion workspace".
+    fn named_servers(&self, weights: &[(u32, f32)]) -> Vec<&str> {
+        self.servers
+            .iter()
+            .filter(|(_, ids)| {
+                weights
+                    .iter()
+                    .any(|&(id, weight)| weight >= 1.0 && ids.contains(&id))
+            })
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    fn server_of(&self, doc: u32) -> &str {
+        self.docs
+            .get(doc as usize)
+            .map_or("", |d| d.server.as_str())
     }
 
     fn name_rank_of(&self, doc: u32) -> u32 {
@@ -738,6 +776,23 @@ mod tests {
         let first = |query| names(&index.search(query, 1, None));
         assert_eq!(first("unstage everything"), ["git_reset"]);
         assert_eq!(first("run a command in the terminal"), ["start_process"]);
+    }
+
+    #[test]
+    fn a_tool_of_the_server_the_query_names_comes_first() {
+        let index = ToolIndex::build(vec![
+            tool("get_users", "slack", "List the users of the workspace."),
+            tool("get_users", "notion", "List the users of a page."),
+        ]);
+        let servers = |query| -> Vec<String> {
+            let hits = index.search(query, 5, None);
+            hits.iter().map(|h| h.doc.server.clone()).collect()
+        };
+        assert_eq!(
+            servers("who is in our notion workspace"),
+            ["notion", "slack"]
+        );
+        assert_eq!(servers("who is in our workspace"), ["slack", "notion"]);
     }
 
     #[test]
