@@ -7,9 +7,9 @@
 //!     scripts/tool_search_eval [--queries PATH] [--misses] [--query "TEXT"]
 //!
 //! `--queries` reads another query set in the same format instead (beside
-//! this file: `held_out.tsv`, `blind.tsv`, `blind2.tsv` and `blind3.tsv`,
-//! each written blind and used to tune the engine since, and `blind4.tsv`,
-//! written blind and never tuned on); `--misses` also
+//! this file: `held_out.tsv` and `blind.tsv` … `blind4.tsv`, each written
+//! blind and used to tune the engine since, and `blind5.tsv`, written blind
+//! and never tuned on); `--misses` also
 //! prints each query the engine does not answer first, with what it found
 //! and what it expects; `--query` prints what each ranking finds for one
 //! query, with the scores.
