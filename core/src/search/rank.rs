@@ -136,8 +136,9 @@ impl Postings {
     /// Scores every document against `concepts`: for each concept, the
     /// best of its alternatives (a phrase's terms add up, times the
     /// alternative's weight), so that a word and its synonyms count once,
-    /// and [`OTHERS_SHARE`] of the others; then the concepts add up. Returns each document's score and how
-    /// many of the concepts it matched.
+    /// and [`OTHERS_SHARE`] of the others; then the concepts add up.
+    /// Returns each document's score and how many of the concepts it
+    /// matched.
     pub fn score(&self, concepts: &[Concept], docs: usize) -> (Vec<f32>, Vec<u16>) {
         let mut total = vec![0f32; docs];
         let mut matched = vec![0u16; docs];
