@@ -142,8 +142,12 @@ fn values(chunks: &[&str]) -> Vec<bool> {
     let quote = |c: char| matches!(c, '"' | '`' | '\u{201c}' | '\u{201d}');
     let mut at = 0;
     while let Some(chunk) = chunks.get(at) {
-        if chunk.starts_with(quote) && !chunk[1..].contains(quote) {
-            if let Some(len) = chunks[at + 1..].iter().position(|c| c.contains(quote)) {
+        let opens = chunk
+            .strip_prefix(quote)
+            .is_some_and(|rest| !rest.contains(quote));
+        if opens {
+            let after = chunks.get(at + 1..).unwrap_or_default();
+            if let Some(len) = after.iter().position(|c| c.contains(quote)) {
                 for slot in values.iter_mut().skip(at).take(len + 2) {
                     *slot = true;
                 }
@@ -432,6 +436,15 @@ mod tests {
             ["search", "for", &stem("unclosed")]
         );
         assert_eq!(words("called"), ["call"], "nothing named after it");
+        // Typographic quotes, several bytes long, open and close too; one
+        // alone, or unclosed, is read like any other character.
+        assert_eq!(
+            words("commit with message \u{201c}fix the typo\u{201d}"),
+            ["commit", "with", "messag"]
+        );
+        for text in ["\u{201c}", "\u{201c}x", "a \u{201d}", "\u{201c}\u{201c} b"] {
+            query_words(text);
+        }
     }
 
     #[test]
