@@ -257,6 +257,50 @@ pub fn sessions(data: &[u8]) {
     );
 }
 
+/// A listing and a query from peers: the input split on NUL bytes into a
+/// server's tools (name, description, a parameter's name and description,
+/// in turn) and, last, the query a client searches with, as text however
+/// it reads. Checks: no panic, at most the limit found, and each tool
+/// found is one of the listing's.
+pub fn tool_search(data: &[u8]) {
+    use crate::search::{ToolDoc, ToolIndex};
+    let text = String::from_utf8_lossy(data);
+    let mut parts: Vec<&str> = text.split('\0').collect();
+    let query = parts.pop().unwrap_or_default();
+    let docs: Vec<ToolDoc> = parts
+        .chunks(4)
+        .map(|tool| {
+            let part = |i: usize| tool.get(i).copied().unwrap_or_default();
+            ToolDoc {
+                name: part(0).to_owned(),
+                server: "peer".to_owned(),
+                description: part(1).to_owned(),
+                input_schema: serde_json::json!({
+                    "type": "object",
+                    "properties": {part(2): {"type": "string", "description": part(3)}},
+                }),
+            }
+        })
+        .collect();
+    let index = ToolIndex::build(docs.clone());
+    for limit in [1, 5, 20] {
+        let hits = index.search(query, limit, None);
+        assert!(
+            hits.len() <= limit,
+            "{} found for limit {limit}",
+            hits.len()
+        );
+        for hit in hits {
+            assert!(
+                docs.contains(hit.doc),
+                "{:?} is not in the listing",
+                hit.doc.name
+            );
+        }
+    }
+    index.search(query, 5, Some("peer"));
+}
+
 /// A server connection driven the way the driver contract in
 /// [`crate::http::ServerConn`] says, with the input choosing what the peer
 /// sends (well-formed requests numbered in order, or any bytes), how it is
@@ -571,7 +615,7 @@ pub fn bridge(data: &[u8]) {
             5 => bridge.handle_socket_text(conn, &String::from_utf8_lossy(rest), now),
             6 | 7 => {
                 if let Some(&child) = children.get(usize::from(kind) % children.len().max(1)) {
-                    bridge.handle_child_line(child, &String::from_utf8_lossy(rest), now);
+                    bridge.handle_child_line(child, &*String::from_utf8_lossy(rest), now);
                 }
             }
             8 => {
