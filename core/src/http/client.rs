@@ -109,17 +109,19 @@ impl ResponseHead {
 
     /// The media type of `Content-Type`, lower-cased, without parameters.
     pub fn media_type(&self) -> String {
-        let value = self.header("content-type").unwrap_or_default();
-        let media = value.split(';').next().unwrap_or_default();
-        media.trim().to_ascii_lowercase()
+        self.media().to_ascii_lowercase()
     }
 
     /// Whether the media type of `Content-Type` is `wanted` (lower-case),
     /// read without a copy: asked of every answer a remote server sends.
     pub fn is_media_type(&self, wanted: &str) -> bool {
+        self.media().eq_ignore_ascii_case(wanted)
+    }
+
+    /// The media type of `Content-Type` as written, without parameters.
+    fn media(&self) -> &str {
         let value = self.header("content-type").unwrap_or_default();
-        let media = value.split(';').next().unwrap_or_default();
-        media.trim().eq_ignore_ascii_case(wanted)
+        value.split(';').next().unwrap_or_default().trim()
     }
 }
 
