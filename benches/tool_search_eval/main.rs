@@ -8,11 +8,11 @@
 //!
 //! `--queries` reads another query set in the same format instead (beside
 //! this file: `held_out.tsv` and `blind.tsv` … `blind4.tsv`, each written
-//! blind and used to tune the engine since, and `blind5.tsv`, written blind
-//! and never tuned on); `--misses` also
-//! prints each query the engine does not answer first, with what it found
-//! and what it expects; `--query` prints what each ranking finds for one
-//! query, with the scores.
+//! blind and used to tune the engine since, and `blind5.tsv` and
+//! `blind6.tsv`, written blind and never tuned on); `--misses` also prints
+//! each query the engine does not answer first, with what it found and
+//! what it expects; `--query` prints what each ranking finds for one query,
+//! with the scores.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
