@@ -284,12 +284,13 @@ pub struct Answering {
 
 impl Answering {
     /// Writes one event of the answer to `to`: what it makes goes to
-    /// `emit`, in order.
-    pub fn handle(&mut self, to: RequestId, event: AnswerEvent, mut emit: impl FnMut(Output)) {
+    /// `emit`, in order (the bytes of a stream as [`Output::Data`], unless
+    /// the sink takes them as they are: [`AnswerSink::data`]).
+    pub fn handle(&mut self, to: RequestId, event: AnswerEvent, mut emit: impl AnswerSink) {
         if let AnswerEvent::Open(mut stream) = event {
             if stream.is_stream() {
                 let response = stream.open(&mut self.scratch);
-                emit(Output::Respond { to, response });
+                emit.output(Output::Respond { to, response });
                 self.flush(to, &mut emit);
             }
             self.stream = Some((to, stream));
@@ -327,19 +328,40 @@ impl Answering {
         };
         self.stream = None;
         match whole {
-            Some(response) => emit(Output::Respond { to, response }),
+            Some(response) => emit.output(Output::Respond { to, response }),
             None => {
                 self.flush(to, &mut emit);
-                emit(Output::End { to });
+                emit.output(Output::End { to });
             }
         }
     }
 
-    fn flush(&mut self, to: RequestId, emit: &mut impl FnMut(Output)) {
+    fn flush(&mut self, to: RequestId, emit: &mut impl AnswerSink) {
         if !self.scratch.is_empty() {
-            let data = self.scratch.split().freeze();
-            emit(Output::Data { to, data });
+            emit.data(to, &mut self.scratch);
         }
+    }
+}
+
+/// Where [`Answering::handle`] puts what it makes. Any `FnMut(Output)` is
+/// one; a sink that writes the connection itself (an HTTP connection's
+/// chunks) takes a stream's bytes in place, saving their hand-over as an
+/// output of their own.
+pub trait AnswerSink {
+    /// A plain output ([`Output::Respond`], [`Output::End`]).
+    fn output(&mut self, output: Output);
+
+    /// The stream's next bytes, in `scratch`: taken from it, which is
+    /// left empty (its room is kept for the next event).
+    fn data(&mut self, to: RequestId, scratch: &mut BytesMut) {
+        let data = scratch.split().freeze();
+        self.output(Output::Data { to, data });
+    }
+}
+
+impl<F: FnMut(Output)> AnswerSink for F {
+    fn output(&mut self, output: Output) {
+        self(output)
     }
 }
 

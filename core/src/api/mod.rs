@@ -176,6 +176,46 @@ pub(crate) fn put_json(out: &mut BytesMut, value: &impl serde::Serialize) {
     let _ = serde_json::to_writer(out.writer(), value);
 }
 
+/// Writes `text` as the inside of a JSON string (without its quotes) at the
+/// end of `out`, escaped byte for byte as `serde_json` escapes it. A
+/// streamed chunk's text is written this way between a head and a tail
+/// computed once per answer: one copy for text with nothing to escape,
+/// where a serializer makes several small writes per string.
+pub(crate) fn put_json_str_inner(out: &mut BytesMut, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (at, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(run..at).unwrap_or_default());
+        run = at + 1;
+        if short.is_empty() {
+            let unicode = [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ];
+            out.extend_from_slice(&unicode);
+        } else {
+            out.extend_from_slice(short);
+        }
+    }
+    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
+}
+
 /// Writes a number at the end of `out`.
 pub(crate) fn put_u64(out: &mut BytesMut, n: u64) {
     // Writing into a BytesMut cannot fail.
@@ -291,5 +331,23 @@ pub(crate) mod testing {
                 Some((name, data?))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Any text, quoted, reads exactly as serde_json writes it: the
+        /// chunks written this way are byte for byte what they were.
+        #[test]
+        fn a_json_string_inside_matches_serde_json(text in "(?s).{0,40}|[\\x00-\\x20\"\\\\a\u{e9}\u{1f600}]{0,20}") {
+            let mut out = BytesMut::from(&b"\""[..]);
+            put_json_str_inner(&mut out, &text);
+            out.extend_from_slice(b"\"");
+            let expected = serde_json::to_string(&text).unwrap_or_default();
+            proptest::prop_assert_eq!(&out[..], expected.as_bytes());
+        }
     }
 }

@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
 use super::{
-    parse_object, put_json, AnswerIds, EditorApi, Encoder, End, ModelRequest, SSE, SSE_KEEPALIVE,
+    parse_object, put_json, put_json_str_inner, AnswerIds, EditorApi, Encoder, End, ModelRequest,
+    SSE, SSE_KEEPALIVE,
 };
 use crate::agent::message::{Delta, ToolCallDelta};
 use crate::answer::Answer;
@@ -433,21 +434,45 @@ struct ChatEncoder {
     include_usage: bool,
     /// Every chunk's JSON up to its choice.
     prefix: Vec<u8>,
+    /// A text-only chunk's whole event up to the text's first byte: the
+    /// common chunk is this, the text escaped, and [`TEXT_TAIL`] or
+    /// [`COMPLETION_TEXT_TAIL`].
+    text_head: Vec<u8>,
     role_sent: bool,
 }
+
+/// What follows a text-only chat chunk's text.
+const TEXT_TAIL: &[u8] = b"\"},\"finish_reason\":null}]}\n\n";
+/// What follows a legacy completion chunk's text.
+const COMPLETION_TEXT_TAIL: &[u8] = b"\",\"logprobs\":null,\"finish_reason\":null}]}\n\n";
 
 impl ChatEncoder {
     fn new(request: &ModelRequest, ids: AnswerIds, chat: bool) -> Self {
         let id = ids.id;
+        let prefix = chunk_prefix(chat, &id, ids.created, &request.model);
+        let choice: &[u8] = if chat {
+            br#"{"index":0,"delta":{"content":""#
+        } else {
+            br#"{"index":0,"text":""#
+        };
         ChatEncoder {
             chat,
-            prefix: chunk_prefix(chat, &id, ids.created, &request.model),
+            text_head: [b"data: ", prefix.as_slice(), choice].concat(),
+            prefix,
             id,
             created: ids.created,
             model: request.model.clone(),
             include_usage: request.echo.get("include_usage") == Some(&Value::Bool(true)),
             role_sent: false,
         }
+    }
+
+    /// A text-only chunk as one SSE event.
+    fn put_text_chunk(&self, out: &mut BytesMut, text: &str, tail: &[u8]) {
+        out.reserve(self.text_head.len() + text.len() + tail.len());
+        out.extend_from_slice(&self.text_head);
+        put_json_str_inner(out, text);
+        out.extend_from_slice(tail);
     }
 
     fn tail(&self, answer: &Answer, out: &mut BytesMut) {
@@ -482,7 +507,7 @@ impl Encoder for ChatEncoder {
         let content = delta.content.as_deref();
         if !self.chat {
             if let Some(text) = content.filter(|t| !t.is_empty()) {
-                put_completion_chunk(out, &self.prefix, text, None);
+                self.put_text_chunk(out, text, COMPLETION_TEXT_TAIL);
             }
             return;
         }
@@ -491,16 +516,7 @@ impl Encoder for ChatEncoder {
         if let (None, None, None, Some(text)) = (role, reasoning, &delta.tool_calls, content) {
             // The common chunk, text only: written without building a delta.
             if !text.is_empty() {
-                put_chat_chunk(
-                    out,
-                    &self.prefix,
-                    |o| {
-                        o.put_slice(br#"{"content":"#);
-                        put_json(o, &text);
-                        o.put_u8(b'}');
-                    },
-                    None,
-                );
+                self.put_text_chunk(out, text, TEXT_TAIL);
             }
             return;
         }
@@ -702,6 +718,41 @@ mod tests {
         assert_eq!(r.payload["kind"], "completion");
         assert_eq!(r.payload["suffix"], "\n  return x");
         assert!(!r.stream);
+    }
+
+    #[test]
+    fn a_text_chunk_is_written_as_the_general_delta_would_write_it() {
+        use crate::api::testing::{answer, said};
+        let text = "say \"hi\"\n\t\u{1}\\ é";
+        let prefix = |chat| chunk_prefix(chat, if chat { "chatcmpl-t" } else { "cmpl-t" }, 1, "m");
+        let mut chat = BytesMut::new();
+        put_chat_chunk(
+            &mut chat,
+            &prefix(true),
+            |o| put_json(o, &json!({"content": text})),
+            None,
+        );
+        let mut completion = BytesMut::new();
+        put_completion_chunk(&mut completion, &prefix(false), text, None);
+        let deltas = [said("Hi"), said(text)];
+        let (stream, _) = answer(
+            &CHAT,
+            &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": true}),
+            &deltas,
+        );
+        assert!(
+            stream.contains(std::str::from_utf8(&chat).unwrap()),
+            "{stream}"
+        );
+        let (stream, _) = answer(
+            &COMPLETION,
+            &json!({"model": "m", "prompt": "p", "stream": true}),
+            &deltas,
+        );
+        assert!(
+            stream.contains(std::str::from_utf8(&completion).unwrap()),
+            "{stream}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{ConnId, RequestId};
 use crate::agent::close::LinkClose;
 use crate::error::{ApiError, Dialect};
 use crate::http::{Response, ServerConn};
-use crate::stream::{AnswerEvent, Answering};
+use crate::stream::{AnswerEvent, AnswerSink, Answering};
 
 /// What the driver must do.
 #[derive(Debug)]
@@ -119,9 +119,7 @@ impl Output {
     ) -> Option<Upgrade> {
         match self {
             Output::Answer { to, event } => {
-                answering.handle(to, event, |plain| {
-                    plain.encode_plain(http, out);
-                });
+                answering.handle(to, event, HttpSink { http, out });
                 None
             }
             plain => plain.encode_plain(http, out),
@@ -196,4 +194,24 @@ pub fn too_many_connections() -> Bytes {
     let error = ApiError::unavailable("too many open connections; retry shortly");
     let response = Response::json(503, error.body(Dialect::OpenAi)).with_header("retry-after", "1");
     crate::http::encode_closing(&response)
+}
+
+/// An HTTP connection as an answer's sink: a stream's bytes go straight
+/// into its chunks, with no output of their own in between.
+struct HttpSink<'a> {
+    http: &'a mut ServerConn,
+    out: &'a mut BytesMut,
+}
+
+impl AnswerSink for HttpSink<'_> {
+    fn output(&mut self, output: Output) {
+        output.encode_plain(self.http, self.out);
+    }
+
+    fn data(&mut self, to: RequestId, scratch: &mut BytesMut) {
+        if self.http.is_answering(to.seq) {
+            self.http.encode_data(scratch, self.out);
+        }
+        scratch.clear();
+    }
 }
