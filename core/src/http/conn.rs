@@ -268,9 +268,12 @@ impl ServerConn {
                 framing: Framing::Chunked,
                 ..
             }) if !data.is_empty() => {
+                // Room for the whole chunk first: the three writes that
+                // follow then only copy.
+                out.reserve(data.len() + 2 * std::mem::size_of::<usize>() + 4);
                 put_chunk_size(out, data.len());
-                out.put_slice(data);
-                out.put_slice(b"\r\n");
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
             }
             Some(Answer {
                 framing: Framing::Close,
@@ -310,11 +313,15 @@ impl ServerConn {
     }
 }
 
-/// A chunk's size line (`{len:x}\r\n`), written without allocating.
+/// A chunk's size line (`{len:x}\r\n`), written in one piece without
+/// allocating.
 fn put_chunk_size(out: &mut BytesMut, len: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; (usize::BITS / 4) as usize];
-    let mut start = digits.len();
+    const DIGITS: usize = (usize::BITS / 4) as usize;
+    let mut line = [0u8; DIGITS + 2];
+    let (digits, end) = line.split_at_mut(DIGITS);
+    end.copy_from_slice(b"\r\n");
+    let mut start = DIGITS;
     let mut left = len;
     for slot in digits.iter_mut().rev() {
         *slot = HEX[left & 0xf];
@@ -324,8 +331,7 @@ fn put_chunk_size(out: &mut BytesMut, len: usize) {
             break;
         }
     }
-    out.put_slice(digits.get(start..).unwrap_or_default());
-    out.put_slice(b"\r\n");
+    out.extend_from_slice(line.get(start..).unwrap_or_default());
 }
 
 #[cfg(test)]
