@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
 use super::{
-    arguments_object, parse_object, put_event, put_json, AnswerIds, EditorApi, Encoder, End,
+    arguments_object, parse_object, put_event, put_json_str, AnswerIds, EditorApi, Encoder, End,
     ModelRequest, SSE,
 };
 use crate::agent::message::Delta;
@@ -391,9 +391,10 @@ impl MessageEncoder {
         }
         self.start_run(run, out);
         if let Some(open) = &self.open_run {
-            out.put_slice(&open.prefix);
-            put_json(out, &text);
-            out.put_slice(b"}}\n\n");
+            out.reserve(open.prefix.len() + text.len() + 6);
+            out.extend_from_slice(&open.prefix);
+            put_json_str(out, text);
+            out.extend_from_slice(b"}}\n\n");
         }
     }
 

@@ -216,6 +216,15 @@ pub(crate) fn put_json_str_inner(out: &mut BytesMut, text: &str) {
     out.extend_from_slice(bytes.get(run..).unwrap_or_default());
 }
 
+/// Writes `text` as a JSON string at the end of `out`, as `serde_json`
+/// would (see [`put_json_str_inner`]).
+pub(crate) fn put_json_str(out: &mut BytesMut, text: &str) {
+    out.reserve(text.len() + 2);
+    out.extend_from_slice(b"\"");
+    put_json_str_inner(out, text);
+    out.extend_from_slice(b"\"");
+}
+
 /// Writes a number at the end of `out`.
 pub(crate) fn put_u64(out: &mut BytesMut, n: u64) {
     // Writing into a BytesMut cannot fail.
@@ -343,9 +352,8 @@ mod tests {
         /// chunks written this way are byte for byte what they were.
         #[test]
         fn a_json_string_inside_matches_serde_json(text in "(?s).{0,40}|[\\x00-\\x20\"\\\\a\u{e9}\u{1f600}]{0,20}") {
-            let mut out = BytesMut::from(&b"\""[..]);
-            put_json_str_inner(&mut out, &text);
-            out.extend_from_slice(b"\"");
+            let mut out = BytesMut::new();
+            put_json_str(&mut out, &text);
             let expected = serde_json::to_string(&text).unwrap_or_default();
             proptest::prop_assert_eq!(&out[..], expected.as_bytes());
         }

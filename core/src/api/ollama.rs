@@ -8,7 +8,9 @@ use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
 use super::Timings;
-use super::{parse_object, put_json, AnswerIds, EditorApi, Encoder, End, ModelRequest, NDJSON};
+use super::{
+    parse_object, put_json, put_json_str, AnswerIds, EditorApi, Encoder, End, ModelRequest, NDJSON,
+};
 use crate::agent::message::Delta;
 use crate::answer::Answer;
 use crate::error::{ApiError, Dialect};
@@ -368,7 +370,7 @@ fn put_line(
     out.put_slice(prefix);
     write_rfc3339(out, at);
     out.put_slice(head);
-    put_json(out, &text);
+    put_json_str(out, text);
     out.put_slice(if chat {
         b"},\"done\":false}\n"
     } else {
