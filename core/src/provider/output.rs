@@ -213,5 +213,44 @@ impl AnswerSink for HttpSink<'_> {
             self.http.encode_data(scratch, self.out);
         }
         scratch.clear();
+        // The room is kept for the next event, unless one large event
+        // grew it: a connection that once carried a huge piece does not
+        // hold that much memory for the rest of its life.
+        if scratch.capacity() > KEPT_ROOM {
+            *scratch = BytesMut::new();
+        }
+    }
+}
+
+/// The most room an answer's scratch buffer keeps between events.
+const KEPT_ROOM: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::http::Limits;
+
+    #[test]
+    fn an_answers_scratch_keeps_its_room_unless_one_event_grew_it_large() {
+        let mut http = ServerConn::new(Limits::default(), Instant::now());
+        let mut out = BytesMut::new();
+        let mut sink = HttpSink {
+            http: &mut http,
+            out: &mut out,
+        };
+        let to = RequestId {
+            conn: ConnId(1),
+            seq: 0,
+        };
+        let mut small = BytesMut::with_capacity(4096);
+        small.extend_from_slice(b"data: x\n\n");
+        sink.data(to, &mut small);
+        assert!(small.is_empty() && small.capacity() >= 4096);
+        let mut large = BytesMut::with_capacity(4 * KEPT_ROOM);
+        large.extend_from_slice(b"data: x\n\n");
+        sink.data(to, &mut large);
+        assert!(large.is_empty() && large.capacity() <= KEPT_ROOM);
     }
 }
