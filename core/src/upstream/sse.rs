@@ -95,30 +95,37 @@ impl SseReader {
                 continue;
             }
             // A line's bytes are taken a run at a time, up to its break.
-            let run = bytes
-                .iter()
-                .position(|&b| b == b'\r' || b == b'\n')
-                .unwrap_or(bytes.len());
-            let (text, rest) = bytes.split_at(run);
+            let (text, rest) = bytes.split_at(line_break(bytes));
             self.size += text.len();
             if self.size > self.max {
                 return Err(SseError::TooLong(self.max));
             }
-            self.line.extend_from_slice(text);
             let Some((&brk, rest)) = rest.split_first() else {
+                self.line.extend_from_slice(text);
                 break;
             };
             self.after_cr = brk == b'\r';
-            if let Some(event) = self.end_line() {
-                events.push(event);
-            }
+            // A line that came whole in these bytes is read where it
+            // stands; only one split between reads is gathered first.
+            let event = if self.line.is_empty() {
+                self.end_line(text)
+            } else {
+                self.line.extend_from_slice(text);
+                let mut line = std::mem::take(&mut self.line);
+                let event = self.end_line(&line);
+                line.clear();
+                self.line = line;
+                event
+            };
+            events.extend(event);
             bytes = rest;
         }
         Ok(events)
     }
 
-    fn end_line(&mut self) -> Option<Event> {
-        if self.line.is_empty() {
+    /// The end of `line`: an empty one dispatches the event.
+    fn end_line(&mut self, line: &[u8]) -> Option<Event> {
+        if line.is_empty() {
             if let Some(id) = &self.event.id {
                 self.last_id = Some(id.clone());
             }
@@ -127,15 +134,13 @@ impl SseReader {
             self.size = 0;
             return any.then_some(event);
         }
-        self.field();
-        // The line's room is kept for the next one.
-        self.line.clear();
+        self.field(line);
         None
     }
 
-    /// The field on the line just read, into the event.
-    fn field(&mut self) {
-        let line = crate::text::lossy(&self.line);
+    /// The field on `line`, into the event.
+    fn field(&mut self, line: &[u8]) {
+        let line = crate::text::lossy(line);
         if line.starts_with(':') {
             return;
         }
@@ -160,6 +165,31 @@ impl SseReader {
             _ => {}
         }
     }
+}
+
+/// Where the first line break (`\r` or `\n`) of `bytes` is, or its
+/// length: eight bytes at a time, as an event's line is mostly a long run
+/// of JSON.
+fn line_break(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = ONES << 7;
+    // Nonzero exactly when some byte of `w` is zero.
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
+    let mut at = 0;
+    for word in bytes.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_ne_bytes(w);
+        if has_zero(w ^ (ONES * u64::from(b'\n'))) | has_zero(w ^ (ONES * u64::from(b'\r'))) != 0 {
+            break;
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..).unwrap_or_default();
+    at + tail
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(tail.len())
 }
 
 #[cfg(test)]
@@ -220,5 +250,19 @@ mod tests {
         let mut reader = SseReader::new(16);
         assert!(reader.push(b"data: 0123456789").is_ok());
         assert_eq!(reader.push(b"abcdefgh"), Err(SseError::TooLong(16)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_line_break_is_found_where_a_byte_by_byte_search_finds_it(
+            bytes in proptest::collection::vec(proptest::prop_oneof![
+                8 => proptest::num::u8::ANY,
+                1 => proptest::strategy::Just(b'\n'),
+                1 => proptest::strategy::Just(b'\r'),
+            ], 0..64)
+        ) {
+            let plain = bytes.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(line_break(&bytes), plain);
+        }
     }
 }
