@@ -82,10 +82,13 @@ pub struct ToolIndex {
     postings: Postings,
     titles: Titles,
     synonyms: Synonyms,
-    /// Each server's name and the ids of its terms: a query that writes one
-    /// as a name ("in Notion") still asks for it, and a tool of a server
-    /// the query names is lifted.
-    servers: Vec<(String, Vec<u32>)>,
+    /// The ids of each server's name's terms: a query that writes one as a
+    /// name ("in Notion") still asks for it, and a tool of a server the
+    /// query names is lifted.
+    servers: Vec<Vec<u32>>,
+    /// Each document's server, as its place in `servers` (weighted ranking
+    /// only).
+    server_of: Vec<u32>,
 }
 
 /// The fields of the weighted ranking, in the order [`weighted_terms`]
@@ -167,14 +170,17 @@ impl ToolIndex {
                 (postings, Titles::default(), Synonyms::default())
             }
         };
-        let mut servers: Vec<(String, Vec<u32>)> = Vec::new();
+        let mut servers: Vec<Vec<u32>> = Vec::new();
+        let mut server_of = Vec::new();
         if ranking == Ranking::Weighted {
+            let mut places: HashMap<&str, u32> = HashMap::new();
             for doc in &docs {
-                if !servers.iter().any(|(name, _)| *name == doc.server) {
+                let place = *places.entry(&doc.server).or_insert_with(|| {
                     let terms = tokens::term_vec(&doc.server);
-                    let ids = terms.iter().filter_map(|t| postings.id(t)).collect();
-                    servers.push((doc.server.clone(), ids));
-                }
+                    servers.push(terms.iter().filter_map(|t| postings.id(t)).collect());
+                    servers.len() as u32 - 1
+                });
+                server_of.push(place);
             }
         }
         let mut by_name: Vec<u32> = (0..docs.len() as u32).collect();
@@ -194,6 +200,7 @@ impl ToolIndex {
             titles,
             synonyms,
             servers,
+            server_of,
         }
     }
 
@@ -217,7 +224,7 @@ impl ToolIndex {
                 (f32::from(matched) / concepts.len() as f32).powi(COVERAGE_POWER)
                     * (1.0 + NAME_BONUS * self.titles.coverage(d, &weights))
                     * (1.0 + LEAD_BONUS * self.titles.lead(d, &action))
-                    * if named.contains(&self.server_of(d)) {
+                    * if self.is_named(&named, d) {
                         1.0 + SERVER_BONUS
                     } else {
                         1.0
@@ -292,12 +299,11 @@ impl ToolIndex {
             + self.postings.heap_bytes()
             + self.titles.heap_bytes()
             + self.synonyms.heap_bytes()
-            + self.servers.capacity() * std::mem::size_of::<(String, Vec<u32>)>()
-            + self
-                .servers
-                .iter()
-                .map(|(name, ids)| name.capacity() + ids.capacity() * std::mem::size_of::<u32>())
+            + self.servers.capacity() * std::mem::size_of::<Vec<u32>>()
+            + (self.servers.iter())
+                .map(|ids| ids.capacity() * std::mem::size_of::<u32>())
                 .sum::<usize>()
+            + self.server_of.capacity() * std::mem::size_of::<u32>()
     }
 
     /// The query's concepts: each word typed (a stop word only where a
@@ -315,7 +321,7 @@ impl ToolIndex {
                     let server = self
                         .postings
                         .id(word)
-                        .is_some_and(|id| self.servers.iter().any(|(_, ids)| ids.contains(&id)));
+                        .is_some_and(|id| self.servers.iter().any(|ids| ids.contains(&id)));
                     if *name && !server {
                         *slot = true;
                     }
@@ -405,24 +411,23 @@ impl ToolIndex {
         concepts.into_iter().map(|(_, c)| c).collect()
     }
 
-    /// The servers whose names the query says a word of, at full weight
-    /// (`weights`, by term id): "on slack", "in our notion workspace".
-    fn named_servers(&self, weights: &[(u32, f32)]) -> Vec<&str> {
-        self.servers
-            .iter()
-            .filter(|(_, ids)| {
+    /// Which servers (by place in `servers`) the query names: it says a
+    /// word of their name at full weight (`weights`, by term id), as in
+    /// "on slack", "in our notion workspace".
+    fn named_servers(&self, weights: &[(u32, f32)]) -> Vec<bool> {
+        (self.servers.iter())
+            .map(|ids| {
                 weights
                     .iter()
                     .any(|&(id, weight)| weight >= 1.0 && ids.contains(&id))
             })
-            .map(|(name, _)| name.as_str())
             .collect()
     }
 
-    fn server_of(&self, doc: u32) -> &str {
-        self.docs
-            .get(doc as usize)
-            .map_or("", |d| d.server.as_str())
+    /// Whether document `doc`'s server is one of the `named` ones.
+    fn is_named(&self, named: &[bool], doc: u32) -> bool {
+        let place = self.server_of.get(doc as usize).copied();
+        place.is_some_and(|p| named.get(p as usize) == Some(&true))
     }
 
     fn name_rank_of(&self, doc: u32) -> u32 {
