@@ -157,6 +157,7 @@ pub fn agent_messages(data: &[u8]) {
             }
             None => continue,
         };
+        crate::agent::message::scan_agrees_with_serde(&frame);
         board.with(now, |p, now| p.handle_agent_text(agent, &frame, now), post);
     }
     board.with(now, |p, now| p.handle_conn_closed(agent, now), post);

@@ -129,6 +129,7 @@ mod session;
 mod simulation;
 mod store;
 pub mod stream;
+mod swar;
 mod switchboard;
 pub mod telemetry;
 mod text;

@@ -171,25 +171,12 @@ impl SseReader {
 /// length: eight bytes at a time, as an event's line is mostly a long run
 /// of JSON.
 fn line_break(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGHS: u64 = ONES << 7;
-    // Nonzero exactly when some byte of `w` is zero.
-    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
-    let mut at = 0;
-    for word in bytes.chunks_exact(8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        let w = u64::from_ne_bytes(w);
-        if has_zero(w ^ (ONES * u64::from(b'\n'))) | has_zero(w ^ (ONES * u64::from(b'\r'))) != 0 {
-            break;
-        }
-        at += 8;
-    }
-    let tail = bytes.get(at..).unwrap_or_default();
-    at + tail
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(tail.len())
+    use crate::swar::{find, has_byte};
+    find(
+        bytes,
+        |w| has_byte(w, b'\n') | has_byte(w, b'\r'),
+        |b| b == b'\r' || b == b'\n',
+    )
 }
 
 #[cfg(test)]

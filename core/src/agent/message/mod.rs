@@ -9,6 +9,10 @@ use std::borrow::Cow;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
+mod scan;
+#[cfg(fuzzing)]
+pub use scan::agrees_with_serde as scan_agrees_with_serde;
+
 /// A message from an agent. A stream chunk borrows its text from the frame.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -40,10 +44,15 @@ pub enum FromAgent<'a> {
 
 impl<'a> FromAgent<'a> {
     /// Parses one frame. Stream chunks, nearly every frame of a busy link,
-    /// are read straight into [`StreamChunk`] without the copy into an
-    /// intermediate tree that a tagged enum needs; any other frame (or a
-    /// chunk that does not read that way) goes through the enum.
+    /// are read in one pass when they have the common shape
+    /// ([`scan::chunk`]), else straight into [`StreamChunk`] without the
+    /// copy into an intermediate tree that a tagged enum needs; any other
+    /// frame (or a chunk that does not read that way) goes through the
+    /// enum.
     pub fn parse(text: &'a str) -> Result<Self, Invalid> {
+        if let Some(chunk) = scan::chunk(text) {
+            return Ok(FromAgent::ModelStreamChunk(chunk));
+        }
         if let Ok(chunk) = serde_json::from_str::<StreamChunk>(text) {
             if chunk.kind.as_deref() == Some("model_stream_chunk") {
                 return Ok(FromAgent::ModelStreamChunk(chunk));
@@ -141,7 +150,7 @@ pub struct ToolAsked {
     pub input: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 pub struct StreamChunk<'a> {
     /// The frame's `type`, present when the chunk is read on its own by
     /// [`FromAgent::parse`] (the enum consumes it otherwise).

@@ -1,0 +1,54 @@
+//! Searching bytes eight at a time: the long runs of text in JSON and
+//! event streams are passed over a word at a time, and only the word that
+//! holds a match is looked at byte by byte.
+
+const ONES: u64 = u64::from_ne_bytes([1; 8]);
+const HIGHS: u64 = ONES << 7;
+
+/// Nonzero when some byte of `w` is below `n` (at most 128). The flag of
+/// the first such byte is exact; flags after it may not be, which is why
+/// [`find`] looks at the word again byte by byte.
+pub(crate) fn has_below(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS
+}
+
+/// Nonzero when some byte of `w` is `b`.
+pub(crate) fn has_byte(w: u64, b: u8) -> u64 {
+    has_below(w ^ (ONES * u64::from(b)), 1)
+}
+
+/// Where the first byte of `bytes` that `is` picks out is, or the length
+/// of `bytes`. `hit` says of eight bytes at once whether any is one
+/// (nonzero when it may be), so words without one are passed over whole.
+pub(crate) fn find(bytes: &[u8], hit: impl Fn(u64) -> u64, is: impl Fn(u8) -> bool) -> usize {
+    let mut at = 0;
+    for word in bytes.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if hit(u64::from_ne_bytes(w)) != 0 {
+            break;
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..).unwrap_or_default();
+    at + tail.iter().position(|&b| is(b)).unwrap_or(tail.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The word test never misses a byte the byte test finds.
+        #[test]
+        fn finds_what_a_byte_by_byte_search_finds(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            n in 0u8..=128,
+            b in proptest::prelude::any::<u8>(),
+        ) {
+            let found = find(&bytes, |w| has_below(w, n) | has_byte(w, b), |x| x < n || x == b);
+            let plain = bytes.iter().position(|&x| x < n || x == b).unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(found, plain);
+        }
+    }
+}
