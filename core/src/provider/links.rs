@@ -18,11 +18,12 @@ pub(super) struct Link {
     /// opened itself (the built-in agent, a hub it dialed), whose silence
     /// says nothing.
     heard: Option<Instant>,
-    /// When its frames last counted as its session's activity: a busy
-    /// link's frames come thousands a second, and the session's idle time
-    /// is read in seconds, so one touch in [`TOUCH_EVERY`] says it all
-    /// without a lookup of the session per frame.
-    touched: Option<Instant>,
+    /// When its frames next count as its session's activity (`None`: the
+    /// next frame does): a busy link's frames come thousands a second, and
+    /// the session's idle time is read in seconds, so one touch in
+    /// [`TOUCH_EVERY`] says it all without a lookup of the session per
+    /// frame.
+    touch_due: Option<Instant>,
 }
 
 /// How often a link's frames count as its session's activity.
@@ -69,7 +70,7 @@ impl Links {
         let link = Link {
             session: None,
             heard: None,
-            touched: None,
+            touch_due: None,
         };
         self.links.insert(conn, link);
         self.attached.insert(conn, name.to_owned());
@@ -80,7 +81,7 @@ impl Links {
         let link = Link {
             session: None,
             heard: Some(now),
-            touched: None,
+            touch_due: None,
         };
         self.links.insert(conn, link);
     }
@@ -100,13 +101,12 @@ impl Links {
     /// noted again (at most once in [`TOUCH_EVERY`]).
     pub(super) fn session_due(&mut self, conn: ConnId, now: Instant) -> Option<&String> {
         let link = self.links.get_mut(&conn)?;
-        let due = link
-            .touched
-            .is_none_or(|at| now.saturating_duration_since(at) >= TOUCH_EVERY);
-        if !due {
+        // The next time is kept rather than the last, so a busy link's
+        // frames cost one comparison, not a subtraction of instants each.
+        if link.touch_due.is_some_and(|due| now < due) {
             return None;
         }
-        link.touched = Some(now);
+        link.touch_due = Some(later(now, TOUCH_EVERY));
         link.session.as_ref()
     }
 
@@ -119,7 +119,7 @@ impl Links {
     pub(super) fn set_session(&mut self, conn: ConnId, id: Option<String>) {
         if let Some(link) = self.links.get_mut(&conn) {
             link.session = id;
-            link.touched = None;
+            link.touch_due = None;
         }
     }
 

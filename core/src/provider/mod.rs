@@ -50,6 +50,7 @@ mod security;
 mod tool_spans;
 mod trace;
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::{Instant, SystemTime};
 
@@ -126,6 +127,10 @@ pub struct Stats {
 pub struct Provider {
     config: Config,
     epoch: Epoch,
+    /// The last instant turned into wall time, and that wall time: every
+    /// frame of a burst is handled at the same instant, and the
+    /// conversion subtracts instants.
+    last_wall: Cell<(Instant, SystemTime)>,
     ids: Ids,
     sessions: Sessions,
     links: Links,
@@ -169,6 +174,7 @@ impl Provider {
         let kept = KeptAnswers::new(crate::store::Store::new(config.store));
         Provider {
             epoch: Epoch { instant: now, wall },
+            last_wall: Cell::new((now, wall)),
             ids: Ids::new(config.id_seed),
             sessions: Sessions::default(),
             links: Links::new(config.agent_ping_interval, now),
@@ -651,7 +657,13 @@ impl Provider {
     // ---- shared helpers ----
 
     fn wall(&self, now: Instant) -> SystemTime {
-        self.epoch.wall(now)
+        let (at, wall) = self.last_wall.get();
+        if at == now {
+            return wall;
+        }
+        let wall = self.epoch.wall(now);
+        self.last_wall.set((now, wall));
+        wall
     }
 
     /// The span of the request `conn` answers (see [`trace::answer_span`]).
