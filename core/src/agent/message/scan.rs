@@ -389,6 +389,7 @@ mod tests {
             r#"{"type":"model_stream_chunk","id":"a\ud800","chunk_index":0}"#,
             r#"{"type":"model_stream_chunk","id":"a\q","chunk_index":0}"#,
             "{\"type\":\"model_stream_chunk\",\"id\":\"a\u{1}\",\"chunk_index\":0}",
+            "{\"type\":\"model_stream_chunk\",\"id\":\"i\",\"chunk_index\":0\u{1}}",
             r#"{"t\u0079pe":"model_stream_chunk","id":"i","chunk_index":0}"#,
             r#"{"type":"model_stream_chunk","id":"i","chunk_index":0"#,
             "",
