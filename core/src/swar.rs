@@ -34,6 +34,17 @@ pub(crate) fn find(bytes: &[u8], hit: impl Fn(u64) -> u64, is: impl Fn(u8) -> bo
     at + tail.iter().position(|&b| is(b)).unwrap_or(tail.len())
 }
 
+/// How many bytes from the start of `bytes` to the first that a JSON
+/// string cannot hold as it is (a quote, a backslash or a control
+/// character), or its length.
+pub(crate) fn json_plain_run(bytes: &[u8]) -> usize {
+    find(
+        bytes,
+        |w| has_byte(w, b'"') | has_byte(w, b'\\') | has_below(w, 0x20),
+        |b| b == b'"' || b == b'\\' || b < 0x20,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -183,9 +183,15 @@ pub(crate) fn put_json(out: &mut BytesMut, value: &impl serde::Serialize) {
 /// where a serializer makes several small writes per string.
 pub(crate) fn put_json_str_inner(out: &mut BytesMut, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    let mut run = 0;
-    for (at, &b) in bytes.iter().enumerate() {
+    let mut rest = text.as_bytes();
+    loop {
+        let run = crate::swar::json_plain_run(rest);
+        let (plain, tail) = rest.split_at_checked(run).unwrap_or((rest, &[]));
+        out.extend_from_slice(plain);
+        let Some((&b, after)) = tail.split_first() else {
+            return;
+        };
+        rest = after;
         let short: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -194,26 +200,17 @@ pub(crate) fn put_json_str_inner(out: &mut BytesMut, text: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(bytes.get(run..at).unwrap_or_default());
-        run = at + 1;
-        if short.is_empty() {
-            let unicode = [
+            _ => &[
                 b'\\',
                 b'u',
                 b'0',
                 b'0',
                 HEX[usize::from(b >> 4)],
                 HEX[usize::from(b & 0xf)],
-            ];
-            out.extend_from_slice(&unicode);
-        } else {
-            out.extend_from_slice(short);
-        }
+            ],
+        };
+        out.extend_from_slice(short);
     }
-    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
 }
 
 /// Writes `text` as a JSON string at the end of `out`, as `serde_json`

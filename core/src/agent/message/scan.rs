@@ -165,12 +165,7 @@ impl<'a> Scanner<'a> {
     /// character (which JSON does not allow unescaped in a string), when
     /// there is one.
     fn run(&self) -> Option<usize> {
-        use crate::swar::{find, has_below, has_byte};
-        let run = find(
-            self.rest,
-            |w| has_byte(w, b'"') | has_byte(w, b'\\') | has_below(w, 0x20),
-            |b| b == b'"' || b == b'\\' || b < 0x20,
-        );
+        let run = crate::swar::json_plain_run(self.rest);
         (run < self.rest.len()).then_some(run)
     }
 
