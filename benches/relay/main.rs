@@ -169,6 +169,25 @@ async fn agent(ws: WebSocketStream<TcpStream>, shared: Shared, executor: Executo
     shared.borrow_mut().agent = None;
 }
 
+/// What an event holds around its text: by default only the choices, the
+/// least a client reads; with `RELAY_EVENT=openai` every field of an
+/// OpenAI chunk as the provider writes it (id, object, created, model,
+/// finish reason), so the two write the same bytes and their clients do
+/// the same work reading them.
+fn event_shape() -> (&'static [u8], &'static [u8]) {
+    static SHAPE: std::sync::OnceLock<(&[u8], &[u8])> = std::sync::OnceLock::new();
+    *SHAPE.get_or_init(|| match std::env::var("RELAY_EVENT").as_deref() {
+        Ok("openai") => (
+            br#"data: {"created":1795956476,"id":"chatcmpl-e77129e29f113256","model":"loadgen-12345","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"#,
+            b"},\"finish_reason\":null}]}\n\n",
+        ),
+        _ => (
+            br#"data: {"choices":[{"index":0,"delta":{"content":"#,
+            b"}}]}\n\n",
+        ),
+    })
+}
+
 /// Adds a frame's chunk to its editor's events (and answers a register).
 fn take(frame: Message, out: &mut HashMap<String, (Vec<u8>, bool)>, agent: &Sender<String>) {
     let Message::Text(text) = frame else { return };
@@ -183,9 +202,10 @@ fn take(frame: Message, out: &mut HashMap<String, (Vec<u8>, bool)>, agent: &Send
         "model_stream_chunk" => {
             let (events, ended) = out.entry(chunk.id.into_owned()).or_default();
             let content = serde_json::to_string(chunk.delta.content.as_deref().unwrap_or(""));
-            events.extend_from_slice(br#"data: {"choices":[{"index":0,"delta":{"content":"#);
+            let (head, tail) = event_shape();
+            events.extend_from_slice(head);
             events.extend_from_slice(content.unwrap_or_default().as_bytes());
-            events.extend_from_slice(b"}}]}\n\n");
+            events.extend_from_slice(tail);
             if chunk.finish_reason.is_some() {
                 events.extend_from_slice(b"data: [DONE]\n\n");
                 *ended = true;
