@@ -44,11 +44,10 @@ pub enum FromAgent<'a> {
 
 impl<'a> FromAgent<'a> {
     /// Parses one frame. Stream chunks, nearly every frame of a busy link,
-    /// are read in one pass when they have the common shape
-    /// ([`scan::chunk`]), else straight into [`StreamChunk`] without the
-    /// copy into an intermediate tree that a tagged enum needs; any other
-    /// frame (or a chunk that does not read that way) goes through the
-    /// enum.
+    /// are read in one pass when they have the common shape (the `scan`
+    /// module), else straight into [`StreamChunk`] without the copy into
+    /// an intermediate tree that a tagged enum needs; any other frame (or
+    /// a chunk that does not read that way) goes through the enum.
     pub fn parse(text: &'a str) -> Result<Self, Invalid> {
         if let Some(chunk) = scan::chunk(text) {
             return Ok(FromAgent::ModelStreamChunk(chunk));
