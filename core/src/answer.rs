@@ -381,7 +381,7 @@ mod tests {
 
     fn calls(calls: Vec<ToolCallDelta>) -> Delta<'static> {
         Delta {
-            tool_calls: Some(calls),
+            tool_calls: Some(calls.into()),
             ..Delta::default()
         }
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
-use crate::agent::message::{Delta, ToolCallDelta, Usage};
+use crate::agent::message::{Delta, ToolCalls, Usage};
 use crate::answer::Answer;
 use crate::api::{AnswerIds, Encoder, End, ModelRequest, Timings};
 use crate::error::{ApiError, Dialect};
@@ -195,7 +195,7 @@ pub enum AnswerEvent {
 pub struct Piece {
     text: Option<Bytes>,
     reasoning: Option<Bytes>,
-    tool_calls: Option<Vec<ToolCallDelta>>,
+    tool_calls: Option<ToolCalls>,
     at: Instant,
     wall: SystemTime,
 }
@@ -218,7 +218,6 @@ impl Piece {
     /// The delta again, its text borrowed from the piece.
     fn delta(&mut self) -> Delta<'_> {
         Delta {
-            role: None,
             // The texts were `str`s: valid UTF-8, so these borrow.
             content: self.text.as_deref().map(crate::text::lossy),
             reasoning: self.reasoning.as_deref().map(crate::text::lossy),
@@ -497,7 +496,7 @@ mod tests {
         let calls = vec![call];
         s.delta(
             &Delta {
-                tool_calls: Some(calls),
+                tool_calls: Some(calls.into()),
                 ..Delta::default()
             },
             t0,

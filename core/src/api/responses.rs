@@ -929,7 +929,7 @@ mod tests {
         )
         .unwrap();
         let calling = Delta {
-            tool_calls: Some(vec![call]),
+            tool_calls: Some(Box::new([call])),
             ..Delta::default()
         };
         let (stream, whole) = answer(&RESPONSES, &body, &[thought("hm"), calling]);

@@ -15,7 +15,7 @@ use super::outcome::{Decision, Ended};
 use super::routing::{self, busy};
 use super::{kept, trace, Output, Provider, RequestId};
 use crate::agent::message::{
-    to_agent, Delta, ErrorBody, ModelResult, StreamChunk, ToolCallDelta, Usage,
+    to_agent, Delta, ErrorBody, ModelResult, StreamChunk, ToolCalls, Usage,
 };
 use crate::answer::Tally;
 use crate::answer::MAX_TOOL_CALLS;
@@ -253,7 +253,6 @@ impl Provider {
             Err(why) => return self.fail(n, ApiError::agent(why), false),
         };
         let delta = Delta {
-            role: None,
             content: message["content"].as_str().map(Cow::Borrowed),
             reasoning: message["reasoning_content"].as_str().map(Cow::Borrowed),
             tool_calls,
@@ -502,7 +501,7 @@ impl Provider {
 
 /// The tool calls of a whole answer, each numbered by its place: objects
 /// only, no more than one answer may hold.
-fn whole_tool_calls(calls: &Value) -> Result<Option<Vec<ToolCallDelta>>, String> {
+fn whole_tool_calls(calls: &Value) -> Result<Option<ToolCalls>, String> {
     let Some(calls) = calls.as_array() else {
         return Ok(None);
     };
@@ -522,7 +521,7 @@ fn whole_tool_calls(calls: &Value) -> Result<Option<Vec<ToolCallDelta>>, String>
             }
             _ => Err("the agent's answer has a tool call that is not an object".to_owned()),
         })
-        .collect::<Result<Vec<_>, _>>()
+        .collect::<Result<ToolCalls, _>>()
         .map(Some)
 }
 

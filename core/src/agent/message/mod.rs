@@ -167,11 +167,12 @@ pub struct StreamChunk<'a> {
 }
 
 /// A piece of an answer, in OpenAI's delta shape. Text is borrowed from
-/// the frame while it is written out at once, owned while it waits.
+/// the frame while it is written out at once, owned while it waits. Its
+/// `role` is not kept: every answer is the assistant's. A piece is moved
+/// through several steps on its way to the editor, so it is kept small
+/// (its rare tool calls boxed).
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
 pub struct Delta<'a> {
-    #[serde(default, borrow, deserialize_with = "text")]
-    pub role: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "text")]
     pub content: Option<Cow<'a, str>>,
     /// The model's reasoning (thinking) text, which every API shows apart
@@ -184,8 +185,11 @@ pub struct Delta<'a> {
     )]
     pub reasoning: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "tool_calls")]
-    pub tool_calls: Option<Vec<ToolCallDelta>>,
+    pub tool_calls: Option<ToolCalls>,
 }
+
+/// A delta's tool-call pieces.
+pub type ToolCalls = Box<[ToolCallDelta]>;
 
 /// One tool-call piece in OpenAI's delta shape. A JSON object by type, so
 /// nothing downstream has to guess what shape an agent sent.
@@ -198,10 +202,10 @@ pub const MAX_TOOL_CALLS_PER_MESSAGE: usize = 64;
 
 /// Tool-call deltas: a list of objects, at most
 /// [`MAX_TOOL_CALLS_PER_MESSAGE`] of them.
-fn tool_calls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ToolCallDelta>>, D::Error> {
+fn tool_calls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ToolCalls>, D::Error> {
     struct Calls;
     impl<'de> serde::de::Visitor<'de> for Calls {
-        type Value = Option<Vec<ToolCallDelta>>;
+        type Value = Option<ToolCalls>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             write!(
@@ -235,7 +239,7 @@ fn tool_calls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ToolCallDelt
                 }
                 calls.push(call);
             }
-            Ok(Some(calls))
+            Ok(Some(calls.into_boxed_slice()))
         }
     }
     d.deserialize_option(Calls)
@@ -253,7 +257,6 @@ impl Delta<'_> {
     /// A copy that owns its text, to be held past its frame.
     pub fn into_owned(self) -> Delta<'static> {
         Delta {
-            role: self.role.map(|r| Cow::Owned(r.into_owned())),
             content: self.content.map(|c| Cow::Owned(c.into_owned())),
             reasoning: self.reasoning.map(|r| Cow::Owned(r.into_owned())),
             tool_calls: self.tool_calls,

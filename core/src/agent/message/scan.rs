@@ -299,6 +299,7 @@ impl<'a> Scanner<'a> {
                     self.key(b"content\"")?;
                     fill(&mut content, self.nullable()?)?
                 }
+                // A role is read (a string or null, once) but not kept.
                 b'r' if self.rest.starts_with(b"role\"") => {
                     self.key(b"role\"")?;
                     fill(&mut role, self.nullable()?)?
@@ -318,7 +319,6 @@ impl<'a> Scanner<'a> {
             }
         }
         Some(Delta {
-            role: role.flatten(),
             content: content.flatten(),
             reasoning: reasoning.flatten(),
             tool_calls: None,

@@ -71,7 +71,6 @@ fn a_huge_conversation_is_held_to_the_bound_while_it_is_read() {
 
 fn delta(content: Option<&str>, calls: Option<Value>) -> Delta<'static> {
     Delta {
-        role: None,
         content: content.map(|c| Cow::Owned(c.to_owned())),
         reasoning: None,
         tool_calls: calls.map(|c| serde_json::from_value(c).unwrap()),
