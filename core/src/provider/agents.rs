@@ -27,9 +27,9 @@ impl Provider {
         message: Result<FromAgent<'_>, Invalid>,
         now: Instant,
     ) {
-        if !self.links.heard(conn, now) {
+        let Some(touch_due) = self.links.heard(conn, now) else {
             return;
-        }
+        };
         let message = match message {
             Ok(m) => m,
             Err(Invalid { error, answers }) => {
@@ -41,8 +41,10 @@ impl Provider {
                 return;
             }
         };
-        if let Some(id) = self.links.session_due(conn, now) {
-            self.sessions.touch(id, now);
+        if touch_due {
+            if let Some(id) = self.links.session_due(conn, now) {
+                self.sessions.touch(id, now);
+            }
         }
         match message {
             FromAgent::ModelStreamChunk(chunk) => self.on_chunk(conn, chunk, now),

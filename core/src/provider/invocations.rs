@@ -87,8 +87,8 @@ pub(super) struct Progress {
     chunks: u64,
 }
 
-/// What became of a piece that arrived.
-pub(super) enum Arrival<'a> {
+/// Where a piece that arrived stands in its answer's order.
+enum Arrival<'a> {
     /// An embedding is answered whole, never in pieces.
     Embedding,
     /// Next in order: to be written at once.
@@ -125,7 +125,7 @@ impl Invocation {
     }
 
     /// Piece `index` arrived.
-    pub(super) fn arrived<'a>(&mut self, index: u64, piece: Piece<'a>) -> Arrival<'a> {
+    fn arrived<'a>(&mut self, index: u64, piece: Piece<'a>) -> Arrival<'a> {
         if self.embedding {
             return Arrival::Embedding;
         }
@@ -186,6 +186,19 @@ impl Invocation {
         } = self.progress;
         keepalive_at.map_or(deadline, |k| k.min(deadline))
     }
+}
+
+/// What became of a piece that arrived.
+pub(super) enum Arrived {
+    /// It went out, with the held pieces it put in order.
+    Drained(Drain),
+    /// An embedding is answered whole, never in pieces.
+    Embedding,
+    /// Held until the pieces before it arrive.
+    Held,
+    /// It came before.
+    Duplicate,
+    Broken(ReassemblyError),
 }
 
 /// What a drain of an answer's pieces came to.
@@ -379,23 +392,32 @@ impl Invocations {
         }
     }
 
-    /// Posts `first` (a piece passed straight through) and every held
-    /// piece of invocation `n` that is now in order to its editor; its
-    /// deadlines move on.
-    pub(super) fn drain(
+    /// Piece `index` of invocation `n` arrived at `now` (`wall`): if it
+    /// is next in order, it and every held piece it puts in order are
+    /// posted to the editor and the invocation's deadlines move on.
+    /// The invocation is looked up once for all of it.
+    pub(super) fn arrive(
         &mut self,
         n: u64,
-        first: Option<Piece<'_>>,
-        now: Instant,
-        wall: SystemTime,
+        index: u64,
+        piece: Piece<'_>,
+        (now, wall): (Instant, SystemTime),
         texts: &mut BytesMut,
         out: &mut VecDeque<Output>,
-    ) -> Option<Drain> {
+    ) -> Option<Arrived> {
         let inv = self.map.get_mut(&n)?;
-        let before = inv.progress.chunks;
         // Each piece is moved once, into the step that relays it: a piece
         // is larger than it looks (its delta's texts and calls, its finish
         // and usage), and it is copied at every move.
+        let first = match inv.arrived(index, piece) {
+            Arrival::Now(piece) => Some(piece),
+            Arrival::Ready => None,
+            Arrival::Embedding => return Some(Arrived::Embedding),
+            Arrival::Held => return Some(Arrived::Held),
+            Arrival::Duplicate => return Some(Arrived::Duplicate),
+            Arrival::Broken(e) => return Some(Arrived::Broken(e)),
+        };
+        let before = inv.progress.chunks;
         let mut end = match first {
             Some(piece) => inv.relay(piece, now, wall, texts, out),
             None => Drained::More,
@@ -412,12 +434,12 @@ impl Invocations {
         if let Some(k) = inv.progress.keepalive_at.as_mut() {
             *k = later(now, self.keepalive_interval);
         }
-        Some(Drain {
+        Some(Arrived::Drained(Drain {
             editor: inv.editor,
             first: before == 0,
             relayed: inv.progress.chunks - before,
             end,
-        })
+        }))
     }
 
     /// The next invocation whose wake-up is due by `now`.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::invocations::{wire_id, Arrival, Drained, Invocation, Piece, Wake};
+use super::invocations::{wire_id, Arrived, Drain, Drained, Invocation, Piece, Wake};
 use super::outcome::{Decision, Ended};
 use super::routing::{self, busy};
 use super::{kept, trace, Output, Provider, RequestId};
@@ -128,34 +128,33 @@ impl Provider {
             finish: chunk.finish_reason,
             usage: chunk.usage,
         };
-        let Some(inv) = self.invocations.get_mut(n) else {
-            return;
-        };
-        match inv.arrived(chunk.chunk_index, piece) {
-            Arrival::Embedding => {
+        let at = (now, self.wall(now));
+        let arrived = (self.invocations).arrive(
+            n,
+            chunk.chunk_index,
+            piece,
+            at,
+            &mut self.texts,
+            &mut self.outputs,
+        );
+        match arrived {
+            Some(Arrived::Drained(drain)) => self.drained(n, drain, now),
+            Some(Arrived::Embedding) => {
                 let error =
                     ApiError::agent("an embedding request must be answered with model_result");
                 self.fail(n, error, true);
             }
-            Arrival::Now(piece) => self.drain(n, Some(piece), now),
-            Arrival::Ready => self.drain(n, None, now),
-            Arrival::Held => {}
-            Arrival::Duplicate => self.stats.duplicate_chunks += 1,
-            Arrival::Broken(e) => {
+            Some(Arrived::Held) | None => {}
+            Some(Arrived::Duplicate) => self.stats.duplicate_chunks += 1,
+            Some(Arrived::Broken(e)) => {
                 self.fail(n, ApiError::agent(format!("stream broken: {e}")), true)
             }
         }
     }
 
-    /// Posts `first` (a piece passed straight through) and every held
-    /// piece that is now in order to the editor.
-    fn drain(&mut self, n: u64, first: Option<Piece<'_>>, now: Instant) {
-        let wall = self.wall(now);
-        let Some(drain) =
-            (self.invocations).drain(n, first, now, wall, &mut self.texts, &mut self.outputs)
-        else {
-            return;
-        };
+    /// Pieces of invocation `n` went to the editor: counted, and its end
+    /// carried out if one of them ended it.
+    fn drained(&mut self, n: u64, drain: Drain, now: Instant) {
         self.metrics.counters.chunks += drain.relayed;
         if drain.first {
             self.first_chunk(drain.editor.conn, now);

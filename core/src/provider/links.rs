@@ -86,15 +86,16 @@ impl Links {
         self.links.insert(conn, link);
     }
 
-    /// A frame came from `conn`: whether it is a link.
-    pub(super) fn heard(&mut self, conn: ConnId, now: Instant) -> bool {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return false;
-        };
+    /// A frame came from `conn`: `None` if it is not a link, else
+    /// whether its session's activity is due to be noted
+    /// ([`Links::session_due`] notes it), so that a busy link's frame
+    /// looks the link up once.
+    pub(super) fn heard(&mut self, conn: ConnId, now: Instant) -> Option<bool> {
+        let link = self.links.get_mut(&conn)?;
         if let Some(heard) = &mut link.heard {
             *heard = now;
         }
-        true
+        Some(link.touch_due.is_none_or(|due| now >= due))
     }
 
     /// The session `conn` registered, when its activity is due to be
@@ -229,7 +230,9 @@ mod tests {
             Some("s1"),
             "the first frame"
         );
+        assert_eq!(links.heard(agent, t0 + TOUCH_EVERY / 2), Some(false));
         assert_eq!(due(&mut links, t0 + TOUCH_EVERY / 2), None);
+        assert_eq!(links.heard(agent, t0 + TOUCH_EVERY), Some(true));
         assert_eq!(due(&mut links, t0 + TOUCH_EVERY).as_deref(), Some("s1"));
         // A new session is touched by the next frame, however soon.
         links.set_session(agent, Some("s2".to_owned()));
@@ -268,8 +271,8 @@ mod tests {
         let agent = ConnId(1);
         links.accept(agent, t0);
         let silent = t0 + EVERY * PINGS_MISSED;
-        assert!(links.heard(agent, silent - EVERY));
-        assert!(!links.heard(ConnId(9), silent), "not a link");
+        assert!(links.heard(agent, silent - EVERY).is_some());
+        assert!(links.heard(ConnId(9), silent).is_none(), "not a link");
         assert_eq!(pinged(&mut links, silent), [(agent, false)]);
         assert!(!links.drained(agent), "it was never congested");
     }
