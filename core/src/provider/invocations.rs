@@ -87,14 +87,10 @@ pub(super) struct Progress {
     chunks: u64,
 }
 
-/// Where a piece that arrived stands in its answer's order.
-enum Arrival<'a> {
+/// Why a piece that arrived does not go out now.
+pub(super) enum Unrelayed {
     /// An embedding is answered whole, never in pieces.
     Embedding,
-    /// Next in order: to be written at once.
-    Now(Piece<'a>),
-    /// It completed the order: the held pieces can go.
-    Ready,
     /// Held until the pieces before it arrive.
     Held,
     /// It came before.
@@ -124,20 +120,26 @@ impl Invocation {
         self.progress.deadline
     }
 
-    /// Piece `index` arrived.
-    fn arrived<'a>(&mut self, index: u64, piece: Piece<'a>) -> Arrival<'a> {
+    /// Piece `index` arrived: `Some` when it is next in order (to be
+    /// written at once), `None` when it completed the order (the held
+    /// pieces can go).
+    fn arrived<'a>(
+        &mut self,
+        index: u64,
+        piece: Piece<'a>,
+    ) -> Result<Option<Piece<'a>>, Unrelayed> {
         if self.embedding {
-            return Arrival::Embedding;
+            return Err(Unrelayed::Embedding);
         }
         let pieces = &mut self.progress.pieces;
         if pieces.pass(index) {
-            return Arrival::Now(piece);
+            return Ok(Some(piece));
         }
         match pieces.push(index, piece.into_owned()) {
-            Ok(Pushed::Ready) => Arrival::Ready,
-            Ok(Pushed::Held) => Arrival::Held,
-            Ok(Pushed::Duplicate) => Arrival::Duplicate,
-            Err(e) => Arrival::Broken(e),
+            Ok(Pushed::Ready) => Ok(None),
+            Ok(Pushed::Held) => Err(Unrelayed::Held),
+            Ok(Pushed::Duplicate) => Err(Unrelayed::Duplicate),
+            Err(e) => Err(Unrelayed::Broken(e)),
         }
     }
 
@@ -186,19 +188,6 @@ impl Invocation {
         } = self.progress;
         keepalive_at.map_or(deadline, |k| k.min(deadline))
     }
-}
-
-/// What became of a piece that arrived.
-pub(super) enum Arrived {
-    /// It went out, with the held pieces it put in order.
-    Drained(Drain),
-    /// An embedding is answered whole, never in pieces.
-    Embedding,
-    /// Held until the pieces before it arrive.
-    Held,
-    /// It came before.
-    Duplicate,
-    Broken(ReassemblyError),
 }
 
 /// What a drain of an answer's pieces came to.
@@ -395,7 +384,8 @@ impl Invocations {
     /// Piece `index` of invocation `n` arrived at `now` (`wall`): if it
     /// is next in order, it and every held piece it puts in order are
     /// posted to the editor and the invocation's deadlines move on.
-    /// The invocation is looked up once for all of it.
+    /// The invocation is looked up once for all of it; `None`: there is
+    /// no invocation `n`.
     pub(super) fn arrive(
         &mut self,
         n: u64,
@@ -404,18 +394,14 @@ impl Invocations {
         (now, wall): (Instant, SystemTime),
         texts: &mut BytesMut,
         out: &mut VecDeque<Output>,
-    ) -> Option<Arrived> {
+    ) -> Option<Result<Drain, Unrelayed>> {
         let inv = self.map.get_mut(&n)?;
         // Each piece is moved once, into the step that relays it: a piece
         // is larger than it looks (its delta's texts and calls, its finish
         // and usage), and it is copied at every move.
         let first = match inv.arrived(index, piece) {
-            Arrival::Now(piece) => Some(piece),
-            Arrival::Ready => None,
-            Arrival::Embedding => return Some(Arrived::Embedding),
-            Arrival::Held => return Some(Arrived::Held),
-            Arrival::Duplicate => return Some(Arrived::Duplicate),
-            Arrival::Broken(e) => return Some(Arrived::Broken(e)),
+            Ok(first) => first,
+            Err(why) => return Some(Err(why)),
         };
         let before = inv.progress.chunks;
         let mut end = match first {
@@ -434,7 +420,7 @@ impl Invocations {
         if let Some(k) = inv.progress.keepalive_at.as_mut() {
             *k = later(now, self.keepalive_interval);
         }
-        Some(Arrived::Drained(Drain {
+        Some(Ok(Drain {
             editor: inv.editor,
             first: before == 0,
             relayed: inv.progress.chunks - before,

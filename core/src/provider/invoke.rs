@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::invocations::{wire_id, Arrived, Drain, Drained, Invocation, Piece, Wake};
+use super::invocations::{wire_id, Drain, Drained, Invocation, Piece, Unrelayed, Wake};
 use super::outcome::{Decision, Ended};
 use super::routing::{self, busy};
 use super::{kept, trace, Output, Provider, RequestId};
@@ -138,15 +138,15 @@ impl Provider {
             &mut self.outputs,
         );
         match arrived {
-            Some(Arrived::Drained(drain)) => self.drained(n, drain, now),
-            Some(Arrived::Embedding) => {
+            Some(Ok(drain)) => self.drained(n, drain, now),
+            Some(Err(Unrelayed::Embedding)) => {
                 let error =
                     ApiError::agent("an embedding request must be answered with model_result");
                 self.fail(n, error, true);
             }
-            Some(Arrived::Held) | None => {}
-            Some(Arrived::Duplicate) => self.stats.duplicate_chunks += 1,
-            Some(Arrived::Broken(e)) => {
+            Some(Err(Unrelayed::Held)) | None => {}
+            Some(Err(Unrelayed::Duplicate)) => self.stats.duplicate_chunks += 1,
+            Some(Err(Unrelayed::Broken(e))) => {
                 self.fail(n, ApiError::agent(format!("stream broken: {e}")), true)
             }
         }
