@@ -335,12 +335,8 @@ impl ResponseReader {
             Err(_) => return Err(ResponseError::Malformed("its status line or fields")),
         };
         let status = response.code.unwrap_or(0);
-        let mut headers = Headers::with_capacity(response.headers.len(), used);
-        for field in response.headers.iter() {
-            let value = std::str::from_utf8(field.value.trim_ascii())
-                .map_err(|_| ResponseError::Malformed("a field that is not text"))?;
-            headers.push(field.name, value);
-        }
+        let headers = Headers::parsed(&self.input, response.headers)
+            .map_err(|_| ResponseError::Malformed("a field that is not text"))?;
         let old = response.version == Some(0);
         let _ = self.input.split_to(used);
         if (100..200).contains(&status) {

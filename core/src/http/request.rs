@@ -285,13 +285,15 @@ impl RequestReader {
             method: parsed.method.unwrap_or_default().to_owned(),
             target: parsed.path.unwrap_or_default().to_owned(),
             minor_version: parsed.version.unwrap_or(1),
-            headers: {
+            // A field that is not text is read as text with its bad
+            // bytes replaced: rare, and then each field is copied alone.
+            headers: Headers::parsed(&self.buf, parsed.headers).unwrap_or_else(|_| {
                 let mut headers = Headers::with_capacity(parsed.headers.len(), len);
                 for h in parsed.headers.iter() {
                     headers.push(h.name, &crate::text::lossy(h.value));
                 }
                 headers
-            },
+            }),
             body: Bytes::new(),
             seq: 0,
         };

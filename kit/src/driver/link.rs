@@ -22,33 +22,15 @@ use mcp_provider_core::agent::close::LinkClose;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 
+pub use super::bell::TaskBell;
 use super::Executor;
 use crate::agent::dial::{link_failed, FromLink, LinkEnd};
 use crate::serve::burst::Burst;
 use crate::serve::hub::{Hub, Peer};
 use crate::serve::link_writes::LinkWrites;
-use crate::serve::mailbox::{Bell, Bells, Inbox};
+use crate::serve::mailbox::{Bells, Inbox};
 use crate::serve::ws;
 use crate::{RING_EVERY, YIELD_EVERY};
-
-/// Wakes a connection's task: a channel holding at most one ring, closed
-/// when the hub lets the connection's mailbox go.
-#[derive(Clone)]
-pub struct TaskBell(async_channel::Sender<()>);
-
-impl Bell for TaskBell {
-    type Waiter = async_channel::Receiver<()>;
-
-    fn pair() -> (Self, Self::Waiter) {
-        let (tx, rx) = async_channel::bounded(1);
-        (TaskBell(tx), rx)
-    }
-
-    fn ring(&self) {
-        // Full: already rung, the task has not woken yet.
-        let _ = self.0.try_send(());
-    }
-}
 
 /// The longest a link the peer broke waits for its close frame to go.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);

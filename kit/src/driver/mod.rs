@@ -13,6 +13,7 @@
 //! async crate in its tree.
 
 pub mod app;
+pub mod bell;
 pub mod child;
 pub mod echo;
 pub mod exec;

@@ -16,6 +16,7 @@ use mcp_provider_core::http::{HttpError, Request, Response, ServerConn};
 use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{too_many_connections, Config, Provider};
 
+use super::bell::{BellWaiter, TaskBell};
 use super::link::{self, Backpressure, Shared};
 use super::{until, Executor};
 use crate::agent::dial::{
@@ -25,6 +26,7 @@ use crate::serve::accept;
 use crate::serve::admission::{self, Admission, Admitted, Reclaim, REFUSALS_HELD, REFUSAL_HOLD};
 use crate::serve::audit::AuditSink;
 use crate::serve::hub::{Hub, Peer};
+use crate::serve::mailbox::Bell;
 use crate::ConnLimits;
 use mcp_provider_core::Backoff;
 
@@ -35,12 +37,10 @@ pub type AppRoutes = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
 
 /// Starts the provider and its timer.
 pub fn start<E: Executor>(config: Config, audit: Option<AuditSink>) -> Shared {
-    let (timer_tx, timer_rx) = async_channel::bounded(1);
+    let (timer_bell, timer_waiter) = TaskBell::pair();
     let provider = Provider::new(config, Instant::now(), SystemTime::now());
-    let shared = Hub::new(provider, audit, move || {
-        let _ = timer_tx.try_send(());
-    });
-    E::spawn(timer_task::<E>(shared.clone(), timer_rx));
+    let shared = Hub::new(provider, audit, move || timer_bell.ring());
+    E::spawn(timer_task::<E>(shared.clone(), timer_waiter));
     shared
 }
 
@@ -141,7 +141,7 @@ async fn refuse<E: Executor>(mut stream: E::Tcp) {
 
 /// Sleeps until the provider's next deadline, or until woken because an
 /// earlier one was set.
-async fn timer_task<E: Executor>(shared: Shared, wake: async_channel::Receiver<()>) {
+async fn timer_task<E: Executor>(shared: Shared, wake: BellWaiter) {
     loop {
         let next = shared.lock().armed();
         let woken = async {
