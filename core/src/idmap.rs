@@ -1,17 +1,18 @@
 //! Hash maps and sets keyed by numbers the provider hands out itself:
 //! connection ids, invocation numbers, bridged children and their clients,
-//! a remote server's exchanges. A peer never chooses these keys, so the maps
+//! a remote server's exchanges (the runtimes' maps of children and
+//! exchanges too). A peer never chooses these keys, so the maps
 //! need no defence against crafted collisions, and a multiply-rotate hash
 //! (a few cycles) replaces SipHash on the per-chunk path.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 pub(crate) type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 /// An odd constant with well-mixed bits (from the golden ratio).
 const K: u64 = 0x9e37_79b9_7f4a_7c15;

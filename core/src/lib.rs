@@ -141,6 +141,7 @@ pub use api::RequestLimits;
 pub use backoff::{Backoff, Doubling};
 pub use config::{Approval, Config};
 pub use error::{ApiError, Dialect};
+pub use idmap::IdMap;
 pub use limiter::TokenBucket;
 pub use lines::{Line, LineBuffer};
 pub use provider::{too_many_connections, ConnId, Output, Provider, RequestId, Stats, Upgrade};

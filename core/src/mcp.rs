@@ -339,6 +339,17 @@ pub struct PlacedAnswer<'a> {
     pub outcome: Result<&'a str, &'a str>,
 }
 
+/// An id's JSON text, as `Value::to_string` writes it: the key a bridged
+/// call's answer is awaited and traced under, made several times a call.
+/// A whole number, which most ids are, is written without the JSON
+/// writer (several times dearer than the digits).
+pub fn id_text(id: &Value) -> String {
+    match id.as_u64() {
+        Some(n) => n.to_string(),
+        None => id.to_string(),
+    }
+}
+
 /// The answer under `id` whose result or error is `outcome`, JSON text
 /// checked already (see [`PlacedAnswer`]), written around it as it is.
 pub fn response_text(id: &Value, outcome: Result<&str, &str>) -> String {
@@ -569,6 +580,20 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn an_id_s_text_is_its_json() {
+        for id in [
+            json!(0),
+            json!(u64::MAX),
+            json!(-3),
+            json!(1.5),
+            json!("a\"b"),
+            json!("é"),
+        ] {
+            assert_eq!(id_text(&id), id.to_string());
+        }
+    }
 
     #[test]
     fn messages_of_each_kind_and_the_errors_for_bad_ones() {

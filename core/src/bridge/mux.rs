@@ -546,7 +546,7 @@ impl Mux {
             out.push_back(BridgeOutput::ToClient {
                 client,
                 message,
-                answers: Some(id.to_string()),
+                answers: Some(mcp::id_text(&id)),
             });
         };
         let send_at = match route {
@@ -1256,7 +1256,7 @@ impl Mux {
                     out.push_back(BridgeOutput::ToClient {
                         client: call.caller.client,
                         message,
-                        answers: Some(call.caller.id.to_string()),
+                        answers: Some(mcp::id_text(&call.caller.id)),
                     });
                     self.forget(&call.caller);
                 }
@@ -1599,7 +1599,7 @@ impl Mux {
             out.push_back(BridgeOutput::ToClient {
                 client: caller.client,
                 message: message(&caller.id),
-                answers: Some(caller.id.to_string()),
+                answers: Some(mcp::id_text(&caller.id)),
             });
         }
     }

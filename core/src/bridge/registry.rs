@@ -528,7 +528,7 @@ impl Registry {
             let message = format!("the call was cancelled: {why}");
             let answer = mcp::error(&id, super::SERVER_ERROR, &message, None);
             // A socket's request is traced by its call, not its connection.
-            let key = Answering::Call(child, client, id.to_string());
+            let key = Answering::Call(child, client, mcp::id_text(&id));
             self.traces.answer(key, &answer);
             self.answer(child, client, pending, answer, now);
         }
@@ -1100,7 +1100,7 @@ impl Registry {
         }
         if let (mcp::Message::Request { id, .. }, Some(pending)) = (message, wait) {
             self.pending
-                .insert((child, client, id.to_string()), pending);
+                .insert((child, client, mcp::id_text(id)), pending);
         }
         if let Some(session) = self
             .by_client
@@ -1237,7 +1237,7 @@ impl Registry {
             head.as_ref()
                 .filter(|h| h.method.is_none())
                 .and_then(|h| h.id.as_ref())
-                .map(Value::to_string)
+                .map(mcp::id_text)
         });
         if let Some(id) = &answer_to {
             self.traces

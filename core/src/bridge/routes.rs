@@ -112,7 +112,63 @@ pub const TEST_PAGE: &str = "/static/test_client.html";
 /// A route found for a request, with its path's parameters in order.
 pub struct Found<'a> {
     pub(crate) route: Route,
-    pub(crate) params: Vec<&'a str>,
+    pub(crate) params: Params<'a>,
+}
+
+/// The segments of a path that could fit a row: no row has more.
+const MAX_SEGMENTS: usize = 3;
+
+/// A path cut into its segments once, for every row to compare (the path
+/// of each request is matched against the table three times).
+#[derive(Clone, Copy)]
+struct Segments<'a> {
+    parts: [&'a str; MAX_SEGMENTS],
+    len: usize,
+}
+
+impl<'a> Segments<'a> {
+    /// `path`'s segments; `None` for a path no row can fit (relative, or
+    /// longer than any row).
+    fn of(path: &'a str) -> Option<Self> {
+        let rest = path.strip_prefix('/')?;
+        let mut segments = Segments {
+            parts: [""; MAX_SEGMENTS],
+            len: 0,
+        };
+        let mut start = 0;
+        // Cut at each `/` by hand: a path is a few short segments, where a
+        // searcher costs more to set up than to run.
+        for (at, byte) in rest.bytes().enumerate().chain([(rest.len(), b'/')]) {
+            if byte == b'/' {
+                *segments.parts.get_mut(segments.len)? = rest.get(start..at)?;
+                segments.len += 1;
+                start = at + 1;
+            }
+        }
+        Some(segments)
+    }
+
+    fn as_slice(&self) -> &[&'a str] {
+        self.parts.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// A found route's parameters, in the order its path has them.
+#[derive(Clone, Copy)]
+pub struct Params<'a>(Segments<'a>);
+
+impl<'a> std::ops::Deref for Params<'a> {
+    type Target = [&'a str];
+
+    fn deref(&self) -> &[&'a str] {
+        self.0.as_slice()
+    }
+}
+
+impl std::fmt::Debug for Params<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.as_slice().fmt(f)
+    }
 }
 
 /// Why no row serves a request.
@@ -126,36 +182,33 @@ pub(crate) enum Miss {
 
 impl Row {
     /// The path's parameters when it has this row's shape.
-    fn matches<'a>(&self, path: &'a str) -> Option<Vec<&'a str>> {
-        let mut params = Vec::new();
-        self.walk(path, |param| params.push(param))
-            .then_some(params)
-    }
-
-    /// Whether the path has this row's shape (nothing kept: asked of
-    /// every request, more than once).
-    fn fits(&self, path: &str) -> bool {
-        self.walk(path, |_| {})
-    }
-
-    /// Whether the path has this row's shape, each parameter's segment
-    /// handed to `param` on the way.
-    fn walk<'a>(&self, path: &'a str, mut param: impl FnMut(&'a str)) -> bool {
-        let Some(rest) = path.strip_prefix('/') else {
-            return false;
+    fn matches<'a>(&self, path: &Segments<'a>) -> Option<Params<'a>> {
+        let mut params = Segments {
+            parts: [""; MAX_SEGMENTS],
+            len: 0,
         };
-        let mut segments = rest.split('/');
-        for seg in self.path {
-            let Some(segment) = segments.next().filter(|s| !s.is_empty()) else {
-                return false;
-            };
-            match seg {
-                Lit(lit) if *lit == segment => {}
-                Lit(_) => return false,
-                Param => param(segment),
+        for (seg, &segment) in self.path.iter().zip(path.as_slice()) {
+            if let Param = seg {
+                *params.parts.get_mut(params.len)? = segment;
+                params.len += 1;
             }
         }
-        segments.next().is_none()
+        self.fits(path).then_some(Params(params))
+    }
+
+    /// Whether the path has this row's shape: as many segments, none
+    /// empty, each literal spelled as the row spells it.
+    fn fits(&self, path: &Segments<'_>) -> bool {
+        self.path.len() == path.len
+            && self
+                .path
+                .iter()
+                .zip(path.as_slice())
+                .all(|(seg, segment)| match seg {
+                    _ if segment.is_empty() => false,
+                    Lit(lit) => lit == segment,
+                    Param => true,
+                })
     }
 
     fn takes(&self, method: &str) -> bool {
@@ -165,9 +218,10 @@ impl Row {
 
 /// The route for a method and a canonical path.
 pub(crate) fn find<'a>(method: &str, path: &'a str) -> Result<Found<'a>, Miss> {
+    let segments = Segments::of(path).ok_or(Miss::Path)?;
     let mut known_path = false;
     for row in ROUTES {
-        let Some(params) = row.matches(path) else {
+        let Some(params) = row.matches(&segments) else {
             continue;
         };
         if row.takes(method) {
@@ -200,7 +254,7 @@ pub(crate) fn every_route() -> Vec<(&'static str, String, Guard)> {
 
 /// Whether `path` is the bridge's, whatever the method.
 pub(crate) fn handles(path: &str) -> bool {
-    ROUTES.iter().any(|row| row.fits(path))
+    Segments::of(path).is_some_and(|path| ROUTES.iter().any(|row| row.fits(&path)))
 }
 
 /// Who may make this request: its row's guard; for a bridge path with
@@ -208,8 +262,11 @@ pub(crate) fn handles(path: &str) -> bool {
 /// it is answered with is a 405, but it is not for a weaker key to learn
 /// even that).
 pub fn guard(method: &str, path: &str) -> Guard {
+    let Some(path) = Segments::of(path) else {
+        return ApiKey;
+    };
     let mut strictest = None;
-    for row in ROUTES.iter().filter(|row| row.fits(path)) {
+    for row in ROUTES.iter().filter(|row| row.fits(&path)) {
         if row.takes(method) {
             return row.guard;
         }
@@ -275,7 +332,7 @@ mod tests {
     fn dispatch_and_guard_read_the_same_rows() {
         let found = find("DELETE", "/integrations/x")
             .ok()
-            .map(|f| (f.route, f.params));
+            .map(|f| (f.route, f.params.to_vec()));
         assert_eq!(found, Some((Route::RemoveIntegration, vec!["x"])));
         assert_eq!(find("PUT", "/integrations").err(), Some(Miss::Method));
         // `/tools/call` is the REST call; a third segment makes it a tool.
@@ -283,7 +340,7 @@ mod tests {
         assert_eq!(found, Some(Route::Call));
         let found = find("POST", "/tools/call/echo")
             .ok()
-            .map(|f| (f.route, f.params));
+            .map(|f| (f.route, f.params.to_vec()));
         assert_eq!(found, Some((Route::Operation, vec!["call", "echo"])));
         assert_eq!(find("GET", "/tools/x/y").err(), Some(Miss::Method));
         assert_eq!(find("GET", "/integration").err(), Some(Miss::Path));
@@ -294,6 +351,10 @@ mod tests {
             "/integrations/",
             "/Integrations",
             "/integrations//x",
+            // Longer than any row, the root, and no path at all.
+            "/integrations/x/login/more",
+            "/",
+            "",
         ] {
             assert_eq!(find("POST", path).err(), Some(Miss::Path), "{path}");
             assert!(!handles(path), "{path}");

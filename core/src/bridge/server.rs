@@ -361,7 +361,7 @@ impl BridgedServer {
         Some(BridgeOutput::ToClient {
             client,
             message: crate::mcp::response(id, outcome.as_ref()),
-            answers: Some(id.to_string()),
+            answers: Some(crate::mcp::id_text(id)),
         })
     }
 

@@ -425,7 +425,7 @@ impl Bridge {
         let params = &found.params;
         match found.route {
             Route::Document => Some(Claim::Document(params.first().copied())),
-            Route::Operation => Some(Claim::Operation(params.clone())),
+            Route::Operation => Some(Claim::Operation(params.to_vec())),
             Route::List if routes::query(request, "server").is_none() && self.specs().len() > 1 => {
                 let key = match request.path().trim_start_matches('/') {
                     "resources" => "resources",

@@ -13,6 +13,7 @@ use std::fmt::Write;
 use bytes::{Bytes, BytesMut};
 
 use super::{ChunkedDecoder, ChunkedError, Headers, Url};
+use crate::swar;
 
 /// The longest response head read.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -62,9 +63,11 @@ impl Outgoing {
     /// with a line break in it is left out (it would start a field of its
     /// own).
     pub fn encode(&self) -> Vec<u8> {
-        // Counted rather than searched for: a count with no early exit is
-        // read many bytes at a time, and most fields are clean.
-        let clean = |s: &str| s.bytes().filter(|&b| b == b'\r' || b == b'\n').count() == 0;
+        // Searched eight bytes at a time: most fields are clean.
+        let clean = |s: &str| {
+            let breaks = |w| swar::has_byte(w, b'\r') | swar::has_byte(w, b'\n');
+            swar::find(s.as_bytes(), breaks, |b| b == b'\r' || b == b'\n') == s.len()
+        };
         let fields: usize = self
             .headers
             .iter()
@@ -406,12 +409,16 @@ mod tests {
         let bytes = Outgoing::new("POST", url)
             .header("accept", "application/json, text/event-stream")
             .header("x-bad", "a\r\nb")
+            .header("x-long-bad", "0123456789abcdef0123\nrest")
+            .header("x-long", "0123456789abcdef0123 kept")
             .body("application/json", "{}")
             .encode();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with("POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:7000\r\n"));
         assert!(text.contains("content-length: 2\r\n"));
         assert!(!text.contains("x-bad"));
+        assert!(!text.contains("x-long-bad"));
+        assert!(text.contains("x-long: 0123456789abcdef0123 kept\r\n"));
         assert!(text.ends_with("\r\n\r\n{}"));
     }
 

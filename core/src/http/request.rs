@@ -87,6 +87,10 @@ pub struct Request {
     /// The canonical target (see [`Request::target`]); private, so
     /// nothing can route on another spelling after it was checked.
     target: String,
+    /// How much of `target` is its path: set with the target, as the
+    /// path is asked for several times a request (a head is far shorter
+    /// than 4 GiB).
+    path_len: u32,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     headers: Headers,
@@ -109,6 +113,7 @@ impl Request {
         normalise_target(Request {
             method: method.to_owned(),
             target: target.to_owned(),
+            path_len: 0,
             minor_version: 1,
             headers: headers.into_iter().collect(),
             body,
@@ -144,7 +149,8 @@ impl Request {
 
     /// The target without its query string.
     pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
+        let end = usize::try_from(self.path_len).unwrap_or(usize::MAX);
+        self.target.get(..end).unwrap_or_default()
     }
 
     /// Whether the connection may carry another request after this one.
@@ -284,6 +290,7 @@ impl RequestReader {
         let request = Request {
             method: parsed.method.unwrap_or_default().to_owned(),
             target: parsed.path.unwrap_or_default().to_owned(),
+            path_len: 0,
             minor_version: parsed.version.unwrap_or(1),
             // A field that is not text is read as text with its bad
             // bytes replaced: rare, and then each field is copied alone.
@@ -373,14 +380,16 @@ fn check_host(request: Request) -> Result<Request, HttpError> {
 /// (RFC 9112 §3.2.2), so the local-host check judges the host actually
 /// named.
 fn normalise_target(mut request: Request) -> Result<Request, HttpError> {
-    if super::target::is_canonical(&request.target) {
-        return Ok(request);
+    if !super::target::is_canonical(&request.target) {
+        let (target, authority) = super::target::canonical(&request.method, &request.target)?;
+        request.target = target;
+        if let Some(authority) = authority {
+            request.headers.set("host", &authority);
+        }
     }
-    let (target, authority) = super::target::canonical(&request.method, &request.target)?;
-    request.target = target;
-    if let Some(authority) = authority {
-        request.headers.set("host", &authority);
-    }
+    let target = request.target.as_bytes();
+    let path_len = target.iter().position(|&b| b == b'?').unwrap_or(target.len());
+    request.path_len = u32::try_from(path_len).unwrap_or(u32::MAX);
     Ok(request)
 }
 

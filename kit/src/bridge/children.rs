@@ -2,10 +2,10 @@
 //! remote server's client, by its id; what the bridge asks of one carried
 //! out under the bridge's lock, and what waits for that lock to be let go.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mcp_provider_core::bridge::{BridgeOutput, ChildId, StopSignal};
+use mcp_provider_core::IdMap;
 
 use crate::outbound::upstream::RemoteRun;
 use crate::process::child_stdin::{Stdin, Written};
@@ -13,7 +13,7 @@ use crate::process::{self, watchdog};
 
 /// The bridge's live children.
 #[derive(Default)]
-pub(super) struct Children(Mutex<HashMap<ChildId, Running>>);
+pub(super) struct Children(Mutex<IdMap<ChildId, Running>>);
 
 /// A live child: a process (its stdin and its process group), or a remote
 /// server's client.
@@ -85,7 +85,7 @@ impl Flush {
 }
 
 impl Children {
-    fn map(&self) -> MutexGuard<'_, HashMap<ChildId, Running>> {
+    fn map(&self) -> MutexGuard<'_, IdMap<ChildId, Running>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -159,7 +159,11 @@ mod tests {
         second.ring();
         drop(second);
         assert!(woken(&flag));
-        assert_eq!(waiter.try_recv(), Some(Ok(())), "a ring before the close is heard");
+        assert_eq!(
+            waiter.try_recv(),
+            Some(Ok(())),
+            "a ring before the close is heard"
+        );
         assert_eq!(waiter.poll(&mut cx), Poll::Ready(Err(Closed)));
         assert_eq!(waiter.try_recv(), Some(Err(Closed)));
     }

@@ -14,7 +14,6 @@ mod alarm;
 pub mod conn;
 pub mod threads;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -25,6 +24,7 @@ use mcp_provider_core::http::{Outgoing, ResponseEvent};
 use mcp_provider_core::mcp::{Line, Placed};
 use mcp_provider_core::time::later;
 use mcp_provider_core::upstream::{ExchangeId, Outline, Remote, Upstream, UpstreamOutput};
+use mcp_provider_core::IdMap;
 
 use alarm::Alarm;
 use conn::Failed;
@@ -66,7 +66,7 @@ pub struct RemoteRun {
     inbox: Mutex<Vec<(String, Outline)>>,
     carrier: Box<dyn Carrier>,
     /// How to cut each exchange under way, for one that is aborted.
-    active: Mutex<HashMap<ExchangeId, Cut>>,
+    active: Mutex<IdMap<ExchangeId, Cut>>,
     closed: AtomicBool,
     parent: Weak<dyn Parent>,
     /// Where a request that needs credentials gets a token.
@@ -438,7 +438,7 @@ impl RemoteRun {
         }
     }
 
-    fn active(&self) -> MutexGuard<'_, HashMap<ExchangeId, Cut>> {
+    fn active(&self) -> MutexGuard<'_, IdMap<ExchangeId, Cut>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
