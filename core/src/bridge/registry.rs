@@ -184,13 +184,13 @@ pub(crate) struct Registry {
     /// When idle sessions are next swept.
     sweep_at: Instant,
     /// Per server: calls sent, and restarts of children now gone.
-    pub(super) past: HashMap<String, Past>,
+    pub(super) past: IdMap<String, Past>,
     /// The shared child of each server, by name, once made.
-    pub(super) shared: HashMap<String, ChildId>,
+    pub(super) shared: IdMap<String, ChildId>,
     /// The shared child of each remote server that serves the clients of
     /// the stateless revision, by name, once made (see [`Registry::child_for`]).
-    pub(super) modern: HashMap<String, ChildId>,
-    pub(super) sessions: HashMap<String, Session>,
+    pub(super) modern: IdMap<String, ChildId>,
+    pub(super) sessions: IdMap<String, Session>,
     pub(super) by_client: IdMap<(ChildId, ClientId), String>,
     /// Requests waiting for their response: (child, client, id as JSON).
     pub(super) pending: HashMap<(ChildId, ClientId, String), Pending>,
@@ -236,10 +236,10 @@ impl Registry {
             children: IdMap::default(),
             next_child: 0,
             sweep_at: now + SWEEP,
-            past: HashMap::new(),
-            shared: HashMap::new(),
-            modern: HashMap::new(),
-            sessions: HashMap::new(),
+            past: IdMap::default(),
+            shared: IdMap::default(),
+            modern: IdMap::default(),
+            sessions: IdMap::default(),
             by_client: IdMap::default(),
             pending: HashMap::new(),
             streams: IdMap::default(),

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use mcp_provider_core::oauth::{Challenge, Logins, Stored};
+use mcp_provider_core::IdMap;
 
 use super::{login, open_browser, refresh, unix_now, LoginError, OAuthServer, Stamp, Store};
 use crate::outbound::upstream::{Credentials, NoToken, NotBegun};
@@ -36,9 +37,10 @@ pub struct OAuthCredentials {
     /// Where logins are kept (`None`: no state directory; they live in
     /// memory only).
     store: Option<Store>,
-    servers: RwLock<HashMap<String, Arc<OAuthServer>>>,
+    servers: RwLock<IdMap<String, Arc<OAuthServer>>>,
     /// Each server's logins as last read or written (none kept: empty).
-    kept: Mutex<HashMap<String, Kept>>,
+    /// Both maps are asked of every message, by configured names.
+    kept: Mutex<IdMap<String, Kept>>,
     /// One renewal at a time per server.
     gates: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Per server, when a refresh ahead of expiry may start again: held
@@ -94,7 +96,7 @@ impl OAuthCredentials {
         servers.get(name).cloned()
     }
 
-    fn kept(&self) -> MutexGuard<'_, HashMap<String, Kept>> {
+    fn kept(&self) -> MutexGuard<'_, IdMap<String, Kept>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
