@@ -40,7 +40,9 @@ impl Outgoing {
         Outgoing {
             method,
             url,
-            headers: Vec::new(),
+            // A post to an MCP server has about this many; grown one by
+            // one they were moved four times.
+            headers: Vec::with_capacity(8),
             body: Bytes::new(),
         }
     }

@@ -241,9 +241,10 @@ enum Protocol {
 #[derive(Debug)]
 enum Kind {
     /// One message posted. `id`: its JSON-RPC id when it is a request (an
-    /// answer is owed); `line` is kept to send again.
+    /// answer is owed); `line`, the body as it went, is kept to send
+    /// again.
     Post {
-        line: String,
+        line: Bytes,
         id: Option<Value>,
         method: Option<String>,
         /// The session id it went with, if any (a 404 then means the
@@ -900,6 +901,7 @@ impl Upstream {
         // cancels it: no deadline, no bound on its whole length (each of
         // its events is bounded).
         let streaming = method.as_deref() == Some("subscriptions/listen");
+        let line = Bytes::from(line);
         let request = request.body("application/json", line.clone());
         self.start(
             Kind::Post {
@@ -1432,7 +1434,7 @@ impl Upstream {
             return;
         };
         if self.unauthorized {
-            self.held.push_front(line);
+            self.held.push_front(sent_line(&line));
             return;
         }
         // A refusal of no token (the first ask, with no login yet) is no
@@ -1453,7 +1455,7 @@ impl Upstream {
             self.fail(asked.as_ref(), &why);
             return;
         }
-        self.held.push_front(line);
+        self.held.push_front(sent_line(&line));
         self.unauthorized = true;
         self.out
             .push_back(UpstreamOutput::Unauthorized { challenge, step_up });
@@ -1474,8 +1476,8 @@ impl Upstream {
         };
         // The session's `notifications/initialized` goes again with the
         // new session anyway.
-        if self.initialized.as_ref() != Some(&line) {
-            self.held.push_front(line);
+        if self.initialized.as_deref().map(str::as_bytes) != Some(&line[..]) {
+            self.held.push_front(sent_line(&line));
         }
         if self.reinitializing {
             return;
@@ -1597,7 +1599,7 @@ impl Upstream {
         };
         tracing::info!(server = %self.name, status, "the remote MCP server refused Streamable HTTP: trying legacy SSE");
         self.out.push_back(UpstreamOutput::Abort(id));
-        self.held.push_front(line);
+        self.held.push_front(sent_line(&line));
         self.open_legacy();
     }
 
@@ -1612,6 +1614,12 @@ impl Upstream {
             )),
         );
     }
+}
+
+/// A posted line, as it waits to be posted again: it went as the text it
+/// was, so nothing is replaced.
+fn sent_line(line: &Bytes) -> String {
+    String::from_utf8_lossy(line).into_owned()
 }
 
 /// The id of a request line, if it is one.

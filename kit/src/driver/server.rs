@@ -242,10 +242,8 @@ pub async fn connection<E: Executor>(
     let mut outputs = VecDeque::new();
     let mut eof = false;
     let mut idle = IdleTimer::<E>::new();
-    let (reclaim_tx, reclaimed) = async_channel::bounded(1);
-    let reclaim: Reclaim = Arc::new(move || {
-        let _ = reclaim_tx.try_send(());
-    });
+    let (reclaim_bell, reclaimed) = TaskBell::pair();
+    let reclaim: Reclaim = Arc::new(move || reclaim_bell.ring());
     let upgrade = 'conn: loop {
         idle.arm(http.poll_timeout());
         // Everything encoded is written by now.
