@@ -45,6 +45,29 @@ pub(crate) fn json_plain_run(bytes: &[u8]) -> usize {
     )
 }
 
+/// Lower-cases the ASCII letters of `bytes` eight at a time, leaving every
+/// other byte as it is: header names are lower-cased as they are read,
+/// and a byte at a time that was a tenth of reading a head.
+pub(crate) fn lower_ascii(bytes: &mut [u8]) {
+    /// The `0x20` bit of each byte of `w` that is `A` to `Z`. Each byte's
+    /// low seven bits plus a constant below `0x80` cannot carry into the
+    /// next byte, and bytes with the high bit set are left out.
+    fn upper_bits(w: u64) -> u64 {
+        let low = w & !HIGHS;
+        let from_a = low.wrapping_add(ONES * u64::from(0x80 - b'A'));
+        let past_z = low.wrapping_add(ONES * u64::from(0x80 - b'Z' - 1));
+        ((from_a & !past_z & !w) & HIGHS) >> 2
+    }
+    let mut words = bytes.chunks_exact_mut(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let n = u64::from_ne_bytes(w);
+        word.copy_from_slice(&(n | upper_bits(n)).to_ne_bytes());
+    }
+    words.into_remainder().make_ascii_lowercase();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +83,18 @@ mod tests {
             let found = find(&bytes, |w| has_below(w, n) | has_byte(w, b), |x| x < n || x == b);
             let plain = bytes.iter().position(|&x| x < n || x == b).unwrap_or(bytes.len());
             proptest::prop_assert_eq!(found, plain);
+        }
+
+        /// Eight at a time lower-cases as `make_ascii_lowercase` does.
+        #[test]
+        fn lowers_what_a_byte_by_byte_lowering_lowers(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut words = bytes.clone();
+            lower_ascii(&mut words);
+            let mut plain = bytes;
+            plain.make_ascii_lowercase();
+            proptest::prop_assert_eq!(words, plain);
         }
     }
 }

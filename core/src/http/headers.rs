@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::swar;
+
 /// Header fields, names lower-cased, in the order received.
 #[derive(Clone, Default)]
 pub struct Headers {
@@ -48,22 +50,21 @@ impl Headers {
         let at = |part: &[u8]| (part.as_ptr() as usize).checked_sub(base).ok_or(NotText);
         let start = at(first.name.as_bytes())?;
         let end = at(last.value)? + last.value.len();
-        let block = head.get(start..end).ok_or(NotText)?;
-        let mut text = std::str::from_utf8(block).map_err(|_| NotText)?.to_owned();
+        let mut text = head.get(start..end).ok_or(NotText)?.to_vec();
         let mut indexed = Vec::with_capacity(fields.len());
         for field in fields {
             let name = at(field.name.as_bytes())? - start;
             let value = field.value.trim_ascii();
             let value_at = at(value)? - start;
             let name = (name, name + field.name.len());
-            text.get_mut(name.0..name.1)
-                .ok_or(NotText)?
-                .make_ascii_lowercase();
+            swar::lower_ascii(text.get_mut(name.0..name.1).ok_or(NotText)?);
             indexed.push(Field {
                 name,
                 value: (value_at, value_at + value.len()),
             });
         }
+        // Lower-casing letters keeps text text, and the rest as it was.
+        let text = String::from_utf8(text).map_err(|_| NotText)?;
         Ok(Headers {
             text,
             fields: indexed,
