@@ -388,7 +388,10 @@ fn normalise_target(mut request: Request) -> Result<Request, HttpError> {
         }
     }
     let target = request.target.as_bytes();
-    let path_len = target.iter().position(|&b| b == b'?').unwrap_or(target.len());
+    let path_len = target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(target.len());
     request.path_len = u32::try_from(path_len).unwrap_or(u32::MAX);
     Ok(request)
 }
