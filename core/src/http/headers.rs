@@ -45,23 +45,35 @@ impl Headers {
             return Ok(Headers::default());
         };
         // Every slice httparse hands out lies in `head`: where it stands
-        // there is its address less the head's.
+        // there is its address less the head's. An empty value needs no
+        // place: it is taken to stand right after its name.
         let base = head.as_ptr() as usize;
-        let at = |part: &[u8]| (part.as_ptr() as usize).checked_sub(base).ok_or(NotText);
-        let start = at(first.name.as_bytes())?;
-        let end = at(last.value)? + last.value.len();
+        let within = |part: &[u8]| {
+            (part.as_ptr() as usize)
+                .checked_sub(base)
+                .filter(|at| at + part.len() <= head.len())
+                .ok_or(NotText)
+        };
+        let start = within(first.name.as_bytes())?;
+        let end = match last.value.is_empty() {
+            true => within(last.name.as_bytes())? + last.name.len(),
+            false => within(last.value)? + last.value.len(),
+        };
         let mut text = head.get(start..end).ok_or(NotText)?.to_vec();
         let mut indexed = Vec::with_capacity(fields.len());
         for field in fields {
-            let name = at(field.name.as_bytes())? - start;
-            let value = field.value.trim_ascii();
-            let value_at = at(value)? - start;
-            let name = (name, name + field.name.len());
+            let at = |part: &[u8]| within(part)?.checked_sub(start).ok_or(NotText);
+            let name_at = at(field.name.as_bytes())?;
+            let name = (name_at, name_at + field.name.len());
+            let value = match field.value.trim_ascii() {
+                [] => (name.1, name.1),
+                value => {
+                    let value_at = at(value)?;
+                    (value_at, value_at + value.len())
+                }
+            };
             swar::lower_ascii(text.get_mut(name.0..name.1).ok_or(NotText)?);
-            indexed.push(Field {
-                name,
-                value: (value_at, value_at + value.len()),
-            });
+            indexed.push(Field { name, value });
         }
         // Lower-casing letters keeps text text, and the rest as it was.
         let text = String::from_utf8(text).map_err(|_| NotText)?;
@@ -212,6 +224,16 @@ mod tests {
                 .and_then(|h| h.get("content-type").map(str::to_owned))
                 .as_deref(),
             Some("Text/Plain")
+        );
+
+        let last_empty = b"HTTP/1.1 200 OK\r\nA: b\r\nX-Last:\r\n\r\n";
+        let mut fields = [httparse::EMPTY_HEADER; 8];
+        let mut response = httparse::Response::new(&mut fields);
+        assert!(response.parse(last_empty).is_ok_and(|s| s.is_complete()));
+        let expected: Headers = [("a", "b"), ("x-last", "")].into_iter().collect();
+        assert_eq!(
+            Headers::parsed(last_empty, response.headers).ok(),
+            Some(expected)
         );
 
         let bad = b"HTTP/1.1 200 OK\r\nA: b\r\nX-Bytes: \xff\xfe\r\n\r\n";
