@@ -120,7 +120,7 @@ const MAX_SEGMENTS: usize = 3;
 
 /// A path cut into its segments once, for every row to compare (the path
 /// of each request is matched against the table three times).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Segments<'a> {
     parts: [&'a str; MAX_SEGMENTS],
     len: usize,
@@ -131,10 +131,7 @@ impl<'a> Segments<'a> {
     /// longer than any row).
     fn of(path: &'a str) -> Option<Self> {
         let rest = path.strip_prefix('/')?;
-        let mut segments = Segments {
-            parts: [""; MAX_SEGMENTS],
-            len: 0,
-        };
+        let mut segments = Segments::default();
         let mut start = 0;
         // Cut at each `/` by hand: a path is a few short segments, where a
         // searcher costs more to set up than to run.
@@ -183,17 +180,17 @@ pub(crate) enum Miss {
 impl Row {
     /// The path's parameters when it has this row's shape.
     fn matches<'a>(&self, path: &Segments<'a>) -> Option<Params<'a>> {
-        let mut params = Segments {
-            parts: [""; MAX_SEGMENTS],
-            len: 0,
-        };
+        if !self.fits(path) {
+            return None;
+        }
+        let mut params = Segments::default();
         for (seg, &segment) in self.path.iter().zip(path.as_slice()) {
             if let Param = seg {
                 *params.parts.get_mut(params.len)? = segment;
                 params.len += 1;
             }
         }
-        self.fits(path).then_some(Params(params))
+        Some(Params(params))
     }
 
     /// Whether the path has this row's shape: as many segments, none

@@ -60,9 +60,9 @@ impl Headers {
             false => within(last.value)? + last.value.len(),
         };
         let mut text = head.get(start..end).ok_or(NotText)?.to_vec();
+        let at = |part: &[u8]| within(part)?.checked_sub(start).ok_or(NotText);
         let mut indexed = Vec::with_capacity(fields.len());
         for field in fields {
-            let at = |part: &[u8]| within(part)?.checked_sub(start).ok_or(NotText);
             let name_at = at(field.name.as_bytes())?;
             let name = (name_at, name_at + field.name.len());
             let value = match field.value.trim_ascii() {
