@@ -106,6 +106,7 @@ mod base64;
 /// (the process manager, the sessions, one module per transport).
 pub mod bridge;
 mod config;
+mod digits;
 mod error;
 #[cfg(fuzzing)]
 pub mod fuzzing;

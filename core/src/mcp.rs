@@ -9,6 +9,7 @@
 //!   client capabilities in `params._meta`. A request naming a version the
 //!   server does not speak gets error -32022 listing the ones it does.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use serde::de::IgnoredAny;
@@ -38,6 +39,47 @@ pub const STATELESS_METHODS: [&str; 10] = [
     "resources/read",
     "completion/complete",
 ];
+
+/// What a client asks of a server in either generation, besides
+/// [`STATELESS_METHODS`]: the names [`known_method`] keeps borrowed.
+const SESSION_CLIENT_METHODS: [&str; 9] = [
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
+
+/// `method` as one of the methods a client sends, borrowed, when it is
+/// one: a posted message's method is kept, and sent as `Mcp-Method`, with
+/// every request.
+pub fn known_method(method: &str) -> Cow<'static, str> {
+    match STATELESS_METHODS
+        .iter()
+        .chain(&SESSION_CLIENT_METHODS)
+        .find(|known| **known == method)
+    {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(method.to_owned()),
+    }
+}
+
+/// `version` as one of the revisions above, borrowed, when it is one:
+/// a version kept to be sent again with every request needs no copy.
+pub fn known_version(version: &str) -> Cow<'static, str> {
+    match SESSION_VERSIONS
+        .iter()
+        .chain(&STATELESS_VERSIONS)
+        .find(|known| **known == version)
+    {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(version.to_owned()),
+    }
+}
 
 /// Where a stateless request carries its protocol version.
 pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
@@ -145,8 +187,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Present<T> {
 /// id as written, so where it stands in the line is known).
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(default)]
-    jsonrpc: Present<Value>,
+    #[serde(default, borrow)]
+    jsonrpc: Present<&'a RawValue>,
     #[serde(default, borrow)]
     id: Present<&'a RawValue>,
     #[serde(default)]
@@ -157,6 +199,14 @@ struct Envelope<'a> {
     result: Present<Value>,
     #[serde(default)]
     error: Present<Value>,
+}
+
+/// Whether `jsonrpc` is the string "2.0", read where it stands: the
+/// text is compared, and read as a string only when it has escapes.
+fn is_version_2(jsonrpc: &RawValue) -> bool {
+    let text = jsonrpc.get();
+    text == r#""2.0""#
+        || (text.contains('\\') && serde_json::from_str::<String>(text).is_ok_and(|v| v == "2.0"))
 }
 
 /// Whether `line` holds a JSON object: a struct also reads from an array,
@@ -209,7 +259,7 @@ pub fn parse_placed(line: &str) -> Result<(Message, Option<Range<usize>>), Inval
             return Err(invalid(&Value::Null, "an id must be a string or a number"));
         }
     }
-    if envelope.jsonrpc.0.as_ref().and_then(Value::as_str) != Some("2.0") {
+    if !envelope.jsonrpc.0.is_some_and(is_version_2) {
         return Err(invalid(
             id.as_ref().unwrap_or(&Value::Null),
             "jsonrpc must be \"2.0\"",
@@ -560,6 +610,29 @@ pub fn discover_result(capabilities: Value, server_info: Value, instructions: &s
 #[cfg(test)]
 mod tests {
 
+    /// A revision the provider knows is kept borrowed; any other version
+    /// a server names is kept as it said it.
+    #[test]
+    fn a_known_version_is_borrowed() {
+        for version in SESSION_VERSIONS.iter().chain(&STATELESS_VERSIONS) {
+            let kept = known_version(version);
+            assert!(matches!(kept, Cow::Borrowed(_)), "{version}");
+            assert_eq!(kept, *version);
+        }
+        let other = known_version("2099-01-01");
+        assert!(matches!(other, Cow::Owned(_)));
+        assert_eq!(other, "2099-01-01");
+        assert!(matches!(
+            known_method("tools/call"),
+            Cow::Borrowed("tools/call")
+        ));
+        assert!(matches!(
+            known_method("initialize"),
+            Cow::Borrowed("initialize")
+        ));
+        assert_eq!(known_method("x/y"), Cow::<str>::Owned("x/y".to_owned()));
+    }
+
     #[test]
     fn a_stateless_answers_status_follows_the_revisions_refusals() {
         let refused = |code: i64| error(&json!(1), code, "no", None);
@@ -617,8 +690,21 @@ mod tests {
             })
         );
         assert_eq!(parse("{oops").unwrap_err().code, PARSE_ERROR);
-        let bad = parse(r#"{"jsonrpc":"1.0","id":7,"method":"x"}"#).unwrap_err();
-        assert_eq!((bad.id, bad.code), (json!(7), INVALID_REQUEST));
+        for version in [r#""1.0""#, "2.0", "null", r#"["2.0"]"#, r#""2.0 ""#] {
+            let bad =
+                parse(&format!(r#"{{"jsonrpc":{version},"id":7,"method":"x"}}"#)).unwrap_err();
+            assert_eq!((bad.id, bad.code), (json!(7), INVALID_REQUEST), "{version}");
+            assert!(
+                bad.message.contains("jsonrpc"),
+                "{version}: {}",
+                bad.message
+            );
+        }
+        // The version written with an escape is still "2.0".
+        assert!(matches!(
+            parse(r#"{"jsonrpc":"2\u002e0","id":7,"method":"x"}"#),
+            Ok(Message::Request { .. })
+        ));
         assert_eq!(
             parse(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#)
                 .unwrap_err()

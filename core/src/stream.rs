@@ -20,7 +20,7 @@ use crate::agent::message::{Delta, ToolCalls, Usage};
 use crate::answer::Answer;
 use crate::api::{AnswerIds, Encoder, End, ModelRequest, Timings};
 use crate::error::{ApiError, Dialect};
-use crate::http::Response;
+use crate::http::{Fields, Response};
 use crate::{ConnId, Output, RequestId};
 
 pub struct EditorStream {
@@ -30,7 +30,7 @@ pub struct EditorStream {
     answer: Answer,
     /// Headers decided when the request was admitted (CORS, rate limits):
     /// on the stream's head, or on the whole answer.
-    headers: Vec<(&'static str, String)>,
+    headers: Fields,
     started: Instant,
     first_at: Option<Instant>,
 }
@@ -46,12 +46,7 @@ impl std::fmt::Debug for EditorStream {
 
 impl EditorStream {
     /// `headers` go on its response.
-    pub fn new(
-        request: &ModelRequest,
-        ids: AnswerIds,
-        now: Instant,
-        headers: Vec<(&'static str, String)>,
-    ) -> Self {
+    pub fn new(request: &ModelRequest, ids: AnswerIds, now: Instant, headers: Fields) -> Self {
         let encoder = request.api.encoder(request, ids);
         let keep_text = !request.stream || encoder.keeps_text();
         EditorStream {
@@ -395,7 +390,7 @@ mod tests {
         parse: fn(&[u8], &RequestLimits) -> Result<ModelRequest, ApiError>,
         body: &[u8],
         token: &str,
-        headers: Vec<(&'static str, String)>,
+        headers: Fields,
     ) -> (EditorStream, Instant, SystemTime) {
         let req = parse(body, &RequestLimits::default()).unwrap();
         let t0 = Instant::now();
@@ -524,7 +519,7 @@ mod tests {
     #[test]
     fn answering_writes_the_head_then_pieces_and_drops_what_comes_after_the_end() {
         let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
-        let headers = vec![("access-control-allow-origin", "http://localhost".to_owned())];
+        let headers = vec![("access-control-allow-origin", "http://localhost".into())];
         let (stream, t0, wall) = answer(openai::parse_chat, body, "1", headers);
         let to = RequestId {
             conn: ConnId(3),

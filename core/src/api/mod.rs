@@ -14,7 +14,6 @@ pub mod responses;
 pub mod routes;
 mod validate;
 
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, BytesMut};
@@ -220,12 +219,6 @@ pub(crate) fn put_json_str(out: &mut BytesMut, text: &str) {
     out.extend_from_slice(b"\"");
     put_json_str_inner(out, text);
     out.extend_from_slice(b"\"");
-}
-
-/// Writes a number at the end of `out`.
-pub(crate) fn put_u64(out: &mut BytesMut, n: u64) {
-    // Writing into a BytesMut cannot fail.
-    let _ = write!(out, "{n}");
 }
 
 /// One named server-sent event whose data is `value`.

@@ -15,11 +15,12 @@ use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
 use super::{
-    parse_object, put_event, put_json, put_u64, AnswerIds, EditorApi, Encoder, End, Keep,
-    ModelRequest, SSE, SSE_KEEPALIVE,
+    parse_object, put_event, put_json, AnswerIds, EditorApi, Encoder, End, Keep, ModelRequest, SSE,
+    SSE_KEEPALIVE,
 };
 use crate::agent::message::Delta;
 use crate::answer::{delta_arguments, delta_index, Answer, Run, CANCELLED};
+use crate::digits::put_decimal;
 use crate::error::{ApiError, Dialect};
 
 pub mod kept;
@@ -605,7 +606,7 @@ impl ResponseEncoder {
         out.put_slice(b"\ndata: {\"type\":\"");
         out.put_slice(name.as_bytes());
         out.put_slice(b"\",\"sequence_number\":");
-        put_u64(out, self.sequence);
+        put_decimal(out, self.sequence);
         self.sequence += 1;
         out.put_slice(&self.delta_prefix);
         put_json(out, &text);

@@ -528,7 +528,7 @@ impl Registry {
             let message = format!("the call was cancelled: {why}");
             let answer = mcp::error(&id, super::SERVER_ERROR, &message, None);
             // A socket's request is traced by its call, not its connection.
-            let key = Answering::Call(child, client, mcp::id_text(&id));
+            let key = Answering::Call(child, client, mcp::id_text(&id).into());
             self.traces.answer(key, &answer);
             self.answer(child, client, pending, answer, now);
         }
@@ -1241,7 +1241,7 @@ impl Registry {
         });
         if let Some(id) = &answer_to {
             self.traces
-                .answer(Answering::Call(child, client, id.clone()), &message);
+                .answer(Answering::Call(child, client, id.into()), &message);
         }
         if let Some(to) = self.answer_stream(child, client, head.as_ref()) {
             let data = event(0, "message", &message);

@@ -514,7 +514,7 @@ impl Registry {
             } => {
                 self.next_request += 1;
                 let own = json!(format!("ws-{}", self.next_request));
-                let answering = Answering::Call(child, client, own.to_string());
+                let answering = Answering::Call(child, client, own.to_string().into());
                 let session = self.streams.get(&conn).cloned();
                 let about = (method.as_str(), Some(&id));
                 let session = session.as_deref();

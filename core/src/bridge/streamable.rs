@@ -254,7 +254,7 @@ impl Registry {
         } = &mut message
         {
             // Its answer comes down the session's stream.
-            let answering = Answering::Call(child, client, mcp::id_text(asked));
+            let answering = Answering::Call(child, client, mcp::id_text(asked).into());
             let (method, asked) = (method.as_str(), Some(&*asked));
             self.traces.request(
                 answering,

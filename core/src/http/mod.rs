@@ -15,5 +15,5 @@ pub use client::{Outgoing, ResponseError, ResponseEvent, ResponseHead, ResponseR
 pub use conn::ServerConn;
 pub use headers::Headers;
 pub use request::{HttpError, Limits, Request, RequestReader};
-pub use response::{encode_closing, reason, websocket_accept, Body, Response};
+pub use response::{encode_closing, reason, websocket_accept, Body, Fields, Response};
 pub use url::{BadUrl, Url};

@@ -1,12 +1,20 @@
 //! Responses as values, and their HTTP/1.1 encoding.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::digits::put_decimal;
+
+/// A response's header fields besides its framing. Values are mostly the
+/// product's own, borrowed: a response is made for every request.
+pub type Fields = Vec<(&'static str, Cow<'static, str>)>;
 
 /// What the provider answers to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Fields,
     pub body: Body,
 }
 
@@ -22,7 +30,7 @@ impl Response {
     pub fn full(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Self {
         Response {
             status,
-            headers: vec![("content-type", content_type.to_owned())],
+            headers: vec![("content-type", content_type.into())],
             body: Body::Full(body.into()),
         }
     }
@@ -37,15 +45,15 @@ impl Response {
         Response {
             status: 200,
             headers: vec![
-                ("content-type", content_type.to_owned()),
-                ("cache-control", "no-cache".to_owned()),
-                ("x-accel-buffering", "no".to_owned()),
+                ("content-type", content_type.into()),
+                ("cache-control", "no-cache".into()),
+                ("x-accel-buffering", "no".into()),
             ],
             body: Body::Stream,
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -54,7 +62,7 @@ impl Response {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 
@@ -105,7 +113,7 @@ pub(crate) fn encode_head(
     out: &mut BytesMut,
 ) {
     out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(response.status.to_string().as_bytes());
+    put_decimal(out, u64::from(response.status));
     out.put_u8(b' ');
     out.put_slice(reason(response.status).as_bytes());
     out.put_slice(b"\r\n");
@@ -114,7 +122,11 @@ pub(crate) fn encode_head(
     }
     match (&response.body, framing) {
         _ if !status_has_body(response.status) => {}
-        (Body::Full(body), _) => put_header(out, "content-length", &body.len().to_string()),
+        (Body::Full(body), _) => {
+            out.put_slice(b"content-length: ");
+            put_decimal(out, body.len() as u64);
+            out.put_slice(b"\r\n");
+        }
         (Body::Stream, Framing::Chunked) => put_header(out, "transfer-encoding", "chunked"),
         (Body::Stream, _) => {}
     }

@@ -14,7 +14,7 @@ use crate::api::responses::kept::{self, Kept};
 use crate::api::routes::Stored;
 use crate::api::{self, ollama, openai, AnswerIds, End, Handler, Info, ModelRequest, Timings};
 use crate::error::ApiError;
-use crate::http::{Request, Response};
+use crate::http::{Fields, Request, Response};
 
 use crate::store::may_see;
 use crate::time::{rfc3339, unix_seconds};
@@ -76,7 +76,7 @@ impl Provider {
     fn origin_checked(
         &mut self,
         request: &Request,
-        extra: &mut Vec<(&'static str, String)>,
+        extra: &mut Fields,
         now: Instant,
     ) -> Result<(), ApiError> {
         security::check_origin(&self.config, request, extra).inspect_err(|e| {
@@ -104,7 +104,7 @@ impl Provider {
         &mut self,
         conn: ConnId,
         request: &Request,
-        extra: &mut Vec<(&'static str, String)>,
+        extra: &mut Fields,
         now: Instant,
     ) -> Result<(), ApiError> {
         self.origin_checked(request, extra, now)?;
@@ -197,7 +197,7 @@ impl Provider {
         route: Info,
         param: &str,
         request: &Request,
-        extra: Vec<(&'static str, String)>,
+        extra: Fields,
         now: Instant,
     ) -> Result<(), ApiError> {
         let wall = self.wall(now);
@@ -389,7 +389,7 @@ impl Provider {
         mut request: ModelRequest,
         pin: Option<&str>,
         key: Option<usize>,
-        extra: Vec<(&'static str, String)>,
+        extra: Fields,
         now: Instant,
     ) -> Result<(), ApiError> {
         let Some(keep) = request.keep.take().filter(|k| k.store) else {
@@ -456,7 +456,7 @@ impl Provider {
         route: Kept<'_>,
         request: &Request,
         caller: Option<usize>,
-        extra: Vec<(&'static str, String)>,
+        extra: Fields,
         now: Instant,
     ) -> Result<(), ApiError> {
         self.pump_kept();

@@ -21,6 +21,7 @@ use crate::answer::Tally;
 use crate::answer::MAX_TOOL_CALLS;
 use crate::api::{AnswerIds, ModelRequest};
 use crate::error::ApiError;
+use crate::http::Fields;
 use crate::stream::{AnswerEvent, EditorStream, Piece as PieceOut};
 use crate::time::unix_seconds;
 use crate::ConnId;
@@ -33,7 +34,7 @@ impl Provider {
         request: ModelRequest,
         pin: Option<&str>,
         key: Option<usize>,
-        extra: Vec<(&'static str, String)>,
+        extra: Fields,
         now: Instant,
     ) -> Result<(), ApiError> {
         if self.shutting_down {
@@ -57,7 +58,7 @@ impl Provider {
         self.stats.invocations += 1;
         let ids = AnswerIds::new(request.api, self.ids.token(), unix_seconds(self.wall(now)));
         let mut extra = extra;
-        extra.push(("x-completion-id", ids.id.clone()));
+        extra.push(("x-completion-id", ids.id.clone().into()));
         let (id, created) = (ids.id.clone(), ids.created);
         let span = agent_name.and_then(|agent| {
             let parent = trace::answer_span(&mut self.kept, &mut self.requests, conn);

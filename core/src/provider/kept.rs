@@ -24,7 +24,7 @@ use super::{Output, RequestId};
 use crate::api::responses::kept::{self, Kept, Replay};
 use crate::api::{ModelRequest, SSE};
 use crate::error::{ApiError, Dialect};
-use crate::http::Response;
+use crate::http::{Fields, Response};
 use crate::idmap::IdMap;
 use crate::metrics::Gauges;
 use crate::store::{Record, Status, Store};
@@ -54,7 +54,7 @@ pub(super) struct KeptAnswers {
     /// The id and head headers of the job that began last: what the
     /// asker of a background answer is told at once, even if the answer
     /// is over by then.
-    last_seen: Option<(String, Vec<(&'static str, String)>)>,
+    last_seen: Option<(String, Fields)>,
     /// Scratch for what one event of a job's answer makes
     /// ([`KeptAnswers::write`]).
     made: Vec<Output>,
@@ -181,7 +181,7 @@ impl KeptAnswers {
 
     /// A background answer began: it is counted, and its id and head
     /// headers are what its asker is told.
-    pub(super) fn began_background(&mut self) -> Option<(String, Vec<(&'static str, String)>)> {
+    pub(super) fn began_background(&mut self) -> Option<(String, Fields)> {
         self.background_total += 1;
         self.last_seen.take()
     }
@@ -292,7 +292,7 @@ impl KeptAnswers {
         to: RequestId,
         id: &str,
         first: usize,
-        headers: Vec<(&'static str, String)>,
+        headers: Fields,
         now: Instant,
         out: &mut VecDeque<Output>,
     ) -> Result<(), ApiError> {
@@ -522,7 +522,7 @@ struct Job {
     followers: Vec<RequestId>,
     /// The stream head's headers (rate limits, CORS, the answer's id), for
     /// an answer sent as one body.
-    headers: Vec<(&'static str, String)>,
+    headers: Fields,
     /// The error that ended the answer, for an answer sent as one body.
     failure: Option<ApiError>,
     /// A background answer's request span: it ends with the answer, after

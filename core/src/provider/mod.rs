@@ -63,7 +63,7 @@ use crate::audit::Audit;
 use crate::auth::LastPresented;
 use crate::config::Config;
 use crate::error::{ApiError, Dialect};
-use crate::http::{Body, HttpError, Limits, Request, Response};
+use crate::http::{Body, Fields, HttpError, Limits, Request, Response};
 use crate::idmap::IdMap;
 use crate::metrics::{Gauges, Metrics};
 use crate::session::{Sessions, Status};
@@ -671,28 +671,17 @@ impl Provider {
         trace::answer_span(&mut self.kept, &mut self.requests, conn)
     }
 
-    fn respond(
-        &mut self,
-        conn: ConnId,
-        mut response: Response,
-        extra: Vec<(&'static str, String)>,
-    ) {
+    fn respond(&mut self, conn: ConnId, mut response: Response, extra: Fields) {
         response.headers.extend(extra);
         let to = self.requests.on(conn);
         self.outputs.push_back(Output::Respond { to, response });
     }
 
-    fn respond_json(&mut self, conn: ConnId, body: Value, extra: Vec<(&'static str, String)>) {
+    fn respond_json(&mut self, conn: ConnId, body: Value, extra: Fields) {
         self.respond(conn, Response::json(200, body.to_string()), extra);
     }
 
-    fn respond_error(
-        &mut self,
-        conn: ConnId,
-        dialect: Dialect,
-        error: &ApiError,
-        extra: Vec<(&'static str, String)>,
-    ) {
+    fn respond_error(&mut self, conn: ConnId, dialect: Dialect, error: &ApiError, extra: Fields) {
         trace::error(self.answer_span(conn), error);
         self.respond(conn, error.response(dialect), extra);
     }

@@ -9,7 +9,7 @@ use crate::api::Guard;
 use crate::auth::{bearer, find_key, LastPresented};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::http::Request;
+use crate::http::{Fields, Request};
 use crate::limiter::TokenBucket;
 
 /// Headers sent to a browser preflight from an allowed origin.
@@ -63,7 +63,7 @@ fn strip_port(authority: &str) -> &str {
 pub(super) fn check_origin(
     config: &Config,
     request: &Request,
-    extra: &mut Vec<(&'static str, String)>,
+    extra: &mut Fields,
 ) -> Result<(), ApiError> {
     if let Some(host) = request.header("host") {
         let name = strip_port(host.trim());
@@ -88,18 +88,15 @@ pub(super) fn check_origin(
                 "Origin `{origin}` is not allowed"
             )));
         }
-        extra.push(("access-control-allow-origin", origin.to_owned()));
-        extra.push(("vary", "Origin".to_owned()));
+        extra.push(("access-control-allow-origin", origin.to_owned().into()));
+        extra.push(("vary", "Origin".into()));
         if request.method == "OPTIONS" {
             extra.push((
                 "access-control-allow-methods",
-                "GET, POST, DELETE, OPTIONS".to_owned(),
+                "GET, POST, DELETE, OPTIONS".into(),
             ));
-            extra.push((
-                "access-control-allow-headers",
-                CORS_ALLOW_HEADERS.to_owned(),
-            ));
-            extra.push(("access-control-max-age", "600".to_owned()));
+            extra.push(("access-control-allow-headers", CORS_ALLOW_HEADERS.into()));
+            extra.push(("access-control-max-age", "600".into()));
         }
     }
     Ok(())
@@ -205,7 +202,7 @@ impl RateLimits {
         key: Option<usize>,
         tokens: u64,
         now: Instant,
-        extra: &mut Vec<(&'static str, String)>,
+        extra: &mut Fields,
     ) -> Result<(), ApiError> {
         if self.requests_per_minute == 0 && self.tokens_per_minute == 0 {
             return Ok(());
@@ -234,9 +231,9 @@ impl RateLimits {
         ];
         for (bucket, [limit, remaining, reset]) in described {
             if let Some(bucket) = bucket {
-                extra.push((limit, bucket.capacity().to_string()));
-                extra.push((remaining, bucket.remaining().to_string()));
-                extra.push((reset, format!("{}s", ceil_secs(bucket.until_full()))));
+                extra.push((limit, bucket.capacity().to_string().into()));
+                extra.push((remaining, bucket.remaining().to_string().into()));
+                extra.push((reset, format!("{}s", ceil_secs(bucket.until_full())).into()));
             }
         }
         match denied {

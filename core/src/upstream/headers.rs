@@ -4,16 +4,22 @@
 //! `Mcp-Method` (the message's method) and `Mcp-Name` (the tool or
 //! prompt a request names, or the resource it reads).
 
+use std::borrow::Cow;
+
 use crate::http::Outgoing;
 
 /// `request` with the standard headers for `method` and `name`.
-pub fn standard(request: Outgoing, method: Option<&str>, name: Option<&str>) -> Outgoing {
+pub fn standard(
+    request: Outgoing,
+    method: Option<Cow<'static, str>>,
+    name: Option<String>,
+) -> Outgoing {
     let mut request = request;
     if let Some(method) = method {
-        request = request.header("mcp-method", header_safe(method));
+        request = request.header("mcp-method", safe(method));
     }
     if let Some(name) = name {
-        request = request.header("mcp-name", header_safe(name));
+        request = request.header("mcp-name", safe(Cow::Owned(name)));
     }
     request
 }
@@ -24,14 +30,31 @@ pub fn standard(request: Outgoing, method: Option<&str>, name: Option<&str>) -> 
 /// wrapping, for the reading to be unambiguous. A line break in a name can
 /// then never start a header of its own.
 pub fn header_safe(value: &str) -> String {
-    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && value.trim() == value
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
-    if plain {
+    if is_plain(value) {
         value.to_owned()
     } else {
-        format!("=?base64?{}?=", crate::base64::encode(value.as_bytes()))
+        wrapped(value)
     }
+}
+
+/// [`header_safe`] of a value the caller gives up: kept as it is, not
+/// copied, when it is plain (a method MCP names stays borrowed).
+fn safe(value: Cow<'static, str>) -> Cow<'static, str> {
+    if is_plain(&value) {
+        value
+    } else {
+        Cow::Owned(wrapped(&value))
+    }
+}
+
+fn is_plain(value: &str) -> bool {
+    value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with("=?base64?") && value.ends_with("?="))
+}
+
+fn wrapped(value: &str) -> String {
+    format!("=?base64?{}?=", crate::base64::encode(value.as_bytes()))
 }
 
 #[cfg(test)]

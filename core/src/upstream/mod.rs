@@ -48,6 +48,7 @@ mod params;
 mod resume;
 mod sse;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -246,7 +247,7 @@ enum Kind {
     Post {
         line: Bytes,
         id: Option<Value>,
-        method: Option<String>,
+        method: Option<Cow<'static, str>>,
         /// The session id it went with, if any (a 404 then means the
         /// session is gone; the session's stream may answer it).
         session: Option<String>,
@@ -320,8 +321,10 @@ pub struct Upstream {
     protocol: Protocol,
     /// `Mcp-Session-Id`, once the server gave one.
     session: Option<String>,
-    /// The protocol version the server answered `initialize` with.
-    version: Option<String>,
+    /// The protocol version the server answered `initialize` with: one
+    /// of the revisions the provider knows, borrowed (it is sent with
+    /// every request), or whatever else the server said.
+    version: Option<Cow<'static, str>>,
     /// The bridge's `initialize` and `notifications/initialized`, replayed
     /// when the session must be made again.
     initialize: Option<String>,
@@ -862,7 +865,6 @@ impl Upstream {
                 request = request.header("tracestate", state);
             }
         }
-        request = headers::standard(request, method.as_deref(), name.as_deref());
         match (method.as_deref(), &name, &id) {
             (Some("tools/call"), Some(tool), _) => {
                 for (header, value) in self.params.for_call(tool, &line) {
@@ -872,6 +874,7 @@ impl Upstream {
             (Some("tools/list"), _, Some(asked)) => self.listing(asked, &line),
             _ => {}
         }
+        request = headers::standard(request, method.clone(), name);
         let mut session = None;
         if !legacy {
             match version {
@@ -1135,7 +1138,7 @@ impl Upstream {
         if self.is_initialize(id) {
             if let Ok(message) = serde_json::from_str::<Value>(&line) {
                 if let Some(version) = message["result"]["protocolVersion"].as_str() {
-                    self.version = Some(version.to_owned());
+                    self.version = Some(mcp::known_version(version));
                 }
             }
         }
@@ -1143,7 +1146,7 @@ impl Upstream {
             if let Ok(message) = serde_json::from_str::<Value>(&line) {
                 self.version = message["result"]["protocolVersion"]
                     .as_str()
-                    .map(str::to_owned);
+                    .map(mcp::known_version);
             }
         }
         self.out.push_back(match placed {

@@ -3,6 +3,8 @@
 //! Read in one pass over borrowed text: the rest of the message (a tool's
 //! arguments, say) is skipped, not built into a tree only to be dropped.
 
+use std::borrow::Cow;
+
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -14,8 +16,8 @@ use crate::telemetry::SpanContext;
 /// The parts of one message that decide how it is posted.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outline {
-    /// `method`, when it is a string.
-    pub method: Option<String>,
+    /// `method`, when it is a string (borrowed when it is one MCP names).
+    pub method: Option<Cow<'static, str>>,
     /// `id`, for a request (a message with a method).
     pub id: Option<Value>,
     /// `params._meta`'s protocol version: a stateless request.
@@ -74,6 +76,20 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
     serde_json::from_str(raw?.get()).ok()
 }
 
+/// The method, when it is a string: one MCP names is borrowed, read
+/// where it stands when it has no escapes.
+fn method_text(raw: &RawValue) -> Option<Cow<'static, str>> {
+    let plain = raw
+        .get()
+        .strip_prefix('"')
+        .and_then(|text| text.strip_suffix('"'))
+        .filter(|text| !text.contains('\\'));
+    match plain {
+        Some(method) => Some(mcp::known_method(method)),
+        None => text(Some(raw)).map(Cow::Owned),
+    }
+}
+
 /// An object member read as `T`; a member of another shape reads as
 /// nothing there (a struct would also read from an array, by position).
 fn shaped<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
@@ -92,7 +108,7 @@ impl Outline {
                 .map(|_| Outline::default());
         }
         let members: Members = serde_json::from_str(line).ok()?;
-        let method = text(members.method);
+        let method = members.method.and_then(method_text);
         let id = match (&method, members.id) {
             (Some(_), Some(id)) => serde_json::from_str(id.get()).ok(),
             _ => None,
@@ -121,7 +137,7 @@ impl Outline {
         let text = |value: &Value| value.as_str().map(str::to_owned);
         let name = name_member(method).and_then(|member| text(&params[member]));
         Outline {
-            method: method.map(str::to_owned),
+            method: method.map(mcp::known_method),
             id: method.and(id).filter(|id| !id.is_null()).cloned(),
             version: text(&params["_meta"][mcp::PROTOCOL_VERSION_META]),
             name,
@@ -212,7 +228,7 @@ mod tests {
         };
         let name = message["params"][key].as_str().map(str::to_owned);
         Some(Outline {
-            method,
+            method: method.map(Cow::Owned),
             id,
             version,
             name: name.filter(|_| !key.is_empty()),

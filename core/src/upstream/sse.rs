@@ -7,13 +7,15 @@
 //! The reader also keeps what a stream says of taking it up again once it
 //! ends: the last event id it dispatched and the `retry:` wait it asked.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Event {
-    /// `event:` (empty means `message`).
-    pub kind: String,
+    /// `event:` (empty means `message`; `message` itself, which a server
+    /// names on every answer, is kept borrowed).
+    pub kind: Cow<'static, str>,
     pub data: String,
     /// `id:`, when the event had one.
     pub id: Option<String>,
@@ -155,7 +157,12 @@ impl SseReader {
                 }
                 self.event.data.push_str(value);
             }
-            "event" => self.event.kind = value.to_owned(),
+            "event" => {
+                self.event.kind = match value {
+                    "message" => Cow::Borrowed("message"),
+                    other => Cow::Owned(other.to_owned()),
+                }
+            }
             "id" if !value.contains('\0') => self.event.id = Some(value.to_owned()),
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 // Digits past u64 are a wait longer than any it is capped at.

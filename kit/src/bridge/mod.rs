@@ -212,7 +212,8 @@ impl Bridged {
     /// stream's head reaches its connection before the events the child
     /// answers with.
     pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Bridge, Instant) -> R) -> R {
-        let mut wakes = Vec::new();
+        // Nearly every call posts once: the first wake is kept in place.
+        let (mut wake, mut more_wakes) = (None, Vec::new());
         let (result, flushes, spawns, logins, keeps, next, report) = {
             let mut bridge = self.lock();
             let now = Instant::now();
@@ -250,7 +251,10 @@ impl Bridged {
                 else {
                     break;
                 };
-                wakes.push(posted.wake);
+                match wake {
+                    None => wake = Some(posted.wake),
+                    Some(_) => more_wakes.push(posted.wake),
+                }
                 if posted.slow.is_empty() {
                     break;
                 }
@@ -271,7 +275,7 @@ impl Bridged {
                 report,
             )
         };
-        for wake in wakes {
+        for wake in wake.into_iter().chain(more_wakes) {
             wake();
         }
         for flush in flushes {

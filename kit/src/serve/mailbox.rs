@@ -77,7 +77,7 @@ impl<B: Bell> Mailbox<B> {
     pub fn post(&self, output: Output, bells: &mut Bells<B>) {
         self.queue.items().push_back(output);
         if !self.queue.unrung.swap(true, Ordering::AcqRel) {
-            bells.pending.push((self.queue.clone(), self.bell.clone()));
+            bells.add(self.queue.clone(), self.bell.clone());
         }
     }
 }
@@ -115,33 +115,50 @@ impl Taker {
 /// Mailboxes posted to and not yet rung. Dropping it rings them, so no
 /// output is left unannounced however the caller ends.
 pub struct Bells<B: Bell> {
-    pending: Vec<(Arc<Queue>, B)>,
+    /// The first, kept in place: most posts reach one mailbox, and a list
+    /// of one would be an allocation per post.
+    first: Option<(Arc<Queue>, B)>,
+    /// The others, in the order they were posted to.
+    rest: Vec<(Arc<Queue>, B)>,
 }
 
 impl<B: Bell> Default for Bells<B> {
     fn default() -> Self {
         Bells {
-            pending: Vec::new(),
+            first: None,
+            rest: Vec::new(),
         }
     }
 }
 
 impl<B: Bell> Bells<B> {
-    /// Wakes every mailbox posted to since the last ring.
+    fn add(&mut self, queue: Arc<Queue>, bell: B) {
+        match self.first {
+            None => self.first = Some((queue, bell)),
+            Some(_) => self.rest.push((queue, bell)),
+        }
+    }
+
+    /// Wakes every mailbox posted to since the last ring, in the order
+    /// they were posted to.
     pub fn ring(&mut self) {
-        for (queue, bell) in self.pending.drain(..) {
+        let rung = |(queue, bell): (Arc<Queue>, B)| {
             queue.unrung.store(false, Ordering::Release);
             bell.ring();
+        };
+        if let Some(first) = self.first.take() {
+            rung(first);
         }
+        self.rest.drain(..).for_each(rung);
     }
 
     /// Mailboxes waiting to be rung.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.first.is_none()
     }
 }
 
@@ -209,5 +226,28 @@ pub(crate) mod tests {
             inbox.waiter().recv().is_err(),
             "closed once the hub's end is gone"
         );
+    }
+
+    /// Three mailboxes posted to in one burst: each is rung once, the
+    /// first kept in place and the others in a list, and none again.
+    #[test]
+    fn every_mailbox_of_a_burst_is_rung_once() {
+        let pairs: Vec<_> = (0..3).map(|_| Mailbox::<TestBell>::pair()).collect();
+        let mut bells = Bells::default();
+        for (n, (mailbox, _)) in pairs.iter().enumerate() {
+            mailbox.post(end(n as u64), &mut bells);
+            mailbox.post(end(n as u64), &mut bells);
+        }
+        assert_eq!(bells.len(), 3);
+        bells.ring();
+        assert!(bells.is_empty());
+        for (_, inbox) in &pairs {
+            assert!(inbox.waiter().try_recv().is_ok(), "rung");
+            assert!(inbox.waiter().try_recv().is_err(), "rung once");
+        }
+        bells.ring();
+        for (_, inbox) in &pairs {
+            assert!(inbox.waiter().try_recv().is_err(), "not rung again");
+        }
     }
 }

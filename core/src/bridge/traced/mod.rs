@@ -15,6 +15,7 @@
 //! go on its SERVER span only when the tracer captures content (the GenAI
 //! conventions' opt-in), cut to the attribute bound as they are read.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -34,13 +35,13 @@ pub(crate) const MAX_OPEN: usize = 4096;
 
 /// Where a traced request's answer goes, which is where its span ends.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Answering {
+pub(crate) enum Answering<'a> {
     /// The HTTP request that asked (Streamable HTTP, stateless, REST, `/mcp`).
     Http(RequestId),
     /// A session's stream or socket (HTTP+SSE, WebSocket): the child, the
     /// client and the request's id there as JSON text, as the mux names
-    /// the answer.
-    Call(ChildId, ClientId, String),
+    /// the answer (borrowed where it is only looked up).
+    Call(ChildId, ClientId, Cow<'a, str>),
 }
 
 /// The registry's tracing: its tracer, and the SERVER spans of requests

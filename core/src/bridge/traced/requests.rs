@@ -101,7 +101,9 @@ impl Traces {
         carry(&span.context, params);
         match answering {
             Answering::Http(to) => self.by_request.insert(to, span),
-            Answering::Call(child, client, id) => self.by_call.insert((child, client, id), span),
+            Answering::Call(child, client, id) => {
+                self.by_call.insert((child, client, id.into_owned()), span)
+            }
         };
     }
 
@@ -142,7 +144,7 @@ impl Traces {
         let span = match &answering {
             Answering::Http(to) => self.by_request.remove(to),
             Answering::Call(child, client, id) => {
-                self.by_call.remove(&(*child, *client, id.clone()))
+                self.by_call.remove(&(*child, *client, id.to_string()))
             }
         };
         if let Some(mut span) = span {

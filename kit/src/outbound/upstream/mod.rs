@@ -56,6 +56,9 @@ pub trait Parent: Send + Sync {
     fn remote_ended(self: Arc<Self>, child: ChildId, why: &str);
 }
 
+/// The most lines whose room the inbox keeps between flushes.
+const KEPT_INBOX: usize = 64;
+
 /// One remote server's client, while the bridge has it "running".
 pub struct RemoteRun {
     name: String,
@@ -242,10 +245,11 @@ impl RemoteRun {
     /// A message for the server and its outline, queued under the
     /// bridge's lock.
     pub fn queue(&self, line: String, outline: Outline) {
-        self.inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((line, outline));
+        self.inbox().push((line, outline));
+    }
+
+    fn inbox(&self) -> MutexGuard<'_, Vec<(String, Outline)>> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends what was queued, in order (the bridge's lock let go), with
@@ -257,11 +261,18 @@ impl RemoteRun {
             if machine.bearer() != token.as_deref() {
                 machine.set_bearer(token);
             }
-            let lines = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut lines = std::mem::take(&mut *self.inbox());
             let now = Instant::now();
-            for (line, outline) in lines {
+            for (line, outline) in lines.drain(..) {
                 machine.send_outlined(line, outline, now);
             }
+            // The emptied list goes back for the next lines, room kept,
+            // unless others were queued meanwhile or a burst made it large.
+            let mut inbox = self.inbox();
+            if inbox.is_empty() && lines.capacity() <= KEPT_INBOX {
+                *inbox = lines;
+            }
+            drop(inbox);
             drain(&mut machine)
         };
         self.act(outputs);
