@@ -395,7 +395,11 @@ pub struct PlacedAnswer<'a> {
 /// writer (several times dearer than the digits).
 pub fn id_text(id: &Value) -> String {
     match id.as_u64() {
-        Some(n) => n.to_string(),
+        Some(n) => {
+            let mut text = String::with_capacity(20);
+            crate::digits::push_decimal(&mut text, n);
+            text
+        }
         None => id.to_string(),
     }
 }

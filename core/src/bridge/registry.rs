@@ -443,7 +443,7 @@ impl Registry {
             );
             return self.reply_error(to, 404, mcp::INVALID_REQUEST, &message);
         };
-        match (tail, request.method.as_str()) {
+        match (tail, request.method.as_ref()) {
             ("", _) => self.streamable(to, Target::Server(spec), request, now),
             ("sse", "GET") => self.open_legacy(to, spec, now),
             ("messages", "POST") => self.post_legacy(to, spec, request, now),
@@ -985,10 +985,12 @@ impl Registry {
         target: Target,
         id: Option<&str>,
     ) -> Result<String, (u16, String)> {
-        let id = id.ok_or((
-            400,
-            "missing Mcp-Session-Id: send initialize first".to_owned(),
-        ))?;
+        let id = id.ok_or_else(|| {
+            (
+                400,
+                "missing Mcp-Session-Id: send initialize first".to_owned(),
+            )
+        })?;
         let known = match target {
             Target::Every => self.sessions.get(id).is_some_and(|s| s.child == BRIDGE),
             Target::Server(spec) => self.sessions.get(id).is_some_and(|s| {

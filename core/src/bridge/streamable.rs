@@ -48,7 +48,7 @@ impl Registry {
     ) {
         let session = request.header("mcp-session-id").map(str::to_owned);
         let stateless = session.is_none() && stateless_header(request);
-        match request.method.as_str() {
+        match request.method.as_ref() {
             "POST" => {
                 let FromClient {
                     mut message,

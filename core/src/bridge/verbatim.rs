@@ -3,9 +3,9 @@
 //! their params, and writing them again from a JSON tree cost as much as
 //! reading them.
 
-use std::fmt::Write;
 use std::ops::Range;
 
+use crate::digits::push_decimal;
 use crate::mcp::{self, Message};
 
 /// A request's text and where its id stands in it.
@@ -38,8 +38,7 @@ impl Verbatim {
         );
         let mut line = String::with_capacity(self.text.len() + 20);
         line.push_str(before);
-        // Writing to a `String` cannot fail.
-        let _ = write!(line, "{id}");
+        push_decimal(&mut line, id);
         line.push_str(after);
         line
     }

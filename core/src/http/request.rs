@@ -12,6 +12,7 @@
 //! HTTP/1.1. Anything else is [`HttpError::Malformed`] (400), after which
 //! the reader hands out nothing more.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -83,7 +84,8 @@ impl HttpError {
 /// One complete request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub method: String,
+    /// The method, borrowed when it is one HTTP names (see [`method`]).
+    pub method: Cow<'static, str>,
     /// The canonical target (see [`Request::target`]); private, so
     /// nothing can route on another spelling after it was checked.
     target: String,
@@ -99,6 +101,18 @@ pub struct Request {
     pub(super) seq: u64,
 }
 
+/// The methods a request is kept under without a copy.
+const METHODS: [&str; 7] = ["GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH"];
+
+/// `method`, borrowed when it is one of [`METHODS`]: a request's method is
+/// read for every request, and nearly always one of them.
+fn method_of(method: &str) -> Cow<'static, str> {
+    match METHODS.iter().find(|known| **known == method) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(method.to_owned()),
+    }
+}
+
 impl Request {
     /// A request built from parts (drivers whose HTTP library parses
     /// heads). Its target is made canonical as a parsed one's is; one that
@@ -111,7 +125,7 @@ impl Request {
         body: Bytes,
     ) -> Result<Self, HttpError> {
         normalise_target(Request {
-            method: method.to_owned(),
+            method: method_of(method),
             target: target.to_owned(),
             path_len: 0,
             minor_version: 1,
@@ -288,7 +302,7 @@ impl RequestReader {
             return Err(HttpError::HeadTooLarge(self.limits.max_head));
         }
         let request = Request {
-            method: parsed.method.unwrap_or_default().to_owned(),
+            method: method_of(parsed.method.unwrap_or_default()),
             target: parsed.path.unwrap_or_default().to_owned(),
             path_len: 0,
             minor_version: parsed.version.unwrap_or(1),
@@ -534,6 +548,20 @@ mod tests {
 
     fn head(lines: &str) -> Vec<u8> {
         format!("POST /v1/chat/completions HTTP/1.1\r\n{lines}\r\n").into_bytes()
+    }
+
+    /// A method HTTP names is kept borrowed; any other, and any other
+    /// spelling (methods are case-sensitive), as it came.
+    #[test]
+    fn a_known_method_is_borrowed() {
+        for method in METHODS {
+            assert!(matches!(method_of(method), Cow::Borrowed(m) if m == method));
+        }
+        for other in ["PROPFIND", "get", "POSTX"] {
+            let kept = method_of(other);
+            assert!(matches!(kept, Cow::Owned(_)), "{other}");
+            assert_eq!(kept, other);
+        }
     }
 
     #[test]

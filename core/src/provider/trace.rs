@@ -132,7 +132,7 @@ impl Traces {
         let mut span = self
             .tracer
             .start(name, Kind::Server, parent.as_ref(), now)?;
-        span.set("http.request.method", request.method.as_str());
+        span.set("http.request.method", &*request.method);
         span.set("http.route", template);
         Some(span)
     }
