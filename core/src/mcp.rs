@@ -58,27 +58,16 @@ const SESSION_CLIENT_METHODS: [&str; 9] = [
 /// one: a posted message's method is kept, and sent as `Mcp-Method`, with
 /// every request.
 pub fn known_method(method: &str) -> Cow<'static, str> {
-    match STATELESS_METHODS
-        .iter()
-        .chain(&SESSION_CLIENT_METHODS)
-        .find(|known| **known == method)
-    {
-        Some(known) => Cow::Borrowed(known),
-        None => Cow::Owned(method.to_owned()),
-    }
+    crate::text::known_or_owned(
+        STATELESS_METHODS.iter().chain(&SESSION_CLIENT_METHODS),
+        method,
+    )
 }
 
 /// `version` as one of the revisions above, borrowed, when it is one:
 /// a version kept to be sent again with every request needs no copy.
 pub fn known_version(version: &str) -> Cow<'static, str> {
-    match SESSION_VERSIONS
-        .iter()
-        .chain(&STATELESS_VERSIONS)
-        .find(|known| **known == version)
-    {
-        Some(known) => Cow::Borrowed(known),
-        None => Cow::Owned(version.to_owned()),
-    }
+    crate::text::known_or_owned(SESSION_VERSIONS.iter().chain(&STATELESS_VERSIONS), version)
 }
 
 /// Where a stateless request carries its protocol version.

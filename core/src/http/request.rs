@@ -84,7 +84,7 @@ impl HttpError {
 /// One complete request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// The method, borrowed when it is one HTTP names (see [`method`]).
+    /// The method, borrowed when it is one HTTP names (see `METHODS`).
     pub method: Cow<'static, str>,
     /// The canonical target (see [`Request::target`]); private, so
     /// nothing can route on another spelling after it was checked.
@@ -107,10 +107,7 @@ const METHODS: [&str; 7] = ["GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "
 /// `method`, borrowed when it is one of [`METHODS`]: a request's method is
 /// read for every request, and nearly always one of them.
 fn method_of(method: &str) -> Cow<'static, str> {
-    match METHODS.iter().find(|known| **known == method) {
-        Some(known) => Cow::Borrowed(known),
-        None => Cow::Owned(method.to_owned()),
-    }
+    crate::text::known_or_owned(&METHODS, method)
 }
 
 impl Request {
