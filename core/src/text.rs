@@ -26,6 +26,19 @@ pub fn bounded(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// `text` borrowed from `known` when it is one of them, else a copy: a
+/// name kept and sent again with every message (a method, a version) is
+/// nearly always one the product knows.
+pub(crate) fn known_or_owned<'k>(
+    known: impl IntoIterator<Item = &'k &'static str>,
+    text: &str,
+) -> Cow<'static, str> {
+    match known.into_iter().find(|known| **known == text) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(text.to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,18 +54,5 @@ mod tests {
         assert_eq!(bounded("short", 10), "short");
         assert_eq!(bounded("abcdef", 3), "abc…");
         assert_eq!(bounded("aé", 2), "a…");
-    }
-}
-
-/// `text` borrowed from `known` when it is one of them, else a copy: a
-/// name kept and sent again with every message (a method, a version) is
-/// nearly always one the product knows.
-pub(crate) fn known_or_owned<'k>(
-    known: impl IntoIterator<Item = &'k &'static str>,
-    text: &str,
-) -> Cow<'static, str> {
-    match known.into_iter().find(|known| **known == text) {
-        Some(known) => Cow::Borrowed(known),
-        None => Cow::Owned(text.to_owned()),
     }
 }
