@@ -30,31 +30,23 @@ pub fn standard(
 /// wrapping, for the reading to be unambiguous. A line break in a name can
 /// then never start a header of its own.
 pub fn header_safe(value: &str) -> String {
-    if is_plain(value) {
-        value.to_owned()
-    } else {
-        wrapped(value)
-    }
+    safe(Cow::Owned(value.to_owned())).into_owned()
 }
 
 /// [`header_safe`] of a value the caller gives up: kept as it is, not
 /// copied, when it is plain (a method MCP names stays borrowed).
 fn safe(value: Cow<'static, str>) -> Cow<'static, str> {
-    if is_plain(&value) {
+    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    if plain {
         value
     } else {
-        Cow::Owned(wrapped(&value))
+        Cow::Owned(format!(
+            "=?base64?{}?=",
+            crate::base64::encode(value.as_bytes())
+        ))
     }
-}
-
-fn is_plain(value: &str) -> bool {
-    value.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && value.trim() == value
-        && !(value.starts_with("=?base64?") && value.ends_with("?="))
-}
-
-fn wrapped(value: &str) -> String {
-    format!("=?base64?{}?=", crate::base64::encode(value.as_bytes()))
 }
 
 #[cfg(test)]

@@ -157,12 +157,7 @@ impl SseReader {
                 }
                 self.event.data.push_str(value);
             }
-            "event" => {
-                self.event.kind = match value {
-                    "message" => Cow::Borrowed("message"),
-                    other => Cow::Owned(other.to_owned()),
-                }
-            }
+            "event" => self.event.kind = crate::text::known_or_owned(&["message"], value),
             "id" if !value.contains('\0') => self.event.id = Some(value.to_owned()),
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 // Digits past u64 are a wait longer than any it is capped at.
