@@ -94,6 +94,10 @@
 //! }
 //! ```
 
+// Everything here is safe Rust: what a peer sends cannot reach memory it
+// should not, and the fuzz targets need no memory sanitizer.
+#![forbid(unsafe_code)]
+
 pub mod agent;
 mod answer;
 mod api;
