@@ -5,9 +5,8 @@ server behind the bridge, on every runtime: reached at `/mcp/NAME`, and
 at the aggregate `/mcp` with the server's prefix empty, in both protocol
 generations, each scored by the scenarios its revision requires
 (`--requirements`). Every scenario that passes against the reference
-server directly must pass through the bridge (those the server itself
-fails are its own), but for the two list-change checks NOT_CARRIED names
-at /mcp, which may only warn there."""
+server directly must pass through the bridge, at both paths (those the
+server itself fails are its own)."""
 
 import json
 import os
@@ -59,30 +58,14 @@ def checks(url, wire, out, only=None):
     return results
 
 
-def passed(statuses, but=()):
-    """Whether every check of a scenario passed (those of `but` may warn,
-    not fail)."""
-    return all(
-        status in ("SUCCESS", "INFO") or (check in but and status == "WARNING")
-        for check, status in statuses.items()
-    )
+def passed(statuses):
+    """Whether every check of a scenario passed."""
+    return all(status in ("SUCCESS", "INFO") for status in statuses.values())
 
 
-def scenarios(url, wire, out, only=None, but=()):
+def scenarios(url, wire, out, only=None):
     """As `checks`: whether every check of each scenario passed."""
-    return {name: passed(statuses, but) for name, statuses in checks(url, wire, out, only).items()}
-
-
-# Checks that may only warn, by path. At /mcp the reference server's
-# list-change hooks (tools it calls but never lists) cannot be named: the
-# aggregate routes only the names it lists, so nothing changes for the
-# listen stream to carry. At /mcp/NAME every check must pass.
-NOT_CARRIED = {
-    "/mcp": (
-        "sep-2575-server-sends-tools-list-changed-on-subscription",
-        "sep-2575-server-sends-prompts-list-changed-on-subscription",
-    ),
-}
+    return {name: passed(statuses) for name, statuses in checks(url, wire, out, only).items()}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +111,7 @@ def bridging(make_server, url, tmp_path):
 def test_the_suite_passes_through_the_bridge_as_it_does_directly(make_server, reference, tmp_path, path, wire):
     url, direct = reference
     server = bridging(make_server, url, tmp_path)
-    bridged = scenarios(f"http://localhost:{server.port}{path}", wire, tmp_path / "out", but=NOT_CARRIED.get(path, ()))
+    bridged = scenarios(f"http://localhost:{server.port}{path}", wire, tmp_path / "out")
     passing = {name for name, ok in direct[wire].items() if ok}
     assert len(passing) >= 10, direct[wire]
     failing = sorted(name for name in passing if not bridged.get(name))

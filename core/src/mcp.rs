@@ -383,13 +383,26 @@ pub struct PlacedAnswer<'a> {
 /// A whole number, which most ids are, is written without the JSON
 /// writer (several times dearer than the digits).
 pub fn id_text(id: &Value) -> String {
-    match id.as_u64() {
-        Some(n) => {
-            let mut text = String::with_capacity(20);
-            crate::digits::push_decimal(&mut text, n);
-            text
+    let mut text = String::with_capacity(20);
+    push_id(&mut text, id);
+    text
+}
+
+/// Appends `id` as JSON. An id is a number or a string, nearly always one
+/// with nothing to escape: those are written here, without the
+/// formatter; anything else as serde_json writes it.
+fn push_id(text: &mut String, id: &Value) {
+    match id {
+        Value::Number(n) => match n.as_u64() {
+            Some(n) => crate::digits::push_decimal(text, n),
+            None => text.push_str(&n.to_string()),
+        },
+        Value::String(s) if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) => {
+            text.push('"');
+            text.push_str(s);
+            text.push('"');
         }
-        None => id.to_string(),
+        _ => text.push_str(&id.to_string()),
     }
 }
 
@@ -402,7 +415,7 @@ pub fn response_text(id: &Value, outcome: Result<&str, &str>) -> String {
     };
     let mut line = String::with_capacity(text.len() + 48);
     line.push_str(r#"{"jsonrpc":"2.0","id":"#);
-    line.push_str(&id.to_string());
+    push_id(&mut line, id);
     line.push_str(member);
     line.push_str(text);
     line.push('}');
@@ -656,8 +669,23 @@ mod tests {
             json!(1.5),
             json!("a\"b"),
             json!("é"),
+            json!("tab\there"),
+            json!("back\\slash"),
+            json!("\u{7f}"),
+            json!(""),
+            json!(null),
         ] {
             assert_eq!(id_text(&id), id.to_string());
+        }
+    }
+
+    proptest::proptest! {
+        /// Any string id is written as serde_json writes it, escapes
+        /// and all.
+        #[test]
+        fn any_string_id_s_text_is_its_json(id in "\\PC*|[\\x00-\\x7f]*") {
+            let id = Value::String(id);
+            proptest::prop_assert_eq!(id_text(&id), id.to_string());
         }
     }
 

@@ -419,23 +419,44 @@ impl Bridge {
             holder.insert("name".into(), json!(own));
             return Ok((spec, params));
         }
-        let sep = self.names.separator().to_owned();
+        let prefixed = self.names.split(&full);
+        if let Some((spec, own)) =
+            prefixed.and_then(|(prefix, own)| Some((self.spec_by_prefix(prefix)?, own)))
+        {
+            holder.insert("name".into(), json!(own));
+            return Ok((spec, params));
+        }
+        // Listed by no server, and with no server's prefix: the one server
+        // whose names are bare may still take it (a server need not list
+        // every tool or prompt it answers), as the only server takes a
+        // resource no server claims.
+        if let Some(spec) = self.sole_bare_server() {
+            return Ok((spec, params));
+        }
         let unknown = |why: String| {
             let why = format!("Unknown {what}: {full} ({why})");
             mcp::error_object(mcp::INVALID_PARAMS, &why, None)
         };
-        let Some((prefix, own)) = self.names.split(&full) else {
-            return Err(unknown(format!(
-                "not listed; names here are PREFIX{sep}NAME"
-            )));
-        };
-        let Some(spec) = self.spec_by_prefix(prefix) else {
-            return Err(unknown(format!(
-                "no bridged server has the prefix `{prefix}`"
-            )));
-        };
-        holder.insert("name".into(), json!(own));
-        Ok((spec, params))
+        Err(match prefixed {
+            Some((prefix, _)) => unknown(format!("no bridged server has the prefix `{prefix}`")),
+            None => {
+                let sep = self.names.separator();
+                unknown(format!("not listed; names here are PREFIX{sep}NAME"))
+            }
+        })
+    }
+
+    /// The server whose names `/mcp` lists bare, when exactly one is.
+    fn sole_bare_server(&self) -> Option<usize> {
+        let unbared = &self.unbared;
+        let mut bare = self
+            .aggregate_servers()
+            .into_iter()
+            .filter(|(_, s)| s.prefix.is_empty() && !unbared.contains(&s.name));
+        match (bare.next(), bare.next()) {
+            (Some((spec, _)), None) => Some(spec),
+            _ => None,
+        }
     }
 
     /// The server a resource URI belongs to, or the "not found" error: the

@@ -817,6 +817,40 @@ fn an_empty_prefix_lists_names_bare_a_long_one_is_shortened_and_each_is_called_e
     assert_eq!(tool_names(&again), names);
 }
 
+/// A name no server listed goes to the one server whose names are bare,
+/// as it was written (a server may take tools it does not list); with
+/// two bare servers, or none, it is an unknown tool.
+#[test]
+fn an_unlisted_name_goes_to_the_one_bare_server_and_is_unknown_with_two() {
+    let mut rig = Rig::with(|specs| specs[0].prefix = Some(String::new()));
+    let session = rig.session(json!({}));
+    list_named(&mut rig, &session, &["read"], &["log"]);
+    for name in ["hidden", "nosuch__hidden"] {
+        assert!(call(&mut rig, Some(&session), name).is_none(), "{name}");
+        let at_files = rig.last_sent("files", "tools/call").unwrap();
+        assert_eq!(at_files["params"]["name"], name);
+    }
+    assert_eq!(rig.last_sent("git", "tools/call"), None);
+    // A prefixed name still goes to its server.
+    assert!(call(&mut rig, Some(&session), "git__log").is_none());
+    assert_eq!(
+        rig.last_sent("git", "tools/call").unwrap()["params"]["name"],
+        "log"
+    );
+
+    let mut rig = Rig::with(|specs| {
+        for spec in specs.iter_mut() {
+            spec.prefix = Some(String::new());
+        }
+    });
+    let session = rig.session(json!({}));
+    list_named(&mut rig, &session, &["read"], &["log"]);
+    let before = rig.sent.len();
+    let answer = body(&call(&mut rig, Some(&session), "hidden").unwrap());
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert_eq!(rig.sent.len(), before, "nothing sent to a child");
+}
+
 #[test]
 fn a_bare_name_another_bare_server_has_gets_the_later_server_its_prefix() {
     let mut rig = Rig::with(|specs| {
