@@ -395,7 +395,7 @@ fn push_id(text: &mut String, id: &Value) {
             Some(n) => crate::digits::push_decimal(text, n),
             None => text.push_str(&n.to_string()),
         },
-        Value::String(s) if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) => {
+        Value::String(s) if crate::swar::json_plain_run(s.as_bytes()) == s.len() => {
             text.push('"');
             text.push_str(s);
             text.push('"');
