@@ -135,8 +135,8 @@ async def main():
         except websockets.InvalidStatus as refused:
             if refused.response.status_code in (401, 403):
                 sys.exit("the provider refused the bridge token")
-        except (OSError, websockets.ConnectionClosed):
-            pass
+        except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake):
+            pass  # down, restarting or cut off mid-handshake: try again
         agent.link_lost()
         print(f"The link to {args.url} ended; reconnecting in {wait:.1f} s", flush=True)
         await asyncio.sleep(wait)
