@@ -199,10 +199,10 @@ fn marked(result: &RawValue, method: &str) -> Option<Box<RawValue>> {
     fields.raw()
 }
 
-/// A request's progress token: its answer is then an event stream, its
-/// progress first.
-pub(crate) fn progress_token(params: &Value) -> Option<Value> {
-    Some(params.get("_meta")?.get("progressToken")?.clone())
+/// A request's progress token, from its params' `_meta`: its answer is
+/// then an event stream, its progress first.
+pub(crate) fn progress_token(meta: &Value) -> Option<Value> {
+    Some(meta.get("progressToken")?.clone())
 }
 
 /// The answer to a request no row of the route table takes.

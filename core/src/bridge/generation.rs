@@ -26,7 +26,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::mcp;
+use crate::mcp::{self, Params};
 
 /// Where a stateless request carries its client's name and version.
 pub(crate) const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";
@@ -41,8 +41,8 @@ pub(crate) enum Generation {
 
 /// Whether a request speaks the stateless generation: it carries the
 /// envelope's protocol version.
-pub(crate) fn is_enveloped(params: &Value) -> bool {
-    params["_meta"][mcp::PROTOCOL_VERSION_META].is_string()
+pub(crate) fn is_enveloped(meta: &Value) -> bool {
+    meta[mcp::PROTOCOL_VERSION_META].is_string()
 }
 
 /// A request's params as a child of `generation` takes them: a session
@@ -50,11 +50,18 @@ pub(crate) fn is_enveloped(params: &Value) -> bool {
 /// the envelope, the client's own when it sent one, else made from what
 /// the client declared at its `initialize` (`declared`: its capabilities
 /// and client info).
-pub(crate) fn params_for(generation: Generation, params: Value, declared: &Declared) -> Value {
+pub(crate) fn params_for(
+    generation: Generation,
+    params: impl Into<Params>,
+    declared: &Declared,
+) -> Params {
+    let params = params.into();
     match generation {
-        Generation::Session => without_envelope(params),
-        Generation::Stateless if is_enveloped(&params) => params,
-        Generation::Stateless => with_envelope(params, declared),
+        // No `_meta`, no envelope: the params stay as they came.
+        Generation::Session if params.meta().is_null() => params,
+        Generation::Session => without_envelope(params.into_value()).into(),
+        Generation::Stateless if is_enveloped(params.meta()) => params,
+        Generation::Stateless => with_envelope(params.into_value(), declared).into(),
     }
 }
 
@@ -300,6 +307,15 @@ mod tests {
             ),
             Value::Null
         );
+        // Params as a client wrote them, with no envelope: as written.
+        let written = crate::mcp::parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
+        );
+        let Ok(crate::mcp::Message::Request { params, .. }) = written else {
+            panic!("a request");
+        };
+        let kept = params_for(Generation::Session, params, &declared());
+        assert_eq!(kept.text(), Some(r#"{"name":"echo"}"#));
     }
 
     #[test]

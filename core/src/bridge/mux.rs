@@ -20,7 +20,7 @@ use super::relisten::Relisten;
 use super::traced::{self, About, Failure, Lent};
 use super::verbatim::{FromClient, Verbatim};
 use super::{BridgeOutput, ClientId, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVER_ERROR};
-use crate::mcp::{self, Message};
+use crate::mcp::{self, Message, Params};
 use crate::telemetry::{Kind, Span, SpanContext, Tracer};
 use crate::time::later;
 use crate::upstream::Outline;
@@ -153,7 +153,7 @@ struct Caller {
 struct Call {
     caller: Caller,
     method: String,
-    params: Value,
+    params: Params,
     /// The request as the client wrote it, while its params are all the
     /// child needs.
     verbatim: Option<Verbatim>,
@@ -522,7 +522,7 @@ impl Mux {
             Message::Notification { method, params } => match method.as_str() {
                 // The bridge did the handshake with the child itself.
                 "notifications/initialized" => {}
-                "notifications/cancelled" => self.cancel(client, params, out),
+                "notifications/cancelled" => self.cancel(client, params.into(), out),
                 _ => match route {
                     Route::Send(_) => out.push_back(child_notification(&method, params)),
                     Route::Queue | Route::Refuse(_) => {
@@ -538,7 +538,7 @@ impl Mux {
         &mut self,
         client: ClientId,
         id: Value,
-        (method, mut params, verbatim): (String, Value, Option<Verbatim>),
+        (method, mut params, verbatim): (String, Params, Option<Verbatim>),
         route: Route,
         out: &mut VecDeque<BridgeOutput>,
     ) {
@@ -557,7 +557,7 @@ impl Mux {
             Route::Queue => None,
         };
         if method == "tools/call" && !self.tools.is_open() {
-            let tool = params["name"].as_str().unwrap_or_default();
+            let tool = params.name().as_str().unwrap_or_default();
             if !self.tools.allows(tool) {
                 let message = format!("Unknown tool: {tool}");
                 return reply(mcp::error(&id, mcp::INVALID_PARAMS, &message, None), out);
@@ -632,7 +632,7 @@ impl Mux {
             _ => {}
         }
         let token = self.remap_token(client, &mut params);
-        let enveloped = generation::is_enveloped(&params);
+        let enveloped = generation::is_enveloped(params.meta());
         if enveloped {
             // A stateless client says what it can do in every request.
             self.declared
@@ -813,13 +813,13 @@ impl Mux {
                 return self.handle_child_response(&id, outcome, now, out);
             }
             Message::Request { id, method, params } => {
-                self.handle_child_request(id, &method, params, out)
+                self.handle_child_request(id, &method, params.into(), out)
             }
             Message::Notification { method, params } => {
                 if method.ends_with("/list_changed") {
                     self.lists += 1;
                 }
-                self.handle_child_notification(line, &method, params, now, out)
+                self.handle_child_notification(line, &method, params.into(), now, out)
             }
         }
         FromChild::Nothing
@@ -1422,7 +1422,7 @@ impl Mux {
             return self.renew_listen(now, out);
         }
         let request = (stateless && !call.caller.enveloped)
-            .then(|| (call.method.clone(), call.params.clone()));
+            .then(|| (call.method.clone(), (*call.params).clone()));
         let verbatim = call
             .verbatim
             .filter(|_| self.passes_verbatim(&call.caller, &call.method, &call.params));
@@ -1455,10 +1455,8 @@ impl Mux {
     /// them — no tool filter's name, no subscription's URI, no handshake's
     /// capabilities — for what the bridge read must be what the child
     /// reads, even of a member given twice.
-    fn passes_verbatim(&self, caller: &Caller, method: &str, params: &Value) -> bool {
-        let plain = params
-            .as_object()
-            .is_some_and(|params| !params.is_empty() && !params.contains_key("_meta"));
+    fn passes_verbatim(&self, caller: &Caller, method: &str, params: &Params) -> bool {
+        let plain = params.is_filled_object() && params.meta().is_null();
         let read_here = matches!(
             method,
             "initialize" | "resources/subscribe" | "resources/unsubscribe"
@@ -1517,13 +1515,13 @@ impl Mux {
         &mut self,
         purpose: Purpose,
         method: &str,
-        params: Value,
+        params: impl Into<Params>,
         now: Instant,
         out: &mut VecDeque<BridgeOutput>,
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        out.push_back(child_request(id, method, params, None));
+        out.push_back(child_request(id, method, params.into(), None));
         self.internal.insert(
             id,
             Internal {
@@ -1537,8 +1535,10 @@ impl Mux {
     /// The CLIENT span of call `id` as it is written, when tracing: a
     /// child of the span whose context `params._meta` carries (the
     /// client's request's), its own context put there instead.
-    fn call_span(&mut self, id: u64, method: &str, params: &mut Value) -> Option<Span> {
+    fn call_span(&mut self, id: u64, method: &str, params: &mut Params) -> Option<Span> {
         let lent = self.lent.as_mut()?;
+        // Traced, the params carry the span's context: from their tree.
+        let params: &mut Value = params;
         let parent = SpanContext::from_meta(&params["_meta"]);
         let id = json!(id);
         let about = About {
@@ -1621,7 +1621,13 @@ impl Mux {
 
     /// Swaps a request's `_meta.progressToken` for one unique to the
     /// bridge, so progress from the child reaches only this client.
-    fn remap_token(&mut self, client: ClientId, params: &mut Value) -> Option<u64> {
+    fn remap_token(&mut self, client: ClientId, params: &mut Params) -> Option<u64> {
+        // Read first: only params with a token are changed (and written
+        // again from their tree).
+        let token = params.meta().get("progressToken")?;
+        if !(token.is_string() || token.is_number()) {
+            return None;
+        }
         let slot = params.get_mut("_meta")?.get_mut("progressToken")?;
         if !(slot.is_string() || slot.is_number()) {
             return None;
@@ -1639,7 +1645,7 @@ impl Mux {
 fn retry(caller: Caller, round: Round) -> Call {
     Call {
         caller,
-        params: generation::retry_params(&round.params, round.answers, round.state),
+        params: generation::retry_params(&round.params, round.answers, round.state).into(),
         method: round.method,
         verbatim: None,
     }
@@ -1688,7 +1694,12 @@ fn initialize_params(asked: Option<&Value>, shared: bool) -> Value {
 /// A request of the bridge's for the child, with its outline (what a
 /// remote server's client reads of it: read here from the parts rather
 /// than from the text again).
-fn child_request(id: u64, method: &str, params: Value, verbatim: Option<Verbatim>) -> BridgeOutput {
+fn child_request(
+    id: u64,
+    method: &str,
+    params: Params,
+    verbatim: Option<Verbatim>,
+) -> BridgeOutput {
     let outline = Outline::of_parts(Some(method), Some(&json!(id)), &params);
     let line = match verbatim {
         Some(verbatim) => verbatim.line(id),
@@ -1698,7 +1709,8 @@ fn child_request(id: u64, method: &str, params: Value, verbatim: Option<Verbatim
 }
 
 /// A notification for the child, with its outline.
-fn child_notification(method: &str, params: Value) -> BridgeOutput {
+fn child_notification(method: &str, params: impl Into<Params>) -> BridgeOutput {
+    let params = params.into();
     let outline = Outline::of_parts(Some(method), None, &params);
     let line = notification_line(method, params);
     BridgeOutput::ToChild { line, outline }
@@ -1713,7 +1725,8 @@ fn child_answer(line: String) -> BridgeOutput {
     }
 }
 
-fn request_line(id: u64, method: &str, params: Value) -> String {
+fn request_line(id: u64, method: &str, params: impl Into<Params>) -> String {
+    let params = params.into();
     if params.is_null() {
         json!({"jsonrpc": "2.0", "id": id, "method": method}).to_string()
     } else {
@@ -1721,7 +1734,8 @@ fn request_line(id: u64, method: &str, params: Value) -> String {
     }
 }
 
-fn notification_line(method: &str, params: Value) -> String {
+fn notification_line(method: &str, params: impl Into<Params>) -> String {
+    let params = params.into();
     if params.is_null() {
         json!({"jsonrpc": "2.0", "method": method}).to_string()
     } else {
@@ -1737,7 +1751,7 @@ mod tests {
         Message::Request {
             id,
             method: method.into(),
-            params,
+            params: params.into(),
         }
     }
 

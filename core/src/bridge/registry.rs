@@ -518,7 +518,7 @@ impl Registry {
             let id: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
             if !self.stateless.contains(&(child, client)) {
                 // A session's client: only this call is cancelled.
-                let params = json!({"requestId": id, "reason": why});
+                let params = json!({"requestId": id, "reason": why}).into();
                 let method = "notifications/cancelled".to_owned();
                 let cancel = mcp::Message::Notification { method, params };
                 self.forward(child, client, cancel, None, now);
@@ -1139,7 +1139,7 @@ impl Registry {
         let message = mcp::Message::Request {
             id: json!(self.next_request),
             method: method.to_owned(),
-            params,
+            params: params.into(),
         };
         let wait = Pending {
             to,

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::common::{event, progress_token, Parked, Pending, Reply, Target};
-use super::generation::CLIENT_INFO_META;
+use super::generation::{self, CLIENT_INFO_META};
 use super::listen::{Filter, Listener, MAX_LISTENERS};
 use super::logging;
 use super::parked::{INPUT, MAX_PARKED, PARK_TTL};
@@ -51,7 +51,7 @@ pub(crate) fn stateless_header(request: &Request) -> bool {
 pub(crate) fn is_stateless(message: &Message) -> bool {
     match message {
         Message::Request { method, params, .. } => {
-            method == "server/discover" || params["_meta"][mcp::PROTOCOL_VERSION_META].is_string()
+            method == "server/discover" || generation::is_enveloped(params.meta())
         }
         _ => false,
     }
@@ -81,7 +81,7 @@ impl Registry {
         now: Instant,
     ) {
         let (id, method, params) = match message {
-            Message::Request { id, method, params } => (id, method, params),
+            Message::Request { id, method, params } => (id, method, params.into_value()),
             // Nothing to correlate a notification or a response with.
             _ => return self.respond(to, Response::full(202, "application/json", Bytes::new())),
         };
@@ -124,7 +124,7 @@ impl Registry {
                 return self.respond(to, Response::json(503, reply));
             }
         };
-        let progress = progress_token(&params);
+        let progress = progress_token(&params["_meta"]);
         let log = logging::asked(&params).ok().flatten();
         if progress.is_some() || log.is_some() {
             self.respond(to, Response::stream("text/event-stream"));
@@ -146,7 +146,7 @@ impl Registry {
         let message = Message::Request {
             id,
             method: asked,
-            params,
+            params: params.into(),
         };
         self.forward(child, client, message, Some(wait), now);
     }
@@ -251,7 +251,7 @@ impl Registry {
                 let subscribe = Message::Request {
                     id: json!(format!("listen:{uri}")),
                     method: "resources/subscribe".into(),
-                    params: json!({ "uri": uri }),
+                    params: json!({ "uri": uri }).into(),
                 };
                 self.forward(child, client, subscribe, None, now);
             }

@@ -61,8 +61,15 @@ impl Registry {
                     let answering = Answering::Http(to);
                     let (method, id) = (method.as_str(), Some(&*id));
                     let session = session.as_deref();
-                    self.traces
-                        .request(answering, Some(request), method, id, params, session, now);
+                    self.traces.request_written(
+                        answering,
+                        Some(request),
+                        method,
+                        id,
+                        params,
+                        session,
+                        now,
+                    );
                 }
                 if session.is_none() && (stateless || is_stateless(&message)) {
                     self.stateless(to, target, request, message, now);
@@ -141,7 +148,7 @@ impl Registry {
                     self.up(Event::Open {
                         to,
                         id,
-                        params,
+                        params: params.into(),
                         now,
                     });
                 }
@@ -177,7 +184,7 @@ impl Registry {
         let (child, client) = (session.child, session.client);
         let wait = match &message {
             Message::Request { params, .. } => {
-                let progress = progress_token(params);
+                let progress = progress_token(params.meta());
                 if progress.is_some() {
                     self.respond(to, Response::stream("text/event-stream"));
                 }
@@ -256,7 +263,7 @@ impl Registry {
             // Its answer comes down the session's stream.
             let answering = Answering::Call(child, client, mcp::id_text(asked).into());
             let (method, asked) = (method.as_str(), Some(&*asked));
-            self.traces.request(
+            self.traces.request_written(
                 answering,
                 Some(request),
                 method,

@@ -31,11 +31,20 @@ const RATE_HEADERS_TOKENS: [&str; 3] = [
 fn is_loopback_name(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || host.to_ascii_lowercase().ends_with(".localhost")
+        || ends_with_ignoring_case(host, ".localhost")
         || host == "::1"
         || host
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `text` ends with `suffix`, ASCII letters of either case alike
+/// (checked on every request's `Host`: no lower-cased copy).
+fn ends_with_ignoring_case(text: &str, suffix: &str) -> bool {
+    text.len()
+        .checked_sub(suffix.len())
+        .and_then(|start| text.as_bytes().get(start..))
+        .is_some_and(|end| end.eq_ignore_ascii_case(suffix.as_bytes()))
 }
 
 /// A key a browser's WebSocket offers as a subprotocol, `bearer.<key>`
@@ -274,10 +283,18 @@ mod tests {
             "[::1]",
             "::1",
             "app.localhost",
+            "App.LocalHost",
         ] {
             assert!(is_loopback_name(ok), "{ok}");
         }
-        for bad in ["evil.com", "localhost.evil.com", "10.0.0.1", "0.0.0.0"] {
+        for bad in [
+            "evil.com",
+            "localhost.evil.com",
+            "evillocalhost",
+            "10.0.0.1",
+            "0.0.0.0",
+            "é.localhos",
+        ] {
             assert!(!is_loopback_name(bad), "{bad}");
         }
         assert_eq!(strip_port("localhost:8788"), "localhost");

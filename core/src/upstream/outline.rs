@@ -133,15 +133,19 @@ impl Outline {
 
     /// The outline of a message made from its parts (as the bridge makes
     /// its own): what [`Outline::of`] reads of its text, without reading it.
-    pub fn of_parts(method: Option<&str>, id: Option<&Value>, params: &Value) -> Outline {
+    pub fn of_parts(method: Option<&str>, id: Option<&Value>, params: &mcp::Params) -> Outline {
         let text = |value: &Value| value.as_str().map(str::to_owned);
-        let name = name_member(method).and_then(|member| text(&params[member]));
+        let name = name_member(method).and_then(|member| match member {
+            "name" => text(params.name()),
+            other => text(&params[other]),
+        });
+        let meta = params.meta();
         Outline {
             method: method.map(mcp::known_method),
             id: method.and(id).filter(|id| !id.is_null()).cloned(),
-            version: text(&params["_meta"][mcp::PROTOCOL_VERSION_META]),
+            version: text(&meta[mcp::PROTOCOL_VERSION_META]),
             name,
-            trace: SpanContext::from_meta(&params["_meta"]),
+            trace: SpanContext::from_meta(meta),
         }
     }
 }
@@ -288,7 +292,8 @@ mod tests {
         #[test]
         fn the_outline_of_the_parts_is_the_outline_of_the_text(message in message()) {
             let line = message.to_string();
-            let parts = Outline::of_parts(message["method"].as_str(), message.get("id"), &message["params"]);
+            let params = mcp::Params::from(message["params"].clone());
+            let parts = Outline::of_parts(message["method"].as_str(), message.get("id"), &params);
             prop_assert_eq!(Outline::of(&line), Some(parts), "{}", line);
         }
     }

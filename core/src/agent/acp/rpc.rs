@@ -39,8 +39,15 @@ pub struct Failure {
 /// Sorts one line.
 pub fn parse(line: &str) -> Incoming {
     match mcp::parse(line) {
-        Ok(Message::Request { id, method, params }) => Incoming::Request { id, method, params },
-        Ok(Message::Notification { method, params }) => Incoming::Notification { method, params },
+        Ok(Message::Request { id, method, params }) => Incoming::Request {
+            id,
+            method,
+            params: params.into(),
+        },
+        Ok(Message::Notification { method, params }) => Incoming::Notification {
+            method,
+            params: params.into(),
+        },
         Ok(Message::Response { id, outcome }) => match id.as_u64() {
             Some(id) => Incoming::Response {
                 id,

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::bridge::{ChildId, ClientId};
 use crate::http::{Body, Request, Response};
+use crate::mcp::Params;
 use crate::provider::{ConnId, RequestId};
 use crate::telemetry::{capped_json, Kind, Span, Tracer, Value as Attr};
 
@@ -59,6 +60,24 @@ impl Traces {
 
     pub(crate) fn give_back(&mut self, tracer: Tracer) {
         self.tracer = tracer;
+    }
+
+    /// [`Traces::request`] of params as the client wrote them: untraced,
+    /// they stay as written (tracing writes the span's context into them).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn request_written(
+        &mut self,
+        answering: Answering,
+        request: Option<&Request>,
+        method: &str,
+        id: Option<&Value>,
+        params: &mut Params,
+        session: Option<&str>,
+        now: Instant,
+    ) {
+        if self.tracer.enabled() && !self.full(&answering) {
+            self.request(answering, request, method, id, params, session, now);
+        }
     }
 
     /// Starts the SERVER span of a client's request (when tracing), its

@@ -115,12 +115,12 @@ impl Bridge {
         self.registry.touch(session, now);
         match message {
             Message::Request { id, method, params } => {
-                self.aggregate_incoming(to, Some(session), id, method, params, now)
+                self.aggregate_incoming(to, Some(session), id, method, params.into(), now)
             }
             Message::Notification { method, params } => {
                 self.registry
                     .respond(to, Response::full(202, "application/json", Bytes::new()));
-                self.aggregate_notification(session, &method, params, now);
+                self.aggregate_notification(session, &method, params.into(), now);
             }
             Message::Response { id, outcome } => {
                 self.registry
@@ -357,7 +357,7 @@ impl Bridge {
                 return self.registry.respond(to, Response::json(200, answer));
             }
         };
-        let progress = progress_token(&params);
+        let progress = progress_token(&params["_meta"]);
         if progress.is_some() {
             self.registry
                 .respond(to, Response::stream("text/event-stream"));
@@ -368,7 +368,11 @@ impl Bridge {
             progress,
             log: None,
         };
-        let message = Message::Request { id, method, params };
+        let message = Message::Request {
+            id,
+            method,
+            params: params.into(),
+        };
         self.registry
             .forward(child, client, message, Some(wait), now);
     }
@@ -512,7 +516,7 @@ impl Bridge {
         };
         for (child, client) in members {
             let method = method.to_owned();
-            let params = params.clone();
+            let params = params.clone().into();
             self.registry.forward(
                 child,
                 client,
@@ -592,7 +596,7 @@ impl Bridge {
         let message = Message::Request {
             id: json!(format!("bridge-{number}")),
             method: method.to_owned(),
-            params,
+            params: params.into(),
         };
         let wait = Pending {
             to,

@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+mod params;
+
+pub use params::Params;
+
 /// Revisions reached through the `initialize` handshake, oldest first.
 pub const SESSION_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// Stateless revisions.
@@ -127,11 +131,11 @@ pub enum Message {
     Request {
         id: Value,
         method: String,
-        params: Value,
+        params: Params,
     },
     Notification {
         method: String,
-        params: Value,
+        params: Params,
     },
     /// A result (`Ok`) or an error object (`Err`) for one of our requests.
     Response {
@@ -182,8 +186,8 @@ struct Envelope<'a> {
     id: Present<&'a RawValue>,
     #[serde(default)]
     method: Present<Value>,
-    #[serde(default)]
-    params: Present<Value>,
+    #[serde(default, borrow)]
+    params: Present<&'a RawValue>,
     #[serde(default)]
     result: Present<Value>,
     #[serde(default)]
@@ -254,7 +258,10 @@ pub fn parse_placed(line: &str) -> Result<(Message, Option<Range<usize>>), Inval
             "jsonrpc must be \"2.0\"",
         ));
     }
-    let params = envelope.params.0.unwrap_or(Value::Null);
+    let params = envelope
+        .params
+        .0
+        .map_or_else(Params::default, |text| Params::written(text.to_owned()));
     match (envelope.method.0, id) {
         (Some(Value::String(method)), Some(id)) => {
             Ok((Message::Request { id, method, params }, placed))
@@ -470,7 +477,7 @@ struct Wire<'a, R: Serialize + ?Sized = Value> {
     #[serde(skip_serializing_if = "Option::is_none")]
     method: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    params: Option<&'a Value>,
+    params: Option<&'a Params>,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<&'a R>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -527,20 +534,20 @@ pub fn error_object(code: i64, message: &str, data: Option<Value>) -> Value {
     error
 }
 
-pub fn request(id: &Value, method: &str, params: Value) -> String {
+pub fn request(id: &Value, method: &str, params: impl Into<Params>) -> String {
     Wire::<Value> {
         id: Some(id),
         method: Some(method),
-        params: Some(&params),
+        params: Some(&params.into()),
         ..Wire::blank()
     }
     .line()
 }
 
-pub fn notification(method: &str, params: Value) -> String {
+pub fn notification(method: &str, params: impl Into<Params>) -> String {
     Wire::<Value> {
         method: Some(method),
-        params: Some(&params),
+        params: Some(&params.into()),
         ..Wire::blank()
     }
     .line()
@@ -694,7 +701,7 @@ mod tests {
             Ok(Message::Request {
                 id: json!(1),
                 method: "tools/list".into(),
-                params: Value::Null
+                params: Params::default()
             })
         );
         assert!(matches!(
