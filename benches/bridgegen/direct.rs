@@ -154,7 +154,7 @@ impl Caller for DirectCaller {
         // Call 0 of slot 0 would take the handshake's id: start at 1.
         let id = (call + 1) * self.slots as u64 + self.slot as u64;
         let mut message = std::mem::take(&mut self.message);
-        rpc::echo_message(&mut message, self.slot, call);
+        rpc::echo_message(&mut message, self.slot, call, 0);
         let mut body = String::new();
         rpc::echo_call(&mut body, "echo", id, &message);
         let outcome = self

@@ -24,6 +24,8 @@ pub struct Target {
     /// The bridged server's echo tool as named there: `echo`, or
     /// `{server}__echo` on `/mcp`.
     pub echo_tool: String,
+    /// The length each call's message is padded to.
+    pub message_bytes: usize,
 }
 
 impl Target {
@@ -38,6 +40,7 @@ impl Target {
             api_key,
             path,
             echo_tool,
+            message_bytes: 0,
         }
     }
 }
@@ -189,7 +192,7 @@ impl Caller for Session {
         let id = self.take_id();
         let mut message = std::mem::take(&mut self.message);
         let mut body = std::mem::take(&mut self.body);
-        rpc::echo_message(&mut message, self.client, call);
+        rpc::echo_message(&mut message, self.client, call, self.target.message_bytes);
         rpc::echo_call(&mut body, &self.target.echo_tool, id, &message);
         let outcome = self
             .post(&body)

@@ -91,6 +91,10 @@ struct Args {
     /// its pipe.
     #[arg(long, conflicts_with_all = ["target", "crash"])]
     direct: bool,
+    /// Pads each call's message to this many bytes (a call carrying a
+    /// file's worth of text), over Streamable HTTP.
+    #[arg(long, default_value_t = 0, conflicts_with = "direct")]
+    message_bytes: usize,
     /// The MCP server command for --direct.
     #[arg(last = true)]
     command: Vec<String>,
@@ -141,6 +145,7 @@ fn run(args: &Args) -> Result<bool, String> {
         if let Some(path) = &args.path {
             target.path = path.clone();
         }
+        target.message_bytes = args.message_bytes;
         target
     });
     let runtime = if args.direct {

@@ -51,11 +51,18 @@ pub fn echo_call(out: &mut String, tool: &str, id: u64, message: &str) {
     );
 }
 
-/// The message each echo call of a run carries: whose it is and which.
-pub fn echo_message(out: &mut String, client: usize, call: u64) {
+/// The message each echo call of a run carries: whose it is and which,
+/// padded with text to `bytes` when it is shorter.
+pub fn echo_message(out: &mut String, client: usize, call: u64, bytes: usize) {
     use std::fmt::Write;
     out.clear();
     let _ = write!(out, "client {client} call {call}");
+    // Text as a file holds it: words, a quote and a line break to escape.
+    let filler = " lorem \"ipsum\" dolor\n";
+    while out.len() < bytes {
+        let room = bytes - out.len();
+        out.push_str(filler.get(..room.min(filler.len())).unwrap_or_default());
+    }
 }
 
 /// What routes a line from the child: the id of a response (a line with
@@ -186,8 +193,14 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&initialize(1)).unwrap();
         assert_eq!(v["params"]["protocolVersion"], PROTOCOL_VERSION);
-        echo_message(&mut out, 3, 41);
+        echo_message(&mut out, 3, 41, 0);
         assert_eq!(out, "client 3 call 41");
+        echo_message(&mut out, 3, 41, 100);
+        assert_eq!(out.len(), 100);
+        assert!(
+            out.starts_with("client 3 call 41 lorem \"ipsum\" dolor\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -7,13 +7,45 @@
 
 use crate::swar;
 
+/// The text of two members' values, each `None` when absent.
+type Found<'a> = (Option<&'a str>, Option<&'a str>);
+
+/// The values of the top-level members `name` and `_meta` of the object
+/// `text`; `None` when it gives up.
+///
+/// Most params have no `_meta` and their `name` first, before arguments
+/// that may be a file's worth of text: when the text holds no `_meta` and
+/// no `\u` escape (which could spell one), the walk ends at `name`, and
+/// what follows is only searched for a second `"name"`. Searching for a
+/// few bytes runs many at once; walking the arguments does not.
+pub(crate) fn name_and_meta(text: &str) -> Option<Found<'_>> {
+    if text.contains("\\u") || text.contains("_meta") {
+        return two(text, "name", "_meta");
+    }
+    match walk(text, "name", "_meta", true)? {
+        ((Some(name), _), end) if !text.get(end..)?.contains("\"name\"") => {
+            Some((Some(name), None))
+        }
+        ((Some(_), _), _) => two(text, "name", "_meta"),
+        ((None, _), _) => Some((None, None)),
+    }
+}
+
 /// The text of the values of the top-level members `first` and `second`
 /// of the object `text`, each `None` when absent; `None` when it gives up.
-pub(crate) fn two<'a>(
+pub(crate) fn two<'a>(text: &'a str, first: &str, second: &str) -> Option<Found<'a>> {
+    walk(text, first, second, false).map(|(found, _)| found)
+}
+
+/// [`two`], and where the walk ended: at the end of `first`'s value when
+/// `stop_at_first` (then `second` is not looked for past it), else at the
+/// object's end.
+fn walk<'a>(
     text: &'a str,
     first: &str,
     second: &str,
-) -> Option<(Option<&'a str>, Option<&'a str>)> {
+    stop_at_first: bool,
+) -> Option<(Found<'a>, usize)> {
     let bytes = text.as_bytes();
     let mut at = skip_space(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
@@ -22,7 +54,7 @@ pub(crate) fn two<'a>(
     at = skip_space(bytes, at + 1);
     let mut found = (None, None);
     if bytes.get(at) == Some(&b'}') {
-        return Some(found);
+        return Some((found, at + 1));
     }
     loop {
         if bytes.get(at) != Some(&b'"') {
@@ -53,10 +85,13 @@ pub(crate) fn two<'a>(
             // Given twice: which one counts is the reader's choice.
             return None;
         }
+        if stop_at_first && found.0.is_some() {
+            return Some((found, value_end));
+        }
         at = skip_space(bytes, value_end);
         match bytes.get(at) {
             Some(b',') => at = skip_space(bytes, at + 1),
-            Some(b'}') => return Some(found),
+            Some(b'}') => return Some((found, at + 1)),
             _ => return None,
         }
     }
@@ -139,6 +174,29 @@ mod tests {
             two(r#"{"a":-1.5e3,"name":true}"#, "name", "_meta"),
             Some((Some("true"), None))
         );
+        // The walk that ends at `name`, and the cases that walk on.
+        for (text, found) in [
+            (
+                r#"{"name":"a","arguments":{"x":"..."}}"#,
+                Some((Some(r#""a""#), None)),
+            ),
+            (
+                r#"{"arguments":{"name":"b"},"name":"a"}"#,
+                Some((Some(r#""a""#), None)),
+            ),
+            (
+                r#"{"name":"a","arguments":{"name":"b"}}"#,
+                Some((Some(r#""a""#), None)),
+            ),
+            (r#"{"name":"a","x":1,"name":"b"}"#, None),
+            (r#"{"arguments":{"name":"b"}}"#, Some((None, None))),
+            (
+                r#"{"name":"a","_meta":{}}"#,
+                Some((Some(r#""a""#), Some("{}"))),
+            ),
+        ] {
+            assert_eq!(name_and_meta(text), found, "{text}");
+        }
         for gives_up in [
             r#"{"name":1,"name":2}"#,
             r#"{"n\u0061me":1}"#,
@@ -182,15 +240,17 @@ mod tests {
             let read = |found: Option<&str>| found.map(|t| serde_json::from_str::<Value>(t).unwrap());
             // Numbers as the reader reads them back.
             let value: Value = serde_json::from_str(&text).unwrap();
-            match two(&text, "name", "_meta") {
-                Some((name, meta)) => {
-                    prop_assert!(value.is_object(), "{}", text);
-                    let (name, meta) = (read(name), read(meta));
-                    prop_assert_eq!(name.as_ref(), value.get("name"), "{}", text);
-                    prop_assert_eq!(meta.as_ref(), value.get("_meta"), "{}", text);
+            for found in [two(&text, "name", "_meta"), name_and_meta(&text)] {
+                match found {
+                    Some((name, meta)) => {
+                        prop_assert!(value.is_object(), "{}", text);
+                        let (name, meta) = (read(name), read(meta));
+                        prop_assert_eq!(name.as_ref(), value.get("name"), "{}", text);
+                        prop_assert_eq!(meta.as_ref(), value.get("_meta"), "{}", text);
+                    }
+                    // Only a name with an escape, or no object, gives up.
+                    None => prop_assert!(!value.is_object() || text.contains('\\'), "{}", text),
                 }
-                // Only a name with an escape, or no object, gives up.
-                None => prop_assert!(!value.is_object() || text.contains('\\'), "{}", text),
             }
         }
     }

@@ -111,7 +111,7 @@ impl Params {
                 text.and_then(|text| serde_json::from_str(text).ok())
                     .unwrap_or_default()
             };
-            match members::two(text, "name", "_meta") {
+            match members::name_and_meta(text) {
                 Some((name, meta)) => Head {
                     name: value(name),
                     meta: value(meta),
