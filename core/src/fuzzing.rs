@@ -562,6 +562,23 @@ mod conn_fuzz {
 /// closing, time passing), the rest its body. Sessions are named by the
 /// ids the bridge handed out. A deadline, once handled, is never the
 /// next one again.
+/// What is read of a message's params without their tree (`name`,
+/// `_meta`) is what the tree says.
+fn params_read_as_their_tree(line: &[u8]) {
+    use crate::mcp::{self, Message};
+    let Ok(Message::Request { params, .. } | Message::Notification { params, .. }) =
+        std::str::from_utf8(line)
+            .map_err(drop)
+            .and_then(|t| mcp::parse(t).map_err(drop))
+    else {
+        return;
+    };
+    let (name, meta) = (params.name().clone(), params.meta().clone());
+    let null = serde_json::Value::Null;
+    assert_eq!(&name, params.get("name").unwrap_or(&null));
+    assert_eq!(&meta, params.get("_meta").unwrap_or(&null));
+}
+
 pub fn bridge(data: &[u8]) {
     use crate::bridge::{BridgeOutput, ChildId, Limits, Routed, ServerSpec};
     use crate::gateway::Bridge;
@@ -579,6 +596,7 @@ pub fn bridge(data: &[u8]) {
         let Some((&kind, rest)) = line.split_first() else {
             continue;
         };
+        params_read_as_their_tree(rest);
         let conn = ConnId(1 + (n as u64 % 8));
         let body = Bytes::copy_from_slice(rest);
         let session = sessions
