@@ -1624,14 +1624,11 @@ impl Mux {
     fn remap_token(&mut self, client: ClientId, params: &mut Params) -> Option<u64> {
         // Read first: only params with a token are changed (and written
         // again from their tree).
-        let token = params.meta().get("progressToken")?;
-        if !(token.is_string() || token.is_number()) {
+        let asked = params.meta().get("progressToken")?;
+        if !(asked.is_string() || asked.is_number()) {
             return None;
         }
         let slot = params.get_mut("_meta")?.get_mut("progressToken")?;
-        if !(slot.is_string() || slot.is_number()) {
-            return None;
-        }
         let token = self.next_token;
         self.next_token += 1;
         let original = std::mem::replace(slot, json!(token));
