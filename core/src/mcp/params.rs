@@ -135,10 +135,17 @@ impl Params {
 }
 
 /// The tree of `text`, checked as JSON when it was read (`Null` without
-/// text, or should it not parse after all).
+/// text). Checked JSON fails to build only with a number past `f64`'s
+/// range (`1e400`), which the check passes and the tree cannot hold: such
+/// params read as `Null` (as written, they still go on whole).
 fn parse(text: Option<&RawValue>) -> Value {
-    text.and_then(|text| serde_json::from_str(text.get()).ok())
-        .unwrap_or_default()
+    let Some(text) = text else {
+        return Value::Null;
+    };
+    serde_json::from_str(text.get()).unwrap_or_else(|e| {
+        tracing::debug!("params read as null: {e}");
+        Value::Null
+    })
 }
 
 impl From<Value> for Params {
@@ -268,6 +275,15 @@ mod tests {
             json!({"name": "two", "arguments": {"message": "hé"}, "_meta": {"progressToken": 1}})
         );
         assert_eq!(Value::from(params), again);
+    }
+
+    /// A number past `f64`'s range passes the check of the message but
+    /// cannot be in a tree.
+    #[test]
+    fn a_number_out_of_range_reads_as_null() {
+        let params = written(r#"{"name":"echo","arguments":{"x":1e400}}"#);
+        assert_eq!(params.name(), "echo");
+        assert_eq!(*params, Value::Null);
     }
 
     /// Params made from a tree are that tree.
