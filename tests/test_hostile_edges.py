@@ -226,7 +226,12 @@ def test_at_the_connection_cap_the_longest_idle_connection_is_reclaimed_before_a
     in the second's place. Past that, every connection is busy or idle
     only a moment: a new client gets 503 in OpenAI's error shape."""
     server = make_server("--set", "max_connections=4")
-    idle = [keep_alive(server.port), keep_alive(server.port)]
+    # A connection counts as idle once its answer is written, which its
+    # client may read before the server has marked it: the second is
+    # opened a clear moment later, so the first is the longest idle.
+    idle = [keep_alive(server.port)]
+    time.sleep(0.5)
+    idle.append(keep_alive(server.port))
     busy = []
     for _ in range(2):
         s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
