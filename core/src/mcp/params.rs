@@ -96,10 +96,14 @@ impl Params {
 
     /// The tree, built now if it was not.
     pub fn into_value(mut self) -> Value {
-        match self.tree.take() {
-            Some(tree) => tree,
-            None => parse(self.text.as_deref()),
-        }
+        self.take_tree()
+    }
+
+    /// The tree taken out, built now if it was not.
+    fn take_tree(&mut self) -> Value {
+        self.tree
+            .take()
+            .unwrap_or_else(|| parse(self.text.as_deref()))
     }
 
     fn head(&self) -> &Head {
@@ -175,10 +179,7 @@ impl Deref for Params {
 /// from then on.
 impl DerefMut for Params {
     fn deref_mut(&mut self) -> &mut Value {
-        let tree = match self.tree.take() {
-            Some(tree) => tree,
-            None => parse(self.text.as_deref()),
-        };
+        let tree = self.take_tree();
         self.text = None;
         self.head = OnceLock::new();
         self.tree.get_or_init(|| tree);
