@@ -33,6 +33,16 @@ pub struct Plan {
     pub agent: Sender<Event>,
     /// Each editor reports once: its first chunk arrived, or it failed.
     pub opened: Sender<()>,
+    /// The system message each request carries first, if any.
+    pub context: String,
+}
+
+/// `bytes` of text like an editor's context: source lines, with the
+/// quotes, backslashes and line breaks a JSON writer must escape.
+pub fn context(bytes: usize) -> String {
+    const LINE: &str =
+        "    let path = \"src\\main.rs\"; // a line of the file the editor has open\n";
+    LINE.chars().cycle().take(bytes).collect()
 }
 
 /// How one stream went.
@@ -160,10 +170,18 @@ fn request(plan: &Plan, stream: u32) -> Vec<u8> {
     if plan.direct {
         return format!("{stream}\n").into_bytes();
     }
+    let user = serde_json::json!({"role": "user", "content": stream.to_string()});
+    let messages = match plan.context.is_empty() {
+        true => vec![user],
+        false => vec![
+            serde_json::json!({"role": "system", "content": plan.context}),
+            user,
+        ],
+    };
     let body = serde_json::json!({
         "model": plan.model,
         "stream": true,
-        "messages": [{"role": "user", "content": stream.to_string()}],
+        "messages": messages,
     })
     .to_string();
     let path = match plan.api {

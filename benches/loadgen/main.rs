@@ -85,6 +85,11 @@ struct Args {
     /// the same model: the provider spreads the streams over them.
     #[arg(long, default_value_t = 1)]
     links: u32,
+    /// Bytes of context each request carries before its user message, as
+    /// a system message (an editor sends the files it has open, the rules
+    /// it was given): what the provider reads and hands the agent.
+    #[arg(long, default_value_t = 0)]
+    context_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -177,6 +182,7 @@ async fn run(args: &Args) -> Result<serde_json::Value, String> {
         connecting: Semaphore::new(args.connect_concurrency.max(1)),
         agent: events_tx.clone(),
         opened: opened_tx,
+        context: editor::context(args.context_bytes),
     });
     let cpu_before = args.server_pid.and_then(CpuReading::of);
     let own_cpu_before = CpuReading::of(std::process::id());

@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
 use super::{
-    arguments_object, parse_object, put_event, put_json_str, AnswerIds, EditorApi, Encoder, End,
-    ModelRequest, SSE,
+    arguments_object, parse_object, payload, put_event, put_json_str, AnswerIds, EditorApi,
+    Encoder, End, ModelRequest, SSE,
 };
 use crate::agent::message::Delta;
 use crate::answer::{delta_arguments, delta_index, Answer, Run};
@@ -133,7 +133,13 @@ pub fn parse(
         stream,
         embedding: false,
         answer_now: false,
-        payload: json!({"kind": "chat", "messages": chat["messages"], "parameters": parameters}),
+        payload: payload(
+            "chat",
+            [
+                ("messages", chat.remove("messages").unwrap_or_default()),
+                ("parameters", Value::Object(parameters)),
+            ],
+        ),
         prompt_tokens: validate::tokens_for(text_bytes),
         echo: Map::new(),
         keep: None,

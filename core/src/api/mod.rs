@@ -236,6 +236,17 @@ pub(crate) const NDJSON: &str = "application/x-ndjson";
 pub(crate) const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
 /// Parses a JSON body, insisting on an object.
+/// The agent's payload: its `kind` and `parts`, moved in (`json!` would
+/// copy each, and a conversation's messages run to megabytes).
+pub(crate) fn payload<const N: usize>(kind: &str, parts: [(&str, Value); N]) -> Value {
+    let mut payload = Map::new();
+    payload.insert("kind".into(), kind.into());
+    for (name, part) in parts {
+        payload.insert(name.into(), part);
+    }
+    Value::Object(payload)
+}
+
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),

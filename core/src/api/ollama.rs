@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 use super::validate::{self, RequestLimits};
 use super::Timings;
 use super::{
-    parse_object, put_json, put_json_str, AnswerIds, EditorApi, Encoder, End, ModelRequest, NDJSON,
+    parse_object, payload, put_json, put_json_str, AnswerIds, EditorApi, Encoder, End,
+    ModelRequest, NDJSON,
 };
 use crate::agent::message::Delta;
 use crate::answer::Answer;
@@ -139,7 +140,13 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
         stream,
         embedding: false,
         answer_now: false,
-        payload: json!({"kind": "chat", "messages": messages, "parameters": parameters}),
+        payload: payload(
+            "chat",
+            [
+                ("messages", Value::Array(messages)),
+                ("parameters", Value::Object(parameters)),
+            ],
+        ),
         prompt_tokens: validate::tokens_for(text_bytes),
         echo: Map::new(),
         keep: None,
@@ -156,21 +163,26 @@ pub fn parse_generate(body: &[u8], limits: &RequestLimits) -> Result<ModelReques
     let mut parameters = options(&body, limits)?;
     let stream = validate::flag(&body, "stream")?.unwrap_or(true);
     parameters.insert("stream".into(), Value::Bool(stream));
-    let mut payload = json!({"kind": "completion", "prompt": prompt, "parameters": parameters});
+    let prompt_tokens = validate::tokens_for(prompt.len() + suffix.len() + system.len());
+    let answer_now = prompt.is_empty();
+    let mut payload = payload(
+        "completion",
+        [("prompt", prompt.into()), ("parameters", parameters.into())],
+    );
     if !suffix.is_empty() {
-        payload["suffix"] = Value::String(suffix.clone());
+        payload["suffix"] = Value::String(suffix);
     }
     if !system.is_empty() {
-        payload["system"] = Value::String(system.clone());
+        payload["system"] = Value::String(system);
     }
     Ok(ModelRequest {
         api: &GENERATE,
         model,
         stream,
         embedding: false,
-        answer_now: prompt.is_empty(),
+        answer_now,
         payload,
-        prompt_tokens: validate::tokens_for(prompt.len() + suffix.len() + system.len()),
+        prompt_tokens,
         echo: Map::new(),
         keep: None,
     })
@@ -191,7 +203,10 @@ pub fn parse_embed(
         stream: false,
         embedding: true,
         answer_now: false,
-        payload: json!({"kind": "embedding", "input": input, "parameters": {}}),
+        payload: payload(
+            "embedding",
+            [("input", input), ("parameters", Map::new().into())],
+        ),
         prompt_tokens: validate::tokens_for(bytes),
         echo: Map::new(),
         keep: None,

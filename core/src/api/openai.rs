@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
 use super::{
-    parse_object, put_json, put_json_str_inner, AnswerIds, EditorApi, Encoder, End, ModelRequest,
-    SSE, SSE_KEEPALIVE,
+    parse_object, payload, put_json, put_json_str, put_json_str_inner, AnswerIds, EditorApi,
+    Encoder, End, ModelRequest, SSE, SSE_KEEPALIVE,
 };
 use crate::agent::message::{Delta, ToolCallDelta};
 use crate::answer::Answer;
@@ -111,7 +111,7 @@ impl EditorApi for Embeddings {
 }
 
 pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiError> {
-    let body = parse_object(body)?;
+    let mut body = parse_object(body)?;
     let model = validate::model(&body)?;
     let text_bytes = validate::messages(&body, limits)?;
     tool_call_ids(&body)?;
@@ -140,7 +140,13 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
         stream,
         embedding: false,
         answer_now: false,
-        payload: json!({"kind": "chat", "messages": body["messages"], "parameters": parameters}),
+        payload: payload(
+            "chat",
+            [
+                ("messages", body.remove("messages").unwrap_or_default()),
+                ("parameters", Value::Object(parameters)),
+            ],
+        ),
         prompt_tokens: validate::tokens_for(text_bytes),
         echo,
         keep: None,
@@ -173,9 +179,13 @@ pub fn parse_completion(body: &[u8], limits: &RequestLimits) -> Result<ModelRequ
     let mut parameters = sampling(&body, limits)?;
     let (stream, echo) = stream_flags(&body)?;
     parameters.insert("stream".into(), Value::Bool(stream));
-    let mut payload = json!({"kind": "completion", "prompt": prompt, "parameters": parameters});
+    let prompt_tokens = validate::tokens_for(prompt.len() + suffix.len());
+    let mut payload = payload(
+        "completion",
+        [("prompt", prompt.into()), ("parameters", parameters.into())],
+    );
     if !suffix.is_empty() {
-        payload["suffix"] = Value::String(suffix.clone());
+        payload["suffix"] = Value::String(suffix);
     }
     Ok(ModelRequest {
         api: &COMPLETION,
@@ -184,7 +194,7 @@ pub fn parse_completion(body: &[u8], limits: &RequestLimits) -> Result<ModelRequ
         embedding: false,
         answer_now: false,
         payload,
-        prompt_tokens: validate::tokens_for(prompt.len() + suffix.len()),
+        prompt_tokens,
         echo,
         keep: None,
     })
@@ -213,7 +223,10 @@ pub fn parse_embeddings(body: &[u8]) -> Result<ModelRequest, ApiError> {
         stream: false,
         embedding: true,
         answer_now: false,
-        payload: json!({"kind": "embedding", "input": input, "parameters": {}}),
+        payload: payload(
+            "embedding",
+            [("input", input), ("parameters", Map::new().into())],
+        ),
         prompt_tokens: validate::tokens_for(bytes),
         echo,
         keep: None,
@@ -274,18 +287,23 @@ fn stream_flags(body: &Map<String, Value>) -> Result<(bool, Map<String, Value>),
 
 /// The JSON that every chunk of one stream starts with, up to the choice.
 pub(crate) fn chunk_prefix(chat: bool, id: &str, created: u64, model: &str) -> Vec<u8> {
-    let object = if chat {
-        "chat.completion.chunk"
+    let object: &[u8] = if chat {
+        b"chat.completion.chunk"
     } else {
-        "text_completion"
+        b"text_completion"
     };
-    let mut head = serde_json::to_string(
-        &json!({"id": id, "object": object, "created": created, "model": model}),
-    )
-    .unwrap_or_default();
-    head.pop(); // the closing brace: choices follow
-    head.push_str(r#","choices":["#);
-    head.into_bytes()
+    // The fields in the order they have always been written (by name).
+    let mut head = BytesMut::with_capacity(96 + id.len() + model.len());
+    head.extend_from_slice(br#"{"created":"#);
+    crate::digits::put_decimal(&mut head, created);
+    head.extend_from_slice(br#","id":"#);
+    put_json_str(&mut head, id);
+    head.extend_from_slice(br#","model":"#);
+    put_json_str(&mut head, model);
+    head.extend_from_slice(br#","object":""#);
+    head.extend_from_slice(object);
+    head.extend_from_slice(br#"","choices":["#);
+    head.to_vec()
 }
 
 /// A chat chunk with `delta` written by `write_delta`, as one SSE event.

@@ -21,9 +21,56 @@ const ENDED_KEPT: usize = 4096;
 pub(super) struct Answers {
     /// Answers in flight: id → invocation.
     running: HashMap<String, u64>,
-    /// Answers that ended, newest last: id → (who asked, status body).
-    ended: HashMap<String, (Option<usize>, Value)>,
+    /// Answers that ended, newest last: id → (who asked, how it stands).
+    ended: HashMap<String, (Option<usize>, Status)>,
     ended_order: VecDeque<String>,
+}
+
+/// What is kept of an answer to say how it stands: its body is written
+/// only when asked for, as few answers ever are (kept as a JSON tree, each
+/// ended answer cost some thirty allocations and a kilobyte).
+#[derive(Debug)]
+pub(super) struct Status {
+    status: &'static str,
+    model: String,
+    agent: Option<String>,
+    session: String,
+    created: u64,
+    stream: bool,
+    tokens: u64,
+}
+
+impl Status {
+    /// How `inv` stands: `status`, served by `agent`.
+    pub(super) fn of(inv: &Invocation, agent: Option<String>, status: &'static str) -> Self {
+        Status {
+            status,
+            model: inv.model.clone(),
+            agent,
+            session: inv.session.clone(),
+            created: inv.created,
+            stream: inv.stream,
+            tokens: inv.tokens(),
+        }
+    }
+
+    /// What `GET /completions/{id}` says of answer `id`.
+    pub(super) fn body(&self, id: &str) -> Value {
+        json!({
+            "id": id,
+            "object": "completion.status",
+            "status": self.status,
+            "model": self.model,
+            "agent": self.agent,
+            "session_id": self.session,
+            "created": self.created,
+            "started": crate::time::rfc3339(
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(self.created)
+            ),
+            "stream": self.stream,
+            "tokens": self.tokens,
+        })
+    }
 }
 
 impl Answers {
@@ -39,8 +86,8 @@ impl Answers {
                 self.ended.remove(&oldest);
             }
         }
-        let body = status_body(inv, agent, ended.as_str());
-        self.ended.insert(inv.id.clone(), (inv.key, body));
+        let status = Status::of(inv, agent, ended.as_str());
+        self.ended.insert(inv.id.clone(), (inv.key, status));
         self.ended_order.push_back(inv.id.clone());
     }
 
@@ -58,36 +105,18 @@ impl Answers {
         cancelling: bool,
     ) -> Result<Value, ApiError> {
         match self.ended.get(id) {
-            Some((owner, body)) if may_see(caller, *owner) => {
+            Some((owner, status)) if may_see(caller, *owner) => {
                 if cancelling {
                     return Err(ApiError::invalid(format!(
                         "The answer '{id}' is already {}: only an answer in progress can be cancelled.",
-                        body["status"].as_str().unwrap_or("over")
+                        status.status
                     )));
                 }
-                Ok(body.clone())
+                Ok(status.body(id))
             }
             _ => Err(unknown(id)),
         }
     }
-}
-
-/// What `GET /completions/{id}` says of an answer.
-pub(super) fn status_body(inv: &Invocation, agent: Option<String>, status: &str) -> Value {
-    json!({
-        "id": inv.id,
-        "object": "completion.status",
-        "status": status,
-        "model": inv.model,
-        "agent": agent,
-        "session_id": inv.session,
-        "created": inv.created,
-        "started": crate::time::rfc3339(
-            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(inv.created)
-        ),
-        "stream": inv.stream,
-        "tokens": inv.tokens(),
-    })
 }
 
 pub(super) fn unknown(id: &str) -> ApiError {

@@ -372,7 +372,7 @@ impl Provider {
             if !cancel {
                 let inv = self.invocations.get(n).ok_or_else(|| by_id::unknown(id))?;
                 let agent = self.sessions.get(&inv.session).map(|s| s.agent_id.clone());
-                return Ok(by_id::status_body(inv, agent, "in_progress"));
+                return Ok(by_id::Status::of(inv, agent, "in_progress").body(id));
             }
             self.cancel_answer(n, now);
             self.pump_kept();

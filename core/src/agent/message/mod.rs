@@ -360,6 +360,9 @@ pub mod to_agent {
 
     /// `trace`: the context of the provider's span for this invocation,
     /// which the agent's own spans (and what it runs) are children of.
+    /// Written in one pass: the payload (the editor's whole conversation)
+    /// is serialized where it stands rather than copied into a tree of the
+    /// frame first.
     pub fn invoke(
         id: &str,
         session_id: &str,
@@ -367,17 +370,32 @@ pub mod to_agent {
         payload: &Value,
         trace: Option<&SpanContext>,
     ) -> String {
-        let mut frame = json!({
-            "type": "model_invoke",
-            "id": id,
-            "session_id": session_id,
-            "model_meta": {"provider": "mcp-local-provider", "model": model},
-            "payload": payload,
-        });
-        if let (Some(trace), Value::Object(fields)) = (trace, &mut frame) {
-            trace.put_in_meta(fields);
+        let mut frame = Vec::with_capacity(256);
+        frame.extend_from_slice(br#"{"type":"model_invoke","id":"#);
+        put_str(&mut frame, id);
+        frame.extend_from_slice(br#","session_id":"#);
+        put_str(&mut frame, session_id);
+        frame.extend_from_slice(br#","model_meta":{"provider":"mcp-local-provider","model":"#);
+        put_str(&mut frame, model);
+        frame.extend_from_slice(br#"},"payload":"#);
+        // Writing a JSON value to a vector cannot fail.
+        let _ = serde_json::to_writer(&mut frame, payload);
+        if let Some(trace) = trace {
+            frame.extend_from_slice(br#","traceparent":"#);
+            put_str(&mut frame, &trace.traceparent());
+            if let Some(state) = &trace.state {
+                frame.extend_from_slice(br#","tracestate":"#);
+                put_str(&mut frame, state);
+            }
         }
-        frame.to_string()
+        frame.push(b'}');
+        // serde_json writes UTF-8, and so are the rest.
+        String::from_utf8(frame).unwrap_or_default()
+    }
+
+    /// `text` as a JSON string.
+    fn put_str(out: &mut Vec<u8>, text: &str) {
+        let _ = serde_json::to_writer(out, text);
     }
 }
 
