@@ -235,7 +235,6 @@ pub(crate) const NDJSON: &str = "application/x-ndjson";
 /// An SSE comment: clients ignore it, proxies see traffic.
 pub(crate) const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
-/// Parses a JSON body, insisting on an object.
 /// The agent's payload: its `kind` and `parts`, moved in (`json!` would
 /// copy each, and a conversation's messages run to megabytes).
 pub(crate) fn payload<const N: usize>(kind: &str, parts: [(&str, Value); N]) -> Value {
@@ -247,6 +246,7 @@ pub(crate) fn payload<const N: usize>(kind: &str, parts: [(&str, Value); N]) -> 
     Value::Object(payload)
 }
 
+/// Parses a JSON body, insisting on an object.
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
