@@ -197,3 +197,18 @@ fn request(plan: &Plan, stream: u32) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_context_is_the_bytes_asked_for_and_needs_escaping() {
+        for bytes in [0, 1, 71, 72, 73, 65_536] {
+            assert_eq!(context(bytes).len(), bytes);
+        }
+        let text = context(200);
+        let escaped = serde_json::to_string(&text).unwrap();
+        assert!(escaped.contains("\\\"") && escaped.contains("\\\\") && escaped.contains("\\n"));
+    }
+}
