@@ -303,7 +303,7 @@ pub(crate) fn chunk_prefix(chat: bool, id: &str, created: u64, model: &str) -> V
     head.extend_from_slice(br#","object":""#);
     head.extend_from_slice(object);
     head.extend_from_slice(br#"","choices":["#);
-    head.to_vec()
+    head.into()
 }
 
 /// A chat chunk with `delta` written by `write_delta`, as one SSE event.

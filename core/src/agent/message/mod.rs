@@ -360,9 +360,9 @@ pub mod to_agent {
 
     /// `trace`: the context of the provider's span for this invocation,
     /// which the agent's own spans (and what it runs) are children of.
-    /// Written in one pass: the payload (the editor's whole conversation)
-    /// is serialized where it stands rather than copied into a tree of the
-    /// frame first.
+    /// Serialized from borrowed parts: the payload (the editor's whole
+    /// conversation) is written where it stands, not copied into a tree
+    /// of the frame first.
     pub fn invoke(
         id: &str,
         session_id: &str,
@@ -370,32 +370,41 @@ pub mod to_agent {
         payload: &Value,
         trace: Option<&SpanContext>,
     ) -> String {
-        let mut frame = Vec::with_capacity(256);
-        frame.extend_from_slice(br#"{"type":"model_invoke","id":"#);
-        put_str(&mut frame, id);
-        frame.extend_from_slice(br#","session_id":"#);
-        put_str(&mut frame, session_id);
-        frame.extend_from_slice(br#","model_meta":{"provider":"mcp-local-provider","model":"#);
-        put_str(&mut frame, model);
-        frame.extend_from_slice(br#"},"payload":"#);
-        // Writing a JSON value to a vector cannot fail.
-        let _ = serde_json::to_writer(&mut frame, payload);
-        if let Some(trace) = trace {
-            frame.extend_from_slice(br#","traceparent":"#);
-            put_str(&mut frame, &trace.traceparent());
-            if let Some(state) = &trace.state {
-                frame.extend_from_slice(br#","tracestate":"#);
-                put_str(&mut frame, state);
-            }
-        }
-        frame.push(b'}');
-        // serde_json writes UTF-8, and so are the rest.
-        String::from_utf8(frame).unwrap_or_default()
+        let frame = Invoke {
+            kind: "model_invoke",
+            id,
+            session_id,
+            model_meta: ModelMeta {
+                provider: "mcp-local-provider",
+                model,
+            },
+            payload,
+            traceparent: trace.map(SpanContext::traceparent),
+            tracestate: trace.and_then(|t| t.state.as_deref()),
+        };
+        // Strings and a JSON value always serialize.
+        serde_json::to_string(&frame).unwrap_or_default()
     }
 
-    /// `text` as a JSON string.
-    fn put_str(out: &mut Vec<u8>, text: &str) {
-        let _ = serde_json::to_writer(out, text);
+    /// A `model_invoke` frame, as written.
+    #[derive(serde::Serialize)]
+    struct Invoke<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        id: &'a str,
+        session_id: &'a str,
+        model_meta: ModelMeta<'a>,
+        payload: &'a Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tracestate: Option<&'a str>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct ModelMeta<'a> {
+        provider: &'static str,
+        model: &'a str,
     }
 }
 
