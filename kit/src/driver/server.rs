@@ -326,11 +326,13 @@ pub async fn connection<E: Executor>(
                     break None;
                 }
             }
-        } else {
+        } else if pumped.provider {
             // A request usually posted an invocation to an agent link's
             // task as well as a response head to this one: let the link
             // send it first, since the first chunk waits on the agent and
-            // the head can go out while the agent works.
+            // the head can go out while the agent works. (A bridged call's
+            // exchange is another task's already, and this one has nothing
+            // more to do until its answer comes: it waits anyway.)
             E::yield_now().await;
         }
         if http.wants_close() {

@@ -221,7 +221,10 @@ impl<B: Bell> Hub<B> {
                                 bridge.handle_request(id, request);
                             }
                         }
-                        _ => self.with(|p, now| p.handle_request(id, request, now)),
+                        _ => {
+                            pumped.provider = true;
+                            self.with(|p, now| p.handle_request(id, request, now));
+                        }
                     }
                 }
                 Ok(None) => return pumped,
@@ -290,6 +293,9 @@ pub struct Pumped {
     pub handled: bool,
     /// One of them asked to upgrade to an agent link.
     pub upgrade: bool,
+    /// One of them went to the provider (rather than the bridge), which
+    /// may have posted an invocation to an agent link's task.
+    pub provider: bool,
 }
 
 /// A connection attached to the provider; detached when dropped, however
