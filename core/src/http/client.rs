@@ -8,7 +8,6 @@
 //! limit it was given, is an error rather than memory spent.
 
 use std::borrow::Cow;
-use std::fmt::Write;
 
 use bytes::{Bytes, BytesMut};
 
@@ -91,7 +90,9 @@ impl Outgoing {
             }
         }
         if !self.body.is_empty() || matches!(self.method, "POST" | "PUT" | "PATCH") {
-            let _ = write!(head, "content-length: {}\r\n", self.body.len());
+            head.push_str("content-length: ");
+            crate::digits::push_decimal(&mut head, self.body.len() as u64);
+            head.push_str("\r\n");
         }
         head.push_str("\r\n");
         let mut out = head.into_bytes();

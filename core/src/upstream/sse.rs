@@ -140,28 +140,38 @@ impl SseReader {
         None
     }
 
-    /// The field on `line`, into the event.
+    /// The field on `line`, into the event. Its name is matched as bytes:
+    /// only the value is read as text, and only for a field kept.
     fn field(&mut self, line: &[u8]) {
-        let line = crate::text::lossy(line);
-        if line.starts_with(':') {
-            return;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-            None => (line.as_ref(), ""),
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(0) => return,
+            Some(at) => {
+                let (field, value) = line.split_at(at);
+                let value = value.get(1..).unwrap_or_default();
+                (field, value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &[][..]),
         };
         match field {
-            "data" => {
+            b"data" => {
                 if std::mem::replace(&mut self.any_data, true) {
                     self.event.data.push('\n');
                 }
-                self.event.data.push_str(value);
+                self.event.data.push_str(&crate::text::lossy(value));
             }
-            "event" => self.event.kind = crate::text::known_or_owned(&["message"], value),
-            "id" if !value.contains('\0') => self.event.id = Some(value.to_owned()),
-            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+            b"event" => {
+                let kind = crate::text::lossy(value);
+                self.event.kind = crate::text::known_or_owned(&["message"], &kind);
+            }
+            b"id" if !value.contains(&0) => {
+                self.event.id = Some(crate::text::lossy(value).into_owned());
+            }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 // Digits past u64 are a wait longer than any it is capped at.
-                let millis = value.parse().unwrap_or(u64::MAX);
+                let millis = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|digits| digits.parse().ok())
+                    .unwrap_or(u64::MAX);
                 self.retry = Some(Duration::from_millis(millis));
             }
             _ => {}
