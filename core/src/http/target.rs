@@ -69,7 +69,8 @@ fn is_canonical_path(path: &str) -> bool {
     if rest.is_empty() {
         return true;
     }
-    // The current segment's length, and how many of its bytes are dots.
+    // The current segment's length, and how many of its bytes are dots;
+    // a `/` after the last byte ends the last segment too.
     let (mut len, mut dots) = (0usize, 0usize);
     for &b in rest.as_bytes().iter().chain(std::iter::once(&b'/')) {
         match b {
