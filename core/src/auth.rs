@@ -91,12 +91,14 @@ pub(crate) fn derive_token(parts: &[&[u8]]) -> String {
 
 /// The token of an `Authorization: Bearer …` header value.
 pub fn bearer(header: Option<&str>) -> Option<&str> {
-    let value = header?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    // Read as bytes, every request's key: the scheme is ASCII, and the
+    // token is cut at ASCII spaces, so it stays text.
+    let value = header?.trim_ascii();
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("bearer ") {
+        return None;
+    }
+    Some(value.get(7..)?.trim_ascii()).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -147,6 +149,10 @@ mod tests {
         assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
         assert_eq!(bearer(Some("Basic abc")), None);
         assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(Some("Bearer")), None);
+        assert_eq!(bearer(Some("Bearerabc")), None);
+        assert_eq!(bearer(Some("BEARER \t abc\t")), Some("abc"));
+        assert_eq!(bearer(Some("Beareré abc")), None);
         assert_eq!(bearer(None), None);
     }
 }

@@ -846,10 +846,11 @@ pub fn upstream(data: &[u8]) {
         }
         let mut reader = ResponseReader::new(request.method, 1 << 20);
         let mut ended = false;
+        let mut events = Vec::new();
         for piece in answer.chunks(split) {
-            match reader.push(piece) {
-                Ok(events) => {
-                    for event in events {
+            match reader.push(piece, &mut events) {
+                Ok(()) => {
+                    for event in events.drain(..) {
                         match event {
                             ResponseEvent::Head(head) => up.handle_head(id, &head, now),
                             ResponseEvent::Data(data) => up.handle_data(id, &data),

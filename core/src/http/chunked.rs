@@ -113,17 +113,85 @@ impl ChunkedDecoder {
                 State::Done => return Ok(true),
                 State::Data(left) => {
                     let take = left.min(input.len());
-                    body.extend_from_slice(&input.split_to(take));
+                    // Data for a body with no buffer yet is taken as it
+                    // lies, without a copy; a buffer the caller keeps is
+                    // added to.
+                    let data = input.split_to(take);
+                    match body.capacity() == 0 {
+                        true => *body = data,
+                        false => body.extend_from_slice(&data),
+                    }
                     self.state = match left - take {
                         0 => State::DataEnd(false),
                         rest => State::Data(rest),
                     };
                 }
                 _ => {
-                    let used = self.framing(input, body.len(), max_body, max_trailer)?;
+                    let used = match self.whole_line(input, body.len(), max_body, max_trailer)? {
+                        Some(used) => used,
+                        None => self.framing(input, body.len(), max_body, max_trailer)?,
+                    };
                     input.advance(used);
                 }
             }
+        }
+    }
+
+    /// The common framing lines, when they start `input` whole: a size
+    /// of hex digits and its CRLF, the CRLF after a chunk's data, the
+    /// empty line after the last chunk. Read in one step each (a line of
+    /// every response a remote server streams); anything else (`None`)
+    /// is left to [`ChunkedDecoder::framing`], byte by byte, which reads
+    /// these lines the same.
+    fn whole_line(
+        &mut self,
+        input: &[u8],
+        body_len: usize,
+        max_body: usize,
+        max_trailer: usize,
+    ) -> Result<Option<usize>, ChunkedError> {
+        let crlf_at = |at: usize| input.get(at..at + 2) == Some(b"\r\n");
+        match self.state {
+            State::DataEnd(false) if crlf_at(0) => {
+                self.state = State::default();
+                Ok(Some(2))
+            }
+            State::Trailers {
+                line: TrailerLine::Start,
+                len: 0,
+            } if max_trailer >= 2 && crlf_at(0) => {
+                self.state = State::Done;
+                Ok(Some(2))
+            }
+            State::Size {
+                line:
+                    SizeLine::Digits {
+                        size: 0,
+                        any: false,
+                    },
+                len: 0,
+            } => {
+                // Fifteen digits at most: no size of them overflows.
+                let digits = input.iter().take(15).take_while(|b| b.is_ascii_hexdigit());
+                let (count, size) = digits.fold((0, 0usize), |(count, size), &b| {
+                    (count + 1, size * 16 + usize::from(hex_value(b)))
+                });
+                if count == 0 || !crlf_at(count) {
+                    return Ok(None);
+                }
+                if size > max_body.saturating_sub(body_len) {
+                    return Err(ChunkedError::BodyTooLarge);
+                }
+                self.state = match size {
+                    0 => State::Trailers {
+                        line: TrailerLine::Start,
+                        len: 0,
+                    },
+                    size => State::Data(size),
+                };
+                Ok(Some(count + 2))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -269,6 +337,7 @@ fn is_field_byte(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const BODY: &[u8] = b"5;name=\"v\"\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n";
 
@@ -296,6 +365,68 @@ mod tests {
     }
 
     /// The first error for `input` fed whole, and the same byte by byte.
+    /// Framing bytes, and a few that break it, in any order.
+    fn framing_noise() -> impl Strategy<Value = Vec<u8>> {
+        let alphabet = b"0123456789abcdefAF\r\n; x:\t".to_vec();
+        prop::collection::vec(prop::sample::select(alphabet), 0..48)
+    }
+
+    /// A well-formed body: chunks of any size, a last chunk, maybe a
+    /// trailer, then whatever follows it.
+    fn well_formed() -> impl Strategy<Value = Vec<u8>> {
+        let chunks = prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40), 0..4);
+        (chunks, any::<bool>(), any::<bool>(), framing_noise()).prop_map(
+            |(chunks, upper, trailer, after)| {
+                let mut out = Vec::new();
+                for data in chunks {
+                    let size = match upper {
+                        true => format!("{:X}\r\n", data.len()),
+                        false => format!("{:x}\r\n", data.len()),
+                    };
+                    out.extend_from_slice(size.as_bytes());
+                    out.extend_from_slice(&data);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n");
+                if trailer {
+                    out.extend_from_slice(b"x-sum: 1\r\n");
+                }
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&after);
+                out
+            },
+        )
+    }
+
+    proptest! {
+        /// Lines that arrive whole are read in one step, lines that arrive
+        /// a byte at a time byte by byte: both come to the same body, the
+        /// same bytes left over, or the same error.
+        #[test]
+        fn whole_lines_read_as_byte_by_byte(
+            input in prop_oneof![well_formed(), framing_noise()],
+            cap in prop_oneof![Just(1usize << 20), 0usize..64],
+        ) {
+            let read = |step: usize| {
+                let mut decoder = ChunkedDecoder::default();
+                let (mut buf, mut body) = (BytesMut::new(), BytesMut::new());
+                let mut fed = 0;
+                for piece in input.chunks(step.max(1)) {
+                    fed += piece.len();
+                    buf.extend_from_slice(piece);
+                    if decoder.decode(&mut buf, &mut body, cap, 16)? {
+                        // Left over: what was not decoded, and what was
+                        // not yet fed.
+                        return Ok(Some((body.to_vec(), buf.len() + input.len() - fed)));
+                    }
+                }
+                Ok(None)
+            };
+            let whole: Result<_, ChunkedError> = read(input.len());
+            prop_assert_eq!(whole, read(1));
+        }
+    }
+
     fn error_of(input: &[u8]) -> ChunkedError {
         let whole = decode(input, input.len()).unwrap_err();
         assert_eq!(decode(input, 1).unwrap_err(), whole);

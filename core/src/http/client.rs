@@ -215,29 +215,36 @@ impl ResponseReader {
         self.reusable && matches!(self.state, Reading::Done) && self.input.is_empty()
     }
 
-    /// Takes bytes read from the connection, and the events they make.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ResponseEvent>, ResponseError> {
+    /// Takes bytes read from the connection; the events they make are
+    /// added to `events` (the caller's, kept from read to read: no list
+    /// is made for each).
+    pub fn push(
+        &mut self,
+        bytes: &[u8],
+        events: &mut Vec<ResponseEvent>,
+    ) -> Result<(), ResponseError> {
         self.input.extend_from_slice(bytes);
-        let mut events = Vec::new();
         loop {
             let before = events.len();
-            self.step(&mut events)?;
+            self.step(events)?;
             if events.len() == before || matches!(self.state, Reading::Done) {
-                return Ok(events);
+                return Ok(());
             }
         }
     }
 
     /// The connection ended: the events that makes (the end of a body
-    /// read until close), or an error if the response was cut short.
-    pub fn eof(&mut self) -> Result<Vec<ResponseEvent>, ResponseError> {
+    /// read until close) are added to `events`, or an error if the
+    /// response was cut short.
+    pub fn eof(&mut self, events: &mut Vec<ResponseEvent>) -> Result<(), ResponseError> {
         match self.state {
             Reading::Close => {
                 self.state = Reading::Done;
                 self.reusable = false;
-                Ok(vec![ResponseEvent::End])
+                events.push(ResponseEvent::End);
+                Ok(())
             }
-            Reading::Done => Ok(Vec::new()),
+            Reading::Done => Ok(()),
             _ => Err(ResponseError::Truncated),
         }
     }
@@ -386,11 +393,29 @@ impl ResponseReader {
 mod tests {
     use super::*;
 
+    /// One push's or end's events as a list.
+    trait Pushed {
+        fn pushed(&mut self, bytes: &[u8]) -> Result<Vec<ResponseEvent>, ResponseError>;
+        fn ended(&mut self) -> Result<Vec<ResponseEvent>, ResponseError>;
+    }
+
+    impl Pushed for ResponseReader {
+        fn pushed(&mut self, bytes: &[u8]) -> Result<Vec<ResponseEvent>, ResponseError> {
+            let mut events = Vec::new();
+            self.push(bytes, &mut events).map(|()| events)
+        }
+
+        fn ended(&mut self) -> Result<Vec<ResponseEvent>, ResponseError> {
+            let mut events = Vec::new();
+            self.eof(&mut events).map(|()| events)
+        }
+    }
+
     fn read_all(method: &str, bytes: &[u8], max: usize, split: usize) -> Vec<ResponseEvent> {
         let mut reader = ResponseReader::new(method, max);
         let mut events = Vec::new();
         for piece in bytes.chunks(split.max(1)) {
-            events.extend(reader.push(piece).unwrap());
+            events.extend(reader.pushed(piece).unwrap());
         }
         events
     }
@@ -440,10 +465,10 @@ mod tests {
         }
         let mut reader = ResponseReader::new("GET", 1024);
         let events = reader
-            .push(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n")
+            .pushed(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n")
             .unwrap();
         assert_eq!(body(&events), b"data: 1\n\n");
-        assert_eq!(reader.eof().unwrap(), vec![ResponseEvent::End]);
+        assert_eq!(reader.ended().unwrap(), vec![ResponseEvent::End]);
         assert!(!reader.reusable());
     }
 
@@ -451,14 +476,14 @@ mod tests {
     fn a_keep_alive_response_leaves_the_connection_reusable() {
         let mut reader = ResponseReader::new("POST", 1024);
         reader
-            .push(
+            .pushed(
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
             )
             .unwrap();
         assert!(reader.reusable());
         let mut closing = ResponseReader::new("POST", 1024);
         closing
-            .push(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .pushed(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
             .unwrap();
         assert!(!closing.reusable());
     }
@@ -476,7 +501,7 @@ mod tests {
         let endless = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(20_000);
         let mut reader = ResponseReader::new("POST", 1024);
         assert_eq!(
-            reader.push(&endless),
+            reader.pushed(&endless),
             Err(ResponseError::Malformed("interim responses without end"))
         );
     }
@@ -485,28 +510,28 @@ mod tests {
     fn too_much_is_an_error_not_memory() {
         let mut big = ResponseReader::new("GET", 10);
         assert_eq!(
-            big.push(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"),
+            big.pushed(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"),
             Err(ResponseError::BodyTooLarge(10))
         );
         let mut endless = ResponseReader::new("GET", 10);
-        endless.push(b"HTTP/1.1 200 OK\r\n\r\n12345").unwrap();
+        endless.pushed(b"HTTP/1.1 200 OK\r\n\r\n12345").unwrap();
         assert_eq!(
-            endless.push(b"678901"),
+            endless.pushed(b"678901"),
             Err(ResponseError::BodyTooLarge(10))
         );
         let mut chunks = ResponseReader::new("GET", 4);
         assert!(chunks
-            .push(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .pushed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
             .is_err());
         let mut head = ResponseReader::new("GET", 10);
         let mut long = b"HTTP/1.1 200 OK\r\nx-long: ".to_vec();
         long.resize(MAX_HEAD + 10, b'x');
-        assert_eq!(head.push(&long), Err(ResponseError::HeadTooLarge));
+        assert_eq!(head.pushed(&long), Err(ResponseError::HeadTooLarge));
         let mut html = ResponseReader::new("GET", 10);
-        assert!(html.push(b"<html>oops</html>\r\n\r\n").is_err());
+        assert!(html.pushed(b"<html>oops</html>\r\n\r\n").is_err());
         let mut cut = ResponseReader::new("GET", 10);
-        cut.push(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
+        cut.pushed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
             .unwrap();
-        assert_eq!(cut.eof(), Err(ResponseError::Truncated));
+        assert_eq!(cut.ended(), Err(ResponseError::Truncated));
     }
 }

@@ -104,15 +104,21 @@ impl Url {
         out
     }
 
-    /// [`Url::authority`], written to `out` (a request's head, say).
+    /// [`Url::authority`], written to `out` (a request's head, say): in
+    /// pieces, the port by `itoa`, since every call to a remote server
+    /// writes it and the formatter cost several times the bytes.
     pub(super) fn write_authority(&self, out: &mut impl fmt::Write) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(out, "[{}]", self.host)?;
-        } else {
-            out.write_str(&self.host)?;
+        let bracketed = self.host.contains(':');
+        if bracketed {
+            out.write_str("[")?;
+        }
+        out.write_str(&self.host)?;
+        if bracketed {
+            out.write_str("]")?;
         }
         if self.port != if self.secure { 443 } else { 80 } {
-            write!(out, ":{}", self.port)?;
+            out.write_str(":")?;
+            out.write_str(itoa::Buffer::new().format(self.port))?;
         }
         Ok(())
     }

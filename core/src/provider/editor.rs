@@ -43,7 +43,6 @@ impl Provider {
         self.now = now;
         self.stats.requests += 1;
         self.requests.arrived(conn, request.seq());
-        self.requests.meter(conn, api::routes::UNMATCHED, now);
         let mut extra = Vec::new();
         let checked = self
             .origin_checked(request, &mut extra, now)
@@ -55,16 +54,17 @@ impl Provider {
                 let guard = crate::bridge::guard(&request.method, request.path());
                 self.key_checked(conn, request, guard, now).map(|_| true)
             });
+        // The bridge meters what it takes; what is answered here is
+        // metered as the provider's.
         match checked {
-            Ok(true) => {
-                self.requests.unmeter(conn);
-                true
-            }
+            Ok(true) => true,
             Ok(false) => {
+                self.requests.meter(conn, api::routes::UNMATCHED, now);
                 self.respond(conn, Response::full(204, "text/plain", ""), extra);
                 false
             }
             Err(e) => {
+                self.requests.meter(conn, api::routes::UNMATCHED, now);
                 let dialect = crate::gateway::Bridge::refusal_dialect(request.path());
                 self.respond_error(conn, dialect, &e, extra);
                 false

@@ -129,11 +129,6 @@ impl Requests {
         self.meters.get_mut(&conn)?.span.take()
     }
 
-    /// The request on `conn` is not metered here (the bridge takes it).
-    pub(super) fn unmeter(&mut self, conn: ConnId) {
-        self.meters.remove(&conn);
-    }
-
     /// The request on `conn` went to `session`'s agent for `model`, with
     /// this invocation `payload` (hashed for the audit trail if `audit`).
     pub(super) fn invoked(

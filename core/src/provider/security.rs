@@ -29,6 +29,10 @@ const RATE_HEADERS_TOKENS: [&str; 3] = [
 
 /// Whether a host name (no port) is this machine's loopback.
 fn is_loopback_name(host: &str) -> bool {
+    // What nearly every local client sends, checked before the rest.
+    if host == "127.0.0.1" {
+        return true;
+    }
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || ends_with_ignoring_case(host, ".localhost")

@@ -11,14 +11,14 @@ use std::time::Instant;
 
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use mcp_provider_core::http::{Outgoing, ResponseEvent, Url};
+use mcp_provider_core::http::{Outgoing, Url};
 use mcp_provider_core::upstream::ExchangeId;
 use rustls::ClientConnection;
 
 use super::{BoxFuture, Executor};
 use crate::outbound::tls;
 use crate::outbound::upstream::conn::{
-    self, Failed, Reading, UPSTREAM_DIAL_TIMEOUT, UPSTREAM_READ_CHUNK,
+    self, Events, Failed, Reading, UPSTREAM_DIAL_TIMEOUT, UPSTREAM_READ_CHUNK,
 };
 use crate::outbound::upstream::{Carrier, Carriers, Cut, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
@@ -460,7 +460,7 @@ impl<E: Executor> Conn<E> {
         &mut self,
         request: &Outgoing,
         max_body: usize,
-        mut on: impl FnMut(Vec<ResponseEvent>) -> bool,
+        mut on: impl FnMut(Events<'_>) -> bool,
     ) -> Result<bool, (Failed, usize)> {
         self.write(&request.encode())
             .await
@@ -473,7 +473,7 @@ impl<E: Executor> Conn<E> {
             loop {
                 let n = self.read(&mut buf).await.map_err(|e| reading.broken(&e))?;
                 let took = reading.took(buf.get(..n).unwrap_or_default())?;
-                if !took.events.is_empty() && !on(took.events) {
+                if took.events.len() > 0 && !on(took.events) {
                     return Ok(false);
                 }
                 if let Some(reusable) = took.ended {

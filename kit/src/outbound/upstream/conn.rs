@@ -175,7 +175,7 @@ impl Conn {
         &mut self,
         request: &Outgoing,
         max_body: usize,
-        on: impl FnMut(Vec<ResponseEvent>) -> bool,
+        on: impl FnMut(Events<'_>) -> bool,
     ) -> Result<bool, (Failed, usize)> {
         let mut reading = self.send(request, max_body)?;
         self.read_rest(&mut reading, on)
@@ -199,7 +199,7 @@ impl Conn {
     pub fn read_rest(
         &mut self,
         reading: &mut Reading,
-        mut on: impl FnMut(Vec<ResponseEvent>) -> bool,
+        mut on: impl FnMut(Events<'_>) -> bool,
     ) -> Result<bool, (Failed, usize)> {
         loop {
             if let Some(reusable) = self.read_response(reading, &mut on, false)? {
@@ -214,7 +214,7 @@ impl Conn {
     pub fn read_for(
         &mut self,
         reading: &mut Reading,
-        mut on: impl FnMut(Vec<ResponseEvent>) -> bool,
+        mut on: impl FnMut(Events<'_>) -> bool,
         patience: Duration,
     ) -> Result<Option<bool>, (Failed, usize)> {
         let read = match self.socket.set_read_timeout(Some(patience)) {
@@ -231,7 +231,7 @@ impl Conn {
     fn read_response(
         &mut self,
         reading: &mut Reading,
-        on: &mut impl FnMut(Vec<ResponseEvent>) -> bool,
+        on: &mut impl FnMut(Events<'_>) -> bool,
         patient: bool,
     ) -> Result<Option<bool>, (Failed, usize)> {
         loop {
@@ -250,7 +250,7 @@ impl Conn {
                 Err(e) => return Err(reading.broken(&e)),
             };
             let took = reading.took(self.buf.get(..n).unwrap_or_default())?;
-            if !took.events.is_empty() && !on(took.events) {
+            if took.events.len() > 0 && !on(took.events) {
                 return Ok(Some(false));
             }
             if let Some(reusable) = took.ended {
@@ -271,11 +271,16 @@ pub struct Reading {
     reader: ResponseReader,
     /// Response bytes read so far.
     read: usize,
+    /// The pieces of the read last taken; one list for the response.
+    events: Vec<ResponseEvent>,
 }
 
+/// The pieces of one read, handed to whoever carries them on.
+pub type Events<'a> = std::vec::Drain<'a, ResponseEvent>;
+
 /// What one read gave.
-pub struct Took {
-    pub events: Vec<ResponseEvent>,
+pub struct Took<'a> {
+    pub events: Events<'a>,
     /// Set once the response ended: whether the connection may carry
     /// another request.
     pub ended: Option<bool>,
@@ -286,18 +291,21 @@ impl Reading {
         Reading {
             reader: ResponseReader::new(request.method, max_body),
             read: 0,
+            events: Vec::new(),
         }
     }
 
     /// The bytes of one read (none: the connection closed).
-    pub fn took(&mut self, data: &[u8]) -> Result<Took, (Failed, usize)> {
+    pub fn took(&mut self, data: &[u8]) -> Result<Took<'_>, (Failed, usize)> {
         self.read += data.len();
-        let events = match data {
-            [] => self.reader.eof(),
-            data => self.reader.push(data),
+        self.events.clear();
+        match data {
+            [] => self.reader.eof(&mut self.events),
+            data => self.reader.push(data, &mut self.events),
         }
         .map_err(|e: ResponseError| (Failed::Broken(e.to_string()), self.read))?;
-        let ended = events
+        let ended = self
+            .events
             .contains(&ResponseEvent::End)
             .then(|| self.reader.reusable());
         if ended.is_none() && data.is_empty() {
@@ -306,7 +314,10 @@ impl Reading {
                 self.read,
             ));
         }
-        Ok(Took { events, ended })
+        Ok(Took {
+            events: self.events.drain(..),
+            ended,
+        })
     }
 
     /// The connection broke while reading.

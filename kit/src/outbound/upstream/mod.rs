@@ -515,7 +515,7 @@ impl RemoteRun {
 
     /// Pieces of a response, to the upstream; false once the exchange is
     /// no longer wanted.
-    pub fn feed(self: &Arc<Self>, id: ExchangeId, events: Vec<ResponseEvent>) -> bool {
+    pub fn feed(self: &Arc<Self>, id: ExchangeId, events: conn::Events<'_>) -> bool {
         let outputs = {
             let mut machine = self.machine();
             let now = Instant::now();

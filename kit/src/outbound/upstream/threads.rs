@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Deadline, Failed, Reading, UPSTREAM_DIAL_TIMEOUT};
+use super::conn::{Conn, Deadline, Events, Failed, Reading, UPSTREAM_DIAL_TIMEOUT};
 use super::{Carrier, Carriers, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
 
 /// A thread's stack: it parses HTTP and runs TLS, nothing deep.
@@ -405,7 +405,7 @@ fn exchange(
     job: &Job,
     patience: Option<Duration>,
 ) -> Result<Result<bool, Reading>, (Failed, usize)> {
-    let on = |events| run.feed(job.id, events);
+    let on = |events: Events<'_>| run.feed(job.id, events);
     let Some(patience) = patience else {
         return open.exchange(&job.request, job.max_body(), on).map(Ok);
     };
