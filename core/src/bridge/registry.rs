@@ -276,11 +276,6 @@ impl Registry {
 
     // ---- getters ----
 
-    /// Whether a request for `path` is the bridge's.
-    pub(crate) fn handles(path: &str) -> bool {
-        routes::handles(path)
-    }
-
     /// The shape a refusal of a request for `path` takes: MCP clients
     /// read one of their transports' as JSON-RPC, the REST API's callers
     /// like the provider's own routes.
@@ -397,11 +392,11 @@ impl Registry {
 
     // ---- input ----
 
-    /// A request for a [`Registry::handles`] path, to answer `to`, and its
-    /// row of the route table ([`routes::find`]): `/mcp` and `/mcp/NAME`
-    /// (Streamable HTTP, both generations), `/mcp/NAME/sse` and
-    /// `/mcp/NAME/messages` (HTTP+SSE), and the REST API, events and
-    /// WebSocket of `rest.rs`.
+    /// A request for a bridge path (one [`routes::guard`] knows), to
+    /// answer `to`, and its row of the route table ([`routes::find`]):
+    /// `/mcp` and `/mcp/NAME` (Streamable HTTP, both generations),
+    /// `/mcp/NAME/sse` and `/mcp/NAME/messages` (HTTP+SSE), and the REST
+    /// API, events and WebSocket of `rest.rs`.
     pub(crate) fn handle_request(
         &mut self,
         to: RequestId,

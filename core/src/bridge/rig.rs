@@ -121,7 +121,8 @@ impl Rig {
         let mut provider = crate::Provider::new(config, self.now, wall);
         let request =
             Request::new(method, target, headers.clone(), body.clone()).expect("a canonical path");
-        if provider.admit_bridge(ConnId(0), &request, self.now) {
+        let guard = super::guard(method, request.path()).expect("a bridge path");
+        if provider.admit_bridge(ConnId(0), &request, guard, self.now) {
             self.request(method, target, headers, body).1
         } else {
             std::iter::from_fn(|| provider.poll_output()).collect()

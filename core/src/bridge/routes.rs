@@ -1,6 +1,7 @@
 //! The bridge's route table: every path the bridge serves, its method, and
-//! who may call it. The provider's admission ([`guard`], in
-//! `Provider::admit_bridge`) and the bridge's own dispatch ([`find`], in
+//! who may call it. The drivers' choice of the bridge and the provider's
+//! admission ([`guard`], in `Hub::pump`, for `Provider::admit_bridge`) and
+//! the bridge's own dispatch ([`find`], in
 //! `Bridge::handle_request`) read the same rows of the same canonical path
 //! (`http::target`), so an access rule cannot be checked against one
 //! spelling of a path and served under another.
@@ -249,30 +250,24 @@ pub(crate) fn every_route() -> Vec<(&'static str, String, Guard)> {
         .collect()
 }
 
-/// Whether `path` is the bridge's, whatever the method.
-pub(crate) fn handles(path: &str) -> bool {
-    Segments::of(path).is_some_and(|path| ROUTES.iter().any(|row| row.fits(&path)))
-}
-
-/// Who may make this request: its row's guard; for a bridge path with
-/// another method, the strictest guard any of that path's rows has (what
-/// it is answered with is a 405, but it is not for a weaker key to learn
-/// even that).
-pub fn guard(method: &str, path: &str) -> Guard {
-    let Some(path) = Segments::of(path) else {
-        return ApiKey;
-    };
+/// Who may make this request, `None` when its path is not the bridge's
+/// (whatever the method): its row's guard; for a bridge path with another
+/// method, the strictest guard any of that path's rows has (what it is
+/// answered with is a 405, but it is not for a weaker key to learn even
+/// that). One look at the table tells both, for every request.
+pub fn guard(method: &str, path: &str) -> Option<Guard> {
+    let path = Segments::of(path)?;
     let mut strictest = None;
     for row in ROUTES.iter().filter(|row| row.fits(&path)) {
         if row.takes(method) {
-            return row.guard;
+            return Some(row.guard);
         }
         strictest = Some(match (strictest, row.guard) {
             (Some(BridgeToken), _) | (_, BridgeToken) => BridgeToken,
             _ => ApiKey,
         });
     }
-    strictest.unwrap_or(ApiKey)
+    strictest
 }
 
 /// The value of `key` in the query of `request`'s target, as sent.
@@ -321,7 +316,7 @@ mod tests {
             ("POST", TEST_PAGE, ApiKey),
         ];
         for (method, path, expected) in cases {
-            assert_eq!(guard(method, path), expected, "{method} {path}");
+            assert_eq!(guard(method, path), Some(expected), "{method} {path}");
         }
     }
 
@@ -354,7 +349,7 @@ mod tests {
             "",
         ] {
             assert_eq!(find("POST", path).err(), Some(Miss::Path), "{path}");
-            assert!(!handles(path), "{path}");
+            assert_eq!(guard("POST", path), None, "{path}");
         }
     }
 }

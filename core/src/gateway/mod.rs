@@ -127,11 +127,6 @@ impl Bridge {
 
     // ---- getters ----
 
-    /// Whether a request for `path` is the bridge's.
-    pub fn handles(path: &str) -> bool {
-        Registry::handles(path)
-    }
-
     /// The shape a refusal of a request for `path` takes: MCP clients
     /// read one of their transports' as JSON-RPC, the REST API's callers
     /// like the provider's own routes.
@@ -169,11 +164,11 @@ impl Bridge {
 
     // ---- input ----
 
-    /// A request for a [`Bridge::handles`] path: `/mcp` and `/mcp/NAME`
-    /// (Streamable HTTP, both generations), `/mcp/NAME/sse` and
-    /// `/mcp/NAME/messages` (HTTP+SSE), and the REST API, events and
-    /// WebSocket of the registry; the routes that span servers are the
-    /// gateway's, claimed first.
+    /// A request for a bridge path (one [`crate::bridge::guard`] knows):
+    /// `/mcp` and `/mcp/NAME` (Streamable HTTP, both generations),
+    /// `/mcp/NAME/sse` and `/mcp/NAME/messages` (HTTP+SSE), and the REST
+    /// API, events and WebSocket of the registry; the routes that span
+    /// servers are the gateway's, claimed first.
     pub fn handle_request(&mut self, conn: ConnId, request: Request, now: Instant) {
         let to = RequestId::of(conn, &request);
         let found = routes::find(&request.method, request.path());

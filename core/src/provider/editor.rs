@@ -39,7 +39,13 @@ impl Provider {
     /// (local Host and Origin, the API key), with their metrics and audit
     /// lines. Whether the bridge may have it; if not, it was answered here
     /// (a CORS preflight with 204, a refusal with its error).
-    pub fn admit_bridge(&mut self, conn: ConnId, request: &Request, now: Instant) -> bool {
+    pub fn admit_bridge(
+        &mut self,
+        conn: ConnId,
+        request: &Request,
+        guard: api::Guard,
+        now: Instant,
+    ) -> bool {
         self.now = now;
         self.stats.requests += 1;
         self.requests.arrived(conn, request.seq());
@@ -50,8 +56,6 @@ impl Provider {
                 if request.method == "OPTIONS" {
                     return Ok(false);
                 }
-                // Each route's rule is on its row of the bridge's table.
-                let guard = crate::bridge::guard(&request.method, request.path());
                 self.key_checked(conn, request, guard, now).map(|_| true)
             });
         // The bridge meters what it takes; what is answered here is

@@ -50,6 +50,7 @@ mod sse;
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -216,7 +217,7 @@ const LISTEN_AGAIN_AFTER: Duration = Duration::from_secs(1);
 struct Listening {
     id: ExchangeId,
     /// The session it listens in: it may answer that session's requests.
-    session: String,
+    session: Arc<str>,
     /// When the server accepted it (its response's head came).
     since: Option<Instant>,
     /// The `id:` of the last event it carried: asked again with it
@@ -250,7 +251,7 @@ enum Kind {
         method: Option<Cow<'static, str>>,
         /// The session id it went with, if any (a 404 then means the
         /// session is gone; the session's stream may answer it).
-        session: Option<String>,
+        session: Option<Arc<str>>,
         /// The bridge's `initialize` replayed for a new session: its answer
         /// is not the bridge's to see.
         replay: bool,
@@ -265,7 +266,7 @@ enum Kind {
     /// after its stream ended without it.
     Resumed {
         id: Value,
-        session: Option<String>,
+        session: Option<Arc<str>>,
         answered: bool,
         resume: Resume,
     },
@@ -319,8 +320,9 @@ pub struct Upstream {
     name: String,
     remote: Remote,
     protocol: Protocol,
-    /// `Mcp-Session-Id`, once the server gave one.
-    session: Option<String>,
+    /// `Mcp-Session-Id`, once the server gave one: shared with each
+    /// exchange made in it, which a call's post is.
+    session: Option<Arc<str>>,
     /// The protocol version the server answered `initialize` with: one
     /// of the revisions the provider knows, borrowed (it is sent with
     /// every request), or whatever else the server said.
@@ -561,7 +563,7 @@ impl Upstream {
         if let (Protocol::Streamable, Some(session)) = (&self.protocol, self.session.take()) {
             let request = self
                 .request("DELETE", self.remote.url.clone())
-                .header("mcp-session-id", session);
+                .header("mcp-session-id", session.to_string());
             self.start(Kind::Delete, request, false);
         }
     }
@@ -685,7 +687,7 @@ impl Upstream {
         };
         if initialize && (200..300).contains(&status) {
             match head.header("mcp-session-id").filter(|s| !s.is_empty()) {
-                Some(session) => self.session = Some(session.to_owned()),
+                Some(session) => self.session = Some(session.into()),
                 None if !replay => self.out.push_back(UpstreamOutput::Sessionless),
                 None => {}
             }
@@ -883,7 +885,7 @@ impl Upstream {
                 }
                 None => {
                     if let Some(id) = &self.session {
-                        request = request.header("mcp-session-id", id.clone());
+                        request = request.header("mcp-session-id", id.to_string());
                         session = Some(id.clone());
                     }
                     if let Some(version) = &self.version {
@@ -945,7 +947,7 @@ impl Upstream {
         let mut request = self
             .request("GET", self.remote.url.clone())
             .header("accept", "text/event-stream")
-            .header("mcp-session-id", session.clone());
+            .header("mcp-session-id", session.to_string());
         if let Some(version) = &self.version {
             request = request.header("mcp-protocol-version", version.clone());
         }
@@ -1054,7 +1056,7 @@ impl Upstream {
             .header("accept", "text/event-stream")
             .header("last-event-id", after);
         if let Some(session) = &session {
-            request = request.header("mcp-session-id", session.clone());
+            request = request.header("mcp-session-id", session.to_string());
         }
         if let Some(version) = &self.version {
             request = request.header("mcp-protocol-version", version.clone());

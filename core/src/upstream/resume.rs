@@ -10,6 +10,7 @@
 //! of its streams is a [`Waiting`], started again by
 //! [`Upstream::handle_timeout`](super::Upstream::handle_timeout) once due.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -71,7 +72,7 @@ pub struct Waiting {
     /// The call's JSON-RPC id.
     pub id: Value,
     /// The session it was posted in: the rest is asked for in it.
-    pub session: Option<String>,
+    pub session: Option<Arc<str>>,
     pub resume: Resume,
 }
 

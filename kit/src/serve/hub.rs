@@ -11,7 +11,6 @@ use std::time::Instant;
 use mcp_provider_core::agent::message::FromAgent;
 use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::bridge::SocketFrame;
-use mcp_provider_core::gateway::Bridge;
 use mcp_provider_core::http::{HttpError, Request};
 use mcp_provider_core::Switchboard;
 use mcp_provider_core::{ConnId, Output, Provider, Upgrade};
@@ -215,9 +214,16 @@ impl<B: Bell> Hub<B> {
                 Ok(Some(request)) => {
                     pumped.upgrade |= request.is_websocket_upgrade();
                     pumped.handled = true;
-                    match self.bridge.get() {
-                        Some(bridge) if Bridge::handles(request.path()) => {
-                            if self.with(|p, now| p.admit_bridge(id, &request, now)) {
+                    // Each bridge route's rule is on its row of the
+                    // bridge's table; a path with none is the provider's.
+                    let routed = self.bridge.get().and_then(|bridge| {
+                        let guard =
+                            mcp_provider_core::bridge::guard(&request.method, request.path())?;
+                        Some((bridge, guard))
+                    });
+                    match routed {
+                        Some((bridge, guard)) => {
+                            if self.with(|p, now| p.admit_bridge(id, &request, guard, now)) {
                                 bridge.handle_request(id, request);
                             }
                         }

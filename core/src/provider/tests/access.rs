@@ -6,7 +6,6 @@
 //! commands with only the API key.
 
 use crate::api::{self, Guard};
-use crate::gateway::Bridge;
 use crate::http::Request;
 
 /// What the drivers decide for a request (`Hub::pump`): the bridge's table
@@ -16,8 +15,8 @@ fn decided(method: &str, target: &str) -> Result<Guard, u16> {
     let request =
         Request::new(method, target, Vec::new(), bytes::Bytes::new()).map_err(|e| e.status())?;
     let path = request.path();
-    if Bridge::handles(path) {
-        return Ok(crate::bridge::guard(method, path));
+    if let Some(guard) = crate::bridge::guard(method, path) {
+        return Ok(guard);
     }
     api::route(method, path)
         .map(|m| m.guard)
