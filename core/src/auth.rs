@@ -91,8 +91,9 @@ pub(crate) fn derive_token(parts: &[&[u8]]) -> String {
 
 /// The token of an `Authorization: Bearer …` header value.
 pub fn bearer(header: Option<&str>) -> Option<&str> {
-    // Read as bytes, every request's key: the scheme is ASCII, and the
-    // token is cut at ASCII spaces, so it stays text.
+    // Read without a search: every request's key passes here. The scheme
+    // and its space are ASCII, so the token after them starts on a
+    // character's boundary.
     let value = header?.trim_ascii();
     let scheme = value.get(..7)?;
     if !scheme.eq_ignore_ascii_case("bearer ") {

@@ -364,7 +364,6 @@ mod tests {
         Ok(None)
     }
 
-    /// The first error for `input` fed whole, and the same byte by byte.
     /// Framing bytes, and a few that break it, in any order.
     fn framing_noise() -> impl Strategy<Value = Vec<u8>> {
         let alphabet = b"0123456789abcdefAF\r\n; x:\t".to_vec();
@@ -427,6 +426,7 @@ mod tests {
         }
     }
 
+    /// The first error for `input` fed whole, and the same byte by byte.
     fn error_of(input: &[u8]) -> ChunkedError {
         let whole = decode(input, input.len()).unwrap_err();
         assert_eq!(decode(input, 1).unwrap_err(), whole);

@@ -320,8 +320,8 @@ pub struct Upstream {
     name: String,
     remote: Remote,
     protocol: Protocol,
-    /// `Mcp-Session-Id`, once the server gave one: shared with each
-    /// exchange made in it, which a call's post is.
+    /// `Mcp-Session-Id`, once the server gave one: shared, not copied,
+    /// with each exchange made in it (every call's post is one).
     session: Option<Arc<str>>,
     /// The protocol version the server answered `initialize` with: one
     /// of the revisions the provider knows, borrowed (it is sent with
