@@ -347,22 +347,12 @@ impl Credentials for OAuthCredentials {
 
     fn current(&self, name: &str) -> Option<String> {
         let server = self.server(name)?;
-        let mut kept = self.kept();
-        // Asked before each batch of messages: within `RECHECK` of the
-        // last look at the file, what is kept answers under one lock.
-        let fresh = self.store.is_none()
-            || kept
-                .get(&server.name)
-                .is_some_and(|k| k.checked.elapsed() < RECHECK);
-        if !fresh {
-            drop(kept);
-            self.look(&server, RECHECK);
-            kept = self.kept();
-        }
+        self.look(&server, RECHECK);
         let (token, due) = {
+            let kept = self.kept();
             let logins = &kept.get(&server.name)?.logins;
-            // A server nobody logged in to is done with before its URL is
-            // compared.
+            // Asked before each batch of messages: a server nobody logged
+            // in to is done with before its URL is compared.
             let current = logins.current()?;
             if !logins.is_for(&server.url) {
                 return None;
@@ -372,7 +362,6 @@ impl Credentials for OAuthCredentials {
                 current.refresh_due(unix_now()),
             )
         };
-        drop(kept);
         if due {
             self.refresh_ahead(server);
         }
