@@ -554,22 +554,17 @@ mod conn_fuzz {
     }
 }
 
-/// Anything clients and a bridged child send, in any order, never breaks
-/// the MCP bridge, and what it holds stays bounded: each input line is one
-/// event, its first byte saying which (a POST, GET or DELETE on
-/// `/mcp/echo` in the session generation or the stateless one, a REST
-/// call, a WebSocket frame, a line or an exit of the child, a connection
-/// closing, time passing), the rest its body. Sessions are named by the
-/// ids the bridge handed out. A deadline, once handled, is never the
-/// next one again.
-/// What is read of a message's params without their tree (`name`,
+/// A line the walk over its text reads is read as serde_json reads it,
+/// and what is read of a message's params without their tree (`name`,
 /// `_meta`) is what the tree says.
-fn params_read_as_their_tree(line: &[u8]) {
+fn reads_agree(line: &[u8]) {
     use crate::mcp::{self, Message};
+    let Ok(text) = std::str::from_utf8(line) else {
+        return;
+    };
+    mcp::assert_walk_reads_as_serde_json(text);
     let Ok(Message::Request { params, .. } | Message::Notification { params, .. }) =
-        std::str::from_utf8(line)
-            .map_err(drop)
-            .and_then(|t| mcp::parse(t).map_err(drop))
+        mcp::parse(text)
     else {
         return;
     };
@@ -579,6 +574,14 @@ fn params_read_as_their_tree(line: &[u8]) {
     assert_eq!(&meta, params.get("_meta").unwrap_or(&null));
 }
 
+/// Anything clients and a bridged child send, in any order, never breaks
+/// the MCP bridge, and what it holds stays bounded: each input line is one
+/// event, its first byte saying which (a POST, GET or DELETE on
+/// `/mcp/echo` in the session generation or the stateless one, a REST
+/// call, a WebSocket frame, a line or an exit of the child, a connection
+/// closing, time passing), the rest its body. Sessions are named by the
+/// ids the bridge handed out. A deadline, once handled, is never the
+/// next one again.
 pub fn bridge(data: &[u8]) {
     use crate::bridge::{BridgeOutput, ChildId, Limits, Routed, ServerSpec};
     use crate::gateway::Bridge;
@@ -596,7 +599,7 @@ pub fn bridge(data: &[u8]) {
         let Some((&kind, rest)) = line.split_first() else {
             continue;
         };
-        params_read_as_their_tree(rest);
+        reads_agree(rest);
         let conn = ConnId(1 + (n as u64 % 8));
         let body = Bytes::copy_from_slice(rest);
         let session = sessions

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+mod envelope;
 mod members;
 mod params;
 
@@ -178,7 +179,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Present<T> {
 }
 
 /// The members of a message, read in one pass without a map of them (the
-/// id as written, so where it stands in the line is known).
+/// id as written, so where it stands in the line is known): serde_json's
+/// reading, for the messages [`envelope::members`] gives up on.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(default, borrow)]
@@ -195,10 +197,54 @@ struct Envelope<'a> {
     error: Present<Value>,
 }
 
+/// A message's members as either reader found them: the version, id and
+/// params as their text, the rest built.
+struct Fields<'a> {
+    jsonrpc: Option<&'a str>,
+    id: Option<&'a str>,
+    method: Option<Value>,
+    params: Option<Params>,
+    result: Option<Value>,
+    error: Option<Value>,
+}
+
+impl<'a> Fields<'a> {
+    /// The members the walk found, built; `None` when one does not build
+    /// (a number past `f64`'s range), which serde_json then reports.
+    fn walked(members: envelope::Members<'a>) -> Option<Fields<'a>> {
+        let built = |text: Option<&str>| text.map(envelope::value).transpose().ok();
+        let params = members.params.map(|text| match members.params_head {
+            Some((name, meta)) => Params::written_with_head(text.into(), name, meta),
+            None => Params::written(text.into()),
+        });
+        Some(Fields {
+            jsonrpc: members.jsonrpc,
+            id: members.id,
+            method: built(members.method)?,
+            params,
+            result: built(members.result)?,
+            error: built(members.error)?,
+        })
+    }
+
+    fn read(envelope: Envelope<'a>) -> Fields<'a> {
+        Fields {
+            jsonrpc: envelope.jsonrpc.0.map(RawValue::get),
+            id: envelope.id.0.map(RawValue::get),
+            method: envelope.method.0,
+            params: envelope
+                .params
+                .0
+                .map(|text| Params::written(text.get().into())),
+            result: envelope.result.0,
+            error: envelope.error.0,
+        }
+    }
+}
+
 /// Whether `jsonrpc` is the string "2.0", read where it stands: the
 /// text is compared, and read as a string only when it has escapes.
-fn is_version_2(jsonrpc: &RawValue) -> bool {
-    let text = jsonrpc.get();
+fn is_version_2(text: &str) -> bool {
     text == r#""2.0""#
         || (text.contains('\\') && serde_json::from_str::<String>(text).is_ok_and(|v| v == "2.0"))
 }
@@ -217,33 +263,47 @@ pub fn parse(line: &str) -> Result<Message, Invalid> {
 /// [`parse`], and for a request, where its id stands in `line` (so it can
 /// be passed on as it was written, under another id).
 pub fn parse_placed(line: &str) -> Result<(Message, Option<Range<usize>>), Invalid> {
-    let invalid = |id: &Value, message: &str| Invalid {
+    match envelope::members(line).and_then(Fields::walked) {
+        Some(fields) => message(line, fields),
+        None => read_placed(line),
+    }
+}
+
+/// [`parse_placed`] by serde_json, for the lines the walk gives up on.
+fn read_placed(line: &str) -> Result<(Message, Option<Range<usize>>), Invalid> {
+    match serde_json::from_str::<Envelope>(line) {
+        Ok(envelope) if is_object(line) => message(line, Fields::read(envelope)),
+        // Why it is not a message: not JSON, not an object, or a member
+        // given twice.
+        _ => Err(why_not_a_message(line)),
+    }
+}
+
+/// The error for a line that is no message at all.
+fn why_not_a_message(line: &str) -> Invalid {
+    match serde_json::from_str::<Value>(line) {
+        Err(e) => Invalid {
+            id: Value::Null,
+            code: PARSE_ERROR,
+            message: format!("parse error: {e}"),
+        },
+        Ok(Value::Object(_)) => invalid(&Value::Null, "a member appears twice"),
+        Ok(_) => invalid(&Value::Null, "a message must be a JSON object"),
+    }
+}
+
+fn invalid(id: &Value, message: &str) -> Invalid {
+    Invalid {
         id: id.clone(),
         code: INVALID_REQUEST,
         message: message.to_owned(),
-    };
-    let envelope = match serde_json::from_str::<Envelope>(line) {
-        Ok(envelope) if is_object(line) => envelope,
-        // Why it is not a message: not JSON, not an object, or a member
-        // given twice.
-        _ => {
-            return Err(match serde_json::from_str::<Value>(line) {
-                Err(e) => Invalid {
-                    id: Value::Null,
-                    code: PARSE_ERROR,
-                    message: format!("parse error: {e}"),
-                },
-                Ok(Value::Object(_)) => invalid(&Value::Null, "a member appears twice"),
-                Ok(_) => invalid(&Value::Null, "a message must be a JSON object"),
-            })
-        }
-    };
-    let placed = envelope.id.0.and_then(|raw| place(line, raw));
-    let id = match envelope
-        .id
-        .0
-        .map(|raw| serde_json::from_str::<Value>(raw.get()))
-    {
+    }
+}
+
+/// The message `fields` make, read out of `line`.
+fn message(line: &str, fields: Fields<'_>) -> Result<(Message, Option<Range<usize>>), Invalid> {
+    let placed = fields.id.and_then(|raw| place(line, raw));
+    let id = match fields.id.map(envelope::value) {
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => return Err(invalid(&Value::Null, "an id must be a string or a number")),
         None => None,
@@ -253,17 +313,14 @@ pub fn parse_placed(line: &str) -> Result<(Message, Option<Range<usize>>), Inval
             return Err(invalid(&Value::Null, "an id must be a string or a number"));
         }
     }
-    if !envelope.jsonrpc.0.is_some_and(is_version_2) {
+    if !fields.jsonrpc.is_some_and(is_version_2) {
         return Err(invalid(
             id.as_ref().unwrap_or(&Value::Null),
             "jsonrpc must be \"2.0\"",
         ));
     }
-    let params = envelope
-        .params
-        .0
-        .map_or_else(Params::default, |text| Params::written(text.to_owned()));
-    match (envelope.method.0, id) {
+    let params = fields.params.unwrap_or_default();
+    match (fields.method, id) {
         (Some(Value::String(method)), Some(id)) => {
             Ok((Message::Request { id, method, params }, placed))
         }
@@ -273,7 +330,7 @@ pub fn parse_placed(line: &str) -> Result<(Message, Option<Range<usize>>), Inval
             "method must be a string",
         )),
         (None, Some(id)) => {
-            let outcome = match (envelope.result.0, envelope.error.0) {
+            let outcome = match (fields.result, fields.error) {
                 (Some(result), None) => Ok(result),
                 (None, Some(error)) => Err(error),
                 _ => {
@@ -289,26 +346,45 @@ pub fn parse_placed(line: &str) -> Result<(Message, Option<Range<usize>>), Inval
     }
 }
 
+/// For the fuzz targets: a line the walk reads, as a message or as an
+/// answer, reads the same by serde_json.
+#[cfg(fuzzing)]
+pub(crate) fn assert_walk_reads_as_serde_json(line: &str) {
+    let Some(members) = envelope::members(line) else {
+        return;
+    };
+    if let Some(fields) = Fields::walked(members.clone()) {
+        assert_eq!(message(line, fields), read_placed(line), "{line}");
+    }
+    let walked = walked_answer(members).map(|a| (a.id, a.outcome));
+    assert_eq!(
+        walked,
+        read_answer(line).map(|a| (a.id, a.outcome)),
+        "{line}"
+    );
+}
+
 /// An answer as it came: its numeric id, and its result or error left as
 /// the JSON text it is, nothing built from it.
 #[derive(Debug, Clone, Copy)]
 pub struct Answer<'a> {
     pub id: u64,
-    pub outcome: Result<&'a RawValue, &'a RawValue>,
+    /// The result's or the error's JSON text, checked as JSON.
+    pub outcome: Result<&'a str, &'a str>,
 }
 
 /// Where `raw`, read out of `line` without a copy, stands in it: its
 /// text borrows from the line, so its place is its offset in it.
-fn place(line: &str, raw: &RawValue) -> Option<Range<usize>> {
-    let start = (raw.get().as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
-    let at = start..start + raw.get().len();
-    (line.get(at.clone()) == Some(raw.get())).then_some(at)
+fn place(line: &str, raw: &str) -> Option<Range<usize>> {
+    let start = (raw.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+    let at = start..start + raw.len();
+    (line.get(at.clone()) == Some(raw)).then_some(at)
 }
 
 impl Answer<'_> {
     /// Where its parts stand in `line`, the line it was read from.
     pub fn placed(&self, line: &str) -> Option<Placed> {
-        let at = |raw: &RawValue| place(line, raw);
+        let at = |raw: &str| place(line, raw);
         let outcome = match self.outcome {
             Ok(result) => Ok(at(result)?),
             Err(error) => Err(at(error)?),
@@ -356,10 +432,9 @@ impl<'a> Line<'a> {
             }
             None => {
                 let read = answer(text)?;
-                let part = |raw: &'a RawValue| raw.get();
                 Some(PlacedAnswer {
                     id: read.id,
-                    outcome: read.outcome.map(part).map_err(part),
+                    outcome: read.outcome,
                 })
             }
         }
@@ -435,6 +510,37 @@ pub fn response_text(id: &Value, outcome: Result<&str, &str>) -> String {
 /// notification, a string id, a `null` result, a line that is not
 /// JSON-RPC) is for [`parse`].
 pub fn answer(line: &str) -> Option<Answer<'_>> {
+    match envelope::members(line) {
+        Some(members) => walked_answer(members),
+        None => read_answer(line),
+    }
+}
+
+/// [`answer`] from the members the walk found, read as serde_json reads
+/// them for [`read_answer`]: `null` as absent, the version only as a
+/// string written without escapes.
+fn walked_answer(members: envelope::Members<'_>) -> Option<Answer<'_>> {
+    fn present(text: Option<&str>) -> Option<&str> {
+        text.filter(|text| *text != "null")
+    }
+    if members.jsonrpc != Some(r#""2.0""#) || present(members.method).is_some() {
+        return None;
+    }
+    let outcome = match (present(members.result), present(members.error)) {
+        (Some(result), None) => Ok(result),
+        (None, Some(error)) => Err(error),
+        _ => return None,
+    };
+    let id = present(members.id)?;
+    let id = match envelope::whole_number(id) {
+        Some(id) => id,
+        None => serde_json::from_str(id).ok()?,
+    };
+    Some(Answer { id, outcome })
+}
+
+/// [`answer`] by serde_json, for the lines the walk gives up on.
+fn read_answer(line: &str) -> Option<Answer<'_>> {
     #[derive(Deserialize)]
     struct Fields<'a> {
         #[serde(default, borrow)]
@@ -456,8 +562,8 @@ pub fn answer(line: &str) -> Option<Answer<'_>> {
         return None;
     }
     let outcome = match (fields.result, fields.error) {
-        (Some(result), None) => Ok(result),
-        (None, Some(error)) => Err(error),
+        (Some(result), None) => Ok(result.get()),
+        (None, Some(error)) => Err(error.get()),
         _ => return None,
     };
     Some(Answer {
@@ -782,9 +888,10 @@ mod tests {
             .unwrap();
             assert_eq!((kept.id, kept.outcome), (again.id, again.outcome));
             let id = json!("x");
+            let raw = |text| serde_json::from_str::<&RawValue>(text).unwrap();
             assert_eq!(
                 response_text(&id, kept.outcome),
-                response(&id, read.outcome),
+                response(&id, read.outcome.map(raw).map_err(raw)),
                 "{line}"
             );
         }
@@ -797,20 +904,16 @@ mod tests {
         let read = answer(line).unwrap();
         assert_eq!(read.id, 7);
         assert_eq!(
-            read.outcome.map(RawValue::get).map_err(RawValue::get),
+            read.outcome,
             Ok(r#"{"content":[{"type":"text","text":"a\"b"}]}"#)
         );
         assert_eq!(
-            response(&json!("x"), read.outcome),
+            response_text(&json!("x"), read.outcome),
             r#"{"jsonrpc":"2.0","id":"x","result":{"content":[{"type":"text","text":"a\"b"}]}}"#
         );
         let error = r#"{"jsonrpc":"2.0","id":8,"error":{"code":1,"message":"no"}}"#;
         assert_eq!(
-            answer(error)
-                .unwrap()
-                .outcome
-                .map(RawValue::get)
-                .map_err(RawValue::get),
+            answer(error).unwrap().outcome,
             Err(r#"{"code":1,"message":"no"}"#)
         );
         for other in [

@@ -14,7 +14,6 @@ use std::ops::{Deref, DerefMut};
 use std::sync::OnceLock;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::members;
@@ -26,7 +25,7 @@ use super::members;
 pub struct Params {
     /// The JSON text as the peer wrote it (checked as JSON when the message
     /// was read), while the params are as written.
-    text: Option<Box<RawValue>>,
+    text: Option<Box<str>>,
     /// The tree, once built; set from the start for params made here.
     tree: OnceLock<Value>,
     /// `name` and `_meta`, once read from `text` without the tree.
@@ -45,16 +44,40 @@ static NULL: Value = Value::Null;
 
 impl Params {
     /// The params written as `text` (a JSON value already checked).
-    pub(crate) fn written(text: Box<RawValue>) -> Params {
+    pub(crate) fn written(text: Box<str>) -> Params {
         Params {
             text: Some(text),
             ..Params::default()
         }
     }
 
+    /// [`Params::written`], an object whose `name` and `_meta` (their
+    /// texts, checked) were found as the message was read: they are built
+    /// now, the text not walked again for them.
+    pub(crate) fn written_with_head(
+        text: Box<str>,
+        name: Option<&str>,
+        meta: Option<&str>,
+    ) -> Params {
+        let value = |text: Option<&str>| text.map(super::envelope::value).transpose();
+        let head = match (value(name), value(meta)) {
+            (Ok(name), Ok(meta)) => OnceLock::from(Head {
+                name: name.unwrap_or_default(),
+                meta: meta.unwrap_or_default(),
+            }),
+            // A number past `f64`'s range: as the tree reads it, later.
+            _ => OnceLock::new(),
+        };
+        Params {
+            text: Some(text),
+            head,
+            ..Params::default()
+        }
+    }
+
     /// The params as written, if nothing changed them since.
     pub fn text(&self) -> Option<&str> {
-        self.text.as_deref().map(RawValue::get)
+        self.text.as_deref()
     }
 
     /// Whether they are `null` (or absent).
@@ -142,11 +165,11 @@ impl Params {
 /// text). Checked JSON fails to build only with a number past `f64`'s
 /// range (`1e400`), which the check passes and the tree cannot hold: such
 /// params read as `Null` (as written, they still go on whole).
-fn parse(text: Option<&RawValue>) -> Value {
+fn parse(text: Option<&str>) -> Value {
     let Some(text) = text else {
         return Value::Null;
     };
-    serde_json::from_str(text.get()).unwrap_or_else(|e| {
+    serde_json::from_str(text).unwrap_or_else(|e| {
         tracing::debug!("params read as null: {e}");
         Value::Null
     })
@@ -229,7 +252,7 @@ mod tests {
     use serde_json::json;
 
     fn written(text: &str) -> Params {
-        Params::written(RawValue::from_string(text.to_owned()).unwrap())
+        Params::written(text.into())
     }
 
     /// `name` and `_meta` read without the tree read as the tree does,
