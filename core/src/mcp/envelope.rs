@@ -488,22 +488,7 @@ mod tests {
 
     /// Well-formed JSON, written compactly or spread out.
     fn json() -> impl Strategy<Value = String> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            "[a-z_\"\\\\\u{e9}\n\u{1}/ ]{0,6}".prop_map(Value::from),
-        ];
-        let tree = leaf.prop_recursive(3, 24, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                prop::collection::btree_map("name|_meta|id|[a-z\"\\\\]{0,3}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        });
+        let tree = super::super::json_trees::tree();
         (tree, any::<bool>()).prop_map(|(tree, pretty)| match pretty {
             true => serde_json::to_string_pretty(&tree).unwrap_or_default(),
             false => tree.to_string(),

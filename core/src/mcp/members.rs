@@ -208,30 +208,11 @@ mod tests {
         }
     }
 
-    fn json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            "[a-z_\"\\\\\u{e9}\n ]{0,6}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 24, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                prop::collection::btree_map("name|_meta|[a-z\"\\\\]{0,3}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
     proptest! {
         /// What it finds is what a JSON reader finds, written compactly
         /// or spread out.
         #[test]
-        fn finds_what_a_reader_finds(value in json(), pretty in any::<bool>()) {
+        fn finds_what_a_reader_finds(value in super::super::json_trees::tree(), pretty in any::<bool>()) {
             let text = if pretty {
                 serde_json::to_string_pretty(&value).unwrap()
             } else {
