@@ -974,18 +974,20 @@ impl Registry {
     }
 
     /// The session `id` names, if it is one of `target`'s; else the
-    /// status and message to answer with.
-    pub(crate) fn session_of(
+    /// status and message to answer with. (An id read into a `String`
+    /// already is handed back as it is.)
+    pub(crate) fn session_of<S: AsRef<str> + Into<String>>(
         &self,
         target: Target,
-        id: Option<&str>,
+        id: Option<S>,
     ) -> Result<String, (u16, String)> {
-        let id = id.ok_or_else(|| {
+        let given = id.ok_or_else(|| {
             (
                 400,
                 "missing Mcp-Session-Id: send initialize first".to_owned(),
             )
         })?;
+        let id = given.as_ref();
         let known = match target {
             Target::Every => self.sessions.get(id).is_some_and(|s| s.child == BRIDGE),
             Target::Server(spec) => self.sessions.get(id).is_some_and(|s| {
@@ -994,7 +996,7 @@ impl Registry {
             }),
         };
         if known {
-            Ok(id.to_owned())
+            Ok(given.into())
         } else {
             Err((
                 404,

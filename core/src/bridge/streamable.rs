@@ -79,7 +79,7 @@ impl Registry {
                 }
             }
             "GET" | "DELETE" if stateless => self.stateless_refusal(to),
-            "GET" => match self.session_of(target, session.as_deref()) {
+            "GET" => match self.session_of(target, session) {
                 Ok(id) => {
                     let last = request
                         .header("last-event-id")
@@ -98,7 +98,7 @@ impl Registry {
                     self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
                 }
             },
-            "DELETE" => match self.session_of(target, session.as_deref()) {
+            "DELETE" => match self.session_of(target, session) {
                 Ok(id) => {
                     self.end_session(&id, now);
                     self.respond(to, Response::json(200, "{}"));
@@ -162,7 +162,7 @@ impl Registry {
                     }
                 }
             }
-            (_, false) => match self.session_of(target, session.as_deref()) {
+            (_, false) => match self.session_of(target, session) {
                 Ok(id) => id,
                 Err((status, message)) => {
                     return self.reply_error(to, status, mcp::INVALID_REQUEST, &message)
