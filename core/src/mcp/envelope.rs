@@ -298,6 +298,7 @@ fn space(bytes: &[u8], mut at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::Message;
     use proptest::prelude::*;
     use serde::Deserialize;
     use serde_json::value::RawValue;
@@ -547,6 +548,13 @@ mod tests {
                 let walked = super::super::Fields::walked(members.clone())
                     .map(|fields| super::super::message(&line, fields));
                 if let Some(walked) = walked {
+                    // The params' name and _meta, read as the walk found
+                    // them, are what their tree holds.
+                    if let Ok((Message::Request { params, .. } | Message::Notification { params, .. }, _)) = &walked {
+                        let null = Value::Null;
+                        prop_assert_eq!(params.name(), params.get("name").unwrap_or(&null), "{}", line);
+                        prop_assert_eq!(params.meta(), params.get("_meta").unwrap_or(&null), "{}", line);
+                    }
                     prop_assert_eq!(walked, super::super::read_placed(&line), "{}", line);
                 }
                 let walked = super::super::walked_answer(members).map(|a| (a.id, a.outcome));
