@@ -76,6 +76,16 @@ pub(super) fn members(line: &str) -> Option<Members<'_>> {
 /// given twice (the params' own reader then finds them).
 type Head<'a> = Option<(Option<&'a str>, Option<&'a str>)>;
 
+/// The [`Head`] of params written as `text`, when they are one object.
+pub(super) fn params_head(text: &str) -> Head<'_> {
+    let bytes = text.as_bytes();
+    let (end, head) = name_and_meta(text, space(bytes, 0))?;
+    if space(bytes, end) != bytes.len() {
+        return None;
+    }
+    head
+}
+
 /// Where the params object starting at `at` ends, checked, and its
 /// [`Head`].
 fn name_and_meta(line: &str, at: usize) -> Option<(usize, Head<'_>)> {
@@ -487,9 +497,29 @@ mod tests {
         }
     }
 
+    /// A JSON tree up to three levels deep.
+    fn tree() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z_\"\\\\\u{e9}\n\u{1}/ ]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("name|_meta|id|[a-z\"\\\\]{0,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     /// Well-formed JSON, written compactly or spread out.
     fn json() -> impl Strategy<Value = String> {
-        let tree = super::super::json_trees::tree();
+        let tree = tree();
         (tree, any::<bool>()).prop_map(|(tree, pretty)| match pretty {
             true => serde_json::to_string_pretty(&tree).unwrap_or_default(),
             false => tree.to_string(),

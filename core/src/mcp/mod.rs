@@ -18,9 +18,6 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 mod envelope;
-#[cfg(test)]
-mod json_trees;
-mod members;
 mod params;
 
 pub use params::Params;

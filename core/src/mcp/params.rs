@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::members;
+use super::envelope;
 
 /// `params` of a request or notification: `Value::Null` when absent.
 /// Reads as a [`Value`] (through `Deref`); [`Params::name`] and
@@ -39,6 +39,21 @@ struct Head {
     meta: Value,
 }
 
+impl Head {
+    /// The members built from their texts (checked as JSON): `Null` where
+    /// absent, or where a number past `f64`'s range cannot be built.
+    fn built(name: Option<&str>, meta: Option<&str>) -> Head {
+        let value = |text: Option<&str>| {
+            text.and_then(|text| envelope::value(text).ok())
+                .unwrap_or_default()
+        };
+        Head {
+            name: value(name),
+            meta: value(meta),
+        }
+    }
+}
+
 /// What a read of absent members gives.
 static NULL: Value = Value::Null;
 
@@ -59,18 +74,9 @@ impl Params {
         name: Option<&str>,
         meta: Option<&str>,
     ) -> Params {
-        let value = |text: Option<&str>| text.map(super::envelope::value).transpose();
-        let head = match (value(name), value(meta)) {
-            (Ok(name), Ok(meta)) => OnceLock::from(Head {
-                name: name.unwrap_or_default(),
-                meta: meta.unwrap_or_default(),
-            }),
-            // A number past `f64`'s range: as the tree reads it, later.
-            _ => OnceLock::new(),
-        };
         Params {
             text: Some(text),
-            head,
+            head: OnceLock::from(Head::built(name, meta)),
             ..Params::default()
         }
     }
@@ -134,15 +140,8 @@ impl Params {
             let Some(text) = self.text() else {
                 return Head::default();
             };
-            let value = |text: Option<&str>| {
-                text.and_then(|text| serde_json::from_str(text).ok())
-                    .unwrap_or_default()
-            };
-            match members::name_and_meta(text) {
-                Some((name, meta)) => Head {
-                    name: value(name),
-                    meta: value(meta),
-                },
+            match envelope::params_head(text) {
+                Some((name, meta)) => Head::built(name, meta),
                 // Not an object, or a member given twice or spelled with
                 // escapes: as the tree reads it.
                 None => {
