@@ -127,7 +127,8 @@ impl ResponseHead {
     /// The media type of `Content-Type` as written, without parameters.
     fn media(&self) -> &str {
         let value = self.header("content-type").unwrap_or_default();
-        value.split(';').next().unwrap_or_default().trim()
+        let end = value.bytes().position(|b| b == b';').unwrap_or(value.len());
+        value.get(..end).unwrap_or_default().trim_ascii()
     }
 }
 

@@ -36,9 +36,10 @@ pub fn header_safe(value: &str) -> String {
 /// [`header_safe`] of a value the caller gives up: kept as it is, not
 /// copied, when it is plain (a method MCP names stays borrowed).
 fn safe(value: Cow<'static, str>) -> Cow<'static, str> {
-    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && value.trim() == value
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    // Among visible ASCII and spaces, only a space is white space.
+    let padded = value.starts_with(' ') || value.ends_with(' ');
+    let wrapped = value.starts_with("=?base64?") && value.ends_with("?=");
+    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b)) && !padded && !wrapped;
     if plain {
         value
     } else {

@@ -1097,7 +1097,7 @@ impl Upstream {
             }
         }
         match event.kind() {
-            "message" if !event.data.trim().is_empty() => self.message(id, event.data),
+            "message" if !event.data.trim_ascii().is_empty() => self.message(id, event.data),
             "endpoint" => self.endpoint(id, &event.data),
             _ => {}
         }

@@ -128,8 +128,9 @@ impl SseReader {
     /// The end of `line`: an empty one dispatches the event.
     fn end_line(&mut self, line: &[u8]) -> Option<Event> {
         if line.is_empty() {
-            if let Some(id) = &self.event.id {
-                self.last_id = Some(id.clone());
+            if self.event.id.is_some() {
+                // Copied into the room the last one left.
+                self.last_id.clone_from(&self.event.id);
             }
             let event = std::mem::take(&mut self.event);
             let any = std::mem::take(&mut self.any_data);
