@@ -169,6 +169,9 @@ pub(crate) struct Past {
     pub(super) restarts: u64,
 }
 
+/// The most outputs of a child whose room is kept between its events.
+const KEPT_ROUTING: usize = 64;
+
 /// Every bridged server, its children and the clients' sessions.
 pub(crate) struct Registry {
     pub(super) specs: Vec<ServerSpec>,
@@ -218,6 +221,9 @@ pub(crate) struct Registry {
     /// server is given its own.
     last_runs: HashMap<String, LastRun>,
     out: VecDeque<Queued>,
+    /// Room for a child's outputs while they are routed, kept between
+    /// events: a call's request and its answer each route some.
+    routing: Vec<BridgeOutput>,
     /// Spans of the clients' requests and of what was sent for them.
     pub(super) traces: Traces,
 }
@@ -253,6 +259,7 @@ impl Registry {
             keepalive_at: None,
             last_runs: HashMap::new(),
             out: VecDeque::new(),
+            routing: Vec::new(),
             traces: Traces::default(),
         }
     }
@@ -1166,8 +1173,10 @@ impl Registry {
         if let Some(tracer) = server.take_tracer() {
             self.traces.give_back(tracer);
         }
-        let outputs: Vec<BridgeOutput> = std::iter::from_fn(|| server.poll_output()).collect();
-        for output in outputs {
+        // Taken while routed (a child routed meanwhile gets room of its own).
+        let mut outputs = std::mem::take(&mut self.routing);
+        outputs.extend(std::iter::from_fn(|| server.poll_output()));
+        for output in outputs.drain(..) {
             match output {
                 BridgeOutput::ToClient {
                     client,
@@ -1176,6 +1185,10 @@ impl Registry {
                 } => self.deliver(child, client, message, answers, now),
                 action => self.push(Routed::Child { child, action }),
             }
+        }
+        // A burst's room is let go, not kept for good.
+        if outputs.capacity() <= KEPT_ROUTING {
+            self.routing = outputs;
         }
         self.keep_learned(child);
         // A per-session child, or a retired one (its server removed or

@@ -5,7 +5,6 @@
 
 use std::ops::Range;
 
-use crate::digits::push_decimal;
 use crate::mcp::{self, Message};
 
 /// A request's text and where its id stands in it.
@@ -36,9 +35,13 @@ impl Verbatim {
             self.text.get(..self.id.start).unwrap_or_default(),
             self.text.get(self.id.end..).unwrap_or_default(),
         );
-        let mut line = String::with_capacity(self.text.len() + 20);
+        let mut digits = itoa::Buffer::new();
+        let id = digits.format(id);
+        // Exactly as long as it will be: made a request's body, the line
+        // is then taken as it is, with no room to account for.
+        let mut line = String::with_capacity(before.len() + id.len() + after.len());
         line.push_str(before);
-        push_decimal(&mut line, id);
+        line.push_str(id);
         line.push_str(after);
         line
     }

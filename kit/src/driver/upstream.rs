@@ -20,7 +20,9 @@ use crate::outbound::tls;
 use crate::outbound::upstream::conn::{
     self, Events, Failed, Reading, UPSTREAM_DIAL_TIMEOUT, UPSTREAM_READ_CHUNK,
 };
-use crate::outbound::upstream::{Carrier, Carriers, Cut, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE};
+use crate::outbound::upstream::{
+    Carrier, Carriers, Cut, Cutter, Job, RemoteRun, MAX_WORKERS, WORKER_IDLE,
+};
 
 /// Runs a task on the executor, from any thread.
 pub type Spawn = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
@@ -253,32 +255,35 @@ struct CutState {
     waker: Option<Waker>,
 }
 
+impl Cutter for Cuts {
+    fn cut(&self, id: ExchangeId) {
+        let mut state = self.state();
+        if state.carrying == Some(id) {
+            state.cut = true;
+            if let Some(waker) = state.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
 impl Cuts {
     fn state(&self) -> MutexGuard<'_, CutState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Exchange `id` begins (or is tried again): the way to cut it, for
-    /// [`RemoteRun::started`].
+    /// Exchange `id` begins (or is tried again): the way to cut it is
+    /// these cuts, for [`RemoteRun::started`].
     fn begin(self: &Arc<Self>, id: ExchangeId) -> Cut {
         let mut state = self.state();
         state.carrying = Some(id);
         state.cut = false;
         drop(state);
-        let cuts = self.clone();
-        Box::new(move || {
-            let mut state = cuts.state();
-            if state.carrying == Some(id) {
-                state.cut = true;
-                if let Some(waker) = state.waker.take() {
-                    waker.wake();
-                }
-            }
-        })
+        self.clone()
     }
 
     /// Ready once the exchange under way is cut.
-    async fn cut(&self) {
+    async fn until_cut(&self) {
         future::poll_fn(|cx| {
             let mut state = self.state();
             if state.cut {
@@ -355,7 +360,7 @@ async fn carry<E: Executor>(
         // Cut, or past the job's deadline: either ends the try as an
         // abort does.
         let stopped = || async {
-            let cut = cuts.cut();
+            let cut = cuts.until_cut();
             match job.deadline {
                 Some(at) => future::or(cut, async { drop(E::timer_at(at).await) }).await,
                 None => cut.await,
@@ -575,7 +580,7 @@ mod tests {
 
     /// Whether the exchange under way is cut, asked once.
     fn is_cut(cuts: &Cuts) -> bool {
-        future::block_on(future::poll_once(cuts.cut())).is_some()
+        future::block_on(future::poll_once(cuts.until_cut())).is_some()
     }
 
     #[test]
@@ -583,7 +588,7 @@ mod tests {
         let cuts = Arc::new(Cuts::default());
         let cut = cuts.begin(ExchangeId(1));
         assert!(!is_cut(&cuts));
-        cut();
+        cut.cut(ExchangeId(1));
         assert!(is_cut(&cuts));
     }
 
@@ -634,10 +639,10 @@ mod tests {
         let cuts = Arc::new(Cuts::default());
         let late = cuts.begin(ExchangeId(7));
         let _next = cuts.begin(ExchangeId(3));
-        late();
+        late.cut(ExchangeId(7));
         assert!(!is_cut(&cuts), "exchanges need not come in order");
         let again = cuts.begin(ExchangeId(3));
-        again();
+        again.cut(ExchangeId(3));
         assert!(is_cut(&cuts));
         let _after = cuts.begin(ExchangeId(8));
         assert!(!is_cut(&cuts), "a new exchange starts uncut");

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use mcp_provider_core::http::{Outgoing, ResponseError, ResponseEvent, ResponseReader, Url};
 use mcp_provider_core::time::later;
+use mcp_provider_core::upstream::ExchangeId;
 
 use crate::outbound::keepalive::keep_alive;
 use crate::outbound::tls;
@@ -262,6 +263,13 @@ impl Conn {
     /// Ends the connection, whoever is reading it.
     pub fn cut(socket: &TcpStream) {
         let _ = socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// A connection is cut by ending it: it carries one exchange at a time.
+impl super::Cutter for TcpStream {
+    fn cut(&self, _: ExchangeId) {
+        Conn::cut(self);
     }
 }
 

@@ -58,6 +58,8 @@ pub trait Parent: Send + Sync {
 
 /// The most lines whose room the inbox keeps between flushes.
 const KEPT_INBOX: usize = 64;
+/// The most of the upstream's outputs whose room is kept between them.
+const KEPT_OUTPUTS: usize = 64;
 
 /// One remote server's client, while the bridge has it "running".
 pub struct RemoteRun {
@@ -67,6 +69,8 @@ pub struct RemoteRun {
     machine: Mutex<Upstream>,
     /// Messages queued under the bridge's lock, for [`RemoteRun::flush`].
     inbox: Mutex<Vec<(String, Outline)>>,
+    /// Room for the upstream's outputs, kept between them.
+    room: Mutex<Vec<UpstreamOutput>>,
     carrier: Box<dyn Carrier>,
     /// How to cut each exchange under way, for one that is aborted.
     active: Mutex<IdMap<ExchangeId, Cut>>,
@@ -100,8 +104,16 @@ impl Job {
     }
 }
 
-/// Ends an exchange under way, from any thread.
-pub type Cut = Box<dyn FnOnce() + Send>;
+/// What ends a carrier's exchanges under way, from any thread: kept for
+/// a carrier's whole life (or its connection's), shared by each exchange
+/// it makes, so that starting one allocates nothing.
+pub trait Cutter: Send + Sync {
+    /// Ends exchange `id`, if it is still the one under way.
+    fn cut(&self, id: ExchangeId);
+}
+
+/// How to end one exchange under way.
+pub type Cut = Arc<dyn Cutter>;
 
 /// Makes a remote server's HTTP exchanges: at most [`MAX_WORKERS`] at
 /// once, each connection kept for the next one and ending after
@@ -229,6 +241,7 @@ impl RemoteRun {
             ca_file: remote.ca_file.clone(),
             machine: Mutex::new(Upstream::new(name, remote)),
             inbox: Mutex::default(),
+            room: Mutex::default(),
             carrier,
             active: Mutex::default(),
             closed: AtomicBool::new(false),
@@ -273,7 +286,7 @@ impl RemoteRun {
                 *inbox = lines;
             }
             drop(inbox);
-            drain(&mut machine)
+            self.drained(&mut machine)
         };
         self.act(outputs);
     }
@@ -287,7 +300,7 @@ impl RemoteRun {
         let outputs = {
             let mut machine = self.machine();
             machine.close();
-            drain(&mut machine)
+            self.drained(&mut machine)
         };
         self.act(outputs);
         self.alarm.off();
@@ -302,10 +315,23 @@ impl RemoteRun {
         }
     }
 
-    /// Carries out what the upstream asked.
-    fn act(self: &Arc<Self>, outputs: Vec<UpstreamOutput>) {
+    /// What the upstream output (under its lock), in the room the last
+    /// outputs left.
+    fn drained(&self, machine: &mut Upstream) -> Vec<UpstreamOutput> {
+        let mut outputs = std::mem::take(&mut *self.room());
+        outputs.extend(std::iter::from_fn(|| machine.poll_output()));
+        outputs
+    }
+
+    fn room(&self) -> MutexGuard<'_, Vec<UpstreamOutput>> {
+        self.room.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Carries out what the upstream asked; the list's room is kept for
+    /// the next outputs (a burst's is let go).
+    fn act(self: &Arc<Self>, mut outputs: Vec<UpstreamOutput>) {
         let mut lines = Vec::new();
-        for output in outputs {
+        for output in outputs.drain(..) {
             match output {
                 UpstreamOutput::Send {
                     id,
@@ -325,7 +351,7 @@ impl RemoteRun {
                 UpstreamOutput::Abort(id) => {
                     let cut = self.active().remove(&id);
                     if let Some(cut) = cut {
-                        cut();
+                        cut.cut(id);
                     }
                 }
                 UpstreamOutput::Line(line) => lines.push((line, None)),
@@ -356,6 +382,9 @@ impl RemoteRun {
             }
         }
         self.deliver(lines);
+        if outputs.capacity() <= KEPT_OUTPUTS {
+            *self.room() = outputs;
+        }
     }
 
     /// Has the upstream woken at `at`, on a thread that keeps the time
@@ -385,7 +414,7 @@ impl RemoteRun {
         let outputs = {
             let mut machine = self.machine();
             machine.handle_timeout(now);
-            drain(&mut machine)
+            self.drained(&mut machine)
         };
         self.act(outputs);
     }
@@ -418,7 +447,7 @@ impl RemoteRun {
         let outputs = {
             let mut machine = self.machine();
             machine.handle_token(token.map_err(|why| why.to_string()), Instant::now());
-            drain(&mut machine)
+            self.drained(&mut machine)
         };
         self.act(outputs);
     }
@@ -454,9 +483,9 @@ impl RemoteRun {
     }
 
     fn cut_all(&self) {
-        let cuts: Vec<Cut> = self.active().drain().map(|(_, cut)| cut).collect();
-        for cut in cuts {
-            cut();
+        let cuts: Vec<(ExchangeId, Cut)> = self.active().drain().collect();
+        for (id, cut) in cuts {
+            cut.cut(id);
         }
     }
 
@@ -526,7 +555,7 @@ impl RemoteRun {
                     ResponseEvent::End => machine.handle_end(id, now),
                 }
             }
-            drain(&mut machine)
+            self.drained(&mut machine)
         };
         self.act(outputs);
         self.active().contains_key(&id)
@@ -546,12 +575,8 @@ impl RemoteRun {
         let outputs = {
             let mut machine = self.machine();
             machine.handle_failed(id, &e.to_string(), dialed, Instant::now());
-            drain(&mut machine)
+            self.drained(&mut machine)
         };
         self.act(outputs);
     }
-}
-
-fn drain(machine: &mut Upstream) -> Vec<UpstreamOutput> {
-    std::iter::from_fn(|| machine.poll_output()).collect()
 }

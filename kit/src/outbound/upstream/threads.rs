@@ -372,7 +372,7 @@ fn tries(
         let open = conn.as_mut()?;
         let socket = open.cutter();
         let _deadline = left.map(|left| Deadline::arm(socket.clone(), left));
-        if !run.started(job.id, Box::new(move || Conn::cut(&socket))) {
+        if !run.started(job.id, socket) {
             return None;
         }
         let id = job.id;
