@@ -56,10 +56,10 @@ pub trait Parent: Send + Sync {
     fn remote_ended(self: Arc<Self>, child: ChildId, why: &str);
 }
 
-/// The most lines whose room the inbox keeps between flushes.
-const KEPT_INBOX: usize = 64;
-/// The most of the upstream's outputs whose room is kept between them.
-const KEPT_OUTPUTS: usize = 64;
+/// The most entries whose room a list kept between uses keeps (the
+/// inbox between flushes, the outputs' room between them): a burst's is
+/// let go.
+const KEPT_ROOM: usize = 64;
 
 /// One remote server's client, while the bridge has it "running".
 pub struct RemoteRun {
@@ -282,7 +282,7 @@ impl RemoteRun {
             // The emptied list goes back for the next lines, room kept,
             // unless others were queued meanwhile or a burst made it large.
             let mut inbox = self.inbox();
-            if inbox.is_empty() && lines.capacity() <= KEPT_INBOX {
+            if inbox.is_empty() && lines.capacity() <= KEPT_ROOM {
                 *inbox = lines;
             }
             drop(inbox);
@@ -382,7 +382,7 @@ impl RemoteRun {
             }
         }
         self.deliver(lines);
-        if outputs.capacity() <= KEPT_OUTPUTS {
+        if outputs.capacity() <= KEPT_ROOM {
             *self.room() = outputs;
         }
     }
