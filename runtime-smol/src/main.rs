@@ -1,7 +1,9 @@
 //! `mcp-provider`: MCP Local Provider on the smol runtime — the kit's
-//! async driver on smol's executor, reactor and timers.
+//! async driver on smol's reactor, its tasks on one queue ([`tasks`]) and
+//! its timers on the kit's timer thread.
 
 mod ready;
+mod tasks;
 
 use std::fs::File;
 use std::future::Future;
@@ -13,20 +15,18 @@ use std::process::{ChildStdout, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
+use mcp_provider_kit::driver::clock::{self, Timer};
 use mcp_provider_kit::driver::launch::{Async as AsyncRuntime, Launcher};
 use mcp_provider_kit::driver::{Child, Executor};
 use mcp_provider_kit::outbound::keepalive::keep_alive;
 use mcp_provider_kit::RunError;
 use smol::net::unix::{UnixListener, UnixStream};
-use smol::{Async, Timer, Unblock};
+use smol::{Async, Unblock};
 
 use crate::ready::Ready;
 
-/// smol's executor, reactor and timers.
+/// smol's reactor, the task queue and the timer thread.
 struct Smol;
-
-/// The executor every task of the process runs on.
-static EXECUTOR: smol::Executor<'static> = smol::Executor::new();
 
 impl Executor for Smol {
     type Tcp = Ready<TcpStream>;
@@ -39,7 +39,7 @@ impl Executor for Smol {
     type Timer = Timer;
 
     fn spawn(task: impl Future<Output = ()> + Send + 'static) {
-        EXECUTOR.spawn(task).detach();
+        tasks::spawn(task);
     }
 
     fn yield_now() -> impl Future<Output = ()> + Send {
@@ -120,13 +120,14 @@ impl Launcher for Smol {
     ) -> Result<T, RunError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = if threads == 0 { cores } else { threads };
+        clock::start().map_err(RunError::cannot("start the timer thread"))?;
         for n in 1..threads {
             std::thread::Builder::new()
                 .name(format!("smol-{n}"))
-                .spawn(|| smol::block_on(EXECUTOR.run(std::future::pending::<()>())))
+                .spawn(|| tasks::block_on(std::future::pending::<()>()))
                 .map_err(RunError::cannot("start an executor thread"))?;
         }
-        smol::block_on(EXECUTOR.run(main))
+        tasks::block_on(main)
     }
 }
 

@@ -2,9 +2,9 @@
 //! binary, and the provider as a library for a tokio application.
 //!
 //! The driver is the kit's, written once for every async executor
-//! (`mcp_provider_kit::driver`); this crate says what tokio's tasks,
-//! timers, sockets, pipes and child processes are ([`Tokio`]), and adds
-//! the embedding API.
+//! (`mcp_provider_kit::driver`), its timers the kit's own; this crate
+//! says what tokio's tasks, sockets, pipes and child processes are
+//! ([`Tokio`]), and adds the embedding API.
 //!
 //! To embed the provider, start a [`Provider`] on the application's runtime,
 //! answer editors with an [`Agent`] ([`Provider::add_agent`]), and serve a
@@ -21,13 +21,13 @@ use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::pin::Pin;
 use std::process::{ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_tungstenite::tokio::TokioAdapter;
 use mcp_provider_kit::bridge::ReadStdout;
+use mcp_provider_kit::driver::clock::{self, Timer};
 use mcp_provider_kit::driver::launch::Launcher;
 use mcp_provider_kit::driver::upstream::Spawn;
 use mcp_provider_kit::driver::{child, Child, Executor};
@@ -35,14 +35,14 @@ use mcp_provider_kit::outbound::keepalive::keep_alive;
 use mcp_provider_kit::RunError;
 use tokio::net::unix::pipe;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::time::Sleep;
 
 pub use embed::{Agent, Config, HttpRequest, HttpResponse, Message, Provider, Reply, Request};
 
 /// The command line's runtime: the kit's driver on tokio.
 pub type Runtime = mcp_provider_kit::driver::launch::Async<Tokio>;
 
-/// tokio's tasks, timers, sockets, pipes and child processes.
+/// tokio's tasks, sockets, pipes and child processes; its timers are the
+/// kit's timer thread's.
 pub struct Tokio;
 
 impl Executor for Tokio {
@@ -53,7 +53,7 @@ impl Executor for Tokio {
     type PipeReader = TokioAdapter<pipe::Receiver>;
     type PipeWriter = TokioAdapter<pipe::Sender>;
     type Stdout = TokioAdapter<tokio::io::Stdout>;
-    type Timer = Pin<Box<Sleep>>;
+    type Timer = Timer;
 
     fn spawn(task: impl Future<Output = ()> + Send + 'static) {
         tokio::spawn(task);
@@ -64,7 +64,7 @@ impl Executor for Tokio {
     }
 
     fn timer_at(at: Instant) -> Self::Timer {
-        Box::pin(tokio::time::sleep_until(at.into()))
+        Timer::at(at)
     }
 
     fn listen(listener: std::net::TcpListener) -> io::Result<TcpListener> {
@@ -128,15 +128,23 @@ impl Launcher for Tokio {
     const NAME: &'static str = "mcp-provider-tokio";
     const RUNTIME: &'static str = "tokio";
 
-    /// A multi-threaded runtime with `threads` workers (0: one per core).
+    /// One thread: tokio's current-thread scheduler, every task on the
+    /// thread that blocks on `main`, as smol's one executor thread (a
+    /// multi-threaded runtime with one worker hands each wake-up between
+    /// that worker and this thread). More (0: one per core): the
+    /// multi-threaded scheduler with that many workers.
     fn block_on<T>(
         threads: usize,
         main: impl Future<Output = Result<T, RunError>>,
     ) -> Result<T, RunError> {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        if threads > 0 {
+        let mut builder = match threads {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            _ => tokio::runtime::Builder::new_multi_thread(),
+        };
+        if threads > 1 {
             builder.worker_threads(threads);
         }
+        clock::start().map_err(RunError::cannot("start the timer thread"))?;
         builder
             .enable_all()
             .build()

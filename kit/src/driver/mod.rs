@@ -15,6 +15,7 @@
 pub mod app;
 pub mod bell;
 pub mod child;
+pub mod clock;
 pub mod echo;
 pub mod exec;
 pub mod host;
