@@ -1,7 +1,11 @@
-//! `mcp-provider`: MCP Local Provider on the smol runtime — the kit's
-//! async driver on smol's reactor, its tasks on one queue ([`tasks`]) and
-//! its timers on the kit's timer thread.
+//! `mcp-provider`: MCP Local Provider on smol — the kit's async driver,
+//! its tasks (smol's `async-task`) on one queue ([`tasks`]) run by the
+//! thread that waits for its sockets and pipes in a reactor of its own
+//! ([`reactor`], [`ready`]); smol's reactor resolves and connects, and
+//! serves child processes' exits and Unix sockets; timers are the kit's
+//! timer thread's.
 
+mod reactor;
 mod ready;
 mod tasks;
 
@@ -23,14 +27,15 @@ use mcp_provider_kit::RunError;
 use smol::net::unix::{UnixListener, UnixStream};
 use smol::{Async, Unblock};
 
+use crate::reactor::Reactor;
 use crate::ready::Ready;
 
-/// smol's reactor, the task queue and the timer thread.
+/// The task queue, the reactor, smol for the rest.
 struct Smol;
 
 impl Executor for Smol {
     type Tcp = Ready<TcpStream>;
-    type TcpListener = smol::net::TcpListener;
+    type TcpListener = Ready<std::net::TcpListener>;
     type Unix = UnixStream;
     type UnixListener = UnixListener;
     type PipeReader = Ready<File>;
@@ -51,18 +56,23 @@ impl Executor for Smol {
     }
 
     fn listen(listener: std::net::TcpListener) -> io::Result<Self::TcpListener> {
-        smol::net::TcpListener::try_from(listener)
+        Ready::socket(listener)
     }
 
     async fn accept(listener: &Self::TcpListener) -> io::Result<Self::Tcp> {
-        let (stream, _) = listener.accept().await?;
-        Ok(socket(stream))
+        listener.accept().await
     }
 
+    /// Connected by smol (its resolver and its reactor), then moved onto
+    /// the executor thread's reactor.
     async fn connect(host: &str, port: u16) -> io::Result<Self::Tcp> {
         let stream = smol::net::TcpStream::connect((host, port)).await?;
         keep_alive(&stream)?;
-        Ok(socket(stream))
+        let _ = stream.set_nodelay(true);
+        let stream = Arc::<Async<TcpStream>>::from(stream);
+        let stream = Arc::into_inner(stream)
+            .ok_or_else(|| io::Error::other("the connection is still shared"))?;
+        Ready::socket(stream.into_inner()?)
     }
 
     fn bind_unix(path: &Path) -> io::Result<UnixListener> {
@@ -110,10 +120,10 @@ impl Launcher for Smol {
     const NAME: &'static str = "mcp-provider";
     const RUNTIME: &'static str = "smol";
 
-    /// The driver runs on this thread, which also waits on the reactor
+    /// The driver runs on this thread, which also waits in the reactor
     /// when no task is ready (so a socket's readiness wakes its task with
     /// no hand-over between threads), and on `threads - 1` more (0: one
-    /// per core).
+    /// per core), which sleep when no task is ready.
     fn block_on<T>(
         threads: usize,
         main: impl Future<Output = Result<T, RunError>>,
@@ -121,20 +131,15 @@ impl Launcher for Smol {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = if threads == 0 { cores } else { threads };
         clock::start().map_err(RunError::cannot("start the timer thread"))?;
+        let reactor = Reactor::get().map_err(RunError::cannot("start the reactor"))?;
         for n in 1..threads {
             std::thread::Builder::new()
                 .name(format!("smol-{n}"))
-                .spawn(|| tasks::block_on(std::future::pending::<()>()))
+                .spawn(|| tasks::block_on(std::future::pending::<()>(), None))
                 .map_err(RunError::cannot("start an executor thread"))?;
         }
-        tasks::block_on(main)
+        tasks::block_on(main, Some(reactor))
     }
-}
-
-/// A TCP connection, read once the reactor says so.
-fn socket(stream: smol::net::TcpStream) -> Ready<TcpStream> {
-    let _ = stream.set_nodelay(true);
-    Ready::socket(Arc::<Async<TcpStream>>::from(stream))
 }
 
 /// A pipe smol started a child with, taken from its reactor for ours.
@@ -144,7 +149,7 @@ fn owned(pipe: impl TryInto<OwnedFd, Error = io::Error>) -> io::Result<Ready<Fil
 
 /// A pipe of a child's, as a file the reactor watches.
 fn pipe(pipe: OwnedFd) -> io::Result<Ready<File>> {
-    Ok(Ready::pipe(Async::new(File::from(pipe))?))
+    Ready::pipe(File::from(pipe))
 }
 
 fn main() -> ExitCode {

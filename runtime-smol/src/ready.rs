@@ -1,28 +1,35 @@
-//! Reading with as few system calls as a wait needs.
+//! Sockets and pipes on the executor thread's reactor, read with as few
+//! system calls as a wait needs.
 //!
-//! Each reactor wait costs several system calls, and so does each read
-//! that finds nothing. A connection that answers a request, and a child's
-//! stdout between two answers, wait far more often than they find data
-//! already there, so they wait for readiness first and read once.
+//! A read that finds nothing costs a system call, and a connection that
+//! answers a request, or a child's stdout between two answers, waits far
+//! more often than it finds data already there; so a read that did not
+//! fill its buffer waits for the next edge before the next read.
 
 use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use smol::io::{AsyncRead, AsyncWrite};
-use smol::Async;
+
+use crate::reactor::{nonblocking, Direction, Reactor, Source};
 
 /// A source read only once the reactor says it is readable, unless the
-/// last read may have left more behind (it filled the buffer). A pipe
-/// always waits: a read of a pipe with more waiting completes at once,
-/// and a task that is always ready keeps the reactor from being polled,
-/// so a chatty child would hold up every connection waiting for its
-/// socket. A socket that streams (an agent link) is read at once, as
-/// data is there more often than not.
-pub struct Ready<T> {
-    source: Arc<Async<T>>,
+/// last read may have left more behind (it filled the buffer). A socket
+/// that streams (an agent link) is read at once, as data is there more
+/// often than not. A pipe that keeps filling the buffer lets the other
+/// tasks run between two reads: a chatty child must not hold up every
+/// connection waiting for its socket.
+pub struct Ready<T: AsRawFd> {
+    io: T,
+    source: Arc<Source>,
+    /// The last read found the source empty: the next waits for an edge.
     drained: bool,
+    /// A pipe's last read filled the buffer: the next lets others run first.
+    yield_first: bool,
     mode: Mode,
 }
 
@@ -30,20 +37,33 @@ pub struct Ready<T> {
 enum Mode {
     /// Wait after a read that did not fill the buffer.
     Socket,
-    /// Always wait.
+    /// The same, and yield after one that did.
     Pipe,
     /// Never wait first.
     Eager,
 }
 
-impl<T> Ready<T> {
-    /// A socket: read at once while reads fill the buffer.
-    pub fn socket(source: Arc<Async<T>>) -> Self {
-        Ready {
+impl<T: AsRawFd> Ready<T> {
+    fn new(io: T, mode: Mode) -> io::Result<Self> {
+        nonblocking(io.as_raw_fd())?;
+        let source = Reactor::get()?.register(io.as_raw_fd())?;
+        Ok(Ready {
+            io,
             source,
             drained: false,
-            mode: Mode::Socket,
-        }
+            yield_first: false,
+            mode,
+        })
+    }
+
+    /// A socket: read at once while reads fill the buffer.
+    pub fn socket(io: T) -> io::Result<Self> {
+        Ready::new(io, Mode::Socket)
+    }
+
+    /// A pipe: every read waits for the reactor.
+    pub fn pipe(io: T) -> io::Result<Self> {
+        Ready::new(io, Mode::Pipe)
     }
 
     /// From now on, reads are tried at once.
@@ -52,17 +72,48 @@ impl<T> Ready<T> {
         self.drained = false;
     }
 
-    /// A pipe: every read waits for the reactor.
-    pub fn pipe(source: Async<T>) -> Self {
-        Ready {
-            source: Arc::new(source),
-            drained: true,
-            mode: Mode::Pipe,
+    /// Runs `op` until it does not meet `WouldBlock`, waiting for the
+    /// reactor's word in between; also the edges counted when the attempt
+    /// that did began.
+    fn poll_io<R>(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<(io::Result<R>, u64)> {
+        loop {
+            let begun = self.source.edges(direction);
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.source.clear(direction, begun, Some(cx)) {
+                        return Poll::Pending;
+                    }
+                }
+                done => return Poll::Ready((done, begun)),
+            }
         }
     }
 }
 
-impl<T> AsyncRead for Ready<T>
+impl<T: AsRawFd> Drop for Ready<T> {
+    fn drop(&mut self) {
+        if let Ok(reactor) = Reactor::get() {
+            reactor.deregister(&self.source);
+        }
+    }
+}
+
+impl Ready<TcpListener> {
+    /// The next connection, `TCP_NODELAY` set.
+    pub async fn accept(&self) -> io::Result<Ready<TcpStream>> {
+        let accepted = std::future::poll_fn(|cx| self.poll_io(Direction::Read, cx, |l| l.accept()));
+        let (stream, _) = accepted.await.0?;
+        let _ = stream.set_nodelay(true);
+        Ready::socket(stream)
+    }
+}
+
+impl<T: AsRawFd + Unpin> AsyncRead for Ready<T>
 where
     for<'a> &'a T: Read,
 {
@@ -71,19 +122,24 @@ where
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if self.drained {
-            // Not `readable()`: its waker leaves the source when a wait is
-            // dropped (a connection's loop drops one whenever mail comes
-            // first), and the next wait registers it again with a system
-            // call. This one stays until the source is ready.
-            ready!(self.source.poll_readable(cx))?;
+        if std::mem::take(&mut self.yield_first) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
-        let read = ready!(Pin::new(&mut &*self.source).poll_read(cx, buf));
+        if self.drained {
+            ready!(self.source.poll_ready(Direction::Read, cx));
+        }
+        let (read, begun) = ready!(self.poll_io(Direction::Read, cx, |mut io| io.read(buf)));
+        let filled = matches!(read, Ok(n) if n == buf.len());
+        // A read shorter than the buffer emptied the source; an edge or a
+        // hang-up since it began keeps it ready.
         self.drained = match self.mode {
-            Mode::Socket => matches!(read, Ok(n) if n < buf.len()),
-            Mode::Pipe => true,
+            Mode::Socket | Mode::Pipe => {
+                read.is_ok() && !filled && self.source.clear(Direction::Read, begun, None)
+            }
             Mode::Eager => false,
         };
+        self.yield_first = self.mode == Mode::Pipe && filled;
         Poll::Ready(read)
     }
 }
@@ -94,7 +150,7 @@ pub trait Shut {
     fn shut(&self) -> io::Result<()>;
 }
 
-impl Shut for std::net::TcpStream {
+impl Shut for TcpStream {
     fn shut(&self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
     }
@@ -106,7 +162,7 @@ impl Shut for std::fs::File {
     }
 }
 
-impl<T: Shut> AsyncWrite for Ready<T>
+impl<T: AsRawFd + Shut + Unpin> AsyncWrite for Ready<T>
 where
     for<'a> &'a T: Write,
 {
@@ -115,15 +171,24 @@ where
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self.source).poll_write(cx, buf)
+        self.poll_io(Direction::Write, cx, |mut io| io.write(buf))
+            .map(|(done, _)| done)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.source).poll_flush(cx)
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io(Direction::Write, cx, |mut io| io.write_vectored(bufs))
+            .map(|(done, _)| done)
     }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(Pin::new(&mut &*self.source).poll_flush(cx))?;
-        Poll::Ready(self.source.get_ref().shut())
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.io.shut())
     }
 }

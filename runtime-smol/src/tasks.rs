@@ -1,5 +1,6 @@
 //! The executor: one queue of tasks ready to run, shared by the executor
-//! threads, each of which waits in smol's reactor when the queue is empty.
+//! threads; the thread that serves waits in the reactor when the queue is
+//! empty ([`crate::reactor`]), the others sleep.
 //!
 //! smol's own `Executor` is built for many threads: each runner has a
 //! local queue, steals from the others, and registers with a list of
@@ -14,11 +15,14 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
 
 use async_task::Runnable;
+
+use crate::reactor::Reactor;
 
 /// Tasks run before a thread lets its reactor look for I/O, however many
 /// more are ready: a burst of ready tasks does not starve the sockets.
@@ -61,10 +65,70 @@ pub fn spawn(task: impl Future<Output = ()> + Send + 'static) {
 }
 
 /// Runs `main` on the calling thread to its end, and the queue's tasks
-/// while it is not done; the thread waits in smol's reactor whenever no
-/// task is ready.
-pub fn block_on<T>(main: impl Future<Output = T>) -> T {
-    smol::block_on(smol::future::or(main, async { match Run.await {} }))
+/// while it is not done. With `reactor`, the thread waits in it whenever
+/// no task is ready (one thread does: the one that serves); without, it
+/// sleeps until a task is queued for it.
+pub fn block_on<T>(main: impl Future<Output = T>, reactor: Option<&'static Reactor>) -> T {
+    let thread = Arc::new(ThreadWaker {
+        notified: AtomicBool::new(false),
+        thread: std::thread::current(),
+        reactor,
+    });
+    let waker = Waker::from(thread.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(smol::future::or(main, async { match Run.await {} }));
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        match reactor {
+            Some(reactor) => {
+                // Woken while polling (a batch ran out, a task came): the
+                // reactor is only looked at, so sockets are not starved.
+                if thread.notified.swap(false, Ordering::SeqCst) {
+                    reactor.wait(0);
+                } else {
+                    reactor.announce_wait();
+                    match thread.notified.swap(false, Ordering::SeqCst) {
+                        true => reactor.no_wait(),
+                        false => reactor.wait(-1),
+                    }
+                }
+                // The poll that follows runs whatever the wait woke.
+                thread.notified.store(false, Ordering::SeqCst);
+            }
+            None => {
+                while !thread.notified.swap(false, Ordering::SeqCst) {
+                    std::thread::park();
+                }
+            }
+        }
+    }
+}
+
+/// Wakes a thread blocked in [`block_on`]: sets its flag, and rings its
+/// reactor if it waits there, or unparks it.
+struct ThreadWaker {
+    notified: AtomicBool,
+    thread: std::thread::Thread,
+    reactor: Option<&'static Reactor>,
+}
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.notified.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match self.reactor {
+            Some(reactor) if reactor.is_waiting() => reactor.ring(),
+            Some(_) => {}
+            None => self.thread.unpark(),
+        }
+    }
 }
 
 /// Runs the queue's tasks on the calling thread; never resolves.
@@ -130,11 +194,14 @@ mod tests {
             })
         };
         from_thread.join().unwrap();
-        block_on(async {
-            for _ in 0..31 {
-                finished.recv().await.unwrap();
-            }
-        });
+        block_on(
+            async {
+                for _ in 0..31 {
+                    finished.recv().await.unwrap();
+                }
+            },
+            Some(Reactor::get().unwrap()),
+        );
         assert_eq!(ran.load(Ordering::SeqCst), 31);
     }
 
@@ -147,7 +214,7 @@ mod tests {
                 let _ = done.send(()).await;
             });
         });
-        block_on(async { finished.recv().await.unwrap() });
+        block_on(async { finished.recv().await.unwrap() }, None);
         later.join().unwrap();
     }
 }

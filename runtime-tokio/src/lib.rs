@@ -145,8 +145,10 @@ impl Launcher for Tokio {
             builder.worker_threads(threads);
         }
         clock::start().map_err(RunError::cannot("start the timer thread"))?;
+        // Its I/O driver only: the timers are the kit's, and a time driver
+        // with none set would still be walked at every park.
         builder
-            .enable_all()
+            .enable_io()
             .build()
             .map_err(RunError::cannot("start the tokio runtime"))?
             .block_on(main)

@@ -37,7 +37,9 @@ impl Headers {
     }
 
     /// The fields httparse read out of `head`, their values without white
-    /// space around them (httparse leaves none). Their part of the head is copied
+    /// space around them (httparse takes it off: blanks before a value,
+    /// blanks and line ends after it; no other white space is valid in a
+    /// field). Their part of the head is copied
     /// once and checked as text once; a field that is not text makes the
     /// whole [`NotText`] (the caller decides what that means).
     pub(super) fn parsed(head: &[u8], fields: &[httparse::Header<'_>]) -> Result<Self, NotText> {
@@ -65,7 +67,7 @@ impl Headers {
         for field in fields {
             let name_at = at(field.name.as_bytes())?;
             let name = (name_at, name_at + field.name.len());
-            let value = match field.value.trim_ascii() {
+            let value = match field.value {
                 [] => (name.1, name.1),
                 value => {
                     let value_at = at(value)?;
