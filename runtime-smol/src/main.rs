@@ -83,10 +83,6 @@ impl Executor for Smol {
         Ok(listener.accept().await?.0)
     }
 
-    fn streaming(tcp: &mut Self::Tcp) {
-        tcp.eager();
-    }
-
     fn spawn_child(command: Command) -> io::Result<Child<Self>> {
         let mut child = smol::process::Command::from(command)
             .stdin(Stdio::piped())

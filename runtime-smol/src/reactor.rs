@@ -310,11 +310,11 @@ impl Source {
     }
 }
 
-/// Sets `fd` non-blocking.
+/// Sets `fd` non-blocking, in one system call.
 pub fn nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: flag reads and writes on a descriptor the caller owns.
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+    let mut on: libc::c_int = 1;
+    // SAFETY: `on` lives across the call, on a descriptor the caller owns.
+    check(unsafe { libc::ioctl(fd, libc::FIONBIO, &mut on) }).map(drop)
 }
 
 #[cfg(test)]

@@ -18,11 +18,12 @@ use smol::io::{AsyncRead, AsyncWrite};
 use crate::reactor::{nonblocking, Direction, Reactor, Source};
 
 /// A source read only once the reactor says it is readable, unless the
-/// last read may have left more behind (it filled the buffer). A socket
-/// that streams (an agent link) is read at once, as data is there more
-/// often than not. A pipe that keeps filling the buffer lets the other
-/// tasks run between two reads: a chatty child must not hold up every
-/// connection waiting for its socket.
+/// last read may have left more behind (it filled the buffer): a read
+/// that would find nothing costs no system call, and waiting for an edge
+/// that already came costs none either, so a socket that streams (an
+/// agent link) is read this way too. A pipe that keeps filling the buffer
+/// lets the other tasks run between two reads: a chatty child must not
+/// hold up every connection waiting for its socket.
 pub struct Ready<T: AsRawFd> {
     io: T,
     source: Arc<Source>,
@@ -39,8 +40,6 @@ enum Mode {
     Socket,
     /// The same, and yield after one that did.
     Pipe,
-    /// Never wait first.
-    Eager,
 }
 
 impl<T: AsRawFd> Ready<T> {
@@ -64,12 +63,6 @@ impl<T: AsRawFd> Ready<T> {
     /// A pipe: every read waits for the reactor.
     pub fn pipe(io: T) -> io::Result<Self> {
         Ready::new(io, Mode::Pipe)
-    }
-
-    /// From now on, reads are tried at once.
-    pub fn eager(&mut self) {
-        self.mode = Mode::Eager;
-        self.drained = false;
     }
 
     /// Runs `op` until it does not meet `WouldBlock`, waiting for the
@@ -133,12 +126,7 @@ where
         let filled = matches!(read, Ok(n) if n == buf.len());
         // A read shorter than the buffer emptied the source; an edge or a
         // hang-up since it began keeps it ready.
-        self.drained = match self.mode {
-            Mode::Socket | Mode::Pipe => {
-                read.is_ok() && !filled && self.source.clear(Direction::Read, begun, None)
-            }
-            Mode::Eager => false,
-        };
+        self.drained = read.is_ok() && !filled && self.source.clear(Direction::Read, begun, None);
         self.yield_first = self.mode == Mode::Pipe && filled;
         Poll::Ready(read)
     }

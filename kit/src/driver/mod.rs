@@ -95,11 +95,6 @@ pub trait Executor: Sized + Send + Sync + 'static {
     /// This process's stdout.
     fn stdout() -> Self::Stdout;
 
-    /// `tcp` carries an agent link from now on (upgraded, or dialed):
-    /// frames stream in, and a read should be tried before waiting for the
-    /// socket to be readable.
-    fn streaming(_tcp: &mut Self::Tcp) {}
-
     /// Resolves once `wait` has passed.
     fn sleep(wait: Duration) -> Self::Timer {
         Self::timer_at(later(Instant::now(), wait))

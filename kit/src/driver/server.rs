@@ -343,7 +343,6 @@ pub async fn connection<E: Executor>(
         let leftover = http.take_upgrade_bytes();
         let head = accept_head(&upgrade);
         if write_within::<E>(&mut stream, &head, limits.read_timeout).await {
-            E::streaming(&mut stream);
             let ws = link::accept(stream, leftover.to_vec(), limits.read_timeout).await;
             let peer = Peer::from(&upgrade);
             link::serve::<E, _>(&shared, id, ws, (mail, outputs), &backlog, peer).await;
@@ -385,10 +384,9 @@ pub async fn dial<E: Executor, S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(WebSocketStream<S>, Duration), DialError> {
     let (request, host, port) =
         link_request(url, token).map_err(|e| DialError::Final(e.to_string()))?;
-    let mut tcp = E::connect(&host, port)
+    let tcp = E::connect(&host, port)
         .await
         .map_err(|e| DialError::Unreachable(format!("cannot connect to {url}: {e}")))?;
-    E::streaming(&mut tcp);
     let (ws, response) = async_tungstenite::client_async(request, wrap(tcp))
         .await
         .map_err(|e| handshake_failed(url, e))?;
