@@ -128,20 +128,16 @@ impl Launcher for Tokio {
     const NAME: &'static str = "mcp-provider-tokio";
     const RUNTIME: &'static str = "tokio";
 
-    /// One thread: tokio's current-thread scheduler, every task on the
-    /// thread that blocks on `main`, as smol's one executor thread (a
-    /// multi-threaded runtime with one worker hands each wake-up between
-    /// that worker and this thread). More (0: one per core): the
-    /// multi-threaded scheduler with that many workers.
+    /// A multi-threaded runtime with `threads` workers (0: one per core).
+    /// With one, its current-thread scheduler was tried: a tools/call took
+    /// 3% fewer instructions, but a hundred streams went 15% slower, the
+    /// thread that blocks on `main` no longer sharing the work.
     fn block_on<T>(
         threads: usize,
         main: impl Future<Output = Result<T, RunError>>,
     ) -> Result<T, RunError> {
-        let mut builder = match threads {
-            1 => tokio::runtime::Builder::new_current_thread(),
-            _ => tokio::runtime::Builder::new_multi_thread(),
-        };
-        if threads > 1 {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if threads > 0 {
             builder.worker_threads(threads);
         }
         clock::start().map_err(RunError::cannot("start the timer thread"))?;
