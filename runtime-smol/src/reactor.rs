@@ -323,12 +323,18 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
-    #[test]
-    fn a_way_is_ready_until_an_attempt_finds_nothing_and_a_hang_up_keeps_it_ready() {
+    /// A reactor of its own, and a socket pair whose second end it watches.
+    fn watched() -> (Reactor, UnixStream, UnixStream, Arc<Source>) {
         let reactor = Reactor::new().unwrap();
-        let (mut a, b) = UnixStream::pair().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
         b.set_nonblocking(true).unwrap();
         let source = reactor.register(b.as_raw_fd()).unwrap();
+        (reactor, a, b, source)
+    }
+
+    #[test]
+    fn a_way_is_ready_until_an_attempt_finds_nothing_and_a_hang_up_keeps_it_ready() {
+        let (reactor, mut a, b, source) = watched();
         let mut cx = Context::from_waker(Waker::noop());
         // Fresh: tried first; it finds nothing, and then waits.
         assert!(source.poll_ready(Direction::Read, &mut cx).is_ready());
@@ -356,10 +362,7 @@ mod tests {
 
     #[test]
     fn an_edge_during_an_attempt_keeps_the_way_ready() {
-        let reactor = Reactor::new().unwrap();
-        let (mut a, b) = UnixStream::pair().unwrap();
-        b.set_nonblocking(true).unwrap();
-        let source = reactor.register(b.as_raw_fd()).unwrap();
+        let (reactor, mut a, _b, source) = watched();
         let begun = source.edges(Direction::Read);
         a.write_all(b"x").unwrap();
         reactor.wait(1000);

@@ -75,6 +75,8 @@ pub fn block_on<T>(main: impl Future<Output = T>, reactor: Option<&'static React
         reactor,
     });
     let waker = Waker::from(thread.clone());
+    // Once this thread is done, no task scheduled may be left for it.
+    let _leaving = Leaving(&waker);
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(smol::future::or(main, async { match Run.await {} }));
     loop {
@@ -103,6 +105,15 @@ pub fn block_on<T>(main: impl Future<Output = T>, reactor: Option<&'static React
                 }
             }
         }
+    }
+}
+
+/// Takes a thread's waker off the idle list when its [`block_on`] ends.
+struct Leaving<'a>(&'a Waker);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        queue().idle.retain(|w| !w.will_wake(self.0));
     }
 }
 
