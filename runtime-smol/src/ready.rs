@@ -60,7 +60,8 @@ impl<T: AsRawFd> Ready<T> {
         Ready::new(io, Mode::Socket)
     }
 
-    /// A pipe: every read waits for the reactor.
+    /// A pipe: as a socket, and a read that filled the buffer lets the
+    /// other tasks run before the next.
     pub fn pipe(io: T) -> io::Result<Self> {
         Ready::new(io, Mode::Pipe)
     }
