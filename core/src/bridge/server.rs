@@ -323,14 +323,25 @@ impl BridgedServer {
     // Output.
 
     /// When [`BridgedServer::handle_timeout`] must be called next.
+    /// Asked after every input: the child's own deadlines are read only
+    /// while it runs, and the health deadline (a hung ping's, or else a
+    /// silent call's probe) from one walk of what is owed.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let supervisor = self.supervisor.poll_timeout();
+        if self.state() != ChildState::Running {
+            return supervisor;
+        }
+        let health = match self.mux.ping_silent_since() {
+            Some(since) => Some(since),
+            None => self.mux.call_silent_since(),
+        }
+        .map(|since| later(since, self.supervisor.limits().ping_timeout));
         [
-            self.supervisor.poll_timeout(),
-            self.hung_at(),
-            self.probe_at(),
+            supervisor,
+            health,
             self.idle_at(),
             self.call_timeout_at(),
-            self.listen_at(),
+            self.mux.listen_due(),
         ]
         .into_iter()
         .flatten()
