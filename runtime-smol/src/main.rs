@@ -17,9 +17,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{ChildStdout, Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
 
-use mcp_provider_kit::driver::clock::{self, Timer};
 use mcp_provider_kit::driver::launch::{Async as AsyncRuntime, Launcher};
 use mcp_provider_kit::driver::{Child, Executor};
 use mcp_provider_kit::outbound::keepalive::keep_alive;
@@ -41,7 +39,6 @@ impl Executor for Smol {
     type PipeReader = Ready<File>;
     type PipeWriter = Ready<File>;
     type Stdout = Unblock<io::Stdout>;
-    type Timer = Timer;
 
     fn spawn(task: impl Future<Output = ()> + Send + 'static) {
         tasks::spawn(task);
@@ -49,10 +46,6 @@ impl Executor for Smol {
 
     fn yield_now() -> impl Future<Output = ()> + Send {
         smol::future::yield_now()
-    }
-
-    fn timer_at(at: Instant) -> Timer {
-        Timer::at(at)
     }
 
     fn listen(listener: std::net::TcpListener) -> io::Result<Self::TcpListener> {
@@ -126,7 +119,6 @@ impl Launcher for Smol {
     ) -> Result<T, RunError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = if threads == 0 { cores } else { threads };
-        clock::start().map_err(RunError::cannot("start the timer thread"))?;
         let reactor = Reactor::get().map_err(RunError::cannot("start the reactor"))?;
         for n in 1..threads {
             std::thread::Builder::new()

@@ -23,11 +23,9 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{ChildStdout, Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_tungstenite::tokio::TokioAdapter;
 use mcp_provider_kit::bridge::ReadStdout;
-use mcp_provider_kit::driver::clock::{self, Timer};
 use mcp_provider_kit::driver::launch::Launcher;
 use mcp_provider_kit::driver::upstream::Spawn;
 use mcp_provider_kit::driver::{child, Child, Executor};
@@ -53,7 +51,6 @@ impl Executor for Tokio {
     type PipeReader = TokioAdapter<pipe::Receiver>;
     type PipeWriter = TokioAdapter<pipe::Sender>;
     type Stdout = TokioAdapter<tokio::io::Stdout>;
-    type Timer = Timer;
 
     fn spawn(task: impl Future<Output = ()> + Send + 'static) {
         tokio::spawn(task);
@@ -61,10 +58,6 @@ impl Executor for Tokio {
 
     fn yield_now() -> impl Future<Output = ()> + Send {
         tokio::task::yield_now()
-    }
-
-    fn timer_at(at: Instant) -> Self::Timer {
-        Timer::at(at)
     }
 
     fn listen(listener: std::net::TcpListener) -> io::Result<TcpListener> {
@@ -140,7 +133,6 @@ impl Launcher for Tokio {
         if threads > 0 {
             builder.worker_threads(threads);
         }
-        clock::start().map_err(RunError::cannot("start the timer thread"))?;
         // Its I/O driver only: the timers are the kit's, and a time driver
         // with none set would still be walked at every park.
         builder

@@ -1,5 +1,5 @@
 //! Timers kept off the executor's reactor, on a thread of their own: the
-//! [`Executor::Timer`](super::Executor::Timer) of both async runtimes.
+//! driver's timers on every async runtime.
 //!
 //! async-io splits its map of timers at every wait while any timer is set,
 //! which allocates and moves every entry, and tokio walks its timer wheel
@@ -17,7 +17,9 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use mcp_provider_core::time::later;
 
 /// Every timer set, and the thread's bell.
 struct Clock {
@@ -94,6 +96,11 @@ fn fire() {
             None => CLOCK.earlier.wait(state).unwrap_or_else(|e| e.into_inner()),
         };
     }
+}
+
+/// A timer that fires once `wait` has passed.
+pub fn sleep(wait: Duration) -> Timer {
+    Timer::at(later(Instant::now(), wait))
 }
 
 /// Resolves once its deadline passed.

@@ -35,7 +35,7 @@ where
         let next = agent.poll_timeout();
         let message = async { Some(incoming().await) }
             .or(async {
-                until::<E>(next).await;
+                until(next).await;
                 None
             })
             .await;

@@ -14,6 +14,7 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use mcp_provider_core::agent::exec::link::{LinkId, OUTBOX};
 use mcp_provider_core::agent::process::{RunId, Stdin};
 
+use super::clock::sleep;
 use super::remote::{first_link, next_input, next_link, open_link, Waited, Ws};
 use super::{spawn_joined, until, Executor};
 use crate::agent::dial::LinkEnd;
@@ -122,7 +123,7 @@ fn accept_relays<E: Executor>(socket: &Path, tx: &Sender<Input>) -> Result<(), R
         let mut failures = accept::Failures::default();
         loop {
             let accepted = || E::accept_unix(&listener);
-            let stream = accept::next(accepted, E::sleep, &mut failures).await;
+            let stream = accept::next(accepted, sleep, &mut failures).await;
             let id = LinkId(next);
             next += 1;
             let (reader, writer) = futures_lite::io::split(stream);
@@ -236,7 +237,7 @@ fn start<E: Executor>(
                 // the process to read what it was sent.
                 if stdin_held.as_ref().is_some_and(Queued::full) {
                     while !stdin_held.as_ref().is_none_or(Queued::drained) {
-                        E::sleep(DRAIN_POLL).await;
+                        sleep(DRAIN_POLL).await;
                     }
                 }
                 let Ok(n @ 1..) = out.read(&mut buf).await else {
@@ -257,7 +258,7 @@ fn start<E: Executor>(
         let stderr = match stderr {
             Some(task) => {
                 let late = async {
-                    until::<E>(Some(ended.stderr_by())).await;
+                    until(Some(ended.stderr_by())).await;
                     None
                 };
                 task.or(late).await

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 
 use super::upstream::{self, Spawn};
-use super::{child, echo, exec, host, server, Executor};
+use super::{child, clock, echo, exec, host, server, Executor};
 use crate::agent::exec::RemoteExec;
 use crate::bridge::ReadStdout;
 use crate::{Launch, RemoteEcho, RemoteHost, RunError, Runtime, Terminal};
@@ -54,7 +54,7 @@ impl<E: Launcher> Runtime for Async<E> {
 
     fn serve(launch: Launch, ready: &dyn Fn()) -> Result<(), RunError> {
         let threads = launch.threads;
-        E::block_on(threads, async {
+        block_on::<E, _>(threads, async {
             let shared = server::start::<E>(launch.config, launch.audit);
             if let Some(traces) = launch.traces {
                 shared.set_traces(traces);
@@ -79,14 +79,24 @@ impl<E: Launcher> Runtime for Async<E> {
     }
 
     fn agent_echo(remote: RemoteEcho, terminal: Terminal) -> Result<(), RunError> {
-        E::block_on(1, echo::run_remote::<E>(&remote, terminal))
+        block_on::<E, _>(1, echo::run_remote::<E>(&remote, terminal))
     }
 
     fn agent_exec(remote: RemoteExec, terminal: Terminal) -> Result<(), RunError> {
-        E::block_on(1, exec::run_remote::<E>(&remote, terminal))
+        block_on::<E, _>(1, exec::run_remote::<E>(&remote, terminal))
     }
 
     fn agent_mcp(remote: RemoteHost, terminal: Terminal) -> Result<(), RunError> {
-        E::block_on(1, host::run_remote::<E>(&remote, terminal))
+        block_on::<E, _>(1, host::run_remote::<E>(&remote, terminal))
     }
+}
+
+/// Runs `main` on `E`, the kit's timer thread started first: a runtime
+/// that cannot keep time fails here, before it serves.
+fn block_on<E: Launcher, T>(
+    threads: usize,
+    main: impl Future<Output = Result<T, RunError>>,
+) -> Result<T, RunError> {
+    clock::start().map_err(RunError::cannot("start the timer thread"))?;
+    E::block_on(threads, main)
 }

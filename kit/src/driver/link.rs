@@ -23,6 +23,7 @@ use mcp_provider_core::backlog::Backlog;
 use mcp_provider_core::{ConnId, Output};
 
 pub use super::bell::TaskBell;
+use super::clock::sleep;
 use super::Executor;
 use crate::agent::dial::{link_failed, FromLink, LinkEnd};
 use crate::serve::burst::Burst;
@@ -134,7 +135,7 @@ impl Stall {
     /// Waits for `next`, but while a write waits for the peer to read, no
     /// longer than the limit from then: `None` once a write has waited
     /// that long.
-    async fn bound<E: Executor, T>(&self, next: impl Future<Output = T>) -> Option<T> {
+    async fn bound<T>(&self, next: impl Future<Output = T>) -> Option<T> {
         let mut next = pin!(next);
         loop {
             if !self.waiting.load(Ordering::Acquire) {
@@ -142,7 +143,7 @@ impl Stall {
             }
             let through = self.through.load(Ordering::Acquire);
             let waited = async {
-                E::sleep(self.limit).await;
+                sleep(self.limit).await;
                 None
             };
             match async { Some(next.as_mut().await) }.or(waited).await {
@@ -221,7 +222,7 @@ pub async fn serve<E: Executor, S>(
                             // While the link waits, the editors write: the
                             // next streak of bursts counts from none.
                             unyielded = 0;
-                            match stall.bound::<E, _>(rx.next()).await {
+                            match stall.bound(rx.next()).await {
                                 Some(next) => next,
                                 None => break Some(LinkClose::TooSlow),
                             }
@@ -273,7 +274,7 @@ pub async fn serve<E: Executor, S>(
         };
         close
             .or(async {
-                E::sleep(CLOSE_WAIT).await;
+                sleep(CLOSE_WAIT).await;
             })
             .await;
     }

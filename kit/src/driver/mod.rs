@@ -5,8 +5,8 @@
 //! the bridge's children and remote servers, and agents written in an
 //! embedding application.
 //!
-//! Nothing here names an executor. A runtime says how it spawns, sleeps
-//! and yields, and what its sockets, pipes and child processes are, by
+//! Nothing here names an executor. A runtime says how it spawns and
+//! yields, and what its sockets, pipes and child processes are, by
 //! implementing [`Executor`] (the smol and tokio crates are each that and
 //! their `main`); every future here runs on whichever executor polls it.
 //! Only with the `async` feature: the blocking runtime has threads, and no
@@ -34,16 +34,15 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::{ChildStdout, Command};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use mcp_provider_core::time::later;
 
 /// A future boxed, for what is made once per child or link.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// What the driver needs of an executor: tasks, time, sockets, pipes and
-/// child processes. Every method is called from within the executor's
+/// What the driver needs of an executor: tasks, sockets, pipes and child
+/// processes (its timers are the kit's own, [`clock`]). Every method is called from within the executor's
 /// context (a task, or the future the runtime blocks on).
 pub trait Executor: Sized + Send + Sync + 'static {
     /// A TCP connection, `TCP_NODELAY` set.
@@ -60,8 +59,6 @@ pub trait Executor: Sized + Send + Sync + 'static {
     type PipeWriter: AsyncWrite + Unpin + Send + 'static;
     /// This process's stdout.
     type Stdout: AsyncWrite + Unpin + Send + 'static;
-    /// A timer set for a moment; resolves once it passed.
-    type Timer: Future + Unpin + Send + 'static;
 
     /// Runs `task` on its own until it ends.
     fn spawn(task: impl Future<Output = ()> + Send + 'static);
@@ -70,9 +67,6 @@ pub trait Executor: Sized + Send + Sync + 'static {
     /// this task goes on: each executor has its own way, and a plain
     /// self-wake does not reach the back of every executor's queue.
     fn yield_now() -> impl Future<Output = ()> + Send;
-
-    /// A timer that fires at `at`.
-    fn timer_at(at: Instant) -> Self::Timer;
 
     /// Serves `listener`, bound and listening already.
     fn listen(listener: TcpListener) -> io::Result<Self::TcpListener>;
@@ -94,11 +88,6 @@ pub trait Executor: Sized + Send + Sync + 'static {
     fn pipe(pipe: ChildStdout) -> io::Result<Self::PipeReader>;
     /// This process's stdout.
     fn stdout() -> Self::Stdout;
-
-    /// Resolves once `wait` has passed.
-    fn sleep(wait: Duration) -> Self::Timer {
-        Self::timer_at(later(Instant::now(), wait))
-    }
 }
 
 /// A child process started by [`Executor::spawn_child`].
@@ -125,10 +114,10 @@ pub fn spawn_joined<E: Executor, T: Send + 'static>(
 }
 
 /// Resolves at `deadline`, or never without one.
-pub async fn until<E: Executor>(deadline: Option<Instant>) {
+pub async fn until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => {
-            E::timer_at(at).await;
+            clock::Timer::at(at).await;
         }
         None => std::future::pending().await,
     }

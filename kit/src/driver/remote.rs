@@ -15,6 +15,7 @@ use futures_lite::future::FutureExt;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use mcp_provider_core::time::later;
 
+use super::clock::{sleep, Timer};
 use super::link::{self, LinkSender};
 use super::{server, until, Executor};
 use crate::agent::dial::{
@@ -37,9 +38,9 @@ pub struct Quiet<E: Executor> {
     /// When the last byte was read.
     heard: Instant,
     /// Set while a read waits: when it has waited too long.
-    read_timer: Option<E::Timer>,
+    read_timer: Option<Timer>,
     /// Set while a write waits.
-    write_timer: Option<E::Timer>,
+    write_timer: Option<Timer>,
 }
 
 impl<E: Executor> Quiet<E> {
@@ -65,7 +66,7 @@ impl<E: Executor> Quiet<E> {
     /// timer is set, the first time it waits): whether it waited past the
     /// limit, and then the error it fails with.
     fn waited(
-        timer: &mut Option<E::Timer>,
+        timer: &mut Option<Timer>,
         since: impl FnOnce() -> Instant,
         limit: Option<Duration>,
         cx: &mut Context<'_>,
@@ -73,7 +74,7 @@ impl<E: Executor> Quiet<E> {
         let Some(limit) = limit else {
             return Poll::Pending;
         };
-        let timer = timer.get_or_insert_with(|| E::timer_at(later(since(), limit)));
+        let timer = timer.get_or_insert_with(|| Timer::at(later(since(), limit)));
         Pin::new(timer)
             .poll(cx)
             .map(|_| io::Error::new(io::ErrorKind::TimedOut, Silent(limit)))
@@ -138,7 +139,7 @@ async fn dial<E: Executor>(link: &Link) -> Result<Ws<E>, DialError> {
     };
     dialing
         .or(async {
-            E::sleep(LINK_DIAL_TIMEOUT).await;
+            sleep(LINK_DIAL_TIMEOUT).await;
             Err(DialError::Unreachable(format!(
                 "{} did not answer within {} s",
                 link.url,
@@ -167,7 +168,7 @@ pub async fn next_input<E: Executor, I>(rx: &Receiver<I>, deadline: Option<Insta
     };
     input
         .or(async {
-            until::<E>(deadline).await;
+            until(deadline).await;
             Waited::Due
         })
         .await
@@ -214,7 +215,7 @@ pub async fn next_link<E: Executor>(
 ) -> Result<Ws<E>, Stop> {
     let mut redial = Redial::after(link, end, tell)?;
     loop {
-        E::sleep(redial.wait()).await;
+        sleep(redial.wait()).await;
         match dial::<E>(link).await {
             Ok(ws) => return Ok(ws),
             Err(e) => redial.failed(e)?,

@@ -17,6 +17,7 @@ use mcp_provider_core::stream::Answering;
 use mcp_provider_core::{too_many_connections, Config, Provider};
 
 use super::bell::{BellWaiter, TaskBell};
+use super::clock::{sleep, Timer};
 use super::link::{self, Backpressure, Shared};
 use super::{until, Executor};
 use crate::agent::dial::{
@@ -40,7 +41,7 @@ pub fn start<E: Executor>(config: Config, audit: Option<AuditSink>) -> Shared {
     let (timer_bell, timer_waiter) = TaskBell::pair();
     let provider = Provider::new(config, Instant::now(), SystemTime::now());
     let shared = Hub::new(provider, audit, move || timer_bell.ring());
-    E::spawn(timer_task::<E>(shared.clone(), timer_waiter));
+    E::spawn(timer_task(shared.clone(), timer_waiter));
     shared
 }
 
@@ -78,7 +79,7 @@ pub async fn accept_loop<E: Executor>(
     // is rare.
     let mut failures = accept::Failures::default();
     loop {
-        let stream = accept::next(|| E::accept(&listener), E::sleep, &mut failures).await;
+        let stream = accept::next(|| E::accept(&listener), sleep, &mut failures).await;
         let Some((stream, mut admitted)) = gate.admit::<E>(stream) else {
             continue;
         };
@@ -134,14 +135,14 @@ async fn refuse<E: Executor>(mut stream: E::Tcp) {
         let _ = stream.read(&mut sink).await;
     };
     read.or(async {
-        E::sleep(REFUSAL_HOLD).await;
+        sleep(REFUSAL_HOLD).await;
     })
     .await;
 }
 
 /// Sleeps until the provider's next deadline, or until woken because an
 /// earlier one was set.
-async fn timer_task<E: Executor>(shared: Shared, wake: BellWaiter) {
+async fn timer_task(shared: Shared, wake: BellWaiter) {
     loop {
         let next = shared.lock().armed();
         let woken = async {
@@ -149,7 +150,7 @@ async fn timer_task<E: Executor>(shared: Shared, wake: BellWaiter) {
             false
         };
         let fired = async {
-            until::<E>(next).await;
+            until(next).await;
             true
         };
         if woken.or(fired).await {
@@ -162,12 +163,12 @@ async fn timer_task<E: Executor>(shared: Shared, wake: BellWaiter) {
 /// A connection's idle deadline. A later deadline does not move the
 /// timer: when the earlier one fires, the caller checks the deadline it
 /// has now and waits again if it moved on.
-struct IdleTimer<E: Executor> {
-    timer: Option<E::Timer>,
+struct IdleTimer {
+    timer: Option<Timer>,
     armed: Option<Instant>,
 }
 
-impl<E: Executor> IdleTimer<E> {
+impl IdleTimer {
     fn new() -> Self {
         IdleTimer {
             timer: None,
@@ -178,7 +179,7 @@ impl<E: Executor> IdleTimer<E> {
     /// Makes sure the timer fires no later than `deadline`.
     fn arm(&mut self, deadline: Option<Instant>) {
         if let Some(at) = deadline.filter(|at| self.armed.is_none_or(|a| *at < a)) {
-            self.timer = Some(E::timer_at(at));
+            self.timer = Some(Timer::at(at));
             self.armed = Some(at);
         }
     }
@@ -216,7 +217,7 @@ async fn write_within<E: Executor>(stream: &mut E::Tcp, bytes: &[u8], limit: Dur
     }
     write
         .or(async {
-            E::sleep(limit).await;
+            sleep(limit).await;
             false
         })
         .await
@@ -241,7 +242,7 @@ pub async fn connection<E: Executor>(
     let mut out = BytesMut::new();
     let mut outputs = VecDeque::new();
     let mut eof = false;
-    let mut idle = IdleTimer::<E>::new();
+    let mut idle = IdleTimer::new();
     let (reclaim_bell, reclaimed) = TaskBell::pair();
     let reclaim: Reclaim = Arc::new(move || reclaim_bell.ring());
     let upgrade = 'conn: loop {
@@ -415,6 +416,6 @@ pub async fn dial_hub<E: Executor>(shared: Shared, url: String, token: String) {
             }
             Err(e) => tracing::warn!("agent hub: {}", e.message()),
         }
-        E::sleep(backoff.next_wait()).await;
+        sleep(backoff.next_wait()).await;
     }
 }

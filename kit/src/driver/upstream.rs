@@ -15,6 +15,7 @@ use mcp_provider_core::http::{Outgoing, Url};
 use mcp_provider_core::upstream::ExchangeId;
 use rustls::ClientConnection;
 
+use super::clock::{sleep, Timer};
 use super::{BoxFuture, Executor};
 use crate::outbound::tls;
 use crate::outbound::upstream::conn::{
@@ -162,11 +163,7 @@ impl Queue {
 
     /// The next exchange, or `None` once there has been none for a while
     /// (or the run is over and none is left).
-    async fn next_job<E: Executor>(
-        &self,
-        handoff: &Arc<Handoff>,
-        idle: &mut Idle<E>,
-    ) -> Option<Job> {
+    async fn next_job(&self, handoff: &Arc<Handoff>, idle: &mut Idle) -> Option<Job> {
         {
             let mut state = self.state();
             if let Some(job) = state.jobs.pop_front() {
@@ -209,7 +206,7 @@ impl Queue {
             return;
         };
         let mut conn: Option<Conn<E>> = None;
-        let mut idle = Idle::<E>::new();
+        let mut idle = Idle::new();
         let cuts = Arc::new(Cuts::default());
         let handoff = Arc::new(Handoff::default());
         loop {
@@ -306,17 +303,17 @@ impl Cuts {
 /// whole life, moved on only when it fires early. (A timer made for each
 /// wait would cost a reactor with a timer file a system call or two per
 /// exchange.)
-struct Idle<E: Executor> {
-    timer: E::Timer,
+struct Idle {
+    timer: Timer,
     /// When the worker last finished an exchange.
     since: Instant,
 }
 
-impl<E: Executor> Idle<E> {
+impl Idle {
     fn new() -> Self {
         let since = Instant::now();
         Idle {
-            timer: E::timer_at(since + WORKER_IDLE),
+            timer: Timer::at(since + WORKER_IDLE),
             since,
         }
     }
@@ -332,7 +329,7 @@ impl<E: Executor> Idle<E> {
         if Instant::now() >= due {
             return true;
         }
-        self.timer = E::timer_at(due);
+        self.timer = Timer::at(due);
         false
     }
 }
@@ -362,7 +359,12 @@ async fn carry<E: Executor>(
         let stopped = || async {
             let cut = cuts.until_cut();
             match job.deadline {
-                Some(at) => future::or(cut, async { drop(E::timer_at(at).await) }).await,
+                Some(at) => {
+                    future::or(cut, async {
+                        Timer::at(at).await;
+                    })
+                    .await
+                }
                 None => cut.await,
             }
         };
@@ -420,7 +422,7 @@ impl<E: Executor> Conn<E> {
     /// otherwise keep the task and its socket for good.
     async fn dial(url: &Url, ca_file: Option<&str>) -> Result<Conn<E>, Failed> {
         let timeout = async {
-            E::sleep(UPSTREAM_DIAL_TIMEOUT).await;
+            sleep(UPSTREAM_DIAL_TIMEOUT).await;
             Err(conn::dial_late(url))
         };
         future::or(Conn::connect(url, ca_file), timeout).await

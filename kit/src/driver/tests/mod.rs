@@ -14,7 +14,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::process::{ChildStdout, Command};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
@@ -42,7 +42,6 @@ impl Executor for Test {
     type PipeReader = piper::Reader;
     type PipeWriter = piper::Writer;
     type Stdout = futures_lite::io::Sink;
-    type Timer = smol::Timer;
 
     fn spawn(task: impl Future<Output = ()> + Send + 'static) {
         smol::spawn(task).detach();
@@ -50,10 +49,6 @@ impl Executor for Test {
 
     fn yield_now() -> impl Future<Output = ()> + Send {
         futures_lite::future::yield_now()
-    }
-
-    fn timer_at(at: Instant) -> smol::Timer {
-        smol::Timer::at(at)
     }
 
     fn listen(_: TcpListener) -> io::Result<Infallible> {
