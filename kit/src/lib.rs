@@ -17,6 +17,7 @@ pub mod agent;
 pub mod bridge;
 #[cfg(feature = "async")]
 pub mod driver;
+mod few;
 pub mod outbound;
 mod private_file;
 pub mod process;

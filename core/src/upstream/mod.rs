@@ -91,6 +91,10 @@ const MAX_LOST_SESSIONS: u32 = 3;
 /// ones: one not answered by then is answered with nothing to read.
 const MAX_LISTINGS: usize = 64;
 
+/// The room for events kept from one read of a stream to the next: a read
+/// brings one or a few; a burst's larger list is let go.
+const KEPT_EVENTS: usize = 16;
+
 /// How a remote server is reached: one `[[bridge.servers]]` entry with a
 /// `url`.
 #[derive(Debug, Clone, PartialEq)]
@@ -363,6 +367,9 @@ pub struct Upstream {
     down: Option<(Instant, String)>,
     status: Status,
     out: VecDeque<UpstreamOutput>,
+    /// The list an event stream's events are taken into, kept from read
+    /// to read (up to [`KEPT_EVENTS`] of room).
+    events: Vec<sse::Event>,
 }
 
 impl Upstream {
@@ -392,6 +399,7 @@ impl Upstream {
             down: None,
             status: Status::Connecting,
             out: VecDeque::new(),
+            events: Vec::new(),
         }
     }
 
@@ -732,13 +740,28 @@ impl Upstream {
                 let room = ERROR_BODY.saturating_sub(text.len());
                 text.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
             }
-            Body::Events(reader) => match reader.push(data) {
-                Ok(events) => {
-                    for event in events {
+            Body::Events(reader) => match reader.push(data, &mut self.events) {
+                Ok(()) => {
+                    // The listen stream is taken up again after its last
+                    // event, whatever the events below lead to.
+                    let listening = self.listening.as_mut().filter(|l| l.id == id);
+                    if let (Some(listening), Some(named)) = (listening, reader.named_id()) {
+                        if listening.last_event.as_deref() != Some(named) {
+                            listening.last_event = Some(named.to_owned());
+                        }
+                    }
+                    let mut events = std::mem::take(&mut self.events);
+                    for event in events.drain(..) {
                         self.event(id, event);
+                    }
+                    // A burst's room is let go.
+                    if events.capacity() <= KEPT_EVENTS {
+                        self.events = events;
                     }
                 }
                 Err(e) => {
+                    // What the read completed before the fault goes with it.
+                    self.events.clear();
                     tracing::warn!(server = %self.name, "the remote MCP server's event stream: {e}");
                     self.out.push_back(UpstreamOutput::Abort(id));
                     self.ended(id, Some(e.to_string()));
@@ -1091,11 +1114,6 @@ impl Upstream {
     /// One event of a stream: a message (on any stream), or a legacy
     /// server's endpoint.
     fn event(&mut self, id: ExchangeId, event: sse::Event) {
-        if let Some(listening) = self.listening.as_mut().filter(|l| l.id == id) {
-            if event.id.is_some() {
-                listening.last_event.clone_from(&event.id);
-            }
-        }
         match event.kind() {
             "message" if !event.data.trim_ascii().is_empty() => self.message(id, event.data),
             "endpoint" => self.endpoint(id, &event.data),

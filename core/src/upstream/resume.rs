@@ -86,13 +86,13 @@ mod tests {
         let mut resume = Resume::default();
         assert_eq!(resume.due(now), None, "no event id: nothing to resume");
         let mut reader = SseReader::new(1024);
-        reader.push(b"id: 7\ndata: \n\n").unwrap();
+        reader.push(b"id: 7\ndata: \n\n", &mut Vec::new()).unwrap();
         resume.heard(&reader);
         assert_eq!(resume.due(now), Some(now + RESUME_WAIT));
-        reader.push(b"retry: 250\n\n").unwrap();
+        reader.push(b"retry: 250\n\n", &mut Vec::new()).unwrap();
         resume.heard(&reader);
         assert_eq!(resume.due(now), Some(now + Duration::from_millis(250)));
-        reader.push(b"retry: 3600000\n\n").unwrap();
+        reader.push(b"retry: 3600000\n\n", &mut Vec::new()).unwrap();
         resume.heard(&reader);
         assert_eq!(resume.due(now), Some(now + RESUME_WAIT_MOST));
         resume.attempts = MAX_RESUMES;

@@ -17,8 +17,6 @@ pub struct Event {
     /// names on every answer, is kept borrowed).
     pub kind: Cow<'static, str>,
     pub data: String,
-    /// `id:`, when the event had one.
-    pub id: Option<String>,
 }
 
 impl Event {
@@ -47,6 +45,9 @@ pub struct SseReader {
     line: Vec<u8>,
     /// The event being built.
     event: Event,
+    /// Its `id:`, when it had one: it becomes the last id as the event
+    /// ends (moved, not copied; see [`SseReader::last_event_id`]).
+    id: Option<String>,
     /// Whether `data` has had a line yet (a second one adds a newline).
     any_data: bool,
     /// The most bytes an event may hold, fields and data together.
@@ -68,6 +69,7 @@ impl SseReader {
         SseReader {
             line: Vec::new(),
             event: Event::default(),
+            id: None,
             any_data: false,
             max,
             size: 0,
@@ -83,14 +85,22 @@ impl SseReader {
         self.last_id.as_deref().filter(|id| !id.is_empty())
     }
 
+    /// The id the last event to name one named, even an empty one (which
+    /// says to resume after none): what a stream taken up again on a new
+    /// reader keeps from this one.
+    pub fn named_id(&self) -> Option<&str> {
+        self.last_id.as_deref()
+    }
+
     /// The wait before taking the stream up again that it asked for.
     pub fn retry(&self) -> Option<Duration> {
         self.retry
     }
 
-    /// Takes bytes of the stream, and the events they complete.
-    pub fn push(&mut self, mut bytes: &[u8]) -> Result<Vec<Event>, SseError> {
-        let mut events = Vec::new();
+    /// Takes bytes of the stream; the events they complete are added to
+    /// `events` (the caller's, kept from read to read: no list is made
+    /// for each).
+    pub fn push(&mut self, mut bytes: &[u8], events: &mut Vec<Event>) -> Result<(), SseError> {
         while !bytes.is_empty() {
             if std::mem::take(&mut self.after_cr) && bytes.first() == Some(&b'\n') {
                 bytes = bytes.get(1..).unwrap_or_default();
@@ -122,15 +132,14 @@ impl SseReader {
             events.extend(event);
             bytes = rest;
         }
-        Ok(events)
+        Ok(())
     }
 
     /// The end of `line`: an empty one dispatches the event.
     fn end_line(&mut self, line: &[u8]) -> Option<Event> {
         if line.is_empty() {
-            if self.event.id.is_some() {
-                // Copied into the room the last one left.
-                self.last_id.clone_from(&self.event.id);
+            if let Some(id) = self.id.take() {
+                self.last_id = Some(id);
             }
             let event = std::mem::take(&mut self.event);
             let any = std::mem::take(&mut self.any_data);
@@ -165,7 +174,7 @@ impl SseReader {
                 self.event.kind = crate::text::known_or_owned(&["message"], &kind);
             }
             b"id" if !value.contains(&0) => {
-                self.event.id = Some(crate::text::lossy(value).into_owned());
+                self.id = Some(crate::text::lossy(value).into_owned());
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 // Digits past u64 are a wait longer than any it is capped at.
@@ -196,25 +205,27 @@ fn line_break(bytes: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    fn all(bytes: &[u8], split: usize) -> Vec<Event> {
-        let mut reader = SseReader::new(1024);
-        bytes
-            .chunks(split)
-            .flat_map(|piece| reader.push(piece).unwrap())
-            .collect()
+    /// The events of `bytes` read `split` bytes at a time, and the last
+    /// id the stream named.
+    fn all(bytes: &[u8], split: usize) -> (Vec<Event>, Option<String>) {
+        let (mut reader, mut events) = (SseReader::new(1024), Vec::new());
+        for piece in bytes.chunks(split) {
+            reader.push(piece, &mut events).unwrap();
+        }
+        (events, reader.last_event_id().map(str::to_owned))
     }
 
     #[test]
     fn events_are_the_same_whatever_the_split() {
         let stream = b": keep-alive\r\n\r\nevent: endpoint\r\ndata: /messages?session_id=1\r\n\r\nid: 7\ndata: {\"a\":\ndata: 1}\n\ndata\n\nretry: 5\n\n";
         for split in [1, 2, 3, 5, 100] {
-            let events = all(stream, split);
+            let (events, last_id) = all(stream, split);
             assert_eq!(events.len(), 3, "split {split}");
+            assert_eq!(last_id.as_deref(), Some("7"));
             assert_eq!(events[0].kind(), "endpoint");
             assert_eq!(events[0].data, "/messages?session_id=1");
             assert_eq!(events[1].kind(), "message");
             assert_eq!(events[1].data, "{\"a\":\n1}");
-            assert_eq!(events[1].id.as_deref(), Some("7"));
             assert_eq!(events[2].data, "");
         }
     }
@@ -222,34 +233,40 @@ mod tests {
     #[test]
     fn a_multibyte_character_split_between_reads_is_kept() {
         let stream = "data: héllo\n\n".as_bytes();
-        assert_eq!(all(stream, 1)[0].data, "héllo");
+        assert_eq!(all(stream, 1).0[0].data, "héllo");
     }
 
     #[test]
     fn the_last_event_id_and_retry_are_kept_across_events() {
         let mut reader = SseReader::new(1024);
         assert_eq!(reader.last_event_id(), None);
-        let events = reader
-            .push(b"id: e-1\nretry: 500\ndata: \n\ndata: {}\n\n")
+        let mut events = Vec::new();
+        reader
+            .push(b"id: e-1\nretry: 500\ndata: \n\ndata: {}\n\n", &mut events)
             .unwrap();
         assert_eq!(events.len(), 2);
-        assert_eq!(events[1].id, None, "an event's own id is its own");
         assert_eq!(reader.last_event_id(), Some("e-1"), "the last one stays");
         assert_eq!(reader.retry(), Some(Duration::from_millis(500)));
         // An id with no data still counts; a retry that is no number does not.
-        reader.push(b"id: e-2\nretry: soon\n\n").unwrap();
+        reader
+            .push(b"id: e-2\nretry: soon\n\n", &mut events)
+            .unwrap();
         assert_eq!(reader.last_event_id(), Some("e-2"));
         assert_eq!(reader.retry(), Some(Duration::from_millis(500)));
         // An empty id means none to resume after.
-        reader.push(b"id\ndata: x\n\n").unwrap();
+        reader.push(b"id\ndata: x\n\n", &mut events).unwrap();
         assert_eq!(reader.last_event_id(), None);
     }
 
     #[test]
     fn an_endless_event_is_an_error() {
         let mut reader = SseReader::new(16);
-        assert!(reader.push(b"data: 0123456789").is_ok());
-        assert_eq!(reader.push(b"abcdefgh"), Err(SseError::TooLong(16)));
+        let mut events = Vec::new();
+        assert!(reader.push(b"data: 0123456789", &mut events).is_ok());
+        assert_eq!(
+            reader.push(b"abcdefgh", &mut events),
+            Err(SseError::TooLong(16))
+        );
     }
 
     proptest::proptest! {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mcp_provider_core::bridge::{BridgeOutput, ChildId, StopSignal};
 use mcp_provider_core::IdMap;
 
+use crate::few::Few;
 use crate::outbound::upstream::RemoteRun;
 use crate::process::child_stdin::{Stdin, Written};
 use crate::process::{self, watchdog};
@@ -123,7 +124,7 @@ impl Children {
     /// stdin (and the stdin put in `flushes`, to be written once the lock
     /// is let go), a close or signal is done at once. Spawns are done after
     /// the lock is let go (they call the bridge again), not here.
-    pub(super) fn to_child(&self, child: ChildId, action: BridgeOutput, flushes: &mut Vec<Flush>) {
+    pub(super) fn to_child(&self, child: ChildId, action: BridgeOutput, flushes: &mut Few<Flush>) {
         let Some(running) = self.map().get(&child).map(Running::handle) else {
             return;
         };

@@ -25,11 +25,12 @@ use mcp_provider_core::http::Request;
 use mcp_provider_core::upstream::Remote;
 use mcp_provider_core::{ConnId, Output};
 
+use crate::few::Few;
 use crate::outbound::upstream::{
     threads, Carriers, Credentials, NoCredentials, NotBegun, Parent, RemoteRun,
 };
 use crate::telemetry::Traces;
-use children::{Children, Flush, Running};
+use children::{Children, Running};
 use spawn::{thread, Start};
 use timer::Timer;
 
@@ -212,14 +213,14 @@ impl Bridged {
     /// stream's head reaches its connection before the events the child
     /// answers with.
     pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Bridge, Instant) -> R) -> R {
-        // Nearly every call posts once: the first wake is kept in place.
-        let (mut wake, mut more_wakes) = (None, Vec::new());
+        // Nearly every call posts once and writes to one child.
+        let mut wakes = Few::default();
         let (result, flushes, spawns, logins, keeps, next, report) = {
             let mut bridge = self.lock();
             let now = Instant::now();
             let result = f(&mut bridge, now);
             let report = self.timer.resume_reports(!bridge.specs().is_empty());
-            let mut flushes: Vec<Flush> = Vec::new();
+            let mut flushes = Few::default();
             let mut logins = Vec::new();
             let mut spawns = Vec::new();
             let mut keeps = Vec::new();
@@ -251,10 +252,7 @@ impl Bridged {
                 else {
                     break;
                 };
-                match wake {
-                    None => wake = Some(posted.wake),
-                    Some(_) => more_wakes.push(posted.wake),
-                }
+                wakes.push(posted.wake);
                 if posted.slow.is_empty() {
                     break;
                 }
@@ -275,7 +273,7 @@ impl Bridged {
                 report,
             )
         };
-        for wake in wake.into_iter().chain(more_wakes) {
+        for wake in wakes {
             wake();
         }
         for flush in flushes {

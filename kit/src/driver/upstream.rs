@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use mcp_provider_core::http::{Outgoing, Url};
+use mcp_provider_core::http::{Outgoing, ResponseEvent, Url};
 use mcp_provider_core::upstream::ExchangeId;
 use rustls::ClientConnection;
 
@@ -410,6 +410,8 @@ struct Conn<E: Executor> {
     sealed: Vec<u8>,
     /// Where each read lands, kept for the connection's next exchange.
     buf: Vec<u8>,
+    /// The list a response's pieces are taken into, likewise.
+    events: Vec<ResponseEvent>,
     /// The URL it was dialed for: its origin (scheme, host, port) is the
     /// server it is connected to.
     dialed: Url,
@@ -437,6 +439,7 @@ impl<E: Executor> Conn<E> {
             tls: None,
             sealed: Vec::new(),
             buf: Vec::new(),
+            events: Vec::new(),
             dialed: url.clone(),
         };
         if url.is_secure() {
@@ -472,7 +475,8 @@ impl<E: Executor> Conn<E> {
         self.write(&request.encode())
             .await
             .map_err(|e| (Failed::Broken(e.to_string()), 0))?;
-        let mut reading = Reading::new(request, max_body);
+        let events = std::mem::take(&mut self.events);
+        let mut reading = Reading::reusing(request, max_body, events);
         // Taken while reading (a cut exchange leaves it empty: made anew).
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(UPSTREAM_READ_CHUNK, 0);
@@ -490,6 +494,7 @@ impl<E: Executor> Conn<E> {
         }
         .await;
         self.buf = buf;
+        self.events = reading.into_events();
         read
     }
 

@@ -296,11 +296,26 @@ pub struct Took<'a> {
 
 impl Reading {
     pub fn new(request: &Outgoing, max_body: usize) -> Reading {
+        Reading::reusing(request, max_body, Vec::new())
+    }
+
+    /// As [`Reading::new`], taking the pieces into `events`, a list
+    /// a connection keeps from one response to the next (see
+    /// [`Reading::into_events`]): one allocation less per exchange.
+    pub fn reusing(request: &Outgoing, max_body: usize, mut events: Vec<ResponseEvent>) -> Reading {
+        events.clear();
         Reading {
             reader: ResponseReader::new(request.method, max_body),
             read: 0,
-            events: Vec::new(),
+            events,
         }
+    }
+
+    /// The list the pieces were taken into, emptied, for the next
+    /// response.
+    pub fn into_events(mut self) -> Vec<ResponseEvent> {
+        self.events.clear();
+        self.events
     }
 
     /// The bytes of one read (none: the connection closed).

@@ -26,6 +26,7 @@ use mcp_provider_core::time::later;
 use mcp_provider_core::upstream::{ExchangeId, Outline, Remote, Upstream, UpstreamOutput};
 use mcp_provider_core::IdMap;
 
+use crate::few::Few;
 use alarm::Alarm;
 use conn::Failed;
 
@@ -330,7 +331,7 @@ impl RemoteRun {
     /// Carries out what the upstream asked; the list's room is kept for
     /// the next outputs (a burst's is let go).
     fn act(self: &Arc<Self>, mut outputs: Vec<UpstreamOutput>) {
-        let mut lines = Vec::new();
+        let mut lines = Few::default();
         for output in outputs.drain(..) {
             match output {
                 UpstreamOutput::Send {
@@ -467,7 +468,7 @@ impl RemoteRun {
 
     /// The server's messages, to the bridge as the child's lines (with
     /// where an answer's parts stand, when the upstream read it).
-    fn deliver(&self, lines: Vec<(String, Option<Placed>)>) {
+    fn deliver(&self, lines: Few<(String, Option<Placed>)>) {
         if !lines.is_empty() {
             self.tell_bridge(|b, child, now| {
                 for (text, placed) in &lines {
