@@ -908,7 +908,7 @@ impl Upstream {
                 }
                 None => {
                     if let Some(id) = &self.session {
-                        request = request.header("mcp-session-id", id.to_string());
+                        request = request.header("mcp-session-id", String::from(&**id));
                         session = Some(id.clone());
                     }
                     if let Some(version) = &self.version {
