@@ -49,9 +49,10 @@ fn state() -> MutexGuard<'static, State> {
     CLOCK.state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Starts the thread that fires timers, unless it runs already. A runtime
-/// calls it before it serves, to fail there if the thread cannot start; a
-/// timer set before then starts it.
+/// Starts the thread that fires timers, unless it runs already. The
+/// command line calls it before a runtime runs (`launch.rs`), to fail
+/// there if the thread cannot start; otherwise (an embedding application)
+/// the first timer set starts it.
 pub fn start() -> io::Result<()> {
     static STARTED: OnceLock<Result<(), io::ErrorKind>> = OnceLock::new();
     let started = STARTED.get_or_init(|| {

@@ -42,8 +42,9 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// What the driver needs of an executor: tasks, sockets, pipes and child
-/// processes (its timers are the kit's own, [`clock`]). Every method is called from within the executor's
-/// context (a task, or the future the runtime blocks on).
+/// processes (its timers are the kit's own, [`clock`]). Every method is
+/// called from within the executor's context (a task, or the future the
+/// runtime blocks on).
 pub trait Executor: Sized + Send + Sync + 'static {
     /// A TCP connection, `TCP_NODELAY` set.
     type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;

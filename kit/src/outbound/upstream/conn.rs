@@ -283,6 +283,10 @@ pub struct Reading {
     events: Vec<ResponseEvent>,
 }
 
+/// The most response pieces whose room a connection keeps from one
+/// response to the next: a read makes a few.
+const KEPT_EVENTS: usize = 16;
+
 /// The pieces of one read, handed to whoever carries them on.
 pub type Events<'a> = std::vec::Drain<'a, ResponseEvent>;
 
@@ -312,8 +316,11 @@ impl Reading {
     }
 
     /// The list the pieces were taken into, emptied, for the next
-    /// response.
+    /// response (a list a burst of small chunks grew is let go).
     pub fn into_events(mut self) -> Vec<ResponseEvent> {
+        if self.events.capacity() > KEPT_EVENTS {
+            return Vec::new();
+        }
         self.events.clear();
         self.events
     }
