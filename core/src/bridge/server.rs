@@ -323,9 +323,11 @@ impl BridgedServer {
     // Output.
 
     /// When [`BridgedServer::handle_timeout`] must be called next.
+    ///
     /// Asked after every input: the child's own deadlines are read only
-    /// while it runs, and the health deadline (a hung ping's, or else a
-    /// silent call's probe) from one walk of what is owed.
+    /// while it runs, and the health deadline from one walk of what is
+    /// owed (a hung ping's, `hung_at`, or else a silent call's probe,
+    /// `probe_at`: never both).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let supervisor = self.supervisor.poll_timeout();
         if self.state() != ChildState::Running {
