@@ -121,7 +121,7 @@ impl Request {
         headers: Vec<(String, String)>,
         body: Bytes,
     ) -> Result<Self, HttpError> {
-        normalise_target(Request {
+        let mut request = Request {
             method: method_of(method),
             target: target.to_owned(),
             path_len: 0,
@@ -129,7 +129,9 @@ impl Request {
             headers: headers.into_iter().collect(),
             body,
             seq: 0,
-        })
+        };
+        normalise_target(&mut request)?;
+        Ok(request)
     }
 
     /// Its number on its connection, counting from 0 (0 for a request
@@ -298,7 +300,7 @@ impl RequestReader {
         if len > self.limits.max_head {
             return Err(HttpError::HeadTooLarge(self.limits.max_head));
         }
-        let request = Request {
+        let mut request = Request {
             method: method_of(parsed.method.unwrap_or_default()),
             target: parsed.path.unwrap_or_default().to_owned(),
             path_len: 0,
@@ -316,7 +318,8 @@ impl RequestReader {
             seq: 0,
         };
         self.buf.advance(len);
-        let request = normalise_target(check_host(request)?)?;
+        check_host(&request)?;
+        normalise_target(&mut request)?;
         let framing = framing_of(&request)?;
         if let Framing::Length(n) = framing {
             if n > self.limits.max_body {
@@ -377,10 +380,10 @@ impl RequestReader {
 
 /// Requires exactly one `Host` in HTTP/1.1 (RFC 9112 §3.2) and at most
 /// one in HTTP/1.0: two could name different hosts to two parsers.
-fn check_host(request: Request) -> Result<Request, HttpError> {
+fn check_host(request: &Request) -> Result<(), HttpError> {
     let hosts = request.headers.all("host").count();
     match (hosts, request.minor_version) {
-        (0, 0) | (1, _) => Ok(request),
+        (0, 0) | (1, _) => Ok(()),
         (0, _) => Err(HttpError::Malformed("HTTP/1.1 request without Host")),
         _ => Err(HttpError::Malformed("more than one Host header")),
     }
@@ -390,7 +393,7 @@ fn check_host(request: Request) -> Result<Request, HttpError> {
 /// absolute-form target's authority replaces the `host` header's value
 /// (RFC 9112 §3.2.2), so the local-host check judges the host actually
 /// named.
-fn normalise_target(mut request: Request) -> Result<Request, HttpError> {
+fn normalise_target(request: &mut Request) -> Result<(), HttpError> {
     if !super::target::is_canonical(&request.target) {
         let (target, authority) = super::target::canonical(&request.method, &request.target)?;
         request.target = target;
@@ -404,7 +407,7 @@ fn normalise_target(mut request: Request) -> Result<Request, HttpError> {
         .position(|&b| b == b'?')
         .unwrap_or(target.len());
     request.path_len = u32::try_from(path_len).unwrap_or(u32::MAX);
-    Ok(request)
+    Ok(())
 }
 
 /// How the body is delimited (RFC 9112 §6.3). Every ambiguity is an error
