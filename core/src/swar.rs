@@ -18,15 +18,21 @@ pub(crate) fn has_byte(w: u64, b: u8) -> u64 {
 }
 
 /// Where the first byte of `bytes` that `is` picks out is, or the length
-/// of `bytes`. `hit` says of eight bytes at once whether any is one
-/// (nonzero when it may be), so words without one are passed over whole.
+/// of `bytes`. `hit` flags the bytes of eight at once that are ones (in
+/// each byte's high bit), so words without one are passed over whole and
+/// the first one is read off the word: [`has_below`]'s and [`has_byte`]'s
+/// flags, and any union of them, may be wrong only above a true one (a
+/// borrow carries upwards), so the lowest flag — the first byte, the word
+/// read little-endian — is exact. The last few bytes are looked at one by
+/// one with `is`.
 pub(crate) fn find(bytes: &[u8], hit: impl Fn(u64) -> u64, is: impl Fn(u8) -> bool) -> usize {
     let mut at = 0;
     for word in bytes.chunks_exact(8) {
         let mut w = [0u8; 8];
         w.copy_from_slice(word);
-        if hit(u64::from_ne_bytes(w)) != 0 {
-            break;
+        let flags = hit(u64::from_le_bytes(w));
+        if flags != 0 {
+            return at + (flags.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
@@ -83,6 +89,19 @@ mod tests {
             let found = find(&bytes, |w| has_below(w, n) | has_byte(w, b), |x| x < n || x == b);
             let plain = bytes.iter().position(|&x| x < n || x == b).unwrap_or(bytes.len());
             proptest::prop_assert_eq!(found, plain);
+        }
+
+        /// A JSON string's plain run ends where a byte-by-byte look ends
+        /// it, whichever byte of a word that is.
+        #[test]
+        fn a_plain_run_ends_where_a_byte_by_byte_look_ends_it(
+            bytes in proptest::collection::vec(0x1fu8..=0x7f, 0..64),
+        ) {
+            let plain = bytes
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(json_plain_run(&bytes), plain);
         }
 
         /// Eight at a time lower-cases as `make_ascii_lowercase` does.
