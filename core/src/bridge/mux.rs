@@ -355,27 +355,6 @@ impl Mux {
         self.calls.values().map(|sent| sent.due(timeout)).min()
     }
 
-    /// [`Mux::next_call_timeout`] (when given a `timeout`) and
-    /// [`Mux::call_silent_since`] in one walk over the calls: both are
-    /// asked after every input.
-    pub(crate) fn call_deadlines(
-        &self,
-        timeout: Option<Duration>,
-    ) -> (Option<Instant>, Option<Instant>) {
-        let Some(timeout) = timeout else {
-            return (None, self.call_silent_since());
-        };
-        let (mut due, mut silent) = (None::<Instant>, None);
-        for (&id, sent) in &self.calls {
-            let at = sent.due(timeout);
-            due = Some(due.map_or(at, |due| due.min(at)));
-            if silent.is_none() && id >= self.heard_from {
-                silent = Some(sent.sent_at);
-            }
-        }
-        (due, silent)
-    }
-
     /// Calls that have shown no progress for `timeout` end: the child is
     /// told each is cancelled (so what it holds is let go), and its client
     /// gets a timeout error, `message`.
@@ -2155,26 +2134,5 @@ mod tests {
             .map(|l| l["id"].clone())
             .collect();
         assert_eq!(ids, [json!(1), json!(2)]);
-    }
-
-    #[test]
-    fn one_walk_finds_the_next_call_timeout_and_the_oldest_call_owed() {
-        let t0 = Instant::now();
-        let t1 = t0 + std::time::Duration::from_secs(1);
-        let timeout = std::time::Duration::from_secs(30);
-        let mut mux = Mux::new("s", 8, true, ToolFilter::default());
-        let mut out = VecDeque::new();
-        let a = mux.open_client();
-        let list = |id| request(json!(id), "tools/list", Value::Null);
-        mux.handle_client_message(a, list(1), Route::Send(t0), &mut out);
-        // The child answers something else: the first call is owed from
-        // before it last spoke, the second from after.
-        mux.handle_child_line(r#"{"jsonrpc":"2.0","id":99,"result":{}}"#, t1, &mut out);
-        mux.handle_client_message(a, list(2), Route::Send(t1), &mut out);
-        let both = mux.call_deadlines(Some(timeout));
-        assert_eq!(both, (Some(t0 + timeout), Some(t1)));
-        let apart = (mux.next_call_timeout(timeout), mux.call_silent_since());
-        assert_eq!(both, apart);
-        assert_eq!(mux.call_deadlines(None), (None, Some(t1)));
     }
 }

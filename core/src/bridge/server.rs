@@ -325,26 +325,24 @@ impl BridgedServer {
     /// When [`BridgedServer::handle_timeout`] must be called next.
     ///
     /// Asked after every input: the child's own deadlines are read only
-    /// while it runs; the health deadline (a hung ping's, `hung_at`, or
-    /// else a silent call's probe, `probe_at`: never both) and the calls'
-    /// own timeout (`call_timeout_at`) come from one walk of the calls.
+    /// while it runs, and the health deadline from one walk of what is
+    /// owed (a hung ping's, `hung_at`, or else a silent call's probe,
+    /// `probe_at`: never both).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let supervisor = self.supervisor.poll_timeout();
         if self.state() != ChildState::Running {
             return supervisor;
         }
-        let limits = self.supervisor.limits();
-        // A remote server's calls time out (see `call_timeout_at`).
-        let timeout = self.spec().remote.is_some().then_some(limits.call_timeout);
-        let (call_due, call_silent) = self.mux.call_deadlines(timeout);
-        let health = (self.mux.ping_silent_since())
-            .or(call_silent)
-            .map(|since| later(since, limits.ping_timeout));
+        let health = match self.mux.ping_silent_since() {
+            Some(since) => Some(since),
+            None => self.mux.call_silent_since(),
+        }
+        .map(|since| later(since, self.supervisor.limits().ping_timeout));
         [
             supervisor,
             health,
             self.idle_at(),
-            call_due,
+            self.call_timeout_at(),
             self.mux.listen_due(),
         ]
         .into_iter()

@@ -347,32 +347,20 @@ impl Credentials for OAuthCredentials {
 
     fn current(&self, name: &str) -> Option<String> {
         let server = self.server(name)?;
-        // Asked before each batch of messages: a server nobody logged in
-        // to is done with before its URL is compared.
-        let token = |kept: &Kept| {
-            let current = kept.logins.current()?;
-            let found = (
+        self.look(&server, RECHECK);
+        let (token, due) = {
+            let kept = self.kept();
+            let logins = &kept.get(&server.name)?.logins;
+            // Asked before each batch of messages: a server nobody logged
+            // in to is done with before its URL is compared.
+            let current = logins.current()?;
+            if !logins.is_for(&server.url) {
+                return None;
+            }
+            (
                 current.access_token.clone(),
                 current.refresh_due(unix_now()),
-            );
-            kept.logins.is_for(&server.url).then_some(found)
-        };
-        // Its file looked at within RECHECK (or none kept), as nearly
-        // always: the token is read under the lock that finds that out.
-        let now = Instant::now();
-        let fresh =
-            |kept: &Kept| self.store.is_none() || now.duration_since(kept.checked) < RECHECK;
-        let quick = self
-            .kept()
-            .get(&server.name)
-            .filter(|k| fresh(k))
-            .map(token);
-        let (token, due) = match quick {
-            Some(found) => found?,
-            None => {
-                self.look(&server, RECHECK);
-                token(self.kept().get(&server.name)?)?
-            }
+            )
         };
         if due {
             self.refresh_ahead(server);
