@@ -51,6 +51,18 @@ pub(crate) fn json_plain_run(bytes: &[u8]) -> usize {
     )
 }
 
+/// Where the first line break (`\r` or `\n`) of `bytes` is, or its
+/// length: an event's line is mostly a long run of JSON, and text that
+/// must stay on one line (a header field, a message for a child on stdio)
+/// is checked on every call.
+pub(crate) fn line_break(bytes: &[u8]) -> usize {
+    find(
+        bytes,
+        |w| has_byte(w, b'\n') | has_byte(w, b'\r'),
+        |b| b == b'\r' || b == b'\n',
+    )
+}
+
 /// Lower-cases the ASCII letters of `bytes` eight at a time, leaving every
 /// other byte as it is: header names are lower-cased as they are read,
 /// and a byte at a time that was a tenth of reading a head.
@@ -64,14 +76,30 @@ pub(crate) fn lower_ascii(bytes: &mut [u8]) {
         let past_z = low.wrapping_add(ONES * u64::from(0x80 - b'Z' - 1));
         ((from_a & !past_z & !w) & HIGHS) >> 2
     }
+    let lower = |word: &mut [u8; 8]| {
+        let n = u64::from_ne_bytes(*word);
+        *word = (n | upper_bits(n)).to_ne_bytes();
+    };
     let mut words = bytes.chunks_exact_mut(8);
     for word in &mut words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        let n = u64::from_ne_bytes(w);
-        word.copy_from_slice(&(n | upper_bits(n)).to_ne_bytes());
+        if let Ok(word) = <&mut [u8; 8]>::try_from(word) {
+            lower(word);
+        }
     }
-    words.into_remainder().make_ascii_lowercase();
+    if words.into_remainder().is_empty() {
+        return;
+    }
+    // The last few bytes: as the last eight, again, when there are eight
+    // (lowering twice changes nothing); a byte at a time they cost as much
+    // as all the rest.
+    let last = bytes
+        .len()
+        .checked_sub(8)
+        .and_then(|at| bytes.get_mut(at..));
+    match last.and_then(|tail| <&mut [u8; 8]>::try_from(tail).ok()) {
+        Some(word) => lower(word),
+        None => bytes.make_ascii_lowercase(),
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +107,18 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        #[test]
+        fn a_line_break_is_found_where_a_byte_by_byte_search_finds_it(
+            bytes in proptest::collection::vec(proptest::prop_oneof![
+                8 => proptest::num::u8::ANY,
+                1 => proptest::strategy::Just(b'\n'),
+                1 => proptest::strategy::Just(b'\r'),
+            ], 0..64)
+        ) {
+            let plain = bytes.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(line_break(&bytes), plain);
+        }
+
         /// The word test never misses a byte the byte test finds.
         #[test]
         fn finds_what_a_byte_by_byte_search_finds(

@@ -83,28 +83,43 @@ impl Executor for Tokio {
         Ok(TokioAdapter::new(listener.accept().await?.0))
     }
 
-    fn spawn_child(command: Command) -> io::Result<Child<Self>> {
-        let mut child = tokio::process::Command::from(command)
+    /// The child's exit is waited for on a thread of its own rather than
+    /// by tokio's process driver, which would look for exited children
+    /// each time a worker parks: a cost on every request, for the few
+    /// moments a child ends.
+    fn spawn_child(mut command: Command) -> io::Result<Child<Self>> {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let pid = child
-            .id()
-            .ok_or_else(|| io::Error::other("no process id"))?;
-        let stdin = child.stdin.take().map(|p| {
-            let fd = p.into_owned_fd()?;
-            Ok::<_, io::Error>(TokioAdapter::new(pipe::Sender::from_owned_fd(fd)?))
-        });
-        let stdout = child.stdout.take().map(|p| receiver(p.into_owned_fd()?));
-        let stderr = child.stderr.take().map(|p| receiver(p.into_owned_fd()?));
-        let exit = Box::pin(async move { child.wait().await.ok().and_then(|s| s.code()) });
+        let pid = child.id();
+        let pipes = (|| {
+            let stdin = child.stdin.take().map(|p| {
+                Ok::<_, io::Error>(TokioAdapter::new(pipe::Sender::from_owned_fd(p.into())?))
+            });
+            let stdout = child.stdout.take().map(|p| receiver(p.into()));
+            let stderr = child.stderr.take().map(|p| receiver(p.into()));
+            Ok::<_, io::Error>((stdin.transpose()?, stdout.transpose()?, stderr.transpose()?))
+        })();
+        let (exited, exit) = tokio::sync::oneshot::channel();
+        let waiter = std::thread::Builder::new()
+            .name("child-exit".into())
+            .spawn(move || {
+                let _ = exited.send(child.wait().ok().and_then(|s| s.code()));
+            });
+        if let Err(e) = waiter {
+            // The child cannot be waited for: it is not left running.
+            mcp_provider_kit::process::kill_group(pid);
+            return Err(e);
+        }
+        let (stdin, stdout, stderr) = pipes?;
         Ok(Child {
             pid,
-            stdin: stdin.transpose()?,
-            stdout: stdout.transpose()?,
-            stderr: stderr.transpose()?,
-            exit,
+            stdin,
+            stdout,
+            stderr,
+            exit: Box::pin(async move { exit.await.ok().flatten() }),
         })
     }
 

@@ -19,8 +19,8 @@ impl Verbatim {
     /// child as it is: on one line (a child on stdio reads a line per
     /// message, and a client may have spread its JSON over several).
     pub(crate) fn of(text: &str, id: Range<usize>) -> Option<Verbatim> {
-        let bytes = text.as_bytes();
-        if bytes.contains(&b'\n') || bytes.contains(&b'\r') || text.get(id.clone()).is_none() {
+        let unbroken = crate::swar::line_break(text.as_bytes()) == text.len();
+        if !unbroken || text.get(id.clone()).is_none() {
             return None;
         }
         Some(Verbatim {

@@ -62,20 +62,28 @@ impl Headers {
             false => within(last.value)? + last.value.len(),
         };
         let mut text = head.get(start..end).ok_or(NotText)?.to_vec();
-        let at = |part: &[u8]| within(part)?.checked_sub(start).ok_or(NotText);
+        // Where a part stands in `text`: its address less that of
+        // `text`'s first byte in `head`. One before it wraps round to a
+        // place past the end, and is refused with one that runs over.
+        let origin = base + start;
+        let place = |part: &[u8]| {
+            let at = (part.as_ptr() as usize).wrapping_sub(origin);
+            match at.checked_add(part.len()) {
+                Some(end) if end <= text.len() => Ok((at, end)),
+                _ => Err(NotText),
+            }
+        };
         let mut indexed = Vec::with_capacity(fields.len());
         for field in fields {
-            let name_at = at(field.name.as_bytes())?;
-            let name = (name_at, name_at + field.name.len());
+            let name = place(field.name.as_bytes())?;
             let value = match field.value {
                 [] => (name.1, name.1),
-                value => {
-                    let value_at = at(value)?;
-                    (value_at, value_at + value.len())
-                }
+                value => place(value)?,
             };
-            swar::lower_ascii(text.get_mut(name.0..name.1).ok_or(NotText)?);
             indexed.push(Field { name, value });
+        }
+        for field in &indexed {
+            swar::lower_ascii(text.get_mut(field.name.0..field.name.1).ok_or(NotText)?);
         }
         // Lower-casing letters keeps text text, and the rest as it was.
         let text = String::from_utf8(text).map_err(|_| NotText)?;

@@ -12,9 +12,12 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Url {
     secure: bool,
-    /// The host as written (lower-cased; an IPv6 literal without its
-    /// brackets).
-    host: Arc<str>,
+    /// What the `Host` header says (see [`Url::authority`]): written once
+    /// here, since every request to a remote server carries it.
+    authority: Arc<str>,
+    /// Where the host stands in `authority` (lower-cased; an IPv6 literal
+    /// without its brackets).
+    host: (usize, usize),
     port: u16,
     /// Path and query, starting with `/`.
     target: Arc<str>,
@@ -59,12 +62,40 @@ impl Url {
             t if t.starts_with('?') => format!("/{t}"),
             t => t.to_owned(),
         };
-        Ok(Url {
+        let port = port.unwrap_or(if secure { 443 } else { 80 });
+        Ok(Url::new(
             secure,
-            host: host.to_ascii_lowercase().into(),
-            port: port.unwrap_or(if secure { 443 } else { 80 }),
-            target: target.into(),
-        })
+            &host.to_ascii_lowercase(),
+            port,
+            target.into(),
+        ))
+    }
+
+    /// The URL of `host` (lower-case), `port` and `target`, its authority
+    /// written out.
+    fn new(secure: bool, host: &str, port: u16, target: Arc<str>) -> Url {
+        let bracketed = host.contains(':');
+        let mut authority = String::with_capacity(host.len() + 8);
+        if bracketed {
+            authority.push('[');
+        }
+        let start = authority.len();
+        authority.push_str(host);
+        let end = authority.len();
+        if bracketed {
+            authority.push(']');
+        }
+        if port != if secure { 443 } else { 80 } {
+            authority.push(':');
+            authority.push_str(itoa::Buffer::new().format(port));
+        }
+        Url {
+            secure,
+            authority: authority.into(),
+            host: (start, end),
+            port,
+            target,
+        }
     }
 
     pub fn is_secure(&self) -> bool {
@@ -73,7 +104,9 @@ impl Url {
 
     /// The host as written, without brackets.
     pub fn host(&self) -> &str {
-        &self.host
+        self.authority
+            .get(self.host.0..self.host.1)
+            .unwrap_or_default()
     }
 
     pub fn port(&self) -> u16 {
@@ -98,29 +131,8 @@ impl Url {
 
     /// What the `Host` header says: the host, and the port unless it is
     /// the scheme's own.
-    pub fn authority(&self) -> String {
-        let mut out = String::with_capacity(self.host.len() + 8);
-        let _ = self.write_authority(&mut out);
-        out
-    }
-
-    /// [`Url::authority`], written to `out` (a request's head, say): in
-    /// pieces, the port by `itoa`, since every call to a remote server
-    /// writes it and the formatter cost several times the bytes.
-    pub(super) fn write_authority(&self, out: &mut impl fmt::Write) -> fmt::Result {
-        let bracketed = self.host.contains(':');
-        if bracketed {
-            out.write_str("[")?;
-        }
-        out.write_str(&self.host)?;
-        if bracketed {
-            out.write_str("]")?;
-        }
-        if self.port != if self.secure { 443 } else { 80 } {
-            out.write_str(":")?;
-            out.write_str(itoa::Buffer::new().format(self.port))?;
-        }
-        Ok(())
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 
     /// Scheme, host and port: two URLs with the same origin are one
@@ -131,7 +143,9 @@ impl Url {
 
     /// Whether `other` has this URL's [`origin`](Url::origin).
     pub fn same_origin(&self, other: &Url) -> bool {
-        self.secure == other.secure && self.port == other.port && self.host == other.host
+        // With the scheme the same, the authorities name the same host
+        // and port exactly when they are equal.
+        self.secure == other.secure && self.authority == other.authority
     }
 
     /// Whether this URL is written `text` (its `Display`), checked as it
@@ -204,7 +218,7 @@ impl Url {
     /// redirect or a discovered endpoint must not lead unless the
     /// configured URL is there already.
     pub fn is_private(&self) -> bool {
-        let host = &*self.host;
+        let host = self.host();
         if host == "localhost" || host.ends_with(".localhost") {
             return true;
         }
@@ -232,9 +246,7 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://", self.scheme())?;
-        self.write_authority(f)?;
-        f.write_str(&self.target)
+        write!(f, "{}://{}{}", self.scheme(), self.authority, self.target)
     }
 }
 

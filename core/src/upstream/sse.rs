@@ -107,7 +107,7 @@ impl SseReader {
                 continue;
             }
             // A line's bytes are taken a run at a time, up to its break.
-            let (text, rest) = bytes.split_at(line_break(bytes));
+            let (text, rest) = bytes.split_at(crate::swar::line_break(bytes));
             self.size += text.len();
             if self.size > self.max {
                 return Err(SseError::TooLong(self.max));
@@ -189,18 +189,6 @@ impl SseReader {
     }
 }
 
-/// Where the first line break (`\r` or `\n`) of `bytes` is, or its
-/// length: eight bytes at a time, as an event's line is mostly a long run
-/// of JSON.
-fn line_break(bytes: &[u8]) -> usize {
-    use crate::swar::{find, has_byte};
-    find(
-        bytes,
-        |w| has_byte(w, b'\n') | has_byte(w, b'\r'),
-        |b| b == b'\r' || b == b'\n',
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,19 +255,5 @@ mod tests {
             reader.push(b"abcdefgh", &mut events),
             Err(SseError::TooLong(16))
         );
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn a_line_break_is_found_where_a_byte_by_byte_search_finds_it(
-            bytes in proptest::collection::vec(proptest::prop_oneof![
-                8 => proptest::num::u8::ANY,
-                1 => proptest::strategy::Just(b'\n'),
-                1 => proptest::strategy::Just(b'\r'),
-            ], 0..64)
-        ) {
-            let plain = bytes.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len());
-            proptest::prop_assert_eq!(line_break(&bytes), plain);
-        }
     }
 }

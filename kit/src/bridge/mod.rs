@@ -38,7 +38,7 @@ pub use spawn::StdoutFeed;
 pub use timer::REPORT_EVERY;
 
 /// Where the bridge's HTTP answers go: the connections' mailboxes.
-pub type Post = Box<dyn Fn(Vec<Output>) -> Posted + Send + Sync>;
+pub type Post = Box<dyn Fn(Few<Output>) -> Posted + Send + Sync>;
 
 /// What posting the bridge's HTTP answers came to.
 pub struct Posted {
@@ -225,7 +225,7 @@ impl Bridged {
             let mut spawns = Vec::new();
             let mut keeps = Vec::new();
             loop {
-                let mut http = Vec::new();
+                let mut http = Few::default();
                 while let Some(output) = bridge.poll_output() {
                     match output {
                         Routed::Http(output) => http.push(output),

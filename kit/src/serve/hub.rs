@@ -16,6 +16,7 @@ use mcp_provider_core::Switchboard;
 use mcp_provider_core::{ConnId, Output, Provider, Upgrade};
 
 use crate::bridge::{Bridged, Post, Posted, ReadStdout, Reporter, Serving};
+use crate::few::Few;
 use crate::outbound::upstream::Carriers;
 use crate::serve::audit::AuditSink;
 use crate::serve::burst::Burst;
@@ -109,7 +110,7 @@ impl<B: Bell> Hub<B> {
     /// when the caller calls [`Posted::wake`]. Names the bridge clients
     /// whose unread output passed the bound: the bridge cuts their streams
     /// (they reconnect and resume), so memory stays bounded.
-    fn post(&self, outputs: Vec<Output>) -> Posted {
+    fn post(&self, outputs: Few<Output>) -> Posted {
         let mut bells = Bells::default();
         let mut slow = Vec::new();
         let mut board = self.lock();
