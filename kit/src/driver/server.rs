@@ -254,25 +254,22 @@ pub async fn connection<E: Executor>(
         // A connection whose pipeline is full is not read until the
         // response in progress ends; its peer then waits on TCP.
         let reading = !eof && http.wants_read();
-        // The mailbox is looked at first: the wake that brings an answer
-        // then writes it without asking the socket for a request that
-        // cannot have come yet (a poll that costs the reactor a lock).
-        let event = async { Event::Mail(mail.waiter().recv().await.is_ok()) }
-            .or(async {
-                match reading {
-                    true => Event::Read(stream.read(&mut buf).await),
-                    false => std::future::pending().await,
-                }
-            })
-            .or(async {
-                idle.fired().await;
-                Event::TimedOut
-            })
-            .or(async {
-                let _ = reclaimed.recv().await;
-                Event::Reclaimed
-            })
-            .await;
+        let event = async {
+            match reading {
+                true => Event::Read(stream.read(&mut buf).await),
+                false => std::future::pending().await,
+            }
+        }
+        .or(async { Event::Mail(mail.waiter().recv().await.is_ok()) })
+        .or(async {
+            idle.fired().await;
+            Event::TimedOut
+        })
+        .or(async {
+            let _ = reclaimed.recv().await;
+            Event::Reclaimed
+        })
+        .await;
         match event {
             Event::Read(Ok(0)) => {
                 // The peer shut its side: what it sent in full is still
