@@ -94,14 +94,7 @@ impl Executor for Tokio {
             .stderr(Stdio::piped())
             .spawn()?;
         let pid = child.id();
-        let pipes = (|| {
-            let stdin = child.stdin.take().map(|p| {
-                Ok::<_, io::Error>(TokioAdapter::new(pipe::Sender::from_owned_fd(p.into())?))
-            });
-            let stdout = child.stdout.take().map(|p| receiver(p.into()));
-            let stderr = child.stderr.take().map(|p| receiver(p.into()));
-            Ok::<_, io::Error>((stdin.transpose()?, stdout.transpose()?, stderr.transpose()?))
-        })();
+        let pipes = child_pipes(&mut child);
         let (exited, exit) = tokio::sync::oneshot::channel();
         let waiter = std::thread::Builder::new()
             .name("child-exit".into())
@@ -178,6 +171,24 @@ fn socket(stream: TcpStream) -> TokioAdapter<TcpStream> {
     let _ = stream.set_nodelay(true);
     TokioAdapter::new(stream)
 }
+
+/// A child's three pipes, taken from it onto tokio's reactor.
+fn child_pipes(child: &mut std::process::Child) -> io::Result<ChildPipes> {
+    let stdin = child
+        .stdin
+        .take()
+        .map(|p| Ok::<_, io::Error>(TokioAdapter::new(pipe::Sender::from_owned_fd(p.into())?)));
+    let stdout = child.stdout.take().map(|p| receiver(p.into()));
+    let stderr = child.stderr.take().map(|p| receiver(p.into()));
+    Ok((stdin.transpose()?, stdout.transpose()?, stderr.transpose()?))
+}
+
+/// A child's stdin, stdout and stderr on tokio's reactor.
+type ChildPipes = (
+    Option<TokioAdapter<pipe::Sender>>,
+    Option<TokioAdapter<pipe::Receiver>>,
+    Option<TokioAdapter<pipe::Receiver>>,
+);
 
 /// A pipe read on tokio's reactor.
 fn receiver(fd: OwnedFd) -> io::Result<TokioAdapter<pipe::Receiver>> {
