@@ -401,11 +401,7 @@ fn normalise_target(request: &mut Request) -> Result<(), HttpError> {
             request.headers.set("host", &authority);
         }
     }
-    let target = request.target.as_bytes();
-    let path_len = target
-        .iter()
-        .position(|&b| b == b'?')
-        .unwrap_or(target.len());
+    let path_len = super::target::path_len(&request.target);
     request.path_len = u32::try_from(path_len).unwrap_or(u32::MAX);
     Ok(())
 }

@@ -54,7 +54,16 @@ pub(super) fn canonical(method: &str, target: &str) -> Result<(String, Option<St
 /// Whether `target` is already in its canonical origin-form, as nearly
 /// every request's is: then it is kept as it is, nothing rebuilt.
 pub(super) fn is_canonical(target: &str) -> bool {
-    is_canonical_path(target.split_once('?').map_or(target, |(path, _)| path))
+    is_canonical_path(target.get(..path_len(target)).unwrap_or_default())
+}
+
+/// How long the path before `target`'s query is: a short scan, so no
+/// searcher is set up for it.
+pub(super) fn path_len(target: &str) -> usize {
+    target
+        .bytes()
+        .position(|b| b == b'?')
+        .unwrap_or(target.len())
 }
 
 /// Whether `path` (origin-form, no query) is spelled canonically. Anything

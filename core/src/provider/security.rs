@@ -65,9 +65,20 @@ fn strip_port(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
+    // Read from the end, a byte at a time: a port is a few digits, and
+    // every request's `Host` passes here.
+    let digits = authority
+        .bytes()
+        .rev()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    let before = authority.len() - digits;
+    match authority
+        .get(..before)
+        .and_then(|rest| rest.strip_suffix(':'))
+    {
+        Some(host) => host,
+        None => authority,
     }
 }
 
@@ -79,7 +90,7 @@ pub(super) fn check_origin(
     extra: &mut Fields,
 ) -> Result<(), ApiError> {
     if let Some(host) = request.header("host") {
-        let name = strip_port(host.trim());
+        let name = strip_port(host.trim_ascii());
         let allowed = is_loopback_name(name)
             || config
                 .allowed_hosts
