@@ -7,8 +7,9 @@
 //! answer before the close. A connection mid-request, answering, streaming
 //! or carrying an agent link is never reclaimed.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use mcp_provider_core::http::ServerConn;
@@ -45,32 +46,39 @@ pub struct Admission {
     slots: Arc<Mutex<Slots>>,
 }
 
-/// The count and the idle connections, under one lock.
+/// The count and every counted connection's place, under one lock. A
+/// connection's turns between busy and idle (two a request) change only
+/// its own place, without the lock; the places are searched only at the
+/// cap, for the one idle the longest.
 struct Slots {
     max: usize,
     open: usize,
-    /// The connections waiting for their clients, by the turn they began
-    /// to (so the first is the one idle the longest), with when.
-    idle: BTreeMap<u64, (Instant, Reclaim)>,
-    turns: u64,
+    places: HashMap<u64, Arc<Place>>,
+    next: u64,
+    /// What the places' idle times count from.
+    origin: Instant,
 }
+
+/// Where one admitted connection stands, as a number: [`BUSY`],
+/// [`RECLAIMED`] (its slot went to another connection), or waiting for
+/// its client since that many nanoseconds after [`Slots::origin`], plus
+/// one.
+struct Place {
+    standing: AtomicU64,
+    /// Given with its first wait.
+    reclaim: OnceLock<Reclaim>,
+}
+
+const BUSY: u64 = 0;
+const RECLAIMED: u64 = u64::MAX;
 
 /// An admitted connection, counted until dropped (however its task or
 /// thread ends).
 pub struct Admitted {
     slots: Arc<Mutex<Slots>>,
-    standing: Standing,
-}
-
-/// Where an admitted connection stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Standing {
-    Busy,
-    /// Waiting for its client since this turn (unless reclaimed since:
-    /// then its turn is no longer among the idle).
-    Idle(u64),
-    /// Reclaimed: its slot went to another connection.
-    Reclaimed,
+    id: u64,
+    place: Arc<Place>,
+    origin: Instant,
 }
 
 impl Admission {
@@ -79,8 +87,9 @@ impl Admission {
             slots: Arc::new(Mutex::new(Slots {
                 max: max_connections,
                 open: 0,
-                idle: BTreeMap::new(),
-                turns: 0,
+                places: HashMap::new(),
+                next: 0,
+                origin: Instant::now(),
             })),
         }
     }
@@ -90,30 +99,82 @@ impl Admission {
     /// [`RECLAIM_AFTER`] (that one is reclaimed). `None` when neither
     /// (then answer it [`mcp_provider_core::too_many_connections`]).
     pub fn admit(&self, now: Instant) -> Option<Admitted> {
-        let reclaimed = {
+        let (admitted, reclaimed) = {
             let mut slots = lock(&self.slots);
-            if slots.open < slots.max {
+            let reclaimed = match slots.open < slots.max {
+                true => None,
+                false => Some(slots.reclaim_idlest(now)?),
+            };
+            if reclaimed.is_none() {
                 slots.open += 1;
-                None
-            } else {
-                let oldest = slots.idle.first_entry()?;
-                let (since, _) = oldest.get();
-                if now.saturating_duration_since(*since) < RECLAIM_AFTER {
-                    return None;
-                }
-                let (_, reclaim) = oldest.remove();
-                Some(reclaim)
             }
+            slots.next += 1;
+            let (id, origin) = (slots.next, slots.origin);
+            let place = Arc::new(Place {
+                standing: AtomicU64::new(BUSY),
+                reclaim: OnceLock::new(),
+            });
+            slots.places.insert(id, place.clone());
+            let admitted = Admitted {
+                slots: self.slots.clone(),
+                id,
+                place,
+                origin,
+            };
+            (admitted, reclaimed)
         };
         // Outside the lock: closing may take the connection's own.
         if let Some(reclaim) = reclaimed {
             reclaim();
         }
-        Some(Admitted {
-            slots: self.slots.clone(),
-            standing: Standing::Busy,
-        })
+        Some(admitted)
     }
+}
+
+impl Slots {
+    /// Takes the slot of the connection idle the longest, if it has been
+    /// for [`RECLAIM_AFTER`]: its place is marked reclaimed (unless it
+    /// went busy as it was chosen: then the next is tried) and its
+    /// reclaim returned, to be called outside the lock.
+    fn reclaim_idlest(&mut self, now: Instant) -> Option<Reclaim> {
+        // Nobody has waited that long before the places' origin.
+        let ripe = now
+            .checked_sub(RECLAIM_AFTER)
+            .filter(|at| *at >= self.origin)
+            .map(|at| since(self.origin, at))?;
+        // Each failed try means a connection went busy meanwhile: bounded.
+        for _ in 0..self.places.len() {
+            let (id, standing) = self
+                .places
+                .iter()
+                .map(|(id, place)| (*id, place.standing.load(Ordering::Acquire)))
+                .filter(|&(_, standing)| standing != BUSY && standing != RECLAIMED)
+                .min_by_key(|&(_, standing)| standing)?;
+            if standing > ripe {
+                return None;
+            }
+            let place = self.places.get(&id)?;
+            let taken = place.standing.compare_exchange(
+                standing,
+                RECLAIMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if taken.is_ok() {
+                let reclaim = place.reclaim.get().cloned();
+                self.places.remove(&id);
+                return reclaim;
+            }
+        }
+        None
+    }
+}
+
+/// `at` as a place's standing: nanoseconds since `origin`, plus one (never
+/// [`BUSY`]; [`RECLAIMED`] only some 584 years on).
+fn since(origin: Instant, at: Instant) -> u64 {
+    let nanos = u64::try_from(at.saturating_duration_since(origin).as_nanos());
+    nanos.unwrap_or(u64::MAX).min(RECLAIMED - 2) + 1
 }
 
 impl Admitted {
@@ -121,40 +182,38 @@ impl Admitted {
     /// (see [`waiting`]): it may be reclaimed, with `reclaim`, from
     /// [`RECLAIM_AFTER`] on. Idle already, it keeps its place.
     pub fn idle(&mut self, reclaim: &Reclaim, now: Instant) {
-        if self.standing != Standing::Busy {
+        if self.place.standing.load(Ordering::Relaxed) != BUSY {
             return;
         }
-        let mut slots = lock(&self.slots);
-        let turn = slots.turns;
-        slots.turns += 1;
-        slots.idle.insert(turn, (now, reclaim.clone()));
-        self.standing = Standing::Idle(turn);
+        self.place.reclaim.get_or_init(|| reclaim.clone());
+        // Only this connection moves its place away from busy.
+        self.place
+            .standing
+            .store(since(self.origin, now), Ordering::Release);
     }
 
     /// The client sent something: the connection is no longer idle. False
     /// if it was reclaimed meanwhile: it must close.
     pub fn busy(&mut self) -> bool {
-        if let Standing::Idle(turn) = self.standing {
-            let kept = lock(&self.slots).idle.remove(&turn).is_some();
-            self.standing = if kept {
-                Standing::Busy
-            } else {
-                Standing::Reclaimed
-            };
+        let standing = self.place.standing.load(Ordering::Acquire);
+        match standing {
+            BUSY => true,
+            RECLAIMED => false,
+            idle => self
+                .place
+                .standing
+                .compare_exchange(idle, BUSY, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok(),
         }
-        self.standing == Standing::Busy
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         let mut slots = lock(&self.slots);
-        let counted = match self.standing {
-            Standing::Busy => true,
-            Standing::Idle(turn) => slots.idle.remove(&turn).is_some(),
-            Standing::Reclaimed => false,
-        };
-        if counted {
+        // A reclaimed connection's slot was counted for its taker already.
+        if self.place.standing.swap(RECLAIMED, Ordering::AcqRel) != RECLAIMED {
+            slots.places.remove(&self.id);
             slots.open -= 1;
         }
     }
@@ -194,8 +253,8 @@ mod tests {
 
     #[test]
     fn at_the_cap_the_connection_idle_the_longest_is_reclaimed_first() {
-        let start = Instant::now();
         let cap = Admission::new(3);
+        let start = Instant::now();
         let mut conns: Vec<Admitted> = (0..3).map(|_| cap.admit(start).unwrap()).collect();
         let reclaims: Vec<_> = (0..3).map(|_| counted()).collect();
         // Idle in the order 2, 0, 1, a second apart.
@@ -230,9 +289,9 @@ mod tests {
 
     #[test]
     fn a_busy_connection_is_never_reclaimed_and_idle_keeps_its_place() {
+        let cap = Admission::new(2);
         let start = Instant::now();
         let late = start + RECLAIM_AFTER * 10;
-        let cap = Admission::new(2);
         let (reclaim, calls) = counted();
         let mut first = cap.admit(start).unwrap();
         let mut second = cap.admit(start).unwrap();
