@@ -394,14 +394,16 @@ fn check_host(request: &Request) -> Result<(), HttpError> {
 /// (RFC 9112 §3.2.2), so the local-host check judges the host actually
 /// named.
 fn normalise_target(request: &mut Request) -> Result<(), HttpError> {
-    if !super::target::is_canonical(&request.target) {
+    let mut path_len = super::target::path_len(&request.target);
+    let path = request.target.get(..path_len).unwrap_or_default();
+    if !super::target::is_canonical_path(path) {
         let (target, authority) = super::target::canonical(&request.method, &request.target)?;
         request.target = target;
         if let Some(authority) = authority {
             request.headers.set("host", &authority);
         }
+        path_len = super::target::path_len(&request.target);
     }
-    let path_len = super::target::path_len(&request.target);
     request.path_len = u32::try_from(path_len).unwrap_or(u32::MAX);
     Ok(())
 }

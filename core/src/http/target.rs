@@ -51,12 +51,6 @@ pub(super) fn canonical(method: &str, target: &str) -> Result<(String, Option<St
     Ok((canonical, authority))
 }
 
-/// Whether `target` is already in its canonical origin-form, as nearly
-/// every request's is: then it is kept as it is, nothing rebuilt.
-pub(super) fn is_canonical(target: &str) -> bool {
-    is_canonical_path(target.get(..path_len(target)).unwrap_or_default())
-}
-
 /// How long the path before `target`'s query is: a short scan, so no
 /// searcher is set up for it.
 pub(super) fn path_len(target: &str) -> usize {
@@ -66,31 +60,33 @@ pub(super) fn path_len(target: &str) -> usize {
         .unwrap_or(target.len())
 }
 
-/// Whether `path` (origin-form, no query) is spelled canonically. Anything
-/// with an escape, a backslash, an empty, `.` or `..` segment or a
-/// trailing `/` (the root aside) goes the long way.
+/// Whether `path` (origin-form, no query) is spelled canonically, as
+/// nearly every request's is: then it is kept as it is, nothing rebuilt.
+/// Anything with an escape, a backslash, an empty, `.` or `..` segment or
+/// a trailing `/` (the root aside) goes the long way.
 ///
-/// One pass over the bytes, as every request's path is asked this.
-fn is_canonical_path(path: &str) -> bool {
+/// One pass over the bytes, as every request's path is asked this: no
+/// searcher, no chained iterator (either cost more than the pass).
+pub(super) fn is_canonical_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
     };
     if rest.is_empty() {
         return true;
     }
-    // The current segment's length, and how many of its bytes are dots;
-    // a `/` after the last byte ends the last segment too.
+    // The current segment's length, and how many of its bytes are dots:
+    // a segment all dots and at most two long is empty, `.` or `..`.
     let (mut len, mut dots) = (0usize, 0usize);
-    for &b in rest.as_bytes().iter().chain(std::iter::once(&b'/')) {
+    for &b in rest.as_bytes() {
         match b {
             b'%' | b'\\' => return false,
-            b'/' if len == 0 || (dots == len && len <= 2) => return false,
+            b'/' if dots == len && len <= 2 => return false,
             b'/' => (len, dots) = (0, 0),
             b'.' => (len, dots) = (len + 1, dots + 1),
             _ => len += 1,
         }
     }
-    true
+    !(dots == len && len <= 2)
 }
 
 /// `path` (origin-form, no query) in its canonical spelling.
@@ -202,6 +198,11 @@ fn strip_scheme<'a>(target: &'a str, scheme: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The short way's test as the request reader asks it.
+    fn is_canonical(target: &str) -> bool {
+        is_canonical_path(target.get(..path_len(target)).unwrap_or_default())
+    }
 
     fn path(target: &str) -> Result<String, HttpError> {
         canonical("GET", target).map(|(t, _)| t)

@@ -148,6 +148,15 @@ impl OAuthCredentials {
         self.kept().insert(name.clone(), kept);
     }
 
+    /// Whether `name`'s file was looked at within [`RECHECK`] and held no
+    /// login: then its token is `None` without more ado, under one lock
+    /// (most servers need none, and each batch of messages asks).
+    fn none_lately(&self, name: &str) -> bool {
+        let kept = self.kept();
+        kept.get(name)
+            .is_some_and(|kept| kept.logins.current().is_none() && kept.checked.elapsed() < RECHECK)
+    }
+
     /// Keeps `logins` for `server` (in memory if the file cannot be
     /// written, which is said).
     fn keep(&self, server: &OAuthServer, logins: &Logins) {
@@ -346,6 +355,9 @@ impl Credentials for OAuthCredentials {
     }
 
     fn current(&self, name: &str) -> Option<String> {
+        if self.none_lately(name) {
+            return None;
+        }
         let server = self.server(name)?;
         self.look(&server, RECHECK);
         let (token, due) = {
