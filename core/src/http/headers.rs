@@ -133,7 +133,12 @@ impl Headers {
 
     /// Every value of the field `name` (lower-case).
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.iter().filter(move |(k, _)| *k == name).map(|(_, v)| v)
+        // As in `get`: names compared as bytes, only the values found cut out.
+        let text = self.text.as_bytes();
+        self.fields
+            .iter()
+            .filter(move |field| text.get(field.name.0..field.name.1) == Some(name.as_bytes()))
+            .map(|field| self.part(field.value))
     }
 
     /// Sets the field `name` (lower-case) to `value`: its first occurrence
