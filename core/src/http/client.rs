@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::{ChunkedDecoder, ChunkedError, Headers, Url};
 use crate::swar;
@@ -360,7 +360,9 @@ impl ResponseReader {
         let headers = Headers::parsed(&self.input, response.headers)
             .map_err(|_| ResponseError::Malformed("a field that is not text"))?;
         let old = response.version == Some(0);
-        let _ = self.input.split_to(used);
+        // Moved past rather than split off: the buffer stays its own, with
+        // no shared handle made for bytes that are dropped at once.
+        self.input.advance(used);
         if (100..200).contains(&status) {
             return Ok(Some(ResponseHead { status, headers }));
         }
