@@ -397,7 +397,8 @@ fn normalise_target(request: &mut Request) -> Result<(), HttpError> {
     let mut path_len = super::target::path_len(&request.target);
     let path = request.target.get(..path_len).unwrap_or_default();
     if !super::target::is_canonical_path(path) {
-        let (target, authority) = super::target::canonical(&request.method, &request.target)?;
+        let (target, authority) = super::target::canonical(&request.method, &request.target)
+            .map_err(HttpError::Malformed)?;
         request.target = target;
         if let Some(authority) = authority {
             request.headers.set("host", &authority);

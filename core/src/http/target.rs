@@ -19,23 +19,24 @@
 //! and a broken escape. Routes stay case-sensitive: `/INTEGRATIONS` is
 //! simply no route. The query string is left as it is.
 
-use super::request::HttpError;
+/// Why a target cannot be made canonical; the request reader answers it
+/// as a malformed request (400).
+pub(super) type Refusal = &'static str;
 
 /// Rewrites `target` to its canonical origin-form, naming the host an
 /// absolute-form target carried (for the `Host` header). `*` is kept for
 /// `OPTIONS`; any other form is malformed.
-pub(super) fn canonical(method: &str, target: &str) -> Result<(String, Option<String>), HttpError> {
+pub(super) fn canonical(method: &str, target: &str) -> Result<(String, Option<String>), Refusal> {
     if target == "*" {
         return match method {
             "OPTIONS" => Ok((target.to_owned(), None)),
-            _ => Err(HttpError::Malformed("'*' is a target only for OPTIONS")),
+            _ => Err("'*' is a target only for OPTIONS"),
         };
     }
     let (authority, origin) = match target.starts_with('/') {
         true => (None, target),
         false => {
-            let (authority, origin) =
-                split_absolute(target).ok_or(HttpError::Malformed("invalid request target"))?;
+            let (authority, origin) = split_absolute(target).ok_or("invalid request target")?;
             (Some(authority.to_owned()), origin)
         }
     };
@@ -90,9 +91,9 @@ pub(super) fn is_canonical_path(path: &str) -> bool {
 }
 
 /// `path` (origin-form, no query) in its canonical spelling.
-fn canonical_path(path: &str) -> Result<String, HttpError> {
+fn canonical_path(path: &str) -> Result<String, Refusal> {
     if path.contains('\\') {
-        return Err(HttpError::Malformed("a backslash in the request path"));
+        return Err("a backslash in the request path");
     }
     let mut segments: Vec<String> = Vec::new();
     for raw in path.split('/') {
@@ -101,9 +102,7 @@ fn canonical_path(path: &str) -> Result<String, HttpError> {
             "" | "." => {}
             ".." => {
                 if segments.pop().is_none() {
-                    return Err(HttpError::Malformed(
-                        "the request path climbs above the root",
-                    ));
+                    return Err("the request path climbs above the root");
                 }
             }
             _ => segments.push(segment),
@@ -122,8 +121,8 @@ fn canonical_path(path: &str) -> Result<String, HttpError> {
 
 /// One segment with its unreserved characters decoded and every other
 /// escape kept, its hex in upper case.
-fn decode_unreserved(segment: &str) -> Result<String, HttpError> {
-    const BAD_ESCAPE: HttpError = HttpError::Malformed("a broken %-escape in the request path");
+fn decode_unreserved(segment: &str) -> Result<String, Refusal> {
+    const BAD_ESCAPE: Refusal = "a broken %-escape in the request path";
     let bytes = segment.as_bytes();
     let mut out = String::with_capacity(segment.len());
     let mut i = 0;
@@ -142,16 +141,8 @@ fn decode_unreserved(segment: &str) -> Result<String, HttpError> {
             .and_then(|h| u8::from_str_radix(h, 16).ok())
             .ok_or(BAD_ESCAPE)?;
         match value {
-            b'/' | b'\\' => {
-                return Err(HttpError::Malformed(
-                    "an encoded slash or backslash in the request path",
-                ))
-            }
-            0..=0x1f | 0x7f => {
-                return Err(HttpError::Malformed(
-                    "an encoded control character in the request path",
-                ))
-            }
+            b'/' | b'\\' => return Err("an encoded slash or backslash in the request path"),
+            0..=0x1f | 0x7f => return Err("an encoded control character in the request path"),
             v if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => {
                 out.push(char::from(v));
             }
@@ -198,13 +189,14 @@ fn strip_scheme<'a>(target: &'a str, scheme: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::request::HttpError;
 
     /// The short way's test as the request reader asks it.
     fn is_canonical(target: &str) -> bool {
         is_canonical_path(target.get(..path_len(target)).unwrap_or_default())
     }
 
-    fn path(target: &str) -> Result<String, HttpError> {
+    fn path(target: &str) -> Result<String, Refusal> {
         canonical("GET", target).map(|(t, _)| t)
     }
 
@@ -266,7 +258,7 @@ mod tests {
             "/a%zz",
             "/a%+1",
         ] {
-            let status = path(target).map_err(|e| e.status());
+            let status = path(target).map_err(|e| HttpError::Malformed(e).status());
             assert_eq!(status, Err(400), "{target}");
         }
     }
