@@ -154,6 +154,10 @@ impl Slots {
                 return None;
             }
             let place = self.places.get(&id)?;
+            // Set before the place first went idle, so present here; taken
+            // first all the same, so that no place is marked reclaimed
+            // without its owner being told.
+            let reclaim = place.reclaim.get().cloned()?;
             let taken = place.standing.compare_exchange(
                 standing,
                 RECLAIMED,
@@ -161,9 +165,8 @@ impl Slots {
                 Ordering::Acquire,
             );
             if taken.is_ok() {
-                let reclaim = place.reclaim.get().cloned();
                 self.places.remove(&id);
-                return reclaim;
+                return Some(reclaim);
             }
         }
         None
@@ -308,5 +311,46 @@ mod tests {
         // A slot under the cap is taken before anyone is reclaimed.
         assert!(cap.admit(late).is_some());
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn connections_turning_on_many_threads_at_the_cap_leave_nothing_counted() {
+        let cap = Admission::new(4);
+        let start = Instant::now();
+        let (reclaim, calls) = counted();
+        let threads: Vec<_> = (0..8u32)
+            .map(|t| {
+                let (cap, reclaim) = (cap.clone(), reclaim.clone());
+                std::thread::spawn(move || {
+                    // Each thread keeps up to two connections open: twice
+                    // the cap in all, so admissions meet it all the time.
+                    let mut open = std::collections::VecDeque::new();
+                    for i in 0..2_000u32 {
+                        let now = start + RECLAIM_AFTER * (i + t % 3);
+                        for conn in open.iter_mut() {
+                            // Reclaimed ones learn it; the others go busy.
+                            let _ = Admitted::busy(conn);
+                            conn.idle(&reclaim, now);
+                        }
+                        if let Some(conn) = cap.admit(now) {
+                            open.push_back(conn);
+                        }
+                        if open.len() > 2 {
+                            open.pop_front();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(
+            calls.load(Ordering::SeqCst) > 0,
+            "the cap was met and idle ones reclaimed"
+        );
+        let slots = lock(&cap.slots);
+        assert_eq!(slots.open, 0, "every slot given back");
+        assert!(slots.places.is_empty());
     }
 }
