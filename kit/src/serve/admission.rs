@@ -324,12 +324,12 @@ mod tests {
                 std::thread::spawn(move || {
                     // Each thread keeps up to two connections open: twice
                     // the cap in all, so admissions meet it all the time.
-                    let mut open = std::collections::VecDeque::new();
+                    let mut open: std::collections::VecDeque<Admitted> = Default::default();
                     for i in 0..2_000u32 {
                         let now = start + RECLAIM_AFTER * (i + t % 3);
                         for conn in open.iter_mut() {
                             // Reclaimed ones learn it; the others go busy.
-                            let _ = Admitted::busy(conn);
+                            let _ = conn.busy();
                             conn.idle(&reclaim, now);
                         }
                         if let Some(conn) = cap.admit(now) {
