@@ -1,6 +1,6 @@
-//! Editor connections: one thread at a time accepting on each listener
-//! (the one that accepts a connection reads it, and hands accepting on),
-//! and for each connection a reader thread (socket → the core's HTTP
+//! Editor connections: threads waiting in `accept` on each listener (the
+//! one that accepts a connection reads it, another already waits for the
+//! next), and for each connection a reader thread (socket → the core's HTTP
 //! reader → the provider) and a writer thread (mailbox → encoded responses
 //! → socket).
 //!
@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ use tungstenite::WebSocket;
 
 use crate::link::{self, LinkHalf, LinkMail, LinkOut, LinkThrough};
 use crate::now::send_now;
-use crate::pool::{Done, Pool};
+use crate::pool::{Done, Pool, MAX_IDLE};
 use crate::shared::{Mail, Shared};
 
 /// Stack of a reader thread: it runs the provider (JSON parsing included).
@@ -52,10 +53,11 @@ const READER_STACK: usize = 1024 * 1024;
 /// Stack of a writer thread: it only encodes and writes.
 pub const WRITER_STACK: usize = 128 * 1024;
 
-/// The connections' reader threads, kept for the next connection.
-static READERS: Pool = Pool::new("conn-reader", READER_STACK);
+/// The connections' reader threads, kept for the next connection: as many
+/// as a pool keeps, counting those waiting in `accept`.
+static READERS: Pool = Pool::new("conn-reader", READER_STACK, MAX_IDLE - ACCEPTING);
 /// Their writer threads, likewise.
-static WRITERS: Pool = Pool::new("conn-writer", WRITER_STACK);
+static WRITERS: Pool = Pool::new("conn-writer", WRITER_STACK, MAX_IDLE);
 
 /// What the reader and writer threads of one connection share.
 struct ConnState {
@@ -258,12 +260,14 @@ impl Conn {
     }
 }
 
-/// Accepts connections on `listener` until the process ends, on one
-/// thread at a time: the thread that accepts a connection hands accepting
-/// on to another (a kept one, usually) and serves that connection itself,
-/// so a new connection's first request waits on no other thread's
-/// wake-up. Refusals are handed to a thread of their own, so accepting
-/// never waits on a client.
+/// Accepts connections on `listener` until the process ends. The thread
+/// that accepts a connection serves it itself, so a new connection's first
+/// request waits on no other thread's wake-up; while it does, another
+/// thread waits in `accept` already (several may: the kernel gives each
+/// connection to one of them), and when none would be left it first hands
+/// accepting on to a kept thread. A thread whose connection ended goes
+/// back to accepting while fewer than [`ACCEPTING`] do. Refusals are
+/// handed to a thread of their own, so accepting never waits on a client.
 pub fn accept_loop(shared: Shared, listener: TcpListener, limits: ConnLimits) -> io::Result<()> {
     let acceptor = Acceptor {
         shared,
@@ -271,13 +275,19 @@ pub fn accept_loop(shared: Shared, listener: TcpListener, limits: ConnLimits) ->
         limits,
         admission: Admission::new(limits.max_connections),
         refuse: Refuser::start()?,
+        accepting: Arc::new(AtomicUsize::new(0)),
     };
     READERS.run(move || acceptor.run())?;
     Ok(())
 }
 
-/// What the thread accepting connections holds, handed on with the turn
-/// to accept.
+/// Threads kept waiting in `accept` once their connections ended, so that
+/// connections coming while others are served (an editor opens its next
+/// stream as soon as the last one's head came) find one there, and no
+/// thread is woken to take over accepting.
+const ACCEPTING: usize = 4;
+
+/// What the threads accepting connections share.
 #[derive(Clone)]
 struct Acceptor {
     shared: Shared,
@@ -285,17 +295,55 @@ struct Acceptor {
     limits: ConnLimits,
     admission: Admission,
     refuse: Refuser,
+    /// Threads in (or about to call) `accept`.
+    accepting: Arc<AtomicUsize>,
 }
 
 impl Acceptor {
-    /// Accepts until a connection is admitted, then hands accepting on and
-    /// serves it here. A thread that cannot hand on keeps accepting, and
-    /// its connections are served on threads of their own.
+    /// Accepts a connection and serves it here, handing accepting on first
+    /// when no other thread is left accepting, then accepts again unless
+    /// [`ACCEPTING`] threads do. A thread that cannot hand on keeps
+    /// accepting, and its connections are served on threads of their own.
     fn run(self) {
         let mut failures = accept::Failures::default();
-        for stream in self.listener.incoming() {
-            let stream = match stream {
-                Ok(s) => s,
+        if !self.join_accepting() {
+            // Others went back to accepting since this thread was asked.
+            return;
+        }
+        loop {
+            let (stream, admitted, others) = self.next(&mut failures);
+            if others == 0 {
+                let next = self.clone();
+                if let Err(e) = READERS.run(move || next.run()) {
+                    tracing::warn!("cannot start an accepting thread: {e}");
+                    self.accepting.fetch_add(1, Ordering::SeqCst);
+                    self.serve_elsewhere(stream, admitted);
+                    continue;
+                }
+            }
+            connection(&self.shared, stream, self.limits, admitted);
+            if !self.join_accepting() {
+                return;
+            }
+        }
+    }
+
+    /// Counts this thread among those accepting, unless [`ACCEPTING`]
+    /// already are (then it is not needed there).
+    fn join_accepting(&self) -> bool {
+        let join = |n: usize| (n < ACCEPTING).then_some(n + 1);
+        self.accepting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, join)
+            .is_ok()
+    }
+
+    /// The next connection admitted (others are refused), and how many
+    /// other threads are left accepting. The calling thread counts as
+    /// accepting until it returns.
+    fn next(&self, failures: &mut accept::Failures) -> (TcpStream, Admitted, usize) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
                 Err(e) => {
                     std::thread::sleep(failures.failed(&e, Instant::now()));
                     continue;
@@ -306,18 +354,11 @@ impl Acceptor {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let next = self.clone();
-            let handed = READERS.run(move || next.run());
-            match handed {
-                Ok(_) => {
-                    connection(&self.shared, stream, self.limits, admitted);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!("cannot start an accepting thread: {e}");
-                    self.serve_elsewhere(stream, admitted);
-                }
-            }
+            let others = self
+                .accepting
+                .fetch_sub(1, Ordering::SeqCst)
+                .saturating_sub(1);
+            return (stream, admitted, others);
         }
     }
 
@@ -602,15 +643,14 @@ struct ReadTimeout {
 }
 
 impl ReadTimeout {
-    /// Makes the next read end within about `wait`: at most a sixteenth
-    /// of the timeout set late, and the caller checks its deadline again
-    /// when it ends early.
+    /// Makes the next read end within about `wait`: the timeout already
+    /// set is kept while it is within a sixteenth of `wait` either way (at
+    /// most that late; the caller checks its deadline again when it ends
+    /// early), so a request's answer keeps its idle wait's timeout.
     fn set(&mut self, stream: &TcpStream, wait: Duration) {
         let wait = wait.max(Duration::from_millis(1));
-        if self
-            .set
-            .is_some_and(|set| wait >= set - set / 16 && wait <= set)
-        {
+        let near = |set: Duration| set.abs_diff(wait) <= wait / 16;
+        if self.set.is_some_and(near) {
             return;
         }
         if stream.set_read_timeout(Some(wait)).is_ok() {

@@ -14,8 +14,9 @@ use std::time::Duration;
 /// How long an idle thread waits for a job before it exits.
 const IDLE_FOR: Duration = Duration::from_secs(30);
 
-/// Idle threads kept at most; more exit as their jobs end.
-const MAX_IDLE: usize = 16;
+/// Idle threads a pool keeps at most, unless it is made with fewer; more
+/// exit as their jobs end.
+pub const MAX_IDLE: usize = 16;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -24,6 +25,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Pool {
     name: &'static str,
     stack: usize,
+    /// Idle threads kept at most.
+    max_idle: usize,
     state: Mutex<State>,
     /// Rung when a job is queued for an idle thread.
     queued: Condvar,
@@ -47,10 +50,12 @@ impl Done {
 }
 
 impl Pool {
-    pub const fn new(name: &'static str, stack: usize) -> Pool {
+    /// A pool keeping at most `max_idle` idle threads.
+    pub const fn new(name: &'static str, stack: usize, max_idle: usize) -> Pool {
         Pool {
             name,
             stack,
+            max_idle,
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
                 idle: 0,
@@ -82,7 +87,7 @@ impl Pool {
     }
 
     /// Runs `first`, then whatever job comes next, until none comes for
-    /// [`IDLE_FOR`] or enough threads are idle already. A job that panics
+    /// [`IDLE_FOR`] or `max_idle` threads are idle already. A job that panics
     /// ends its thread (unwinding releases what it held); the pool is
     /// unaffected, as a thread counts as idle only while it waits.
     fn work(&self, first: Job) {
@@ -90,7 +95,7 @@ impl Pool {
         loop {
             job();
             let mut state = self.lock();
-            if state.idle >= MAX_IDLE {
+            if state.idle >= self.max_idle {
                 return;
             }
             state.idle += 1;
@@ -120,7 +125,7 @@ mod tests {
 
     use super::*;
 
-    static POOL: Pool = Pool::new("pool-test", 64 * 1024);
+    static POOL: Pool = Pool::new("pool-test", 64 * 1024, MAX_IDLE);
 
     fn thread_of_job(pool: &'static Pool) -> ThreadId {
         let (tx, rx) = mpsc::channel();
@@ -148,7 +153,7 @@ mod tests {
 
     #[test]
     fn jobs_run_at_once_side_by_side_and_a_panic_ends_only_its_own() {
-        static WIDE: Pool = Pool::new("pool-wide", 64 * 1024);
+        static WIDE: Pool = Pool::new("pool-wide", 64 * 1024, MAX_IDLE);
         // Each job waits (a bounded while) until all eight run at once.
         let running = Arc::new(AtomicUsize::new(0));
         let met = Arc::new(AtomicUsize::new(0));
