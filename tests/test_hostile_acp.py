@@ -65,6 +65,10 @@ class Hostile:
             time.sleep(0.02)
         assert len(self.received(method)) >= count, f"{method} not received"
 
+    def release(self):
+        """Ends the HOLD turn."""
+        (self.log.parent / (self.log.name + ".release")).touch()
+
     def chat(self, text, **kwargs):
         return self.client.chat.completions.create(
             model=self.model, messages=[{"role": "user", "content": text}], **kwargs
@@ -90,17 +94,19 @@ def hostile(server, tmp_path):
 
 
 def test_an_agent_that_reuses_a_running_sessions_id_gets_no_conversation_of_it(hostile):
-    """While D's turn runs, the agent answers E's `session/new` with D's
-    session id and sends text to it: E is refused, never sees D's text,
-    and D's turn goes on to its own end (it was lost, and outlived even
-    its timeout)."""
+    """While D's turn runs, the agent answers every `session/new` (E's,
+    and any spare's) with D's session id and sends text to it: E is
+    refused, never sees D's text, and D's turn goes on to its own end."""
     agent = hostile("--timeout-secs", "8")
     d = {}
     running = threading.Thread(target=lambda: d.update(choice=agent.chat("HOLD this turn")), daemon=True)
     running.start()
     agent.wait_received("session/prompt", 1)
-    with pytest.raises(openai.APIStatusError) as refused:
-        agent.chat("another conversation")
+    try:
+        with pytest.raises(openai.APIStatusError) as refused:
+            agent.chat("another conversation")
+    finally:
+        agent.release()
     assert "session already open" in str(refused.value)
     assert "stolen" not in str(refused.value)
     running.join(timeout=10)
