@@ -10,7 +10,7 @@
 //! [`bridge`]'s child processes, child [`process`] groups, the agents'
 //! processes ([`agent`]: dialing a link, `agent exec`, `agent mcp`),
 //! [`outbound`] HTTP (remote MCP servers, TLS, OAuth) and [`telemetry`].
-//! With the `async` feature, the async [`driver`] written once for every
+//! With the `async` feature, the async `driver` module, written once for every
 //! async executor: a runtime on one implements its `Executor`.
 
 pub mod agent;
