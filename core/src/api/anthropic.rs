@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
 use super::{
-    arguments_object, parse_object, payload, put_event, put_json_str, AnswerIds, EditorApi,
-    Encoder, End, ModelRequest, SSE,
+    arguments_object, parse_object, put_event, put_json_str, AnswerIds, EditorApi, Encoder, End,
+    ModelRequest, SSE,
 };
 use crate::agent::message::Delta;
 use crate::answer::{delta_arguments, delta_index, Answer, Run};
@@ -127,23 +127,10 @@ pub fn parse(
     }
     let stream = validate::flag(&body, "stream")?.unwrap_or(false);
     parameters.insert("stream".into(), Value::Bool(stream));
-    Ok(ModelRequest {
-        api: &MESSAGES,
-        model,
-        stream,
-        embedding: false,
-        answer_now: false,
-        payload: payload(
-            "chat",
-            [
-                ("messages", chat.remove("messages").unwrap_or_default()),
-                ("parameters", Value::Object(parameters)),
-            ],
-        ),
-        prompt_tokens: validate::tokens_for(text_bytes),
-        echo: Map::new(),
-        keep: None,
-    })
+    let messages = chat.remove("messages").unwrap_or_default();
+    Ok(ModelRequest::chat(
+        &MESSAGES, model, stream, messages, parameters, text_bytes,
+    ))
 }
 
 /// One Messages message as chat messages: tool results become `tool`

@@ -144,6 +144,60 @@ pub struct ModelRequest {
     pub keep: Option<Keep>,
 }
 
+impl ModelRequest {
+    /// A request of `api` for `model`, carrying the agent's `payload`:
+    /// answered by the agent, not an embedding, nothing echoed or kept.
+    pub(crate) fn new(
+        api: &'static dyn EditorApi,
+        model: String,
+        stream: bool,
+        payload: Value,
+        prompt_tokens: u64,
+    ) -> Self {
+        ModelRequest {
+            api,
+            model,
+            stream,
+            embedding: false,
+            answer_now: false,
+            payload,
+            prompt_tokens,
+            echo: Map::new(),
+            keep: None,
+        }
+    }
+
+    /// A chat: its `messages` (in OpenAI's shape) and `parameters`, its
+    /// prompt tokens estimated from the `text_bytes` of its messages.
+    pub(crate) fn chat(
+        api: &'static dyn EditorApi,
+        model: String,
+        stream: bool,
+        messages: Value,
+        parameters: Map<String, Value>,
+        text_bytes: usize,
+    ) -> Self {
+        let parts = [("messages", messages), ("parameters", parameters.into())];
+        let tokens = validate::tokens_for(text_bytes);
+        Self::new(api, model, stream, payload("chat", parts), tokens)
+    }
+
+    /// An embedding of `input`, `bytes` of text: never streamed.
+    pub(crate) fn embedding(
+        api: &'static dyn EditorApi,
+        model: String,
+        input: Value,
+        bytes: usize,
+    ) -> Self {
+        let parts = [("input", input), ("parameters", Map::new().into())];
+        let tokens = validate::tokens_for(bytes);
+        ModelRequest {
+            embedding: true,
+            ..Self::new(api, model, false, payload("embedding", parts), tokens)
+        }
+    }
+}
+
 /// A Responses request's `store`, `background` and
 /// `previous_response_id`: the answer is kept in the provider's
 /// [`crate::store::Store`], may run on without its connection, and may

@@ -134,23 +134,14 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
     }
     let stream = validate::flag(&body, "stream")?.unwrap_or(true);
     parameters.insert("stream".into(), Value::Bool(stream));
-    Ok(ModelRequest {
-        api: &CHAT,
+    Ok(ModelRequest::chat(
+        &CHAT,
         model,
         stream,
-        embedding: false,
-        answer_now: false,
-        payload: payload(
-            "chat",
-            [
-                ("messages", Value::Array(messages)),
-                ("parameters", Value::Object(parameters)),
-            ],
-        ),
-        prompt_tokens: validate::tokens_for(text_bytes),
-        echo: Map::new(),
-        keep: None,
-    })
+        Value::Array(messages),
+        parameters,
+        text_bytes,
+    ))
 }
 
 /// An empty prompt only loads the model in Ollama: it is answered at once.
@@ -176,15 +167,8 @@ pub fn parse_generate(body: &[u8], limits: &RequestLimits) -> Result<ModelReques
         payload["system"] = Value::String(system);
     }
     Ok(ModelRequest {
-        api: &GENERATE,
-        model,
-        stream,
-        embedding: false,
         answer_now,
-        payload,
-        prompt_tokens,
-        echo: Map::new(),
-        keep: None,
+        ..ModelRequest::new(&GENERATE, model, stream, payload, prompt_tokens)
     })
 }
 
@@ -197,20 +181,7 @@ pub fn parse_embed(
     let body = parse_object(body)?;
     let model = validate::model(&body)?;
     let (input, bytes) = validate::embedding_input(&body, field)?;
-    Ok(ModelRequest {
-        api,
-        model,
-        stream: false,
-        embedding: true,
-        answer_now: false,
-        payload: payload(
-            "embedding",
-            [("input", input), ("parameters", Map::new().into())],
-        ),
-        prompt_tokens: validate::tokens_for(bytes),
-        echo: Map::new(),
-        keep: None,
-    })
+    Ok(ModelRequest::embedding(api, model, input, bytes))
 }
 
 /// `POST /api/pull`: the model to pull and whether to stream progress.

@@ -134,22 +134,10 @@ pub fn parse_chat(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, A
     }
     let (stream, echo) = stream_flags(&body)?;
     parameters.insert("stream".into(), Value::Bool(stream));
+    let messages = body.remove("messages").unwrap_or_default();
     Ok(ModelRequest {
-        api: &CHAT,
-        model,
-        stream,
-        embedding: false,
-        answer_now: false,
-        payload: payload(
-            "chat",
-            [
-                ("messages", body.remove("messages").unwrap_or_default()),
-                ("parameters", Value::Object(parameters)),
-            ],
-        ),
-        prompt_tokens: validate::tokens_for(text_bytes),
         echo,
-        keep: None,
+        ..ModelRequest::chat(&CHAT, model, stream, messages, parameters, text_bytes)
     })
 }
 
@@ -188,15 +176,8 @@ pub fn parse_completion(body: &[u8], limits: &RequestLimits) -> Result<ModelRequ
         payload["suffix"] = Value::String(suffix);
     }
     Ok(ModelRequest {
-        api: &COMPLETION,
-        model,
-        stream,
-        embedding: false,
-        answer_now: false,
-        payload,
-        prompt_tokens,
         echo,
-        keep: None,
+        ..ModelRequest::new(&COMPLETION, model, stream, payload, prompt_tokens)
     })
 }
 
@@ -218,18 +199,8 @@ pub fn parse_embeddings(body: &[u8]) -> Result<ModelRequest, ApiError> {
         }
     }
     Ok(ModelRequest {
-        api: &EMBEDDINGS,
-        model,
-        stream: false,
-        embedding: true,
-        answer_now: false,
-        payload: payload(
-            "embedding",
-            [("input", input), ("parameters", Map::new().into())],
-        ),
-        prompt_tokens: validate::tokens_for(bytes),
         echo,
-        keep: None,
+        ..ModelRequest::embedding(&EMBEDDINGS, model, input, bytes)
     })
 }
 

@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 
 use super::validate::{self, RequestLimits};
 use super::{
-    parse_object, payload, put_event, put_json, AnswerIds, EditorApi, Encoder, End, Keep,
-    ModelRequest, SSE, SSE_KEEPALIVE,
+    parse_object, put_event, put_json, AnswerIds, EditorApi, Encoder, End, Keep, ModelRequest, SSE,
+    SSE_KEEPALIVE,
 };
 use crate::agent::message::Delta;
 use crate::answer::{delta_arguments, delta_index, Answer, Run, CANCELLED};
@@ -145,22 +145,11 @@ pub fn parse(body: &[u8], limits: &RequestLimits) -> Result<ModelRequest, ApiErr
     echo.insert("store".into(), keep.store.into());
     echo.insert("background".into(), keep.background.into());
     echo.insert("previous_response_id".into(), keep.previous.clone().into());
+    let messages = chat.remove("messages").unwrap_or_default();
     Ok(ModelRequest {
-        api: &RESPONSES,
-        model,
-        stream,
-        embedding: false,
-        answer_now: false,
-        payload: payload(
-            "chat",
-            [
-                ("messages", chat.remove("messages").unwrap_or_default()),
-                ("parameters", Value::Object(parameters)),
-            ],
-        ),
-        prompt_tokens: validate::tokens_for(text_bytes),
         echo,
         keep: Some(keep),
+        ..ModelRequest::chat(&RESPONSES, model, stream, messages, parameters, text_bytes)
     })
 }
 
